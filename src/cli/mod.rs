@@ -1,0 +1,152 @@
+//! The `cmat` command line: argument parsing and dispatch only. Every command lives in its
+//! own file and calls into the library; nothing here decides billing.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::workspace::Workspace;
+
+mod apply;
+mod audit;
+mod check;
+mod demo;
+mod fmt;
+mod import;
+mod init;
+mod plan;
+mod pull_autotask;
+mod pull_cloudmore;
+mod status;
+mod sync;
+
+/// Any error a command can end with; rendered once, with its chain of causes.
+pub type CommandError = Box<dyn std::error::Error + Send + Sync + 'static>;
+pub type CommandResult = Result<ExitCode, CommandError>;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cmat",
+    version,
+    about = "Reconciles Cloudmore billing into Datto Autotask PSA",
+    long_about = "Reconciles Cloudmore billing into Datto Autotask PSA: one Recurring Service contract per \
+subscription, contract services whose units follow the licence counts, one consolidated charge per \
+Azure billing period. Plans first, writes only the differences, records every write.\n\n\
+Credentials come from the environment only: CMAT_AUTOTASK_USERNAME, CMAT_AUTOTASK_SECRET, \
+CMAT_AUTOTASK_INTEGRATION_CODE, CMAT_CLOUDMORE_USERNAME, CMAT_CLOUDMORE_PASSWORD, CMAT_CLOUDMORE_CLIENT_SECRET."
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// The workspace folder (cmat.toml, mappings/, .cmat/state.db)
+    #[arg(
+        short = 'w',
+        long = "workspace",
+        global = true,
+        default_value = ".",
+        value_name = "DIR"
+    )]
+    pub workspace: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a workspace with the default rules
+    Init(init::InitArgs),
+    /// Parse and check every mapping file
+    Check,
+    /// Rewrite mapping files in canonical form
+    Fmt(fmt::FmtArgs),
+    /// Load a Cloudmore General Billing Report (CSV) into the state database
+    Import(import::ImportArgs),
+    /// Refresh data from Autotask or Cloudmore
+    Pull(PullArgs),
+    /// Show what is loaded in the state database
+    Status,
+    /// Show what apply would write, and why (a dry run)
+    Plan(plan::PlanArgs),
+    /// Write a plan's changes to Autotask
+    Apply(apply::ApplyArgs),
+    /// The daily job: pull, plan, and apply when a new bill has arrived
+    Sync(sync::SyncArgs),
+    /// Export the audit trail as CSV
+    Audit(audit::AuditArgs),
+    /// Run the whole flow on bundled fixtures against a local Autotask simulator
+    Demo(demo::DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct PullArgs {
+    #[arg(value_enum)]
+    pub source: PullSource,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PullSource {
+    /// Refresh the Autotask snapshot (companies, contracts, services, units, charges, billing codes)
+    Autotask,
+    /// Load the billing reports from the Cloudmore API
+    Cloudmore,
+}
+
+/// What every command gets besides its own arguments.
+pub struct Context {
+    pub workspace: Workspace,
+    /// Standard output is a terminal: colour and progress bars are allowed.
+    pub stdout_is_terminal: bool,
+    pub stdin_is_terminal: bool,
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let context = Context {
+        workspace: Workspace::new(cli.global.workspace.clone()),
+        stdout_is_terminal: std::io::stdout().is_terminal()
+            && std::env::var_os("NO_COLOR").is_none(),
+        stdin_is_terminal: std::io::stdin().is_terminal(),
+    };
+    let result = match cli.command {
+        Command::Init(args) => init::run(&context, args),
+        Command::Check => check::run(&context),
+        Command::Fmt(args) => fmt::run(&context, args),
+        Command::Import(args) => import::run(&context, args),
+        Command::Pull(PullArgs {
+            source: PullSource::Autotask,
+        }) => pull_autotask::run(&context),
+        Command::Pull(PullArgs {
+            source: PullSource::Cloudmore,
+        }) => pull_cloudmore::run(&context),
+        Command::Status => status::run(&context),
+        Command::Plan(args) => plan::run(&context, args),
+        Command::Apply(args) => apply::run(&context, args),
+        Command::Sync(args) => sync::run(&context, args),
+        Command::Audit(args) => audit::run(&context, args),
+        Command::Demo(args) => demo::run(&context, args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("{}", render_error(err.as_ref()));
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// `error: top-level message` followed by each cause on its own line.
+pub fn render_error(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = format!("error: {err}");
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(&format!("\n  caused by: {cause}"));
+        source = cause.source();
+    }
+    text
+}

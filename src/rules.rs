@@ -1,0 +1,321 @@
+//! Compiled mapping rules: what `mapping` produces from `mappings/*.cmat` and what the
+//! engine (`desired`) consumes. Nothing here knows about pest or syntax; every rule keeps
+//! the [`RuleOrigin`] of the text it came from so a plan can name "mappings/x.cmat:12".
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// Where a rule was written: the mapping file (relative to the workspace) and the 1-based line.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RuleOrigin {
+    pub file: String,
+    pub line: u32,
+}
+
+impl fmt::Display for RuleOrigin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}", self.file, self.line)
+    }
+}
+
+/// A value together with the rule that set it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ruled<T> {
+    pub value: T,
+    pub origin: RuleOrigin,
+}
+
+/// The whole, checked rule set of a workspace (all files of `mappings/` together).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleSet {
+    pub settings: Settings,
+    /// Cloudmore "Service Name" → how it is billed. Services not listed are reported as unmapped.
+    pub services: BTreeMap<String, Ruled<BillingKind>>,
+    pub companies: CompanyLinks,
+    pub contract: ContractRule,
+    pub products: ProductRule,
+    pub prices: PriceRule,
+    pub consumption: ConsumptionRule,
+    pub policies: Policies,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Settings {
+    /// Autotask BillingCodes id of use type "Recurring Contract Service"; used to create Services.
+    pub service_billing_code: Ruled<i64>,
+    /// Autotask BillingCodes id (Material Cost Code) for consumption charges.
+    pub product_billing_code: Ruled<i64>,
+    /// Contracts.serviceLevelAgreementID picklist value.
+    pub service_level_agreement: Ruled<i64>,
+    /// Name of the Contracts user-defined field holding the subscription id ("Subscription ID").
+    pub subscription_udf: Ruled<String>,
+    /// Contracts.contractType for new contracts (7 = Recurring Service).
+    pub contract_type: Ruled<i64>,
+    /// Contracts.status for new contracts (1 = Active).
+    pub contract_status: Ruled<i64>,
+    /// IANA name; only "UTC" is supported today (dates are calendar dates, never shifted).
+    pub timezone: Ruled<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BillingKind {
+    /// A contract per subscription, a contract service per Item Code, units = licence count.
+    Licence,
+    /// A contract per subscription, one consolidated contract charge per billing period.
+    Consumption,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CompanyLinks {
+    /// Name of the bill column carrying the Autotask company id ("AutotaskCompanyID"), if used.
+    pub column: Option<Ruled<String>>,
+    /// Explicit Cloudmore "Organization Name" → Autotask company id; wins over the column.
+    pub explicit: BTreeMap<String, Ruled<i64>>,
+}
+
+/// A text with `{field}` placeholders, checked against [`TemplateField`] at compile time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    pub parts: Vec<TemplatePart>,
+    pub origin: RuleOrigin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TemplatePart {
+    Text(String),
+    Field(TemplateField),
+}
+
+/// Bill fields a template may name. `{organization}` is Organization Name, and so on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum TemplateField {
+    Organization,
+    CustomerNumber,
+    Service,
+    Subscription,
+    SubscriptionName,
+    Product,
+    ItemCode,
+    ProductId,
+    /// The bill's Billing Date, ISO `YYYY-MM-DD`.
+    BillingDate,
+    /// The billing period as `YYYY-MM` (from Billing Date).
+    Period,
+    /// Only in correction names: the period being corrected, ISO date.
+    CorrectedDate,
+}
+
+impl TemplateField {
+    pub const ALL: [(TemplateField, &'static str); 11] = [
+        (TemplateField::Organization, "organization"),
+        (TemplateField::CustomerNumber, "customer_number"),
+        (TemplateField::Service, "service"),
+        (TemplateField::Subscription, "subscription"),
+        (TemplateField::SubscriptionName, "subscription_name"),
+        (TemplateField::Product, "product"),
+        (TemplateField::ItemCode, "item_code"),
+        (TemplateField::ProductId, "product_id"),
+        (TemplateField::BillingDate, "billing_date"),
+        (TemplateField::Period, "period"),
+        (TemplateField::CorrectedDate, "corrected_date"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        Self::ALL
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map(|(_, n)| *n)
+            .unwrap_or("?")
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
+    }
+}
+
+impl Template {
+    /// Renders with a lookup for each field; fields the lookup cannot fill render empty.
+    pub fn render(&self, lookup: impl Fn(TemplateField) -> Option<String>) -> String {
+        let mut out = String::new();
+        for part in &self.parts {
+            match part {
+                TemplatePart::Text(text) => out.push_str(text),
+                TemplatePart::Field(field) => out.push_str(&lookup(*field).unwrap_or_default()),
+            }
+        }
+        out
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContractRule {
+    /// Contract name per billing kind, e.g. "Microsoft 365 - {organization}".
+    pub name: BTreeMap<BillingKind, Template>,
+    /// startDate of a new contract: the first Billing Date seen for the subscription.
+    pub start: Ruled<ContractStart>,
+    /// endDate of a new contract: start plus this many months.
+    pub term_months: Ruled<u32>,
+    /// When a bill falls after endDate: extend by whole terms, or leave (adjustments are clamped).
+    pub renewal: Ruled<Renewal>,
+    /// Contracts.contractCategory picklist value, if any.
+    pub category: Option<Ruled<i64>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContractStart {
+    /// The first Billing Date of the subscription.
+    FirstBillingDate,
+    /// The first day of the month of the first Billing Date.
+    FirstBillingMonth,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// Extend endDate by whole terms so that every bill falls inside the contract.
+    Extend,
+    /// Never touch endDate; unit changes are clamped to it.
+    Keep,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProductRule {
+    /// Which bill column identifies the Autotask Service by its sku.
+    pub match_by: Ruled<ProductKey>,
+    /// Explicit key (Item Code or Product ID) → existing Autotask Service id; wins over sku.
+    pub explicit: BTreeMap<String, Ruled<i64>>,
+    /// How to create a Service when none has the sku; None means "report, do not create".
+    pub create: Option<ServiceCreateRule>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProductKey {
+    ItemCode,
+    ProductId,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceCreateRule {
+    pub name: Template,
+    /// Services.periodType picklist value (monthly in the defaults).
+    pub period_type: Ruled<PeriodType>,
+    pub origin: RuleOrigin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeriodType {
+    Monthly,
+    Quarterly,
+    SemiAnnual,
+    Yearly,
+}
+
+impl PeriodType {
+    /// Autotask's Services.periodType picklist values.
+    pub fn autotask_value(self) -> i64 {
+        match self {
+            PeriodType::Monthly => 1,
+            PeriodType::Quarterly => 2,
+            PeriodType::SemiAnnual => 3,
+            PeriodType::Yearly => 4,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PriceRule {
+    pub unit_price: Ruled<PriceSource>,
+    pub unit_cost: Ruled<CostSource>,
+    /// Decimal places kept (Autotask stores 4).
+    pub scale: Ruled<u32>,
+    pub rounding: Ruled<Rounding>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PriceSource {
+    /// Cloudmore's Unit Sales Price (or Σ Total Sales for consumption).
+    SalesPrice,
+    /// Cloudmore's cost times (1 + markup), markup as a fraction (0.15 = 15 %).
+    CostPlusMarkup(Decimal),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostSource {
+    CostPrice,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rounding {
+    HalfUp,
+    HalfEven,
+    Down,
+    Up,
+}
+
+impl Rounding {
+    pub fn strategy(self) -> RoundingStrategy {
+        match self {
+            Rounding::HalfUp => RoundingStrategy::MidpointAwayFromZero,
+            Rounding::HalfEven => RoundingStrategy::MidpointNearestEven,
+            Rounding::Down => RoundingStrategy::ToZero,
+            Rounding::Up => RoundingStrategy::AwayFromZero,
+        }
+    }
+}
+
+impl PriceRule {
+    pub fn round(&self, amount: Decimal) -> Decimal {
+        amount.round_dp_with_strategy(self.scale.value, self.rounding.value.strategy())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumptionRule {
+    /// Name of the one charge per subscription and Billing Date.
+    pub charge_name: Template,
+    /// Name of a correcting charge for an already billed period (may use {corrected_date}).
+    pub correction_name: Template,
+    /// ContractCharges.chargeType picklist value (1 = Operational in Autotask's defaults).
+    pub charge_type: Ruled<i64>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policies {
+    pub removed_product: Ruled<RemovedProduct>,
+    pub cancelled_subscription: Ruled<CancelledSubscription>,
+    pub hand_edit: Ruled<HandEdit>,
+    pub billed_charge_mismatch: Ruled<BilledChargeMismatch>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RemovedProduct {
+    /// Units go to 0, effective on the Billing Date of the bill that no longer has the product.
+    ZeroUnits,
+    /// Leave units as they are and report.
+    Report,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelledSubscription {
+    /// Leave the contract as it is and report (the default).
+    Report,
+    /// Set the contract's endDate to the last Billing Date seen.
+    EndContract,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandEdit {
+    /// Fields cmat owns are set back to what the bill says.
+    Overwrite,
+    /// Differences are reported as drift warnings and left alone.
+    Report,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BilledChargeMismatch {
+    /// Add a correcting charge for the difference, dated like the original.
+    Correct,
+    /// Report only.
+    Report,
+}

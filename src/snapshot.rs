@@ -1,0 +1,103 @@
+//! What cmat knows of Autotask: the records `pull autotask` reads, as domain types.
+//! The store persists them, the engine diffs against them, apply updates them from what it
+//! wrote. Field names follow Autotask's (camelCase in the API, snake_case here).
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, NaiveDate, Utc};
+use rust_decimal::Decimal;
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Snapshot {
+    pub companies: BTreeMap<i64, Company>,
+    pub contracts: BTreeMap<i64, Contract>,
+    pub services: BTreeMap<i64, Service>,
+    pub contract_services: BTreeMap<i64, ContractService>,
+    pub contract_service_units: BTreeMap<i64, ContractServiceUnit>,
+    pub charges: BTreeMap<i64, ContractCharge>,
+    pub billing_codes: BTreeMap<i64, BillingCode>,
+    /// When the snapshot was last read from Autotask; None if never.
+    pub refreshed_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Company {
+    pub id: i64,
+    pub company_name: String,
+    pub is_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contract {
+    pub id: i64,
+    pub company_id: i64,
+    pub contract_name: String,
+    pub contract_type: i64,
+    pub status: i64,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub service_level_agreement_id: Option<i64>,
+    pub contract_category: Option<i64>,
+    /// Value of the "Subscription ID" user-defined field (the UDF named in the settings).
+    pub subscription_id: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Service {
+    pub id: i64,
+    pub name: String,
+    pub sku: Option<String>,
+    pub billing_code_id: i64,
+    pub period_type: i64,
+    pub unit_price: Decimal,
+    pub unit_cost: Option<Decimal>,
+    pub is_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractService {
+    pub id: i64,
+    pub contract_id: i64,
+    pub service_id: i64,
+    pub unit_price: Decimal,
+    pub unit_cost: Option<Decimal>,
+    pub invoice_description: Option<String>,
+}
+
+/// One billing period of a contract service; the units in force on a date are those of the
+/// period containing it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractServiceUnit {
+    pub id: i64,
+    pub contract_id: i64,
+    pub contract_service_id: i64,
+    pub service_id: i64,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub units: i64,
+    pub price: Option<Decimal>,
+    pub cost: Option<Decimal>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContractCharge {
+    pub id: i64,
+    pub contract_id: i64,
+    pub name: String,
+    pub description: Option<String>,
+    pub date_purchased: NaiveDate,
+    pub charge_type: i64,
+    pub unit_quantity: Decimal,
+    pub unit_price: Decimal,
+    pub unit_cost: Decimal,
+    pub billing_code_id: Option<i64>,
+    pub is_billed: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingCode {
+    pub id: i64,
+    pub name: String,
+    pub use_type: i64,
+    pub is_active: bool,
+}

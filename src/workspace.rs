@@ -1,0 +1,280 @@
+//! The workspace a user keeps in version control: `cmat.toml`, `mappings/`, `.cmat/state.db`.
+//! Reads the connection settings and the credentials (from the environment only).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+pub const CONFIG_FILE: &str = "cmat.toml";
+pub const MAPPINGS_DIR: &str = "mappings";
+pub const STATE_DIR: &str = ".cmat";
+pub const STATE_DB: &str = "state.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkspaceError {
+    #[error("{path}: cannot read: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}:{column}: {message}")]
+    Config {
+        path: PathBuf,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+    #[error("environment variable {name} is not set (hint: {hint})")]
+    MissingCredential {
+        name: &'static str,
+        hint: &'static str,
+    },
+}
+
+/// A workspace folder. Paths are derived, never stored twice.
+#[derive(Debug, Clone)]
+pub struct Workspace {
+    pub root: PathBuf,
+}
+
+impl Workspace {
+    pub fn new(root: impl Into<PathBuf>) -> Self {
+        Workspace { root: root.into() }
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.root.join(CONFIG_FILE)
+    }
+    pub fn mappings_dir(&self) -> PathBuf {
+        self.root.join(MAPPINGS_DIR)
+    }
+    pub fn state_dir(&self) -> PathBuf {
+        self.root.join(STATE_DIR)
+    }
+    pub fn state_db(&self) -> PathBuf {
+        self.state_dir().join(STATE_DB)
+    }
+
+    /// Reads `cmat.toml`; a missing file is an empty configuration.
+    pub fn config(&self) -> Result<Config, WorkspaceError> {
+        let path = self.config_path();
+        match std::fs::read_to_string(&path) {
+            Ok(text) => Config::parse(&path, &text),
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(Config::default()),
+            Err(source) => Err(WorkspaceError::Read { path, source }),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub autotask: AutotaskConfig,
+    #[serde(default)]
+    pub cloudmore: CloudmoreConfig,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AutotaskConfig {
+    /// Tenant base URL such as `https://webservices5.autotask.net/atservicesrest/`; looked up
+    /// from the user name when absent.
+    pub base_url: Option<String>,
+    /// Zone lookup service; only tests and the demo change it.
+    pub zone_lookup_url: Option<String>,
+    /// Share of the hourly request threshold cmat may use before it stops (default 0.5).
+    pub max_hourly_share: Option<rust_decimal::Decimal>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CloudmoreConfig {
+    pub base_url: Option<String>,
+    pub reseller_id: Option<String>,
+}
+
+impl Config {
+    pub fn parse(path: &Path, text: &str) -> Result<Config, WorkspaceError> {
+        let config: Config = toml::from_str(text).map_err(|err| {
+            let (line, column) = err
+                .span()
+                .map(|span| line_column(text, span.start))
+                .unwrap_or((1, 1));
+            WorkspaceError::Config {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message: err.message().to_string(),
+            }
+        })?;
+        for url in [
+            &config.autotask.base_url,
+            &config.autotask.zone_lookup_url,
+            &config.cloudmore.base_url,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            check_url(url).map_err(|message| WorkspaceError::Invalid {
+                path: path.to_path_buf(),
+                message,
+            })?;
+        }
+        Ok(config)
+    }
+}
+
+fn line_column(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before
+        .rsplit('\n')
+        .next()
+        .map(|s| s.chars().count())
+        .unwrap_or(0)
+        + 1;
+    (line, column)
+}
+
+/// Plain `http://` only to loopback: credentials must never cross a network in clear text.
+pub fn check_url(url: &str) -> Result<(), String> {
+    let lower = url.to_ascii_lowercase();
+    if lower.starts_with("https://") {
+        return Ok(());
+    }
+    if let Some(rest) = lower.strip_prefix("http://") {
+        let host_port = rest.split('/').next().unwrap_or("");
+        let host = if let Some(v6) = host_port.strip_prefix('[') {
+            v6.split(']').next().unwrap_or("")
+        } else {
+            host_port.split(':').next().unwrap_or("")
+        };
+        let loopback = host == "localhost"
+            || host == "::1"
+            || host
+                .parse::<std::net::Ipv4Addr>()
+                .map(|ip| ip.is_loopback())
+                .unwrap_or(false);
+        if loopback {
+            return Ok(());
+        }
+        return Err(format!(
+            "{url}: plain http:// is refused except to loopback; use https://"
+        ));
+    }
+    Err(format!("{url}: not an http(s) URL"))
+}
+
+/// A secret read from the environment. Its Debug and Display never show the value.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: String) -> Self {
+        Secret(value)
+    }
+    /// The only way to the value: call sites are few and easy to audit.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("***")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct AutotaskCredentials {
+    pub username: String,
+    pub secret: Secret,
+    pub integration_code: Secret,
+}
+
+#[derive(Debug, Clone)]
+pub struct CloudmoreCredentials {
+    pub username: String,
+    pub password: Secret,
+    pub client_secret: Secret,
+}
+
+fn env_var(name: &'static str, hint: &'static str) -> Result<String, WorkspaceError> {
+    match std::env::var(name) {
+        Ok(value) if !value.is_empty() => Ok(value),
+        _ => Err(WorkspaceError::MissingCredential { name, hint }),
+    }
+}
+
+impl AutotaskCredentials {
+    pub fn from_env() -> Result<Self, WorkspaceError> {
+        const HINT: &str = "create an API user in Autotask (Admin > Resources > API user) and export its credentials";
+        Ok(AutotaskCredentials {
+            username: env_var("CMAT_AUTOTASK_USERNAME", HINT)?,
+            secret: Secret(env_var("CMAT_AUTOTASK_SECRET", HINT)?),
+            integration_code: Secret(env_var("CMAT_AUTOTASK_INTEGRATION_CODE", HINT)?),
+        })
+    }
+
+    /// True when any of the Autotask variables is set (so `init` may look ids up).
+    pub fn present_in_env() -> bool {
+        [
+            "CMAT_AUTOTASK_USERNAME",
+            "CMAT_AUTOTASK_SECRET",
+            "CMAT_AUTOTASK_INTEGRATION_CODE",
+        ]
+        .iter()
+        .any(|name| std::env::var_os(name).is_some())
+    }
+}
+
+impl CloudmoreCredentials {
+    pub fn from_env() -> Result<Self, WorkspaceError> {
+        const HINT: &str = "use the Cloudmore API user of your reseller account";
+        Ok(CloudmoreCredentials {
+            username: env_var("CMAT_CLOUDMORE_USERNAME", HINT)?,
+            password: Secret(env_var("CMAT_CLOUDMORE_PASSWORD", HINT)?),
+            client_secret: Secret(env_var("CMAT_CLOUDMORE_CLIENT_SECRET", HINT)?),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn http_is_refused_except_to_loopback() {
+        assert!(check_url("https://webservices5.autotask.net/atservicesrest/").is_ok());
+        assert!(check_url("http://127.0.0.1:8080/").is_ok());
+        assert!(check_url("http://localhost/").is_ok());
+        assert!(check_url("http://[::1]:9/").is_ok());
+        assert!(check_url("http://10.0.0.1/").is_err());
+        assert!(check_url("http://example.com/").is_err());
+        assert!(check_url("ftp://example.com/").is_err());
+    }
+
+    #[test]
+    fn config_errors_name_line_and_column() {
+        let err = Config::parse(Path::new("cmat.toml"), "[autotask]\nbase_url = 3\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("cmat.toml:2:"), "{text}");
+        let err = Config::parse(Path::new("cmat.toml"), "[autotask]\nbogus = 1\n").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+    }
+
+    #[test]
+    fn secrets_never_print() {
+        let secret = Secret::new("hunter2".into());
+        assert_eq!(format!("{secret} {secret:?}"), "*** Secret(***)");
+    }
+}
