@@ -1,0 +1,1421 @@
+//! The only code that speaks HTTP to Autotask.
+//!
+//! One [`AutotaskClient`] is shared by several threads. It holds at most
+//! [`ClientOptions::max_in_flight`] requests in flight per endpoint (Autotask's thread threshold),
+//! retries only what is safe to repeat (reads, and anything answered 429, which Autotask did not
+//! execute), watches the tenant's hourly request threshold and stops before cmat takes more
+//! than its share, and turns every answer it does not understand into an error naming the
+//! request. Secrets travel only in headers and never appear in an error.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::hash::{BuildHasher, Hasher};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use reqwest::blocking::{Client, Response};
+use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
+use reqwest::{Method, StatusCode};
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use super::query::{Filter, FilterError};
+use crate::workspace::{check_url, AutotaskConfig, AutotaskCredentials};
+
+/// Autotask's own zone lookup service.
+pub const DEFAULT_ZONE_LOOKUP_URL: &str = "https://webservices.autotask.net/atservicesrest/";
+const API_VERSION: &str = "v1.0";
+const CREDENTIALS_HINT: &str =
+    "check CMAT_AUTOTASK_USERNAME, CMAT_AUTOTASK_SECRET and CMAT_AUTOTASK_INTEGRATION_CODE";
+/// Pages one query may have before the client assumes the server is looping.
+const MAX_PAGES: usize = 100_000;
+/// Largest response body read (Autotask pages of 500 records stay far below).
+const MAX_BODY: usize = 256 * 1024 * 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AutotaskError {
+    #[error("Autotask connection settings: {0}")]
+    Config(String),
+    #[error("{request}: Autotask refused the credentials (HTTP 401); {CREDENTIALS_HINT}")]
+    Unauthorized { request: String },
+    #[error("{request}: Autotask answered HTTP {status}: {}", .messages.join("; "))]
+    Api {
+        request: String,
+        status: u16,
+        messages: Vec<String>,
+    },
+    #[error("{request}: Autotask's thread threshold was still exceeded (HTTP 429) after {attempts} attempts")]
+    ThreadThreshold { request: String, attempts: u32 },
+    #[error("{request}: {message}")]
+    Transport { request: String, message: String },
+    /// A write was sent and no clear answer came back: it may or may not have happened. Never
+    /// re-send it blindly; look the record up by its natural key first.
+    #[error("{request}: the outcome is unknown ({reason}); the write may have been applied, so look the record up before sending it again")]
+    OutcomeUnknown { request: String, reason: String },
+    #[error("{request}: Autotask's answer could not be understood: {message}")]
+    BadResponse { request: String, message: String },
+    #[error("Autotask's hourly request threshold: {used} of {limit} requests already used on the tenant this hour; cmat stops at {} % (max_hourly_share = {share} in cmat.toml) so that other integrations keep working. Run again after the hour rolls over, or raise max_hourly_share", (share * Decimal::ONE_HUNDRED).normalize())]
+    HourlyBudget {
+        used: u64,
+        limit: u64,
+        share: Decimal,
+    },
+    #[error("zone lookup for API user {user:?} ({request}): {message}")]
+    Zone {
+        request: String,
+        user: String,
+        message: String,
+    },
+    #[error("{request}: bad query: {source}")]
+    Filter {
+        request: String,
+        source: FilterError,
+    },
+}
+
+impl AutotaskError {
+    /// The HTTP status Autotask answered, when there was one.
+    pub fn http_status(&self) -> Option<u16> {
+        match self {
+            AutotaskError::Unauthorized { .. } => Some(401),
+            AutotaskError::Api { status, .. } => Some(*status),
+            AutotaskError::ThreadThreshold { .. } => Some(429),
+            _ => None,
+        }
+    }
+}
+
+/// How the client behaves; defaults suit a live tenant, tests shorten the waits.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    pub connect_timeout: Duration,
+    /// Whole-request timeout (Autotask itself gives up after about 5 minutes).
+    pub request_timeout: Duration,
+    /// Requests in flight per endpoint (Autotask allows 3 per integration code).
+    pub max_in_flight: usize,
+    /// Attempts for a request that is safe to repeat (the first one included).
+    pub max_attempts: u32,
+    /// First retry waits about this long; each further one twice as long, with jitter.
+    pub backoff_base: Duration,
+    pub backoff_max: Duration,
+    /// Overrides `[autotask] max_hourly_share`; the default is 0.5.
+    pub max_hourly_share: Option<Decimal>,
+    /// Re-read `ThresholdInformation` after this many requests.
+    pub threshold_every: u64,
+    /// Longest pause added before each request when the tenant's usage nears cmat's share.
+    pub slowdown_max: Duration,
+    /// Optional `ImpersonationResourceId` header.
+    pub impersonation_resource_id: Option<i64>,
+}
+
+impl Default for ClientOptions {
+    fn default() -> Self {
+        ClientOptions {
+            connect_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(120),
+            max_in_flight: 3,
+            max_attempts: 6,
+            backoff_base: Duration::from_millis(1000),
+            backoff_max: Duration::from_secs(30),
+            max_hourly_share: None,
+            threshold_every: 100,
+            slowdown_max: Duration::from_secs(2),
+            impersonation_resource_id: None,
+        }
+    }
+}
+
+/// `ThresholdInformation`: the tenant's rolling-hour request budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Threshold {
+    /// `externalRequestThreshold`: requests allowed per timeframe.
+    pub limit: u64,
+    /// `requestThresholdTimeframe` (minutes).
+    pub timeframe_minutes: u64,
+    /// `currentTimeframeRequestCount`: used so far, by every integration on the tenant.
+    pub used: u64,
+}
+
+/// One field of `entityInformation/fields` (or a UDF of `entityInformation/userDefinedFields`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldInfo {
+    pub name: String,
+    pub data_type: String,
+    pub length: Option<i64>,
+    pub is_required: bool,
+    pub is_read_only: bool,
+    pub is_queryable: bool,
+    pub is_pick_list: bool,
+    pub picklist_values: Vec<PicklistValue>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PicklistValue {
+    /// Autotask sends picklist values as strings of numbers.
+    pub value: String,
+    pub label: String,
+    pub is_active: bool,
+}
+
+impl PicklistValue {
+    pub fn as_i64(&self) -> Option<i64> {
+        self.value.trim().parse().ok()
+    }
+}
+
+/// Whether a request may be sent again when its outcome is unclear.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Safety {
+    /// Reads: queries, counts, GETs.
+    Repeatable,
+    /// Writes: only a 429 or a connection that was never made may be retried.
+    Write,
+}
+
+/// Where a request goes: a path below `{base}v1.0/`, or a `nextPageUrl` Autotask gave.
+enum Target<'a> {
+    Path(&'a str),
+    Absolute(&'a str),
+}
+
+/// Counting semaphore per endpoint.
+#[derive(Default)]
+struct Limiter {
+    in_flight: Mutex<HashMap<String, usize>>,
+    released: Condvar,
+    peak: AtomicU64,
+}
+
+struct Permit<'a> {
+    limiter: &'a Limiter,
+    key: String,
+}
+
+impl Limiter {
+    fn acquire(&self, key: &str, max: usize) -> Permit<'_> {
+        let mut map = lock(&self.in_flight);
+        loop {
+            let count = map.entry(key.to_string()).or_insert(0);
+            if *count < max {
+                *count += 1;
+                self.peak.fetch_max(*count as u64, Ordering::SeqCst);
+                return Permit {
+                    limiter: self,
+                    key: key.to_string(),
+                };
+            }
+            map = self
+                .released
+                .wait(map)
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+}
+
+impl Drop for Permit<'_> {
+    fn drop(&mut self) {
+        let mut map = lock(&self.limiter.in_flight);
+        if let Some(count) = map.get_mut(&self.key) {
+            *count = count.saturating_sub(1);
+        }
+        drop(map);
+        self.limiter.released.notify_all();
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+#[derive(Debug, Clone, Copy)]
+struct BudgetState {
+    reading: Threshold,
+    /// `requests_sent` when `reading` was taken.
+    sent_at_reading: u64,
+}
+
+/// What the client keeps of the connection besides the HTTP client.
+struct Zone {
+    base_url: String,
+    /// The base came from the zone lookup (so a 401 may mean the tenant moved).
+    discovered: bool,
+}
+
+pub struct AutotaskClient {
+    http: Client,
+    credentials: AutotaskCredentials,
+    headers: HeaderMap,
+    options: ClientOptions,
+    share: Decimal,
+    zone_lookup_url: String,
+    zone: RwLock<Zone>,
+    rediscovered: Mutex<bool>,
+    limiter: Limiter,
+    sent: AtomicU64,
+    budget: Mutex<Option<BudgetState>>,
+}
+
+impl fmt::Debug for AutotaskClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AutotaskClient")
+            .field("base_url", &self.base_url())
+            .field("username", &self.credentials.username)
+            .field("requests_sent", &self.requests_sent())
+            .finish_non_exhaustive()
+    }
+}
+
+impl AutotaskClient {
+    /// Finds the tenant's zone (unless `base_url` is configured), checks the credentials by
+    /// reading `ThresholdInformation`, and refuses to start when the hour's budget is spent.
+    pub fn connect(
+        config: &AutotaskConfig,
+        credentials: AutotaskCredentials,
+        options: ClientOptions,
+    ) -> Result<Self, AutotaskError> {
+        let share = options
+            .max_hourly_share
+            .or(config.max_hourly_share)
+            .unwrap_or(Decimal::new(5, 1));
+        if share <= Decimal::ZERO || share > Decimal::ONE {
+            return Err(AutotaskError::Config(format!(
+                "max_hourly_share must lie above 0 and at most 1, not {share}"
+            )));
+        }
+        let zone_lookup_url = config
+            .zone_lookup_url
+            .clone()
+            .unwrap_or_else(|| DEFAULT_ZONE_LOOKUP_URL.to_string());
+        check_url(&zone_lookup_url).map_err(AutotaskError::Config)?;
+        if let Some(base) = &config.base_url {
+            check_url(base).map_err(AutotaskError::Config)?;
+        }
+        let headers = auth_headers(&credentials, options.impersonation_resource_id)?;
+        let http = Client::builder()
+            .connect_timeout(options.connect_timeout)
+            .timeout(options.request_timeout)
+            // A redirect would carry the credential headers to wherever it points.
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))?;
+        let mut client = AutotaskClient {
+            http,
+            credentials,
+            headers,
+            options,
+            share,
+            zone_lookup_url,
+            zone: RwLock::new(Zone {
+                base_url: String::new(),
+                discovered: false,
+            }),
+            rediscovered: Mutex::new(false),
+            limiter: Limiter::default(),
+            sent: AtomicU64::new(0),
+            budget: Mutex::new(None),
+        };
+        let zone = match &config.base_url {
+            Some(base) => Zone {
+                base_url: with_slash(base),
+                discovered: false,
+            },
+            None => Zone {
+                base_url: client.lookup_zone()?,
+                discovered: true,
+            },
+        };
+        client.zone = RwLock::new(zone);
+        client.refresh_budget()?;
+        client.check_budget()?;
+        Ok(client)
+    }
+
+    /// The tenant base in use, like `https://webservices5.autotask.net/atservicesrest/`.
+    pub fn base_url(&self) -> String {
+        self.zone
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .base_url
+            .clone()
+    }
+
+    /// HTTP requests sent so far (zone lookups and threshold reads included, retries too).
+    pub fn requests_sent(&self) -> u64 {
+        self.sent.load(Ordering::SeqCst)
+    }
+
+    /// The most requests this client had in flight at once on one endpoint.
+    pub fn peak_in_flight(&self) -> u64 {
+        self.limiter.peak.load(Ordering::SeqCst)
+    }
+
+    /// The share of the tenant's hourly threshold cmat may use.
+    pub fn max_hourly_share(&self) -> Decimal {
+        self.share
+    }
+
+    /// The latest `ThresholdInformation` reading plus the requests sent since.
+    pub fn hourly_usage(&self) -> Option<Threshold> {
+        let state = (*lock(&self.budget))?;
+        let since = self.requests_sent().saturating_sub(state.sent_at_reading);
+        Some(Threshold {
+            used: state.reading.used + since,
+            ..state.reading
+        })
+    }
+
+    // ----- reading -----
+
+    /// Every record matching `filter`, following each `nextPageUrl` (POST, same body).
+    pub fn query(&self, entity: &str, filter: &Filter) -> Result<Vec<Value>, AutotaskError> {
+        self.query_pages(entity, filter, &mut |_| {})
+    }
+
+    /// Like [`query`](Self::query), calling `on_page` with each page's record count.
+    pub fn query_pages(
+        &self,
+        entity: &str,
+        filter: &Filter,
+        on_page: &mut dyn FnMut(usize),
+    ) -> Result<Vec<Value>, AutotaskError> {
+        let path = format!("{}/query", entity_path(entity)?);
+        let request = format!("POST {path}");
+        let body = filter.to_body().map_err(|source| AutotaskError::Filter {
+            request: request.clone(),
+            source,
+        })?;
+        let mut records = Vec::new();
+        let mut seen_urls = HashSet::new();
+        let mut next: Option<String> = None;
+        for page in 1..=MAX_PAGES {
+            let (answer, name) = match &next {
+                None => (
+                    self.send(
+                        Method::POST,
+                        Target::Path(&path),
+                        Some(&body),
+                        Safety::Repeatable,
+                    )?,
+                    request.clone(),
+                ),
+                Some(url) => {
+                    let name = format!("{request} (page {page})");
+                    (
+                        self.send_named(
+                            &name,
+                            Method::POST,
+                            Target::Absolute(url),
+                            Some(&body),
+                            Safety::Repeatable,
+                        )?,
+                        name,
+                    )
+                }
+            };
+            let bad = |message: String| AutotaskError::BadResponse {
+                request: name.clone(),
+                message,
+            };
+            let items = match answer.get("items") {
+                Some(Value::Array(items)) => items,
+                Some(other) => {
+                    return Err(bad(format!(
+                        "`items` should be a list, found {}",
+                        kind(other)
+                    )))
+                }
+                None => return Err(bad("no `items` in the answer".into())),
+            };
+            if let Some(item) = items.iter().find(|item| !item.is_object()) {
+                return Err(bad(format!(
+                    "`items` should hold records, found {}",
+                    kind(item)
+                )));
+            }
+            on_page(items.len());
+            records.extend(items.iter().cloned());
+            let next_url = match answer.get("pageDetails").and_then(|d| d.get("nextPageUrl")) {
+                None | Some(Value::Null) => None,
+                Some(Value::String(url)) if url.is_empty() => None,
+                Some(Value::String(url)) => Some(url.clone()),
+                Some(other) => {
+                    return Err(bad(format!(
+                        "`pageDetails.nextPageUrl` should be text, found {}",
+                        kind(other)
+                    )))
+                }
+            };
+            match next_url {
+                None => return Ok(records),
+                Some(url) => {
+                    self.check_page_url(&url).map_err(|m| bad(m.clone()))?;
+                    if !seen_urls.insert(url.clone()) {
+                        return Err(bad(format!(
+                            "`nextPageUrl` repeats an earlier page ({url}); stopping"
+                        )));
+                    }
+                    next = Some(url);
+                }
+            }
+        }
+        Err(AutotaskError::BadResponse {
+            request,
+            message: format!("more than {MAX_PAGES} pages; stopping"),
+        })
+    }
+
+    /// `POST {Entity}/query/count`.
+    pub fn query_count(&self, entity: &str, filter: &Filter) -> Result<u64, AutotaskError> {
+        let path = format!("{}/query/count", entity_path(entity)?);
+        let request = format!("POST {path}");
+        let body = filter.to_body().map_err(|source| AutotaskError::Filter {
+            request: request.clone(),
+            source,
+        })?;
+        let answer = self.send(
+            Method::POST,
+            Target::Path(&path),
+            Some(&body),
+            Safety::Repeatable,
+        )?;
+        answer
+            .get("queryCount")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| AutotaskError::BadResponse {
+                request,
+                message: "`queryCount` should be a whole number".into(),
+            })
+    }
+
+    /// `GET {path}` (like `Contracts/4410`): the `item`, or None when Autotask has no such
+    /// record (404 or `{"item": null}`). Not used by `pull`, which reads only in pages.
+    pub fn get(&self, path: &str) -> Result<Option<Value>, AutotaskError> {
+        let path = entity_path(path)?;
+        match self.send(Method::GET, Target::Path(path), None, Safety::Repeatable) {
+            Ok(answer) => match answer.get("item") {
+                None | Some(Value::Null) => Ok(None),
+                Some(item @ Value::Object(_)) => Ok(Some(item.clone())),
+                Some(other) => Err(AutotaskError::BadResponse {
+                    request: format!("GET {path}"),
+                    message: format!("`item` should be a record, found {}", kind(other)),
+                }),
+            },
+            Err(AutotaskError::Api { status: 404, .. }) => Ok(None),
+            Err(err) => Err(err),
+        }
+    }
+
+    /// `GET {Entity}/entityInformation/fields`.
+    pub fn get_fields(&self, entity: &str) -> Result<Vec<FieldInfo>, AutotaskError> {
+        self.field_list(&format!(
+            "{}/entityInformation/fields",
+            entity_path(entity)?
+        ))
+    }
+
+    /// `GET {Entity}/entityInformation/userDefinedFields`.
+    pub fn get_udfs(&self, entity: &str) -> Result<Vec<FieldInfo>, AutotaskError> {
+        self.field_list(&format!(
+            "{}/entityInformation/userDefinedFields",
+            entity_path(entity)?
+        ))
+    }
+
+    fn field_list(&self, path: &str) -> Result<Vec<FieldInfo>, AutotaskError> {
+        let answer = self.send(Method::GET, Target::Path(path), None, Safety::Repeatable)?;
+        let request = format!("GET {path}");
+        let fields = match answer.get("fields") {
+            Some(Value::Array(fields)) => fields,
+            _ => {
+                return Err(AutotaskError::BadResponse {
+                    request,
+                    message: "no `fields` list in the answer".into(),
+                })
+            }
+        };
+        fields
+            .iter()
+            .map(|field| {
+                field_info(field).map_err(|message| AutotaskError::BadResponse {
+                    request: request.clone(),
+                    message,
+                })
+            })
+            .collect()
+    }
+
+    /// `GET ThresholdInformation` (also refreshes the client's budget reading).
+    pub fn threshold(&self) -> Result<Threshold, AutotaskError> {
+        self.refresh_budget()
+    }
+
+    // ----- writing -----
+
+    /// `POST {path}` (`Contracts`, `Contracts/4410/ServiceAdjustments`): the new record's id,
+    /// None when Autotask answers `{"itemId": null}` (adjustments may).
+    pub fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, AutotaskError> {
+        let path = entity_path(path)?;
+        let answer = self.send(Method::POST, Target::Path(path), Some(body), Safety::Write)?;
+        match answer.get("itemId") {
+            Some(Value::Null) => Ok(None),
+            Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
+            Some(other) => Err(AutotaskError::OutcomeUnknown {
+                request: format!("POST {path}"),
+                reason: format!(
+                    "Autotask answered 200 with an `itemId` that is {}",
+                    kind(other)
+                ),
+            }),
+            None => Err(AutotaskError::OutcomeUnknown {
+                request: format!("POST {path}"),
+                reason: "Autotask answered 200 without an `itemId`".into(),
+            }),
+        }
+    }
+
+    /// `PATCH {path}` (the collection URL); `body` holds the record's `id` and the changed fields.
+    pub fn update(&self, path: &str, body: &Value) -> Result<(), AutotaskError> {
+        let path = entity_path(path)?;
+        if body.get("id").and_then(Value::as_i64).is_none() {
+            return Err(AutotaskError::Config(format!(
+                "PATCH {path}: the body needs the record's numeric `id`"
+            )));
+        }
+        self.send(Method::PATCH, Target::Path(path), Some(body), Safety::Write)?;
+        Ok(())
+    }
+
+    /// `DELETE {path}` (like `Contracts/4410/Charges/77`).
+    pub fn delete(&self, path: &str) -> Result<(), AutotaskError> {
+        let path = entity_path(path)?;
+        self.send(Method::DELETE, Target::Path(path), None, Safety::Write)?;
+        Ok(())
+    }
+
+    // ----- the machinery -----
+
+    fn send(
+        &self,
+        method: Method,
+        target: Target<'_>,
+        body: Option<&Value>,
+        safety: Safety,
+    ) -> Result<Value, AutotaskError> {
+        let name = match &target {
+            Target::Path(path) => format!("{method} {path}"),
+            Target::Absolute(url) => format!("{method} {url}"),
+        };
+        self.send_named(&name, method, target, body, safety)
+    }
+
+    fn send_named(
+        &self,
+        request: &str,
+        method: Method,
+        target: Target<'_>,
+        body: Option<&Value>,
+        safety: Safety,
+    ) -> Result<Value, AutotaskError> {
+        let mut attempt: u32 = 0;
+        loop {
+            attempt += 1;
+            let base = self.base_url();
+            let url = match &target {
+                Target::Path(path) => format!("{base}{API_VERSION}/{path}"),
+                Target::Absolute(url) => url.to_string(),
+            };
+            let endpoint = endpoint_of(&url);
+            self.before_request(&endpoint)?;
+            let outcome = {
+                let _permit = self.limiter.acquire(&endpoint, self.options.max_in_flight);
+                self.sent.fetch_add(1, Ordering::SeqCst);
+                let mut builder = self
+                    .http
+                    .request(method.clone(), &url)
+                    .headers(self.headers.clone());
+                if let Some(body) = body {
+                    builder = builder.body(body.to_string());
+                }
+                match builder.send() {
+                    Ok(response) => read_response(response),
+                    Err(err) => Outcome::NotSent {
+                        connect: err.is_connect(),
+                        message: self.describe_transport(&err),
+                    },
+                }
+            };
+            let retries_left = attempt < self.options.max_attempts;
+            match outcome {
+                Outcome::NotSent { connect, message } => {
+                    // A connection never made carried nothing; any other failure may have.
+                    if safety == Safety::Repeatable || connect {
+                        if retries_left {
+                            self.backoff(attempt, None);
+                            continue;
+                        }
+                        return Err(AutotaskError::Transport {
+                            request: request.to_string(),
+                            message: format!("{message} (after {attempt} attempts)"),
+                        });
+                    }
+                    return Err(AutotaskError::OutcomeUnknown {
+                        request: request.to_string(),
+                        reason: message,
+                    });
+                }
+                Outcome::BodyLost { status, message } => {
+                    if safety == Safety::Repeatable && retries_left {
+                        self.backoff(attempt, None);
+                        continue;
+                    }
+                    if safety == Safety::Write && status.is_success() {
+                        return Err(AutotaskError::OutcomeUnknown {
+                            request: request.to_string(),
+                            reason: format!("the answer was cut off: {message}"),
+                        });
+                    }
+                    return Err(AutotaskError::Transport {
+                        request: request.to_string(),
+                        message: format!("HTTP {}, then {message}", status.as_u16()),
+                    });
+                }
+                Outcome::Answer {
+                    status,
+                    body,
+                    retry_after,
+                } => {
+                    if status == StatusCode::TOO_MANY_REQUESTS {
+                        // Autotask did not execute it: any request may go again.
+                        if retries_left {
+                            self.backoff(attempt, retry_after);
+                            continue;
+                        }
+                        return Err(AutotaskError::ThreadThreshold {
+                            request: request.to_string(),
+                            attempts: attempt,
+                        });
+                    }
+                    if status == StatusCode::UNAUTHORIZED
+                        && matches!(target, Target::Path(_))
+                        && self.try_rediscover()?
+                    {
+                        // Not executed either; the tenant moved zone: once more on the new base.
+                        attempt = attempt.saturating_sub(1);
+                        continue;
+                    }
+                    if matches!(
+                        status,
+                        StatusCode::BAD_GATEWAY
+                            | StatusCode::SERVICE_UNAVAILABLE
+                            | StatusCode::GATEWAY_TIMEOUT
+                    ) {
+                        if safety == Safety::Repeatable {
+                            if retries_left {
+                                self.backoff(attempt, retry_after);
+                                continue;
+                            }
+                        } else {
+                            return Err(AutotaskError::OutcomeUnknown {
+                                request: request.to_string(),
+                                reason: format!(
+                                    "HTTP {} from a gateway before Autotask answered",
+                                    status.as_u16()
+                                ),
+                            });
+                        }
+                    }
+                    let text = self.redact(&String::from_utf8_lossy(&body));
+                    return match interpret(request, status, &text) {
+                        Err(AutotaskError::BadResponse { request, message })
+                            if safety == Safety::Write && status.is_success() =>
+                        {
+                            Err(AutotaskError::OutcomeUnknown {
+                                request,
+                                reason: format!("Autotask answered 200 but {message}"),
+                            })
+                        }
+                        other => other,
+                    };
+                }
+            }
+        }
+    }
+
+    /// Removes the credentials from any text a server sent back (a hostile or debugging server
+    /// could echo the request headers).
+    fn redact(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in [
+            self.credentials.secret.expose(),
+            self.credentials.integration_code.expose(),
+        ] {
+            if !secret.is_empty() {
+                text = text.replace(secret, "***");
+            }
+        }
+        text
+    }
+
+    fn describe_transport(&self, err: &reqwest::Error) -> String {
+        let what = if err.is_timeout() {
+            "timed out"
+        } else if err.is_connect() {
+            "could not connect"
+        } else {
+            "the connection failed"
+        };
+        let mut detail = String::new();
+        let mut source = std::error::Error::source(err);
+        while let Some(cause) = source {
+            detail = cause.to_string();
+            source = cause.source();
+        }
+        if detail.is_empty() {
+            what.to_string()
+        } else {
+            self.redact(&format!("{what}: {detail}"))
+        }
+    }
+
+    fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
+        let exp = self
+            .options
+            .backoff_base
+            .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
+        let capped = exp.min(self.options.backoff_max);
+        // Full jitter in [capped/2, capped].
+        let half = capped / 2;
+        let jitter = half.mul_f64(random_fraction());
+        let wait = (half + jitter).max(retry_after.unwrap_or_default());
+        std::thread::sleep(wait.min(self.options.backoff_max.max(self.options.backoff_base)));
+    }
+
+    /// On a 401: looks the zone up again, once per client, if the zone was discovered.
+    /// True when the base URL changed (so the request may go again).
+    fn try_rediscover(&self) -> Result<bool, AutotaskError> {
+        if !self
+            .zone
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .discovered
+        {
+            return Ok(false);
+        }
+        let mut done = lock(&self.rediscovered);
+        if *done {
+            return Ok(false);
+        }
+        *done = true;
+        let base = self.lookup_zone()?;
+        let mut zone = self
+            .zone
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if zone.base_url == base {
+            return Ok(false);
+        }
+        zone.base_url = base;
+        Ok(true)
+    }
+
+    /// `GET {lookup}v1.0/zoneInformation?user=…` (no credentials): the tenant's base URL.
+    fn lookup_zone(&self) -> Result<String, AutotaskError> {
+        let lookup = &self.zone_lookup_url;
+        let url = if lookup.to_ascii_lowercase().contains("zoneinformation") {
+            lookup.clone()
+        } else {
+            format!("{}{API_VERSION}/zoneInformation", with_slash(lookup))
+        };
+        let request = format!("GET {url}");
+        let user = self.credentials.username.clone();
+        let zone_error = |message: String| AutotaskError::Zone {
+            request: request.clone(),
+            user: user.clone(),
+            message,
+        };
+        let mut attempt = 0;
+        let (status, body) = loop {
+            attempt += 1;
+            self.sent.fetch_add(1, Ordering::SeqCst);
+            let result = self
+                .http
+                .get(&url)
+                .query(&[("user", &self.credentials.username)])
+                .send();
+            let outcome = match result {
+                Ok(response) => read_response(response),
+                Err(err) => Outcome::NotSent {
+                    connect: err.is_connect(),
+                    message: self.describe_transport(&err),
+                },
+            };
+            match outcome {
+                Outcome::Answer { status, body, .. }
+                    if !(status == StatusCode::TOO_MANY_REQUESTS
+                        || status.is_server_error()
+                            && status != StatusCode::INTERNAL_SERVER_ERROR) =>
+                {
+                    break (status, body)
+                }
+                other if attempt >= self.options.max_attempts => {
+                    return Err(zone_error(match other {
+                        Outcome::NotSent { message, .. } | Outcome::BodyLost { message, .. } => {
+                            message
+                        }
+                        Outcome::Answer { status, .. } => format!("HTTP {}", status.as_u16()),
+                    }))
+                }
+                _ => self.backoff(attempt, None),
+            }
+        };
+        let text = self.redact(&String::from_utf8_lossy(&body));
+        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::NOT_FOUND {
+            return Err(zone_error(format!(
+                "Autotask knows no zone for this user (HTTP {}); is CMAT_AUTOTASK_USERNAME the API user's name?",
+                status.as_u16()
+            )));
+        }
+        let answer =
+            interpret(&request, status, &text).map_err(|err| zone_error(err.to_string()))?;
+        let base = match answer.get("url") {
+            Some(Value::String(url)) if !url.trim().is_empty() => url.trim().to_string(),
+            _ => return Err(zone_error("the answer holds no zone `url`".into())),
+        };
+        check_url(&base)
+            .map_err(|message| zone_error(format!("the zone URL is refused: {message}")))?;
+        Ok(with_slash(&base))
+    }
+
+    /// A `nextPageUrl` must point at the tenant we talk to: the credentials go with it.
+    fn check_page_url(&self, url: &str) -> Result<(), String> {
+        check_url(url)?;
+        let base = self.base_url();
+        if origin(url).eq_ignore_ascii_case(origin(&base)) {
+            Ok(())
+        } else {
+            Err(format!(
+                "`nextPageUrl` points away from the tenant ({url}); refusing to send the credentials there"
+            ))
+        }
+    }
+
+    /// Reads `ThresholdInformation` and keeps it as the budget reading.
+    fn refresh_budget(&self) -> Result<Threshold, AutotaskError> {
+        let path = "ThresholdInformation";
+        let request = format!("GET {path}");
+        let answer = self.send_raw_threshold(path)?;
+        let number = |field: &str| -> Result<u64, AutotaskError> {
+            match answer.get(field) {
+                Some(Value::Number(n)) => n.as_u64().or_else(|| {
+                    n.as_f64()
+                        .filter(|f| f.fract() == 0.0 && *f >= 0.0)
+                        .map(|f| f as u64)
+                }),
+                _ => None,
+            }
+            .ok_or_else(|| AutotaskError::BadResponse {
+                request: request.clone(),
+                message: format!("`{field}` should be a whole number"),
+            })
+        };
+        let reading = Threshold {
+            limit: number("externalRequestThreshold")?,
+            timeframe_minutes: match answer.get("requestThresholdTimeframe") {
+                None | Some(Value::Null) => 60,
+                Some(_) => number("requestThresholdTimeframe")?,
+            },
+            used: number("currentTimeframeRequestCount")?,
+        };
+        if reading.limit == 0 {
+            return Err(AutotaskError::BadResponse {
+                request,
+                message: "`externalRequestThreshold` is 0".into(),
+            });
+        }
+        *lock(&self.budget) = Some(BudgetState {
+            reading,
+            // The reading counts the threshold request itself.
+            sent_at_reading: self.requests_sent(),
+        });
+        Ok(reading)
+    }
+
+    /// The threshold read goes through the normal path minus the budget gate (no recursion).
+    fn send_raw_threshold(&self, path: &str) -> Result<Value, AutotaskError> {
+        let request = format!("GET {path}");
+        self.send_named(
+            &request,
+            Method::GET,
+            Target::Path(path),
+            None,
+            Safety::Repeatable,
+        )
+    }
+
+    /// Stops when the next request would take the tenant past cmat's share of the hour.
+    fn check_budget(&self) -> Result<Option<Decimal>, AutotaskError> {
+        let Some(state) = *lock(&self.budget) else {
+            return Ok(None);
+        };
+        let since = self.requests_sent().saturating_sub(state.sent_at_reading);
+        let used = state.reading.used + since;
+        let limit = state.reading.limit;
+        let allowed = (Decimal::from(limit) * self.share)
+            .floor()
+            .to_u64()
+            .unwrap_or(0);
+        if used + 1 > allowed {
+            return Err(AutotaskError::HourlyBudget {
+                used,
+                limit,
+                share: self.share,
+            });
+        }
+        Ok(Some(Decimal::from(used + 1) / Decimal::from(limit)))
+    }
+
+    /// The budget gate before each request: re-reads the threshold every so often, slows down
+    /// past half of the hour's threshold, and stops before cmat's share is exceeded.
+    fn before_request(&self, endpoint: &str) -> Result<(), AutotaskError> {
+        if endpoint == "thresholdinformation" {
+            return Ok(());
+        }
+        let due = {
+            // Claim the refresh under the lock so parallel threads do not all re-read.
+            let mut budget = lock(&self.budget);
+            let sent = self.requests_sent();
+            match budget.as_mut() {
+                Some(state)
+                    if sent.saturating_sub(state.sent_at_reading)
+                        >= self.options.threshold_every =>
+                {
+                    state.sent_at_reading = sent;
+                    true
+                }
+                _ => false,
+            }
+        };
+        if due {
+            self.refresh_budget()?;
+        }
+        let Some(usage) = self.check_budget()? else {
+            return Ok(());
+        };
+        let half = Decimal::new(5, 1);
+        if usage > half && self.share > half {
+            let fraction = ((usage - half) / (self.share - half))
+                .min(Decimal::ONE)
+                .to_f64()
+                .unwrap_or(1.0);
+            std::thread::sleep(self.options.slowdown_max.mul_f64(fraction.clamp(0.0, 1.0)));
+        }
+        Ok(())
+    }
+}
+
+enum Outcome {
+    /// No HTTP answer at all. `connect`: the connection was never made (nothing was sent).
+    NotSent { connect: bool, message: String },
+    /// A status line came, the body did not.
+    BodyLost { status: StatusCode, message: String },
+    Answer {
+        status: StatusCode,
+        body: Vec<u8>,
+        retry_after: Option<Duration>,
+    },
+}
+
+fn read_response(response: Response) -> Outcome {
+    use std::io::Read;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let mut body = Vec::new();
+    match response.take(MAX_BODY as u64).read_to_end(&mut body) {
+        Ok(_) => Outcome::Answer {
+            status,
+            body,
+            retry_after,
+        },
+        Err(err) => Outcome::BodyLost {
+            status,
+            message: format!("the connection broke while reading the answer: {err}"),
+        },
+    }
+}
+
+/// The one place that turns a status and body into a result.
+fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, AutotaskError> {
+    let parsed: Result<Value, _> = serde_json::from_str(text);
+    if status.is_success() {
+        let value = parsed.map_err(|err| AutotaskError::BadResponse {
+            request: request.to_string(),
+            message: not_json(text, &err),
+        })?;
+        if !value.is_object() {
+            return Err(AutotaskError::BadResponse {
+                request: request.to_string(),
+                message: format!("expected a JSON object, found {}", kind(&value)),
+            });
+        }
+        let messages = error_messages(&value);
+        if !messages.is_empty() {
+            return Err(AutotaskError::Api {
+                request: request.to_string(),
+                status: status.as_u16(),
+                messages,
+            });
+        }
+        return Ok(value);
+    }
+    if status == StatusCode::UNAUTHORIZED {
+        return Err(AutotaskError::Unauthorized {
+            request: request.to_string(),
+        });
+    }
+    let mut messages = match &parsed {
+        Ok(value) => error_messages(value),
+        Err(_) => Vec::new(),
+    };
+    if messages.is_empty() {
+        messages.push(match &parsed {
+            Ok(_) if text.trim().is_empty() => "(no message)".to_string(),
+            Ok(_) => format!("(no `errors` in the answer: {})", excerpt(text)),
+            Err(err) => not_json(text, err),
+        });
+    }
+    if status.is_redirection() {
+        messages.push("Autotask redirected; redirects are not followed (check base_url)".into());
+    }
+    Err(AutotaskError::Api {
+        request: request.to_string(),
+        status: status.as_u16(),
+        messages,
+    })
+}
+
+/// Autotask's `errors` (strings, or objects with a `message`), plus a lone `message`.
+fn error_messages(value: &Value) -> Vec<String> {
+    let mut messages = Vec::new();
+    let field = |name: &str| {
+        value.as_object().and_then(|map| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+    };
+    if let Some(Value::Array(errors)) = field("errors") {
+        for error in errors {
+            match error {
+                Value::String(s) => messages.push(s.clone()),
+                Value::Object(map) => {
+                    let text = map
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("message"))
+                        .and_then(|(_, v)| v.as_str())
+                        .map(str::to_string)
+                        .unwrap_or_else(|| error.to_string());
+                    messages.push(text);
+                }
+                Value::Null => {}
+                other => messages.push(other.to_string()),
+            }
+        }
+    }
+    if messages.is_empty() {
+        if let Some(Value::String(message)) = field("message") {
+            messages.push(message.clone());
+        }
+    }
+    messages
+}
+
+fn not_json(text: &str, err: &serde_json::Error) -> String {
+    let trimmed = text.trim_start();
+    if trimmed.is_empty() {
+        "the answer was empty, not JSON".into()
+    } else if trimmed.starts_with('<') {
+        format!("the answer is an HTML page, not JSON: {}", excerpt(text))
+    } else if err.is_eof() {
+        format!("the JSON answer is cut off ({err})")
+    } else {
+        format!("the answer is not valid JSON ({err}): {}", excerpt(text))
+    }
+}
+
+/// The start of a server's text, on one line, for an error message.
+fn excerpt(text: &str) -> String {
+    let one_line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let one_line = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
+    if one_line.chars().count() > 120 {
+        format!("{}…", one_line.chars().take(120).collect::<String>())
+    } else {
+        one_line
+    }
+}
+
+fn kind(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "text",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
+}
+
+fn field_info(value: &Value) -> Result<FieldInfo, String> {
+    let get = |name: &str| {
+        value.as_object().and_then(|map| {
+            map.iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(name))
+                .map(|(_, v)| v)
+        })
+    };
+    let flag = |name: &str| get(name).and_then(Value::as_bool).unwrap_or(false);
+    let name = get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| format!("a field without a `name`: {}", excerpt(&value.to_string())))?
+        .to_string();
+    let picklist_values = match get("picklistValues") {
+        None | Some(Value::Null) => Vec::new(),
+        Some(Value::Array(values)) => values
+            .iter()
+            .map(|v| {
+                let text = |field: &str| -> Option<String> {
+                    let found = v.as_object().and_then(|map| {
+                        map.iter()
+                            .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                            .map(|(_, v)| v)
+                    })?;
+                    match found {
+                        Value::String(s) => Some(s.clone()),
+                        Value::Number(n) => Some(n.to_string()),
+                        _ => None,
+                    }
+                };
+                Ok(PicklistValue {
+                    value: text("value").ok_or_else(|| {
+                        format!("field `{name}`: a picklist value without `value`")
+                    })?,
+                    label: text("label").unwrap_or_default(),
+                    is_active: v.get("isActive").and_then(Value::as_bool).unwrap_or(true),
+                })
+            })
+            .collect::<Result<_, String>>()?,
+        Some(other) => {
+            return Err(format!(
+                "field `{name}`: `picklistValues` should be a list, found {}",
+                kind(other)
+            ))
+        }
+    };
+    Ok(FieldInfo {
+        data_type: get("dataType")
+            .and_then(Value::as_str)
+            .unwrap_or_default()
+            .to_string(),
+        length: get("length").and_then(Value::as_i64),
+        is_required: flag("isRequired"),
+        is_read_only: flag("isReadOnly"),
+        is_queryable: flag("isQueryable"),
+        is_pick_list: flag("isPickList") || !picklist_values.is_empty(),
+        picklist_values,
+        name,
+    })
+}
+
+fn auth_headers(
+    credentials: &AutotaskCredentials,
+    impersonation: Option<i64>,
+) -> Result<HeaderMap, AutotaskError> {
+    fn value(text: &str, variable: &str, sensitive: bool) -> Result<HeaderValue, AutotaskError> {
+        let mut value = HeaderValue::from_str(text).map_err(|_| {
+            AutotaskError::Config(format!(
+                "{variable} holds characters an HTTP header cannot carry"
+            ))
+        })?;
+        value.set_sensitive(sensitive);
+        Ok(value)
+    }
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        "ApiIntegrationCode",
+        value(
+            credentials.integration_code.expose(),
+            "CMAT_AUTOTASK_INTEGRATION_CODE",
+            true,
+        )?,
+    );
+    headers.insert(
+        "UserName",
+        value(&credentials.username, "CMAT_AUTOTASK_USERNAME", false)?,
+    );
+    headers.insert(
+        "Secret",
+        value(credentials.secret.expose(), "CMAT_AUTOTASK_SECRET", true)?,
+    );
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(id) = impersonation {
+        headers.insert(
+            "ImpersonationResourceId",
+            value(&id.to_string(), "ImpersonationResourceId", false)?,
+        );
+    }
+    Ok(headers)
+}
+
+/// Checks a path given by the caller: relative, no scheme, no query string, no `..`.
+fn entity_path(path: &str) -> Result<&str, AutotaskError> {
+    let trimmed = path.trim_matches('/');
+    let ok = !trimmed.is_empty()
+        && trimmed
+            .split('/')
+            .all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
+        && trimmed
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'));
+    if ok {
+        Ok(trimmed)
+    } else {
+        Err(AutotaskError::Config(format!(
+            "`{path}` is not an Autotask API path"
+        )))
+    }
+}
+
+/// The endpoint a URL addresses: its first segment after `v1.0/`, lowercased.
+fn endpoint_of(url: &str) -> String {
+    let lower = url.to_ascii_lowercase();
+    let after = match lower.find("/v1.0/") {
+        Some(i) => &lower[i + 6..],
+        None => lower.as_str(),
+    };
+    after
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// `scheme://host:port` of a URL.
+fn origin(url: &str) -> &str {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    match url[start..].find('/') {
+        Some(i) => &url[..start + i],
+        None => url,
+    }
+}
+
+fn with_slash(url: &str) -> String {
+    let url = url.trim();
+    if url.ends_with('/') {
+        url.to_string()
+    } else {
+        format!("{url}/")
+    }
+}
+
+/// A number in [0, 1) for backoff jitter, from the standard library's randomly keyed hasher.
+fn random_fraction() -> f64 {
+    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+    hasher.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default(),
+    );
+    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_mapping_quotes_autotask_and_names_the_request() {
+        let err = interpret(
+            "POST Contracts",
+            StatusCode::INTERNAL_SERVER_ERROR,
+            r#"{"errors":["String value exceeds maximum length"],"errorId":7}"#,
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "POST Contracts: Autotask answered HTTP 500: String value exceeds maximum length"
+        );
+        let err = interpret("POST Contracts/query", StatusCode::UNAUTHORIZED, "").unwrap_err();
+        assert!(err.to_string().contains("CMAT_AUTOTASK_SECRET"), "{err}");
+        let err = interpret(
+            "POST Contracts/query",
+            StatusCode::OK,
+            r#"{"items":[],"errors":["bad"]}"#,
+        )
+        .unwrap_err();
+        assert!(matches!(err, AutotaskError::Api { status: 200, .. }));
+        let err = interpret(
+            "POST Contracts/query",
+            StatusCode::OK,
+            "<html><body>Service Unavailable</body></html>",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("HTML page"), "{err}");
+        let err = interpret("GET X", StatusCode::OK, r#"{"items":[{"id":1"#).unwrap_err();
+        assert!(err.to_string().contains("cut off"), "{err}");
+        let err = interpret("GET X", StatusCode::OK, "[1]").unwrap_err();
+        assert!(err.to_string().contains("JSON object"), "{err}");
+        let err = interpret("GET X", StatusCode::NOT_FOUND, "<h1>nope</h1>").unwrap_err();
+        assert!(matches!(err, AutotaskError::Api { status: 404, .. }));
+    }
+
+    #[test]
+    fn paths_and_endpoints() {
+        assert_eq!(
+            entity_path("Contracts/4410/Charges/9").unwrap(),
+            "Contracts/4410/Charges/9"
+        );
+        assert!(entity_path("../x").is_err());
+        assert!(entity_path("https://evil/").is_err());
+        assert!(entity_path("Contracts?x=1").is_err());
+        assert_eq!(
+            endpoint_of("http://127.0.0.1:9/atservicesrest/v1.0/Contracts/4410/Charges"),
+            "contracts"
+        );
+        assert_eq!(
+            endpoint_of("https://h/atservicesrest/V1.0/Companies/query?paging=x"),
+            "companies"
+        );
+        assert_eq!(origin("https://a.b:8/x/y"), "https://a.b:8");
+    }
+
+    #[test]
+    fn field_info_reads_picklists() {
+        let info = field_info(&json!({"name": "useType", "dataType": "integer", "isPickList": true,
+            "picklistValues": [{"value": "5", "label": "Recurring Contract Service", "isActive": true}]}))
+        .unwrap();
+        assert_eq!(info.picklist_values[0].as_i64(), Some(5));
+        assert!(field_info(&json!({"dataType": "x"})).is_err());
+    }
+
+    #[test]
+    fn jitter_is_a_fraction() {
+        for _ in 0..100 {
+            let f = random_fraction();
+            assert!((0.0..1.0).contains(&f));
+        }
+    }
+}

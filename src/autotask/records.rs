@@ -1,0 +1,505 @@
+//! Autotask JSON records (camelCase, matched case-insensitively) to and from the domain types
+//! of [`crate::snapshot`]. Money is parsed from the number's text into `Decimal`, never via a
+//! float calculation; dates are the calendar date Autotask sent, never shifted by a timezone.
+
+use std::str::FromStr;
+
+use chrono::NaiveDate;
+use rust_decimal::prelude::ToPrimitive;
+use rust_decimal::Decimal;
+use serde_json::{Map, Value};
+
+use crate::snapshot::{
+    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service,
+};
+
+/// A record Autotask sent that does not fit: names the entity, the record id and the field.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{entity} {id}: field `{field}`: {message}")]
+pub struct RecordError {
+    pub entity: String,
+    /// The record's id, or "(no id)".
+    pub id: String,
+    pub field: String,
+    pub message: String,
+}
+
+/// A view on one JSON record with typed, case-insensitive field access.
+pub struct Record<'a> {
+    entity: &'a str,
+    id: String,
+    map: &'a Map<String, Value>,
+}
+
+fn describe(value: &Value) -> String {
+    let text = match value {
+        Value::Null => return "null".into(),
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    };
+    let mut shown = value.to_string();
+    if shown.len() > 40 {
+        let cut = (0..=40)
+            .rev()
+            .find(|i| shown.is_char_boundary(*i))
+            .unwrap_or(0);
+        shown.truncate(cut);
+        shown.push('…');
+    }
+    format!("{text} ({shown})")
+}
+
+impl<'a> Record<'a> {
+    pub fn new(entity: &'a str, value: &'a Value) -> Result<Record<'a>, RecordError> {
+        let Some(map) = value.as_object() else {
+            return Err(RecordError {
+                entity: entity.to_string(),
+                id: "(no id)".into(),
+                field: "(record)".into(),
+                message: format!("expected an object, got {}", describe(value)),
+            });
+        };
+        let mut record = Record {
+            entity,
+            id: "(no id)".into(),
+            map,
+        };
+        let id = record.int("id")?;
+        record.id = id.to_string();
+        Ok(record)
+    }
+
+    fn error(&self, field: &str, message: impl Into<String>) -> RecordError {
+        RecordError {
+            entity: self.entity.to_string(),
+            id: self.id.clone(),
+            field: field.to_string(),
+            message: message.into(),
+        }
+    }
+
+    /// The field's value, matched exactly first and then ignoring ASCII case; None if absent.
+    pub fn get(&self, field: &str) -> Option<&'a Value> {
+        self.map.get(field).or_else(|| {
+            self.map
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(field))
+                .map(|(_, v)| v)
+        })
+    }
+
+    /// Present and not null.
+    fn present(&self, field: &str) -> Option<&'a Value> {
+        self.get(field).filter(|v| !v.is_null())
+    }
+
+    fn required(&self, field: &str) -> Result<&'a Value, RecordError> {
+        match self.get(field) {
+            None => Err(self.error(field, "missing")),
+            Some(Value::Null) => Err(self.error(field, "is null")),
+            Some(v) => Ok(v),
+        }
+    }
+
+    fn as_int(&self, field: &str, value: &Value) -> Result<i64, RecordError> {
+        let parsed = match value {
+            Value::Number(n) => n.as_i64().or_else(|| {
+                // 12.0 is still the integer 12; 12.5 is not.
+                let d = decimal_from_text(&n.to_string())?;
+                if d.fract().is_zero() {
+                    d.trunc().to_i64()
+                } else {
+                    None
+                }
+            }),
+            Value::String(s) => s.trim().parse::<i64>().ok(),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            self.error(
+                field,
+                format!("expected an integer, got {}", describe(value)),
+            )
+        })
+    }
+
+    pub fn int(&self, field: &str) -> Result<i64, RecordError> {
+        let value = self.required(field)?;
+        self.as_int(field, value)
+    }
+
+    pub fn opt_int(&self, field: &str) -> Result<Option<i64>, RecordError> {
+        self.present(field)
+            .map(|v| self.as_int(field, v))
+            .transpose()
+    }
+
+    pub fn text(&self, field: &str) -> Result<String, RecordError> {
+        match self.required(field)? {
+            Value::String(s) => Ok(s.clone()),
+            other => Err(self.error(field, format!("expected text, got {}", describe(other)))),
+        }
+    }
+
+    /// Text, with absent, null and empty all meaning None.
+    pub fn opt_text(&self, field: &str) -> Result<Option<String>, RecordError> {
+        match self.present(field) {
+            None => Ok(None),
+            Some(Value::String(s)) if s.is_empty() => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(other) => {
+                Err(self.error(field, format!("expected text, got {}", describe(other))))
+            }
+        }
+    }
+
+    pub fn boolean(&self, field: &str) -> Result<bool, RecordError> {
+        match self.required(field)? {
+            Value::Bool(b) => Ok(*b),
+            other => Err(self.error(
+                field,
+                format!("expected true or false, got {}", describe(other)),
+            )),
+        }
+    }
+
+    /// A boolean that defaults when absent or null.
+    pub fn boolean_or(&self, field: &str, default: bool) -> Result<bool, RecordError> {
+        match self.present(field) {
+            None => Ok(default),
+            Some(_) => self.boolean(field),
+        }
+    }
+
+    fn as_decimal(&self, field: &str, value: &Value) -> Result<Decimal, RecordError> {
+        let parsed = match value {
+            Value::Number(n) => decimal_from_text(&n.to_string()),
+            Value::String(s) => decimal_from_text(s.trim()),
+            _ => None,
+        };
+        parsed.ok_or_else(|| {
+            self.error(
+                field,
+                format!("expected a decimal number, got {}", describe(value)),
+            )
+        })
+    }
+
+    pub fn decimal(&self, field: &str) -> Result<Decimal, RecordError> {
+        let value = self.required(field)?;
+        self.as_decimal(field, value)
+    }
+
+    pub fn opt_decimal(&self, field: &str) -> Result<Option<Decimal>, RecordError> {
+        self.present(field)
+            .map(|v| self.as_decimal(field, v))
+            .transpose()
+    }
+
+    fn as_date(&self, field: &str, value: &Value) -> Result<NaiveDate, RecordError> {
+        match value {
+            Value::String(s) => date_from_text(s).ok_or_else(|| {
+                self.error(
+                    field,
+                    format!("expected a date like 2026-11-01T00:00:00, got {s:?}"),
+                )
+            }),
+            other => Err(self.error(field, format!("expected a date, got {}", describe(other)))),
+        }
+    }
+
+    pub fn date(&self, field: &str) -> Result<NaiveDate, RecordError> {
+        let value = self.required(field)?;
+        self.as_date(field, value)
+    }
+
+    /// The value of the user-defined field `name` (matched ignoring case and surrounding
+    /// spaces); None when the record has no UDFs, lacks this one, or it is empty.
+    pub fn udf(&self, name: &str) -> Result<Option<String>, RecordError> {
+        const FIELD: &str = "userDefinedFields";
+        let Some(list) = self.present(FIELD) else {
+            return Ok(None);
+        };
+        let Value::Array(list) = list else {
+            return Err(self.error(FIELD, format!("expected a list, got {}", describe(list))));
+        };
+        for entry in list {
+            let Some(entry) = entry.as_object() else {
+                return Err(self.error(
+                    FIELD,
+                    format!("expected {{name, value}} entries, got {}", describe(entry)),
+                ));
+            };
+            let entry_name = entry
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case("name"))
+                .and_then(|(_, v)| v.as_str());
+            if entry_name.is_some_and(|n| n.trim().eq_ignore_ascii_case(name.trim())) {
+                let value = entry
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("value"))
+                    .map(|(_, v)| v);
+                return match value {
+                    None | Some(Value::Null) => Ok(None),
+                    Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
+                    Some(Value::String(s)) => Ok(Some(s.trim().to_string())),
+                    Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                    Some(other) => Err(self.error(
+                        &format!("{FIELD}[{name}]"),
+                        format!("expected text, got {}", describe(other)),
+                    )),
+                };
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// `"12.3400"`, `12.34`, `1e-5` → Decimal. JSON numbers are converted from their shortest
+/// round-trip text, which is exact for Autotask's 4-decimal amounts.
+pub fn decimal_from_text(text: &str) -> Option<Decimal> {
+    if text.is_empty() {
+        return None;
+    }
+    Decimal::from_str(text)
+        .ok()
+        .or_else(|| Decimal::from_scientific(text).ok())
+        .or_else(|| Decimal::from_scientific(&text.to_ascii_lowercase()).ok())
+}
+
+/// `2026-11-01`, `2026-11-01T00:00:00`, `…Z`, `…T00:00:00.000+00:00` → 2026-11-01: the date
+/// part as written, with no zone conversion.
+pub fn date_from_text(text: &str) -> Option<NaiveDate> {
+    let text = text.trim();
+    let date = text.get(..10)?;
+    let rest = &text[10..];
+    if !(rest.is_empty() || rest.starts_with('T') || rest.starts_with(' ')) {
+        return None;
+    }
+    NaiveDate::parse_from_str(date, "%Y-%m-%d").ok()
+}
+
+/// A date as Autotask wants it in a request body: midnight, no zone.
+pub fn date_to_api(date: NaiveDate) -> String {
+    format!("{}T00:00:00", date.format("%Y-%m-%d"))
+}
+
+pub fn company(value: &Value) -> Result<Company, RecordError> {
+    let r = Record::new("Companies", value)?;
+    Ok(Company {
+        id: r.int("id")?,
+        company_name: r.text("companyName")?,
+        is_active: r.boolean_or("isActive", true)?,
+    })
+}
+
+/// `udf_name` is the settings' subscription UDF ("Subscription ID").
+pub fn contract(value: &Value, udf_name: &str) -> Result<Contract, RecordError> {
+    let r = Record::new("Contracts", value)?;
+    Ok(Contract {
+        id: r.int("id")?,
+        company_id: r.int("companyID")?,
+        contract_name: r.text("contractName")?,
+        contract_type: r.int("contractType")?,
+        status: r.int("status")?,
+        start_date: r.date("startDate")?,
+        end_date: r.date("endDate")?,
+        service_level_agreement_id: r.opt_int("serviceLevelAgreementID")?,
+        contract_category: r.opt_int("contractCategory")?,
+        subscription_id: r.udf(udf_name)?,
+    })
+}
+
+pub fn service(value: &Value) -> Result<Service, RecordError> {
+    let r = Record::new("Services", value)?;
+    Ok(Service {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        sku: r.opt_text("sku")?,
+        billing_code_id: r.int("billingCodeID")?,
+        period_type: r.int("periodType")?,
+        unit_price: r.decimal("unitPrice")?,
+        unit_cost: r.opt_decimal("unitCost")?,
+        is_active: r.boolean_or("isActive", true)?,
+    })
+}
+
+pub fn contract_service(value: &Value) -> Result<ContractService, RecordError> {
+    let r = Record::new("ContractServices", value)?;
+    Ok(ContractService {
+        id: r.int("id")?,
+        contract_id: r.int("contractID")?,
+        service_id: r.int("serviceID")?,
+        unit_price: r.decimal("unitPrice")?,
+        unit_cost: r.opt_decimal("unitCost")?,
+        invoice_description: r.opt_text("invoiceDescription")?,
+    })
+}
+
+pub fn contract_service_unit(value: &Value) -> Result<ContractServiceUnit, RecordError> {
+    let r = Record::new("ContractServiceUnits", value)?;
+    Ok(ContractServiceUnit {
+        id: r.int("id")?,
+        contract_id: r.int("contractID")?,
+        contract_service_id: r.int("contractServiceID")?,
+        service_id: r.int("serviceID")?,
+        start_date: r.date("startDate")?,
+        end_date: r.date("endDate")?,
+        units: r.int("units")?,
+        price: r.opt_decimal("price")?,
+        cost: r.opt_decimal("cost")?,
+    })
+}
+
+/// A charge without a unit cost (Autotask allows none) reads as cost 0.
+pub fn contract_charge(value: &Value) -> Result<ContractCharge, RecordError> {
+    let r = Record::new("ContractCharges", value)?;
+    Ok(ContractCharge {
+        id: r.int("id")?,
+        contract_id: r.int("contractID")?,
+        name: r.text("name")?,
+        description: r.opt_text("description")?,
+        date_purchased: r.date("datePurchased")?,
+        charge_type: r.int("chargeType")?,
+        unit_quantity: r.decimal("unitQuantity")?,
+        unit_price: r.decimal("unitPrice")?,
+        unit_cost: r.opt_decimal("unitCost")?.unwrap_or(Decimal::ZERO),
+        billing_code_id: r.opt_int("billingCodeID")?,
+        is_billed: r.boolean_or("isBilled", false)?,
+    })
+}
+
+pub fn billing_code(value: &Value) -> Result<BillingCode, RecordError> {
+    let r = Record::new("BillingCodes", value)?;
+    Ok(BillingCode {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        use_type: r.int("useType")?,
+        is_active: r.boolean_or("isActive", true)?,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn contract_reads_camel_case_any_case_and_the_udf() {
+        let value = json!({
+            "id": 4410, "CompanyID": 29683501, "contractName": "Microsoft 365 - Contoso",
+            "contractType": 7, "status": 1, "startDate": "2026-11-01T00:00:00",
+            "endDate": "2027-10-31T00:00:00.000Z", "serviceLevelAgreementID": null,
+            "contractCategory": 3,
+            "userDefinedFields": [{"name": "Other", "value": "x"}, {"name": "subscription id", "value": " 6f1c "}]
+        });
+        let c = contract(&value, "Subscription ID").unwrap();
+        assert_eq!(c.company_id, 29683501);
+        assert_eq!(c.start_date, NaiveDate::from_ymd_opt(2026, 11, 1).unwrap());
+        assert_eq!(c.end_date, NaiveDate::from_ymd_opt(2027, 10, 31).unwrap());
+        assert_eq!(c.service_level_agreement_id, None);
+        assert_eq!(c.contract_category, Some(3));
+        assert_eq!(c.subscription_id.as_deref(), Some("6f1c"));
+
+        let mut bare = value.clone();
+        bare.as_object_mut().unwrap().remove("userDefinedFields");
+        assert_eq!(
+            contract(&bare, "Subscription ID").unwrap().subscription_id,
+            None
+        );
+    }
+
+    #[test]
+    fn dates_are_never_shifted() {
+        for text in [
+            "2026-11-01",
+            "2026-11-01T00:00:00",
+            "2026-11-01T00:00:00Z",
+            "2026-11-01T00:00:00.000Z",
+            "2026-11-01T23:30:00-05:00",
+        ] {
+            assert_eq!(
+                date_from_text(text),
+                NaiveDate::from_ymd_opt(2026, 11, 1),
+                "{text}"
+            );
+        }
+        assert_eq!(date_from_text("2026-11-0"), None);
+        assert_eq!(date_from_text("2026-11-01X"), None);
+        assert_eq!(date_from_text("01/11/2026"), None);
+        assert_eq!(
+            date_to_api(NaiveDate::from_ymd_opt(2026, 1, 2).unwrap()),
+            "2026-01-02T00:00:00"
+        );
+    }
+
+    #[test]
+    fn money_is_exact_from_numbers_and_text() {
+        let value: Value = serde_json::from_str(
+            r#"{"id":1,"contractID":2,"name":"Azure 2026-11","datePurchased":"2026-11-01T00:00:00",
+            "chargeType":1,"unitQuantity":1,"unitPrice":1234.5678,"unitCost":"0.1000",
+            "billingCodeID":null,"isBilled":false}"#,
+        )
+        .unwrap();
+        let c = contract_charge(&value).unwrap();
+        assert_eq!(c.unit_price, d("1234.5678"));
+        assert_eq!(c.unit_cost, d("0.1000"));
+        assert_eq!(c.unit_quantity, d("1"));
+        assert_eq!(decimal_from_text("1e-5"), Some(d("0.00001")));
+        assert_eq!(decimal_from_text("0.1"), Some(d("0.1")));
+        assert_eq!(decimal_from_text("abc"), None);
+    }
+
+    #[test]
+    fn units_accept_integral_numbers_only() {
+        let mut value = json!({"id": 9, "contractID": 1, "contractServiceID": 2, "serviceID": 3,
+            "startDate": "2026-11-01T00:00:00", "endDate": "2026-11-30T00:00:00",
+            "units": 12.0, "price": 10.5, "cost": null});
+        assert_eq!(contract_service_unit(&value).unwrap().units, 12);
+        value["units"] = json!(12.5);
+        let err = contract_service_unit(&value).unwrap_err();
+        assert_eq!(err.field, "units");
+        assert_eq!(err.id, "9");
+    }
+
+    #[test]
+    fn errors_name_entity_id_and_field() {
+        let err = service(&json!({"id": 812, "name": "E3", "billingCodeID": "x",
+            "periodType": 1, "unitPrice": 1}))
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "Services 812: field `billingCodeID`: expected an integer, got a string (\"x\")"
+        );
+        let err = service(&json!({"id": 812, "name": "E3", "billingCodeID": 1,
+            "periodType": 1, "unitPrice": null}))
+        .unwrap_err();
+        assert_eq!(err.to_string(), "Services 812: field `unitPrice`: is null");
+        let err = company(&json!({"companyName": "x"})).unwrap_err();
+        assert_eq!(err.to_string(), "Companies (no id): field `id`: missing");
+        let err = company(&json!([1])).unwrap_err();
+        assert!(err.to_string().contains("expected an object"), "{err}");
+        let err = contract_service(&json!({"id": 5, "contractID": 1, "serviceID": 1,
+            "unitPrice": "1.0", "userDefinedFields": 3}))
+        .unwrap();
+        assert_eq!(err.unit_price, d("1.0"));
+    }
+
+    #[test]
+    fn billing_codes_and_companies() {
+        let b = billing_code(
+            &json!({"id": 29682801, "name": "Recurring", "useType": 5, "isActive": true}),
+        )
+        .unwrap();
+        assert_eq!((b.use_type, b.is_active), (5, true));
+        let c = company(&json!({"id": 1, "companyName": "Contoso", "isActive": false})).unwrap();
+        assert!(!c.is_active);
+    }
+}
