@@ -9,3 +9,8 @@ pub use client::{
     AutotaskClient, AutotaskError, ClientOptions, FieldInfo, PicklistValue, Threshold,
 };
 pub use query::{chunked_in, Condition, Filter, FilterError, FilterValue, GroupOp, Item, Op};
+pub mod discover;
+pub mod pull;
+
+pub use discover::{discover_ids, discover_ids_for, BillingCodeChoice, Discovery};
+pub use pull::{pull_snapshot, PullError, PullOptions, PullProgress, PullReport};
