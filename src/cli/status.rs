@@ -19,6 +19,14 @@ pub fn run(context: &Context) -> CommandResult {
     Ok(ExitCode::SUCCESS)
 }
 
+fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
+    if n == 1 {
+        one
+    } else {
+        many
+    }
+}
+
 fn render(store: &Store) -> Result<String, crate::store::StoreError> {
     let mut out = String::new();
     let bills = store.bills()?;
@@ -48,8 +56,12 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
         for bill in bills {
             let _ = write!(
                 out,
-                "    {:<width$}  {:>6} lines  {:>3} subscriptions",
-                bill.key.organization_name, bill.lines, bill.subscriptions
+                "    {:<width$}  {:>6} {:<5}  {:>3} {:<13}",
+                bill.key.organization_name,
+                bill.lines,
+                plural(bill.lines, "line", "lines"),
+                bill.subscriptions,
+                plural(bill.subscriptions, "subscription", "subscriptions"),
             );
             if bill.revision > 1 {
                 let _ = write!(out, "  revision {} (restated)", bill.revision);
