@@ -402,6 +402,36 @@ impl Layout {
         })
     }
 
+    /// The trimmed text of a cell ("" for an absent optional column), noting why it is unusable.
+    fn cell<'r>(
+        &self,
+        record: &'r csv::ByteRecord,
+        column: Column,
+        reasons: &mut Vec<String>,
+    ) -> &'r str {
+        let Some(index) = self.positions[column as usize] else {
+            return "";
+        };
+        let bytes = record.get(index).unwrap_or_default();
+        match std::str::from_utf8(bytes) {
+            Ok(value) => {
+                let value = value.trim();
+                if value.is_empty() && column.required() {
+                    reasons.push(format!("{} is empty", column.name()));
+                }
+                value
+            }
+            Err(err) => {
+                reasons.push(format!(
+                    "{} is not valid UTF-8 (byte {} of the cell)",
+                    column.name(),
+                    err.valid_up_to() + 1
+                ));
+                ""
+            }
+        }
+    }
+
     /// One row to a line, or every reason it is malformed ("; "-separated).
     fn parse(&self, record: &csv::ByteRecord, file: &str, row: u64) -> Result<BillLine, String> {
         if record.len() != self.width {
@@ -413,63 +443,38 @@ impl Layout {
             ));
         }
         let mut reasons: Vec<String> = Vec::new();
-        let mut text = |column: Column| -> String {
-            let Some(index) = self.positions[column as usize] else {
-                return String::new();
-            };
-            let bytes = record.get(index).unwrap_or_default();
-            match std::str::from_utf8(bytes) {
-                Ok(value) => {
-                    let value = value.trim();
-                    if value.is_empty() && column.required() {
-                        reasons.push(format!("{} is empty", column.name()));
-                    }
-                    value.to_string()
-                }
-                Err(err) => {
-                    reasons.push(format!(
-                        "{} is not valid UTF-8 (byte {} of the cell)",
-                        column.name(),
-                        err.valid_up_to() + 1
-                    ));
-                    String::new()
-                }
-            }
-        };
+        let mut text = |column: Column| self.cell(record, column, &mut reasons);
         let billing_date = text(Column::BillingDate);
-        let service_name = text(Column::ServiceName);
-        let broker_name = text(Column::BrokerName);
-        let organization_name = text(Column::OrganizationName);
-        let customer_number = text(Column::CustomerNumber);
-        let product_name = text(Column::ProductName);
-        let item_code = text(Column::ItemCode);
+        let service_name = text(Column::ServiceName).to_string();
+        let broker_name = text(Column::BrokerName).to_string();
+        let organization_name = text(Column::OrganizationName).to_string();
+        let customer_number = text(Column::CustomerNumber).to_string();
+        let product_name = text(Column::ProductName).to_string();
+        let item_code = text(Column::ItemCode).to_string();
         let quantity = text(Column::Quantity);
         let unit_cost_price = text(Column::UnitCostPrice);
         let unit_sales_price = text(Column::UnitSalesPrice);
         let total_cost = text(Column::TotalCost);
         let total_sales = text(Column::TotalSales);
-        let currency_code = text(Column::CurrencyCode);
-        let product_id = text(Column::ProductId);
-        let subscription_id = text(Column::SubscriptionId);
-        let subscription_name = text(Column::SubscriptionName);
+        let currency_code = text(Column::CurrencyCode).to_string();
+        let product_id = text(Column::ProductId).to_string();
+        let subscription_id = text(Column::SubscriptionId).to_string();
+        let subscription_name = text(Column::SubscriptionName).to_string();
         let autotask_company_id = text(Column::AutotaskCompanyId);
 
-        let billing_date = check(&mut reasons, parse_date(Column::BillingDate, &billing_date));
-        let quantity = check(&mut reasons, parse_decimal(Column::Quantity, &quantity));
+        let billing_date = check(&mut reasons, parse_date(Column::BillingDate, billing_date));
+        let quantity = check(&mut reasons, parse_decimal(Column::Quantity, quantity));
         let unit_cost_price = check(
             &mut reasons,
-            parse_decimal(Column::UnitCostPrice, &unit_cost_price),
+            parse_decimal(Column::UnitCostPrice, unit_cost_price),
         );
         let unit_sales_price = check(
             &mut reasons,
-            parse_decimal(Column::UnitSalesPrice, &unit_sales_price),
+            parse_decimal(Column::UnitSalesPrice, unit_sales_price),
         );
-        let total_cost = check(&mut reasons, parse_decimal(Column::TotalCost, &total_cost));
-        let total_sales = check(
-            &mut reasons,
-            parse_decimal(Column::TotalSales, &total_sales),
-        );
-        let autotask_company_id = check(&mut reasons, parse_company_id(&autotask_company_id));
+        let total_cost = check(&mut reasons, parse_decimal(Column::TotalCost, total_cost));
+        let total_sales = check(&mut reasons, parse_decimal(Column::TotalSales, total_sales));
+        let autotask_company_id = check(&mut reasons, parse_company_id(autotask_company_id));
         match (
             billing_date,
             quantity,
@@ -543,9 +548,15 @@ fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
             column.name()
         ));
     }
-    NaiveDate::parse_from_str(text, "%Y-%m-%d")
+    // The shape is checked: plain digit arithmetic, no format-string parsing per row.
+    let number = |range: std::ops::Range<usize>| {
+        bytes[range]
+            .iter()
+            .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+    };
+    NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10))
         .map(Some)
-        .map_err(|_| format!("{} {text:?} is not a valid date", column.name()))
+        .ok_or_else(|| format!("{} {text:?} is not a valid date", column.name()))
 }
 
 /// The most significant digits a `Decimal` holds exactly; more would be rounded silently.

@@ -45,10 +45,27 @@ const LINE_COLUMNS: &str = "source_row, service_name, broker_name, customer_numb
      item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales, \
      currency_code, product_id, subscription_id, subscription_name, autotask_company_id";
 
+const INSERT_LINE: &str =
+    "INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name, \
+     customer_number, product_name, item_code, quantity, unit_cost_price, unit_sales_price, \
+     total_cost, total_sales, currency_code, product_id, subscription_id, subscription_name, \
+     autotask_company_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+const INSERT_STAGED: &str = "INSERT INTO temp.import_staging (staging_index, seq, source_row, \
+     service_name, broker_name, customer_number, product_name, item_code, quantity, \
+     unit_cost_price, unit_sales_price, total_cost, total_sales, currency_code, product_id, \
+     subscription_id, subscription_name, autotask_company_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
 /// An import in progress: lines go in one by one (streaming); nothing is visible until `finish`.
 /// Dropping it without `finish` rolls everything back.
 pub struct Import<'a> {
-    store: &'a mut Store,
+    /// Shared from the `&mut Store` `begin_import` took, so that the prepared statements can
+    /// borrow the connection; nothing else can reach the store meanwhile.
+    store: &'a Store,
+    insert_line: rusqlite::Statement<'a>,
+    insert_staged: rusqlite::Statement<'a>,
     source_name: String,
     imported_at: String,
     bills: Vec<PendingBill>,
@@ -111,8 +128,21 @@ impl Store {
                 rollback(&self.conn);
                 self.wrap(e)
             })?;
+        let store: &Store = self;
+        let statements = (|| -> rusqlite::Result<_> {
+            Ok((
+                store.conn.prepare(INSERT_LINE)?,
+                store.conn.prepare(INSERT_STAGED)?,
+            ))
+        })();
+        let (insert_line, insert_staged) = statements.map_err(|e| {
+            rollback(&store.conn);
+            store.wrap(e)
+        })?;
         Ok(Import {
-            store: self,
+            store,
+            insert_line,
+            insert_staged,
             source_name: source_name.to_string(),
             imported_at: timestamp(&Utc::now()),
             bills: Vec::new(),
@@ -264,7 +294,6 @@ impl Import<'_> {
         };
         self.last = Some(slot);
         self.lines += 1;
-        let conn = &self.store.conn;
         let bill = &mut self.bills[slot];
         bill.hash.add(line);
         bill.lines += 1;
@@ -276,11 +305,7 @@ impl Import<'_> {
         let row = line.source.row as i64;
         match &bill.target {
             Target::New { bill_id } => {
-                let mut statement = conn.prepare_cached(&format!(
-                    "INSERT INTO bill_lines (bill_id, {LINE_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)"
-                ))?;
-                statement.execute(params![
+                self.insert_line.execute(params![
                     bill_id,
                     row,
                     line.service_name,
@@ -301,11 +326,7 @@ impl Import<'_> {
                 ])?;
             }
             Target::Known { staging_index, .. } => {
-                let mut statement = conn.prepare_cached(&format!(
-                    "INSERT INTO temp.import_staging (staging_index, seq, {LINE_COLUMNS})
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)"
-                ))?;
-                statement.execute(params![
+                self.insert_staged.execute(params![
                     staging_index,
                     bill.lines as i64,
                     row,
@@ -487,7 +508,8 @@ impl ContentHash {
             hash_field(&mut hasher, field.as_bytes());
         }
         // Normalized: "25.00" and "25" are the same quantity, so a re-export that drops trailing
-        // zeros is not a restatement.
+        // zeros is not a restatement. `serialize` is the exact 16-byte form (no text formatting
+        // on the hot path).
         for amount in [
             line.quantity,
             line.unit_cost_price,
@@ -495,11 +517,14 @@ impl ContentHash {
             line.total_cost,
             line.total_sales,
         ] {
-            hash_field(&mut hasher, amount.normalize().to_string().as_bytes());
+            hasher.update(amount.normalize().serialize());
         }
         match line.autotask_company_id {
-            Some(id) => hash_field(&mut hasher, id.to_string().as_bytes()),
-            None => hash_field(&mut hasher, b"-"),
+            Some(id) => {
+                hasher.update([1]);
+                hasher.update(id.to_le_bytes());
+            }
+            None => hasher.update([0]),
         }
         let digest = hasher.finalize();
         let mut carry = 0u128;

@@ -232,6 +232,7 @@ impl Store {
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA journal_size_limit = 67108864;
+             PRAGMA cache_size = -32768;
              PRAGMA temp_store = FILE;",
         )?;
         Ok(())
