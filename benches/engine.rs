@@ -9,7 +9,10 @@ use cmat::plan::{compute, PlanInputs};
 use cmat::tenant::{bill_lines, companies, play, TenantSize};
 
 fn main() {
-    let size = match std::env::args().find(|arg| arg.starts_with("--size=")).as_deref() {
+    let size = match std::env::args()
+        .find(|arg| arg.starts_with("--size="))
+        .as_deref()
+    {
         Some("--size=small") => TenantSize::SMALL,
         Some("--size=medium") => TenantSize::MEDIUM,
         _ => TenantSize::LARGE,
@@ -19,11 +22,21 @@ fn main() {
     let sources = Vec::new();
     let day0 = bill_lines(size, 0, 10);
     let mut snapshot = companies(size);
-    println!("tenant: {} organizations, {} bill lines", size.organizations, day0.len());
+    println!(
+        "tenant: {} organizations, {} bill lines",
+        size.organizations,
+        day0.len()
+    );
 
     let started = Instant::now();
     let onboarding = compute(
-        &PlanInputs { rules: &rules, lines: &day0, snapshot: &snapshot, mapping_sources: &sources, inputs_digest: String::new() },
+        &PlanInputs {
+            rules: &rules,
+            lines: &day0,
+            snapshot: &snapshot,
+            mapping_sources: &sources,
+            inputs_digest: String::new(),
+        },
         chrono::Utc::now(),
     );
     let onboarding_time = started.elapsed();
@@ -39,7 +52,13 @@ fn main() {
     let day1 = bill_lines(size, 1, 10);
     let started = Instant::now();
     let steady = compute(
-        &PlanInputs { rules: &rules, lines: &day1, snapshot: &snapshot, mapping_sources: &sources, inputs_digest: String::new() },
+        &PlanInputs {
+            rules: &rules,
+            lines: &day1,
+            snapshot: &snapshot,
+            mapping_sources: &sources,
+            inputs_digest: String::new(),
+        },
         chrono::Utc::now(),
     );
     println!(
@@ -50,5 +69,9 @@ fn main() {
     );
     let started = Instant::now();
     let json = steady.to_json();
-    println!("render json: {:>8.1} ms  {} bytes", started.elapsed().as_secs_f64() * 1e3, json.len());
+    println!(
+        "render json: {:>8.1} ms  {} bytes",
+        started.elapsed().as_secs_f64() * 1e3,
+        json.len()
+    );
 }

@@ -516,3 +516,181 @@ pub fn scope_differences(scope: &Scope, snapshot: &Snapshot, fresh: &Snapshot) -
     compare("charge", &known.charges, &fresh.charges, &mut differences);
     differences
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::desired::tests::{default_rules, line};
+    use crate::plan::Digests;
+    use crate::snapshot::Company;
+    use crate::store::{Access, AuditFilter};
+
+    /// Records every request; fails the write whose 0-based position is `fail_at`.
+    struct FakeAutotask {
+        sent: Mutex<Vec<(String, Value)>>,
+        fail_at: Option<(usize, WriteFailure)>,
+        next_id: std::sync::atomic::AtomicI64,
+    }
+
+    impl FakeAutotask {
+        fn new(fail_at: Option<(usize, WriteFailure)>) -> Self {
+            FakeAutotask {
+                sent: Mutex::new(Vec::new()),
+                fail_at,
+                next_id: 500.into(),
+            }
+        }
+        fn record(&self, path: &str, body: &Value) -> Result<(), WriteFailure> {
+            let mut sent = self.sent.lock().expect("lock");
+            let position = sent.len();
+            sent.push((path.to_string(), body.clone()));
+            match &self.fail_at {
+                Some((at, failure)) if *at == position => Err(failure.clone()),
+                _ => Ok(()),
+            }
+        }
+    }
+
+    impl AutotaskWriter for FakeAutotask {
+        fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure> {
+            self.record(path, body)?;
+            Ok(Some(
+                self.next_id
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
+            ))
+        }
+        fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure> {
+            self.record(path, body)
+        }
+        fn delete(&self, path: &str) -> Result<(), WriteFailure> {
+            self.record(path, &Value::Null)
+        }
+    }
+
+    fn onboarding_plan() -> Plan {
+        let rules = default_rules();
+        let lines = vec![
+            line(
+                "2026-10-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "A",
+                "10",
+                "5",
+            ),
+            line("2026-10-01", "Contoso", "Azure Plan", "AZ", "M1", "2", "3"),
+        ];
+        let mut snapshot = Snapshot::default();
+        snapshot.companies.insert(
+            100,
+            Company {
+                id: 100,
+                company_name: "Contoso".into(),
+                is_active: true,
+            },
+        );
+        let desired = crate::desired::desired_state(&rules, &lines);
+        let digests = Digests {
+            snapshot: String::new(),
+            inputs: String::new(),
+            mappings: String::new(),
+        };
+        Plan::new(
+            crate::diff::diff(&rules, &desired, &snapshot),
+            digests,
+            DateTime::UNIX_EPOCH,
+        )
+    }
+
+    fn options() -> ApplyOptions {
+        ApplyOptions {
+            concurrency: 3,
+            run_id: "run-1".into(),
+            now: || DateTime::UNIX_EPOCH,
+            on_progress: None,
+        }
+    }
+
+    #[test]
+    fn writes_parents_first_and_resolves_refs_to_returned_ids() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
+        let plan = onboarding_plan();
+        let fake = FakeAutotask::new(None);
+        let report = apply_plan(&plan, &fake, &mut store, &options()).expect("apply");
+        assert!(report.is_clean(), "{report:?}");
+        assert_eq!(report.written, plan.changes.len() as u64);
+        let sent = fake.sent.lock().expect("lock").clone();
+        let paths: Vec<_> = sent.iter().map(|(path, _)| path.clone()).collect();
+        // Service first, then both contracts (either order), then the children under real ids.
+        assert_eq!(paths[0], "Services");
+        assert_eq!(&paths[1..3], &["Contracts", "Contracts"]);
+        let adjustment = sent
+            .iter()
+            .find(|(path, _)| path.ends_with("/ServiceAdjustments"))
+            .expect("adjustment");
+        assert_eq!(adjustment.1["serviceID"], json!(500));
+        assert_eq!(
+            adjustment.0,
+            format!(
+                "Contracts/{}/ServiceAdjustments",
+                adjustment.1["contractID"]
+            )
+        );
+        let audit = store.audit_rows(&AuditFilter::default()).expect("audit");
+        let fields: usize = plan.changes.iter().map(|c| c.fields.len()).sum();
+        assert_eq!(audit.len(), fields, "one audit row per field written");
+        assert!(store.journal_unresolved().expect("journal").is_empty());
+    }
+
+    #[test]
+    fn an_unknown_outcome_is_journaled_and_its_children_are_not_sent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
+        let plan = onboarding_plan();
+        // The first write is the Service create: its outcome is unknown.
+        let fake = FakeAutotask::new(Some((
+            0,
+            WriteFailure::OutcomeUnknown {
+                message: "connection reset".into(),
+            },
+        )));
+        let report = apply_plan(&plan, &fake, &mut store, &options()).expect("apply");
+        assert_eq!(report.unknown, 1);
+        assert_eq!(
+            report.skipped, 1,
+            "the adjustment needing the service is not sent: {report:?}"
+        );
+        let unresolved = store.journal_unresolved().expect("journal");
+        assert_eq!(unresolved.len(), 1);
+        assert_eq!(unresolved[0].intent.key, "sku:A");
+        let sent = fake.sent.lock().expect("lock");
+        assert_eq!(
+            sent.iter().filter(|(path, _)| path == "Services").count(),
+            1,
+            "never re-sent"
+        );
+    }
+
+    #[test]
+    fn a_spent_hourly_budget_stops_the_run() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
+        let plan = onboarding_plan();
+        let fake = FakeAutotask::new(Some((
+            0,
+            WriteFailure::Budget {
+                message: "hour spent".into(),
+            },
+        )));
+        let options = ApplyOptions {
+            concurrency: 1,
+            ..options()
+        };
+        let report = apply_plan(&plan, &fake, &mut store, &options).expect("apply");
+        assert!(report.budget_exhausted);
+        assert_eq!(fake.sent.lock().expect("lock").len(), 1);
+        assert_eq!(report.skipped, plan.changes.len() as u64 - 1);
+    }
+}

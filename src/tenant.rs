@@ -26,10 +26,18 @@ pub struct TenantSize {
 }
 
 impl TenantSize {
-    pub const SMALL: TenantSize =
-        TenantSize { organizations: 20, licence_subscriptions: 4, products_per_subscription: 5, azure_lines: 100 };
-    pub const MEDIUM: TenantSize =
-        TenantSize { organizations: 500, licence_subscriptions: 4, products_per_subscription: 6, azure_lines: 100 };
+    pub const SMALL: TenantSize = TenantSize {
+        organizations: 20,
+        licence_subscriptions: 4,
+        products_per_subscription: 5,
+        azure_lines: 100,
+    };
+    pub const MEDIUM: TenantSize = TenantSize {
+        organizations: 500,
+        licence_subscriptions: 4,
+        products_per_subscription: 6,
+        azure_lines: 100,
+    };
     /// 2,000 organizations, 10,000 subscriptions, 50,000 contract services, 200,000 Azure lines.
     pub const LARGE: TenantSize = TenantSize {
         organizations: 2_000,
@@ -62,17 +70,25 @@ const CATALOG: u64 = 300;
 pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillLine> {
     let billing_date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default();
     let mut lines = Vec::with_capacity(
-        size.organizations * (size.licence_subscriptions * size.products_per_subscription + size.azure_lines),
+        size.organizations
+            * (size.licence_subscriptions * size.products_per_subscription + size.azure_lines),
     );
     let mut row = 1u64;
     for org in 0..size.organizations {
         let organization = format!("Organization {org:05}");
         let company_id = FIRST_COMPANY_ID + org as i64;
         let mut shape = Random(org as u64 + 1);
-        let mut push = |service: &str, subscription: String, item: String, quantity: Decimal, price: Decimal| {
+        let mut push = |service: &str,
+                        subscription: String,
+                        item: String,
+                        quantity: Decimal,
+                        price: Decimal| {
             row += 1;
             lines.push(BillLine {
-                source: LineSource { file: format!("day-{day}.csv"), row },
+                source: LineSource {
+                    file: format!("day-{day}.csv"),
+                    row,
+                },
                 billing_date,
                 service_name: service.to_string(),
                 broker_name: "Broker".into(),
@@ -95,7 +111,10 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
         for sub in 0..size.licence_subscriptions {
             let subscription = format!("{org:05}-lic-{sub}");
             for product in 0..size.products_per_subscription {
-                let item = format!("SKU{:04}", (shape.below(CATALOG) + product as u64 * 7) % CATALOG);
+                let item = format!(
+                    "SKU{:04}",
+                    (shape.below(CATALOG) + product as u64 * 7) % CATALOG
+                );
                 let mut quantity = 1 + shape.below(50) as i64;
                 // Churn: each day, about `churn_per_mille` ‰ of counts move by one or two.
                 let mut drift = Random((org * 1_000 + sub * 100 + product) as u64 * 7919);
@@ -105,7 +124,13 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
                     }
                 }
                 let price = Decimal::new(100 + shape.below(5_000) as i64, 2);
-                push("Microsoft NCE", subscription.clone(), item, Decimal::from(quantity), price);
+                push(
+                    "Microsoft NCE",
+                    subscription.clone(),
+                    item,
+                    Decimal::from(quantity),
+                    price,
+                );
             }
         }
         if size.azure_lines > 0 {
@@ -113,7 +138,13 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
             for meter in 0..size.azure_lines {
                 let quantity = Decimal::new(shape.below(100_000) as i64 + 1, 3);
                 let price = Decimal::new(shape.below(50_000) as i64 + 1, 4);
-                push("Azure Plan", subscription.clone(), format!("METER{meter:03}"), quantity, price);
+                push(
+                    "Azure Plan",
+                    subscription.clone(),
+                    format!("METER{meter:03}"),
+                    quantity,
+                    price,
+                );
             }
         }
     }
@@ -125,19 +156,30 @@ pub fn companies(size: TenantSize) -> Snapshot {
     let mut snapshot = Snapshot::default();
     for org in 0..size.organizations {
         let id = FIRST_COMPANY_ID + org as i64;
-        snapshot
-            .companies
-            .insert(id, Company { id, company_name: format!("Organization {org:05}"), is_active: true });
+        snapshot.companies.insert(
+            id,
+            Company {
+                id,
+                company_name: format!("Organization {org:05}"),
+                is_active: true,
+            },
+        );
     }
     snapshot
 }
 
 fn decimal(value: &Value) -> Decimal {
-    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_default()
 }
 
 fn day(value: &Value) -> NaiveDate {
-    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_default()
 }
 
 /// Plays a plan against a snapshot as Autotask would: new ids, an adjustment splits the unit
@@ -169,7 +211,10 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
         };
         let field = |name: &str| change.fields.get(name).cloned().unwrap_or(Value::Null);
         let reference_id = |value: Value| match value {
-            Value::Object(map) => map.get("ref").and_then(Value::as_str).and_then(|r| ids.get(r).copied()),
+            Value::Object(map) => map
+                .get("ref")
+                .and_then(Value::as_str)
+                .and_then(|r| ids.get(r).copied()),
             other => other.as_i64(),
         };
         use crate::diff::Action;
@@ -189,7 +234,9 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                         end_date: day(&field("endDate")),
                         service_level_agreement_id: field("serviceLevelAgreementID").as_i64(),
                         contract_category: field("contractCategory").as_i64(),
-                        subscription_id: field("userDefinedFields")[0]["value"].as_str().map(String::from),
+                        subscription_id: field("userDefinedFields")[0]["value"]
+                            .as_str()
+                            .map(String::from),
                     },
                 );
             }
@@ -227,12 +274,18 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                 );
             }
             ("ContractServiceAdjustments", Action::Adjust) => {
-                let (Some(contract_id), Some(service_id)) = (parent, reference_id(field("serviceID"))) else {
+                let (Some(contract_id), Some(service_id)) =
+                    (parent, reference_id(field("serviceID")))
+                else {
                     continue;
                 };
                 let effective = day(&field("effectiveDate"));
                 let change_units = field("unitChange").as_i64().unwrap_or_default();
-                let contract_end = snapshot.contracts.get(&contract_id).map(|c| c.end_date).unwrap_or(effective);
+                let contract_end = snapshot
+                    .contracts
+                    .get(&contract_id)
+                    .map(|c| c.end_date)
+                    .unwrap_or(effective);
                 let existing = snapshot
                     .contract_services
                     .values()
@@ -296,7 +349,10 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                 }
             }
             ("ContractServices", Action::Update) => {
-                if let Some(service) = change.id.and_then(|id| snapshot.contract_services.get_mut(&id)) {
+                if let Some(service) = change
+                    .id
+                    .and_then(|id| snapshot.contract_services.get_mut(&id))
+                {
                     service.unit_price = decimal(&field("unitPrice"));
                 }
             }
