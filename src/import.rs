@@ -568,7 +568,12 @@ fn parse_decimal(column: Column, text: &str) -> Result<Option<Decimal>, String> 
     if text.is_empty() {
         return Ok(None);
     }
-    let name = column.name();
+    parse_exact_decimal(column.name(), text).map(Some)
+}
+
+/// The one strict decimal reader, shared with the Cloudmore API client: `-?DIGITS(.DIGITS)?`,
+/// at most 28 significant digits; the error names the field (`name`) and the text.
+pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
     let unsigned = text.strip_prefix('-').unwrap_or(text);
     let (whole, fraction) = match unsigned.split_once('.') {
         Some((whole, fraction)) => (whole, Some(fraction)),
@@ -592,7 +597,6 @@ fn parse_decimal(column: Column, text: &str) -> Result<Option<Decimal>, String> 
         ));
     }
     text.parse::<Decimal>()
-        .map(Some)
         .map_err(|err| format!("{name} {text:?} is not a decimal number ({err})"))
 }
 

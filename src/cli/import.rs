@@ -25,7 +25,7 @@ pub fn run(context: &Context, args: ImportArgs) -> CommandResult {
 }
 
 /// `bill.csv: 412 lines, 3 new bills, 1 restated, 0 unchanged`, then one line per restated bill.
-fn render_summary(name: &str, summary: &ImportSummary) -> String {
+pub(super) fn render_summary(name: &str, summary: &ImportSummary) -> String {
     let new = summary.new_bills.len();
     let mut text = format!(
         "{name}: {} {}, {new} new {}, {} restated, {} unchanged\n",
