@@ -362,9 +362,7 @@ fn take_lock(lock_path: &Path, db_display: &str) -> Result<File, StoreError> {
     let mut file = options
         .open(lock_path)
         .map_err(io_error(lock_path, "cannot open the lock file"))?;
-    // std's `File::try_lock` is stable since Rust 1.89; Cargo.toml's `rust-version` (1.80) is
-    // older than the lock this design asks for and should be raised to 1.89 by its owner.
-    #[allow(clippy::incompatible_msrv)]
+    // std's `File::try_lock` (Rust 1.89): an advisory lock the OS drops if the process dies.
     let locked = file.try_lock();
     match locked {
         Ok(()) => {}
