@@ -1,1 +1,1362 @@
-//! Placeholder: filled in by its issue.
+//! The diff: desired state against the Autotask snapshot, by natural keys only (the
+//! "Subscription ID" UDF, contract + service, contract + date purchased + name), never by
+//! names or fuzzy matching. A pure function: same inputs, same changes, same order.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::desired::{
+    covering_end_date, DesiredCharge, DesiredContract, DesiredContractService, DesiredState,
+    Warning, WarningCode,
+};
+use crate::rules::{
+    BilledChargeMismatch, BillingKind, CancelledSubscription, HandEdit, RemovedProduct, Renewal,
+    RuleOrigin, RuleSet, TemplateField,
+};
+use crate::snapshot::{Contract, ContractCharge, Snapshot};
+
+/// Autotask's maximum lengths for the text fields cmat writes (entityInformation/fields).
+pub const CONTRACT_NAME_MAX: usize = 100;
+pub const SERVICE_NAME_MAX: usize = 150;
+pub const CHARGE_NAME_MAX: usize = 100;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Adjust,
+    Delete,
+}
+
+/// Entity names as in Autotask's API paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Entity {
+    Services,
+    Contracts,
+    ContractServices,
+    ContractServiceAdjustments,
+    ContractCharges,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Services => "Services",
+            Entity::Contracts => "Contracts",
+            Entity::ContractServices => "ContractServices",
+            Entity::ContractServiceAdjustments => "ContractServiceAdjustments",
+            Entity::ContractCharges => "ContractCharges",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Entity> {
+        [
+            Entity::Services,
+            Entity::Contracts,
+            Entity::ContractServices,
+            Entity::ContractServiceAdjustments,
+            Entity::ContractCharges,
+        ]
+        .into_iter()
+        .find(|entity| entity.as_str() == name)
+    }
+
+    /// Writes go in this order so that parents exist before their children.
+    pub fn phase(self) -> u8 {
+        match self {
+            Entity::Services => 0,
+            Entity::Contracts => 1,
+            Entity::ContractServices => 2,
+            Entity::ContractServiceAdjustments => 3,
+            Entity::ContractCharges => 4,
+        }
+    }
+}
+
+/// The record a change hangs under: one that exists, or one created earlier in the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Parent {
+    Existing {
+        entity: Entity,
+        id: i64,
+    },
+    /// The natural key of a record created by another change of the same plan.
+    Planned {
+        key: String,
+    },
+}
+
+/// One write the plan asks for. `fields` are Autotask's camelCase names with JSON values
+/// (decimals as strings); a value `{"ref": KEY}` stands for the id of a planned record.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub action: Action,
+    pub entity: Entity,
+    pub id: Option<i64>,
+    pub parent: Option<Parent>,
+    pub key: String,
+    pub fields: BTreeMap<String, Value>,
+    pub before: Option<BTreeMap<String, Value>>,
+    pub rule: RuleOrigin,
+    pub reason: String,
+    /// For grouping in the text plan: the Autotask company and the contract's label.
+    pub company_id: i64,
+    pub contract_label: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Diff {
+    pub changes: Vec<Change>,
+    pub unchanged: u64,
+    pub warnings: Vec<Warning>,
+}
+
+/// A money amount as Autotask stores it: a string with the rules' scale (4 places).
+pub fn money(value: Decimal, scale: u32) -> Value {
+    Value::String(amount(value, scale))
+}
+
+/// An amount at the rules' scale, so "5.5" reads "5.5000" like Autotask's.
+pub fn amount(value: Decimal, scale: u32) -> String {
+    let mut rounded = value.round_dp(scale);
+    rounded.rescale(scale);
+    rounded.to_string()
+}
+
+fn date(value: NaiveDate) -> Value {
+    Value::String(value.to_string())
+}
+
+fn truncate(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
+}
+
+/// Lookups over the snapshot by natural key, built once per diff.
+struct SnapshotIndex<'a> {
+    contracts_by_subscription: BTreeMap<&'a str, &'a Contract>,
+    services_by_sku: BTreeMap<String, i64>,
+    contract_services: BTreeMap<(i64, i64), &'a crate::snapshot::ContractService>,
+    units: BTreeMap<(i64, i64), Vec<&'a crate::snapshot::ContractServiceUnit>>,
+    charges_by_contract: BTreeMap<i64, Vec<&'a ContractCharge>>,
+}
+
+impl<'a> SnapshotIndex<'a> {
+    fn new(snapshot: &'a Snapshot, warnings: &mut Vec<Warning>) -> Self {
+        let mut contracts_by_subscription: BTreeMap<&str, &Contract> = BTreeMap::new();
+        // BTreeMap iteration is by id, so the oldest contract of a subscription wins.
+        for contract in snapshot.contracts.values() {
+            let Some(subscription) = contract
+                .subscription_id
+                .as_deref()
+                .filter(|s| !s.is_empty())
+            else {
+                continue;
+            };
+            if let Some(first) = contracts_by_subscription.get(subscription) {
+                warnings.push(Warning::new(
+                    WarningCode::DuplicateContract,
+                    format!(
+                        "contracts {} and {} both carry subscription {subscription}; cmat uses {} and leaves {} alone",
+                        first.id, contract.id, first.id, contract.id
+                    ),
+                    format!("Contracts/{}", contract.id),
+                ));
+                continue;
+            }
+            contracts_by_subscription.insert(subscription, contract);
+        }
+        let mut services_by_sku: BTreeMap<String, (bool, i64)> = BTreeMap::new();
+        for service in snapshot.services.values() {
+            let Some(sku) = service.sku.as_deref().filter(|s| !s.is_empty()) else {
+                continue;
+            };
+            let candidate = (service.is_active, service.id);
+            services_by_sku
+                .entry(sku.to_string())
+                .and_modify(|best| {
+                    // Prefer an active service, then the oldest.
+                    if (candidate.0 && !best.0) || (candidate.0 == best.0 && candidate.1 < best.1) {
+                        *best = candidate;
+                    }
+                })
+                .or_insert(candidate);
+        }
+        let mut contract_services = BTreeMap::new();
+        for service in snapshot.contract_services.values() {
+            contract_services
+                .entry((service.contract_id, service.service_id))
+                .or_insert(service);
+        }
+        let mut units: BTreeMap<(i64, i64), Vec<_>> = BTreeMap::new();
+        for unit in snapshot.contract_service_units.values() {
+            units
+                .entry((unit.contract_id, unit.service_id))
+                .or_default()
+                .push(unit);
+        }
+        for periods in units.values_mut() {
+            periods.sort_by_key(|unit| (unit.start_date, unit.id));
+        }
+        let mut charges_by_contract: BTreeMap<i64, Vec<_>> = BTreeMap::new();
+        for charge in snapshot.charges.values() {
+            charges_by_contract
+                .entry(charge.contract_id)
+                .or_default()
+                .push(charge);
+        }
+        SnapshotIndex {
+            contracts_by_subscription,
+            services_by_sku: services_by_sku
+                .into_iter()
+                .map(|(sku, (_, id))| (sku, id))
+                .collect(),
+            contract_services,
+            units,
+            charges_by_contract,
+        }
+    }
+
+    /// Units in force on `date`: the period containing it, else the last one before it.
+    fn units_on(&self, contract_id: i64, service_id: i64, date: NaiveDate) -> i64 {
+        let Some(periods) = self.units.get(&(contract_id, service_id)) else {
+            return 0;
+        };
+        periods
+            .iter()
+            .rev()
+            .find(|unit| unit.start_date <= date && date <= unit.end_date)
+            .or_else(|| periods.iter().rev().find(|unit| unit.start_date <= date))
+            .map(|unit| unit.units)
+            .unwrap_or(0)
+    }
+}
+
+/// Where a contract's services and charges hang, and the dates adjustments must stay within.
+struct ContractTarget {
+    parent: Parent,
+    existing_id: Option<i64>,
+    start: NaiveDate,
+    end: NaiveDate,
+}
+
+pub fn diff(rules: &RuleSet, desired: &DesiredState, snapshot: &Snapshot) -> Diff {
+    let mut out = Diff {
+        warnings: desired.warnings.clone(),
+        ..Diff::default()
+    };
+    let index = SnapshotIndex::new(snapshot, &mut out.warnings);
+    let mut planned_services: BTreeSet<String> = BTreeSet::new();
+
+    for contract in desired.contracts.values() {
+        if !snapshot.companies.is_empty() && !snapshot.companies.contains_key(&contract.company_id)
+        {
+            out.warnings.push(Warning::new(
+                WarningCode::UnknownCompany,
+                format!(
+                    "organization \"{}\" links to Autotask company {}, which the snapshot does not have; subscription {} left out (check AutotaskCompanyID, or run `cmat pull autotask`)",
+                    contract.organization_name, contract.company_id, contract.subscription_id
+                ),
+                contract.source.to_string(),
+            ));
+            continue;
+        }
+        let target = diff_contract(rules, contract, &index, &mut out);
+        match contract.kind {
+            BillingKind::Licence => {
+                for service in contract.services.values() {
+                    diff_contract_service(
+                        rules,
+                        contract,
+                        service,
+                        &target,
+                        &index,
+                        &mut planned_services,
+                        &mut out,
+                    );
+                }
+            }
+            BillingKind::Consumption => {
+                for charge in contract.charges.values() {
+                    diff_charge(rules, contract, charge, &target, &index, &mut out);
+                }
+            }
+        }
+    }
+    out.changes.sort_by(|a, b| {
+        (a.entity.phase(), &a.key, a.action).cmp(&(b.entity.phase(), &b.key, b.action))
+    });
+    out.warnings.sort();
+    out.warnings.dedup();
+    out
+}
+
+fn contract_label(contract: &DesiredContract) -> String {
+    format!("{} [{}]", contract.name, contract.subscription_id)
+}
+
+fn diff_contract(
+    rules: &RuleSet,
+    contract: &DesiredContract,
+    index: &SnapshotIndex,
+    out: &mut Diff,
+) -> ContractTarget {
+    let key = format!("subscription:{}", contract.subscription_id);
+    let settings = &rules.settings;
+    let name = truncate(&contract.name, CONTRACT_NAME_MAX);
+    if name != contract.name {
+        out.warnings.push(Warning::new(
+            WarningCode::Drift,
+            format!("contract name \"{}\" is longer than Autotask's {CONTRACT_NAME_MAX} characters; shortened", contract.name),
+            contract.source.to_string(),
+        ));
+    }
+    if contract.stopped_appearing {
+        out.warnings.push(Warning::new(
+            WarningCode::SubscriptionStoppedAppearing,
+            format!(
+                "subscription {} of \"{}\" is not on the organization's latest bill (last billed {}); its contract is {}",
+                contract.subscription_id,
+                contract.organization_name,
+                contract.last_billing_date,
+                match rules.policies.cancelled_subscription.value {
+                    CancelledSubscription::Report => "left as it is",
+                    CancelledSubscription::EndContract => "ended on its last Billing Date",
+                }
+            ),
+            contract.source.to_string(),
+        ));
+    }
+
+    let Some(existing) = index
+        .contracts_by_subscription
+        .get(contract.subscription_id.as_str())
+    else {
+        let mut fields = BTreeMap::new();
+        fields.insert("companyID".into(), json!(contract.company_id));
+        fields.insert("contractName".into(), json!(name));
+        fields.insert("contractType".into(), json!(settings.contract_type.value));
+        fields.insert("status".into(), json!(settings.contract_status.value));
+        fields.insert("startDate".into(), date(contract.start_date));
+        fields.insert("endDate".into(), date(contract.end_date));
+        fields.insert(
+            "serviceLevelAgreementID".into(),
+            json!(settings.service_level_agreement.value),
+        );
+        fields.insert("timeReportingRequiresStartAndStopTimes".into(), json!(0));
+        if let Some(category) = &rules.contract.category {
+            fields.insert("contractCategory".into(), json!(category.value));
+        }
+        fields.insert(
+            "userDefinedFields".into(),
+            json!([{ "name": settings.subscription_udf.value, "value": contract.subscription_id }]),
+        );
+        out.changes.push(Change {
+            action: Action::Create,
+            entity: Entity::Contracts,
+            id: None,
+            parent: None,
+            key: key.clone(),
+            fields,
+            before: None,
+            rule: contract.origin.clone(),
+            reason: format!(
+                "new subscription {} ({})",
+                contract.subscription_id, contract.service_name
+            ),
+            company_id: contract.company_id,
+            contract_label: contract_label(contract),
+        });
+        return ContractTarget {
+            parent: Parent::Planned { key },
+            existing_id: None,
+            start: contract.start_date,
+            end: contract.end_date,
+        };
+    };
+
+    if existing.company_id != contract.company_id {
+        out.warnings.push(Warning::new(
+            WarningCode::CompanyMismatch,
+            format!(
+                "contract {} for subscription {} belongs to company {}, but the bill links \"{}\" to company {}; Autotask does not allow moving a contract, so it is used as it is",
+                existing.id, contract.subscription_id, existing.company_id, contract.organization_name, contract.company_id
+            ),
+            contract.source.to_string(),
+        ));
+    }
+
+    let mut end = existing.end_date;
+    let mut wanted: Vec<(&str, Value, Value, RuleOrigin, bool)> = Vec::new();
+    if rules.contract.renewal.value == Renewal::Extend
+        && contract.last_billing_date > existing.end_date
+    {
+        let renewed = covering_end_date(
+            existing.start_date,
+            rules.contract.term_months.value,
+            contract.last_billing_date,
+        );
+        wanted.push((
+            "endDate",
+            date(existing.end_date),
+            date(renewed),
+            rules.contract.renewal.origin.clone(),
+            true,
+        ));
+        end = renewed;
+    } else if contract.last_billing_date > existing.end_date {
+        out.warnings.push(Warning::new(
+            WarningCode::ContractEndsBeforeBill,
+            format!(
+                "contract {} ends {} but subscription {} was billed {}; unit changes are dated on the contract's last day",
+                existing.id, existing.end_date, contract.subscription_id, contract.last_billing_date
+            ),
+            contract.source.to_string(),
+        ));
+    }
+    if contract.stopped_appearing
+        && rules.policies.cancelled_subscription.value == CancelledSubscription::EndContract
+        && existing.end_date > contract.last_billing_date
+    {
+        wanted.push((
+            "endDate",
+            date(existing.end_date),
+            date(contract.last_billing_date),
+            rules.policies.cancelled_subscription.origin.clone(),
+            true,
+        ));
+        end = contract.last_billing_date;
+    }
+    // Fields cmat owns; a hand edit is overwritten or reported per the policy.
+    if existing.contract_name != name {
+        wanted.push((
+            "contractName",
+            json!(existing.contract_name),
+            json!(name),
+            contract.origin.clone(),
+            false,
+        ));
+    }
+    if existing.service_level_agreement_id != Some(settings.service_level_agreement.value) {
+        wanted.push((
+            "serviceLevelAgreementID",
+            json!(existing.service_level_agreement_id),
+            json!(settings.service_level_agreement.value),
+            settings.service_level_agreement.origin.clone(),
+            false,
+        ));
+    }
+    if let Some(category) = &rules.contract.category {
+        if existing.contract_category != Some(category.value) {
+            wanted.push((
+                "contractCategory",
+                json!(existing.contract_category),
+                json!(category.value),
+                category.origin.clone(),
+                false,
+            ));
+        }
+    }
+    let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
+    let mut fields = BTreeMap::new();
+    let mut before = BTreeMap::new();
+    let mut rule = None;
+    let mut reasons = Vec::new();
+    for (field, old, new, origin, always) in wanted {
+        if !always && !overwrite {
+            out.warnings.push(Warning::new(
+                WarningCode::Drift,
+                format!("contract {} {field} is {old} in Autotask, the rules say {new}; left as it is (policy hand_edit = report)", existing.id),
+                format!("Contracts/{}", existing.id),
+            ));
+            continue;
+        }
+        reasons.push(match field {
+            "endDate" if new.as_str() < old.as_str() => {
+                "subscription stopped appearing: contract ended".to_string()
+            }
+            "endDate" => format!(
+                "bill of {} falls after the contract's end: renewed",
+                contract.last_billing_date
+            ),
+            _ => format!("{field} edited in Autotask"),
+        });
+        rule.get_or_insert(origin);
+        before.insert(field.to_string(), old);
+        fields.insert(field.to_string(), new);
+    }
+    if fields.is_empty() {
+        out.unchanged += 1;
+    } else {
+        out.changes.push(Change {
+            action: Action::Update,
+            entity: Entity::Contracts,
+            id: Some(existing.id),
+            parent: None,
+            key: format!("subscription:{}", contract.subscription_id),
+            fields,
+            before: Some(before),
+            rule: rule.unwrap_or_else(|| contract.origin.clone()),
+            reason: reasons.join("; "),
+            company_id: contract.company_id,
+            contract_label: format!(
+                "{} [{}] #{}",
+                contract.name, contract.subscription_id, existing.id
+            ),
+        });
+    }
+    ContractTarget {
+        parent: Parent::Existing {
+            entity: Entity::Contracts,
+            id: existing.id,
+        },
+        existing_id: Some(existing.id),
+        start: existing.start_date,
+        end,
+    }
+}
+
+/// The Autotask Service behind a product: explicit rule, then sku, then one planned create.
+fn resolve_service(
+    rules: &RuleSet,
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    index: &SnapshotIndex,
+    planned_services: &mut BTreeSet<String>,
+    out: &mut Diff,
+) -> Option<Result<i64, String>> {
+    if let Some(explicit) = rules.products.explicit.get(&service.product_key) {
+        return Some(Ok(explicit.value));
+    }
+    if let Some(id) = index.services_by_sku.get(&service.product_key) {
+        return Some(Ok(*id));
+    }
+    let key = format!("sku:{}", service.product_key);
+    let Some(create) = &rules.products.create else {
+        out.warnings.push(Warning::new(
+            WarningCode::ServiceNotFound,
+            format!(
+                "no Autotask Service has sku {} and the rules do not create one; product \"{}\" of subscription {} left out",
+                service.product_key, service.product_name, contract.subscription_id
+            ),
+            service.source.to_string(),
+        ));
+        return None;
+    };
+    if planned_services.insert(service.product_key.clone()) {
+        let name = create.name.render(|field| match field {
+            TemplateField::Product => Some(service.product_name.clone()),
+            TemplateField::ItemCode | TemplateField::ProductId => Some(service.product_key.clone()),
+            TemplateField::Organization => Some(contract.organization_name.clone()),
+            TemplateField::Service => Some(contract.service_name.clone()),
+            _ => None,
+        });
+        let mut fields = BTreeMap::new();
+        fields.insert("name".into(), json!(truncate(&name, SERVICE_NAME_MAX)));
+        fields.insert("sku".into(), json!(service.product_key));
+        fields.insert(
+            "billingCodeID".into(),
+            json!(rules.settings.service_billing_code.value),
+        );
+        fields.insert(
+            "periodType".into(),
+            json!(create.period_type.value.autotask_value()),
+        );
+        fields.insert(
+            "unitPrice".into(),
+            money(service.unit_price, rules.prices.scale.value),
+        );
+        fields.insert(
+            "unitCost".into(),
+            money(service.unit_cost, rules.prices.scale.value),
+        );
+        fields.insert("isActive".into(), json!(true));
+        out.changes.push(Change {
+            action: Action::Create,
+            entity: Entity::Services,
+            id: None,
+            parent: None,
+            key: key.clone(),
+            fields,
+            before: None,
+            rule: create.origin.clone(),
+            reason: format!("no Autotask Service has sku {}", service.product_key),
+            company_id: 0,
+            contract_label: String::new(),
+        });
+    }
+    Some(Err(key))
+}
+
+fn diff_contract_service(
+    rules: &RuleSet,
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    target: &ContractTarget,
+    index: &SnapshotIndex,
+    planned_services: &mut BTreeSet<String>,
+    out: &mut Diff,
+) {
+    let scale = rules.prices.scale.value;
+    let key = format!(
+        "subscription:{}/item:{}",
+        contract.subscription_id, service.product_key
+    );
+    // Nothing to remove from a contract or a service that does not exist yet.
+    let existing_service_id = match (
+        &rules.products.explicit.get(&service.product_key),
+        index.services_by_sku.get(&service.product_key),
+    ) {
+        (Some(explicit), _) => Some(explicit.value),
+        (None, Some(id)) => Some(*id),
+        (None, None) => None,
+    };
+    if service.units == 0 && (target.existing_id.is_none() || existing_service_id.is_none()) {
+        return;
+    }
+    let Some(service_ref) = resolve_service(rules, contract, service, index, planned_services, out)
+    else {
+        return;
+    };
+    let existing = match (target.existing_id, &service_ref) {
+        (Some(contract_id), Ok(service_id)) => Some((
+            contract_id,
+            *service_id,
+            index
+                .contract_services
+                .get(&(contract_id, *service_id))
+                .copied(),
+        )),
+        _ => None,
+    };
+    let effective = service
+        .effective_date
+        .clamp(target.start, target.end.max(target.start));
+    let current_units = match existing {
+        Some((contract_id, service_id, Some(_))) => {
+            index.units_on(contract_id, service_id, effective)
+        }
+        _ => 0,
+    };
+    let label = match target.existing_id {
+        Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
+        None => contract_label(contract),
+    };
+    let unit_change = service.units - current_units;
+    let on_contract = matches!(existing, Some((_, _, Some(_))));
+    if unit_change != 0 {
+        if !service.on_current_bill
+            && rules.policies.removed_product.value == RemovedProduct::Report
+        {
+            out.warnings.push(Warning::new(
+                WarningCode::Drift,
+                format!(
+                    "product {} is no longer on subscription {}'s bill but still has {current_units} units; left as it is (policy removed_product = report)",
+                    service.product_key, contract.subscription_id
+                ),
+                service.source.to_string(),
+            ));
+        } else {
+            let mut fields = BTreeMap::new();
+            fields.insert(
+                "serviceID".into(),
+                match &service_ref {
+                    Ok(id) => json!(id),
+                    Err(planned) => json!({ "ref": planned }),
+                },
+            );
+            fields.insert("effectiveDate".into(), date(effective));
+            fields.insert("unitChange".into(), json!(unit_change));
+            if !on_contract {
+                // Adding the service to the contract: its price comes with the first adjustment.
+                fields.insert("adjustedUnitPrice".into(), money(service.unit_price, scale));
+                fields.insert("adjustedUnitCost".into(), money(service.unit_cost, scale));
+            }
+            let reason = if !service.on_current_bill {
+                format!(
+                    "product removed from the {} bill: {current_units} → 0",
+                    service.effective_date
+                )
+            } else if !on_contract {
+                format!(
+                    "new product {} ({}): {} units",
+                    service.product_key, service.product_name, service.units
+                )
+            } else {
+                format!("licence count {current_units} → {}", service.units)
+            };
+            let rule = if service.on_current_bill {
+                contract.origin.clone()
+            } else {
+                rules.policies.removed_product.origin.clone()
+            };
+            out.changes.push(Change {
+                action: Action::Adjust,
+                entity: Entity::ContractServiceAdjustments,
+                id: None,
+                parent: Some(target.parent.clone()),
+                key: key.clone(),
+                fields,
+                before: Some(
+                    [("units".to_string(), json!(current_units.to_string()))]
+                        .into_iter()
+                        .collect(),
+                ),
+                rule,
+                reason,
+                company_id: contract.company_id,
+                contract_label: label.clone(),
+            });
+        }
+    }
+    // Price of a service already on the contract: an update (Autotask changes only the price).
+    if let Some((contract_id, _, Some(contract_service))) = existing {
+        let wanted = rules.prices.round(service.unit_price);
+        if service.on_current_bill && contract_service.unit_price != wanted {
+            if rules.policies.hand_edit.value == HandEdit::Overwrite {
+                out.changes.push(Change {
+                    action: Action::Update,
+                    entity: Entity::ContractServices,
+                    id: Some(contract_service.id),
+                    parent: Some(Parent::Existing {
+                        entity: Entity::Contracts,
+                        id: contract_id,
+                    }),
+                    key: key.clone(),
+                    fields: [("unitPrice".to_string(), money(wanted, scale))]
+                        .into_iter()
+                        .collect(),
+                    before: Some(
+                        [(
+                            "unitPrice".to_string(),
+                            money(contract_service.unit_price, scale),
+                        )]
+                        .into_iter()
+                        .collect(),
+                    ),
+                    rule: rules.prices.unit_price.origin.clone(),
+                    reason: format!(
+                        "unit price {} → {}",
+                        amount(contract_service.unit_price, scale),
+                        amount(wanted, scale)
+                    ),
+                    company_id: contract.company_id,
+                    contract_label: label,
+                });
+            } else {
+                out.warnings.push(Warning::new(
+                    WarningCode::Drift,
+                    format!(
+                        "contract service {} has unit price {} in Autotask, the bill says {wanted}; left as it is (policy hand_edit = report)",
+                        contract_service.id, contract_service.unit_price
+                    ),
+                    service.source.to_string(),
+                ));
+            }
+        } else if unit_change == 0 {
+            out.unchanged += 1;
+        }
+    }
+}
+
+fn charge_total(charge: &ContractCharge) -> (Decimal, Decimal) {
+    (
+        charge.unit_quantity * charge.unit_price,
+        charge.unit_quantity * charge.unit_cost,
+    )
+}
+
+fn diff_charge(
+    rules: &RuleSet,
+    contract: &DesiredContract,
+    charge: &DesiredCharge,
+    target: &ContractTarget,
+    index: &SnapshotIndex,
+    out: &mut Diff,
+) {
+    let scale = rules.prices.scale.value;
+    let key = format!(
+        "subscription:{}/charge:{}",
+        contract.subscription_id, charge.date
+    );
+    let name = truncate(&charge.name, CHARGE_NAME_MAX);
+    let correction_base = truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4));
+    let ours: Vec<&ContractCharge> = target
+        .existing_id
+        .and_then(|id| index.charges_by_contract.get(&id))
+        .map(|charges| {
+            charges
+                .iter()
+                .copied()
+                .filter(|existing| {
+                    existing.date_purchased == charge.date
+                        && (existing.name == name || existing.name.starts_with(&correction_base))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let label = match target.existing_id {
+        Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
+        None => contract_label(contract),
+    };
+    let base_fields = |name: &str, price: Decimal, cost: Decimal| {
+        let mut fields = BTreeMap::new();
+        fields.insert("name".to_string(), json!(name));
+        fields.insert(
+            "description".to_string(),
+            json!(format!(
+                "{} {} consumption, {} line(s), subscription {}",
+                contract.service_name, charge.date, charge.line_count, contract.subscription_id
+            )),
+        );
+        fields.insert("datePurchased".to_string(), date(charge.date));
+        fields.insert(
+            "chargeType".to_string(),
+            json!(rules.consumption.charge_type.value),
+        );
+        fields.insert("unitQuantity".to_string(), money(Decimal::ONE, scale));
+        fields.insert("unitPrice".to_string(), money(price, scale));
+        fields.insert("unitCost".to_string(), money(cost, scale));
+        fields.insert(
+            "billingCodeID".to_string(),
+            json!(rules.settings.product_billing_code.value),
+        );
+        fields.insert("isBillableToCompany".to_string(), json!(true));
+        fields
+    };
+    if ours.is_empty() {
+        out.changes.push(Change {
+            action: Action::Create,
+            entity: Entity::ContractCharges,
+            id: None,
+            parent: Some(target.parent.clone()),
+            key,
+            fields: base_fields(&name, charge.unit_price, charge.unit_cost),
+            before: None,
+            rule: rules.consumption.charge_name.origin.clone(),
+            reason: format!(
+                "{} consumption for {}: {} line(s), total {}",
+                contract.service_name,
+                charge.date,
+                charge.line_count,
+                amount(charge.unit_price, scale)
+            ),
+            company_id: contract.company_id,
+            contract_label: label,
+        });
+        return;
+    }
+    let (billed_price, billed_cost) = ours
+        .iter()
+        .map(|existing| charge_total(existing))
+        .fold((Decimal::ZERO, Decimal::ZERO), |(p, c), (dp, dc)| {
+            (p + dp, c + dc)
+        });
+    let price_gap = charge.unit_price - billed_price;
+    let cost_gap = charge.unit_cost - billed_cost;
+    if price_gap.is_zero() && cost_gap.is_zero() {
+        out.unchanged += 1;
+        return;
+    }
+    // The newest unbilled charge of the period absorbs the difference; billed ones are final.
+    if let Some(open) = ours
+        .iter()
+        .filter(|existing| !existing.is_billed)
+        .max_by_key(|c| c.id)
+    {
+        let quantity = if open.unit_quantity.is_zero() {
+            Decimal::ONE
+        } else {
+            open.unit_quantity
+        };
+        let (open_price, open_cost) = charge_total(open);
+        let new_price = rules.prices.round((open_price + price_gap) / quantity);
+        let new_cost = rules.prices.round((open_cost + cost_gap) / quantity);
+        let mut fields = BTreeMap::new();
+        let mut before = BTreeMap::new();
+        if new_price != open.unit_price {
+            fields.insert("unitPrice".to_string(), money(new_price, scale));
+            before.insert("unitPrice".to_string(), money(open.unit_price, scale));
+        }
+        if new_cost != open.unit_cost {
+            fields.insert("unitCost".to_string(), money(new_cost, scale));
+            before.insert("unitCost".to_string(), money(open.unit_cost, scale));
+        }
+        if fields.is_empty() {
+            out.unchanged += 1;
+            return;
+        }
+        out.changes.push(Change {
+            action: Action::Update,
+            entity: Entity::ContractCharges,
+            id: Some(open.id),
+            parent: Some(target.parent.clone()),
+            key,
+            fields,
+            before: Some(before),
+            rule: rules.consumption.charge_name.origin.clone(),
+            reason: format!(
+                "bill of {} restated: total {} → {}",
+                charge.date,
+                amount(billed_price, scale),
+                amount(charge.unit_price, scale)
+            ),
+            company_id: contract.company_id,
+            contract_label: label,
+        });
+        return;
+    }
+    let message = format!(
+        "the billed charge(s) of {} for subscription {} total {} but the bill now says {}",
+        charge.date,
+        contract.subscription_id,
+        amount(billed_price, scale),
+        amount(charge.unit_price, scale)
+    );
+    if rules.policies.billed_charge_mismatch.value == BilledChargeMismatch::Report {
+        out.warnings.push(Warning::new(
+            WarningCode::BilledChargeMismatch,
+            format!("{message}; left as it is (policy billed_charge_mismatch = report)"),
+            charge.source.to_string(),
+        ));
+        return;
+    }
+    // A new correction needs a name no charge of the period has yet: it is its natural key.
+    let taken: BTreeSet<&str> = ours.iter().map(|existing| existing.name.as_str()).collect();
+    let correction_name = (1..)
+        .map(|n| {
+            if n == 1 {
+                correction_base.clone()
+            } else {
+                format!("{correction_base} {n}")
+            }
+        })
+        .find(|candidate| !taken.contains(candidate.as_str()))
+        .unwrap_or_else(|| correction_base.clone());
+    out.changes.push(Change {
+        action: Action::Create,
+        entity: Entity::ContractCharges,
+        id: None,
+        parent: Some(target.parent.clone()),
+        key: format!("{key}/correction:{correction_name}"),
+        fields: base_fields(&correction_name, price_gap, cost_gap),
+        before: None,
+        rule: rules.policies.billed_charge_mismatch.origin.clone(),
+        reason: format!(
+            "{message}: correcting charge of {}",
+            amount(price_gap, scale)
+        ),
+        company_id: contract.company_id,
+        contract_label: label,
+    });
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::billing::BillLine;
+    use crate::desired::desired_state;
+    use crate::desired::tests::{default_rules, line};
+    use crate::plan::{Digests, Plan, PlanParent};
+    use crate::snapshot::*;
+
+    fn company_snapshot() -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        snapshot.companies.insert(
+            100,
+            Company {
+                id: 100,
+                company_name: "Contoso".into(),
+                is_active: true,
+            },
+        );
+        snapshot
+    }
+
+    fn plan(rules: &RuleSet, lines: &[BillLine], snapshot: &Snapshot) -> Plan {
+        let desired = desired_state(rules, lines);
+        let digests = Digests {
+            snapshot: String::new(),
+            inputs: String::new(),
+            mappings: String::new(),
+        };
+        Plan::new(
+            diff(rules, &desired, snapshot),
+            digests,
+            chrono::DateTime::UNIX_EPOCH,
+        )
+    }
+
+    fn converge(rules: &RuleSet, lines: &[BillLine], snapshot: &mut Snapshot) -> Plan {
+        let first = plan(rules, lines, snapshot);
+        crate::tenant::play(&first, snapshot);
+        let second = plan(rules, lines, snapshot);
+        assert!(
+            second.changes.is_empty(),
+            "not converged: {:#?}",
+            second.changes
+        );
+        first
+    }
+
+    fn october() -> Vec<BillLine> {
+        vec![
+            line(
+                "2026-10-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "A",
+                "10",
+                "5",
+            ),
+            line(
+                "2026-10-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "B",
+                "3",
+                "7",
+            ),
+            line(
+                "2026-10-01",
+                "Contoso",
+                "Azure Plan",
+                "AZ",
+                "M1",
+                "1.5",
+                "0.3333",
+            ),
+            line(
+                "2026-10-01",
+                "Contoso",
+                "Azure Plan",
+                "AZ",
+                "M2",
+                "2",
+                "10.125",
+            ),
+        ]
+    }
+
+    fn summary(plan: &Plan) -> Vec<(String, String, String)> {
+        plan.changes
+            .iter()
+            .map(|c| {
+                (
+                    crate::plan::action_name(c.action).to_string(),
+                    c.entity.clone(),
+                    c.key.clone(),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn onboarding_creates_services_contracts_units_and_one_charge() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        let first = converge(&rules, &october(), &mut snapshot);
+        let keys = summary(&first);
+        assert_eq!(
+            keys,
+            vec![
+                ("create".into(), "Services".into(), "sku:A".into()),
+                ("create".into(), "Services".into(), "sku:B".into()),
+                (
+                    "create".into(),
+                    "Contracts".into(),
+                    "subscription:AZ".into()
+                ),
+                (
+                    "create".into(),
+                    "Contracts".into(),
+                    "subscription:S1".into()
+                ),
+                (
+                    "adjust".into(),
+                    "ContractServiceAdjustments".into(),
+                    "subscription:S1/item:A".into()
+                ),
+                (
+                    "adjust".into(),
+                    "ContractServiceAdjustments".into(),
+                    "subscription:S1/item:B".into()
+                ),
+                (
+                    "create".into(),
+                    "ContractCharges".into(),
+                    "subscription:AZ/charge:2026-10-01".into()
+                ),
+            ]
+        );
+        let charge = &first.changes[6];
+        assert_eq!(charge.fields["unitPrice"], json!("20.7500"));
+        assert_eq!(charge.fields["unitQuantity"], json!("1.0000"));
+        assert_eq!(
+            charge.parent,
+            Some(PlanParent::Planned {
+                reference: "c3".into()
+            })
+        );
+        assert_eq!(first.changes[4].fields["serviceID"], json!({"ref": "c1"}));
+        assert_eq!(snapshot.services.len(), 2, "one Service per sku");
+    }
+
+    #[test]
+    fn monthly_churn_adjusts_units_prices_and_removed_products() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        let mut lines = october();
+        lines.extend([
+            line(
+                "2026-11-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "A",
+                "12",
+                "5.5",
+            ),
+            line(
+                "2026-11-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "C",
+                "2",
+                "9",
+            ),
+        ]);
+        let second = converge(&rules, &lines, &mut snapshot);
+        let reasons: Vec<_> = second
+            .changes
+            .iter()
+            .map(|c| (c.key.as_str(), c.reason.as_str()))
+            .collect();
+        assert_eq!(
+            reasons,
+            vec![
+                ("sku:C", "no Autotask Service has sku C"),
+                ("subscription:S1/item:A", "unit price 5.0000 → 5.5000"),
+                ("subscription:S1/item:A", "licence count 10 → 12"),
+                (
+                    "subscription:S1/item:B",
+                    "product removed from the 2026-11-01 bill: 3 → 0"
+                ),
+                (
+                    "subscription:S1/item:C",
+                    "new product C (Product C): 2 units"
+                ),
+            ]
+        );
+        let removal = second
+            .changes
+            .iter()
+            .find(|c| c.key.ends_with("item:B"))
+            .expect("removal");
+        assert_eq!(removal.fields["unitChange"], json!(-3));
+        assert_eq!(removal.fields["effectiveDate"], json!("2026-11-01"));
+    }
+
+    fn azure(date: &str, price: &str) -> BillLine {
+        line(date, "Contoso", "Azure Plan", "AZ", "M1", "1", price)
+    }
+
+    #[test]
+    fn a_restated_bill_updates_an_unbilled_charge() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(
+            &rules,
+            &[azure("2026-11-01", "100"), azure("2026-11-01", "20")],
+            &mut snapshot,
+        );
+        let restated = converge(
+            &rules,
+            &[azure("2026-11-01", "100"), azure("2026-11-01", "25")],
+            &mut snapshot,
+        );
+        assert_eq!(
+            summary(&restated),
+            vec![(
+                "update".into(),
+                "ContractCharges".into(),
+                "subscription:AZ/charge:2026-11-01".into()
+            )]
+        );
+        assert_eq!(restated.changes[0].fields["unitPrice"], json!("125.0000"));
+        assert_eq!(
+            restated.changes[0].reason,
+            "bill of 2026-11-01 restated: total 120.0000 → 125.0000"
+        );
+    }
+
+    #[test]
+    fn a_restated_bill_corrects_a_billed_charge_so_the_period_adds_up() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &[azure("2026-11-01", "120")], &mut snapshot);
+        for charge in snapshot.charges.values_mut() {
+            charge.is_billed = true;
+        }
+        let restated = converge(&rules, &[azure("2026-11-01", "110")], &mut snapshot);
+        let correction = &restated.changes[0];
+        assert_eq!(correction.action, Action::Create);
+        assert_eq!(
+            correction.fields["name"],
+            json!("Azure consumption 2026-11 correction")
+        );
+        assert_eq!(correction.fields["unitPrice"], json!("-10.0000"));
+        assert_eq!(correction.fields["datePurchased"], json!("2026-11-01"));
+        // A second restatement after the correction was billed adds a second, distinct correction.
+        for charge in snapshot.charges.values_mut() {
+            charge.is_billed = true;
+        }
+        let again = converge(&rules, &[azure("2026-11-01", "112")], &mut snapshot);
+        assert_eq!(
+            again.changes[0].fields["name"],
+            json!("Azure consumption 2026-11 correction 2")
+        );
+        assert_eq!(again.changes[0].fields["unitPrice"], json!("2.0000"));
+        let total: Decimal = snapshot
+            .charges
+            .values()
+            .map(|c| c.unit_quantity * c.unit_price)
+            .sum();
+        assert_eq!(total, Decimal::new(112, 0));
+    }
+
+    #[test]
+    fn billed_mismatch_and_hand_edits_can_be_reported_instead() {
+        let mut rules = default_rules();
+        rules.policies.billed_charge_mismatch.value = BilledChargeMismatch::Report;
+        rules.policies.hand_edit.value = HandEdit::Report;
+        let mut snapshot = company_snapshot();
+        let lines = october();
+        converge(&rules, &lines, &mut snapshot);
+        for charge in snapshot.charges.values_mut() {
+            charge.is_billed = true;
+            charge.unit_price += Decimal::ONE;
+        }
+        for contract in snapshot.contracts.values_mut() {
+            contract.contract_name = "Renamed by hand".into();
+        }
+        let report = plan(&rules, &lines, &snapshot);
+        assert!(report.changes.is_empty(), "{:#?}", report.changes);
+        let codes: Vec<_> = report.warnings.iter().map(|w| w.code.as_str()).collect();
+        assert_eq!(codes, vec!["drift", "drift", "billed_charge_mismatch"]);
+    }
+
+    #[test]
+    fn hand_edits_are_overwritten_by_default() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        let contract = snapshot
+            .contracts
+            .values_mut()
+            .find(|c| c.subscription_id.as_deref() == Some("S1"))
+            .expect("S1");
+        contract.contract_name = "Renamed by hand".into();
+        let id = contract.id;
+        let fix = converge(&rules, &october(), &mut snapshot);
+        assert_eq!(fix.changes.len(), 1);
+        assert_eq!(fix.changes[0].id, Some(id));
+        assert_eq!(
+            fix.changes[0]
+                .before
+                .as_ref()
+                .map(|b| b["contractName"].clone()),
+            Some(json!("Renamed by hand"))
+        );
+    }
+
+    #[test]
+    fn an_existing_contract_is_found_by_its_subscription_udf_not_its_name() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        snapshot.contracts.insert(
+            4410,
+            Contract {
+                id: 4410,
+                company_id: 100,
+                contract_name: "Microsoft 365 - Contoso".into(),
+                contract_type: 7,
+                status: 1,
+                start_date: "2026-01-01".parse().expect("date"),
+                end_date: "2026-12-31".parse().expect("date"),
+                service_level_agreement_id: Some(1),
+                contract_category: None,
+                subscription_id: Some("S1".into()),
+            },
+        );
+        let lines = vec![line(
+            "2026-10-01",
+            "Contoso",
+            "Microsoft CSP",
+            "S1",
+            "A",
+            "10",
+            "5",
+        )];
+        let first = converge(&rules, &lines, &mut snapshot);
+        assert!(
+            first.changes.iter().all(|c| c.entity != "Contracts"),
+            "{:#?}",
+            first.changes
+        );
+        assert_eq!(snapshot.contracts.len(), 1);
+    }
+
+    #[test]
+    fn a_bill_after_the_contract_end_renews_the_contract_before_adjusting() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(
+            &rules,
+            &[line(
+                "2026-10-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "A",
+                "10",
+                "5",
+            )],
+            &mut snapshot,
+        );
+        let lines = vec![
+            line(
+                "2026-10-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "A",
+                "10",
+                "5",
+            ),
+            line(
+                "2027-10-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "A",
+                "11",
+                "5",
+            ),
+        ];
+        let renewal = converge(&rules, &lines, &mut snapshot);
+        assert_eq!(renewal.changes[0].fields["endDate"], json!("2028-09-30"));
+        assert_eq!(
+            renewal.changes[1].fields["effectiveDate"],
+            json!("2027-10-01")
+        );
+    }
+}

@@ -18,4 +18,5 @@ pub mod rules;
 pub mod sim;
 pub mod snapshot;
 pub mod store;
+pub mod tenant;
 pub mod workspace;

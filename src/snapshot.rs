@@ -6,8 +6,9 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
+use serde::Serialize;
 
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Snapshot {
     pub companies: BTreeMap<i64, Company>,
     pub contracts: BTreeMap<i64, Contract>,
@@ -20,14 +21,14 @@ pub struct Snapshot {
     pub refreshed_at: Option<DateTime<Utc>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Company {
     pub id: i64,
     pub company_name: String,
     pub is_active: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Contract {
     pub id: i64,
     pub company_id: i64,
@@ -42,7 +43,7 @@ pub struct Contract {
     pub subscription_id: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Service {
     pub id: i64,
     pub name: String,
@@ -54,7 +55,7 @@ pub struct Service {
     pub is_active: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractService {
     pub id: i64,
     pub contract_id: i64,
@@ -66,7 +67,7 @@ pub struct ContractService {
 
 /// One billing period of a contract service; the units in force on a date are those of the
 /// period containing it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractServiceUnit {
     pub id: i64,
     pub contract_id: i64,
@@ -79,7 +80,7 @@ pub struct ContractServiceUnit {
     pub cost: Option<Decimal>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractCharge {
     pub id: i64,
     pub contract_id: i64,
@@ -94,7 +95,7 @@ pub struct ContractCharge {
     pub is_billed: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct BillingCode {
     pub id: i64,
     pub name: String,

@@ -1,5 +1,33 @@
-use super::{CommandResult, Context};
+use std::process::ExitCode;
 
-pub fn run(_context: &Context) -> CommandResult {
-    Err("cmat pull_cloudmore is not built yet".into())
+use chrono::{Datelike, Utc};
+
+use super::{CommandResult, Context};
+use crate::cloudmore::{ClientOptions, CloudmoreClient};
+use crate::store::{Access, Store};
+use crate::workspace::CloudmoreCredentials;
+
+/// Loads the billing reports of the previous and the current month (UTC) from the Cloudmore
+/// API, as one import. The previous month is included because Cloudmore restates a bill after
+/// its month has ended (usage corrections), and a restatement must replace the stored bill.
+pub fn run(context: &Context) -> CommandResult {
+    let config = context.workspace.config()?;
+    let credentials = CloudmoreCredentials::from_env()?;
+    let mut client =
+        CloudmoreClient::new(&config.cloudmore, credentials, ClientOptions::default())?;
+    let today = Utc::now().date_naive();
+    let current = (today.year(), today.month());
+    let previous = if today.month() == 1 {
+        (today.year() - 1, 12)
+    } else {
+        (today.year(), today.month() - 1)
+    };
+    let source_name = format!(
+        "cloudmore {:04}-{:02}..{:04}-{:02}",
+        previous.0, previous.1, current.0, current.1
+    );
+    let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
+    let summary = client.pull_into(&mut store, &[previous, current], &source_name)?;
+    print!("{}", super::import::render_summary(&source_name, &summary));
+    Ok(ExitCode::SUCCESS)
 }

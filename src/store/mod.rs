@@ -1,22 +1,86 @@
 //! The state database (`.cmat/state.db`): the only module that speaks SQL.
 //!
-//! STUB: signatures agreed between stages; the [store] issue fills in the bodies.
+//! - The schema is built by append-only, numbered migrations (`migrations/NNNN_*.sql`), applied
+//!   on open inside one transaction and counted in `PRAGMA user_version`. A shipped migration is
+//!   never edited: add one.
+//! - WAL mode, `synchronous=NORMAL`: readers never wait for a writer, a commit survives a crash of
+//!   the process (only a power loss can lose the last transactions, never corrupt the file).
+//! - Writers (`Access::Write`) hold an exclusive lock on `.cmat/lock` for as long as the `Store`
+//!   lives, so two `cmat import`/`apply` runs never interleave.
+//! - Money and quantities are stored as TEXT decimal strings (never REAL), dates as ISO TEXT,
+//!   timestamps as RFC 3339 UTC; tables are STRICT so SQLite refuses anything else.
+//! - The audit trail is append-only: this module has no UPDATE or DELETE on it, and triggers make
+//!   the database refuse them.
 
-use std::path::Path;
+use std::fs::{File, OpenOptions};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
+use rusqlite::{Connection, OptionalExtension};
 
-use crate::billing::{BillKey, BillLine};
-use crate::snapshot::Snapshot;
+use crate::billing::BillKey;
+
+mod bills;
+mod journal;
+mod snapshot;
+mod sql;
+
+pub use bills::{BillInfo, OrganizationInfo};
+pub use snapshot::SnapshotCounts;
+
+/// Well-known keys of the `meta` table.
+pub mod meta_keys {
+    /// When the Autotask snapshot was last read (RFC 3339 UTC); written by `replace_snapshot`.
+    pub const SNAPSHOT_REFRESHED_AT: &str = "snapshot.refreshed_at";
+    /// When the last successful `sync` ended (RFC 3339 UTC); `status` shows it.
+    pub const LAST_SYNC_AT: &str = "last_sync.at";
+    /// The inputs digest the last successful `sync` applied.
+    pub const LAST_SYNC_INPUTS_DIGEST: &str = "last_sync.inputs_digest";
+}
+
+/// The schema, one migration per entry, in order. Append only.
+const MIGRATIONS: &[(&str, &str)] = &[
+    ("0001_bills", include_str!("migrations/0001_bills.sql")),
+    (
+        "0002_autotask_snapshot",
+        include_str!("migrations/0002_autotask_snapshot.sql"),
+    ),
+    (
+        "0003_plans_journal_audit",
+        include_str!("migrations/0003_plans_journal_audit.sql"),
+    ),
+];
+
+/// The schema version this build writes (`PRAGMA user_version` after every migration).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
+
+/// The lock file writers hold, next to the database.
+pub const LOCK_FILE: &str = "lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("workspace is busy (pid {pid}): another cmat is writing to {path}")]
     Busy { pid: String, path: String },
-    #[error("{path}: {source}")]
+    #[error("{path}: state database error")]
     Sqlite {
         path: String,
         source: rusqlite::Error,
+    },
+    #[error("{path}: {action}")]
+    Io {
+        path: String,
+        action: &'static str,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path}: the state database has schema version {found}, newer than this cmat knows ({known}); \
+         upgrade cmat"
+    )]
+    NewerSchema {
+        path: String,
+        found: u32,
+        known: u32,
     },
     #[error("{0}")]
     Other(String),
@@ -30,7 +94,10 @@ pub enum Access {
 }
 
 pub struct Store {
-    _private: (),
+    conn: Connection,
+    path: PathBuf,
+    /// Held (and locked) for the store's lifetime by writers; the OS releases it on exit.
+    _lock: Option<File>,
 }
 
 /// What one import did, per bill (organization + Billing Date).
@@ -42,20 +109,7 @@ pub struct ImportSummary {
     pub restated_bills: Vec<BillKey>,
 }
 
-/// An import in progress: lines go in one by one (streaming); nothing is visible until `finish`.
-/// Dropping it without `finish` rolls everything back.
-pub struct Import<'a> {
-    _store: &'a mut Store,
-}
-
-impl Import<'_> {
-    pub fn add_line(&mut self, _line: &BillLine) -> Result<(), StoreError> {
-        unimplemented!("store stub")
-    }
-    pub fn finish(self) -> Result<ImportSummary, StoreError> {
-        unimplemented!("store stub")
-    }
-}
+pub use bills::Import;
 
 /// A write cmat is about to send (journal), recorded before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,65 +176,219 @@ pub struct AuditRow {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
     pub run_id: Option<String>,
+    /// Rows whose `at` falls on this UTC date or later.
     pub since: Option<NaiveDate>,
 }
 
 impl Store {
     /// Opens (creating and migrating) the database. `Access::Write` takes the workspace lock.
-    pub fn open(_path: &Path, _access: Access) -> Result<Store, StoreError> {
-        unimplemented!("store stub")
+    ///
+    /// A missing database folder (`.cmat/`) is created with mode 0700 and a missing database
+    /// with mode 0600 (SQLite gives its WAL and shared-memory files the same mode).
+    pub fn open(path: &Path, access: Access) -> Result<Store, StoreError> {
+        let display = path.display().to_string();
+        let folder = match path.parent() {
+            Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        create_private_dir(&folder)?;
+        let lock = match access {
+            Access::Write => Some(take_lock(&folder.join(LOCK_FILE), &display)?),
+            Access::Read => None,
+        };
+        create_private_file(path)?;
+        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
+            path: display.clone(),
+            source,
+        })?;
+        let mut store = Store {
+            conn,
+            path: path.to_path_buf(),
+            _lock: lock,
+        };
+        store.configure().map_err(|e| store.wrap(e))?;
+        store.migrate(MIGRATIONS)?;
+        Ok(store)
     }
-    pub fn begin_import(&mut self, _source_name: &str) -> Result<Import<'_>, StoreError> {
-        unimplemented!("store stub")
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
-    /// Every line of every current bill (restated bills: only their latest version).
-    pub fn bill_lines(&self) -> Result<Vec<BillLine>, StoreError> {
-        unimplemented!("store stub")
+
+    /// The schema version of the open database.
+    pub fn schema_version(&self) -> Result<u32, StoreError> {
+        user_version(&self.conn).map_err(|e| self.wrap(e))
     }
-    /// "sha256:…" over the current bills' contents; changes exactly when a bill is added or restated.
-    pub fn inputs_digest(&self) -> Result<String, StoreError> {
-        unimplemented!("store stub")
+
+    fn configure(&self) -> rusqlite::Result<()> {
+        // busy_timeout first: a reader opening while another process migrates waits for it.
+        self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        // journal_mode answers with a row; read it rather than execute.
+        let _mode: String = self
+            .conn
+            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        self.conn.execute_batch(
+            "PRAGMA synchronous = NORMAL;
+             PRAGMA foreign_keys = ON;
+             PRAGMA journal_size_limit = 67108864;
+             PRAGMA cache_size = -32768;
+             PRAGMA temp_store = FILE;",
+        )?;
+        Ok(())
     }
-    pub fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
-        unimplemented!("store stub")
+
+    /// Applies every migration past the database's `user_version`, all in one transaction.
+    fn migrate(&mut self, migrations: &[(&str, &str)]) -> Result<(), StoreError> {
+        let known = migrations.len() as u32;
+        let path = self.path.display().to_string();
+        let wrap = |source| StoreError::Sqlite {
+            path: path.clone(),
+            source,
+        };
+        let current = user_version(&self.conn).map_err(wrap)?;
+        if current > known {
+            return Err(StoreError::NewerSchema {
+                path,
+                found: current,
+                known,
+            });
+        }
+        if current >= known {
+            return Ok(());
+        }
+        let tx = self
+            .conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(wrap)?;
+        // Another process may have migrated while we waited for the write lock: read again.
+        let current = user_version(&tx).map_err(wrap)?;
+        for (_name, sql) in migrations.iter().skip(current as usize) {
+            tx.execute_batch(sql).map_err(wrap)?;
+        }
+        if current < known {
+            tx.pragma_update(None, "user_version", known)
+                .map_err(wrap)?;
+        }
+        tx.commit().map_err(wrap)
     }
-    /// Replaces the whole snapshot in one transaction (a failed pull leaves the old one).
-    pub fn replace_snapshot(&mut self, _snapshot: &Snapshot) -> Result<(), StoreError> {
-        unimplemented!("store stub")
+
+    fn wrap(&self, source: rusqlite::Error) -> StoreError {
+        StoreError::Sqlite {
+            path: self.path.display().to_string(),
+            source,
+        }
     }
-    /// Inserts or replaces each record present in `records` (by id); `refreshed_at` untouched.
-    pub fn merge_snapshot(&mut self, _records: &Snapshot) -> Result<(), StoreError> {
-        unimplemented!("store stub")
-    }
-    /// Removes deleted charges from the snapshot.
-    pub fn remove_charges(&mut self, _ids: &[i64]) -> Result<(), StoreError> {
-        unimplemented!("store stub")
-    }
-    pub fn journal_intent(&mut self, _intent: &JournalIntent) -> Result<i64, StoreError> {
-        unimplemented!("store stub")
-    }
-    pub fn journal_outcome(
-        &mut self,
-        _id: i64,
-        _outcome: &JournalOutcome,
-    ) -> Result<(), StoreError> {
-        unimplemented!("store stub")
-    }
-    /// Entries still Pending or Unknown, oldest first.
-    pub fn journal_unresolved(&self) -> Result<Vec<JournalEntry>, StoreError> {
-        unimplemented!("store stub")
-    }
-    pub fn append_audit(&mut self, _rows: &[AuditRow]) -> Result<(), StoreError> {
-        unimplemented!("store stub")
-    }
-    pub fn audit_rows(&self, _filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
-        unimplemented!("store stub")
-    }
+
     /// Small named values (last successful sync's inputs digest, …).
-    pub fn get_meta(&self, _key: &str) -> Result<Option<String>, StoreError> {
-        unimplemented!("store stub")
+    pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
+        self.conn
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
+                row.get(0)
+            })
+            .optional()
+            .map_err(|e| self.wrap(e))
     }
-    pub fn set_meta(&mut self, _key: &str, _value: &str) -> Result<(), StoreError> {
-        unimplemented!("store stub")
+
+    pub fn set_meta(&mut self, key: &str, value: &str) -> Result<(), StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                [key, value],
+            )
+            .map(|_| ())
+            .map_err(|e| self.wrap(e))
     }
 }
+
+fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |row| row.get(0))
+}
+
+fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.display().to_string();
+    move |source| StoreError::Io {
+        path,
+        action,
+        source,
+    }
+}
+
+/// Creates the database folder (not its parents: the workspace itself must exist), owner-only.
+fn create_private_dir(folder: &Path) -> Result<(), StoreError> {
+    if folder.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    match builder.create(folder) {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(io_error(folder, "cannot create the state folder")(err)),
+    }
+}
+
+/// Creates an empty file readable by its owner only, unless it exists.
+fn create_private_file(path: &Path) -> Result<(), StoreError> {
+    let mut options = OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(io_error(path, "cannot create the state database")(err)),
+    }
+}
+
+/// Takes the exclusive workspace lock and writes our pid into the lock file, or reports the pid
+/// found there when another process holds it.
+fn take_lock(lock_path: &Path, db_display: &str) -> Result<File, StoreError> {
+    let mut options = OpenOptions::new();
+    options.read(true).write(true).create(true).truncate(false);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options
+        .open(lock_path)
+        .map_err(io_error(lock_path, "cannot open the lock file"))?;
+    // std's `File::try_lock` (Rust 1.89): an advisory lock the OS drops if the process dies.
+    let locked = file.try_lock();
+    match locked {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            // The lock is advisory: the holder's pid stays readable.
+            let _ = file.read_to_string(&mut pid);
+            let pid = pid.trim();
+            return Err(StoreError::Busy {
+                pid: if pid.is_empty() { "unknown" } else { pid }.to_string(),
+                path: db_display.to_string(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(err)) => {
+            return Err(io_error(lock_path, "cannot lock")(err));
+        }
+    }
+    let record_pid = |file: &mut File| -> std::io::Result<()> {
+        file.set_len(0)?;
+        file.seek(SeekFrom::Start(0))?;
+        writeln!(file, "{}", std::process::id())?;
+        file.flush()
+    };
+    record_pid(&mut file).map_err(io_error(lock_path, "cannot write the lock file"))?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests;

@@ -10,7 +10,9 @@ pub struct TestWorkspace {
 
 impl TestWorkspace {
     pub fn new() -> Self {
-        TestWorkspace { dir: tempfile::tempdir().expect("temporary directory") }
+        TestWorkspace {
+            dir: tempfile::tempdir().expect("temporary directory"),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -36,7 +38,11 @@ impl TestWorkspace {
 
     pub fn cmat_with_env(&self, args: &[&str], env: &[(&str, &str)]) -> Run {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cmat"));
-        command.arg("-w").arg(self.dir.path()).args(args).current_dir(self.dir.path());
+        command
+            .arg("-w")
+            .arg(self.dir.path())
+            .args(args)
+            .current_dir(self.dir.path());
         for (name, _) in std::env::vars() {
             if name.starts_with("CMAT_") {
                 command.env_remove(name);

@@ -1,0 +1,564 @@
+//! Imported bills: streaming import with restatement detection, reading them back, digests.
+//!
+//! A bill (organization + Billing Date) has a content hash over its lines. An import streams
+//! lines in: a bill the database does not know yet goes straight into `bill_lines`; lines of a
+//! known bill go to a temporary staging table, and at `finish` its hash decides: the same →
+//! unchanged (the staged lines are dropped), different → a restatement (its lines are replaced,
+//! `revision` + 1). The whole file is one transaction; dropping the `Import` rolls it back.
+
+use std::collections::HashMap;
+
+use chrono::Utc;
+use rusqlite::{params, Connection, OptionalExtension};
+use sha2::{Digest, Sha256};
+
+use super::sql::{date, get_date, get_decimal, get_timestamp, timestamp};
+use super::{ImportSummary, Store, StoreError};
+use crate::billing::{BillKey, BillLine, LineSource};
+
+/// A loaded bill, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillInfo {
+    pub key: BillKey,
+    /// 1 when first imported, + 1 per restatement.
+    pub revision: i64,
+    pub lines: u64,
+    pub subscriptions: u64,
+    /// "sha256:…" over the bill's lines (order and row numbers do not count).
+    pub content_sha256: String,
+    pub imported_at: chrono::DateTime<Utc>,
+    pub source_file: String,
+}
+
+/// An organization seen on the current bills, for `status`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrganizationInfo {
+    pub name: String,
+    /// Distinct AutotaskCompanyID values on its lines (empty: not linked).
+    pub autotask_company_ids: Vec<i64>,
+    pub bills: u64,
+    pub subscriptions: u64,
+}
+
+/// The columns of a line besides its bill, in table order (after `bill_id`).
+const LINE_COLUMNS: &str = "source_row, service_name, broker_name, customer_number, product_name, \
+     item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales, \
+     currency_code, product_id, subscription_id, subscription_name, autotask_company_id";
+
+const INSERT_LINE: &str =
+    "INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name, \
+     customer_number, product_name, item_code, quantity, unit_cost_price, unit_sales_price, \
+     total_cost, total_sales, currency_code, product_id, subscription_id, subscription_name, \
+     autotask_company_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+
+const INSERT_STAGED: &str = "INSERT INTO temp.import_staging (staging_index, seq, source_row, \
+     service_name, broker_name, customer_number, product_name, item_code, quantity, \
+     unit_cost_price, unit_sales_price, total_cost, total_sales, currency_code, product_id, \
+     subscription_id, subscription_name, autotask_company_id) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+
+/// An import in progress: lines go in one by one (streaming); nothing is visible until `finish`.
+/// Dropping it without `finish` rolls everything back.
+pub struct Import<'a> {
+    /// Shared from the `&mut Store` `begin_import` took, so that the prepared statements can
+    /// borrow the connection; nothing else can reach the store meanwhile.
+    store: &'a Store,
+    insert_line: rusqlite::Statement<'a>,
+    insert_staged: rusqlite::Statement<'a>,
+    source_name: String,
+    imported_at: String,
+    bills: Vec<PendingBill>,
+    index: HashMap<BillKey, usize>,
+    /// The bill of the previous line: exports list a bill's lines together, so most lookups
+    /// end here without building a key.
+    last: Option<usize>,
+    lines: u64,
+    finished: bool,
+}
+
+struct PendingBill {
+    key: BillKey,
+    target: Target,
+    hash: ContentHash,
+    lines: u64,
+}
+
+enum Target {
+    /// Unknown to the database: a row was inserted at first sight, lines go straight in.
+    New { bill_id: i64 },
+    /// Known: lines are staged until `finish` compares the content.
+    Known {
+        bill_id: i64,
+        content_sha256: String,
+        staging_index: i64,
+    },
+}
+
+impl Store {
+    /// Starts importing one source (a file, or one API pull) in its own transaction.
+    pub fn begin_import(&mut self, source_name: &str) -> Result<Import<'_>, StoreError> {
+        self.conn
+            .execute_batch(
+                "CREATE TEMP TABLE IF NOT EXISTS import_staging (
+                     staging_index INTEGER NOT NULL,
+                     seq INTEGER NOT NULL,
+                     source_row INTEGER NOT NULL,
+                     service_name TEXT NOT NULL,
+                     broker_name TEXT NOT NULL,
+                     customer_number TEXT NOT NULL,
+                     product_name TEXT NOT NULL,
+                     item_code TEXT NOT NULL,
+                     quantity TEXT NOT NULL,
+                     unit_cost_price TEXT NOT NULL,
+                     unit_sales_price TEXT NOT NULL,
+                     total_cost TEXT NOT NULL,
+                     total_sales TEXT NOT NULL,
+                     currency_code TEXT NOT NULL,
+                     product_id TEXT NOT NULL,
+                     subscription_id TEXT NOT NULL,
+                     subscription_name TEXT NOT NULL,
+                     autotask_company_id INTEGER,
+                     PRIMARY KEY (staging_index, seq)
+                 ) WITHOUT ROWID;
+                 BEGIN IMMEDIATE;
+                 DELETE FROM temp.import_staging;",
+            )
+            .map_err(|e| {
+                rollback(&self.conn);
+                self.wrap(e)
+            })?;
+        let store: &Store = self;
+        let statements = (|| -> rusqlite::Result<_> {
+            Ok((
+                store.conn.prepare(INSERT_LINE)?,
+                store.conn.prepare(INSERT_STAGED)?,
+            ))
+        })();
+        let (insert_line, insert_staged) = statements.map_err(|e| {
+            rollback(&store.conn);
+            store.wrap(e)
+        })?;
+        Ok(Import {
+            store,
+            insert_line,
+            insert_staged,
+            source_name: source_name.to_string(),
+            imported_at: timestamp(&Utc::now()),
+            bills: Vec::new(),
+            index: HashMap::new(),
+            last: None,
+            lines: 0,
+            finished: false,
+        })
+    }
+
+    /// Every line of every current bill (restated bills: only their latest version), by
+    /// Billing Date, organization, then their order in the source.
+    pub fn bill_lines(&self) -> Result<Vec<BillLine>, StoreError> {
+        let sql = format!(
+            "SELECT b.organization_name, b.billing_date, b.source_file, {LINE_COLUMNS}
+             FROM bill_lines l JOIN bills b ON b.id = l.bill_id
+             ORDER BY b.billing_date, b.organization_name, l.id"
+        );
+        let read = || -> rusqlite::Result<Vec<BillLine>> {
+            let mut statement = self.conn.prepare(&sql)?;
+            let rows = statement.query_map([], |row| {
+                Ok(BillLine {
+                    organization_name: row.get(0)?,
+                    billing_date: get_date(row, 1)?,
+                    source: LineSource {
+                        file: row.get(2)?,
+                        row: row.get::<_, i64>(3)?.max(0) as u64,
+                    },
+                    service_name: row.get(4)?,
+                    broker_name: row.get(5)?,
+                    customer_number: row.get(6)?,
+                    product_name: row.get(7)?,
+                    item_code: row.get(8)?,
+                    quantity: get_decimal(row, 9)?,
+                    unit_cost_price: get_decimal(row, 10)?,
+                    unit_sales_price: get_decimal(row, 11)?,
+                    total_cost: get_decimal(row, 12)?,
+                    total_sales: get_decimal(row, 13)?,
+                    currency_code: row.get(14)?,
+                    product_id: row.get(15)?,
+                    subscription_id: row.get(16)?,
+                    subscription_name: row.get(17)?,
+                    autotask_company_id: row.get(18)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+
+    /// "sha256:…" over the current bills' contents; changes exactly when a bill is added or restated.
+    pub fn inputs_digest(&self) -> Result<String, StoreError> {
+        let read = || -> rusqlite::Result<String> {
+            let mut statement = self.conn.prepare(
+                "SELECT organization_name, billing_date, content_sha256 FROM bills
+                 ORDER BY organization_name, billing_date",
+            )?;
+            let mut rows = statement.query([])?;
+            let mut hasher = Sha256::new();
+            while let Some(row) = rows.next()? {
+                for index in 0..3 {
+                    let text: String = row.get(index)?;
+                    hash_field(&mut hasher, text.as_bytes());
+                }
+            }
+            Ok(format!("sha256:{}", hex(&hasher.finalize())))
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+
+    /// Every current bill, by Billing Date then organization.
+    pub fn bills(&self) -> Result<Vec<BillInfo>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<BillInfo>> {
+            let mut statement = self.conn.prepare(
+                "SELECT b.organization_name, b.billing_date, b.revision, b.line_count,
+                        (SELECT COUNT(DISTINCT subscription_id) FROM bill_lines WHERE bill_id = b.id),
+                        b.content_sha256, b.imported_at, b.source_file
+                 FROM bills b ORDER BY b.billing_date, b.organization_name",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok(BillInfo {
+                    key: BillKey {
+                        organization_name: row.get(0)?,
+                        billing_date: get_date(row, 1)?,
+                    },
+                    revision: row.get(2)?,
+                    lines: row.get::<_, i64>(3)?.max(0) as u64,
+                    subscriptions: row.get::<_, i64>(4)?.max(0) as u64,
+                    content_sha256: row.get(5)?,
+                    imported_at: get_timestamp(row, 6)?,
+                    source_file: row.get(7)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+
+    /// Every organization on the current bills, by name.
+    pub fn organizations(&self) -> Result<Vec<OrganizationInfo>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<OrganizationInfo>> {
+            let mut statement = self.conn.prepare(
+                "SELECT b.organization_name,
+                        (SELECT group_concat(id) FROM (
+                             SELECT DISTINCT l.autotask_company_id AS id FROM bill_lines l
+                             JOIN bills b2 ON b2.id = l.bill_id
+                             WHERE b2.organization_name = b.organization_name
+                               AND l.autotask_company_id IS NOT NULL
+                             ORDER BY 1)),
+                        COUNT(*),
+                        (SELECT COUNT(DISTINCT l.subscription_id) FROM bill_lines l
+                         JOIN bills b3 ON b3.id = l.bill_id
+                         WHERE b3.organization_name = b.organization_name)
+                 FROM bills b GROUP BY b.organization_name ORDER BY b.organization_name",
+            )?;
+            let rows = statement.query_map([], |row| {
+                let ids: Option<String> = row.get(1)?;
+                Ok(OrganizationInfo {
+                    name: row.get(0)?,
+                    autotask_company_ids: ids
+                        .unwrap_or_default()
+                        .split(',')
+                        .filter_map(|id| id.parse().ok())
+                        .collect(),
+                    bills: row.get::<_, i64>(2)?.max(0) as u64,
+                    subscriptions: row.get::<_, i64>(3)?.max(0) as u64,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+}
+
+impl Import<'_> {
+    pub fn add_line(&mut self, line: &BillLine) -> Result<(), StoreError> {
+        self.add(line).map_err(|e| self.store.wrap(e))
+    }
+
+    fn add(&mut self, line: &BillLine) -> rusqlite::Result<()> {
+        let slot = match self.last {
+            Some(slot)
+                if self.bills[slot].key.billing_date == line.billing_date
+                    && self.bills[slot].key.organization_name == line.organization_name =>
+            {
+                slot
+            }
+            _ => self.slot_for(line)?,
+        };
+        self.last = Some(slot);
+        self.lines += 1;
+        let bill = &mut self.bills[slot];
+        bill.hash.add(line);
+        bill.lines += 1;
+        let quantity = line.quantity.to_string();
+        let unit_cost_price = line.unit_cost_price.to_string();
+        let unit_sales_price = line.unit_sales_price.to_string();
+        let total_cost = line.total_cost.to_string();
+        let total_sales = line.total_sales.to_string();
+        let row = line.source.row as i64;
+        match &bill.target {
+            Target::New { bill_id } => {
+                self.insert_line.execute(params![
+                    bill_id,
+                    row,
+                    line.service_name,
+                    line.broker_name,
+                    line.customer_number,
+                    line.product_name,
+                    line.item_code,
+                    quantity,
+                    unit_cost_price,
+                    unit_sales_price,
+                    total_cost,
+                    total_sales,
+                    line.currency_code,
+                    line.product_id,
+                    line.subscription_id,
+                    line.subscription_name,
+                    line.autotask_company_id,
+                ])?;
+            }
+            Target::Known { staging_index, .. } => {
+                self.insert_staged.execute(params![
+                    staging_index,
+                    bill.lines as i64,
+                    row,
+                    line.service_name,
+                    line.broker_name,
+                    line.customer_number,
+                    line.product_name,
+                    line.item_code,
+                    quantity,
+                    unit_cost_price,
+                    unit_sales_price,
+                    total_cost,
+                    total_sales,
+                    line.currency_code,
+                    line.product_id,
+                    line.subscription_id,
+                    line.subscription_name,
+                    line.autotask_company_id,
+                ])?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Finds or opens the bill of `line`; a bill the database does not know gets its row now.
+    fn slot_for(&mut self, line: &BillLine) -> rusqlite::Result<usize> {
+        let key = BillKey {
+            organization_name: line.organization_name.clone(),
+            billing_date: line.billing_date,
+        };
+        if let Some(&slot) = self.index.get(&key) {
+            return Ok(slot);
+        }
+        let conn = &self.store.conn;
+        let billing_date = date(&key.billing_date);
+        let existing: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT id, content_sha256 FROM bills
+                 WHERE organization_name = ?1 AND billing_date = ?2",
+                params![key.organization_name, billing_date],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        let target = match existing {
+            Some((bill_id, content_sha256)) => Target::Known {
+                bill_id,
+                content_sha256,
+                staging_index: self.bills.len() as i64,
+            },
+            None => {
+                conn.execute(
+                    "INSERT INTO bills (organization_name, billing_date, content_sha256, revision,
+                                        line_count, imported_at, source_file)
+                     VALUES (?1, ?2, '', 1, 0, ?3, ?4)",
+                    params![
+                        key.organization_name,
+                        billing_date,
+                        self.imported_at,
+                        self.source_name
+                    ],
+                )?;
+                Target::New {
+                    bill_id: conn.last_insert_rowid(),
+                }
+            }
+        };
+        let slot = self.bills.len();
+        self.bills.push(PendingBill {
+            key: key.clone(),
+            target,
+            hash: ContentHash::default(),
+            lines: 0,
+        });
+        self.index.insert(key, slot);
+        Ok(slot)
+    }
+
+    pub fn finish(mut self) -> Result<ImportSummary, StoreError> {
+        let summary = self.complete().map_err(|e| self.store.wrap(e))?;
+        self.finished = true;
+        Ok(summary)
+    }
+
+    fn complete(&mut self) -> rusqlite::Result<ImportSummary> {
+        let conn = &self.store.conn;
+        let mut summary = ImportSummary {
+            lines: self.lines,
+            ..ImportSummary::default()
+        };
+        for bill in &self.bills {
+            let content = bill.hash.finish();
+            match &bill.target {
+                Target::New { bill_id } => {
+                    conn.execute(
+                        "UPDATE bills SET content_sha256 = ?1, line_count = ?2 WHERE id = ?3",
+                        params![content, bill.lines as i64, bill_id],
+                    )?;
+                    summary.new_bills.push(bill.key.clone());
+                }
+                Target::Known { content_sha256, .. } if *content_sha256 == content => {
+                    summary.unchanged_bills.push(bill.key.clone());
+                }
+                Target::Known {
+                    bill_id,
+                    staging_index,
+                    ..
+                } => {
+                    conn.execute("DELETE FROM bill_lines WHERE bill_id = ?1", [bill_id])?;
+                    conn.execute(
+                        &format!(
+                            "INSERT INTO bill_lines (bill_id, {LINE_COLUMNS})
+                             SELECT ?1, {LINE_COLUMNS} FROM temp.import_staging
+                             WHERE staging_index = ?2 ORDER BY seq"
+                        ),
+                        params![bill_id, staging_index],
+                    )?;
+                    conn.execute(
+                        "UPDATE bills SET content_sha256 = ?1, line_count = ?2,
+                                revision = revision + 1, imported_at = ?3, source_file = ?4
+                         WHERE id = ?5",
+                        params![
+                            content,
+                            bill.lines as i64,
+                            self.imported_at,
+                            self.source_name,
+                            bill_id
+                        ],
+                    )?;
+                    summary.restated_bills.push(bill.key.clone());
+                }
+            }
+        }
+        conn.execute_batch("DELETE FROM temp.import_staging; COMMIT;")?;
+        summary.new_bills.sort();
+        summary.unchanged_bills.sort();
+        summary.restated_bills.sort();
+        Ok(summary)
+    }
+}
+
+impl Drop for Import<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            rollback(&self.store.conn);
+        }
+    }
+}
+
+fn rollback(conn: &Connection) {
+    // Nothing to report to: the caller is already returning the error that stopped the import.
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
+}
+
+/// The content of a bill, independent of the order of its lines and of their row numbers: the
+/// sum (mod 2^256) of each line's SHA-256, with the line count. Summing keeps it streaming (no
+/// list of lines to sort) and, unlike XOR, a repeated line still counts twice.
+#[derive(Default)]
+struct ContentHash {
+    sum: [u64; 4],
+    count: u64,
+}
+
+impl ContentHash {
+    fn add(&mut self, line: &BillLine) {
+        let mut hasher = Sha256::new();
+        for field in [
+            line.service_name.as_str(),
+            &line.broker_name,
+            &line.customer_number,
+            &line.product_name,
+            &line.item_code,
+            &line.currency_code,
+            &line.product_id,
+            &line.subscription_id,
+            &line.subscription_name,
+        ] {
+            hash_field(&mut hasher, field.as_bytes());
+        }
+        // Normalized: "25.00" and "25" are the same quantity, so a re-export that drops trailing
+        // zeros is not a restatement. `serialize` is the exact 16-byte form (no text formatting
+        // on the hot path).
+        for amount in [
+            line.quantity,
+            line.unit_cost_price,
+            line.unit_sales_price,
+            line.total_cost,
+            line.total_sales,
+        ] {
+            hasher.update(amount.normalize().serialize());
+        }
+        match line.autotask_company_id {
+            Some(id) => {
+                hasher.update([1]);
+                hasher.update(id.to_le_bytes());
+            }
+            None => hasher.update([0]),
+        }
+        let digest = hasher.finalize();
+        let mut carry = 0u128;
+        for (limb, chunk) in self.sum.iter_mut().zip(digest.chunks_exact(8)) {
+            let mut bytes = [0u8; 8];
+            bytes.copy_from_slice(chunk);
+            let total = *limb as u128 + u64::from_le_bytes(bytes) as u128 + carry;
+            *limb = total as u64;
+            carry = total >> 64;
+        }
+        self.count += 1;
+    }
+
+    fn finish(&self) -> String {
+        let mut hasher = Sha256::new();
+        hasher.update(b"cmat-bill-v1");
+        hasher.update(self.count.to_le_bytes());
+        for limb in self.sum {
+            hasher.update(limb.to_le_bytes());
+        }
+        format!("sha256:{}", hex(&hasher.finalize()))
+    }
+}
+
+/// Length-prefixed, so ("ab", "c") and ("a", "bc") hash differently.
+fn hash_field(hasher: &mut Sha256, bytes: &[u8]) {
+    hasher.update((bytes.len() as u64).to_le_bytes());
+    hasher.update(bytes);
+}
+
+pub(super) fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::with_capacity(64), |mut out, b| {
+        let _ = write!(out, "{b:02x}");
+        out
+    })
+}

@@ -1,0 +1,210 @@
+//! The journal (each Autotask write, recorded before it is sent, then its outcome) and the
+//! append-only audit trail. This file has no UPDATE or DELETE on `audit`; triggers refuse them.
+
+use chrono::Utc;
+use rusqlite::params;
+
+use super::sql::{get_timestamp, timestamp};
+use super::{
+    AuditFilter, AuditOutcome, AuditRow, JournalEntry, JournalIntent, JournalOutcome, Store,
+    StoreError,
+};
+
+impl JournalOutcome {
+    fn state(&self) -> &'static str {
+        match self {
+            JournalOutcome::Pending => "pending",
+            JournalOutcome::Done { .. } => "done",
+            JournalOutcome::Failed { .. } => "failed",
+            JournalOutcome::Unknown { .. } => "unknown",
+        }
+    }
+}
+
+impl AuditOutcome {
+    /// The word SPEC.md's audit CSV uses.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditOutcome::Applied => "applied",
+            AuditOutcome::Failed => "failed",
+            AuditOutcome::Skipped => "skipped",
+        }
+    }
+
+    fn parse(text: &str) -> Option<AuditOutcome> {
+        match text {
+            "applied" => Some(AuditOutcome::Applied),
+            "failed" => Some(AuditOutcome::Failed),
+            "skipped" => Some(AuditOutcome::Skipped),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("unexpected value {0:?}")]
+struct UnexpectedValue(String);
+
+impl Store {
+    /// Records a write about to be sent (Pending); returns the entry's id.
+    pub fn journal_intent(&mut self, intent: &JournalIntent) -> Result<i64, StoreError> {
+        self.conn
+            .execute(
+                "INSERT INTO journal (run_id, change_ref, action, entity, key, request_body, state,
+                                      recorded_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'pending', ?7)",
+                params![
+                    intent.run_id,
+                    intent.change_ref,
+                    intent.action,
+                    intent.entity,
+                    intent.key,
+                    intent.request_body,
+                    timestamp(&Utc::now()),
+                ],
+            )
+            .map_err(|e| self.wrap(e))?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    pub fn journal_outcome(&mut self, id: i64, outcome: &JournalOutcome) -> Result<(), StoreError> {
+        let (autotask_id, message) = match outcome {
+            JournalOutcome::Pending => (None, None),
+            JournalOutcome::Done { autotask_id } => (*autotask_id, None),
+            JournalOutcome::Failed { message } | JournalOutcome::Unknown { message } => {
+                (None, Some(message.as_str()))
+            }
+        };
+        let changed = self
+            .conn
+            .execute(
+                "UPDATE journal SET state = ?1, autotask_id = ?2, message = ?3, resolved_at = ?4
+                 WHERE id = ?5",
+                params![
+                    outcome.state(),
+                    autotask_id,
+                    message,
+                    timestamp(&Utc::now()),
+                    id
+                ],
+            )
+            .map_err(|e| self.wrap(e))?;
+        if changed == 0 {
+            return Err(StoreError::Other(format!(
+                "{}: no journal entry {id}",
+                self.path.display()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Entries still Pending or Unknown, oldest first.
+    pub fn journal_unresolved(&self) -> Result<Vec<JournalEntry>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<JournalEntry>> {
+            let mut statement = self.conn.prepare(
+                "SELECT id, run_id, change_ref, action, entity, key, request_body, state, message,
+                        recorded_at
+                 FROM journal WHERE state IN ('pending', 'unknown') ORDER BY id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                let state: String = row.get(7)?;
+                let message: Option<String> = row.get(8)?;
+                let outcome = match state.as_str() {
+                    "pending" => JournalOutcome::Pending,
+                    _ => JournalOutcome::Unknown {
+                        message: message.unwrap_or_default(),
+                    },
+                };
+                Ok(JournalEntry {
+                    id: row.get(0)?,
+                    intent: JournalIntent {
+                        run_id: row.get(1)?,
+                        change_ref: row.get(2)?,
+                        action: row.get(3)?,
+                        entity: row.get(4)?,
+                        key: row.get(5)?,
+                        request_body: row.get(6)?,
+                    },
+                    outcome,
+                    recorded_at: get_timestamp(row, 9)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+
+    /// Appends rows to the audit trail, all or none.
+    pub fn append_audit(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            {
+                let mut statement = tx.prepare(
+                    "INSERT INTO audit (run_id, at, action, entity, autotask_id, key, field,
+                                        old_value, new_value, rule, outcome, http_status, message)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                )?;
+                for row in rows {
+                    statement.execute(params![
+                        row.run_id,
+                        timestamp(&row.at),
+                        row.action,
+                        row.entity,
+                        row.autotask_id,
+                        row.key,
+                        row.field,
+                        row.old_value,
+                        row.new_value,
+                        row.rule,
+                        row.outcome.as_str(),
+                        row.http_status,
+                        row.message,
+                    ])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Audit rows in the order they were appended; `since` compares the UTC date of `at`.
+    pub fn audit_rows(&self, filter: &AuditFilter) -> Result<Vec<AuditRow>, StoreError> {
+        let since = filter.since.map(|d| d.format("%Y-%m-%d").to_string());
+        let read = || -> rusqlite::Result<Vec<AuditRow>> {
+            let mut statement = self.conn.prepare(
+                "SELECT run_id, at, action, entity, autotask_id, key, field, old_value, new_value,
+                        rule, outcome, http_status, message
+                 FROM audit
+                 WHERE (?1 IS NULL OR run_id = ?1) AND (?2 IS NULL OR substr(at, 1, 10) >= ?2)
+                 ORDER BY id",
+            )?;
+            let rows = statement.query_map(params![filter.run_id, since], |row| {
+                let outcome: String = row.get(10)?;
+                let outcome = AuditOutcome::parse(&outcome).ok_or_else(|| {
+                    rusqlite::Error::FromSqlConversionFailure(
+                        10,
+                        rusqlite::types::Type::Text,
+                        Box::new(UnexpectedValue(outcome.clone())),
+                    )
+                })?;
+                Ok(AuditRow {
+                    run_id: row.get(0)?,
+                    at: get_timestamp(row, 1)?,
+                    action: row.get(2)?,
+                    entity: row.get(3)?,
+                    autotask_id: row.get(4)?,
+                    key: row.get(5)?,
+                    field: row.get(6)?,
+                    old_value: row.get(7)?,
+                    new_value: row.get(8)?,
+                    rule: row.get(9)?,
+                    outcome,
+                    http_status: row.get(11)?,
+                    message: row.get(12)?,
+                })
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+}

@@ -1,0 +1,362 @@
+//! The Autotask snapshot: load, replace (one transaction), merge (upsert by id), remove charges.
+
+use rusqlite::{params, Connection, Transaction};
+
+use super::meta_keys::SNAPSHOT_REFRESHED_AT;
+use super::sql::{
+    date, get_date, get_decimal, get_opt_decimal, opt_decimal, parse_timestamp, timestamp,
+};
+use super::{Store, StoreError};
+use crate::snapshot::{
+    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service,
+    Snapshot,
+};
+
+/// How many records of each kind the snapshot holds, for `status`.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SnapshotCounts {
+    pub companies: u64,
+    pub contracts: u64,
+    pub services: u64,
+    pub contract_services: u64,
+    pub contract_service_units: u64,
+    pub charges: u64,
+    pub billing_codes: u64,
+    pub refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+const TABLES: [&str; 7] = [
+    "companies",
+    "contracts",
+    "services",
+    "contract_services",
+    "contract_service_units",
+    "charges",
+    "billing_codes",
+];
+
+impl Store {
+    pub fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
+        let refreshed_at = self.refreshed_at()?;
+        let mut snapshot = load(&self.conn).map_err(|e| self.wrap(e))?;
+        snapshot.refreshed_at = refreshed_at;
+        Ok(snapshot)
+    }
+
+    /// Replaces the whole snapshot in one transaction (a failed pull leaves the old one).
+    pub fn replace_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            for table in TABLES {
+                tx.execute(&format!("DELETE FROM {table}"), [])?;
+            }
+            upsert(&tx, snapshot)?;
+            match &snapshot.refreshed_at {
+                Some(at) => tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![SNAPSHOT_REFRESHED_AT, timestamp(at)],
+                )?,
+                None => tx.execute("DELETE FROM meta WHERE key = ?1", [SNAPSHOT_REFRESHED_AT])?,
+            };
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Inserts or replaces each record present in `records` (by id); `refreshed_at` untouched.
+    pub fn merge_snapshot(&mut self, records: &Snapshot) -> Result<(), StoreError> {
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            upsert(&tx, records)?;
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    /// Removes deleted charges from the snapshot.
+    pub fn remove_charges(&mut self, ids: &[i64]) -> Result<(), StoreError> {
+        let result = (|| -> rusqlite::Result<()> {
+            let tx = self.conn.transaction()?;
+            {
+                let mut statement = tx.prepare("DELETE FROM charges WHERE id = ?1")?;
+                for id in ids {
+                    statement.execute([id])?;
+                }
+            }
+            tx.commit()
+        })();
+        result.map_err(|e| self.wrap(e))
+    }
+
+    pub fn snapshot_counts(&self) -> Result<SnapshotCounts, StoreError> {
+        let count = |table: &str| -> Result<u64, StoreError> {
+            self.conn
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+                    row.get::<_, i64>(0)
+                })
+                .map(|n| n.max(0) as u64)
+                .map_err(|e| self.wrap(e))
+        };
+        Ok(SnapshotCounts {
+            companies: count("companies")?,
+            contracts: count("contracts")?,
+            services: count("services")?,
+            contract_services: count("contract_services")?,
+            contract_service_units: count("contract_service_units")?,
+            charges: count("charges")?,
+            billing_codes: count("billing_codes")?,
+            refreshed_at: self.refreshed_at()?,
+        })
+    }
+
+    fn refreshed_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
+        match self.get_meta(SNAPSHOT_REFRESHED_AT)? {
+            None => Ok(None),
+            Some(text) => parse_timestamp(&text).map(Some).map_err(|err| {
+                StoreError::Other(format!(
+                    "{}: meta {SNAPSHOT_REFRESHED_AT} is not an RFC 3339 timestamp ({text:?}): {err}",
+                    self.path.display()
+                ))
+            }),
+        }
+    }
+}
+
+fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO companies (id, company_name, is_active) VALUES (?1, ?2, ?3)",
+    )?;
+    for c in s.companies.values() {
+        statement.execute(params![c.id, c.company_name, c.is_active])?;
+    }
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO contracts (id, company_id, contract_name, contract_type, status,
+             start_date, end_date, service_level_agreement_id, contract_category, subscription_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    )?;
+    for c in s.contracts.values() {
+        statement.execute(params![
+            c.id,
+            c.company_id,
+            c.contract_name,
+            c.contract_type,
+            c.status,
+            date(&c.start_date),
+            date(&c.end_date),
+            c.service_level_agreement_id,
+            c.contract_category,
+            c.subscription_id,
+        ])?;
+    }
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO services (id, name, sku, billing_code_id, period_type, unit_price,
+             unit_cost, is_active)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for v in s.services.values() {
+        statement.execute(params![
+            v.id,
+            v.name,
+            v.sku,
+            v.billing_code_id,
+            v.period_type,
+            v.unit_price.to_string(),
+            opt_decimal(&v.unit_cost),
+            v.is_active,
+        ])?;
+    }
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO contract_services (id, contract_id, service_id, unit_price,
+             unit_cost, invoice_description)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for v in s.contract_services.values() {
+        statement.execute(params![
+            v.id,
+            v.contract_id,
+            v.service_id,
+            v.unit_price.to_string(),
+            opt_decimal(&v.unit_cost),
+            v.invoice_description,
+        ])?;
+    }
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO contract_service_units (id, contract_id, contract_service_id,
+             service_id, start_date, end_date, units, price, cost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+    )?;
+    for u in s.contract_service_units.values() {
+        statement.execute(params![
+            u.id,
+            u.contract_id,
+            u.contract_service_id,
+            u.service_id,
+            date(&u.start_date),
+            date(&u.end_date),
+            u.units,
+            opt_decimal(&u.price),
+            opt_decimal(&u.cost),
+        ])?;
+    }
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO charges (id, contract_id, name, description, date_purchased,
+             charge_type, unit_quantity, unit_price, unit_cost, billing_code_id, is_billed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+    )?;
+    for c in s.charges.values() {
+        statement.execute(params![
+            c.id,
+            c.contract_id,
+            c.name,
+            c.description,
+            date(&c.date_purchased),
+            c.charge_type,
+            c.unit_quantity.to_string(),
+            c.unit_price.to_string(),
+            c.unit_cost.to_string(),
+            c.billing_code_id,
+            c.is_billed,
+        ])?;
+    }
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO billing_codes (id, name, use_type, is_active)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for b in s.billing_codes.values() {
+        statement.execute(params![b.id, b.name, b.use_type, b.is_active])?;
+    }
+    Ok(())
+}
+
+fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
+    let mut snapshot = Snapshot::default();
+    let mut statement =
+        conn.prepare("SELECT id, company_name, is_active FROM companies ORDER BY id")?;
+    for company in statement.query_map([], |r| {
+        Ok(Company {
+            id: r.get(0)?,
+            company_name: r.get(1)?,
+            is_active: r.get(2)?,
+        })
+    })? {
+        let company = company?;
+        snapshot.companies.insert(company.id, company);
+    }
+    let mut statement = conn.prepare(
+        "SELECT id, company_id, contract_name, contract_type, status, start_date, end_date,
+                service_level_agreement_id, contract_category, subscription_id
+         FROM contracts ORDER BY id",
+    )?;
+    for contract in statement.query_map([], |r| {
+        Ok(Contract {
+            id: r.get(0)?,
+            company_id: r.get(1)?,
+            contract_name: r.get(2)?,
+            contract_type: r.get(3)?,
+            status: r.get(4)?,
+            start_date: get_date(r, 5)?,
+            end_date: get_date(r, 6)?,
+            service_level_agreement_id: r.get(7)?,
+            contract_category: r.get(8)?,
+            subscription_id: r.get(9)?,
+        })
+    })? {
+        let contract = contract?;
+        snapshot.contracts.insert(contract.id, contract);
+    }
+    let mut statement = conn.prepare(
+        "SELECT id, name, sku, billing_code_id, period_type, unit_price, unit_cost, is_active
+         FROM services ORDER BY id",
+    )?;
+    for service in statement.query_map([], |r| {
+        Ok(Service {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            sku: r.get(2)?,
+            billing_code_id: r.get(3)?,
+            period_type: r.get(4)?,
+            unit_price: get_decimal(r, 5)?,
+            unit_cost: get_opt_decimal(r, 6)?,
+            is_active: r.get(7)?,
+        })
+    })? {
+        let service = service?;
+        snapshot.services.insert(service.id, service);
+    }
+    let mut statement = conn.prepare(
+        "SELECT id, contract_id, service_id, unit_price, unit_cost, invoice_description
+         FROM contract_services ORDER BY id",
+    )?;
+    for record in statement.query_map([], |r| {
+        Ok(ContractService {
+            id: r.get(0)?,
+            contract_id: r.get(1)?,
+            service_id: r.get(2)?,
+            unit_price: get_decimal(r, 3)?,
+            unit_cost: get_opt_decimal(r, 4)?,
+            invoice_description: r.get(5)?,
+        })
+    })? {
+        let record = record?;
+        snapshot.contract_services.insert(record.id, record);
+    }
+    let mut statement = conn.prepare(
+        "SELECT id, contract_id, contract_service_id, service_id, start_date, end_date, units,
+                price, cost
+         FROM contract_service_units ORDER BY id",
+    )?;
+    for record in statement.query_map([], |r| {
+        Ok(ContractServiceUnit {
+            id: r.get(0)?,
+            contract_id: r.get(1)?,
+            contract_service_id: r.get(2)?,
+            service_id: r.get(3)?,
+            start_date: get_date(r, 4)?,
+            end_date: get_date(r, 5)?,
+            units: r.get(6)?,
+            price: get_opt_decimal(r, 7)?,
+            cost: get_opt_decimal(r, 8)?,
+        })
+    })? {
+        let record = record?;
+        snapshot.contract_service_units.insert(record.id, record);
+    }
+    let mut statement = conn.prepare(
+        "SELECT id, contract_id, name, description, date_purchased, charge_type, unit_quantity,
+                unit_price, unit_cost, billing_code_id, is_billed
+         FROM charges ORDER BY id",
+    )?;
+    for record in statement.query_map([], |r| {
+        Ok(ContractCharge {
+            id: r.get(0)?,
+            contract_id: r.get(1)?,
+            name: r.get(2)?,
+            description: r.get(3)?,
+            date_purchased: get_date(r, 4)?,
+            charge_type: r.get(5)?,
+            unit_quantity: get_decimal(r, 6)?,
+            unit_price: get_decimal(r, 7)?,
+            unit_cost: get_decimal(r, 8)?,
+            billing_code_id: r.get(9)?,
+            is_billed: r.get(10)?,
+        })
+    })? {
+        let record = record?;
+        snapshot.charges.insert(record.id, record);
+    }
+    let mut statement =
+        conn.prepare("SELECT id, name, use_type, is_active FROM billing_codes ORDER BY id")?;
+    for record in statement.query_map([], |r| {
+        Ok(BillingCode {
+            id: r.get(0)?,
+            name: r.get(1)?,
+            use_type: r.get(2)?,
+            is_active: r.get(3)?,
+        })
+    })? {
+        let record = record?;
+        snapshot.billing_codes.insert(record.id, record);
+    }
+    Ok(snapshot)
+}

@@ -1,0 +1,573 @@
+use std::str::FromStr;
+
+use chrono::{NaiveDate, TimeZone, Utc};
+use rust_decimal::Decimal;
+
+use super::*;
+use crate::billing::{BillLine, LineSource};
+use crate::snapshot::{
+    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service,
+    Snapshot,
+};
+
+fn dec(text: &str) -> Decimal {
+    Decimal::from_str(text).expect("decimal")
+}
+
+fn day(text: &str) -> NaiveDate {
+    NaiveDate::parse_from_str(text, "%Y-%m-%d").expect("date")
+}
+
+fn line(org: &str, date: &str, item: &str, quantity: &str, row: u64) -> BillLine {
+    BillLine {
+        source: LineSource {
+            file: "bill.csv".into(),
+            row,
+        },
+        billing_date: day(date),
+        service_name: "Microsoft NCE".into(),
+        broker_name: "Microsoft".into(),
+        organization_name: org.into(),
+        customer_number: "C-1".into(),
+        product_name: format!("Product {item}"),
+        item_code: item.into(),
+        quantity: dec(quantity),
+        unit_cost_price: dec("10.5000"),
+        unit_sales_price: dec("12.00"),
+        total_cost: dec("10.5000") * dec(quantity),
+        total_sales: dec("12.00") * dec(quantity),
+        currency_code: "EUR".into(),
+        product_id: format!("P-{item}"),
+        subscription_id: format!("sub-{org}"),
+        subscription_name: "Subscription".into(),
+        autotask_company_id: Some(29683501),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Store {
+    Store::open(&dir.path().join(".cmat/state.db"), Access::Write).expect("open")
+}
+
+fn import(store: &mut Store, name: &str, lines: &[BillLine]) -> ImportSummary {
+    let mut import = store.begin_import(name).expect("begin");
+    for line in lines {
+        import.add_line(line).expect("add");
+    }
+    import.finish().expect("finish")
+}
+
+fn key(org: &str, date: &str) -> BillKey {
+    BillKey {
+        organization_name: org.into(),
+        billing_date: day(date),
+    }
+}
+
+#[test]
+fn open_creates_migrates_and_reopens() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(&dir);
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+    let mode: String = store
+        .conn
+        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(mode, "wal");
+    drop(store);
+    let store = Store::open(&dir.path().join(".cmat/state.db"), Access::Read).unwrap();
+    assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+}
+
+#[cfg(unix)]
+#[test]
+fn state_is_private_to_its_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let _store = open(&dir);
+    let mode = |p: &str| {
+        std::fs::metadata(dir.path().join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(".cmat"), 0o700);
+    assert_eq!(mode(".cmat/state.db"), 0o600);
+    assert_eq!(mode(".cmat/lock"), 0o600);
+}
+
+#[test]
+fn a_second_writer_is_told_the_workspace_is_busy() {
+    let dir = tempfile::tempdir().unwrap();
+    let _first = open(&dir);
+    let err = match Store::open(&dir.path().join(".cmat/state.db"), Access::Write) {
+        Err(err) => err,
+        Ok(_) => panic!("second writer got the lock"),
+    };
+    let text = err.to_string();
+    assert!(
+        text.starts_with(&format!("workspace is busy (pid {})", std::process::id())),
+        "{text}"
+    );
+    // Readers are never blocked.
+    Store::open(&dir.path().join(".cmat/state.db"), Access::Read).unwrap();
+    drop(_first);
+    Store::open(&dir.path().join(".cmat/state.db"), Access::Write).unwrap();
+}
+
+/// Opens a database migrated to `version` only, as an older cmat left it.
+fn open_at_version(path: &std::path::Path, version: usize) -> Store {
+    let mut store = Store {
+        conn: Connection::open(path).unwrap(),
+        path: path.to_path_buf(),
+        _lock: None,
+    };
+    store.configure().unwrap();
+    store.migrate(&MIGRATIONS[..version]).unwrap();
+    store
+}
+
+#[test]
+fn migrates_from_an_empty_file_and_from_each_earlier_version() {
+    for version in 0..=MIGRATIONS.len() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.db");
+        std::fs::write(&path, b"").unwrap();
+        let mut old = open_at_version(&path, version);
+        assert_eq!(old.schema_version().unwrap(), version as u32);
+        if version >= 1 {
+            import(
+                &mut old,
+                "old.csv",
+                &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)],
+            );
+            old.set_meta("k", "v").unwrap();
+        }
+        drop(old);
+        let store = Store::open(&path, Access::Write).unwrap();
+        assert_eq!(
+            store.schema_version().unwrap(),
+            SCHEMA_VERSION,
+            "from {version}"
+        );
+        if version >= 1 {
+            assert_eq!(store.bill_lines().unwrap().len(), 1);
+            assert_eq!(store.get_meta("k").unwrap().as_deref(), Some("v"));
+        }
+        // Every table of the latest schema is usable.
+        store.load_snapshot().unwrap();
+        store.audit_rows(&AuditFilter::default()).unwrap();
+        store.journal_unresolved().unwrap();
+    }
+}
+
+#[test]
+fn a_newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    drop(Store::open(&path, Access::Write).unwrap());
+    let conn = Connection::open(&path).unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    drop(conn);
+    let err = Store::open(&path, Access::Read).err().expect("refused");
+    assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
+}
+
+#[test]
+fn import_new_unchanged_and_restated() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let october = vec![
+        line("Contoso Ltd", "2026-10-01", "A", "25", 2),
+        line("Contoso Ltd", "2026-10-01", "B", "10", 3),
+        line("Fabrikam Inc", "2026-10-01", "A", "5", 4),
+    ];
+    let summary = import(&mut store, "oct.csv", &october);
+    assert_eq!(summary.lines, 3);
+    assert_eq!(
+        summary.new_bills,
+        vec![
+            key("Contoso Ltd", "2026-10-01"),
+            key("Fabrikam Inc", "2026-10-01")
+        ]
+    );
+    let digest = store.inputs_digest().unwrap();
+    assert!(
+        digest.starts_with("sha256:") && digest.len() == 71,
+        "{digest}"
+    );
+
+    // Same content, other order and rows, trailing zeros: unchanged, nothing written.
+    let mut again = october.clone();
+    again.reverse();
+    again[0].quantity = dec("5.00");
+    again[0].source.row = 99;
+    let summary = import(&mut store, "oct-again.csv", &again);
+    assert!(summary.new_bills.is_empty() && summary.restated_bills.is_empty());
+    assert_eq!(summary.unchanged_bills.len(), 2);
+    assert_eq!(store.inputs_digest().unwrap(), digest);
+    assert_eq!(store.bills().unwrap()[0].source_file, "oct.csv");
+
+    // Fabrikam restated: its lines replaced, revision 2; Contoso untouched.
+    let restated = vec![
+        line("Fabrikam Inc", "2026-10-01", "A", "6", 2),
+        line("Fabrikam Inc", "2026-10-01", "C", "1.5", 3),
+    ];
+    let summary = import(&mut store, "oct-restated.csv", &restated);
+    assert_eq!(
+        summary.restated_bills,
+        vec![key("Fabrikam Inc", "2026-10-01")]
+    );
+    assert_ne!(store.inputs_digest().unwrap(), digest);
+    let bills = store.bills().unwrap();
+    assert_eq!(
+        bills
+            .iter()
+            .map(|b| (b.key.organization_name.as_str(), b.revision, b.lines))
+            .collect::<Vec<_>>(),
+        vec![("Contoso Ltd", 1, 2), ("Fabrikam Inc", 2, 2)]
+    );
+    let lines = store.bill_lines().unwrap();
+    assert_eq!(lines.len(), 4);
+    assert_eq!(lines[2], {
+        let mut l = restated[0].clone();
+        l.source.file = "oct-restated.csv".into();
+        l
+    });
+    assert_eq!(lines[3].quantity.to_string(), "1.5");
+    assert_eq!(lines[0], {
+        let mut l = october[0].clone();
+        l.source.file = "oct.csv".into();
+        l
+    });
+}
+
+#[test]
+fn money_keeps_its_scale_and_never_passes_through_floats() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut l = line("Contoso Ltd", "2026-10-01", "A", "0.1", 2);
+    l.total_sales = dec("0.3000000000000000000000000001");
+    l.unit_cost_price = dec("-12.3400");
+    import(&mut store, "x.csv", std::slice::from_ref(&l));
+    let back = &store.bill_lines().unwrap()[0];
+    assert_eq!(
+        back.total_sales.to_string(),
+        "0.3000000000000000000000000001"
+    );
+    assert_eq!(back.unit_cost_price.to_string(), "-12.3400");
+    let stored: String = store
+        .conn
+        .query_row("SELECT typeof(quantity) FROM bill_lines", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, "text");
+}
+
+#[test]
+fn dropping_an_import_rolls_it_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    import(
+        &mut store,
+        "a.csv",
+        &[line("Contoso Ltd", "2026-10-01", "A", "1", 2)],
+    );
+    let digest = store.inputs_digest().unwrap();
+    {
+        let mut import = store.begin_import("b.csv").unwrap();
+        import
+            .add_line(&line("Contoso Ltd", "2026-10-01", "A", "2", 2))
+            .unwrap();
+        import
+            .add_line(&line("Northwind Traders", "2026-10-01", "A", "2", 3))
+            .unwrap();
+    }
+    assert_eq!(store.inputs_digest().unwrap(), digest);
+    assert_eq!(store.bills().unwrap().len(), 1);
+    // And the store is usable afterwards.
+    let summary = import(
+        &mut store,
+        "c.csv",
+        &[line("Contoso Ltd", "2026-10-01", "A", "2", 2)],
+    );
+    assert_eq!(summary.restated_bills.len(), 1);
+}
+
+#[test]
+fn organizations_report_their_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut unlinked = line("Woodgrove Bank", "2026-10-01", "A", "1", 3);
+    unlinked.autotask_company_id = None;
+    import(
+        &mut store,
+        "a.csv",
+        &[line("Contoso Ltd", "2026-10-01", "A", "1", 2), unlinked],
+    );
+    let orgs = store.organizations().unwrap();
+    assert_eq!(orgs[0].name, "Contoso Ltd");
+    assert_eq!(orgs[0].autotask_company_ids, vec![29683501]);
+    assert_eq!(orgs[1].autotask_company_ids, Vec::<i64>::new());
+}
+
+fn sample_snapshot() -> Snapshot {
+    let mut s = Snapshot {
+        refreshed_at: Some(Utc.with_ymd_and_hms(2026, 11, 24, 6, 0, 0).unwrap()),
+        ..Snapshot::default()
+    };
+    s.companies.insert(
+        29683501,
+        Company {
+            id: 29683501,
+            company_name: "Contoso Ltd".into(),
+            is_active: true,
+        },
+    );
+    s.contracts.insert(
+        4410,
+        Contract {
+            id: 4410,
+            company_id: 29683501,
+            contract_name: "Microsoft 365 - Contoso Ltd".into(),
+            contract_type: 7,
+            status: 1,
+            start_date: day("2026-10-01"),
+            end_date: day("2027-09-30"),
+            service_level_agreement_id: Some(3),
+            contract_category: None,
+            subscription_id: Some("6f1c".into()),
+        },
+    );
+    s.services.insert(
+        812,
+        Service {
+            id: 812,
+            name: "Microsoft 365 Business Premium".into(),
+            sku: Some("CFQ7TTC0LCHC".into()),
+            billing_code_id: 29682801,
+            period_type: 3,
+            unit_price: dec("20.6000"),
+            unit_cost: None,
+            is_active: true,
+        },
+    );
+    s.contract_services.insert(
+        9001,
+        ContractService {
+            id: 9001,
+            contract_id: 4410,
+            service_id: 812,
+            unit_price: dec("20.60"),
+            unit_cost: Some(dec("17.51")),
+            invoice_description: None,
+        },
+    );
+    s.contract_service_units.insert(
+        77,
+        ContractServiceUnit {
+            id: 77,
+            contract_id: 4410,
+            contract_service_id: 9001,
+            service_id: 812,
+            start_date: day("2026-10-01"),
+            end_date: day("2026-10-31"),
+            units: 25,
+            price: Some(dec("20.60")),
+            cost: None,
+        },
+    );
+    s.charges.insert(
+        5,
+        ContractCharge {
+            id: 5,
+            contract_id: 4410,
+            name: "Azure 2026-10".into(),
+            description: Some("consumption".into()),
+            date_purchased: day("2026-10-01"),
+            charge_type: 1,
+            unit_quantity: dec("1"),
+            unit_price: dec("1234.5600"),
+            unit_cost: dec("1000.0001"),
+            billing_code_id: Some(29682802),
+            is_billed: false,
+        },
+    );
+    s.billing_codes.insert(
+        29682801,
+        BillingCode {
+            id: 29682801,
+            name: "Recurring".into(),
+            use_type: 2,
+            is_active: true,
+        },
+    );
+    s
+}
+
+#[test]
+fn snapshot_round_trips_merges_and_removes_charges() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    assert_eq!(store.load_snapshot().unwrap(), Snapshot::default());
+    let snapshot = sample_snapshot();
+    store.replace_snapshot(&snapshot).unwrap();
+    assert_eq!(store.load_snapshot().unwrap(), snapshot);
+
+    let mut update = Snapshot::default();
+    let mut charge = snapshot.charges[&5].clone();
+    charge.is_billed = true;
+    update.charges.insert(5, charge.clone());
+    let mut other = charge.clone();
+    other.id = 6;
+    update.charges.insert(6, other);
+    update.refreshed_at = Some(Utc::now());
+    store.merge_snapshot(&update).unwrap();
+    let merged = store.load_snapshot().unwrap();
+    assert_eq!(merged.refreshed_at, snapshot.refreshed_at);
+    assert_eq!(merged.charges.len(), 2);
+    assert!(merged.charges[&5].is_billed);
+    assert_eq!(merged.companies, snapshot.companies);
+
+    store.remove_charges(&[6, 404]).unwrap();
+    assert_eq!(
+        store
+            .load_snapshot()
+            .unwrap()
+            .charges
+            .keys()
+            .collect::<Vec<_>>(),
+        vec![&5]
+    );
+
+    store.replace_snapshot(&Snapshot::default()).unwrap();
+    assert_eq!(store.load_snapshot().unwrap(), Snapshot::default());
+    assert_eq!(store.snapshot_counts().unwrap(), SnapshotCounts::default());
+}
+
+fn intent(change_ref: &str) -> JournalIntent {
+    JournalIntent {
+        run_id: "run-1".into(),
+        change_ref: change_ref.into(),
+        action: "create".into(),
+        entity: "Contracts".into(),
+        key: format!("subscription:{change_ref}"),
+        request_body: "{}".into(),
+    }
+}
+
+#[test]
+fn journal_keeps_unresolved_entries_oldest_first() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let a = store.journal_intent(&intent("c1")).unwrap();
+    let b = store.journal_intent(&intent("c2")).unwrap();
+    let c = store.journal_intent(&intent("c3")).unwrap();
+    store
+        .journal_outcome(
+            a,
+            &JournalOutcome::Done {
+                autotask_id: Some(1),
+            },
+        )
+        .unwrap();
+    store
+        .journal_outcome(
+            c,
+            &JournalOutcome::Unknown {
+                message: "timeout".into(),
+            },
+        )
+        .unwrap();
+    let open_entries = store.journal_unresolved().unwrap();
+    assert_eq!(
+        open_entries.iter().map(|e| e.id).collect::<Vec<_>>(),
+        vec![b, c]
+    );
+    assert_eq!(open_entries[0].intent, intent("c2"));
+    assert_eq!(open_entries[0].outcome, JournalOutcome::Pending);
+    assert_eq!(
+        open_entries[1].outcome,
+        JournalOutcome::Unknown {
+            message: "timeout".into()
+        }
+    );
+    assert!(store
+        .journal_outcome(999, &JournalOutcome::Pending)
+        .is_err());
+}
+
+fn audit(run: &str, at: chrono::DateTime<Utc>, field: &str) -> AuditRow {
+    AuditRow {
+        run_id: run.into(),
+        at,
+        action: "update".into(),
+        entity: "ContractServices".into(),
+        autotask_id: Some(9001),
+        key: "subscription:6f1c/item:A".into(),
+        field: field.into(),
+        old_value: Some("=1+1".into()),
+        new_value: None,
+        rule: "mappings/microsoft.cmat:20".into(),
+        outcome: AuditOutcome::Applied,
+        http_status: Some(200),
+        message: String::new(),
+    }
+}
+
+#[test]
+fn audit_is_append_only_and_filtered() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    // 23:30 at UTC-1 is the next day in UTC: `since` compares the UTC date.
+    let late = Utc.with_ymd_and_hms(2026, 11, 2, 0, 30, 0).unwrap()
+        + chrono::Duration::nanoseconds(123_456_789);
+    let rows = vec![
+        audit(
+            "r1",
+            Utc.with_ymd_and_hms(2026, 11, 1, 23, 59, 59).unwrap(),
+            "unitPrice",
+        ),
+        audit("r2", late, "units"),
+        audit(
+            "r1",
+            Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap(),
+            "unitCost",
+        ),
+    ];
+    store.append_audit(&rows).unwrap();
+    assert_eq!(store.audit_rows(&AuditFilter::default()).unwrap(), rows);
+    let r1 = store
+        .audit_rows(&AuditFilter {
+            run_id: Some("r1".into()),
+            since: None,
+        })
+        .unwrap();
+    assert_eq!(r1, vec![rows[0].clone(), rows[2].clone()]);
+    let since = store
+        .audit_rows(&AuditFilter {
+            run_id: None,
+            since: Some(day("2026-11-02")),
+        })
+        .unwrap();
+    assert_eq!(since, rows[1..].to_vec());
+
+    for sql in ["UPDATE audit SET message = 'x'", "DELETE FROM audit"] {
+        let err = store.conn.execute(sql, []).unwrap_err();
+        assert!(err.to_string().contains("append-only"), "{err}");
+    }
+    assert_eq!(store.audit_rows(&AuditFilter::default()).unwrap().len(), 3);
+}
+
+#[test]
+fn meta_values_are_replaced() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    assert_eq!(store.get_meta(meta_keys::LAST_SYNC_AT).unwrap(), None);
+    store.set_meta(meta_keys::LAST_SYNC_AT, "a").unwrap();
+    store.set_meta(meta_keys::LAST_SYNC_AT, "b").unwrap();
+    assert_eq!(
+        store.get_meta(meta_keys::LAST_SYNC_AT).unwrap().as_deref(),
+        Some("b")
+    );
+}

@@ -1,0 +1,397 @@
+//! A deterministic tenant generator for benchmarks and scale tests: Cloudmore bills of a
+//! given size, day after day with churn, and the Autotask snapshot those bills lead to.
+//! Never used by the commands a customer runs.
+
+use std::collections::BTreeMap;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::Value;
+
+use crate::billing::{BillLine, LineSource};
+use crate::plan::{Plan, PlanParent};
+use crate::snapshot::{
+    Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service, Snapshot,
+};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantSize {
+    pub organizations: usize,
+    /// Licence subscriptions per organization.
+    pub licence_subscriptions: usize,
+    /// Products (contract services) per licence subscription.
+    pub products_per_subscription: usize,
+    /// Azure meter lines per organization (one Azure subscription each).
+    pub azure_lines: usize,
+}
+
+impl TenantSize {
+    pub const SMALL: TenantSize = TenantSize {
+        organizations: 20,
+        licence_subscriptions: 4,
+        products_per_subscription: 5,
+        azure_lines: 100,
+    };
+    pub const MEDIUM: TenantSize = TenantSize {
+        organizations: 500,
+        licence_subscriptions: 4,
+        products_per_subscription: 6,
+        azure_lines: 100,
+    };
+    /// 2,000 organizations, 10,000 subscriptions, 50,000 contract services, 200,000 Azure lines.
+    pub const LARGE: TenantSize = TenantSize {
+        organizations: 2_000,
+        licence_subscriptions: 4,
+        products_per_subscription: 6,
+        azure_lines: 100,
+    };
+}
+
+/// splitmix64: a tiny, well-known generator; enough for reproducible test data.
+struct Random(u64);
+
+impl Random {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
+pub const FIRST_COMPANY_ID: i64 = 30_000_000;
+const CATALOG: u64 = 300;
+
+/// The bill lines of `day` (0 = onboarding): licence counts drift by `churn_per_mille` ‰ a day.
+pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillLine> {
+    let billing_date = NaiveDate::from_ymd_opt(2026, 11, 1).unwrap_or_default();
+    let mut lines = Vec::with_capacity(
+        size.organizations
+            * (size.licence_subscriptions * size.products_per_subscription + size.azure_lines),
+    );
+    let mut row = 1u64;
+    for org in 0..size.organizations {
+        let organization = format!("Organization {org:05}");
+        let company_id = FIRST_COMPANY_ID + org as i64;
+        let mut shape = Random(org as u64 + 1);
+        let mut push = |service: &str,
+                        subscription: String,
+                        item: String,
+                        quantity: Decimal,
+                        price: Decimal| {
+            row += 1;
+            lines.push(BillLine {
+                source: LineSource {
+                    file: format!("day-{day}.csv"),
+                    row,
+                },
+                billing_date,
+                service_name: service.to_string(),
+                broker_name: "Broker".into(),
+                organization_name: organization.clone(),
+                customer_number: format!("C{org:05}"),
+                product_name: format!("Product {item}"),
+                item_code: item.clone(),
+                quantity,
+                unit_cost_price: (price * Decimal::new(85, 2)).round_dp(4),
+                unit_sales_price: price,
+                total_cost: (quantity * price * Decimal::new(85, 2)).round_dp(4),
+                total_sales: (quantity * price).round_dp(4),
+                currency_code: "EUR".into(),
+                product_id: format!("P-{item}"),
+                subscription_id: subscription,
+                subscription_name: "Subscription".into(),
+                autotask_company_id: Some(company_id),
+            });
+        };
+        for sub in 0..size.licence_subscriptions {
+            let subscription = format!("{org:05}-lic-{sub}");
+            for product in 0..size.products_per_subscription {
+                let item = format!(
+                    "SKU{:04}",
+                    (shape.below(CATALOG) + product as u64 * 7) % CATALOG
+                );
+                let mut quantity = 1 + shape.below(50) as i64;
+                // Churn: each day, about `churn_per_mille` ‰ of counts move by one or two.
+                let mut drift = Random((org * 1_000 + sub * 100 + product) as u64 * 7919);
+                for _ in 0..day {
+                    if drift.below(1000) < churn_per_mille {
+                        quantity = (quantity + drift.below(5) as i64 - 2).max(1);
+                    }
+                }
+                let price = Decimal::new(100 + shape.below(5_000) as i64, 2);
+                push(
+                    "Microsoft NCE",
+                    subscription.clone(),
+                    item,
+                    Decimal::from(quantity),
+                    price,
+                );
+            }
+        }
+        if size.azure_lines > 0 {
+            let subscription = format!("{org:05}-azure");
+            for meter in 0..size.azure_lines {
+                let quantity = Decimal::new(shape.below(100_000) as i64 + 1, 3);
+                let price = Decimal::new(shape.below(50_000) as i64 + 1, 4);
+                push(
+                    "Azure Plan",
+                    subscription.clone(),
+                    format!("METER{meter:03}"),
+                    quantity,
+                    price,
+                );
+            }
+        }
+    }
+    lines
+}
+
+/// The companies of a generated tenant, as a snapshot to start from.
+pub fn companies(size: TenantSize) -> Snapshot {
+    let mut snapshot = Snapshot::default();
+    for org in 0..size.organizations {
+        let id = FIRST_COMPANY_ID + org as i64;
+        snapshot.companies.insert(
+            id,
+            Company {
+                id,
+                company_name: format!("Organization {org:05}"),
+                is_active: true,
+            },
+        );
+    }
+    snapshot
+}
+
+fn decimal(value: &Value) -> Decimal {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_default()
+}
+
+fn day(value: &Value) -> NaiveDate {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .unwrap_or_default()
+}
+
+/// Plays a plan against a snapshot as Autotask would: new ids, an adjustment splits the unit
+/// periods at its date and creates the contract service when needed.
+pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
+    let mut ids: BTreeMap<String, i64> = BTreeMap::new();
+    let mut next_id = [
+        snapshot.contracts.keys().last(),
+        snapshot.services.keys().last(),
+        snapshot.contract_services.keys().last(),
+        snapshot.contract_service_units.keys().last(),
+        snapshot.charges.keys().last(),
+    ]
+    .into_iter()
+    .flatten()
+    .max()
+    .copied()
+    .unwrap_or(0)
+    .max(1_000_000);
+    let mut new_id = || {
+        next_id += 1;
+        next_id
+    };
+    for change in &plan.changes {
+        let parent = match &change.parent {
+            Some(PlanParent::Existing { id, .. }) => Some(*id),
+            Some(PlanParent::Planned { reference }) => ids.get(reference).copied(),
+            None => None,
+        };
+        let field = |name: &str| change.fields.get(name).cloned().unwrap_or(Value::Null);
+        let reference_id = |value: Value| match value {
+            Value::Object(map) => map
+                .get("ref")
+                .and_then(Value::as_str)
+                .and_then(|r| ids.get(r).copied()),
+            other => other.as_i64(),
+        };
+        use crate::diff::Action;
+        match (change.entity.as_str(), change.action) {
+            ("Contracts", Action::Create) => {
+                let id = new_id();
+                ids.insert(change.reference.clone(), id);
+                snapshot.contracts.insert(
+                    id,
+                    Contract {
+                        id,
+                        company_id: field("companyID").as_i64().unwrap_or_default(),
+                        contract_name: field("contractName").as_str().unwrap_or_default().into(),
+                        contract_type: field("contractType").as_i64().unwrap_or_default(),
+                        status: field("status").as_i64().unwrap_or_default(),
+                        start_date: day(&field("startDate")),
+                        end_date: day(&field("endDate")),
+                        service_level_agreement_id: field("serviceLevelAgreementID").as_i64(),
+                        contract_category: field("contractCategory").as_i64(),
+                        subscription_id: field("userDefinedFields")[0]["value"]
+                            .as_str()
+                            .map(String::from),
+                    },
+                );
+            }
+            ("Contracts", Action::Update) => {
+                if let Some(contract) = change.id.and_then(|id| snapshot.contracts.get_mut(&id)) {
+                    if let Some(name) = change.fields.get("contractName") {
+                        contract.contract_name = name.as_str().unwrap_or_default().into();
+                    }
+                    if let Some(end) = change.fields.get("endDate") {
+                        contract.end_date = day(end);
+                    }
+                    if let Some(sla) = change.fields.get("serviceLevelAgreementID") {
+                        contract.service_level_agreement_id = sla.as_i64();
+                    }
+                    if let Some(category) = change.fields.get("contractCategory") {
+                        contract.contract_category = category.as_i64();
+                    }
+                }
+            }
+            ("Services", Action::Create) => {
+                let id = new_id();
+                ids.insert(change.reference.clone(), id);
+                snapshot.services.insert(
+                    id,
+                    Service {
+                        id,
+                        name: field("name").as_str().unwrap_or_default().into(),
+                        sku: field("sku").as_str().map(String::from),
+                        billing_code_id: field("billingCodeID").as_i64().unwrap_or_default(),
+                        period_type: field("periodType").as_i64().unwrap_or_default(),
+                        unit_price: decimal(&field("unitPrice")),
+                        unit_cost: Some(decimal(&field("unitCost"))),
+                        is_active: true,
+                    },
+                );
+            }
+            ("ContractServiceAdjustments", Action::Adjust) => {
+                let (Some(contract_id), Some(service_id)) =
+                    (parent, reference_id(field("serviceID")))
+                else {
+                    continue;
+                };
+                let effective = day(&field("effectiveDate"));
+                let change_units = field("unitChange").as_i64().unwrap_or_default();
+                let contract_end = snapshot
+                    .contracts
+                    .get(&contract_id)
+                    .map(|c| c.end_date)
+                    .unwrap_or(effective);
+                let existing = snapshot
+                    .contract_services
+                    .values()
+                    .find(|cs| cs.contract_id == contract_id && cs.service_id == service_id)
+                    .map(|cs| cs.id);
+                let contract_service_id = match existing {
+                    Some(id) => id,
+                    None => {
+                        let id = new_id();
+                        snapshot.contract_services.insert(
+                            id,
+                            ContractService {
+                                id,
+                                contract_id,
+                                service_id,
+                                unit_price: decimal(&field("adjustedUnitPrice")),
+                                unit_cost: Some(decimal(&field("adjustedUnitCost"))),
+                                invoice_description: None,
+                            },
+                        );
+                        id
+                    }
+                };
+                // Units in force before the adjustment; a renewed contract's last period runs on.
+                let before = snapshot
+                    .contract_service_units
+                    .values()
+                    .filter(|u| u.contract_id == contract_id && u.service_id == service_id)
+                    .filter(|u| u.start_date < effective)
+                    .max_by_key(|u| u.start_date)
+                    .map(|u| u.units)
+                    .unwrap_or(0);
+                let mut covered = false;
+                for unit in snapshot.contract_service_units.values_mut() {
+                    if unit.contract_id != contract_id || unit.service_id != service_id {
+                        continue;
+                    }
+                    if unit.start_date < effective && unit.end_date >= effective {
+                        unit.end_date = effective.pred_opt().unwrap_or(effective);
+                    } else if unit.start_date >= effective {
+                        unit.units += change_units;
+                        covered |= unit.start_date == effective;
+                    }
+                }
+                if !covered {
+                    let id = new_id();
+                    snapshot.contract_service_units.insert(
+                        id,
+                        ContractServiceUnit {
+                            id,
+                            contract_id,
+                            contract_service_id,
+                            service_id,
+                            start_date: effective,
+                            end_date: contract_end,
+                            units: before + change_units,
+                            price: None,
+                            cost: None,
+                        },
+                    );
+                }
+            }
+            ("ContractServices", Action::Update) => {
+                if let Some(service) = change
+                    .id
+                    .and_then(|id| snapshot.contract_services.get_mut(&id))
+                {
+                    service.unit_price = decimal(&field("unitPrice"));
+                }
+            }
+            ("ContractCharges", Action::Create) => {
+                let Some(contract_id) = parent else { continue };
+                let id = new_id();
+                snapshot.charges.insert(
+                    id,
+                    ContractCharge {
+                        id,
+                        contract_id,
+                        name: field("name").as_str().unwrap_or_default().into(),
+                        description: field("description").as_str().map(String::from),
+                        date_purchased: day(&field("datePurchased")),
+                        charge_type: field("chargeType").as_i64().unwrap_or_default(),
+                        unit_quantity: decimal(&field("unitQuantity")),
+                        unit_price: decimal(&field("unitPrice")),
+                        unit_cost: decimal(&field("unitCost")),
+                        billing_code_id: field("billingCodeID").as_i64(),
+                        is_billed: false,
+                    },
+                );
+            }
+            ("ContractCharges", Action::Update) => {
+                if let Some(charge) = change.id.and_then(|id| snapshot.charges.get_mut(&id)) {
+                    if let Some(price) = change.fields.get("unitPrice") {
+                        charge.unit_price = decimal(price);
+                    }
+                    if let Some(cost) = change.fields.get("unitCost") {
+                        charge.unit_cost = decimal(cost);
+                    }
+                }
+            }
+            ("ContractCharges", Action::Delete) => {
+                if let Some(id) = change.id {
+                    snapshot.charges.remove(&id);
+                }
+            }
+            _ => {}
+        }
+    }
+}
