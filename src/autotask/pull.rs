@@ -18,6 +18,7 @@ use super::client::{AutotaskClient, AutotaskError};
 use super::query::Filter;
 use super::records::{self, RecordError};
 use crate::snapshot::Snapshot;
+use crate::store::{Store, StoreError};
 
 /// The entities a pull reads, in the order the summary lists them.
 pub const ENTITIES: [&str; 7] = [
@@ -39,6 +40,8 @@ pub enum PullError {
     Api(#[from] AutotaskError),
     #[error("Autotask sent a record cmat cannot read: {0}")]
     Record(#[from] RecordError),
+    #[error("the snapshot could not be stored (the previous one is kept): {0}")]
+    Store(#[from] StoreError),
 }
 
 #[derive(Debug, Clone)]
@@ -141,33 +144,8 @@ pub fn pull_snapshot(
         }
     }
     let mut snapshot = Snapshot::default();
-    for value in &raw[0] {
-        let r = records::company(value)?;
-        snapshot.companies.insert(r.id, r);
-    }
-    for value in &raw[1] {
-        let r = records::contract(value, &options.subscription_udf)?;
-        snapshot.contracts.insert(r.id, r);
-    }
-    for value in &raw[2] {
-        let r = records::service(value)?;
-        snapshot.services.insert(r.id, r);
-    }
-    for value in &raw[3] {
-        let r = records::contract_service(value)?;
-        snapshot.contract_services.insert(r.id, r);
-    }
-    for value in &raw[4] {
-        let r = records::contract_service_unit(value)?;
-        snapshot.contract_service_units.insert(r.id, r);
-    }
-    for value in &raw[5] {
-        let r = records::contract_charge(value)?;
-        snapshot.charges.insert(r.id, r);
-    }
-    for value in &raw[6] {
-        let r = records::billing_code(value)?;
-        snapshot.billing_codes.insert(r.id, r);
+    for (entity, values) in ENTITIES.iter().zip(&raw) {
+        add_records(&mut snapshot, entity, values, &options.subscription_udf)?;
     }
     snapshot.refreshed_at = Some(Utc::now());
     let counts = vec![
@@ -185,6 +163,19 @@ pub fn pull_snapshot(
         elapsed: started.elapsed(),
     };
     Ok((snapshot, report))
+}
+
+/// Reads the snapshot and replaces the stored one in one transaction; a failed read or write
+/// leaves the previous snapshot as it was.
+pub fn pull_into_store(
+    client: &AutotaskClient,
+    store: &mut Store,
+    options: &PullOptions,
+    progress: &(dyn Fn(PullProgress) + Sync),
+) -> Result<PullReport, PullError> {
+    let (snapshot, report) = pull_snapshot(client, options, progress)?;
+    store.replace_snapshot(&snapshot)?;
+    Ok(report)
 }
 
 /// AutotaskError holds no io::Error, so a faithful copy is possible.
@@ -239,4 +230,54 @@ fn clone_error(err: &AutotaskError) -> AutotaskError {
             source: source.clone(),
         },
     }
+}
+
+/// Converts `values` of `entity` (one of [`ENTITIES`]) and adds them to `snapshot` by id.
+pub fn add_records(
+    snapshot: &mut Snapshot,
+    entity: &str,
+    values: &[Value],
+    subscription_udf: &str,
+) -> Result<(), RecordError> {
+    for value in values {
+        match entity {
+            "Companies" => {
+                let r = records::company(value)?;
+                snapshot.companies.insert(r.id, r);
+            }
+            "Contracts" => {
+                let r = records::contract(value, subscription_udf)?;
+                snapshot.contracts.insert(r.id, r);
+            }
+            "Services" => {
+                let r = records::service(value)?;
+                snapshot.services.insert(r.id, r);
+            }
+            "ContractServices" => {
+                let r = records::contract_service(value)?;
+                snapshot.contract_services.insert(r.id, r);
+            }
+            "ContractServiceUnits" => {
+                let r = records::contract_service_unit(value)?;
+                snapshot.contract_service_units.insert(r.id, r);
+            }
+            "ContractCharges" => {
+                let r = records::contract_charge(value)?;
+                snapshot.charges.insert(r.id, r);
+            }
+            "BillingCodes" => {
+                let r = records::billing_code(value)?;
+                snapshot.billing_codes.insert(r.id, r);
+            }
+            other => {
+                return Err(RecordError {
+                    entity: other.to_string(),
+                    id: "(any)".into(),
+                    field: "(entity)".into(),
+                    message: "not an entity cmat reads".into(),
+                })
+            }
+        }
+    }
+    Ok(())
 }
