@@ -1297,18 +1297,29 @@ fn entity_path(path: &str) -> Result<&str, AutotaskError> {
     }
 }
 
-/// The endpoint a URL addresses: its first segment after `v1.0/`, lowercased.
+/// The endpoint a URL addresses, lowercased: its entity after `v1.0/`; a child path
+/// `Contracts/{id}/Charges` addresses the child entity `contractcharges`.
 fn endpoint_of(url: &str) -> String {
     let lower = url.to_ascii_lowercase();
     let after = match lower.find("/v1.0/") {
         Some(i) => &lower[i + 6..],
         None => lower.as_str(),
     };
-    after
-        .split(['/', '?'])
-        .next()
-        .unwrap_or_default()
-        .to_string()
+    let path = after.split('?').next().unwrap_or_default();
+    let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).collect();
+    match segments.as_slice() {
+        [parent, id, child, ..]
+            if !id.is_empty() && id.bytes().all(|b| b.is_ascii_digit()) && *child != "query" =>
+        {
+            let singular = match parent.strip_suffix("ies") {
+                Some(stem) => format!("{stem}y"),
+                None => parent.strip_suffix('s').unwrap_or(parent).to_string(),
+            };
+            format!("{singular}{child}")
+        }
+        [first, ..] => first.to_string(),
+        [] => String::new(),
+    }
 }
 
 /// `scheme://host:port` of a URL.
@@ -1393,7 +1404,16 @@ mod tests {
         assert!(entity_path("Contracts?x=1").is_err());
         assert_eq!(
             endpoint_of("http://127.0.0.1:9/atservicesrest/v1.0/Contracts/4410/Charges"),
-            "contracts"
+            "contractcharges"
+        );
+        assert_eq!(
+            endpoint_of("http://h/atservicesrest/v1.0/Contracts/4410/Charges/9"),
+            "contractcharges"
+        );
+        assert_eq!(endpoint_of("http://h/x/v1.0/Contracts/4410"), "contracts");
+        assert_eq!(
+            endpoint_of("http://h/x/v1.0/Companies/1/Contacts"),
+            "companycontacts"
         );
         assert_eq!(
             endpoint_of("https://h/atservicesrest/V1.0/Companies/query?paging=x"),

@@ -1,0 +1,526 @@
+//! The Autotask client against the in-process simulator (and, for answers the simulator never
+//! gives, a throwaway tiny_http server).
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use cmat::autotask::pull::{pull_snapshot, PullOptions};
+use cmat::autotask::{
+    discover_ids, AutotaskClient, AutotaskError, ClientOptions, Condition, Filter, PullError,
+};
+use cmat::sim::{Fault, Seed, SimHandle, SimOptions, Simulator, WriteFailure};
+use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
+use rust_decimal::Decimal;
+use serde_json::{json, Value};
+
+const SECRET: &str = "demo-secret";
+const CODE: &str = "DEMOCODE";
+
+fn credentials(secret: &str) -> AutotaskCredentials {
+    AutotaskCredentials {
+        username: "demo@example.com".into(),
+        secret: Secret::new(secret.into()),
+        integration_code: Secret::new(CODE.into()),
+    }
+}
+
+fn fast() -> ClientOptions {
+    ClientOptions {
+        backoff_base: Duration::from_millis(5),
+        backoff_max: Duration::from_millis(40),
+        slowdown_max: Duration::from_millis(1),
+        request_timeout: Duration::from_secs(20),
+        ..ClientOptions::default()
+    }
+}
+
+fn config(base: &str) -> AutotaskConfig {
+    AutotaskConfig {
+        base_url: Some(base.to_string()),
+        ..AutotaskConfig::default()
+    }
+}
+
+fn start(records: BTreeMap<String, Vec<Value>>, options: SimOptions) -> SimHandle {
+    let mut seed = Seed::default();
+    seed.records = records;
+    Simulator::start("127.0.0.1:0", seed, options).expect("simulator starts")
+}
+
+fn connect(sim: &SimHandle) -> AutotaskClient {
+    AutotaskClient::connect(&config(&sim.base_url()), credentials(SECRET), fast())
+        .expect("connects")
+}
+
+fn no_secrets(text: &str) {
+    assert!(!text.contains(SECRET), "secret leaked: {text}");
+    assert!(!text.contains(CODE), "integration code leaked: {text}");
+}
+
+/// A tenant with `n` of each big entity.
+fn tenant(companies: usize, contracts: usize, charges: usize) -> BTreeMap<String, Vec<Value>> {
+    let mut records = BTreeMap::new();
+    records.insert(
+        "Companies".to_string(),
+        (0..companies)
+            .map(|i| {
+                json!({"id": 1000 + i, "companyName": format!("Company {i}"), "companyType": 1,
+                   "ownerResourceID": 29682885, "phone": "+1 555 0100", "isActive": i % 7 != 0})
+            })
+            .collect(),
+    );
+    records.insert(
+        "BillingCodes".to_string(),
+        vec![
+            json!({"id": 29682801, "name": "Recurring", "useType": 5, "billingCodeType": 1, "isActive": true}),
+            json!({"id": 29682802, "name": "Azure", "useType": 4, "billingCodeType": 1, "isActive": true}),
+        ],
+    );
+    records.insert(
+        "Contracts".to_string(),
+        (0..contracts)
+            .map(|i| {
+                json!({"id": 5000 + i, "companyID": 1000 + (i % companies.max(1)),
+                   "contractName": format!("Microsoft 365 - {i}"), "contractType": 7, "status": 1,
+                   "startDate": "2026-11-01T00:00:00", "endDate": "2027-10-31T00:00:00",
+                   "timeReportingRequiresStartAndStopTimes": 1, "serviceLevelAgreementID": 1,
+                   "userDefinedFields": [{"name": "Subscription ID", "value": format!("sub-{i}")}]})
+            })
+            .collect(),
+    );
+    records.insert(
+        "ContractCharges".to_string(),
+        (0..charges)
+            .map(|i| {
+                json!({"id": 9000 + i, "contractID": 5000 + (i % contracts.max(1)),
+                   "name": format!("Azure {i}"), "datePurchased": "2026-11-01T00:00:00",
+                   "chargeType": 1, "unitQuantity": 1, "unitPrice": 145.452, "unitCost": "126.48",
+                   "billingCodeID": 29682802, "isBilled": false})
+            })
+            .collect(),
+    );
+    records
+}
+
+#[test]
+fn pull_reads_in_pages_of_500_and_nothing_per_record() {
+    let (companies, contracts, charges) = (2345, 1001, 500);
+    let sim = start(tenant(companies, contracts, charges), SimOptions::default());
+    let client = connect(&sim);
+    let before = sim.counters();
+    let (snapshot, report) =
+        pull_snapshot(&client, &PullOptions::default(), &|_| {}).expect("pull");
+    assert_eq!(snapshot.companies.len(), companies);
+    assert_eq!(snapshot.contracts.len(), contracts);
+    assert_eq!(snapshot.charges.len(), charges);
+    assert_eq!(snapshot.billing_codes.len(), 2);
+    assert_eq!(
+        snapshot.contracts[&5007].subscription_id.as_deref(),
+        Some("sub-7")
+    );
+    assert_eq!(
+        snapshot.charges[&9000].unit_price,
+        "145.452".parse::<Decimal>().unwrap()
+    );
+
+    let after = sim.counters();
+    let used = |entity: &str| {
+        after.by_endpoint.get(entity).copied().unwrap_or(0)
+            - before.by_endpoint.get(entity).copied().unwrap_or(0)
+    };
+    let pages = |n: usize| n.div_ceil(500).max(1) as u64;
+    assert_eq!(used("Companies"), pages(companies)); // 5
+    assert_eq!(used("Contracts"), pages(contracts)); // 3
+    assert_eq!(used("ContractCharges"), pages(charges)); // 1
+    assert_eq!(used("BillingCodes"), 1);
+    assert_eq!(used("Services"), 1);
+    assert_eq!(used("ContractServices"), 1);
+    assert_eq!(used("ContractServiceUnits"), 1);
+    // Queries only: no GET of single records.
+    assert!(
+        after
+            .by_route
+            .keys()
+            .all(|route| !route.starts_with("GET ") || route.contains("ThresholdInformation")),
+        "{:?}",
+        after.by_route
+    );
+    assert_eq!(report.requests, 13);
+    assert_eq!(after.throttled, 0);
+    println!(
+        "pull of {} records: {} requests",
+        companies + contracts + charges + 2,
+        report.requests
+    );
+}
+
+#[test]
+fn at_most_three_requests_in_flight_per_endpoint_under_parallel_load() {
+    let sim = start(
+        tenant(1200, 10, 10),
+        SimOptions {
+            latency: Duration::from_millis(40),
+            ..SimOptions::default()
+        },
+    );
+    let client = connect(&sim);
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let client = &client;
+            scope.spawn(move || {
+                for i in 0..3 {
+                    let filter = Filter::new(Condition::eq("id", 1000 + t * 10 + i)).unwrap();
+                    let found = client.query("Companies", &filter).expect("query");
+                    assert_eq!(found.len(), 1);
+                }
+            });
+        }
+    });
+    let counters = sim.counters();
+    assert_eq!(counters.throttled, 0, "no 429 may be provoked");
+    assert!(counters.peak_in_flight["Companies"] <= 3, "{counters:?}");
+    assert_eq!(
+        client.peak_in_flight(),
+        3,
+        "the cap was reached, not avoided"
+    );
+}
+
+#[test]
+fn bad_credentials_name_the_variables_and_never_the_secret() {
+    let sim = start(BTreeMap::new(), SimOptions::default());
+    let err = AutotaskClient::connect(&config(&sim.base_url()), credentials("wrong"), fast())
+        .unwrap_err();
+    assert!(matches!(err, AutotaskError::Unauthorized { .. }), "{err:?}");
+    let text = err.to_string();
+    assert!(text.contains("GET ThresholdInformation"), "{text}");
+    assert!(text.contains("CMAT_AUTOTASK_SECRET"), "{text}");
+    assert!(!text.contains("wrong"));
+    no_secrets(&format!("{text} {err:?}"));
+    no_secrets(&format!("{:?}", connect(&sim)));
+}
+
+#[test]
+fn reads_are_retried_on_429() {
+    let sim = start(tenant(3, 1, 1), SimOptions::default());
+    let client = connect(&sim);
+    sim.inject(Fault::Burst429 { count: 2 });
+    let found = client.query("Companies", &Filter::all()).expect("query");
+    assert_eq!(found.len(), 3);
+    assert_eq!(sim.counters().throttled, 2);
+}
+
+#[test]
+fn a_create_is_retried_on_429_but_never_resent_when_its_outcome_is_unknown() {
+    let sim = start(tenant(1, 0, 0), SimOptions::default());
+    let client = connect(&sim);
+    let body = json!({"companyName": "New Co", "companyType": 1,
+        "ownerResourceID": 29682885, "phone": "+1 555 0199"});
+
+    sim.inject(Fault::FailWrite {
+        nth: 1,
+        mode: WriteFailure::TooMany429,
+    });
+    let id = client
+        .create("Companies", &body)
+        .expect("created after a 429");
+    assert!(id.is_some());
+    let c = sim.counters();
+    assert_eq!((c.writes, c.writes_committed), (2, 1));
+
+    sim.inject(Fault::FailWrite {
+        nth: 1,
+        mode: WriteFailure::CommitThenDrop,
+    });
+    let err = client.create("Companies", &body).unwrap_err();
+    assert!(
+        matches!(err, AutotaskError::OutcomeUnknown { .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("POST Companies: "), "{err}");
+    let c = sim.counters();
+    assert_eq!((c.writes, c.writes_committed), (3, 2), "sent exactly once");
+    no_secrets(&format!("{err} {err:?}"));
+
+    // A 500 is Autotask refusing: quoted, not retried.
+    let err = client
+        .create("Companies", &json!({"companyName": "No phone"}))
+        .unwrap_err();
+    assert!(
+        matches!(err, AutotaskError::Api { status: 500, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("is required"), "{err}");
+    assert_eq!(sim.counters().writes, 4);
+}
+
+#[test]
+fn update_and_delete_go_to_collection_and_child_urls() {
+    let sim = start(tenant(2, 1, 1), SimOptions::default());
+    let client = connect(&sim);
+    client
+        .update("Contracts", &json!({"id": 5000, "contractName": "Renamed"}))
+        .expect("patch");
+    let contract = client.get("Contracts/5000").unwrap().unwrap();
+    assert_eq!(contract["contractName"], "Renamed");
+    client
+        .delete("Contracts/5000/Charges/9000")
+        .expect("delete");
+    assert!(client
+        .query("ContractCharges", &Filter::all())
+        .unwrap()
+        .is_empty());
+    assert!(client.get("Contracts/77").unwrap().is_none());
+    let err = client
+        .update("Contracts", &json!({"contractName": "x"}))
+        .unwrap_err();
+    assert!(err.to_string().contains("`id`"), "{err}");
+}
+
+#[test]
+fn stops_before_taking_more_than_its_share_of_the_hour() {
+    let sim = start(tenant(3, 0, 0), SimOptions::default());
+    sim.inject(Fault::UseThreshold { count: 4990 });
+    let client = connect(&sim);
+    let mut sent = 0;
+    let err = loop {
+        match client.query("Companies", &Filter::all()) {
+            Ok(_) => sent += 1,
+            Err(err) => break err,
+        }
+        assert!(sent < 100, "never stopped");
+    };
+    let AutotaskError::HourlyBudget { used, limit, share } = &err else {
+        panic!("{err:?}")
+    };
+    assert_eq!((*limit, *share), (10_000, Decimal::new(5, 1)));
+    assert!(*used <= 5000 && sent <= 10, "{used} {sent}");
+    let threshold = client.threshold().unwrap();
+    assert!(threshold.used <= 5000, "{threshold:?}");
+    let text = err.to_string();
+    assert!(
+        text.contains("50 %") && text.contains("max_hourly_share"),
+        "{text}"
+    );
+
+    // Already past the share: refuses at connect, before any other request.
+    sim.inject(Fault::UseThreshold { count: 100 });
+    let err =
+        AutotaskClient::connect(&config(&sim.base_url()), credentials(SECRET), fast()).unwrap_err();
+    assert!(matches!(err, AutotaskError::HourlyBudget { .. }), "{err:?}");
+}
+
+#[test]
+fn the_zone_is_looked_up_from_the_user_name() {
+    let sim = start(tenant(2, 0, 0), SimOptions::default());
+    for lookup in [sim.zone_lookup_url(), sim.base_url()] {
+        let config = AutotaskConfig {
+            zone_lookup_url: Some(lookup),
+            ..AutotaskConfig::default()
+        };
+        let client = AutotaskClient::connect(&config, credentials(SECRET), fast()).unwrap();
+        assert_eq!(client.base_url(), sim.base_url());
+        assert_eq!(client.query("Companies", &Filter::all()).unwrap().len(), 2);
+    }
+    let config = AutotaskConfig {
+        zone_lookup_url: Some(sim.zone_lookup_url()),
+        ..AutotaskConfig::default()
+    };
+    let mut stranger = credentials(SECRET);
+    stranger.username = "nobody@example.com".into();
+    let err = AutotaskClient::connect(&config, stranger, fast()).unwrap_err();
+    assert!(matches!(err, AutotaskError::Zone { .. }), "{err:?}");
+    assert!(err.to_string().contains("CMAT_AUTOTASK_USERNAME"), "{err}");
+}
+
+#[test]
+fn discover_finds_billing_codes_by_use_type_label_slas_and_the_udf() {
+    let sim = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default()).unwrap();
+    let client = connect(&sim);
+    let found = discover_ids(&client).unwrap();
+    let ids = |codes: &[cmat::autotask::BillingCodeChoice]| {
+        codes.iter().map(|c| c.id).collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&found.service_billing_codes), vec![29682801, 29682808]);
+    assert_eq!(ids(&found.product_billing_codes), vec![29682802, 29682804]);
+    let slas: Vec<_> = found.slas.iter().map(|s| s.label.as_str()).collect();
+    assert_eq!(slas, vec!["Standard", "Premium"]);
+    assert!(found.has_subscription_udf);
+}
+
+// ----- answers the simulator never gives: a throwaway server -----
+
+/// Serves `handler(method, url, zone_lookups_so_far)` on loopback until the test ends.
+fn hostile(handler: fn(&str, &str, &str, usize) -> (u16, String)) -> String {
+    let server = Arc::new(tiny_http::Server::http("127.0.0.1:0").expect("listen"));
+    let base = format!("http://{}/", server.server_addr());
+    let root = base.clone();
+    let zone_calls = Arc::new(AtomicUsize::new(0));
+    std::thread::spawn(move || {
+        for request in server.incoming_requests() {
+            let url = request.url().to_string();
+            if url.contains("zoneInformation") {
+                zone_calls.fetch_add(1, Ordering::SeqCst);
+            }
+            let (status, body) = handler(
+                request.method().as_str(),
+                &url,
+                &root,
+                zone_calls.load(Ordering::SeqCst),
+            );
+            let response = tiny_http::Response::from_string(body).with_status_code(status);
+            let _ = request.respond(response);
+        }
+    });
+    base
+}
+
+const THRESHOLD: &str = r#"{"externalRequestThreshold":10000,"requestThresholdTimeframe":60,"currentTimeframeRequestCount":1}"#;
+
+fn hostile_answers(method: &str, url: &str, root: &str, _: usize) -> (u16, String) {
+    let page = |items: &str| format!(r#"{{"items":{items},"pageDetails":{{"nextPageUrl":null}}}}"#);
+    let path = url.split("v1.0/").nth(1).unwrap_or("");
+    match (method, path) {
+        (_, p) if p.starts_with("zoneInformation") => (
+            200,
+            r#"{"zoneName":"x","url":"http://webservices5.example.com/atservicesrest/"}"#.into(),
+        ),
+        ("GET", "ThresholdInformation") => (200, THRESHOLD.into()),
+        ("POST", "Companies/query") => (
+            200,
+            "<html><head><title>503</title></head><body>Maintenance</body></html>".into(),
+        ),
+        ("POST", "Contracts/query") => (200, r#"{"items":[{"id":1,"contractName":"#.into()),
+        ("POST", "Services/query") => (200, r#"{"items":5}"#.into()),
+        ("POST", "BillingCodes/query") => (200, r#"{"items":[],"errors":["Unknown field"]}"#.into()),
+        ("POST", "ContractServices/query") => (
+            200,
+            page(r#"[{"id":31,"contractID":1,"serviceID":2,"unitPrice":null}]"#),
+        ),
+        ("POST", "ContractCharges/query") => (
+            200,
+            r#"{"items":[],"pageDetails":{"nextPageUrl":"https://attacker.example.com/v1.0/ContractCharges/query/next?paging=1"}}"#.into(),
+        ),
+        ("POST", "ContractServiceUnits/query") => (
+            500,
+            format!("<html><pre>UserName: demo@example.com\nSecret: {SECRET}\nApiIntegrationCode: {CODE}</pre></html>"),
+        ),
+        ("POST", "Companies") => (200, r#"{"itemId":"#.into()),
+        ("POST", "Contracts") => (200, "{}".into()),
+        _ => (404, format!("no route {method} {path} at {root}")),
+    }
+}
+
+#[test]
+fn hostile_answers_are_clear_errors_naming_the_request() {
+    let base = hostile(hostile_answers);
+    let client = AutotaskClient::connect(&config(&base), credentials(SECRET), fast()).unwrap();
+    let query = |entity: &str| client.query(entity, &Filter::all()).unwrap_err();
+
+    let err = query("Companies");
+    assert!(matches!(err, AutotaskError::BadResponse { .. }));
+    assert!(
+        err.to_string().starts_with("POST Companies/query: ") && err.to_string().contains("HTML"),
+        "{err}"
+    );
+    let err = query("Contracts");
+    assert!(
+        err.to_string().contains("POST Contracts/query") && err.to_string().contains("cut off"),
+        "{err}"
+    );
+    let err = query("Services");
+    assert!(
+        err.to_string().contains("`items` should be a list"),
+        "{err}"
+    );
+    let err = query("BillingCodes");
+    assert!(
+        matches!(err, AutotaskError::Api { status: 200, .. }),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("Unknown field"), "{err}");
+    let err = query("ContractCharges");
+    assert!(
+        err.to_string().contains("refusing to send the credentials"),
+        "{err}"
+    );
+    let err = query("ContractServiceUnits");
+    assert!(
+        matches!(err, AutotaskError::Api { status: 500, .. }),
+        "{err:?}"
+    );
+    no_secrets(&format!("{err} {err:?}"));
+
+    // A record with a null where a value belongs: the pull names entity, id and field.
+    let err = pull_snapshot(&client, &PullOptions::default(), &|_| {}).unwrap_err();
+    assert!(matches!(err, PullError::Api(_)), "{err:?}");
+    let values = client.query("ContractServices", &Filter::all()).unwrap();
+    let err = cmat::autotask::records::contract_service(&values[0]).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "ContractServices 31: field `unitPrice`: is null"
+    );
+
+    // A create answered 200 with a body we cannot read happened, but its id is unknown.
+    for path in ["Companies", "Contracts"] {
+        let err = client.create(path, &json!({"x": 1})).unwrap_err();
+        assert!(
+            matches!(err, AutotaskError::OutcomeUnknown { .. }),
+            "{err:?}"
+        );
+    }
+
+    // A zone that is not https (and not loopback) is refused.
+    let zone = AutotaskConfig {
+        zone_lookup_url: Some(base.clone()),
+        ..AutotaskConfig::default()
+    };
+    let err = AutotaskClient::connect(&zone, credentials(SECRET), fast()).unwrap_err();
+    assert!(matches!(err, AutotaskError::Zone { .. }), "{err:?}");
+    assert!(
+        err.to_string().contains("plain http:// is refused"),
+        "{err}"
+    );
+
+    // A configured non-https base is refused before any request.
+    let err = AutotaskClient::connect(
+        &config("http://autotask.example.com/atservicesrest/"),
+        credentials(SECRET),
+        fast(),
+    )
+    .unwrap_err();
+    assert!(matches!(err, AutotaskError::Config(_)), "{err:?}");
+}
+
+/// Zone 1 answers 401 (the tenant moved); the second lookup names zone 2, which works.
+fn moved_tenant(method: &str, url: &str, root: &str, zone_lookups: usize) -> (u16, String) {
+    if url.contains("zoneInformation") {
+        let zone = if zone_lookups <= 1 { "zone1" } else { "zone2" };
+        return (200, format!(r#"{{"url":"{root}{zone}/"}}"#));
+    }
+    if url.starts_with("/zone1/") {
+        return (401, String::new());
+    }
+    match (method, url.split("v1.0/").nth(1).unwrap_or("")) {
+        ("GET", "ThresholdInformation") => (200, THRESHOLD.into()),
+        ("POST", "Companies/query") => (
+            200,
+            r#"{"items":[{"id":1,"companyName":"A","isActive":true}],"pageDetails":{"nextPageUrl":null}}"#.into(),
+        ),
+        _ => (404, String::new()),
+    }
+}
+
+#[test]
+fn a_401_looks_the_zone_up_once_more() {
+    let base = hostile(moved_tenant);
+    let config = AutotaskConfig {
+        zone_lookup_url: Some(base.clone()),
+        ..AutotaskConfig::default()
+    };
+    let client = AutotaskClient::connect(&config, credentials(SECRET), fast()).unwrap();
+    assert_eq!(client.base_url(), format!("{base}zone2/"));
+    assert_eq!(client.query("Companies", &Filter::all()).unwrap().len(), 1);
+}
