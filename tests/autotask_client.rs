@@ -44,8 +44,10 @@ fn config(base: &str) -> AutotaskConfig {
 }
 
 fn start(records: BTreeMap<String, Vec<Value>>, options: SimOptions) -> SimHandle {
-    let mut seed = Seed::default();
-    seed.records = records;
+    let seed = Seed {
+        records,
+        ..Seed::default()
+    };
     Simulator::start("127.0.0.1:0", seed, options).expect("simulator starts")
 }
 
@@ -523,4 +525,30 @@ fn a_401_looks_the_zone_up_once_more() {
     let client = AutotaskClient::connect(&config, credentials(SECRET), fast()).unwrap();
     assert_eq!(client.base_url(), format!("{base}zone2/"));
     assert_eq!(client.query("Companies", &Filter::all()).unwrap().len(), 1);
+}
+
+#[test]
+fn the_threshold_is_reread_every_so_often_and_usage_past_half_slows_down() {
+    let sim = start(tenant(3, 0, 0), SimOptions::default());
+    let options = ClientOptions {
+        threshold_every: 5,
+        max_hourly_share: Some(Decimal::new(8, 1)),
+        slowdown_max: Duration::from_millis(300),
+        ..fast()
+    };
+    let client =
+        AutotaskClient::connect(&config(&sim.base_url()), credentials(SECRET), options).unwrap();
+    for _ in 0..12 {
+        client.query("Companies", &Filter::all()).unwrap();
+    }
+    // One read at connect, then one after every 5 requests.
+    assert_eq!(sim.counters().by_endpoint["ThresholdInformation"], 3);
+
+    // 65 % used of an allowed 80 %: half of the maximum pause before each request.
+    sim.inject(Fault::UseThreshold { count: 6500 });
+    client.threshold().unwrap();
+    let started = std::time::Instant::now();
+    client.query("Companies", &Filter::all()).unwrap();
+    let waited = started.elapsed();
+    assert!(waited >= Duration::from_millis(120), "{waited:?}");
 }
