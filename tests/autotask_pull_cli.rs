@@ -6,7 +6,7 @@ use cmat::sim::{Seed, SimOptions, Simulator};
 use cmat::store::{Access, Store};
 use common::TestWorkspace;
 
-fn env<'a>(secret: &'a str) -> [(&'static str, &'a str); 3] {
+fn env(secret: &str) -> [(&'static str, &str); 3] {
     [
         ("CMAT_AUTOTASK_USERNAME", "demo@example.com"),
         ("CMAT_AUTOTASK_SECRET", secret),
