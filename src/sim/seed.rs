@@ -1,0 +1,227 @@
+//! The simulator's starting data, in the API's own JSON shape (see `fixtures/autotask-seed.json`).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde_json::Value;
+
+use super::schema::PickValue;
+use super::SimError;
+
+/// The entities a seed may hold records for (ContractServiceUnits are derived, never seeded).
+/// In dependency order: a record may refer only to records of entities before it.
+pub const SEEDABLE: [&str; 7] = [
+    "Companies",
+    "BillingCodes",
+    "Contracts",
+    "Services",
+    "ContractServices",
+    "ContractServiceAdjustments",
+    "ContractCharges",
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub secret: String,
+    pub integration_code: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct CloudmoreSeed {
+    pub client_secret: String,
+    pub username: String,
+    pub password: String,
+    pub reseller_id: String,
+    /// As Cloudmore returns them: `{"id","name","customerNumber","customProperties":[…]}`.
+    pub organizations: Vec<Value>,
+    /// Cloudmore billing lines; decimals as strings.
+    pub billing_lines: Vec<Value>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seed {
+    pub credentials: Credentials,
+    /// Records by entity name (`Contracts`), camelCase fields as the API sends them.
+    pub records: BTreeMap<String, Vec<Value>>,
+    /// Names of the user-defined fields on Contracts.
+    pub contract_udfs: Vec<String>,
+    pub external_request_threshold: u64,
+    /// The Service Level Agreement picklist (Contracts.serviceLevelAgreementID).
+    pub slas: Vec<PickValue>,
+    pub zone_name: String,
+    pub cloudmore: Option<CloudmoreSeed>,
+}
+
+/// The bundled demo tenant.
+pub const BUNDLED_SEED: &str = include_str!("../../fixtures/autotask-seed.json");
+
+impl Default for Seed {
+    /// An empty tenant with the demo credentials.
+    fn default() -> Self {
+        Seed {
+            credentials: Credentials {
+                username: "demo@example.com".into(),
+                secret: "demo-secret".into(),
+                integration_code: "DEMOCODE".into(),
+            },
+            records: BTreeMap::new(),
+            contract_udfs: vec!["Subscription ID".into()],
+            external_request_threshold: 10_000,
+            slas: vec![PickValue {
+                value: "1".into(),
+                label: "Standard".into(),
+                is_active: true,
+                is_default: true,
+            }],
+            zone_name: "Simulated Zone".into(),
+            cloudmore: None,
+        }
+    }
+}
+
+fn get<'a>(object: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
+    object
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case(key))
+        .map(|(_, v)| v)
+}
+
+fn text(
+    object: &serde_json::Map<String, Value>,
+    key: &str,
+    what: &str,
+) -> Result<String, SimError> {
+    match get(object, key) {
+        Some(Value::String(s)) => Ok(s.clone()),
+        Some(Value::Number(n)) => Ok(n.to_string()),
+        _ => Err(SimError::Seed(format!(
+            "{what}: \"{key}\" is missing or not a string"
+        ))),
+    }
+}
+
+impl Seed {
+    /// The bundled demo tenant (`fixtures/autotask-seed.json`).
+    pub fn bundled() -> Seed {
+        Seed::from_json(BUNDLED_SEED).expect("the bundled seed is valid")
+    }
+
+    pub fn from_file(path: impl AsRef<Path>) -> Result<Seed, SimError> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| SimError::Seed(format!("{}: {e}", path.display())))?;
+        Seed::from_json(&text).map_err(|e| match e {
+            SimError::Seed(m) => SimError::Seed(format!("{}: {m}", path.display())),
+            other => other,
+        })
+    }
+
+    pub fn from_json(json_text: &str) -> Result<Seed, SimError> {
+        let value: Value = serde_json::from_str(json_text)
+            .map_err(|e| SimError::Seed(format!("not JSON: {e}")))?;
+        let object = value
+            .as_object()
+            .ok_or_else(|| SimError::Seed("the seed must be a JSON object".into()))?;
+        let mut seed = Seed::default();
+        if let Some(creds) = get(object, "credentials") {
+            let creds = creds
+                .as_object()
+                .ok_or_else(|| SimError::Seed("credentials must be an object".into()))?;
+            seed.credentials = Credentials {
+                username: text(creds, "username", "credentials")?,
+                secret: text(creds, "secret", "credentials")?,
+                integration_code: text(creds, "integrationCode", "credentials")?,
+            };
+        }
+        for entity in SEEDABLE {
+            if let Some(list) = get(object, entity) {
+                let list = list
+                    .as_array()
+                    .ok_or_else(|| SimError::Seed(format!("{entity} must be an array")))?;
+                seed.records.insert(entity.to_string(), list.clone());
+            }
+        }
+        if get(object, "ContractServiceUnits").is_some() {
+            return Err(SimError::Seed(
+                "ContractServiceUnits are derived from ContractServiceAdjustments; seed those"
+                    .into(),
+            ));
+        }
+        if let Some(udfs) = get(object, "contractUserDefinedFields") {
+            let udfs = udfs.as_array().ok_or_else(|| {
+                SimError::Seed("contractUserDefinedFields must be an array".into())
+            })?;
+            seed.contract_udfs = udfs
+                .iter()
+                .map(|u| match u {
+                    Value::String(s) => Ok(s.clone()),
+                    Value::Object(o) => text(o, "name", "contractUserDefinedFields"),
+                    _ => Err(SimError::Seed(
+                        "contractUserDefinedFields: names are strings".into(),
+                    )),
+                })
+                .collect::<Result<_, _>>()?;
+            if seed.contract_udfs.len() > 50 {
+                return Err(SimError::Seed(
+                    "Contracts hold at most 50 user-defined fields".into(),
+                ));
+            }
+        }
+        if let Some(threshold) = get(object, "threshold") {
+            let n = threshold
+                .as_object()
+                .and_then(|t| get(t, "externalRequestThreshold"))
+                .and_then(Value::as_u64)
+                .ok_or_else(|| {
+                    SimError::Seed("threshold.externalRequestThreshold must be a number".into())
+                })?;
+            seed.external_request_threshold = n;
+        }
+        if let Some(slas) = get(object, "serviceLevelAgreements") {
+            let slas = slas
+                .as_array()
+                .ok_or_else(|| SimError::Seed("serviceLevelAgreements must be an array".into()))?;
+            seed.slas = slas
+                .iter()
+                .map(|s| {
+                    let o = s
+                        .as_object()
+                        .ok_or_else(|| SimError::Seed("serviceLevelAgreements: objects".into()))?;
+                    Ok(PickValue {
+                        value: text(o, "value", "serviceLevelAgreements")?,
+                        label: text(o, "label", "serviceLevelAgreements")?,
+                        is_active: get(o, "isActive").and_then(Value::as_bool).unwrap_or(true),
+                        is_default: get(o, "isDefaultValue")
+                            .and_then(Value::as_bool)
+                            .unwrap_or(false),
+                    })
+                })
+                .collect::<Result<_, SimError>>()?;
+        }
+        if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
+            seed.zone_name = zone.to_string();
+        }
+        if let Some(cm) = get(object, "cloudmore") {
+            let cm = cm
+                .as_object()
+                .ok_or_else(|| SimError::Seed("cloudmore must be an object".into()))?;
+            let list = |key: &str| -> Result<Vec<Value>, SimError> {
+                match get(cm, key) {
+                    None => Ok(Vec::new()),
+                    Some(Value::Array(items)) => Ok(items.clone()),
+                    Some(_) => Err(SimError::Seed(format!("cloudmore.{key} must be an array"))),
+                }
+            };
+            seed.cloudmore = Some(CloudmoreSeed {
+                client_secret: text(cm, "clientSecret", "cloudmore")?,
+                username: text(cm, "username", "cloudmore")?,
+                password: text(cm, "password", "cloudmore")?,
+                reseller_id: text(cm, "resellerId", "cloudmore")?,
+                organizations: list("organizations")?,
+                billing_lines: list("billingLines")?,
+            });
+        }
+        Ok(seed)
+    }
+}

@@ -1,0 +1,888 @@
+//! The HTTP side: routing, authentication, limits,
+//! fault injection, and the request log.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use super::http::{RawRequest, Reply};
+use serde_json::{json, Value};
+
+use super::cloudmore::CloudmoreState;
+use super::query::{self, PageFrom, Query};
+use super::state::State;
+use super::{
+    lock, ApiError, Counters, Fault, LoggedRequest, Seed, SimError, SimHandle, SimOptions,
+    WriteFailure,
+};
+
+const HOUR: Duration = Duration::from_secs(3600);
+
+pub(super) struct Control {
+    pub log: Vec<LoggedRequest>,
+    pub counters: Counters,
+    in_flight: HashMap<(String, String), usize>,
+    hour: VecDeque<Instant>,
+    writes_seen: u64,
+    write_faults: Vec<(u64, WriteFailure)>,
+    burst_429: u32,
+    latency: Duration,
+    pub cloudmore: CloudmoreState,
+}
+
+impl Control {
+    fn new() -> Self {
+        Control {
+            log: Vec::new(),
+            counters: Counters::default(),
+            in_flight: HashMap::new(),
+            hour: VecDeque::new(),
+            writes_seen: 0,
+            write_faults: Vec::new(),
+            burst_429: 0,
+            latency: Duration::ZERO,
+            cloudmore: CloudmoreState::default(),
+        }
+    }
+
+    fn hour_count(&mut self, now: Instant) -> usize {
+        while self
+            .hour
+            .front()
+            .is_some_and(|t| now.duration_since(*t) >= HOUR)
+        {
+            self.hour.pop_front();
+        }
+        self.hour.len()
+    }
+}
+
+pub(super) struct Shared {
+    pub seed: Seed,
+    pub options: SimOptions,
+    pub base_url: String,
+    pub root_url: String,
+    state: Mutex<State>,
+    control: Mutex<Control>,
+}
+
+impl Shared {
+    pub fn state(&self) -> MutexGuard<'_, State> {
+        lock(&self.state)
+    }
+
+    pub fn control(&self) -> MutexGuard<'_, Control> {
+        lock(&self.control)
+    }
+
+    pub fn inject(&self, fault: Fault) {
+        let mut c = self.control();
+        match fault {
+            Fault::FailWrite { nth, mode } => {
+                let target = c.writes_seen + u64::from(nth.max(1));
+                c.write_faults.push((target, mode));
+            }
+            Fault::Burst429 { count } => c.burst_429 += count,
+            Fault::Latency { ms } => c.latency = Duration::from_millis(ms),
+            Fault::UseThreshold { count } => {
+                let now = Instant::now();
+                for _ in 0..count {
+                    c.hour.push_back(now);
+                }
+            }
+            Fault::Clear => {
+                c.write_faults.clear();
+                c.burst_429 = 0;
+                c.latency = Duration::ZERO;
+            }
+        }
+    }
+
+    pub fn reset(&self) {
+        if let Ok(state) = State::new(&self.seed) {
+            *self.state() = state;
+        }
+        *self.control() = Control::new();
+    }
+}
+
+pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<SimHandle, SimError> {
+    let state = State::new(&seed).map_err(|e| SimError::Seed(e.errors.join("; ")))?;
+    let listen_error = |message: String| SimError::Listen {
+        addr: listen.to_string(),
+        message,
+    };
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| listen_error(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| listen_error(e.to_string()))?;
+    let host = if addr.ip().is_unspecified() {
+        format!("127.0.0.1:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    let root_url = format!("http://{host}");
+    let shared = Arc::new(Shared {
+        base_url: format!("{root_url}/atservicesrest/"),
+        root_url,
+        seed,
+        options: options.clone(),
+        state: Mutex::new(state),
+        control: Mutex::new(Control::new()),
+    });
+    let stop = Arc::new(AtomicBool::new(false));
+    let app_shared = shared.clone();
+    let app = Arc::new(move |request: RawRequest| handle(&app_shared, request));
+    let acceptor = super::http::serve(listener, stop.clone(), options.workers, app)
+        .map_err(|e| listen_error(e.to_string()))?;
+    let workers = vec![acceptor];
+    Ok(SimHandle {
+        shared,
+        stop,
+        workers,
+    })
+}
+
+/// What to send back.
+enum Outcome {
+    Json(u16, Value),
+    /// Break the connection without an HTTP response.
+    Drop,
+}
+
+fn errors(e: ApiError) -> Outcome {
+    Outcome::Json(e.status, json!({"errors": e.errors}))
+}
+
+fn err(status: u16, message: impl Into<String>) -> Outcome {
+    errors(ApiError::new(status, message))
+}
+
+pub(super) struct Incoming {
+    pub method: String,
+    pub path: String,
+    pub query: BTreeMap<String, String>,
+    pub headers: Vec<(String, String)>,
+    pub body: Result<String, String>,
+}
+
+impl Incoming {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body as JSON; an empty body is `null`.
+    pub fn json(&self) -> Result<Value, ApiError> {
+        let body = self
+            .body
+            .as_ref()
+            .map_err(|e| ApiError::new(400, e.clone()))?;
+        if body.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        serde_json::from_str(body)
+            .map_err(|e| ApiError::new(500, format!("The request body is not valid JSON: {e}")))
+    }
+}
+
+pub(super) fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < bytes.len() => {
+                match u8::from_str_radix(
+                    std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or("zz"),
+                    16,
+                ) {
+                    Ok(b) => {
+                        out.push(b);
+                        i += 2;
+                    }
+                    Err(_) => out.push(b'%'),
+                }
+            }
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(super) fn parse_form(text: &str) -> BTreeMap<String, String> {
+    text.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn handle(shared: &Shared, request: RawRequest) -> Reply {
+    let method = request.method.to_ascii_uppercase();
+    let url = request.url;
+    let (path, query_text) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let body_len = request.body.as_ref().map(Vec::len).unwrap_or(0);
+    let body = request.body.and_then(|raw| {
+        String::from_utf8(raw).map_err(|_| "The request body is not UTF-8.".to_string())
+    });
+    let incoming = Incoming {
+        method: method.clone(),
+        path: path.to_string(),
+        query: parse_form(query_text),
+        headers: request.headers,
+        body,
+    };
+    let mut route = format!("{method} {path}");
+    let is_sim = path.starts_with("/_sim/") || path == "/_sim";
+    let outcome = dispatch(shared, &incoming, &mut route);
+    let status = match &outcome {
+        Outcome::Json(status, _) => *status,
+        Outcome::Drop => 0,
+    };
+    if !is_sim {
+        let mut c = shared.control();
+        c.counters.total += 1;
+        *c.counters.by_method.entry(method.clone()).or_default() += 1;
+        *c.counters.by_route.entry(route.clone()).or_default() += 1;
+        if status == 429 {
+            c.counters.throttled += 1;
+        }
+        c.log.push(LoggedRequest {
+            method,
+            path: url.clone(),
+            status,
+            body_len,
+            at: chrono::Utc::now(),
+            route,
+        });
+    }
+    match outcome {
+        Outcome::Json(status, body) => Reply::Json(
+            status,
+            serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()),
+        ),
+        // No response at all: the connection is shut, the client sees a transport error.
+        Outcome::Drop => Reply::Drop,
+    }
+}
+
+fn dispatch(shared: &Shared, rq: &Incoming, route: &mut String) -> Outcome {
+    let path = rq.path.as_str();
+    let lower = path.to_ascii_lowercase();
+    if lower == "/_sim" || lower.starts_with("/_sim/") {
+        return control(shared, rq);
+    }
+    if lower.starts_with("/cloudmore/") {
+        let (status, body) = super::cloudmore::handle(shared, rq, route);
+        return Outcome::Json(status, body);
+    }
+    let Some(rest) = lower
+        .strip_prefix("/atservicesrest/v1.0/")
+        .map(|_| &path["/atservicesrest/v1.0/".len()..])
+    else {
+        return err(404, format!("No route for {path}"));
+    };
+    let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
+    api(shared, rq, &segments, route)
+}
+
+fn control(shared: &Shared, rq: &Incoming) -> Outcome {
+    let path = rq.path.trim_end_matches('/').to_ascii_lowercase();
+    match (rq.method.as_str(), path.as_str()) {
+        ("POST", "/_sim/faults") => {
+            let body = match rq.json() {
+                Ok(v) => v,
+                Err(e) => return errors(e),
+            };
+            let items = match body {
+                Value::Array(items) => items,
+                other => vec![other],
+            };
+            let mut faults = Vec::new();
+            for item in items {
+                match serde_json::from_value::<Fault>(item) {
+                    Ok(f) => faults.push(f),
+                    Err(e) => return err(400, format!("not a fault: {e}")),
+                }
+            }
+            for f in faults {
+                shared.inject(f);
+            }
+            Outcome::Json(200, json!({"ok": true}))
+        }
+        ("GET", "/_sim/log") => Outcome::Json(
+            200,
+            serde_json::to_value(&shared.control().log).unwrap_or(Value::Null),
+        ),
+        ("GET", "/_sim/counters") => Outcome::Json(
+            200,
+            serde_json::to_value(&shared.control().counters).unwrap_or(Value::Null),
+        ),
+        ("GET", "/_sim/state") => Outcome::Json(200, shared.state().snapshot()),
+        ("POST", "/_sim/reset") => {
+            shared.reset();
+            Outcome::Json(200, json!({"ok": true}))
+        }
+        ("POST", p) if p.starts_with("/_sim/billed/") => {
+            match p["/_sim/billed/".len()..].parse::<i64>() {
+                Ok(id) if shared.state().set_billed(id) => Outcome::Json(200, json!({"ok": true})),
+                _ => err(404, "no such charge"),
+            }
+        }
+        _ => err(
+            404,
+            format!("No simulator control route {} {}", rq.method, rq.path),
+        ),
+    }
+}
+
+/// Holds an in-flight slot for its endpoint until dropped.
+struct Slot<'a> {
+    shared: &'a Shared,
+    key: (String, String),
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        let mut c = self.shared.control();
+        if let Some(n) = c.in_flight.get_mut(&self.key) {
+            *n = n.saturating_sub(1);
+        }
+    }
+}
+
+/// The parsed shape of an API path.
+enum Target {
+    Threshold,
+    Zone,
+    Info(String, InfoKind),
+    Query {
+        entity: String,
+        count: bool,
+        page: Option<&'static str>,
+    },
+    Item {
+        entity: String,
+        parent: Option<i64>,
+        id: i64,
+    },
+    Collection {
+        entity: String,
+        parent: Option<i64>,
+    },
+}
+
+#[derive(Clone, Copy)]
+enum InfoKind {
+    Entity,
+    Fields,
+    Udfs,
+}
+
+fn child_entity(state: &State, segment: &str) -> Option<String> {
+    state
+        .defs
+        .iter()
+        .find(|d| {
+            d.child_of_contract
+                .is_some_and(|c| c.eq_ignore_ascii_case(segment))
+        })
+        .map(|d| d.name.to_string())
+}
+
+fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Outcome> {
+    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
+    let entity = |name: &str| {
+        state
+            .def(name)
+            .map(|d| d.name.to_string())
+            .ok_or_else(|| err(404, format!("The entity '{name}' does not exist.")))
+    };
+    let info_kind = |rest: &[&str]| match rest {
+        [] => Some(InfoKind::Entity),
+        ["fields"] => Some(InfoKind::Fields),
+        ["userdefinedfields"] => Some(InfoKind::Udfs),
+        _ => None,
+    };
+    let id = |s: &str| s.parse::<i64>().ok();
+    Ok(match l.as_slice() {
+        ["thresholdinformation"] => (Target::Threshold, "ThresholdInformation".into()),
+        ["zoneinformation"] => (Target::Zone, "zoneInformation".into()),
+        [_, "entityinformation", rest @ ..] if info_kind(rest).is_some() => {
+            let e = entity(segments[0])?;
+            let route = format!("{e}/{}", segments[1..].join("/"));
+            (Target::Info(e, info_kind(rest).expect("checked")), route)
+        }
+        [_, "query"] => {
+            let e = entity(segments[0])?;
+            (
+                Target::Query {
+                    entity: e.clone(),
+                    count: false,
+                    page: None,
+                },
+                format!("{e}/query"),
+            )
+        }
+        [_, "query", "count"] => {
+            let e = entity(segments[0])?;
+            (
+                Target::Query {
+                    entity: e.clone(),
+                    count: true,
+                    page: None,
+                },
+                format!("{e}/query/count"),
+            )
+        }
+        [_, "query", "next"] | [_, "query", "prev"] => {
+            let e = entity(segments[0])?;
+            let page = if l[2] == "next" { "next" } else { "prev" };
+            (
+                Target::Query {
+                    entity: e.clone(),
+                    count: false,
+                    page: Some(page),
+                },
+                format!("{e}/query/{page}"),
+            )
+        }
+        [_] => {
+            let e = entity(segments[0])?;
+            (
+                Target::Collection {
+                    entity: e.clone(),
+                    parent: None,
+                },
+                e,
+            )
+        }
+        ["contracts", p, child, rest @ ..]
+            if id(p).is_some() && child_entity(state, child).is_some() =>
+        {
+            let e = child_entity(state, child).expect("checked");
+            let parent = id(p);
+            let child_name = state
+                .def(&e)
+                .and_then(|d| d.child_of_contract)
+                .unwrap_or("");
+            match rest {
+                [] => (
+                    Target::Collection { entity: e, parent },
+                    format!("Contracts/{{id}}/{child_name}"),
+                ),
+                [i] if id(i).is_some() => (
+                    Target::Item {
+                        entity: e,
+                        parent,
+                        id: id(i).expect("checked"),
+                    },
+                    format!("Contracts/{{id}}/{child_name}/{{id}}"),
+                ),
+                ["entityinformation", more @ ..] if info_kind(more).is_some() => {
+                    let route =
+                        format!("Contracts/{{id}}/{child_name}/{}", segments[3..].join("/"));
+                    (Target::Info(e, info_kind(more).expect("checked")), route)
+                }
+                _ => return Err(err(404, "No such route.")),
+            }
+        }
+        [_, i] if id(i).is_some() => {
+            let e = entity(segments[0])?;
+            (
+                Target::Item {
+                    entity: e.clone(),
+                    parent: None,
+                    id: id(i).expect("checked"),
+                },
+                format!("{e}/{{id}}"),
+            )
+        }
+        _ => return Err(err(404, format!("No such route: {}", segments.join("/")))),
+    })
+}
+
+fn endpoint_of(target: &Target) -> String {
+    match target {
+        Target::Threshold => "ThresholdInformation".into(),
+        Target::Zone => "zoneInformation".into(),
+        Target::Info(e, ..)
+        | Target::Query { entity: e, .. }
+        | Target::Item { entity: e, .. }
+        | Target::Collection { entity: e, .. } => e.clone(),
+    }
+}
+
+fn is_write(method: &str, target: &Target) -> bool {
+    match target {
+        Target::Item { .. } => method == "DELETE",
+        Target::Collection { .. } => matches!(method, "POST" | "PATCH" | "PUT"),
+        _ => false,
+    }
+}
+
+fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) -> Outcome {
+    let parsed = {
+        let state = shared.state();
+        parse_target(&state, segments)
+    };
+    let (target, route_name) = match parsed {
+        Ok(t) => t,
+        Err(outcome) => return outcome,
+    };
+    *route = format!("{} {route_name}", rq.method);
+    let endpoint = endpoint_of(&target);
+    *shared
+        .control()
+        .counters
+        .by_endpoint
+        .entry(endpoint.clone())
+        .or_default() += 1;
+
+    if let Target::Zone = target {
+        if rq.method != "GET" {
+            return err(405, "Method not allowed.");
+        }
+        let user = rq
+            .query
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("user"))
+            .map(|(_, v)| v.as_str())
+            .unwrap_or("");
+        if !user.eq_ignore_ascii_case(&shared.seed.credentials.username) {
+            return err(
+                500,
+                format!("Zone information could not be determined for user {user}."),
+            );
+        }
+        return Outcome::Json(
+            200,
+            json!({
+                "zoneName": shared.seed.zone_name,
+                "url": shared.base_url,
+                "webUrl": format!("{}/Autotask/", shared.root_url),
+                "ci": 0,
+            }),
+        );
+    }
+
+    // Authentication.
+    let creds = &shared.seed.credentials;
+    let code = rq.header("ApiIntegrationCode").unwrap_or("");
+    if code != creds.integration_code
+        || !rq
+            .header("UserName")
+            .unwrap_or("")
+            .eq_ignore_ascii_case(&creds.username)
+        || rq.header("Secret").unwrap_or("") != creds.secret
+    {
+        return err(401, "Unauthorized: the ApiIntegrationCode, UserName and Secret headers do not match an API user.");
+    }
+
+    let threshold = shared.seed.external_request_threshold;
+    if let Target::Threshold = target {
+        if rq.method != "GET" {
+            return err(405, "Method not allowed.");
+        }
+        let count = shared.control().hour_count(Instant::now());
+        return Outcome::Json(
+            200,
+            json!({
+                "externalRequestThreshold": threshold,
+                "requestThresholdTimeframe": 60,
+                "currentTimeframeRequestCount": count,
+            }),
+        );
+    }
+
+    // Limits and faults, under the control lock.
+    let write = is_write(&rq.method, &target);
+    let (slot, latency, failure) = {
+        let mut c = shared.control();
+        let now = Instant::now();
+        if c.hour_count(now) as u64 >= threshold {
+            return err(
+                429,
+                format!("The request threshold of {threshold} requests per 60 minutes has been exceeded; try again later."),
+            );
+        }
+        c.hour.push_back(now);
+        if c.burst_429 > 0 {
+            c.burst_429 -= 1;
+            return err(429, "API thread threshold of 3 threads has been exceeded");
+        }
+        let key = (code.to_string(), endpoint.clone());
+        let max = shared.options.max_concurrent_per_endpoint;
+        let n = c.in_flight.entry(key.clone()).or_default();
+        if *n >= max {
+            return err(
+                429,
+                format!("API thread threshold of {max} threads has been exceeded"),
+            );
+        }
+        *n += 1;
+        let now_in_flight = *n;
+        let peak = c
+            .counters
+            .peak_in_flight
+            .entry(endpoint.clone())
+            .or_default();
+        *peak = (*peak).max(now_in_flight);
+        let mut failure = None;
+        if write {
+            c.counters.writes += 1;
+            c.writes_seen += 1;
+            let seen = c.writes_seen;
+            if let Some(pos) = c.write_faults.iter().position(|(t, _)| *t == seen) {
+                failure = Some(c.write_faults.remove(pos).1);
+            }
+        }
+        (
+            Slot { shared, key },
+            shared.options.latency + c.latency,
+            failure,
+        )
+    };
+    if !latency.is_zero() {
+        std::thread::sleep(latency);
+    }
+    let outcome = match failure {
+        Some(WriteFailure::Error500) => err(500, "Simulated failure: the write was not committed."),
+        Some(WriteFailure::TooMany429) => {
+            err(429, "API thread threshold of 3 threads has been exceeded")
+        }
+        Some(WriteFailure::CommitThenDrop) => {
+            let outcome = execute(shared, rq, &target);
+            if let Outcome::Json(200, _) = outcome {
+                shared.control().counters.writes_committed += 1;
+            }
+            Outcome::Drop
+        }
+        None => {
+            let outcome = execute(shared, rq, &target);
+            if write && matches!(outcome, Outcome::Json(200, _)) {
+                shared.control().counters.writes_committed += 1;
+            }
+            outcome
+        }
+    };
+    drop(slot);
+    outcome
+}
+
+fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
+    let method = rq.method.as_str();
+    let mut state = shared.state();
+    let result: Result<Value, ApiError> = match target {
+        Target::Threshold | Target::Zone => Err(ApiError::new(404, "unreachable")),
+        Target::Info(entity, kind) => {
+            if method != "GET" {
+                return err(405, "Method not allowed.");
+            }
+            let def = state.def(entity).expect("known entity");
+            Ok(match kind {
+                InfoKind::Entity => def.info_json(),
+                InfoKind::Fields => {
+                    json!({"fields": def.fields.iter().map(|f| f.to_json()).collect::<Vec<_>>()})
+                }
+                InfoKind::Udfs => {
+                    let udfs: Vec<Value> = if def.has_udfs {
+                        state
+                            .contract_udfs
+                            .iter()
+                            .map(|name| {
+                                json!({
+                                    "name": name, "label": name, "dataType": "string", "length": 100,
+                                    "isRequired": false, "isReadOnly": false, "isQueryable": true,
+                                    "isReference": false, "referenceEntityType": "", "isPickList": false,
+                                    "picklistValues": null, "isActive": true,
+                                })
+                            })
+                            .collect()
+                    } else {
+                        Vec::new()
+                    };
+                    json!({"fields": udfs})
+                }
+            })
+        }
+        Target::Query {
+            entity,
+            count,
+            page,
+        } => {
+            let def = state.def(entity).expect("known entity").clone();
+            if !def.can_query {
+                return err(405, format!("{} cannot be queried.", def.name));
+            }
+            let body = match method {
+                "POST" => rq.json(),
+                "GET" if page.is_some() => return err(
+                    405,
+                    "The next and previous page URLs are followed with POST and the query body.",
+                ),
+                "GET" => match rq
+                    .query
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("search"))
+                {
+                    Some((_, search)) => serde_json::from_str(search)
+                        .map_err(|e| ApiError::new(500, format!("search is not valid JSON: {e}"))),
+                    None => Ok(Value::Null),
+                },
+                _ => return err(405, "Method not allowed."),
+            };
+            let udfs = if def.has_udfs {
+                state.contract_udfs.clone()
+            } else {
+                Vec::new()
+            };
+            body.and_then(|body| Query::parse(&def, &udfs, &body))
+                .and_then(|q| {
+                    let rows = state.rows(def.name);
+                    if *count {
+                        return Ok(query::count(&q, &rows));
+                    }
+                    let paging = rq
+                        .query
+                        .iter()
+                        .find(|(k, _)| k.eq_ignore_ascii_case("paging"))
+                        .and_then(|(_, v)| v.parse::<i64>().ok());
+                    let from = match (page, paging) {
+                        (None, _) => PageFrom::Start,
+                        (Some("next"), Some(id)) => PageFrom::After(id),
+                        (Some(_), Some(id)) => PageFrom::Before(id),
+                        (Some(_), None) => {
+                            return Err(ApiError::new(
+                                500,
+                                "The paging parameter is missing or invalid.",
+                            ))
+                        }
+                    };
+                    let base = shared.base_url.clone();
+                    let name = def.name;
+                    let url = move |kind: &str, id: i64| {
+                        format!("{base}v1.0/{name}/query/{kind}?paging={id}")
+                    };
+                    query::run(&q, &rows, from, &url)
+                })
+        }
+        Target::Item { entity, parent, id } => match method {
+            "GET" => {
+                let def = state.def(entity).expect("known entity").clone();
+                if !def.can_query {
+                    return err(405, format!("{} cannot be read.", def.name));
+                }
+                match state.get(entity, *id) {
+                    Some(item)
+                        if parent.is_none()
+                            || item.get("contractID").and_then(Value::as_i64) == *parent =>
+                    {
+                        Ok(json!({"item": item}))
+                    }
+                    _ => Err(ApiError::new(
+                        404,
+                        format!("{entity} with id {id} was not found."),
+                    )),
+                }
+            }
+            "DELETE" if parent.is_some() => state.delete(entity, *parent, *id),
+            _ => Err(ApiError::new(
+                405,
+                "Method not allowed: updates go to the collection URL with id in the body.",
+            )),
+        },
+        Target::Collection { entity, parent } => {
+            let def = state.def(entity).expect("known entity").clone();
+            let writes_here = parent.is_some() || !def.child_writes_only;
+            match method {
+                "GET" if parent.is_some() && def.can_query => {
+                    let items: Vec<Value> = state
+                        .rows(entity)
+                        .into_iter()
+                        .filter(|r| r.get("contractID").and_then(Value::as_i64) == *parent)
+                        .take(query::PAGE_MAX)
+                        .collect();
+                    Ok(
+                        json!({"items": items, "pageDetails": {"count": items.len(), "requestCount": query::PAGE_MAX, "prevPageUrl": null, "nextPageUrl": null}}),
+                    )
+                }
+                "POST" if writes_here && def.can_create => {
+                    rq.json().and_then(|b| state.create(entity, *parent, &b))
+                }
+                "PATCH" | "PUT" if writes_here && def.can_update => rq
+                    .json()
+                    .and_then(|b| state.update(entity, *parent, &b, method == "PUT")),
+                _ => Err(ApiError::new(
+                    405,
+                    format!("{method} is not allowed on this {} URL.", def.name),
+                )),
+            }
+        }
+    };
+    match result {
+        Ok(body) => Outcome::Json(200, body),
+        Err(e) => errors(e),
+    }
+}
+
+/// Every (method, path) the simulator serves for Autotask, in v1.json's spelling
+/// (`/V1.0/Contracts/{parentId}/Charges`), so tests can check them against the Swagger.
+pub fn served_routes(state: &State) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut add = |method: &str, path: String| out.push((method.to_string(), path));
+    add("GET", "/V1.0/ThresholdInformation".into());
+    add("GET", "/V1.0/ZoneInformation".into());
+    for def in &state.defs {
+        let e = def.name;
+        for info in ["", "/fields", "/userDefinedFields"] {
+            add("GET", format!("/V1.0/{e}/entityInformation{info}"));
+        }
+        if def.can_query {
+            for q in ["query", "query/count"] {
+                add("GET", format!("/V1.0/{e}/{q}"));
+                add("POST", format!("/V1.0/{e}/{q}"));
+            }
+            add("GET", format!("/V1.0/{e}/{{id}}"));
+        }
+        if !def.child_writes_only {
+            if def.can_create {
+                add("POST", format!("/V1.0/{e}"));
+            }
+            if def.can_update {
+                add("PATCH", format!("/V1.0/{e}"));
+                add("PUT", format!("/V1.0/{e}"));
+            }
+        }
+        if let Some(child) = def.child_of_contract {
+            let base = format!("/V1.0/Contracts/{{parentId}}/{child}");
+            for info in ["", "/fields", "/userDefinedFields"] {
+                add("GET", format!("{base}/entityInformation{info}"));
+            }
+            if def.can_query {
+                add("GET", base.clone());
+                add("GET", format!("{base}/{{id}}"));
+            }
+            if def.can_create {
+                add("POST", base.clone());
+            }
+            if def.can_update {
+                add("PATCH", base.clone());
+                add("PUT", base.clone());
+            }
+            if def.can_delete {
+                add("DELETE", format!("{base}/{{id}}"));
+            }
+        }
+    }
+    out
+}

@@ -1,0 +1,1148 @@
+//! The simulated tenant's records and the business rules of writing them.
+
+use std::collections::BTreeMap;
+
+use chrono::{Months, NaiveDate, NaiveDateTime, Timelike};
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+use super::schema::{
+    coerce, date_of, decimal_json, decimal_of, entities, format_date, format_timestamp, int_of,
+    EntityDef, Kind, CHARGE_STATUS_POSTED, CONTRACT_TYPE_RECURRING_SERVICE,
+    USE_TYPE_MATERIAL_COST_CODE, USE_TYPE_RECURRING_CONTRACT_SERVICE,
+};
+use super::seed::Seed;
+use super::ApiError;
+
+/// At most this many monthly periods are derived per contract service.
+const MAX_PERIODS: u32 = 240;
+
+#[derive(Debug, Clone)]
+struct Record {
+    fields: Map<String, Value>,
+    /// UDF name → value (Contracts only).
+    udfs: BTreeMap<String, Option<String>>,
+}
+
+#[derive(Debug, Clone)]
+struct Adjustment {
+    id: i64,
+    contract_service_id: i64,
+    date: NaiveDate,
+    unit_change: i64,
+    fields: Map<String, Value>,
+}
+
+#[derive(Debug, Clone)]
+pub struct State {
+    pub defs: Vec<EntityDef>,
+    pub contract_udfs: Vec<String>,
+    records: BTreeMap<&'static str, BTreeMap<i64, Record>>,
+    adjustments: Vec<Adjustment>,
+    next_id: BTreeMap<&'static str, i64>,
+    unit_ids: BTreeMap<(i64, NaiveDate), i64>,
+    next_unit_id: i64,
+    last_stamp: NaiveDateTime,
+}
+
+fn e500(message: impl Into<String>) -> ApiError {
+    ApiError::new(500, message)
+}
+
+fn first_ids(entity: &str) -> i64 {
+    match entity {
+        "Companies" => 29_683_600,
+        "Contracts" => 29_684_001,
+        "Services" => 29_685_001,
+        "ContractServices" => 29_686_001,
+        "ContractServiceAdjustments" => 29_687_001,
+        "ContractCharges" => 29_688_001,
+        _ => 29_689_001,
+    }
+}
+
+/// What a write body said, fields by canonical name.
+struct Input {
+    id: Option<i64>,
+    fields: BTreeMap<&'static str, Value>,
+    udfs: Option<Vec<(String, Option<String>)>>,
+}
+
+impl State {
+    pub fn new(seed: &Seed) -> Result<State, ApiError> {
+        let defs = entities(&seed.slas);
+        let mut state = State {
+            defs,
+            contract_udfs: seed.contract_udfs.clone(),
+            records: BTreeMap::new(),
+            adjustments: Vec::new(),
+            next_id: BTreeMap::new(),
+            unit_ids: BTreeMap::new(),
+            next_unit_id: 29_690_001,
+            last_stamp: NaiveDateTime::MIN,
+        };
+        let names: Vec<&'static str> = state.defs.iter().map(|d| d.name).collect();
+        for name in &names {
+            state.records.insert(name, BTreeMap::new());
+            state.next_id.insert(name, first_ids(name));
+        }
+        let now = state.stamp();
+        // Seed in dependency order; the seed is trusted for business rules but typed like input.
+        for entity in super::seed::SEEDABLE {
+            let Some(list) = seed.records.get(entity) else {
+                continue;
+            };
+            for (index, raw) in list.iter().enumerate() {
+                state.seed_record(entity, raw, now).map_err(|e| {
+                    e500(format!("seed {entity}[{index}]: {}", e.errors.join("; ")))
+                })?;
+            }
+        }
+        Ok(state)
+    }
+
+    /// A strictly increasing "now", so that `gt lastModifiedDateTime` never misses a write.
+    fn stamp(&mut self) -> NaiveDateTime {
+        let mut now = chrono::Utc::now().naive_utc();
+        now = now
+            .with_nanosecond((now.and_utc().timestamp_subsec_millis()) * 1_000_000)
+            .unwrap_or(now);
+        if now <= self.last_stamp {
+            now = self.last_stamp + chrono::Duration::milliseconds(1);
+        }
+        self.last_stamp = now;
+        now
+    }
+
+    pub fn def(&self, entity: &str) -> Option<&EntityDef> {
+        self.defs
+            .iter()
+            .find(|d| d.name.eq_ignore_ascii_case(entity))
+    }
+
+    fn def_owned(&self, entity: &str) -> Result<EntityDef, ApiError> {
+        self.def(entity)
+            .cloned()
+            .ok_or_else(|| ApiError::new(404, format!("Unknown entity {entity}")))
+    }
+
+    fn udf_names(&self, def: &EntityDef) -> &[String] {
+        if def.has_udfs {
+            &self.contract_udfs
+        } else {
+            &[]
+        }
+    }
+
+    fn seed_record(
+        &mut self,
+        entity: &str,
+        raw: &Value,
+        now: NaiveDateTime,
+    ) -> Result<(), ApiError> {
+        let def = self.def_owned(entity)?;
+        if entity == "ContractServiceAdjustments" {
+            let contract_id = raw
+                .get("contractID")
+                .and_then(int_of)
+                .ok_or_else(|| e500("contractID is required"))?;
+            self.create_adjustment(Some(contract_id), raw)?;
+            return Ok(());
+        }
+        let input = self.parse_input(&def, raw)?;
+        let id = input.id.ok_or_else(|| e500("seeded records need an id"))?;
+        let mut record = Record {
+            fields: Map::new(),
+            udfs: BTreeMap::new(),
+        };
+        for field in &def.fields {
+            record.fields.insert(field.name.to_string(), Value::Null);
+        }
+        for (name, value) in input.fields {
+            record.fields.insert(name.to_string(), value);
+        }
+        record.fields.insert("id".into(), Value::from(id));
+        for name in self.udf_names(&def).to_vec() {
+            record.udfs.insert(name, None);
+        }
+        if let Some(udfs) = input.udfs {
+            self.apply_udfs(&mut record, udfs)?;
+        }
+        self.apply_defaults(&def, &mut record, now);
+        self.validate(&def, &record)?;
+        if self.exists(def.name, id) {
+            return Err(e500(format!("duplicate id {id}")));
+        }
+        let stamps: Vec<(String, Value)> = [
+            "lastModifiedDateTime",
+            "lastModifiedDate",
+            "lastTrackedModifiedDateTime",
+        ]
+        .iter()
+        .filter_map(|k| {
+            record
+                .fields
+                .get(*k)
+                .filter(|v| !v.is_null())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect();
+        self.compute(&def, &mut record, now, true);
+        record.fields.extend(stamps);
+        let next = self.next_id.get(def.name).copied().unwrap_or(1);
+        self.next_id.insert(def.name, next.max(id + 1));
+        self.records.entry(def.name).or_default().insert(id, record);
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Reading
+
+    fn record_json(def: &EntityDef, record: &Record) -> Value {
+        let mut fields = record.fields.clone();
+        if def.has_udfs
+            && record
+                .udfs
+                .values()
+                .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()))
+        {
+            let udfs: Vec<Value> = record
+                .udfs
+                .iter()
+                .map(|(name, value)| json!({"name": name, "value": value}))
+                .collect();
+            fields.insert("userDefinedFields".into(), Value::Array(udfs));
+        }
+        Value::Object(fields)
+    }
+
+    /// Every record of an entity, ordered by id, as the API returns them.
+    pub fn rows(&mut self, entity: &str) -> Vec<Value> {
+        let Some(def) = self.def(entity).cloned() else {
+            return Vec::new();
+        };
+        match def.name {
+            "ContractServiceUnits" => self.unit_rows(),
+            "ContractServiceAdjustments" => self
+                .adjustments
+                .iter()
+                .map(|a| Value::Object(a.fields.clone()))
+                .collect(),
+            name => self
+                .records
+                .get(name)
+                .map(|m| m.values().map(|r| Self::record_json(&def, r)).collect())
+                .unwrap_or_default(),
+        }
+    }
+
+    pub fn get(&mut self, entity: &str, id: i64) -> Option<Value> {
+        self.rows(entity)
+            .into_iter()
+            .find(|r| r.get("id").and_then(Value::as_i64) == Some(id))
+    }
+
+    fn field_i64(&self, entity: &str, id: i64, field: &str) -> Option<i64> {
+        self.records
+            .get(entity)?
+            .get(&id)?
+            .fields
+            .get(field)
+            .and_then(Value::as_i64)
+    }
+
+    fn exists(&self, entity: &str, id: i64) -> bool {
+        self.records
+            .get(entity)
+            .is_some_and(|m| m.contains_key(&id))
+    }
+
+    /// Marks a charge billed, as invoicing would. False if there is no such charge.
+    pub fn set_billed(&mut self, charge_id: i64) -> bool {
+        let now = self.stamp();
+        let Some(record) = self
+            .records
+            .get_mut("ContractCharges")
+            .and_then(|m| m.get_mut(&charge_id))
+        else {
+            return false;
+        };
+        record.fields.insert("isBilled".into(), Value::Bool(true));
+        record
+            .fields
+            .insert("status".into(), Value::from(CHARGE_STATUS_POSTED));
+        record.fields.insert(
+            "statusLastModifiedDate".into(),
+            Value::String(format_timestamp(now)),
+        );
+        record.fields.insert(
+            "lastModifiedDateTime".into(),
+            Value::String(format_timestamp(now)),
+        );
+        true
+    }
+
+    pub fn snapshot(&mut self) -> Value {
+        let names: Vec<&'static str> = self.defs.iter().map(|d| d.name).collect();
+        let mut out = Map::new();
+        for name in names {
+            out.insert(name.to_string(), Value::Array(self.rows(name)));
+        }
+        Value::Object(out)
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Input
+
+    fn parse_input(&self, def: &EntityDef, body: &Value) -> Result<Input, ApiError> {
+        let object = body
+            .as_object()
+            .ok_or_else(|| e500("The request body must be a JSON object."))?;
+        let mut input = Input {
+            id: None,
+            fields: BTreeMap::new(),
+            udfs: None,
+        };
+        let mut errors = Vec::new();
+        for (key, value) in object {
+            if key.eq_ignore_ascii_case("userDefinedFields") {
+                if value.is_null() {
+                    continue;
+                }
+                let Some(items) = value.as_array() else {
+                    errors.push("userDefinedFields must be an array of {name, value}.".to_string());
+                    continue;
+                };
+                let mut udfs = Vec::new();
+                for item in items {
+                    let name = item.get("name").and_then(Value::as_str);
+                    let value = match item.get("value") {
+                        None | Some(Value::Null) => Ok(None),
+                        Some(Value::String(s)) => Ok(Some(s.clone())),
+                        Some(Value::Number(n)) => Ok(Some(n.to_string())),
+                        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+                        Some(_) => Err(()),
+                    };
+                    match (name, value) {
+                        (Some(name), Ok(value)) => udfs.push((name.to_string(), value)),
+                        _ => errors
+                            .push("userDefinedFields must be an array of {name, value}.".into()),
+                    }
+                }
+                input.udfs = Some(udfs);
+                continue;
+            }
+            let Some(field) = def.field(key) else {
+                continue;
+            };
+            if field.name == "id" {
+                if !value.is_null() {
+                    match int_of(value) {
+                        Some(id) => input.id = Some(id),
+                        None => errors.push(format!("Value '{value}' is not valid for field id.")),
+                    }
+                }
+                continue;
+            }
+            match coerce(field, value) {
+                Ok(v) => {
+                    input.fields.insert(field.name, v);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if errors.is_empty() {
+            Ok(input)
+        } else {
+            Err(ApiError {
+                status: 500,
+                errors,
+            })
+        }
+    }
+
+    fn apply_udfs(
+        &self,
+        record: &mut Record,
+        udfs: Vec<(String, Option<String>)>,
+    ) -> Result<(), ApiError> {
+        for (name, value) in udfs {
+            let canonical = self
+                .contract_udfs
+                .iter()
+                .find(|n| n.eq_ignore_ascii_case(&name))
+                .filter(|_| !record.udfs.is_empty() || !self.contract_udfs.is_empty());
+            match canonical {
+                Some(c) if record.udfs.contains_key(c) => {
+                    record.udfs.insert(c.clone(), value);
+                }
+                _ => return Err(e500(format!("User-defined field '{name}' does not exist."))),
+            }
+        }
+        Ok(())
+    }
+
+    fn apply_defaults(&self, def: &EntityDef, record: &mut Record, _now: NaiveDateTime) {
+        let f = &mut record.fields;
+        let set_if_null = |f: &mut Map<String, Value>, k: &str, v: Value| {
+            if f.get(k).map_or(true, Value::is_null) {
+                f.insert(k.into(), v);
+            }
+        };
+        match def.name {
+            "Companies" | "Services" | "BillingCodes" => {
+                set_if_null(f, "isActive", Value::Bool(true))
+            }
+            "Contracts" => {
+                set_if_null(f, "isCompliant", Value::Bool(true));
+                set_if_null(f, "isDefaultContract", Value::Bool(false));
+            }
+            "ContractCharges" => {
+                set_if_null(f, "isBilled", Value::Bool(false));
+                set_if_null(f, "status", Value::from(1));
+                set_if_null(f, "isBillableToCompany", Value::Bool(true));
+            }
+            _ => {}
+        }
+    }
+
+    /// Computed and bookkeeping fields after a write.
+    fn compute(&self, def: &EntityDef, record: &mut Record, now: NaiveDateTime, created: bool) {
+        let stamp = Value::String(format_timestamp(now));
+        let f = &mut record.fields;
+        if created
+            && def.field("createDate").is_some()
+            && f.get("createDate").map_or(true, Value::is_null)
+        {
+            f.insert("createDate".into(), stamp.clone());
+        }
+        for name in [
+            "lastModifiedDateTime",
+            "lastModifiedDate",
+            "lastTrackedModifiedDateTime",
+        ] {
+            if def.field(name).is_some() {
+                f.insert(name.into(), stamp.clone());
+            }
+        }
+        match def.name {
+            "ContractCharges" => {
+                let dec = |k: &str| f.get(k).and_then(decimal_of);
+                let quantity = dec("unitQuantity").unwrap_or(Decimal::ZERO);
+                let price = dec("unitPrice").unwrap_or(Decimal::ZERO);
+                let cost = dec("unitCost").unwrap_or(Decimal::ZERO);
+                f.insert(
+                    "billableAmount".into(),
+                    decimal_json((quantity * price).round_dp(4)),
+                );
+                f.insert(
+                    "extendedCost".into(),
+                    decimal_json((quantity * cost).round_dp(4)),
+                );
+                f.insert(
+                    "internalCurrencyBillableAmount".into(),
+                    decimal_json((quantity * price).round_dp(4)),
+                );
+                f.insert("internalCurrencyUnitPrice".into(), decimal_json(price));
+                if created {
+                    f.insert("statusLastModifiedDate".into(), stamp);
+                }
+            }
+            "ContractServices" => {
+                let price = f.get("unitPrice").cloned().unwrap_or(Value::Null);
+                f.insert("internalCurrencyUnitPrice".into(), price.clone());
+                f.insert("internalCurrencyAdjustedPrice".into(), price);
+            }
+            _ => {}
+        }
+    }
+
+    /// Field-level checks of a whole record: required, lengths, picklists, references.
+    fn validate(&self, def: &EntityDef, record: &Record) -> Result<(), ApiError> {
+        let mut errors = Vec::new();
+        for field in &def.fields {
+            let value = record.fields.get(field.name).unwrap_or(&Value::Null);
+            if field.required
+                && (value.is_null() || value.as_str().is_some_and(|s| s.trim().is_empty()))
+            {
+                errors.push(format!("{} is required.", field.name));
+                continue;
+            }
+            if value.is_null() {
+                continue;
+            }
+            if let (Some(max), Some(text)) = (field.length, value.as_str()) {
+                if field.kind == Kind::Str && text.chars().count() > max {
+                    errors.push(format!(
+                        "String value exceeds maximum length: {} holds at most {max} characters.",
+                        field.name
+                    ));
+                }
+            }
+            if let Some(list) = &field.picklist {
+                if !field.read_only {
+                    let text = super::schema::value_text(value);
+                    if !list.iter().any(|p| p.value == text && p.is_active) {
+                        errors.push(format!(
+                            "Value {text} is not a valid value for picklist {}.",
+                            field.name
+                        ));
+                    }
+                }
+            }
+            if let (Some(target), Some(id)) = (field.reference, value.as_i64()) {
+                if self.records.contains_key(target)
+                    && target != "ContractServiceUnits"
+                    && !self.exists(target, id)
+                {
+                    errors.push(format!(
+                        "Reference value on field {} of type {target} does not exist: {id}.",
+                        field.name
+                    ));
+                }
+            }
+        }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError {
+                status: 500,
+                errors,
+            })
+        }
+    }
+
+    /// The entity's business rules on a record about to be stored.
+    fn rules(
+        &self,
+        def: &EntityDef,
+        record: &Record,
+        existing: Option<&Record>,
+    ) -> Result<(), ApiError> {
+        let f = &record.fields;
+        let int = |k: &str| f.get(k).and_then(Value::as_i64);
+        match def.name {
+            "Contracts" => {
+                if let (Some(start), Some(end)) = (
+                    f.get("startDate").and_then(date_of),
+                    f.get("endDate").and_then(date_of),
+                ) {
+                    if end < start {
+                        return Err(e500(
+                            "The contract's endDate must not be before its startDate.",
+                        ));
+                    }
+                }
+                if let Some(existing) = existing {
+                    // Units exist from the adjustments' dates: keep them inside the contract.
+                    let id = int("id").unwrap_or(0);
+                    let start = f.get("startDate").and_then(date_of);
+                    let end = f.get("endDate").and_then(date_of);
+                    let _ = existing;
+                    for a in self
+                        .adjustments
+                        .iter()
+                        .filter(|a| a.fields.get("contractID").and_then(Value::as_i64) == Some(id))
+                    {
+                        if start.is_some_and(|s| a.date < s) || end.is_some_and(|e| a.date > e) {
+                            return Err(e500(format!(
+                                "The contract has a service adjustment effective {}, outside the new dates.",
+                                a.date
+                            )));
+                        }
+                    }
+                }
+            }
+            "Services" => {
+                let code = int("billingCodeID").unwrap_or(0);
+                let use_type = self.field_i64("BillingCodes", code, "useType");
+                let active = self
+                    .records
+                    .get("BillingCodes")
+                    .and_then(|m| m.get(&code))
+                    .and_then(|r| r.fields.get("isActive"))
+                    .and_then(Value::as_bool)
+                    .unwrap_or(false);
+                if use_type != Some(USE_TYPE_RECURRING_CONTRACT_SERVICE) || !active {
+                    return Err(e500(format!(
+                        "billingCodeID {code} must be an active billing code of use type Recurring Contract Service."
+                    )));
+                }
+            }
+            "ContractServices" => {
+                let contract = int("contractID").unwrap_or(0);
+                if self.field_i64("Contracts", contract, "contractType")
+                    != Some(CONTRACT_TYPE_RECURRING_SERVICE)
+                {
+                    return Err(e500(format!(
+                        "Contract {contract} is not a Recurring Service contract; services can only be added to those."
+                    )));
+                }
+                if existing.is_none() {
+                    let service = int("serviceID").unwrap_or(0);
+                    if self.contract_service_of(contract, service).is_some() {
+                        return Err(e500(format!(
+                            "Service {service} is already on contract {contract}."
+                        )));
+                    }
+                }
+            }
+            "ContractCharges" => {
+                if let Some(existing) = existing {
+                    if existing.fields.get("isBilled").and_then(Value::as_bool) == Some(true) {
+                        return Err(e500("A billed charge cannot be changed."));
+                    }
+                }
+                match (int("billingCodeID"), int("productID")) {
+                    (None, None) => return Err(e500("billingCodeID or productID is required.")),
+                    (Some(code), _) => {
+                        let rec = self.records.get("BillingCodes").and_then(|m| m.get(&code));
+                        let ok = rec.is_some_and(|r| {
+                            r.fields.get("useType").and_then(Value::as_i64)
+                                == Some(USE_TYPE_MATERIAL_COST_CODE)
+                                && r.fields.get("isActive").and_then(Value::as_bool) == Some(true)
+                        });
+                        if !ok {
+                            return Err(e500(format!(
+                                "billingCodeID {code} must be an active billing code of use type Material Cost Code."
+                            )));
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    fn contract_service_of(&self, contract: i64, service: i64) -> Option<i64> {
+        self.records
+            .get("ContractServices")?
+            .values()
+            .find_map(|r| {
+                (r.fields.get("contractID").and_then(Value::as_i64) == Some(contract)
+                    && r.fields.get("serviceID").and_then(Value::as_i64) == Some(service))
+                .then(|| r.fields.get("id").and_then(Value::as_i64))
+                .flatten()
+            })
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Writing
+
+    /// `POST {Entity}` or `POST Contracts/{parent}/{Child}`. Returns the response body.
+    pub fn create(
+        &mut self,
+        entity: &str,
+        parent: Option<i64>,
+        body: &Value,
+    ) -> Result<Value, ApiError> {
+        let def = self.def_owned(entity)?;
+        if def.name == "ContractServiceAdjustments" {
+            self.create_adjustment(parent, body)?;
+            return Ok(json!({"itemId": null}));
+        }
+        if !def.can_create {
+            return Err(ApiError::new(
+                405,
+                format!("{} cannot be created.", def.name),
+            ));
+        }
+        let input = self.parse_input(&def, body)?;
+        let mut errors = Vec::new();
+        for (name, value) in &input.fields {
+            let field = def.field(name).expect("parsed field");
+            if field.read_only && !value.is_null() {
+                errors.push(format!("{} is read-only.", field.name));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError {
+                status: 500,
+                errors,
+            });
+        }
+        let mut record = Record {
+            fields: Map::new(),
+            udfs: BTreeMap::new(),
+        };
+        for field in &def.fields {
+            record.fields.insert(field.name.to_string(), Value::Null);
+        }
+        for (name, value) in input.fields {
+            record.fields.insert(name.to_string(), value);
+        }
+        if let Some(parent) = parent {
+            match record.fields.get("contractID").and_then(Value::as_i64) {
+                Some(c) if c != parent => {
+                    return Err(e500(format!(
+                        "contractID {c} does not match the parent contract {parent}."
+                    )))
+                }
+                _ => {
+                    record
+                        .fields
+                        .insert("contractID".into(), Value::from(parent));
+                }
+            }
+        }
+        for name in self.udf_names(&def).to_vec() {
+            record.udfs.insert(name, None);
+        }
+        if let Some(udfs) = input.udfs {
+            if !def.has_udfs && !udfs.is_empty() {
+                return Err(e500(format!("{} has no user-defined fields.", def.name)));
+            }
+            self.apply_udfs(&mut record, udfs)?;
+        }
+        if def.name == "ContractServices" {
+            // Price and cost default to the service's.
+            let service = record
+                .fields
+                .get("serviceID")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
+                for (k, from) in [("unitPrice", "unitPrice"), ("unitCost", "unitCost")] {
+                    if record.fields.get(k).map_or(true, Value::is_null) {
+                        let v = s.fields.get(from).cloned().unwrap_or(Value::Null);
+                        record.fields.insert(k.into(), v);
+                    }
+                }
+            }
+        }
+        let now = self.stamp();
+        self.apply_defaults(&def, &mut record, now);
+        self.validate(&def, &record)?;
+        self.rules(&def, &record, None)?;
+        let id = self.next_id.get(def.name).copied().unwrap_or(1);
+        self.next_id.insert(def.name, id + 1);
+        record.fields.insert("id".into(), Value::from(id));
+        self.compute(&def, &mut record, now, true);
+        self.records.entry(def.name).or_default().insert(id, record);
+        Ok(json!({"itemId": id}))
+    }
+
+    /// `PATCH`/`PUT` on the collection (or child collection) with `id` in the body.
+    pub fn update(
+        &mut self,
+        entity: &str,
+        parent: Option<i64>,
+        body: &Value,
+        put: bool,
+    ) -> Result<Value, ApiError> {
+        let def = self.def_owned(entity)?;
+        if !def.can_update {
+            return Err(ApiError::new(
+                405,
+                format!("{} cannot be updated.", def.name),
+            ));
+        }
+        let input = self.parse_input(&def, body)?;
+        let id = input
+            .id
+            .ok_or_else(|| e500("id is required to update an entity."))?;
+        let existing = self
+            .records
+            .get(def.name)
+            .and_then(|m| m.get(&id))
+            .cloned()
+            .ok_or_else(|| e500(format!("{} with id {id} was not found.", def.name)))?;
+        if let Some(parent) = parent {
+            if existing.fields.get("contractID").and_then(Value::as_i64) != Some(parent) {
+                return Err(e500(format!(
+                    "{} {id} does not belong to contract {parent}.",
+                    def.name
+                )));
+            }
+        }
+        let mut errors = Vec::new();
+        for (name, value) in &input.fields {
+            let field = def.field(name).expect("parsed field");
+            let old = existing.fields.get(*name).unwrap_or(&Value::Null);
+            if (field.read_only || field.create_only)
+                && !value.is_null()
+                && !same_value(field.kind, old, value)
+            {
+                errors.push(format!("{} is read-only.", field.name));
+            }
+        }
+        if !errors.is_empty() {
+            return Err(ApiError {
+                status: 500,
+                errors,
+            });
+        }
+        let mut record = existing.clone();
+        for (name, value) in &input.fields {
+            let field = def.field(name).expect("parsed field");
+            if !field.read_only && !field.create_only {
+                record.fields.insert(name.to_string(), value.clone());
+            }
+        }
+        if put {
+            for field in &def.fields {
+                if !field.read_only && !field.create_only && !input.fields.contains_key(field.name)
+                {
+                    record.fields.insert(field.name.to_string(), Value::Null);
+                }
+            }
+        }
+        if let Some(udfs) = input.udfs {
+            if !def.has_udfs && !udfs.is_empty() {
+                return Err(e500(format!("{} has no user-defined fields.", def.name)));
+            }
+            self.apply_udfs(&mut record, udfs)?;
+        }
+        self.rules(&def, &record, Some(&existing))?;
+        self.validate(&def, &record)?;
+        let now = self.stamp();
+        self.compute(&def, &mut record, now, false);
+        self.records.entry(def.name).or_default().insert(id, record);
+        Ok(json!({"itemId": id}))
+    }
+
+    /// `DELETE Contracts/{parent}/Charges/{id}`.
+    pub fn delete(
+        &mut self,
+        entity: &str,
+        parent: Option<i64>,
+        id: i64,
+    ) -> Result<Value, ApiError> {
+        let def = self.def_owned(entity)?;
+        if !def.can_delete {
+            return Err(ApiError::new(
+                405,
+                format!("{} cannot be deleted.", def.name),
+            ));
+        }
+        let existing = self
+            .records
+            .get(def.name)
+            .and_then(|m| m.get(&id))
+            .ok_or_else(|| {
+                ApiError::new(404, format!("{} with id {id} was not found.", def.name))
+            })?;
+        if parent.is_some() && existing.fields.get("contractID").and_then(Value::as_i64) != parent {
+            return Err(ApiError::new(
+                404,
+                format!("{} with id {id} was not found.", def.name),
+            ));
+        }
+        if existing.fields.get("isBilled").and_then(Value::as_bool) == Some(true) {
+            return Err(e500("A billed charge cannot be deleted."));
+        }
+        self.records.entry(def.name).or_default().remove(&id);
+        Ok(json!({"itemId": id}))
+    }
+
+    fn create_adjustment(&mut self, parent: Option<i64>, body: &Value) -> Result<(), ApiError> {
+        let def = self.def_owned("ContractServiceAdjustments")?;
+        let input = self.parse_input(&def, body)?;
+        let get = |k: &str| input.fields.get(k).filter(|v| !v.is_null());
+        let contract_id = match (parent, get("contractID").and_then(Value::as_i64)) {
+            (Some(p), Some(c)) if p != c => {
+                return Err(e500(format!(
+                    "contractID {c} does not match the parent contract {p}."
+                )))
+            }
+            (Some(p), _) => p,
+            (None, Some(c)) => c,
+            (None, None) => return Err(e500("contractID is required.")),
+        };
+        let contract = self
+            .records
+            .get("Contracts")
+            .and_then(|m| m.get(&contract_id))
+            .ok_or_else(|| e500(format!("Reference value on field contractID of type Contracts does not exist: {contract_id}.")))?
+            .clone();
+        if contract.fields.get("contractType").and_then(Value::as_i64)
+            != Some(CONTRACT_TYPE_RECURRING_SERVICE)
+        {
+            return Err(e500(format!(
+                "Contract {contract_id} is not a Recurring Service contract."
+            )));
+        }
+        let date = get("effectiveDate")
+            .and_then(date_of)
+            .ok_or_else(|| e500("effectiveDate is required."))?;
+        let unit_change = get("unitChange")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| e500("unitChange is required."))?;
+        let start = contract.fields.get("startDate").and_then(date_of);
+        let end = contract.fields.get("endDate").and_then(date_of);
+        if start.is_some_and(|s| date < s) || end.is_some_and(|e| date > e) {
+            return Err(e500(format!(
+                "effectiveDate {date} must lie within the contract's start and end dates."
+            )));
+        }
+        let price = get("adjustedUnitPrice").and_then(decimal_of);
+        let cost = get("adjustedUnitCost").and_then(decimal_of);
+        // Which contract service: by contractServiceID, else by serviceID (created if missing).
+        let (cs_id, service_id) = match (
+            get("contractServiceID").and_then(Value::as_i64),
+            get("serviceID").and_then(Value::as_i64),
+        ) {
+            (Some(cs), service) => {
+                let rec = self
+                    .records
+                    .get("ContractServices")
+                    .and_then(|m| m.get(&cs))
+                    .filter(|r| {
+                        r.fields.get("contractID").and_then(Value::as_i64) == Some(contract_id)
+                    })
+                    .ok_or_else(|| {
+                        e500(format!(
+                            "Contract service {cs} is not on contract {contract_id}."
+                        ))
+                    })?;
+                let sid = rec
+                    .fields
+                    .get("serviceID")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0);
+                if service.is_some_and(|s| s != sid) {
+                    return Err(e500(format!(
+                        "Contract service {cs} is not for service {}.",
+                        service.unwrap_or(0)
+                    )));
+                }
+                (Some(cs), sid)
+            }
+            (None, Some(service)) => {
+                if !self.exists("Services", service) {
+                    return Err(e500(format!("Reference value on field serviceID of type Services does not exist: {service}.")));
+                }
+                (self.contract_service_of(contract_id, service), service)
+            }
+            (None, None) => return Err(e500("serviceID or contractServiceID is required.")),
+        };
+        if let Some(cs) = cs_id {
+            if self
+                .adjustments
+                .iter()
+                .any(|a| a.contract_service_id == cs && a.date == date)
+            {
+                return Err(e500(format!(
+                    "Cannot insert duplicate key row in object 'dbo.contract_service_period' for contract service {cs} on {date}."
+                )));
+            }
+        }
+        // Units may never go below 0 from the effective date on.
+        let existing: Vec<(NaiveDate, i64)> = cs_id
+            .map(|cs| {
+                self.adjustments
+                    .iter()
+                    .filter(|a| a.contract_service_id == cs)
+                    .map(|a| (a.date, a.unit_change))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let mut all = existing.clone();
+        all.push((date, unit_change));
+        all.sort();
+        let mut running = 0i64;
+        for (_, change) in &all {
+            running += change;
+            if running < 0 {
+                return Err(e500(
+                    "The adjustment would take the service's units below 0.",
+                ));
+            }
+        }
+        // Commit.
+        let now = self.stamp();
+        let cs = match cs_id {
+            Some(cs) => cs,
+            None => {
+                let service = self
+                    .records
+                    .get("Services")
+                    .and_then(|m| m.get(&service_id))
+                    .cloned();
+                let mut body = json!({"contractID": contract_id, "serviceID": service_id});
+                let pick = |given: Option<Decimal>, field: &str| {
+                    given
+                        .map(decimal_json)
+                        .or_else(|| service.as_ref().and_then(|s| s.fields.get(field).cloned()))
+                };
+                body["unitPrice"] = pick(price, "unitPrice").unwrap_or(Value::Null);
+                body["unitCost"] = pick(cost, "unitCost").unwrap_or(Value::Null);
+                let created = self.create("ContractServices", Some(contract_id), &body)?;
+                created["itemId"].as_i64().unwrap_or(0)
+            }
+        };
+        if price.is_some() || cost.is_some() {
+            if let Some(rec) = self
+                .records
+                .get_mut("ContractServices")
+                .and_then(|m| m.get_mut(&cs))
+            {
+                if let Some(p) = price {
+                    rec.fields
+                        .insert("unitPrice".into(), decimal_json(p.round_dp(4)));
+                    rec.fields.insert(
+                        "internalCurrencyUnitPrice".into(),
+                        decimal_json(p.round_dp(4)),
+                    );
+                    rec.fields.insert(
+                        "internalCurrencyAdjustedPrice".into(),
+                        decimal_json(p.round_dp(4)),
+                    );
+                }
+                if let Some(c) = cost {
+                    rec.fields
+                        .insert("unitCost".into(), decimal_json(c.round_dp(4)));
+                }
+            }
+        }
+        let id = self
+            .next_id
+            .get("ContractServiceAdjustments")
+            .copied()
+            .unwrap_or(1);
+        self.next_id.insert("ContractServiceAdjustments", id + 1);
+        let mut fields = Map::new();
+        for field in &def.fields {
+            fields.insert(
+                field.name.to_string(),
+                input.fields.get(field.name).cloned().unwrap_or(Value::Null),
+            );
+        }
+        fields.insert("id".into(), Value::from(id));
+        fields.insert("contractID".into(), Value::from(contract_id));
+        fields.insert("contractServiceID".into(), Value::from(cs));
+        fields.insert("serviceID".into(), Value::from(service_id));
+        fields.insert("effectiveDate".into(), Value::String(format_date(date)));
+        let _ = now;
+        self.adjustments.push(Adjustment {
+            id,
+            contract_service_id: cs,
+            date,
+            unit_change,
+            fields,
+        });
+        Ok(())
+    }
+
+    // -----------------------------------------------------------------------------------------
+    // Derived ContractServiceUnits
+
+    /// Per contract service, monthly periods from the contract's start to its end, split at each
+    /// adjustment's effective date; units on a date are the sum of the adjustments up to it.
+    fn unit_rows(&mut self) -> Vec<Value> {
+        let mut rows = Vec::new();
+        let services: Vec<Record> = self
+            .records
+            .get("ContractServices")
+            .map(|m| m.values().cloned().collect())
+            .unwrap_or_default();
+        for cs in services {
+            let f = &cs.fields;
+            let Some(cs_id) = f.get("id").and_then(Value::as_i64) else {
+                continue;
+            };
+            let contract_id = f.get("contractID").and_then(Value::as_i64).unwrap_or(0);
+            let Some(contract) = self
+                .records
+                .get("Contracts")
+                .and_then(|m| m.get(&contract_id))
+            else {
+                continue;
+            };
+            let (Some(start), Some(end)) = (
+                contract.fields.get("startDate").and_then(date_of),
+                contract.fields.get("endDate").and_then(date_of),
+            ) else {
+                continue;
+            };
+            let mut adjustments: Vec<(NaiveDate, i64, i64)> = self
+                .adjustments
+                .iter()
+                .filter(|a| a.contract_service_id == cs_id)
+                .map(|a| (a.date, a.unit_change, a.id))
+                .collect();
+            adjustments.sort();
+            // Period boundaries: month starts from the contract start, plus adjustment dates.
+            let mut bounds = Vec::new();
+            for k in 0..MAX_PERIODS {
+                match start.checked_add_months(Months::new(k)) {
+                    Some(d) if d <= end => bounds.push(d),
+                    _ => break,
+                }
+            }
+            for (date, _, _) in &adjustments {
+                if *date >= start && *date <= end {
+                    bounds.push(*date);
+                }
+            }
+            bounds.sort();
+            bounds.dedup();
+            let vendor = {
+                let service = f.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
+                self.records
+                    .get("Services")
+                    .and_then(|m| m.get(&service))
+                    .and_then(|s| s.fields.get("vendorCompanyID").cloned())
+                    .unwrap_or(Value::Null)
+            };
+            for (i, period_start) in bounds.iter().enumerate() {
+                let period_end = match bounds.get(i + 1) {
+                    Some(next) => next.pred_opt().unwrap_or(*next),
+                    None => {
+                        let month_end = period_start
+                            .checked_add_months(Months::new(1))
+                            .and_then(|d| d.pred_opt())
+                            .unwrap_or(end);
+                        month_end.min(end)
+                    }
+                };
+                let units: i64 = adjustments
+                    .iter()
+                    .filter(|(d, _, _)| d <= period_start)
+                    .map(|(_, c, _)| c)
+                    .sum();
+                let key = (cs_id, *period_start);
+                let id = match self.unit_ids.get(&key) {
+                    Some(id) => *id,
+                    None => {
+                        let id = self.next_unit_id;
+                        self.next_unit_id += 1;
+                        self.unit_ids.insert(key, id);
+                        id
+                    }
+                };
+                let price = f.get("unitPrice").cloned().unwrap_or(Value::Null);
+                rows.push(json!({
+                    "id": id,
+                    "approveAndPostDate": null,
+                    "contractID": contract_id,
+                    "contractServiceID": cs_id,
+                    "cost": f.get("unitCost").cloned().unwrap_or(Value::Null),
+                    "endDate": format_date(period_end),
+                    "internalCurrencyPrice": price.clone(),
+                    "organizationalLevelAssociationID": null,
+                    "price": price,
+                    "serviceID": f.get("serviceID").cloned().unwrap_or(Value::Null),
+                    "startDate": format_date(*period_start),
+                    "units": units,
+                    "vendorCompanyID": vendor.clone(),
+                }));
+            }
+        }
+        rows.sort_by_key(|r| r.get("id").and_then(Value::as_i64).unwrap_or(0));
+        rows
+    }
+}
+
+/// Whether an input value equals the stored one (so clients may send records back unchanged).
+fn same_value(kind: Kind, old: &Value, new: &Value) -> bool {
+    match kind {
+        Kind::Double | Kind::Integer | Kind::Long => match (decimal_of(old), decimal_of(new)) {
+            (Some(a), Some(b)) => a == b,
+            _ => old == new,
+        },
+        _ => old == new,
+    }
+}
