@@ -24,6 +24,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 mod cloudmore;
+mod http;
 pub mod query;
 pub mod schema;
 pub mod seed;
@@ -60,7 +61,7 @@ impl ApiError {
 pub struct SimOptions {
     /// Added to every API request while it holds its concurrency slot.
     pub latency: Duration,
-    /// Worker threads serving requests concurrently.
+    /// Connections served at once, each on its own thread (more wait in the listen backlog).
     pub workers: usize,
     /// In-flight requests allowed per integration code and endpoint.
     pub max_concurrent_per_endpoint: usize,
@@ -70,7 +71,7 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions {
             latency: Duration::ZERO,
-            workers: 16,
+            workers: 64,
             max_concurrent_per_endpoint: 3,
         }
     }
@@ -146,6 +147,15 @@ pub struct Counters {
 
 pub struct Simulator;
 
+/// Every (method, path) the simulator serves for Autotask, spelled as in v1.json
+/// (`/V1.0/Contracts/{parentId}/Charges`).
+pub fn served_routes() -> Vec<(String, String)> {
+    match state::State::new(&Seed::default()) {
+        Ok(state) => server::served_routes(&state),
+        Err(_) => Vec::new(),
+    }
+}
+
 impl Simulator {
     /// Listens on `listen` ("127.0.0.1:0" for any free port) and serves until stopped.
     pub fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<SimHandle, SimError> {
@@ -217,7 +227,7 @@ impl SimHandle {
         self.shared.reset();
     }
 
-    /// Stops serving and waits for the workers; also done on drop.
+    /// Stops serving (closing every connection) and waits for the threads; also done on drop.
     pub fn stop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         for worker in self.workers.drain(..) {

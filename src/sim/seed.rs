@@ -9,14 +9,15 @@ use super::schema::PickValue;
 use super::SimError;
 
 /// The entities a seed may hold records for (ContractServiceUnits are derived, never seeded).
+/// In dependency order: a record may refer only to records of entities before it.
 pub const SEEDABLE: [&str; 7] = [
     "Companies",
+    "BillingCodes",
     "Contracts",
     "Services",
     "ContractServices",
     "ContractServiceAdjustments",
     "ContractCharges",
-    "BillingCodes",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]

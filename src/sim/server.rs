@@ -1,14 +1,13 @@
-//! The HTTP side: a pool of workers on a tiny_http server, routing, authentication, limits,
+//! The HTTP side: routing, authentication, limits,
 //! fault injection, and the request log.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::io::Write;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use super::http::{RawRequest, Reply};
 use serde_json::{json, Value};
-use tiny_http::{Header, Request, Response, Server};
 
 use super::cloudmore::CloudmoreState;
 use super::query::{self, PageFrom, Query};
@@ -110,17 +109,14 @@ impl Shared {
 
 pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<SimHandle, SimError> {
     let state = State::new(&seed).map_err(|e| SimError::Seed(e.errors.join("; ")))?;
-    let server = Server::http(listen).map_err(|e| SimError::Listen {
+    let listen_error = |message: String| SimError::Listen {
         addr: listen.to_string(),
-        message: e.to_string(),
-    })?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| SimError::Listen {
-            addr: listen.to_string(),
-            message: "not an IP address".into(),
-        })?;
+        message,
+    };
+    let listener = std::net::TcpListener::bind(listen).map_err(|e| listen_error(e.to_string()))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| listen_error(e.to_string()))?;
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -135,22 +131,12 @@ pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<Sim
         state: Mutex::new(state),
         control: Mutex::new(Control::new()),
     });
-    let server = Arc::new(server);
     let stop = Arc::new(AtomicBool::new(false));
-    let workers = (0..options.workers.max(1))
-        .map(|_| {
-            let (server, shared, stop) = (server.clone(), shared.clone(), stop.clone());
-            std::thread::spawn(move || {
-                while !stop.load(Ordering::SeqCst) {
-                    match server.recv_timeout(Duration::from_millis(50)) {
-                        Ok(Some(request)) => handle(&shared, request),
-                        Ok(None) => {}
-                        Err(_) => std::thread::sleep(Duration::from_millis(10)),
-                    }
-                }
-            })
-        })
-        .collect();
+    let app_shared = shared.clone();
+    let app = Arc::new(move |request: RawRequest| handle(&app_shared, request));
+    let acceptor = super::http::serve(listener, stop.clone(), options.workers, app)
+        .map_err(|e| listen_error(e.to_string()))?;
+    let workers = vec![acceptor];
     Ok(SimHandle {
         shared,
         stop,
@@ -239,31 +225,19 @@ pub(super) fn parse_form(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn handle(shared: &Shared, mut request: Request) {
-    let method = request.method().as_str().to_ascii_uppercase();
-    let url = request.url().to_string();
+fn handle(shared: &Shared, request: RawRequest) -> Reply {
+    let method = request.method.to_ascii_uppercase();
+    let url = request.url;
     let (path, query_text) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let mut raw = Vec::new();
-    let body = match request.as_reader().read_to_end(&mut raw) {
-        Ok(_) => {
-            String::from_utf8(raw.clone()).map_err(|_| "The request body is not UTF-8.".to_string())
-        }
-        Err(e) => Err(format!("The request body could not be read: {e}")),
-    };
+    let body_len = request.body.as_ref().map(Vec::len).unwrap_or(0);
+    let body = request.body.and_then(|raw| {
+        String::from_utf8(raw).map_err(|_| "The request body is not UTF-8.".to_string())
+    });
     let incoming = Incoming {
         method: method.clone(),
         path: path.to_string(),
         query: parse_form(query_text),
-        headers: request
-            .headers()
-            .iter()
-            .map(|h| {
-                (
-                    h.field.as_str().as_str().to_string(),
-                    h.value.as_str().to_string(),
-                )
-            })
-            .collect(),
+        headers: request.headers,
         body,
     };
     let mut route = format!("{method} {path}");
@@ -285,29 +259,18 @@ fn handle(shared: &Shared, mut request: Request) {
             method,
             path: url.clone(),
             status,
-            body_len: raw.len(),
+            body_len,
             at: chrono::Utc::now(),
             route,
         });
     }
     match outcome {
-        Outcome::Json(status, body) => {
-            let text = serde_json::to_string(&body).unwrap_or_else(|_| "{}".into());
-            let response = Response::from_string(text)
-                .with_status_code(status)
-                .with_header(
-                    Header::from_bytes("Content-Type", "application/json; charset=utf-8")
-                        .expect("static header"),
-                );
-            let _ = request.respond(response);
-        }
-        Outcome::Drop => {
-            // No response: garbage where the status line should be makes the client fail at
-            // once with a transport error (rather than wait), and it then closes the socket.
-            let mut writer = request.into_writer();
-            let _ = writer.write_all(b"\0\0\0\r\n\r\n");
-            let _ = writer.flush();
-        }
+        Outcome::Json(status, body) => Reply::Json(
+            status,
+            serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()),
+        ),
+        // No response at all: the connection is shut, the client sees a transport error.
+        Outcome::Drop => Reply::Drop,
     }
 }
 
@@ -870,4 +833,56 @@ fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
         Ok(body) => Outcome::Json(200, body),
         Err(e) => errors(e),
     }
+}
+
+/// Every (method, path) the simulator serves for Autotask, in v1.json's spelling
+/// (`/V1.0/Contracts/{parentId}/Charges`), so tests can check them against the Swagger.
+pub fn served_routes(state: &State) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut add = |method: &str, path: String| out.push((method.to_string(), path));
+    add("GET", "/V1.0/ThresholdInformation".into());
+    add("GET", "/V1.0/ZoneInformation".into());
+    for def in &state.defs {
+        let e = def.name;
+        for info in ["", "/fields", "/userDefinedFields"] {
+            add("GET", format!("/V1.0/{e}/entityInformation{info}"));
+        }
+        if def.can_query {
+            for q in ["query", "query/count"] {
+                add("GET", format!("/V1.0/{e}/{q}"));
+                add("POST", format!("/V1.0/{e}/{q}"));
+            }
+            add("GET", format!("/V1.0/{e}/{{id}}"));
+        }
+        if !def.child_writes_only {
+            if def.can_create {
+                add("POST", format!("/V1.0/{e}"));
+            }
+            if def.can_update {
+                add("PATCH", format!("/V1.0/{e}"));
+                add("PUT", format!("/V1.0/{e}"));
+            }
+        }
+        if let Some(child) = def.child_of_contract {
+            let base = format!("/V1.0/Contracts/{{parentId}}/{child}");
+            for info in ["", "/fields", "/userDefinedFields"] {
+                add("GET", format!("{base}/entityInformation{info}"));
+            }
+            if def.can_query {
+                add("GET", base.clone());
+                add("GET", format!("{base}/{{id}}"));
+            }
+            if def.can_create {
+                add("POST", base.clone());
+            }
+            if def.can_update {
+                add("PATCH", base.clone());
+                add("PUT", base.clone());
+            }
+            if def.can_delete {
+                add("DELETE", format!("{base}/{{id}}"));
+            }
+        }
+    }
+    out
 }

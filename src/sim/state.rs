@@ -169,7 +169,26 @@ impl State {
             self.apply_udfs(&mut record, udfs)?;
         }
         self.apply_defaults(&def, &mut record, now);
+        self.validate(&def, &record)?;
+        if self.exists(def.name, id) {
+            return Err(e500(format!("duplicate id {id}")));
+        }
+        let stamps: Vec<(String, Value)> = [
+            "lastModifiedDateTime",
+            "lastModifiedDate",
+            "lastTrackedModifiedDateTime",
+        ]
+        .iter()
+        .filter_map(|k| {
+            record
+                .fields
+                .get(*k)
+                .filter(|v| !v.is_null())
+                .map(|v| (k.to_string(), v.clone()))
+        })
+        .collect();
         self.compute(&def, &mut record, now, true);
+        record.fields.extend(stamps);
         let next = self.next_id.get(def.name).copied().unwrap_or(1);
         self.next_id.insert(def.name, next.max(id + 1));
         self.records.entry(def.name).or_default().insert(id, record);
