@@ -1,0 +1,1234 @@
+//! Syntax trees of all mapping files → one checked [`RuleSet`]. Every mistake is collected
+//! (not only the first) and every compiled rule carries the [`RuleOrigin`] it came from.
+
+use std::collections::BTreeMap;
+
+use rust_decimal::Decimal;
+
+use super::ast::{Block, File, KeyedRule, Setting, Span, Statement, Value};
+use super::diagnostic::{Diagnostic, ErrorKind, Location};
+use crate::rules::{
+    BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
+    ContractRule, ContractStart, CostSource, HandEdit, PeriodType, Policies, PriceRule,
+    PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet,
+    Ruled, ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
+};
+
+/// One mapping file, read and parsed.
+#[derive(Debug, Clone)]
+pub struct ParsedFile {
+    /// Relative to the workspace, forward slashes: `mappings/microsoft.cmat`.
+    pub name: String,
+    pub text: String,
+    pub ast: File,
+}
+
+impl ParsedFile {
+    fn location(&self, span: Span) -> Location {
+        Location::of_span(&self.name, &self.text, span)
+    }
+
+    fn origin(&self, span: Span) -> RuleOrigin {
+        RuleOrigin {
+            file: self.name.clone(),
+            line: self.location(span).line,
+        }
+    }
+}
+
+/// The blocks a file may have at its top level, in the order `cmat init` writes them.
+const TOP_BLOCKS: &[&str] = &[
+    "settings",
+    "contract",
+    "product",
+    "prices",
+    "consumption",
+    "policy",
+];
+
+const SETTINGS_KEYS: &[&str] = &[
+    "service_billing_code",
+    "product_billing_code",
+    "service_level_agreement",
+    "subscription_udf",
+    "contract_type",
+    "contract_status",
+    "timezone",
+];
+const CONTRACT_KEYS: &[&str] = &[
+    "licence_name",
+    "consumption_name",
+    "start",
+    "term_months",
+    "renewal",
+    "category",
+];
+const PRODUCT_KEYS: &[&str] = &["match"];
+const CREATE_KEYS: &[&str] = &["name", "period"];
+const PRICES_KEYS: &[&str] = &["unit_price", "unit_cost", "scale", "rounding"];
+const CONSUMPTION_KEYS: &[&str] = &["charge_name", "correction_name", "charge_type"];
+const POLICY_KEYS: &[&str] = &[
+    "removed_product",
+    "cancelled_subscription",
+    "hand_edit",
+    "billed_charge_mismatch",
+];
+
+const TOP_LEVEL_RULES: &str = "rules at the top level: `service \"SERVICE NAME\" = licence`, `company \"ORGANIZATION\" = ID`, `company column \"COLUMN\"`";
+
+/// Compiles all files together (sorted by name by the caller). `partial` says that some
+/// files did not parse: then "missing" errors are left out, since the missing part may well
+/// be in the file that failed.
+pub fn compile(files: &[ParsedFile], partial: bool) -> Result<RuleSet, Vec<Diagnostic>> {
+    let mut compiler = Compiler::default();
+    for file in files {
+        compiler.top_level(file);
+    }
+    let rules = compiler.finish(files, partial);
+    match rules {
+        Some(rules) if compiler.diagnostics.is_empty() && !partial => Ok(rules),
+        _ => Err(compiler.diagnostics),
+    }
+}
+
+/// How many rules (settings, service and company rules) the files hold: for `cmat check`.
+pub fn count_rules(files: &[ParsedFile]) -> usize {
+    fn count(statements: &[Statement]) -> usize {
+        statements
+            .iter()
+            .map(|statement| match statement {
+                Statement::Block(block) => count(&block.statements),
+                _ => 1,
+            })
+            .sum()
+    }
+    files.iter().map(|file| count(&file.ast.statements)).sum()
+}
+
+/// The settings of one block by name, after unknown and duplicate ones were reported.
+type SettingsByKey<'a> = BTreeMap<&'a str, &'a Setting>;
+
+#[derive(Default)]
+struct Compiler<'a> {
+    diagnostics: Vec<Diagnostic>,
+    blocks: BTreeMap<&'static str, (&'a ParsedFile, &'a Block)>,
+    services: BTreeMap<String, (Ruled<BillingKind>, Location)>,
+    companies: BTreeMap<String, (Ruled<i64>, Location)>,
+    company_column: Option<(Ruled<String>, Location)>,
+}
+
+impl<'a> Compiler<'a> {
+    fn report(&mut self, file: &ParsedFile, span: Span, kind: ErrorKind) {
+        self.diagnostics
+            .push(Diagnostic::at(kind, file.location(span)));
+    }
+
+    fn top_level(&mut self, file: &'a ParsedFile) {
+        for statement in &file.ast.statements {
+            match statement {
+                Statement::Setting(setting) => self.report(
+                    file,
+                    setting.key.span,
+                    ErrorKind::SettingOutsideBlock {
+                        key: setting.key.node.clone(),
+                    },
+                ),
+                Statement::CompanyColumn(link) => {
+                    let location = file.location(link.span);
+                    if let Some((_, first)) = &self.company_column {
+                        let first = first.clone();
+                        self.report(
+                            file,
+                            link.span,
+                            ErrorKind::Duplicate {
+                                what: "`company column` rule".to_string(),
+                                first,
+                            },
+                        );
+                    } else if self.non_empty(
+                        file,
+                        &link.column.node,
+                        link.column.span,
+                        "the column name",
+                    ) {
+                        self.company_column = Some((
+                            Ruled {
+                                value: link.column.node.clone(),
+                                origin: file.origin(link.span),
+                            },
+                            location,
+                        ));
+                    }
+                }
+                Statement::KeyedRule(rule) => self.top_level_rule(file, rule),
+                Statement::Block(block) => {
+                    match TOP_BLOCKS.iter().find(|name| **name == block.name.node) {
+                        Some(name) => {
+                            if let Some((first_file, first_block)) = self.blocks.get(name) {
+                                let first = first_file.location(first_block.name.span);
+                                self.report(
+                                    file,
+                                    block.name.span,
+                                    ErrorKind::Duplicate {
+                                        what: format!("`{name}` block"),
+                                        first,
+                                    },
+                                );
+                            } else {
+                                self.blocks.insert(name, (file, block));
+                            }
+                        }
+                        None => self.report(
+                            file,
+                            block.name.span,
+                            ErrorKind::UnknownBlock {
+                                name: block.name.node.clone(),
+                                valid: TOP_BLOCKS,
+                            },
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// `service "…" = kind` and `company "…" = id`.
+    fn top_level_rule(&mut self, file: &ParsedFile, rule: &KeyedRule) {
+        let origin = file.origin(rule.span);
+        let location = file.location(rule.span);
+        match rule.keyword.node.as_str() {
+            "service" => {
+                if !self.non_empty(file, &rule.key.node, rule.key.span, "the service name") {
+                    return;
+                }
+                let kind = self.choice(
+                    file,
+                    "service kind",
+                    &rule.value.node,
+                    rule.value.span,
+                    &[
+                        ("licence", BillingKind::Licence),
+                        ("consumption", BillingKind::Consumption),
+                    ],
+                );
+                if let Some((_, first)) = self.services.get(&rule.key.node) {
+                    let first = first.clone();
+                    self.report(
+                        file,
+                        rule.span,
+                        ErrorKind::Duplicate {
+                            what: format!("rule for service \"{}\"", rule.key.node),
+                            first,
+                        },
+                    );
+                } else if let Some(value) = kind {
+                    self.services
+                        .insert(rule.key.node.clone(), (Ruled { value, origin }, location));
+                }
+            }
+            "company" => {
+                if !self.non_empty(file, &rule.key.node, rule.key.span, "the organization name") {
+                    return;
+                }
+                let id = self.positive_id(file, "company", &rule.value.node, rule.value.span);
+                if let Some((_, first)) = self.companies.get(&rule.key.node) {
+                    let first = first.clone();
+                    self.report(
+                        file,
+                        rule.span,
+                        ErrorKind::Duplicate {
+                            what: format!("company link for organization \"{}\"", rule.key.node),
+                            first,
+                        },
+                    );
+                } else if let Some(value) = id {
+                    self.companies
+                        .insert(rule.key.node.clone(), (Ruled { value, origin }, location));
+                }
+            }
+            other => self.report(
+                file,
+                rule.keyword.span,
+                ErrorKind::UnknownRule {
+                    keyword: other.to_string(),
+                    place: "at the top level".to_string(),
+                    valid: TOP_LEVEL_RULES,
+                },
+            ),
+        }
+    }
+
+    fn non_empty(&mut self, file: &ParsedFile, text: &str, span: Span, what: &str) -> bool {
+        if text.trim().is_empty() {
+            self.report(
+                file,
+                span,
+                ErrorKind::EmptyText {
+                    what: what.to_string(),
+                },
+            );
+            return false;
+        }
+        true
+    }
+
+    /// Reports unknown and duplicate settings and statements a block cannot hold; returns
+    /// its settings by key, and the keyed rules and nested blocks `accept` lets through.
+    fn read_block(
+        &mut self,
+        file: &'a ParsedFile,
+        block: &'a Block,
+        valid: &'static [&'static str],
+        accept: impl Fn(&Statement) -> bool,
+    ) -> (SettingsByKey<'a>, Vec<&'a Statement>) {
+        let mut settings: SettingsByKey<'a> = BTreeMap::new();
+        let mut accepted = Vec::new();
+        let block_name = block.name.node.as_str();
+        for statement in &block.statements {
+            if accept(statement) {
+                accepted.push(statement);
+                continue;
+            }
+            match statement {
+                Statement::Setting(setting) => {
+                    let key = setting.key.node.as_str();
+                    if !valid.contains(&key) {
+                        self.report(
+                            file,
+                            setting.key.span,
+                            ErrorKind::UnknownSetting {
+                                block: block_name.to_string(),
+                                key: key.to_string(),
+                                valid,
+                            },
+                        );
+                    } else if let Some(first) = settings.get(key) {
+                        let first = file.location(first.key.span);
+                        self.report(
+                            file,
+                            setting.key.span,
+                            ErrorKind::Duplicate {
+                                what: format!("setting `{key}` in `{block_name}`"),
+                                first,
+                            },
+                        );
+                    } else {
+                        settings.insert(key, setting);
+                    }
+                }
+                Statement::Block(nested) if TOP_BLOCKS.contains(&nested.name.node.as_str()) => self
+                    .report(
+                        file,
+                        nested.name.span,
+                        ErrorKind::NestedBlock {
+                            name: nested.name.node.clone(),
+                            parent: block_name.to_string(),
+                        },
+                    ),
+                Statement::Block(nested) => self.report(
+                    file,
+                    nested.name.span,
+                    ErrorKind::UnknownBlock {
+                        name: nested.name.node.clone(),
+                        valid: if block_name == "product" {
+                            &["create"]
+                        } else {
+                            &[]
+                        },
+                    },
+                ),
+                Statement::KeyedRule(rule) => self.report(
+                    file,
+                    rule.keyword.span,
+                    ErrorKind::UnknownRule {
+                        keyword: rule.keyword.node.clone(),
+                        place: format!("inside `{block_name}`"),
+                        valid: if block_name == "product" {
+                            "inside `product`: `service \"ITEM CODE\" = SERVICE ID`"
+                        } else {
+                            TOP_LEVEL_RULES
+                        },
+                    },
+                ),
+                Statement::CompanyColumn(link) => {
+                    self.report(file, link.span, ErrorKind::MisplacedCompanyColumn)
+                }
+            }
+        }
+        (settings, accepted)
+    }
+
+    /// The setting `key`, or a "missing setting" error at the block's name.
+    fn required(
+        &mut self,
+        file: &ParsedFile,
+        block: &Block,
+        settings: &SettingsByKey<'a>,
+        key: &str,
+    ) -> Option<&'a Setting> {
+        let setting = settings.get(key).copied();
+        if setting.is_none() {
+            self.report(
+                file,
+                block.name.span,
+                ErrorKind::MissingSetting {
+                    block: block.name.node.clone(),
+                    key: key.to_string(),
+                },
+            );
+        }
+        setting
+    }
+
+    fn positive_id(
+        &mut self,
+        file: &ParsedFile,
+        setting: &str,
+        value: &Value,
+        span: Span,
+    ) -> Option<i64> {
+        match value {
+            Value::Number(number) => {
+                let id = (number.scale() == 0 && *number > Decimal::ZERO)
+                    .then(|| i64::try_from(*number).ok())
+                    .flatten();
+                if id.is_none() {
+                    self.report(
+                        file,
+                        span,
+                        ErrorKind::NotPositiveId {
+                            setting: setting.to_string(),
+                            found: number.to_string(),
+                        },
+                    );
+                }
+                id
+            }
+            other => {
+                self.type_mismatch(
+                    file,
+                    setting,
+                    "a positive whole number (an Autotask id)",
+                    other,
+                    span,
+                );
+                None
+            }
+        }
+    }
+
+    fn type_mismatch(
+        &mut self,
+        file: &ParsedFile,
+        setting: &str,
+        expected: &'static str,
+        found: &Value,
+        span: Span,
+    ) {
+        self.report(
+            file,
+            span,
+            ErrorKind::TypeMismatch {
+                setting: setting.to_string(),
+                expected,
+                found: found.describe(),
+            },
+        );
+    }
+
+    fn whole_number(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+        min: u32,
+        max: u32,
+    ) -> Option<Ruled<u32>> {
+        let key = setting.key.node.as_str();
+        let Value::Number(number) = &setting.value.node else {
+            self.type_mismatch(
+                file,
+                key,
+                "a whole number",
+                &setting.value.node,
+                setting.value.span,
+            );
+            return None;
+        };
+        let value = (number.scale() == 0)
+            .then(|| u32::try_from(*number).ok())
+            .flatten()
+            .filter(|value| (min..=max).contains(value));
+        if value.is_none() {
+            self.report(
+                file,
+                setting.value.span,
+                ErrorKind::OutOfRange {
+                    setting: key.to_string(),
+                    min,
+                    max,
+                    found: number.to_string(),
+                },
+            );
+        }
+        Some(Ruled {
+            value: value?,
+            origin: file.origin(setting.span),
+        })
+    }
+
+    fn id_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<i64>> {
+        let value = self.positive_id(
+            file,
+            &setting.key.node,
+            &setting.value.node,
+            setting.value.span,
+        )?;
+        Some(Ruled {
+            value,
+            origin: file.origin(setting.span),
+        })
+    }
+
+    fn text_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<String>> {
+        let Value::Text(text) = &setting.value.node else {
+            self.type_mismatch(
+                file,
+                &setting.key.node,
+                "a string",
+                &setting.value.node,
+                setting.value.span,
+            );
+            return None;
+        };
+        let what = format!("`{}`", setting.key.node);
+        if !self.non_empty(file, text, setting.value.span, &what) {
+            return None;
+        }
+        Some(Ruled {
+            value: text.clone(),
+            origin: file.origin(setting.span),
+        })
+    }
+
+    fn choice<T: Copy>(
+        &mut self,
+        file: &ParsedFile,
+        setting: &str,
+        value: &Value,
+        span: Span,
+        options: &[(&'static str, T)],
+    ) -> Option<T> {
+        let Value::Name(name) = value else {
+            self.type_mismatch(file, setting, "a name", value, span);
+            return None;
+        };
+        let found = options
+            .iter()
+            .find(|(option, _)| option == name)
+            .map(|(_, value)| *value);
+        if found.is_none() {
+            self.report(
+                file,
+                span,
+                ErrorKind::UnknownValue {
+                    setting: setting.to_string(),
+                    found: name.clone(),
+                    valid: options.iter().map(|(option, _)| *option).collect(),
+                },
+            );
+        }
+        found
+    }
+
+    fn choice_setting<T: Copy>(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+        options: &[(&'static str, T)],
+    ) -> Option<Ruled<T>> {
+        let value = self.choice(
+            file,
+            &setting.key.node,
+            &setting.value.node,
+            setting.value.span,
+            options,
+        )?;
+        Some(Ruled {
+            value,
+            origin: file.origin(setting.span),
+        })
+    }
+
+    fn template_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+        corrected_date_allowed: bool,
+    ) -> Option<Template> {
+        let text = self.text_setting(file, setting)?;
+        let raw_start = setting.value.span.start + 1;
+        let raw = file
+            .text
+            .get(raw_start..setting.value.span.end.saturating_sub(1))
+            .unwrap_or_default();
+        let offsets = unescaped_offsets(raw);
+        let source_span = |start: usize, end: usize| {
+            let at = |index: usize| raw_start + offsets.get(index).copied().unwrap_or(raw.len());
+            Span::new(at(start), at(end))
+        };
+        match parse_template(&text.value) {
+            Ok(parts) => {
+                let mut valid = true;
+                for (part, start, end) in &parts {
+                    if let TemplatePiece::Field(name) = part {
+                        let span = source_span(*start, *end);
+                        match TemplateField::from_name(name) {
+                            None => {
+                                valid = false;
+                                self.report(
+                                    file,
+                                    span,
+                                    ErrorKind::UnknownTemplateField {
+                                        field: name.clone(),
+                                    },
+                                );
+                            }
+                            Some(TemplateField::CorrectedDate) if !corrected_date_allowed => {
+                                valid = false;
+                                self.report(
+                                    file,
+                                    span,
+                                    ErrorKind::TemplateFieldNotHere {
+                                        field: name.clone(),
+                                    },
+                                );
+                            }
+                            Some(_) => {}
+                        }
+                    }
+                }
+                valid.then(|| Template {
+                    parts: parts
+                        .into_iter()
+                        .map(|(part, _, _)| match part {
+                            TemplatePiece::Text(text) => TemplatePart::Text(text),
+                            TemplatePiece::Field(name) => TemplateField::from_name(&name)
+                                .map(TemplatePart::Field)
+                                .unwrap_or(TemplatePart::Text(name)),
+                        })
+                        .collect(),
+                    origin: text.origin,
+                })
+            }
+            Err((kind, start, end)) => {
+                self.report(file, source_span(start, end), kind);
+                None
+            }
+        }
+    }
+
+    /// Compiles the collected blocks; `None` when anything is missing or wrong.
+    fn finish(&mut self, files: &'a [ParsedFile], partial: bool) -> Option<RuleSet> {
+        let missing_block = |compiler: &mut Self, name: &'static str| {
+            let block = compiler.blocks.get(name).copied();
+            if block.is_none() && !partial {
+                if let Some(first_file) = files.first() {
+                    compiler.diagnostics.push(Diagnostic::in_file(
+                        ErrorKind::MissingBlock {
+                            block: name.to_string(),
+                        },
+                        &first_file.name,
+                    ));
+                }
+            }
+            block
+        };
+        let settings =
+            missing_block(self, "settings").and_then(|(file, block)| self.settings(file, block));
+        let contract =
+            missing_block(self, "contract").and_then(|(file, block)| self.contract(file, block));
+        let products =
+            missing_block(self, "product").and_then(|(file, block)| self.product(file, block));
+        let prices =
+            missing_block(self, "prices").and_then(|(file, block)| self.prices(file, block));
+        let consumption = missing_block(self, "consumption")
+            .and_then(|(file, block)| self.consumption(file, block));
+        let policies =
+            missing_block(self, "policy").and_then(|(file, block)| self.policy(file, block));
+        Some(RuleSet {
+            settings: settings?,
+            services: std::mem::take(&mut self.services)
+                .into_iter()
+                .map(|(name, (rule, _))| (name, rule))
+                .collect(),
+            companies: CompanyLinks {
+                column: self.company_column.take().map(|(rule, _)| rule),
+                explicit: std::mem::take(&mut self.companies)
+                    .into_iter()
+                    .map(|(name, (rule, _))| (name, rule))
+                    .collect(),
+            },
+            contract: contract?,
+            products: products?,
+            prices: prices?,
+            consumption: consumption?,
+            policies: policies?,
+        })
+    }
+
+    fn settings(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<Settings> {
+        let (settings, _) = self.read_block(file, block, SETTINGS_KEYS, |_| false);
+        let id = |compiler: &mut Self, key: &str| {
+            compiler
+                .required(file, block, &settings, key)
+                .and_then(|setting| compiler.id_setting(file, setting))
+        };
+        let service_billing_code = id(self, "service_billing_code");
+        let product_billing_code = id(self, "product_billing_code");
+        let service_level_agreement = id(self, "service_level_agreement");
+        let subscription_udf = self
+            .required(file, block, &settings, "subscription_udf")
+            .and_then(|setting| self.text_setting(file, setting));
+        let contract_type = id(self, "contract_type");
+        let contract_status = id(self, "contract_status");
+        let timezone = self
+            .required(file, block, &settings, "timezone")
+            .and_then(|setting| self.text_setting(file, setting).map(|text| (setting, text)))
+            .and_then(|(setting, timezone)| {
+                if timezone.value == "UTC" {
+                    return Some(timezone);
+                }
+                self.report(
+                    file,
+                    setting.value.span,
+                    ErrorKind::UnsupportedTimezone {
+                        found: timezone.value,
+                    },
+                );
+                None
+            });
+        Some(Settings {
+            service_billing_code: service_billing_code?,
+            product_billing_code: product_billing_code?,
+            service_level_agreement: service_level_agreement?,
+            subscription_udf: subscription_udf?,
+            contract_type: contract_type?,
+            contract_status: contract_status?,
+            timezone: timezone?,
+        })
+    }
+
+    fn contract(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ContractRule> {
+        let (settings, _) = self.read_block(file, block, CONTRACT_KEYS, |_| false);
+        let licence_name = self
+            .required(file, block, &settings, "licence_name")
+            .and_then(|setting| self.template_setting(file, setting, false));
+        let consumption_name = self
+            .required(file, block, &settings, "consumption_name")
+            .and_then(|setting| self.template_setting(file, setting, false));
+        let start = self
+            .required(file, block, &settings, "start")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("first_billing_date", ContractStart::FirstBillingDate),
+                        ("first_billing_month", ContractStart::FirstBillingMonth),
+                    ],
+                )
+            });
+        let term_months = self
+            .required(file, block, &settings, "term_months")
+            .and_then(|setting| self.whole_number(file, setting, 1, 1200));
+        let renewal = self
+            .required(file, block, &settings, "renewal")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[("extend", Renewal::Extend), ("keep", Renewal::Keep)],
+                )
+            });
+        let category = match settings.get("category") {
+            Some(setting) => Some(self.id_setting(file, setting)?),
+            None => None,
+        };
+        Some(ContractRule {
+            name: BTreeMap::from([
+                (BillingKind::Licence, licence_name?),
+                (BillingKind::Consumption, consumption_name?),
+            ]),
+            start: start?,
+            term_months: term_months?,
+            renewal: renewal?,
+            category,
+        })
+    }
+
+    fn product(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ProductRule> {
+        let (settings, others) =
+            self.read_block(file, block, PRODUCT_KEYS, |statement| match statement {
+                Statement::KeyedRule(rule) => rule.keyword.node == "service",
+                Statement::Block(nested) => nested.name.node == "create",
+                _ => false,
+            });
+        let match_by = self
+            .required(file, block, &settings, "match")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("item_code", ProductKey::ItemCode),
+                        ("product_id", ProductKey::ProductId),
+                    ],
+                )
+            });
+        let mut explicit: BTreeMap<String, (Ruled<i64>, Location)> = BTreeMap::new();
+        let mut create: Option<(Option<ServiceCreateRule>, Location)> = None;
+        let mut valid = true;
+        for statement in others {
+            match statement {
+                Statement::KeyedRule(rule) => {
+                    if !self.non_empty(file, &rule.key.node, rule.key.span, "the product key") {
+                        valid = false;
+                        continue;
+                    }
+                    let id = self.positive_id(file, "service", &rule.value.node, rule.value.span);
+                    if let Some((_, first)) = explicit.get(&rule.key.node) {
+                        let first = first.clone();
+                        self.report(
+                            file,
+                            rule.span,
+                            ErrorKind::Duplicate {
+                                what: format!("service link for product \"{}\"", rule.key.node),
+                                first,
+                            },
+                        );
+                        valid = false;
+                    } else if let Some(value) = id {
+                        let origin = file.origin(rule.span);
+                        explicit.insert(
+                            rule.key.node.clone(),
+                            (Ruled { value, origin }, file.location(rule.span)),
+                        );
+                    } else {
+                        valid = false;
+                    }
+                }
+                Statement::Block(nested) => {
+                    if let Some((_, first)) = &create {
+                        let first = first.clone();
+                        self.report(
+                            file,
+                            nested.name.span,
+                            ErrorKind::Duplicate {
+                                what: "`create` block in `product`".to_string(),
+                                first,
+                            },
+                        );
+                        valid = false;
+                    } else {
+                        let rule = self.create(file, nested);
+                        valid &= rule.is_some();
+                        create = Some((rule, file.location(nested.name.span)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let create = match create {
+            Some((rule, _)) => Some(rule?),
+            None => None,
+        };
+        valid.then_some(())?;
+        Some(ProductRule {
+            match_by: match_by?,
+            explicit: explicit
+                .into_iter()
+                .map(|(key, (rule, _))| (key, rule))
+                .collect(),
+            create,
+        })
+    }
+
+    fn create(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ServiceCreateRule> {
+        let (settings, _) = self.read_block(file, block, CREATE_KEYS, |_| false);
+        let name = self
+            .required(file, block, &settings, "name")
+            .and_then(|setting| self.template_setting(file, setting, false));
+        let period_type = self
+            .required(file, block, &settings, "period")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("monthly", PeriodType::Monthly),
+                        ("quarterly", PeriodType::Quarterly),
+                        ("semi_annual", PeriodType::SemiAnnual),
+                        ("yearly", PeriodType::Yearly),
+                    ],
+                )
+            });
+        Some(ServiceCreateRule {
+            name: name?,
+            period_type: period_type?,
+            origin: file.origin(block.name.span),
+        })
+    }
+
+    fn prices(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<PriceRule> {
+        let (settings, _) = self.read_block(file, block, PRICES_KEYS, |_| false);
+        let unit_price = self
+            .required(file, block, &settings, "unit_price")
+            .and_then(|setting| self.price_source(file, setting));
+        let unit_cost = self
+            .required(file, block, &settings, "unit_cost")
+            .and_then(|setting| {
+                self.choice_setting(file, setting, &[("cost_price", CostSource::CostPrice)])
+            });
+        // rust_decimal keeps at most 28 decimal places.
+        let scale = self
+            .required(file, block, &settings, "scale")
+            .and_then(|setting| self.whole_number(file, setting, 0, 28));
+        let rounding = self
+            .required(file, block, &settings, "rounding")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("half_up", Rounding::HalfUp),
+                        ("half_even", Rounding::HalfEven),
+                        ("down", Rounding::Down),
+                        ("up", Rounding::Up),
+                    ],
+                )
+            });
+        Some(PriceRule {
+            unit_price: unit_price?,
+            unit_cost: unit_cost?,
+            scale: scale?,
+            rounding: rounding?,
+        })
+    }
+
+    /// `sales_price` or `cost + 15%` (kept as the fraction 0.15).
+    fn price_source(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<PriceSource>> {
+        let span = setting.value.span;
+        let value = match &setting.value.node {
+            Value::CostPlus {
+                markup,
+                percent_sign: false,
+            } => {
+                self.report(
+                    file,
+                    span,
+                    ErrorKind::MarkupNotPercent {
+                        found: markup.to_string(),
+                    },
+                );
+                None
+            }
+            Value::CostPlus { markup, .. } if markup.is_sign_negative() && !markup.is_zero() => {
+                self.report(
+                    file,
+                    span,
+                    ErrorKind::NegativeMarkup {
+                        found: markup.to_string(),
+                    },
+                );
+                None
+            }
+            Value::CostPlus { markup, .. } => {
+                Some(PriceSource::CostPlusMarkup(*markup / Decimal::ONE_HUNDRED))
+            }
+            Value::Name(name) if name == "sales_price" => Some(PriceSource::SalesPrice),
+            Value::Name(name) => {
+                self.report(
+                    file,
+                    span,
+                    ErrorKind::UnknownValue {
+                        setting: setting.key.node.clone(),
+                        found: name.clone(),
+                        valid: vec!["sales_price", "cost + PERCENT%"],
+                    },
+                );
+                None
+            }
+            other => {
+                self.type_mismatch(
+                    file,
+                    &setting.key.node,
+                    "`sales_price` or `cost + PERCENT%`",
+                    other,
+                    span,
+                );
+                None
+            }
+        };
+        Some(Ruled {
+            value: value?,
+            origin: file.origin(setting.span),
+        })
+    }
+
+    fn consumption(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ConsumptionRule> {
+        let (settings, _) = self.read_block(file, block, CONSUMPTION_KEYS, |_| false);
+        let charge_name = self
+            .required(file, block, &settings, "charge_name")
+            .and_then(|setting| self.template_setting(file, setting, false));
+        let correction_name = self
+            .required(file, block, &settings, "correction_name")
+            .and_then(|setting| self.template_setting(file, setting, true));
+        let charge_type = self
+            .required(file, block, &settings, "charge_type")
+            .and_then(|setting| self.id_setting(file, setting));
+        Some(ConsumptionRule {
+            charge_name: charge_name?,
+            correction_name: correction_name?,
+            charge_type: charge_type?,
+        })
+    }
+
+    fn policy(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<Policies> {
+        let (settings, _) = self.read_block(file, block, POLICY_KEYS, |_| false);
+        let removed_product = self
+            .required(file, block, &settings, "removed_product")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("zero_units", RemovedProduct::ZeroUnits),
+                        ("report", RemovedProduct::Report),
+                    ],
+                )
+            });
+        let cancelled_subscription = self
+            .required(file, block, &settings, "cancelled_subscription")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("report", CancelledSubscription::Report),
+                        ("end_contract", CancelledSubscription::EndContract),
+                    ],
+                )
+            });
+        let hand_edit = self
+            .required(file, block, &settings, "hand_edit")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("overwrite", HandEdit::Overwrite),
+                        ("report", HandEdit::Report),
+                    ],
+                )
+            });
+        let billed_charge_mismatch = self
+            .required(file, block, &settings, "billed_charge_mismatch")
+            .and_then(|setting| {
+                self.choice_setting(
+                    file,
+                    setting,
+                    &[
+                        ("correct", BilledChargeMismatch::Correct),
+                        ("report", BilledChargeMismatch::Report),
+                    ],
+                )
+            });
+        Some(Policies {
+            removed_product: removed_product?,
+            cancelled_subscription: cancelled_subscription?,
+            hand_edit: hand_edit?,
+            billed_charge_mismatch: billed_charge_mismatch?,
+        })
+    }
+}
+
+/// A piece of a template before its field names are checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum TemplatePiece {
+    Text(String),
+    Field(String),
+}
+
+/// A template piece with its byte range in the unescaped text.
+type LocatedPiece = (TemplatePiece, usize, usize);
+/// A template mistake with its byte range in the unescaped text.
+type LocatedTemplateError = (ErrorKind, usize, usize);
+
+/// Splits `"Azure {period} {{literal}}"` into text and `{field}` pieces, each with its byte
+/// range in the (unescaped) text; `{{` and `}}` are literal braces.
+fn parse_template(text: &str) -> Result<Vec<LocatedPiece>, LocatedTemplateError> {
+    let mut pieces = Vec::new();
+    let mut literal = String::new();
+    let mut literal_start = 0;
+    let mut characters = text.char_indices().peekable();
+    while let Some((at, character)) = characters.next() {
+        match character {
+            '{' if characters.peek().map(|(_, next)| *next) == Some('{') => {
+                characters.next();
+                literal.push('{');
+            }
+            '}' if characters.peek().map(|(_, next)| *next) == Some('}') => {
+                characters.next();
+                literal.push('}');
+            }
+            '{' => {
+                let Some(length) = text[at..].find('}') else {
+                    return Err((ErrorKind::UnclosedTemplateField, at, at + 1));
+                };
+                if !literal.is_empty() {
+                    pieces.push((
+                        TemplatePiece::Text(std::mem::take(&mut literal)),
+                        literal_start,
+                        at,
+                    ));
+                }
+                let end = at + length + 1;
+                pieces.push((
+                    TemplatePiece::Field(text[at + 1..at + length].to_string()),
+                    at,
+                    end,
+                ));
+                while characters.peek().is_some_and(|(next_at, _)| *next_at < end) {
+                    characters.next();
+                }
+                literal_start = end;
+            }
+            '}' => return Err((ErrorKind::LoneClosingBrace, at, at + 1)),
+            other => literal.push(other),
+        }
+    }
+    if !literal.is_empty() {
+        pieces.push((TemplatePiece::Text(literal), literal_start, text.len()));
+    }
+    Ok(pieces)
+}
+
+/// For each byte of the unescaped string, where it starts in the raw (escaped) one, so that
+/// errors inside templates point at the right column even after a `\"`.
+fn unescaped_offsets(raw: &str) -> Vec<usize> {
+    let mut offsets = Vec::with_capacity(raw.len() + 1);
+    let mut characters = raw.char_indices();
+    while let Some((at, character)) = characters.next() {
+        let unescaped = if character == '\\' {
+            characters
+                .next()
+                .map(|(_, escaped)| escaped)
+                .unwrap_or('\\')
+        } else {
+            character
+        };
+        offsets.extend(std::iter::repeat(at).take(unescaped.len_utf8()));
+    }
+    offsets.push(raw.len());
+    offsets
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_split_into_text_and_fields() {
+        let pieces = parse_template("A {organization} {{x}}").expect("parses");
+        assert_eq!(
+            pieces,
+            vec![
+                (TemplatePiece::Text("A ".into()), 0, 2),
+                (TemplatePiece::Field("organization".into()), 2, 16),
+                (TemplatePiece::Text(" {x}".into()), 16, 22),
+            ]
+        );
+        assert_eq!(
+            parse_template("a {b").map_err(|error| error.0),
+            Err(ErrorKind::UnclosedTemplateField)
+        );
+        assert_eq!(
+            parse_template("a } b").map_err(|error| error.0),
+            Err(ErrorKind::LoneClosingBrace)
+        );
+    }
+
+    #[test]
+    fn escaped_offsets_point_into_the_raw_text() {
+        assert_eq!(unescaped_offsets("a\\\"b"), vec![0, 1, 3, 4]);
+    }
+}
+
+#[cfg(test)]
+mod rule_set_tests {
+    use crate::mapping::{compile_sources, default_rules};
+    use crate::rules::{BillingKind, PriceSource, RuleOrigin, TemplateField, TemplatePart};
+
+    #[test]
+    fn every_rule_names_its_file_and_line() {
+        let checked =
+            compile_sources(&[("mappings/microsoft.cmat".into(), default_rules(1, 2, 3))])
+                .expect("compiles");
+        let rules = checked.rules;
+        let at = |line| RuleOrigin {
+            file: "mappings/microsoft.cmat".into(),
+            line,
+        };
+        assert_eq!(rules.settings.service_billing_code.origin, at(5));
+        assert_eq!(rules.services["Azure Plan"].origin, at(18));
+        assert_eq!(rules.services["Azure Plan"].value, BillingKind::Consumption);
+        assert_eq!(
+            rules
+                .companies
+                .column
+                .as_ref()
+                .map(|rule| rule.origin.clone()),
+            Some(at(21))
+        );
+        assert_eq!(rules.contract.name[&BillingKind::Licence].origin, at(25));
+        assert_eq!(
+            rules.contract.name[&BillingKind::Licence].parts,
+            vec![
+                TemplatePart::Text("Microsoft 365 - ".into()),
+                TemplatePart::Field(TemplateField::Organization)
+            ]
+        );
+        assert_eq!(rules.prices.unit_price.value, PriceSource::SalesPrice);
+        assert_eq!(checked.files, 1);
+        assert_eq!(checked.rule_count, 31);
+    }
+
+    #[test]
+    fn markup_is_kept_as_a_fraction() {
+        let text =
+            default_rules(1, 2, 3).replace("unit_price = sales_price", "unit_price = cost + 12.5%");
+        let rules = compile_sources(&[("mappings/m.cmat".into(), text)])
+            .expect("compiles")
+            .rules;
+        assert_eq!(
+            rules.prices.unit_price.value,
+            PriceSource::CostPlusMarkup(rust_decimal::Decimal::new(125, 3))
+        );
+    }
+
+    #[test]
+    fn rules_may_be_split_across_files() {
+        let text = default_rules(1, 2, 3);
+        let (head, tail) = text.split_at(text.find("contract {").expect("a contract block"));
+        let checked = compile_sources(&[
+            ("mappings/a.cmat".into(), head.to_string()),
+            ("mappings/b.cmat".into(), tail.to_string()),
+        ])
+        .expect("compiles");
+        assert_eq!(
+            checked.rules.contract.term_months.origin.file,
+            "mappings/b.cmat"
+        );
+        assert_eq!(checked.rules.contract.term_months.origin.line, 5);
+    }
+}
