@@ -1,10 +1,329 @@
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
 use clap::Args;
 
-use super::{CommandResult, Context};
+use super::session::{self, Loaded};
+use super::{CommandError, CommandResult, Context};
+use crate::apply::{apply_plan, scope_differences, ApplyOptions, AutotaskReader, Scope};
+use crate::autotask::{ApplyConnection, AutotaskClient};
+use crate::plan::Plan;
+use crate::store::{Access, JournalOutcome, Store};
 
 #[derive(Debug, Args)]
-pub struct ApplyArgs {}
+pub struct ApplyArgs {
+    /// A plan saved by `cmat plan --out FILE`; without it, cmat plans now and shows the plan first
+    #[arg(value_name = "PLAN_FILE")]
+    pub plan_file: Option<PathBuf>,
+    /// Write without asking (required when standard input is not a terminal)
+    #[arg(long)]
+    pub auto_approve: bool,
+}
 
-pub fn run(_context: &Context, _args: ApplyArgs) -> CommandResult {
-    Err("cmat apply is not built yet".into())
+pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
+    let mut store = session::open_store(context, Access::Write)?;
+    let mut loaded = session::load(context, &store)?;
+    let client = session::connect_autotask(context)?;
+    execute(
+        context,
+        &mut store,
+        &mut loaded,
+        &client,
+        args.plan_file.as_deref(),
+        args.auto_approve,
+    )?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an apply did, for `sync`'s exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Applied {
+    NothingToDo,
+    Written,
+}
+
+/// Plans (or reads the plan file), re-reads the plan's records from Autotask, asks, writes,
+/// and refreshes the snapshot from what was written. Shared by `apply` and `sync`.
+pub fn execute(
+    context: &Context,
+    store: &mut Store,
+    loaded: &mut Loaded,
+    client: &AutotaskClient,
+    plan_file: Option<&Path>,
+    auto_approve: bool,
+) -> Result<Applied, CommandError> {
+    let connection =
+        ApplyConnection::new(client, loaded.rules.settings.subscription_udf.value.clone());
+    let reader = &connection;
+    let plan = match plan_file {
+        Some(path) => {
+            let plan = read_plan(path)?;
+            let current = loaded.plan();
+            let mut stale = Vec::new();
+            for (what, saved, now) in [
+                (
+                    "the Autotask snapshot",
+                    &plan.digests.snapshot,
+                    &current.digests.snapshot,
+                ),
+                (
+                    "the imported bills",
+                    &plan.digests.inputs,
+                    &current.digests.inputs,
+                ),
+                (
+                    "the mapping rules",
+                    &plan.digests.mappings,
+                    &current.digests.mappings,
+                ),
+            ] {
+                if saved != now {
+                    stale.push(format!("{what} changed since the plan was made"));
+                }
+            }
+            if !stale.is_empty() {
+                return Err(stale_error(path, &stale));
+            }
+            let scope = Scope::of_plan(&plan, &loaded.snapshot);
+            let fresh = reader
+                .read_scope(&scope)
+                .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
+            let differences = scope_differences(&scope, &loaded.snapshot, &fresh);
+            if !differences.is_empty() {
+                refresh_scope(store, &scope, &fresh)?;
+                return Err(stale_error(path, &differences));
+            }
+            plan
+        }
+        None => {
+            let mut plan = loaded.plan();
+            // Units change relatively: plan only from what Autotask holds right now.
+            for _ in 0..3 {
+                if !plan.has_changes() {
+                    break;
+                }
+                let scope = Scope::of_plan(&plan, &loaded.snapshot);
+                let fresh = reader
+                    .read_scope(&scope)
+                    .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
+                let differences = scope_differences(&scope, &loaded.snapshot, &fresh);
+                if differences.is_empty() {
+                    break;
+                }
+                eprintln!(
+                    "note: Autotask differs from the snapshot in {} record(s) the plan touches (e.g. {}); planning again from what it holds now",
+                    differences.len(),
+                    differences[0]
+                );
+                refresh_scope(store, &scope, &fresh)?;
+                loaded.snapshot = store.load_snapshot()?;
+                plan = loaded.plan();
+            }
+            plan
+        }
+    };
+    resolve_journal(store, &loaded.snapshot)?;
+    let text = plan.to_text(&loaded.company_names(), context.stdout_is_terminal);
+    println!("{text}");
+    if !plan.has_changes() {
+        return Ok(Applied::NothingToDo);
+    }
+    confirm(context, auto_approve, plan.changes.len())?;
+
+    let started = Instant::now();
+    let run_id = format!(
+        "{}-{}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    );
+    let progress = context.stdout_is_terminal.then(|| {
+        let bar = indicatif::ProgressBar::new(plan.changes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes, {eta} left")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    });
+    let progress_for_writes = progress.clone();
+    let options = ApplyOptions {
+        concurrency: 3,
+        run_id: run_id.clone(),
+        now: chrono::Utc::now,
+        on_progress: progress_for_writes
+            .map(|bar| Box::new(move |done| bar.set_position(done)) as Box<dyn Fn(u64) + Sync>),
+    };
+    let report = apply_plan(&plan, &connection, store, &options)?;
+    if let Some(bar) = progress {
+        bar.finish_and_clear();
+    }
+
+    // Refresh the snapshot from Autotask so the next plan is empty without another pull.
+    let mut snapshot_now = loaded.snapshot.clone();
+    for change in &plan.changes {
+        if let Some(company) = change
+            .fields
+            .get("companyID")
+            .and_then(serde_json::Value::as_i64)
+        {
+            snapshot_now
+                .companies
+                .entry(company)
+                .or_insert_with(|| crate::snapshot::Company {
+                    id: company,
+                    company_name: String::new(),
+                    is_active: true,
+                });
+        }
+    }
+    let scope = Scope::of_plan(&plan, &snapshot_now);
+    match reader.read_scope(&scope) {
+        Ok(fresh) => refresh_scope(store, &scope, &fresh)?,
+        Err(err) => eprintln!("warning: could not re-read what was written ({err}); run `cmat pull autotask` before the next plan"),
+    }
+    loaded.snapshot = store.load_snapshot()?;
+
+    println!(
+        "\nApply {}: {} written, {} failed, {} skipped, {} with unknown outcome, in {:.1} s; {} Autotask request(s){}.",
+        run_id,
+        report.written,
+        report.failed,
+        report.skipped,
+        report.unknown,
+        started.elapsed().as_secs_f64(),
+        client.requests_sent(),
+        client
+            .hourly_usage()
+            .map(|usage| format!("; the tenant has used {} of {} this hour", usage.used, usage.limit))
+            .unwrap_or_default()
+    );
+    println!("Audit trail: cmat audit --run {run_id}");
+    if report.is_clean() {
+        return Ok(Applied::Written);
+    }
+    let mut message = format!(
+        "{} of {} change(s) did not complete:\n  {}",
+        report.failed + report.skipped + report.unknown,
+        plan.changes.len(),
+        report.failures.join("\n  ")
+    );
+    if report.budget_exhausted {
+        message.push_str("\nhint: the hour's Autotask request budget is spent; run `cmat apply` again after it rolls over: nothing is written twice");
+    } else {
+        message.push_str("\nhint: run `cmat apply` again: cmat re-reads Autotask first, so nothing is written twice");
+    }
+    Err(message.into())
+}
+
+fn read_plan(path: &Path) -> Result<Plan, CommandError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|err| format!("{}: cannot read: {err}", path.display()))?;
+    Ok(Plan::from_json(&path.display().to_string(), &text)?)
+}
+
+fn stale_error(path: &Path, reasons: &[String]) -> CommandError {
+    let shown: Vec<&str> = reasons.iter().take(10).map(String::as_str).collect();
+    let more = reasons.len().saturating_sub(shown.len());
+    format!(
+        "stale plan {}: {}{}; nothing was written (hint: run `cmat plan` again)",
+        path.display(),
+        shown.join("; "),
+        if more > 0 {
+            format!("; and {more} more")
+        } else {
+            String::new()
+        }
+    )
+    .into()
+}
+
+/// Replaces the scope's part of the stored snapshot with what Autotask holds now.
+pub fn refresh_scope(
+    store: &mut Store,
+    scope: &Scope,
+    fresh: &crate::snapshot::Snapshot,
+) -> Result<(), CommandError> {
+    let mut snapshot = store.load_snapshot()?;
+    let known = scope.restrict(&snapshot);
+    for id in known.contracts.keys() {
+        snapshot.contracts.remove(id);
+    }
+    for id in known.services.keys() {
+        snapshot.services.remove(id);
+    }
+    for id in known.contract_services.keys() {
+        snapshot.contract_services.remove(id);
+    }
+    for id in known.contract_service_units.keys() {
+        snapshot.contract_service_units.remove(id);
+    }
+    for id in known.charges.keys() {
+        snapshot.charges.remove(id);
+    }
+    let fresh = scope.restrict(fresh);
+    snapshot.contracts.extend(fresh.contracts);
+    snapshot.services.extend(fresh.services);
+    snapshot.contract_services.extend(fresh.contract_services);
+    snapshot
+        .contract_service_units
+        .extend(fresh.contract_service_units);
+    snapshot.charges.extend(fresh.charges);
+    store.replace_snapshot(&snapshot)?;
+    Ok(())
+}
+
+/// Writes left with an unknown outcome by an earlier run are settled against what Autotask
+/// now holds (the caller has just re-read it): found by natural key, or known not to have landed.
+fn resolve_journal(
+    store: &mut Store,
+    snapshot: &crate::snapshot::Snapshot,
+) -> Result<(), CommandError> {
+    for entry in store.journal_unresolved()? {
+        let key = &entry.intent.key;
+        let found = if let Some(sku) = key.strip_prefix("sku:") {
+            snapshot
+                .services
+                .values()
+                .find(|s| s.sku.as_deref() == Some(sku))
+                .map(|s| Some(s.id))
+        } else if entry.intent.entity == "Contracts" && entry.intent.action == "create" {
+            let subscription = key.strip_prefix("subscription:").unwrap_or(key);
+            snapshot
+                .contracts
+                .values()
+                .find(|c| c.subscription_id.as_deref() == Some(subscription))
+                .map(|c| Some(c.id))
+        } else {
+            // Updates and adjustments: the new plan was computed from Autotask's own values.
+            Some(None)
+        };
+        let outcome = match found {
+            Some(autotask_id) => JournalOutcome::Done { autotask_id },
+            None => JournalOutcome::Failed {
+                message: "did not land: not found in Autotask by its natural key on the next run"
+                    .into(),
+            },
+        };
+        store.journal_outcome(entry.id, &outcome)?;
+    }
+    Ok(())
+}
+
+fn confirm(context: &Context, auto_approve: bool, changes: usize) -> Result<(), CommandError> {
+    if auto_approve {
+        return Ok(());
+    }
+    if !context.stdin_is_terminal {
+        return Err("refusing to write to Autotask without confirmation: standard input is not a terminal (hint: review the plan, then pass --auto-approve)".into());
+    }
+    print!("\nWrite these {changes} change(s) to Autotask? Only 'yes' is accepted: ");
+    std::io::stdout().flush()?;
+    let mut answer = String::new();
+    std::io::stdin().lock().read_line(&mut answer)?;
+    if answer.trim() == "yes" {
+        Ok(())
+    } else {
+        Err("apply cancelled; nothing was written".into())
+    }
 }

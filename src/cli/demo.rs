@@ -1,10 +1,146 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::Args;
 
-use super::{CommandResult, Context};
+use super::apply::execute;
+use super::{session, CommandResult, Context};
+use crate::sim::{Seed, SimOptions, Simulator};
+use crate::store::{Access, AuditFilter};
+use crate::workspace::Workspace;
+
+/// The bundled fixtures: two monthly bills and a restatement (see fixtures/).
+const BILLS: [(&str, &str, &str); 3] = [
+    (
+        "bill-2026-10-01.csv",
+        include_str!("../../fixtures/bill-2026-10-01.csv"),
+        "the October bill: a new tenant is onboarded",
+    ),
+    (
+        "bill-2026-11-01.csv",
+        include_str!("../../fixtures/bill-2026-11-01.csv"),
+        "the November bill: licence counts up and down, a product removed, a new one, new Azure meters",
+    ),
+    (
+        "bill-2026-11-01-restated.csv",
+        include_str!("../../fixtures/bill-2026-11-01-restated.csv"),
+        "November's Azure charges are invoiced, then Cloudmore restates the November bill",
+    ),
+];
 
 #[derive(Debug, Args)]
-pub struct DemoArgs {}
+pub struct DemoArgs {
+    /// Where to create the demo workspace (default: a new folder under the system's temp dir)
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
 
-pub fn run(_context: &Context, _args: DemoArgs) -> CommandResult {
-    Err("cmat demo is not built yet".into())
+/// init → import → pull → plan → apply, three bills in a row, against an in-process cmat-sim.
+pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
+    let root = args
+        .dir
+        .unwrap_or_else(|| std::env::temp_dir().join(format!("cmat-demo-{}", std::process::id())));
+    if root.join(crate::workspace::CONFIG_FILE).exists() {
+        return Err(format!(
+            "{}: already holds a workspace; pass --dir with a new folder",
+            root.display()
+        )
+        .into());
+    }
+    let simulator = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default())?;
+    println!(
+        "cmat demo: the whole flow on bundled fixtures, against a local Autotask simulator.\n"
+    );
+    println!("simulator  cmat-sim on {}", simulator.base_url());
+
+    std::fs::create_dir_all(root.join(crate::workspace::MAPPINGS_DIR))?;
+    std::fs::write(
+        root.join(crate::workspace::CONFIG_FILE),
+        format!(
+            "# cmat demo workspace\n[autotask]\nbase_url = \"{}\"\n",
+            simulator.base_url()
+        ),
+    )?;
+    std::fs::write(
+        root.join(crate::workspace::MAPPINGS_DIR)
+            .join("microsoft.cmat"),
+        crate::mapping::default_rules(29682801, 29682802, 1),
+    )?;
+    std::fs::write(root.join(".gitignore"), ".cmat/\n")?;
+    println!(
+        "workspace  {} (cmat.toml, mappings/microsoft.cmat: the default rules)",
+        root.display()
+    );
+
+    let demo = Context {
+        workspace: Workspace::new(root.clone()),
+        stdout_is_terminal: context.stdout_is_terminal,
+        stdin_is_terminal: false,
+    };
+    let credentials = simulator.credentials();
+    let client = session::connect_autotask_with(
+        &demo,
+        crate::workspace::AutotaskCredentials {
+            username: credentials.username.clone(),
+            secret: crate::workspace::Secret::new(credentials.secret.clone()),
+            integration_code: crate::workspace::Secret::new(credentials.integration_code.clone()),
+        },
+    )?;
+    let mut store = session::open_store(&demo, Access::Write)?;
+    let (rules, _) = session::load_rules(&demo)?;
+    let udf = rules.settings.subscription_udf.value.clone();
+
+    for (step, (name, contents, story)) in BILLS.iter().enumerate() {
+        println!("\n━━ {}. {story} ━━", step + 1);
+        if step == 2 {
+            let billed = bill_every_charge(&simulator);
+            println!("(the simulator marks {billed} charge(s) as invoiced, as an Autotask invoice run would)");
+        }
+        let path = root.join(name);
+        std::fs::write(&path, contents)?;
+        println!("\n$ cmat import {name}");
+        let summary = crate::import::import_file(&mut store, &path, name)?;
+        print!("{}", super::import::render_summary(name, &summary));
+        println!("\n$ cmat pull autotask");
+        super::pull_autotask::pull_into(&demo, &mut store, &client, &udf)?;
+        println!("\n$ cmat apply --auto-approve");
+        let mut loaded = session::load(&demo, &store)?;
+        execute(&demo, &mut store, &mut loaded, &client, None, true)?;
+    }
+
+    println!("\n━━ 4. Run it again: nothing left to do ━━\n\n$ cmat plan");
+    let loaded = session::load(&demo, &store)?;
+    let plan = loaded.plan();
+    println!(
+        "{}",
+        plan.to_text(&loaded.company_names(), demo.stdout_is_terminal)
+    );
+    if plan.has_changes() {
+        return Err("the demo did not converge: the last plan still has changes".into());
+    }
+
+    let rows = store.audit_rows(&AuditFilter::default())?;
+    let audit_path = root.join("audit.csv");
+    let mut bytes = Vec::new();
+    crate::audit::write_csv(&rows, &mut bytes)?;
+    std::fs::write(&audit_path, bytes)?;
+    let counters = simulator.counters();
+    println!(
+        "\nDone. The simulator answered {} request(s); {} audit row(s) are in {}",
+        counters.total,
+        rows.len(),
+        audit_path.display()
+    );
+    println!("Look around: cmat -w {} status", root.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// What an invoice run does to charges: they become billed, and can no longer change.
+fn bill_every_charge(simulator: &crate::sim::SimHandle) -> usize {
+    simulator
+        .records("ContractCharges")
+        .iter()
+        .filter_map(|charge| charge.get("id").and_then(serde_json::Value::as_i64))
+        .filter(|id| simulator.set_billed(*id))
+        .count()
 }

@@ -19,6 +19,7 @@ mod init;
 mod plan;
 mod pull_autotask;
 mod pull_cloudmore;
+mod session;
 mod status;
 mod sync;
 

@@ -1,10 +1,83 @@
-use clap::Args;
+use std::path::PathBuf;
+use std::process::ExitCode;
 
-use super::{CommandResult, Context};
+use clap::{Args, ValueEnum};
+
+use super::{session, CommandResult, Context};
+use crate::plan::Plan;
+use crate::store::Access;
 
 #[derive(Debug, Args)]
-pub struct PlanArgs {}
+pub struct PlanArgs {
+    /// Also save the plan as JSON, for `cmat apply FILE`
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// How to show the plan on standard output
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+}
 
-pub fn run(_context: &Context, _args: PlanArgs) -> CommandResult {
-    Err("cmat plan is not built yet".into())
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    /// For people: grouped by company and contract, totals at the end
+    Text,
+    /// For scripts and `cmat apply` (format_version 1)
+    Json,
+    /// One row per changed field
+    Csv,
+}
+
+pub fn run(context: &Context, args: PlanArgs) -> CommandResult {
+    let store = session::open_store(context, Access::Read)?;
+    let loaded = session::load(context, &store)?;
+    let plan = loaded.plan();
+    if let Some(path) = &args.out {
+        write_atomically(path, plan.to_json().as_bytes())?;
+    }
+    print!(
+        "{}",
+        render(
+            &plan,
+            args.format,
+            &loaded.company_names(),
+            context.stdout_is_terminal
+        )
+    );
+    if loaded.snapshot.refreshed_at.is_none() {
+        eprintln!("note: the Autotask snapshot is empty: run `cmat pull autotask` so the plan sees what exists");
+    }
+    Ok(exit_code(&plan, args.detailed_exitcode))
+}
+
+pub fn render(
+    plan: &Plan,
+    format: PlanFormat,
+    company_names: &std::collections::BTreeMap<i64, String>,
+    colour: bool,
+) -> String {
+    match format {
+        PlanFormat::Text => plan.to_text(company_names, colour),
+        PlanFormat::Json => plan.to_json(),
+        PlanFormat::Csv => plan.to_csv(),
+    }
+}
+
+pub fn exit_code(plan: &Plan, detailed: bool) -> ExitCode {
+    if detailed && plan.has_changes() {
+        ExitCode::from(2)
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Write to a temporary file beside the target, then rename: never a half-written plan.
+pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), super::CommandError> {
+    let temporary = path.with_extension("tmp-cmat");
+    std::fs::write(&temporary, bytes)
+        .and_then(|()| std::fs::rename(&temporary, path))
+        .map_err(|err| format!("{}: cannot write: {err}", path.display()))?;
+    Ok(())
 }

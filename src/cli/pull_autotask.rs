@@ -6,22 +6,33 @@ use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use super::{CommandResult, Context};
+use super::{CommandError, CommandResult, Context};
 use crate::autotask::pull::{PullReport, DEFAULT_SUBSCRIPTION_UDF, ENTITIES};
-use crate::autotask::{pull_into_store, AutotaskClient, ClientOptions, PullOptions, PullProgress};
+use crate::autotask::{pull_into_store, AutotaskClient, PullOptions, PullProgress};
 use crate::store::{Access, Store};
-use crate::workspace::AutotaskCredentials;
 
 pub fn run(context: &Context) -> CommandResult {
-    let config = context.workspace.config()?;
-    let credentials = AutotaskCredentials::from_env()?;
     // Take the workspace lock before spending any request.
     let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
-    let client = AutotaskClient::connect(&config.autotask, credentials, ClientOptions::default())?;
+    let client = super::session::connect_autotask(context)?;
+    let subscription_udf = match crate::mapping::load_rules(&context.workspace.root) {
+        Ok(rules) => rules.settings.subscription_udf.value,
+        // Pulling needs no rules; without valid ones the default rules' UDF name is used.
+        Err(_) => DEFAULT_SUBSCRIPTION_UDF.to_string(),
+    };
+    pull_into(context, &mut store, &client, &subscription_udf)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Refreshes the whole snapshot and prints the summary; shared by pull, sync and demo.
+pub fn pull_into(
+    context: &Context,
+    store: &mut Store,
+    client: &AutotaskClient,
+    subscription_udf: &str,
+) -> Result<(), CommandError> {
     let options = PullOptions {
-        // The mapping settings may name another UDF; until the mapping loader is wired in
-        // here, the default rules' name is used.
-        subscription_udf: DEFAULT_SUBSCRIPTION_UDF.to_string(),
+        subscription_udf: subscription_udf.to_string(),
         ..PullOptions::default()
     };
     let bar = context.stdout_is_terminal.then(|| {
@@ -47,13 +58,13 @@ pub fn run(context: &Context) -> CommandResult {
             PullProgress::Done { .. } => bar.inc(1),
         }
     };
-    let result = pull_into_store(&client, &mut store, &options, &progress);
+    let result = pull_into_store(client, store, &options, &progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let report = result?;
-    print!("{}", summary(&report, &client));
-    Ok(ExitCode::SUCCESS)
+    print!("{}", summary(&report, client));
+    Ok(())
 }
 
 fn summary(report: &PullReport, client: &AutotaskClient) -> String {

@@ -2,16 +2,27 @@ use std::process::ExitCode;
 
 use chrono::{Datelike, Utc};
 
-use super::{CommandResult, Context};
+use super::{CommandError, CommandResult, Context};
 use crate::cloudmore::{ClientOptions, CloudmoreClient};
 use crate::store::{Access, Store};
-use crate::workspace::CloudmoreCredentials;
+use crate::workspace::{CloudmoreCredentials, Config};
 
 /// Loads the billing reports of the previous and the current month (UTC) from the Cloudmore
 /// API, as one import. The previous month is included because Cloudmore restates a bill after
 /// its month has ended (usage corrections), and a restatement must replace the stored bill.
 pub fn run(context: &Context) -> CommandResult {
     let config = context.workspace.config()?;
+    let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
+    pull_into(context, &mut store, &config)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Shared by `pull cloudmore` and `sync`.
+pub fn pull_into(
+    _context: &Context,
+    store: &mut Store,
+    config: &Config,
+) -> Result<(), CommandError> {
     let credentials = CloudmoreCredentials::from_env()?;
     let mut client =
         CloudmoreClient::new(&config.cloudmore, credentials, ClientOptions::default())?;
@@ -26,8 +37,7 @@ pub fn run(context: &Context) -> CommandResult {
         "cloudmore {:04}-{:02}..{:04}-{:02}",
         previous.0, previous.1, current.0, current.1
     );
-    let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
-    let summary = client.pull_into(&mut store, &[previous, current], &source_name)?;
+    let summary = client.pull_into(store, &[previous, current], &source_name)?;
     print!("{}", super::import::render_summary(&source_name, &summary));
-    Ok(ExitCode::SUCCESS)
+    Ok(())
 }

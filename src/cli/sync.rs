@@ -1,10 +1,93 @@
+use std::path::PathBuf;
+use std::process::ExitCode;
+
 use clap::Args;
 
-use super::{CommandResult, Context};
+use super::apply::{execute, Applied};
+use super::{session, CommandResult, Context};
+use crate::store::Access;
+
+/// Meta key: the inputs digest of the last sync that ended with Autotask matching the bills.
+pub const LAST_SYNCED_INPUTS: &str = "sync.last_inputs_digest";
+pub const LAST_SYNCED_AT: &str = "sync.last_at";
 
 #[derive(Debug, Args)]
-pub struct SyncArgs {}
+#[command(
+    after_help = "Exit codes: 0 nothing to do, 2 changes were written (or, with --dry-run, would be), 1 error.\n\n\
+Run it daily from cron:\n  15 6 * * *  cd /srv/acme && cmat sync --auto-approve >> sync.log 2>&1\n\
+or from a systemd timer (OnCalendar=*-*-* 06:15:00) whose service runs `cmat -w /srv/acme sync --auto-approve`\n\
+with the CMAT_* variables in an EnvironmentFile readable only by its user."
+)]
+pub struct SyncArgs {
+    /// Write without asking (required when not on a terminal, as under cron)
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Pull and plan, but write nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Import these Cloudmore billing reports (CSV) first, instead of pulling from the Cloudmore API
+    #[arg(long = "import", value_name = "FILE.csv")]
+    pub imports: Vec<PathBuf>,
+}
 
-pub fn run(_context: &Context, _args: SyncArgs) -> CommandResult {
-    Err("cmat sync is not built yet".into())
+/// The daily job: bring in new bills, refresh the snapshot, and apply only when a new or
+/// restated bill has arrived since the last successful sync.
+pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
+    let mut store = session::open_store(context, Access::Write)?;
+    for file in &args.imports {
+        let summary = crate::import::import_file(&mut store, file, &file.display().to_string())?;
+        print!(
+            "{}",
+            super::import::render_summary(&file.display().to_string(), &summary)
+        );
+    }
+    let config = context.workspace.config()?;
+    if args.imports.is_empty() && config.cloudmore.base_url.is_some() {
+        super::pull_cloudmore::pull_into(context, &mut store, &config)?;
+    }
+    let client = session::connect_autotask(context)?;
+    let (rules, _) = session::load_rules(context)?;
+    super::pull_autotask::pull_into(
+        context,
+        &mut store,
+        &client,
+        &rules.settings.subscription_udf.value,
+    )?;
+
+    let mut loaded = session::load(context, &store)?;
+    let last = store.get_meta(LAST_SYNCED_INPUTS)?;
+    if last.as_deref() == Some(loaded.inputs_digest.as_str())
+        && store.journal_unresolved()?.is_empty()
+    {
+        let when = store
+            .get_meta(LAST_SYNCED_AT)?
+            .unwrap_or_else(|| "an earlier run".into());
+        println!("No new or restated bill since the last sync ({when}); nothing to do.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.dry_run {
+        let plan = loaded.plan();
+        println!(
+            "{}",
+            plan.to_text(&loaded.company_names(), context.stdout_is_terminal)
+        );
+        return Ok(super::plan::exit_code(&plan, true));
+    }
+    let applied = execute(
+        context,
+        &mut store,
+        &mut loaded,
+        &client,
+        None,
+        args.auto_approve,
+    )?;
+    store.set_meta(LAST_SYNCED_INPUTS, &loaded.inputs_digest)?;
+    store.set_meta(
+        LAST_SYNCED_AT,
+        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    )?;
+    Ok(match applied {
+        Applied::NothingToDo => ExitCode::SUCCESS,
+        Applied::Written => ExitCode::from(2),
+    })
 }

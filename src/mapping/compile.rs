@@ -1127,7 +1127,7 @@ fn unescaped_offsets(raw: &str) -> Vec<usize> {
         } else {
             character
         };
-        offsets.extend(std::iter::repeat(at).take(unescaped.len_utf8()));
+        offsets.extend(std::iter::repeat_n(at, unescaped.len_utf8()));
     }
     offsets.push(raw.len());
     offsets

@@ -385,7 +385,7 @@ impl State {
     fn apply_defaults(&self, def: &EntityDef, record: &mut Record, _now: NaiveDateTime) {
         let f = &mut record.fields;
         let set_if_null = |f: &mut Map<String, Value>, k: &str, v: Value| {
-            if f.get(k).map_or(true, Value::is_null) {
+            if f.get(k).is_none_or(Value::is_null) {
                 f.insert(k.into(), v);
             }
         };
@@ -412,7 +412,7 @@ impl State {
         let f = &mut record.fields;
         if created
             && def.field("createDate").is_some()
-            && f.get("createDate").map_or(true, Value::is_null)
+            && f.get("createDate").is_none_or(Value::is_null)
         {
             f.insert("createDate".into(), stamp.clone());
         }
@@ -705,7 +705,7 @@ impl State {
                 .unwrap_or(0);
             if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
                 for (k, from) in [("unitPrice", "unitPrice"), ("unitCost", "unitCost")] {
-                    if record.fields.get(k).map_or(true, Value::is_null) {
+                    if record.fields.get(k).is_none_or(Value::is_null) {
                         let v = s.fields.get(from).cloned().unwrap_or(Value::Null);
                         record.fields.insert(k.into(), v);
                     }

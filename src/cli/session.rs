@@ -1,0 +1,99 @@
+//! What plan, apply and sync share: opening the workspace's rules, bills and snapshot, and
+//! computing a plan from them.
+
+use chrono::Utc;
+
+use super::{CommandError, Context};
+use crate::autotask::{AutotaskClient, ClientOptions};
+use crate::billing::BillLine;
+use crate::plan::{Plan, PlanInputs};
+use crate::rules::RuleSet;
+use crate::snapshot::Snapshot;
+use crate::store::{Access, Store};
+use crate::workspace::AutotaskCredentials;
+
+/// Everything a plan is computed from, loaded once.
+pub struct Loaded {
+    pub rules: RuleSet,
+    pub mapping_sources: Vec<(String, String)>,
+    pub lines: Vec<BillLine>,
+    pub snapshot: Snapshot,
+    pub inputs_digest: String,
+}
+
+impl Loaded {
+    pub fn plan(&self) -> Plan {
+        crate::plan::compute(
+            &PlanInputs {
+                rules: &self.rules,
+                lines: &self.lines,
+                snapshot: &self.snapshot,
+                mapping_sources: &self.mapping_sources,
+                inputs_digest: self.inputs_digest.clone(),
+            },
+            Utc::now(),
+        )
+    }
+
+    pub fn company_names(&self) -> std::collections::BTreeMap<i64, String> {
+        self.snapshot
+            .companies
+            .values()
+            .map(|company| (company.id, company.company_name.clone()))
+            .collect()
+    }
+}
+
+/// Checked rules; mapping errors are returned as one error carrying the full rendering.
+pub fn load_rules(context: &Context) -> Result<(RuleSet, Vec<(String, String)>), CommandError> {
+    let root = &context.workspace.root;
+    let rules = crate::mapping::load_rules(root).map_err(|diagnostics| -> CommandError {
+        format!(
+            "the mapping rules have {} error(s):\n{diagnostics}",
+            diagnostics.len()
+        )
+        .into()
+    })?;
+    let sources = crate::mapping::mapping_sources(root)?;
+    Ok((rules, sources))
+}
+
+pub fn open_store(context: &Context, access: Access) -> Result<Store, CommandError> {
+    let path = context.workspace.state_db();
+    if access == Access::Read && !path.exists() {
+        return Err(format!(
+            "{}: no state database yet (hint: run `cmat import FILE.csv` and `cmat pull autotask` first)",
+            path.display()
+        )
+        .into());
+    }
+    Ok(Store::open(&path, access)?)
+}
+
+pub fn load(context: &Context, store: &Store) -> Result<Loaded, CommandError> {
+    let (rules, mapping_sources) = load_rules(context)?;
+    Ok(Loaded {
+        rules,
+        mapping_sources,
+        lines: store.bill_lines()?,
+        snapshot: store.load_snapshot()?,
+        inputs_digest: store.inputs_digest()?,
+    })
+}
+
+/// A client for the workspace's Autotask, with credentials from the environment.
+pub fn connect_autotask(context: &Context) -> Result<AutotaskClient, CommandError> {
+    connect_autotask_with(context, AutotaskCredentials::from_env()?)
+}
+
+pub fn connect_autotask_with(
+    context: &Context,
+    credentials: AutotaskCredentials,
+) -> Result<AutotaskClient, CommandError> {
+    let config = context.workspace.config()?;
+    Ok(AutotaskClient::connect(
+        &config.autotask,
+        credentials,
+        ClientOptions::default(),
+    )?)
+}
