@@ -387,12 +387,35 @@ fn send(
         key: change.key.clone(),
         request_body: body.to_string(),
     };
-    let journal_id = lock(store)?.journal_intent(&intent)?;
-    let result = match change.action {
+    let mut journal_id = lock(store)?.journal_intent(&intent)?;
+    let mut result = match change.action {
         Action::Create | Action::Adjust => writer.create(path, body),
         Action::Update => writer.update(path, body).map(|()| change.id),
         Action::Delete => writer.delete(path).map(|()| change.id),
     };
+    // Autotask keeps one adjustment per contract service and day ("duplicate …
+    // contract_service_period"). A restated bill re-adjusting the same day is refused as
+    // such, and nothing was written: it goes again, once, on the next day.
+    if let (Action::Adjust, Err(WriteFailure::Rejected { message, .. })) = (change.action, &result)
+    {
+        if let Some(next_day) = message
+            .contains("duplicate")
+            .then(|| next_day(body))
+            .flatten()
+        {
+            lock(store)?.journal_outcome(
+                journal_id,
+                &JournalOutcome::Failed {
+                    message: message.clone(),
+                },
+            )?;
+            journal_id = lock(store)?.journal_intent(&JournalIntent {
+                request_body: next_day.to_string(),
+                ..intent
+            })?;
+            result = writer.create(path, &next_day);
+        }
+    }
     let (outcome, journal) = match result {
         Ok(id) => (
             Outcome::Written { id },
@@ -411,6 +434,19 @@ fn send(
     };
     lock(store)?.journal_outcome(journal_id, &journal)?;
     Ok(outcome)
+}
+
+/// The same adjustment body, effective one day later.
+fn next_day(body: &Value) -> Option<Value> {
+    let date: chrono::NaiveDate = body
+        .get("effectiveDate")?
+        .as_str()?
+        .get(..10)?
+        .parse()
+        .ok()?;
+    let mut moved = body.clone();
+    moved["effectiveDate"] = json!(date.succ_opt()?.to_string());
+    Some(moved)
 }
 
 fn lock<'a, 'b>(

@@ -133,11 +133,8 @@ pub fn execute(
     confirm(context, auto_approve, plan.changes.len())?;
 
     let started = Instant::now();
-    let run_id = format!(
-        "{}-{}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        std::process::id()
-    );
+    let run_id = new_run_id();
+    let requests_before = client.requests_sent();
     let progress = context.stdout_is_terminal.then(|| {
         let bar = indicatif::ProgressBar::new(plan.changes.len() as u64);
         bar.set_style(
@@ -192,7 +189,7 @@ pub fn execute(
         report.skipped,
         report.unknown,
         started.elapsed().as_secs_f64(),
-        client.requests_sent(),
+        client.requests_sent() - requests_before,
         client
             .hourly_usage()
             .map(|usage| format!("; the tenant has used {} of {} this hour", usage.used, usage.limit))
@@ -214,6 +211,17 @@ pub fn execute(
         message.push_str("\nhint: run `cmat apply` again: cmat re-reads Autotask first, so nothing is written twice");
     }
     Err(message.into())
+}
+
+/// Time, process and a per-process sequence: unique even for several applies in one second.
+fn new_run_id() -> String {
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    format!(
+        "{}-{}-{sequence}",
+        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
+        std::process::id()
+    )
 }
 
 fn read_plan(path: &Path) -> Result<Plan, CommandError> {

@@ -5,11 +5,8 @@ use clap::Args;
 
 use super::apply::{execute, Applied};
 use super::{session, CommandResult, Context};
+use crate::store::meta_keys::{LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST};
 use crate::store::Access;
-
-/// Meta key: the inputs digest of the last sync that ended with Autotask matching the bills.
-pub const LAST_SYNCED_INPUTS: &str = "sync.last_inputs_digest";
-pub const LAST_SYNCED_AT: &str = "sync.last_at";
 
 #[derive(Debug, Args)]
 #[command(
@@ -55,12 +52,12 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     )?;
 
     let mut loaded = session::load(context, &store)?;
-    let last = store.get_meta(LAST_SYNCED_INPUTS)?;
+    let last = store.get_meta(LAST_SYNC_INPUTS_DIGEST)?;
     if last.as_deref() == Some(loaded.inputs_digest.as_str())
         && store.journal_unresolved()?.is_empty()
     {
         let when = store
-            .get_meta(LAST_SYNCED_AT)?
+            .get_meta(LAST_SYNC_AT)?
             .unwrap_or_else(|| "an earlier run".into());
         println!("No new or restated bill since the last sync ({when}); nothing to do.");
         return Ok(ExitCode::SUCCESS);
@@ -81,9 +78,9 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
         None,
         args.auto_approve,
     )?;
-    store.set_meta(LAST_SYNCED_INPUTS, &loaded.inputs_digest)?;
+    store.set_meta(LAST_SYNC_INPUTS_DIGEST, &loaded.inputs_digest)?;
     store.set_meta(
-        LAST_SYNCED_AT,
+        LAST_SYNC_AT,
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     )?;
     Ok(match applied {
