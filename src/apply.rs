@@ -182,6 +182,30 @@ enum Outcome {
     Skipped(String),
 }
 
+/// Fields Autotask types as numbers. The plan keeps them as exact decimal strings; the API
+/// gets JSON numbers, as its Swagger declares them.
+const DECIMAL_FIELDS: [&str; 5] = [
+    "unitPrice",
+    "unitCost",
+    "unitQuantity",
+    "adjustedUnitPrice",
+    "adjustedUnitCost",
+];
+
+/// A decimal string as a JSON number token. The amounts cmat sends have at most 4 decimals and
+/// far fewer than 15 significant digits, so the number's text is the decimal's, exactly.
+fn api_number(amount: &str) -> Result<Value, String> {
+    let decimal: rust_decimal::Decimal = amount
+        .parse()
+        .map_err(|_| format!("{amount:?} is not a decimal amount"))?;
+    decimal
+        .normalize()
+        .to_string()
+        .parse::<serde_json::Number>()
+        .map(Value::Number)
+        .map_err(|_| format!("{amount:?} cannot be sent as a JSON number"))
+}
+
 /// The HTTP path and body of a change, with refs resolved to the ids Autotask returned.
 fn request(change: &PlanChange, ids: &BTreeMap<String, i64>) -> Result<(String, Value), String> {
     let resolve_ref = |reference: &str| {
@@ -201,6 +225,9 @@ fn request(change: &PlanChange, ids: &BTreeMap<String, i64>) -> Result<(String, 
                 json!(resolve_ref(
                     map.get("ref").and_then(Value::as_str).unwrap_or_default()
                 )?)
+            }
+            Value::String(amount) if DECIMAL_FIELDS.contains(&field.as_str()) => {
+                api_number(amount)?
             }
             other => other.clone(),
         };
@@ -646,6 +673,21 @@ mod tests {
             now: || DateTime::UNIX_EPOCH,
             on_progress: None,
         }
+    }
+
+    #[test]
+    fn amounts_go_to_autotask_as_json_numbers_with_their_exact_text() {
+        assert_eq!(api_number("20.6000").expect("number").to_string(), "20.6");
+        assert_eq!(
+            api_number("59354.1036").expect("number").to_string(),
+            "59354.1036"
+        );
+        assert_eq!(
+            api_number("-170.1084").expect("number").to_string(),
+            "-170.1084"
+        );
+        assert_eq!(api_number("1.0000").expect("number").to_string(), "1");
+        assert!(api_number("1,5").is_err());
     }
 
     #[test]
