@@ -1,10 +1,62 @@
+//! `cmat fmt [--check]`: rewrite mapping files in canonical form.
+
+use std::process::ExitCode;
+
 use clap::Args;
 
 use super::{CommandResult, Context};
+use crate::mapping::{self, Diagnostics};
 
 #[derive(Debug, Args)]
-pub struct FmtArgs {}
+pub struct FmtArgs {
+    /// Write nothing; list the files that are not in canonical form and exit 1 if any
+    #[arg(long)]
+    pub check: bool,
+}
 
-pub fn run(_context: &Context, _args: FmtArgs) -> CommandResult {
-    Err("cmat fmt is not built yet".into())
+pub fn run(context: &Context, args: FmtArgs) -> CommandResult {
+    let root = &context.workspace.root;
+    let sources = match mapping::mapping_sources(root) {
+        Ok(sources) => sources,
+        Err(diagnostics) => return Ok(report(&diagnostics)),
+    };
+    // Format everything first: a syntax error anywhere means nothing is written.
+    let mut changed = Vec::new();
+    let mut errors = Vec::new();
+    for (name, text) in &sources {
+        match mapping::format_source(name, text) {
+            Ok(formatted) if formatted != *text => changed.push((name, formatted)),
+            Ok(_) => {}
+            Err(diagnostics) => errors.extend(diagnostics),
+        }
+    }
+    if !errors.is_empty() {
+        return Ok(report(&Diagnostics::new(errors)));
+    }
+    if args.check {
+        for (name, _) in &changed {
+            println!("{name}");
+        }
+        if changed.is_empty() {
+            return Ok(ExitCode::SUCCESS);
+        }
+        eprintln!(
+            "error: {} of {} mapping files are not formatted; run `cmat fmt`",
+            changed.len(),
+            sources.len()
+        );
+        return Ok(ExitCode::from(1));
+    }
+    for (name, formatted) in &changed {
+        let path = root.join(name.as_str());
+        std::fs::write(&path, formatted)
+            .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+        println!("formatted {name}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn report(diagnostics: &Diagnostics) -> ExitCode {
+    eprint!("{diagnostics}");
+    ExitCode::from(1)
 }

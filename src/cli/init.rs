@@ -1,10 +1,158 @@
+//! `cmat init DIR`: create a workspace with the default rules.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
 use clap::Args;
 
-use super::{CommandResult, Context};
+use super::{CommandError, CommandResult, Context};
+use crate::mapping::default_rules;
+use crate::workspace::{AutotaskCredentials, CONFIG_FILE, MAPPINGS_DIR};
 
 #[derive(Debug, Args)]
-pub struct InitArgs {}
+pub struct InitArgs {
+    /// The folder to create the workspace in (created if needed)
+    pub dir: PathBuf,
+    /// Autotask BillingCodes id of use type "Recurring Contract Service" (for new Services)
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+    pub service_billing_code: Option<i64>,
+    /// Autotask BillingCodes id of the "Material Cost Code" for Azure consumption charges
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+    pub product_billing_code: Option<i64>,
+    /// Autotask Service Level Agreement id for new contracts
+    #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
+    pub sla: Option<i64>,
+}
 
-pub fn run(_context: &Context, _args: InitArgs) -> CommandResult {
-    Err("cmat init is not built yet".into())
+/// The three tenant-specific ids the default rules need.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DefaultRuleIds {
+    pub service_billing_code: i64,
+    pub product_billing_code: i64,
+    pub service_level_agreement: i64,
+}
+
+/// The ids given on the command line; any may be missing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GivenIds {
+    pub service_billing_code: Option<i64>,
+    pub product_billing_code: Option<i64>,
+    pub service_level_agreement: Option<i64>,
+}
+
+const CONFIG_TEMPLATE: &str = r#"# cmat workspace settings. No secrets here: credentials come from the environment only,
+#   CMAT_AUTOTASK_USERNAME, CMAT_AUTOTASK_SECRET, CMAT_AUTOTASK_INTEGRATION_CODE,
+#   CMAT_CLOUDMORE_USERNAME, CMAT_CLOUDMORE_PASSWORD, CMAT_CLOUDMORE_CLIENT_SECRET.
+
+[autotask]
+# Your tenant's REST base URL; when left out, cmat looks the zone up from the user name.
+# base_url = "https://webservices5.autotask.net/atservicesrest/"
+
+[cloudmore]
+# The Cloudmore API and your reseller account.
+# base_url = "https://api.cloudmore.com/"
+# reseller_id = "00000000-0000-0000-0000-000000000000"
+"#;
+
+const GITIGNORE: &str = ".cmat/\n";
+
+pub fn run(_context: &Context, args: InitArgs) -> CommandResult {
+    let ids = resolve_ids(GivenIds {
+        service_billing_code: args.service_billing_code,
+        product_billing_code: args.product_billing_code,
+        service_level_agreement: args.sla,
+    })?;
+    let rules_file = format!("{MAPPINGS_DIR}/microsoft.cmat");
+    let files: [(&str, String); 3] = [
+        (CONFIG_FILE, CONFIG_TEMPLATE.to_string()),
+        (
+            rules_file.as_str(),
+            default_rules(
+                ids.service_billing_code,
+                ids.product_billing_code,
+                ids.service_level_agreement,
+            ),
+        ),
+        (".gitignore", GITIGNORE.to_string()),
+    ];
+    // Check all before writing any: a refused init leaves the folder as it was.
+    for (relative, _) in &files {
+        let path = args.dir.join(relative);
+        if path.exists() {
+            return Err(format!(
+                "{} already exists; cmat init never overwrites a file",
+                path.display()
+            )
+            .into());
+        }
+    }
+    for (relative, contents) in &files {
+        write_new(&args.dir.join(relative), contents)?;
+    }
+    println!("created a cmat workspace in {}", args.dir.display());
+    println!("  {CONFIG_FILE}, {rules_file}, .gitignore");
+    println!(
+        "next: export the CMAT_AUTOTASK_* and CMAT_CLOUDMORE_* credentials, then run `cmat check`"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn write_new(path: &Path, contents: &str) -> Result<(), CommandError> {
+    if let Some(parent) = path.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|error| format!("cannot create {}: {error}", parent.display()))?;
+    }
+    // create_new: never clobber a file that appeared since the check above.
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+        .map_err(|error| format!("cannot create {}: {error}", path.display()))?;
+    std::io::Write::write_all(&mut file, contents.as_bytes())
+        .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
+    Ok(())
+}
+
+/// All three ids: from the flags, else looked up in Autotask when its credentials are set.
+fn resolve_ids(given: GivenIds) -> Result<DefaultRuleIds, CommandError> {
+    if let GivenIds {
+        service_billing_code: Some(service_billing_code),
+        product_billing_code: Some(product_billing_code),
+        service_level_agreement: Some(service_level_agreement),
+    } = given
+    {
+        return Ok(DefaultRuleIds {
+            service_billing_code,
+            product_billing_code,
+            service_level_agreement,
+        });
+    }
+    if AutotaskCredentials::present_in_env() {
+        return lookup_missing_ids(given);
+    }
+    let missing: Vec<&str> = [
+        (given.service_billing_code, "--service-billing-code"),
+        (given.product_billing_code, "--product-billing-code"),
+        (given.service_level_agreement, "--sla"),
+    ]
+    .into_iter()
+    .filter(|(id, _)| id.is_none())
+    .map(|(_, flag)| flag)
+    .collect();
+    Err(format!(
+        "missing {}: the default rules need these Autotask ids\n  \
+         = hint: find them in Autotask (Admin > Features & Settings > Finance, Accounting & Invoicing > \
+         Billing Codes for the two billing codes, Service Level Agreements for the SLA), or set \
+         CMAT_AUTOTASK_USERNAME, CMAT_AUTOTASK_SECRET and CMAT_AUTOTASK_INTEGRATION_CODE and \
+         cmat init looks them up",
+        missing.join(", ")
+    )
+    .into())
+}
+
+/// Finds the ids left out on the command line in Autotask itself (active billing codes of
+/// the right use type, the SLA picklist), and checks that Contracts have the
+/// "Subscription ID" field. Kept apart: the Autotask client's engineer fills it in.
+fn lookup_missing_ids(_given: GivenIds) -> Result<DefaultRuleIds, CommandError> {
+    Err("looking ids up in Autotask is not built yet; give --service-billing-code, --product-billing-code and --sla".into())
 }

@@ -189,6 +189,11 @@ impl ErrorKind {
             ErrorKind::UnclosedTemplateField | ErrorKind::LoneClosingBrace => {
                 Some("write `{{` or `}}` for a literal brace".to_string())
             }
+            ErrorKind::TypeMismatch {
+                expected: "a name",
+                found: "a string",
+                ..
+            } => Some("names such as `half_up` are written without quotes".to_string()),
             ErrorKind::UnknownValue { valid, .. } => Some(format!("valid values: {}", valid.join(", "))),
             ErrorKind::MarkupNotPercent { found } => {
                 Some(format!("write the markup as a percent: `cost + {found}%`"))

@@ -241,6 +241,7 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::percent => Some("`%`"),
         Rule::EOI => Some("end of file"),
         Rule::value
+        | Rule::inline_space
         | Rule::markup
         | Rule::kw_cost
         | Rule::COMMENT
@@ -290,15 +291,15 @@ fn token_at(text: &str, position: usize) -> (String, Span) {
         start -= 1;
     }
     let rest = &text[start..];
-    let skipped = rest.len()
-        - rest
-            .trim_start_matches([' ', '\t', '\r', '\n', '\u{feff}'])
-            .len();
+    let skipped = rest.len() - rest.trim_start_matches([' ', '\t', '\u{feff}']).len();
     let start = start + skipped;
     let rest = &text[start..];
     let Some(first) = rest.chars().next() else {
         return ("end of file".to_string(), Span::new(start, start));
     };
+    if first == '\n' || rest.starts_with("\r\n") {
+        return ("the end of the line".to_string(), Span::new(start, start));
+    }
     let is_word =
         |character: char| character.is_alphanumeric() || character == '_' || character == '.';
     let length = if is_word(first) {
@@ -366,8 +367,11 @@ mod tests {
     #[test]
     fn errors_name_what_was_expected_in_words() {
         assert_eq!(
-            first_error("contract {\n  term_months = \n}\n").0,
-            "expected a string, a number or a name, found `}`"
+            first_error("contract {\n  term_months = \n  renewal = keep\n}\n"),
+            (
+                "expected a string, a number or a name, found the end of the line".to_string(),
+                Span::new(27, 27)
+            )
         );
         assert_eq!(
             first_error("contract {\n  term_months 12\n}").0,
