@@ -267,10 +267,60 @@ impl Plan {
             if matches!(change.action, Action::Update | Action::Delete) && change.id.is_none() {
                 return Err(invalid("an update or delete needs an id".to_string()));
             }
-            change.contract_label = change.key.split('/').next().unwrap_or_default().to_string();
             known_refs.insert(change.reference.clone());
         }
         Ok(plan)
+    }
+
+    /// A saved plan carries no grouping for the text view: find each change's company and
+    /// contract again from its own fields, its parent, or the snapshot.
+    pub fn restore_grouping(&mut self, snapshot: &Snapshot) {
+        let mut planned: BTreeMap<String, (i64, String)> = BTreeMap::new();
+        for change in &mut self.changes {
+            let subscription = change
+                .key
+                .split('/')
+                .next()
+                .unwrap_or_default()
+                .trim_start_matches("subscription:");
+            let (company, label) =
+                if let Some(company) = change.fields.get("companyID").and_then(Value::as_i64) {
+                    let name = change
+                        .fields
+                        .get("contractName")
+                        .and_then(Value::as_str)
+                        .unwrap_or_default();
+                    (company, format!("{name} [{subscription}]"))
+                } else {
+                    match &change.parent {
+                        Some(PlanParent::Existing { id, .. }) => match snapshot.contracts.get(id) {
+                            Some(contract) => (
+                                contract.company_id,
+                                format!("{} [{subscription}] #{id}", contract.contract_name),
+                            ),
+                            None => (0, format!("contract #{id}")),
+                        },
+                        Some(PlanParent::Planned { reference }) => {
+                            planned.get(reference).cloned().unwrap_or_default()
+                        }
+                        None => match change.id.and_then(|id| snapshot.contracts.get(&id)) {
+                            Some(contract) => (
+                                contract.company_id,
+                                format!(
+                                    "{} [{subscription}] #{}",
+                                    contract.contract_name, contract.id
+                                ),
+                            ),
+                            None => (0, String::new()),
+                        },
+                    }
+                };
+            change.company_id = company;
+            change.contract_label = label.clone();
+            if change.entity == "Contracts" {
+                planned.insert(change.reference.clone(), (company, label));
+            }
+        }
     }
 
     /// One row per changed field: ref, action, entity, id, key, field, old, new, rule, reason.

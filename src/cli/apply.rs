@@ -59,7 +59,8 @@ pub fn execute(
     let reader = &connection;
     let plan = match plan_file {
         Some(path) => {
-            let plan = read_plan(path)?;
+            let mut plan = read_plan(path)?;
+            plan.restore_grouping(&loaded.snapshot);
             let current = loaded.plan();
             let mut stale = Vec::new();
             for (what, saved, now) in [

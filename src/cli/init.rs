@@ -22,6 +22,9 @@ pub struct InitArgs {
     /// Autotask Service Level Agreement id for new contracts
     #[arg(long, value_name = "ID", value_parser = clap::value_parser!(i64).range(1..))]
     pub sla: Option<i64>,
+    /// Your tenant's Autotask REST base URL, written to cmat.toml (default: looked up from the user name)
+    #[arg(long, value_name = "URL")]
+    pub autotask_url: Option<String>,
 }
 
 /// The three tenant-specific ids the default rules need.
@@ -56,15 +59,29 @@ const CONFIG_TEMPLATE: &str = r#"# cmat workspace settings. No secrets here: cre
 
 const GITIGNORE: &str = ".cmat/\n";
 
-pub fn run(_context: &Context, args: InitArgs) -> CommandResult {
-    let ids = resolve_ids(GivenIds {
-        service_billing_code: args.service_billing_code,
-        product_billing_code: args.product_billing_code,
-        service_level_agreement: args.sla,
-    })?;
+pub fn run(context: &Context, args: InitArgs) -> CommandResult {
+    if let Some(url) = &args.autotask_url {
+        crate::workspace::check_url(url)?;
+    }
+    let ids = resolve_ids(
+        context,
+        GivenIds {
+            service_billing_code: args.service_billing_code,
+            product_billing_code: args.product_billing_code,
+            service_level_agreement: args.sla,
+        },
+        args.autotask_url.as_deref(),
+    )?;
+    let config = match &args.autotask_url {
+        Some(url) => CONFIG_TEMPLATE.replace(
+            "# base_url = \"https://webservices5.autotask.net/atservicesrest/\"",
+            &format!("base_url = {}", toml_string(url)),
+        ),
+        None => CONFIG_TEMPLATE.to_string(),
+    };
     let rules_file = format!("{MAPPINGS_DIR}/microsoft.cmat");
     let files: [(&str, String); 3] = [
-        (CONFIG_FILE, CONFIG_TEMPLATE.to_string()),
+        (CONFIG_FILE, config),
         (
             rules_file.as_str(),
             default_rules(
@@ -114,7 +131,11 @@ fn write_new(path: &Path, contents: &str) -> Result<(), CommandError> {
 }
 
 /// All three ids: from the flags, else looked up in Autotask when its credentials are set.
-fn resolve_ids(given: GivenIds) -> Result<DefaultRuleIds, CommandError> {
+fn resolve_ids(
+    context: &Context,
+    given: GivenIds,
+    autotask_url: Option<&str>,
+) -> Result<DefaultRuleIds, CommandError> {
     if let GivenIds {
         service_billing_code: Some(service_billing_code),
         product_billing_code: Some(product_billing_code),
@@ -128,7 +149,7 @@ fn resolve_ids(given: GivenIds) -> Result<DefaultRuleIds, CommandError> {
         });
     }
     if AutotaskCredentials::present_in_env() {
-        return lookup_missing_ids(given);
+        return lookup_missing_ids(context, given, autotask_url);
     }
     let missing: Vec<&str> = [
         (given.service_billing_code, "--service-billing-code"),
@@ -151,8 +172,115 @@ fn resolve_ids(given: GivenIds) -> Result<DefaultRuleIds, CommandError> {
 }
 
 /// Finds the ids left out on the command line in Autotask itself (active billing codes of
-/// the right use type, the SLA picklist), and checks that Contracts have the
-/// "Subscription ID" field. Kept apart: the Autotask client's engineer fills it in.
-fn lookup_missing_ids(_given: GivenIds) -> Result<DefaultRuleIds, CommandError> {
-    Err("looking ids up in Autotask is not built yet; give --service-billing-code, --product-billing-code and --sla".into())
+/// the right use type, the SLA picklist) instead of sending the user to the API explorer,
+/// and checks that Contracts have the "Subscription ID" field.
+fn lookup_missing_ids(
+    context: &Context,
+    given: GivenIds,
+    autotask_url: Option<&str>,
+) -> Result<DefaultRuleIds, CommandError> {
+    let config = crate::workspace::AutotaskConfig {
+        base_url: autotask_url.map(str::to_string),
+        ..Default::default()
+    };
+    let client = crate::autotask::AutotaskClient::connect(
+        &config,
+        AutotaskCredentials::from_env()?,
+        crate::autotask::ClientOptions::default(),
+    )?;
+    let found = crate::autotask::discover_ids(&client)?;
+    if !found.has_subscription_udf {
+        eprintln!(
+            "warning: Autotask Contracts have no user-defined field \"{}\": cmat finds contracts by it.\n  \
+             = hint: add it in Autotask: Admin > Features & Settings > Application-wide (Shared) Features > \
+             User-Defined Fields > Contracts, Name \"{}\"",
+            found.subscription_udf, found.subscription_udf
+        );
+    }
+    let codes = |choices: &[crate::autotask::BillingCodeChoice]| -> Vec<(i64, String)> {
+        choices
+            .iter()
+            .map(|choice| (choice.id, choice.name.clone()))
+            .collect()
+    };
+    let slas: Vec<(i64, String)> = found
+        .slas
+        .iter()
+        .filter_map(|sla| sla.as_i64().map(|id| (id, sla.label.clone())))
+        .collect();
+    Ok(DefaultRuleIds {
+        service_billing_code: choose(
+            context,
+            given.service_billing_code,
+            "--service-billing-code",
+            "active billing code of use type Recurring Contract Service",
+            &codes(&found.service_billing_codes),
+        )?,
+        product_billing_code: choose(
+            context,
+            given.product_billing_code,
+            "--product-billing-code",
+            "active billing code of use type Material Cost Code",
+            &codes(&found.product_billing_codes),
+        )?,
+        service_level_agreement: choose(
+            context,
+            given.service_level_agreement,
+            "--sla",
+            "active Service Level Agreement",
+            &slas,
+        )?,
+    })
+}
+
+/// The given id, or the only candidate, or the user's pick on a terminal.
+fn choose(
+    context: &Context,
+    given: Option<i64>,
+    flag: &str,
+    what: &str,
+    candidates: &[(i64, String)],
+) -> Result<i64, CommandError> {
+    if let Some(id) = given {
+        return Ok(id);
+    }
+    let listing = candidates
+        .iter()
+        .map(|(id, name)| format!("{id} ({name})"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    match candidates {
+        [] => Err(format!("Autotask has no {what}; create one, then run cmat init again").into()),
+        [(id, name)] => {
+            println!("{flag} {id}: the only {what} ({name})");
+            Ok(*id)
+        }
+        _ if !context.stdin_is_terminal => Err(format!(
+            "Autotask has several candidates for {flag}: {listing}\n  = hint: pass {flag} with one of them"
+        )
+        .into()),
+        _ => {
+            println!("Pick the {what} for {flag}:");
+            for (index, (id, name)) in candidates.iter().enumerate() {
+                println!("  {}) {id} {name}", index + 1);
+            }
+            print!("number: ");
+            std::io::Write::flush(&mut std::io::stdout())?;
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            answer
+                .trim()
+                .parse::<usize>()
+                .ok()
+                .and_then(|n| n.checked_sub(1))
+                .and_then(|index| candidates.get(index))
+                .map(|(id, _)| *id)
+                .ok_or_else(|| format!("{:?} is not one of the numbers shown", answer.trim()).into())
+        }
+    }
+}
+
+/// A TOML basic string (quotes and backslashes escaped).
+fn toml_string(text: &str) -> String {
+    format!("\"{}\"", text.replace('\\', "\\\\").replace('"', "\\\""))
 }
