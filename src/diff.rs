@@ -236,6 +236,11 @@ impl<'a> SnapshotIndex<'a> {
     }
 }
 
+/// Units of a bill are read where the bill's own adjustments have all taken effect: Autotask
+/// refuses a second adjustment on the same day, so a restated bill's correction may land a
+/// day later. Any day before the next monthly bill sees the count the bill asked for.
+const BILL_SETTLING_DAYS: u64 = 27;
+
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
 struct ContractTarget {
     parent: Parent,
@@ -637,9 +642,11 @@ fn diff_contract_service(
         .effective_date
         .clamp(target.start, target.end.max(target.start));
     let current_units = match existing {
-        Some((contract_id, service_id, Some(_))) => {
-            index.units_on(contract_id, service_id, effective)
-        }
+        Some((contract_id, service_id, Some(_))) => index.units_on(
+            contract_id,
+            service_id,
+            effective + chrono::Days::new(BILL_SETTLING_DAYS),
+        ),
         _ => 0,
     };
     let label = match target.existing_id {
@@ -1358,5 +1365,48 @@ pub(crate) mod tests {
             renewal.changes[1].fields["effectiveDate"],
             json!("2027-10-01")
         );
+    }
+
+    #[test]
+    fn a_correction_that_landed_a_day_late_counts_for_its_bill() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        let october = vec![line(
+            "2026-10-01",
+            "Contoso",
+            "Microsoft CSP",
+            "S1",
+            "A",
+            "10",
+            "5",
+        )];
+        converge(&rules, &october, &mut snapshot);
+        // The restated bill's adjustment went in on 2026-10-02 (the 1st was taken).
+        let restated = vec![line(
+            "2026-10-01",
+            "Contoso",
+            "Microsoft CSP",
+            "S1",
+            "A",
+            "12",
+            "5",
+        )];
+        let plan = plan(&rules, &restated, &snapshot);
+        let adjustment = plan
+            .changes
+            .iter()
+            .find(|c| c.entity == "ContractServiceAdjustments")
+            .expect("adjust");
+        assert_eq!(adjustment.fields["unitChange"], json!(2));
+        let mut moved = plan.clone();
+        moved
+            .changes
+            .retain(|c| c.entity == "ContractServiceAdjustments");
+        moved.changes[0]
+            .fields
+            .insert("effectiveDate".into(), json!("2026-10-02"));
+        crate::tenant::play(&moved, &mut snapshot);
+        let again = self::plan(&rules, &restated, &snapshot);
+        assert!(again.changes.is_empty(), "{:#?}", again.changes);
     }
 }
