@@ -352,6 +352,15 @@ impl CloudmoreClient {
             std::thread::sleep(wait);
             wait = (wait * 2).min(self.options.max_poll_interval);
         };
+        // A resultUrl is absolute or origin-relative ("/cloudmore/api/…"), never relative to
+        // base_url's path: resolve it as a browser would.
+        let result_url = reqwest::Url::parse(&self.base_url)
+            .and_then(|base| base.join(&result_url))
+            .map(String::from)
+            .map_err(|_| CloudmoreError::Answer {
+                request: format!("GET {task_path}"),
+                message: format!("resultUrl {result_url:?} is not a URL"),
+            })?;
         let result: ReportResult = self.send(reqwest::Method::GET, &result_url, None)?;
         Ok(result.lines)
     }
