@@ -48,6 +48,14 @@ pub trait AutotaskWriter: Sync {
     /// `PATCH path` with `id` in the body (the collection URL, never `/{id}`).
     fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure>;
     fn delete(&self, path: &str) -> Result<(), WriteFailure>;
+    /// Units in force on `date` for a contract's service, read from Autotask now
+    /// (ContractServiceUnits). Asked only when Autotask refuses a second same-day adjustment.
+    fn units_on(
+        &self,
+        contract_id: i64,
+        service_id: i64,
+        date: chrono::NaiveDate,
+    ) -> Result<i64, WriteFailure>;
 }
 
 /// The records a plan touches, to re-read before writing and refresh after.
@@ -421,26 +429,45 @@ fn send(
         Action::Delete => writer.delete(path).map(|()| change.id),
     };
     // Autotask keeps one adjustment per contract service and day ("duplicate …
-    // contract_service_period"). A restated bill re-adjusting the same day is refused as
-    // such, and nothing was written: it goes again, once, on the next day.
-    if let (Action::Adjust, Err(WriteFailure::Rejected { message, .. })) = (change.action, &result)
+    // contract_service_period"), and nothing was written. The adjustment already there is
+    // either one Autotask held when the plan was made (a restated bill changing the same
+    // day's count again: the change goes, once, on the next day), or one that landed after
+    // the plan's re-read, like a killed run's write that Autotask finished late: sent again on
+    // the next day, it would count the units twice. The units in force now tell which.
+    if let (Action::Adjust, Err(WriteFailure::Rejected { status, message })) =
+        (change.action, &result)
     {
-        if let Some(next_day) = message
-            .contains("duplicate")
-            .then(|| next_day(body))
-            .flatten()
-        {
-            lock(store)?.journal_outcome(
-                journal_id,
-                &JournalOutcome::Failed {
-                    message: message.clone(),
-                },
-            )?;
-            journal_id = lock(store)?.journal_intent(&JournalIntent {
-                request_body: next_day.to_string(),
-                ..intent
-            })?;
-            result = writer.create(path, &next_day);
+        if message.contains("duplicate") {
+            match same_day(change, body, writer) {
+                SameDay::NextDay(next_day) => {
+                    lock(store)?.journal_outcome(
+                        journal_id,
+                        &JournalOutcome::Failed {
+                            message: message.clone(),
+                        },
+                    )?;
+                    journal_id = lock(store)?.journal_intent(&JournalIntent {
+                        request_body: next_day.to_string(),
+                        ..intent
+                    })?;
+                    result = writer.create(path, &next_day);
+                }
+                SameDay::Landed(reason) => {
+                    lock(store)?.journal_outcome(
+                        journal_id,
+                        &JournalOutcome::Failed {
+                            message: format!("{message} ({reason})"),
+                        },
+                    )?;
+                    return Ok(Outcome::Skipped(reason));
+                }
+                SameDay::Stop(reason) => {
+                    result = Err(WriteFailure::Rejected {
+                        status: *status,
+                        message: format!("{message}; {reason}"),
+                    });
+                }
+            }
         }
     }
     let (outcome, journal) = match result {
@@ -461,6 +488,56 @@ fn send(
     };
     lock(store)?.journal_outcome(journal_id, &journal)?;
     Ok(outcome)
+}
+
+/// What to do with an adjustment Autotask refused as a second one on the same day.
+enum SameDay {
+    /// Autotask holds what the plan was computed from: the change goes on the next day.
+    NextDay(Value),
+    /// Autotask already holds the units the change aims at: an earlier write landed.
+    Landed(String),
+    /// Autotask holds something else, or cannot be read: not sent; the next run replans.
+    Stop(String),
+}
+
+fn same_day(change: &PlanChange, body: &Value, writer: &dyn AutotaskWriter) -> SameDay {
+    let field = |name: &str| body.get(name).and_then(Value::as_i64);
+    let date = body
+        .get("effectiveDate")
+        .and_then(Value::as_str)
+        .and_then(|text| text.get(..10))
+        .and_then(|text| text.parse::<chrono::NaiveDate>().ok());
+    let (Some(contract), Some(service), Some(unit_change), Some(date), Some(next_day)) = (
+        field("contractID"),
+        field("serviceID"),
+        field("unitChange"),
+        date,
+        next_day(body),
+    ) else {
+        return SameDay::Stop("not sent: the adjustment cannot be moved to the next day".into());
+    };
+    let before = change
+        .before
+        .as_ref()
+        .and_then(|before| before.get("units"))
+        .map(plain)
+        .and_then(|units| units.parse::<i64>().ok())
+        .unwrap_or(0);
+    let target = before + unit_change;
+    // The day the plan read its units on (see `diff::units_checked_on`).
+    let checked = date.succ_opt().unwrap_or(date);
+    match writer.units_on(contract, service, checked) {
+        Ok(units) if units == before => SameDay::NextDay(next_day),
+        Ok(units) if units == target => SameDay::Landed(format!(
+            "not sent again: Autotask already holds {target} units from {date}; an earlier write of this adjustment landed after the plan was made"
+        )),
+        Ok(units) => SameDay::Stop(format!(
+            "not sent: Autotask now holds {units} units where the plan expected {before} (run `cmat apply` again to plan from them)"
+        )),
+        Err(err) => SameDay::Stop(format!(
+            "not sent: cannot re-read the units to tell whether this change already landed ({err})"
+        )),
+    }
 }
 
 /// The same adjustment body, effective one day later.
@@ -593,6 +670,8 @@ mod tests {
         sent: Mutex<Vec<(String, Value)>>,
         fail_at: Option<(usize, WriteFailure)>,
         next_id: std::sync::atomic::AtomicI64,
+        /// What `units_on` answers.
+        units: i64,
     }
 
     impl FakeAutotask {
@@ -601,6 +680,7 @@ mod tests {
                 sent: Mutex::new(Vec::new()),
                 fail_at,
                 next_id: 500.into(),
+                units: 0,
             }
         }
         fn record(&self, path: &str, body: &Value) -> Result<(), WriteFailure> {
@@ -627,6 +707,14 @@ mod tests {
         }
         fn delete(&self, path: &str) -> Result<(), WriteFailure> {
             self.record(path, &Value::Null)
+        }
+        fn units_on(
+            &self,
+            _contract_id: i64,
+            _service_id: i64,
+            _date: chrono::NaiveDate,
+        ) -> Result<i64, WriteFailure> {
+            Ok(self.units)
         }
     }
 
@@ -770,5 +858,78 @@ mod tests {
         assert!(report.budget_exhausted);
         assert_eq!(fake.sent.lock().expect("lock").len(), 1);
         assert_eq!(report.skipped, plan.changes.len() as u64 - 1);
+    }
+
+    /// The onboarding plan's adjustment (10 units of a new product) refused as a second one
+    /// on its day, with Autotask holding `units` now: what is sent, and the report.
+    fn refused_same_day(units: i64) -> (Vec<(String, Value)>, ApplyReport) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
+        let plan = onboarding_plan();
+        let adjustment = plan
+            .changes
+            .iter()
+            .find(|c| c.action == Action::Adjust)
+            .expect("an adjustment");
+        assert_eq!(adjustment.fields["unitChange"], json!(10));
+        assert_eq!(adjustment.before.as_ref().unwrap()["units"], json!("0"));
+        // Service, two contracts, then the adjustment (one at a time: a fixed order).
+        let mut fake = FakeAutotask::new(Some((
+            3,
+            WriteFailure::Rejected {
+                status: Some(500),
+                message: "Cannot insert duplicate key row in object 'dbo.contract_service_period'"
+                    .into(),
+            },
+        )));
+        fake.units = units;
+        let options = ApplyOptions {
+            concurrency: 1,
+            ..options()
+        };
+        let report = apply_plan(&plan, &fake, &mut store, &options).expect("apply");
+        let sent = fake.sent.lock().expect("lock").clone();
+        (sent, report)
+    }
+
+    fn adjustments(sent: &[(String, Value)]) -> Vec<Value> {
+        sent.iter()
+            .filter(|(path, _)| path.ends_with("/ServiceAdjustments"))
+            .map(|(_, body)| body["effectiveDate"].clone())
+            .collect()
+    }
+
+    #[test]
+    fn a_refused_same_day_adjustment_goes_on_the_next_day_when_autotask_holds_the_planned_units() {
+        let (sent, report) = refused_same_day(0);
+        assert_eq!(
+            adjustments(&sent),
+            vec![json!("2026-10-01"), json!("2026-10-02")]
+        );
+        assert!(report.is_clean(), "{report:?}");
+    }
+
+    #[test]
+    fn a_refused_same_day_adjustment_that_already_landed_is_not_sent_again() {
+        // A killed run's adjustment that Autotask finished after this run re-read the units.
+        let (sent, report) = refused_same_day(10);
+        assert_eq!(
+            adjustments(&sent),
+            vec![json!("2026-10-01")],
+            "never doubled"
+        );
+        assert_eq!(report.skipped, 1, "{report:?}");
+        assert!(
+            report.failures[0].contains("already holds 10 units"),
+            "{report:?}"
+        );
+    }
+
+    #[test]
+    fn a_refused_same_day_adjustment_is_not_moved_when_autotask_holds_something_else() {
+        let (sent, report) = refused_same_day(4);
+        assert_eq!(adjustments(&sent), vec![json!("2026-10-01")]);
+        assert_eq!(report.failed, 1, "{report:?}");
+        assert!(report.failures[0].contains("holds 4 units"), "{report:?}");
     }
 }

@@ -221,25 +221,36 @@ impl<'a> SnapshotIndex<'a> {
         }
     }
 
-    /// Units in force on `date`: the period containing it, else the last one before it.
+    /// Units in force on `date` (see [`units_in_force`]).
     fn units_on(&self, contract_id: i64, service_id: i64, date: NaiveDate) -> i64 {
-        let Some(periods) = self.units.get(&(contract_id, service_id)) else {
-            return 0;
-        };
-        periods
-            .iter()
-            .rev()
-            .find(|unit| unit.start_date <= date && date <= unit.end_date)
-            .or_else(|| periods.iter().rev().find(|unit| unit.start_date <= date))
-            .map(|unit| unit.units)
+        self.units
+            .get(&(contract_id, service_id))
+            .map(|periods| units_in_force(periods, date))
             .unwrap_or(0)
     }
 }
 
-/// Units of a bill are read where the bill's own adjustments have all taken effect: Autotask
-/// refuses a second adjustment on the same day, so a restated bill's correction may land a
-/// day later. Any day before the next monthly bill sees the count the bill asked for.
-const BILL_SETTLING_DAYS: u64 = 27;
+/// Units in force on `date` among one contract service's periods (sorted by start date): the
+/// period containing it, else the last one before it, else 0.
+pub fn units_in_force(periods: &[&crate::snapshot::ContractServiceUnit], date: NaiveDate) -> i64 {
+    periods
+        .iter()
+        .rev()
+        .find(|unit| unit.start_date <= date && date <= unit.end_date)
+        .or_else(|| periods.iter().rev().find(|unit| unit.start_date <= date))
+        .map(|unit| unit.units)
+        .unwrap_or(0)
+}
+
+/// The day whose units say what a bill effective on `date` has left in force. Autotask keeps
+/// one adjustment per contract service and day, so apply puts a second change for the same
+/// day (a restated bill) on the next day: the units in force after a bill are those of the
+/// day after its date, when that day is still inside the contract.
+pub fn units_checked_on(date: NaiveDate, contract_end: NaiveDate) -> NaiveDate {
+    date.succ_opt()
+        .filter(|next| *next <= contract_end)
+        .unwrap_or(date)
+}
 
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
 struct ContractTarget {
@@ -645,7 +656,7 @@ fn diff_contract_service(
         Some((contract_id, service_id, Some(_))) => index.units_on(
             contract_id,
             service_id,
-            effective + chrono::Days::new(BILL_SETTLING_DAYS),
+            units_checked_on(effective, target.end),
         ),
         _ => 0,
     };

@@ -2,12 +2,14 @@
 
 use std::collections::BTreeSet;
 
+use chrono::NaiveDate;
 use serde_json::Value;
 
 use super::client::{AutotaskClient, AutotaskError};
 use super::pull::{add_records, DEFAULT_SUBSCRIPTION_UDF};
-use super::query::{chunked_in, FilterValue};
+use super::query::{chunked_in, Condition, Filter, FilterValue};
 use crate::apply::{AutotaskReader, AutotaskWriter, Scope, WriteFailure};
+use crate::diff::units_in_force;
 use crate::snapshot::Snapshot;
 
 /// Apply's view of Autotask: the client plus the name of the subscription UDF.
@@ -51,6 +53,14 @@ impl AutotaskWriter for ApplyConnection<'_> {
     fn delete(&self, path: &str) -> Result<(), WriteFailure> {
         self.client.delete(path).map_err(write_failure)
     }
+    fn units_on(
+        &self,
+        contract_id: i64,
+        service_id: i64,
+        date: NaiveDate,
+    ) -> Result<i64, WriteFailure> {
+        units_on(self.client, contract_id, service_id, date)
+    }
 }
 
 impl AutotaskWriter for AutotaskClient {
@@ -63,6 +73,42 @@ impl AutotaskWriter for AutotaskClient {
     fn delete(&self, path: &str) -> Result<(), WriteFailure> {
         AutotaskClient::delete(self, path).map_err(write_failure)
     }
+    fn units_on(
+        &self,
+        contract_id: i64,
+        service_id: i64,
+        date: NaiveDate,
+    ) -> Result<i64, WriteFailure> {
+        units_on(self, contract_id, service_id, date)
+    }
+}
+
+/// Units in force on `date` for a contract's service: one query of ContractServiceUnits.
+fn units_on(
+    client: &AutotaskClient,
+    contract_id: i64,
+    service_id: i64,
+    date: NaiveDate,
+) -> Result<i64, WriteFailure> {
+    let filter = Filter::new(Condition::eq("contractID", contract_id))
+        .and_then(|filter| filter.and(Condition::eq("serviceID", service_id)))
+        .map_err(|source| {
+            write_failure(AutotaskError::Filter {
+                request: "POST ContractServiceUnits/query".into(),
+                source,
+            })
+        })?;
+    let mut snapshot = Snapshot::default();
+    read_filtered(
+        client,
+        &mut snapshot,
+        "ContractServiceUnits",
+        filter,
+        DEFAULT_SUBSCRIPTION_UDF,
+    )?;
+    let mut periods: Vec<_> = snapshot.contract_service_units.values().collect();
+    periods.sort_by_key(|unit| (unit.start_date, unit.id));
+    Ok(units_in_force(&periods, date))
 }
 
 impl AutotaskReader for ApplyConnection<'_> {
@@ -136,13 +182,23 @@ fn read_in(
         })
     })?;
     for filter in filters {
-        let records = client.query(entity, &filter).map_err(write_failure)?;
-        add_records(snapshot, entity, &records, subscription_udf).map_err(|err| {
-            WriteFailure::Rejected {
-                status: None,
-                message: format!("Autotask sent a record cmat cannot read: {err}"),
-            }
-        })?;
+        read_filtered(client, snapshot, entity, filter, subscription_udf)?;
     }
     Ok(())
+}
+
+fn read_filtered(
+    client: &AutotaskClient,
+    snapshot: &mut Snapshot,
+    entity: &str,
+    filter: Filter,
+    subscription_udf: &str,
+) -> Result<(), WriteFailure> {
+    let records = client.query(entity, &filter).map_err(write_failure)?;
+    add_records(snapshot, entity, &records, subscription_udf).map_err(|err| {
+        WriteFailure::Rejected {
+            status: None,
+            message: format!("Autotask sent a record cmat cannot read: {err}"),
+        }
+    })
 }
