@@ -101,7 +101,9 @@ fn init_without_ids_or_credentials_names_the_missing_flags() {
 }
 
 #[test]
-fn init_with_credentials_would_look_the_ids_up() {
+fn init_with_partial_credentials_names_the_missing_variable() {
+    // With credentials cmat looks the ids up in Autotask (tests/sync_cli.rs runs that
+    // against cmat-sim); an incomplete set is refused before any request.
     let workspace = TestWorkspace::new();
     let run = workspace.cmat_with_env(
         &["init", "new"],
@@ -110,10 +112,11 @@ fn init_with_credentials_would_look_the_ids_up() {
     assert_eq!(run.status, 1);
     assert!(
         run.stderr
-            .starts_with("error: looking ids up in Autotask is not built yet"),
+            .starts_with("error: environment variable CMAT_AUTOTASK_SECRET is not set"),
         "{}",
         run.stderr
     );
+    assert!(!workspace.path().join("new").exists());
 }
 
 #[test]
