@@ -87,6 +87,8 @@ pub struct AutotaskConfig {
     pub zone_lookup_url: Option<String>,
     /// Share of the hourly request threshold cmat may use before it stops (default 0.5).
     pub max_hourly_share: Option<rust_decimal::Decimal>,
+    /// Seconds to let writes of a run that died land before re-reading (default 15).
+    pub settle_seconds: Option<u64>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

@@ -54,6 +54,7 @@ pub fn execute(
     plan_file: Option<&Path>,
     auto_approve: bool,
 ) -> Result<Applied, CommandError> {
+    settle_earlier_writes(context, store)?;
     let connection =
         ApplyConnection::new(client, loaded.rules.settings.subscription_udf.value.clone());
     let reader = &connection;
@@ -212,6 +213,36 @@ pub fn execute(
         message.push_str("\nhint: run `cmat apply` again: cmat re-reads Autotask first, so nothing is written twice");
     }
     Err(message.into())
+}
+
+/// Waits until writes a run that died left without any outcome had time to land: Autotask goes
+/// on executing a request after its client is gone, and a re-read made before it lands would
+/// not see it, so the write would be sent twice. `[autotask] settle_seconds` (default 15).
+fn settle_earlier_writes(context: &Context, store: &Store) -> Result<(), CommandError> {
+    let pending = store
+        .journal_unresolved()?
+        .into_iter()
+        .filter(|entry| entry.outcome == JournalOutcome::Pending)
+        .map(|entry| entry.recorded_at)
+        .max();
+    let Some(newest) = pending else {
+        return Ok(());
+    };
+    let seconds = context
+        .workspace
+        .config()?
+        .autotask
+        .settle_seconds
+        .unwrap_or(15);
+    let wait = newest + chrono::Duration::seconds(seconds as i64) - chrono::Utc::now();
+    if let Ok(wait) = wait.to_std() {
+        eprintln!(
+            "note: an earlier run stopped while writing; waiting {} s for its last writes to land before re-reading Autotask",
+            wait.as_secs() + 1
+        );
+        std::thread::sleep(wait);
+    }
+    Ok(())
 }
 
 /// Time, process and a per-process sequence: unique even for several applies in one second.

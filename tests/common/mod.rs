@@ -115,7 +115,10 @@ impl SimWorkspace {
         let ws = TestWorkspace::new();
         ws.write(
             "cmat.toml",
-            &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()),
+            &format!(
+                "[autotask]\nbase_url = \"{}\"\nsettle_seconds = 1\n",
+                sim.base_url()
+            ),
         );
         ws.write(
             "mappings/microsoft.cmat",
