@@ -11,7 +11,7 @@ use crate::store::Access;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 nothing to do, 2 changes were written (or, with --dry-run, would be), 1 error.\n\n\
-Run it daily from cron:\n  15 6 * * *  cd /srv/acme && cmat sync --auto-approve >> sync.log 2>&1\n\
+Run it daily from cron:\n  15 6 * * *  . /etc/cmat/acme.env && cmat -w /srv/acme sync --auto-approve >> /var/log/cmat-acme.log 2>&1\n\
 or from a systemd timer (OnCalendar=*-*-* 06:15:00) whose service runs `cmat -w /srv/acme sync --auto-approve`\n\
 with the CMAT_* variables in an EnvironmentFile readable only by its user."
 )]
