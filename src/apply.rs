@@ -7,6 +7,7 @@
 //! Autotask really holds, finding a landed create by its natural key.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
@@ -288,121 +289,156 @@ pub fn apply_plan(
     store: &mut Store,
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
-    let store = Mutex::new(store);
-    let ids: Mutex<BTreeMap<String, i64>> = Mutex::new(BTreeMap::new());
-    let outcomes: Mutex<BTreeMap<usize, Outcome>> = Mutex::new(BTreeMap::new());
-    let stop = std::sync::atomic::AtomicBool::new(false);
-    let store_error: Mutex<Option<StoreError>> = Mutex::new(None);
-
-    let mut phases: BTreeMap<u8, Vec<usize>> = BTreeMap::new();
+    let run = Run {
+        plan,
+        writer,
+        options,
+        store: Mutex::new(store),
+        ids: Mutex::new(BTreeMap::new()),
+        outcomes: Mutex::new(BTreeMap::new()),
+        stop: AtomicBool::new(false),
+        store_error: Mutex::new(None),
+        done: AtomicU64::new(0),
+    };
+    let mut phases: BTreeMap<u8, VecDeque<usize>> = BTreeMap::new();
     for (index, change) in plan.changes.iter().enumerate() {
         let phase = Entity::from_name(&change.entity)
             .map(Entity::phase)
             .unwrap_or(u8::MAX);
-        phases.entry(phase).or_default().push(index);
+        phases.entry(phase).or_default().push_back(index);
     }
-    let done = std::sync::atomic::AtomicU64::new(0);
-    for indexes in phases.values() {
-        let queue = Mutex::new(indexes.iter().copied().collect::<VecDeque<_>>());
+    // A phase ends before the next starts: children need their parents' ids.
+    for queue in phases.into_values() {
+        let queue = Mutex::new(queue);
         std::thread::scope(|scope| {
             for _ in 0..options.concurrency.max(1) {
-                scope.spawn(|| loop {
-                    let Some(index) = queue.lock().ok().and_then(|mut queue| queue.pop_front())
-                    else {
-                        return;
-                    };
-                    let change = &plan.changes[index];
-                    let outcome = if stop.load(std::sync::atomic::Ordering::SeqCst) {
-                        Outcome::Skipped("not sent: the run stopped early".into())
-                    } else {
-                        let prepared = ids
-                            .lock()
-                            .map(|ids| request(change, &ids))
-                            .unwrap_or_else(|_| Err("internal lock poisoned".to_string()));
-                        match prepared {
-                            Err(reason) => Outcome::Skipped(format!("not sent: {reason}")),
-                            Ok((path, body)) => {
-                                match send(change, &path, &body, writer, &store, &options.run_id) {
-                                    Ok(outcome) => outcome,
-                                    Err(err) => {
-                                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                                        if let Ok(mut slot) = store_error.lock() {
-                                            slot.get_or_insert(err);
-                                        }
-                                        Outcome::Skipped(
-                                            "not sent: the state database failed".into(),
-                                        )
-                                    }
-                                }
-                            }
-                        }
-                    };
-                    if let Outcome::Written { id: Some(id) } = &outcome {
-                        if let Ok(mut ids) = ids.lock() {
-                            ids.insert(change.reference.clone(), *id);
-                        }
-                    }
-                    if let Outcome::Failed(WriteFailure::Budget { .. }) = &outcome {
-                        stop.store(true, std::sync::atomic::Ordering::SeqCst);
-                    }
-                    let rows = audit_rows(change, &outcome, &options.run_id, (options.now)());
-                    if let Ok(mut store) = store.lock() {
-                        if let Err(err) = store.append_audit(&rows) {
-                            if let Ok(mut slot) = store_error.lock() {
-                                slot.get_or_insert(err);
-                            }
-                        }
-                    }
-                    if let Ok(mut outcomes) = outcomes.lock() {
-                        outcomes.insert(index, outcome);
-                    }
-                    let count = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-                    if let Some(progress) = &options.on_progress {
-                        progress(count);
+                scope.spawn(|| {
+                    while let Some(index) =
+                        queue.lock().ok().and_then(|mut queue| queue.pop_front())
+                    {
+                        run.apply_one(index);
                     }
                 });
             }
         });
     }
-    if let Some(err) = store_error.into_inner().ok().flatten() {
-        return Err(ApplyError::Store(err));
-    }
-    let mut report = ApplyReport {
-        run_id: options.run_id.clone(),
-        ..ApplyReport::default()
-    };
-    for (index, outcome) in outcomes.into_inner().unwrap_or_default() {
-        let change = &plan.changes[index];
-        let label = format!(
-            "{} {} {}",
-            change.reference,
-            crate::plan::action_name(change.action),
-            change.entity
-        );
-        match outcome {
-            Outcome::Written { .. } => report.written += 1,
-            Outcome::Failed(failure) => {
-                match failure {
-                    WriteFailure::OutcomeUnknown { .. } => report.unknown += 1,
-                    WriteFailure::Budget { .. } => {
-                        report.budget_exhausted = true;
-                        report.failed += 1;
-                    }
-                    WriteFailure::Rejected { .. } => report.failed += 1,
-                }
-                report
-                    .failures
-                    .push(format!("{label} ({}): {failure}", change.key));
+    run.report()
+}
+
+/// The state one apply shares between its writer threads.
+struct Run<'a, 'b> {
+    plan: &'a Plan,
+    writer: &'a dyn AutotaskWriter,
+    options: &'a ApplyOptions,
+    store: Mutex<&'b mut Store>,
+    /// Plan refs → ids Autotask returned.
+    ids: Mutex<BTreeMap<String, i64>>,
+    outcomes: Mutex<BTreeMap<usize, Outcome>>,
+    /// Set when the hour's budget is spent or the state database fails: send nothing more.
+    stop: AtomicBool,
+    store_error: Mutex<Option<StoreError>>,
+    done: AtomicU64,
+}
+
+impl Run<'_, '_> {
+    fn apply_one(&self, index: usize) {
+        let change = &self.plan.changes[index];
+        let outcome = self.outcome_of(change);
+        if let Outcome::Written { id: Some(id) } = &outcome {
+            if let Ok(mut ids) = self.ids.lock() {
+                ids.insert(change.reference.clone(), *id);
             }
-            Outcome::Skipped(reason) => {
-                report.skipped += 1;
-                report
-                    .failures
-                    .push(format!("{label} ({}): {reason}", change.key));
+        }
+        if let Outcome::Failed(WriteFailure::Budget { .. }) = &outcome {
+            self.stop.store(true, Ordering::SeqCst);
+        }
+        let rows = audit_rows(change, &outcome, &self.options.run_id, (self.options.now)());
+        if let Err(err) = lock(&self.store).and_then(|mut store| store.append_audit(&rows)) {
+            self.fail_store(err);
+        }
+        if let Ok(mut outcomes) = self.outcomes.lock() {
+            outcomes.insert(index, outcome);
+        }
+        let count = self.done.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Some(progress) = &self.options.on_progress {
+            progress(count);
+        }
+    }
+
+    fn outcome_of(&self, change: &PlanChange) -> Outcome {
+        if self.stop.load(Ordering::SeqCst) {
+            return Outcome::Skipped("not sent: the run stopped early".into());
+        }
+        let prepared = self
+            .ids
+            .lock()
+            .map_err(|_| "internal lock poisoned".to_string())
+            .and_then(|ids| request(change, &ids));
+        let (path, body) = match prepared {
+            Ok(prepared) => prepared,
+            Err(reason) => return Outcome::Skipped(format!("not sent: {reason}")),
+        };
+        match send(
+            change,
+            &path,
+            &body,
+            self.writer,
+            &self.store,
+            &self.options.run_id,
+        ) {
+            Ok(outcome) => outcome,
+            Err(err) => {
+                self.fail_store(err);
+                Outcome::Skipped("not sent: the state database failed".into())
             }
         }
     }
-    Ok(report)
+
+    fn fail_store(&self, err: StoreError) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Ok(mut slot) = self.store_error.lock() {
+            slot.get_or_insert(err);
+        }
+    }
+
+    fn report(self) -> Result<ApplyReport, ApplyError> {
+        if let Some(err) = self.store_error.into_inner().ok().flatten() {
+            return Err(ApplyError::Store(err));
+        }
+        let mut report = ApplyReport {
+            run_id: self.options.run_id.clone(),
+            ..ApplyReport::default()
+        };
+        for (index, outcome) in self.outcomes.into_inner().unwrap_or_default() {
+            let change = &self.plan.changes[index];
+            let label = format!(
+                "{} {} {} ({})",
+                change.reference,
+                crate::plan::action_name(change.action),
+                change.entity,
+                change.key
+            );
+            match outcome {
+                Outcome::Written { .. } => report.written += 1,
+                Outcome::Failed(failure) => {
+                    match failure {
+                        WriteFailure::OutcomeUnknown { .. } => report.unknown += 1,
+                        WriteFailure::Budget { .. } => {
+                            report.budget_exhausted = true;
+                            report.failed += 1;
+                        }
+                        WriteFailure::Rejected { .. } => report.failed += 1,
+                    }
+                    report.failures.push(format!("{label}: {failure}"));
+                }
+                Outcome::Skipped(reason) => {
+                    report.skipped += 1;
+                    report.failures.push(format!("{label}: {reason}"));
+                }
+            }
+        }
+        Ok(report)
+    }
 }
 
 /// Journal the intent, send, journal the outcome. Only a store failure is an `Err`.

@@ -13,12 +13,14 @@ use crate::plan::Plan;
 use crate::store::{Access, JournalOutcome, Store};
 
 #[derive(Debug, Args)]
-#[command(after_help = "Before writing, cmat re-reads from Autotask (in pages) the records the plan touches. \
+#[command(
+    after_help = "Before writing, cmat re-reads from Autotask (in pages) the records the plan touches. \
 A saved plan is refused as stale, with nothing written, when those records, the imported bills or the \
 mapping rules changed since it was made; without a plan file cmat plans again from what Autotask holds.\n\n\
 Every write is journaled before it is sent and audited after (`cmat audit`). A write whose outcome is \
 unknown (timeout, dropped connection) is never sent again blindly: rerun `cmat apply` and cmat finds it \
-by its natural key first.\n\nExit codes: 0 success (or nothing to do), 1 error or a change that did not complete.")]
+by its natural key first.\n\nExit codes: 0 success (or nothing to do), 1 error or a change that did not complete."
+)]
 pub struct ApplyArgs {
     /// A plan saved by `cmat plan --out FILE`; without it, cmat plans now and shows the plan first
     #[arg(value_name = "PLAN_FILE")]
