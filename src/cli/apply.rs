@@ -140,6 +140,7 @@ pub fn execute(
     if !plan.has_changes() {
         return Ok(Applied::NothingToDo);
     }
+    warn_if_over_budget(client, plan.changes.len());
     confirm(context, auto_approve, plan.changes.len())?;
 
     let started = Instant::now();
@@ -221,6 +222,27 @@ pub fn execute(
         message.push_str("\nhint: run `cmat apply` again: cmat re-reads Autotask first, so nothing is written twice");
     }
     Err(message.into())
+}
+
+/// Says up front when the plan needs more requests than cmat may use this hour: it will stop
+/// there, and a rerun after the hour rolls over resumes where it stopped.
+fn warn_if_over_budget(client: &AutotaskClient, writes: usize) {
+    let Some(usage) = client.hourly_usage() else {
+        return;
+    };
+    let allowed = (client.max_hourly_share() * rust_decimal::Decimal::from(usage.limit))
+        .trunc()
+        .to_string()
+        .parse::<u64>()
+        .unwrap_or(0);
+    let left = allowed.saturating_sub(usage.used);
+    if writes as u64 > left {
+        eprintln!(
+            "note: this plan needs {writes} writes but only about {left} of this hour's Autotask requests are left \
+             for cmat ({} of {} used, cmat stops at {allowed}); it will stop there and `cmat apply` resumes after the hour rolls over",
+            usage.used, usage.limit
+        );
+    }
 }
 
 /// Waits until writes a run that died left without any outcome had time to land: Autotask goes
