@@ -50,3 +50,7 @@ pub struct BillKey {
     pub organization_name: String,
     pub billing_date: NaiveDate,
 }
+
+/// The Cloudmore organization custom property that links an organization to its Autotask
+/// company; the General Billing Report export appends it as a column of this name.
+pub const AUTOTASK_COMPANY_COLUMN: &str = "AutotaskCompanyID";

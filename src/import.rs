@@ -85,7 +85,7 @@ impl Column {
             Column::ProductId => "Product ID",
             Column::SubscriptionId => "Subscription ID",
             Column::SubscriptionName => "Subscription Name",
-            Column::AutotaskCompanyId => "AutotaskCompanyID",
+            Column::AutotaskCompanyId => crate::billing::AUTOTASK_COMPANY_COLUMN,
         }
     }
 

@@ -145,6 +145,18 @@ impl<'a> Compiler<'a> {
                                 first,
                             },
                         );
+                    } else if link.column.node != crate::billing::AUTOTASK_COMPANY_COLUMN {
+                        // The billing report carries the link in one custom-property column;
+                        // a rule naming another would silently link nothing.
+                        self.report(
+                            file,
+                            link.column.span,
+                            ErrorKind::UnknownValue {
+                                setting: "company column".to_string(),
+                                found: link.column.node.clone(),
+                                valid: vec![crate::billing::AUTOTASK_COMPANY_COLUMN],
+                            },
+                        );
                     } else if self.non_empty(
                         file,
                         &link.column.node,
