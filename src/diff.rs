@@ -1420,4 +1420,82 @@ pub(crate) mod tests {
         let again = self::plan(&rules, &restated, &snapshot);
         assert!(again.changes.is_empty(), "{:#?}", again.changes);
     }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// A bill line from small generated parts: organization, service, subscription, item,
+        /// date, quantity and price.
+        fn arbitrary_line() -> impl Strategy<Value = BillLine> {
+            (
+                0..3usize,
+                0..4usize,
+                0..3usize,
+                0..4usize,
+                0..3usize,
+                0..40i64,
+                1..5_000i64,
+            )
+                .prop_map(|(org, service, sub, item, month, quantity, cents)| {
+                    let service = [
+                        "Microsoft CSP",
+                        "Microsoft NCE",
+                        "Azure Plan",
+                        "Microsoft Azure",
+                    ][service];
+                    let organization = ["Contoso", "Fabrikam", "Northwind"][org];
+                    // A subscription belongs to one organization and one kind of service.
+                    let subscription = format!(
+                        "{organization}-{}-{sub}",
+                        if service.contains("Azure") {
+                            "az"
+                        } else {
+                            "lic"
+                        }
+                    );
+                    let date = format!("2026-{:02}-01", 9 + month);
+                    let price = Decimal::new(cents, 2).to_string();
+                    line(
+                        &date,
+                        organization,
+                        service,
+                        &subscription,
+                        &format!("I{item}"),
+                        &quantity.to_string(),
+                        &price,
+                    )
+                })
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(64))]
+
+            /// Applying a plan's changes and planning again gives an empty plan, for any bills,
+            /// and again when later bills (churn, restatements) arrive on top.
+            #[test]
+            fn a_played_plan_leaves_nothing_to_do(
+                first in proptest::collection::vec(arbitrary_line(), 1..25),
+                later in proptest::collection::vec(arbitrary_line(), 0..25),
+            ) {
+                let rules = default_rules();
+                let mut snapshot = company_snapshot();
+                let plan1 = plan(&rules, &first, &snapshot);
+                crate::tenant::play(&plan1, &mut snapshot);
+                let again = plan(&rules, &first, &snapshot);
+                prop_assert!(again.changes.is_empty(), "{:#?}", again.changes);
+
+                let mut all = first.clone();
+                all.extend(later);
+                let plan2 = plan(&rules, &all, &snapshot);
+                crate::tenant::play(&plan2, &mut snapshot);
+                let after = plan(&rules, &all, &snapshot);
+                prop_assert!(after.changes.is_empty(), "{:#?}", after.changes);
+                let subscriptions: BTreeSet<_> = snapshot.contracts.values().map(|c| c.subscription_id.clone()).collect();
+                prop_assert_eq!(subscriptions.len(), snapshot.contracts.len(), "one contract per subscription");
+                let skus: BTreeSet<_> = snapshot.services.values().map(|s| s.sku.clone()).collect();
+                prop_assert_eq!(skus.len(), snapshot.services.len(), "one Service per sku");
+            }
+        }
+    }
 }
