@@ -214,7 +214,7 @@ pub fn import_reader(
     display_name: &str,
 ) -> Result<ImportSummary, ImportError> {
     let file = || display_name.to_string();
-    let mut input = BufReader::with_capacity(256 * 1024, input);
+    let mut input = BufReader::with_capacity(256 * 1024, EndsWithNewline::new(input));
     let start = input.fill_buf().map_err(|source| ImportError::Open {
         file: file(),
         source,
@@ -240,7 +240,7 @@ pub fn import_reader(
             source,
         })?
         .clone();
-    let header_row = header.position().map(|p| p.line()).unwrap_or(1);
+    let header_row = start_line(reader.position().line(), &header);
     if is_blank(&header) {
         return Err(ImportError::Empty { file: file() });
     }
@@ -270,7 +270,7 @@ pub fn import_reader(
                 });
             }
         }
-        let row = record.position().map(|p| p.line()).unwrap_or(0);
+        let row = start_line(reader.position().line(), &record);
         if is_blank(&record) {
             continue;
         }
@@ -293,6 +293,57 @@ pub fn import_reader(
         file: file(),
         source,
     })
+}
+
+/// The line a record starts on. The csv crate dates a record from before the blank lines it
+/// skips (so a row after an empty line was reported one line early); counting back from where
+/// the record ends is exact: the reader's line after it, less the line breaks inside its
+/// quoted cells, less the one that ends it (every record ends with one: [`EndsWithNewline`]).
+fn start_line(line_after: u64, record: &csv::ByteRecord) -> u64 {
+    let inside: usize = record
+        .iter()
+        .map(|cell| cell.iter().filter(|byte| **byte == b'\n').count())
+        .sum();
+    line_after.saturating_sub(inside as u64 + 1).max(1)
+}
+
+/// The input, with a `\n` added at the end when it does not end with one; it changes no cell
+/// (a line break at the end of the file ends the last record, and cells are trimmed).
+struct EndsWithNewline<R> {
+    inner: R,
+    last: Option<u8>,
+    done: bool,
+}
+
+impl<R> EndsWithNewline<R> {
+    fn new(inner: R) -> Self {
+        EndsWithNewline {
+            inner,
+            last: None,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for EndsWithNewline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let read = self.inner.read(buf)?;
+        if read > 0 {
+            self.last = Some(buf[read - 1]);
+            return Ok(read);
+        }
+        self.done = true;
+        match self.last {
+            Some(byte) if byte != b'\n' => {
+                buf[0] = b'\n';
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
 }
 
 /// A line with nothing but whitespace (a blank CRLF line reads as one cell holding "\r").
@@ -730,6 +781,25 @@ mod tests {
         );
         let ok = format!("{HEADER}\r\n2026-10-01,S,B,O,C,P,I,1,1,1,1,1,EUR,P,S,N,29683501\r\n\r\n");
         assert_eq!(run(&ok).unwrap().lines, 1);
+    }
+
+    /// The csv crate skips empty lines without counting them into the next record's position:
+    /// a bad row after a blank line was reported one line early.
+    #[test]
+    fn rows_are_file_lines_after_empty_lines_and_without_a_final_newline() {
+        let good = "2026-10-01,S,B,O,C,P,I,1,1,1,1,1,EUR,P,S,N,";
+        let bad = "2026-10-01,S,B,O,C,P,I,x,1,1,1,1,EUR,P,S,N,";
+        for (input, row) in [
+            (format!("\n\n{HEADER}\n{good}\n\n\n{bad}\n"), 7),
+            (format!("{HEADER}\n{good}\n\n{bad}"), 4),
+            (format!("{HEADER}\n\"{good}\n\n\"\n\n{bad}\n\n"), 6),
+        ] {
+            let err = run(&input).unwrap_err();
+            let ImportError::BadRows { rows, .. } = &err else {
+                panic!("{err}")
+            };
+            assert_eq!(rows.last().unwrap().row, row, "{input:?}: {err}");
+        }
     }
 
     #[test]

@@ -426,6 +426,73 @@ proptest! {
     }
 }
 
+/// One piece of a generated report: a good row, a bad row, a blank line, or a good row whose
+/// Note cell is quoted over several lines.
+#[derive(Debug, Clone)]
+enum Piece {
+    Good,
+    Bad,
+    Blank(&'static str),
+    Multiline(usize),
+}
+
+fn piece() -> impl Strategy<Value = Piece> {
+    prop_oneof![
+        3 => Just(Piece::Good),
+        1 => Just(Piece::Bad),
+        2 => proptest::sample::select(vec!["", " ", "\r", "\t"]).prop_map(Piece::Blank),
+        1 => (1..4usize).prop_map(Piece::Multiline),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(48), ..ProptestConfig::default() })]
+
+    /// Every bad row is reported at the line it starts on in the file, whatever blank lines,
+    /// multi-line cells, line endings or missing final newline come before it.
+    #[test]
+    fn bad_rows_are_reported_at_their_line(
+        pieces in proptest::collection::vec(piece(), 1..30),
+        crlf in any::<bool>(),
+        final_newline in any::<bool>(),
+    ) {
+        const HEADER: &str = "Billing Date,Service Name,Organization Name,Product Name,Quantity,Unit Cost Price,Unit Sales Price,Total Cost,Total Sales,Currency Code,Subscription ID,Note";
+        let row = |quantity: &str, note: &str| {
+            format!("2026-10-01,Microsoft NCE,Contoso Ltd,M365,{quantity},1,1,1,1,EUR,sub-1,{note}")
+        };
+        let mut lines = vec![HEADER.to_string()];
+        let mut bad_lines = Vec::new();
+        for piece in &pieces {
+            match piece {
+                Piece::Good => lines.push(row("1", "")),
+                Piece::Bad => {
+                    bad_lines.push(lines.len() as u64 + 1);
+                    lines.push(row("x", ""));
+                }
+                Piece::Blank(text) => lines.push(text.to_string()),
+                Piece::Multiline(breaks) => {
+                    let note = format!("\"{}\"", vec!["note"; breaks + 1].join("\n"));
+                    lines.extend(row("1", &note).split('\n').map(str::to_string));
+                }
+            }
+        }
+        let mut text = lines.join(if crlf { "\r\n" } else { "\n" });
+        if final_newline {
+            text.push_str(if crlf { "\r\n" } else { "\n" });
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut store = Store::open(&dir.path().join("state.db"), Access::Write).unwrap();
+        match import_reader(&mut store, text.as_bytes(), "bill.csv") {
+            Ok(_) => prop_assert!(bad_lines.is_empty()),
+            Err(ImportError::BadRows { rows, .. }) => {
+                let reported: Vec<u64> = rows.iter().map(|row| row.row).collect();
+                prop_assert_eq!(reported, bad_lines, "{:?}", text);
+            }
+            Err(other) => prop_assert!(false, "{}", other),
+        }
+    }
+}
+
 // ---------------------------------------------------------------------------------------------
 // Autotask records: whatever JSON an answer holds, conversion returns a record or an error
 // naming the entity; it never panics.
