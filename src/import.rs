@@ -240,7 +240,7 @@ pub fn import_reader(
             source,
         })?
         .clone();
-    let header_row = start_line(reader.position().line(), &header);
+    let header_row = start_line(header.position(), reader.position().line(), &header);
     if is_blank(&header) {
         return Err(ImportError::Empty { file: file() });
     }
@@ -270,7 +270,7 @@ pub fn import_reader(
                 });
             }
         }
-        let row = start_line(reader.position().line(), &record);
+        let row = start_line(record.position(), reader.position().line(), &record);
         if is_blank(&record) {
             continue;
         }
@@ -298,13 +298,17 @@ pub fn import_reader(
 /// The line a record starts on. The csv crate dates a record from before the blank lines it
 /// skips (so a row after an empty line was reported one line early); counting back from where
 /// the record ends is exact: the reader's line after it, less the line breaks inside its
-/// quoted cells, less the one that ends it (every record ends with one: [`EndsWithNewline`]).
-fn start_line(line_after: u64, record: &csv::ByteRecord) -> u64 {
+/// quoted cells, less the one that ends it (every record ends with one, [`EndsWithNewline`],
+/// except one whose quote is never closed: for it the csv crate's own line is the better one).
+fn start_line(dated: Option<&csv::Position>, line_after: u64, record: &csv::ByteRecord) -> u64 {
     let inside: usize = record
         .iter()
         .map(|cell| cell.iter().filter(|byte| **byte == b'\n').count())
         .sum();
-    line_after.saturating_sub(inside as u64 + 1).max(1)
+    let counted_back = line_after.saturating_sub(inside as u64 + 1);
+    counted_back
+        .max(dated.map(csv::Position::line).unwrap_or(1))
+        .max(1)
 }
 
 /// The input, with a `\n` added at the end when it does not end with one; it changes no cell
@@ -571,6 +575,16 @@ impl Layout {
     }
 }
 
+/// A cell quoted in a message: at most 40 characters of it, so that a megabyte cell makes a
+/// one-line error rather than a megabyte one.
+fn shown(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} characters)", &text[..cut], text.chars().count()),
+    }
+}
+
 /// Keeps a cell's value, or its reason to be rejected.
 fn check<T>(reasons: &mut Vec<String>, result: Result<T, String>) -> Option<T> {
     match result {
@@ -595,8 +609,9 @@ fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
         });
     if !shape {
         return Err(format!(
-            "{} {text:?} is not an ISO date (YYYY-MM-DD)",
-            column.name()
+            "{} {} is not an ISO date (YYYY-MM-DD)",
+            column.name(),
+            shown(text)
         ));
     }
     // The shape is checked: plain digit arithmetic, no format-string parsing per row.
@@ -607,7 +622,7 @@ fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
     };
     NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10))
         .map(Some)
-        .ok_or_else(|| format!("{} {text:?} is not a valid date", column.name()))
+        .ok_or_else(|| format!("{} {} is not a valid date", column.name(), shown(text)))
 }
 
 /// The most significant digits a `Decimal` holds exactly; more would be rounded silently.
@@ -639,16 +654,20 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
         } else {
             ""
         };
-        return Err(format!("{name} {text:?} is not a decimal number{why}"));
+        return Err(format!(
+            "{name} {} is not a decimal number{why}",
+            shown(text)
+        ));
     }
     let significant = whole.trim_start_matches('0').len() + fraction.map_or(0, str::len);
     if significant > MAX_DIGITS {
         return Err(format!(
-            "{name} {text:?} has more than {MAX_DIGITS} digits and cannot be kept exactly"
+            "{name} {} has more than {MAX_DIGITS} digits and cannot be kept exactly",
+            shown(text)
         ));
     }
     text.parse::<Decimal>()
-        .map_err(|err| format!("{name} {text:?} is not a decimal number ({err})"))
+        .map_err(|err| format!("{name} {} is not a decimal number ({err})", shown(text)))
 }
 
 /// The optional AutotaskCompanyID: empty → not linked; otherwise a non-negative integer.
@@ -658,11 +677,11 @@ fn parse_company_id(text: &str) -> Result<Option<i64>, String> {
     }
     let name = Column::AutotaskCompanyId.name();
     if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{name} {text:?} is not an integer"));
+        return Err(format!("{name} {} is not an integer", shown(text)));
     }
     text.parse::<i64>()
         .map(Some)
-        .map_err(|_| format!("{name} {text:?} is too large for an Autotask id"))
+        .map_err(|_| format!("{name} {} is too large for an Autotask id", shown(text)))
 }
 
 #[cfg(test)]
@@ -793,6 +812,8 @@ mod tests {
             (format!("\n\n{HEADER}\n{good}\n\n\n{bad}\n"), 7),
             (format!("{HEADER}\n{good}\n\n{bad}"), 4),
             (format!("{HEADER}\n\"{good}\n\n\"\n\n{bad}\n\n"), 6),
+            // A quote never closed runs to the end of the file: the row is where it starts.
+            (format!("{HEADER}\n{good}\n{bad}\n\"{good}\n{good}\n"), 4),
         ] {
             let err = run(&input).unwrap_err();
             let ImportError::BadRows { rows, .. } = &err else {
