@@ -118,9 +118,21 @@ impl Config {
         .into_iter()
         .flatten()
         {
-            check_url(url).map_err(|message| WorkspaceError::Invalid {
-                path: path.to_path_buf(),
-                message,
+            check_url(url).map_err(|message| match text.find(url.as_str()) {
+                // The URL as written (no escapes in it): point at it.
+                Some(offset) => {
+                    let (line, column) = line_column(text, offset);
+                    WorkspaceError::Config {
+                        path: path.to_path_buf(),
+                        line,
+                        column,
+                        message,
+                    }
+                }
+                None => WorkspaceError::Invalid {
+                    path: path.to_path_buf(),
+                    message,
+                },
             })?;
         }
         Ok(config)
@@ -269,6 +281,12 @@ mod tests {
         let err = Config::parse(Path::new("cmat.toml"), "[autotask]\nbase_url = 3\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("cmat.toml:2:"), "{text}");
+        let err = Config::parse(
+            Path::new("cmat.toml"),
+            "[autotask]\n\nbase_url = \"http://example.com/\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("cmat.toml:3:13: "), "{err}");
         let err = Config::parse(Path::new("cmat.toml"), "[autotask]\nbogus = 1\n").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
     }
