@@ -352,6 +352,13 @@ impl CloudmoreClient {
             std::thread::sleep(wait);
             wait = (wait * 2).min(self.options.max_poll_interval);
         };
+        // A resultUrl may be absolute or, as cmat-sim sends it, a path from the host's root
+        // (`/cloudmore/api/…`): a URL reference, resolved against the base URL's origin, not
+        // read as one of cmat's own paths below the base (which doubled `/cloudmore`).
+        let result_url = match (result_url.starts_with('/'), origin(&self.base_url)) {
+            (true, Some(origin)) => format!("{origin}{result_url}"),
+            _ => result_url,
+        };
         let result: ReportResult = self.send(reqwest::Method::GET, &result_url, None)?;
         Ok(result.lines)
     }
