@@ -214,7 +214,7 @@ pub fn import_reader(
     display_name: &str,
 ) -> Result<ImportSummary, ImportError> {
     let file = || display_name.to_string();
-    let mut input = BufReader::with_capacity(256 * 1024, input);
+    let mut input = BufReader::with_capacity(256 * 1024, EndsWithNewline::new(input));
     let start = input.fill_buf().map_err(|source| ImportError::Open {
         file: file(),
         source,
@@ -240,7 +240,7 @@ pub fn import_reader(
             source,
         })?
         .clone();
-    let header_row = header.position().map(|p| p.line()).unwrap_or(1);
+    let header_row = start_line(header.position(), reader.position().line(), &header);
     if is_blank(&header) {
         return Err(ImportError::Empty { file: file() });
     }
@@ -270,7 +270,7 @@ pub fn import_reader(
                 });
             }
         }
-        let row = record.position().map(|p| p.line()).unwrap_or(0);
+        let row = start_line(record.position(), reader.position().line(), &record);
         if is_blank(&record) {
             continue;
         }
@@ -293,6 +293,61 @@ pub fn import_reader(
         file: file(),
         source,
     })
+}
+
+/// The line a record starts on. The csv crate dates a record from before the blank lines it
+/// skips (so a row after an empty line was reported one line early); counting back from where
+/// the record ends is exact: the reader's line after it, less the line breaks inside its
+/// quoted cells, less the one that ends it (every record ends with one, [`EndsWithNewline`],
+/// except one whose quote is never closed: for it the csv crate's own line is the better one).
+fn start_line(dated: Option<&csv::Position>, line_after: u64, record: &csv::ByteRecord) -> u64 {
+    let inside: usize = record
+        .iter()
+        .map(|cell| cell.iter().filter(|byte| **byte == b'\n').count())
+        .sum();
+    let counted_back = line_after.saturating_sub(inside as u64 + 1);
+    counted_back
+        .max(dated.map(csv::Position::line).unwrap_or(1))
+        .max(1)
+}
+
+/// The input, with a `\n` added at the end when it does not end with one; it changes no cell
+/// (a line break at the end of the file ends the last record, and cells are trimmed).
+struct EndsWithNewline<R> {
+    inner: R,
+    last: Option<u8>,
+    done: bool,
+}
+
+impl<R> EndsWithNewline<R> {
+    fn new(inner: R) -> Self {
+        EndsWithNewline {
+            inner,
+            last: None,
+            done: false,
+        }
+    }
+}
+
+impl<R: Read> Read for EndsWithNewline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let read = self.inner.read(buf)?;
+        if read > 0 {
+            self.last = Some(buf[read - 1]);
+            return Ok(read);
+        }
+        self.done = true;
+        match self.last {
+            Some(byte) if byte != b'\n' => {
+                buf[0] = b'\n';
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
 }
 
 /// A line with nothing but whitespace (a blank CRLF line reads as one cell holding "\r").
@@ -520,6 +575,16 @@ impl Layout {
     }
 }
 
+/// A cell quoted in a message: at most 40 characters of it, so that a megabyte cell makes a
+/// one-line error rather than a megabyte one.
+fn shown(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} characters)", &text[..cut], text.chars().count()),
+    }
+}
+
 /// Keeps a cell's value, or its reason to be rejected.
 fn check<T>(reasons: &mut Vec<String>, result: Result<T, String>) -> Option<T> {
     match result {
@@ -544,8 +609,9 @@ fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
         });
     if !shape {
         return Err(format!(
-            "{} {text:?} is not an ISO date (YYYY-MM-DD)",
-            column.name()
+            "{} {} is not an ISO date (YYYY-MM-DD)",
+            column.name(),
+            shown(text)
         ));
     }
     // The shape is checked: plain digit arithmetic, no format-string parsing per row.
@@ -556,7 +622,7 @@ fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
     };
     NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10))
         .map(Some)
-        .ok_or_else(|| format!("{} {text:?} is not a valid date", column.name()))
+        .ok_or_else(|| format!("{} {} is not a valid date", column.name(), shown(text)))
 }
 
 /// The most significant digits a `Decimal` holds exactly; more would be rounded silently.
@@ -588,16 +654,20 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
         } else {
             ""
         };
-        return Err(format!("{name} {text:?} is not a decimal number{why}"));
+        return Err(format!(
+            "{name} {} is not a decimal number{why}",
+            shown(text)
+        ));
     }
     let significant = whole.trim_start_matches('0').len() + fraction.map_or(0, str::len);
     if significant > MAX_DIGITS {
         return Err(format!(
-            "{name} {text:?} has more than {MAX_DIGITS} digits and cannot be kept exactly"
+            "{name} {} has more than {MAX_DIGITS} digits and cannot be kept exactly",
+            shown(text)
         ));
     }
     text.parse::<Decimal>()
-        .map_err(|err| format!("{name} {text:?} is not a decimal number ({err})"))
+        .map_err(|err| format!("{name} {} is not a decimal number ({err})", shown(text)))
 }
 
 /// The optional AutotaskCompanyID: empty → not linked; otherwise a non-negative integer.
@@ -607,11 +677,11 @@ fn parse_company_id(text: &str) -> Result<Option<i64>, String> {
     }
     let name = Column::AutotaskCompanyId.name();
     if !text.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("{name} {text:?} is not an integer"));
+        return Err(format!("{name} {} is not an integer", shown(text)));
     }
     text.parse::<i64>()
         .map(Some)
-        .map_err(|_| format!("{name} {text:?} is too large for an Autotask id"))
+        .map_err(|_| format!("{name} {} is too large for an Autotask id", shown(text)))
 }
 
 #[cfg(test)]
@@ -730,6 +800,27 @@ mod tests {
         );
         let ok = format!("{HEADER}\r\n2026-10-01,S,B,O,C,P,I,1,1,1,1,1,EUR,P,S,N,29683501\r\n\r\n");
         assert_eq!(run(&ok).unwrap().lines, 1);
+    }
+
+    /// The csv crate skips empty lines without counting them into the next record's position:
+    /// a bad row after a blank line was reported one line early.
+    #[test]
+    fn rows_are_file_lines_after_empty_lines_and_without_a_final_newline() {
+        let good = "2026-10-01,S,B,O,C,P,I,1,1,1,1,1,EUR,P,S,N,";
+        let bad = "2026-10-01,S,B,O,C,P,I,x,1,1,1,1,EUR,P,S,N,";
+        for (input, row) in [
+            (format!("\n\n{HEADER}\n{good}\n\n\n{bad}\n"), 7),
+            (format!("{HEADER}\n{good}\n\n{bad}"), 4),
+            (format!("{HEADER}\n\"{good}\n\n\"\n\n{bad}\n\n"), 6),
+            // A quote never closed runs to the end of the file: the row is where it starts.
+            (format!("{HEADER}\n{good}\n{bad}\n\"{good}\n{good}\n"), 4),
+        ] {
+            let err = run(&input).unwrap_err();
+            let ImportError::BadRows { rows, .. } = &err else {
+                panic!("{err}")
+            };
+            assert_eq!(rows.last().unwrap().row, row, "{input:?}: {err}");
+        }
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub const FORMAT_VERSION: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("{path}: not a cmat plan: {source}")]
+    /// The cause (serde's message, with line and column) is rendered as the error's cause.
+    #[error("{path}: not a cmat plan")]
     Parse {
         path: String,
         source: serde_json::Error,
@@ -242,11 +243,11 @@ impl Plan {
                 found,
             });
         }
-        let mut plan: Plan =
-            serde_json::from_value(version).map_err(|source| PlanError::Parse {
-                path: path.to_string(),
-                source,
-            })?;
+        // Read again from the text, not the value: serde's errors then carry line and column.
+        let mut plan: Plan = serde_json::from_str(text).map_err(|source| PlanError::Parse {
+            path: path.to_string(),
+            source,
+        })?;
         let mut known_refs = std::collections::BTreeSet::new();
         for change in &mut plan.changes {
             let invalid = |message: String| PlanError::Invalid {

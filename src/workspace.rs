@@ -120,9 +120,21 @@ impl Config {
         .into_iter()
         .flatten()
         {
-            check_url(url).map_err(|message| WorkspaceError::Invalid {
-                path: path.to_path_buf(),
-                message,
+            check_url(url).map_err(|message| match text.find(url.as_str()) {
+                // The URL as written (no escapes in it): point at it.
+                Some(offset) => {
+                    let (line, column) = line_column(text, offset);
+                    WorkspaceError::Config {
+                        path: path.to_path_buf(),
+                        line,
+                        column,
+                        message,
+                    }
+                }
+                None => WorkspaceError::Invalid {
+                    path: path.to_path_buf(),
+                    message,
+                },
             })?;
         }
         Ok(config)
@@ -142,32 +154,28 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
 }
 
 /// Plain `http://` only to loopback: credentials must never cross a network in clear text.
+///
+/// The URL is read by the same parser the HTTP client uses, so the host checked is the host
+/// connected to: `http://localhost:80@example.com/` is example.com (user info "localhost:80").
 pub fn check_url(url: &str) -> Result<(), String> {
-    let lower = url.to_ascii_lowercase();
-    if lower.starts_with("https://") {
-        return Ok(());
-    }
-    if let Some(rest) = lower.strip_prefix("http://") {
-        let host_port = rest.split('/').next().unwrap_or("");
-        let host = if let Some(v6) = host_port.strip_prefix('[') {
-            v6.split(']').next().unwrap_or("")
-        } else {
-            host_port.split(':').next().unwrap_or("")
-        };
-        let loopback = host == "localhost"
-            || host == "::1"
-            || host
-                .parse::<std::net::Ipv4Addr>()
-                .map(|ip| ip.is_loopback())
-                .unwrap_or(false);
-        if loopback {
-            return Ok(());
-        }
-        return Err(format!(
+    let parsed = reqwest::Url::parse(url).map_err(|_| format!("{url}: not an http(s) URL"))?;
+    match parsed.scheme() {
+        "https" if parsed.host_str().is_some() => Ok(()),
+        "http" if parsed.host_str().is_some_and(is_loopback_host) => Ok(()),
+        "http" => Err(format!(
             "{url}: plain http:// is refused except to loopback; use https://"
-        ));
+        )),
+        _ => Err(format!("{url}: not an http(s) URL")),
     }
-    Err(format!("{url}: not an http(s) URL"))
+}
+
+/// `localhost`, `127.0.0.0/8` or `[::1]`, as the URL parser normalised them.
+fn is_loopback_host(host: &str) -> bool {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || bare
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A secret read from the environment. Its Debug and Display never show the value.
@@ -263,6 +271,11 @@ mod tests {
         assert!(check_url("http://10.0.0.1/").is_err());
         assert!(check_url("http://example.com/").is_err());
         assert!(check_url("ftp://example.com/").is_err());
+        // The host is what the HTTP client connects to, not the text before the first ':'.
+        assert!(check_url("http://localhost:80@example.com/").is_err());
+        assert!(check_url("http://127.0.0.1:1@example.com/").is_err());
+        assert!(check_url("http://0.0.0.0:8080/").is_err());
+        assert!(check_url("http://127.1:8080/").is_ok());
     }
 
     #[test]
@@ -270,6 +283,12 @@ mod tests {
         let err = Config::parse(Path::new("cmat.toml"), "[autotask]\nbase_url = 3\n").unwrap_err();
         let text = err.to_string();
         assert!(text.starts_with("cmat.toml:2:"), "{text}");
+        let err = Config::parse(
+            Path::new("cmat.toml"),
+            "[autotask]\n\nbase_url = \"http://example.com/\"\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().starts_with("cmat.toml:3:13: "), "{err}");
         let err = Config::parse(Path::new("cmat.toml"), "[autotask]\nbogus = 1\n").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
     }
