@@ -31,6 +31,14 @@ pub struct ApplyArgs {
 }
 
 pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
+    // A malformed plan file is reported before anything else is opened or contacted.
+    let saved = match &args.plan_file {
+        Some(path) => Some(SavedPlan {
+            plan: read_plan(path)?,
+            path: path.clone(),
+        }),
+        None => None,
+    };
     let mut store = session::open_store(context, Access::Write)?;
     let mut loaded = session::load(context, &store)?;
     let client = session::connect_autotask(context)?;
@@ -39,10 +47,16 @@ pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
         &mut store,
         &mut loaded,
         &client,
-        args.plan_file.as_deref(),
+        saved,
         args.auto_approve,
     )?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A plan read from a file, and where it came from (for messages).
+pub struct SavedPlan {
+    pub plan: Plan,
+    pub path: PathBuf,
 }
 
 /// What an apply did, for `sync`'s exit code.
@@ -59,16 +73,16 @@ pub fn execute(
     store: &mut Store,
     loaded: &mut Loaded,
     client: &AutotaskClient,
-    plan_file: Option<&Path>,
+    saved: Option<SavedPlan>,
     auto_approve: bool,
 ) -> Result<Applied, CommandError> {
     settle_earlier_writes(context, store)?;
     let connection =
         ApplyConnection::new(client, loaded.rules.settings.subscription_udf.value.clone());
     let reader = &connection;
-    let plan = match plan_file {
-        Some(path) => {
-            let mut plan = read_plan(path)?;
+    let plan = match saved {
+        Some(SavedPlan { mut plan, path }) => {
+            let path = path.as_path();
             plan.restore_grouping(&loaded.snapshot);
             let current = loaded.plan();
             let mut stale = Vec::new();

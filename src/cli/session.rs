@@ -71,6 +71,8 @@ pub fn open_store(context: &Context, access: Access) -> Result<Store, CommandErr
 }
 
 pub fn load(context: &Context, store: &Store) -> Result<Loaded, CommandError> {
+    // Not needed to plan, but a broken cmat.toml is better found now than at the next apply.
+    context.workspace.config()?;
     let (rules, mapping_sources) = load_rules(context)?;
     Ok(Loaded {
         rules,
