@@ -790,7 +790,7 @@ impl AutotaskClient {
         let capped = exp.min(self.options.backoff_max);
         // Full jitter in [capped/2, capped].
         let half = capped / 2;
-        let jitter = half.mul_f64(random_fraction());
+        let jitter = half * random_per_mille() / 1000;
         let wait = (half + jitter).max(retry_after.unwrap_or_default());
         std::thread::sleep(wait.min(self.options.backoff_max.max(self.options.backoff_base)));
     }
@@ -1340,8 +1340,8 @@ fn with_slash(url: &str) -> String {
     }
 }
 
-/// A number in [0, 1) for backoff jitter, from the standard library's randomly keyed hasher.
-fn random_fraction() -> f64 {
+/// A number in 0..1000 for backoff jitter, from the standard library's randomly keyed hasher.
+fn random_per_mille() -> u32 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
     hasher.write_u128(
         std::time::SystemTime::now()
@@ -1349,7 +1349,7 @@ fn random_fraction() -> f64 {
             .map(|d| d.as_nanos())
             .unwrap_or_default(),
     );
-    (hasher.finish() >> 11) as f64 / (1u64 << 53) as f64
+    (hasher.finish() % 1000) as u32
 }
 
 #[cfg(test)]
@@ -1434,8 +1434,7 @@ mod tests {
     #[test]
     fn jitter_is_a_fraction() {
         for _ in 0..100 {
-            let f = random_fraction();
-            assert!((0.0..1.0).contains(&f));
+            assert!(random_per_mille() < 1000);
         }
     }
 }
