@@ -258,7 +258,10 @@ fn main() {
     }
     check_converged(&sim, &ws, "cmat");
     table.push(row(
-        &format!("{} steady-state day: cmat (import + pull + apply)", args.size_name),
+        &format!(
+            "{} steady-state day: cmat (import + pull + apply)",
+            args.size_name
+        ),
         &cmat_day,
     ));
     table.push(row("  of which `pull autotask`", &pull));

@@ -145,10 +145,7 @@ pub fn cmat_binary() -> PathBuf {
     }
     // target/release/deps/sync-HASH → target/release/cmat
     let exe = std::env::current_exe().expect("the bench's own path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/release");
+    let dir = exe.parent().and_then(Path::parent).expect("target/release");
     dir.join("cmat")
 }
 
@@ -234,7 +231,11 @@ impl Workspace {
         if code != 0 && code != 2 {
             let tail: Vec<&str> = output.lines().rev().take(30).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!("cmat {} failed ({code}):\n{}", args.join(" "), tail.join("\n"));
+            panic!(
+                "cmat {} failed ({code}):\n{}",
+                args.join(" "),
+                tail.join("\n")
+            );
         }
         cost
     }
