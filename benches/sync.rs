@@ -169,7 +169,12 @@ fn check_converged(sim: &SimHandle, ws: &Workspace, who: &str) {
                 .lines()
                 .find(|l| l.contains("to change") || l.contains("Plan:"))
                 .unwrap_or("");
-            format!("NOT converged: {summary}")
+            let example = output
+                .lines()
+                .find(|l| l.contains("licence count") || l.contains("restated"))
+                .unwrap_or("")
+                .trim();
+            format!("NOT converged: {summary} (e.g. {example})")
         }
         _ => format!("plan failed ({code})"),
     };

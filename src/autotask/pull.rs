@@ -145,15 +145,16 @@ pub fn pull_snapshot(
             });
         }
     });
-    let results = results
+    let mut results = results
         .into_inner()
         .unwrap_or_else(|poisoned| poisoned.into_inner());
     // Report the first failure in entity order (stable across runs).
     let mut raw: Vec<Vec<Value>> = Vec::with_capacity(ENTITIES.len());
     for (index, entity) in ENTITIES.iter().enumerate() {
-        match results.get(&index) {
-            Some(Ok(records)) => raw.push(records.clone()),
-            Some(Err(err)) => return Err(clone_error(err).into()),
+        match results.remove(&index) {
+            // Moved, not copied: a large tenant's records are hundreds of MB as JSON values.
+            Some(Ok(records)) => raw.push(records),
+            Some(Err(err)) => return Err(err.into()),
             None => {
                 // Skipped because another entity failed; that failure is in `results`.
                 if let Some(Err(err)) = results.values().find(|r| r.is_err()) {
@@ -164,8 +165,8 @@ pub fn pull_snapshot(
         }
     }
     let mut snapshot = Snapshot::default();
-    for (entity, values) in ENTITIES.iter().zip(&raw) {
-        add_records(&mut snapshot, entity, values, &options.subscription_udf)?;
+    for (entity, values) in ENTITIES.iter().zip(raw) {
+        add_records(&mut snapshot, entity, &values, &options.subscription_udf)?;
     }
     snapshot.refreshed_at = Some(Utc::now());
     let counts = vec![
