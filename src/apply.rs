@@ -66,6 +66,8 @@ pub struct Scope {
     pub company_ids: BTreeSet<i64>,
     pub contract_ids: BTreeSet<i64>,
     pub skus: BTreeSet<String>,
+    /// Unit periods outside this window are neither read nor compared (as in the pull).
+    pub units_window: Option<crate::snapshot::UnitsWindow>,
 }
 
 impl Scope {
@@ -135,6 +137,7 @@ impl Scope {
                 .contract_service_units
                 .iter()
                 .filter(|(_, u)| under(&u.contract_id))
+                .filter(|(_, u)| self.units_window.is_none_or(|w| w.holds(u)))
                 .map(|(id, u)| (*id, u.clone()))
                 .collect(),
             charges: snapshot

@@ -80,6 +80,37 @@ pub struct ContractServiceUnit {
     pub cost: Option<Decimal>,
 }
 
+/// The dates whose unit periods a pull reads: the periods overlapping `from..=to`. The engine
+/// reads units only on a current bill's Billing Date (`diff::SnapshotIndex::units_on`), so
+/// the window spans the current bills' Billing Dates with a month's margin on each side
+/// ([`UnitsWindow::around`]); a 12-month contract has 12 periods per service, of which this
+/// keeps one or two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UnitsWindow {
+    pub from: NaiveDate,
+    pub to: NaiveDate,
+}
+
+impl UnitsWindow {
+    /// From a month before the earliest Billing Date to a month after the latest; None
+    /// without any bill (then every period is read).
+    pub fn around(billing_dates: impl IntoIterator<Item = NaiveDate>) -> Option<UnitsWindow> {
+        let mut dates = billing_dates.into_iter();
+        let first = dates.next()?;
+        let (earliest, latest) = dates.fold((first, first), |(lo, hi), d| (lo.min(d), hi.max(d)));
+        let month = chrono::Months::new(1);
+        Some(UnitsWindow {
+            from: earliest.checked_sub_months(month).unwrap_or(earliest),
+            to: latest.checked_add_months(month).unwrap_or(latest),
+        })
+    }
+
+    /// Whether a unit period overlaps the window.
+    pub fn holds(&self, unit: &ContractServiceUnit) -> bool {
+        unit.end_date >= self.from && unit.start_date <= self.to
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractCharge {
     pub id: i64,

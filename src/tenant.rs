@@ -395,3 +395,119 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
         }
     }
 }
+
+/// The Autotask tenant a snapshot describes, as a `cmat-sim` seed (the API's JSON shape, see
+/// `fixtures/autotask-seed.json`): the companies, the two billing codes the default rules use
+/// (29682801 Recurring Contract Service, 29682802 Material Cost Code), contracts with their
+/// "Subscription ID", services, contract services, one adjustment per change of units (the
+/// simulator derives ContractServiceUnits from them) and charges. Ids are kept, so a plan
+/// computed against `snapshot` names the seeded records. For benchmarks: `benches/sync.rs`.
+pub fn sim_seed_json(snapshot: &Snapshot, external_request_threshold: u64) -> Value {
+    use serde_json::json;
+    let day = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+    let money = |d: Decimal| d.to_string();
+    let companies: Vec<Value> = snapshot
+        .companies
+        .values()
+        .map(|c| {
+            json!({"id": c.id, "companyName": c.company_name, "companyType": 1,
+                   "ownerResourceID": 29682885, "phone": "+1 555 0100", "isActive": c.is_active})
+        })
+        .collect();
+    let billing_codes = json!([
+        {"id": 29682801, "name": "Recurring Services - Microsoft", "useType": 5,
+         "billingCodeType": 1, "isActive": true},
+        {"id": 29682802, "name": "Cloud Consumption - Azure", "useType": 4,
+         "billingCodeType": 1, "isActive": true},
+    ]);
+    let contracts: Vec<Value> = snapshot
+        .contracts
+        .values()
+        .map(|c| {
+            let mut record = json!({
+                "id": c.id, "companyID": c.company_id, "contractName": c.contract_name,
+                "contractType": c.contract_type, "status": c.status,
+                "startDate": day(c.start_date), "endDate": day(c.end_date),
+                "timeReportingRequiresStartAndStopTimes": 0,
+            });
+            if let Some(sla) = c.service_level_agreement_id {
+                record["serviceLevelAgreementID"] = json!(sla);
+            }
+            if let Some(category) = c.contract_category {
+                record["contractCategory"] = json!(category);
+            }
+            if let Some(subscription) = &c.subscription_id {
+                record["userDefinedFields"] =
+                    json!([{"name": "Subscription ID", "value": subscription}]);
+            }
+            record
+        })
+        .collect();
+    let services: Vec<Value> = snapshot
+        .services
+        .values()
+        .map(|s| {
+            json!({"id": s.id, "name": s.name, "sku": s.sku, "billingCodeID": s.billing_code_id,
+                   "periodType": s.period_type, "unitPrice": money(s.unit_price),
+                   "unitCost": s.unit_cost.map(money), "isActive": s.is_active})
+        })
+        .collect();
+    let contract_services: Vec<Value> = snapshot
+        .contract_services
+        .values()
+        .map(|cs| {
+            json!({"id": cs.id, "contractID": cs.contract_id, "serviceID": cs.service_id,
+                   "unitPrice": money(cs.unit_price), "unitCost": cs.unit_cost.map(money)})
+        })
+        .collect();
+    // Unit periods back to adjustments: one per change of units, at the period's start.
+    let mut periods: BTreeMap<i64, Vec<&ContractServiceUnit>> = BTreeMap::new();
+    for unit in snapshot.contract_service_units.values() {
+        periods
+            .entry(unit.contract_service_id)
+            .or_default()
+            .push(unit);
+    }
+    let mut adjustments = Vec::new();
+    for (contract_service_id, mut units) in periods {
+        units.sort_by_key(|u| (u.start_date, u.id));
+        let mut previous = 0;
+        for unit in units {
+            if unit.units != previous {
+                adjustments.push(json!({
+                    "contractID": unit.contract_id, "contractServiceID": contract_service_id,
+                    "serviceID": unit.service_id, "effectiveDate": day(unit.start_date),
+                    "unitChange": unit.units - previous,
+                }));
+                previous = unit.units;
+            }
+        }
+    }
+    let charges: Vec<Value> = snapshot
+        .charges
+        .values()
+        .map(|c| {
+            json!({"id": c.id, "contractID": c.contract_id, "name": c.name,
+                   "description": c.description, "datePurchased": day(c.date_purchased),
+                   "chargeType": c.charge_type, "unitQuantity": money(c.unit_quantity),
+                   "unitPrice": money(c.unit_price), "unitCost": money(c.unit_cost),
+                   "billingCodeID": c.billing_code_id})
+        })
+        .collect();
+    json!({
+        "credentials": {"username": "bench@example.com", "secret": "bench-secret",
+                        "integrationCode": "BENCHCODE"},
+        "threshold": {"externalRequestThreshold": external_request_threshold},
+        "contractUserDefinedFields": ["Subscription ID"],
+        "serviceLevelAgreements": [
+            {"value": "1", "label": "Standard", "isActive": true, "isDefaultValue": true}
+        ],
+        "Companies": companies,
+        "BillingCodes": billing_codes,
+        "Contracts": contracts,
+        "Services": services,
+        "ContractServices": contract_services,
+        "ContractServiceAdjustments": adjustments,
+        "ContractCharges": charges,
+    })
+}

@@ -143,16 +143,18 @@ pub fn read_scope(
             field,
             values,
             subscription_udf,
+            None,
         )
     };
     read("Contracts", "companyID", ints(&scope.company_ids))?;
     read("Contracts", "id", ints(&scope.contract_ids))?;
     read("Services", "sku", skus.collect())?;
     let contract_ids: BTreeSet<i64> = snapshot.contracts.keys().copied().collect();
-    for entity in [
-        "ContractServices",
-        "ContractServiceUnits",
-        "ContractCharges",
+    let units = crate::autotask::pull::units_filter(scope.units_window);
+    for (entity, base) in [
+        ("ContractServices", None),
+        ("ContractServiceUnits", scope.units_window.map(|_| &units)),
+        ("ContractCharges", None),
     ] {
         read_in(
             client,
@@ -161,6 +163,7 @@ pub fn read_scope(
             "contractID",
             ints(&contract_ids),
             subscription_udf,
+            base,
         )?;
     }
     Ok(snapshot)
@@ -174,8 +177,9 @@ fn read_in(
     field: &str,
     values: Vec<FilterValue>,
     subscription_udf: &str,
+    base: Option<&Filter>,
 ) -> Result<(), WriteFailure> {
-    let filters = chunked_in(None, field, values).map_err(|source| {
+    let filters = chunked_in(base, field, values).map_err(|source| {
         write_failure(AutotaskError::Filter {
             request: format!("POST {entity}/query"),
             source,

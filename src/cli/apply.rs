@@ -110,7 +110,10 @@ pub fn execute(
             if !stale.is_empty() {
                 return Err(stale_error(path, &stale));
             }
-            let scope = Scope::of_plan(&plan, &loaded.snapshot);
+            let scope = Scope {
+                units_window: loaded.units_window(),
+                ..Scope::of_plan(&plan, &loaded.snapshot)
+            };
             let fresh = reader
                 .read_scope(&scope)
                 .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
@@ -128,7 +131,10 @@ pub fn execute(
                 if !plan.has_changes() {
                     break;
                 }
-                let scope = Scope::of_plan(&plan, &loaded.snapshot);
+                let scope = Scope {
+                    units_window: loaded.units_window(),
+                    ..Scope::of_plan(&plan, &loaded.snapshot)
+                };
                 let fresh = reader
                     .read_scope(&scope)
                     .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
@@ -199,7 +205,10 @@ pub fn execute(
                 });
         }
     }
-    let scope = Scope::of_plan(&plan, &snapshot_now);
+    let scope = Scope {
+        units_window: loaded.units_window(),
+        ..Scope::of_plan(&plan, &snapshot_now)
+    };
     match reader.read_scope(&scope) {
         Ok(fresh) => refresh_scope(store, &scope, &fresh)?,
         Err(err) => eprintln!("warning: could not re-read what was written ({err}); run `cmat pull autotask` before the next plan"),

@@ -31,8 +31,11 @@ pub fn pull_into(
     client: &AutotaskClient,
     subscription_udf: &str,
 ) -> Result<(), CommandError> {
+    // Only the unit periods around the current bills' Billing Dates (the ones the engine reads).
+    let billing_dates = store.bills()?.into_iter().map(|b| b.key.billing_date);
     let options = PullOptions {
         subscription_udf: subscription_udf.to_string(),
+        units_window: crate::snapshot::UnitsWindow::around(billing_dates),
         ..PullOptions::default()
     };
     let bar = context.stdout_is_terminal.then(|| {

@@ -35,6 +35,11 @@ impl Loaded {
         )
     }
 
+    /// The unit periods a pull reads for these bills (see [`crate::snapshot::UnitsWindow`]).
+    pub fn units_window(&self) -> Option<crate::snapshot::UnitsWindow> {
+        crate::snapshot::UnitsWindow::around(self.lines.iter().map(|l| l.billing_date))
+    }
+
     pub fn company_names(&self) -> std::collections::BTreeMap<i64, String> {
         self.snapshot
             .companies

@@ -748,9 +748,10 @@ fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
             };
             body.and_then(|body| Query::parse(&def, &udfs, &body))
                 .and_then(|q| {
-                    let rows = state.rows(def.name);
+                    let rows = state.rows_shared(def.name);
+                    let rows = &rows[..];
                     if *count {
-                        return Ok(query::count(&q, &rows));
+                        return Ok(query::count(&q, rows));
                     }
                     let paging = rq
                         .query
@@ -773,7 +774,7 @@ fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
                     let url = move |kind: &str, id: i64| {
                         format!("{base}v1.0/{name}/query/{kind}?paging={id}")
                     };
-                    query::run(&q, &rows, from, &url)
+                    query::run(&q, rows, from, &url)
                 })
         }
         Target::Item { entity, parent, id } => match method {

@@ -1,6 +1,7 @@
 //! The simulated tenant's records and the business rules of writing them.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use chrono::{Months, NaiveDate, NaiveDateTime, Timelike};
 use rust_decimal::Decimal;
@@ -43,6 +44,9 @@ pub struct State {
     unit_ids: BTreeMap<(i64, NaiveDate), i64>,
     next_unit_id: i64,
     last_stamp: NaiveDateTime,
+    /// Every entity's rows as last computed; any write clears it (see [`State::stamp`]), so
+    /// that paging through 500 000 derived unit periods does not derive them on every page.
+    rows_cache: BTreeMap<&'static str, Arc<Vec<Value>>>,
 }
 
 fn e500(message: impl Into<String>) -> ApiError {
@@ -80,6 +84,7 @@ impl State {
             unit_ids: BTreeMap::new(),
             next_unit_id: 29_690_001,
             last_stamp: NaiveDateTime::MIN,
+            rows_cache: BTreeMap::new(),
         };
         let names: Vec<&'static str> = state.defs.iter().map(|d| d.name).collect();
         for name in &names {
@@ -103,6 +108,8 @@ impl State {
 
     /// A strictly increasing "now", so that `gt lastModifiedDateTime` never misses a write.
     fn stamp(&mut self) -> NaiveDateTime {
+        // Every write takes a stamp: what was read before it may have changed.
+        self.rows_cache.clear();
         let mut now = chrono::Utc::now().naive_utc();
         now = now
             .with_nanosecond((now.and_utc().timestamp_subsec_millis()) * 1_000_000)
@@ -218,9 +225,23 @@ impl State {
 
     /// Every record of an entity, ordered by id, as the API returns them.
     pub fn rows(&mut self, entity: &str) -> Vec<Value> {
+        (*self.rows_shared(entity)).clone()
+    }
+
+    /// [`State::rows`], shared until the next write.
+    pub fn rows_shared(&mut self, entity: &str) -> Arc<Vec<Value>> {
         let Some(def) = self.def(entity).cloned() else {
-            return Vec::new();
+            return Arc::new(Vec::new());
         };
+        if let Some(rows) = self.rows_cache.get(def.name) {
+            return rows.clone();
+        }
+        let rows = Arc::new(self.compute_rows(&def));
+        self.rows_cache.insert(def.name, rows.clone());
+        rows
+    }
+
+    fn compute_rows(&mut self, def: &EntityDef) -> Vec<Value> {
         match def.name {
             "ContractServiceUnits" => self.unit_rows(),
             "ContractServiceAdjustments" => self
@@ -231,7 +252,7 @@ impl State {
             name => self
                 .records
                 .get(name)
-                .map(|m| m.values().map(|r| Self::record_json(&def, r)).collect())
+                .map(|m| m.values().map(|r| Self::record_json(def, r)).collect())
                 .unwrap_or_default(),
         }
     }
@@ -833,6 +854,7 @@ impl State {
         if existing.fields.get("isBilled").and_then(Value::as_bool) == Some(true) {
             return Err(e500("A billed charge cannot be deleted."));
         }
+        self.rows_cache.clear();
         self.records.entry(def.name).or_default().remove(&id);
         Ok(json!({"itemId": id}))
     }
@@ -1033,6 +1055,14 @@ impl State {
     /// adjustment's effective date; units on a date are the sum of the adjustments up to it.
     fn unit_rows(&mut self) -> Vec<Value> {
         let mut rows = Vec::new();
+        let mut by_service: BTreeMap<i64, Vec<(NaiveDate, i64, i64)>> = BTreeMap::new();
+        for a in &self.adjustments {
+            by_service.entry(a.contract_service_id).or_default().push((
+                a.date,
+                a.unit_change,
+                a.id,
+            ));
+        }
         let services: Vec<Record> = self
             .records
             .get("ContractServices")
@@ -1057,12 +1087,7 @@ impl State {
             ) else {
                 continue;
             };
-            let mut adjustments: Vec<(NaiveDate, i64, i64)> = self
-                .adjustments
-                .iter()
-                .filter(|a| a.contract_service_id == cs_id)
-                .map(|a| (a.date, a.unit_change, a.id))
-                .collect();
+            let mut adjustments = by_service.remove(&cs_id).unwrap_or_default();
             adjustments.sort();
             // Period boundaries: month starts from the contract start, plus adjustment dates.
             let mut bounds = Vec::new();

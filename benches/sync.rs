@@ -1,0 +1,418 @@
+//! The daily sync at scale, against the Autotask simulator with real-API latency: cmat beside
+//! a naive baseline, requests, wall time and peak memory, measured in one run.
+//!
+//! ```text
+//! cargo bench --no-run --bench sync
+//! target/release/deps/sync-HASH --size=small|medium|large [--latency-ms=150]
+//!     [--onboarding-latency-ms=10] [--no-onboarding] [--no-naive] [--resume-demo]
+//! ```
+//! (`cargo bench --bench sync -- --size=small` builds and runs in one go.) See BENCHMARKS.md.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cmat::autotask::{AutotaskClient, ClientOptions};
+use cmat::billing::BillLine;
+use cmat::plan::{compute, PlanInputs};
+use cmat::sim::{SimHandle, SimOptions, Simulator};
+use cmat::snapshot::Snapshot;
+use cmat::tenant::{bill_lines, companies, play, sim_seed_json, TenantSize};
+use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
+use common::{measured, naive, say, seed, Cost, Workspace};
+use rust_decimal::Decimal;
+
+/// Autotask's hourly threshold, as on a real tenant.
+const THRESHOLD: u64 = 10_000;
+/// For runs measured beyond one hour's budget (the naive baseline, onboarding).
+const NO_THRESHOLD: u64 = 1_000_000_000;
+/// 1 % of licence counts move each day.
+const CHURN_PER_MILLE: u64 = 10;
+
+struct Args {
+    size_name: String,
+    size: TenantSize,
+    latency: Duration,
+    onboarding_latency: Duration,
+    onboarding: bool,
+    naive: bool,
+    resume_demo: bool,
+}
+
+fn args() -> Args {
+    let all: Vec<String> = std::env::args().skip(1).collect();
+    let value = |name: &str| {
+        all.iter()
+            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(String::from))
+    };
+    let flag = |name: &str| all.iter().any(|a| a == &format!("--{name}"));
+    let size_name = value("size").unwrap_or_else(|| "medium".into());
+    let size = match size_name.as_str() {
+        "small" => TenantSize::SMALL,
+        "medium" => TenantSize::MEDIUM,
+        "large" => TenantSize::LARGE,
+        other => panic!("--size=small|medium|large, not {other}"),
+    };
+    let ms = |name: &str, default: u64| {
+        Duration::from_millis(
+            value(name)
+                .map(|v| v.parse().expect("milliseconds"))
+                .unwrap_or(default),
+        )
+    };
+    Args {
+        latency: ms("latency-ms", 150),
+        onboarding_latency: ms("onboarding-latency-ms", 10),
+        // A large onboarding needs several hours of the tenant's budget: see --resume-demo.
+        onboarding: !flag("no-onboarding") && size != TenantSize::LARGE,
+        naive: !flag("no-naive"),
+        resume_demo: flag("resume-demo") || size == TenantSize::SMALL,
+        size_name,
+        size,
+    }
+}
+
+fn rules() -> cmat::rules::RuleSet {
+    let text = cmat::mapping::default_rules(
+        common::SERVICE_BILLING_CODE,
+        common::PRODUCT_BILLING_CODE,
+        common::SLA,
+    );
+    cmat::mapping::compile_sources(&[("mappings/microsoft.cmat".into(), text)])
+        .unwrap_or_else(|d| panic!("default rules: {d}"))
+        .rules
+}
+
+/// Autotask after day 0 was applied: the companies plus the onboarding plan, played.
+fn converged(size: TenantSize, rules: &cmat::rules::RuleSet, day0: &[BillLine]) -> Snapshot {
+    let mut snapshot = companies(size);
+    let plan = compute(
+        &PlanInputs {
+            rules,
+            lines: day0,
+            snapshot: &snapshot,
+            mapping_sources: &[],
+            inputs_digest: String::new(),
+        },
+        chrono::Utc::now(),
+    );
+    play(&plan, &mut snapshot);
+    snapshot
+}
+
+fn start_sim(snapshot: &Snapshot, threshold: u64, latency: Duration) -> SimHandle {
+    let started = Instant::now();
+    let sim = Simulator::start(
+        "127.0.0.1:0",
+        seed(&sim_seed_json(snapshot, threshold)),
+        SimOptions {
+            latency,
+            ..SimOptions::default()
+        },
+    )
+    .unwrap_or_else(|err| panic!("simulator: {err}"));
+    say(format!(
+        "  (simulator seeded with {} contracts, {} contract services in {:.1} s, latency {} ms, threshold {threshold}/h)",
+        snapshot.contracts.len(),
+        snapshot.contract_services.len(),
+        started.elapsed().as_secs_f64(),
+        latency.as_millis()
+    ));
+    sim
+}
+
+/// The naive script's client: the same library and options, allowed the whole hour.
+fn client(sim: &SimHandle) -> AutotaskClient {
+    let credentials = sim.credentials();
+    AutotaskClient::connect(
+        &AutotaskConfig {
+            base_url: Some(sim.base_url()),
+            zone_lookup_url: None,
+            max_hourly_share: Some(Decimal::ONE),
+            ..AutotaskConfig::default()
+        },
+        AutotaskCredentials {
+            username: credentials.username,
+            secret: Secret::new(credentials.secret),
+            integration_code: Secret::new(credentials.integration_code),
+        },
+        ClientOptions::default(),
+    )
+    .unwrap_or_else(|err| panic!("naive client: {err}"))
+}
+
+/// Runs the naive baseline and checks with cmat that Autotask ended converged.
+fn run_naive(sim: &SimHandle, ws: &Workspace, lines: &[BillLine]) -> Cost {
+    let (report, cost) = measured(sim, || naive::run(&client(sim), lines));
+    if !report.failures.is_empty() {
+        say(format!(
+            "  naive: {} subscription(s) failed, e.g. {}",
+            report.failures.len(),
+            report.failures[0]
+        ));
+    }
+    say(format!(
+        "  naive: {} subscriptions, {} writes landed",
+        report.subscriptions, report.writes_ok
+    ));
+    check_converged(sim, ws, "naive");
+    cost
+}
+
+/// `cmat pull autotask` + `cmat plan --detailed-exitcode` (not measured): 0 means converged.
+fn check_converged(sim: &SimHandle, ws: &Workspace, who: &str) {
+    ws.cmat_ok(sim, &["pull", "autotask"]);
+    let (code, output, _) = ws.cmat(sim, &["plan", "--detailed-exitcode"]);
+    let verdict = match code {
+        0 => "converged (a new plan is empty)".to_string(),
+        2 => {
+            let summary = output
+                .lines()
+                .find(|l| l.contains("to change") || l.contains("Plan:"))
+                .unwrap_or("");
+            let example = output
+                .lines()
+                .find(|l| l.contains("licence count") || l.contains("restated"))
+                .unwrap_or("")
+                .trim();
+            format!("NOT converged: {summary} (e.g. {example})")
+        }
+        _ => format!("plan failed ({code})"),
+    };
+    say(format!("  check after {who}: {verdict}"));
+}
+
+fn row(what: &str, cost: &Cost) -> String {
+    format!(
+        "| {what} | {} | {} | {} | {:.1} s | {} |",
+        cost.requests(),
+        cost.reads,
+        cost.writes,
+        cost.wall.as_secs_f64(),
+        if cost.peak_kib > 0 {
+            format!("{:.0} MB", cost.peak_kib as f64 / 1024.0)
+        } else {
+            "n/a (in the bench process)".into()
+        }
+    )
+}
+
+fn ratio(cmat: &Cost, naive: &Cost) -> String {
+    format!(
+        "naive / cmat: {:.1}× the requests, {:.1}× the wall time",
+        naive.requests() as f64 / cmat.requests().max(1) as f64,
+        naive.wall.as_secs_f64() / cmat.wall.as_secs_f64().max(1e-9)
+    )
+}
+
+fn main() {
+    let args = args();
+    let rules = rules();
+    let started = Instant::now();
+    let day0 = bill_lines(args.size, 0, CHURN_PER_MILLE);
+    let day1 = bill_lines(args.size, 1, CHURN_PER_MILLE);
+    let snapshot = converged(args.size, &rules, &day0);
+    say(format!(
+        "tenant {}: {} organizations, {} contracts, {} contract services, {} unit periods, {} charges; {} bill lines a day; generated in {:.1} s",
+        args.size_name,
+        args.size.organizations,
+        snapshot.contracts.len(),
+        snapshot.contract_services.len(),
+        snapshot.contract_service_units.len(),
+        snapshot.charges.len(),
+        day1.len(),
+        started.elapsed().as_secs_f64()
+    ));
+    let header = "| run | requests | reads | writes | wall time | peak memory (cmat) |\n|---|---:|---:|---:|---:|---:|";
+    let mut table = vec![header.to_string()];
+    let mut notes = Vec::new();
+
+    // ---- steady state: day 1, 1 % churn, on a converged tenant ----
+    say(format!(
+        "\nsteady-state day (day 1, {} ‰ churn), latency {} ms:",
+        CHURN_PER_MILLE,
+        args.latency.as_millis()
+    ));
+    let sim = start_sim(&snapshot, THRESHOLD, args.latency);
+    let ws = Workspace::new(&sim);
+    ws.write_bill("day-0.csv", &day0);
+    ws.write_bill("day-1.csv", &day1);
+    ws.cmat_ok(&sim, &["import", "day-0.csv"]);
+    let import = ws.cmat_ok(&sim, &["import", "day-1.csv"]);
+    let pull = ws.cmat_ok(&sim, &["pull", "autotask"]);
+    let (code, output, apply) = ws.cmat(&sim, &["apply", "--auto-approve"]);
+    if code != 0 {
+        say(format!("  apply exited {code}:\n{output}"));
+    }
+    if let Some(line) = output.lines().find(|l| l.starts_with("Apply ")) {
+        say(format!("  {line}"));
+    }
+    let cmat_day = import.plus(pull).plus(apply);
+    for (what, cost) in [
+        ("import day-1.csv", &import),
+        ("pull autotask", &pull),
+        ("apply --auto-approve", &apply),
+    ] {
+        say(format!(
+            "  cmat {what:<22} {:>6} requests ({} reads, {} writes) {:>7.1} s {:>6.0} MB",
+            cost.requests(),
+            cost.reads,
+            cost.writes,
+            cost.wall.as_secs_f64(),
+            cost.peak_kib as f64 / 1024.0
+        ));
+    }
+    check_converged(&sim, &ws, "cmat");
+    table.push(row(
+        &format!(
+            "{} steady-state day: cmat (import + pull + apply)",
+            args.size_name
+        ),
+        &cmat_day,
+    ));
+    table.push(row("  of which `pull autotask`", &pull));
+    table.push(row("  of which `apply --auto-approve`", &apply));
+    drop(sim);
+    if args.naive {
+        say("  naive baseline (threshold lifted so that its whole cost shows):");
+        let sim = start_sim(&snapshot, NO_THRESHOLD, args.latency);
+        ws.point_at(&sim);
+        let naive_day = run_naive(&sim, &ws, &day1);
+        table.push(row(
+            &format!("{} steady-state day: naive", args.size_name),
+            &naive_day,
+        ));
+        notes.push(format!(
+            "{} steady-state day: {}; cmat used {:.1} % of the hourly threshold of {THRESHOLD}, naive {:.1} %",
+            args.size_name,
+            ratio(&cmat_day, &naive_day),
+            cmat_day.requests() as f64 * 100.0 / THRESHOLD as f64,
+            naive_day.requests() as f64 * 100.0 / THRESHOLD as f64,
+        ));
+    }
+
+    // ---- onboarding: empty Autotask (companies only) → converged ----
+    if args.onboarding {
+        say(format!(
+            "\nonboarding (day 0 into an Autotask with only the companies), latency {} ms, threshold lifted:",
+            args.onboarding_latency.as_millis()
+        ));
+        let empty = companies(args.size);
+        let sim = start_sim(&empty, NO_THRESHOLD, args.onboarding_latency);
+        let ws = Workspace::new(&sim);
+        ws.write_bill("day-0.csv", &day0);
+        ws.cmat_ok(&sim, &["import", "day-0.csv"]);
+        let pull = ws.cmat_ok(&sim, &["pull", "autotask"]);
+        let apply = ws.cmat_ok(&sim, &["apply", "--auto-approve"]);
+        let cmat_onboarding = pull.plus(apply);
+        check_converged(&sim, &ws, "cmat");
+        table.push(row(
+            &format!("{} onboarding: cmat (pull + apply)", args.size_name),
+            &cmat_onboarding,
+        ));
+        drop(sim);
+        if args.naive {
+            let sim = start_sim(&empty, NO_THRESHOLD, args.onboarding_latency);
+            ws.point_at(&sim);
+            let naive_onboarding = run_naive(&sim, &ws, &day0);
+            table.push(row(
+                &format!("{} onboarding: naive", args.size_name),
+                &naive_onboarding,
+            ));
+            notes.push(format!(
+                "{} onboarding: {}",
+                args.size_name,
+                ratio(&cmat_onboarding, &naive_onboarding)
+            ));
+        }
+    }
+
+    if args.resume_demo {
+        resume_demo(&args, &day0, &mut notes);
+    }
+
+    say(format!(
+        "\n{} tenant, latency {} ms (onboarding {} ms):\n",
+        args.size_name,
+        args.latency.as_millis(),
+        args.onboarding_latency.as_millis()
+    ));
+    say(table.join("\n"));
+    say("");
+    for note in notes {
+        say(format!("- {note}"));
+    }
+}
+
+/// Onboarding under a small hourly threshold: cmat stops before it would exceed its share
+/// (`max_hourly_share`, default 50 %), the hour rolls over (a new simulator holding the same
+/// records, its request count back to 0), and a rerun resumes until Autotask has converged.
+fn resume_demo(args: &Args, day0: &[BillLine], notes: &mut Vec<String>) {
+    let threshold = 600;
+    say(format!(
+        "\nresumability: {} onboarding under an hourly threshold of {threshold} (cmat's share 50 %):",
+        args.size_name
+    ));
+    let empty = companies(args.size);
+    let mut sim = start_sim(&empty, threshold, args.onboarding_latency);
+    let ws = Workspace::new(&sim);
+    ws.write_bill("day-0.csv", day0);
+    ws.cmat_ok(&sim, &["import", "day-0.csv"]);
+    let mut hours = Vec::new();
+    for hour in 1..=20 {
+        let pull = ws.cmat_ok(&sim, &["pull", "autotask"]);
+        let (code, output, apply) = ws.cmat(&sim, &["apply", "--auto-approve"]);
+        let cost = pull.plus(apply);
+        let stopped = output.contains("hourly request threshold")
+            || output.contains("request budget is spent");
+        let written = output
+            .lines()
+            .find(|l| l.starts_with("Apply "))
+            .unwrap_or("(nothing to apply)")
+            .to_string();
+        say(format!(
+            "  hour {hour}: {} requests ({} writes), exit {code}{}: {written}",
+            cost.requests(),
+            cost.writes,
+            if stopped {
+                ", stopped at cmat's share of the hour"
+            } else {
+                ""
+            }
+        ));
+        hours.push(cost);
+        if code == 0 {
+            break;
+        }
+        // The hour rolls over: the same records, a fresh request count.
+        let mut state = sim.state_json();
+        let state = state.as_object_mut().expect("state object");
+        state.remove("ContractServiceUnits");
+        let mut seed_json = sim_seed_json(&Snapshot::default(), threshold);
+        for (entity, rows) in state.iter() {
+            if cmat::sim::seed::SEEDABLE.contains(&entity.as_str()) {
+                seed_json[entity] = rows.clone();
+            }
+        }
+        let latency = args.onboarding_latency;
+        drop(sim);
+        sim = Simulator::start(
+            "127.0.0.1:0",
+            seed(&seed_json),
+            SimOptions {
+                latency,
+                ..SimOptions::default()
+            },
+        )
+        .unwrap_or_else(|err| panic!("simulator after the hour: {err}"));
+        ws.point_at(&sim);
+    }
+    check_converged(&sim, &ws, "the last rerun");
+    let most = hours.iter().map(Cost::requests).max().unwrap_or(0);
+    notes.push(format!(
+        "resumability: {} onboarding under a threshold of {threshold}/h took {} hour(s) of budget, at most {most} requests in any hour (cmat's share: {}), and converged",
+        args.size_name,
+        hours.len(),
+        threshold / 2
+    ));
+}
