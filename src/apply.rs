@@ -563,7 +563,7 @@ fn same_day(change: &PlanChange, body: &Value, writer: &dyn AutotaskWriter) -> S
         .and_then(|units| units.parse::<i64>().ok())
         .unwrap_or(0);
     let target = before + unit_change;
-    // The day the plan read its units on (see `diff::units_checked_on`).
+    // A change of ours that landed on the refused day shows on the day after it.
     let checked = date.succ_opt().unwrap_or(date);
     match writer.units_on(contract, service, checked) {
         Ok(units) if units == before => SameDay::NextDay(next_day),

@@ -220,14 +220,6 @@ impl<'a> SnapshotIndex<'a> {
             charges_by_contract,
         }
     }
-
-    /// Units in force on `date` (see [`units_in_force`]).
-    fn units_on(&self, contract_id: i64, service_id: i64, date: NaiveDate) -> i64 {
-        self.units
-            .get(&(contract_id, service_id))
-            .map(|periods| units_in_force(periods, date))
-            .unwrap_or(0)
-    }
 }
 
 /// Units in force on `date` among one contract service's periods (sorted by start date): the
@@ -242,14 +234,39 @@ pub fn units_in_force(periods: &[&crate::snapshot::ContractServiceUnit], date: N
         .unwrap_or(0)
 }
 
-/// The day whose units say what a bill effective on `date` has left in force. Autotask keeps
-/// one adjustment per contract service and day, so apply puts a second change for the same
-/// day (a restated bill) on the next day: the units in force after a bill are those of the
-/// day after its date, when that day is still inside the contract.
-pub fn units_checked_on(date: NaiveDate, contract_end: NaiveDate) -> NaiveDate {
-    date.succ_opt()
-        .filter(|next| *next <= contract_end)
-        .unwrap_or(date)
+/// Where a bill's unit change goes, and the units in force there before it. Autotask keeps one
+/// adjustment per contract service and day, and an adjustment starts a unit period whose count
+/// differs from the day before. A restated bill (the same Billing Date, a new count) must go to
+/// the first day from the Billing Date that no adjustment has taken yet, and compare with the
+/// count the last of those adjustments left.
+pub fn adjustment_day(
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    billing_date: NaiveDate,
+    contract_end: NaiveDate,
+) -> (NaiveDate, i64) {
+    let taken = |day: NaiveDate| {
+        let before = day
+            .pred_opt()
+            .map(|previous| units_in_force(periods, previous))
+            .unwrap_or(0);
+        periods
+            .iter()
+            .any(|unit| unit.start_date == day && unit.units != before)
+    };
+    let mut day = billing_date;
+    while taken(day) {
+        match day.succ_opt().filter(|next| *next <= contract_end) {
+            Some(next) => day = next,
+            // Every day to the contract's end is taken: Autotask will say so.
+            None => return (day, units_in_force(periods, day)),
+        }
+    }
+    let settled = if day > billing_date {
+        day.pred_opt().unwrap_or(day)
+    } else {
+        day
+    };
+    (day, units_in_force(periods, settled))
 }
 
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
@@ -649,16 +666,19 @@ fn diff_contract_service(
         )),
         _ => None,
     };
-    let effective = service
+    let billing_date = service
         .effective_date
         .clamp(target.start, target.end.max(target.start));
-    let current_units = match existing {
-        Some((contract_id, service_id, Some(_))) => index.units_on(
-            contract_id,
-            service_id,
-            units_checked_on(effective, target.end),
-        ),
-        _ => 0,
+    let (effective, current_units) = match existing {
+        Some((contract_id, service_id, Some(_))) => {
+            let periods = index
+                .units
+                .get(&(contract_id, service_id))
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            adjustment_day(periods, billing_date, target.end)
+        }
+        _ => (billing_date, 0),
     };
     let label = match target.existing_id {
         Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
@@ -1419,6 +1439,68 @@ pub(crate) mod tests {
         crate::tenant::play(&moved, &mut snapshot);
         let again = self::plan(&rules, &restated, &snapshot);
         assert!(again.changes.is_empty(), "{:#?}", again.changes);
+    }
+
+    #[test]
+    fn restated_counts_day_after_day_each_take_the_next_free_day() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        let bill = |count: &str| {
+            vec![line(
+                "2026-10-01",
+                "Contoso",
+                "Microsoft CSP",
+                "S1",
+                "A",
+                count,
+                "5",
+            )]
+        };
+        converge(&rules, &bill("10"), &mut snapshot);
+        let mut days = Vec::new();
+        for count in ["12", "11", "15"] {
+            let restated = converge(&rules, &bill(count), &mut snapshot);
+            assert_eq!(restated.changes.len(), 1, "{:#?}", restated.changes);
+            days.push(restated.changes[0].fields["effectiveDate"].clone());
+        }
+        assert_eq!(
+            days,
+            vec![
+                json!("2026-10-02"),
+                json!("2026-10-03"),
+                json!("2026-10-04")
+            ]
+        );
+    }
+
+    #[test]
+    fn a_monthly_period_boundary_is_not_a_taken_day() {
+        // Autotask starts a unit period every month; on 2026-11-01 the count did not change,
+        // so November's change goes on its Billing Date.
+        let unit = |id: i64, start: &str, end: &str, units: i64| ContractServiceUnit {
+            id,
+            contract_id: 1,
+            contract_service_id: 2,
+            service_id: 3,
+            start_date: start.parse().expect("date"),
+            end_date: end.parse().expect("date"),
+            units,
+            price: None,
+            cost: None,
+        };
+        let october = unit(1, "2026-10-01", "2026-10-31", 10);
+        let november = unit(2, "2026-11-01", "2026-11-30", 10);
+        let periods = vec![&october, &november];
+        let end: NaiveDate = "2027-09-30".parse().expect("date");
+        assert_eq!(
+            adjustment_day(&periods, "2026-11-01".parse().expect("date"), end),
+            ("2026-11-01".parse().expect("date"), 10)
+        );
+        // The October start is the adjustment that added the service (0 → 10): taken.
+        assert_eq!(
+            adjustment_day(&periods, "2026-10-01".parse().expect("date"), end),
+            ("2026-10-02".parse().expect("date"), 10)
+        );
     }
 
     mod properties {
