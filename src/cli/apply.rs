@@ -110,16 +110,8 @@ pub fn execute(
             if !stale.is_empty() {
                 return Err(stale_error(path, &stale));
             }
-            let scope = Scope {
-                units_window: loaded.units_window(),
-                ..Scope::of_plan(&plan, &loaded.snapshot)
-            };
-            let fresh = reader
-                .read_scope(&scope)
-                .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
-            let differences = scope_differences(&scope, &loaded.snapshot, &fresh);
+            let differences = reread(store, loaded, reader, &plan)?;
             if !differences.is_empty() {
-                refresh_scope(store, &scope, &fresh)?;
                 return Err(stale_error(path, &differences));
             }
             plan
@@ -131,14 +123,7 @@ pub fn execute(
                 if !plan.has_changes() {
                     break;
                 }
-                let scope = Scope {
-                    units_window: loaded.units_window(),
-                    ..Scope::of_plan(&plan, &loaded.snapshot)
-                };
-                let fresh = reader
-                    .read_scope(&scope)
-                    .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
-                let differences = scope_differences(&scope, &loaded.snapshot, &fresh);
+                let differences = reread(store, loaded, reader, &plan)?;
                 if differences.is_empty() {
                     break;
                 }
@@ -147,8 +132,6 @@ pub fn execute(
                     differences.len(),
                     differences[0]
                 );
-                refresh_scope(store, &scope, &fresh)?;
-                loaded.snapshot = store.load_snapshot()?;
                 plan = loaded.plan();
             }
             plan
@@ -329,6 +312,29 @@ fn stale_error(path: &Path, reasons: &[String]) -> CommandError {
         }
     )
     .into()
+}
+
+/// Re-reads the plan's records from Autotask (in pages) and, where they differ from the
+/// snapshot, stores what Autotask holds now. Returns the differences found.
+fn reread(
+    store: &mut Store,
+    loaded: &mut Loaded,
+    reader: &dyn AutotaskReader,
+    plan: &Plan,
+) -> Result<Vec<String>, CommandError> {
+    let scope = Scope {
+        units_window: loaded.units_window(),
+        ..Scope::of_plan(plan, &loaded.snapshot)
+    };
+    let fresh = reader
+        .read_scope(&scope)
+        .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
+    let differences = scope_differences(&scope, &loaded.snapshot, &fresh);
+    if !differences.is_empty() {
+        refresh_scope(store, &scope, &fresh)?;
+        loaded.snapshot = store.load_snapshot()?;
+    }
+    Ok(differences)
 }
 
 /// Replaces the scope's part of the stored snapshot with what Autotask holds now.
