@@ -9,10 +9,7 @@ use cmat::plan::{compute, PlanInputs};
 use cmat::tenant::{bill_lines, companies, play, TenantSize};
 
 fn main() {
-    let size = match std::env::args()
-        .find(|arg| arg.starts_with("--size="))
-        .as_deref()
-    {
+    let size = match std::env::args().find(|arg| arg.starts_with("--size=")).as_deref() {
         Some("--size=small") => TenantSize::SMALL,
         Some("--size=medium") => TenantSize::MEDIUM,
         _ => TenantSize::LARGE,
@@ -22,11 +19,7 @@ fn main() {
     let sources = Vec::new();
     let day0 = bill_lines(size, 0, 10);
     let mut snapshot = companies(size);
-    println!(
-        "tenant: {} organizations, {} bill lines",
-        size.organizations,
-        day0.len()
-    );
+    println!("tenant: {} organizations, {} bill lines", size.organizations, day0.len());
 
     let started = Instant::now();
     let onboarding = compute(

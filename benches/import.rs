@@ -13,26 +13,16 @@ use cmat::store::{Access, Store};
 const HEADER: &str = "Billing Date,Service Name,Broker Name,Organization Name,Customer Number,Product Name,Item Code,Quantity,Unit Cost Price,Unit Sales Price,Total Cost,Total Sales,Margin Amount,Margin Percentage,Currency Code,Product ID,Payment Frequency,Purchase Order Number,Subscription ID,Subscription Name,Billing Line Details,Organization Currency Code,Organization Groups,Note,AutotaskCompanyID";
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let lines: u64 = std::env::args()
-        .skip(1)
-        .find_map(|a| a.parse().ok())
-        .unwrap_or(1_000_000);
+    let lines: u64 = std::env::args().skip(1).find_map(|a| a.parse().ok()).unwrap_or(1_000_000);
     let dir = tempfile::tempdir()?;
     let csv = dir.path().join("bill.csv");
     let started = Instant::now();
     write_report(&csv, lines)?;
     let size = std::fs::metadata(&csv)?.len();
-    println!(
-        "generated {lines} lines ({:.1} MB) in {:.2?}",
-        size as f64 / 1e6,
-        started.elapsed()
-    );
+    println!("generated {lines} lines ({:.1} MB) in {:.2?}", size as f64 / 1e6, started.elapsed());
 
     let mut store = Store::open(&dir.path().join(".cmat/state.db"), Access::Write)?;
-    for pass in [
-        "first import (all bills new)",
-        "second import (all unchanged)",
-    ] {
+    for pass in ["first import (all bills new)", "second import (all unchanged)"] {
         let started = Instant::now();
         let summary = import_file(&mut store, &csv, "bill.csv")?;
         let elapsed = started.elapsed();

@@ -42,8 +42,7 @@ struct Args {
 fn args() -> Args {
     let all: Vec<String> = std::env::args().skip(1).collect();
     let value = |name: &str| {
-        all.iter()
-            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(String::from))
+        all.iter().find_map(|a| a.strip_prefix(&format!("--{name}=")).map(String::from))
     };
     let flag = |name: &str| all.iter().any(|a| a == &format!("--{name}"));
     let size_name = value("size").unwrap_or_else(|| "medium".into());
@@ -55,9 +54,7 @@ fn args() -> Args {
     };
     let ms = |name: &str, default: u64| {
         Duration::from_millis(
-            value(name)
-                .map(|v| v.parse().expect("milliseconds"))
-                .unwrap_or(default),
+            value(name).map(|v| v.parse().expect("milliseconds")).unwrap_or(default),
         )
     };
     Args {
@@ -105,10 +102,7 @@ fn start_sim(snapshot: &Snapshot, threshold: u64, latency: Duration) -> SimHandl
     let sim = Simulator::start(
         "127.0.0.1:0",
         seed(&sim_seed_json(snapshot, threshold)),
-        SimOptions {
-            latency,
-            ..SimOptions::default()
-        },
+        SimOptions { latency, ..SimOptions::default() },
     )
     .unwrap_or_else(|err| panic!("simulator: {err}"));
     say(format!(
@@ -248,11 +242,9 @@ fn main() {
         say(format!("  {line}"));
     }
     let cmat_day = import.plus(pull).plus(apply);
-    for (what, cost) in [
-        ("import day-1.csv", &import),
-        ("pull autotask", &pull),
-        ("apply --auto-approve", &apply),
-    ] {
+    for (what, cost) in
+        [("import day-1.csv", &import), ("pull autotask", &pull), ("apply --auto-approve", &apply)]
+    {
         say(format!(
             "  cmat {what:<22} {:>6} requests ({} reads, {} writes) {:>7.1} s {:>6.0} MB",
             cost.requests(),
@@ -264,10 +256,7 @@ fn main() {
     }
     check_converged(&sim, &ws, "cmat");
     table.push(row(
-        &format!(
-            "{} steady-state day: cmat (import + pull + apply)",
-            args.size_name
-        ),
+        &format!("{} steady-state day: cmat (import + pull + apply)", args.size_name),
         &cmat_day,
     ));
     table.push(row("  of which `pull autotask`", &pull));
@@ -278,10 +267,7 @@ fn main() {
         let sim = start_sim(&snapshot, NO_THRESHOLD, args.latency);
         ws.point_at(&sim);
         let naive_day = run_naive(&sim, &ws, &day1);
-        table.push(row(
-            &format!("{} steady-state day: naive", args.size_name),
-            &naive_day,
-        ));
+        table.push(row(&format!("{} steady-state day: naive", args.size_name), &naive_day));
         notes.push(format!(
             "{} steady-state day: {}; cmat used {:.1} % of the hourly threshold of {THRESHOLD}, naive {:.1} %",
             args.size_name,
@@ -315,10 +301,7 @@ fn main() {
             let sim = start_sim(&empty, NO_THRESHOLD, args.onboarding_latency);
             ws.point_at(&sim);
             let naive_onboarding = run_naive(&sim, &ws, &day0);
-            table.push(row(
-                &format!("{} onboarding: naive", args.size_name),
-                &naive_onboarding,
-            ));
+            table.push(row(&format!("{} onboarding: naive", args.size_name), &naive_onboarding));
             notes.push(format!(
                 "{} onboarding: {}",
                 args.size_name,
@@ -374,11 +357,7 @@ fn resume_demo(args: &Args, day0: &[BillLine], notes: &mut Vec<String>) {
             "  hour {hour}: {} requests ({} writes), exit {code}{}: {written}",
             cost.requests(),
             cost.writes,
-            if stopped {
-                ", stopped at cmat's share of the hour"
-            } else {
-                ""
-            }
+            if stopped { ", stopped at cmat's share of the hour" } else { "" }
         ));
         hours.push(cost);
         if code == 0 {
@@ -399,10 +378,7 @@ fn resume_demo(args: &Args, day0: &[BillLine], notes: &mut Vec<String>) {
         sim = Simulator::start(
             "127.0.0.1:0",
             seed(&seed_json),
-            SimOptions {
-                latency,
-                ..SimOptions::default()
-            },
+            SimOptions { latency, ..SimOptions::default() },
         )
         .unwrap_or_else(|err| panic!("simulator after the hour: {err}"));
         ws.point_at(&sim);

@@ -22,10 +22,7 @@ use crate::store::{AuditOutcome, AuditRow, JournalIntent, JournalOutcome, Store,
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteFailure {
     /// Autotask answered and refused: nothing was written.
-    Rejected {
-        status: Option<u16>,
-        message: String,
-    },
+    Rejected { status: Option<u16>, message: String },
     /// No answer: the write may or may not have landed. Never re-sent without a lookup.
     OutcomeUnknown { message: String },
     /// The hour's request budget is spent: stop now, resume later.
@@ -196,20 +193,14 @@ enum Outcome {
 
 /// Fields Autotask types as numbers. The plan keeps them as exact decimal strings; the API
 /// gets JSON numbers, as its Swagger declares them.
-const DECIMAL_FIELDS: [&str; 5] = [
-    "unitPrice",
-    "unitCost",
-    "unitQuantity",
-    "adjustedUnitPrice",
-    "adjustedUnitCost",
-];
+const DECIMAL_FIELDS: [&str; 5] =
+    ["unitPrice", "unitCost", "unitQuantity", "adjustedUnitPrice", "adjustedUnitCost"];
 
 /// A decimal string as a JSON number token. The amounts cmat sends have at most 4 decimals and
 /// far fewer than 15 significant digits, so the number's text is the decimal's, exactly.
 fn api_number(amount: &str) -> Result<Value, String> {
-    let decimal: rust_decimal::Decimal = amount
-        .parse()
-        .map_err(|_| format!("{amount:?} is not a decimal amount"))?;
+    let decimal: rust_decimal::Decimal =
+        amount.parse().map_err(|_| format!("{amount:?} is not a decimal amount"))?;
     decimal
         .normalize()
         .to_string()
@@ -221,9 +212,7 @@ fn api_number(amount: &str) -> Result<Value, String> {
 /// The HTTP path and body of a change, with refs resolved to the ids Autotask returned.
 fn request(change: &PlanChange, ids: &BTreeMap<String, i64>) -> Result<(String, Value), String> {
     let resolve_ref = |reference: &str| {
-        ids.get(reference)
-            .copied()
-            .ok_or_else(|| format!("{reference} was not created"))
+        ids.get(reference).copied().ok_or_else(|| format!("{reference} was not created"))
     };
     let parent_id = match &change.parent {
         Some(PlanParent::Existing { id, .. }) => Some(*id),
@@ -234,9 +223,7 @@ fn request(change: &PlanChange, ids: &BTreeMap<String, i64>) -> Result<(String, 
     for (field, value) in &change.fields {
         let value = match value {
             Value::Object(map) if map.contains_key("ref") => {
-                json!(resolve_ref(
-                    map.get("ref").and_then(Value::as_str).unwrap_or_default()
-                )?)
+                json!(resolve_ref(map.get("ref").and_then(Value::as_str).unwrap_or_default())?)
             }
             Value::String(amount) if DECIMAL_FIELDS.contains(&field.as_str()) => {
                 api_number(amount)?
@@ -305,9 +292,7 @@ pub fn apply_plan(
     };
     let mut phases: BTreeMap<u8, VecDeque<usize>> = BTreeMap::new();
     for (index, change) in plan.changes.iter().enumerate() {
-        let phase = Entity::from_name(&change.entity)
-            .map(Entity::phase)
-            .unwrap_or(u8::MAX);
+        let phase = Entity::from_name(&change.entity).map(Entity::phase).unwrap_or(u8::MAX);
         phases.entry(phase).or_default().push_back(index);
     }
     // A phase ends before the next starts: children need their parents' ids.
@@ -381,14 +366,7 @@ impl Run<'_, '_> {
             Ok(prepared) => prepared,
             Err(reason) => return Outcome::Skipped(format!("not sent: {reason}")),
         };
-        match send(
-            change,
-            &path,
-            &body,
-            self.writer,
-            &self.store,
-            &self.options.run_id,
-        ) {
+        match send(change, &path, &body, self.writer, &self.store, &self.options.run_id) {
             Ok(outcome) => outcome,
             Err(err) => {
                 self.fail_store(err);
@@ -408,10 +386,8 @@ impl Run<'_, '_> {
         if let Some(err) = self.store_error.into_inner().ok().flatten() {
             return Err(ApplyError::Store(err));
         }
-        let mut report = ApplyReport {
-            run_id: self.options.run_id.clone(),
-            ..ApplyReport::default()
-        };
+        let mut report =
+            ApplyReport { run_id: self.options.run_id.clone(), ..ApplyReport::default() };
         for (index, outcome) in self.outcomes.into_inner().unwrap_or_default() {
             let change = &self.plan.changes[index];
             let label = format!(
@@ -481,9 +457,7 @@ fn send(
                 SameDay::NextDay(next_day) => {
                     lock(store)?.journal_outcome(
                         journal_id,
-                        &JournalOutcome::Failed {
-                            message: message.clone(),
-                        },
+                        &JournalOutcome::Failed { message: message.clone() },
                     )?;
                     journal_id = lock(store)?.journal_intent(&JournalIntent {
                         request_body: next_day.to_string(),
@@ -494,9 +468,7 @@ fn send(
                 SameDay::Landed(reason) => {
                     lock(store)?.journal_outcome(
                         journal_id,
-                        &JournalOutcome::Failed {
-                            message: format!("{message} ({reason})"),
-                        },
+                        &JournalOutcome::Failed { message: format!("{message} ({reason})") },
                     )?;
                     return Ok(Outcome::Skipped(reason));
                 }
@@ -510,14 +482,9 @@ fn send(
         }
     }
     let (outcome, journal) = match result {
-        Ok(id) => (
-            Outcome::Written { id },
-            JournalOutcome::Done { autotask_id: id },
-        ),
+        Ok(id) => (Outcome::Written { id }, JournalOutcome::Done { autotask_id: id }),
         Err(WriteFailure::OutcomeUnknown { message }) => (
-            Outcome::Failed(WriteFailure::OutcomeUnknown {
-                message: message.clone(),
-            }),
+            Outcome::Failed(WriteFailure::OutcomeUnknown { message: message.clone() }),
             JournalOutcome::Unknown { message },
         ),
         Err(failure) => {
@@ -546,13 +513,9 @@ fn same_day(change: &PlanChange, body: &Value, writer: &dyn AutotaskWriter) -> S
         .and_then(Value::as_str)
         .and_then(|text| text.get(..10))
         .and_then(|text| text.parse::<chrono::NaiveDate>().ok());
-    let (Some(contract), Some(service), Some(unit_change), Some(date), Some(next_day)) = (
-        field("contractID"),
-        field("serviceID"),
-        field("unitChange"),
-        date,
-        next_day(body),
-    ) else {
+    let (Some(contract), Some(service), Some(unit_change), Some(date), Some(next_day)) =
+        (field("contractID"), field("serviceID"), field("unitChange"), date, next_day(body))
+    else {
         return SameDay::Stop("not sent: the adjustment cannot be moved to the next day".into());
     };
     let before = change
@@ -581,12 +544,7 @@ fn same_day(change: &PlanChange, body: &Value, writer: &dyn AutotaskWriter) -> S
 
 /// The same adjustment body, effective one day later.
 fn next_day(body: &Value) -> Option<Value> {
-    let date: chrono::NaiveDate = body
-        .get("effectiveDate")?
-        .as_str()?
-        .get(..10)?
-        .parse()
-        .ok()?;
+    let date: chrono::NaiveDate = body.get("effectiveDate")?.as_str()?.get(..10)?.parse().ok()?;
     let mut moved = body.clone();
     moved["effectiveDate"] = json!(date.succ_opt()?.to_string());
     Some(moved)
@@ -595,9 +553,7 @@ fn next_day(body: &Value) -> Option<Value> {
 fn lock<'a, 'b>(
     store: &'a Mutex<&'b mut Store>,
 ) -> Result<std::sync::MutexGuard<'a, &'b mut Store>, StoreError> {
-    store
-        .lock()
-        .map_err(|_| StoreError::Other("state database lock poisoned".into()))
+    store.lock().map_err(|_| StoreError::Other("state database lock poisoned".into()))
 }
 
 /// One audit row per field of the change (SPEC.md: "one row per field written").
@@ -608,12 +564,9 @@ fn audit_rows(
     at: DateTime<Utc>,
 ) -> Vec<AuditRow> {
     let (result, autotask_id, status, message) = match outcome {
-        Outcome::Written { id } => (
-            AuditOutcome::Applied,
-            id.or(change.id),
-            Some(200),
-            change.reason.clone(),
-        ),
+        Outcome::Written { id } => {
+            (AuditOutcome::Applied, id.or(change.id), Some(200), change.reason.clone())
+        }
         Outcome::Failed(WriteFailure::Rejected { status, message }) => {
             (AuditOutcome::Failed, change.id, *status, message.clone())
         }
@@ -631,11 +584,7 @@ fn audit_rows(
             autotask_id,
             key: change.key.clone(),
             field: field.clone(),
-            old_value: change
-                .before
-                .as_ref()
-                .and_then(|before| before.get(field))
-                .map(plain),
+            old_value: change.before.as_ref().and_then(|before| before.get(field)).map(plain),
             new_value: Some(plain(value)),
             rule: change.rule.clone(),
             outcome: result,
@@ -668,18 +617,8 @@ pub fn scope_differences(scope: &Scope, snapshot: &Snapshot, fresh: &Snapshot) -
             out.push(format!("{kind} {id} is gone from Autotask"));
         }
     }
-    compare(
-        "contract",
-        &known.contracts,
-        &fresh.contracts,
-        &mut differences,
-    );
-    compare(
-        "service",
-        &known.services,
-        &fresh.services,
-        &mut differences,
-    );
+    compare("contract", &known.contracts, &fresh.contracts, &mut differences);
+    compare("service", &known.services, &fresh.services, &mut differences);
     compare(
         "contract service",
         &known.contract_services,
@@ -715,12 +654,7 @@ mod tests {
 
     impl FakeAutotask {
         fn new(fail_at: Option<(usize, WriteFailure)>) -> Self {
-            FakeAutotask {
-                sent: Mutex::new(Vec::new()),
-                fail_at,
-                next_id: 500.into(),
-                units: 0,
-            }
+            FakeAutotask { sent: Mutex::new(Vec::new()), fail_at, next_id: 500.into(), units: 0 }
         }
         fn record(&self, path: &str, body: &Value) -> Result<(), WriteFailure> {
             let mut sent = self.sent.lock().expect("lock");
@@ -736,10 +670,7 @@ mod tests {
     impl AutotaskWriter for FakeAutotask {
         fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure> {
             self.record(path, body)?;
-            Ok(Some(
-                self.next_id
-                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst),
-            ))
+            Ok(Some(self.next_id.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
         }
         fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure> {
             self.record(path, body)
@@ -760,37 +691,17 @@ mod tests {
     fn onboarding_plan() -> Plan {
         let rules = default_rules();
         let lines = vec![
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "10",
-                "5",
-            ),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5"),
             line("2026-10-01", "Contoso", "Azure Plan", "AZ", "M1", "2", "3"),
         ];
         let mut snapshot = Snapshot::default();
-        snapshot.companies.insert(
-            100,
-            Company {
-                id: 100,
-                company_name: "Contoso".into(),
-                is_active: true,
-            },
-        );
+        snapshot
+            .companies
+            .insert(100, Company { id: 100, company_name: "Contoso".into(), is_active: true });
         let desired = crate::desired::desired_state(&rules, &lines);
-        let digests = Digests {
-            snapshot: String::new(),
-            inputs: String::new(),
-            mappings: String::new(),
-        };
-        Plan::new(
-            crate::diff::diff(&rules, &desired, &snapshot),
-            digests,
-            DateTime::UNIX_EPOCH,
-        )
+        let digests =
+            Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };
+        Plan::new(crate::diff::diff(&rules, &desired, &snapshot), digests, DateTime::UNIX_EPOCH)
     }
 
     fn options() -> ApplyOptions {
@@ -805,14 +716,8 @@ mod tests {
     #[test]
     fn amounts_go_to_autotask_as_json_numbers_with_their_exact_text() {
         assert_eq!(api_number("20.6000").expect("number").to_string(), "20.6");
-        assert_eq!(
-            api_number("59354.1036").expect("number").to_string(),
-            "59354.1036"
-        );
-        assert_eq!(
-            api_number("-170.1084").expect("number").to_string(),
-            "-170.1084"
-        );
+        assert_eq!(api_number("59354.1036").expect("number").to_string(), "59354.1036");
+        assert_eq!(api_number("-170.1084").expect("number").to_string(), "-170.1084");
         assert_eq!(api_number("1.0000").expect("number").to_string(), "1");
         assert!(api_number("1,5").is_err());
     }
@@ -838,10 +743,7 @@ mod tests {
         assert_eq!(adjustment.1["serviceID"], json!(500));
         assert_eq!(
             adjustment.0,
-            format!(
-                "Contracts/{}/ServiceAdjustments",
-                adjustment.1["contractID"]
-            )
+            format!("Contracts/{}/ServiceAdjustments", adjustment.1["contractID"])
         );
         let audit = store.audit_rows(&AuditFilter::default()).expect("audit");
         let fields: usize = plan.changes.iter().map(|c| c.fields.len()).sum();
@@ -857,25 +759,16 @@ mod tests {
         // The first write is the Service create: its outcome is unknown.
         let fake = FakeAutotask::new(Some((
             0,
-            WriteFailure::OutcomeUnknown {
-                message: "connection reset".into(),
-            },
+            WriteFailure::OutcomeUnknown { message: "connection reset".into() },
         )));
         let report = apply_plan(&plan, &fake, &mut store, &options()).expect("apply");
         assert_eq!(report.unknown, 1);
-        assert_eq!(
-            report.skipped, 1,
-            "the adjustment needing the service is not sent: {report:?}"
-        );
+        assert_eq!(report.skipped, 1, "the adjustment needing the service is not sent: {report:?}");
         let unresolved = store.journal_unresolved().expect("journal");
         assert_eq!(unresolved.len(), 1);
         assert_eq!(unresolved[0].intent.key, "sku:A");
         let sent = fake.sent.lock().expect("lock");
-        assert_eq!(
-            sent.iter().filter(|(path, _)| path == "Services").count(),
-            1,
-            "never re-sent"
-        );
+        assert_eq!(sent.iter().filter(|(path, _)| path == "Services").count(), 1, "never re-sent");
     }
 
     #[test]
@@ -883,16 +776,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
         let plan = onboarding_plan();
-        let fake = FakeAutotask::new(Some((
-            0,
-            WriteFailure::Budget {
-                message: "hour spent".into(),
-            },
-        )));
-        let options = ApplyOptions {
-            concurrency: 1,
-            ..options()
-        };
+        let fake =
+            FakeAutotask::new(Some((0, WriteFailure::Budget { message: "hour spent".into() })));
+        let options = ApplyOptions { concurrency: 1, ..options() };
         let report = apply_plan(&plan, &fake, &mut store, &options).expect("apply");
         assert!(report.budget_exhausted);
         assert_eq!(fake.sent.lock().expect("lock").len(), 1);
@@ -905,11 +791,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
         let plan = onboarding_plan();
-        let adjustment = plan
-            .changes
-            .iter()
-            .find(|c| c.action == Action::Adjust)
-            .expect("an adjustment");
+        let adjustment =
+            plan.changes.iter().find(|c| c.action == Action::Adjust).expect("an adjustment");
         assert_eq!(adjustment.fields["unitChange"], json!(10));
         assert_eq!(adjustment.before.as_ref().unwrap()["units"], json!("0"));
         // Service, two contracts, then the adjustment (one at a time: a fixed order).
@@ -922,10 +805,7 @@ mod tests {
             },
         )));
         fake.units = units;
-        let options = ApplyOptions {
-            concurrency: 1,
-            ..options()
-        };
+        let options = ApplyOptions { concurrency: 1, ..options() };
         let report = apply_plan(&plan, &fake, &mut store, &options).expect("apply");
         let sent = fake.sent.lock().expect("lock").clone();
         (sent, report)
@@ -941,10 +821,7 @@ mod tests {
     #[test]
     fn a_refused_same_day_adjustment_goes_on_the_next_day_when_autotask_holds_the_planned_units() {
         let (sent, report) = refused_same_day(0);
-        assert_eq!(
-            adjustments(&sent),
-            vec![json!("2026-10-01"), json!("2026-10-02")]
-        );
+        assert_eq!(adjustments(&sent), vec![json!("2026-10-01"), json!("2026-10-02")]);
         assert!(report.is_clean(), "{report:?}");
     }
 
@@ -952,16 +829,9 @@ mod tests {
     fn a_refused_same_day_adjustment_that_already_landed_is_not_sent_again() {
         // A killed run's adjustment that Autotask finished after this run re-read the units.
         let (sent, report) = refused_same_day(10);
-        assert_eq!(
-            adjustments(&sent),
-            vec![json!("2026-10-01")],
-            "never doubled"
-        );
+        assert_eq!(adjustments(&sent), vec![json!("2026-10-01")], "never doubled");
         assert_eq!(report.skipped, 1, "{report:?}");
-        assert!(
-            report.failures[0].contains("already holds 10 units"),
-            "{report:?}"
-        );
+        assert!(report.failures[0].contains("already holds 10 units"), "{report:?}");
     }
 
     #[test]

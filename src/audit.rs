@@ -53,9 +53,7 @@ pub fn write_csv(rows: &[AuditRow], out: impl Write) -> Result<(), csv::Error> {
             row.new_value.clone().unwrap_or_default(),
             row.rule.clone(),
             outcome_name(row.outcome).to_string(),
-            row.http_status
-                .map(|status| status.to_string())
-                .unwrap_or_default(),
+            row.http_status.map(|status| status.to_string()).unwrap_or_default(),
             row.message.clone(),
         ];
         writer.write_record(cells.iter().map(|cell| spreadsheet_safe(cell)))?;

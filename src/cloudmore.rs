@@ -35,16 +35,9 @@ pub enum CloudmoreError {
     #[error("[cloudmore] base_url: {0}")]
     BadUrl(String),
     #[error("{request}: cannot reach Cloudmore")]
-    Transport {
-        request: String,
-        source: reqwest::Error,
-    },
+    Transport { request: String, source: reqwest::Error },
     #[error("{request}: Cloudmore answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
-    Status {
-        request: String,
-        status: u16,
-        body: String,
-    },
+    Status { request: String, status: u16, body: String },
     #[error("{request}: unexpected answer: {message}")]
     Answer { request: String, message: String },
     #[error("{request}: the billing report task failed")]
@@ -52,10 +45,7 @@ pub enum CloudmoreError {
     #[error("{request}: the billing report task did not complete within {seconds} s")]
     TaskTimeout { request: String, seconds: u64 },
     #[error("{source_name}: {message}")]
-    BadLines {
-        source_name: String,
-        message: String,
-    },
+    BadLines { source_name: String, message: String },
     #[error("cannot store the Cloudmore billing")]
     Store(#[from] StoreError),
 }
@@ -189,10 +179,8 @@ impl CloudmoreClient {
         credentials: CloudmoreCredentials,
         options: ClientOptions,
     ) -> Result<Self, CloudmoreError> {
-        let base_url = config
-            .base_url
-            .as_deref()
-            .ok_or(CloudmoreError::MissingSetting("base_url"))?;
+        let base_url =
+            config.base_url.as_deref().ok_or(CloudmoreError::MissingSetting("base_url"))?;
         check_url(base_url).map_err(CloudmoreError::BadUrl)?;
         let reseller_id = config
             .reseller_id
@@ -230,10 +218,7 @@ impl CloudmoreClient {
         let response = self
             .http
             .post(format!("{}/connect/token", self.base_url))
-            .basic_auth(
-                OAUTH_CLIENT_ID,
-                Some(self.credentials.client_secret.expose()),
-            )
+            .basic_auth(OAUTH_CLIENT_ID, Some(self.credentials.client_secret.expose()))
             .form(&[
                 ("grant_type", "password"),
                 ("username", self.credentials.username.as_str()),
@@ -278,16 +263,10 @@ impl CloudmoreClient {
             }
             path_or_url.to_string()
         };
-        let request = format!(
-            "{method} {}",
-            url.strip_prefix(&self.base_url).unwrap_or(&url)
-        );
+        let request = format!("{method} {}", url.strip_prefix(&self.base_url).unwrap_or(&url));
         for attempt in 0..2 {
             let token = self.token()?;
-            let mut builder = self
-                .http
-                .request(method.clone(), &url)
-                .bearer_auth(token.expose());
+            let mut builder = self.http.request(method.clone(), &url).bearer_auth(token.expose());
             if let Some(body) = body {
                 builder = builder.json(body);
             }
@@ -319,11 +298,8 @@ impl CloudmoreClient {
         let reseller = self.reseller_id.clone();
         let path =
             format!("/api/resellers/{reseller}/organizations/{organization_id}/billing/reports");
-        let started: TaskStarted = self.send(
-            reqwest::Method::POST,
-            &path,
-            Some(&ReportRequest { year, month }),
-        )?;
+        let started: TaskStarted =
+            self.send(reqwest::Method::POST, &path, Some(&ReportRequest { year, month }))?;
         let task_path = format!("/api/resellers/{reseller}/tasks/{}", started.task_id);
         let deadline = Instant::now() + self.options.task_timeout;
         let mut wait = self.options.poll_interval;
@@ -337,9 +313,7 @@ impl CloudmoreClient {
                     })?
                 }
                 "Failed" => {
-                    return Err(CloudmoreError::TaskFailed {
-                        request: format!("GET {task_path}"),
-                    })
+                    return Err(CloudmoreError::TaskFailed { request: format!("GET {task_path}") })
                 }
                 _ => {}
             }
@@ -381,10 +355,7 @@ impl CloudmoreClient {
                 let lines = self.billing_report(&organization.id, year, month)?;
                 let file = format!("cloudmore:{year:04}-{month:02}/{}", organization.id);
                 for (index, line) in lines.into_iter().enumerate() {
-                    let source = LineSource {
-                        file: file.clone(),
-                        row: index as u64 + 1,
-                    };
+                    let source = LineSource { file: file.clone(), row: index as u64 + 1 };
                     match bill_line(line, organization, source.clone()) {
                         Ok(line) if problems.is_empty() => import.add_line(&line)?,
                         Ok(_) => {}
@@ -424,24 +395,21 @@ pub fn bill_line(
         .filter(|_| date_part.len() == 10)
         .ok_or_else(|| format!("billingDate {date_text:?} is not an ISO date (YYYY-MM-DD)"))?;
     let decimal = |name: &str, text: &str| parse_exact_decimal(name, text.trim());
-    let autotask_company_id =
-        match organization
-            .custom_properties
-            .iter()
-            .find(|p| p.name.eq_ignore_ascii_case(COMPANY_PROPERTY))
-            .and_then(|p| p.value.as_deref())
-            .map(str::trim)
-        {
-            None | Some("") => None,
-            Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(
-                || {
-                    format!(
-                        "organization {:?}: {COMPANY_PROPERTY} {text:?} is not an integer",
-                        organization.name
-                    )
-                },
-            )?),
-        };
+    let autotask_company_id = match organization
+        .custom_properties
+        .iter()
+        .find(|p| p.name.eq_ignore_ascii_case(COMPANY_PROPERTY))
+        .and_then(|p| p.value.as_deref())
+        .map(str::trim)
+    {
+        None | Some("") => None,
+        Some(text) => Some(text.parse::<i64>().ok().filter(|id| *id >= 0).ok_or_else(|| {
+            format!(
+                "organization {:?}: {COMPANY_PROPERTY} {text:?} is not an integer",
+                organization.name
+            )
+        })?),
+    };
     let required = |name: &str, text: String| {
         if text.trim().is_empty() {
             Err(format!("{name} is empty"))
@@ -478,19 +446,15 @@ fn decode<T: serde::de::DeserializeOwned>(
     response: reqwest::blocking::Response,
 ) -> Result<T, CloudmoreError> {
     let status = response.status();
-    let body = response
-        .text()
-        .map_err(|source| CloudmoreError::Transport {
-            request: request.to_string(),
-            source: source.without_url(),
-        })?;
+    let body = response.text().map_err(|source| CloudmoreError::Transport {
+        request: request.to_string(),
+        source: source.without_url(),
+    })?;
     if !status.is_success() {
         let mut body = body.trim().to_string();
         if body.len() > MAX_BODY_IN_ERROR {
-            let cut = (0..=MAX_BODY_IN_ERROR)
-                .rev()
-                .find(|i| body.is_char_boundary(*i))
-                .unwrap_or(0);
+            let cut =
+                (0..=MAX_BODY_IN_ERROR).rev().find(|i| body.is_char_boundary(*i)).unwrap_or(0);
             body.truncate(cut);
             body.push('…');
         }

@@ -118,11 +118,7 @@ impl WarningCode {
 
 impl Warning {
     pub fn new(code: WarningCode, message: impl Into<String>, source: impl Into<String>) -> Self {
-        Warning {
-            code,
-            message: message.into(),
-            source: source.into(),
-        }
+        Warning { code, message: message.into(), source: source.into() }
     }
 }
 
@@ -139,15 +135,9 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
         if !rules.services.contains_key(&line.service_name) {
             unmapped.entry(&line.service_name).or_default().push(line);
         } else if company_of(rules, line).is_none() {
-            unlinked
-                .entry(&line.organization_name)
-                .or_default()
-                .push(line);
+            unlinked.entry(&line.organization_name).or_default().push(line);
         } else {
-            by_subscription
-                .entry(&line.subscription_id)
-                .or_default()
-                .push(line);
+            by_subscription.entry(&line.subscription_id).or_default().push(line);
         }
     }
     for (service, lines) in unmapped {
@@ -184,18 +174,13 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
         }
     }
     warnings.sort();
-    DesiredState {
-        contracts,
-        warnings,
-    }
+    DesiredState { contracts, warnings }
 }
 
 fn latest_bill_dates(lines: &[BillLine]) -> BTreeMap<&str, NaiveDate> {
     let mut latest: BTreeMap<&str, NaiveDate> = BTreeMap::new();
     for line in lines {
-        let entry = latest
-            .entry(&line.organization_name)
-            .or_insert(line.billing_date);
+        let entry = latest.entry(&line.organization_name).or_insert(line.billing_date);
         *entry = (*entry).max(line.billing_date);
     }
     latest
@@ -206,11 +191,7 @@ fn company_of(rules: &RuleSet, line: &BillLine) -> Option<i64> {
     if let Some(explicit) = rules.companies.explicit.get(&line.organization_name) {
         return Some(explicit.value);
     }
-    rules
-        .companies
-        .column
-        .as_ref()
-        .and(line.autotask_company_id)
+    rules.companies.column.as_ref().and(line.autotask_company_id)
 }
 
 fn sources_label(lines: &[&BillLine]) -> String {
@@ -234,10 +215,7 @@ fn desired_contract(
     let company_id = company_of(rules, first)?;
 
     // One subscription, one company, one kind: anything else is ambiguous, so it is left out.
-    if let Some(other) = lines
-        .iter()
-        .find(|line| company_of(rules, line) != Some(company_id))
-    {
+    if let Some(other) = lines.iter().find(|line| company_of(rules, line) != Some(company_id)) {
         warnings.push(Warning::new(
             WarningCode::ConflictingLines,
             format!(
@@ -250,13 +228,10 @@ fn desired_contract(
         ));
         return None;
     }
-    if let Some(other) = lines.iter().find(|line| {
-        rules
-            .services
-            .get(&line.service_name)
-            .map(|rule| rule.value)
-            != Some(kind)
-    }) {
+    if let Some(other) = lines
+        .iter()
+        .find(|line| rules.services.get(&line.service_name).map(|rule| rule.value) != Some(kind))
+    {
         warnings.push(Warning::new(
             WarningCode::ConflictingLines,
             format!(
@@ -267,10 +242,7 @@ fn desired_contract(
         ));
         return None;
     }
-    let currencies: BTreeSet<&str> = lines
-        .iter()
-        .map(|line| line.currency_code.as_str())
-        .collect();
+    let currencies: BTreeSet<&str> = lines.iter().map(|line| line.currency_code.as_str()).collect();
     if currencies.len() > 1 {
         warnings.push(Warning::new(
             WarningCode::CurrencyMismatch,
@@ -284,11 +256,8 @@ fn desired_contract(
 
     let first_billing_date = lines.iter().map(|line| line.billing_date).min()?;
     let last_billing_date = lines.iter().map(|line| line.billing_date).max()?;
-    let current: Vec<&BillLine> = lines
-        .iter()
-        .copied()
-        .filter(|line| line.billing_date == last_billing_date)
-        .collect();
+    let current: Vec<&BillLine> =
+        lines.iter().copied().filter(|line| line.billing_date == last_billing_date).collect();
     let latest_line = current[0];
     let start_date = match rules.contract.start.value {
         ContractStart::FirstBillingDate => first_billing_date,
@@ -296,11 +265,8 @@ fn desired_contract(
             first_billing_date.with_day(1).unwrap_or(first_billing_date)
         }
     };
-    let end_date = covering_end_date(
-        start_date,
-        rules.contract.term_months.value,
-        last_billing_date,
-    );
+    let end_date =
+        covering_end_date(start_date, rules.contract.term_months.value, last_billing_date);
 
     let name_template = rules.contract.name.get(&kind)?;
     let name = name_template.render(|field| template_value(field, latest_line, last_billing_date));
@@ -393,10 +359,7 @@ fn desired_services(
     let effective_date = current[0].billing_date;
     let mut by_product: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     for line in current {
-        by_product
-            .entry(product_key(rules, line))
-            .or_default()
-            .push(line);
+        by_product.entry(product_key(rules, line)).or_default().push(line);
     }
     let mut services = BTreeMap::new();
     for (key, product_lines) in by_product {
@@ -425,10 +388,7 @@ fn desired_services(
                 continue;
             }
         };
-        if product_lines
-            .iter()
-            .any(|line| line.unit_sales_price != first.unit_sales_price)
-        {
+        if product_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
             warnings.push(Warning::new(
                 WarningCode::ConflictingLines,
                 format!(
@@ -453,16 +413,9 @@ fn desired_services(
         );
     }
     // Products billed earlier but absent from the current bill go to 0 units.
-    let mut earlier: Vec<&BillLine> = lines
-        .iter()
-        .copied()
-        .filter(|line| line.billing_date < effective_date)
-        .collect();
-    earlier.sort_by(|a, b| {
-        b.billing_date
-            .cmp(&a.billing_date)
-            .then(a.source.cmp(&b.source))
-    });
+    let mut earlier: Vec<&BillLine> =
+        lines.iter().copied().filter(|line| line.billing_date < effective_date).collect();
+    earlier.sort_by(|a, b| b.billing_date.cmp(&a.billing_date).then(a.source.cmp(&b.source)));
     for line in earlier {
         let key = product_key(rules, line);
         if services.contains_key(key) {
@@ -520,13 +473,7 @@ pub(crate) mod tests {
     use crate::rules::*;
 
     fn ruled<T>(value: T) -> Ruled<T> {
-        Ruled {
-            value,
-            origin: RuleOrigin {
-                file: "mappings/test.cmat".into(),
-                line: 1,
-            },
-        }
+        Ruled { value, origin: RuleOrigin { file: "mappings/test.cmat".into(), line: 1 } }
     }
 
     fn template(text: &str) -> Template {
@@ -545,13 +492,7 @@ pub(crate) mod tests {
         if !rest.is_empty() {
             parts.push(TemplatePart::Text(rest.to_string()));
         }
-        Template {
-            parts,
-            origin: RuleOrigin {
-                file: "mappings/test.cmat".into(),
-                line: 2,
-            },
-        }
+        Template { parts, origin: RuleOrigin { file: "mappings/test.cmat".into(), line: 2 } }
     }
 
     /// The default rules, built by hand so the engine's tests do not depend on the parser.
@@ -581,14 +522,8 @@ pub(crate) mod tests {
             },
             contract: ContractRule {
                 name: [
-                    (
-                        BillingKind::Licence,
-                        template("Microsoft 365 - {organization}"),
-                    ),
-                    (
-                        BillingKind::Consumption,
-                        template("Microsoft Azure - {organization}"),
-                    ),
+                    (BillingKind::Licence, template("Microsoft 365 - {organization}")),
+                    (BillingKind::Consumption, template("Microsoft Azure - {organization}")),
                 ]
                 .into_iter()
                 .collect(),
@@ -603,10 +538,7 @@ pub(crate) mod tests {
                 create: Some(ServiceCreateRule {
                     name: template("{product}"),
                     period_type: ruled(PeriodType::Monthly),
-                    origin: RuleOrigin {
-                        file: "mappings/test.cmat".into(),
-                        line: 3,
-                    },
+                    origin: RuleOrigin { file: "mappings/test.cmat".into(), line: 3 },
                 }),
             },
             prices: PriceRule {
@@ -641,10 +573,7 @@ pub(crate) mod tests {
         let quantity: Decimal = quantity.parse().expect("quantity");
         let price: Decimal = price.parse().expect("price");
         BillLine {
-            source: LineSource {
-                file: "bill.csv".into(),
-                row: 2,
-            },
+            source: LineSource { file: "bill.csv".into(), row: 2 },
             billing_date: date.parse().expect("date"),
             service_name: service.into(),
             broker_name: "Broker".into(),
@@ -661,53 +590,17 @@ pub(crate) mod tests {
             product_id: format!("P-{item}"),
             subscription_id: subscription.into(),
             subscription_name: format!("Sub {subscription}"),
-            autotask_company_id: if organization == "Unlinked" {
-                None
-            } else {
-                Some(100)
-            },
+            autotask_company_id: if organization == "Unlinked" { None } else { Some(100) },
         }
     }
 
     #[test]
     fn licence_units_come_from_the_latest_bill_and_removed_products_go_to_zero() {
         let lines = vec![
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "10",
-                "5",
-            ),
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "B",
-                "3",
-                "7",
-            ),
-            line(
-                "2026-11-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "8",
-                "5",
-            ),
-            line(
-                "2026-11-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "4",
-                "5",
-            ),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5"),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "B", "3", "7"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "8", "5"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "4", "5"),
         ];
         let state = desired_state(&default_rules(), &lines);
         let contract = &state.contracts["S1"];
@@ -718,34 +611,15 @@ pub(crate) mod tests {
         assert_eq!(contract.services["A"].unit_price, Decimal::new(5, 0));
         assert_eq!(contract.services["B"].units, 0);
         assert!(!contract.services["B"].on_current_bill);
-        assert_eq!(
-            contract.services["B"].effective_date.to_string(),
-            "2026-11-01"
-        );
+        assert_eq!(contract.services["B"].effective_date.to_string(), "2026-11-01");
         assert!(state.warnings.is_empty(), "{:?}", state.warnings);
     }
 
     #[test]
     fn consumption_lines_are_summed_per_billing_date() {
         let lines = vec![
-            line(
-                "2026-10-01",
-                "Fabrikam",
-                "Azure Plan",
-                "AZ",
-                "M1",
-                "1.5",
-                "0.3333",
-            ),
-            line(
-                "2026-10-01",
-                "Fabrikam",
-                "Azure Plan",
-                "AZ",
-                "M2",
-                "2",
-                "10.125",
-            ),
+            line("2026-10-01", "Fabrikam", "Azure Plan", "AZ", "M1", "1.5", "0.3333"),
+            line("2026-10-01", "Fabrikam", "Azure Plan", "AZ", "M2", "2", "10.125"),
             line("2026-11-01", "Fabrikam", "Azure Plan", "AZ", "M1", "1", "3"),
         ];
         let state = desired_state(&default_rules(), &lines);
@@ -761,51 +635,21 @@ pub(crate) mod tests {
     #[test]
     fn unlinked_and_unmapped_lines_are_reported_not_dropped() {
         let lines = vec![
-            line(
-                "2026-10-01",
-                "Unlinked",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "1",
-                "5",
-            ),
+            line("2026-10-01", "Unlinked", "Microsoft CSP", "S1", "A", "1", "5"),
             line("2026-10-01", "Contoso", "Acronis", "S2", "A", "1", "5"),
         ];
         let state = desired_state(&default_rules(), &lines);
         assert!(state.contracts.is_empty());
         let codes: Vec<_> = state.warnings.iter().map(|w| w.code).collect();
-        assert_eq!(
-            codes,
-            vec![
-                WarningCode::UnlinkedOrganization,
-                WarningCode::UnmappedService
-            ]
-        );
+        assert_eq!(codes, vec![WarningCode::UnlinkedOrganization, WarningCode::UnmappedService]);
         assert_eq!(state.warnings[0].source, "bill.csv:2");
     }
 
     #[test]
     fn a_subscription_missing_from_the_latest_bill_is_flagged() {
         let lines = vec![
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "OLD",
-                "A",
-                "1",
-                "5",
-            ),
-            line(
-                "2026-11-01",
-                "Contoso",
-                "Microsoft CSP",
-                "NEW",
-                "A",
-                "1",
-                "5",
-            ),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "OLD", "A", "1", "5"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "NEW", "A", "1", "5"),
         ];
         let state = desired_state(&default_rules(), &lines);
         assert!(state.contracts["OLD"].stopped_appearing);
@@ -814,34 +658,17 @@ pub(crate) mod tests {
 
     #[test]
     fn fractional_licence_counts_are_refused() {
-        let lines = vec![line(
-            "2026-10-01",
-            "Contoso",
-            "Microsoft CSP",
-            "S1",
-            "A",
-            "1.5",
-            "5",
-        )];
+        let lines = vec![line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "1.5", "5")];
         let state = desired_state(&default_rules(), &lines);
         assert!(state.contracts["S1"].services.is_empty());
-        assert_eq!(
-            state.warnings[0].code,
-            WarningCode::FractionalLicenceQuantity
-        );
+        assert_eq!(state.warnings[0].code, WarningCode::FractionalLicenceQuantity);
     }
 
     #[test]
     fn end_date_covers_the_current_bill_in_whole_terms() {
         let start: NaiveDate = "2025-01-15".parse().expect("date");
-        assert_eq!(
-            covering_end_date(start, 12, start).to_string(),
-            "2026-01-14"
-        );
+        assert_eq!(covering_end_date(start, 12, start).to_string(), "2026-01-14");
         let later: NaiveDate = "2026-03-01".parse().expect("date");
-        assert_eq!(
-            covering_end_date(start, 12, later).to_string(),
-            "2027-01-14"
-        );
+        assert_eq!(covering_end_date(start, 12, later).to_string(), "2027-01-14");
     }
 }

@@ -150,10 +150,7 @@ impl<'a> SnapshotIndex<'a> {
         let mut contracts_by_subscription: BTreeMap<&str, &Contract> = BTreeMap::new();
         // BTreeMap iteration is by id, so the oldest contract of a subscription wins.
         for contract in snapshot.contracts.values() {
-            let Some(subscription) = contract
-                .subscription_id
-                .as_deref()
-                .filter(|s| !s.is_empty())
+            let Some(subscription) = contract.subscription_id.as_deref().filter(|s| !s.is_empty())
             else {
                 continue;
             };
@@ -188,33 +185,22 @@ impl<'a> SnapshotIndex<'a> {
         }
         let mut contract_services = BTreeMap::new();
         for service in snapshot.contract_services.values() {
-            contract_services
-                .entry((service.contract_id, service.service_id))
-                .or_insert(service);
+            contract_services.entry((service.contract_id, service.service_id)).or_insert(service);
         }
         let mut units: BTreeMap<(i64, i64), Vec<_>> = BTreeMap::new();
         for unit in snapshot.contract_service_units.values() {
-            units
-                .entry((unit.contract_id, unit.service_id))
-                .or_default()
-                .push(unit);
+            units.entry((unit.contract_id, unit.service_id)).or_default().push(unit);
         }
         for periods in units.values_mut() {
             periods.sort_by_key(|unit| (unit.start_date, unit.id));
         }
         let mut charges_by_contract: BTreeMap<i64, Vec<_>> = BTreeMap::new();
         for charge in snapshot.charges.values() {
-            charges_by_contract
-                .entry(charge.contract_id)
-                .or_default()
-                .push(charge);
+            charges_by_contract.entry(charge.contract_id).or_default().push(charge);
         }
         SnapshotIndex {
             contracts_by_subscription,
-            services_by_sku: services_by_sku
-                .into_iter()
-                .map(|(sku, (_, id))| (sku, id))
-                .collect(),
+            services_by_sku: services_by_sku.into_iter().map(|(sku, (_, id))| (sku, id)).collect(),
             contract_services,
             units,
             charges_by_contract,
@@ -245,13 +231,8 @@ pub fn adjustment_day(
     contract_end: NaiveDate,
 ) -> (NaiveDate, i64) {
     let taken = |day: NaiveDate| {
-        let before = day
-            .pred_opt()
-            .map(|previous| units_in_force(periods, previous))
-            .unwrap_or(0);
-        periods
-            .iter()
-            .any(|unit| unit.start_date == day && unit.units != before)
+        let before = day.pred_opt().map(|previous| units_in_force(periods, previous)).unwrap_or(0);
+        periods.iter().any(|unit| unit.start_date == day && unit.units != before)
     };
     let mut day = billing_date;
     while taken(day) {
@@ -261,11 +242,7 @@ pub fn adjustment_day(
             None => return (day, units_in_force(periods, day)),
         }
     }
-    let settled = if day > billing_date {
-        day.pred_opt().unwrap_or(day)
-    } else {
-        day
-    };
+    let settled = if day > billing_date { day.pred_opt().unwrap_or(day) } else { day };
     (day, units_in_force(periods, settled))
 }
 
@@ -278,10 +255,7 @@ struct ContractTarget {
 }
 
 pub fn diff(rules: &RuleSet, desired: &DesiredState, snapshot: &Snapshot) -> Diff {
-    let mut out = Diff {
-        warnings: desired.warnings.clone(),
-        ..Diff::default()
-    };
+    let mut out = Diff { warnings: desired.warnings.clone(), ..Diff::default() };
     let index = SnapshotIndex::new(snapshot, &mut out.warnings);
     let mut planned_services: BTreeSet<String> = BTreeSet::new();
 
@@ -365,9 +339,7 @@ fn diff_contract(
         ));
     }
 
-    let Some(existing) = index
-        .contracts_by_subscription
-        .get(contract.subscription_id.as_str())
+    let Some(existing) = index.contracts_by_subscription.get(contract.subscription_id.as_str())
     else {
         let mut fields = BTreeMap::new();
         fields.insert("companyID".into(), json!(contract.company_id));
@@ -543,10 +515,7 @@ fn diff_contract(
         });
     }
     ContractTarget {
-        parent: Parent::Existing {
-            entity: Entity::Contracts,
-            id: existing.id,
-        },
+        parent: Parent::Existing { entity: Entity::Contracts, id: existing.id },
         existing_id: Some(existing.id),
         start: existing.start_date,
         end,
@@ -591,22 +560,10 @@ fn resolve_service(
         let mut fields = BTreeMap::new();
         fields.insert("name".into(), json!(truncate(&name, SERVICE_NAME_MAX)));
         fields.insert("sku".into(), json!(service.product_key));
-        fields.insert(
-            "billingCodeID".into(),
-            json!(rules.settings.service_billing_code.value),
-        );
-        fields.insert(
-            "periodType".into(),
-            json!(create.period_type.value.autotask_value()),
-        );
-        fields.insert(
-            "unitPrice".into(),
-            money(service.unit_price, rules.prices.scale.value),
-        );
-        fields.insert(
-            "unitCost".into(),
-            money(service.unit_cost, rules.prices.scale.value),
-        );
+        fields.insert("billingCodeID".into(), json!(rules.settings.service_billing_code.value));
+        fields.insert("periodType".into(), json!(create.period_type.value.autotask_value()));
+        fields.insert("unitPrice".into(), money(service.unit_price, rules.prices.scale.value));
+        fields.insert("unitCost".into(), money(service.unit_cost, rules.prices.scale.value));
         fields.insert("isActive".into(), json!(true));
         out.changes.push(Change {
             action: Action::Create,
@@ -635,10 +592,7 @@ fn diff_contract_service(
     out: &mut Diff,
 ) {
     let scale = rules.prices.scale.value;
-    let key = format!(
-        "subscription:{}/item:{}",
-        contract.subscription_id, service.product_key
-    );
+    let key = format!("subscription:{}/item:{}", contract.subscription_id, service.product_key);
     // Nothing to remove from a contract or a service that does not exist yet.
     let existing_service_id = match (
         &rules.products.explicit.get(&service.product_key),
@@ -659,23 +613,15 @@ fn diff_contract_service(
         (Some(contract_id), Ok(service_id)) => Some((
             contract_id,
             *service_id,
-            index
-                .contract_services
-                .get(&(contract_id, *service_id))
-                .copied(),
+            index.contract_services.get(&(contract_id, *service_id)).copied(),
         )),
         _ => None,
     };
-    let billing_date = service
-        .effective_date
-        .clamp(target.start, target.end.max(target.start));
+    let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
     let (effective, current_units) = match existing {
         Some((contract_id, service_id, Some(_))) => {
-            let periods = index
-                .units
-                .get(&(contract_id, service_id))
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
+            let periods =
+                index.units.get(&(contract_id, service_id)).map(Vec::as_slice).unwrap_or(&[]);
             adjustment_day(periods, billing_date, target.end)
         }
         _ => (billing_date, 0),
@@ -740,9 +686,7 @@ fn diff_contract_service(
                 key: key.clone(),
                 fields,
                 before: Some(
-                    [("units".to_string(), json!(current_units.to_string()))]
-                        .into_iter()
-                        .collect(),
+                    [("units".to_string(), json!(current_units.to_string()))].into_iter().collect(),
                 ),
                 rule,
                 reason,
@@ -760,21 +704,13 @@ fn diff_contract_service(
                     action: Action::Update,
                     entity: Entity::ContractServices,
                     id: Some(contract_service.id),
-                    parent: Some(Parent::Existing {
-                        entity: Entity::Contracts,
-                        id: contract_id,
-                    }),
+                    parent: Some(Parent::Existing { entity: Entity::Contracts, id: contract_id }),
                     key: key.clone(),
-                    fields: [("unitPrice".to_string(), money(wanted, scale))]
-                        .into_iter()
-                        .collect(),
+                    fields: [("unitPrice".to_string(), money(wanted, scale))].into_iter().collect(),
                     before: Some(
-                        [(
-                            "unitPrice".to_string(),
-                            money(contract_service.unit_price, scale),
-                        )]
-                        .into_iter()
-                        .collect(),
+                        [("unitPrice".to_string(), money(contract_service.unit_price, scale))]
+                            .into_iter()
+                            .collect(),
                     ),
                     rule: rules.prices.unit_price.origin.clone(),
                     reason: format!(
@@ -802,10 +738,7 @@ fn diff_contract_service(
 }
 
 fn charge_total(charge: &ContractCharge) -> (Decimal, Decimal) {
-    (
-        charge.unit_quantity * charge.unit_price,
-        charge.unit_quantity * charge.unit_cost,
-    )
+    (charge.unit_quantity * charge.unit_price, charge.unit_quantity * charge.unit_cost)
 }
 
 fn diff_charge(
@@ -817,10 +750,7 @@ fn diff_charge(
     out: &mut Diff,
 ) {
     let scale = rules.prices.scale.value;
-    let key = format!(
-        "subscription:{}/charge:{}",
-        contract.subscription_id, charge.date
-    );
+    let key = format!("subscription:{}/charge:{}", contract.subscription_id, charge.date);
     let name = truncate(&charge.name, CHARGE_NAME_MAX);
     let correction_base = truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4));
     let ours: Vec<&ContractCharge> = target
@@ -852,17 +782,12 @@ fn diff_charge(
             )),
         );
         fields.insert("datePurchased".to_string(), date(charge.date));
-        fields.insert(
-            "chargeType".to_string(),
-            json!(rules.consumption.charge_type.value),
-        );
+        fields.insert("chargeType".to_string(), json!(rules.consumption.charge_type.value));
         fields.insert("unitQuantity".to_string(), money(Decimal::ONE, scale));
         fields.insert("unitPrice".to_string(), money(price, scale));
         fields.insert("unitCost".to_string(), money(cost, scale));
-        fields.insert(
-            "billingCodeID".to_string(),
-            json!(rules.settings.product_billing_code.value),
-        );
+        fields
+            .insert("billingCodeID".to_string(), json!(rules.settings.product_billing_code.value));
         fields.insert("isBillableToCompany".to_string(), json!(true));
         fields
     };
@@ -891,9 +816,7 @@ fn diff_charge(
     let (billed_price, billed_cost) = ours
         .iter()
         .map(|existing| charge_total(existing))
-        .fold((Decimal::ZERO, Decimal::ZERO), |(p, c), (dp, dc)| {
-            (p + dp, c + dc)
-        });
+        .fold((Decimal::ZERO, Decimal::ZERO), |(p, c), (dp, dc)| (p + dp, c + dc));
     let price_gap = charge.unit_price - billed_price;
     let cost_gap = charge.unit_cost - billed_cost;
     if price_gap.is_zero() && cost_gap.is_zero() {
@@ -901,16 +824,8 @@ fn diff_charge(
         return;
     }
     // The newest unbilled charge of the period absorbs the difference; billed ones are final.
-    if let Some(open) = ours
-        .iter()
-        .filter(|existing| !existing.is_billed)
-        .max_by_key(|c| c.id)
-    {
-        let quantity = if open.unit_quantity.is_zero() {
-            Decimal::ONE
-        } else {
-            open.unit_quantity
-        };
+    if let Some(open) = ours.iter().filter(|existing| !existing.is_billed).max_by_key(|c| c.id) {
+        let quantity = if open.unit_quantity.is_zero() { Decimal::ONE } else { open.unit_quantity };
         let (open_price, open_cost) = charge_total(open);
         let new_price = rules.prices.round((open_price + price_gap) / quantity);
         let new_cost = rules.prices.round((open_cost + cost_gap) / quantity);
@@ -966,13 +881,7 @@ fn diff_charge(
     // A new correction needs a name no charge of the period has yet: it is its natural key.
     let taken: BTreeSet<&str> = ours.iter().map(|existing| existing.name.as_str()).collect();
     let correction_name = (1..)
-        .map(|n| {
-            if n == 1 {
-                correction_base.clone()
-            } else {
-                format!("{correction_base} {n}")
-            }
-        })
+        .map(|n| if n == 1 { correction_base.clone() } else { format!("{correction_base} {n}") })
         .find(|candidate| !taken.contains(candidate.as_str()))
         .unwrap_or_else(|| correction_base.clone());
     out.changes.push(Change {
@@ -984,10 +893,7 @@ fn diff_charge(
         fields: base_fields(&correction_name, price_gap, cost_gap),
         before: None,
         rule: rules.policies.billed_charge_mismatch.origin.clone(),
-        reason: format!(
-            "{message}: correcting charge of {}",
-            amount(price_gap, scale)
-        ),
+        reason: format!("{message}: correcting charge of {}", amount(price_gap, scale)),
         company_id: contract.company_id,
         contract_label: label,
     });
@@ -1004,81 +910,33 @@ pub(crate) mod tests {
 
     fn company_snapshot() -> Snapshot {
         let mut snapshot = Snapshot::default();
-        snapshot.companies.insert(
-            100,
-            Company {
-                id: 100,
-                company_name: "Contoso".into(),
-                is_active: true,
-            },
-        );
+        snapshot
+            .companies
+            .insert(100, Company { id: 100, company_name: "Contoso".into(), is_active: true });
         snapshot
     }
 
     fn plan(rules: &RuleSet, lines: &[BillLine], snapshot: &Snapshot) -> Plan {
         let desired = desired_state(rules, lines);
-        let digests = Digests {
-            snapshot: String::new(),
-            inputs: String::new(),
-            mappings: String::new(),
-        };
-        Plan::new(
-            diff(rules, &desired, snapshot),
-            digests,
-            chrono::DateTime::UNIX_EPOCH,
-        )
+        let digests =
+            Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };
+        Plan::new(diff(rules, &desired, snapshot), digests, chrono::DateTime::UNIX_EPOCH)
     }
 
     fn converge(rules: &RuleSet, lines: &[BillLine], snapshot: &mut Snapshot) -> Plan {
         let first = plan(rules, lines, snapshot);
         crate::tenant::play(&first, snapshot);
         let second = plan(rules, lines, snapshot);
-        assert!(
-            second.changes.is_empty(),
-            "not converged: {:#?}",
-            second.changes
-        );
+        assert!(second.changes.is_empty(), "not converged: {:#?}", second.changes);
         first
     }
 
     fn october() -> Vec<BillLine> {
         vec![
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "10",
-                "5",
-            ),
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "B",
-                "3",
-                "7",
-            ),
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Azure Plan",
-                "AZ",
-                "M1",
-                "1.5",
-                "0.3333",
-            ),
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Azure Plan",
-                "AZ",
-                "M2",
-                "2",
-                "10.125",
-            ),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5"),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "B", "3", "7"),
+            line("2026-10-01", "Contoso", "Azure Plan", "AZ", "M1", "1.5", "0.3333"),
+            line("2026-10-01", "Contoso", "Azure Plan", "AZ", "M2", "2", "10.125"),
         ]
     }
 
@@ -1086,11 +944,7 @@ pub(crate) mod tests {
         plan.changes
             .iter()
             .map(|c| {
-                (
-                    crate::plan::action_name(c.action).to_string(),
-                    c.entity.clone(),
-                    c.key.clone(),
-                )
+                (crate::plan::action_name(c.action).to_string(), c.entity.clone(), c.key.clone())
             })
             .collect()
     }
@@ -1106,16 +960,8 @@ pub(crate) mod tests {
             vec![
                 ("create".into(), "Services".into(), "sku:A".into()),
                 ("create".into(), "Services".into(), "sku:B".into()),
-                (
-                    "create".into(),
-                    "Contracts".into(),
-                    "subscription:AZ".into()
-                ),
-                (
-                    "create".into(),
-                    "Contracts".into(),
-                    "subscription:S1".into()
-                ),
+                ("create".into(), "Contracts".into(), "subscription:AZ".into()),
+                ("create".into(), "Contracts".into(), "subscription:S1".into()),
                 (
                     "adjust".into(),
                     "ContractServiceAdjustments".into(),
@@ -1136,12 +982,7 @@ pub(crate) mod tests {
         let charge = &first.changes[6];
         assert_eq!(charge.fields["unitPrice"], json!("20.7500"));
         assert_eq!(charge.fields["unitQuantity"], json!("1.0000"));
-        assert_eq!(
-            charge.parent,
-            Some(PlanParent::Planned {
-                reference: "c3".into()
-            })
-        );
+        assert_eq!(charge.parent, Some(PlanParent::Planned { reference: "c3".into() }));
         assert_eq!(first.changes[4].fields["serviceID"], json!({"ref": "c1"}));
         assert_eq!(snapshot.services.len(), 2, "one Service per sku");
     }
@@ -1153,52 +994,23 @@ pub(crate) mod tests {
         converge(&rules, &october(), &mut snapshot);
         let mut lines = october();
         lines.extend([
-            line(
-                "2026-11-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "12",
-                "5.5",
-            ),
-            line(
-                "2026-11-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "C",
-                "2",
-                "9",
-            ),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "12", "5.5"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "C", "2", "9"),
         ]);
         let second = converge(&rules, &lines, &mut snapshot);
-        let reasons: Vec<_> = second
-            .changes
-            .iter()
-            .map(|c| (c.key.as_str(), c.reason.as_str()))
-            .collect();
+        let reasons: Vec<_> =
+            second.changes.iter().map(|c| (c.key.as_str(), c.reason.as_str())).collect();
         assert_eq!(
             reasons,
             vec![
                 ("sku:C", "no Autotask Service has sku C"),
                 ("subscription:S1/item:A", "unit price 5.0000 → 5.5000"),
                 ("subscription:S1/item:A", "licence count 10 → 12"),
-                (
-                    "subscription:S1/item:B",
-                    "product removed from the 2026-11-01 bill: 3 → 0"
-                ),
-                (
-                    "subscription:S1/item:C",
-                    "new product C (Product C): 2 units"
-                ),
+                ("subscription:S1/item:B", "product removed from the 2026-11-01 bill: 3 → 0"),
+                ("subscription:S1/item:C", "new product C (Product C): 2 units"),
             ]
         );
-        let removal = second
-            .changes
-            .iter()
-            .find(|c| c.key.ends_with("item:B"))
-            .expect("removal");
+        let removal = second.changes.iter().find(|c| c.key.ends_with("item:B")).expect("removal");
         assert_eq!(removal.fields["unitChange"], json!(-3));
         assert_eq!(removal.fields["effectiveDate"], json!("2026-11-01"));
     }
@@ -1211,11 +1023,7 @@ pub(crate) mod tests {
     fn a_restated_bill_updates_an_unbilled_charge() {
         let rules = default_rules();
         let mut snapshot = company_snapshot();
-        converge(
-            &rules,
-            &[azure("2026-11-01", "100"), azure("2026-11-01", "20")],
-            &mut snapshot,
-        );
+        converge(&rules, &[azure("2026-11-01", "100"), azure("2026-11-01", "20")], &mut snapshot);
         let restated = converge(
             &rules,
             &[azure("2026-11-01", "100"), azure("2026-11-01", "25")],
@@ -1247,10 +1055,7 @@ pub(crate) mod tests {
         let restated = converge(&rules, &[azure("2026-11-01", "110")], &mut snapshot);
         let correction = &restated.changes[0];
         assert_eq!(correction.action, Action::Create);
-        assert_eq!(
-            correction.fields["name"],
-            json!("Azure consumption 2026-11 correction")
-        );
+        assert_eq!(correction.fields["name"], json!("Azure consumption 2026-11 correction"));
         assert_eq!(correction.fields["unitPrice"], json!("-10.0000"));
         assert_eq!(correction.fields["datePurchased"], json!("2026-11-01"));
         // A second restatement after the correction was billed adds a second, distinct correction.
@@ -1263,11 +1068,8 @@ pub(crate) mod tests {
             json!("Azure consumption 2026-11 correction 2")
         );
         assert_eq!(again.changes[0].fields["unitPrice"], json!("2.0000"));
-        let total: Decimal = snapshot
-            .charges
-            .values()
-            .map(|c| c.unit_quantity * c.unit_price)
-            .sum();
+        let total: Decimal =
+            snapshot.charges.values().map(|c| c.unit_quantity * c.unit_price).sum();
         assert_eq!(total, Decimal::new(112, 0));
     }
 
@@ -1308,10 +1110,7 @@ pub(crate) mod tests {
         assert_eq!(fix.changes.len(), 1);
         assert_eq!(fix.changes[0].id, Some(id));
         assert_eq!(
-            fix.changes[0]
-                .before
-                .as_ref()
-                .map(|b| b["contractName"].clone()),
+            fix.changes[0].before.as_ref().map(|b| b["contractName"].clone()),
             Some(json!("Renamed by hand"))
         );
     }
@@ -1335,21 +1134,9 @@ pub(crate) mod tests {
                 subscription_id: Some("S1".into()),
             },
         );
-        let lines = vec![line(
-            "2026-10-01",
-            "Contoso",
-            "Microsoft CSP",
-            "S1",
-            "A",
-            "10",
-            "5",
-        )];
+        let lines = vec![line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5")];
         let first = converge(&rules, &lines, &mut snapshot);
-        assert!(
-            first.changes.iter().all(|c| c.entity != "Contracts"),
-            "{:#?}",
-            first.changes
-        );
+        assert!(first.changes.iter().all(|c| c.entity != "Contracts"), "{:#?}", first.changes);
         assert_eq!(snapshot.contracts.len(), 1);
     }
 
@@ -1359,83 +1146,33 @@ pub(crate) mod tests {
         let mut snapshot = company_snapshot();
         converge(
             &rules,
-            &[line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "10",
-                "5",
-            )],
+            &[line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5")],
             &mut snapshot,
         );
         let lines = vec![
-            line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "10",
-                "5",
-            ),
-            line(
-                "2027-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                "11",
-                "5",
-            ),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5"),
+            line("2027-10-01", "Contoso", "Microsoft CSP", "S1", "A", "11", "5"),
         ];
         let renewal = converge(&rules, &lines, &mut snapshot);
         assert_eq!(renewal.changes[0].fields["endDate"], json!("2028-09-30"));
-        assert_eq!(
-            renewal.changes[1].fields["effectiveDate"],
-            json!("2027-10-01")
-        );
+        assert_eq!(renewal.changes[1].fields["effectiveDate"], json!("2027-10-01"));
     }
 
     #[test]
     fn a_correction_that_landed_a_day_late_counts_for_its_bill() {
         let rules = default_rules();
         let mut snapshot = company_snapshot();
-        let october = vec![line(
-            "2026-10-01",
-            "Contoso",
-            "Microsoft CSP",
-            "S1",
-            "A",
-            "10",
-            "5",
-        )];
+        let october = vec![line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5")];
         converge(&rules, &october, &mut snapshot);
         // The restated bill's adjustment went in on 2026-10-02 (the 1st was taken).
-        let restated = vec![line(
-            "2026-10-01",
-            "Contoso",
-            "Microsoft CSP",
-            "S1",
-            "A",
-            "12",
-            "5",
-        )];
+        let restated = vec![line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "12", "5")];
         let plan = plan(&rules, &restated, &snapshot);
-        let adjustment = plan
-            .changes
-            .iter()
-            .find(|c| c.entity == "ContractServiceAdjustments")
-            .expect("adjust");
+        let adjustment =
+            plan.changes.iter().find(|c| c.entity == "ContractServiceAdjustments").expect("adjust");
         assert_eq!(adjustment.fields["unitChange"], json!(2));
         let mut moved = plan.clone();
-        moved
-            .changes
-            .retain(|c| c.entity == "ContractServiceAdjustments");
-        moved.changes[0]
-            .fields
-            .insert("effectiveDate".into(), json!("2026-10-02"));
+        moved.changes.retain(|c| c.entity == "ContractServiceAdjustments");
+        moved.changes[0].fields.insert("effectiveDate".into(), json!("2026-10-02"));
         crate::tenant::play(&moved, &mut snapshot);
         let again = self::plan(&rules, &restated, &snapshot);
         assert!(again.changes.is_empty(), "{:#?}", again.changes);
@@ -1446,15 +1183,7 @@ pub(crate) mod tests {
         let rules = default_rules();
         let mut snapshot = company_snapshot();
         let bill = |count: &str| {
-            vec![line(
-                "2026-10-01",
-                "Contoso",
-                "Microsoft CSP",
-                "S1",
-                "A",
-                count,
-                "5",
-            )]
+            vec![line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", count, "5")]
         };
         converge(&rules, &bill("10"), &mut snapshot);
         let mut days = Vec::new();
@@ -1463,14 +1192,7 @@ pub(crate) mod tests {
             assert_eq!(restated.changes.len(), 1, "{:#?}", restated.changes);
             days.push(restated.changes[0].fields["effectiveDate"].clone());
         }
-        assert_eq!(
-            days,
-            vec![
-                json!("2026-10-02"),
-                json!("2026-10-03"),
-                json!("2026-10-04")
-            ]
-        );
+        assert_eq!(days, vec![json!("2026-10-02"), json!("2026-10-03"), json!("2026-10-04")]);
     }
 
     #[test]
@@ -1510,31 +1232,16 @@ pub(crate) mod tests {
         /// A bill line from small generated parts: organization, service, subscription, item,
         /// date, quantity and price.
         fn arbitrary_line() -> impl Strategy<Value = BillLine> {
-            (
-                0..3usize,
-                0..4usize,
-                0..3usize,
-                0..4usize,
-                0..3usize,
-                0..40i64,
-                1..5_000i64,
-            )
-                .prop_map(|(org, service, sub, item, month, quantity, cents)| {
-                    let service = [
-                        "Microsoft CSP",
-                        "Microsoft NCE",
-                        "Azure Plan",
-                        "Microsoft Azure",
-                    ][service];
+            (0..3usize, 0..4usize, 0..3usize, 0..4usize, 0..3usize, 0..40i64, 1..5_000i64).prop_map(
+                |(org, service, sub, item, month, quantity, cents)| {
+                    let service =
+                        ["Microsoft CSP", "Microsoft NCE", "Azure Plan", "Microsoft Azure"]
+                            [service];
                     let organization = ["Contoso", "Fabrikam", "Northwind"][org];
                     // A subscription belongs to one organization and one kind of service.
                     let subscription = format!(
                         "{organization}-{}-{sub}",
-                        if service.contains("Azure") {
-                            "az"
-                        } else {
-                            "lic"
-                        }
+                        if service.contains("Azure") { "az" } else { "lic" }
                     );
                     let date = format!("2026-{:02}-01", 9 + month);
                     let price = Decimal::new(cents, 2).to_string();
@@ -1547,7 +1254,8 @@ pub(crate) mod tests {
                         &quantity.to_string(),
                         &price,
                     )
-                })
+                },
+            )
         }
 
         proptest! {

@@ -119,16 +119,9 @@ pub struct RowError {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     #[error("{file}: cannot read")]
-    Open {
-        file: String,
-        source: std::io::Error,
-    },
+    Open { file: String, source: std::io::Error },
     #[error("{file}:{row}: cannot read")]
-    Read {
-        file: String,
-        row: u64,
-        source: csv::Error,
-    },
+    Read { file: String, row: u64, source: csv::Error },
     #[error(
         "{file}: the file is empty; expected a Cloudmore General Billing Report with a header row"
     )]
@@ -145,11 +138,7 @@ pub enum ImportError {
         hint: Option<String>,
     },
     #[error("{file}:{row}: column \"{column}\" appears twice in the header")]
-    DuplicateColumn {
-        file: String,
-        row: u64,
-        column: &'static str,
-    },
+    DuplicateColumn { file: String, row: u64, column: &'static str },
     #[error("{}", bad_rows_message(file, rows, *omitted))]
     BadRows {
         file: String,
@@ -171,11 +160,7 @@ fn plural<'a>(n: usize, one: &'a str, many: &'a str) -> &'a str {
 }
 
 fn quoted_list(columns: &[&str]) -> String {
-    columns
-        .iter()
-        .map(|c| format!("\"{c}\""))
-        .collect::<Vec<_>>()
-        .join(", ")
+    columns.iter().map(|c| format!("\"{c}\"")).collect::<Vec<_>>().join(", ")
 }
 
 fn bad_rows_message(file: &str, rows: &[RowError], omitted: u64) -> String {
@@ -200,10 +185,8 @@ pub fn import_file(
     path: &Path,
     display_name: &str,
 ) -> Result<ImportSummary, ImportError> {
-    let file = File::open(path).map_err(|source| ImportError::Open {
-        file: display_name.to_string(),
-        source,
-    })?;
+    let file = File::open(path)
+        .map_err(|source| ImportError::Open { file: display_name.to_string(), source })?;
     import_reader(store, file, display_name)
 }
 
@@ -215,10 +198,7 @@ pub fn import_reader(
 ) -> Result<ImportSummary, ImportError> {
     let file = || display_name.to_string();
     let mut input = BufReader::with_capacity(256 * 1024, EndsWithNewline::new(input));
-    let start = input.fill_buf().map_err(|source| ImportError::Open {
-        file: file(),
-        source,
-    })?;
+    let start = input.fill_buf().map_err(|source| ImportError::Open { file: file(), source })?;
     if start.starts_with(b"\xff\xfe") || start.starts_with(b"\xfe\xff") {
         return Err(ImportError::Utf16 { file: file() });
     }
@@ -234,11 +214,7 @@ pub fn import_reader(
         .from_reader(input);
     let header = reader
         .byte_headers()
-        .map_err(|source| ImportError::Read {
-            file: file(),
-            row: 1,
-            source,
-        })?
+        .map_err(|source| ImportError::Read { file: file(), row: 1, source })?
         .clone();
     let header_row = start_line(header.position(), reader.position().line(), &header);
     if is_blank(&header) {
@@ -248,10 +224,7 @@ pub fn import_reader(
 
     let mut import = store
         .begin_import(display_name)
-        .map_err(|source| ImportError::Store {
-            file: file(),
-            source,
-        })?;
+        .map_err(|source| ImportError::Store { file: file(), source })?;
     let mut bad = BadRows::default();
     let mut record = csv::ByteRecord::new();
     loop {
@@ -259,15 +232,8 @@ pub fn import_reader(
             Ok(true) => {}
             Ok(false) => break,
             Err(source) => {
-                let row = source
-                    .position()
-                    .map(|p| p.line())
-                    .unwrap_or(header_row + 1);
-                return Err(ImportError::Read {
-                    file: file(),
-                    row,
-                    source,
-                });
+                let row = source.position().map(|p| p.line()).unwrap_or(header_row + 1);
+                return Err(ImportError::Read { file: file(), row, source });
             }
         }
         let row = start_line(record.position(), reader.position().line(), &record);
@@ -283,16 +249,9 @@ pub fn import_reader(
     }
     if !bad.is_empty() {
         drop(import);
-        return Err(ImportError::BadRows {
-            file: file(),
-            rows: bad.listed,
-            omitted: bad.omitted,
-        });
+        return Err(ImportError::BadRows { file: file(), rows: bad.listed, omitted: bad.omitted });
     }
-    import.finish().map_err(|source| ImportError::Store {
-        file: file(),
-        source,
-    })
+    import.finish().map_err(|source| ImportError::Store { file: file(), source })
 }
 
 /// The line a record starts on. The csv crate dates a record from before the blank lines it
@@ -301,14 +260,10 @@ pub fn import_reader(
 /// quoted cells, less the one that ends it (every record ends with one, [`EndsWithNewline`],
 /// except one whose quote is never closed: for it the csv crate's own line is the better one).
 fn start_line(dated: Option<&csv::Position>, line_after: u64, record: &csv::ByteRecord) -> u64 {
-    let inside: usize = record
-        .iter()
-        .map(|cell| cell.iter().filter(|byte| **byte == b'\n').count())
-        .sum();
+    let inside: usize =
+        record.iter().map(|cell| cell.iter().filter(|byte| **byte == b'\n').count()).sum();
     let counted_back = line_after.saturating_sub(inside as u64 + 1);
-    counted_back
-        .max(dated.map(csv::Position::line).unwrap_or(1))
-        .max(1)
+    counted_back.max(dated.map(csv::Position::line).unwrap_or(1)).max(1)
 }
 
 /// The input, with a `\n` added at the end when it does not end with one; it changes no cell
@@ -321,11 +276,7 @@ struct EndsWithNewline<R> {
 
 impl<R> EndsWithNewline<R> {
     fn new(inner: R) -> Self {
-        EndsWithNewline {
-            inner,
-            last: None,
-            done: false,
-        }
+        EndsWithNewline { inner, last: None, done: false }
     }
 }
 
@@ -356,10 +307,7 @@ fn is_blank(record: &csv::ByteRecord) -> bool {
 }
 
 fn add(import: &mut Import<'_>, line: &BillLine, file: &str) -> Result<(), ImportError> {
-    import.add_line(line).map_err(|source| ImportError::Store {
-        file: file.to_string(),
-        source,
-    })
+    import.add_line(line).map_err(|source| ImportError::Store { file: file.to_string(), source })
 }
 
 #[derive(Default)]
@@ -451,10 +399,7 @@ impl Layout {
                 hint,
             });
         }
-        Ok(Layout {
-            positions,
-            width: header.len(),
-        })
+        Ok(Layout { positions, width: header.len() })
     }
 
     /// The trimmed text of a cell ("" for an absent optional column), noting why it is unusable.
@@ -519,14 +464,10 @@ impl Layout {
 
         let billing_date = check(&mut reasons, parse_date(Column::BillingDate, billing_date));
         let quantity = check(&mut reasons, parse_decimal(Column::Quantity, quantity));
-        let unit_cost_price = check(
-            &mut reasons,
-            parse_decimal(Column::UnitCostPrice, unit_cost_price),
-        );
-        let unit_sales_price = check(
-            &mut reasons,
-            parse_decimal(Column::UnitSalesPrice, unit_sales_price),
-        );
+        let unit_cost_price =
+            check(&mut reasons, parse_decimal(Column::UnitCostPrice, unit_cost_price));
+        let unit_sales_price =
+            check(&mut reasons, parse_decimal(Column::UnitSalesPrice, unit_sales_price));
         let total_cost = check(&mut reasons, parse_decimal(Column::TotalCost, total_cost));
         let total_sales = check(&mut reasons, parse_decimal(Column::TotalSales, total_sales));
         let autotask_company_id = check(&mut reasons, parse_company_id(autotask_company_id));
@@ -548,10 +489,7 @@ impl Layout {
                 Some(Some(total_sales)),
                 Some(autotask_company_id),
             ) if reasons.is_empty() => Ok(BillLine {
-                source: LineSource {
-                    file: file.to_string(),
-                    row,
-                },
+                source: LineSource { file: file.to_string(), row },
                 billing_date,
                 service_name,
                 broker_name,
@@ -608,17 +546,11 @@ fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
             _ => b.is_ascii_digit(),
         });
     if !shape {
-        return Err(format!(
-            "{} {} is not an ISO date (YYYY-MM-DD)",
-            column.name(),
-            shown(text)
-        ));
+        return Err(format!("{} {} is not an ISO date (YYYY-MM-DD)", column.name(), shown(text)));
     }
     // The shape is checked: plain digit arithmetic, no format-string parsing per row.
     let number = |range: std::ops::Range<usize>| {
-        bytes[range]
-            .iter()
-            .fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+        bytes[range].iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
     };
     NaiveDate::from_ymd_opt(number(0..4) as i32, number(5..7), number(8..10))
         .map(Some)
@@ -654,10 +586,7 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
         } else {
             ""
         };
-        return Err(format!(
-            "{name} {} is not a decimal number{why}",
-            shown(text)
-        ));
+        return Err(format!("{name} {} is not a decimal number{why}", shown(text)));
     }
     let significant = whole.trim_start_matches('0').len() + fraction.map_or(0, str::len);
     if significant > MAX_DIGITS {
@@ -707,9 +636,7 @@ mod tests {
         assert_eq!(q("12.50").unwrap().unwrap().to_string(), "12.50");
         assert_eq!(q("-0.0001").unwrap().unwrap().to_string(), "-0.0001");
         assert_eq!(q("").unwrap(), None);
-        for bad in [
-            "1e5", "1,5", "1_000", "+1", ".5", "5.", "1.2.3", "abc", "- 1", "NaN",
-        ] {
+        for bad in ["1e5", "1,5", "1_000", "+1", ".5", "5.", "1.2.3", "abc", "- 1", "NaN"] {
             assert!(q(bad).is_err(), "{bad} accepted");
         }
         assert!(q("1e5").unwrap_err().contains("scientific"));
@@ -722,13 +649,7 @@ mod tests {
     fn dates_are_iso_only() {
         let d = |t: &str| parse_date(Column::BillingDate, t);
         assert!(d("2026-10-01").unwrap().is_some());
-        for bad in [
-            "01/10/2026",
-            "2026-1-01",
-            "2026-10-01T00:00:00",
-            "20261001",
-            "+2026-10-0",
-        ] {
+        for bad in ["01/10/2026", "2026-1-01", "2026-10-01T00:00:00", "20261001", "+2026-10-0"] {
             assert!(d(bad).unwrap_err().contains("ISO"), "{bad}");
         }
         assert!(d("2026-02-30").unwrap_err().contains("not a valid date"));
@@ -759,9 +680,7 @@ mod tests {
             input.push_str("2026-10-01,S,B,O,C,P,I,1x,1,1,1,1,EUR,P,S,N,\n");
         }
         let err = run(&input).unwrap_err();
-        let ImportError::BadRows { rows, omitted, .. } = &err else {
-            panic!("{err}")
-        };
+        let ImportError::BadRows { rows, omitted, .. } = &err else { panic!("{err}") };
         assert_eq!(rows.len(), MAX_LISTED_ROWS);
         assert_eq!(*omitted, 10);
         assert_eq!(rows[0].row, 2);
@@ -776,9 +695,7 @@ mod tests {
             "{HEADER}\n2026-10-01,S,B,O,C,\"P\nline two\",I,1,1,1,1,1,EUR,P,S,N,\n2026-10-01,S,B,O,C,P,I,x,1,1,1,1,EUR,P,S,N,\n"
         );
         let err = run(&input).unwrap_err();
-        let ImportError::BadRows { rows, .. } = &err else {
-            panic!("{err}")
-        };
+        let ImportError::BadRows { rows, .. } = &err else { panic!("{err}") };
         assert_eq!(rows[0].row, 4);
     }
 
@@ -788,15 +705,10 @@ mod tests {
             "{HEADER}\r\n2026-10-01,S,B,O,C,P,I,1,1,1,1,1,EUR,P,S,N,\r\n\r\n2026-10-01,S,B,O,C,P,I,x,1,1,1,1,EUR,P,S,\"N\",\r\n"
         );
         let err = run(&input).unwrap_err();
-        let ImportError::BadRows { rows, .. } = &err else {
-            panic!("{err}")
-        };
+        let ImportError::BadRows { rows, .. } = &err else { panic!("{err}") };
         assert_eq!(
             rows,
-            &[RowError {
-                row: 4,
-                reason: "Quantity \"x\" is not a decimal number".into()
-            }]
+            &[RowError { row: 4, reason: "Quantity \"x\" is not a decimal number".into() }]
         );
         let ok = format!("{HEADER}\r\n2026-10-01,S,B,O,C,P,I,1,1,1,1,1,EUR,P,S,N,29683501\r\n\r\n");
         assert_eq!(run(&ok).unwrap().lines, 1);
@@ -816,9 +728,7 @@ mod tests {
             (format!("{HEADER}\n{good}\n{bad}\n\"{good}\n{good}\n"), 4),
         ] {
             let err = run(&input).unwrap_err();
-            let ImportError::BadRows { rows, .. } = &err else {
-                panic!("{err}")
-            };
+            let ImportError::BadRows { rows, .. } = &err else { panic!("{err}") };
             assert_eq!(rows.last().unwrap().row, row, "{input:?}: {err}");
         }
     }

@@ -19,18 +19,11 @@ pub const FORMAT_VERSION: u32 = 1;
 pub enum PlanError {
     /// The cause (serde's message, with line and column) is rendered as the error's cause.
     #[error("{path}: not a cmat plan")]
-    Parse {
-        path: String,
-        source: serde_json::Error,
-    },
+    Parse { path: String, source: serde_json::Error },
     #[error("{path}: plan format version {found} is not supported (this cmat reads version {FORMAT_VERSION})")]
     Version { path: String, found: u32 },
     #[error("{path}: change {reference}: {message}")]
-    Invalid {
-        path: String,
-        reference: String,
-        message: String,
-    },
+    Invalid { path: String, reference: String, message: String },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -186,10 +179,9 @@ impl Plan {
                     entity: entity.as_str().to_string(),
                     id,
                     parent: parent.map(|parent| match parent {
-                        Parent::Existing { entity, id } => PlanParent::Existing {
-                            entity: entity.as_str().to_string(),
-                            id,
-                        },
+                        Parent::Existing { entity, id } => {
+                            PlanParent::Existing { entity: entity.as_str().to_string(), id }
+                        }
                         Parent::Planned { key } => PlanParent::Planned {
                             reference: refs.get(&key).cloned().unwrap_or(key),
                         },
@@ -229,25 +221,15 @@ impl Plan {
 
     /// Reads a saved plan and checks that it is internally consistent before anyone trusts it.
     pub fn from_json(path: &str, text: &str) -> Result<Plan, PlanError> {
-        let version: Value = serde_json::from_str(text).map_err(|source| PlanError::Parse {
-            path: path.to_string(),
-            source,
-        })?;
-        let found = version
-            .get("format_version")
-            .and_then(Value::as_u64)
-            .unwrap_or(0) as u32;
+        let version: Value = serde_json::from_str(text)
+            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
+        let found = version.get("format_version").and_then(Value::as_u64).unwrap_or(0) as u32;
         if found != FORMAT_VERSION {
-            return Err(PlanError::Version {
-                path: path.to_string(),
-                found,
-            });
+            return Err(PlanError::Version { path: path.to_string(), found });
         }
         // Read again from the text, not the value: serde's errors then carry line and column.
-        let mut plan: Plan = serde_json::from_str(text).map_err(|source| PlanError::Parse {
-            path: path.to_string(),
-            source,
-        })?;
+        let mut plan: Plan = serde_json::from_str(text)
+            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
         let mut known_refs = std::collections::BTreeSet::new();
         for change in &mut plan.changes {
             let invalid = |message: String| PlanError::Invalid {
@@ -284,38 +266,33 @@ impl Plan {
                 .next()
                 .unwrap_or_default()
                 .trim_start_matches("subscription:");
-            let (company, label) =
-                if let Some(company) = change.fields.get("companyID").and_then(Value::as_i64) {
-                    let name = change
-                        .fields
-                        .get("contractName")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default();
-                    (company, format!("{name} [{subscription}]"))
-                } else {
-                    match &change.parent {
-                        Some(PlanParent::Existing { id, .. }) => match snapshot.contracts.get(id) {
-                            Some(contract) => (
-                                contract.company_id,
-                                format!("{} [{subscription}] #{id}", contract.contract_name),
-                            ),
-                            None => (0, format!("contract #{id}")),
-                        },
-                        Some(PlanParent::Planned { reference }) => {
-                            planned.get(reference).cloned().unwrap_or_default()
-                        }
-                        None => match change.id.and_then(|id| snapshot.contracts.get(&id)) {
-                            Some(contract) => (
-                                contract.company_id,
-                                format!(
-                                    "{} [{subscription}] #{}",
-                                    contract.contract_name, contract.id
-                                ),
-                            ),
-                            None => (0, String::new()),
-                        },
+            let (company, label) = if let Some(company) =
+                change.fields.get("companyID").and_then(Value::as_i64)
+            {
+                let name =
+                    change.fields.get("contractName").and_then(Value::as_str).unwrap_or_default();
+                (company, format!("{name} [{subscription}]"))
+            } else {
+                match &change.parent {
+                    Some(PlanParent::Existing { id, .. }) => match snapshot.contracts.get(id) {
+                        Some(contract) => (
+                            contract.company_id,
+                            format!("{} [{subscription}] #{id}", contract.contract_name),
+                        ),
+                        None => (0, format!("contract #{id}")),
+                    },
+                    Some(PlanParent::Planned { reference }) => {
+                        planned.get(reference).cloned().unwrap_or_default()
                     }
-                };
+                    None => match change.id.and_then(|id| snapshot.contracts.get(&id)) {
+                        Some(contract) => (
+                            contract.company_id,
+                            format!("{} [{subscription}] #{}", contract.contract_name, contract.id),
+                        ),
+                        None => (0, String::new()),
+                    },
+                }
+            };
             change.company_id = company;
             change.contract_label = label.clone();
             if change.entity == "Contracts" {
@@ -377,11 +354,7 @@ impl Plan {
         let mut out = String::new();
         let destructive = |change: &PlanChange| {
             change.action == Action::Delete
-                || change
-                    .fields
-                    .get("unitChange")
-                    .and_then(Value::as_i64)
-                    .is_some_and(|n| n < 0)
+                || change.fields.get("unitChange").and_then(Value::as_i64).is_some_and(|n| n < 0)
         };
         let mut groups: BTreeMap<(String, String), Vec<&PlanChange>> = BTreeMap::new();
         let mut removals = Vec::new();
@@ -395,10 +368,7 @@ impl Plan {
             } else {
                 company_label(change.company_id, company_names)
             };
-            groups
-                .entry((company, change.contract_label.clone()))
-                .or_default()
-                .push(change);
+            groups.entry((company, change.contract_label.clone())).or_default().push(change);
         }
         let mut last_company = None;
         for ((company, contract), changes) in &groups {
@@ -414,11 +384,8 @@ impl Plan {
             }
         }
         if !removals.is_empty() {
-            let _ = writeln!(
-                out,
-                "\n{}",
-                paint("1;31", "Changes that remove licences or records:")
-            );
+            let _ =
+                writeln!(out, "\n{}", paint("1;31", "Changes that remove licences or records:"));
             for change in &removals {
                 let _ = writeln!(
                     out,
@@ -432,11 +399,8 @@ impl Plan {
         if !self.warnings.is_empty() {
             let _ = writeln!(out, "\n{}", paint("1;33", "Warnings:"));
             for warning in &self.warnings {
-                let _ = writeln!(
-                    out,
-                    "  ! {}: {} ({})",
-                    warning.code, warning.message, warning.source
-                );
+                let _ =
+                    writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
             }
         }
         let summary = &self.summary;
@@ -474,12 +438,7 @@ fn write_change(out: &mut String, change: &PlanChange, paint: &dyn Fn(&str, &str
         Some(id) => format!("{} #{id}", change.entity),
         None => change.entity.clone(),
     };
-    let item = change
-        .key
-        .rsplit('/')
-        .next()
-        .filter(|_| change.key.contains('/'))
-        .unwrap_or("");
+    let item = change.key.rsplit('/').next().filter(|_| change.key.contains('/')).unwrap_or("");
     let _ = writeln!(
         out,
         "    {} {} {target}{}{}: {}  [{}]",
@@ -517,10 +476,7 @@ pub fn plain(value: &Value) -> String {
         Value::String(text) => text.clone(),
         Value::Null => "(none)".to_string(),
         Value::Object(map) if map.contains_key("ref") => {
-            format!(
-                "(new {})",
-                map.get("ref").and_then(Value::as_str).unwrap_or("?")
-            )
+            format!("(new {})", map.get("ref").and_then(Value::as_str).unwrap_or("?"))
         }
         other => other.to_string(),
     }

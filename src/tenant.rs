@@ -85,10 +85,7 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
                         price: Decimal| {
             row += 1;
             lines.push(BillLine {
-                source: LineSource {
-                    file: format!("day-{day}.csv"),
-                    row,
-                },
+                source: LineSource { file: format!("day-{day}.csv"), row },
                 billing_date,
                 service_name: service.to_string(),
                 broker_name: "Broker".into(),
@@ -111,10 +108,8 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
         for sub in 0..size.licence_subscriptions {
             let subscription = format!("{org:05}-lic-{sub}");
             for product in 0..size.products_per_subscription {
-                let item = format!(
-                    "SKU{:04}",
-                    (shape.below(CATALOG) + product as u64 * 7) % CATALOG
-                );
+                let item =
+                    format!("SKU{:04}", (shape.below(CATALOG) + product as u64 * 7) % CATALOG);
                 let mut quantity = 1 + shape.below(50) as i64;
                 // Churn: each day, about `churn_per_mille` ‰ of counts move by one or two.
                 let mut drift = Random((org * 1_000 + sub * 100 + product) as u64 * 7919);
@@ -124,13 +119,7 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
                     }
                 }
                 let price = Decimal::new(100 + shape.below(5_000) as i64, 2);
-                push(
-                    "Microsoft NCE",
-                    subscription.clone(),
-                    item,
-                    Decimal::from(quantity),
-                    price,
-                );
+                push("Microsoft NCE", subscription.clone(), item, Decimal::from(quantity), price);
             }
         }
         if size.azure_lines > 0 {
@@ -158,28 +147,18 @@ pub fn companies(size: TenantSize) -> Snapshot {
         let id = FIRST_COMPANY_ID + org as i64;
         snapshot.companies.insert(
             id,
-            Company {
-                id,
-                company_name: format!("Organization {org:05}"),
-                is_active: true,
-            },
+            Company { id, company_name: format!("Organization {org:05}"), is_active: true },
         );
     }
     snapshot
 }
 
 fn decimal(value: &Value) -> Decimal {
-    value
-        .as_str()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or_default()
+    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
 }
 
 fn day(value: &Value) -> NaiveDate {
-    value
-        .as_str()
-        .and_then(|text| text.parse().ok())
-        .unwrap_or_default()
+    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
 }
 
 /// Plays a plan against a snapshot as Autotask would: new ids, an adjustment splits the unit
@@ -211,10 +190,9 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
         };
         let field = |name: &str| change.fields.get(name).cloned().unwrap_or(Value::Null);
         let reference_id = |value: Value| match value {
-            Value::Object(map) => map
-                .get("ref")
-                .and_then(Value::as_str)
-                .and_then(|r| ids.get(r).copied()),
+            Value::Object(map) => {
+                map.get("ref").and_then(Value::as_str).and_then(|r| ids.get(r).copied())
+            }
             other => other.as_i64(),
         };
         use crate::diff::Action;
@@ -281,11 +259,8 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                 };
                 let effective = day(&field("effectiveDate"));
                 let change_units = field("unitChange").as_i64().unwrap_or_default();
-                let contract_end = snapshot
-                    .contracts
-                    .get(&contract_id)
-                    .map(|c| c.end_date)
-                    .unwrap_or(effective);
+                let contract_end =
+                    snapshot.contracts.get(&contract_id).map(|c| c.end_date).unwrap_or(effective);
                 let existing = snapshot
                     .contract_services
                     .values()
@@ -349,9 +324,8 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                 }
             }
             ("ContractServices", Action::Update) => {
-                if let Some(service) = change
-                    .id
-                    .and_then(|id| snapshot.contract_services.get_mut(&id))
+                if let Some(service) =
+                    change.id.and_then(|id| snapshot.contract_services.get_mut(&id))
                 {
                     service.unit_price = decimal(&field("unitPrice"));
                 }
@@ -463,10 +437,7 @@ pub fn sim_seed_json(snapshot: &Snapshot, external_request_threshold: u64) -> Va
     // Unit periods back to adjustments: one per change of units, at the period's start.
     let mut periods: BTreeMap<i64, Vec<&ContractServiceUnit>> = BTreeMap::new();
     for unit in snapshot.contract_service_units.values() {
-        periods
-            .entry(unit.contract_service_id)
-            .or_default()
-            .push(unit);
+        periods.entry(unit.contract_service_id).or_default().push(unit);
     }
     let mut adjustments = Vec::new();
     for (contract_service_id, mut units) in periods {

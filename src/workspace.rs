@@ -14,24 +14,13 @@ pub const STATE_DB: &str = "state.db";
 #[derive(Debug, thiserror::Error)]
 pub enum WorkspaceError {
     #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}:{column}: {message}")]
-    Config {
-        path: PathBuf,
-        line: usize,
-        column: usize,
-        message: String,
-    },
+    Config { path: PathBuf, line: usize, column: usize, message: String },
     #[error("{path}: {message}")]
     Invalid { path: PathBuf, message: String },
     #[error("environment variable {name} is not set (hint: {hint})")]
-    MissingCredential {
-        name: &'static str,
-        hint: &'static str,
-    },
+    MissingCredential { name: &'static str, hint: &'static str },
 }
 
 /// A workspace folder. Paths are derived, never stored twice.
@@ -101,10 +90,8 @@ pub struct CloudmoreConfig {
 impl Config {
     pub fn parse(path: &Path, text: &str) -> Result<Config, WorkspaceError> {
         let config: Config = toml::from_str(text).map_err(|err| {
-            let (line, column) = err
-                .span()
-                .map(|span| line_column(text, span.start))
-                .unwrap_or((1, 1));
+            let (line, column) =
+                err.span().map(|span| line_column(text, span.start)).unwrap_or((1, 1));
             WorkspaceError::Config {
                 path: path.to_path_buf(),
                 line,
@@ -124,17 +111,9 @@ impl Config {
                 // The URL as written (no escapes in it): point at it.
                 Some(offset) => {
                     let (line, column) = line_column(text, offset);
-                    WorkspaceError::Config {
-                        path: path.to_path_buf(),
-                        line,
-                        column,
-                        message,
-                    }
+                    WorkspaceError::Config { path: path.to_path_buf(), line, column, message }
                 }
-                None => WorkspaceError::Invalid {
-                    path: path.to_path_buf(),
-                    message,
-                },
+                None => WorkspaceError::Invalid { path: path.to_path_buf(), message },
             })?;
         }
         Ok(config)
@@ -144,12 +123,7 @@ impl Config {
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
     let before = &text[..offset.min(text.len())];
     let line = before.matches('\n').count() + 1;
-    let column = before
-        .rsplit('\n')
-        .next()
-        .map(|s| s.chars().count())
-        .unwrap_or(0)
-        + 1;
+    let column = before.rsplit('\n').next().map(|s| s.chars().count()).unwrap_or(0) + 1;
     (line, column)
 }
 
@@ -162,9 +136,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
     match parsed.scheme() {
         "https" if parsed.host_str().is_some() => Ok(()),
         "http" if parsed.host_str().is_some_and(is_loopback_host) => Ok(()),
-        "http" => Err(format!(
-            "{url}: plain http:// is refused except to loopback; use https://"
-        )),
+        "http" => Err(format!("{url}: plain http:// is refused except to loopback; use https://")),
         _ => Err(format!("{url}: not an http(s) URL")),
     }
 }
@@ -173,9 +145,7 @@ pub fn check_url(url: &str) -> Result<(), String> {
 fn is_loopback_host(host: &str) -> bool {
     let bare = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
-        || bare
-            .parse::<std::net::IpAddr>()
-            .is_ok_and(|ip| ip.is_loopback())
+        || bare.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// A secret read from the environment. Its Debug and Display never show the value.
@@ -237,13 +207,9 @@ impl AutotaskCredentials {
 
     /// True when any of the Autotask variables is set (so `init` may look ids up).
     pub fn present_in_env() -> bool {
-        [
-            "CMAT_AUTOTASK_USERNAME",
-            "CMAT_AUTOTASK_SECRET",
-            "CMAT_AUTOTASK_INTEGRATION_CODE",
-        ]
-        .iter()
-        .any(|name| std::env::var_os(name).is_some())
+        ["CMAT_AUTOTASK_USERNAME", "CMAT_AUTOTASK_SECRET", "CMAT_AUTOTASK_INTEGRATION_CODE"]
+            .iter()
+            .any(|name| std::env::var_os(name).is_some())
     }
 }
 

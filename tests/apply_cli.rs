@@ -45,11 +45,7 @@ fn apply_plan_file_writes_exactly_the_plan() {
     let log_before = sw.sim.request_log().len();
     let run = sw.cmat(&["apply", "plan.json", "--auto-approve"]);
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
-    assert_eq!(
-        sw.writes(),
-        changes.len() as u64,
-        "one write per planned change"
-    );
+    assert_eq!(sw.writes(), changes.len() as u64, "one write per planned change");
     // And one of each: the writes by entity are the changes by entity.
     let mut planned: BTreeMap<String, usize> = BTreeMap::new();
     for change in changes {
@@ -72,12 +68,7 @@ fn apply_plan_file_writes_exactly_the_plan() {
         let path = match request.route.rsplit_once('/') {
             Some((_, "Services")) => "Services (child)".to_string(),
             Some((_, last)) => last.to_string(),
-            None => request
-                .route
-                .split(' ')
-                .nth(1)
-                .unwrap_or_default()
-                .to_string(),
+            None => request.route.split(' ').nth(1).unwrap_or_default().to_string(),
         };
         *written.entry(path).or_default() += 1;
     }
@@ -118,10 +109,7 @@ fn a_plan_file_is_stale_when_autotask_changed_behind_it() {
         .expect("a contract service");
     let credentials = sw.sim.credentials();
     let response = reqwest::blocking::Client::new()
-        .post(format!(
-            "{}v1.0/Contracts/{contract}/ServiceAdjustments",
-            sw.sim.base_url()
-        ))
+        .post(format!("{}v1.0/Contracts/{contract}/ServiceAdjustments", sw.sim.base_url()))
         .header("ApiIntegrationCode", &credentials.integration_code)
         .header("UserName", &credentials.username)
         .header("Secret", &credentials.secret)
@@ -158,10 +146,9 @@ fn a_plan_file_is_stale_when_a_new_bill_was_imported() {
 /// A JSON number anywhere in a change's amounts would be a float.
 fn assert_no_float(value: &Value, path: &str) {
     match value {
-        Value::Number(number) => assert!(
-            number.is_i64() || number.is_u64(),
-            "{path} is a float: {number}"
-        ),
+        Value::Number(number) => {
+            assert!(number.is_i64() || number.is_u64(), "{path} is a float: {number}")
+        }
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
                 assert_no_float(item, &format!("{path}[{i}]"));
@@ -188,29 +175,22 @@ fn the_json_plan_has_the_documented_shape() {
     for digest in ["snapshot", "inputs", "mappings"] {
         let value = plan["digests"][digest].as_str().expect("a digest");
         let hex = value.strip_prefix("sha256:").expect("sha256: prefix");
-        assert!(
-            hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()),
-            "{value}"
-        );
+        assert!(hex.len() == 64 && hex.chars().all(|c| c.is_ascii_hexdigit()), "{value}");
     }
     let changes = plan["changes"].as_array().expect("changes");
     let mut by_action: BTreeMap<&str, u64> = BTreeMap::new();
     for change in changes {
         let action = change["action"].as_str().expect("action");
-        assert!(
-            ["create", "update", "adjust", "delete"].contains(&action),
-            "{action}"
-        );
+        assert!(["create", "update", "adjust", "delete"].contains(&action), "{action}");
         *by_action.entry(action).or_default() += 1;
-        for field in [
-            "ref", "action", "entity", "id", "parent", "key", "fields", "before", "rule", "reason",
-        ] {
+        for field in
+            ["ref", "action", "entity", "id", "parent", "key", "fields", "before", "rule", "reason"]
+        {
             assert!(change.get(field).is_some(), "{field} missing in {change}");
         }
         let rule = change["rule"].as_str().expect("rule");
-        let line = rule
-            .strip_prefix("mappings/microsoft.cmat:")
-            .unwrap_or_else(|| panic!("rule {rule}"));
+        let line =
+            rule.strip_prefix("mappings/microsoft.cmat:").unwrap_or_else(|| panic!("rule {rule}"));
         assert!(line.parse::<u32>().is_ok_and(|n| n > 0), "{rule}");
         if let Some(parent) = change["parent"].as_object() {
             assert!(
@@ -234,15 +214,10 @@ fn the_json_plan_has_the_documented_shape() {
         Some(plan["warnings"].as_array().expect("warnings").len() as u64)
     );
     // Money is a string with four decimals, never a float.
-    let charge = changes
-        .iter()
-        .find(|c| c["entity"] == json!("ContractCharges"))
-        .expect("a charge");
+    let charge =
+        changes.iter().find(|c| c["entity"] == json!("ContractCharges")).expect("a charge");
     let price = charge["fields"]["unitPrice"].as_str().expect("a string");
-    assert!(
-        price.split_once('.').is_some_and(|(_, d)| d.len() == 4),
-        "{price}"
-    );
+    assert!(price.split_once('.').is_some_and(|(_, d)| d.len() == 4), "{price}");
 
     let mut redacted = plan.clone();
     redacted["created_at"] = json!("[created_at]");
@@ -268,12 +243,7 @@ fn the_audit_trail_has_one_row_per_field_written() {
     sw.ok(&["apply", "plan.json", "--auto-approve"]);
     let run = sw.ok(&["audit"]);
     let mut reader = csv::Reader::from_reader(run.stdout.as_bytes());
-    let header: Vec<String> = reader
-        .headers()
-        .expect("header")
-        .iter()
-        .map(String::from)
-        .collect();
+    let header: Vec<String> = reader.headers().expect("header").iter().map(String::from).collect();
     assert_eq!(header.join(","), AUDIT_COLUMNS);
     let rows: Vec<csv::StringRecord> = reader.records().map(|r| r.expect("a row")).collect();
     let fields: usize = plan["changes"]
@@ -288,10 +258,7 @@ fn the_audit_trail_has_one_row_per_field_written() {
     for row in &rows {
         assert_eq!(&row[10], "applied", "{row:?}");
         assert_eq!(&row[11], "200", "{row:?}");
-        assert!(
-            chrono::DateTime::parse_from_rfc3339(&row[1]).is_ok(),
-            "{row:?}"
-        );
+        assert!(chrono::DateTime::parse_from_rfc3339(&row[1]).is_ok(), "{row:?}");
         assert!(row[9].starts_with("mappings/microsoft.cmat:"), "{row:?}");
     }
     // Each change's fields, by key and field name, are in the trail.
@@ -301,10 +268,8 @@ fn the_audit_trail_has_one_row_per_field_written() {
             expected.push((change["key"].as_str().unwrap().to_string(), field.clone()));
         }
     }
-    let mut found: Vec<(String, String)> = rows
-        .iter()
-        .map(|r| (r[5].to_string(), r[6].to_string()))
-        .collect();
+    let mut found: Vec<(String, String)> =
+        rows.iter().map(|r| (r[5].to_string(), r[6].to_string())).collect();
     expected.sort();
     found.sort();
     assert_eq!(found, expected);

@@ -44,14 +44,7 @@ fn restated_licences() -> String {
             "CFQ7TTC0LDPB,37,11.1000,12.3000,410.7000,455.1000,44.4000",
             "CFQ7TTC0LDPB,35,11.1000,12.3000,388.5000,430.5000,42.0000",
         );
-    assert_eq!(
-        restated
-            .lines()
-            .zip(november.lines())
-            .filter(|(a, b)| a != b)
-            .count(),
-        2
-    );
+    assert_eq!(restated.lines().zip(november.lines()).filter(|(a, b)| a != b).count(), 2);
     restated
 }
 
@@ -128,11 +121,7 @@ fn baseline(bill: Bill) -> Baseline {
     // Restated licence counts go to the first day no adjustment has taken yet, so even they
     // land at the first try: one write per change.
     assert_eq!(committed, writes, "every write of an undisturbed run lands");
-    Baseline {
-        state,
-        writes,
-        committed,
-    }
+    Baseline { state, writes, committed }
 }
 
 /// `plan --detailed-exitcode` exits 0, and one more apply sends no write.
@@ -169,11 +158,7 @@ fn rerun_until_converged(
         if run.status == 0 {
             break;
         }
-        assert_eq!(
-            run.status, 1,
-            "{scenario}: rerun exit code: {}\n{}",
-            run.stdout, run.stderr
-        );
+        assert_eq!(run.status, 1, "{scenario}: rerun exit code: {}\n{}", run.stdout, run.stderr);
         reruns += 1;
         assert!(
             reruns < 3,
@@ -198,10 +183,7 @@ fn rerun_until_converged(
 
 /// A fault at write `nth` (1-based) of the apply, then reruns.
 fn fault_scenario(bill: Bill, nth: u32, mode: WriteFailure, baseline: &Baseline) {
-    let scenario = format!(
-        "{bill:?} apply, write {nth} of {}: {mode:?}",
-        baseline.writes
-    );
+    let scenario = format!("{bill:?} apply, write {nth} of {}: {mode:?}", baseline.writes);
     let sw = prepare(bill, SimOptions::default());
     let committed_before = sw.sim.counters().writes_committed;
     sw.sim.inject(Fault::FailWrite { nth, mode });
@@ -218,11 +200,7 @@ fn fault_scenario(bill: Bill, nth: u32, mode: WriteFailure, baseline: &Baseline)
         first.stdout, first.stderr
     );
     if mode == WriteFailure::TooMany429 {
-        assert_eq!(
-            sw.sim.counters().throttled,
-            1,
-            "{scenario}: the injected 429 was sent"
-        );
+        assert_eq!(sw.sim.counters().throttled, 1, "{scenario}: the injected 429 was sent");
     }
     if mode == WriteFailure::CommitThenDrop {
         assert!(
@@ -254,10 +232,7 @@ fn run_all<T: Sync>(scenarios: &[T], name: impl Fn(&T) -> String + Sync, run: im
                         .cloned()
                         .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
                         .unwrap_or_default();
-                    failures
-                        .lock()
-                        .unwrap()
-                        .push(format!("── {}\n{message}", name(scenario)));
+                    failures.lock().unwrap().push(format!("── {}\n{message}", name(scenario)));
                 }
             });
         }
@@ -272,11 +247,8 @@ fn run_all<T: Sync>(scenarios: &[T], name: impl Fn(&T) -> String + Sync, run: im
     );
 }
 
-const MODES: [WriteFailure; 3] = [
-    WriteFailure::Error500,
-    WriteFailure::CommitThenDrop,
-    WriteFailure::TooMany429,
-];
+const MODES: [WriteFailure; 3] =
+    [WriteFailure::Error500, WriteFailure::CommitThenDrop, WriteFailure::TooMany429];
 
 /// Every write position of the plan × every failure mode.
 fn fault_matrix(bill: Bill) {
@@ -347,25 +319,17 @@ fn restated_licence_counts_converge_after_a_fault_at_any_write() {
 /// midway: the client backs off and retries them, and one run converges.
 #[test]
 fn a_429_burst_is_retried_and_converges_in_one_run() {
-    let baselines = [
-        (Bill::October, baseline(Bill::October)),
-        (Bill::November, baseline(Bill::November)),
-    ];
-    let scenarios: Vec<(usize, bool)> = [0, 1]
-        .into_iter()
-        .flat_map(|b| [(b, false), (b, true)])
-        .collect();
+    let baselines =
+        [(Bill::October, baseline(Bill::October)), (Bill::November, baseline(Bill::November))];
+    let scenarios: Vec<(usize, bool)> =
+        [0, 1].into_iter().flat_map(|b| [(b, false), (b, true)]).collect();
     run_all(
         &scenarios,
         |(b, on_writes)| {
             format!(
                 "{:?} 429 burst on {}",
                 baselines[*b].0,
-                if *on_writes {
-                    "writes"
-                } else {
-                    "the first requests"
-                }
+                if *on_writes { "writes" } else { "the first requests" }
             )
         },
         |(b, on_writes)| {
@@ -377,10 +341,7 @@ fn a_429_burst_is_retried_and_converges_in_one_run() {
             if *on_writes {
                 let middle = (baseline.writes as u32).div_ceil(2);
                 for nth in middle..middle + 3 {
-                    sw.sim.inject(Fault::FailWrite {
-                        nth,
-                        mode: WriteFailure::TooMany429,
-                    });
+                    sw.sim.inject(Fault::FailWrite { nth, mode: WriteFailure::TooMany429 });
                 }
             } else {
                 sw.sim.inject(Fault::Burst429 { count: 3 });
@@ -414,10 +375,7 @@ fn latency_changes_nothing() {
             baseline.writes,
             "{scenario}: one write per change"
         );
-        assert_eq!(
-            after.throttled, 0,
-            "{scenario}: never over the thread threshold"
-        );
+        assert_eq!(after.throttled, 0, "{scenario}: never over the thread threshold");
         assert!(
             after.peak_in_flight.values().all(|peak| *peak <= 3),
             "{scenario}: {:?}",
@@ -431,10 +389,8 @@ fn latency_changes_nothing() {
 /// `cmat apply` killed (SIGKILL) after `after_committed` writes landed, with 100 ms per
 /// request so that others are in flight; the rerun finds the lock free and converges.
 fn crash_scenario(bill: Bill, after_committed: u64, baseline: &Baseline) {
-    let scenario = format!(
-        "{bill:?} apply killed after {after_committed} of {} writes",
-        baseline.writes
-    );
+    let scenario =
+        format!("{bill:?} apply killed after {after_committed} of {} writes", baseline.writes);
     let sw = prepare(bill, SimOptions::default());
     let committed_before = sw.sim.counters().writes_committed;
     sw.sim.inject(Fault::Latency { ms: 100 });
@@ -492,12 +448,7 @@ fn a_killed_apply_converges_on_rerun() {
 /// finds everything by natural key, and the plan is empty.
 #[test]
 fn a_lost_state_database_creates_no_duplicate() {
-    for bill in [
-        Bill::October,
-        Bill::November,
-        Bill::Restated,
-        Bill::RestatedLicences,
-    ] {
+    for bill in [Bill::October, Bill::November, Bill::Restated, Bill::RestatedLicences] {
         let scenario = format!("{bill:?} then the state database is lost");
         let sw = prepare(bill, SimOptions::default());
         sw.ok(&["apply", "--auto-approve"]);
@@ -548,21 +499,14 @@ fn faults_in_reruns_and_a_database_lost_after_a_failure_converge() {
         |(bill, _, nth, mode, lose)| {
             format!(
                 "{bill:?} write {nth} {mode:?}, then {}",
-                if *lose {
-                    "the database is lost"
-                } else {
-                    "the rerun fails too"
-                }
+                if *lose { "the database is lost" } else { "the rerun fails too" }
             )
         },
         |(bill, baseline, nth, mode, lose_database)| {
             let scenario = format!("{bill:?} write {nth} {mode:?}, database lost: {lose_database}");
             let sw = prepare(*bill, SimOptions::default());
             let committed_before = sw.sim.counters().writes_committed;
-            sw.sim.inject(Fault::FailWrite {
-                nth: *nth,
-                mode: *mode,
-            });
+            sw.sim.inject(Fault::FailWrite { nth: *nth, mode: *mode });
             let first = sw.apply();
             assert_eq!(first.status, 1, "{scenario}: {}", first.stderr);
             if *lose_database {
@@ -579,10 +523,7 @@ fn faults_in_reruns_and_a_database_lost_after_a_failure_converge() {
             } else {
                 // The rerun's first write, if it has one left, fails the same way.
                 let writes = sw.writes();
-                sw.sim.inject(Fault::FailWrite {
-                    nth: 1,
-                    mode: *mode,
-                });
+                sw.sim.inject(Fault::FailWrite { nth: 1, mode: *mode });
                 let second = sw.apply();
                 let expected = if sw.writes() > writes { 1 } else { 0 };
                 sw.sim.inject(Fault::Clear);

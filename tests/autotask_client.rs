@@ -37,17 +37,11 @@ fn fast() -> ClientOptions {
 }
 
 fn config(base: &str) -> AutotaskConfig {
-    AutotaskConfig {
-        base_url: Some(base.to_string()),
-        ..AutotaskConfig::default()
-    }
+    AutotaskConfig { base_url: Some(base.to_string()), ..AutotaskConfig::default() }
 }
 
 fn start(records: BTreeMap<String, Vec<Value>>, options: SimOptions) -> SimHandle {
-    let seed = Seed {
-        records,
-        ..Seed::default()
-    };
+    let seed = Seed { records, ..Seed::default() };
     Simulator::start("127.0.0.1:0", seed, options).expect("simulator starts")
 }
 
@@ -118,14 +112,8 @@ fn pull_reads_in_pages_of_500_and_nothing_per_record() {
     assert_eq!(snapshot.contracts.len(), contracts);
     assert_eq!(snapshot.charges.len(), charges);
     assert_eq!(snapshot.billing_codes.len(), 2);
-    assert_eq!(
-        snapshot.contracts[&5007].subscription_id.as_deref(),
-        Some("sub-7")
-    );
-    assert_eq!(
-        snapshot.charges[&9000].unit_price,
-        "145.452".parse::<Decimal>().unwrap()
-    );
+    assert_eq!(snapshot.contracts[&5007].subscription_id.as_deref(), Some("sub-7"));
+    assert_eq!(snapshot.charges[&9000].unit_price, "145.452".parse::<Decimal>().unwrap());
 
     let after = sim.counters();
     let used = |entity: &str| {
@@ -162,10 +150,7 @@ fn pull_reads_in_pages_of_500_and_nothing_per_record() {
 fn at_most_three_requests_in_flight_per_endpoint_under_parallel_load() {
     let sim = start(
         tenant(1200, 10, 10),
-        SimOptions {
-            latency: Duration::from_millis(40),
-            ..SimOptions::default()
-        },
+        SimOptions { latency: Duration::from_millis(40), ..SimOptions::default() },
     );
     let client = connect(&sim);
     std::thread::scope(|scope| {
@@ -183,11 +168,7 @@ fn at_most_three_requests_in_flight_per_endpoint_under_parallel_load() {
     let counters = sim.counters();
     assert_eq!(counters.throttled, 0, "no 429 may be provoked");
     assert!(counters.peak_in_flight["Companies"] <= 3, "{counters:?}");
-    assert_eq!(
-        client.peak_in_flight(),
-        3,
-        "the cap was reached, not avoided"
-    );
+    assert_eq!(client.peak_in_flight(), 3, "the cap was reached, not avoided");
 }
 
 #[test]
@@ -221,39 +202,23 @@ fn a_create_is_retried_on_429_but_never_resent_when_its_outcome_is_unknown() {
     let body = json!({"companyName": "New Co", "companyType": 1,
         "ownerResourceID": 29682885, "phone": "+1 555 0199"});
 
-    sim.inject(Fault::FailWrite {
-        nth: 1,
-        mode: WriteFailure::TooMany429,
-    });
-    let id = client
-        .create("Companies", &body)
-        .expect("created after a 429");
+    sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::TooMany429 });
+    let id = client.create("Companies", &body).expect("created after a 429");
     assert!(id.is_some());
     let c = sim.counters();
     assert_eq!((c.writes, c.writes_committed), (2, 1));
 
-    sim.inject(Fault::FailWrite {
-        nth: 1,
-        mode: WriteFailure::CommitThenDrop,
-    });
+    sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::CommitThenDrop });
     let err = client.create("Companies", &body).unwrap_err();
-    assert!(
-        matches!(err, AutotaskError::OutcomeUnknown { .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, AutotaskError::OutcomeUnknown { .. }), "{err:?}");
     assert!(err.to_string().starts_with("POST Companies: "), "{err}");
     let c = sim.counters();
     assert_eq!((c.writes, c.writes_committed), (3, 2), "sent exactly once");
     no_secrets(&format!("{err} {err:?}"));
 
     // A 500 is Autotask refusing: quoted, not retried.
-    let err = client
-        .create("Companies", &json!({"companyName": "No phone"}))
-        .unwrap_err();
-    assert!(
-        matches!(err, AutotaskError::Api { status: 500, .. }),
-        "{err:?}"
-    );
+    let err = client.create("Companies", &json!({"companyName": "No phone"})).unwrap_err();
+    assert!(matches!(err, AutotaskError::Api { status: 500, .. }), "{err:?}");
     assert!(err.to_string().contains("is required"), "{err}");
     assert_eq!(sim.counters().writes, 4);
 }
@@ -262,22 +227,13 @@ fn a_create_is_retried_on_429_but_never_resent_when_its_outcome_is_unknown() {
 fn update_and_delete_go_to_collection_and_child_urls() {
     let sim = start(tenant(2, 1, 1), SimOptions::default());
     let client = connect(&sim);
-    client
-        .update("Contracts", &json!({"id": 5000, "contractName": "Renamed"}))
-        .expect("patch");
+    client.update("Contracts", &json!({"id": 5000, "contractName": "Renamed"})).expect("patch");
     let contract = client.get("Contracts/5000").unwrap().unwrap();
     assert_eq!(contract["contractName"], "Renamed");
-    client
-        .delete("Contracts/5000/Charges/9000")
-        .expect("delete");
-    assert!(client
-        .query("ContractCharges", &Filter::all())
-        .unwrap()
-        .is_empty());
+    client.delete("Contracts/5000/Charges/9000").expect("delete");
+    assert!(client.query("ContractCharges", &Filter::all()).unwrap().is_empty());
     assert!(client.get("Contracts/77").unwrap().is_none());
-    let err = client
-        .update("Contracts", &json!({"contractName": "x"}))
-        .unwrap_err();
+    let err = client.update("Contracts", &json!({"contractName": "x"})).unwrap_err();
     assert!(err.to_string().contains("`id`"), "{err}");
 }
 
@@ -294,18 +250,13 @@ fn stops_before_taking_more_than_its_share_of_the_hour() {
         }
         assert!(sent < 100, "never stopped");
     };
-    let AutotaskError::HourlyBudget { used, limit, share } = &err else {
-        panic!("{err:?}")
-    };
+    let AutotaskError::HourlyBudget { used, limit, share } = &err else { panic!("{err:?}") };
     assert_eq!((*limit, *share), (10_000, Decimal::new(5, 1)));
     assert!(*used <= 5000 && sent <= 10, "{used} {sent}");
     let threshold = client.threshold().unwrap();
     assert!(threshold.used <= 5000, "{threshold:?}");
     let text = err.to_string();
-    assert!(
-        text.contains("50 %") && text.contains("max_hourly_share"),
-        "{text}"
-    );
+    assert!(text.contains("50 %") && text.contains("max_hourly_share"), "{text}");
 
     // Already past the share: refuses at connect, before any other request.
     sim.inject(Fault::UseThreshold { count: 100 });
@@ -318,10 +269,7 @@ fn stops_before_taking_more_than_its_share_of_the_hour() {
 fn the_zone_is_looked_up_from_the_user_name() {
     let sim = start(tenant(2, 0, 0), SimOptions::default());
     for lookup in [sim.zone_lookup_url(), sim.base_url()] {
-        let config = AutotaskConfig {
-            zone_lookup_url: Some(lookup),
-            ..AutotaskConfig::default()
-        };
+        let config = AutotaskConfig { zone_lookup_url: Some(lookup), ..AutotaskConfig::default() };
         let client = AutotaskClient::connect(&config, credentials(SECRET), fast()).unwrap();
         assert_eq!(client.base_url(), sim.base_url());
         assert_eq!(client.query("Companies", &Filter::all()).unwrap().len(), 2);
@@ -366,12 +314,8 @@ fn hostile(handler: fn(&str, &str, &str, usize) -> (u16, String)) -> String {
             if url.contains("zoneInformation") {
                 zone_calls.fetch_add(1, Ordering::SeqCst);
             }
-            let (status, body) = handler(
-                request.method().as_str(),
-                &url,
-                &root,
-                zone_calls.load(Ordering::SeqCst),
-            );
+            let (status, body) =
+                handler(request.method().as_str(), &url, &root, zone_calls.load(Ordering::SeqCst));
             let response = tiny_http::Response::from_string(body).with_status_code(status);
             let _ = request.respond(response);
         }
@@ -433,26 +377,14 @@ fn hostile_answers_are_clear_errors_naming_the_request() {
         "{err}"
     );
     let err = query("Services");
-    assert!(
-        err.to_string().contains("`items` should be a list"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("`items` should be a list"), "{err}");
     let err = query("BillingCodes");
-    assert!(
-        matches!(err, AutotaskError::Api { status: 200, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, AutotaskError::Api { status: 200, .. }), "{err:?}");
     assert!(err.to_string().contains("Unknown field"), "{err}");
     let err = query("ContractCharges");
-    assert!(
-        err.to_string().contains("refusing to send the credentials"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("refusing to send the credentials"), "{err}");
     let err = query("ContractServiceUnits");
-    assert!(
-        matches!(err, AutotaskError::Api { status: 500, .. }),
-        "{err:?}"
-    );
+    assert!(matches!(err, AutotaskError::Api { status: 500, .. }), "{err:?}");
     no_secrets(&format!("{err} {err:?}"));
 
     // A record with a null where a value belongs: the pull names entity, id and field.
@@ -460,31 +392,19 @@ fn hostile_answers_are_clear_errors_naming_the_request() {
     assert!(matches!(err, PullError::Api(_)), "{err:?}");
     let values = client.query("ContractServices", &Filter::all()).unwrap();
     let err = cmat::autotask::records::contract_service(&values[0]).unwrap_err();
-    assert_eq!(
-        err.to_string(),
-        "ContractServices 31: field `unitPrice`: is null"
-    );
+    assert_eq!(err.to_string(), "ContractServices 31: field `unitPrice`: is null");
 
     // A create answered 200 with a body we cannot read happened, but its id is unknown.
     for path in ["Companies", "Contracts"] {
         let err = client.create(path, &json!({"x": 1})).unwrap_err();
-        assert!(
-            matches!(err, AutotaskError::OutcomeUnknown { .. }),
-            "{err:?}"
-        );
+        assert!(matches!(err, AutotaskError::OutcomeUnknown { .. }), "{err:?}");
     }
 
     // A zone that is not https (and not loopback) is refused.
-    let zone = AutotaskConfig {
-        zone_lookup_url: Some(base.clone()),
-        ..AutotaskConfig::default()
-    };
+    let zone = AutotaskConfig { zone_lookup_url: Some(base.clone()), ..AutotaskConfig::default() };
     let err = AutotaskClient::connect(&zone, credentials(SECRET), fast()).unwrap_err();
     assert!(matches!(err, AutotaskError::Zone { .. }), "{err:?}");
-    assert!(
-        err.to_string().contains("plain http:// is refused"),
-        "{err}"
-    );
+    assert!(err.to_string().contains("plain http:// is refused"), "{err}");
 
     // A configured non-https base is refused before any request.
     let err = AutotaskClient::connect(
@@ -518,10 +438,8 @@ fn moved_tenant(method: &str, url: &str, root: &str, zone_lookups: usize) -> (u1
 #[test]
 fn a_401_looks_the_zone_up_once_more() {
     let base = hostile(moved_tenant);
-    let config = AutotaskConfig {
-        zone_lookup_url: Some(base.clone()),
-        ..AutotaskConfig::default()
-    };
+    let config =
+        AutotaskConfig { zone_lookup_url: Some(base.clone()), ..AutotaskConfig::default() };
     let client = AutotaskClient::connect(&config, credentials(SECRET), fast()).unwrap();
     assert_eq!(client.base_url(), format!("{base}zone2/"));
     assert_eq!(client.query("Companies", &Filter::all()).unwrap().len(), 1);

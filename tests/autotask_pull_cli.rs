@@ -17,11 +17,9 @@ fn env(secret: &str) -> [(&'static str, &str); 3] {
 /// The elapsed time is the one thing that changes between runs.
 fn stable(text: &str) -> String {
     match (text.find("refreshed in "), text.find(" s:")) {
-        (Some(start), Some(end)) if start < end => format!(
-            "{}[ELAPSED]{}",
-            &text[..start + "refreshed in ".len()],
-            &text[end..]
-        ),
+        (Some(start), Some(end)) if start < end => {
+            format!("{}[ELAPSED]{}", &text[..start + "refreshed in ".len()], &text[end..])
+        }
         _ => text.to_string(),
     }
 }
@@ -30,10 +28,7 @@ fn stable(text: &str) -> String {
 fn pull_autotask_stores_the_snapshot_and_a_failed_pull_keeps_it() {
     let sim = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default()).unwrap();
     let ws = TestWorkspace::new();
-    ws.write(
-        "cmat.toml",
-        &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()),
-    );
+    ws.write("cmat.toml", &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()));
 
     let run = ws.cmat_with_env(&["pull", "autotask"], &env("demo-secret"));
     assert_eq!(run.status, 0, "{}", run.stderr);
@@ -50,11 +45,7 @@ fn pull_autotask_stores_the_snapshot_and_a_failed_pull_keeps_it() {
     insta::assert_snapshot!("pull_bad_credentials", run.stderr);
     assert!(!run.stderr.contains("not-the-secret") && !run.stderr.contains("DEMOCODE"));
     let store = Store::open(&ws.path().join(".cmat/state.db"), Access::Read).unwrap();
-    assert_eq!(
-        store.load_snapshot().unwrap(),
-        snapshot,
-        "the old snapshot is kept"
-    );
+    assert_eq!(store.load_snapshot().unwrap(), snapshot, "the old snapshot is kept");
 }
 
 #[test]
@@ -62,9 +53,5 @@ fn pull_autotask_without_credentials_says_which_variable() {
     let ws = TestWorkspace::new();
     let run = ws.cmat(&["pull", "autotask"]);
     assert_eq!(run.status, 1);
-    assert!(
-        run.stderr.contains("CMAT_AUTOTASK_USERNAME"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("CMAT_AUTOTASK_USERNAME"), "{}", run.stderr);
 }

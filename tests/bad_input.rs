@@ -22,10 +22,7 @@ const CREDENTIALS: [(&str, &str); 3] = [
 
 /// Exit status and both streams, for snapshots.
 fn transcript(run: &Run) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}--- stderr\n{}",
-        run.status, run.stdout, run.stderr
-    )
+    format!("status: {}\n--- stdout\n{}--- stderr\n{}", run.status, run.stdout, run.stderr)
 }
 
 /// Every row of every table of `.cmat/state.db`, as text: equal before and after means the
@@ -36,33 +33,23 @@ fn state_rows(ws: &TestWorkspace) -> String {
     let mut tables = connection
         .prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name")
         .unwrap();
-    let names: Vec<String> = tables
-        .query_map([], |row| row.get(0))
-        .unwrap()
-        .map(Result::unwrap)
-        .collect();
+    let names: Vec<String> =
+        tables.query_map([], |row| row.get(0)).unwrap().map(Result::unwrap).collect();
     let mut out = String::new();
     for name in names {
-        let mut rows = connection
-            .prepare(&format!("SELECT * FROM \"{name}\""))
-            .unwrap();
+        let mut rows = connection.prepare(&format!("SELECT * FROM \"{name}\"")).unwrap();
         let width = rows.column_count();
         let mut lines: Vec<String> = rows
             .query_map([], |row| {
-                let cells: Vec<String> = (0..width)
-                    .map(|i| format!("{:?}", row.get_ref(i).unwrap()))
-                    .collect();
+                let cells: Vec<String> =
+                    (0..width).map(|i| format!("{:?}", row.get_ref(i).unwrap())).collect();
                 Ok(cells.join("|"))
             })
             .unwrap()
             .map(Result::unwrap)
             .collect();
         lines.sort();
-        out.push_str(&format!(
-            "[{name}] {} rows\n{}\n",
-            lines.len(),
-            lines.join("\n")
-        ));
+        out.push_str(&format!("[{name}] {} rows\n{}\n", lines.len(), lines.join("\n")));
     }
     out
 }
@@ -101,11 +88,7 @@ impl Untouched {
     fn take(ws: &TestWorkspace) -> Self {
         let status = ws.cmat(&["status"]);
         assert_eq!(status.status, 0, "{}", status.stderr);
-        Untouched {
-            rows: state_rows(ws),
-            status: status.stdout,
-            files: workspace_files(ws),
-        }
+        Untouched { rows: state_rows(ws), status: status.stdout, files: workspace_files(ws) }
     }
 
     fn assert_same(&self, ws: &TestWorkspace, case: &str) {
@@ -136,9 +119,7 @@ fn loaded_workspace() -> TestWorkspace {
 /// The corpus files of one folder of `tests/bad_input/`, sorted (entries of `mappings/` are
 /// folders: one workspace's mapping files each).
 fn corpus(folder: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/bad_input")
-        .join(folder);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input").join(folder);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|err| panic!("{}: {err}", root.display()))
         .map(|entry| entry.unwrap().path())
@@ -165,11 +146,7 @@ fn malformed_reports_are_rejected_whole() {
         let run = ws.cmat(&["import", &name]);
         assert_eq!(run.status, 1, "{name}: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{name}: {}", run.stdout);
-        assert!(
-            run.stderr.starts_with(&format!("error: {name}")),
-            "{name}: {}",
-            run.stderr
-        );
+        assert!(run.stderr.starts_with(&format!("error: {name}")), "{name}: {}", run.stderr);
         insta::assert_snapshot!(format!("csv_{name}"), transcript(&run));
         before.assert_same(&ws, &name);
     }
@@ -185,13 +162,7 @@ fn bill_with_cell(column: &str, value: &str) -> String {
         .unwrap()
         .split(',')
         .enumerate()
-        .map(|(i, cell)| {
-            if i == index {
-                value.to_string()
-            } else {
-                cell.to_string()
-            }
-        })
+        .map(|(i, cell)| if i == index { value.to_string() } else { cell.to_string() })
         .collect();
     format!("{header}\n{}\n", row.join(","))
 }
@@ -199,10 +170,7 @@ fn bill_with_cell(column: &str, value: &str) -> String {
 #[test]
 fn a_one_megabyte_number_is_rejected_with_a_short_message() {
     let ws = loaded_workspace();
-    ws.write(
-        "huge.csv",
-        &bill_with_cell("Quantity", &"9".repeat(1 << 20)),
-    );
+    ws.write("huge.csv", &bill_with_cell("Quantity", &"9".repeat(1 << 20)));
     let before = Untouched::take(&ws);
     let run = ws.cmat(&["import", "huge.csv"]);
     assert_eq!(run.status, 1);
@@ -213,16 +181,10 @@ fn a_one_megabyte_number_is_rejected_with_a_short_message() {
 #[test]
 fn a_one_megabyte_note_is_just_data() {
     let ws = TestWorkspace::new();
-    ws.write(
-        "long-note.csv",
-        &bill_with_cell("Note", &"n".repeat(1 << 20)),
-    );
+    ws.write("long-note.csv", &bill_with_cell("Note", &"n".repeat(1 << 20)));
     let run = ws.cmat(&["import", "long-note.csv"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(
-        run.stdout,
-        "long-note.csv: 1 line, 1 new bill, 0 restated, 0 unchanged\n"
-    );
+    assert_eq!(run.stdout, "long-note.csv: 1 line, 1 new bill, 0 restated, 0 unchanged\n");
 }
 
 /// Formula text in a cell is an organization's name like any other: imported as written
@@ -230,10 +192,7 @@ fn a_one_megabyte_note_is_just_data() {
 #[test]
 fn formula_text_in_a_name_is_just_data() {
     let ws = loaded_workspace();
-    ws.write(
-        "formula.csv",
-        &bill_with_cell("Organization Name", "=cmd|' /C calc'!A0"),
-    );
+    ws.write("formula.csv", &bill_with_cell("Organization Name", "=cmd|' /C calc'!A0"));
     let run = ws.cmat(&["import", "formula.csv"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let store =
@@ -314,11 +273,7 @@ fn malformed_configuration_is_refused_before_any_request() {
         let before = Untouched::take(&ws);
         let run = ws.cmat_with_env(&["pull", "autotask"], &CREDENTIALS);
         assert_eq!(run.status, 1, "{}", run.stderr);
-        assert!(
-            run.stderr.starts_with("error: [WS]/cmat.toml:"),
-            "{}",
-            run.stderr
-        );
+        assert!(run.stderr.starts_with("error: [WS]/cmat.toml:"), "{}", run.stderr);
         insta::assert_snapshot!(format!("config_{name}"), transcript(&run));
         before.assert_same(&ws, &name);
     }
@@ -329,10 +284,7 @@ fn malformed_configuration_is_refused_before_any_request() {
 
 fn pulled_workspace(sim: &SimHandle) -> TestWorkspace {
     let ws = loaded_workspace();
-    ws.write(
-        "cmat.toml",
-        &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()),
-    );
+    ws.write("cmat.toml", &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()));
     let run = ws.cmat_with_env(&["pull", "autotask"], &CREDENTIALS);
     assert_eq!(run.status, 0, "{}", run.stderr);
     ws
@@ -349,11 +301,7 @@ fn malformed_plans_are_refused_and_nothing_is_written() {
         let before = Untouched::take(&ws);
         let run = ws.cmat_with_env(&["apply", "plan.json", "--auto-approve"], &CREDENTIALS);
         assert_eq!(run.status, 1, "{}", run.stderr);
-        assert!(
-            run.stderr.starts_with("error: plan.json: "),
-            "{}",
-            run.stderr
-        );
+        assert!(run.stderr.starts_with("error: plan.json: "), "{}", run.stderr);
         insta::assert_snapshot!(format!("plan_{name}"), transcript(&run));
         before.assert_same(&ws, &name);
     }

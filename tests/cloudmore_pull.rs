@@ -31,19 +31,11 @@ fn pull_cloudmore_imports_the_billing_reports_and_is_idempotent() {
     let first = workspace.cmat_with_env(&["pull", "cloudmore"], &env);
     assert_eq!(first.status, 0, "{}", first.stderr);
     let lines = cloudmore["billingLines"].as_array().expect("lines").len();
-    assert!(
-        first.stdout.contains(&format!("{lines} lines")),
-        "{}",
-        first.stdout
-    );
+    assert!(first.stdout.contains(&format!("{lines} lines")), "{}", first.stdout);
     assert!(!first.stdout.contains(&password) && !first.stderr.contains(&password));
     assert!(!first.stdout.contains(&secret) && !first.stderr.contains(&secret));
 
     let second = workspace.cmat_with_env(&["pull", "cloudmore"], &env);
     assert_eq!(second.status, 0, "{}", second.stderr);
-    assert!(
-        second.stdout.contains("0 new bills, 0 restated"),
-        "{}",
-        second.stdout
-    );
+    assert!(second.stdout.contains("0 new bills, 0 restated"), "{}", second.stdout);
 }

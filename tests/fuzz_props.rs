@@ -23,10 +23,7 @@ const MAPPING_NAME: &str = "mappings/x.cmat";
 /// CI runs `default` cases per property; `PROPTEST_CASES=100000 cargo test --release --test
 /// fuzz_props` searches longer.
 fn cases(default: u32) -> u32 {
-    std::env::var("PROPTEST_CASES")
-        .ok()
-        .and_then(|value| value.parse().ok())
-        .unwrap_or(default)
+    std::env::var("PROPTEST_CASES").ok().and_then(|value| value.parse().ok()).unwrap_or(default)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -171,18 +168,11 @@ fn check_located(text: &str, diagnostics: &Diagnostics) -> Result<(), TestCaseEr
         }
         match &diagnostic.location {
             Some(location) => {
-                let prefix = format!(
-                    "{MAPPING_NAME}:{}:{}: error: ",
-                    location.line, location.column
-                );
+                let prefix =
+                    format!("{MAPPING_NAME}:{}:{}: error: ", location.line, location.column);
                 prop_assert!(first.starts_with(&prefix), "{:?} in {:?}", first, rendered);
                 let line = location.line as usize;
-                prop_assert!(
-                    (1..=lines.len()).contains(&line),
-                    "line {} of {}",
-                    line,
-                    lines.len()
-                );
+                prop_assert!((1..=lines.len()).contains(&line), "line {} of {}", line, lines.len());
                 let width = lines[line - 1].chars().count();
                 prop_assert!(
                     (1..=width + 1).contains(&(location.column as usize)),
@@ -352,14 +342,8 @@ fn check_import(bytes: &[u8]) -> Result<(), TestCaseError> {
                 }
                 _ => {}
             }
-            prop_assert!(
-                store.bills().unwrap().is_empty(),
-                "a rejected file left bills"
-            );
-            prop_assert!(
-                store.bill_lines().unwrap().is_empty(),
-                "a rejected file left lines"
-            );
+            prop_assert!(store.bills().unwrap().is_empty(), "a rejected file left bills");
+            prop_assert!(store.bill_lines().unwrap().is_empty(), "a rejected file left lines");
         }
     }
     Ok(())
@@ -555,12 +539,10 @@ fn replace_node(root: &mut Value, selector: usize, replacement: Value) {
         }
         *target -= 1;
         match value {
-            Value::Array(items) => items
-                .iter_mut()
-                .for_each(|item| walk(item, target, replacement)),
-            Value::Object(map) => map
-                .values_mut()
-                .for_each(|item| walk(item, target, replacement)),
+            Value::Array(items) => {
+                items.iter_mut().for_each(|item| walk(item, target, replacement))
+            }
+            Value::Object(map) => map.values_mut().for_each(|item| walk(item, target, replacement)),
             _ => {}
         }
     }
@@ -584,10 +566,7 @@ fn convert_all(value: &Value) -> Result<(), TestCaseError> {
     named("Contracts", records::contract(value, "Subscription ID"))?;
     named("Services", records::service(value))?;
     named("ContractServices", records::contract_service(value))?;
-    named(
-        "ContractServiceUnits",
-        records::contract_service_unit(value),
-    )?;
+    named("ContractServiceUnits", records::contract_service_unit(value))?;
     named("ContractCharges", records::contract_charge(value))?;
     named("BillingCodes", records::billing_code(value))?;
     Ok(())
@@ -677,10 +656,7 @@ const PLAN: &str = r#"{
 fn check_plan_text(text: &str) -> Result<(), TestCaseError> {
     if let Ok(plan) = Plan::from_json("plan.json", text) {
         let _ = plan.to_text(&BTreeMap::new(), false);
-        let _ = plan.to_text(
-            &BTreeMap::from([(29683501, "Contoso Ltd".to_string())]),
-            true,
-        );
+        let _ = plan.to_text(&BTreeMap::from([(29683501, "Contoso Ltd".to_string())]), true);
         let _ = plan.to_csv();
         let again = Plan::from_json("plan.json", &plan.to_json()).map_err(|error| {
             TestCaseError::fail(format!("a written plan does not read: {error}"))

@@ -6,9 +6,7 @@ use cmat::store::{Access, Store};
 use common::{Run, TestWorkspace};
 
 fn fixture(name: &str) -> Vec<u8> {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name);
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
     std::fs::read(&path).unwrap_or_else(|err| panic!("{}: {err}", path.display()))
 }
 
@@ -24,10 +22,7 @@ fn workspace_with(names: &[&str]) -> TestWorkspace {
 
 /// Exit status and both streams, for snapshots.
 fn transcript(run: &Run) -> String {
-    format!(
-        "status: {}\n--- stdout\n{}--- stderr\n{}",
-        run.status, run.stdout, run.stderr
-    )
+    format!("status: {}\n--- stdout\n{}--- stderr\n{}", run.status, run.stdout, run.stderr)
 }
 
 /// What the database holds, as a comparable value.
@@ -89,10 +84,7 @@ fn a_later_export_restates_the_bill() {
     --- stderr
     ");
     let after = contents(&ws);
-    assert_ne!(
-        after.0, before.0,
-        "the inputs digest follows the restatement"
-    );
+    assert_ne!(after.0, before.0, "the inputs digest follows the restatement");
     assert_eq!((after.1, after.2), (before.1, before.2));
 }
 
@@ -163,8 +155,7 @@ fn a_file_that_does_not_exist_is_named() {
     let run = ws.cmat(&["import", "nowhere.csv"]);
     assert_eq!(run.status, 1);
     assert!(
-        run.stderr
-            .starts_with("error: nowhere.csv: cannot read\n  caused by: "),
+        run.stderr.starts_with("error: nowhere.csv: cannot read\n  caused by: "),
         "{}",
         run.stderr
     );

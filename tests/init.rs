@@ -4,14 +4,8 @@ mod common;
 
 use common::TestWorkspace;
 
-const IDS: &[&str] = &[
-    "--service-billing-code",
-    "29682801",
-    "--product-billing-code",
-    "29682802",
-    "--sla",
-    "1",
-];
+const IDS: &[&str] =
+    &["--service-billing-code", "29682801", "--product-billing-code", "29682802", "--sla", "1"];
 
 fn init(workspace: &TestWorkspace, extra: &[&str]) -> common::Run {
     let mut args = vec!["init", "new"];
@@ -61,10 +55,7 @@ fn the_new_workspace_checks_clean() {
     ];
     assert_eq!(workspace.cmat(&args).status, 0);
     let rules = target.read("mappings/microsoft.cmat");
-    assert!(
-        rules.contains("service_billing_code = 7              "),
-        "{rules}"
-    );
+    assert!(rules.contains("service_billing_code = 7              "), "{rules}");
     let run = target.cmat(&["check"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let run = target.cmat(&["fmt", "--check"]);
@@ -91,8 +82,7 @@ fn init_without_ids_or_credentials_names_the_missing_flags() {
     let run = init(&workspace, &["--sla", "1"]);
     assert_eq!(run.status, 1);
     assert!(
-        run.stderr
-            .starts_with("error: missing --service-billing-code, --product-billing-code: "),
+        run.stderr.starts_with("error: missing --service-billing-code, --product-billing-code: "),
         "{}",
         run.stderr
     );
@@ -105,14 +95,11 @@ fn init_with_partial_credentials_names_the_missing_variable() {
     // With credentials cmat looks the ids up in Autotask (tests/sync_cli.rs runs that
     // against cmat-sim); an incomplete set is refused before any request.
     let workspace = TestWorkspace::new();
-    let run = workspace.cmat_with_env(
-        &["init", "new"],
-        &[("CMAT_AUTOTASK_USERNAME", "api@example.com")],
-    );
+    let run =
+        workspace.cmat_with_env(&["init", "new"], &[("CMAT_AUTOTASK_USERNAME", "api@example.com")]);
     assert_eq!(run.status, 1);
     assert!(
-        run.stderr
-            .starts_with("error: environment variable CMAT_AUTOTASK_SECRET is not set"),
+        run.stderr.starts_with("error: environment variable CMAT_AUTOTASK_SECRET is not set"),
         "{}",
         run.stderr
     );
@@ -124,19 +111,8 @@ fn init_refuses_ids_that_are_not_positive() {
     let workspace = TestWorkspace::new();
     let run = init(
         &workspace,
-        &[
-            "--service-billing-code",
-            "0",
-            "--product-billing-code",
-            "2",
-            "--sla",
-            "1",
-        ],
+        &["--service-billing-code", "0", "--product-billing-code", "2", "--sla", "1"],
     );
     assert_eq!(run.status, 2, "clap's usage error");
-    assert!(
-        run.stderr.contains("--service-billing-code"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("--service-billing-code"), "{}", run.stderr);
 }

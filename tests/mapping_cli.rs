@@ -6,20 +6,15 @@ use common::TestWorkspace;
 
 fn workspace_with_default_rules() -> TestWorkspace {
     let workspace = TestWorkspace::new();
-    workspace.write(
-        "mappings/microsoft.cmat",
-        &cmat::mapping::default_rules(29682801, 29682802, 1),
-    );
+    workspace
+        .write("mappings/microsoft.cmat", &cmat::mapping::default_rules(29682801, 29682802, 1));
     workspace
 }
 
 #[test]
 fn the_repository_rules_are_the_default_rules() {
     let repository_file = include_str!("../mappings/microsoft.cmat");
-    assert_eq!(
-        repository_file,
-        cmat::mapping::default_rules(29682801, 29682802, 1)
-    );
+    assert_eq!(repository_file, cmat::mapping::default_rules(29682801, 29682802, 1));
 }
 
 #[test]
@@ -89,8 +84,7 @@ fn check_locates_invalid_utf8() {
     let run = workspace.cmat(&["check"]);
     assert_eq!(run.status, 1);
     assert!(
-        run.stderr
-            .starts_with("mappings/bad.cmat:2:15: error: the file is not valid UTF-8\n"),
+        run.stderr.starts_with("mappings/bad.cmat:2:15: error: the file is not valid UTF-8\n"),
         "{}",
         run.stderr
     );
@@ -104,10 +98,7 @@ fn fmt_check_lists_unformatted_files_writes_nothing_and_exits_1() {
     let run = workspace.cmat(&["fmt", "--check"]);
     assert_eq!(run.status, 1);
     assert_eq!(run.stdout, "mappings/zz.cmat\n");
-    assert_eq!(
-        run.stderr,
-        "error: 1 of 2 mapping files are not formatted; run `cmat fmt`\n"
-    );
+    assert_eq!(run.stderr, "error: 1 of 2 mapping files are not formatted; run `cmat fmt`\n");
     assert_eq!(workspace.read("mappings/zz.cmat"), messy);
 }
 
@@ -118,10 +109,7 @@ fn fmt_rewrites_then_check_passes() {
     let run = workspace.cmat(&["fmt"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "formatted mappings/zz.cmat\n");
-    assert_eq!(
-        workspace.read("mappings/zz.cmat"),
-        "policy {\n    removed_product = report\n}\n"
-    );
+    assert_eq!(workspace.read("mappings/zz.cmat"), "policy {\n    removed_product = report\n}\n");
     let run = workspace.cmat(&["fmt", "--check"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(run.stdout, "");
@@ -140,8 +128,5 @@ fn fmt_refuses_files_with_syntax_errors_and_writes_nothing() {
         "{}",
         run.stderr
     );
-    assert_eq!(
-        workspace.read("mappings/a.cmat"),
-        "policy{removed_product=report}\n"
-    );
+    assert_eq!(workspace.read("mappings/a.cmat"), "policy{removed_product=report}\n");
 }

@@ -6,9 +6,7 @@ use std::path::{Path, PathBuf};
 use cmat::mapping::{compile_sources, decode_source, format_source, Diagnostics};
 
 fn inputs(folder: &str) -> Vec<PathBuf> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/mapping_inputs")
-        .join(folder);
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mapping_inputs").join(folder);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&folder)
         .expect("input folder")
         .map(|entry| entry.expect("folder entry").path())
@@ -18,10 +16,7 @@ fn inputs(folder: &str) -> Vec<PathBuf> {
 }
 
 fn case_name(path: &Path) -> String {
-    path.file_stem()
-        .expect("a file name")
-        .to_string_lossy()
-        .into_owned()
+    path.file_stem().expect("a file name").to_string_lossy().into_owned()
 }
 
 /// The mapping files of one case as `cmat` would name them: a single file is
@@ -32,10 +27,8 @@ fn case_files(path: &Path) -> Vec<(String, Vec<u8>)> {
             .expect("case folder")
             .map(|entry| {
                 let path = entry.expect("folder entry").path();
-                let name = format!(
-                    "mappings/{}",
-                    path.file_name().expect("name").to_string_lossy()
-                );
+                let name =
+                    format!("mappings/{}", path.file_name().expect("name").to_string_lossy());
                 (name, std::fs::read(&path).expect("read input"))
             })
             .collect();
@@ -67,10 +60,7 @@ fn every_error_case_is_reported_with_its_place() {
     for path in cases {
         let diagnostics = diagnostics_of(case_files(&path));
         assert!(!diagnostics.is_empty());
-        insta::assert_snapshot!(
-            format!("error_{}", case_name(&path)),
-            diagnostics.to_string()
-        );
+        insta::assert_snapshot!(format!("error_{}", case_name(&path)), diagnostics.to_string());
     }
 }
 
@@ -80,10 +70,7 @@ fn formatting_is_canonical_and_idempotent() {
         let text = String::from_utf8(std::fs::read(&path).expect("read input")).expect("UTF-8");
         let name = format!("mappings/{}.cmat", case_name(&path));
         let formatted = format_source(&name, &text).expect("formats");
-        assert_eq!(
-            format_source(&name, &formatted).expect("formats again"),
-            formatted
-        );
+        assert_eq!(format_source(&name, &formatted).expect("formats again"), formatted);
         insta::assert_snapshot!(format!("fmt_{}", case_name(&path)), formatted);
     }
 }

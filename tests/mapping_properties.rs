@@ -15,11 +15,7 @@ struct Layout {
 
 impl Layout {
     fn pick(&mut self) -> u8 {
-        let choice = self
-            .choices
-            .get(self.next % self.choices.len().max(1))
-            .copied()
-            .unwrap_or(0);
+        let choice = self.choices.get(self.next % self.choices.len().max(1)).copied().unwrap_or(0);
         self.next += 1;
         choice
     }
@@ -43,12 +39,7 @@ impl Layout {
     }
 
     fn setting(&mut self, key: &str, value: &str) -> String {
-        format!(
-            "{key}{}={}{value}{}",
-            self.inline(),
-            self.inline(),
-            self.separator()
-        )
+        format!("{key}{}={}{value}{}", self.inline(), self.inline(), self.separator())
     }
 
     fn block(&mut self, name: &str, statements: &[String]) -> String {
@@ -131,25 +122,9 @@ fn rule_file_strategy() -> impl Strategy<Value = String> {
             rust_decimal::Decimal::new(i64::from(units), scale)
         )),
     ];
-    let options = (
-        any::<bool>(),
-        any::<bool>(),
-        any::<bool>(),
-        1u32..1200,
-        0u32..28,
-    );
+    let options = (any::<bool>(), any::<bool>(), any::<bool>(), 1u32..1200, 0u32..28);
     let layout = proptest::collection::vec(any::<u8>(), 1..64);
-    (
-        ids,
-        services,
-        companies,
-        explicit_services,
-        templates,
-        choices,
-        price,
-        options,
-        layout,
-    )
+    (ids, services, companies, explicit_services, templates, choices, price, options, layout)
         .prop_flat_map(|parts| {
             let order = Just((0..12usize).collect::<Vec<_>>()).prop_shuffle();
             (Just(parts), order)
@@ -169,10 +144,7 @@ fn rule_file_strategy() -> impl Strategy<Value = String> {
                 ),
                 order,
             )| {
-                let mut layout = Layout {
-                    choices: layout,
-                    next: 0,
-                };
+                let mut layout = Layout { choices: layout, next: 0 };
                 let (has_column, has_create, has_category, term_months, scale) = options;
                 let settings = vec![
                     layout.setting("service_billing_code", &ids[0].to_string()),
@@ -252,10 +224,7 @@ fn rule_file_strategy() -> impl Strategy<Value = String> {
                     },
                 ];
                 items.resize(12, String::new());
-                order
-                    .iter()
-                    .map(|index| items[*index].clone())
-                    .collect::<String>()
+                order.iter().map(|index| items[*index].clone()).collect::<String>()
             },
         )
 }
@@ -323,10 +292,7 @@ fn assert_errors_are_located(bytes: Vec<u8>) {
         for diagnostic in diagnostics.iter() {
             assert!(diagnostic.to_string().starts_with(FILE), "{diagnostic}");
             if let Some(location) = &diagnostic.location {
-                assert!(
-                    location.line >= 1 && location.line as usize <= line_count,
-                    "{diagnostic}"
-                );
+                assert!(location.line >= 1 && location.line as usize <= line_count, "{diagnostic}");
                 assert!(location.column >= 1, "{diagnostic}");
             }
         }
@@ -346,9 +312,7 @@ fn every_truncation_of_the_default_rules_is_reported_in_place() {
                     assert!(diagnostic.to_string().starts_with(FILE), "{diagnostic}");
                 }
                 if prefix.trim_end().ends_with('{') {
-                    assert!(diagnostics
-                        .iter()
-                        .any(|diagnostic| diagnostic.location.is_some()));
+                    assert!(diagnostics.iter().any(|diagnostic| diagnostic.location.is_some()));
                 }
             }
         }

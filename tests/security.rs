@@ -20,13 +20,8 @@ const CLOUDMORE_PASSWORD: &str = "cm-PASSWORD-c0ffee1234";
 const CLOUDMORE_CLIENT_SECRET: &str = "cm-CLIENT-SECRET-9b8a7f";
 /// A wrong secret is a secret too (a typo of the real one).
 const WRONG_SECRET: &str = "at-S3CRET-WRONG-31337";
-const SECRETS: [&str; 5] = [
-    AUTOTASK_SECRET,
-    INTEGRATION_CODE,
-    CLOUDMORE_PASSWORD,
-    CLOUDMORE_CLIENT_SECRET,
-    WRONG_SECRET,
-];
+const SECRETS: [&str; 5] =
+    [AUTOTASK_SECRET, INTEGRATION_CODE, CLOUDMORE_PASSWORD, CLOUDMORE_CLIENT_SECRET, WRONG_SECRET];
 
 const FORMULA: &str = "=cmd|' /C calc'!A0";
 
@@ -48,16 +43,10 @@ fn environment(sim: &SimHandle, autotask_secret: &'static str) -> Vec<(&'static 
     vec![
         ("CMAT_AUTOTASK_USERNAME", sim.credentials().username),
         ("CMAT_AUTOTASK_SECRET", autotask_secret.to_string()),
-        (
-            "CMAT_AUTOTASK_INTEGRATION_CODE",
-            INTEGRATION_CODE.to_string(),
-        ),
+        ("CMAT_AUTOTASK_INTEGRATION_CODE", INTEGRATION_CODE.to_string()),
         ("CMAT_CLOUDMORE_USERNAME", cloudmore.username),
         ("CMAT_CLOUDMORE_PASSWORD", CLOUDMORE_PASSWORD.to_string()),
-        (
-            "CMAT_CLOUDMORE_CLIENT_SECRET",
-            CLOUDMORE_CLIENT_SECRET.to_string(),
-        ),
+        ("CMAT_CLOUDMORE_CLIENT_SECRET", CLOUDMORE_CLIENT_SECRET.to_string()),
     ]
 }
 
@@ -68,9 +57,7 @@ fn run(ws: &TestWorkspace, args: &[&str], env: &[(&'static str, String)]) -> Run
 
 fn assert_no_secret(what: &str, bytes: &[u8]) {
     for secret in SECRETS {
-        let found = bytes
-            .windows(secret.len())
-            .any(|window| window == secret.as_bytes());
+        let found = bytes.windows(secret.len()).any(|window| window == secret.as_bytes());
         assert!(!found, "{what} holds the secret {secret:?}");
     }
 }
@@ -181,9 +168,7 @@ fn secrets_reach_no_output_file_or_database() {
         .map(Result::unwrap)
         .collect();
     for table in tables {
-        let mut statement = connection
-            .prepare(&format!("SELECT * FROM \"{table}\""))
-            .unwrap();
+        let mut statement = connection.prepare(&format!("SELECT * FROM \"{table}\"")).unwrap();
         let width = statement.column_count();
         let mut rows = statement.query([]).unwrap();
         while let Some(row) = rows.next().unwrap() {
@@ -224,10 +209,7 @@ fn the_audit_csv_runs_no_formula() {
         cells.iter().any(|cell| cell == &format!("'{FORMULA}")),
         "the formula-named contract is in the trail, escaped"
     );
-    assert!(
-        cells.iter().any(|cell| cell.starts_with("'-")),
-        "negative numbers are escaped too"
-    );
+    assert!(cells.iter().any(|cell| cell.starts_with("'-")), "negative numbers are escaped too");
     for cell in &cells {
         assert!(
             !cell.starts_with(['=', '+', '-', '@', '\t', '\r']),
@@ -236,10 +218,7 @@ fn the_audit_csv_runs_no_formula() {
     }
     // `cmat audit` on standard output is the same CSV.
     let stdout = run(&ws, &["audit"], &env);
-    assert_eq!(
-        stdout.stdout,
-        std::fs::read_to_string(ws.path().join("audit.csv")).unwrap()
-    );
+    assert_eq!(stdout.stdout, std::fs::read_to_string(ws.path().join("audit.csv")).unwrap());
 }
 
 #[cfg(unix)]
@@ -249,19 +228,11 @@ fn the_state_is_readable_by_its_owner_only() {
     let sim = simulator();
     let ws = workspace(&sim);
     let env = environment(&sim, AUTOTASK_SECRET);
-    for args in [
-        &["import", "bill.csv"][..],
-        &["pull", "autotask"],
-        &["apply", "--auto-approve"],
-    ] {
+    for args in [&["import", "bill.csv"][..], &["pull", "autotask"], &["apply", "--auto-approve"]] {
         assert_eq!(run(&ws, args, &env).status, 0, "{args:?}");
     }
     let mode = |relative: &str| {
-        std::fs::metadata(ws.path().join(relative))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
+        std::fs::metadata(ws.path().join(relative)).unwrap().permissions().mode() & 0o777
     };
     assert_eq!(mode(".cmat"), 0o700);
     assert_eq!(mode(".cmat/state.db"), 0o600);
@@ -297,11 +268,7 @@ fn trap() -> Trap {
 
 impl Trap {
     fn assert_untouched(&self, url: &str) {
-        assert_eq!(
-            self.connections.load(Ordering::SeqCst),
-            0,
-            "{url}: cmat connected"
-        );
+        assert_eq!(self.connections.load(Ordering::SeqCst), 0, "{url}: cmat connected");
     }
 }
 
@@ -320,21 +287,12 @@ fn plain_http_to_a_host_not_loopback_is_refused_before_any_request() {
     ] {
         for (section, command) in [("autotask", "autotask"), ("cloudmore", "cloudmore")] {
             let ws = TestWorkspace::new();
-            let reseller = if section == "cloudmore" {
-                "reseller_id = \"r-1\"\n"
-            } else {
-                ""
-            };
-            ws.write(
-                "cmat.toml",
-                &format!("[{section}]\nbase_url = \"{url}\"\n{reseller}"),
-            );
+            let reseller = if section == "cloudmore" { "reseller_id = \"r-1\"\n" } else { "" };
+            ws.write("cmat.toml", &format!("[{section}]\nbase_url = \"{url}\"\n{reseller}"));
             let result = run(&ws, &["pull", command], &env);
             assert_eq!(result.status, 1, "{url}: {}", result.stdout);
             assert!(
-                result
-                    .stderr
-                    .contains("plain http:// is refused except to loopback"),
+                result.stderr.contains("plain http:// is refused except to loopback"),
                 "{url}: {}",
                 result.stderr
             );
@@ -350,10 +308,6 @@ fn plain_http_to_a_host_not_loopback_is_refused_before_any_request() {
     );
     let result = run(&ws, &["pull", "autotask"], &env);
     assert_eq!(result.status, 1);
-    assert!(
-        result.stderr.contains("plain http:// is refused"),
-        "{}",
-        result.stderr
-    );
+    assert!(result.stderr.contains("plain http:// is refused"), "{}", result.stderr);
     trap.assert_untouched("zone lookup");
 }

@@ -14,10 +14,7 @@ struct Api {
 
 fn start_with(seed: Seed, options: SimOptions) -> Api {
     let sim = Simulator::start("127.0.0.1:0", seed, options).expect("simulator starts");
-    let client = Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .expect("client");
+    let client = Client::builder().timeout(Duration::from_secs(10)).build().expect("client");
     Api { sim, client }
 }
 
@@ -50,10 +47,7 @@ impl Api {
         let response = self.send(method, &self.url(path), body.as_ref());
         let status = response.status().as_u16();
         let text = response.text().expect("body");
-        (
-            status,
-            serde_json::from_str(&text).unwrap_or(Value::String(text)),
-        )
+        (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
     }
 
     fn ok(&self, method: &str, path: &str, body: Value) -> Value {
@@ -63,19 +57,12 @@ impl Api {
     }
 
     fn query(&self, entity: &str, filter: Value) -> Vec<Value> {
-        let out = self.ok(
-            "POST",
-            &format!("{entity}/query"),
-            json!({ "filter": filter }),
-        );
+        let out = self.ok("POST", &format!("{entity}/query"), json!({ "filter": filter }));
         out["items"].as_array().expect("items").clone()
     }
 
     fn ids(&self, entity: &str, filter: Value) -> Vec<i64> {
-        self.query(entity, filter)
-            .iter()
-            .map(|r| r["id"].as_i64().expect("id"))
-            .collect()
+        self.query(entity, filter).iter().map(|r| r["id"].as_i64().expect("id")).collect()
     }
 
     fn new_contract(&self, contract_type: i64) -> i64 {
@@ -104,10 +91,7 @@ fn error_text(body: &Value) -> String {
     body["errors"]
         .as_array()
         .map(|e| {
-            e.iter()
-                .map(|m| m.as_str().unwrap_or("").to_string())
-                .collect::<Vec<_>>()
-                .join(" | ")
+            e.iter().map(|m| m.as_str().unwrap_or("").to_string()).collect::<Vec<_>>().join(" | ")
         })
         .unwrap_or_default()
 }
@@ -150,10 +134,7 @@ fn zone_lookup_needs_no_auth_and_knows_only_the_api_user() {
     let api = start();
     let found: Value = api
         .client
-        .get(format!(
-            "{}?user=demo%40example.com",
-            api.sim.zone_lookup_url()
-        ))
+        .get(format!("{}?user=demo%40example.com", api.sim.zone_lookup_url()))
         .send()
         .unwrap()
         .json()
@@ -164,10 +145,7 @@ fn zone_lookup_needs_no_auth_and_knows_only_the_api_user() {
     );
     let unknown = api
         .client
-        .get(format!(
-            "{}?user=nobody@example.com",
-            api.sim.zone_lookup_url()
-        ))
+        .get(format!("{}?user=nobody@example.com", api.sim.zone_lookup_url()))
         .send()
         .unwrap();
     assert_eq!(unknown.status().as_u16(), 500);
@@ -204,10 +182,7 @@ fn other_integrations_can_use_up_the_hour() {
 fn at_most_three_requests_in_flight_per_endpoint() {
     let api = start_with(
         Seed::bundled(),
-        SimOptions {
-            latency: Duration::from_millis(400),
-            ..SimOptions::default()
-        },
+        SimOptions { latency: Duration::from_millis(400), ..SimOptions::default() },
     );
     let api = std::sync::Arc::new(api);
     let threads: Vec<_> = (0..6)
@@ -222,11 +197,7 @@ fn at_most_three_requests_in_flight_per_endpoint() {
         .collect();
     let results: Vec<_> = threads.into_iter().map(|t| t.join().unwrap()).collect();
     let companies: Vec<_> = results.iter().filter(|r| r.0 == "Companies").collect();
-    assert_eq!(
-        companies.iter().filter(|r| r.1 == 200).count(),
-        3,
-        "{results:?}"
-    );
+    assert_eq!(companies.iter().filter(|r| r.1 == 200).count(), 3, "{results:?}");
     for rejected in companies.iter().filter(|r| r.1 != 200) {
         assert_eq!(rejected.1, 429);
         assert_eq!(
@@ -266,35 +237,20 @@ fn entity_information_describes_fields_and_picklists() {
         .any(|v| v["value"] == "1" && v["label"] == "Standard" && v["isActive"] == true));
     let name = field(&contracts, "contractName");
     assert_eq!(
-        (
-            name["length"].as_i64(),
-            name["isRequired"].as_bool(),
-            name["dataType"].as_str()
-        ),
+        (name["length"].as_i64(), name["isRequired"].as_bool(), name["dataType"].as_str()),
         (Some(100), Some(true), Some("string"))
     );
     let company = field(&contracts, "companyID");
     assert_eq!(
-        (
-            company["isReference"].as_bool(),
-            company["referenceEntityType"].as_str()
-        ),
+        (company["isReference"].as_bool(), company["referenceEntityType"].as_str()),
         (Some(true), Some("Companies"))
     );
-    let types = field(&contracts, "contractType")["picklistValues"]
-        .as_array()
-        .unwrap()
-        .clone();
-    assert!(types
-        .iter()
-        .any(|v| v["value"] == "7" && v["label"] == "Recurring Service"));
+    let types = field(&contracts, "contractType")["picklistValues"].as_array().unwrap().clone();
+    assert!(types.iter().any(|v| v["value"] == "7" && v["label"] == "Recurring Service"));
     assert!(field(&contracts, "status")["isPickList"].as_bool().unwrap());
 
     let (_, codes) = api.call("GET", "BillingCodes/entityInformation/fields", None);
-    let use_type = field(&codes, "useType")["picklistValues"]
-        .as_array()
-        .unwrap()
-        .clone();
+    let use_type = field(&codes, "useType")["picklistValues"].as_array().unwrap().clone();
     assert!(use_type
         .iter()
         .any(|v| v["value"] == "5" && v["label"] == "Recurring Contract Service Code"));
@@ -303,27 +259,16 @@ fn entity_information_describes_fields_and_picklists() {
     let (_, services) = api.call("GET", "Services/entityInformation/fields", None);
     assert_eq!(field(&services, "sku")["dataType"], "string");
     assert_eq!(field(&services, "name")["length"], 150);
-    assert!(field(&services, "periodType")["isPickList"]
-        .as_bool()
-        .unwrap());
+    assert!(field(&services, "periodType")["isPickList"].as_bool().unwrap());
 
     let (_, charges) = api.call("GET", "ContractCharges/entityInformation/fields", None);
     for read_only in ["isBilled", "billableAmount", "extendedCost", "status"] {
-        assert_eq!(
-            field(&charges, read_only)["isReadOnly"],
-            true,
-            "{read_only}"
-        );
+        assert_eq!(field(&charges, read_only)["isReadOnly"], true, "{read_only}");
     }
-    assert!(field(&charges, "chargeType")["isPickList"]
-        .as_bool()
-        .unwrap());
-    for entity in [
-        "Companies",
-        "ContractServices",
-        "ContractServiceAdjustments",
-        "ContractServiceUnits",
-    ] {
+    assert!(field(&charges, "chargeType")["isPickList"].as_bool().unwrap());
+    for entity in
+        ["Companies", "ContractServices", "ContractServiceAdjustments", "ContractServiceUnits"]
+    {
         let (status, body) = api.call("GET", &format!("{entity}/entityInformation/fields"), None);
         assert_eq!(status, 200);
         assert!(!body["fields"].as_array().unwrap().is_empty());
@@ -373,10 +318,7 @@ fn query_operators_compare_like_autotask() {
         json!([{"op": "notIn", "field": "id", "value": [0, 29683501]}, {"op": "eq", "field": "isActive", "value": true}]),
     );
     assert_eq!(not_in, vec![29683502, 29683503, 29683504, 29683505]);
-    assert_eq!(
-        eq(json!([{"op": "noteq", "field": "isActive", "value": true}])),
-        inactive
-    );
+    assert_eq!(eq(json!([{"op": "noteq", "field": "isActive", "value": true}])), inactive);
     let or = eq(json!([{"op": "or", "items": [
         {"op": "eq", "field": "id", "value": 29683501},
         {"op": "and", "items": [{"op": "eq", "field": "companyType", "value": 2}, {"op": "eq", "field": "isActive", "value": false}]}
@@ -410,10 +352,7 @@ fn unknown_op_is_dropped_and_unknown_field_fails() {
     let all = api.ids("Companies", json!([]));
     assert_eq!(all.len(), 8);
     assert_eq!(
-        api.ids(
-            "Companies",
-            json!([{"op": "equals", "field": "id", "value": 29683501}])
-        ),
+        api.ids("Companies", json!([{"op": "equals", "field": "id", "value": 29683501}])),
         all
     );
     let (status, body) = api.call(
@@ -458,18 +397,16 @@ fn udf_filters_one_per_query() {
 #[test]
 fn at_most_500_or_conditions() {
     let api = start();
-    let items: Vec<Value> = (0..501)
-        .map(|i| json!({"op": "eq", "field": "id", "value": i}))
-        .collect();
+    let items: Vec<Value> =
+        (0..501).map(|i| json!({"op": "eq", "field": "id", "value": i})).collect();
     let (status, _) = api.call(
         "POST",
         "Companies/query",
         Some(json!({"filter": [{"op": "or", "items": items}]})),
     );
     assert_eq!(status, 500);
-    let items: Vec<Value> = (0..500)
-        .map(|i| json!({"op": "eq", "field": "id", "value": i}))
-        .collect();
+    let items: Vec<Value> =
+        (0..500).map(|i| json!({"op": "eq", "field": "id", "value": i})).collect();
     let (status, _) = api.call(
         "POST",
         "Companies/query",
@@ -519,31 +456,14 @@ fn paging_follows_next_page_url_with_post_and_the_same_body() {
     );
     assert_eq!(count, json!({"queryCount": 602}));
     // maxRecords sets the page size; out of range fails.
-    let small = api.ok(
-        "POST",
-        "Companies/query",
-        json!({"filter": [], "maxRecords": 7}),
-    );
+    let small = api.ok("POST", "Companies/query", json!({"filter": [], "maxRecords": 7}));
     assert_eq!(small["items"].as_array().unwrap().len(), 7);
     assert_eq!(small["pageDetails"]["requestCount"], 7);
-    assert_eq!(
-        api.call("POST", "Companies/query", Some(json!({"maxRecords": 501})))
-            .0,
-        500
-    );
-    assert_eq!(
-        api.call("POST", "Companies/query", Some(json!({"maxRecords": 0})))
-            .0,
-        500
-    );
+    assert_eq!(api.call("POST", "Companies/query", Some(json!({"maxRecords": 501}))).0, 500);
+    assert_eq!(api.call("POST", "Companies/query", Some(json!({"maxRecords": 0}))).0, 500);
     // Beyond 500 results includeFields must hold id.
     assert_eq!(
-        api.call(
-            "POST",
-            "Companies/query",
-            Some(json!({"includeFields": ["companyName"]}))
-        )
-        .0,
+        api.call("POST", "Companies/query", Some(json!({"includeFields": ["companyName"]}))).0,
         500
     );
     assert_eq!(api.call("POST", "Companies/query", Some(json!({"includeFields": ["companyName"], "filter": [{"op": "lt", "field": "id", "value": 1100}]}))).0, 200);
@@ -595,61 +515,29 @@ fn contracts_create_validate_and_update() {
     bad_sla["serviceLevelAgreementID"] = json!(99);
     assert_eq!(api.call("POST", "Contracts", Some(bad_sla)).0, 500);
 
-    let id = api.ok("POST", "Contracts", good)["itemId"]
-        .as_i64()
-        .unwrap();
+    let id = api.ok("POST", "Contracts", good)["itemId"].as_i64().unwrap();
     let record = &api.sim.records("Contracts")[0];
     assert_eq!(record["startDate"], "2026-11-01T00:00:00");
     assert_eq!(record["endDate"], "2027-10-31T00:00:00");
-    assert!(
-        record.get("userDefinedFields").is_none(),
-        "all UDFs empty: omitted"
-    );
+    assert!(record.get("userDefinedFields").is_none(), "all UDFs empty: omitted");
     assert!(record["lastModifiedDateTime"].is_string());
 
     // companyID and contractType are read-only after create (sending them unchanged is fine).
     assert_eq!(
-        api.call(
-            "PATCH",
-            "Contracts",
-            Some(json!({"id": id, "companyID": 29683502}))
-        )
-        .0,
+        api.call("PATCH", "Contracts", Some(json!({"id": id, "companyID": 29683502}))).0,
         500
     );
-    assert_eq!(
-        api.call(
-            "PATCH",
-            "Contracts",
-            Some(json!({"id": id, "contractType": 1}))
-        )
-        .0,
-        500
-    );
+    assert_eq!(api.call("PATCH", "Contracts", Some(json!({"id": id, "contractType": 1}))).0, 500);
     api.ok("PATCH", "Contracts", json!({"id": id, "contractType": 7, "description": "d", "userDefinedFields": [{"name": "Subscription ID", "value": "S-1"}]}));
-    api.ok(
-        "PATCH",
-        "Contracts",
-        json!({"ID": id, "CONTRACTNAME": "Renamed"}),
-    );
+    api.ok("PATCH", "Contracts", json!({"ID": id, "CONTRACTNAME": "Renamed"}));
     let record = api.sim.records("Contracts")[0].clone();
     assert_eq!(
-        (
-            record["contractName"].as_str(),
-            record["description"].as_str()
-        ),
+        (record["contractName"].as_str(), record["description"].as_str()),
         (Some("Renamed"), Some("d"))
     );
-    assert_eq!(
-        record["userDefinedFields"],
-        json!([{"name": "Subscription ID", "value": "S-1"}])
-    );
+    assert_eq!(record["userDefinedFields"], json!([{"name": "Subscription ID", "value": "S-1"}]));
     // PUT nulls the writable fields it omits, and then the required ones fail.
-    let (status, _) = api.call(
-        "PUT",
-        "Contracts",
-        Some(json!({"id": id, "contractName": "Put"})),
-    );
+    let (status, _) = api.call("PUT", "Contracts", Some(json!({"id": id, "contractName": "Put"})));
     assert_eq!(status, 500);
     let mut full = record.clone();
     full.as_object_mut().unwrap().remove("description");
@@ -657,62 +545,31 @@ fn contracts_create_validate_and_update() {
     api.ok("PUT", "Contracts", full);
     let record = api.sim.records("Contracts")[0].clone();
     assert_eq!(
-        (
-            record["contractName"].as_str(),
-            record["description"].is_null()
-        ),
+        (record["contractName"].as_str(), record["description"].is_null()),
         (Some("Put"), true)
     );
     // Updates go to the collection URL; contracts have no delete.
-    assert_eq!(
-        api.call("PATCH", &format!("Contracts/{id}"), Some(json!({"id": id})))
-            .0,
-        405
-    );
+    assert_eq!(api.call("PATCH", &format!("Contracts/{id}"), Some(json!({"id": id}))).0, 405);
     assert_eq!(api.call("DELETE", &format!("Contracts/{id}"), None).0, 405);
-    assert_eq!(
-        api.call(
-            "PATCH",
-            "Contracts",
-            Some(json!({"id": 1, "contractName": "x"}))
-        )
-        .0,
-        500
-    );
-    assert_eq!(
-        api.call("PATCH", "Contracts", Some(json!({"contractName": "x"})))
-            .0,
-        500
-    );
+    assert_eq!(api.call("PATCH", "Contracts", Some(json!({"id": 1, "contractName": "x"}))).0, 500);
+    assert_eq!(api.call("PATCH", "Contracts", Some(json!({"contractName": "x"}))).0, 500);
 }
 
 #[test]
 fn services_need_an_active_recurring_service_billing_code() {
     let api = start();
     let base = json!({"name": "M365 E3", "sku": "E3", "periodType": 1, "unitPrice": 36});
-    for (code, ok) in [
-        (29682801, true),
-        (29682802, false),
-        (29682803, false),
-        (424242, false),
-    ] {
+    for (code, ok) in [(29682801, true), (29682802, false), (29682803, false), (424242, false)] {
         let mut body = base.clone();
         body["billingCodeID"] = json!(code);
-        assert_eq!(
-            api.call("POST", "Services", Some(body)).0 == 200,
-            ok,
-            "billing code {code}"
-        );
+        assert_eq!(api.call("POST", "Services", Some(body)).0 == 200, ok, "billing code {code}");
     }
     let mut long = base.clone();
     long["billingCodeID"] = json!(29682801);
     long["name"] = json!("n".repeat(151));
     assert_eq!(api.call("POST", "Services", Some(long)).0, 500);
     assert_eq!(api.call("DELETE", "Services/29685001", None).0, 405);
-    let services = api.query(
-        "Services",
-        json!([{"op": "eq", "field": "sku", "value": "e3"}]),
-    );
+    let services = api.query("Services", json!([{"op": "eq", "field": "sku", "value": "e3"}]));
     assert_eq!(services.len(), 1);
     assert!(services[0]["lastModifiedDate"].is_string());
 }
@@ -737,10 +594,7 @@ fn contract_services_only_on_recurring_contracts() {
         .as_i64()
         .unwrap();
     let record = &api.sim.records("ContractServices")[0];
-    assert_eq!(
-        (record["unitPrice"].as_i64(), record["unitCost"].as_f64()),
-        (Some(20), Some(18.7))
-    );
+    assert_eq!((record["unitPrice"].as_i64(), record["unitCost"].as_f64()), (Some(20), Some(18.7)));
     assert!(record.get("units").is_none(), "no units field");
     assert_eq!(
         api.call(
@@ -756,10 +610,7 @@ fn contract_services_only_on_recurring_contracts() {
         &format!("Contracts/{recurring}/Services"),
         json!({"id": cs, "unitPrice": "21.50", "invoiceDescription": "Licences"}),
     );
-    assert_eq!(
-        api.sim.records("ContractServices")[0]["unitPrice"],
-        json!(21.5)
-    );
+    assert_eq!(api.sim.records("ContractServices")[0]["unitPrice"], json!(21.5));
     let other = api.new_service("SKU-2");
     assert_eq!(
         api.call(
@@ -780,11 +631,7 @@ fn adjustments_change_units_and_derive_periods() {
     let service = api.new_service("SKU-1");
     let contract = api.new_contract(7);
     let adjust = |body: Value| {
-        api.call(
-            "POST",
-            &format!("Contracts/{contract}/ServiceAdjustments"),
-            Some(body),
-        )
+        api.call("POST", &format!("Contracts/{contract}/ServiceAdjustments"), Some(body))
     };
     // Outside the contract's dates.
     assert_eq!(
@@ -821,10 +668,7 @@ fn adjustments_change_units_and_derive_periods() {
         "effectiveDate": "2027-01-15", "unitChange": -3, "adjustedUnitPrice": "23.00"})),
     );
     assert_eq!(status, 200);
-    assert_eq!(
-        api.sim.records("ContractServices")[0]["unitPrice"],
-        json!(23)
-    );
+    assert_eq!(api.sim.records("ContractServices")[0]["unitPrice"], json!(23));
     assert_eq!(
         adjust(json!({"serviceID": service, "effectiveDate": "2027-02-01", "unitChange": -13})).0,
         500,
@@ -857,20 +701,8 @@ fn adjustments_change_units_and_derive_periods() {
     );
     assert_eq!(units, again);
     // Create only.
-    assert_eq!(
-        api.call("POST", "ContractServiceAdjustments/query", Some(json!({})))
-            .0,
-        405
-    );
-    assert_eq!(
-        api.call(
-            "PATCH",
-            "ContractServiceAdjustments",
-            Some(json!({"id": 1}))
-        )
-        .0,
-        405
-    );
+    assert_eq!(api.call("POST", "ContractServiceAdjustments/query", Some(json!({}))).0, 405);
+    assert_eq!(api.call("PATCH", "ContractServiceAdjustments", Some(json!({"id": 1}))).0, 405);
     // Units are not on a fixed-price contract.
     let fixed = api.new_contract(3);
     let (status, _) = api.call(
@@ -888,17 +720,12 @@ fn charges_compute_amounts_exactly_and_lock_once_billed() {
     let path = format!("Contracts/{contract}/Charges");
     let charge = json!({"name": "Azure consumption 2026-11", "datePurchased": "2026-11-01", "chargeType": 1,
                         "unitQuantity": 3, "unitPrice": 0.1, "unitCost": "0.07", "billingCodeID": 29682802});
-    let id = api.ok("POST", &path, charge.clone())["itemId"]
-        .as_i64()
-        .unwrap();
+    let id = api.ok("POST", &path, charge.clone())["itemId"].as_i64().unwrap();
     let record = api.ok("GET", &format!("ContractCharges/{id}"), Value::Null)["item"].clone();
     assert_eq!(record["billableAmount"], json!(0.3));
     assert_eq!(record["extendedCost"], json!(0.21));
     assert_eq!(
-        (
-            record["isBilled"].as_bool(),
-            record["datePurchased"].as_str()
-        ),
+        (record["isBilled"].as_bool(), record["datePurchased"].as_str()),
         (Some(false), Some("2026-11-01T00:00:00"))
     );
     // Material cost code only; name length; read-only fields.
@@ -914,37 +741,18 @@ fn charges_compute_amounts_exactly_and_lock_once_billed() {
     let mut billed = charge.clone();
     billed["isBilled"] = json!(true);
     assert_eq!(api.call("POST", &path, Some(billed)).0, 500);
-    assert_eq!(
-        api.call("POST", "ContractCharges", Some(charge.clone())).0,
-        405
-    );
+    assert_eq!(api.call("POST", "ContractCharges", Some(charge.clone())).0, 405);
     // Unbilled: update recomputes; billed: no update, no delete.
-    api.ok(
-        "PATCH",
-        &path,
-        json!({"id": id, "unitPrice": "145.4520", "unitQuantity": 1}),
-    );
+    api.ok("PATCH", &path, json!({"id": id, "unitPrice": "145.4520", "unitQuantity": 1}));
     let record = api.sim.records("ContractCharges")[0].clone();
     assert_eq!(record["billableAmount"], json!(145.452));
-    assert_eq!(
-        api.call("PATCH", &path, Some(json!({"id": id, "billableAmount": 1})))
-            .0,
-        500
-    );
+    assert_eq!(api.call("PATCH", &path, Some(json!({"id": id, "billableAmount": 1}))).0, 500);
     assert!(api.sim.set_billed(id));
-    assert_eq!(
-        api.call("PATCH", &path, Some(json!({"id": id, "unitPrice": 1})))
-            .0,
-        500
-    );
+    assert_eq!(api.call("PATCH", &path, Some(json!({"id": id, "unitPrice": 1}))).0, 500);
     assert_eq!(api.call("DELETE", &format!("{path}/{id}"), None).0, 500);
     let second = api.ok("POST", &path, charge)["itemId"].as_i64().unwrap();
     assert_eq!(api.call("DELETE", &format!("{path}/{second}"), None).0, 200);
-    assert_eq!(
-        api.call("GET", &format!("ContractCharges/{second}"), None)
-            .0,
-        404
-    );
+    assert_eq!(api.call("GET", &format!("ContractCharges/{second}"), None).0, 404);
     assert_eq!(api.sim.records("ContractCharges").len(), 1);
 }
 
@@ -964,11 +772,7 @@ fn malformed_input_gets_errors_not_panics() {
     ];
     for body in bodies {
         let response = api.send("POST", &api.url("Companies/query"), Some(&Value::Null));
-        assert_eq!(
-            response.status().as_u16(),
-            200,
-            "null body is an empty query"
-        );
+        assert_eq!(response.status().as_u16(), 200, "null body is an empty query");
         let creds = api.sim.credentials();
         let response = api
             .client
@@ -982,10 +786,7 @@ fn malformed_input_gets_errors_not_panics() {
         let status = response.status().as_u16();
         let json: Value = response.json().unwrap();
         assert!(status == 500 || status == 400, "{body}: {status}");
-        assert!(
-            json["errors"].as_array().is_some_and(|e| !e.is_empty()),
-            "{body}: {json}"
-        );
+        assert!(json["errors"].as_array().is_some_and(|e| !e.is_empty()), "{body}: {json}");
     }
     for body in [
         json!([1]),
@@ -997,14 +798,8 @@ fn malformed_input_gets_errors_not_panics() {
         let (status, out) = api.call("POST", "Contracts", Some(body.clone()));
         assert_eq!(status, 500, "{body}: {out}");
     }
-    assert_eq!(
-        api.call("POST", "Contracts/abc/Charges", Some(json!({}))).0,
-        404
-    );
-    assert_eq!(
-        api.call("GET", "Companies/query/next?paging=zz", None).0,
-        405
-    );
+    assert_eq!(api.call("POST", "Contracts/abc/Charges", Some(json!({}))).0, 404);
+    assert_eq!(api.call("GET", "Companies/query/next?paging=zz", None).0, 405);
     assert_eq!(
         api.call(
             "POST",
@@ -1022,10 +817,7 @@ fn malformed_input_gets_errors_not_panics() {
 #[test]
 fn fail_nth_write_with_500_commits_nothing() {
     let api = start();
-    api.sim.inject(Fault::FailWrite {
-        nth: 2,
-        mode: WriteFailure::Error500,
-    });
+    api.sim.inject(Fault::FailWrite { nth: 2, mode: WriteFailure::Error500 });
     api.new_contract(7);
     api.query("Contracts", json!([])); // queries are not writes
     let (status, _) = api.call("POST", "Contracts", Some(json!({"companyID": 29683501, "contractName": "B", "contractType": 7,
@@ -1041,10 +833,7 @@ fn fail_nth_write_with_500_commits_nothing() {
 #[test]
 fn commit_then_drop_gives_a_transport_error_quickly_and_the_record_exists() {
     let api = start();
-    api.sim.inject(Fault::FailWrite {
-        nth: 1,
-        mode: WriteFailure::CommitThenDrop,
-    });
+    api.sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::CommitThenDrop });
     let creds = api.sim.credentials();
     let started = Instant::now();
     let result = api
@@ -1057,11 +846,7 @@ fn commit_then_drop_gives_a_transport_error_quickly_and_the_record_exists() {
                       "endDate": "2027-10-31", "status": 1, "timeReportingRequiresStartAndStopTimes": 1}))
         .send();
     assert!(result.is_err(), "no HTTP response: {result:?}");
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "failed fast: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "failed fast: {:?}", started.elapsed());
     assert_eq!(api.sim.records("Contracts").len(), 1, "but committed");
     assert_eq!(api.sim.request_log().last().unwrap().status, 0);
     // The server still serves.
@@ -1075,10 +860,7 @@ fn injected_429s() {
     assert_eq!(api.call("POST", "Companies/query", Some(json!({}))).0, 429);
     assert_eq!(api.call("GET", "Companies/29683501", None).0, 429);
     assert_eq!(api.call("POST", "Companies/query", Some(json!({}))).0, 200);
-    api.sim.inject(Fault::FailWrite {
-        nth: 1,
-        mode: WriteFailure::TooMany429,
-    });
+    api.sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::TooMany429 });
     let contract = json!({"companyID": 29683501, "contractName": "B", "contractType": 7, "startDate": "2026-11-01",
                           "endDate": "2027-10-31", "status": 1, "timeReportingRequiresStartAndStopTimes": 1});
     assert_eq!(api.call("POST", "Contracts", Some(contract.clone())).0, 429);
@@ -1106,47 +888,22 @@ fn control_routes_over_http() {
         .send()
         .unwrap();
     assert_eq!(bad.status().as_u16(), 400);
-    let log: Value = api
-        .client
-        .get(format!("{root}/_sim/log"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let log: Value = api.client.get(format!("{root}/_sim/log")).send().unwrap().json().unwrap();
     let log = log.as_array().unwrap();
     assert_eq!(log.len(), 2);
     assert_eq!(
-        (
-            log[1]["method"].as_str(),
-            log[1]["status"].as_u64(),
-            log[1]["route"].as_str()
-        ),
+        (log[1]["method"].as_str(), log[1]["status"].as_u64(), log[1]["route"].as_str()),
         (Some("POST"), Some(200), Some("POST Contracts"))
     );
     assert!(log[1]["body_len"].as_u64().unwrap() > 0);
-    let counters: Value = api
-        .client
-        .get(format!("{root}/_sim/counters"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let counters: Value =
+        api.client.get(format!("{root}/_sim/counters")).send().unwrap().json().unwrap();
     assert_eq!(counters["by_route"]["POST Contracts"], 1);
     assert_eq!(counters["writes"], 1);
-    let state: Value = api
-        .client
-        .get(format!("{root}/_sim/state"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let state: Value = api.client.get(format!("{root}/_sim/state")).send().unwrap().json().unwrap();
     assert_eq!(state["Contracts"].as_array().unwrap().len(), 1);
     assert_eq!(state["Companies"].as_array().unwrap().len(), 8);
-    let reset = api
-        .client
-        .post(format!("{root}/_sim/reset"))
-        .send()
-        .unwrap();
+    let reset = api.client.post(format!("{root}/_sim/reset")).send().unwrap();
     assert_eq!(reset.status().as_u16(), 200);
     assert!(api.sim.records("Contracts").is_empty());
     assert!(api.sim.request_log().is_empty());
@@ -1207,10 +964,7 @@ fn cloudmore_token_organizations_and_billing_report() {
     let cm = api.sim.cloudmore_base_url();
     let seed = Seed::bundled().cloudmore.unwrap();
     let basic = |secret: &str| {
-        format!(
-            "Basic {}",
-            cmat_sim_base64(&format!("ro.customer.client:{secret}"))
-        )
+        format!("Basic {}", cmat_sim_base64(&format!("ro.customer.client:{secret}")))
     };
     let form = format!(
         "grant_type=password&username={}&password={}&scope=api",
@@ -1266,18 +1020,13 @@ fn cloudmore_token_organizations_and_billing_report() {
     let org = orgs[2]["id"].as_str().unwrap();
     let started = api
         .client
-        .post(format!(
-            "{cm}/api/resellers/{r}/organizations/{org}/billing/reports"
-        ))
+        .post(format!("{cm}/api/resellers/{r}/organizations/{org}/billing/reports"))
         .header("Authorization", &bearer)
         .json(&json!({"year": 2026, "month": 11}))
         .send()
         .unwrap();
     assert_eq!(started.status().as_u16(), 202);
-    let task = started.json::<Value>().unwrap()["taskId"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let task = started.json::<Value>().unwrap()["taskId"].as_str().unwrap().to_string();
     let poll = || -> Value {
         api.client
             .get(format!("{cm}/api/resellers/{r}/tasks/{task}"))
@@ -1290,26 +1039,13 @@ fn cloudmore_token_organizations_and_billing_report() {
     assert_eq!(poll()["status"], "Running");
     let done = poll();
     assert_eq!(done["status"], "Completed");
-    let result_url = format!(
-        "{}{}",
-        api.sim.root_url(),
-        done["resultUrl"].as_str().unwrap()
-    );
-    let report: Value = api
-        .client
-        .get(result_url)
-        .header("Authorization", &bearer)
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let result_url = format!("{}{}", api.sim.root_url(), done["resultUrl"].as_str().unwrap());
+    let report: Value =
+        api.client.get(result_url).header("Authorization", &bearer).send().unwrap().json().unwrap();
     let lines = report["lines"].as_array().unwrap();
     assert_eq!(lines.len(), 1, "Northwind's November line only");
     assert_eq!(
-        (
-            lines[0]["quantity"].as_str(),
-            lines[0]["billingDate"].as_str()
-        ),
+        (lines[0]["quantity"].as_str(), lines[0]["billingDate"].as_str()),
         (Some("10"), Some("2026-11-01"))
     );
 }
@@ -1318,11 +1054,7 @@ fn cmat_sim_base64(text: &str) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::new();
     for chunk in text.as_bytes().chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             out.push(if i <= chunk.len() {

@@ -17,14 +17,9 @@ impl Tenant {
         let sim = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default())
             .expect("simulator");
         let workspace = TestWorkspace::new();
-        workspace.write(
-            "cmat.toml",
-            &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()),
-        );
-        workspace.write(
-            "mappings/microsoft.cmat",
-            &cmat::mapping::default_rules(29682801, 29682802, 1),
-        );
+        workspace.write("cmat.toml", &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()));
+        workspace
+            .write("mappings/microsoft.cmat", &cmat::mapping::default_rules(29682801, 29682802, 1));
         Tenant { sim, workspace }
     }
 
@@ -33,19 +28,14 @@ impl Tenant {
         vec![
             ("CMAT_AUTOTASK_USERNAME", credentials.username.clone()),
             ("CMAT_AUTOTASK_SECRET", credentials.secret.clone()),
-            (
-                "CMAT_AUTOTASK_INTEGRATION_CODE",
-                credentials.integration_code.clone(),
-            ),
+            ("CMAT_AUTOTASK_INTEGRATION_CODE", credentials.integration_code.clone()),
         ]
     }
 
     fn cmat(&self, args: &[&str]) -> Run {
         let env = self.credentials();
-        let env: Vec<(&str, &str)> = env
-            .iter()
-            .map(|(name, value)| (*name, value.as_str()))
-            .collect();
+        let env: Vec<(&str, &str)> =
+            env.iter().map(|(name, value)| (*name, value.as_str())).collect();
         self.workspace.cmat_with_env(args, &env)
     }
 
@@ -64,18 +54,9 @@ fn sync_applies_a_new_bill_once_and_is_a_no_op_until_the_next() {
     let october = fixture("bill-2026-10-01.csv");
 
     let dry = tenant.cmat(&["sync", "--dry-run", "--import", &october]);
-    assert_eq!(
-        dry.status, 2,
-        "dry run with changes exits 2: {}",
-        dry.stderr
-    );
+    assert_eq!(dry.status, 2, "dry run with changes exits 2: {}", dry.stderr);
     assert_eq!(tenant.writes(), 0, "a dry run writes nothing");
-    assert!(
-        dry.stdout
-            .contains("Plan: 18 to create, 0 to update, 7 to adjust"),
-        "{}",
-        dry.stdout
-    );
+    assert!(dry.stdout.contains("Plan: 18 to create, 0 to update, 7 to adjust"), "{}", dry.stdout);
 
     let first = tenant.cmat(&["sync", "--auto-approve"]);
     assert_eq!(first.status, 2, "changes written exit 2: {}", first.stderr);
@@ -85,20 +66,14 @@ fn sync_applies_a_new_bill_once_and_is_a_no_op_until_the_next() {
     let second = tenant.cmat(&["sync", "--auto-approve"]);
     assert_eq!(second.status, 0, "{}", second.stderr);
     assert!(
-        second
-            .stdout
-            .contains("No new or restated bill since the last sync"),
+        second.stdout.contains("No new or restated bill since the last sync"),
         "{}",
         second.stdout
     );
     assert_eq!(tenant.writes(), written);
 
-    let november = tenant.cmat(&[
-        "sync",
-        "--auto-approve",
-        "--import",
-        &fixture("bill-2026-11-01.csv"),
-    ]);
+    let november =
+        tenant.cmat(&["sync", "--auto-approve", "--import", &fixture("bill-2026-11-01.csv")]);
     assert_eq!(november.status, 2, "{}", november.stderr);
     assert_eq!(tenant.writes(), written + 8);
     let plan = tenant.cmat(&["plan", "--detailed-exitcode"]);
@@ -110,11 +85,7 @@ fn sync_refuses_to_write_without_a_terminal_or_auto_approve() {
     let tenant = Tenant::new();
     let run = tenant.cmat(&["sync", "--import", &fixture("bill-2026-10-01.csv")]);
     assert_eq!(run.status, 1);
-    assert!(
-        run.stderr.contains("standard input is not a terminal"),
-        "{}",
-        run.stderr
-    );
+    assert!(run.stderr.contains("standard input is not a terminal"), "{}", run.stderr);
     assert_eq!(tenant.writes(), 0);
 }
 
@@ -129,16 +100,11 @@ fn init_finds_missing_ids_in_autotask_and_lists_candidates_when_several() {
     let ambiguous = tenant.cmat(&["init", target, "--autotask-url", &url]);
     assert_eq!(ambiguous.status, 1);
     assert!(
-        ambiguous
-            .stderr
-            .contains("several candidates for --service-billing-code: 29682801"),
+        ambiguous.stderr.contains("several candidates for --service-billing-code: 29682801"),
         "{}",
         ambiguous.stderr
     );
-    assert!(
-        !tenant.workspace.path().join("new/cmat.toml").exists(),
-        "nothing written"
-    );
+    assert!(!tenant.workspace.path().join("new/cmat.toml").exists(), "nothing written");
 
     let run = tenant.cmat(&[
         "init",
@@ -154,10 +120,7 @@ fn init_finds_missing_ids_in_autotask_and_lists_candidates_when_several() {
     ]);
     assert_eq!(run.status, 0, "{}", run.stderr);
     let config = tenant.workspace.read("new/cmat.toml");
-    assert!(
-        config.contains(&format!("base_url = \"{url}\"")),
-        "{config}"
-    );
+    assert!(config.contains(&format!("base_url = \"{url}\"")), "{config}");
     let rules = tenant.workspace.read("new/mappings/microsoft.cmat");
     assert_eq!(rules, cmat::mapping::default_rules(29682801, 29682802, 1));
 }

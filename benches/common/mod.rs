@@ -122,15 +122,7 @@ pub fn measured<T>(sim: &SimHandle, measure: impl FnOnce() -> T) -> (T, Cost) {
     let value = measure();
     let wall = started.elapsed();
     let (reads_after, writes_after) = requests(sim);
-    (
-        value,
-        Cost {
-            wall,
-            peak_kib: 0,
-            reads: reads_after - reads,
-            writes: writes_after - writes,
-        },
-    )
+    (value, Cost { wall, peak_kib: 0, reads: reads_after - reads, writes: writes_after - writes })
 }
 
 /// A simulator seed from the generator's JSON.
@@ -164,10 +156,7 @@ impl Workspace {
             cmat::mapping::default_rules(SERVICE_BILLING_CODE, PRODUCT_BILLING_CODE, SLA),
         )
         .expect("write mappings");
-        let workspace = Workspace {
-            dir,
-            credentials: sim.credentials(),
-        };
+        let workspace = Workspace { dir, credentials: sim.credentials() };
         workspace.point_at(sim);
         workspace
     }
@@ -211,10 +200,7 @@ impl Workspace {
             .env("NO_COLOR", "1")
             .env("CMAT_AUTOTASK_USERNAME", &self.credentials.username)
             .env("CMAT_AUTOTASK_SECRET", &self.credentials.secret)
-            .env(
-                "CMAT_AUTOTASK_INTEGRATION_CODE",
-                &self.credentials.integration_code,
-            );
+            .env("CMAT_AUTOTASK_INTEGRATION_CODE", &self.credentials.integration_code);
         let (output, mut cost) = measured(sim, || command.output().expect("run cmat"));
         cost.peak_kib = std::fs::read_to_string(&peak_file)
             .ok()
@@ -231,11 +217,7 @@ impl Workspace {
         if code != 0 && code != 2 {
             let tail: Vec<&str> = output.lines().rev().take(30).collect();
             let tail: Vec<&str> = tail.into_iter().rev().collect();
-            panic!(
-                "cmat {} failed ({code}):\n{}",
-                args.join(" "),
-                tail.join("\n")
-            );
+            panic!("cmat {} failed ({code}):\n{}", args.join(" "), tail.join("\n"));
         }
         cost
     }

@@ -44,11 +44,7 @@ fn decimal(value: &Value, field: &str) -> Option<Decimal> {
 }
 
 fn date(value: &Value, field: &str) -> Option<NaiveDate> {
-    value
-        .get(field)?
-        .as_str()
-        .and_then(|s| s.get(..10))
-        .and_then(|s| s.parse().ok())
+    value.get(field)?.as_str().and_then(|s| s.get(..10)).and_then(|s| s.parse().ok())
 }
 
 fn filter(condition: Condition) -> Filter {
@@ -65,10 +61,7 @@ struct Naive<'a> {
 pub fn run(client: &AutotaskClient, lines: &[BillLine]) -> NaiveReport {
     let mut by_subscription: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     for line in lines {
-        by_subscription
-            .entry(line.subscription_id.as_str())
-            .or_default()
-            .push(line);
+        by_subscription.entry(line.subscription_id.as_str()).or_default().push(line);
     }
     let subscriptions: Vec<(&str, Vec<&BillLine>)> = by_subscription.into_iter().collect();
     let mut services = HashMap::new();
@@ -134,16 +127,11 @@ impl Naive<'_> {
 
     fn subscription(&self, subscription: &str, lines: &[&BillLine]) -> Result<(), String> {
         let first = lines[0];
-        let licence = matches!(
-            first.service_name.as_str(),
-            "Microsoft CSP" | "Microsoft NCE"
-        );
+        let licence = matches!(first.service_name.as_str(), "Microsoft CSP" | "Microsoft NCE");
         let billing_date = first.billing_date;
         let company = first.autotask_company_id.ok_or("no AutotaskCompanyID")?;
-        let found = self.query(
-            "Contracts",
-            &filter(Condition::eq("Subscription ID", subscription).udf()),
-        )?;
+        let found =
+            self.query("Contracts", &filter(Condition::eq("Subscription ID", subscription).udf()))?;
         let (contract_id, new_contract) = match found.first().and_then(|c| int(c, "id")) {
             Some(id) => (id, false),
             None => {
@@ -162,9 +150,8 @@ impl Naive<'_> {
                     "serviceLevelAgreementID": SLA, "timeReportingRequiresStartAndStopTimes": 0,
                     "userDefinedFields": [{"name": "Subscription ID", "value": subscription}],
                 });
-                let id = self
-                    .create("Contracts", &body)?
-                    .ok_or("contract created without an id")?;
+                let id =
+                    self.create("Contracts", &body)?.ok_or("contract created without an id")?;
                 (id, true)
             }
         };
@@ -185,9 +172,7 @@ impl Naive<'_> {
             "periodType": 1, "unitPrice": line.unit_sales_price.to_string(),
             "unitCost": line.unit_cost_price.to_string(), "isActive": true,
         });
-        let id = self
-            .create("Services", &body)?
-            .ok_or("service created without an id")?;
+        let id = self.create("Services", &body)?.ok_or("service created without an id")?;
         services.insert(line.item_code.clone(), id);
         Ok(id)
     }
@@ -215,9 +200,8 @@ impl Naive<'_> {
         }
         for (count, line) in wanted.values() {
             let service_id = self.service_id(line)?;
-            let on_contract = contract_services
-                .iter()
-                .find(|cs| int(cs, "serviceID") == Some(service_id));
+            let on_contract =
+                contract_services.iter().find(|cs| int(cs, "serviceID") == Some(service_id));
             let current = units
                 .iter()
                 .filter(|u| int(u, "serviceID") == Some(service_id))
@@ -266,10 +250,7 @@ impl Naive<'_> {
         let charges = if new_contract {
             Vec::new()
         } else {
-            self.query(
-                "ContractCharges",
-                &filter(Condition::eq("contractID", contract_id)),
-            )?
+            self.query("ContractCharges", &filter(Condition::eq("contractID", contract_id)))?
         };
         let price: Decimal = lines.iter().map(|l| l.total_sales).sum();
         let cost: Decimal = lines.iter().map(|l| l.total_cost).sum();

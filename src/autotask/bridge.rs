@@ -20,26 +20,18 @@ pub struct ApplyConnection<'a> {
 
 impl<'a> ApplyConnection<'a> {
     pub fn new(client: &'a AutotaskClient, subscription_udf: impl Into<String>) -> Self {
-        ApplyConnection {
-            client,
-            subscription_udf: subscription_udf.into(),
-        }
+        ApplyConnection { client, subscription_udf: subscription_udf.into() }
     }
 }
 
 /// What apply needs to know of a client error.
 pub fn write_failure(err: AutotaskError) -> WriteFailure {
     match err {
-        AutotaskError::OutcomeUnknown { .. } => WriteFailure::OutcomeUnknown {
-            message: err.to_string(),
-        },
-        AutotaskError::HourlyBudget { .. } => WriteFailure::Budget {
-            message: err.to_string(),
-        },
-        other => WriteFailure::Rejected {
-            status: other.http_status(),
-            message: other.to_string(),
-        },
+        AutotaskError::OutcomeUnknown { .. } => {
+            WriteFailure::OutcomeUnknown { message: err.to_string() }
+        }
+        AutotaskError::HourlyBudget { .. } => WriteFailure::Budget { message: err.to_string() },
+        other => WriteFailure::Rejected { status: other.http_status(), message: other.to_string() },
     }
 }
 
@@ -99,13 +91,7 @@ fn units_on(
             })
         })?;
     let mut snapshot = Snapshot::default();
-    read_filtered(
-        client,
-        &mut snapshot,
-        "ContractServiceUnits",
-        filter,
-        DEFAULT_SUBSCRIPTION_UDF,
-    )?;
+    read_filtered(client, &mut snapshot, "ContractServiceUnits", filter, DEFAULT_SUBSCRIPTION_UDF)?;
     let mut periods: Vec<_> = snapshot.contract_service_units.values().collect();
     periods.sort_by_key(|unit| (unit.start_date, unit.id));
     Ok(units_in_force(&periods, date))
@@ -136,15 +122,7 @@ pub fn read_scope(
     let ints = |ids: &BTreeSet<i64>| ids.iter().map(|id| FilterValue::Int(*id)).collect();
     let skus = scope.skus.iter().map(|s| FilterValue::Text(s.clone()));
     let mut read = |entity: &str, field: &str, values: Vec<FilterValue>| {
-        read_in(
-            client,
-            &mut snapshot,
-            entity,
-            field,
-            values,
-            subscription_udf,
-            None,
-        )
+        read_in(client, &mut snapshot, entity, field, values, subscription_udf, None)
     };
     read("Contracts", "companyID", ints(&scope.company_ids))?;
     read("Contracts", "id", ints(&scope.contract_ids))?;
@@ -180,10 +158,7 @@ fn read_in(
     base: Option<&Filter>,
 ) -> Result<(), WriteFailure> {
     let filters = chunked_in(base, field, values).map_err(|source| {
-        write_failure(AutotaskError::Filter {
-            request: format!("POST {entity}/query"),
-            source,
-        })
+        write_failure(AutotaskError::Filter { request: format!("POST {entity}/query"), source })
     })?;
     for filter in filters {
         read_filtered(client, snapshot, entity, filter, subscription_udf)?;

@@ -41,11 +41,7 @@ pub enum AutotaskError {
     #[error("{request}: Autotask refused the credentials (HTTP 401); {CREDENTIALS_HINT}")]
     Unauthorized { request: String },
     #[error("{request}: Autotask answered HTTP {status}: {}", .messages.join("; "))]
-    Api {
-        request: String,
-        status: u16,
-        messages: Vec<String>,
-    },
+    Api { request: String, status: u16, messages: Vec<String> },
     #[error("{request}: Autotask's thread threshold was still exceeded (HTTP 429) after {attempts} attempts")]
     ThreadThreshold { request: String, attempts: u32 },
     #[error("{request}: {message}")]
@@ -57,22 +53,11 @@ pub enum AutotaskError {
     #[error("{request}: Autotask's answer could not be understood: {message}")]
     BadResponse { request: String, message: String },
     #[error("Autotask's hourly request threshold: {used} of {limit} requests already used on the tenant this hour; cmat stops at {} % (max_hourly_share = {share} in cmat.toml) so that other integrations keep working. Run again after the hour rolls over, or raise max_hourly_share", (share * Decimal::ONE_HUNDRED).normalize())]
-    HourlyBudget {
-        used: u64,
-        limit: u64,
-        share: Decimal,
-    },
+    HourlyBudget { used: u64, limit: u64, share: Decimal },
     #[error("zone lookup for API user {user:?} ({request}): {message}")]
-    Zone {
-        request: String,
-        user: String,
-        message: String,
-    },
+    Zone { request: String, user: String, message: String },
     #[error("{request}: bad query: {source}")]
-    Filter {
-        request: String,
-        source: FilterError,
-    },
+    Filter { request: String, source: FilterError },
 }
 
 impl AutotaskError {
@@ -201,15 +186,9 @@ impl Limiter {
             if *count < max {
                 *count += 1;
                 self.peak.fetch_max(*count as u64, Ordering::SeqCst);
-                return Permit {
-                    limiter: self,
-                    key: key.to_string(),
-                };
+                return Permit { limiter: self, key: key.to_string() };
             }
-            map = self
-                .released
-                .wait(map)
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            map = self.released.wait(map).unwrap_or_else(|poisoned| poisoned.into_inner());
         }
     }
 }
@@ -226,9 +205,7 @@ impl Drop for Permit<'_> {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -277,19 +254,15 @@ impl AutotaskClient {
         credentials: AutotaskCredentials,
         options: ClientOptions,
     ) -> Result<Self, AutotaskError> {
-        let share = options
-            .max_hourly_share
-            .or(config.max_hourly_share)
-            .unwrap_or(Decimal::new(5, 1));
+        let share =
+            options.max_hourly_share.or(config.max_hourly_share).unwrap_or(Decimal::new(5, 1));
         if share <= Decimal::ZERO || share > Decimal::ONE {
             return Err(AutotaskError::Config(format!(
                 "max_hourly_share must lie above 0 and at most 1, not {share}"
             )));
         }
-        let zone_lookup_url = config
-            .zone_lookup_url
-            .clone()
-            .unwrap_or_else(|| DEFAULT_ZONE_LOOKUP_URL.to_string());
+        let zone_lookup_url =
+            config.zone_lookup_url.clone().unwrap_or_else(|| DEFAULT_ZONE_LOOKUP_URL.to_string());
         check_url(&zone_lookup_url).map_err(AutotaskError::Config)?;
         if let Some(base) = &config.base_url {
             check_url(base).map_err(AutotaskError::Config)?;
@@ -310,24 +283,15 @@ impl AutotaskClient {
             options,
             share,
             zone_lookup_url,
-            zone: RwLock::new(Zone {
-                base_url: String::new(),
-                discovered: false,
-            }),
+            zone: RwLock::new(Zone { base_url: String::new(), discovered: false }),
             rediscovered: Mutex::new(false),
             limiter: Limiter::default(),
             sent: AtomicU64::new(0),
             budget: Mutex::new(None),
         };
         let zone = match &config.base_url {
-            Some(base) => Zone {
-                base_url: with_slash(base),
-                discovered: false,
-            },
-            None => Zone {
-                base_url: client.lookup_zone()?,
-                discovered: true,
-            },
+            Some(base) => Zone { base_url: with_slash(base), discovered: false },
+            None => Zone { base_url: client.lookup_zone()?, discovered: true },
         };
         client.zone = RwLock::new(zone);
         client.refresh_budget()?;
@@ -337,11 +301,7 @@ impl AutotaskClient {
 
     /// The tenant base in use, like `https://webservices5.autotask.net/atservicesrest/`.
     pub fn base_url(&self) -> String {
-        self.zone
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .base_url
-            .clone()
+        self.zone.read().unwrap_or_else(|poisoned| poisoned.into_inner()).base_url.clone()
     }
 
     /// HTTP requests sent so far (zone lookups and threshold reads included, retries too).
@@ -363,10 +323,7 @@ impl AutotaskClient {
     pub fn hourly_usage(&self) -> Option<Threshold> {
         let state = (*lock(&self.budget))?;
         let since = self.requests_sent().saturating_sub(state.sent_at_reading);
-        Some(Threshold {
-            used: state.reading.used + since,
-            ..state.reading
-        })
+        Some(Threshold { used: state.reading.used + since, ..state.reading })
     }
 
     // ----- reading -----
@@ -385,22 +342,16 @@ impl AutotaskClient {
     ) -> Result<Vec<Value>, AutotaskError> {
         let path = format!("{}/query", entity_path(entity)?);
         let request = format!("POST {path}");
-        let body = filter.to_body().map_err(|source| AutotaskError::Filter {
-            request: request.clone(),
-            source,
-        })?;
+        let body = filter
+            .to_body()
+            .map_err(|source| AutotaskError::Filter { request: request.clone(), source })?;
         let mut records = Vec::new();
         let mut seen_urls = HashSet::new();
         let mut next: Option<String> = None;
         for page in 1..=MAX_PAGES {
             let (answer, name) = match &next {
                 None => (
-                    self.send(
-                        Method::POST,
-                        Target::Path(&path),
-                        Some(&body),
-                        Safety::Repeatable,
-                    )?,
+                    self.send(Method::POST, Target::Path(&path), Some(&body), Safety::Repeatable)?,
                     request.clone(),
                 ),
                 Some(url) => {
@@ -417,25 +368,17 @@ impl AutotaskClient {
                     )
                 }
             };
-            let bad = |message: String| AutotaskError::BadResponse {
-                request: name.clone(),
-                message,
-            };
+            let bad =
+                |message: String| AutotaskError::BadResponse { request: name.clone(), message };
             let items = match answer.get("items") {
                 Some(Value::Array(items)) => items,
                 Some(other) => {
-                    return Err(bad(format!(
-                        "`items` should be a list, found {}",
-                        kind(other)
-                    )))
+                    return Err(bad(format!("`items` should be a list, found {}", kind(other))))
                 }
                 None => return Err(bad("no `items` in the answer".into())),
             };
             if let Some(item) = items.iter().find(|item| !item.is_object()) {
-                return Err(bad(format!(
-                    "`items` should hold records, found {}",
-                    kind(item)
-                )));
+                return Err(bad(format!("`items` should hold records, found {}", kind(item))));
             }
             on_page(items.len());
             records.extend(items.iter().cloned());
@@ -473,23 +416,15 @@ impl AutotaskClient {
     pub fn query_count(&self, entity: &str, filter: &Filter) -> Result<u64, AutotaskError> {
         let path = format!("{}/query/count", entity_path(entity)?);
         let request = format!("POST {path}");
-        let body = filter.to_body().map_err(|source| AutotaskError::Filter {
-            request: request.clone(),
-            source,
-        })?;
-        let answer = self.send(
-            Method::POST,
-            Target::Path(&path),
-            Some(&body),
-            Safety::Repeatable,
-        )?;
-        answer
-            .get("queryCount")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| AutotaskError::BadResponse {
-                request,
-                message: "`queryCount` should be a whole number".into(),
-            })
+        let body = filter
+            .to_body()
+            .map_err(|source| AutotaskError::Filter { request: request.clone(), source })?;
+        let answer =
+            self.send(Method::POST, Target::Path(&path), Some(&body), Safety::Repeatable)?;
+        answer.get("queryCount").and_then(Value::as_u64).ok_or_else(|| AutotaskError::BadResponse {
+            request,
+            message: "`queryCount` should be a whole number".into(),
+        })
     }
 
     /// `GET {path}` (like `Contracts/4410`): the `item`, or None when Autotask has no such
@@ -512,18 +447,12 @@ impl AutotaskClient {
 
     /// `GET {Entity}/entityInformation/fields`.
     pub fn get_fields(&self, entity: &str) -> Result<Vec<FieldInfo>, AutotaskError> {
-        self.field_list(&format!(
-            "{}/entityInformation/fields",
-            entity_path(entity)?
-        ))
+        self.field_list(&format!("{}/entityInformation/fields", entity_path(entity)?))
     }
 
     /// `GET {Entity}/entityInformation/userDefinedFields`.
     pub fn get_udfs(&self, entity: &str) -> Result<Vec<FieldInfo>, AutotaskError> {
-        self.field_list(&format!(
-            "{}/entityInformation/userDefinedFields",
-            entity_path(entity)?
-        ))
+        self.field_list(&format!("{}/entityInformation/userDefinedFields", entity_path(entity)?))
     }
 
     fn field_list(&self, path: &str) -> Result<Vec<FieldInfo>, AutotaskError> {
@@ -566,10 +495,7 @@ impl AutotaskClient {
             Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
             Some(other) => Err(AutotaskError::OutcomeUnknown {
                 request: format!("POST {path}"),
-                reason: format!(
-                    "Autotask answered 200 with an `itemId` that is {}",
-                    kind(other)
-                ),
+                reason: format!("Autotask answered 200 with an `itemId` that is {}", kind(other)),
             }),
             None => Err(AutotaskError::OutcomeUnknown {
                 request: format!("POST {path}"),
@@ -634,10 +560,8 @@ impl AutotaskClient {
             let outcome = {
                 let _permit = self.limiter.acquire(&endpoint, self.options.max_in_flight);
                 self.sent.fetch_add(1, Ordering::SeqCst);
-                let mut builder = self
-                    .http
-                    .request(method.clone(), &url)
-                    .headers(self.headers.clone());
+                let mut builder =
+                    self.http.request(method.clone(), &url).headers(self.headers.clone());
                 if let Some(body) = body {
                     builder = builder.body(body.to_string());
                 }
@@ -684,11 +608,7 @@ impl AutotaskClient {
                         message: format!("HTTP {}, then {message}", status.as_u16()),
                     });
                 }
-                Outcome::Answer {
-                    status,
-                    body,
-                    retry_after,
-                } => {
+                Outcome::Answer { status, body, retry_after } => {
                     if status == StatusCode::TOO_MANY_REQUESTS {
                         // Autotask did not execute it: any request may go again.
                         if retries_left {
@@ -750,10 +670,8 @@ impl AutotaskClient {
     /// could echo the request headers).
     fn redact(&self, text: &str) -> String {
         let mut text = text.to_string();
-        for secret in [
-            self.credentials.secret.expose(),
-            self.credentials.integration_code.expose(),
-        ] {
+        for secret in [self.credentials.secret.expose(), self.credentials.integration_code.expose()]
+        {
             if !secret.is_empty() {
                 text = text.replace(secret, "***");
             }
@@ -783,10 +701,8 @@ impl AutotaskClient {
     }
 
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
-        let exp = self
-            .options
-            .backoff_base
-            .saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
+        let exp =
+            self.options.backoff_base.saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
         let capped = exp.min(self.options.backoff_max);
         // Full jitter in [capped/2, capped].
         let half = capped / 2;
@@ -798,12 +714,7 @@ impl AutotaskClient {
     /// On a 401: looks the zone up again, once per client, if the zone was discovered.
     /// True when the base URL changed (so the request may go again).
     fn try_rediscover(&self) -> Result<bool, AutotaskError> {
-        if !self
-            .zone
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .discovered
-        {
+        if !self.zone.read().unwrap_or_else(|poisoned| poisoned.into_inner()).discovered {
             return Ok(false);
         }
         let mut done = lock(&self.rediscovered);
@@ -812,10 +723,7 @@ impl AutotaskClient {
         }
         *done = true;
         let base = self.lookup_zone()?;
-        let mut zone = self
-            .zone
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut zone = self.zone.write().unwrap_or_else(|poisoned| poisoned.into_inner());
         if zone.base_url == base {
             return Ok(false);
         }
@@ -842,11 +750,7 @@ impl AutotaskClient {
         let (status, body) = loop {
             attempt += 1;
             self.sent.fetch_add(1, Ordering::SeqCst);
-            let result = self
-                .http
-                .get(&url)
-                .query(&[("user", &self.credentials.username)])
-                .send();
+            let result = self.http.get(&url).query(&[("user", &self.credentials.username)]).send();
             let outcome = match result {
                 Ok(response) => read_response(response),
                 Err(err) => Outcome::NotSent {
@@ -912,9 +816,7 @@ impl AutotaskClient {
         let number = |field: &str| -> Result<u64, AutotaskError> {
             match answer.get(field) {
                 Some(Value::Number(n)) => n.as_u64().or_else(|| {
-                    n.as_f64()
-                        .filter(|f| f.fract() == 0.0 && *f >= 0.0)
-                        .map(|f| f as u64)
+                    n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)
                 }),
                 _ => None,
             }
@@ -948,13 +850,7 @@ impl AutotaskClient {
     /// The threshold read goes through the normal path minus the budget gate (no recursion).
     fn send_raw_threshold(&self, path: &str) -> Result<Value, AutotaskError> {
         let request = format!("GET {path}");
-        self.send_named(
-            &request,
-            Method::GET,
-            Target::Path(path),
-            None,
-            Safety::Repeatable,
-        )
+        self.send_named(&request, Method::GET, Target::Path(path), None, Safety::Repeatable)
     }
 
     /// Stops when the next request would take the tenant past cmat's share of the hour.
@@ -965,16 +861,9 @@ impl AutotaskClient {
         let since = self.requests_sent().saturating_sub(state.sent_at_reading);
         let used = state.reading.used + since;
         let limit = state.reading.limit;
-        let allowed = (Decimal::from(limit) * self.share)
-            .floor()
-            .to_u64()
-            .unwrap_or(0);
+        let allowed = (Decimal::from(limit) * self.share).floor().to_u64().unwrap_or(0);
         if used + 1 > allowed {
-            return Err(AutotaskError::HourlyBudget {
-                used,
-                limit,
-                share: self.share,
-            });
+            return Err(AutotaskError::HourlyBudget { used, limit, share: self.share });
         }
         Ok(Some(Decimal::from(used + 1) / Decimal::from(limit)))
     }
@@ -1008,10 +897,8 @@ impl AutotaskClient {
         };
         let half = Decimal::new(5, 1);
         if usage > half && self.share > half {
-            let fraction = ((usage - half) / (self.share - half))
-                .min(Decimal::ONE)
-                .to_f64()
-                .unwrap_or(1.0);
+            let fraction =
+                ((usage - half) / (self.share - half)).min(Decimal::ONE).to_f64().unwrap_or(1.0);
             std::thread::sleep(self.options.slowdown_max.mul_f64(fraction.clamp(0.0, 1.0)));
         }
         Ok(())
@@ -1020,9 +907,15 @@ impl AutotaskClient {
 
 enum Outcome {
     /// No HTTP answer at all. `connect`: the connection was never made (nothing was sent).
-    NotSent { connect: bool, message: String },
+    NotSent {
+        connect: bool,
+        message: String,
+    },
     /// A status line came, the body did not.
-    BodyLost { status: StatusCode, message: String },
+    BodyLost {
+        status: StatusCode,
+        message: String,
+    },
     Answer {
         status: StatusCode,
         body: Vec<u8>,
@@ -1041,11 +934,7 @@ fn read_response(response: Response) -> Outcome {
         .map(Duration::from_secs);
     let mut body = Vec::new();
     match response.take(MAX_BODY as u64).read_to_end(&mut body) {
-        Ok(_) => Outcome::Answer {
-            status,
-            body,
-            retry_after,
-        },
+        Ok(_) => Outcome::Answer { status, body, retry_after },
         Err(err) => Outcome::BodyLost {
             status,
             message: format!("the connection broke while reading the answer: {err}"),
@@ -1078,9 +967,7 @@ fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, Aut
         return Ok(value);
     }
     if status == StatusCode::UNAUTHORIZED {
-        return Err(AutotaskError::Unauthorized {
-            request: request.to_string(),
-        });
+        return Err(AutotaskError::Unauthorized { request: request.to_string() });
     }
     let mut messages = match &parsed {
         Ok(value) => error_messages(value),
@@ -1096,22 +983,16 @@ fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, Aut
     if status.is_redirection() {
         messages.push("Autotask redirected; redirects are not followed (check base_url)".into());
     }
-    Err(AutotaskError::Api {
-        request: request.to_string(),
-        status: status.as_u16(),
-        messages,
-    })
+    Err(AutotaskError::Api { request: request.to_string(), status: status.as_u16(), messages })
 }
 
 /// Autotask's `errors` (strings, or objects with a `message`), plus a lone `message`.
 fn error_messages(value: &Value) -> Vec<String> {
     let mut messages = Vec::new();
     let field = |name: &str| {
-        value.as_object().and_then(|map| {
-            map.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })
+        value
+            .as_object()
+            .and_then(|map| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
     };
     if let Some(Value::Array(errors)) = field("errors") {
         for error in errors {
@@ -1154,10 +1035,7 @@ fn not_json(text: &str, err: &serde_json::Error) -> String {
 
 /// The start of a server's text, on one line, for an error message.
 fn excerpt(text: &str) -> String {
-    let one_line: String = text
-        .chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect();
+    let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
     let one_line = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
     if one_line.chars().count() > 120 {
         format!("{}…", one_line.chars().take(120).collect::<String>())
@@ -1179,11 +1057,9 @@ fn kind(value: &Value) -> &'static str {
 
 fn field_info(value: &Value) -> Result<FieldInfo, String> {
     let get = |name: &str| {
-        value.as_object().and_then(|map| {
-            map.iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                .map(|(_, v)| v)
-        })
+        value
+            .as_object()
+            .and_then(|map| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
     };
     let flag = |name: &str| get(name).and_then(Value::as_bool).unwrap_or(false);
     let name = get("name")
@@ -1197,9 +1073,7 @@ fn field_info(value: &Value) -> Result<FieldInfo, String> {
             .map(|v| {
                 let text = |field: &str| -> Option<String> {
                     let found = v.as_object().and_then(|map| {
-                        map.iter()
-                            .find(|(k, _)| k.eq_ignore_ascii_case(field))
-                            .map(|(_, v)| v)
+                        map.iter().find(|(k, _)| k.eq_ignore_ascii_case(field)).map(|(_, v)| v)
                     })?;
                     match found {
                         Value::String(s) => Some(s.clone()),
@@ -1224,10 +1098,7 @@ fn field_info(value: &Value) -> Result<FieldInfo, String> {
         }
     };
     Ok(FieldInfo {
-        data_type: get("dataType")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_string(),
+        data_type: get("dataType").and_then(Value::as_str).unwrap_or_default().to_string(),
         length: get("length").and_then(Value::as_i64),
         is_required: flag("isRequired"),
         is_read_only: flag("isReadOnly"),
@@ -1254,20 +1125,10 @@ fn auth_headers(
     let mut headers = HeaderMap::new();
     headers.insert(
         "ApiIntegrationCode",
-        value(
-            credentials.integration_code.expose(),
-            "CMAT_AUTOTASK_INTEGRATION_CODE",
-            true,
-        )?,
+        value(credentials.integration_code.expose(), "CMAT_AUTOTASK_INTEGRATION_CODE", true)?,
     );
-    headers.insert(
-        "UserName",
-        value(&credentials.username, "CMAT_AUTOTASK_USERNAME", false)?,
-    );
-    headers.insert(
-        "Secret",
-        value(credentials.secret.expose(), "CMAT_AUTOTASK_SECRET", true)?,
-    );
+    headers.insert("UserName", value(&credentials.username, "CMAT_AUTOTASK_USERNAME", false)?);
+    headers.insert("Secret", value(credentials.secret.expose(), "CMAT_AUTOTASK_SECRET", true)?);
     headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if let Some(id) = impersonation {
         headers.insert(
@@ -1282,18 +1143,12 @@ fn auth_headers(
 fn entity_path(path: &str) -> Result<&str, AutotaskError> {
     let trimmed = path.trim_matches('/');
     let ok = !trimmed.is_empty()
-        && trimmed
-            .split('/')
-            .all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
-        && trimmed
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'));
+        && trimmed.split('/').all(|seg| !seg.is_empty() && seg != ".." && seg != ".")
+        && trimmed.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-'));
     if ok {
         Ok(trimmed)
     } else {
-        Err(AutotaskError::Config(format!(
-            "`{path}` is not an Autotask API path"
-        )))
+        Err(AutotaskError::Config(format!("`{path}` is not an Autotask API path")))
     }
 }
 
@@ -1371,12 +1226,9 @@ mod tests {
         );
         let err = interpret("POST Contracts/query", StatusCode::UNAUTHORIZED, "").unwrap_err();
         assert!(err.to_string().contains("CMAT_AUTOTASK_SECRET"), "{err}");
-        let err = interpret(
-            "POST Contracts/query",
-            StatusCode::OK,
-            r#"{"items":[],"errors":["bad"]}"#,
-        )
-        .unwrap_err();
+        let err =
+            interpret("POST Contracts/query", StatusCode::OK, r#"{"items":[],"errors":["bad"]}"#)
+                .unwrap_err();
         assert!(matches!(err, AutotaskError::Api { status: 200, .. }));
         let err = interpret(
             "POST Contracts/query",
@@ -1395,10 +1247,7 @@ mod tests {
 
     #[test]
     fn paths_and_endpoints() {
-        assert_eq!(
-            entity_path("Contracts/4410/Charges/9").unwrap(),
-            "Contracts/4410/Charges/9"
-        );
+        assert_eq!(entity_path("Contracts/4410/Charges/9").unwrap(), "Contracts/4410/Charges/9");
         assert!(entity_path("../x").is_err());
         assert!(entity_path("https://evil/").is_err());
         assert!(entity_path("Contracts?x=1").is_err());
@@ -1411,10 +1260,7 @@ mod tests {
             "contractcharges"
         );
         assert_eq!(endpoint_of("http://h/x/v1.0/Contracts/4410"), "contracts");
-        assert_eq!(
-            endpoint_of("http://h/x/v1.0/Companies/1/Contacts"),
-            "companycontacts"
-        );
+        assert_eq!(endpoint_of("http://h/x/v1.0/Companies/1/Contacts"), "companycontacts");
         assert_eq!(
             endpoint_of("https://h/atservicesrest/V1.0/Companies/query?paging=x"),
             "companies"

@@ -54,10 +54,7 @@ pub fn discover_ids_for(
 
     let mut service_billing_codes = Vec::new();
     let mut product_billing_codes = Vec::new();
-    let wanted: Vec<i64> = [recurring_use_type, material_use_type]
-        .into_iter()
-        .flatten()
-        .collect();
+    let wanted: Vec<i64> = [recurring_use_type, material_use_type].into_iter().flatten().collect();
     if !wanted.is_empty() {
         let filter = Filter::new(Condition::eq("isActive", true))
             .and_then(|f| f.and(Condition::is_in("useType", wanted)))
@@ -68,15 +65,12 @@ pub fn discover_ids_for(
         for code in client.query("BillingCodes", &filter)? {
             let field = |name: &str| {
                 code.as_object().and_then(|map| {
-                    map.iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case(name))
-                        .map(|(_, v)| v)
+                    map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
                 })
             };
-            let (Some(id), Some(use_type)) = (
-                field("id").and_then(Value::as_i64),
-                field("useType").and_then(Value::as_i64),
-            ) else {
+            let (Some(id), Some(use_type)) =
+                (field("id").and_then(Value::as_i64), field("useType").and_then(Value::as_i64))
+            else {
                 continue;
             };
             if field("isActive").and_then(Value::as_bool) == Some(false) {
@@ -84,10 +78,7 @@ pub fn discover_ids_for(
             }
             let choice = BillingCodeChoice {
                 id,
-                name: field("name")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string(),
+                name: field("name").and_then(Value::as_str).unwrap_or_default().to_string(),
             };
             if Some(use_type) == recurring_use_type {
                 service_billing_codes.push(choice);
@@ -101,18 +92,11 @@ pub fn discover_ids_for(
 
     let contract_fields = client.get_fields("Contracts")?;
     let slas = find_field(&contract_fields, "serviceLevelAgreementID")
-        .map(|f| {
-            f.picklist_values
-                .iter()
-                .filter(|v| v.is_active)
-                .cloned()
-                .collect()
-        })
+        .map(|f| f.picklist_values.iter().filter(|v| v.is_active).cloned().collect())
         .unwrap_or_default();
     let udfs = client.get_udfs("Contracts")?;
-    let has_subscription_udf = udfs
-        .iter()
-        .any(|f| f.name.trim().eq_ignore_ascii_case(subscription_udf.trim()));
+    let has_subscription_udf =
+        udfs.iter().any(|f| f.name.trim().eq_ignore_ascii_case(subscription_udf.trim()));
     Ok(Discovery {
         recurring_use_type,
         material_use_type,

@@ -81,15 +81,9 @@ impl Default for PullOptions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullProgress {
     /// A page of `records` records of `entity` arrived.
-    Page {
-        entity: &'static str,
-        records: usize,
-    },
+    Page { entity: &'static str, records: usize },
     /// All of `entity` is read.
-    Done {
-        entity: &'static str,
-        records: usize,
-    },
+    Done { entity: &'static str, records: usize },
 }
 
 /// What a pull did, for the summary.
@@ -132,10 +126,7 @@ pub fn pull_snapshot(
                 };
                 let result = client.query_pages(entity, &filter, &mut on_page);
                 match &result {
-                    Ok(records) => progress(PullProgress::Done {
-                        entity,
-                        records: records.len(),
-                    }),
+                    Ok(records) => progress(PullProgress::Done { entity, records: records.len() }),
                     Err(_) => failed.store(true, Ordering::SeqCst),
                 }
                 results
@@ -145,9 +136,7 @@ pub fn pull_snapshot(
             });
         }
     });
-    let mut results = results
-        .into_inner()
-        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     // Report the first failure in entity order (stable across runs).
     let mut raw: Vec<Vec<Value>> = Vec::with_capacity(ENTITIES.len());
     for (index, entity) in ENTITIES.iter().enumerate() {
@@ -204,52 +193,31 @@ fn clone_error(err: &AutotaskError) -> AutotaskError {
     use AutotaskError as E;
     match err {
         E::Config(m) => E::Config(m.clone()),
-        E::Unauthorized { request } => E::Unauthorized {
-            request: request.clone(),
-        },
-        E::Api {
-            request,
-            status,
-            messages,
-        } => E::Api {
-            request: request.clone(),
-            status: *status,
-            messages: messages.clone(),
-        },
-        E::ThreadThreshold { request, attempts } => E::ThreadThreshold {
-            request: request.clone(),
-            attempts: *attempts,
-        },
-        E::Transport { request, message } => E::Transport {
-            request: request.clone(),
-            message: message.clone(),
-        },
-        E::OutcomeUnknown { request, reason } => E::OutcomeUnknown {
-            request: request.clone(),
-            reason: reason.clone(),
-        },
-        E::BadResponse { request, message } => E::BadResponse {
-            request: request.clone(),
-            message: message.clone(),
-        },
-        E::HourlyBudget { used, limit, share } => E::HourlyBudget {
-            used: *used,
-            limit: *limit,
-            share: *share,
-        },
-        E::Zone {
-            request,
-            user,
-            message,
-        } => E::Zone {
-            request: request.clone(),
-            user: user.clone(),
-            message: message.clone(),
-        },
-        E::Filter { request, source } => E::Filter {
-            request: request.clone(),
-            source: source.clone(),
-        },
+        E::Unauthorized { request } => E::Unauthorized { request: request.clone() },
+        E::Api { request, status, messages } => {
+            E::Api { request: request.clone(), status: *status, messages: messages.clone() }
+        }
+        E::ThreadThreshold { request, attempts } => {
+            E::ThreadThreshold { request: request.clone(), attempts: *attempts }
+        }
+        E::Transport { request, message } => {
+            E::Transport { request: request.clone(), message: message.clone() }
+        }
+        E::OutcomeUnknown { request, reason } => {
+            E::OutcomeUnknown { request: request.clone(), reason: reason.clone() }
+        }
+        E::BadResponse { request, message } => {
+            E::BadResponse { request: request.clone(), message: message.clone() }
+        }
+        E::HourlyBudget { used, limit, share } => {
+            E::HourlyBudget { used: *used, limit: *limit, share: *share }
+        }
+        E::Zone { request, user, message } => {
+            E::Zone { request: request.clone(), user: user.clone(), message: message.clone() }
+        }
+        E::Filter { request, source } => {
+            E::Filter { request: request.clone(), source: source.clone() }
+        }
     }
 }
 

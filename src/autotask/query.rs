@@ -19,11 +19,7 @@ pub enum FilterError {
     #[error("a query may hold only one user-defined-field item; it has `{first}` and `{second}`")]
     SecondUdf { first: String, second: String },
     #[error("`{field}`: an `{op}` list holds {count} values; at most {MAX_IN_VALUES} per query (split it with chunked_in)")]
-    TooManyValues {
-        field: String,
-        op: &'static str,
-        count: usize,
-    },
+    TooManyValues { field: String, op: &'static str, count: usize },
     #[error("`{field}`: an `{op}` list must hold at least one value")]
     EmptyList { field: String, op: &'static str },
     #[error("`{0}` is not a field name Autotask could know")]
@@ -184,21 +180,11 @@ impl Condition {
     }
 
     pub fn exist(field: impl Into<String>) -> Condition {
-        Condition {
-            op: Op::Exist,
-            field: field.into(),
-            operand: Operand::None,
-            udf: false,
-        }
+        Condition { op: Op::Exist, field: field.into(), operand: Operand::None, udf: false }
     }
 
     pub fn not_exist(field: impl Into<String>) -> Condition {
-        Condition {
-            op: Op::NotExist,
-            field: field.into(),
-            operand: Operand::None,
-            udf: false,
-        }
+        Condition { op: Op::NotExist, field: field.into(), operand: Operand::None, udf: false }
     }
 
     /// `in`: at most [`MAX_IN_VALUES`] values (checked when added to a filter).
@@ -243,10 +229,7 @@ impl Condition {
     fn check(&self) -> Result<(), FilterError> {
         // Field names come from code or settings; refuse anything that could not be one.
         if self.field.trim().is_empty()
-            || self
-                .field
-                .chars()
-                .any(|c| c.is_control() || matches!(c, '"' | '\\'))
+            || self.field.chars().any(|c| c.is_control() || matches!(c, '"' | '\\'))
         {
             return Err(FilterError::BadField(self.field.clone()));
         }
@@ -342,19 +325,12 @@ pub struct Filter {
 impl Filter {
     /// Every record: `id gte 0` (Autotask wants at least one item).
     pub fn all() -> Filter {
-        Filter {
-            items: vec![Condition::gte("id", 0).into()],
-            include_fields: Vec::new(),
-        }
+        Filter { items: vec![Condition::gte("id", 0).into()], include_fields: Vec::new() }
     }
 
     /// A filter of one item.
     pub fn new(item: impl Into<Item>) -> Result<Filter, FilterError> {
-        Filter {
-            items: Vec::new(),
-            include_fields: Vec::new(),
-        }
-        .and(item)
+        Filter { items: Vec::new(), include_fields: Vec::new() }.and(item)
     }
 
     /// Adds a top-level item; refuses a second UDF item and oversized lists.
@@ -367,11 +343,7 @@ impl Filter {
     /// Restricts the fields returned; `id` is added when missing (Autotask needs it past 500).
     pub fn include_fields<S: Into<String>>(mut self, fields: impl IntoIterator<Item = S>) -> Self {
         self.include_fields = fields.into_iter().map(Into::into).collect();
-        if !self
-            .include_fields
-            .iter()
-            .any(|f| f.eq_ignore_ascii_case("id"))
-        {
+        if !self.include_fields.iter().any(|f| f.eq_ignore_ascii_case("id")) {
             self.include_fields.insert(0, "id".to_string());
         }
         self
@@ -387,9 +359,7 @@ impl Filter {
             return Err(FilterError::Empty);
         }
         let mut conditions = Vec::new();
-        self.items
-            .iter()
-            .for_each(|i| i.conditions(&mut conditions));
+        self.items.iter().for_each(|i| i.conditions(&mut conditions));
         let mut udf: Option<&str> = None;
         for c in conditions {
             c.check()?;
@@ -410,10 +380,7 @@ impl Filter {
     pub fn to_body(&self) -> Result<Value, FilterError> {
         self.check()?;
         let mut body = Map::new();
-        body.insert(
-            "filter".into(),
-            Value::Array(self.items.iter().map(Item::to_json).collect()),
-        );
+        body.insert("filter".into(), Value::Array(self.items.iter().map(Item::to_json).collect()));
         body.insert("maxRecords".into(), json!(MAX_PAGE));
         if !self.include_fields.is_empty() {
             body.insert("includeFields".into(), json!(self.include_fields));
@@ -477,10 +444,7 @@ mod tests {
     #[test]
     fn all_reads_everything_in_pages_of_500() {
         let body = Filter::all().to_body().unwrap();
-        assert_eq!(
-            body,
-            json!({"filter":[{"op":"gte","field":"id","value":0}],"maxRecords":500})
-        );
+        assert_eq!(body, json!({"filter":[{"op":"gte","field":"id","value":0}],"maxRecords":500}));
     }
 
     #[test]
@@ -515,9 +479,7 @@ mod tests {
     #[test]
     fn a_second_udf_item_is_refused_even_inside_a_group() {
         let filter = Filter::new(Condition::eq("Subscription ID", "a").udf()).unwrap();
-        let err = filter
-            .and(Item::or([Condition::eq("Other", "b").udf().into()]))
-            .unwrap_err();
+        let err = filter.and(Item::or([Condition::eq("Other", "b").udf().into()])).unwrap_err();
         assert!(matches!(err, FilterError::SecondUdf { .. }), "{err}");
     }
 

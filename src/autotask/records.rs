@@ -42,10 +42,7 @@ fn describe(value: &Value) -> String {
     };
     let mut shown = value.to_string();
     if shown.len() > 40 {
-        let cut = (0..=40)
-            .rev()
-            .find(|i| shown.is_char_boundary(*i))
-            .unwrap_or(0);
+        let cut = (0..=40).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
         shown.truncate(cut);
         shown.push('…');
     }
@@ -62,11 +59,7 @@ impl<'a> Record<'a> {
                 message: format!("expected an object, got {}", describe(value)),
             });
         };
-        let mut record = Record {
-            entity,
-            id: "(no id)".into(),
-            map,
-        };
+        let mut record = Record { entity, id: "(no id)".into(), map };
         let id = record.int("id")?;
         record.id = id.to_string();
         Ok(record)
@@ -84,10 +77,7 @@ impl<'a> Record<'a> {
     /// The field's value, matched exactly first and then ignoring ASCII case; None if absent.
     pub fn get(&self, field: &str) -> Option<&'a Value> {
         self.map.get(field).or_else(|| {
-            self.map
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(field))
-                .map(|(_, v)| v)
+            self.map.iter().find(|(k, _)| k.eq_ignore_ascii_case(field)).map(|(_, v)| v)
         })
     }
 
@@ -119,10 +109,7 @@ impl<'a> Record<'a> {
             _ => None,
         };
         parsed.ok_or_else(|| {
-            self.error(
-                field,
-                format!("expected an integer, got {}", describe(value)),
-            )
+            self.error(field, format!("expected an integer, got {}", describe(value)))
         })
     }
 
@@ -132,9 +119,7 @@ impl<'a> Record<'a> {
     }
 
     pub fn opt_int(&self, field: &str) -> Result<Option<i64>, RecordError> {
-        self.present(field)
-            .map(|v| self.as_int(field, v))
-            .transpose()
+        self.present(field).map(|v| self.as_int(field, v)).transpose()
     }
 
     pub fn text(&self, field: &str) -> Result<String, RecordError> {
@@ -159,10 +144,9 @@ impl<'a> Record<'a> {
     pub fn boolean(&self, field: &str) -> Result<bool, RecordError> {
         match self.required(field)? {
             Value::Bool(b) => Ok(*b),
-            other => Err(self.error(
-                field,
-                format!("expected true or false, got {}", describe(other)),
-            )),
+            other => {
+                Err(self.error(field, format!("expected true or false, got {}", describe(other))))
+            }
         }
     }
 
@@ -181,10 +165,7 @@ impl<'a> Record<'a> {
             _ => None,
         };
         parsed.ok_or_else(|| {
-            self.error(
-                field,
-                format!("expected a decimal number, got {}", describe(value)),
-            )
+            self.error(field, format!("expected a decimal number, got {}", describe(value)))
         })
     }
 
@@ -194,18 +175,13 @@ impl<'a> Record<'a> {
     }
 
     pub fn opt_decimal(&self, field: &str) -> Result<Option<Decimal>, RecordError> {
-        self.present(field)
-            .map(|v| self.as_decimal(field, v))
-            .transpose()
+        self.present(field).map(|v| self.as_decimal(field, v)).transpose()
     }
 
     fn as_date(&self, field: &str, value: &Value) -> Result<NaiveDate, RecordError> {
         match value {
             Value::String(s) => date_from_text(s).ok_or_else(|| {
-                self.error(
-                    field,
-                    format!("expected a date like 2026-11-01T00:00:00, got {s:?}"),
-                )
+                self.error(field, format!("expected a date like 2026-11-01T00:00:00, got {s:?}"))
             }),
             other => Err(self.error(field, format!("expected a date, got {}", describe(other)))),
         }
@@ -238,10 +214,8 @@ impl<'a> Record<'a> {
                 .find(|(k, _)| k.eq_ignore_ascii_case("name"))
                 .and_then(|(_, v)| v.as_str());
             if entry_name.is_some_and(|n| n.trim().eq_ignore_ascii_case(name.trim())) {
-                let value = entry
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("value"))
-                    .map(|(_, v)| v);
+                let value =
+                    entry.iter().find(|(k, _)| k.eq_ignore_ascii_case("value")).map(|(_, v)| v);
                 return match value {
                     None | Some(Value::Null) => Ok(None),
                     Some(Value::String(s)) if s.trim().is_empty() => Ok(None),
@@ -410,10 +384,7 @@ mod tests {
 
         let mut bare = value.clone();
         bare.as_object_mut().unwrap().remove("userDefinedFields");
-        assert_eq!(
-            contract(&bare, "Subscription ID").unwrap().subscription_id,
-            None
-        );
+        assert_eq!(contract(&bare, "Subscription ID").unwrap().subscription_id, None);
     }
 
     #[test]
@@ -425,11 +396,7 @@ mod tests {
             "2026-11-01T00:00:00.000Z",
             "2026-11-01T23:30:00-05:00",
         ] {
-            assert_eq!(
-                date_from_text(text),
-                NaiveDate::from_ymd_opt(2026, 11, 1),
-                "{text}"
-            );
+            assert_eq!(date_from_text(text), NaiveDate::from_ymd_opt(2026, 11, 1), "{text}");
         }
         assert_eq!(date_from_text("2026-11-0"), None);
         assert_eq!(date_from_text("2026-11-01X"), None);

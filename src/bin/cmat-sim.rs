@@ -9,11 +9,7 @@ use clap::Parser;
 use cmat::sim::{Seed, SimOptions, Simulator};
 
 #[derive(Parser)]
-#[command(
-    name = "cmat-sim",
-    version,
-    about = "A local Autotask (and Cloudmore) API simulator"
-)]
+#[command(name = "cmat-sim", version, about = "A local Autotask (and Cloudmore) API simulator")]
 struct Args {
     /// Address to listen on, e.g. 127.0.0.1:8080 (port 0 picks a free one).
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -38,10 +34,8 @@ fn main() -> ExitCode {
         },
         None => Seed::bundled(),
     };
-    let options = SimOptions {
-        latency: Duration::from_millis(args.latency_ms),
-        ..SimOptions::default()
-    };
+    let options =
+        SimOptions { latency: Duration::from_millis(args.latency_ms), ..SimOptions::default() };
     let handle = match Simulator::start(&args.listen, seed, options) {
         Ok(handle) => handle,
         Err(e) => {
@@ -51,22 +45,12 @@ fn main() -> ExitCode {
     };
     let creds = handle.credentials();
     println!("cmat-sim listening on {}", handle.base_url());
-    println!(
-        "  zone lookup:  {}?user={}",
-        handle.zone_lookup_url(),
-        creds.username
-    );
+    println!("  zone lookup:  {}?user={}", handle.zone_lookup_url(), creds.username);
     println!("  credentials:  CMAT_AUTOTASK_USERNAME={}", creds.username);
     println!("                CMAT_AUTOTASK_SECRET={}", creds.secret);
-    println!(
-        "                CMAT_AUTOTASK_INTEGRATION_CODE={}",
-        creds.integration_code
-    );
+    println!("                CMAT_AUTOTASK_INTEGRATION_CODE={}", creds.integration_code);
     println!("  cloudmore:    {}", handle.cloudmore_base_url());
-    println!(
-        "  control:      {}/_sim/{{faults,log,counters,state,reset}}",
-        handle.root_url()
-    );
+    println!("  control:      {}/_sim/{{faults,log,counters,state,reset}}", handle.root_url());
     loop {
         std::thread::park();
     }

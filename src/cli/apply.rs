@@ -33,23 +33,13 @@ pub struct ApplyArgs {
 pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
     // A malformed plan file is reported before anything else is opened or contacted.
     let saved = match &args.plan_file {
-        Some(path) => Some(SavedPlan {
-            plan: read_plan(path)?,
-            path: path.clone(),
-        }),
+        Some(path) => Some(SavedPlan { plan: read_plan(path)?, path: path.clone() }),
         None => None,
     };
     let mut store = session::open_store(context, Access::Write)?;
     let mut loaded = session::load(context, &store)?;
     let client = session::connect_autotask(context)?;
-    execute(
-        context,
-        &mut store,
-        &mut loaded,
-        &client,
-        saved,
-        args.auto_approve,
-    )?;
+    execute(context, &mut store, &mut loaded, &client, saved, args.auto_approve)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -87,21 +77,9 @@ pub fn execute(
             let current = loaded.plan();
             let mut stale = Vec::new();
             for (what, saved, now) in [
-                (
-                    "the Autotask snapshot",
-                    &plan.digests.snapshot,
-                    &current.digests.snapshot,
-                ),
-                (
-                    "the imported bills",
-                    &plan.digests.inputs,
-                    &current.digests.inputs,
-                ),
-                (
-                    "the mapping rules",
-                    &plan.digests.mappings,
-                    &current.digests.mappings,
-                ),
+                ("the Autotask snapshot", &plan.digests.snapshot, &current.digests.snapshot),
+                ("the imported bills", &plan.digests.inputs, &current.digests.inputs),
+                ("the mapping rules", &plan.digests.mappings, &current.digests.mappings),
             ] {
                 if saved != now {
                     stale.push(format!("{what} changed since the plan was made"));
@@ -173,25 +151,16 @@ pub fn execute(
     // Refresh the snapshot from Autotask so the next plan is empty without another pull.
     let mut snapshot_now = loaded.snapshot.clone();
     for change in &plan.changes {
-        if let Some(company) = change
-            .fields
-            .get("companyID")
-            .and_then(serde_json::Value::as_i64)
-        {
-            snapshot_now
-                .companies
-                .entry(company)
-                .or_insert_with(|| crate::snapshot::Company {
-                    id: company,
-                    company_name: String::new(),
-                    is_active: true,
-                });
+        if let Some(company) = change.fields.get("companyID").and_then(serde_json::Value::as_i64) {
+            snapshot_now.companies.entry(company).or_insert_with(|| crate::snapshot::Company {
+                id: company,
+                company_name: String::new(),
+                is_active: true,
+            });
         }
     }
-    let scope = Scope {
-        units_window: loaded.units_window(),
-        ..Scope::of_plan(&plan, &snapshot_now)
-    };
+    let scope =
+        Scope { units_window: loaded.units_window(), ..Scope::of_plan(&plan, &snapshot_now) };
     match reader.read_scope(&scope) {
         Ok(fresh) => refresh_scope(store, &scope, &fresh)?,
         Err(err) => eprintln!("warning: could not re-read what was written ({err}); run `cmat pull autotask` before the next plan"),
@@ -264,12 +233,7 @@ fn settle_earlier_writes(context: &Context, store: &Store) -> Result<(), Command
     let Some(newest) = pending else {
         return Ok(());
     };
-    let seconds = context
-        .workspace
-        .config()?
-        .autotask
-        .settle_seconds
-        .unwrap_or(15);
+    let seconds = context.workspace.config()?.autotask.settle_seconds.unwrap_or(15);
     let wait = newest + chrono::Duration::seconds(seconds as i64) - chrono::Utc::now();
     if let Ok(wait) = wait.to_std() {
         eprintln!(
@@ -285,11 +249,7 @@ fn settle_earlier_writes(context: &Context, store: &Store) -> Result<(), Command
 fn new_run_id() -> String {
     static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    format!(
-        "{}-{}-{sequence}",
-        chrono::Utc::now().format("%Y%m%dT%H%M%SZ"),
-        std::process::id()
-    )
+    format!("{}-{}-{sequence}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id())
 }
 
 fn read_plan(path: &Path) -> Result<Plan, CommandError> {
@@ -305,11 +265,7 @@ fn stale_error(path: &Path, reasons: &[String]) -> CommandError {
         "stale plan {}: {}{}; nothing was written (hint: run `cmat plan` again)",
         path.display(),
         shown.join("; "),
-        if more > 0 {
-            format!("; and {more} more")
-        } else {
-            String::new()
-        }
+        if more > 0 { format!("; and {more} more") } else { String::new() }
     )
     .into()
 }
@@ -322,10 +278,8 @@ fn reread(
     reader: &dyn AutotaskReader,
     plan: &Plan,
 ) -> Result<Vec<String>, CommandError> {
-    let scope = Scope {
-        units_window: loaded.units_window(),
-        ..Scope::of_plan(plan, &loaded.snapshot)
-    };
+    let scope =
+        Scope { units_window: loaded.units_window(), ..Scope::of_plan(plan, &loaded.snapshot) };
     let fresh = reader
         .read_scope(&scope)
         .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
@@ -364,9 +318,7 @@ pub fn refresh_scope(
     snapshot.contracts.extend(fresh.contracts);
     snapshot.services.extend(fresh.services);
     snapshot.contract_services.extend(fresh.contract_services);
-    snapshot
-        .contract_service_units
-        .extend(fresh.contract_service_units);
+    snapshot.contract_service_units.extend(fresh.contract_service_units);
     snapshot.charges.extend(fresh.charges);
     store.replace_snapshot(&snapshot)?;
     Ok(())
@@ -381,11 +333,7 @@ fn resolve_journal(
     for entry in store.journal_unresolved()? {
         let key = &entry.intent.key;
         let found = if let Some(sku) = key.strip_prefix("sku:") {
-            snapshot
-                .services
-                .values()
-                .find(|s| s.sku.as_deref() == Some(sku))
-                .map(|s| Some(s.id))
+            snapshot.services.values().find(|s| s.sku.as_deref() == Some(sku)).map(|s| Some(s.id))
         } else if entry.intent.entity == "Contracts" && entry.intent.action == "create" {
             let subscription = key.strip_prefix("subscription:").unwrap_or(key);
             snapshot

@@ -22,10 +22,7 @@ pub struct AuditArgs {
 
 pub fn run(context: &Context, args: AuditArgs) -> CommandResult {
     let store = session::open_store(context, Access::Read)?;
-    let rows = store.audit_rows(&AuditFilter {
-        run_id: args.run,
-        since: args.since,
-    })?;
+    let rows = store.audit_rows(&AuditFilter { run_id: args.run, since: args.since })?;
     let mut bytes = Vec::new();
     crate::audit::write_csv(&rows, &mut bytes)?;
     match &args.out {

@@ -56,14 +56,10 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
     std::fs::create_dir_all(root.join(crate::workspace::MAPPINGS_DIR))?;
     std::fs::write(
         root.join(crate::workspace::CONFIG_FILE),
-        format!(
-            "# cmat demo workspace\n[autotask]\nbase_url = \"{}\"\n",
-            simulator.base_url()
-        ),
+        format!("# cmat demo workspace\n[autotask]\nbase_url = \"{}\"\n", simulator.base_url()),
     )?;
     std::fs::write(
-        root.join(crate::workspace::MAPPINGS_DIR)
-            .join("microsoft.cmat"),
+        root.join(crate::workspace::MAPPINGS_DIR).join("microsoft.cmat"),
         crate::mapping::default_rules(29682801, 29682802, 1),
     )?;
     std::fs::write(root.join(".gitignore"), ".cmat/\n")?;
@@ -111,10 +107,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
     println!("\n━━ 4. Run it again: nothing left to do ━━\n\n$ cmat plan");
     let loaded = session::load(&demo, &store)?;
     let plan = loaded.plan();
-    println!(
-        "{}",
-        plan.to_text(&loaded.company_names(), demo.stdout_is_terminal)
-    );
+    println!("{}", plan.to_text(&loaded.company_names(), demo.stdout_is_terminal));
     if plan.has_changes() {
         return Err("the demo did not converge: the last plan still has changes".into());
     }

@@ -36,10 +36,7 @@ pub(super) fn render_summary(name: &str, summary: &ImportSummary) -> String {
         summary.unchanged_bills.len(),
     );
     for key in &summary.restated_bills {
-        text.push_str(&format!(
-            "  restated: {} {}\n",
-            key.organization_name, key.billing_date
-        ));
+        text.push_str(&format!("  restated: {} {}\n", key.organization_name, key.billing_date));
     }
     text
 }

@@ -198,10 +198,7 @@ fn lookup_missing_ids(
         );
     }
     let codes = |choices: &[crate::autotask::BillingCodeChoice]| -> Vec<(i64, String)> {
-        choices
-            .iter()
-            .map(|choice| (choice.id, choice.name.clone()))
-            .collect()
+        choices.iter().map(|choice| (choice.id, choice.name.clone())).collect()
     };
     let slas: Vec<(i64, String)> = found
         .slas
@@ -244,11 +241,8 @@ fn choose(
     if let Some(id) = given {
         return Ok(id);
     }
-    let listing = candidates
-        .iter()
-        .map(|(id, name)| format!("{id} ({name})"))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let listing =
+        candidates.iter().map(|(id, name)| format!("{id} ({name})")).collect::<Vec<_>>().join(", ");
     match candidates {
         [] => Err(format!("Autotask has no {what}; create one, then run cmat init again").into()),
         [(id, name)] => {

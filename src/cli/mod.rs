@@ -48,13 +48,7 @@ pub struct Cli {
 #[derive(Debug, Args)]
 pub struct GlobalArgs {
     /// The workspace folder (cmat.toml, mappings/, .cmat/state.db)
-    #[arg(
-        short = 'w',
-        long = "workspace",
-        global = true,
-        default_value = ".",
-        value_name = "DIR"
-    )]
+    #[arg(short = 'w', long = "workspace", global = true, default_value = ".", value_name = "DIR")]
     pub workspace: PathBuf,
 }
 
@@ -119,12 +113,8 @@ pub fn main() -> ExitCode {
         Command::Check => check::run(&context),
         Command::Fmt(args) => fmt::run(&context, args),
         Command::Import(args) => import::run(&context, args),
-        Command::Pull(PullArgs {
-            source: PullSource::Autotask,
-        }) => pull_autotask::run(&context),
-        Command::Pull(PullArgs {
-            source: PullSource::Cloudmore,
-        }) => pull_cloudmore::run(&context),
+        Command::Pull(PullArgs { source: PullSource::Autotask }) => pull_autotask::run(&context),
+        Command::Pull(PullArgs { source: PullSource::Cloudmore }) => pull_cloudmore::run(&context),
         Command::Status => status::run(&context),
         Command::Plan(args) => plan::run(&context, args),
         Command::Apply(args) => apply::run(&context, args),

@@ -37,15 +37,7 @@ pub fn run(context: &Context, args: PlanArgs) -> CommandResult {
     if let Some(path) = &args.out {
         write_atomically(path, plan.to_json().as_bytes())?;
     }
-    print!(
-        "{}",
-        render(
-            &plan,
-            args.format,
-            &loaded.company_names(),
-            context.stdout_is_terminal
-        )
-    );
+    print!("{}", render(&plan, args.format, &loaded.company_names(), context.stdout_is_terminal));
     if loaded.snapshot.refreshed_at.is_none() {
         eprintln!("note: the Autotask snapshot is empty: run `cmat pull autotask` so the plan sees what exists");
     }

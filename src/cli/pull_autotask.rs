@@ -72,17 +72,8 @@ pub fn pull_into(
 
 fn summary(report: &PullReport, client: &AutotaskClient) -> String {
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "Autotask snapshot refreshed in {:.1} s:",
-        report.elapsed.as_secs_f64()
-    );
-    let width = report
-        .counts
-        .iter()
-        .map(|(entity, _)| entity.len())
-        .max()
-        .unwrap_or(0);
+    let _ = writeln!(out, "Autotask snapshot refreshed in {:.1} s:", report.elapsed.as_secs_f64());
+    let width = report.counts.iter().map(|(entity, _)| entity.len()).max().unwrap_or(0);
     for (entity, count) in &report.counts {
         let _ = writeln!(out, "  {entity:<width$}  {count:>7}");
     }

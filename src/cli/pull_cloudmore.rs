@@ -28,15 +28,10 @@ pub fn pull_into(
         CloudmoreClient::new(&config.cloudmore, credentials, ClientOptions::default())?;
     let today = Utc::now().date_naive();
     let current = (today.year(), today.month());
-    let previous = if today.month() == 1 {
-        (today.year() - 1, 12)
-    } else {
-        (today.year(), today.month() - 1)
-    };
-    let source_name = format!(
-        "cloudmore {:04}-{:02}..{:04}-{:02}",
-        previous.0, previous.1, current.0, current.1
-    );
+    let previous =
+        if today.month() == 1 { (today.year() - 1, 12) } else { (today.year(), today.month() - 1) };
+    let source_name =
+        format!("cloudmore {:04}-{:02}..{:04}-{:02}", previous.0, previous.1, current.0, current.1);
     let summary = client.pull_into(store, &[previous, current], &source_name)?;
     print!("{}", super::import::render_summary(&source_name, &summary));
     Ok(())

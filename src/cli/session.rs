@@ -53,11 +53,7 @@ impl Loaded {
 pub fn load_rules(context: &Context) -> Result<(RuleSet, Vec<(String, String)>), CommandError> {
     let root = &context.workspace.root;
     let rules = crate::mapping::load_rules(root).map_err(|diagnostics| -> CommandError {
-        format!(
-            "the mapping rules have {} error(s):\n{diagnostics}",
-            diagnostics.len()
-        )
-        .into()
+        format!("the mapping rules have {} error(s):\n{diagnostics}", diagnostics.len()).into()
     })?;
     let sources = crate::mapping::mapping_sources(root)?;
     Ok((rules, sources))
@@ -98,9 +94,5 @@ pub fn connect_autotask_with(
     credentials: AutotaskCredentials,
 ) -> Result<AutotaskClient, CommandError> {
     let config = context.workspace.config()?;
-    Ok(AutotaskClient::connect(
-        &config.autotask,
-        credentials,
-        ClientOptions::default(),
-    )?)
+    Ok(AutotaskClient::connect(&config.autotask, credentials, ClientOptions::default())?)
 }

@@ -36,22 +36,14 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
         by_date.entry(bill.key.billing_date).or_default().push(bill);
     }
     let _ = writeln!(out, "Bills: {} ({} lines)", bills.len(), total_lines);
-    let width = bills
-        .iter()
-        .map(|b| b.key.organization_name.chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = bills.iter().map(|b| b.key.organization_name.chars().count()).max().unwrap_or(0);
     for (date, bills) in &by_date {
         let lines: u64 = bills.iter().map(|b| b.lines).sum();
         let _ = writeln!(
             out,
             "  {date}: {} {}, {lines} lines",
             bills.len(),
-            if bills.len() == 1 {
-                "organization"
-            } else {
-                "organizations"
-            }
+            if bills.len() == 1 { "organization" } else { "organizations" }
         );
         for bill in bills {
             let _ = write!(
@@ -72,29 +64,19 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
 
     let organizations = store.organizations()?;
     let subscriptions: u64 = organizations.iter().map(|o| o.subscriptions).sum();
-    let unlinked = organizations
-        .iter()
-        .filter(|o| o.autotask_company_ids.is_empty())
-        .count();
+    let unlinked = organizations.iter().filter(|o| o.autotask_company_ids.is_empty()).count();
     let _ = writeln!(
         out,
         "Organizations: {} ({unlinked} without AutotaskCompanyID), subscriptions: {subscriptions}",
         organizations.len()
     );
-    let width = organizations
-        .iter()
-        .map(|o| o.name.chars().count())
-        .max()
-        .unwrap_or(0);
+    let width = organizations.iter().map(|o| o.name.chars().count()).max().unwrap_or(0);
     for organization in &organizations {
         let link = match organization.autotask_company_ids.as_slice() {
             [] => "no AutotaskCompanyID".to_string(),
             ids => format!(
                 "AutotaskCompanyID {}",
-                ids.iter()
-                    .map(i64::to_string)
-                    .collect::<Vec<_>>()
-                    .join(", ")
+                ids.iter().map(i64::to_string).collect::<Vec<_>>().join(", ")
             ),
         };
         let _ = writeln!(out, "  {:<width$}  {link}", organization.name);
@@ -103,10 +85,7 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
     let counts = store.snapshot_counts()?;
     match counts.refreshed_at {
         None => {
-            let _ = writeln!(
-                out,
-                "Autotask snapshot: never pulled (run `cmat pull autotask`)"
-            );
+            let _ = writeln!(out, "Autotask snapshot: never pulled (run `cmat pull autotask`)");
         }
         Some(at) => {
             let _ = writeln!(
@@ -124,10 +103,6 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
         }
     }
     let last_sync = store.get_meta(meta_keys::LAST_SYNC_AT)?;
-    let _ = writeln!(
-        out,
-        "Last sync: {}",
-        last_sync.as_deref().unwrap_or("never")
-    );
+    let _ = writeln!(out, "Last sync: {}", last_sync.as_deref().unwrap_or("never"));
     Ok(out)
 }

@@ -33,10 +33,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
     for file in &args.imports {
         let summary = crate::import::import_file(&mut store, file, &file.display().to_string())?;
-        print!(
-            "{}",
-            super::import::render_summary(&file.display().to_string(), &summary)
-        );
+        print!("{}", super::import::render_summary(&file.display().to_string(), &summary));
     }
     let config = context.workspace.config()?;
     if args.imports.is_empty() && config.cloudmore.base_url.is_some() {
@@ -56,28 +53,16 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     if last.as_deref() == Some(loaded.inputs_digest.as_str())
         && store.journal_unresolved()?.is_empty()
     {
-        let when = store
-            .get_meta(LAST_SYNC_AT)?
-            .unwrap_or_else(|| "an earlier run".into());
+        let when = store.get_meta(LAST_SYNC_AT)?.unwrap_or_else(|| "an earlier run".into());
         println!("No new or restated bill since the last sync ({when}); nothing to do.");
         return Ok(ExitCode::SUCCESS);
     }
     if args.dry_run {
         let plan = loaded.plan();
-        println!(
-            "{}",
-            plan.to_text(&loaded.company_names(), context.stdout_is_terminal)
-        );
+        println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
         return Ok(super::plan::exit_code(&plan, true));
     }
-    let applied = execute(
-        context,
-        &mut store,
-        &mut loaded,
-        &client,
-        None,
-        args.auto_approve,
-    )?;
+    let applied = execute(context, &mut store, &mut loaded, &client, None, args.auto_approve)?;
     store.set_meta(LAST_SYNC_INPUTS_DIGEST, &loaded.inputs_digest)?;
     store.set_meta(
         LAST_SYNC_AT,

@@ -111,10 +111,7 @@ fn start(quantity: &'static str) -> FakeCloudmore {
 
 fn client(base: &str, client_secret: &str) -> CloudmoreClient {
     CloudmoreClient::new(
-        &CloudmoreConfig {
-            base_url: Some(base.to_string()),
-            reseller_id: Some("r1".into()),
-        },
+        &CloudmoreConfig { base_url: Some(base.to_string()), reseller_id: Some("r1".into()) },
         CloudmoreCredentials {
             username: "api@reseller.example".into(),
             password: Secret::new("pa55word".into()),
@@ -136,9 +133,8 @@ fn pulls_every_organization_through_the_import_path() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("state.db"), Access::Write).unwrap();
     let mut client = client(&fake.base, "client-s3cret");
-    let summary = client
-        .pull_into(&mut store, &[(2026, 10), (2026, 11)], "cloudmore")
-        .expect("pull");
+    let summary =
+        client.pull_into(&mut store, &[(2026, 10), (2026, 11)], "cloudmore").expect("pull");
     assert_eq!(summary.lines, 3);
     assert_eq!(summary.new_bills.len(), 2);
 
@@ -152,9 +148,7 @@ fn pulls_every_organization_through_the_import_path() {
     assert_eq!(lines[2].autotask_company_id, None);
 
     // The same pull again changes nothing.
-    let again = client
-        .pull_into(&mut store, &[(2026, 11)], "cloudmore")
-        .unwrap();
+    let again = client.pull_into(&mut store, &[(2026, 11)], "cloudmore").unwrap();
     assert_eq!(again.unchanged_bills.len(), 2);
 
     let seen = fake.seen.lock().unwrap();
@@ -190,9 +184,7 @@ fn a_refused_login_names_the_request_and_never_the_secret() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = Store::open(&dir.path().join("state.db"), Access::Write).unwrap();
     let mut client = client(&fake.base, "wrong-secret");
-    let err = client
-        .pull_into(&mut store, &[(2026, 11)], "cloudmore")
-        .unwrap_err();
+    let err = client.pull_into(&mut store, &[(2026, 11)], "cloudmore").unwrap_err();
     let text = crate::cli::render_error(&err);
     assert_eq!(
         text,
@@ -206,18 +198,9 @@ fn a_refused_login_names_the_request_and_never_the_secret() {
 
 #[test]
 fn the_token_never_goes_to_another_host() {
-    assert!(same_origin(
-        "http://127.0.0.1:8080/results/x",
-        "http://127.0.0.1:8080"
-    ));
-    assert!(!same_origin(
-        "http://127.0.0.1:8081/results/x",
-        "http://127.0.0.1:8080"
-    ));
-    assert!(!same_origin(
-        "https://evil.example/x",
-        "https://api.cloudmore.com"
-    ));
+    assert!(same_origin("http://127.0.0.1:8080/results/x", "http://127.0.0.1:8080"));
+    assert!(!same_origin("http://127.0.0.1:8081/results/x", "http://127.0.0.1:8080"));
+    assert!(!same_origin("https://evil.example/x", "https://api.cloudmore.com"));
 }
 
 #[test]
@@ -232,14 +215,9 @@ fn settings_are_required_and_http_only_to_loopback() {
         reseller_id: reseller.map(str::to_string),
     };
     let err = |c: CloudmoreConfig| {
-        CloudmoreClient::new(&c, credentials(), ClientOptions::default())
-            .unwrap_err()
-            .to_string()
+        CloudmoreClient::new(&c, credentials(), ClientOptions::default()).unwrap_err().to_string()
     };
-    assert_eq!(
-        err(config(None, Some("r"))),
-        "cmat.toml: [cloudmore] base_url is not set"
-    );
+    assert_eq!(err(config(None, Some("r"))), "cmat.toml: [cloudmore] base_url is not set");
     assert_eq!(
         err(config(Some("https://api.cloudmore.com"), None)),
         "cmat.toml: [cloudmore] reseller_id is not set"

@@ -29,22 +29,12 @@ impl ParsedFile {
     }
 
     fn origin(&self, span: Span) -> RuleOrigin {
-        RuleOrigin {
-            file: self.name.clone(),
-            line: self.location(span).line,
-        }
+        RuleOrigin { file: self.name.clone(), line: self.location(span).line }
     }
 }
 
 /// The blocks a file may have at its top level, in the order `cmat init` writes them.
-const TOP_BLOCKS: &[&str] = &[
-    "settings",
-    "contract",
-    "product",
-    "prices",
-    "consumption",
-    "policy",
-];
+const TOP_BLOCKS: &[&str] = &["settings", "contract", "product", "prices", "consumption", "policy"];
 
 const SETTINGS_KEYS: &[&str] = &[
     "service_billing_code",
@@ -55,24 +45,14 @@ const SETTINGS_KEYS: &[&str] = &[
     "contract_status",
     "timezone",
 ];
-const CONTRACT_KEYS: &[&str] = &[
-    "licence_name",
-    "consumption_name",
-    "start",
-    "term_months",
-    "renewal",
-    "category",
-];
+const CONTRACT_KEYS: &[&str] =
+    &["licence_name", "consumption_name", "start", "term_months", "renewal", "category"];
 const PRODUCT_KEYS: &[&str] = &["match"];
 const CREATE_KEYS: &[&str] = &["name", "period"];
 const PRICES_KEYS: &[&str] = &["unit_price", "unit_cost", "scale", "rounding"];
 const CONSUMPTION_KEYS: &[&str] = &["charge_name", "correction_name", "charge_type"];
-const POLICY_KEYS: &[&str] = &[
-    "removed_product",
-    "cancelled_subscription",
-    "hand_edit",
-    "billed_charge_mismatch",
-];
+const POLICY_KEYS: &[&str] =
+    &["removed_product", "cancelled_subscription", "hand_edit", "billed_charge_mismatch"];
 
 const TOP_LEVEL_RULES: &str = "rules at the top level: `service \"SERVICE NAME\" = licence`, `company \"ORGANIZATION\" = ID`, `company column \"COLUMN\"`";
 
@@ -119,8 +99,7 @@ struct Compiler<'a> {
 
 impl<'a> Compiler<'a> {
     fn report(&mut self, file: &ParsedFile, span: Span, kind: ErrorKind) {
-        self.diagnostics
-            .push(Diagnostic::at(kind, file.location(span)));
+        self.diagnostics.push(Diagnostic::at(kind, file.location(span)));
     }
 
     fn top_level(&mut self, file: &'a ParsedFile) {
@@ -129,9 +108,7 @@ impl<'a> Compiler<'a> {
                 Statement::Setting(setting) => self.report(
                     file,
                     setting.key.span,
-                    ErrorKind::SettingOutsideBlock {
-                        key: setting.key.node.clone(),
-                    },
+                    ErrorKind::SettingOutsideBlock { key: setting.key.node.clone() },
                 ),
                 Statement::CompanyColumn(link) => {
                     let location = file.location(link.span);
@@ -181,10 +158,7 @@ impl<'a> Compiler<'a> {
                                 self.report(
                                     file,
                                     block.name.span,
-                                    ErrorKind::Duplicate {
-                                        what: format!("`{name}` block"),
-                                        first,
-                                    },
+                                    ErrorKind::Duplicate { what: format!("`{name}` block"), first },
                                 );
                             } else {
                                 self.blocks.insert(name, (file, block));
@@ -218,10 +192,7 @@ impl<'a> Compiler<'a> {
                     "service kind",
                     &rule.value.node,
                     rule.value.span,
-                    &[
-                        ("licence", BillingKind::Licence),
-                        ("consumption", BillingKind::Consumption),
-                    ],
+                    &[("licence", BillingKind::Licence), ("consumption", BillingKind::Consumption)],
                 );
                 if let Some((_, first)) = self.services.get(&rule.key.node) {
                     let first = first.clone();
@@ -272,13 +243,7 @@ impl<'a> Compiler<'a> {
 
     fn non_empty(&mut self, file: &ParsedFile, text: &str, span: Span, what: &str) -> bool {
         if text.trim().is_empty() {
-            self.report(
-                file,
-                span,
-                ErrorKind::EmptyText {
-                    what: what.to_string(),
-                },
-            );
+            self.report(file, span, ErrorKind::EmptyText { what: what.to_string() });
             return false;
         }
         true
@@ -342,11 +307,7 @@ impl<'a> Compiler<'a> {
                     nested.name.span,
                     ErrorKind::UnknownBlock {
                         name: nested.name.node.clone(),
-                        valid: if block_name == "product" {
-                            &["create"]
-                        } else {
-                            &[]
-                        },
+                        valid: if block_name == "product" { &["create"] } else { &[] },
                     },
                 ),
                 Statement::KeyedRule(rule) => self.report(
@@ -383,10 +344,7 @@ impl<'a> Compiler<'a> {
             self.report(
                 file,
                 block.name.span,
-                ErrorKind::MissingSetting {
-                    block: block.name.node.clone(),
-                    key: key.to_string(),
-                },
+                ErrorKind::MissingSetting { block: block.name.node.clone(), key: key.to_string() },
             );
         }
         setting
@@ -482,23 +440,13 @@ impl<'a> Compiler<'a> {
                 },
             );
         }
-        Some(Ruled {
-            value: value?,
-            origin: file.origin(setting.span),
-        })
+        Some(Ruled { value: value?, origin: file.origin(setting.span) })
     }
 
     fn id_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<i64>> {
-        let value = self.positive_id(
-            file,
-            &setting.key.node,
-            &setting.value.node,
-            setting.value.span,
-        )?;
-        Some(Ruled {
-            value,
-            origin: file.origin(setting.span),
-        })
+        let value =
+            self.positive_id(file, &setting.key.node, &setting.value.node, setting.value.span)?;
+        Some(Ruled { value, origin: file.origin(setting.span) })
     }
 
     fn text_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<String>> {
@@ -516,10 +464,7 @@ impl<'a> Compiler<'a> {
         if !self.non_empty(file, text, setting.value.span, &what) {
             return None;
         }
-        Some(Ruled {
-            value: text.clone(),
-            origin: file.origin(setting.span),
-        })
+        Some(Ruled { value: text.clone(), origin: file.origin(setting.span) })
     }
 
     fn choice<T: Copy>(
@@ -534,10 +479,7 @@ impl<'a> Compiler<'a> {
             self.type_mismatch(file, setting, "a name", value, span);
             return None;
         };
-        let found = options
-            .iter()
-            .find(|(option, _)| option == name)
-            .map(|(_, value)| *value);
+        let found = options.iter().find(|(option, _)| option == name).map(|(_, value)| *value);
         if found.is_none() {
             self.report(
                 file,
@@ -558,17 +500,9 @@ impl<'a> Compiler<'a> {
         setting: &Setting,
         options: &[(&'static str, T)],
     ) -> Option<Ruled<T>> {
-        let value = self.choice(
-            file,
-            &setting.key.node,
-            &setting.value.node,
-            setting.value.span,
-            options,
-        )?;
-        Some(Ruled {
-            value,
-            origin: file.origin(setting.span),
-        })
+        let value =
+            self.choice(file, &setting.key.node, &setting.value.node, setting.value.span, options)?;
+        Some(Ruled { value, origin: file.origin(setting.span) })
     }
 
     fn template_setting(
@@ -579,10 +513,8 @@ impl<'a> Compiler<'a> {
     ) -> Option<Template> {
         let text = self.text_setting(file, setting)?;
         let raw_start = setting.value.span.start + 1;
-        let raw = file
-            .text
-            .get(raw_start..setting.value.span.end.saturating_sub(1))
-            .unwrap_or_default();
+        let raw =
+            file.text.get(raw_start..setting.value.span.end.saturating_sub(1)).unwrap_or_default();
         let offsets = unescaped_offsets(raw);
         let source_span = |start: usize, end: usize| {
             let at = |index: usize| raw_start + offsets.get(index).copied().unwrap_or(raw.len());
@@ -600,9 +532,7 @@ impl<'a> Compiler<'a> {
                                 self.report(
                                     file,
                                     span,
-                                    ErrorKind::UnknownTemplateField {
-                                        field: name.clone(),
-                                    },
+                                    ErrorKind::UnknownTemplateField { field: name.clone() },
                                 );
                             }
                             Some(TemplateField::CorrectedDate) if !corrected_date_allowed => {
@@ -610,9 +540,7 @@ impl<'a> Compiler<'a> {
                                 self.report(
                                     file,
                                     span,
-                                    ErrorKind::TemplateFieldNotHere {
-                                        field: name.clone(),
-                                    },
+                                    ErrorKind::TemplateFieldNotHere { field: name.clone() },
                                 );
                             }
                             Some(_) => {}
@@ -646,9 +574,7 @@ impl<'a> Compiler<'a> {
             if block.is_none() && !partial {
                 if let Some(first_file) = files.first() {
                     compiler.diagnostics.push(Diagnostic::in_file(
-                        ErrorKind::MissingBlock {
-                            block: name.to_string(),
-                        },
+                        ErrorKind::MissingBlock { block: name.to_string() },
                         &first_file.name,
                     ));
                 }
@@ -713,9 +639,7 @@ impl<'a> Compiler<'a> {
                 self.report(
                     file,
                     setting.value.span,
-                    ErrorKind::UnsupportedTimezone {
-                        found: timezone.value,
-                    },
+                    ErrorKind::UnsupportedTimezone { found: timezone.value },
                 );
                 None
             });
@@ -738,30 +662,26 @@ impl<'a> Compiler<'a> {
         let consumption_name = self
             .required(file, block, &settings, "consumption_name")
             .and_then(|setting| self.template_setting(file, setting, false));
-        let start = self
-            .required(file, block, &settings, "start")
-            .and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("first_billing_date", ContractStart::FirstBillingDate),
-                        ("first_billing_month", ContractStart::FirstBillingMonth),
-                    ],
-                )
-            });
+        let start = self.required(file, block, &settings, "start").and_then(|setting| {
+            self.choice_setting(
+                file,
+                setting,
+                &[
+                    ("first_billing_date", ContractStart::FirstBillingDate),
+                    ("first_billing_month", ContractStart::FirstBillingMonth),
+                ],
+            )
+        });
         let term_months = self
             .required(file, block, &settings, "term_months")
             .and_then(|setting| self.whole_number(file, setting, 1, 1200));
-        let renewal = self
-            .required(file, block, &settings, "renewal")
-            .and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[("extend", Renewal::Extend), ("keep", Renewal::Keep)],
-                )
-            });
+        let renewal = self.required(file, block, &settings, "renewal").and_then(|setting| {
+            self.choice_setting(
+                file,
+                setting,
+                &[("extend", Renewal::Extend), ("keep", Renewal::Keep)],
+            )
+        });
         let category = match settings.get("category") {
             Some(setting) => Some(self.id_setting(file, setting)?),
             None => None,
@@ -785,18 +705,13 @@ impl<'a> Compiler<'a> {
                 Statement::Block(nested) => nested.name.node == "create",
                 _ => false,
             });
-        let match_by = self
-            .required(file, block, &settings, "match")
-            .and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("item_code", ProductKey::ItemCode),
-                        ("product_id", ProductKey::ProductId),
-                    ],
-                )
-            });
+        let match_by = self.required(file, block, &settings, "match").and_then(|setting| {
+            self.choice_setting(
+                file,
+                setting,
+                &[("item_code", ProductKey::ItemCode), ("product_id", ProductKey::ProductId)],
+            )
+        });
         let mut explicit: BTreeMap<String, (Ruled<i64>, Location)> = BTreeMap::new();
         let mut create: Option<(Option<ServiceCreateRule>, Location)> = None;
         let mut valid = true;
@@ -857,10 +772,7 @@ impl<'a> Compiler<'a> {
         valid.then_some(())?;
         Some(ProductRule {
             match_by: match_by?,
-            explicit: explicit
-                .into_iter()
-                .map(|(key, (rule, _))| (key, rule))
-                .collect(),
+            explicit: explicit.into_iter().map(|(key, (rule, _))| (key, rule)).collect(),
             create,
         })
     }
@@ -870,20 +782,18 @@ impl<'a> Compiler<'a> {
         let name = self
             .required(file, block, &settings, "name")
             .and_then(|setting| self.template_setting(file, setting, false));
-        let period_type = self
-            .required(file, block, &settings, "period")
-            .and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("monthly", PeriodType::Monthly),
-                        ("quarterly", PeriodType::Quarterly),
-                        ("semi_annual", PeriodType::SemiAnnual),
-                        ("yearly", PeriodType::Yearly),
-                    ],
-                )
-            });
+        let period_type = self.required(file, block, &settings, "period").and_then(|setting| {
+            self.choice_setting(
+                file,
+                setting,
+                &[
+                    ("monthly", PeriodType::Monthly),
+                    ("quarterly", PeriodType::Quarterly),
+                    ("semi_annual", PeriodType::SemiAnnual),
+                    ("yearly", PeriodType::Yearly),
+                ],
+            )
+        });
         Some(ServiceCreateRule {
             name: name?,
             period_type: period_type?,
@@ -896,29 +806,25 @@ impl<'a> Compiler<'a> {
         let unit_price = self
             .required(file, block, &settings, "unit_price")
             .and_then(|setting| self.price_source(file, setting));
-        let unit_cost = self
-            .required(file, block, &settings, "unit_cost")
-            .and_then(|setting| {
-                self.choice_setting(file, setting, &[("cost_price", CostSource::CostPrice)])
-            });
+        let unit_cost = self.required(file, block, &settings, "unit_cost").and_then(|setting| {
+            self.choice_setting(file, setting, &[("cost_price", CostSource::CostPrice)])
+        });
         // rust_decimal keeps at most 28 decimal places.
         let scale = self
             .required(file, block, &settings, "scale")
             .and_then(|setting| self.whole_number(file, setting, 0, 28));
-        let rounding = self
-            .required(file, block, &settings, "rounding")
-            .and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("half_up", Rounding::HalfUp),
-                        ("half_even", Rounding::HalfEven),
-                        ("down", Rounding::Down),
-                        ("up", Rounding::Up),
-                    ],
-                )
-            });
+        let rounding = self.required(file, block, &settings, "rounding").and_then(|setting| {
+            self.choice_setting(
+                file,
+                setting,
+                &[
+                    ("half_up", Rounding::HalfUp),
+                    ("half_even", Rounding::HalfEven),
+                    ("down", Rounding::Down),
+                    ("up", Rounding::Up),
+                ],
+            )
+        });
         Some(PriceRule {
             unit_price: unit_price?,
             unit_cost: unit_cost?,
@@ -931,27 +837,12 @@ impl<'a> Compiler<'a> {
     fn price_source(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<PriceSource>> {
         let span = setting.value.span;
         let value = match &setting.value.node {
-            Value::CostPlus {
-                markup,
-                percent_sign: false,
-            } => {
-                self.report(
-                    file,
-                    span,
-                    ErrorKind::MarkupNotPercent {
-                        found: markup.to_string(),
-                    },
-                );
+            Value::CostPlus { markup, percent_sign: false } => {
+                self.report(file, span, ErrorKind::MarkupNotPercent { found: markup.to_string() });
                 None
             }
             Value::CostPlus { markup, .. } if markup.is_sign_negative() && !markup.is_zero() => {
-                self.report(
-                    file,
-                    span,
-                    ErrorKind::NegativeMarkup {
-                        found: markup.to_string(),
-                    },
-                );
+                self.report(file, span, ErrorKind::NegativeMarkup { found: markup.to_string() });
                 None
             }
             Value::CostPlus { markup, .. } => {
@@ -981,10 +872,7 @@ impl<'a> Compiler<'a> {
                 None
             }
         };
-        Some(Ruled {
-            value: value?,
-            origin: file.origin(setting.span),
-        })
+        Some(Ruled { value: value?, origin: file.origin(setting.span) })
     }
 
     fn consumption(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ConsumptionRule> {
@@ -1007,9 +895,8 @@ impl<'a> Compiler<'a> {
 
     fn policy(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<Policies> {
         let (settings, _) = self.read_block(file, block, POLICY_KEYS, |_| false);
-        let removed_product = self
-            .required(file, block, &settings, "removed_product")
-            .and_then(|setting| {
+        let removed_product =
+            self.required(file, block, &settings, "removed_product").and_then(|setting| {
                 self.choice_setting(
                     file,
                     setting,
@@ -1019,9 +906,8 @@ impl<'a> Compiler<'a> {
                     ],
                 )
             });
-        let cancelled_subscription = self
-            .required(file, block, &settings, "cancelled_subscription")
-            .and_then(|setting| {
+        let cancelled_subscription =
+            self.required(file, block, &settings, "cancelled_subscription").and_then(|setting| {
                 self.choice_setting(
                     file,
                     setting,
@@ -1031,21 +917,15 @@ impl<'a> Compiler<'a> {
                     ],
                 )
             });
-        let hand_edit = self
-            .required(file, block, &settings, "hand_edit")
-            .and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("overwrite", HandEdit::Overwrite),
-                        ("report", HandEdit::Report),
-                    ],
-                )
-            });
-        let billed_charge_mismatch = self
-            .required(file, block, &settings, "billed_charge_mismatch")
-            .and_then(|setting| {
+        let hand_edit = self.required(file, block, &settings, "hand_edit").and_then(|setting| {
+            self.choice_setting(
+                file,
+                setting,
+                &[("overwrite", HandEdit::Overwrite), ("report", HandEdit::Report)],
+            )
+        });
+        let billed_charge_mismatch =
+            self.required(file, block, &settings, "billed_charge_mismatch").and_then(|setting| {
                 self.choice_setting(
                     file,
                     setting,
@@ -1105,11 +985,7 @@ fn parse_template(text: &str) -> Result<Vec<LocatedPiece>, LocatedTemplateError>
                     ));
                 }
                 let end = at + length + 1;
-                pieces.push((
-                    TemplatePiece::Field(text[at + 1..at + length].to_string()),
-                    at,
-                    end,
-                ));
+                pieces.push((TemplatePiece::Field(text[at + 1..at + length].to_string()), at, end));
                 while characters.peek().is_some_and(|(next_at, _)| *next_at < end) {
                     characters.next();
                 }
@@ -1132,10 +1008,7 @@ fn unescaped_offsets(raw: &str) -> Vec<usize> {
     let mut characters = raw.char_indices();
     while let Some((at, character)) = characters.next() {
         let unescaped = if character == '\\' {
-            characters
-                .next()
-                .map(|(_, escaped)| escaped)
-                .unwrap_or('\\')
+            characters.next().map(|(_, escaped)| escaped).unwrap_or('\\')
         } else {
             character
         };
@@ -1187,21 +1060,11 @@ mod rule_set_tests {
             compile_sources(&[("mappings/microsoft.cmat".into(), default_rules(1, 2, 3))])
                 .expect("compiles");
         let rules = checked.rules;
-        let at = |line| RuleOrigin {
-            file: "mappings/microsoft.cmat".into(),
-            line,
-        };
+        let at = |line| RuleOrigin { file: "mappings/microsoft.cmat".into(), line };
         assert_eq!(rules.settings.service_billing_code.origin, at(5));
         assert_eq!(rules.services["Azure Plan"].origin, at(18));
         assert_eq!(rules.services["Azure Plan"].value, BillingKind::Consumption);
-        assert_eq!(
-            rules
-                .companies
-                .column
-                .as_ref()
-                .map(|rule| rule.origin.clone()),
-            Some(at(21))
-        );
+        assert_eq!(rules.companies.column.as_ref().map(|rule| rule.origin.clone()), Some(at(21)));
         assert_eq!(rules.contract.name[&BillingKind::Licence].origin, at(25));
         assert_eq!(
             rules.contract.name[&BillingKind::Licence].parts,
@@ -1219,9 +1082,7 @@ mod rule_set_tests {
     fn markup_is_kept_as_a_fraction() {
         let text =
             default_rules(1, 2, 3).replace("unit_price = sales_price", "unit_price = cost + 12.5%");
-        let rules = compile_sources(&[("mappings/m.cmat".into(), text)])
-            .expect("compiles")
-            .rules;
+        let rules = compile_sources(&[("mappings/m.cmat".into(), text)]).expect("compiles").rules;
         assert_eq!(
             rules.prices.unit_price.value,
             PriceSource::CostPlusMarkup(rust_decimal::Decimal::new(125, 3))
@@ -1237,10 +1098,7 @@ mod rule_set_tests {
             ("mappings/b.cmat".into(), tail.to_string()),
         ])
         .expect("compiles");
-        assert_eq!(
-            checked.rules.contract.term_months.origin.file,
-            "mappings/b.cmat"
-        );
+        assert_eq!(checked.rules.contract.term_months.origin.file, "mappings/b.cmat");
         assert_eq!(checked.rules.contract.term_months.origin.line, 5);
     }
 }

@@ -91,17 +91,11 @@ mod tests {
     #[test]
     fn the_default_rules_are_canonical_and_compile_with_any_ids() {
         let text = default_rules(5, 123456789012, 3);
-        assert_eq!(
-            format_source("mappings/microsoft.cmat", &text).expect("formats"),
-            text
-        );
+        assert_eq!(format_source("mappings/microsoft.cmat", &text).expect("formats"), text);
         let checked =
             compile_sources(&[("mappings/microsoft.cmat".into(), text)]).expect("compiles");
         assert_eq!(checked.rules.settings.service_billing_code.value, 5);
-        assert_eq!(
-            checked.rules.settings.product_billing_code.value,
-            123456789012
-        );
+        assert_eq!(checked.rules.settings.product_billing_code.value, 123456789012);
         assert_eq!(checked.rules.settings.service_level_agreement.value, 3);
     }
 }

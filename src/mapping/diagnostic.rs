@@ -31,10 +31,7 @@ impl Location {
         let start = floor_char_boundary(text, span.start);
         let end = floor_char_boundary(text, span.end.max(start));
         let line_start = text[..start].rfind('\n').map(|at| at + 1).unwrap_or(0);
-        let line_end = text[start..]
-            .find('\n')
-            .map(|at| start + at)
-            .unwrap_or(text.len());
+        let line_end = text[start..].find('\n').map(|at| start + at).unwrap_or(text.len());
         let line = text[..start].matches('\n').count() + 1;
         let column = text[line_start..start].chars().count() + 1;
         let underlined = text[start..end.min(line_end)].chars().count();
@@ -43,9 +40,7 @@ impl Location {
             line: saturating_u32(line),
             column: saturating_u32(column),
             length: saturating_u32(underlined.max(1)),
-            line_text: text[line_start..line_end]
-                .trim_end_matches('\r')
-                .to_string(),
+            line_text: text[line_start..line_end].trim_end_matches('\r').to_string(),
         }
     }
 
@@ -85,26 +80,15 @@ pub enum ErrorKind {
     #[error("the number `{0}` is too large")]
     NumberTooLarge(String),
     #[error("unknown block `{name}`")]
-    UnknownBlock {
-        name: String,
-        valid: &'static [&'static str],
-    },
+    UnknownBlock { name: String, valid: &'static [&'static str] },
     #[error("`{name}` blocks belong at the top level of a file, not inside `{parent}`")]
     NestedBlock { name: String, parent: String },
     #[error("unknown setting `{key}` in `{block}`")]
-    UnknownSetting {
-        block: String,
-        key: String,
-        valid: &'static [&'static str],
-    },
+    UnknownSetting { block: String, key: String, valid: &'static [&'static str] },
     #[error("a setting must be inside a block, such as `settings {{ … }}`")]
     SettingOutsideBlock { key: String },
     #[error("`{keyword} \"…\" = …` is not a rule {place}")]
-    UnknownRule {
-        keyword: String,
-        place: String,
-        valid: &'static str,
-    },
+    UnknownRule { keyword: String, place: String, valid: &'static str },
     #[error("`company column` belongs at the top level of a file")]
     MisplacedCompanyColumn,
     #[error("unknown template field `{{{field}}}`")]
@@ -116,26 +100,13 @@ pub enum ErrorKind {
     #[error("a lone `}}` in the template")]
     LoneClosingBrace,
     #[error("`{found}` is not a valid value for `{setting}`")]
-    UnknownValue {
-        setting: String,
-        found: String,
-        valid: Vec<&'static str>,
-    },
+    UnknownValue { setting: String, found: String, valid: Vec<&'static str> },
     #[error("`{setting}` expects {expected}, found {found}")]
-    TypeMismatch {
-        setting: String,
-        expected: &'static str,
-        found: &'static str,
-    },
+    TypeMismatch { setting: String, expected: &'static str, found: &'static str },
     #[error("`{setting}` must be a positive whole number (an Autotask id), found `{found}`")]
     NotPositiveId { setting: String, found: String },
     #[error("`{setting}` must be a whole number from {min} to {max}, found `{found}`")]
-    OutOfRange {
-        setting: String,
-        min: u32,
-        max: u32,
-        found: String,
-    },
+    OutOfRange { setting: String, min: u32, max: u32, found: String },
     #[error("the markup `{found}` is not a percent")]
     MarkupNotPercent { found: String },
     #[error("the markup `{found}%` is negative")]
@@ -231,20 +202,12 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     pub fn at(kind: ErrorKind, location: Location) -> Self {
-        Diagnostic {
-            kind,
-            file: location.file.clone(),
-            location: Some(location),
-        }
+        Diagnostic { kind, file: location.file.clone(), location: Some(location) }
     }
 
     /// An error about a whole file (or folder), with no line to show.
     pub fn in_file(kind: ErrorKind, file: &str) -> Self {
-        Diagnostic {
-            kind,
-            file: file.to_string(),
-            location: None,
-        }
+        Diagnostic { kind, file: file.to_string(), location: None }
     }
 }
 

@@ -44,10 +44,8 @@ impl Printer<'_> {
     fn statements(&mut self, statements: &[Statement], depth: usize, limit: usize) {
         for (index, statement) in statements.iter().enumerate() {
             let span = statement.span();
-            let next_start = statements
-                .get(index + 1)
-                .map(|next| next.span().start)
-                .unwrap_or(limit);
+            let next_start =
+                statements.get(index + 1).map(|next| next.span().start).unwrap_or(limit);
             self.leading_comments(span.start, depth);
             match statement {
                 Statement::Block(block) => self.block(block, depth, next_start),
@@ -69,14 +67,7 @@ impl Printer<'_> {
             .map(|statement| statement.span().start)
             .unwrap_or(block.close_brace.start);
         let header = format!("{} {{", block.name.node);
-        self.line(
-            depth,
-            header,
-            block.span.start,
-            block.open_brace.end,
-            true,
-            first_inner,
-        );
+        self.line(depth, header, block.span.start, block.open_brace.end, true, first_inner);
         self.previous_end = None;
         self.statements(&block.statements, depth + 1, block.close_brace.start);
         self.leading_comments(block.close_brace.start, depth + 1);
@@ -97,13 +88,7 @@ impl Printer<'_> {
                 break;
             }
             self.next_comment += 1;
-            self.push(
-                depth,
-                comment.text.clone(),
-                comment.span.start,
-                comment.span.end,
-                true,
-            );
+            self.push(depth, comment.text.clone(), comment.span.start, comment.span.end, true);
         }
     }
 
@@ -155,8 +140,7 @@ impl Printer<'_> {
                 }
             }
         }
-        self.lines
-            .push(format!("{}{content}", INDENT.repeat(depth)));
+        self.lines.push(format!("{}{content}", INDENT.repeat(depth)));
         self.previous_end = Some(end);
     }
 }
@@ -165,9 +149,7 @@ impl Printer<'_> {
 fn has_blank_line(between: &str) -> bool {
     let segments: Vec<&str> = between.split('\n').collect();
     segments.len() > 2
-        && segments[1..segments.len() - 1]
-            .iter()
-            .any(|segment| segment.trim().is_empty())
+        && segments[1..segments.len() - 1].iter().any(|segment| segment.trim().is_empty())
 }
 
 fn leaf_code(statement: &Statement) -> String {
@@ -191,14 +173,8 @@ fn value_code(value: &Value) -> String {
         Value::Text(text) => quote(text),
         Value::Number(number) => number.to_string(),
         Value::Name(name) => name.clone(),
-        Value::CostPlus {
-            markup,
-            percent_sign: true,
-        } => format!("cost + {markup}%"),
-        Value::CostPlus {
-            markup,
-            percent_sign: false,
-        } => format!("cost + {markup}"),
+        Value::CostPlus { markup, percent_sign: true } => format!("cost + {markup}%"),
+        Value::CostPlus { markup, percent_sign: false } => format!("cost + {markup}"),
     }
 }
 
@@ -234,10 +210,7 @@ mod tests {
 
     #[test]
     fn blank_lines_inside_blocks_are_kept_once_but_not_at_the_edges() {
-        assert_eq!(
-            format("a {\n\n x = 1\n\n\n y = 2\n\n}\n"),
-            "a {\n    x = 1\n\n    y = 2\n}\n"
-        );
+        assert_eq!(format("a {\n\n x = 1\n\n\n y = 2\n\n}\n"), "a {\n    x = 1\n\n    y = 2\n}\n");
     }
 
     #[test]

@@ -55,9 +55,7 @@ pub fn mapping_sources(workspace_root: &Path) -> Result<Vec<(String, String)>, D
         }
         Err(error) => {
             return Err(Diagnostics::single(Diagnostic::in_file(
-                ErrorKind::Unreadable {
-                    reason: error.to_string(),
-                },
+                ErrorKind::Unreadable { reason: error.to_string() },
                 &folder_name,
             )))
         }
@@ -68,18 +66,14 @@ pub fn mapping_sources(workspace_root: &Path) -> Result<Vec<(String, String)>, D
         match entry {
             Ok(entry) => {
                 let path = entry.path();
-                let is_mapping = path
-                    .extension()
-                    .is_some_and(|extension| extension == "cmat")
-                    && path.is_file();
+                let is_mapping =
+                    path.extension().is_some_and(|extension| extension == "cmat") && path.is_file();
                 if is_mapping {
                     file_names.push(entry.file_name().to_string_lossy().into_owned());
                 }
             }
             Err(error) => diagnostics.push(Diagnostic::in_file(
-                ErrorKind::Unreadable {
-                    reason: error.to_string(),
-                },
+                ErrorKind::Unreadable { reason: error.to_string() },
                 &folder_name,
             )),
         }
@@ -97,9 +91,7 @@ pub fn mapping_sources(workspace_root: &Path) -> Result<Vec<(String, String)>, D
                 Err(errors) => diagnostics.extend(errors),
             },
             Err(error) => diagnostics.push(Diagnostic::in_file(
-                ErrorKind::Unreadable {
-                    reason: error.to_string(),
-                },
+                ErrorKind::Unreadable { reason: error.to_string() },
                 &name,
             )),
         }
@@ -161,11 +153,7 @@ pub fn compile_sources(sources: &[(String, String)]) -> Result<CheckedRules, Dia
 /// Parses one file into its syntax tree, with located errors.
 pub fn parse_source(name: &str, text: &str) -> Result<ParsedFile, Vec<Diagnostic>> {
     match syntax::parse(text) {
-        Ok(ast) => Ok(ParsedFile {
-            name: name.to_string(),
-            text: text.to_string(),
-            ast,
-        }),
+        Ok(ast) => Ok(ParsedFile { name: name.to_string(), text: text.to_string(), ast }),
         Err(errors) => Err(errors
             .into_iter()
             .map(|error| Diagnostic::at(error.kind, Location::of_span(name, text, error.span)))

@@ -31,28 +31,19 @@ pub fn parse(text: &str) -> Result<File, Vec<SyntaxError>> {
     let mut pairs =
         CmatParser::parse(Rule::file, text).map_err(|error| vec![translate(text, &error)])?;
     let Some(file_pair) = pairs.next() else {
-        return Ok(File {
-            statements: Vec::new(),
-            comments: Vec::new(),
-        });
+        return Ok(File { statements: Vec::new(), comments: Vec::new() });
     };
     let comments = file_pair
         .clone()
         .into_inner()
         .flatten()
         .filter(|pair| pair.as_rule() == Rule::COMMENT)
-        .map(|pair| Comment {
-            text: pair.as_str().trim_end().to_string(),
-            span: span_of(&pair),
-        })
+        .map(|pair| Comment { text: pair.as_str().trim_end().to_string(), span: span_of(&pair) })
         .collect();
     let mut builder = Builder { errors: Vec::new() };
     let statements = builder.statements(file_pair);
     if builder.errors.is_empty() {
-        Ok(File {
-            statements,
-            comments,
-        })
+        Ok(File { statements, comments })
     } else {
         Err(builder.errors)
     }
@@ -65,8 +56,7 @@ fn span_of(pair: &Pair<'_, Rule>) -> Span {
 
 /// The children of a pair, without the comments pest puts between tokens.
 fn children<'i>(pair: Pair<'i, Rule>) -> impl Iterator<Item = Pair<'i, Rule>> {
-    pair.into_inner()
-        .filter(|child| !matches!(child.as_rule(), Rule::COMMENT | Rule::EOI))
+    pair.into_inner().filter(|child| !matches!(child.as_rule(), Rule::COMMENT | Rule::EOI))
 }
 
 struct Builder {
@@ -79,9 +69,7 @@ impl Builder {
     }
 
     fn statements(&mut self, parent: Pair<'_, Rule>) -> Vec<Statement> {
-        children(parent)
-            .filter_map(|pair| self.statement(pair))
-            .collect()
+        children(parent).filter_map(|pair| self.statement(pair)).collect()
     }
 
     fn statement(&mut self, pair: Pair<'_, Rule>) -> Option<Statement> {
@@ -100,12 +88,7 @@ impl Builder {
                 let keyword = parts.next().map(spanned_name)?;
                 let key = parts.next().map(|child| self.text(child))?;
                 let value = parts.next().map(|child| self.value(child))?;
-                Some(Statement::KeyedRule(KeyedRule {
-                    keyword,
-                    key,
-                    value,
-                    span,
-                }))
+                Some(Statement::KeyedRule(KeyedRule { keyword, key, value, span }))
             }
             Rule::setting => {
                 let mut parts = children(pair).filter(|child| child.as_rule() != Rule::equals);
@@ -153,10 +136,7 @@ impl Builder {
                         _ => {}
                     }
                 }
-                Value::CostPlus {
-                    markup,
-                    percent_sign,
-                }
+                Value::CostPlus { markup, percent_sign }
             }
             _ => Value::Name(pair.as_str().to_string()),
         };
@@ -165,10 +145,7 @@ impl Builder {
 
     fn number(&mut self, pair: &Pair<'_, Rule>) -> Decimal {
         Decimal::from_str(pair.as_str()).unwrap_or_else(|_| {
-            self.error(
-                ErrorKind::NumberTooLarge(pair.as_str().to_string()),
-                span_of(pair),
-            );
+            self.error(ErrorKind::NumberTooLarge(pair.as_str().to_string()), span_of(pair));
             Decimal::ZERO
         })
     }
@@ -177,14 +154,8 @@ impl Builder {
     fn text(&mut self, pair: Pair<'_, Rule>) -> Spanned<String> {
         let span = span_of(&pair);
         if pair.as_rule() == Rule::unterminated_string {
-            self.error(
-                ErrorKind::UnterminatedString,
-                Span::new(span.start, span.start + 1),
-            );
-            return Spanned {
-                node: pair.as_str().trim_start_matches('"').to_string(),
-                span,
-            };
+            self.error(ErrorKind::UnterminatedString, Span::new(span.start, span.start + 1));
+            return Spanned { node: pair.as_str().trim_start_matches('"').to_string(), span };
         }
         let raw = pair.as_str();
         let inner = raw.get(1..raw.len().saturating_sub(1)).unwrap_or_default();
@@ -212,10 +183,7 @@ impl Builder {
 }
 
 fn spanned_name(pair: Pair<'_, Rule>) -> Spanned<String> {
-    Spanned {
-        span: span_of(&pair),
-        node: pair.as_str().to_string(),
-    }
+    Spanned { span: span_of(&pair), node: pair.as_str().to_string() }
 }
 
 /// What a rule means to a user; `None` for rules that only repeat what another one says.
@@ -275,13 +243,7 @@ fn translate(text: &str, error: &pest::error::Error<Rule>) -> SyntaxError {
     // "end of file" reads best last: "expected a name or end of file".
     expected.sort_by_key(|word| *word == "end of file");
     let (found, span) = token_at(text, position);
-    SyntaxError {
-        kind: ErrorKind::Syntax {
-            expected: one_of(&expected),
-            found,
-        },
-        span,
-    }
+    SyntaxError { kind: ErrorKind::Syntax { expected: one_of(&expected), found }, span }
 }
 
 /// Describes the token starting at (or after blanks from) `position`, for "found …".
@@ -303,8 +265,7 @@ fn token_at(text: &str, position: usize) -> (String, Span) {
     let is_word =
         |character: char| character.is_alphanumeric() || character == '_' || character == '.';
     let length = if is_word(first) {
-        rest.find(|character: char| !is_word(character))
-            .unwrap_or(rest.len())
+        rest.find(|character: char| !is_word(character)).unwrap_or(rest.len())
     } else {
         first.len_utf8()
     };
@@ -340,15 +301,9 @@ mod tests {
         };
         assert_eq!(
             setting.value.node,
-            Value::CostPlus {
-                markup: Decimal::new(125, 1),
-                percent_sign: true
-            }
+            Value::CostPlus { markup: Decimal::new(125, 1), percent_sign: true }
         );
-        assert_eq!(
-            &text[setting.span.start..setting.span.end],
-            "unit_price = cost + 12.5%"
-        );
+        assert_eq!(&text[setting.span.start..setting.span.end], "unit_price = cost + 12.5%");
     }
 
     #[test]
@@ -377,14 +332,8 @@ mod tests {
             first_error("contract {\n  term_months 12\n}").0,
             "expected a string, `=` or `{`, found `12`"
         );
-        assert_eq!(
-            first_error("contract {").0,
-            "expected a name or `}`, found end of file"
-        );
-        assert_eq!(
-            first_error("x = 1 }").0,
-            "expected a name or end of file, found `}`"
-        );
+        assert_eq!(first_error("contract {").0, "expected a name or `}`, found end of file");
+        assert_eq!(first_error("x = 1 }").0, "expected a name or end of file, found `}`");
     }
 
     #[test]

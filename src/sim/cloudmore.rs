@@ -28,11 +28,7 @@ pub fn base64(input: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(input.len().div_ceil(3) * 4);
     for chunk in input.chunks(3) {
-        let b = [
-            chunk[0],
-            *chunk.get(1).unwrap_or(&0),
-            *chunk.get(2).unwrap_or(&0),
-        ];
+        let b = [chunk[0], *chunk.get(1).unwrap_or(&0), *chunk.get(2).unwrap_or(&0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for i in 0..4 {
             if i <= chunk.len() {
@@ -55,10 +51,7 @@ fn text_of(value: Option<&Value>) -> String {
 
 pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16, Value) {
     let Some(cm) = shared.seed.cloudmore.as_ref() else {
-        return (
-            404,
-            json!({"error": "this simulator has no Cloudmore seed"}),
-        );
+        return (404, json!({"error": "this simulator has no Cloudmore seed"}));
     };
     let path = rq.path.trim_end_matches('/');
     let segments: Vec<&str> = path.split('/').filter(|s| !s.is_empty()).skip(1).collect();
@@ -106,15 +99,9 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
         .is_some_and(|t| shared.control().cloudmore.tokens.contains(t.trim()));
     match segments.as_slice() {
         ["api", "resellers", r, rest @ ..] => {
-            let pattern: Vec<&str> = rest
-                .iter()
-                .enumerate()
-                .map(|(i, s)| if i % 2 == 1 { "{id}" } else { s })
-                .collect();
-            *route = format!(
-                "{method} cloudmore/api/resellers/{{id}}/{}",
-                pattern.join("/")
-            );
+            let pattern: Vec<&str> =
+                rest.iter().enumerate().map(|(i, s)| if i % 2 == 1 { "{id}" } else { s }).collect();
+            *route = format!("{method} cloudmore/api/resellers/{{id}}/{}", pattern.join("/"));
             if !authorised {
                 return (401, json!({"message": "Unauthorized"}));
             }
@@ -122,18 +109,13 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
                 return (404, json!({"message": format!("Reseller {r} not found")}));
             }
             let org_exists = |id: &str| {
-                cm.organizations
-                    .iter()
-                    .any(|o| text_of(o.get("id")).eq_ignore_ascii_case(id))
+                cm.organizations.iter().any(|o| text_of(o.get("id")).eq_ignore_ascii_case(id))
             };
             match (method, rest) {
                 ("GET", ["organizations"]) => (200, Value::Array(cm.organizations.clone())),
                 ("POST", ["organizations", org, "billing", "reports"]) => {
                     if !org_exists(org) {
-                        return (
-                            404,
-                            json!({"message": format!("Organization {org} not found")}),
-                        );
+                        return (404, json!({"message": format!("Organization {org} not found")}));
                     }
                     let body: Value = serde_json::from_str(rq.body.as_deref().unwrap_or(""))
                         .unwrap_or(Value::Null);
@@ -152,12 +134,7 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
                     let id = format!("task-{}", c.cloudmore.next);
                     c.cloudmore.tasks.insert(
                         id.clone(),
-                        Task {
-                            organization: org.to_string(),
-                            year,
-                            month,
-                            polls: 0,
-                        },
+                        Task { organization: org.to_string(), year, month, polls: 0 },
                     );
                     (202, json!({"taskId": id}))
                 }
@@ -174,10 +151,7 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
                             "/cloudmore/api/resellers/{}/billing/reports/{id}",
                             cm.reseller_id
                         );
-                        (
-                            200,
-                            json!({"id": id, "status": "Completed", "resultUrl": url}),
-                        )
+                        (200, json!({"id": id, "status": "Completed", "resultUrl": url}))
                     }
                 }
                 ("GET", ["billing", "reports", id]) => {

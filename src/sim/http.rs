@@ -140,12 +140,7 @@ fn connection(
         let reading = || !stop.load(Ordering::SeqCst) && started.elapsed() < READ_LIMIT;
         let mut parts = line.split_whitespace();
         let (Some(method), Some(url), version) = (parts.next(), parts.next(), parts.next()) else {
-            write_reply(
-                &mut writer,
-                400,
-                "{\"errors\":[\"Malformed request line.\"]}",
-                true,
-            );
+            write_reply(&mut writer, 400, "{\"errors\":[\"Malformed request line.\"]}", true);
             return;
         };
         let http10 = version == Some("HTTP/1.0");
@@ -157,17 +152,10 @@ fn connection(
             };
             header_bytes += raw.len();
             if header_bytes > MAX_HEADER_BYTES {
-                write_reply(
-                    &mut writer,
-                    400,
-                    "{\"errors\":[\"Headers too large.\"]}",
-                    true,
-                );
+                write_reply(&mut writer, 400, "{\"errors\":[\"Headers too large.\"]}", true);
                 return;
             }
-            let text = String::from_utf8_lossy(&raw)
-                .trim_end_matches(['\r', '\n'])
-                .to_string();
+            let text = String::from_utf8_lossy(&raw).trim_end_matches(['\r', '\n']).to_string();
             if text.is_empty() {
                 break;
             }
@@ -199,12 +187,8 @@ fn connection(
             }
         };
         let broken = body.is_err();
-        let request = RawRequest {
-            method: method.to_string(),
-            url: url.to_string(),
-            headers,
-            body,
-        };
+        let request =
+            RawRequest { method: method.to_string(), url: url.to_string(), headers, body };
         match app(request) {
             Reply::Json(status, text) => {
                 if !write_reply(&mut writer, status, &text, close || broken) || close || broken {

@@ -50,10 +50,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            errors: vec![message.into()],
-        }
+        ApiError { status, errors: vec![message.into()] }
     }
 }
 
@@ -69,11 +66,7 @@ pub struct SimOptions {
 
 impl Default for SimOptions {
     fn default() -> Self {
-        SimOptions {
-            latency: Duration::ZERO,
-            workers: 64,
-            max_concurrent_per_endpoint: 3,
-        }
+        SimOptions { latency: Duration::ZERO, workers: 64, max_concurrent_per_endpoint: 3 }
     }
 }
 
@@ -243,7 +236,5 @@ impl Drop for SimHandle {
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }

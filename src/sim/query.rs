@@ -79,10 +79,7 @@ fn e500(message: impl Into<String>) -> ApiError {
 }
 
 fn get<'a>(object: &'a Map<String, Value>, key: &str) -> Option<&'a Value> {
-    object
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
+    object.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
 }
 
 struct Parser<'a> {
@@ -93,18 +90,12 @@ struct Parser<'a> {
 
 impl Parser<'_> {
     fn node(&mut self, item: &Value) -> Result<Node, ApiError> {
-        let object = item
-            .as_object()
-            .ok_or_else(|| e500("Each filter item must be an object."))?;
+        let object = item.as_object().ok_or_else(|| e500("Each filter item must be an object."))?;
         let op_text = get(object, "op").and_then(Value::as_str).unwrap_or("");
         if let Some(items) = get(object, "items") {
-            let items = items
-                .as_array()
-                .ok_or_else(|| e500("A filter group's items must be an array."))?;
-            let children = items
-                .iter()
-                .map(|i| self.node(i))
-                .collect::<Result<Vec<_>, _>>()?;
+            let items =
+                items.as_array().ok_or_else(|| e500("A filter group's items must be an array."))?;
+            let children = items.iter().map(|i| self.node(i)).collect::<Result<Vec<_>, _>>()?;
             return Ok(match op_text.to_ascii_lowercase().as_str() {
                 "and" => Node::And(children),
                 "or" => Node::Or(children),
@@ -116,11 +107,8 @@ impl Parser<'_> {
             .ok_or_else(|| e500("A filter item needs a field."))?;
         let is_udf = get(object, "udf").and_then(Value::as_bool).unwrap_or(false);
         let target = if is_udf {
-            let name = self
-                .udfs
-                .iter()
-                .find(|n| n.eq_ignore_ascii_case(field_name))
-                .ok_or_else(|| {
+            let name =
+                self.udfs.iter().find(|n| n.eq_ignore_ascii_case(field_name)).ok_or_else(|| {
                     e500(format!(
                         "Unable to find {field_name} in the {} entity's user-defined fields.",
                         self.def.name
@@ -128,17 +116,12 @@ impl Parser<'_> {
                 })?;
             self.udf_filters += 1;
             if self.udf_filters > 1 {
-                return Err(e500(
-                    "Only one user-defined field may be used in a query filter.",
-                ));
+                return Err(e500("Only one user-defined field may be used in a query filter."));
             }
             Target::Udf(name.clone())
         } else {
             let field = self.def.field(field_name).ok_or_else(|| {
-                e500(format!(
-                    "Unable to find {field_name} in the {} entity.",
-                    self.def.name
-                ))
+                e500(format!("Unable to find {field_name} in the {} entity.", self.def.name))
             })?;
             Target::Field(field.name, field.kind)
         };
@@ -150,13 +133,9 @@ impl Parser<'_> {
             Op::Exist | Op::NotExist => Vec::new(),
             Op::In | Op::NotIn => {
                 let list = raw.as_array().ok_or_else(|| {
-                    e500(format!(
-                        "The value of an '{op_text}' filter must be an array."
-                    ))
+                    e500(format!("The value of an '{op_text}' filter must be an array."))
                 })?;
-                list.iter()
-                    .map(|v| self.value(&target, v))
-                    .collect::<Result<_, _>>()?
+                list.iter().map(|v| self.value(&target, v)).collect::<Result<_, _>>()?
             }
             _ => vec![self.value(&target, &raw)?],
         };
@@ -165,11 +144,9 @@ impl Parser<'_> {
 
     fn value(&self, target: &Target, value: &Value) -> Result<Value, ApiError> {
         match target {
-            Target::Udf(_) => Ok(if value.is_null() {
-                Value::Null
-            } else {
-                Value::String(value_text(value))
-            }),
+            Target::Udf(_) => {
+                Ok(if value.is_null() { Value::Null } else { Value::String(value_text(value)) })
+            }
             Target::Field(name, _) => {
                 let field: &FieldDef = self.def.field(name).expect("known field");
                 coerce(field, value).map_err(e500)
@@ -184,11 +161,7 @@ fn or_conditions(node: &Node, inside_or: bool) -> usize {
         Node::All => 0,
         Node::And(items) => items.iter().map(|n| or_conditions(n, false)).sum(),
         Node::Or(items) => items.iter().map(|n| or_conditions(n, true)).sum(),
-        Node::Cond {
-            op: Op::In | Op::NotIn,
-            values,
-            ..
-        } => values.len(),
+        Node::Cond { op: Op::In | Op::NotIn, values, .. } => values.len(),
         Node::Cond { .. } => usize::from(inside_or),
     }
 }
@@ -201,19 +174,12 @@ impl Query {
             Value::Null => &empty,
             _ => return Err(e500("The query body must be a JSON object.")),
         };
-        let mut parser = Parser {
-            def,
-            udfs,
-            udf_filters: 0,
-        };
+        let mut parser = Parser { def, udfs, udf_filters: 0 };
         let filter = match get(object, "filter") {
             None | Some(Value::Null) => Node::And(Vec::new()),
-            Some(Value::Array(items)) => Node::And(
-                items
-                    .iter()
-                    .map(|i| parser.node(i))
-                    .collect::<Result<_, _>>()?,
-            ),
+            Some(Value::Array(items)) => {
+                Node::And(items.iter().map(|i| parser.node(i)).collect::<Result<_, _>>()?)
+            }
             Some(_) => return Err(e500("filter must be an array.")),
         };
         if or_conditions(&filter, false) > MAX_OR_CONDITIONS {
@@ -225,11 +191,7 @@ impl Query {
             None | Some(Value::Null) => PAGE_MAX,
             Some(v) => match v.as_i64() {
                 Some(n) if (1..=PAGE_MAX as i64).contains(&n) => n as usize,
-                _ => {
-                    return Err(e500(format!(
-                        "maxRecords must be between 1 and {PAGE_MAX}."
-                    )))
-                }
+                _ => return Err(e500(format!("maxRecords must be between 1 and {PAGE_MAX}."))),
             },
         };
         let include_fields = match get(object, "includeFields") {
@@ -238,9 +200,8 @@ impl Query {
             Some(Value::Array(names)) => {
                 let mut out = Vec::new();
                 for name in names {
-                    let name = name
-                        .as_str()
-                        .ok_or_else(|| e500("includeFields holds field names."))?;
+                    let name =
+                        name.as_str().ok_or_else(|| e500("includeFields holds field names."))?;
                     if name.eq_ignore_ascii_case("userDefinedFields") {
                         out.push("userDefinedFields".to_string());
                         continue;
@@ -254,11 +215,7 @@ impl Query {
             }
             Some(_) => return Err(e500("includeFields must be an array.")),
         };
-        Ok(Query {
-            filter,
-            max_records,
-            include_fields,
-        })
+        Ok(Query { filter, max_records, include_fields })
     }
 
     pub fn matches(&self, row: &Value) -> bool {
@@ -334,12 +291,10 @@ fn eval(node: &Node, row: &Value) -> bool {
                 Op::BeginsWith => lower(&actual).starts_with(&lower(&expected)),
                 Op::EndsWith => lower(&actual).ends_with(&lower(&expected)),
                 Op::Contains => lower(&actual).contains(&lower(&expected)),
-                Op::In => values
-                    .iter()
-                    .any(|v| compare(kind, &actual, v) == Some(Ordering::Equal)),
-                Op::NotIn => !values
-                    .iter()
-                    .any(|v| compare(kind, &actual, v) == Some(Ordering::Equal)),
+                Op::In => values.iter().any(|v| compare(kind, &actual, v) == Some(Ordering::Equal)),
+                Op::NotIn => {
+                    !values.iter().any(|v| compare(kind, &actual, v) == Some(Ordering::Equal))
+                }
             }
         }
     }
@@ -421,17 +376,11 @@ pub fn run(
     let (start, end) = match from {
         PageFrom::Start => (0, n.min(matching.len())),
         PageFrom::After(id) => {
-            let s = matching
-                .iter()
-                .position(|r| id_of(r) > id)
-                .unwrap_or(matching.len());
+            let s = matching.iter().position(|r| id_of(r) > id).unwrap_or(matching.len());
             (s, (s + n).min(matching.len()))
         }
         PageFrom::Before(id) => {
-            let e = matching
-                .iter()
-                .position(|r| id_of(r) >= id)
-                .unwrap_or(matching.len());
+            let e = matching.iter().position(|r| id_of(r) >= id).unwrap_or(matching.len());
             (e.saturating_sub(n), e)
         }
     };

@@ -195,9 +195,7 @@ pub struct EntityDef {
 
 impl EntityDef {
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
-        self.fields
-            .iter()
-            .find(|f| f.name.eq_ignore_ascii_case(name))
+        self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
     }
 
     pub fn info_json(&self) -> Value {
@@ -235,12 +233,7 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
         (7, "Recurring Service"),
         (8, "Per Ticket"),
     ];
-    let period = [
-        (1, "Monthly"),
-        (2, "Quarterly"),
-        (3, "Semi-Annual"),
-        (4, "Yearly"),
-    ];
+    let period = [(1, "Monthly"), (2, "Quarterly"), (3, "Semi-Annual"), (4, "Yearly")];
     vec![
         EntityDef {
             name: "Companies",
@@ -438,9 +431,7 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
                 l("id").ro(),
                 d("billableAmount").ro(),
                 l("billingCodeID").refs("BillingCodes"),
-                i("chargeType")
-                    .req()
-                    .pick(&[(1, "Operational"), (2, "Capitalized")]),
+                i("chargeType").req().pick(&[(1, "Operational"), (2, "Capitalized")]),
                 l("contractID").req().create_only().refs("Contracts"),
                 l("contractServiceBundleID"),
                 l("contractServiceID").refs("ContractServices"),
@@ -460,9 +451,7 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
                 i("organizationalLevelAssociationID"),
                 l("productID"),
                 s("purchaseOrderNumber", 50),
-                l("status")
-                    .ro()
-                    .pick(&[(1, "Pending"), (2, "Approved"), (3, "Posted")]),
+                l("status").ro().pick(&[(1, "Pending"), (2, "Approved"), (3, "Posted")]),
                 l("statusLastModifiedBy").ro(),
                 ts("statusLastModifiedDate").ro(),
                 d("unitCost"),
@@ -482,9 +471,7 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
             fields: vec![
                 l("id").ro(),
                 i("afterHoursWorkType").ro(),
-                i("billingCodeType")
-                    .ro()
-                    .pick(&[(0, "System"), (1, "Non-System")]),
+                i("billingCodeType").ro().pick(&[(0, "System"), (1, "Non-System")]),
                 i("department").ro(),
                 s("description", 500).ro(),
                 s("externalNumber", 100).ro(),
@@ -501,10 +488,7 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
                     (2, "Internal Allocation Code"),
                     (3, "Expense Category"),
                     (USE_TYPE_MATERIAL_COST_CODE, "Material Cost Code"),
-                    (
-                        USE_TYPE_RECURRING_CONTRACT_SERVICE,
-                        "Recurring Contract Service Code",
-                    ),
+                    (USE_TYPE_RECURRING_CONTRACT_SERVICE, "Recurring Contract Service Code"),
                     (6, "Milestone Code"),
                 ]),
             ],
@@ -522,9 +506,7 @@ pub fn decimal_of(value: &Value) -> Option<Decimal> {
         Value::String(s) => s.trim().to_string(),
         _ => return None,
     };
-    Decimal::from_str(&text)
-        .ok()
-        .or_else(|| Decimal::from_scientific(&text).ok())
+    Decimal::from_str(&text).ok().or_else(|| Decimal::from_scientific(&text).ok())
 }
 
 /// A decimal as a JSON number, the way the API sends amounts. The decimal's own text is parsed
@@ -552,12 +534,9 @@ pub fn parse_datetime(text: &str) -> Option<NaiveDateTime> {
         return Some(at.naive_utc());
     }
     let trimmed = text.trim_end_matches('Z');
-    for format in [
-        "%Y-%m-%dT%H:%M:%S%.f",
-        "%Y-%m-%dT%H:%M:%S",
-        "%Y-%m-%dT%H:%M",
-        "%Y-%m-%d %H:%M:%S%.f",
-    ] {
+    for format in
+        ["%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S%.f"]
+    {
         if let Ok(at) = NaiveDateTime::parse_from_str(trimmed, format) {
             return Some(at);
         }

@@ -81,10 +81,7 @@ impl Default for Seed {
 }
 
 fn get<'a>(object: &'a serde_json::Map<String, Value>, key: &str) -> Option<&'a Value> {
-    object
-        .iter()
-        .find(|(k, _)| k.eq_ignore_ascii_case(key))
-        .map(|(_, v)| v)
+    object.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v)
 }
 
 fn text(
@@ -95,9 +92,7 @@ fn text(
     match get(object, key) {
         Some(Value::String(s)) => Ok(s.clone()),
         Some(Value::Number(n)) => Ok(n.to_string()),
-        _ => Err(SimError::Seed(format!(
-            "{what}: \"{key}\" is missing or not a string"
-        ))),
+        _ => Err(SimError::Seed(format!("{what}: \"{key}\" is missing or not a string"))),
     }
 }
 
@@ -157,15 +152,11 @@ impl Seed {
                 .map(|u| match u {
                     Value::String(s) => Ok(s.clone()),
                     Value::Object(o) => text(o, "name", "contractUserDefinedFields"),
-                    _ => Err(SimError::Seed(
-                        "contractUserDefinedFields: names are strings".into(),
-                    )),
+                    _ => Err(SimError::Seed("contractUserDefinedFields: names are strings".into())),
                 })
                 .collect::<Result<_, _>>()?;
             if seed.contract_udfs.len() > 50 {
-                return Err(SimError::Seed(
-                    "Contracts hold at most 50 user-defined fields".into(),
-                ));
+                return Err(SimError::Seed("Contracts hold at most 50 user-defined fields".into()));
             }
         }
         if let Some(threshold) = get(object, "threshold") {

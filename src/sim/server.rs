@@ -47,11 +47,7 @@ impl Control {
     }
 
     fn hour_count(&mut self, now: Instant) -> usize {
-        while self
-            .hour
-            .front()
-            .is_some_and(|t| now.duration_since(*t) >= HOUR)
-        {
+        while self.hour.front().is_some_and(|t| now.duration_since(*t) >= HOUR) {
             self.hour.pop_front();
         }
         self.hour.len()
@@ -109,14 +105,9 @@ impl Shared {
 
 pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<SimHandle, SimError> {
     let state = State::new(&seed).map_err(|e| SimError::Seed(e.errors.join("; ")))?;
-    let listen_error = |message: String| SimError::Listen {
-        addr: listen.to_string(),
-        message,
-    };
+    let listen_error = |message: String| SimError::Listen { addr: listen.to_string(), message };
     let listener = std::net::TcpListener::bind(listen).map_err(|e| listen_error(e.to_string()))?;
-    let addr = listener
-        .local_addr()
-        .map_err(|e| listen_error(e.to_string()))?;
+    let addr = listener.local_addr().map_err(|e| listen_error(e.to_string()))?;
     let host = if addr.ip().is_unspecified() {
         format!("127.0.0.1:{}", addr.port())
     } else {
@@ -137,11 +128,7 @@ pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<Sim
     let acceptor = super::http::serve(listener, stop.clone(), options.workers, app)
         .map_err(|e| listen_error(e.to_string()))?;
     let workers = vec![acceptor];
-    Ok(SimHandle {
-        shared,
-        stop,
-        workers,
-    })
+    Ok(SimHandle { shared, stop, workers })
 }
 
 /// What to send back.
@@ -169,18 +156,12 @@ pub(super) struct Incoming {
 
 impl Incoming {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// The body as JSON; an empty body is `null`.
     pub fn json(&self) -> Result<Value, ApiError> {
-        let body = self
-            .body
-            .as_ref()
-            .map_err(|e| ApiError::new(400, e.clone()))?;
+        let body = self.body.as_ref().map_err(|e| ApiError::new(400, e.clone()))?;
         if body.trim().is_empty() {
             return Ok(Value::Null);
         }
@@ -265,10 +246,9 @@ fn handle(shared: &Shared, request: RawRequest) -> Reply {
         });
     }
     match outcome {
-        Outcome::Json(status, body) => Reply::Json(
-            status,
-            serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()),
-        ),
+        Outcome::Json(status, body) => {
+            Reply::Json(status, serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
+        }
         // No response at all: the connection is shut, the client sees a transport error.
         Outcome::Drop => Reply::Drop,
     }
@@ -284,9 +264,8 @@ fn dispatch(shared: &Shared, rq: &Incoming, route: &mut String) -> Outcome {
         let (status, body) = super::cloudmore::handle(shared, rq, route);
         return Outcome::Json(status, body);
     }
-    let Some(rest) = lower
-        .strip_prefix("/atservicesrest/v1.0/")
-        .map(|_| &path["/atservicesrest/v1.0/".len()..])
+    let Some(rest) =
+        lower.strip_prefix("/atservicesrest/v1.0/").map(|_| &path["/atservicesrest/v1.0/".len()..])
     else {
         return err(404, format!("No route for {path}"));
     };
@@ -318,10 +297,9 @@ fn control(shared: &Shared, rq: &Incoming) -> Outcome {
             }
             Outcome::Json(200, json!({"ok": true}))
         }
-        ("GET", "/_sim/log") => Outcome::Json(
-            200,
-            serde_json::to_value(&shared.control().log).unwrap_or(Value::Null),
-        ),
+        ("GET", "/_sim/log") => {
+            Outcome::Json(200, serde_json::to_value(&shared.control().log).unwrap_or(Value::Null))
+        }
         ("GET", "/_sim/counters") => Outcome::Json(
             200,
             serde_json::to_value(&shared.control().counters).unwrap_or(Value::Null),
@@ -337,10 +315,7 @@ fn control(shared: &Shared, rq: &Incoming) -> Outcome {
                 _ => err(404, "no such charge"),
             }
         }
-        _ => err(
-            404,
-            format!("No simulator control route {} {}", rq.method, rq.path),
-        ),
+        _ => err(404, format!("No simulator control route {} {}", rq.method, rq.path)),
     }
 }
 
@@ -364,20 +339,9 @@ enum Target {
     Threshold,
     Zone,
     Info(String, InfoKind),
-    Query {
-        entity: String,
-        count: bool,
-        page: Option<&'static str>,
-    },
-    Item {
-        entity: String,
-        parent: Option<i64>,
-        id: i64,
-    },
-    Collection {
-        entity: String,
-        parent: Option<i64>,
-    },
+    Query { entity: String, count: bool, page: Option<&'static str> },
+    Item { entity: String, parent: Option<i64>, id: i64 },
+    Collection { entity: String, parent: Option<i64> },
 }
 
 #[derive(Clone, Copy)]
@@ -391,10 +355,7 @@ fn child_entity(state: &State, segment: &str) -> Option<String> {
     state
         .defs
         .iter()
-        .find(|d| {
-            d.child_of_contract
-                .is_some_and(|c| c.eq_ignore_ascii_case(segment))
-        })
+        .find(|d| d.child_of_contract.is_some_and(|c| c.eq_ignore_ascii_case(segment)))
         .map(|d| d.name.to_string())
 }
 
@@ -424,23 +385,12 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         }
         [_, "query"] => {
             let e = entity(segments[0])?;
-            (
-                Target::Query {
-                    entity: e.clone(),
-                    count: false,
-                    page: None,
-                },
-                format!("{e}/query"),
-            )
+            (Target::Query { entity: e.clone(), count: false, page: None }, format!("{e}/query"))
         }
         [_, "query", "count"] => {
             let e = entity(segments[0])?;
             (
-                Target::Query {
-                    entity: e.clone(),
-                    count: true,
-                    page: None,
-                },
+                Target::Query { entity: e.clone(), count: true, page: None },
                 format!("{e}/query/count"),
             )
         }
@@ -448,44 +398,27 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
             let e = entity(segments[0])?;
             let page = if l[2] == "next" { "next" } else { "prev" };
             (
-                Target::Query {
-                    entity: e.clone(),
-                    count: false,
-                    page: Some(page),
-                },
+                Target::Query { entity: e.clone(), count: false, page: Some(page) },
                 format!("{e}/query/{page}"),
             )
         }
         [_] => {
             let e = entity(segments[0])?;
-            (
-                Target::Collection {
-                    entity: e.clone(),
-                    parent: None,
-                },
-                e,
-            )
+            (Target::Collection { entity: e.clone(), parent: None }, e)
         }
         ["contracts", p, child, rest @ ..]
             if id(p).is_some() && child_entity(state, child).is_some() =>
         {
             let e = child_entity(state, child).expect("checked");
             let parent = id(p);
-            let child_name = state
-                .def(&e)
-                .and_then(|d| d.child_of_contract)
-                .unwrap_or("");
+            let child_name = state.def(&e).and_then(|d| d.child_of_contract).unwrap_or("");
             match rest {
                 [] => (
                     Target::Collection { entity: e, parent },
                     format!("Contracts/{{id}}/{child_name}"),
                 ),
                 [i] if id(i).is_some() => (
-                    Target::Item {
-                        entity: e,
-                        parent,
-                        id: id(i).expect("checked"),
-                    },
+                    Target::Item { entity: e, parent, id: id(i).expect("checked") },
                     format!("Contracts/{{id}}/{child_name}/{{id}}"),
                 ),
                 ["entityinformation", more @ ..] if info_kind(more).is_some() => {
@@ -499,11 +432,7 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         [_, i] if id(i).is_some() => {
             let e = entity(segments[0])?;
             (
-                Target::Item {
-                    entity: e.clone(),
-                    parent: None,
-                    id: id(i).expect("checked"),
-                },
+                Target::Item { entity: e.clone(), parent: None, id: id(i).expect("checked") },
                 format!("{e}/{{id}}"),
             )
         }
@@ -541,12 +470,7 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
     };
     *route = format!("{} {route_name}", rq.method);
     let endpoint = endpoint_of(&target);
-    *shared
-        .control()
-        .counters
-        .by_endpoint
-        .entry(endpoint.clone())
-        .or_default() += 1;
+    *shared.control().counters.by_endpoint.entry(endpoint.clone()).or_default() += 1;
 
     if let Target::Zone = target {
         if rq.method != "GET" {
@@ -559,10 +483,7 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
         if !user.eq_ignore_ascii_case(&shared.seed.credentials.username) {
-            return err(
-                500,
-                format!("Zone information could not be determined for user {user}."),
-            );
+            return err(500, format!("Zone information could not be determined for user {user}."));
         }
         return Outcome::Json(
             200,
@@ -579,10 +500,7 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
     let creds = &shared.seed.credentials;
     let code = rq.header("ApiIntegrationCode").unwrap_or("");
     if code != creds.integration_code
-        || !rq
-            .header("UserName")
-            .unwrap_or("")
-            .eq_ignore_ascii_case(&creds.username)
+        || !rq.header("UserName").unwrap_or("").eq_ignore_ascii_case(&creds.username)
         || rq.header("Secret").unwrap_or("") != creds.secret
     {
         return err(401, "Unauthorized: the ApiIntegrationCode, UserName and Secret headers do not match an API user.");
@@ -624,18 +542,11 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
         let max = shared.options.max_concurrent_per_endpoint;
         let n = c.in_flight.entry(key.clone()).or_default();
         if *n >= max {
-            return err(
-                429,
-                format!("API thread threshold of {max} threads has been exceeded"),
-            );
+            return err(429, format!("API thread threshold of {max} threads has been exceeded"));
         }
         *n += 1;
         let now_in_flight = *n;
-        let peak = c
-            .counters
-            .peak_in_flight
-            .entry(endpoint.clone())
-            .or_default();
+        let peak = c.counters.peak_in_flight.entry(endpoint.clone()).or_default();
         *peak = (*peak).max(now_in_flight);
         let mut failure = None;
         if write {
@@ -646,11 +557,7 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
                 failure = Some(c.write_faults.remove(pos).1);
             }
         }
-        (
-            Slot { shared, key },
-            shared.options.latency + c.latency,
-            failure,
-        )
+        (Slot { shared, key }, shared.options.latency + c.latency, failure)
     };
     if !latency.is_zero() {
         std::thread::sleep(latency);
@@ -715,11 +622,7 @@ fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
                 }
             })
         }
-        Target::Query {
-            entity,
-            count,
-            page,
-        } => {
+        Target::Query { entity, count, page } => {
             let def = state.def(entity).expect("known entity").clone();
             if !def.can_query {
                 return err(405, format!("{} cannot be queried.", def.name));
@@ -730,52 +633,43 @@ fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
                     405,
                     "The next and previous page URLs are followed with POST and the query body.",
                 ),
-                "GET" => match rq
-                    .query
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("search"))
-                {
+                "GET" => match rq.query.iter().find(|(k, _)| k.eq_ignore_ascii_case("search")) {
                     Some((_, search)) => serde_json::from_str(search)
                         .map_err(|e| ApiError::new(500, format!("search is not valid JSON: {e}"))),
                     None => Ok(Value::Null),
                 },
                 _ => return err(405, "Method not allowed."),
             };
-            let udfs = if def.has_udfs {
-                state.contract_udfs.clone()
-            } else {
-                Vec::new()
-            };
-            body.and_then(|body| Query::parse(&def, &udfs, &body))
-                .and_then(|q| {
-                    let rows = state.rows_shared(def.name);
-                    let rows = &rows[..];
-                    if *count {
-                        return Ok(query::count(&q, rows));
+            let udfs = if def.has_udfs { state.contract_udfs.clone() } else { Vec::new() };
+            body.and_then(|body| Query::parse(&def, &udfs, &body)).and_then(|q| {
+                let rows = state.rows_shared(def.name);
+                let rows = &rows[..];
+                if *count {
+                    return Ok(query::count(&q, rows));
+                }
+                let paging = rq
+                    .query
+                    .iter()
+                    .find(|(k, _)| k.eq_ignore_ascii_case("paging"))
+                    .and_then(|(_, v)| v.parse::<i64>().ok());
+                let from = match (page, paging) {
+                    (None, _) => PageFrom::Start,
+                    (Some("next"), Some(id)) => PageFrom::After(id),
+                    (Some(_), Some(id)) => PageFrom::Before(id),
+                    (Some(_), None) => {
+                        return Err(ApiError::new(
+                            500,
+                            "The paging parameter is missing or invalid.",
+                        ))
                     }
-                    let paging = rq
-                        .query
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("paging"))
-                        .and_then(|(_, v)| v.parse::<i64>().ok());
-                    let from = match (page, paging) {
-                        (None, _) => PageFrom::Start,
-                        (Some("next"), Some(id)) => PageFrom::After(id),
-                        (Some(_), Some(id)) => PageFrom::Before(id),
-                        (Some(_), None) => {
-                            return Err(ApiError::new(
-                                500,
-                                "The paging parameter is missing or invalid.",
-                            ))
-                        }
-                    };
-                    let base = shared.base_url.clone();
-                    let name = def.name;
-                    let url = move |kind: &str, id: i64| {
-                        format!("{base}v1.0/{name}/query/{kind}?paging={id}")
-                    };
-                    query::run(&q, rows, from, &url)
-                })
+                };
+                let base = shared.base_url.clone();
+                let name = def.name;
+                let url = move |kind: &str, id: i64| {
+                    format!("{base}v1.0/{name}/query/{kind}?paging={id}")
+                };
+                query::run(&q, rows, from, &url)
+            })
         }
         Target::Item { entity, parent, id } => match method {
             "GET" => {
@@ -790,10 +684,7 @@ fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
                     {
                         Ok(json!({"item": item}))
                     }
-                    _ => Err(ApiError::new(
-                        404,
-                        format!("{entity} with id {id} was not found."),
-                    )),
+                    _ => Err(ApiError::new(404, format!("{entity} with id {id} was not found."))),
                 }
             }
             "DELETE" if parent.is_some() => state.delete(entity, *parent, *id),
@@ -820,9 +711,9 @@ fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
                 "POST" if writes_here && def.can_create => {
                     rq.json().and_then(|b| state.create(entity, *parent, &b))
                 }
-                "PATCH" | "PUT" if writes_here && def.can_update => rq
-                    .json()
-                    .and_then(|b| state.update(entity, *parent, &b, method == "PUT")),
+                "PATCH" | "PUT" if writes_here && def.can_update => {
+                    rq.json().and_then(|b| state.update(entity, *parent, &b, method == "PUT"))
+                }
                 _ => Err(ApiError::new(
                     405,
                     format!("{method} is not allowed on this {} URL.", def.name),

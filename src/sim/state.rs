@@ -122,9 +122,7 @@ impl State {
     }
 
     pub fn def(&self, entity: &str) -> Option<&EntityDef> {
-        self.defs
-            .iter()
-            .find(|d| d.name.eq_ignore_ascii_case(entity))
+        self.defs.iter().find(|d| d.name.eq_ignore_ascii_case(entity))
     }
 
     fn def_owned(&self, entity: &str) -> Result<EntityDef, ApiError> {
@@ -158,10 +156,7 @@ impl State {
         }
         let input = self.parse_input(&def, raw)?;
         let id = input.id.ok_or_else(|| e500("seeded records need an id"))?;
-        let mut record = Record {
-            fields: Map::new(),
-            udfs: BTreeMap::new(),
-        };
+        let mut record = Record { fields: Map::new(), udfs: BTreeMap::new() };
         for field in &def.fields {
             record.fields.insert(field.name.to_string(), Value::Null);
         }
@@ -180,20 +175,17 @@ impl State {
         if self.exists(def.name, id) {
             return Err(e500(format!("duplicate id {id}")));
         }
-        let stamps: Vec<(String, Value)> = [
-            "lastModifiedDateTime",
-            "lastModifiedDate",
-            "lastTrackedModifiedDateTime",
-        ]
-        .iter()
-        .filter_map(|k| {
-            record
-                .fields
-                .get(*k)
-                .filter(|v| !v.is_null())
-                .map(|v| (k.to_string(), v.clone()))
-        })
-        .collect();
+        let stamps: Vec<(String, Value)> =
+            ["lastModifiedDateTime", "lastModifiedDate", "lastTrackedModifiedDateTime"]
+                .iter()
+                .filter_map(|k| {
+                    record
+                        .fields
+                        .get(*k)
+                        .filter(|v| !v.is_null())
+                        .map(|v| (k.to_string(), v.clone()))
+                })
+                .collect();
         self.compute(&def, &mut record, now, true);
         record.fields.extend(stamps);
         let next = self.next_id.get(def.name).copied().unwrap_or(1);
@@ -207,11 +199,7 @@ impl State {
 
     fn record_json(def: &EntityDef, record: &Record) -> Value {
         let mut fields = record.fields.clone();
-        if def.has_udfs
-            && record
-                .udfs
-                .values()
-                .any(|v| v.as_deref().is_some_and(|v| !v.is_empty()))
+        if def.has_udfs && record.udfs.values().any(|v| v.as_deref().is_some_and(|v| !v.is_empty()))
         {
             let udfs: Vec<Value> = record
                 .udfs
@@ -244,11 +232,9 @@ impl State {
     fn compute_rows(&mut self, def: &EntityDef) -> Vec<Value> {
         match def.name {
             "ContractServiceUnits" => self.unit_rows(),
-            "ContractServiceAdjustments" => self
-                .adjustments
-                .iter()
-                .map(|a| Value::Object(a.fields.clone()))
-                .collect(),
+            "ContractServiceAdjustments" => {
+                self.adjustments.iter().map(|a| Value::Object(a.fields.clone())).collect()
+            }
             name => self
                 .records
                 .get(name)
@@ -258,48 +244,29 @@ impl State {
     }
 
     pub fn get(&mut self, entity: &str, id: i64) -> Option<Value> {
-        self.rows(entity)
-            .into_iter()
-            .find(|r| r.get("id").and_then(Value::as_i64) == Some(id))
+        self.rows(entity).into_iter().find(|r| r.get("id").and_then(Value::as_i64) == Some(id))
     }
 
     fn field_i64(&self, entity: &str, id: i64, field: &str) -> Option<i64> {
-        self.records
-            .get(entity)?
-            .get(&id)?
-            .fields
-            .get(field)
-            .and_then(Value::as_i64)
+        self.records.get(entity)?.get(&id)?.fields.get(field).and_then(Value::as_i64)
     }
 
     fn exists(&self, entity: &str, id: i64) -> bool {
-        self.records
-            .get(entity)
-            .is_some_and(|m| m.contains_key(&id))
+        self.records.get(entity).is_some_and(|m| m.contains_key(&id))
     }
 
     /// Marks a charge billed, as invoicing would. False if there is no such charge.
     pub fn set_billed(&mut self, charge_id: i64) -> bool {
         let now = self.stamp();
-        let Some(record) = self
-            .records
-            .get_mut("ContractCharges")
-            .and_then(|m| m.get_mut(&charge_id))
+        let Some(record) =
+            self.records.get_mut("ContractCharges").and_then(|m| m.get_mut(&charge_id))
         else {
             return false;
         };
         record.fields.insert("isBilled".into(), Value::Bool(true));
-        record
-            .fields
-            .insert("status".into(), Value::from(CHARGE_STATUS_POSTED));
-        record.fields.insert(
-            "statusLastModifiedDate".into(),
-            Value::String(format_timestamp(now)),
-        );
-        record.fields.insert(
-            "lastModifiedDateTime".into(),
-            Value::String(format_timestamp(now)),
-        );
+        record.fields.insert("status".into(), Value::from(CHARGE_STATUS_POSTED));
+        record.fields.insert("statusLastModifiedDate".into(), Value::String(format_timestamp(now)));
+        record.fields.insert("lastModifiedDateTime".into(), Value::String(format_timestamp(now)));
         true
     }
 
@@ -316,14 +283,9 @@ impl State {
     // Input
 
     fn parse_input(&self, def: &EntityDef, body: &Value) -> Result<Input, ApiError> {
-        let object = body
-            .as_object()
-            .ok_or_else(|| e500("The request body must be a JSON object."))?;
-        let mut input = Input {
-            id: None,
-            fields: BTreeMap::new(),
-            udfs: None,
-        };
+        let object =
+            body.as_object().ok_or_else(|| e500("The request body must be a JSON object."))?;
+        let mut input = Input { id: None, fields: BTreeMap::new(), udfs: None };
         let mut errors = Vec::new();
         for (key, value) in object {
             if key.eq_ignore_ascii_case("userDefinedFields") {
@@ -375,10 +337,7 @@ impl State {
         if errors.is_empty() {
             Ok(input)
         } else {
-            Err(ApiError {
-                status: 500,
-                errors,
-            })
+            Err(ApiError { status: 500, errors })
         }
     }
 
@@ -437,11 +396,7 @@ impl State {
         {
             f.insert("createDate".into(), stamp.clone());
         }
-        for name in [
-            "lastModifiedDateTime",
-            "lastModifiedDate",
-            "lastTrackedModifiedDateTime",
-        ] {
+        for name in ["lastModifiedDateTime", "lastModifiedDate", "lastTrackedModifiedDateTime"] {
             if def.field(name).is_some() {
                 f.insert(name.into(), stamp.clone());
             }
@@ -452,14 +407,8 @@ impl State {
                 let quantity = dec("unitQuantity").unwrap_or(Decimal::ZERO);
                 let price = dec("unitPrice").unwrap_or(Decimal::ZERO);
                 let cost = dec("unitCost").unwrap_or(Decimal::ZERO);
-                f.insert(
-                    "billableAmount".into(),
-                    decimal_json((quantity * price).round_dp(4)),
-                );
-                f.insert(
-                    "extendedCost".into(),
-                    decimal_json((quantity * cost).round_dp(4)),
-                );
+                f.insert("billableAmount".into(), decimal_json((quantity * price).round_dp(4)));
+                f.insert("extendedCost".into(), decimal_json((quantity * cost).round_dp(4)));
                 f.insert(
                     "internalCurrencyBillableAmount".into(),
                     decimal_json((quantity * price).round_dp(4)),
@@ -526,10 +475,7 @@ impl State {
         if errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError {
-                status: 500,
-                errors,
-            })
+            Err(ApiError { status: 500, errors })
         }
     }
 
@@ -544,10 +490,9 @@ impl State {
         let int = |k: &str| f.get(k).and_then(Value::as_i64);
         match def.name {
             "Contracts" => {
-                if let (Some(start), Some(end)) = (
-                    f.get("startDate").and_then(date_of),
-                    f.get("endDate").and_then(date_of),
-                ) {
+                if let (Some(start), Some(end)) =
+                    (f.get("startDate").and_then(date_of), f.get("endDate").and_then(date_of))
+                {
                     if end < start {
                         return Err(e500(
                             "The contract's endDate must not be before its startDate.",
@@ -638,15 +583,12 @@ impl State {
     }
 
     fn contract_service_of(&self, contract: i64, service: i64) -> Option<i64> {
-        self.records
-            .get("ContractServices")?
-            .values()
-            .find_map(|r| {
-                (r.fields.get("contractID").and_then(Value::as_i64) == Some(contract)
-                    && r.fields.get("serviceID").and_then(Value::as_i64) == Some(service))
-                .then(|| r.fields.get("id").and_then(Value::as_i64))
-                .flatten()
-            })
+        self.records.get("ContractServices")?.values().find_map(|r| {
+            (r.fields.get("contractID").and_then(Value::as_i64) == Some(contract)
+                && r.fields.get("serviceID").and_then(Value::as_i64) == Some(service))
+            .then(|| r.fields.get("id").and_then(Value::as_i64))
+            .flatten()
+        })
     }
 
     // -----------------------------------------------------------------------------------------
@@ -665,10 +607,7 @@ impl State {
             return Ok(json!({"itemId": null}));
         }
         if !def.can_create {
-            return Err(ApiError::new(
-                405,
-                format!("{} cannot be created.", def.name),
-            ));
+            return Err(ApiError::new(405, format!("{} cannot be created.", def.name)));
         }
         let input = self.parse_input(&def, body)?;
         let mut errors = Vec::new();
@@ -679,15 +618,9 @@ impl State {
             }
         }
         if !errors.is_empty() {
-            return Err(ApiError {
-                status: 500,
-                errors,
-            });
+            return Err(ApiError { status: 500, errors });
         }
-        let mut record = Record {
-            fields: Map::new(),
-            udfs: BTreeMap::new(),
-        };
+        let mut record = Record { fields: Map::new(), udfs: BTreeMap::new() };
         for field in &def.fields {
             record.fields.insert(field.name.to_string(), Value::Null);
         }
@@ -702,9 +635,7 @@ impl State {
                     )))
                 }
                 _ => {
-                    record
-                        .fields
-                        .insert("contractID".into(), Value::from(parent));
+                    record.fields.insert("contractID".into(), Value::from(parent));
                 }
             }
         }
@@ -719,11 +650,7 @@ impl State {
         }
         if def.name == "ContractServices" {
             // Price and cost default to the service's.
-            let service = record
-                .fields
-                .get("serviceID")
-                .and_then(Value::as_i64)
-                .unwrap_or(0);
+            let service = record.fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
             if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
                 for (k, from) in [("unitPrice", "unitPrice"), ("unitCost", "unitCost")] {
                     if record.fields.get(k).is_none_or(Value::is_null) {
@@ -755,15 +682,10 @@ impl State {
     ) -> Result<Value, ApiError> {
         let def = self.def_owned(entity)?;
         if !def.can_update {
-            return Err(ApiError::new(
-                405,
-                format!("{} cannot be updated.", def.name),
-            ));
+            return Err(ApiError::new(405, format!("{} cannot be updated.", def.name)));
         }
         let input = self.parse_input(&def, body)?;
-        let id = input
-            .id
-            .ok_or_else(|| e500("id is required to update an entity."))?;
+        let id = input.id.ok_or_else(|| e500("id is required to update an entity."))?;
         let existing = self
             .records
             .get(def.name)
@@ -790,10 +712,7 @@ impl State {
             }
         }
         if !errors.is_empty() {
-            return Err(ApiError {
-                status: 500,
-                errors,
-            });
+            return Err(ApiError { status: 500, errors });
         }
         let mut record = existing.clone();
         for (name, value) in &input.fields {
@@ -833,23 +752,13 @@ impl State {
     ) -> Result<Value, ApiError> {
         let def = self.def_owned(entity)?;
         if !def.can_delete {
-            return Err(ApiError::new(
-                405,
-                format!("{} cannot be deleted.", def.name),
-            ));
+            return Err(ApiError::new(405, format!("{} cannot be deleted.", def.name)));
         }
-        let existing = self
-            .records
-            .get(def.name)
-            .and_then(|m| m.get(&id))
-            .ok_or_else(|| {
-                ApiError::new(404, format!("{} with id {id} was not found.", def.name))
-            })?;
+        let existing = self.records.get(def.name).and_then(|m| m.get(&id)).ok_or_else(|| {
+            ApiError::new(404, format!("{} with id {id} was not found.", def.name))
+        })?;
         if parent.is_some() && existing.fields.get("contractID").and_then(Value::as_i64) != parent {
-            return Err(ApiError::new(
-                404,
-                format!("{} with id {id} was not found.", def.name),
-            ));
+            return Err(ApiError::new(404, format!("{} with id {id} was not found.", def.name)));
         }
         if existing.fields.get("isBilled").and_then(Value::as_bool) == Some(true) {
             return Err(e500("A billed charge cannot be deleted."));
@@ -865,9 +774,7 @@ impl State {
         let get = |k: &str| input.fields.get(k).filter(|v| !v.is_null());
         let contract_id = match (parent, get("contractID").and_then(Value::as_i64)) {
             (Some(p), Some(c)) if p != c => {
-                return Err(e500(format!(
-                    "contractID {c} does not match the parent contract {p}."
-                )))
+                return Err(e500(format!("contractID {c} does not match the parent contract {p}.")))
             }
             (Some(p), _) => p,
             (None, Some(c)) => c,
@@ -915,15 +822,9 @@ impl State {
                         r.fields.get("contractID").and_then(Value::as_i64) == Some(contract_id)
                     })
                     .ok_or_else(|| {
-                        e500(format!(
-                            "Contract service {cs} is not on contract {contract_id}."
-                        ))
+                        e500(format!("Contract service {cs} is not on contract {contract_id}."))
                     })?;
-                let sid = rec
-                    .fields
-                    .get("serviceID")
-                    .and_then(Value::as_i64)
-                    .unwrap_or(0);
+                let sid = rec.fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
                 if service.is_some_and(|s| s != sid) {
                     return Err(e500(format!(
                         "Contract service {cs} is not for service {}.",
@@ -941,11 +842,7 @@ impl State {
             (None, None) => return Err(e500("serviceID or contractServiceID is required.")),
         };
         if let Some(cs) = cs_id {
-            if self
-                .adjustments
-                .iter()
-                .any(|a| a.contract_service_id == cs && a.date == date)
-            {
+            if self.adjustments.iter().any(|a| a.contract_service_id == cs && a.date == date) {
                 return Err(e500(format!(
                     "Cannot insert duplicate key row in object 'dbo.contract_service_period' for contract service {cs} on {date}."
                 )));
@@ -968,9 +865,7 @@ impl State {
         for (_, change) in &all {
             running += change;
             if running < 0 {
-                return Err(e500(
-                    "The adjustment would take the service's units below 0.",
-                ));
+                return Err(e500("The adjustment would take the service's units below 0."));
             }
         }
         // Commit.
@@ -978,11 +873,8 @@ impl State {
         let cs = match cs_id {
             Some(cs) => cs,
             None => {
-                let service = self
-                    .records
-                    .get("Services")
-                    .and_then(|m| m.get(&service_id))
-                    .cloned();
+                let service =
+                    self.records.get("Services").and_then(|m| m.get(&service_id)).cloned();
                 let mut body = json!({"contractID": contract_id, "serviceID": service_id});
                 let pick = |given: Option<Decimal>, field: &str| {
                     given
@@ -996,34 +888,23 @@ impl State {
             }
         };
         if price.is_some() || cost.is_some() {
-            if let Some(rec) = self
-                .records
-                .get_mut("ContractServices")
-                .and_then(|m| m.get_mut(&cs))
+            if let Some(rec) = self.records.get_mut("ContractServices").and_then(|m| m.get_mut(&cs))
             {
                 if let Some(p) = price {
+                    rec.fields.insert("unitPrice".into(), decimal_json(p.round_dp(4)));
                     rec.fields
-                        .insert("unitPrice".into(), decimal_json(p.round_dp(4)));
-                    rec.fields.insert(
-                        "internalCurrencyUnitPrice".into(),
-                        decimal_json(p.round_dp(4)),
-                    );
+                        .insert("internalCurrencyUnitPrice".into(), decimal_json(p.round_dp(4)));
                     rec.fields.insert(
                         "internalCurrencyAdjustedPrice".into(),
                         decimal_json(p.round_dp(4)),
                     );
                 }
                 if let Some(c) = cost {
-                    rec.fields
-                        .insert("unitCost".into(), decimal_json(c.round_dp(4)));
+                    rec.fields.insert("unitCost".into(), decimal_json(c.round_dp(4)));
                 }
             }
         }
-        let id = self
-            .next_id
-            .get("ContractServiceAdjustments")
-            .copied()
-            .unwrap_or(1);
+        let id = self.next_id.get("ContractServiceAdjustments").copied().unwrap_or(1);
         self.next_id.insert("ContractServiceAdjustments", id + 1);
         let mut fields = Map::new();
         for field in &def.fields {
@@ -1074,10 +955,7 @@ impl State {
                 continue;
             };
             let contract_id = f.get("contractID").and_then(Value::as_i64).unwrap_or(0);
-            let Some(contract) = self
-                .records
-                .get("Contracts")
-                .and_then(|m| m.get(&contract_id))
+            let Some(contract) = self.records.get("Contracts").and_then(|m| m.get(&contract_id))
             else {
                 continue;
             };

@@ -88,11 +88,7 @@ enum Target {
     /// Unknown to the database: a row was inserted at first sight, lines go straight in.
     New { bill_id: i64 },
     /// Known: lines are staged until `finish` compares the content.
-    Known {
-        bill_id: i64,
-        content_sha256: String,
-        staging_index: i64,
-    },
+    Known { bill_id: i64, content_sha256: String, staging_index: i64 },
 }
 
 impl Store {
@@ -130,10 +126,7 @@ impl Store {
             })?;
         let store: &Store = self;
         let statements = (|| -> rusqlite::Result<_> {
-            Ok((
-                store.conn.prepare(INSERT_LINE)?,
-                store.conn.prepare(INSERT_STAGED)?,
-            ))
+            Ok((store.conn.prepare(INSERT_LINE)?, store.conn.prepare(INSERT_STAGED)?))
         })();
         let (insert_line, insert_staged) = statements.map_err(|e| {
             rollback(&store.conn);
@@ -371,11 +364,9 @@ impl Import<'_> {
             )
             .optional()?;
         let target = match existing {
-            Some((bill_id, content_sha256)) => Target::Known {
-                bill_id,
-                content_sha256,
-                staging_index: self.bills.len() as i64,
-            },
+            Some((bill_id, content_sha256)) => {
+                Target::Known { bill_id, content_sha256, staging_index: self.bills.len() as i64 }
+            }
             None => {
                 conn.execute(
                     "INSERT INTO bills (organization_name, billing_date, content_sha256, revision,
@@ -388,9 +379,7 @@ impl Import<'_> {
                         self.source_name
                     ],
                 )?;
-                Target::New {
-                    bill_id: conn.last_insert_rowid(),
-                }
+                Target::New { bill_id: conn.last_insert_rowid() }
             }
         };
         let slot = self.bills.len();
@@ -412,10 +401,7 @@ impl Import<'_> {
 
     fn complete(&mut self) -> rusqlite::Result<ImportSummary> {
         let conn = &self.store.conn;
-        let mut summary = ImportSummary {
-            lines: self.lines,
-            ..ImportSummary::default()
-        };
+        let mut summary = ImportSummary { lines: self.lines, ..ImportSummary::default() };
         for bill in &self.bills {
             let content = bill.hash.finish();
             match &bill.target {
@@ -429,11 +415,7 @@ impl Import<'_> {
                 Target::Known { content_sha256, .. } if *content_sha256 == content => {
                     summary.unchanged_bills.push(bill.key.clone());
                 }
-                Target::Known {
-                    bill_id,
-                    staging_index,
-                    ..
-                } => {
+                Target::Known { bill_id, staging_index, .. } => {
                     conn.execute("DELETE FROM bill_lines WHERE bill_id = ?1", [bill_id])?;
                     conn.execute(
                         &format!(

@@ -80,13 +80,7 @@ impl Store {
             .execute(
                 "UPDATE journal SET state = ?1, autotask_id = ?2, message = ?3, resolved_at = ?4
                  WHERE id = ?5",
-                params![
-                    outcome.state(),
-                    autotask_id,
-                    message,
-                    timestamp(&Utc::now()),
-                    id
-                ],
+                params![outcome.state(), autotask_id, message, timestamp(&Utc::now()), id],
             )
             .map_err(|e| self.wrap(e))?;
         if changed == 0 {
@@ -111,9 +105,7 @@ impl Store {
                 let message: Option<String> = row.get(8)?;
                 let outcome = match state.as_str() {
                     "pending" => JournalOutcome::Pending,
-                    _ => JournalOutcome::Unknown {
-                        message: message.unwrap_or_default(),
-                    },
+                    _ => JournalOutcome::Unknown { message: message.unwrap_or_default() },
                 };
                 Ok(JournalEntry {
                     id: row.get(0)?,

@@ -42,14 +42,8 @@ pub mod meta_keys {
 /// The schema, one migration per entry, in order. Append only.
 const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_bills", include_str!("migrations/0001_bills.sql")),
-    (
-        "0002_autotask_snapshot",
-        include_str!("migrations/0002_autotask_snapshot.sql"),
-    ),
-    (
-        "0003_plans_journal_audit",
-        include_str!("migrations/0003_plans_journal_audit.sql"),
-    ),
+    ("0002_autotask_snapshot", include_str!("migrations/0002_autotask_snapshot.sql")),
+    ("0003_plans_journal_audit", include_str!("migrations/0003_plans_journal_audit.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).
@@ -63,25 +57,14 @@ pub enum StoreError {
     #[error("workspace is busy (pid {pid}): another cmat is writing to {path}")]
     Busy { pid: String, path: String },
     #[error("{path}: state database error")]
-    Sqlite {
-        path: String,
-        source: rusqlite::Error,
-    },
+    Sqlite { path: String, source: rusqlite::Error },
     #[error("{path}: {action}")]
-    Io {
-        path: String,
-        action: &'static str,
-        source: std::io::Error,
-    },
+    Io { path: String, action: &'static str, source: std::io::Error },
     #[error(
         "{path}: the state database has schema version {found}, newer than this cmat knows ({known}); \
          upgrade cmat"
     )]
-    NewerSchema {
-        path: String,
-        found: u32,
-        known: u32,
-    },
+    NewerSchema { path: String, found: u32, known: u32 },
     #[error("{0}")]
     Other(String),
 }
@@ -197,15 +180,9 @@ impl Store {
             Access::Read => None,
         };
         create_private_file(path)?;
-        let conn = Connection::open(path).map_err(|source| StoreError::Sqlite {
-            path: display.clone(),
-            source,
-        })?;
-        let mut store = Store {
-            conn,
-            path: path.to_path_buf(),
-            _lock: lock,
-        };
+        let conn = Connection::open(path)
+            .map_err(|source| StoreError::Sqlite { path: display.clone(), source })?;
+        let mut store = Store { conn, path: path.to_path_buf(), _lock: lock };
         store.configure().map_err(|e| store.wrap(e))?;
         store.migrate(MIGRATIONS)?;
         Ok(store)
@@ -225,9 +202,8 @@ impl Store {
         // busy_timeout first: a reader opening while another process migrates waits for it.
         self.conn.busy_timeout(std::time::Duration::from_secs(10))?;
         // journal_mode answers with a row; read it rather than execute.
-        let _mode: String = self
-            .conn
-            .query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
+        let _mode: String =
+            self.conn.query_row("PRAGMA journal_mode = WAL", [], |row| row.get(0))?;
         self.conn.execute_batch(
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
@@ -242,17 +218,10 @@ impl Store {
     fn migrate(&mut self, migrations: &[(&str, &str)]) -> Result<(), StoreError> {
         let known = migrations.len() as u32;
         let path = self.path.display().to_string();
-        let wrap = |source| StoreError::Sqlite {
-            path: path.clone(),
-            source,
-        };
+        let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
         let current = user_version(&self.conn).map_err(wrap)?;
         if current > known {
-            return Err(StoreError::NewerSchema {
-                path,
-                found: current,
-                known,
-            });
+            return Err(StoreError::NewerSchema { path, found: current, known });
         }
         if current >= known {
             return Ok(());
@@ -267,25 +236,19 @@ impl Store {
             tx.execute_batch(sql).map_err(wrap)?;
         }
         if current < known {
-            tx.pragma_update(None, "user_version", known)
-                .map_err(wrap)?;
+            tx.pragma_update(None, "user_version", known).map_err(wrap)?;
         }
         tx.commit().map_err(wrap)
     }
 
     fn wrap(&self, source: rusqlite::Error) -> StoreError {
-        StoreError::Sqlite {
-            path: self.path.display().to_string(),
-            source,
-        }
+        StoreError::Sqlite { path: self.path.display().to_string(), source }
     }
 
     /// Small named values (last successful sync's inputs digest, …).
     pub fn get_meta(&self, key: &str) -> Result<Option<String>, StoreError> {
         self.conn
-            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| {
-                row.get(0)
-            })
+            .query_row("SELECT value FROM meta WHERE key = ?1", [key], |row| row.get(0))
             .optional()
             .map_err(|e| self.wrap(e))
     }
@@ -308,11 +271,7 @@ fn user_version(conn: &Connection) -> rusqlite::Result<u32> {
 
 fn io_error(path: &Path, action: &'static str) -> impl FnOnce(std::io::Error) -> StoreError {
     let path = path.display().to_string();
-    move |source| StoreError::Io {
-        path,
-        action,
-        source,
-    }
+    move |source| StoreError::Io { path, action, source }
 }
 
 /// Creates the database folder (not its parents: the workspace itself must exist), owner-only.
@@ -359,9 +318,8 @@ fn take_lock(lock_path: &Path, db_display: &str) -> Result<File, StoreError> {
         use std::os::unix::fs::OpenOptionsExt;
         options.mode(0o600);
     }
-    let mut file = options
-        .open(lock_path)
-        .map_err(io_error(lock_path, "cannot open the lock file"))?;
+    let mut file =
+        options.open(lock_path).map_err(io_error(lock_path, "cannot open the lock file"))?;
     // std's `File::try_lock` (Rust 1.89): an advisory lock the OS drops if the process dies.
     let locked = file.try_lock();
     match locked {

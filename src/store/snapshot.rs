@@ -92,9 +92,7 @@ impl Store {
     pub fn snapshot_counts(&self) -> Result<SnapshotCounts, StoreError> {
         let count = |table: &str| -> Result<u64, StoreError> {
             self.conn
-                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
-                    row.get::<_, i64>(0)
-                })
+                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get::<_, i64>(0))
                 .map(|n| n.max(0) as u64)
                 .map_err(|e| self.wrap(e))
         };
@@ -234,11 +232,7 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     let mut statement =
         conn.prepare("SELECT id, company_name, is_active FROM companies ORDER BY id")?;
     for company in statement.query_map([], |r| {
-        Ok(Company {
-            id: r.get(0)?,
-            company_name: r.get(1)?,
-            is_active: r.get(2)?,
-        })
+        Ok(Company { id: r.get(0)?, company_name: r.get(1)?, is_active: r.get(2)? })
     })? {
         let company = company?;
         snapshot.companies.insert(company.id, company);

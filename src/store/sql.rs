@@ -31,8 +31,7 @@ pub(super) fn get_decimal(row: &Row<'_>, index: usize) -> rusqlite::Result<Decim
 
 pub(super) fn get_opt_decimal(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Decimal>> {
     let text: Option<String> = row.get(index)?;
-    text.map(|t| Decimal::from_str(&t).map_err(|e| conversion(index, e)))
-        .transpose()
+    text.map(|t| Decimal::from_str(&t).map_err(|e| conversion(index, e))).transpose()
 }
 
 pub(super) fn get_date(row: &Row<'_>, index: usize) -> rusqlite::Result<NaiveDate> {

@@ -20,10 +20,7 @@ fn day(text: &str) -> NaiveDate {
 
 fn line(org: &str, date: &str, item: &str, quantity: &str, row: u64) -> BillLine {
     BillLine {
-        source: LineSource {
-            file: "bill.csv".into(),
-            row,
-        },
+        source: LineSource { file: "bill.csv".into(), row },
         billing_date: day(date),
         service_name: "Microsoft NCE".into(),
         broker_name: "Microsoft".into(),
@@ -57,10 +54,7 @@ fn import(store: &mut Store, name: &str, lines: &[BillLine]) -> ImportSummary {
 }
 
 fn key(org: &str, date: &str) -> BillKey {
-    BillKey {
-        organization_name: org.into(),
-        billing_date: day(date),
-    }
+    BillKey { organization_name: org.into(), billing_date: day(date) }
 }
 
 #[test]
@@ -68,10 +62,7 @@ fn open_creates_migrates_and_reopens() {
     let dir = tempfile::tempdir().unwrap();
     let store = open(&dir);
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
-    let mode: String = store
-        .conn
-        .query_row("PRAGMA journal_mode", [], |r| r.get(0))
-        .unwrap();
+    let mode: String = store.conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     drop(store);
     let store = Store::open(&dir.path().join(".cmat/state.db"), Access::Read).unwrap();
@@ -84,13 +75,8 @@ fn state_is_private_to_its_owner() {
     use std::os::unix::fs::PermissionsExt;
     let dir = tempfile::tempdir().unwrap();
     let _store = open(&dir);
-    let mode = |p: &str| {
-        std::fs::metadata(dir.path().join(p))
-            .unwrap()
-            .permissions()
-            .mode()
-            & 0o777
-    };
+    let mode =
+        |p: &str| std::fs::metadata(dir.path().join(p)).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode(".cmat"), 0o700);
     assert_eq!(mode(".cmat/state.db"), 0o600);
     assert_eq!(mode(".cmat/lock"), 0o600);
@@ -105,10 +91,7 @@ fn a_second_writer_is_told_the_workspace_is_busy() {
         Ok(_) => panic!("second writer got the lock"),
     };
     let text = err.to_string();
-    assert!(
-        text.starts_with(&format!("workspace is busy (pid {})", std::process::id())),
-        "{text}"
-    );
+    assert!(text.starts_with(&format!("workspace is busy (pid {})", std::process::id())), "{text}");
     // Readers are never blocked.
     Store::open(&dir.path().join(".cmat/state.db"), Access::Read).unwrap();
     drop(_first);
@@ -117,11 +100,8 @@ fn a_second_writer_is_told_the_workspace_is_busy() {
 
 /// Opens a database migrated to `version` only, as an older cmat left it.
 fn open_at_version(path: &std::path::Path, version: usize) -> Store {
-    let mut store = Store {
-        conn: Connection::open(path).unwrap(),
-        path: path.to_path_buf(),
-        _lock: None,
-    };
+    let mut store =
+        Store { conn: Connection::open(path).unwrap(), path: path.to_path_buf(), _lock: None };
     store.configure().unwrap();
     store.migrate(&MIGRATIONS[..version]).unwrap();
     store
@@ -136,20 +116,12 @@ fn migrates_from_an_empty_file_and_from_each_earlier_version() {
         let mut old = open_at_version(&path, version);
         assert_eq!(old.schema_version().unwrap(), version as u32);
         if version >= 1 {
-            import(
-                &mut old,
-                "old.csv",
-                &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)],
-            );
+            import(&mut old, "old.csv", &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)]);
             old.set_meta("k", "v").unwrap();
         }
         drop(old);
         let store = Store::open(&path, Access::Write).unwrap();
-        assert_eq!(
-            store.schema_version().unwrap(),
-            SCHEMA_VERSION,
-            "from {version}"
-        );
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION, "from {version}");
         if version >= 1 {
             assert_eq!(store.bill_lines().unwrap().len(), 1);
             assert_eq!(store.get_meta("k").unwrap().as_deref(), Some("v"));
@@ -167,8 +139,7 @@ fn a_newer_schema_is_refused() {
     let path = dir.path().join("state.db");
     drop(Store::open(&path, Access::Write).unwrap());
     let conn = Connection::open(&path).unwrap();
-    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
-        .unwrap();
+    conn.pragma_update(None, "user_version", SCHEMA_VERSION + 1).unwrap();
     drop(conn);
     let err = Store::open(&path, Access::Read).err().expect("refused");
     assert!(matches!(err, StoreError::NewerSchema { .. }), "{err}");
@@ -187,16 +158,10 @@ fn import_new_unchanged_and_restated() {
     assert_eq!(summary.lines, 3);
     assert_eq!(
         summary.new_bills,
-        vec![
-            key("Contoso Ltd", "2026-10-01"),
-            key("Fabrikam Inc", "2026-10-01")
-        ]
+        vec![key("Contoso Ltd", "2026-10-01"), key("Fabrikam Inc", "2026-10-01")]
     );
     let digest = store.inputs_digest().unwrap();
-    assert!(
-        digest.starts_with("sha256:") && digest.len() == 71,
-        "{digest}"
-    );
+    assert!(digest.starts_with("sha256:") && digest.len() == 71, "{digest}");
 
     // Same content, other order and rows, trailing zeros: unchanged, nothing written.
     let mut again = october.clone();
@@ -215,10 +180,7 @@ fn import_new_unchanged_and_restated() {
         line("Fabrikam Inc", "2026-10-01", "C", "1.5", 3),
     ];
     let summary = import(&mut store, "oct-restated.csv", &restated);
-    assert_eq!(
-        summary.restated_bills,
-        vec![key("Fabrikam Inc", "2026-10-01")]
-    );
+    assert_eq!(summary.restated_bills, vec![key("Fabrikam Inc", "2026-10-01")]);
     assert_ne!(store.inputs_digest().unwrap(), digest);
     let bills = store.bills().unwrap();
     assert_eq!(
@@ -252,15 +214,10 @@ fn money_keeps_its_scale_and_never_passes_through_floats() {
     l.unit_cost_price = dec("-12.3400");
     import(&mut store, "x.csv", std::slice::from_ref(&l));
     let back = &store.bill_lines().unwrap()[0];
-    assert_eq!(
-        back.total_sales.to_string(),
-        "0.3000000000000000000000000001"
-    );
+    assert_eq!(back.total_sales.to_string(), "0.3000000000000000000000000001");
     assert_eq!(back.unit_cost_price.to_string(), "-12.3400");
-    let stored: String = store
-        .conn
-        .query_row("SELECT typeof(quantity) FROM bill_lines", [], |r| r.get(0))
-        .unwrap();
+    let stored: String =
+        store.conn.query_row("SELECT typeof(quantity) FROM bill_lines", [], |r| r.get(0)).unwrap();
     assert_eq!(stored, "text");
 }
 
@@ -268,29 +225,17 @@ fn money_keeps_its_scale_and_never_passes_through_floats() {
 fn dropping_an_import_rolls_it_back() {
     let dir = tempfile::tempdir().unwrap();
     let mut store = open(&dir);
-    import(
-        &mut store,
-        "a.csv",
-        &[line("Contoso Ltd", "2026-10-01", "A", "1", 2)],
-    );
+    import(&mut store, "a.csv", &[line("Contoso Ltd", "2026-10-01", "A", "1", 2)]);
     let digest = store.inputs_digest().unwrap();
     {
         let mut import = store.begin_import("b.csv").unwrap();
-        import
-            .add_line(&line("Contoso Ltd", "2026-10-01", "A", "2", 2))
-            .unwrap();
-        import
-            .add_line(&line("Northwind Traders", "2026-10-01", "A", "2", 3))
-            .unwrap();
+        import.add_line(&line("Contoso Ltd", "2026-10-01", "A", "2", 2)).unwrap();
+        import.add_line(&line("Northwind Traders", "2026-10-01", "A", "2", 3)).unwrap();
     }
     assert_eq!(store.inputs_digest().unwrap(), digest);
     assert_eq!(store.bills().unwrap().len(), 1);
     // And the store is usable afterwards.
-    let summary = import(
-        &mut store,
-        "c.csv",
-        &[line("Contoso Ltd", "2026-10-01", "A", "2", 2)],
-    );
+    let summary = import(&mut store, "c.csv", &[line("Contoso Ltd", "2026-10-01", "A", "2", 2)]);
     assert_eq!(summary.restated_bills.len(), 1);
 }
 
@@ -300,11 +245,7 @@ fn organizations_report_their_links() {
     let mut store = open(&dir);
     let mut unlinked = line("Woodgrove Bank", "2026-10-01", "A", "1", 3);
     unlinked.autotask_company_id = None;
-    import(
-        &mut store,
-        "a.csv",
-        &[line("Contoso Ltd", "2026-10-01", "A", "1", 2), unlinked],
-    );
+    import(&mut store, "a.csv", &[line("Contoso Ltd", "2026-10-01", "A", "1", 2), unlinked]);
     let orgs = store.organizations().unwrap();
     assert_eq!(orgs[0].name, "Contoso Ltd");
     assert_eq!(orgs[0].autotask_company_ids, vec![29683501]);
@@ -318,11 +259,7 @@ fn sample_snapshot() -> Snapshot {
     };
     s.companies.insert(
         29683501,
-        Company {
-            id: 29683501,
-            company_name: "Contoso Ltd".into(),
-            is_active: true,
-        },
+        Company { id: 29683501, company_name: "Contoso Ltd".into(), is_active: true },
     );
     s.contracts.insert(
         4410,
@@ -395,12 +332,7 @@ fn sample_snapshot() -> Snapshot {
     );
     s.billing_codes.insert(
         29682801,
-        BillingCode {
-            id: 29682801,
-            name: "Recurring".into(),
-            use_type: 2,
-            is_active: true,
-        },
+        BillingCode { id: 29682801, name: "Recurring".into(), use_type: 2, is_active: true },
     );
     s
 }
@@ -430,15 +362,7 @@ fn snapshot_round_trips_merges_and_removes_charges() {
     assert_eq!(merged.companies, snapshot.companies);
 
     store.remove_charges(&[6, 404]).unwrap();
-    assert_eq!(
-        store
-            .load_snapshot()
-            .unwrap()
-            .charges
-            .keys()
-            .collect::<Vec<_>>(),
-        vec![&5]
-    );
+    assert_eq!(store.load_snapshot().unwrap().charges.keys().collect::<Vec<_>>(), vec![&5]);
 
     store.replace_snapshot(&Snapshot::default()).unwrap();
     assert_eq!(store.load_snapshot().unwrap(), Snapshot::default());
@@ -463,38 +387,14 @@ fn journal_keeps_unresolved_entries_oldest_first() {
     let a = store.journal_intent(&intent("c1")).unwrap();
     let b = store.journal_intent(&intent("c2")).unwrap();
     let c = store.journal_intent(&intent("c3")).unwrap();
-    store
-        .journal_outcome(
-            a,
-            &JournalOutcome::Done {
-                autotask_id: Some(1),
-            },
-        )
-        .unwrap();
-    store
-        .journal_outcome(
-            c,
-            &JournalOutcome::Unknown {
-                message: "timeout".into(),
-            },
-        )
-        .unwrap();
+    store.journal_outcome(a, &JournalOutcome::Done { autotask_id: Some(1) }).unwrap();
+    store.journal_outcome(c, &JournalOutcome::Unknown { message: "timeout".into() }).unwrap();
     let open_entries = store.journal_unresolved().unwrap();
-    assert_eq!(
-        open_entries.iter().map(|e| e.id).collect::<Vec<_>>(),
-        vec![b, c]
-    );
+    assert_eq!(open_entries.iter().map(|e| e.id).collect::<Vec<_>>(), vec![b, c]);
     assert_eq!(open_entries[0].intent, intent("c2"));
     assert_eq!(open_entries[0].outcome, JournalOutcome::Pending);
-    assert_eq!(
-        open_entries[1].outcome,
-        JournalOutcome::Unknown {
-            message: "timeout".into()
-        }
-    );
-    assert!(store
-        .journal_outcome(999, &JournalOutcome::Pending)
-        .is_err());
+    assert_eq!(open_entries[1].outcome, JournalOutcome::Unknown { message: "timeout".into() });
+    assert!(store.journal_outcome(999, &JournalOutcome::Pending).is_err());
 }
 
 fn audit(run: &str, at: chrono::DateTime<Utc>, field: &str) -> AuditRow {
@@ -523,33 +423,16 @@ fn audit_is_append_only_and_filtered() {
     let late = Utc.with_ymd_and_hms(2026, 11, 2, 0, 30, 0).unwrap()
         + chrono::Duration::nanoseconds(123_456_789);
     let rows = vec![
-        audit(
-            "r1",
-            Utc.with_ymd_and_hms(2026, 11, 1, 23, 59, 59).unwrap(),
-            "unitPrice",
-        ),
+        audit("r1", Utc.with_ymd_and_hms(2026, 11, 1, 23, 59, 59).unwrap(), "unitPrice"),
         audit("r2", late, "units"),
-        audit(
-            "r1",
-            Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap(),
-            "unitCost",
-        ),
+        audit("r1", Utc.with_ymd_and_hms(2026, 11, 3, 8, 0, 0).unwrap(), "unitCost"),
     ];
     store.append_audit(&rows).unwrap();
     assert_eq!(store.audit_rows(&AuditFilter::default()).unwrap(), rows);
-    let r1 = store
-        .audit_rows(&AuditFilter {
-            run_id: Some("r1".into()),
-            since: None,
-        })
-        .unwrap();
+    let r1 = store.audit_rows(&AuditFilter { run_id: Some("r1".into()), since: None }).unwrap();
     assert_eq!(r1, vec![rows[0].clone(), rows[2].clone()]);
-    let since = store
-        .audit_rows(&AuditFilter {
-            run_id: None,
-            since: Some(day("2026-11-02")),
-        })
-        .unwrap();
+    let since =
+        store.audit_rows(&AuditFilter { run_id: None, since: Some(day("2026-11-02")) }).unwrap();
     assert_eq!(since, rows[1..].to_vec());
 
     for sql in ["UPDATE audit SET message = 'x'", "DELETE FROM audit"] {
@@ -566,8 +449,5 @@ fn meta_values_are_replaced() {
     assert_eq!(store.get_meta(meta_keys::LAST_SYNC_AT).unwrap(), None);
     store.set_meta(meta_keys::LAST_SYNC_AT, "a").unwrap();
     store.set_meta(meta_keys::LAST_SYNC_AT, "b").unwrap();
-    assert_eq!(
-        store.get_meta(meta_keys::LAST_SYNC_AT).unwrap().as_deref(),
-        Some("b")
-    );
+    assert_eq!(store.get_meta(meta_keys::LAST_SYNC_AT).unwrap().as_deref(), Some("b"));
 }

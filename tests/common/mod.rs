@@ -15,9 +15,7 @@ pub struct TestWorkspace {
 
 impl TestWorkspace {
     pub fn new() -> Self {
-        TestWorkspace {
-            dir: tempfile::tempdir().expect("temporary directory"),
-        }
+        TestWorkspace { dir: tempfile::tempdir().expect("temporary directory") }
     }
 
     pub fn path(&self) -> &Path {
@@ -49,11 +47,7 @@ impl TestWorkspace {
     /// The command `cmat_with_env` runs, for callers that spawn it themselves.
     pub fn command(&self, args: &[&str], env: &[(&str, &str)]) -> Command {
         let mut command = Command::new(env!("CARGO_BIN_EXE_cmat"));
-        command
-            .arg("-w")
-            .arg(self.dir.path())
-            .args(args)
-            .current_dir(self.dir.path());
+        command.arg("-w").arg(self.dir.path()).args(args).current_dir(self.dir.path());
         for (name, _) in std::env::vars() {
             if name.starts_with("CMAT_") {
                 command.env_remove(name);
@@ -93,9 +87,7 @@ impl Run {
 
 /// The bundled fixtures folder.
 pub fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fixtures")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name)
 }
 
 /// A fresh simulator (bundled seed) and a workspace pointing at it, with the default rules.
@@ -115,15 +107,9 @@ impl SimWorkspace {
         let ws = TestWorkspace::new();
         ws.write(
             "cmat.toml",
-            &format!(
-                "[autotask]\nbase_url = \"{}\"\nsettle_seconds = 1\n",
-                sim.base_url()
-            ),
+            &format!("[autotask]\nbase_url = \"{}\"\nsettle_seconds = 1\n", sim.base_url()),
         );
-        ws.write(
-            "mappings/microsoft.cmat",
-            &cmat::mapping::default_rules(29682801, 29682802, 1),
-        );
+        ws.write("mappings/microsoft.cmat", &cmat::mapping::default_rules(29682801, 29682802, 1));
         SimWorkspace { sim, ws }
     }
 
@@ -133,10 +119,7 @@ impl SimWorkspace {
         vec![
             ("CMAT_AUTOTASK_USERNAME", credentials.username),
             ("CMAT_AUTOTASK_SECRET", credentials.secret),
-            (
-                "CMAT_AUTOTASK_INTEGRATION_CODE",
-                credentials.integration_code,
-            ),
+            ("CMAT_AUTOTASK_INTEGRATION_CODE", credentials.integration_code),
         ]
     }
 
@@ -176,11 +159,7 @@ impl SimWorkspace {
     /// Runs and asserts exit 0.
     pub fn ok(&self, args: &[&str]) -> Run {
         let run = self.cmat(args);
-        assert_eq!(
-            run.status, 0,
-            "cmat {args:?} failed:\n{}\n{}",
-            run.stdout, run.stderr
-        );
+        assert_eq!(run.status, 0, "cmat {args:?} failed:\n{}\n{}", run.stdout, run.stderr);
         run
     }
 
@@ -379,14 +358,12 @@ impl AutotaskState {
             match state.contract_services.get_mut(&key) {
                 Some(view) => {
                     if view.units.insert(period.clone(), units).is_some() {
-                        state
-                            .duplicates
-                            .push(format!("two unit rows for {key:?} from {period}"));
+                        state.duplicates.push(format!("two unit rows for {key:?} from {period}"));
                     }
                 }
-                None => state
-                    .duplicates
-                    .push(format!("units for {key:?} without a contract service")),
+                None => {
+                    state.duplicates.push(format!("units for {key:?} without a contract service"))
+                }
             }
         }
         for adjustment in sim.records("ContractServiceAdjustments") {
@@ -394,52 +371,31 @@ impl AutotaskState {
                 Some(id) if key_of_contract_service.contains_key(&id) => {
                     key_of_contract_service[&id].clone()
                 }
-                _ => natural(
-                    int(&adjustment, "contractID"),
-                    int(&adjustment, "serviceID"),
-                ),
+                _ => natural(int(&adjustment, "contractID"), int(&adjustment, "serviceID")),
             };
-            let entry = (
-                date(&adjustment, "effectiveDate"),
-                int(&adjustment, "unitChange"),
-            );
+            let entry = (date(&adjustment, "effectiveDate"), int(&adjustment, "unitChange"));
             match state.contract_services.get_mut(&key) {
                 Some(view) => view.adjustments.push(entry),
-                None => state.duplicates.push(format!(
-                    "an adjustment for {key:?} without a contract service"
-                )),
+                None => state
+                    .duplicates
+                    .push(format!("an adjustment for {key:?} without a contract service")),
             }
         }
         for view in state.contract_services.values_mut() {
             view.adjustments.sort();
         }
         for charge in sim.records("ContractCharges") {
-            let subscription = subscription_of
-                .get(&int(&charge, "contractID"))
-                .cloned()
-                .unwrap_or_default();
-            let key = (
-                subscription,
-                date(&charge, "datePurchased"),
-                text(&charge, "name"),
-            );
+            let subscription =
+                subscription_of.get(&int(&charge, "contractID")).cloned().unwrap_or_default();
+            let key = (subscription, date(&charge, "datePurchased"), text(&charge, "name"));
             let view = ChargeView {
                 unit_quantity: decimal(&charge, "unitQuantity"),
                 unit_price: decimal(&charge, "unitPrice"),
                 unit_cost: decimal(&charge, "unitCost"),
-                is_billed: charge
-                    .get("isBilled")
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false),
+                is_billed: charge.get("isBilled").and_then(Value::as_bool).unwrap_or(false),
                 billing_code_id: text(&charge, "billingCodeID"),
             };
-            insert_unique(
-                &mut state.charges,
-                key,
-                view,
-                "charges for",
-                &mut state.duplicates,
-            );
+            insert_unique(&mut state.charges, key, view, "charges for", &mut state.duplicates);
         }
         state
     }
