@@ -502,10 +502,14 @@ pub struct PlanInputs<'a> {
 pub fn compute(inputs: &PlanInputs<'_>, created_at: DateTime<Utc>) -> Plan {
     let desired = crate::desired::desired_state(inputs.rules, inputs.lines);
     let diff = crate::diff::diff(inputs.rules, &desired, inputs.snapshot);
-    let digests = Digests {
+    Plan::new(diff, digests(inputs), created_at)
+}
+
+/// What a plan computed from these inputs would record as its digests.
+pub fn digests(inputs: &PlanInputs<'_>) -> Digests {
+    Digests {
         snapshot: snapshot_digest(inputs.snapshot),
         inputs: inputs.inputs_digest.clone(),
         mappings: mappings_digest(inputs.mapping_sources),
-    };
-    Plan::new(diff, digests, created_at)
+    }
 }

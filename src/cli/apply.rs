@@ -74,12 +74,13 @@ pub fn execute(
         Some(SavedPlan { mut plan, path }) => {
             let path = path.as_path();
             plan.restore_grouping(&loaded.snapshot);
-            let current = loaded.plan();
+            // Digests only: no need to plan again to know whether the inputs moved.
+            let current = loaded.digests();
             let mut stale = Vec::new();
             for (what, saved, now) in [
-                ("the Autotask snapshot", &plan.digests.snapshot, &current.digests.snapshot),
-                ("the imported bills", &plan.digests.inputs, &current.digests.inputs),
-                ("the mapping rules", &plan.digests.mappings, &current.digests.mappings),
+                ("the Autotask snapshot", &plan.digests.snapshot, &current.snapshot),
+                ("the imported bills", &plan.digests.inputs, &current.inputs),
+                ("the mapping rules", &plan.digests.mappings, &current.mappings),
             ] {
                 if saved != now {
                     stale.push(format!("{what} changed since the plan was made"));
@@ -149,18 +150,8 @@ pub fn execute(
     }
 
     // Refresh the snapshot from Autotask so the next plan is empty without another pull.
-    let mut snapshot_now = loaded.snapshot.clone();
-    for change in &plan.changes {
-        if let Some(company) = change.fields.get("companyID").and_then(serde_json::Value::as_i64) {
-            snapshot_now.companies.entry(company).or_insert_with(|| crate::snapshot::Company {
-                id: company,
-                company_name: String::new(),
-                is_active: true,
-            });
-        }
-    }
     let scope =
-        Scope { units_window: loaded.units_window(), ..Scope::of_plan(&plan, &snapshot_now) };
+        Scope { units_window: loaded.units_window(), ..Scope::of_plan(&plan, &loaded.snapshot) };
     match reader.read_scope(&scope) {
         Ok(fresh) => refresh_scope(store, &scope, &fresh)?,
         Err(err) => eprintln!("warning: could not re-read what was written ({err}); run `cmat pull autotask` before the next plan"),

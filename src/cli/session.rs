@@ -22,17 +22,22 @@ pub struct Loaded {
 }
 
 impl Loaded {
+    fn inputs(&self) -> PlanInputs<'_> {
+        PlanInputs {
+            rules: &self.rules,
+            lines: &self.lines,
+            snapshot: &self.snapshot,
+            mapping_sources: &self.mapping_sources,
+            inputs_digest: self.inputs_digest.clone(),
+        }
+    }
+
     pub fn plan(&self) -> Plan {
-        crate::plan::compute(
-            &PlanInputs {
-                rules: &self.rules,
-                lines: &self.lines,
-                snapshot: &self.snapshot,
-                mapping_sources: &self.mapping_sources,
-                inputs_digest: self.inputs_digest.clone(),
-            },
-            Utc::now(),
-        )
+        crate::plan::compute(&self.inputs(), Utc::now())
+    }
+
+    pub fn digests(&self) -> crate::plan::Digests {
+        crate::plan::digests(&self.inputs())
     }
 
     /// The unit periods a pull reads for these bills (see [`crate::snapshot::UnitsWindow`]).
