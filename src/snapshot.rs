@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::Decimal;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Snapshot {
@@ -132,4 +132,26 @@ pub struct BillingCode {
     pub name: String,
     pub use_type: i64,
     pub is_active: bool,
+}
+
+/// Where the last `pull autotask` left each entity, so that the next one can read only the
+/// records Autotask stamped as changed since (`autotask::pull`). Kept beside the snapshot it
+/// describes and replaced with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullMarks {
+    /// By entity name (`Contracts`); an entity without a mark is read in full.
+    pub entities: BTreeMap<String, ChangeMark>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChangeMark {
+    /// The fields Autotask stamps when a record changes (`lastModifiedDateTime`, …).
+    pub fields: Vec<String>,
+    /// The newest stamp seen in those fields.
+    pub newest: DateTime<Utc>,
+    /// When the entity was last read in full; changes alone are trusted only for a while.
+    pub full_read_at: DateTime<Utc>,
+    /// How the records were converted (the Contracts UDF read, for one): a different
+    /// conversion cannot reuse the stored records.
+    pub conversion: String,
 }

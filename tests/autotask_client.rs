@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use cmat::autotask::pull::{pull_snapshot, PullOptions};
+use cmat::autotask::pull::{pull_snapshot, PullOptions, Pulled};
 use cmat::autotask::{
     discover_ids, AutotaskClient, AutotaskError, ClientOptions, Condition, Filter, PullError,
 };
+use cmat::autotask::{EntityRead, FullReason, Previous};
 use cmat::sim::{Fault, Seed, SimHandle, SimOptions, Simulator, WriteFailure};
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
 use rust_decimal::Decimal;
@@ -106,8 +107,8 @@ fn pull_reads_in_pages_of_500_and_nothing_per_record() {
     let sim = start(tenant(companies, contracts, charges), SimOptions::default());
     let client = connect(&sim);
     let before = sim.counters();
-    let (snapshot, report) =
-        pull_snapshot(&client, &PullOptions::default(), &|_| {}).expect("pull");
+    let Pulled { snapshot, report, .. } =
+        pull_snapshot(&client, &PullOptions::default(), None, &|_| {}).expect("pull");
     assert_eq!(snapshot.companies.len(), companies);
     assert_eq!(snapshot.contracts.len(), contracts);
     assert_eq!(snapshot.charges.len(), charges);
@@ -388,7 +389,7 @@ fn hostile_answers_are_clear_errors_naming_the_request() {
     no_secrets(&format!("{err} {err:?}"));
 
     // A record with a null where a value belongs: the pull names entity, id and field.
-    let err = pull_snapshot(&client, &PullOptions::default(), &|_| {}).unwrap_err();
+    let err = pull_snapshot(&client, &PullOptions::default(), None, &|_| {}).unwrap_err();
     assert!(matches!(err, PullError::Api(_)), "{err:?}");
     let values = client.query("ContractServices", &Filter::all()).unwrap();
     let err = cmat::autotask::records::contract_service(&values[0]).unwrap_err();
@@ -469,4 +470,154 @@ fn the_threshold_is_reread_every_so_often_and_usage_past_half_slows_down() {
     client.query("Companies", &Filter::all()).unwrap();
     let waited = started.elapsed();
     assert!(waited >= Duration::from_millis(120), "{waited:?}");
+}
+
+/// Contracts and charges last changed on 1 October at 8:00, as a tenant's export would say,
+/// the first of each at 9:00.
+fn stamped_tenant(contracts: usize, charges: usize) -> BTreeMap<String, Vec<Value>> {
+    let mut records = tenant(40, contracts, charges);
+    for entity in ["Contracts", "ContractCharges"] {
+        for (i, record) in records.get_mut(entity).into_iter().flatten().enumerate() {
+            let stamp =
+                json!(if i == 0 { "2026-10-01T09:00:00.000Z" } else { "2026-10-01T08:00:00.000Z" });
+            record["lastModifiedDateTime"] = stamp.clone();
+            if entity == "ContractCharges" {
+                record["statusLastModifiedDate"] = stamp;
+            }
+        }
+    }
+    records
+}
+
+fn requests_to(sim: &SimHandle, entity: &str, before: &cmat::sim::Counters) -> u64 {
+    sim.counters().by_endpoint.get(entity).copied().unwrap_or(0)
+        - before.by_endpoint.get(entity).copied().unwrap_or(0)
+}
+
+fn read_of(pulled: &Pulled, entity: &str) -> EntityRead {
+    pulled.report.reads.iter().find(|(e, _)| *e == entity).map(|(_, r)| r.clone()).unwrap()
+}
+
+fn pull_after(client: &AutotaskClient, previous: &Pulled, options: &PullOptions) -> Pulled {
+    let previous = Previous { snapshot: &previous.snapshot, marks: &previous.marks };
+    pull_snapshot(client, options, Some(previous), &|_| {}).expect("pull")
+}
+
+/// What a full read finds now, to compare a change read with.
+fn full_records(client: &AutotaskClient) -> cmat::snapshot::Snapshot {
+    let options = PullOptions { full: true, ..PullOptions::default() };
+    let mut snapshot = pull_snapshot(client, &options, None, &|_| {}).expect("pull").snapshot;
+    snapshot.refreshed_at = None;
+    snapshot
+}
+
+fn records_of(pulled: &Pulled) -> cmat::snapshot::Snapshot {
+    let mut snapshot = pulled.snapshot.clone();
+    snapshot.refreshed_at = None;
+    snapshot
+}
+
+#[test]
+fn a_second_pull_reads_only_the_records_stamped_since_the_first() {
+    let (contracts, charges) = (1600, 1200);
+    let sim = start(stamped_tenant(contracts, charges), SimOptions::default());
+    let client = connect(&sim);
+    let first = pull_snapshot(&client, &PullOptions::default(), None, &|_| {}).expect("pull");
+    assert_eq!(read_of(&first, "Contracts"), EntityRead::Full(FullReason::NoMark));
+    let mark = &first.marks.entities["ContractCharges"];
+    assert_eq!(mark.fields, ["lastModifiedDateTime", "statusLastModifiedDate"]);
+    assert_eq!(mark.newest.to_rfc3339(), "2026-10-01T09:00:00+00:00");
+    // Contract services carry no stamp; companies and billing codes are one page anyway.
+    assert!(!first.marks.entities.contains_key("ContractServices"));
+
+    // A contract renamed and a charge invoiced in Autotask since.
+    client.update("Contracts", &json!({"id": 5007, "contractName": "Renamed"})).unwrap();
+    assert!(sim.set_billed(9003));
+
+    let before = sim.counters();
+    let second = pull_after(&client, &first, &PullOptions::default());
+    // Since 15 minutes before the newest stamp seen: the change and the 9:00 record again.
+    let since = "2026-10-01T08:45:00Z".parse().unwrap();
+    assert_eq!(read_of(&second, "Contracts"), EntityRead::Changes { changed: 2, since });
+    assert_eq!(read_of(&second, "ContractCharges"), EntityRead::Changes { changed: 2, since });
+    // One page of changes and one count, instead of ⌈1600/500⌉ = 4 pages.
+    assert_eq!(requests_to(&sim, "Contracts", &before), 2);
+    assert_eq!(requests_to(&sim, "ContractCharges", &before), 2);
+    assert_eq!(second.snapshot.contracts[&5007].contract_name, "Renamed");
+    assert!(second.snapshot.charges[&9003].is_billed);
+    assert_eq!(records_of(&second), full_records(&client));
+    // The mark moved to the newest change, so a third pull reads only what is new again.
+    assert!(second.marks.entities["Contracts"].newest > first.marks.entities["Contracts"].newest);
+    let third = pull_after(&client, &second, &PullOptions::default());
+    assert!(
+        matches!(read_of(&third, "Contracts"), EntityRead::Changes { changed: 1, .. }),
+        "the overlap re-reads the last change: {:?}",
+        read_of(&third, "Contracts")
+    );
+}
+
+#[test]
+fn a_deleted_record_or_a_refused_filter_falls_back_to_a_full_read() {
+    let sim = start(stamped_tenant(1600, 1200), SimOptions::default());
+    let client = connect(&sim);
+    let first = pull_snapshot(&client, &PullOptions::default(), None, &|_| {}).expect("pull");
+
+    // An unbilled charge deleted in Autotask leaves no stamp: the count tells.
+    client.delete("Contracts/5010/Charges/9010").unwrap();
+    let second = pull_after(&client, &first, &PullOptions::default());
+    assert_eq!(
+        read_of(&second, "ContractCharges"),
+        EntityRead::Full(FullReason::CountDiffers { autotask: 1199, snapshot: 1200 })
+    );
+    assert!(!second.snapshot.charges.contains_key(&9010));
+    assert_eq!(records_of(&second), full_records(&client));
+
+    // An Autotask without the stamp field answers the filter with a 500.
+    let mut marks = second.marks.clone();
+    marks.entities.get_mut("Contracts").unwrap().fields = vec!["lastModifiedStamp".into()];
+    let previous = Previous { snapshot: &second.snapshot, marks: &marks };
+    let third = pull_snapshot(&client, &PullOptions::default(), Some(previous), &|_| {}).unwrap();
+    assert!(
+        matches!(read_of(&third, "Contracts"), EntityRead::Full(FullReason::FilterRefused(ref m)) if m.contains("lastModifiedStamp")),
+        "{:?}",
+        read_of(&third, "Contracts")
+    );
+    assert_eq!(records_of(&third), full_records(&client));
+    // The full read found the real field again.
+    assert_eq!(third.marks.entities["Contracts"].fields, ["lastModifiedDateTime"]);
+}
+
+#[test]
+fn changes_are_not_trusted_when_asked_old_or_converted_differently() {
+    let sim = start(stamped_tenant(1600, 10), SimOptions::default());
+    let client = connect(&sim);
+    let first = pull_snapshot(&client, &PullOptions::default(), None, &|_| {}).expect("pull");
+
+    let full = PullOptions { full: true, ..PullOptions::default() };
+    assert_eq!(
+        read_of(&pull_after(&client, &first, &full), "Contracts"),
+        EntityRead::Full(FullReason::Requested)
+    );
+    // Ten charges are one page: a full read is cheaper than changes and a count.
+    assert_eq!(
+        read_of(&pull_after(&client, &first, &PullOptions::default()), "ContractCharges"),
+        EntityRead::Full(FullReason::Small)
+    );
+    // Another UDF holds the subscription id: the stored contracts say nothing about it.
+    let other_udf =
+        PullOptions { subscription_udf: "Azure Subscription".into(), ..PullOptions::default() };
+    assert_eq!(
+        read_of(&pull_after(&client, &first, &other_udf), "Contracts"),
+        EntityRead::Full(FullReason::NoMark)
+    );
+    // A week after the last full read, everything is read again.
+    let mut old = first;
+    for mark in old.marks.entities.values_mut() {
+        mark.full_read_at -= chrono::Duration::days(cmat::autotask::pull::FULL_READ_DAYS);
+    }
+    let due = pull_after(&client, &old, &PullOptions::default());
+    assert_eq!(read_of(&due, "Contracts"), EntityRead::Full(FullReason::Due));
+    assert!(
+        due.marks.entities["Contracts"].full_read_at > old.marks.entities["Contracts"].full_read_at
+    );
 }

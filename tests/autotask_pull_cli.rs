@@ -55,3 +55,40 @@ fn pull_autotask_without_credentials_says_which_variable() {
     assert_eq!(run.status, 1);
     assert!(run.stderr.contains("CMAT_AUTOTASK_USERNAME"), "{}", run.stderr);
 }
+
+#[test]
+fn a_second_pull_reads_only_what_changed_and_full_reads_everything() {
+    let mut seed = Seed::bundled();
+    let company = seed.records["Companies"][0]["id"].clone();
+    let contracts = (0..1200).map(|i| {
+        serde_json::json!({"id": 70_000 + i, "companyID": company,
+            "contractName": format!("Microsoft 365 - {i}"), "contractType": 7, "status": 1,
+            "startDate": "2026-11-01T00:00:00", "endDate": "2027-10-31T00:00:00",
+            "timeReportingRequiresStartAndStopTimes": 1,
+            "lastModifiedDateTime": if i == 0 { "2026-10-01T09:00:00.000Z" } else { "2026-10-01T08:00:00.000Z" },
+            "userDefinedFields": [{"name": "Subscription ID", "value": format!("sub-{i}")}]})
+    });
+    seed.records.entry("Contracts".into()).or_default().extend(contracts);
+    let sim = Simulator::start("127.0.0.1:0", seed, SimOptions::default()).unwrap();
+    let ws = TestWorkspace::new();
+    ws.write("cmat.toml", &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()));
+    let pull = |args: &[&str]| {
+        let run = ws.cmat_with_env(args, &env("demo-secret"));
+        assert_eq!(run.status, 0, "{}", run.stderr);
+        stable(&run.stdout)
+    };
+
+    let first = pull(&["pull", "autotask"]);
+    assert!(!first.contains("changed since"), "{first}");
+    let marks =
+        Store::open(&ws.path().join(".cmat/state.db"), Access::Read).unwrap().pull_marks().unwrap();
+    assert_eq!(marks.entities["Contracts"].fields, ["lastModifiedDateTime"]);
+
+    insta::assert_snapshot!("pull_changes_only", pull(&["pull", "autotask"]));
+    let full = pull(&["pull", "autotask", "--full"]);
+    assert!(!full.contains("changed since") && full.contains("1200"), "{full}");
+
+    let run = ws.cmat_with_env(&["pull", "cloudmore", "--full"], &env("demo-secret"));
+    assert_eq!(run.status, 1);
+    assert!(run.stderr.contains("`--full` applies to `pull autotask`"), "{}", run.stderr);
+}

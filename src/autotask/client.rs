@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
 use std::time::Duration;
@@ -330,26 +331,31 @@ impl AutotaskClient {
 
     /// Every record matching `filter`, following each `nextPageUrl` (POST, same body).
     pub fn query(&self, entity: &str, filter: &Filter) -> Result<Vec<Value>, AutotaskError> {
-        self.query_pages(entity, filter, &mut |_| {})
+        let mut records = Vec::new();
+        self.query_each_page(entity, filter, &mut |page| {
+            records.extend(page);
+            ControlFlow::Continue(())
+        })?;
+        Ok(records)
     }
 
-    /// Like [`query`](Self::query), calling `on_page` with each page's record count.
-    pub fn query_pages(
+    /// Like [`query`](Self::query), but hands each page to `on_page` as it arrives, so a
+    /// caller can convert records without holding every page; `Break` stops reading.
+    pub fn query_each_page(
         &self,
         entity: &str,
         filter: &Filter,
-        on_page: &mut dyn FnMut(usize),
-    ) -> Result<Vec<Value>, AutotaskError> {
+        on_page: &mut dyn FnMut(Vec<Value>) -> ControlFlow<()>,
+    ) -> Result<(), AutotaskError> {
         let path = format!("{}/query", entity_path(entity)?);
         let request = format!("POST {path}");
         let body = filter
             .to_body()
             .map_err(|source| AutotaskError::Filter { request: request.clone(), source })?;
-        let mut records = Vec::new();
         let mut seen_urls = HashSet::new();
         let mut next: Option<String> = None;
         for page in 1..=MAX_PAGES {
-            let (answer, name) = match &next {
+            let (mut answer, name) = match &next {
                 None => (
                     self.send(Method::POST, Target::Path(&path), Some(&body), Safety::Repeatable)?,
                     request.clone(),
@@ -370,18 +376,16 @@ impl AutotaskClient {
             };
             let bad =
                 |message: String| AutotaskError::BadResponse { request: name.clone(), message };
-            let items = match answer.get("items") {
+            let items = match answer.get_mut("items").map(Value::take) {
                 Some(Value::Array(items)) => items,
                 Some(other) => {
-                    return Err(bad(format!("`items` should be a list, found {}", kind(other))))
+                    return Err(bad(format!("`items` should be a list, found {}", kind(&other))))
                 }
                 None => return Err(bad("no `items` in the answer".into())),
             };
             if let Some(item) = items.iter().find(|item| !item.is_object()) {
                 return Err(bad(format!("`items` should hold records, found {}", kind(item))));
             }
-            on_page(items.len());
-            records.extend(items.iter().cloned());
             let next_url = match answer.get("pageDetails").and_then(|d| d.get("nextPageUrl")) {
                 None | Some(Value::Null) => None,
                 Some(Value::String(url)) if url.is_empty() => None,
@@ -393,8 +397,11 @@ impl AutotaskClient {
                     )))
                 }
             };
+            if on_page(items).is_break() {
+                return Ok(());
+            }
             match next_url {
-                None => return Ok(records),
+                None => return Ok(()),
                 Some(url) => {
                     self.check_page_url(&url).map_err(|m| bad(m.clone()))?;
                     if !seen_urls.insert(url.clone()) {

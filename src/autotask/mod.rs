@@ -13,7 +13,10 @@ pub mod discover;
 pub mod pull;
 
 pub use discover::{discover_ids, discover_ids_for, BillingCodeChoice, Discovery};
-pub use pull::{pull_into_store, pull_snapshot, PullError, PullOptions, PullProgress, PullReport};
+pub use pull::{
+    pull_into_store, pull_snapshot, EntityRead, FullReason, Previous, PullError, PullOptions,
+    PullProgress, PullReport, Pulled,
+};
 pub mod bridge;
 
 pub use bridge::{read_scope, write_failure, ApplyConnection};

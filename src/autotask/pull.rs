@@ -1,25 +1,36 @@
-//! `pull autotask`: reads the whole Autotask side cmat cares about into a [`Snapshot`].
+//! `pull autotask`: reads the Autotask side cmat cares about into a [`Snapshot`].
 //!
-//! Every entity is read with `POST {Entity}/query` in pages of 500 (no per-record reads).
-//! Independent entities are read in parallel by at most [`PullOptions::workers`] threads; the
-//! client's per-endpoint cap still holds. Contract service units are one row per service and
-//! month of the contract (12 per service for a year's contract, most of them in the future),
-//! so with [`PullOptions::units_window`] only the periods overlapping the current bills'
-//! Billing Dates are read (`endDate gte from and startDate lte to`): the engine reads units
-//! only on a current bill's Billing Date. On a large tenant that is a tenth of the requests.
+//! Every entity is read with `POST {Entity}/query` in pages of 500 (no per-record reads),
+//! each page converted as it arrives. Independent entities are read in parallel by at most
+//! [`PullOptions::workers`] threads; the client's per-endpoint cap still holds. Contract
+//! service units are one row per service and month of the contract (12 per service for a
+//! year's contract, most of them in the future), so with [`PullOptions::units_window`] only
+//! the periods overlapping the current bills' Billing Dates are read (`endDate gte from and
+//! startDate lte to`): the engine reads units only on a current bill's Billing Date.
+//!
+//! A second pull reads only what changed where Autotask allows it. An entity whose records
+//! carry a change stamp ([`CHANGE_FIELDS`]) is read as the records stamped since the newest
+//! stamp the last pull saw, less [`OVERLAP_MINUTES`] for writes committed late, merged into
+//! the stored records by id, and checked with `query/count`: a record deleted in Autotask
+//! leaves the counts different, and then the entity is read in full. It is read in full as
+//! well when the change filter is refused, when its last full read is [`FULL_READ_DAYS`] old
+//! (a stamp Autotask forgot to move is corrected within that time), when a full read costs
+//! no more requests than changes and a count would, and on `--full`. Contract services and
+//! their unit periods carry no stamp and are always read in full.
 
 use std::collections::BTreeMap;
+use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use serde_json::Value;
+use chrono::{DateTime, Utc};
+use serde_json::{Map, Value};
 
 use super::client::{AutotaskClient, AutotaskError};
-use super::query::{Condition, Filter};
-use super::records::{self, RecordError};
-use crate::snapshot::{Snapshot, UnitsWindow};
+use super::query::{Condition, Filter, Item, MAX_PAGE};
+use super::records::{self, timestamp_from_text, timestamp_to_api, RecordError};
+use crate::snapshot::{ChangeMark, PullMarks, Snapshot, UnitsWindow};
 use crate::store::{Store, StoreError};
 
 /// The entities a pull reads, in the order the summary lists them.
@@ -32,6 +43,21 @@ pub const ENTITIES: [&str; 7] = [
     "ContractCharges",
     "BillingCodes",
 ];
+
+/// The fields in which Autotask stamps any change of a record, by entity; the first one a
+/// full read finds filled is used.
+pub const CHANGE_FIELDS: [&str; 3] =
+    ["lastModifiedDateTime", "lastModifiedDate", "lastTrackedModifiedDateTime"];
+
+/// Stamps of a status change (a charge being invoiced), read beside a change field in case
+/// Autotask moves only this one.
+const STATUS_FIELDS: [&str; 1] = ["statusLastModifiedDate"];
+
+/// Changes are read from this many minutes before the newest stamp seen.
+pub const OVERLAP_MINUTES: i64 = 15;
+
+/// An entity read by changes is read in full again after this many days.
+pub const FULL_READ_DAYS: i64 = 7;
 
 /// The default name of the Contracts UDF holding the subscription id.
 pub const DEFAULT_SUBSCRIPTION_UDF: &str = "Subscription ID";
@@ -54,6 +80,8 @@ pub struct PullOptions {
     pub workers: usize,
     /// Read only the unit periods overlapping this window; None reads every period.
     pub units_window: Option<UnitsWindow>,
+    /// Read every entity in full, whatever the last pull left.
+    pub full: bool,
 }
 
 /// The ContractServiceUnits filter of a window: periods ending on or after `from` and
@@ -73,6 +101,7 @@ impl Default for PullOptions {
             subscription_udf: DEFAULT_SUBSCRIPTION_UDF.to_string(),
             workers: 3,
             units_window: None,
+            full: false,
         }
     }
 }
@@ -86,27 +115,73 @@ pub enum PullProgress {
     Done { entity: &'static str, records: usize },
 }
 
+/// How one entity was read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntityRead {
+    /// Every record, for the reason given.
+    Full(FullReason),
+    /// Only the `changed` records stamped since `since`, merged into the stored ones.
+    Changes { changed: usize, since: DateTime<Utc> },
+}
+
+/// Why an entity was read in full.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FullReason {
+    /// `--full`.
+    Requested,
+    /// No usable mark: a first pull, records without a change stamp, a window, or a
+    /// different conversion than the stored records had.
+    NoMark,
+    /// A full read costs no more requests than changes and a count.
+    Small,
+    /// The last full read is [`FULL_READ_DAYS`] old.
+    Due,
+    /// After merging the changes the snapshot held a different number of records than
+    /// Autotask (something was deleted).
+    CountDiffers { autotask: u64, snapshot: usize },
+    /// Autotask refused the change filter (its message).
+    FilterRefused(String),
+}
+
 /// What a pull did, for the summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullReport {
-    /// Records read per entity, in [`ENTITIES`] order.
+    /// Records held afterwards per entity, in [`ENTITIES`] order.
     pub counts: Vec<(&'static str, usize)>,
+    /// How each entity was read, in [`ENTITIES`] order.
+    pub reads: Vec<(&'static str, EntityRead)>,
     /// HTTP requests this pull sent (the client's counter difference).
     pub requests: u64,
     pub elapsed: Duration,
 }
 
-/// Reads every entity and converts the records. Nothing is stored here.
+/// A pull's result: the new snapshot and the marks the next pull starts from.
+#[derive(Debug)]
+pub struct Pulled {
+    pub snapshot: Snapshot,
+    pub marks: PullMarks,
+    pub report: PullReport,
+}
+
+/// What the last pull left: its snapshot (as since updated by apply) and its marks.
+pub struct Previous<'a> {
+    pub snapshot: &'a Snapshot,
+    pub marks: &'a PullMarks,
+}
+
+/// Reads every entity, in full or by changes since `previous`. Nothing is stored here.
 pub fn pull_snapshot(
     client: &AutotaskClient,
     options: &PullOptions,
+    previous: Option<Previous<'_>>,
     progress: &(dyn Fn(PullProgress) + Sync),
-) -> Result<(Snapshot, PullReport), PullError> {
+) -> Result<Pulled, PullError> {
     let started = Instant::now();
     let requests_before = client.requests_sent();
+    let reading = Reading { client, options, previous, now: Utc::now(), progress };
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
-    let results: Mutex<BTreeMap<usize, Result<Vec<Value>, AutotaskError>>> =
+    let results: Mutex<BTreeMap<usize, Result<EntityPart, PullError>>> =
         Mutex::new(BTreeMap::new());
     let workers = options.workers.clamp(1, ENTITIES.len());
     std::thread::scope(|scope| {
@@ -119,15 +194,9 @@ pub fn pull_snapshot(
                 let Some(entity) = ENTITIES.get(index).copied() else {
                     return;
                 };
-                let mut on_page = |records: usize| progress(PullProgress::Page { entity, records });
-                let filter = match entity {
-                    "ContractServiceUnits" => units_filter(options.units_window),
-                    _ => Filter::all(),
-                };
-                let result = client.query_pages(entity, &filter, &mut on_page);
-                match &result {
-                    Ok(records) => progress(PullProgress::Done { entity, records: records.len() }),
-                    Err(_) => failed.store(true, Ordering::SeqCst),
+                let result = reading.entity(entity);
+                if result.is_err() {
+                    failed.store(true, Ordering::SeqCst);
                 }
                 results
                     .lock()
@@ -138,87 +207,300 @@ pub fn pull_snapshot(
     });
     let mut results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
     // Report the first failure in entity order (stable across runs).
-    let mut raw: Vec<Vec<Value>> = Vec::with_capacity(ENTITIES.len());
-    for (index, entity) in ENTITIES.iter().enumerate() {
-        match results.remove(&index) {
-            // Moved, not copied: a large tenant's records are hundreds of MB as JSON values.
-            Some(Ok(records)) => raw.push(records),
-            Some(Err(err)) => return Err(err.into()),
-            None => {
-                // Skipped because another entity failed; that failure is in `results`.
-                if let Some(Err(err)) = results.values().find(|r| r.is_err()) {
-                    return Err(clone_error(err).into());
-                }
-                return Err(AutotaskError::Config(format!("{entity} was not read")).into());
-            }
+    if let Some(index) = results.iter().find(|(_, r)| r.is_err()).map(|(index, _)| *index) {
+        if let Some(Err(err)) = results.remove(&index) {
+            return Err(err);
         }
     }
     let mut snapshot = Snapshot::default();
-    for (entity, values) in ENTITIES.iter().zip(raw) {
-        add_records(&mut snapshot, entity, &values, &options.subscription_udf)?;
+    let mut marks = PullMarks::default();
+    let mut counts = Vec::with_capacity(ENTITIES.len());
+    let mut reads = Vec::with_capacity(ENTITIES.len());
+    for (index, entity) in ENTITIES.iter().enumerate() {
+        let Some(Ok(part)) = results.remove(&index) else {
+            return Err(AutotaskError::Config(format!("{entity} was not read")).into());
+        };
+        counts.push((*entity, table_len(&part.records, entity)));
+        reads.push((*entity, part.read));
+        if let Some(mark) = part.mark {
+            marks.entities.insert(entity.to_string(), mark);
+        }
+        // Moved, not copied: a large tenant's snapshot is hundreds of thousands of records.
+        absorb(&mut snapshot, part.records);
     }
-    snapshot.refreshed_at = Some(Utc::now());
-    let counts = vec![
-        (ENTITIES[0], snapshot.companies.len()),
-        (ENTITIES[1], snapshot.contracts.len()),
-        (ENTITIES[2], snapshot.services.len()),
-        (ENTITIES[3], snapshot.contract_services.len()),
-        (ENTITIES[4], snapshot.contract_service_units.len()),
-        (ENTITIES[5], snapshot.charges.len()),
-        (ENTITIES[6], snapshot.billing_codes.len()),
-    ];
+    snapshot.refreshed_at = Some(reading.now);
     let report = PullReport {
         counts,
+        reads,
         requests: client.requests_sent().saturating_sub(requests_before),
         elapsed: started.elapsed(),
     };
-    Ok((snapshot, report))
+    Ok(Pulled { snapshot, marks, report })
 }
 
-/// Reads the snapshot and replaces the stored one in one transaction; a failed read or write
-/// leaves the previous snapshot as it was.
+/// Reads the snapshot (by changes where the stored marks allow) and replaces the stored one
+/// and its marks in one transaction; a failed read or write leaves both as they were.
 pub fn pull_into_store(
     client: &AutotaskClient,
     store: &mut Store,
     options: &PullOptions,
     progress: &(dyn Fn(PullProgress) + Sync),
 ) -> Result<PullReport, PullError> {
-    let (snapshot, report) = pull_snapshot(client, options, progress)?;
-    store.replace_snapshot(&snapshot)?;
-    Ok(report)
+    let marks = if options.full { PullMarks::default() } else { store.pull_marks()? };
+    // The stored records are needed only to merge changes into.
+    let stored = if marks.entities.is_empty() { None } else { Some(store.load_snapshot()?) };
+    let previous = stored.as_ref().map(|snapshot| Previous { snapshot, marks: &marks });
+    let pulled = pull_snapshot(client, options, previous, progress)?;
+    store.replace_pulled_snapshot(&pulled.snapshot, &pulled.marks)?;
+    Ok(pulled.report)
 }
 
-/// AutotaskError holds no io::Error, so a faithful copy is possible.
-fn clone_error(err: &AutotaskError) -> AutotaskError {
-    use AutotaskError as E;
-    match err {
-        E::Config(m) => E::Config(m.clone()),
-        E::Unauthorized { request } => E::Unauthorized { request: request.clone() },
-        E::Api { request, status, messages } => {
-            E::Api { request: request.clone(), status: *status, messages: messages.clone() }
+/// One entity's records, how they were read and the mark for the next pull.
+struct EntityPart {
+    /// A snapshot holding only this entity's table.
+    records: Snapshot,
+    read: EntityRead,
+    mark: Option<ChangeMark>,
+}
+
+/// Everything the per-entity reads share.
+struct Reading<'a> {
+    client: &'a AutotaskClient,
+    options: &'a PullOptions,
+    previous: Option<Previous<'a>>,
+    now: DateTime<Utc>,
+    progress: &'a (dyn Fn(PullProgress) + Sync),
+}
+
+/// Whether changes merged into the stored records are the whole truth.
+enum ChangesRead {
+    Merged(Box<EntityPart>),
+    ReadInFull(FullReason),
+}
+
+impl Reading<'_> {
+    fn entity(&self, entity: &'static str) -> Result<EntityPart, PullError> {
+        let (filter, stampable) = match entity {
+            // A window read cannot be continued by changes: the window moves with the bills.
+            "ContractServiceUnits" => {
+                (units_filter(self.options.units_window), self.options.units_window.is_none())
+            }
+            _ => (Filter::all(), true),
+        };
+        let reason = match self.usable_mark(entity, stampable) {
+            Err(reason) => reason,
+            Ok((mark, stored)) => match self.changes(entity, &filter, mark, stored)? {
+                ChangesRead::Merged(part) => return self.done(entity, *part),
+                ChangesRead::ReadInFull(reason) => reason,
+            },
+        };
+        let mut records = Snapshot::default();
+        let mut stamps = Stamps::default();
+        self.read_pages(entity, &filter, &mut records, &mut stamps)?;
+        let mark = if stampable { stamps.mark(self.now, self.conversion(entity)) } else { None };
+        self.done(entity, EntityPart { records, read: EntityRead::Full(reason), mark })
+    }
+
+    fn done(&self, entity: &'static str, part: EntityPart) -> Result<EntityPart, PullError> {
+        (self.progress)(PullProgress::Done { entity, records: table_len(&part.records, entity) });
+        Ok(part)
+    }
+
+    /// The stored mark and records of `entity` when reading changes is allowed and cheaper.
+    fn usable_mark(
+        &self,
+        entity: &str,
+        stampable: bool,
+    ) -> Result<(&ChangeMark, &Snapshot), FullReason> {
+        if self.options.full {
+            return Err(FullReason::Requested);
         }
-        E::ThreadThreshold { request, attempts } => {
-            E::ThreadThreshold { request: request.clone(), attempts: *attempts }
+        let previous = self.previous.as_ref().ok_or(FullReason::NoMark)?;
+        let mark = previous
+            .marks
+            .entities
+            .get(entity)
+            .filter(|mark| stampable && mark.conversion == self.conversion(entity))
+            .ok_or(FullReason::NoMark)?;
+        if self.now - mark.full_read_at >= chrono::Duration::days(FULL_READ_DAYS) {
+            return Err(FullReason::Due);
         }
-        E::Transport { request, message } => {
-            E::Transport { request: request.clone(), message: message.clone() }
+        // Changes cost at least two requests (a page and the count).
+        if table_len(previous.snapshot, entity).div_ceil(MAX_PAGE) <= 2 {
+            return Err(FullReason::Small);
         }
-        E::OutcomeUnknown { request, reason } => {
-            E::OutcomeUnknown { request: request.clone(), reason: reason.clone() }
+        Ok((mark, previous.snapshot))
+    }
+
+    /// Reads the records stamped since the mark into a copy of the stored ones, then checks
+    /// the total against Autotask's count.
+    fn changes(
+        &self,
+        entity: &'static str,
+        filter: &Filter,
+        mark: &ChangeMark,
+        stored: &Snapshot,
+    ) -> Result<ChangesRead, PullError> {
+        let since = mark.newest - chrono::Duration::minutes(OVERLAP_MINUTES);
+        let stamped = mark
+            .fields
+            .iter()
+            .map(|field| Item::from(Condition::gte(field.as_str(), timestamp_to_api(since))));
+        let changes = match filter.clone().and(Item::or(stamped)) {
+            Ok(changes) => changes,
+            Err(err) => {
+                return Ok(ChangesRead::ReadInFull(FullReason::FilterRefused(err.to_string())))
+            }
+        };
+        let mut records = table_of(stored, entity);
+        let mut stamps = Stamps::default();
+        let changed = match self.read_pages(entity, &changes, &mut records, &mut stamps) {
+            Ok(changed) => changed,
+            // The stamp field is unknown to this Autotask (500) or the filter is refused.
+            Err(PullError::Api(err @ AutotaskError::Api { .. })) => {
+                return Ok(ChangesRead::ReadInFull(FullReason::FilterRefused(err.to_string())))
+            }
+            Err(err) => return Err(err),
+        };
+        let autotask = self.client.query_count(entity, filter)?;
+        let snapshot = table_len(&records, entity);
+        if autotask != snapshot as u64 {
+            return Ok(ChangesRead::ReadInFull(FullReason::CountDiffers { autotask, snapshot }));
         }
-        E::BadResponse { request, message } => {
-            E::BadResponse { request: request.clone(), message: message.clone() }
-        }
-        E::HourlyBudget { used, limit, share } => {
-            E::HourlyBudget { used: *used, limit: *limit, share: *share }
-        }
-        E::Zone { request, user, message } => {
-            E::Zone { request: request.clone(), user: user.clone(), message: message.clone() }
-        }
-        E::Filter { request, source } => {
-            E::Filter { request: request.clone(), source: source.clone() }
+        let newest = stamps.newest(&mark.fields).map_or(mark.newest, |n| n.max(mark.newest));
+        let mark = ChangeMark { newest, ..mark.clone() };
+        let read = EntityRead::Changes { changed, since };
+        Ok(ChangesRead::Merged(Box::new(EntityPart { records, read, mark: Some(mark) })))
+    }
+
+    /// Reads every page of `filter` into `records` (by id), noting stamps; the number read.
+    fn read_pages(
+        &self,
+        entity: &'static str,
+        filter: &Filter,
+        records: &mut Snapshot,
+        stamps: &mut Stamps,
+    ) -> Result<usize, PullError> {
+        let udf = &self.options.subscription_udf;
+        let mut read = 0;
+        let mut failure = None;
+        self.client.query_each_page(entity, filter, &mut |page| {
+            read += page.len();
+            (self.progress)(PullProgress::Page { entity, records: page.len() });
+            stamps.observe(&page);
+            match add_records(records, entity, &page, udf) {
+                Ok(()) => ControlFlow::Continue(()),
+                Err(err) => {
+                    failure = Some(err);
+                    ControlFlow::Break(())
+                }
+            }
+        })?;
+        match failure {
+            Some(err) => Err(err.into()),
+            None => Ok(read),
         }
     }
+
+    /// What else than the records decides how they convert.
+    fn conversion(&self, entity: &str) -> String {
+        match entity {
+            "Contracts" => format!("udf={}", self.options.subscription_udf),
+            _ => String::new(),
+        }
+    }
+}
+
+/// The newest value of each stamp field seen in a read.
+#[derive(Default)]
+struct Stamps {
+    newest: BTreeMap<&'static str, DateTime<Utc>>,
+}
+
+impl Stamps {
+    fn observe(&mut self, page: &[Value]) {
+        for map in page.iter().filter_map(Value::as_object) {
+            for field in CHANGE_FIELDS.into_iter().chain(STATUS_FIELDS) {
+                let Some(at) =
+                    field_of(map, field).and_then(Value::as_str).and_then(timestamp_from_text)
+                else {
+                    continue;
+                };
+                let newest = self.newest.entry(field).or_insert(at);
+                *newest = (*newest).max(at);
+            }
+        }
+    }
+
+    fn newest(&self, fields: &[String]) -> Option<DateTime<Utc>> {
+        fields
+            .iter()
+            .filter_map(|field| {
+                self.newest.iter().find(|(name, _)| name.eq_ignore_ascii_case(field))
+            })
+            .map(|(_, at)| *at)
+            .max()
+    }
+
+    /// The mark of a full read: its first change field found filled, with the status
+    /// fields found; none when the records carry no change stamp.
+    fn mark(&self, now: DateTime<Utc>, conversion: String) -> Option<ChangeMark> {
+        let change = CHANGE_FIELDS.into_iter().find(|field| self.newest.contains_key(field))?;
+        let fields: Vec<String> = std::iter::once(change)
+            .chain(STATUS_FIELDS.into_iter().filter(|field| self.newest.contains_key(field)))
+            .map(String::from)
+            .collect();
+        let newest = self.newest(&fields)?;
+        Some(ChangeMark { fields, newest, full_read_at: now, conversion })
+    }
+}
+
+/// A field of a record: by its exact name first, then ignoring ASCII case.
+fn field_of<'a>(map: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
+    map.get(field)
+        .or_else(|| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(field)).map(|(_, v)| v))
+}
+
+fn table_len(snapshot: &Snapshot, entity: &str) -> usize {
+    match entity {
+        "Companies" => snapshot.companies.len(),
+        "Contracts" => snapshot.contracts.len(),
+        "Services" => snapshot.services.len(),
+        "ContractServices" => snapshot.contract_services.len(),
+        "ContractServiceUnits" => snapshot.contract_service_units.len(),
+        "ContractCharges" => snapshot.charges.len(),
+        "BillingCodes" => snapshot.billing_codes.len(),
+        _ => 0,
+    }
+}
+
+/// A snapshot holding a copy of `entity`'s table of `snapshot` only.
+fn table_of(snapshot: &Snapshot, entity: &str) -> Snapshot {
+    let mut part = Snapshot::default();
+    match entity {
+        "Companies" => part.companies = snapshot.companies.clone(),
+        "Contracts" => part.contracts = snapshot.contracts.clone(),
+        "Services" => part.services = snapshot.services.clone(),
+        "ContractServices" => part.contract_services = snapshot.contract_services.clone(),
+        "ContractServiceUnits" => {
+            part.contract_service_units = snapshot.contract_service_units.clone()
+        }
+        "ContractCharges" => part.charges = snapshot.charges.clone(),
+        "BillingCodes" => part.billing_codes = snapshot.billing_codes.clone(),
+        _ => {}
+    }
+    part
+}
+
+/// Moves every record of `part` into `snapshot`.
+fn absorb(snapshot: &mut Snapshot, part: Snapshot) {
+    snapshot.companies.extend(part.companies);
+    snapshot.contracts.extend(part.contracts);
+    snapshot.services.extend(part.services);
+    snapshot.contract_services.extend(part.contract_services);
+    snapshot.contract_service_units.extend(part.contract_service_units);
+    snapshot.charges.extend(part.charges);
+    snapshot.billing_codes.extend(part.billing_codes);
 }
 
 /// Converts `values` of `entity` (one of [`ENTITIES`]) and adds them to `snapshot` by id.

@@ -4,7 +4,7 @@
 
 use std::str::FromStr;
 
-use chrono::NaiveDate;
+use chrono::{DateTime, NaiveDate, Utc};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
@@ -261,6 +261,21 @@ pub fn date_to_api(date: NaiveDate) -> String {
     format!("{}T00:00:00", date.format("%Y-%m-%d"))
 }
 
+/// A change stamp (`lastModifiedDateTime`): RFC 3339, or without a zone (then UTC, which is
+/// what Autotask stores), with or without fractions. None for anything else.
+pub fn timestamp_from_text(text: &str) -> Option<DateTime<Utc>> {
+    let text = text.trim();
+    if let Ok(at) = DateTime::parse_from_rfc3339(text) {
+        return Some(at.with_timezone(&Utc));
+    }
+    chrono::NaiveDateTime::parse_from_str(text, "%Y-%m-%dT%H:%M:%S%.f").ok().map(|at| at.and_utc())
+}
+
+/// A stamp as a filter value: UTC with milliseconds, the shape Autotask sends.
+pub fn timestamp_to_api(at: DateTime<Utc>) -> String {
+    at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
 pub fn company(value: &Value) -> Result<Company, RecordError> {
     let r = Record::new("Companies", value)?;
     Ok(Company {
@@ -385,6 +400,23 @@ mod tests {
         let mut bare = value.clone();
         bare.as_object_mut().unwrap().remove("userDefinedFields");
         assert_eq!(contract(&bare, "Subscription ID").unwrap().subscription_id, None);
+    }
+
+    #[test]
+    fn change_stamps_are_utc_whatever_shape_they_come_in() {
+        let expected = "2026-10-01T08:00:00.120Z";
+        for text in [
+            "2026-10-01T08:00:00.12Z",
+            "2026-10-01T08:00:00.120",
+            "2026-10-01T10:00:00.12+02:00",
+            " 2026-10-01T08:00:00.1200000 ",
+        ] {
+            let at = timestamp_from_text(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(timestamp_to_api(at), expected, "{text}");
+        }
+        for text in ["", "2026-10-01", "yesterday", "2026-13-01T08:00:00"] {
+            assert_eq!(timestamp_from_text(text), None, "{text}");
+        }
     }
 
     #[test]

@@ -82,6 +82,10 @@ pub enum Command {
 pub struct PullArgs {
     #[arg(value_enum)]
     pub source: PullSource,
+    /// Read every Autotask record, not only those changed since the last pull (`autotask` only;
+    /// a pull reads everything by itself every 7 days)
+    #[arg(long)]
+    pub full: bool,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -113,8 +117,16 @@ pub fn main() -> ExitCode {
         Command::Check => check::run(&context),
         Command::Fmt(args) => fmt::run(&context, args),
         Command::Import(args) => import::run(&context, args),
-        Command::Pull(PullArgs { source: PullSource::Autotask }) => pull_autotask::run(&context),
-        Command::Pull(PullArgs { source: PullSource::Cloudmore }) => pull_cloudmore::run(&context),
+        Command::Pull(PullArgs { source: PullSource::Autotask, full }) => {
+            pull_autotask::run(&context, full)
+        }
+        Command::Pull(PullArgs { source: PullSource::Cloudmore, full: false }) => {
+            pull_cloudmore::run(&context)
+        }
+        Command::Pull(PullArgs { source: PullSource::Cloudmore, full: true }) => {
+            Err("`--full` applies to `pull autotask`; `pull cloudmore` always reads whole reports"
+                .into())
+        }
         Command::Status => status::run(&context),
         Command::Plan(args) => plan::run(&context, args),
         Command::Apply(args) => apply::run(&context, args),

@@ -9,9 +9,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::{CommandError, CommandResult, Context};
 use crate::autotask::pull::{PullReport, DEFAULT_SUBSCRIPTION_UDF, ENTITIES};
 use crate::autotask::{pull_into_store, AutotaskClient, PullOptions, PullProgress};
+use crate::autotask::{EntityRead, FullReason};
 use crate::store::{Access, Store};
 
-pub fn run(context: &Context) -> CommandResult {
+pub fn run(context: &Context, full: bool) -> CommandResult {
     // Take the workspace lock before spending any request.
     let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
     let client = super::session::connect_autotask(context)?;
@@ -20,22 +21,25 @@ pub fn run(context: &Context) -> CommandResult {
         // Pulling needs no rules; without valid ones the default rules' UDF name is used.
         Err(_) => DEFAULT_SUBSCRIPTION_UDF.to_string(),
     };
-    pull_into(context, &mut store, &client, &subscription_udf)?;
+    pull_into(context, &mut store, &client, &subscription_udf, full)?;
     Ok(ExitCode::SUCCESS)
 }
 
-/// Refreshes the whole snapshot and prints the summary; shared by pull, sync and demo.
+/// Refreshes the snapshot (by changes since the last pull unless `full`) and prints the
+/// summary; shared by pull, sync and demo.
 pub fn pull_into(
     context: &Context,
     store: &mut Store,
     client: &AutotaskClient,
     subscription_udf: &str,
+    full: bool,
 ) -> Result<(), CommandError> {
     // Only the unit periods around the current bills' Billing Dates (the ones the engine reads).
     let billing_dates = store.bills()?.into_iter().map(|b| b.key.billing_date);
     let options = PullOptions {
         subscription_udf: subscription_udf.to_string(),
         units_window: crate::snapshot::UnitsWindow::around(billing_dates),
+        full,
         ..PullOptions::default()
     };
     let bar = context.stdout_is_terminal.then(|| {
@@ -74,8 +78,28 @@ fn summary(report: &PullReport, client: &AutotaskClient) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "Autotask snapshot refreshed in {:.1} s:", report.elapsed.as_secs_f64());
     let width = report.counts.iter().map(|(entity, _)| entity.len()).max().unwrap_or(0);
-    for (entity, count) in &report.counts {
-        let _ = writeln!(out, "  {entity:<width$}  {count:>7}");
+    for ((entity, count), (_, read)) in report.counts.iter().zip(&report.reads) {
+        let _ = write!(out, "  {entity:<width$}  {count:>7}");
+        match read {
+            EntityRead::Changes { changed, since } => {
+                let _ = write!(
+                    out,
+                    "  ({changed} changed since {} UTC)",
+                    since.format("%Y-%m-%d %H:%M")
+                );
+            }
+            EntityRead::Full(FullReason::CountDiffers { autotask, snapshot }) => {
+                let _ = write!(
+                    out,
+                    "  (read in full: Autotask holds {autotask}, the changes left {snapshot})"
+                );
+            }
+            EntityRead::Full(FullReason::FilterRefused(_)) => {
+                let _ = write!(out, "  (read in full: Autotask refused the change filter)");
+            }
+            EntityRead::Full(_) => {}
+        }
+        out.push('\n');
     }
     let _ = write!(out, "Requests: {} sent", client.requests_sent());
     if let Some(usage) = client.hourly_usage() {

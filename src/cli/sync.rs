@@ -22,6 +22,9 @@ pub struct SyncArgs {
     /// Pull and plan, but write nothing
     #[arg(long)]
     pub dry_run: bool,
+    /// Read every Autotask record, not only those changed since the last pull
+    #[arg(long)]
+    pub full_pull: bool,
     /// Import these Cloudmore billing reports (CSV) first, instead of pulling from the Cloudmore API
     #[arg(long = "import", value_name = "FILE.csv")]
     pub imports: Vec<PathBuf>,
@@ -46,6 +49,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
         &mut store,
         &client,
         &rules.settings.subscription_udf.value,
+        args.full_pull,
     )?;
 
     let mut loaded = session::load(context, &store)?;

@@ -175,17 +175,18 @@ impl State {
         if self.exists(def.name, id) {
             return Err(e500(format!("duplicate id {id}")));
         }
-        let stamps: Vec<(String, Value)> =
-            ["lastModifiedDateTime", "lastModifiedDate", "lastTrackedModifiedDateTime"]
-                .iter()
-                .filter_map(|k| {
-                    record
-                        .fields
-                        .get(*k)
-                        .filter(|v| !v.is_null())
-                        .map(|v| (k.to_string(), v.clone()))
-                })
-                .collect();
+        // A seed exported from a tenant keeps its stamps (the pull's change reads rely on them).
+        let stamps: Vec<(String, Value)> = [
+            "lastModifiedDateTime",
+            "lastModifiedDate",
+            "lastTrackedModifiedDateTime",
+            "statusLastModifiedDate",
+        ]
+        .iter()
+        .filter_map(|k| {
+            record.fields.get(*k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone()))
+        })
+        .collect();
         self.compute(&def, &mut record, now, true);
         record.fields.extend(stamps);
         let next = self.next_id.get(def.name).copied().unwrap_or(1);

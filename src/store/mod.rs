@@ -33,6 +33,9 @@ pub use snapshot::SnapshotCounts;
 pub mod meta_keys {
     /// When the Autotask snapshot was last read (RFC 3339 UTC); written by `replace_snapshot`.
     pub const SNAPSHOT_REFRESHED_AT: &str = "snapshot.refreshed_at";
+    /// Where the last pull left each entity (JSON `PullMarks`); written by
+    /// `replace_pulled_snapshot` with the snapshot it describes.
+    pub const PULL_MARKS: &str = "snapshot.pull_marks";
     /// When the last successful `sync` ended (RFC 3339 UTC); `status` shows it.
     pub const LAST_SYNC_AT: &str = "last_sync.at";
     /// The inputs digest the last successful `sync` applied.

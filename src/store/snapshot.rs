@@ -1,15 +1,16 @@
-//! The Autotask snapshot: load, replace (one transaction), merge (upsert by id), remove charges.
+//! The Autotask snapshot: load, replace (one transaction, with the pull's marks), merge
+//! (upsert by id), remove charges.
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::meta_keys::SNAPSHOT_REFRESHED_AT;
+use super::meta_keys::{PULL_MARKS, SNAPSHOT_REFRESHED_AT};
 use super::sql::{
     date, get_date, get_decimal, get_opt_decimal, opt_decimal, parse_timestamp, timestamp,
 };
 use super::{Store, StoreError};
 use crate::snapshot::{
-    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service,
-    Snapshot,
+    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit,
+    PullMarks, Service, Snapshot,
 };
 
 /// How many records of each kind the snapshot holds, for `status`.
@@ -43,10 +44,49 @@ impl Store {
         Ok(snapshot)
     }
 
-    /// Replaces the whole snapshot in one transaction (a failed pull leaves the old one).
+    /// Replaces the whole snapshot in one transaction; the pull marks stay as they are (the
+    /// records replaced here were read by id, not by change stamp).
     pub fn replace_snapshot(&mut self, snapshot: &Snapshot) -> Result<(), StoreError> {
+        self.replace(snapshot, None)
+    }
+
+    /// Replaces the snapshot and the marks of the pull that read it, in one transaction (a
+    /// failed pull leaves both as they were).
+    pub fn replace_pulled_snapshot(
+        &mut self,
+        snapshot: &Snapshot,
+        marks: &PullMarks,
+    ) -> Result<(), StoreError> {
+        self.replace(snapshot, Some(marks))
+    }
+
+    /// The marks of the last pull; none when there was none or they cannot be read (then the
+    /// next pull reads everything, which is always correct).
+    pub fn pull_marks(&self) -> Result<PullMarks, StoreError> {
+        Ok(self
+            .get_meta(PULL_MARKS)?
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default())
+    }
+
+    fn replace(
+        &mut self,
+        snapshot: &Snapshot,
+        marks: Option<&PullMarks>,
+    ) -> Result<(), StoreError> {
+        let marks = match marks.map(serde_json::to_string).transpose() {
+            Ok(marks) => marks,
+            Err(err) => return Err(StoreError::Other(format!("pull marks: {err}"))),
+        };
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
+            if let Some(marks) = &marks {
+                tx.execute(
+                    "INSERT INTO meta (key, value) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                    params![PULL_MARKS, marks],
+                )?;
+            }
             for table in TABLES {
                 tx.execute(&format!("DELETE FROM {table}"), [])?;
             }

@@ -6,8 +6,8 @@ use rust_decimal::Decimal;
 use super::*;
 use crate::billing::{BillLine, LineSource};
 use crate::snapshot::{
-    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service,
-    Snapshot,
+    BillingCode, ChangeMark, Company, Contract, ContractCharge, ContractService,
+    ContractServiceUnit, PullMarks, Service, Snapshot,
 };
 
 fn dec(text: &str) -> Decimal {
@@ -367,6 +367,29 @@ fn snapshot_round_trips_merges_and_removes_charges() {
     store.replace_snapshot(&Snapshot::default()).unwrap();
     assert_eq!(store.load_snapshot().unwrap(), Snapshot::default());
     assert_eq!(store.snapshot_counts().unwrap(), SnapshotCounts::default());
+}
+
+#[test]
+fn pull_marks_are_stored_with_their_snapshot_and_kept_by_a_scope_refresh() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    assert_eq!(store.pull_marks().unwrap(), PullMarks::default());
+    let at = Utc::now();
+    let mark = ChangeMark {
+        fields: vec!["lastModifiedDateTime".into()],
+        newest: at,
+        full_read_at: at,
+        conversion: "udf=Subscription ID".into(),
+    };
+    let marks = PullMarks { entities: [("Contracts".to_string(), mark)].into() };
+    store.replace_pulled_snapshot(&sample_snapshot(), &marks).unwrap();
+    assert_eq!(store.pull_marks().unwrap(), marks);
+    // apply replaces the records it re-read; the marks still describe the last pull.
+    store.replace_snapshot(&Snapshot::default()).unwrap();
+    assert_eq!(store.pull_marks().unwrap(), marks);
+    // Marks this build cannot read only cost a full pull.
+    store.set_meta(meta_keys::PULL_MARKS, "{not json").unwrap();
+    assert_eq!(store.pull_marks().unwrap(), PullMarks::default());
 }
 
 fn intent(change_ref: &str) -> JournalIntent {
