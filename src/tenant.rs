@@ -370,22 +370,38 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
     }
 }
 
+/// The newest change stamp of a generated tenant's records: the day before the first bill.
+pub const LAST_CHANGED: &str = "2026-10-31T06:15:00Z";
+
 /// The Autotask tenant a snapshot describes, as a `cmat-sim` seed (the API's JSON shape, see
 /// `fixtures/autotask-seed.json`): the companies, the two billing codes the default rules use
 /// (29682801 Recurring Contract Service, 29682802 Material Cost Code), contracts with their
 /// "Subscription ID", services, contract services, one adjustment per change of units (the
 /// simulator derives ContractServiceUnits from them) and charges. Ids are kept, so a plan
-/// computed against `snapshot` names the seeded records. For benchmarks: `benches/sync.rs`.
+/// computed against `snapshot` names the seeded records. Records carry change stamps spread
+/// over the week before [`LAST_CHANGED`] (by id), as an export of a tenant would: its
+/// records were last changed at different moments in the past, not all when the simulator
+/// started. For benchmarks: `benches/sync.rs`.
 pub fn sim_seed_json(snapshot: &Snapshot, external_request_threshold: u64) -> Value {
     use serde_json::json;
+    let last_changed = chrono::DateTime::parse_from_rfc3339(LAST_CHANGED).unwrap_or_default();
+    let stamped = |mut record: Value, fields: &[&str]| {
+        let id = record["id"].as_i64().unwrap_or(0);
+        let at = last_changed - chrono::Duration::minutes(id.rem_euclid(10_000));
+        for field in fields {
+            record[*field] = json!(at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string());
+        }
+        record
+    };
     let day = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
     let money = |d: Decimal| d.to_string();
     let companies: Vec<Value> = snapshot
         .companies
         .values()
         .map(|c| {
-            json!({"id": c.id, "companyName": c.company_name, "companyType": 1,
-                   "ownerResourceID": 29682885, "phone": "+1 555 0100", "isActive": c.is_active})
+            let record = json!({"id": c.id, "companyName": c.company_name, "companyType": 1,
+                   "ownerResourceID": 29682885, "phone": "+1 555 0100", "isActive": c.is_active});
+            stamped(record, &["lastTrackedModifiedDateTime"])
         })
         .collect();
     let billing_codes = json!([
@@ -414,16 +430,18 @@ pub fn sim_seed_json(snapshot: &Snapshot, external_request_threshold: u64) -> Va
                 record["userDefinedFields"] =
                     json!([{"name": "Subscription ID", "value": subscription}]);
             }
-            record
+            stamped(record, &["lastModifiedDateTime"])
         })
         .collect();
     let services: Vec<Value> = snapshot
         .services
         .values()
         .map(|s| {
-            json!({"id": s.id, "name": s.name, "sku": s.sku, "billingCodeID": s.billing_code_id,
-                   "periodType": s.period_type, "unitPrice": money(s.unit_price),
-                   "unitCost": s.unit_cost.map(money), "isActive": s.is_active})
+            let record = json!({"id": s.id, "name": s.name, "sku": s.sku,
+                   "billingCodeID": s.billing_code_id, "periodType": s.period_type,
+                   "unitPrice": money(s.unit_price), "unitCost": s.unit_cost.map(money),
+                   "isActive": s.is_active});
+            stamped(record, &["lastModifiedDate"])
         })
         .collect();
     let contract_services: Vec<Value> = snapshot
@@ -458,11 +476,12 @@ pub fn sim_seed_json(snapshot: &Snapshot, external_request_threshold: u64) -> Va
         .charges
         .values()
         .map(|c| {
-            json!({"id": c.id, "contractID": c.contract_id, "name": c.name,
+            let record = json!({"id": c.id, "contractID": c.contract_id, "name": c.name,
                    "description": c.description, "datePurchased": day(c.date_purchased),
                    "chargeType": c.charge_type, "unitQuantity": money(c.unit_quantity),
                    "unitPrice": money(c.unit_price), "unitCost": money(c.unit_cost),
-                   "billingCodeID": c.billing_code_id})
+                   "billingCodeID": c.billing_code_id});
+            stamped(record, &["lastModifiedDateTime", "statusLastModifiedDate"])
         })
         .collect();
     json!({
