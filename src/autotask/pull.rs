@@ -367,7 +367,8 @@ impl Reading<'_> {
         if autotask != snapshot as u64 {
             return Ok(ChangesRead::ReadInFull(FullReason::CountDiffers { autotask, snapshot }));
         }
-        let newest = stamps.newest(&mark.fields).map_or(mark.newest, |n| n.max(mark.newest));
+        let newest =
+            stamps.newest(&mark.fields, self.now).map_or(mark.newest, |n| n.max(mark.newest));
         let mark = ChangeMark { newest, ..mark.clone() };
         let read = EntityRead::Changes { changed, since };
         Ok(ChangesRead::Merged(Box::new(EntityPart { records, read, mark: Some(mark) })))
@@ -432,7 +433,9 @@ impl Stamps {
         }
     }
 
-    fn newest(&self, fields: &[String]) -> Option<DateTime<Utc>> {
+    /// The newest stamp of `fields`, but never after `now`: a stamp from a clock running
+    /// ahead would otherwise hide the changes made until that clock's time.
+    fn newest(&self, fields: &[String], now: DateTime<Utc>) -> Option<DateTime<Utc>> {
         fields
             .iter()
             .filter_map(|field| {
@@ -440,6 +443,7 @@ impl Stamps {
             })
             .map(|(_, at)| *at)
             .max()
+            .map(|newest| newest.min(now))
     }
 
     /// The mark of a full read: its first change field found filled, with the status
@@ -450,7 +454,7 @@ impl Stamps {
             .chain(STATUS_FIELDS.into_iter().filter(|field| self.newest.contains_key(field)))
             .map(String::from)
             .collect();
-        let newest = self.newest(&fields)?;
+        let newest = self.newest(&fields, now)?;
         Some(ChangeMark { fields, newest, full_read_at: now, conversion })
     }
 }
@@ -493,7 +497,7 @@ fn table_of(snapshot: &Snapshot, entity: &str) -> Snapshot {
 }
 
 /// Moves every record of `part` into `snapshot`.
-fn absorb(snapshot: &mut Snapshot, part: Snapshot) {
+pub(crate) fn absorb(snapshot: &mut Snapshot, part: Snapshot) {
     snapshot.companies.extend(part.companies);
     snapshot.contracts.extend(part.contracts);
     snapshot.services.extend(part.services);
@@ -551,4 +555,40 @@ pub fn add_records(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn at(text: &str) -> DateTime<Utc> {
+        timestamp_from_text(text).expect("timestamp")
+    }
+
+    #[test]
+    fn a_mark_takes_the_first_change_field_found_and_the_status_fields_beside_it() {
+        let now = at("2026-11-24T12:00:00Z");
+        let mut stamps = Stamps::default();
+        stamps.observe(&[
+            json!({"id": 1, "LastModifiedDateTime": "2026-11-20T08:00:00Z", "lastModifiedDate": null}),
+            json!({"id": 2, "lastModifiedDateTime": "2026-11-21T08:00:00.5Z",
+                   "statusLastModifiedDate": "2026-11-22T08:00:00Z"}),
+            json!({"id": 3, "lastModifiedDateTime": "not a time"}),
+        ]);
+        let mark = stamps.mark(now, "c".into()).expect("a mark");
+        assert_eq!(mark.fields, ["lastModifiedDateTime", "statusLastModifiedDate"]);
+        assert_eq!(mark.newest, at("2026-11-22T08:00:00Z"));
+        assert_eq!((mark.full_read_at, mark.conversion.as_str()), (now, "c"));
+    }
+
+    #[test]
+    fn no_change_field_means_no_mark_and_a_stamp_ahead_of_now_is_held_to_now() {
+        let now = at("2026-11-24T12:00:00Z");
+        let mut stamps = Stamps::default();
+        stamps.observe(&[json!({"id": 1, "statusLastModifiedDate": "2026-11-22T08:00:00Z"})]);
+        assert_eq!(stamps.mark(now, String::new()), None, "a status stamp alone misses edits");
+        stamps.observe(&[json!({"id": 2, "lastModifiedDate": "2031-01-01T00:00:00Z"})]);
+        assert_eq!(stamps.mark(now, String::new()).expect("a mark").newest, now);
+    }
 }
