@@ -578,7 +578,7 @@ fn a_deleted_record_or_a_refused_filter_falls_back_to_a_full_read() {
     let previous = Previous { snapshot: &second.snapshot, marks: &marks };
     let third = pull_snapshot(&client, &PullOptions::default(), Some(previous), &|_| {}).unwrap();
     assert!(
-        matches!(read_of(&third, "Contracts"), EntityRead::Full(FullReason::FilterRefused(ref m)) if m.contains("lastModifiedStamp")),
+        matches!(read_of(&third, "Contracts"), EntityRead::Full(FullReason::Refused(ref m)) if m.contains("lastModifiedStamp")),
         "{:?}",
         read_of(&third, "Contracts")
     );

@@ -139,8 +139,9 @@ pub enum FullReason {
     /// After merging the changes the snapshot held a different number of records than
     /// Autotask (something was deleted).
     CountDiffers { autotask: u64, snapshot: usize },
-    /// Autotask refused the change filter (its message).
-    FilterRefused(String),
+    /// Autotask refused the change filter or the count (its message): an API without the
+    /// stamp field, or without `query/count`.
+    Refused(String),
 }
 
 /// What a pull did, for the summary.
@@ -348,21 +349,24 @@ impl Reading<'_> {
             .map(|field| Item::from(Condition::gte(field.as_str(), timestamp_to_api(since))));
         let changes = match filter.clone().and(Item::or(stamped)) {
             Ok(changes) => changes,
-            Err(err) => {
-                return Ok(ChangesRead::ReadInFull(FullReason::FilterRefused(err.to_string())))
-            }
+            Err(err) => return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string()))),
         };
         let mut records = table_of(stored, entity);
         let mut stamps = Stamps::default();
         let changed = match self.read_pages(entity, &changes, &mut records, &mut stamps) {
             Ok(changed) => changed,
-            // The stamp field is unknown to this Autotask (500) or the filter is refused.
-            Err(PullError::Api(err @ AutotaskError::Api { .. })) => {
-                return Ok(ChangesRead::ReadInFull(FullReason::FilterRefused(err.to_string())))
+            Err(PullError::Api(err)) if refused(&err) => {
+                return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string())))
             }
             Err(err) => return Err(err),
         };
-        let autotask = self.client.query_count(entity, filter)?;
+        let autotask = match self.client.query_count(entity, filter) {
+            Ok(count) => count,
+            Err(err) if refused(&err) => {
+                return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string())))
+            }
+            Err(err) => return Err(err.into()),
+        };
         let snapshot = table_len(&records, entity);
         if autotask != snapshot as u64 {
             return Ok(ChangesRead::ReadInFull(FullReason::CountDiffers { autotask, snapshot }));
@@ -410,6 +414,12 @@ impl Reading<'_> {
             _ => String::new(),
         }
     }
+}
+
+/// An answer that says this Autotask cannot read by changes (an unknown field is a 500, a
+/// missing endpoint a 404), as opposed to one that would fail a full read as well.
+fn refused(err: &AutotaskError) -> bool {
+    matches!(err, AutotaskError::Api { .. } | AutotaskError::BadResponse { .. })
 }
 
 /// The newest value of each stamp field seen in a read.

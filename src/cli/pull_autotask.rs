@@ -94,8 +94,8 @@ fn summary(report: &PullReport, client: &AutotaskClient) -> String {
                     "  (read in full: Autotask holds {autotask}, the changes left {snapshot})"
                 );
             }
-            EntityRead::Full(FullReason::FilterRefused(_)) => {
-                let _ = write!(out, "  (read in full: Autotask refused the change filter)");
+            EntityRead::Full(FullReason::Refused(_)) => {
+                let _ = write!(out, "  (read in full: Autotask refused the change read)");
             }
             EntityRead::Full(_) => {}
         }
