@@ -585,6 +585,16 @@ fn a_deleted_record_or_a_refused_filter_falls_back_to_a_full_read() {
     assert_eq!(records_of(&third), full_records(&client));
     // The full read found the real field again.
     assert_eq!(third.marks.entities["Contracts"].fields, ["lastModifiedDateTime"]);
+
+    // A status stamp it cannot filter on: the change field alone still reads by changes, and
+    // the next pulls no longer ask for the other.
+    let mut marks = third.marks.clone();
+    marks.entities.get_mut("Contracts").unwrap().fields.push("statusLastModifiedStamp".into());
+    let previous = Previous { snapshot: &third.snapshot, marks: &marks };
+    let fourth = pull_snapshot(&client, &PullOptions::default(), Some(previous), &|_| {}).unwrap();
+    assert!(matches!(read_of(&fourth, "Contracts"), EntityRead::Changes { .. }));
+    assert_eq!(fourth.marks.entities["Contracts"].fields, ["lastModifiedDateTime"]);
+    assert_eq!(records_of(&fourth), full_records(&client));
 }
 
 #[test]

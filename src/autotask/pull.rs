@@ -343,22 +343,28 @@ impl Reading<'_> {
         stored: &Snapshot,
     ) -> Result<ChangesRead, PullError> {
         let since = mark.newest - chrono::Duration::minutes(OVERLAP_MINUTES);
-        let stamped = mark
-            .fields
-            .iter()
-            .map(|field| Item::from(Condition::gte(field.as_str(), timestamp_to_api(since))));
-        let changes = match filter.clone().and(Item::or(stamped)) {
-            Ok(changes) => changes,
-            Err(err) => return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string()))),
-        };
-        let mut records = table_of(stored, entity);
-        let mut stamps = Stamps::default();
-        let changed = match self.read_pages(entity, &changes, &mut records, &mut stamps) {
-            Ok(changed) => changed,
-            Err(PullError::Api(err)) if refused(&err) => {
-                return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string())))
+        let mut fields = mark.fields.clone();
+        let (changed, records, stamps) = loop {
+            let stamped = fields
+                .iter()
+                .map(|field| Item::from(Condition::gte(field.as_str(), timestamp_to_api(since))));
+            let changes = match filter.clone().and(Item::or(stamped)) {
+                Ok(changes) => changes,
+                Err(err) => {
+                    return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string())))
+                }
+            };
+            let mut records = table_of(stored, entity);
+            let mut stamps = Stamps::default();
+            match self.read_pages(entity, &changes, &mut records, &mut stamps) {
+                Ok(changed) => break (changed, records, stamps),
+                // A status stamp this Autotask cannot filter on: the change field alone.
+                Err(PullError::Api(err)) if refused(&err) && fields.len() > 1 => fields.truncate(1),
+                Err(PullError::Api(err)) if refused(&err) => {
+                    return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string())))
+                }
+                Err(err) => return Err(err),
             }
-            Err(err) => return Err(err),
         };
         let autotask = match self.client.query_count(entity, filter) {
             Ok(count) => count,
@@ -371,9 +377,8 @@ impl Reading<'_> {
         if autotask != snapshot as u64 {
             return Ok(ChangesRead::ReadInFull(FullReason::CountDiffers { autotask, snapshot }));
         }
-        let newest =
-            stamps.newest(&mark.fields, self.now).map_or(mark.newest, |n| n.max(mark.newest));
-        let mark = ChangeMark { newest, ..mark.clone() };
+        let newest = stamps.newest(&fields, self.now).map_or(mark.newest, |n| n.max(mark.newest));
+        let mark = ChangeMark { fields, newest, ..mark.clone() };
         let read = EntityRead::Changes { changed, since };
         Ok(ChangesRead::Merged(Box::new(EntityPart { records, read, mark: Some(mark) })))
     }
