@@ -156,7 +156,7 @@ fn run_naive(sim: &SimHandle, ws: &Workspace, lines: &[BillLine]) -> Cost {
 /// `cmat pull autotask` + `cmat plan --detailed-exitcode` (not measured): 0 means converged.
 fn check_converged(sim: &SimHandle, ws: &Workspace, who: &str) {
     ws.cmat_ok(sim, &["pull", "autotask"]);
-    let (code, output, _) = ws.cmat(sim, &["plan", "--detailed-exitcode"]);
+    let (code, output, plan) = ws.cmat(sim, &["plan", "--detailed-exitcode"]);
     let verdict = match code {
         0 => "converged (a new plan is empty)".to_string(),
         2 => {
@@ -173,7 +173,11 @@ fn check_converged(sim: &SimHandle, ws: &Workspace, who: &str) {
         }
         _ => format!("plan failed ({code})"),
     };
-    say(format!("  check after {who}: {verdict}"));
+    say(format!(
+        "  check after {who}: {verdict} (that `cmat plan`: {:.1} s, {:.0} MB)",
+        plan.wall.as_secs_f64(),
+        plan.peak_kib as f64 / 1024.0
+    ));
 }
 
 fn row(what: &str, cost: &Cost) -> String {

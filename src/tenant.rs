@@ -370,6 +370,73 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
     }
 }
 
+const REPORT_HEADER: [&str; 25] = [
+    "Billing Date",
+    "Service Name",
+    "Broker Name",
+    "Organization Name",
+    "Customer Number",
+    "Product Name",
+    "Item Code",
+    "Quantity",
+    "Unit Cost Price",
+    "Unit Sales Price",
+    "Total Cost",
+    "Total Sales",
+    "Margin Amount",
+    "Margin Percentage",
+    "Currency Code",
+    "Product ID",
+    "Payment Frequency",
+    "Purchase Order Number",
+    "Subscription ID",
+    "Subscription Name",
+    "Billing Line Details",
+    "Organization Currency Code",
+    "Organization Groups",
+    "Note",
+    "AutotaskCompanyID",
+];
+
+/// The lines as a Cloudmore General Billing Report export (every column Cloudmore writes).
+pub fn write_bill_csv(to: impl std::io::Write, lines: &[BillLine]) -> std::io::Result<()> {
+    let mut out = csv::Writer::from_writer(to);
+    out.write_record(REPORT_HEADER)?;
+    for l in lines {
+        let margin = l.total_sales - l.total_cost;
+        let date = l.billing_date.to_string();
+        let company = l.autotask_company_id.map(|id| id.to_string());
+        out.write_record([
+            date.as_str(),
+            &l.service_name,
+            &l.broker_name,
+            &l.organization_name,
+            &l.customer_number,
+            &l.product_name,
+            &l.item_code,
+            &l.quantity.to_string(),
+            &l.unit_cost_price.to_string(),
+            &l.unit_sales_price.to_string(),
+            &l.total_cost.to_string(),
+            &l.total_sales.to_string(),
+            &margin.to_string(),
+            "",
+            &l.currency_code,
+            &l.product_id,
+            "Monthly",
+            "",
+            &l.subscription_id,
+            &l.subscription_name,
+            "",
+            &l.currency_code,
+            "",
+            "",
+            company.as_deref().unwrap_or(""),
+        ])?;
+    }
+    out.flush()
+}
+
 /// The newest change stamp of a generated tenant's records: the day before the first bill.
 pub const LAST_CHANGED: &str = "2026-10-31T06:15:00Z";
 

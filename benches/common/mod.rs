@@ -15,74 +15,6 @@ pub const SERVICE_BILLING_CODE: i64 = 29682801;
 pub const PRODUCT_BILLING_CODE: i64 = 29682802;
 pub const SLA: i64 = 1;
 
-const HEADER: [&str; 25] = [
-    "Billing Date",
-    "Service Name",
-    "Broker Name",
-    "Organization Name",
-    "Customer Number",
-    "Product Name",
-    "Item Code",
-    "Quantity",
-    "Unit Cost Price",
-    "Unit Sales Price",
-    "Total Cost",
-    "Total Sales",
-    "Margin Amount",
-    "Margin Percentage",
-    "Currency Code",
-    "Product ID",
-    "Payment Frequency",
-    "Purchase Order Number",
-    "Subscription ID",
-    "Subscription Name",
-    "Billing Line Details",
-    "Organization Currency Code",
-    "Organization Groups",
-    "Note",
-    "AutotaskCompanyID",
-];
-
-/// The lines as a Cloudmore General Billing Report export.
-pub fn write_bill_csv(path: &Path, lines: &[BillLine]) -> std::io::Result<()> {
-    let file = std::io::BufWriter::new(std::fs::File::create(path)?);
-    let mut out = csv::Writer::from_writer(file);
-    out.write_record(HEADER)?;
-    for l in lines {
-        let margin = l.total_sales - l.total_cost;
-        let date = l.billing_date.to_string();
-        let company = l.autotask_company_id.map(|id| id.to_string());
-        out.write_record([
-            date.as_str(),
-            &l.service_name,
-            &l.broker_name,
-            &l.organization_name,
-            &l.customer_number,
-            &l.product_name,
-            &l.item_code,
-            &l.quantity.to_string(),
-            &l.unit_cost_price.to_string(),
-            &l.unit_sales_price.to_string(),
-            &l.total_cost.to_string(),
-            &l.total_sales.to_string(),
-            &margin.to_string(),
-            "",
-            &l.currency_code,
-            &l.product_id,
-            "Monthly",
-            "",
-            &l.subscription_id,
-            &l.subscription_name,
-            "",
-            &l.currency_code,
-            "",
-            "",
-            company.as_deref().unwrap_or(""),
-        ])?;
-    }
-    out.flush()
-}
-
 /// What one measured step cost.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Cost {
@@ -176,7 +108,8 @@ impl Workspace {
 
     pub fn write_bill(&self, name: &str, lines: &[BillLine]) -> PathBuf {
         let path = self.path().join(name);
-        write_bill_csv(&path, lines).expect("write the bill");
+        let file = std::fs::File::create(&path).expect("create the bill");
+        cmat::tenant::write_bill_csv(std::io::BufWriter::new(file), lines).expect("write the bill");
         path
     }
 

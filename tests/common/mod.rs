@@ -102,8 +102,12 @@ impl SimWorkspace {
     }
 
     pub fn start_with(options: SimOptions) -> Self {
-        let sim = Simulator::start("127.0.0.1:0", cmat::sim::Seed::bundled(), options)
-            .expect("start the simulator");
+        Self::start_seeded(cmat::sim::Seed::bundled(), options)
+    }
+
+    /// A workspace against a simulator holding `seed`.
+    pub fn start_seeded(seed: cmat::sim::Seed, options: SimOptions) -> Self {
+        let sim = Simulator::start("127.0.0.1:0", seed, options).expect("start the simulator");
         let ws = TestWorkspace::new();
         ws.write(
             "cmat.toml",
