@@ -63,6 +63,7 @@ fn sync_applies_a_new_bill_once_and_is_a_no_op_until_the_next() {
     let written = tenant.writes();
     assert_eq!(written, 25, "one write per planned change");
 
+    let requests = tenant.sim.counters().total;
     let second = tenant.cmat(&["sync", "--auto-approve"]);
     assert_eq!(second.status, 0, "{}", second.stderr);
     assert!(
@@ -70,7 +71,7 @@ fn sync_applies_a_new_bill_once_and_is_a_no_op_until_the_next() {
         "{}",
         second.stdout
     );
-    assert_eq!(tenant.writes(), written);
+    assert_eq!(tenant.sim.counters().total, requests, "a day with nothing new costs no request");
 
     let november =
         tenant.cmat(&["sync", "--auto-approve", "--import", &fixture("bill-2026-11-01.csv")]);
@@ -78,6 +79,23 @@ fn sync_applies_a_new_bill_once_and_is_a_no_op_until_the_next() {
     assert_eq!(tenant.writes(), written + 8);
     let plan = tenant.cmat(&["plan", "--detailed-exitcode"]);
     assert_eq!(plan.status, 0, "converged after sync: {}", plan.stdout);
+
+    // Edited rules are applied by the next sync even without a new bill (here: nothing
+    // differs, so it reads Autotask, plans and writes nothing), and only by that one.
+    let rules = tenant.workspace.read("mappings/microsoft.cmat");
+    tenant.workspace.write("mappings/microsoft.cmat", &format!("{rules}\n# reviewed\n"));
+    let requests = tenant.sim.counters().total;
+    let edited = tenant.cmat(&["sync", "--auto-approve"]);
+    assert_eq!(edited.status, 0, "{}{}", edited.stdout, edited.stderr);
+    assert!(!edited.stdout.contains("No new or restated bill"), "{}", edited.stdout);
+    assert!(tenant.sim.counters().total > requests);
+    assert_eq!(tenant.writes(), written + 8);
+    let again = tenant.cmat(&["sync", "--auto-approve"]);
+    assert!(
+        again.stdout.contains("nothing to do (Autotask was not contacted)"),
+        "{}",
+        again.stdout
+    );
 }
 
 #[test]

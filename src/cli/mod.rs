@@ -70,7 +70,7 @@ pub enum Command {
     Plan(plan::PlanArgs),
     /// Write a plan's changes to Autotask
     Apply(apply::ApplyArgs),
-    /// The daily job: pull, plan, and apply when a new bill has arrived
+    /// The daily job: pull, plan, and apply when a new bill has arrived or the rules changed
     Sync(sync::SyncArgs),
     /// Export the audit trail as CSV
     Audit(audit::AuditArgs),

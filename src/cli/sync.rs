@@ -5,7 +5,7 @@ use clap::Args;
 
 use super::apply::{execute, Applied};
 use super::{session, CommandResult, Context};
-use crate::store::meta_keys::{LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST};
+use crate::store::meta_keys::{LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST};
 use crate::store::Access;
 
 #[derive(Debug, Args)]
@@ -30,8 +30,9 @@ pub struct SyncArgs {
     pub imports: Vec<PathBuf>,
 }
 
-/// The daily job: bring in new bills, refresh the snapshot, and apply only when a new or
-/// restated bill has arrived since the last successful sync.
+/// The daily job: bring in new bills, and only when a new or restated bill has arrived or the
+/// rules changed since the last successful sync, refresh the snapshot and apply. A day with
+/// nothing new costs no Autotask request.
 pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
     for file in &args.imports {
@@ -42,8 +43,22 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     if args.imports.is_empty() && config.cloudmore.base_url.is_some() {
         super::pull_cloudmore::pull_into(context, &mut store, &config)?;
     }
+    let (rules, sources) = session::load_rules(context)?;
+    let inputs_digest = store.inputs_digest()?;
+    let mappings_digest = crate::plan::mappings_digest(&sources);
+    if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
+        && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
+        && store.journal_unresolved()?.is_empty()
+    {
+        let when = store.get_meta(LAST_SYNC_AT)?.unwrap_or_else(|| "an earlier run".into());
+        println!(
+            "No new or restated bill since the last sync ({when}) and no change to the rules; \
+             nothing to do (Autotask was not contacted)."
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+
     let client = session::connect_autotask(context)?;
-    let (rules, _) = session::load_rules(context)?;
     super::pull_autotask::pull_into(
         context,
         &mut store,
@@ -51,23 +66,16 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
         &rules.settings.subscription_udf.value,
         args.full_pull,
     )?;
-
     let mut loaded = session::load(context, &store)?;
-    let last = store.get_meta(LAST_SYNC_INPUTS_DIGEST)?;
-    if last.as_deref() == Some(loaded.inputs_digest.as_str())
-        && store.journal_unresolved()?.is_empty()
-    {
-        let when = store.get_meta(LAST_SYNC_AT)?.unwrap_or_else(|| "an earlier run".into());
-        println!("No new or restated bill since the last sync ({when}); nothing to do.");
-        return Ok(ExitCode::SUCCESS);
-    }
     if args.dry_run {
         let plan = loaded.plan();
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
         return Ok(super::plan::exit_code(&plan, true));
     }
     let applied = execute(context, &mut store, &mut loaded, &client, None, args.auto_approve)?;
-    store.set_meta(LAST_SYNC_INPUTS_DIGEST, &loaded.inputs_digest)?;
+    // What was applied: the inputs and rules read before the pull (nothing changes them since).
+    store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
+    store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
     store.set_meta(
         LAST_SYNC_AT,
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -40,6 +40,8 @@ pub mod meta_keys {
     pub const LAST_SYNC_AT: &str = "last_sync.at";
     /// The inputs digest the last successful `sync` applied.
     pub const LAST_SYNC_INPUTS_DIGEST: &str = "last_sync.inputs_digest";
+    /// The mappings digest the last successful `sync` applied.
+    pub const LAST_SYNC_MAPPINGS_DIGEST: &str = "last_sync.mappings_digest";
 }
 
 /// The schema, one migration per entry, in order. Append only.
