@@ -84,7 +84,7 @@ impl GroupOp {
 }
 
 /// A value compared against; dates go as `YYYY-MM-DDT00:00:00` (no zone: never shifted).
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FilterValue {
     Int(i64),
     Text(String),
@@ -396,13 +396,13 @@ pub fn chunked_in<V: Into<FilterValue>>(
     field: &str,
     values: impl IntoIterator<Item = V>,
 ) -> Result<Vec<Filter>, FilterError> {
-    let mut unique: Vec<FilterValue> = Vec::new();
-    for v in values {
-        let v = v.into();
-        if !unique.contains(&v) {
-            unique.push(v);
-        }
-    }
+    // In first-seen order; a scope can hold ten thousand contract ids.
+    let mut seen = std::collections::HashSet::new();
+    let unique: Vec<FilterValue> = values
+        .into_iter()
+        .map(Into::into)
+        .filter(|v: &FilterValue| seen.insert(v.clone()))
+        .collect();
     unique
         .chunks(MAX_IN_VALUES)
         .map(|chunk| {
