@@ -79,7 +79,14 @@ pub fn open_store(context: &Context, access: Access) -> Result<Store, CommandErr
 pub fn load(context: &Context, store: &Store) -> Result<Loaded, CommandError> {
     // Not needed to plan, but a broken cmat.toml is better found now than at the next apply.
     context.workspace.config()?;
-    let (rules, mapping_sources) = load_rules(context)?;
+    load_with(store, load_rules(context)?)
+}
+
+/// [`load`] with rules already read (sync reads them first, to decide whether to run at all).
+pub fn load_with(
+    store: &Store,
+    (rules, mapping_sources): (RuleSet, Vec<(String, String)>),
+) -> Result<Loaded, CommandError> {
     Ok(Loaded {
         rules,
         mapping_sources,

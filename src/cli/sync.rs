@@ -46,6 +46,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     let (rules, sources) = session::load_rules(context)?;
     let inputs_digest = store.inputs_digest()?;
     let mappings_digest = crate::plan::mappings_digest(&sources);
+    let subscription_udf = rules.settings.subscription_udf.value.clone();
     if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
         && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
         && store.journal_unresolved()?.is_empty()
@@ -63,17 +64,17 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
         context,
         &mut store,
         &client,
-        &rules.settings.subscription_udf.value,
+        &subscription_udf,
         args.full_pull,
     )?;
-    let mut loaded = session::load(context, &store)?;
+    // The rules whose digest was compared above are the ones applied, and recorded below.
+    let mut loaded = session::load_with(&store, (rules, sources))?;
     if args.dry_run {
         let plan = loaded.plan();
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
         return Ok(super::plan::exit_code(&plan, true));
     }
     let applied = execute(context, &mut store, &mut loaded, &client, None, args.auto_approve)?;
-    // What was applied: the inputs and rules read before the pull (nothing changes them since).
     store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
     store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
     store.set_meta(
