@@ -144,6 +144,7 @@ impl Scope {
                 .map(|(id, c)| (*id, c.clone()))
                 .collect(),
             billing_codes: BTreeMap::new(),
+            picklists: Default::default(),
             refreshed_at: None,
             contracts,
         }
@@ -701,7 +702,13 @@ mod tests {
         let desired = crate::desired::desired_state(&rules, &lines);
         let digests =
             Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };
-        Plan::new(crate::diff::diff(&rules, &desired, &snapshot), digests, DateTime::UNIX_EPOCH)
+        let values = crate::picklists::resolve(&rules, &crate::tenant::reference_picklists())
+            .expect("the reference tenant has every default label");
+        Plan::new(
+            crate::diff::diff(&rules, &values, &desired, &snapshot),
+            digests,
+            DateTime::UNIX_EPOCH,
+        )
     }
 
     fn options() -> ApplyOptions {

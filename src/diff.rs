@@ -17,6 +17,7 @@ use crate::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, HandEdit, RemovedProduct, Renewal,
     RuleOrigin, RuleSet, TemplateField,
 };
+use crate::picklists::TenantValues;
 use crate::snapshot::{Contract, ContractCharge, Snapshot};
 
 /// Autotask's maximum lengths for the text fields cmat writes (entityInformation/fields).
@@ -139,6 +140,8 @@ fn truncate(text: &str, max: usize) -> String {
 /// Lookups over the snapshot by natural key, built once per diff.
 struct SnapshotIndex<'a> {
     contracts_by_subscription: BTreeMap<&'a str, &'a Contract>,
+    /// Subscriptions more than one contract carries, with their contract ids.
+    duplicated_subscriptions: BTreeMap<&'a str, Vec<i64>>,
     services_by_sku: BTreeMap<String, i64>,
     contract_services: BTreeMap<(i64, i64), &'a crate::snapshot::ContractService>,
     units: BTreeMap<(i64, i64), Vec<&'a crate::snapshot::ContractServiceUnit>>,
@@ -146,26 +149,29 @@ struct SnapshotIndex<'a> {
 }
 
 impl<'a> SnapshotIndex<'a> {
-    fn new(snapshot: &'a Snapshot, warnings: &mut Vec<Warning>) -> Self {
-        let mut contracts_by_subscription: BTreeMap<&str, &Contract> = BTreeMap::new();
-        // BTreeMap iteration is by id, so the oldest contract of a subscription wins.
+    fn new(snapshot: &'a Snapshot) -> Self {
+        let mut by_subscription: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
         for contract in snapshot.contracts.values() {
-            let Some(subscription) = contract.subscription_id.as_deref().filter(|s| !s.is_empty())
-            else {
-                continue;
-            };
-            if let Some(first) = contracts_by_subscription.get(subscription) {
-                warnings.push(Warning::new(
-                    WarningCode::DuplicateContract,
-                    format!(
-                        "contracts {} and {} both carry subscription {subscription}; cmat uses {} and leaves {} alone",
-                        first.id, contract.id, first.id, contract.id
-                    ),
-                    format!("Contracts/{}", contract.id),
-                ));
-                continue;
+            if let Some(subscription) = contract.subscription_id.as_deref().filter(|s| !s.is_empty())
+            {
+                by_subscription.entry(subscription).or_default().push(contract);
             }
-            contracts_by_subscription.insert(subscription, contract);
+        }
+        // Two contracts for one subscription were left by another integration or by hand:
+        // picking one could bill twice, creating a third would make it worse. Nothing is
+        // written for the subscription until a person removes the extra contract.
+        let mut contracts_by_subscription = BTreeMap::new();
+        let mut duplicated_subscriptions = BTreeMap::new();
+        for (subscription, contracts) in by_subscription {
+            match contracts.as_slice() {
+                [only] => {
+                    contracts_by_subscription.insert(subscription, *only);
+                }
+                _ => {
+                    duplicated_subscriptions
+                        .insert(subscription, contracts.iter().map(|c| c.id).collect::<Vec<_>>());
+                }
+            }
         }
         let mut services_by_sku: BTreeMap<String, (bool, i64)> = BTreeMap::new();
         for service in snapshot.services.values() {
@@ -200,6 +206,7 @@ impl<'a> SnapshotIndex<'a> {
         }
         SnapshotIndex {
             contracts_by_subscription,
+            duplicated_subscriptions,
             services_by_sku: services_by_sku.into_iter().map(|(sku, (_, id))| (sku, id)).collect(),
             contract_services,
             units,
@@ -254,12 +261,52 @@ struct ContractTarget {
     end: NaiveDate,
 }
 
-pub fn diff(rules: &RuleSet, desired: &DesiredState, snapshot: &Snapshot) -> Diff {
+/// Everything one diff reads: the rules, the picklist numbers they resolved to on this
+/// tenant, and the snapshot's lookups.
+struct Context<'a> {
+    rules: &'a RuleSet,
+    values: &'a TenantValues,
+    index: SnapshotIndex<'a>,
+}
+
+pub fn diff(
+    rules: &RuleSet,
+    values: &TenantValues,
+    desired: &DesiredState,
+    snapshot: &Snapshot,
+) -> Diff {
     let mut out = Diff { warnings: desired.warnings.clone(), ..Diff::default() };
-    let index = SnapshotIndex::new(snapshot, &mut out.warnings);
+    let context = Context { rules, values, index: SnapshotIndex::new(snapshot) };
+    let index = &context.index;
     let mut planned_services: BTreeSet<String> = BTreeSet::new();
+    let mut unknown_costs = UnknownCosts::default();
 
     for contract in desired.contracts.values() {
+        if contract.company_id == 0 {
+            out.warnings.push(Warning::new(
+                WarningCode::OwnCompany,
+                format!(
+                    "organization \"{}\" links to Autotask company 0, the tenant's own company; subscription {} left out (check AutotaskCompanyID)",
+                    contract.organization_name, contract.subscription_id
+                ),
+                contract.source.to_string(),
+            ));
+            continue;
+        }
+        if let Some(ids) = index.duplicated_subscriptions.get(contract.subscription_id.as_str()) {
+            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+            out.warnings.push(Warning::new(
+                WarningCode::DuplicateContracts,
+                format!(
+                    "contracts {} all carry subscription {}; nothing is written for it until one contract is left (remove the others' \"{}\" in Autotask)",
+                    ids.join(", "),
+                    contract.subscription_id,
+                    rules.settings.subscription_udf.value
+                ),
+                format!("Contracts/{}", ids.join(",")),
+            ));
+            continue;
+        }
         if !snapshot.companies.is_empty() && !snapshot.companies.contains_key(&contract.company_id)
         {
             out.warnings.push(Warning::new(
@@ -272,28 +319,29 @@ pub fn diff(rules: &RuleSet, desired: &DesiredState, snapshot: &Snapshot) -> Dif
             ));
             continue;
         }
-        let target = diff_contract(rules, contract, &index, &mut out);
+        let target = diff_contract(&context, contract, &mut out);
         match contract.kind {
             BillingKind::Licence => {
                 for service in contract.services.values() {
                     diff_contract_service(
-                        rules,
+                        &context,
                         contract,
                         service,
                         &target,
-                        &index,
                         &mut planned_services,
+                        &mut unknown_costs,
                         &mut out,
                     );
                 }
             }
             BillingKind::Consumption => {
                 for charge in contract.charges.values() {
-                    diff_charge(rules, contract, charge, &target, &index, &mut out);
+                    diff_charge(&context, contract, charge, &target, &mut unknown_costs, &mut out);
                 }
             }
         }
     }
+    unknown_costs.warn(&mut out.warnings);
     out.changes.sort_by(|a, b| {
         (a.entity.phase(), &a.key, a.action).cmp(&(b.entity.phase(), &b.key, b.action))
     });
@@ -306,12 +354,8 @@ fn contract_label(contract: &DesiredContract) -> String {
     format!("{} [{}]", contract.name, contract.subscription_id)
 }
 
-fn diff_contract(
-    rules: &RuleSet,
-    contract: &DesiredContract,
-    index: &SnapshotIndex,
-    out: &mut Diff,
-) -> ContractTarget {
+fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) -> ContractTarget {
+    let (rules, index) = (context.rules, &context.index);
     let key = format!("subscription:{}", contract.subscription_id);
     let settings = &rules.settings;
     let name = truncate(&contract.name, CONTRACT_NAME_MAX);
@@ -344,8 +388,11 @@ fn diff_contract(
         let mut fields = BTreeMap::new();
         fields.insert("companyID".into(), json!(contract.company_id));
         fields.insert("contractName".into(), json!(name));
-        fields.insert("contractType".into(), json!(settings.contract_type.value));
-        fields.insert("status".into(), json!(settings.contract_status.value));
+        fields.insert("contractType".into(), json!(context.values.contract_type));
+        fields.insert("status".into(), json!(context.values.contract_status));
+        if let Some(period) = context.values.contract_period_type {
+            fields.insert("contractPeriodType".into(), json!(period));
+        }
         fields.insert("startDate".into(), date(contract.start_date));
         fields.insert("endDate".into(), date(contract.end_date));
         fields.insert(
@@ -524,13 +571,13 @@ fn diff_contract(
 
 /// The Autotask Service behind a product: explicit rule, then sku, then one planned create.
 fn resolve_service(
-    rules: &RuleSet,
+    context: &Context,
     contract: &DesiredContract,
     service: &DesiredContractService,
-    index: &SnapshotIndex,
     planned_services: &mut BTreeSet<String>,
     out: &mut Diff,
 ) -> Option<Result<i64, String>> {
+    let (rules, index) = (context.rules, &context.index);
     if let Some(explicit) = rules.products.explicit.get(&service.product_key) {
         return Some(Ok(explicit.value));
     }
@@ -561,7 +608,9 @@ fn resolve_service(
         fields.insert("name".into(), json!(truncate(&name, SERVICE_NAME_MAX)));
         fields.insert("sku".into(), json!(service.product_key));
         fields.insert("billingCodeID".into(), json!(rules.settings.service_billing_code.value));
-        fields.insert("periodType".into(), json!(create.period_type.value.autotask_value()));
+        if let Some(period) = context.values.service_period_type {
+            fields.insert("periodType".into(), json!(period));
+        }
         fields.insert("unitPrice".into(), money(service.unit_price, rules.prices.scale.value));
         fields.insert("unitCost".into(), money(service.unit_cost, rules.prices.scale.value));
         fields.insert("isActive".into(), json!(true));
@@ -582,15 +631,50 @@ fn resolve_service(
     Some(Err(key))
 }
 
+/// Records whose cost Autotask did not show. An API user without permission to see costs
+/// reads every cost as null (and its cost writes are ignored): an unknown cost is never
+/// compared, so it never becomes a cost-only write or a correcting charge. Said once.
+#[derive(Default)]
+struct UnknownCosts {
+    records: BTreeSet<String>,
+    foreign_currency: BTreeSet<i64>,
+}
+
+impl UnknownCosts {
+    fn warn(self, warnings: &mut Vec<Warning>) {
+        if let Some(first) = self.records.first() {
+            warnings.push(Warning::new(
+                WarningCode::CostsNotVisible,
+                format!(
+                    "Autotask shows no cost on {} record(s) cmat compares (the API user may lack permission to see costs): costs are not compared, and no change is planned for a cost alone (grant the API user's security level access to costs to have them kept in step)",
+                    self.records.len()
+                ),
+                first.clone(),
+            ));
+        }
+        if let Some(first) = self.foreign_currency.first() {
+            warnings.push(Warning::new(
+                WarningCode::ForeignCurrency,
+                format!(
+                    "{} contract service(s) bill in the customer's currency (multi-currency is on); Autotask returns their adjusted price only in the tenant's currency, so their prices are not compared; bills are never converted",
+                    self.foreign_currency.len()
+                ),
+                format!("ContractServices/{first}"),
+            ));
+        }
+    }
+}
+
 fn diff_contract_service(
-    rules: &RuleSet,
+    context: &Context,
     contract: &DesiredContract,
     service: &DesiredContractService,
     target: &ContractTarget,
-    index: &SnapshotIndex,
     planned_services: &mut BTreeSet<String>,
+    unknown_costs: &mut UnknownCosts,
     out: &mut Diff,
 ) {
+    let (rules, index) = (context.rules, &context.index);
     let scale = rules.prices.scale.value;
     let key = format!("subscription:{}/item:{}", contract.subscription_id, service.product_key);
     // Nothing to remove from a contract or a service that does not exist yet.
@@ -605,150 +689,160 @@ fn diff_contract_service(
     if service.units == 0 && (target.existing_id.is_none() || existing_service_id.is_none()) {
         return;
     }
-    let Some(service_ref) = resolve_service(rules, contract, service, index, planned_services, out)
+    let Some(service_ref) = resolve_service(context, contract, service, planned_services, out)
     else {
         return;
     };
-    let existing = match (target.existing_id, &service_ref) {
-        (Some(contract_id), Ok(service_id)) => Some((
-            contract_id,
-            *service_id,
-            index.contract_services.get(&(contract_id, *service_id)).copied(),
-        )),
+    let on_contract = match (target.existing_id, &service_ref) {
+        (Some(contract_id), Ok(service_id)) => index
+            .contract_services
+            .get(&(contract_id, *service_id))
+            .map(|contract_service| (contract_id, *service_id, *contract_service)),
         _ => None,
     };
     let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
-    let (effective, current_units) = match existing {
-        Some((contract_id, service_id, Some(_))) => {
+    let (effective, current_units) = match on_contract {
+        Some((contract_id, service_id, _)) => {
             let periods =
                 index.units.get(&(contract_id, service_id)).map(Vec::as_slice).unwrap_or(&[]);
             adjustment_day(periods, billing_date, target.end)
         }
-        _ => (billing_date, 0),
+        None => (billing_date, 0),
     };
     let label = match target.existing_id {
         Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
         None => contract_label(contract),
     };
-    let unit_change = service.units - current_units;
-    let on_contract = matches!(existing, Some((_, _, Some(_))));
-    if unit_change != 0 {
-        if !service.on_current_bill
-            && rules.policies.removed_product.value == RemovedProduct::Report
-        {
-            out.warnings.push(Warning::new(
-                WarningCode::Drift,
-                format!(
-                    "product {} is no longer on subscription {}'s bill but still has {current_units} units; left as it is (policy removed_product = report)",
-                    service.product_key, contract.subscription_id
-                ),
-                service.source.to_string(),
-            ));
+    let wanted_price = rules.prices.round(service.unit_price);
+    let wanted_cost = rules.prices.round(service.unit_cost);
+    let mut unit_change = service.units - current_units;
+    if unit_change != 0
+        && !service.on_current_bill
+        && rules.policies.removed_product.value == RemovedProduct::Report
+    {
+        out.warnings.push(Warning::new(
+            WarningCode::Drift,
+            format!(
+                "product {} is no longer on subscription {}'s bill but still has {current_units} units; left as it is (policy removed_product = report)",
+                service.product_key, contract.subscription_id
+            ),
+            service.source.to_string(),
+        ));
+        unit_change = 0;
+    }
+    // The contract's price and cost as Autotask holds them; None where it cannot be known.
+    let (mut price, mut cost) = (wanted_price, wanted_cost);
+    if let (Some((_, _, held)), false) = (on_contract, service.on_current_bill) {
+        // A product leaving the bill keeps the price and cost Autotask holds.
+        price = held.adjusted_price.filter(|_| !held.foreign_currency).unwrap_or(price);
+        cost = held.unit_cost.unwrap_or(cost);
+    }
+    let mut repriced = Vec::new();
+    if let (Some((_, _, contract_service)), true) = (on_contract, service.on_current_bill) {
+        let held_price = if contract_service.foreign_currency {
+            unknown_costs.foreign_currency.insert(contract_service.id);
+            None
         } else {
-            let mut fields = BTreeMap::new();
-            fields.insert(
-                "serviceID".into(),
-                match &service_ref {
-                    Ok(id) => json!(id),
-                    Err(planned) => json!({ "ref": planned }),
-                },
-            );
-            fields.insert("effectiveDate".into(), date(effective));
-            fields.insert("unitChange".into(), json!(unit_change));
-            if !on_contract {
-                // Adding the service to the contract: its price comes with the first adjustment.
-                fields.insert("adjustedUnitPrice".into(), money(service.unit_price, scale));
-                fields.insert("adjustedUnitCost".into(), money(service.unit_cost, scale));
+            contract_service.adjusted_price
+        };
+        if contract_service.unit_cost.is_none() {
+            unknown_costs.records.insert(format!("ContractServices/{}", contract_service.id));
+        }
+        let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
+        for (what, held, wanted, slot) in [
+            ("unit price", held_price, wanted_price, &mut price),
+            ("unit cost", contract_service.unit_cost, wanted_cost, &mut cost),
+        ] {
+            match held {
+                Some(held) if held != wanted && overwrite => {
+                    repriced.push(format!("{what} {} → {}", amount(held, scale), amount(wanted, scale)))
+                }
+                Some(held) if held != wanted => {
+                    out.warnings.push(Warning::new(
+                        WarningCode::Drift,
+                        format!(
+                            "contract service {} has {what} {} in Autotask, the bill says {}; left as it is (policy hand_edit = report)",
+                            contract_service.id, amount(held, scale), amount(wanted, scale)
+                        ),
+                        service.source.to_string(),
+                    ));
+                    *slot = held;
+                }
+                _ => {}
             }
-            let reason = if !service.on_current_bill {
-                format!(
-                    "product removed from the {} bill: {current_units} → 0",
-                    service.effective_date
-                )
-            } else if !on_contract {
-                format!(
-                    "new product {} ({}): {} units",
-                    service.product_key, service.product_name, service.units
-                )
-            } else {
-                format!("licence count {current_units} → {}", service.units)
-            };
-            let rule = if service.on_current_bill {
-                contract.origin.clone()
-            } else {
-                rules.policies.removed_product.origin.clone()
-            };
-            out.changes.push(Change {
-                action: Action::Adjust,
-                entity: Entity::ContractServiceAdjustments,
-                id: None,
-                parent: Some(target.parent.clone()),
-                key: key.clone(),
-                fields,
-                before: Some(
-                    [("units".to_string(), json!(current_units.to_string()))].into_iter().collect(),
-                ),
-                rule,
-                reason,
-                company_id: contract.company_id,
-                contract_label: label.clone(),
-            });
         }
     }
-    // Price of a service already on the contract: an update (Autotask changes only the price).
-    if let Some((contract_id, _, Some(contract_service))) = existing {
-        let wanted = rules.prices.round(service.unit_price);
-        if service.on_current_bill && contract_service.unit_price != wanted {
-            if rules.policies.hand_edit.value == HandEdit::Overwrite {
-                out.changes.push(Change {
-                    action: Action::Update,
-                    entity: Entity::ContractServices,
-                    id: Some(contract_service.id),
-                    parent: Some(Parent::Existing { entity: Entity::Contracts, id: contract_id }),
-                    key: key.clone(),
-                    fields: [("unitPrice".to_string(), money(wanted, scale))].into_iter().collect(),
-                    before: Some(
-                        [("unitPrice".to_string(), money(contract_service.unit_price, scale))]
-                            .into_iter()
-                            .collect(),
-                    ),
-                    rule: rules.prices.unit_price.origin.clone(),
-                    reason: format!(
-                        "unit price {} → {}",
-                        amount(contract_service.unit_price, scale),
-                        amount(wanted, scale)
-                    ),
-                    company_id: contract.company_id,
-                    contract_label: label,
-                });
-            } else {
-                out.warnings.push(Warning::new(
-                    WarningCode::Drift,
-                    format!(
-                        "contract service {} has unit price {} in Autotask, the bill says {wanted}; left as it is (policy hand_edit = report)",
-                        contract_service.id, contract_service.unit_price
-                    ),
-                    service.source.to_string(),
-                ));
-            }
-        } else if unit_change == 0 {
+    if unit_change == 0 && repriced.is_empty() {
+        if on_contract.is_some() {
             out.unchanged += 1;
         }
+        return;
     }
+    // One adjustment per contract service and bill carries units, price and cost together,
+    // dated on the Billing Date: invoiced periods keep their price, and cmat never sends two
+    // adjustments for one day (Autotask refuses the second). See ARCHITECTURE.md, "Prices".
+    let mut fields = BTreeMap::new();
+    fields.insert(
+        "serviceID".into(),
+        match &service_ref {
+            Ok(id) => json!(id),
+            Err(planned) => json!({ "ref": planned }),
+        },
+    );
+    fields.insert("effectiveDate".into(), date(effective));
+    fields.insert("unitChange".into(), json!(unit_change));
+    fields.insert("adjustedUnitPrice".into(), money(price, scale));
+    fields.insert("adjustedUnitCost".into(), money(cost, scale));
+    let mut reasons = Vec::new();
+    if unit_change != 0 {
+        reasons.push(if !service.on_current_bill {
+            format!("product removed from the {} bill: {current_units} → 0", service.effective_date)
+        } else if on_contract.is_none() {
+            format!(
+                "new product {} ({}): {} units",
+                service.product_key, service.product_name, service.units
+            )
+        } else {
+            format!("licence count {current_units} → {}", service.units)
+        });
+    }
+    reasons.extend(repriced);
+    let rule = if unit_change == 0 {
+        rules.prices.unit_price.origin.clone()
+    } else if service.on_current_bill {
+        contract.origin.clone()
+    } else {
+        rules.policies.removed_product.origin.clone()
+    };
+    out.changes.push(Change {
+        action: Action::Adjust,
+        entity: Entity::ContractServiceAdjustments,
+        id: None,
+        parent: Some(target.parent.clone()),
+        key,
+        fields,
+        before: Some([("units".to_string(), json!(current_units.to_string()))].into_iter().collect()),
+        rule,
+        reason: reasons.join("; "),
+        company_id: contract.company_id,
+        contract_label: label,
+    });
 }
 
-fn charge_total(charge: &ContractCharge) -> (Decimal, Decimal) {
-    (charge.unit_quantity * charge.unit_price, charge.unit_quantity * charge.unit_cost)
+/// A charge's total price, and its total cost where Autotask shows it.
+fn charge_total(charge: &ContractCharge) -> (Decimal, Option<Decimal>) {
+    (charge.unit_quantity * charge.unit_price, charge.unit_cost.map(|cost| charge.unit_quantity * cost))
 }
 
 fn diff_charge(
-    rules: &RuleSet,
+    context: &Context,
     contract: &DesiredContract,
     charge: &DesiredCharge,
     target: &ContractTarget,
-    index: &SnapshotIndex,
+    unknown_costs: &mut UnknownCosts,
     out: &mut Diff,
 ) {
+    let (rules, index) = (context.rules, &context.index);
     let scale = rules.prices.scale.value;
     let key = format!("subscription:{}/charge:{}", contract.subscription_id, charge.date);
     let name = truncate(&charge.name, CHARGE_NAME_MAX);
@@ -771,7 +865,7 @@ fn diff_charge(
         Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
         None => contract_label(contract),
     };
-    let base_fields = |name: &str, price: Decimal, cost: Decimal| {
+    let base_fields = |name: &str, price: Decimal, cost: Option<Decimal>| {
         let mut fields = BTreeMap::new();
         fields.insert("name".to_string(), json!(name));
         fields.insert(
@@ -782,10 +876,12 @@ fn diff_charge(
             )),
         );
         fields.insert("datePurchased".to_string(), date(charge.date));
-        fields.insert("chargeType".to_string(), json!(rules.consumption.charge_type.value));
+        fields.insert("chargeType".to_string(), json!(context.values.charge_type));
         fields.insert("unitQuantity".to_string(), money(Decimal::ONE, scale));
         fields.insert("unitPrice".to_string(), money(price, scale));
-        fields.insert("unitCost".to_string(), money(cost, scale));
+        if let Some(cost) = cost {
+            fields.insert("unitCost".to_string(), money(cost, scale));
+        }
         fields
             .insert("billingCodeID".to_string(), json!(rules.settings.product_billing_code.value));
         fields.insert("isBillableToCompany".to_string(), json!(true));
@@ -798,7 +894,7 @@ fn diff_charge(
             id: None,
             parent: Some(target.parent.clone()),
             key,
-            fields: base_fields(&name, charge.unit_price, charge.unit_cost),
+            fields: base_fields(&name, charge.unit_price, Some(charge.unit_cost)),
             before: None,
             rule: rules.consumption.charge_name.origin.clone(),
             reason: format!(
@@ -813,13 +909,20 @@ fn diff_charge(
         });
         return;
     }
-    let (billed_price, billed_cost) = ours
-        .iter()
-        .map(|existing| charge_total(existing))
-        .fold((Decimal::ZERO, Decimal::ZERO), |(p, c), (dp, dc)| (p + dp, c + dc));
+    let mut billed_price = Decimal::ZERO;
+    // None as soon as one charge's cost is hidden: then no cost is compared for the period.
+    let mut billed_cost = Some(Decimal::ZERO);
+    for existing in &ours {
+        let (price, cost) = charge_total(existing);
+        billed_price += price;
+        billed_cost = billed_cost.zip(cost).map(|(sum, cost)| sum + cost);
+        if cost.is_none() {
+            unknown_costs.records.insert(format!("ContractCharges/{}", existing.id));
+        }
+    }
     let price_gap = charge.unit_price - billed_price;
-    let cost_gap = charge.unit_cost - billed_cost;
-    if price_gap.is_zero() && cost_gap.is_zero() {
+    let cost_gap = billed_cost.map(|billed| charge.unit_cost - billed);
+    if price_gap.is_zero() && cost_gap.is_none_or(|gap| gap.is_zero()) {
         out.unchanged += 1;
         return;
     }
@@ -828,16 +931,18 @@ fn diff_charge(
         let quantity = if open.unit_quantity.is_zero() { Decimal::ONE } else { open.unit_quantity };
         let (open_price, open_cost) = charge_total(open);
         let new_price = rules.prices.round((open_price + price_gap) / quantity);
-        let new_cost = rules.prices.round((open_cost + cost_gap) / quantity);
         let mut fields = BTreeMap::new();
         let mut before = BTreeMap::new();
         if new_price != open.unit_price {
             fields.insert("unitPrice".to_string(), money(new_price, scale));
             before.insert("unitPrice".to_string(), money(open.unit_price, scale));
         }
-        if new_cost != open.unit_cost {
-            fields.insert("unitCost".to_string(), money(new_cost, scale));
-            before.insert("unitCost".to_string(), money(open.unit_cost, scale));
+        if let (Some(open_cost), Some(cost_gap), Some(held)) = (open_cost, cost_gap, open.unit_cost) {
+            let new_cost = rules.prices.round((open_cost + cost_gap) / quantity);
+            if new_cost != held {
+                fields.insert("unitCost".to_string(), money(new_cost, scale));
+                before.insert("unitCost".to_string(), money(held, scale));
+            }
         }
         if fields.is_empty() {
             out.unchanged += 1;
@@ -920,7 +1025,9 @@ pub(crate) mod tests {
         let desired = desired_state(rules, lines);
         let digests =
             Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };
-        Plan::new(diff(rules, &desired, snapshot), digests, chrono::DateTime::UNIX_EPOCH)
+        let values = crate::picklists::resolve(rules, &crate::tenant::reference_picklists())
+            .expect("the reference tenant has every default label");
+        Plan::new(diff(rules, &values, &desired, snapshot), digests, chrono::DateTime::UNIX_EPOCH)
     }
 
     fn converge(rules: &RuleSet, lines: &[BillLine], snapshot: &mut Snapshot) -> Plan {
@@ -1004,8 +1111,10 @@ pub(crate) mod tests {
             reasons,
             vec![
                 ("sku:C", "no Autotask Service has sku C"),
-                ("subscription:S1/item:A", "unit price 5.0000 → 5.5000"),
-                ("subscription:S1/item:A", "licence count 10 → 12"),
+                (
+                    "subscription:S1/item:A",
+                    "licence count 10 → 12; unit price 5.0000 → 5.5000; unit cost 4.0000 → 4.4000"
+                ),
                 ("subscription:S1/item:B", "product removed from the 2026-11-01 bill: 3 → 0"),
                 ("subscription:S1/item:C", "new product C (Product C): 2 units"),
             ]
@@ -1013,6 +1122,125 @@ pub(crate) mod tests {
         let removal = second.changes.iter().find(|c| c.key.ends_with("item:B")).expect("removal");
         assert_eq!(removal.fields["unitChange"], json!(-3));
         assert_eq!(removal.fields["effectiveDate"], json!("2026-11-01"));
+    }
+
+    #[test]
+    fn a_price_change_alone_is_an_adjustment_of_no_units_dated_on_the_billing_date() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        let mut lines = october();
+        lines.extend([
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "6"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "B", "3", "7"),
+        ]);
+        let second = converge(&rules, &lines, &mut snapshot);
+        assert_eq!(second.changes.len(), 1, "{:#?}", second.changes);
+        let change = &second.changes[0];
+        assert_eq!((change.action, change.entity.as_str()), (Action::Adjust, "ContractServiceAdjustments"));
+        assert_eq!(change.fields["unitChange"], json!(0));
+        assert_eq!(change.fields["effectiveDate"], json!("2026-11-01"));
+        assert_eq!(change.fields["adjustedUnitPrice"], json!("6.0000"));
+        assert_eq!(change.fields["adjustedUnitCost"], json!("4.8000"));
+        assert!(!change.fields.contains_key("unitPrice"), "never the catalogue price");
+        assert_eq!(change.reason, "unit price 5.0000 → 6.0000; unit cost 4.0000 → 4.8000");
+    }
+
+    #[test]
+    fn hidden_costs_never_turn_into_writes() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        // The API user loses cost permission: every cost now reads null.
+        for service in snapshot.contract_services.values_mut() {
+            service.unit_cost = None;
+        }
+        for charge in snapshot.charges.values_mut() {
+            charge.unit_cost = None;
+            charge.is_billed = true;
+        }
+        // The same bill with other costs: nothing to write, said once.
+        let recosted: Vec<BillLine> = october()
+            .into_iter()
+            .map(|mut line| {
+                line.unit_cost_price += Decimal::ONE;
+                line.total_cost += line.quantity;
+                line
+            })
+            .collect();
+        let same = plan(&rules, &recosted, &snapshot);
+        assert!(same.changes.is_empty(), "{:#?}", same.changes);
+        let codes: Vec<&str> = same.warnings.iter().map(|w| w.code.as_str()).collect();
+        assert_eq!(codes, vec!["costs_not_visible"]);
+        assert!(same.warnings[0].message.contains("3 record(s)"), "{}", same.warnings[0].message);
+        // A real price change on a billed period with hidden costs corrects the price only.
+        let mut restated = october();
+        restated[3] = line("2026-10-01", "Contoso", "Azure Plan", "AZ", "M2", "2", "11.125");
+        let corrected = plan(&rules, &restated, &snapshot);
+        assert_eq!(corrected.changes.len(), 1, "{:#?}", corrected.changes);
+        assert_eq!(corrected.changes[0].fields["unitPrice"], json!("2.0000"));
+        assert!(!corrected.changes[0].fields.contains_key("unitCost"));
+    }
+
+    #[test]
+    fn duplicate_contracts_for_a_subscription_are_left_alone_and_reported() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        let original = snapshot
+            .contracts
+            .values()
+            .find(|c| c.subscription_id.as_deref() == Some("S1"))
+            .cloned()
+            .expect("contract");
+        snapshot.contracts.insert(77, Contract { id: 77, ..original.clone() });
+        let mut lines = october();
+        lines.push(line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "40", "5"));
+        let left = plan(&rules, &lines, &snapshot);
+        assert!(
+            left.changes.iter().all(|c| !c.key.starts_with("subscription:S1")),
+            "{:#?}",
+            left.changes
+        );
+        let warning = left.warnings.iter().find(|w| w.code == "duplicate_contracts").expect("warned");
+        assert!(
+            warning.message.starts_with(&format!("contracts 77, {} all carry subscription S1", original.id))
+                || warning.message.starts_with(&format!("contracts {}, 77 all carry subscription S1", original.id)),
+            "{}",
+            warning.message
+        );
+    }
+
+    #[test]
+    fn a_link_to_the_tenants_own_company_is_not_followed() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        snapshot.companies.insert(0, Company { id: 0, company_name: "MSP".into(), is_active: true });
+        let mut lines = october();
+        for line in &mut lines {
+            line.autotask_company_id = Some(0);
+        }
+        let own = plan(&rules, &lines, &snapshot);
+        assert!(own.changes.iter().all(|c| c.entity == "Services"), "{:#?}", own.changes);
+        assert!(own.warnings.iter().any(|w| w.code == "own_company"), "{:#?}", own.warnings);
+    }
+
+    #[test]
+    fn a_contract_billing_in_another_currency_is_not_repriced() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        for service in snapshot.contract_services.values_mut() {
+            service.foreign_currency = true;
+            service.adjusted_price = Some(Decimal::new(1, 0));
+        }
+        let foreign = plan(&rules, &october(), &snapshot);
+        assert!(foreign.changes.is_empty(), "{:#?}", foreign.changes);
+        assert!(
+            foreign.warnings.iter().any(|w| w.code == "foreign_currency"),
+            "{:#?}",
+            foreign.warnings
+        );
     }
 
     fn azure(date: &str, price: &str) -> BillLine {

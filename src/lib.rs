@@ -13,6 +13,7 @@ pub mod desired;
 pub mod diff;
 pub mod import;
 pub mod mapping;
+pub mod picklists;
 pub mod plan;
 pub mod rules;
 pub mod sim;

@@ -499,10 +499,15 @@ pub struct PlanInputs<'a> {
     pub inputs_digest: String,
 }
 
-pub fn compute(inputs: &PlanInputs<'_>, created_at: DateTime<Utc>) -> Plan {
+/// The plan of these inputs, or every rule naming a picklist entry the tenant lacks.
+pub fn compute(
+    inputs: &PlanInputs<'_>,
+    created_at: DateTime<Utc>,
+) -> Result<Plan, Vec<crate::picklists::PicklistError>> {
+    let values = crate::picklists::resolve(inputs.rules, &inputs.snapshot.picklists)?;
     let desired = crate::desired::desired_state(inputs.rules, inputs.lines);
-    let diff = crate::diff::diff(inputs.rules, &desired, inputs.snapshot);
-    Plan::new(diff, digests(inputs), created_at)
+    let diff = crate::diff::diff(inputs.rules, &values, &desired, inputs.snapshot);
+    Ok(Plan::new(diff, digests(inputs), created_at))
 }
 
 /// What a plan computed from these inputs would record as its digests.

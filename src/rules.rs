@@ -51,10 +51,10 @@ pub struct Settings {
     pub service_level_agreement: Ruled<i64>,
     /// Name of the Contracts user-defined field holding the subscription id ("Subscription ID").
     pub subscription_udf: Ruled<String>,
-    /// Contracts.contractType for new contracts (7 = Recurring Service).
-    pub contract_type: Ruled<i64>,
-    /// Contracts.status for new contracts (1 = Active).
-    pub contract_status: Ruled<i64>,
+    /// Contracts.contractType for new contracts ("Recurring Service").
+    pub contract_type: Ruled<PicklistChoice>,
+    /// Contracts.status for new contracts ("Active").
+    pub contract_status: Ruled<PicklistChoice>,
     /// IANA name; only "UTC" is supported today (dates are calendar dates, never shifted).
     pub timezone: Ruled<String>,
 }
@@ -157,6 +157,9 @@ pub struct ContractRule {
     pub renewal: Ruled<Renewal>,
     /// Contracts.contractCategory picklist value, if any.
     pub category: Option<Ruled<i64>>,
+    /// Contracts.contractPeriodType of new contracts: the billing period of their services,
+    /// which Autotask does not let change later. Monthly unless a rule says otherwise.
+    pub period: Ruled<PeriodType>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,13 +211,32 @@ pub enum PeriodType {
 }
 
 impl PeriodType {
-    /// Autotask's Services.periodType picklist values.
-    pub fn autotask_value(self) -> i64 {
+    /// The picklist label Autotask shows for this period. The number behind it is the
+    /// tenant's (live tenants show Monthly = 2, Yearly = 5), read from
+    /// `entityInformation/fields` by `crate::picklists`, never written down here.
+    pub fn label(self) -> &'static str {
         match self {
-            PeriodType::Monthly => 1,
-            PeriodType::Quarterly => 2,
-            PeriodType::SemiAnnual => 3,
-            PeriodType::Yearly => 4,
+            PeriodType::Monthly => "Monthly",
+            PeriodType::Quarterly => "Quarterly",
+            PeriodType::SemiAnnual => "Semi-Annual",
+            PeriodType::Yearly => "Yearly",
+        }
+    }
+}
+
+/// A picklist entry as the rules name it: by its label (`"Recurring Service"`, `monthly`),
+/// resolved against the tenant's picklist, or by the number the user chose from it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PicklistChoice {
+    Label(String),
+    Value(i64),
+}
+
+impl fmt::Display for PicklistChoice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            PicklistChoice::Label(label) => write!(f, "\"{label}\""),
+            PicklistChoice::Value(value) => write!(f, "{value}"),
         }
     }
 }
@@ -272,8 +294,8 @@ pub struct ConsumptionRule {
     pub charge_name: Template,
     /// Name of a correcting charge for an already billed period (may use {corrected_date}).
     pub correction_name: Template,
-    /// ContractCharges.chargeType picklist value (1 = Operational in Autotask's defaults).
-    pub charge_type: Ruled<i64>,
+    /// ContractCharges.chargeType of the charges ("Operational" in the defaults).
+    pub charge_type: Ruled<PicklistChoice>,
 }
 
 #[derive(Debug, Clone, PartialEq)]

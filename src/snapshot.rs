@@ -17,6 +17,8 @@ pub struct Snapshot {
     pub contract_service_units: BTreeMap<i64, ContractServiceUnit>,
     pub charges: BTreeMap<i64, ContractCharge>,
     pub billing_codes: BTreeMap<i64, BillingCode>,
+    /// The tenant's picklists for the fields cmat writes, from `entityInformation/fields`.
+    pub picklists: Picklists,
     /// When the snapshot was last read from Autotask; None if never.
     pub refreshed_at: Option<DateTime<Utc>>,
 }
@@ -55,13 +57,21 @@ pub struct Service {
     pub is_active: bool,
 }
 
+/// A Service on a contract. Its price is the contract's *adjusted* price, which queries
+/// return as `internalCurrencyAdjustedPrice`; `unitPrice` is the Service's catalogue price,
+/// read-only here and never what the contract bills (API-NOTES, ContractServices).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ContractService {
     pub id: i64,
     pub contract_id: i64,
     pub service_id: i64,
-    pub unit_price: Decimal,
+    /// None when Autotask sent none: unknown, never taken as 0.
+    pub adjusted_price: Option<Decimal>,
+    /// None when the API user may not see costs: unknown, never taken as 0.
     pub unit_cost: Option<Decimal>,
+    /// The contract bills in the customer's currency, not the tenant's (multi-currency on):
+    /// the adjusted price read is in the tenant's currency and cannot be compared with a bill.
+    pub foreign_currency: bool,
     pub invoice_description: Option<String>,
 }
 
@@ -121,7 +131,8 @@ pub struct ContractCharge {
     pub charge_type: i64,
     pub unit_quantity: Decimal,
     pub unit_price: Decimal,
-    pub unit_cost: Decimal,
+    /// None when the API user may not see costs: unknown, never taken as 0.
+    pub unit_cost: Option<Decimal>,
     pub billing_code_id: Option<i64>,
     pub is_billed: bool,
 }
@@ -132,6 +143,36 @@ pub struct BillingCode {
     pub name: String,
     pub use_type: i64,
     pub is_active: bool,
+}
+
+/// The tenant's picklists, by field (`Contracts.contractType`). Picklist numbers are the
+/// tenant's own and differ from what labels suggest, so cmat keeps the list it read and looks
+/// labels up in it (`crate::picklists`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Picklists {
+    pub fields: BTreeMap<String, Vec<PicklistEntry>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PicklistEntry {
+    pub value: i64,
+    pub label: String,
+    pub is_active: bool,
+}
+
+impl Picklists {
+    /// The key of `entity`'s `field`: `Contracts.contractType`.
+    pub fn key(entity: &str, field: &str) -> String {
+        format!("{entity}.{field}")
+    }
+
+    pub fn get(&self, entity: &str, field: &str) -> Option<&[PicklistEntry]> {
+        self.fields.get(&Self::key(entity, field)).map(Vec::as_slice)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
+    }
 }
 
 /// Where the last `pull autotask` left each entity, so that the next one can read only the

@@ -11,7 +11,8 @@ use serde_json::Value;
 use crate::billing::{BillLine, LineSource};
 use crate::plan::{Plan, PlanParent};
 use crate::snapshot::{
-    Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service, Snapshot,
+    Company, Contract, ContractCharge, ContractService, ContractServiceUnit, PicklistEntry,
+    Picklists, Service, Snapshot,
 };
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,9 +141,37 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
     lines
 }
 
+/// The picklists of the simulator's tenant (`cmat-sim`), as a pull would read them: the
+/// numbers live tenants show (Monthly = 2), so that tests meet the same lists as a real run.
+pub fn reference_picklists() -> Picklists {
+    let slas = crate::sim::Seed::default().slas;
+    let entities = crate::sim::schema::entities(&slas);
+    let mut picklists = Picklists::default();
+    for (entity, fields) in crate::autotask::pull::PICKLIST_FIELDS {
+        let Some(def) = entities.iter().find(|def| def.name == entity) else { continue };
+        for name in fields {
+            let Some(values) = def.field(name).and_then(|field| field.picklist.as_ref()) else {
+                continue;
+            };
+            let entries = values
+                .iter()
+                .filter_map(|value| {
+                    Some(PicklistEntry {
+                        value: value.value.parse().ok()?,
+                        label: value.label.clone(),
+                        is_active: value.is_active,
+                    })
+                })
+                .collect();
+            picklists.fields.insert(Picklists::key(entity, name), entries);
+        }
+    }
+    picklists
+}
+
 /// The companies of a generated tenant, as a snapshot to start from.
 pub fn companies(size: TenantSize) -> Snapshot {
-    let mut snapshot = Snapshot::default();
+    let mut snapshot = Snapshot { picklists: reference_picklists(), ..Snapshot::default() };
     for org in 0..size.organizations {
         let id = FIRST_COMPANY_ID + org as i64;
         snapshot.companies.insert(
@@ -276,14 +305,24 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                                 id,
                                 contract_id,
                                 service_id,
-                                unit_price: decimal(&field("adjustedUnitPrice")),
+                                adjusted_price: Some(decimal(&field("adjustedUnitPrice"))),
                                 unit_cost: Some(decimal(&field("adjustedUnitCost"))),
+                                foreign_currency: false,
                                 invoice_description: None,
                             },
                         );
                         id
                     }
                 };
+                // An adjustment's price and cost become the contract's (Autotask's behaviour).
+                if let Some(service) = snapshot.contract_services.get_mut(&contract_service_id) {
+                    if let Some(price) = change.fields.get("adjustedUnitPrice") {
+                        service.adjusted_price = Some(decimal(price));
+                    }
+                    if let Some(cost) = change.fields.get("adjustedUnitCost") {
+                        service.unit_cost = Some(decimal(cost));
+                    }
+                }
                 // Units in force before the adjustment; a renewed contract's last period runs on.
                 let before = snapshot
                     .contract_service_units
@@ -327,7 +366,9 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                 if let Some(service) =
                     change.id.and_then(|id| snapshot.contract_services.get_mut(&id))
                 {
-                    service.unit_price = decimal(&field("unitPrice"));
+                    if let Some(price) = change.fields.get("adjustedPrice") {
+                        service.adjusted_price = Some(decimal(price));
+                    }
                 }
             }
             ("ContractCharges", Action::Create) => {
@@ -344,7 +385,7 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                         charge_type: field("chargeType").as_i64().unwrap_or_default(),
                         unit_quantity: decimal(&field("unitQuantity")),
                         unit_price: decimal(&field("unitPrice")),
-                        unit_cost: decimal(&field("unitCost")),
+                        unit_cost: change.fields.get("unitCost").map(decimal),
                         billing_code_id: field("billingCodeID").as_i64(),
                         is_billed: false,
                     },
@@ -356,7 +397,7 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                         charge.unit_price = decimal(price);
                     }
                     if let Some(cost) = change.fields.get("unitCost") {
-                        charge.unit_cost = decimal(cost);
+                        charge.unit_cost = Some(decimal(cost));
                     }
                 }
             }
@@ -515,8 +556,11 @@ pub fn sim_seed_json(snapshot: &Snapshot, external_request_threshold: u64) -> Va
         .contract_services
         .values()
         .map(|cs| {
+            // The catalogue price is the Service's; the contract's own is the adjusted price.
+            let catalogue = snapshot.services.get(&cs.service_id).map(|s| money(s.unit_price));
             json!({"id": cs.id, "contractID": cs.contract_id, "serviceID": cs.service_id,
-                   "unitPrice": money(cs.unit_price), "unitCost": cs.unit_cost.map(money)})
+                   "unitPrice": catalogue, "adjustedPrice": cs.adjusted_price.map(money),
+                   "unitCost": cs.unit_cost.map(money)})
         })
         .collect();
     // Unit periods back to adjustments: one per change of units, at the period's start.
@@ -546,7 +590,7 @@ pub fn sim_seed_json(snapshot: &Snapshot, external_request_threshold: u64) -> Va
             let record = json!({"id": c.id, "contractID": c.contract_id, "name": c.name,
                    "description": c.description, "datePurchased": day(c.date_purchased),
                    "chargeType": c.charge_type, "unitQuantity": money(c.unit_quantity),
-                   "unitPrice": money(c.unit_price), "unitCost": money(c.unit_cost),
+                   "unitPrice": money(c.unit_price), "unitCost": c.unit_cost.map(money),
                    "billingCodeID": c.billing_code_id});
             stamped(record, &["lastModifiedDateTime", "statusLastModifiedDate"])
         })

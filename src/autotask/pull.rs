@@ -30,7 +30,7 @@ use serde_json::{Map, Value};
 use super::client::{AutotaskClient, AutotaskError};
 use super::query::{Condition, Filter, Item, MAX_PAGE};
 use super::records::{self, timestamp_from_text, timestamp_to_api, RecordError};
-use crate::snapshot::{ChangeMark, PullMarks, Snapshot, UnitsWindow};
+use crate::snapshot::{ChangeMark, PicklistEntry, Picklists, PullMarks, Snapshot, UnitsWindow};
 use crate::store::{Store, StoreError};
 
 /// The entities a pull reads, in the order the summary lists them.
@@ -42,6 +42,19 @@ pub const ENTITIES: [&str; 7] = [
     "ContractServiceUnits",
     "ContractCharges",
     "BillingCodes",
+];
+
+/// The picklist fields cmat sends or checks, by entity: read from
+/// `{Entity}/entityInformation/fields` on every pull (one request each), so that labels in the
+/// rules resolve to this tenant's numbers (`crate::picklists`).
+pub const PICKLIST_FIELDS: [(&str, &[&str]); 4] = [
+    (
+        "Contracts",
+        &["contractType", "status", "contractPeriodType", "serviceLevelAgreementID", "contractCategory"],
+    ),
+    ("Services", &["periodType"]),
+    ("ContractCharges", &["chargeType"]),
+    ("BillingCodes", &["useType"]),
 ];
 
 /// The fields in which Autotask stamps any change of a record, by entity; the first one a
@@ -229,6 +242,7 @@ pub fn pull_snapshot(
         // Moved, not copied: a large tenant's snapshot is hundreds of thousands of records.
         absorb(&mut snapshot, part.records);
     }
+    snapshot.picklists = read_picklists(client)?;
     snapshot.refreshed_at = Some(reading.now);
     let report = PullReport {
         counts,
@@ -237,6 +251,44 @@ pub fn pull_snapshot(
         elapsed: started.elapsed(),
     };
     Ok(Pulled { snapshot, marks, report })
+}
+
+/// The tenant's picklists for [`PICKLIST_FIELDS`]. A value that is not a number is an error
+/// naming the field: cmat would have nothing to send for it.
+pub fn read_picklists(client: &AutotaskClient) -> Result<Picklists, PullError> {
+    let mut picklists = Picklists::default();
+    for (entity, wanted) in PICKLIST_FIELDS {
+        for field in client.get_fields(entity)? {
+            let Some(name) = wanted.iter().find(|name| name.eq_ignore_ascii_case(&field.name))
+            else {
+                continue;
+            };
+            if !field.is_pick_list {
+                continue;
+            }
+            let mut entries = Vec::with_capacity(field.picklist_values.len());
+            for value in &field.picklist_values {
+                let Some(number) = value.as_i64() else {
+                    return Err(PullError::Record(RecordError {
+                        entity: format!("{entity}/entityInformation/fields"),
+                        id: name.to_string(),
+                        field: "picklistValues".into(),
+                        message: format!(
+                            "value {:?} ({:?}) is not a number",
+                            value.value, value.label
+                        ),
+                    }));
+                };
+                entries.push(PicklistEntry {
+                    value: number,
+                    label: value.label.clone(),
+                    is_active: value.is_active,
+                });
+            }
+            picklists.fields.insert(Picklists::key(entity, name), entries);
+        }
+    }
+    Ok(picklists)
 }
 
 /// Reads the snapshot (by changes where the stored marks allow) and replaces the stored one

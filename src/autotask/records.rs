@@ -316,14 +316,28 @@ pub fn service(value: &Value) -> Result<Service, RecordError> {
     })
 }
 
+/// The contract's price is the adjusted price: queries return it as
+/// `internalCurrencyAdjustedPrice` (`adjustedPrice` is read too, should an API version send
+/// it). `unitPrice` is the Service's catalogue price; it only tells, against
+/// `internalCurrencyUnitPrice`, whether the contract bills in another currency than the
+/// tenant's (multi-currency on), when the adjusted price read is not in the bill's currency.
 pub fn contract_service(value: &Value) -> Result<ContractService, RecordError> {
     let r = Record::new("ContractServices", value)?;
+    let adjusted_price = match r.opt_decimal("internalCurrencyAdjustedPrice")? {
+        Some(price) => Some(price),
+        None => r.opt_decimal("adjustedPrice")?,
+    };
+    let foreign_currency = match (r.opt_decimal("unitPrice")?, r.opt_decimal("internalCurrencyUnitPrice")?) {
+        (Some(customer), Some(internal)) => customer != internal,
+        _ => false,
+    };
     Ok(ContractService {
         id: r.int("id")?,
         contract_id: r.int("contractID")?,
         service_id: r.int("serviceID")?,
-        unit_price: r.decimal("unitPrice")?,
+        adjusted_price,
         unit_cost: r.opt_decimal("unitCost")?,
+        foreign_currency,
         invoice_description: r.opt_text("invoiceDescription")?,
     })
 }
@@ -343,7 +357,8 @@ pub fn contract_service_unit(value: &Value) -> Result<ContractServiceUnit, Recor
     })
 }
 
-/// A charge without a unit cost (Autotask allows none) reads as cost 0.
+/// A charge without a unit cost reads as unknown: an API user without permission to see
+/// costs reads every cost as null, and a null must never turn into a correcting charge.
 pub fn contract_charge(value: &Value) -> Result<ContractCharge, RecordError> {
     let r = Record::new("ContractCharges", value)?;
     Ok(ContractCharge {
@@ -355,7 +370,7 @@ pub fn contract_charge(value: &Value) -> Result<ContractCharge, RecordError> {
         charge_type: r.int("chargeType")?,
         unit_quantity: r.decimal("unitQuantity")?,
         unit_price: r.decimal("unitPrice")?,
-        unit_cost: r.opt_decimal("unitCost")?.unwrap_or(Decimal::ZERO),
+        unit_cost: r.opt_decimal("unitCost")?,
         billing_code_id: r.opt_int("billingCodeID")?,
         is_billed: r.boolean_or("isBilled", false)?,
     })
@@ -449,7 +464,7 @@ mod tests {
         .unwrap();
         let c = contract_charge(&value).unwrap();
         assert_eq!(c.unit_price, d("1234.5678"));
-        assert_eq!(c.unit_cost, d("0.1000"));
+        assert_eq!(c.unit_cost, Some(d("0.1000")));
         assert_eq!(c.unit_quantity, d("1"));
         assert_eq!(decimal_from_text("1e-5"), Some(d("0.00001")));
         assert_eq!(decimal_from_text("0.1"), Some(d("0.1")));
@@ -488,7 +503,7 @@ mod tests {
         let err = contract_service(&json!({"id": 5, "contractID": 1, "serviceID": 1,
             "unitPrice": "1.0", "userDefinedFields": 3}))
         .unwrap();
-        assert_eq!(err.unit_price, d("1.0"));
+        assert_eq!(err.adjusted_price, None, "unitPrice is the catalogue price, not the contract's");
     }
 
     #[test]

@@ -96,7 +96,7 @@ pub fn execute(
             plan
         }
         None => {
-            let mut plan = loaded.plan();
+            let mut plan = loaded.plan()?;
             // Units change relatively: plan only from what Autotask holds right now.
             for _ in 0..3 {
                 if !plan.has_changes() {
@@ -111,7 +111,7 @@ pub fn execute(
                     differences.len(),
                     differences[0]
                 );
-                plan = loaded.plan();
+                plan = loaded.plan()?;
             }
             plan
         }

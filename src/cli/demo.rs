@@ -106,7 +106,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
 
     println!("\n━━ 4. Run it again: nothing left to do ━━\n\n$ cmat plan");
     let loaded = session::load(&demo, &store)?;
-    let plan = loaded.plan();
+    let plan = loaded.plan()?;
     println!("{}", plan.to_text(&loaded.company_names(), demo.stdout_is_terminal));
     if plan.has_changes() {
         return Err("the demo did not converge: the last plan still has changes".into());

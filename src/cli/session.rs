@@ -32,8 +32,17 @@ impl Loaded {
         }
     }
 
-    pub fn plan(&self) -> Plan {
-        crate::plan::compute(&self.inputs(), Utc::now())
+    /// The plan, or one error listing every rule whose picklist label the tenant lacks.
+    pub fn plan(&self) -> Result<Plan, CommandError> {
+        crate::plan::compute(&self.inputs(), Utc::now()).map_err(|errors| -> CommandError {
+            let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            format!(
+                "the mapping rules name {} picklist value(s) this Autotask tenant does not have:\n{}",
+                errors.len(),
+                shown.join("\n")
+            )
+            .into()
+        })
     }
 
     pub fn digests(&self) -> crate::plan::Digests {

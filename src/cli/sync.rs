@@ -70,7 +70,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     // The rules whose digest was compared above are the ones applied, and recorded below.
     let mut loaded = session::load_with(&store, (rules, sources))?;
     if args.dry_run {
-        let plan = loaded.plan();
+        let plan = loaded.plan()?;
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
         return Ok(super::plan::exit_code(&plan, true));
     }

@@ -9,7 +9,7 @@ use super::ast::{Block, File, KeyedRule, Setting, Span, Statement, Value};
 use super::diagnostic::{Diagnostic, ErrorKind, Location};
 use crate::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
-    ContractRule, ContractStart, CostSource, HandEdit, PeriodType, Policies, PriceRule,
+    ContractRule, ContractStart, CostSource, HandEdit, PeriodType, PicklistChoice, Policies, PriceRule,
     PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet,
     Ruled, ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
 };
@@ -46,7 +46,7 @@ const SETTINGS_KEYS: &[&str] = &[
     "timezone",
 ];
 const CONTRACT_KEYS: &[&str] =
-    &["licence_name", "consumption_name", "start", "term_months", "renewal", "category"];
+    &["licence_name", "consumption_name", "start", "term_months", "renewal", "category", "period"];
 const PRODUCT_KEYS: &[&str] = &["match"];
 const CREATE_KEYS: &[&str] = &["name", "period"];
 const PRICES_KEYS: &[&str] = &["unit_price", "unit_cost", "scale", "rounding"];
@@ -505,6 +505,58 @@ impl<'a> Compiler<'a> {
         Some(Ruled { value, origin: file.origin(setting.span) })
     }
 
+    /// `monthly`, `quarterly`, `semi_annual` or `yearly`: matched by label against the
+    /// tenant's picklist when a plan is made.
+    fn period_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<PeriodType>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[
+                ("monthly", PeriodType::Monthly),
+                ("quarterly", PeriodType::Quarterly),
+                ("semi_annual", PeriodType::SemiAnnual),
+                ("yearly", PeriodType::Yearly),
+            ],
+        )
+    }
+
+    /// A picklist entry by label (`"Recurring Service"` or `recurring_service`) or by the
+    /// number the user picked from the tenant's list (`7`).
+    fn picklist_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<PicklistChoice>> {
+        let span = setting.value.span;
+        let value = match &setting.value.node {
+            Value::Number(_) => PicklistChoice::Value(self.positive_id(
+                file,
+                &setting.key.node,
+                &setting.value.node,
+                span,
+            )?),
+            Value::Text(text) => {
+                let what = format!("`{}`", setting.key.node);
+                if !self.non_empty(file, text, span, &what) {
+                    return None;
+                }
+                PicklistChoice::Label(text.clone())
+            }
+            Value::Name(name) => PicklistChoice::Label(name.clone()),
+            other => {
+                self.type_mismatch(
+                    file,
+                    &setting.key.node,
+                    "a picklist label (\"Recurring Service\") or the number chosen from it",
+                    other,
+                    span,
+                );
+                return None;
+            }
+        };
+        Some(Ruled { value, origin: file.origin(setting.span) })
+    }
+
     fn template_setting(
         &mut self,
         file: &ParsedFile,
@@ -627,8 +679,13 @@ impl<'a> Compiler<'a> {
         let subscription_udf = self
             .required(file, block, &settings, "subscription_udf")
             .and_then(|setting| self.text_setting(file, setting));
-        let contract_type = id(self, "contract_type");
-        let contract_status = id(self, "contract_status");
+        let picklist = |compiler: &mut Self, key: &str| {
+            compiler
+                .required(file, block, &settings, key)
+                .and_then(|setting| compiler.picklist_setting(file, setting))
+        };
+        let contract_type = picklist(self, "contract_type");
+        let contract_status = picklist(self, "contract_status");
         let timezone = self
             .required(file, block, &settings, "timezone")
             .and_then(|setting| self.text_setting(file, setting).map(|text| (setting, text)))
@@ -686,6 +743,10 @@ impl<'a> Compiler<'a> {
             Some(setting) => Some(self.id_setting(file, setting)?),
             None => None,
         };
+        let period = match settings.get("period") {
+            Some(setting) => self.period_setting(file, setting),
+            None => Some(Ruled { value: PeriodType::Monthly, origin: file.origin(block.name.span) }),
+        };
         Some(ContractRule {
             name: BTreeMap::from([
                 (BillingKind::Licence, licence_name?),
@@ -695,6 +756,7 @@ impl<'a> Compiler<'a> {
             term_months: term_months?,
             renewal: renewal?,
             category,
+            period: period?,
         })
     }
 
@@ -782,18 +844,9 @@ impl<'a> Compiler<'a> {
         let name = self
             .required(file, block, &settings, "name")
             .and_then(|setting| self.template_setting(file, setting, false));
-        let period_type = self.required(file, block, &settings, "period").and_then(|setting| {
-            self.choice_setting(
-                file,
-                setting,
-                &[
-                    ("monthly", PeriodType::Monthly),
-                    ("quarterly", PeriodType::Quarterly),
-                    ("semi_annual", PeriodType::SemiAnnual),
-                    ("yearly", PeriodType::Yearly),
-                ],
-            )
-        });
+        let period_type = self
+            .required(file, block, &settings, "period")
+            .and_then(|setting| self.period_setting(file, setting));
         Some(ServiceCreateRule {
             name: name?,
             period_type: period_type?,
@@ -885,7 +938,7 @@ impl<'a> Compiler<'a> {
             .and_then(|setting| self.template_setting(file, setting, true));
         let charge_type = self
             .required(file, block, &settings, "charge_type")
-            .and_then(|setting| self.id_setting(file, setting));
+            .and_then(|setting| self.picklist_setting(file, setting));
         Some(ConsumptionRule {
             charge_name: charge_name?,
             correction_name: correction_name?,
@@ -1075,7 +1128,7 @@ mod rule_set_tests {
         );
         assert_eq!(rules.prices.unit_price.value, PriceSource::SalesPrice);
         assert_eq!(checked.files, 1);
-        assert_eq!(checked.rule_count, 31);
+        assert_eq!(checked.rule_count, 32);
     }
 
     #[test]

@@ -14,8 +14,8 @@ settings {
     product_billing_code = PRODUCT_BILLING_CODE # BillingCodes id, "Material Cost Code" (Azure charges)
     service_level_agreement = SERVICE_LEVEL_AGREEMENT # Contracts.serviceLevelAgreementID picklist value
     subscription_udf = "Subscription ID" # Contracts user-defined field holding the subscription id
-    contract_type = 7 # Recurring Service
-    contract_status = 1 # Active
+    contract_type = "Recurring Service" # Contracts.contractType picklist label (or its number)
+    contract_status = "Active" # Contracts.status picklist label
     timezone = "UTC"
 }
 
@@ -35,6 +35,7 @@ contract {
     start = first_billing_date # or first_billing_month
     term_months = 12
     renewal = extend # or keep
+    period = monthly # new contracts' contractPeriodType
 }
 
 product {
@@ -56,7 +57,7 @@ prices {
 consumption {
     charge_name = "Azure consumption {period}"
     correction_name = "Azure consumption {period} correction"
-    charge_type = 1
+    charge_type = "Operational" # ContractCharges.chargeType picklist label
 }
 
 policy {

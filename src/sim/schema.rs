@@ -56,6 +56,8 @@ pub struct FieldDef {
     pub read_only: bool,
     /// Writable on create, read-only afterwards (Contracts.companyID, contractType…).
     pub create_only: bool,
+    /// Written, never returned by queries (ContractServices.adjustedPrice, LIVE).
+    pub write_only: bool,
     pub reference: Option<&'static str>,
     pub picklist: Option<Vec<PickValue>>,
 }
@@ -69,6 +71,7 @@ impl FieldDef {
             required: false,
             read_only: false,
             create_only: false,
+            write_only: false,
             reference: None,
             picklist: None,
         }
@@ -83,6 +86,10 @@ impl FieldDef {
     }
     fn create_only(mut self) -> Self {
         self.create_only = true;
+        self
+    }
+    fn write_only(mut self) -> Self {
+        self.write_only = true;
         self
     }
     fn refs(mut self, entity: &'static str) -> Self {
@@ -233,7 +240,8 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
         (7, "Recurring Service"),
         (8, "Per Ticket"),
     ];
-    let period = [(1, "Monthly"), (2, "Quarterly"), (3, "Semi-Annual"), (4, "Yearly")];
+    // The numbers live tenants show (API-NOTES, Picklists): not 1-4 as the labels suggest.
+    let period = [(2, "Monthly"), (3, "Quarterly"), (4, "Semi-Annual"), (5, "Yearly")];
     vec![
         EntityDef {
             name: "Companies",
@@ -359,7 +367,12 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
             child_writes_only: true,
             has_udfs: false,
             fields: vec![
+                // Two prices (API-NOTES): `unitPrice` is the Service's catalogue price,
+                // read-only; the contract bills the adjusted price, written as `adjustedPrice`
+                // and read back only as `internalCurrencyAdjustedPrice`. On update every field
+                // but adjustedPrice and invoiceDescription is read-only.
                 l("id").ro(),
+                d("adjustedPrice").write_only(),
                 i("contractID").req().create_only().refs("Contracts"),
                 d("internalCurrencyAdjustedPrice").ro(),
                 d("internalCurrencyUnitPrice").ro(),
@@ -367,8 +380,8 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
                 s("invoiceDescription", 1000),
                 l("quoteItemID").create_only(),
                 i("serviceID").req().create_only().refs("Services"),
-                d("unitCost"),
-                d("unitPrice"),
+                d("unitCost").create_only(),
+                d("unitPrice").ro(),
             ],
         },
         EntityDef {
@@ -516,8 +529,9 @@ pub fn decimal_json(value: Decimal) -> Value {
     serde_json::from_str::<Value>(&text).unwrap_or(Value::String(text))
 }
 
+/// A date-only field as live tenants send it: midnight, milliseconds, `Z`.
 pub fn format_date(date: NaiveDate) -> String {
-    format!("{}T00:00:00", date.format("%Y-%m-%d"))
+    format!("{}T00:00:00.000Z", date.format("%Y-%m-%d"))
 }
 
 pub fn format_timestamp(at: NaiveDateTime) -> String {

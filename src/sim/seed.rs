@@ -51,6 +51,9 @@ pub struct Seed {
     pub slas: Vec<PickValue>,
     pub zone_name: String,
     pub cloudmore: Option<CloudmoreSeed>,
+    /// `"hideCosts": true`: the API user may not see costs (every cost reads null, cost
+    /// writes are ignored), as on a tenant whose API user's security level hides them.
+    pub hide_costs: bool,
 }
 
 /// The bundled demo tenant.
@@ -76,6 +79,7 @@ impl Default for Seed {
             }],
             zone_name: "Simulated Zone".into(),
             cloudmore: None,
+            hide_costs: false,
         }
     }
 }
@@ -189,6 +193,11 @@ impl Seed {
                     })
                 })
                 .collect::<Result<_, SimError>>()?;
+        }
+        if let Some(hide) = get(object, "hideCosts") {
+            seed.hide_costs = hide
+                .as_bool()
+                .ok_or_else(|| SimError::Seed("hideCosts must be true or false".into()))?;
         }
         if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
             seed.zone_name = zone.to_string();

@@ -47,7 +47,13 @@ pub struct State {
     /// Every entity's rows as last computed; any write clears it (see [`State::stamp`]), so
     /// that paging through 500 000 derived unit periods does not derive them on every page.
     rows_cache: BTreeMap<&'static str, Arc<Vec<Value>>>,
+    /// The API user may not see costs: every cost reads as null and cost writes are ignored
+    /// (API-NOTES, "Permissions and currencies").
+    hide_costs: bool,
 }
+
+/// The fields an API user without cost permission reads as null and cannot write.
+const COST_FIELDS: [&str; 4] = ["unitCost", "extendedCost", "cost", "adjustedUnitCost"];
 
 fn e500(message: impl Into<String>) -> ApiError {
     ApiError::new(500, message)
@@ -85,6 +91,7 @@ impl State {
             next_unit_id: 29_690_001,
             last_stamp: NaiveDateTime::MIN,
             rows_cache: BTreeMap::new(),
+            hide_costs: seed.hide_costs,
         };
         let names: Vec<&'static str> = state.defs.iter().map(|d| d.name).collect();
         for name in &names {
@@ -198,8 +205,18 @@ impl State {
     // -----------------------------------------------------------------------------------------
     // Reading
 
-    fn record_json(def: &EntityDef, record: &Record) -> Value {
+    fn record_json(def: &EntityDef, record: &Record, hide_costs: bool) -> Value {
         let mut fields = record.fields.clone();
+        for field in def.fields.iter().filter(|field| field.write_only) {
+            fields.remove(field.name);
+        }
+        if hide_costs {
+            for name in COST_FIELDS {
+                if let Some(value) = fields.get_mut(name) {
+                    *value = Value::Null;
+                }
+            }
+        }
         if def.has_udfs && record.udfs.values().any(|v| v.as_deref().is_some_and(|v| !v.is_empty()))
         {
             let udfs: Vec<Value> = record
@@ -239,7 +256,7 @@ impl State {
             name => self
                 .records
                 .get(name)
-                .map(|m| m.values().map(|r| Self::record_json(def, r)).collect())
+                .map(|m| m.values().map(|r| Self::record_json(def, r, self.hide_costs)).collect())
                 .unwrap_or_default(),
         }
     }
@@ -282,6 +299,13 @@ impl State {
 
     // -----------------------------------------------------------------------------------------
     // Input
+
+    /// What a user who may not see costs writes to them is ignored, without an error.
+    fn ignore_hidden_costs(&self, input: &mut Input) {
+        if self.hide_costs {
+            input.fields.retain(|name, _| !COST_FIELDS.contains(name));
+        }
+    }
 
     fn parse_input(&self, def: &EntityDef, body: &Value) -> Result<Input, ApiError> {
         let object =
@@ -420,9 +444,11 @@ impl State {
                 }
             }
             "ContractServices" => {
-                let price = f.get("unitPrice").cloned().unwrap_or(Value::Null);
-                f.insert("internalCurrencyUnitPrice".into(), price.clone());
-                f.insert("internalCurrencyAdjustedPrice".into(), price);
+                // One currency: the internal-currency prices are the prices themselves.
+                let catalogue = f.get("unitPrice").cloned().unwrap_or(Value::Null);
+                let adjusted = f.get("adjustedPrice").filter(|v| !v.is_null()).cloned();
+                f.insert("internalCurrencyUnitPrice".into(), catalogue.clone());
+                f.insert("internalCurrencyAdjustedPrice".into(), adjusted.unwrap_or(catalogue));
             }
             _ => {}
         }
@@ -610,7 +636,8 @@ impl State {
         if !def.can_create {
             return Err(ApiError::new(405, format!("{} cannot be created.", def.name)));
         }
-        let input = self.parse_input(&def, body)?;
+        let mut input = self.parse_input(&def, body)?;
+        self.ignore_hidden_costs(&mut input);
         let mut errors = Vec::new();
         for (name, value) in &input.fields {
             let field = def.field(name).expect("parsed field");
@@ -650,14 +677,14 @@ impl State {
             self.apply_udfs(&mut record, udfs)?;
         }
         if def.name == "ContractServices" {
-            // Price and cost default to the service's.
+            // The catalogue price is the Service's; the cost defaults to the Service's.
             let service = record.fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
             if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
-                for (k, from) in [("unitPrice", "unitPrice"), ("unitCost", "unitCost")] {
-                    if record.fields.get(k).is_none_or(Value::is_null) {
-                        let v = s.fields.get(from).cloned().unwrap_or(Value::Null);
-                        record.fields.insert(k.into(), v);
-                    }
+                let catalogue = s.fields.get("unitPrice").cloned().unwrap_or(Value::Null);
+                record.fields.insert("unitPrice".into(), catalogue);
+                if record.fields.get("unitCost").is_none_or(Value::is_null) {
+                    let cost = s.fields.get("unitCost").cloned().unwrap_or(Value::Null);
+                    record.fields.insert("unitCost".into(), cost);
                 }
             }
         }
@@ -685,7 +712,8 @@ impl State {
         if !def.can_update {
             return Err(ApiError::new(405, format!("{} cannot be updated.", def.name)));
         }
-        let input = self.parse_input(&def, body)?;
+        let mut input = self.parse_input(&def, body)?;
+        self.ignore_hidden_costs(&mut input);
         let id = input.id.ok_or_else(|| e500("id is required to update an entity."))?;
         let existing = self
             .records
@@ -705,10 +733,10 @@ impl State {
         for (name, value) in &input.fields {
             let field = def.field(name).expect("parsed field");
             let old = existing.fields.get(*name).unwrap_or(&Value::Null);
-            if (field.read_only || field.create_only)
-                && !value.is_null()
-                && !same_value(field.kind, old, value)
-            {
+            // Children written through their contract take only what may change: a read-only
+            // field is refused even with its current value (ContractServices, LIVE).
+            let unchanged = same_value(field.kind, old, value) && !def.child_writes_only;
+            if (field.read_only || field.create_only) && !value.is_null() && !unchanged {
                 errors.push(format!("{} is read-only.", field.name));
             }
         }
@@ -808,7 +836,8 @@ impl State {
             )));
         }
         let price = get("adjustedUnitPrice").and_then(decimal_of);
-        let cost = get("adjustedUnitCost").and_then(decimal_of);
+        // A user who may not see costs has its cost writes ignored.
+        let cost = get("adjustedUnitCost").and_then(decimal_of).filter(|_| !self.hide_costs);
         // Which contract service: by contractServiceID, else by serviceID (created if missing).
         let (cs_id, service_id) = match (
             get("contractServiceID").and_then(Value::as_i64),
@@ -882,7 +911,7 @@ impl State {
                         .map(decimal_json)
                         .or_else(|| service.as_ref().and_then(|s| s.fields.get(field).cloned()))
                 };
-                body["unitPrice"] = pick(price, "unitPrice").unwrap_or(Value::Null);
+                body["adjustedPrice"] = pick(price, "unitPrice").unwrap_or(Value::Null);
                 body["unitCost"] = pick(cost, "unitCost").unwrap_or(Value::Null);
                 let created = self.create("ContractServices", Some(contract_id), &body)?;
                 created["itemId"].as_i64().unwrap_or(0)
@@ -891,10 +920,9 @@ impl State {
         if price.is_some() || cost.is_some() {
             if let Some(rec) = self.records.get_mut("ContractServices").and_then(|m| m.get_mut(&cs))
             {
+                // The adjusted price is the contract's; the catalogue price stays the Service's.
                 if let Some(p) = price {
-                    rec.fields.insert("unitPrice".into(), decimal_json(p.round_dp(4)));
-                    rec.fields
-                        .insert("internalCurrencyUnitPrice".into(), decimal_json(p.round_dp(4)));
+                    rec.fields.insert("adjustedPrice".into(), decimal_json(p.round_dp(4)));
                     rec.fields.insert(
                         "internalCurrencyAdjustedPrice".into(),
                         decimal_json(p.round_dp(4)),
@@ -1017,13 +1045,13 @@ impl State {
                         id
                     }
                 };
-                let price = f.get("unitPrice").cloned().unwrap_or(Value::Null);
+                let price = f.get("internalCurrencyAdjustedPrice").cloned().unwrap_or(Value::Null);
                 rows.push(json!({
                     "id": id,
                     "approveAndPostDate": null,
                     "contractID": contract_id,
                     "contractServiceID": cs_id,
-                    "cost": f.get("unitCost").cloned().unwrap_or(Value::Null),
+                    "cost": if self.hide_costs { Value::Null } else { f.get("unitCost").cloned().unwrap_or(Value::Null) },
                     "endDate": format_date(period_end),
                     "internalCurrencyPrice": price.clone(),
                     "organizationalLevelAssociationID": null,

@@ -10,7 +10,7 @@ use super::sql::{
 use super::{Store, StoreError};
 use crate::snapshot::{
     BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit,
-    PullMarks, Service, Snapshot,
+    PicklistEntry, PullMarks, Service, Snapshot,
 };
 
 /// How many records of each kind the snapshot holds, for `status`.
@@ -26,7 +26,7 @@ pub struct SnapshotCounts {
     pub refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const TABLES: [&str; 7] = [
+const TABLES: [&str; 8] = [
     "companies",
     "contracts",
     "services",
@@ -34,6 +34,7 @@ const TABLES: [&str; 7] = [
     "contract_service_units",
     "charges",
     "billing_codes",
+    "picklists",
 ];
 
 impl Store {
@@ -205,17 +206,18 @@ fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
         ])?;
     }
     let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO contract_services (id, contract_id, service_id, unit_price,
-             unit_cost, invoice_description)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR REPLACE INTO contract_services (id, contract_id, service_id, adjusted_price,
+             unit_cost, foreign_currency, invoice_description)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?;
     for v in s.contract_services.values() {
         statement.execute(params![
             v.id,
             v.contract_id,
             v.service_id,
-            v.unit_price.to_string(),
+            opt_decimal(&v.adjusted_price),
             opt_decimal(&v.unit_cost),
+            v.foreign_currency,
             v.invoice_description,
         ])?;
     }
@@ -252,7 +254,7 @@ fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
             c.charge_type,
             c.unit_quantity.to_string(),
             c.unit_price.to_string(),
-            c.unit_cost.to_string(),
+            opt_decimal(&c.unit_cost),
             c.billing_code_id,
             c.is_billed,
         ])?;
@@ -263,6 +265,23 @@ fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
     )?;
     for b in s.billing_codes.values() {
         statement.execute(params![b.id, b.name, b.use_type, b.is_active])?;
+    }
+    let mut statement = tx.prepare(
+        "INSERT OR REPLACE INTO picklists (entity, field, value, label, is_active, position)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?;
+    for (key, entries) in &s.picklists.fields {
+        let (entity, field) = key.split_once('.').unwrap_or((key.as_str(), ""));
+        for (position, entry) in entries.iter().enumerate() {
+            statement.execute(params![
+                entity,
+                field,
+                entry.value,
+                entry.label,
+                entry.is_active,
+                position as i64
+            ])?;
+        }
     }
     Ok(())
 }
@@ -319,7 +338,8 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
         snapshot.services.insert(service.id, service);
     }
     let mut statement = conn.prepare(
-        "SELECT id, contract_id, service_id, unit_price, unit_cost, invoice_description
+        "SELECT id, contract_id, service_id, adjusted_price, unit_cost, foreign_currency,
+                invoice_description
          FROM contract_services ORDER BY id",
     )?;
     for record in statement.query_map([], |r| {
@@ -327,9 +347,10 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
             id: r.get(0)?,
             contract_id: r.get(1)?,
             service_id: r.get(2)?,
-            unit_price: get_decimal(r, 3)?,
+            adjusted_price: get_opt_decimal(r, 3)?,
             unit_cost: get_opt_decimal(r, 4)?,
-            invoice_description: r.get(5)?,
+            foreign_currency: r.get(5)?,
+            invoice_description: r.get(6)?,
         })
     })? {
         let record = record?;
@@ -371,7 +392,7 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
             charge_type: r.get(5)?,
             unit_quantity: get_decimal(r, 6)?,
             unit_price: get_decimal(r, 7)?,
-            unit_cost: get_decimal(r, 8)?,
+            unit_cost: get_opt_decimal(r, 8)?,
             billing_code_id: r.get(9)?,
             is_billed: r.get(10)?,
         })
@@ -391,6 +412,17 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     })? {
         let record = record?;
         snapshot.billing_codes.insert(record.id, record);
+    }
+    let mut statement = conn.prepare(
+        "SELECT entity, field, value, label, is_active FROM picklists
+         ORDER BY entity, field, position",
+    )?;
+    let mut rows = statement.query([])?;
+    while let Some(r) = rows.next()? {
+        let (entity, field): (String, String) = (r.get(0)?, r.get(1)?);
+        snapshot.picklists.fields.entry(format!("{entity}.{field}")).or_default().push(
+            PicklistEntry { value: r.get(2)?, label: r.get(3)?, is_active: r.get(4)? },
+        );
     }
     Ok(snapshot)
 }

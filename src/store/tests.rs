@@ -295,8 +295,9 @@ fn sample_snapshot() -> Snapshot {
             id: 9001,
             contract_id: 4410,
             service_id: 812,
-            unit_price: dec("20.60"),
+            adjusted_price: Some(dec("20.60")),
             unit_cost: Some(dec("17.51")),
+            foreign_currency: false,
             invoice_description: None,
         },
     );
@@ -325,7 +326,7 @@ fn sample_snapshot() -> Snapshot {
             charge_type: 1,
             unit_quantity: dec("1"),
             unit_price: dec("1234.5600"),
-            unit_cost: dec("1000.0001"),
+            unit_cost: Some(dec("1000.0001")),
             billing_code_id: Some(29682802),
             is_billed: false,
         },
@@ -334,6 +335,9 @@ fn sample_snapshot() -> Snapshot {
         29682801,
         BillingCode { id: 29682801, name: "Recurring".into(), use_type: 2, is_active: true },
     );
+    s.picklists = crate::tenant::reference_picklists();
+    // A hidden cost stays unknown through the store, never 0.
+    s.charges.get_mut(&5).expect("charge").unit_cost = None;
     s
 }
 
