@@ -31,7 +31,8 @@ fn main() {
             inputs_digest: String::new(),
         },
         chrono::Utc::now(),
-    );
+    )
+    .expect("the generated tenant has every label the rules name");
     let onboarding_time = started.elapsed();
     println!(
         "plan (onboarding): {:>8.1} ms  {} changes ({} create, {} adjust)",
@@ -53,7 +54,8 @@ fn main() {
             inputs_digest: String::new(),
         },
         chrono::Utc::now(),
-    );
+    )
+    .expect("the generated tenant has every label the rules name");
     println!(
         "plan (day 1, 1% churn): {:>8.1} ms  {} changes, {} unchanged",
         started.elapsed().as_secs_f64() * 1e3,

@@ -92,7 +92,8 @@ fn converged(size: TenantSize, rules: &cmat::rules::RuleSet, day0: &[BillLine]) 
             inputs_digest: String::new(),
         },
         chrono::Utc::now(),
-    );
+    )
+    .expect("the generated tenant has every label the rules name");
     play(&plan, &mut snapshot);
     snapshot
 }

@@ -13,11 +13,11 @@ use crate::desired::{
     covering_end_date, DesiredCharge, DesiredContract, DesiredContractService, DesiredState,
     Warning, WarningCode,
 };
+use crate::picklists::TenantValues;
 use crate::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, HandEdit, RemovedProduct, Renewal,
     RuleOrigin, RuleSet, TemplateField,
 };
-use crate::picklists::TenantValues;
 use crate::snapshot::{Contract, ContractCharge, Snapshot};
 
 /// Autotask's maximum lengths for the text fields cmat writes (entityInformation/fields).
@@ -152,7 +152,8 @@ impl<'a> SnapshotIndex<'a> {
     fn new(snapshot: &'a Snapshot) -> Self {
         let mut by_subscription: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
         for contract in snapshot.contracts.values() {
-            if let Some(subscription) = contract.subscription_id.as_deref().filter(|s| !s.is_empty())
+            if let Some(subscription) =
+                contract.subscription_id.as_deref().filter(|s| !s.is_empty())
             {
                 by_subscription.entry(subscription).or_default().push(contract);
             }
@@ -754,9 +755,11 @@ fn diff_contract_service(
             ("unit cost", contract_service.unit_cost, wanted_cost, &mut cost),
         ] {
             match held {
-                Some(held) if held != wanted && overwrite => {
-                    repriced.push(format!("{what} {} → {}", amount(held, scale), amount(wanted, scale)))
-                }
+                Some(held) if held != wanted && overwrite => repriced.push(format!(
+                    "{what} {} → {}",
+                    amount(held, scale),
+                    amount(wanted, scale)
+                )),
                 Some(held) if held != wanted => {
                     out.warnings.push(Warning::new(
                         WarningCode::Drift,
@@ -821,7 +824,9 @@ fn diff_contract_service(
         parent: Some(target.parent.clone()),
         key,
         fields,
-        before: Some([("units".to_string(), json!(current_units.to_string()))].into_iter().collect()),
+        before: Some(
+            [("units".to_string(), json!(current_units.to_string()))].into_iter().collect(),
+        ),
         rule,
         reason: reasons.join("; "),
         company_id: contract.company_id,
@@ -831,7 +836,10 @@ fn diff_contract_service(
 
 /// A charge's total price, and its total cost where Autotask shows it.
 fn charge_total(charge: &ContractCharge) -> (Decimal, Option<Decimal>) {
-    (charge.unit_quantity * charge.unit_price, charge.unit_cost.map(|cost| charge.unit_quantity * cost))
+    (
+        charge.unit_quantity * charge.unit_price,
+        charge.unit_cost.map(|cost| charge.unit_quantity * cost),
+    )
 }
 
 fn diff_charge(
@@ -937,7 +945,8 @@ fn diff_charge(
             fields.insert("unitPrice".to_string(), money(new_price, scale));
             before.insert("unitPrice".to_string(), money(open.unit_price, scale));
         }
-        if let (Some(open_cost), Some(cost_gap), Some(held)) = (open_cost, cost_gap, open.unit_cost) {
+        if let (Some(open_cost), Some(cost_gap), Some(held)) = (open_cost, cost_gap, open.unit_cost)
+        {
             let new_cost = rules.prices.round((open_cost + cost_gap) / quantity);
             if new_cost != held {
                 fields.insert("unitCost".to_string(), money(new_cost, scale));
@@ -1137,7 +1146,10 @@ pub(crate) mod tests {
         let second = converge(&rules, &lines, &mut snapshot);
         assert_eq!(second.changes.len(), 1, "{:#?}", second.changes);
         let change = &second.changes[0];
-        assert_eq!((change.action, change.entity.as_str()), (Action::Adjust, "ContractServiceAdjustments"));
+        assert_eq!(
+            (change.action, change.entity.as_str()),
+            (Action::Adjust, "ContractServiceAdjustments")
+        );
         assert_eq!(change.fields["unitChange"], json!(0));
         assert_eq!(change.fields["effectiveDate"], json!("2026-11-01"));
         assert_eq!(change.fields["adjustedUnitPrice"], json!("6.0000"));
@@ -1202,10 +1214,16 @@ pub(crate) mod tests {
             "{:#?}",
             left.changes
         );
-        let warning = left.warnings.iter().find(|w| w.code == "duplicate_contracts").expect("warned");
+        let warning =
+            left.warnings.iter().find(|w| w.code == "duplicate_contracts").expect("warned");
         assert!(
-            warning.message.starts_with(&format!("contracts 77, {} all carry subscription S1", original.id))
-                || warning.message.starts_with(&format!("contracts {}, 77 all carry subscription S1", original.id)),
+            warning
+                .message
+                .starts_with(&format!("contracts 77, {} all carry subscription S1", original.id))
+                || warning.message.starts_with(&format!(
+                    "contracts {}, 77 all carry subscription S1",
+                    original.id
+                )),
             "{}",
             warning.message
         );
@@ -1215,7 +1233,9 @@ pub(crate) mod tests {
     fn a_link_to_the_tenants_own_company_is_not_followed() {
         let rules = default_rules();
         let mut snapshot = company_snapshot();
-        snapshot.companies.insert(0, Company { id: 0, company_name: "MSP".into(), is_active: true });
+        snapshot
+            .companies
+            .insert(0, Company { id: 0, company_name: "MSP".into(), is_active: true });
         let mut lines = october();
         for line in &mut lines {
             line.autotask_company_id = Some(0);

@@ -73,11 +73,8 @@ impl Field<'_> {
 
     /// The tenant's number for `choice`, or the error that names the rule.
     fn resolve(&self, choice: &PicklistChoice, origin: &RuleOrigin) -> Result<i64, PicklistError> {
-        let error = |message: String, hint: String| PicklistError {
-            origin: origin.clone(),
-            message,
-            hint,
-        };
+        let error =
+            |message: String, hint: String| PicklistError { origin: origin.clone(), message, hint };
         let Some(entries) = self.entries() else {
             return match choice {
                 // A number the user chose stands when the tenant's list is not known.
@@ -102,7 +99,12 @@ impl Field<'_> {
         match found {
             Some(entry) if entry.is_active => Ok(entry.value),
             Some(entry) => Err(error(
-                format!("{choice} is inactive in the tenant's {} ({} = {})", self.name(), entry.label, entry.value),
+                format!(
+                    "{choice} is inactive in the tenant's {} ({} = {})",
+                    self.name(),
+                    entry.label,
+                    entry.value
+                ),
                 format!("activate it in Autotask, or choose one of: {}", Self::listing(entries)),
             )),
             None => Err(error(
@@ -124,9 +126,8 @@ pub fn resolve(rules: &RuleSet, picklists: &Picklists) -> Result<TenantValues, V
             None
         }
     };
-    let chosen = |target: Field<'_>, rule: &Ruled<PicklistChoice>| {
-        target.resolve(&rule.value, &rule.origin)
-    };
+    let chosen =
+        |target: Field<'_>, rule: &Ruled<PicklistChoice>| target.resolve(&rule.value, &rule.origin);
     let period = |target: Field<'_>, rule: &Ruled<PeriodType>| {
         target.resolve(&PicklistChoice::Label(rule.value.label().into()), &rule.origin)
     };
@@ -137,7 +138,9 @@ pub fn resolve(rules: &RuleSet, picklists: &Picklists) -> Result<TenantValues, V
         take(chosen(field("ContractCharges", "chargeType"), &rules.consumption.charge_type));
     // Services are created only when a rule says so; without one there is no period to send.
     let service_period_type = match &rules.products.create {
-        Some(create) => take(period(field("Services", "periodType"), &create.period_type)).map(Some),
+        Some(create) => {
+            take(period(field("Services", "periodType"), &create.period_type)).map(Some)
+        }
         None => Some(None),
     };
     // An Autotask without the field (older API versions) gets contracts without it.
@@ -155,19 +158,20 @@ pub fn resolve(rules: &RuleSet, picklists: &Picklists) -> Result<TenantValues, V
                 .resolve(&PicklistChoice::Value(sla.value), &sla.origin),
         );
     }
-    match (contract_type, contract_status, contract_period_type, service_period_type, charge_type)
-    {
-        (Some(contract_type), Some(contract_status), Some(contract_period_type), Some(service_period_type), Some(charge_type))
-            if errors.is_empty() =>
-        {
-            Ok(TenantValues {
-                contract_type,
-                contract_status,
-                contract_period_type,
-                service_period_type,
-                charge_type,
-            })
-        }
+    match (contract_type, contract_status, contract_period_type, service_period_type, charge_type) {
+        (
+            Some(contract_type),
+            Some(contract_status),
+            Some(contract_period_type),
+            Some(service_period_type),
+            Some(charge_type),
+        ) if errors.is_empty() => Ok(TenantValues {
+            contract_type,
+            contract_status,
+            contract_period_type,
+            service_period_type,
+            charge_type,
+        }),
         _ => Err(errors),
     }
 }
@@ -187,12 +191,21 @@ mod tests {
             vec![entry(2, "Monthly", true), entry(3, "Quarterly", true), entry(5, "Yearly", true)];
         let mut picklists = Picklists::default();
         for (key, values) in [
-            ("Contracts.contractType", vec![entry(1, "Time & Materials", true), entry(7, "Recurring Service", true)]),
+            (
+                "Contracts.contractType",
+                vec![entry(1, "Time & Materials", true), entry(7, "Recurring Service", true)],
+            ),
             ("Contracts.status", vec![entry(0, "Inactive", true), entry(1, "Active", true)]),
             ("Contracts.contractPeriodType", periods.clone()),
-            ("Contracts.serviceLevelAgreementID", vec![entry(1, "Standard", true), entry(2, "Old", false)]),
+            (
+                "Contracts.serviceLevelAgreementID",
+                vec![entry(1, "Standard", true), entry(2, "Old", false)],
+            ),
             ("Services.periodType", periods),
-            ("ContractCharges.chargeType", vec![entry(1, "Operational", true), entry(2, "Capitalized", true)]),
+            (
+                "ContractCharges.chargeType",
+                vec![entry(1, "Operational", true), entry(2, "Capitalized", true)],
+            ),
         ] {
             picklists.fields.insert(key.into(), values);
         }
@@ -226,7 +239,13 @@ mod tests {
             shown[0],
             "mappings/test.cmat:1: error: the tenant's Services.periodType has no \"Semi-Annual\"\n  hint: choose one of: Monthly = 2, Quarterly = 3, Yearly = 5"
         );
-        assert!(shown[1].contains("2 is inactive in the tenant's Contracts.serviceLevelAgreementID (Old = 2)"), "{}", shown[1]);
+        assert!(
+            shown[1].contains(
+                "2 is inactive in the tenant's Contracts.serviceLevelAgreementID (Old = 2)"
+            ),
+            "{}",
+            shown[1]
+        );
     }
 
     #[test]
@@ -245,7 +264,10 @@ mod tests {
     fn a_tenant_without_contract_period_types_gets_contracts_without_one() {
         let mut tenant = live_tenant();
         tenant.fields.remove("Contracts.contractPeriodType");
-        assert_eq!(resolve(&default_rules(), &tenant).expect("resolves").contract_period_type, None);
+        assert_eq!(
+            resolve(&default_rules(), &tenant).expect("resolves").contract_period_type,
+            None
+        );
     }
 
     #[test]

@@ -122,23 +122,23 @@ fn pull_reads_in_pages_of_500_and_nothing_per_record() {
             - before.by_endpoint.get(entity).copied().unwrap_or(0)
     };
     let pages = |n: usize| n.div_ceil(500).max(1) as u64;
+    // Entities whose picklists cmat sends are asked once more, for entityInformation/fields.
     assert_eq!(used("Companies"), pages(companies)); // 5
-    assert_eq!(used("Contracts"), pages(contracts)); // 3
-    assert_eq!(used("ContractCharges"), pages(charges)); // 1
-    assert_eq!(used("BillingCodes"), 1);
-    assert_eq!(used("Services"), 1);
+    assert_eq!(used("Contracts"), pages(contracts) + 1); // 3
+    assert_eq!(used("ContractCharges"), pages(charges) + 1); // 1
+    assert_eq!(used("BillingCodes"), 1 + 1);
+    assert_eq!(used("Services"), 1 + 1);
     assert_eq!(used("ContractServices"), 1);
     assert_eq!(used("ContractServiceUnits"), 1);
-    // Queries only: no GET of single records.
+    // Queries only: no GET of single records (field metadata and the threshold are no records).
     assert!(
-        after
-            .by_route
-            .keys()
-            .all(|route| !route.starts_with("GET ") || route.contains("ThresholdInformation")),
+        after.by_route.keys().all(|route| !route.starts_with("GET ")
+            || route.contains("ThresholdInformation")
+            || route.ends_with("/entityInformation/fields")),
         "{:?}",
         after.by_route
     );
-    assert_eq!(report.requests, 13);
+    assert_eq!(report.requests, 13 + 4);
     assert_eq!(after.throttled, 0);
     println!(
         "pull of {} records: {} requests",
@@ -344,7 +344,7 @@ fn hostile_answers(method: &str, url: &str, root: &str, _: usize) -> (u16, Strin
         ("POST", "BillingCodes/query") => (200, r#"{"items":[],"errors":["Unknown field"]}"#.into()),
         ("POST", "ContractServices/query") => (
             200,
-            page(r#"[{"id":31,"contractID":1,"serviceID":2,"unitPrice":null}]"#),
+            page(r#"[{"id":31,"contractID":1,"serviceID":null,"unitPrice":null}]"#),
         ),
         ("POST", "ContractCharges/query") => (
             200,
@@ -393,7 +393,7 @@ fn hostile_answers_are_clear_errors_naming_the_request() {
     assert!(matches!(err, PullError::Api(_)), "{err:?}");
     let values = client.query("ContractServices", &Filter::all()).unwrap();
     let err = cmat::autotask::records::contract_service(&values[0]).unwrap_err();
-    assert_eq!(err.to_string(), "ContractServices 31: field `unitPrice`: is null");
+    assert_eq!(err.to_string(), "ContractServices 31: field `serviceID`: is null");
 
     // A create answered 200 with a body we cannot read happened, but its id is unknown.
     for path in ["Companies", "Contracts"] {
@@ -540,9 +540,9 @@ fn a_second_pull_reads_only_the_records_stamped_since_the_first() {
     let since = "2026-10-01T08:45:00Z".parse().unwrap();
     assert_eq!(read_of(&second, "Contracts"), EntityRead::Changes { changed: 2, since });
     assert_eq!(read_of(&second, "ContractCharges"), EntityRead::Changes { changed: 2, since });
-    // One page of changes and one count, instead of ⌈1600/500⌉ = 4 pages.
-    assert_eq!(requests_to(&sim, "Contracts", &before), 2);
-    assert_eq!(requests_to(&sim, "ContractCharges", &before), 2);
+    // One page of changes and one count, instead of ⌈1600/500⌉ = 4 pages (and the picklists).
+    assert_eq!(requests_to(&sim, "Contracts", &before), 2 + 1);
+    assert_eq!(requests_to(&sim, "ContractCharges", &before), 2 + 1);
     assert_eq!(second.snapshot.contracts[&5007].contract_name, "Renamed");
     assert!(second.snapshot.charges[&9003].is_billed);
     assert_eq!(records_of(&second), full_records(&client));

@@ -80,7 +80,7 @@ impl Api {
         let out = self.ok(
             "POST",
             "Services",
-            json!({"name": format!("Licence {sku}"), "sku": sku, "billingCodeID": 29682801, "periodType": 1,
+            json!({"name": format!("Licence {sku}"), "sku": sku, "billingCodeID": 29682801, "periodType": 2,
                    "unitPrice": 22, "unitCost": "18.70"}),
         );
         out["itemId"].as_i64().expect("itemId")
@@ -260,6 +260,14 @@ fn entity_information_describes_fields_and_picklists() {
     assert_eq!(field(&services, "sku")["dataType"], "string");
     assert_eq!(field(&services, "name")["length"], 150);
     assert!(field(&services, "periodType")["isPickList"].as_bool().unwrap());
+    // The numbers live tenants show: Monthly = 2, Yearly = 5 (API-NOTES, Picklists).
+    for entity_fields in [&services, &contracts] {
+        let name = if entity_fields == &services { "periodType" } else { "contractPeriodType" };
+        let periods = field(entity_fields, name)["picklistValues"].as_array().unwrap().clone();
+        let value_of =
+            |label: &str| periods.iter().find(|v| v["label"] == label).map(|v| v["value"].clone());
+        assert_eq!((value_of("Monthly"), value_of("Yearly")), (Some(json!("2")), Some(json!("5"))));
+    }
 
     let (_, charges) = api.call("GET", "ContractCharges/entityInformation/fields", None);
     for read_only in ["isBilled", "billableAmount", "extendedCost", "status"] {
@@ -517,8 +525,9 @@ fn contracts_create_validate_and_update() {
 
     let id = api.ok("POST", "Contracts", good)["itemId"].as_i64().unwrap();
     let record = &api.sim.records("Contracts")[0];
-    assert_eq!(record["startDate"], "2026-11-01T00:00:00");
-    assert_eq!(record["endDate"], "2027-10-31T00:00:00");
+    // Date-only fields come back as live tenants send them.
+    assert_eq!(record["startDate"], "2026-11-01T00:00:00.000Z");
+    assert_eq!(record["endDate"], "2027-10-31T00:00:00.000Z");
     assert!(record.get("userDefinedFields").is_none(), "all UDFs empty: omitted");
     assert!(record["lastModifiedDateTime"].is_string());
 
@@ -558,7 +567,7 @@ fn contracts_create_validate_and_update() {
 #[test]
 fn services_need_an_active_recurring_service_billing_code() {
     let api = start();
-    let base = json!({"name": "M365 E3", "sku": "E3", "periodType": 1, "unitPrice": 36});
+    let base = json!({"name": "M365 E3", "sku": "E3", "periodType": 2, "unitPrice": 36});
     for (code, ok) in [(29682801, true), (29682802, false), (29682803, false), (424242, false)] {
         let mut body = base.clone();
         body["billingCodeID"] = json!(code);
@@ -589,12 +598,17 @@ fn contract_services_only_on_recurring_contracts() {
     let cs = api.ok(
         "POST",
         &format!("Contracts/{recurring}/Services"),
-        json!({"serviceID": service, "unitPrice": 20}),
+        json!({"serviceID": service, "adjustedPrice": 20}),
     )["itemId"]
         .as_i64()
         .unwrap();
+    // Two prices: the Service's catalogue price (read-only here) and the contract's adjusted
+    // price, written as adjustedPrice and read back only as internalCurrencyAdjustedPrice.
     let record = &api.sim.records("ContractServices")[0];
-    assert_eq!((record["unitPrice"].as_i64(), record["unitCost"].as_f64()), (Some(20), Some(18.7)));
+    let catalogue = record["unitPrice"].clone();
+    assert_eq!(record["internalCurrencyAdjustedPrice"].as_i64(), Some(20));
+    assert_eq!(record["unitCost"].as_f64(), Some(18.7));
+    assert!(record.get("adjustedPrice").is_none(), "never returned");
     assert!(record.get("units").is_none(), "no units field");
     assert_eq!(
         api.call(
@@ -608,9 +622,20 @@ fn contract_services_only_on_recurring_contracts() {
     api.ok(
         "PATCH",
         &format!("Contracts/{recurring}/Services"),
-        json!({"id": cs, "unitPrice": "21.50", "invoiceDescription": "Licences"}),
+        json!({"id": cs, "adjustedPrice": "21.50", "invoiceDescription": "Licences"}),
     );
-    assert_eq!(api.sim.records("ContractServices")[0]["unitPrice"], json!(21.5));
+    let record = &api.sim.records("ContractServices")[0];
+    assert_eq!(record["internalCurrencyAdjustedPrice"], json!(21.5));
+    assert_eq!(record["unitPrice"], catalogue);
+    // Every other field is read-only on update, even sent with its current value.
+    for field in [json!({"unitPrice": catalogue}), json!({"unitCost": "1.00"})] {
+        let mut body = json!({"id": cs});
+        body.as_object_mut().unwrap().extend(field.as_object().unwrap().clone());
+        let (status, answer) =
+            api.call("PATCH", &format!("Contracts/{recurring}/Services"), Some(body));
+        assert_eq!(status, 500, "{answer}");
+        assert!(error_text(&answer).contains("read-only"), "{answer}");
+    }
     let other = api.new_service("SKU-2");
     assert_eq!(
         api.call(
@@ -668,7 +693,11 @@ fn adjustments_change_units_and_derive_periods() {
         "effectiveDate": "2027-01-15", "unitChange": -3, "adjustedUnitPrice": "23.00"})),
     );
     assert_eq!(status, 200);
-    assert_eq!(api.sim.records("ContractServices")[0]["unitPrice"], json!(23));
+    // The adjusted price is the contract's; the catalogue price stays the Service's.
+    let record = &api.sim.records("ContractServices")[0];
+    assert_eq!(record["internalCurrencyAdjustedPrice"], json!(23));
+    assert_ne!(record["unitPrice"], json!(23));
+    assert!(record.get("adjustedPrice").is_none(), "written, never returned");
     assert_eq!(
         adjust(json!({"serviceID": service, "effectiveDate": "2027-02-01", "unitChange": -13})).0,
         500,
@@ -688,12 +717,12 @@ fn adjustments_change_units_and_derive_periods() {
             .unwrap()
             .clone()
     };
-    assert_eq!(at("2026-11-20T00:00:00")["units"], 15);
-    assert_eq!(at("2027-01-14T00:00:00")["units"], 15);
-    assert_eq!(at("2027-01-14T00:00:00")["endDate"], "2027-01-14T00:00:00");
-    assert_eq!(at("2027-01-15T00:00:00")["units"], 12);
-    assert_eq!(at("2027-10-31T00:00:00")["units"], 12);
-    assert_eq!(at("2027-10-31T00:00:00")["endDate"], "2027-10-31T00:00:00");
+    assert_eq!(at("2026-11-20T00:00:00.000Z")["units"], 15);
+    assert_eq!(at("2027-01-14T00:00:00.000Z")["units"], 15);
+    assert_eq!(at("2027-01-14T00:00:00.000Z")["endDate"], "2027-01-14T00:00:00.000Z");
+    assert_eq!(at("2027-01-15T00:00:00.000Z")["units"], 12);
+    assert_eq!(at("2027-10-31T00:00:00.000Z")["units"], 12);
+    assert_eq!(at("2027-10-31T00:00:00.000Z")["endDate"], "2027-10-31T00:00:00.000Z");
     // Stable ids across reads.
     let again = api.query(
         "ContractServiceUnits",
@@ -726,7 +755,7 @@ fn charges_compute_amounts_exactly_and_lock_once_billed() {
     assert_eq!(record["extendedCost"], json!(0.21));
     assert_eq!(
         (record["isBilled"].as_bool(), record["datePurchased"].as_str()),
-        (Some(false), Some("2026-11-01T00:00:00"))
+        (Some(false), Some("2026-11-01T00:00:00.000Z"))
     );
     // Material cost code only; name length; read-only fields.
     let mut wrong_code = charge.clone();
@@ -1065,4 +1094,36 @@ fn cmat_sim_base64(text: &str) -> String {
         }
     }
     out
+}
+
+#[test]
+fn an_api_user_without_cost_permission_reads_null_costs_and_its_cost_writes_are_ignored() {
+    let mut seed = Seed::bundled();
+    seed.hide_costs = true;
+    let api = start_with(seed, SimOptions::default());
+    let service = api.new_service("SKU-1");
+    let contract = api.new_contract(7);
+    api.ok(
+        "POST",
+        &format!("Contracts/{contract}/ServiceAdjustments"),
+        json!({"serviceID": service, "effectiveDate": "2026-11-01", "unitChange": 3,
+               "adjustedUnitPrice": "20.00", "adjustedUnitCost": "15.00"}),
+    );
+    let services = api.query("ContractServices", json!([{"op": "exist", "field": "id"}]));
+    assert_eq!(services[0]["unitCost"], Value::Null);
+    assert_eq!(services[0]["internalCurrencyAdjustedPrice"], json!(20));
+    let charge = api.ok(
+        "POST",
+        &format!("Contracts/{contract}/Charges"),
+        json!({"name": "Azure", "datePurchased": "2026-11-01", "chargeType": 1,
+               "unitQuantity": 1, "unitPrice": "10", "unitCost": "8", "billingCodeID": 29682802}),
+    )["itemId"]
+        .as_i64()
+        .unwrap();
+    let charges =
+        api.query("ContractCharges", json!([{"op": "eq", "field": "id", "value": charge}]));
+    assert_eq!(
+        (charges[0]["unitCost"].clone(), charges[0]["extendedCost"].clone()),
+        (Value::Null, Value::Null)
+    );
 }

@@ -50,7 +50,13 @@ pub const ENTITIES: [&str; 7] = [
 pub const PICKLIST_FIELDS: [(&str, &[&str]); 4] = [
     (
         "Contracts",
-        &["contractType", "status", "contractPeriodType", "serviceLevelAgreementID", "contractCategory"],
+        &[
+            "contractType",
+            "status",
+            "contractPeriodType",
+            "serviceLevelAgreementID",
+            "contractCategory",
+        ],
     ),
     ("Services", &["periodType"]),
     ("ContractCharges", &["chargeType"]),

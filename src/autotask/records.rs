@@ -327,10 +327,11 @@ pub fn contract_service(value: &Value) -> Result<ContractService, RecordError> {
         Some(price) => Some(price),
         None => r.opt_decimal("adjustedPrice")?,
     };
-    let foreign_currency = match (r.opt_decimal("unitPrice")?, r.opt_decimal("internalCurrencyUnitPrice")?) {
-        (Some(customer), Some(internal)) => customer != internal,
-        _ => false,
-    };
+    let foreign_currency =
+        match (r.opt_decimal("unitPrice")?, r.opt_decimal("internalCurrencyUnitPrice")?) {
+            (Some(customer), Some(internal)) => customer != internal,
+            _ => false,
+        };
     Ok(ContractService {
         id: r.int("id")?,
         contract_id: r.int("contractID")?,
@@ -503,7 +504,10 @@ mod tests {
         let err = contract_service(&json!({"id": 5, "contractID": 1, "serviceID": 1,
             "unitPrice": "1.0", "userDefinedFields": 3}))
         .unwrap();
-        assert_eq!(err.adjusted_price, None, "unitPrice is the catalogue price, not the contract's");
+        assert_eq!(
+            err.adjusted_price, None,
+            "unitPrice is the catalogue price, not the contract's"
+        );
     }
 
     #[test]

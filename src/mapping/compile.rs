@@ -9,9 +9,9 @@ use super::ast::{Block, File, KeyedRule, Setting, Span, Statement, Value};
 use super::diagnostic::{Diagnostic, ErrorKind, Location};
 use crate::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
-    ContractRule, ContractStart, CostSource, HandEdit, PeriodType, PicklistChoice, Policies, PriceRule,
-    PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet,
-    Ruled, ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
+    ContractRule, ContractStart, CostSource, HandEdit, PeriodType, PicklistChoice, Policies,
+    PriceRule, PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin,
+    RuleSet, Ruled, ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
 };
 
 /// One mapping file, read and parsed.
@@ -507,7 +507,11 @@ impl<'a> Compiler<'a> {
 
     /// `monthly`, `quarterly`, `semi_annual` or `yearly`: matched by label against the
     /// tenant's picklist when a plan is made.
-    fn period_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<PeriodType>> {
+    fn period_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<PeriodType>> {
         self.choice_setting(
             file,
             setting,
@@ -745,7 +749,9 @@ impl<'a> Compiler<'a> {
         };
         let period = match settings.get("period") {
             Some(setting) => self.period_setting(file, setting),
-            None => Some(Ruled { value: PeriodType::Monthly, origin: file.origin(block.name.span) }),
+            None => {
+                Some(Ruled { value: PeriodType::Monthly, origin: file.origin(block.name.span) })
+            }
         };
         Some(ContractRule {
             name: BTreeMap::from([

@@ -420,9 +420,12 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     let mut rows = statement.query([])?;
     while let Some(r) = rows.next()? {
         let (entity, field): (String, String) = (r.get(0)?, r.get(1)?);
-        snapshot.picklists.fields.entry(format!("{entity}.{field}")).or_default().push(
-            PicklistEntry { value: r.get(2)?, label: r.get(3)?, is_active: r.get(4)? },
-        );
+        snapshot
+            .picklists
+            .fields
+            .entry(format!("{entity}.{field}"))
+            .or_default()
+            .push(PicklistEntry { value: r.get(2)?, label: r.get(3)?, is_active: r.get(4)? });
     }
     Ok(snapshot)
 }
