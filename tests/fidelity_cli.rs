@@ -175,16 +175,19 @@ fn duplicate_contracts_already_there_are_reported_and_never_written() {
         "{warning}"
     );
     let key = format!("subscription:{CONTOSO_PREMIUM}");
-    assert!(plan["changes"].as_array().unwrap().iter().all(|c| !c["key"]
-        .as_str()
+    assert!(plan["changes"]
+        .as_array()
         .unwrap()
-        .starts_with(&key)));
+        .iter()
+        .all(|c| !c["key"].as_str().unwrap().starts_with(&key)));
     let run = sw.apply();
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
     assert_eq!(contract_ids_of(&sw, CONTOSO_PREMIUM), vec![700, 701], "never a third");
     assert!(
-        sw.sim.request_log().iter().all(|r| !r.route.contains("Contracts/700/")
-            && !r.route.contains("Contracts/701/")),
+        sw.sim
+            .request_log()
+            .iter()
+            .all(|r| !r.route.contains("Contracts/700/") && !r.route.contains("Contracts/701/")),
         "nothing written under either"
     );
     assert!(!contract_ids_of(&sw, FABRIKAM_AZURE).is_empty(), "the rest is written");
@@ -203,6 +206,10 @@ fn a_picklist_label_the_tenant_lacks_is_a_located_plan_error() {
     let run = sw.cmat(&["plan"]);
     assert_eq!(run.status, 1);
     insta::assert_snapshot!("picklist_label_missing", run.stderr);
+    // `check` knows the tenant's lists once a pull has read them.
+    let run = sw.cmat(&["check"]);
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    insta::assert_snapshot!("check_picklist_label_missing", run.stderr);
     let run = sw.apply();
     assert_eq!(run.status, 1);
     assert_eq!(sw.writes(), 0, "nothing is sent");

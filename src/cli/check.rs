@@ -8,6 +8,23 @@ use crate::mapping;
 pub fn run(context: &Context) -> CommandResult {
     match mapping::check_workspace(&context.workspace.root) {
         Ok(checked) => {
+            // Labels are checked against the tenant's picklists once a pull has read them.
+            let picklists = stored_picklists(context)?;
+            let resolved = match picklists.is_empty() {
+                true => Ok(()),
+                false => crate::picklists::resolve(&checked.rules, &picklists).map(|_| ()),
+            };
+            if let Err(errors) = resolved {
+                for error in &errors {
+                    eprintln!("{error}");
+                }
+                eprintln!(
+                    "\n{} {} against the Autotask tenant's picklists (as of the last `cmat pull autotask`)",
+                    errors.len(),
+                    plural(errors.len(), "error", "errors")
+                );
+                return Ok(ExitCode::from(1));
+            }
             println!(
                 "checked {} {}, {} {}: ok",
                 checked.files,
@@ -27,6 +44,15 @@ pub fn run(context: &Context) -> CommandResult {
             Ok(ExitCode::from(1))
         }
     }
+}
+
+/// What the last pull read; none without a state database or a pull (then nothing to check).
+fn stored_picklists(context: &Context) -> Result<crate::snapshot::Picklists, super::CommandError> {
+    let path = context.workspace.state_db();
+    if !path.exists() {
+        return Ok(Default::default());
+    }
+    Ok(crate::store::Store::open(&path, crate::store::Access::Read)?.picklists()?)
 }
 
 fn plural(count: usize, one: &'static str, many: &'static str) -> &'static str {

@@ -10,7 +10,7 @@ use super::sql::{
 use super::{Store, StoreError};
 use crate::snapshot::{
     BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit,
-    PicklistEntry, PullMarks, Service, Snapshot,
+    PicklistEntry, Picklists, PullMarks, Service, Snapshot,
 };
 
 /// How many records of each kind the snapshot holds, for `status`.
@@ -128,6 +128,11 @@ impl Store {
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
+    }
+
+    /// The tenant's picklists as the last pull read them (empty before any pull).
+    pub fn picklists(&self) -> Result<Picklists, StoreError> {
+        load_picklists(&self.conn).map_err(|e| self.wrap(e))
     }
 
     pub fn snapshot_counts(&self) -> Result<SnapshotCounts, StoreError> {
@@ -413,6 +418,12 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
         let record = record?;
         snapshot.billing_codes.insert(record.id, record);
     }
+    snapshot.picklists = load_picklists(conn)?;
+    Ok(snapshot)
+}
+
+fn load_picklists(conn: &Connection) -> rusqlite::Result<Picklists> {
+    let mut picklists = Picklists::default();
     let mut statement = conn.prepare(
         "SELECT entity, field, value, label, is_active FROM picklists
          ORDER BY entity, field, position",
@@ -420,12 +431,11 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     let mut rows = statement.query([])?;
     while let Some(r) = rows.next()? {
         let (entity, field): (String, String) = (r.get(0)?, r.get(1)?);
-        snapshot
-            .picklists
-            .fields
-            .entry(format!("{entity}.{field}"))
-            .or_default()
-            .push(PicklistEntry { value: r.get(2)?, label: r.get(3)?, is_active: r.get(4)? });
+        picklists.fields.entry(Picklists::key(&entity, &field)).or_default().push(PicklistEntry {
+            value: r.get(2)?,
+            label: r.get(3)?,
+            is_active: r.get(4)?,
+        });
     }
-    Ok(snapshot)
+    Ok(picklists)
 }
