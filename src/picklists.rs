@@ -27,6 +27,8 @@ pub struct TenantValues {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PicklistError {
     pub origin: RuleOrigin,
+    /// The picklist field: `Contracts.status`.
+    pub field: String,
     pub message: String,
     pub hint: String,
 }
@@ -73,8 +75,12 @@ impl Field<'_> {
 
     /// The tenant's number for `choice`, or the error that names the rule.
     fn resolve(&self, choice: &PicklistChoice, origin: &RuleOrigin) -> Result<i64, PicklistError> {
-        let error =
-            |message: String, hint: String| PicklistError { origin: origin.clone(), message, hint };
+        let error = |message: String, hint: String| PicklistError {
+            origin: origin.clone(),
+            field: self.name(),
+            message,
+            hint,
+        };
         let Some(entries) = self.entries() else {
             return match choice {
                 // A number the user chose stands when the tenant's list is not known.

@@ -10,6 +10,7 @@ pub use client::{
 };
 pub use query::{chunked_in, Condition, Filter, FilterError, FilterValue, GroupOp, Item, Op};
 pub mod discover;
+pub mod doctor;
 pub mod pull;
 
 pub use discover::{discover_ids, discover_ids_for, BillingCodeChoice, Discovery};

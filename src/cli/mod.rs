@@ -13,6 +13,7 @@ mod apply;
 mod audit;
 mod check;
 mod demo;
+mod doctor;
 mod fmt;
 mod import;
 mod init;
@@ -74,6 +75,12 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// Export the audit trail as CSV
     Audit(audit::AuditArgs),
+    /// Check the Autotask tenant before the first apply (read-only): credentials, the
+    /// "Subscription ID" field, billing codes, SLA, picklist values, cost visibility, budget
+    #[command(
+        after_help = "Sends only reads. Exit codes: 0 cmat can run against this tenant, 1 a problem was found (each listed with how to fix it)."
+    )]
+    Doctor,
     /// Run the whole flow on bundled fixtures against a local Autotask simulator
     Demo(demo::DemoArgs),
 }
@@ -132,6 +139,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&context, args),
         Command::Sync(args) => sync::run(&context, args),
         Command::Audit(args) => audit::run(&context, args),
+        Command::Doctor => doctor::run(&context),
         Command::Demo(args) => demo::run(&context, args),
     };
     match result {

@@ -5,7 +5,9 @@ use clap::Args;
 
 use super::apply::{execute, Applied};
 use super::{session, CommandResult, Context};
-use crate::store::meta_keys::{LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST};
+use crate::store::meta_keys::{
+    LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST, LAST_SYNC_REQUESTS,
+};
 use crate::store::Access;
 
 #[derive(Debug, Args)]
@@ -77,6 +79,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     let applied = execute(context, &mut store, &mut loaded, &client, None, args.auto_approve)?;
     store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
     store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
+    store.set_meta(LAST_SYNC_REQUESTS, &client.requests_sent().to_string())?;
     store.set_meta(
         LAST_SYNC_AT,
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),

@@ -38,6 +38,8 @@ pub mod meta_keys {
     pub const PULL_MARKS: &str = "snapshot.pull_marks";
     /// When the last successful `sync` ended (RFC 3339 UTC); `status` shows it.
     pub const LAST_SYNC_AT: &str = "last_sync.at";
+    /// Requests the last sync sent to Autotask (`cmat doctor` shows it beside the budget).
+    pub const LAST_SYNC_REQUESTS: &str = "last_sync.requests";
     /// The inputs digest the last successful `sync` applied.
     pub const LAST_SYNC_INPUTS_DIGEST: &str = "last_sync.inputs_digest";
     /// The mappings digest the last successful `sync` applied.

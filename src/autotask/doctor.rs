@@ -1,0 +1,454 @@
+//! `cmat doctor`: a read-only preflight against the tenant, run before the first apply.
+//!
+//! [`gather`] asks Autotask what cmat depends on (queries, counts and field metadata only:
+//! never a write), and [`evaluate`] turns those facts and the rules into one [`Check`] per
+//! concern, each either fine or a problem with how to fix it. Kept apart so the judgement is
+//! a pure function, tested without a server.
+
+use std::collections::BTreeMap;
+use std::ops::ControlFlow;
+
+use serde_json::Value;
+
+use super::client::{AutotaskClient, AutotaskError, Threshold};
+use super::discover::{discover_ids_for, Discovery};
+use super::pull::{read_picklists, PullError, ENTITIES};
+use super::query::{Condition, Filter};
+use crate::picklists::resolve;
+use crate::rules::RuleSet;
+use crate::snapshot::Picklists;
+
+/// One line of the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub name: String,
+    pub outcome: Outcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Ok(String),
+    /// Worth knowing, but cmat can run.
+    Note(String),
+    Problem {
+        message: String,
+        fix: String,
+    },
+}
+
+impl Check {
+    fn ok(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check { name: name.into(), outcome: Outcome::Ok(detail.into()) }
+    }
+    fn note(name: impl Into<String>, detail: impl Into<String>) -> Check {
+        Check { name: name.into(), outcome: Outcome::Note(detail.into()) }
+    }
+    fn problem(
+        name: impl Into<String>,
+        message: impl Into<String>,
+        fix: impl Into<String>,
+    ) -> Check {
+        Check {
+            name: name.into(),
+            outcome: Outcome::Problem { message: message.into(), fix: fix.into() },
+        }
+    }
+    pub fn is_problem(&self) -> bool {
+        matches!(self.outcome, Outcome::Problem { .. })
+    }
+}
+
+/// A billing code as doctor reads it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BillingCodeFacts {
+    pub id: i64,
+    pub name: String,
+    pub use_type: Option<i64>,
+    pub is_active: bool,
+    /// None when the API user reads no cost.
+    pub unit_cost_visible: bool,
+}
+
+/// What Autotask said, for [`evaluate`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Facts {
+    pub base_url: String,
+    pub username: String,
+    pub threshold: Threshold,
+    pub discovery: Discovery,
+    /// The billing codes the rules name, by id (absent: no such code).
+    pub billing_codes: BTreeMap<i64, BillingCodeFacts>,
+    pub picklists: Picklists,
+    /// Entities cmat reads and whether a count query on them was answered (with its error).
+    pub queryable: Vec<(&'static str, Result<u64, String>)>,
+    /// Services whose cost was read: how many, and how many showed one.
+    pub services_sampled: usize,
+    pub services_with_cost: usize,
+}
+
+/// Asks Autotask everything doctor needs; only reads. An error here means Autotask could not
+/// be reached or refused the credentials: the caller reports it as the first check.
+pub fn gather(
+    client: &AutotaskClient,
+    rules: &RuleSet,
+    username: &str,
+) -> Result<Facts, PullError> {
+    let threshold = client.threshold()?;
+    let discovery = discover_ids_for(client, &rules.settings.subscription_udf.value)?;
+    let picklists = read_picklists(client)?;
+    let wanted =
+        vec![rules.settings.service_billing_code.value, rules.settings.product_billing_code.value];
+    let filter = Filter::new(Condition::is_in("id", wanted)).map_err(|source| {
+        AutotaskError::Filter { request: "POST BillingCodes/query".into(), source }
+    })?;
+    let mut billing_codes = BTreeMap::new();
+    for code in client.query("BillingCodes", &filter)? {
+        let field = |name: &str| field_of(&code, name);
+        let Some(id) = field("id").and_then(Value::as_i64) else { continue };
+        billing_codes.insert(
+            id,
+            BillingCodeFacts {
+                id,
+                name: field("name").and_then(Value::as_str).unwrap_or_default().to_string(),
+                use_type: field("useType").and_then(Value::as_i64),
+                is_active: field("isActive").and_then(Value::as_bool).unwrap_or(true),
+                unit_cost_visible: field("unitCost").is_some_and(|cost| !cost.is_null()),
+            },
+        );
+    }
+    let mut queryable = Vec::new();
+    for entity in ENTITIES {
+        let answer = client.query_count(entity, &Filter::all()).map_err(|err| err.to_string());
+        queryable.push((entity, answer));
+    }
+    // Costs: the first page of Services tells whether this API user reads any cost at all.
+    let mut services = Vec::new();
+    client.query_each_page("Services", &Filter::all(), &mut |page| {
+        services = page;
+        ControlFlow::Break(())
+    })?;
+    let services_with_cost =
+        services.iter().filter(|s| field_of(s, "unitCost").is_some_and(|c| !c.is_null())).count();
+    Ok(Facts {
+        base_url: client.base_url(),
+        username: username.to_string(),
+        threshold,
+        discovery,
+        billing_codes,
+        picklists,
+        queryable,
+        services_sampled: services.len(),
+        services_with_cost,
+    })
+}
+
+fn field_of<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
+    record.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+}
+
+/// How much of the hour's budget the last sync used, if a sync recorded it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LastSync {
+    pub requests: u64,
+}
+
+/// The checks, in the order a person fixes them.
+pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> Vec<Check> {
+    let mut checks = vec![
+        Check::ok(
+            "credentials and zone",
+            format!("{} answers for {}", facts.base_url, facts.username),
+        ),
+        Check::ok("API version", "REST v1.0 answers (ThresholdInformation)"),
+    ];
+    let udf = &rules.settings.subscription_udf.value;
+    checks.push(if facts.discovery.has_subscription_udf {
+        Check::ok(format!("Contracts field \"{udf}\""), "present")
+    } else {
+        Check::problem(
+            format!("Contracts field \"{udf}\""),
+            format!("Contracts have no user-defined field \"{udf}\": cmat could not find its contracts again and would create duplicates"),
+            format!("in Autotask, Admin > Features & Settings > Contracts > Contract User-Defined Fields, add a text field named \"{udf}\" (or set `subscription_udf` in the rules to the field you use)"),
+        )
+    });
+    let use_type_label = |use_type: Option<i64>| {
+        let labels = facts.picklists.get("BillingCodes", "useType").unwrap_or(&[]);
+        match use_type {
+            Some(value) => labels
+                .iter()
+                .find(|entry| entry.value == value)
+                .map(|entry| format!("\"{}\"", entry.label))
+                .unwrap_or_else(|| format!("use type {value}")),
+            None => "no use type".into(),
+        }
+    };
+    for (setting, rule, wanted_type, wanted_label, listed) in [
+        (
+            "service_billing_code",
+            &rules.settings.service_billing_code,
+            facts.discovery.recurring_use_type,
+            "Recurring Contract Service",
+            &facts.discovery.service_billing_codes,
+        ),
+        (
+            "product_billing_code",
+            &rules.settings.product_billing_code,
+            facts.discovery.material_use_type,
+            "Material Cost Code",
+            &facts.discovery.product_billing_codes,
+        ),
+    ] {
+        let name = format!("billing code {} ({setting})", rule.value);
+        let candidates = if listed.is_empty() {
+            format!("the tenant has no active {wanted_label} code: create one in Admin > Features & Settings > Finance, Accounting & Invoicing > Billing Codes")
+        } else {
+            let shown: Vec<String> =
+                listed.iter().map(|c| format!("{} {}", c.id, c.name)).collect();
+            format!("set `{setting}` at {} to one of: {}", rule.origin, shown.join(", "))
+        };
+        checks.push(match facts.billing_codes.get(&rule.value) {
+            None => Check::problem(name, "no such billing code in Autotask", candidates),
+            Some(code) if !code.is_active => Check::problem(
+                name,
+                format!("\"{}\" is inactive: Autotask refuses it on new records", code.name),
+                format!("activate it in Autotask, or {candidates}"),
+            ),
+            Some(code) if wanted_type.is_some() && code.use_type != wanted_type => Check::problem(
+                name,
+                format!(
+                    "\"{}\" is a {} code, not {wanted_label}",
+                    code.name,
+                    use_type_label(code.use_type)
+                ),
+                candidates,
+            ),
+            Some(code) => Check::ok(name, format!("\"{}\", active, {wanted_label}", code.name)),
+        });
+    }
+    let sla = &rules.settings.service_level_agreement;
+    let sla_entries = facts.picklists.get("Contracts", "serviceLevelAgreementID").unwrap_or(&[]);
+    let active_slas: Vec<String> =
+        facts.discovery.slas.iter().map(|v| format!("{} {}", v.value, v.label)).collect();
+    let sla_fix = format!(
+        "set `service_level_agreement` at {} to an active one: {}",
+        sla.origin,
+        if active_slas.is_empty() {
+            "(none is active)".to_string()
+        } else {
+            active_slas.join(", ")
+        }
+    );
+    let sla_name = format!("service level agreement {}", sla.value);
+    checks.push(match sla_entries.iter().find(|entry| entry.value == sla.value) {
+        None => Check::problem(
+            sla_name,
+            "not in the tenant's Contracts.serviceLevelAgreementID list",
+            sla_fix,
+        ),
+        Some(entry) if !entry.is_active => {
+            Check::problem(sla_name, format!("\"{}\" is inactive", entry.label), sla_fix)
+        }
+        Some(entry) => Check::ok(sla_name, format!("\"{}\", active", entry.label)),
+    });
+    checks.push(match resolve(rules, &facts.picklists) {
+        Ok(values) => Check::ok(
+            "picklist values",
+            format!(
+                "contractType {}, status {}, contractPeriodType {}, Services periodType {}, chargeType {}",
+                values.contract_type,
+                values.contract_status,
+                values.contract_period_type.map_or("(not on this tenant)".into(), |v| v.to_string()),
+                values.service_period_type.map_or("(no Services created)".into(), |v| v.to_string()),
+                values.charge_type
+            ),
+        ),
+        // The SLA has its own line above.
+        Err(errors) if errors.iter().all(|e| e.field == "Contracts.serviceLevelAgreementID") => {
+            Check::ok("picklist values", "every label the rules use is on the tenant")
+        }
+        Err(errors) => {
+            let errors: Vec<_> =
+                errors.into_iter().filter(|e| e.field != "Contracts.serviceLevelAgreementID").collect();
+            let message: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.origin, e.message)).collect();
+            let fix: Vec<String> = errors.iter().map(|e| e.hint.clone()).collect();
+            Check::problem("picklist values", message.join("; "), fix.join("; "))
+        }
+    });
+    let codes_show_cost = facts.billing_codes.values().any(|code| code.unit_cost_visible);
+    checks.push(if codes_show_cost || facts.services_with_cost > 0 {
+        Check::ok("cost visibility", "the API user reads costs")
+    } else if facts.services_sampled == 0 && facts.billing_codes.is_empty() {
+        Check::note("cost visibility", "no record to tell from yet")
+    } else {
+        Check::note(
+            "cost visibility",
+            "the API user reads no cost: cmat keeps prices in step but never compares or writes a cost alone (give its security level permission to see costs to have them kept too)",
+        )
+    });
+    let threshold = &facts.threshold;
+    let used = format!(
+        "{} of {} requests used in the current {}-minute window{}",
+        threshold.used,
+        threshold.limit,
+        threshold.timeframe_minutes,
+        last_sync.map_or(String::new(), |sync| format!("; the last sync sent {}", sync.requests))
+    );
+    checks.push(if threshold.limit > 0 && threshold.used * 2 >= threshold.limit {
+        Check::problem(
+            "hourly request budget",
+            format!("{used}: past half of it, cmat waits for the hour to roll"),
+            "run when the tenant's other integrations are quieter, or ask which one uses the budget (Admin > API usage)",
+        )
+    } else {
+        Check::ok("hourly request budget", used)
+    });
+    for (entity, answer) in &facts.queryable {
+        let name = format!("read {entity}");
+        checks.push(match answer {
+            Ok(count) => Check::ok(name, format!("{count} record(s)")),
+            Err(err) => Check::problem(
+                name,
+                err.clone(),
+                "give the API user's security level read access to it (Admin > Resources > Security Levels)",
+            ),
+        });
+    }
+    checks
+}
+
+/// The report as a person reads it: one line per check, a fix under each problem.
+pub fn render(checks: &[Check]) -> String {
+    let width = checks.iter().map(|c| c.name.chars().count()).max().unwrap_or(0);
+    let mut out = String::new();
+    for check in checks {
+        let (tag, detail, fix) = match &check.outcome {
+            Outcome::Ok(detail) => ("ok     ", detail.as_str(), None),
+            Outcome::Note(detail) => ("note   ", detail.as_str(), None),
+            Outcome::Problem { message, fix } => ("PROBLEM", message.as_str(), Some(fix)),
+        };
+        out.push_str(&format!("{tag}  {:<width$}  {detail}\n", check.name));
+        if let Some(fix) = fix {
+            out.push_str(&format!("{:<9}{:<width$}  fix: {fix}\n", "", ""));
+        }
+    }
+    let problems = checks.iter().filter(|c| c.is_problem()).count();
+    out.push_str(&match problems {
+        0 => "\ncmat can run against this tenant (nothing was written).\n".to_string(),
+        1 => "\n1 problem to fix before cmat can run (nothing was written).\n".to_string(),
+        n => format!("\n{n} problems to fix before cmat can run (nothing was written).\n"),
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::autotask::discover::BillingCodeChoice;
+    use crate::autotask::PicklistValue;
+    use crate::desired::tests::default_rules;
+
+    fn good_facts(rules: &RuleSet) -> Facts {
+        let code = |id: i64, name: &str, use_type: i64| BillingCodeFacts {
+            id,
+            name: name.into(),
+            use_type: Some(use_type),
+            is_active: true,
+            unit_cost_visible: true,
+        };
+        let service_code = rules.settings.service_billing_code.value;
+        let product_code = rules.settings.product_billing_code.value;
+        Facts {
+            base_url: "https://webservices5.autotask.net/atservicesrest/".into(),
+            username: "api@example.com".into(),
+            threshold: Threshold { limit: 10_000, timeframe_minutes: 60, used: 120 },
+            discovery: Discovery {
+                recurring_use_type: Some(5),
+                material_use_type: Some(4),
+                service_billing_codes: vec![BillingCodeChoice {
+                    id: service_code,
+                    name: "Recurring".into(),
+                }],
+                product_billing_codes: vec![BillingCodeChoice {
+                    id: product_code,
+                    name: "Azure".into(),
+                }],
+                slas: vec![PicklistValue {
+                    value: "1".into(),
+                    label: "Standard".into(),
+                    is_active: true,
+                }],
+                has_subscription_udf: true,
+                subscription_udf: "Subscription ID".into(),
+            },
+            billing_codes: [code(service_code, "Recurring", 5), code(product_code, "Azure", 4)]
+                .into_iter()
+                .map(|c| (c.id, c))
+                .collect(),
+            picklists: crate::tenant::reference_picklists(),
+            queryable: vec![("Contracts", Ok(3)), ("Services", Ok(2))],
+            services_sampled: 2,
+            services_with_cost: 2,
+        }
+    }
+
+    fn problems(checks: &[Check]) -> Vec<&str> {
+        checks.iter().filter(|c| c.is_problem()).map(|c| c.name.as_str()).collect()
+    }
+
+    #[test]
+    fn a_good_tenant_passes() {
+        let rules = default_rules();
+        let checks = evaluate(&rules, &good_facts(&rules), Some(LastSync { requests: 42 }));
+        assert_eq!(problems(&checks), Vec::<&str>::new(), "{}", render(&checks));
+        assert!(render(&checks).contains("the last sync sent 42"));
+    }
+
+    #[test]
+    fn missing_udf_inactive_or_wrong_codes_and_an_inactive_sla_are_problems_with_fixes() {
+        let rules = default_rules();
+        let mut facts = good_facts(&rules);
+        facts.discovery.has_subscription_udf = false;
+        let service_code = rules.settings.service_billing_code.value;
+        let product_code = rules.settings.product_billing_code.value;
+        facts.billing_codes.get_mut(&service_code).unwrap().is_active = false;
+        facts.billing_codes.get_mut(&product_code).unwrap().use_type = Some(5);
+        for entry in facts.picklists.fields.get_mut("Contracts.serviceLevelAgreementID").unwrap() {
+            entry.is_active = false;
+        }
+        facts.queryable.push(("ContractCharges", Err("403 Forbidden".into())));
+        let checks = evaluate(&rules, &facts, None);
+        assert_eq!(
+            problems(&checks),
+            vec![
+                "Contracts field \"Subscription ID\"",
+                "billing code 29682801 (service_billing_code)",
+                "billing code 29682802 (product_billing_code)",
+                "service level agreement 1",
+                "read ContractCharges",
+            ],
+            "{}",
+            render(&checks)
+        );
+        assert!(checks
+            .iter()
+            .filter(|c| c.is_problem())
+            .all(|c| matches!(&c.outcome, Outcome::Problem { fix, .. } if !fix.is_empty())));
+    }
+
+    #[test]
+    fn hidden_costs_are_a_note_not_a_problem() {
+        let rules = default_rules();
+        let mut facts = good_facts(&rules);
+        facts.services_with_cost = 0;
+        for code in facts.billing_codes.values_mut() {
+            code.unit_cost_visible = false;
+        }
+        let checks = evaluate(&rules, &facts, None);
+        let cost = checks.iter().find(|c| c.name == "cost visibility").unwrap();
+        assert!(
+            matches!(&cost.outcome, Outcome::Note(text) if text.contains("reads no cost")),
+            "{cost:?}"
+        );
+        assert!(problems(&checks).is_empty());
+    }
+}
