@@ -510,6 +510,58 @@ mod tests {
         );
     }
 
+    fn live(name: &str) -> Vec<Value> {
+        let text = match name {
+            "companies" => include_str!("../../fixtures/autotask-live/companies.json"),
+            "contracts" => include_str!("../../fixtures/autotask-live/contracts.json"),
+            "contract-services" => {
+                include_str!("../../fixtures/autotask-live/contract-services.json")
+            }
+            "contract-charges" => {
+                include_str!("../../fixtures/autotask-live/contract-charges.json")
+            }
+            other => panic!("no fixture {other}"),
+        };
+        serde_json::from_str(text).expect("fixture is JSON")
+    }
+
+    #[test]
+    fn live_contracts_open_ended_and_without_udfs() {
+        let records = live("contracts");
+        let open = contract(&records[0], "Subscription ID").unwrap();
+        assert_eq!(open.start_date, NaiveDate::from_ymd_opt(2026, 1, 1).unwrap());
+        assert_eq!(open.end_date, NaiveDate::from_ymd_opt(9999, 12, 31).unwrap());
+        assert_eq!(open.subscription_id, None, "no userDefinedFields at all");
+        let azure = contract(&records[1], "Subscription ID").unwrap();
+        assert_eq!(azure.subscription_id.as_deref(), Some("b275c4b1-5258-4492-bad6-f43b34c3a0ac"));
+        assert_eq!(azure.end_date, NaiveDate::from_ymd_opt(2026, 12, 31).unwrap());
+    }
+
+    #[test]
+    fn live_contract_services_bill_the_adjusted_price() {
+        let records = live("contract-services");
+        let plain = contract_service(&records[0]).unwrap();
+        assert_eq!(plain.adjusted_price, Some(d("20.6")), "not the catalogue unitPrice 22");
+        assert_eq!(plain.unit_cost, Some(d("18.54")));
+        assert!(!plain.foreign_currency);
+        let foreign = contract_service(&records[1]).unwrap();
+        assert!(foreign.foreign_currency, "unitPrice in the customer's currency differs");
+        let hidden = contract_service(&records[2]).unwrap();
+        assert_eq!(hidden.unit_cost, None, "a hidden cost stays unknown");
+    }
+
+    #[test]
+    fn live_charges_and_companies() {
+        let charge = contract_charge(&live("contract-charges")[0]).unwrap();
+        assert_eq!(charge.date_purchased, NaiveDate::from_ymd_opt(2026, 10, 1).unwrap());
+        assert_eq!(charge.unit_cost, None);
+        assert_eq!(charge.unit_price, d("1234.5678"));
+        assert!(charge.is_billed);
+        let companies: Vec<Company> =
+            live("companies").iter().map(|c| company(c).unwrap()).collect();
+        assert_eq!(companies[0].id, 0, "the tenant's own company reads like any other");
+    }
+
     #[test]
     fn billing_codes_and_companies() {
         let b = billing_code(
