@@ -739,6 +739,7 @@ fn diff_contract_service(
         cost = held.unit_cost.unwrap_or(cost);
     }
     let mut repriced = Vec::new();
+    let mut price_moves = false;
     if let (Some((_, _, contract_service)), true) = (on_contract, service.on_current_bill) {
         let held_price = if contract_service.foreign_currency {
             unknown_costs.foreign_currency.insert(contract_service.id);
@@ -750,32 +751,42 @@ fn diff_contract_service(
             unknown_costs.records.insert(format!("ContractServices/{}", contract_service.id));
         }
         let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
-        for (what, held, wanted, slot) in [
-            ("unit price", held_price, wanted_price, &mut price),
-            ("unit cost", contract_service.unit_cost, wanted_cost, &mut cost),
-        ] {
-            match held {
-                Some(held) if held != wanted && overwrite => repriced.push(format!(
-                    "{what} {} → {}",
+        match held_price {
+            Some(held) if held != wanted_price && overwrite => {
+                price_moves = true;
+                repriced.push(format!(
+                    "unit price {} → {}",
                     amount(held, scale),
-                    amount(wanted, scale)
-                )),
-                Some(held) if held != wanted => {
-                    out.warnings.push(Warning::new(
-                        WarningCode::Drift,
-                        format!(
-                            "contract service {} has {what} {} in Autotask, the bill says {}; left as it is (policy hand_edit = report)",
-                            contract_service.id, amount(held, scale), amount(wanted, scale)
-                        ),
-                        service.source.to_string(),
-                    ));
-                    *slot = held;
-                }
-                _ => {}
+                    amount(wanted_price, scale)
+                ));
             }
+            Some(held) if held != wanted_price => {
+                out.warnings.push(Warning::new(
+                    WarningCode::Drift,
+                    format!(
+                        "contract service {} has unit price {} in Autotask, the bill says {}; left as it is (policy hand_edit = report)",
+                        contract_service.id, amount(held, scale), amount(wanted_price, scale)
+                    ),
+                    service.source.to_string(),
+                ));
+                price = held;
+            }
+            _ => {}
+        }
+        // The cost rides with a price or unit change, never alone: Autotask documents no
+        // field that reads back a contract service's adjusted cost (`unitCost` may stay the
+        // Service's), so a cost-only write could repeat on every run without converging.
+        match contract_service.unit_cost {
+            Some(held) if held != wanted_cost && overwrite => repriced.push(format!(
+                "unit cost {} → {}",
+                amount(held, scale),
+                amount(wanted_cost, scale)
+            )),
+            Some(held) if held != wanted_cost => cost = held,
+            _ => {}
         }
     }
-    if unit_change == 0 && repriced.is_empty() {
+    if unit_change == 0 && !price_moves {
         if on_contract.is_some() {
             out.unchanged += 1;
         }
@@ -1156,6 +1167,23 @@ pub(crate) mod tests {
         assert_eq!(change.fields["adjustedUnitCost"], json!("4.8000"));
         assert!(!change.fields.contains_key("unitPrice"), "never the catalogue price");
         assert_eq!(change.reason, "unit price 5.0000 → 6.0000; unit cost 4.0000 → 4.8000");
+    }
+
+    #[test]
+    fn a_contract_service_cost_alone_is_never_a_write() {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        // Autotask reads back a cost the adjustment did not set (the Service's, say).
+        for service in snapshot.contract_services.values_mut() {
+            service.unit_cost = Some(Decimal::new(1, 0));
+        }
+        let plan = plan(&rules, &october(), &snapshot);
+        assert!(
+            plan.changes.iter().all(|c| c.entity != "ContractServiceAdjustments"),
+            "{:#?}",
+            plan.changes
+        );
     }
 
     #[test]

@@ -44,6 +44,23 @@ pub fn normalize(label: &str) -> String {
     label.chars().filter(char::is_ascii_alphanumeric).map(|c| c.to_ascii_lowercase()).collect()
 }
 
+/// A plural is the same label (`"Recurring Services"` is `recurring_service`).
+fn same_label(tenant: &str, wanted: &str) -> bool {
+    tenant == wanted
+        || tenant.strip_suffix('s') == Some(wanted)
+        || wanted.strip_suffix('s') == Some(tenant)
+}
+
+/// Other names tenants give the periods the rules name (the labels are editable per tenant
+/// and differ between Autotask versions).
+fn synonyms(label: &str) -> &'static [&'static str] {
+    match normalize(label).as_str() {
+        "yearly" => &["Annual", "Annually"],
+        "semiannual" => &["Semi-Annually", "Half-Yearly"],
+        _ => &[],
+    }
+}
+
 /// One picklist field the rules use.
 struct Field<'a> {
     entity: &'static str,
@@ -97,8 +114,10 @@ impl Field<'_> {
         };
         let found = match choice {
             PicklistChoice::Label(label) => {
-                let wanted = normalize(label);
-                entries.iter().find(|entry| normalize(&entry.label) == wanted)
+                let wanted = std::iter::once(label.as_str()).chain(synonyms(label).iter().copied());
+                wanted.map(normalize).find_map(|wanted| {
+                    entries.iter().find(|entry| same_label(&normalize(&entry.label), &wanted))
+                })
             }
             PicklistChoice::Value(value) => entries.iter().find(|entry| entry.value == *value),
         };
@@ -274,6 +293,22 @@ mod tests {
             resolve(&default_rules(), &tenant).expect("resolves").contract_period_type,
             None
         );
+    }
+
+    #[test]
+    fn plurals_and_other_names_of_a_period_match() {
+        let mut tenant = live_tenant();
+        tenant.fields.insert(
+            "Services.periodType".into(),
+            vec![entry(2, "Monthly", true), entry(6, "Annually", true)],
+        );
+        tenant
+            .fields
+            .insert("Contracts.contractType".into(), vec![entry(7, "Recurring Services", true)]);
+        let mut rules = default_rules();
+        rules.products.create.as_mut().expect("create").period_type.value = PeriodType::Yearly;
+        let values = resolve(&rules, &tenant).expect("resolves");
+        assert_eq!((values.service_period_type, values.contract_type), (Some(6), 7));
     }
 
     #[test]
