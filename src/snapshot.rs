@@ -182,6 +182,10 @@ impl Picklists {
 pub struct PullMarks {
     /// By entity name (`Contracts`); an entity without a mark is read in full.
     pub entities: BTreeMap<String, ChangeMark>,
+    /// When the picklists were last read; they change by hand, rarely, so a pull reads them
+    /// again once a day (and on `--full`), not on every steady day's pull.
+    #[serde(default)]
+    pub picklists_read_at: Option<DateTime<Utc>>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

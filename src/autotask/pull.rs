@@ -63,6 +63,10 @@ pub const PICKLIST_FIELDS: [(&str, &[&str]); 4] = [
     ("BillingCodes", &["useType"]),
 ];
 
+/// Picklists read by a pull are trusted this long by the next ones (`cmat doctor` and
+/// `--full` always read them).
+pub const PICKLIST_HOURS: i64 = 24;
+
 /// The fields in which Autotask stamps any change of a record, by entity; the first one a
 /// full read finds filled is used.
 pub const CHANGE_FIELDS: [&str; 3] =
@@ -248,7 +252,21 @@ pub fn pull_snapshot(
         // Moved, not copied: a large tenant's snapshot is hundreds of thousands of records.
         absorb(&mut snapshot, part.records);
     }
-    snapshot.picklists = read_picklists(client)?;
+    let previous_picklists = reading.previous.as_ref().and_then(|previous| {
+        let read_at = previous.marks.picklists_read_at?;
+        let fresh = reading.now - read_at < chrono::Duration::hours(PICKLIST_HOURS);
+        (fresh && !previous.snapshot.picklists.is_empty()).then_some((read_at, previous.snapshot))
+    });
+    match previous_picklists {
+        Some((read_at, previous)) => {
+            snapshot.picklists = previous.picklists.clone();
+            marks.picklists_read_at = Some(read_at);
+        }
+        None => {
+            snapshot.picklists = read_picklists(client)?;
+            marks.picklists_read_at = Some(reading.now);
+        }
+    }
     snapshot.refreshed_at = Some(reading.now);
     let report = PullReport {
         counts,

@@ -385,7 +385,8 @@ fn pull_marks_are_stored_with_their_snapshot_and_kept_by_a_scope_refresh() {
         full_read_at: at,
         conversion: "udf=Subscription ID".into(),
     };
-    let marks = PullMarks { entities: [("Contracts".to_string(), mark)].into() };
+    let marks =
+        PullMarks { entities: [("Contracts".to_string(), mark)].into(), picklists_read_at: None };
     store.replace_pulled_snapshot(&sample_snapshot(), &marks).unwrap();
     assert_eq!(store.pull_marks().unwrap(), marks);
     // apply replaces the records it re-read; the marks still describe the last pull.
