@@ -145,6 +145,7 @@ impl Scope {
                 .collect(),
             billing_codes: BTreeMap::new(),
             picklists: Default::default(),
+            currencies: BTreeMap::new(),
             refreshed_at: None,
             contracts,
         }
@@ -696,9 +697,10 @@ mod tests {
             line("2026-10-01", "Contoso", "Azure Plan", "AZ", "M1", "2", "3"),
         ];
         let mut snapshot = Snapshot::default();
-        snapshot
-            .companies
-            .insert(100, Company { id: 100, company_name: "Contoso".into(), is_active: true });
+        snapshot.companies.insert(
+            100,
+            Company { id: 100, company_name: "Contoso".into(), is_active: true, currency_id: None },
+        );
         let desired = crate::desired::desired_state(&rules, &lines);
         let digests =
             Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };

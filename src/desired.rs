@@ -26,6 +26,8 @@ pub struct DesiredContract {
     pub company_id: i64,
     pub organization_name: String,
     pub service_name: String,
+    /// The current bill's Currency Code (`EUR`).
+    pub currency_code: String,
     pub name: String,
     pub first_billing_date: NaiveDate,
     /// The subscription's current bill.
@@ -283,6 +285,7 @@ fn desired_contract(
         company_id,
         organization_name: latest_line.organization_name.clone(),
         service_name: latest_line.service_name.clone(),
+        currency_code: latest_line.currency_code.clone(),
         name,
         first_billing_date,
         last_billing_date,

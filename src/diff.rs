@@ -320,6 +320,24 @@ pub fn diff(
             ));
             continue;
         }
+        if let Some(currency) = snapshot
+            .companies
+            .get(&contract.company_id)
+            .and_then(|company| company.currency_id)
+            .and_then(|id| snapshot.currencies.get(&id))
+            .filter(|currency| {
+                !currency.name.trim().eq_ignore_ascii_case(contract.currency_code.trim())
+            })
+        {
+            out.warnings.push(Warning::new(
+                WarningCode::CurrencyMismatch,
+                format!(
+                    "subscription {} of \"{}\" is billed in {} but Autotask company {} bills in {}; amounts are sent as they are, never converted",
+                    contract.subscription_id, contract.organization_name, contract.currency_code, contract.company_id, currency.name
+                ),
+                contract.source.to_string(),
+            ));
+        }
         let target = diff_contract(&context, contract, &mut out);
         match contract.kind {
             BillingKind::Licence => {
@@ -1035,9 +1053,10 @@ pub(crate) mod tests {
 
     fn company_snapshot() -> Snapshot {
         let mut snapshot = Snapshot::default();
-        snapshot
-            .companies
-            .insert(100, Company { id: 100, company_name: "Contoso".into(), is_active: true });
+        snapshot.companies.insert(
+            100,
+            Company { id: 100, company_name: "Contoso".into(), is_active: true, currency_id: None },
+        );
         snapshot
     }
 
@@ -1261,9 +1280,10 @@ pub(crate) mod tests {
     fn a_link_to_the_tenants_own_company_is_not_followed() {
         let rules = default_rules();
         let mut snapshot = company_snapshot();
-        snapshot
-            .companies
-            .insert(0, Company { id: 0, company_name: "MSP".into(), is_active: true });
+        snapshot.companies.insert(
+            0,
+            Company { id: 0, company_name: "MSP".into(), is_active: true, currency_id: None },
+        );
         let mut lines = october();
         for line in &mut lines {
             line.autotask_company_id = Some(0);

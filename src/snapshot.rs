@@ -19,6 +19,8 @@ pub struct Snapshot {
     pub billing_codes: BTreeMap<i64, BillingCode>,
     /// The tenant's picklists for the fields cmat writes, from `entityInformation/fields`.
     pub picklists: Picklists,
+    /// The tenant's currencies, by id; empty when Autotask has none to say (one currency).
+    pub currencies: BTreeMap<i64, Currency>,
     /// When the snapshot was last read from Autotask; None if never.
     pub refreshed_at: Option<DateTime<Utc>>,
 }
@@ -28,6 +30,17 @@ pub struct Company {
     pub id: i64,
     pub company_name: String,
     pub is_active: bool,
+    /// The company's currency (Currencies id), with the multi-currency module; None without.
+    pub currency_id: Option<i64>,
+}
+
+/// A currency of the tenant (multi-currency module): the company's prices are in it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Currency {
+    pub id: i64,
+    /// The ISO code (`EUR`), compared with a bill's Currency Code.
+    pub name: String,
+    pub is_internal: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

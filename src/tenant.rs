@@ -176,7 +176,12 @@ pub fn companies(size: TenantSize) -> Snapshot {
         let id = FIRST_COMPANY_ID + org as i64;
         snapshot.companies.insert(
             id,
-            Company { id, company_name: format!("Organization {org:05}"), is_active: true },
+            Company {
+                id,
+                company_name: format!("Organization {org:05}"),
+                is_active: true,
+                currency_id: None,
+            },
         );
     }
     snapshot

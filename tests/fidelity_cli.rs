@@ -214,3 +214,36 @@ fn a_picklist_label_the_tenant_lacks_is_a_located_plan_error() {
     assert_eq!(run.status, 1);
     assert_eq!(sw.writes(), 0, "nothing is sent");
 }
+
+#[test]
+fn a_bill_in_another_currency_than_the_companys_is_a_warning() {
+    let mut seed = Seed::bundled();
+    seed.records.insert(
+        "Currencies".into(),
+        vec![
+            json!({"id": 1, "name": "EUR", "isInternalCurrency": true, "isActive": true}),
+            json!({"id": 2, "name": "USD", "isInternalCurrency": false, "isActive": true}),
+        ],
+    );
+    for company in seed.records.get_mut("Companies").expect("companies") {
+        company["currencyID"] = json!(if company["id"] == 29683501 { 2 } else { 1 });
+    }
+    let sw = SimWorkspace::start_seeded(seed, SimOptions::default());
+    sw.import(OCTOBER);
+    sw.pull();
+    let plan = plan_json(&sw);
+    let mismatches: Vec<&str> = plan["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| w["code"] == "currency_mismatch")
+        .filter_map(|w| w["message"].as_str())
+        .collect();
+    assert!(!mismatches.is_empty(), "{plan:#}");
+    assert!(
+        mismatches.iter().all(|m| m.contains(
+            "of \"Contoso Ltd\" is billed in EUR but Autotask company 29683501 bills in USD"
+        )),
+        "{mismatches:#?}"
+    );
+}

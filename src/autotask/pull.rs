@@ -260,10 +260,12 @@ pub fn pull_snapshot(
     match previous_picklists {
         Some((read_at, previous)) => {
             snapshot.picklists = previous.picklists.clone();
+            snapshot.currencies = previous.currencies.clone();
             marks.picklists_read_at = Some(read_at);
         }
         None => {
             snapshot.picklists = read_picklists(client)?;
+            snapshot.currencies = read_currencies(client)?;
             marks.picklists_read_at = Some(reading.now);
         }
     }
@@ -313,6 +315,24 @@ pub fn read_picklists(client: &AutotaskClient) -> Result<Picklists, PullError> {
         }
     }
     Ok(picklists)
+}
+
+/// The tenant's currencies (one page; read with the picklists). An Autotask that does not
+/// offer the entity (no multi-currency module, an older API) has none to tell: empty.
+pub fn read_currencies(
+    client: &AutotaskClient,
+) -> Result<BTreeMap<i64, crate::snapshot::Currency>, PullError> {
+    let records = match client.query("Currencies", &Filter::all()) {
+        Ok(records) => records,
+        Err(err) if refused(&err) => return Ok(BTreeMap::new()),
+        Err(err) => return Err(err.into()),
+    };
+    let mut currencies = BTreeMap::new();
+    for record in &records {
+        let currency = records::currency(record)?;
+        currencies.insert(currency.id, currency);
+    }
+    Ok(currencies)
 }
 
 /// Reads the snapshot (by changes where the stored marks allow) and replaces the stored one

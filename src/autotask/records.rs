@@ -10,7 +10,8 @@ use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
 use crate::snapshot::{
-    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Service,
+    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Currency,
+    Service,
 };
 
 /// A record Autotask sent that does not fit: names the entity, the record id and the field.
@@ -282,6 +283,16 @@ pub fn company(value: &Value) -> Result<Company, RecordError> {
         id: r.int("id")?,
         company_name: r.text("companyName")?,
         is_active: r.boolean_or("isActive", true)?,
+        currency_id: r.opt_int("currencyID")?,
+    })
+}
+
+pub fn currency(value: &Value) -> Result<Currency, RecordError> {
+    let r = Record::new("Currencies", value)?;
+    Ok(Currency {
+        id: r.int("id")?,
+        name: r.text("name")?,
+        is_internal: r.boolean_or("isInternalCurrency", false)?,
     })
 }
 

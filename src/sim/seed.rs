@@ -10,7 +10,8 @@ use super::SimError;
 
 /// The entities a seed may hold records for (ContractServiceUnits are derived, never seeded).
 /// In dependency order: a record may refer only to records of entities before it.
-pub const SEEDABLE: [&str; 7] = [
+pub const SEEDABLE: [&str; 8] = [
+    "Currencies",
     "Companies",
     "BillingCodes",
     "Contracts",

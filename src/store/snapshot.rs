@@ -9,7 +9,7 @@ use super::sql::{
 };
 use super::{Store, StoreError};
 use crate::snapshot::{
-    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit,
+    BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Currency,
     PicklistEntry, Picklists, PullMarks, Service, Snapshot,
 };
 
@@ -26,7 +26,7 @@ pub struct SnapshotCounts {
     pub refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "companies",
     "contracts",
     "services",
@@ -35,6 +35,7 @@ const TABLES: [&str; 8] = [
     "charges",
     "billing_codes",
     "picklists",
+    "currencies",
 ];
 
 impl Store {
@@ -169,10 +170,11 @@ impl Store {
 
 fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
     let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO companies (id, company_name, is_active) VALUES (?1, ?2, ?3)",
+        "INSERT OR REPLACE INTO companies (id, company_name, is_active, currency_id)
+         VALUES (?1, ?2, ?3, ?4)",
     )?;
     for c in s.companies.values() {
-        statement.execute(params![c.id, c.company_name, c.is_active])?;
+        statement.execute(params![c.id, c.company_name, c.is_active, c.currency_id])?;
     }
     let mut statement = tx.prepare(
         "INSERT OR REPLACE INTO contracts (id, company_id, contract_name, contract_type, status,
@@ -271,6 +273,11 @@ fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
     for b in s.billing_codes.values() {
         statement.execute(params![b.id, b.name, b.use_type, b.is_active])?;
     }
+    let mut statement = tx
+        .prepare("INSERT OR REPLACE INTO currencies (id, name, is_internal) VALUES (?1, ?2, ?3)")?;
+    for c in s.currencies.values() {
+        statement.execute(params![c.id, c.name, c.is_internal])?;
+    }
     let mut statement = tx.prepare(
         "INSERT OR REPLACE INTO picklists (entity, field, value, label, is_active, position)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -294,9 +301,14 @@ fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
 fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
     let mut snapshot = Snapshot::default();
     let mut statement =
-        conn.prepare("SELECT id, company_name, is_active FROM companies ORDER BY id")?;
+        conn.prepare("SELECT id, company_name, is_active, currency_id FROM companies ORDER BY id")?;
     for company in statement.query_map([], |r| {
-        Ok(Company { id: r.get(0)?, company_name: r.get(1)?, is_active: r.get(2)? })
+        Ok(Company {
+            id: r.get(0)?,
+            company_name: r.get(1)?,
+            is_active: r.get(2)?,
+            currency_id: r.get(3)?,
+        })
     })? {
         let company = company?;
         snapshot.companies.insert(company.id, company);
@@ -419,6 +431,13 @@ fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
         snapshot.billing_codes.insert(record.id, record);
     }
     snapshot.picklists = load_picklists(conn)?;
+    let mut statement = conn.prepare("SELECT id, name, is_internal FROM currencies ORDER BY id")?;
+    for currency in statement.query_map([], |r| {
+        Ok(Currency { id: r.get(0)?, name: r.get(1)?, is_internal: r.get(2)? })
+    })? {
+        let currency = currency?;
+        snapshot.currencies.insert(currency.id, currency);
+    }
     Ok(snapshot)
 }
 

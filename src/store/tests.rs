@@ -259,7 +259,12 @@ fn sample_snapshot() -> Snapshot {
     };
     s.companies.insert(
         29683501,
-        Company { id: 29683501, company_name: "Contoso Ltd".into(), is_active: true },
+        Company {
+            id: 29683501,
+            company_name: "Contoso Ltd".into(),
+            is_active: true,
+            currency_id: None,
+        },
     );
     s.contracts.insert(
         4410,

@@ -52,5 +52,14 @@ CREATE TABLE picklists (
     PRIMARY KEY (entity, field, value)
 ) STRICT;
 
+-- With the multi-currency module, a company bills in its own currency.
+ALTER TABLE companies ADD COLUMN currency_id INTEGER;
+CREATE TABLE currencies (
+    id          INTEGER PRIMARY KEY,
+    -- The ISO code, as Autotask names the currency.
+    name        TEXT NOT NULL,
+    is_internal INTEGER NOT NULL
+) STRICT;
+
 -- The next pull reads everything in full, filling the adjusted prices and the picklists.
 DELETE FROM meta WHERE key = 'snapshot.pull_marks';
