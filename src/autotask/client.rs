@@ -7,12 +7,12 @@
 //! than its share, and turns every answer it does not understand into an error naming the
 //! request. Secrets travel only in headers and never appear in an error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::Duration;
 
 use reqwest::blocking::{Client, Response};
@@ -22,56 +22,22 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::query::{Filter, FilterError};
+pub use super::error::AutotaskError;
+use super::error::Rejection;
+use super::pacing::Limiter;
+use super::query::Filter;
 use crate::workspace::{check_url, AutotaskConfig, AutotaskCredentials};
 
 /// Autotask's own zone lookup service.
 pub const DEFAULT_ZONE_LOOKUP_URL: &str = "https://webservices.autotask.net/atservicesrest/";
 const API_VERSION: &str = "v1.0";
-const CREDENTIALS_HINT: &str =
-    "check CMAT_AUTOTASK_USERNAME, CMAT_AUTOTASK_SECRET and CMAT_AUTOTASK_INTEGRATION_CODE";
+/// The default [`ClientOptions::slot_release_delay`], in milliseconds (measured against cmat-sim;
+/// see BENCHMARKS.md, "Thread threshold").
+pub const DEFAULT_SLOT_RELEASE_MS: u64 = 50;
 /// Pages one query may have before the client assumes the server is looping.
 const MAX_PAGES: usize = 100_000;
 /// Largest response body read (Autotask pages of 500 records stay far below).
 const MAX_BODY: usize = 256 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AutotaskError {
-    #[error("Autotask connection settings: {0}")]
-    Config(String),
-    #[error("{request}: Autotask refused the credentials (HTTP 401); {CREDENTIALS_HINT}")]
-    Unauthorized { request: String },
-    #[error("{request}: Autotask answered HTTP {status}: {}", .messages.join("; "))]
-    Api { request: String, status: u16, messages: Vec<String> },
-    #[error("{request}: Autotask's thread threshold was still exceeded (HTTP 429) after {attempts} attempts")]
-    ThreadThreshold { request: String, attempts: u32 },
-    #[error("{request}: {message}")]
-    Transport { request: String, message: String },
-    /// A write was sent and no clear answer came back: it may or may not have happened. Never
-    /// re-send it blindly; look the record up by its natural key first.
-    #[error("{request}: the outcome is unknown ({reason}); the write may have been applied, so look the record up before sending it again")]
-    OutcomeUnknown { request: String, reason: String },
-    #[error("{request}: Autotask's answer could not be understood: {message}")]
-    BadResponse { request: String, message: String },
-    #[error("Autotask's hourly request threshold: {used} of {limit} requests already used on the tenant this hour; cmat stops at {} % (max_hourly_share = {share} in cmat.toml) so that other integrations keep working. Run again after the hour rolls over, or raise max_hourly_share", (share * Decimal::ONE_HUNDRED).normalize())]
-    HourlyBudget { used: u64, limit: u64, share: Decimal },
-    #[error("zone lookup for API user {user:?} ({request}): {message}")]
-    Zone { request: String, user: String, message: String },
-    #[error("{request}: bad query: {source}")]
-    Filter { request: String, source: FilterError },
-}
-
-impl AutotaskError {
-    /// The HTTP status Autotask answered, when there was one.
-    pub fn http_status(&self) -> Option<u16> {
-        match self {
-            AutotaskError::Unauthorized { .. } => Some(401),
-            AutotaskError::Api { status, .. } => Some(*status),
-            AutotaskError::ThreadThreshold { .. } => Some(429),
-            _ => None,
-        }
-    }
-}
 
 /// How the client behaves; defaults suit a live tenant, tests shorten the waits.
 #[derive(Debug, Clone)]
@@ -81,6 +47,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Requests in flight per endpoint (Autotask allows 3 per integration code).
     pub max_in_flight: usize,
+    /// How long a slot stays taken after its answer arrives (Autotask frees it a little after
+    /// answering; see `pacing.rs`). Zero reuses a slot the instant an answer lands.
+    pub slot_release_delay: Duration,
     /// Attempts for a request that is safe to repeat (the first one included).
     pub max_attempts: u32,
     /// First retry waits about this long; each further one twice as long, with jitter.
@@ -102,6 +71,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             max_in_flight: 3,
+            slot_release_delay: Duration::from_millis(DEFAULT_SLOT_RELEASE_MS),
             max_attempts: 6,
             backoff_base: Duration::from_millis(1000),
             backoff_max: Duration::from_secs(30),
@@ -164,45 +134,6 @@ enum Safety {
 enum Target<'a> {
     Path(&'a str),
     Absolute(&'a str),
-}
-
-/// Counting semaphore per endpoint.
-#[derive(Default)]
-struct Limiter {
-    in_flight: Mutex<HashMap<String, usize>>,
-    released: Condvar,
-    peak: AtomicU64,
-}
-
-struct Permit<'a> {
-    limiter: &'a Limiter,
-    key: String,
-}
-
-impl Limiter {
-    fn acquire(&self, key: &str, max: usize) -> Permit<'_> {
-        let mut map = lock(&self.in_flight);
-        loop {
-            let count = map.entry(key.to_string()).or_insert(0);
-            if *count < max {
-                *count += 1;
-                self.peak.fetch_max(*count as u64, Ordering::SeqCst);
-                return Permit { limiter: self, key: key.to_string() };
-            }
-            map = self.released.wait(map).unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        let mut map = lock(&self.limiter.in_flight);
-        if let Some(count) = map.get_mut(&self.key) {
-            *count = count.saturating_sub(1);
-        }
-        drop(map);
-        self.limiter.released.notify_all();
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -277,6 +208,7 @@ impl AutotaskClient {
             .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))?;
+        let slot_release_delay = options.slot_release_delay;
         let mut client = AutotaskClient {
             http,
             credentials,
@@ -286,7 +218,7 @@ impl AutotaskClient {
             zone_lookup_url,
             zone: RwLock::new(Zone { base_url: String::new(), discovered: false }),
             rediscovered: Mutex::new(false),
-            limiter: Limiter::default(),
+            limiter: Limiter::new(slot_release_delay),
             sent: AtomicU64::new(0),
             budget: Mutex::new(None),
         };
@@ -312,7 +244,7 @@ impl AutotaskClient {
 
     /// The most requests this client had in flight at once on one endpoint.
     pub fn peak_in_flight(&self) -> u64 {
-        self.limiter.peak.load(Ordering::SeqCst)
+        self.limiter.peak()
     }
 
     /// The share of the tenant's hourly threshold cmat may use.
@@ -616,14 +548,18 @@ impl AutotaskClient {
                     });
                 }
                 Outcome::Answer { status, body, retry_after } => {
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        // Autotask did not execute it: any request may go again.
+                    let text = self.redact(&String::from_utf8_lossy(&body));
+                    if status == StatusCode::TOO_MANY_REQUESTS || is_thread_threshold(status, &text)
+                    {
+                        // Autotask did not execute it: any request may go again, creates too.
+                        // A live tenant may say so with a 500 carrying the text (API-NOTES).
                         if retries_left {
                             self.backoff(attempt, retry_after);
                             continue;
                         }
                         return Err(AutotaskError::ThreadThreshold {
                             request: request.to_string(),
+                            status: status.as_u16(),
                             attempts: attempt,
                         });
                     }
@@ -656,7 +592,6 @@ impl AutotaskClient {
                             });
                         }
                     }
-                    let text = self.redact(&String::from_utf8_lossy(&body));
                     return match interpret(request, status, &text) {
                         Err(AutotaskError::BadResponse { request, message })
                             if safety == Safety::Write && status.is_success() =>
@@ -968,6 +903,7 @@ fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, Aut
             return Err(AutotaskError::Api {
                 request: request.to_string(),
                 status: status.as_u16(),
+                kind: Rejection::classify(&messages),
                 messages,
             });
         }
@@ -990,7 +926,24 @@ fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, Aut
     if status.is_redirection() {
         messages.push("Autotask redirected; redirects are not followed (check base_url)".into());
     }
-    Err(AutotaskError::Api { request: request.to_string(), status: status.as_u16(), messages })
+    Err(AutotaskError::Api {
+        request: request.to_string(),
+        status: status.as_u16(),
+        kind: Rejection::classify(&messages),
+        messages,
+    })
+}
+
+/// A refusal for the thread threshold that is not a 429: any failure status whose `errors`
+/// name the thread threshold (live tenants send it as a 500, too).
+fn is_thread_threshold(status: StatusCode, text: &str) -> bool {
+    if status.is_success() || !text.to_ascii_lowercase().contains("thread threshold") {
+        return false;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => Rejection::classify(&error_messages(&value)) == Rejection::ThreadThreshold,
+        Err(_) => false,
+    }
 }
 
 /// Autotask's `errors` (strings, or objects with a `message`), plus a lone `message`.
