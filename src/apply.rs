@@ -484,6 +484,17 @@ fn send(
             }
         }
     }
+    if let Err(failure) = &result {
+        // Beside the request lines of `-v`, which cannot know the change they carry.
+        tracing::warn!(
+            target: crate::logging::APPLY_TARGET,
+            "{} {} {} ({}) failed: {failure}",
+            change.reference,
+            crate::plan::action_name(change.action),
+            change.entity,
+            change.key
+        );
+    }
     let (outcome, journal) = match result {
         Ok(id) => (Outcome::Written { id }, JournalOutcome::Done { autotask_id: id }),
         Err(WriteFailure::OutcomeUnknown { message }) => (

@@ -13,7 +13,7 @@ use std::hash::{BuildHasher, Hasher};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -26,6 +26,7 @@ pub use super::error::AutotaskError;
 use super::error::Rejection;
 use super::pacing::Limiter;
 use super::query::Filter;
+use crate::logging;
 use crate::workspace::{check_url, AutotaskConfig, AutotaskCredentials};
 
 /// Autotask's own zone lookup service.
@@ -496,36 +497,47 @@ impl AutotaskClient {
             };
             let endpoint = endpoint_of(&url);
             self.before_request(&endpoint)?;
-            let outcome = {
+            let (started, outcome) = {
                 let _permit = self.limiter.acquire(&endpoint, self.options.max_in_flight);
+                let started = Instant::now();
                 self.sent.fetch_add(1, Ordering::SeqCst);
                 let mut builder =
                     self.http.request(method.clone(), &url).headers(self.headers.clone());
                 if let Some(body) = body {
                     builder = builder.body(body.to_string());
                 }
-                match builder.send() {
+                tracing::debug!(target: logging::HTTP_TARGET, request, attempt, "sending");
+                let outcome = match builder.send() {
                     Ok(response) => read_response(response),
                     Err(err) => Outcome::NotSent {
                         connect: err.is_connect(),
                         message: self.describe_transport(&err),
                     },
-                }
+                };
+                (started, outcome)
             };
             let retries_left = attempt < self.options.max_attempts;
+            // One `-v` line per attempt, with the reason when it goes again.
+            let elapsed = started.elapsed();
+            let log = |status: Option<StatusCode>, retry: Option<&str>| {
+                logging::request(method.as_str(), &url, status.map(|s| s.as_u16()), elapsed, retry)
+            };
             match outcome {
                 Outcome::NotSent { connect, message } => {
                     // A connection never made carried nothing; any other failure may have.
                     if safety == Safety::Repeatable || connect {
                         if retries_left {
+                            log(None, Some("connection failed"));
                             self.backoff(attempt, None);
                             continue;
                         }
+                        log(None, None);
                         return Err(AutotaskError::Transport {
                             request: request.to_string(),
                             message: format!("{message} (after {attempt} attempts)"),
                         });
                     }
+                    log(None, None);
                     return Err(AutotaskError::OutcomeUnknown {
                         request: request.to_string(),
                         reason: message,
@@ -533,9 +545,11 @@ impl AutotaskClient {
                 }
                 Outcome::BodyLost { status, message } => {
                     if safety == Safety::Repeatable && retries_left {
+                        log(Some(status), Some("answer cut off"));
                         self.backoff(attempt, None);
                         continue;
                     }
+                    log(Some(status), None);
                     if safety == Safety::Write && status.is_success() {
                         return Err(AutotaskError::OutcomeUnknown {
                             request: request.to_string(),
@@ -553,23 +567,31 @@ impl AutotaskClient {
                     {
                         // Autotask did not execute it: any request may go again, creates too.
                         // A live tenant may say so with a 500 carrying the text (API-NOTES).
+                        let reason = if text.to_ascii_lowercase().contains("thread threshold") {
+                            "thread threshold"
+                        } else {
+                            "HTTP 429"
+                        };
                         if retries_left {
+                            log(Some(status), Some(reason));
                             self.backoff(attempt, retry_after);
                             continue;
                         }
+                        log(Some(status), None);
                         return Err(AutotaskError::ThreadThreshold {
                             request: request.to_string(),
                             status: status.as_u16(),
                             attempts: attempt,
                         });
                     }
-                    if status == StatusCode::UNAUTHORIZED
-                        && matches!(target, Target::Path(_))
-                        && self.try_rediscover()?
-                    {
-                        // Not executed either; the tenant moved zone: once more on the new base.
-                        attempt = attempt.saturating_sub(1);
-                        continue;
+                    if status == StatusCode::UNAUTHORIZED && matches!(target, Target::Path(_)) {
+                        log(Some(status), None);
+                        if self.try_rediscover()? {
+                            // Not executed either; the tenant moved zone: once more on the new
+                            // base.
+                            attempt = attempt.saturating_sub(1);
+                            continue;
+                        }
                     }
                     if matches!(
                         status,
@@ -579,10 +601,12 @@ impl AutotaskClient {
                     ) {
                         if safety == Safety::Repeatable {
                             if retries_left {
+                                log(Some(status), Some("gateway"));
                                 self.backoff(attempt, retry_after);
                                 continue;
                             }
                         } else {
+                            log(Some(status), None);
                             return Err(AutotaskError::OutcomeUnknown {
                                 request: request.to_string(),
                                 reason: format!(
@@ -591,6 +615,9 @@ impl AutotaskClient {
                                 ),
                             });
                         }
+                    }
+                    if status != StatusCode::UNAUTHORIZED || !matches!(target, Target::Path(_)) {
+                        log(Some(status), None);
                     }
                     return match interpret(request, status, &text) {
                         Err(AutotaskError::BadResponse { request, message })
@@ -692,6 +719,7 @@ impl AutotaskClient {
         let (status, body) = loop {
             attempt += 1;
             self.sent.fetch_add(1, Ordering::SeqCst);
+            let started = Instant::now();
             let result = self.http.get(&url).query(&[("user", &self.credentials.username)]).send();
             let outcome = match result {
                 Ok(response) => read_response(response),
@@ -700,6 +728,13 @@ impl AutotaskClient {
                     message: self.describe_transport(&err),
                 },
             };
+            let status = match &outcome {
+                Outcome::NotSent { .. } => None,
+                Outcome::BodyLost { status, .. } | Outcome::Answer { status, .. } => {
+                    Some(status.as_u16())
+                }
+            };
+            logging::request("GET", &url, status, started.elapsed(), None);
             match outcome {
                 Outcome::Answer { status, body, .. }
                     if !(status == StatusCode::TOO_MANY_REQUESTS
