@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
+use crate::autotask::Rejection;
 use crate::diff::{Action, Entity};
 use crate::plan::{plain, Plan, PlanChange, PlanParent};
 use crate::snapshot::Snapshot;
@@ -21,8 +22,9 @@ use crate::store::{AuditOutcome, AuditRow, JournalIntent, JournalOutcome, Store,
 /// How a write failed, as far as apply needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteFailure {
-    /// Autotask answered and refused: nothing was written.
-    Rejected { status: Option<u16>, message: String },
+    /// Autotask answered and refused: nothing was written. `kind` says what was refused
+    /// (apply matches on it, never on the message).
+    Rejected { status: Option<u16>, kind: Rejection, message: String },
     /// No answer: the write may or may not have landed. Never re-sent without a lookup.
     OutcomeUnknown { message: String },
     /// The hour's request budget is spent: stop now, resume later.
@@ -451,37 +453,49 @@ fn send(
     // day's count again: the change goes, once, on the next day), or one that landed after
     // the plan's re-read, like a killed run's write that Autotask finished late: sent again on
     // the next day, it would count the units twice. The units in force now tell which.
-    if let (Action::Adjust, Err(WriteFailure::Rejected { status, message })) =
-        (change.action, &result)
+    if let (
+        Action::Adjust,
+        Err(WriteFailure::Rejected { status, kind: Rejection::DuplicateAdjustment, message }),
+    ) = (change.action, &result)
     {
-        if message.contains("duplicate") {
-            match same_day(change, body, writer) {
-                SameDay::NextDay(next_day) => {
-                    lock(store)?.journal_outcome(
-                        journal_id,
-                        &JournalOutcome::Failed { message: message.clone() },
-                    )?;
-                    journal_id = lock(store)?.journal_intent(&JournalIntent {
-                        request_body: next_day.to_string(),
-                        ..intent
-                    })?;
-                    result = writer.create(path, &next_day);
-                }
-                SameDay::Landed(reason) => {
-                    lock(store)?.journal_outcome(
-                        journal_id,
-                        &JournalOutcome::Failed { message: format!("{message} ({reason})") },
-                    )?;
-                    return Ok(Outcome::Skipped(reason));
-                }
-                SameDay::Stop(reason) => {
-                    result = Err(WriteFailure::Rejected {
-                        status: *status,
-                        message: format!("{message}; {reason}"),
-                    });
-                }
+        match same_day(change, body, writer) {
+            SameDay::NextDay(next_day) => {
+                lock(store)?.journal_outcome(
+                    journal_id,
+                    &JournalOutcome::Failed { message: message.clone() },
+                )?;
+                journal_id = lock(store)?.journal_intent(&JournalIntent {
+                    request_body: next_day.to_string(),
+                    ..intent
+                })?;
+                result = writer.create(path, &next_day);
+            }
+            SameDay::Landed(reason) => {
+                lock(store)?.journal_outcome(
+                    journal_id,
+                    &JournalOutcome::Failed { message: format!("{message} ({reason})") },
+                )?;
+                return Ok(Outcome::Skipped(reason));
+            }
+            SameDay::Stop(reason) => {
+                result = Err(WriteFailure::Rejected {
+                    status: *status,
+                    kind: Rejection::DuplicateAdjustment,
+                    message: format!("{message}; {reason}"),
+                });
             }
         }
+    }
+    if let Err(failure) = &result {
+        // Beside the request lines of `-v`, which cannot know the change they carry.
+        tracing::warn!(
+            target: crate::logging::APPLY_TARGET,
+            "{} {} {} ({}) failed: {failure}",
+            change.reference,
+            crate::plan::action_name(change.action),
+            change.entity,
+            change.key
+        );
     }
     let (outcome, journal) = match result {
         Ok(id) => (Outcome::Written { id }, JournalOutcome::Done { autotask_id: id }),
@@ -569,7 +583,7 @@ fn audit_rows(
         Outcome::Written { id } => {
             (AuditOutcome::Applied, id.or(change.id), Some(200), change.reason.clone())
         }
-        Outcome::Failed(WriteFailure::Rejected { status, message }) => {
+        Outcome::Failed(WriteFailure::Rejected { status, message, .. }) => {
             (AuditOutcome::Failed, change.id, *status, message.clone())
         }
         Outcome::Failed(failure) => (AuditOutcome::Failed, change.id, None, failure.to_string()),
@@ -809,6 +823,7 @@ mod tests {
             3,
             WriteFailure::Rejected {
                 status: Some(500),
+                kind: Rejection::DuplicateAdjustment,
                 message: "Cannot insert duplicate key row in object 'dbo.contract_service_period'"
                     .into(),
             },

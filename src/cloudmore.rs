@@ -270,10 +270,12 @@ impl CloudmoreClient {
             if let Some(body) = body {
                 builder = builder.json(body);
             }
+            let started = Instant::now();
             let response = builder.send().map_err(|source| CloudmoreError::Transport {
                 request: request.clone(),
                 source: source.without_url(),
             })?;
+            crate::logging::answered(&method, &url, response.status(), started);
             if response.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
                 self.token = None;
                 continue;

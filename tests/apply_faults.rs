@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cmat::sim::{Fault, SimOptions, WriteFailure};
+use cmat::sim::{Fault, Seed, SimOptions, Throttling, WriteFailure};
 use common::{AutotaskState, SimWorkspace};
 
 const OCTOBER: &str = "bill-2026-10-01.csv";
@@ -189,8 +189,9 @@ fn fault_scenario(bill: Bill, nth: u32, mode: WriteFailure, baseline: &Baseline)
     sw.sim.inject(Fault::FailWrite { nth, mode });
     let first = sw.apply();
     let expected = match mode {
-        // 429 means Autotask did not run it: the client retries it, and the run succeeds.
-        WriteFailure::TooMany429 => 0,
+        // 429 (or a thread-threshold refusal of another status) means Autotask did not run
+        // it: the client retries it, and the run succeeds.
+        WriteFailure::TooMany429 | WriteFailure::ThreadThreshold => 0,
         // A refused or unanswered write is reported, and the run fails.
         WriteFailure::Error500 | WriteFailure::CommitThenDrop => 1,
     };
@@ -356,6 +357,55 @@ fn a_429_burst_is_retried_and_converges_in_one_run() {
             rerun_until_converged(&sw, &scenario, baseline, committed_before);
         },
     );
+}
+
+/// A tenant as live ones behave (API-NOTES): thread-threshold refusals come as HTTP 500 with
+/// the text, and slots free 20 ms after the answer. During the October onboarding apply,
+/// refusals of both kinds (429 and 500) hit its first requests (re-reads) and six writes in a
+/// row, the first creates among them: one run ends with every write done exactly once, the
+/// state of an undisturbed run, and an empty plan.
+#[test]
+fn a_burst_of_thread_threshold_refusals_of_both_kinds_ends_with_every_write_done_once() {
+    let baseline = baseline(Bill::October);
+    let seed = Seed {
+        throttling: Throttling {
+            slot_release_delay: Duration::from_millis(20),
+            refusal_status: 500,
+        },
+        ..Seed::bundled()
+    };
+    let sw = SimWorkspace::start_seeded(seed, SimOptions::default());
+    sw.import(OCTOBER);
+    sw.pull();
+    let before = sw.sim.counters();
+    let logged_before = sw.sim.request_log().len();
+    sw.sim.inject(Fault::Burst429 { count: 2 });
+    sw.sim.inject(Fault::ThreadThresholdBurst { count: 2 });
+    for nth in 1..=6 {
+        let mode =
+            if nth % 2 == 0 { WriteFailure::TooMany429 } else { WriteFailure::ThreadThreshold };
+        sw.sim.inject(Fault::FailWrite { nth, mode });
+    }
+    let run = sw.apply();
+    assert_eq!(run.status, 0, "one run succeeds:\n{}\n{}", run.stdout, run.stderr);
+    let after = sw.sim.counters();
+    assert!(after.throttled - before.throttled >= 10, "the refusals were sent: {after:?}");
+    let log = sw.sim.request_log();
+    let refused: Vec<u16> = log[logged_before..]
+        .iter()
+        .filter(|r| r.status == 429 || r.status == 500)
+        .map(|r| r.status)
+        .collect();
+    assert!(refused.contains(&429) && refused.contains(&500), "both kinds: {refused:?}");
+    assert_eq!(
+        after.writes_committed - before.writes_committed,
+        baseline.committed,
+        "every write landed once"
+    );
+    let state = sw.state();
+    state.assert_no_duplicates("thread-threshold burst");
+    assert_eq!(state, baseline.state, "the Autotask state of an undisturbed run");
+    assert_converged(&sw, "thread-threshold burst");
 }
 
 /// Slow answers: nothing times out, nothing is sent twice, the concurrency cap holds.

@@ -9,9 +9,10 @@ use std::time::Duration;
 use cmat::autotask::pull::{pull_snapshot, PullOptions, Pulled};
 use cmat::autotask::{
     discover_ids, AutotaskClient, AutotaskError, ClientOptions, Condition, Filter, PullError,
+    Rejection,
 };
 use cmat::autotask::{EntityRead, FullReason, Previous};
-use cmat::sim::{Fault, Seed, SimHandle, SimOptions, Simulator, WriteFailure};
+use cmat::sim::{Fault, Seed, SimHandle, SimOptions, Simulator, Throttling, WriteFailure};
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
@@ -222,6 +223,124 @@ fn a_create_is_retried_on_429_but_never_resent_when_its_outcome_is_unknown() {
     assert!(matches!(err, AutotaskError::Api { status: 500, .. }), "{err:?}");
     assert!(err.to_string().contains("is required"), "{err}");
     assert_eq!(sim.counters().writes, 4);
+}
+
+/// A tenant whose thread-threshold refusals come as HTTP 500 with the text, and whose slots
+/// free `release_ms` after each answer (the live shapes of API-NOTES).
+fn live_threshold_seed(records: BTreeMap<String, Vec<Value>>, release_ms: u64) -> Seed {
+    Seed {
+        records,
+        throttling: Throttling {
+            slot_release_delay: Duration::from_millis(release_ms),
+            refusal_status: 500,
+        },
+        ..Seed::default()
+    }
+}
+
+#[test]
+fn a_thread_threshold_refusal_sent_as_500_is_retried_for_reads_and_creates_and_typed() {
+    let sim = Simulator::start(
+        "127.0.0.1:0",
+        live_threshold_seed(tenant(3, 1, 1), 0),
+        SimOptions::default(),
+    )
+    .expect("simulator starts");
+    let client = connect(&sim);
+    sim.inject(Fault::ThreadThresholdBurst { count: 2 });
+    let found = client.query("Companies", &Filter::all()).expect("query after two refusals");
+    assert_eq!(found.len(), 3);
+    assert_eq!(sim.counters().throttled, 2);
+    assert!(sim.request_log().iter().any(|r| r.status == 500), "refused with a 500");
+
+    // A create refused so was not processed: sent again, and it lands exactly once.
+    let before = sim.counters();
+    sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::ThreadThreshold });
+    sim.inject(Fault::FailWrite { nth: 2, mode: WriteFailure::ThreadThreshold });
+    let body = json!({"companyName": "New Co", "companyType": 1,
+        "ownerResourceID": 29682885, "phone": "+1 555 0199"});
+    let id = client.create("Companies", &body).expect("created after two refusals");
+    let after = sim.counters();
+    assert_eq!(
+        (after.writes - before.writes, after.writes_committed - before.writes_committed),
+        (3, 1)
+    );
+    let named: Vec<_> =
+        sim.records("Companies").into_iter().filter(|c| c["companyName"] == "New Co").collect();
+    assert_eq!(named.len(), 1);
+    assert_eq!(named[0]["id"].as_i64(), id);
+
+    // Refused on every attempt: a typed error, never a generic 500.
+    sim.inject(Fault::ThreadThresholdBurst { count: 100 });
+    let err = client.query("Companies", &Filter::all()).unwrap_err();
+    assert!(matches!(err, AutotaskError::ThreadThreshold { status: 500, .. }), "{err:?}");
+    assert_eq!(err.rejection(), Some(Rejection::ThreadThreshold));
+    assert_eq!(err.to_string(), format!("POST Companies/query: Autotask's thread threshold was still exceeded (HTTP 500) after {} attempts", fast().max_attempts));
+}
+
+#[test]
+fn refusals_are_typed_by_what_autotask_refused() {
+    let sim = start(tenant(1, 1, 1), SimOptions::default());
+    let client = connect(&sim);
+    let kind = |err: AutotaskError| match err {
+        AutotaskError::Api { kind, status: 500, .. } => kind,
+        other => panic!("not a refusal: {other:?}"),
+    };
+    let long = "x".repeat(500);
+    let err = client
+        .create(
+            "Companies",
+            &json!({"companyName": long, "companyType": 1,
+        "ownerResourceID": 29682885, "phone": "+1"}),
+        )
+        .unwrap_err();
+    assert_eq!(kind(err), Rejection::StringTooLong);
+    let err = client.create("Companies", &json!({"companyName": "X"})).unwrap_err();
+    assert_eq!(kind(err), Rejection::Other);
+    assert!(sim.set_billed(9000));
+    let err = client.delete("Contracts/5000/Charges/9000").unwrap_err();
+    assert_eq!(kind(err), Rejection::BilledCharge);
+    let err = client
+        .update("Contracts/5000/Charges", &json!({"id": 9000, "isBilled": false}))
+        .unwrap_err();
+    assert_eq!(kind(err), Rejection::ReadOnlyField);
+}
+
+/// Slots that free a little after the answer (30 ms here): a client that waits at least that
+/// long before reusing a slot is never refused (its slot frees after the server's, always).
+#[test]
+fn pacing_the_slots_avoids_refusals_from_a_slot_freed_late() {
+    let run = |client_delay_ms: u64| {
+        let sim = Simulator::start(
+            "127.0.0.1:0",
+            live_threshold_seed(tenant(1200, 10, 10), 30),
+            SimOptions { latency: Duration::from_millis(5), ..SimOptions::default() },
+        )
+        .expect("simulator starts");
+        let options =
+            ClientOptions { slot_release_delay: Duration::from_millis(client_delay_ms), ..fast() };
+        let client =
+            AutotaskClient::connect(&config(&sim.base_url()), credentials(SECRET), options)
+                .expect("connects");
+        std::thread::scope(|scope| {
+            for t in 0..6 {
+                let client = &client;
+                scope.spawn(move || {
+                    for i in 0..5 {
+                        let filter = Filter::new(Condition::eq("id", 1000 + t * 10 + i)).unwrap();
+                        let found = client.query("Companies", &filter).expect("query");
+                        assert_eq!(found.len(), 1);
+                    }
+                });
+            }
+        });
+        sim.counters()
+    };
+    let paced = run(50);
+    assert_eq!(paced.throttled, 0, "{paced:?}");
+    assert!(paced.peak_in_flight["Companies"] <= 3, "{paced:?}");
+    // Unpaced, the same load meets refusals (how many depends on timing: see the `pacing`
+    // benchmark, which counts them).
 }
 
 #[test]

@@ -174,10 +174,14 @@ fn a_busy_workspace_is_refused() {
     let ws = workspace_with(&["bill-2026-10-01.csv"]);
     let holder = Store::open(&ws.path().join(".cmat/state.db"), Access::Write).unwrap();
     let run = ws.cmat(&["import", "bill-2026-10-01.csv"]);
-    let stderr = run.stderr.replace(&std::process::id().to_string(), "[PID]");
+    // The holder is this test process: its pid, its command line and start time vary.
+    let pid = std::process::id().to_string();
+    assert!(run.stderr.contains(&format!("another cmat (pid {pid}, `")), "{}", run.stderr);
+    let (start, end) = (run.stderr.find("cmat (").unwrap() + 6, run.stderr.find(") is").unwrap());
+    let stderr = format!("{}[HOLDER]{}", &run.stderr[..start], &run.stderr[end..]);
     insta::assert_snapshot!(format!("status: {}\n{stderr}", run.status), @r"
     status: 1
-    error: workspace is busy (pid [PID]): another cmat is writing to [WS]/.cmat/state.db
+    error: workspace is busy: another cmat ([HOLDER]) is writing to [WS]/.cmat/state.db; nothing was done. Run again when it has finished
     ");
     drop(holder);
     assert_eq!(ws.cmat(&["import", "bill-2026-10-01.csv"]).status, 0);

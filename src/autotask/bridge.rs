@@ -6,7 +6,8 @@ use std::sync::{Mutex, MutexGuard};
 use chrono::NaiveDate;
 use serde_json::Value;
 
-use super::client::{AutotaskClient, AutotaskError};
+use super::client::AutotaskClient;
+use super::error::{AutotaskError, Rejection};
 use super::pull::{absorb, add_records, DEFAULT_SUBSCRIPTION_UDF};
 use super::query::{chunked_in, Condition, Filter, FilterValue};
 use crate::apply::{AutotaskReader, AutotaskWriter, Scope, WriteFailure};
@@ -32,7 +33,11 @@ pub fn write_failure(err: AutotaskError) -> WriteFailure {
             WriteFailure::OutcomeUnknown { message: err.to_string() }
         }
         AutotaskError::HourlyBudget { .. } => WriteFailure::Budget { message: err.to_string() },
-        other => WriteFailure::Rejected { status: other.http_status(), message: other.to_string() },
+        other => WriteFailure::Rejected {
+            status: other.http_status(),
+            kind: other.rejection().unwrap_or(Rejection::Other),
+            message: other.to_string(),
+        },
     }
 }
 
@@ -208,6 +213,7 @@ fn read_filtered(
     add_records(snapshot, entity, &records, subscription_udf).map_err(|err| {
         WriteFailure::Rejected {
             status: None,
+            kind: Rejection::Other,
             message: format!("Autotask sent a record cmat cannot read: {err}"),
         }
     })

@@ -7,13 +7,13 @@
 //! than its share, and turns every answer it does not understand into an error naming the
 //! request. Secrets travel only in headers and never appear in an error.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard, RwLock};
-use std::time::Duration;
+use std::sync::{Mutex, MutexGuard, RwLock};
+use std::time::{Duration, Instant};
 
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
@@ -22,56 +22,23 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::query::{Filter, FilterError};
+pub use super::error::AutotaskError;
+use super::error::Rejection;
+use super::pacing::Limiter;
+use super::query::Filter;
+use crate::logging;
 use crate::workspace::{check_url, AutotaskConfig, AutotaskCredentials};
 
 /// Autotask's own zone lookup service.
 pub const DEFAULT_ZONE_LOOKUP_URL: &str = "https://webservices.autotask.net/atservicesrest/";
 const API_VERSION: &str = "v1.0";
-const CREDENTIALS_HINT: &str =
-    "check CMAT_AUTOTASK_USERNAME, CMAT_AUTOTASK_SECRET and CMAT_AUTOTASK_INTEGRATION_CODE";
+/// The default [`ClientOptions::slot_release_delay`], in milliseconds (measured against cmat-sim;
+/// see BENCHMARKS.md, "Thread threshold").
+pub const DEFAULT_SLOT_RELEASE_MS: u64 = 50;
 /// Pages one query may have before the client assumes the server is looping.
 const MAX_PAGES: usize = 100_000;
 /// Largest response body read (Autotask pages of 500 records stay far below).
 const MAX_BODY: usize = 256 * 1024 * 1024;
-
-#[derive(Debug, thiserror::Error)]
-pub enum AutotaskError {
-    #[error("Autotask connection settings: {0}")]
-    Config(String),
-    #[error("{request}: Autotask refused the credentials (HTTP 401); {CREDENTIALS_HINT}")]
-    Unauthorized { request: String },
-    #[error("{request}: Autotask answered HTTP {status}: {}", .messages.join("; "))]
-    Api { request: String, status: u16, messages: Vec<String> },
-    #[error("{request}: Autotask's thread threshold was still exceeded (HTTP 429) after {attempts} attempts")]
-    ThreadThreshold { request: String, attempts: u32 },
-    #[error("{request}: {message}")]
-    Transport { request: String, message: String },
-    /// A write was sent and no clear answer came back: it may or may not have happened. Never
-    /// re-send it blindly; look the record up by its natural key first.
-    #[error("{request}: the outcome is unknown ({reason}); the write may have been applied, so look the record up before sending it again")]
-    OutcomeUnknown { request: String, reason: String },
-    #[error("{request}: Autotask's answer could not be understood: {message}")]
-    BadResponse { request: String, message: String },
-    #[error("Autotask's hourly request threshold: {used} of {limit} requests already used on the tenant this hour; cmat stops at {} % (max_hourly_share = {share} in cmat.toml) so that other integrations keep working. Run again after the hour rolls over, or raise max_hourly_share", (share * Decimal::ONE_HUNDRED).normalize())]
-    HourlyBudget { used: u64, limit: u64, share: Decimal },
-    #[error("zone lookup for API user {user:?} ({request}): {message}")]
-    Zone { request: String, user: String, message: String },
-    #[error("{request}: bad query: {source}")]
-    Filter { request: String, source: FilterError },
-}
-
-impl AutotaskError {
-    /// The HTTP status Autotask answered, when there was one.
-    pub fn http_status(&self) -> Option<u16> {
-        match self {
-            AutotaskError::Unauthorized { .. } => Some(401),
-            AutotaskError::Api { status, .. } => Some(*status),
-            AutotaskError::ThreadThreshold { .. } => Some(429),
-            _ => None,
-        }
-    }
-}
 
 /// How the client behaves; defaults suit a live tenant, tests shorten the waits.
 #[derive(Debug, Clone)]
@@ -81,6 +48,9 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Requests in flight per endpoint (Autotask allows 3 per integration code).
     pub max_in_flight: usize,
+    /// How long a slot stays taken after its answer arrives (Autotask frees it a little after
+    /// answering; see `pacing.rs`). Zero reuses a slot the instant an answer lands.
+    pub slot_release_delay: Duration,
     /// Attempts for a request that is safe to repeat (the first one included).
     pub max_attempts: u32,
     /// First retry waits about this long; each further one twice as long, with jitter.
@@ -102,6 +72,7 @@ impl Default for ClientOptions {
             connect_timeout: Duration::from_secs(10),
             request_timeout: Duration::from_secs(120),
             max_in_flight: 3,
+            slot_release_delay: Duration::from_millis(DEFAULT_SLOT_RELEASE_MS),
             max_attempts: 6,
             backoff_base: Duration::from_millis(1000),
             backoff_max: Duration::from_secs(30),
@@ -164,45 +135,6 @@ enum Safety {
 enum Target<'a> {
     Path(&'a str),
     Absolute(&'a str),
-}
-
-/// Counting semaphore per endpoint.
-#[derive(Default)]
-struct Limiter {
-    in_flight: Mutex<HashMap<String, usize>>,
-    released: Condvar,
-    peak: AtomicU64,
-}
-
-struct Permit<'a> {
-    limiter: &'a Limiter,
-    key: String,
-}
-
-impl Limiter {
-    fn acquire(&self, key: &str, max: usize) -> Permit<'_> {
-        let mut map = lock(&self.in_flight);
-        loop {
-            let count = map.entry(key.to_string()).or_insert(0);
-            if *count < max {
-                *count += 1;
-                self.peak.fetch_max(*count as u64, Ordering::SeqCst);
-                return Permit { limiter: self, key: key.to_string() };
-            }
-            map = self.released.wait(map).unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-}
-
-impl Drop for Permit<'_> {
-    fn drop(&mut self) {
-        let mut map = lock(&self.limiter.in_flight);
-        if let Some(count) = map.get_mut(&self.key) {
-            *count = count.saturating_sub(1);
-        }
-        drop(map);
-        self.limiter.released.notify_all();
-    }
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -277,6 +209,7 @@ impl AutotaskClient {
             .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))?;
+        let slot_release_delay = options.slot_release_delay;
         let mut client = AutotaskClient {
             http,
             credentials,
@@ -286,7 +219,7 @@ impl AutotaskClient {
             zone_lookup_url,
             zone: RwLock::new(Zone { base_url: String::new(), discovered: false }),
             rediscovered: Mutex::new(false),
-            limiter: Limiter::default(),
+            limiter: Limiter::new(slot_release_delay),
             sent: AtomicU64::new(0),
             budget: Mutex::new(None),
         };
@@ -312,7 +245,7 @@ impl AutotaskClient {
 
     /// The most requests this client had in flight at once on one endpoint.
     pub fn peak_in_flight(&self) -> u64 {
-        self.limiter.peak.load(Ordering::SeqCst)
+        self.limiter.peak()
     }
 
     /// The share of the tenant's hourly threshold cmat may use.
@@ -564,36 +497,47 @@ impl AutotaskClient {
             };
             let endpoint = endpoint_of(&url);
             self.before_request(&endpoint)?;
-            let outcome = {
+            let (started, outcome) = {
                 let _permit = self.limiter.acquire(&endpoint, self.options.max_in_flight);
+                let started = Instant::now();
                 self.sent.fetch_add(1, Ordering::SeqCst);
                 let mut builder =
                     self.http.request(method.clone(), &url).headers(self.headers.clone());
                 if let Some(body) = body {
                     builder = builder.body(body.to_string());
                 }
-                match builder.send() {
+                tracing::debug!(target: logging::HTTP_TARGET, request, attempt, "sending");
+                let outcome = match builder.send() {
                     Ok(response) => read_response(response),
                     Err(err) => Outcome::NotSent {
                         connect: err.is_connect(),
                         message: self.describe_transport(&err),
                     },
-                }
+                };
+                (started, outcome)
             };
             let retries_left = attempt < self.options.max_attempts;
+            // One `-v` line per attempt, with the reason when it goes again.
+            let elapsed = started.elapsed();
+            let log = |status: Option<StatusCode>, retry: Option<&str>| {
+                logging::request(method.as_str(), &url, status.map(|s| s.as_u16()), elapsed, retry)
+            };
             match outcome {
                 Outcome::NotSent { connect, message } => {
                     // A connection never made carried nothing; any other failure may have.
                     if safety == Safety::Repeatable || connect {
                         if retries_left {
+                            log(None, Some("connection failed"));
                             self.backoff(attempt, None);
                             continue;
                         }
+                        log(None, None);
                         return Err(AutotaskError::Transport {
                             request: request.to_string(),
                             message: format!("{message} (after {attempt} attempts)"),
                         });
                     }
+                    log(None, None);
                     return Err(AutotaskError::OutcomeUnknown {
                         request: request.to_string(),
                         reason: message,
@@ -601,9 +545,11 @@ impl AutotaskClient {
                 }
                 Outcome::BodyLost { status, message } => {
                     if safety == Safety::Repeatable && retries_left {
+                        log(Some(status), Some("answer cut off"));
                         self.backoff(attempt, None);
                         continue;
                     }
+                    log(Some(status), None);
                     if safety == Safety::Write && status.is_success() {
                         return Err(AutotaskError::OutcomeUnknown {
                             request: request.to_string(),
@@ -616,24 +562,36 @@ impl AutotaskClient {
                     });
                 }
                 Outcome::Answer { status, body, retry_after } => {
-                    if status == StatusCode::TOO_MANY_REQUESTS {
-                        // Autotask did not execute it: any request may go again.
+                    let text = self.redact(&String::from_utf8_lossy(&body));
+                    if status == StatusCode::TOO_MANY_REQUESTS || is_thread_threshold(status, &text)
+                    {
+                        // Autotask did not execute it: any request may go again, creates too.
+                        // A live tenant may say so with a 500 carrying the text (API-NOTES).
+                        let reason = if text.to_ascii_lowercase().contains("thread threshold") {
+                            "thread threshold"
+                        } else {
+                            "HTTP 429"
+                        };
                         if retries_left {
+                            log(Some(status), Some(reason));
                             self.backoff(attempt, retry_after);
                             continue;
                         }
+                        log(Some(status), None);
                         return Err(AutotaskError::ThreadThreshold {
                             request: request.to_string(),
+                            status: status.as_u16(),
                             attempts: attempt,
                         });
                     }
-                    if status == StatusCode::UNAUTHORIZED
-                        && matches!(target, Target::Path(_))
-                        && self.try_rediscover()?
-                    {
-                        // Not executed either; the tenant moved zone: once more on the new base.
-                        attempt = attempt.saturating_sub(1);
-                        continue;
+                    if status == StatusCode::UNAUTHORIZED && matches!(target, Target::Path(_)) {
+                        log(Some(status), None);
+                        if self.try_rediscover()? {
+                            // Not executed either; the tenant moved zone: once more on the new
+                            // base.
+                            attempt = attempt.saturating_sub(1);
+                            continue;
+                        }
                     }
                     if matches!(
                         status,
@@ -643,10 +601,12 @@ impl AutotaskClient {
                     ) {
                         if safety == Safety::Repeatable {
                             if retries_left {
+                                log(Some(status), Some("gateway"));
                                 self.backoff(attempt, retry_after);
                                 continue;
                             }
                         } else {
+                            log(Some(status), None);
                             return Err(AutotaskError::OutcomeUnknown {
                                 request: request.to_string(),
                                 reason: format!(
@@ -656,7 +616,9 @@ impl AutotaskClient {
                             });
                         }
                     }
-                    let text = self.redact(&String::from_utf8_lossy(&body));
+                    if status != StatusCode::UNAUTHORIZED || !matches!(target, Target::Path(_)) {
+                        log(Some(status), None);
+                    }
                     return match interpret(request, status, &text) {
                         Err(AutotaskError::BadResponse { request, message })
                             if safety == Safety::Write && status.is_success() =>
@@ -757,6 +719,7 @@ impl AutotaskClient {
         let (status, body) = loop {
             attempt += 1;
             self.sent.fetch_add(1, Ordering::SeqCst);
+            let started = Instant::now();
             let result = self.http.get(&url).query(&[("user", &self.credentials.username)]).send();
             let outcome = match result {
                 Ok(response) => read_response(response),
@@ -765,6 +728,13 @@ impl AutotaskClient {
                     message: self.describe_transport(&err),
                 },
             };
+            let status = match &outcome {
+                Outcome::NotSent { .. } => None,
+                Outcome::BodyLost { status, .. } | Outcome::Answer { status, .. } => {
+                    Some(status.as_u16())
+                }
+            };
+            logging::request("GET", &url, status, started.elapsed(), None);
             match outcome {
                 Outcome::Answer { status, body, .. }
                     if !(status == StatusCode::TOO_MANY_REQUESTS
@@ -968,6 +938,7 @@ fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, Aut
             return Err(AutotaskError::Api {
                 request: request.to_string(),
                 status: status.as_u16(),
+                kind: Rejection::classify(&messages),
                 messages,
             });
         }
@@ -990,7 +961,24 @@ fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, Aut
     if status.is_redirection() {
         messages.push("Autotask redirected; redirects are not followed (check base_url)".into());
     }
-    Err(AutotaskError::Api { request: request.to_string(), status: status.as_u16(), messages })
+    Err(AutotaskError::Api {
+        request: request.to_string(),
+        status: status.as_u16(),
+        kind: Rejection::classify(&messages),
+        messages,
+    })
+}
+
+/// A refusal for the thread threshold that is not a 429: any failure status whose `errors`
+/// name the thread threshold (live tenants send it as a 500, too).
+fn is_thread_threshold(status: StatusCode, text: &str) -> bool {
+    if status.is_success() || !text.to_ascii_lowercase().contains("thread threshold") {
+        return false;
+    }
+    match serde_json::from_str::<Value>(text) {
+        Ok(value) => Rejection::classify(&error_messages(&value)) == Rejection::ThreadThreshold,
+        Err(_) => false,
+    }
 }
 
 /// Autotask's `errors` (strings, or objects with a `message`), plus a lone `message`.

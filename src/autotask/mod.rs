@@ -2,12 +2,13 @@
 //! builder, record conversion to the domain types, the snapshot pull and the `init` look-ups.
 
 pub mod client;
+pub mod error;
+mod pacing;
 pub mod query;
 pub mod records;
 
-pub use client::{
-    AutotaskClient, AutotaskError, ClientOptions, FieldInfo, PicklistValue, Threshold,
-};
+pub use client::{AutotaskClient, ClientOptions, FieldInfo, PicklistValue, Threshold};
+pub use error::{AutotaskError, Rejection};
 pub use query::{chunked_in, Condition, Filter, FilterError, FilterValue, GroupOp, Item, Op};
 pub mod discover;
 pub mod doctor;

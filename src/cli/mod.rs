@@ -51,6 +51,10 @@ pub struct GlobalArgs {
     /// The workspace folder (cmat.toml, mappings/, .cmat/state.db)
     #[arg(short = 'w', long = "workspace", global = true, default_value = ".", value_name = "DIR")]
     pub workspace: PathBuf,
+    /// One line per Autotask or Cloudmore request on standard error (method, path, status,
+    /// milliseconds, retry reason), never a secret; CMAT_LOG=debug gives more
+    #[arg(short = 'v', long = "verbose", global = true)]
+    pub verbose: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -113,6 +117,7 @@ pub struct Context {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    crate::logging::install(cli.global.verbose);
     let context = Context {
         workspace: Workspace::new(cli.global.workspace.clone()),
         stdout_is_terminal: std::io::stdout().is_terminal()

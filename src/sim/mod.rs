@@ -31,7 +31,7 @@ pub mod seed;
 mod server;
 pub mod state;
 
-pub use seed::{CloudmoreSeed, Credentials, Seed};
+pub use seed::{CloudmoreSeed, Credentials, Seed, Throttling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -81,10 +81,14 @@ pub enum WriteFailure {
     CommitThenDrop,
     /// HTTP 429 (thread threshold); nothing is written.
     TooMany429,
+    /// Refused for the thread threshold with the seed's refusal status (429, or 500 as live
+    /// tenants may send it); nothing is written.
+    ThreadThreshold,
 }
 
 /// A fault to inject, in Rust or as JSON on `POST /_sim/faults`
 /// (`{"kind":"fail_write","nth":2,"mode":"commit_then_drop"}`, `{"kind":"burst429","count":3}`,
+/// `{"kind":"thread_threshold_burst","count":3}`,
 /// `{"kind":"latency","ms":200}`, `{"kind":"use_threshold","count":9990}`, `{"kind":"clear"}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -95,6 +99,9 @@ pub enum Fault {
     /// The next `count` API requests get HTTP 429.
     #[serde(rename = "burst429")]
     Burst429 { count: u32 },
+    /// The next `count` API requests are refused for the thread threshold with the seed's
+    /// refusal status (`throttling.refusalStatus`).
+    ThreadThresholdBurst { count: u32 },
     /// Extra latency on every API request from now on (replaces an earlier one).
     Latency { ms: u64 },
     /// Counts `count` more requests against the current hour, as other integrations would.
@@ -132,7 +139,7 @@ pub struct Counters {
     pub writes: u64,
     /// Entity writes that changed the records.
     pub writes_committed: u64,
-    /// Requests answered 429.
+    /// Requests answered 429, and thread-threshold refusals of any status.
     pub throttled: u64,
     /// The most requests in flight at once, per endpoint.
     pub peak_in_flight: BTreeMap<String, usize>,

@@ -55,6 +55,25 @@ pub struct Seed {
     /// `"hideCosts": true`: the API user may not see costs (every cost reads null, cost
     /// writes are ignored), as on a tenant whose API user's security level hides them.
     pub hide_costs: bool,
+    /// How the thread threshold behaves (seed key `throttling`).
+    pub throttling: Throttling,
+}
+
+/// The thread threshold as live tenants show it (API-NOTES, "Shapes seen on live tenants"):
+/// a slot frees a little after the answer, and a refusal may come with a status other than 429.
+/// Seed JSON: `"throttling": {"slotReleaseDelayMs": 30, "refusalStatus": 500}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Throttling {
+    /// A request's slot stays taken this long after its answer; zero frees it at once.
+    pub slot_release_delay: std::time::Duration,
+    /// The HTTP status of a thread-threshold refusal (its body always says "thread threshold").
+    pub refusal_status: u16,
+}
+
+impl Default for Throttling {
+    fn default() -> Self {
+        Throttling { slot_release_delay: std::time::Duration::ZERO, refusal_status: 429 }
+    }
 }
 
 /// The bundled demo tenant.
@@ -81,6 +100,7 @@ impl Default for Seed {
             zone_name: "Simulated Zone".into(),
             cloudmore: None,
             hide_costs: false,
+            throttling: Throttling::default(),
         }
     }
 }
@@ -199,6 +219,28 @@ impl Seed {
             seed.hide_costs = hide
                 .as_bool()
                 .ok_or_else(|| SimError::Seed("hideCosts must be true or false".into()))?;
+        }
+        if let Some(throttling) = get(object, "throttling") {
+            let throttling = throttling
+                .as_object()
+                .ok_or_else(|| SimError::Seed("throttling must be an object".into()))?;
+            if let Some(ms) = get(throttling, "slotReleaseDelayMs") {
+                let ms = ms.as_u64().ok_or_else(|| {
+                    SimError::Seed("throttling.slotReleaseDelayMs must be a whole number".into())
+                })?;
+                seed.throttling.slot_release_delay = std::time::Duration::from_millis(ms);
+            }
+            if let Some(status) = get(throttling, "refusalStatus") {
+                seed.throttling.refusal_status = status
+                    .as_u64()
+                    .and_then(|s| u16::try_from(s).ok())
+                    .filter(|s| (400..600).contains(s))
+                    .ok_or_else(|| {
+                        SimError::Seed(
+                            "throttling.refusalStatus must be an HTTP error status".into(),
+                        )
+                    })?;
+            }
         }
         if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
             seed.zone_name = zone.to_string();

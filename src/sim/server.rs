@@ -27,6 +27,10 @@ pub(super) struct Control {
     writes_seen: u64,
     write_faults: Vec<(u64, WriteFailure)>,
     burst_429: u32,
+    /// Thread-threshold refusals still to send with the seed's refusal status.
+    burst_refusals: u32,
+    /// Slots answered but not yet free (the seed's `slot_release_delay`), per key: when each frees.
+    releasing: HashMap<(String, String), Vec<Instant>>,
     latency: Duration,
     pub cloudmore: CloudmoreState,
 }
@@ -41,6 +45,8 @@ impl Control {
             writes_seen: 0,
             write_faults: Vec::new(),
             burst_429: 0,
+            burst_refusals: 0,
+            releasing: HashMap::new(),
             latency: Duration::ZERO,
             cloudmore: CloudmoreState::default(),
         }
@@ -80,6 +86,7 @@ impl Shared {
                 c.write_faults.push((target, mode));
             }
             Fault::Burst429 { count } => c.burst_429 += count,
+            Fault::ThreadThresholdBurst { count } => c.burst_refusals += count,
             Fault::Latency { ms } => c.latency = Duration::from_millis(ms),
             Fault::UseThreshold { count } => {
                 let now = Instant::now();
@@ -90,6 +97,7 @@ impl Shared {
             Fault::Clear => {
                 c.write_faults.clear();
                 c.burst_429 = 0;
+                c.burst_refusals = 0;
                 c.latency = Duration::ZERO;
             }
         }
@@ -233,7 +241,7 @@ fn handle(shared: &Shared, request: RawRequest) -> Reply {
         c.counters.total += 1;
         *c.counters.by_method.entry(method.clone()).or_default() += 1;
         *c.counters.by_route.entry(route.clone()).or_default() += 1;
-        if status == 429 {
+        if status == 429 || is_thread_threshold_refusal(&outcome) {
             c.counters.throttled += 1;
         }
         c.log.push(LoggedRequest {
@@ -326,11 +334,37 @@ struct Slot<'a> {
 }
 
 impl Drop for Slot<'_> {
+    /// The slot frees now, or (seed `throttling.slotReleaseDelayMs`) a little after the answer,
+    /// as on a live tenant: it is dropped just before the answer is written.
     fn drop(&mut self) {
+        let delay = self.shared.seed.throttling.slot_release_delay;
         let mut c = self.shared.control();
         if let Some(n) = c.in_flight.get_mut(&self.key) {
             *n = n.saturating_sub(1);
         }
+        if !delay.is_zero() {
+            let frees_at = Instant::now() + delay;
+            c.releasing.entry(self.key.clone()).or_default().push(frees_at);
+        }
+    }
+}
+
+/// A refusal for the thread threshold, with the seed's status (429 unless it says otherwise).
+fn thread_threshold_refusal(shared: &Shared, max: usize) -> Outcome {
+    err(
+        shared.seed.throttling.refusal_status,
+        format!("API thread threshold of {max} threads has been exceeded"),
+    )
+}
+
+fn is_thread_threshold_refusal(outcome: &Outcome) -> bool {
+    match outcome {
+        Outcome::Json(status, body) if *status >= 400 => {
+            body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
+                errors.iter().any(|e| e.as_str().is_some_and(|t| t.contains("thread threshold")))
+            })
+        }
+        _ => false,
     }
 }
 
@@ -540,9 +574,20 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
         }
         let key = (code.to_string(), endpoint.clone());
         let max = shared.options.max_concurrent_per_endpoint;
+        if c.burst_refusals > 0 {
+            c.burst_refusals -= 1;
+            return thread_threshold_refusal(shared, max);
+        }
+        let releasing = match c.releasing.get_mut(&key) {
+            Some(pending) => {
+                pending.retain(|frees_at| *frees_at > now);
+                pending.len()
+            }
+            None => 0,
+        };
         let n = c.in_flight.entry(key.clone()).or_default();
-        if *n >= max {
-            return err(429, format!("API thread threshold of {max} threads has been exceeded"));
+        if *n + releasing >= max {
+            return thread_threshold_refusal(shared, max);
         }
         *n += 1;
         let now_in_flight = *n;
@@ -566,6 +611,9 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
         Some(WriteFailure::Error500) => err(500, "Simulated failure: the write was not committed."),
         Some(WriteFailure::TooMany429) => {
             err(429, "API thread threshold of 3 threads has been exceeded")
+        }
+        Some(WriteFailure::ThreadThreshold) => {
+            thread_threshold_refusal(shared, shared.options.max_concurrent_per_endpoint)
         }
         Some(WriteFailure::CommitThenDrop) => {
             let outcome = execute(shared, rq, &target);

@@ -6,14 +6,14 @@
 //! - WAL mode, `synchronous=NORMAL`: readers never wait for a writer, a commit survives a crash of
 //!   the process (only a power loss can lose the last transactions, never corrupt the file).
 //! - Writers (`Access::Write`) hold an exclusive lock on `.cmat/lock` for as long as the `Store`
-//!   lives, so two `cmat import`/`apply` runs never interleave.
+//!   lives, so two `cmat import`/`apply` runs never interleave; the file names the holder (pid,
+//!   command, since when) for the second one's message (`lock.rs`).
 //! - Money and quantities are stored as TEXT decimal strings (never REAL), dates as ISO TEXT,
 //!   timestamps as RFC 3339 UTC; tables are STRICT so SQLite refuses anything else.
 //! - The audit trail is append-only: this module has no UPDATE or DELETE on it, and triggers make
 //!   the database refuse them.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, NaiveDate, Utc};
@@ -23,10 +23,12 @@ use crate::billing::BillKey;
 
 mod bills;
 mod journal;
+mod lock;
 mod snapshot;
 mod sql;
 
 pub use bills::{BillInfo, OrganizationInfo};
+pub use lock::LockHolder;
 pub use snapshot::SnapshotCounts;
 
 /// Well-known keys of the `meta` table.
@@ -62,8 +64,9 @@ pub const LOCK_FILE: &str = "lock";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("workspace is busy (pid {pid}): another cmat is writing to {path}")]
-    Busy { pid: String, path: String },
+    /// Another process holds the workspace lock (see `lock.rs`).
+    #[error("workspace is busy: another cmat ({}) is writing to {path}; nothing was done. Run again when it has finished", lock::describe(.holder))]
+    Busy { holder: Option<LockHolder>, path: String },
     #[error("{path}: state database error")]
     Sqlite { path: String, source: rusqlite::Error },
     #[error("{path}: {action}")]
@@ -184,7 +187,7 @@ impl Store {
         };
         create_private_dir(&folder)?;
         let lock = match access {
-            Access::Write => Some(take_lock(&folder.join(LOCK_FILE), &display)?),
+            Access::Write => Some(lock::take_lock(&folder.join(LOCK_FILE), &display)?),
             Access::Read => None,
         };
         create_private_file(path)?;
@@ -314,46 +317,6 @@ fn create_private_file(path: &Path) -> Result<(), StoreError> {
         Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
         Err(err) => Err(io_error(path, "cannot create the state database")(err)),
     }
-}
-
-/// Takes the exclusive workspace lock and writes our pid into the lock file, or reports the pid
-/// found there when another process holds it.
-fn take_lock(lock_path: &Path, db_display: &str) -> Result<File, StoreError> {
-    let mut options = OpenOptions::new();
-    options.read(true).write(true).create(true).truncate(false);
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::OpenOptionsExt;
-        options.mode(0o600);
-    }
-    let mut file =
-        options.open(lock_path).map_err(io_error(lock_path, "cannot open the lock file"))?;
-    // std's `File::try_lock` (Rust 1.89): an advisory lock the OS drops if the process dies.
-    let locked = file.try_lock();
-    match locked {
-        Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            let mut pid = String::new();
-            // The lock is advisory: the holder's pid stays readable.
-            let _ = file.read_to_string(&mut pid);
-            let pid = pid.trim();
-            return Err(StoreError::Busy {
-                pid: if pid.is_empty() { "unknown" } else { pid }.to_string(),
-                path: db_display.to_string(),
-            });
-        }
-        Err(std::fs::TryLockError::Error(err)) => {
-            return Err(io_error(lock_path, "cannot lock")(err));
-        }
-    }
-    let record_pid = |file: &mut File| -> std::io::Result<()> {
-        file.set_len(0)?;
-        file.seek(SeekFrom::Start(0))?;
-        writeln!(file, "{}", std::process::id())?;
-        file.flush()
-    };
-    record_pid(&mut file).map_err(io_error(lock_path, "cannot write the lock file"))?;
-    Ok(file)
 }
 
 #[cfg(test)]

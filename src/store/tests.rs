@@ -91,7 +91,13 @@ fn a_second_writer_is_told_the_workspace_is_busy() {
         Ok(_) => panic!("second writer got the lock"),
     };
     let text = err.to_string();
-    assert!(text.starts_with(&format!("workspace is busy (pid {})", std::process::id())), "{text}");
+    assert!(
+        text.starts_with(&format!(
+            "workspace is busy: another cmat (pid {}, `",
+            std::process::id()
+        )),
+        "{text}"
+    );
     // Readers are never blocked.
     Store::open(&dir.path().join(".cmat/state.db"), Access::Read).unwrap();
     drop(_first);
