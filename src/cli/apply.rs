@@ -1,6 +1,6 @@
+use super::Exit;
 use std::io::{BufRead, Write};
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Args;
@@ -40,7 +40,7 @@ pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
     let mut loaded = session::load(context, &store)?;
     let client = session::connect_autotask(context)?;
     execute(context, &mut store, &mut loaded, &client, saved, args.auto_approve)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// A plan read from a file, and where it came from (for messages).

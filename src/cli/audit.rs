@@ -1,5 +1,5 @@
+use super::Exit;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use chrono::NaiveDate;
 use clap::Args;
@@ -35,5 +35,5 @@ pub fn run(context: &Context, args: AuditArgs) -> CommandResult {
             std::io::stdout().write_all(&bytes)?;
         }
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }

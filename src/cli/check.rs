@@ -1,6 +1,6 @@
 //! `cmat check`: parse and check every mapping file, report every error at once.
 
-use std::process::ExitCode;
+use super::Exit;
 
 use super::{CommandResult, Context};
 use crate::mapping;
@@ -23,7 +23,7 @@ pub fn run(context: &Context) -> CommandResult {
                     errors.len(),
                     plural(errors.len(), "error", "errors")
                 );
-                return Ok(ExitCode::from(1));
+                return Ok(Exit::Problem);
             }
             println!(
                 "checked {} {}, {} {}: ok",
@@ -32,7 +32,7 @@ pub fn run(context: &Context) -> CommandResult {
                 checked.rule_count,
                 plural(checked.rule_count, "rule", "rules")
             );
-            Ok(ExitCode::SUCCESS)
+            Ok(Exit::Success)
         }
         Err(diagnostics) => {
             eprint!("{diagnostics}");
@@ -41,7 +41,7 @@ pub fn run(context: &Context) -> CommandResult {
                 diagnostics.len(),
                 plural(diagnostics.len(), "error", "errors")
             );
-            Ok(ExitCode::from(1))
+            Ok(Exit::Problem)
         }
     }
 }

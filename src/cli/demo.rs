@@ -1,5 +1,5 @@
+use super::Exit;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 
@@ -125,7 +125,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         audit_path.display()
     );
     println!("Look around: cmat -w {} status", root.display());
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// What an invoice run does to charges: they become billed, and can no longer change.

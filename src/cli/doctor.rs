@@ -1,6 +1,6 @@
 //! `cmat doctor`: a read-only preflight against the tenant (see `autotask::doctor`).
 
-use std::process::ExitCode;
+use super::Exit;
 
 use super::{session, CommandResult, Context};
 use crate::autotask::doctor::{evaluate, gather, render, Check, LastSync, Outcome};
@@ -36,12 +36,12 @@ fn connection_problem(message: String) -> Check {
     }
 }
 
-fn report(checks: &[Check]) -> ExitCode {
+fn report(checks: &[Check]) -> Exit {
     print!("{}", render(checks));
     if checks.iter().any(Check::is_problem) {
-        ExitCode::from(1)
+        Exit::Problem
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     }
 }
 

@@ -1,6 +1,6 @@
 //! `cmat fmt [--check]`: rewrite mapping files in canonical form.
 
-use std::process::ExitCode;
+use super::Exit;
 
 use clap::Args;
 
@@ -38,14 +38,14 @@ pub fn run(context: &Context, args: FmtArgs) -> CommandResult {
             println!("{name}");
         }
         if changed.is_empty() {
-            return Ok(ExitCode::SUCCESS);
+            return Ok(Exit::Success);
         }
         eprintln!(
             "error: {} of {} mapping files are not formatted; run `cmat fmt`",
             changed.len(),
             sources.len()
         );
-        return Ok(ExitCode::from(1));
+        return Ok(Exit::Problem);
     }
     for (name, formatted) in &changed {
         let path = root.join(name.as_str());
@@ -53,10 +53,10 @@ pub fn run(context: &Context, args: FmtArgs) -> CommandResult {
             .map_err(|error| format!("cannot write {}: {error}", path.display()))?;
         println!("formatted {name}");
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
-fn report(diagnostics: &Diagnostics) -> ExitCode {
+fn report(diagnostics: &Diagnostics) -> Exit {
     eprint!("{diagnostics}");
-    ExitCode::from(1)
+    Exit::Problem
 }

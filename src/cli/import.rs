@@ -1,5 +1,5 @@
+use super::Exit;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 
@@ -21,7 +21,7 @@ pub fn run(context: &Context, args: ImportArgs) -> CommandResult {
         let summary = import_file(&mut store, path, &name)?;
         print!("{}", render_summary(&name, &summary));
     }
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// `bill.csv: 412 lines, 3 new bills, 1 restated, 0 unchanged`, then one line per restated bill.

@@ -1,7 +1,7 @@
 //! `cmat init DIR`: create a workspace with the default rules.
 
+use super::Exit;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
 
 use clap::Args;
 
@@ -111,7 +111,7 @@ pub fn run(context: &Context, args: InitArgs) -> CommandResult {
     println!(
         "next: export the CMAT_AUTOTASK_* and CMAT_CLOUDMORE_* credentials, then run `cmat check`"
     );
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 fn write_new(path: &Path, contents: &str) -> Result<(), CommandError> {

@@ -26,7 +26,28 @@ mod sync;
 
 /// Any error a command can end with; rendered once, with its chain of causes.
 pub type CommandError = Box<dyn std::error::Error + Send + Sync + 'static>;
-pub type CommandResult = Result<ExitCode, CommandError>;
+pub type CommandResult = Result<Exit, CommandError>;
+
+/// How a command ends, as SPEC.md numbers it; turned into the process's exit code once, here.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// 0: done (or nothing to do).
+    Success,
+    /// 1: an error, a refused input, or a problem found (`check`, `fmt --check`, `doctor`).
+    Problem,
+    /// 2: `plan --detailed-exitcode` and `sync`: there are changes (written, or to write).
+    Changes,
+}
+
+impl From<Exit> for ExitCode {
+    fn from(exit: Exit) -> ExitCode {
+        ExitCode::from(match exit {
+            Exit::Success => 0,
+            Exit::Problem => 1,
+            Exit::Changes => 2,
+        })
+    }
+}
 
 #[derive(Debug, Parser)]
 #[command(
@@ -148,10 +169,10 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&context, args),
     };
     match result {
-        Ok(code) => code,
+        Ok(exit) => exit.into(),
         Err(err) => {
             eprintln!("{}", render_error(err.as_ref()));
-            ExitCode::from(1)
+            Exit::Problem.into()
         }
     }
 }

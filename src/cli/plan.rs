@@ -1,5 +1,5 @@
+use super::Exit;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 
@@ -57,11 +57,11 @@ pub fn render(
     }
 }
 
-pub fn exit_code(plan: &Plan, detailed: bool) -> ExitCode {
+pub fn exit_code(plan: &Plan, detailed: bool) -> Exit {
     if detailed && plan.has_changes() {
-        ExitCode::from(2)
+        Exit::Changes
     } else {
-        ExitCode::SUCCESS
+        Exit::Success
     }
 }
 

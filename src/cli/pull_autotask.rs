@@ -1,7 +1,7 @@
 //! `cmat pull autotask`: refreshes the Autotask snapshot in `.cmat/state.db`.
 
+use super::Exit;
 use std::fmt::Write;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use indicatif::{ProgressBar, ProgressStyle};
@@ -22,7 +22,7 @@ pub fn run(context: &Context, full: bool) -> CommandResult {
         Err(_) => DEFAULT_SUBSCRIPTION_UDF.to_string(),
     };
     pull_into(context, &mut store, &client, &subscription_udf, full)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// Refreshes the snapshot (by changes since the last pull unless `full`) and prints the

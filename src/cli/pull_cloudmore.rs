@@ -1,4 +1,4 @@
-use std::process::ExitCode;
+use super::Exit;
 
 use chrono::{Datelike, Utc};
 
@@ -14,7 +14,7 @@ pub fn run(context: &Context) -> CommandResult {
     let config = context.workspace.config()?;
     let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
     pull_into(context, &mut store, &config)?;
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 /// Shared by `pull cloudmore` and `sync`.

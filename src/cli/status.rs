@@ -1,6 +1,6 @@
+use super::Exit;
 use std::collections::BTreeMap;
 use std::fmt::Write;
-use std::process::ExitCode;
 
 use super::{CommandResult, Context};
 use crate::store::{meta_keys, Access, BillInfo, Store};
@@ -12,11 +12,11 @@ pub fn run(context: &Context) -> CommandResult {
             "Nothing loaded yet ({} does not exist): run `cmat import FILE.csv` or `cmat pull`.",
             path.display()
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
     let store = Store::open(&path, Access::Read)?;
     print!("{}", render(&store)?);
-    Ok(ExitCode::SUCCESS)
+    Ok(Exit::Success)
 }
 
 fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {

@@ -1,5 +1,5 @@
+use super::Exit;
 use std::path::PathBuf;
-use std::process::ExitCode;
 
 use clap::Args;
 
@@ -58,7 +58,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
             "No new or restated bill since the last sync ({when}) and no change to the rules; \
              nothing to do (Autotask was not contacted)."
         );
-        return Ok(ExitCode::SUCCESS);
+        return Ok(Exit::Success);
     }
 
     let client = session::connect_autotask(context)?;
@@ -85,7 +85,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     )?;
     Ok(match applied {
-        Applied::NothingToDo => ExitCode::SUCCESS,
-        Applied::Written => ExitCode::from(2),
+        Applied::NothingToDo => Exit::Success,
+        Applied::Written => Exit::Changes,
     })
 }
