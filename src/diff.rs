@@ -1086,6 +1086,14 @@ pub(crate) mod tests {
         ]
     }
 
+    /// The default rules and Autotask after the October bill was applied.
+    fn october_applied() -> (RuleSet, Snapshot) {
+        let rules = default_rules();
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        (rules, snapshot)
+    }
+
     fn summary(plan: &Plan) -> Vec<(String, String, String)> {
         plan.changes
             .iter()
@@ -1135,9 +1143,7 @@ pub(crate) mod tests {
 
     #[test]
     fn monthly_churn_adjusts_units_prices_and_removed_products() {
-        let rules = default_rules();
-        let mut snapshot = company_snapshot();
-        converge(&rules, &october(), &mut snapshot);
+        let (rules, mut snapshot) = october_applied();
         let mut lines = october();
         lines.extend([
             line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "12", "5.5"),
@@ -1165,9 +1171,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_price_change_alone_is_an_adjustment_of_no_units_dated_on_the_billing_date() {
-        let rules = default_rules();
-        let mut snapshot = company_snapshot();
-        converge(&rules, &october(), &mut snapshot);
+        let (rules, mut snapshot) = october_applied();
         let mut lines = october();
         lines.extend([
             line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "6"),
@@ -1190,9 +1194,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_contract_service_cost_alone_is_never_a_write() {
-        let rules = default_rules();
-        let mut snapshot = company_snapshot();
-        converge(&rules, &october(), &mut snapshot);
+        let (rules, mut snapshot) = october_applied();
         // Autotask reads back a cost the adjustment did not set (the Service's, say).
         for service in snapshot.contract_services.values_mut() {
             service.unit_cost = Some(Decimal::new(1, 0));
@@ -1207,9 +1209,7 @@ pub(crate) mod tests {
 
     #[test]
     fn hidden_costs_never_turn_into_writes() {
-        let rules = default_rules();
-        let mut snapshot = company_snapshot();
-        converge(&rules, &october(), &mut snapshot);
+        let (rules, mut snapshot) = october_applied();
         // The API user loses cost permission: every cost now reads null.
         for service in snapshot.contract_services.values_mut() {
             service.unit_cost = None;
@@ -1243,9 +1243,7 @@ pub(crate) mod tests {
 
     #[test]
     fn duplicate_contracts_for_a_subscription_are_left_alone_and_reported() {
-        let rules = default_rules();
-        let mut snapshot = company_snapshot();
-        converge(&rules, &october(), &mut snapshot);
+        let (rules, mut snapshot) = october_applied();
         let original = snapshot
             .contracts
             .values()
@@ -1295,9 +1293,7 @@ pub(crate) mod tests {
 
     #[test]
     fn a_contract_billing_in_another_currency_is_not_repriced() {
-        let rules = default_rules();
-        let mut snapshot = company_snapshot();
-        converge(&rules, &october(), &mut snapshot);
+        let (rules, mut snapshot) = october_applied();
         for service in snapshot.contract_services.values_mut() {
             service.foreign_currency = true;
             service.adjusted_price = Some(Decimal::new(1, 0));
@@ -1392,9 +1388,7 @@ pub(crate) mod tests {
 
     #[test]
     fn hand_edits_are_overwritten_by_default() {
-        let rules = default_rules();
-        let mut snapshot = company_snapshot();
-        converge(&rules, &october(), &mut snapshot);
+        let (rules, mut snapshot) = october_applied();
         let contract = snapshot
             .contracts
             .values_mut()
