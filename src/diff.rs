@@ -280,7 +280,7 @@ pub fn diff(
     let context = Context { rules, values, index: SnapshotIndex::new(snapshot) };
     let index = &context.index;
     let mut planned_services: BTreeSet<String> = BTreeSet::new();
-    let mut unknown_costs = UnknownCosts::default();
+    let mut unknowns = Unknowns::default();
 
     for contract in desired.contracts.values() {
         if contract.company_id == 0 {
@@ -348,19 +348,19 @@ pub fn diff(
                         service,
                         &target,
                         &mut planned_services,
-                        &mut unknown_costs,
+                        &mut unknowns,
                         &mut out,
                     );
                 }
             }
             BillingKind::Consumption => {
                 for charge in contract.charges.values() {
-                    diff_charge(&context, contract, charge, &target, &mut unknown_costs, &mut out);
+                    diff_charge(&context, contract, charge, &target, &mut unknowns, &mut out);
                 }
             }
         }
     }
-    unknown_costs.warn(&mut out.warnings);
+    unknowns.warn(&mut out.warnings);
     out.changes.sort_by(|a, b| {
         (a.entity.phase(), &a.key, a.action).cmp(&(b.entity.phase(), &b.key, b.action))
     });
@@ -650,16 +650,21 @@ fn resolve_service(
     Some(Err(key))
 }
 
-/// Records whose cost Autotask did not show. An API user without permission to see costs
-/// reads every cost as null (and its cost writes are ignored): an unknown cost is never
-/// compared, so it never becomes a cost-only write or a correcting charge. Said once.
+/// What Autotask did not show, said once per plan. An API user without permission to see
+/// costs reads every cost as null (and its cost writes are ignored): an unknown cost is never
+/// compared, so it never becomes a cost-only write or a correcting charge. A price that cannot
+/// be read in the bill's currency is not compared either.
 #[derive(Default)]
-struct UnknownCosts {
+struct Unknowns {
+    /// Records without a cost (`ContractCharges/7`).
     records: BTreeSet<String>,
+    /// Contract services billing in the customer's currency.
     foreign_currency: BTreeSet<i64>,
+    /// Contract services without an adjusted price.
+    prices: BTreeSet<i64>,
 }
 
-impl UnknownCosts {
+impl Unknowns {
     fn warn(self, warnings: &mut Vec<Warning>) {
         if let Some(first) = self.records.first() {
             warnings.push(Warning::new(
@@ -669,6 +674,16 @@ impl UnknownCosts {
                     self.records.len()
                 ),
                 first.clone(),
+            ));
+        }
+        if let Some(first) = self.prices.first() {
+            warnings.push(Warning::new(
+                WarningCode::Drift,
+                format!(
+                    "Autotask returned no adjusted price (internalCurrencyAdjustedPrice) for {} contract service(s); their prices are not compared until a pull reads one",
+                    self.prices.len()
+                ),
+                format!("ContractServices/{first}"),
             ));
         }
         if let Some(first) = self.foreign_currency.first() {
@@ -690,7 +705,7 @@ fn diff_contract_service(
     service: &DesiredContractService,
     target: &ContractTarget,
     planned_services: &mut BTreeSet<String>,
-    unknown_costs: &mut UnknownCosts,
+    unknowns: &mut Unknowns,
     out: &mut Diff,
 ) {
     let (rules, index) = (context.rules, &context.index);
@@ -760,13 +775,16 @@ fn diff_contract_service(
     let mut price_moves = false;
     if let (Some((_, _, contract_service)), true) = (on_contract, service.on_current_bill) {
         let held_price = if contract_service.foreign_currency {
-            unknown_costs.foreign_currency.insert(contract_service.id);
+            unknowns.foreign_currency.insert(contract_service.id);
             None
         } else {
+            if contract_service.adjusted_price.is_none() {
+                unknowns.prices.insert(contract_service.id);
+            }
             contract_service.adjusted_price
         };
         if contract_service.unit_cost.is_none() {
-            unknown_costs.records.insert(format!("ContractServices/{}", contract_service.id));
+            unknowns.records.insert(format!("ContractServices/{}", contract_service.id));
         }
         let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
         match held_price {
@@ -876,7 +894,7 @@ fn diff_charge(
     contract: &DesiredContract,
     charge: &DesiredCharge,
     target: &ContractTarget,
-    unknown_costs: &mut UnknownCosts,
+    unknowns: &mut Unknowns,
     out: &mut Diff,
 ) {
     let (rules, index) = (context.rules, &context.index);
@@ -954,7 +972,7 @@ fn diff_charge(
         billed_price += price;
         billed_cost = billed_cost.zip(cost).map(|(sum, cost)| sum + cost);
         if cost.is_none() {
-            unknown_costs.records.insert(format!("ContractCharges/{}", existing.id));
+            unknowns.records.insert(format!("ContractCharges/{}", existing.id));
         }
     }
     let price_gap = charge.unit_price - billed_price;
