@@ -5,8 +5,9 @@
 //! cargo bench --bench pacing [-- --latency-ms=20 --queries=40]
 //! ```
 //! Nine threads (as apply's scope re-read runs) query one endpoint; the client keeps 3 in
-//! flight. For each server release delay and client pacing, it prints the refusals the server
-//! sent, the requests and the wall time. See BENCHMARKS.md, "Thread threshold".
+//! flight. For each server release delay and client pacing (fixed, or starting low and widened
+//! by refusals, as by default), it prints the refusals the server sent, the requests, the wall
+//! time and the delay the client ended with. See BENCHMARKS.md, "Thread threshold".
 
 use std::time::{Duration, Instant};
 
@@ -29,19 +30,31 @@ fn main() {
         "9 threads x {queries} queries on one endpoint, {} ms per request",
         latency.as_millis()
     );
-    println!("server frees slot after | client pacing | refusals | requests | wall");
+    println!("server frees slot after | client pacing: first -> last | refusals | requests | wall");
     for server_ms in [10u64, 30] {
-        for client_ms in [0u64, 20, 50] {
-            let (refused, requests, wall) = run(server_ms, client_ms, latency, queries);
+        for (client_ms, max_ms) in [(0u64, 0u64), (20, 20), (50, 50), (0, 250), (20, 250)] {
+            let (refused, requests, wall, last) =
+                run(server_ms, client_ms, max_ms, latency, queries);
+            let pacing = if max_ms == client_ms {
+                format!("{client_ms} ms fixed")
+            } else {
+                format!("{client_ms} -> {} ms", last.as_millis())
+            };
             println!(
-                "{server_ms:>20} ms | {client_ms:>10} ms | {refused:>8} | {requests:>8} | {:.2} s",
+                "{server_ms:>20} ms | {pacing:>20} | {refused:>8} | {requests:>8} | {:.2} s",
                 wall.as_secs_f64()
             );
         }
     }
 }
 
-fn run(server_ms: u64, client_ms: u64, latency: Duration, queries: usize) -> (u64, u64, Duration) {
+fn run(
+    server_ms: u64,
+    client_ms: u64,
+    max_ms: u64,
+    latency: Duration,
+    queries: usize,
+) -> (u64, u64, Duration, Duration) {
     let companies = (0..100)
         .map(|i| {
             json!({"id": 1000 + i, "companyName": format!("Company {i}"), "companyType": 1,
@@ -69,6 +82,7 @@ fn run(server_ms: u64, client_ms: u64, latency: Duration, queries: usize) -> (u6
         },
         ClientOptions {
             slot_release_delay: Duration::from_millis(client_ms),
+            slot_release_delay_max: Duration::from_millis(max_ms),
             ..ClientOptions::default()
         },
     )
@@ -90,5 +104,10 @@ fn run(server_ms: u64, client_ms: u64, latency: Duration, queries: usize) -> (u6
     });
     let wall = started.elapsed();
     let after = sim.counters();
-    (after.throttled - before.throttled, after.total - before.total, wall)
+    (
+        after.throttled - before.throttled,
+        after.total - before.total,
+        wall,
+        client.slot_release_delay(),
+    )
 }

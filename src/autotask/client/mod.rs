@@ -45,7 +45,9 @@ pub const DEFAULT_ZONE_LOOKUP_URL: &str = "https://webservices.autotask.net/atse
 const API_VERSION: &str = "v1.0";
 /// The default [`ClientOptions::slot_release_delay`], in milliseconds (measured against cmat-sim;
 /// see BENCHMARKS.md, "Thread threshold").
-pub const DEFAULT_SLOT_RELEASE_MS: u64 = 50;
+pub const DEFAULT_SLOT_RELEASE_MS: u64 = 20;
+/// The default [`ClientOptions::slot_release_delay_max`], in milliseconds.
+pub const DEFAULT_SLOT_RELEASE_MAX_MS: u64 = 250;
 /// Pages one query may have before the client assumes the server is looping.
 const MAX_PAGES: usize = 100_000;
 /// Largest response body read (Autotask pages of 500 records stay far below).
@@ -59,9 +61,11 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Requests in flight per endpoint (Autotask allows 3 per integration code).
     pub max_in_flight: usize,
-    /// How long a slot stays taken after its answer arrives (Autotask frees it a little after
-    /// answering; see `pacing.rs`). Zero reuses a slot the instant an answer lands.
+    /// How long a slot stays taken after its answer arrives, to begin with (Autotask frees it a
+    /// little after answering; see `pacing.rs`). Zero reuses a slot the instant an answer lands.
     pub slot_release_delay: Duration,
+    /// The longest the delay grows to, widened by thread-threshold refusals.
+    pub slot_release_delay_max: Duration,
     /// Attempts for a request that is safe to repeat (the first one included).
     pub max_attempts: u32,
     /// First retry waits about this long; each further one twice as long, with jitter.
@@ -84,6 +88,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(120),
             max_in_flight: 3,
             slot_release_delay: Duration::from_millis(DEFAULT_SLOT_RELEASE_MS),
+            slot_release_delay_max: Duration::from_millis(DEFAULT_SLOT_RELEASE_MAX_MS),
             max_attempts: 6,
             backoff_base: Duration::from_millis(1000),
             backoff_max: Duration::from_secs(30),
@@ -206,7 +211,7 @@ impl AutotaskClient {
             .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))?;
-        let slot_release_delay = options.slot_release_delay;
+        let limiter = Limiter::new(options.slot_release_delay, options.slot_release_delay_max);
         let mut client = AutotaskClient {
             http,
             credentials,
@@ -216,7 +221,7 @@ impl AutotaskClient {
             zone_lookup_url,
             zone: RwLock::new(Zone { base_url: String::new(), discovered: false }),
             rediscovered: Mutex::new(false),
-            limiter: Limiter::new(slot_release_delay),
+            limiter,
             sent: AtomicU64::new(0),
             budget: Mutex::new(None),
         };
@@ -238,6 +243,11 @@ impl AutotaskClient {
     /// HTTP requests sent so far (zone lookups and threshold reads included, retries too).
     pub fn requests_sent(&self) -> u64 {
         self.sent.load(Ordering::SeqCst)
+    }
+
+    /// How long an answered request's slot stays taken now (it widens with refusals).
+    pub fn slot_release_delay(&self) -> Duration {
+        self.limiter.release_delay()
     }
 
     /// The most requests this client had in flight at once on one endpoint.
@@ -569,6 +579,9 @@ impl AutotaskClient {
                         } else {
                             "HTTP 429"
                         };
+                        if reason == "thread threshold" {
+                            self.limiter.refused(started);
+                        }
                         if retries_left {
                             log(Some(status), Some(reason));
                             self.backoff(attempt, retry_after);
