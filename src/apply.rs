@@ -442,6 +442,14 @@ fn send(
         request_body: body.to_string(),
     };
     let mut journal_id = lock(store)?.journal_intent(&intent)?;
+    tracing::debug!(
+        target: crate::logging::APPLY_TARGET,
+        "{} {} {} ({}): sending to {path}",
+        change.reference,
+        intent.action,
+        change.entity,
+        change.key
+    );
     let mut result = match change.action {
         Action::Create | Action::Adjust => writer.create(path, body),
         Action::Update => writer.update(path, body).map(|()| change.id),

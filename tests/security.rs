@@ -142,6 +142,22 @@ fn secrets_reach_no_output_file_or_database() {
         runs.push((args, result));
     }
 
+    // The request log at its most detailed (`-v`, and every tracing event there is).
+    let mut traced = environment(&sim, AUTOTASK_SECRET);
+    traced.push(("CMAT_LOG", "trace".to_string()));
+    let mut traced_wrong = environment(&sim, WRONG_SECRET);
+    traced_wrong.push(("CMAT_LOG", "trace".to_string()));
+    for (args, env) in [
+        (&["-v", "pull", "autotask"][..], &traced),
+        (&["-v", "pull", "cloudmore"], &traced),
+        (&["-v", "apply", "--auto-approve"], &traced),
+        (&["-v", "pull", "autotask"], &traced_wrong),
+    ] {
+        let result = run(&ws, args, env);
+        assert!(result.stderr.contains(" 200 ") || result.status == 1, "{}", result.stderr);
+        runs.push((args, result));
+    }
+
     for (args, result) in &runs {
         assert_no_secret(&format!("stdout of {args:?}"), result.stdout.as_bytes());
         assert_no_secret(&format!("stderr of {args:?}"), result.stderr.as_bytes());

@@ -123,19 +123,6 @@ impl Rejection {
             Rejection::Other
         }
     }
-
-    /// A short name for logs and messages.
-    pub fn label(self) -> &'static str {
-        match self {
-            Rejection::ThreadThreshold => "thread threshold",
-            Rejection::DuplicateAdjustment => "duplicate adjustment",
-            Rejection::ReadOnlyField => "read-only field",
-            Rejection::InvalidPicklistValue => "invalid picklist value",
-            Rejection::BilledCharge => "billed charge",
-            Rejection::StringTooLong => "string too long",
-            Rejection::Other => "refused",
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,23 +4,43 @@
 //! Why the delay: Autotask frees a request's slot a little after it answers (API-NOTES, "Shapes
 //! seen on live tenants"), so a client that sends its next request the instant an answer lands,
 //! while holding the other two slots, is refused now and then ("API thread threshold of 3
-//! threads has been exceeded"). A refusal costs a backoff of a second or more; waiting
-//! [`ClientOptions::slot_release_delay`](super::ClientOptions::slot_release_delay) before
-//! reusing a slot costs that much only when all slots of the endpoint are busy. The slot model
-//! mirrors the server's, so a delay at least as long as the server's never provokes a refusal.
+//! threads has been exceeded"). A refusal costs a backoff of a second or more; waiting a little
+//! before reusing a slot costs that much only when all slots of the endpoint are busy. The slot
+//! model mirrors the server's, so a delay at least as long as the server's never provokes a
+//! refusal.
+//!
+//! How long Autotask keeps a slot is not published, so the delay adapts: it starts at
+//! [`ClientOptions::slot_release_delay`](super::ClientOptions::slot_release_delay) and doubles
+//! (by at least [`MIN_STEP`], up to
+//! [`ClientOptions::slot_release_delay_max`](super::ClientOptions::slot_release_delay_max))
+//! with each thread-threshold refusal of a request sent under the current delay; refusals of
+//! requests sent before the last widening do not count again, so a burst of them widens it
+//! once. A tenant that frees its slots late costs a few refusals per run, then none; one that
+//! frees them at once costs only the starting delay. It never narrows within a run.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Counting semaphore per endpoint whose permits free `release_delay` after they are dropped.
+/// The smallest widening of the delay after a refusal.
+pub const MIN_STEP: Duration = Duration::from_millis(10);
+
+/// Counting semaphore per endpoint whose permits free a delay after they are dropped.
 #[derive(Default)]
 pub(super) struct Limiter {
     slots: Mutex<HashMap<String, Slots>>,
     released: Condvar,
     peak: AtomicU64,
-    release_delay: Duration,
+    pacing: Mutex<Pacing>,
+}
+
+#[derive(Default)]
+struct Pacing {
+    delay: Duration,
+    max: Duration,
+    /// When the delay was last widened: refusals of requests sent before do not widen it again.
+    widened_at: Option<Instant>,
 }
 
 #[derive(Default)]
@@ -44,8 +64,35 @@ pub(super) struct Permit<'a> {
 }
 
 impl Limiter {
-    pub(super) fn new(release_delay: Duration) -> Self {
-        Limiter { release_delay, ..Limiter::default() }
+    pub(super) fn new(release_delay: Duration, max: Duration) -> Self {
+        let pacing = Pacing { delay: release_delay, max: max.max(release_delay), widened_at: None };
+        Limiter { pacing: Mutex::new(pacing), ..Limiter::default() }
+    }
+
+    /// How long an answered slot stays taken now.
+    pub(super) fn release_delay(&self) -> Duration {
+        lock(&self.pacing).delay
+    }
+
+    /// A request sent at `sent_at` was refused for the thread threshold: widens the delay,
+    /// unless the request went out before the last widening (it says nothing of the new delay).
+    pub(super) fn refused(&self, sent_at: Instant) {
+        let mut pacing = lock(&self.pacing);
+        if pacing.widened_at.is_some_and(|widened_at| sent_at < widened_at) {
+            return;
+        }
+        let old = pacing.delay;
+        pacing.delay = old.saturating_mul(2).max(old + MIN_STEP).min(pacing.max);
+        pacing.widened_at = Some(Instant::now());
+        // Slots answered under the old delay take the new one too: every request sent from now
+        // on meets only the new delay, so its refusal, if any, does say the delay is too short.
+        let longer = pacing.delay.saturating_sub(old);
+        drop(pacing);
+        for slots in lock(&self.slots).values_mut() {
+            for frees_at in &mut slots.releasing {
+                *frees_at += longer;
+            }
+        }
     }
 
     /// Waits for a free slot on `key` (at most `max` taken at once) and takes it.
@@ -82,7 +129,7 @@ impl Limiter {
 
 impl Drop for Permit<'_> {
     fn drop(&mut self) {
-        let delay = self.limiter.release_delay;
+        let delay = self.limiter.release_delay();
         let mut map = lock(&self.limiter.slots);
         if let Some(slots) = map.get_mut(&self.key) {
             slots.in_flight = slots.in_flight.saturating_sub(1);
@@ -105,7 +152,7 @@ mod tests {
 
     #[test]
     fn an_answered_slot_stays_taken_for_the_delay() {
-        let limiter = Limiter::new(Duration::from_secs(3600));
+        let limiter = Limiter::new(Duration::from_secs(3600), Duration::from_secs(3600));
         let mut slots = Slots::default();
         let now = Instant::now();
         assert_eq!(slots.taken(now), 0);
@@ -119,8 +166,27 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_widens_the_delay_once_per_burst_up_to_the_cap() {
+        let ms = Duration::from_millis;
+        let limiter = Limiter::new(ms(20), ms(100));
+        let before = Instant::now();
+        limiter.refused(before);
+        assert_eq!(limiter.release_delay(), ms(40));
+        // A request sent before that widening, refused after it: no further widening.
+        limiter.refused(before);
+        assert_eq!(limiter.release_delay(), ms(40));
+        limiter.refused(Instant::now());
+        assert_eq!(limiter.release_delay(), ms(80));
+        limiter.refused(Instant::now());
+        assert_eq!(limiter.release_delay(), ms(100), "capped");
+        let from_zero = Limiter::new(Duration::ZERO, ms(100));
+        from_zero.refused(Instant::now());
+        assert_eq!(from_zero.release_delay(), MIN_STEP);
+    }
+
+    #[test]
     fn without_a_delay_a_slot_frees_with_its_answer() {
-        let limiter = Limiter::new(Duration::ZERO);
+        let limiter = Limiter::new(Duration::ZERO, Duration::ZERO);
         for _ in 0..10 {
             let _a = limiter.acquire("contracts", 3);
             let _b = limiter.acquire("contracts", 3);

@@ -268,3 +268,31 @@ impl Seed {
         Ok(seed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::{Seed, Throttling};
+
+    #[test]
+    fn throttling_reads_the_live_shapes_and_refuses_bad_values() {
+        assert_eq!(Seed::default().throttling, Throttling::default());
+        assert_eq!(Throttling::default().refusal_status, 429);
+        let seed =
+            Seed::from_json(r#"{"throttling": {"slotReleaseDelayMs": 30, "refusalStatus": 500}}"#)
+                .expect("a seed");
+        assert_eq!(
+            seed.throttling,
+            Throttling { slot_release_delay: Duration::from_millis(30), refusal_status: 500 }
+        );
+        for bad in [
+            r#"{"throttling": 3}"#,
+            r#"{"throttling": {"slotReleaseDelayMs": -1}}"#,
+            r#"{"throttling": {"refusalStatus": 200}}"#,
+            r#"{"throttling": {"refusalStatus": 70000}}"#,
+        ] {
+            assert!(Seed::from_json(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -2,10 +2,16 @@
 //!
 //! One [`AutotaskClient`] is shared by several threads. It holds at most
 //! [`ClientOptions::max_in_flight`] requests in flight per endpoint (Autotask's thread threshold),
-//! retries only what is safe to repeat (reads, and anything answered 429, which Autotask did not
-//! execute), watches the tenant's hourly request threshold and stops before cmat takes more
-//! than its share, and turns every answer it does not understand into an error naming the
-//! request. Secrets travel only in headers and never appear in an error.
+//! retries only what is safe to repeat (reads, and any thread-threshold refusal, 429 or another
+//! status saying so, which Autotask did not execute), watches the tenant's hourly request
+//! threshold and stops before cmat takes more than its share, and turns every answer it does not
+//! understand into an error naming the request. Secrets travel only in headers and never appear
+//! in an error or a log line.
+//!
+//! Here: the client, its reads and writes, and `send_named` (one attempt after another, each
+//! logged for `-v`). Beside it: `response.rs` (status and body to a result), `budget.rs` (the
+//! hourly threshold), `zone.rs` (zone lookup and the tenant's origin); `../pacing.rs` (the
+//! in-flight limiter) and `../error.rs` (errors and refusal kinds).
 
 use std::collections::HashSet;
 use std::fmt;
@@ -15,16 +21,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 
-use reqwest::blocking::{Client, Response};
+use reqwest::blocking::Client;
 use reqwest::header::{HeaderMap, HeaderValue, CONTENT_TYPE};
 use reqwest::{Method, StatusCode};
-use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
 pub use super::error::AutotaskError;
-use super::error::Rejection;
 use super::pacing::Limiter;
+use budget::BudgetState;
+use response::{excerpt, interpret, is_thread_threshold, kind, read_response, Outcome};
+use zone::{with_slash, Zone};
+
+mod budget;
+mod response;
+mod zone;
 use super::query::Filter;
 use crate::logging;
 use crate::workspace::{check_url, AutotaskConfig, AutotaskCredentials};
@@ -34,7 +45,9 @@ pub const DEFAULT_ZONE_LOOKUP_URL: &str = "https://webservices.autotask.net/atse
 const API_VERSION: &str = "v1.0";
 /// The default [`ClientOptions::slot_release_delay`], in milliseconds (measured against cmat-sim;
 /// see BENCHMARKS.md, "Thread threshold").
-pub const DEFAULT_SLOT_RELEASE_MS: u64 = 50;
+pub const DEFAULT_SLOT_RELEASE_MS: u64 = 20;
+/// The default [`ClientOptions::slot_release_delay_max`], in milliseconds.
+pub const DEFAULT_SLOT_RELEASE_MAX_MS: u64 = 250;
 /// Pages one query may have before the client assumes the server is looping.
 const MAX_PAGES: usize = 100_000;
 /// Largest response body read (Autotask pages of 500 records stay far below).
@@ -48,9 +61,11 @@ pub struct ClientOptions {
     pub request_timeout: Duration,
     /// Requests in flight per endpoint (Autotask allows 3 per integration code).
     pub max_in_flight: usize,
-    /// How long a slot stays taken after its answer arrives (Autotask frees it a little after
-    /// answering; see `pacing.rs`). Zero reuses a slot the instant an answer lands.
+    /// How long a slot stays taken after its answer arrives, to begin with (Autotask frees it a
+    /// little after answering; see `pacing.rs`). Zero reuses a slot the instant an answer lands.
     pub slot_release_delay: Duration,
+    /// The longest the delay grows to, widened by thread-threshold refusals.
+    pub slot_release_delay_max: Duration,
     /// Attempts for a request that is safe to repeat (the first one included).
     pub max_attempts: u32,
     /// First retry waits about this long; each further one twice as long, with jitter.
@@ -73,6 +88,7 @@ impl Default for ClientOptions {
             request_timeout: Duration::from_secs(120),
             max_in_flight: 3,
             slot_release_delay: Duration::from_millis(DEFAULT_SLOT_RELEASE_MS),
+            slot_release_delay_max: Duration::from_millis(DEFAULT_SLOT_RELEASE_MAX_MS),
             max_attempts: 6,
             backoff_base: Duration::from_millis(1000),
             backoff_max: Duration::from_secs(30),
@@ -141,20 +157,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-#[derive(Debug, Clone, Copy)]
-struct BudgetState {
-    reading: Threshold,
-    /// `requests_sent` when `reading` was taken.
-    sent_at_reading: u64,
-}
-
-/// What the client keeps of the connection besides the HTTP client.
-struct Zone {
-    base_url: String,
-    /// The base came from the zone lookup (so a 401 may mean the tenant moved).
-    discovered: bool,
-}
-
 pub struct AutotaskClient {
     http: Client,
     credentials: AutotaskCredentials,
@@ -209,7 +211,7 @@ impl AutotaskClient {
             .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))?;
-        let slot_release_delay = options.slot_release_delay;
+        let limiter = Limiter::new(options.slot_release_delay, options.slot_release_delay_max);
         let mut client = AutotaskClient {
             http,
             credentials,
@@ -219,7 +221,7 @@ impl AutotaskClient {
             zone_lookup_url,
             zone: RwLock::new(Zone { base_url: String::new(), discovered: false }),
             rediscovered: Mutex::new(false),
-            limiter: Limiter::new(slot_release_delay),
+            limiter,
             sent: AtomicU64::new(0),
             budget: Mutex::new(None),
         };
@@ -241,6 +243,11 @@ impl AutotaskClient {
     /// HTTP requests sent so far (zone lookups and threshold reads included, retries too).
     pub fn requests_sent(&self) -> u64 {
         self.sent.load(Ordering::SeqCst)
+    }
+
+    /// How long an answered request's slot stays taken now (it widens with refusals).
+    pub fn slot_release_delay(&self) -> Duration {
+        self.limiter.release_delay()
     }
 
     /// The most requests this client had in flight at once on one endpoint.
@@ -572,6 +579,9 @@ impl AutotaskClient {
                         } else {
                             "HTTP 429"
                         };
+                        if reason == "thread threshold" {
+                            self.limiter.refused(started);
+                        }
                         if retries_left {
                             log(Some(status), Some(reason));
                             self.backoff(attempt, retry_after);
@@ -678,375 +688,6 @@ impl AutotaskClient {
         let jitter = half * random_per_mille() / 1000;
         let wait = (half + jitter).max(retry_after.unwrap_or_default());
         std::thread::sleep(wait.min(self.options.backoff_max.max(self.options.backoff_base)));
-    }
-
-    /// On a 401: looks the zone up again, once per client, if the zone was discovered.
-    /// True when the base URL changed (so the request may go again).
-    fn try_rediscover(&self) -> Result<bool, AutotaskError> {
-        if !self.zone.read().unwrap_or_else(|poisoned| poisoned.into_inner()).discovered {
-            return Ok(false);
-        }
-        let mut done = lock(&self.rediscovered);
-        if *done {
-            return Ok(false);
-        }
-        *done = true;
-        let base = self.lookup_zone()?;
-        let mut zone = self.zone.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if zone.base_url == base {
-            return Ok(false);
-        }
-        zone.base_url = base;
-        Ok(true)
-    }
-
-    /// `GET {lookup}v1.0/zoneInformation?user=…` (no credentials): the tenant's base URL.
-    fn lookup_zone(&self) -> Result<String, AutotaskError> {
-        let lookup = &self.zone_lookup_url;
-        let url = if lookup.to_ascii_lowercase().contains("zoneinformation") {
-            lookup.clone()
-        } else {
-            format!("{}{API_VERSION}/zoneInformation", with_slash(lookup))
-        };
-        let request = format!("GET {url}");
-        let user = self.credentials.username.clone();
-        let zone_error = |message: String| AutotaskError::Zone {
-            request: request.clone(),
-            user: user.clone(),
-            message,
-        };
-        let mut attempt = 0;
-        let (status, body) = loop {
-            attempt += 1;
-            self.sent.fetch_add(1, Ordering::SeqCst);
-            let started = Instant::now();
-            let result = self.http.get(&url).query(&[("user", &self.credentials.username)]).send();
-            let outcome = match result {
-                Ok(response) => read_response(response),
-                Err(err) => Outcome::NotSent {
-                    connect: err.is_connect(),
-                    message: self.describe_transport(&err),
-                },
-            };
-            let status = match &outcome {
-                Outcome::NotSent { .. } => None,
-                Outcome::BodyLost { status, .. } | Outcome::Answer { status, .. } => {
-                    Some(status.as_u16())
-                }
-            };
-            logging::request("GET", &url, status, started.elapsed(), None);
-            match outcome {
-                Outcome::Answer { status, body, .. }
-                    if !(status == StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error()
-                            && status != StatusCode::INTERNAL_SERVER_ERROR) =>
-                {
-                    break (status, body)
-                }
-                other if attempt >= self.options.max_attempts => {
-                    return Err(zone_error(match other {
-                        Outcome::NotSent { message, .. } | Outcome::BodyLost { message, .. } => {
-                            message
-                        }
-                        Outcome::Answer { status, .. } => format!("HTTP {}", status.as_u16()),
-                    }))
-                }
-                _ => self.backoff(attempt, None),
-            }
-        };
-        let text = self.redact(&String::from_utf8_lossy(&body));
-        if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::NOT_FOUND {
-            return Err(zone_error(format!(
-                "Autotask knows no zone for this user (HTTP {}); is CMAT_AUTOTASK_USERNAME the API user's name?",
-                status.as_u16()
-            )));
-        }
-        let answer =
-            interpret(&request, status, &text).map_err(|err| zone_error(err.to_string()))?;
-        let base = match answer.get("url") {
-            Some(Value::String(url)) if !url.trim().is_empty() => url.trim().to_string(),
-            _ => return Err(zone_error("the answer holds no zone `url`".into())),
-        };
-        check_url(&base)
-            .map_err(|message| zone_error(format!("the zone URL is refused: {message}")))?;
-        Ok(with_slash(&base))
-    }
-
-    /// A `nextPageUrl` must point at the tenant we talk to: the credentials go with it.
-    fn check_page_url(&self, url: &str) -> Result<(), String> {
-        check_url(url)?;
-        let base = self.base_url();
-        if origin(url).eq_ignore_ascii_case(origin(&base)) {
-            Ok(())
-        } else {
-            Err(format!(
-                "`nextPageUrl` points away from the tenant ({url}); refusing to send the credentials there"
-            ))
-        }
-    }
-
-    /// Reads `ThresholdInformation` and keeps it as the budget reading.
-    fn refresh_budget(&self) -> Result<Threshold, AutotaskError> {
-        let path = "ThresholdInformation";
-        let request = format!("GET {path}");
-        let answer = self.send_raw_threshold(path)?;
-        let number = |field: &str| -> Result<u64, AutotaskError> {
-            match answer.get(field) {
-                Some(Value::Number(n)) => n.as_u64().or_else(|| {
-                    n.as_f64().filter(|f| f.fract() == 0.0 && *f >= 0.0).map(|f| f as u64)
-                }),
-                _ => None,
-            }
-            .ok_or_else(|| AutotaskError::BadResponse {
-                request: request.clone(),
-                message: format!("`{field}` should be a whole number"),
-            })
-        };
-        let reading = Threshold {
-            limit: number("externalRequestThreshold")?,
-            timeframe_minutes: match answer.get("requestThresholdTimeframe") {
-                None | Some(Value::Null) => 60,
-                Some(_) => number("requestThresholdTimeframe")?,
-            },
-            used: number("currentTimeframeRequestCount")?,
-        };
-        if reading.limit == 0 {
-            return Err(AutotaskError::BadResponse {
-                request,
-                message: "`externalRequestThreshold` is 0".into(),
-            });
-        }
-        *lock(&self.budget) = Some(BudgetState {
-            reading,
-            // The reading counts the threshold request itself.
-            sent_at_reading: self.requests_sent(),
-        });
-        Ok(reading)
-    }
-
-    /// The threshold read goes through the normal path minus the budget gate (no recursion).
-    fn send_raw_threshold(&self, path: &str) -> Result<Value, AutotaskError> {
-        let request = format!("GET {path}");
-        self.send_named(&request, Method::GET, Target::Path(path), None, Safety::Repeatable)
-    }
-
-    /// Stops when the next request would take the tenant past cmat's share of the hour.
-    fn check_budget(&self) -> Result<Option<Decimal>, AutotaskError> {
-        let Some(state) = *lock(&self.budget) else {
-            return Ok(None);
-        };
-        let since = self.requests_sent().saturating_sub(state.sent_at_reading);
-        let used = state.reading.used + since;
-        let limit = state.reading.limit;
-        let allowed = (Decimal::from(limit) * self.share).floor().to_u64().unwrap_or(0);
-        if used + 1 > allowed {
-            return Err(AutotaskError::HourlyBudget { used, limit, share: self.share });
-        }
-        Ok(Some(Decimal::from(used + 1) / Decimal::from(limit)))
-    }
-
-    /// The budget gate before each request: re-reads the threshold every so often, slows down
-    /// past half of the hour's threshold, and stops before cmat's share is exceeded.
-    fn before_request(&self, endpoint: &str) -> Result<(), AutotaskError> {
-        if endpoint == "thresholdinformation" {
-            return Ok(());
-        }
-        let due = {
-            // Claim the refresh under the lock so parallel threads do not all re-read.
-            let mut budget = lock(&self.budget);
-            let sent = self.requests_sent();
-            match budget.as_mut() {
-                Some(state)
-                    if sent.saturating_sub(state.sent_at_reading)
-                        >= self.options.threshold_every =>
-                {
-                    state.sent_at_reading = sent;
-                    true
-                }
-                _ => false,
-            }
-        };
-        if due {
-            self.refresh_budget()?;
-        }
-        let Some(usage) = self.check_budget()? else {
-            return Ok(());
-        };
-        let half = Decimal::new(5, 1);
-        if usage > half && self.share > half {
-            let fraction =
-                ((usage - half) / (self.share - half)).min(Decimal::ONE).to_f64().unwrap_or(1.0);
-            std::thread::sleep(self.options.slowdown_max.mul_f64(fraction.clamp(0.0, 1.0)));
-        }
-        Ok(())
-    }
-}
-
-enum Outcome {
-    /// No HTTP answer at all. `connect`: the connection was never made (nothing was sent).
-    NotSent {
-        connect: bool,
-        message: String,
-    },
-    /// A status line came, the body did not.
-    BodyLost {
-        status: StatusCode,
-        message: String,
-    },
-    Answer {
-        status: StatusCode,
-        body: Vec<u8>,
-        retry_after: Option<Duration>,
-    },
-}
-
-fn read_response(response: Response) -> Outcome {
-    use std::io::Read;
-    let status = response.status();
-    let retry_after = response
-        .headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
-    let mut body = Vec::new();
-    match response.take(MAX_BODY as u64).read_to_end(&mut body) {
-        Ok(_) => Outcome::Answer { status, body, retry_after },
-        Err(err) => Outcome::BodyLost {
-            status,
-            message: format!("the connection broke while reading the answer: {err}"),
-        },
-    }
-}
-
-/// The one place that turns a status and body into a result.
-fn interpret(request: &str, status: StatusCode, text: &str) -> Result<Value, AutotaskError> {
-    let parsed: Result<Value, _> = serde_json::from_str(text);
-    if status.is_success() {
-        let value = parsed.map_err(|err| AutotaskError::BadResponse {
-            request: request.to_string(),
-            message: not_json(text, &err),
-        })?;
-        if !value.is_object() {
-            return Err(AutotaskError::BadResponse {
-                request: request.to_string(),
-                message: format!("expected a JSON object, found {}", kind(&value)),
-            });
-        }
-        let messages = error_messages(&value);
-        if !messages.is_empty() {
-            return Err(AutotaskError::Api {
-                request: request.to_string(),
-                status: status.as_u16(),
-                kind: Rejection::classify(&messages),
-                messages,
-            });
-        }
-        return Ok(value);
-    }
-    if status == StatusCode::UNAUTHORIZED {
-        return Err(AutotaskError::Unauthorized { request: request.to_string() });
-    }
-    let mut messages = match &parsed {
-        Ok(value) => error_messages(value),
-        Err(_) => Vec::new(),
-    };
-    if messages.is_empty() {
-        messages.push(match &parsed {
-            Ok(_) if text.trim().is_empty() => "(no message)".to_string(),
-            Ok(_) => format!("(no `errors` in the answer: {})", excerpt(text)),
-            Err(err) => not_json(text, err),
-        });
-    }
-    if status.is_redirection() {
-        messages.push("Autotask redirected; redirects are not followed (check base_url)".into());
-    }
-    Err(AutotaskError::Api {
-        request: request.to_string(),
-        status: status.as_u16(),
-        kind: Rejection::classify(&messages),
-        messages,
-    })
-}
-
-/// A refusal for the thread threshold that is not a 429: any failure status whose `errors`
-/// name the thread threshold (live tenants send it as a 500, too).
-fn is_thread_threshold(status: StatusCode, text: &str) -> bool {
-    if status.is_success() || !text.to_ascii_lowercase().contains("thread threshold") {
-        return false;
-    }
-    match serde_json::from_str::<Value>(text) {
-        Ok(value) => Rejection::classify(&error_messages(&value)) == Rejection::ThreadThreshold,
-        Err(_) => false,
-    }
-}
-
-/// Autotask's `errors` (strings, or objects with a `message`), plus a lone `message`.
-fn error_messages(value: &Value) -> Vec<String> {
-    let mut messages = Vec::new();
-    let field = |name: &str| {
-        value
-            .as_object()
-            .and_then(|map| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-    };
-    if let Some(Value::Array(errors)) = field("errors") {
-        for error in errors {
-            match error {
-                Value::String(s) => messages.push(s.clone()),
-                Value::Object(map) => {
-                    let text = map
-                        .iter()
-                        .find(|(k, _)| k.eq_ignore_ascii_case("message"))
-                        .and_then(|(_, v)| v.as_str())
-                        .map(str::to_string)
-                        .unwrap_or_else(|| error.to_string());
-                    messages.push(text);
-                }
-                Value::Null => {}
-                other => messages.push(other.to_string()),
-            }
-        }
-    }
-    if messages.is_empty() {
-        if let Some(Value::String(message)) = field("message") {
-            messages.push(message.clone());
-        }
-    }
-    messages
-}
-
-fn not_json(text: &str, err: &serde_json::Error) -> String {
-    let trimmed = text.trim_start();
-    if trimmed.is_empty() {
-        "the answer was empty, not JSON".into()
-    } else if trimmed.starts_with('<') {
-        format!("the answer is an HTML page, not JSON: {}", excerpt(text))
-    } else if err.is_eof() {
-        format!("the JSON answer is cut off ({err})")
-    } else {
-        format!("the answer is not valid JSON ({err}): {}", excerpt(text))
-    }
-}
-
-/// The start of a server's text, on one line, for an error message.
-fn excerpt(text: &str) -> String {
-    let one_line: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
-    let one_line = one_line.split_whitespace().collect::<Vec<_>>().join(" ");
-    if one_line.chars().count() > 120 {
-        format!("{}…", one_line.chars().take(120).collect::<String>())
-    } else {
-        one_line
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 
@@ -1172,24 +813,6 @@ fn endpoint_of(url: &str) -> String {
     }
 }
 
-/// `scheme://host:port` of a URL.
-fn origin(url: &str) -> &str {
-    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
-    match url[start..].find('/') {
-        Some(i) => &url[..start + i],
-        None => url,
-    }
-}
-
-fn with_slash(url: &str) -> String {
-    let url = url.trim();
-    if url.ends_with('/') {
-        url.to_string()
-    } else {
-        format!("{url}/")
-    }
-}
-
 /// A number in 0..1000 for backoff jitter, from the standard library's randomly keyed hasher.
 fn random_per_mille() -> u32 {
     let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
@@ -1206,39 +829,6 @@ fn random_per_mille() -> u32 {
 mod tests {
     use super::*;
     use serde_json::json;
-
-    #[test]
-    fn status_mapping_quotes_autotask_and_names_the_request() {
-        let err = interpret(
-            "POST Contracts",
-            StatusCode::INTERNAL_SERVER_ERROR,
-            r#"{"errors":["String value exceeds maximum length"],"errorId":7}"#,
-        )
-        .unwrap_err();
-        assert_eq!(
-            err.to_string(),
-            "POST Contracts: Autotask answered HTTP 500: String value exceeds maximum length"
-        );
-        let err = interpret("POST Contracts/query", StatusCode::UNAUTHORIZED, "").unwrap_err();
-        assert!(err.to_string().contains("CMAT_AUTOTASK_SECRET"), "{err}");
-        let err =
-            interpret("POST Contracts/query", StatusCode::OK, r#"{"items":[],"errors":["bad"]}"#)
-                .unwrap_err();
-        assert!(matches!(err, AutotaskError::Api { status: 200, .. }));
-        let err = interpret(
-            "POST Contracts/query",
-            StatusCode::OK,
-            "<html><body>Service Unavailable</body></html>",
-        )
-        .unwrap_err();
-        assert!(err.to_string().contains("HTML page"), "{err}");
-        let err = interpret("GET X", StatusCode::OK, r#"{"items":[{"id":1"#).unwrap_err();
-        assert!(err.to_string().contains("cut off"), "{err}");
-        let err = interpret("GET X", StatusCode::OK, "[1]").unwrap_err();
-        assert!(err.to_string().contains("JSON object"), "{err}");
-        let err = interpret("GET X", StatusCode::NOT_FOUND, "<h1>nope</h1>").unwrap_err();
-        assert!(matches!(err, AutotaskError::Api { status: 404, .. }));
-    }
 
     #[test]
     fn paths_and_endpoints() {
@@ -1260,7 +850,7 @@ mod tests {
             endpoint_of("https://h/atservicesrest/V1.0/Companies/query?paging=x"),
             "companies"
         );
-        assert_eq!(origin("https://a.b:8/x/y"), "https://a.b:8");
+        assert_eq!(zone::origin("https://a.b:8/x/y"), "https://a.b:8");
     }
 
     #[test]
