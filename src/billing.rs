@@ -20,7 +20,7 @@ impl std::fmt::Display for LineSource {
 }
 
 /// One row of the Cloudmore General Billing Report. Money and quantities are exact decimals.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BillLine {
     pub source: LineSource,
     pub billing_date: NaiveDate,
@@ -41,6 +41,12 @@ pub struct BillLine {
     pub subscription_name: String,
     /// The organization's "AutotaskCompanyID" custom property, when the export carries it.
     pub autotask_company_id: Option<i64>,
+    /// "Payment Frequency" (e.g. "Monthly", "Annual"): the subscription's term; "" when the
+    /// source did not carry it.
+    pub payment_frequency: String,
+    /// "Organization Currency Code": the currency the organization is invoiced in; "" when the
+    /// source did not carry it.
+    pub organization_currency_code: String,
 }
 
 /// A bill is every line of one organization on one Billing Date; a later export of the same

@@ -437,6 +437,7 @@ pub fn bill_line(
         subscription_id: required("subscriptionId", line.subscription_id)?,
         subscription_name: optional(line.subscription_name),
         autotask_company_id,
+        ..BillLine::default()
     })
 }
 

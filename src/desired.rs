@@ -591,6 +591,7 @@ pub(crate) mod tests {
             subscription_id: subscription.into(),
             subscription_name: format!("Sub {subscription}"),
             autotask_company_id: if organization == "Unlinked" { None } else { Some(100) },
+            ..Default::default()
         }
     }
 

@@ -44,9 +44,11 @@ enum Column {
     SubscriptionId,
     SubscriptionName,
     AutotaskCompanyId,
+    PaymentFrequency,
+    OrganizationCurrencyCode,
 }
 
-const COLUMNS: [Column; 17] = [
+const COLUMNS: [Column; 19] = [
     Column::BillingDate,
     Column::ServiceName,
     Column::BrokerName,
@@ -64,6 +66,8 @@ const COLUMNS: [Column; 17] = [
     Column::SubscriptionId,
     Column::SubscriptionName,
     Column::AutotaskCompanyId,
+    Column::PaymentFrequency,
+    Column::OrganizationCurrencyCode,
 ];
 
 impl Column {
@@ -86,6 +90,8 @@ impl Column {
             Column::SubscriptionId => "Subscription ID",
             Column::SubscriptionName => "Subscription Name",
             Column::AutotaskCompanyId => crate::billing::AUTOTASK_COMPANY_COLUMN,
+            Column::PaymentFrequency => "Payment Frequency",
+            Column::OrganizationCurrencyCode => "Organization Currency Code",
         }
     }
 
@@ -461,6 +467,8 @@ impl Layout {
         let subscription_id = text(Column::SubscriptionId).to_string();
         let subscription_name = text(Column::SubscriptionName).to_string();
         let autotask_company_id = text(Column::AutotaskCompanyId);
+        let payment_frequency = text(Column::PaymentFrequency).to_string();
+        let organization_currency_code = text(Column::OrganizationCurrencyCode).to_string();
 
         let billing_date = check(&mut reasons, parse_date(Column::BillingDate, billing_date));
         let quantity = check(&mut reasons, parse_decimal(Column::Quantity, quantity));
@@ -507,6 +515,8 @@ impl Layout {
                 subscription_id,
                 subscription_name,
                 autotask_company_id,
+                payment_frequency,
+                organization_currency_code,
             }),
             _ => Err(reasons.join("; ")),
         }

@@ -43,20 +43,22 @@ pub struct OrganizationInfo {
 /// The columns of a line besides its bill, in table order (after `bill_id`).
 const LINE_COLUMNS: &str = "source_row, service_name, broker_name, customer_number, product_name, \
      item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales, \
-     currency_code, product_id, subscription_id, subscription_name, autotask_company_id";
+     currency_code, product_id, subscription_id, subscription_name, autotask_company_id, \
+     payment_frequency, organization_currency_code";
 
 const INSERT_LINE: &str =
     "INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name, \
      customer_number, product_name, item_code, quantity, unit_cost_price, unit_sales_price, \
      total_cost, total_sales, currency_code, product_id, subscription_id, subscription_name, \
-     autotask_company_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+     autotask_company_id, payment_frequency, organization_currency_code) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 
 const INSERT_STAGED: &str = "INSERT INTO temp.import_staging (staging_index, seq, source_row, \
      service_name, broker_name, customer_number, product_name, item_code, quantity, \
      unit_cost_price, unit_sales_price, total_cost, total_sales, currency_code, product_id, \
-     subscription_id, subscription_name, autotask_company_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+     subscription_id, subscription_name, autotask_company_id, payment_frequency, \
+     organization_currency_code) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
 
 /// An import in progress: lines go in one by one (streaming); nothing is visible until `finish`.
 /// Dropping it without `finish` rolls everything back.
@@ -115,6 +117,8 @@ impl Store {
                      subscription_id TEXT NOT NULL,
                      subscription_name TEXT NOT NULL,
                      autotask_company_id INTEGER,
+                     payment_frequency TEXT NOT NULL,
+                     organization_currency_code TEXT NOT NULL,
                      PRIMARY KEY (staging_index, seq)
                  ) WITHOUT ROWID;
                  BEGIN IMMEDIATE;
@@ -179,6 +183,8 @@ impl Store {
                     subscription_id: row.get(16)?,
                     subscription_name: row.get(17)?,
                     autotask_company_id: row.get(18)?,
+                    payment_frequency: row.get(19)?,
+                    organization_currency_code: row.get(20)?,
                 })
             })?;
             rows.collect()
@@ -316,6 +322,8 @@ impl Import<'_> {
                     line.subscription_id,
                     line.subscription_name,
                     line.autotask_company_id,
+                    line.payment_frequency,
+                    line.organization_currency_code,
                 ])?;
             }
             Target::Known { staging_index, .. } => {
@@ -338,6 +346,8 @@ impl Import<'_> {
                     line.subscription_id,
                     line.subscription_name,
                     line.autotask_company_id,
+                    line.payment_frequency,
+                    line.organization_currency_code,
                 ])?;
             }
         }
@@ -500,6 +510,17 @@ impl ContentHash {
             line.total_sales,
         ] {
             hasher.update(amount.normalize().serialize());
+        }
+        // Added by migration 0005: hashed only when present, so that a bill imported before
+        // them (or from an export without them) keeps its content hash.
+        for (tag, field) in [
+            (b'f', line.payment_frequency.as_str()),
+            (b'c', line.organization_currency_code.as_str()),
+        ] {
+            if !field.is_empty() {
+                hasher.update([tag]);
+                hash_field(&mut hasher, field.as_bytes());
+            }
         }
         match line.autotask_company_id {
             Some(id) => {

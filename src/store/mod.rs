@@ -49,6 +49,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0001_bills", include_str!("migrations/0001_bills.sql")),
     ("0002_autotask_snapshot", include_str!("migrations/0002_autotask_snapshot.sql")),
     ("0003_plans_journal_audit", include_str!("migrations/0003_plans_journal_audit.sql")),
+    ("0005_bill_line_terms", include_str!("migrations/0005_bill_line_terms.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).

@@ -38,6 +38,7 @@ fn line(org: &str, date: &str, item: &str, quantity: &str, row: u64) -> BillLine
         subscription_id: format!("sub-{org}"),
         subscription_name: "Subscription".into(),
         autotask_company_id: Some(29683501),
+        ..Default::default()
     }
 }
 
@@ -116,7 +117,21 @@ fn migrates_from_an_empty_file_and_from_each_earlier_version() {
         let mut old = open_at_version(&path, version);
         assert_eq!(old.schema_version().unwrap(), version as u32);
         if version >= 1 {
-            import(&mut old, "old.csv", &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)]);
+            // With the columns of 0001 only: today's import writes columns later migrations add.
+            old.conn
+                .execute_batch(
+                    "INSERT INTO bills (id, organization_name, billing_date, content_sha256,
+                                        revision, line_count, imported_at, source_file)
+                     VALUES (1, 'Contoso Ltd', '2026-10-01', 'sha256:x', 1, 1,
+                             '2026-10-02T00:00:00Z', 'old.csv');
+                     INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name,
+                         customer_number, product_name, item_code, quantity, unit_cost_price,
+                         unit_sales_price, total_cost, total_sales, currency_code, product_id,
+                         subscription_id, subscription_name, autotask_company_id)
+                     VALUES (1, 2, 'Microsoft NCE', 'Microsoft', 'C-1', 'Product A', 'A', '3',
+                             '10.5', '12', '31.5', '36', 'EUR', 'P-A', 'sub-1', 'S', 29683501);",
+                )
+                .unwrap();
             old.set_meta("k", "v").unwrap();
         }
         drop(old);
@@ -473,4 +488,28 @@ fn meta_values_are_replaced() {
     store.set_meta(meta_keys::LAST_SYNC_AT, "a").unwrap();
     store.set_meta(meta_keys::LAST_SYNC_AT, "b").unwrap();
     assert_eq!(store.get_meta(meta_keys::LAST_SYNC_AT).unwrap().as_deref(), Some("b"));
+}
+
+/// Migration 0005: a line's Payment Frequency and Organization Currency Code are kept; a line
+/// without them hashes as before the migration (no bill turns into a restatement by upgrading).
+#[test]
+fn payment_frequency_and_organization_currency_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let plain = line("Contoso", "2026-10-01", "A", "2", 2);
+    let mut import = store.begin_import("a.csv").unwrap();
+    import.add_line(&plain).unwrap();
+    import.finish().unwrap();
+    let before = store.inputs_digest().unwrap();
+    let mut with_terms = line("Contoso", "2026-10-01", "A", "2", 2);
+    with_terms.payment_frequency = "Annual".into();
+    with_terms.organization_currency_code = "SEK".into();
+    let mut import = store.begin_import("b.csv").unwrap();
+    import.add_line(&with_terms).unwrap();
+    let summary = import.finish().unwrap();
+    assert_eq!(summary.restated_bills.len(), 1, "new terms are a change");
+    let lines = store.bill_lines().unwrap();
+    assert_eq!(lines[0].payment_frequency, "Annual");
+    assert_eq!(lines[0].organization_currency_code, "SEK");
+    assert_ne!(store.inputs_digest().unwrap(), before);
 }
