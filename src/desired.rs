@@ -93,6 +93,8 @@ pub enum WarningCode {
     BilledChargeMismatch,
     ServiceNotFound,
     ContractEndsBeforeBill,
+    /// A manual billing line (no Subscription ID) that no rule routes.
+    ManualLineNotBilled,
 }
 
 impl WarningCode {
@@ -109,6 +111,7 @@ impl WarningCode {
             WarningCode::DuplicateContract => "duplicate_contract",
             WarningCode::CompanyMismatch => "company_mismatch",
             WarningCode::Drift => "drift",
+            WarningCode::ManualLineNotBilled => "manual_line_not_billed",
             WarningCode::BilledChargeMismatch => "billed_charge_mismatch",
             WarningCode::ServiceNotFound => "service_not_found",
             WarningCode::ContractEndsBeforeBill => "contract_ends_before_bill",
@@ -131,8 +134,13 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
     let mut unmapped: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     let mut unlinked: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     let mut by_subscription: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
+    let mut manual: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     for line in lines {
-        if !rules.services.contains_key(&line.service_name) {
+        if line.subscription_id.is_empty() {
+            // A manual billing line (a discount or fee attached to a service): no contract to
+            // put it on, and no rule routes one yet. Shown with its amount, never dropped quietly.
+            manual.entry(&line.organization_name).or_default().push(line);
+        } else if !rules.services.contains_key(&line.service_name) {
             unmapped.entry(&line.service_name).or_default().push(line);
         } else if company_of(rules, line).is_none() {
             unlinked.entry(&line.organization_name).or_default().push(line);
@@ -156,6 +164,20 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             format!(
                 "organization \"{organization}\" has no AutotaskCompanyID and no company rule: {} line(s) left out (set the custom property in Cloudmore or add `company \"{organization}\" = ID`)",
                 lines.len()
+            ),
+            sources_label(&lines),
+        ));
+    }
+
+    for (organization, lines) in manual {
+        let products: BTreeSet<&str> = lines.iter().map(|l| l.product_name.as_str()).collect();
+        warnings.push(Warning::new(
+            WarningCode::ManualLineNotBilled,
+            format!(
+                "organization \"{organization}\": {} manual billing line(s) without a Subscription ID ({}), {} in total sales, not billed: no rule routes them",
+                lines.len(),
+                products.into_iter().collect::<Vec<_>>().join(", "),
+                amounts_label(&lines)
             ),
             sources_label(&lines),
         ));
@@ -192,6 +214,20 @@ fn company_of(rules: &RuleSet, line: &BillLine) -> Option<i64> {
         return Some(explicit.value);
     }
     rules.companies.column.as_ref().and(line.autotask_company_id)
+}
+
+/// "-12.50 EUR" (per currency, when the lines have several).
+fn amounts_label(lines: &[&BillLine]) -> String {
+    let mut totals: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for line in lines {
+        *totals.entry(&line.currency_code).or_default() += line.total_sales;
+    }
+    totals.iter().map(|(c, t)| format!("{t} {c}")).collect::<Vec<_>>().join(" + ")
+}
+
+/// Every line's place, for a warning that must name them all (a handful at most).
+fn all_sources(lines: &[&BillLine]) -> String {
+    lines.iter().map(|l| l.source.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn sources_label(lines: &[&BillLine]) -> String {
@@ -369,7 +405,9 @@ fn desired_services(
             warnings.push(Warning::new(
                 WarningCode::FractionalLicenceQuantity,
                 format!(
-                    "subscription {subscription_id}, product {key}: licence count {quantity} is not a whole number; left out"
+                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
+                    all_sources(&product_lines),
+                    amounts_label(&product_lines)
                 ),
                 first.source.to_string(),
             ));
@@ -381,7 +419,9 @@ fn desired_services(
                 warnings.push(Warning::new(
                     WarningCode::NegativeLicenceQuantity,
                     format!(
-                        "subscription {subscription_id}, product {key}: licence count {quantity} is negative or too large; left out"
+                        "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
+                        all_sources(&product_lines),
+                        amounts_label(&product_lines)
                     ),
                     first.source.to_string(),
                 ));

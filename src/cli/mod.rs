@@ -60,7 +60,7 @@ pub enum Command {
     Check,
     /// Rewrite mapping files in canonical form
     Fmt(fmt::FmtArgs),
-    /// Load a Cloudmore General Billing Report (CSV) into the state database
+    /// Load a Cloudmore General Billing Report (.xlsx or CSV) into the state database
     Import(import::ImportArgs),
     /// Refresh data from Autotask or Cloudmore
     Pull(PullArgs),

@@ -35,8 +35,10 @@ pub struct SyncArgs {
 /// nothing new costs no Autotask request.
 pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
+    let options = super::import::options(context);
     for file in &args.imports {
-        let summary = crate::import::import_file(&mut store, file, &file.display().to_string())?;
+        let name = file.display().to_string();
+        let summary = crate::import::import_file_with(&mut store, file, &name, &options)?;
         print!("{}", super::import::render_summary(&file.display().to_string(), &summary));
     }
     let config = context.workspace.config()?;

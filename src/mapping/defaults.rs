@@ -20,6 +20,8 @@ settings {
 }
 
 # Which Cloudmore services are billed, and how. Any other service is reported as unmapped.
+# Cloudmore's Microsoft 365 service (NCE and legacy are subscription types inside it).
+service "Microsoft 365 CSP Direct" = licence
 service "Microsoft CSP" = licence
 service "Microsoft NCE" = licence
 service "Microsoft Azure" = consumption
