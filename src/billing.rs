@@ -57,6 +57,17 @@ pub struct BillKey {
     pub billing_date: NaiveDate,
 }
 
+/// Who a bill belongs to, as the store keys it: the Customer Number when the line carries one
+/// (names change, and two organizations may share one), else the organization's name.
+pub fn organization_key(line: &BillLine) -> String {
+    let number = line.customer_number.trim();
+    if number.is_empty() {
+        format!("name:{}", line.organization_name)
+    } else {
+        format!("number:{number}")
+    }
+}
+
 /// The Cloudmore organization custom property that links an organization to its Autotask
 /// company; the General Billing Report export appends it as a column of this name.
 pub const AUTOTASK_COMPANY_COLUMN: &str = "AutotaskCompanyID";

@@ -25,7 +25,7 @@ fn line(org: &str, date: &str, item: &str, quantity: &str, row: u64) -> BillLine
         service_name: "Microsoft NCE".into(),
         broker_name: "Microsoft".into(),
         organization_name: org.into(),
-        customer_number: "C-1".into(),
+        customer_number: format!("C-{org}"),
         product_name: format!("Product {item}"),
         item_code: item.into(),
         quantity: dec(quantity),
@@ -116,7 +116,10 @@ fn migrates_from_an_empty_file_and_from_each_earlier_version() {
         std::fs::write(&path, b"").unwrap();
         let mut old = open_at_version(&path, version);
         assert_eq!(old.schema_version().unwrap(), version as u32);
-        if version >= 1 {
+        if version == MIGRATIONS.len() {
+            import(&mut old, "old.csv", &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)]);
+            old.set_meta("k", "v").unwrap();
+        } else if version >= 1 {
             // With the columns of 0001 only: today's import writes columns later migrations add.
             old.conn
                 .execute_batch(
@@ -512,4 +515,27 @@ fn payment_frequency_and_organization_currency_are_kept() {
     assert_eq!(lines[0].payment_frequency, "Annual");
     assert_eq!(lines[0].organization_currency_code, "SEK");
     assert_ne!(store.inputs_digest().unwrap(), before);
+}
+
+/// Issue #16: a bill is keyed on the Customer Number when the lines carry one: a renamed
+/// organization's bill is restated, not doubled, and two organizations of one name stay apart.
+#[test]
+fn bills_are_keyed_on_the_customer_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut first = line("Contoso", "2026-10-01", "A", "2", 2);
+    first.customer_number = "CM-1".into();
+    let mut namesake = line("Contoso", "2026-10-01", "B", "1", 3);
+    namesake.customer_number = "CM-2".into();
+    let summary = import(&mut store, "a.csv", &[first.clone(), namesake]);
+    assert_eq!(summary.new_bills.len(), 2, "two organizations of one name");
+
+    let mut renamed = first.clone();
+    renamed.organization_name = "Contoso Group".into();
+    let summary = import(&mut store, "b.csv", &[renamed]);
+    assert_eq!((summary.new_bills.len(), summary.unchanged_bills.len()), (0, 1));
+    let names: Vec<String> =
+        store.bills().unwrap().into_iter().map(|b| b.key.organization_name).collect();
+    assert_eq!(names, ["Contoso", "Contoso Group"]);
+    assert_eq!(store.bill_lines().unwrap().len(), 2, "nothing counted twice");
 }
