@@ -71,6 +71,9 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     )?;
     // The rules whose digest was compared above are the ones applied, and recorded below.
     let mut loaded = session::load_with(&store, (rules, sources))?;
+    for warning in crate::billing::nce_readiness(&loaded.lines) {
+        eprintln!("warning: {warning}");
+    }
     if args.dry_run {
         let plan = loaded.plan();
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
