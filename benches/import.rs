@@ -54,7 +54,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// The report as a workbook: dates as dates, amounts as numbers, in rust_xlsxwriter's
 /// constant-memory mode (rows go to disk as they are written).
-fn write_workbook(csv: &std::path::Path, xlsx: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+fn write_workbook(
+    csv: &std::path::Path,
+    xlsx: &std::path::Path,
+) -> Result<(), Box<dyn std::error::Error>> {
     use rust_xlsxwriter::{ExcelDateTime, Format, Workbook};
     let mut workbook = Workbook::new();
     let sheet = workbook.add_worksheet_with_constant_memory()?;
@@ -65,7 +68,14 @@ fn write_workbook(csv: &std::path::Path, xlsx: &std::path::Path) -> Result<(), B
     for (col, name) in header.iter().enumerate() {
         sheet.write_string(0, col as u16, name)?;
     }
-    let numeric = ["Quantity", "Unit Cost Price", "Unit Sales Price", "Total Cost", "Total Sales", "AutotaskCompanyID"];
+    let numeric = [
+        "Quantity",
+        "Unit Cost Price",
+        "Unit Sales Price",
+        "Total Cost",
+        "Total Sales",
+        "AutotaskCompanyID",
+    ];
     let mut record = csv::StringRecord::new();
     let mut row = 0u32;
     while reader.read_record(&mut record)? {

@@ -96,6 +96,7 @@ pub(super) fn import(
     })?;
     super::check_link_column(&names, options, display_name)?;
 
+    let reads: Vec<bool> = (0..layout.width).map(|index| layout.reads(index)).collect();
     let mut sink = Sink::begin(store, display_name, None)?;
     let mut record = csv::ByteRecord::new();
     loop {
@@ -125,9 +126,15 @@ pub(super) fn import(
         }
         let cells: Vec<Cell<'_>> = record
             .iter()
-            .map(|field| match decode(field, dialect.encoding) {
-                Ok(text) => Cell::Text(text),
-                Err(reason) => Cell::Bad(reason),
+            .enumerate()
+            .map(|(index, field)| {
+                if !reads[index] {
+                    return Cell::Empty;
+                }
+                match decode(field, dialect.encoding) {
+                    Ok(text) => Cell::Text(text),
+                    Err(reason) => Cell::Bad(reason),
+                }
             })
             .collect();
         let line = layout.parse(&cells, display_name, row);

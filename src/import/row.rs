@@ -183,6 +183,11 @@ impl Layout {
         Ok(Layout { positions, width: names.len(), decimals })
     }
 
+    /// Whether the cell at `index` is one cmat reads (the others are never decoded).
+    pub(super) fn reads(&self, index: usize) -> bool {
+        self.positions.contains(&Some(index))
+    }
+
     /// One row to a line, or every reason it is malformed ("; "-separated). `cells` holds the
     /// row's cells by column position (missing trailing cells are empty).
     pub(super) fn parse(
