@@ -23,9 +23,10 @@ struct FakeCloudmore {
 }
 
 fn line_json(org: &str, item: &str, quantity: &str, total: &str) -> String {
+    let number = if org.starts_with("Woodgrove") { "CM-2" } else { "CM-1" };
     format!(
         r#"{{"billingDate":"2026-11-01T00:00:00","serviceName":"Microsoft NCE","brokerName":"Microsoft",
-            "organizationName":"{org}","customerNumber":"CM-1","productName":"Microsoft 365 Business Premium",
+            "organizationName":"{org}","customerNumber":"{number}","productName":"Microsoft 365 Business Premium",
             "itemCode":"{item}","quantity":{quantity},"unitCostPrice":18.5400,"unitSalesPrice":"20.6000",
             "totalCost":{total},"totalSales":"{total}","currencyCode":"EUR","productId":"{item}:0001",
             "paymentFrequency":"Monthly","organizationCurrencyCode":"EUR",
