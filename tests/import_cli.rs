@@ -505,3 +505,33 @@ fn nce_credits_net_within_their_product_and_manual_lines_are_shown_not_billed() 
         plan.stdout
     );
 }
+
+/// Bills are keyed on the Customer Number: an organization renamed in Cloudmore between two
+/// exports keeps its bill (no double count), under its new name.
+#[test]
+fn a_renamed_organization_keeps_its_bill() {
+    let ws = workspace_with(&["bill-2026-10-01.csv"]);
+    let renamed = String::from_utf8(fixture("bill-2026-10-01.csv"))
+        .unwrap()
+        .replace("Contoso Ltd", "Contoso Group");
+    ws.write("renamed.csv", &renamed);
+    assert_eq!(ws.cmat(&["import", "bill-2026-10-01.csv"]).status, 0);
+    let before = contents(&ws);
+    let run = ws.cmat(&["import", "renamed.csv"]);
+    // Restated (its subscriptions' names carry the organization's name), not a second bill.
+    insta::assert_snapshot!(transcript(&run), @r"
+    status: 0
+    --- stdout
+    renamed.csv: 57 lines, 0 new bills, 1 restated, 4 unchanged
+      restated: Contoso Group 2026-10-01
+    --- stderr
+    ");
+    let after = contents(&ws);
+    assert_eq!((after.1, after.2), (before.1, before.2), "no bill and no line added");
+    let status = ws.cmat(&["status"]);
+    assert!(
+        status.stdout.contains("Contoso Group") && !status.stdout.contains("Contoso Ltd"),
+        "{}",
+        status.stdout
+    );
+}
