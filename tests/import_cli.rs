@@ -535,3 +535,29 @@ fn a_renamed_organization_keeps_its_bill() {
         status.stdout
     );
 }
+
+/// `sync` names a bill dated before the 8th that lacks the NCE lines the month before had
+/// (Microsoft's NCE data lands between the 6th and the 8th).
+#[test]
+fn sync_warns_about_a_bill_before_the_nce_data_landed() {
+    let tenant = common::SimWorkspace::start();
+    tenant.import("bill-2026-11-01.csv");
+    let (header, rows) = records("bill-2026-11-01.csv");
+    let december: Vec<Vec<String>> = rows
+        .into_iter()
+        .filter(|row| row[1] != "Microsoft NCE")
+        .map(|mut row| {
+            row[0] = "2026-12-01".into();
+            row
+        })
+        .collect();
+    let text = String::from_utf8(write_csv(&header, &december, b',')).unwrap();
+    tenant.ws.write("bill-2026-12-01.csv", &text);
+    let run = tenant.cmat(&["sync", "--dry-run", "--import", "bill-2026-12-01.csv"]);
+    let warnings: Vec<&str> = run.stderr.lines().filter(|l| l.contains("NCE")).collect();
+    insta::assert_snapshot!(warnings.join("\n"), @r#"
+    warning: organization "Contoso Ltd": the 2026-12-01 bill has no Microsoft NCE lines, though the bill of 2026-11 had 2; Microsoft's NCE billing lands between the 6th and the 8th, so this bill is most likely incomplete (pull again after the 8th)
+    warning: organization "Fabrikam Inc": the 2026-12-01 bill has no Microsoft NCE lines, though the bill of 2026-11 had 2; Microsoft's NCE billing lands between the 6th and the 8th, so this bill is most likely incomplete (pull again after the 8th)
+    warning: organization "Northwind Traders": the 2026-12-01 bill has no Microsoft NCE lines, though the bill of 2026-11 had 2; Microsoft's NCE billing lands between the 6th and the 8th, so this bill is most likely incomplete (pull again after the 8th)
+    "#);
+}
