@@ -289,6 +289,21 @@ fn desired_contract(
             first.source.to_string(),
         ));
     }
+    // The organization is invoiced in its own currency (the export's "Organization Currency
+    // Code"): a line in another one is shown, never converted.
+    if let Some(line) = lines.iter().find(|line| {
+        !line.organization_currency_code.is_empty()
+            && !line.organization_currency_code.eq_ignore_ascii_case(&line.currency_code)
+    }) {
+        warnings.push(Warning::new(
+            WarningCode::CurrencyMismatch,
+            format!(
+                "subscription {subscription_id} is billed in {} but organization \"{}\" is invoiced in {}; amounts are taken as they are, never converted",
+                line.currency_code, line.organization_name, line.organization_currency_code
+            ),
+            line.source.to_string(),
+        ));
+    }
 
     let first_billing_date = lines.iter().map(|line| line.billing_date).min()?;
     let last_billing_date = lines.iter().map(|line| line.billing_date).max()?;
@@ -695,6 +710,25 @@ pub(crate) mod tests {
         let state = desired_state(&default_rules(), &lines);
         assert!(state.contracts["OLD"].stopped_appearing);
         assert!(!state.contracts["NEW"].stopped_appearing);
+    }
+
+    #[test]
+    fn a_line_not_in_the_organizations_currency_is_a_warning() {
+        let rules = default_rules();
+        let mut in_usd = line("2026-10-01", "Contoso", "Microsoft NCE", "sub-1", "A", "3", "10");
+        in_usd.currency_code = "USD".into();
+        in_usd.organization_currency_code = "EUR".into();
+        let state = desired_state(&rules, &[in_usd]);
+        let messages: Vec<&str> = state
+            .warnings
+            .iter()
+            .filter(|w| w.code == WarningCode::CurrencyMismatch)
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            ["subscription sub-1 is billed in USD but organization \"Contoso\" is invoiced in EUR; amounts are taken as they are, never converted"]
+        );
     }
 
     #[test]
