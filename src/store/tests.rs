@@ -539,3 +539,37 @@ fn bills_are_keyed_on_the_customer_number() {
     assert_eq!(names, ["Contoso", "Contoso Group"]);
     assert_eq!(store.bill_lines().unwrap().len(), 2, "nothing counted twice");
 }
+
+/// Migration 0005 keys older bills by their lines' Customer Number; when a rename had doubled
+/// a bill (two names, one number, one date), the later import is kept with its lines.
+#[test]
+fn migration_0005_keys_older_bills_and_undoubles_renames() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::write(&path, b"").unwrap();
+    let old = open_at_version(&path, 3);
+    old.conn
+        .execute_batch(
+            "INSERT INTO bills (id, organization_name, billing_date, content_sha256, revision,
+                                line_count, imported_at, source_file)
+             VALUES (1, 'Contoso Ltd', '2026-10-01', 'sha256:a', 1, 1, '2026-10-02T00:00:00Z', 'a.csv'),
+                    (2, 'Contoso Group', '2026-10-01', 'sha256:b', 1, 1, '2026-10-03T00:00:00Z', 'b.csv'),
+                    (3, 'Fabrikam', '2026-10-01', 'sha256:c', 1, 1, '2026-10-02T00:00:00Z', 'a.csv');
+             INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name,
+                 customer_number, product_name, item_code, quantity, unit_cost_price,
+                 unit_sales_price, total_cost, total_sales, currency_code, product_id,
+                 subscription_id, subscription_name, autotask_company_id)
+             VALUES (1, 2, 'S', 'B', 'CM-1', 'P', 'A', '3', '1', '1', '3', '3', 'EUR', 'P', 's1', 'S', 1),
+                    (2, 2, 'S', 'B', 'CM-1', 'P', 'A', '4', '1', '1', '4', '4', 'EUR', 'P', 's1', 'S', 1),
+                    (3, 2, 'S', 'B', '', 'P', 'A', '5', '1', '1', '5', '5', 'EUR', 'P', 's2', 'S', 2);",
+        )
+        .unwrap();
+    drop(old);
+    let store = Store::open(&path, Access::Write).unwrap();
+    let bills: Vec<(String, u64)> =
+        store.bills().unwrap().into_iter().map(|b| (b.key.organization_name, b.lines)).collect();
+    assert_eq!(bills, [("Contoso Group".to_string(), 1), ("Fabrikam".to_string(), 1)]);
+    let quantities: Vec<String> =
+        store.bill_lines().unwrap().iter().map(|l| l.quantity.to_string()).collect();
+    assert_eq!(quantities, ["4", "5"]);
+}
