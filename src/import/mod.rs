@@ -155,6 +155,13 @@ pub fn import_file_with(
         drop(file);
         return xlsx::import(store, path, display_name, options);
     }
+    // An OLE2 compound file: the Excel 97–2003 .xls format.
+    if read == 4 && magic == [0xd0, 0xcf, 0x11, 0xe0] {
+        return Err(ImportError::Workbook {
+            file: display_name.to_string(),
+            message: "this is the old Excel .xls format; save it as .xlsx (Excel Workbook) or export the report from Cloudmore again".into(),
+        });
+    }
     let file = File::open(path).map_err(open)?;
     csv::import(store, file, display_name, options)
 }
@@ -345,6 +352,16 @@ mod tests {
             run(&format!("{HEADER}\n2026-10-01,S,B,O,C,Discount,,1,0,-10,0,-10,EUR,,,,29683501\n"))
                 .unwrap();
         assert_eq!(summary.lines, 1);
+    }
+
+    #[test]
+    fn an_old_xls_workbook_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bill.xls");
+        std::fs::write(&path, b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1").unwrap();
+        let mut store = store(&dir);
+        let err = import_file(&mut store, &path, "bill.xls").unwrap_err();
+        assert!(err.to_string().contains("old Excel .xls format"), "{err}");
     }
 
     #[test]
