@@ -98,6 +98,8 @@ pub enum WarningCode {
     BilledChargeMismatch,
     ServiceNotFound,
     ContractEndsBeforeBill,
+    /// A manual billing line (no Subscription ID) that no rule routes.
+    ManualLineNotBilled,
 }
 
 impl WarningCode {
@@ -117,6 +119,7 @@ impl WarningCode {
             WarningCode::OwnCompany => "own_company",
             WarningCode::CompanyMismatch => "company_mismatch",
             WarningCode::Drift => "drift",
+            WarningCode::ManualLineNotBilled => "manual_line_not_billed",
             WarningCode::BilledChargeMismatch => "billed_charge_mismatch",
             WarningCode::ServiceNotFound => "service_not_found",
             WarningCode::ContractEndsBeforeBill => "contract_ends_before_bill",
@@ -139,8 +142,13 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
     let mut unmapped: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     let mut unlinked: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     let mut by_subscription: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
+    let mut manual: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     for line in lines {
-        if !rules.services.contains_key(&line.service_name) {
+        if line.subscription_id.is_empty() {
+            // A manual billing line (a discount or fee attached to a service): no contract to
+            // put it on, and no rule routes one yet. Shown with its amount, never dropped quietly.
+            manual.entry(&line.organization_name).or_default().push(line);
+        } else if !rules.services.contains_key(&line.service_name) {
             unmapped.entry(&line.service_name).or_default().push(line);
         } else if company_of(rules, line).is_none() {
             unlinked.entry(&line.organization_name).or_default().push(line);
@@ -164,6 +172,20 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             format!(
                 "organization \"{organization}\" has no AutotaskCompanyID and no company rule: {} line(s) left out (set the custom property in Cloudmore or add `company \"{organization}\" = ID`)",
                 lines.len()
+            ),
+            sources_label(&lines),
+        ));
+    }
+
+    for (organization, lines) in manual {
+        let products: BTreeSet<&str> = lines.iter().map(|l| l.product_name.as_str()).collect();
+        warnings.push(Warning::new(
+            WarningCode::ManualLineNotBilled,
+            format!(
+                "organization \"{organization}\": {} manual billing line(s) without a Subscription ID ({}), {} in total sales, not billed: no rule routes them",
+                lines.len(),
+                products.into_iter().collect::<Vec<_>>().join(", "),
+                amounts_label(&lines)
             ),
             sources_label(&lines),
         ));
@@ -200,6 +222,20 @@ fn company_of(rules: &RuleSet, line: &BillLine) -> Option<i64> {
         return Some(explicit.value);
     }
     rules.companies.column.as_ref().and(line.autotask_company_id)
+}
+
+/// "-12.50 EUR" (per currency, when the lines have several).
+fn amounts_label(lines: &[&BillLine]) -> String {
+    let mut totals: BTreeMap<&str, Decimal> = BTreeMap::new();
+    for line in lines {
+        *totals.entry(&line.currency_code).or_default() += line.total_sales;
+    }
+    totals.iter().map(|(c, t)| format!("{t} {c}")).collect::<Vec<_>>().join(" + ")
+}
+
+/// Every line's place, for a warning that must name them all (a handful at most).
+fn all_sources(lines: &[&BillLine]) -> String {
+    lines.iter().map(|l| l.source.to_string()).collect::<Vec<_>>().join(", ")
 }
 
 fn sources_label(lines: &[&BillLine]) -> String {
@@ -259,6 +295,21 @@ fn desired_contract(
                 currencies.into_iter().collect::<Vec<_>>().join(", ")
             ),
             first.source.to_string(),
+        ));
+    }
+    // The organization is invoiced in its own currency (the export's "Organization Currency
+    // Code"): a line in another one is shown, never converted.
+    if let Some(line) = lines.iter().find(|line| {
+        !line.organization_currency_code.is_empty()
+            && !line.organization_currency_code.eq_ignore_ascii_case(&line.currency_code)
+    }) {
+        warnings.push(Warning::new(
+            WarningCode::CurrencyMismatch,
+            format!(
+                "subscription {subscription_id} is billed in {} but organization \"{}\" is invoiced in {}; amounts are taken as they are, never converted",
+                line.currency_code, line.organization_name, line.organization_currency_code
+            ),
+            line.source.to_string(),
         ));
     }
 
@@ -378,7 +429,9 @@ fn desired_services(
             warnings.push(Warning::new(
                 WarningCode::FractionalLicenceQuantity,
                 format!(
-                    "subscription {subscription_id}, product {key}: licence count {quantity} is not a whole number; left out"
+                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
+                    all_sources(&product_lines),
+                    amounts_label(&product_lines)
                 ),
                 first.source.to_string(),
             ));
@@ -390,7 +443,9 @@ fn desired_services(
                 warnings.push(Warning::new(
                     WarningCode::NegativeLicenceQuantity,
                     format!(
-                        "subscription {subscription_id}, product {key}: licence count {quantity} is negative or too large; left out"
+                        "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
+                        all_sources(&product_lines),
+                        amounts_label(&product_lines)
                     ),
                     first.source.to_string(),
                 ));
@@ -601,6 +656,7 @@ pub(crate) mod tests {
             subscription_id: subscription.into(),
             subscription_name: format!("Sub {subscription}"),
             autotask_company_id: if organization == "Unlinked" { None } else { Some(100) },
+            ..Default::default()
         }
     }
 
@@ -664,6 +720,25 @@ pub(crate) mod tests {
         let state = desired_state(&default_rules(), &lines);
         assert!(state.contracts["OLD"].stopped_appearing);
         assert!(!state.contracts["NEW"].stopped_appearing);
+    }
+
+    #[test]
+    fn a_line_not_in_the_organizations_currency_is_a_warning() {
+        let rules = default_rules();
+        let mut in_usd = line("2026-10-01", "Contoso", "Microsoft NCE", "sub-1", "A", "3", "10");
+        in_usd.currency_code = "USD".into();
+        in_usd.organization_currency_code = "EUR".into();
+        let state = desired_state(&rules, &[in_usd]);
+        let messages: Vec<&str> = state
+            .warnings
+            .iter()
+            .filter(|w| w.code == WarningCode::CurrencyMismatch)
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(
+            messages,
+            ["subscription sub-1 is billed in USD but organization \"Contoso\" is invoiced in EUR; amounts are taken as they are, never converted"]
+        );
     }
 
     #[test]

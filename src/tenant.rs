@@ -104,6 +104,7 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
                 subscription_id: subscription,
                 subscription_name: "Subscription".into(),
                 autotask_company_id: Some(company_id),
+                ..Default::default()
             });
         };
         for sub in 0..size.licence_subscriptions {

@@ -21,7 +21,7 @@ fn the_repository_rules_are_the_default_rules() {
 fn check_accepts_the_default_rules() {
     let run = workspace_with_default_rules().cmat(&["check"]);
     assert_eq!(run.status, 0, "{}", run.stderr);
-    assert_eq!(run.stdout, "checked 1 file, 32 rules: ok\n");
+    assert_eq!(run.stdout, "checked 1 file, 33 rules: ok\n");
     assert_eq!(run.stderr, "");
 }
 

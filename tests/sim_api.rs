@@ -1042,41 +1042,60 @@ fn cloudmore_token_organizations_and_billing_report() {
         .json()
         .unwrap();
     assert_eq!(orgs.as_array().unwrap().len(), 4);
+    // The list carries no custom properties; the detail does.
+    assert!(orgs[0].get("customProperties").is_none(), "{orgs}");
+    let org = orgs[0]["id"].as_str().unwrap();
+    let detail: Value = api
+        .client
+        .get(format!("{cm}/api/resellers/{r}/organizations/{org}"))
+        .header("Authorization", &bearer)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
     assert_eq!(
-        orgs[0]["customProperties"][0],
+        detail["customProperties"][0],
         json!({"name": "AutotaskCompanyID", "value": "29683501"})
     );
-    let org = orgs[2]["id"].as_str().unwrap();
-    let started = api
+    // The endpoints of earlier cmat versions do not exist.
+    let old = api
         .client
         .post(format!("{cm}/api/resellers/{r}/organizations/{org}/billing/reports"))
         .header("Authorization", &bearer)
         .json(&json!({"year": 2026, "month": 11}))
         .send()
         .unwrap();
+    assert_eq!(old.status().as_u16(), 404);
+    let report =
+        format!("{cm}/api/resellers/{r}/billing/reports/MonthlyBillingPerOrganizationAsync");
+    let started = api
+        .client
+        .post(&report)
+        .header("Authorization", &bearer)
+        .json(&json!({"startDate": "2026-11-01", "endDate": "2026-11-30"}))
+        .send()
+        .unwrap();
     assert_eq!(started.status().as_u16(), 202);
     let task = started.json::<Value>().unwrap()["taskId"].as_str().unwrap().to_string();
-    let poll = || -> Value {
-        api.client
-            .get(format!("{cm}/api/resellers/{r}/tasks/{task}"))
-            .header("Authorization", &bearer)
-            .send()
-            .unwrap()
-            .json()
-            .unwrap()
+    let old_poll = api
+        .client
+        .get(format!("{cm}/api/resellers/{r}/tasks/{task}"))
+        .header("Authorization", &bearer)
+        .send()
+        .unwrap();
+    assert_eq!(old_poll.status().as_u16(), 404);
+    let poll = || {
+        api.client.get(format!("{report}/{task}")).header("Authorization", &bearer).send().unwrap()
     };
-    assert_eq!(poll()["status"], "Running");
+    assert_eq!(poll().status().as_u16(), 202, "running at the first poll");
     let done = poll();
-    assert_eq!(done["status"], "Completed");
-    let result_url = format!("{}{}", api.sim.root_url(), done["resultUrl"].as_str().unwrap());
-    let report: Value =
-        api.client.get(result_url).header("Authorization", &bearer).send().unwrap().json().unwrap();
-    let lines = report["lines"].as_array().unwrap();
-    assert_eq!(lines.len(), 1, "Northwind's November line only");
-    assert_eq!(
-        (lines[0]["quantity"].as_str(), lines[0]["billingDate"].as_str()),
-        (Some("10"), Some("2026-11-01"))
-    );
+    assert_eq!(done.status().as_u16(), 200);
+    let lines: Value = done.json().unwrap();
+    let lines = lines.as_array().unwrap();
+    assert_eq!(lines.len(), 5, "every organization's November lines, in one report");
+    // Amounts as a .NET API sends decimals: JSON numbers.
+    assert!(lines.iter().all(|l| l["quantity"].is_number()), "{lines:?}");
+    assert!(lines.iter().all(|l| l["billingDate"] == "2026-11-01"));
 }
 
 fn cmat_sim_base64(text: &str) -> String {

@@ -86,7 +86,7 @@ pub enum Command {
     Check,
     /// Rewrite mapping files in canonical form
     Fmt(fmt::FmtArgs),
-    /// Load a Cloudmore General Billing Report (CSV) into the state database
+    /// Load a Cloudmore General Billing Report (.xlsx or CSV) into the state database
     Import(import::ImportArgs),
     /// Refresh data from Autotask or Cloudmore
     Pull(PullArgs),
@@ -118,6 +118,10 @@ pub struct PullArgs {
     /// a pull reads everything by itself every 7 days)
     #[arg(long)]
     pub full: bool,
+    /// Request Cloudmore's bills from this month on (`cloudmore` only; default: the current
+    /// month, so that invoiced periods are not re-priced from today's price list)
+    #[arg(long, value_name = "YYYY-MM")]
+    pub since: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -150,13 +154,16 @@ pub fn main() -> ExitCode {
         Command::Check => check::run(&context),
         Command::Fmt(args) => fmt::run(&context, args),
         Command::Import(args) => import::run(&context, args),
-        Command::Pull(PullArgs { source: PullSource::Autotask, full }) => {
+        Command::Pull(PullArgs { source: PullSource::Autotask, full, since: None }) => {
             pull_autotask::run(&context, full)
         }
-        Command::Pull(PullArgs { source: PullSource::Cloudmore, full: false }) => {
-            pull_cloudmore::run(&context)
+        Command::Pull(PullArgs { source: PullSource::Autotask, since: Some(_), .. }) => {
+            Err("`--since` applies to `pull cloudmore`".into())
         }
-        Command::Pull(PullArgs { source: PullSource::Cloudmore, full: true }) => {
+        Command::Pull(PullArgs { source: PullSource::Cloudmore, full: false, since }) => {
+            pull_cloudmore::run(&context, since.as_deref())
+        }
+        Command::Pull(PullArgs { source: PullSource::Cloudmore, full: true, .. }) => {
             Err("`--full` applies to `pull autotask`; `pull cloudmore` always reads whole reports"
                 .into())
         }

@@ -37,8 +37,10 @@ pub struct SyncArgs {
 /// nothing new costs no Autotask request.
 pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
+    let options = super::import::options(context);
     for file in &args.imports {
-        let summary = crate::import::import_file(&mut store, file, &file.display().to_string())?;
+        let name = file.display().to_string();
+        let summary = crate::import::import_file_with(&mut store, file, &name, &options)?;
         print!("{}", super::import::render_summary(&file.display().to_string(), &summary));
     }
     let config = context.workspace.config()?;
@@ -71,6 +73,9 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     )?;
     // The rules whose digest was compared above are the ones applied, and recorded below.
     let mut loaded = session::load_with(&store, (rules, sources))?;
+    for warning in crate::billing::nce_readiness(&loaded.lines) {
+        eprintln!("warning: {warning}");
+    }
     if args.dry_run {
         let plan = loaded.plan()?;
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));

@@ -1134,7 +1134,7 @@ mod rule_set_tests {
         );
         assert_eq!(rules.prices.unit_price.value, PriceSource::SalesPrice);
         assert_eq!(checked.files, 1);
-        assert_eq!(checked.rule_count, 32);
+        assert_eq!(checked.rule_count, 33);
     }
 
     #[test]

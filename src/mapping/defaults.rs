@@ -19,7 +19,7 @@ settings {
     timezone = "UTC"
 }
 
-# Which Cloudmore services are billed, and how. Any other service is reported as unmapped.
+service "Microsoft 365 CSP Direct" = licence # Cloudmore's Microsoft 365 (NCE and legacy inside). Services billed, and how; any other is unmapped.
 service "Microsoft CSP" = licence
 service "Microsoft NCE" = licence
 service "Microsoft Azure" = consumption

@@ -1,5 +1,11 @@
-//! The Cloudmore endpoints cmat reads, under `/cloudmore/`: the password-grant token, the
-//! reseller's organizations, and the asynchronous billing report (request, poll, fetch).
+//! The Cloudmore endpoints cmat reads, under `/cloudmore/`, as Cloudmore documents them: the
+//! password-grant token, the reseller's organizations (the list without custom properties, the
+//! detail with them), and the reseller-wide asynchronous billing report
+//! (`POST …/billing/reports/MonthlyBillingPerOrganizationAsync` with `{startDate, endDate}`,
+//! then `GET …/MonthlyBillingPerOrganizationAsync/{taskId}`: 202 while it runs, then the lines).
+//! Any other path (the per-organization reports and `/tasks/{id}` of earlier cmat versions) is a
+//! 404. `POST /cloudmore/_sim/report {"polls": N, "fail": bool}` sets how the next tasks behave
+//! (tests: a task that takes several polls, a task that fails).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -12,14 +18,53 @@ pub struct CloudmoreState {
     tokens: BTreeSet<String>,
     next: u64,
     tasks: BTreeMap<String, Task>,
+    /// How the next report tasks behave (`POST /cloudmore/_sim/report`).
+    behaviour: TaskBehaviour,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct TaskBehaviour {
+    /// Polls answered 202 before the report.
+    polls: u32,
+    fail: bool,
+}
+
+impl Default for TaskBehaviour {
+    fn default() -> Self {
+        TaskBehaviour { polls: 1, fail: false }
+    }
 }
 
 #[derive(Debug, Clone)]
 struct Task {
-    organization: String,
-    year: i64,
-    month: i64,
+    start: String,
+    end: String,
     polls: u32,
+    behaviour: TaskBehaviour,
+}
+
+/// A line as the report answers it: amounts as JSON numbers (as a .NET API sends decimals)
+/// when their text survives that, else as they are in the seed.
+fn report_line(line: &Value) -> Value {
+    let mut line = line.clone();
+    if let Some(object) = line.as_object_mut() {
+        for key in ["quantity", "unitCostPrice", "unitSalesPrice", "totalCost", "totalSales"] {
+            let Some(Value::String(text)) = object.get(key) else { continue };
+            if let Ok(Value::Number(number)) = serde_json::from_str::<Value>(text) {
+                let same = |a: &str, b: &str| match (
+                    a.parse::<rust_decimal::Decimal>(),
+                    b.parse::<rust_decimal::Decimal>(),
+                ) {
+                    (Ok(a), Ok(b)) => a == b,
+                    _ => false,
+                };
+                if same(&number.to_string(), text) {
+                    object.insert(key.to_string(), Value::Number(number));
+                }
+            }
+        }
+    }
+    line
 }
 
 /// Standard base64 (RFC 4648, padded): only what the Basic header needs, hand-rolled rather
@@ -93,6 +138,18 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
         );
     }
 
+    if let ["_sim", "report"] = segments.as_slice() {
+        *route = format!("{method} cloudmore/_sim/report");
+        let body: Value =
+            serde_json::from_str(rq.body.as_deref().unwrap_or("")).unwrap_or(Value::Null);
+        let mut c = shared.control();
+        c.cloudmore.behaviour = TaskBehaviour {
+            polls: body.get("polls").and_then(Value::as_u64).unwrap_or(1) as u32,
+            fail: body.get("fail").and_then(Value::as_bool).unwrap_or(false),
+        };
+        return (200, json!({"ok": true}));
+    }
+
     let authorised = rq
         .header("Authorization")
         .and_then(|h| h.trim().strip_prefix("Bearer "))
@@ -101,76 +158,99 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
         ["api", "resellers", r, rest @ ..] => {
             let pattern: Vec<&str> =
                 rest.iter().enumerate().map(|(i, s)| if i % 2 == 1 { "{id}" } else { s }).collect();
-            *route = format!("{method} cloudmore/api/resellers/{{id}}/{}", pattern.join("/"));
+            *route = match rest {
+                ["billing", "reports", name, task @ ..] => format!(
+                    "{method} cloudmore/api/resellers/{{id}}/billing/reports/{name}{}",
+                    if task.is_empty() { "" } else { "/{taskId}" }
+                ),
+                _ => format!("{method} cloudmore/api/resellers/{{id}}/{}", pattern.join("/")),
+            };
             if !authorised {
                 return (401, json!({"message": "Unauthorized"}));
             }
             if !r.eq_ignore_ascii_case(&cm.reseller_id) {
                 return (404, json!({"message": format!("Reseller {r} not found")}));
             }
-            let org_exists = |id: &str| {
-                cm.organizations.iter().any(|o| text_of(o.get("id")).eq_ignore_ascii_case(id))
-            };
+            let report = |s: &str| s.eq_ignore_ascii_case("MonthlyBillingPerOrganizationAsync");
             match (method, rest) {
-                ("GET", ["organizations"]) => (200, Value::Array(cm.organizations.clone())),
-                ("POST", ["organizations", org, "billing", "reports"]) => {
-                    if !org_exists(org) {
-                        return (404, json!({"message": format!("Organization {org} not found")}));
+                // The list, as Cloudmore's: without custom properties (they are in the detail).
+                ("GET", ["organizations"]) => {
+                    let list = cm
+                        .organizations
+                        .iter()
+                        .map(|o| {
+                            let mut o = o.clone();
+                            if let Some(object) = o.as_object_mut() {
+                                object.remove("customProperties");
+                            }
+                            o
+                        })
+                        .collect();
+                    (200, Value::Array(list))
+                }
+                ("GET", ["organizations", id]) => {
+                    match cm
+                        .organizations
+                        .iter()
+                        .find(|o| text_of(o.get("id")).eq_ignore_ascii_case(id))
+                    {
+                        Some(o) => (200, o.clone()),
+                        None => (404, json!({"message": format!("Organization {id} not found")})),
                     }
+                }
+                ("POST", ["billing", "reports", name]) if report(name) => {
                     let body: Value = serde_json::from_str(rq.body.as_deref().unwrap_or(""))
                         .unwrap_or(Value::Null);
-                    let year = body
-                        .get("year")
-                        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
-                    let month = body
-                        .get("month")
-                        .and_then(|v| v.as_i64().or_else(|| v.as_str()?.parse().ok()));
-                    let (Some(year), Some(month)) = (year, month.filter(|m| (1..=12).contains(m)))
-                    else {
-                        return (400, json!({"message": "year and month are required"}));
+                    let date = |key: &str| {
+                        body.get(key)
+                            .and_then(Value::as_str)
+                            .and_then(|t| t.get(..10))
+                            .filter(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok())
+                            .map(str::to_string)
+                    };
+                    let (Some(start), Some(end)) = (date("startDate"), date("endDate")) else {
+                        return (
+                            400,
+                            json!({"message": "startDate and endDate (YYYY-MM-DD) are required"}),
+                        );
                     };
                     let mut c = shared.control();
                     c.cloudmore.next += 1;
                     let id = format!("task-{}", c.cloudmore.next);
-                    c.cloudmore.tasks.insert(
-                        id.clone(),
-                        Task { organization: org.to_string(), year, month, polls: 0 },
-                    );
+                    let behaviour = c.cloudmore.behaviour;
+                    c.cloudmore.tasks.insert(id.clone(), Task { start, end, polls: 0, behaviour });
+                    // The id in the body (the simulator's answers carry no headers).
                     (202, json!({"taskId": id}))
                 }
-                ("GET", ["tasks", id]) => {
+                ("GET", ["billing", "reports", name, id]) if report(name) => {
                     let mut c = shared.control();
                     let Some(task) = c.cloudmore.tasks.get_mut(*id) else {
                         return (404, json!({"message": "Task not found"}));
                     };
                     task.polls += 1;
-                    if task.polls == 1 {
-                        (200, json!({"id": id, "status": "Running"}))
-                    } else {
-                        let url = format!(
-                            "/cloudmore/api/resellers/{}/billing/reports/{id}",
-                            cm.reseller_id
-                        );
-                        (200, json!({"id": id, "status": "Completed", "resultUrl": url}))
+                    if task.polls <= task.behaviour.polls {
+                        return (202, json!({"taskId": id, "status": "Running"}));
                     }
-                }
-                ("GET", ["billing", "reports", id]) => {
-                    let task = shared.control().cloudmore.tasks.get(*id).cloned();
-                    let Some(task) = task.filter(|t| t.polls >= 2) else {
-                        return (404, json!({"message": "Report not found or not ready"}));
-                    };
-                    let prefix = format!("{:04}-{:02}", task.year, task.month);
+                    if task.behaviour.fail {
+                        return (
+                            200,
+                            json!({"taskId": id, "status": "Failed",
+                                   "message": "The report could not be generated"}),
+                        );
+                    }
+                    let task = task.clone();
+                    drop(c);
                     let lines: Vec<Value> = cm
                         .billing_lines
                         .iter()
                         .filter(|l| {
-                            text_of(l.get("organizationId"))
-                                .eq_ignore_ascii_case(&task.organization)
+                            let date = text_of(l.get("billingDate"));
+                            let date = date.get(..10).unwrap_or("");
+                            date >= task.start.as_str() && date <= task.end.as_str()
                         })
-                        .filter(|l| text_of(l.get("billingDate")).starts_with(&prefix))
-                        .cloned()
+                        .map(report_line)
                         .collect();
-                    (200, json!({"lines": lines}))
+                    (200, Value::Array(lines))
                 }
                 _ => (404, json!({"message": "Not found"})),
             }

@@ -14,7 +14,9 @@ use sha2::{Digest, Sha256};
 
 use super::sql::{date, get_date, get_decimal, get_timestamp, timestamp};
 use super::{ImportSummary, Store, StoreError};
-use crate::billing::{BillKey, BillLine, LineSource};
+use chrono::NaiveDate;
+
+use crate::billing::{organization_key, BillKey, BillLine, LineSource};
 
 /// A loaded bill, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,20 +45,22 @@ pub struct OrganizationInfo {
 /// The columns of a line besides its bill, in table order (after `bill_id`).
 const LINE_COLUMNS: &str = "source_row, service_name, broker_name, customer_number, product_name, \
      item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales, \
-     currency_code, product_id, subscription_id, subscription_name, autotask_company_id";
+     currency_code, product_id, subscription_id, subscription_name, autotask_company_id, \
+     payment_frequency, organization_currency_code";
 
 const INSERT_LINE: &str =
     "INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name, \
      customer_number, product_name, item_code, quantity, unit_cost_price, unit_sales_price, \
      total_cost, total_sales, currency_code, product_id, subscription_id, subscription_name, \
-     autotask_company_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
+     autotask_company_id, payment_frequency, organization_currency_code) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
 
 const INSERT_STAGED: &str = "INSERT INTO temp.import_staging (staging_index, seq, source_row, \
      service_name, broker_name, customer_number, product_name, item_code, quantity, \
      unit_cost_price, unit_sales_price, total_cost, total_sales, currency_code, product_id, \
-     subscription_id, subscription_name, autotask_company_id) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18)";
+     subscription_id, subscription_name, autotask_company_id, payment_frequency, \
+     organization_currency_code) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
 
 /// An import in progress: lines go in one by one (streaming); nothing is visible until `finish`.
 /// Dropping it without `finish` rolls everything back.
@@ -69,7 +73,8 @@ pub struct Import<'a> {
     source_name: String,
     imported_at: String,
     bills: Vec<PendingBill>,
-    index: HashMap<BillKey, usize>,
+    /// By organization key ([`organization_key`]) and Billing Date.
+    index: HashMap<(String, NaiveDate), usize>,
     /// The bill of the previous line: exports list a bill's lines together, so most lookups
     /// end here without building a key.
     last: Option<usize>,
@@ -79,6 +84,7 @@ pub struct Import<'a> {
 
 struct PendingBill {
     key: BillKey,
+    organization_key: String,
     target: Target,
     hash: ContentHash,
     lines: u64,
@@ -115,6 +121,8 @@ impl Store {
                      subscription_id TEXT NOT NULL,
                      subscription_name TEXT NOT NULL,
                      autotask_company_id INTEGER,
+                     payment_frequency TEXT NOT NULL,
+                     organization_currency_code TEXT NOT NULL,
                      PRIMARY KEY (staging_index, seq)
                  ) WITHOUT ROWID;
                  BEGIN IMMEDIATE;
@@ -179,6 +187,8 @@ impl Store {
                     subscription_id: row.get(16)?,
                     subscription_name: row.get(17)?,
                     autotask_company_id: row.get(18)?,
+                    payment_frequency: row.get(19)?,
+                    organization_currency_code: row.get(20)?,
                 })
             })?;
             rows.collect()
@@ -191,7 +201,7 @@ impl Store {
         let read = || -> rusqlite::Result<String> {
             let mut statement = self.conn.prepare(
                 "SELECT organization_name, billing_date, content_sha256 FROM bills
-                 ORDER BY organization_name, billing_date",
+                 ORDER BY organization_name, billing_date, organization_key",
             )?;
             let mut rows = statement.query([])?;
             let mut hasher = Sha256::new();
@@ -279,7 +289,8 @@ impl Import<'_> {
         let slot = match self.last {
             Some(slot)
                 if self.bills[slot].key.billing_date == line.billing_date
-                    && self.bills[slot].key.organization_name == line.organization_name =>
+                    && self.bills[slot].key.organization_name == line.organization_name
+                    && self.bills[slot].key_matches(line) =>
             {
                 slot
             }
@@ -316,6 +327,8 @@ impl Import<'_> {
                     line.subscription_id,
                     line.subscription_name,
                     line.autotask_company_id,
+                    line.payment_frequency,
+                    line.organization_currency_code,
                 ])?;
             }
             Target::Known { staging_index, .. } => {
@@ -338,6 +351,8 @@ impl Import<'_> {
                     line.subscription_id,
                     line.subscription_name,
                     line.autotask_company_id,
+                    line.payment_frequency,
+                    line.organization_currency_code,
                 ])?;
             }
         }
@@ -346,20 +361,22 @@ impl Import<'_> {
 
     /// Finds or opens the bill of `line`; a bill the database does not know gets its row now.
     fn slot_for(&mut self, line: &BillLine) -> rusqlite::Result<usize> {
+        let organization = organization_key(line);
+        let index_key = (organization, line.billing_date);
+        if let Some(&slot) = self.index.get(&index_key) {
+            return Ok(slot);
+        }
         let key = BillKey {
             organization_name: line.organization_name.clone(),
             billing_date: line.billing_date,
         };
-        if let Some(&slot) = self.index.get(&key) {
-            return Ok(slot);
-        }
         let conn = &self.store.conn;
         let billing_date = date(&key.billing_date);
         let existing: Option<(i64, String)> = conn
             .query_row(
                 "SELECT id, content_sha256 FROM bills
-                 WHERE organization_name = ?1 AND billing_date = ?2",
-                params![key.organization_name, billing_date],
+                 WHERE organization_key = ?1 AND billing_date = ?2",
+                params![index_key.0, billing_date],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()?;
@@ -369,10 +386,12 @@ impl Import<'_> {
             }
             None => {
                 conn.execute(
-                    "INSERT INTO bills (organization_name, billing_date, content_sha256, revision,
-                                        line_count, imported_at, source_file)
-                     VALUES (?1, ?2, '', 1, 0, ?3, ?4)",
+                    "INSERT INTO bills (organization_key, organization_name, billing_date,
+                                        content_sha256, revision, line_count, imported_at,
+                                        source_file)
+                     VALUES (?1, ?2, ?3, '', 1, 0, ?4, ?5)",
                     params![
+                        index_key.0,
                         key.organization_name,
                         billing_date,
                         self.imported_at,
@@ -384,12 +403,13 @@ impl Import<'_> {
         };
         let slot = self.bills.len();
         self.bills.push(PendingBill {
-            key: key.clone(),
+            key,
+            organization_key: index_key.0.clone(),
             target,
             hash: ContentHash::default(),
             lines: 0,
         });
-        self.index.insert(key, slot);
+        self.index.insert(index_key, slot);
         Ok(slot)
     }
 
@@ -412,7 +432,14 @@ impl Import<'_> {
                     )?;
                     summary.new_bills.push(bill.key.clone());
                 }
-                Target::Known { content_sha256, .. } if *content_sha256 == content => {
+                Target::Known { bill_id, content_sha256, .. } if *content_sha256 == content => {
+                    // The same lines under a new organization name (a rename in Cloudmore):
+                    // the bill keeps its key and takes the name.
+                    conn.execute(
+                        "UPDATE bills SET organization_name = ?1
+                         WHERE id = ?2 AND organization_name != ?1",
+                        params![bill.key.organization_name, bill_id],
+                    )?;
                     summary.unchanged_bills.push(bill.key.clone());
                 }
                 Target::Known { bill_id, staging_index, .. } => {
@@ -427,13 +454,15 @@ impl Import<'_> {
                     )?;
                     conn.execute(
                         "UPDATE bills SET content_sha256 = ?1, line_count = ?2,
-                                revision = revision + 1, imported_at = ?3, source_file = ?4
-                         WHERE id = ?5",
+                                revision = revision + 1, imported_at = ?3, source_file = ?4,
+                                organization_name = ?5
+                         WHERE id = ?6",
                         params![
                             content,
                             bill.lines as i64,
                             self.imported_at,
                             self.source_name,
+                            bill.key.organization_name,
                             bill_id
                         ],
                     )?;
@@ -473,6 +502,16 @@ struct ContentHash {
     count: u64,
 }
 
+impl PendingBill {
+    fn key_matches(&self, line: &BillLine) -> bool {
+        let number = line.customer_number.trim();
+        match self.organization_key.strip_prefix("number:") {
+            Some(key) => key == number,
+            None => number.is_empty(),
+        }
+    }
+}
+
 impl ContentHash {
     fn add(&mut self, line: &BillLine) {
         let mut hasher = Sha256::new();
@@ -500,6 +539,17 @@ impl ContentHash {
             line.total_sales,
         ] {
             hasher.update(amount.normalize().serialize());
+        }
+        // Added by migration 0005: hashed only when present, so that a bill imported before
+        // them (or from an export without them) keeps its content hash.
+        for (tag, field) in [
+            (b'f', line.payment_frequency.as_str()),
+            (b'c', line.organization_currency_code.as_str()),
+        ] {
+            if !field.is_empty() {
+                hasher.update([tag]);
+                hash_field(&mut hasher, field.as_bytes());
+            }
         }
         match line.autotask_company_id {
             Some(id) => {

@@ -54,6 +54,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0002_autotask_snapshot", include_str!("migrations/0002_autotask_snapshot.sql")),
     ("0003_plans_journal_audit", include_str!("migrations/0003_plans_journal_audit.sql")),
     ("0004_autotask_as_it_is", include_str!("migrations/0004_autotask_as_it_is.sql")),
+    ("0005_bill_line_terms", include_str!("migrations/0005_bill_line_terms.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).

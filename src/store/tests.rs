@@ -25,7 +25,7 @@ fn line(org: &str, date: &str, item: &str, quantity: &str, row: u64) -> BillLine
         service_name: "Microsoft NCE".into(),
         broker_name: "Microsoft".into(),
         organization_name: org.into(),
-        customer_number: "C-1".into(),
+        customer_number: format!("C-{org}"),
         product_name: format!("Product {item}"),
         item_code: item.into(),
         quantity: dec(quantity),
@@ -38,6 +38,7 @@ fn line(org: &str, date: &str, item: &str, quantity: &str, row: u64) -> BillLine
         subscription_id: format!("sub-{org}"),
         subscription_name: "Subscription".into(),
         autotask_company_id: Some(29683501),
+        ..Default::default()
     }
 }
 
@@ -121,8 +122,25 @@ fn migrates_from_an_empty_file_and_from_each_earlier_version() {
         std::fs::write(&path, b"").unwrap();
         let mut old = open_at_version(&path, version);
         assert_eq!(old.schema_version().unwrap(), version as u32);
-        if version >= 1 {
+        if version == MIGRATIONS.len() {
             import(&mut old, "old.csv", &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)]);
+            old.set_meta("k", "v").unwrap();
+        } else if version >= 1 {
+            // With the columns of 0001 only: today's import writes columns later migrations add.
+            old.conn
+                .execute_batch(
+                    "INSERT INTO bills (id, organization_name, billing_date, content_sha256,
+                                        revision, line_count, imported_at, source_file)
+                     VALUES (1, 'Contoso Ltd', '2026-10-01', 'sha256:x', 1, 1,
+                             '2026-10-02T00:00:00Z', 'old.csv');
+                     INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name,
+                         customer_number, product_name, item_code, quantity, unit_cost_price,
+                         unit_sales_price, total_cost, total_sales, currency_code, product_id,
+                         subscription_id, subscription_name, autotask_company_id)
+                     VALUES (1, 2, 'Microsoft NCE', 'Microsoft', 'C-1', 'Product A', 'A', '3',
+                             '10.5', '12', '31.5', '36', 'EUR', 'P-A', 'sub-1', 'S', 29683501);",
+                )
+                .unwrap();
             old.set_meta("k", "v").unwrap();
         }
         drop(old);
@@ -489,4 +507,85 @@ fn meta_values_are_replaced() {
     store.set_meta(meta_keys::LAST_SYNC_AT, "a").unwrap();
     store.set_meta(meta_keys::LAST_SYNC_AT, "b").unwrap();
     assert_eq!(store.get_meta(meta_keys::LAST_SYNC_AT).unwrap().as_deref(), Some("b"));
+}
+
+/// Migration 0005: a line's Payment Frequency and Organization Currency Code are kept; a line
+/// without them hashes as before the migration (no bill turns into a restatement by upgrading).
+#[test]
+fn payment_frequency_and_organization_currency_are_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let plain = line("Contoso", "2026-10-01", "A", "2", 2);
+    let mut import = store.begin_import("a.csv").unwrap();
+    import.add_line(&plain).unwrap();
+    import.finish().unwrap();
+    let before = store.inputs_digest().unwrap();
+    let mut with_terms = line("Contoso", "2026-10-01", "A", "2", 2);
+    with_terms.payment_frequency = "Annual".into();
+    with_terms.organization_currency_code = "SEK".into();
+    let mut import = store.begin_import("b.csv").unwrap();
+    import.add_line(&with_terms).unwrap();
+    let summary = import.finish().unwrap();
+    assert_eq!(summary.restated_bills.len(), 1, "new terms are a change");
+    let lines = store.bill_lines().unwrap();
+    assert_eq!(lines[0].payment_frequency, "Annual");
+    assert_eq!(lines[0].organization_currency_code, "SEK");
+    assert_ne!(store.inputs_digest().unwrap(), before);
+}
+
+/// Issue #16: a bill is keyed on the Customer Number when the lines carry one: a renamed
+/// organization's bill is restated, not doubled, and two organizations of one name stay apart.
+#[test]
+fn bills_are_keyed_on_the_customer_number() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut store = open(&dir);
+    let mut first = line("Contoso", "2026-10-01", "A", "2", 2);
+    first.customer_number = "CM-1".into();
+    let mut namesake = line("Contoso", "2026-10-01", "B", "1", 3);
+    namesake.customer_number = "CM-2".into();
+    let summary = import(&mut store, "a.csv", &[first.clone(), namesake]);
+    assert_eq!(summary.new_bills.len(), 2, "two organizations of one name");
+
+    let mut renamed = first.clone();
+    renamed.organization_name = "Contoso Group".into();
+    let summary = import(&mut store, "b.csv", &[renamed]);
+    assert_eq!((summary.new_bills.len(), summary.unchanged_bills.len()), (0, 1));
+    let names: Vec<String> =
+        store.bills().unwrap().into_iter().map(|b| b.key.organization_name).collect();
+    assert_eq!(names, ["Contoso", "Contoso Group"]);
+    assert_eq!(store.bill_lines().unwrap().len(), 2, "nothing counted twice");
+}
+
+/// Migration 0005 keys older bills by their lines' Customer Number; when a rename had doubled
+/// a bill (two names, one number, one date), the later import is kept with its lines.
+#[test]
+fn migration_0005_keys_older_bills_and_undoubles_renames() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    std::fs::write(&path, b"").unwrap();
+    let old = open_at_version(&path, 3);
+    old.conn
+        .execute_batch(
+            "INSERT INTO bills (id, organization_name, billing_date, content_sha256, revision,
+                                line_count, imported_at, source_file)
+             VALUES (1, 'Contoso Ltd', '2026-10-01', 'sha256:a', 1, 1, '2026-10-02T00:00:00Z', 'a.csv'),
+                    (2, 'Contoso Group', '2026-10-01', 'sha256:b', 1, 1, '2026-10-03T00:00:00Z', 'b.csv'),
+                    (3, 'Fabrikam', '2026-10-01', 'sha256:c', 1, 1, '2026-10-02T00:00:00Z', 'a.csv');
+             INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name,
+                 customer_number, product_name, item_code, quantity, unit_cost_price,
+                 unit_sales_price, total_cost, total_sales, currency_code, product_id,
+                 subscription_id, subscription_name, autotask_company_id)
+             VALUES (1, 2, 'S', 'B', 'CM-1', 'P', 'A', '3', '1', '1', '3', '3', 'EUR', 'P', 's1', 'S', 1),
+                    (2, 2, 'S', 'B', 'CM-1', 'P', 'A', '4', '1', '1', '4', '4', 'EUR', 'P', 's1', 'S', 1),
+                    (3, 2, 'S', 'B', '', 'P', 'A', '5', '1', '1', '5', '5', 'EUR', 'P', 's2', 'S', 2);",
+        )
+        .unwrap();
+    drop(old);
+    let store = Store::open(&path, Access::Write).unwrap();
+    let bills: Vec<(String, u64)> =
+        store.bills().unwrap().into_iter().map(|b| (b.key.organization_name, b.lines)).collect();
+    assert_eq!(bills, [("Contoso Group".to_string(), 1), ("Fabrikam".to_string(), 1)]);
+    let quantities: Vec<String> =
+        store.bill_lines().unwrap().iter().map(|l| l.quantity.to_string()).collect();
+    assert_eq!(quantities, ["4", "5"]);
 }

@@ -1,0 +1,305 @@
+//! The CSV reader: the export as Cloudmore writes it (UTF-8, a BOM accepted, `,`-separated,
+//! `.` decimals) and as Excel re-saves it in a European locale (`;`-separated with decimal
+//! commas, often Windows-1252). The dialect is decided once, from the start of the file:
+//!
+//! - encoding: UTF-16 is refused; a UTF-8 BOM, or a start that is valid UTF-8, means UTF-8;
+//!   anything else is read as Windows-1252 (Excel's "CSV" on Western-European Windows; every
+//!   byte is a character, so it cannot fail). A UTF-8 file with a bad byte later on still has
+//!   that row reported.
+//! - separator: the header split by `,`, by `;` and by tab; the one naming more of the report's
+//!   columns wins; a tie is refused ([`ImportError::Dialect`]), as is a tab-separated file.
+//! - decimals: `,`-separated ⇒ `.`; `;`-separated ⇒ `,` (SPEC.md: "`;` separator ⇒ decimal
+//!   comma"); a `.` in a number of a `;` file is an error naming the row, never a guess.
+//!
+//! The file is streamed: one reused record, each line handed to the store as it is read.
+
+use std::borrow::Cow;
+use std::io::{BufRead, BufReader, Read};
+
+use super::row::{known_columns, normalize, Cell, DecimalSeparator, HeaderError, Layout};
+use super::{ImportError, ImportOptions, Sink};
+use crate::store::{ImportSummary, Store};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Utf8,
+    Windows1252,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Dialect {
+    separator: u8,
+    encoding: Encoding,
+}
+
+pub(super) fn import(
+    store: &mut Store,
+    input: impl Read,
+    display_name: &str,
+    options: &ImportOptions,
+) -> Result<ImportSummary, ImportError> {
+    let file = || display_name.to_string();
+    let mut input = BufReader::with_capacity(256 * 1024, EndsWithNewline::new(input));
+    let start = input.fill_buf().map_err(|source| ImportError::Open { file: file(), source })?;
+    if start.starts_with(b"\xff\xfe") || start.starts_with(b"\xfe\xff") {
+        return Err(ImportError::Utf16 { file: file() });
+    }
+    let dialect = sniff(start, display_name)?;
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .delimiter(dialect.separator)
+        // Row lengths are checked here, so that every ragged row is listed, not just the first.
+        .flexible(true)
+        // Lines end at '\n' only, so that a row's position is the line it starts on for CRLF
+        // files too (with CRLF as the terminator the csv crate leaves the '\n' to the next
+        // record, which then reports the line before its own). A '\r' left at the end of the
+        // last cell is whitespace, trimmed like any other.
+        .terminator(csv::Terminator::Any(b'\n'))
+        .from_reader(input);
+    let header = reader
+        .byte_headers()
+        .map_err(|source| ImportError::Read { file: file(), row: 1, source })?
+        .clone();
+    let header_row = start_line(header.position(), reader.position().line(), &header);
+    if is_blank(&header) {
+        return Err(ImportError::Empty { file: file() });
+    }
+    let mut names = Vec::with_capacity(header.len());
+    for field in header.iter() {
+        match decode(field, dialect.encoding) {
+            Ok(name) => names.push(name.into_owned()),
+            Err(_) => {
+                return Err(ImportError::HeaderNotUtf8 { file: file(), row: header_row });
+            }
+        }
+    }
+    let decimals = match dialect.separator {
+        b';' => DecimalSeparator::Comma,
+        _ => DecimalSeparator::Point,
+    };
+    let layout = Layout::from_names(&names, decimals).map_err(|err| match err {
+        HeaderError::Duplicate(column) => {
+            ImportError::DuplicateColumn { file: file(), row: header_row, column }
+        }
+        HeaderError::Missing(columns) => {
+            let hint = (names.len() == 1)
+                .then(|| {
+                    ['\t', '|'].into_iter().find(|d| names[0].contains(*d)).map(|d| {
+                        format!(
+                            "; the header is a single column: is the file separated by {d:?} instead of commas?"
+                        )
+                    })
+                })
+                .flatten();
+            ImportError::MissingColumns { file: file(), columns, hint }
+        }
+    })?;
+    super::check_link_column(&names, options, display_name)?;
+
+    let reads: Vec<bool> = (0..layout.width).map(|index| layout.reads(index)).collect();
+    let mut sink = Sink::begin(store, display_name, None)?;
+    let mut record = csv::ByteRecord::new();
+    loop {
+        match reader.read_byte_record(&mut record) {
+            Ok(true) => {}
+            Ok(false) => break,
+            Err(source) => {
+                let row = source.position().map(|p| p.line()).unwrap_or(header_row + 1);
+                return Err(ImportError::Read { file: file(), row, source });
+            }
+        }
+        let row = start_line(record.position(), reader.position().line(), &record);
+        if is_blank(&record) {
+            continue;
+        }
+        if record.len() != layout.width {
+            sink.reject(
+                row,
+                format!(
+                    "the row has {} {}, the header has {}",
+                    record.len(),
+                    super::plural(record.len(), "field", "fields"),
+                    layout.width
+                ),
+            );
+            continue;
+        }
+        let cells: Vec<Cell<'_>> = record
+            .iter()
+            .enumerate()
+            .map(|(index, field)| {
+                if !reads[index] {
+                    return Cell::Empty;
+                }
+                match decode(field, dialect.encoding) {
+                    Ok(text) => Cell::Text(text),
+                    Err(reason) => Cell::Bad(reason),
+                }
+            })
+            .collect();
+        let line = layout.parse(&cells, display_name, row);
+        sink.accept(row, line)?;
+    }
+    sink.finish()
+}
+
+fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {
+    match encoding {
+        Encoding::Utf8 => std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|err| {
+            format!("is not valid UTF-8 (byte {} of the cell)", err.valid_up_to() + 1)
+        }),
+        Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0),
+    }
+}
+
+/// The dialect, from the first buffer of the file (which holds the header).
+fn sniff(start: &[u8], file: &str) -> Result<Dialect, ImportError> {
+    let (bom, body) = match start.strip_prefix(b"\xef\xbb\xbf") {
+        Some(rest) => (true, rest),
+        None => (false, start),
+    };
+    let encoding = match std::str::from_utf8(body) {
+        Ok(_) => Encoding::Utf8,
+        // Cut inside a character at the end of the buffer: still UTF-8.
+        Err(err) if err.error_len().is_none() => Encoding::Utf8,
+        Err(_) if bom => Encoding::Utf8,
+        Err(_) => Encoding::Windows1252,
+    };
+    let header = first_line(body);
+    let score = |separator: u8| {
+        let names: Vec<String> = split_outside_quotes(header, separator)
+            .into_iter()
+            .map(|cell| normalize(&String::from_utf8_lossy(cell).replace('"', "")))
+            .collect();
+        known_columns(&names)
+    };
+    let (comma, semicolon, tab) = (score(b','), score(b';'), score(b'\t'));
+    let separator = if tab > comma && tab > semicolon {
+        return Err(ImportError::Dialect {
+            file: file.to_string(),
+            found: "the file is tab-separated".into(),
+        });
+    } else if comma == semicolon && comma > 0 {
+        return Err(ImportError::Dialect {
+            file: file.to_string(),
+            found: format!(
+                "cannot tell the separator: the header names {comma} of the report's columns split by ',' and as many split by ';'"
+            ),
+        });
+    } else if semicolon > comma {
+        b';'
+    } else {
+        b','
+    };
+    Ok(Dialect { separator, encoding })
+}
+
+/// The first non-blank line of the buffer (the header), without its line break.
+fn first_line(body: &[u8]) -> &[u8] {
+    let mut rest = body;
+    loop {
+        let end = rest.iter().position(|b| *b == b'\n').unwrap_or(rest.len());
+        let line = &rest[..end];
+        if !line.iter().all(u8::is_ascii_whitespace) || end == rest.len() {
+            return line;
+        }
+        rest = &rest[end + 1..];
+    }
+}
+
+fn split_outside_quotes(line: &[u8], separator: u8) -> Vec<&[u8]> {
+    let mut cells = Vec::new();
+    let mut quoted = false;
+    let mut start = 0;
+    for (i, byte) in line.iter().enumerate() {
+        if *byte == b'"' {
+            quoted = !quoted;
+        } else if *byte == separator && !quoted {
+            cells.push(&line[start..i]);
+            start = i + 1;
+        }
+    }
+    cells.push(&line[start..]);
+    cells
+}
+
+/// The line a record starts on. The csv crate dates a record from before the blank lines it
+/// skips (so a row after an empty line was reported one line early); counting back from where
+/// the record ends is exact: the reader's line after it, less the line breaks inside its
+/// quoted cells, less the one that ends it (every record ends with one, [`EndsWithNewline`],
+/// except one whose quote is never closed: for it the csv crate's own line is the better one).
+fn start_line(dated: Option<&csv::Position>, line_after: u64, record: &csv::ByteRecord) -> u64 {
+    let inside: usize =
+        record.iter().map(|cell| cell.iter().filter(|byte| **byte == b'\n').count()).sum();
+    let counted_back = line_after.saturating_sub(inside as u64 + 1);
+    counted_back.max(dated.map(csv::Position::line).unwrap_or(1)).max(1)
+}
+
+/// The input, with a `\n` added at the end when it does not end with one; it changes no cell
+/// (a line break at the end of the file ends the last record, and cells are trimmed).
+struct EndsWithNewline<R> {
+    inner: R,
+    last: Option<u8>,
+    done: bool,
+}
+
+impl<R> EndsWithNewline<R> {
+    fn new(inner: R) -> Self {
+        EndsWithNewline { inner, last: None, done: false }
+    }
+}
+
+impl<R: Read> Read for EndsWithNewline<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if self.done || buf.is_empty() {
+            return Ok(0);
+        }
+        let read = self.inner.read(buf)?;
+        if read > 0 {
+            self.last = Some(buf[read - 1]);
+            return Ok(read);
+        }
+        self.done = true;
+        match self.last {
+            Some(byte) if byte != b'\n' => {
+                buf[0] = b'\n';
+                Ok(1)
+            }
+            _ => Ok(0),
+        }
+    }
+}
+
+/// A line with nothing but whitespace (a blank CRLF line reads as one cell holding "\r").
+fn is_blank(record: &csv::ByteRecord) -> bool {
+    record.is_empty() || (record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dialects() {
+        let header = "Billing Date,Service Name,Organization Name,Product Name,Quantity";
+        let d = sniff(header.as_bytes(), "f").unwrap();
+        assert_eq!((d.separator, d.encoding), (b',', Encoding::Utf8));
+        let d = sniff(header.replace(',', ";").as_bytes(), "f").unwrap();
+        assert_eq!(d.separator, b';');
+        let mut latin = header.replace(',', ";").into_bytes();
+        latin.extend_from_slice(b"\n2026-10-01;S;M\xfcller GmbH;P;1\n");
+        assert_eq!(sniff(&latin, "f").unwrap().encoding, Encoding::Windows1252);
+        // A UTF-8 character cut at the end of the buffer is still UTF-8.
+        assert_eq!(
+            sniff("Billing Date,Müller".as_bytes()[..20].as_ref(), "f").unwrap().encoding,
+            Encoding::Utf8
+        );
+        let tie = "Billing Date;Service Name,Organization Name;Product Name,Quantity";
+        assert!(matches!(sniff(tie.as_bytes(), "f"), Err(ImportError::Dialect { .. })));
+        let tabs = header.replace(',', "\t");
+        assert!(matches!(sniff(tabs.as_bytes(), "f"), Err(ImportError::Dialect { .. })));
+        // "a,b" quoted inside a ';' header does not count as ',' columns.
+        let quoted = "\"Note, extra\";Billing Date;Service Name";
+        assert_eq!(sniff(quoted.as_bytes(), "f").unwrap().separator, b';');
+    }
+}

@@ -1,0 +1,572 @@
+//! One row of the report to a [`BillLine`]: the columns cmat reads, where they are in a file's
+//! header, and how each cell's value is checked. Shared by the CSV and the `.xlsx` readers: a
+//! cell is text (CSV, or a text cell of a workbook) or typed (a workbook's number or date).
+
+use std::borrow::Cow;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+
+use crate::billing::{BillLine, LineSource};
+
+/// The report's columns cmat reads, as Cloudmore names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Column {
+    BillingDate,
+    ServiceName,
+    BrokerName,
+    OrganizationName,
+    CustomerNumber,
+    ProductName,
+    ItemCode,
+    Quantity,
+    UnitCostPrice,
+    UnitSalesPrice,
+    TotalCost,
+    TotalSales,
+    CurrencyCode,
+    ProductId,
+    SubscriptionId,
+    SubscriptionName,
+    AutotaskCompanyId,
+    PaymentFrequency,
+    OrganizationCurrencyCode,
+}
+
+pub(super) const COLUMNS: [Column; 19] = [
+    Column::BillingDate,
+    Column::ServiceName,
+    Column::BrokerName,
+    Column::OrganizationName,
+    Column::CustomerNumber,
+    Column::ProductName,
+    Column::ItemCode,
+    Column::Quantity,
+    Column::UnitCostPrice,
+    Column::UnitSalesPrice,
+    Column::TotalCost,
+    Column::TotalSales,
+    Column::CurrencyCode,
+    Column::ProductId,
+    Column::SubscriptionId,
+    Column::SubscriptionName,
+    Column::AutotaskCompanyId,
+    Column::PaymentFrequency,
+    Column::OrganizationCurrencyCode,
+];
+
+impl Column {
+    pub(super) fn name(self) -> &'static str {
+        match self {
+            Column::BillingDate => "Billing Date",
+            Column::ServiceName => "Service Name",
+            Column::BrokerName => "Broker Name",
+            Column::OrganizationName => "Organization Name",
+            Column::CustomerNumber => "Customer Number",
+            Column::ProductName => "Product Name",
+            Column::ItemCode => "Item Code",
+            Column::Quantity => "Quantity",
+            Column::UnitCostPrice => "Unit Cost Price",
+            Column::UnitSalesPrice => "Unit Sales Price",
+            Column::TotalCost => "Total Cost",
+            Column::TotalSales => "Total Sales",
+            Column::CurrencyCode => "Currency Code",
+            Column::ProductId => "Product ID",
+            Column::SubscriptionId => "Subscription ID",
+            Column::SubscriptionName => "Subscription Name",
+            Column::AutotaskCompanyId => crate::billing::AUTOTASK_COMPANY_COLUMN,
+            Column::PaymentFrequency => "Payment Frequency",
+            Column::OrganizationCurrencyCode => "Organization Currency Code",
+        }
+    }
+
+    /// SPEC.md's required columns: they must be in the header.
+    pub(super) fn required(self) -> bool {
+        matches!(
+            self,
+            Column::BillingDate
+                | Column::ServiceName
+                | Column::OrganizationName
+                | Column::ProductName
+                | Column::Quantity
+                | Column::UnitCostPrice
+                | Column::UnitSalesPrice
+                | Column::TotalCost
+                | Column::TotalSales
+                | Column::CurrencyCode
+                | Column::SubscriptionId
+        )
+    }
+
+    /// Required columns whose cell must not be empty. Subscription ID may be: a manual billing
+    /// line (a discount or fee) has none, and is imported (SPEC.md, "Input").
+    fn must_have_value(self) -> bool {
+        self.required() && self != Column::SubscriptionId
+    }
+}
+
+/// One cell as a reader found it.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Cell<'a> {
+    Empty,
+    Text(Cow<'a, str>),
+    /// A workbook's numeric cell, as the exact decimal of its shortest round-trip text.
+    Number(Decimal),
+    /// A workbook's date cell.
+    Date(NaiveDate),
+    /// A cell the reader could not turn into one of the above (an Excel error, a boolean, a
+    /// date with a time, bytes not in the file's encoding): the reason, without the column.
+    Bad(String),
+}
+
+/// How the text of numbers is written in this file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum DecimalSeparator {
+    Point,
+    /// `;`-separated CSV re-saved by Excel in a European locale.
+    Comma,
+}
+
+/// "  Billing   DATE " → "billing date": how header names are compared.
+pub(super) fn normalize(name: &str) -> String {
+    name.trim_start_matches('\u{feff}')
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_lowercase()
+}
+
+/// How many of cmat's columns a header names (to tell a header row, or a separator, apart).
+pub(super) fn known_columns(names: &[String]) -> usize {
+    let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+    COLUMNS.iter().filter(|c| names.contains(&normalize(c.name()))).count()
+}
+
+/// Why a header cannot be used.
+#[derive(Debug)]
+pub(super) enum HeaderError {
+    Missing(Vec<&'static str>),
+    Duplicate(&'static str),
+}
+
+/// Where each known column is in this file's header.
+pub(super) struct Layout {
+    positions: [Option<usize>; COLUMNS.len()],
+    pub(super) width: usize,
+    pub(super) decimals: DecimalSeparator,
+}
+
+impl Layout {
+    pub(super) fn from_names(
+        names: &[String],
+        decimals: DecimalSeparator,
+    ) -> Result<Layout, HeaderError> {
+        let names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
+        let mut positions = [None; COLUMNS.len()];
+        for (slot, column) in positions.iter_mut().zip(COLUMNS) {
+            let wanted = normalize(column.name());
+            let mut found = names.iter().enumerate().filter(|(_, n)| **n == wanted);
+            *slot = found.next().map(|(i, _)| i);
+            if found.next().is_some() {
+                return Err(HeaderError::Duplicate(column.name()));
+            }
+        }
+        let missing: Vec<&'static str> = COLUMNS
+            .iter()
+            .zip(&positions)
+            .filter(|(c, p)| c.required() && p.is_none())
+            .map(|(c, _)| c.name())
+            .collect();
+        if !missing.is_empty() {
+            return Err(HeaderError::Missing(missing));
+        }
+        Ok(Layout { positions, width: names.len(), decimals })
+    }
+
+    /// Whether the cell at `index` is one cmat reads (the others are never decoded).
+    pub(super) fn reads(&self, index: usize) -> bool {
+        self.positions.contains(&Some(index))
+    }
+
+    /// One row to a line, or every reason it is malformed ("; "-separated). `cells` holds the
+    /// row's cells by column position (missing trailing cells are empty).
+    pub(super) fn parse(
+        &self,
+        cells: &[Cell<'_>],
+        file: &str,
+        row: u64,
+    ) -> Result<BillLine, String> {
+        let mut reasons: Vec<String> = Vec::new();
+        let cell = |column: Column| -> &Cell<'_> {
+            match self.positions[column as usize] {
+                Some(index) => cells.get(index).unwrap_or(&Cell::Empty),
+                None => &Cell::Empty,
+            }
+        };
+        let mut text = |column: Column| -> String {
+            match text_of(column, cell(column)) {
+                Ok(value) => {
+                    if value.is_empty() && column.must_have_value() {
+                        reasons.push(format!("{} is empty", column.name()));
+                    }
+                    value
+                }
+                Err(reason) => {
+                    reasons.push(reason);
+                    String::new()
+                }
+            }
+        };
+        let service_name = text(Column::ServiceName);
+        let broker_name = text(Column::BrokerName);
+        let organization_name = text(Column::OrganizationName);
+        let customer_number = text(Column::CustomerNumber);
+        let product_name = text(Column::ProductName);
+        let item_code = text(Column::ItemCode);
+        let currency_code = text(Column::CurrencyCode);
+        let product_id = text(Column::ProductId);
+        let subscription_id = text(Column::SubscriptionId);
+        let subscription_name = text(Column::SubscriptionName);
+        let payment_frequency = text(Column::PaymentFrequency);
+        let organization_currency_code = text(Column::OrganizationCurrencyCode);
+
+        let empty = |column: Column, reasons: &mut Vec<String>| {
+            reasons.push(format!("{} is empty", column.name()));
+        };
+        let billing_date =
+            check(&mut reasons, date_of(Column::BillingDate, cell(Column::BillingDate)));
+        if let Some(None) = billing_date {
+            empty(Column::BillingDate, &mut reasons);
+        }
+        let mut amount = |column: Column| {
+            let value = check(&mut reasons, self.decimal_of(column, cell(column)));
+            if let Some(None) = value {
+                empty(column, &mut reasons);
+            }
+            value
+        };
+        let quantity = amount(Column::Quantity);
+        let unit_cost_price = amount(Column::UnitCostPrice);
+        let unit_sales_price = amount(Column::UnitSalesPrice);
+        let total_cost = amount(Column::TotalCost);
+        let total_sales = amount(Column::TotalSales);
+        let autotask_company_id =
+            check(&mut reasons, company_id_of(cell(Column::AutotaskCompanyId)));
+        match (
+            billing_date,
+            quantity,
+            unit_cost_price,
+            unit_sales_price,
+            total_cost,
+            total_sales,
+            autotask_company_id,
+        ) {
+            (
+                Some(Some(billing_date)),
+                Some(Some(quantity)),
+                Some(Some(unit_cost_price)),
+                Some(Some(unit_sales_price)),
+                Some(Some(total_cost)),
+                Some(Some(total_sales)),
+                Some(autotask_company_id),
+            ) if reasons.is_empty() => Ok(BillLine {
+                source: LineSource { file: file.to_string(), row },
+                billing_date,
+                service_name,
+                broker_name,
+                organization_name,
+                customer_number,
+                product_name,
+                item_code,
+                quantity,
+                unit_cost_price,
+                unit_sales_price,
+                total_cost,
+                total_sales,
+                currency_code,
+                product_id,
+                subscription_id,
+                subscription_name,
+                autotask_company_id,
+                payment_frequency,
+                organization_currency_code,
+            }),
+            _ => Err(reasons.join("; ")),
+        }
+    }
+
+    /// A decimal cell: a workbook number as it is, text by this file's decimal separator;
+    /// empty → Ok(None) (reported as an empty required cell already).
+    fn decimal_of(&self, column: Column, cell: &Cell<'_>) -> Result<Option<Decimal>, String> {
+        match cell {
+            Cell::Empty => Ok(None),
+            Cell::Number(value) => Ok(Some(*value)),
+            Cell::Text(text) => {
+                let text = text.trim();
+                if text.is_empty() {
+                    return Ok(None);
+                }
+                match self.decimals {
+                    DecimalSeparator::Point => parse_exact_decimal(column.name(), text).map(Some),
+                    DecimalSeparator::Comma => {
+                        if text.contains('.') {
+                            return Err(format!(
+                                "{} {} is not a decimal number (this file is ';'-separated, so its decimal separator is ',')",
+                                column.name(),
+                                shown(text)
+                            ));
+                        }
+                        parse_exact_decimal(column.name(), &text.replacen(',', ".", 1))
+                            .map(Some)
+                            .map_err(|_| {
+                                format!(
+                                    "{} {} is not a decimal number (use \",\" as the decimal separator, without thousands separators)",
+                                    column.name(),
+                                    shown(text)
+                                )
+                            })
+                    }
+                }
+            }
+            Cell::Date(_) => Err(format!("{} is a date, expected a number", column.name())),
+            Cell::Bad(reason) => Err(format!("{} {reason}", column.name())),
+        }
+    }
+}
+
+/// A text cell's trimmed text; a workbook number as its text (a numeric Customer Number).
+fn text_of(column: Column, cell: &Cell<'_>) -> Result<String, String> {
+    match cell {
+        Cell::Empty => Ok(String::new()),
+        Cell::Text(text) => Ok(text.trim().to_string()),
+        Cell::Number(value) => Ok(value.normalize().to_string()),
+        Cell::Date(date) => Ok(date.format("%Y-%m-%d").to_string()),
+        Cell::Bad(reason) => Err(format!("{} {reason}", column.name())),
+    }
+}
+
+fn date_of(column: Column, cell: &Cell<'_>) -> Result<Option<NaiveDate>, String> {
+    match cell {
+        Cell::Empty => Ok(None),
+        Cell::Date(date) => Ok(Some(*date)),
+        Cell::Text(text) => parse_date(column, text.trim()),
+        Cell::Number(_) => Err(format!("{} is a number, expected a date", column.name())),
+        Cell::Bad(reason) => Err(format!("{} {reason}", column.name())),
+    }
+}
+
+fn company_id_of(cell: &Cell<'_>) -> Result<Option<i64>, String> {
+    let name = Column::AutotaskCompanyId.name();
+    match cell {
+        Cell::Number(value) => {
+            if value.fract().is_zero() && !value.is_sign_negative() {
+                use rust_decimal::prelude::ToPrimitive;
+                value
+                    .trunc()
+                    .to_i64()
+                    .map(Some)
+                    .ok_or_else(|| format!("{name} {value} is too large for an Autotask id"))
+            } else {
+                Err(format!("{name} {value} is not an integer"))
+            }
+        }
+        other => parse_company_id(&text_of(Column::AutotaskCompanyId, other)?),
+    }
+}
+
+/// A cell quoted in a message: at most 40 characters of it, so that a megabyte cell makes a
+/// one-line error rather than a megabyte one.
+pub(super) fn shown(text: &str) -> String {
+    const MAX: usize = 40;
+    match text.char_indices().nth(MAX) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} characters)", &text[..cut], text.chars().count()),
+    }
+}
+
+/// Keeps a cell's value, or its reason to be rejected.
+fn check<T>(reasons: &mut Vec<String>, result: Result<T, String>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(reason) => {
+            reasons.push(reason);
+            None
+        }
+    }
+}
+
+/// A date as text: ISO `YYYY-MM-DD`, or day, month and year separated by `/`, `.` or `-` when
+/// the order cannot be mistaken (`25/01/2026`: 25 is no month); `01/02/2026` is an error, never
+/// a guess. Empty → Ok(None) (reported as an empty required cell already).
+pub(super) fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let bytes = text.as_bytes();
+    let iso = bytes.len() == 10
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            _ => b.is_ascii_digit(),
+        });
+    // The shape is checked: plain digit arithmetic, no format-string parsing per row.
+    let number = |part: &[u8]| part.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
+    if iso {
+        return NaiveDate::from_ymd_opt(
+            number(&bytes[0..4]) as i32,
+            number(&bytes[5..7]),
+            number(&bytes[8..10]),
+        )
+        .map(Some)
+        .ok_or_else(|| format!("{} {} is not a valid date", column.name(), shown(text)));
+    }
+    let not_a_date = || {
+        format!(
+            "{} {} is not a date (expected YYYY-MM-DD, or a day and month that cannot be mistaken, such as 25/01/2026)",
+            column.name(),
+            shown(text)
+        )
+    };
+    let separator = text.chars().find(|c| matches!(c, '/' | '.' | '-')).ok_or_else(not_a_date)?;
+    let parts: Vec<&str> = text.split(separator).collect();
+    let [a, b, year] = parts.as_slice() else { return Err(not_a_date()) };
+    let short = |p: &str| (1..=2).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit());
+    if !short(a) || !short(b) || year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(not_a_date());
+    }
+    let (a, b, year) = (number(a.as_bytes()), number(b.as_bytes()), number(year.as_bytes()) as i32);
+    let (day, month) = if a == b || (a > 12 && b <= 12) {
+        (a, b)
+    } else if b > 12 && a <= 12 {
+        (b, a)
+    } else {
+        return Err(format!(
+            "{} {} is ambiguous: day and month could be either way round (export the report as .xlsx, or with ISO dates YYYY-MM-DD)",
+            column.name(),
+            shown(text)
+        ));
+    };
+    NaiveDate::from_ymd_opt(year, month, day)
+        .map(Some)
+        .ok_or_else(|| format!("{} {} is not a valid date", column.name(), shown(text)))
+}
+
+/// The most significant digits a `Decimal` holds exactly; more would be rounded silently.
+const MAX_DIGITS: usize = 28;
+
+/// The one strict decimal reader, shared with the Cloudmore API client: `-?DIGITS(.DIGITS)?`,
+/// at most 28 significant digits; the error names the field (`name`) and the text.
+/// `Decimal::from_str` alone would also take "1_000" and round over-long numbers.
+pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
+    let unsigned = text.strip_prefix('-').unwrap_or(text);
+    let (whole, fraction) = match unsigned.split_once('.') {
+        Some((whole, fraction)) => (whole, Some(fraction)),
+        None => (unsigned, None),
+    };
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    if !digits(whole) || !fraction.map(digits).unwrap_or(true) {
+        let why = if text.contains(',') {
+            " (use \".\" as the decimal separator, without thousands separators)"
+        } else if text.contains(['e', 'E']) && text.bytes().any(|b| b.is_ascii_digit()) {
+            " (scientific notation is not accepted)"
+        } else {
+            ""
+        };
+        return Err(format!("{name} {} is not a decimal number{why}", shown(text)));
+    }
+    let significant = whole.trim_start_matches('0').len() + fraction.map_or(0, str::len);
+    if significant > MAX_DIGITS {
+        return Err(format!(
+            "{name} {} has more than {MAX_DIGITS} digits and cannot be kept exactly",
+            shown(text)
+        ));
+    }
+    text.parse::<Decimal>()
+        .map_err(|err| format!("{name} {} is not a decimal number ({err})", shown(text)))
+}
+
+/// The optional AutotaskCompanyID: empty → not linked; otherwise a non-negative integer.
+pub(super) fn parse_company_id(text: &str) -> Result<Option<i64>, String> {
+    if text.is_empty() {
+        return Ok(None);
+    }
+    let name = Column::AutotaskCompanyId.name();
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(format!("{name} {} is not an integer", shown(text)));
+    }
+    text.parse::<i64>()
+        .map(Some)
+        .map_err(|_| format!("{name} {} is too large for an Autotask id", shown(text)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(text: &str) -> Result<Option<Decimal>, String> {
+        let layout = Layout {
+            positions: [None; COLUMNS.len()],
+            width: 0,
+            decimals: DecimalSeparator::Point,
+        };
+        layout.decimal_of(Column::Quantity, &Cell::Text(text.into()))
+    }
+
+    fn q_comma(text: &str) -> Result<Option<Decimal>, String> {
+        let layout = Layout {
+            positions: [None; COLUMNS.len()],
+            width: 0,
+            decimals: DecimalSeparator::Comma,
+        };
+        layout.decimal_of(Column::Quantity, &Cell::Text(text.into()))
+    }
+
+    #[test]
+    fn decimals_are_exact_and_strict() {
+        assert_eq!(q("12.50").unwrap().unwrap().to_string(), "12.50");
+        assert_eq!(q("-0.0001").unwrap().unwrap().to_string(), "-0.0001");
+        assert_eq!(q("").unwrap(), None);
+        for bad in ["1e5", "1,5", "1_000", "+1", ".5", "5.", "1.2.3", "abc", "- 1", "NaN"] {
+            assert!(q(bad).is_err(), "{bad} accepted");
+        }
+        assert!(q("1e5").unwrap_err().contains("scientific"));
+        assert!(q("1,5").unwrap_err().contains("\".\""));
+        assert!(q("12345678901234567890.123456789").is_err());
+        assert!(q("0000000000000000000000000000001.5").is_ok());
+    }
+
+    #[test]
+    fn decimal_commas_in_semicolon_files() {
+        assert_eq!(q_comma("12,50").unwrap().unwrap().to_string(), "12.50");
+        assert_eq!(q_comma("-3").unwrap().unwrap().to_string(), "-3");
+        assert!(q_comma("12.50").unwrap_err().contains("';'-separated"));
+        assert!(q_comma("1.234,50").is_err());
+        assert!(q_comma("1,2,3").is_err());
+    }
+
+    #[test]
+    fn dates_iso_or_unambiguous() {
+        let d = |t: &str| parse_date(Column::BillingDate, t);
+        assert_eq!(d("2026-10-01").unwrap().unwrap().to_string(), "2026-10-01");
+        assert_eq!(d("25/01/2026").unwrap().unwrap().to_string(), "2026-01-25");
+        assert_eq!(d("01/25/2026").unwrap().unwrap().to_string(), "2026-01-25");
+        assert_eq!(d("25.1.2026").unwrap().unwrap().to_string(), "2026-01-25");
+        assert_eq!(d("05/05/2026").unwrap().unwrap().to_string(), "2026-05-05");
+        assert!(d("01/02/2026").unwrap_err().contains("ambiguous"));
+        for bad in ["2026-1-01", "2026-10-01T00:00:00", "20261001", "+2026-10-0", "1/2/26"] {
+            assert!(d(bad).is_err(), "{bad}");
+        }
+        assert!(d("2026-02-30").unwrap_err().contains("not a valid date"));
+        assert!(d("31/02/2026").unwrap_err().contains("not a valid date"));
+    }
+
+    #[test]
+    fn company_ids() {
+        assert_eq!(parse_company_id("29683501"), Ok(Some(29683501)));
+        assert_eq!(parse_company_id(""), Ok(None));
+        assert!(parse_company_id("2968x").is_err());
+        assert!(parse_company_id("-1").is_err());
+        assert!(parse_company_id("99999999999999999999").is_err());
+        assert_eq!(company_id_of(&Cell::Number(Decimal::from(29683501))), Ok(Some(29683501)));
+        assert!(company_id_of(&Cell::Number(Decimal::new(15, 1))).is_err());
+    }
+}
