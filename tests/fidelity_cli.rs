@@ -247,3 +247,17 @@ fn a_bill_in_another_currency_than_the_companys_is_a_warning() {
         "{mismatches:#?}"
     );
 }
+
+#[test]
+fn plan_before_any_pull_says_to_pull_and_apply_reads_the_picklists_itself() {
+    let sw = SimWorkspace::start();
+    sw.import(OCTOBER);
+    let run = sw.cmat(&["plan"]);
+    assert_eq!(run.status, 1);
+    insta::assert_snapshot!("plan_before_any_pull", run.stderr);
+    // apply re-reads Autotask anyway: it fetches the picklists it needs and converges.
+    let run = sw.apply();
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(sw.writes() > 0);
+    assert_converged(&sw);
+}

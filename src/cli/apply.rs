@@ -96,6 +96,12 @@ pub fn execute(
             plan
         }
         None => {
+            if loaded.snapshot.picklists.is_empty() {
+                // Never pulled: the rules' labels need the tenant's picklists to become numbers.
+                loaded.snapshot.picklists = crate::autotask::pull::read_picklists(client)?;
+                loaded.snapshot.currencies = crate::autotask::pull::read_currencies(client)?;
+                store.replace_snapshot(&loaded.snapshot)?;
+            }
             let mut plan = loaded.plan()?;
             // Units change relatively: plan only from what Autotask holds right now.
             for _ in 0..3 {

@@ -34,6 +34,9 @@ impl Loaded {
 
     /// The plan, or one error listing every rule whose picklist label the tenant lacks.
     pub fn plan(&self) -> Result<Plan, CommandError> {
+        if self.snapshot.picklists.is_empty() && self.snapshot.refreshed_at.is_none() {
+            return Err("no Autotask snapshot yet: run `cmat pull autotask` first (a plan is made against what Autotask holds, its picklists included)".into());
+        }
         crate::plan::compute(&self.inputs(), Utc::now()).map_err(|errors| -> CommandError {
             let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!(
