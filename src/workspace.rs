@@ -64,6 +64,19 @@ pub struct Config {
     pub autotask: AutotaskConfig,
     #[serde(default)]
     pub cloudmore: CloudmoreConfig,
+    #[serde(default)]
+    pub sync: SyncConfig,
+}
+
+/// `[sync]`: how the daily job behaves.
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SyncConfig {
+    /// When a bill looks incomplete (dated before the 8th without the NCE lines the month
+    /// before had), write nothing and let the next sync try again, instead of posting half a
+    /// month. Default false: the warning alone.
+    #[serde(default)]
+    pub wait_for_nce_data: bool,
 }
 
 #[derive(Debug, Clone, Default, Deserialize, PartialEq)]

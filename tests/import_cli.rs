@@ -576,4 +576,14 @@ fn sync_warns_about_a_bill_before_the_nce_data_landed() {
     warning: organization "Fabrikam Inc": the 2026-12-01 bill has no Microsoft NCE lines, though the bill of 2026-11 had 2; Microsoft's NCE billing lands between the 6th and the 8th, so this bill is most likely incomplete (pull again after the 8th)
     warning: organization "Northwind Traders": the 2026-12-01 bill has no Microsoft NCE lines, though the bill of 2026-11 had 2; Microsoft's NCE billing lands between the 6th and the 8th, so this bill is most likely incomplete (pull again after the 8th)
     "#);
+
+    // With `[sync] wait_for_nce_data`, nothing reaches Autotask until the bill is whole.
+    let config = tenant.ws.read("cmat.toml");
+    tenant.ws.write("cmat.toml", &format!("{config}\n[sync]\nwait_for_nce_data = true\n"));
+    let requests = tenant.sim.request_log().len();
+    let run = tenant.cmat(&["sync", "--auto-approve"]);
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert!(run.stdout.contains("Waiting for Cloudmore's NCE data"), "{}", run.stdout);
+    assert_eq!(tenant.sim.request_log().len(), requests, "Autotask was not contacted");
+    assert_eq!(tenant.writes(), 0);
 }

@@ -63,6 +63,18 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
         return Ok(Exit::Success);
     }
 
+    // A bill pulled before Microsoft's NCE data landed is half a month: said before Autotask
+    // is contacted, and with `[sync] wait_for_nce_data` nothing is written until it is whole.
+    let incomplete = crate::billing::nce_readiness(&store.bill_lines()?);
+    for warning in &incomplete {
+        eprintln!("warning: {warning}");
+    }
+    if !incomplete.is_empty() && config.sync.wait_for_nce_data {
+        println!(
+            "Waiting for Cloudmore's NCE data ([sync] wait_for_nce_data = true): nothing was sent to Autotask; the next sync tries again."
+        );
+        return Ok(Exit::Success);
+    }
     let client = session::connect_autotask(context)?;
     super::pull_autotask::pull_into(
         context,
@@ -73,9 +85,6 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     )?;
     // The rules whose digest was compared above are the ones applied, and recorded below.
     let mut loaded = session::load_with(&store, (rules, sources))?;
-    for warning in crate::billing::nce_readiness(&loaded.lines) {
-        eprintln!("warning: {warning}");
-    }
     if args.dry_run {
         let plan = loaded.plan()?;
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
