@@ -356,11 +356,18 @@ impl Plan {
             change.action == Action::Delete
                 || change.fields.get("unitChange").and_then(Value::as_i64).is_some_and(|n| n < 0)
         };
+        // A correcting charge restates a period already invoiced: a person should see it apart.
+        let restates_invoiced = |change: &PlanChange| change.key.contains("/correction:");
         let mut groups: BTreeMap<(String, String), Vec<&PlanChange>> = BTreeMap::new();
         let mut removals = Vec::new();
+        let mut restatements = Vec::new();
         for change in &self.changes {
             if destructive(change) {
                 removals.push(change);
+                continue;
+            }
+            if restates_invoiced(change) {
+                restatements.push(change);
                 continue;
             }
             let company = if change.entity == "Services" {
@@ -383,10 +390,15 @@ impl Plan {
                 write_change(&mut out, change, &paint);
             }
         }
-        if !removals.is_empty() {
-            let _ =
-                writeln!(out, "\n{}", paint("1;31", "Changes that remove licences or records:"));
-            for change in &removals {
+        for (title, code, set) in [
+            ("Restatements of periods already invoiced:", "1;35", &restatements),
+            ("Changes that remove licences or records:", "1;31", &removals),
+        ] {
+            if set.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{}", paint(code, title));
+            for change in set.iter() {
                 let _ = writeln!(
                     out,
                     "  {} / {}",

@@ -142,6 +142,9 @@ fn hidden_costs_converge_on_a_restated_billed_month_without_a_cost_write() {
     assert_eq!(changes[0]["action"], "create");
     assert_eq!(changes[0]["fields"]["unitPrice"], "7.4476");
     assert!(changes[0]["fields"].get("unitCost").is_none(), "{:#?}", changes[0]);
+    let text = sw.ok(&["plan"]).stdout;
+    let apart = text.split("Restatements of periods already invoiced:").nth(1).expect("set apart");
+    assert!(apart.contains("Azure consumption 2026-10 correction"), "{text}");
     let run = sw.apply();
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
     assert_converged(&sw);
