@@ -57,6 +57,9 @@ pub struct DesiredContractService {
     pub effective_date: NaiveDate,
     /// False for a product billed earlier but absent from the current bill.
     pub on_current_bill: bool,
+    /// The bill's Payment Frequency (`Monthly`, `Annual`…), empty when the export has none:
+    /// a decrease on an annual term is worth a second look, so the plan says it.
+    pub payment_frequency: String,
     pub source: LineSource,
 }
 
@@ -472,6 +475,7 @@ fn desired_services(
                 unit_cost: rules.prices.round(first.unit_cost_price),
                 effective_date,
                 on_current_bill: true,
+                payment_frequency: first.payment_frequency.clone(),
                 source: first.source.clone(),
             },
         );
@@ -495,6 +499,7 @@ fn desired_services(
                 unit_cost: rules.prices.round(line.unit_cost_price),
                 effective_date,
                 on_current_bill: false,
+                payment_frequency: line.payment_frequency.clone(),
                 source: line.source.clone(),
             },
         );

@@ -855,6 +855,11 @@ fn diff_contract_service(
         } else {
             format!("licence count {current_units} → {}", service.units)
         });
+        // The term matters when licences change outside a monthly commitment (NCE annual).
+        let term = service.payment_frequency.trim();
+        if !term.is_empty() && !term.eq_ignore_ascii_case("monthly") {
+            reasons.push(format!("Payment Frequency {term}"));
+        }
     }
     reasons.extend(repriced);
     let rule = if unit_change == 0 {
@@ -1208,6 +1213,17 @@ pub(crate) mod tests {
         assert_eq!(change.fields["adjustedUnitCost"], json!("4.8000"));
         assert!(!change.fields.contains_key("unitPrice"), "never the catalogue price");
         assert_eq!(change.reason, "unit price 5.0000 → 6.0000; unit cost 4.0000 → 4.8000");
+    }
+
+    #[test]
+    fn a_licence_change_on_an_annual_term_says_so() {
+        let (rules, mut snapshot) = october_applied();
+        let mut lines = october();
+        let mut annual = line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "8", "5");
+        annual.payment_frequency = "Annual".into();
+        lines.extend([annual, line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "B", "3", "7")]);
+        let second = converge(&rules, &lines, &mut snapshot);
+        assert_eq!(second.changes[0].reason, "licence count 10 → 8; Payment Frequency Annual");
     }
 
     #[test]
