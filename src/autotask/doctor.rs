@@ -93,8 +93,12 @@ pub fn gather(
     rules: &RuleSet,
     username: &str,
 ) -> Result<Facts, PullError> {
-    let threshold = client.threshold()?;
     let discovery = discover_ids_for(client, &rules.settings.subscription_udf.value)?;
+    // The client read the budget before its first request; no need to ask again.
+    let threshold = match client.hourly_usage() {
+        Some(threshold) => threshold,
+        None => client.threshold()?,
+    };
     let picklists = read_picklists(client)?;
     let wanted =
         vec![rules.settings.service_billing_code.value, rules.settings.product_billing_code.value];
