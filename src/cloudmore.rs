@@ -28,6 +28,7 @@ use std::time::{Duration, Instant};
 
 use std::collections::HashMap;
 
+use crate::json_kind::kind;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
@@ -138,17 +139,6 @@ fn optional_text_or_number<'de, D: serde::Deserializer<'de>>(
         Value::String(s) => Ok(Some(s)),
         Value::Number(n) => Ok(Some(n.to_string())),
         other => Err(serde::de::Error::custom(format!("expected text, found {}", kind(&other)))),
-    }
-}
-
-fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 

@@ -12,6 +12,7 @@ pub mod cloudmore;
 pub mod desired;
 pub mod diff;
 pub mod import;
+pub mod json_kind;
 pub mod logging;
 pub mod mapping;
 pub mod picklists;

@@ -29,8 +29,9 @@ use serde_json::Value;
 
 pub use super::error::AutotaskError;
 use super::pacing::Limiter;
+use crate::json_kind::kind;
 use budget::BudgetState;
-use response::{excerpt, interpret, is_thread_threshold, kind, read_response, Outcome};
+use response::{excerpt, interpret, is_thread_threshold, read_response, Outcome};
 use zone::{with_slash, Zone};
 
 mod budget;

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use crate::json_kind::kind;
 use reqwest::blocking::Response;
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -168,17 +169,6 @@ pub(super) fn excerpt(text: &str) -> String {
         format!("{}…", one_line.chars().take(120).collect::<String>())
     } else {
         one_line
-    }
-}
-
-pub(super) fn kind(value: &Value) -> &'static str {
-    match value {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "text",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
     }
 }
 
