@@ -27,8 +27,8 @@ pub struct SyncArgs {
     /// Read every Autotask record, not only those changed since the last pull
     #[arg(long)]
     pub full_pull: bool,
-    /// Import these Cloudmore billing reports (CSV) first, instead of pulling from the Cloudmore API
-    #[arg(long = "import", value_name = "FILE.csv")]
+    /// Import these Cloudmore billing reports (.xlsx or CSV) first, instead of pulling from the Cloudmore API
+    #[arg(long = "import", value_name = "FILE")]
     pub imports: Vec<PathBuf>,
 }
 
