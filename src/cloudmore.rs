@@ -334,7 +334,9 @@ impl CloudmoreClient {
     ) -> Result<Answer, CloudmoreError> {
         let url = format!("{}{path}", self.base_url);
         let request = format!("{method} {path}");
-        for attempt in 0..2 {
+        // A 401 may be an expired token: fetched again once, then the answer stands.
+        let mut token_renewed = false;
+        loop {
             let token = self.token()?;
             let mut builder = self.http.request(method.clone(), &url).bearer_auth(token.expose());
             if let Some(body) = body {
@@ -347,7 +349,8 @@ impl CloudmoreClient {
                 source: source.without_url(),
             })?;
             crate::logging::answered(&method, &url, response.status(), started);
-            if response.status() == reqwest::StatusCode::UNAUTHORIZED && attempt == 0 {
+            if response.status() == reqwest::StatusCode::UNAUTHORIZED && !token_renewed {
+                token_renewed = true;
                 self.token = None;
                 continue;
             }
@@ -370,7 +373,6 @@ impl CloudmoreClient {
             }
             return Ok(Answer { status: status.as_u16(), location, body });
         }
-        unreachable!("the loop returns on its second attempt")
     }
 
     fn get_json<T: serde::de::DeserializeOwned>(

@@ -27,8 +27,6 @@ pub struct TenantValues {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PicklistError {
     pub origin: RuleOrigin,
-    /// The picklist field: `Contracts.status`.
-    pub field: String,
     pub message: String,
     pub hint: String,
 }
@@ -92,12 +90,8 @@ impl Field<'_> {
 
     /// The tenant's number for `choice`, or the error that names the rule.
     fn resolve(&self, choice: &PicklistChoice, origin: &RuleOrigin) -> Result<i64, PicklistError> {
-        let error = |message: String, hint: String| PicklistError {
-            origin: origin.clone(),
-            field: self.name(),
-            message,
-            hint,
-        };
+        let error =
+            |message: String, hint: String| PicklistError { origin: origin.clone(), message, hint };
         let Some(entries) = self.entries() else {
             return match choice {
                 // A number the user chose stands when the tenant's list is not known.
@@ -140,8 +134,32 @@ impl Field<'_> {
     }
 }
 
-/// Resolves every picklist entry the rules name; all errors at once.
+/// [`resolve_values`], and the SLA id the rules name checked against the tenant's list: every
+/// error a plan must not be made with.
 pub fn resolve(rules: &RuleSet, picklists: &Picklists) -> Result<TenantValues, Vec<PicklistError>> {
+    match (resolve_values(rules, picklists), check_sla(rules, picklists)) {
+        (Ok(values), Ok(())) => Ok(values),
+        (values, sla) => {
+            Err(values.err().unwrap_or_default().into_iter().chain(sla.err()).collect())
+        }
+    }
+}
+
+/// The SLA is an id the user chose; when the tenant lists it, it must be active.
+pub fn check_sla(rules: &RuleSet, picklists: &Picklists) -> Result<(), PicklistError> {
+    let target = Field { entity: "Contracts", field: "serviceLevelAgreementID", picklists };
+    let sla = &rules.settings.service_level_agreement;
+    match target.entries() {
+        Some(_) => target.resolve(&PicklistChoice::Value(sla.value), &sla.origin).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// The numbers of the labels (or chosen numbers) the rules send; all errors at once.
+pub fn resolve_values(
+    rules: &RuleSet,
+    picklists: &Picklists,
+) -> Result<TenantValues, Vec<PicklistError>> {
     let field = |entity, field| Field { entity, field, picklists };
     let mut errors = Vec::new();
     let mut take = |result: Result<i64, PicklistError>| match result {
@@ -175,14 +193,6 @@ pub fn resolve(rules: &RuleSet, picklists: &Picklists) -> Result<TenantValues, V
     } else {
         take(period(contract_period, &rules.contract.period)).map(Some)
     };
-    // The SLA is an id the user chose; when the tenant lists it, it must be active.
-    let sla = &settings.service_level_agreement;
-    if field("Contracts", "serviceLevelAgreementID").entries().is_some() {
-        take(
-            field("Contracts", "serviceLevelAgreementID")
-                .resolve(&PicklistChoice::Value(sla.value), &sla.origin),
-        );
-    }
     match (contract_type, contract_status, contract_period_type, service_period_type, charge_type) {
         (
             Some(contract_type),

@@ -14,7 +14,7 @@ use super::client::{AutotaskClient, AutotaskError, Threshold};
 use super::discover::{discover_ids_for, Discovery};
 use super::pull::{read_picklists, PullError, ENTITIES};
 use super::query::{Condition, Filter};
-use crate::picklists::resolve;
+use crate::picklists::resolve_values;
 use crate::rules::RuleSet;
 use crate::snapshot::Picklists;
 
@@ -254,7 +254,8 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
         }
         Some(entry) => Check::ok(sla_name, format!("\"{}\", active", entry.label)),
     });
-    checks.push(match resolve(rules, &facts.picklists) {
+    // The SLA has its own line above.
+    checks.push(match resolve_values(rules, &facts.picklists) {
         Ok(values) => Check::ok(
             "picklist values",
             format!(
@@ -266,13 +267,7 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
                 values.charge_type
             ),
         ),
-        // The SLA has its own line above.
-        Err(errors) if errors.iter().all(|e| e.field == "Contracts.serviceLevelAgreementID") => {
-            Check::ok("picklist values", "every label the rules use is on the tenant")
-        }
         Err(errors) => {
-            let errors: Vec<_> =
-                errors.into_iter().filter(|e| e.field != "Contracts.serviceLevelAgreementID").collect();
             let message: Vec<String> = errors.iter().map(|e| format!("{}: {}", e.origin, e.message)).collect();
             let fix: Vec<String> = errors.iter().map(|e| e.hint.clone()).collect();
             Check::problem("picklist values", message.join("; "), fix.join("; "))
