@@ -264,8 +264,7 @@ pub fn pull_snapshot(
             marks.picklists_read_at = Some(read_at);
         }
         None => {
-            snapshot.picklists = read_picklists(client)?;
-            snapshot.currencies = read_currencies(client)?;
+            read_tenant_lists(client, &mut snapshot)?;
             marks.picklists_read_at = Some(reading.now);
         }
     }
@@ -281,6 +280,18 @@ pub fn pull_snapshot(
 
 /// The tenant's picklists for [`PICKLIST_FIELDS`]. A value that is not a number is an error
 /// naming the field: cmat would have nothing to send for it.
+/// The tenant's picklists and currencies into `snapshot`: what turns the rules' labels into
+/// numbers and tells each company's currency (read once a day by a pull, or by apply when no
+/// pull has read them yet).
+pub fn read_tenant_lists(
+    client: &AutotaskClient,
+    snapshot: &mut Snapshot,
+) -> Result<(), PullError> {
+    snapshot.picklists = read_picklists(client)?;
+    snapshot.currencies = read_currencies(client)?;
+    Ok(())
+}
+
 pub fn read_picklists(client: &AutotaskClient) -> Result<Picklists, PullError> {
     let mut picklists = Picklists::default();
     for (entity, wanted) in PICKLIST_FIELDS {
@@ -319,7 +330,7 @@ pub fn read_picklists(client: &AutotaskClient) -> Result<Picklists, PullError> {
 
 /// The tenant's currencies (one page; read with the picklists). An Autotask that does not
 /// offer the entity (no multi-currency module, an older API) has none to tell: empty.
-pub fn read_currencies(
+fn read_currencies(
     client: &AutotaskClient,
 ) -> Result<BTreeMap<i64, crate::snapshot::Currency>, PullError> {
     let records = match client.query("Currencies", &Filter::all()) {

@@ -98,8 +98,7 @@ pub fn execute(
         None => {
             if loaded.snapshot.picklists.is_empty() {
                 // Never pulled: the rules' labels need the tenant's picklists to become numbers.
-                loaded.snapshot.picklists = crate::autotask::pull::read_picklists(client)?;
-                loaded.snapshot.currencies = crate::autotask::pull::read_currencies(client)?;
+                crate::autotask::pull::read_tenant_lists(client, &mut loaded.snapshot)?;
                 store.replace_snapshot(&loaded.snapshot)?;
             }
             let mut plan = loaded.plan()?;
