@@ -5,8 +5,8 @@
 
 use std::time::Instant;
 
-use cmat::plan::{compute, PlanInputs};
-use cmat::tenant::{bill_lines, companies, play, TenantSize};
+use cmat_engine::plan::{compute, PlanInputs};
+use cmat_testkit::tenant::{bill_lines, companies, play, TenantSize};
 
 fn main() {
     let size = match std::env::args().find(|arg| arg.starts_with("--size=")).as_deref() {
@@ -14,7 +14,7 @@ fn main() {
         Some("--size=medium") => TenantSize::MEDIUM,
         _ => TenantSize::LARGE,
     };
-    let rules = cmat::mapping::load_rules(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
+    let rules = cmat_mapping::load_rules(std::path::Path::new(env!("CARGO_MANIFEST_DIR")))
         .unwrap_or_else(|diagnostics| panic!("the default mappings must check:\n{diagnostics}"));
     let sources = Vec::new();
     let day0 = bill_lines(size, 0, 10);

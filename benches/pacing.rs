@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use cmat::autotask::{AutotaskClient, ClientOptions, Condition, Filter};
-use cmat::sim::{Seed, SimOptions, Simulator, Throttling};
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
+use cmat_sim::{Seed, SimOptions, Simulator, Throttling};
 use serde_json::json;
 
 fn main() {

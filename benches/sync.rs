@@ -13,12 +13,12 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cmat::autotask::{AutotaskClient, ClientOptions};
-use cmat::billing::BillLine;
-use cmat::plan::{compute, PlanInputs};
-use cmat::sim::{SimHandle, SimOptions, Simulator};
-use cmat::snapshot::Snapshot;
-use cmat::tenant::{bill_lines, companies, play, sim_seed_json, TenantSize};
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
+use cmat_engine::billing::BillLine;
+use cmat_engine::plan::{compute, PlanInputs};
+use cmat_engine::snapshot::Snapshot;
+use cmat_sim::{SimHandle, SimOptions, Simulator};
+use cmat_testkit::tenant::{bill_lines, companies, play, sim_seed_json, TenantSize};
 use common::{measured, naive, say, seed, Cost, Workspace};
 use rust_decimal::Decimal;
 
@@ -69,19 +69,19 @@ fn args() -> Args {
     }
 }
 
-fn rules() -> cmat::rules::RuleSet {
-    let text = cmat::mapping::default_rules(
+fn rules() -> cmat_engine::rules::RuleSet {
+    let text = cmat_mapping::default_rules(
         common::SERVICE_BILLING_CODE,
         common::PRODUCT_BILLING_CODE,
         common::SLA,
     );
-    cmat::mapping::compile_sources(&[("mappings/microsoft.cmat".into(), text)])
+    cmat_mapping::compile_sources(&[("mappings/microsoft.cmat".into(), text)])
         .unwrap_or_else(|d| panic!("default rules: {d}"))
         .rules
 }
 
 /// Autotask after day 0 was applied: the companies plus the onboarding plan, played.
-fn converged(size: TenantSize, rules: &cmat::rules::RuleSet, day0: &[BillLine]) -> Snapshot {
+fn converged(size: TenantSize, rules: &cmat_engine::rules::RuleSet, day0: &[BillLine]) -> Snapshot {
     let mut snapshot = companies(size);
     let plan = compute(
         &PlanInputs {
@@ -380,7 +380,7 @@ fn resume_demo(args: &Args, day0: &[BillLine], notes: &mut Vec<String>) {
         state.remove("ContractServiceUnits");
         let mut seed_json = sim_seed_json(&Snapshot::default(), threshold);
         for (entity, rows) in state.iter() {
-            if cmat::sim::seed::SEEDABLE.contains(&entity.as_str()) {
+            if cmat_sim::seed::SEEDABLE.contains(&entity.as_str()) {
                 seed_json[entity] = rows.clone();
             }
         }

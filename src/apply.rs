@@ -14,10 +14,10 @@ use chrono::{DateTime, Utc};
 use serde_json::{json, Map, Value};
 
 use crate::autotask::Rejection;
-use crate::diff::{Action, Entity};
-use crate::plan::{plain, Plan, PlanChange, PlanParent};
-use crate::snapshot::Snapshot;
 use crate::store::{AuditOutcome, AuditRow, JournalIntent, JournalOutcome, Store, StoreError};
+use cmat_engine::diff::{Action, Entity};
+use cmat_engine::plan::{plain, Plan, PlanChange, PlanParent};
+use cmat_engine::snapshot::Snapshot;
 
 /// How a write failed, as far as apply needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,7 +66,7 @@ pub struct Scope {
     pub contract_ids: BTreeSet<i64>,
     pub skus: BTreeSet<String>,
     /// Unit periods outside this window are neither read nor compared (as in the pull).
-    pub units_window: Option<crate::snapshot::UnitsWindow>,
+    pub units_window: Option<cmat_engine::snapshot::UnitsWindow>,
 }
 
 impl Scope {
@@ -397,7 +397,7 @@ impl Run<'_, '_> {
             let label = format!(
                 "{} {} {} ({})",
                 change.reference,
-                crate::plan::action_name(change.action),
+                cmat_engine::plan::action_name(change.action),
                 change.entity,
                 change.key
             );
@@ -436,7 +436,7 @@ fn send(
     let intent = JournalIntent {
         run_id: run_id.to_string(),
         change_ref: change.reference.clone(),
-        action: crate::plan::action_name(change.action).to_string(),
+        action: cmat_engine::plan::action_name(change.action).to_string(),
         entity: change.entity.clone(),
         key: change.key.clone(),
         request_body: body.to_string(),
@@ -500,7 +500,7 @@ fn send(
             target: crate::logging::APPLY_TARGET,
             "{} {} {} ({}) failed: {failure}",
             change.reference,
-            crate::plan::action_name(change.action),
+            cmat_engine::plan::action_name(change.action),
             change.entity,
             change.key
         );
@@ -603,7 +603,7 @@ fn audit_rows(
         .map(|(field, value)| AuditRow {
             run_id: run_id.to_string(),
             at,
-            action: crate::plan::action_name(change.action).to_string(),
+            action: cmat_engine::plan::action_name(change.action).to_string(),
             entity: change.entity.clone(),
             autotask_id,
             key: change.key.clone(),
@@ -662,10 +662,10 @@ pub fn scope_differences(scope: &Scope, snapshot: &Snapshot, fresh: &Snapshot) -
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::tests::{default_rules, line};
-    use crate::plan::Digests;
-    use crate::snapshot::Company;
     use crate::store::{Access, AuditFilter};
+    use cmat_engine::plan::Digests;
+    use cmat_engine::snapshot::Company;
+    use cmat_engine::testing::{default_rules, line};
 
     /// Records every request; fails the write whose 0-based position is `fail_at`.
     struct FakeAutotask {
@@ -723,13 +723,14 @@ mod tests {
             100,
             Company { id: 100, company_name: "Contoso".into(), is_active: true, currency_id: None },
         );
-        let desired = crate::desired::desired_state(&rules, &lines);
+        let desired = cmat_engine::desired::desired_state(&rules, &lines);
         let digests =
             Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };
-        let values = crate::picklists::resolve(&rules, &crate::tenant::reference_picklists())
-            .expect("the reference tenant has every default label");
+        let values =
+            cmat_engine::picklists::resolve(&rules, &cmat_testkit::tenant::reference_picklists())
+                .expect("the reference tenant has every default label");
         Plan::new(
-            crate::diff::diff(&rules, &values, &desired, &snapshot),
+            cmat_engine::diff::diff(&rules, &values, &desired, &snapshot),
             digests,
             DateTime::UNIX_EPOCH,
         )

@@ -3,6 +3,8 @@
 
 use std::io::Write;
 
+use cmat_engine::spreadsheet::spreadsheet_safe;
+
 use crate::store::{AuditOutcome, AuditRow};
 
 pub const COLUMNS: [&str; 13] = [
@@ -20,14 +22,6 @@ pub const COLUMNS: [&str; 13] = [
     "http_status",
     "message",
 ];
-
-/// A cell a spreadsheet would run as a formula gets a leading `'` (OWASP's CSV-injection advice).
-pub fn spreadsheet_safe(cell: &str) -> String {
-    match cell.chars().next() {
-        Some('=' | '+' | '-' | '@' | '\t' | '\r') => format!("'{cell}"),
-        _ => cell.to_string(),
-    }
-}
 
 pub fn outcome_name(outcome: AuditOutcome) -> &'static str {
     match outcome {
@@ -65,15 +59,6 @@ pub fn write_csv(rows: &[AuditRow], out: impl Write) -> Result<(), csv::Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn formula_cells_are_defused() {
-        for cell in ["=SUM(A1)", "+1", "-1", "@cmd", "\tx", "\rx"] {
-            assert_eq!(spreadsheet_safe(cell), format!("'{cell}"));
-        }
-        assert_eq!(spreadsheet_safe("12.50"), "12.50");
-        assert_eq!(spreadsheet_safe(""), "");
-    }
 
     #[test]
     fn rows_come_out_in_spec_column_order() {

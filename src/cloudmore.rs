@@ -35,10 +35,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::billing::{BillLine, LineSource};
 use crate::import::parse_exact_decimal;
 use crate::store::{ImportSummary, Store, StoreError};
 use crate::workspace::{check_url, CloudmoreConfig, CloudmoreCredentials, Secret};
+use cmat_engine::billing::{BillLine, LineSource};
 
 /// Cloudmore's OAuth client for resource-owner (password) grants.
 const OAUTH_CLIENT_ID: &str = "ro.customer.client";

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub const CONFIG_FILE: &str = "cmat.toml";
-pub const MAPPINGS_DIR: &str = "mappings";
+pub use cmat_mapping::MAPPINGS_DIR;
 pub const STATE_DIR: &str = ".cmat";
 pub const STATE_DB: &str = "state.db";
 

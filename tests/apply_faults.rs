@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use cmat::sim::{Fault, Seed, SimOptions, Throttling, WriteFailure};
+use cmat_sim::{Fault, Seed, SimOptions, Throttling, WriteFailure};
 use common::{AutotaskState, SimWorkspace};
 
 const OCTOBER: &str = "bill-2026-10-01.csv";

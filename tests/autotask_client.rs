@@ -12,8 +12,8 @@ use cmat::autotask::{
     Rejection,
 };
 use cmat::autotask::{EntityRead, FullReason, Previous};
-use cmat::sim::{Fault, Seed, SimHandle, SimOptions, Simulator, Throttling, WriteFailure};
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
+use cmat_sim::{Fault, Seed, SimHandle, SimOptions, Simulator, Throttling, WriteFailure};
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 
@@ -609,7 +609,7 @@ fn stamped_tenant(contracts: usize, charges: usize) -> BTreeMap<String, Vec<Valu
     records
 }
 
-fn requests_to(sim: &SimHandle, entity: &str, before: &cmat::sim::Counters) -> u64 {
+fn requests_to(sim: &SimHandle, entity: &str, before: &cmat_sim::Counters) -> u64 {
     sim.counters().by_endpoint.get(entity).copied().unwrap_or(0)
         - before.by_endpoint.get(entity).copied().unwrap_or(0)
 }
@@ -624,14 +624,14 @@ fn pull_after(client: &AutotaskClient, previous: &Pulled, options: &PullOptions)
 }
 
 /// What a full read finds now, to compare a change read with.
-fn full_records(client: &AutotaskClient) -> cmat::snapshot::Snapshot {
+fn full_records(client: &AutotaskClient) -> cmat_engine::snapshot::Snapshot {
     let options = PullOptions { full: true, ..PullOptions::default() };
     let mut snapshot = pull_snapshot(client, &options, None, &|_| {}).expect("pull").snapshot;
     snapshot.refreshed_at = None;
     snapshot
 }
 
-fn records_of(pulled: &Pulled) -> cmat::snapshot::Snapshot {
+fn records_of(pulled: &Pulled) -> cmat_engine::snapshot::Snapshot {
     let mut snapshot = pulled.snapshot.clone();
     snapshot.refreshed_at = None;
     snapshot

@@ -2,8 +2,8 @@
 
 mod common;
 
-use cmat::sim::{Seed, SimOptions, Simulator};
 use cmat::store::{Access, Store};
+use cmat_sim::{Seed, SimOptions, Simulator};
 use common::TestWorkspace;
 
 fn env(secret: &str) -> [(&'static str, &str); 3] {

@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use cmat::sim::{Seed, SimHandle, SimOptions, Simulator};
+use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
 use common::{Run, TestWorkspace};
 
 const RULES: &str = include_str!("../mappings/microsoft.cmat");

@@ -4,7 +4,7 @@
 
 mod common;
 
-use cmat::sim::{Seed, SimHandle, SimOptions, Simulator};
+use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
 use common::TestWorkspace;
 
 struct Setup {
@@ -17,7 +17,7 @@ fn setup() -> Setup {
     let sim =
         Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default()).expect("simulator");
     let seed: serde_json::Value =
-        serde_json::from_str(cmat::sim::seed::BUNDLED_SEED).expect("bundled seed is JSON");
+        serde_json::from_str(cmat_sim::seed::BUNDLED_SEED).expect("bundled seed is JSON");
     let workspace = TestWorkspace::new();
     workspace.write(
         "cmat.toml",

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cmat::sim::{Seed, SimOptions};
+use cmat_sim::{Seed, SimOptions};
 use common::SimWorkspace;
 use serde_json::Value;
 

@@ -9,9 +9,9 @@ use std::collections::BTreeMap;
 
 use cmat::autotask::records;
 use cmat::import::{import_reader, ImportError};
-use cmat::mapping::{self, Diagnostics, ErrorKind};
-use cmat::plan::Plan;
 use cmat::store::{Access, Store};
+use cmat_engine::plan::Plan;
+use cmat_mapping::{Diagnostics, ErrorKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
@@ -199,7 +199,7 @@ fn check_located(text: &str, diagnostics: &Diagnostics) -> Result<(), TestCaseEr
 
 /// The whole path `cmat check` takes for one file's bytes.
 fn check_mapping_bytes(bytes: Vec<u8>) -> Result<(), TestCaseError> {
-    let text = match mapping::decode_source(MAPPING_NAME, bytes.clone()) {
+    let text = match cmat_mapping::decode_source(MAPPING_NAME, bytes.clone()) {
         Ok(text) => text,
         Err(diagnostics) => {
             // Located on the line of the first bad byte, as far as it can be read.
@@ -208,14 +208,14 @@ fn check_mapping_bytes(bytes: Vec<u8>) -> Result<(), TestCaseError> {
         }
     };
     let sources = [(MAPPING_NAME.to_string(), text.clone())];
-    match mapping::compile_sources(&sources) {
+    match cmat_mapping::compile_sources(&sources) {
         Ok(checked) => {
             prop_assert_eq!(checked.files, 1);
             // What checks can be formatted, and formatting is stable.
-            let formatted = mapping::format_source(MAPPING_NAME, &text).map_err(|error| {
+            let formatted = cmat_mapping::format_source(MAPPING_NAME, &text).map_err(|error| {
                 TestCaseError::fail(format!("checks but cannot format: {error}"))
             })?;
-            let again = mapping::format_source(MAPPING_NAME, &formatted)
+            let again = cmat_mapping::format_source(MAPPING_NAME, &formatted)
                 .map_err(|error| TestCaseError::fail(format!("formatted text fails: {error}")))?;
             prop_assert_eq!(&again, &formatted, "formatting twice changes the text");
         }

@@ -42,8 +42,3 @@ fn every_subcommand_help() {
         );
     }
 }
-
-#[test]
-fn cmat_sim_help() {
-    insta::assert_snapshot!("cmat-sim", help(env!("CARGO_BIN_EXE_cmat-sim"), &["--help"]));
-}

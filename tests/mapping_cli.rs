@@ -6,15 +6,14 @@ use common::TestWorkspace;
 
 fn workspace_with_default_rules() -> TestWorkspace {
     let workspace = TestWorkspace::new();
-    workspace
-        .write("mappings/microsoft.cmat", &cmat::mapping::default_rules(29682801, 29682802, 1));
+    workspace.write("mappings/microsoft.cmat", &cmat_mapping::default_rules(29682801, 29682802, 1));
     workspace
 }
 
 #[test]
 fn the_repository_rules_are_the_default_rules() {
     let repository_file = include_str!("../mappings/microsoft.cmat");
-    assert_eq!(repository_file, cmat::mapping::default_rules(29682801, 29682802, 1));
+    assert_eq!(repository_file, cmat_mapping::default_rules(29682801, 29682802, 1));
 }
 
 #[test]

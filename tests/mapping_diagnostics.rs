@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use cmat::mapping::{compile_sources, decode_source, format_source, Diagnostics};
+use cmat_mapping::{compile_sources, decode_source, format_source, Diagnostics};
 
 fn inputs(folder: &str) -> Vec<PathBuf> {
     let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mapping_inputs").join(folder);

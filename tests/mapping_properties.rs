@@ -2,7 +2,7 @@
 //! formatting is idempotent and never changes what the rules mean, and no input, however
 //! broken, makes the checker panic or report an error without saying where.
 
-use cmat::mapping::{compile_sources, decode_source, default_rules, format_source};
+use cmat_mapping::{compile_sources, decode_source, default_rules, format_source};
 use proptest::prelude::*;
 
 const FILE: &str = "mappings/generated.cmat";

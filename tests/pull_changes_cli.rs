@@ -3,11 +3,13 @@
 
 mod common;
 
-use cmat::plan::{compute, PlanInputs};
-use cmat::sim::{Seed, SimOptions};
-use cmat::snapshot::Snapshot;
 use cmat::store::{Access, Store};
-use cmat::tenant::{bill_lines, companies, play, sim_seed_json, write_bill_csv, TenantSize};
+use cmat_engine::plan::{compute, PlanInputs};
+use cmat_engine::snapshot::Snapshot;
+use cmat_sim::{Seed, SimOptions};
+use cmat_testkit::tenant::{
+    bill_lines, companies, play, sim_seed_json, write_bill_csv, TenantSize,
+};
 use common::SimWorkspace;
 
 /// 1,100 contracts (880 licence, 220 Azure): three pages, so contracts are read by changes.
@@ -19,9 +21,9 @@ const SIZE: TenantSize = TenantSize {
 };
 
 /// The tenant as Autotask holds it after day 0's bills were applied.
-fn converged_seed(day0: &[cmat::billing::BillLine]) -> Seed {
-    let text = cmat::mapping::default_rules(29682801, 29682802, 1);
-    let rules = cmat::mapping::compile_sources(&[("mappings/microsoft.cmat".into(), text)])
+fn converged_seed(day0: &[cmat_engine::billing::BillLine]) -> Seed {
+    let text = cmat_mapping::default_rules(29682801, 29682802, 1);
+    let rules = cmat_mapping::compile_sources(&[("mappings/microsoft.cmat".into(), text)])
         .expect("default rules")
         .rules;
     let mut snapshot = companies(SIZE);

@@ -9,7 +9,7 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use cmat::sim::{Seed, SimHandle, SimOptions, Simulator};
+use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
 use common::{Run, TestWorkspace};
 use serde_json::Value;
 

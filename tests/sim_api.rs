@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use cmat::sim::{Fault, Seed, SimHandle, SimOptions, Simulator, WriteFailure};
+use cmat_sim::{Fault, Seed, SimHandle, SimOptions, Simulator, WriteFailure};
 use reqwest::blocking::{Client, Response};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
@@ -972,7 +972,7 @@ fn served_paths_and_methods_exist_in_v1_json() {
         .expect("v1.json or its extract");
     let swagger: Value = serde_json::from_str(&text).unwrap();
     let paths = swagger["paths"].as_object().unwrap();
-    let routes = cmat::sim::served_routes();
+    let routes = cmat_sim::served_routes();
     assert!(routes.len() > 40);
     for (method, path) in routes {
         let found = paths.iter().find(|(p, _)| p.eq_ignore_ascii_case(&path));

@@ -2,7 +2,7 @@
 
 mod common;
 
-use cmat::sim::{Seed, SimHandle, SimOptions, Simulator};
+use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
 use common::{Run, TestWorkspace};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
@@ -19,7 +19,7 @@ impl Tenant {
         let workspace = TestWorkspace::new();
         workspace.write("cmat.toml", &format!("[autotask]\nbase_url = \"{}\"\n", sim.base_url()));
         workspace
-            .write("mappings/microsoft.cmat", &cmat::mapping::default_rules(29682801, 29682802, 1));
+            .write("mappings/microsoft.cmat", &cmat_mapping::default_rules(29682801, 29682802, 1));
         Tenant { sim, workspace }
     }
 
@@ -140,5 +140,5 @@ fn init_finds_missing_ids_in_autotask_and_lists_candidates_when_several() {
     let config = tenant.workspace.read("new/cmat.toml");
     assert!(config.contains(&format!("base_url = \"{url}\"")), "{config}");
     let rules = tenant.workspace.read("new/mappings/microsoft.cmat");
-    assert_eq!(rules, cmat::mapping::default_rules(29682801, 29682802, 1));
+    assert_eq!(rules, cmat_mapping::default_rules(29682801, 29682802, 1));
 }

@@ -3,7 +3,7 @@
 
 mod common;
 
-use cmat::sim::{Fault, SimOptions, WriteFailure};
+use cmat_sim::{Fault, SimOptions, WriteFailure};
 use common::SimWorkspace;
 
 /// Times vary: `143ms` becomes `[MS]ms`.

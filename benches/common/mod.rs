@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use cmat::billing::BillLine;
-use cmat::sim::{Seed, SimHandle};
+use cmat_engine::billing::BillLine;
+use cmat_sim::{Seed, SimHandle};
 
 pub const SERVICE_BILLING_CODE: i64 = 29682801;
 pub const PRODUCT_BILLING_CODE: i64 = 29682802;
@@ -76,7 +76,7 @@ pub fn cmat_binary() -> PathBuf {
 /// A workspace in a temporary folder: cmat.toml pointing at a simulator, the default rules.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
-    credentials: cmat::sim::Credentials,
+    credentials: cmat_sim::Credentials,
 }
 
 impl Workspace {
@@ -85,7 +85,7 @@ impl Workspace {
         std::fs::create_dir_all(dir.path().join("mappings")).expect("mappings folder");
         std::fs::write(
             dir.path().join("mappings/microsoft.cmat"),
-            cmat::mapping::default_rules(SERVICE_BILLING_CODE, PRODUCT_BILLING_CODE, SLA),
+            cmat_mapping::default_rules(SERVICE_BILLING_CODE, PRODUCT_BILLING_CODE, SLA),
         )
         .expect("write mappings");
         let workspace = Workspace { dir, credentials: sim.credentials() };
@@ -109,7 +109,8 @@ impl Workspace {
     pub fn write_bill(&self, name: &str, lines: &[BillLine]) -> PathBuf {
         let path = self.path().join(name);
         let file = std::fs::File::create(&path).expect("create the bill");
-        cmat::tenant::write_bill_csv(std::io::BufWriter::new(file), lines).expect("write the bill");
+        cmat_testkit::tenant::write_bill_csv(std::io::BufWriter::new(file), lines)
+            .expect("write the bill");
         path
     }
 

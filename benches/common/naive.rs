@@ -18,7 +18,7 @@ use std::sync::Mutex;
 
 use chrono::{Months, NaiveDate};
 use cmat::autotask::{AutotaskClient, Condition, Filter};
-use cmat::billing::BillLine;
+use cmat_engine::billing::BillLine;
 use rust_decimal::Decimal;
 use serde_json::{json, Value};
 

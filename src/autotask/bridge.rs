@@ -11,8 +11,8 @@ use super::error::{AutotaskError, Rejection};
 use super::pull::{absorb, add_records, DEFAULT_SUBSCRIPTION_UDF};
 use super::query::{chunked_in, Condition, Filter, FilterValue};
 use crate::apply::{AutotaskReader, AutotaskWriter, Scope, WriteFailure};
-use crate::diff::units_in_force;
-use crate::snapshot::Snapshot;
+use cmat_engine::diff::units_in_force;
+use cmat_engine::snapshot::Snapshot;
 
 /// Apply's view of Autotask: the client plus the name of the subscription UDF.
 pub struct ApplyConnection<'a> {

@@ -14,9 +14,9 @@ use super::client::{AutotaskClient, AutotaskError, Threshold};
 use super::discover::{discover_ids_for, Discovery};
 use super::pull::{read_picklists, PullError, ENTITIES};
 use super::query::{Condition, Filter};
-use crate::picklists::resolve_values;
-use crate::rules::RuleSet;
-use crate::snapshot::Picklists;
+use cmat_engine::picklists::resolve_values;
+use cmat_engine::rules::RuleSet;
+use cmat_engine::snapshot::Picklists;
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,7 +344,7 @@ mod tests {
     use super::*;
     use crate::autotask::discover::BillingCodeChoice;
     use crate::autotask::PicklistValue;
-    use crate::desired::tests::default_rules;
+    use cmat_engine::testing::default_rules;
 
     fn good_facts(rules: &RuleSet) -> Facts {
         let code = |id: i64, name: &str, use_type: i64| BillingCodeFacts {
@@ -383,7 +383,7 @@ mod tests {
                 .into_iter()
                 .map(|c| (c.id, c))
                 .collect(),
-            picklists: crate::tenant::reference_picklists(),
+            picklists: cmat_testkit::tenant::reference_picklists(),
             queryable: vec![("Contracts", Ok(3)), ("Services", Ok(2))],
             services_sampled: 2,
             services_with_cost: 2,

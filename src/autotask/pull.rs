@@ -30,8 +30,11 @@ use serde_json::{Map, Value};
 use super::client::{AutotaskClient, AutotaskError};
 use super::query::{Condition, Filter, Item, MAX_PAGE};
 use super::records::{self, timestamp_from_text, timestamp_to_api, RecordError};
-use crate::snapshot::{ChangeMark, PicklistEntry, Picklists, PullMarks, Snapshot, UnitsWindow};
 use crate::store::{Store, StoreError};
+use cmat_engine::picklists::PICKLIST_FIELDS;
+use cmat_engine::snapshot::{
+    ChangeMark, PicklistEntry, Picklists, PullMarks, Snapshot, UnitsWindow,
+};
 
 /// The entities a pull reads, in the order the summary lists them.
 pub const ENTITIES: [&str; 7] = [
@@ -42,25 +45,6 @@ pub const ENTITIES: [&str; 7] = [
     "ContractServiceUnits",
     "ContractCharges",
     "BillingCodes",
-];
-
-/// The picklist fields cmat sends or checks, by entity: read from
-/// `{Entity}/entityInformation/fields` on every pull (one request each), so that labels in the
-/// rules resolve to this tenant's numbers (`crate::picklists`).
-pub const PICKLIST_FIELDS: [(&str, &[&str]); 4] = [
-    (
-        "Contracts",
-        &[
-            "contractType",
-            "status",
-            "contractPeriodType",
-            "serviceLevelAgreementID",
-            "contractCategory",
-        ],
-    ),
-    ("Services", &["periodType"]),
-    ("ContractCharges", &["chargeType"]),
-    ("BillingCodes", &["useType"]),
 ];
 
 /// Picklists read by a pull are trusted this long by the next ones (`cmat doctor` and
@@ -278,8 +262,6 @@ pub fn pull_snapshot(
     Ok(Pulled { snapshot, marks, report })
 }
 
-/// The tenant's picklists for [`PICKLIST_FIELDS`]. A value that is not a number is an error
-/// naming the field: cmat would have nothing to send for it.
 /// The tenant's picklists and currencies into `snapshot`: what turns the rules' labels into
 /// numbers and tells each company's currency (read once a day by a pull, or by apply when no
 /// pull has read them yet).
@@ -292,6 +274,8 @@ pub fn read_tenant_lists(
     Ok(())
 }
 
+/// The tenant's picklists for [`PICKLIST_FIELDS`]. A value that is not a number is an error
+/// naming the field: cmat would have nothing to send for it.
 pub fn read_picklists(client: &AutotaskClient) -> Result<Picklists, PullError> {
     let mut picklists = Picklists::default();
     for (entity, wanted) in PICKLIST_FIELDS {
@@ -332,7 +316,7 @@ pub fn read_picklists(client: &AutotaskClient) -> Result<Picklists, PullError> {
 /// offer the entity (no multi-currency module, an older API) has none to tell: empty.
 fn read_currencies(
     client: &AutotaskClient,
-) -> Result<BTreeMap<i64, crate::snapshot::Currency>, PullError> {
+) -> Result<BTreeMap<i64, cmat_engine::snapshot::Currency>, PullError> {
     let records = match client.query("Currencies", &Filter::all()) {
         Ok(records) => records,
         Err(err) if refused(&err) => return Ok(BTreeMap::new()),

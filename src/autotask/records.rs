@@ -1,5 +1,5 @@
 //! Autotask JSON records (camelCase, matched case-insensitively) to and from the domain types
-//! of [`crate::snapshot`]. Money is parsed from the number's text into `Decimal`, never via a
+//! of [`cmat_engine::snapshot`]. Money is parsed from the number's text into `Decimal`, never via a
 //! float calculation; dates are the calendar date Autotask sent, never shifted by a timezone.
 
 use std::str::FromStr;
@@ -9,7 +9,7 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::{Map, Value};
 
-use crate::snapshot::{
+use cmat_engine::snapshot::{
     BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Currency,
     Service,
 };

@@ -9,8 +9,8 @@ use super::session::{self, Loaded};
 use super::{CommandError, CommandResult, Context};
 use crate::apply::{apply_plan, scope_differences, ApplyOptions, AutotaskReader, Scope};
 use crate::autotask::{ApplyConnection, AutotaskClient};
-use crate::plan::Plan;
 use crate::store::{Access, JournalOutcome, Store};
+use cmat_engine::plan::Plan;
 
 #[derive(Debug, Args)]
 #[command(
@@ -291,7 +291,7 @@ fn reread(
 pub fn refresh_scope(
     store: &mut Store,
     scope: &Scope,
-    fresh: &crate::snapshot::Snapshot,
+    fresh: &cmat_engine::snapshot::Snapshot,
 ) -> Result<(), CommandError> {
     let mut snapshot = store.load_snapshot()?;
     let known = scope.restrict(&snapshot);
@@ -324,7 +324,7 @@ pub fn refresh_scope(
 /// now holds (the caller has just re-read it): found by natural key, or known not to have landed.
 fn resolve_journal(
     store: &mut Store,
-    snapshot: &crate::snapshot::Snapshot,
+    snapshot: &cmat_engine::snapshot::Snapshot,
 ) -> Result<(), CommandError> {
     for entry in store.journal_unresolved()? {
         let key = &entry.intent.key;

@@ -3,16 +3,15 @@
 use super::Exit;
 
 use super::{CommandResult, Context};
-use crate::mapping;
 
 pub fn run(context: &Context) -> CommandResult {
-    match mapping::check_workspace(&context.workspace.root) {
+    match cmat_mapping::check_workspace(&context.workspace.root) {
         Ok(checked) => {
             // Labels are checked against the tenant's picklists once a pull has read them.
             let picklists = stored_picklists(context)?;
             let resolved = match picklists.is_empty() {
                 true => Ok(()),
-                false => crate::picklists::resolve(&checked.rules, &picklists).map(|_| ()),
+                false => cmat_engine::picklists::resolve(&checked.rules, &picklists).map(|_| ()),
             };
             if let Err(errors) = resolved {
                 for error in &errors {
@@ -47,7 +46,9 @@ pub fn run(context: &Context) -> CommandResult {
 }
 
 /// What the last pull read; none without a state database or a pull (then nothing to check).
-fn stored_picklists(context: &Context) -> Result<crate::snapshot::Picklists, super::CommandError> {
+fn stored_picklists(
+    context: &Context,
+) -> Result<cmat_engine::snapshot::Picklists, super::CommandError> {
     let path = context.workspace.state_db();
     if !path.exists() {
         return Ok(Default::default());

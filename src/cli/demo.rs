@@ -5,9 +5,9 @@ use clap::Args;
 
 use super::apply::execute;
 use super::{session, CommandResult, Context};
-use crate::sim::{Seed, SimOptions, Simulator};
 use crate::store::{Access, AuditFilter};
 use crate::workspace::Workspace;
+use cmat_sim::{Seed, SimOptions, Simulator};
 
 /// The bundled fixtures: two monthly bills and a restatement (see fixtures/).
 const BILLS: [(&str, &str, &str); 3] = [
@@ -60,7 +60,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
     )?;
     std::fs::write(
         root.join(crate::workspace::MAPPINGS_DIR).join("microsoft.cmat"),
-        crate::mapping::default_rules(29682801, 29682802, 1),
+        cmat_mapping::default_rules(29682801, 29682802, 1),
     )?;
     std::fs::write(root.join(".gitignore"), ".cmat/\n")?;
     println!(
@@ -129,7 +129,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
 }
 
 /// What an invoice run does to charges: they become billed, and can no longer change.
-fn bill_every_charge(simulator: &crate::sim::SimHandle) -> usize {
+fn bill_every_charge(simulator: &cmat_sim::SimHandle) -> usize {
     simulator
         .records("ContractCharges")
         .iter()

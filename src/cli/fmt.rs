@@ -5,7 +5,7 @@ use super::Exit;
 use clap::Args;
 
 use super::{CommandResult, Context};
-use crate::mapping::{self, Diagnostics};
+use cmat_mapping::Diagnostics;
 
 #[derive(Debug, Args)]
 pub struct FmtArgs {
@@ -16,7 +16,7 @@ pub struct FmtArgs {
 
 pub fn run(context: &Context, args: FmtArgs) -> CommandResult {
     let root = &context.workspace.root;
-    let sources = match mapping::mapping_sources(root) {
+    let sources = match cmat_mapping::mapping_sources(root) {
         Ok(sources) => sources,
         Err(diagnostics) => return Ok(report(&diagnostics)),
     };
@@ -24,7 +24,7 @@ pub fn run(context: &Context, args: FmtArgs) -> CommandResult {
     let mut changed = Vec::new();
     let mut errors = Vec::new();
     for (name, text) in &sources {
-        match mapping::format_source(name, text) {
+        match cmat_mapping::format_source(name, text) {
             Ok(formatted) if formatted != *text => changed.push((name, formatted)),
             Ok(_) => {}
             Err(diagnostics) => errors.extend(diagnostics),

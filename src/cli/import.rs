@@ -29,7 +29,7 @@ pub fn run(context: &Context, args: ImportArgs) -> CommandResult {
 /// What the workspace's rules require of a report: the column they link companies by. Rules
 /// that do not load are `cmat check`'s to report; the import then checks nothing more.
 pub(super) fn options(context: &Context) -> ImportOptions {
-    let rules = crate::mapping::load_rules(&context.workspace.root).ok();
+    let rules = cmat_mapping::load_rules(&context.workspace.root).ok();
     ImportOptions {
         link_column: rules.and_then(|rules| rules.companies.column.map(|column| column.value)),
     }

@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::{CommandError, CommandResult, Context};
-use crate::mapping::default_rules;
 use crate::workspace::{AutotaskCredentials, CONFIG_FILE, MAPPINGS_DIR};
+use cmat_mapping::default_rules;
 
 #[derive(Debug, Args)]
 pub struct InitArgs {

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 use clap::{Args, ValueEnum};
 
 use super::{session, CommandResult, Context};
-use crate::plan::Plan;
 use crate::store::Access;
+use cmat_engine::plan::Plan;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {

@@ -16,7 +16,7 @@ pub fn run(context: &Context, full: bool) -> CommandResult {
     // Take the workspace lock before spending any request.
     let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
     let client = super::session::connect_autotask(context)?;
-    let subscription_udf = match crate::mapping::load_rules(&context.workspace.root) {
+    let subscription_udf = match cmat_mapping::load_rules(&context.workspace.root) {
         Ok(rules) => rules.settings.subscription_udf.value,
         // Pulling needs no rules; without valid ones the default rules' UDF name is used.
         Err(_) => DEFAULT_SUBSCRIPTION_UDF.to_string(),
@@ -38,7 +38,7 @@ pub fn pull_into(
     let billing_dates = store.bills()?.into_iter().map(|b| b.key.billing_date);
     let options = PullOptions {
         subscription_udf: subscription_udf.to_string(),
-        units_window: crate::snapshot::UnitsWindow::around(billing_dates),
+        units_window: cmat_engine::snapshot::UnitsWindow::around(billing_dates),
         full,
         ..PullOptions::default()
     };

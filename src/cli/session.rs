@@ -5,12 +5,12 @@ use chrono::Utc;
 
 use super::{CommandError, Context};
 use crate::autotask::{AutotaskClient, ClientOptions};
-use crate::billing::BillLine;
-use crate::plan::{Plan, PlanInputs};
-use crate::rules::RuleSet;
-use crate::snapshot::Snapshot;
 use crate::store::{Access, Store};
 use crate::workspace::AutotaskCredentials;
+use cmat_engine::billing::BillLine;
+use cmat_engine::plan::{Plan, PlanInputs};
+use cmat_engine::rules::RuleSet;
+use cmat_engine::snapshot::Snapshot;
 
 /// Everything a plan is computed from, loaded once.
 pub struct Loaded {
@@ -37,7 +37,7 @@ impl Loaded {
         if self.snapshot.picklists.is_empty() && self.snapshot.refreshed_at.is_none() {
             return Err("no Autotask snapshot yet: run `cmat pull autotask` first (a plan is made against what Autotask holds, its picklists included)".into());
         }
-        crate::plan::compute(&self.inputs(), Utc::now()).map_err(|errors| -> CommandError {
+        cmat_engine::plan::compute(&self.inputs(), Utc::now()).map_err(|errors| -> CommandError {
             let shown: Vec<String> = errors.iter().map(ToString::to_string).collect();
             format!(
                 "the mapping rules name {} picklist value(s) this Autotask tenant does not have:\n{}",
@@ -48,13 +48,13 @@ impl Loaded {
         })
     }
 
-    pub fn digests(&self) -> crate::plan::Digests {
-        crate::plan::digests(&self.inputs())
+    pub fn digests(&self) -> cmat_engine::plan::Digests {
+        cmat_engine::plan::digests(&self.inputs())
     }
 
-    /// The unit periods a pull reads for these bills (see [`crate::snapshot::UnitsWindow`]).
-    pub fn units_window(&self) -> Option<crate::snapshot::UnitsWindow> {
-        crate::snapshot::UnitsWindow::around(self.lines.iter().map(|l| l.billing_date))
+    /// The unit periods a pull reads for these bills (see [`cmat_engine::snapshot::UnitsWindow`]).
+    pub fn units_window(&self) -> Option<cmat_engine::snapshot::UnitsWindow> {
+        cmat_engine::snapshot::UnitsWindow::around(self.lines.iter().map(|l| l.billing_date))
     }
 
     pub fn company_names(&self) -> std::collections::BTreeMap<i64, String> {
@@ -69,10 +69,10 @@ impl Loaded {
 /// Checked rules; mapping errors are returned as one error carrying the full rendering.
 pub fn load_rules(context: &Context) -> Result<(RuleSet, Vec<(String, String)>), CommandError> {
     let root = &context.workspace.root;
-    let rules = crate::mapping::load_rules(root).map_err(|diagnostics| -> CommandError {
+    let rules = cmat_mapping::load_rules(root).map_err(|diagnostics| -> CommandError {
         format!("the mapping rules have {} error(s):\n{diagnostics}", diagnostics.len()).into()
     })?;
-    let sources = crate::mapping::mapping_sources(root)?;
+    let sources = cmat_mapping::mapping_sources(root)?;
     Ok((rules, sources))
 }
 

@@ -49,7 +49,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     }
     let (rules, sources) = session::load_rules(context)?;
     let inputs_digest = store.inputs_digest()?;
-    let mappings_digest = crate::plan::mappings_digest(&sources);
+    let mappings_digest = cmat_engine::plan::mappings_digest(&sources);
     let subscription_udf = rules.settings.subscription_udf.value.clone();
     if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
         && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
@@ -65,7 +65,7 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
 
     // A bill pulled before Microsoft's NCE data landed is half a month: said before Autotask
     // is contacted, and with `[sync] wait_for_nce_data` nothing is written until it is whole.
-    let incomplete = crate::billing::nce_readiness(&store.bill_lines()?);
+    let incomplete = cmat_engine::billing::nce_readiness(&store.bill_lines()?);
     for warning in &incomplete {
         eprintln!("warning: {warning}");
     }

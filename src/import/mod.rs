@@ -6,7 +6,7 @@
 //!   commas, Windows-1252), refusing an ambiguous one with what it found and how to export
 //!   instead.
 //! - Columns are matched by name (trimmed, case-insensitive) in any order; extra columns are
-//!   ignored; each row becomes a [`BillLine`](crate::billing::BillLine) in [`row`].
+//!   ignored; each row becomes a [`BillLine`](cmat_engine::billing::BillLine) in [`row`].
 //!
 //! Rows are streamed: each line goes to the store's [`Import`] as it is read, so memory stays
 //! flat whatever the size. Every malformed row is reported as `FILE:ROW: reason` (for a
@@ -24,8 +24,8 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::billing::BillLine;
 use crate::store::{Import, ImportSummary, Store, StoreError};
+use cmat_engine::billing::BillLine;
 
 pub use row::parse_exact_decimal;
 pub use xlsx::HEADER_SEARCH_ROWS;

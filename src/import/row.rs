@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use crate::billing::{BillLine, LineSource};
+use cmat_engine::billing::{BillLine, LineSource};
 
 /// The report's columns cmat reads, as Cloudmore names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,7 +74,7 @@ impl Column {
             Column::ProductId => "Product ID",
             Column::SubscriptionId => "Subscription ID",
             Column::SubscriptionName => "Subscription Name",
-            Column::AutotaskCompanyId => crate::billing::AUTOTASK_COMPANY_COLUMN,
+            Column::AutotaskCompanyId => cmat_engine::billing::AUTOTASK_COMPANY_COLUMN,
             Column::PaymentFrequency => "Payment Frequency",
             Column::OrganizationCurrencyCode => "Organization Currency Code",
         }

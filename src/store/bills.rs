@@ -16,7 +16,7 @@ use super::sql::{date, get_date, get_decimal, get_timestamp, timestamp};
 use super::{ImportSummary, Store, StoreError};
 use chrono::NaiveDate;
 
-use crate::billing::{organization_key, BillKey, BillLine, LineSource};
+use cmat_engine::billing::{organization_key, BillKey, BillLine, LineSource};
 
 /// A loaded bill, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, NaiveDate, Utc};
 use rusqlite::{Connection, OptionalExtension};
 
-use crate::billing::BillKey;
+use cmat_engine::billing::BillKey;
 
 mod bills;
 mod journal;

@@ -8,7 +8,7 @@ use super::sql::{
     date, get_date, get_decimal, get_opt_decimal, opt_decimal, parse_timestamp, timestamp,
 };
 use super::{Store, StoreError};
-use crate::snapshot::{
+use cmat_engine::snapshot::{
     BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Currency,
     PicklistEntry, Picklists, PullMarks, Service, Snapshot,
 };

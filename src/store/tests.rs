@@ -4,8 +4,8 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
 use super::*;
-use crate::billing::{BillLine, LineSource};
-use crate::snapshot::{
+use cmat_engine::billing::{BillLine, LineSource};
+use cmat_engine::snapshot::{
     BillingCode, ChangeMark, Company, Contract, ContractCharge, ContractService,
     ContractServiceUnit, PullMarks, Service, Snapshot,
 };
@@ -364,7 +364,7 @@ fn sample_snapshot() -> Snapshot {
         29682801,
         BillingCode { id: 29682801, name: "Recurring".into(), use_type: 2, is_active: true },
     );
-    s.picklists = crate::tenant::reference_picklists();
+    s.picklists = cmat_testkit::tenant::reference_picklists();
     // A hidden cost stays unknown through the store, never 0.
     s.charges.get_mut(&5).expect("charge").unit_cost = None;
     s

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::str::FromStr;
 
-use cmat::sim::{SimHandle, SimOptions, Simulator};
+use cmat_sim::{SimHandle, SimOptions, Simulator};
 use serde_json::Value;
 
 pub struct TestWorkspace {
@@ -102,18 +102,18 @@ impl SimWorkspace {
     }
 
     pub fn start_with(options: SimOptions) -> Self {
-        Self::start_seeded(cmat::sim::Seed::bundled(), options)
+        Self::start_seeded(cmat_sim::Seed::bundled(), options)
     }
 
     /// A workspace against a simulator holding `seed`.
-    pub fn start_seeded(seed: cmat::sim::Seed, options: SimOptions) -> Self {
+    pub fn start_seeded(seed: cmat_sim::Seed, options: SimOptions) -> Self {
         let sim = Simulator::start("127.0.0.1:0", seed, options).expect("start the simulator");
         let ws = TestWorkspace::new();
         ws.write(
             "cmat.toml",
             &format!("[autotask]\nbase_url = \"{}\"\nsettle_seconds = 1\n", sim.base_url()),
         );
-        ws.write("mappings/microsoft.cmat", &cmat::mapping::default_rules(29682801, 29682802, 1));
+        ws.write("mappings/microsoft.cmat", &cmat_mapping::default_rules(29682801, 29682802, 1));
         SimWorkspace { sim, ws }
     }
 

@@ -184,7 +184,7 @@ fn quote(text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use crate::mapping::format_source;
+    use crate::format_source;
 
     fn format(text: &str) -> String {
         format_source("mappings/test.cmat", text).expect("formats")

@@ -6,13 +6,13 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::http::{RawRequest, Reply};
+use crate::http::{RawRequest, Reply};
 use serde_json::{json, Value};
 
-use super::cloudmore::CloudmoreState;
-use super::query::{self, PageFrom, Query};
-use super::state::State;
-use super::{
+use crate::cloudmore::CloudmoreState;
+use crate::query::{self, PageFrom, Query};
+use crate::state::State;
+use crate::{
     lock, ApiError, Counters, Fault, LoggedRequest, Seed, SimError, SimHandle, SimOptions,
     WriteFailure,
 };
@@ -133,7 +133,7 @@ pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<Sim
     let stop = Arc::new(AtomicBool::new(false));
     let app_shared = shared.clone();
     let app = Arc::new(move |request: RawRequest| handle(&app_shared, request));
-    let acceptor = super::http::serve(listener, stop.clone(), options.workers, app)
+    let acceptor = crate::http::serve(listener, stop.clone(), options.workers, app)
         .map_err(|e| listen_error(e.to_string()))?;
     let workers = vec![acceptor];
     Ok(SimHandle { shared, stop, workers })
@@ -269,7 +269,7 @@ fn dispatch(shared: &Shared, rq: &Incoming, route: &mut String) -> Outcome {
         return control(shared, rq);
     }
     if lower.starts_with("/cloudmore/") {
-        let (status, body) = super::cloudmore::handle(shared, rq, route);
+        let (status, body) = crate::cloudmore::handle(shared, rq, route);
         return Outcome::Json(status, body);
     }
     let Some(rest) =

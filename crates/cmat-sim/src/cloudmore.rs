@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
-use super::server::{parse_form, Incoming, Shared};
+use crate::server::{parse_form, Incoming, Shared};
 
 #[derive(Debug, Default)]
 pub struct CloudmoreState {

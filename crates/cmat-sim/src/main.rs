@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
-use cmat::sim::{Seed, SimOptions, Simulator};
+use cmat_sim::{Seed, SimOptions, Simulator};
 
 #[derive(Parser)]
 #[command(name = "cmat-sim", version, about = "A local Autotask (and Cloudmore) API simulator")]

@@ -331,10 +331,10 @@ impl Plan {
                     &change.id.map(|id| id.to_string()).unwrap_or_default(),
                     change.key.as_str(),
                     field.as_str(),
-                    &crate::audit::spreadsheet_safe(&old),
-                    &crate::audit::spreadsheet_safe(&plain(value)),
+                    &crate::spreadsheet::spreadsheet_safe(&old),
+                    &crate::spreadsheet::spreadsheet_safe(&plain(value)),
                     change.rule.as_str(),
-                    &crate::audit::spreadsheet_safe(&change.reason),
+                    &crate::spreadsheet::spreadsheet_safe(&change.reason),
                 ]);
             }
         }

@@ -1,4 +1,4 @@
-//! The mapping language: `mappings/*.cmat` → [`crate::rules::RuleSet`].
+//! The mapping language: `mappings/*.cmat` → [`cmat_engine::rules::RuleSet`].
 //!
 //! One stage per file: [`syntax`] (text → [`ast`], the only user of pest), [`compile`]
 //! (checks and compiles the syntax trees of all files), [`format`] (the canonical form), and
@@ -17,8 +17,10 @@ pub use compile::ParsedFile;
 pub use defaults::default_rules;
 pub use diagnostic::{Diagnostic, Diagnostics, ErrorKind, Location};
 
-use crate::rules::RuleSet;
-use crate::workspace::MAPPINGS_DIR;
+use cmat_engine::rules::RuleSet;
+
+/// The workspace folder that holds the rules, one `*.cmat` file or more.
+pub const MAPPINGS_DIR: &str = "mappings";
 
 /// What `cmat check` reports on success.
 #[derive(Debug, Clone, PartialEq)]

@@ -11,6 +11,25 @@ use std::fmt;
 use crate::rules::{PeriodType, PicklistChoice, RuleOrigin, RuleSet, Ruled};
 use crate::snapshot::{PicklistEntry, Picklists};
 
+/// The picklist fields cmat sends or checks, by entity: read from
+/// `{Entity}/entityInformation/fields` on every pull (one request each), so that labels in the
+/// rules resolve to this tenant's numbers (this module).
+pub const PICKLIST_FIELDS: [(&str, &[&str]); 4] = [
+    (
+        "Contracts",
+        &[
+            "contractType",
+            "status",
+            "contractPeriodType",
+            "serviceLevelAgreementID",
+            "contractCategory",
+        ],
+    ),
+    ("Services", &["periodType"]),
+    ("ContractCharges", &["chargeType"]),
+    ("BillingCodes", &["useType"]),
+];
+
 /// The numbers cmat sends, resolved against one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantValues {
@@ -214,7 +233,7 @@ pub fn resolve_values(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::desired::tests::default_rules;
+    use crate::testing::default_rules;
 
     fn entry(value: i64, label: &str, is_active: bool) -> PicklistEntry {
         PicklistEntry { value, label: label.into(), is_active }

@@ -8,12 +8,9 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use crate::billing::{BillLine, LineSource};
-use crate::plan::{Plan, PlanParent};
-use crate::snapshot::{
-    Company, Contract, ContractCharge, ContractService, ContractServiceUnit, PicklistEntry,
-    Picklists, Service, Snapshot,
-};
+use cmat_engine::billing::{BillLine, LineSource};
+use cmat_engine::snapshot::{Company, ContractServiceUnit, PicklistEntry, Picklists, Snapshot};
+pub use cmat_engine::testing::{play, reference_picklists};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantSize {
@@ -142,13 +139,13 @@ pub fn bill_lines(size: TenantSize, day: u32, churn_per_mille: u64) -> Vec<BillL
     lines
 }
 
-/// The picklists of the simulator's tenant (`cmat-sim`), as a pull would read them: the
-/// numbers live tenants show (Monthly = 2), so that tests meet the same lists as a real run.
-pub fn reference_picklists() -> Picklists {
-    let slas = crate::sim::Seed::default().slas;
-    let entities = crate::sim::schema::entities(&slas);
+/// The picklists `cmat-sim` serves, as a pull would read them: what
+/// `fixtures/reference-picklists.json` (the engine's tests' copy) must stay equal to.
+pub fn simulator_picklists() -> Picklists {
+    let slas = cmat_sim::Seed::default().slas;
+    let entities = cmat_sim::schema::entities(&slas);
     let mut picklists = Picklists::default();
-    for (entity, fields) in crate::autotask::pull::PICKLIST_FIELDS {
+    for (entity, fields) in cmat_engine::picklists::PICKLIST_FIELDS {
         let Some(def) = entities.iter().find(|def| def.name == entity) else { continue };
         for name in fields {
             let Some(values) = def.field(name).and_then(|field| field.picklist.as_ref()) else {
@@ -186,235 +183,6 @@ pub fn companies(size: TenantSize) -> Snapshot {
         );
     }
     snapshot
-}
-
-fn decimal(value: &Value) -> Decimal {
-    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
-}
-
-fn day(value: &Value) -> NaiveDate {
-    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
-}
-
-/// Plays a plan against a snapshot as Autotask would: new ids, an adjustment splits the unit
-/// periods at its date and creates the contract service when needed.
-pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
-    let mut ids: BTreeMap<String, i64> = BTreeMap::new();
-    let mut next_id = [
-        snapshot.contracts.keys().last(),
-        snapshot.services.keys().last(),
-        snapshot.contract_services.keys().last(),
-        snapshot.contract_service_units.keys().last(),
-        snapshot.charges.keys().last(),
-    ]
-    .into_iter()
-    .flatten()
-    .max()
-    .copied()
-    .unwrap_or(0)
-    .max(1_000_000);
-    let mut new_id = || {
-        next_id += 1;
-        next_id
-    };
-    for change in &plan.changes {
-        let parent = match &change.parent {
-            Some(PlanParent::Existing { id, .. }) => Some(*id),
-            Some(PlanParent::Planned { reference }) => ids.get(reference).copied(),
-            None => None,
-        };
-        let field = |name: &str| change.fields.get(name).cloned().unwrap_or(Value::Null);
-        let reference_id = |value: Value| match value {
-            Value::Object(map) => {
-                map.get("ref").and_then(Value::as_str).and_then(|r| ids.get(r).copied())
-            }
-            other => other.as_i64(),
-        };
-        use crate::diff::Action;
-        match (change.entity.as_str(), change.action) {
-            ("Contracts", Action::Create) => {
-                let id = new_id();
-                ids.insert(change.reference.clone(), id);
-                snapshot.contracts.insert(
-                    id,
-                    Contract {
-                        id,
-                        company_id: field("companyID").as_i64().unwrap_or_default(),
-                        contract_name: field("contractName").as_str().unwrap_or_default().into(),
-                        contract_type: field("contractType").as_i64().unwrap_or_default(),
-                        status: field("status").as_i64().unwrap_or_default(),
-                        start_date: day(&field("startDate")),
-                        end_date: day(&field("endDate")),
-                        service_level_agreement_id: field("serviceLevelAgreementID").as_i64(),
-                        contract_category: field("contractCategory").as_i64(),
-                        subscription_id: field("userDefinedFields")[0]["value"]
-                            .as_str()
-                            .map(String::from),
-                    },
-                );
-            }
-            ("Contracts", Action::Update) => {
-                if let Some(contract) = change.id.and_then(|id| snapshot.contracts.get_mut(&id)) {
-                    if let Some(name) = change.fields.get("contractName") {
-                        contract.contract_name = name.as_str().unwrap_or_default().into();
-                    }
-                    if let Some(end) = change.fields.get("endDate") {
-                        contract.end_date = day(end);
-                    }
-                    if let Some(sla) = change.fields.get("serviceLevelAgreementID") {
-                        contract.service_level_agreement_id = sla.as_i64();
-                    }
-                    if let Some(category) = change.fields.get("contractCategory") {
-                        contract.contract_category = category.as_i64();
-                    }
-                }
-            }
-            ("Services", Action::Create) => {
-                let id = new_id();
-                ids.insert(change.reference.clone(), id);
-                snapshot.services.insert(
-                    id,
-                    Service {
-                        id,
-                        name: field("name").as_str().unwrap_or_default().into(),
-                        sku: field("sku").as_str().map(String::from),
-                        billing_code_id: field("billingCodeID").as_i64().unwrap_or_default(),
-                        period_type: field("periodType").as_i64().unwrap_or_default(),
-                        unit_price: decimal(&field("unitPrice")),
-                        unit_cost: Some(decimal(&field("unitCost"))),
-                        is_active: true,
-                    },
-                );
-            }
-            ("ContractServiceAdjustments", Action::Adjust) => {
-                let (Some(contract_id), Some(service_id)) =
-                    (parent, reference_id(field("serviceID")))
-                else {
-                    continue;
-                };
-                let effective = day(&field("effectiveDate"));
-                let change_units = field("unitChange").as_i64().unwrap_or_default();
-                let contract_end =
-                    snapshot.contracts.get(&contract_id).map(|c| c.end_date).unwrap_or(effective);
-                let existing = snapshot
-                    .contract_services
-                    .values()
-                    .find(|cs| cs.contract_id == contract_id && cs.service_id == service_id)
-                    .map(|cs| cs.id);
-                let contract_service_id = match existing {
-                    Some(id) => id,
-                    None => {
-                        let id = new_id();
-                        snapshot.contract_services.insert(
-                            id,
-                            ContractService {
-                                id,
-                                contract_id,
-                                service_id,
-                                adjusted_price: Some(decimal(&field("adjustedUnitPrice"))),
-                                unit_cost: Some(decimal(&field("adjustedUnitCost"))),
-                                foreign_currency: false,
-                                invoice_description: None,
-                            },
-                        );
-                        id
-                    }
-                };
-                // An adjustment's price and cost become the contract's (Autotask's behaviour).
-                if let Some(service) = snapshot.contract_services.get_mut(&contract_service_id) {
-                    if let Some(price) = change.fields.get("adjustedUnitPrice") {
-                        service.adjusted_price = Some(decimal(price));
-                    }
-                    if let Some(cost) = change.fields.get("adjustedUnitCost") {
-                        service.unit_cost = Some(decimal(cost));
-                    }
-                }
-                // Units in force before the adjustment; a renewed contract's last period runs on.
-                let before = snapshot
-                    .contract_service_units
-                    .values()
-                    .filter(|u| u.contract_id == contract_id && u.service_id == service_id)
-                    .filter(|u| u.start_date < effective)
-                    .max_by_key(|u| u.start_date)
-                    .map(|u| u.units)
-                    .unwrap_or(0);
-                let mut covered = false;
-                for unit in snapshot.contract_service_units.values_mut() {
-                    if unit.contract_id != contract_id || unit.service_id != service_id {
-                        continue;
-                    }
-                    if unit.start_date < effective && unit.end_date >= effective {
-                        unit.end_date = effective.pred_opt().unwrap_or(effective);
-                    } else if unit.start_date >= effective {
-                        unit.units += change_units;
-                        covered |= unit.start_date == effective;
-                    }
-                }
-                if !covered {
-                    let id = new_id();
-                    snapshot.contract_service_units.insert(
-                        id,
-                        ContractServiceUnit {
-                            id,
-                            contract_id,
-                            contract_service_id,
-                            service_id,
-                            start_date: effective,
-                            end_date: contract_end,
-                            units: before + change_units,
-                            price: None,
-                            cost: None,
-                        },
-                    );
-                }
-            }
-            ("ContractServices", Action::Update) => {
-                if let Some(service) =
-                    change.id.and_then(|id| snapshot.contract_services.get_mut(&id))
-                {
-                    if let Some(price) = change.fields.get("adjustedPrice") {
-                        service.adjusted_price = Some(decimal(price));
-                    }
-                }
-            }
-            ("ContractCharges", Action::Create) => {
-                let Some(contract_id) = parent else { continue };
-                let id = new_id();
-                snapshot.charges.insert(
-                    id,
-                    ContractCharge {
-                        id,
-                        contract_id,
-                        name: field("name").as_str().unwrap_or_default().into(),
-                        description: field("description").as_str().map(String::from),
-                        date_purchased: day(&field("datePurchased")),
-                        charge_type: field("chargeType").as_i64().unwrap_or_default(),
-                        unit_quantity: decimal(&field("unitQuantity")),
-                        unit_price: decimal(&field("unitPrice")),
-                        unit_cost: change.fields.get("unitCost").map(decimal),
-                        billing_code_id: field("billingCodeID").as_i64(),
-                        is_billed: false,
-                    },
-                );
-            }
-            ("ContractCharges", Action::Update) => {
-                if let Some(charge) = change.id.and_then(|id| snapshot.charges.get_mut(&id)) {
-                    if let Some(price) = change.fields.get("unitPrice") {
-                        charge.unit_price = decimal(price);
-                    }
-                    if let Some(cost) = change.fields.get("unitCost") {
-                        charge.unit_cost = Some(decimal(cost));
-                    }
-                }
-            }
-            ("ContractCharges", Action::Delete) => {
-                if let Some(id) = change.id {
-                    snapshot.charges.remove(&id);
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 const REPORT_HEADER: [&str; 25] = [

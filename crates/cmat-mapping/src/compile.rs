@@ -7,7 +7,7 @@ use rust_decimal::Decimal;
 
 use super::ast::{Block, File, KeyedRule, Setting, Span, Statement, Value};
 use super::diagnostic::{Diagnostic, ErrorKind, Location};
-use crate::rules::{
+use cmat_engine::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
     ContractRule, ContractStart, CostSource, HandEdit, PeriodType, PicklistChoice, Policies,
     PriceRule, PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin,
@@ -122,7 +122,7 @@ impl<'a> Compiler<'a> {
                                 first,
                             },
                         );
-                    } else if link.column.node != crate::billing::AUTOTASK_COMPANY_COLUMN {
+                    } else if link.column.node != cmat_engine::billing::AUTOTASK_COMPANY_COLUMN {
                         // The billing report carries the link in one custom-property column;
                         // a rule naming another would silently link nothing.
                         self.report(
@@ -131,7 +131,7 @@ impl<'a> Compiler<'a> {
                             ErrorKind::UnknownValue {
                                 setting: "company column".to_string(),
                                 found: link.column.node.clone(),
-                                valid: vec![crate::billing::AUTOTASK_COMPANY_COLUMN],
+                                valid: vec![cmat_engine::billing::AUTOTASK_COMPANY_COLUMN],
                             },
                         );
                     } else if self.non_empty(
@@ -1110,8 +1110,8 @@ mod tests {
 
 #[cfg(test)]
 mod rule_set_tests {
-    use crate::mapping::{compile_sources, default_rules};
-    use crate::rules::{BillingKind, PriceSource, RuleOrigin, TemplateField, TemplatePart};
+    use crate::{compile_sources, default_rules};
+    use cmat_engine::rules::{BillingKind, PriceSource, RuleOrigin, TemplateField, TemplatePart};
 
     #[test]
     fn every_rule_names_its_file_and_line() {

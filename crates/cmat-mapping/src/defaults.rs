@@ -81,11 +81,11 @@ pub fn default_rules(service_billing_code: i64, product_billing_code: i64, sla: 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::mapping::compile_sources;
+    use crate::compile_sources;
 
     #[test]
     fn the_repository_file_is_the_default_rules_with_the_reference_ids() {
-        let repository_file = include_str!("../../mappings/microsoft.cmat");
+        let repository_file = include_str!("../../../mappings/microsoft.cmat");
         assert_eq!(default_rules(29682801, 29682802, 1), repository_file);
     }
 

@@ -15,7 +15,7 @@ use super::ast::{
 use super::diagnostic::ErrorKind;
 
 #[derive(pest_derive::Parser)]
-#[grammar = "grammar/cmat.pest"]
+#[grammar = "../../../grammar/cmat.pest"]
 struct CmatParser;
 
 /// A mistake found while reading the text, before its file and line are known.

@@ -161,12 +161,12 @@ pub struct BillingCode {
 /// The tenant's picklists, by field (`Contracts.contractType`). Picklist numbers are the
 /// tenant's own and differ from what labels suggest, so cmat keeps the list it read and looks
 /// labels up in it (`crate::picklists`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Picklists {
     pub fields: BTreeMap<String, Vec<PicklistEntry>>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PicklistEntry {
     pub value: i64,
     pub label: String,

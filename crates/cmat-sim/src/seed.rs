@@ -5,8 +5,8 @@ use std::path::Path;
 
 use serde_json::Value;
 
-use super::schema::PickValue;
-use super::SimError;
+use crate::schema::PickValue;
+use crate::SimError;
 
 /// The entities a seed may hold records for (ContractServiceUnits are derived, never seeded).
 /// In dependency order: a record may refer only to records of entities before it.
@@ -77,7 +77,7 @@ impl Default for Throttling {
 }
 
 /// The bundled demo tenant.
-pub const BUNDLED_SEED: &str = include_str!("../../fixtures/autotask-seed.json");
+pub const BUNDLED_SEED: &str = include_str!("../../../fixtures/autotask-seed.json");
 
 impl Default for Seed {
     /// An empty tenant with the demo credentials.
@@ -273,7 +273,7 @@ impl Seed {
 mod tests {
     use std::time::Duration;
 
-    use super::{Seed, Throttling};
+    use crate::{Seed, Throttling};
 
     #[test]
     fn throttling_reads_the_live_shapes_and_refuses_bad_values() {

@@ -2,7 +2,7 @@
 //! endpoints cmat reads), for tests and `cmat demo`.
 //!
 //! ```no_run
-//! use cmat::sim::{Fault, Seed, SimOptions, Simulator, WriteFailure};
+//! use cmat_sim::{Fault, Seed, SimOptions, Simulator, WriteFailure};
 //! let sim = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default()).unwrap();
 //! println!("{}", sim.base_url()); // http://127.0.0.1:PORT/atservicesrest/
 //! sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::CommitThenDrop });

@@ -7,13 +7,13 @@ use chrono::{Months, NaiveDate, NaiveDateTime, Timelike};
 use rust_decimal::Decimal;
 use serde_json::{json, Map, Value};
 
-use super::schema::{
+use crate::schema::{
     coerce, date_of, decimal_json, decimal_of, entities, format_date, format_timestamp, int_of,
     EntityDef, Kind, CHARGE_STATUS_POSTED, CONTRACT_TYPE_RECURRING_SERVICE,
     USE_TYPE_MATERIAL_COST_CODE, USE_TYPE_RECURRING_CONTRACT_SERVICE,
 };
-use super::seed::Seed;
-use super::ApiError;
+use crate::seed::Seed;
+use crate::ApiError;
 
 /// At most this many monthly periods are derived per contract service.
 const MAX_PERIODS: u32 = 240;
@@ -100,7 +100,7 @@ impl State {
         }
         let now = state.stamp();
         // Seed in dependency order; the seed is trusted for business rules but typed like input.
-        for entity in super::seed::SEEDABLE {
+        for entity in crate::seed::SEEDABLE {
             let Some(list) = seed.records.get(entity) else {
                 continue;
             };
@@ -478,7 +478,7 @@ impl State {
             }
             if let Some(list) = &field.picklist {
                 if !field.read_only {
-                    let text = super::schema::value_text(value);
+                    let text = crate::schema::value_text(value);
                     if !list.iter().any(|p| p.value == text && p.is_active) {
                         errors.push(format!(
                             "Value {text} is not a valid value for picklist {}.",

@@ -1070,9 +1070,9 @@ pub(crate) mod tests {
     use super::*;
     use crate::billing::BillLine;
     use crate::desired::desired_state;
-    use crate::desired::tests::{default_rules, line};
     use crate::plan::{Digests, Plan, PlanParent};
     use crate::snapshot::*;
+    use crate::testing::{default_rules, line};
 
     fn company_snapshot() -> Snapshot {
         let mut snapshot = Snapshot::default();
@@ -1087,14 +1087,14 @@ pub(crate) mod tests {
         let desired = desired_state(rules, lines);
         let digests =
             Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };
-        let values = crate::picklists::resolve(rules, &crate::tenant::reference_picklists())
+        let values = crate::picklists::resolve(rules, &crate::testing::reference_picklists())
             .expect("the reference tenant has every default label");
         Plan::new(diff(rules, &values, &desired, snapshot), digests, chrono::DateTime::UNIX_EPOCH)
     }
 
     fn converge(rules: &RuleSet, lines: &[BillLine], snapshot: &mut Snapshot) -> Plan {
         let first = plan(rules, lines, snapshot);
-        crate::tenant::play(&first, snapshot);
+        crate::testing::play(&first, snapshot);
         let second = plan(rules, lines, snapshot);
         assert!(second.changes.is_empty(), "not converged: {:#?}", second.changes);
         first
@@ -1497,7 +1497,7 @@ pub(crate) mod tests {
         let mut moved = plan.clone();
         moved.changes.retain(|c| c.entity == "ContractServiceAdjustments");
         moved.changes[0].fields.insert("effectiveDate".into(), json!("2026-10-02"));
-        crate::tenant::play(&moved, &mut snapshot);
+        crate::testing::play(&moved, &mut snapshot);
         let again = self::plan(&rules, &restated, &snapshot);
         assert!(again.changes.is_empty(), "{:#?}", again.changes);
     }
@@ -1595,14 +1595,14 @@ pub(crate) mod tests {
                 let rules = default_rules();
                 let mut snapshot = company_snapshot();
                 let plan1 = plan(&rules, &first, &snapshot);
-                crate::tenant::play(&plan1, &mut snapshot);
+                crate::testing::play(&plan1, &mut snapshot);
                 let again = plan(&rules, &first, &snapshot);
                 prop_assert!(again.changes.is_empty(), "{:#?}", again.changes);
 
                 let mut all = first.clone();
                 all.extend(later);
                 let plan2 = plan(&rules, &all, &snapshot);
-                crate::tenant::play(&plan2, &mut snapshot);
+                crate::testing::play(&plan2, &mut snapshot);
                 let after = plan(&rules, &all, &snapshot);
                 prop_assert!(after.changes.is_empty(), "{:#?}", after.changes);
                 let subscriptions: BTreeSet<_> = snapshot.contracts.values().map(|c| c.subscription_id.clone()).collect();

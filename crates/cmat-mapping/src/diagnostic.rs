@@ -151,7 +151,7 @@ impl ErrorKind {
             ErrorKind::UnknownRule { valid, .. } => Some(valid.to_string()),
             ErrorKind::UnknownTemplateField { .. } => Some(format!(
                 "valid fields: {}",
-                crate::rules::TemplateField::ALL
+                cmat_engine::rules::TemplateField::ALL
                     .iter()
                     .map(|(_, name)| format!("{{{name}}}"))
                     .collect::<Vec<_>>()

@@ -1,0 +1,18 @@
+//! The engine: from a bill and the rules to the plan of Autotask writes, as pure functions.
+//!
+//! The flow runs one way, one module per stage (see ARCHITECTURE.md):
+//! rules + bill lines → desired state → (with the snapshot and its picklists) diff → plan.
+//! No network, no database, no clock: this crate does not depend on anything that could, so
+//! the same inputs give the same plan, and every stage is tested without a server.
+
+pub mod billing;
+pub mod desired;
+pub mod diff;
+pub mod picklists;
+pub mod plan;
+pub mod rules;
+pub mod snapshot;
+pub mod spreadsheet;
+
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
