@@ -3,16 +3,14 @@
 //! line (or row), exit status 1, and leaves nothing half-written: the state database holds the
 //! same rows and the workspace's files the same bytes as before. Adding a case is adding a file.
 
-mod common;
-
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use crate::harness::{Run, TestWorkspace};
 use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
-use common::{Run, TestWorkspace};
 
-const RULES: &str = include_str!("../mappings/microsoft.cmat");
-const GOOD_BILL: &str = include_str!("../fixtures/bill-2026-10-01.csv");
+const RULES: &str = include_str!("../../mappings/microsoft.cmat");
+const GOOD_BILL: &str = include_str!("../../fixtures/bill-2026-10-01.csv");
 
 const CREDENTIALS: [(&str, &str); 3] = [
     ("CMAT_AUTOTASK_USERNAME", "demo@example.com"),
@@ -119,7 +117,7 @@ fn loaded_workspace() -> TestWorkspace {
 /// The corpus files of one folder of `tests/bad_input/`, sorted (entries of `mappings/` are
 /// folders: one workspace's mapping files each).
 fn corpus(folder: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/bad_input").join(folder);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/bad_input").join(folder);
     let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
         .unwrap_or_else(|err| panic!("{}: {err}", root.display()))
         .map(|entry| entry.unwrap().path())

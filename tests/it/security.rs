@@ -2,15 +2,13 @@
 //! reach no output, file or database; the state is readable by its owner only; the audit CSV
 //! runs no formula; plain http:// to a host that is not loopback is refused before connecting.
 
-mod common;
-
 use std::net::TcpListener;
 use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
+use crate::harness::{Run, TestWorkspace};
 use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
-use common::{Run, TestWorkspace};
 use serde_json::Value;
 
 /// Distinctive values: any of them found anywhere is a leak.
@@ -28,7 +26,7 @@ const FORMULA: &str = "=cmd|' /C calc'!A0";
 /// The bundled tenant, with our own credentials.
 fn simulator() -> SimHandle {
     let mut seed: Value =
-        serde_json::from_str(include_str!("../fixtures/autotask-seed.json")).unwrap();
+        serde_json::from_str(include_str!("../../fixtures/autotask-seed.json")).unwrap();
     seed["credentials"]["secret"] = AUTOTASK_SECRET.into();
     seed["credentials"]["integrationCode"] = INTEGRATION_CODE.into();
     seed["cloudmore"]["password"] = CLOUDMORE_PASSWORD.into();
@@ -88,7 +86,7 @@ fn workspace(sim: &SimHandle) -> TestWorkspace {
             cloudmore.reseller_id
         ),
     );
-    let rules = include_str!("../mappings/microsoft.cmat").replace(
+    let rules = include_str!("../../mappings/microsoft.cmat").replace(
         "licence_name = \"Microsoft 365 - {organization}\"",
         "licence_name = \"{organization}\"",
     );
@@ -96,11 +94,11 @@ fn workspace(sim: &SimHandle) -> TestWorkspace {
     ws.write("mappings/microsoft.cmat", &rules);
     ws.write(
         "bill.csv",
-        &include_str!("../fixtures/bill-2026-10-01.csv").replace("Contoso Ltd", FORMULA),
+        &include_str!("../../fixtures/bill-2026-10-01.csv").replace("Contoso Ltd", FORMULA),
     );
     ws.write(
         "bill-2026-11-01.csv",
-        &include_str!("../fixtures/bill-2026-11-01.csv").replace("Contoso Ltd", FORMULA),
+        &include_str!("../../fixtures/bill-2026-11-01.csv").replace("Contoso Ltd", FORMULA),
     );
     ws
 }

@@ -2,10 +2,10 @@
 //! follows Cloudmore's documented flow (one reseller-wide asynchronous report) and refuses the
 //! endpoints earlier cmat versions called.
 
-mod common;
+use crate::harness;
 
+use crate::harness::TestWorkspace;
 use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
-use common::TestWorkspace;
 
 struct Setup {
     sim: SimHandle,
@@ -35,7 +35,7 @@ impl Setup {
         self.seed["cloudmore"][key].as_str().expect("seed field").to_string()
     }
 
-    fn pull(&self, extra: &[&str]) -> common::Run {
+    fn pull(&self, extra: &[&str]) -> harness::Run {
         let (username, password, secret) =
             (self.text("username"), self.text("password"), self.text("clientSecret"));
         let env = [

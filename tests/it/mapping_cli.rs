@@ -1,8 +1,6 @@
 //! `cmat check` and `cmat fmt` run as a user runs them: exit codes, stdout and stderr.
 
-mod common;
-
-use common::TestWorkspace;
+use crate::harness::TestWorkspace;
 
 fn workspace_with_default_rules() -> TestWorkspace {
     let workspace = TestWorkspace::new();
@@ -12,7 +10,7 @@ fn workspace_with_default_rules() -> TestWorkspace {
 
 #[test]
 fn the_repository_rules_are_the_default_rules() {
-    let repository_file = include_str!("../mappings/microsoft.cmat");
+    let repository_file = include_str!("../../mappings/microsoft.cmat");
     assert_eq!(repository_file, cmat_mapping::default_rules(29682801, 29682802, 1));
 }
 

@@ -1,10 +1,8 @@
 //! `cmat doctor` through the binary against `cmat-sim`: a good tenant passes with no write,
 //! a tenant with set-up problems fails naming each with its fix.
 
-mod common;
-
+use crate::harness::SimWorkspace;
 use cmat_sim::{Seed, SimOptions};
-use common::SimWorkspace;
 use serde_json::Value;
 
 fn doctor(sw: &SimWorkspace) -> (i32, String) {

@@ -1,9 +1,7 @@
 //! `cmat sync` and `cmat init` against an in-process cmat-sim, through the real binary.
 
-mod common;
-
+use crate::harness::{Run, TestWorkspace};
 use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
-use common::{Run, TestWorkspace};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures");
 

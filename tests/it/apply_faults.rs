@@ -3,15 +3,15 @@
 //! ends, after reruns, in exactly the Autotask state of an undisturbed run, with nothing
 //! duplicated, a plan with no change, and one more apply that sends no write.
 
-mod common;
+use crate::harness;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::harness::{AutotaskState, SimWorkspace};
 use cmat_sim::{Fault, Seed, SimOptions, Throttling, WriteFailure};
-use common::{AutotaskState, SimWorkspace};
 
 const OCTOBER: &str = "bill-2026-10-01.csv";
 const NOVEMBER: &str = "bill-2026-11-01.csv";
@@ -34,7 +34,7 @@ const RESTATED_LICENCES: &str = "bill-2026-11-01-restated-licences.csv";
 
 /// The November bill with two licence counts changed (28 → 30 and 37 → 35).
 fn restated_licences() -> String {
-    let november = std::fs::read_to_string(common::fixture(NOVEMBER)).expect("read fixture");
+    let november = std::fs::read_to_string(harness::fixture(NOVEMBER)).expect("read fixture");
     let restated = november
         .replace(
             "CFQ7TTC0LCHC,28,18.5400,20.6000,519.1200,576.8000,57.6800",

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use cmat_mapping::{compile_sources, decode_source, format_source, Diagnostics};
 
 fn inputs(folder: &str) -> Vec<PathBuf> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mapping_inputs").join(folder);
+    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/mapping_inputs").join(folder);
     let mut paths: Vec<PathBuf> = std::fs::read_dir(&folder)
         .expect("input folder")
         .map(|entry| entry.expect("folder entry").path())

@@ -1,10 +1,8 @@
 //! `-v`: one line per request on standard error, never a secret; `CMAT_LOG` for more; the
 //! request log of a failed apply names the change.
 
-mod common;
-
+use crate::harness::SimWorkspace;
 use cmat_sim::{Fault, SimOptions, WriteFailure};
-use common::SimWorkspace;
 
 /// Times vary: `143ms` becomes `[MS]ms`.
 fn redact_times(text: &str) -> String {

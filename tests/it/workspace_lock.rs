@@ -1,13 +1,13 @@
 //! One writer per workspace, through the binary: a second writer exits 1 naming the holder and
 //! writes nothing; readers go on; a lock left by a dead process is taken over.
 
-mod common;
+use crate::harness;
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 
+use crate::harness::SimWorkspace;
 use cmat::store::LockHolder;
-use common::SimWorkspace;
 
 const OCTOBER: &str = "bill-2026-10-01.csv";
 const NOVEMBER: &str = "bill-2026-11-01.csv";
@@ -38,7 +38,7 @@ fn a_second_writer_names_the_holder_and_writes_nothing() {
         started_at: "2026-11-29T03:18:35Z".parse().expect("a time"),
     };
     let lock = hold_lock(&sw, &holder);
-    let november = std::fs::read_to_string(common::fixture(NOVEMBER)).expect("fixture");
+    let november = std::fs::read_to_string(harness::fixture(NOVEMBER)).expect("fixture");
     sw.ws.write(NOVEMBER, &november);
     let status_before = sw.ok(&["status"]).stdout;
     let requests_before = sw.sim.counters().total;

@@ -1,8 +1,7 @@
 //! Daily syncs whose pulls read by changes, through the binary: they must converge exactly as
 //! full reads would, with apply's own writes and a new subscription in between.
 
-mod common;
-
+use crate::harness::SimWorkspace;
 use cmat::store::{Access, Store};
 use cmat_engine::plan::{compute, PlanInputs};
 use cmat_engine::snapshot::Snapshot;
@@ -10,7 +9,6 @@ use cmat_sim::{Seed, SimOptions};
 use cmat_testkit::tenant::{
     bill_lines, companies, play, sim_seed_json, write_bill_csv, TenantSize,
 };
-use common::SimWorkspace;
 
 /// 1,100 contracts (880 licence, 220 Azure): three pages, so contracts are read by changes.
 const SIZE: TenantSize = TenantSize {

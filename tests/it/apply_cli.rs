@@ -2,11 +2,9 @@
 //! confirmation rule, plan files (exactly their writes; stale ones refused), the JSON plan's
 //! shape, and the audit trail.
 
-mod common;
-
 use std::collections::BTreeMap;
 
-use common::SimWorkspace;
+use crate::harness::SimWorkspace;
 use serde_json::{json, Value};
 
 const OCTOBER: &str = "bill-2026-10-01.csv";

@@ -1,10 +1,8 @@
 //! Autotask as it really is, through the binary against `cmat-sim`: the contract's adjusted
 //! price, hidden costs, duplicate contracts left by someone else, and picklist labels.
 
-mod common;
-
+use crate::harness::{fixture, SimWorkspace};
 use cmat_sim::{Seed, SimOptions};
-use common::{fixture, SimWorkspace};
 use serde_json::{json, Value};
 
 const OCTOBER: &str = "bill-2026-10-01.csv";

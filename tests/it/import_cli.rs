@@ -1,9 +1,9 @@
 //! `cmat import` and `cmat status` run as a user runs them.
 
-mod common;
+use crate::harness;
 
+use crate::harness::{Run, SimWorkspace, TestWorkspace};
 use cmat::store::{Access, Store};
-use common::{Run, SimWorkspace, TestWorkspace};
 
 fn fixture(name: &str) -> Vec<u8> {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures").join(name);
@@ -556,7 +556,7 @@ fn a_renamed_organization_keeps_its_bill() {
 /// (Microsoft's NCE data lands between the 6th and the 8th).
 #[test]
 fn sync_warns_about_a_bill_before_the_nce_data_landed() {
-    let tenant = common::SimWorkspace::start();
+    let tenant = harness::SimWorkspace::start();
     tenant.import("bill-2026-11-01.csv");
     let (header, rows) = records("bill-2026-11-01.csv");
     let december: Vec<Vec<String>> = rows

@@ -1,10 +1,8 @@
 //! `cmat pull autotask` through the binary, against the in-process simulator.
 
-mod common;
-
+use crate::harness::TestWorkspace;
 use cmat::store::{Access, Store};
 use cmat_sim::{Seed, SimOptions, Simulator};
-use common::TestWorkspace;
 
 fn env(secret: &str) -> [(&'static str, &str); 3] {
     [

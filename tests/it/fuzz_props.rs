@@ -15,9 +15,9 @@ use cmat_mapping::{Diagnostics, ErrorKind};
 use proptest::prelude::*;
 use serde_json::{json, Value};
 
-const MAPPING: &str = include_str!("../mappings/microsoft.cmat");
-const BILL: &[u8] = include_bytes!("../fixtures/bill-2026-10-01.csv");
-const SEED: &str = include_str!("../fixtures/autotask-seed.json");
+const MAPPING: &str = include_str!("../../mappings/microsoft.cmat");
+const BILL: &[u8] = include_bytes!("../../fixtures/bill-2026-10-01.csv");
+const SEED: &str = include_str!("../../fixtures/autotask-seed.json");
 const MAPPING_NAME: &str = "mappings/x.cmat";
 
 /// CI runs `default` cases per property; `PROPTEST_CASES=100000 cargo test --release --test

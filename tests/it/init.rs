@@ -1,13 +1,13 @@
 //! `cmat init DIR`: the files it writes, and what it refuses.
 
-mod common;
+use crate::harness;
 
-use common::TestWorkspace;
+use crate::harness::TestWorkspace;
 
 const IDS: &[&str] =
     &["--service-billing-code", "29682801", "--product-billing-code", "29682802", "--sla", "1"];
 
-fn init(workspace: &TestWorkspace, extra: &[&str]) -> common::Run {
+fn init(workspace: &TestWorkspace, extra: &[&str]) -> harness::Run {
     let mut args = vec!["init", "new"];
     args.extend_from_slice(extra);
     workspace.cmat(&args)
@@ -20,7 +20,7 @@ fn init_writes_config_rules_and_gitignore() {
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(
         workspace.read("new/mappings/microsoft.cmat"),
-        include_str!("../mappings/microsoft.cmat")
+        include_str!("../../mappings/microsoft.cmat")
     );
     assert_eq!(workspace.read("new/.gitignore"), ".cmat/\n");
     let config = workspace.read("new/cmat.toml");

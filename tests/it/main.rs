@@ -1,0 +1,27 @@
+//! The integration tests, one binary (as uv's `tests/it`): each module drives the real `cmat`
+//! binary (or the simulator, or a client against a stand-in server) through [`harness`].
+//! One binary links reqwest, rustls, SQLite and proptest once instead of once per file.
+
+mod harness;
+
+mod apply_cli;
+mod apply_faults;
+mod autotask_client;
+mod autotask_pull_cli;
+mod bad_input;
+mod cloudmore_pull;
+mod doctor_cli;
+mod fidelity_cli;
+mod fuzz_props;
+mod help;
+mod import_cli;
+mod init;
+mod mapping_cli;
+mod mapping_diagnostics;
+mod mapping_properties;
+mod pull_changes_cli;
+mod security;
+mod sim_api;
+mod sync_cli;
+mod verbose;
+mod workspace_lock;
