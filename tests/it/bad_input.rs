@@ -4,7 +4,7 @@
 //! same rows and the workspace's files the same bytes as before. Adding a case is adding a file.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use crate::harness::{Run, TestWorkspace};
 use cmat_sim::{Seed, SimHandle, SimOptions, Simulator};
@@ -114,19 +114,6 @@ fn loaded_workspace() -> TestWorkspace {
     ws
 }
 
-/// The corpus files of one folder of `tests/bad_input/`, sorted (entries of `mappings/` are
-/// folders: one workspace's mapping files each).
-fn corpus(folder: &str) -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/bad_input").join(folder);
-    let mut cases: Vec<PathBuf> = std::fs::read_dir(&root)
-        .unwrap_or_else(|err| panic!("{}: {err}", root.display()))
-        .map(|entry| entry.unwrap().path())
-        .collect();
-    cases.sort();
-    assert!(cases.len() >= 5, "{}: too few cases", root.display());
-    cases
-}
-
 fn file_name(path: &Path) -> String {
     path.file_name().unwrap().to_string_lossy().into_owned()
 }
@@ -136,18 +123,18 @@ fn file_name(path: &Path) -> String {
 
 #[test]
 fn malformed_reports_are_rejected_whole() {
-    for path in corpus("csv") {
+    insta::glob!("bad_input/csv/*", |path| {
         let ws = loaded_workspace();
-        let name = file_name(&path);
-        std::fs::copy(&path, ws.path().join(&name)).unwrap();
+        let name = file_name(path);
+        std::fs::copy(path, ws.path().join(&name)).unwrap();
         let before = Untouched::take(&ws);
         let run = ws.cmat(&["import", &name]);
         assert_eq!(run.status, 1, "{name}: {}", run.stderr);
         assert!(run.stdout.is_empty(), "{name}: {}", run.stdout);
         assert!(run.stderr.starts_with(&format!("error: {name}")), "{name}: {}", run.stderr);
-        insta::assert_snapshot!(format!("csv_{name}"), transcript(&run));
+        insta::assert_snapshot!("csv", transcript(&run));
         before.assert_same(&ws, &name);
-    }
+    });
 }
 
 /// A row of the October bill with one cell replaced.
@@ -233,11 +220,11 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn malformed_mappings_are_located_and_left_alone() {
-    for case in corpus("mappings") {
-        let name = file_name(&case);
+    insta::glob!("bad_input/mappings/*", |case| {
+        let name = file_name(case);
         let ws = loaded_workspace();
         std::fs::remove_dir_all(ws.path().join("mappings")).unwrap();
-        copy_dir(&case, &ws.path().join("mappings"));
+        copy_dir(case, &ws.path().join("mappings"));
         let before = Untouched::take(&ws);
 
         let check = ws.cmat(&["check"]);
@@ -249,14 +236,14 @@ fn malformed_mappings_are_located_and_left_alone() {
                 && first.contains(": error: "),
             "{name}: {first}"
         );
-        insta::assert_snapshot!(format!("mapping_{name}"), transcript(&check));
+        insta::assert_snapshot!("mapping", transcript(&check));
 
         let plan = ws.cmat(&["plan"]);
         assert_eq!(plan.status, 1, "{name}: {}", plan.stderr);
         assert!(plan.stderr.contains(&first), "{name}: {}", plan.stderr);
         assert!(plan.stdout.is_empty(), "{name}: {}", plan.stdout);
         before.assert_same(&ws, &name);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -264,17 +251,17 @@ fn malformed_mappings_are_located_and_left_alone() {
 
 #[test]
 fn malformed_configuration_is_refused_before_any_request() {
-    for path in corpus("config") {
-        let name = file_name(&path);
+    insta::glob!("bad_input/config/*", |path| {
+        let name = file_name(path);
         let ws = loaded_workspace();
-        std::fs::copy(&path, ws.path().join("cmat.toml")).unwrap();
+        std::fs::copy(path, ws.path().join("cmat.toml")).unwrap();
         let before = Untouched::take(&ws);
         let run = ws.cmat_with_env(&["pull", "autotask"], &CREDENTIALS);
         assert_eq!(run.status, 1, "{}", run.stderr);
         assert!(run.stderr.starts_with("error: [WS]/cmat.toml:"), "{}", run.stderr);
-        insta::assert_snapshot!(format!("config_{name}"), transcript(&run));
+        insta::assert_snapshot!("config", transcript(&run));
         before.assert_same(&ws, &name);
-    }
+    });
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -293,16 +280,16 @@ fn malformed_plans_are_refused_and_nothing_is_written() {
     let sim = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default()).unwrap();
     let ws = pulled_workspace(&sim);
     let sim_state = sim.state_json();
-    for path in corpus("plans") {
-        let name = file_name(&path);
-        std::fs::copy(&path, ws.path().join("plan.json")).unwrap();
+    insta::glob!("bad_input/plans/*", |path| {
+        let name = file_name(path);
+        std::fs::copy(path, ws.path().join("plan.json")).unwrap();
         let before = Untouched::take(&ws);
         let run = ws.cmat_with_env(&["apply", "plan.json", "--auto-approve"], &CREDENTIALS);
         assert_eq!(run.status, 1, "{}", run.stderr);
         assert!(run.stderr.starts_with("error: plan.json: "), "{}", run.stderr);
-        insta::assert_snapshot!(format!("plan_{name}"), transcript(&run));
+        insta::assert_snapshot!("plan", transcript(&run));
         before.assert_same(&ws, &name);
-    }
+    });
     assert_eq!(sim.counters().writes, 0, "a malformed plan sent a write");
     assert_eq!(sim.state_json(), sim_state);
 }

@@ -61,6 +61,27 @@ impl TestWorkspace {
     }
 }
 
+/// What varies from run to run in what a person reads, replaced in one place for every
+/// snapshot of this binary: the simulator's address, durations, process ids, digests and the
+/// plan's creation time.
+const SNAPSHOT_FILTERS: [(&str, &str); 5] = [
+    (r"http://127\.0\.0\.1:\d+/(atservicesrest/)?", "[SIM]/"),
+    (r"\b\d+ms\b", "[MS]ms"),
+    (r"\bpid \d+", "pid [PID]"),
+    (r"sha256:[0-9a-f]{64}", "[digest]"),
+    (r#""created_at": "[^"]+""#, r#""created_at": "[created_at]""#),
+];
+
+/// Applies [`SNAPSHOT_FILTERS`] to the snapshots of the calling test, until the guard drops
+/// (`let _stable = harness::stable_snapshots();`); `insta::glob!` cases inherit them.
+pub fn stable_snapshots() -> insta::internals::SettingsBindDropGuard {
+    let mut settings = insta::Settings::clone_current();
+    for (pattern, replacement) in SNAPSHOT_FILTERS {
+        settings.add_filter(pattern, replacement);
+    }
+    settings.bind_to_scope()
+}
+
 /// A finished run, with the workspace path replaced by `[WS]` for stable snapshots.
 pub struct Run {
     pub status: i32,

@@ -1,19 +1,9 @@
 //! Snapshot tests of the mapping language's diagnostics and canonical form. Each file (or
 //! folder of files) in `tests/mapping_inputs/errors/` is one case; adding a case is adding a file.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use cmat_mapping::{compile_sources, decode_source, format_source, Diagnostics};
-
-fn inputs(folder: &str) -> Vec<PathBuf> {
-    let folder = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/mapping_inputs").join(folder);
-    let mut paths: Vec<PathBuf> = std::fs::read_dir(&folder)
-        .expect("input folder")
-        .map(|entry| entry.expect("folder entry").path())
-        .collect();
-    paths.sort();
-    paths
-}
 
 fn case_name(path: &Path) -> String {
     path.file_stem().expect("a file name").to_string_lossy().into_owned()
@@ -55,24 +45,22 @@ fn diagnostics_of(files: Vec<(String, Vec<u8>)>) -> Diagnostics {
 
 #[test]
 fn every_error_case_is_reported_with_its_place() {
-    let cases = inputs("errors");
-    assert!(cases.len() >= 30, "error cases: {}", cases.len());
-    for path in cases {
-        let diagnostics = diagnostics_of(case_files(&path));
+    insta::glob!("mapping_inputs/errors/*", |path| {
+        let diagnostics = diagnostics_of(case_files(path));
         assert!(!diagnostics.is_empty());
-        insta::assert_snapshot!(format!("error_{}", case_name(&path)), diagnostics.to_string());
-    }
+        insta::assert_snapshot!("error", diagnostics.to_string());
+    });
 }
 
 #[test]
 fn formatting_is_canonical_and_idempotent() {
-    for path in inputs("fmt") {
-        let text = String::from_utf8(std::fs::read(&path).expect("read input")).expect("UTF-8");
-        let name = format!("mappings/{}.cmat", case_name(&path));
+    insta::glob!("mapping_inputs/fmt/*", |path| {
+        let text = String::from_utf8(std::fs::read(path).expect("read input")).expect("UTF-8");
+        let name = format!("mappings/{}.cmat", case_name(path));
         let formatted = format_source(&name, &text).expect("formats");
         assert_eq!(format_source(&name, &formatted).expect("formats again"), formatted);
-        insta::assert_snapshot!(format!("fmt_{}", case_name(&path)), formatted);
-    }
+        insta::assert_snapshot!("fmt", formatted);
+    });
 }
 
 #[test]
