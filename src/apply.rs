@@ -577,7 +577,7 @@ fn next_day(body: &Value) -> Option<Value> {
 fn lock<'a, 'b>(
     store: &'a Mutex<&'b mut Store>,
 ) -> Result<std::sync::MutexGuard<'a, &'b mut Store>, StoreError> {
-    store.lock().map_err(|_| StoreError::Other("state database lock poisoned".into()))
+    store.lock().map_err(|_| StoreError::Poisoned)
 }
 
 /// One audit row per field of the change (SPEC.md: "one row per field written").

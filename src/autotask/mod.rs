@@ -7,7 +7,10 @@ mod pacing;
 pub mod query;
 pub mod records;
 
-pub use client::{AutotaskClient, ClientOptions, FieldInfo, PicklistValue, Threshold};
+pub use client::{
+    AutotaskClient, ClientOptions, Clock, FieldInfo, PicklistValue, RecordingClock, SystemClock,
+    Threshold,
+};
 pub use error::{AutotaskError, Rejection};
 pub use query::{chunked_in, Condition, Filter, FilterError, FilterValue, GroupOp, Item, Op};
 pub mod discover;

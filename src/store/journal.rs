@@ -84,10 +84,7 @@ impl Store {
             )
             .map_err(|e| self.wrap(e))?;
         if changed == 0 {
-            return Err(StoreError::Other(format!(
-                "{}: no journal entry {id}",
-                self.path.display()
-            )));
+            return Err(StoreError::NoJournalEntry { path: self.path.display().to_string(), id });
         }
         Ok(())
     }

@@ -77,8 +77,18 @@ pub enum StoreError {
          upgrade cmat"
     )]
     NewerSchema { path: String, found: u32, known: u32 },
-    #[error("{0}")]
-    Other(String),
+    #[error("{path}: no journal entry {id}")]
+    NoJournalEntry { path: String, id: i64 },
+    /// A value cmat stored itself no longer reads back (or could not be written as text).
+    #[error("{path}: {what} is not readable")]
+    Unreadable {
+        path: String,
+        what: String,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("the state database's lock was poisoned by a thread that panicked")]
+    Poisoned,
 }
 
 /// Whether this process intends to write; writers hold the workspace lock.

@@ -78,7 +78,13 @@ impl Store {
     ) -> Result<(), StoreError> {
         let marks = match marks.map(serde_json::to_string).transpose() {
             Ok(marks) => marks,
-            Err(err) => return Err(StoreError::Other(format!("pull marks: {err}"))),
+            Err(err) => {
+                return Err(StoreError::Unreadable {
+                    path: self.path.display().to_string(),
+                    what: "the pull marks".to_string(),
+                    source: Box::new(err),
+                })
+            }
         };
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
@@ -158,11 +164,10 @@ impl Store {
     fn refreshed_at(&self) -> Result<Option<chrono::DateTime<chrono::Utc>>, StoreError> {
         match self.get_meta(SNAPSHOT_REFRESHED_AT)? {
             None => Ok(None),
-            Some(text) => parse_timestamp(&text).map(Some).map_err(|err| {
-                StoreError::Other(format!(
-                    "{}: meta {SNAPSHOT_REFRESHED_AT} is not an RFC 3339 timestamp ({text:?}): {err}",
-                    self.path.display()
-                ))
+            Some(text) => parse_timestamp(&text).map(Some).map_err(|err| StoreError::Unreadable {
+                path: self.path.display().to_string(),
+                what: format!("meta {SNAPSHOT_REFRESHED_AT} ({text:?}, an RFC 3339 timestamp)"),
+                source: Box::new(err),
             }),
         }
     }

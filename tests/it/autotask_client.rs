@@ -9,7 +9,7 @@ use std::time::Duration;
 use cmat::autotask::pull::{pull_snapshot, PullOptions, Pulled};
 use cmat::autotask::{
     discover_ids, AutotaskClient, AutotaskError, ClientOptions, Condition, Filter, PullError,
-    Rejection,
+    RecordingClock, Rejection,
 };
 use cmat::autotask::{EntityRead, FullReason, Previous};
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
@@ -195,6 +195,25 @@ fn reads_are_retried_on_429() {
     let found = client.query("Companies", &Filter::all()).expect("query");
     assert_eq!(found.len(), 3);
     assert_eq!(sim.counters().throttled, 2);
+}
+
+/// Live back-off (1 s doubling to 30 s, full jitter in the upper half), checked on the
+/// recorded waits: the test takes milliseconds, not the 15 s it describes.
+#[test]
+fn back_off_doubles_from_one_second_with_jitter_and_is_capped() {
+    let sim = start(tenant(3, 0, 0), SimOptions::default());
+    let clock = RecordingClock::new();
+    let options = ClientOptions { clock: clock.clone(), ..ClientOptions::default() };
+    let client =
+        AutotaskClient::connect(&config(&sim.base_url()), credentials(SECRET), options).unwrap();
+    sim.inject(Fault::Burst429 { count: 5 });
+    assert_eq!(client.query("Companies", &Filter::all()).expect("query").len(), 3);
+    let waits = clock.waits();
+    assert_eq!(waits.len(), 5, "{waits:?}");
+    for (attempt, wait) in waits.iter().enumerate() {
+        let cap = Duration::from_secs(1 << attempt).min(Duration::from_secs(30));
+        assert!(*wait >= cap / 2 && *wait <= cap, "attempt {}: {wait:?}", attempt + 1);
+    }
 }
 
 #[test]
@@ -569,10 +588,12 @@ fn a_401_looks_the_zone_up_once_more() {
 #[test]
 fn the_threshold_is_reread_every_so_often_and_usage_past_half_slows_down() {
     let sim = start(tenant(3, 0, 0), SimOptions::default());
+    let clock = RecordingClock::new();
     let options = ClientOptions {
         threshold_every: 5,
         max_hourly_share: Some(Decimal::new(8, 1)),
-        slowdown_max: Duration::from_millis(300),
+        slowdown_max: Duration::from_secs(2),
+        clock: clock.clone(),
         ..fast()
     };
     let client =
@@ -583,13 +604,18 @@ fn the_threshold_is_reread_every_so_often_and_usage_past_half_slows_down() {
     // One read at connect, then one after every 5 requests.
     assert_eq!(sim.counters().by_endpoint["ThresholdInformation"], 3);
 
+    assert!(clock.waits().is_empty(), "no pause below half: {:?}", clock.waits());
+
     // 65 % used of an allowed 80 %: half of the maximum pause before each request.
     sim.inject(Fault::UseThreshold { count: 6500 });
     client.threshold().unwrap();
-    let started = std::time::Instant::now();
     client.query("Companies", &Filter::all()).unwrap();
-    let waited = started.elapsed();
-    assert!(waited >= Duration::from_millis(120), "{waited:?}");
+    let waits = clock.waits();
+    assert_eq!(waits.len(), 1, "{waits:?}");
+    assert!(
+        waits[0] >= Duration::from_secs(1) && waits[0] < Duration::from_millis(1100),
+        "{waits:?}"
+    );
 }
 
 /// Contracts and charges last changed on 1 October at 8:00, as a tenant's export would say,

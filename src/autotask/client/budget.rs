@@ -108,7 +108,7 @@ impl AutotaskClient {
         if usage > half && self.share > half {
             let fraction =
                 ((usage - half) / (self.share - half)).min(Decimal::ONE).to_f64().unwrap_or(1.0);
-            std::thread::sleep(self.options.slowdown_max.mul_f64(fraction.clamp(0.0, 1.0)));
+            self.options.clock.sleep(self.options.slowdown_max.mul_f64(fraction.clamp(0.0, 1.0)));
         }
         Ok(())
     }

@@ -35,11 +35,13 @@ use response::{excerpt, interpret, is_thread_threshold, read_response, Outcome};
 use zone::{with_slash, Zone};
 
 mod budget;
+mod clock;
 mod response;
 mod zone;
 use super::query::Filter;
 use crate::logging;
 use crate::workspace::{check_url, AutotaskConfig, AutotaskCredentials};
+pub use clock::{Clock, RecordingClock, SystemClock};
 
 /// Autotask's own zone lookup service.
 pub const DEFAULT_ZONE_LOOKUP_URL: &str = "https://webservices.autotask.net/atservicesrest/";
@@ -80,6 +82,8 @@ pub struct ClientOptions {
     pub slowdown_max: Duration,
     /// Optional `ImpersonationResourceId` header.
     pub impersonation_resource_id: Option<i64>,
+    /// Where the waits go: the system's clock, or a test's [`RecordingClock`].
+    pub clock: std::sync::Arc<dyn Clock>,
 }
 
 impl Default for ClientOptions {
@@ -97,6 +101,7 @@ impl Default for ClientOptions {
             threshold_every: 100,
             slowdown_max: Duration::from_secs(2),
             impersonation_resource_id: None,
+            clock: std::sync::Arc::new(SystemClock),
         }
     }
 }
@@ -688,7 +693,7 @@ impl AutotaskClient {
         let half = capped / 2;
         let jitter = half * random_per_mille() / 1000;
         let wait = (half + jitter).max(retry_after.unwrap_or_default());
-        std::thread::sleep(wait.min(self.options.backoff_max.max(self.options.backoff_base)));
+        self.options.clock.sleep(wait.min(self.options.backoff_max.max(self.options.backoff_base)));
     }
 }
 
