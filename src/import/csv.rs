@@ -18,7 +18,8 @@ use std::io::{BufRead, BufReader, Read};
 
 use super::row::{known_columns, normalize, Cell, DecimalSeparator, HeaderError, Layout};
 use super::{ImportError, ImportOptions, Sink};
-use crate::store::{ImportSummary, Store};
+use crate::store::{line_digest, ImportSummary, LineDigest, Store};
+use cmat_engine::billing::BillLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
@@ -34,7 +35,7 @@ struct Dialect {
 
 pub(super) fn import(
     store: &mut Store,
-    input: impl Read,
+    input: impl Read + Send,
     display_name: &str,
     options: &ImportOptions,
 ) -> Result<ImportSummary, ImportError> {
@@ -98,14 +99,83 @@ pub(super) fn import(
 
     let reads: Vec<bool> = (0..layout.width).map(|index| layout.reads(index)).collect();
     let mut sink = Sink::begin(store, display_name, None)?;
+    // Two stages on two threads: this one parses and hashes, the caller's stores (SQLite's
+    // connection stays on its thread). The channel is bounded, so memory stays flat.
+    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(PIPELINE_DEPTH);
+    std::thread::scope(|scope| {
+        let parser = scope.spawn(move || {
+            let mut batch = Vec::with_capacity(BATCH_LINES);
+            let parsed = parse_rows(
+                &mut reader,
+                &layout,
+                &reads,
+                dialect,
+                header_row,
+                display_name,
+                |item| {
+                    batch.push(item);
+                    if batch.len() < BATCH_LINES {
+                        return true;
+                    }
+                    // A closed channel: the store gave up; stop reading.
+                    batches
+                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES)))
+                        .is_ok()
+                },
+            );
+            if !batch.is_empty() {
+                let _ = batches.send(batch);
+            }
+            parsed.map_err(|(row, source)| ImportError::Read { file: file(), row, source })
+        });
+        for batch in received {
+            for item in batch {
+                match item {
+                    Parsed::Line { line, digest } => sink.accept(line, digest)?,
+                    Parsed::Bad { row, reason } => sink.reject(row, reason),
+                }
+            }
+        }
+        match parser.join() {
+            Ok(parsed) => parsed?,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }
+        sink.finish()
+    })
+}
+
+/// Lines handed from the parsing thread to the storing one at a time.
+const BATCH_LINES: usize = 1024;
+/// Batches parsed ahead of the store at most.
+const PIPELINE_DEPTH: usize = 8;
+
+/// One data row, parsed (and its content hashed) or refused. Nearly every row is a `Line`:
+/// boxing it would cost an allocation per row to save space on the rare refusal.
+#[allow(clippy::large_enum_variant)]
+enum Parsed {
+    Line { line: BillLine, digest: LineDigest },
+    Bad { row: u64, reason: String },
+}
+
+/// Reads the records after the header, handing each row to `emit` until it returns false; an
+/// unreadable file is `(row, error)`.
+fn parse_rows<R: Read>(
+    reader: &mut csv::Reader<R>,
+    layout: &Layout,
+    reads: &[bool],
+    dialect: Dialect,
+    header_row: u64,
+    display_name: &str,
+    mut emit: impl FnMut(Parsed) -> bool,
+) -> Result<(), (u64, csv::Error)> {
     let mut record = csv::ByteRecord::new();
     loop {
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
-            Ok(false) => break,
+            Ok(false) => return Ok(()),
             Err(source) => {
                 let row = source.position().map(|p| p.line()).unwrap_or(header_row + 1);
-                return Err(ImportError::Read { file: file(), row, source });
+                return Err((row, source));
             }
         }
         let row = start_line(record.position(), reader.position().line(), &record);
@@ -113,15 +183,15 @@ pub(super) fn import(
             continue;
         }
         if record.len() != layout.width {
-            sink.reject(
-                row,
-                format!(
-                    "the row has {} {}, the header has {}",
-                    record.len(),
-                    super::plural(record.len(), "field", "fields"),
-                    layout.width
-                ),
+            let reason = format!(
+                "the row has {} {}, the header has {}",
+                record.len(),
+                super::plural(record.len(), "field", "fields"),
+                layout.width
             );
+            if !emit(Parsed::Bad { row, reason }) {
+                return Ok(());
+            }
             continue;
         }
         let cells: Vec<Cell<'_>> = record
@@ -137,10 +207,14 @@ pub(super) fn import(
                 }
             })
             .collect();
-        let line = layout.parse(&cells, display_name, row);
-        sink.accept(row, line)?;
+        let parsed = match layout.parse(&cells, display_name, row) {
+            Ok(line) => Parsed::Line { digest: line_digest(&line), line },
+            Err(reason) => Parsed::Bad { row, reason },
+        };
+        if !emit(parsed) {
+            return Ok(());
+        }
     }
-    sink.finish()
 }
 
 fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {

@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::store::{Import, ImportSummary, Store, StoreError};
+use crate::store::{line_digest, Import, ImportSummary, LineDigest, Store, StoreError};
 use cmat_engine::billing::BillLine;
 
 pub use row::parse_exact_decimal;
@@ -169,7 +169,7 @@ pub fn import_file_with(
 /// A CSV export from any reader (tests, the benchmark).
 pub fn import_reader(
     store: &mut Store,
-    input: impl Read,
+    input: impl Read + Send,
     display_name: &str,
 ) -> Result<ImportSummary, ImportError> {
     csv::import(store, input, display_name, &ImportOptions::default())
@@ -215,14 +215,24 @@ impl<'s> Sink<'s> {
         }
     }
 
-    fn accept(&mut self, row: u64, line: Result<BillLine, String>) -> Result<(), ImportError> {
+    /// A good row: stored while no row was bad (once one is, nothing will be imported: the
+    /// rows are still checked, no longer stored).
+    fn accept(&mut self, line: BillLine, digest: LineDigest) -> Result<(), ImportError> {
+        if !self.listed.is_empty() {
+            return Ok(());
+        }
+        self.import
+            .add_digested_line(&line, digest)
+            .map_err(|source| ImportError::Store { file: self.file.clone(), source })
+    }
+
+    /// [`accept`](Self::accept) or [`reject`](Self::reject), as the row parsed.
+    fn take(&mut self, row: u64, line: Result<BillLine, String>) -> Result<(), ImportError> {
         match line {
-            Ok(line) if self.listed.is_empty() => self
-                .import
-                .add_line(&line)
-                .map_err(|source| ImportError::Store { file: self.file.clone(), source }),
-            // Once a row is bad nothing will be imported: keep checking, stop storing.
-            Ok(_) => Ok(()),
+            Ok(line) => {
+                let digest = line_digest(&line);
+                self.accept(line, digest)
+            }
             Err(reason) => {
                 self.reject(row, reason);
                 Ok(())

@@ -152,7 +152,7 @@ impl<'s> State<'s> {
                 if !blank {
                     let source = format!("{file}:{sheet}");
                     let line = layout.parse(cells, &source, u64::from(row));
-                    sink.accept(u64::from(row), line)?;
+                    sink.take(u64::from(row), line)?;
                 }
                 Ok(State::Reading { layout, sink })
             }

@@ -280,12 +280,27 @@ impl Store {
     }
 }
 
+/// A line's contribution to its bill's content hash. Computed apart from the insert
+/// ([`line_digest`]) so that an import can hash on the thread that parses while the store's
+/// thread writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LineDigest([u8; 32]);
+
 impl Import<'_> {
     pub fn add_line(&mut self, line: &BillLine) -> Result<(), StoreError> {
-        self.add(line).map_err(|e| self.store.wrap(e))
+        self.add_digested_line(line, line_digest(line))
     }
 
-    fn add(&mut self, line: &BillLine) -> rusqlite::Result<()> {
+    /// [`add_line`](Self::add_line) with the line's digest already computed.
+    pub fn add_digested_line(
+        &mut self,
+        line: &BillLine,
+        digest: LineDigest,
+    ) -> Result<(), StoreError> {
+        self.add(line, &digest).map_err(|e| self.store.wrap(e))
+    }
+
+    fn add(&mut self, line: &BillLine, digest: &LineDigest) -> rusqlite::Result<()> {
         let slot = match self.last {
             Some(slot)
                 if self.bills[slot].key.billing_date == line.billing_date
@@ -299,7 +314,7 @@ impl Import<'_> {
         self.last = Some(slot);
         self.lines += 1;
         let bill = &mut self.bills[slot];
-        bill.hash.add(line);
+        bill.hash.add(digest);
         bill.lines += 1;
         let quantity = line.quantity.to_string();
         let unit_cost_price = line.unit_cost_price.to_string();
@@ -512,55 +527,59 @@ impl PendingBill {
     }
 }
 
-impl ContentHash {
-    fn add(&mut self, line: &BillLine) {
-        let mut hasher = Sha256::new();
-        for field in [
-            line.service_name.as_str(),
-            &line.broker_name,
-            &line.customer_number,
-            &line.product_name,
-            &line.item_code,
-            &line.currency_code,
-            &line.product_id,
-            &line.subscription_id,
-            &line.subscription_name,
-        ] {
+/// The SHA-256 of a line's content (not its row): its bill's hash sums these, so the order
+/// of lines does not count.
+pub fn line_digest(line: &BillLine) -> LineDigest {
+    let mut hasher = Sha256::new();
+    for field in [
+        line.service_name.as_str(),
+        &line.broker_name,
+        &line.customer_number,
+        &line.product_name,
+        &line.item_code,
+        &line.currency_code,
+        &line.product_id,
+        &line.subscription_id,
+        &line.subscription_name,
+    ] {
+        hash_field(&mut hasher, field.as_bytes());
+    }
+    // Normalized: "25.00" and "25" are the same quantity, so a re-export that drops trailing
+    // zeros is not a restatement. `serialize` is the exact 16-byte form (no text formatting
+    // on the hot path).
+    for amount in [
+        line.quantity,
+        line.unit_cost_price,
+        line.unit_sales_price,
+        line.total_cost,
+        line.total_sales,
+    ] {
+        hasher.update(amount.normalize().serialize());
+    }
+    // Added by migration 0005: hashed only when present, so that a bill imported before
+    // them (or from an export without them) keeps its content hash.
+    for (tag, field) in
+        [(b'f', line.payment_frequency.as_str()), (b'c', line.organization_currency_code.as_str())]
+    {
+        if !field.is_empty() {
+            hasher.update([tag]);
             hash_field(&mut hasher, field.as_bytes());
         }
-        // Normalized: "25.00" and "25" are the same quantity, so a re-export that drops trailing
-        // zeros is not a restatement. `serialize` is the exact 16-byte form (no text formatting
-        // on the hot path).
-        for amount in [
-            line.quantity,
-            line.unit_cost_price,
-            line.unit_sales_price,
-            line.total_cost,
-            line.total_sales,
-        ] {
-            hasher.update(amount.normalize().serialize());
+    }
+    match line.autotask_company_id {
+        Some(id) => {
+            hasher.update([1]);
+            hasher.update(id.to_le_bytes());
         }
-        // Added by migration 0005: hashed only when present, so that a bill imported before
-        // them (or from an export without them) keeps its content hash.
-        for (tag, field) in [
-            (b'f', line.payment_frequency.as_str()),
-            (b'c', line.organization_currency_code.as_str()),
-        ] {
-            if !field.is_empty() {
-                hasher.update([tag]);
-                hash_field(&mut hasher, field.as_bytes());
-            }
-        }
-        match line.autotask_company_id {
-            Some(id) => {
-                hasher.update([1]);
-                hasher.update(id.to_le_bytes());
-            }
-            None => hasher.update([0]),
-        }
-        let digest = hasher.finalize();
+        None => hasher.update([0]),
+    }
+    LineDigest(hasher.finalize().into())
+}
+
+impl ContentHash {
+    fn add(&mut self, digest: &LineDigest) {
         let mut carry = 0u128;
-        for (limb, chunk) in self.sum.iter_mut().zip(digest.chunks_exact(8)) {
+        for (limb, chunk) in self.sum.iter_mut().zip(digest.0.chunks_exact(8)) {
             let mut bytes = [0u8; 8];
             bytes.copy_from_slice(chunk);
             let total = *limb as u128 + u64::from_le_bytes(bytes) as u128 + carry;

@@ -114,7 +114,7 @@ pub struct ImportSummary {
     pub restated_bills: Vec<BillKey>,
 }
 
-pub use bills::Import;
+pub use bills::{line_digest, Import, LineDigest};
 
 /// A write cmat is about to send (journal), recorded before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
