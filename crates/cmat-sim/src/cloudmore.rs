@@ -5,7 +5,7 @@
 //! then `GET …/MonthlyBillingPerOrganizationAsync/{taskId}`: 202 while it runs, then the lines).
 //! Any other path (the per-organization reports and `/tasks/{id}` of earlier cmat versions) is a
 //! 404. `POST /cloudmore/_sim/report {"polls": N, "fail": bool}` sets how the next tasks behave
-//! (tests: a task that takes several polls, a task that fails).
+//! (tests: a task that takes several polls, a task that fails; feature `faults`).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -138,6 +138,7 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
         );
     }
 
+    #[cfg(feature = "faults")]
     if let ["_sim", "report"] = segments.as_slice() {
         *route = format!("{method} cloudmore/_sim/report");
         let body: Value =

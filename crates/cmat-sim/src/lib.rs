@@ -2,11 +2,15 @@
 //! endpoints cmat reads), for tests and `cmat demo`.
 //!
 //! ```no_run
-//! use cmat_sim::{Fault, Seed, SimOptions, Simulator, WriteFailure};
+//! use cmat_sim::{Seed, SimOptions, Simulator};
 //! let sim = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default()).unwrap();
 //! println!("{}", sim.base_url()); // http://127.0.0.1:PORT/atservicesrest/
-//! sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::CommitThenDrop });
 //! ```
+//!
+//! The server is hyper on a tokio runtime of its own (its own threads), so blocking callers
+//! work unchanged. Fault injection ([`Fault`], [`WriteFailure`], [`SimHandle::inject`],
+//! `POST /_sim/faults`) is the cargo feature `faults`, on by default; cmat builds the
+//! simulator for `cmat demo` without it.
 //!
 //! Every rule of `API-NOTES.md` holds here: authentication headers, zone lookup, the hourly
 //! threshold, 3 concurrent requests per integration code and endpoint, query filters and paging,
@@ -14,23 +18,25 @@
 //! ContractServiceUnits derived from ContractServiceAdjustments.
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::thread::JoinHandle;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use serde_json::Value;
 
 mod cloudmore;
-mod http;
+#[cfg(feature = "faults")]
+mod faults;
 pub mod query;
 pub mod schema;
 pub mod seed;
 mod server;
 pub mod state;
+mod transport;
 
+#[cfg(feature = "faults")]
+pub use faults::{Fault, WriteFailure};
 pub use seed::{CloudmoreSeed, Credentials, Seed, Throttling};
 
 #[derive(Debug, thiserror::Error)]
@@ -58,7 +64,8 @@ impl ApiError {
 pub struct SimOptions {
     /// Added to every API request while it holds its concurrency slot.
     pub latency: Duration,
-    /// Connections served at once, each on its own thread (more wait in the listen backlog).
+    /// Connections served at once (more wait in the listen backlog). The server's runtime has
+    /// at most this many threads (and no more than the cores, at most 4).
     pub workers: usize,
     /// In-flight requests allowed per integration code and endpoint.
     pub max_concurrent_per_endpoint: usize,
@@ -68,46 +75,6 @@ impl Default for SimOptions {
     fn default() -> Self {
         SimOptions { latency: Duration::ZERO, workers: 64, max_concurrent_per_endpoint: 3 }
     }
-}
-
-/// How an injected write failure behaves.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum WriteFailure {
-    /// HTTP 500 `{"errors":[…]}`; nothing is written.
-    Error500,
-    /// The write is committed, then the connection is broken without an HTTP response: the
-    /// client sees a transport error and cannot know the write happened.
-    CommitThenDrop,
-    /// HTTP 429 (thread threshold); nothing is written.
-    TooMany429,
-    /// Refused for the thread threshold with the seed's refusal status (429, or 500 as live
-    /// tenants may send it); nothing is written.
-    ThreadThreshold,
-}
-
-/// A fault to inject, in Rust or as JSON on `POST /_sim/faults`
-/// (`{"kind":"fail_write","nth":2,"mode":"commit_then_drop"}`, `{"kind":"burst429","count":3}`,
-/// `{"kind":"thread_threshold_burst","count":3}`,
-/// `{"kind":"latency","ms":200}`, `{"kind":"use_threshold","count":9990}`, `{"kind":"clear"}`).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum Fault {
-    /// Fails the nth write (POST/PATCH/PUT/DELETE on an entity; queries are not writes)
-    /// counted from now; nth = 1 is the next write.
-    FailWrite { nth: u32, mode: WriteFailure },
-    /// The next `count` API requests get HTTP 429.
-    #[serde(rename = "burst429")]
-    Burst429 { count: u32 },
-    /// The next `count` API requests are refused for the thread threshold with the seed's
-    /// refusal status (`throttling.refusalStatus`).
-    ThreadThresholdBurst { count: u32 },
-    /// Extra latency on every API request from now on (replaces an earlier one).
-    Latency { ms: u64 },
-    /// Counts `count` more requests against the current hour, as other integrations would.
-    UseThreshold { count: u64 },
-    /// Removes pending faults and injected latency.
-    Clear,
 }
 
 /// One request as the simulator saw it.
@@ -166,8 +133,7 @@ impl Simulator {
 /// A running simulator; stops when dropped.
 pub struct SimHandle {
     shared: Arc<server::Shared>,
-    stop: Arc<AtomicBool>,
-    workers: Vec<JoinHandle<()>>,
+    server: transport::Server,
 }
 
 impl SimHandle {
@@ -195,6 +161,14 @@ impl SimHandle {
         self.shared.seed.credentials.clone()
     }
 
+    /// Injects a fault (feature `faults`):
+    ///
+    /// ```no_run
+    /// # use cmat_sim::{Fault, Seed, SimOptions, Simulator, WriteFailure};
+    /// let sim = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default()).unwrap();
+    /// sim.inject(Fault::FailWrite { nth: 1, mode: WriteFailure::CommitThenDrop });
+    /// ```
+    #[cfg(feature = "faults")]
     pub fn inject(&self, fault: Fault) {
         self.shared.inject(fault);
     }
@@ -227,12 +201,10 @@ impl SimHandle {
         self.shared.reset();
     }
 
-    /// Stops serving (closing every connection) and waits for the threads; also done on drop.
+    /// Stops serving (closing every connection once its request, if any, is answered) and
+    /// waits for the server's thread; also done on drop.
     pub fn stop(&mut self) {
-        self.stop.store(true, Ordering::SeqCst);
-        for worker in self.workers.drain(..) {
-            let _ = worker.join();
-        }
+        self.server.stop();
     }
 }
 

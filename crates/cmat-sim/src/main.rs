@@ -1,5 +1,5 @@
 //! `cmat-sim --listen ADDR [--seed FILE] [--latency-ms N]`: the local Autotask (and Cloudmore)
-//! API simulator, serving until killed. All the logic lives in `cmat::sim`.
+//! API simulator, serving until killed. All the logic lives in the `cmat_sim` library.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -50,7 +50,12 @@ fn main() -> ExitCode {
     println!("                CMAT_AUTOTASK_SECRET={}", creds.secret);
     println!("                CMAT_AUTOTASK_INTEGRATION_CODE={}", creds.integration_code);
     println!("  cloudmore:    {}", handle.cloudmore_base_url());
-    println!("  control:      {}/_sim/{{faults,log,counters,state,reset}}", handle.root_url());
+    let control = if cfg!(feature = "faults") {
+        "faults,log,counters,state,reset"
+    } else {
+        "log,counters,state,reset"
+    };
+    println!("  control:      {}/_sim/{{{control}}}", handle.root_url());
     loop {
         std::thread::park();
     }

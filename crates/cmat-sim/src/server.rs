@@ -1,37 +1,32 @@
-//! The HTTP side: routing, authentication, limits,
-//! fault injection, and the request log.
+//! The HTTP side: routing, authentication, limits, fault injection (feature `faults`), and
+//! the request log. The transport (hyper) is in `transport.rs`.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use crate::http::{RawRequest, Reply};
 use serde_json::{json, Value};
 
 use crate::cloudmore::CloudmoreState;
 use crate::query::{self, PageFrom, Query};
 use crate::state::State;
-use crate::{
-    lock, ApiError, Counters, Fault, LoggedRequest, Seed, SimError, SimHandle, SimOptions,
-    WriteFailure,
-};
+use crate::transport::{RawRequest, Reply};
+use crate::{lock, ApiError, Counters, LoggedRequest, Seed, SimError, SimHandle, SimOptions};
 
-const HOUR: Duration = Duration::from_secs(3600);
+/// The hourly request threshold's rolling window (`requestThresholdTimeframe`, in minutes).
+const TIMEFRAME_MINUTES: u64 = 60;
+const HOUR: Duration = Duration::from_secs(TIMEFRAME_MINUTES * 60);
 
-pub(super) struct Control {
+pub(crate) struct Control {
     pub log: Vec<LoggedRequest>,
     pub counters: Counters,
     in_flight: HashMap<(String, String), usize>,
+    /// When each request of the rolling hour came (or was counted for other integrations).
     hour: VecDeque<Instant>,
-    writes_seen: u64,
-    write_faults: Vec<(u64, WriteFailure)>,
-    burst_429: u32,
-    /// Thread-threshold refusals still to send with the seed's refusal status.
-    burst_refusals: u32,
     /// Slots answered but not yet free (the seed's `slot_release_delay`), per key: when each frees.
     releasing: HashMap<(String, String), Vec<Instant>>,
-    latency: Duration,
+    #[cfg(feature = "faults")]
+    pub faults: crate::faults::Faults,
     pub cloudmore: CloudmoreState,
 }
 
@@ -42,12 +37,9 @@ impl Control {
             counters: Counters::default(),
             in_flight: HashMap::new(),
             hour: VecDeque::new(),
-            writes_seen: 0,
-            write_faults: Vec::new(),
-            burst_429: 0,
-            burst_refusals: 0,
             releasing: HashMap::new(),
-            latency: Duration::ZERO,
+            #[cfg(feature = "faults")]
+            faults: Default::default(),
             cloudmore: CloudmoreState::default(),
         }
     }
@@ -58,9 +50,14 @@ impl Control {
         }
         self.hour.len()
     }
+
+    /// Counts `count` requests at `now` against the rolling hour.
+    pub(crate) fn use_hour(&mut self, now: Instant, count: u64) {
+        self.hour.extend(std::iter::repeat_n(now, count as usize));
+    }
 }
 
-pub(super) struct Shared {
+pub(crate) struct Shared {
     pub seed: Seed,
     pub options: SimOptions,
     pub base_url: String,
@@ -78,29 +75,10 @@ impl Shared {
         lock(&self.control)
     }
 
-    pub fn inject(&self, fault: Fault) {
-        let mut c = self.control();
-        match fault {
-            Fault::FailWrite { nth, mode } => {
-                let target = c.writes_seen + u64::from(nth.max(1));
-                c.write_faults.push((target, mode));
-            }
-            Fault::Burst429 { count } => c.burst_429 += count,
-            Fault::ThreadThresholdBurst { count } => c.burst_refusals += count,
-            Fault::Latency { ms } => c.latency = Duration::from_millis(ms),
-            Fault::UseThreshold { count } => {
-                let now = Instant::now();
-                for _ in 0..count {
-                    c.hour.push_back(now);
-                }
-            }
-            Fault::Clear => {
-                c.write_faults.clear();
-                c.burst_429 = 0;
-                c.burst_refusals = 0;
-                c.latency = Duration::ZERO;
-            }
-        }
+    /// A refusal for the thread threshold, with `status` (the seed's `refusalStatus`, or 429).
+    pub(crate) fn thread_threshold_refusal(&self, status: u16) -> Outcome {
+        let max = self.options.max_concurrent_per_endpoint;
+        err(status, format!("API thread threshold of {max} threads has been exceeded"))
     }
 
     pub fn reset(&self) {
@@ -130,31 +108,39 @@ pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<Sim
         state: Mutex::new(state),
         control: Mutex::new(Control::new()),
     });
-    let stop = Arc::new(AtomicBool::new(false));
     let app_shared = shared.clone();
-    let app = Arc::new(move |request: RawRequest| handle(&app_shared, request));
-    let acceptor = crate::http::serve(listener, stop.clone(), options.workers, app)
+    let app: crate::transport::App = Arc::new(move |request: RawRequest| {
+        let shared = app_shared.clone();
+        Box::pin(async move { handle(&shared, request).await })
+    });
+    let server = crate::transport::serve(listener, options.workers, app)
         .map_err(|e| listen_error(e.to_string()))?;
-    let workers = vec![acceptor];
-    Ok(SimHandle { shared, stop, workers })
+    Ok(SimHandle { shared, server })
 }
 
 /// What to send back.
-enum Outcome {
+pub(crate) enum Outcome {
     Json(u16, Value),
     /// Break the connection without an HTTP response.
+    #[cfg(feature = "faults")]
     Drop,
 }
 
-fn errors(e: ApiError) -> Outcome {
+pub(crate) fn errors(e: ApiError) -> Outcome {
     Outcome::Json(e.status, json!({"errors": e.errors}))
 }
 
-fn err(status: u16, message: impl Into<String>) -> Outcome {
+pub(crate) fn err(status: u16, message: impl Into<String>) -> Outcome {
     errors(ApiError::new(status, message))
 }
 
-pub(super) struct Incoming {
+/// Runs blocking work (the state and control locks, queries over a large tenant) without
+/// stalling the runtime's other tasks (timers, other connections).
+fn blocking<T>(work: impl FnOnce() -> T) -> T {
+    tokio::task::block_in_place(work)
+}
+
+pub(crate) struct Incoming {
     pub method: String,
     pub path: String,
     pub query: BTreeMap<String, String>,
@@ -214,7 +200,7 @@ pub(super) fn parse_form(text: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-fn handle(shared: &Shared, request: RawRequest) -> Reply {
+async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
     let method = request.method.to_ascii_uppercase();
     let url = request.url;
     let (path, query_text) = url.split_once('?').unwrap_or((url.as_str(), ""));
@@ -231,9 +217,10 @@ fn handle(shared: &Shared, request: RawRequest) -> Reply {
     };
     let mut route = format!("{method} {path}");
     let is_sim = path.starts_with("/_sim/") || path == "/_sim";
-    let outcome = dispatch(shared, &incoming, &mut route);
+    let outcome = dispatch(shared, &incoming, &mut route).await;
     let status = match &outcome {
         Outcome::Json(status, _) => *status,
+        #[cfg(feature = "faults")]
         Outcome::Drop => 0,
     };
     if !is_sim {
@@ -258,18 +245,19 @@ fn handle(shared: &Shared, request: RawRequest) -> Reply {
             Reply::Json(status, serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
         }
         // No response at all: the connection is shut, the client sees a transport error.
+        #[cfg(feature = "faults")]
         Outcome::Drop => Reply::Drop,
     }
 }
 
-fn dispatch(shared: &Shared, rq: &Incoming, route: &mut String) -> Outcome {
+async fn dispatch(shared: &Arc<Shared>, rq: &Incoming, route: &mut String) -> Outcome {
     let path = rq.path.as_str();
     let lower = path.to_ascii_lowercase();
     if lower == "/_sim" || lower.starts_with("/_sim/") {
-        return control(shared, rq);
+        return blocking(|| control(shared, rq));
     }
     if lower.starts_with("/cloudmore/") {
-        let (status, body) = crate::cloudmore::handle(shared, rq, route);
+        let (status, body) = blocking(|| crate::cloudmore::handle(shared, rq, route));
         return Outcome::Json(status, body);
     }
     let Some(rest) =
@@ -278,33 +266,14 @@ fn dispatch(shared: &Shared, rq: &Incoming, route: &mut String) -> Outcome {
         return err(404, format!("No route for {path}"));
     };
     let segments: Vec<&str> = rest.split('/').filter(|s| !s.is_empty()).collect();
-    api(shared, rq, &segments, route)
+    api(shared, rq, &segments, route).await
 }
 
 fn control(shared: &Shared, rq: &Incoming) -> Outcome {
     let path = rq.path.trim_end_matches('/').to_ascii_lowercase();
     match (rq.method.as_str(), path.as_str()) {
-        ("POST", "/_sim/faults") => {
-            let body = match rq.json() {
-                Ok(v) => v,
-                Err(e) => return errors(e),
-            };
-            let items = match body {
-                Value::Array(items) => items,
-                other => vec![other],
-            };
-            let mut faults = Vec::new();
-            for item in items {
-                match serde_json::from_value::<Fault>(item) {
-                    Ok(f) => faults.push(f),
-                    Err(e) => return err(400, format!("not a fault: {e}")),
-                }
-            }
-            for f in faults {
-                shared.inject(f);
-            }
-            Outcome::Json(200, json!({"ok": true}))
-        }
+        #[cfg(feature = "faults")]
+        ("POST", "/_sim/faults") => crate::faults::faults_route(shared, rq),
         ("GET", "/_sim/log") => {
             Outcome::Json(200, serde_json::to_value(&shared.control().log).unwrap_or(Value::Null))
         }
@@ -328,12 +297,12 @@ fn control(shared: &Shared, rq: &Incoming) -> Outcome {
 }
 
 /// Holds an in-flight slot for its endpoint until dropped.
-struct Slot<'a> {
-    shared: &'a Shared,
+struct Slot {
+    shared: Arc<Shared>,
     key: (String, String),
 }
 
-impl Drop for Slot<'_> {
+impl Drop for Slot {
     /// The slot frees now, or (seed `throttling.slotReleaseDelayMs`) a little after the answer,
     /// as on a live tenant: it is dropped just before the answer is written.
     fn drop(&mut self) {
@@ -349,14 +318,6 @@ impl Drop for Slot<'_> {
     }
 }
 
-/// A refusal for the thread threshold, with the seed's status (429 unless it says otherwise).
-fn thread_threshold_refusal(shared: &Shared, max: usize) -> Outcome {
-    err(
-        shared.seed.throttling.refusal_status,
-        format!("API thread threshold of {max} threads has been exceeded"),
-    )
-}
-
 fn is_thread_threshold_refusal(outcome: &Outcome) -> bool {
     match outcome {
         Outcome::Json(status, body) if *status >= 400 => {
@@ -369,7 +330,7 @@ fn is_thread_threshold_refusal(outcome: &Outcome) -> bool {
 }
 
 /// The parsed shape of an API path.
-enum Target {
+pub(crate) enum Target {
     Threshold,
     Zone,
     Info(String, InfoKind),
@@ -379,7 +340,7 @@ enum Target {
 }
 
 #[derive(Clone, Copy)]
-enum InfoKind {
+pub(crate) enum InfoKind {
     Entity,
     Fields,
     Udfs,
@@ -493,14 +454,44 @@ fn is_write(method: &str, target: &Target) -> bool {
     }
 }
 
-fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) -> Outcome {
-    let parsed = {
-        let state = shared.state();
-        parse_target(&state, segments)
-    };
-    let (target, route_name) = match parsed {
-        Ok(t) => t,
+/// An API request let through the limits: it holds its concurrency slot until dropped.
+struct Admitted {
+    target: Target,
+    write: bool,
+    /// Frees the slot when the request is done.
+    _slot: Slot,
+    latency: Duration,
+    #[cfg(feature = "faults")]
+    failure: Option<crate::faults::WriteFailure>,
+}
+
+/// Authentication, the zone and threshold lookups, then the limits: the hour, the thread
+/// threshold (and injected faults). The latency is waited for after, holding the slot.
+async fn api(
+    shared: &Arc<Shared>,
+    rq: &Incoming,
+    segments: &[&str],
+    route: &mut String,
+) -> Outcome {
+    let admitted = match blocking(|| admit(shared, rq, segments, route)) {
+        Ok(admitted) => admitted,
         Err(outcome) => return outcome,
+    };
+    if !admitted.latency.is_zero() {
+        tokio::time::sleep(admitted.latency).await;
+    }
+    blocking(|| complete(shared, rq, admitted))
+}
+
+fn admit(
+    shared: &Arc<Shared>,
+    rq: &Incoming,
+    segments: &[&str],
+    route: &mut String,
+) -> Result<Admitted, Outcome> {
+    let (target, route_name) = {
+        let state = shared.state();
+        parse_target(&state, segments)?
     };
     *route = format!("{} {route_name}", rq.method);
     let endpoint = endpoint_of(&target);
@@ -508,7 +499,7 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
 
     if let Target::Zone = target {
         if rq.method != "GET" {
-            return err(405, "Method not allowed.");
+            return Err(err(405, "Method not allowed."));
         }
         let user = rq
             .query
@@ -517,9 +508,12 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
             .map(|(_, v)| v.as_str())
             .unwrap_or("");
         if !user.eq_ignore_ascii_case(&shared.seed.credentials.username) {
-            return err(500, format!("Zone information could not be determined for user {user}."));
+            return Err(err(
+                500,
+                format!("Zone information could not be determined for user {user}."),
+            ));
         }
-        return Outcome::Json(
+        return Err(Outcome::Json(
             200,
             json!({
                 "zoneName": shared.seed.zone_name,
@@ -527,7 +521,7 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
                 "webUrl": format!("{}/Autotask/", shared.root_url),
                 "ci": 0,
             }),
-        );
+        ));
     }
 
     // Authentication.
@@ -537,104 +531,94 @@ fn api(shared: &Shared, rq: &Incoming, segments: &[&str], route: &mut String) ->
         || !rq.header("UserName").unwrap_or("").eq_ignore_ascii_case(&creds.username)
         || rq.header("Secret").unwrap_or("") != creds.secret
     {
-        return err(401, "Unauthorized: the ApiIntegrationCode, UserName and Secret headers do not match an API user.");
+        return Err(err(401, "Unauthorized: the ApiIntegrationCode, UserName and Secret headers do not match an API user."));
     }
 
     let threshold = shared.seed.external_request_threshold;
     if let Target::Threshold = target {
         if rq.method != "GET" {
-            return err(405, "Method not allowed.");
+            return Err(err(405, "Method not allowed."));
         }
         let count = shared.control().hour_count(Instant::now());
-        return Outcome::Json(
+        return Err(Outcome::Json(
             200,
             json!({
                 "externalRequestThreshold": threshold,
-                "requestThresholdTimeframe": 60,
+                "requestThresholdTimeframe": TIMEFRAME_MINUTES,
                 "currentTimeframeRequestCount": count,
             }),
-        );
+        ));
     }
 
-    // Limits and faults, under the control lock.
+    // The limits (and faults), under the control lock.
     let write = is_write(&rq.method, &target);
-    let (slot, latency, failure) = {
-        let mut c = shared.control();
-        let now = Instant::now();
-        if c.hour_count(now) as u64 >= threshold {
-            return err(
-                429,
-                format!("The request threshold of {threshold} requests per 60 minutes has been exceeded; try again later."),
-            );
-        }
-        c.hour.push_back(now);
-        if c.burst_429 > 0 {
-            c.burst_429 -= 1;
-            return err(429, "API thread threshold of 3 threads has been exceeded");
-        }
-        let key = (code.to_string(), endpoint.clone());
-        let max = shared.options.max_concurrent_per_endpoint;
-        if c.burst_refusals > 0 {
-            c.burst_refusals -= 1;
-            return thread_threshold_refusal(shared, max);
-        }
-        let releasing = match c.releasing.get_mut(&key) {
-            Some(pending) => {
-                pending.retain(|frees_at| *frees_at > now);
-                pending.len()
-            }
-            None => 0,
-        };
-        let n = c.in_flight.entry(key.clone()).or_default();
-        if *n + releasing >= max {
-            return thread_threshold_refusal(shared, max);
-        }
-        *n += 1;
-        let now_in_flight = *n;
-        let peak = c.counters.peak_in_flight.entry(endpoint.clone()).or_default();
-        *peak = (*peak).max(now_in_flight);
-        let mut failure = None;
-        if write {
-            c.counters.writes += 1;
-            c.writes_seen += 1;
-            let seen = c.writes_seen;
-            if let Some(pos) = c.write_faults.iter().position(|(t, _)| *t == seen) {
-                failure = Some(c.write_faults.remove(pos).1);
-            }
-        }
-        (Slot { shared, key }, shared.options.latency + c.latency, failure)
-    };
-    if !latency.is_zero() {
-        std::thread::sleep(latency);
+    let mut c = shared.control();
+    let now = Instant::now();
+    if c.hour_count(now) as u64 >= threshold {
+        return Err(err(
+            429,
+            format!("The request threshold of {threshold} requests per {TIMEFRAME_MINUTES} minutes has been exceeded; try again later."),
+        ));
     }
-    let outcome = match failure {
-        Some(WriteFailure::Error500) => err(500, "Simulated failure: the write was not committed."),
-        Some(WriteFailure::TooMany429) => {
-            err(429, "API thread threshold of 3 threads has been exceeded")
+    c.use_hour(now, 1);
+    #[cfg(feature = "faults")]
+    if let Some(status) = c.faults.burst_refusal(shared.seed.throttling.refusal_status) {
+        return Err(shared.thread_threshold_refusal(status));
+    }
+    let key = (code.to_string(), endpoint.clone());
+    let releasing = match c.releasing.get_mut(&key) {
+        Some(pending) => {
+            pending.retain(|frees_at| *frees_at > now);
+            pending.len()
         }
-        Some(WriteFailure::ThreadThreshold) => {
-            thread_threshold_refusal(shared, shared.options.max_concurrent_per_endpoint)
-        }
-        Some(WriteFailure::CommitThenDrop) => {
-            let outcome = execute(shared, rq, &target);
-            if let Outcome::Json(200, _) = outcome {
-                shared.control().counters.writes_committed += 1;
-            }
-            Outcome::Drop
-        }
-        None => {
-            let outcome = execute(shared, rq, &target);
-            if write && matches!(outcome, Outcome::Json(200, _)) {
-                shared.control().counters.writes_committed += 1;
-            }
-            outcome
-        }
+        None => 0,
     };
-    drop(slot);
+    let n = c.in_flight.entry(key.clone()).or_default();
+    if *n + releasing >= shared.options.max_concurrent_per_endpoint {
+        return Err(shared.thread_threshold_refusal(shared.seed.throttling.refusal_status));
+    }
+    *n += 1;
+    let now_in_flight = *n;
+    let peak = c.counters.peak_in_flight.entry(endpoint).or_default();
+    *peak = (*peak).max(now_in_flight);
+    if write {
+        c.counters.writes += 1;
+    }
+    #[cfg(feature = "faults")]
+    let failure = if write {
+        let nth = c.counters.writes;
+        c.faults.write_failure(nth)
+    } else {
+        None
+    };
+    #[cfg(feature = "faults")]
+    let latency = shared.options.latency + c.faults.latency;
+    #[cfg(not(feature = "faults"))]
+    let latency = shared.options.latency;
+    Ok(Admitted {
+        target,
+        write,
+        _slot: Slot { shared: shared.clone(), key },
+        latency,
+        #[cfg(feature = "faults")]
+        failure,
+    })
+}
+
+/// Runs an admitted request; its slot frees when this returns, just before the answer is sent.
+fn complete(shared: &Shared, rq: &Incoming, admitted: Admitted) -> Outcome {
+    #[cfg(feature = "faults")]
+    if let Some(failure) = admitted.failure {
+        return crate::faults::fail_write(shared, rq, &admitted.target, failure);
+    }
+    let outcome = execute(shared, rq, &admitted.target);
+    if admitted.write && matches!(outcome, Outcome::Json(200, _)) {
+        shared.control().counters.writes_committed += 1;
+    }
     outcome
 }
 
-fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
+pub(crate) fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
     let method = rq.method.as_str();
     let mut state = shared.state();
     let result: Result<Value, ApiError> = match target {
