@@ -6,167 +6,41 @@
 //! again blindly: the next run re-reads the records the plan touches and plans from what
 //! Autotask really holds, finding a landed create by its natural key.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use chrono::{DateTime, Utc};
-use serde_json::{json, Map, Value};
 
+use crate::autotask::adapter::{self, Request};
 use crate::autotask::Rejection;
 use crate::store::{AuditOutcome, AuditRow, JournalIntent, JournalOutcome, Store, StoreError};
-use cmat_engine::diff::{Action, Entity};
-use cmat_engine::plan::{plain, Plan, PlanChange, PlanParent};
-use cmat_engine::snapshot::Snapshot;
+use cmat_engine::plan::{plain, Plan, PlanChange};
+use cmat_engine::write::{Adjustment, Ref, Write};
 
-/// How a write failed, as far as apply needs to know.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum WriteFailure {
-    /// Autotask answered and refused: nothing was written. `kind` says what was refused
-    /// (apply matches on it, never on the message).
-    Rejected { status: Option<u16>, kind: Rejection, message: String },
-    /// No answer: the write may or may not have landed. Never re-sent without a lookup.
-    OutcomeUnknown { message: String },
-    /// The hour's request budget is spent: stop now, resume later.
-    Budget { message: String },
-}
-
-impl std::fmt::Display for WriteFailure {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WriteFailure::Rejected { message, .. } => write!(f, "{message}"),
-            WriteFailure::OutcomeUnknown { message } => write!(f, "outcome unknown: {message}"),
-            WriteFailure::Budget { message } => write!(f, "{message}"),
-        }
-    }
-}
-
-/// The writes apply needs; the Autotask client implements it (and tests fake it).
-pub trait AutotaskWriter: Sync {
-    /// `POST path` → the new record's id (Autotask may answer `{"itemId": null}`).
-    fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure>;
-    /// `PATCH path` with `id` in the body (the collection URL, never `/{id}`).
-    fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure>;
-    fn delete(&self, path: &str) -> Result<(), WriteFailure>;
-    /// Units in force on `date` for a contract's service, read from Autotask now
-    /// (ContractServiceUnits). Asked only when Autotask refuses a second same-day adjustment.
-    fn units_on(
-        &self,
-        contract_id: i64,
-        service_id: i64,
-        date: chrono::NaiveDate,
-    ) -> Result<i64, WriteFailure>;
-}
-
-/// The records a plan touches, to re-read before writing and refresh after.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Scope {
-    /// Every contract of these companies is read (that is how a landed create is found).
-    pub company_ids: BTreeSet<i64>,
-    pub contract_ids: BTreeSet<i64>,
-    pub skus: BTreeSet<String>,
-    /// Unit periods outside this window are neither read nor compared (as in the pull).
-    pub units_window: Option<cmat_engine::snapshot::UnitsWindow>,
-}
-
-impl Scope {
-    pub fn is_empty(&self) -> bool {
-        self.company_ids.is_empty() && self.contract_ids.is_empty() && self.skus.is_empty()
-    }
-
-    /// The scope of a plan: companies and contracts it writes under, skus it creates.
-    pub fn of_plan(plan: &Plan, snapshot: &Snapshot) -> Scope {
-        let mut scope = Scope::default();
-        for change in &plan.changes {
-            match Entity::from_name(&change.entity) {
-                Some(Entity::Services) => {
-                    if let Some(sku) = change.fields.get("sku").and_then(Value::as_str) {
-                        scope.skus.insert(sku.to_string());
-                    }
-                }
-                Some(Entity::Contracts) => {
-                    if let Some(company) = change.fields.get("companyID").and_then(Value::as_i64) {
-                        scope.company_ids.insert(company);
-                    }
-                    if let Some(id) = change.id {
-                        scope.contract_ids.insert(id);
-                    }
-                }
-                _ => {
-                    if let Some(PlanParent::Existing { id, .. }) = &change.parent {
-                        scope.contract_ids.insert(*id);
-                    }
-                }
-            }
-        }
-        for id in &scope.contract_ids {
-            if let Some(contract) = snapshot.contracts.get(id) {
-                scope.company_ids.insert(contract.company_id);
-            }
-        }
-        scope
-    }
-
-    /// The part of a snapshot this scope covers; compared with a fresh read to spot staleness.
-    pub fn restrict(&self, snapshot: &Snapshot) -> Snapshot {
-        let contracts: BTreeMap<_, _> = snapshot
-            .contracts
-            .iter()
-            .filter(|(id, c)| {
-                self.contract_ids.contains(id) || self.company_ids.contains(&c.company_id)
-            })
-            .map(|(id, c)| (*id, c.clone()))
-            .collect();
-        let under = |contract_id: &i64| contracts.contains_key(contract_id);
-        Snapshot {
-            companies: BTreeMap::new(),
-            services: snapshot
-                .services
-                .iter()
-                .filter(|(_, s)| s.sku.as_ref().is_some_and(|sku| self.skus.contains(sku)))
-                .map(|(id, s)| (*id, s.clone()))
-                .collect(),
-            contract_services: snapshot
-                .contract_services
-                .iter()
-                .filter(|(_, s)| under(&s.contract_id))
-                .map(|(id, s)| (*id, s.clone()))
-                .collect(),
-            contract_service_units: snapshot
-                .contract_service_units
-                .iter()
-                .filter(|(_, u)| under(&u.contract_id))
-                .filter(|(_, u)| self.units_window.is_none_or(|w| w.holds(u)))
-                .map(|(id, u)| (*id, u.clone()))
-                .collect(),
-            charges: snapshot
-                .charges
-                .iter()
-                .filter(|(_, c)| under(&c.contract_id))
-                .map(|(id, c)| (*id, c.clone()))
-                .collect(),
-            billing_codes: BTreeMap::new(),
-            picklists: Default::default(),
-            currencies: BTreeMap::new(),
-            refreshed_at: None,
-            contracts,
-        }
-    }
-}
-
-/// Reads a scope from Autotask in pages (the Autotask module implements it).
-pub trait AutotaskReader {
-    fn read_scope(&self, scope: &Scope) -> Result<Snapshot, WriteFailure>;
-}
+pub use crate::autotask::adapter::{AutotaskReader, AutotaskWriter, WriteFailure};
+pub use cmat_engine::scope::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("stale plan: {0}; nothing was written (run `cmat plan` again)")]
-    Stale(String),
-    #[error("cannot re-read the records the plan touches: {0}")]
-    Reread(WriteFailure),
+    /// What the plan was computed from moved since: nothing is written.
+    #[error("stale plan {path}: {}; nothing was written (hint: run `cmat plan` again)", shown(.reasons))]
+    Stale { path: String, reasons: Vec<String> },
+    #[error("cannot re-read the plan's records")]
+    Reread(#[source] WriteFailure),
+}
+
+/// The first ten reasons, and how many more.
+fn shown(reasons: &[String]) -> String {
+    let shown: Vec<&str> = reasons.iter().take(10).map(String::as_str).collect();
+    let more = reasons.len().saturating_sub(shown.len());
+    format!(
+        "{}{}",
+        shown.join("; "),
+        if more > 0 { format!("; and {more} more") } else { String::new() }
+    )
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -195,74 +69,11 @@ enum Outcome {
     Skipped(String),
 }
 
-/// Fields Autotask types as numbers. The plan keeps them as exact decimal strings; the API
-/// gets JSON numbers, as its Swagger declares them.
-const DECIMAL_FIELDS: [&str; 5] =
-    ["unitPrice", "unitCost", "unitQuantity", "adjustedUnitPrice", "adjustedUnitCost"];
-
-/// A decimal string as a JSON number token. The amounts cmat sends have at most 4 decimals and
-/// far fewer than 15 significant digits, so the number's text is the decimal's, exactly.
-fn api_number(amount: &str) -> Result<Value, String> {
-    let decimal: rust_decimal::Decimal =
-        amount.parse().map_err(|_| format!("{amount:?} is not a decimal amount"))?;
-    decimal
-        .normalize()
-        .to_string()
-        .parse::<serde_json::Number>()
-        .map(Value::Number)
-        .map_err(|_| format!("{amount:?} cannot be sent as a JSON number"))
-}
-
-/// The HTTP path and body of a change, with refs resolved to the ids Autotask returned.
-fn request(change: &PlanChange, ids: &BTreeMap<String, i64>) -> Result<(String, Value), String> {
-    let resolve_ref = |reference: &str| {
+/// The write with its planned records replaced by the ids Autotask returned.
+fn resolve(change: &PlanChange, ids: &BTreeMap<String, i64>) -> Result<Write<i64>, String> {
+    change.write.map_refs(|Ref(reference)| {
         ids.get(reference).copied().ok_or_else(|| format!("{reference} was not created"))
-    };
-    let parent_id = match &change.parent {
-        Some(PlanParent::Existing { id, .. }) => Some(*id),
-        Some(PlanParent::Planned { reference }) => Some(resolve_ref(reference)?),
-        None => None,
-    };
-    let mut body = Map::new();
-    for (field, value) in &change.fields {
-        let value = match value {
-            Value::Object(map) if map.contains_key("ref") => {
-                json!(resolve_ref(map.get("ref").and_then(Value::as_str).unwrap_or_default())?)
-            }
-            Value::String(amount) if DECIMAL_FIELDS.contains(&field.as_str()) => {
-                api_number(amount)?
-            }
-            other => other.clone(),
-        };
-        body.insert(field.clone(), value);
-    }
-    if let Some(id) = change.id {
-        body.insert("id".into(), json!(id));
-    }
-    let entity = Entity::from_name(&change.entity)
-        .ok_or_else(|| format!("unknown entity {}", change.entity))?;
-    let child = |segment: &str| -> Result<String, String> {
-        let contract =
-            parent_id.ok_or_else(|| format!("{} needs a parent contract", change.entity))?;
-        Ok(format!("Contracts/{contract}/{segment}"))
-    };
-    let path = match entity {
-        Entity::Services => "Services".to_string(),
-        Entity::Contracts => "Contracts".to_string(),
-        Entity::ContractServices => child("Services")?,
-        Entity::ContractServiceAdjustments => child("ServiceAdjustments")?,
-        Entity::ContractCharges => child("Charges")?,
-    };
-    if entity != Entity::Services && entity != Entity::Contracts {
-        if let Some(contract) = parent_id {
-            body.insert("contractID".into(), json!(contract));
-        }
-    }
-    let path = match (change.action, change.id) {
-        (Action::Delete, Some(id)) => format!("{path}/{id}"),
-        _ => path,
-    };
-    Ok((path, Value::Object(body)))
+    })
 }
 
 pub struct ApplyOptions {
@@ -296,7 +107,7 @@ pub fn apply_plan(
     };
     let mut phases: BTreeMap<u8, VecDeque<usize>> = BTreeMap::new();
     for (index, change) in plan.changes.iter().enumerate() {
-        let phase = Entity::from_name(&change.entity).map(Entity::phase).unwrap_or(u8::MAX);
+        let phase = change.entity().phase();
         phases.entry(phase).or_default().push_back(index);
     }
     // A phase ends before the next starts: children need their parents' ids.
@@ -365,12 +176,13 @@ impl Run<'_, '_> {
             .ids
             .lock()
             .map_err(|_| "internal lock poisoned".to_string())
-            .and_then(|ids| request(change, &ids));
-        let (path, body) = match prepared {
+            .and_then(|ids| resolve(change, &ids))
+            .and_then(|write| adapter::request(&write).map(|request| (write, request)));
+        let (write, request) = match prepared {
             Ok(prepared) => prepared,
             Err(reason) => return Outcome::Skipped(format!("not sent: {reason}")),
         };
-        match send(change, &path, &body, self.writer, &self.store, &self.options.run_id) {
+        match send(change, &write, &request, self.writer, &self.store, &self.options.run_id) {
             Ok(outcome) => outcome,
             Err(err) => {
                 self.fail_store(err);
@@ -397,8 +209,8 @@ impl Run<'_, '_> {
             let label = format!(
                 "{} {} {} ({})",
                 change.reference,
-                cmat_engine::plan::action_name(change.action),
-                change.entity,
+                change.action().as_str(),
+                change.entity().as_str(),
                 change.key
             );
             match outcome {
@@ -427,19 +239,20 @@ impl Run<'_, '_> {
 /// Journal the intent, send, journal the outcome. Only a store failure is an `Err`.
 fn send(
     change: &PlanChange,
-    path: &str,
-    body: &Value,
+    write: &Write<i64>,
+    request: &Request,
     writer: &dyn AutotaskWriter,
     store: &Mutex<&mut Store>,
     run_id: &str,
 ) -> Result<Outcome, StoreError> {
+    let path = request.path.as_str();
     let intent = JournalIntent {
         run_id: run_id.to_string(),
         change_ref: change.reference.clone(),
-        action: cmat_engine::plan::action_name(change.action).to_string(),
-        entity: change.entity.clone(),
-        key: change.key.clone(),
-        request_body: body.to_string(),
+        action: change.action().as_str().to_string(),
+        entity: change.entity().as_str().to_string(),
+        key: change.key.to_string(),
+        request_body: request.body.to_string(),
     };
     let mut journal_id = lock(store)?.journal_intent(&intent)?;
     tracing::debug!(
@@ -447,14 +260,10 @@ fn send(
         "{} {} {} ({}): sending to {path}",
         change.reference,
         intent.action,
-        change.entity,
+        intent.entity,
         change.key
     );
-    let mut result = match change.action {
-        Action::Create | Action::Adjust => writer.create(path, body),
-        Action::Update => writer.update(path, body).map(|()| change.id),
-        Action::Delete => writer.delete(path).map(|()| change.id),
-    };
+    let mut result = request.send(writer, change.id());
     // Autotask keeps one adjustment per contract service and day ("duplicate …
     // contract_service_period"), and nothing was written. The adjustment already there is
     // either one Autotask held when the plan was made (a restated bill changing the same
@@ -462,21 +271,23 @@ fn send(
     // the plan's re-read, like a killed run's write that Autotask finished late: sent again on
     // the next day, it would count the units twice. The units in force now tell which.
     if let (
-        Action::Adjust,
-        Err(WriteFailure::Rejected { status, kind: Rejection::DuplicateAdjustment, message }),
-    ) = (change.action, &result)
+        Write::AdjustContractService(adjustment),
+        Err(WriteFailure::Rejected {
+            status, kind: Rejection::DuplicateAdjustment, message, ..
+        }),
+    ) = (write, &result)
     {
-        match same_day(change, body, writer) {
+        match same_day(adjustment, writer) {
             SameDay::NextDay(next_day) => {
                 lock(store)?.journal_outcome(
                     journal_id,
                     &JournalOutcome::Failed { message: message.clone() },
                 )?;
                 journal_id = lock(store)?.journal_intent(&JournalIntent {
-                    request_body: next_day.to_string(),
+                    request_body: next_day.body.to_string(),
                     ..intent
                 })?;
-                result = writer.create(path, &next_day);
+                result = next_day.send(writer, None);
             }
             SameDay::Landed(reason) => {
                 lock(store)?.journal_outcome(
@@ -490,6 +301,7 @@ fn send(
                     status: *status,
                     kind: Rejection::DuplicateAdjustment,
                     message: format!("{message}; {reason}"),
+                    cause: None,
                 });
             }
         }
@@ -500,15 +312,15 @@ fn send(
             target: crate::logging::APPLY_TARGET,
             "{} {} {} ({}) failed: {failure}",
             change.reference,
-            cmat_engine::plan::action_name(change.action),
-            change.entity,
+            change.action().as_str(),
+            change.entity().as_str(),
             change.key
         );
     }
     let (outcome, journal) = match result {
         Ok(id) => (Outcome::Written { id }, JournalOutcome::Done { autotask_id: id }),
-        Err(WriteFailure::OutcomeUnknown { message }) => (
-            Outcome::Failed(WriteFailure::OutcomeUnknown { message: message.clone() }),
+        Err(WriteFailure::OutcomeUnknown { message, cause }) => (
+            Outcome::Failed(WriteFailure::OutcomeUnknown { message: message.clone(), cause }),
             JournalOutcome::Unknown { message },
         ),
         Err(failure) => {
@@ -523,36 +335,27 @@ fn send(
 /// What to do with an adjustment Autotask refused as a second one on the same day.
 enum SameDay {
     /// Autotask holds what the plan was computed from: the change goes on the next day.
-    NextDay(Value),
+    NextDay(Request),
     /// Autotask already holds the units the change aims at: an earlier write landed.
     Landed(String),
     /// Autotask holds something else, or cannot be read: not sent; the next run replans.
     Stop(String),
 }
 
-fn same_day(change: &PlanChange, body: &Value, writer: &dyn AutotaskWriter) -> SameDay {
-    let field = |name: &str| body.get(name).and_then(Value::as_i64);
-    let date = body
-        .get("effectiveDate")
-        .and_then(Value::as_str)
-        .and_then(|text| text.get(..10))
-        .and_then(|text| text.parse::<chrono::NaiveDate>().ok());
-    let (Some(contract), Some(service), Some(unit_change), Some(date), Some(next_day)) =
-        (field("contractID"), field("serviceID"), field("unitChange"), date, next_day(body))
-    else {
+fn same_day(adjustment: &Adjustment<i64>, writer: &dyn AutotaskWriter) -> SameDay {
+    let date = adjustment.effective_date;
+    let next_day = date.succ_opt().and_then(|next| {
+        let moved = Adjustment { effective_date: next, ..adjustment.clone() };
+        adapter::request(&Write::AdjustContractService(moved)).ok()
+    });
+    let Some(next_day) = next_day else {
         return SameDay::Stop("not sent: the adjustment cannot be moved to the next day".into());
     };
-    let before = change
-        .before
-        .as_ref()
-        .and_then(|before| before.get("units"))
-        .map(plain)
-        .and_then(|units| units.parse::<i64>().ok())
-        .unwrap_or(0);
-    let target = before + unit_change;
+    let before = adjustment.units_before;
+    let target = before + adjustment.unit_change;
     // A change of ours that landed on the refused day shows on the day after it.
     let checked = date.succ_opt().unwrap_or(date);
-    match writer.units_on(contract, service, checked) {
+    match writer.units_on(adjustment.contract.id(), adjustment.service.id(), checked) {
         Ok(units) if units == before => SameDay::NextDay(next_day),
         Ok(units) if units == target => SameDay::Landed(format!(
             "not sent again: Autotask already holds {target} units from {date}; an earlier write of this adjustment landed after the plan was made"
@@ -564,14 +367,6 @@ fn same_day(change: &PlanChange, body: &Value, writer: &dyn AutotaskWriter) -> S
             "not sent: cannot re-read the units to tell whether this change already landed ({err})"
         )),
     }
-}
-
-/// The same adjustment body, effective one day later.
-fn next_day(body: &Value) -> Option<Value> {
-    let date: chrono::NaiveDate = body.get("effectiveDate")?.as_str()?.get(..10)?.parse().ok()?;
-    let mut moved = body.clone();
-    moved["effectiveDate"] = json!(date.succ_opt()?.to_string());
-    Some(moved)
 }
 
 fn lock<'a, 'b>(
@@ -589,26 +384,27 @@ fn audit_rows(
 ) -> Vec<AuditRow> {
     let (result, autotask_id, status, message) = match outcome {
         Outcome::Written { id } => {
-            (AuditOutcome::Applied, id.or(change.id), Some(200), change.reason.clone())
+            (AuditOutcome::Applied, id.or(change.id()), Some(200), change.reason.clone())
         }
         Outcome::Failed(WriteFailure::Rejected { status, message, .. }) => {
-            (AuditOutcome::Failed, change.id, *status, message.clone())
+            (AuditOutcome::Failed, change.id(), *status, message.clone())
         }
-        Outcome::Failed(failure) => (AuditOutcome::Failed, change.id, None, failure.to_string()),
-        Outcome::Skipped(reason) => (AuditOutcome::Skipped, change.id, None, reason.clone()),
+        Outcome::Failed(failure) => (AuditOutcome::Failed, change.id(), None, failure.to_string()),
+        Outcome::Skipped(reason) => (AuditOutcome::Skipped, change.id(), None, reason.clone()),
     };
+    let before = change.before();
     change
-        .fields
+        .fields()
         .iter()
         .map(|(field, value)| AuditRow {
             run_id: run_id.to_string(),
             at,
-            action: cmat_engine::plan::action_name(change.action).to_string(),
-            entity: change.entity.clone(),
+            action: change.action().as_str().to_string(),
+            entity: change.entity().as_str().to_string(),
             autotask_id,
-            key: change.key.clone(),
+            key: change.key.to_string(),
             field: field.clone(),
-            old_value: change.before.as_ref().and_then(|before| before.get(field)).map(plain),
+            old_value: before.as_ref().and_then(|before| before.get(field)).map(plain),
             new_value: Some(plain(value)),
             rule: change.rule.clone(),
             outcome: result,
@@ -620,52 +416,25 @@ fn audit_rows(
 
 /// Compares what Autotask holds now with what the snapshot says, over the plan's scope.
 /// Returns the differences found, for the "stale plan" message.
-pub fn scope_differences(scope: &Scope, snapshot: &Snapshot, fresh: &Snapshot) -> Vec<String> {
-    let known = scope.restrict(snapshot);
-    let fresh = scope.restrict(fresh);
-    let mut differences = Vec::new();
-    fn compare<T: PartialEq>(
-        kind: &str,
-        known: &BTreeMap<i64, T>,
-        fresh: &BTreeMap<i64, T>,
-        out: &mut Vec<String>,
-    ) {
-        for (id, record) in fresh {
-            match known.get(id) {
-                None => out.push(format!("{kind} {id} is new in Autotask")),
-                Some(old) if old != record => out.push(format!("{kind} {id} changed in Autotask")),
-                _ => {}
-            }
-        }
-        for id in known.keys().filter(|id| !fresh.contains_key(id)) {
-            out.push(format!("{kind} {id} is gone from Autotask"));
-        }
-    }
-    compare("contract", &known.contracts, &fresh.contracts, &mut differences);
-    compare("service", &known.services, &fresh.services, &mut differences);
-    compare(
-        "contract service",
-        &known.contract_services,
-        &fresh.contract_services,
-        &mut differences,
-    );
-    compare(
-        "contract service units",
-        &known.contract_service_units,
-        &fresh.contract_service_units,
-        &mut differences,
-    );
-    compare("charge", &known.charges, &fresh.charges, &mut differences);
-    differences
+pub fn scope_differences(
+    scope: &Scope,
+    snapshot: &cmat_engine::snapshot::Snapshot,
+    fresh: &cmat_engine::snapshot::Snapshot,
+) -> Vec<String> {
+    scope.differences(snapshot, fresh)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::autotask::adapter::api_number;
     use crate::store::{Access, AuditFilter};
     use cmat_engine::plan::Digests;
     use cmat_engine::snapshot::Company;
+    use cmat_engine::snapshot::Snapshot;
     use cmat_engine::testing::{default_rules, line};
+    use cmat_engine::write::Action;
+    use serde_json::{json, Value};
 
     /// Records every request; fails the write whose 0-based position is `fail_at`.
     struct FakeAutotask {
@@ -747,11 +516,15 @@ mod tests {
 
     #[test]
     fn amounts_go_to_autotask_as_json_numbers_with_their_exact_text() {
-        assert_eq!(api_number("20.6000").expect("number").to_string(), "20.6");
-        assert_eq!(api_number("59354.1036").expect("number").to_string(), "59354.1036");
-        assert_eq!(api_number("-170.1084").expect("number").to_string(), "-170.1084");
-        assert_eq!(api_number("1.0000").expect("number").to_string(), "1");
-        assert!(api_number("1,5").is_err());
+        let number =
+            |text: &str| api_number(text.parse().expect("decimal")).expect("number").to_string();
+        assert_eq!(number("20.6000"), "20.6");
+        assert_eq!(number("59354.1036"), "59354.1036");
+        assert_eq!(number("-170.1084"), "-170.1084");
+        assert_eq!(number("1.0000"), "1");
+        // An amount that is not a decimal never reaches a request: the saved plan is refused.
+        let json = onboarding_plan().to_json().replacen("\"5.0000\"", "\"1,5\"", 1);
+        assert!(Plan::from_json("plan.json", &json).is_err());
     }
 
     #[test]
@@ -778,7 +551,7 @@ mod tests {
             format!("Contracts/{}/ServiceAdjustments", adjustment.1["contractID"])
         );
         let audit = store.audit_rows(&AuditFilter::default()).expect("audit");
-        let fields: usize = plan.changes.iter().map(|c| c.fields.len()).sum();
+        let fields: usize = plan.changes.iter().map(|c| c.fields().len()).sum();
         assert_eq!(audit.len(), fields, "one audit row per field written");
         assert!(store.journal_unresolved().expect("journal").is_empty());
     }
@@ -791,7 +564,7 @@ mod tests {
         // The first write is the Service create: its outcome is unknown.
         let fake = FakeAutotask::new(Some((
             0,
-            WriteFailure::OutcomeUnknown { message: "connection reset".into() },
+            WriteFailure::OutcomeUnknown { message: "connection reset".into(), cause: None },
         )));
         let report = apply_plan(&plan, &fake, &mut store, &options()).expect("apply");
         assert_eq!(report.unknown, 1);
@@ -808,8 +581,10 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
         let plan = onboarding_plan();
-        let fake =
-            FakeAutotask::new(Some((0, WriteFailure::Budget { message: "hour spent".into() })));
+        let fake = FakeAutotask::new(Some((
+            0,
+            WriteFailure::Budget { message: "hour spent".into(), cause: None },
+        )));
         let options = ApplyOptions { concurrency: 1, ..options() };
         let report = apply_plan(&plan, &fake, &mut store, &options).expect("apply");
         assert!(report.budget_exhausted);
@@ -824,9 +599,9 @@ mod tests {
         let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
         let plan = onboarding_plan();
         let adjustment =
-            plan.changes.iter().find(|c| c.action == Action::Adjust).expect("an adjustment");
-        assert_eq!(adjustment.fields["unitChange"], json!(10));
-        assert_eq!(adjustment.before.as_ref().unwrap()["units"], json!("0"));
+            plan.changes.iter().find(|c| c.action() == Action::Adjust).expect("an adjustment");
+        assert_eq!(adjustment.fields()["unitChange"], json!(10));
+        assert_eq!(adjustment.before().unwrap()["units"], json!("0"));
         // Service, two contracts, then the adjustment (one at a time: a fixed order).
         let mut fake = FakeAutotask::new(Some((
             3,
@@ -835,6 +610,7 @@ mod tests {
                 kind: Rejection::DuplicateAdjustment,
                 message: "Cannot insert duplicate key row in object 'dbo.contract_service_period'"
                     .into(),
+                cause: None,
             },
         )));
         fake.units = units;

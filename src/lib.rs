@@ -12,4 +12,5 @@ pub mod import;
 pub mod json_kind;
 pub mod logging;
 pub mod store;
+pub mod workflow;
 pub mod workspace;

@@ -22,6 +22,8 @@ pub use pull::{
     pull_into_store, pull_snapshot, EntityRead, FullReason, Previous, PullError, PullOptions,
     PullProgress, PullReport, Pulled,
 };
-pub mod bridge;
+pub mod adapter;
 
-pub use bridge::{read_scope, write_failure, ApplyConnection};
+pub use adapter::{
+    read_scope, write_failure, ApplyConnection, AutotaskReader, AutotaskWriter, WriteFailure,
+};

@@ -1,16 +1,18 @@
-use super::Exit;
+//! `cmat apply`: arguments, the plan shown, the confirmation, progress and the summary; the
+//! steps themselves are [`crate::workflow::apply`].
+
 use std::io::{BufRead, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Instant;
 
 use clap::Args;
 
 use super::session::{self, Loaded};
-use super::{CommandError, CommandResult, Context};
-use crate::apply::{apply_plan, scope_differences, ApplyOptions, AutotaskReader, Scope};
+use super::{CommandError, CommandResult, Context, Exit};
+use crate::apply::ApplyOptions;
 use crate::autotask::{ApplyConnection, AutotaskClient};
-use crate::store::{Access, JournalOutcome, Store};
-use cmat_engine::plan::Plan;
+use crate::store::{Access, Store};
+use crate::workflow::apply::{self as workflow, Note, SavedPlan};
 
 #[derive(Debug, Args)]
 #[command(
@@ -32,21 +34,12 @@ pub struct ApplyArgs {
 
 pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
     // A malformed plan file is reported before anything else is opened or contacted.
-    let saved = match &args.plan_file {
-        Some(path) => Some(SavedPlan { plan: read_plan(path)?, path: path.clone() }),
-        None => None,
-    };
+    let saved = args.plan_file.as_deref().map(workflow::read_plan).transpose()?;
     let mut store = session::open_store(context, Access::Write)?;
     let mut loaded = session::load(context, &store)?;
     let client = session::connect_autotask(context)?;
     execute(context, &mut store, &mut loaded, &client, saved, args.auto_approve)?;
     Ok(Exit::Success)
-}
-
-/// A plan read from a file, and where it came from (for messages).
-pub struct SavedPlan {
-    pub plan: Plan,
-    pub path: PathBuf,
 }
 
 /// What an apply did, for `sync`'s exit code.
@@ -56,8 +49,25 @@ pub enum Applied {
     Written,
 }
 
-/// Plans (or reads the plan file), re-reads the plan's records from Autotask, asks, writes,
-/// and refreshes the snapshot from what was written. Shared by `apply` and `sync`.
+/// What the workflow has to say, as a person reads it on standard error.
+fn say(note: Note) {
+    match note {
+        Note::Settling { seconds } => eprintln!(
+            "note: an earlier run stopped while writing; waiting {seconds} s for its last writes to land before re-reading Autotask"
+        ),
+        Note::Replanning { differences } => eprintln!(
+            "note: Autotask differs from the snapshot in {} record(s) the plan touches (e.g. {}); planning again from what it holds now",
+            differences.len(),
+            differences.first().map(String::as_str).unwrap_or_default()
+        ),
+        Note::RefreshFailed(err) => eprintln!(
+            "warning: could not re-read what was written ({err}); run `cmat pull autotask` before the next plan"
+        ),
+    }
+}
+
+/// Plans (or reads the plan file), shows the plan, asks, writes, and says what happened: the
+/// command-line side of [`workflow`]. Shared by `apply`, `sync` and `demo`.
 pub fn execute(
     context: &Context,
     store: &mut Store,
@@ -66,62 +76,11 @@ pub fn execute(
     saved: Option<SavedPlan>,
     auto_approve: bool,
 ) -> Result<Applied, CommandError> {
-    settle_earlier_writes(context, store)?;
+    let settle_seconds = context.workspace.config()?.autotask.settle_seconds.unwrap_or(15);
+    workflow::settle_earlier_writes(store, settle_seconds, &mut say)?;
     let connection =
         ApplyConnection::new(client, loaded.rules.settings.subscription_udf.value.clone());
-    let reader = &connection;
-    let plan = match saved {
-        Some(SavedPlan { mut plan, path }) => {
-            let path = path.as_path();
-            plan.restore_grouping(&loaded.snapshot);
-            // Digests only: no need to plan again to know whether the inputs moved.
-            let current = loaded.digests();
-            let mut stale = Vec::new();
-            for (what, saved, now) in [
-                ("the Autotask snapshot", &plan.digests.snapshot, &current.snapshot),
-                ("the imported bills", &plan.digests.inputs, &current.inputs),
-                ("the mapping rules", &plan.digests.mappings, &current.mappings),
-            ] {
-                if saved != now {
-                    stale.push(format!("{what} changed since the plan was made"));
-                }
-            }
-            if !stale.is_empty() {
-                return Err(stale_error(path, &stale));
-            }
-            let differences = reread(store, loaded, reader, &plan)?;
-            if !differences.is_empty() {
-                return Err(stale_error(path, &differences));
-            }
-            plan
-        }
-        None => {
-            if loaded.snapshot.picklists.is_empty() {
-                // Never pulled: the rules' labels need the tenant's picklists to become numbers.
-                crate::autotask::pull::read_tenant_lists(client, &mut loaded.snapshot)?;
-                store.replace_snapshot(&loaded.snapshot)?;
-            }
-            let mut plan = loaded.plan()?;
-            // Units change relatively: plan only from what Autotask holds right now.
-            for _ in 0..3 {
-                if !plan.has_changes() {
-                    break;
-                }
-                let differences = reread(store, loaded, reader, &plan)?;
-                if differences.is_empty() {
-                    break;
-                }
-                eprintln!(
-                    "note: Autotask differs from the snapshot in {} record(s) the plan touches (e.g. {}); planning again from what it holds now",
-                    differences.len(),
-                    differences[0]
-                );
-                plan = loaded.plan()?;
-            }
-            plan
-        }
-    };
-    resolve_journal(store, &loaded.snapshot)?;
+    let plan = workflow::prepare(store, loaded, &connection, saved, &mut say)?;
     let text = plan.to_text(&loaded.company_names(), context.stdout_is_terminal);
     println!("{text}");
     if !plan.has_changes() {
@@ -131,7 +90,7 @@ pub fn execute(
     confirm(context, auto_approve, plan.changes.len())?;
 
     let started = Instant::now();
-    let run_id = new_run_id();
+    let run_id = workflow::new_run_id();
     let requests_before = client.requests_sent();
     let progress = context.stdout_is_terminal.then(|| {
         let bar = indicatif::ProgressBar::new(plan.changes.len() as u64);
@@ -149,19 +108,16 @@ pub fn execute(
         on_progress: progress_for_writes
             .map(|bar| Box::new(move |done| bar.set_position(done)) as Box<dyn Fn(u64) + Sync>),
     };
-    let report = apply_plan(&plan, &connection, store, &options)?;
+    let mut finished = |note| {
+        if let Some(bar) = &progress {
+            bar.finish_and_clear();
+        }
+        say(note)
+    };
+    let report = workflow::write(store, loaded, &connection, &plan, &options, &mut finished)?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-
-    // Refresh the snapshot from Autotask so the next plan is empty without another pull.
-    let scope =
-        Scope { units_window: loaded.units_window(), ..Scope::of_plan(&plan, &loaded.snapshot) };
-    match reader.read_scope(&scope) {
-        Ok(fresh) => refresh_scope(store, &scope, &fresh)?,
-        Err(err) => eprintln!("warning: could not re-read what was written ({err}); run `cmat pull autotask` before the next plan"),
-    }
-    loaded.snapshot = store.load_snapshot()?;
 
     println!(
         "\nApply {}: {} written, {} failed, {} skipped, {} with unknown outcome, in {:.1} s; {} Autotask request(s){}.",
@@ -214,143 +170,6 @@ fn warn_if_over_budget(client: &AutotaskClient, writes: usize) {
             usage.used, usage.limit
         );
     }
-}
-
-/// Waits until writes a run that died left without any outcome had time to land: Autotask goes
-/// on executing a request after its client is gone, and a re-read made before it lands would
-/// not see it, so the write would be sent twice. `[autotask] settle_seconds` (default 15).
-fn settle_earlier_writes(context: &Context, store: &Store) -> Result<(), CommandError> {
-    let pending = store
-        .journal_unresolved()?
-        .into_iter()
-        .filter(|entry| entry.outcome == JournalOutcome::Pending)
-        .map(|entry| entry.recorded_at)
-        .max();
-    let Some(newest) = pending else {
-        return Ok(());
-    };
-    let seconds = context.workspace.config()?.autotask.settle_seconds.unwrap_or(15);
-    let wait = newest + chrono::Duration::seconds(seconds as i64) - chrono::Utc::now();
-    if let Ok(wait) = wait.to_std() {
-        eprintln!(
-            "note: an earlier run stopped while writing; waiting {} s for its last writes to land before re-reading Autotask",
-            wait.as_secs() + 1
-        );
-        std::thread::sleep(wait);
-    }
-    Ok(())
-}
-
-/// Time, process and a per-process sequence: unique even for several applies in one second.
-fn new_run_id() -> String {
-    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
-    format!("{}-{}-{sequence}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id())
-}
-
-fn read_plan(path: &Path) -> Result<Plan, CommandError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|err| format!("{}: cannot read: {err}", path.display()))?;
-    Ok(Plan::from_json(&path.display().to_string(), &text)?)
-}
-
-fn stale_error(path: &Path, reasons: &[String]) -> CommandError {
-    let shown: Vec<&str> = reasons.iter().take(10).map(String::as_str).collect();
-    let more = reasons.len().saturating_sub(shown.len());
-    format!(
-        "stale plan {}: {}{}; nothing was written (hint: run `cmat plan` again)",
-        path.display(),
-        shown.join("; "),
-        if more > 0 { format!("; and {more} more") } else { String::new() }
-    )
-    .into()
-}
-
-/// Re-reads the plan's records from Autotask (in pages) and, where they differ from the
-/// snapshot, stores what Autotask holds now. Returns the differences found.
-fn reread(
-    store: &mut Store,
-    loaded: &mut Loaded,
-    reader: &dyn AutotaskReader,
-    plan: &Plan,
-) -> Result<Vec<String>, CommandError> {
-    let scope =
-        Scope { units_window: loaded.units_window(), ..Scope::of_plan(plan, &loaded.snapshot) };
-    let fresh = reader
-        .read_scope(&scope)
-        .map_err(|err| format!("cannot re-read the plan's records: {err}"))?;
-    let differences = scope_differences(&scope, &loaded.snapshot, &fresh);
-    if !differences.is_empty() {
-        refresh_scope(store, &scope, &fresh)?;
-        loaded.snapshot = store.load_snapshot()?;
-    }
-    Ok(differences)
-}
-
-/// Replaces the scope's part of the stored snapshot with what Autotask holds now.
-pub fn refresh_scope(
-    store: &mut Store,
-    scope: &Scope,
-    fresh: &cmat_engine::snapshot::Snapshot,
-) -> Result<(), CommandError> {
-    let mut snapshot = store.load_snapshot()?;
-    let known = scope.restrict(&snapshot);
-    for id in known.contracts.keys() {
-        snapshot.contracts.remove(id);
-    }
-    for id in known.services.keys() {
-        snapshot.services.remove(id);
-    }
-    for id in known.contract_services.keys() {
-        snapshot.contract_services.remove(id);
-    }
-    for id in known.contract_service_units.keys() {
-        snapshot.contract_service_units.remove(id);
-    }
-    for id in known.charges.keys() {
-        snapshot.charges.remove(id);
-    }
-    let fresh = scope.restrict(fresh);
-    snapshot.contracts.extend(fresh.contracts);
-    snapshot.services.extend(fresh.services);
-    snapshot.contract_services.extend(fresh.contract_services);
-    snapshot.contract_service_units.extend(fresh.contract_service_units);
-    snapshot.charges.extend(fresh.charges);
-    store.replace_snapshot(&snapshot)?;
-    Ok(())
-}
-
-/// Writes left with an unknown outcome by an earlier run are settled against what Autotask
-/// now holds (the caller has just re-read it): found by natural key, or known not to have landed.
-fn resolve_journal(
-    store: &mut Store,
-    snapshot: &cmat_engine::snapshot::Snapshot,
-) -> Result<(), CommandError> {
-    for entry in store.journal_unresolved()? {
-        let key = &entry.intent.key;
-        let found = if let Some(sku) = key.strip_prefix("sku:") {
-            snapshot.services.values().find(|s| s.sku.as_deref() == Some(sku)).map(|s| Some(s.id))
-        } else if entry.intent.entity == "Contracts" && entry.intent.action == "create" {
-            let subscription = key.strip_prefix("subscription:").unwrap_or(key);
-            snapshot
-                .contracts
-                .values()
-                .find(|c| c.subscription_id.as_deref() == Some(subscription))
-                .map(|c| Some(c.id))
-        } else {
-            // Updates and adjustments: the new plan was computed from Autotask's own values.
-            Some(None)
-        };
-        let outcome = match found {
-            Some(autotask_id) => JournalOutcome::Done { autotask_id },
-            None => JournalOutcome::Failed {
-                message: "did not land: not found in Autotask by its natural key on the next run"
-                    .into(),
-            },
-        };
-        store.journal_outcome(entry.id, &outcome)?;
-    }
-    Ok(())
 }
 
 fn confirm(context: &Context, auto_approve: bool, changes: usize) -> Result<(), CommandError> {

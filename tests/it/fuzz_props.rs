@@ -627,28 +627,32 @@ proptest! {
 // Saved plans: `Plan::from_json` never panics, and a plan it accepts renders in every format
 // and reads back as the same plan.
 
-/// A small, valid plan: a contract created, a service under it by ref, an adjustment and an
-/// update of existing records.
+/// A small, valid plan: a contract created, a service adjusted under it by ref, an adjustment
+/// and an update of existing records.
 const PLAN: &str = r#"{
   "format_version": 1,
   "created_at": "2026-11-24T06:00:00Z",
   "digests": {"snapshot": "sha256:aa", "inputs": "sha256:bb", "mappings": "sha256:cc"},
-  "summary": {"create": 2, "update": 1, "adjust": 1, "delete": 0, "unchanged": 4, "warnings": 1},
+  "summary": {"create": 1, "update": 1, "adjust": 2, "delete": 0, "unchanged": 4, "warnings": 1},
   "changes": [
     {"ref": "c1", "action": "create", "entity": "Contracts", "id": null, "parent": null,
      "key": "subscription:6f1c", "fields": {"companyID": 29683501, "contractName": "Microsoft 365 - Contoso Ltd", "contractType": 7,
+     "status": 1, "startDate": "2026-11-01", "endDate": "2027-10-31", "serviceLevelAgreementID": 1,
+     "timeReportingRequiresStartAndStopTimes": 0,
      "userDefinedFields": [{"name": "Subscription ID", "value": "6f1c"}]},
      "before": null, "rule": "mappings/microsoft.cmat:24", "reason": "new subscription"},
-    {"ref": "c2", "action": "create", "entity": "ContractServices", "id": null, "parent": {"ref": "c1"},
-     "key": "subscription:6f1c/item:CFQ7TTC0LH18", "fields": {"serviceID": 812, "unitPrice": "20.6000"},
-     "before": null, "rule": "mappings/microsoft.cmat:33", "reason": "new product"},
+    {"ref": "c2", "action": "adjust", "entity": "ContractServiceAdjustments", "id": null, "parent": {"ref": "c1"},
+     "key": "subscription:6f1c/item:CFQ7TTC0LH18", "fields": {"serviceID": 812, "effectiveDate": "2026-11-01",
+     "unitChange": 10, "adjustedUnitPrice": "20.6000", "adjustedUnitCost": "16.4800"},
+     "before": {"units": "0"}, "rule": "mappings/microsoft.cmat:33", "reason": "new product"},
     {"ref": "c3", "action": "adjust", "entity": "ContractServiceAdjustments", "id": null,
      "parent": {"entity": "Contracts", "id": 4410}, "key": "subscription:77aa/item:CFQ7TTC0LCHC",
-     "fields": {"serviceID": 813, "effectiveDate": "2026-11-01", "unitChange": 3},
+     "fields": {"serviceID": 813, "effectiveDate": "2026-11-01", "unitChange": 3,
+     "adjustedUnitPrice": "20.6000", "adjustedUnitCost": "16.4800"},
      "before": {"units": "12"}, "rule": "mappings/microsoft.cmat:33", "reason": "licence count 12 → 15"},
     {"ref": "c4", "action": "update", "entity": "ContractCharges", "id": 9001, "parent": {"entity": "Contracts", "id": 4411},
-     "key": "subscription:88bb/period:2026-11-01", "fields": {"unitPrice": "=1+2"},
-     "before": {"unitPrice": "-5"}, "rule": "mappings/microsoft.cmat:51", "reason": "restated"}
+     "key": "subscription:88bb/charge:2026-11-01", "fields": {"unitPrice": "12.5000"},
+     "before": {"unitPrice": "-5"}, "rule": "mappings/microsoft.cmat:51", "reason": "=1+2 restated"}
   ],
   "warnings": [{"code": "unlinked_organization", "message": "@Fabrikam", "source": "bill.csv:17"}]
 }"#;
@@ -728,12 +732,15 @@ fn the_default_rules_check() {
 
 /// Found by `plan_with_one_node_changed_never_panics`: without serde_json's `float_roundtrip`
 /// a long float read from a plan was one ulp off, so the plan written back read as another
-/// plan. Amounts are strings in plans, but Autotask sends them as JSON numbers: cmat now
-/// reads every number correctly rounded.
+/// plan. Amounts in a plan are decimal strings (SPEC): a float where one belongs is refused,
+/// naming the change and the field, and the long amount as a string reads back exactly.
 #[test]
 fn a_long_float_survives_a_plan_round_trip() {
     let mut value: Value = serde_json::from_str(PLAN).unwrap();
     value["changes"][3]["before"] = json!({"unitPrice": -1.9873587550648915e-115});
+    let error = Plan::from_json("plan.json", &value.to_string()).unwrap_err();
+    assert!(error.to_string().starts_with("plan.json: change c4: before.unitPrice"), "{error}");
+    value["changes"][3]["before"] = json!({"unitPrice": "-0.0000000000000000000000000001"});
     let plan = Plan::from_json("plan.json", &value.to_string()).unwrap();
     assert_eq!(Plan::from_json("plan.json", &plan.to_json()).unwrap(), plan);
 }

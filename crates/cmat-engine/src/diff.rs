@@ -6,8 +6,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use serde::{Deserialize, Serialize};
-use serde_json::{json, Value};
 
 use crate::desired::{
     covering_end_date, DesiredCharge, DesiredContract, DesiredContractService, DesiredState,
@@ -25,84 +23,17 @@ pub const CONTRACT_NAME_MAX: usize = 100;
 pub const SERVICE_NAME_MAX: usize = 150;
 pub const CHARGE_NAME_MAX: usize = 100;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Action {
-    Create,
-    Update,
-    Adjust,
-    Delete,
-}
+pub use crate::write::{Action, Entity};
+use crate::write::{
+    Adjustment, ContractEdits, Edit, Id, NaturalKey, NewCharge, NewContract, NewService, Write,
+};
 
-/// Entity names as in Autotask's API paths.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-pub enum Entity {
-    Services,
-    Contracts,
-    ContractServices,
-    ContractServiceAdjustments,
-    ContractCharges,
-}
-
-impl Entity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Entity::Services => "Services",
-            Entity::Contracts => "Contracts",
-            Entity::ContractServices => "ContractServices",
-            Entity::ContractServiceAdjustments => "ContractServiceAdjustments",
-            Entity::ContractCharges => "ContractCharges",
-        }
-    }
-
-    pub fn from_name(name: &str) -> Option<Entity> {
-        [
-            Entity::Services,
-            Entity::Contracts,
-            Entity::ContractServices,
-            Entity::ContractServiceAdjustments,
-            Entity::ContractCharges,
-        ]
-        .into_iter()
-        .find(|entity| entity.as_str() == name)
-    }
-
-    /// Writes go in this order so that parents exist before their children.
-    pub fn phase(self) -> u8 {
-        match self {
-            Entity::Services => 0,
-            Entity::Contracts => 1,
-            Entity::ContractServices => 2,
-            Entity::ContractServiceAdjustments => 3,
-            Entity::ContractCharges => 4,
-        }
-    }
-}
-
-/// The record a change hangs under: one that exists, or one created earlier in the plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Parent {
-    Existing {
-        entity: Entity,
-        id: i64,
-    },
-    /// The natural key of a record created by another change of the same plan.
-    Planned {
-        key: String,
-    },
-}
-
-/// One write the plan asks for. `fields` are Autotask's camelCase names with JSON values
-/// (decimals as strings); a value `{"ref": KEY}` stands for the id of a planned record.
+/// One write the plan asks for, with why: the rule behind it and a reason for people. Planned
+/// records are named by their natural key until the plan numbers them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
-    pub action: Action,
-    pub entity: Entity,
-    pub id: Option<i64>,
-    pub parent: Option<Parent>,
-    pub key: String,
-    pub fields: BTreeMap<String, Value>,
-    pub before: Option<BTreeMap<String, Value>>,
+    pub key: NaturalKey,
+    pub write: Write<NaturalKey>,
     pub rule: RuleOrigin,
     pub reason: String,
     /// For grouping in the text plan: the Autotask company and the contract's label.
@@ -117,20 +48,17 @@ pub struct Diff {
     pub warnings: Vec<Warning>,
 }
 
-/// A money amount as Autotask stores it: a string with the rules' scale (4 places).
-pub fn money(value: Decimal, scale: u32) -> Value {
-    Value::String(amount(value, scale))
-}
-
-/// An amount at the rules' scale, so "5.5" reads "5.5000" like Autotask's.
-pub fn amount(value: Decimal, scale: u32) -> String {
+/// A money amount as Autotask stores it: at the rules' scale (4 places), so "5.5" reads
+/// "5.5000" like Autotask's, in the plan as in the request.
+pub fn scaled(value: Decimal, scale: u32) -> Decimal {
     let mut rounded = value.round_dp(scale);
     rounded.rescale(scale);
-    rounded.to_string()
+    rounded
 }
 
-fn date(value: NaiveDate) -> Value {
-    Value::String(value.to_string())
+/// An amount at the rules' scale, as text.
+pub fn amount(value: Decimal, scale: u32) -> String {
+    scaled(value, scale).to_string()
 }
 
 fn truncate(text: &str, max: usize) -> String {
@@ -216,17 +144,7 @@ impl<'a> SnapshotIndex<'a> {
     }
 }
 
-/// Units in force on `date` among one contract service's periods (sorted by start date): the
-/// period containing it, else the last one before it, else 0.
-pub fn units_in_force(periods: &[&crate::snapshot::ContractServiceUnit], date: NaiveDate) -> i64 {
-    periods
-        .iter()
-        .rev()
-        .find(|unit| unit.start_date <= date && date <= unit.end_date)
-        .or_else(|| periods.iter().rev().find(|unit| unit.start_date <= date))
-        .map(|unit| unit.units)
-        .unwrap_or(0)
-}
+pub use crate::snapshot::units_in_force;
 
 /// Where a bill's unit change goes, and the units in force there before it. Autotask keeps one
 /// adjustment per contract service and day, and an adjustment starts a unit period whose count
@@ -256,7 +174,7 @@ pub fn adjustment_day(
 
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
 struct ContractTarget {
-    parent: Parent,
+    parent: Id<NaturalKey>,
     existing_id: Option<i64>,
     start: NaiveDate,
     end: NaiveDate,
@@ -361,8 +279,9 @@ pub fn diff(
         }
     }
     unknowns.warn(&mut out.warnings);
-    out.changes.sort_by(|a, b| {
-        (a.entity.phase(), &a.key, a.action).cmp(&(b.entity.phase(), &b.key, b.action))
+    // By the key's text, as plans have always been ordered.
+    out.changes.sort_by_cached_key(|change| {
+        (change.write.entity().phase(), change.key.to_string(), change.write.action())
     });
     out.warnings.sort();
     out.warnings.dedup();
@@ -375,7 +294,7 @@ fn contract_label(contract: &DesiredContract) -> String {
 
 fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) -> ContractTarget {
     let (rules, index) = (context.rules, &context.index);
-    let key = format!("subscription:{}", contract.subscription_id);
+    let key = NaturalKey::Subscription(contract.subscription_id.clone());
     let settings = &rules.settings;
     let name = truncate(&contract.name, CONTRACT_NAME_MAX);
     if name != contract.name {
@@ -404,36 +323,23 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
 
     let Some(existing) = index.contracts_by_subscription.get(contract.subscription_id.as_str())
     else {
-        let mut fields = BTreeMap::new();
-        fields.insert("companyID".into(), json!(contract.company_id));
-        fields.insert("contractName".into(), json!(name));
-        fields.insert("contractType".into(), json!(context.values.contract_type));
-        fields.insert("status".into(), json!(context.values.contract_status));
-        if let Some(period) = context.values.contract_period_type {
-            fields.insert("contractPeriodType".into(), json!(period));
-        }
-        fields.insert("startDate".into(), date(contract.start_date));
-        fields.insert("endDate".into(), date(contract.end_date));
-        fields.insert(
-            "serviceLevelAgreementID".into(),
-            json!(settings.service_level_agreement.value),
-        );
-        fields.insert("timeReportingRequiresStartAndStopTimes".into(), json!(0));
-        if let Some(category) = &rules.contract.category {
-            fields.insert("contractCategory".into(), json!(category.value));
-        }
-        fields.insert(
-            "userDefinedFields".into(),
-            json!([{ "name": settings.subscription_udf.value, "value": contract.subscription_id }]),
-        );
+        let write = Write::CreateContract(NewContract {
+            company_id: contract.company_id,
+            name,
+            contract_type: context.values.contract_type,
+            status: context.values.contract_status,
+            period_type: context.values.contract_period_type,
+            start_date: contract.start_date,
+            end_date: contract.end_date,
+            service_level_agreement_id: settings.service_level_agreement.value,
+            time_reporting_requires_start_and_stop_times: 0,
+            category: rules.contract.category.as_ref().map(|category| category.value),
+            subscription_udf: settings.subscription_udf.value.clone(),
+            subscription: contract.subscription_id.clone(),
+        });
         out.changes.push(Change {
-            action: Action::Create,
-            entity: Entity::Contracts,
-            id: None,
-            parent: None,
             key: key.clone(),
-            fields,
-            before: None,
+            write,
             rule: contract.origin.clone(),
             reason: format!(
                 "new subscription {} ({})",
@@ -443,7 +349,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             contract_label: contract_label(contract),
         });
         return ContractTarget {
-            parent: Parent::Planned { key },
+            parent: Id::Planned(key),
             existing_id: None,
             start: contract.start_date,
             end: contract.end_date,
@@ -462,7 +368,9 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     }
 
     let mut end = existing.end_date;
-    let mut wanted: Vec<(&str, Value, Value, RuleOrigin, bool)> = Vec::new();
+    // (field, old and new as the plan shows them, the edit, its rule, written whatever the policy)
+    let mut wanted: Vec<(&str, String, String, ContractEdit, RuleOrigin, bool)> = Vec::new();
+    let json = |value: serde_json::Value| value.to_string();
     if rules.contract.renewal.value == Renewal::Extend
         && contract.last_billing_date > existing.end_date
     {
@@ -473,8 +381,9 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
         );
         wanted.push((
             "endDate",
-            date(existing.end_date),
-            date(renewed),
+            existing.end_date.to_string(),
+            renewed.to_string(),
+            ContractEdit::EndDate(Edit { old: Some(existing.end_date), new: renewed }),
             rules.contract.renewal.origin.clone(),
             true,
         ));
@@ -495,8 +404,12 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     {
         wanted.push((
             "endDate",
-            date(existing.end_date),
-            date(contract.last_billing_date),
+            existing.end_date.to_string(),
+            contract.last_billing_date.to_string(),
+            ContractEdit::EndDate(Edit {
+                old: Some(existing.end_date),
+                new: contract.last_billing_date,
+            }),
             rules.policies.cancelled_subscription.origin.clone(),
             true,
         ));
@@ -506,8 +419,9 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     if existing.contract_name != name {
         wanted.push((
             "contractName",
-            json!(existing.contract_name),
-            json!(name),
+            json(serde_json::json!(existing.contract_name)),
+            json(serde_json::json!(name)),
+            ContractEdit::Name(Edit { old: Some(existing.contract_name.clone()), new: name }),
             contract.origin.clone(),
             false,
         ));
@@ -515,8 +429,12 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     if existing.service_level_agreement_id != Some(settings.service_level_agreement.value) {
         wanted.push((
             "serviceLevelAgreementID",
-            json!(existing.service_level_agreement_id),
-            json!(settings.service_level_agreement.value),
+            json(serde_json::json!(existing.service_level_agreement_id)),
+            settings.service_level_agreement.value.to_string(),
+            ContractEdit::ServiceLevelAgreement(Edit {
+                old: existing.service_level_agreement_id,
+                new: settings.service_level_agreement.value,
+            }),
             settings.service_level_agreement.origin.clone(),
             false,
         ));
@@ -525,19 +443,22 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
         if existing.contract_category != Some(category.value) {
             wanted.push((
                 "contractCategory",
-                json!(existing.contract_category),
-                json!(category.value),
+                json(serde_json::json!(existing.contract_category)),
+                category.value.to_string(),
+                ContractEdit::Category(Edit {
+                    old: existing.contract_category,
+                    new: category.value,
+                }),
                 category.origin.clone(),
                 false,
             ));
         }
     }
     let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
-    let mut fields = BTreeMap::new();
-    let mut before = BTreeMap::new();
+    let mut edits = ContractEdits::default();
     let mut rule = None;
     let mut reasons = Vec::new();
-    for (field, old, new, origin, always) in wanted {
+    for (field, old, new, edit, origin, always) in wanted {
         if !always && !overwrite {
             out.warnings.push(Warning::new(
                 WarningCode::Drift,
@@ -546,31 +467,32 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             ));
             continue;
         }
-        reasons.push(match field {
-            "endDate" if new.as_str() < old.as_str() => {
+        reasons.push(match &edit {
+            ContractEdit::EndDate(Edit { old: Some(old), new }) if new < old => {
                 "subscription stopped appearing: contract ended".to_string()
             }
-            "endDate" => format!(
+            ContractEdit::EndDate(_) => format!(
                 "bill of {} falls after the contract's end: renewed",
                 contract.last_billing_date
             ),
             _ => format!("{field} edited in Autotask"),
         });
         rule.get_or_insert(origin);
-        before.insert(field.to_string(), old);
-        fields.insert(field.to_string(), new);
+        match edit {
+            ContractEdit::EndDate(edit) => edits.end_date = Some(edit),
+            ContractEdit::Name(edit) => edits.name = Some(edit),
+            ContractEdit::ServiceLevelAgreement(edit) => {
+                edits.service_level_agreement_id = Some(edit)
+            }
+            ContractEdit::Category(edit) => edits.category = Some(edit),
+        }
     }
-    if fields.is_empty() {
+    if edits == ContractEdits::default() {
         out.unchanged += 1;
     } else {
         out.changes.push(Change {
-            action: Action::Update,
-            entity: Entity::Contracts,
-            id: Some(existing.id),
-            parent: None,
-            key: format!("subscription:{}", contract.subscription_id),
-            fields,
-            before: Some(before),
+            key: NaturalKey::Subscription(contract.subscription_id.clone()),
+            write: Write::UpdateContract { id: existing.id, edits },
             rule: rule.unwrap_or_else(|| contract.origin.clone()),
             reason: reasons.join("; "),
             company_id: contract.company_id,
@@ -581,11 +503,19 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
         });
     }
     ContractTarget {
-        parent: Parent::Existing { entity: Entity::Contracts, id: existing.id },
+        parent: Id::Existing(existing.id),
         existing_id: Some(existing.id),
         start: existing.start_date,
         end,
     }
+}
+
+/// One field of an existing contract the rules want changed.
+enum ContractEdit {
+    EndDate(Edit<NaiveDate>),
+    Name(Edit<String>),
+    ServiceLevelAgreement(Edit<i64>),
+    Category(Edit<i64>),
 }
 
 /// The Autotask Service behind a product: explicit rule, then sku, then one planned create.
@@ -595,15 +525,15 @@ fn resolve_service(
     service: &DesiredContractService,
     planned_services: &mut BTreeSet<String>,
     out: &mut Diff,
-) -> Option<Result<i64, String>> {
+) -> Option<Id<NaturalKey>> {
     let (rules, index) = (context.rules, &context.index);
     if let Some(explicit) = rules.products.explicit.get(&service.product_key) {
-        return Some(Ok(explicit.value));
+        return Some(Id::Existing(explicit.value));
     }
     if let Some(id) = index.services_by_sku.get(&service.product_key) {
-        return Some(Ok(*id));
+        return Some(Id::Existing(*id));
     }
-    let key = format!("sku:{}", service.product_key);
+    let key = NaturalKey::Service { sku: service.product_key.clone() };
     let Some(create) = &rules.products.create else {
         out.warnings.push(Warning::new(
             WarningCode::ServiceNotFound,
@@ -623,31 +553,25 @@ fn resolve_service(
             TemplateField::Service => Some(contract.service_name.clone()),
             _ => None,
         });
-        let mut fields = BTreeMap::new();
-        fields.insert("name".into(), json!(truncate(&name, SERVICE_NAME_MAX)));
-        fields.insert("sku".into(), json!(service.product_key));
-        fields.insert("billingCodeID".into(), json!(rules.settings.service_billing_code.value));
-        if let Some(period) = context.values.service_period_type {
-            fields.insert("periodType".into(), json!(period));
-        }
-        fields.insert("unitPrice".into(), money(service.unit_price, rules.prices.scale.value));
-        fields.insert("unitCost".into(), money(service.unit_cost, rules.prices.scale.value));
-        fields.insert("isActive".into(), json!(true));
+        let scale = rules.prices.scale.value;
         out.changes.push(Change {
-            action: Action::Create,
-            entity: Entity::Services,
-            id: None,
-            parent: None,
             key: key.clone(),
-            fields,
-            before: None,
+            write: Write::CreateService(NewService {
+                name: truncate(&name, SERVICE_NAME_MAX),
+                sku: service.product_key.clone(),
+                billing_code_id: rules.settings.service_billing_code.value,
+                period_type: context.values.service_period_type,
+                unit_price: scaled(service.unit_price, scale),
+                unit_cost: scaled(service.unit_cost, scale),
+                is_active: true,
+            }),
             rule: create.origin.clone(),
             reason: format!("no Autotask Service has sku {}", service.product_key),
             company_id: 0,
             contract_label: String::new(),
         });
     }
-    Some(Err(key))
+    Some(Id::Planned(key))
 }
 
 /// What Autotask did not show, said once per plan. An API user without permission to see
@@ -710,7 +634,10 @@ fn diff_contract_service(
 ) {
     let (rules, index) = (context.rules, &context.index);
     let scale = rules.prices.scale.value;
-    let key = format!("subscription:{}/item:{}", contract.subscription_id, service.product_key);
+    let key = NaturalKey::Product {
+        subscription: contract.subscription_id.clone(),
+        item: service.product_key.clone(),
+    };
     // Nothing to remove from a contract or a service that does not exist yet.
     let existing_service_id = match (
         &rules.products.explicit.get(&service.product_key),
@@ -728,7 +655,7 @@ fn diff_contract_service(
         return;
     };
     let on_contract = match (target.existing_id, &service_ref) {
-        (Some(contract_id), Ok(service_id)) => index
+        (Some(contract_id), Id::Existing(service_id)) => index
             .contract_services
             .get(&(contract_id, *service_id))
             .map(|contract_service| (contract_id, *service_id, *contract_service)),
@@ -831,18 +758,6 @@ fn diff_contract_service(
     // One adjustment per contract service and bill carries units, price and cost together,
     // dated on the Billing Date: invoiced periods keep their price, and cmat never sends two
     // adjustments for one day (Autotask refuses the second). See ARCHITECTURE.md, "Prices".
-    let mut fields = BTreeMap::new();
-    fields.insert(
-        "serviceID".into(),
-        match &service_ref {
-            Ok(id) => json!(id),
-            Err(planned) => json!({ "ref": planned }),
-        },
-    );
-    fields.insert("effectiveDate".into(), date(effective));
-    fields.insert("unitChange".into(), json!(unit_change));
-    fields.insert("adjustedUnitPrice".into(), money(price, scale));
-    fields.insert("adjustedUnitCost".into(), money(cost, scale));
     let mut reasons = Vec::new();
     if unit_change != 0 {
         reasons.push(if !service.on_current_bill {
@@ -870,15 +785,16 @@ fn diff_contract_service(
         rules.policies.removed_product.origin.clone()
     };
     out.changes.push(Change {
-        action: Action::Adjust,
-        entity: Entity::ContractServiceAdjustments,
-        id: None,
-        parent: Some(target.parent.clone()),
         key,
-        fields,
-        before: Some(
-            [("units".to_string(), json!(current_units.to_string()))].into_iter().collect(),
-        ),
+        write: Write::AdjustContractService(Adjustment {
+            contract: target.parent.clone(),
+            service: service_ref,
+            effective_date: effective,
+            unit_change,
+            units_before: current_units,
+            adjusted_unit_price: scaled(price, scale),
+            adjusted_unit_cost: scaled(cost, scale),
+        }),
         rule,
         reason: reasons.join("; "),
         company_id: contract.company_id,
@@ -904,7 +820,11 @@ fn diff_charge(
 ) {
     let (rules, index) = (context.rules, &context.index);
     let scale = rules.prices.scale.value;
-    let key = format!("subscription:{}/charge:{}", contract.subscription_id, charge.date);
+    let key = NaturalKey::Charge {
+        subscription: contract.subscription_id.clone(),
+        date: charge.date,
+        correction: None,
+    };
     let name = truncate(&charge.name, CHARGE_NAME_MAX);
     let correction_base = truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4));
     let ours: Vec<&ContractCharge> = target
@@ -925,37 +845,27 @@ fn diff_charge(
         Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
         None => contract_label(contract),
     };
-    let base_fields = |name: &str, price: Decimal, cost: Option<Decimal>| {
-        let mut fields = BTreeMap::new();
-        fields.insert("name".to_string(), json!(name));
-        fields.insert(
-            "description".to_string(),
-            json!(format!(
-                "{} {} consumption, {} line(s), subscription {}",
-                contract.service_name, charge.date, charge.line_count, contract.subscription_id
-            )),
-        );
-        fields.insert("datePurchased".to_string(), date(charge.date));
-        fields.insert("chargeType".to_string(), json!(context.values.charge_type));
-        fields.insert("unitQuantity".to_string(), money(Decimal::ONE, scale));
-        fields.insert("unitPrice".to_string(), money(price, scale));
-        if let Some(cost) = cost {
-            fields.insert("unitCost".to_string(), money(cost, scale));
-        }
-        fields
-            .insert("billingCodeID".to_string(), json!(rules.settings.product_billing_code.value));
-        fields.insert("isBillableToCompany".to_string(), json!(true));
-        fields
+    let new_charge = |name: &str, price: Decimal, cost: Option<Decimal>| NewCharge {
+        name: name.to_string(),
+        description: format!(
+            "{} {} consumption, {} line(s), subscription {}",
+            contract.service_name, charge.date, charge.line_count, contract.subscription_id
+        ),
+        date_purchased: charge.date,
+        charge_type: context.values.charge_type,
+        unit_quantity: scaled(Decimal::ONE, scale),
+        unit_price: scaled(price, scale),
+        unit_cost: cost.map(|cost| scaled(cost, scale)),
+        billing_code_id: rules.settings.product_billing_code.value,
+        is_billable_to_company: true,
     };
     if ours.is_empty() {
         out.changes.push(Change {
-            action: Action::Create,
-            entity: Entity::ContractCharges,
-            id: None,
-            parent: Some(target.parent.clone()),
             key,
-            fields: base_fields(&name, charge.unit_price, Some(charge.unit_cost)),
-            before: None,
+            write: Write::CreateCharge {
+                contract: target.parent.clone(),
+                charge: new_charge(&name, charge.unit_price, Some(charge.unit_cost)),
+            },
             rule: rules.consumption.charge_name.origin.clone(),
             reason: format!(
                 "{} consumption for {}: {} line(s), total {}",
@@ -991,32 +901,34 @@ fn diff_charge(
         let quantity = if open.unit_quantity.is_zero() { Decimal::ONE } else { open.unit_quantity };
         let (open_price, open_cost) = charge_total(open);
         let new_price = rules.prices.round((open_price + price_gap) / quantity);
-        let mut fields = BTreeMap::new();
-        let mut before = BTreeMap::new();
+        let mut unit_price = None;
+        let mut unit_cost = None;
         if new_price != open.unit_price {
-            fields.insert("unitPrice".to_string(), money(new_price, scale));
-            before.insert("unitPrice".to_string(), money(open.unit_price, scale));
+            unit_price = Some(Edit {
+                old: Some(scaled(open.unit_price, scale)),
+                new: scaled(new_price, scale),
+            });
         }
         if let (Some(open_cost), Some(cost_gap), Some(held)) = (open_cost, cost_gap, open.unit_cost)
         {
             let new_cost = rules.prices.round((open_cost + cost_gap) / quantity);
             if new_cost != held {
-                fields.insert("unitCost".to_string(), money(new_cost, scale));
-                before.insert("unitCost".to_string(), money(held, scale));
+                unit_cost =
+                    Some(Edit { old: Some(scaled(held, scale)), new: scaled(new_cost, scale) });
             }
         }
-        if fields.is_empty() {
+        if unit_price.is_none() && unit_cost.is_none() {
             out.unchanged += 1;
             return;
         }
         out.changes.push(Change {
-            action: Action::Update,
-            entity: Entity::ContractCharges,
-            id: Some(open.id),
-            parent: Some(target.parent.clone()),
             key,
-            fields,
-            before: Some(before),
+            write: Write::UpdateCharge {
+                id: open.id,
+                contract: target.parent.clone(),
+                unit_price,
+                unit_cost,
+            },
             rule: rules.consumption.charge_name.origin.clone(),
             reason: format!(
                 "bill of {} restated: total {} → {}",
@@ -1050,14 +962,17 @@ fn diff_charge(
         .map(|n| if n == 1 { correction_base.clone() } else { format!("{correction_base} {n}") })
         .find(|candidate| !taken.contains(candidate.as_str()))
         .unwrap_or_else(|| correction_base.clone());
+    let key = NaturalKey::Charge {
+        subscription: contract.subscription_id.clone(),
+        date: charge.date,
+        correction: Some(correction_name.clone()),
+    };
     out.changes.push(Change {
-        action: Action::Create,
-        entity: Entity::ContractCharges,
-        id: None,
-        parent: Some(target.parent.clone()),
-        key: format!("{key}/correction:{correction_name}"),
-        fields: base_fields(&correction_name, price_gap, cost_gap),
-        before: None,
+        key,
+        write: Write::CreateCharge {
+            contract: target.parent.clone(),
+            charge: new_charge(&correction_name, price_gap, cost_gap),
+        },
         rule: rules.policies.billed_charge_mismatch.origin.clone(),
         reason: format!("{message}: correcting charge of {}", amount(price_gap, scale)),
         company_id: contract.company_id,
@@ -1073,6 +988,7 @@ pub(crate) mod tests {
     use crate::plan::{Digests, Plan, PlanParent};
     use crate::snapshot::*;
     use crate::testing::{default_rules, line};
+    use serde_json::json;
 
     fn company_snapshot() -> Snapshot {
         let mut snapshot = Snapshot::default();
@@ -1121,7 +1037,11 @@ pub(crate) mod tests {
         plan.changes
             .iter()
             .map(|c| {
-                (crate::plan::action_name(c.action).to_string(), c.entity.clone(), c.key.clone())
+                (
+                    c.action().as_str().to_string(),
+                    c.entity().as_str().to_string(),
+                    c.key.to_string(),
+                )
             })
             .collect()
     }
@@ -1157,10 +1077,10 @@ pub(crate) mod tests {
             ]
         );
         let charge = &first.changes[6];
-        assert_eq!(charge.fields["unitPrice"], json!("20.7500"));
-        assert_eq!(charge.fields["unitQuantity"], json!("1.0000"));
-        assert_eq!(charge.parent, Some(PlanParent::Planned { reference: "c3".into() }));
-        assert_eq!(first.changes[4].fields["serviceID"], json!({"ref": "c1"}));
+        assert_eq!(charge.fields()["unitPrice"], json!("20.7500"));
+        assert_eq!(charge.fields()["unitQuantity"], json!("1.0000"));
+        assert_eq!(charge.parent(), Some(PlanParent::Planned { reference: "c3".into() }));
+        assert_eq!(first.changes[4].fields()["serviceID"], json!({"ref": "c1"}));
         assert_eq!(snapshot.services.len(), 2, "one Service per sku");
     }
 
@@ -1173,8 +1093,13 @@ pub(crate) mod tests {
             line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "C", "2", "9"),
         ]);
         let second = converge(&rules, &lines, &mut snapshot);
-        let reasons: Vec<_> =
-            second.changes.iter().map(|c| (c.key.as_str(), c.reason.as_str())).collect();
+        let keys: Vec<String> = second.changes.iter().map(|c| c.key.to_string()).collect();
+        let reasons: Vec<_> = second
+            .changes
+            .iter()
+            .zip(&keys)
+            .map(|(c, k)| (k.as_str(), c.reason.as_str()))
+            .collect();
         assert_eq!(
             reasons,
             vec![
@@ -1187,9 +1112,10 @@ pub(crate) mod tests {
                 ("subscription:S1/item:C", "new product C (Product C): 2 units"),
             ]
         );
-        let removal = second.changes.iter().find(|c| c.key.ends_with("item:B")).expect("removal");
-        assert_eq!(removal.fields["unitChange"], json!(-3));
-        assert_eq!(removal.fields["effectiveDate"], json!("2026-11-01"));
+        let removal =
+            second.changes.iter().find(|c| c.key.to_string().ends_with("item:B")).expect("removal");
+        assert_eq!(removal.fields()["unitChange"], json!(-3));
+        assert_eq!(removal.fields()["effectiveDate"], json!("2026-11-01"));
     }
 
     #[test]
@@ -1204,14 +1130,14 @@ pub(crate) mod tests {
         assert_eq!(second.changes.len(), 1, "{:#?}", second.changes);
         let change = &second.changes[0];
         assert_eq!(
-            (change.action, change.entity.as_str()),
-            (Action::Adjust, "ContractServiceAdjustments")
+            (change.action(), change.entity()),
+            (Action::Adjust, Entity::ContractServiceAdjustments)
         );
-        assert_eq!(change.fields["unitChange"], json!(0));
-        assert_eq!(change.fields["effectiveDate"], json!("2026-11-01"));
-        assert_eq!(change.fields["adjustedUnitPrice"], json!("6.0000"));
-        assert_eq!(change.fields["adjustedUnitCost"], json!("4.8000"));
-        assert!(!change.fields.contains_key("unitPrice"), "never the catalogue price");
+        assert_eq!(change.fields()["unitChange"], json!(0));
+        assert_eq!(change.fields()["effectiveDate"], json!("2026-11-01"));
+        assert_eq!(change.fields()["adjustedUnitPrice"], json!("6.0000"));
+        assert_eq!(change.fields()["adjustedUnitCost"], json!("4.8000"));
+        assert!(!change.fields().contains_key("unitPrice"), "never the catalogue price");
         assert_eq!(change.reason, "unit price 5.0000 → 6.0000; unit cost 4.0000 → 4.8000");
     }
 
@@ -1235,7 +1161,7 @@ pub(crate) mod tests {
         }
         let plan = plan(&rules, &october(), &snapshot);
         assert!(
-            plan.changes.iter().all(|c| c.entity != "ContractServiceAdjustments"),
+            plan.changes.iter().all(|c| c.entity() != Entity::ContractServiceAdjustments),
             "{:#?}",
             plan.changes
         );
@@ -1271,8 +1197,8 @@ pub(crate) mod tests {
         restated[3] = line("2026-10-01", "Contoso", "Azure Plan", "AZ", "M2", "2", "11.125");
         let corrected = plan(&rules, &restated, &snapshot);
         assert_eq!(corrected.changes.len(), 1, "{:#?}", corrected.changes);
-        assert_eq!(corrected.changes[0].fields["unitPrice"], json!("2.0000"));
-        assert!(!corrected.changes[0].fields.contains_key("unitCost"));
+        assert_eq!(corrected.changes[0].fields()["unitPrice"], json!("2.0000"));
+        assert!(!corrected.changes[0].fields().contains_key("unitCost"));
     }
 
     #[test]
@@ -1289,7 +1215,7 @@ pub(crate) mod tests {
         lines.push(line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "40", "5"));
         let left = plan(&rules, &lines, &snapshot);
         assert!(
-            left.changes.iter().all(|c| !c.key.starts_with("subscription:S1")),
+            left.changes.iter().all(|c| c.key.subscription() != Some("S1")),
             "{:#?}",
             left.changes
         );
@@ -1321,7 +1247,7 @@ pub(crate) mod tests {
             line.autotask_company_id = Some(0);
         }
         let own = plan(&rules, &lines, &snapshot);
-        assert!(own.changes.iter().all(|c| c.entity == "Services"), "{:#?}", own.changes);
+        assert!(own.changes.iter().all(|c| c.entity() == Entity::Services), "{:#?}", own.changes);
         assert!(own.warnings.iter().any(|w| w.code == "own_company"), "{:#?}", own.warnings);
     }
 
@@ -1363,7 +1289,7 @@ pub(crate) mod tests {
                 "subscription:AZ/charge:2026-11-01".into()
             )]
         );
-        assert_eq!(restated.changes[0].fields["unitPrice"], json!("125.0000"));
+        assert_eq!(restated.changes[0].fields()["unitPrice"], json!("125.0000"));
         assert_eq!(
             restated.changes[0].reason,
             "bill of 2026-11-01 restated: total 120.0000 → 125.0000"
@@ -1380,20 +1306,20 @@ pub(crate) mod tests {
         }
         let restated = converge(&rules, &[azure("2026-11-01", "110")], &mut snapshot);
         let correction = &restated.changes[0];
-        assert_eq!(correction.action, Action::Create);
-        assert_eq!(correction.fields["name"], json!("Azure consumption 2026-11 correction"));
-        assert_eq!(correction.fields["unitPrice"], json!("-10.0000"));
-        assert_eq!(correction.fields["datePurchased"], json!("2026-11-01"));
+        assert_eq!(correction.action(), Action::Create);
+        assert_eq!(correction.fields()["name"], json!("Azure consumption 2026-11 correction"));
+        assert_eq!(correction.fields()["unitPrice"], json!("-10.0000"));
+        assert_eq!(correction.fields()["datePurchased"], json!("2026-11-01"));
         // A second restatement after the correction was billed adds a second, distinct correction.
         for charge in snapshot.charges.values_mut() {
             charge.is_billed = true;
         }
         let again = converge(&rules, &[azure("2026-11-01", "112")], &mut snapshot);
         assert_eq!(
-            again.changes[0].fields["name"],
+            again.changes[0].fields()["name"],
             json!("Azure consumption 2026-11 correction 2")
         );
-        assert_eq!(again.changes[0].fields["unitPrice"], json!("2.0000"));
+        assert_eq!(again.changes[0].fields()["unitPrice"], json!("2.0000"));
         let total: Decimal =
             snapshot.charges.values().map(|c| c.unit_quantity * c.unit_price).sum();
         assert_eq!(total, Decimal::new(112, 0));
@@ -1432,9 +1358,9 @@ pub(crate) mod tests {
         let id = contract.id;
         let fix = converge(&rules, &october(), &mut snapshot);
         assert_eq!(fix.changes.len(), 1);
-        assert_eq!(fix.changes[0].id, Some(id));
+        assert_eq!(fix.changes[0].id(), Some(id));
         assert_eq!(
-            fix.changes[0].before.as_ref().map(|b| b["contractName"].clone()),
+            fix.changes[0].before().map(|b| b["contractName"].clone()),
             Some(json!("Renamed by hand"))
         );
     }
@@ -1460,7 +1386,11 @@ pub(crate) mod tests {
         );
         let lines = vec![line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5")];
         let first = converge(&rules, &lines, &mut snapshot);
-        assert!(first.changes.iter().all(|c| c.entity != "Contracts"), "{:#?}", first.changes);
+        assert!(
+            first.changes.iter().all(|c| c.entity() != Entity::Contracts),
+            "{:#?}",
+            first.changes
+        );
         assert_eq!(snapshot.contracts.len(), 1);
     }
 
@@ -1478,8 +1408,8 @@ pub(crate) mod tests {
             line("2027-10-01", "Contoso", "Microsoft CSP", "S1", "A", "11", "5"),
         ];
         let renewal = converge(&rules, &lines, &mut snapshot);
-        assert_eq!(renewal.changes[0].fields["endDate"], json!("2028-09-30"));
-        assert_eq!(renewal.changes[1].fields["effectiveDate"], json!("2027-10-01"));
+        assert_eq!(renewal.changes[0].fields()["endDate"], json!("2028-09-30"));
+        assert_eq!(renewal.changes[1].fields()["effectiveDate"], json!("2027-10-01"));
     }
 
     #[test]
@@ -1491,12 +1421,17 @@ pub(crate) mod tests {
         // The restated bill's adjustment went in on 2026-10-02 (the 1st was taken).
         let restated = vec![line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "12", "5")];
         let plan = plan(&rules, &restated, &snapshot);
-        let adjustment =
-            plan.changes.iter().find(|c| c.entity == "ContractServiceAdjustments").expect("adjust");
-        assert_eq!(adjustment.fields["unitChange"], json!(2));
+        let adjustment = plan
+            .changes
+            .iter()
+            .find(|c| c.entity() == Entity::ContractServiceAdjustments)
+            .expect("adjust");
+        assert_eq!(adjustment.fields()["unitChange"], json!(2));
         let mut moved = plan.clone();
-        moved.changes.retain(|c| c.entity == "ContractServiceAdjustments");
-        moved.changes[0].fields.insert("effectiveDate".into(), json!("2026-10-02"));
+        moved.changes.retain(|c| c.entity() == Entity::ContractServiceAdjustments);
+        if let Write::AdjustContractService(adjustment) = &mut moved.changes[0].write {
+            adjustment.effective_date = "2026-10-02".parse().expect("date");
+        }
         crate::testing::play(&moved, &mut snapshot);
         let again = self::plan(&rules, &restated, &snapshot);
         assert!(again.changes.is_empty(), "{:#?}", again.changes);
@@ -1514,7 +1449,7 @@ pub(crate) mod tests {
         for count in ["12", "11", "15"] {
             let restated = converge(&rules, &bill(count), &mut snapshot);
             assert_eq!(restated.changes.len(), 1, "{:#?}", restated.changes);
-            days.push(restated.changes[0].fields["effectiveDate"].clone());
+            days.push(restated.changes[0].fields()["effectiveDate"].clone());
         }
         assert_eq!(days, vec![json!("2026-10-02"), json!("2026-10-03"), json!("2026-10-04")]);
     }

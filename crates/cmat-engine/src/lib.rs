@@ -11,8 +11,10 @@ pub mod diff;
 pub mod picklists;
 pub mod plan;
 pub mod rules;
+pub mod scope;
 pub mod snapshot;
 pub mod spreadsheet;
+pub mod write;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;

@@ -9,9 +9,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use std::collections::BTreeSet;
+
 use crate::desired::Warning;
-use crate::diff::{Action, Change, Diff, Entity, Parent};
+use crate::diff::{Change, Diff};
 use crate::snapshot::Snapshot;
+use crate::write::{
+    Action, Adjustment, ContractEdits, Edit, Entity, Id, NaturalKey, NewCharge, NewContract,
+    NewService, Ref, Write,
+};
 
 pub const FORMAT_VERSION: u32 = 1;
 
@@ -43,6 +49,7 @@ pub struct Summary {
     pub warnings: u64,
 }
 
+/// A change's parent as the saved plan spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PlanParent {
@@ -56,23 +63,16 @@ pub enum PlanParent {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// One change of a plan: a typed write, the natural key it is found by, and why.
+#[derive(Debug, Clone, PartialEq)]
 pub struct PlanChange {
-    #[serde(rename = "ref")]
     pub reference: String,
-    pub action: Action,
-    pub entity: String,
-    pub id: Option<i64>,
-    pub parent: Option<PlanParent>,
-    pub key: String,
-    pub fields: Map<String, Value>,
-    pub before: Option<Map<String, Value>>,
+    pub key: NaturalKey,
+    pub write: Write<Ref>,
     pub rule: String,
     pub reason: String,
     /// Grouping for the text plan; not part of the JSON contract.
-    #[serde(skip)]
     pub company_id: i64,
-    #[serde(skip)]
     pub contract_label: String,
 }
 
@@ -83,7 +83,7 @@ pub struct PlanWarning {
     pub source: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
     pub format_version: u32,
     pub created_at: DateTime<Utc>,
@@ -128,22 +128,13 @@ pub fn mappings_digest(sources: &[(String, String)]) -> String {
 impl Plan {
     /// Numbers the changes (c1, c2, …) in the diff's order and turns planned-record keys into refs.
     pub fn new(diff: Diff, digests: Digests, created_at: DateTime<Utc>) -> Plan {
-        let refs: BTreeMap<String, String> = diff
+        let refs: BTreeMap<NaturalKey, String> = diff
             .changes
             .iter()
             .enumerate()
-            .filter(|(_, change)| change.action == Action::Create)
+            .filter(|(_, change)| change.write.action() == Action::Create)
             .map(|(index, change)| (change.key.clone(), format!("c{}", index + 1)))
             .collect();
-        let resolve = |value: Value| -> Value {
-            match value {
-                Value::Object(map) if map.len() == 1 && map.contains_key("ref") => {
-                    let key = map.get("ref").and_then(Value::as_str).unwrap_or_default();
-                    serde_json::json!({ "ref": refs.get(key).cloned().unwrap_or_else(|| key.to_string()) })
-                }
-                other => other,
-            }
-        };
         let mut summary = Summary {
             unchanged: diff.unchanged,
             warnings: diff.warnings.len() as u64,
@@ -154,44 +145,25 @@ impl Plan {
             .into_iter()
             .enumerate()
             .map(|(index, change)| {
-                match change.action {
+                match change.write.action() {
                     Action::Create => summary.create += 1,
                     Action::Update => summary.update += 1,
                     Action::Adjust => summary.adjust += 1,
                     Action::Delete => summary.delete += 1,
                 }
-                let Change {
-                    action,
-                    entity,
-                    id,
-                    parent,
-                    key,
-                    fields,
-                    before,
-                    rule,
-                    reason,
-                    company_id,
-                    contract_label,
-                } = change;
+                let Change { key, write, rule, reason, company_id, contract_label } = change;
+                let write = write
+                    .map_refs(|planned| {
+                        Ok::<_, std::convert::Infallible>(Ref(refs
+                            .get(planned)
+                            .cloned()
+                            .unwrap_or_else(|| planned.to_string())))
+                    })
+                    .unwrap_or_else(|never| match never {});
                 PlanChange {
                     reference: format!("c{}", index + 1),
-                    action,
-                    entity: entity.as_str().to_string(),
-                    id,
-                    parent: parent.map(|parent| match parent {
-                        Parent::Existing { entity, id } => {
-                            PlanParent::Existing { entity: entity.as_str().to_string(), id }
-                        }
-                        Parent::Planned { key } => PlanParent::Planned {
-                            reference: refs.get(&key).cloned().unwrap_or(key),
-                        },
-                    }),
                     key,
-                    fields: fields
-                        .into_iter()
-                        .map(|(name, value)| (name, resolve(value)))
-                        .collect(),
-                    before: before.map(|before| before.into_iter().collect()),
+                    write,
                     rule: rule.to_string(),
                     reason,
                     company_id,
@@ -213,13 +185,26 @@ impl Plan {
         !self.changes.is_empty()
     }
 
+    /// The saved plan, SPEC's `format_version` 1.
     pub fn to_json(&self) -> String {
-        let mut text = serde_json::to_string_pretty(self).unwrap_or_default();
+        let mut text = serde_json::to_string_pretty(&self.to_raw()).unwrap_or_default();
         text.push('\n');
         text
     }
 
-    /// Reads a saved plan and checks that it is internally consistent before anyone trusts it.
+    fn to_raw(&self) -> RawPlan {
+        RawPlan {
+            format_version: self.format_version,
+            created_at: self.created_at,
+            digests: self.digests.clone(),
+            summary: self.summary.clone(),
+            changes: self.changes.iter().map(PlanChange::to_raw).collect(),
+            warnings: self.warnings.clone(),
+        }
+    }
+
+    /// Reads a saved plan and checks that it is internally consistent before anyone trusts it:
+    /// every change must be a write cmat makes, with typed values, each error naming its change.
     pub fn from_json(path: &str, text: &str) -> Result<Plan, PlanError> {
         let version: Value = serde_json::from_str(text)
             .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
@@ -228,79 +213,88 @@ impl Plan {
             return Err(PlanError::Version { path: path.to_string(), found });
         }
         // Read again from the text, not the value: serde's errors then carry line and column.
-        let mut plan: Plan = serde_json::from_str(text)
+        let raw: RawPlan = serde_json::from_str(text)
             .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
-        let mut known_refs = std::collections::BTreeSet::new();
-        for change in &mut plan.changes {
-            let invalid = |message: String| PlanError::Invalid {
-                path: path.to_string(),
-                reference: change.reference.clone(),
-                message,
-            };
+        let invalid = |change: &RawChange, message: String| PlanError::Invalid {
+            path: path.to_string(),
+            reference: change.reference.clone(),
+            message,
+        };
+        // The plan's shape first (entities, parents, ids), then each change's values.
+        let mut known_refs = BTreeSet::new();
+        for change in &raw.changes {
             if Entity::from_name(&change.entity).is_none() {
-                return Err(invalid(format!("unknown entity {}", change.entity)));
+                return Err(invalid(change, format!("unknown entity {}", change.entity)));
             }
             if let Some(PlanParent::Planned { reference }) = &change.parent {
                 if !known_refs.contains(reference) {
-                    return Err(invalid(format!(
-                        "parent {reference} is not created earlier in the plan"
-                    )));
+                    return Err(invalid(
+                        change,
+                        format!("parent {reference} is not created earlier in the plan"),
+                    ));
                 }
             }
             if matches!(change.action, Action::Update | Action::Delete) && change.id.is_none() {
-                return Err(invalid("an update or delete needs an id".to_string()));
+                return Err(invalid(change, "an update or delete needs an id".to_string()));
             }
             known_refs.insert(change.reference.clone());
         }
-        Ok(plan)
+        let mut created = BTreeSet::new();
+        let mut changes = Vec::with_capacity(raw.changes.len());
+        for change in &raw.changes {
+            let typed = PlanChange::from_raw(change, &created)
+                .map_err(|message| invalid(change, message))?;
+            if typed.write.action() == Action::Create {
+                created.insert(change.reference.clone());
+            }
+            changes.push(typed);
+        }
+        Ok(Plan {
+            format_version: raw.format_version,
+            created_at: raw.created_at,
+            digests: raw.digests,
+            summary: raw.summary,
+            changes,
+            warnings: raw.warnings,
+        })
     }
 
     /// A saved plan carries no grouping for the text view: find each change's company and
-    /// contract again from its own fields, its parent, or the snapshot.
+    /// contract again from its write, its parent, or the snapshot.
     pub fn restore_grouping(&mut self, snapshot: &Snapshot) {
         let mut planned: BTreeMap<String, (i64, String)> = BTreeMap::new();
         for change in &mut self.changes {
-            let subscription = change
-                .key
-                .split('/')
-                .next()
-                .unwrap_or_default()
-                .trim_start_matches("subscription:");
-            let (company, label) = if let Some(company) =
-                change.fields.get("companyID").and_then(Value::as_i64)
-            {
-                let name =
-                    change.fields.get("contractName").and_then(Value::as_str).unwrap_or_default();
-                (company, format!("{name} [{subscription}]"))
-            } else {
-                match &change.parent {
-                    Some(PlanParent::Existing { id, .. }) => match snapshot.contracts.get(id) {
-                        Some(contract) => (
-                            contract.company_id,
-                            format!("{} [{subscription}] #{id}", contract.contract_name),
-                        ),
-                        None => (0, format!("contract #{id}")),
-                    },
-                    Some(PlanParent::Planned { reference }) => {
-                        planned.get(reference).cloned().unwrap_or_default()
-                    }
-                    None => match change.id.and_then(|id| snapshot.contracts.get(&id)) {
-                        Some(contract) => (
-                            contract.company_id,
-                            format!("{} [{subscription}] #{}", contract.contract_name, contract.id),
-                        ),
-                        None => (0, String::new()),
-                    },
+            let subscription = change.key.subscription().unwrap_or_default();
+            let held = |id: i64| snapshot.contracts.get(&id);
+            let (company, label) = match (&change.write, change.write.parent()) {
+                (Write::CreateContract(contract), _) => {
+                    (contract.company_id, format!("{} [{subscription}]", contract.name))
                 }
+                (_, Some(Id::Existing(id))) => match held(*id) {
+                    Some(contract) => (
+                        contract.company_id,
+                        format!("{} [{subscription}] #{id}", contract.contract_name),
+                    ),
+                    None => (0, format!("contract #{id}")),
+                },
+                (_, Some(Id::Planned(Ref(reference)))) => {
+                    planned.get(reference).cloned().unwrap_or_default()
+                }
+                (write, None) => match write.id().and_then(held) {
+                    Some(contract) => (
+                        contract.company_id,
+                        format!("{} [{subscription}] #{}", contract.contract_name, contract.id),
+                    ),
+                    None => (0, String::new()),
+                },
             };
             change.company_id = company;
             change.contract_label = label.clone();
-            if change.entity == "Contracts" {
+            if change.write.entity() == Entity::Contracts {
                 planned.insert(change.reference.clone(), (company, label));
             }
         }
     }
-
     /// One row per changed field: ref, action, entity, id, key, field, old, new, rule, reason.
     pub fn to_csv(&self) -> String {
         let mut writer = csv::Writer::from_writer(Vec::new());
@@ -317,19 +311,20 @@ impl Plan {
             "reason",
         ]);
         for change in &self.changes {
-            for (field, value) in &change.fields {
-                let old = change
-                    .before
+            let before = change.before();
+            let key = change.key.to_string();
+            for (field, value) in &change.fields() {
+                let old = before
                     .as_ref()
                     .and_then(|before| before.get(field))
                     .map(plain)
                     .unwrap_or_default();
                 let _ = writer.write_record([
                     change.reference.as_str(),
-                    action_name(change.action),
-                    change.entity.as_str(),
-                    &change.id.map(|id| id.to_string()).unwrap_or_default(),
-                    change.key.as_str(),
+                    change.action().as_str(),
+                    change.entity().as_str(),
+                    &change.id().map(|id| id.to_string()).unwrap_or_default(),
+                    key.as_str(),
                     field.as_str(),
                     &crate::spreadsheet::spreadsheet_safe(&old),
                     &crate::spreadsheet::spreadsheet_safe(&plain(value)),
@@ -353,11 +348,13 @@ impl Plan {
         };
         let mut out = String::new();
         let destructive = |change: &PlanChange| {
-            change.action == Action::Delete
-                || change.fields.get("unitChange").and_then(Value::as_i64).is_some_and(|n| n < 0)
+            change.action() == Action::Delete
+                || matches!(&change.write, Write::AdjustContractService(a) if a.unit_change < 0)
         };
         // A correcting charge restates a period already invoiced: a person should see it apart.
-        let restates_invoiced = |change: &PlanChange| change.key.contains("/correction:");
+        let restates_invoiced = |change: &PlanChange| {
+            matches!(&change.key, NaturalKey::Charge { correction: Some(_), .. })
+        };
         let mut groups: BTreeMap<(String, String), Vec<&PlanChange>> = BTreeMap::new();
         let mut removals = Vec::new();
         let mut restatements = Vec::new();
@@ -370,7 +367,7 @@ impl Plan {
                 restatements.push(change);
                 continue;
             }
-            let company = if change.entity == "Services" {
+            let company = if change.entity() == Entity::Services {
                 "Autotask Services (shared by all contracts)".to_string()
             } else {
                 company_label(change.company_id, company_names)
@@ -441,29 +438,30 @@ fn company_label(company_id: i64, company_names: &BTreeMap<i64, String>) -> Stri
 }
 
 fn write_change(out: &mut String, change: &PlanChange, paint: &dyn Fn(&str, &str) -> String) {
-    let (symbol, code) = match change.action {
+    let (symbol, code) = match change.action() {
         Action::Create => ("+", "32"),
         Action::Update | Action::Adjust => ("~", "33"),
         Action::Delete => ("-", "31"),
     };
-    let target = match change.id {
-        Some(id) => format!("{} #{id}", change.entity),
-        None => change.entity.clone(),
+    let target = match change.id() {
+        Some(id) => format!("{} #{id}", change.entity().as_str()),
+        None => change.entity().as_str().to_string(),
     };
-    let item = change.key.rsplit('/').next().filter(|_| change.key.contains('/')).unwrap_or("");
+    let item = change.key.item_label();
     let _ = writeln!(
         out,
         "    {} {} {target}{}{}: {}  [{}]",
         paint(code, symbol),
-        action_name(change.action),
+        change.action().as_str(),
         if item.is_empty() { "" } else { " " },
         item,
         change.reason,
         change.rule
     );
-    for (field, value) in &change.fields {
-        match change.before.as_ref().and_then(|before| before.get(field)) {
-            Some(old) if change.action == Action::Update => {
+    let before = change.before();
+    for (field, value) in &change.fields() {
+        match before.as_ref().and_then(|before| before.get(field)) {
+            Some(old) if change.action() == Action::Update => {
                 let _ = writeln!(out, "        {field}: {} → {}", plain(old), plain(value));
             }
             _ => {
@@ -474,12 +472,7 @@ fn write_change(out: &mut String, change: &PlanChange, paint: &dyn Fn(&str, &str
 }
 
 pub fn action_name(action: Action) -> &'static str {
-    match action {
-        Action::Create => "create",
-        Action::Update => "update",
-        Action::Adjust => "adjust",
-        Action::Delete => "delete",
-    }
+    action.as_str()
 }
 
 /// A JSON value as a person reads it: strings without quotes, refs as "(new cN)".
@@ -528,5 +521,946 @@ pub fn digests(inputs: &PlanInputs<'_>) -> Digests {
         snapshot: snapshot_digest(inputs.snapshot),
         inputs: inputs.inputs_digest.clone(),
         mappings: mappings_digest(inputs.mapping_sources),
+    }
+}
+
+/// The saved plan as SPEC spells it; only [`Plan::to_json`] and [`Plan::from_json`] see it.
+#[derive(Debug, Serialize, Deserialize)]
+struct RawPlan {
+    format_version: u32,
+    created_at: DateTime<Utc>,
+    digests: Digests,
+    summary: Summary,
+    changes: Vec<RawChange>,
+    warnings: Vec<PlanWarning>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct RawChange {
+    #[serde(rename = "ref")]
+    reference: String,
+    action: Action,
+    entity: String,
+    id: Option<i64>,
+    parent: Option<PlanParent>,
+    key: String,
+    fields: Map<String, Value>,
+    before: Option<Map<String, Value>>,
+    rule: String,
+    reason: String,
+}
+
+fn text(value: impl Into<String>) -> Value {
+    Value::String(value.into())
+}
+
+/// Decimals are JSON strings with their scale ("5.0000"), never floats.
+fn decimal(value: rust_decimal::Decimal) -> Value {
+    Value::String(value.to_string())
+}
+
+fn date(value: chrono::NaiveDate) -> Value {
+    Value::String(value.to_string())
+}
+
+fn record(id: &Id<Ref>) -> Value {
+    match id {
+        Id::Existing(id) => Value::from(*id),
+        Id::Planned(Ref(reference)) => serde_json::json!({ "ref": reference }),
+    }
+}
+
+impl PlanChange {
+    pub fn action(&self) -> Action {
+        self.write.action()
+    }
+
+    pub fn entity(&self) -> Entity {
+        self.write.entity()
+    }
+
+    pub fn id(&self) -> Option<i64> {
+        self.write.id()
+    }
+
+    /// The fields as the saved plan (and the audit trail) name them: Autotask's camelCase
+    /// names, decimals as strings, a planned record as `{"ref": "cN"}`.
+    pub fn fields(&self) -> Map<String, Value> {
+        let mut fields = Map::new();
+        let mut put = |name: &str, value: Value| {
+            fields.insert(name.to_string(), value);
+        };
+        match &self.write {
+            Write::CreateService(service) => {
+                put("name", text(&service.name));
+                put("sku", text(&service.sku));
+                put("billingCodeID", Value::from(service.billing_code_id));
+                if let Some(period) = service.period_type {
+                    put("periodType", Value::from(period));
+                }
+                put("unitPrice", decimal(service.unit_price));
+                put("unitCost", decimal(service.unit_cost));
+                put("isActive", Value::Bool(service.is_active));
+            }
+            Write::CreateContract(contract) => {
+                put("companyID", Value::from(contract.company_id));
+                put("contractName", text(&contract.name));
+                put("contractType", Value::from(contract.contract_type));
+                put("status", Value::from(contract.status));
+                if let Some(period) = contract.period_type {
+                    put("contractPeriodType", Value::from(period));
+                }
+                put("startDate", date(contract.start_date));
+                put("endDate", date(contract.end_date));
+                put("serviceLevelAgreementID", Value::from(contract.service_level_agreement_id));
+                put(
+                    "timeReportingRequiresStartAndStopTimes",
+                    Value::from(contract.time_reporting_requires_start_and_stop_times),
+                );
+                if let Some(category) = contract.category {
+                    put("contractCategory", Value::from(category));
+                }
+                put(
+                    "userDefinedFields",
+                    serde_json::json!([{
+                        "name": contract.subscription_udf,
+                        "value": contract.subscription,
+                    }]),
+                );
+            }
+            Write::UpdateContract { edits, .. } => {
+                if let Some(edit) = &edits.name {
+                    put("contractName", text(&edit.new));
+                }
+                if let Some(edit) = &edits.end_date {
+                    put("endDate", date(edit.new));
+                }
+                if let Some(edit) = &edits.service_level_agreement_id {
+                    put("serviceLevelAgreementID", Value::from(edit.new));
+                }
+                if let Some(edit) = &edits.category {
+                    put("contractCategory", Value::from(edit.new));
+                }
+            }
+            Write::AdjustContractService(adjustment) => {
+                put("serviceID", record(&adjustment.service));
+                put("effectiveDate", date(adjustment.effective_date));
+                put("unitChange", Value::from(adjustment.unit_change));
+                put("adjustedUnitPrice", decimal(adjustment.adjusted_unit_price));
+                put("adjustedUnitCost", decimal(adjustment.adjusted_unit_cost));
+            }
+            Write::CreateCharge { charge, .. } => {
+                put("name", text(&charge.name));
+                put("description", text(&charge.description));
+                put("datePurchased", date(charge.date_purchased));
+                put("chargeType", Value::from(charge.charge_type));
+                put("unitQuantity", decimal(charge.unit_quantity));
+                put("unitPrice", decimal(charge.unit_price));
+                if let Some(cost) = charge.unit_cost {
+                    put("unitCost", decimal(cost));
+                }
+                put("billingCodeID", Value::from(charge.billing_code_id));
+                put("isBillableToCompany", Value::Bool(charge.is_billable_to_company));
+            }
+            Write::UpdateCharge { unit_price, unit_cost, .. } => {
+                if let Some(edit) = unit_price {
+                    put("unitPrice", decimal(edit.new));
+                }
+                if let Some(edit) = unit_cost {
+                    put("unitCost", decimal(edit.new));
+                }
+            }
+        }
+        fields
+    }
+
+    /// What Autotask held before the change, for updates and adjustments.
+    pub fn before(&self) -> Option<Map<String, Value>> {
+        let mut before = Map::new();
+        let mut old = |name: &str, value: Option<Value>| {
+            before.insert(name.to_string(), value.unwrap_or(Value::Null));
+        };
+        match &self.write {
+            Write::CreateService(_) | Write::CreateContract(_) | Write::CreateCharge { .. } => {
+                return None
+            }
+            Write::UpdateContract { edits, .. } => {
+                if let Some(edit) = &edits.name {
+                    old("contractName", edit.old.as_deref().map(text));
+                }
+                if let Some(edit) = &edits.end_date {
+                    old("endDate", edit.old.map(date));
+                }
+                if let Some(edit) = &edits.service_level_agreement_id {
+                    old("serviceLevelAgreementID", edit.old.map(Value::from));
+                }
+                if let Some(edit) = &edits.category {
+                    old("contractCategory", edit.old.map(Value::from));
+                }
+            }
+            Write::AdjustContractService(adjustment) => {
+                old("units", Some(text(adjustment.units_before.to_string())));
+            }
+            Write::UpdateCharge { unit_price, unit_cost, .. } => {
+                if let Some(edit) = unit_price {
+                    old("unitPrice", edit.old.map(decimal));
+                }
+                if let Some(edit) = unit_cost {
+                    old("unitCost", edit.old.map(decimal));
+                }
+            }
+        }
+        Some(before)
+    }
+
+    /// The parent as the saved plan spells it.
+    pub fn parent(&self) -> Option<PlanParent> {
+        self.write.parent().map(|parent| match parent {
+            Id::Existing(id) => {
+                PlanParent::Existing { entity: Entity::Contracts.as_str().to_string(), id: *id }
+            }
+            Id::Planned(Ref(reference)) => PlanParent::Planned { reference: reference.clone() },
+        })
+    }
+
+    fn to_raw(&self) -> RawChange {
+        RawChange {
+            reference: self.reference.clone(),
+            action: self.action(),
+            entity: self.entity().as_str().to_string(),
+            id: self.id(),
+            parent: self.parent(),
+            key: self.key.to_string(),
+            fields: self.fields(),
+            before: self.before(),
+            rule: self.rule.clone(),
+            reason: self.reason.clone(),
+        }
+    }
+
+    /// The typed change of a saved one; `created` holds the refs of earlier creates.
+    fn from_raw(raw: &RawChange, created: &BTreeSet<String>) -> Result<PlanChange, String> {
+        let key: NaturalKey = raw.key.parse()?;
+        let entity = Entity::from_name(&raw.entity)
+            .ok_or_else(|| format!("unknown entity {}", raw.entity))?;
+        let planned = |reference: &str| {
+            if created.contains(reference) {
+                Ok(Ref(reference.to_string()))
+            } else {
+                Err(format!("{reference} is not created earlier in the plan"))
+            }
+        };
+        let parent = match &raw.parent {
+            None => None,
+            Some(PlanParent::Existing { entity, id }) if entity == "Contracts" => {
+                Some(Id::Existing(*id))
+            }
+            Some(PlanParent::Existing { entity, .. }) => {
+                return Err(format!("parent entity {entity} is not Contracts"))
+            }
+            Some(PlanParent::Planned { reference }) => Some(Id::Planned(planned(reference)?)),
+        };
+        let mut fields = Fields::new("fields", &raw.fields);
+        let empty = Map::new();
+        let mut before = Fields::new("before", raw.before.as_ref().unwrap_or(&empty));
+        let no_parent = |parent: Option<Id<Ref>>| match parent {
+            None => Ok(()),
+            Some(_) => Err(format!("{} {} has no parent", raw.action.as_str(), raw.entity)),
+        };
+        let needs_parent = |parent: Option<Id<Ref>>| {
+            parent.ok_or_else(|| {
+                format!("{} {} needs a parent contract", raw.action.as_str(), raw.entity)
+            })
+        };
+        let write = match (raw.action, entity) {
+            (Action::Create, Entity::Services) => {
+                no_parent(parent)?;
+                Write::CreateService(NewService {
+                    name: fields.text("name")?,
+                    sku: fields.text("sku")?,
+                    billing_code_id: fields.int("billingCodeID")?,
+                    period_type: fields.optional(Fields::int, "periodType")?,
+                    unit_price: fields.decimal("unitPrice")?,
+                    unit_cost: fields.decimal("unitCost")?,
+                    is_active: fields.boolean("isActive")?,
+                })
+            }
+            (Action::Create, Entity::Contracts) => {
+                no_parent(parent)?;
+                let (subscription_udf, subscription) = fields.udf("userDefinedFields")?;
+                Write::CreateContract(NewContract {
+                    company_id: fields.int("companyID")?,
+                    name: fields.text("contractName")?,
+                    contract_type: fields.int("contractType")?,
+                    status: fields.int("status")?,
+                    period_type: fields.optional(Fields::int, "contractPeriodType")?,
+                    start_date: fields.date("startDate")?,
+                    end_date: fields.date("endDate")?,
+                    service_level_agreement_id: fields.int("serviceLevelAgreementID")?,
+                    time_reporting_requires_start_and_stop_times: fields
+                        .int("timeReportingRequiresStartAndStopTimes")?,
+                    category: fields.optional(Fields::int, "contractCategory")?,
+                    subscription_udf,
+                    subscription,
+                })
+            }
+            (Action::Update, Entity::Contracts) => {
+                no_parent(parent)?;
+                let mut edit = |name: &str| -> Result<Option<(Value, Value)>, String> {
+                    match fields.take(name) {
+                        None => Ok(None),
+                        Some(new) => Ok(Some((before.required(name)?, new))),
+                    }
+                };
+                let name = edit("contractName")?;
+                let end = edit("endDate")?;
+                let sla = edit("serviceLevelAgreementID")?;
+                let category = edit("contractCategory")?;
+                let edits = ContractEdits {
+                    name: name
+                        .map(|(old, new)| edit_of(old, new, "contractName", as_text))
+                        .transpose()?,
+                    end_date: end
+                        .map(|(old, new)| edit_of(old, new, "endDate", as_date))
+                        .transpose()?,
+                    service_level_agreement_id: sla
+                        .map(|(old, new)| edit_of(old, new, "serviceLevelAgreementID", as_int))
+                        .transpose()?,
+                    category: category
+                        .map(|(old, new)| edit_of(old, new, "contractCategory", as_int))
+                        .transpose()?,
+                };
+                if edits == ContractEdits::default() {
+                    return Err("an update of Contracts changes no field cmat writes".into());
+                }
+                Write::UpdateContract { id: raw.id.unwrap_or_default(), edits }
+            }
+            (Action::Adjust, Entity::ContractServiceAdjustments) => {
+                let service = match fields.take("serviceID") {
+                    Some(Value::Object(map)) if map.len() == 1 => match map.get("ref") {
+                        Some(Value::String(reference)) => Id::Planned(
+                            planned(reference)
+                                .map_err(|message| format!("fields.serviceID: {message}"))?,
+                        ),
+                        _ => return Err("fields.serviceID: not an id or {\"ref\"}".into()),
+                    },
+                    Some(value) => {
+                        Id::Existing(as_int(&value).map_err(|m| format!("fields.serviceID: {m}"))?)
+                    }
+                    None => return Err("fields.serviceID is missing".into()),
+                };
+                let units_before = before.text("units")?;
+                Write::AdjustContractService(Adjustment {
+                    contract: needs_parent(parent)?,
+                    service,
+                    effective_date: fields.date("effectiveDate")?,
+                    unit_change: fields.int("unitChange")?,
+                    units_before: units_before
+                        .parse()
+                        .map_err(|_| format!("before.units: {units_before:?} is not a count"))?,
+                    adjusted_unit_price: fields.decimal("adjustedUnitPrice")?,
+                    adjusted_unit_cost: fields.decimal("adjustedUnitCost")?,
+                })
+            }
+            (Action::Create, Entity::ContractCharges) => Write::CreateCharge {
+                contract: needs_parent(parent)?,
+                charge: NewCharge {
+                    name: fields.text("name")?,
+                    description: fields.text("description")?,
+                    date_purchased: fields.date("datePurchased")?,
+                    charge_type: fields.int("chargeType")?,
+                    unit_quantity: fields.decimal("unitQuantity")?,
+                    unit_price: fields.decimal("unitPrice")?,
+                    unit_cost: fields.optional(Fields::decimal, "unitCost")?,
+                    billing_code_id: fields.int("billingCodeID")?,
+                    is_billable_to_company: fields.boolean("isBillableToCompany")?,
+                },
+            },
+            (Action::Update, Entity::ContractCharges) => {
+                let mut edit = |name: &str| -> Result<Option<Edit<rust_decimal::Decimal>>, String> {
+                    match fields.take(name) {
+                        None => Ok(None),
+                        Some(new) => {
+                            edit_of(before.required(name)?, new, name, as_decimal).map(Some)
+                        }
+                    }
+                };
+                let unit_price = edit("unitPrice")?;
+                let unit_cost = edit("unitCost")?;
+                if unit_price.is_none() && unit_cost.is_none() {
+                    return Err("an update of ContractCharges changes no field cmat writes".into());
+                }
+                Write::UpdateCharge {
+                    id: raw.id.unwrap_or_default(),
+                    contract: needs_parent(parent)?,
+                    unit_price,
+                    unit_cost,
+                }
+            }
+            (action, entity) => {
+                return Err(format!("cmat plans no {} of {}", action.as_str(), entity.as_str()))
+            }
+        };
+        fields.finish()?;
+        before.finish()?;
+        if raw.before.is_some() != matches!(raw.action, Action::Update | Action::Adjust) {
+            return Err(format!(
+                "before is only for updates and adjustments, not {}",
+                raw.action.as_str()
+            ));
+        }
+        if write.id().is_none() && raw.id.is_some() {
+            return Err(format!("{} {} takes no id", raw.action.as_str(), raw.entity));
+        }
+        check_key(&key, &write)?;
+        Ok(PlanChange {
+            reference: raw.reference.clone(),
+            key,
+            write,
+            rule: raw.rule.clone(),
+            reason: raw.reason.clone(),
+            company_id: 0,
+            contract_label: String::new(),
+        })
+    }
+}
+
+/// The key must be the kind of record the write makes, and agree with what it writes.
+fn check_key(key: &NaturalKey, write: &Write<Ref>) -> Result<(), String> {
+    let agrees = match (key, write) {
+        (NaturalKey::Service { sku }, Write::CreateService(service)) => *sku == service.sku,
+        (NaturalKey::Subscription(subscription), Write::CreateContract(contract)) => {
+            *subscription == contract.subscription
+        }
+        (NaturalKey::Subscription(_), Write::UpdateContract { .. }) => true,
+        (NaturalKey::Product { .. }, Write::AdjustContractService(_)) => true,
+        (NaturalKey::Charge { date, correction, .. }, Write::CreateCharge { charge, .. }) => {
+            *date == charge.date_purchased
+                && correction.as_ref().is_none_or(|name| *name == charge.name)
+        }
+        (NaturalKey::Charge { correction: None, .. }, Write::UpdateCharge { .. }) => true,
+        _ => false,
+    };
+    if agrees {
+        Ok(())
+    } else {
+        Err(format!("key {key} does not match what the change writes"))
+    }
+}
+
+fn edit_of<T>(
+    old: Value,
+    new: Value,
+    name: &str,
+    read: fn(&Value) -> Result<T, String>,
+) -> Result<Edit<T>, String> {
+    let old = match old {
+        Value::Null => None,
+        old => Some(read(&old).map_err(|message| format!("before.{name}: {message}"))?),
+    };
+    let new = read(&new).map_err(|message| format!("fields.{name}: {message}"))?;
+    Ok(Edit { old, new })
+}
+
+fn as_int(value: &Value) -> Result<i64, String> {
+    value.as_i64().ok_or_else(|| format!("{value} is not an integer"))
+}
+
+fn as_text(value: &Value) -> Result<String, String> {
+    value.as_str().map(str::to_string).ok_or_else(|| format!("{value} is not a string"))
+}
+
+fn as_date(value: &Value) -> Result<chrono::NaiveDate, String> {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| format!("{value} is not a date (YYYY-MM-DD)"))
+}
+
+/// A decimal amount: a JSON string such as "20.6000", never a float.
+fn as_decimal(value: &Value) -> Result<rust_decimal::Decimal, String> {
+    value
+        .as_str()
+        .and_then(|text| text.parse().ok())
+        .ok_or_else(|| format!("{value} is not a decimal amount (a string such as \"20.6000\")"))
+}
+
+/// The fields of one saved change, read once each; what is left over is an error.
+struct Fields<'a> {
+    what: &'static str,
+    map: &'a Map<String, Value>,
+    read: BTreeSet<&'a str>,
+}
+
+impl<'a> Fields<'a> {
+    fn new(what: &'static str, map: &'a Map<String, Value>) -> Self {
+        Fields { what, map, read: BTreeSet::new() }
+    }
+
+    fn take(&mut self, name: &str) -> Option<Value> {
+        let (key, value) = self.map.get_key_value(name)?;
+        self.read.insert(key.as_str());
+        Some(value.clone())
+    }
+
+    fn required(&mut self, name: &str) -> Result<Value, String> {
+        self.take(name).ok_or_else(|| format!("{}.{name} is missing", self.what))
+    }
+
+    fn read<T>(&mut self, name: &str, read: fn(&Value) -> Result<T, String>) -> Result<T, String> {
+        let value = self.required(name)?;
+        read(&value).map_err(|message| format!("{}.{name}: {message}", self.what))
+    }
+
+    fn optional<T>(
+        &mut self,
+        read: fn(&mut Self, &str) -> Result<T, String>,
+        name: &str,
+    ) -> Result<Option<T>, String> {
+        if self.map.contains_key(name) {
+            read(self, name).map(Some)
+        } else {
+            Ok(None)
+        }
+    }
+
+    fn int(&mut self, name: &str) -> Result<i64, String> {
+        self.read(name, as_int)
+    }
+
+    fn text(&mut self, name: &str) -> Result<String, String> {
+        self.read(name, as_text)
+    }
+
+    fn date(&mut self, name: &str) -> Result<chrono::NaiveDate, String> {
+        self.read(name, as_date)
+    }
+
+    fn decimal(&mut self, name: &str) -> Result<rust_decimal::Decimal, String> {
+        self.read(name, as_decimal)
+    }
+
+    fn boolean(&mut self, name: &str) -> Result<bool, String> {
+        self.read(name, |value| {
+            value.as_bool().ok_or_else(|| format!("{value} is not true or false"))
+        })
+    }
+
+    /// `[{"name": UDF, "value": SUBSCRIPTION}]`: the one UDF cmat writes.
+    fn udf(&mut self, name: &str) -> Result<(String, String), String> {
+        self.read(name, |value| {
+            let udf = match value.as_array().map(Vec::as_slice) {
+                Some([Value::Object(udf)]) if udf.len() == 2 => udf,
+                _ => return Err("not [{\"name\": …, \"value\": …}]".to_string()),
+            };
+            match (
+                udf.get("name").and_then(Value::as_str),
+                udf.get("value").and_then(Value::as_str),
+            ) {
+                (Some(name), Some(value)) => Ok((name.to_string(), value.to_string())),
+                _ => Err("not [{\"name\": …, \"value\": …}]".to_string()),
+            }
+        })
+    }
+
+    fn finish(self) -> Result<(), String> {
+        match self.map.keys().find(|key| !self.read.contains(key.as_str())) {
+            Some(unknown) => {
+                Err(format!("{}.{unknown} is not a field cmat writes here", self.what))
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::billing::BillLine;
+    use crate::snapshot::Company;
+    use crate::testing::{default_rules, line};
+    use chrono::NaiveDate;
+    use proptest::prelude::*;
+    use rust_decimal::Decimal;
+
+    fn engine_plan(lines: &[BillLine], snapshot: &Snapshot) -> Plan {
+        let rules = default_rules();
+        let values = crate::picklists::resolve(&rules, &crate::testing::reference_picklists())
+            .expect("the reference tenant has every default label");
+        let desired = crate::desired::desired_state(&rules, lines);
+        let digests = Digests {
+            snapshot: "sha256:aa".into(),
+            inputs: "sha256:bb".into(),
+            mappings: "sha256:cc".into(),
+        };
+        Plan::new(
+            crate::diff::diff(&rules, &values, &desired, snapshot),
+            digests,
+            DateTime::UNIX_EPOCH,
+        )
+    }
+
+    /// A saved plan has no grouping for the text view: compare without it.
+    fn ungrouped(mut plan: Plan) -> Plan {
+        for change in &mut plan.changes {
+            change.company_id = 0;
+            change.contract_label = String::new();
+        }
+        plan
+    }
+
+    fn bill_line() -> impl Strategy<Value = BillLine> {
+        (0..2usize, 0..4usize, 0..3usize, 0..4usize, 0..3usize, -3..40i64, 1..500_000i64).prop_map(
+            |(org, service, sub, item, month, quantity, cents)| {
+                let service =
+                    ["Microsoft CSP", "Microsoft NCE", "Azure Plan", "Microsoft Azure"][service];
+                let organization = ["Contoso", "Fabrikam"][org];
+                let kind = if service.contains("Azure") { "az" } else { "lic" };
+                line(
+                    &format!("2026-{:02}-01", 9 + month),
+                    organization,
+                    service,
+                    &format!("{organization}-{kind}-{sub}"),
+                    &format!("I{item}"),
+                    &quantity.to_string(),
+                    &Decimal::new(cents, 3).to_string(),
+                )
+            },
+        )
+    }
+
+    fn amount() -> impl Strategy<Value = Decimal> {
+        (any::<i64>(), 0..10u32).prop_map(|(units, scale)| Decimal::new(units, scale))
+    }
+
+    fn day() -> impl Strategy<Value = NaiveDate> {
+        (0..4000i64).prop_map(|days| {
+            NaiveDate::from_ymd_opt(2020, 1, 1).expect("date") + chrono::Duration::days(days)
+        })
+    }
+
+    fn edit<T: std::fmt::Debug + Clone, S: Strategy<Value = T>>(
+        value: impl Fn() -> S,
+    ) -> impl Strategy<Value = Option<Edit<T>>> {
+        proptest::option::of((proptest::option::of(value()), value()))
+            .prop_map(|edit| edit.map(|(old, new)| Edit { old, new }))
+    }
+
+    /// Text a user's data may hold: quotes, slashes, formulas, non-ASCII.
+    fn words() -> impl Strategy<Value = String> {
+        "[a-zA-Z0-9 =+\"'/é→-]{1,12}"
+    }
+
+    fn id_of(planned: Option<String>, existing: i64) -> Id<Ref> {
+        match planned {
+            Some(reference) => Id::Planned(Ref(reference)),
+            None => Id::Existing(existing),
+        }
+    }
+
+    /// One typed change of any kind, with refs to creates among the earlier `c1..cN`.
+    fn change(
+        index: usize,
+        services: Vec<String>,
+        contracts: Vec<String>,
+    ) -> impl Strategy<Value = PlanChange> {
+        let pick = |refs: Vec<String>| {
+            proptest::option::of(proptest::sample::select(if refs.is_empty() {
+                vec![String::new()]
+            } else {
+                refs
+            }))
+            .prop_map(|reference| reference.filter(|r| !r.is_empty()))
+        };
+        let existing = 1..i64::MAX;
+        let write = prop_oneof![
+            (
+                words(),
+                words(),
+                any::<i64>(),
+                proptest::option::of(any::<i64>()),
+                amount(),
+                amount(),
+                any::<bool>()
+            )
+                .prop_map(
+                    |(
+                        name,
+                        sku,
+                        billing_code_id,
+                        period_type,
+                        unit_price,
+                        unit_cost,
+                        is_active,
+                    )| {
+                        (
+                            NaturalKey::Service { sku: sku.clone() },
+                            Write::CreateService(NewService {
+                                name,
+                                sku,
+                                billing_code_id,
+                                period_type,
+                                unit_price,
+                                unit_cost,
+                                is_active,
+                            }),
+                        )
+                    }
+                ),
+            (
+                (
+                    any::<i64>(),
+                    words(),
+                    any::<i64>(),
+                    any::<i64>(),
+                    proptest::option::of(any::<i64>())
+                ),
+                (
+                    day(),
+                    day(),
+                    any::<i64>(),
+                    any::<i64>(),
+                    proptest::option::of(any::<i64>()),
+                    words(),
+                    words()
+                ),
+            )
+                .prop_map(
+                    |(
+                        (company_id, name, contract_type, status, period_type),
+                        (start_date, end_date, sla, time, category, udf, subscription),
+                    )| {
+                        (
+                            NaturalKey::Subscription(subscription.clone()),
+                            Write::CreateContract(NewContract {
+                                company_id,
+                                name,
+                                contract_type,
+                                status,
+                                period_type,
+                                start_date,
+                                end_date,
+                                service_level_agreement_id: sla,
+                                time_reporting_requires_start_and_stop_times: time,
+                                category,
+                                subscription_udf: udf,
+                                subscription,
+                            }),
+                        )
+                    }
+                ),
+            (existing.clone(), words(), edit(words), edit(day), edit(any::<i64>), edit(any::<i64>))
+                .prop_filter("changes a field", |(_, _, a, b, c, d)| a.is_some()
+                    || b.is_some()
+                    || c.is_some()
+                    || d.is_some())
+                .prop_map(|(id, subscription, name, end_date, sla, category)| {
+                    (
+                        NaturalKey::Subscription(subscription),
+                        Write::UpdateContract {
+                            id,
+                            edits: ContractEdits {
+                                name,
+                                end_date,
+                                service_level_agreement_id: sla,
+                                category,
+                            },
+                        },
+                    )
+                }),
+            (
+                pick(contracts.clone()),
+                existing.clone(),
+                pick(services),
+                existing.clone(),
+                (words(), words(), day(), any::<i64>(), any::<i64>(), amount(), amount())
+            )
+                .prop_map(
+                    |(
+                        contract,
+                        contract_id,
+                        service,
+                        service_id,
+                        (
+                            subscription,
+                            item,
+                            effective_date,
+                            unit_change,
+                            units_before,
+                            price,
+                            cost,
+                        ),
+                    )| {
+                        (
+                            NaturalKey::Product { subscription, item },
+                            Write::AdjustContractService(Adjustment {
+                                contract: id_of(contract, contract_id),
+                                service: id_of(service, service_id),
+                                effective_date,
+                                unit_change,
+                                units_before,
+                                adjusted_unit_price: price,
+                                adjusted_unit_cost: cost,
+                            }),
+                        )
+                    }
+                ),
+            (
+                pick(contracts),
+                existing.clone(),
+                words(),
+                any::<bool>(),
+                (
+                    words(),
+                    words(),
+                    day(),
+                    any::<i64>(),
+                    amount(),
+                    amount(),
+                    proptest::option::of(amount()),
+                    any::<i64>(),
+                    any::<bool>()
+                )
+            )
+                .prop_map(
+                    |(
+                        contract,
+                        contract_id,
+                        subscription,
+                        correction,
+                        (
+                            name,
+                            description,
+                            date_purchased,
+                            charge_type,
+                            unit_quantity,
+                            unit_price,
+                            unit_cost,
+                            billing_code_id,
+                            billable,
+                        ),
+                    )| {
+                        (
+                            NaturalKey::Charge {
+                                subscription,
+                                date: date_purchased,
+                                correction: correction.then(|| name.clone()),
+                            },
+                            Write::CreateCharge {
+                                contract: id_of(contract, contract_id),
+                                charge: NewCharge {
+                                    name,
+                                    description,
+                                    date_purchased,
+                                    charge_type,
+                                    unit_quantity,
+                                    unit_price,
+                                    unit_cost,
+                                    billing_code_id,
+                                    is_billable_to_company: billable,
+                                },
+                            },
+                        )
+                    }
+                ),
+            (existing.clone(), existing, words(), day(), edit(amount), edit(amount))
+                .prop_filter("changes a field", |(_, _, _, _, price, cost)| price.is_some()
+                    || cost.is_some())
+                .prop_map(|(id, contract_id, subscription, date, unit_price, unit_cost)| {
+                    (
+                        NaturalKey::Charge { subscription, date, correction: None },
+                        Write::UpdateCharge {
+                            id,
+                            contract: Id::Existing(contract_id),
+                            unit_price,
+                            unit_cost,
+                        },
+                    )
+                }),
+        ];
+        (write, words(), words()).prop_map(move |((key, write), rule, reason)| PlanChange {
+            reference: format!("c{index}"),
+            key,
+            write,
+            rule,
+            reason,
+            company_id: 0,
+            contract_label: String::new(),
+        })
+    }
+
+    /// Plans of up to 6 changes, each free to point at the creates before it.
+    fn typed_plan() -> impl Strategy<Value = Plan> {
+        let mut plan = Just(Vec::<PlanChange>::new()).boxed();
+        for index in 1..=6 {
+            plan = plan
+                .prop_flat_map(move |changes: Vec<PlanChange>| {
+                    let refs = |entity| {
+                        changes
+                            .iter()
+                            .filter(|c| c.action() == Action::Create && c.entity() == entity)
+                            .map(|c| c.reference.clone())
+                            .collect::<Vec<_>>()
+                    };
+                    let next = change(index, refs(Entity::Services), refs(Entity::Contracts));
+                    (Just(changes), proptest::option::of(next))
+                })
+                .prop_map(|(mut changes, next)| {
+                    changes.extend(next);
+                    changes
+                })
+                .boxed();
+        }
+        // Changes left out leave gaps in the numbering: refs only need to point back.
+        plan.prop_map(|changes| Plan {
+            format_version: FORMAT_VERSION,
+            created_at: DateTime::UNIX_EPOCH,
+            digests: Digests {
+                snapshot: "sha256:aa".into(),
+                inputs: "sha256:bb".into(),
+                mappings: "sha256:cc".into(),
+            },
+            summary: Summary::default(),
+            changes,
+            warnings: Vec::new(),
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(128))]
+
+        /// typed → JSON → typed is the identity, for every kind of write and value.
+        #[test]
+        fn a_typed_plan_reads_back_from_its_json(plan in typed_plan()) {
+            let json = plan.to_json();
+            let again = Plan::from_json("plan.json", &json)
+                .map_err(|error| TestCaseError::fail(format!("{error}\n{json}")))?;
+            prop_assert_eq!(again, plan);
+        }
+
+        /// JSON → typed → JSON is the identity, byte for byte, for the plans the engine makes
+        /// (onboarding, and a later month against what the first plan wrote).
+        #[test]
+        fn an_engine_plan_is_saved_and_read_byte_for_byte(
+            first in proptest::collection::vec(bill_line(), 1..20),
+            later in proptest::collection::vec(bill_line(), 0..20),
+        ) {
+            let mut snapshot = Snapshot::default();
+            for (id, name) in [(100, "Contoso"), (101, "Fabrikam")] {
+                snapshot.companies.insert(id, Company { id, company_name: name.into(), is_active: true, currency_id: None });
+            }
+            let onboarding = engine_plan(&first, &snapshot);
+            crate::testing::play(&onboarding, &mut snapshot);
+            let mut all = first.clone();
+            all.extend(later);
+            let monthly = engine_plan(&all, &snapshot);
+            for plan in [onboarding, monthly] {
+                let json = plan.to_json();
+                let typed = Plan::from_json("plan.json", &json)
+                    .map_err(|error| TestCaseError::fail(format!("{error}\n{json}")))?;
+                prop_assert_eq!(&typed.to_json(), &json);
+                prop_assert_eq!(typed, ungrouped(plan));
+            }
+        }
     }
 }

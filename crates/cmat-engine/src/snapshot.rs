@@ -213,3 +213,15 @@ pub struct ChangeMark {
     /// conversion cannot reuse the stored records.
     pub conversion: String,
 }
+
+/// Units in force on `date` among one contract service's periods (sorted by start date): the
+/// period containing it, else the last one before it, else 0.
+pub fn units_in_force(periods: &[&ContractServiceUnit], date: chrono::NaiveDate) -> i64 {
+    periods
+        .iter()
+        .rev()
+        .find(|unit| unit.start_date <= date && date <= unit.end_date)
+        .or_else(|| periods.iter().rev().find(|unit| unit.start_date <= date))
+        .map(|unit| unit.units)
+        .unwrap_or(0)
+}

@@ -4,17 +4,15 @@
 
 use std::collections::BTreeMap;
 
-use chrono::NaiveDate;
 use rust_decimal::Decimal;
-use serde_json::Value;
 
 use crate::billing::{BillLine, LineSource};
-use crate::diff::Action;
-use crate::plan::{Plan, PlanParent};
+use crate::plan::Plan;
 use crate::rules::*;
 use crate::snapshot::{
     Contract, ContractCharge, ContractService, ContractServiceUnit, Picklists, Service, Snapshot,
 };
+use crate::write::{Ref, Write};
 
 /// The picklists of the simulator's tenant (`cmat-sim`), as a pull reads them: the numbers live
 /// tenants show (Monthly = 2). Kept as a fixture so the engine's tests need no simulator; the
@@ -22,14 +20,6 @@ use crate::snapshot::{
 pub fn reference_picklists() -> Picklists {
     serde_json::from_str(include_str!("../../../fixtures/reference-picklists.json"))
         .expect("fixtures/reference-picklists.json is a Picklists")
-}
-
-fn decimal(value: &Value) -> Decimal {
-    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
-}
-
-fn day(value: &Value) -> NaiveDate {
-    value.as_str().and_then(|text| text.parse().ok()).unwrap_or_default()
 }
 
 /// Plays a plan against a snapshot as Autotask would: new ids, an adjustment splits the unit
@@ -54,81 +44,70 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
         next_id
     };
     for change in &plan.changes {
-        let parent = match &change.parent {
-            Some(PlanParent::Existing { id, .. }) => Some(*id),
-            Some(PlanParent::Planned { reference }) => ids.get(reference).copied(),
-            None => None,
+        // Refs to records this play created; a ref to one it did not is skipped, as Autotask
+        // would refuse it.
+        let Ok(write) =
+            change.write.map_refs(|Ref(reference)| ids.get(reference).copied().ok_or(()))
+        else {
+            continue;
         };
-        let field = |name: &str| change.fields.get(name).cloned().unwrap_or(Value::Null);
-        let reference_id = |value: Value| match value {
-            Value::Object(map) => {
-                map.get("ref").and_then(Value::as_str).and_then(|r| ids.get(r).copied())
-            }
-            other => other.as_i64(),
-        };
-        match (change.entity.as_str(), change.action) {
-            ("Contracts", Action::Create) => {
+        match write {
+            Write::CreateContract(new) => {
                 let id = new_id();
                 ids.insert(change.reference.clone(), id);
                 snapshot.contracts.insert(
                     id,
                     Contract {
                         id,
-                        company_id: field("companyID").as_i64().unwrap_or_default(),
-                        contract_name: field("contractName").as_str().unwrap_or_default().into(),
-                        contract_type: field("contractType").as_i64().unwrap_or_default(),
-                        status: field("status").as_i64().unwrap_or_default(),
-                        start_date: day(&field("startDate")),
-                        end_date: day(&field("endDate")),
-                        service_level_agreement_id: field("serviceLevelAgreementID").as_i64(),
-                        contract_category: field("contractCategory").as_i64(),
-                        subscription_id: field("userDefinedFields")[0]["value"]
-                            .as_str()
-                            .map(String::from),
+                        company_id: new.company_id,
+                        contract_name: new.name,
+                        contract_type: new.contract_type,
+                        status: new.status,
+                        start_date: new.start_date,
+                        end_date: new.end_date,
+                        service_level_agreement_id: Some(new.service_level_agreement_id),
+                        contract_category: new.category,
+                        subscription_id: Some(new.subscription),
                     },
                 );
             }
-            ("Contracts", Action::Update) => {
-                if let Some(contract) = change.id.and_then(|id| snapshot.contracts.get_mut(&id)) {
-                    if let Some(name) = change.fields.get("contractName") {
-                        contract.contract_name = name.as_str().unwrap_or_default().into();
+            Write::UpdateContract { id, edits } => {
+                if let Some(contract) = snapshot.contracts.get_mut(&id) {
+                    if let Some(name) = edits.name {
+                        contract.contract_name = name.new;
                     }
-                    if let Some(end) = change.fields.get("endDate") {
-                        contract.end_date = day(end);
+                    if let Some(end) = edits.end_date {
+                        contract.end_date = end.new;
                     }
-                    if let Some(sla) = change.fields.get("serviceLevelAgreementID") {
-                        contract.service_level_agreement_id = sla.as_i64();
+                    if let Some(sla) = edits.service_level_agreement_id {
+                        contract.service_level_agreement_id = Some(sla.new);
                     }
-                    if let Some(category) = change.fields.get("contractCategory") {
-                        contract.contract_category = category.as_i64();
+                    if let Some(category) = edits.category {
+                        contract.contract_category = Some(category.new);
                     }
                 }
             }
-            ("Services", Action::Create) => {
+            Write::CreateService(new) => {
                 let id = new_id();
                 ids.insert(change.reference.clone(), id);
                 snapshot.services.insert(
                     id,
                     Service {
                         id,
-                        name: field("name").as_str().unwrap_or_default().into(),
-                        sku: field("sku").as_str().map(String::from),
-                        billing_code_id: field("billingCodeID").as_i64().unwrap_or_default(),
-                        period_type: field("periodType").as_i64().unwrap_or_default(),
-                        unit_price: decimal(&field("unitPrice")),
-                        unit_cost: Some(decimal(&field("unitCost"))),
+                        name: new.name,
+                        sku: Some(new.sku),
+                        billing_code_id: new.billing_code_id,
+                        period_type: new.period_type.unwrap_or_default(),
+                        unit_price: new.unit_price,
+                        unit_cost: Some(new.unit_cost),
                         is_active: true,
                     },
                 );
             }
-            ("ContractServiceAdjustments", Action::Adjust) => {
-                let (Some(contract_id), Some(service_id)) =
-                    (parent, reference_id(field("serviceID")))
-                else {
-                    continue;
-                };
-                let effective = day(&field("effectiveDate"));
-                let change_units = field("unitChange").as_i64().unwrap_or_default();
+            Write::AdjustContractService(adjustment) => {
+                let (contract_id, service_id) = (adjustment.contract.id(), adjustment.service.id());
+                let effective = adjustment.effective_date;
+                let change_units = adjustment.unit_change;
                 let contract_end =
                     snapshot.contracts.get(&contract_id).map(|c| c.end_date).unwrap_or(effective);
                 let existing = snapshot
@@ -146,8 +125,8 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                                 id,
                                 contract_id,
                                 service_id,
-                                adjusted_price: Some(decimal(&field("adjustedUnitPrice"))),
-                                unit_cost: Some(decimal(&field("adjustedUnitCost"))),
+                                adjusted_price: Some(adjustment.adjusted_unit_price),
+                                unit_cost: Some(adjustment.adjusted_unit_cost),
                                 foreign_currency: false,
                                 invoice_description: None,
                             },
@@ -157,12 +136,8 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                 };
                 // An adjustment's price and cost become the contract's (Autotask's behaviour).
                 if let Some(service) = snapshot.contract_services.get_mut(&contract_service_id) {
-                    if let Some(price) = change.fields.get("adjustedUnitPrice") {
-                        service.adjusted_price = Some(decimal(price));
-                    }
-                    if let Some(cost) = change.fields.get("adjustedUnitCost") {
-                        service.unit_cost = Some(decimal(cost));
-                    }
+                    service.adjusted_price = Some(adjustment.adjusted_unit_price);
+                    service.unit_cost = Some(adjustment.adjusted_unit_cost);
                 }
                 // Units in force before the adjustment; a renewed contract's last period runs on.
                 let before = snapshot
@@ -203,51 +178,35 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                     );
                 }
             }
-            ("ContractServices", Action::Update) => {
-                if let Some(service) =
-                    change.id.and_then(|id| snapshot.contract_services.get_mut(&id))
-                {
-                    if let Some(price) = change.fields.get("adjustedPrice") {
-                        service.adjusted_price = Some(decimal(price));
-                    }
-                }
-            }
-            ("ContractCharges", Action::Create) => {
-                let Some(contract_id) = parent else { continue };
+            Write::CreateCharge { contract, charge } => {
                 let id = new_id();
                 snapshot.charges.insert(
                     id,
                     ContractCharge {
                         id,
-                        contract_id,
-                        name: field("name").as_str().unwrap_or_default().into(),
-                        description: field("description").as_str().map(String::from),
-                        date_purchased: day(&field("datePurchased")),
-                        charge_type: field("chargeType").as_i64().unwrap_or_default(),
-                        unit_quantity: decimal(&field("unitQuantity")),
-                        unit_price: decimal(&field("unitPrice")),
-                        unit_cost: change.fields.get("unitCost").map(decimal),
-                        billing_code_id: field("billingCodeID").as_i64(),
+                        contract_id: contract.id(),
+                        name: charge.name,
+                        description: Some(charge.description),
+                        date_purchased: charge.date_purchased,
+                        charge_type: charge.charge_type,
+                        unit_quantity: charge.unit_quantity,
+                        unit_price: charge.unit_price,
+                        unit_cost: charge.unit_cost,
+                        billing_code_id: Some(charge.billing_code_id),
                         is_billed: false,
                     },
                 );
             }
-            ("ContractCharges", Action::Update) => {
-                if let Some(charge) = change.id.and_then(|id| snapshot.charges.get_mut(&id)) {
-                    if let Some(price) = change.fields.get("unitPrice") {
-                        charge.unit_price = decimal(price);
+            Write::UpdateCharge { id, unit_price, unit_cost, .. } => {
+                if let Some(charge) = snapshot.charges.get_mut(&id) {
+                    if let Some(price) = unit_price {
+                        charge.unit_price = price.new;
                     }
-                    if let Some(cost) = change.fields.get("unitCost") {
-                        charge.unit_cost = Some(decimal(cost));
+                    if let Some(cost) = unit_cost {
+                        charge.unit_cost = Some(cost.new);
                     }
                 }
             }
-            ("ContractCharges", Action::Delete) => {
-                if let Some(id) = change.id {
-                    snapshot.charges.remove(&id);
-                }
-            }
-            _ => {}
         }
     }
 }

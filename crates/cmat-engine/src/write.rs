@@ -1,0 +1,386 @@
+//! The writes a plan asks for, typed: what the engine decided, with decimals, dates, ids and
+//! natural keys as values, never as JSON to be decoded again. The saved-plan JSON (SPEC,
+//! `format_version` 1) is one rendering of these ([`crate::plan`]); the Autotask request is
+//! another (the `cmat` crate's adapter).
+
+use std::fmt;
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    Create,
+    Update,
+    Adjust,
+    Delete,
+}
+
+impl Action {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Action::Create => "create",
+            Action::Update => "update",
+            Action::Adjust => "adjust",
+            Action::Delete => "delete",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Action> {
+        [Action::Create, Action::Update, Action::Adjust, Action::Delete]
+            .into_iter()
+            .find(|action| action.as_str() == name)
+    }
+}
+
+/// Entity names as in Autotask's API paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub enum Entity {
+    Services,
+    Contracts,
+    ContractServices,
+    ContractServiceAdjustments,
+    ContractCharges,
+}
+
+impl Entity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Entity::Services => "Services",
+            Entity::Contracts => "Contracts",
+            Entity::ContractServices => "ContractServices",
+            Entity::ContractServiceAdjustments => "ContractServiceAdjustments",
+            Entity::ContractCharges => "ContractCharges",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Entity> {
+        [
+            Entity::Services,
+            Entity::Contracts,
+            Entity::ContractServices,
+            Entity::ContractServiceAdjustments,
+            Entity::ContractCharges,
+        ]
+        .into_iter()
+        .find(|entity| entity.as_str() == name)
+    }
+
+    /// Writes go in this order so that parents exist before their children.
+    pub fn phase(self) -> u8 {
+        match self {
+            Entity::Services => 0,
+            Entity::Contracts => 1,
+            Entity::ContractServices => 2,
+            Entity::ContractServiceAdjustments => 3,
+            Entity::ContractCharges => 4,
+        }
+    }
+}
+
+/// How cmat finds a record again without its id: after a crash, or in a later plan.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum NaturalKey {
+    /// An Autotask Service, by its sku.
+    Service { sku: String },
+    /// A contract, by its "Subscription ID" UDF.
+    Subscription(String),
+    /// A product (Item Code) on a subscription's contract.
+    Product { subscription: String, item: String },
+    /// A consumption charge of a subscription for a Billing Date; a correction by its name.
+    Charge { subscription: String, date: NaiveDate, correction: Option<String> },
+}
+
+impl NaturalKey {
+    pub fn subscription(&self) -> Option<&str> {
+        match self {
+            NaturalKey::Service { .. } => None,
+            NaturalKey::Subscription(subscription)
+            | NaturalKey::Product { subscription, .. }
+            | NaturalKey::Charge { subscription, .. } => Some(subscription),
+        }
+    }
+
+    /// The part after the contract, shown beside a change in the text plan.
+    pub fn item_label(&self) -> String {
+        match self {
+            NaturalKey::Service { .. } | NaturalKey::Subscription(_) => String::new(),
+            NaturalKey::Product { item, .. } => format!("item:{item}"),
+            NaturalKey::Charge { date, correction: None, .. } => format!("charge:{date}"),
+            NaturalKey::Charge { correction: Some(name), .. } => format!("correction:{name}"),
+        }
+    }
+}
+
+/// The saved plan's spelling (`subscription:S/item:A`); users' scripts read it.
+impl fmt::Display for NaturalKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NaturalKey::Service { sku } => write!(f, "sku:{sku}"),
+            NaturalKey::Subscription(subscription) => write!(f, "subscription:{subscription}"),
+            NaturalKey::Product { subscription, item } => {
+                write!(f, "subscription:{subscription}/item:{item}")
+            }
+            NaturalKey::Charge { subscription, date, correction } => {
+                write!(f, "subscription:{subscription}/charge:{date}")?;
+                match correction {
+                    Some(name) => write!(f, "/correction:{name}"),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
+impl std::str::FromStr for NaturalKey {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<NaturalKey, String> {
+        let unknown = || format!("key {text:?} is not a natural key cmat writes");
+        if let Some(sku) = text.strip_prefix("sku:") {
+            return Ok(NaturalKey::Service { sku: sku.to_string() });
+        }
+        let rest = text.strip_prefix("subscription:").ok_or_else(unknown)?;
+        if let Some((subscription, item)) = rest.split_once("/item:") {
+            return Ok(NaturalKey::Product {
+                subscription: subscription.to_string(),
+                item: item.to_string(),
+            });
+        }
+        if let Some((subscription, charge)) = rest.split_once("/charge:") {
+            let (date, correction) = match charge.split_once("/correction:") {
+                Some((date, name)) => (date, Some(name.to_string())),
+                None => (charge, None),
+            };
+            let date = date.parse().map_err(|_| unknown())?;
+            return Ok(NaturalKey::Charge {
+                subscription: subscription.to_string(),
+                date,
+                correction,
+            });
+        }
+        Ok(NaturalKey::Subscription(rest.to_string()))
+    }
+}
+
+/// A plan's name for a record created by an earlier change of the same plan ("c3").
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Ref(pub String);
+
+/// A record a write points at: one Autotask holds, or one the same plan creates. `P` is how a
+/// planned record is named: its natural key in the diff, a [`Ref`] in a plan, its new id once
+/// written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Id<P> {
+    Existing(i64),
+    Planned(P),
+}
+
+impl<P> Id<P> {
+    pub fn map<Q, E>(&self, f: &mut impl FnMut(&P) -> Result<Q, E>) -> Result<Id<Q>, E> {
+        Ok(match self {
+            Id::Existing(id) => Id::Existing(*id),
+            Id::Planned(planned) => Id::Planned(f(planned)?),
+        })
+    }
+}
+
+impl Id<i64> {
+    /// Once every planned record was created, an id is an id.
+    pub fn id(&self) -> i64 {
+        match self {
+            Id::Existing(id) | Id::Planned(id) => *id,
+        }
+    }
+}
+
+/// One field an update changes: what Autotask held (None where it held nothing), and the new
+/// value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Edit<T> {
+    pub old: Option<T>,
+    pub new: T,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewService {
+    pub name: String,
+    pub sku: String,
+    pub billing_code_id: i64,
+    pub period_type: Option<i64>,
+    pub unit_price: Decimal,
+    pub unit_cost: Decimal,
+    pub is_active: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewContract {
+    pub company_id: i64,
+    pub name: String,
+    pub contract_type: i64,
+    pub status: i64,
+    pub period_type: Option<i64>,
+    pub start_date: NaiveDate,
+    pub end_date: NaiveDate,
+    pub service_level_agreement_id: i64,
+    pub time_reporting_requires_start_and_stop_times: i64,
+    pub category: Option<i64>,
+    /// The UDF carrying the subscription id (its natural key), by name.
+    pub subscription_udf: String,
+    pub subscription: String,
+}
+
+/// The fields cmat owns on an existing contract; None where nothing changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ContractEdits {
+    pub name: Option<Edit<String>>,
+    pub end_date: Option<Edit<NaiveDate>>,
+    pub service_level_agreement_id: Option<Edit<i64>>,
+    pub category: Option<Edit<i64>>,
+}
+
+/// Units, price and cost of one contract service from a date: Autotask's
+/// ContractServiceAdjustment (it adds the service to the contract when it is not there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Adjustment<P> {
+    pub contract: Id<P>,
+    pub service: Id<P>,
+    pub effective_date: NaiveDate,
+    /// Relative: the units in force from `effective_date` are `units_before + unit_change`.
+    pub unit_change: i64,
+    pub units_before: i64,
+    pub adjusted_unit_price: Decimal,
+    pub adjusted_unit_cost: Decimal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewCharge {
+    pub name: String,
+    pub description: String,
+    pub date_purchased: NaiveDate,
+    pub charge_type: i64,
+    pub unit_quantity: Decimal,
+    pub unit_price: Decimal,
+    /// None where the cost is unknown (hidden costs are never written as zero).
+    pub unit_cost: Option<Decimal>,
+    pub billing_code_id: i64,
+    pub is_billable_to_company: bool,
+}
+
+/// Every kind of write the diff plans. Action and entity follow from the variant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Write<P> {
+    CreateService(NewService),
+    CreateContract(NewContract),
+    UpdateContract {
+        id: i64,
+        edits: ContractEdits,
+    },
+    AdjustContractService(Adjustment<P>),
+    CreateCharge {
+        contract: Id<P>,
+        charge: NewCharge,
+    },
+    UpdateCharge {
+        id: i64,
+        contract: Id<P>,
+        unit_price: Option<Edit<Decimal>>,
+        unit_cost: Option<Edit<Decimal>>,
+    },
+}
+
+impl<P> Write<P> {
+    pub fn action(&self) -> Action {
+        match self {
+            Write::CreateService(_) | Write::CreateContract(_) | Write::CreateCharge { .. } => {
+                Action::Create
+            }
+            Write::UpdateContract { .. } | Write::UpdateCharge { .. } => Action::Update,
+            Write::AdjustContractService(_) => Action::Adjust,
+        }
+    }
+
+    pub fn entity(&self) -> Entity {
+        match self {
+            Write::CreateService(_) => Entity::Services,
+            Write::CreateContract(_) | Write::UpdateContract { .. } => Entity::Contracts,
+            Write::AdjustContractService(_) => Entity::ContractServiceAdjustments,
+            Write::CreateCharge { .. } | Write::UpdateCharge { .. } => Entity::ContractCharges,
+        }
+    }
+
+    /// The existing record an update changes.
+    pub fn id(&self) -> Option<i64> {
+        match self {
+            Write::UpdateContract { id, .. } | Write::UpdateCharge { id, .. } => Some(*id),
+            _ => None,
+        }
+    }
+
+    /// The contract a child record hangs under.
+    pub fn parent(&self) -> Option<&Id<P>> {
+        match self {
+            Write::AdjustContractService(adjustment) => Some(&adjustment.contract),
+            Write::CreateCharge { contract, .. } | Write::UpdateCharge { contract, .. } => {
+                Some(contract)
+            }
+            _ => None,
+        }
+    }
+
+    /// The same write with its planned records named another way (keys → refs → ids).
+    pub fn map_refs<Q, E>(&self, mut f: impl FnMut(&P) -> Result<Q, E>) -> Result<Write<Q>, E> {
+        Ok(match self {
+            Write::CreateService(service) => Write::CreateService(service.clone()),
+            Write::CreateContract(contract) => Write::CreateContract(contract.clone()),
+            Write::UpdateContract { id, edits } => {
+                Write::UpdateContract { id: *id, edits: edits.clone() }
+            }
+            Write::AdjustContractService(a) => Write::AdjustContractService(Adjustment {
+                contract: a.contract.map(&mut f)?,
+                service: a.service.map(&mut f)?,
+                effective_date: a.effective_date,
+                unit_change: a.unit_change,
+                units_before: a.units_before,
+                adjusted_unit_price: a.adjusted_unit_price,
+                adjusted_unit_cost: a.adjusted_unit_cost,
+            }),
+            Write::CreateCharge { contract, charge } => {
+                Write::CreateCharge { contract: contract.map(&mut f)?, charge: charge.clone() }
+            }
+            Write::UpdateCharge { id, contract, unit_price, unit_cost } => Write::UpdateCharge {
+                id: *id,
+                contract: contract.map(&mut f)?,
+                unit_price: unit_price.clone(),
+                unit_cost: unit_cost.clone(),
+            },
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn natural_keys_read_back_as_written() {
+        let date = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+        for key in [
+            NaturalKey::Service { sku: "CFQ7TTC0LH18".into() },
+            NaturalKey::Subscription("6f1c".into()),
+            NaturalKey::Product { subscription: "6f1c".into(), item: "A".into() },
+            NaturalKey::Charge { subscription: "AZ".into(), date, correction: None },
+            NaturalKey::Charge {
+                subscription: "AZ".into(),
+                date,
+                correction: Some("Azure consumption 2026-11 correction 2".into()),
+            },
+        ] {
+            assert_eq!(key.to_string().parse::<NaturalKey>(), Ok(key.clone()), "{key}");
+        }
+        assert!("period:2026-11-01".parse::<NaturalKey>().is_err());
+        assert!("subscription:A/charge:someday".parse::<NaturalKey>().is_err());
+    }
+}

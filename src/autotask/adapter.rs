@@ -1,0 +1,443 @@
+//! The Autotask adapter: what a typed write becomes on the wire (path, method, JSON body), the
+//! client behind the [`AutotaskWriter`] and [`AutotaskReader`] seams apply writes and re-reads
+//! through, and what apply needs to know of a client error ([`WriteFailure`]). It knows the
+//! engine's writes and scope, never apply or the diff.
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use chrono::NaiveDate;
+use rust_decimal::Decimal;
+use serde_json::{json, Map, Value};
+
+use super::client::AutotaskClient;
+use super::error::{AutotaskError, Rejection};
+use super::pull::{absorb, add_records, DEFAULT_SUBSCRIPTION_UDF};
+use super::query::{chunked_in, Condition, Filter, FilterValue};
+use cmat_engine::scope::Scope;
+use cmat_engine::snapshot::{units_in_force, Snapshot};
+use cmat_engine::write::{Action, Write};
+
+/// Why a write failed, shared across apply's threads; its text is the failure's message.
+pub type Cause = Arc<dyn std::error::Error + Send + Sync + 'static>;
+
+/// How a write failed, as far as apply needs to know. The message is the cause's own text;
+/// `source()` goes on with the cause's causes, so nothing is flattened or said twice.
+#[derive(Debug, Clone)]
+pub enum WriteFailure {
+    /// Autotask answered and refused: nothing was written. `kind` says what was refused
+    /// (apply matches on it, never on the message).
+    Rejected { status: Option<u16>, kind: Rejection, message: String, cause: Option<Cause> },
+    /// No answer: the write may or may not have landed. Never re-sent without a lookup.
+    OutcomeUnknown { message: String, cause: Option<Cause> },
+    /// The hour's request budget is spent: stop now, resume later.
+    Budget { message: String, cause: Option<Cause> },
+}
+
+impl WriteFailure {
+    /// The client error behind this failure, if it came from one.
+    pub fn cause(&self) -> Option<&Cause> {
+        match self {
+            WriteFailure::Rejected { cause, .. }
+            | WriteFailure::OutcomeUnknown { cause, .. }
+            | WriteFailure::Budget { cause, .. } => cause.as_ref(),
+        }
+    }
+}
+
+impl std::fmt::Display for WriteFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteFailure::Rejected { message, .. } => write!(f, "{message}"),
+            WriteFailure::OutcomeUnknown { message, .. } => write!(f, "outcome unknown: {message}"),
+            WriteFailure::Budget { message, .. } => write!(f, "{message}"),
+        }
+    }
+}
+
+impl std::error::Error for WriteFailure {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.cause().and_then(|cause| cause.source())
+    }
+}
+
+/// The writes apply needs; the Autotask client implements it (and tests fake it).
+pub trait AutotaskWriter: Sync {
+    /// `POST path` → the new record's id (Autotask may answer `{"itemId": null}`).
+    fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure>;
+    /// `PATCH path` with `id` in the body (the collection URL, never `/{id}`).
+    fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure>;
+    fn delete(&self, path: &str) -> Result<(), WriteFailure>;
+    /// Units in force on `date` for a contract's service, read from Autotask now
+    /// (ContractServiceUnits). Asked only when Autotask refuses a second same-day adjustment.
+    fn units_on(
+        &self,
+        contract_id: i64,
+        service_id: i64,
+        date: NaiveDate,
+    ) -> Result<i64, WriteFailure>;
+}
+
+/// Reads a scope from Autotask in pages.
+pub trait AutotaskReader {
+    fn read_scope(&self, scope: &Scope) -> Result<Snapshot, WriteFailure>;
+}
+
+/// How a request goes: POST a new record, PATCH the collection, DELETE by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Create,
+    Update,
+    Delete,
+}
+
+/// One write as Autotask takes it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request {
+    pub method: Method,
+    pub path: String,
+    pub body: Value,
+}
+
+impl Request {
+    /// Sends it; an update or delete returns the id it was given.
+    pub fn send(
+        &self,
+        writer: &dyn AutotaskWriter,
+        id: Option<i64>,
+    ) -> Result<Option<i64>, WriteFailure> {
+        match self.method {
+            Method::Create => writer.create(&self.path, &self.body),
+            Method::Update => writer.update(&self.path, &self.body).map(|()| id),
+            Method::Delete => writer.delete(&self.path).map(|()| id),
+        }
+    }
+}
+
+/// A decimal as a JSON number token, as Autotask's Swagger types amounts. The amounts cmat
+/// sends have at most 4 decimals and far fewer than 15 significant digits, so the number's
+/// text is the decimal's, exactly.
+pub fn api_number(amount: Decimal) -> Result<Value, String> {
+    amount
+        .normalize()
+        .to_string()
+        .parse::<serde_json::Number>()
+        .map(Value::Number)
+        .map_err(|_| format!("{amount} cannot be sent as a JSON number"))
+}
+
+/// The request for a write whose every record is known by its Autotask id.
+pub fn request(write: &Write<i64>) -> Result<Request, String> {
+    let mut body = Map::new();
+    let mut put = |name: &str, value: Value| {
+        body.insert(name.to_string(), value);
+    };
+    let path = match write {
+        Write::CreateService(service) => {
+            put("name", json!(service.name));
+            put("sku", json!(service.sku));
+            put("billingCodeID", json!(service.billing_code_id));
+            if let Some(period) = service.period_type {
+                put("periodType", json!(period));
+            }
+            put("unitPrice", api_number(service.unit_price)?);
+            put("unitCost", api_number(service.unit_cost)?);
+            put("isActive", json!(service.is_active));
+            "Services".to_string()
+        }
+        Write::CreateContract(contract) => {
+            put("companyID", json!(contract.company_id));
+            put("contractName", json!(contract.name));
+            put("contractType", json!(contract.contract_type));
+            put("status", json!(contract.status));
+            if let Some(period) = contract.period_type {
+                put("contractPeriodType", json!(period));
+            }
+            put("startDate", json!(contract.start_date.to_string()));
+            put("endDate", json!(contract.end_date.to_string()));
+            put("serviceLevelAgreementID", json!(contract.service_level_agreement_id));
+            put(
+                "timeReportingRequiresStartAndStopTimes",
+                json!(contract.time_reporting_requires_start_and_stop_times),
+            );
+            if let Some(category) = contract.category {
+                put("contractCategory", json!(category));
+            }
+            put(
+                "userDefinedFields",
+                json!([{ "name": contract.subscription_udf, "value": contract.subscription }]),
+            );
+            "Contracts".to_string()
+        }
+        Write::UpdateContract { id, edits } => {
+            if let Some(edit) = &edits.name {
+                put("contractName", json!(edit.new));
+            }
+            if let Some(edit) = &edits.end_date {
+                put("endDate", json!(edit.new.to_string()));
+            }
+            if let Some(edit) = &edits.service_level_agreement_id {
+                put("serviceLevelAgreementID", json!(edit.new));
+            }
+            if let Some(edit) = &edits.category {
+                put("contractCategory", json!(edit.new));
+            }
+            put("id", json!(id));
+            "Contracts".to_string()
+        }
+        Write::AdjustContractService(adjustment) => {
+            let contract = adjustment.contract.id();
+            put("serviceID", json!(adjustment.service.id()));
+            put("effectiveDate", json!(adjustment.effective_date.to_string()));
+            put("unitChange", json!(adjustment.unit_change));
+            put("adjustedUnitPrice", api_number(adjustment.adjusted_unit_price)?);
+            put("adjustedUnitCost", api_number(adjustment.adjusted_unit_cost)?);
+            put("contractID", json!(contract));
+            format!("Contracts/{contract}/ServiceAdjustments")
+        }
+        Write::CreateCharge { contract, charge } => {
+            let contract = contract.id();
+            put("name", json!(charge.name));
+            put("description", json!(charge.description));
+            put("datePurchased", json!(charge.date_purchased.to_string()));
+            put("chargeType", json!(charge.charge_type));
+            put("unitQuantity", api_number(charge.unit_quantity)?);
+            put("unitPrice", api_number(charge.unit_price)?);
+            if let Some(cost) = charge.unit_cost {
+                put("unitCost", api_number(cost)?);
+            }
+            put("billingCodeID", json!(charge.billing_code_id));
+            put("isBillableToCompany", json!(charge.is_billable_to_company));
+            put("contractID", json!(contract));
+            format!("Contracts/{contract}/Charges")
+        }
+        Write::UpdateCharge { id, contract, unit_price, unit_cost } => {
+            let contract = contract.id();
+            if let Some(edit) = unit_price {
+                put("unitPrice", api_number(edit.new)?);
+            }
+            if let Some(edit) = unit_cost {
+                put("unitCost", api_number(edit.new)?);
+            }
+            put("id", json!(id));
+            put("contractID", json!(contract));
+            format!("Contracts/{contract}/Charges")
+        }
+    };
+    let method = match write.action() {
+        Action::Create | Action::Adjust => Method::Create,
+        Action::Update => Method::Update,
+        Action::Delete => Method::Delete,
+    };
+    Ok(Request { method, path, body: Value::Object(body) })
+}
+
+/// Apply's view of Autotask: the client plus the name of the subscription UDF.
+pub struct ApplyConnection<'a> {
+    pub client: &'a AutotaskClient,
+    pub subscription_udf: String,
+}
+
+impl<'a> ApplyConnection<'a> {
+    pub fn new(client: &'a AutotaskClient, subscription_udf: impl Into<String>) -> Self {
+        ApplyConnection { client, subscription_udf: subscription_udf.into() }
+    }
+}
+
+/// What apply needs to know of a client error; the error itself is kept as the cause.
+pub fn write_failure(err: AutotaskError) -> WriteFailure {
+    let message = err.to_string();
+    match err {
+        AutotaskError::OutcomeUnknown { .. } => {
+            WriteFailure::OutcomeUnknown { message, cause: Some(Arc::new(err)) }
+        }
+        AutotaskError::HourlyBudget { .. } => {
+            WriteFailure::Budget { message, cause: Some(Arc::new(err)) }
+        }
+        other => WriteFailure::Rejected {
+            status: other.http_status(),
+            kind: other.rejection().unwrap_or(Rejection::Other),
+            message,
+            cause: Some(Arc::new(other)),
+        },
+    }
+}
+
+impl AutotaskWriter for ApplyConnection<'_> {
+    fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure> {
+        self.client.create(path, body).map_err(write_failure)
+    }
+    fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure> {
+        self.client.update(path, body).map_err(write_failure)
+    }
+    fn delete(&self, path: &str) -> Result<(), WriteFailure> {
+        self.client.delete(path).map_err(write_failure)
+    }
+    fn units_on(
+        &self,
+        contract_id: i64,
+        service_id: i64,
+        date: NaiveDate,
+    ) -> Result<i64, WriteFailure> {
+        units_on(self.client, contract_id, service_id, date)
+    }
+}
+
+impl AutotaskWriter for AutotaskClient {
+    fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure> {
+        AutotaskClient::create(self, path, body).map_err(write_failure)
+    }
+    fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure> {
+        AutotaskClient::update(self, path, body).map_err(write_failure)
+    }
+    fn delete(&self, path: &str) -> Result<(), WriteFailure> {
+        AutotaskClient::delete(self, path).map_err(write_failure)
+    }
+    fn units_on(
+        &self,
+        contract_id: i64,
+        service_id: i64,
+        date: NaiveDate,
+    ) -> Result<i64, WriteFailure> {
+        units_on(self, contract_id, service_id, date)
+    }
+}
+
+/// Units in force on `date` for a contract's service: one query of ContractServiceUnits.
+fn units_on(
+    client: &AutotaskClient,
+    contract_id: i64,
+    service_id: i64,
+    date: NaiveDate,
+) -> Result<i64, WriteFailure> {
+    let filter = Filter::new(Condition::eq("contractID", contract_id))
+        .and_then(|filter| filter.and(Condition::eq("serviceID", service_id)))
+        .map_err(|source| {
+            write_failure(AutotaskError::Filter {
+                request: "POST ContractServiceUnits/query".into(),
+                source,
+            })
+        })?;
+    let mut snapshot = Snapshot::default();
+    read_filtered(client, &mut snapshot, "ContractServiceUnits", filter, DEFAULT_SUBSCRIPTION_UDF)?;
+    let mut periods: Vec<_> = snapshot.contract_service_units.values().collect();
+    periods.sort_by_key(|unit| (unit.start_date, unit.id));
+    Ok(units_in_force(&periods, date))
+}
+
+impl AutotaskReader for ApplyConnection<'_> {
+    fn read_scope(&self, scope: &Scope) -> Result<Snapshot, WriteFailure> {
+        read_scope(self.client, scope, &self.subscription_udf)
+    }
+}
+
+impl AutotaskReader for AutotaskClient {
+    /// With the default UDF name; use [`ApplyConnection`] for another.
+    fn read_scope(&self, scope: &Scope) -> Result<Snapshot, WriteFailure> {
+        read_scope(self, scope, DEFAULT_SUBSCRIPTION_UDF)
+    }
+}
+
+/// Reads, in pages and `in` chunks of 500, every record a scope covers: the contracts of its
+/// companies and its contracts, the services with its skus, and the contract services, units
+/// and charges of those contracts. No per-record reads; the queries of each step go side by
+/// side (apply re-reads its scope before and after writing, on every run).
+pub fn read_scope(
+    client: &AutotaskClient,
+    scope: &Scope,
+    subscription_udf: &str,
+) -> Result<Snapshot, WriteFailure> {
+    let ints = |ids: &BTreeSet<i64>| ids.iter().map(|id| FilterValue::Int(*id)).collect();
+    let skus = scope.skus.iter().map(|s| FilterValue::Text(s.clone())).collect();
+    let mut parents = in_queries("Contracts", "companyID", ints(&scope.company_ids), None)?;
+    parents.extend(in_queries("Contracts", "id", ints(&scope.contract_ids), None)?);
+    parents.extend(in_queries("Services", "sku", skus, None)?);
+    let mut snapshot = read_all(client, parents, subscription_udf)?;
+
+    let contract_ids: BTreeSet<i64> = snapshot.contracts.keys().copied().collect();
+    let units = crate::autotask::pull::units_filter(scope.units_window);
+    let mut children = Vec::new();
+    for (entity, base) in [
+        ("ContractServices", None),
+        ("ContractServiceUnits", scope.units_window.map(|_| &units)),
+        ("ContractCharges", None),
+    ] {
+        children.extend(in_queries(entity, "contractID", ints(&contract_ids), base)?);
+    }
+    absorb(&mut snapshot, read_all(client, children, subscription_udf)?);
+    Ok(snapshot)
+}
+
+/// `entity` where `field in values`, as queries of at most 500 values each.
+fn in_queries(
+    entity: &'static str,
+    field: &str,
+    values: Vec<FilterValue>,
+    base: Option<&Filter>,
+) -> Result<Vec<(&'static str, Filter)>, WriteFailure> {
+    let filters = chunked_in(base, field, values).map_err(|source| {
+        write_failure(AutotaskError::Filter { request: format!("POST {entity}/query"), source })
+    })?;
+    Ok(filters.into_iter().map(|filter| (entity, filter)).collect())
+}
+
+/// Threads reading queries side by side; the client still keeps each endpoint at 3 in flight.
+const READERS: usize = 9;
+
+/// Runs `queries` side by side into one snapshot; the first failure stops the rest.
+fn read_all(
+    client: &AutotaskClient,
+    queries: Vec<(&'static str, Filter)>,
+    subscription_udf: &str,
+) -> Result<Snapshot, WriteFailure> {
+    let workers = queries.len().min(READERS);
+    let queue = Mutex::new(queries.into_iter());
+    let snapshot = Mutex::new(Snapshot::default());
+    let failure: Mutex<Option<WriteFailure>> = Mutex::new(None);
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                if locked(&failure).is_some() {
+                    return;
+                }
+                let Some((entity, filter)) = locked(&queue).next() else {
+                    return;
+                };
+                let mut part = Snapshot::default();
+                match read_filtered(client, &mut part, entity, filter, subscription_udf) {
+                    Ok(()) => absorb(&mut locked(&snapshot), part),
+                    Err(err) => {
+                        locked(&failure).get_or_insert(err);
+                    }
+                }
+            });
+        }
+    });
+    match failure.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
+        Some(err) => Err(err),
+        None => Ok(snapshot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())),
+    }
+}
+
+/// A lock that survives a panicked holder (the data is records, never half-updated).
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn read_filtered(
+    client: &AutotaskClient,
+    snapshot: &mut Snapshot,
+    entity: &str,
+    filter: Filter,
+    subscription_udf: &str,
+) -> Result<(), WriteFailure> {
+    let records = client.query(entity, &filter).map_err(write_failure)?;
+    add_records(snapshot, entity, &records, subscription_udf).map_err(|err| {
+        WriteFailure::Rejected {
+            status: None,
+            kind: Rejection::Other,
+            message: format!("Autotask sent a record cmat cannot read: {err}"),
+            cause: Some(Arc::new(err)),
+        }
+    })
+}

@@ -1,0 +1,267 @@
+//! The apply workflow: settle what an earlier run left in flight, check a saved plan against
+//! what it was computed from (digests, then Autotask itself), plan again from what Autotask
+//! holds, settle the journal, write, and refresh the snapshot from what was written. No
+//! prompts and no printing: what a person should hear comes back as [`Note`]s.
+
+use std::path::{Path, PathBuf};
+
+use crate::apply::{apply_plan, ApplyError, ApplyOptions, ApplyReport};
+use crate::autotask::adapter::{AutotaskReader, WriteFailure};
+use crate::autotask::{ApplyConnection, PullError};
+use crate::store::{JournalOutcome, Store, StoreError};
+use cmat_engine::plan::{Plan, PlanError};
+use cmat_engine::scope::Scope;
+use cmat_engine::snapshot::Snapshot;
+use cmat_engine::write::{Action, Entity, NaturalKey};
+
+use super::{Loaded, PlanningError};
+
+/// A plan read from a file, and where it came from (for messages).
+pub struct SavedPlan {
+    pub plan: Plan,
+    pub path: PathBuf,
+}
+
+/// What the workflow tells the person running it, as it goes.
+#[derive(Debug)]
+pub enum Note {
+    /// An earlier run stopped while writing: waiting this long for its writes to land.
+    Settling { seconds: u64 },
+    /// Autotask differs from the snapshot in records the plan touches: planning again.
+    Replanning { differences: Vec<String> },
+    /// The snapshot could not be refreshed after writing.
+    RefreshFailed(WriteFailure),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WorkflowError {
+    #[error("{path}: cannot read")]
+    ReadPlan {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Plan(#[from] PlanError),
+    #[error(transparent)]
+    Planning(#[from] PlanningError),
+    #[error(transparent)]
+    Apply(#[from] ApplyError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pull(#[from] PullError),
+}
+
+impl From<WriteFailure> for WorkflowError {
+    fn from(failure: WriteFailure) -> Self {
+        WorkflowError::Apply(ApplyError::Reread(failure))
+    }
+}
+
+pub fn read_plan(path: &Path) -> Result<SavedPlan, WorkflowError> {
+    let name = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|source| WorkflowError::ReadPlan { path: name.clone(), source })?;
+    Ok(SavedPlan { plan: Plan::from_json(&name, &text)?, path: path.to_path_buf() })
+}
+
+/// Waits until writes a run that died left without any outcome had time to land: Autotask goes
+/// on executing a request after its client is gone, and a re-read made before it lands would
+/// not see it, so the write would be sent twice. `[autotask] settle_seconds` (default 15).
+pub fn settle_earlier_writes(
+    store: &Store,
+    settle_seconds: u64,
+    note: &mut dyn FnMut(Note),
+) -> Result<(), WorkflowError> {
+    let pending = store
+        .journal_unresolved()?
+        .into_iter()
+        .filter(|entry| entry.outcome == JournalOutcome::Pending)
+        .map(|entry| entry.recorded_at)
+        .max();
+    let Some(newest) = pending else {
+        return Ok(());
+    };
+    let wait = newest + chrono::Duration::seconds(settle_seconds as i64) - chrono::Utc::now();
+    if let Ok(wait) = wait.to_std() {
+        note(Note::Settling { seconds: wait.as_secs() + 1 });
+        std::thread::sleep(wait);
+    }
+    Ok(())
+}
+
+/// The plan to write: the saved one when nothing it was computed from moved (else
+/// [`ApplyError::Stale`]), or a new one from what Autotask holds right now. The journal of
+/// earlier runs is settled against the records just re-read.
+pub fn prepare(
+    store: &mut Store,
+    loaded: &mut Loaded,
+    connection: &ApplyConnection<'_>,
+    saved: Option<SavedPlan>,
+    note: &mut dyn FnMut(Note),
+) -> Result<Plan, WorkflowError> {
+    let plan = match saved {
+        Some(SavedPlan { mut plan, path }) => {
+            let path = path.display().to_string();
+            plan.restore_grouping(&loaded.snapshot);
+            // Digests only: no need to plan again to know whether the inputs moved.
+            let current = loaded.digests();
+            let mut stale = Vec::new();
+            for (what, saved, now) in [
+                ("the Autotask snapshot", &plan.digests.snapshot, &current.snapshot),
+                ("the imported bills", &plan.digests.inputs, &current.inputs),
+                ("the mapping rules", &plan.digests.mappings, &current.mappings),
+            ] {
+                if saved != now {
+                    stale.push(format!("{what} changed since the plan was made"));
+                }
+            }
+            if !stale.is_empty() {
+                return Err(ApplyError::Stale { path, reasons: stale }.into());
+            }
+            let differences = reread(store, loaded, connection, &plan)?;
+            if !differences.is_empty() {
+                return Err(ApplyError::Stale { path, reasons: differences }.into());
+            }
+            plan
+        }
+        None => {
+            if loaded.snapshot.picklists.is_empty() {
+                // Never pulled: the rules' labels need the tenant's picklists to become numbers.
+                crate::autotask::pull::read_tenant_lists(connection.client, &mut loaded.snapshot)?;
+                store.replace_snapshot(&loaded.snapshot)?;
+            }
+            let mut plan = loaded.plan()?;
+            // Units change relatively: plan only from what Autotask holds right now.
+            for _ in 0..3 {
+                if !plan.has_changes() {
+                    break;
+                }
+                let differences = reread(store, loaded, connection, &plan)?;
+                if differences.is_empty() {
+                    break;
+                }
+                note(Note::Replanning { differences });
+                plan = loaded.plan()?;
+            }
+            plan
+        }
+    };
+    resolve_journal(store, &loaded.snapshot)?;
+    Ok(plan)
+}
+
+/// Writes the plan, then refreshes the snapshot from Autotask so the next plan is empty
+/// without another pull.
+pub fn write(
+    store: &mut Store,
+    loaded: &mut Loaded,
+    connection: &ApplyConnection<'_>,
+    plan: &Plan,
+    options: &ApplyOptions,
+    note: &mut dyn FnMut(Note),
+) -> Result<ApplyReport, WorkflowError> {
+    let report = apply_plan(plan, connection, store, options)?;
+    let scope = scope(loaded, plan);
+    match connection.read_scope(&scope) {
+        Ok(fresh) => refresh_scope(store, &scope, &fresh)?,
+        Err(failure) => note(Note::RefreshFailed(failure)),
+    }
+    loaded.snapshot = store.load_snapshot()?;
+    Ok(report)
+}
+
+/// Time, process and a per-process sequence: unique even for several applies in one second.
+pub fn new_run_id() -> String {
+    static SEQUENCE: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let sequence = SEQUENCE.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+    format!("{}-{}-{sequence}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id())
+}
+
+fn scope(loaded: &Loaded, plan: &Plan) -> Scope {
+    Scope { units_window: loaded.units_window(), ..Scope::of_plan(plan, &loaded.snapshot) }
+}
+
+/// Re-reads the plan's records from Autotask (in pages) and, where they differ from the
+/// snapshot, stores what Autotask holds now. Returns the differences found.
+fn reread(
+    store: &mut Store,
+    loaded: &mut Loaded,
+    reader: &dyn AutotaskReader,
+    plan: &Plan,
+) -> Result<Vec<String>, WorkflowError> {
+    let scope = scope(loaded, plan);
+    let fresh = reader.read_scope(&scope)?;
+    let differences = scope.differences(&loaded.snapshot, &fresh);
+    if !differences.is_empty() {
+        refresh_scope(store, &scope, &fresh)?;
+        loaded.snapshot = store.load_snapshot()?;
+    }
+    Ok(differences)
+}
+
+/// Replaces the scope's part of the stored snapshot with what Autotask holds now.
+pub fn refresh_scope(store: &mut Store, scope: &Scope, fresh: &Snapshot) -> Result<(), StoreError> {
+    let mut snapshot = store.load_snapshot()?;
+    let known = scope.restrict(&snapshot);
+    for id in known.contracts.keys() {
+        snapshot.contracts.remove(id);
+    }
+    for id in known.services.keys() {
+        snapshot.services.remove(id);
+    }
+    for id in known.contract_services.keys() {
+        snapshot.contract_services.remove(id);
+    }
+    for id in known.contract_service_units.keys() {
+        snapshot.contract_service_units.remove(id);
+    }
+    for id in known.charges.keys() {
+        snapshot.charges.remove(id);
+    }
+    let fresh = scope.restrict(fresh);
+    snapshot.contracts.extend(fresh.contracts);
+    snapshot.services.extend(fresh.services);
+    snapshot.contract_services.extend(fresh.contract_services);
+    snapshot.contract_service_units.extend(fresh.contract_service_units);
+    snapshot.charges.extend(fresh.charges);
+    store.replace_snapshot(&snapshot)
+}
+
+/// Writes left with an unknown outcome by an earlier run are settled against what Autotask
+/// now holds (the caller has just re-read it): a create found by its natural key, or known not
+/// to have landed. Updates and adjustments need nothing: the new plan was computed from
+/// Autotask's own values.
+fn resolve_journal(store: &mut Store, snapshot: &Snapshot) -> Result<(), StoreError> {
+    for entry in store.journal_unresolved()? {
+        let intent = &entry.intent;
+        let creates = Action::from_name(&intent.action) == Some(Action::Create);
+        let found = match (intent.key.parse::<NaturalKey>(), Entity::from_name(&intent.entity)) {
+            (Ok(NaturalKey::Service { sku }), _) => snapshot
+                .services
+                .values()
+                .find(|s| s.sku.as_deref() == Some(sku.as_str()))
+                .map(|s| Some(s.id)),
+            (Ok(NaturalKey::Subscription(subscription)), Some(Entity::Contracts)) if creates => {
+                snapshot
+                    .contracts
+                    .values()
+                    .find(|c| c.subscription_id.as_deref() == Some(subscription.as_str()))
+                    .map(|c| Some(c.id))
+            }
+            // A key no cmat writes cannot be looked up: it did not land as far as cmat knows.
+            (Err(_), _) if creates => None,
+            _ => Some(None),
+        };
+        let outcome = match found {
+            Some(autotask_id) => JournalOutcome::Done { autotask_id },
+            None => JournalOutcome::Failed {
+                message: "did not land: not found in Autotask by its natural key on the next run"
+                    .into(),
+            },
+        };
+        store.journal_outcome(entry.id, &outcome)?;
+    }
+    Ok(())
+}
