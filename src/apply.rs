@@ -19,7 +19,6 @@ use cmat_engine::plan::{plain, Plan, PlanChange};
 use cmat_engine::write::{Adjustment, Ref, Write};
 
 pub use crate::autotask::adapter::{AutotaskReader, AutotaskWriter, WriteFailure};
-pub use cmat_engine::scope::Scope;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -412,16 +411,6 @@ fn audit_rows(
             message: message.clone(),
         })
         .collect()
-}
-
-/// Compares what Autotask holds now with what the snapshot says, over the plan's scope.
-/// Returns the differences found, for the "stale plan" message.
-pub fn scope_differences(
-    scope: &Scope,
-    snapshot: &cmat_engine::snapshot::Snapshot,
-    fresh: &cmat_engine::snapshot::Snapshot,
-) -> Vec<String> {
-    scope.differences(snapshot, fresh)
 }
 
 #[cfg(test)]
