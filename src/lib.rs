@@ -11,5 +11,6 @@ pub mod cloudmore;
 pub mod import;
 pub mod json_kind;
 pub mod logging;
+pub mod report;
 pub mod store;
 pub mod workspace;

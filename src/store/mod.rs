@@ -24,11 +24,13 @@ use cmat_engine::billing::BillKey;
 mod bills;
 mod journal;
 mod lock;
+mod review;
 mod snapshot;
 mod sql;
 
 pub use bills::{BillInfo, OrganizationInfo};
 pub use lock::LockHolder;
+pub use review::{BillRevision, History};
 pub use snapshot::SnapshotCounts;
 
 /// Well-known keys of the `meta` table.
