@@ -269,8 +269,10 @@ pub struct AfterSync<'a> {
 
 /// Refuses a webhook URL before the sync starts (`https`, or `http` to loopback only).
 pub fn check_webhook(url: &str) -> Result<(), CommandError> {
-    crate::workspace::check_url(url)
-        .map_err(|message| format!("--notify {}: {message}", redact_url(url)).into())
+    // The URL carries the webhook's token: the message names its host only.
+    crate::workspace::check_url(url).map_err(|message| {
+        format!("--notify {}: {}", redact_url(url), message.replace(&format!("{url}: "), "")).into()
+    })
 }
 
 /// Writes the review of the period the run touched and posts the summary; neither ever
