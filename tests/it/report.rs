@@ -426,3 +426,18 @@ fn a_plain_http_webhook_is_refused_before_anything_runs() {
     insta::assert_snapshot!("plain_http_webhook", run.stderr);
     assert_eq!(sim.writes(), 0);
 }
+
+#[test]
+fn the_demo_ends_with_the_review() {
+    let ws = TestWorkspace::new();
+    let dir = ws.path().join("demo");
+    let run = ws.cmat(&["demo", "--dir", &dir.display().to_string()]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    let last = run.stdout.lines().rev().nth(1).unwrap_or_default();
+    assert!(
+        last.starts_with("The 2026-11 review (") && last.ends_with("[WS]/demo/review.html"),
+        "{last}"
+    );
+    let page = std::fs::read_to_string(dir.join("review.html")).expect("review.html");
+    assert!(page.contains("Billing review · 2026-11"));
+}
