@@ -19,6 +19,7 @@ use cmat_engine::rules::{BillingKind, RuleSet};
 use cmat_engine::snapshot::Snapshot;
 
 mod charts;
+pub mod load;
 pub mod render;
 
 pub use render::{render, Format};
