@@ -9,7 +9,9 @@ use chrono::NaiveDate;
 use rusqlite::params;
 use rust_decimal::Decimal;
 
-use super::sql::{date, get_date, get_decimal, get_timestamp};
+use std::str::FromStr;
+
+use super::sql::{date, get_date, get_timestamp};
 use super::{Store, StoreError};
 use cmat_engine::billing::{BillLine, LineSource};
 
@@ -31,6 +33,21 @@ pub struct History {
     pub by_date: BTreeMap<NaiveDate, (Decimal, Decimal)>,
     /// (Billing Date, subscription id) → (organization, subscription name, sales, cost).
     pub subscriptions: BTreeMap<(NaiveDate, String), (String, String, Decimal, Decimal)>,
+}
+
+/// A TEXT cell, borrowed.
+fn text<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> rusqlite::Result<&'r str> {
+    row.get_ref(index)?.as_str().map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
+}
+
+/// A TEXT decimal, parsed without copying the text.
+fn amount(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Decimal> {
+    let cell = text(row, index)?;
+    Decimal::from_str(cell).map_err(|e| {
+        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
+    })
 }
 
 impl Store {
@@ -56,51 +73,62 @@ impl Store {
     }
 
     /// Calls `visit` with every current line whose Billing Date is in `from..to`, in the
-    /// order of [`Store::bill_lines`], without holding them all.
+    /// order of [`Store::bill_lines`], without holding them all. Bill by bill, each read
+    /// through the `bill_lines_by_bill` index (no sort of the period's lines).
     pub fn visit_bill_lines(
         &self,
         from: NaiveDate,
         to: NaiveDate,
         mut visit: impl FnMut(BillLine),
     ) -> Result<(), StoreError> {
-        let sql = "SELECT b.organization_name, b.billing_date, b.source_file, l.source_row,
-                          l.service_name, l.broker_name, l.customer_number, l.product_name,
-                          l.item_code, l.quantity, l.unit_cost_price, l.unit_sales_price,
-                          l.total_cost, l.total_sales, l.currency_code, l.product_id,
-                          l.subscription_id, l.subscription_name, l.autotask_company_id,
-                          l.payment_frequency, l.organization_currency_code
-                   FROM bills b JOIN bill_lines l ON l.bill_id = b.id
-                   WHERE b.billing_date >= ?1 AND b.billing_date < ?2
-                   ORDER BY b.billing_date, b.organization_name, l.id";
         let mut read = || -> rusqlite::Result<()> {
-            let mut statement = self.conn.prepare(sql)?;
-            let mut rows = statement.query(params![date(&from), date(&to)])?;
-            while let Some(row) = rows.next()? {
-                visit(BillLine {
-                    organization_name: row.get(0)?,
-                    billing_date: get_date(row, 1)?,
-                    source: LineSource {
-                        file: row.get(2)?,
-                        row: row.get::<_, i64>(3)?.max(0) as u64,
-                    },
-                    service_name: row.get(4)?,
-                    broker_name: row.get(5)?,
-                    customer_number: row.get(6)?,
-                    product_name: row.get(7)?,
-                    item_code: row.get(8)?,
-                    quantity: get_decimal(row, 9)?,
-                    unit_cost_price: get_decimal(row, 10)?,
-                    unit_sales_price: get_decimal(row, 11)?,
-                    total_cost: get_decimal(row, 12)?,
-                    total_sales: get_decimal(row, 13)?,
-                    currency_code: row.get(14)?,
-                    product_id: row.get(15)?,
-                    subscription_id: row.get(16)?,
-                    subscription_name: row.get(17)?,
-                    autotask_company_id: row.get(18)?,
-                    payment_frequency: row.get(19)?,
-                    organization_currency_code: row.get(20)?,
-                });
+            let mut bills = self.conn.prepare(
+                "SELECT id, organization_name, billing_date, source_file FROM bills
+                 WHERE billing_date >= ?1 AND billing_date < ?2
+                 ORDER BY billing_date, organization_name",
+            )?;
+            let bills: Vec<(i64, String, NaiveDate, String)> = bills
+                .query_map(params![date(&from), date(&to)], |row| {
+                    Ok((row.get(0)?, row.get(1)?, get_date(row, 2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut lines = self.conn.prepare(
+                "SELECT source_row, service_name, broker_name, customer_number, product_name,
+                        item_code, quantity, unit_cost_price, unit_sales_price, total_cost,
+                        total_sales, currency_code, product_id, subscription_id,
+                        subscription_name, autotask_company_id, payment_frequency,
+                        organization_currency_code
+                 FROM bill_lines WHERE bill_id = ?1 ORDER BY id",
+            )?;
+            for (bill_id, organization, billing_date, file) in bills {
+                let mut rows = lines.query([bill_id])?;
+                while let Some(row) = rows.next()? {
+                    visit(BillLine {
+                        organization_name: organization.clone(),
+                        billing_date,
+                        source: LineSource {
+                            file: file.clone(),
+                            row: row.get::<_, i64>(0)?.max(0) as u64,
+                        },
+                        service_name: row.get(1)?,
+                        broker_name: row.get(2)?,
+                        customer_number: row.get(3)?,
+                        product_name: row.get(4)?,
+                        item_code: row.get(5)?,
+                        quantity: amount(row, 6)?,
+                        unit_cost_price: amount(row, 7)?,
+                        unit_sales_price: amount(row, 8)?,
+                        total_cost: amount(row, 9)?,
+                        total_sales: amount(row, 10)?,
+                        currency_code: row.get(11)?,
+                        product_id: row.get(12)?,
+                        subscription_id: row.get(13)?,
+                        subscription_name: row.get(14)?,
+                        autotask_company_id: row.get(15)?,
+                        payment_frequency: row.get(16)?,
+                        organization_currency_code: row.get(17)?,
+                    });
+                }
             }
             Ok(())
         };
@@ -119,56 +147,79 @@ impl Store {
     }
 
     /// Every period's totals and, for the lines of `services` (the consumption services),
-    /// the totals per subscription and Billing Date: the review's trend charts.
+    /// the totals per subscription and Billing Date: the review's trend charts. Read from
+    /// `bill_totals` (written at import); a bill imported before it existed has its lines
+    /// summed instead.
     pub fn bill_history(&self, services: &[String]) -> Result<History, StoreError> {
         let read = || -> rusqlite::Result<History> {
             let mut history = History::default();
-            let mut bills = self.conn.prepare(
-                "SELECT id, billing_date, organization_name FROM bills ORDER BY billing_date",
+            let mut add = |billing_date: NaiveDate,
+                           organization: &str,
+                           service: &str,
+                           subscription: &str,
+                           name: &str,
+                           sales: Decimal,
+                           cost: Decimal| {
+                let total = history.by_date.entry(billing_date).or_default();
+                total.0 += sales;
+                total.1 += cost;
+                if services.iter().any(|s| s == service) {
+                    let entry = history
+                        .subscriptions
+                        .entry((billing_date, subscription.to_string()))
+                        .or_insert_with(|| {
+                            (
+                                organization.to_string(),
+                                name.to_string(),
+                                Decimal::ZERO,
+                                Decimal::ZERO,
+                            )
+                        });
+                    entry.2 += sales;
+                    entry.3 += cost;
+                }
+            };
+            let mut totals = self.conn.prepare(
+                "SELECT b.billing_date, b.organization_name, t.service_name, t.subscription_id,
+                        t.subscription_name, t.total_sales, t.total_cost
+                 FROM bills b JOIN bill_totals t ON t.bill_id = b.id",
             )?;
-            let bills: Vec<(i64, NaiveDate, String)> = bills
+            let mut rows = totals.query([])?;
+            while let Some(row) = rows.next()? {
+                add(
+                    get_date(row, 0)?,
+                    text(row, 1)?,
+                    text(row, 2)?,
+                    text(row, 3)?,
+                    text(row, 4)?,
+                    amount(row, 5)?,
+                    amount(row, 6)?,
+                );
+            }
+            let mut missing = self.conn.prepare(
+                "SELECT id, billing_date, organization_name FROM bills b
+                 WHERE NOT EXISTS (SELECT 1 FROM bill_totals t WHERE t.bill_id = b.id)",
+            )?;
+            let missing: Vec<(i64, NaiveDate, String)> = missing
                 .query_map([], |row| Ok((row.get(0)?, get_date(row, 1)?, row.get(2)?)))?
                 .collect::<rusqlite::Result<_>>()?;
             let mut lines = self.conn.prepare(
                 "SELECT service_name, subscription_id, subscription_name, total_sales, total_cost
                  FROM bill_lines WHERE bill_id = ?1",
             )?;
-            for (bill_id, billing_date, organization) in bills {
-                let mut sales = Decimal::ZERO;
-                let mut cost = Decimal::ZERO;
+            for (bill_id, billing_date, organization) in missing {
                 let mut rows = lines.query([bill_id])?;
                 while let Some(row) = rows.next()? {
-                    let line_sales = get_decimal(row, 3)?;
-                    let line_cost = get_decimal(row, 4)?;
-                    sales += line_sales;
-                    cost += line_cost;
-                    let service = row.get_ref(0)?.as_str().map_err(|e| {
-                        rusqlite::Error::FromSqlConversionFailure(
-                            0,
-                            rusqlite::types::Type::Text,
-                            Box::new(e),
-                        )
-                    })?;
-                    if services.iter().any(|s| s == service) {
-                        let subscription: String = row.get(1)?;
-                        let entry = history
-                            .subscriptions
-                            .entry((billing_date, subscription))
-                            .or_insert_with(|| {
-                                (
-                                    organization.clone(),
-                                    row.get(2).unwrap_or_default(),
-                                    Decimal::ZERO,
-                                    Decimal::ZERO,
-                                )
-                            });
-                        entry.2 += line_sales;
-                        entry.3 += line_cost;
-                    }
+                    add(
+                        billing_date,
+                        &organization,
+                        text(row, 0)?,
+                        text(row, 1)?,
+                        text(row, 2)?,
+                        amount(row, 3)?,
+                        amount(row, 4)?,
+                    );
                 }
-                let total = history.by_date.entry(billing_date).or_default();
-                total.0 += sales;
-                total.1 += cost;
             }
             Ok(history)
         };
