@@ -982,7 +982,8 @@ fn product_rows(
     if let Some(earlier) = earlier {
         keys.extend(earlier.products.keys());
     }
-    keys.into_iter()
+    let mut rows: Vec<ProductReview> = keys
+        .into_iter()
         .map(|key| {
             let now = current.and_then(|s| s.products.get(key));
             let before = earlier.and_then(|s| s.products.get(key));
@@ -1003,7 +1004,10 @@ fn product_rows(
                 ),
             }
         })
-        .collect()
+        .collect();
+    // Largest first, as everywhere on the review (ties, and removed products, by key).
+    rows.sort_by_key(|row| std::cmp::Reverse(row.figures.revenue));
+    rows
 }
 
 // ---------------------------------------------------------------------------------------------
