@@ -132,7 +132,9 @@ pub fn after_sync(context: &Context, after: &AfterSync<'_>, outcome: &CommandRes
     let review = summary.as_ref().and_then(|s| match &s.review {
         Ok(review) => Some(review),
         Err(why) => {
-            eprintln!("warning: no billing review: {why}");
+            if after.report.is_some() {
+                eprintln!("warning: no billing review written: {why}");
+            }
             None
         }
     });
@@ -148,7 +150,9 @@ pub fn after_sync(context: &Context, after: &AfterSync<'_>, outcome: &CommandRes
         }
     }
     if let Some(url) = after.notify {
-        let text = summary.as_ref().and_then(|s| s.message(outcome, review));
+        // A sync that failed before its database could be read still says so.
+        let empty = RunSummary { applied: 0, failed: 0, review: Err(String::new()) };
+        let text = summary.as_ref().unwrap_or(&empty).message(outcome, review);
         match text {
             None => println!("Nothing to notify: no change written and no failure."),
             Some(text) => match post(url, &text) {
