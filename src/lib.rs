@@ -11,6 +11,7 @@ pub mod cloudmore;
 pub mod import;
 pub mod json_kind;
 pub mod logging;
+pub mod report;
 pub mod store;
 pub mod workflow;
 pub mod workspace;

@@ -124,6 +124,20 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         rows.len(),
         audit_path.display()
     );
+    let review = super::report::review(&demo, &store, None)?;
+    let review_path = root.join("review.html");
+    let page = crate::report::render(
+        &review,
+        crate::report::Format::Html,
+        &chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
+    )?;
+    super::report::write_file(&review_path, &page)?;
+    println!(
+        "\n━━ 5. The billing review ━━\n\n$ cmat report --out review.html\nThe {} review ({} exception(s) to look at before invoicing) is in {}",
+        review.period,
+        review.exceptions.len(),
+        review_path.display()
+    );
     println!("Look around: cmat -w {} status", root.display());
     Ok(Exit::Success)
 }

@@ -20,6 +20,7 @@ mod init;
 mod plan;
 mod pull_autotask;
 mod pull_cloudmore;
+mod report;
 mod session;
 mod status;
 mod sync;
@@ -100,6 +101,9 @@ pub enum Command {
     Sync(sync::SyncArgs),
     /// Export the audit trail as CSV
     Audit(audit::AuditArgs),
+    /// The billing review of a period: exceptions first, margins, changes, Azure trends, and
+    /// the bills' totals beside what Autotask holds (HTML page, CSV or JSON)
+    Report(report::ReportArgs),
     /// Check the Autotask tenant before the first apply (read-only): credentials, the
     /// "Subscription ID" field, billing codes, SLA, picklist values, cost visibility, budget
     #[command(
@@ -172,6 +176,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&context, args),
         Command::Sync(args) => sync::run(&context, args),
         Command::Audit(args) => audit::run(&context, args),
+        Command::Report(args) => report::run(&context, args),
         Command::Doctor => doctor::run(&context),
         Command::Demo(args) => demo::run(&context, args),
     };

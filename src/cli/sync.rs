@@ -30,12 +30,34 @@ pub struct SyncArgs {
     /// Import these Cloudmore billing reports (.xlsx or CSV) first, instead of pulling from the Cloudmore API
     #[arg(long = "import", value_name = "FILE")]
     pub imports: Vec<PathBuf>,
+    /// Write the billing review (HTML) of the period the run touched to FILE, also when it fails
+    #[arg(long, value_name = "FILE")]
+    pub report: Option<PathBuf>,
+    /// Post a short summary (changes written, warnings, failure) to this Teams or Slack incoming
+    /// webhook when a change was written or the sync failed; https only (http to loopback); a
+    /// webhook that fails never fails the sync
+    #[arg(long, value_name = "URL")]
+    pub notify: Option<String>,
 }
 
 /// The daily job: bring in new bills, and only when a new or restated bill has arrived or the
 /// rules changed since the last successful sync, refresh the snapshot and apply. A day with
 /// nothing new costs no Autotask request.
 pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
+    if let Some(url) = &args.notify {
+        super::report::check_webhook(url)?;
+    }
+    let after = super::report::AfterSync {
+        report: args.report.as_deref(),
+        notify: args.notify.as_deref(),
+        started: chrono::Utc::now(),
+    };
+    let outcome = sync(context, &args);
+    super::report::after_sync(context, &after, &outcome);
+    outcome
+}
+
+fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
     let options = super::import::options(context);
     for file in &args.imports {

@@ -88,6 +88,9 @@ struct PendingBill {
     target: Target,
     hash: ContentHash,
     lines: u64,
+    /// Per subscription id: (service, subscription name, Σ sales, Σ cost) per service, for
+    /// `bill_totals` (the review's trends).
+    totals: HashMap<String, Vec<(String, String, rust_decimal::Decimal, rust_decimal::Decimal)>>,
 }
 
 enum Target {
@@ -315,6 +318,7 @@ impl Import<'_> {
         self.lines += 1;
         let bill = &mut self.bills[slot];
         bill.hash.add(digest);
+        bill.add_totals(line);
         bill.lines += 1;
         let quantity = line.quantity.to_string();
         let unit_cost_price = line.unit_cost_price.to_string();
@@ -422,6 +426,7 @@ impl Import<'_> {
             organization_key: index_key.0.clone(),
             target,
             hash: ContentHash::default(),
+            totals: HashMap::new(),
             lines: 0,
         });
         self.index.insert(index_key, slot);
@@ -437,7 +442,30 @@ impl Import<'_> {
     fn complete(&mut self) -> rusqlite::Result<ImportSummary> {
         let conn = &self.store.conn;
         let mut summary = ImportSummary { lines: self.lines, ..ImportSummary::default() };
+        let mut insert_total = conn.prepare(
+            "INSERT INTO bill_totals (bill_id, service_name, subscription_id, subscription_name,
+                                      total_sales, total_cost)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
         for bill in &self.bills {
+            let bill_id = match &bill.target {
+                Target::New { bill_id } | Target::Known { bill_id, .. } => *bill_id,
+            };
+            // Written again whatever the outcome below: an unchanged bill imported before
+            // migration 0006 gets its totals now.
+            conn.execute("DELETE FROM bill_totals WHERE bill_id = ?1", [bill_id])?;
+            for (subscription, services) in &bill.totals {
+                for (service, name, sales, cost) in services {
+                    insert_total.execute(params![
+                        bill_id,
+                        service,
+                        subscription,
+                        name,
+                        sales.to_string(),
+                        cost.to_string()
+                    ])?;
+                }
+            }
             let content = bill.hash.finish();
             match &bill.target {
                 Target::New { bill_id } => {
@@ -518,6 +546,25 @@ struct ContentHash {
 }
 
 impl PendingBill {
+    fn add_totals(&mut self, line: &BillLine) {
+        let services = match self.totals.get_mut(line.subscription_id.as_str()) {
+            Some(services) => services,
+            None => self.totals.entry(line.subscription_id.clone()).or_default(),
+        };
+        match services.iter_mut().find(|(service, ..)| *service == line.service_name) {
+            Some((_, _, sales, cost)) => {
+                *sales += line.total_sales;
+                *cost += line.total_cost;
+            }
+            None => services.push((
+                line.service_name.clone(),
+                line.subscription_name.clone(),
+                line.total_sales,
+                line.total_cost,
+            )),
+        }
+    }
+
     fn key_matches(&self, line: &BillLine) -> bool {
         let number = line.customer_number.trim();
         match self.organization_key.strip_prefix("number:") {

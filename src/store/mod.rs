@@ -24,11 +24,13 @@ use cmat_engine::billing::BillKey;
 mod bills;
 mod journal;
 mod lock;
+mod review;
 mod snapshot;
 mod sql;
 
 pub use bills::{BillInfo, OrganizationInfo};
 pub use lock::LockHolder;
+pub use review::{BillRevision, History};
 pub use snapshot::SnapshotCounts;
 
 /// Well-known keys of the `meta` table.
@@ -55,6 +57,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_plans_journal_audit", include_str!("migrations/0003_plans_journal_audit.sql")),
     ("0004_autotask_as_it_is", include_str!("migrations/0004_autotask_as_it_is.sql")),
     ("0005_bill_line_terms", include_str!("migrations/0005_bill_line_terms.sql")),
+    ("0006_bill_totals", include_str!("migrations/0006_bill_totals.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).

@@ -126,13 +126,23 @@ fn migrates_from_an_empty_file_and_from_each_earlier_version() {
             import(&mut old, "old.csv", &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)]);
             old.set_meta("k", "v").unwrap();
         } else if version >= 1 {
-            // With the columns of 0001 only: today's import writes columns later migrations add.
+            // With the columns of 0001 (and 0005's key) only: today's import writes columns
+            // and tables later migrations add.
+            let bill = if version >= 5 {
+                "INSERT INTO bills (id, organization_key, organization_name, billing_date,
+                                    content_sha256, revision, line_count, imported_at, source_file)
+                 VALUES (1, 'number:C-1', 'Contoso Ltd', '2026-10-01', 'sha256:x', 1, 1,
+                         '2026-10-02T00:00:00Z', 'old.csv');"
+            } else {
+                "INSERT INTO bills (id, organization_name, billing_date, content_sha256,
+                                    revision, line_count, imported_at, source_file)
+                 VALUES (1, 'Contoso Ltd', '2026-10-01', 'sha256:x', 1, 1,
+                         '2026-10-02T00:00:00Z', 'old.csv');"
+            };
+            old.conn.execute_batch(bill).unwrap();
             old.conn
                 .execute_batch(
-                    "INSERT INTO bills (id, organization_name, billing_date, content_sha256,
-                                        revision, line_count, imported_at, source_file)
-                     VALUES (1, 'Contoso Ltd', '2026-10-01', 'sha256:x', 1, 1,
-                             '2026-10-02T00:00:00Z', 'old.csv');
+                    "
                      INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name,
                          customer_number, product_name, item_code, quantity, unit_cost_price,
                          unit_sales_price, total_cost, total_sales, currency_code, product_id,
@@ -588,4 +598,31 @@ fn migration_0005_keys_older_bills_and_undoubles_renames() {
     let quantities: Vec<String> =
         store.bill_lines().unwrap().iter().map(|l| l.quantity.to_string()).collect();
     assert_eq!(quantities, ["4", "5"]);
+}
+
+/// Migration 0006: import keeps each bill's exact totals per service and subscription, the
+/// review's history reads them, and a bill imported before them is summed from its lines:
+/// the same history either way, restatements included.
+#[test]
+fn bill_totals_give_the_same_history_as_the_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut store = open(&dir);
+    let mut azure = line("Fabrikam", "2026-10-01", "M1", "1.5", 2);
+    azure.service_name = "Azure Plan".into();
+    let mut meter = line("Fabrikam", "2026-10-01", "M2", "0.3333", 3);
+    meter.service_name = "Azure Plan".into();
+    import(&mut store, "oct.csv", &[line("Contoso", "2026-10-01", "A", "3", 2), azure, meter]);
+    import(&mut store, "nov.csv", &[line("Contoso", "2026-11-01", "A", "4", 2)]);
+    // A restatement replaces the bill's totals with its lines.
+    import(&mut store, "nov-restated.csv", &[line("Contoso", "2026-11-01", "A", "5", 2)]);
+    let services = vec!["Azure Plan".to_string()];
+    let from_totals = store.bill_history(&services).expect("history");
+    assert_eq!(from_totals.by_date[&day("2026-10-01")], (dec("57.9996"), dec("50.74965")));
+    assert_eq!(from_totals.by_date[&day("2026-11-01")], (dec("60.00"), dec("52.5000")));
+    let fabrikam = &from_totals.subscriptions[&(day("2026-10-01"), "sub-Fabrikam".to_string())];
+    assert_eq!((fabrikam.2, fabrikam.3), (dec("21.9996"), dec("19.24965")));
+    assert_eq!(from_totals.subscriptions.len(), 1);
+
+    store.conn.execute("DELETE FROM bill_totals", []).expect("as before migration 0006");
+    assert_eq!(store.bill_history(&services).expect("history"), from_totals);
 }

@@ -32,6 +32,7 @@ fn every_subcommand_help() {
         &["apply"],
         &["sync"],
         &["audit"],
+        &["report"],
         &["demo"],
     ] {
         let mut args = command.to_vec();

@@ -20,6 +20,7 @@ mod mapping_cli;
 mod mapping_diagnostics;
 mod mapping_properties;
 mod pull_changes_cli;
+mod report;
 mod security;
 mod sim_api;
 mod sync_cli;

@@ -1,0 +1,178 @@
+//! Reads what a review needs from the state database (the I/O half of `cmat report`; the
+//! review itself is [`super::build`]'s, pure).
+
+use chrono::{DateTime, Utc};
+
+use super::{build, HistoryInput, Period, PeriodSums, PlanNote, Review, ReviewInput, WriteProblem};
+use crate::store::{AuditFilter, AuditOutcome, JournalOutcome, Store, StoreError};
+use cmat_engine::rules::{BillingKind, RuleSet};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("no bills imported yet: nothing to review (hint: run `cmat import FILE.xlsx` first)")]
+    NoBills,
+    #[error("--period {period}: no bill is dated in that month (imported: {known})")]
+    NoSuchPeriod { period: Period, known: String },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// The review of `period` (default: the latest Billing Date's month) from the store, with
+/// the workspace's checked rules.
+pub fn review(
+    store: &Store,
+    rules: &RuleSet,
+    sources: &[(String, String)],
+    period: Option<Period>,
+) -> Result<Review, LoadError> {
+    let bills = store.bill_revisions()?;
+    let Some(latest) = bills.iter().map(|b| b.billing_date).max() else {
+        return Err(LoadError::NoBills);
+    };
+    let mut periods: Vec<Period> = bills.iter().map(|b| Period::of(b.billing_date)).collect();
+    periods.dedup();
+    let latest_period = Period::of(latest);
+    let period = period.unwrap_or(latest_period);
+    if !periods.contains(&period) {
+        let known: Vec<String> = periods.iter().map(ToString::to_string).collect();
+        return Err(LoadError::NoSuchPeriod { period, known: known.join(", ") });
+    }
+    let previous = periods.iter().copied().filter(|p| *p < period).max();
+
+    let lines = store.bill_lines_between(period.first_day(), period.next().first_day())?;
+    let current = PeriodSums::of(rules, &lines);
+    let previous_sums = match previous {
+        Some(previous) => {
+            let mut sums = PeriodSums::default();
+            store.visit_bill_lines(previous.first_day(), previous.next().first_day(), |line| {
+                sums.add(rules, &line)
+            })?;
+            Some((previous, sums))
+        }
+        None => None,
+    };
+    let snapshot = store.load_snapshot()?;
+
+    let desired: Vec<PlanNote> = cmat_engine::desired::desired_state(rules, &lines)
+        .warnings
+        .into_iter()
+        .map(|w| PlanNote { code: w.code.as_str().into(), message: w.message, source: w.source })
+        .collect();
+    let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
+        Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
+    } else if period != latest_period {
+        Err(format!(
+            "Drift and duplicate contracts are checked against today's Autotask on the review of the latest period ({latest_period}) only."
+        ))
+    } else {
+        let inputs = cmat_engine::plan::PlanInputs {
+            rules,
+            lines: &lines,
+            snapshot: &snapshot,
+            mapping_sources: sources,
+            inputs_digest: String::new(),
+        };
+        match cmat_engine::plan::compute(&inputs, Utc::now()) {
+            Ok(plan) => Ok(plan
+                .warnings
+                .into_iter()
+                .map(|w| PlanNote { code: w.code, message: w.message, source: w.source })
+                .collect()),
+            Err(errors) => Err(format!(
+                "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
+                errors.len()
+            )),
+        }
+    };
+    drop(lines);
+
+    let consumption: Vec<String> = rules
+        .services
+        .iter()
+        .filter(|(_, rule)| rule.value == BillingKind::Consumption)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let history = HistoryInput::from_store(&store.bill_history(&consumption)?);
+    let restated: Vec<_> = bills
+        .iter()
+        .filter(|b| period.contains(b.billing_date) && b.revision > 1)
+        .cloned()
+        .collect();
+    let writes = period_writes(store, &bills, period)?;
+
+    let plan_notes = plan_warnings.as_deref().map_err(Clone::clone);
+    Ok(build(&ReviewInput {
+        period,
+        rules,
+        current: &current,
+        previous: previous_sums.as_ref().map(|(p, sums)| (*p, sums)),
+        snapshot: &snapshot,
+        desired_warnings: &desired,
+        plan_warnings: plan_notes,
+        history: &history,
+        restated: &restated,
+        writes: &writes,
+    }))
+}
+
+/// The writes of the period's runs that failed, were skipped or have an unknown outcome. The
+/// period's runs are those from the first import of its bills to the first import of a later
+/// period's bills; unresolved writes are always shown (they are today's business).
+fn period_writes(
+    store: &Store,
+    bills: &[crate::store::BillRevision],
+    period: Period,
+) -> Result<Vec<WriteProblem>, StoreError> {
+    let from: Option<DateTime<Utc>> =
+        bills.iter().filter(|b| period.contains(b.billing_date)).map(|b| b.imported_at).min();
+    let until: Option<DateTime<Utc>> =
+        bills.iter().filter(|b| Period::of(b.billing_date) > period).map(|b| b.imported_at).min();
+    let mut problems = Vec::new();
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(from) = from {
+        let filter = AuditFilter { run_id: None, since: Some(from.date_naive()) };
+        for row in store.audit_rows(&filter)? {
+            if row.at < from || until.is_some_and(|until| row.at >= until) {
+                continue;
+            }
+            if row.outcome == AuditOutcome::Applied {
+                continue;
+            }
+            if !seen.insert((
+                row.run_id.clone(),
+                row.action.clone(),
+                row.entity.clone(),
+                row.key.clone(),
+            )) {
+                continue;
+            }
+            problems.push(WriteProblem {
+                run_id: row.run_id,
+                kind: "failed_write",
+                action: row.action,
+                entity: row.entity,
+                key: row.key,
+                message: if row.outcome == AuditOutcome::Skipped {
+                    format!("skipped: {}", row.message)
+                } else {
+                    row.message
+                },
+            });
+        }
+    }
+    for entry in store.journal_unresolved()? {
+        let message = match entry.outcome {
+            JournalOutcome::Unknown { message } => format!("outcome unknown: {message}"),
+            _ => "sent, outcome not recorded (the run stopped)".into(),
+        };
+        problems.push(WriteProblem {
+            run_id: entry.intent.run_id,
+            kind: "unknown_write",
+            action: entry.intent.action,
+            entity: entry.intent.entity,
+            key: entry.intent.key,
+            message: format!("{message}; the next apply looks it up by its natural key first"),
+        });
+    }
+    Ok(problems)
+}

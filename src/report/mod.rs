@@ -1,0 +1,1171 @@
+//! The billing review (`cmat report`): the page a billing admin reads before invoicing.
+//!
+//! `build` is pure: from one period's bill lines, the period before it (aggregated), every
+//! period's totals, the Autotask snapshot, the plan's warnings and the period's failed writes
+//! it makes a [`Review`]; `render` turns a review into HTML, CSV or JSON. The CLI
+//! (`cli/report.rs`) only reads the store and writes the result.
+//!
+//! Money is `Decimal` throughout (JSON: decimal strings); an amount nobody can know (a cost
+//! Autotask hides, the price of a contract in another currency) is `None`, never 0.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use chrono::{Datelike, NaiveDate};
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde::Serialize;
+
+use cmat_engine::billing::{organization_key, BillLine};
+use cmat_engine::rules::{BillingKind, RuleSet};
+use cmat_engine::snapshot::Snapshot;
+
+mod charts;
+pub mod load;
+pub mod render;
+
+pub use render::{render, Format};
+
+/// A calendar month, the unit of review (`2026-11`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Period {
+    pub year: i32,
+    pub month: u32,
+}
+
+impl Period {
+    pub fn of(date: NaiveDate) -> Period {
+        Period { year: date.year(), month: date.month() }
+    }
+
+    /// `YYYY-MM`, or None.
+    pub fn parse(text: &str) -> Option<Period> {
+        let (year, month) = text.trim().split_once('-')?;
+        if year.len() != 4 || month.len() != 2 {
+            return None;
+        }
+        let period = Period { year: year.parse().ok()?, month: month.parse().ok()? };
+        NaiveDate::from_ymd_opt(period.year, period.month, 1).map(|_| period)
+    }
+
+    pub fn first_day(self) -> NaiveDate {
+        NaiveDate::from_ymd_opt(self.year, self.month, 1).unwrap_or(NaiveDate::MIN)
+    }
+
+    pub fn next(self) -> Period {
+        if self.month == 12 {
+            Period { year: self.year + 1, month: 1 }
+        } else {
+            Period { year: self.year, month: self.month + 1 }
+        }
+    }
+
+    pub fn contains(self, date: NaiveDate) -> bool {
+        Period::of(date) == self
+    }
+}
+
+impl std::fmt::Display for Period {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:04}-{:02}", self.year, self.month)
+    }
+}
+
+impl Serialize for Period {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The model.
+
+/// Everything the page, the CSV and the JSON show. Field order is the JSON's.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Review {
+    pub period: Period,
+    pub previous_period: Option<Period>,
+    /// The Billing Dates of the period's bills.
+    pub billing_dates: Vec<NaiveDate>,
+    /// The currencies the bills are in (amounts are never converted).
+    pub currencies: Vec<String>,
+    pub totals: Totals,
+    pub exceptions: Vec<Exception>,
+    pub companies: Vec<CompanyReview>,
+    pub azure: Vec<AzureTrend>,
+    /// Every imported period's totals, oldest first (the month-over-month chart).
+    pub history: Vec<PeriodTotal>,
+    /// What the review could not check, and why.
+    pub notes: Vec<String>,
+}
+
+/// Revenue, cost and margin of a group of lines.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Figures {
+    pub revenue: Decimal,
+    pub cost: Decimal,
+    pub margin: Decimal,
+    /// margin / revenue, in percent to two places; None without revenue.
+    pub margin_percent: Option<Decimal>,
+}
+
+impl Figures {
+    pub fn new(revenue: Decimal, cost: Decimal) -> Figures {
+        let margin = revenue - cost;
+        let margin_percent = (!revenue.is_zero()).then(|| {
+            let mut percent = (margin * Decimal::ONE_HUNDRED / revenue)
+                .round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero);
+            percent.rescale(2);
+            percent
+        });
+        Figures { revenue, cost, margin, margin_percent }
+    }
+}
+
+/// Against the previous period: a row that is new, gone, or whose revenue went up or down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Change {
+    New,
+    Removed,
+    Up,
+    Down,
+    Unchanged,
+    /// No previous period imported: nothing to compare with.
+    None,
+}
+
+impl Change {
+    fn between(previous: Option<Decimal>, now: Option<Decimal>, has_previous_period: bool) -> Self {
+        match (previous, now) {
+            _ if !has_previous_period => Change::None,
+            (None, Some(_)) => Change::New,
+            (Some(_), None) => Change::Removed,
+            (Some(before), Some(now)) if now > before => Change::Up,
+            (Some(before), Some(now)) if now < before => Change::Down,
+            _ => Change::Unchanged,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Change::New => "new",
+            Change::Removed => "removed",
+            Change::Up => "up",
+            Change::Down => "down",
+            Change::Unchanged => "unchanged",
+            Change::None => "",
+        }
+    }
+}
+
+/// The bills' totals beside what Autotask holds for the period.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Totals {
+    /// Every line of the period's bills: equal to the bills to the cent.
+    pub bills: Figures,
+    pub lines: u64,
+    /// Sales no rule takes to Autotask: unlinked organizations, unmapped services, manual
+    /// lines, licence counts refused (fractional or negative).
+    pub left_out: Decimal,
+    /// `bills.revenue − left_out`: what Autotask should invoice.
+    pub to_autotask: Decimal,
+    /// Σ units in force on the Billing Date × the contract's adjusted price, over the
+    /// period's licence subscriptions; None when a price is unknown.
+    pub autotask_contract_services: Option<Decimal>,
+    /// Σ quantity × price of the charges dated in the period on its consumption contracts.
+    pub autotask_charges: Decimal,
+    pub autotask_total: Option<Decimal>,
+    /// `autotask_total − to_autotask`: 0 when Autotask holds exactly the bills.
+    pub difference: Option<Decimal>,
+}
+
+/// Something to look at before invoicing, most costly first within its kind.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Exception {
+    /// `unlinked_organization`, `unmapped_service`, `manual_line_not_billed`, `under_cost`,
+    /// `subscription_stopped_appearing`, `autotask_differs`, `failed_write`, `unknown_write`,
+    /// `charge_corrected`, `bill_restated`, or a plan warning's code (`drift`,
+    /// `duplicate_contracts`, …).
+    pub kind: String,
+    pub organization: String,
+    pub subscription: String,
+    pub message: String,
+    /// The money at stake (left out, lost under cost, the difference), when there is one.
+    pub amount: Option<Decimal>,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CompanyReview {
+    pub organization: String,
+    pub customer_number: String,
+    pub autotask_company_id: Option<i64>,
+    /// The company's name in Autotask, when the snapshot holds it.
+    pub autotask_company: Option<String>,
+    pub figures: Figures,
+    pub previous_revenue: Option<Decimal>,
+    pub change: Change,
+    pub subscriptions: Vec<SubscriptionReview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SubscriptionReview {
+    pub subscription_id: String,
+    pub subscription_name: String,
+    pub service: String,
+    /// `licence`, `consumption`, or why it does not reach Autotask (`unmapped`, `unlinked`,
+    /// `manual`).
+    pub billing: &'static str,
+    pub billing_date: Option<NaiveDate>,
+    pub figures: Figures,
+    pub previous_revenue: Option<Decimal>,
+    pub change: Change,
+    /// What Autotask holds for it in the period; None when unknown or not applicable.
+    pub autotask_revenue: Option<Decimal>,
+    /// `matches`, `differs`, `missing` (no contract), `duplicate`, `unknown` (a hidden price),
+    /// or `` when the subscription does not reach Autotask.
+    pub autotask_status: &'static str,
+    pub products: Vec<ProductReview>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProductReview {
+    pub item_code: String,
+    pub product_name: String,
+    pub units: Decimal,
+    /// The lines' unit price; None when the product's lines disagree.
+    pub unit_price: Option<Decimal>,
+    pub unit_cost: Option<Decimal>,
+    pub figures: Figures,
+    pub previous_units: Option<Decimal>,
+    pub previous_revenue: Option<Decimal>,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AzureTrend {
+    pub organization: String,
+    pub subscription_id: String,
+    pub subscription_name: String,
+    /// One point per imported period, oldest first; absent periods have no point.
+    pub points: Vec<PeriodTotal>,
+    pub change: Change,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PeriodTotal {
+    pub period: Period,
+    pub figures: Figures,
+}
+
+/// A write of the period's runs that failed, was skipped, or whose outcome is unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteProblem {
+    pub run_id: String,
+    /// `failed_write` or `unknown_write`.
+    pub kind: &'static str,
+    pub action: String,
+    pub entity: String,
+    pub key: String,
+    pub message: String,
+}
+
+/// A plan warning, as the review needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanNote {
+    pub code: String,
+    pub message: String,
+    pub source: String,
+}
+
+/// Revenue and cost per period.
+pub type PeriodAmounts = BTreeMap<Period, (Decimal, Decimal)>;
+
+/// Per period (from the store): the totals, and per consumption subscription its totals.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryInput {
+    pub by_period: PeriodAmounts,
+    /// (subscription id) → (organization, subscription name, per period (sales, cost)).
+    pub consumption: BTreeMap<String, (String, String, PeriodAmounts)>,
+}
+
+impl HistoryInput {
+    pub fn from_store(history: &crate::store::History) -> HistoryInput {
+        let mut input = HistoryInput::default();
+        for (date, (sales, cost)) in &history.by_date {
+            let entry = input.by_period.entry(Period::of(*date)).or_default();
+            entry.0 += sales;
+            entry.1 += cost;
+        }
+        for ((date, subscription), (organization, name, sales, cost)) in &history.subscriptions {
+            let entry = input
+                .consumption
+                .entry(subscription.clone())
+                .or_insert_with(|| (organization.clone(), name.clone(), BTreeMap::new()));
+            entry.0.clone_from(organization);
+            let point = entry.2.entry(Period::of(*date)).or_default();
+            point.0 += sales;
+            point.1 += cost;
+        }
+        input
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Aggregation of bill lines (streamed: the previous period is never held as lines).
+
+/// Why a line does or does not reach Autotask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Licence,
+    Consumption,
+    Unmapped,
+    Unlinked,
+    Manual,
+}
+
+impl Route {
+    fn of(rules: &RuleSet, line: &BillLine) -> Route {
+        if line.subscription_id.is_empty() {
+            return Route::Manual;
+        }
+        let Some(service) = rules.services.get(&line.service_name) else {
+            return Route::Unmapped;
+        };
+        let linked = rules.companies.explicit.contains_key(&line.organization_name)
+            || (rules.companies.column.is_some() && line.autotask_company_id.is_some());
+        match (linked, service.value) {
+            (false, _) => Route::Unlinked,
+            (true, BillingKind::Licence) => Route::Licence,
+            (true, BillingKind::Consumption) => Route::Consumption,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Route::Licence => "licence",
+            Route::Consumption => "consumption",
+            Route::Unmapped => "unmapped",
+            Route::Unlinked => "unlinked",
+            Route::Manual => "manual",
+        }
+    }
+
+    fn reaches_autotask(self) -> bool {
+        matches!(self, Route::Licence | Route::Consumption)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+enum Seen {
+    #[default]
+    Nothing,
+    One(Decimal),
+    Mixed,
+}
+
+impl Seen {
+    fn add(&mut self, value: Decimal) {
+        *self = match *self {
+            Seen::Nothing => Seen::One(value),
+            Seen::One(seen) if seen == value => Seen::One(seen),
+            _ => Seen::Mixed,
+        }
+    }
+
+    fn value(self) -> Option<Decimal> {
+        match self {
+            Seen::One(value) => Some(value),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+struct ProductSum {
+    units: Decimal,
+    sales: Decimal,
+    cost: Decimal,
+    unit_price: Seen,
+    unit_cost: Seen,
+    /// Lines priced under their cost.
+    under_cost: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+struct SubscriptionSum {
+    name: String,
+    service: String,
+    route: Route,
+    billing_date: NaiveDate,
+    sales: Decimal,
+    cost: Decimal,
+    first_source: String,
+    /// By (item code, product name).
+    products: BTreeMap<(String, String), ProductSum>,
+}
+
+#[derive(Debug, Clone)]
+struct OrganizationSum {
+    name: String,
+    customer_number: String,
+    company_id: Option<i64>,
+    sales: Decimal,
+    cost: Decimal,
+    subscriptions: BTreeMap<String, SubscriptionSum>,
+}
+
+/// One period's lines, summed per organization, subscription and product.
+#[derive(Debug, Clone, Default)]
+pub struct PeriodSums {
+    organizations: BTreeMap<String, OrganizationSum>,
+    billing_dates: BTreeSet<NaiveDate>,
+    currencies: BTreeSet<String>,
+    lines: u64,
+}
+
+impl PeriodSums {
+    pub fn add(&mut self, rules: &RuleSet, line: &BillLine) {
+        self.lines += 1;
+        self.billing_dates.insert(line.billing_date);
+        if !self.currencies.contains(&line.currency_code) {
+            self.currencies.insert(line.currency_code.clone());
+        }
+        let route = Route::of(rules, line);
+        let organization =
+            self.organizations.entry(organization_key(line)).or_insert_with(|| OrganizationSum {
+                name: line.organization_name.clone(),
+                customer_number: line.customer_number.clone(),
+                company_id: rules
+                    .companies
+                    .explicit
+                    .get(&line.organization_name)
+                    .map(|rule| rule.value)
+                    .or(line.autotask_company_id.filter(|_| rules.companies.column.is_some())),
+                sales: Decimal::ZERO,
+                cost: Decimal::ZERO,
+                subscriptions: BTreeMap::new(),
+            });
+        organization.sales += line.total_sales;
+        organization.cost += line.total_cost;
+        let subscription = organization
+            .subscriptions
+            .entry(line.subscription_id.clone())
+            .or_insert_with(|| SubscriptionSum {
+                name: line.subscription_name.clone(),
+                service: line.service_name.clone(),
+                route,
+                billing_date: line.billing_date,
+                sales: Decimal::ZERO,
+                cost: Decimal::ZERO,
+                first_source: line.source.to_string(),
+                products: BTreeMap::new(),
+            });
+        subscription.billing_date = subscription.billing_date.max(line.billing_date);
+        subscription.sales += line.total_sales;
+        subscription.cost += line.total_cost;
+        let product = subscription
+            .products
+            .entry((line.item_code.clone(), line.product_name.clone()))
+            .or_default();
+        product.units += line.quantity;
+        product.sales += line.total_sales;
+        product.cost += line.total_cost;
+        product.unit_price.add(line.unit_sales_price);
+        product.unit_cost.add(line.unit_cost_price);
+        if line.unit_sales_price < line.unit_cost_price {
+            product.under_cost.push(line.source.to_string());
+        }
+    }
+
+    pub fn of(rules: &RuleSet, lines: &[BillLine]) -> PeriodSums {
+        let mut sums = PeriodSums::default();
+        for line in lines {
+            sums.add(rules, line);
+        }
+        sums
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Building the review.
+
+/// What a review is built from; the CLI reads it from the store.
+pub struct ReviewInput<'a> {
+    pub period: Period,
+    pub rules: &'a RuleSet,
+    /// The period's lines, summed.
+    pub current: &'a PeriodSums,
+    /// The period before it (the latest imported period before `period`), summed.
+    pub previous: Option<(Period, &'a PeriodSums)>,
+    pub snapshot: &'a Snapshot,
+    /// The desired state's warnings over the period's lines (refused licence counts…).
+    pub desired_warnings: &'a [PlanNote],
+    /// The plan's warnings (drift, duplicate contracts…); None when not computed, with why.
+    pub plan_warnings: Result<&'a [PlanNote], String>,
+    pub history: &'a HistoryInput,
+    pub restated: &'a [crate::store::BillRevision],
+    pub writes: &'a [WriteProblem],
+}
+
+/// Warning codes the review shows from its own figures (with amounts) rather than the plan's.
+const OWN_CODES: [&str; 4] = [
+    "unlinked_organization",
+    "unmapped_service",
+    "manual_line_not_billed",
+    "subscription_stopped_appearing",
+];
+
+/// Plan warnings that are noise on a review (said once in the notes instead).
+const NOTE_CODES: [&str; 2] = ["costs_not_visible", "foreign_currency"];
+
+pub fn build(input: &ReviewInput<'_>) -> Review {
+    let autotask = AutotaskIndex::new(input.snapshot, input.period);
+    let has_previous = input.previous.is_some();
+    let previous = input.previous.map(|(_, sums)| sums);
+    let mut exceptions = Vec::new();
+    let mut notes = Vec::new();
+    let mut left_out = Decimal::ZERO;
+    let mut contract_services_total = Some(Decimal::ZERO);
+    let mut charges_total = Decimal::ZERO;
+
+    // Per organization → subscription → product, the current period's rows first, then what
+    // the previous period had and this one lacks (removed).
+    let mut keys: BTreeSet<&String> = input.current.organizations.keys().collect();
+    if let Some(previous) = previous {
+        keys.extend(previous.organizations.keys());
+    }
+    let mut companies = Vec::new();
+    for key in keys {
+        let now = input.current.organizations.get(key);
+        let before = previous.and_then(|p| p.organizations.get(key));
+        let Some(any) = now.or(before) else { continue };
+        let mut subscriptions = Vec::new();
+        let mut ids: BTreeSet<&String> = BTreeSet::new();
+        if let Some(now) = now {
+            ids.extend(now.subscriptions.keys());
+        }
+        if let Some(before) = before {
+            ids.extend(before.subscriptions.keys());
+        }
+        for id in ids {
+            let current = now.and_then(|o| o.subscriptions.get(id));
+            let earlier = before.and_then(|o| o.subscriptions.get(id));
+            let Some(sum) = current.or(earlier) else { continue };
+            let products = product_rows(current, earlier, has_previous);
+            let (autotask_revenue, autotask_status) = match current {
+                Some(current) if current.route.reaches_autotask() => {
+                    let held = autotask.held(id, current);
+                    match held {
+                        Held::Amount { contract_services, charges } => {
+                            match contract_services {
+                                Some(value) => {
+                                    if let Some(total) = contract_services_total.as_mut() {
+                                        *total += value;
+                                    }
+                                }
+                                None => contract_services_total = None,
+                            }
+                            charges_total += charges;
+                            let amount = contract_services.map(|value| value + charges);
+                            let status = match amount {
+                                Some(amount) if amount == current.sales => "matches",
+                                Some(amount) => {
+                                    exceptions.push(Exception {
+                                        kind: "autotask_differs".into(),
+                                        organization: any.name.clone(),
+                                        subscription: id.clone(),
+                                        message: format!(
+                                            "Autotask holds {} for {} in {}, the bill says {}",
+                                            amount.normalize(),
+                                            label(id, &current.name),
+                                            input.period,
+                                            current.sales.normalize()
+                                        ),
+                                        amount: Some(amount - current.sales),
+                                        source: current.first_source.clone(),
+                                    });
+                                    "differs"
+                                }
+                                None => "unknown",
+                            };
+                            (amount, status)
+                        }
+                        Held::Missing => {
+                            exceptions.push(Exception {
+                                kind: "autotask_differs".into(),
+                                organization: any.name.clone(),
+                                subscription: id.clone(),
+                                message: format!(
+                                    "no Autotask contract carries subscription {id} yet: {} is not invoiced (run `cmat apply`)",
+                                    current.sales.normalize()
+                                ),
+                                amount: Some(-current.sales),
+                                source: current.first_source.clone(),
+                            });
+                            (Some(Decimal::ZERO), "missing")
+                        }
+                        Held::Duplicate => (None, "duplicate"),
+                    }
+                }
+                _ => (None, ""),
+            };
+            if let Some(current) = current {
+                if !current.route.reaches_autotask() {
+                    left_out += current.sales;
+                }
+                for ((item, name), product) in &current.products {
+                    if product.sales < product.cost || !product.under_cost.is_empty() {
+                        exceptions.push(Exception {
+                            kind: "under_cost".into(),
+                            organization: any.name.clone(),
+                            subscription: id.clone(),
+                            message: format!(
+                                "{name} ({item}) is sold under its cost: revenue {}, cost {} (lines {})",
+                                product.sales.normalize(),
+                                product.cost.normalize(),
+                                if product.under_cost.is_empty() {
+                                    current.first_source.clone()
+                                } else {
+                                    product.under_cost.join(", ")
+                                }
+                            ),
+                            amount: Some((product.sales - product.cost).min(Decimal::ZERO)),
+                            source: product
+                                .under_cost
+                                .first()
+                                .cloned()
+                                .unwrap_or_else(|| current.first_source.clone()),
+                        });
+                    }
+                }
+            } else if let Some(earlier) = earlier.filter(|e| e.route.reaches_autotask()) {
+                let organization_billed = now.is_some();
+                exceptions.push(Exception {
+                    kind: "subscription_stopped_appearing".into(),
+                    organization: any.name.clone(),
+                    subscription: id.clone(),
+                    message: format!(
+                        "{} was billed {} on {} but is not on {}; its Autotask contract is left as it is",
+                        label(id, &earlier.name),
+                        earlier.sales.normalize(),
+                        earlier.billing_date,
+                        if organization_billed {
+                            format!("the organization's {} bill", input.period)
+                        } else {
+                            format!("any {} bill (the organization has none)", input.period)
+                        }
+                    ),
+                    amount: Some(earlier.sales),
+                    source: earlier.first_source.clone(),
+                });
+            }
+            let revenue_now = current.map(|s| s.sales);
+            let revenue_before = earlier.map(|s| s.sales);
+            subscriptions.push(SubscriptionReview {
+                subscription_id: id.clone(),
+                subscription_name: sum.name.clone(),
+                service: sum.service.clone(),
+                billing: sum.route.as_str(),
+                billing_date: current.map(|s| s.billing_date),
+                figures: current.map(|s| Figures::new(s.sales, s.cost)).unwrap_or_default(),
+                previous_revenue: revenue_before,
+                change: Change::between(revenue_before, revenue_now, has_previous),
+                autotask_revenue,
+                autotask_status,
+                products,
+            });
+        }
+        // Largest first: the admin reads down from what matters most.
+        subscriptions.sort_by(|a, b| {
+            b.figures
+                .revenue
+                .cmp(&a.figures.revenue)
+                .then_with(|| a.subscription_id.cmp(&b.subscription_id))
+        });
+        let company_id = now.and_then(|o| o.company_id).or(before.and_then(|o| o.company_id));
+        companies.push(CompanyReview {
+            organization: any.name.clone(),
+            customer_number: any.customer_number.clone(),
+            autotask_company_id: company_id,
+            autotask_company: company_id
+                .and_then(|id| input.snapshot.companies.get(&id))
+                .map(|c| c.company_name.clone()),
+            figures: now.map(|o| Figures::new(o.sales, o.cost)).unwrap_or_default(),
+            previous_revenue: before.map(|o| o.sales),
+            change: Change::between(before.map(|o| o.sales), now.map(|o| o.sales), has_previous),
+            subscriptions,
+        });
+    }
+    companies.sort_by(|a, b| {
+        b.figures.revenue.cmp(&a.figures.revenue).then_with(|| a.organization.cmp(&b.organization))
+    });
+
+    // Money left out of Autotask, one exception per organization and reason.
+    for organization in input.current.organizations.values() {
+        let mut by_route: BTreeMap<&'static str, (Decimal, usize, BTreeSet<&str>, &str)> =
+            BTreeMap::new();
+        for sub in organization.subscriptions.values() {
+            let kind = match sub.route {
+                Route::Unmapped => "unmapped_service",
+                Route::Unlinked => "unlinked_organization",
+                Route::Manual => "manual_line_not_billed",
+                _ => continue,
+            };
+            let entry = by_route.entry(kind).or_insert((
+                Decimal::ZERO,
+                0,
+                BTreeSet::new(),
+                sub.first_source.as_str(),
+            ));
+            entry.0 += sub.sales;
+            entry.1 += sub.products.len();
+            entry.2.insert(sub.service.as_str());
+        }
+        for (kind, (amount, products, services, source)) in by_route {
+            let services: Vec<&str> = services.into_iter().collect();
+            let message = match kind {
+                "unmapped_service" => format!(
+                    "service {} is billed by no rule: {} product(s) left out of Autotask (add `service \"…\" = licence` or `= consumption` to the mappings)",
+                    quoted(&services),
+                    products
+                ),
+                "unlinked_organization" => format!(
+                    "organization \"{}\" has no AutotaskCompanyID and no company rule: {} product(s) of {} left out of Autotask (set the custom property in Cloudmore or add a `company` rule)",
+                    organization.name,
+                    products,
+                    quoted(&services)
+                ),
+                _ => format!(
+                    "{products} manual billing line(s) without a Subscription ID are not billed: no rule routes them"
+                ),
+            };
+            exceptions.push(Exception {
+                kind: kind.into(),
+                organization: organization.name.clone(),
+                subscription: String::new(),
+                message,
+                amount: Some(amount),
+                source: source.to_string(),
+            });
+        }
+    }
+
+    // The desired state's refusals (a licence count that is fractional or negative…).
+    for warning in input.desired_warnings {
+        if OWN_CODES.contains(&warning.code.as_str()) {
+            continue;
+        }
+        exceptions.push(Exception {
+            kind: warning.code.clone(),
+            organization: String::new(),
+            subscription: String::new(),
+            message: warning.message.clone(),
+            amount: None,
+            source: warning.source.clone(),
+        });
+    }
+    // Left out because refused: their sales are not in Autotask either.
+    left_out += refused_sales(input);
+
+    match &input.plan_warnings {
+        Ok(warnings) => {
+            let desired: BTreeSet<(&str, &str)> = input
+                .desired_warnings
+                .iter()
+                .map(|w| (w.code.as_str(), w.message.as_str()))
+                .collect();
+            for warning in warnings.iter() {
+                if OWN_CODES.contains(&warning.code.as_str())
+                    || desired.contains(&(warning.code.as_str(), warning.message.as_str()))
+                {
+                    continue;
+                }
+                if NOTE_CODES.contains(&warning.code.as_str()) {
+                    notes.push(warning.message.clone());
+                    continue;
+                }
+                exceptions.push(Exception {
+                    kind: warning.code.clone(),
+                    organization: String::new(),
+                    subscription: String::new(),
+                    message: warning.message.clone(),
+                    amount: None,
+                    source: warning.source.clone(),
+                });
+            }
+        }
+        Err(why) => notes.push(why.clone()),
+    }
+
+    for write in input.writes {
+        exceptions.push(Exception {
+            kind: write.kind.into(),
+            organization: String::new(),
+            subscription: String::new(),
+            message: format!(
+                "{} {} ({}) in run {}: {}",
+                write.action, write.entity, write.key, write.run_id, write.message
+            ),
+            amount: None,
+            source: format!("cmat audit --run {}", write.run_id),
+        });
+    }
+    for bill in input.restated {
+        exceptions.push(Exception {
+            kind: "bill_restated".into(),
+            organization: bill.organization_name.clone(),
+            subscription: String::new(),
+            message: format!(
+                "the {} bill of \"{}\" was restated by Cloudmore (revision {}, imported {} from {})",
+                bill.billing_date,
+                bill.organization_name,
+                bill.revision,
+                bill.imported_at.format("%Y-%m-%d %H:%M UTC"),
+                bill.source_file
+            ),
+            amount: None,
+            source: bill.source_file.clone(),
+        });
+    }
+    exceptions.extend(autotask.corrections(input));
+
+    // Most important kinds first, then the largest amounts.
+    exceptions.sort_by(|a, b| {
+        kind_rank(&a.kind)
+            .cmp(&kind_rank(&b.kind))
+            .then_with(|| {
+                let size = |e: &Exception| e.amount.map(|a| a.abs()).unwrap_or_default();
+                size(b).cmp(&size(a))
+            })
+            .then_with(|| a.organization.cmp(&b.organization))
+            .then_with(|| a.subscription.cmp(&b.subscription))
+            .then_with(|| a.message.cmp(&b.message))
+    });
+
+    let bills = Figures::new(
+        input.current.organizations.values().map(|o| o.sales).sum(),
+        input.current.organizations.values().map(|o| o.cost).sum(),
+    );
+    let to_autotask = bills.revenue - left_out;
+    let autotask_total = contract_services_total.map(|value| value + charges_total);
+    if contract_services_total.is_none() {
+        notes.push("Autotask's price of some contract services is unknown (a contract billed in another currency, or none sent): the Autotask total cannot be computed".into());
+    }
+    let totals = Totals {
+        bills,
+        lines: input.current.lines,
+        left_out,
+        to_autotask,
+        autotask_contract_services: contract_services_total,
+        autotask_charges: charges_total,
+        autotask_total,
+        difference: autotask_total.map(|total| total - to_autotask),
+    };
+
+    let history = input
+        .history
+        .by_period
+        .iter()
+        .map(|(period, (sales, cost))| PeriodTotal {
+            period: *period,
+            figures: Figures::new(*sales, *cost),
+        })
+        .collect();
+    let previous_period = input.previous.map(|(period, _)| period);
+    let mut azure: Vec<AzureTrend> = input
+        .history
+        .consumption
+        .iter()
+        .filter(|(_, (_, _, points))| {
+            points.contains_key(&input.period)
+                || previous_period.is_some_and(|p| points.contains_key(&p))
+        })
+        .map(|(id, (organization, name, points))| {
+            let now = points.get(&input.period).map(|p| p.0);
+            let before = previous_period.and_then(|p| points.get(&p)).map(|p| p.0);
+            AzureTrend {
+                organization: organization.clone(),
+                subscription_id: id.clone(),
+                subscription_name: name.clone(),
+                points: points
+                    .iter()
+                    .filter(|(period, _)| **period <= input.period)
+                    .map(|(period, (sales, cost))| PeriodTotal {
+                        period: *period,
+                        figures: Figures::new(*sales, *cost),
+                    })
+                    .collect(),
+                change: Change::between(before, now, has_previous),
+            }
+        })
+        .collect();
+    azure.sort_by(|a, b| {
+        let latest = |t: &AzureTrend| {
+            t.points
+                .iter()
+                .find(|p| p.period == input.period)
+                .map(|p| p.figures.revenue)
+                .unwrap_or_default()
+        };
+        latest(b).cmp(&latest(a)).then_with(|| a.subscription_id.cmp(&b.subscription_id))
+    });
+
+    Review {
+        period: input.period,
+        previous_period,
+        billing_dates: input.current.billing_dates.iter().copied().collect(),
+        currencies: input.current.currencies.iter().cloned().collect(),
+        totals,
+        exceptions,
+        companies,
+        azure,
+        history,
+        notes,
+    }
+}
+
+fn label(id: &str, name: &str) -> String {
+    if name.is_empty() {
+        format!("subscription {id}")
+    } else {
+        format!("subscription {id} ({name})")
+    }
+}
+
+fn quoted(items: &[&str]) -> String {
+    items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
+}
+
+fn kind_rank(kind: &str) -> u8 {
+    match kind {
+        "failed_write" | "unknown_write" => 0,
+        "unlinked_organization" | "unmapped_service" | "manual_line_not_billed" => 1,
+        "autotask_differs" => 2,
+        "under_cost" => 3,
+        "duplicate_contracts" | "drift" => 4,
+        "subscription_stopped_appearing" => 5,
+        "charge_corrected" | "bill_restated" | "billed_charge_mismatch" => 6,
+        _ => 7,
+    }
+}
+
+/// Sales of licence products the desired state refuses (fractional or negative counts).
+fn refused_sales(input: &ReviewInput<'_>) -> Decimal {
+    let mut total = Decimal::ZERO;
+    for organization in input.current.organizations.values() {
+        for sub in organization.subscriptions.values().filter(|s| s.route == Route::Licence) {
+            let mut by_item: HashMap<&str, (Decimal, Decimal)> = HashMap::new();
+            for ((item, _), product) in &sub.products {
+                let entry = by_item.entry(item.as_str()).or_default();
+                entry.0 += product.units;
+                entry.1 += product.sales;
+            }
+            for (units, sales) in by_item.values() {
+                if !units.fract().is_zero() || units.is_sign_negative() && !units.is_zero() {
+                    total += sales;
+                }
+            }
+        }
+    }
+    total
+}
+
+fn product_rows(
+    current: Option<&SubscriptionSum>,
+    earlier: Option<&SubscriptionSum>,
+    has_previous: bool,
+) -> Vec<ProductReview> {
+    let mut keys: BTreeSet<&(String, String)> = BTreeSet::new();
+    if let Some(current) = current {
+        keys.extend(current.products.keys());
+    }
+    if let Some(earlier) = earlier {
+        keys.extend(earlier.products.keys());
+    }
+    let mut rows: Vec<ProductReview> = keys
+        .into_iter()
+        .map(|key| {
+            let now = current.and_then(|s| s.products.get(key));
+            let before = earlier.and_then(|s| s.products.get(key));
+            let any = now.or(before);
+            ProductReview {
+                item_code: key.0.clone(),
+                product_name: key.1.clone(),
+                units: now.map(|p| p.units).unwrap_or_default(),
+                unit_price: any.and_then(|p| p.unit_price.value()),
+                unit_cost: any.and_then(|p| p.unit_cost.value()),
+                figures: now.map(|p| Figures::new(p.sales, p.cost)).unwrap_or_default(),
+                previous_units: before.map(|p| p.units),
+                previous_revenue: before.map(|p| p.sales),
+                change: Change::between(
+                    before.map(|p| p.sales),
+                    now.map(|p| p.sales),
+                    has_previous,
+                ),
+            }
+        })
+        .collect();
+    // Largest first, as everywhere on the review (ties, and removed products, by key).
+    rows.sort_by_key(|row| std::cmp::Reverse(row.figures.revenue));
+    rows
+}
+
+// ---------------------------------------------------------------------------------------------
+// What Autotask holds for the period.
+
+enum Held {
+    Amount { contract_services: Option<Decimal>, charges: Decimal },
+    Missing,
+    Duplicate,
+}
+
+struct AutotaskIndex<'a> {
+    snapshot: &'a Snapshot,
+    period: Period,
+    contracts: HashMap<&'a str, Vec<i64>>,
+    contract_services: HashMap<i64, Vec<i64>>,
+    units: HashMap<i64, Vec<&'a cmat_engine::snapshot::ContractServiceUnit>>,
+    charges: HashMap<i64, Vec<&'a cmat_engine::snapshot::ContractCharge>>,
+}
+
+impl<'a> AutotaskIndex<'a> {
+    fn new(snapshot: &'a Snapshot, period: Period) -> Self {
+        let mut contracts: HashMap<&str, Vec<i64>> = HashMap::new();
+        for contract in snapshot.contracts.values() {
+            if let Some(subscription) = contract.subscription_id.as_deref() {
+                contracts.entry(subscription).or_default().push(contract.id);
+            }
+        }
+        let mut contract_services: HashMap<i64, Vec<i64>> = HashMap::new();
+        for service in snapshot.contract_services.values() {
+            contract_services.entry(service.contract_id).or_default().push(service.id);
+        }
+        let mut units: HashMap<i64, Vec<_>> = HashMap::new();
+        for unit in snapshot.contract_service_units.values() {
+            units.entry(unit.contract_service_id).or_default().push(unit);
+        }
+        let mut charges: HashMap<i64, Vec<_>> = HashMap::new();
+        for charge in snapshot.charges.values() {
+            if period.contains(charge.date_purchased) {
+                charges.entry(charge.contract_id).or_default().push(charge);
+            }
+        }
+        AutotaskIndex { snapshot, period, contracts, contract_services, units, charges }
+    }
+
+    fn held(&self, subscription: &str, bill: &SubscriptionSum) -> Held {
+        let contract = match self.contracts.get(subscription).map(Vec::as_slice) {
+            None | Some([]) => return Held::Missing,
+            Some([one]) => *one,
+            Some(_) => return Held::Duplicate,
+        };
+        let mut contract_services = Some(Decimal::ZERO);
+        if bill.route == Route::Licence {
+            for id in self.contract_services.get(&contract).into_iter().flatten() {
+                let units = self
+                    .units
+                    .get(id)
+                    .into_iter()
+                    .flatten()
+                    .find(|u| u.start_date <= bill.billing_date && bill.billing_date <= u.end_date)
+                    .map(|u| u.units)
+                    .unwrap_or(0);
+                if units == 0 {
+                    continue;
+                }
+                let price = self
+                    .snapshot
+                    .contract_services
+                    .get(id)
+                    .and_then(|cs| cs.adjusted_price.filter(|_| !cs.foreign_currency));
+                contract_services = match (contract_services, price) {
+                    (Some(total), Some(price)) => Some(total + Decimal::from(units) * price),
+                    _ => None,
+                };
+            }
+        }
+        let charges = self
+            .charges
+            .get(&contract)
+            .into_iter()
+            .flatten()
+            .map(|c| c.unit_quantity * c.unit_price)
+            .sum();
+        Held::Amount { contract_services, charges }
+    }
+
+    /// Consumption contracts of the period holding more than one charge dated in it: a
+    /// correction was added after the first charge was invoiced.
+    fn corrections(&self, input: &ReviewInput<'_>) -> Vec<Exception> {
+        let mut found = Vec::new();
+        for organization in input.current.organizations.values() {
+            for (id, sub) in &organization.subscriptions {
+                if sub.route != Route::Consumption {
+                    continue;
+                }
+                let Some([contract]) = self.contracts.get(id.as_str()).map(Vec::as_slice) else {
+                    continue;
+                };
+                let charges = self.charges.get(contract).map(Vec::as_slice).unwrap_or(&[]);
+                if charges.len() < 2 {
+                    continue;
+                }
+                let mut sorted: Vec<_> = charges.to_vec();
+                sorted.sort_by_key(|c| c.id);
+                let listed: Vec<String> = sorted
+                    .iter()
+                    .map(|c| {
+                        format!(
+                            "\"{}\" {}{}",
+                            c.name,
+                            (c.unit_quantity * c.unit_price).normalize(),
+                            if c.is_billed { " (invoiced)" } else { "" }
+                        )
+                    })
+                    .collect();
+                let corrections: Decimal =
+                    sorted[1..].iter().map(|c| c.unit_quantity * c.unit_price).sum();
+                found.push(Exception {
+                    kind: "charge_corrected".into(),
+                    organization: organization.name.clone(),
+                    subscription: id.clone(),
+                    message: format!(
+                        "{} has {} charges dated in {}: {}",
+                        label(id, &sub.name),
+                        sorted.len(),
+                        self.period,
+                        listed.join(", ")
+                    ),
+                    amount: Some(corrections),
+                    source: format!("Contracts/{contract}"),
+                });
+            }
+        }
+        found
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn periods_parse_and_step() {
+        assert_eq!(Period::parse("2026-11").map(|p| p.to_string()).as_deref(), Some("2026-11"));
+        assert_eq!(
+            Period::parse("2026-12").map(|p| p.next().to_string()).as_deref(),
+            Some("2027-01")
+        );
+        for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-00"] {
+            assert_eq!(Period::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn margins_are_exact_and_unknown_without_revenue() {
+        let figures = Figures::new(Decimal::new(5150, 1), Decimal::new(4635, 1));
+        assert_eq!(figures.margin.to_string(), "51.5");
+        assert_eq!(figures.margin_percent.map(|p| p.to_string()).as_deref(), Some("10.00"));
+        assert_eq!(Figures::new(Decimal::ZERO, Decimal::ONE).margin_percent, None);
+    }
+}
