@@ -26,6 +26,7 @@ mod journal;
 mod lock;
 mod snapshot;
 mod sql;
+mod synced;
 
 pub use bills::{BillInfo, OrganizationInfo};
 pub use lock::LockHolder;
@@ -55,6 +56,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0003_plans_journal_audit", include_str!("migrations/0003_plans_journal_audit.sql")),
     ("0004_autotask_as_it_is", include_str!("migrations/0004_autotask_as_it_is.sql")),
     ("0005_bill_line_terms", include_str!("migrations/0005_bill_line_terms.sql")),
+    ("0006_synced_subscriptions", include_str!("migrations/0006_synced_subscriptions.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).
@@ -115,6 +117,7 @@ pub struct ImportSummary {
 }
 
 pub use bills::{line_digest, Import, LineDigest};
+pub use synced::subscription_digests;
 
 /// A write cmat is about to send (journal), recorded before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
