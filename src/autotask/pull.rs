@@ -16,9 +16,24 @@
 //! well when the change filter is refused, when its last full read is [`FULL_READ_DAYS`] old
 //! (a stamp Autotask forgot to move is corrected within that time), when a full read costs
 //! no more requests than changes and a count would, and on `--full`. Contract services and
-//! their unit periods carry no stamp and are always read in full.
+//! their unit periods carry no stamp: a plain pull reads them in full.
+//!
+//! `sync` narrows them further with a [`Focus`]: the subscriptions whose bills changed since
+//! the last successful sync (new, restated or gone; per-subscription digests stored by that
+//! sync, `store::subscription_digests`). Every other entity is read first (in parallel, as
+//! above); the Contracts just read name the contracts of those subscriptions (by the
+//! "Subscription ID" UDF); then only those contracts' contract services and unit periods are
+//! read (`contractID in [...]`, 500 ids a query, the units keeping the window filter) and
+//! replace those contracts' stored records entirely, so a deleted one disappears. The records
+//! of every other contract are trusted from the snapshot: cmat wrote them, and apply re-read
+//! them after writing. A focused read is refused, and the entity read in full, on `--full`,
+//! without a stored full read ([`PullMarks::full_reads`]), when that full read is
+//! [`FULL_READ_DAYS`] old (so a hand edit elsewhere is found within a week), when the units
+//! window moved, and when a full read costs no more requests. The caller decides when there
+//! is no focus at all (`cli::sync`: the rules changed, no digests stored yet, writes of
+//! unknown outcome).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -28,12 +43,12 @@ use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::client::{AutotaskClient, AutotaskError};
-use super::query::{Condition, Filter, Item, MAX_PAGE};
+use super::query::{chunked_in, Condition, Filter, FilterValue, Item, MAX_PAGE};
 use super::records::{self, timestamp_from_text, timestamp_to_api, RecordError};
 use crate::store::{Store, StoreError};
 use cmat_engine::picklists::PICKLIST_FIELDS;
 use cmat_engine::snapshot::{
-    ChangeMark, PicklistEntry, Picklists, PullMarks, Snapshot, UnitsWindow,
+    ChangeMark, FullRead, PicklistEntry, Picklists, PullMarks, Snapshot, UnitsWindow,
 };
 
 /// The entities a pull reads, in the order the summary lists them.
@@ -46,6 +61,53 @@ pub const ENTITIES: [&str; 7] = [
     "ContractCharges",
     "BillingCodes",
 ];
+
+/// The entities without a change stamp, read for the contracts of a [`Focus`] only; they are
+/// read after the others, since the Contracts read name those contracts.
+pub const FOCUSED: [&str; 2] = ["ContractServices", "ContractServiceUnits"];
+
+/// The subscriptions whose contract services and unit periods a pull must read (`sync`: those
+/// whose bills changed since the last successful sync); the rest are trusted from the snapshot.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Focus {
+    pub subscriptions: BTreeSet<String>,
+}
+
+impl Focus {
+    /// The subscriptions whose digest differs between the last sync's and the current bills':
+    /// new, changed or gone.
+    pub fn between(synced: &BTreeMap<String, String>, current: &BTreeMap<String, String>) -> Focus {
+        let changed = |(id, digest): (&String, &String), other: &BTreeMap<String, String>| {
+            (other.get(id) != Some(digest)).then(|| id.clone())
+        };
+        let subscriptions = current
+            .iter()
+            .filter_map(|entry| changed(entry, synced))
+            .chain(synced.iter().filter_map(|entry| changed(entry, current)))
+            .collect();
+        Focus { subscriptions }
+    }
+
+    /// The focus of a `sync` whose current bills have these per-subscription digests
+    /// (`store::subscription_digests`): the subscriptions changed since the last successful
+    /// sync. None (read in full) when no sync stored its digests yet, when the rules changed
+    /// since (every subscription may plan differently), or when writes of unknown outcome
+    /// wait to be settled (they may have landed anywhere).
+    pub fn since_last_sync(
+        store: &Store,
+        mappings_digest: &str,
+        current: &BTreeMap<String, String>,
+    ) -> Result<Option<Focus>, StoreError> {
+        let rules_kept = store
+            .get_meta(crate::store::meta_keys::LAST_SYNC_MAPPINGS_DIGEST)?
+            .is_some_and(|digest| digest == mappings_digest);
+        if !rules_kept || !store.journal_unresolved()?.is_empty() {
+            return Ok(None);
+        }
+        let synced = store.synced_subscriptions()?;
+        Ok((!synced.is_empty()).then(|| Focus::between(&synced, current)))
+    }
+}
 
 /// Picklists read by a pull are trusted this long by the next ones (`cmat doctor` and
 /// `--full` always read them).
@@ -89,6 +151,9 @@ pub struct PullOptions {
     pub units_window: Option<UnitsWindow>,
     /// Read every entity in full, whatever the last pull left.
     pub full: bool,
+    /// Read contract services and unit periods only for these subscriptions' contracts (when
+    /// the stored full read allows); None reads them as a plain pull does.
+    pub focus: Option<Focus>,
 }
 
 /// The ContractServiceUnits filter of a window: periods ending on or after `from` and
@@ -109,6 +174,7 @@ impl Default for PullOptions {
             workers: 3,
             units_window: None,
             full: false,
+            focus: None,
         }
     }
 }
@@ -129,6 +195,9 @@ pub enum EntityRead {
     Full(FullReason),
     /// Only the `changed` records stamped since `since`, merged into the stored ones.
     Changes { changed: usize, since: DateTime<Utc> },
+    /// Only the `read` records of the `contracts` contracts of a [`Focus`], replacing theirs
+    /// in the stored ones.
+    Focused { contracts: usize, read: usize },
 }
 
 /// Why an entity was read in full.
@@ -139,7 +208,7 @@ pub enum FullReason {
     /// No usable mark: a first pull, records without a change stamp, a window, or a
     /// different conversion than the stored records had.
     NoMark,
-    /// A full read costs no more requests than changes and a count.
+    /// A full read costs no more requests than changes and a count (or than a focused read).
     Small,
     /// The last full read is [`FULL_READ_DAYS`] old.
     Due,
@@ -186,52 +255,45 @@ pub fn pull_snapshot(
 ) -> Result<Pulled, PullError> {
     let started = Instant::now();
     let requests_before = client.requests_sent();
-    let reading = Reading { client, options, previous, now: Utc::now(), progress };
-    let next = AtomicUsize::new(0);
-    let failed = AtomicBool::new(false);
-    let results: Mutex<BTreeMap<usize, Result<EntityPart, PullError>>> =
-        Mutex::new(BTreeMap::new());
-    let workers = options.workers.clamp(1, ENTITIES.len());
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                if failed.load(Ordering::SeqCst) {
-                    return;
-                }
-                let index = next.fetch_add(1, Ordering::SeqCst);
-                let Some(entity) = ENTITIES.get(index).copied() else {
-                    return;
-                };
-                let result = reading.entity(entity);
-                if result.is_err() {
-                    failed.store(true, Ordering::SeqCst);
-                }
-                results
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner())
-                    .insert(index, result);
-            });
-        }
-    });
-    let mut results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-    // Report the first failure in entity order (stable across runs).
-    if let Some(index) = results.iter().find(|(_, r)| r.is_err()).map(|(index, _)| *index) {
-        if let Some(Err(err)) = results.remove(&index) {
-            return Err(err);
-        }
+    let mut reading =
+        Reading { client, options, previous, now: Utc::now(), progress, focus_contracts: None };
+    let (first, second): (Vec<usize>, Vec<usize>) = (0..ENTITIES.len())
+        .partition(|index| options.focus.is_none() || !FOCUSED.contains(&ENTITIES[*index]));
+    let mut results = reading.parts(&first)?;
+    if let Some(focus) = &options.focus {
+        // The contracts of the focused subscriptions, as the Contracts just read name them.
+        let contracts = ENTITIES.iter().position(|entity| *entity == "Contracts");
+        let ids = contracts
+            .and_then(|index| results.get(&index))
+            .map(|part| {
+                part.records
+                    .contracts
+                    .values()
+                    .filter(|c| {
+                        c.subscription_id.as_ref().is_some_and(|s| focus.subscriptions.contains(s))
+                    })
+                    .map(|c| c.id)
+                    .collect()
+            })
+            .unwrap_or_default();
+        reading.focus_contracts = Some(ids);
+        results.extend(reading.parts(&second)?);
     }
     let mut snapshot = Snapshot::default();
     let mut marks = PullMarks::default();
     let mut counts = Vec::with_capacity(ENTITIES.len());
     let mut reads = Vec::with_capacity(ENTITIES.len());
     for (index, entity) in ENTITIES.iter().enumerate() {
-        let Some(Ok(part)) = results.remove(&index) else {
+        let Some(part) = results.remove(&index) else {
             return Err(AutotaskError::Config(format!("{entity} was not read")).into());
         };
         counts.push((*entity, table_len(&part.records, entity)));
         reads.push((*entity, part.read));
         if let Some(mark) = part.mark {
             marks.entities.insert(entity.to_string(), mark);
+        }
+        if let Some(full_read) = part.full_read {
+            marks.full_reads.insert(entity.to_string(), full_read);
         }
         // Moved, not copied: a large tenant's snapshot is hundreds of thousands of records.
         absorb(&mut snapshot, part.records);
@@ -353,6 +415,8 @@ struct EntityPart {
     records: Snapshot,
     read: EntityRead,
     mark: Option<ChangeMark>,
+    /// For an entity of [`FOCUSED`]: its last full read.
+    full_read: Option<FullRead>,
 }
 
 /// Everything the per-entity reads share.
@@ -362,6 +426,8 @@ struct Reading<'a> {
     previous: Option<Previous<'a>>,
     now: DateTime<Utc>,
     progress: &'a (dyn Fn(PullProgress) + Sync),
+    /// The contracts a [`Focus`] names, once the Contracts are read.
+    focus_contracts: Option<BTreeSet<i64>>,
 }
 
 /// Whether changes merged into the stored records are the whole truth.
@@ -371,6 +437,46 @@ enum ChangesRead {
 }
 
 impl Reading<'_> {
+    /// Reads the entities at `indices` of [`ENTITIES`], by at most
+    /// [`PullOptions::workers`] threads; the first failure in entity order (stable across runs).
+    fn parts(&self, indices: &[usize]) -> Result<BTreeMap<usize, EntityPart>, PullError> {
+        let next = AtomicUsize::new(0);
+        let failed = AtomicBool::new(false);
+        let results: Mutex<BTreeMap<usize, Result<EntityPart, PullError>>> =
+            Mutex::new(BTreeMap::new());
+        let workers = self.options.workers.clamp(1, indices.len().max(1));
+        std::thread::scope(|scope| {
+            for _ in 0..workers {
+                scope.spawn(|| loop {
+                    if failed.load(Ordering::SeqCst) {
+                        return;
+                    }
+                    let Some(index) = indices.get(next.fetch_add(1, Ordering::SeqCst)).copied()
+                    else {
+                        return;
+                    };
+                    let Some(entity) = ENTITIES.get(index).copied() else {
+                        return;
+                    };
+                    let result = self.entity(entity);
+                    if result.is_err() {
+                        failed.store(true, Ordering::SeqCst);
+                    }
+                    results
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .insert(index, result);
+                });
+            }
+        });
+        let results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut parts = BTreeMap::new();
+        for (index, result) in results {
+            parts.insert(index, result?);
+        }
+        Ok(parts)
+    }
+
     fn entity(&self, entity: &'static str) -> Result<EntityPart, PullError> {
         let (filter, stampable) = match entity {
             // A window read cannot be continued by changes: the window moves with the bills.
@@ -379,18 +485,93 @@ impl Reading<'_> {
             }
             _ => (Filter::all(), true),
         };
-        let reason = match self.usable_mark(entity, stampable) {
-            Err(reason) => reason,
-            Ok((mark, stored)) => match self.changes(entity, &filter, mark, stored)? {
-                ChangesRead::Merged(part) => return self.done(entity, *part),
-                ChangesRead::ReadInFull(reason) => reason,
+        let focused = FOCUSED.contains(&entity);
+        let reason = match (focused, &self.focus_contracts) {
+            (true, Some(contracts)) => match self.usable_full_read(entity, contracts) {
+                Ok((full_read, stored)) => {
+                    return self.focused(entity, &filter, contracts, full_read, stored)
+                }
+                Err(reason) => reason,
+            },
+            _ => match self.usable_mark(entity, stampable) {
+                Err(reason) => reason,
+                Ok((mark, stored)) => match self.changes(entity, &filter, mark, stored)? {
+                    ChangesRead::Merged(part) => return self.done(entity, *part),
+                    ChangesRead::ReadInFull(reason) => reason,
+                },
             },
         };
         let mut records = Snapshot::default();
         let mut stamps = Stamps::default();
         self.read_pages(entity, &filter, &mut records, &mut stamps)?;
         let mark = if stampable { stamps.mark(self.now, self.conversion(entity)) } else { None };
-        self.done(entity, EntityPart { records, read: EntityRead::Full(reason), mark })
+        let full_read =
+            focused.then(|| FullRead { at: self.now, conversion: self.conversion(entity) });
+        self.done(entity, EntityPart { records, read: EntityRead::Full(reason), mark, full_read })
+    }
+
+    /// The stored full read and records of `entity` (one of [`FOCUSED`]) when reading only
+    /// the `contracts`' records is allowed and cheaper than a full read.
+    fn usable_full_read(
+        &self,
+        entity: &str,
+        contracts: &BTreeSet<i64>,
+    ) -> Result<(&FullRead, &Snapshot), FullReason> {
+        if self.options.full {
+            return Err(FullReason::Requested);
+        }
+        let previous = self.previous.as_ref().ok_or(FullReason::NoMark)?;
+        let full_read = previous
+            .marks
+            .full_reads
+            .get(entity)
+            .filter(|read| read.conversion == self.conversion(entity))
+            .ok_or(FullReason::NoMark)?;
+        if self.now - full_read.at >= chrono::Duration::days(FULL_READ_DAYS) {
+            return Err(FullReason::Due);
+        }
+        // Each `in` query costs at least one page; a full read is trusted more at equal cost.
+        let stored = table_len(previous.snapshot, entity);
+        let of_focus =
+            contract_ids_of(previous.snapshot, entity).filter(|id| contracts.contains(id)).count();
+        let focused =
+            contracts.len().div_ceil(super::query::MAX_IN_VALUES).max(of_focus.div_ceil(MAX_PAGE));
+        if !contracts.is_empty() && focused >= stored.div_ceil(MAX_PAGE).max(1) {
+            return Err(FullReason::Small);
+        }
+        Ok((full_read, previous.snapshot))
+    }
+
+    /// Reads the records of `contracts` (500 ids a query, inside `filter`) and puts them in
+    /// place of those contracts' stored records; the other contracts' records are kept.
+    fn focused(
+        &self,
+        entity: &'static str,
+        filter: &Filter,
+        contracts: &BTreeSet<i64>,
+        full_read: &FullRead,
+        stored: &Snapshot,
+    ) -> Result<EntityPart, PullError> {
+        let mut records = table_of(stored, entity);
+        records.contract_services.retain(|_, r| !contracts.contains(&r.contract_id));
+        records.contract_service_units.retain(|_, r| !contracts.contains(&r.contract_id));
+        let filters = chunked_in(
+            Some(filter),
+            "contractID",
+            contracts.iter().map(|id| FilterValue::Int(*id)),
+        )
+        .map_err(|source| AutotaskError::Filter {
+            request: format!("POST {entity}/query"),
+            source,
+        })?;
+        let mut read = 0;
+        let mut stamps = Stamps::default();
+        for filter in &filters {
+            read += self.read_pages(entity, filter, &mut records, &mut stamps)?;
+        }
+        let read = EntityRead::Focused { contracts: contracts.len(), read };
+        let full_read = Some(full_read.clone());
+        self.done(entity, EntityPart { records, read, mark: None, full_read })
     }
 
     fn done(&self, entity: &'static str, part: EntityPart) -> Result<EntityPart, PullError> {
@@ -471,7 +652,8 @@ impl Reading<'_> {
         let newest = stamps.newest(&fields, self.now).map_or(mark.newest, |n| n.max(mark.newest));
         let mark = ChangeMark { fields, newest, ..mark.clone() };
         let read = EntityRead::Changes { changed, since };
-        Ok(ChangesRead::Merged(Box::new(EntityPart { records, read, mark: Some(mark) })))
+        let part = EntityPart { records, read, mark: Some(mark), full_read: None };
+        Ok(ChangesRead::Merged(Box::new(part)))
     }
 
     /// Reads every page of `filter` into `records` (by id), noting stamps; the number read.
@@ -507,6 +689,10 @@ impl Reading<'_> {
     fn conversion(&self, entity: &str) -> String {
         match entity {
             "Contracts" => format!("udf={}", self.options.subscription_udf),
+            "ContractServiceUnits" => match self.options.units_window {
+                Some(window) => format!("window={}..{}", window.from, window.to),
+                None => "window=all".to_string(),
+            },
             _ => String::new(),
         }
     }
@@ -581,6 +767,17 @@ fn table_len(snapshot: &Snapshot, entity: &str) -> usize {
         "ContractCharges" => snapshot.charges.len(),
         "BillingCodes" => snapshot.billing_codes.len(),
         _ => 0,
+    }
+}
+
+/// The contract of each record of `entity` (contract services and unit periods; none else).
+fn contract_ids_of<'a>(snapshot: &'a Snapshot, entity: &str) -> Box<dyn Iterator<Item = i64> + 'a> {
+    match entity {
+        "ContractServices" => Box::new(snapshot.contract_services.values().map(|r| r.contract_id)),
+        "ContractServiceUnits" => {
+            Box::new(snapshot.contract_service_units.values().map(|r| r.contract_id))
+        }
+        _ => Box::new(std::iter::empty()),
     }
 }
 
@@ -686,6 +883,20 @@ mod tests {
         assert_eq!(mark.fields, ["lastModifiedDateTime", "statusLastModifiedDate"]);
         assert_eq!(mark.newest, at("2026-11-22T08:00:00Z"));
         assert_eq!((mark.full_read_at, mark.conversion.as_str()), (now, "c"));
+    }
+
+    #[test]
+    fn the_focus_is_every_subscription_new_changed_or_gone_since_the_last_sync() {
+        let digests = |pairs: &[(&str, &str)]| -> BTreeMap<String, String> {
+            pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
+        };
+        let synced = digests(&[("kept", "1"), ("moved", "2"), ("gone", "3")]);
+        let current = digests(&[("kept", "1"), ("moved", "9"), ("new", "4")]);
+        let focus = Focus::between(&synced, &current);
+        let expected: BTreeSet<String> =
+            ["moved", "gone", "new"].into_iter().map(String::from).collect();
+        assert_eq!(focus.subscriptions, expected);
+        assert!(Focus::between(&current, &current).subscriptions.is_empty());
     }
 
     #[test]

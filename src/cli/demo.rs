@@ -98,7 +98,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         let summary = crate::import::import_file(&mut store, &path, name)?;
         print!("{}", super::import::render_summary(name, &summary));
         println!("\n$ cmat pull autotask");
-        super::pull_autotask::pull_into(&demo, &mut store, &client, &udf, false)?;
+        super::pull_autotask::pull_into(&demo, &mut store, &client, &udf, false, None)?;
         println!("\n$ cmat apply --auto-approve");
         let mut loaded = session::load(&demo, &store)?;
         execute(&demo, &mut store, &mut loaded, &client, None, true)?;

@@ -119,7 +119,8 @@ pub struct PullArgs {
     #[arg(value_enum)]
     pub source: PullSource,
     /// Read every Autotask record, not only those changed since the last pull (`autotask` only;
-    /// a pull reads everything by itself every 7 days)
+    /// a pull reads everything by itself every 7 days, and contract services and units on
+    /// every run: only `sync` narrows those to the contracts whose bills changed)
     #[arg(long)]
     pub full: bool,
     /// Request Cloudmore's bills from this month on (`cloudmore` only; default: the current

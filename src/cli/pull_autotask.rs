@@ -7,7 +7,7 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CommandError, CommandResult, Context};
-use crate::autotask::pull::{PullReport, DEFAULT_SUBSCRIPTION_UDF, ENTITIES};
+use crate::autotask::pull::{Focus, PullReport, DEFAULT_SUBSCRIPTION_UDF, ENTITIES};
 use crate::autotask::{pull_into_store, AutotaskClient, PullOptions, PullProgress};
 use crate::autotask::{EntityRead, FullReason};
 use crate::store::{Access, Store};
@@ -21,18 +21,22 @@ pub fn run(context: &Context, full: bool) -> CommandResult {
         // Pulling needs no rules; without valid ones the default rules' UDF name is used.
         Err(_) => DEFAULT_SUBSCRIPTION_UDF.to_string(),
     };
-    pull_into(context, &mut store, &client, &subscription_udf, full)?;
+    // A plain pull reads contract services and unit periods in full (only `sync` knows which
+    // subscriptions changed since it last applied them).
+    pull_into(context, &mut store, &client, &subscription_udf, full, None)?;
     Ok(Exit::Success)
 }
 
-/// Refreshes the snapshot (by changes since the last pull unless `full`) and prints the
-/// summary; shared by pull, sync and demo.
+/// Refreshes the snapshot (by changes since the last pull unless `full`; contract services and
+/// unit periods of the `focus`'s subscriptions only, when given) and prints the summary;
+/// shared by pull, sync and demo.
 pub fn pull_into(
     context: &Context,
     store: &mut Store,
     client: &AutotaskClient,
     subscription_udf: &str,
     full: bool,
+    focus: Option<Focus>,
 ) -> Result<(), CommandError> {
     // Only the unit periods around the current bills' Billing Dates (the ones the engine reads).
     let billing_dates = store.bills()?.into_iter().map(|b| b.key.billing_date);
@@ -40,6 +44,7 @@ pub fn pull_into(
         subscription_udf: subscription_udf.to_string(),
         units_window: cmat_engine::snapshot::UnitsWindow::around(billing_dates),
         full,
+        focus,
         ..PullOptions::default()
     };
     let bar = context.stdout_is_terminal.then(|| {
@@ -86,6 +91,12 @@ fn summary(report: &PullReport, client: &AutotaskClient) -> String {
                     out,
                     "  ({changed} changed since {} UTC)",
                     since.format("%Y-%m-%d %H:%M")
+                );
+            }
+            EntityRead::Focused { contracts, .. } => {
+                let _ = write!(
+                    out,
+                    "  (read for the {contracts} contract(s) whose bills changed; the rest kept)"
                 );
             }
             EntityRead::Full(FullReason::CountDiffers { autotask, snapshot }) => {

@@ -5,6 +5,7 @@ use clap::Args;
 
 use super::apply::{execute, Applied};
 use super::{session, CommandResult, Context};
+use crate::autotask::pull::Focus;
 use crate::store::meta_keys::{
     LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST, LAST_SYNC_REQUESTS,
 };
@@ -24,7 +25,8 @@ pub struct SyncArgs {
     /// Pull and plan, but write nothing
     #[arg(long)]
     pub dry_run: bool,
-    /// Read every Autotask record, not only those changed since the last pull
+    /// Read every Autotask record, not only those changed since the last pull (nor only the
+    /// contract services and units of the contracts whose bills changed since the last sync)
     #[arg(long)]
     pub full_pull: bool,
     /// Import these Cloudmore billing reports (.xlsx or CSV) first, instead of pulling from the Cloudmore API
@@ -87,7 +89,12 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
 
     // A bill pulled before Microsoft's NCE data landed is half a month: said before Autotask
     // is contacted, and with `[sync] wait_for_nce_data` nothing is written until it is whole.
-    let incomplete = cmat_engine::billing::nce_readiness(&store.bill_lines()?);
+    let lines = store.bill_lines()?;
+    let incomplete = cmat_engine::billing::nce_readiness(&lines);
+    // What changed per subscription since the last successful sync: the only contracts whose
+    // contract services and unit periods the pull reads (`autotask::pull::Focus`).
+    let subscriptions = crate::store::subscription_digests(&lines);
+    drop(lines);
     for warning in &incomplete {
         eprintln!("warning: {warning}");
     }
@@ -98,12 +105,14 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         return Ok(Exit::Success);
     }
     let client = session::connect_autotask(context)?;
+    let focus = Focus::since_last_sync(&store, &mappings_digest, &subscriptions)?;
     super::pull_autotask::pull_into(
         context,
         &mut store,
         &client,
         &subscription_udf,
         args.full_pull,
+        focus,
     )?;
     // The rules whose digest was compared above are the ones applied, and recorded below.
     let mut loaded = session::load_with(&store, (rules, sources))?;
@@ -115,6 +124,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let applied = execute(context, &mut store, &mut loaded, &client, None, args.auto_approve)?;
     store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
     store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
+    store.replace_synced_subscriptions(&subscriptions)?;
     store.set_meta(LAST_SYNC_REQUESTS, &client.requests_sent().to_string())?;
     store.set_meta(
         LAST_SYNC_AT,

@@ -287,7 +287,7 @@ impl Store {
 /// ([`line_digest`]) so that an import can hash on the thread that parses while the store's
 /// thread writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineDigest([u8; 32]);
+pub struct LineDigest(pub(super) [u8; 32]);
 
 impl Import<'_> {
     pub fn add_line(&mut self, line: &BillLine) -> Result<(), StoreError> {
@@ -648,7 +648,7 @@ impl ContentHash {
 }
 
 /// Length-prefixed, so ("ab", "c") and ("a", "bc") hash differently.
-fn hash_field(hasher: &mut Sha256, bytes: &[u8]) {
+pub(super) fn hash_field(hasher: &mut Sha256, bytes: &[u8]) {
     hasher.update((bytes.len() as u64).to_le_bytes());
     hasher.update(bytes);
 }

@@ -27,6 +27,7 @@ mod lock;
 mod review;
 mod snapshot;
 mod sql;
+mod synced;
 
 pub use bills::{BillInfo, OrganizationInfo};
 pub use lock::LockHolder;
@@ -58,6 +59,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0004_autotask_as_it_is", include_str!("migrations/0004_autotask_as_it_is.sql")),
     ("0005_bill_line_terms", include_str!("migrations/0005_bill_line_terms.sql")),
     ("0006_bill_totals", include_str!("migrations/0006_bill_totals.sql")),
+    ("0007_synced_subscriptions", include_str!("migrations/0007_synced_subscriptions.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).
@@ -118,6 +120,7 @@ pub struct ImportSummary {
 }
 
 pub use bills::{line_digest, Import, LineDigest};
+pub use synced::subscription_digests;
 
 /// A write cmat is about to send (journal), recorded before it is sent.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -122,7 +122,8 @@ fn migrates_from_an_empty_file_and_from_each_earlier_version() {
         std::fs::write(&path, b"").unwrap();
         let mut old = open_at_version(&path, version);
         assert_eq!(old.schema_version().unwrap(), version as u32);
-        if version == MIGRATIONS.len() {
+        // From 0006 on, the bills tables are today's (later migrations add other tables).
+        if version >= 6 {
             import(&mut old, "old.csv", &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)]);
             old.set_meta("k", "v").unwrap();
         } else if version >= 1 {
@@ -424,8 +425,11 @@ fn pull_marks_are_stored_with_their_snapshot_and_kept_by_a_scope_refresh() {
         full_read_at: at,
         conversion: "udf=Subscription ID".into(),
     };
-    let marks =
-        PullMarks { entities: [("Contracts".to_string(), mark)].into(), picklists_read_at: None };
+    let marks = PullMarks {
+        entities: [("Contracts".to_string(), mark)].into(),
+        picklists_read_at: None,
+        ..PullMarks::default()
+    };
     store.replace_pulled_snapshot(&sample_snapshot(), &marks).unwrap();
     assert_eq!(store.pull_marks().unwrap(), marks);
     // apply replaces the records it re-read; the marks still describe the last pull.

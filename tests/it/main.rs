@@ -12,6 +12,7 @@ mod bad_input;
 mod cloudmore_pull;
 mod doctor_cli;
 mod fidelity_cli;
+mod focused_pull;
 mod fuzz_props;
 mod help;
 mod import_cli;

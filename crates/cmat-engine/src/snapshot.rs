@@ -199,6 +199,21 @@ pub struct PullMarks {
     /// again once a day (and on `--full`), not on every steady day's pull.
     #[serde(default)]
     pub picklists_read_at: Option<DateTime<Utc>>,
+    /// By entity name, the entities without a change stamp (contract services, unit periods):
+    /// when they were last read in full. A `sync` reads only the records of the contracts
+    /// whose subscriptions changed since the last successful sync (`autotask::pull::Focus`)
+    /// while this is recent; an entity without one is read in full.
+    #[serde(default)]
+    pub full_reads: BTreeMap<String, FullRead>,
+}
+
+/// The last full read of an entity that carries no change stamp.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FullRead {
+    pub at: DateTime<Utc>,
+    /// What else than Autotask decided which records were read (the units window): a focused
+    /// read merges into the stored records only when it is the same.
+    pub conversion: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
