@@ -43,7 +43,8 @@ pub struct OrganizationInfo {
 }
 
 /// The columns of a line besides its bill, in table order (after `bill_id`).
-const LINE_COLUMNS: &str = "source_row, service_name, broker_name, customer_number, product_name, \
+pub(super) const LINE_COLUMNS: &str =
+    "source_row, service_name, broker_name, customer_number, product_name, \
      item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales, \
      currency_code, product_id, subscription_id, subscription_name, autotask_company_id, \
      payment_frequency, organization_currency_code";
@@ -98,6 +99,39 @@ enum Target {
     New { bill_id: i64 },
     /// Known: lines are staged until `finish` compares the content.
     Known { bill_id: i64, content_sha256: String, staging_index: i64 },
+}
+
+/// A line read from [`LINE_COLUMNS`], found in `row` from column `first` on.
+pub(super) fn line_at(
+    row: &rusqlite::Row<'_>,
+    first: usize,
+    organization_name: String,
+    billing_date: NaiveDate,
+    file: String,
+) -> rusqlite::Result<BillLine> {
+    let column = |offset: usize| first + offset;
+    Ok(BillLine {
+        organization_name,
+        billing_date,
+        source: LineSource { file, row: row.get::<_, i64>(column(0))?.max(0) as u64 },
+        service_name: row.get(column(1))?,
+        broker_name: row.get(column(2))?,
+        customer_number: row.get(column(3))?,
+        product_name: row.get(column(4))?,
+        item_code: row.get(column(5))?,
+        quantity: get_decimal(row, column(6))?,
+        unit_cost_price: get_decimal(row, column(7))?,
+        unit_sales_price: get_decimal(row, column(8))?,
+        total_cost: get_decimal(row, column(9))?,
+        total_sales: get_decimal(row, column(10))?,
+        currency_code: row.get(column(11))?,
+        product_id: row.get(column(12))?,
+        subscription_id: row.get(column(13))?,
+        subscription_name: row.get(column(14))?,
+        autotask_company_id: row.get(column(15))?,
+        payment_frequency: row.get(column(16))?,
+        organization_currency_code: row.get(column(17))?,
+    })
 }
 
 impl Store {
@@ -168,31 +202,7 @@ impl Store {
         let read = || -> rusqlite::Result<Vec<BillLine>> {
             let mut statement = self.conn.prepare(&sql)?;
             let rows = statement.query_map([], |row| {
-                Ok(BillLine {
-                    organization_name: row.get(0)?,
-                    billing_date: get_date(row, 1)?,
-                    source: LineSource {
-                        file: row.get(2)?,
-                        row: row.get::<_, i64>(3)?.max(0) as u64,
-                    },
-                    service_name: row.get(4)?,
-                    broker_name: row.get(5)?,
-                    customer_number: row.get(6)?,
-                    product_name: row.get(7)?,
-                    item_code: row.get(8)?,
-                    quantity: get_decimal(row, 9)?,
-                    unit_cost_price: get_decimal(row, 10)?,
-                    unit_sales_price: get_decimal(row, 11)?,
-                    total_cost: get_decimal(row, 12)?,
-                    total_sales: get_decimal(row, 13)?,
-                    currency_code: row.get(14)?,
-                    product_id: row.get(15)?,
-                    subscription_id: row.get(16)?,
-                    subscription_name: row.get(17)?,
-                    autotask_company_id: row.get(18)?,
-                    payment_frequency: row.get(19)?,
-                    organization_currency_code: row.get(20)?,
-                })
+                line_at(row, 3, row.get(0)?, get_date(row, 1)?, row.get(2)?)
             })?;
             rows.collect()
         };

@@ -9,11 +9,10 @@ use chrono::NaiveDate;
 use rusqlite::params;
 use rust_decimal::Decimal;
 
-use std::str::FromStr;
-
-use super::sql::{date, get_date, get_timestamp};
+use super::bills::{line_at, LINE_COLUMNS};
+use super::sql::{date, get_date, get_decimal, get_timestamp};
 use super::{Store, StoreError};
-use cmat_engine::billing::{BillLine, LineSource};
+use cmat_engine::billing::BillLine;
 
 /// One bill (organization + Billing Date) as the review lists it: restated bills are
 /// "charges corrected after billing" candidates.
@@ -38,14 +37,6 @@ pub struct History {
 /// A TEXT cell, borrowed.
 fn text<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> rusqlite::Result<&'r str> {
     row.get_ref(index)?.as_str().map_err(|e| {
-        rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
-    })
-}
-
-/// A TEXT decimal, parsed without copying the text.
-fn amount(row: &rusqlite::Row<'_>, index: usize) -> rusqlite::Result<Decimal> {
-    let cell = text(row, index)?;
-    Decimal::from_str(cell).map_err(|e| {
         rusqlite::Error::FromSqlConversionFailure(index, rusqlite::types::Type::Text, Box::new(e))
     })
 }
@@ -92,42 +83,13 @@ impl Store {
                     Ok((row.get(0)?, row.get(1)?, get_date(row, 2)?, row.get(3)?))
                 })?
                 .collect::<rusqlite::Result<_>>()?;
-            let mut lines = self.conn.prepare(
-                "SELECT source_row, service_name, broker_name, customer_number, product_name,
-                        item_code, quantity, unit_cost_price, unit_sales_price, total_cost,
-                        total_sales, currency_code, product_id, subscription_id,
-                        subscription_name, autotask_company_id, payment_frequency,
-                        organization_currency_code
-                 FROM bill_lines WHERE bill_id = ?1 ORDER BY id",
-            )?;
+            let sql =
+                format!("SELECT {LINE_COLUMNS} FROM bill_lines WHERE bill_id = ?1 ORDER BY id");
+            let mut lines = self.conn.prepare(&sql)?;
             for (bill_id, organization, billing_date, file) in bills {
                 let mut rows = lines.query([bill_id])?;
                 while let Some(row) = rows.next()? {
-                    visit(BillLine {
-                        organization_name: organization.clone(),
-                        billing_date,
-                        source: LineSource {
-                            file: file.clone(),
-                            row: row.get::<_, i64>(0)?.max(0) as u64,
-                        },
-                        service_name: row.get(1)?,
-                        broker_name: row.get(2)?,
-                        customer_number: row.get(3)?,
-                        product_name: row.get(4)?,
-                        item_code: row.get(5)?,
-                        quantity: amount(row, 6)?,
-                        unit_cost_price: amount(row, 7)?,
-                        unit_sales_price: amount(row, 8)?,
-                        total_cost: amount(row, 9)?,
-                        total_sales: amount(row, 10)?,
-                        currency_code: row.get(11)?,
-                        product_id: row.get(12)?,
-                        subscription_id: row.get(13)?,
-                        subscription_name: row.get(14)?,
-                        autotask_company_id: row.get(15)?,
-                        payment_frequency: row.get(16)?,
-                        organization_currency_code: row.get(17)?,
-                    });
+                    visit(line_at(row, 0, organization.clone(), billing_date, file.clone())?);
                 }
             }
             Ok(())
@@ -192,8 +154,8 @@ impl Store {
                     text(row, 2)?,
                     text(row, 3)?,
                     text(row, 4)?,
-                    amount(row, 5)?,
-                    amount(row, 6)?,
+                    get_decimal(row, 5)?,
+                    get_decimal(row, 6)?,
                 );
             }
             let mut missing = self.conn.prepare(
@@ -216,8 +178,8 @@ impl Store {
                         text(row, 0)?,
                         text(row, 1)?,
                         text(row, 2)?,
-                        amount(row, 3)?,
-                        amount(row, 4)?,
+                        get_decimal(row, 3)?,
+                        get_decimal(row, 4)?,
                     );
                 }
             }

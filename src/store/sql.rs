@@ -24,9 +24,10 @@ fn conversion(
     rusqlite::Error::FromSqlConversionFailure(index, Type::Text, Box::new(err))
 }
 
+/// A TEXT decimal, parsed from the row's own bytes (no copy: bill lines are read by the million).
 pub(super) fn get_decimal(row: &Row<'_>, index: usize) -> rusqlite::Result<Decimal> {
-    let text: String = row.get(index)?;
-    Decimal::from_str(&text).map_err(|e| conversion(index, e))
+    let text = row.get_ref(index)?.as_str().map_err(|e| conversion(index, e))?;
+    Decimal::from_str(text).map_err(|e| conversion(index, e))
 }
 
 pub(super) fn get_opt_decimal(row: &Row<'_>, index: usize) -> rusqlite::Result<Option<Decimal>> {
