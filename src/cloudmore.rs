@@ -785,6 +785,7 @@ pub fn bill_line(line: &RawLine, source: LineSource) -> Result<BillLine, String>
         autotask_company_id: None,
         payment_frequency: optional("paymentFrequency")?,
         organization_currency_code: optional("organizationCurrencyCode")?,
+        organization_groups: optional("organizationGroups")?,
     })
 }
 

@@ -86,6 +86,19 @@ pub fn execute(
     if !plan.has_changes() {
         return Ok(Applied::NothingToDo);
     }
+    let refusals = plan.margin_refusals();
+    if !refusals.is_empty() {
+        let lines: Vec<String> = refusals
+            .iter()
+            .map(|warning| format!("{}: {}", warning.source, warning.message))
+            .collect();
+        return Err(format!(
+            "refusing to apply: {} price(s) under a margin floor whose policy is `refuse`; nothing was written:\n  {}\nhint: change the price rule or the floor (`cmat explain SUBSCRIPTION_ID` shows which rules set them), then plan again",
+            refusals.len(),
+            lines.join("\n  ")
+        )
+        .into());
+    }
     warn_if_over_budget(client, plan.changes.len());
     confirm(context, auto_approve, plan.changes.len())?;
 

@@ -14,6 +14,7 @@ mod audit;
 mod check;
 mod demo;
 mod doctor;
+mod explain;
 mod fmt;
 mod import;
 mod init;
@@ -110,6 +111,8 @@ pub enum Command {
         after_help = "Sends only reads. Exit codes: 0 cmat can run against this tenant, 1 a problem was found (each listed with how to fix it)."
     )]
     Doctor,
+    /// Which rules matched a subscription's bill lines, in order, and what each produced
+    Explain(explain::ExplainArgs),
     /// Run the whole flow on bundled fixtures against a local Autotask simulator
     Demo(demo::DemoArgs),
 }
@@ -179,6 +182,7 @@ pub fn main() -> ExitCode {
         Command::Audit(args) => audit::run(&context, args),
         Command::Report(args) => report::run(&context, args),
         Command::Doctor => doctor::run(&context),
+        Command::Explain(args) => explain::run(&context, args),
         Command::Demo(args) => demo::run(&context, args),
     };
     match result {

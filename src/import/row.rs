@@ -31,9 +31,10 @@ pub(super) enum Column {
     AutotaskCompanyId,
     PaymentFrequency,
     OrganizationCurrencyCode,
+    OrganizationGroups,
 }
 
-pub(super) const COLUMNS: [Column; 19] = [
+pub(super) const COLUMNS: [Column; 20] = [
     Column::BillingDate,
     Column::ServiceName,
     Column::BrokerName,
@@ -53,6 +54,7 @@ pub(super) const COLUMNS: [Column; 19] = [
     Column::AutotaskCompanyId,
     Column::PaymentFrequency,
     Column::OrganizationCurrencyCode,
+    Column::OrganizationGroups,
 ];
 
 impl Column {
@@ -77,6 +79,7 @@ impl Column {
             Column::AutotaskCompanyId => cmat_engine::billing::AUTOTASK_COMPANY_COLUMN,
             Column::PaymentFrequency => "Payment Frequency",
             Column::OrganizationCurrencyCode => "Organization Currency Code",
+            Column::OrganizationGroups => "Organization Groups",
         }
     }
 
@@ -229,6 +232,7 @@ impl Layout {
         let subscription_name = text(Column::SubscriptionName);
         let payment_frequency = text(Column::PaymentFrequency);
         let organization_currency_code = text(Column::OrganizationCurrencyCode);
+        let organization_groups = text(Column::OrganizationGroups);
 
         let empty = |column: Column, reasons: &mut Vec<String>| {
             reasons.push(format!("{} is empty", column.name()));
@@ -290,6 +294,7 @@ impl Layout {
                 autotask_company_id,
                 payment_frequency,
                 organization_currency_code,
+                organization_groups,
             }),
             _ => Err(reasons.join("; ")),
         }

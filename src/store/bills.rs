@@ -47,21 +47,23 @@ pub(super) const LINE_COLUMNS: &str =
     "source_row, service_name, broker_name, customer_number, product_name, \
      item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales, \
      currency_code, product_id, subscription_id, subscription_name, autotask_company_id, \
-     payment_frequency, organization_currency_code";
+     payment_frequency, organization_currency_code, organization_groups";
 
 const INSERT_LINE: &str =
     "INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name, \
      customer_number, product_name, item_code, quantity, unit_cost_price, unit_sales_price, \
      total_cost, total_sales, currency_code, product_id, subscription_id, subscription_name, \
-     autotask_company_id, payment_frequency, organization_currency_code) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)";
+     autotask_company_id, payment_frequency, organization_currency_code, organization_groups) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+     ?20)";
 
 const INSERT_STAGED: &str = "INSERT INTO temp.import_staging (staging_index, seq, source_row, \
      service_name, broker_name, customer_number, product_name, item_code, quantity, \
      unit_cost_price, unit_sales_price, total_cost, total_sales, currency_code, product_id, \
      subscription_id, subscription_name, autotask_company_id, payment_frequency, \
-     organization_currency_code) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)";
+     organization_currency_code, organization_groups) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
+     ?20, ?21)";
 
 /// An import in progress: lines go in one by one (streaming); nothing is visible until `finish`.
 /// Dropping it without `finish` rolls everything back.
@@ -131,6 +133,7 @@ pub(super) fn line_at(
         autotask_company_id: row.get(column(15))?,
         payment_frequency: row.get(column(16))?,
         organization_currency_code: row.get(column(17))?,
+        organization_groups: row.get(column(18))?,
     })
 }
 
@@ -160,6 +163,7 @@ impl Store {
                      autotask_company_id INTEGER,
                      payment_frequency TEXT NOT NULL,
                      organization_currency_code TEXT NOT NULL,
+                     organization_groups TEXT NOT NULL,
                      PRIMARY KEY (staging_index, seq)
                  ) WITHOUT ROWID;
                  BEGIN IMMEDIATE;
@@ -358,6 +362,7 @@ impl Import<'_> {
                     line.autotask_company_id,
                     line.payment_frequency,
                     line.organization_currency_code,
+                    line.organization_groups,
                 ])?;
             }
             Target::Known { staging_index, .. } => {
@@ -382,6 +387,7 @@ impl Import<'_> {
                     line.autotask_company_id,
                     line.payment_frequency,
                     line.organization_currency_code,
+                    line.organization_groups,
                 ])?;
             }
         }
@@ -615,9 +621,12 @@ pub fn line_digest(line: &BillLine) -> LineDigest {
     }
     // Added by migration 0005: hashed only when present, so that a bill imported before
     // them (or from an export without them) keeps its content hash.
-    for (tag, field) in
-        [(b'f', line.payment_frequency.as_str()), (b'c', line.organization_currency_code.as_str())]
-    {
+    // Organization Groups (migration 0009), likewise.
+    for (tag, field) in [
+        (b'f', line.payment_frequency.as_str()),
+        (b'c', line.organization_currency_code.as_str()),
+        (b'g', line.organization_groups.as_str()),
+    ] {
         if !field.is_empty() {
             hasher.update([tag]);
             hash_field(&mut hasher, field.as_bytes());

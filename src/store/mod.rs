@@ -60,6 +60,7 @@ const MIGRATIONS: &[(&str, &str)] = &[
     ("0005_bill_line_terms", include_str!("migrations/0005_bill_line_terms.sql")),
     ("0006_bill_totals", include_str!("migrations/0006_bill_totals.sql")),
     ("0007_synced_subscriptions", include_str!("migrations/0007_synced_subscriptions.sql")),
+    ("0009_organization_groups", include_str!("migrations/0009_organization_groups.sql")),
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).

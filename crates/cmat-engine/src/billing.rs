@@ -47,6 +47,8 @@ pub struct BillLine {
     /// "Organization Currency Code": the currency the organization is invoiced in; "" when the
     /// source did not carry it.
     pub organization_currency_code: String,
+    /// "Organization Groups", `;`-separated as the export writes them; "" when absent.
+    pub organization_groups: String,
 }
 
 /// A bill is every line of one organization on one Billing Date; a later export of the same

@@ -3,14 +3,18 @@
 //! A pure function of (rules, bill lines): no snapshot, no network, no clock. The diff compares
 //! its output with the Autotask snapshot.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use chrono::{Datelike, Months, NaiveDate};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::billing::{BillLine, LineSource};
-use crate::rules::{BillingKind, ContractStart, PriceSource, RuleOrigin, RuleSet, TemplateField};
+use crate::rules::scoped::{meter_category, Ambiguity};
+use crate::rules::{
+    BillingKind, ConsumptionSplit, ContractStart, DecreaseTiming, LineFacts, MarginPolicy,
+    Resolved, Rounding, RuleOrigin, RuleSet, Ruled, ScopedRule, TemplateField,
+};
 
 /// Everything the bills ask for, keyed by subscription id.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -38,12 +42,16 @@ pub struct DesiredContract {
     /// Licence products by product key (Item Code or Product ID), including those that
     /// left the current bill (units 0).
     pub services: BTreeMap<String, DesiredContractService>,
-    /// Consumption: one charge per Billing Date.
-    pub charges: BTreeMap<NaiveDate, DesiredCharge>,
+    /// Consumption: one charge per Billing Date, and meter category when split by it.
+    pub charges: BTreeMap<(NaiveDate, Option<String>), DesiredCharge>,
     /// The subscription is absent from its organization's latest bill.
     pub stopped_appearing: bool,
     pub source: LineSource,
     pub origin: RuleOrigin,
+    /// Contracts.contractCategory, when a rule sets one.
+    pub category: Option<Ruled<i64>>,
+    /// Contracts.serviceLevelAgreementID.
+    pub service_level_agreement: Ruled<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -61,6 +69,20 @@ pub struct DesiredContractService {
     /// a decrease on an annual term is worth a second look, so the plan says it.
     pub payment_frequency: String,
     pub source: LineSource,
+    /// The licence count on the bill, before included and minimum quantities.
+    pub licence_count: i64,
+    /// The included- or minimum-quantity rule that made `units` differ from the count.
+    pub units_rule: Option<RuleOrigin>,
+    /// The Autotask Service a rule names for the product; `None`: found by sku or created.
+    pub service_id: Option<i64>,
+    /// A Service created for this product is named for its term as well.
+    pub per_term: bool,
+    /// Decimal places of the price and cost.
+    pub scale: u32,
+    /// The rule the price comes from.
+    pub price_rule: RuleOrigin,
+    /// When a lower count takes effect, and by which rule.
+    pub decrease: Ruled<DecreaseTiming>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +94,21 @@ pub struct DesiredCharge {
     pub unit_cost: Decimal,
     pub line_count: usize,
     pub source: LineSource,
+    /// The meter category when charges are split by it; `None` for one charge per period.
+    pub group: Option<String>,
+    /// The period's charge name without a meter category: the stem every grouping's charge
+    /// names of this period start with.
+    pub period_name: String,
+    pub scale: u32,
+    pub rounding: Rounding,
+    /// The rule the price comes from.
+    pub price_rule: RuleOrigin,
+}
+
+impl DesiredCharge {
+    pub fn round(&self, amount: Decimal) -> Decimal {
+        amount.round_dp_with_strategy(self.scale, self.rounding.strategy())
+    }
 }
 
 /// Something a user must see and can act on. Never a silent drop.
@@ -103,6 +140,18 @@ pub enum WarningCode {
     ContractEndsBeforeBill,
     /// A manual billing line (no Subscription ID) that no rule routes.
     ManualLineNotBilled,
+    /// Lines a `skip` rule leaves out of Autotask.
+    SkippedByRule,
+    /// A price under its margin floor, policy warn.
+    BelowMarginFloor,
+    /// A price under its margin floor, policy refuse: `apply` refuses the plan.
+    MarginFloorRefused,
+    /// Two equally specific rules set one thing differently for these lines.
+    AmbiguousRules,
+    /// A lower licence count that takes effect after the contract's end, written later.
+    DecreaseDeferred,
+    /// A period already charged under another consumption grouping.
+    ChargeGroupingChanged,
 }
 
 impl WarningCode {
@@ -126,6 +175,12 @@ impl WarningCode {
             WarningCode::BilledChargeMismatch => "billed_charge_mismatch",
             WarningCode::ServiceNotFound => "service_not_found",
             WarningCode::ContractEndsBeforeBill => "contract_ends_before_bill",
+            WarningCode::SkippedByRule => "skipped_by_rule",
+            WarningCode::BelowMarginFloor => "below_margin_floor",
+            WarningCode::MarginFloorRefused => "margin_floor_refused",
+            WarningCode::AmbiguousRules => "ambiguous_rules",
+            WarningCode::DecreaseDeferred => "decrease_deferred",
+            WarningCode::ChargeGroupingChanged => "charge_grouping_changed",
         }
     }
 }
@@ -136,27 +191,89 @@ impl Warning {
     }
 }
 
+/// The scoped rules in force for each line, resolved once per distinct set of matching rules
+/// (a tenant's lines fall into few such sets). Without scoped rules every line shares one.
+pub struct Resolutions<'r> {
+    rules: &'r RuleSet,
+    resolved: Vec<Resolved<'r>>,
+    by_matched: HashMap<Vec<u32>, Result<usize, Ambiguity>>,
+}
+
+impl<'r> Resolutions<'r> {
+    pub fn new(rules: &'r RuleSet) -> Self {
+        Resolutions { rules, resolved: Vec::new(), by_matched: HashMap::new() }
+    }
+
+    /// The index of the line's resolution in [`Resolutions::get`], or the ambiguity.
+    pub fn of(&mut self, line: &BillLine) -> Result<usize, Ambiguity> {
+        let facts = LineFacts::of(line);
+        let matched: Vec<u32> = (0..self.rules.scoped.len() as u32)
+            .filter(|&index| self.rules.scoped[index as usize].matches(&facts))
+            .collect();
+        if let Some(known) = self.by_matched.get(&matched) {
+            return known.clone();
+        }
+        let mut rules: Vec<&'r ScopedRule> =
+            matched.iter().map(|&index| &self.rules.scoped[index as usize]).collect();
+        rules.sort_by(|a, b| b.specificity.cmp(&a.specificity));
+        let result = self.rules.resolve_matched(rules).map(|resolved| {
+            self.resolved.push(resolved);
+            self.resolved.len() - 1
+        });
+        self.by_matched.insert(matched, result.clone());
+        result
+    }
+
+    pub fn get(&self, index: usize) -> &Resolved<'r> {
+        &self.resolved[index]
+    }
+}
+
+/// A line with the index of its resolution.
+type ResolvedLine<'a> = (&'a BillLine, usize);
+
 /// Evaluates the rules over every current bill line.
 pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
     let mut warnings = Vec::new();
     let latest_bill_of_organization = latest_bill_dates(lines);
+    let mut resolutions = Resolutions::new(rules);
 
     // Group lines: unmapped services and unlinked organizations are reported once each.
     let mut unmapped: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     let mut unlinked: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
-    let mut by_subscription: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
+    let mut by_subscription: BTreeMap<&str, Vec<ResolvedLine>> = BTreeMap::new();
     let mut manual: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
+    let mut skipped: BTreeMap<(&str, RuleOrigin), Vec<&BillLine>> = BTreeMap::new();
+    let mut ambiguous: BTreeMap<&str, (Ambiguity, Vec<&BillLine>)> = BTreeMap::new();
     for line in lines {
         if line.subscription_id.is_empty() {
             // A manual billing line (a discount or fee attached to a service): no contract to
             // put it on, and no rule routes one yet. Shown with its amount, never dropped quietly.
             manual.entry(&line.organization_name).or_default().push(line);
-        } else if !rules.services.contains_key(&line.service_name) {
+            continue;
+        }
+        if !rules.services.contains_key(&line.service_name) {
             unmapped.entry(&line.service_name).or_default().push(line);
-        } else if company_of(rules, line).is_none() {
+            continue;
+        }
+        let index = match resolutions.of(line) {
+            Ok(index) => index,
+            Err(ambiguity) => {
+                ambiguous
+                    .entry(&line.subscription_id)
+                    .or_insert_with(|| (ambiguity, Vec::new()))
+                    .1
+                    .push(line);
+                continue;
+            }
+        };
+        let resolved = resolutions.get(index);
+        if let Some(rule) = resolved.skipped_by(line) {
+            skipped.entry((&line.organization_name, rule.clone())).or_default().push(line);
+        } else if company_of(rules, line, resolved).is_none() {
             unlinked.entry(&line.organization_name).or_default().push(line);
         } else {
-            by_subscription.entry(&line.subscription_id).or_default().push(line);
+            by_subscription.entry(&line.subscription_id).or_default().push((line, index));
         }
     }
     for (service, lines) in unmapped {
@@ -174,6 +291,30 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             WarningCode::UnlinkedOrganization,
             format!(
                 "organization \"{organization}\" has no AutotaskCompanyID and no company rule: {} line(s) left out (set the custom property in Cloudmore or add `company \"{organization}\" = ID`)",
+                lines.len()
+            ),
+            sources_label(&lines),
+        ));
+    }
+    for ((organization, rule), lines) in skipped {
+        warnings.push(Warning::new(
+            WarningCode::SkippedByRule,
+            format!(
+                "organization \"{organization}\": {} line(s) not billed, skipped by the rule at {rule} ({} in total sales)",
+                lines.len(),
+                amounts_label(&lines)
+            ),
+            sources_label(&lines),
+        ));
+    }
+    for (subscription, (ambiguity, lines)) in ambiguous {
+        warnings.push(Warning::new(
+            WarningCode::AmbiguousRules,
+            format!(
+                "subscription {subscription}: the rules at {} and {} are equally specific and set `{}` differently for these lines; {} line(s) left out (make one rule more specific)",
+                ambiguity.first,
+                ambiguity.second,
+                ambiguity.setting,
                 lines.len()
             ),
             sources_label(&lines),
@@ -197,7 +338,7 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
     let mut contracts = BTreeMap::new();
     for (subscription_id, lines) in by_subscription {
         if let Some(contract) = desired_contract(
-            rules,
+            &resolutions,
             subscription_id,
             &lines,
             &latest_bill_of_organization,
@@ -219,8 +360,12 @@ fn latest_bill_dates(lines: &[BillLine]) -> BTreeMap<&str, NaiveDate> {
     latest
 }
 
-/// An explicit rule wins over the organization's AutotaskCompanyID column.
-fn company_of(rules: &RuleSet, line: &BillLine) -> Option<i64> {
+/// A company rule (scoped, then top-level) wins over the organization's AutotaskCompanyID
+/// column.
+pub fn company_of(rules: &RuleSet, line: &BillLine, resolved: &Resolved<'_>) -> Option<i64> {
+    if let Some(rule) = resolved.company {
+        return Some(rule.value);
+    }
     if let Some(explicit) = rules.companies.explicit.get(&line.organization_name) {
         return Some(explicit.value);
     }
@@ -250,35 +395,36 @@ fn sources_label(lines: &[&BillLine]) -> String {
 }
 
 fn desired_contract(
-    rules: &RuleSet,
+    resolutions: &Resolutions<'_>,
     subscription_id: &str,
-    lines: &[&BillLine],
+    lines: &[ResolvedLine],
     latest_bill_of_organization: &BTreeMap<&str, NaiveDate>,
     warnings: &mut Vec<Warning>,
 ) -> Option<DesiredContract> {
-    let first = lines[0];
+    let rules = resolutions.rules;
+    let (first, _) = lines[0];
     let service_rule = rules.services.get(&first.service_name)?;
     let kind = service_rule.value;
-    let company_id = company_of(rules, first)?;
+    let company = |(line, index): &ResolvedLine| company_of(rules, line, resolutions.get(*index));
+    let company_id = company(&lines[0])?;
 
     // One subscription, one company, one kind: anything else is ambiguous, so it is left out.
-    if let Some(other) = lines.iter().find(|line| company_of(rules, line) != Some(company_id)) {
+    if let Some(other) = lines.iter().find(|line| company(line) != Some(company_id)) {
         warnings.push(Warning::new(
             WarningCode::ConflictingLines,
             format!(
                 "subscription {subscription_id} is billed to two Autotask companies ({company_id} at {}, {:?} at {}); left out",
                 first.source,
-                company_of(rules, other),
-                other.source
+                company(other),
+                other.0.source
             ),
-            other.source.to_string(),
+            other.0.source.to_string(),
         ));
         return None;
     }
-    if let Some(other) = lines
-        .iter()
-        .find(|line| rules.services.get(&line.service_name).map(|rule| rule.value) != Some(kind))
-    {
+    if let Some((other, _)) = lines.iter().find(|(line, _)| {
+        rules.services.get(&line.service_name).map(|rule| rule.value) != Some(kind)
+    }) {
         warnings.push(Warning::new(
             WarningCode::ConflictingLines,
             format!(
@@ -289,7 +435,8 @@ fn desired_contract(
         ));
         return None;
     }
-    let currencies: BTreeSet<&str> = lines.iter().map(|line| line.currency_code.as_str()).collect();
+    let currencies: BTreeSet<&str> =
+        lines.iter().map(|(line, _)| line.currency_code.as_str()).collect();
     if currencies.len() > 1 {
         warnings.push(Warning::new(
             WarningCode::CurrencyMismatch,
@@ -302,7 +449,7 @@ fn desired_contract(
     }
     // The organization is invoiced in its own currency (the export's "Organization Currency
     // Code"): a line in another one is shown, never converted.
-    if let Some(line) = lines.iter().find(|line| {
+    if let Some((line, _)) = lines.iter().find(|(line, _)| {
         !line.organization_currency_code.is_empty()
             && !line.organization_currency_code.eq_ignore_ascii_case(&line.currency_code)
     }) {
@@ -316,11 +463,13 @@ fn desired_contract(
         ));
     }
 
-    let first_billing_date = lines.iter().map(|line| line.billing_date).min()?;
-    let last_billing_date = lines.iter().map(|line| line.billing_date).max()?;
-    let current: Vec<&BillLine> =
-        lines.iter().copied().filter(|line| line.billing_date == last_billing_date).collect();
-    let latest_line = current[0];
+    let first_billing_date = lines.iter().map(|(line, _)| line.billing_date).min()?;
+    let last_billing_date = lines.iter().map(|(line, _)| line.billing_date).max()?;
+    let current: Vec<ResolvedLine> =
+        lines.iter().copied().filter(|(line, _)| line.billing_date == last_billing_date).collect();
+    let (latest_line, latest_index) = current[0];
+    // Contract-wide settings come from the first line of the current bill.
+    let resolved = resolutions.get(latest_index);
     let start_date = match rules.contract.start.value {
         ContractStart::FirstBillingDate => first_billing_date,
         ContractStart::FirstBillingMonth => {
@@ -330,7 +479,7 @@ fn desired_contract(
     let end_date =
         covering_end_date(start_date, rules.contract.term_months.value, last_billing_date);
 
-    let name_template = rules.contract.name.get(&kind)?;
+    let name_template = resolved.contract_name.or_else(|| rules.contract.name.get(&kind))?;
     let name = name_template.render(|field| template_value(field, latest_line, last_billing_date));
 
     let mut contract = DesiredContract {
@@ -352,12 +501,17 @@ fn desired_contract(
             .is_some_and(|latest| *latest > last_billing_date),
         source: first.source.clone(),
         origin: service_rule.origin.clone(),
+        category: resolved.contract_category.cloned(),
+        service_level_agreement: resolved.service_level_agreement.clone(),
     };
     match kind {
         BillingKind::Licence => {
-            contract.services = desired_services(rules, subscription_id, lines, &current, warnings)
+            contract.services =
+                desired_services(resolutions, subscription_id, lines, &current, warnings)
         }
-        BillingKind::Consumption => contract.charges = desired_charges(rules, lines),
+        BillingKind::Consumption => {
+            contract.charges = desired_charges(resolutions, subscription_id, lines, warnings)
+        }
     }
     Some(contract)
 }
@@ -394,68 +548,116 @@ pub fn template_value(
         TemplateField::ProductId => line.product_id.clone(),
         TemplateField::BillingDate | TemplateField::CorrectedDate => billing_date.to_string(),
         TemplateField::Period => billing_date.format("%Y-%m").to_string(),
+        TemplateField::Term => line.payment_frequency.trim().to_string(),
+        TemplateField::MeterCategory => meter_category(&line.product_name).to_string(),
     })
 }
 
-fn product_key<'a>(rules: &RuleSet, line: &'a BillLine) -> &'a str {
-    match rules.products.match_by.value {
+/// The product's key: Item Code or Product ID, and its term when Services are per term.
+fn product_key(rules: &RuleSet, line: &BillLine, resolved: &Resolved<'_>) -> String {
+    let key = match rules.products.match_by.value {
         crate::rules::ProductKey::ItemCode => &line.item_code,
         crate::rules::ProductKey::ProductId => &line.product_id,
+    };
+    let term = line.payment_frequency.trim();
+    match resolved.service_per_term {
+        Some(per_term) if per_term.value && !term.is_empty() => format!("{key}/{term}"),
+        _ => key.clone(),
     }
 }
 
-fn unit_price(rules: &RuleSet, sales: Decimal, cost: Decimal) -> Decimal {
-    let price = match rules.prices.unit_price.value {
-        PriceSource::SalesPrice => sales,
-        PriceSource::CostPlusMarkup(markup) => cost * (Decimal::ONE + markup),
+/// The units billed for a licence count: the included ones are free, then the minimum.
+fn billed_units(count: i64, resolved: &Resolved<'_>) -> (i64, Option<RuleOrigin>) {
+    let mut units = count;
+    let mut rule = None;
+    if let Some(included) = resolved.included_units.filter(|rule| rule.value > 0) {
+        units = (units - i64::from(included.value)).max(0);
+        rule = Some(included.origin.clone());
+    }
+    if let Some(minimum) = resolved.minimum_units.filter(|rule| i64::from(rule.value) > units) {
+        units = i64::from(minimum.value);
+        rule = Some(minimum.origin.clone());
+    }
+    (units, rule.filter(|_| units != count))
+}
+
+/// A price under its floor is a warning, or a refusal to apply, by the rule's policy.
+fn check_margin(
+    resolved: &Resolved<'_>,
+    what: String,
+    price: Decimal,
+    cost: Decimal,
+    source: &LineSource,
+    warnings: &mut Vec<Warning>,
+) {
+    let Some(shortfall) = resolved.margin_shortfall(price, cost) else { return };
+    let (code, outcome) = match resolved.margin_policy.value {
+        MarginPolicy::Warn => (WarningCode::BelowMarginFloor, "billed as it is"),
+        MarginPolicy::Refuse => (
+            WarningCode::MarginFloorRefused,
+            "apply refuses this plan until the rule or the price changes",
+        ),
     };
-    rules.prices.round(price)
+    warnings.push(Warning::new(
+        code,
+        format!(
+            "{what}: {shortfall}; {outcome} (margin_policy at {})",
+            resolved.margin_policy.origin
+        ),
+        source.to_string(),
+    ));
 }
 
 fn desired_services(
-    rules: &RuleSet,
+    resolutions: &Resolutions<'_>,
     subscription_id: &str,
-    lines: &[&BillLine],
-    current: &[&BillLine],
+    lines: &[ResolvedLine],
+    current: &[ResolvedLine],
     warnings: &mut Vec<Warning>,
 ) -> BTreeMap<String, DesiredContractService> {
-    let effective_date = current[0].billing_date;
-    let mut by_product: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
-    for line in current {
-        by_product.entry(product_key(rules, line)).or_default().push(line);
+    let rules = resolutions.rules;
+    let effective_date = current[0].0.billing_date;
+    let mut by_product: BTreeMap<String, Vec<ResolvedLine>> = BTreeMap::new();
+    for &(line, index) in current {
+        by_product
+            .entry(product_key(rules, line, resolutions.get(index)))
+            .or_default()
+            .push((line, index));
     }
     let mut services = BTreeMap::new();
     for (key, product_lines) in by_product {
-        let first = product_lines[0];
-        let quantity: Decimal = product_lines.iter().map(|line| line.quantity).sum();
+        let (first, index) = product_lines[0];
+        let resolved = resolutions.get(index);
+        let bill_lines: Vec<&BillLine> = product_lines.iter().map(|(line, _)| *line).collect();
+        let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
         if quantity.fract() != Decimal::ZERO {
             warnings.push(Warning::new(
                 WarningCode::FractionalLicenceQuantity,
                 format!(
                     "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
-                    all_sources(&product_lines),
-                    amounts_label(&product_lines)
+                    all_sources(&bill_lines),
+                    amounts_label(&bill_lines)
                 ),
                 first.source.to_string(),
             ));
             continue;
         }
-        let units = match quantity.to_i64() {
+        let count = match quantity.to_i64() {
             Some(units) if units >= 0 => units,
             _ => {
                 warnings.push(Warning::new(
                     WarningCode::NegativeLicenceQuantity,
                     format!(
                         "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
-                        all_sources(&product_lines),
-                        amounts_label(&product_lines)
+                        all_sources(&bill_lines),
+                        amounts_label(&bill_lines)
                     ),
                     first.source.to_string(),
                 ));
                 continue;
             }
         };
-        if product_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
+        if bill_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
             warnings.push(Warning::new(
                 WarningCode::ConflictingLines,
                 format!(
@@ -465,73 +667,153 @@ fn desired_services(
                 first.source.to_string(),
             ));
         }
-        services.insert(
-            key.to_string(),
-            DesiredContractService {
-                product_key: key.to_string(),
-                product_name: first.product_name.clone(),
-                units,
-                unit_price: unit_price(rules, first.unit_sales_price, first.unit_cost_price),
-                unit_cost: rules.prices.round(first.unit_cost_price),
-                effective_date,
-                on_current_bill: true,
-                payment_frequency: first.payment_frequency.clone(),
-                source: first.source.clone(),
-            },
-        );
+        let (units, units_rule) = billed_units(count, resolved);
+        let service = desired_service(rules, resolved, &key, first, units, effective_date, true);
+        if units > 0 {
+            check_margin(
+                resolved,
+                format!("subscription {subscription_id}, product {key}"),
+                service.unit_price,
+                service.unit_cost,
+                &first.source,
+                warnings,
+            );
+        }
+        services
+            .insert(key, DesiredContractService { licence_count: count, units_rule, ..service });
     }
     // Products billed earlier but absent from the current bill go to 0 units.
-    let mut earlier: Vec<&BillLine> =
-        lines.iter().copied().filter(|line| line.billing_date < effective_date).collect();
-    earlier.sort_by(|a, b| b.billing_date.cmp(&a.billing_date).then(a.source.cmp(&b.source)));
-    for line in earlier {
-        let key = product_key(rules, line);
-        if services.contains_key(key) {
+    let mut earlier: Vec<ResolvedLine> =
+        lines.iter().copied().filter(|(line, _)| line.billing_date < effective_date).collect();
+    earlier.sort_by(|(a, _), (b, _)| {
+        b.billing_date.cmp(&a.billing_date).then(a.source.cmp(&b.source))
+    });
+    for (line, index) in earlier {
+        let resolved = resolutions.get(index);
+        let key = product_key(rules, line, resolved);
+        if services.contains_key(&key) {
             continue;
         }
-        services.insert(
-            key.to_string(),
-            DesiredContractService {
-                product_key: key.to_string(),
-                product_name: line.product_name.clone(),
-                units: 0,
-                unit_price: unit_price(rules, line.unit_sales_price, line.unit_cost_price),
-                unit_cost: rules.prices.round(line.unit_cost_price),
-                effective_date,
-                on_current_bill: false,
-                payment_frequency: line.payment_frequency.clone(),
-                source: line.source.clone(),
-            },
-        );
+        let service = desired_service(rules, resolved, &key, line, 0, effective_date, false);
+        services.insert(key, service);
     }
     services
 }
 
-/// One charge per Billing Date: Σ Total Sales and Σ Total Cost of every meter line.
-fn desired_charges(rules: &RuleSet, lines: &[&BillLine]) -> BTreeMap<NaiveDate, DesiredCharge> {
-    let mut by_date: BTreeMap<NaiveDate, Vec<&BillLine>> = BTreeMap::new();
-    for line in lines {
-        by_date.entry(line.billing_date).or_default().push(line);
+fn desired_service(
+    rules: &RuleSet,
+    resolved: &Resolved<'_>,
+    key: &str,
+    line: &BillLine,
+    units: i64,
+    effective_date: NaiveDate,
+    on_current_bill: bool,
+) -> DesiredContractService {
+    let base_key = match rules.products.match_by.value {
+        crate::rules::ProductKey::ItemCode => &line.item_code,
+        crate::rules::ProductKey::ProductId => &line.product_id,
+    };
+    DesiredContractService {
+        product_key: key.to_string(),
+        product_name: line.product_name.clone(),
+        units,
+        unit_price: resolved.unit_price(line.unit_sales_price, line.unit_cost_price),
+        unit_cost: resolved.round(line.unit_cost_price),
+        effective_date,
+        on_current_bill,
+        payment_frequency: line.payment_frequency.clone(),
+        source: line.source.clone(),
+        licence_count: units,
+        units_rule: None,
+        service_id: resolved
+            .service
+            .or_else(|| rules.products.explicit.get(base_key))
+            .map(|rule| rule.value),
+        per_term: key != base_key,
+        scale: resolved.scale.value,
+        price_rule: resolved.unit_price.origin.clone(),
+        decrease: resolved.decrease.clone(),
     }
-    by_date
+}
+
+/// One charge per Billing Date (and meter category, when a rule splits them): the sum of the
+/// lines' prices, each under its own rule, and Σ Total Cost.
+fn desired_charges(
+    resolutions: &Resolutions<'_>,
+    subscription_id: &str,
+    lines: &[ResolvedLine],
+    warnings: &mut Vec<Warning>,
+) -> BTreeMap<(NaiveDate, Option<String>), DesiredCharge> {
+    let rules = resolutions.rules;
+    // The split is the subscription's: from its current bill's first line.
+    let latest = lines.iter().max_by_key(|(line, _)| line.billing_date).map(|(_, index)| *index);
+    let split = latest
+        .map(|index| resolutions.get(index).consumption_split.value)
+        .unwrap_or(ConsumptionSplit::Subscription);
+    let mut by_group: BTreeMap<(NaiveDate, Option<String>), Vec<ResolvedLine>> = BTreeMap::new();
+    for &(line, index) in lines {
+        let group = match split {
+            ConsumptionSplit::Subscription => None,
+            ConsumptionSplit::MeterCategory => Some(meter_category(&line.product_name).to_string()),
+        };
+        by_group.entry((line.billing_date, group)).or_default().push((line, index));
+    }
+    by_group
         .into_iter()
-        .map(|(date, lines)| {
-            let sales: Decimal = lines.iter().map(|line| line.total_sales).sum();
-            let cost: Decimal = lines.iter().map(|line| line.total_cost).sum();
-            let first = lines[0];
+        .map(|((date, group), lines)| {
+            let (first, first_index) = lines[0];
+            let resolved = resolutions.get(first_index);
+            let sales: Decimal = lines
+                .iter()
+                .map(|(line, index)| {
+                    resolutions.get(*index).unit_price.value.apply(
+                        line.total_sales,
+                        line.total_cost,
+                        line.quantity,
+                    )
+                })
+                .sum();
+            let cost: Decimal = lines.iter().map(|(line, _)| line.total_cost).sum();
+            let period_name = rules.consumption.charge_name.render(|field| match field {
+                TemplateField::MeterCategory => None,
+                field => template_value(field, first, date),
+            });
             let render = |template: &crate::rules::Template| {
-                template.render(|field| template_value(field, first, date))
+                let name = template.render(|field| template_value(field, first, date));
+                match &group {
+                    Some(category) if !template.uses(TemplateField::MeterCategory) => {
+                        format!("{name} ({category})")
+                    }
+                    _ => name,
+                }
             };
             let charge = DesiredCharge {
                 date,
                 name: render(&rules.consumption.charge_name),
                 correction_name: render(&rules.consumption.correction_name),
-                unit_price: unit_price(rules, sales, cost),
-                unit_cost: rules.prices.round(cost),
+                unit_price: resolved.round(sales),
+                unit_cost: resolved.round(cost),
                 line_count: lines.len(),
                 source: first.source.clone(),
+                group: group.clone(),
+                period_name,
+                scale: resolved.scale.value,
+                rounding: resolved.rounding.value,
+                price_rule: resolved.unit_price.origin.clone(),
             };
-            (date, charge)
+            let what = match &group {
+                Some(category) => format!("subscription {subscription_id}, {date} {category}"),
+                None => format!("subscription {subscription_id}, {date} consumption"),
+            };
+            check_margin(
+                resolved,
+                what,
+                charge.unit_price,
+                charge.unit_cost,
+                &first.source,
+                warnings,
+            );
+            ((date, group), charge)
         })
         .collect()
 }
@@ -571,7 +853,7 @@ mod tests {
         ];
         let state = desired_state(&default_rules(), &lines);
         let charges = &state.contracts["AZ"].charges;
-        let october = &charges[&"2026-10-01".parse().expect("date")];
+        let october = &charges[&("2026-10-01".parse().expect("date"), None)];
         // 1.5 × 0.3333 = 0.49995 → 0.5000 half-up at 4 places; plus 20.25.
         assert_eq!(october.unit_price.to_string(), "20.7500");
         assert_eq!(october.name, "Azure consumption 2026-10");

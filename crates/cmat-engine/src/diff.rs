@@ -13,8 +13,8 @@ use crate::desired::{
 };
 use crate::picklists::TenantValues;
 use crate::rules::{
-    BilledChargeMismatch, BillingKind, CancelledSubscription, HandEdit, RemovedProduct, Renewal,
-    RuleOrigin, RuleSet, TemplateField,
+    BilledChargeMismatch, BillingKind, CancelledSubscription, DecreaseTiming, HandEdit,
+    RemovedProduct, Renewal, RuleOrigin, RuleSet, TemplateField,
 };
 use crate::snapshot::{Contract, ContractCharge, Snapshot};
 
@@ -331,9 +331,9 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             period_type: context.values.contract_period_type,
             start_date: contract.start_date,
             end_date: contract.end_date,
-            service_level_agreement_id: settings.service_level_agreement.value,
+            service_level_agreement_id: contract.service_level_agreement.value,
             time_reporting_requires_start_and_stop_times: 0,
-            category: rules.contract.category.as_ref().map(|category| category.value),
+            category: contract.category.as_ref().map(|category| category.value),
             subscription_udf: settings.subscription_udf.value.clone(),
             subscription: contract.subscription_id.clone(),
         });
@@ -426,20 +426,21 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             false,
         ));
     }
-    if existing.service_level_agreement_id != Some(settings.service_level_agreement.value) {
+    let sla = &contract.service_level_agreement;
+    if existing.service_level_agreement_id != Some(sla.value) {
         wanted.push((
             "serviceLevelAgreementID",
             json(serde_json::json!(existing.service_level_agreement_id)),
-            settings.service_level_agreement.value.to_string(),
+            sla.value.to_string(),
             ContractEdit::ServiceLevelAgreement(Edit {
                 old: existing.service_level_agreement_id,
-                new: settings.service_level_agreement.value,
+                new: sla.value,
             }),
-            settings.service_level_agreement.origin.clone(),
+            sla.origin.clone(),
             false,
         ));
     }
-    if let Some(category) = &rules.contract.category {
+    if let Some(category) = &contract.category {
         if existing.contract_category != Some(category.value) {
             wanted.push((
                 "contractCategory",
@@ -527,8 +528,8 @@ fn resolve_service(
     out: &mut Diff,
 ) -> Option<Id<NaturalKey>> {
     let (rules, index) = (context.rules, &context.index);
-    if let Some(explicit) = rules.products.explicit.get(&service.product_key) {
-        return Some(Id::Existing(explicit.value));
+    if let Some(explicit) = service.service_id {
+        return Some(Id::Existing(explicit));
     }
     if let Some(id) = index.services_by_sku.get(&service.product_key) {
         return Some(Id::Existing(*id));
@@ -546,14 +547,20 @@ fn resolve_service(
         return None;
     };
     if planned_services.insert(service.product_key.clone()) {
-        let name = create.name.render(|field| match field {
+        let term = service.payment_frequency.trim();
+        let mut name = create.name.render(|field| match field {
             TemplateField::Product => Some(service.product_name.clone()),
             TemplateField::ItemCode | TemplateField::ProductId => Some(service.product_key.clone()),
             TemplateField::Organization => Some(contract.organization_name.clone()),
             TemplateField::Service => Some(contract.service_name.clone()),
+            TemplateField::Term => Some(term.to_string()),
             _ => None,
         });
-        let scale = rules.prices.scale.value;
+        // Two Services of one product must not look alike in Autotask's lists.
+        if service.per_term && !create.name.uses(TemplateField::Term) {
+            name = format!("{name} ({term})");
+        }
+        let scale = service.scale;
         out.changes.push(Change {
             key: key.clone(),
             write: Write::CreateService(NewService {
@@ -633,20 +640,14 @@ fn diff_contract_service(
     out: &mut Diff,
 ) {
     let (rules, index) = (context.rules, &context.index);
-    let scale = rules.prices.scale.value;
+    let scale = service.scale;
     let key = NaturalKey::Product {
         subscription: contract.subscription_id.clone(),
         item: service.product_key.clone(),
     };
     // Nothing to remove from a contract or a service that does not exist yet.
-    let existing_service_id = match (
-        &rules.products.explicit.get(&service.product_key),
-        index.services_by_sku.get(&service.product_key),
-    ) {
-        (Some(explicit), _) => Some(explicit.value),
-        (None, Some(id)) => Some(*id),
-        (None, None) => None,
-    };
+    let existing_service_id =
+        service.service_id.or_else(|| index.services_by_sku.get(&service.product_key).copied());
     if service.units == 0 && (target.existing_id.is_none() || existing_service_id.is_none()) {
         return;
     }
@@ -674,9 +675,42 @@ fn diff_contract_service(
         Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
         None => contract_label(contract),
     };
-    let wanted_price = rules.prices.round(service.unit_price);
-    let wanted_cost = rules.prices.round(service.unit_cost);
+    let (wanted_price, wanted_cost) = (service.unit_price, service.unit_cost);
     let mut unit_change = service.units - current_units;
+    let mut effective = effective;
+    let mut current_units = current_units;
+    let mut deferred_to = None;
+    if unit_change < 0 && service.decrease.value != DecreaseTiming::BillingDate {
+        let takes_effect =
+            decrease_date(contract, service, billing_date, rules.contract.term_months.value);
+        if takes_effect > target.end {
+            out.warnings.push(Warning::new(
+                WarningCode::DecreaseDeferred,
+                format!(
+                    "subscription {}, product {}: licence count {current_units} → {} takes effect {takes_effect} ({}, rule at {}), after the contract's end {}; it is written with the first bill from that date",
+                    contract.subscription_id,
+                    service.product_key,
+                    service.units,
+                    service.decrease.value.describe(),
+                    service.decrease.origin,
+                    target.end
+                ),
+                service.source.to_string(),
+            ));
+            unit_change = 0;
+        } else if takes_effect > effective {
+            // A change already dated there (an earlier run's) counts from that day.
+            let periods = on_contract
+                .and_then(|(contract_id, service_id, _)| {
+                    index.units.get(&(contract_id, service_id))
+                })
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            (effective, current_units) = adjustment_day(periods, takes_effect, target.end);
+            unit_change = service.units - current_units;
+            deferred_to = Some(takes_effect);
+        }
+    }
     if unit_change != 0
         && !service.on_current_bill
         && rules.policies.removed_product.value == RemovedProduct::Report
@@ -770,6 +804,19 @@ fn diff_contract_service(
         } else {
             format!("licence count {current_units} → {}", service.units)
         });
+        if let Some(rule) = &service.units_rule {
+            reasons.push(format!(
+                "{} on the bill, units by the rule at {rule}",
+                service.licence_count
+            ));
+        }
+        if let Some(date) = deferred_to {
+            reasons.push(format!(
+                "the decrease takes effect {date}, {} (rule at {})",
+                service.decrease.value.describe(),
+                service.decrease.origin
+            ));
+        }
         // The term matters when licences change outside a monthly commitment (NCE annual).
         let term = service.payment_frequency.trim();
         if !term.is_empty() && !term.eq_ignore_ascii_case("monthly") {
@@ -778,7 +825,9 @@ fn diff_contract_service(
     }
     reasons.extend(repriced);
     let rule = if unit_change == 0 {
-        rules.prices.unit_price.origin.clone()
+        service.price_rule.clone()
+    } else if deferred_to.is_some() {
+        service.decrease.origin.clone()
     } else if service.on_current_bill {
         contract.origin.clone()
     } else {
@@ -802,6 +851,48 @@ fn diff_contract_service(
     });
 }
 
+/// When a lower licence count on the bill of `billing_date` takes effect under its rule.
+fn decrease_date(
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    billing_date: NaiveDate,
+    term_months: u32,
+) -> NaiveDate {
+    let after_months = |months: u32| {
+        billing_date.checked_add_months(chrono::Months::new(months)).unwrap_or(NaiveDate::MAX)
+    };
+    match service.decrease.value {
+        DecreaseTiming::BillingDate => billing_date,
+        DecreaseTiming::NextPeriod => after_months(period_months(&service.payment_frequency)),
+        // The first day of a term on or after the bill: terms run from the contract's start
+        // (its first Billing Date), as Cloudmore's bills do not carry the term's own dates.
+        DecreaseTiming::TermEnd => {
+            let end = covering_end_date(
+                contract.start_date,
+                term_months,
+                billing_date.pred_opt().unwrap_or(billing_date),
+            );
+            end.succ_opt().unwrap_or(end).max(billing_date)
+        }
+    }
+}
+
+/// The months one billing period lasts, by the bill's Payment Frequency (monthly if unknown).
+fn period_months(payment_frequency: &str) -> u32 {
+    let frequency: String = payment_frequency
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric())
+        .collect::<String>()
+        .to_ascii_lowercase();
+    match frequency.as_str() {
+        "quarterly" => 3,
+        "semiannual" | "semiannually" | "halfyearly" => 6,
+        "annual" | "annually" | "yearly" => 12,
+        "triennial" | "threeyears" => 36,
+        _ => 1,
+    }
+}
+
 /// A charge's total price, and its total cost where Autotask shows it.
 fn charge_total(charge: &ContractCharge) -> (Decimal, Option<Decimal>) {
     (
@@ -819,10 +910,11 @@ fn diff_charge(
     out: &mut Diff,
 ) {
     let (rules, index) = (context.rules, &context.index);
-    let scale = rules.prices.scale.value;
+    let scale = charge.scale;
     let key = NaturalKey::Charge {
         subscription: contract.subscription_id.clone(),
         date: charge.date,
+        group: charge.group.clone(),
         correction: None,
     };
     let name = truncate(&charge.name, CHARGE_NAME_MAX);
@@ -860,6 +952,43 @@ fn diff_charge(
         is_billable_to_company: true,
     };
     if ours.is_empty() {
+        // Charges of the period made under another grouping (one per subscription, or one per
+        // meter category) already bill it: a new charge would bill the period twice.
+        let claimed = |existing: &ContractCharge| {
+            contract.charges.values().any(|sibling| {
+                sibling.date == charge.date
+                    && (existing.name == truncate(&sibling.name, CHARGE_NAME_MAX)
+                        || existing.name.starts_with(&truncate(
+                            &sibling.correction_name,
+                            CHARGE_NAME_MAX.saturating_sub(4),
+                        )))
+            })
+        };
+        let other_grouping: Vec<String> = target
+            .existing_id
+            .and_then(|id| index.charges_by_contract.get(&id))
+            .into_iter()
+            .flatten()
+            .filter(|existing| {
+                existing.date_purchased == charge.date
+                    && existing.name.starts_with(&charge.period_name)
+                    && !claimed(existing)
+            })
+            .map(|existing| format!("\"{}\" (#{})", existing.name, existing.id))
+            .collect();
+        if !other_grouping.is_empty() {
+            out.warnings.push(Warning::new(
+                WarningCode::ChargeGroupingChanged,
+                format!(
+                    "subscription {}: the period {} is already charged as {}, under another grouping of its consumption; no charge \"{name}\" is added, so the period is not billed twice (the new grouping applies from the next period)",
+                    contract.subscription_id,
+                    charge.date,
+                    other_grouping.join(", ")
+                ),
+                charge.source.to_string(),
+            ));
+            return;
+        }
         out.changes.push(Change {
             key,
             write: Write::CreateCharge {
@@ -900,7 +1029,7 @@ fn diff_charge(
     if let Some(open) = ours.iter().filter(|existing| !existing.is_billed).max_by_key(|c| c.id) {
         let quantity = if open.unit_quantity.is_zero() { Decimal::ONE } else { open.unit_quantity };
         let (open_price, open_cost) = charge_total(open);
-        let new_price = rules.prices.round((open_price + price_gap) / quantity);
+        let new_price = charge.round((open_price + price_gap) / quantity);
         let mut unit_price = None;
         let mut unit_cost = None;
         if new_price != open.unit_price {
@@ -911,7 +1040,7 @@ fn diff_charge(
         }
         if let (Some(open_cost), Some(cost_gap), Some(held)) = (open_cost, cost_gap, open.unit_cost)
         {
-            let new_cost = rules.prices.round((open_cost + cost_gap) / quantity);
+            let new_cost = charge.round((open_cost + cost_gap) / quantity);
             if new_cost != held {
                 unit_cost =
                     Some(Edit { old: Some(scaled(held, scale)), new: scaled(new_cost, scale) });
@@ -965,6 +1094,7 @@ fn diff_charge(
     let key = NaturalKey::Charge {
         subscription: contract.subscription_id.clone(),
         date: charge.date,
+        group: charge.group.clone(),
         correction: Some(correction_name.clone()),
     };
     out.changes.push(Change {

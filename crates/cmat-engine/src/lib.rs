@@ -8,6 +8,7 @@
 pub mod billing;
 pub mod desired;
 pub mod diff;
+pub mod explain;
 pub mod picklists;
 pub mod plan;
 pub mod rules;

@@ -487,6 +487,15 @@ pub fn plain(value: &Value) -> String {
     }
 }
 
+impl Plan {
+    /// Prices under a margin floor whose policy is `refuse`: `apply` writes nothing while any
+    /// is left.
+    pub fn margin_refusals(&self) -> Vec<&PlanWarning> {
+        let code = crate::desired::WarningCode::MarginFloorRefused.as_str();
+        self.warnings.iter().filter(|warning| warning.code == code).collect()
+    }
+}
+
 fn plan_warning(warning: &Warning) -> PlanWarning {
     PlanWarning {
         code: warning.code.as_str().to_string(),
@@ -1344,6 +1353,7 @@ mod tests {
                             NaturalKey::Charge {
                                 subscription,
                                 date: date_purchased,
+                                group: None,
                                 correction: correction.then(|| name.clone()),
                             },
                             Write::CreateCharge {
@@ -1368,7 +1378,7 @@ mod tests {
                     || cost.is_some())
                 .prop_map(|(id, contract_id, subscription, date, unit_price, unit_cost)| {
                     (
-                        NaturalKey::Charge { subscription, date, correction: None },
+                        NaturalKey::Charge { subscription, date, group: None, correction: None },
                         Write::UpdateCharge {
                             id,
                             contract: Id::Existing(contract_id),

@@ -281,24 +281,31 @@ pub fn default_rules() -> RuleSet {
                 period_type: ruled(PeriodType::Monthly),
                 origin: RuleOrigin { file: "mappings/test.cmat".into(), line: 3 },
             }),
+            per_term: None,
         },
         prices: PriceRule {
             unit_price: ruled(PriceSource::SalesPrice),
             unit_cost: ruled(CostSource::CostPrice),
             scale: ruled(4),
             rounding: ruled(Rounding::HalfUp),
+            margin_floor: None,
+            margin_policy: ruled(MarginPolicy::Warn),
         },
         consumption: ConsumptionRule {
             charge_name: template("Azure consumption {period}"),
             correction_name: template("Azure consumption {period} correction"),
             charge_type: ruled(PicklistChoice::Label("Operational".into())),
+            split: ruled(ConsumptionSplit::Subscription),
         },
         policies: Policies {
             removed_product: ruled(RemovedProduct::ZeroUnits),
             cancelled_subscription: ruled(CancelledSubscription::Report),
             hand_edit: ruled(HandEdit::Overwrite),
             billed_charge_mismatch: ruled(BilledChargeMismatch::Correct),
+            decrease: ruled(DecreaseTiming::BillingDate),
+            skip_zero_amount: None,
         },
+        scoped: Vec::new(),
     }
 }
 

@@ -89,8 +89,14 @@ pub enum NaturalKey {
     Subscription(String),
     /// A product (Item Code) on a subscription's contract.
     Product { subscription: String, item: String },
-    /// A consumption charge of a subscription for a Billing Date; a correction by its name.
-    Charge { subscription: String, date: NaiveDate, correction: Option<String> },
+    /// A consumption charge of a subscription for a Billing Date (and meter category, when a
+    /// rule splits charges by it); a correction by its name.
+    Charge {
+        subscription: String,
+        date: NaiveDate,
+        group: Option<String>,
+        correction: Option<String>,
+    },
 }
 
 impl NaturalKey {
@@ -108,7 +114,12 @@ impl NaturalKey {
         match self {
             NaturalKey::Service { .. } | NaturalKey::Subscription(_) => String::new(),
             NaturalKey::Product { item, .. } => format!("item:{item}"),
-            NaturalKey::Charge { date, correction: None, .. } => format!("charge:{date}"),
+            NaturalKey::Charge { date, group: None, correction: None, .. } => {
+                format!("charge:{date}")
+            }
+            NaturalKey::Charge { date, group: Some(group), correction: None, .. } => {
+                format!("charge:{date}/group:{group}")
+            }
             NaturalKey::Charge { correction: Some(name), .. } => format!("correction:{name}"),
         }
     }
@@ -123,8 +134,11 @@ impl fmt::Display for NaturalKey {
             NaturalKey::Product { subscription, item } => {
                 write!(f, "subscription:{subscription}/item:{item}")
             }
-            NaturalKey::Charge { subscription, date, correction } => {
+            NaturalKey::Charge { subscription, date, group, correction } => {
                 write!(f, "subscription:{subscription}/charge:{date}")?;
+                if let Some(group) = group {
+                    write!(f, "/group:{group}")?;
+                }
                 match correction {
                     Some(name) => write!(f, "/correction:{name}"),
                     None => Ok(()),
@@ -150,14 +164,19 @@ impl std::str::FromStr for NaturalKey {
             });
         }
         if let Some((subscription, charge)) = rest.split_once("/charge:") {
-            let (date, correction) = match charge.split_once("/correction:") {
-                Some((date, name)) => (date, Some(name.to_string())),
+            let (charge, correction) = match charge.split_once("/correction:") {
+                Some((charge, name)) => (charge, Some(name.to_string())),
+                None => (charge, None),
+            };
+            let (date, group) = match charge.split_once("/group:") {
+                Some((date, group)) => (date, Some(group.to_string())),
                 None => (charge, None),
             };
             let date = date.parse().map_err(|_| unknown())?;
             return Ok(NaturalKey::Charge {
                 subscription: subscription.to_string(),
                 date,
+                group,
                 correction,
             });
         }
@@ -371,11 +390,18 @@ mod tests {
             NaturalKey::Service { sku: "CFQ7TTC0LH18".into() },
             NaturalKey::Subscription("6f1c".into()),
             NaturalKey::Product { subscription: "6f1c".into(), item: "A".into() },
-            NaturalKey::Charge { subscription: "AZ".into(), date, correction: None },
+            NaturalKey::Charge { subscription: "AZ".into(), date, group: None, correction: None },
             NaturalKey::Charge {
                 subscription: "AZ".into(),
                 date,
+                group: None,
                 correction: Some("Azure consumption 2026-11 correction 2".into()),
+            },
+            NaturalKey::Charge {
+                subscription: "AZ".into(),
+                date,
+                group: Some("Virtual Machines".into()),
+                correction: Some("Azure consumption 2026-11 correction (Virtual Machines)".into()),
             },
         ] {
             assert_eq!(key.to_string().parse::<NaturalKey>(), Ok(key.clone()), "{key}");

@@ -78,10 +78,21 @@ pub struct KeyedRule {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {
+    /// The block's name; `for` for a scoped rule.
     pub name: Spanned<String>,
+    /// A scoped rule's terms (`organization "Contoso Ltd"`); empty for other blocks.
+    pub scope: Vec<ScopeItem>,
     pub statements: Vec<Statement>,
     pub open_brace: Span,
     pub close_brace: Span,
+    pub span: Span,
+}
+
+/// `organization "Contoso Ltd"` in `for organization "Contoso Ltd" { … }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopeItem {
+    pub keyword: Spanned<String>,
+    pub value: Spanned<String>,
     pub span: Span,
 }
 
@@ -102,6 +113,10 @@ pub enum Value {
     Name(String),
     /// `cost + 15%`; `percent_sign` is false for `cost + 15` (which the checker refuses).
     CostPlus { markup: Decimal, percent_sign: bool },
+    /// `sales_price - 10%`; `percent_sign` as for [`Value::CostPlus`].
+    SalesLess { discount: Decimal, percent_sign: bool },
+    /// `10%`, as written (10, not 0.10).
+    Percent(Decimal),
 }
 
 impl Value {
@@ -113,6 +128,8 @@ impl Value {
             Value::Number(_) => "a number",
             Value::Name(_) => "a name",
             Value::CostPlus { .. } => "a markup (`cost + …`)",
+            Value::SalesLess { .. } => "a discount (`sales_price - …`)",
+            Value::Percent(_) => "a percentage",
         }
     }
 }

@@ -9,9 +9,10 @@ use super::ast::{Block, File, KeyedRule, Setting, Span, Statement, Value};
 use super::diagnostic::{Diagnostic, ErrorKind, Location};
 use cmat_engine::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
-    ContractRule, ContractStart, CostSource, HandEdit, PeriodType, PicklistChoice, Policies,
-    PriceRule, PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin,
-    RuleSet, Ruled, ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
+    ConsumptionSplit, ContractRule, ContractStart, CostSource, DecreaseTiming, HandEdit,
+    MarginPolicy, PeriodType, PicklistChoice, Policies, PriceRule, PriceSource, ProductKey,
+    ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet, Ruled, ScopeTerm,
+    ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
 };
 
 /// One mapping file, read and parsed.
@@ -24,11 +25,11 @@ pub struct ParsedFile {
 }
 
 impl ParsedFile {
-    fn location(&self, span: Span) -> Location {
+    pub(crate) fn location(&self, span: Span) -> Location {
         Location::of_span(&self.name, &self.text, span)
     }
 
-    fn origin(&self, span: Span) -> RuleOrigin {
+    pub(crate) fn origin(&self, span: Span) -> RuleOrigin {
         RuleOrigin { file: self.name.clone(), line: self.location(span).line }
     }
 }
@@ -48,27 +49,43 @@ const SETTINGS_KEYS: &[&str] = &[
 const CONTRACT_KEYS: &[&str] =
     &["licence_name", "consumption_name", "start", "term_months", "renewal", "category", "period"];
 const PRODUCT_KEYS: &[&str] = &["match"];
-const CREATE_KEYS: &[&str] = &["name", "period"];
-const PRICES_KEYS: &[&str] = &["unit_price", "unit_cost", "scale", "rounding"];
-const CONSUMPTION_KEYS: &[&str] = &["charge_name", "correction_name", "charge_type"];
-const POLICY_KEYS: &[&str] =
-    &["removed_product", "cancelled_subscription", "hand_edit", "billed_charge_mismatch"];
+const CREATE_KEYS: &[&str] = &["name", "period", "per_term"];
+const PRICES_KEYS: &[&str] =
+    &["unit_price", "unit_cost", "scale", "rounding", "margin_floor", "margin_policy"];
+const CONSUMPTION_KEYS: &[&str] = &["charge_name", "correction_name", "charge_type", "split"];
+const POLICY_KEYS: &[&str] = &[
+    "removed_product",
+    "cancelled_subscription",
+    "hand_edit",
+    "billed_charge_mismatch",
+    "decrease",
+    "skip_zero_amount",
+];
 
 const TOP_LEVEL_RULES: &str = "rules at the top level: `service \"SERVICE NAME\" = licence`, `company \"ORGANIZATION\" = ID`, `company column \"COLUMN\"`";
 
 /// Compiles all files together (sorted by name by the caller). `partial` says that some
 /// files did not parse: then "missing" errors are left out, since the missing part may well
 /// be in the file that failed.
-pub fn compile(files: &[ParsedFile], partial: bool) -> Result<RuleSet, Vec<Diagnostic>> {
+pub fn compile(files: &[ParsedFile], partial: bool) -> Result<Compiled, Vec<Diagnostic>> {
     let mut compiler = Compiler::default();
     for file in files {
         compiler.top_level(file);
     }
     let rules = compiler.finish(files, partial);
     match rules {
-        Some(rules) if compiler.diagnostics.is_empty() && !partial => Ok(rules),
+        Some(rules) if compiler.diagnostics.is_empty() && !partial => {
+            Ok(Compiled { rules, scope_terms: compiler.scope_terms })
+        }
         _ => Err(compiler.diagnostics),
     }
+}
+
+/// A checked rule set, with where each scope term was written (for `cmat check`'s warnings
+/// about scopes no imported bill has).
+pub struct Compiled {
+    pub rules: RuleSet,
+    pub scope_terms: Vec<(ScopeTerm, Location)>,
 }
 
 /// How many rules (settings, service and company rules) the files hold: for `cmat check`.
@@ -89,16 +106,19 @@ pub fn count_rules(files: &[ParsedFile]) -> usize {
 type SettingsByKey<'a> = BTreeMap<&'a str, &'a Setting>;
 
 #[derive(Default)]
-struct Compiler<'a> {
-    diagnostics: Vec<Diagnostic>,
+pub(crate) struct Compiler<'a> {
+    pub(crate) diagnostics: Vec<Diagnostic>,
+    /// `for` rules, compiled once the services are known.
+    pub(crate) scoped_blocks: Vec<(&'a ParsedFile, &'a Block)>,
+    pub(crate) scope_terms: Vec<(ScopeTerm, Location)>,
     blocks: BTreeMap<&'static str, (&'a ParsedFile, &'a Block)>,
-    services: BTreeMap<String, (Ruled<BillingKind>, Location)>,
+    pub(crate) services: BTreeMap<String, (Ruled<BillingKind>, Location)>,
     companies: BTreeMap<String, (Ruled<i64>, Location)>,
     company_column: Option<(Ruled<String>, Location)>,
 }
 
 impl<'a> Compiler<'a> {
-    fn report(&mut self, file: &ParsedFile, span: Span, kind: ErrorKind) {
+    pub(crate) fn report(&mut self, file: &ParsedFile, span: Span, kind: ErrorKind) {
         self.diagnostics.push(Diagnostic::at(kind, file.location(span)));
     }
 
@@ -150,6 +170,9 @@ impl<'a> Compiler<'a> {
                     }
                 }
                 Statement::KeyedRule(rule) => self.top_level_rule(file, rule),
+                Statement::Block(block) if !block.scope.is_empty() => {
+                    self.scoped_blocks.push((file, block));
+                }
                 Statement::Block(block) => {
                     match TOP_BLOCKS.iter().find(|name| **name == block.name.node) {
                         Some(name) => {
@@ -241,7 +264,13 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn non_empty(&mut self, file: &ParsedFile, text: &str, span: Span, what: &str) -> bool {
+    pub(crate) fn non_empty(
+        &mut self,
+        file: &ParsedFile,
+        text: &str,
+        span: Span,
+        what: &str,
+    ) -> bool {
         if text.trim().is_empty() {
             self.report(file, span, ErrorKind::EmptyText { what: what.to_string() });
             return false;
@@ -251,7 +280,7 @@ impl<'a> Compiler<'a> {
 
     /// Reports unknown and duplicate settings and statements a block cannot hold; returns
     /// its settings by key, and the keyed rules and nested blocks `accept` lets through.
-    fn read_block(
+    pub(crate) fn read_block(
         &mut self,
         file: &'a ParsedFile,
         block: &'a Block,
@@ -293,15 +322,19 @@ impl<'a> Compiler<'a> {
                         settings.insert(key, setting);
                     }
                 }
-                Statement::Block(nested) if TOP_BLOCKS.contains(&nested.name.node.as_str()) => self
-                    .report(
+                Statement::Block(nested)
+                    if TOP_BLOCKS.contains(&nested.name.node.as_str())
+                        || !nested.scope.is_empty() =>
+                {
+                    self.report(
                         file,
                         nested.name.span,
                         ErrorKind::NestedBlock {
                             name: nested.name.node.clone(),
                             parent: block_name.to_string(),
                         },
-                    ),
+                    )
+                }
                 Statement::Block(nested) => self.report(
                     file,
                     nested.name.span,
@@ -350,7 +383,7 @@ impl<'a> Compiler<'a> {
         setting
     }
 
-    fn positive_id(
+    pub(crate) fn positive_id(
         &mut self,
         file: &ParsedFile,
         setting: &str,
@@ -387,7 +420,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
-    fn type_mismatch(
+    pub(crate) fn type_mismatch(
         &mut self,
         file: &ParsedFile,
         setting: &str,
@@ -406,7 +439,7 @@ impl<'a> Compiler<'a> {
         );
     }
 
-    fn whole_number(
+    pub(crate) fn whole_number(
         &mut self,
         file: &ParsedFile,
         setting: &Setting,
@@ -443,13 +476,21 @@ impl<'a> Compiler<'a> {
         Some(Ruled { value: value?, origin: file.origin(setting.span) })
     }
 
-    fn id_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<i64>> {
+    pub(crate) fn id_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<i64>> {
         let value =
             self.positive_id(file, &setting.key.node, &setting.value.node, setting.value.span)?;
         Some(Ruled { value, origin: file.origin(setting.span) })
     }
 
-    fn text_setting(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<String>> {
+    pub(crate) fn text_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<String>> {
         let Value::Text(text) = &setting.value.node else {
             self.type_mismatch(
                 file,
@@ -467,7 +508,7 @@ impl<'a> Compiler<'a> {
         Some(Ruled { value: text.clone(), origin: file.origin(setting.span) })
     }
 
-    fn choice<T: Copy>(
+    pub(crate) fn choice<T: Copy>(
         &mut self,
         file: &ParsedFile,
         setting: &str,
@@ -494,7 +535,7 @@ impl<'a> Compiler<'a> {
         found
     }
 
-    fn choice_setting<T: Copy>(
+    pub(crate) fn choice_setting<T: Copy>(
         &mut self,
         file: &ParsedFile,
         setting: &Setting,
@@ -561,7 +602,7 @@ impl<'a> Compiler<'a> {
         Some(Ruled { value, origin: file.origin(setting.span) })
     }
 
-    fn template_setting(
+    pub(crate) fn template_setting(
         &mut self,
         file: &ParsedFile,
         setting: &Setting,
@@ -649,6 +690,7 @@ impl<'a> Compiler<'a> {
             .and_then(|(file, block)| self.consumption(file, block));
         let policies =
             missing_block(self, "policy").and_then(|(file, block)| self.policy(file, block));
+        let scoped = self.scoped_rules();
         Some(RuleSet {
             settings: settings?,
             services: std::mem::take(&mut self.services)
@@ -667,6 +709,7 @@ impl<'a> Compiler<'a> {
             prices: prices?,
             consumption: consumption?,
             policies: policies?,
+            scoped,
         })
     }
 
@@ -781,7 +824,7 @@ impl<'a> Compiler<'a> {
             )
         });
         let mut explicit: BTreeMap<String, (Ruled<i64>, Location)> = BTreeMap::new();
-        let mut create: Option<(Option<ServiceCreateRule>, Location)> = None;
+        let mut create: Option<(Option<(ServiceCreateRule, Option<Ruled<bool>>)>, Location)> = None;
         let mut valid = true;
         for statement in others {
             match statement {
@@ -833,31 +876,47 @@ impl<'a> Compiler<'a> {
                 _ => {}
             }
         }
-        let create = match create {
-            Some((rule, _)) => Some(rule?),
-            None => None,
+        let (create, per_term) = match create {
+            Some((rule, _)) => {
+                let (rule, per_term) = rule?;
+                (Some(rule), per_term)
+            }
+            None => (None, None),
         };
         valid.then_some(())?;
         Some(ProductRule {
             match_by: match_by?,
             explicit: explicit.into_iter().map(|(key, (rule, _))| (key, rule)).collect(),
             create,
+            per_term,
         })
     }
 
-    fn create(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ServiceCreateRule> {
+    /// The `create` block, and its `per_term` setting.
+    fn create(
+        &mut self,
+        file: &'a ParsedFile,
+        block: &'a Block,
+    ) -> Option<(ServiceCreateRule, Option<Ruled<bool>>)> {
         let (settings, _) = self.read_block(file, block, CREATE_KEYS, |_| false);
+        let per_term = match settings.get("per_term") {
+            Some(setting) => Some(self.bool_setting(file, setting)?),
+            None => None,
+        };
         let name = self
             .required(file, block, &settings, "name")
             .and_then(|setting| self.template_setting(file, setting, false));
         let period_type = self
             .required(file, block, &settings, "period")
             .and_then(|setting| self.period_setting(file, setting));
-        Some(ServiceCreateRule {
-            name: name?,
-            period_type: period_type?,
-            origin: file.origin(block.name.span),
-        })
+        Some((
+            ServiceCreateRule {
+                name: name?,
+                period_type: period_type?,
+                origin: file.origin(block.name.span),
+            },
+            per_term,
+        ))
     }
 
     fn prices(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<PriceRule> {
@@ -884,20 +943,42 @@ impl<'a> Compiler<'a> {
                 ],
             )
         });
+        let margin_floor = match settings.get("margin_floor") {
+            Some(setting) => Some(self.percent_setting(file, setting)?),
+            None => None,
+        };
+        let margin_policy = match settings.get("margin_policy") {
+            Some(setting) => self.margin_policy_setting(file, setting),
+            None => Some(Ruled { value: MarginPolicy::Warn, origin: file.origin(block.name.span) }),
+        };
         Some(PriceRule {
             unit_price: unit_price?,
             unit_cost: unit_cost?,
             scale: scale?,
             rounding: rounding?,
+            margin_floor,
+            margin_policy: margin_policy?,
         })
     }
 
     /// `sales_price` or `cost + 15%` (kept as the fraction 0.15).
-    fn price_source(&mut self, file: &ParsedFile, setting: &Setting) -> Option<Ruled<PriceSource>> {
+    pub(crate) fn price_source(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<PriceSource>> {
         let span = setting.value.span;
         let value = match &setting.value.node {
             Value::CostPlus { markup, percent_sign: false } => {
                 self.report(file, span, ErrorKind::MarkupNotPercent { found: markup.to_string() });
+                None
+            }
+            Value::SalesLess { discount, percent_sign: false } => {
+                self.report(
+                    file,
+                    span,
+                    ErrorKind::DiscountNotPercent { found: discount.to_string() },
+                );
                 None
             }
             Value::CostPlus { markup, .. } if markup.is_sign_negative() && !markup.is_zero() => {
@@ -907,6 +988,27 @@ impl<'a> Compiler<'a> {
             Value::CostPlus { markup, .. } => {
                 Some(PriceSource::CostPlusMarkup(*markup / Decimal::ONE_HUNDRED))
             }
+            Value::SalesLess { discount, .. }
+                if discount.is_sign_negative() || *discount > Decimal::ONE_HUNDRED =>
+            {
+                self.report(
+                    file,
+                    span,
+                    ErrorKind::PercentOutOfRange {
+                        setting: setting.key.node.clone(),
+                        found: discount.to_string(),
+                    },
+                );
+                None
+            }
+            Value::SalesLess { discount, .. } => {
+                Some(PriceSource::SalesLessDiscount(*discount / Decimal::ONE_HUNDRED))
+            }
+            Value::Number(price) if price.is_sign_negative() => {
+                self.report(file, span, ErrorKind::NegativePrice { found: price.to_string() });
+                None
+            }
+            Value::Number(price) => Some(PriceSource::Fixed(*price)),
             Value::Name(name) if name == "sales_price" => Some(PriceSource::SalesPrice),
             Value::Name(name) => {
                 self.report(
@@ -915,7 +1017,12 @@ impl<'a> Compiler<'a> {
                     ErrorKind::UnknownValue {
                         setting: setting.key.node.clone(),
                         found: name.clone(),
-                        valid: vec!["sales_price", "cost + PERCENT%"],
+                        valid: vec![
+                            "sales_price",
+                            "cost + PERCENT%",
+                            "sales_price - PERCENT%",
+                            "PRICE",
+                        ],
                     },
                 );
                 None
@@ -924,7 +1031,7 @@ impl<'a> Compiler<'a> {
                 self.type_mismatch(
                     file,
                     &setting.key.node,
-                    "`sales_price` or `cost + PERCENT%`",
+                    "`sales_price`, `cost + PERCENT%`, `sales_price - PERCENT%` or a fixed price",
                     other,
                     span,
                 );
@@ -932,6 +1039,88 @@ impl<'a> Compiler<'a> {
             }
         };
         Some(Ruled { value: value?, origin: file.origin(setting.span) })
+    }
+
+    /// `10%`, kept as a fraction (0.10); from 0 to 100.
+    pub(crate) fn percent_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<Decimal>> {
+        let span = setting.value.span;
+        let Value::Percent(percent) = &setting.value.node else {
+            self.type_mismatch(
+                file,
+                &setting.key.node,
+                "a percentage (`10%`)",
+                &setting.value.node,
+                span,
+            );
+            return None;
+        };
+        if percent.is_sign_negative() || *percent > Decimal::ONE_HUNDRED {
+            self.report(
+                file,
+                span,
+                ErrorKind::PercentOutOfRange {
+                    setting: setting.key.node.clone(),
+                    found: percent.to_string(),
+                },
+            );
+            return None;
+        }
+        Some(Ruled { value: *percent / Decimal::ONE_HUNDRED, origin: file.origin(setting.span) })
+    }
+
+    pub(crate) fn bool_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<bool>> {
+        self.choice_setting(file, setting, &[("true", true), ("false", false)])
+    }
+
+    pub(crate) fn margin_policy_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<MarginPolicy>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[("warn", MarginPolicy::Warn), ("refuse", MarginPolicy::Refuse)],
+        )
+    }
+
+    pub(crate) fn split_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<ConsumptionSplit>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[
+                ("subscription", ConsumptionSplit::Subscription),
+                ("meter_category", ConsumptionSplit::MeterCategory),
+            ],
+        )
+    }
+
+    pub(crate) fn decrease_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<DecreaseTiming>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[
+                ("billing_date", DecreaseTiming::BillingDate),
+                ("next_period", DecreaseTiming::NextPeriod),
+                ("term_end", DecreaseTiming::TermEnd),
+            ],
+        )
     }
 
     fn consumption(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ConsumptionRule> {
@@ -945,10 +1134,18 @@ impl<'a> Compiler<'a> {
         let charge_type = self
             .required(file, block, &settings, "charge_type")
             .and_then(|setting| self.picklist_setting(file, setting));
+        let split = match settings.get("split") {
+            Some(setting) => self.split_setting(file, setting),
+            None => Some(Ruled {
+                value: ConsumptionSplit::Subscription,
+                origin: file.origin(block.name.span),
+            }),
+        };
         Some(ConsumptionRule {
             charge_name: charge_name?,
             correction_name: correction_name?,
             charge_type: charge_type?,
+            split: split?,
         })
     }
 
@@ -994,7 +1191,20 @@ impl<'a> Compiler<'a> {
                     ],
                 )
             });
+        let decrease = match settings.get("decrease") {
+            Some(setting) => self.decrease_setting(file, setting),
+            None => Some(Ruled {
+                value: DecreaseTiming::BillingDate,
+                origin: file.origin(block.name.span),
+            }),
+        };
+        let skip_zero_amount = match settings.get("skip_zero_amount") {
+            Some(setting) => Some(self.bool_setting(file, setting)?),
+            None => None,
+        };
         Some(Policies {
+            decrease: decrease?,
+            skip_zero_amount,
             removed_product: removed_product?,
             cancelled_subscription: cancelled_subscription?,
             hand_edit: hand_edit?,

@@ -111,6 +111,24 @@ pub enum ErrorKind {
     MarkupNotPercent { found: String },
     #[error("the markup `{found}%` is negative")]
     NegativeMarkup { found: String },
+    #[error("the discount `{found}` is not a percent")]
+    DiscountNotPercent { found: String },
+    #[error("`{setting}` must be a percentage from 0% to 100%, found `{found}`")]
+    PercentOutOfRange { setting: String, found: String },
+    #[error("a fixed price must not be negative, found `{found}`")]
+    NegativePrice { found: String },
+    #[error("unknown scope `{found}`")]
+    UnknownScope { found: String },
+    #[error(
+        "this scope names {dimension} twice: a line has only one, so the rule could never match"
+    )]
+    RepeatedDimension { dimension: &'static str, first: Location },
+    #[error("service \"{name}\" is not billed by any `service` rule")]
+    UnknownService { name: String, valid: Vec<String> },
+    #[error("this rule sets nothing")]
+    EmptyScopedRule,
+    #[error("`{setting}` is set twice for the same scope: {detail}")]
+    AmbiguousRules { setting: String, detail: &'static str, first: Location },
     #[error("timezone `{found}` is not supported: only \"UTC\" is")]
     UnsupportedTimezone { found: String },
     #[error("{what} must not be empty")]
@@ -169,6 +187,23 @@ impl ErrorKind {
             ErrorKind::MarkupNotPercent { found } => {
                 Some(format!("write the markup as a percent: `cost + {found}%`"))
             }
+            ErrorKind::DiscountNotPercent { found } => {
+                Some(format!("write the discount as a percent: `sales_price - {found}%`"))
+            }
+            ErrorKind::UnknownScope { .. } => Some(format!(
+                "a scope is one or more of: {}, each followed by a quoted value",
+                cmat_engine::rules::ScopeTerm::KEYWORDS.join(", ")
+            )),
+            ErrorKind::UnknownService { valid, .. } if !valid.is_empty() => {
+                Some(format!("services with a rule: {}", valid.join(", ")))
+            }
+            ErrorKind::EmptyScopedRule => Some(format!(
+                "add one of: {}",
+                crate::scoped::SCOPED_KEYS.join(", ")
+            )),
+            ErrorKind::AmbiguousRules { .. } => Some(
+                "keep one of the two, or make one scope more specific".to_string(),
+            ),
             ErrorKind::UnsupportedTimezone { .. } => Some(
                 "bill dates are calendar dates and are never shifted; write `timezone = \"UTC\"`"
                     .to_string(),
@@ -186,6 +221,12 @@ impl ErrorKind {
         match self {
             ErrorKind::Duplicate { first, .. } => {
                 Some(format!("first defined at {}", first.position()))
+            }
+            ErrorKind::RepeatedDimension { first, .. } => {
+                Some(format!("first named at {}", first.position()))
+            }
+            ErrorKind::AmbiguousRules { first, .. } => {
+                Some(format!("also set at {}", first.position()))
             }
             _ => None,
         }

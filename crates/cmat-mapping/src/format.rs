@@ -66,7 +66,16 @@ impl Printer<'_> {
             .first()
             .map(|statement| statement.span().start)
             .unwrap_or(block.close_brace.start);
-        let header = format!("{} {{", block.name.node);
+        let header = if block.scope.is_empty() {
+            format!("{} {{", block.name.node)
+        } else {
+            let terms: Vec<String> = block
+                .scope
+                .iter()
+                .map(|term| format!("{} {}", term.keyword.node, quote(&term.value.node)))
+                .collect();
+            format!("{} {} {{", block.name.node, terms.join(", "))
+        };
         self.line(depth, header, block.span.start, block.open_brace.end, true, first_inner);
         self.previous_end = None;
         self.statements(&block.statements, depth + 1, block.close_brace.start);
@@ -175,6 +184,9 @@ fn value_code(value: &Value) -> String {
         Value::Name(name) => name.clone(),
         Value::CostPlus { markup, percent_sign: true } => format!("cost + {markup}%"),
         Value::CostPlus { markup, percent_sign: false } => format!("cost + {markup}"),
+        Value::SalesLess { discount, percent_sign: true } => format!("sales_price - {discount}%"),
+        Value::SalesLess { discount, percent_sign: false } => format!("sales_price - {discount}"),
+        Value::Percent(number) => format!("{number}%"),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod compile;
 pub mod defaults;
 pub mod diagnostic;
 pub mod format;
+pub mod scoped;
 pub mod syntax;
 
 use std::path::Path;
@@ -29,6 +30,8 @@ pub struct CheckedRules {
     pub files: usize,
     /// Settings, service, company and product rules written in the files.
     pub rule_count: usize,
+    /// Every scope term of the `for` rules, and where it was written.
+    pub scope_terms: Vec<(cmat_engine::rules::ScopeTerm, Location)>,
 }
 
 /// Reads, checks and compiles `mappings/*.cmat` of a workspace into one rule set.
@@ -139,10 +142,11 @@ pub fn compile_sources(sources: &[(String, String)]) -> Result<CheckedRules, Dia
     }
     let partial = !diagnostics.is_empty();
     match compile::compile(&parsed, partial) {
-        Ok(rules) if diagnostics.is_empty() => Ok(CheckedRules {
-            rules,
+        Ok(compiled) if diagnostics.is_empty() => Ok(CheckedRules {
+            rules: compiled.rules,
             files: sources.len(),
             rule_count: compile::count_rules(&parsed),
+            scope_terms: compiled.scope_terms,
         }),
         Ok(_) => Err(Diagnostics::new(diagnostics)),
         Err(errors) => {

@@ -10,7 +10,8 @@ use pest::Parser as _;
 use rust_decimal::Decimal;
 
 use super::ast::{
-    Block, Comment, CompanyColumn, File, KeyedRule, Setting, Span, Spanned, Statement, Value,
+    Block, Comment, CompanyColumn, File, KeyedRule, ScopeItem, Setting, Span, Spanned, Statement,
+    Value,
 };
 use super::diagnostic::ErrorKind;
 
@@ -111,6 +112,38 @@ impl Builder {
                 }
                 Some(Statement::Block(Block {
                     name: name?,
+                    scope: Vec::new(),
+                    statements,
+                    open_brace,
+                    close_brace,
+                    span,
+                }))
+            }
+            Rule::scoped_rule => {
+                let mut name = None;
+                let mut scope = Vec::new();
+                let mut open_brace = span;
+                let mut close_brace = span;
+                let mut statements = Vec::new();
+                for child in children(pair) {
+                    match child.as_rule() {
+                        Rule::kw_for => name = Some(spanned_name(child)),
+                        Rule::comma => {}
+                        Rule::scope_term => {
+                            let term_span = span_of(&child);
+                            let mut parts = children(child);
+                            let keyword = parts.next().map(spanned_name)?;
+                            let value = parts.next().map(|part| self.text(part))?;
+                            scope.push(ScopeItem { keyword, value, span: term_span });
+                        }
+                        Rule::open_brace => open_brace = span_of(&child),
+                        Rule::close_brace => close_brace = span_of(&child),
+                        _ => statements.extend(self.statement(child)),
+                    }
+                }
+                Some(Statement::Block(Block {
+                    name: name?,
+                    scope,
                     statements,
                     open_brace,
                     close_brace,
@@ -137,6 +170,25 @@ impl Builder {
                     }
                 }
                 Value::CostPlus { markup, percent_sign }
+            }
+            Rule::discount => {
+                let mut discount = Decimal::ZERO;
+                let mut percent_sign = false;
+                for child in children(pair) {
+                    match child.as_rule() {
+                        Rule::number => discount = self.number(&child),
+                        Rule::percent => percent_sign = true,
+                        _ => {}
+                    }
+                }
+                Value::SalesLess { discount, percent_sign }
+            }
+            Rule::percentage => {
+                let number = children(pair)
+                    .find(|child| child.as_rule() == Rule::number)
+                    .map(|child| self.number(&child))
+                    .unwrap_or_default();
+                Value::Percent(number)
             }
             _ => Value::Name(pair.as_str().to_string()),
         };
@@ -201,6 +253,10 @@ fn describe(rule: Rule) -> Option<&'static str> {
         }
         Rule::number => Some("a number"),
         Rule::kw_column => Some("`column`"),
+        Rule::scoped_rule | Rule::kw_for => Some("a name"),
+        Rule::scope_term => Some("a scope (`organization \"NAME\"`)"),
+        Rule::comma => Some("`,`"),
+        Rule::minus => Some("`-`"),
         Rule::kw_company => Some("a name"),
         Rule::equals => Some("`=`"),
         Rule::open_brace => Some("`{`"),
@@ -211,6 +267,9 @@ fn describe(rule: Rule) -> Option<&'static str> {
         Rule::value
         | Rule::inline_space
         | Rule::markup
+        | Rule::discount
+        | Rule::percentage
+        | Rule::kw_sales_price
         | Rule::kw_cost
         | Rule::COMMENT
         | Rule::file
@@ -333,7 +392,7 @@ mod tests {
             "expected a string, `=` or `{`, found `12`"
         );
         assert_eq!(first_error("contract {").0, "expected a name or `}`, found end of file");
-        assert_eq!(first_error("x = 1 }").0, "expected a name or end of file, found `}`");
+        assert_eq!(first_error("x = 1 }").0, "expected a name, `%` or end of file, found `}`");
     }
 
     #[test]

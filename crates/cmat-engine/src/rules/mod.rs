@@ -7,6 +7,13 @@ use std::fmt;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
+pub mod scoped;
+
+pub use scoped::{
+    ConsumptionSplit, DecreaseTiming, LineFacts, MarginPolicy, Resolved, ScopeTerm, ScopedRule,
+    ScopedSettings, Specificity,
+};
+
 /// Where a rule was written: the mapping file (relative to the workspace) and the 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RuleOrigin {
@@ -39,6 +46,8 @@ pub struct RuleSet {
     pub prices: PriceRule,
     pub consumption: ConsumptionRule,
     pub policies: Policies,
+    /// The `for …` rules, in file order: the price book over the defaults above.
+    pub scoped: Vec<ScopedRule>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -105,10 +114,14 @@ pub enum TemplateField {
     Period,
     /// Only in correction names: the period being corrected, ISO date.
     CorrectedDate,
+    /// Payment Frequency (`Monthly`, `Annual`).
+    Term,
+    /// An Azure charge's meter category (when charges are split by it).
+    MeterCategory,
 }
 
 impl TemplateField {
-    pub const ALL: [(TemplateField, &'static str); 11] = [
+    pub const ALL: [(TemplateField, &'static str); 13] = [
         (TemplateField::Organization, "organization"),
         (TemplateField::CustomerNumber, "customer_number"),
         (TemplateField::Service, "service"),
@@ -120,6 +133,8 @@ impl TemplateField {
         (TemplateField::BillingDate, "billing_date"),
         (TemplateField::Period, "period"),
         (TemplateField::CorrectedDate, "corrected_date"),
+        (TemplateField::Term, "term"),
+        (TemplateField::MeterCategory, "meter_category"),
     ];
 
     pub fn name(self) -> &'static str {
@@ -132,6 +147,10 @@ impl TemplateField {
 }
 
 impl Template {
+    pub fn uses(&self, field: TemplateField) -> bool {
+        self.parts.iter().any(|part| *part == TemplatePart::Field(field))
+    }
+
     /// Renders with a lookup for each field; fields the lookup cannot fill render empty.
     pub fn render(&self, lookup: impl Fn(TemplateField) -> Option<String>) -> String {
         let mut out = String::new();
@@ -186,6 +205,9 @@ pub struct ProductRule {
     pub explicit: BTreeMap<String, Ruled<i64>>,
     /// How to create a Service when none has the sku; None means "report, do not create".
     pub create: Option<ServiceCreateRule>,
+    /// One Service per product and term (`create { per_term = true }`): the sku gets the
+    /// Payment Frequency (`CFQ7TTC0LH18/Annual`), so annual and monthly commitments are apart.
+    pub per_term: Option<Ruled<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +270,10 @@ pub struct PriceRule {
     /// Decimal places kept (Autotask stores 4).
     pub scale: Ruled<u32>,
     pub rounding: Ruled<Rounding>,
+    /// The lowest margin a price may have, as a fraction of the price (0.10 = 10 %).
+    pub margin_floor: Option<Ruled<Decimal>>,
+    /// What a price under the floor does: a warning (the default) or a refused plan.
+    pub margin_policy: Ruled<MarginPolicy>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -256,6 +282,10 @@ pub enum PriceSource {
     SalesPrice,
     /// Cloudmore's cost times (1 + markup), markup as a fraction (0.15 = 15 %).
     CostPlusMarkup(Decimal),
+    /// Cloudmore's sales price times (1 − discount), discount as a fraction.
+    SalesLessDiscount(Decimal),
+    /// A fixed unit price, whatever the bill says.
+    Fixed(Decimal),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -296,6 +326,8 @@ pub struct ConsumptionRule {
     pub correction_name: Template,
     /// ContractCharges.chargeType of the charges ("Operational" in the defaults).
     pub charge_type: Ruled<PicklistChoice>,
+    /// One charge per subscription and period (the default) or per meter category.
+    pub split: Ruled<ConsumptionSplit>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -304,6 +336,10 @@ pub struct Policies {
     pub cancelled_subscription: Ruled<CancelledSubscription>,
     pub hand_edit: Ruled<HandEdit>,
     pub billed_charge_mismatch: Ruled<BilledChargeMismatch>,
+    /// When a lower licence count takes effect (the Billing Date unless a rule says otherwise).
+    pub decrease: Ruled<DecreaseTiming>,
+    /// Lines whose Total Sales and Total Cost are both zero are not billed.
+    pub skip_zero_amount: Option<Ruled<bool>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

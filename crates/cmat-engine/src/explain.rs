@@ -1,0 +1,584 @@
+//! `cmat explain SUBSCRIPTION_ID`: which rules matched a subscription's bill lines, most
+//! specific first, which of their settings were used or overridden, and what the rules produced
+//! (company, contract, Services, prices, units, charges). A pure function of the rules and the
+//! lines, like the plan: it says why a line is billed as it is without asking Autotask.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+
+use rust_decimal::Decimal;
+use serde::Serialize;
+
+use crate::billing::BillLine;
+use crate::desired::{desired_state, Resolutions, Warning};
+use crate::rules::{
+    ConsumptionSplit, DecreaseTiming, MarginPolicy, PriceSource, Resolved, RuleOrigin, RuleSet,
+    Ruled, ScopedRule, ScopedSettings,
+};
+
+/// Everything `explain` shows; serialized as its `--format json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Explanation {
+    pub subscription: String,
+    pub organization: String,
+    pub service: String,
+    pub lines: usize,
+    pub billing_dates: Vec<String>,
+    /// Scoped rules that matched at least one line, most specific first.
+    pub rules: Vec<MatchedRule>,
+    /// The defaults (unscoped blocks) that were used, where no scoped rule set the thing.
+    pub defaults: Vec<SettingUse>,
+    pub produced: Produced,
+    pub warnings: Vec<ExplainedWarning>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MatchedRule {
+    pub rule: String,
+    pub scope: String,
+    /// How many of the subscription's lines it matched.
+    pub lines: usize,
+    pub settings: Vec<SettingUse>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SettingUse {
+    pub setting: &'static str,
+    pub value: String,
+    pub rule: String,
+    /// `used`, or `overridden by FILE:LINE` when a more specific rule set it for every line.
+    pub outcome: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Produced {
+    pub company: Option<Produce>,
+    pub contract: Option<Produce>,
+    pub services: Vec<ProducedService>,
+    pub charges: Vec<ProducedCharge>,
+    pub skipped_lines: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Produce {
+    pub value: String,
+    pub rule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProducedService {
+    pub product: String,
+    pub name: String,
+    pub licence_count: i64,
+    pub units: i64,
+    pub units_rule: Option<String>,
+    pub unit_price: String,
+    pub unit_cost: String,
+    pub price_rule: String,
+    /// "Service 812 (rule FILE:LINE)" or "by sku KEY".
+    pub autotask_service: String,
+    pub decrease: String,
+    pub on_current_bill: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProducedCharge {
+    pub date: String,
+    pub group: Option<String>,
+    pub name: String,
+    pub unit_price: String,
+    pub unit_cost: String,
+    pub lines: usize,
+    pub price_rule: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ExplainedWarning {
+    pub code: &'static str,
+    pub message: String,
+    pub source: String,
+}
+
+/// Explains one subscription; `None` when no line carries it.
+pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Option<Explanation> {
+    let own: Vec<BillLine> =
+        lines.iter().filter(|line| line.subscription_id == subscription).cloned().collect();
+    let first = own.first()?;
+    let mut resolutions = Resolutions::new(rules);
+    let mut used: BTreeMap<&'static str, BTreeSet<RuleOrigin>> = BTreeMap::new();
+    let mut matched_lines: BTreeMap<usize, usize> = BTreeMap::new();
+    let mut warnings = Vec::new();
+    for line in &own {
+        let Ok(index) = resolutions.of(line) else { continue };
+        let resolved = resolutions.get(index);
+        for rule in &resolved.matched {
+            let position = rules.scoped.iter().position(|candidate| std::ptr::eq(candidate, *rule));
+            if let Some(position) = position {
+                *matched_lines.entry(position).or_default() += 1;
+            }
+        }
+        for (setting, origin) in winners(rules, line, resolved) {
+            used.entry(setting).or_default().insert(origin);
+        }
+    }
+    let outcome = |setting: &'static str, origin: &RuleOrigin| -> String {
+        let winners = used.get(setting);
+        if winners.is_some_and(|winners| winners.contains(origin)) {
+            "used".to_string()
+        } else {
+            let by: Vec<String> = winners
+                .map(|winners| winners.iter().map(ToString::to_string).collect())
+                .unwrap_or_default();
+            format!("overridden by {}", by.join(", "))
+        }
+    };
+    let mut matched: Vec<(usize, &ScopedRule)> =
+        matched_lines.keys().map(|&position| (position, &rules.scoped[position])).collect();
+    matched.sort_by(|(a_position, a), (b_position, b)| {
+        b.specificity.cmp(&a.specificity).then(a_position.cmp(b_position))
+    });
+    let matched_rules = matched
+        .iter()
+        .map(|(position, rule)| MatchedRule {
+            rule: rule.origin.to_string(),
+            scope: rule.scope_label(),
+            lines: matched_lines.get(position).copied().unwrap_or(0),
+            settings: scoped_settings(&rule.set)
+                .into_iter()
+                .map(|(setting, value, origin)| SettingUse {
+                    setting,
+                    outcome: outcome(setting, origin),
+                    value,
+                    rule: origin.to_string(),
+                })
+                .collect(),
+        })
+        .collect();
+    let scoped_origins: BTreeSet<RuleOrigin> = rules
+        .scoped
+        .iter()
+        .flat_map(|rule| scoped_settings(&rule.set).into_iter().map(|(_, _, o)| o.clone()))
+        .collect();
+    let defaults = used
+        .iter()
+        .flat_map(|(setting, origins)| {
+            origins
+                .iter()
+                .filter(|origin| !scoped_origins.contains(*origin))
+                .map(move |origin| (*setting, origin))
+        })
+        .map(|(setting, origin)| SettingUse {
+            setting,
+            value: default_value(rules, setting),
+            rule: origin.to_string(),
+            outcome: "used".to_string(),
+        })
+        .collect();
+
+    // What the rules produce for these lines: the same evaluation a plan makes.
+    let state = desired_state(rules, &own);
+    for warning in &state.warnings {
+        warnings.push(explained(warning));
+    }
+    let contract = state.contracts.get(subscription);
+    let company = contract.map(|contract| {
+        let rule = resolutions
+            .of(first)
+            .ok()
+            .and_then(|index| resolutions.get(index).company.map(|rule| rule.origin.to_string()))
+            .or_else(|| {
+                rules.companies.explicit.get(&first.organization_name).map(|r| r.origin.to_string())
+            })
+            .or_else(|| rules.companies.column.as_ref().map(|column| column.origin.to_string()))
+            .unwrap_or_default();
+        Produce { value: contract.company_id.to_string(), rule }
+    });
+    let produced = Produced {
+        company,
+        contract: contract.map(|contract| Produce {
+            value: format!("\"{}\" ({:?})", contract.name, contract.kind),
+            rule: contract.origin.to_string(),
+        }),
+        services: contract
+            .map(|contract| {
+                contract
+                    .services
+                    .values()
+                    .map(|service| ProducedService {
+                        product: service.product_key.clone(),
+                        name: service.product_name.clone(),
+                        licence_count: service.licence_count,
+                        units: service.units,
+                        units_rule: service.units_rule.as_ref().map(ToString::to_string),
+                        unit_price: amount(service.unit_price, service.scale),
+                        unit_cost: amount(service.unit_cost, service.scale),
+                        price_rule: service.price_rule.to_string(),
+                        autotask_service: match service.service_id {
+                            Some(id) => format!("Service {id} (named by a rule)"),
+                            None => format!("found by sku {}, or created", service.product_key),
+                        },
+                        decrease: format!(
+                            "{} ({})",
+                            decrease_word(service.decrease.value),
+                            service.decrease.origin
+                        ),
+                        on_current_bill: service.on_current_bill,
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        charges: contract
+            .map(|contract| {
+                contract
+                    .charges
+                    .values()
+                    .map(|charge| ProducedCharge {
+                        date: charge.date.to_string(),
+                        group: charge.group.clone(),
+                        name: charge.name.clone(),
+                        unit_price: amount(charge.unit_price, charge.scale),
+                        unit_cost: amount(charge.unit_cost, charge.scale),
+                        lines: charge.line_count,
+                        price_rule: charge.price_rule.to_string(),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default(),
+        skipped_lines: own
+            .iter()
+            .filter(|line| {
+                resolutions
+                    .of(line)
+                    .ok()
+                    .is_some_and(|index| resolutions.get(index).skipped_by(line).is_some())
+            })
+            .count(),
+    };
+    let billing_dates: BTreeSet<String> =
+        own.iter().map(|line| line.billing_date.to_string()).collect();
+    Some(Explanation {
+        subscription: subscription.to_string(),
+        organization: first.organization_name.clone(),
+        service: first.service_name.clone(),
+        lines: own.len(),
+        billing_dates: billing_dates.into_iter().collect(),
+        rules: matched_rules,
+        defaults,
+        produced,
+        warnings,
+    })
+}
+
+fn explained(warning: &Warning) -> ExplainedWarning {
+    ExplainedWarning {
+        code: warning.code.as_str(),
+        message: warning.message.clone(),
+        source: warning.source.clone(),
+    }
+}
+
+fn amount(value: Decimal, scale: u32) -> String {
+    let mut value = value;
+    value.rescale(scale);
+    value.to_string()
+}
+
+/// The rule behind each thing in force for a line (scoped or default).
+fn winners(
+    rules: &RuleSet,
+    line: &BillLine,
+    resolved: &Resolved<'_>,
+) -> Vec<(&'static str, RuleOrigin)> {
+    let mut out = vec![
+        ("unit_price", resolved.unit_price.origin.clone()),
+        ("scale", resolved.scale.origin.clone()),
+        ("rounding", resolved.rounding.origin.clone()),
+        ("margin_policy", resolved.margin_policy.origin.clone()),
+        ("service_level_agreement", resolved.service_level_agreement.origin.clone()),
+        ("consumption_split", resolved.consumption_split.origin.clone()),
+        ("decrease", resolved.decrease.origin.clone()),
+    ];
+    let optional: [(&'static str, Option<&RuleOrigin>); 10] = [
+        ("company", resolved.company.map(|r| &r.origin)),
+        ("margin_floor", resolved.margin_floor.map(|r| &r.origin)),
+        ("contract_name", resolved.contract_name.map(|t| &t.origin)),
+        ("contract_category", resolved.contract_category.map(|r| &r.origin)),
+        ("service", resolved.service.map(|r| &r.origin)),
+        ("service_per_term", resolved.service_per_term.map(|r| &r.origin)),
+        ("skip", resolved.skip.map(|r| &r.origin)),
+        ("skip_zero_amount", resolved.skip_zero_amount.map(|r| &r.origin)),
+        ("included_units", resolved.included_units.map(|r| &r.origin)),
+        ("minimum_units", resolved.minimum_units.map(|r| &r.origin)),
+    ];
+    out.extend(optional.into_iter().filter_map(|(name, origin)| Some((name, origin?.clone()))));
+    if resolved.company.is_none() {
+        if let Some(rule) = rules.companies.explicit.get(&line.organization_name) {
+            out.push(("company", rule.origin.clone()));
+        }
+    }
+    out
+}
+
+/// What a scoped rule sets, as the language writes it.
+fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrigin)> {
+    fn push<'a, T>(
+        out: &mut Vec<(&'static str, String, &'a RuleOrigin)>,
+        name: &'static str,
+        rule: &'a Option<Ruled<T>>,
+        show: impl Fn(&T) -> String,
+    ) {
+        if let Some(rule) = rule {
+            out.push((name, show(&rule.value), &rule.origin));
+        }
+    }
+    let mut out = Vec::new();
+    push(&mut out, "company", &set.company, ToString::to_string);
+    push(&mut out, "unit_price", &set.unit_price, |price| price_word(*price));
+    push(&mut out, "scale", &set.scale, ToString::to_string);
+    push(&mut out, "rounding", &set.rounding, |rounding| format!("{rounding:?}"));
+    push(&mut out, "margin_floor", &set.margin_floor, |floor| percent(*floor));
+    push(&mut out, "margin_policy", &set.margin_policy, |policy| match policy {
+        MarginPolicy::Warn => "warn".into(),
+        MarginPolicy::Refuse => "refuse".into(),
+    });
+    if let Some(template) = &set.contract_name {
+        out.push(("contract_name", template_text(template), &template.origin));
+    }
+    push(&mut out, "contract_category", &set.contract_category, ToString::to_string);
+    push(&mut out, "service_level_agreement", &set.service_level_agreement, ToString::to_string);
+    push(&mut out, "service", &set.service, ToString::to_string);
+    push(&mut out, "service_per_term", &set.service_per_term, ToString::to_string);
+    push(&mut out, "skip", &set.skip, ToString::to_string);
+    push(&mut out, "skip_zero_amount", &set.skip_zero_amount, ToString::to_string);
+    push(&mut out, "included_units", &set.included_units, ToString::to_string);
+    push(&mut out, "minimum_units", &set.minimum_units, ToString::to_string);
+    push(&mut out, "consumption_split", &set.consumption_split, |split| match split {
+        ConsumptionSplit::Subscription => "subscription".into(),
+        ConsumptionSplit::MeterCategory => "meter_category".into(),
+    });
+    push(&mut out, "decrease", &set.decrease, |timing| decrease_word(*timing).into());
+    out
+}
+
+/// A default's value, for the settings no scoped rule set.
+fn default_value(rules: &RuleSet, setting: &str) -> String {
+    match setting {
+        "unit_price" => price_word(rules.prices.unit_price.value),
+        "scale" => rules.prices.scale.value.to_string(),
+        "rounding" => format!("{:?}", rules.prices.rounding.value),
+        "margin_floor" => {
+            rules.prices.margin_floor.as_ref().map(|f| percent(f.value)).unwrap_or_default()
+        }
+        "margin_policy" => format!("{:?}", rules.prices.margin_policy.value).to_lowercase(),
+        "service_level_agreement" => rules.settings.service_level_agreement.value.to_string(),
+        "contract_category" => {
+            rules.contract.category.as_ref().map(|c| c.value.to_string()).unwrap_or_default()
+        }
+        "consumption_split" => match rules.consumption.split.value {
+            ConsumptionSplit::Subscription => "subscription".into(),
+            ConsumptionSplit::MeterCategory => "meter_category".into(),
+        },
+        "decrease" => decrease_word(rules.policies.decrease.value).into(),
+        "service_per_term" => {
+            rules.products.per_term.as_ref().map(|r| r.value.to_string()).unwrap_or_default()
+        }
+        "skip_zero_amount" => rules
+            .policies
+            .skip_zero_amount
+            .as_ref()
+            .map(|r| r.value.to_string())
+            .unwrap_or_default(),
+        "company" => "explicit link".into(),
+        _ => String::new(),
+    }
+}
+
+fn template_text(template: &crate::rules::Template) -> String {
+    let mut text = String::from("\"");
+    for part in &template.parts {
+        match part {
+            crate::rules::TemplatePart::Text(piece) => text.push_str(piece),
+            crate::rules::TemplatePart::Field(field) => {
+                let _ = write!(text, "{{{}}}", field.name());
+            }
+        }
+    }
+    text.push('"');
+    text
+}
+
+fn percent(fraction: Decimal) -> String {
+    format!("{}%", (fraction * Decimal::ONE_HUNDRED).normalize())
+}
+
+fn price_word(price: PriceSource) -> String {
+    match price {
+        PriceSource::SalesPrice => "sales_price".into(),
+        PriceSource::CostPlusMarkup(markup) => format!("cost + {}", percent(markup)),
+        PriceSource::SalesLessDiscount(discount) => format!("sales_price - {}", percent(discount)),
+        PriceSource::Fixed(price) => price.normalize().to_string(),
+    }
+}
+
+fn decrease_word(timing: DecreaseTiming) -> &'static str {
+    match timing {
+        DecreaseTiming::BillingDate => "billing_date",
+        DecreaseTiming::NextPeriod => "next_period",
+        DecreaseTiming::TermEnd => "term_end",
+    }
+}
+
+impl Explanation {
+    /// The text people read.
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "Subscription {} ({}, organization \"{}\"): {} line(s) on the bills of {}",
+            self.subscription,
+            self.service,
+            self.organization,
+            self.lines,
+            self.billing_dates.join(", ")
+        );
+        let _ = writeln!(out, "\nRules that matched, most specific first:");
+        if self.rules.is_empty() {
+            let _ = writeln!(out, "  (no `for` rule: the defaults below decide everything)");
+        }
+        for (number, rule) in self.rules.iter().enumerate() {
+            let _ = writeln!(
+                out,
+                "  {}. {}  {}  ({} line(s))",
+                number + 1,
+                rule.rule,
+                rule.scope,
+                rule.lines
+            );
+            for setting in &rule.settings {
+                let _ = writeln!(
+                    out,
+                    "       {} = {}  {}",
+                    setting.setting, setting.value, setting.outcome
+                );
+            }
+        }
+        let _ = writeln!(out, "\nDefaults used (unscoped blocks):");
+        for setting in &self.defaults {
+            let _ = writeln!(out, "  {} = {}  ({})", setting.setting, setting.value, setting.rule);
+        }
+        let _ = writeln!(out, "\nWhat they produce:");
+        if let Some(company) = &self.produced.company {
+            let _ = writeln!(out, "  company   {}  ({})", company.value, company.rule);
+        }
+        if let Some(contract) = &self.produced.contract {
+            let _ = writeln!(out, "  contract  {}  ({})", contract.value, contract.rule);
+        }
+        for service in &self.produced.services {
+            let units = match &service.units_rule {
+                Some(rule) => format!(
+                    "{} unit(s) ({} on the bill, rule {rule})",
+                    service.units, service.licence_count
+                ),
+                None => format!("{} unit(s)", service.units),
+            };
+            let _ = writeln!(
+                out,
+                "  product   {} \"{}\": {units} × {} (cost {}), price rule {}; {}; decrease {}{}",
+                service.product,
+                service.name,
+                service.unit_price,
+                service.unit_cost,
+                service.price_rule,
+                service.autotask_service,
+                service.decrease,
+                if service.on_current_bill { "" } else { "; not on the current bill" }
+            );
+        }
+        for charge in &self.produced.charges {
+            let _ = writeln!(
+                out,
+                "  charge    {} \"{}\": {} (cost {}), {} line(s), price rule {}",
+                charge.date,
+                charge.name,
+                charge.unit_price,
+                charge.unit_cost,
+                charge.lines,
+                charge.price_rule
+            );
+        }
+        if self.produced.skipped_lines > 0 {
+            let _ = writeln!(out, "  skipped   {} line(s) by rule", self.produced.skipped_lines);
+        }
+        if self.produced.contract.is_none() && self.produced.skipped_lines == 0 {
+            let _ = writeln!(out, "  nothing: see the warnings");
+        }
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out, "\nWarnings:");
+            for warning in &self.warnings {
+                let _ =
+                    writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::{ScopeTerm, Specificity};
+    use crate::testing::{default_rules, line};
+
+    fn origin(line: u32) -> RuleOrigin {
+        RuleOrigin { file: "mappings/prices.cmat".into(), line }
+    }
+
+    #[test]
+    fn names_the_rules_that_matched_in_order_and_what_each_set() {
+        let mut rules = default_rules();
+        let scope = vec![ScopeTerm::Service("Microsoft CSP".into())];
+        rules.scoped.push(ScopedRule {
+            specificity: Specificity::of(&scope),
+            scope,
+            set: ScopedSettings {
+                unit_price: Some(Ruled {
+                    value: PriceSource::CostPlusMarkup("0.15".parse().expect("markup")),
+                    origin: origin(2),
+                }),
+                ..Default::default()
+            },
+            origin: origin(1),
+        });
+        let scope =
+            vec![ScopeTerm::Organization("Contoso".into()), ScopeTerm::ItemCode("A".into())];
+        rules.scoped.push(ScopedRule {
+            specificity: Specificity::of(&scope),
+            scope,
+            set: ScopedSettings {
+                unit_price: Some(Ruled {
+                    value: PriceSource::Fixed(Decimal::new(9, 0)),
+                    origin: origin(5),
+                }),
+                included_units: Some(Ruled { value: 2, origin: origin(6) }),
+                ..Default::default()
+            },
+            origin: origin(4),
+        });
+        let lines = vec![
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "B", "3", "10"),
+        ];
+        let explanation = explain(&rules, &lines, "S1").expect("explained");
+        let order: Vec<&str> = explanation.rules.iter().map(|rule| rule.rule.as_str()).collect();
+        assert_eq!(order, ["mappings/prices.cmat:4", "mappings/prices.cmat:1"]);
+        // The markup lost product A to the more specific fixed price, but priced product B.
+        assert_eq!(explanation.rules[1].settings[0].outcome, "used");
+        let a = &explanation.produced.services[0];
+        assert_eq!((a.units, a.licence_count, a.unit_price.as_str()), (8, 10, "9.0000"));
+        assert_eq!(a.price_rule, "mappings/prices.cmat:5");
+        let b = &explanation.produced.services[1];
+        // Cost is 80 % of 10 = 8; plus 15 % = 9.2.
+        assert_eq!((b.units, b.unit_price.as_str()), (3, "9.2000"));
+        assert!(explain(&rules, &lines, "nope").is_none());
+    }
+}

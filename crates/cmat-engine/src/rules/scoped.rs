@@ -1,0 +1,567 @@
+//! Scoped rules: the price book. A `for …` rule of the mapping language sets some things
+//! (a price, a company, a decrease timing…) for the bill lines its scope matches; for one line
+//! the most specific matching rule wins for each thing it sets, and the unscoped blocks
+//! (`prices`, `contract`, `policy`…) are the defaults under every scope.
+//!
+//! Specificity is the set of dimensions a scope names, compared by the most precise dimension
+//! first ([`Dimension`] is in ascending order): a rule naming a subscription beats any rule that
+//! does not; among the rest an organization beats an organization group, which beats a
+//! product, and so on. Two matching rules naming the same dimensions that set one thing to
+//! different values are ambiguous: `cmat check` refuses the ones it can see (same scope), and a
+//! plan reports the ones only data reveals (an organization matched by both its name and its
+//! customer number) and leaves the lines out rather than choose.
+
+use std::fmt;
+
+use rust_decimal::Decimal;
+
+use super::{PriceSource, RuleOrigin, RuleSet, Ruled, Template};
+use crate::billing::BillLine;
+
+/// What a scope term looks at, in ascending order of precedence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Dimension {
+    Currency,
+    Term,
+    Service,
+    MeterCategory,
+    ProductName,
+    Product,
+    OrganizationGroup,
+    Organization,
+    Subscription,
+}
+
+impl Dimension {
+    /// How the dimension is named in a message ("the organization").
+    pub fn describe(self) -> &'static str {
+        match self {
+            Dimension::Currency => "the currency",
+            Dimension::Term => "the term (Payment Frequency)",
+            Dimension::Service => "the service",
+            Dimension::MeterCategory => "the meter category",
+            Dimension::ProductName => "the product name",
+            Dimension::Product => "the product (Item Code or Product ID)",
+            Dimension::OrganizationGroup => "the organization group",
+            Dimension::Organization => "the organization (name or Customer Number)",
+            Dimension::Subscription => "the subscription",
+        }
+    }
+}
+
+/// One condition of a scope: `organization "Contoso Ltd"`, `product "Microsoft 365 E*"`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum ScopeTerm {
+    Service(String),
+    Organization(String),
+    CustomerNumber(String),
+    /// One of the organization's groups (the export lists them separated by `;`).
+    OrganizationGroup(String),
+    ItemCode(String),
+    ProductId(String),
+    /// Product Name, with `*` matching any text; case is ignored.
+    ProductName(String),
+    /// An Azure line's meter category: its Product Name up to the first " - ".
+    MeterCategory(String),
+    Subscription(String),
+    /// Payment Frequency (`Monthly`, `Annual`); case is ignored.
+    Term(String),
+    /// Currency Code; case is ignored.
+    Currency(String),
+}
+
+impl ScopeTerm {
+    /// The keywords of the language, with the term each builds.
+    pub const KEYWORDS: [&'static str; 11] = [
+        "service",
+        "organization",
+        "customer_number",
+        "organization_group",
+        "item_code",
+        "product_id",
+        "product",
+        "meter_category",
+        "subscription",
+        "term",
+        "currency",
+    ];
+
+    pub fn from_keyword(keyword: &str, value: String) -> Option<ScopeTerm> {
+        Some(match keyword {
+            "service" => ScopeTerm::Service(value),
+            "organization" => ScopeTerm::Organization(value),
+            "customer_number" => ScopeTerm::CustomerNumber(value),
+            "organization_group" => ScopeTerm::OrganizationGroup(value),
+            "item_code" => ScopeTerm::ItemCode(value),
+            "product_id" => ScopeTerm::ProductId(value),
+            "product" => ScopeTerm::ProductName(value),
+            "meter_category" => ScopeTerm::MeterCategory(value),
+            "subscription" => ScopeTerm::Subscription(value),
+            "term" => ScopeTerm::Term(value),
+            "currency" => ScopeTerm::Currency(value),
+            _ => return None,
+        })
+    }
+
+    pub fn keyword(&self) -> &'static str {
+        match self {
+            ScopeTerm::Service(_) => "service",
+            ScopeTerm::Organization(_) => "organization",
+            ScopeTerm::CustomerNumber(_) => "customer_number",
+            ScopeTerm::OrganizationGroup(_) => "organization_group",
+            ScopeTerm::ItemCode(_) => "item_code",
+            ScopeTerm::ProductId(_) => "product_id",
+            ScopeTerm::ProductName(_) => "product",
+            ScopeTerm::MeterCategory(_) => "meter_category",
+            ScopeTerm::Subscription(_) => "subscription",
+            ScopeTerm::Term(_) => "term",
+            ScopeTerm::Currency(_) => "currency",
+        }
+    }
+
+    pub fn value(&self) -> &str {
+        match self {
+            ScopeTerm::Service(value)
+            | ScopeTerm::Organization(value)
+            | ScopeTerm::CustomerNumber(value)
+            | ScopeTerm::OrganizationGroup(value)
+            | ScopeTerm::ItemCode(value)
+            | ScopeTerm::ProductId(value)
+            | ScopeTerm::ProductName(value)
+            | ScopeTerm::MeterCategory(value)
+            | ScopeTerm::Subscription(value)
+            | ScopeTerm::Term(value)
+            | ScopeTerm::Currency(value) => value,
+        }
+    }
+
+    pub fn dimension(&self) -> Dimension {
+        match self {
+            ScopeTerm::Service(_) => Dimension::Service,
+            ScopeTerm::Organization(_) | ScopeTerm::CustomerNumber(_) => Dimension::Organization,
+            ScopeTerm::OrganizationGroup(_) => Dimension::OrganizationGroup,
+            ScopeTerm::ItemCode(_) | ScopeTerm::ProductId(_) => Dimension::Product,
+            ScopeTerm::ProductName(_) => Dimension::ProductName,
+            ScopeTerm::MeterCategory(_) => Dimension::MeterCategory,
+            ScopeTerm::Subscription(_) => Dimension::Subscription,
+            ScopeTerm::Term(_) => Dimension::Term,
+            ScopeTerm::Currency(_) => Dimension::Currency,
+        }
+    }
+
+    pub fn matches(&self, line: &LineFacts<'_>) -> bool {
+        match self {
+            ScopeTerm::Service(value) => line.service == value,
+            ScopeTerm::Organization(value) => line.organization == value,
+            ScopeTerm::CustomerNumber(value) => line.customer_number.trim() == value,
+            ScopeTerm::OrganizationGroup(value) => {
+                line.organization_groups.split(';').any(|group| group.trim() == value)
+            }
+            ScopeTerm::ItemCode(value) => line.item_code == value,
+            ScopeTerm::ProductId(value) => line.product_id == value,
+            ScopeTerm::ProductName(pattern) => matches_pattern(pattern, line.product_name),
+            ScopeTerm::MeterCategory(value) => line.meter_category.eq_ignore_ascii_case(value),
+            ScopeTerm::Subscription(value) => line.subscription == value,
+            ScopeTerm::Term(value) => line.term.trim().eq_ignore_ascii_case(value),
+            ScopeTerm::Currency(value) => line.currency.trim().eq_ignore_ascii_case(value),
+        }
+    }
+}
+
+impl fmt::Display for ScopeTerm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {:?}", self.keyword(), self.value())
+    }
+}
+
+/// `*` matches any text (also none), everything else itself, ignoring ASCII case.
+pub fn matches_pattern(pattern: &str, text: &str) -> bool {
+    let pattern = pattern.to_ascii_lowercase();
+    let text = text.to_ascii_lowercase();
+    let mut pieces = pattern.split('*');
+    let first = pieces.next().unwrap_or_default();
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let pieces: Vec<&str> = pieces.collect();
+    let Some((last, middle)) = pieces.split_last() else {
+        return rest.is_empty();
+    };
+    for piece in middle {
+        match rest.find(piece) {
+            Some(at) => rest = &rest[at + piece.len()..],
+            None => return false,
+        }
+    }
+    rest.len() >= last.len() && rest.ends_with(last)
+}
+
+/// An Azure line's meter category: "Virtual Machines - Dv3/DSv3 Series, D2 v3" →
+/// "Virtual Machines" (Azure names meters "Category - Subcategory, Meter").
+pub fn meter_category(product_name: &str) -> &str {
+    product_name.split(" - ").next().unwrap_or(product_name).trim()
+}
+
+/// The fields of a bill line a scope can look at.
+#[derive(Debug, Clone, Copy)]
+pub struct LineFacts<'a> {
+    pub service: &'a str,
+    pub organization: &'a str,
+    pub customer_number: &'a str,
+    pub organization_groups: &'a str,
+    pub item_code: &'a str,
+    pub product_id: &'a str,
+    pub product_name: &'a str,
+    pub meter_category: &'a str,
+    pub subscription: &'a str,
+    pub term: &'a str,
+    pub currency: &'a str,
+}
+
+impl<'a> LineFacts<'a> {
+    pub fn of(line: &'a BillLine) -> Self {
+        LineFacts {
+            service: &line.service_name,
+            organization: &line.organization_name,
+            customer_number: &line.customer_number,
+            organization_groups: &line.organization_groups,
+            item_code: &line.item_code,
+            product_id: &line.product_id,
+            product_name: &line.product_name,
+            meter_category: meter_category(&line.product_name),
+            subscription: &line.subscription_id,
+            term: &line.payment_frequency,
+            currency: &line.currency_code,
+        }
+    }
+}
+
+/// How much more precise one scope is than another: one bit per dimension it names, the most
+/// precise dimension highest, so that comparing the numbers compares the scopes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct Specificity(pub u16);
+
+impl Specificity {
+    pub fn of(terms: &[ScopeTerm]) -> Self {
+        Specificity(terms.iter().fold(0, |bits, term| bits | 1 << term.dimension() as u16))
+    }
+}
+
+/// When a lower licence count takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecreaseTiming {
+    /// On the Billing Date of the bill that shows it (Cloudmore's own behaviour).
+    BillingDate,
+    /// On the first day of the next billing period (by the line's Payment Frequency).
+    NextPeriod,
+    /// The day after the subscription's term ends (NCE: seats drop only at renewal).
+    TermEnd,
+}
+
+impl DecreaseTiming {
+    pub fn describe(self) -> &'static str {
+        match self {
+            DecreaseTiming::BillingDate => "on the Billing Date",
+            DecreaseTiming::NextPeriod => "at the start of the next billing period",
+            DecreaseTiming::TermEnd => "at the end of the subscription's term",
+        }
+    }
+}
+
+/// How a consumption subscription's lines of one period become charges.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConsumptionSplit {
+    /// One charge per subscription and period (Cloudmore's own behaviour).
+    Subscription,
+    /// One charge per meter category and period.
+    MeterCategory,
+}
+
+/// What a price under its margin floor does to a plan.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarginPolicy {
+    /// Shown as a warning; the plan applies.
+    Warn,
+    /// `apply` refuses the plan, naming each line, until the rule or the price changes.
+    Refuse,
+}
+
+/// Everything a scoped rule may set; `None` leaves it to a less specific rule.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ScopedSettings {
+    /// The Autotask company of the lines (an explicit link).
+    pub company: Option<Ruled<i64>>,
+    pub unit_price: Option<Ruled<PriceSource>>,
+    pub scale: Option<Ruled<u32>>,
+    pub rounding: Option<Ruled<super::Rounding>>,
+    /// The lowest margin, as a fraction of the price (0.10 = 10 %).
+    pub margin_floor: Option<Ruled<Decimal>>,
+    pub margin_policy: Option<Ruled<MarginPolicy>>,
+    pub contract_name: Option<Template>,
+    pub contract_category: Option<Ruled<i64>>,
+    pub service_level_agreement: Option<Ruled<i64>>,
+    /// The Autotask Service the products go on.
+    pub service: Option<Ruled<i64>>,
+    /// One Autotask Service per product and term (annual and monthly apart).
+    pub service_per_term: Option<Ruled<bool>>,
+    pub skip: Option<Ruled<bool>>,
+    pub skip_zero_amount: Option<Ruled<bool>>,
+    /// The first N licences are free.
+    pub included_units: Option<Ruled<u32>>,
+    /// At least N licences are billed.
+    pub minimum_units: Option<Ruled<u32>>,
+    pub consumption_split: Option<Ruled<ConsumptionSplit>>,
+    pub decrease: Option<Ruled<DecreaseTiming>>,
+}
+
+/// One `for … { … }` rule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ScopedRule {
+    pub scope: Vec<ScopeTerm>,
+    pub specificity: Specificity,
+    pub set: ScopedSettings,
+    pub origin: RuleOrigin,
+}
+
+impl ScopedRule {
+    pub fn matches(&self, line: &LineFacts<'_>) -> bool {
+        self.scope.iter().all(|term| term.matches(line))
+    }
+
+    /// `for organization "Contoso Ltd", item_code "CFQ7…"`, as written.
+    pub fn scope_label(&self) -> String {
+        let terms: Vec<String> = self.scope.iter().map(ToString::to_string).collect();
+        format!("for {}", terms.join(", "))
+    }
+}
+
+/// Two equally specific rules matching one line that set one thing differently.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ambiguity {
+    pub setting: &'static str,
+    pub first: RuleOrigin,
+    pub second: RuleOrigin,
+}
+
+/// The rules in force for one line: for each thing, the most specific rule that sets it, or
+/// the default from the unscoped blocks. References into the [`RuleSet`].
+#[derive(Debug, Clone)]
+pub struct Resolved<'r> {
+    /// The scoped rules that matched, most specific first (for `cmat explain`).
+    pub matched: Vec<&'r ScopedRule>,
+    /// An explicit company; `None` leaves it to the top-level link or the column.
+    pub company: Option<&'r Ruled<i64>>,
+    pub unit_price: &'r Ruled<PriceSource>,
+    pub scale: &'r Ruled<u32>,
+    pub rounding: &'r Ruled<super::Rounding>,
+    pub margin_floor: Option<&'r Ruled<Decimal>>,
+    pub margin_policy: &'r Ruled<MarginPolicy>,
+    /// A contract name for the lines' kind; `None` takes the `contract` block's.
+    pub contract_name: Option<&'r Template>,
+    pub contract_category: Option<&'r Ruled<i64>>,
+    pub service_level_agreement: &'r Ruled<i64>,
+    pub service: Option<&'r Ruled<i64>>,
+    pub service_per_term: Option<&'r Ruled<bool>>,
+    pub skip: Option<&'r Ruled<bool>>,
+    pub skip_zero_amount: Option<&'r Ruled<bool>>,
+    pub included_units: Option<&'r Ruled<u32>>,
+    pub minimum_units: Option<&'r Ruled<u32>>,
+    pub consumption_split: &'r Ruled<ConsumptionSplit>,
+    pub decrease: &'r Ruled<DecreaseTiming>,
+}
+
+impl Resolved<'_> {
+    pub fn round(&self, amount: Decimal) -> Decimal {
+        amount.round_dp_with_strategy(self.scale.value, self.rounding.value.strategy())
+    }
+
+    /// The unit price from a line's unit sales price and unit cost, rounded.
+    pub fn unit_price(&self, sales: Decimal, cost: Decimal) -> Decimal {
+        self.round(self.unit_price.value.apply(sales, cost, Decimal::ONE))
+    }
+
+    /// Whether the line is not billed at all, and by which rule.
+    pub fn skipped_by(&self, line: &BillLine) -> Option<&RuleOrigin> {
+        if let Some(skip) = self.skip.filter(|skip| skip.value) {
+            return Some(&skip.origin);
+        }
+        self.skip_zero_amount
+            .filter(|skip| skip.value && line.total_sales.is_zero() && line.total_cost.is_zero())
+            .map(|skip| &skip.origin)
+    }
+
+    /// A price under cost plus the margin floor, as a message; `None` when it is above.
+    pub fn margin_shortfall(&self, price: Decimal, cost: Decimal) -> Option<String> {
+        let floor = self.margin_floor?;
+        if cost <= Decimal::ZERO {
+            return None;
+        }
+        let lowest = cost / (Decimal::ONE - floor.value.min(Decimal::new(9999, 4)));
+        if price >= lowest {
+            return None;
+        }
+        let margin = if price.is_zero() {
+            "no price".to_string()
+        } else {
+            format!("a margin of {}%", ((price - cost) / price * Decimal::ONE_HUNDRED).round_dp(2))
+        };
+        Some(format!(
+            "price {} for cost {} is {margin}, under the floor of {}% ({})",
+            price.normalize(),
+            cost.normalize(),
+            (floor.value * Decimal::ONE_HUNDRED).normalize(),
+            floor.origin
+        ))
+    }
+}
+
+impl PriceSource {
+    /// The price of `quantity` units whose unit sales price and cost are given (for
+    /// consumption, the line's totals with a quantity of one).
+    pub fn apply(self, sales: Decimal, cost: Decimal, quantity: Decimal) -> Decimal {
+        match self {
+            PriceSource::SalesPrice => sales,
+            PriceSource::CostPlusMarkup(markup) => cost * (Decimal::ONE + markup),
+            PriceSource::SalesLessDiscount(discount) => sales * (Decimal::ONE - discount),
+            PriceSource::Fixed(price) => price * quantity,
+        }
+    }
+}
+
+impl RuleSet {
+    /// The rules in force for one line, or the first ambiguity found.
+    pub fn resolve(&self, line: &LineFacts<'_>) -> Result<Resolved<'_>, Ambiguity> {
+        let mut matched: Vec<&ScopedRule> =
+            self.scoped.iter().filter(|rule| rule.matches(line)).collect();
+        // Most specific first; in file order among equals (the order ambiguity is told in).
+        matched.sort_by(|a, b| b.specificity.cmp(&a.specificity));
+        self.resolve_matched(matched)
+    }
+
+    /// [`RuleSet::resolve`] once the matching rules are known, most specific first.
+    pub fn resolve_matched<'r>(
+        &'r self,
+        matched: Vec<&'r ScopedRule>,
+    ) -> Result<Resolved<'r>, Ambiguity> {
+        fn pick<'r, T: PartialEq + 'r>(
+            matched: &[&'r ScopedRule],
+            setting: &'static str,
+            get: impl Fn(&'r ScopedSettings) -> Option<&'r T>,
+            same: impl Fn(&T, &T) -> bool,
+            origin: impl Fn(&T) -> &RuleOrigin,
+        ) -> Result<Option<&'r T>, Ambiguity> {
+            let mut found: Option<(&'r T, Specificity)> = None;
+            for rule in matched {
+                let Some(value) = get(&rule.set) else { continue };
+                match found {
+                    None => found = Some((value, rule.specificity)),
+                    Some((first, specificity)) if specificity == rule.specificity => {
+                        if !same(first, value) {
+                            return Err(Ambiguity {
+                                setting,
+                                first: origin(first).clone(),
+                                second: origin(value).clone(),
+                            });
+                        }
+                    }
+                    Some(_) => break,
+                }
+            }
+            Ok(found.map(|(value, _)| value))
+        }
+        fn ruled<'r, T: PartialEq + 'r>(
+            matched: &[&'r ScopedRule],
+            setting: &'static str,
+            get: impl Fn(&'r ScopedSettings) -> Option<&'r Ruled<T>>,
+        ) -> Result<Option<&'r Ruled<T>>, Ambiguity> {
+            pick(matched, setting, get, |a, b| a.value == b.value, |r| &r.origin)
+        }
+        let m = &matched;
+        let prices = &self.prices;
+        Ok(Resolved {
+            company: ruled(m, "company", |s| s.company.as_ref())?,
+            unit_price: ruled(m, "unit_price", |s| s.unit_price.as_ref())?
+                .unwrap_or(&prices.unit_price),
+            scale: ruled(m, "scale", |s| s.scale.as_ref())?.unwrap_or(&prices.scale),
+            rounding: ruled(m, "rounding", |s| s.rounding.as_ref())?.unwrap_or(&prices.rounding),
+            margin_floor: ruled(m, "margin_floor", |s| s.margin_floor.as_ref())?
+                .or(prices.margin_floor.as_ref()),
+            margin_policy: ruled(m, "margin_policy", |s| s.margin_policy.as_ref())?
+                .unwrap_or(&prices.margin_policy),
+            contract_name: pick(
+                m,
+                "contract_name",
+                |s| s.contract_name.as_ref(),
+                |a, b| a.parts == b.parts,
+                |t| &t.origin,
+            )?,
+            contract_category: ruled(m, "contract_category", |s| s.contract_category.as_ref())?
+                .or(self.contract.category.as_ref()),
+            service_level_agreement: ruled(m, "service_level_agreement", |s| {
+                s.service_level_agreement.as_ref()
+            })?
+            .unwrap_or(&self.settings.service_level_agreement),
+            service: ruled(m, "service", |s| s.service.as_ref())?,
+            service_per_term: ruled(m, "service_per_term", |s| s.service_per_term.as_ref())?
+                .or(self.products.per_term.as_ref()),
+            skip: ruled(m, "skip", |s| s.skip.as_ref())?,
+            skip_zero_amount: ruled(m, "skip_zero_amount", |s| s.skip_zero_amount.as_ref())?
+                .or(self.policies.skip_zero_amount.as_ref()),
+            included_units: ruled(m, "included_units", |s| s.included_units.as_ref())?,
+            minimum_units: ruled(m, "minimum_units", |s| s.minimum_units.as_ref())?,
+            consumption_split: ruled(m, "consumption_split", |s| s.consumption_split.as_ref())?
+                .unwrap_or(&self.consumption.split),
+            decrease: ruled(m, "decrease", |s| s.decrease.as_ref())?
+                .unwrap_or(&self.policies.decrease),
+            matched,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn patterns_match_with_stars_and_ignore_case() {
+        assert!(matches_pattern("Microsoft 365 E*", "microsoft 365 e3"));
+        assert!(matches_pattern("*Exchange*", "Exchange Online (Plan 1)"));
+        assert!(matches_pattern("*(Plan 1)", "Exchange Online (Plan 1)"));
+        assert!(matches_pattern("Teams", "teams"));
+        assert!(!matches_pattern("Teams", "Teams Phone"));
+        assert!(!matches_pattern("*E5", "Microsoft 365 E3"));
+        assert!(matches_pattern("a*a", "aa"));
+        assert!(!matches_pattern("a*a", "a"));
+    }
+
+    #[test]
+    fn the_meter_category_is_the_product_name_before_its_first_dash() {
+        assert_eq!(
+            meter_category("Virtual Machines - Dv3/DSv3 Series, D2 v3/D2s v3"),
+            "Virtual Machines"
+        );
+        assert_eq!(meter_category("Bandwidth"), "Bandwidth");
+    }
+
+    #[test]
+    fn a_subscription_beats_any_mix_without_one_and_an_organization_beats_a_product() {
+        let of = |terms: Vec<ScopeTerm>| Specificity::of(&terms);
+        let subscription = of(vec![ScopeTerm::Subscription("S".into())]);
+        let everything_else = of(vec![
+            ScopeTerm::Organization("O".into()),
+            ScopeTerm::OrganizationGroup("G".into()),
+            ScopeTerm::ItemCode("I".into()),
+            ScopeTerm::Service("X".into()),
+            ScopeTerm::Currency("EUR".into()),
+        ]);
+        assert!(subscription > everything_else);
+        assert!(
+            of(vec![ScopeTerm::CustomerNumber("C".into())])
+                > of(vec![ScopeTerm::ItemCode("I".into()), ScopeTerm::Term("Annual".into())])
+        );
+        assert_eq!(
+            of(vec![ScopeTerm::CustomerNumber("C".into())]),
+            of(vec![ScopeTerm::Organization("O".into())])
+        );
+    }
+}

@@ -1,0 +1,272 @@
+//! `for …` rules: a scope and the settings that hold within it (the price book).
+//!
+//! ```text
+//! for organization "Contoso Ltd", product "Microsoft 365 E*" {
+//!     unit_price = sales_price - 10%
+//!     margin_floor = 8%
+//! }
+//! ```
+//!
+//! Checked here: the scope's terms (known keywords, each dimension once, services that have a
+//! `service` rule), the settings (known, typed, not repeated), and rules with the same scope
+//! that set the same thing (a duplicate or an ambiguity: never a silent choice).
+
+use std::collections::BTreeMap;
+
+use cmat_engine::rules::{ScopeTerm, ScopedRule, ScopedSettings, Specificity};
+
+use super::ast::{Block, Statement};
+use super::compile::{Compiler, ParsedFile};
+use super::diagnostic::{ErrorKind, Location};
+
+/// What a `for` rule may set.
+pub const SCOPED_KEYS: &[&str] = &[
+    "company",
+    "unit_price",
+    "scale",
+    "rounding",
+    "margin_floor",
+    "margin_policy",
+    "contract_name",
+    "contract_category",
+    "service_level_agreement",
+    "service",
+    "service_per_term",
+    "skip",
+    "skip_zero_amount",
+    "included_units",
+    "minimum_units",
+    "consumption_split",
+    "decrease",
+];
+
+impl<'a> Compiler<'a> {
+    /// Compiles every `for` rule collected from the files, in file order.
+    pub(crate) fn scoped_rules(&mut self) -> Vec<ScopedRule> {
+        let blocks = std::mem::take(&mut self.scoped_blocks);
+        let mut rules = Vec::new();
+        // Scope (as compared) → the settings rules with it set, and where.
+        let mut seen: BTreeMap<Vec<(String, String)>, BTreeMap<&'a str, Location>> =
+            BTreeMap::new();
+        for (file, block) in blocks {
+            let (settings, _) = self.read_block(file, block, SCOPED_KEYS, |_| false);
+            let Some(rule) = self.scoped_rule(file, block) else { continue };
+            let mut comparable: Vec<(String, String)> = rule
+                .scope
+                .iter()
+                .map(|term| (term.keyword().to_string(), term.value().to_ascii_lowercase()))
+                .collect();
+            comparable.sort();
+            let earlier = seen.entry(comparable).or_default();
+            for (key, setting) in &settings {
+                let location = file.location(setting.key.span);
+                match earlier.get(key) {
+                    Some(first) => self.report(
+                        file,
+                        setting.key.span,
+                        ErrorKind::AmbiguousRules {
+                            setting: key.to_string(),
+                            detail: "two rules with one scope are equally specific",
+                            first: first.clone(),
+                        },
+                    ),
+                    None => {
+                        earlier.insert(key, location);
+                    }
+                }
+            }
+            rules.push(rule);
+        }
+        rules
+    }
+
+    fn scoped_rule(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ScopedRule> {
+        let mut scope = Vec::new();
+        let mut dimensions: BTreeMap<_, Location> = BTreeMap::new();
+        let mut valid = true;
+        for item in &block.scope {
+            let location = file.location(item.span);
+            if !self.non_empty(file, &item.value.node, item.value.span, "a scope's value") {
+                valid = false;
+                continue;
+            }
+            let Some(term) =
+                ScopeTerm::from_keyword(&item.keyword.node, item.value.node.trim().to_string())
+            else {
+                self.report(
+                    file,
+                    item.keyword.span,
+                    ErrorKind::UnknownScope { found: item.keyword.node.clone() },
+                );
+                valid = false;
+                continue;
+            };
+            if let Some(first) = dimensions.get(&term.dimension()) {
+                let first = first.clone();
+                self.report(
+                    file,
+                    item.span,
+                    ErrorKind::RepeatedDimension { dimension: term.dimension().describe(), first },
+                );
+                valid = false;
+                continue;
+            }
+            if let ScopeTerm::Service(name) = &term {
+                if !self.services.contains_key(name) {
+                    let known = self.services.keys().cloned().collect();
+                    self.report(
+                        file,
+                        item.value.span,
+                        ErrorKind::UnknownService { name: name.clone(), valid: known },
+                    );
+                    valid = false;
+                    continue;
+                }
+            }
+            dimensions.insert(term.dimension(), location.clone());
+            self.scope_terms.push((term.clone(), location));
+            scope.push(term);
+        }
+        let set = self.scoped_settings(file, block)?;
+        if set == ScopedSettings::default() {
+            if block.statements.is_empty() {
+                self.report(file, block.name.span, ErrorKind::EmptyScopedRule);
+            }
+            return None;
+        }
+        valid.then(|| ScopedRule {
+            specificity: Specificity::of(&scope),
+            scope,
+            set,
+            origin: file.origin(block.name.span),
+        })
+    }
+
+    fn scoped_settings(
+        &mut self,
+        file: &'a ParsedFile,
+        block: &'a Block,
+    ) -> Option<ScopedSettings> {
+        // Errors in the block's statements (unknown or repeated settings, nested blocks) are
+        // reported once, by `scoped_rules`; here each known setting is typed.
+        let mut set = ScopedSettings::default();
+        let mut valid = true;
+        for statement in &block.statements {
+            let Statement::Setting(setting) = statement else { continue };
+            let before = self.diagnostics.len();
+            match setting.key.node.as_str() {
+                "company" => set.company = self.id_setting(file, setting),
+                "unit_price" => set.unit_price = self.price_source(file, setting),
+                "scale" => set.scale = self.whole_number(file, setting, 0, 28),
+                "rounding" => {
+                    set.rounding = self.choice_setting(
+                        file,
+                        setting,
+                        &[
+                            ("half_up", cmat_engine::rules::Rounding::HalfUp),
+                            ("half_even", cmat_engine::rules::Rounding::HalfEven),
+                            ("down", cmat_engine::rules::Rounding::Down),
+                            ("up", cmat_engine::rules::Rounding::Up),
+                        ],
+                    )
+                }
+                "margin_floor" => set.margin_floor = self.percent_setting(file, setting),
+                "margin_policy" => set.margin_policy = self.margin_policy_setting(file, setting),
+                "contract_name" => set.contract_name = self.template_setting(file, setting, false),
+                "contract_category" => set.contract_category = self.id_setting(file, setting),
+                "service_level_agreement" => {
+                    set.service_level_agreement = self.id_setting(file, setting)
+                }
+                "service" => set.service = self.id_setting(file, setting),
+                "service_per_term" => set.service_per_term = self.bool_setting(file, setting),
+                "skip" => set.skip = self.bool_setting(file, setting),
+                "skip_zero_amount" => set.skip_zero_amount = self.bool_setting(file, setting),
+                "included_units" => {
+                    set.included_units = self.whole_number(file, setting, 0, 1_000_000)
+                }
+                "minimum_units" => {
+                    set.minimum_units = self.whole_number(file, setting, 0, 1_000_000)
+                }
+                "consumption_split" => set.consumption_split = self.split_setting(file, setting),
+                "decrease" => set.decrease = self.decrease_setting(file, setting),
+                _ => {}
+            }
+            valid &= self.diagnostics.len() == before;
+        }
+        valid.then_some(set)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::compile_sources;
+
+    fn check(extra: &str) -> Result<cmat_engine::rules::RuleSet, String> {
+        let text = format!("{}\n{extra}", crate::default_rules(29682801, 29682802, 1));
+        compile_sources(&[("mappings/m.cmat".to_string(), text)])
+            .map(|checked| checked.rules)
+            .map_err(|diagnostics| diagnostics.to_string())
+    }
+
+    #[test]
+    fn a_scoped_rule_compiles_with_its_scope_and_line() {
+        let rules = check(
+            "for organization \"Contoso Ltd\", product \"Microsoft 365 E*\" {\n    unit_price = sales_price - 10%\n    margin_floor = 8%\n    margin_policy = refuse\n}\n",
+        )
+        .expect("checks");
+        let rule = &rules.scoped[0];
+        assert_eq!(
+            rule.scope_label(),
+            "for organization \"Contoso Ltd\", product \"Microsoft 365 E*\""
+        );
+        assert_eq!(
+            rule.set.unit_price.as_ref().map(|price| price.value),
+            Some(cmat_engine::rules::PriceSource::SalesLessDiscount("0.1".parse().expect("0.1")))
+        );
+        assert_eq!(
+            rule.set.margin_floor.as_ref().map(|floor| floor.value.to_string()),
+            Some("0.08".into())
+        );
+        assert!(rule.origin.line > 1);
+    }
+
+    #[test]
+    fn misuse_is_located() {
+        let errors =
+            check("for organisation \"X\" {\n    skip = true\n}\n").expect_err("unknown scope");
+        assert!(errors.contains("error: unknown scope `organisation`"), "{errors}");
+        let errors =
+            check("for service \"Acronis\" {\n    skip = true\n}\n").expect_err("unknown service");
+        assert!(
+            errors.contains("service \"Acronis\" is not billed by any `service` rule"),
+            "{errors}"
+        );
+        let errors = check("for organization \"A\", customer_number \"C\" {\n    skip = true\n}\n")
+            .expect_err("one dimension twice");
+        assert!(
+            errors.contains("names the organization (name or Customer Number) twice"),
+            "{errors}"
+        );
+        let errors = check(
+            "for item_code \"A\" {\n    unit_price = cost + 5%\n}\nfor item_code \"A\" {\n    unit_price = cost + 6%\n}\n",
+        )
+        .expect_err("ambiguous");
+        assert!(errors.contains("`unit_price` is set twice for the same scope"), "{errors}");
+        let errors =
+            check("for item_code \"A\" {\n    margin_floor = 10\n}\n").expect_err("not a percent");
+        assert!(
+            errors.contains("`margin_floor` expects a percentage (`10%`), found a number"),
+            "{errors}"
+        );
+        let errors = check("for item_code \"A\" {\n    unit_price = sales_price - 10\n}\n")
+            .expect_err("discount");
+        assert!(errors.contains("the discount `10` is not a percent"), "{errors}");
+        let errors = check("for item_code \"A\" {\n    decrease = later\n}\n").expect_err("timing");
+        assert!(errors.contains("`later` is not a valid value for `decrease`"), "{errors}");
+        let errors =
+            check("for item_code \"A\" {\n    colour = 1\n}\n").expect_err("unknown setting");
+        assert!(errors.contains("unknown setting `colour` in `for`"), "{errors}");
+        let errors = check("for item_code \"A\" {\n}\n").expect_err("empty");
+        assert!(errors.contains("this rule sets nothing"), "{errors}");
+    }
+}
