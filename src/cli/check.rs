@@ -24,12 +24,20 @@ pub fn run(context: &Context) -> CommandResult {
                 );
                 return Ok(Exit::Problem);
             }
+            let warnings = unseen_scopes(context, &checked.scope_terms)?;
+            for warning in &warnings {
+                eprint!("{warning}");
+            }
             println!(
-                "checked {} {}, {} {}: ok",
+                "checked {} {}, {} {}: ok{}",
                 checked.files,
                 plural(checked.files, "file", "files"),
                 checked.rule_count,
-                plural(checked.rule_count, "rule", "rules")
+                plural(checked.rule_count, "rule", "rules"),
+                match warnings.len() {
+                    0 => String::new(),
+                    count => format!(", {count} {}", plural(count, "warning", "warnings")),
+                }
             );
             Ok(Exit::Success)
         }
@@ -43,6 +51,32 @@ pub fn run(context: &Context) -> CommandResult {
             Ok(Exit::Problem)
         }
     }
+}
+
+/// Scope terms no imported bill has (likely typos): warnings, not errors, since a rule may
+/// well be written before the first bill it matches. None without imported bills.
+fn unseen_scopes(
+    context: &Context,
+    terms: &[(cmat_engine::rules::ScopeTerm, cmat_mapping::Location)],
+) -> Result<Vec<cmat_mapping::Diagnostic>, super::CommandError> {
+    let path = context.workspace.state_db();
+    if terms.is_empty() || !path.exists() {
+        return Ok(Vec::new());
+    }
+    let store = crate::store::Store::open(&path, crate::store::Access::Read)?;
+    if store.bill_lines_count()? == 0 {
+        return Ok(Vec::new());
+    }
+    let mut warnings = Vec::new();
+    for (term, location) in terms {
+        if !store.scope_seen(term)? {
+            warnings.push(cmat_mapping::Diagnostic::warning_at(
+                cmat_mapping::ErrorKind::UnseenScope { term: term.to_string() },
+                location.clone(),
+            ));
+        }
+    }
+    Ok(warnings)
 }
 
 /// What the last pull read; none without a state database or a pull (then nothing to check).

@@ -138,6 +138,66 @@ pub(super) fn line_at(
 }
 
 impl Store {
+    /// How many lines the current bills hold.
+    pub fn bill_lines_count(&self) -> Result<u64, StoreError> {
+        self.conn
+            .query_row("SELECT COUNT(*) FROM bill_lines", [], |row| row.get::<_, i64>(0))
+            .map(|count| count.max(0) as u64)
+            .map_err(|e| self.wrap(e))
+    }
+
+    /// Whether any imported line has what a scope term names (for `cmat check`'s warning about
+    /// a scope no bill has: likely a typo). Terms that name no organization, service or
+    /// product (a term, a currency) are always "seen".
+    pub fn scope_seen(&self, term: &cmat_engine::rules::ScopeTerm) -> Result<bool, StoreError> {
+        use cmat_engine::rules::ScopeTerm;
+        let like = |pattern: &str| {
+            pattern.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_").replace('*', "%")
+        };
+        let (sql, value): (&str, String) = match term {
+            ScopeTerm::Service(value) => {
+                ("SELECT 1 FROM bill_lines WHERE service_name = ?1 LIMIT 1", value.clone())
+            }
+            ScopeTerm::Organization(value) => {
+                ("SELECT 1 FROM bills WHERE organization_name = ?1 LIMIT 1", value.clone())
+            }
+            ScopeTerm::CustomerNumber(value) => (
+                "SELECT 1 FROM bill_lines WHERE trim(customer_number) = ?1 LIMIT 1",
+                value.clone(),
+            ),
+            ScopeTerm::OrganizationGroup(value) => (
+                "SELECT 1 FROM bill_lines
+                 WHERE ';' || replace(organization_groups, '; ', ';') || ';' LIKE '%;' || ?1 || ';%' ESCAPE '\\'
+                 LIMIT 1",
+                like(value),
+            ),
+            ScopeTerm::ItemCode(value) => {
+                ("SELECT 1 FROM bill_lines WHERE item_code = ?1 LIMIT 1", value.clone())
+            }
+            ScopeTerm::ProductId(value) => {
+                ("SELECT 1 FROM bill_lines WHERE product_id = ?1 LIMIT 1", value.clone())
+            }
+            ScopeTerm::ProductName(pattern) => (
+                "SELECT 1 FROM bill_lines WHERE product_name LIKE ?1 ESCAPE '\\' LIMIT 1",
+                like(pattern),
+            ),
+            ScopeTerm::MeterCategory(value) => (
+                "SELECT 1 FROM bill_lines WHERE product_name LIKE ?1 ESCAPE '\\'
+                    OR product_name LIKE ?1 || ' - %' ESCAPE '\\' LIMIT 1",
+                like(value),
+            ),
+            ScopeTerm::Subscription(value) => {
+                ("SELECT 1 FROM bill_lines WHERE subscription_id = ?1 LIMIT 1", value.clone())
+            }
+            ScopeTerm::Term(_) | ScopeTerm::Currency(_) => return Ok(true),
+        };
+        let found =
+            self.conn.query_row(sql, [value], |_| Ok(())).optional().map_err(|e| self.wrap(e))?;
+        Ok(found.is_some())
+    }
+}
+
+impl Store {
     /// Starts importing one source (a file, or one API pull) in its own transaction.
     pub fn begin_import(&mut self, source_name: &str) -> Result<Import<'_>, StoreError> {
         self.conn

@@ -235,6 +235,8 @@ pub struct ServiceView {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContractServiceView {
     pub unit_price: String,
+    /// The price the contract bills (after adjustments), as Autotask reads it back.
+    pub adjusted_price: String,
     pub unit_cost: String,
     /// Units per billing period, by the period's start date (from ContractServiceUnits).
     pub units: BTreeMap<String, i64>,
@@ -364,6 +366,7 @@ impl AutotaskState {
             key_of_contract_service.insert(int(&cs, "id"), key.clone());
             let view = ContractServiceView {
                 unit_price: decimal(&cs, "unitPrice"),
+                adjusted_price: decimal(&cs, "internalCurrencyAdjustedPrice"),
                 unit_cost: decimal(&cs, "unitCost"),
                 units: BTreeMap::new(),
                 adjustments: Vec::new(),

@@ -20,6 +20,7 @@ mod init;
 mod mapping_cli;
 mod mapping_diagnostics;
 mod mapping_properties;
+mod price_books;
 mod pull_changes_cli;
 mod report;
 mod security;

@@ -917,6 +917,12 @@ fn diff_charge(
         group: charge.group.clone(),
         correction: None,
     };
+    // A charge priced by a `for` rule names it; otherwise the consumption block does.
+    let charge_rule = if charge.price_rule == rules.prices.unit_price.origin {
+        &rules.consumption.charge_name.origin
+    } else {
+        &charge.price_rule
+    };
     let name = truncate(&charge.name, CHARGE_NAME_MAX);
     let correction_base = truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4));
     let ours: Vec<&ContractCharge> = target
@@ -995,7 +1001,7 @@ fn diff_charge(
                 contract: target.parent.clone(),
                 charge: new_charge(&name, charge.unit_price, Some(charge.unit_cost)),
             },
-            rule: rules.consumption.charge_name.origin.clone(),
+            rule: charge_rule.clone(),
             reason: format!(
                 "{} consumption for {}: {} line(s), total {}",
                 contract.service_name,
@@ -1058,7 +1064,7 @@ fn diff_charge(
                 unit_price,
                 unit_cost,
             },
-            rule: rules.consumption.charge_name.origin.clone(),
+            rule: charge_rule.clone(),
             reason: format!(
                 "bill of {} restated: total {} → {}",
                 charge.date,

@@ -335,7 +335,7 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
     push(&mut out, "company", &set.company, ToString::to_string);
     push(&mut out, "unit_price", &set.unit_price, |price| price_word(*price));
     push(&mut out, "scale", &set.scale, ToString::to_string);
-    push(&mut out, "rounding", &set.rounding, |rounding| format!("{rounding:?}"));
+    push(&mut out, "rounding", &set.rounding, |rounding| rounding_word(*rounding).into());
     push(&mut out, "margin_floor", &set.margin_floor, |floor| percent(*floor));
     push(&mut out, "margin_policy", &set.margin_policy, |policy| match policy {
         MarginPolicy::Warn => "warn".into(),
@@ -365,7 +365,7 @@ fn default_value(rules: &RuleSet, setting: &str) -> String {
     match setting {
         "unit_price" => price_word(rules.prices.unit_price.value),
         "scale" => rules.prices.scale.value.to_string(),
-        "rounding" => format!("{:?}", rules.prices.rounding.value),
+        "rounding" => rounding_word(rules.prices.rounding.value).into(),
         "margin_floor" => {
             rules.prices.margin_floor.as_ref().map(|f| percent(f.value)).unwrap_or_default()
         }
@@ -417,6 +417,15 @@ fn price_word(price: PriceSource) -> String {
         PriceSource::CostPlusMarkup(markup) => format!("cost + {}", percent(markup)),
         PriceSource::SalesLessDiscount(discount) => format!("sales_price - {}", percent(discount)),
         PriceSource::Fixed(price) => price.normalize().to_string(),
+    }
+}
+
+fn rounding_word(rounding: crate::rules::Rounding) -> &'static str {
+    match rounding {
+        crate::rules::Rounding::HalfUp => "half_up",
+        crate::rules::Rounding::HalfEven => "half_even",
+        crate::rules::Rounding::Down => "down",
+        crate::rules::Rounding::Up => "up",
     }
 }
 

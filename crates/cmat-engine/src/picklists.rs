@@ -153,23 +153,56 @@ impl Field<'_> {
     }
 }
 
-/// [`resolve_values`], and the SLA id the rules name checked against the tenant's list: every
-/// error a plan must not be made with.
+/// [`resolve_values`], and the SLA and category ids the rules name checked against the
+/// tenant's lists: every error a plan must not be made with.
 pub fn resolve(rules: &RuleSet, picklists: &Picklists) -> Result<TenantValues, Vec<PicklistError>> {
-    match (resolve_values(rules, picklists), check_sla(rules, picklists)) {
+    match (resolve_values(rules, picklists), check_chosen_ids(rules, picklists)) {
         (Ok(values), Ok(())) => Ok(values),
-        (values, sla) => {
-            Err(values.err().unwrap_or_default().into_iter().chain(sla.err()).collect())
-        }
+        (values, ids) => Err(values
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .chain(ids.err().unwrap_or_default())
+            .collect()),
     }
 }
 
 /// The SLA is an id the user chose; when the tenant lists it, it must be active.
 pub fn check_sla(rules: &RuleSet, picklists: &Picklists) -> Result<(), PicklistError> {
-    let target = Field { entity: "Contracts", field: "serviceLevelAgreementID", picklists };
-    let sla = &rules.settings.service_level_agreement;
+    check_id(picklists, "serviceLevelAgreementID", &rules.settings.service_level_agreement)
+}
+
+/// Every SLA and contract category id the rules name, the `for` rules' included: an id the
+/// tenant lists must be active there.
+pub fn check_chosen_ids(rules: &RuleSet, picklists: &Picklists) -> Result<(), Vec<PicklistError>> {
+    let mut chosen: Vec<(&str, &Ruled<i64>)> =
+        vec![("serviceLevelAgreementID", &rules.settings.service_level_agreement)];
+    chosen.extend(rules.contract.category.iter().map(|rule| ("contractCategory", rule)));
+    for rule in &rules.scoped {
+        chosen.extend(
+            rule.set.service_level_agreement.iter().map(|sla| ("serviceLevelAgreementID", sla)),
+        );
+        chosen.extend(rule.set.contract_category.iter().map(|c| ("contractCategory", c)));
+    }
+    let errors: Vec<PicklistError> = chosen
+        .into_iter()
+        .filter_map(|(field, rule)| check_id(picklists, field, rule).err())
+        .collect();
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn check_id(
+    picklists: &Picklists,
+    field: &'static str,
+    rule: &Ruled<i64>,
+) -> Result<(), PicklistError> {
+    let target = Field { entity: "Contracts", field, picklists };
     match target.entries() {
-        Some(_) => target.resolve(&PicklistChoice::Value(sla.value), &sla.origin).map(|_| ()),
+        Some(_) => target.resolve(&PicklistChoice::Value(rule.value), &rule.origin).map(|_| ()),
         None => Ok(()),
     }
 }

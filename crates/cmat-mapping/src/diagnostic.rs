@@ -127,6 +127,8 @@ pub enum ErrorKind {
     UnknownService { name: String, valid: Vec<String> },
     #[error("this rule sets nothing")]
     EmptyScopedRule,
+    #[error("no imported bill has {term}: the rule matches nothing (a typo?)")]
+    UnseenScope { term: String },
     #[error("`{setting}` is set twice for the same scope: {detail}")]
     AmbiguousRules { setting: String, detail: &'static str, first: Location },
     #[error("timezone `{found}` is not supported: only \"UTC\" is")]
@@ -201,6 +203,9 @@ impl ErrorKind {
                 "add one of: {}",
                 crate::scoped::SCOPED_KEYS.join(", ")
             )),
+            ErrorKind::UnseenScope { .. } => Some(
+                "names are compared exactly (a product pattern ignores case); check the spelling against the bill, or ignore this until the first bill with it is imported".to_string(),
+            ),
             ErrorKind::AmbiguousRules { .. } => Some(
                 "keep one of the two, or make one scope more specific".to_string(),
             ),
@@ -239,25 +244,32 @@ pub struct Diagnostic {
     pub kind: ErrorKind,
     pub file: String,
     pub location: Option<Location>,
+    /// A warning does not fail `cmat check`.
+    pub warning: bool,
 }
 
 impl Diagnostic {
     pub fn at(kind: ErrorKind, location: Location) -> Self {
-        Diagnostic { kind, file: location.file.clone(), location: Some(location) }
+        Diagnostic { kind, file: location.file.clone(), location: Some(location), warning: false }
     }
 
     /// An error about a whole file (or folder), with no line to show.
     pub fn in_file(kind: ErrorKind, file: &str) -> Self {
-        Diagnostic { kind, file: file.to_string(), location: None }
+        Diagnostic { kind, file: file.to_string(), location: None, warning: false }
+    }
+
+    pub fn warning_at(kind: ErrorKind, location: Location) -> Self {
+        Diagnostic { warning: true, ..Diagnostic::at(kind, location) }
     }
 }
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let severity = if self.warning { "warning" } else { "error" };
         match &self.location {
-            None => writeln!(f, "{}: error: {}", self.file, self.kind)?,
+            None => writeln!(f, "{}: {severity}: {}", self.file, self.kind)?,
             Some(location) => {
-                writeln!(f, "{}: error: {}", location.position(), self.kind)?;
+                writeln!(f, "{}: {severity}: {}", location.position(), self.kind)?;
                 let number = location.line.to_string();
                 let gutter = " ".repeat(number.len());
                 let (shown_line, caret_offset) = expand_tabs(&location.line_text, location.column);

@@ -1,0 +1,329 @@
+//! The three example price books of `mappings/examples/` through the binary against the
+//! simulator: each is checked, imported, planned, applied and converges, month after month,
+//! and what its rules say is what Autotask holds. Misuse of the rules is in
+//! `mapping_inputs/errors/scoped_rules_misuse`.
+
+use std::collections::BTreeMap;
+use std::str::FromStr;
+
+use rust_decimal::{Decimal, RoundingStrategy};
+use serde_json::Value;
+
+use crate::harness::{fixture, stable_snapshots, SimWorkspace};
+
+const OCTOBER: &str = "bill-2026-10-01.csv";
+const NOVEMBER: &str = "bill-2026-11-01.csv";
+const RESTATED: &str = "bill-2026-11-01-restated.csv";
+
+const CONTOSO_PREMIUM: &str = "4b76e46b-4ad0-4914-b5f6-bd4924bafd8e";
+const CONTOSO_EXCHANGE: &str = "30bd2e42-38d9-4b15-a391-18f2ef00d40f";
+const FABRIKAM_STANDARD: &str = "2d99ee73-6bcc-4dd0-9d64-9067e6ee61fe";
+const FABRIKAM_E3: &str = "0dbb7810-3f38-49bb-9e92-e8b01bf73868";
+const FABRIKAM_AZURE: &str = "b275c4b1-5258-4492-bad6-f43b34c3a0ac";
+const NORTHWIND_DEFENDER: &str = "505e0f13";
+const WOODGROVE_BASIC: &str = "5c5fb629";
+
+/// A simulator and a workspace with the default rules and one example price book beside them.
+fn with_price_book(example: &str) -> SimWorkspace {
+    let sw = SimWorkspace::start();
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("mappings/examples")
+        .join(format!("{example}.cmat"));
+    let text = std::fs::read_to_string(path).expect("the example price book");
+    sw.ws.write(&format!("mappings/{example}.cmat"), &text);
+    sw.ok(&["check"]);
+    sw.ok(&["fmt", "--check"]);
+    sw
+}
+
+/// Imports a bill, pulls, applies, and asserts that a new plan is empty.
+fn apply_month(sw: &SimWorkspace, bill: &str) {
+    sw.import(bill);
+    sw.pull();
+    let run = sw.apply();
+    assert_eq!(run.status, 0, "apply {bill}:\n{}\n{}", run.stdout, run.stderr);
+    let writes = sw.writes();
+    let plan = sw.plan_detailed();
+    assert_eq!(plan.status, 0, "converged after {bill}:\n{}", plan.stdout);
+    let again = sw.apply();
+    assert_eq!(again.status, 0, "{}", again.stderr);
+    assert_eq!(sw.writes(), writes, "a converged apply sends no write");
+    sw.state().assert_no_duplicates(bill);
+}
+
+fn decimal(text: &str) -> Decimal {
+    Decimal::from_str(text).expect("a decimal")
+}
+
+/// The contract service of a subscription whose sku starts with `sku`.
+fn contract_service(
+    sw: &SimWorkspace,
+    subscription: &str,
+    sku: &str,
+) -> crate::harness::ContractServiceView {
+    let state = sw.state();
+    state
+        .contract_services
+        .iter()
+        .find(|((sub, service_sku), _)| {
+            sub.starts_with(subscription) && service_sku.starts_with(sku)
+        })
+        .map(|(_, view)| view.clone())
+        .unwrap_or_else(|| {
+            panic!(
+                "no contract service {subscription}/{sku} in {:?}",
+                state.contract_services.keys()
+            )
+        })
+}
+
+fn plan_json(sw: &SimWorkspace) -> Value {
+    sw.ok(&["plan", "--format", "json", "--out", "plan.json"]);
+    serde_json::from_str(&sw.ws.read("plan.json")).expect("plan JSON")
+}
+
+fn warnings_with(plan: &Value, code: &str) -> Vec<String> {
+    plan["warnings"]
+        .as_array()
+        .expect("warnings")
+        .iter()
+        .filter(|warning| warning["code"] == code)
+        .map(|warning| warning["message"].as_str().unwrap_or_default().to_string())
+        .collect()
+}
+
+#[test]
+fn a_small_msp_marks_up_every_price_once() {
+    let sw = with_price_book("small-msp");
+    apply_month(&sw, OCTOBER);
+    apply_month(&sw, NOVEMBER);
+    // Cost 18.54 + 15 % = 21.321.
+    let premium = contract_service(&sw, CONTOSO_PREMIUM, "CFQ7TTC0LCHC");
+    assert_eq!(premium.adjusted_price, "21.321");
+    assert_eq!(premium.units.values().last(), Some(&28));
+    // Azure: Σ Total Cost + 15 %, one charge per period as by default.
+    let state = sw.state();
+    let november: Vec<_> = state
+        .charges
+        .iter()
+        .filter(|((sub, date, _), _)| sub == FABRIKAM_AZURE && date == "2026-11-01")
+        .collect();
+    assert_eq!(november.len(), 1, "{november:?}");
+    let cost: Decimal = bill_lines(NOVEMBER)
+        .iter()
+        .filter(|line| line["Subscription ID"] == FABRIKAM_AZURE)
+        .map(|line| decimal(&line["Total Cost"]))
+        .sum();
+    let expected =
+        (cost * decimal("1.15")).round_dp_with_strategy(4, RoundingStrategy::MidpointAwayFromZero);
+    assert_eq!(decimal(&november[0].1.unit_price), expected);
+}
+
+#[test]
+fn a_mid_size_msp_prices_per_family_and_customer_with_free_and_minimum_seats() {
+    let sw = with_price_book("mid-size-msp");
+    sw.import(OCTOBER);
+    // Rules written ahead of the first bill with their customer are warned about, not refused.
+    let check = sw.ok(&["check"]);
+    assert!(
+        check.stderr.contains("warning: no imported bill has customer_number \"CM-100240\""),
+        "{}",
+        check.stderr
+    );
+    assert!(!check.stderr.contains("CM-100231"), "Contoso is on the bill: {}", check.stderr);
+    apply_month(&sw, OCTOBER);
+    apply_month(&sw, NOVEMBER);
+
+    // Contoso: Cloudmore's price less 5 % (20.60 → 19.57), at least 12 mailboxes (10 billed).
+    assert_eq!(contract_service(&sw, CONTOSO_PREMIUM, "CFQ7TTC0LCHC").adjusted_price, "19.57");
+    let exchange = contract_service(&sw, CONTOSO_EXCHANGE, "CFQ7TTC0LH16");
+    assert_eq!(exchange.units.values().last(), Some(&12));
+    assert_eq!(exchange.adjusted_price, "3.99");
+    // Fabrikam: 3 % off, but its E-plans at cost + 6 % (32.40 → 34.344 → 34.34).
+    assert_eq!(contract_service(&sw, FABRIKAM_STANDARD, "CFQ7TTC0LDPB").adjusted_price, "11.93");
+    assert_eq!(contract_service(&sw, FABRIKAM_E3, "CFQ7TTC0LFLX").adjusted_price, "34.34");
+    // Northwind: 18 Defender seats, 5 in the bundle; the family's cost + 30 % (2.70 → 3.51).
+    let defender = contract_service(&sw, NORTHWIND_DEFENDER, "CFQ7TTC0LCHH");
+    assert_eq!(
+        (defender.units.values().last(), defender.adjusted_price.as_str()),
+        (Some(&13), "3.51")
+    );
+    // Woodgrove is a prospect: not billed, and the plan says so with the rule.
+    let state = sw.state();
+    assert!(!state.contracts.keys().any(|sub| sub.starts_with(WOODGROVE_BASIC)));
+    let plan = plan_json(&sw);
+    let skipped = warnings_with(&plan, "skipped_by_rule");
+    assert_eq!(skipped.len(), 1, "{skipped:?}");
+    assert!(
+        skipped[0].contains("\"Woodgrove Bank\"")
+            && skipped[0].contains("mappings/mid-size-msp.cmat:"),
+        "{skipped:?}"
+    );
+    // Northwind's contract is named by its group's rule.
+    let northwind = state
+        .contracts
+        .iter()
+        .find(|(sub, _)| sub.starts_with(NORTHWIND_DEFENDER))
+        .map(|(_, contract)| contract.name.clone());
+    assert_eq!(northwind.as_deref(), Some("Microsoft 365 - Northwind Traders (CM-100233)"));
+}
+
+#[test]
+fn a_large_msp_splits_azure_by_meter_category_and_defers_nce_decreases_to_the_term_end() {
+    let sw = with_price_book("large-msp");
+    apply_month(&sw, OCTOBER);
+    sw.import(NOVEMBER);
+    sw.pull();
+    let plan = plan_json(&sw);
+    let deferred = warnings_with(&plan, "decrease_deferred");
+    assert!(
+        deferred.iter().any(|message| message.contains(FABRIKAM_STANDARD)
+            && message.contains("licence count 40 → 37 takes effect 2027-10-01")),
+        "{deferred:?}"
+    );
+    {
+        let _settings = stable_snapshots();
+        let text = sw.ok(&["plan"]);
+        insta::assert_snapshot!("large_msp_november_plan", text.stdout);
+    }
+    let run = sw.apply();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(sw.plan_detailed().status, 0, "converged");
+
+    // The NCE decrease waits for the term's end: 40 seats stay billed.
+    let standard = contract_service(&sw, FABRIKAM_STANDARD, "CFQ7TTC0LDPB/Monthly");
+    assert!(
+        standard.adjustments.iter().all(|(_, change)| *change > 0),
+        "{:?}",
+        standard.adjustments
+    );
+    // A Service per product and term.
+    let state = sw.state();
+    assert_eq!(
+        state.services["CFQ7TTC0LCHC/Monthly"].name,
+        "Microsoft 365 Business Premium (Monthly)"
+    );
+    // Woodgrove is linked by its Customer Number to Tailspin Toys.
+    let woodgrove = state.contracts.iter().find(|(sub, _)| sub.starts_with(WOODGROVE_BASIC));
+    assert_eq!(
+        woodgrove.map(|(_, c)| (c.company_id, c.name.as_str())),
+        Some((29683504, "Microsoft 365 - Woodgrove (via Tailspin)"))
+    );
+
+    // Azure: one charge per meter category, each with its markup, rounded to cents.
+    assert_eq!(azure_charges(&sw, "2026-11-01"), expected_azure(NOVEMBER));
+    assert_eq!(azure_charges(&sw, "2026-10-01"), expected_azure(OCTOBER));
+
+    // November invoiced, then restated: corrections per category keep each period = the bill.
+    for charge in sw.sim.records("ContractCharges") {
+        assert!(sw.sim.set_billed(charge["id"].as_i64().expect("id")));
+    }
+    sw.import(RESTATED);
+    sw.pull();
+    let run = sw.apply();
+    assert_eq!(run.status, 0, "{}", run.stderr);
+    assert_eq!(sw.plan_detailed().status, 0, "converged after the restatement");
+    let restated = expected_azure(RESTATED);
+    let mut totals: BTreeMap<String, Decimal> = BTreeMap::new();
+    for ((sub, date, name), charge) in &sw.state().charges {
+        if sub == FABRIKAM_AZURE && date == "2026-11-01" {
+            let category = category_of(name);
+            *totals.entry(category).or_default() += decimal(&charge.unit_price);
+        }
+    }
+    assert_eq!(totals, restated);
+}
+
+/// The charges of Fabrikam's Azure subscription on a date, by meter category.
+fn azure_charges(sw: &SimWorkspace, date: &str) -> BTreeMap<String, Decimal> {
+    sw.state()
+        .charges
+        .iter()
+        .filter(|((sub, on, _), _)| sub == FABRIKAM_AZURE && on == date)
+        .map(|((_, _, name), charge)| (category_of(name), decimal(&charge.unit_price)))
+        .collect()
+}
+
+/// "Azure consumption 2026-11 (Virtual Machines)" → "Virtual Machines"; a correction's name
+/// carries its category the same way.
+fn category_of(name: &str) -> String {
+    let start = name.rfind('(').expect("a category in the charge's name") + 1;
+    let end = name.rfind(')').expect("a closing parenthesis");
+    name[start..end].to_string()
+}
+
+/// What the large price book bills per meter category for Fabrikam's Azure on a bill.
+fn expected_azure(bill: &str) -> BTreeMap<String, Decimal> {
+    let markup = |category: &str| match category {
+        "Virtual Machines" => Some(decimal("1.12")),
+        "Storage" => Some(decimal("1.15")),
+        "Bandwidth" => None,
+        "SQL Database" => Some(decimal("1.10")),
+        "Backup" => Some(decimal("1.20")),
+        _ => Some(decimal("1.08")),
+    };
+    let mut sums: BTreeMap<String, Decimal> = BTreeMap::new();
+    for line in bill_lines(bill).iter().filter(|line| line["Subscription ID"] == FABRIKAM_AZURE) {
+        let category =
+            line["Product Name"].split(" - ").next().unwrap_or_default().trim().to_string();
+        let price = match markup(&category) {
+            Some(factor) => decimal(&line["Total Cost"]) * factor,
+            None => decimal(&line["Total Sales"]),
+        };
+        *sums.entry(category).or_default() += price;
+    }
+    sums.into_iter()
+        .map(|(category, sum)| {
+            (category, sum.round_dp_with_strategy(2, RoundingStrategy::MidpointAwayFromZero))
+        })
+        .collect()
+}
+
+fn bill_lines(bill: &str) -> Vec<BTreeMap<String, String>> {
+    let mut reader = csv::Reader::from_path(fixture(bill)).expect("fixture");
+    reader.deserialize().map(|row| row.expect("a fixture row")).collect()
+}
+
+#[test]
+fn a_price_under_a_refusing_margin_floor_stops_apply_until_the_rule_changes() {
+    let sw = SimWorkspace::start();
+    let rule = |policy: &str| {
+        format!("for customer_number \"CM-100231\" {{\n    unit_price = cost + 1%\n    margin_floor = 5%\n    margin_policy = {policy}\n}}\n")
+    };
+    sw.ws.write("mappings/prices.cmat", &rule("refuse"));
+    sw.import(OCTOBER);
+    sw.pull();
+    let run = sw.apply();
+    assert_eq!(run.status, 1, "{}", run.stdout);
+    assert!(
+        run.stderr.contains("refusing to apply: 3 price(s) under a margin floor"),
+        "{}",
+        run.stderr
+    );
+    assert!(run.stderr.contains("subscription 4b76e46b-4ad0-4914-b5f6-bd4924bafd8e, product CFQ7TTC0LCHC: price 18.7254 for cost 18.54 is a margin of 0.99%, under the floor of 5% (mappings/prices.cmat:3)"), "{}", run.stderr);
+    assert_eq!(sw.writes(), 0, "nothing is written");
+    // Under `warn` the same prices are billed, with the warning in the plan.
+    sw.ws.write("mappings/prices.cmat", &rule("warn"));
+    assert_eq!(warnings_with(&plan_json(&sw), "below_margin_floor").len(), 3);
+    apply_month(&sw, OCTOBER);
+}
+
+#[test]
+fn explain_names_every_rule_that_matched_and_what_it_produced() {
+    let sw = with_price_book("mid-size-msp");
+    sw.import(NOVEMBER);
+    let _settings = stable_snapshots();
+    let text = sw.ok(&["explain", FABRIKAM_E3]);
+    insta::assert_snapshot!("explain_fabrikam_e3", text.stdout);
+    let json: Value =
+        serde_json::from_str(&sw.ok(&["explain", FABRIKAM_E3, "--format", "json"]).stdout)
+            .expect("JSON");
+    assert_eq!(json["produced"]["services"][0]["unit_price"], "34.34");
+    assert_eq!(
+        json["rules"][0]["scope"],
+        "for customer_number \"CM-100232\", product \"Microsoft 365 E*\""
+    );
+    let missing = sw.cmat(&["explain", "no-such-subscription"]);
+    assert_eq!(missing.status, 1);
+    assert!(missing.stderr.contains("is in no imported bill"), "{}", missing.stderr);
+}
