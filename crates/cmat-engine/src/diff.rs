@@ -1590,6 +1590,214 @@ pub(crate) mod tests {
         assert_eq!(days, vec![json!("2026-10-02"), json!("2026-10-03"), json!("2026-10-04")]);
     }
 
+    /// A `for` rule at `line` of mappings/prices.cmat.
+    fn scoped(
+        scope: Vec<crate::rules::ScopeTerm>,
+        line: u32,
+        set: impl FnOnce(RuleOrigin) -> crate::rules::ScopedSettings,
+    ) -> crate::rules::ScopedRule {
+        let origin = RuleOrigin { file: "mappings/prices.cmat".into(), line };
+        crate::rules::ScopedRule {
+            specificity: crate::rules::Specificity::of(&scope),
+            scope,
+            set: set(origin.clone()),
+            origin,
+        }
+    }
+
+    fn ruled_at<T>(value: T, origin: &RuleOrigin) -> crate::rules::Ruled<T> {
+        crate::rules::Ruled { value, origin: origin.clone() }
+    }
+
+    fn adjustments(plan: &Plan) -> Vec<(String, NaiveDate, i64)> {
+        plan.changes
+            .iter()
+            .filter_map(|change| match &change.write {
+                Write::AdjustContractService(adjustment) => Some((
+                    change.key.to_string(),
+                    adjustment.effective_date,
+                    adjustment.unit_change,
+                )),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn with_decrease(timing: DecreaseTiming) -> RuleSet {
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(
+            vec![crate::rules::ScopeTerm::Service("Microsoft CSP".into())],
+            1,
+            |origin| crate::rules::ScopedSettings {
+                decrease: Some(ruled_at(timing, &origin)),
+                ..Default::default()
+            },
+        ));
+        rules
+    }
+
+    fn october_and(lines: &[BillLine]) -> Vec<BillLine> {
+        october().into_iter().chain(lines.iter().cloned()).collect()
+    }
+
+    #[test]
+    fn a_decrease_at_the_next_period_is_dated_there_and_converges() {
+        let rules = with_decrease(DecreaseTiming::NextPeriod);
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        let november = october_and(&[
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "8", "5"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "B", "4", "7"),
+        ]);
+        let plan = converge(&rules, &november, &mut snapshot);
+        // The increase on the Billing Date, the decrease from the next monthly period.
+        assert_eq!(
+            adjustments(&plan),
+            [
+                ("subscription:S1/item:A".to_string(), "2026-12-01".parse().expect("date"), -2),
+                ("subscription:S1/item:B".to_string(), "2026-11-01".parse().expect("date"), 1),
+            ]
+        );
+        let a = plan.changes.iter().find(|c| c.key.to_string().ends_with("item:A")).expect("A");
+        assert_eq!(a.rule, "mappings/prices.cmat:1");
+        assert!(
+            a.reason.contains(
+                "the decrease takes effect 2026-12-01, at the start of the next billing period"
+            ),
+            "{}",
+            a.reason
+        );
+        // December's bill says the same count: nothing more to do.
+        let december = october_and(&[
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "8", "5"),
+            line("2026-12-01", "Contoso", "Microsoft CSP", "S1", "A", "8", "5"),
+            line("2026-12-01", "Contoso", "Microsoft CSP", "S1", "B", "4", "7"),
+        ]);
+        assert!(plan_changes_of(&rules, &december, &snapshot).is_empty());
+    }
+
+    fn plan_changes_of(rules: &RuleSet, lines: &[BillLine], snapshot: &Snapshot) -> Vec<String> {
+        plan(rules, lines, snapshot).changes.iter().map(|c| c.key.to_string()).collect()
+    }
+
+    #[test]
+    fn a_decrease_at_the_term_end_waits_for_the_first_bill_of_the_next_term() {
+        let rules = with_decrease(DecreaseTiming::TermEnd);
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        let november =
+            october_and(&[line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "8", "5")]);
+        let plan = converge(&rules, &november, &mut snapshot);
+        // A is not decreased (deferred); B left the bill: its removal waits too.
+        assert!(adjustments(&plan).is_empty(), "{:?}", adjustments(&plan));
+        let deferred: Vec<&str> = plan
+            .warnings
+            .iter()
+            .filter(|w| w.code == "decrease_deferred")
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(deferred.len(), 2, "{deferred:?}");
+        assert!(
+            deferred[0].contains("licence count 10 → 8 takes effect 2027-10-01"),
+            "{deferred:?}"
+        );
+        // The bill that opens the next term brings the decrease, dated on it.
+        let renewal =
+            october_and(&[line("2027-10-01", "Contoso", "Microsoft CSP", "S1", "A", "8", "5")]);
+        let plan = converge(&rules, &renewal, &mut snapshot);
+        let changes = adjustments(&plan);
+        assert!(
+            changes.contains(&(
+                "subscription:S1/item:A".into(),
+                "2027-10-01".parse().expect("date"),
+                -2
+            )),
+            "{changes:?}"
+        );
+    }
+
+    #[test]
+    fn rules_only_the_data_makes_meet_are_an_ambiguity_and_their_lines_are_left_out() {
+        let mut rules = default_rules();
+        for (line, term, markup) in [
+            (1, crate::rules::ScopeTerm::Organization("Contoso".into()), "0.10"),
+            (5, crate::rules::ScopeTerm::CustomerNumber("C1".into()), "0.20"),
+        ] {
+            rules.scoped.push(scoped(vec![term], line, |origin| crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(
+                    crate::rules::PriceSource::CostPlusMarkup(markup.parse().expect("markup")),
+                    &origin,
+                )),
+                ..Default::default()
+            }));
+        }
+        let plan = plan(&rules, &october(), &company_snapshot());
+        assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
+        let ambiguous: Vec<&str> = plan
+            .warnings
+            .iter()
+            .filter(|w| w.code == "ambiguous_rules")
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(ambiguous.len(), 2, "{ambiguous:?}");
+        assert!(ambiguous[0].contains("the rules at mappings/prices.cmat:1 and mappings/prices.cmat:5 are equally specific and set `unit_price` differently"), "{ambiguous:?}");
+    }
+
+    #[test]
+    fn zero_lines_are_skipped_and_a_named_service_is_used_as_it_is() {
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(
+            vec![crate::rules::ScopeTerm::Service("Microsoft CSP".into())],
+            1,
+            |origin| crate::rules::ScopedSettings {
+                skip_zero_amount: Some(ruled_at(true, &origin)),
+                service: Some(ruled_at(812, &origin)),
+                ..Default::default()
+            },
+        ));
+        let lines = vec![
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5"),
+            line("2026-10-01", "Contoso", "Microsoft CSP", "S1", "TRIAL", "25", "0"),
+        ];
+        let plan = plan(&rules, &lines, &company_snapshot());
+        assert!(!plan.changes.iter().any(|c| c.entity() == Entity::Services), "no Service created");
+        let keys: Vec<String> = plan.changes.iter().map(|c| c.key.to_string()).collect();
+        assert_eq!(keys, ["subscription:S1", "subscription:S1/item:A"]);
+        let Write::AdjustContractService(adjustment) = &plan.changes[1].write else {
+            panic!("an adjustment");
+        };
+        assert_eq!(adjustment.service, Id::Existing(812));
+        let skipped: Vec<&str> = plan
+            .warnings
+            .iter()
+            .filter(|w| w.code == "skipped_by_rule")
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(skipped, ["organization \"Contoso\": 1 line(s) not billed, skipped by the rule at mappings/prices.cmat:1 (0 EUR in total sales)"]);
+    }
+
+    #[test]
+    fn a_period_charged_under_another_grouping_is_not_charged_twice() {
+        let (mut rules, mut snapshot) = october_applied();
+        rules.consumption.split.value = crate::rules::ConsumptionSplit::MeterCategory;
+        let plan = plan(&rules, &october(), &snapshot);
+        assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
+        assert!(
+            plan.warnings.iter().any(|w| w.code == "charge_grouping_changed"),
+            "{:?}",
+            plan.warnings
+        );
+        // A new period is charged per meter category, and converges.
+        let november = october_and(&[
+            line("2026-11-01", "Contoso", "Azure Plan", "AZ", "M1", "1", "3"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "A", "10", "5"),
+            line("2026-11-01", "Contoso", "Microsoft CSP", "S1", "B", "3", "7"),
+        ]);
+        let plan = converge(&rules, &november, &mut snapshot);
+        let keys: Vec<String> = plan.changes.iter().map(|c| c.key.to_string()).collect();
+        assert_eq!(keys, ["subscription:AZ/charge:2026-11-01/group:Product M1"]);
+    }
+
     #[test]
     fn a_monthly_period_boundary_is_not_a_taken_day() {
         // Autotask starts a unit period every month; on 2026-11-01 the count did not change,
