@@ -2,6 +2,8 @@
 //! precedence, and what each produced. Reads the imported bills and the rules only: no
 //! Autotask request, no write.
 
+use std::io::Write;
+
 use clap::{Args, ValueEnum};
 
 use super::session;
@@ -41,9 +43,13 @@ pub fn run(context: &Context, args: ExplainArgs) -> CommandResult {
         )
         .into());
     };
-    match args.format {
-        ExplainFormat::Text => print!("{}", explanation.to_text()),
-        ExplainFormat::Json => println!("{}", serde_json::to_string_pretty(&explanation)?),
+    let text = match args.format {
+        ExplainFormat::Text => explanation.to_text(),
+        ExplainFormat::Json => format!("{}\n", serde_json::to_string_pretty(&explanation)?),
+    };
+    // `cmat explain … | head` closes the pipe early: that is not an error.
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(err) if err.kind() != std::io::ErrorKind::BrokenPipe => Err(err.into()),
+        _ => Ok(Exit::Success),
     }
-    Ok(Exit::Success)
 }

@@ -165,11 +165,12 @@ impl Store {
                 "SELECT 1 FROM bill_lines WHERE trim(customer_number) = ?1 LIMIT 1",
                 value.clone(),
             ),
+            // Exact, as the rules compare groups.
             ScopeTerm::OrganizationGroup(value) => (
                 "SELECT 1 FROM bill_lines
-                 WHERE ';' || replace(organization_groups, '; ', ';') || ';' LIKE '%;' || ?1 || ';%' ESCAPE '\\'
+                 WHERE instr(';' || replace(organization_groups, '; ', ';') || ';', ';' || ?1 || ';') > 0
                  LIMIT 1",
-                like(value),
+                value.clone(),
             ),
             ScopeTerm::ItemCode(value) => {
                 ("SELECT 1 FROM bill_lines WHERE item_code = ?1 LIMIT 1", value.clone())

@@ -21,6 +21,9 @@ use crate::rules::{
 pub struct DesiredState {
     pub contracts: BTreeMap<String, DesiredContract>,
     pub warnings: Vec<Warning>,
+    /// Products a `skip` rule leaves out, by subscription and product key, with the rule: the
+    /// diff says when Autotask still bills them.
+    pub skipped: BTreeMap<(String, String), RuleOrigin>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -52,6 +55,9 @@ pub struct DesiredContract {
     pub category: Option<Ruled<i64>>,
     /// Contracts.serviceLevelAgreementID.
     pub service_level_agreement: Ruled<i64>,
+    /// The rule a new contract is named after in the plan: a `for` rule that set its company
+    /// or name, else the `service` rule.
+    pub placement_rule: RuleOrigin,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -152,6 +158,8 @@ pub enum WarningCode {
     DecreaseDeferred,
     /// A period already charged under another consumption grouping.
     ChargeGroupingChanged,
+    /// A product a `skip` rule leaves out that Autotask still bills.
+    SkippedButBilled,
 }
 
 impl WarningCode {
@@ -181,6 +189,7 @@ impl WarningCode {
             WarningCode::AmbiguousRules => "ambiguous_rules",
             WarningCode::DecreaseDeferred => "decrease_deferred",
             WarningCode::ChargeGroupingChanged => "charge_grouping_changed",
+            WarningCode::SkippedButBilled => "skipped_but_billed",
         }
     }
 }
@@ -197,22 +206,28 @@ pub struct Resolutions<'r> {
     rules: &'r RuleSet,
     resolved: Vec<Resolved<'r>>,
     by_matched: HashMap<Vec<u32>, Result<usize, Ambiguity>>,
+    /// The rules one line matched; reused from line to line.
+    matched: Vec<u32>,
 }
 
 impl<'r> Resolutions<'r> {
     pub fn new(rules: &'r RuleSet) -> Self {
-        Resolutions { rules, resolved: Vec::new(), by_matched: HashMap::new() }
+        Resolutions { rules, resolved: Vec::new(), by_matched: HashMap::new(), matched: Vec::new() }
     }
 
     /// The index of the line's resolution in [`Resolutions::get`], or the ambiguity.
     pub fn of(&mut self, line: &BillLine) -> Result<usize, Ambiguity> {
         let facts = LineFacts::of(line);
-        let matched: Vec<u32> = (0..self.rules.scoped.len() as u32)
-            .filter(|&index| self.rules.scoped[index as usize].matches(&facts))
-            .collect();
-        if let Some(known) = self.by_matched.get(&matched) {
+        self.matched.clear();
+        for (index, rule) in self.rules.scoped.iter().enumerate() {
+            if rule.matches(&facts) {
+                self.matched.push(index as u32);
+            }
+        }
+        if let Some(known) = self.by_matched.get(self.matched.as_slice()) {
             return known.clone();
         }
+        let matched = self.matched.clone();
         let mut rules: Vec<&'r ScopedRule> =
             matched.iter().map(|&index| &self.rules.scoped[index as usize]).collect();
         rules.sort_by(|a, b| b.specificity.cmp(&a.specificity));
@@ -244,6 +259,7 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
     let mut by_subscription: BTreeMap<&str, Vec<ResolvedLine>> = BTreeMap::new();
     let mut manual: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
     let mut skipped: BTreeMap<(&str, RuleOrigin), Vec<&BillLine>> = BTreeMap::new();
+    let mut skipped_products: BTreeMap<(String, String), RuleOrigin> = BTreeMap::new();
     let mut ambiguous: BTreeMap<&str, (Ambiguity, Vec<&BillLine>)> = BTreeMap::new();
     for line in lines {
         if line.subscription_id.is_empty() {
@@ -269,6 +285,9 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
         };
         let resolved = resolutions.get(index);
         if let Some(rule) = resolved.skipped_by(line) {
+            skipped_products
+                .entry((line.subscription_id.clone(), product_key(rules, line, resolved)))
+                .or_insert_with(|| rule.clone());
             skipped.entry((&line.organization_name, rule.clone())).or_default().push(line);
         } else if company_of(rules, line, resolved).is_none() {
             unlinked.entry(&line.organization_name).or_default().push(line);
@@ -348,7 +367,7 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
         }
     }
     warnings.sort();
-    DesiredState { contracts, warnings }
+    DesiredState { contracts, warnings, skipped: skipped_products }
 }
 
 fn latest_bill_dates(lines: &[BillLine]) -> BTreeMap<&str, NaiveDate> {
@@ -503,6 +522,15 @@ fn desired_contract(
         origin: service_rule.origin.clone(),
         category: resolved.contract_category.cloned(),
         service_level_agreement: resolved.service_level_agreement.clone(),
+        placement_rule: [
+            resolved.company.map(|rule| &rule.origin),
+            resolved.contract_name.map(|template| &template.origin),
+        ]
+        .into_iter()
+        .flatten()
+        .next()
+        .cloned()
+        .unwrap_or_else(|| service_rule.origin.clone()),
     };
     match kind {
         BillingKind::Licence => {
@@ -779,7 +807,10 @@ fn desired_charges(
                 field => template_value(field, first, date),
             });
             let render = |template: &crate::rules::Template| {
-                let name = template.render(|field| template_value(field, first, date));
+                let name = template.render(|field| match field {
+                    TemplateField::MeterCategory => group.clone(),
+                    field => template_value(field, first, date),
+                });
                 match &group {
                     Some(category) if !template.uses(TemplateField::MeterCategory) => {
                         format!("{name} ({category})")

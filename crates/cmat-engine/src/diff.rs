@@ -278,6 +278,7 @@ pub fn diff(
             }
         }
     }
+    warn_skipped_but_billed(&context, desired, &mut out);
     unknowns.warn(&mut out.warnings);
     // By the key's text, as plans have always been ordered.
     out.changes.sort_by_cached_key(|change| {
@@ -286,6 +287,39 @@ pub fn diff(
     out.warnings.sort();
     out.warnings.dedup();
     out
+}
+
+/// A product a `skip` rule now leaves out may still be billed by a contract service cmat made
+/// earlier: cmat does not end it on its own (the rule may be temporary), but says so.
+fn warn_skipped_but_billed(context: &Context<'_>, desired: &DesiredState, out: &mut Diff) {
+    let index = &context.index;
+    for ((subscription, product), rule) in &desired.skipped {
+        let still_wanted = desired
+            .contracts
+            .get(subscription)
+            .is_some_and(|contract| contract.services.contains_key(product));
+        let Some(contract) = index.contracts_by_subscription.get(subscription.as_str()) else {
+            continue;
+        };
+        let Some(service_id) = index.services_by_sku.get(product) else { continue };
+        let units = index
+            .units
+            .get(&(contract.id, *service_id))
+            .and_then(|periods| periods.last())
+            .map(|period| period.units)
+            .unwrap_or(0);
+        if still_wanted || units == 0 {
+            continue;
+        }
+        out.warnings.push(Warning::new(
+            WarningCode::SkippedButBilled,
+            format!(
+                "product {product} of subscription {subscription} is skipped by the rule at {rule}, but contract #{} still bills {units} unit(s) of it; left as it is (set its units to 0 in Autotask, or remove the skip)",
+                contract.id
+            ),
+            format!("Contracts/{}", contract.id),
+        ));
+    }
 }
 
 fn contract_label(contract: &DesiredContract) -> String {
@@ -340,7 +374,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
         out.changes.push(Change {
             key: key.clone(),
             write,
-            rule: contract.origin.clone(),
+            rule: contract.placement_rule.clone(),
             reason: format!(
                 "new subscription {} ({})",
                 contract.subscription_id, contract.service_name
@@ -519,17 +553,48 @@ enum ContractEdit {
     Category(Edit<i64>),
 }
 
-/// The Autotask Service behind a product: explicit rule, then sku, then one planned create.
+/// The Service a contract already bills a product on under the other sku spelling, with or
+/// without its term (`CFQ7…` and `CFQ7…/Annual`): turning `service_per_term` on or off must not
+/// add a second contract service for the same licences. Its own sku's Service comes first.
+fn held_on_another_term(
+    index: &SnapshotIndex<'_>,
+    contract_id: Option<i64>,
+    service: &DesiredContractService,
+) -> Option<i64> {
+    let contract_id = contract_id?;
+    let own = index.services_by_sku.get(&service.product_key);
+    if own.is_some_and(|id| index.contract_services.contains_key(&(contract_id, *id))) {
+        return None;
+    }
+    let base = match service.product_key.rsplit_once('/') {
+        Some((base, _)) if service.per_term => base,
+        _ => service.product_key.as_str(),
+    };
+    let prefix = format!("{base}/");
+    index
+        .services_by_sku
+        .iter()
+        .filter(|(sku, _)| *sku == base || sku.starts_with(&prefix))
+        .map(|(_, id)| *id)
+        .find(|id| index.contract_services.contains_key(&(contract_id, *id)))
+}
+
+/// The Autotask Service behind a product: explicit rule, then the one the contract already
+/// bills it on, then sku, then one planned create.
 fn resolve_service(
     context: &Context,
     contract: &DesiredContract,
     service: &DesiredContractService,
+    existing_contract: Option<i64>,
     planned_services: &mut BTreeSet<String>,
     out: &mut Diff,
 ) -> Option<Id<NaturalKey>> {
     let (rules, index) = (context.rules, &context.index);
     if let Some(explicit) = service.service_id {
         return Some(Id::Existing(explicit));
+    }
+    if let Some(id) = held_on_another_term(index, existing_contract, service) {
+        return Some(Id::Existing(id));
     }
     if let Some(id) = index.services_by_sku.get(&service.product_key) {
         return Some(Id::Existing(*id));
@@ -646,12 +711,15 @@ fn diff_contract_service(
         item: service.product_key.clone(),
     };
     // Nothing to remove from a contract or a service that does not exist yet.
-    let existing_service_id =
-        service.service_id.or_else(|| index.services_by_sku.get(&service.product_key).copied());
+    let existing_service_id = service
+        .service_id
+        .or_else(|| held_on_another_term(index, target.existing_id, service))
+        .or_else(|| index.services_by_sku.get(&service.product_key).copied());
     if service.units == 0 && (target.existing_id.is_none() || existing_service_id.is_none()) {
         return;
     }
-    let Some(service_ref) = resolve_service(context, contract, service, planned_services, out)
+    let Some(service_ref) =
+        resolve_service(context, contract, service, target.existing_id, planned_services, out)
     else {
         return;
     };
@@ -824,10 +892,17 @@ fn diff_contract_service(
         }
     }
     reasons.extend(repriced);
+    // The rule behind the change: the price's when only the price moves; for units, the
+    // timing, included/minimum or `for` price rule that shaped them, else the service rule.
+    let scoped_price = service.price_rule != rules.prices.unit_price.origin;
     let rule = if unit_change == 0 {
         service.price_rule.clone()
     } else if deferred_to.is_some() {
         service.decrease.origin.clone()
+    } else if let Some(units_rule) = &service.units_rule {
+        units_rule.clone()
+    } else if on_contract.is_none() && scoped_price {
+        service.price_rule.clone()
     } else if service.on_current_bill {
         contract.origin.clone()
     } else {
@@ -864,15 +939,24 @@ fn decrease_date(
     match service.decrease.value {
         DecreaseTiming::BillingDate => billing_date,
         DecreaseTiming::NextPeriod => after_months(period_months(&service.payment_frequency)),
-        // The first day of a term on or after the bill: terms run from the contract's start
-        // (its first Billing Date), as Cloudmore's bills do not carry the term's own dates.
+        // Terms run from the contract's start (its first Billing Date), as Cloudmore's bills
+        // do not carry the term's own dates. A bill in the first period of a term is the
+        // renewal's bill: the decrease takes effect on it; any later bill waits for the next
+        // term's first day.
         DecreaseTiming::TermEnd => {
-            let end = covering_end_date(
-                contract.start_date,
-                term_months,
-                billing_date.pred_opt().unwrap_or(billing_date),
-            );
-            end.succ_opt().unwrap_or(end).max(billing_date)
+            let end = covering_end_date(contract.start_date, term_months, billing_date);
+            let next_term = end.succ_opt().unwrap_or(end);
+            let this_term = next_term
+                .checked_sub_months(chrono::Months::new(term_months.max(1)))
+                .unwrap_or(contract.start_date);
+            let renewal_period_ends = this_term
+                .checked_add_months(chrono::Months::new(period_months(&service.payment_frequency)))
+                .unwrap_or(NaiveDate::MAX);
+            if billing_date < renewal_period_ends {
+                billing_date
+            } else {
+                next_term
+            }
         }
     }
 }
@@ -970,29 +1054,47 @@ fn diff_charge(
                         )))
             })
         };
-        let other_grouping: Vec<String> = target
+        let other_grouping: Vec<&ContractCharge> = target
             .existing_id
             .and_then(|id| index.charges_by_contract.get(&id))
             .into_iter()
             .flatten()
+            .copied()
             .filter(|existing| {
                 existing.date_purchased == charge.date
                     && existing.name.starts_with(&charge.period_name)
                     && !claimed(existing)
             })
-            .map(|existing| format!("\"{}\" (#{})", existing.name, existing.id))
             .collect();
         if !other_grouping.is_empty() {
-            out.warnings.push(Warning::new(
-                WarningCode::ChargeGroupingChanged,
-                format!(
-                    "subscription {}: the period {} is already charged as {}, under another grouping of its consumption; no charge \"{name}\" is added, so the period is not billed twice (the new grouping applies from the next period)",
-                    contract.subscription_id,
-                    charge.date,
-                    other_grouping.join(", ")
-                ),
-                charge.source.to_string(),
-            ));
+            // Said once per period (by its first charge), and only while the period's charges
+            // and the bill disagree: a period billed in full under the old grouping is done.
+            let siblings: Vec<&DesiredCharge> =
+                contract.charges.values().filter(|sibling| sibling.date == charge.date).collect();
+            let wanted: Decimal = siblings.iter().map(|sibling| sibling.unit_price).sum();
+            let billed: Decimal =
+                other_grouping.iter().map(|existing| charge_total(existing).0).sum();
+            let first_of_period = siblings.first().is_some_and(|first| first.group == charge.group);
+            if billed != wanted && first_of_period {
+                let names: Vec<String> = other_grouping
+                    .iter()
+                    .map(|existing| format!("\"{}\" (#{})", existing.name, existing.id))
+                    .collect();
+                out.warnings.push(Warning::new(
+                    WarningCode::ChargeGroupingChanged,
+                    format!(
+                        "subscription {}: the period {} is charged {} as {}, under another grouping of its consumption, and the bill now says {}; no charge is added or corrected, so the period is not billed twice (correct it in Autotask by hand)",
+                        contract.subscription_id,
+                        charge.date,
+                        amount(billed, scale),
+                        names.join(", "),
+                        amount(wanted, scale)
+                    ),
+                    charge.source.to_string(),
+                ));
+            } else if billed == wanted {
+                out.unchanged += 1;
+            }
             return;
         }
         out.changes.push(Change {
@@ -1777,15 +1879,53 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_product_skipped_after_it_was_billed_is_left_and_said() {
+        let (mut rules, snapshot) = october_applied();
+        rules.scoped.push(scoped(
+            vec![crate::rules::ScopeTerm::ItemCode("B".into())],
+            9,
+            |origin| crate::rules::ScopedSettings {
+                skip: Some(ruled_at(true, &origin)),
+                ..Default::default()
+            },
+        ));
+        let plan = plan(&rules, &october(), &snapshot);
+        assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
+        let said: Vec<&str> = plan
+            .warnings
+            .iter()
+            .filter(|w| w.code == "skipped_but_billed")
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(said.len(), 1, "{:?}", plan.warnings);
+        assert!(said[0].starts_with("product B of subscription S1 is skipped by the rule at mappings/prices.cmat:9, but contract #"), "{said:?}");
+        assert!(said[0].contains("still bills 3 unit(s)"), "{said:?}");
+    }
+
+    #[test]
     fn a_period_charged_under_another_grouping_is_not_charged_twice() {
         let (mut rules, mut snapshot) = october_applied();
         rules.consumption.split.value = crate::rules::ConsumptionSplit::MeterCategory;
-        let plan = plan(&rules, &october(), &snapshot);
-        assert!(plan.changes.is_empty(), "{:?}", summary(&plan));
+        // October is billed in full as one charge: nothing to do, nothing to say.
+        let unchanged = plan(&rules, &october(), &snapshot);
+        assert!(unchanged.changes.is_empty(), "{:?}", summary(&unchanged));
+        assert!(unchanged.warnings.is_empty(), "{:?}", unchanged.warnings);
+        // October restated: the old charge is not corrected per category (that would bill the
+        // period twice); said once for the period.
+        let mut restated = october();
+        restated[3].total_sales += Decimal::ONE;
+        let restated_plan = plan(&rules, &restated, &snapshot);
+        assert!(restated_plan.changes.is_empty(), "{:?}", summary(&restated_plan));
+        let warned: Vec<&str> = restated_plan
+            .warnings
+            .iter()
+            .filter(|w| w.code == "charge_grouping_changed")
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(warned.len(), 1, "{warned:?}");
         assert!(
-            plan.warnings.iter().any(|w| w.code == "charge_grouping_changed"),
-            "{:?}",
-            plan.warnings
+            warned[0].contains("is charged 20.7500 as \"Azure consumption 2026-10\""),
+            "{warned:?}"
         );
         // A new period is charged per meter category, and converges.
         let november = october_and(&[

@@ -54,7 +54,7 @@ impl<'a> Compiler<'a> {
             let mut comparable: Vec<(String, String)> = rule
                 .scope
                 .iter()
-                .map(|term| (term.keyword().to_string(), term.value().to_ascii_lowercase()))
+                .map(|term| (term.keyword().to_string(), term.comparable_value()))
                 .collect();
             comparable.sort();
             let earlier = seen.entry(comparable).or_default();
