@@ -14,7 +14,7 @@ use super::client::{AutotaskClient, AutotaskError, Threshold};
 use super::discover::{discover_ids_for, Discovery};
 use super::pull::{read_picklists, PullError, ENTITIES};
 use super::query::{Condition, Filter};
-use cmat_engine::picklists::resolve_values;
+use cmat_engine::picklists::{check_chosen_ids, resolve_values};
 use cmat_engine::rules::RuleSet;
 use cmat_engine::snapshot::Picklists;
 
@@ -254,6 +254,23 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
         }
         Some(entry) => Check::ok(sla_name, format!("\"{}\", active", entry.label)),
     });
+    // Categories and SLAs set by `for` rules (or the contract block's category).
+    let names_more_ids = rules.contract.category.is_some()
+        || rules.scoped.iter().any(|rule| {
+            rule.set.service_level_agreement.is_some() || rule.set.contract_category.is_some()
+        });
+    if names_more_ids {
+        let name = "contract categories and SLAs of the rules";
+        checks.push(match check_chosen_ids(rules, &facts.picklists) {
+            Ok(()) => Check::ok(name, "each in the tenant's list, active"),
+            Err(errors) => {
+                let message: Vec<String> =
+                    errors.iter().map(|e| format!("{}: {}", e.origin, e.message)).collect();
+                let fix: Vec<String> = errors.iter().map(|e| e.hint.clone()).collect();
+                Check::problem(name, message.join("; "), fix.join("; "))
+            }
+        });
+    }
     // The SLA has its own line above.
     checks.push(match resolve_values(rules, &facts.picklists) {
         Ok(values) => Check::ok(
