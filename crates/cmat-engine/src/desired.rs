@@ -3,17 +3,18 @@
 //! A pure function of (rules, bill lines): no snapshot, no network, no clock. The diff compares
 //! its output with the Autotask snapshot.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use chrono::{Datelike, Months, NaiveDate};
 use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 
 use crate::billing::{BillLine, LineSource};
+pub use crate::rules::resolutions::Resolutions;
 use crate::rules::scoped::{meter_category, Ambiguity};
 use crate::rules::{
-    BillingKind, ConsumptionSplit, ContractStart, DecreaseTiming, LineFacts, MarginPolicy,
-    Resolved, Rounding, RuleOrigin, RuleSet, Ruled, ScopedRule, TemplateField,
+    BillingKind, ConsumptionSplit, ContractStart, DecreaseTiming, MarginPolicy, Resolved, Rounding,
+    RuleOrigin, RuleSet, Ruled, TemplateField,
 };
 
 /// Everything the bills ask for, keyed by subscription id.
@@ -200,50 +201,6 @@ impl Warning {
     }
 }
 
-/// The scoped rules in force for each line, resolved once per distinct set of matching rules
-/// (a tenant's lines fall into few such sets). Without scoped rules every line shares one.
-pub struct Resolutions<'r> {
-    rules: &'r RuleSet,
-    resolved: Vec<Resolved<'r>>,
-    by_matched: HashMap<Vec<u32>, Result<usize, Ambiguity>>,
-    /// The rules one line matched; reused from line to line.
-    matched: Vec<u32>,
-}
-
-impl<'r> Resolutions<'r> {
-    pub fn new(rules: &'r RuleSet) -> Self {
-        Resolutions { rules, resolved: Vec::new(), by_matched: HashMap::new(), matched: Vec::new() }
-    }
-
-    /// The index of the line's resolution in [`Resolutions::get`], or the ambiguity.
-    pub fn of(&mut self, line: &BillLine) -> Result<usize, Ambiguity> {
-        let facts = LineFacts::of(line);
-        self.matched.clear();
-        for (index, rule) in self.rules.scoped.iter().enumerate() {
-            if rule.matches(&facts) {
-                self.matched.push(index as u32);
-            }
-        }
-        if let Some(known) = self.by_matched.get(self.matched.as_slice()) {
-            return known.clone();
-        }
-        let matched = self.matched.clone();
-        let mut rules: Vec<&'r ScopedRule> =
-            matched.iter().map(|&index| &self.rules.scoped[index as usize]).collect();
-        rules.sort_by(|a, b| b.specificity.cmp(&a.specificity));
-        let result = self.rules.resolve_matched(rules).map(|resolved| {
-            self.resolved.push(resolved);
-            self.resolved.len() - 1
-        });
-        self.by_matched.insert(matched, result.clone());
-        result
-    }
-
-    pub fn get(&self, index: usize) -> &Resolved<'r> {
-        &self.resolved[index]
-    }
-}
-
 /// A line with the index of its resolution.
 type ResolvedLine<'a> = (&'a BillLine, usize);
 
@@ -420,7 +377,7 @@ fn desired_contract(
     latest_bill_of_organization: &BTreeMap<&str, NaiveDate>,
     warnings: &mut Vec<Warning>,
 ) -> Option<DesiredContract> {
-    let rules = resolutions.rules;
+    let rules = resolutions.rules();
     let (first, _) = lines[0];
     let service_rule = rules.services.get(&first.service_name)?;
     let kind = service_rule.value;
@@ -643,7 +600,7 @@ fn desired_services(
     current: &[ResolvedLine],
     warnings: &mut Vec<Warning>,
 ) -> BTreeMap<String, DesiredContractService> {
-    let rules = resolutions.rules;
+    let rules = resolutions.rules();
     let effective_date = current[0].0.billing_date;
     let mut by_product: BTreeMap<String, Vec<ResolvedLine>> = BTreeMap::new();
     for &(line, index) in current {
@@ -772,7 +729,7 @@ fn desired_charges(
     lines: &[ResolvedLine],
     warnings: &mut Vec<Warning>,
 ) -> BTreeMap<(NaiveDate, Option<String>), DesiredCharge> {
-    let rules = resolutions.rules;
+    let rules = resolutions.rules();
     // The split is the subscription's: from its current bill's first line.
     let latest = lines.iter().max_by_key(|(line, _)| line.billing_date).map(|(_, index)| *index);
     let split = latest

@@ -7,6 +7,7 @@ use std::fmt;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
+pub mod resolutions;
 pub mod scoped;
 
 pub use scoped::{
