@@ -25,6 +25,9 @@ pub fn review(
     sources: &[(String, String)],
     period: Option<Period>,
 ) -> Result<Review, LoadError> {
+    // Where the time goes, at debug level (the large tenant's benchmark prints it).
+    let started = std::time::Instant::now();
+    let tick = |done: &str| tracing::debug!(target: "cmat::report", "{done} after {} ms", started.elapsed().as_millis());
     let bills = store.bill_revisions()?;
     let Some(latest) = bills.iter().map(|b| b.billing_date).max() else {
         return Err(LoadError::NoBills);
@@ -40,24 +43,31 @@ pub fn review(
     let previous = periods.iter().copied().filter(|p| *p < period).max();
 
     let lines = store.bill_lines_between(period.first_day(), period.next().first_day())?;
+    tick("lines read");
     let current = PeriodSums::of(rules, &lines);
+    tick("current summed");
     let previous_sums = match previous {
         Some(previous) => {
             let mut sums = PeriodSums::default();
-            store.visit_bill_lines(previous.first_day(), previous.next().first_day(), |line| {
-                sums.add(rules, &line)
-            })?;
+            store.visit_review_lines(
+                previous.first_day(),
+                previous.next().first_day(),
+                |line| sums.add(rules, line),
+            )?;
             Some((previous, sums))
         }
         None => None,
     };
+    tick("previous summed");
     let snapshot = store.load_snapshot()?;
+    tick("snapshot");
 
     let desired: Vec<PlanNote> = cmat_engine::desired::desired_state(rules, &lines)
         .warnings
         .into_iter()
         .map(|w| PlanNote { code: w.code.as_str().into(), message: w.message, source: w.source })
         .collect();
+    tick("desired");
     let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
         Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
     } else if period != latest_period {
@@ -84,6 +94,7 @@ pub fn review(
             )),
         }
     };
+    tick("plan");
     drop(lines);
 
     let consumption: Vec<String> = rules
@@ -93,6 +104,7 @@ pub fn review(
         .map(|(name, _)| name.clone())
         .collect();
     let history = HistoryInput::from_store(&store.bill_history(&consumption)?);
+    tick("history");
     let restated: Vec<_> = bills
         .iter()
         .filter(|b| period.contains(b.billing_date) && b.revision > 1)
@@ -100,6 +112,7 @@ pub fn review(
         .collect();
     let writes = period_writes(store, &bills, period)?;
 
+    tick("writes");
     let plan_notes = plan_warnings.as_deref().map_err(Clone::clone);
     Ok(build(&ReviewInput {
         period,
