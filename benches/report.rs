@@ -146,8 +146,7 @@ fn measure(workspace: &Path) -> Result<(), Box<dyn std::error::Error>> {
     let store = Store::open(&workspace.join(".cmat/state.db"), Access::Read)?;
     let rules = cmat_mapping::load_rules(workspace)
         .unwrap_or_else(|diagnostics| panic!("the default rules must check:\n{diagnostics}"));
-    let sources = cmat_mapping::mapping_sources(workspace)?;
-    let review = load::review(&store, &rules, &sources, None)?;
+    let review = load::review(&store, &rules, None)?;
     let built = started.elapsed();
     let text = render(&review, format, "bench")?;
     let out = workspace.join("review.out");

@@ -19,12 +19,7 @@ pub enum LoadError {
 
 /// The review of `period` (default: the latest Billing Date's month) from the store, with
 /// the workspace's checked rules.
-pub fn review(
-    store: &Store,
-    rules: &RuleSet,
-    sources: &[(String, String)],
-    period: Option<Period>,
-) -> Result<Review, LoadError> {
+pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<Review, LoadError> {
     // Where the time goes, at debug level (the large tenant's benchmark prints it).
     let started = std::time::Instant::now();
     let tick = |done: &str| tracing::debug!(target: "cmat::report", "{done} after {} ms", started.elapsed().as_millis());
@@ -62,11 +57,16 @@ pub fn review(
     let snapshot = store.load_snapshot()?;
     tick("snapshot");
 
-    let desired: Vec<PlanNote> = cmat_engine::desired::desired_state(rules, &lines)
-        .warnings
-        .into_iter()
-        .map(|w| PlanNote { code: w.code.as_str().into(), message: w.message, source: w.source })
-        .collect();
+    // The plan's warnings are its diff's (`cmat_engine::plan::compute` is resolve, desired
+    // state, diff): the desired state is computed once for both lists, and none of the plan's
+    // changes, references or digests are built, since the review shows warnings only.
+    let desired_state = cmat_engine::desired::desired_state(rules, &lines);
+    let note = |w: &cmat_engine::desired::Warning| PlanNote {
+        code: w.code.as_str().into(),
+        message: w.message.clone(),
+        source: w.source.clone(),
+    };
+    let desired: Vec<PlanNote> = desired_state.warnings.iter().map(note).collect();
     tick("desired");
     let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
         Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
@@ -75,18 +75,11 @@ pub fn review(
             "Drift and duplicate contracts are checked against today's Autotask on the review of the latest period ({latest_period}) only."
         ))
     } else {
-        let inputs = cmat_engine::plan::PlanInputs {
-            rules,
-            lines: &lines,
-            snapshot: &snapshot,
-            mapping_sources: sources,
-            inputs_digest: String::new(),
-        };
-        match cmat_engine::plan::compute(&inputs, Utc::now()) {
-            Ok(plan) => Ok(plan
+        match cmat_engine::picklists::resolve(rules, &snapshot.picklists) {
+            Ok(values) => Ok(cmat_engine::diff::diff(rules, &values, &desired_state, &snapshot)
                 .warnings
-                .into_iter()
-                .map(|w| PlanNote { code: w.code, message: w.message, source: w.source })
+                .iter()
+                .map(note)
                 .collect()),
             Err(errors) => Err(format!(
                 "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
@@ -94,6 +87,7 @@ pub fn review(
             )),
         }
     };
+    drop(desired_state);
     tick("plan");
     drop(lines);
 
