@@ -9,7 +9,11 @@ use minijinja::{Environment, ErrorKind};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
-use super::{charts, Figures, Review};
+use super::{
+    charts, AzureTrend, Change, CompanyReview, Exception, Figures, Period, PeriodTotal,
+    ProductReview, Review, SubscriptionReview, Totals,
+};
+use chrono::NaiveDate;
 use cmat_engine::spreadsheet::spreadsheet_safe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -294,12 +298,115 @@ pub fn html(review: &Review, generated_at: &str) -> Result<String, RenderError> 
         })
         .count();
     Ok(template.render(minijinja::context! {
-        review => Value::from_serialize(review),
+        review => Value::from_serialize(Page::of(review)),
         charts => Value::from_serialize(&charts),
         generated_at => generated_at,
         left_out_exceptions => left_out_exceptions,
         version => env!("CARGO_PKG_VERSION"),
     })?)
+}
+
+/// The review as the page's template reads it: the same fields, except that a consumption
+/// subscription with more than 12 meters carries only the 10 largest (the page folds the
+/// rest; `product_count` says how many there are). A large tenant's 200,000 Azure meters are
+/// then not all turned into template values only to be skipped.
+#[derive(Serialize)]
+struct Page<'a> {
+    period: Period,
+    previous_period: Option<Period>,
+    billing_dates: &'a [NaiveDate],
+    currencies: &'a [String],
+    totals: &'a Totals,
+    exceptions: &'a [Exception],
+    companies: Vec<PageCompany<'a>>,
+    azure: &'a [AzureTrend],
+    history: &'a [PeriodTotal],
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct PageCompany<'a> {
+    organization: &'a str,
+    customer_number: &'a str,
+    autotask_company_id: Option<i64>,
+    autotask_company: Option<&'a str>,
+    figures: &'a Figures,
+    previous_revenue: Option<Decimal>,
+    change: Change,
+    subscriptions: Vec<PageSubscription<'a>>,
+}
+
+#[derive(Serialize)]
+struct PageSubscription<'a> {
+    subscription_id: &'a str,
+    subscription_name: &'a str,
+    service: &'a str,
+    billing: &'a str,
+    billing_date: Option<NaiveDate>,
+    figures: &'a Figures,
+    previous_revenue: Option<Decimal>,
+    change: Change,
+    autotask_revenue: Option<Decimal>,
+    autotask_status: &'a str,
+    products: &'a [ProductReview],
+    product_count: usize,
+}
+
+/// Meters a folded subscription shows, and the count above which it is folded (the template's).
+const FOLDED_METERS: usize = 10;
+const FOLD_ABOVE: usize = 12;
+
+impl<'a> Page<'a> {
+    fn of(review: &'a Review) -> Page<'a> {
+        Page {
+            period: review.period,
+            previous_period: review.previous_period,
+            billing_dates: &review.billing_dates,
+            currencies: &review.currencies,
+            totals: &review.totals,
+            exceptions: &review.exceptions,
+            companies: review.companies.iter().map(PageCompany::of).collect(),
+            azure: &review.azure,
+            history: &review.history,
+            notes: &review.notes,
+        }
+    }
+}
+
+impl<'a> PageCompany<'a> {
+    fn of(company: &'a CompanyReview) -> PageCompany<'a> {
+        PageCompany {
+            organization: &company.organization,
+            customer_number: &company.customer_number,
+            autotask_company_id: company.autotask_company_id,
+            autotask_company: company.autotask_company.as_deref(),
+            figures: &company.figures,
+            previous_revenue: company.previous_revenue,
+            change: company.change,
+            subscriptions: company.subscriptions.iter().map(PageSubscription::of).collect(),
+        }
+    }
+}
+
+impl<'a> PageSubscription<'a> {
+    fn of(sub: &'a SubscriptionReview) -> PageSubscription<'a> {
+        let folded = sub.billing == "consumption" && sub.products.len() > FOLD_ABOVE;
+        let shown = if folded { FOLDED_METERS } else { sub.products.len() };
+        PageSubscription {
+            subscription_id: &sub.subscription_id,
+            subscription_name: &sub.subscription_name,
+            service: &sub.service,
+            billing: sub.billing,
+            billing_date: sub.billing_date,
+            figures: &sub.figures,
+            previous_revenue: sub.previous_revenue,
+            change: sub.change,
+            autotask_revenue: sub.autotask_revenue,
+            autotask_status: sub.autotask_status,
+            products: sub.products.get(..shown).unwrap_or(&sub.products),
+            product_count: sub.products.len(),
+        }
+    }
 }
 
 #[cfg(test)]
