@@ -5,7 +5,7 @@
 //! `cargo bench --bench report`. The set-up (generating and importing the 12 periods, the
 //! snapshot) runs here; the review is then built and rendered by this same binary started
 //! again with `--measure WORKSPACE`, so that its peak memory (VmHWM of /proc/self/status) is
-//! the report's alone.
+//! the report's alone. `REPORT_BENCH_PHASES=1` prints the review's phases (its debug lines).
 
 use std::path::Path;
 use std::process::Command;
@@ -134,12 +134,19 @@ fn measure(workspace: &Path) -> Result<(), Box<dyn std::error::Error>> {
         Some("json") => Format::Json,
         _ => Format::Html,
     };
+    if std::env::var_os("REPORT_BENCH_PHASES").is_some() {
+        // The review's own debug lines: where its time goes.
+        tracing_subscriber::fmt()
+            .with_writer(std::io::stderr)
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .init();
+    }
     let started = Instant::now();
     let store = Store::open(&workspace.join(".cmat/state.db"), Access::Read)?;
     let rules = cmat_mapping::load_rules(workspace)
         .unwrap_or_else(|diagnostics| panic!("the default rules must check:\n{diagnostics}"));
-    let sources = cmat_mapping::mapping_sources(workspace)?;
-    let review = load::review(&store, &rules, &sources, None)?;
+    let review = load::review(&store, &rules, None)?;
     let built = started.elapsed();
     let text = render(&review, format, "bench")?;
     let out = workspace.join("review.out");

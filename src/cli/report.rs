@@ -94,8 +94,8 @@ pub fn review(
     store: &Store,
     period: Option<Period>,
 ) -> Result<Review, CommandError> {
-    let (rules, sources) = session::load_rules(context)?;
-    Ok(crate::report::load::review(store, &rules, &sources, period)?)
+    let (rules, _sources) = session::load_rules(context)?;
+    Ok(crate::report::load::review(store, &rules, period)?)
 }
 
 // ---------------------------------------------------------------------------------------------

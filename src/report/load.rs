@@ -4,8 +4,11 @@
 use chrono::{DateTime, Utc};
 
 use super::{build, HistoryInput, Period, PeriodSums, PlanNote, Review, ReviewInput, WriteProblem};
-use crate::store::{AuditFilter, AuditOutcome, JournalOutcome, Store, StoreError};
+use std::path::Path;
+
+use crate::store::{Access, AuditFilter, AuditOutcome, JournalOutcome, Store, StoreError};
 use cmat_engine::rules::{BillingKind, RuleSet};
+use cmat_engine::snapshot::Snapshot;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -19,12 +22,13 @@ pub enum LoadError {
 
 /// The review of `period` (default: the latest Billing Date's month) from the store, with
 /// the workspace's checked rules.
-pub fn review(
-    store: &Store,
-    rules: &RuleSet,
-    sources: &[(String, String)],
-    period: Option<Period>,
-) -> Result<Review, LoadError> {
+pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<Review, LoadError> {
+    // Where the time goes, at debug level (the large tenant's benchmark prints it).
+    let started = std::time::Instant::now();
+    let tick = |done: &str| {
+        let elapsed = started.elapsed().as_millis();
+        tracing::debug!(target: "cmat::report", "{done} after {elapsed} ms");
+    };
     let bills = store.bill_revisions()?;
     let Some(latest) = bills.iter().map(|b| b.billing_date).max() else {
         return Err(LoadError::NoBills);
@@ -39,60 +43,20 @@ pub fn review(
     }
     let previous = periods.iter().copied().filter(|p| *p < period).max();
 
-    let lines = store.bill_lines_between(period.first_day(), period.next().first_day())?;
-    let current = PeriodSums::of(rules, &lines);
-    let previous_sums = match previous {
-        Some(previous) => {
-            let mut sums = PeriodSums::default();
-            store.visit_bill_lines(previous.first_day(), previous.next().first_day(), |line| {
-                sums.add(rules, &line)
-            })?;
-            Some((previous, sums))
-        }
-        None => None,
-    };
-    let snapshot = store.load_snapshot()?;
-
-    let desired: Vec<PlanNote> = cmat_engine::desired::desired_state(rules, &lines)
-        .warnings
-        .into_iter()
-        .map(|w| PlanNote { code: w.code.as_str().into(), message: w.message, source: w.source })
-        .collect();
-    let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
-        Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
-    } else if period != latest_period {
-        Err(format!(
-            "Drift and duplicate contracts are checked against today's Autotask on the review of the latest period ({latest_period}) only."
-        ))
-    } else {
-        let inputs = cmat_engine::plan::PlanInputs {
-            rules,
-            lines: &lines,
-            snapshot: &snapshot,
-            mapping_sources: sources,
-            inputs_digest: String::new(),
-        };
-        match cmat_engine::plan::compute(&inputs, Utc::now()) {
-            Ok(plan) => Ok(plan
-                .warnings
-                .into_iter()
-                .map(|w| PlanNote { code: w.code, message: w.message, source: w.source })
-                .collect()),
-            Err(errors) => Err(format!(
-                "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
-                errors.len()
-            )),
-        }
-    };
-    drop(lines);
-
-    let consumption: Vec<String> = rules
-        .services
-        .iter()
-        .filter(|(_, rule)| rule.value == BillingKind::Consumption)
-        .map(|(name, _)| name.clone())
-        .collect();
-    let history = HistoryInput::from_store(&store.bill_history(&consumption)?);
+    // The previous period and every period's totals are read on a second connection while
+    // this one reads the period and computes the plan's warnings: the halves overlap on two
+    // cores (each is about half of the work on a large tenant).
+    let path = store.path();
+    let (now, earlier) = std::thread::scope(|scope| {
+        let earlier = scope.spawn(|| earlier_periods(path, rules, previous));
+        let now = this_period(store, rules, period, latest_period);
+        tick("period read, plan computed");
+        let earlier = earlier.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        tick("previous period and history read");
+        (now, earlier)
+    });
+    let ThisPeriod { sums: current, snapshot, desired_warnings: desired, plan_warnings } = now?;
+    let Earlier { previous: previous_sums, history } = earlier?;
     let restated: Vec<_> = bills
         .iter()
         .filter(|b| period.contains(b.billing_date) && b.revision > 1)
@@ -100,8 +64,9 @@ pub fn review(
         .collect();
     let writes = period_writes(store, &bills, period)?;
 
+    tick("writes read");
     let plan_notes = plan_warnings.as_deref().map_err(Clone::clone);
-    Ok(build(&ReviewInput {
+    let review = build(&ReviewInput {
         period,
         rules,
         current: &current,
@@ -112,7 +77,99 @@ pub fn review(
         history: &history,
         restated: &restated,
         writes: &writes,
-    }))
+    });
+    tick("review built");
+    Ok(review)
+}
+
+/// What the review needs of its own period, read and computed on the caller's connection.
+struct ThisPeriod {
+    sums: PeriodSums,
+    snapshot: Snapshot,
+    desired_warnings: Vec<PlanNote>,
+    /// None when not computed, with why.
+    plan_warnings: Result<Vec<PlanNote>, String>,
+}
+
+/// The period's lines summed, and the desired state's and the plan's warnings over them: the
+/// engine takes whole `BillLine`s, so this period's are held (and dropped here).
+fn this_period(
+    store: &Store,
+    rules: &RuleSet,
+    period: Period,
+    latest_period: Period,
+) -> Result<ThisPeriod, LoadError> {
+    let lines = store.bill_lines_between(period.first_day(), period.next().first_day())?;
+    let sums = PeriodSums::of(rules, &lines);
+    let snapshot = store.load_snapshot()?;
+
+    // The plan's warnings are its diff's (`cmat_engine::plan::compute` is resolve, desired
+    // state, diff): the desired state is computed once for both lists, and none of the plan's
+    // changes, references or digests are built, since the review shows warnings only.
+    let desired_state = cmat_engine::desired::desired_state(rules, &lines);
+    let note = |w: &cmat_engine::desired::Warning| PlanNote {
+        code: w.code.as_str().into(),
+        message: w.message.clone(),
+        source: w.source.clone(),
+    };
+    let desired: Vec<PlanNote> = desired_state.warnings.iter().map(note).collect();
+    let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
+        Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
+    } else if period != latest_period {
+        Err(format!(
+            "Drift and duplicate contracts are checked against today's Autotask on the review of the latest period ({latest_period}) only."
+        ))
+    } else {
+        match cmat_engine::picklists::resolve(rules, &snapshot.picklists) {
+            Ok(values) => Ok(cmat_engine::diff::diff(rules, &values, &desired_state, &snapshot)
+                .warnings
+                .iter()
+                .map(note)
+                .collect()),
+            Err(errors) => Err(format!(
+                "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
+                errors.len()
+            )),
+        }
+    };
+    Ok(ThisPeriod { sums, snapshot, desired_warnings: desired, plan_warnings })
+}
+
+/// The periods before the review's: the previous one summed (from borrowed rows: it is never
+/// held as lines) and every period's totals.
+struct Earlier {
+    previous: Option<(Period, PeriodSums)>,
+    history: HistoryInput,
+}
+
+/// [`Earlier`], on a connection of its own (`path`, read only), so that it can run beside
+/// [`this_period`].
+fn earlier_periods(
+    path: &Path,
+    rules: &RuleSet,
+    previous: Option<Period>,
+) -> Result<Earlier, LoadError> {
+    let store = Store::open(path, Access::Read)?;
+    let previous = match previous {
+        Some(previous) => {
+            let mut sums = PeriodSums::default();
+            store.visit_review_lines(
+                previous.first_day(),
+                previous.next().first_day(),
+                |line| sums.add(rules, line),
+            )?;
+            Some((previous, sums))
+        }
+        None => None,
+    };
+    let consumption: Vec<String> = rules
+        .services
+        .iter()
+        .filter(|(_, rule)| rule.value == BillingKind::Consumption)
+        .map(|(name, _)| name.clone())
+        .collect();
+    let history = HistoryInput::from_store(&store.bill_history(&consumption)?);
+    Ok(Earlier { previous, history })
 }
 
 /// The writes of the period's runs that failed, were skipped or have an unknown outcome. The

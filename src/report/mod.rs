@@ -14,7 +14,8 @@ use chrono::{Datelike, NaiveDate};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
-use cmat_engine::billing::{organization_key, BillLine};
+use crate::store::ReviewLine;
+use cmat_engine::billing::BillLine;
 use cmat_engine::rules::{BillingKind, RuleSet};
 use cmat_engine::snapshot::Snapshot;
 
@@ -324,14 +325,14 @@ enum Route {
 }
 
 impl Route {
-    fn of(rules: &RuleSet, line: &BillLine) -> Route {
+    fn of(rules: &RuleSet, line: &ReviewLine<'_>) -> Route {
         if line.subscription_id.is_empty() {
             return Route::Manual;
         }
-        let Some(service) = rules.services.get(&line.service_name) else {
+        let Some(service) = rules.services.get(line.service_name) else {
             return Route::Unmapped;
         };
-        let linked = rules.companies.explicit.contains_key(&line.organization_name)
+        let linked = rules.companies.explicit.contains_key(line.organization_name)
             || (rules.companies.column.is_some() && line.autotask_company_id.is_some());
         match (linked, service.value) {
             (false, _) => Route::Unlinked,
@@ -400,8 +401,45 @@ struct SubscriptionSum {
     sales: Decimal,
     cost: Decimal,
     first_source: String,
-    /// By (item code, product name).
-    products: BTreeMap<(String, String), ProductSum>,
+    products: Products,
+}
+
+/// A subscription's products by item code, then product name: a line finds its product by
+/// borrowed keys (no key is built per line), and iteration is in (item code, product name)
+/// order. An item code nearly always has one name: a sorted `Vec` of names costs one small
+/// allocation per product, where an inner map would cost a whole tree node.
+#[derive(Debug, Clone, Default)]
+struct Products(BTreeMap<String, Vec<(String, ProductSum)>>);
+
+impl Products {
+    /// The product's sum, created at its first line (always `Some`).
+    fn entry(&mut self, item_code: &str, product_name: &str) -> Option<&mut ProductSum> {
+        let names = sum_of(&mut self.0, item_code, || Vec::with_capacity(1))?;
+        let at = match names.binary_search_by(|(name, _)| name.as_str().cmp(product_name)) {
+            Ok(at) => at,
+            Err(at) => {
+                names.insert(at, (product_name.to_owned(), ProductSum::default()));
+                at
+            }
+        };
+        names.get_mut(at).map(|(_, product)| product)
+    }
+
+    fn get(&self, item_code: &str, product_name: &str) -> Option<&ProductSum> {
+        let names = self.0.get(item_code)?;
+        let at = names.binary_search_by(|(name, _)| name.as_str().cmp(product_name)).ok()?;
+        names.get(at).map(|(_, product)| product)
+    }
+
+    fn iter(&self) -> impl Iterator<Item = ((&str, &str), &ProductSum)> {
+        self.0.iter().flat_map(|(item, names)| {
+            names.iter().map(move |(name, product)| ((item.as_str(), name.as_str()), product))
+        })
+    }
+
+    fn len(&self) -> usize {
+        self.0.values().map(Vec::len).sum()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -414,6 +452,20 @@ struct OrganizationSum {
     subscriptions: BTreeMap<String, SubscriptionSum>,
 }
 
+/// `map[key]`, created with `new` when the key is first seen: the key is copied then only,
+/// not at every line (always `Some`; the borrow checker cannot yet express it without an
+/// `Option`).
+fn sum_of<'m, V>(
+    map: &'m mut BTreeMap<String, V>,
+    key: &str,
+    new: impl FnOnce() -> V,
+) -> Option<&'m mut V> {
+    if !map.contains_key(key) {
+        map.insert(key.to_owned(), new());
+    }
+    map.get_mut(key)
+}
+
 /// One period's lines, summed per organization, subscription and product.
 #[derive(Debug, Clone, Default)]
 pub struct PeriodSums {
@@ -421,66 +473,79 @@ pub struct PeriodSums {
     billing_dates: BTreeSet<NaiveDate>,
     currencies: BTreeSet<String>,
     lines: u64,
+    /// The organization key of the line being added (a buffer reused from line to line).
+    key: String,
 }
 
 impl PeriodSums {
-    pub fn add(&mut self, rules: &RuleSet, line: &BillLine) {
+    pub fn add(&mut self, rules: &RuleSet, line: &ReviewLine<'_>) {
         self.lines += 1;
         self.billing_dates.insert(line.billing_date);
-        if !self.currencies.contains(&line.currency_code) {
-            self.currencies.insert(line.currency_code.clone());
+        if !self.currencies.contains(line.currency_code) {
+            self.currencies.insert(line.currency_code.to_owned());
         }
         let route = Route::of(rules, line);
-        let organization =
-            self.organizations.entry(organization_key(line)).or_insert_with(|| OrganizationSum {
-                name: line.organization_name.clone(),
-                customer_number: line.customer_number.clone(),
-                company_id: rules
-                    .companies
-                    .explicit
-                    .get(&line.organization_name)
-                    .map(|rule| rule.value)
-                    .or(line.autotask_company_id.filter(|_| rules.companies.column.is_some())),
-                sales: Decimal::ZERO,
-                cost: Decimal::ZERO,
-                subscriptions: BTreeMap::new(),
-            });
+        // As `cmat_engine::billing::organization_key`, written into a reused buffer.
+        self.key.clear();
+        let number = line.customer_number.trim();
+        if number.is_empty() {
+            self.key.push_str("name:");
+            self.key.push_str(line.organization_name);
+        } else {
+            self.key.push_str("number:");
+            self.key.push_str(number);
+        }
+        let Some(organization) = sum_of(&mut self.organizations, &self.key, || OrganizationSum {
+            name: line.organization_name.to_owned(),
+            customer_number: line.customer_number.to_owned(),
+            company_id: rules
+                .companies
+                .explicit
+                .get(line.organization_name)
+                .map(|rule| rule.value)
+                .or(line.autotask_company_id.filter(|_| rules.companies.column.is_some())),
+            sales: Decimal::ZERO,
+            cost: Decimal::ZERO,
+            subscriptions: BTreeMap::new(),
+        }) else {
+            return;
+        };
         organization.sales += line.total_sales;
         organization.cost += line.total_cost;
-        let subscription = organization
-            .subscriptions
-            .entry(line.subscription_id.clone())
-            .or_insert_with(|| SubscriptionSum {
-                name: line.subscription_name.clone(),
-                service: line.service_name.clone(),
+        let Some(subscription) =
+            sum_of(&mut organization.subscriptions, line.subscription_id, || SubscriptionSum {
+                name: line.subscription_name.to_owned(),
+                service: line.service_name.to_owned(),
                 route,
                 billing_date: line.billing_date,
                 sales: Decimal::ZERO,
                 cost: Decimal::ZERO,
-                first_source: line.source.to_string(),
-                products: BTreeMap::new(),
-            });
+                first_source: line.source(),
+                products: Products::default(),
+            })
+        else {
+            return;
+        };
         subscription.billing_date = subscription.billing_date.max(line.billing_date);
         subscription.sales += line.total_sales;
         subscription.cost += line.total_cost;
-        let product = subscription
-            .products
-            .entry((line.item_code.clone(), line.product_name.clone()))
-            .or_default();
+        let Some(product) = subscription.products.entry(line.item_code, line.product_name) else {
+            return;
+        };
         product.units += line.quantity;
         product.sales += line.total_sales;
         product.cost += line.total_cost;
         product.unit_price.add(line.unit_sales_price);
         product.unit_cost.add(line.unit_cost_price);
         if line.unit_sales_price < line.unit_cost_price {
-            product.under_cost.push(line.source.to_string());
+            product.under_cost.push(line.source());
         }
     }
 
     pub fn of(rules: &RuleSet, lines: &[BillLine]) -> PeriodSums {
         let mut sums = PeriodSums::default();
         for line in lines {
-            sums.add(rules, line);
+            sums.add(rules, &ReviewLine::of(line));
         }
         sums
     }
@@ -613,7 +678,7 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
                 if !current.route.reaches_autotask() {
                     left_out += current.sales;
                 }
-                for ((item, name), product) in &current.products {
+                for ((item, name), product) in current.products.iter() {
                     if product.sales < product.cost || !product.under_cost.is_empty() {
                         exceptions.push(Exception {
                             kind: "under_cost".into(),
@@ -955,8 +1020,8 @@ fn refused_sales(input: &ReviewInput<'_>) -> Decimal {
     for organization in input.current.organizations.values() {
         for sub in organization.subscriptions.values().filter(|s| s.route == Route::Licence) {
             let mut by_item: HashMap<&str, (Decimal, Decimal)> = HashMap::new();
-            for ((item, _), product) in &sub.products {
-                let entry = by_item.entry(item.as_str()).or_default();
+            for ((item, _), product) in sub.products.iter() {
+                let entry = by_item.entry(item).or_default();
                 entry.0 += product.units;
                 entry.1 += product.sales;
             }
@@ -975,22 +1040,22 @@ fn product_rows(
     earlier: Option<&SubscriptionSum>,
     has_previous: bool,
 ) -> Vec<ProductReview> {
-    let mut keys: BTreeSet<&(String, String)> = BTreeSet::new();
+    let mut keys: BTreeSet<(&str, &str)> = BTreeSet::new();
     if let Some(current) = current {
-        keys.extend(current.products.keys());
+        keys.extend(current.products.iter().map(|(key, _)| key));
     }
     if let Some(earlier) = earlier {
-        keys.extend(earlier.products.keys());
+        keys.extend(earlier.products.iter().map(|(key, _)| key));
     }
     let mut rows: Vec<ProductReview> = keys
         .into_iter()
-        .map(|key| {
-            let now = current.and_then(|s| s.products.get(key));
-            let before = earlier.and_then(|s| s.products.get(key));
+        .map(|(item, name)| {
+            let now = current.and_then(|s| s.products.get(item, name));
+            let before = earlier.and_then(|s| s.products.get(item, name));
             let any = now.or(before);
             ProductReview {
-                item_code: key.0.clone(),
-                product_name: key.1.clone(),
+                item_code: item.to_owned(),
+                product_name: name.to_owned(),
                 units: now.map(|p| p.units).unwrap_or_default(),
                 unit_price: any.and_then(|p| p.unit_price.value()),
                 unit_cost: any.and_then(|p| p.unit_cost.value()),

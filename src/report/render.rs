@@ -1,6 +1,7 @@
 //! A review as HTML (one self-contained page), CSV (one row per company, subscription and
 //! product) or JSON (the model, amounts as decimal strings).
 
+use std::fmt::Write as _;
 use std::str::FromStr;
 
 use minijinja::value::Value;
@@ -8,7 +9,11 @@ use minijinja::{Environment, ErrorKind};
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
-use super::{charts, Figures, Review};
+use super::{
+    charts, AzureTrend, Change, CompanyReview, Exception, Figures, Period, PeriodTotal,
+    ProductReview, Review, SubscriptionReview, Totals,
+};
+use chrono::NaiveDate;
 use cmat_engine::spreadsheet::spreadsheet_safe;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,126 +82,132 @@ const CSV_HEADER: [&str; 24] = [
     "billing_date",
 ];
 
-fn amount(value: Option<Decimal>) -> String {
-    value.map(|v| v.to_string()).unwrap_or_default()
-}
-
 /// One row per company, subscription and product (`level`), then one `total` row. Amounts
-/// are plain numbers (`-12.50`); every text cell goes through `spreadsheet_safe`.
+/// are plain numbers (`-12.50`); every text cell goes through `spreadsheet_safe`. Written
+/// field by field: a large tenant has 250,000 rows, so a company's or subscription's cells are
+/// made safe once, and amounts are formatted into one reused buffer.
 pub fn csv(review: &Review) -> Result<String, RenderError> {
-    let mut writer = csv::Writer::from_writer(Vec::new());
-    writer.write_record(CSV_HEADER)?;
+    let mut out = Cells { writer: csv::Writer::from_writer(Vec::new()), buffer: String::new() };
+    out.writer.write_record(CSV_HEADER)?;
     let period = review.period.to_string();
-    let text = |value: &str| spreadsheet_safe(value);
-    let figures = |f: &Figures| {
-        [f.revenue.to_string(), f.cost.to_string(), f.margin.to_string(), amount(f.margin_percent)]
-    };
     for company in &review.companies {
+        let organization = spreadsheet_safe(&company.organization);
+        let customer_number = spreadsheet_safe(&company.customer_number);
         let company_id = company.autotask_company_id.map(|id| id.to_string()).unwrap_or_default();
-        let [revenue, cost, margin, percent] = figures(&company.figures);
-        writer.write_record([
-            period.clone(),
-            "company".into(),
-            text(&company.organization),
-            text(&company.customer_number),
-            company_id.clone(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            String::new(),
-            revenue,
-            cost,
-            margin,
-            percent,
-            String::new(),
-            amount(company.previous_revenue),
-            company.change.as_str().into(),
-            String::new(),
-            String::new(),
-            String::new(),
-        ])?;
+        let company_cells = |out: &mut Cells, level: &str| -> csv::Result<()> {
+            out.text(&period)?;
+            out.text(level)?;
+            out.text(&organization)?;
+            out.text(&customer_number)?;
+            out.text(&company_id)
+        };
+        company_cells(&mut out, "company")?;
+        out.empty(9)?;
+        out.figures(&company.figures)?;
+        out.empty(1)?;
+        out.amount(company.previous_revenue)?;
+        out.text(company.change.as_str())?;
+        out.empty(3)?;
+        out.end()?;
         for sub in &company.subscriptions {
-            let [revenue, cost, margin, percent] = figures(&sub.figures);
-            writer.write_record([
-                period.clone(),
-                "subscription".into(),
-                text(&company.organization),
-                text(&company.customer_number),
-                company_id.clone(),
-                text(&sub.subscription_id),
-                text(&sub.subscription_name),
-                text(&sub.service),
-                sub.billing.into(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                String::new(),
-                revenue,
-                cost,
-                margin,
-                percent,
-                String::new(),
-                amount(sub.previous_revenue),
-                sub.change.as_str().into(),
-                amount(sub.autotask_revenue),
-                sub.autotask_status.into(),
-                sub.billing_date.map(|d| d.to_string()).unwrap_or_default(),
-            ])?;
+            let subscription_id = spreadsheet_safe(&sub.subscription_id);
+            let subscription_name = spreadsheet_safe(&sub.subscription_name);
+            let service = spreadsheet_safe(&sub.service);
+            let billing_date = sub.billing_date.map(|d| d.to_string()).unwrap_or_default();
+            let subscription_cells = |out: &mut Cells, level: &str| -> csv::Result<()> {
+                company_cells(out, level)?;
+                out.text(&subscription_id)?;
+                out.text(&subscription_name)?;
+                out.text(&service)?;
+                out.text(sub.billing)
+            };
+            subscription_cells(&mut out, "subscription")?;
+            out.empty(5)?;
+            out.figures(&sub.figures)?;
+            out.empty(1)?;
+            out.amount(sub.previous_revenue)?;
+            out.text(sub.change.as_str())?;
+            out.amount(sub.autotask_revenue)?;
+            out.text(sub.autotask_status)?;
+            out.text(&billing_date)?;
+            out.end()?;
             for product in &sub.products {
-                let [revenue, cost, margin, percent] = figures(&product.figures);
-                writer.write_record([
-                    period.clone(),
-                    "product".into(),
-                    text(&company.organization),
-                    text(&company.customer_number),
-                    company_id.clone(),
-                    text(&sub.subscription_id),
-                    text(&sub.subscription_name),
-                    text(&sub.service),
-                    sub.billing.into(),
-                    text(&product.item_code),
-                    text(&product.product_name),
-                    product.units.to_string(),
-                    amount(product.unit_price),
-                    amount(product.unit_cost),
-                    revenue,
-                    cost,
-                    margin,
-                    percent,
-                    amount(product.previous_units),
-                    amount(product.previous_revenue),
-                    product.change.as_str().into(),
-                    String::new(),
-                    String::new(),
-                    sub.billing_date.map(|d| d.to_string()).unwrap_or_default(),
-                ])?;
+                subscription_cells(&mut out, "product")?;
+                out.text(&spreadsheet_safe(&product.item_code))?;
+                out.text(&spreadsheet_safe(&product.product_name))?;
+                out.amount(Some(product.units))?;
+                out.amount(product.unit_price)?;
+                out.amount(product.unit_cost)?;
+                out.figures(&product.figures)?;
+                out.amount(product.previous_units)?;
+                out.amount(product.previous_revenue)?;
+                out.text(product.change.as_str())?;
+                out.empty(2)?;
+                out.text(&billing_date)?;
+                out.end()?;
             }
         }
     }
     let totals = &review.totals;
-    let [revenue, cost, margin, percent] = figures(&totals.bills);
-    let mut total = vec![String::new(); CSV_HEADER.len()];
-    total[0] = period;
-    total[1] = "total".into();
-    total[14] = revenue;
-    total[15] = cost;
-    total[16] = margin;
-    total[17] = percent;
-    total[21] = amount(totals.autotask_total);
-    total[22] = match totals.difference {
-        Some(d) if d.is_zero() => "matches".into(),
-        Some(_) => "differs".into(),
-        None => "unknown".into(),
-    };
-    writer.write_record(&total)?;
-    let bytes = writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
-    Ok(String::from_utf8_lossy(&bytes).into_owned())
+    out.text(&period)?;
+    out.text("total")?;
+    out.empty(12)?;
+    out.figures(&totals.bills)?;
+    out.empty(3)?;
+    out.amount(totals.autotask_total)?;
+    out.text(match totals.difference {
+        Some(d) if d.is_zero() => "matches",
+        Some(_) => "differs",
+        None => "unknown",
+    })?;
+    out.empty(1)?;
+    out.end()?;
+    let bytes = out.writer.into_inner().map_err(|e| csv::Error::from(e.into_error()))?;
+    Ok(String::from_utf8(bytes)
+        .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()))
+}
+
+/// The CSV being written, a field at a time.
+struct Cells {
+    writer: csv::Writer<Vec<u8>>,
+    /// An amount's digits, reused from field to field.
+    buffer: String,
+}
+
+impl Cells {
+    fn text(&mut self, value: &str) -> csv::Result<()> {
+        self.writer.write_field(value)
+    }
+
+    fn empty(&mut self, count: usize) -> csv::Result<()> {
+        for _ in 0..count {
+            self.writer.write_field("")?;
+        }
+        Ok(())
+    }
+
+    /// A plain number (`-12.50`), or an empty cell.
+    fn amount(&mut self, value: Option<Decimal>) -> csv::Result<()> {
+        self.buffer.clear();
+        if let Some(value) = value {
+            // Writing into a String cannot fail.
+            let _ = write!(self.buffer, "{value}");
+        }
+        self.writer.write_field(&self.buffer)
+    }
+
+    /// Revenue, cost, margin, margin %.
+    fn figures(&mut self, figures: &Figures) -> csv::Result<()> {
+        self.amount(Some(figures.revenue))?;
+        self.amount(Some(figures.cost))?;
+        self.amount(Some(figures.margin))?;
+        self.amount(figures.margin_percent)
+    }
+
+    /// Ends the record written field by field.
+    fn end(&mut self) -> csv::Result<()> {
+        self.writer.write_record(None::<&[u8]>)
+    }
 }
 
 const TEMPLATE: &str = include_str!("review.html");
@@ -287,12 +298,115 @@ pub fn html(review: &Review, generated_at: &str) -> Result<String, RenderError> 
         })
         .count();
     Ok(template.render(minijinja::context! {
-        review => Value::from_serialize(review),
+        review => Value::from_serialize(Page::of(review)),
         charts => Value::from_serialize(&charts),
         generated_at => generated_at,
         left_out_exceptions => left_out_exceptions,
         version => env!("CARGO_PKG_VERSION"),
     })?)
+}
+
+/// The review as the page's template reads it: the same fields, except that a consumption
+/// subscription with more than 12 meters carries only the 10 largest (the page folds the
+/// rest; `product_count` says how many there are). A large tenant's 200,000 Azure meters are
+/// then not all turned into template values only to be skipped.
+#[derive(Serialize)]
+struct Page<'a> {
+    period: Period,
+    previous_period: Option<Period>,
+    billing_dates: &'a [NaiveDate],
+    currencies: &'a [String],
+    totals: &'a Totals,
+    exceptions: &'a [Exception],
+    companies: Vec<PageCompany<'a>>,
+    azure: &'a [AzureTrend],
+    history: &'a [PeriodTotal],
+    notes: &'a [String],
+}
+
+#[derive(Serialize)]
+struct PageCompany<'a> {
+    organization: &'a str,
+    customer_number: &'a str,
+    autotask_company_id: Option<i64>,
+    autotask_company: Option<&'a str>,
+    figures: &'a Figures,
+    previous_revenue: Option<Decimal>,
+    change: Change,
+    subscriptions: Vec<PageSubscription<'a>>,
+}
+
+#[derive(Serialize)]
+struct PageSubscription<'a> {
+    subscription_id: &'a str,
+    subscription_name: &'a str,
+    service: &'a str,
+    billing: &'a str,
+    billing_date: Option<NaiveDate>,
+    figures: &'a Figures,
+    previous_revenue: Option<Decimal>,
+    change: Change,
+    autotask_revenue: Option<Decimal>,
+    autotask_status: &'a str,
+    products: &'a [ProductReview],
+    product_count: usize,
+}
+
+/// Meters a folded subscription shows, and the count above which it is folded (the template's).
+const FOLDED_METERS: usize = 10;
+const FOLD_ABOVE: usize = 12;
+
+impl<'a> Page<'a> {
+    fn of(review: &'a Review) -> Page<'a> {
+        Page {
+            period: review.period,
+            previous_period: review.previous_period,
+            billing_dates: &review.billing_dates,
+            currencies: &review.currencies,
+            totals: &review.totals,
+            exceptions: &review.exceptions,
+            companies: review.companies.iter().map(PageCompany::of).collect(),
+            azure: &review.azure,
+            history: &review.history,
+            notes: &review.notes,
+        }
+    }
+}
+
+impl<'a> PageCompany<'a> {
+    fn of(company: &'a CompanyReview) -> PageCompany<'a> {
+        PageCompany {
+            organization: &company.organization,
+            customer_number: &company.customer_number,
+            autotask_company_id: company.autotask_company_id,
+            autotask_company: company.autotask_company.as_deref(),
+            figures: &company.figures,
+            previous_revenue: company.previous_revenue,
+            change: company.change,
+            subscriptions: company.subscriptions.iter().map(PageSubscription::of).collect(),
+        }
+    }
+}
+
+impl<'a> PageSubscription<'a> {
+    fn of(sub: &'a SubscriptionReview) -> PageSubscription<'a> {
+        let folded = sub.billing == "consumption" && sub.products.len() > FOLD_ABOVE;
+        let shown = if folded { FOLDED_METERS } else { sub.products.len() };
+        PageSubscription {
+            subscription_id: &sub.subscription_id,
+            subscription_name: &sub.subscription_name,
+            service: &sub.service,
+            billing: sub.billing,
+            billing_date: sub.billing_date,
+            figures: &sub.figures,
+            previous_revenue: sub.previous_revenue,
+            change: sub.change,
+            autotask_revenue: sub.autotask_revenue,
+            autotask_status: sub.autotask_status,
+            products: sub.products.get(..shown).unwrap_or(&sub.products),
+            product_count: sub.products.len(),
+        }
+    }
 }
 
 #[cfg(test)]

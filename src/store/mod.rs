@@ -31,7 +31,7 @@ mod synced;
 
 pub use bills::{BillInfo, OrganizationInfo};
 pub use lock::LockHolder;
-pub use review::{BillRevision, History};
+pub use review::{BillRevision, History, ReviewLine};
 pub use snapshot::SnapshotCounts;
 
 /// Well-known keys of the `meta` table.

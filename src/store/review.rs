@@ -34,6 +34,60 @@ pub struct History {
     pub subscriptions: BTreeMap<(NaiveDate, String), (String, String, Decimal, Decimal)>,
 }
 
+/// A bill line as the review sums it, borrowed from where it is read (a row of the store,
+/// or a [`BillLine`] already held): the review's aggregation never needs owned strings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReviewLine<'a> {
+    pub organization_name: &'a str,
+    pub billing_date: NaiveDate,
+    /// The line's file (its bill's source); with `source_row`, the line's place.
+    pub file: &'a str,
+    pub source_row: u64,
+    pub service_name: &'a str,
+    pub customer_number: &'a str,
+    pub product_name: &'a str,
+    pub item_code: &'a str,
+    pub quantity: Decimal,
+    pub unit_cost_price: Decimal,
+    pub unit_sales_price: Decimal,
+    pub total_cost: Decimal,
+    pub total_sales: Decimal,
+    pub currency_code: &'a str,
+    pub subscription_id: &'a str,
+    pub subscription_name: &'a str,
+    pub autotask_company_id: Option<i64>,
+}
+
+impl<'a> ReviewLine<'a> {
+    /// The review's view of a line held in full (the period the plan is computed over).
+    pub fn of(line: &'a BillLine) -> ReviewLine<'a> {
+        ReviewLine {
+            organization_name: &line.organization_name,
+            billing_date: line.billing_date,
+            file: &line.source.file,
+            source_row: line.source.row,
+            service_name: &line.service_name,
+            customer_number: &line.customer_number,
+            product_name: &line.product_name,
+            item_code: &line.item_code,
+            quantity: line.quantity,
+            unit_cost_price: line.unit_cost_price,
+            unit_sales_price: line.unit_sales_price,
+            total_cost: line.total_cost,
+            total_sales: line.total_sales,
+            currency_code: &line.currency_code,
+            subscription_id: &line.subscription_id,
+            subscription_name: &line.subscription_name,
+            autotask_company_id: line.autotask_company_id,
+        }
+    }
+
+    /// `file:row`, as [`cmat_engine::billing::LineSource`] shows it.
+    pub fn source(&self) -> String {
+        format!("{}:{}", self.file, self.source_row)
+    }
+}
+
 /// A TEXT cell, borrowed.
 fn text<'r>(row: &'r rusqlite::Row<'_>, index: usize) -> rusqlite::Result<&'r str> {
     row.get_ref(index)?.as_str().map_err(|e| {
@@ -90,6 +144,62 @@ impl Store {
                 let mut rows = lines.query([bill_id])?;
                 while let Some(row) = rows.next()? {
                     visit(line_at(row, 0, organization.clone(), billing_date, file.clone())?);
+                }
+            }
+            Ok(())
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+
+    /// Calls `visit` with every current line whose Billing Date is in `from..to`, in the
+    /// order of [`Store::visit_bill_lines`], as a [`ReviewLine`] borrowed from the row: only
+    /// the columns the review sums are read, and nothing is copied (the previous period's
+    /// 248,000 lines of a large tenant are summed without one allocation per line).
+    pub fn visit_review_lines(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+        mut visit: impl FnMut(&ReviewLine<'_>),
+    ) -> Result<(), StoreError> {
+        let mut read = || -> rusqlite::Result<()> {
+            let mut bills = self.conn.prepare(
+                "SELECT id, organization_name, billing_date, source_file FROM bills
+                 WHERE billing_date >= ?1 AND billing_date < ?2
+                 ORDER BY billing_date, organization_name",
+            )?;
+            let bills: Vec<(i64, String, NaiveDate, String)> = bills
+                .query_map(params![date(&from), date(&to)], |row| {
+                    Ok((row.get(0)?, row.get(1)?, get_date(row, 2)?, row.get(3)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut lines = self.conn.prepare(
+                "SELECT source_row, service_name, customer_number, product_name, item_code,
+                        quantity, unit_cost_price, unit_sales_price, total_cost, total_sales,
+                        currency_code, subscription_id, subscription_name, autotask_company_id
+                 FROM bill_lines WHERE bill_id = ?1 ORDER BY id",
+            )?;
+            for (bill_id, organization, billing_date, file) in &bills {
+                let mut rows = lines.query([bill_id])?;
+                while let Some(row) = rows.next()? {
+                    visit(&ReviewLine {
+                        organization_name: organization,
+                        billing_date: *billing_date,
+                        file,
+                        source_row: row.get::<_, i64>(0)?.max(0) as u64,
+                        service_name: text(row, 1)?,
+                        customer_number: text(row, 2)?,
+                        product_name: text(row, 3)?,
+                        item_code: text(row, 4)?,
+                        quantity: get_decimal(row, 5)?,
+                        unit_cost_price: get_decimal(row, 6)?,
+                        unit_sales_price: get_decimal(row, 7)?,
+                        total_cost: get_decimal(row, 8)?,
+                        total_sales: get_decimal(row, 9)?,
+                        currency_code: text(row, 10)?,
+                        subscription_id: text(row, 11)?,
+                        subscription_name: text(row, 12)?,
+                        autotask_company_id: row.get(13)?,
+                    });
                 }
             }
             Ok(())
