@@ -324,6 +324,16 @@ enum Route {
     Manual,
 }
 
+/// The line's Autotask company as the rules link it: a `for` rule, an explicit link, then the
+/// AutotaskCompanyID column (as `desired` does).
+fn company_of(rules: &RuleSet, line: &ReviewLine<'_>) -> Option<i64> {
+    rules
+        .company_rule_for(line.organization_name, line.customer_number)
+        .or_else(|| rules.companies.explicit.get(line.organization_name))
+        .map(|rule| rule.value)
+        .or(line.autotask_company_id.filter(|_| rules.companies.column.is_some()))
+}
+
 impl Route {
     fn of(rules: &RuleSet, line: &ReviewLine<'_>) -> Route {
         if line.subscription_id.is_empty() {
@@ -332,8 +342,7 @@ impl Route {
         let Some(service) = rules.services.get(line.service_name) else {
             return Route::Unmapped;
         };
-        let linked = rules.companies.explicit.contains_key(line.organization_name)
-            || (rules.companies.column.is_some() && line.autotask_company_id.is_some());
+        let linked = company_of(rules, line).is_some();
         match (linked, service.value) {
             (false, _) => Route::Unlinked,
             (true, BillingKind::Licence) => Route::Licence,
@@ -498,12 +507,7 @@ impl PeriodSums {
         let Some(organization) = sum_of(&mut self.organizations, &self.key, || OrganizationSum {
             name: line.organization_name.to_owned(),
             customer_number: line.customer_number.to_owned(),
-            company_id: rules
-                .companies
-                .explicit
-                .get(line.organization_name)
-                .map(|rule| rule.value)
-                .or(line.autotask_company_id.filter(|_| rules.companies.column.is_some())),
+            company_id: company_of(rules, line),
             sales: Decimal::ZERO,
             cost: Decimal::ZERO,
             subscriptions: BTreeMap::new(),

@@ -215,6 +215,19 @@ fn a_large_msp_splits_azure_by_meter_category_and_defers_nce_decreases_to_the_te
         Some((29683504, "Microsoft 365 - Woodgrove (via Tailspin)"))
     );
 
+    // The review follows the rules' links: Woodgrove is not reported as unlinked.
+    sw.ok(&["report", "--format", "json", "--out", "review.json"]);
+    let review = sw.ws.read("review.json");
+    assert!(review.contains("Woodgrove Bank"), "the review shows Woodgrove");
+    let review: Value = serde_json::from_str(&review).expect("review JSON");
+    let unlinked: Vec<&Value> = review["exceptions"]
+        .as_array()
+        .expect("exceptions")
+        .iter()
+        .filter(|exception| exception["kind"] == "unlinked_organization")
+        .collect();
+    assert!(unlinked.is_empty(), "{unlinked:?}");
+
     // Azure: one charge per meter category, each with its markup, rounded to cents.
     assert_eq!(azure_charges(&sw, "2026-11-01"), expected_azure(NOVEMBER));
     assert_eq!(azure_charges(&sw, "2026-10-01"), expected_azure(OCTOBER));
@@ -311,6 +324,16 @@ fn a_price_under_a_refusing_margin_floor_stops_apply_until_the_rule_changes() {
     sw.ws.write("mappings/prices.cmat", &rule("warn"));
     assert_eq!(warnings_with(&plan_json(&sw), "below_margin_floor").len(), 3);
     apply_month(&sw, OCTOBER);
+    // The billing review lists them among its exceptions.
+    sw.ok(&["report", "--format", "json", "--out", "review.json"]);
+    let review: Value = serde_json::from_str(&sw.ws.read("review.json")).expect("review JSON");
+    let floors = review["exceptions"]
+        .as_array()
+        .expect("exceptions")
+        .iter()
+        .filter(|exception| exception["kind"] == "below_margin_floor")
+        .count();
+    assert_eq!(floors, 3, "{:#}", review["exceptions"]);
 }
 
 #[test]

@@ -454,6 +454,28 @@ impl PriceSource {
 }
 
 impl RuleSet {
+    /// The Autotask company a `for` rule links an organization to, for views that know the
+    /// organization but not a whole line (the billing review): the most specific rule that sets
+    /// a company and whose organization terms match; its other terms are taken to hold.
+    pub fn company_rule_for(
+        &self,
+        organization: &str,
+        customer_number: &str,
+    ) -> Option<&Ruled<i64>> {
+        self.scoped
+            .iter()
+            .filter(|rule| {
+                rule.set.company.is_some()
+                    && rule.scope.iter().all(|term| match term {
+                        ScopeTerm::Organization(name) => name == organization,
+                        ScopeTerm::CustomerNumber(number) => number == customer_number.trim(),
+                        _ => true,
+                    })
+            })
+            .max_by_key(|rule| rule.specificity)
+            .and_then(|rule| rule.set.company.as_ref())
+    }
+
     /// The rules in force for one line, or the first ambiguity found.
     pub fn resolve(&self, line: &LineFacts<'_>) -> Result<Resolved<'_>, Ambiguity> {
         let mut matched: Vec<&ScopedRule> =
