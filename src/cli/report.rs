@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use clap::{Args, ValueEnum};
 
 use super::{session, CommandError, CommandResult, Context, Exit};
-use crate::report::{render, Format, Period, Review};
+use crate::report::{render, render_to, Format, Period, Review};
 use crate::store::{Access, AuditFilter, AuditOutcome, Store};
 
 #[derive(Debug, Args)]
@@ -63,10 +63,9 @@ pub fn run(context: &Context, args: ReportArgs) -> CommandResult {
     };
     let store = session::open_store(context, Access::Read)?;
     let review = review(context, &store, period)?;
-    let text = render(&review, args.format.into(), &now_label())?;
     match &args.out {
         Some(path) => {
-            write_file(path, &text)?;
+            write_file_with(path, |out| render_to(&review, args.format.into(), &now_label(), out))?;
             eprintln!(
                 "Billing review of {} written to {} ({} exception(s)).",
                 review.period,
@@ -74,7 +73,15 @@ pub fn run(context: &Context, args: ReportArgs) -> CommandResult {
                 review.exceptions.len()
             );
         }
-        None => print!("{text}"),
+        None => {
+            let mut stdout = std::io::stdout().lock();
+            match render_to(&review, args.format.into(), &now_label(), &mut stdout) {
+                // `cmat report | head` closes the pipe early: that is not an error.
+                Err(crate::report::RenderError::Io(err))
+                    if err.kind() == std::io::ErrorKind::BrokenPipe => {}
+                other => other?,
+            }
+        }
     }
     Ok(Exit::Success)
 }
@@ -84,8 +91,36 @@ fn now_label() -> String {
 }
 
 pub fn write_file(path: &Path, text: &str) -> Result<(), CommandError> {
-    std::fs::write(path, text)
-        .map_err(|err| format!("{}: cannot write the review: {err}", path.display()).into())
+    write_file_with(path, |out| Ok(out.write_all(text.as_bytes())?))
+}
+
+/// Writes beside `path` and renames into place: a failed or interrupted render never leaves
+/// half a review where the last whole one was.
+fn write_file_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn std::io::Write) -> Result<(), crate::report::RenderError>,
+) -> Result<(), CommandError> {
+    let fail = |err: &dyn std::fmt::Display| -> CommandError {
+        format!("{}: cannot write the review: {err}", path.display()).into()
+    };
+    let mut partial = path.as_os_str().to_owned();
+    partial.push(".partial");
+    let partial = std::path::PathBuf::from(partial);
+    let written =
+        std::fs::File::create(&partial).map_err(crate::report::RenderError::Io).and_then(|file| {
+            let mut out = std::io::BufWriter::new(file);
+            write(&mut out)?;
+            out.into_inner().map_err(|err| err.into_error())?.sync_all()?;
+            Ok(())
+        });
+    if let Err(err) = written {
+        let _ = std::fs::remove_file(&partial);
+        return Err(fail(&err));
+    }
+    std::fs::rename(&partial, path).map_err(|err| {
+        let _ = std::fs::remove_file(&partial);
+        fail(&err)
+    })
 }
 
 /// The review of `period` (default: the latest Billing Date's month) from the workspace.

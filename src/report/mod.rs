@@ -23,7 +23,7 @@ mod charts;
 pub mod load;
 pub mod render;
 
-pub use render::{render, Format};
+pub use render::{render, render_to, Format, RenderError};
 
 /// A calendar month, the unit of review (`2026-11`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

@@ -7,6 +7,8 @@ use std::str::FromStr;
 use minijinja::value::Value;
 use minijinja::{Environment, ErrorKind};
 use rust_decimal::{Decimal, RoundingStrategy};
+use std::io::Write as _;
+
 use serde::Serialize;
 
 use super::{
@@ -31,6 +33,8 @@ pub enum RenderError {
     Csv(#[from] csv::Error),
     #[error("the review could not be written as JSON")]
     Json(#[from] serde_json::Error),
+    #[error("the review could not be written")]
+    Io(#[from] std::io::Error),
 }
 
 /// The review in `format`. `generated_at` is shown on the page only (CSV and JSON hold data).
@@ -42,17 +46,39 @@ pub fn render(review: &Review, format: Format, generated_at: &str) -> Result<Str
     }
 }
 
+/// The review in `format`, written to `out` as it is rendered: a large tenant's JSON is
+/// 150 MB, which need not be held in memory beside the review.
+pub fn render_to(
+    review: &Review,
+    format: Format,
+    generated_at: &str,
+    out: &mut dyn std::io::Write,
+) -> Result<(), RenderError> {
+    match format {
+        Format::Json => json_to(review, &mut *out)?,
+        other => out.write_all(render(review, other, generated_at)?.as_bytes())?,
+    }
+    Ok(out.flush()?)
+}
+
 /// The JSON form: `format_version` first, then the model.
 pub fn json(review: &Review) -> Result<String, RenderError> {
+    let mut bytes = Vec::new();
+    json_to(review, &mut bytes)?;
+    String::from_utf8(bytes).map_err(|err| RenderError::Io(std::io::Error::other(err)))
+}
+
+fn json_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderError> {
     #[derive(Serialize)]
     struct Versioned<'a> {
         format_version: u32,
         #[serde(flatten)]
         review: &'a Review,
     }
-    let mut text = serde_json::to_string_pretty(&Versioned { format_version: 1, review })?;
-    text.push('\n');
-    Ok(text)
+    let mut writer = std::io::BufWriter::new(out);
+    serde_json::to_writer_pretty(&mut writer, &Versioned { format_version: 1, review })?;
+    writer.write_all(b"\n")?;
+    Ok(writer.flush()?)
 }
 
 const CSV_HEADER: [&str; 24] = [
