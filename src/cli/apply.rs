@@ -124,13 +124,21 @@ pub fn execute(
     }
 
     println!(
-        "\nApply {}: {} written, {} failed, {} skipped, {} with unknown outcome, in {:.1} s; {} Autotask request(s){}.",
+        "\nApply {}: {} written, {} failed, {} skipped, {} with unknown outcome, in {:.1} s{}; {} Autotask request(s){}.",
         run_id,
         report.written,
         report.failed,
         report.skipped,
         report.unknown,
         started.elapsed().as_secs_f64(),
+        client
+            .writes_in_flight()
+            .map(|writes| format!(
+                " (writing {:.1} s, {:.2} writes in flight on average)",
+                writes.window.as_secs_f64(),
+                writes.average
+            ))
+            .unwrap_or_default(),
         client.requests_sent() - requests_before,
         client
             .hourly_usage()
