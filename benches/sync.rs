@@ -206,10 +206,8 @@ fn writes_in_flight(log: &[cmat_sim::LoggedRequest], latency: Duration) -> Strin
     let limit = latency * answered.len() as u32 / 3;
     // Time with no write in flight: the gaps between one write's answer and the next start.
     let latency_chrono = chrono::Duration::from_std(latency).unwrap_or_default();
-    let mut events: Vec<(chrono::DateTime<chrono::Utc>, i32)> = answered
-        .iter()
-        .flat_map(|at| [(*at - latency_chrono, 1), (*at, -1)])
-        .collect();
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, i32)> =
+        answered.iter().flat_map(|at| [(*at - latency_chrono, 1), (*at, -1)]).collect();
     events.sort();
     let (mut in_flight, mut idle, mut previous) = (0, chrono::Duration::zero(), *first);
     for (at, step) in events {
