@@ -120,6 +120,9 @@ pub fn apply_plan(
     std::thread::scope(|scope| {
         let run = &run;
         scope.spawn(move || keep_journal(store, &records, run));
+        // Dropped last, even when a writer thread panics: the journal thread commits what is
+        // left and stops, so the scope can end.
+        let _finish = FinishOnDrop(&run.journal);
         // A phase ends before the next starts: children need their parents' ids.
         for queue in phases.into_values() {
             let queue = Mutex::new(queue);
@@ -135,9 +138,17 @@ pub fn apply_plan(
                 }
             });
         }
-        run.journal.send(Record::Finish);
     });
     run.report()
+}
+
+/// Tells the journal thread that every writer is done, when dropped.
+struct FinishOnDrop<'a>(&'a Journal);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.send(Record::Finish);
+    }
 }
 
 /// What a writer thread hands the journal thread.
