@@ -11,7 +11,10 @@
 
 use std::time::{Duration, Instant};
 
-use cmat::autotask::{AutotaskClient, ClientOptions, Condition, Filter};
+use cmat::autotask::{
+    AutotaskClient, ClientOptions, Condition, Filter, DEFAULT_SLOT_RELEASE_MAX_MS,
+    DEFAULT_SLOT_RELEASE_MS,
+};
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
 use cmat_sim::{Seed, SimOptions, Simulator, Throttling};
 use serde_json::json;
@@ -32,7 +35,15 @@ fn main() {
     );
     println!("server frees slot after | client pacing: first -> last | refusals | requests | wall");
     for server_ms in [10u64, 30] {
-        for (client_ms, max_ms) in [(0u64, 0u64), (20, 20), (50, 50), (0, 250), (20, 250)] {
+        // The last two: the default before issue 15 (from 20 ms), and the default now.
+        for (client_ms, max_ms) in [
+            (0u64, 0u64),
+            (20, 20),
+            (50, 50),
+            (0, 250),
+            (20, 250),
+            (DEFAULT_SLOT_RELEASE_MS, DEFAULT_SLOT_RELEASE_MAX_MS),
+        ] {
             let (refused, requests, wall, last) =
                 run(server_ms, client_ms, max_ms, latency, queries);
             let pacing = if max_ms == client_ms {

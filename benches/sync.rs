@@ -183,6 +183,51 @@ fn check_converged(sim: &SimHandle, ws: &Workspace, who: &str) {
     ));
 }
 
+/// How well the writes of `log` kept Autotask's 3 slots busy, as the simulator saw them. It
+/// logs a request when it answers and holds each one at least `latency`: the writes' window
+/// runs from the first one's start (its answer less the latency) to the last answer, and the
+/// average in flight is `latency` per write over that window. A write the simulator was slow
+/// to process counts as `latency` only, so this is a lower bound; cmat's own count (time from
+/// sending to answer) is in apply's summary line ("writes in flight on average").
+fn writes_in_flight(log: &[cmat_sim::LoggedRequest], latency: Duration) -> String {
+    let answered: Vec<_> = log
+        .iter()
+        .filter(|r| {
+            matches!(r.method.as_str(), "POST" | "PATCH" | "PUT" | "DELETE")
+                && !r.route.contains("/query")
+        })
+        .map(|r| r.at)
+        .collect();
+    let (Some(first), Some(last)) = (answered.iter().min(), answered.iter().max()) else {
+        return "no writes".into();
+    };
+    let window = (*last - *first).to_std().unwrap_or_default() + latency;
+    let held = latency * answered.len() as u32;
+    let limit = latency * answered.len() as u32 / 3;
+    // Time with no write in flight: the gaps between one write's answer and the next start.
+    let latency_chrono = chrono::Duration::from_std(latency).unwrap_or_default();
+    let mut events: Vec<(chrono::DateTime<chrono::Utc>, i32)> =
+        answered.iter().flat_map(|at| [(*at - latency_chrono, 1), (*at, -1)]).collect();
+    events.sort();
+    let (mut in_flight, mut idle, mut previous) = (0, chrono::Duration::zero(), *first);
+    for (at, step) in events {
+        if in_flight == 0 && at > previous {
+            idle += at - previous;
+        }
+        in_flight += step;
+        previous = at;
+    }
+    format!(
+        "writes: {} in {:.2} s (first sent to last answered), average in flight {:.2}, none in flight for {:.2} s; the limit at 3 in flight is {:.2} s, ×1.15 = {:.2} s",
+        answered.len(),
+        window.as_secs_f64(),
+        held.as_secs_f64() / window.as_secs_f64().max(1e-9),
+        idle.to_std().unwrap_or_default().as_secs_f64(),
+        limit.as_secs_f64(),
+        limit.as_secs_f64() * 1.15
+    )
+}
+
 fn row(what: &str, cost: &Cost) -> String {
     format!(
         "| {what} | {} | {} | {} | {:.1} s | {} |",
@@ -242,7 +287,9 @@ fn main() {
     // applied) and stored what it applied per subscription; today's reads what changed since,
     // and the contract services and units of the subscriptions whose bills changed only.
     let first_sync = ws.cmat_ok(&sim, &["sync", "--auto-approve", "--import", "day-0.csv"]);
+    let logged_before = sim.request_log().len();
     let (code, output, day) = ws.cmat(&sim, &["sync", "--auto-approve", "--import", "day-1.csv"]);
+    say(format!("  {}", writes_in_flight(&sim.request_log()[logged_before..], args.latency)));
     if code != 0 && code != 2 {
         say(format!("  sync exited {code}:\n{output}"));
     }

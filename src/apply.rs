@@ -8,7 +8,7 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::Mutex;
+use std::sync::{mpsc, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -52,6 +52,9 @@ pub struct ApplyReport {
     /// Messages of failed writes, in plan order ("c3 create Contracts: …").
     pub failures: Vec<String>,
     pub budget_exhausted: bool,
+    /// Each written change's ref with the id of its record in Autotask (a created record's is
+    /// the id Autotask gave it): the refresh after writing reads created contracts by id.
+    pub ids: BTreeMap<String, i64>,
 }
 
 impl ApplyReport {
@@ -87,17 +90,22 @@ pub struct ApplyOptions {
 /// Sends every change of the plan, phase by phase (Services, Contracts, contract services,
 /// adjustments, charges), journaling and auditing each. Stops early when the hour's budget
 /// is spent; the rest is reported as skipped and a rerun resumes.
+///
+/// The writer threads never touch the database: a journal thread commits their records in
+/// batches (one commit for whatever arrived meanwhile), and a thread waits only for its own
+/// intent's commit before sending, so the journal does not hold the network back.
 pub fn apply_plan(
     plan: &Plan,
     writer: &dyn AutotaskWriter,
     store: &mut Store,
     options: &ApplyOptions,
 ) -> Result<ApplyReport, ApplyError> {
+    let (journal, records) = mpsc::channel();
     let run = Run {
         plan,
         writer,
         options,
-        store: Mutex::new(store),
+        journal: Journal(journal),
         ids: Mutex::new(BTreeMap::new()),
         outcomes: Mutex::new(BTreeMap::new()),
         stop: AtomicBool::new(false),
@@ -109,30 +117,117 @@ pub fn apply_plan(
         let phase = change.entity().phase();
         phases.entry(phase).or_default().push_back(index);
     }
-    // A phase ends before the next starts: children need their parents' ids.
-    for queue in phases.into_values() {
-        let queue = Mutex::new(queue);
-        std::thread::scope(|scope| {
-            for _ in 0..options.concurrency.max(1) {
-                scope.spawn(|| {
-                    while let Some(index) =
-                        queue.lock().ok().and_then(|mut queue| queue.pop_front())
-                    {
-                        run.apply_one(index);
-                    }
-                });
-            }
-        });
-    }
+    std::thread::scope(|scope| {
+        let run = &run;
+        scope.spawn(move || keep_journal(store, &records, run));
+        // Dropped last, even when a writer thread panics: the journal thread commits what is
+        // left and stops, so the scope can end.
+        let _finish = FinishOnDrop(&run.journal);
+        // A phase ends before the next starts: children need their parents' ids.
+        for queue in phases.into_values() {
+            let queue = Mutex::new(queue);
+            std::thread::scope(|phase| {
+                for _ in 0..options.concurrency.max(1) {
+                    phase.spawn(|| {
+                        while let Some(index) =
+                            queue.lock().ok().and_then(|mut queue| queue.pop_front())
+                        {
+                            run.apply_one(index);
+                        }
+                    });
+                }
+            });
+        }
+    });
     run.report()
 }
 
+/// Tells the journal thread that every writer is done, when dropped.
+struct FinishOnDrop<'a>(&'a Journal);
+
+impl Drop for FinishOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.send(Record::Finish);
+    }
+}
+
+/// What a writer thread hands the journal thread.
+enum Record {
+    /// A write about to be sent; the entry's id goes back once committed (`None`: the state
+    /// database failed, and the write must not be sent).
+    Intent(JournalIntent, mpsc::SyncSender<Option<i64>>),
+    Outcome(i64, JournalOutcome),
+    Audit(Vec<AuditRow>),
+    /// Every writer is done: commit what is left and stop.
+    Finish,
+}
+
+/// The writer threads' way to the journal thread.
+struct Journal(mpsc::Sender<Record>);
+
+impl Journal {
+    /// Journals a write about to be sent and waits for the commit: the entry's id, or `None`
+    /// when the state database failed (nothing may be sent then).
+    fn intent(&self, intent: JournalIntent) -> Option<i64> {
+        let (reply, committed) = mpsc::sync_channel(1);
+        self.0.send(Record::Intent(intent, reply)).ok()?;
+        committed.recv().ok().flatten()
+    }
+
+    /// Queues a record that nothing waits for (an outcome, audit rows). Were the journal
+    /// thread gone, the store failed and the run reports that.
+    fn send(&self, record: Record) {
+        let _ = self.0.send(record);
+    }
+}
+
+/// The journal thread: commits each batch of records in one transaction, then tells the
+/// waiting writers their intents' ids. A store failure stops the run.
+fn keep_journal(store: &mut Store, records: &mpsc::Receiver<Record>, run: &Run<'_>) {
+    while let Ok(first) = records.recv() {
+        let mut batch = vec![first];
+        batch.extend(records.try_iter());
+        let committed = store.in_one_transaction(|store| {
+            let mut ids = Vec::new();
+            for record in &batch {
+                match record {
+                    Record::Intent(intent, _) => ids.push(store.journal_intent(intent)?),
+                    Record::Outcome(id, outcome) => store.journal_outcome(*id, outcome)?,
+                    Record::Audit(rows) => store.append_audit(rows)?,
+                    Record::Finish => {}
+                }
+            }
+            Ok(ids)
+        });
+        let mut ids = match committed {
+            Ok(ids) => ids.into_iter(),
+            Err(err) => {
+                run.fail_store(err);
+                Vec::new().into_iter()
+            }
+        };
+        let mut finished = false;
+        for record in batch {
+            match record {
+                Record::Intent(_, reply) => {
+                    let _ = reply.send(ids.next());
+                }
+                Record::Finish => finished = true,
+                _ => {}
+            }
+        }
+        if finished {
+            return;
+        }
+    }
+}
+
 /// The state one apply shares between its writer threads.
-struct Run<'a, 'b> {
+struct Run<'a> {
     plan: &'a Plan,
     writer: &'a dyn AutotaskWriter,
     options: &'a ApplyOptions,
-    store: Mutex<&'b mut Store>,
+    journal: Journal,
     /// Plan refs → ids Autotask returned.
     ids: Mutex<BTreeMap<String, i64>>,
     outcomes: Mutex<BTreeMap<usize, Outcome>>,
@@ -142,7 +237,7 @@ struct Run<'a, 'b> {
     done: AtomicU64,
 }
 
-impl Run<'_, '_> {
+impl Run<'_> {
     fn apply_one(&self, index: usize) {
         let change = &self.plan.changes[index];
         let outcome = self.outcome_of(change);
@@ -155,9 +250,7 @@ impl Run<'_, '_> {
             self.stop.store(true, Ordering::SeqCst);
         }
         let rows = audit_rows(change, &outcome, &self.options.run_id, (self.options.now)());
-        if let Err(err) = lock(&self.store).and_then(|mut store| store.append_audit(&rows)) {
-            self.fail_store(err);
-        }
+        self.journal.send(Record::Audit(rows));
         if let Ok(mut outcomes) = self.outcomes.lock() {
             outcomes.insert(index, outcome);
         }
@@ -181,12 +274,9 @@ impl Run<'_, '_> {
             Ok(prepared) => prepared,
             Err(reason) => return Outcome::Skipped(format!("not sent: {reason}")),
         };
-        match send(change, &write, &request, self.writer, &self.store, &self.options.run_id) {
+        match send(change, &write, &request, self.writer, &self.journal, &self.options.run_id) {
             Ok(outcome) => outcome,
-            Err(err) => {
-                self.fail_store(err);
-                Outcome::Skipped("not sent: the state database failed".into())
-            }
+            Err(NotJournaled) => Outcome::Skipped("not sent: the state database failed".into()),
         }
     }
 
@@ -201,8 +291,11 @@ impl Run<'_, '_> {
         if let Some(err) = self.store_error.into_inner().ok().flatten() {
             return Err(ApplyError::Store(err));
         }
-        let mut report =
-            ApplyReport { run_id: self.options.run_id.clone(), ..ApplyReport::default() };
+        let mut report = ApplyReport {
+            run_id: self.options.run_id.clone(),
+            ids: self.ids.into_inner().unwrap_or_default(),
+            ..ApplyReport::default()
+        };
         for (index, outcome) in self.outcomes.into_inner().unwrap_or_default() {
             let change = &self.plan.changes[index];
             let label = format!(
@@ -235,15 +328,20 @@ impl Run<'_, '_> {
     }
 }
 
-/// Journal the intent, send, journal the outcome. Only a store failure is an `Err`.
+/// The state database could not journal a write, so it was not sent (the journal thread keeps
+/// the store's error for the report).
+struct NotJournaled;
+
+/// Journal the intent (committed before sending), send, journal the outcome (queued). Only a
+/// store failure is an `Err`.
 fn send(
     change: &PlanChange,
     write: &Write<i64>,
     request: &Request,
     writer: &dyn AutotaskWriter,
-    store: &Mutex<&mut Store>,
+    journal: &Journal,
     run_id: &str,
-) -> Result<Outcome, StoreError> {
+) -> Result<Outcome, NotJournaled> {
     let path = request.path.as_str();
     let intent = JournalIntent {
         run_id: run_id.to_string(),
@@ -253,7 +351,7 @@ fn send(
         key: change.key.to_string(),
         request_body: request.body.to_string(),
     };
-    let mut journal_id = lock(store)?.journal_intent(&intent)?;
+    let mut journal_id = journal.intent(intent.clone()).ok_or(NotJournaled)?;
     tracing::debug!(
         target: crate::logging::APPLY_TARGET,
         "{} {} {} ({}): sending to {path}",
@@ -278,21 +376,20 @@ fn send(
     {
         match same_day(adjustment, writer) {
             SameDay::NextDay(next_day) => {
-                lock(store)?.journal_outcome(
+                journal.send(Record::Outcome(
                     journal_id,
-                    &JournalOutcome::Failed { message: message.clone() },
-                )?;
-                journal_id = lock(store)?.journal_intent(&JournalIntent {
-                    request_body: next_day.body.to_string(),
-                    ..intent
-                })?;
+                    JournalOutcome::Failed { message: message.clone() },
+                ));
+                journal_id = journal
+                    .intent(JournalIntent { request_body: next_day.body.to_string(), ..intent })
+                    .ok_or(NotJournaled)?;
                 result = next_day.send(writer, None);
             }
             SameDay::Landed(reason) => {
-                lock(store)?.journal_outcome(
+                journal.send(Record::Outcome(
                     journal_id,
-                    &JournalOutcome::Failed { message: format!("{message} ({reason})") },
-                )?;
+                    JournalOutcome::Failed { message: format!("{message} ({reason})") },
+                ));
                 return Ok(Outcome::Skipped(reason));
             }
             SameDay::Stop(reason) => {
@@ -316,7 +413,7 @@ fn send(
             change.key
         );
     }
-    let (outcome, journal) = match result {
+    let (outcome, journal_outcome) = match result {
         Ok(id) => (Outcome::Written { id }, JournalOutcome::Done { autotask_id: id }),
         Err(WriteFailure::OutcomeUnknown { message, cause }) => (
             Outcome::Failed(WriteFailure::OutcomeUnknown { message: message.clone(), cause }),
@@ -327,7 +424,7 @@ fn send(
             (Outcome::Failed(failure), JournalOutcome::Failed { message })
         }
     };
-    lock(store)?.journal_outcome(journal_id, &journal)?;
+    journal.send(Record::Outcome(journal_id, journal_outcome));
     Ok(outcome)
 }
 
@@ -366,12 +463,6 @@ fn same_day(adjustment: &Adjustment<i64>, writer: &dyn AutotaskWriter) -> SameDa
             "not sent: cannot re-read the units to tell whether this change already landed ({err})"
         )),
     }
-}
-
-fn lock<'a, 'b>(
-    store: &'a Mutex<&'b mut Store>,
-) -> Result<std::sync::MutexGuard<'a, &'b mut Store>, StoreError> {
-    store.lock().map_err(|_| StoreError::Poisoned)
 }
 
 /// One audit row per field of the change (SPEC.md: "one row per field written").

@@ -9,7 +9,7 @@ pub mod records;
 
 pub use client::{
     AutotaskClient, ClientOptions, Clock, FieldInfo, PicklistValue, RecordingClock, SystemClock,
-    Threshold,
+    Threshold, WritesInFlight, DEFAULT_SLOT_RELEASE_MAX_MS, DEFAULT_SLOT_RELEASE_MS,
 };
 pub use error::{AutotaskError, Rejection};
 pub use query::{chunked_in, Condition, Filter, FilterError, FilterValue, GroupOp, Item, Op};

@@ -230,6 +230,18 @@ pub struct PullReport {
     /// HTTP requests this pull sent (the client's counter difference).
     pub requests: u64,
     pub elapsed: Duration,
+    /// Whose contract services and unit periods this pull read from Autotask.
+    pub children_read: ChildrenRead,
+}
+
+/// Whose contract services and unit periods a pull read from Autotask. Every other entity it
+/// reads whole (in full, or by changes checked against Autotask's count); these two only for
+/// a [`Focus`]'s contracts when it has one. Apply, right after a pull in the same run, need
+/// not read again what the pull has just read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChildrenRead {
+    All,
+    OfContracts(BTreeSet<i64>),
 }
 
 /// A pull's result: the new snapshot and the marks the next pull starts from.
@@ -315,11 +327,17 @@ pub fn pull_snapshot(
         }
     }
     snapshot.refreshed_at = Some(reading.now);
+    let focused = reads.iter().any(|(_, read)| matches!(read, EntityRead::Focused { .. }));
+    let children_read = match reading.focus_contracts {
+        Some(contracts) if focused => ChildrenRead::OfContracts(contracts),
+        _ => ChildrenRead::All,
+    };
     let report = PullReport {
         counts,
         reads,
         requests: client.requests_sent().saturating_sub(requests_before),
         elapsed: started.elapsed(),
+        children_read,
     };
     Ok(Pulled { snapshot, marks, report })
 }

@@ -10,6 +10,7 @@ use clap::Args;
 use super::session::{self, Loaded};
 use super::{CommandError, CommandResult, Context, Exit};
 use crate::apply::ApplyOptions;
+use crate::autotask::pull::ChildrenRead;
 use crate::autotask::{ApplyConnection, AutotaskClient};
 use crate::store::{Access, Store};
 use crate::workflow::apply::{self as workflow, Note, SavedPlan};
@@ -38,7 +39,7 @@ pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
     let mut loaded = session::load(context, &store)?;
     let client = session::connect_autotask(context)?;
-    execute(context, &mut store, &mut loaded, &client, saved, args.auto_approve)?;
+    execute(context, &mut store, &mut loaded, &client, saved, None, args.auto_approve)?;
     Ok(Exit::Success)
 }
 
@@ -67,20 +68,23 @@ fn say(note: Note) {
 }
 
 /// Plans (or reads the plan file), shows the plan, asks, writes, and says what happened: the
-/// command-line side of [`workflow`]. Shared by `apply`, `sync` and `demo`.
+/// command-line side of [`workflow`]. Shared by `apply`, `sync` and `demo`. `pulled`: what a
+/// pull of this run has just read, which a new plan need not re-read (see
+/// [`workflow::prepare`]).
 pub fn execute(
     context: &Context,
     store: &mut Store,
     loaded: &mut Loaded,
     client: &AutotaskClient,
     saved: Option<SavedPlan>,
+    pulled: Option<&ChildrenRead>,
     auto_approve: bool,
 ) -> Result<Applied, CommandError> {
     let settle_seconds = context.workspace.config()?.autotask.settle_seconds.unwrap_or(15);
     workflow::settle_earlier_writes(store, settle_seconds, &mut say)?;
     let connection =
         ApplyConnection::new(client, loaded.rules.settings.subscription_udf.value.clone());
-    let plan = workflow::prepare(store, loaded, &connection, saved, &mut say)?;
+    let plan = workflow::prepare(store, loaded, &connection, saved, pulled, &mut say)?;
     let text = plan.to_text(&loaded.company_names(), context.stdout_is_terminal);
     println!("{text}");
     if !plan.has_changes() {
@@ -133,13 +137,21 @@ pub fn execute(
     }
 
     println!(
-        "\nApply {}: {} written, {} failed, {} skipped, {} with unknown outcome, in {:.1} s; {} Autotask request(s){}.",
+        "\nApply {}: {} written, {} failed, {} skipped, {} with unknown outcome, in {:.1} s{}; {} Autotask request(s){}.",
         run_id,
         report.written,
         report.failed,
         report.skipped,
         report.unknown,
         started.elapsed().as_secs_f64(),
+        client
+            .writes_in_flight()
+            .map(|writes| format!(
+                " (writing {:.1} s, {:.2} writes in flight on average)",
+                writes.window.as_secs_f64(),
+                writes.average
+            ))
+            .unwrap_or_default(),
         client.requests_sent() - requests_before,
         client
             .hourly_usage()

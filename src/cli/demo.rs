@@ -101,7 +101,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         super::pull_autotask::pull_into(&demo, &mut store, &client, &udf, false, None)?;
         println!("\n$ cmat apply --auto-approve");
         let mut loaded = session::load(&demo, &store)?;
-        execute(&demo, &mut store, &mut loaded, &client, None, true)?;
+        execute(&demo, &mut store, &mut loaded, &client, None, None, true)?;
     }
 
     println!("\n━━ 4. Run it again: nothing left to do ━━\n\n$ cmat plan");

@@ -29,7 +29,7 @@ pub fn run(context: &Context, full: bool) -> CommandResult {
 
 /// Refreshes the snapshot (by changes since the last pull unless `full`; contract services and
 /// unit periods of the `focus`'s subscriptions only, when given) and prints the summary;
-/// shared by pull, sync and demo.
+/// shared by pull, sync and demo. The report says what was read (`sync` hands it to apply).
 pub fn pull_into(
     context: &Context,
     store: &mut Store,
@@ -37,7 +37,7 @@ pub fn pull_into(
     subscription_udf: &str,
     full: bool,
     focus: Option<Focus>,
-) -> Result<(), CommandError> {
+) -> Result<PullReport, CommandError> {
     // Only the unit periods around the current bills' Billing Dates (the ones the engine reads).
     let billing_dates = store.bills()?.into_iter().map(|b| b.key.billing_date);
     let options = PullOptions {
@@ -76,7 +76,7 @@ pub fn pull_into(
     }
     let report = result?;
     print!("{}", summary(&report, client));
-    Ok(())
+    Ok(report)
 }
 
 fn summary(report: &PullReport, client: &AutotaskClient) -> String {

@@ -106,7 +106,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     }
     let client = session::connect_autotask(context)?;
     let focus = Focus::since_last_sync(&store, &mappings_digest, &subscriptions)?;
-    super::pull_autotask::pull_into(
+    let pulled = super::pull_autotask::pull_into(
         context,
         &mut store,
         &client,
@@ -121,7 +121,16 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
         return Ok(super::plan::exit_code(&plan, true));
     }
-    let applied = execute(context, &mut store, &mut loaded, &client, None, args.auto_approve)?;
+    // What the pull has just read is not read again before writing (`workflow::apply::prepare`).
+    let applied = execute(
+        context,
+        &mut store,
+        &mut loaded,
+        &client,
+        None,
+        Some(&pulled.children_read),
+        args.auto_approve,
+    )?;
     store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
     store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
     store.replace_synced_subscriptions(&subscriptions)?;

@@ -7,6 +7,7 @@
 //! `revision` + 1). The whole file is one transaction; dropping the `Import` rolls it back.
 
 use std::collections::HashMap;
+use std::fmt::Write as _;
 
 use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
@@ -82,6 +83,9 @@ pub struct Import<'a> {
     /// end here without building a key.
     last: Option<usize>,
     lines: u64,
+    /// The text of a line's five amounts, written in place for each line (no allocation per
+    /// amount on the store's hot path).
+    amounts: [String; 5],
     finished: bool,
 }
 
@@ -252,6 +256,7 @@ impl Store {
             index: HashMap::new(),
             last: None,
             lines: 0,
+            amounts: Default::default(),
             finished: false,
         })
     }
@@ -395,11 +400,20 @@ impl Import<'_> {
         bill.hash.add(digest);
         bill.add_totals(line);
         bill.lines += 1;
-        let quantity = line.quantity.to_string();
-        let unit_cost_price = line.unit_cost_price.to_string();
-        let unit_sales_price = line.unit_sales_price.to_string();
-        let total_cost = line.total_cost.to_string();
-        let total_sales = line.total_sales.to_string();
+        let [quantity, unit_cost_price, unit_sales_price, total_cost, total_sales] =
+            &mut self.amounts;
+        for (text, amount) in [
+            (&mut *quantity, line.quantity),
+            (&mut *unit_cost_price, line.unit_cost_price),
+            (&mut *unit_sales_price, line.unit_sales_price),
+            (&mut *total_cost, line.total_cost),
+            (&mut *total_sales, line.total_sales),
+        ] {
+            text.clear();
+            // Writing to a String cannot fail.
+            let _ = write!(text, "{amount}");
+        }
+        let [quantity, unit_cost_price, unit_sales_price, total_cost, total_sales] = &self.amounts;
         let row = line.source.row as i64;
         match &bill.target {
             Target::New { bill_id } => {

@@ -46,6 +46,25 @@ impl AuditOutcome {
 struct UnexpectedValue(String);
 
 impl Store {
+    /// Runs `work` in one transaction, committed once at the end (rolled back on an error):
+    /// apply's journal thread commits the records of all its writer threads at once, so that no
+    /// write waits for a commit of its own.
+    pub fn in_one_transaction<T>(
+        &mut self,
+        work: impl FnOnce(&mut Store) -> Result<T, StoreError>,
+    ) -> Result<T, StoreError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE").map_err(|e| self.wrap(e))?;
+        let done = work(self).and_then(|value| {
+            self.conn.execute_batch("COMMIT").map_err(|e| self.wrap(e))?;
+            Ok(value)
+        });
+        if done.is_err() && !self.conn.is_autocommit() {
+            // The error being returned says what went wrong; a failed rollback adds nothing.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        done
+    }
+
     /// Records a write about to be sent (Pending); returns the entry's id.
     pub fn journal_intent(&mut self, intent: &JournalIntent) -> Result<i64, StoreError> {
         self.conn
@@ -126,7 +145,8 @@ impl Store {
     /// Appends rows to the audit trail, all or none.
     pub fn append_audit(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
         let result = (|| -> rusqlite::Result<()> {
-            let tx = self.conn.transaction()?;
+            // A savepoint, so that the rows also go inside `in_one_transaction`.
+            let tx = self.conn.savepoint()?;
             {
                 let mut statement = tx.prepare(
                     "INSERT INTO audit (run_id, at, action, entity, autotask_id, key, field,

@@ -6,13 +6,16 @@
 use std::path::{Path, PathBuf};
 
 use crate::apply::{apply_plan, ApplyError, ApplyOptions, ApplyReport};
+use std::collections::BTreeSet;
+
 use crate::autotask::adapter::{AutotaskReader, WriteFailure};
+use crate::autotask::pull::ChildrenRead;
 use crate::autotask::{ApplyConnection, PullError};
 use crate::store::{JournalOutcome, Store, StoreError};
 use cmat_engine::plan::{Plan, PlanError};
 use cmat_engine::scope::Scope;
 use cmat_engine::snapshot::Snapshot;
-use cmat_engine::write::{Action, Entity, NaturalKey};
+use cmat_engine::write::{Action, Entity, Id, NaturalKey, Write};
 
 use super::{Loaded, PlanningError};
 
@@ -94,11 +97,17 @@ pub fn settle_earlier_writes(
 /// The plan to write: the saved one when nothing it was computed from moved (else
 /// [`ApplyError::Stale`]), or a new one from what Autotask holds right now. The journal of
 /// earlier runs is settled against the records just re-read.
+///
+/// `pulled` is what a pull of this same run read moments before `loaded` was made (`sync`):
+/// those records are what Autotask holds right now already, so a new plan re-reads only the
+/// records it touches that the pull did not read. Never trusted for a saved plan, nor while
+/// writes of an earlier run may still land (the journal holds writes without an outcome).
 pub fn prepare(
     store: &mut Store,
     loaded: &mut Loaded,
     connection: &ApplyConnection<'_>,
     saved: Option<SavedPlan>,
+    pulled: Option<&ChildrenRead>,
     note: &mut dyn FnMut(Note),
 ) -> Result<Plan, WorkflowError> {
     let plan = match saved {
@@ -120,7 +129,8 @@ pub fn prepare(
             if !stale.is_empty() {
                 return Err(ApplyError::Stale { path, reasons: stale }.into());
             }
-            let differences = reread(store, loaded, connection, &plan)?;
+            let scope = touched(loaded, &plan);
+            let differences = reread(store, loaded, connection, &scope)?;
             if !differences.is_empty() {
                 return Err(ApplyError::Stale { path, reasons: differences }.into());
             }
@@ -133,12 +143,20 @@ pub fn prepare(
                 store.replace_snapshot(&loaded.snapshot)?;
             }
             let mut plan = loaded.plan()?;
+            let trusted = match pulled {
+                Some(read) if store.journal_unresolved()?.is_empty() => Some(read),
+                _ => None,
+            };
             // Units change relatively: plan only from what Autotask holds right now.
             for _ in 0..3 {
                 if !plan.has_changes() {
                     break;
                 }
-                let differences = reread(store, loaded, connection, &plan)?;
+                let mut scope = touched(loaded, &plan);
+                if let Some(read) = trusted {
+                    scope = not_read(scope, &loaded.snapshot, read);
+                }
+                let differences = reread(store, loaded, connection, &scope)?;
                 if differences.is_empty() {
                     break;
                 }
@@ -163,7 +181,7 @@ pub fn write(
     note: &mut dyn FnMut(Note),
 ) -> Result<ApplyReport, WorkflowError> {
     let report = apply_plan(plan, connection, store, options)?;
-    let scope = scope(loaded, plan);
+    let scope = written(loaded, plan, &report);
     match connection.read_scope(&scope) {
         Ok(fresh) => refresh_scope(store, &scope, &fresh)?,
         Err(failure) => note(Note::RefreshFailed(failure)),
@@ -179,23 +197,90 @@ pub fn new_run_id() -> String {
     format!("{}-{}-{sequence}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id())
 }
 
-fn scope(loaded: &Loaded, plan: &Plan) -> Scope {
-    Scope { units_window: loaded.units_window(), ..Scope::of_plan(plan, &loaded.snapshot) }
+/// The records a plan writes to: its contracts (read by id, with their contract services,
+/// unit periods in the window and charges), the contracts of the companies it creates a
+/// contract under (a create an earlier run left without an answer is found there by its
+/// subscription) and the services it creates. Not the other contracts of its contracts'
+/// companies ([`Scope::of_plan`] adds those): the plan writes nothing there.
+fn touched(loaded: &Loaded, plan: &Plan) -> Scope {
+    let mut scope = Scope { units_window: loaded.units_window(), ..Scope::default() };
+    for change in &plan.changes {
+        match &change.write {
+            Write::CreateService(service) => {
+                scope.skus.insert(service.sku.clone());
+            }
+            Write::CreateContract(contract) => {
+                scope.company_ids.insert(contract.company_id);
+            }
+            Write::UpdateContract { id, .. } => {
+                scope.contract_ids.insert(*id);
+            }
+            write => {
+                if let Some(Id::Existing(id)) = write.parent() {
+                    scope.contract_ids.insert(*id);
+                }
+            }
+        }
+    }
+    scope
 }
 
-/// Re-reads the plan's records from Autotask (in pages) and, where they differ from the
-/// snapshot, stores what Autotask holds now. Returns the differences found.
+/// The part of `scope` a pull of this run did not read: contracts, services and charges it
+/// reads whole, contract services and unit periods only of the contracts it names.
+fn not_read(scope: Scope, snapshot: &Snapshot, read: &ChildrenRead) -> Scope {
+    let ChildrenRead::OfContracts(read) = read else {
+        return Scope { units_window: scope.units_window, ..Scope::default() };
+    };
+    let unread = |id: &i64| !read.contains(id);
+    // A company under which a contract is created: re-read when one of its contracts' children
+    // were not read.
+    let company_ids: BTreeSet<i64> = scope
+        .company_ids
+        .into_iter()
+        .filter(|company| {
+            snapshot.contracts.values().any(|c| c.company_id == *company && unread(&c.id))
+        })
+        .collect();
+    Scope {
+        company_ids,
+        contract_ids: scope.contract_ids.into_iter().filter(unread).collect(),
+        skus: BTreeSet::new(),
+        units_window: scope.units_window,
+    }
+}
+
+/// What to read back after writing: the records written. A contract created in this run is
+/// read by the id Autotask gave it; one whose create got no id is looked for among its
+/// company's contracts.
+fn written(loaded: &Loaded, plan: &Plan, report: &ApplyReport) -> Scope {
+    let mut scope = touched(loaded, plan);
+    scope.company_ids.clear();
+    for change in &plan.changes {
+        if let Write::CreateContract(contract) = &change.write {
+            match report.ids.get(&change.reference) {
+                Some(id) => scope.contract_ids.insert(*id),
+                None => scope.company_ids.insert(contract.company_id),
+            };
+        }
+    }
+    scope
+}
+
+/// Re-reads `scope` from Autotask (in pages) and, where it differs from the snapshot, stores
+/// what Autotask holds now. Returns the differences found.
 fn reread(
     store: &mut Store,
     loaded: &mut Loaded,
     reader: &dyn AutotaskReader,
-    plan: &Plan,
+    scope: &Scope,
 ) -> Result<Vec<String>, WorkflowError> {
-    let scope = scope(loaded, plan);
-    let fresh = reader.read_scope(&scope)?;
+    if scope.is_empty() {
+        return Ok(Vec::new());
+    }
+    let fresh = reader.read_scope(scope)?;
     let differences = scope.differences(&loaded.snapshot, &fresh);
     if !differences.is_empty() {
-        refresh_scope(store, &scope, &fresh)?;
+        refresh_scope(store, scope, &fresh)?;
         loaded.snapshot = store.load_snapshot()?;
     }
     Ok(differences)

@@ -346,3 +346,50 @@ fn a_sync_reads_in_full_without_digests_or_when_asked() {
     assert!(!pull.contains("whose bills changed"), "{pull}");
     assert_eq!(sw.plan_detailed().status, 0, "converged");
 }
+
+/// Within `sync`, apply trusts what the pull has just read: no query between the pull and the
+/// first write, and after writing it reads back only the contracts written (by id, one query
+/// per entity on a small tenant), never their companies' other contracts. Still converges.
+#[test]
+fn a_sync_writes_without_reading_again_what_its_pull_just_read() {
+    let size = size(26);
+    let day0 = bill_lines(size, 0, 0);
+    let (seed, _) = converged(size, &day0);
+    let sw = SimWorkspace::start_seeded(seed, SimOptions::default());
+    let write = |name: &str, lines: &[BillLine]| {
+        let file = std::fs::File::create(sw.ws.path().join(name)).unwrap();
+        write_bill_csv(std::io::BufWriter::new(file), lines).unwrap();
+    };
+    write("day-0.csv", &day0);
+    sw.ok(&["sync", "--auto-approve", "--import", "day-0.csv"]);
+    write("day-1.csv", &bill_lines(size, 1, 50));
+
+    let logged_before = sw.sim.request_log().len();
+    let day = run(&sw, &["sync", "--auto-approve", "--import", "day-1.csv"]);
+    assert!(day.contains("whose bills changed"), "a focused pull\n{day}");
+    let pull_requests: usize = day
+        .lines()
+        .find_map(|l| l.strip_prefix("Requests: ")?.split(' ').next()?.parse().ok())
+        .expect("the pull's request count");
+    let log = sw.sim.request_log().split_off(logged_before);
+    let is_write = |r: &cmat_sim::LoggedRequest| {
+        matches!(r.method.as_str(), "POST" | "PATCH" | "DELETE") && !r.route.contains("/query")
+    };
+    let first_write = log.iter().position(is_write).expect("the day writes");
+    assert_eq!(first_write, pull_requests, "nothing read between the pull and the writes");
+    let mut queries_after: BTreeMap<&str, usize> = BTreeMap::new();
+    for request in log[first_write..].iter().filter(|r| r.route.contains("/query")) {
+        *queries_after.entry(request.route.as_str()).or_default() += 1;
+    }
+    let expected = [
+        "POST ContractCharges/query",
+        "POST ContractServiceUnits/query",
+        "POST ContractServices/query",
+        "POST Contracts/query",
+    ];
+    assert!(
+        queries_after.iter().all(|(route, n)| *n == 1 && expected.contains(route)),
+        "the refresh reads the written contracts by id, one query per entity: {queries_after:?}"
+    );
+    assert_eq!(sw.plan_detailed().status, 0, "converged");
+}
