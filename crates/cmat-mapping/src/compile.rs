@@ -102,6 +102,9 @@ pub fn count_rules(files: &[ParsedFile]) -> usize {
     files.iter().map(|file| count(&file.ast.statements)).sum()
 }
 
+/// A `create` block: how Services are made, and whether one per term.
+type CreateBlock = (ServiceCreateRule, Option<Ruled<bool>>);
+
 /// The settings of one block by name, after unknown and duplicate ones were reported.
 type SettingsByKey<'a> = BTreeMap<&'a str, &'a Setting>;
 
@@ -824,7 +827,7 @@ impl<'a> Compiler<'a> {
             )
         });
         let mut explicit: BTreeMap<String, (Ruled<i64>, Location)> = BTreeMap::new();
-        let mut create: Option<(Option<(ServiceCreateRule, Option<Ruled<bool>>)>, Location)> = None;
+        let mut create: Option<(Option<CreateBlock>, Location)> = None;
         let mut valid = true;
         for statement in others {
             match statement {
@@ -893,11 +896,7 @@ impl<'a> Compiler<'a> {
     }
 
     /// The `create` block, and its `per_term` setting.
-    fn create(
-        &mut self,
-        file: &'a ParsedFile,
-        block: &'a Block,
-    ) -> Option<(ServiceCreateRule, Option<Ruled<bool>>)> {
+    fn create(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<CreateBlock> {
         let (settings, _) = self.read_block(file, block, CREATE_KEYS, |_| false);
         let per_term = match settings.get("per_term") {
             Some(setting) => Some(self.bool_setting(file, setting)?),

@@ -149,7 +149,7 @@ impl TemplateField {
 
 impl Template {
     pub fn uses(&self, field: TemplateField) -> bool {
-        self.parts.iter().any(|part| *part == TemplatePart::Field(field))
+        self.parts.contains(&TemplatePart::Field(field))
     }
 
     /// Renders with a lookup for each field; fields the lookup cannot fill render empty.

@@ -129,7 +129,7 @@ impl<'r> Resolutions<'r> {
                     .map(|(_, rule)| rule)
                     .collect();
                 // Most specific first; in file order among equals.
-                rules.sort_by(|a, b| b.specificity.cmp(&a.specificity));
+                rules.sort_by_key(|rule| std::cmp::Reverse(rule.specificity));
                 let result = self.rules.resolve_matched(rules).map(|resolved| {
                     self.resolved.push(resolved);
                     self.resolved.len() - 1

@@ -481,7 +481,7 @@ impl RuleSet {
         let mut matched: Vec<&ScopedRule> =
             self.scoped.iter().filter(|rule| rule.matches(line)).collect();
         // Most specific first; in file order among equals (the order ambiguity is told in).
-        matched.sort_by(|a, b| b.specificity.cmp(&a.specificity));
+        matched.sort_by_key(|rule| std::cmp::Reverse(rule.specificity));
         self.resolve_matched(matched)
     }
 
