@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use super::scoped::{Ambiguity, LineFacts, ScopeTerm};
+use super::scoped::{Ambiguity, Dimension, LineFacts, ScopeTerm};
 use super::{Resolved, RuleSet, ScopedRule};
 use crate::billing::BillLine;
 
@@ -17,16 +17,40 @@ type Bits = Vec<u64>;
 pub struct Resolutions<'r> {
     rules: &'r RuleSet,
     resolved: Vec<Resolved<'r>>,
-    by_matched: HashMap<Bits, Result<usize, Ambiguity>>,
+    by_matched: FastMap<Bits, Result<usize, Ambiguity>>,
     /// Rules whose context terms (service, organization, subscription, term, currency) hold,
     /// by the line's context.
-    by_context: HashMap<String, Bits>,
+    by_context: FastMap<String, Bits>,
     /// Rules whose product terms (Item Code, Product ID, name, meter category) hold, by product.
-    by_product: HashMap<String, Bits>,
+    by_product: FastMap<String, Bits>,
+    /// The dimensions some rule looks at: the cache keys hold only those fields.
+    used: Vec<Dimension>,
     /// Reused from line to line: the cache keys and the matched set.
     key: String,
     matched: Bits,
 }
+
+/// The caches' keys are short texts built per line: a multiply-rotate hash (as rustc's) is
+/// several times cheaper than the default SipHash, and no key comes from an adversary.
+#[derive(Default, Clone, Copy)]
+struct FastHasher(u64);
+
+impl std::hash::Hasher for FastHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word))
+                .wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type FastMap<K, V> = HashMap<K, V, std::hash::BuildHasherDefault<FastHasher>>;
 
 /// Terms about the product a line bills; the others are about its context.
 fn is_product_term(term: &ScopeTerm) -> bool {
@@ -39,26 +63,35 @@ fn is_product_term(term: &ScopeTerm) -> bool {
     )
 }
 
-/// Fields joined by a separator no bill text holds (a unit separator).
-fn key_of(key: &mut String, fields: &[&str]) {
-    key.clear();
-    for field in fields {
-        key.push_str(field);
-        key.push('\u{1f}');
-    }
+/// Appends a field and a separator no bill text holds (a unit separator).
+fn key_of(key: &mut String, field: &str) {
+    key.push_str(field);
+    key.push('\u{1f}');
 }
 
 impl<'r> Resolutions<'r> {
     pub fn new(rules: &'r RuleSet) -> Self {
+        let mut used: Vec<Dimension> = rules
+            .scoped
+            .iter()
+            .flat_map(|rule| rule.scope.iter().map(ScopeTerm::dimension))
+            .collect();
+        used.sort();
+        used.dedup();
         Resolutions {
             rules,
             resolved: Vec::new(),
-            by_matched: HashMap::new(),
-            by_context: HashMap::new(),
-            by_product: HashMap::new(),
+            by_matched: FastMap::default(),
+            by_context: FastMap::default(),
+            by_product: FastMap::default(),
+            used,
             key: String::new(),
             matched: Vec::new(),
         }
+    }
+
+    fn uses(&self, dimension: Dimension) -> bool {
+        self.used.binary_search(&dimension).is_ok()
     }
 
     /// The rules of one half whose terms of that half all hold for the line.
@@ -89,18 +122,20 @@ impl<'r> Resolutions<'r> {
         }
         let facts = LineFacts::of(line);
         let mut key = std::mem::take(&mut self.key);
-        key_of(
-            &mut key,
-            &[
-                facts.service,
-                facts.organization,
-                facts.customer_number,
-                facts.organization_groups,
-                facts.subscription,
-                facts.term,
-                facts.currency,
-            ],
-        );
+        key.clear();
+        for (dimension, field) in [
+            (Dimension::Service, facts.service),
+            (Dimension::Organization, facts.organization),
+            (Dimension::Organization, facts.customer_number),
+            (Dimension::OrganizationGroup, facts.organization_groups),
+            (Dimension::Subscription, facts.subscription),
+            (Dimension::Term, facts.term),
+            (Dimension::Currency, facts.currency),
+        ] {
+            if self.uses(dimension) {
+                key_of(&mut key, field);
+            }
+        }
         if !self.by_context.contains_key(key.as_str()) {
             let bits = self.half(&facts, false);
             self.by_context.insert(key.clone(), bits);
@@ -108,7 +143,16 @@ impl<'r> Resolutions<'r> {
         let mut matched = std::mem::take(&mut self.matched);
         matched.clear();
         matched.extend_from_slice(&self.by_context[key.as_str()]);
-        key_of(&mut key, &[facts.item_code, facts.product_id, facts.product_name]);
+        key.clear();
+        for (dimensions, field) in [
+            ([Dimension::Product, Dimension::Product], facts.item_code),
+            ([Dimension::Product, Dimension::Product], facts.product_id),
+            ([Dimension::ProductName, Dimension::MeterCategory], facts.product_name),
+        ] {
+            if dimensions.iter().any(|dimension| self.uses(*dimension)) {
+                key_of(&mut key, field);
+            }
+        }
         if !self.by_product.contains_key(key.as_str()) {
             let bits = self.half(&facts, true);
             self.by_product.insert(key.clone(), bits);
