@@ -12,7 +12,7 @@ use std::process::Command;
 use std::time::Instant;
 
 use chrono::{Months, NaiveDate};
-use cmat::report::{load, render, Format};
+use cmat::report::{load, render_to, Format};
 use cmat::store::{Access, Store};
 use cmat_engine::plan::{compute, PlanInputs};
 use cmat_testkit::tenant::{bill_lines, companies, play, TenantSize};
@@ -148,17 +148,20 @@ fn measure(workspace: &Path) -> Result<(), Box<dyn std::error::Error>> {
         .unwrap_or_else(|diagnostics| panic!("the default rules must check:\n{diagnostics}"));
     let review = load::review(&store, &rules, None)?;
     let built = started.elapsed();
-    let text = render(&review, format, "bench")?;
+    // As `cmat report --out` does: rendered straight into the file.
     let out = workspace.join("review.out");
-    std::fs::write(&out, &text)?;
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&out)?);
+    render_to(&review, format, "bench", &mut file)?;
+    drop(file);
     let total = started.elapsed();
+    let written = std::fs::metadata(&out)?.len();
     println!(
         "report --format {:<4} {:>7.0} ms (review {:.0} ms, render+write {:.0} ms), {:>6.1} MB written, peak RSS {} MB; {} companies, {} exceptions, {} Azure subscriptions",
         format!("{format:?}").to_lowercase(),
         total.as_secs_f64() * 1e3,
         built.as_secs_f64() * 1e3,
         (total - built).as_secs_f64() * 1e3,
-        text.len() as f64 / 1e6,
+        written as f64 / 1e6,
         peak_rss_mb(),
         review.companies.len(),
         review.exceptions.len(),
