@@ -101,12 +101,14 @@ fn this_period(
 ) -> Result<ThisPeriod, LoadError> {
     let lines = store.bill_lines_between(period.first_day(), period.next().first_day())?;
     let sums = PeriodSums::of(rules, &lines);
-    let snapshot = store.load_snapshot()?;
 
     // The plan's warnings are its diff's (`cmat_engine::plan::compute` is resolve, desired
     // state, diff): the desired state is computed once for both lists, and none of the plan's
-    // changes, references or digests are built, since the review shows warnings only.
+    // changes, references or digests are built, since the review shows warnings only. The
+    // lines are let go before the snapshot is loaded: the two are the largest things held.
     let desired_state = cmat_engine::desired::desired_state(rules, &lines);
+    drop(lines);
+    let snapshot = store.load_snapshot()?;
     let note = |w: &cmat_engine::desired::Warning| PlanNote {
         code: w.code.as_str().into(),
         message: w.message.clone(),
