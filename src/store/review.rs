@@ -117,6 +117,24 @@ impl Store {
         read().map_err(|e| self.wrap(e))
     }
 
+    /// The bills dated in `from..to` as (id, organization, Billing Date, source file), in the
+    /// order lines are read back: by date, then organization.
+    fn bills_between(
+        &self,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> rusqlite::Result<Vec<(i64, String, NaiveDate, String)>> {
+        let mut bills = self.conn.prepare(
+            "SELECT id, organization_name, billing_date, source_file FROM bills
+             WHERE billing_date >= ?1 AND billing_date < ?2
+             ORDER BY billing_date, organization_name",
+        )?;
+        let rows = bills.query_map(params![date(&from), date(&to)], |row| {
+            Ok((row.get(0)?, row.get(1)?, get_date(row, 2)?, row.get(3)?))
+        })?;
+        rows.collect()
+    }
+
     /// Calls `visit` with every current line whose Billing Date is in `from..to`, in the
     /// order of [`Store::bill_lines`], without holding them all. Bill by bill, each read
     /// through the `bill_lines_by_bill` index (no sort of the period's lines).
@@ -127,16 +145,7 @@ impl Store {
         mut visit: impl FnMut(BillLine),
     ) -> Result<(), StoreError> {
         let mut read = || -> rusqlite::Result<()> {
-            let mut bills = self.conn.prepare(
-                "SELECT id, organization_name, billing_date, source_file FROM bills
-                 WHERE billing_date >= ?1 AND billing_date < ?2
-                 ORDER BY billing_date, organization_name",
-            )?;
-            let bills: Vec<(i64, String, NaiveDate, String)> = bills
-                .query_map(params![date(&from), date(&to)], |row| {
-                    Ok((row.get(0)?, row.get(1)?, get_date(row, 2)?, row.get(3)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+            let bills = self.bills_between(from, to)?;
             let sql =
                 format!("SELECT {LINE_COLUMNS} FROM bill_lines WHERE bill_id = ?1 ORDER BY id");
             let mut lines = self.conn.prepare(&sql)?;
@@ -162,16 +171,7 @@ impl Store {
         mut visit: impl FnMut(&ReviewLine<'_>),
     ) -> Result<(), StoreError> {
         let mut read = || -> rusqlite::Result<()> {
-            let mut bills = self.conn.prepare(
-                "SELECT id, organization_name, billing_date, source_file FROM bills
-                 WHERE billing_date >= ?1 AND billing_date < ?2
-                 ORDER BY billing_date, organization_name",
-            )?;
-            let bills: Vec<(i64, String, NaiveDate, String)> = bills
-                .query_map(params![date(&from), date(&to)], |row| {
-                    Ok((row.get(0)?, row.get(1)?, get_date(row, 2)?, row.get(3)?))
-                })?
-                .collect::<rusqlite::Result<_>>()?;
+            let bills = self.bills_between(from, to)?;
             let mut lines = self.conn.prepare(
                 "SELECT source_row, service_name, customer_number, product_name, item_code,
                         quantity, unit_cost_price, unit_sales_price, total_cost, total_sales,

@@ -15,7 +15,7 @@ use crate::store::{JournalOutcome, Store, StoreError};
 use cmat_engine::plan::{Plan, PlanError};
 use cmat_engine::scope::Scope;
 use cmat_engine::snapshot::Snapshot;
-use cmat_engine::write::{Action, Entity, Id, NaturalKey, Write};
+use cmat_engine::write::{Action, Entity, NaturalKey, Write};
 
 use super::{Loaded, PlanningError};
 
@@ -197,32 +197,11 @@ pub fn new_run_id() -> String {
     format!("{}-{}-{sequence}", chrono::Utc::now().format("%Y%m%dT%H%M%SZ"), std::process::id())
 }
 
-/// The records a plan writes to: its contracts (read by id, with their contract services,
-/// unit periods in the window and charges), the contracts of the companies it creates a
-/// contract under (a create an earlier run left without an answer is found there by its
-/// subscription) and the services it creates. Not the other contracts of its contracts'
-/// companies ([`Scope::of_plan`] adds those): the plan writes nothing there.
+/// The records a plan writes to ([`Scope::written_by`]), their unit periods in the window
+/// the plan was made with. Its contracts are read by id (with their contract services, units
+/// and charges); not the other contracts of their companies: the plan writes nothing there.
 fn touched(loaded: &Loaded, plan: &Plan) -> Scope {
-    let mut scope = Scope { units_window: loaded.units_window(), ..Scope::default() };
-    for change in &plan.changes {
-        match &change.write {
-            Write::CreateService(service) => {
-                scope.skus.insert(service.sku.clone());
-            }
-            Write::CreateContract(contract) => {
-                scope.company_ids.insert(contract.company_id);
-            }
-            Write::UpdateContract { id, .. } => {
-                scope.contract_ids.insert(*id);
-            }
-            write => {
-                if let Some(Id::Existing(id)) = write.parent() {
-                    scope.contract_ids.insert(*id);
-                }
-            }
-        }
-    }
-    scope
+    Scope { units_window: loaded.units_window(), ..Scope::written_by(plan) }
 }
 
 /// The part of `scope` a pull of this run did not read: contracts, services and charges it

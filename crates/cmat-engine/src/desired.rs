@@ -538,16 +538,21 @@ pub fn template_value(
     })
 }
 
-/// The product's key: Item Code or Product ID, and its term when Services are per term.
-fn product_key(rules: &RuleSet, line: &BillLine, resolved: &Resolved<'_>) -> String {
-    let key = match rules.products.match_by.value {
+/// The column the rules find Services by: Item Code or Product ID.
+fn base_product_key<'l>(rules: &RuleSet, line: &'l BillLine) -> &'l str {
+    match rules.products.match_by.value {
         crate::rules::ProductKey::ItemCode => &line.item_code,
         crate::rules::ProductKey::ProductId => &line.product_id,
-    };
+    }
+}
+
+/// The product's key: [`base_product_key`], and its term when Services are per term.
+fn product_key(rules: &RuleSet, line: &BillLine, resolved: &Resolved<'_>) -> String {
+    let key = base_product_key(rules, line);
     let term = line.payment_frequency.trim();
     match resolved.service_per_term {
         Some(per_term) if per_term.value && !term.is_empty() => format!("{key}/{term}"),
-        _ => key.clone(),
+        _ => key.to_string(),
     }
 }
 
@@ -694,10 +699,7 @@ fn desired_service(
     effective_date: NaiveDate,
     on_current_bill: bool,
 ) -> DesiredContractService {
-    let base_key = match rules.products.match_by.value {
-        crate::rules::ProductKey::ItemCode => &line.item_code,
-        crate::rules::ProductKey::ProductId => &line.product_id,
-    };
+    let base_key = base_product_key(rules, line);
     DesiredContractService {
         product_key: key.to_string(),
         product_name: line.product_name.clone(),

@@ -22,8 +22,10 @@ impl Scope {
         self.company_ids.is_empty() && self.contract_ids.is_empty() && self.skus.is_empty()
     }
 
-    /// The scope of a plan: companies and contracts it writes under, skus it creates.
-    pub fn of_plan(plan: &Plan, snapshot: &Snapshot) -> Scope {
+    /// The records a plan writes to: the contracts it writes under, the companies it creates a
+    /// contract under (a create an earlier run left without an answer is found there by its
+    /// subscription) and the skus it creates.
+    pub fn written_by(plan: &Plan) -> Scope {
         let mut scope = Scope::default();
         for change in &plan.changes {
             match &change.write {
@@ -41,11 +43,6 @@ impl Scope {
                         scope.contract_ids.insert(*id);
                     }
                 }
-            }
-        }
-        for id in &scope.contract_ids {
-            if let Some(contract) = snapshot.contracts.get(id) {
-                scope.company_ids.insert(contract.company_id);
             }
         }
         scope
