@@ -18,7 +18,7 @@ use std::io::{BufRead, BufReader, Read};
 
 use super::row::{known_columns, normalize, Cell, DecimalSeparator, HeaderError, Layout};
 use super::{ImportError, ImportOptions, Sink};
-use crate::store::{line_digest, ImportSummary, LineDigest, Store};
+use crate::store::{encode_line, ImportSummary, Store};
 use cmat_engine::billing::BillLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -101,10 +101,10 @@ pub(super) fn import(
     let mut sink = Sink::begin(store, display_name, None)?;
     // Two stages on two threads: this one parses and hashes, the caller's stores (SQLite's
     // connection stays on its thread). The channel is bounded, so memory stays flat.
-    let (batches, received) = std::sync::mpsc::sync_channel::<Vec<Parsed>>(PIPELINE_DEPTH);
+    let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(PIPELINE_DEPTH);
     std::thread::scope(|scope| {
         let parser = scope.spawn(move || {
-            let mut batch = Vec::with_capacity(BATCH_LINES);
+            let mut batch = Batch::default();
             let parsed = parse_rows(
                 &mut reader,
                 &layout,
@@ -112,26 +112,30 @@ pub(super) fn import(
                 dialect,
                 header_row,
                 display_name,
-                |item| {
-                    batch.push(item);
-                    if batch.len() < BATCH_LINES {
-                        return true;
-                    }
+                &mut batch,
+                |batch| {
+                    // The next batch's bytes in one allocation, about the size of this one's.
+                    let next = Batch {
+                        lines: Vec::with_capacity(batch.lines.len() + batch.lines.len() / 8),
+                        rows: Vec::with_capacity(BATCH_LINES),
+                    };
                     // A closed channel: the store gave up; stop reading.
-                    batches
-                        .send(std::mem::replace(&mut batch, Vec::with_capacity(BATCH_LINES)))
-                        .is_ok()
+                    batches.send(std::mem::replace(batch, next)).is_ok()
                 },
             );
-            if !batch.is_empty() {
+            if !batch.rows.is_empty() {
                 let _ = batches.send(batch);
             }
             parsed.map_err(|(row, source)| ImportError::Read { file: file(), row, source })
         });
         for batch in received {
-            for item in batch {
-                match item {
-                    Parsed::Line { line, digest } => sink.accept(line, digest)?,
+            let mut start = 0;
+            for row in batch.rows {
+                match row {
+                    Parsed::Line { end } => {
+                        sink.accept(&batch.lines[start..end])?;
+                        start = end;
+                    }
                     Parsed::Bad { row, reason } => sink.reject(row, reason),
                 }
             }
@@ -149,16 +153,25 @@ const BATCH_LINES: usize = 1024;
 /// Batches parsed ahead of the store at most.
 const PIPELINE_DEPTH: usize = 8;
 
-/// One data row, parsed (and its content hashed) or refused. Nearly every row is a `Line`:
-/// boxing it would cost an allocation per row to save space on the rare refusal.
-#[allow(clippy::large_enum_variant)]
+/// Rows parsed and encoded ([`encode_line`]) on the parsing thread: the store's thread
+/// receives the lines' bytes, one buffer a batch, not a dozen `String`s a line, and hashes
+/// them (the two threads then take about as long as each other).
+#[derive(Default)]
+struct Batch {
+    /// The good rows' lines, one after another.
+    lines: Vec<u8>,
+    rows: Vec<Parsed>,
+}
+
+/// One data row: a line (where its bytes end in the batch) or a refusal.
 enum Parsed {
-    Line { line: BillLine, digest: LineDigest },
+    Line { end: usize },
     Bad { row: u64, reason: String },
 }
 
-/// Reads the records after the header, handing each row to `emit` until it returns false; an
-/// unreadable file is `(row, error)`.
+/// Reads the records after the header into `batch`, handing it to `emit` whenever it holds
+/// [`BATCH_LINES`] rows, until `emit` returns false; an unreadable file is `(row, error)`.
+#[allow(clippy::too_many_arguments)]
 fn parse_rows<R: Read>(
     reader: &mut csv::Reader<R>,
     layout: &Layout,
@@ -166,10 +179,17 @@ fn parse_rows<R: Read>(
     dialect: Dialect,
     header_row: u64,
     display_name: &str,
-    mut emit: impl FnMut(Parsed) -> bool,
+    batch: &mut Batch,
+    mut emit: impl FnMut(&mut Batch) -> bool,
 ) -> Result<(), (u64, csv::Error)> {
     let mut record = csv::ByteRecord::new();
+    let mut line = BillLine::default();
+    let read: Vec<usize> = (0..reads.len()).filter(|index| reads[*index]).collect();
+    let mut cells_buffer: Vec<Cell<'static>> = Vec::new();
     loop {
+        if batch.rows.len() >= BATCH_LINES && !emit(batch) {
+            return Ok(());
+        }
         match reader.read_byte_record(&mut record) {
             Ok(true) => {}
             Ok(false) => return Ok(()),
@@ -189,32 +209,60 @@ fn parse_rows<R: Read>(
                 super::plural(record.len(), "field", "fields"),
                 layout.width
             );
-            if !emit(Parsed::Bad { row, reason }) {
-                return Ok(());
-            }
+            batch.rows.push(Parsed::Bad { row, reason });
             continue;
         }
-        let cells: Vec<Cell<'_>> = record
-            .iter()
-            .enumerate()
-            .map(|(index, field)| {
-                if !reads[index] {
-                    return Cell::Empty;
-                }
-                match decode(field, dialect.encoding) {
-                    Ok(text) => Cell::Text(text),
-                    Err(reason) => Cell::Bad(reason),
-                }
-            })
-            .collect();
-        let parsed = match layout.parse(&cells, display_name, row) {
-            Ok(line) => Parsed::Line { digest: line_digest(&line), line },
-            Err(reason) => Parsed::Bad { row, reason },
+        let mut cells = reuse(std::mem::take(&mut cells_buffer));
+        // A UTF-8 record is checked once, whole, rather than cell by cell; a record that is
+        // not valid UTF-8 is read cell by cell, so that the cell at fault is named.
+        let utf8 = match dialect.encoding {
+            Encoding::Utf8 => csv::StringRecord::from_byte_record(std::mem::take(&mut record))
+                .map_err(|err| err.into_byte_record()),
+            Encoding::Windows1252 => Err(std::mem::take(&mut record)),
         };
-        if !emit(parsed) {
-            return Ok(());
+        let parsed = match &utf8 {
+            Ok(text) => {
+                cells.resize(text.len(), Cell::Empty);
+                for &index in &read {
+                    if let Some(field) = text.get(index) {
+                        cells[index] = Cell::Text(Cow::Borrowed(field));
+                    }
+                }
+                layout.parse_into(&cells, display_name, row, &mut line)
+            }
+            Err(bytes) => {
+                cells.extend(bytes.iter().enumerate().map(|(index, field)| {
+                    if !reads[index] {
+                        return Cell::Empty;
+                    }
+                    match decode(field, dialect.encoding) {
+                        Ok(text) => Cell::Text(text),
+                        Err(reason) => Cell::Bad(reason),
+                    }
+                }));
+                layout.parse_into(&cells, display_name, row, &mut line)
+            }
+        };
+        cells_buffer = reuse(cells);
+        record = match utf8 {
+            Ok(text) => text.into_byte_record(),
+            Err(bytes) => bytes,
+        };
+        match parsed {
+            Ok(()) => {
+                encode_line(&line, &mut batch.lines);
+                batch.rows.push(Parsed::Line { end: batch.lines.len() });
+            }
+            Err(reason) => batch.rows.push(Parsed::Bad { row, reason }),
         }
     }
+}
+
+/// An empty vector of cells, in the memory of `cells` (which borrowed the previous record):
+/// one allocation for the whole file rather than one a row.
+fn reuse<'b>(mut cells: Vec<Cell<'_>>) -> Vec<Cell<'b>> {
+    cells.clear();
+    cells.into_iter().map(|_| Cell::Empty).collect()
 }
 
 fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {
@@ -303,8 +351,13 @@ fn split_outside_quotes(line: &[u8], separator: u8) -> Vec<&[u8]> {
 /// quoted cells, less the one that ends it (every record ends with one, [`EndsWithNewline`],
 /// except one whose quote is never closed: for it the csv crate's own line is the better one).
 fn start_line(dated: Option<&csv::Position>, line_after: u64, record: &csv::ByteRecord) -> u64 {
-    let inside: usize =
-        record.iter().map(|cell| cell.iter().filter(|byte| **byte == b'\n').count()).sum();
+    let bytes = record.as_slice();
+    // `contains` is a memchr: nearly every record has no line break inside a cell.
+    let inside = if bytes.contains(&b'\n') {
+        bytes.iter().filter(|byte| **byte == b'\n').count()
+    } else {
+        0
+    };
     let counted_back = line_after.saturating_sub(inside as u64 + 1);
     counted_back.max(dated.map(csv::Position::line).unwrap_or(1)).max(1)
 }

@@ -24,7 +24,7 @@ use std::fs::File;
 use std::io::Read;
 use std::path::Path;
 
-use crate::store::{line_digest, Import, ImportSummary, LineDigest, Store, StoreError};
+use crate::store::{Import, ImportSummary, Store, StoreError};
 use cmat_engine::billing::BillLine;
 
 pub use row::parse_exact_decimal;
@@ -217,22 +217,23 @@ impl<'s> Sink<'s> {
 
     /// A good row: stored while no row was bad (once one is, nothing will be imported: the
     /// rows are still checked, no longer stored).
-    fn accept(&mut self, line: BillLine, digest: LineDigest) -> Result<(), ImportError> {
+    fn accept(&mut self, encoded: &[u8]) -> Result<(), ImportError> {
         if !self.listed.is_empty() {
             return Ok(());
         }
         self.import
-            .add_digested_line(&line, digest)
+            .add_encoded_line(encoded)
             .map_err(|source| ImportError::Store { file: self.file.clone(), source })
     }
 
-    /// [`accept`](Self::accept) or [`reject`](Self::reject), as the row parsed.
+    /// A good row as a line, or [`reject`](Self::reject)ed, as the row parsed.
     fn take(&mut self, row: u64, line: Result<BillLine, String>) -> Result<(), ImportError> {
         match line {
-            Ok(line) => {
-                let digest = line_digest(&line);
-                self.accept(line, digest)
-            }
+            Ok(line) if self.listed.is_empty() => self
+                .import
+                .add_line(&line)
+                .map_err(|source| ImportError::Store { file: self.file.clone(), source }),
+            Ok(_) => Ok(()),
             Err(reason) => {
                 self.reject(row, reason);
                 Ok(())

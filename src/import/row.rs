@@ -7,7 +7,7 @@ use std::borrow::Cow;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use cmat_engine::billing::{BillLine, LineSource};
+use cmat_engine::billing::BillLine;
 
 /// The report's columns cmat reads, as Cloudmore names them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +199,20 @@ impl Layout {
         file: &str,
         row: u64,
     ) -> Result<BillLine, String> {
+        let mut line = BillLine::default();
+        self.parse_into(cells, file, row, &mut line)?;
+        Ok(line)
+    }
+
+    /// [`parse`](Self::parse) into `line`, reusing its texts' buffers (a CSV import parses a
+    /// million rows into one line). On an error `line` holds part of the row.
+    pub(super) fn parse_into(
+        &self,
+        cells: &[Cell<'_>],
+        file: &str,
+        row: u64,
+        line: &mut BillLine,
+    ) -> Result<(), String> {
         let mut reasons: Vec<String> = Vec::new();
         let cell = |column: Column| -> &Cell<'_> {
             match self.positions[column as usize] {
@@ -206,33 +220,29 @@ impl Layout {
                 None => &Cell::Empty,
             }
         };
-        let mut text = |column: Column| -> String {
-            match text_of(column, cell(column)) {
-                Ok(value) => {
-                    if value.is_empty() && column.must_have_value() {
-                        reasons.push(format!("{} is empty", column.name()));
-                    }
-                    value
+        let mut text = |column: Column, target: &mut String| {
+            target.clear();
+            match text_into(column, cell(column), target) {
+                Ok(()) if target.is_empty() && column.must_have_value() => {
+                    reasons.push(format!("{} is empty", column.name()));
                 }
-                Err(reason) => {
-                    reasons.push(reason);
-                    String::new()
-                }
+                Ok(()) => {}
+                Err(reason) => reasons.push(reason),
             }
         };
-        let service_name = text(Column::ServiceName);
-        let broker_name = text(Column::BrokerName);
-        let organization_name = text(Column::OrganizationName);
-        let customer_number = text(Column::CustomerNumber);
-        let product_name = text(Column::ProductName);
-        let item_code = text(Column::ItemCode);
-        let currency_code = text(Column::CurrencyCode);
-        let product_id = text(Column::ProductId);
-        let subscription_id = text(Column::SubscriptionId);
-        let subscription_name = text(Column::SubscriptionName);
-        let payment_frequency = text(Column::PaymentFrequency);
-        let organization_currency_code = text(Column::OrganizationCurrencyCode);
-        let organization_groups = text(Column::OrganizationGroups);
+        text(Column::ServiceName, &mut line.service_name);
+        text(Column::BrokerName, &mut line.broker_name);
+        text(Column::OrganizationName, &mut line.organization_name);
+        text(Column::CustomerNumber, &mut line.customer_number);
+        text(Column::ProductName, &mut line.product_name);
+        text(Column::ItemCode, &mut line.item_code);
+        text(Column::CurrencyCode, &mut line.currency_code);
+        text(Column::ProductId, &mut line.product_id);
+        text(Column::SubscriptionId, &mut line.subscription_id);
+        text(Column::SubscriptionName, &mut line.subscription_name);
+        text(Column::PaymentFrequency, &mut line.payment_frequency);
+        text(Column::OrganizationCurrencyCode, &mut line.organization_currency_code);
+        text(Column::OrganizationGroups, &mut line.organization_groups);
 
         let empty = |column: Column, reasons: &mut Vec<String>| {
             reasons.push(format!("{} is empty", column.name()));
@@ -273,29 +283,20 @@ impl Layout {
                 Some(Some(total_cost)),
                 Some(Some(total_sales)),
                 Some(autotask_company_id),
-            ) if reasons.is_empty() => Ok(BillLine {
-                source: LineSource { file: file.to_string(), row },
-                billing_date,
-                service_name,
-                broker_name,
-                organization_name,
-                customer_number,
-                product_name,
-                item_code,
-                quantity,
-                unit_cost_price,
-                unit_sales_price,
-                total_cost,
-                total_sales,
-                currency_code,
-                product_id,
-                subscription_id,
-                subscription_name,
-                autotask_company_id,
-                payment_frequency,
-                organization_currency_code,
-                organization_groups,
-            }),
+            ) if reasons.is_empty() => {
+                if line.source.file != file {
+                    line.source.file = file.to_string();
+                }
+                line.source.row = row;
+                line.billing_date = billing_date;
+                line.quantity = quantity;
+                line.unit_cost_price = unit_cost_price;
+                line.unit_sales_price = unit_sales_price;
+                line.total_cost = total_cost;
+                line.total_sales = total_sales;
+                line.autotask_company_id = autotask_company_id;
+                Ok(())
+            }
             _ => Err(reasons.join("; ")),
         }
     }
@@ -339,15 +340,23 @@ impl Layout {
     }
 }
 
-/// A text cell's trimmed text; a workbook number as its text (a numeric Customer Number).
-fn text_of(column: Column, cell: &Cell<'_>) -> Result<String, String> {
+/// A text cell's trimmed text, written into `target`; a workbook number as its text (a numeric
+/// Customer Number).
+fn text_into(column: Column, cell: &Cell<'_>, target: &mut String) -> Result<(), String> {
+    use std::fmt::Write as _;
+    // Writing to a String cannot fail.
     match cell {
-        Cell::Empty => Ok(String::new()),
-        Cell::Text(text) => Ok(text.trim().to_string()),
-        Cell::Number(value) => Ok(value.normalize().to_string()),
-        Cell::Date(date) => Ok(date.format("%Y-%m-%d").to_string()),
-        Cell::Bad(reason) => Err(format!("{} {reason}", column.name())),
+        Cell::Empty => {}
+        Cell::Text(text) => target.push_str(text.trim()),
+        Cell::Number(value) => {
+            let _ = write!(target, "{}", value.normalize());
+        }
+        Cell::Date(date) => {
+            let _ = write!(target, "{}", date.format("%Y-%m-%d"));
+        }
+        Cell::Bad(reason) => return Err(format!("{} {reason}", column.name())),
     }
+    Ok(())
 }
 
 fn date_of(column: Column, cell: &Cell<'_>) -> Result<Option<NaiveDate>, String> {
@@ -375,7 +384,12 @@ fn company_id_of(cell: &Cell<'_>) -> Result<Option<i64>, String> {
                 Err(format!("{name} {value} is not an integer"))
             }
         }
-        other => parse_company_id(&text_of(Column::AutotaskCompanyId, other)?),
+        Cell::Text(text) => parse_company_id(text.trim()),
+        other => {
+            let mut text = String::new();
+            text_into(Column::AutotaskCompanyId, other, &mut text)?;
+            parse_company_id(&text)
+        }
     }
 }
 

@@ -1,23 +1,29 @@
 //! Imported bills: streaming import with restatement detection, reading them back, digests.
 //!
 //! A bill (organization + Billing Date) has a content hash over its lines. An import streams
-//! lines in: a bill the database does not know yet goes straight into `bill_lines`; lines of a
-//! known bill go to a temporary staging table, and at `finish` its hash decides: the same →
-//! unchanged (the staged lines are dropped), different → a restatement (its lines are replaced,
-//! `revision` + 1). The whole file is one transaction; dropping the `Import` rolls it back.
+//! lines in, each bill's gathered into blocks ([`line_blocks`](super::line_blocks)): a bill the
+//! database does not know yet has its blocks written to `bill_line_blocks` as they fill; a
+//! known bill's go to a temporary staging table, and at `finish` its hash decides: the same →
+//! unchanged (the staged blocks are dropped), different → a restatement (its lines are
+//! replaced, `revision` + 1). Memory stays flat: when the open blocks of all bills hold more
+//! than [`MAX_BUFFERED`] bytes, they are all written. The whole file is one transaction;
+//! dropping the `Import` rolls it back.
 
 use std::collections::HashMap;
-use std::fmt::Write as _;
 
 use chrono::Utc;
 use rusqlite::{params, Connection, OptionalExtension};
 use sha2::{Digest, Sha256};
 
-use super::sql::{date, get_date, get_decimal, get_timestamp, timestamp};
+use super::line_blocks::{
+    decode_for_import, encode_for_import, visit_bill, BlockWriter, CorruptBlock, RawLine,
+    StoredLine, BLOCK_BYTES, SELECT_BLOCKS,
+};
+use super::sql::{date, get_date, get_timestamp, timestamp};
 use super::{ImportSummary, Store, StoreError};
 use chrono::NaiveDate;
 
-use cmat_engine::billing::{organization_key, BillKey, BillLine, LineSource};
+use cmat_engine::billing::{organization_key_of, BillKey, BillLine};
 
 /// A loaded bill, for `status`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,28 +49,13 @@ pub struct OrganizationInfo {
     pub subscriptions: u64,
 }
 
-/// The columns of a line besides its bill, in table order (after `bill_id`).
-pub(super) const LINE_COLUMNS: &str =
-    "source_row, service_name, broker_name, customer_number, product_name, \
-     item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales, \
-     currency_code, product_id, subscription_id, subscription_name, autotask_company_id, \
-     payment_frequency, organization_currency_code, organization_groups";
+const INSERT_BLOCK: &str =
+    "INSERT INTO bill_line_blocks (bill_id, line_count, lines) VALUES (?1, ?2, ?3)";
+const INSERT_STAGED: &str =
+    "INSERT INTO temp.import_blocks (staging_index, line_count, lines) VALUES (?1, ?2, ?3)";
 
-const INSERT_LINE: &str =
-    "INSERT INTO bill_lines (bill_id, source_row, service_name, broker_name, \
-     customer_number, product_name, item_code, quantity, unit_cost_price, unit_sales_price, \
-     total_cost, total_sales, currency_code, product_id, subscription_id, subscription_name, \
-     autotask_company_id, payment_frequency, organization_currency_code, organization_groups) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-     ?20)";
-
-const INSERT_STAGED: &str = "INSERT INTO temp.import_staging (staging_index, seq, source_row, \
-     service_name, broker_name, customer_number, product_name, item_code, quantity, \
-     unit_cost_price, unit_sales_price, total_cost, total_sales, currency_code, product_id, \
-     subscription_id, subscription_name, autotask_company_id, payment_frequency, \
-     organization_currency_code, organization_groups) \
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, \
-     ?20, ?21)";
+/// The most bytes the open blocks of all bills hold before they are all written.
+const MAX_BUFFERED: usize = 8 * 1024 * 1024;
 
 /// An import in progress: lines go in one by one (streaming); nothing is visible until `finish`.
 /// Dropping it without `finish` rolls everything back.
@@ -72,7 +63,7 @@ pub struct Import<'a> {
     /// Shared from the `&mut Store` `begin_import` took, so that the prepared statements can
     /// borrow the connection; nothing else can reach the store meanwhile.
     store: &'a Store,
-    insert_line: rusqlite::Statement<'a>,
+    insert_block: rusqlite::Statement<'a>,
     insert_staged: rusqlite::Statement<'a>,
     source_name: String,
     imported_at: String,
@@ -83,9 +74,10 @@ pub struct Import<'a> {
     /// end here without building a key.
     last: Option<usize>,
     lines: u64,
-    /// The text of a line's five amounts, written in place for each line (no allocation per
-    /// amount on the store's hot path).
-    amounts: [String; 5],
+    /// Bytes in the bills' open blocks.
+    buffered: usize,
+    /// Where [`Import::add_line`] encodes a line.
+    encoded: Vec<u8>,
     finished: bool,
 }
 
@@ -95,10 +87,19 @@ struct PendingBill {
     target: Target,
     hash: ContentHash,
     lines: u64,
-    /// Per subscription id: (service, subscription name, Σ sales, Σ cost) per service, for
-    /// `bill_totals` (the review's trends).
-    totals: HashMap<String, Vec<(String, String, rust_decimal::Decimal, rust_decimal::Decimal)>>,
+    totals: BillTotals,
+    /// The lines not yet written.
+    block: Vec<u8>,
+    block_lines: i64,
+    writer: BlockWriter,
 }
+
+/// Per subscription id: (service, subscription name, Σ sales, Σ cost) per service, for
+/// `bill_totals` (the review's trends).
+#[derive(Default)]
+pub(super) struct BillTotals(
+    HashMap<String, Vec<(String, String, rust_decimal::Decimal, rust_decimal::Decimal)>>,
+);
 
 enum Target {
     /// Unknown to the database: a row was inserted at first sight, lines go straight in.
@@ -107,45 +108,21 @@ enum Target {
     Known { bill_id: i64, content_sha256: String, staging_index: i64 },
 }
 
-/// A line read from [`LINE_COLUMNS`], found in `row` from column `first` on.
-pub(super) fn line_at(
-    row: &rusqlite::Row<'_>,
-    first: usize,
-    organization_name: String,
-    billing_date: NaiveDate,
-    file: String,
-) -> rusqlite::Result<BillLine> {
-    let column = |offset: usize| first + offset;
-    Ok(BillLine {
-        organization_name,
-        billing_date,
-        source: LineSource { file, row: row.get::<_, i64>(column(0))?.max(0) as u64 },
-        service_name: row.get(column(1))?,
-        broker_name: row.get(column(2))?,
-        customer_number: row.get(column(3))?,
-        product_name: row.get(column(4))?,
-        item_code: row.get(column(5))?,
-        quantity: get_decimal(row, column(6))?,
-        unit_cost_price: get_decimal(row, column(7))?,
-        unit_sales_price: get_decimal(row, column(8))?,
-        total_cost: get_decimal(row, column(9))?,
-        total_sales: get_decimal(row, column(10))?,
-        currency_code: row.get(column(11))?,
-        product_id: row.get(column(12))?,
-        subscription_id: row.get(column(13))?,
-        subscription_name: row.get(column(14))?,
-        autotask_company_id: row.get(column(15))?,
-        payment_frequency: row.get(column(16))?,
-        organization_currency_code: row.get(column(17))?,
-        organization_groups: row.get(column(18))?,
-    })
+impl Target {
+    fn bill_id(&self) -> i64 {
+        match self {
+            Target::New { bill_id } | Target::Known { bill_id, .. } => *bill_id,
+        }
+    }
 }
 
 impl Store {
     /// How many lines the current bills hold.
     pub fn bill_lines_count(&self) -> Result<u64, StoreError> {
         self.conn
-            .query_row("SELECT COUNT(*) FROM bill_lines", [], |row| row.get::<_, i64>(0))
+            .query_row("SELECT COALESCE(SUM(line_count), 0) FROM bills", [], |row| {
+                row.get::<_, i64>(0)
+            })
             .map(|count| count.max(0) as u64)
             .map_err(|e| self.wrap(e))
     }
@@ -154,52 +131,74 @@ impl Store {
     /// a scope no bill has: likely a typo). Terms that name no organization, service or
     /// product (a term, a currency) are always "seen".
     pub fn scope_seen(&self, term: &cmat_engine::rules::ScopeTerm) -> Result<bool, StoreError> {
-        use cmat_engine::rules::ScopeTerm;
-        let like = |pattern: &str| {
-            pattern.replace('\\', "\\\\").replace('%', "\\%").replace('_', "\\_").replace('*', "%")
+        use cmat_engine::rules::scoped::meter_category;
+        use cmat_engine::rules::{LineFacts, ScopeTerm};
+        if matches!(term, ScopeTerm::Term(_) | ScopeTerm::Currency(_)) {
+            return Ok(true);
+        }
+        let seen = || -> rusqlite::Result<bool> {
+            let bills = self.stored_bills(None)?;
+            let mut blocks = self.conn.prepare(SELECT_BLOCKS)?;
+            for bill in &bills {
+                let mut seen = false;
+                visit_bill(&mut blocks, bill.id, |line| {
+                    seen = seen
+                        || term.matches(&LineFacts {
+                            service: line.service_name,
+                            organization: &bill.organization_name,
+                            customer_number: line.customer_number,
+                            organization_groups: line.organization_groups,
+                            item_code: line.item_code,
+                            product_id: line.product_id,
+                            product_name: line.product_name,
+                            meter_category: meter_category(line.product_name),
+                            subscription: line.subscription_id,
+                            term: line.payment_frequency,
+                            currency: line.currency_code,
+                        });
+                })?;
+                if seen {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         };
-        let (sql, value): (&str, String) = match term {
-            ScopeTerm::Service(value) => {
-                ("SELECT 1 FROM bill_lines WHERE service_name = ?1 LIMIT 1", value.clone())
-            }
-            ScopeTerm::Organization(value) => {
-                ("SELECT 1 FROM bills WHERE organization_name = ?1 LIMIT 1", value.clone())
-            }
-            ScopeTerm::CustomerNumber(value) => (
-                "SELECT 1 FROM bill_lines WHERE trim(customer_number) = ?1 LIMIT 1",
-                value.clone(),
-            ),
-            // Exact, as the rules compare groups.
-            ScopeTerm::OrganizationGroup(value) => (
-                "SELECT 1 FROM bill_lines
-                 WHERE instr(';' || replace(organization_groups, '; ', ';') || ';', ';' || ?1 || ';') > 0
-                 LIMIT 1",
-                value.clone(),
-            ),
-            ScopeTerm::ItemCode(value) => {
-                ("SELECT 1 FROM bill_lines WHERE item_code = ?1 LIMIT 1", value.clone())
-            }
-            ScopeTerm::ProductId(value) => {
-                ("SELECT 1 FROM bill_lines WHERE product_id = ?1 LIMIT 1", value.clone())
-            }
-            ScopeTerm::ProductName(pattern) => (
-                "SELECT 1 FROM bill_lines WHERE product_name LIKE ?1 ESCAPE '\\' LIMIT 1",
-                like(pattern),
-            ),
-            ScopeTerm::MeterCategory(value) => (
-                "SELECT 1 FROM bill_lines WHERE product_name LIKE ?1 ESCAPE '\\'
-                    OR product_name LIKE ?1 || ' - %' ESCAPE '\\' LIMIT 1",
-                like(value),
-            ),
-            ScopeTerm::Subscription(value) => {
-                ("SELECT 1 FROM bill_lines WHERE subscription_id = ?1 LIMIT 1", value.clone())
-            }
-            ScopeTerm::Term(_) | ScopeTerm::Currency(_) => return Ok(true),
-        };
-        let found =
-            self.conn.query_row(sql, [value], |_| Ok(())).optional().map_err(|e| self.wrap(e))?;
-        Ok(found.is_some())
+        seen().map_err(|e| self.wrap(e))
     }
+
+    /// The bills, or those dated in `from..to`, in the order their lines are read back: by
+    /// date, then organization.
+    pub(super) fn stored_bills(
+        &self,
+        dates: Option<(NaiveDate, NaiveDate)>,
+    ) -> rusqlite::Result<Vec<StoredBill>> {
+        let (from, to) = match dates {
+            Some((from, to)) => (date(&from), date(&to)),
+            None => (String::new(), "~".to_string()),
+        };
+        let mut bills = self.conn.prepare(
+            "SELECT id, organization_name, billing_date, source_file FROM bills
+             WHERE billing_date >= ?1 AND billing_date < ?2
+             ORDER BY billing_date, organization_name, id",
+        )?;
+        let rows = bills.query_map(params![from, to], |row| {
+            Ok(StoredBill {
+                id: row.get(0)?,
+                organization_name: row.get(1)?,
+                billing_date: get_date(row, 2)?,
+                source_file: row.get(3)?,
+            })
+        })?;
+        rows.collect()
+    }
+}
+
+/// A bill as its lines are read back with it.
+pub(super) struct StoredBill {
+    pub(super) id: i64,
+    pub(super) organization_name: String,
+    pub(super) billing_date: NaiveDate,
+    pub(super) source_file: String,
 }
 
 impl Store {
@@ -207,32 +206,16 @@ impl Store {
     pub fn begin_import(&mut self, source_name: &str) -> Result<Import<'_>, StoreError> {
         self.conn
             .execute_batch(
-                "CREATE TEMP TABLE IF NOT EXISTS import_staging (
+                "CREATE TEMP TABLE IF NOT EXISTS import_blocks (
+                     id INTEGER PRIMARY KEY,
                      staging_index INTEGER NOT NULL,
-                     seq INTEGER NOT NULL,
-                     source_row INTEGER NOT NULL,
-                     service_name TEXT NOT NULL,
-                     broker_name TEXT NOT NULL,
-                     customer_number TEXT NOT NULL,
-                     product_name TEXT NOT NULL,
-                     item_code TEXT NOT NULL,
-                     quantity TEXT NOT NULL,
-                     unit_cost_price TEXT NOT NULL,
-                     unit_sales_price TEXT NOT NULL,
-                     total_cost TEXT NOT NULL,
-                     total_sales TEXT NOT NULL,
-                     currency_code TEXT NOT NULL,
-                     product_id TEXT NOT NULL,
-                     subscription_id TEXT NOT NULL,
-                     subscription_name TEXT NOT NULL,
-                     autotask_company_id INTEGER,
-                     payment_frequency TEXT NOT NULL,
-                     organization_currency_code TEXT NOT NULL,
-                     organization_groups TEXT NOT NULL,
-                     PRIMARY KEY (staging_index, seq)
-                 ) WITHOUT ROWID;
+                     line_count INTEGER NOT NULL,
+                     lines BLOB NOT NULL
+                 );
+                 CREATE INDEX IF NOT EXISTS temp.import_blocks_by_index
+                     ON import_blocks (staging_index);
                  BEGIN IMMEDIATE;
-                 DELETE FROM temp.import_staging;",
+                 DELETE FROM temp.import_blocks;",
             )
             .map_err(|e| {
                 rollback(&self.conn);
@@ -240,15 +223,15 @@ impl Store {
             })?;
         let store: &Store = self;
         let statements = (|| -> rusqlite::Result<_> {
-            Ok((store.conn.prepare(INSERT_LINE)?, store.conn.prepare(INSERT_STAGED)?))
+            Ok((store.conn.prepare(INSERT_BLOCK)?, store.conn.prepare(INSERT_STAGED)?))
         })();
-        let (insert_line, insert_staged) = statements.map_err(|e| {
+        let (insert_block, insert_staged) = statements.map_err(|e| {
             rollback(&store.conn);
             store.wrap(e)
         })?;
         Ok(Import {
             store,
-            insert_line,
+            insert_block,
             insert_staged,
             source_name: source_name.to_string(),
             imported_at: timestamp(&Utc::now()),
@@ -256,7 +239,8 @@ impl Store {
             index: HashMap::new(),
             last: None,
             lines: 0,
-            amounts: Default::default(),
+            buffered: 0,
+            encoded: Vec::new(),
             finished: false,
         })
     }
@@ -264,17 +248,30 @@ impl Store {
     /// Every line of every current bill (restated bills: only their latest version), by
     /// Billing Date, organization, then their order in the source.
     pub fn bill_lines(&self) -> Result<Vec<BillLine>, StoreError> {
-        let sql = format!(
-            "SELECT b.organization_name, b.billing_date, b.source_file, {LINE_COLUMNS}
-             FROM bill_lines l JOIN bills b ON b.id = l.bill_id
-             ORDER BY b.billing_date, b.organization_name, l.id"
-        );
-        let read = || -> rusqlite::Result<Vec<BillLine>> {
-            let mut statement = self.conn.prepare(&sql)?;
-            let rows = statement.query_map([], |row| {
-                line_at(row, 3, row.get(0)?, get_date(row, 1)?, row.get(2)?)
-            })?;
-            rows.collect()
+        let mut lines = Vec::new();
+        self.visit_bill_lines(None, |line| lines.push(line))?;
+        Ok(lines)
+    }
+
+    /// Calls `visit` with every current line (or those with a Billing Date in `from..to`), in
+    /// the order of [`Store::bill_lines`], without holding them all.
+    pub fn visit_bill_lines(
+        &self,
+        dates: Option<(NaiveDate, NaiveDate)>,
+        mut visit: impl FnMut(BillLine),
+    ) -> Result<(), StoreError> {
+        let mut read = || -> rusqlite::Result<()> {
+            let mut blocks = self.conn.prepare(SELECT_BLOCKS)?;
+            for bill in self.stored_bills(dates)? {
+                visit_bill(&mut blocks, bill.id, |line| {
+                    visit(line.into_bill_line(
+                        &bill.organization_name,
+                        bill.billing_date,
+                        &bill.source_file,
+                    ))
+                })?;
+            }
+            Ok(())
         };
         read().map_err(|e| self.wrap(e))
     }
@@ -304,7 +301,8 @@ impl Store {
         let read = || -> rusqlite::Result<Vec<BillInfo>> {
             let mut statement = self.conn.prepare(
                 "SELECT b.organization_name, b.billing_date, b.revision, b.line_count,
-                        (SELECT COUNT(DISTINCT subscription_id) FROM bill_lines WHERE bill_id = b.id),
+                        (SELECT COUNT(DISTINCT subscription_id) FROM bill_totals
+                         WHERE bill_id = b.id),
                         b.content_sha256, b.imported_at, b.source_file
                  FROM bills b ORDER BY b.billing_date, b.organization_name",
             )?;
@@ -330,156 +328,138 @@ impl Store {
     /// Every organization on the current bills, by name.
     pub fn organizations(&self) -> Result<Vec<OrganizationInfo>, StoreError> {
         let read = || -> rusqlite::Result<Vec<OrganizationInfo>> {
-            let mut statement = self.conn.prepare(
-                "SELECT b.organization_name,
-                        (SELECT group_concat(id) FROM (
-                             SELECT DISTINCT l.autotask_company_id AS id FROM bill_lines l
-                             JOIN bills b2 ON b2.id = l.bill_id
-                             WHERE b2.organization_name = b.organization_name
-                               AND l.autotask_company_id IS NOT NULL
-                             ORDER BY 1)),
-                        COUNT(*),
-                        (SELECT COUNT(DISTINCT l.subscription_id) FROM bill_lines l
-                         JOIN bills b3 ON b3.id = l.bill_id
-                         WHERE b3.organization_name = b.organization_name)
-                 FROM bills b GROUP BY b.organization_name ORDER BY b.organization_name",
-            )?;
-            let rows = statement.query_map([], |row| {
-                let ids: Option<String> = row.get(1)?;
-                Ok(OrganizationInfo {
-                    name: row.get(0)?,
-                    autotask_company_ids: ids
-                        .unwrap_or_default()
-                        .split(',')
-                        .filter_map(|id| id.parse().ok())
-                        .collect(),
-                    bills: row.get::<_, i64>(2)?.max(0) as u64,
-                    subscriptions: row.get::<_, i64>(3)?.max(0) as u64,
-                })
-            })?;
-            rows.collect()
+            let mut bills = self.stored_bills(None)?;
+            bills.sort_by(|a, b| a.organization_name.cmp(&b.organization_name));
+            let mut blocks = self.conn.prepare(SELECT_BLOCKS)?;
+            let mut organizations: Vec<OrganizationInfo> = Vec::new();
+            let mut subscriptions = std::collections::HashSet::new();
+            for bill in &bills {
+                if organizations.last().map(|last| &last.name) != Some(&bill.organization_name) {
+                    subscriptions.clear();
+                    organizations.push(OrganizationInfo {
+                        name: bill.organization_name.clone(),
+                        autotask_company_ids: Vec::new(),
+                        bills: 0,
+                        subscriptions: 0,
+                    });
+                }
+                let Some(organization) = organizations.last_mut() else { continue };
+                organization.bills += 1;
+                let ids = &mut organization.autotask_company_ids;
+                visit_bill(&mut blocks, bill.id, |line| {
+                    if let Some(id) = line.autotask_company_id {
+                        if let Err(at) = ids.binary_search(&id) {
+                            ids.insert(at, id);
+                        }
+                    }
+                    if !subscriptions.contains(line.subscription_id) {
+                        subscriptions.insert(line.subscription_id.to_string());
+                    }
+                })?;
+                organization.subscriptions = subscriptions.len() as u64;
+            }
+            Ok(organizations)
         };
         read().map_err(|e| self.wrap(e))
     }
 }
 
-/// A line's contribution to its bill's content hash. Computed apart from the insert
-/// ([`line_digest`]) so that an import can hash on the thread that parses while the store's
-/// thread writes.
+/// A line's contribution to its bill's content hash ([`line_digest`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LineDigest(pub(super) [u8; 32]);
+pub(super) struct LineDigest(pub(super) [u8; 32]);
+
+/// Encodes `line` as [`Import::add_encoded_line`] takes it: so that an import can encode on the
+/// thread that parses while the store's thread hashes and writes.
+pub fn encode_line(line: &BillLine, out: &mut Vec<u8>) {
+    encode_for_import(line, out);
+}
 
 impl Import<'_> {
     pub fn add_line(&mut self, line: &BillLine) -> Result<(), StoreError> {
-        self.add_digested_line(line, line_digest(line))
+        let mut encoded = std::mem::take(&mut self.encoded);
+        encoded.clear();
+        encode_for_import(line, &mut encoded);
+        let added = self.add_encoded_line(&encoded);
+        self.encoded = encoded;
+        added
     }
 
-    /// [`add_line`](Self::add_line) with the line's digest already computed.
-    pub fn add_digested_line(
-        &mut self,
-        line: &BillLine,
-        digest: LineDigest,
-    ) -> Result<(), StoreError> {
-        self.add(line, &digest).map_err(|e| self.store.wrap(e))
+    /// A line encoded by [`encode_line`].
+    pub fn add_encoded_line(&mut self, encoded: &[u8]) -> Result<(), StoreError> {
+        self.add(encoded).map_err(|e| self.store.wrap(e))
     }
 
-    fn add(&mut self, line: &BillLine, digest: &LineDigest) -> rusqlite::Result<()> {
+    fn add(&mut self, encoded: &[u8]) -> rusqlite::Result<()> {
+        let corrupt = |e: CorruptBlock| rusqlite::Error::ToSqlConversionFailure(e.into());
+        let (organization, billing_date, line) = decode_for_import(encoded).map_err(corrupt)?;
+        let customer_number = std::str::from_utf8(line.customer_number())
+            .map_err(|_| corrupt(CorruptBlock("text not UTF-8")))?;
         let slot = match self.last {
             Some(slot)
-                if self.bills[slot].key.billing_date == line.billing_date
-                    && self.bills[slot].key.organization_name == line.organization_name
-                    && self.bills[slot].key_matches(line) =>
+                if self.bills[slot].key.billing_date == billing_date
+                    && self.bills[slot].key.organization_name == organization
+                    && self.bills[slot].key_matches(customer_number) =>
             {
                 slot
             }
-            _ => self.slot_for(line)?,
+            _ => self.slot_for(organization, billing_date, customer_number)?,
         };
         self.last = Some(slot);
         self.lines += 1;
         let bill = &mut self.bills[slot];
-        bill.hash.add(digest);
-        bill.add_totals(line);
+        bill.hash.add(&digest(line.texts, line.amounts, line.autotask_company_id));
+        bill.totals.add_raw(&line).map_err(corrupt)?;
         bill.lines += 1;
-        let [quantity, unit_cost_price, unit_sales_price, total_cost, total_sales] =
-            &mut self.amounts;
-        for (text, amount) in [
-            (&mut *quantity, line.quantity),
-            (&mut *unit_cost_price, line.unit_cost_price),
-            (&mut *unit_sales_price, line.unit_sales_price),
-            (&mut *total_cost, line.total_cost),
-            (&mut *total_sales, line.total_sales),
-        ] {
-            text.clear();
-            // Writing to a String cannot fail.
-            let _ = write!(text, "{amount}");
+        let before = bill.block.len();
+        bill.writer.push_raw(&mut bill.block, &line);
+        bill.block_lines += 1;
+        self.buffered += bill.block.len() - before;
+        if bill.block.len() >= BLOCK_BYTES {
+            self.write_block(slot)?;
         }
-        let [quantity, unit_cost_price, unit_sales_price, total_cost, total_sales] = &self.amounts;
-        let row = line.source.row as i64;
-        match &bill.target {
-            Target::New { bill_id } => {
-                self.insert_line.execute(params![
-                    bill_id,
-                    row,
-                    line.service_name,
-                    line.broker_name,
-                    line.customer_number,
-                    line.product_name,
-                    line.item_code,
-                    quantity,
-                    unit_cost_price,
-                    unit_sales_price,
-                    total_cost,
-                    total_sales,
-                    line.currency_code,
-                    line.product_id,
-                    line.subscription_id,
-                    line.subscription_name,
-                    line.autotask_company_id,
-                    line.payment_frequency,
-                    line.organization_currency_code,
-                    line.organization_groups,
-                ])?;
-            }
-            Target::Known { staging_index, .. } => {
-                self.insert_staged.execute(params![
-                    staging_index,
-                    bill.lines as i64,
-                    row,
-                    line.service_name,
-                    line.broker_name,
-                    line.customer_number,
-                    line.product_name,
-                    line.item_code,
-                    quantity,
-                    unit_cost_price,
-                    unit_sales_price,
-                    total_cost,
-                    total_sales,
-                    line.currency_code,
-                    line.product_id,
-                    line.subscription_id,
-                    line.subscription_name,
-                    line.autotask_company_id,
-                    line.payment_frequency,
-                    line.organization_currency_code,
-                    line.organization_groups,
-                ])?;
-            }
+        if self.buffered >= MAX_BUFFERED {
+            self.write_all_blocks()?;
         }
         Ok(())
     }
 
-    /// Finds or opens the bill of `line`; a bill the database does not know gets its row now.
-    fn slot_for(&mut self, line: &BillLine) -> rusqlite::Result<usize> {
-        let organization = organization_key(line);
-        let index_key = (organization, line.billing_date);
+    /// Writes the open block of the bill in `slot`, where its lines go.
+    fn write_block(&mut self, slot: usize) -> rusqlite::Result<()> {
+        let bill = &mut self.bills[slot];
+        if bill.block_lines == 0 {
+            return Ok(());
+        }
+        let block = std::mem::take(&mut bill.block);
+        let lines = std::mem::take(&mut bill.block_lines);
+        self.buffered -= block.len();
+        match &bill.target {
+            Target::New { bill_id } => self.insert_block.execute(params![bill_id, lines, block])?,
+            Target::Known { staging_index, .. } => {
+                self.insert_staged.execute(params![staging_index, lines, block])?
+            }
+        };
+        Ok(())
+    }
+
+    fn write_all_blocks(&mut self) -> rusqlite::Result<()> {
+        for slot in 0..self.bills.len() {
+            self.write_block(slot)?;
+        }
+        Ok(())
+    }
+
+    /// Finds or opens the bill of a line; a bill the database does not know gets its row now.
+    fn slot_for(
+        &mut self,
+        organization_name: &str,
+        billing_date: NaiveDate,
+        customer_number: &str,
+    ) -> rusqlite::Result<usize> {
+        let index_key = (organization_key_of(organization_name, customer_number), billing_date);
         if let Some(&slot) = self.index.get(&index_key) {
             return Ok(slot);
         }
-        let key = BillKey {
-            organization_name: line.organization_name.clone(),
-            billing_date: line.billing_date,
-        };
+        let key = BillKey { organization_name: organization_name.to_string(), billing_date };
         let conn = &self.store.conn;
         let billing_date = date(&key.billing_date);
         let existing: Option<(i64, String)> = conn
@@ -517,8 +497,11 @@ impl Import<'_> {
             organization_key: index_key.0.clone(),
             target,
             hash: ContentHash::default(),
-            totals: HashMap::new(),
+            totals: BillTotals::default(),
             lines: 0,
+            block: Vec::new(),
+            block_lines: 0,
+            writer: BlockWriter::default(),
         });
         self.index.insert(index_key, slot);
         Ok(slot)
@@ -531,32 +514,13 @@ impl Import<'_> {
     }
 
     fn complete(&mut self) -> rusqlite::Result<ImportSummary> {
+        self.write_all_blocks()?;
         let conn = &self.store.conn;
         let mut summary = ImportSummary { lines: self.lines, ..ImportSummary::default() };
-        let mut insert_total = conn.prepare(
-            "INSERT INTO bill_totals (bill_id, service_name, subscription_id, subscription_name,
-                                      total_sales, total_cost)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-        )?;
         for bill in &self.bills {
-            let bill_id = match &bill.target {
-                Target::New { bill_id } | Target::Known { bill_id, .. } => *bill_id,
-            };
-            // Written again whatever the outcome below: an unchanged bill imported before
-            // migration 0006 gets its totals now.
-            conn.execute("DELETE FROM bill_totals WHERE bill_id = ?1", [bill_id])?;
-            for (subscription, services) in &bill.totals {
-                for (service, name, sales, cost) in services {
-                    insert_total.execute(params![
-                        bill_id,
-                        service,
-                        subscription,
-                        name,
-                        sales.to_string(),
-                        cost.to_string()
-                    ])?;
-                }
-            }
+            let bill_id = bill.target.bill_id();
+            // Written again whatever the outcome below (the same totals for an unchanged bill).
+            bill.totals.replace(conn, bill_id)?;
             let content = bill.hash.finish();
             match &bill.target {
                 Target::New { bill_id } => {
@@ -577,13 +541,11 @@ impl Import<'_> {
                     summary.unchanged_bills.push(bill.key.clone());
                 }
                 Target::Known { bill_id, staging_index, .. } => {
-                    conn.execute("DELETE FROM bill_lines WHERE bill_id = ?1", [bill_id])?;
+                    conn.execute("DELETE FROM bill_line_blocks WHERE bill_id = ?1", [bill_id])?;
                     conn.execute(
-                        &format!(
-                            "INSERT INTO bill_lines (bill_id, {LINE_COLUMNS})
-                             SELECT ?1, {LINE_COLUMNS} FROM temp.import_staging
-                             WHERE staging_index = ?2 ORDER BY seq"
-                        ),
+                        "INSERT INTO bill_line_blocks (bill_id, line_count, lines)
+                         SELECT ?1, line_count, lines FROM temp.import_blocks
+                         WHERE staging_index = ?2 ORDER BY id",
                         params![bill_id, staging_index],
                     )?;
                     conn.execute(
@@ -604,7 +566,7 @@ impl Import<'_> {
                 }
             }
         }
-        conn.execute_batch("DELETE FROM temp.import_staging; COMMIT;")?;
+        conn.execute_batch("DELETE FROM temp.import_blocks; COMMIT;")?;
         summary.new_bills.sort();
         summary.unchanged_bills.sort();
         summary.restated_bills.sort();
@@ -636,28 +598,83 @@ struct ContentHash {
     count: u64,
 }
 
-impl PendingBill {
-    fn add_totals(&mut self, line: &BillLine) {
-        let services = match self.totals.get_mut(line.subscription_id.as_str()) {
-            Some(services) => services,
-            None => self.totals.entry(line.subscription_id.clone()).or_default(),
-        };
-        match services.iter_mut().find(|(service, ..)| *service == line.service_name) {
-            Some((_, _, sales, cost)) => {
-                *sales += line.total_sales;
-                *cost += line.total_cost;
-            }
-            None => services.push((
-                line.service_name.clone(),
-                line.subscription_name.clone(),
-                line.total_sales,
-                line.total_cost,
-            )),
-        }
+impl BillTotals {
+    pub(super) fn add(&mut self, line: &StoredLine<'_>) {
+        // Its texts are texts already: nothing can be refused.
+        let _ = self.add_texts(
+            line.subscription_id,
+            line.service_name.as_bytes(),
+            || Ok((line.service_name, line.subscription_name)),
+            line.total_sales,
+            line.total_cost,
+        );
     }
 
-    fn key_matches(&self, line: &BillLine) -> bool {
-        let number = line.customer_number.trim();
+    /// [`add`](Self::add) for a line whose texts are bytes: only its subscription id is
+    /// checked as UTF-8 (the service and name only for the subscription's first line).
+    fn add_raw(&mut self, line: &RawLine<'_>) -> Result<(), CorruptBlock> {
+        let text = |bytes| std::str::from_utf8(bytes).map_err(|_| CorruptBlock("text not UTF-8"));
+        self.add_texts(
+            text(line.subscription_id())?,
+            line.service_name(),
+            || Ok((text(line.service_name())?, text(line.subscription_name())?)),
+            line.total_sales(),
+            line.total_cost(),
+        )
+    }
+
+    fn add_texts<'t>(
+        &mut self,
+        subscription_id: &str,
+        service_name: &[u8],
+        names: impl FnOnce() -> Result<(&'t str, &'t str), CorruptBlock>,
+        total_sales: rust_decimal::Decimal,
+        total_cost: rust_decimal::Decimal,
+    ) -> Result<(), CorruptBlock> {
+        let services = match self.0.get_mut(subscription_id) {
+            Some(services) => services,
+            None => self.0.entry(subscription_id.to_string()).or_default(),
+        };
+        match services.iter_mut().find(|(service, ..)| service.as_bytes() == service_name) {
+            Some((_, _, sales, cost)) => {
+                *sales += total_sales;
+                *cost += total_cost;
+            }
+            None => {
+                let (service, name) = names()?;
+                services.push((service.to_string(), name.to_string(), total_sales, total_cost));
+            }
+        }
+        Ok(())
+    }
+
+    /// The bill's rows of `bill_totals`, replaced by these.
+    pub(super) fn replace(&self, conn: &Connection, bill_id: i64) -> rusqlite::Result<()> {
+        conn.execute("DELETE FROM bill_totals WHERE bill_id = ?1", [bill_id])?;
+        let mut insert = conn.prepare_cached(
+            "INSERT INTO bill_totals (bill_id, service_name, subscription_id, subscription_name,
+                                      total_sales, total_cost)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        )?;
+        for (subscription, services) in &self.0 {
+            for (service, name, sales, cost) in services {
+                insert.execute(params![
+                    bill_id,
+                    service,
+                    subscription,
+                    name,
+                    sales.to_string(),
+                    cost.to_string()
+                ])?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PendingBill {
+    fn key_matches(&self, customer_number: &str) -> bool {
+        let number = customer_number.trim();
         match self.organization_key.strip_prefix("number:") {
             Some(key) => key == number,
             None => number.is_empty(),
@@ -667,47 +684,51 @@ impl PendingBill {
 
 /// The SHA-256 of a line's content (not its row): its bill's hash sums these, so the order
 /// of lines does not count.
-pub fn line_digest(line: &BillLine) -> LineDigest {
+pub(super) fn line_digest(line: &BillLine) -> LineDigest {
+    let line = StoredLine::of(line);
+    digest(line.texts().map(str::as_bytes), line.amounts(), line.autotask_company_id)
+}
+
+/// [`line_digest`] of a line's texts (in [`StoredLine::texts`]'s order), amounts and company.
+fn digest(
+    texts: [&[u8]; 12],
+    amounts: [rust_decimal::Decimal; 5],
+    company: Option<i64>,
+) -> LineDigest {
+    let [service_name, broker_name, customer_number, product_name, item_code, currency_code, product_id, subscription_id, subscription_name, payment_frequency, organization_currency_code, organization_groups] =
+        texts;
     let mut hasher = Sha256::new();
     for field in [
-        line.service_name.as_str(),
-        &line.broker_name,
-        &line.customer_number,
-        &line.product_name,
-        &line.item_code,
-        &line.currency_code,
-        &line.product_id,
-        &line.subscription_id,
-        &line.subscription_name,
+        service_name,
+        broker_name,
+        customer_number,
+        product_name,
+        item_code,
+        currency_code,
+        product_id,
+        subscription_id,
+        subscription_name,
     ] {
-        hash_field(&mut hasher, field.as_bytes());
+        hash_field(&mut hasher, field);
     }
     // Normalized: "25.00" and "25" are the same quantity, so a re-export that drops trailing
     // zeros is not a restatement. `serialize` is the exact 16-byte form (no text formatting
     // on the hot path).
-    for amount in [
-        line.quantity,
-        line.unit_cost_price,
-        line.unit_sales_price,
-        line.total_cost,
-        line.total_sales,
-    ] {
+    for amount in amounts {
         hasher.update(amount.normalize().serialize());
     }
     // Added by migration 0005: hashed only when present, so that a bill imported before
     // them (or from an export without them) keeps its content hash.
     // Organization Groups (migration 0009), likewise.
-    for (tag, field) in [
-        (b'f', line.payment_frequency.as_str()),
-        (b'c', line.organization_currency_code.as_str()),
-        (b'g', line.organization_groups.as_str()),
-    ] {
+    for (tag, field) in
+        [(b'f', payment_frequency), (b'c', organization_currency_code), (b'g', organization_groups)]
+    {
         if !field.is_empty() {
             hasher.update([tag]);
-            hash_field(&mut hasher, field.as_bytes());
+            hash_field(&mut hasher, field);
         }
     }
-    match line.autotask_company_id {
+    match company {
         Some(id) => {
             hasher.update([1]);
             hasher.update(id.to_le_bytes());

@@ -23,6 +23,7 @@ use cmat_engine::billing::BillKey;
 
 mod bills;
 mod journal;
+mod line_blocks;
 mod lock;
 mod review;
 mod snapshot;
@@ -51,16 +52,30 @@ pub mod meta_keys {
     pub const LAST_SYNC_MAPPINGS_DIGEST: &str = "last_sync.mappings_digest";
 }
 
+/// One step of the schema: its SQL, then, where SQL cannot say it, a step in Rust.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+}
+
+const fn sql(sql: &'static str) -> Migration {
+    Migration { sql, then: None }
+}
+
 /// The schema, one migration per entry, in order. Append only.
-const MIGRATIONS: &[(&str, &str)] = &[
-    ("0001_bills", include_str!("migrations/0001_bills.sql")),
-    ("0002_autotask_snapshot", include_str!("migrations/0002_autotask_snapshot.sql")),
-    ("0003_plans_journal_audit", include_str!("migrations/0003_plans_journal_audit.sql")),
-    ("0004_autotask_as_it_is", include_str!("migrations/0004_autotask_as_it_is.sql")),
-    ("0005_bill_line_terms", include_str!("migrations/0005_bill_line_terms.sql")),
-    ("0006_bill_totals", include_str!("migrations/0006_bill_totals.sql")),
-    ("0007_synced_subscriptions", include_str!("migrations/0007_synced_subscriptions.sql")),
-    ("0009_organization_groups", include_str!("migrations/0009_organization_groups.sql")),
+const MIGRATIONS: &[Migration] = &[
+    sql(include_str!("migrations/0001_bills.sql")),
+    sql(include_str!("migrations/0002_autotask_snapshot.sql")),
+    sql(include_str!("migrations/0003_plans_journal_audit.sql")),
+    sql(include_str!("migrations/0004_autotask_as_it_is.sql")),
+    sql(include_str!("migrations/0005_bill_line_terms.sql")),
+    sql(include_str!("migrations/0006_bill_totals.sql")),
+    sql(include_str!("migrations/0007_synced_subscriptions.sql")),
+    sql(include_str!("migrations/0009_organization_groups.sql")),
+    Migration {
+        sql: include_str!("migrations/0010_bill_line_blocks.sql"),
+        then: Some(line_blocks::move_lines_into_blocks),
+    },
 ];
 
 /// The schema version this build writes (`PRAGMA user_version` after every migration).
@@ -120,7 +135,7 @@ pub struct ImportSummary {
     pub restated_bills: Vec<BillKey>,
 }
 
-pub use bills::{line_digest, Import, LineDigest};
+pub use bills::{encode_line, Import};
 pub use synced::subscription_digests;
 
 /// A write cmat is about to send (journal), recorded before it is sent.
@@ -244,7 +259,7 @@ impl Store {
     }
 
     /// Applies every migration past the database's `user_version`, all in one transaction.
-    fn migrate(&mut self, migrations: &[(&str, &str)]) -> Result<(), StoreError> {
+    fn migrate(&mut self, migrations: &[Migration]) -> Result<(), StoreError> {
         let known = migrations.len() as u32;
         let path = self.path.display().to_string();
         let wrap = |source| StoreError::Sqlite { path: path.clone(), source };
@@ -261,8 +276,11 @@ impl Store {
             .map_err(wrap)?;
         // Another process may have migrated while we waited for the write lock: read again.
         let current = user_version(&tx).map_err(wrap)?;
-        for (_name, sql) in migrations.iter().skip(current as usize) {
-            tx.execute_batch(sql).map_err(wrap)?;
+        for migration in migrations.iter().skip(current as usize) {
+            tx.execute_batch(migration.sql).map_err(wrap)?;
+            if let Some(step) = migration.then {
+                step(&tx).map_err(wrap)?;
+            }
         }
         if current < known {
             tx.pragma_update(None, "user_version", known).map_err(wrap)?;

@@ -6,11 +6,10 @@
 use std::collections::BTreeMap;
 
 use chrono::NaiveDate;
-use rusqlite::params;
 use rust_decimal::Decimal;
 
-use super::bills::{line_at, LINE_COLUMNS};
-use super::sql::{date, get_date, get_decimal, get_timestamp};
+use super::line_blocks::{visit_bill, SELECT_BLOCKS};
+use super::sql::{get_date, get_decimal, get_timestamp};
 use super::{Store, StoreError};
 use cmat_engine::billing::BillLine;
 
@@ -117,53 +116,10 @@ impl Store {
         read().map_err(|e| self.wrap(e))
     }
 
-    /// The bills dated in `from..to` as (id, organization, Billing Date, source file), in the
-    /// order lines are read back: by date, then organization.
-    fn bills_between(
-        &self,
-        from: NaiveDate,
-        to: NaiveDate,
-    ) -> rusqlite::Result<Vec<(i64, String, NaiveDate, String)>> {
-        let mut bills = self.conn.prepare(
-            "SELECT id, organization_name, billing_date, source_file FROM bills
-             WHERE billing_date >= ?1 AND billing_date < ?2
-             ORDER BY billing_date, organization_name",
-        )?;
-        let rows = bills.query_map(params![date(&from), date(&to)], |row| {
-            Ok((row.get(0)?, row.get(1)?, get_date(row, 2)?, row.get(3)?))
-        })?;
-        rows.collect()
-    }
-
     /// Calls `visit` with every current line whose Billing Date is in `from..to`, in the
-    /// order of [`Store::bill_lines`], without holding them all. Bill by bill, each read
-    /// through the `bill_lines_by_bill` index (no sort of the period's lines).
-    pub fn visit_bill_lines(
-        &self,
-        from: NaiveDate,
-        to: NaiveDate,
-        mut visit: impl FnMut(BillLine),
-    ) -> Result<(), StoreError> {
-        let mut read = || -> rusqlite::Result<()> {
-            let bills = self.bills_between(from, to)?;
-            let sql =
-                format!("SELECT {LINE_COLUMNS} FROM bill_lines WHERE bill_id = ?1 ORDER BY id");
-            let mut lines = self.conn.prepare(&sql)?;
-            for (bill_id, organization, billing_date, file) in bills {
-                let mut rows = lines.query([bill_id])?;
-                while let Some(row) = rows.next()? {
-                    visit(line_at(row, 0, organization.clone(), billing_date, file.clone())?);
-                }
-            }
-            Ok(())
-        };
-        read().map_err(|e| self.wrap(e))
-    }
-
-    /// Calls `visit` with every current line whose Billing Date is in `from..to`, in the
-    /// order of [`Store::visit_bill_lines`], as a [`ReviewLine`] borrowed from the row: only
-    /// the columns the review sums are read, and nothing is copied (the previous period's
-    /// 248,000 lines of a large tenant are summed without one allocation per line).
+    /// order of [`Store::bill_lines`], as a [`ReviewLine`] borrowed from the stored block:
+    /// nothing is copied (the previous period's 248,000 lines of a large tenant are summed
+    /// without one allocation per line).
     pub fn visit_review_lines(
         &self,
         from: NaiveDate,
@@ -171,36 +127,29 @@ impl Store {
         mut visit: impl FnMut(&ReviewLine<'_>),
     ) -> Result<(), StoreError> {
         let mut read = || -> rusqlite::Result<()> {
-            let bills = self.bills_between(from, to)?;
-            let mut lines = self.conn.prepare(
-                "SELECT source_row, service_name, customer_number, product_name, item_code,
-                        quantity, unit_cost_price, unit_sales_price, total_cost, total_sales,
-                        currency_code, subscription_id, subscription_name, autotask_company_id
-                 FROM bill_lines WHERE bill_id = ?1 ORDER BY id",
-            )?;
-            for (bill_id, organization, billing_date, file) in &bills {
-                let mut rows = lines.query([bill_id])?;
-                while let Some(row) = rows.next()? {
+            let mut blocks = self.conn.prepare(SELECT_BLOCKS)?;
+            for bill in self.stored_bills(Some((from, to)))? {
+                visit_bill(&mut blocks, bill.id, |line| {
                     visit(&ReviewLine {
-                        organization_name: organization,
-                        billing_date: *billing_date,
-                        file,
-                        source_row: row.get::<_, i64>(0)?.max(0) as u64,
-                        service_name: text(row, 1)?,
-                        customer_number: text(row, 2)?,
-                        product_name: text(row, 3)?,
-                        item_code: text(row, 4)?,
-                        quantity: get_decimal(row, 5)?,
-                        unit_cost_price: get_decimal(row, 6)?,
-                        unit_sales_price: get_decimal(row, 7)?,
-                        total_cost: get_decimal(row, 8)?,
-                        total_sales: get_decimal(row, 9)?,
-                        currency_code: text(row, 10)?,
-                        subscription_id: text(row, 11)?,
-                        subscription_name: text(row, 12)?,
-                        autotask_company_id: row.get(13)?,
-                    });
-                }
+                        organization_name: &bill.organization_name,
+                        billing_date: bill.billing_date,
+                        file: &bill.source_file,
+                        source_row: line.source_row,
+                        service_name: line.service_name,
+                        customer_number: line.customer_number,
+                        product_name: line.product_name,
+                        item_code: line.item_code,
+                        quantity: line.quantity,
+                        unit_cost_price: line.unit_cost_price,
+                        unit_sales_price: line.unit_sales_price,
+                        total_cost: line.total_cost,
+                        total_sales: line.total_sales,
+                        currency_code: line.currency_code,
+                        subscription_id: line.subscription_id,
+                        subscription_name: line.subscription_name,
+                        autotask_company_id: line.autotask_company_id,
+                    })
+                })?;
             }
             Ok(())
         };
@@ -214,14 +163,13 @@ impl Store {
         to: NaiveDate,
     ) -> Result<Vec<BillLine>, StoreError> {
         let mut lines = Vec::new();
-        self.visit_bill_lines(from, to, |line| lines.push(line))?;
+        self.visit_bill_lines(Some((from, to)), |line| lines.push(line))?;
         Ok(lines)
     }
 
     /// Every period's totals and, for the lines of `services` (the consumption services),
     /// the totals per subscription and Billing Date: the review's trend charts. Read from
-    /// `bill_totals` (written at import); a bill imported before it existed has its lines
-    /// summed instead.
+    /// `bill_totals` (written at import, and by migration 0010 for bills imported before it).
     pub fn bill_history(&self, services: &[String]) -> Result<History, StoreError> {
         let read = || -> rusqlite::Result<History> {
             let mut history = History::default();
@@ -267,31 +215,6 @@ impl Store {
                     get_decimal(row, 5)?,
                     get_decimal(row, 6)?,
                 );
-            }
-            let mut missing = self.conn.prepare(
-                "SELECT id, billing_date, organization_name FROM bills b
-                 WHERE NOT EXISTS (SELECT 1 FROM bill_totals t WHERE t.bill_id = b.id)",
-            )?;
-            let missing: Vec<(i64, NaiveDate, String)> = missing
-                .query_map([], |row| Ok((row.get(0)?, get_date(row, 1)?, row.get(2)?)))?
-                .collect::<rusqlite::Result<_>>()?;
-            let mut lines = self.conn.prepare(
-                "SELECT service_name, subscription_id, subscription_name, total_sales, total_cost
-                 FROM bill_lines WHERE bill_id = ?1",
-            )?;
-            for (bill_id, billing_date, organization) in missing {
-                let mut rows = lines.query([bill_id])?;
-                while let Some(row) = rows.next()? {
-                    add(
-                        billing_date,
-                        &organization,
-                        text(row, 0)?,
-                        text(row, 1)?,
-                        text(row, 2)?,
-                        get_decimal(row, 3)?,
-                        get_decimal(row, 4)?,
-                    );
-                }
             }
             Ok(history)
         };

@@ -62,9 +62,14 @@ pub struct BillKey {
 /// Who a bill belongs to, as the store keys it: the Customer Number when the line carries one
 /// (names change, and two organizations may share one), else the organization's name.
 pub fn organization_key(line: &BillLine) -> String {
-    let number = line.customer_number.trim();
+    organization_key_of(&line.organization_name, &line.customer_number)
+}
+
+/// [`organization_key`] of an organization's name and a line's Customer Number.
+pub fn organization_key_of(organization_name: &str, customer_number: &str) -> String {
+    let number = customer_number.trim();
     if number.is_empty() {
-        format!("name:{}", line.organization_name)
+        format!("name:{organization_name}")
     } else {
         format!("number:{number}")
     }
