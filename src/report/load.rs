@@ -43,20 +43,20 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
     }
     let previous = periods.iter().copied().filter(|p| *p < period).max();
 
-    // The previous period and every period's totals are read on a second connection while
-    // this one reads the period and computes the plan's warnings: the halves overlap on two
-    // cores (each is about half of the work on a large tenant).
+    // The period's and the previous period's sums and every period's totals are read on a
+    // second connection while this one reads the period and computes the plan's warnings:
+    // the halves overlap on two cores (each is about half of the work on a large tenant).
     let path = store.path();
     let (now, earlier) = std::thread::scope(|scope| {
-        let earlier = scope.spawn(|| earlier_periods(path, rules, previous));
+        let earlier = scope.spawn(|| earlier_periods(path, rules, period, previous));
         let now = this_period(store, rules, period, latest_period);
         tick("period read, plan computed");
         let earlier = earlier.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
         tick("previous period and history read");
         (now, earlier)
     });
-    let ThisPeriod { sums: current, snapshot, desired_warnings: desired, plan_warnings } = now?;
-    let Earlier { previous: previous_sums, history } = earlier?;
+    let ThisPeriod { snapshot, desired_warnings: desired, plan_warnings } = now?;
+    let Earlier { current, previous: previous_sums, history } = earlier?;
     let restated: Vec<_> = bills
         .iter()
         .filter(|b| period.contains(b.billing_date) && b.revision > 1)
@@ -84,31 +84,38 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
 
 /// What the review needs of its own period, read and computed on the caller's connection.
 struct ThisPeriod {
-    sums: PeriodSums,
     snapshot: Snapshot,
     desired_warnings: Vec<PlanNote>,
     /// None when not computed, with why.
     plan_warnings: Result<Vec<PlanNote>, String>,
 }
 
-/// The period's lines summed, and the desired state's and the plan's warnings over them: the
-/// engine takes whole `BillLine`s, so this period's are held (and dropped here).
+/// The desired state's and the plan's warnings over the period's lines: the engine takes whole
+/// `BillLine`s, so this period's are held (and dropped here).
 fn this_period(
     store: &Store,
     rules: &RuleSet,
     period: Period,
     latest_period: Period,
 ) -> Result<ThisPeriod, LoadError> {
+    let started = std::time::Instant::now();
+    let tick = |done: &str| {
+        let elapsed = started.elapsed().as_millis();
+        tracing::debug!(target: "cmat::report", "  {done} after {elapsed} ms");
+    };
     let lines = store.bill_lines_between(period.first_day(), period.next().first_day())?;
-    let sums = PeriodSums::of(rules, &lines);
+    tick("period's lines read");
 
     // The plan's warnings are its diff's (`cmat_engine::plan::compute` is resolve, desired
     // state, diff): the desired state is computed once for both lists, and none of the plan's
     // changes, references or digests are built, since the review shows warnings only. The
     // lines are let go before the snapshot is loaded: the two are the largest things held.
     let desired_state = cmat_engine::desired::desired_state(rules, &lines);
+    tick("desired state computed");
     drop(lines);
+    tick("lines released");
     let snapshot = store.load_snapshot()?;
+    tick("snapshot loaded");
     let note = |w: &cmat_engine::desired::Warning| PlanNote {
         code: w.code.as_str().into(),
         message: w.message.clone(),
@@ -134,12 +141,14 @@ fn this_period(
             )),
         }
     };
-    Ok(ThisPeriod { sums, snapshot, desired_warnings: desired, plan_warnings })
+    tick("plan's warnings computed");
+    Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings })
 }
 
-/// The periods before the review's: the previous one summed (from borrowed rows: it is never
-/// held as lines) and every period's totals.
+/// The period and the one before summed (from lines borrowed from the store: neither is held
+/// as lines here), and every period's totals.
 struct Earlier {
+    current: PeriodSums,
     previous: Option<(Period, PeriodSums)>,
     history: HistoryInput,
 }
@@ -149,19 +158,20 @@ struct Earlier {
 fn earlier_periods(
     path: &Path,
     rules: &RuleSet,
+    period: Period,
     previous: Option<Period>,
 ) -> Result<Earlier, LoadError> {
     let store = Store::open(path, Access::Read)?;
+    let sum = |period: Period| -> Result<PeriodSums, StoreError> {
+        let mut sums = PeriodSums::default();
+        store.visit_review_lines(period.first_day(), period.next().first_day(), |line| {
+            sums.add(rules, line)
+        })?;
+        Ok(sums)
+    };
+    let current = sum(period)?;
     let previous = match previous {
-        Some(previous) => {
-            let mut sums = PeriodSums::default();
-            store.visit_review_lines(
-                previous.first_day(),
-                previous.next().first_day(),
-                |line| sums.add(rules, line),
-            )?;
-            Some((previous, sums))
-        }
+        Some(previous) => Some((previous, sum(previous)?)),
         None => None,
     };
     let consumption: Vec<String> = rules
@@ -171,7 +181,7 @@ fn earlier_periods(
         .map(|(name, _)| name.clone())
         .collect();
     let history = HistoryInput::from_store(&store.bill_history(&consumption)?);
-    Ok(Earlier { previous, history })
+    Ok(Earlier { current, previous, history })
 }
 
 /// The writes of the period's runs that failed, were skipped or have an unknown outcome. The
