@@ -458,7 +458,7 @@ struct OrganizationSum {
     company_id: Option<i64>,
     sales: Decimal,
     cost: Decimal,
-    subscriptions: BTreeMap<String, SubscriptionSum>,
+    subscriptions: Keyed<SubscriptionSum>,
 }
 
 /// `map[key]`, created with `new` when the key is first seen: the key is copied then only,
@@ -475,10 +475,71 @@ fn sum_of<'m, V>(
     map.get_mut(key)
 }
 
+/// Sums by key, read in key order. A store's lines come bill by bill, so nearly every line
+/// has the key of the line before: that one is found by one comparison, not a search of the
+/// map (a large tenant's period is 248,000 lines over 2,000 organizations).
+#[derive(Debug, Clone)]
+struct Keyed<V> {
+    index: BTreeMap<String, usize>,
+    values: Vec<V>,
+    /// The key and the entry the last [`Keyed::entry`] found (`usize::MAX`: none yet).
+    last_key: String,
+    last: usize,
+}
+
+impl<V> Default for Keyed<V> {
+    fn default() -> Self {
+        Keyed {
+            index: BTreeMap::new(),
+            values: Vec::new(),
+            last_key: String::new(),
+            last: usize::MAX,
+        }
+    }
+}
+
+impl<V> Keyed<V> {
+    /// `self[key]`, created with `new` when the key is first seen (the key is copied then
+    /// only; always `Some`).
+    fn entry(&mut self, key: &str, new: impl FnOnce() -> V) -> Option<&mut V> {
+        if self.last == usize::MAX || self.last_key != key {
+            self.last = match self.index.get(key) {
+                Some(&at) => at,
+                None => {
+                    self.values.push(new());
+                    self.index.insert(key.to_owned(), self.values.len() - 1);
+                    self.values.len() - 1
+                }
+            };
+            self.last_key.clear();
+            self.last_key.push_str(key);
+        }
+        self.values.get_mut(self.last)
+    }
+
+    fn get(&self, key: &str) -> Option<&V> {
+        self.index.get(key).and_then(|&at| self.values.get(at))
+    }
+
+    fn keys(&self) -> impl Iterator<Item = &String> {
+        self.index.keys()
+    }
+
+    /// In key order.
+    fn iter(&self) -> impl Iterator<Item = (&String, &V)> {
+        self.index.iter().filter_map(|(key, &at)| self.values.get(at).map(|value| (key, value)))
+    }
+
+    /// In key order.
+    fn values(&self) -> impl Iterator<Item = &V> {
+        self.iter().map(|(_, value)| value)
+    }
+}
+
 /// One period's lines, summed per organization, subscription and product.
 #[derive(Debug, Clone, Default)]
 pub struct PeriodSums {
-    organizations: BTreeMap<String, OrganizationSum>,
+    organizations: Keyed<OrganizationSum>,
     billing_dates: BTreeSet<NaiveDate>,
     currencies: BTreeSet<String>,
     lines: u64,
@@ -504,20 +565,20 @@ impl PeriodSums {
             self.key.push_str("number:");
             self.key.push_str(number);
         }
-        let Some(organization) = sum_of(&mut self.organizations, &self.key, || OrganizationSum {
+        let Some(organization) = self.organizations.entry(&self.key, || OrganizationSum {
             name: line.organization_name.to_owned(),
             customer_number: line.customer_number.to_owned(),
             company_id: company_of(rules, line),
             sales: Decimal::ZERO,
             cost: Decimal::ZERO,
-            subscriptions: BTreeMap::new(),
+            subscriptions: Keyed::default(),
         }) else {
             return;
         };
         organization.sales += line.total_sales;
         organization.cost += line.total_cost;
         let Some(subscription) =
-            sum_of(&mut organization.subscriptions, line.subscription_id, || SubscriptionSum {
+            organization.subscriptions.entry(line.subscription_id, || SubscriptionSum {
                 name: line.subscription_name.to_owned(),
                 service: line.service_name.to_owned(),
                 route,
@@ -1168,7 +1229,7 @@ impl<'a> AutotaskIndex<'a> {
     fn corrections(&self, input: &ReviewInput<'_>) -> Vec<Exception> {
         let mut found = Vec::new();
         for organization in input.current.organizations.values() {
-            for (id, sub) in &organization.subscriptions {
+            for (id, sub) in organization.subscriptions.iter() {
                 if sub.route != Route::Consumption {
                     continue;
                 }

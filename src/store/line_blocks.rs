@@ -367,11 +367,18 @@ impl<'a> Reader<'a> {
         for amount in &mut amounts {
             let flags = self.byte()?;
             let magnitude = self.varint()?;
-            let mantissa = i128::try_from(magnitude).map_err(|_| CorruptBlock("amount"))?;
-            let mut value = Decimal::try_from_i128_with_scale(mantissa, u32::from(flags & 0x7f))
-                .map_err(|_| CorruptBlock("amount"))?;
-            value.set_sign_negative(flags & 0x80 != 0);
-            *amount = value;
+            let scale = u32::from(flags & 0x7f);
+            // A Decimal's mantissa is 96 bits, its scale at most 28.
+            if magnitude >> 96 != 0 || scale > 28 {
+                return Err(CorruptBlock("amount"));
+            }
+            *amount = Decimal::from_parts(
+                magnitude as u32,
+                (magnitude >> 32) as u32,
+                (magnitude >> 64) as u32,
+                flags & 0x80 != 0,
+                scale,
+            );
         }
         let autotask_company_id = match self.byte()? {
             0 => None,
@@ -401,8 +408,21 @@ impl<'a> Reader<'a> {
     }
 
     fn varint(&mut self) -> Result<u128, CorruptBlock> {
-        let mut value = 0u128;
-        for shift in (0..128).step_by(7) {
+        // Most values are one byte (lengths, markers) and nearly all fit 64 bits.
+        let first = self.byte()?;
+        if first & 0x80 == 0 {
+            return Ok(u128::from(first));
+        }
+        let mut value = u64::from(first & 0x7f);
+        for shift in (7..63).step_by(7) {
+            let byte = self.byte()?;
+            value |= u64::from(byte & 0x7f) << shift;
+            if byte & 0x80 == 0 {
+                return Ok(u128::from(value));
+            }
+        }
+        let mut value = u128::from(value);
+        for shift in (63..128).step_by(7) {
             let byte = self.byte()?;
             value |= u128::from(byte & 0x7f) << shift;
             if byte & 0x80 == 0 {
