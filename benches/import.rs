@@ -5,6 +5,10 @@
 //! to an `.xlsx` workbook (as Cloudmore sends it) and imports that instead. For peak memory:
 //! `/usr/bin/time -v target/release/deps/import-* --bench [xlsx] [LINES]`.
 
+/// The allocator the `cmat` binary ships with (src/bin/cmat.rs), so that the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::io::{BufWriter, Write};
 use std::time::Instant;
 

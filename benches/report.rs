@@ -7,6 +7,10 @@
 //! again with `--measure WORKSPACE`, so that its peak memory (VmHWM of /proc/self/status) is
 //! the report's alone. `REPORT_BENCH_PHASES=1` prints the review's phases (its debug lines).
 
+/// The allocator the `cmat` binary ships with (src/bin/cmat.rs), so that the figures are its.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;

@@ -81,6 +81,9 @@ const MIGRATIONS: &[Migration] = &[
 /// The schema version this build writes (`PRAGMA user_version` after every migration).
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
+/// A connection's page cache: 32 MiB (an import keeps less while it runs, `bills.rs`).
+const CACHE_SIZE: &str = "PRAGMA cache_size = -32768;";
+
 /// The lock file writers hold, next to the database.
 pub const LOCK_FILE: &str = "lock";
 
@@ -252,10 +255,9 @@ impl Store {
             "PRAGMA synchronous = NORMAL;
              PRAGMA foreign_keys = ON;
              PRAGMA journal_size_limit = 67108864;
-             PRAGMA cache_size = -32768;
              PRAGMA temp_store = FILE;",
         )?;
-        Ok(())
+        self.conn.execute_batch(CACHE_SIZE)
     }
 
     /// Applies every migration past the database's `user_version`, all in one transaction.
