@@ -55,7 +55,8 @@ pub fn render_to(
 ) -> Result<(), RenderError> {
     match format {
         Format::Json => json_to(review, &mut *out)?,
-        other => out.write_all(render(review, other, generated_at)?.as_bytes())?,
+        Format::Html => html_to(review, generated_at, &mut *out)?,
+        Format::Csv => out.write_all(csv(review)?.as_bytes())?,
     }
     Ok(out.flush()?)
 }
@@ -344,6 +345,17 @@ fn decimal_of(value: &Value) -> Result<Decimal, minijinja::Error> {
 }
 
 pub fn html(review: &Review, generated_at: &str) -> Result<String, RenderError> {
+    let mut bytes = Vec::new();
+    html_to(review, generated_at, &mut bytes)?;
+    String::from_utf8(bytes).map_err(|err| RenderError::Io(std::io::Error::other(err)))
+}
+
+/// The page, written to `out` as it is rendered (a large tenant's is 38 MB).
+fn html_to(
+    review: &Review,
+    generated_at: &str,
+    out: &mut dyn std::io::Write,
+) -> Result<(), RenderError> {
     let mut env = Environment::new();
     // The names end in .html: minijinja escapes every value for HTML unless marked safe, and
     // the templates mark nothing safe. The page takes the company details as HTML the details
@@ -378,19 +390,28 @@ pub fn html(review: &Review, generated_at: &str) -> Result<String, RenderError> 
             )
         })
         .count();
-    Ok(template.render(minijinja::context! {
-        review => Value::from_serialize(Page::of(review)),
-        charts => Value::from_serialize(&charts),
-        company_details => Value::from_safe_string(company_details),
-        generated_at => generated_at,
-        left_out_exceptions => left_out_exceptions,
-        version => env!("CARGO_PKG_VERSION"),
-    })?)
+    let company_details: Vec<Value> =
+        company_details.into_iter().map(Value::from_safe_string).collect();
+    template.render_captured_to(
+        minijinja::context! {
+            review => Value::from_serialize(Page::of(review)),
+            charts => Value::from_serialize(&charts),
+            company_details => company_details,
+            generated_at => generated_at,
+            left_out_exceptions => left_out_exceptions,
+            version => env!("CARGO_PKG_VERSION"),
+        },
+        out,
+    )?;
+    Ok(())
 }
 
 /// Every company's subscriptions and products, the bulk of a large tenant's page (250,000
-/// rows): rendered in [`DETAIL_CHUNKS`] chunks on as many threads, then joined in order.
-fn company_details(env: &Environment<'_>, review: &Review) -> Result<String, minijinja::Error> {
+/// rows): rendered in [`DETAIL_CHUNKS`] chunks on as many threads, in order.
+fn company_details(
+    env: &Environment<'_>,
+    review: &Review,
+) -> Result<Vec<String>, minijinja::Error> {
     let template = env.get_template("company-details.html")?;
     let chunk = review.companies.len().div_ceil(DETAIL_CHUNKS).max(1);
     let render = |first: usize, companies: &[CompanyReview]| {
@@ -417,7 +438,7 @@ fn company_details(env: &Environment<'_>, review: &Review) -> Result<String, min
         }
         rendered
     });
-    chunks.into_iter().collect::<Result<Vec<String>, _>>().map(|parts| parts.concat())
+    chunks.into_iter().collect()
 }
 
 /// The review as the page's template reads it: the same fields, except that a consumption
