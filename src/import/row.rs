@@ -477,8 +477,10 @@ const MAX_DIGITS: usize = 28;
 /// `Decimal::from_str` alone would also take "1_000" and round over-long numbers.
 pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
     let unsigned = text.strip_prefix('-').unwrap_or(text);
-    let (whole, fraction) = match unsigned.split_once('.') {
-        Some((whole, fraction)) => (whole, Some(fraction)),
+    // By byte: an import splits five amounts a line, and `split_once(char)` searches for the
+    // character's encoding.
+    let (whole, fraction) = match unsigned.bytes().position(|b| b == b'.') {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
         None => (unsigned, None),
     };
     let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());

@@ -173,12 +173,12 @@ impl Store {
         dates: Option<(NaiveDate, NaiveDate)>,
     ) -> rusqlite::Result<Vec<StoredBill>> {
         let (from, to) = match dates {
-            Some((from, to)) => (date(&from), date(&to)),
-            None => (String::new(), "~".to_string()),
+            Some((from, to)) => (Some(date(&from)), Some(date(&to))),
+            None => (None, None),
         };
         let mut bills = self.conn.prepare(
             "SELECT id, organization_name, billing_date, source_file FROM bills
-             WHERE billing_date >= ?1 AND billing_date < ?2
+             WHERE (?1 IS NULL OR billing_date >= ?1) AND (?2 IS NULL OR billing_date < ?2)
              ORDER BY billing_date, organization_name, id",
         )?;
         let rows = bills.query_map(params![from, to], |row| {

@@ -556,9 +556,14 @@ pub(super) fn move_lines_into_blocks(conn: &rusqlite::Connection) -> rusqlite::R
     conn.execute_batch("DROP TABLE bill_lines;")
 }
 
+#[inline]
 fn put_varint(out: &mut Vec<u8>, value: u128) {
-    // Nearly every value (lengths, rows, amounts' mantissas) fits 64 bits, where a shift is
-    // one instruction.
+    // Most values (lengths) are one byte, and nearly all (rows, amounts' mantissas) fit 64
+    // bits, where a shift is one instruction.
+    if value < 0x80 {
+        out.push(value as u8);
+        return;
+    }
     match u64::try_from(value) {
         Ok(mut value) => {
             while value >= 0x80 {
