@@ -24,11 +24,7 @@ pub enum LoadError {
 /// the workspace's checked rules.
 pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<Review, LoadError> {
     // Where the time goes, at debug level (the large tenant's benchmark prints it).
-    let started = std::time::Instant::now();
-    let tick = |done: &str| {
-        let elapsed = started.elapsed().as_millis();
-        tracing::debug!(target: "cmat::report", "{done} after {elapsed} ms");
-    };
+    let tick = phases("");
     let bills = store.bill_revisions()?;
     let Some(latest) = bills.iter().map(|b| b.billing_date).max() else {
         return Err(LoadError::NoBills);
@@ -82,6 +78,16 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
     Ok(review)
 }
 
+/// Says at debug level how long after its making each phase ended (the large tenant's
+/// benchmark prints them); `indent` sets a part's phases under the whole's.
+fn phases(indent: &'static str) -> impl Fn(&str) {
+    let started = std::time::Instant::now();
+    move |done| {
+        let elapsed = started.elapsed().as_millis();
+        tracing::debug!(target: "cmat::report", "{indent}{done} after {elapsed} ms");
+    }
+}
+
 /// What the review needs of its own period, read and computed on the caller's connection.
 struct ThisPeriod {
     snapshot: Snapshot,
@@ -98,11 +104,7 @@ fn this_period(
     period: Period,
     latest_period: Period,
 ) -> Result<ThisPeriod, LoadError> {
-    let started = std::time::Instant::now();
-    let tick = |done: &str| {
-        let elapsed = started.elapsed().as_millis();
-        tracing::debug!(target: "cmat::report", "  {done} after {elapsed} ms");
-    };
+    let tick = phases("  ");
     let lines = store.bill_lines_between(period.first_day(), period.next().first_day())?;
     tick("period's lines read");
 

@@ -15,7 +15,6 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 use crate::store::ReviewLine;
-use cmat_engine::billing::BillLine;
 use cmat_engine::rules::{BillingKind, RuleSet};
 use cmat_engine::snapshot::Snapshot;
 
@@ -328,18 +327,18 @@ enum Route {
 /// AutotaskCompanyID column (as `desired` does).
 fn company_of(rules: &RuleSet, line: &ReviewLine<'_>) -> Option<i64> {
     rules
-        .company_rule_for(line.organization_name, line.customer_number)
+        .company_rule_for(line.organization_name, line.stored.customer_number)
         .or_else(|| rules.companies.explicit.get(line.organization_name))
         .map(|rule| rule.value)
-        .or(line.autotask_company_id.filter(|_| rules.companies.column.is_some()))
+        .or(line.stored.autotask_company_id.filter(|_| rules.companies.column.is_some()))
 }
 
 impl Route {
     fn of(rules: &RuleSet, line: &ReviewLine<'_>) -> Route {
-        if line.subscription_id.is_empty() {
+        if line.stored.subscription_id.is_empty() {
             return Route::Manual;
         }
-        let Some(service) = rules.services.get(line.service_name) else {
+        let Some(service) = rules.services.get(line.stored.service_name) else {
             return Route::Unmapped;
         };
         let linked = company_of(rules, line).is_some();
@@ -551,13 +550,13 @@ impl PeriodSums {
     pub fn add(&mut self, rules: &RuleSet, line: &ReviewLine<'_>) {
         self.lines += 1;
         self.billing_dates.insert(line.billing_date);
-        if !self.currencies.contains(line.currency_code) {
-            self.currencies.insert(line.currency_code.to_owned());
+        if !self.currencies.contains(line.stored.currency_code) {
+            self.currencies.insert(line.stored.currency_code.to_owned());
         }
         let route = Route::of(rules, line);
         // As `cmat_engine::billing::organization_key`, written into a reused buffer.
         self.key.clear();
-        let number = line.customer_number.trim();
+        let number = line.stored.customer_number.trim();
         if number.is_empty() {
             self.key.push_str("name:");
             self.key.push_str(line.organization_name);
@@ -567,7 +566,7 @@ impl PeriodSums {
         }
         let Some(organization) = self.organizations.entry(&self.key, || OrganizationSum {
             name: line.organization_name.to_owned(),
-            customer_number: line.customer_number.to_owned(),
+            customer_number: line.stored.customer_number.to_owned(),
             company_id: company_of(rules, line),
             sales: Decimal::ZERO,
             cost: Decimal::ZERO,
@@ -575,12 +574,12 @@ impl PeriodSums {
         }) else {
             return;
         };
-        organization.sales += line.total_sales;
-        organization.cost += line.total_cost;
+        organization.sales += line.stored.total_sales;
+        organization.cost += line.stored.total_cost;
         let Some(subscription) =
-            organization.subscriptions.entry(line.subscription_id, || SubscriptionSum {
-                name: line.subscription_name.to_owned(),
-                service: line.service_name.to_owned(),
+            organization.subscriptions.entry(line.stored.subscription_id, || SubscriptionSum {
+                name: line.stored.subscription_name.to_owned(),
+                service: line.stored.service_name.to_owned(),
                 route,
                 billing_date: line.billing_date,
                 sales: Decimal::ZERO,
@@ -592,27 +591,21 @@ impl PeriodSums {
             return;
         };
         subscription.billing_date = subscription.billing_date.max(line.billing_date);
-        subscription.sales += line.total_sales;
-        subscription.cost += line.total_cost;
-        let Some(product) = subscription.products.entry(line.item_code, line.product_name) else {
+        subscription.sales += line.stored.total_sales;
+        subscription.cost += line.stored.total_cost;
+        let Some(product) =
+            subscription.products.entry(line.stored.item_code, line.stored.product_name)
+        else {
             return;
         };
-        product.units += line.quantity;
-        product.sales += line.total_sales;
-        product.cost += line.total_cost;
-        product.unit_price.add(line.unit_sales_price);
-        product.unit_cost.add(line.unit_cost_price);
-        if line.unit_sales_price < line.unit_cost_price {
+        product.units += line.stored.quantity;
+        product.sales += line.stored.total_sales;
+        product.cost += line.stored.total_cost;
+        product.unit_price.add(line.stored.unit_sales_price);
+        product.unit_cost.add(line.stored.unit_cost_price);
+        if line.stored.unit_sales_price < line.stored.unit_cost_price {
             product.under_cost.push(line.source());
         }
-    }
-
-    pub fn of(rules: &RuleSet, lines: &[BillLine]) -> PeriodSums {
-        let mut sums = PeriodSums::default();
-        for line in lines {
-            sums.add(rules, &ReviewLine::of(line));
-        }
-        sums
     }
 }
 

@@ -704,20 +704,10 @@ fn digest(
     amounts: [rust_decimal::Decimal; 5],
     company: Option<i64>,
 ) -> LineDigest {
-    let [service_name, broker_name, customer_number, product_name, item_code, currency_code, product_id, subscription_id, subscription_name, payment_frequency, organization_currency_code, organization_groups] =
-        texts;
+    // The nine texts of migration 0001, then the three later migrations added.
+    let (first, added) = texts.split_at(9);
     let mut hasher = Sha256::new();
-    for field in [
-        service_name,
-        broker_name,
-        customer_number,
-        product_name,
-        item_code,
-        currency_code,
-        product_id,
-        subscription_id,
-        subscription_name,
-    ] {
+    for field in first {
         hash_field(&mut hasher, field);
     }
     // Normalized: "25.00" and "25" are the same quantity, so a re-export that drops trailing
@@ -729,9 +719,8 @@ fn digest(
     // Added by migration 0005: hashed only when present, so that a bill imported before
     // them (or from an export without them) keeps its content hash.
     // Organization Groups (migration 0009), likewise.
-    for (tag, field) in
-        [(b'f', payment_frequency), (b'c', organization_currency_code), (b'g', organization_groups)]
-    {
+    // Payment Frequency, Organization Currency Code, Organization Groups.
+    for (tag, field) in [b'f', b'c', b'g'].into_iter().zip(added) {
         if !field.is_empty() {
             hasher.update([tag]);
             hash_field(&mut hasher, field);

@@ -31,6 +31,7 @@ mod sql;
 mod synced;
 
 pub use bills::{BillInfo, OrganizationInfo};
+pub use line_blocks::StoredLine;
 pub use lock::LockHolder;
 pub use review::{BillRevision, History, ReviewLine};
 pub use snapshot::SnapshotCounts;

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::line_blocks::{visit_bill, SELECT_BLOCKS};
+use super::line_blocks::{visit_bill, StoredLine, SELECT_BLOCKS};
 use super::sql::{get_date, get_decimal, get_timestamp};
 use super::{Store, StoreError};
 use cmat_engine::billing::BillLine;
@@ -33,57 +33,21 @@ pub struct History {
     pub subscriptions: BTreeMap<(NaiveDate, String), (String, String, Decimal, Decimal)>,
 }
 
-/// A bill line as the review sums it, borrowed from where it is read (a row of the store,
-/// or a [`BillLine`] already held): the review's aggregation never needs owned strings.
+/// A bill line as the review sums it: a stored line borrowed from its block, with its bill's
+/// organization, Billing Date and file. The review's aggregation never needs owned strings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReviewLine<'a> {
     pub organization_name: &'a str,
     pub billing_date: NaiveDate,
-    /// The line's file (its bill's source); with `source_row`, the line's place.
+    /// The line's file (its bill's source); with `stored.source_row`, the line's place.
     pub file: &'a str,
-    pub source_row: u64,
-    pub service_name: &'a str,
-    pub customer_number: &'a str,
-    pub product_name: &'a str,
-    pub item_code: &'a str,
-    pub quantity: Decimal,
-    pub unit_cost_price: Decimal,
-    pub unit_sales_price: Decimal,
-    pub total_cost: Decimal,
-    pub total_sales: Decimal,
-    pub currency_code: &'a str,
-    pub subscription_id: &'a str,
-    pub subscription_name: &'a str,
-    pub autotask_company_id: Option<i64>,
+    pub stored: StoredLine<'a>,
 }
 
-impl<'a> ReviewLine<'a> {
-    /// The review's view of a line held in full (the period the plan is computed over).
-    pub fn of(line: &'a BillLine) -> ReviewLine<'a> {
-        ReviewLine {
-            organization_name: &line.organization_name,
-            billing_date: line.billing_date,
-            file: &line.source.file,
-            source_row: line.source.row,
-            service_name: &line.service_name,
-            customer_number: &line.customer_number,
-            product_name: &line.product_name,
-            item_code: &line.item_code,
-            quantity: line.quantity,
-            unit_cost_price: line.unit_cost_price,
-            unit_sales_price: line.unit_sales_price,
-            total_cost: line.total_cost,
-            total_sales: line.total_sales,
-            currency_code: &line.currency_code,
-            subscription_id: &line.subscription_id,
-            subscription_name: &line.subscription_name,
-            autotask_company_id: line.autotask_company_id,
-        }
-    }
-
+impl ReviewLine<'_> {
     /// `file:row`, as [`cmat_engine::billing::LineSource`] shows it.
     pub fn source(&self) -> String {
-        format!("{}:{}", self.file, self.source_row)
+        format!("{}:{}", self.file, self.stored.source_row)
     }
 }
 
@@ -134,20 +98,7 @@ impl Store {
                         organization_name: &bill.organization_name,
                         billing_date: bill.billing_date,
                         file: &bill.source_file,
-                        source_row: line.source_row,
-                        service_name: line.service_name,
-                        customer_number: line.customer_number,
-                        product_name: line.product_name,
-                        item_code: line.item_code,
-                        quantity: line.quantity,
-                        unit_cost_price: line.unit_cost_price,
-                        unit_sales_price: line.unit_sales_price,
-                        total_cost: line.total_cost,
-                        total_sales: line.total_sales,
-                        currency_code: line.currency_code,
-                        subscription_id: line.subscription_id,
-                        subscription_name: line.subscription_name,
-                        autotask_company_id: line.autotask_company_id,
+                        stored: *line,
                     })
                 })?;
             }
