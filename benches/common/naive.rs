@@ -24,6 +24,10 @@ use serde_json::{json, Value};
 
 use super::{PRODUCT_BILLING_CODE, SERVICE_BILLING_CODE, SLA};
 
+/// Services' `periodType` for Monthly, as the simulator's picklist (and a live tenant's, API
+/// notes) has it: a hand-written script looks it up once and writes it down.
+const MONTHLY: i64 = 2;
+
 #[derive(Debug, Default)]
 pub struct NaiveReport {
     pub subscriptions: usize,
@@ -169,7 +173,7 @@ impl Naive<'_> {
         }
         let body = json!({
             "name": line.product_name, "sku": line.item_code, "billingCodeID": SERVICE_BILLING_CODE,
-            "periodType": 1, "unitPrice": line.unit_sales_price.to_string(),
+            "periodType": MONTHLY, "unitPrice": line.unit_sales_price.to_string(),
             "unitCost": line.unit_cost_price.to_string(), "isActive": true,
         });
         let id = self.create("Services", &body)?.ok_or("service created without an id")?;
@@ -211,12 +215,17 @@ impl Naive<'_> {
                 .next_back()
                 .unwrap_or(0);
             let change = count - current;
-            if change != 0 {
+            // A contract service's own price is read-only: like a live integration, the script
+            // moves it with an adjustment (of 0 units when the count stays).
+            let price_moved = on_contract.is_some_and(|cs| {
+                decimal(cs, "internalCurrencyAdjustedPrice") != Some(line.unit_sales_price)
+            });
+            if change != 0 || price_moved {
                 let mut body = json!({
                     "contractID": contract_id, "serviceID": service_id,
                     "effectiveDate": billing_date.to_string(), "unitChange": change,
                 });
-                if on_contract.is_none() {
+                if on_contract.is_none() || price_moved {
                     body["adjustedUnitPrice"] = json!(line.unit_sales_price.to_string());
                     body["adjustedUnitCost"] = json!(line.unit_cost_price.to_string());
                 }
@@ -228,12 +237,6 @@ impl Naive<'_> {
                     let next = billing_date.succ_opt().unwrap_or(billing_date);
                     body["effectiveDate"] = json!(next.to_string());
                     self.create(&path, &body)?;
-                }
-            }
-            if let Some(cs) = on_contract {
-                if decimal(cs, "unitPrice") != Some(line.unit_sales_price) {
-                    let body = json!({"id": int(cs, "id"), "unitPrice": line.unit_sales_price.to_string()});
-                    self.update(&format!("Contracts/{contract_id}/Services"), &body)?;
                 }
             }
         }
