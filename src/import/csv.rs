@@ -16,6 +16,7 @@
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 
+use super::records::Records;
 use super::row::{known_columns, normalize, Cell, DecimalSeparator, HeaderError, Layout};
 use super::{ImportError, ImportOptions, Sink};
 use crate::store::{encode_line, ImportSummary, Store};
@@ -46,25 +47,15 @@ pub(super) fn import(
         return Err(ImportError::Utf16 { file: file() });
     }
     let dialect = sniff(start, display_name)?;
-    let mut reader = csv::ReaderBuilder::new()
-        .has_headers(true)
-        .delimiter(dialect.separator)
-        // Row lengths are checked here, so that every ragged row is listed, not just the first.
-        .flexible(true)
-        // Lines end at '\n' only, so that a row's position is the line it starts on for CRLF
-        // files too (with CRLF as the terminator the csv crate leaves the '\n' to the next
-        // record, which then reports the line before its own). A '\r' left at the end of the
-        // last cell is whitespace, trimmed like any other.
-        .terminator(csv::Terminator::Any(b'\n'))
-        .from_reader(input);
-    let header = reader
-        .byte_headers()
-        .map_err(|source| ImportError::Read { file: file(), row: 1, source })?
-        .clone();
-    let header_row = start_line(header.position(), reader.position().line(), &header);
-    if is_blank(&header) {
-        return Err(ImportError::Empty { file: file() });
-    }
+    let mut records = Records::new(input, dialect.separator);
+    let read_error = |row: u64| {
+        move |source: std::io::Error| ImportError::Read { file: file(), row, source: source.into() }
+    };
+    let header = match records.next_record().map_err(read_error(1))? {
+        Some(header) if !header.is_blank() => header,
+        _ => return Err(ImportError::Empty { file: file() }),
+    };
+    let header_row = header.row;
     let mut names = Vec::with_capacity(header.len());
     for field in header.iter() {
         match decode(field, dialect.encoding) {
@@ -106,7 +97,7 @@ pub(super) fn import(
         let parser = scope.spawn(move || {
             let mut batch = Batch::default();
             let parsed = parse_rows(
-                &mut reader,
+                &mut records,
                 &layout,
                 &reads,
                 dialect,
@@ -173,7 +164,7 @@ enum Parsed {
 /// [`BATCH_LINES`] rows, until `emit` returns false; an unreadable file is `(row, error)`.
 #[allow(clippy::too_many_arguments)]
 fn parse_rows<R: Read>(
-    reader: &mut csv::Reader<R>,
+    records: &mut Records<R>,
     layout: &Layout,
     reads: &[bool],
     dialect: Dialect,
@@ -182,24 +173,22 @@ fn parse_rows<R: Read>(
     batch: &mut Batch,
     mut emit: impl FnMut(&mut Batch) -> bool,
 ) -> Result<(), (u64, csv::Error)> {
-    let mut record = csv::ByteRecord::new();
     let mut line = BillLine::default();
     let read: Vec<usize> = (0..reads.len()).filter(|index| reads[*index]).collect();
     let mut cells_buffer: Vec<Cell<'static>> = Vec::new();
+    let mut last_row = header_row;
     loop {
         if batch.rows.len() >= BATCH_LINES && !emit(batch) {
             return Ok(());
         }
-        match reader.read_byte_record(&mut record) {
-            Ok(true) => {}
-            Ok(false) => return Ok(()),
-            Err(source) => {
-                let row = source.position().map(|p| p.line()).unwrap_or(header_row + 1);
-                return Err((row, source));
-            }
-        }
-        let row = start_line(record.position(), reader.position().line(), &record);
-        if is_blank(&record) {
+        let record = match records.next_record() {
+            Ok(Some(record)) => record,
+            Ok(None) => return Ok(()),
+            Err(source) => return Err((last_row + 1, source.into())),
+        };
+        let row = record.row;
+        last_row = row;
+        if record.is_blank() {
             continue;
         }
         if record.len() != layout.width {
@@ -213,41 +202,30 @@ fn parse_rows<R: Read>(
             continue;
         }
         let mut cells = reuse(std::mem::take(&mut cells_buffer));
+        cells.resize(record.len(), Cell::Empty);
         // A UTF-8 record is checked once, whole, rather than cell by cell; a record that is
         // not valid UTF-8 is read cell by cell, so that the cell at fault is named.
-        let utf8 = match dialect.encoding {
-            Encoding::Utf8 => csv::StringRecord::from_byte_record(std::mem::take(&mut record))
-                .map_err(|err| err.into_byte_record()),
-            Encoding::Windows1252 => Err(std::mem::take(&mut record)),
-        };
-        let parsed = match &utf8 {
-            Ok(text) => {
-                cells.resize(text.len(), Cell::Empty);
+        match record.utf8().filter(|_| dialect.encoding == Encoding::Utf8) {
+            Some(text) => {
                 for &index in &read {
                     if let Some(field) = text.get(index) {
                         cells[index] = Cell::Text(Cow::Borrowed(field));
                     }
                 }
-                layout.parse_into(&cells, display_name, row, &mut line)
             }
-            Err(bytes) => {
-                cells.extend(bytes.iter().enumerate().map(|(index, field)| {
-                    if !reads[index] {
-                        return Cell::Empty;
+            None => {
+                for &index in &read {
+                    if let Some(field) = record.get(index) {
+                        cells[index] = match decode(field, dialect.encoding) {
+                            Ok(text) => Cell::Text(text),
+                            Err(reason) => Cell::Bad(reason),
+                        };
                     }
-                    match decode(field, dialect.encoding) {
-                        Ok(text) => Cell::Text(text),
-                        Err(reason) => Cell::Bad(reason),
-                    }
-                }));
-                layout.parse_into(&cells, display_name, row, &mut line)
+                }
             }
-        };
+        }
+        let parsed = layout.parse_into(&cells, display_name, row, &mut line);
         cells_buffer = reuse(cells);
-        record = match utf8 {
-            Ok(text) => text.into_byte_record(),
-            Err(bytes) => bytes,
-        };
         match parsed {
             Ok(()) => {
                 encode_line(&line, &mut batch.lines);
@@ -345,23 +323,6 @@ fn split_outside_quotes(line: &[u8], separator: u8) -> Vec<&[u8]> {
     cells
 }
 
-/// The line a record starts on. The csv crate dates a record from before the blank lines it
-/// skips (so a row after an empty line was reported one line early); counting back from where
-/// the record ends is exact: the reader's line after it, less the line breaks inside its
-/// quoted cells, less the one that ends it (every record ends with one, [`EndsWithNewline`],
-/// except one whose quote is never closed: for it the csv crate's own line is the better one).
-fn start_line(dated: Option<&csv::Position>, line_after: u64, record: &csv::ByteRecord) -> u64 {
-    let bytes = record.as_slice();
-    // `contains` is a memchr: nearly every record has no line break inside a cell.
-    let inside = if bytes.contains(&b'\n') {
-        bytes.iter().filter(|byte| **byte == b'\n').count()
-    } else {
-        0
-    };
-    let counted_back = line_after.saturating_sub(inside as u64 + 1);
-    counted_back.max(dated.map(csv::Position::line).unwrap_or(1)).max(1)
-}
-
 /// The input, with a `\n` added at the end when it does not end with one; it changes no cell
 /// (a line break at the end of the file ends the last record, and cells are trimmed).
 struct EndsWithNewline<R> {
@@ -395,11 +356,6 @@ impl<R: Read> Read for EndsWithNewline<R> {
             _ => Ok(0),
         }
     }
-}
-
-/// A line with nothing but whitespace (a blank CRLF line reads as one cell holding "\r").
-fn is_blank(record: &csv::ByteRecord) -> bool {
-    record.is_empty() || (record.len() == 1 && record[0].iter().all(u8::is_ascii_whitespace))
 }
 
 #[cfg(test)]

@@ -17,6 +17,7 @@
 //! [`Import`]: crate::store::Import
 
 mod csv;
+mod records;
 mod row;
 mod xlsx;
 
