@@ -559,28 +559,34 @@ pub(super) fn move_lines_into_blocks(conn: &rusqlite::Connection) -> rusqlite::R
 #[inline]
 fn put_varint(out: &mut Vec<u8>, value: u128) {
     // Most values (lengths) are one byte, and nearly all (rows, amounts' mantissas) fit 64
-    // bits, where a shift is one instruction.
+    // bits, where a shift is one instruction. Bytes are gathered and appended at once: one
+    // capacity check, not one a byte.
     if value < 0x80 {
         out.push(value as u8);
         return;
     }
+    let mut bytes = [0u8; 19];
+    let mut length = 0;
     match u64::try_from(value) {
         Ok(mut value) => {
             while value >= 0x80 {
-                out.push((value as u8 & 0x7f) | 0x80);
+                bytes[length] = (value as u8 & 0x7f) | 0x80;
+                length += 1;
                 value >>= 7;
             }
-            out.push(value as u8);
+            bytes[length] = value as u8;
         }
         Err(_) => {
             let mut value = value;
             while value >= 0x80 {
-                out.push((value as u8 & 0x7f) | 0x80);
+                bytes[length] = (value as u8 & 0x7f) | 0x80;
+                length += 1;
                 value >>= 7;
             }
-            out.push(value as u8);
+            bytes[length] = value as u8;
         }
     }
+    out.extend_from_slice(&bytes[..=length]);
 }
 
 #[cfg(test)]
