@@ -6,9 +6,9 @@
 //! again blindly: the next run re-reads the records the plan touches and plans from what
 //! Autotask really holds, finding a landed create by its natural key.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Mutex};
+use std::sync::{mpsc, Condvar, Mutex};
 
 use chrono::{DateTime, Utc};
 
@@ -16,7 +16,7 @@ use crate::autotask::adapter::{self, Request};
 use crate::autotask::Rejection;
 use crate::store::{AuditOutcome, AuditRow, JournalIntent, JournalOutcome, Store, StoreError};
 use cmat_engine::plan::{plain, Plan, PlanChange};
-use cmat_engine::write::{Adjustment, Ref, Write};
+use cmat_engine::write::{Adjustment, NaturalKey, Ref, Write};
 
 pub use crate::autotask::adapter::{AutotaskReader, AutotaskWriter, WriteFailure};
 
@@ -87,8 +87,9 @@ pub struct ApplyOptions {
     pub on_progress: Option<Box<dyn Fn(u64) + Sync>>,
 }
 
-/// Sends every change of the plan, phase by phase (Services, Contracts, contract services,
-/// adjustments, charges), journaling and auditing each. Stops early when the hour's budget
+/// Sends every change of the plan, parents before children ([`Schedule`]: Services, then per
+/// contract its contract, contract services, adjustments, charges), journaling and auditing
+/// each. Stops early when the hour's budget
 /// is spent; the rest is reported as skipped and a rerun resumes.
 ///
 /// The writer threads never touch the database: a journal thread commits their records in
@@ -112,34 +113,159 @@ pub fn apply_plan(
         store_error: Mutex::new(None),
         done: AtomicU64::new(0),
     };
-    let mut phases: BTreeMap<u8, VecDeque<usize>> = BTreeMap::new();
-    for (index, change) in plan.changes.iter().enumerate() {
-        let phase = change.entity().phase();
-        phases.entry(phase).or_default().push_back(index);
-    }
+    let schedule = Schedule::of(&plan.changes);
     std::thread::scope(|scope| {
         let run = &run;
         scope.spawn(move || keep_journal(store, &records, run));
         // Dropped last, even when a writer thread panics: the journal thread commits what is
         // left and stops, so the scope can end.
         let _finish = FinishOnDrop(&run.journal);
-        // A phase ends before the next starts: children need their parents' ids.
-        for queue in phases.into_values() {
-            let queue = Mutex::new(queue);
-            std::thread::scope(|phase| {
-                for _ in 0..options.concurrency.max(1) {
-                    phase.spawn(|| {
-                        while let Some(index) =
-                            queue.lock().ok().and_then(|mut queue| queue.pop_front())
-                        {
-                            run.apply_one(index);
-                        }
-                    });
-                }
-            });
-        }
+        // Services first, all of them: a contract service of any contract may need one's id.
+        let services = Mutex::new(schedule.services.iter().copied().collect::<VecDeque<_>>());
+        std::thread::scope(|phase| {
+            for _ in 0..options.concurrency.max(1) {
+                phase.spawn(|| {
+                    while let Some(index) =
+                        services.lock().ok().and_then(|mut queue| queue.pop_front())
+                    {
+                        run.apply_one(index);
+                    }
+                });
+            }
+        });
+        std::thread::scope(|writers| {
+            for _ in 0..options.concurrency.max(1) {
+                writers.spawn(|| {
+                    while let Some(index) = schedule.next() {
+                        // Released even if the write panics, so no other writer waits forever.
+                        let _done = Done(&schedule, index);
+                        run.apply_one(index);
+                    }
+                });
+            }
+        });
     });
     run.report()
+}
+
+/// The order of a plan's writes past its Services: a write to a contract waits only for the
+/// writes of earlier phases to the same contract (its contract before its contract services,
+/// those before their adjustments, adjustments before the contract's charges), not for every
+/// write of the earlier phase to every contract. A phase-wide barrier let the writes in flight
+/// drain to none at each phase's end (0.85 s of the large steady day's 22 s).
+struct Schedule {
+    /// The Services' writes, sent before anything else.
+    services: Vec<usize>,
+    state: Mutex<ScheduleState>,
+    /// Signalled when a write is done (its dependents may be ready).
+    changed: Condvar,
+}
+
+struct ScheduleState {
+    /// Writes whose earlier writes are all done, by phase then plan order.
+    ready: BTreeSet<(u8, usize)>,
+    /// How many earlier writes each write still waits for.
+    waiting_for: Vec<usize>,
+    /// The writes that wait for each one.
+    dependents: Vec<Vec<usize>>,
+    phases: Vec<u8>,
+    /// Writes not yet handed out.
+    left: usize,
+}
+
+impl Schedule {
+    fn of(changes: &[PlanChange]) -> Schedule {
+        let phases: Vec<u8> = changes.iter().map(|change| change.entity().phase()).collect();
+        let mut services = Vec::new();
+        // Each contract's writes, by phase.
+        let mut by_contract: BTreeMap<&str, BTreeMap<u8, Vec<usize>>> = BTreeMap::new();
+        for (index, change) in changes.iter().enumerate() {
+            match contract_of(&change.key) {
+                Some(contract) => by_contract
+                    .entry(contract)
+                    .or_default()
+                    .entry(phases[index])
+                    .or_default()
+                    .push(index),
+                None => services.push(index),
+            }
+        }
+        let mut waiting_for = vec![0; changes.len()];
+        let mut dependents = vec![Vec::new(); changes.len()];
+        let mut ready = BTreeSet::new();
+        for phases_of_contract in by_contract.values() {
+            let mut earlier: Option<&Vec<usize>> = None;
+            for writes in phases_of_contract.values() {
+                for &index in writes {
+                    match earlier {
+                        Some(earlier) => {
+                            waiting_for[index] = earlier.len();
+                            for &before in earlier {
+                                dependents[before].push(index);
+                            }
+                        }
+                        None => {
+                            ready.insert((phases[index], index));
+                        }
+                    }
+                }
+                earlier = Some(writes);
+            }
+        }
+        let left = changes.len() - services.len();
+        Schedule {
+            services,
+            state: Mutex::new(ScheduleState { ready, waiting_for, dependents, phases, left }),
+            changed: Condvar::new(),
+        }
+    }
+
+    /// The next write to send, waiting while those left wait for writes in flight; `None`
+    /// once every write has been handed out.
+    fn next(&self) -> Option<usize> {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        loop {
+            if let Some((_, index)) = state.ready.pop_first() {
+                state.left -= 1;
+                return Some(index);
+            }
+            if state.left == 0 {
+                return None;
+            }
+            state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
+        }
+    }
+
+    /// `index` was sent (or skipped): the writes waiting for it may go.
+    fn done(&self, index: usize) {
+        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let state = &mut *state;
+        for &dependent in &state.dependents[index] {
+            state.waiting_for[dependent] -= 1;
+            if state.waiting_for[dependent] == 0 {
+                state.ready.insert((state.phases[dependent], dependent));
+            }
+        }
+        self.changed.notify_all();
+    }
+}
+
+struct Done<'a>(&'a Schedule, usize);
+
+impl Drop for Done<'_> {
+    fn drop(&mut self) {
+        self.0.done(self.1);
+    }
+}
+
+/// The contract (by its subscription) a write belongs to; `None` for a Service.
+fn contract_of(key: &NaturalKey) -> Option<&str> {
+    match key {
+        NaturalKey::Service { .. } => None,
+        NaturalKey::Subscription(subscription)
+        | NaturalKey::Product { subscription, .. }
+        | NaturalKey::Charge { subscription, .. } => Some(subscription),
+    }
 }
 
 /// Tells the journal thread that every writer is done, when dropped.
@@ -607,6 +733,44 @@ mod tests {
         assert!(Plan::from_json("plan.json", &json).is_err());
     }
 
+    /// A contract's writes wait for that contract's earlier writes only: the Azure contract's
+    /// charge goes as soon as the Azure contract is written, whatever the licence contract's
+    /// writes are doing.
+    #[test]
+    fn a_write_waits_only_for_its_own_contracts_earlier_writes() {
+        use cmat_engine::write::Entity;
+        let plan = onboarding_plan();
+        let entity = |index: usize| plan.changes[index].entity();
+        let contract = |index: usize| contract_of(&plan.changes[index].key).map(str::to_string);
+        let schedule = Schedule::of(&plan.changes);
+        assert!(!schedule.services.is_empty());
+        assert!(schedule.services.iter().all(|index| entity(*index) == Entity::Services));
+        let (first, second) = (schedule.next().expect("one"), schedule.next().expect("two"));
+        assert_eq!((entity(first), entity(second)), (Entity::Contracts, Entity::Contracts));
+        let nothing_ready =
+            |schedule: &Schedule| schedule.state.lock().expect("lock").ready.is_empty();
+        assert!(nothing_ready(&schedule), "children wait for their contracts");
+        let (azure, licence) = if contract(first).as_deref() == Some("AZ") {
+            (first, second)
+        } else {
+            (second, first)
+        };
+        schedule.done(azure);
+        let charge = schedule.next().expect("the Azure charge");
+        assert_eq!((entity(charge), contract(charge)), (Entity::ContractCharges, contract(azure)));
+        assert!(nothing_ready(&schedule), "the licence contract is still in flight");
+        schedule.done(charge);
+        schedule.done(licence);
+        let mut rest = Vec::new();
+        while let Some(index) = schedule.next() {
+            rest.push(entity(index));
+            schedule.done(index);
+        }
+        assert!(!rest.is_empty(), "the licence contract's children");
+        assert!(rest.iter().all(|e| *e != Entity::Contracts && *e != Entity::Services));
+        assert!(rest.windows(2).all(|pair| pair[0].phase() <= pair[1].phase()));
+    }
+
     #[test]
     fn writes_parents_first_and_resolves_refs_to_returned_ids() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -618,9 +782,11 @@ mod tests {
         assert_eq!(report.written, plan.changes.len() as u64);
         let sent = fake.sent.lock().expect("lock").clone();
         let paths: Vec<_> = sent.iter().map(|(path, _)| path.clone()).collect();
-        // Service first, then both contracts (either order), then the children under real ids.
+        // Service first, then the contracts, each before its children, under real ids (which
+        // child follows which contract: `a_write_waits_only_for_its_own_contracts_earlier_writes`).
         assert_eq!(paths[0], "Services");
-        assert_eq!(&paths[1..3], &["Contracts", "Contracts"]);
+        assert_eq!(paths[1], "Contracts");
+        assert_eq!(paths.iter().filter(|path| *path == "Contracts").count(), 2);
         let adjustment = sent
             .iter()
             .find(|(path, _)| path.ends_with("/ServiceAdjustments"))
