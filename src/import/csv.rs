@@ -205,7 +205,11 @@ fn parse_rows<R: Read>(
         cells.resize(record.len(), Cell::Empty);
         // A UTF-8 record is checked once, whole, rather than cell by cell; a record that is
         // not valid UTF-8 is read cell by cell, so that the cell at fault is named.
-        match record.utf8().filter(|_| dialect.encoding == Encoding::Utf8) {
+        let text = match dialect.encoding {
+            Encoding::Utf8 => record.utf8(),
+            Encoding::Windows1252 => None,
+        };
+        match text {
             Some(text) => {
                 for &index in &read {
                     if let Some(field) = text.get(index) {

@@ -7,8 +7,11 @@
 //! kind (Azure product names are quoted for their commas), and the general parser was a quarter
 //! of the import's parsing thread.
 //!
-//! Each record knows the line of the file it starts on, counted exactly: blank lines and line
-//! breaks inside quoted cells included.
+//! Lines end at `\n` only, so that a row's position is the line it starts on in CRLF files too;
+//! the `\r` left at the end of a line's last cell is whitespace, trimmed like any other. Each
+//! record knows the line of the file it starts on, counted exactly: blank lines and line breaks
+//! inside quoted cells included. Records may have any number of cells: the caller checks them
+//! against the header, so that every ragged row is listed, not just the first.
 
 use std::io::{BufRead, BufReader, Read};
 

@@ -340,8 +340,6 @@ impl Layout {
     }
 }
 
-/// A text cell's trimmed text, written into `target`; a workbook number as its text (a numeric
-/// Customer Number).
 /// `text.trim()`, without its Unicode scan for the nearly every cell that starts and ends with
 /// a visible ASCII character.
 fn trimmed(text: &str) -> &str {
@@ -354,6 +352,8 @@ fn trimmed(text: &str) -> &str {
     }
 }
 
+/// A text cell's trimmed text, written into `target`; a workbook number as its text (a numeric
+/// Customer Number).
 fn text_into(column: Column, cell: &Cell<'_>, target: &mut String) -> Result<(), String> {
     use std::fmt::Write as _;
     // Writing to a String cannot fail.
