@@ -87,10 +87,10 @@ pub struct ApplyOptions {
     pub on_progress: Option<Box<dyn Fn(u64) + Sync>>,
 }
 
-/// Sends every change of the plan, parents before children ([`Schedule`]: the Services, then per
-/// contract its contract, contract services, adjustments, charges), journaling and auditing
-/// each. Stops early when the hour's budget
-/// is spent; the rest is reported as skipped and a rerun resumes.
+/// Sends every change of the plan, parents before children ([`Schedule`]: the Services, then
+/// per contract its contract, contract services, adjustments, charges), journaling and
+/// auditing each. Stops early when the hour's budget is spent; the rest is reported as skipped
+/// and a rerun resumes.
 ///
 /// The writer threads never touch the database: a journal thread commits their records in
 /// batches (one commit for whatever arrived meanwhile), and a thread waits only for its own
