@@ -763,8 +763,6 @@ mod tests {
         }
         let (first, second) = (schedule.next().expect("one"), schedule.next().expect("two"));
         assert_eq!((entity(first), entity(second)), (Entity::Contracts, Entity::Contracts));
-        let nothing_ready =
-            |schedule: &Schedule| schedule.state.lock().expect("lock").ready.is_empty();
         assert!(nothing_ready(&schedule), "children wait for their contracts");
         let (azure, licence) = if contract(first).as_deref() == Some("AZ") {
             (first, second)
