@@ -41,7 +41,7 @@ pub(super) fn import(
     options: &ImportOptions,
 ) -> Result<ImportSummary, ImportError> {
     let file = || display_name.to_string();
-    let mut input = BufReader::with_capacity(256 * 1024, EndsWithNewline::new(input));
+    let mut input = BufReader::with_capacity(256 * 1024, input);
     let start = input.fill_buf().map_err(|source| ImportError::Open { file: file(), source })?;
     if start.starts_with(b"\xff\xfe") || start.starts_with(b"\xfe\xff") {
         return Err(ImportError::Utf16 { file: file() });
@@ -325,41 +325,6 @@ fn split_outside_quotes(line: &[u8], separator: u8) -> Vec<&[u8]> {
     }
     cells.push(&line[start..]);
     cells
-}
-
-/// The input, with a `\n` added at the end when it does not end with one; it changes no cell
-/// (a line break at the end of the file ends the last record, and cells are trimmed).
-struct EndsWithNewline<R> {
-    inner: R,
-    last: Option<u8>,
-    done: bool,
-}
-
-impl<R> EndsWithNewline<R> {
-    fn new(inner: R) -> Self {
-        EndsWithNewline { inner, last: None, done: false }
-    }
-}
-
-impl<R: Read> Read for EndsWithNewline<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if self.done || buf.is_empty() {
-            return Ok(0);
-        }
-        let read = self.inner.read(buf)?;
-        if read > 0 {
-            self.last = Some(buf[read - 1]);
-            return Ok(read);
-        }
-        self.done = true;
-        match self.last {
-            Some(byte) if byte != b'\n' => {
-                buf[0] = b'\n';
-                Ok(1)
-            }
-            _ => Ok(0),
-        }
-    }
 }
 
 #[cfg(test)]
