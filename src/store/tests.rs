@@ -70,6 +70,27 @@ fn open_creates_migrates_and_reopens() {
     assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
 }
 
+fn page_size(store: &Store) -> u32 {
+    store.conn.query_row("PRAGMA page_size", [], |r| r.get(0)).unwrap()
+}
+
+#[test]
+fn a_new_database_has_16k_pages_and_an_older_one_keeps_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_eq!(page_size(&open(&dir)), 16384);
+
+    // A database an older cmat created with SQLite's default pages.
+    let old = dir.path().join("old.db");
+    let conn = Connection::open(&old).unwrap();
+    conn.execute_batch("PRAGMA page_size = 4096; PRAGMA journal_mode = WAL; CREATE TABLE t (x);")
+        .unwrap();
+    drop(conn);
+    let mut store = Store::open(&old, Access::Write).unwrap();
+    assert_eq!(page_size(&store), 4096);
+    import(&mut store, "bill.csv", &[line("Contoso Ltd", "2026-10-01", "A", "3", 2)]);
+    assert_eq!(store.bill_lines().unwrap().len(), 1);
+}
+
 #[cfg(unix)]
 #[test]
 fn state_is_private_to_its_owner() {
