@@ -723,7 +723,9 @@ fn digest(
     // zeros is not a restatement. `serialize` is the exact 16-byte form (no text formatting
     // on the hot path).
     for amount in amounts {
-        scratch.extend_from_slice(&amount.normalize().serialize());
+        // A mantissa not ending in 0 is normalized already (and not zero, so not -0).
+        let normalized = if amount.mantissa() % 10 != 0 { amount } else { amount.normalize() };
+        scratch.extend_from_slice(&normalized.serialize());
     }
     // Added by migration 0005: hashed only when present, so that a bill imported before
     // them (or from an export without them) keeps its content hash.
