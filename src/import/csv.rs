@@ -88,7 +88,6 @@ pub(super) fn import(
     })?;
     super::check_link_column(&names, options, display_name)?;
 
-    let reads: Vec<bool> = (0..layout.width).map(|index| layout.reads(index)).collect();
     let mut sink = Sink::begin(store, display_name, None)?;
     // Two stages on two threads: this one parses and hashes, the caller's stores (SQLite's
     // connection stays on its thread). The channel is bounded, so memory stays flat.
@@ -99,7 +98,6 @@ pub(super) fn import(
             let parsed = parse_rows(
                 &mut records,
                 &layout,
-                &reads,
                 dialect,
                 header_row,
                 display_name,
@@ -162,11 +160,9 @@ enum Parsed {
 
 /// Reads the records after the header into `batch`, handing it to `emit` whenever it holds
 /// [`BATCH_LINES`] rows, until `emit` returns false; an unreadable file is `(row, error)`.
-#[allow(clippy::too_many_arguments)]
 fn parse_rows<R: Read>(
     records: &mut Records<R>,
     layout: &Layout,
-    reads: &[bool],
     dialect: Dialect,
     header_row: u64,
     display_name: &str,
@@ -174,8 +170,7 @@ fn parse_rows<R: Read>(
     mut emit: impl FnMut(&mut Batch) -> bool,
 ) -> Result<(), (u64, csv::Error)> {
     let mut line = BillLine::default();
-    let read: Vec<usize> = (0..reads.len()).filter(|index| reads[*index]).collect();
-    let mut cells_buffer: Vec<Cell<'static>> = Vec::new();
+    let reads: Vec<bool> = (0..layout.width).map(|index| layout.reads(index)).collect();
     let mut last_row = header_row;
     loop {
         if batch.rows.len() >= BATCH_LINES && !emit(batch) {
@@ -201,35 +196,42 @@ fn parse_rows<R: Read>(
             batch.rows.push(Parsed::Bad { row, reason });
             continue;
         }
-        let mut cells = reuse(std::mem::take(&mut cells_buffer));
-        cells.resize(record.len(), Cell::Empty);
-        // A UTF-8 record is checked once, whole, rather than cell by cell; a record that is
-        // not valid UTF-8 is read cell by cell, so that the cell at fault is named.
+        // A UTF-8 record is checked once, whole, and its cells are lent as they are; a record
+        // that is not valid UTF-8 is decoded cell by cell (the columns read only), so that the
+        // cell at fault is named.
         let text = match dialect.encoding {
             Encoding::Utf8 => record.utf8(),
             Encoding::Windows1252 => None,
         };
-        match text {
-            Some(text) => {
-                for &index in &read {
-                    if let Some(field) = text.get(index) {
-                        cells[index] = Cell::Text(Cow::Borrowed(field));
-                    }
-                }
-            }
+        let parsed = match text {
+            Some(text) => layout.parse_into(
+                |index| {
+                    text.get(index).map_or(Cell::Empty, |field| Cell::Text(Cow::Borrowed(field)))
+                },
+                display_name,
+                row,
+                &mut line,
+            ),
             None => {
-                for &index in &read {
-                    if let Some(field) = record.get(index) {
-                        cells[index] = match decode(field, dialect.encoding) {
-                            Ok(text) => Cell::Text(text),
-                            Err(reason) => Cell::Bad(reason),
-                        };
-                    }
-                }
+                let cells: Vec<Cell<'_>> = (0..record.len())
+                    .map(|index| match record.get(index) {
+                        Some(field) if reads.get(index) == Some(&true) => {
+                            match decode(field, dialect.encoding) {
+                                Ok(text) => Cell::Text(text),
+                                Err(reason) => Cell::Bad(reason),
+                            }
+                        }
+                        _ => Cell::Empty,
+                    })
+                    .collect();
+                layout.parse_into(
+                    |index| cells.get(index).map_or(Cell::Empty, Cell::view),
+                    display_name,
+                    row,
+                    &mut line,
+                )
             }
-        }
-        let parsed = layout.parse_into(&cells, display_name, row, &mut line);
-        cells_buffer = reuse(cells);
+        };
         match parsed {
             Ok(()) => {
                 encode_line(&line, &mut batch.lines);
@@ -238,13 +240,6 @@ fn parse_rows<R: Read>(
             Err(reason) => batch.rows.push(Parsed::Bad { row, reason }),
         }
     }
-}
-
-/// An empty vector of cells, in the memory of `cells` (which borrowed the previous record):
-/// one allocation for the whole file rather than one a row.
-fn reuse<'b>(mut cells: Vec<Cell<'_>>) -> Vec<Cell<'b>> {
-    cells.clear();
-    cells.into_iter().map(|_| Cell::Empty).collect()
 }
 
 fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {

@@ -122,6 +122,19 @@ pub(super) enum Cell<'a> {
     Bad(String),
 }
 
+impl Cell<'_> {
+    /// The cell, borrowed (a refusal's reason is copied: it is rare).
+    pub(super) fn view(&self) -> Cell<'_> {
+        match self {
+            Cell::Empty => Cell::Empty,
+            Cell::Text(text) => Cell::Text(Cow::Borrowed(text)),
+            Cell::Number(value) => Cell::Number(*value),
+            Cell::Date(date) => Cell::Date(*date),
+            Cell::Bad(reason) => Cell::Bad(reason.clone()),
+        }
+    }
+}
+
 /// How the text of numbers is written in this file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum DecimalSeparator {
@@ -200,29 +213,36 @@ impl Layout {
         row: u64,
     ) -> Result<BillLine, String> {
         let mut line = BillLine::default();
-        self.parse_into(cells, file, row, &mut line)?;
+        self.parse_into(
+            |index| cells.get(index).map_or(Cell::Empty, Cell::view),
+            file,
+            row,
+            &mut line,
+        )?;
         Ok(line)
     }
 
     /// [`parse`](Self::parse) into `line`, reusing its texts' buffers (a CSV import parses a
-    /// million rows into one line). On an error `line` holds part of the row.
-    pub(super) fn parse_into(
+    /// million rows into one line), with the row's cells given by position (`cell_at`): a CSV
+    /// record hands out the columns read, borrowed, and builds no vector of cells. On an
+    /// error `line` holds part of the row.
+    pub(super) fn parse_into<'c>(
         &self,
-        cells: &[Cell<'_>],
+        cell_at: impl Fn(usize) -> Cell<'c>,
         file: &str,
         row: u64,
         line: &mut BillLine,
     ) -> Result<(), String> {
         let mut reasons: Vec<String> = Vec::new();
-        let cell = |column: Column| -> &Cell<'_> {
+        let cell = |column: Column| -> Cell<'c> {
             match self.positions[column as usize] {
-                Some(index) => cells.get(index).unwrap_or(&Cell::Empty),
-                None => &Cell::Empty,
+                Some(index) => cell_at(index),
+                None => Cell::Empty,
             }
         };
         let mut text = |column: Column, target: &mut String| {
             target.clear();
-            match text_into(column, cell(column), target) {
+            match text_into(column, &cell(column), target) {
                 Ok(()) if target.is_empty() && column.must_have_value() => {
                     reasons.push(format!("{} is empty", column.name()));
                 }
@@ -248,12 +268,12 @@ impl Layout {
             reasons.push(format!("{} is empty", column.name()));
         };
         let billing_date =
-            check(&mut reasons, date_of(Column::BillingDate, cell(Column::BillingDate)));
+            check(&mut reasons, date_of(Column::BillingDate, &cell(Column::BillingDate)));
         if let Some(None) = billing_date {
             empty(Column::BillingDate, &mut reasons);
         }
         let mut amount = |column: Column| {
-            let value = check(&mut reasons, self.decimal_of(column, cell(column)));
+            let value = check(&mut reasons, self.decimal_of(column, &cell(column)));
             if let Some(None) = value {
                 empty(column, &mut reasons);
             }
@@ -265,7 +285,7 @@ impl Layout {
         let total_cost = amount(Column::TotalCost);
         let total_sales = amount(Column::TotalSales);
         let autotask_company_id =
-            check(&mut reasons, company_id_of(cell(Column::AutotaskCompanyId)));
+            check(&mut reasons, company_id_of(&cell(Column::AutotaskCompanyId)));
         match (
             billing_date,
             quantity,
