@@ -508,33 +508,17 @@ const MAX_DIGITS: usize = 28;
 /// at most 28 significant digits; the error names the field (`name`) and the text.
 /// `Decimal::from_str` alone would also take "1_000" and round over-long numbers.
 pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
-    let unsigned = text.strip_prefix('-').unwrap_or(text);
-    // One pass by byte: an import parses five amounts a line, millions of lines. The mantissa
-    // is built as it goes, in 64 bits while it fits (19 digits always do).
-    let mut point = None;
-    let mut digits = 0usize;
-    let mut leading_zeros = 0usize;
-    let mut mantissa: u64 = 0;
-    let mut well_formed = true;
-    for (at, byte) in unsigned.bytes().enumerate() {
-        match byte {
-            b'0'..=b'9' => {
-                if digits == leading_zeros && byte == b'0' && point.is_none() {
-                    leading_zeros += 1;
-                }
-                digits += 1;
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(byte - b'0'));
-            }
-            b'.' if point.is_none() => point = Some(at),
-            _ => {
-                well_formed = false;
-                break;
-            }
-        }
-    }
-    let whole_digits = point.unwrap_or(unsigned.len());
-    let fraction_digits = point.map(|at| unsigned.len() - at - 1);
-    if !well_formed || whole_digits == 0 || fraction_digits == Some(0) {
+    let unsigned = text.strip_prefix('-').unwrap_or(text).as_bytes();
+    let (whole, fraction) = match unsigned.iter().position(|&byte| byte == b'.') {
+        Some(at) => (&unsigned[..at], Some(&unsigned[at + 1..])),
+        None => (unsigned, None),
+    };
+    // "1." is refused, though "1" is not.
+    let point_without_digits = fraction.is_some_and(<[u8]>::is_empty);
+    let fraction = fraction.unwrap_or_default();
+    let well_formed =
+        whole.iter().all(u8::is_ascii_digit) && fraction.iter().all(u8::is_ascii_digit);
+    if !well_formed || whole.is_empty() || point_without_digits {
         let why = if text.contains(',') {
             " (use \".\" as the decimal separator, without thousands separators)"
         } else if text.contains(['e', 'E']) && text.bytes().any(|b| b.is_ascii_digit()) {
@@ -544,27 +528,42 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
         };
         return Err(format!("{name} {} is not a decimal number{why}", shown(text)));
     }
-    if digits - leading_zeros > MAX_DIGITS {
-        return Err(format!(
-            "{name} {} has more than {MAX_DIGITS} digits and cannot be kept exactly",
-            shown(text)
+    let digits = whole.len() + fraction.len();
+    if digits > MAX_DIGITS {
+        let leading_zeros = whole.iter().take_while(|&&byte| byte == b'0').count();
+        if digits - leading_zeros > MAX_DIGITS {
+            return Err(format!(
+                "{name} {} has more than {MAX_DIGITS} digits and cannot be kept exactly",
+                shown(text)
+            ));
+        }
+    }
+    // Checked above: at most 28 significant digits, so the mantissa fits 96 bits (10^28 <
+    // 2^96) and the scale is at most 28. Up to 19 digits always fit 64 bits, where a multiply
+    // is one instruction; longer ones are built in 128.
+    let scale = fraction.len() as u32;
+    // As `Decimal::from_str`: a zero is never negative.
+    let negative = |mantissa_is_zero: bool| text.starts_with('-') && !mantissa_is_zero;
+    if digits <= 19 {
+        let mantissa = fraction.iter().fold(
+            whole.iter().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0')),
+            |value, digit| value * 10 + u64::from(digit - b'0'),
+        );
+        return Ok(Decimal::from_parts(
+            mantissa as u32,
+            (mantissa >> 32) as u32,
+            0,
+            negative(mantissa == 0),
+            scale,
         ));
     }
-    // Checked above: at most 28 significant digits, so the mantissa fits (10^28 < 2^96) and
-    // the scale is at most 28. Over 19 digits, 64 bits may have wrapped: built again in 128.
-    let mantissa = if digits <= 19 {
-        i128::from(mantissa)
-    } else {
-        unsigned
-            .bytes()
-            .filter(u8::is_ascii_digit)
-            .fold(0i128, |value, digit| value * 10 + i128::from(digit - b'0'))
-    };
-    let scale = fraction_digits.unwrap_or(0) as u32;
+    let mantissa = whole
+        .iter()
+        .chain(fraction)
+        .fold(0i128, |value, digit| value * 10 + i128::from(digit - b'0'));
     let mut value = Decimal::try_from_i128_with_scale(mantissa, scale)
         .map_err(|err| format!("{name} {} is not a decimal number ({err})", shown(text)))?;
-    // As `Decimal::from_str`: a zero is never negative.
-    value.set_sign_negative(text.starts_with('-') && mantissa != 0);
+    value.set_sign_negative(negative(mantissa == 0));
     Ok(value)
 }
 
