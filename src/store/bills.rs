@@ -20,6 +20,7 @@ use super::line_blocks::{
     StoredLine, BLOCK_BYTES, SELECT_BLOCKS,
 };
 use super::sql::{date, get_date, get_timestamp, timestamp};
+use super::wal_flush::WalFlusher;
 use super::{ImportSummary, Store, StoreError};
 use chrono::NaiveDate;
 
@@ -80,6 +81,8 @@ pub struct Import<'a> {
     encoded: Vec<u8>,
     /// Where a line's bytes are laid out for its digest.
     hashed: Vec<u8>,
+    /// Writes the WAL out as new bills' blocks fill it (`wal_flush.rs`).
+    wal_flusher: WalFlusher,
     finished: bool,
 }
 
@@ -245,6 +248,7 @@ impl Store {
             buffered: 0,
             encoded: Vec::new(),
             hashed: Vec::new(),
+            wal_flusher: WalFlusher::start(&store.path),
             finished: false,
         })
     }
@@ -439,9 +443,13 @@ impl Import<'_> {
         let lines = std::mem::take(&mut bill.block_lines);
         self.buffered -= block.len();
         match &bill.target {
-            Target::New { bill_id } => self.insert_block.execute(params![bill_id, lines, block])?,
+            Target::New { bill_id } => {
+                self.insert_block.execute(params![bill_id, lines, &block])?;
+                self.wal_flusher.wrote(block.len());
+            }
+            // Staged in the temporary database, which has no WAL.
             Target::Known { staging_index, .. } => {
-                self.insert_staged.execute(params![staging_index, lines, block])?
+                self.insert_staged.execute(params![staging_index, lines, block])?;
             }
         };
         Ok(())

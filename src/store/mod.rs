@@ -29,6 +29,7 @@ mod review;
 mod snapshot;
 mod sql;
 mod synced;
+mod wal_flush;
 
 pub use bills::{BillInfo, OrganizationInfo};
 pub use line_blocks::StoredLine;
