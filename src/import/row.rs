@@ -545,10 +545,10 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
     // As `Decimal::from_str`: a zero is never negative.
     let negative = |mantissa_is_zero: bool| text.starts_with('-') && !mantissa_is_zero;
     if digits <= 19 {
-        let mantissa = fraction.iter().fold(
-            whole.iter().fold(0u64, |value, digit| value * 10 + u64::from(digit - b'0')),
-            |value, digit| value * 10 + u64::from(digit - b'0'),
-        );
+        let append = |value: u64, digits: &[u8]| {
+            digits.iter().fold(value, |value, digit| value * 10 + u64::from(digit - b'0'))
+        };
+        let mantissa = append(append(0, whole), fraction);
         return Ok(Decimal::from_parts(
             mantissa as u32,
             (mantissa >> 32) as u32,
