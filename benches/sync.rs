@@ -9,6 +9,7 @@
 //!     [--onboarding-latency-ms=10] [--no-onboarding] [--no-naive] [--resume-demo]
 //! ```
 //! (`cargo bench --bench sync -- --size=small` builds and runs in one go.) See BENCHMARKS.md.
+//! With `CMAT_BENCH_KEEP=1` the workspaces are left behind, to run `cmat plan` in them again.
 
 mod common;
 

@@ -80,8 +80,18 @@ pub struct Workspace {
 }
 
 impl Workspace {
+    /// With `CMAT_BENCH_KEEP` set, the folder is left behind (its path printed), to profile
+    /// `cmat` in it afterwards.
     pub fn new(sim: &SimHandle) -> Workspace {
-        let dir = tempfile::tempdir().expect("temporary folder");
+        let keep = std::env::var_os("CMAT_BENCH_KEEP").is_some();
+        let dir = tempfile::Builder::new()
+            .prefix("cmat-bench-")
+            .disable_cleanup(keep)
+            .tempdir()
+            .expect("temporary folder");
+        if keep {
+            eprintln!("(keeping the workspace {})", dir.path().display());
+        }
         std::fs::create_dir_all(dir.path().join("mappings")).expect("mappings folder");
         std::fs::write(
             dir.path().join("mappings/microsoft.cmat"),

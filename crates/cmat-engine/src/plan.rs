@@ -94,9 +94,13 @@ pub struct Plan {
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
+    prefixed_hex(Sha256::digest(bytes))
+}
+
+/// "sha256:" and the digest in lower-case hex.
+fn prefixed_hex(digest: impl AsRef<[u8]>) -> String {
     let mut out = String::from("sha256:");
-    for byte in digest {
+    for byte in digest.as_ref() {
         let _ = write!(out, "{byte:02x}");
     }
     out
@@ -104,9 +108,64 @@ pub fn sha256_hex(bytes: &[u8]) -> String {
 
 /// Digest of everything the plan read from Autotask (ordered maps: stable bytes).
 pub fn snapshot_digest(snapshot: &Snapshot) -> String {
-    let mut records = snapshot.clone();
-    records.refreshed_at = None;
-    sha256_hex(&serde_json::to_vec(&records).unwrap_or_default())
+    /// The snapshot as it serializes with `refreshed_at` left out (null), borrowed: the JSON
+    /// goes straight into the hash, with no copy of the snapshot and no buffer (a large
+    /// tenant's is tens of megabytes). Same fields in the same order as [`Snapshot`], so the
+    /// digest is the one plans saved before this view recorded.
+    #[derive(Serialize)]
+    struct Records<'a> {
+        companies: &'a BTreeMap<i64, crate::snapshot::Company>,
+        contracts: &'a BTreeMap<i64, crate::snapshot::Contract>,
+        services: &'a BTreeMap<i64, crate::snapshot::Service>,
+        contract_services: &'a BTreeMap<i64, crate::snapshot::ContractService>,
+        contract_service_units: &'a BTreeMap<i64, crate::snapshot::ContractServiceUnit>,
+        charges: &'a BTreeMap<i64, crate::snapshot::ContractCharge>,
+        billing_codes: &'a BTreeMap<i64, crate::snapshot::BillingCode>,
+        picklists: &'a crate::snapshot::Picklists,
+        currencies: &'a BTreeMap<i64, crate::snapshot::Currency>,
+        refreshed_at: Option<DateTime<Utc>>,
+    }
+    /// Feeds what is written to the hash.
+    struct Hashing(Sha256);
+    impl std::io::Write for Hashing {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.update(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let Snapshot {
+        companies,
+        contracts,
+        services,
+        contract_services,
+        contract_service_units,
+        charges,
+        billing_codes,
+        picklists,
+        currencies,
+        refreshed_at: _,
+    } = snapshot;
+    let records = Records {
+        companies,
+        contracts,
+        services,
+        contract_services,
+        contract_service_units,
+        charges,
+        billing_codes,
+        picklists,
+        currencies,
+        refreshed_at: None,
+    };
+    let mut hashing = Hashing(Sha256::new());
+    // Plain records into a hash: no I/O that could fail, integer keys serde_json writes as
+    // strings.
+    let _ =
+        serde_json::to_writer(std::io::BufWriter::with_capacity(64 * 1024, &mut hashing), &records);
+    prefixed_hex(hashing.0.finalize())
 }
 
 /// Digest of the mapping files, by relative name and text.
@@ -118,11 +177,7 @@ pub fn mappings_digest(sources: &[(String, String)]) -> String {
         hasher.update(text.as_bytes());
         hasher.update([0]);
     }
-    let mut out = String::from("sha256:");
-    for byte in hasher.finalize() {
-        let _ = write!(out, "{byte:02x}");
-    }
-    out
+    prefixed_hex(hasher.finalize())
 }
 
 impl Plan {
@@ -1446,6 +1501,28 @@ mod tests {
             let again = Plan::from_json("plan.json", &json)
                 .map_err(|error| TestCaseError::fail(format!("{error}\n{json}")))?;
             prop_assert_eq!(again, plan);
+        }
+
+        /// The snapshot's digest is the SHA-256 of its JSON with `refreshed_at` null, as
+        /// plans saved before recorded it (when it was computed from a copy).
+        #[test]
+        fn the_snapshot_digest_is_of_its_json_without_the_refresh_time(
+            lines in proptest::collection::vec(bill_line(), 1..20),
+        ) {
+            let mut snapshot = Snapshot {
+                picklists: crate::testing::reference_picklists(),
+                refreshed_at: Some(DateTime::UNIX_EPOCH),
+                ..Snapshot::default()
+            };
+            for (id, name) in [(100, "Contoso"), (101, "Fabrikam")] {
+                snapshot.companies.insert(id, Company { id, company_name: name.into(), is_active: true, currency_id: None });
+            }
+            crate::testing::play(&engine_plan(&lines, &snapshot), &mut snapshot);
+            prop_assert!(!snapshot.contracts.is_empty());
+            let mut copy = snapshot.clone();
+            copy.refreshed_at = None;
+            let expected = sha256_hex(&serde_json::to_vec(&copy).expect("JSON"));
+            prop_assert_eq!(snapshot_digest(&snapshot), expected);
         }
 
         /// JSON → typed → JSON is the identity, byte for byte, for the plans the engine makes
