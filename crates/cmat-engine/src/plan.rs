@@ -16,7 +16,7 @@ use crate::diff::{Change, Diff};
 use crate::snapshot::Snapshot;
 use crate::write::{
     Action, Adjustment, ContractEdits, Edit, Entity, Id, NaturalKey, NewCharge, NewContract,
-    NewService, Ref, Write,
+    NewService, Ref, UdfEdit, Write,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -696,6 +696,12 @@ impl PlanChange {
                 if let Some(edit) = &edits.category {
                     put("contractCategory", Value::from(edit.new));
                 }
+                if let Some(udf) = &edits.subscription {
+                    put(
+                        "userDefinedFields",
+                        serde_json::json!([{ "name": udf.name, "value": udf.edit.new }]),
+                    );
+                }
             }
             Write::AdjustContractService(adjustment) => {
                 put("serviceID", record(&adjustment.service));
@@ -751,6 +757,12 @@ impl PlanChange {
                 }
                 if let Some(edit) = &edits.category {
                     old("contractCategory", edit.old.map(Value::from));
+                }
+                if let Some(udf) = &edits.subscription {
+                    old(
+                        "userDefinedFields",
+                        Some(serde_json::json!([{ "name": udf.name, "value": udf.edit.old }])),
+                    );
                 }
             }
             Write::AdjustContractService(adjustment) => {
@@ -871,6 +883,7 @@ impl PlanChange {
                 let end = edit("endDate")?;
                 let sla = edit("serviceLevelAgreementID")?;
                 let category = edit("contractCategory")?;
+                let subscription = edit("userDefinedFields")?.map(udf_edit).transpose()?;
                 let edits = ContractEdits {
                     name: name
                         .map(|(old, new)| edit_of(old, new, "contractName", as_text))
@@ -884,6 +897,7 @@ impl PlanChange {
                     category: category
                         .map(|(old, new)| edit_of(old, new, "contractCategory", as_int))
                         .transpose()?,
+                    subscription,
                 };
                 if edits == ContractEdits::default() {
                     return Err("an update of Contracts changes no field cmat writes".into());
@@ -1015,6 +1029,33 @@ fn edit_of<T>(
     };
     let new = read(&new).map_err(|message| format!("fields.{name}: {message}"))?;
     Ok(Edit { old, new })
+}
+
+/// A UDF update: `[{"name": UDF, "value": …}]` in `fields` and in `before` (whose value may be
+/// null), for the same UDF.
+fn udf_edit((old, new): (Value, Value)) -> Result<UdfEdit, String> {
+    fn one(value: &Value) -> Result<(String, Option<String>), String> {
+        let shape = || "not [{\"name\": …, \"value\": …}]".to_string();
+        let udf = match value.as_array().map(Vec::as_slice) {
+            Some([Value::Object(udf)]) if udf.len() == 2 => udf,
+            _ => return Err(shape()),
+        };
+        let name = udf.get("name").and_then(Value::as_str).ok_or_else(shape)?;
+        match udf.get("value") {
+            Some(Value::Null) => Ok((name.to_string(), None)),
+            Some(Value::String(value)) => Ok((name.to_string(), Some(value.clone()))),
+            _ => Err(shape()),
+        }
+    }
+    let (old_name, old) =
+        one(&old).map_err(|message| format!("before.userDefinedFields: {message}"))?;
+    let (name, new) =
+        one(&new).map_err(|message| format!("fields.userDefinedFields: {message}"))?;
+    let new = new.ok_or_else(|| "fields.userDefinedFields: the new value is null".to_string())?;
+    if old_name != name {
+        return Err(format!("before.userDefinedFields names {old_name:?}, fields {name:?}"));
+    }
+    Ok(UdfEdit { name, edit: Edit { old, new } })
 }
 
 fn as_int(value: &Value) -> Result<i64, String> {
@@ -1304,12 +1345,21 @@ mod tests {
                         )
                     }
                 ),
-            (existing.clone(), words(), edit(words), edit(day), edit(any::<i64>), edit(any::<i64>))
-                .prop_filter("changes a field", |(_, _, a, b, c, d)| a.is_some()
+            (
+                existing.clone(),
+                words(),
+                edit(words),
+                edit(day),
+                edit(any::<i64>),
+                edit(any::<i64>),
+                edit(words)
+            )
+                .prop_filter("changes a field", |(_, _, a, b, c, d, e)| a.is_some()
                     || b.is_some()
                     || c.is_some()
-                    || d.is_some())
-                .prop_map(|(id, subscription, name, end_date, sla, category)| {
+                    || d.is_some()
+                    || e.is_some())
+                .prop_map(|(id, subscription, name, end_date, sla, category, udf)| {
                     (
                         NaturalKey::Subscription(subscription),
                         Write::UpdateContract {
@@ -1319,6 +1369,8 @@ mod tests {
                                 end_date,
                                 service_level_agreement_id: sla,
                                 category,
+                                subscription: udf
+                                    .map(|edit| UdfEdit { name: "Subscription ID".into(), edit }),
                             },
                         },
                     )

@@ -85,6 +85,9 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                     if let Some(category) = edits.category {
                         contract.contract_category = Some(category.new);
                     }
+                    if let Some(udf) = edits.subscription {
+                        contract.subscription_id = Some(udf.edit.new);
+                    }
                 }
             }
             Write::CreateService(new) => {
