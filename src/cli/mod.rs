@@ -9,6 +9,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::workspace::Workspace;
 
+mod adopt;
 mod apply;
 mod audit;
 mod check;
@@ -115,6 +116,9 @@ pub enum Command {
     Explain(explain::ExplainArgs),
     /// Run the whole flow on bundled fixtures against a local Autotask simulator
     Demo(demo::DemoArgs),
+    /// Propose links from subscriptions to the existing contracts that already bill them (a CSV
+    /// to review), or write the accepted ones with --apply
+    Adopt(adopt::AdoptArgs),
 }
 
 #[derive(Debug, Args)]
@@ -184,6 +188,7 @@ pub fn main() -> ExitCode {
         Command::Doctor => doctor::run(&context),
         Command::Explain(args) => explain::run(&context, args),
         Command::Demo(args) => demo::run(&context, args),
+        Command::Adopt(args) => adopt::run(&context, args),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -183,6 +183,7 @@ pub struct Totals {
 pub struct Exception {
     /// `unlinked_organization`, `unmapped_service`, `manual_line_not_billed`, `under_cost`,
     /// `subscription_stopped_appearing`, `autotask_differs`, `failed_write`, `unknown_write`,
+    /// `adopted_contract`,
     /// `charge_corrected`, `bill_restated`, or a plan warning's code (`drift`,
     /// `duplicate_contracts`, …).
     pub kind: String,
@@ -257,11 +258,12 @@ pub struct PeriodTotal {
     pub figures: Figures,
 }
 
-/// A write of the period's runs that failed, was skipped, or whose outcome is unknown.
+/// A write of the period's runs that failed, was skipped, or whose outcome is unknown; or a
+/// contract one adopted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteProblem {
     pub run_id: String,
-    /// `failed_write` or `unknown_write`.
+    /// `failed_write`, `unknown_write` or `adopted_contract`.
     pub kind: &'static str,
     pub action: String,
     pub entity: String,

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod adopt;
 mod apply_cli;
 mod apply_faults;
 mod autotask_client;
