@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use clap::Args;
 
 use super::apply::{self as apply_cli};
-use super::{session, CommandResult, Context, Exit};
-use crate::store::Access;
+use super::{session, CommandError, CommandResult, Context, Exit};
+use crate::autotask::AutotaskClient;
+use crate::store::{Access, Store};
 use crate::workflow::adopt as workflow;
 use crate::workflow::apply::SavedPlan;
-use cmat_engine::adopt::{Proposal, Verdict};
+use cmat_engine::adopt::{AcceptedRow, Proposal, Verdict};
 
 #[derive(Debug, Args)]
 #[command(
@@ -75,7 +76,7 @@ fn propose(context: &Context, out: &Path) -> CommandResult {
 }
 
 /// What the file holds, in a few lines.
-fn summary(proposal: &Proposal, out: &Path) -> String {
+pub fn summary(proposal: &Proposal, out: &Path) -> String {
     let mut text = format!(
         "{} subscription(s) on the bills without a contract carrying their \"Subscription ID\":\n  {} with one strong candidate\n  {} ambiguous (several candidates, or none strong: a person decides)\n  {} with none (the next plan creates their contracts)\n",
         proposal.subscriptions.len(),
@@ -116,12 +117,27 @@ fn apply(context: &Context, file: &Path, auto_approve: bool) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
     let mut loaded = session::load(context, &store)?;
     let client = session::connect_autotask(context)?;
+    apply_rows(context, &mut store, &mut loaded, &client, file, &rows, auto_approve)?;
+    Ok(Exit::Success)
+}
+
+/// The accepted rows planned, shown and written as any plan (`cmat apply`'s confirmation,
+/// journal and audit); rows linked already are said and skipped. Shared with `cmat demo --adopt`.
+pub fn apply_rows(
+    context: &Context,
+    store: &mut Store,
+    loaded: &mut session::Loaded,
+    client: &AutotaskClient,
+    file: &Path,
+    rows: &[AcceptedRow],
+    auto_approve: bool,
+) -> Result<(), CommandError> {
     let connection = crate::autotask::ApplyConnection::new(
-        &client,
+        client,
         loaded.rules.settings.subscription_udf.value.clone(),
     );
     let name = file.display().to_string();
-    let adoption = workflow::plan(&mut store, &mut loaded, &connection, &name, &rows)?;
+    let adoption = workflow::plan(store, loaded, &connection, &name, rows)?;
     for link in &adoption.already_linked {
         println!(
             "{name}:{}: contract #{} already carries subscription {}; nothing to write",
@@ -130,9 +146,9 @@ fn apply(context: &Context, file: &Path, auto_approve: bool) -> CommandResult {
     }
     if !adoption.plan.has_changes() {
         println!("Nothing to write: every accepted row is linked already.");
-        return Ok(Exit::Success);
+        return Ok(());
     }
     let saved = SavedPlan { plan: adoption.plan, path: file.to_path_buf() };
-    apply_cli::execute(context, &mut store, &mut loaded, &client, Some(saved), None, auto_approve)?;
-    Ok(Exit::Success)
+    apply_cli::execute(context, store, loaded, client, Some(saved), None, auto_approve)?;
+    Ok(())
 }

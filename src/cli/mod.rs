@@ -14,6 +14,7 @@ mod apply;
 mod audit;
 mod check;
 mod demo;
+mod demo_adopt;
 mod doctor;
 mod explain;
 mod fmt;

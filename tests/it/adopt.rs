@@ -191,13 +191,14 @@ fn adopting_hand_made_contracts_links_ten_and_the_plan_creates_only_the_two_unma
 }
 
 /// `adopt --apply` of `text` (as adopt.csv): refused, naming `row`, nothing written.
-fn refused(sw: &SimWorkspace, text: &str, expected: &str) {
+fn refused(sw: &SimWorkspace, text: &str, expected: &str) -> String {
     sw.ws.write("bad.csv", text);
     let before = sw.writes();
     let run = sw.cmat(&["adopt", "--apply", "bad.csv", "--auto-approve"]);
     assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stderr.contains(expected), "expected {expected:?} in:\n{}", run.stderr);
     assert_eq!(sw.writes(), before, "nothing written");
+    run.stderr
 }
 
 #[test]
@@ -216,7 +217,8 @@ fn bad_adoption_files_are_refused_with_the_row_named() {
         lines[first as usize - 1],
         lines[first as usize - 1]
     );
-    refused(&sw, &duplicate, "bad.csv:3: subscription");
+    let stderr = refused(&sw, &duplicate, "bad.csv:3: subscription");
+    insta::assert_snapshot!("adopt_refused_duplicate", stderr);
     // Two for one contract.
     let same_contract = lines[second as usize - 1].replace(",7002,", ",7001,");
     refused(

@@ -34,6 +34,7 @@ fn every_subcommand_help() {
         &["audit"],
         &["report"],
         &["demo"],
+        &["adopt"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");
