@@ -274,3 +274,15 @@ fn bad_adoption_files_are_refused_with_the_row_named() {
         "bad.csv:2: contract 7001 meanwhile carries \"Subscription ID\" set-by-hand",
     );
 }
+
+#[test]
+fn the_adopt_demo_onboards_the_tenant_and_converges() {
+    let ws = crate::harness::TestWorkspace::new();
+    let dir = ws.path().join("demo");
+    let dir = dir.to_str().expect("utf-8 path");
+    let run = ws.cmat(&["demo", "--adopt", "--dir", dir]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("7 with one strong candidate"), "{}", run.stdout);
+    assert!(run.stdout.contains("Plan: 0 to create, 10 to update"), "{}", run.stdout);
+    assert!(run.stdout.contains("No changes. Autotask matches the bills"), "{}", run.stdout);
+}

@@ -795,6 +795,13 @@ mod tests {
     use crate::testing::{default_rules, line, play};
     use proptest::prelude::*;
 
+    /// A contract of [`tenant`]: id, company, name, end date, its (sku, units).
+    type ContractSpec<'a> = (i64, i64, &'a str, &'a str, &'a [(&'a str, i64)]);
+    /// A generated contract: id, its (product index, units), whether named like the organization.
+    type RandomContract = (i64, Vec<(usize, i64)>, bool);
+    /// A generated contract with its skus: id, (sku, units), name.
+    type NamedContract<'a> = (i64, Vec<(&'a str, i64)>, &'a str);
+
     const RECURRING: i64 = 7;
     const COMPANY: i64 = 100;
 
@@ -804,7 +811,7 @@ mod tests {
 
     /// A snapshot with Services `A`…`E` (ids 1…5) and the given contracts: (id, company, name,
     /// end date, [(sku, units)]), every contract service priced 10.
-    fn tenant(contracts: &[(i64, i64, &str, &str, &[(&str, i64)])]) -> Snapshot {
+    fn tenant(contracts: &[ContractSpec<'_>]) -> Snapshot {
         let mut snapshot = Snapshot::default();
         for (index, sku) in ["A", "B", "C", "D", "E"].iter().enumerate() {
             let id = index as i64 + 1;
@@ -1083,7 +1090,7 @@ mod tests {
     }
 
     /// Contracts of random products and units, named like the organization or not.
-    fn contracts() -> impl Strategy<Value = Vec<(i64, Vec<(usize, i64)>, bool)>> {
+    fn contracts() -> impl Strategy<Value = Vec<RandomContract>> {
         proptest::collection::vec(
             (proptest::collection::vec((0usize..5, 1i64..4), 0..3), any::<bool>()),
             0..6,
@@ -1119,7 +1126,7 @@ mod tests {
             let bill: Vec<(&str, &[(&str, &str)])> =
                 owned.iter().zip(&borrowed).map(|((s, _), items)| (s.as_str(), items.as_slice())).collect();
             let desired = bills(&bill);
-            let specs: Vec<(i64, Vec<(&str, i64)>, &str)> = contracts
+            let specs: Vec<NamedContract<'_>> = contracts
                 .iter()
                 .map(|(id, services, named)| {
                     let mut seen = BTreeSet::new();
@@ -1127,7 +1134,7 @@ mod tests {
                     (*id, services, if *named { "Microsoft 365 - Org" } else { "Contract" })
                 })
                 .collect();
-            let table: Vec<(i64, i64, &str, &str, &[(&str, i64)])> = specs
+            let table: Vec<ContractSpec<'_>> = specs
                 .iter()
                 .map(|(id, services, name)| (*id, COMPANY, *name, "2026-12-31", services.as_slice()))
                 .collect();
