@@ -56,18 +56,20 @@ fn propose(context: &Context, out: &Path) -> CommandResult {
     let store = session::open_store(context, Access::Read)?;
     let loaded = session::load(context, &store)?;
     let proposal = workflow::propose(&loaded)?;
-    // A reviewed file holds a person's decisions: never overwritten by a new proposal.
+    // A reviewed file holds a person's decisions, and another file is not ours to replace:
+    // only an earlier proposal with nothing accepted is overwritten.
     if out.exists() {
-        if let Ok(rows) = workflow::read_file(out) {
-            if !rows.is_empty() {
-                return Err(format!(
-                    "{}: holds {} accepted row(s); not overwritten (hint: apply it with `cmat adopt --apply {}`, or write the new proposal elsewhere with --out)",
-                    out.display(),
-                    rows.len(),
-                    out.display()
-                )
-                .into());
-            }
+        let refusal = match workflow::read_file(out) {
+            Ok(rows) if rows.is_empty() => None,
+            Ok(rows) => Some(format!("holds {} accepted row(s)", rows.len())),
+            Err(_) => Some("exists and is not a `cmat adopt` proposal".to_string()),
+        };
+        if let Some(why) = refusal {
+            return Err(format!(
+                "{}: {why}; not overwritten (hint: apply a reviewed file with `cmat adopt --apply FILE`, or write the new proposal elsewhere with --out)",
+                out.display()
+            )
+            .into());
         }
     }
     super::plan::write_atomically(out, cmat_engine::adopt::to_csv(&proposal).as_bytes())?;

@@ -130,6 +130,11 @@ fn adopting_hand_made_contracts_links_ten_and_the_plan_creates_only_the_two_unma
 
     // Accepting the 10 first rows and applying writes exactly 10 UDFs, audited by row.
     sw.ws.write("adopt.csv", &accept(&file, &accepted));
+    let again = sw.cmat(&["adopt"]);
+    assert_eq!(again.status, 1, "a reviewed file is never overwritten: {}", again.stdout);
+    assert!(again.stderr.contains("holds 10 accepted row(s); not overwritten"), "{}", again.stderr);
+    let bill = sw.cmat(&["adopt", "--out", "bill.csv"]);
+    assert!(bill.stderr.contains("is not a `cmat adopt` proposal"), "{}", bill.stderr);
     let run = sw.ok(&["adopt", "--apply", "adopt.csv", "--auto-approve"]);
     assert!(run.stdout.contains("Plan: 0 to create, 10 to update"), "{}", run.stdout);
     assert_eq!(sw.writes(), 10);
