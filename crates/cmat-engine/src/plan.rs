@@ -1374,7 +1374,8 @@ mod tests {
                             },
                         },
                     )
-                }),
+                })
+                .boxed(),
             (
                 pick(contracts.clone()),
                 existing.clone(),
