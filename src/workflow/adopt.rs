@@ -80,6 +80,9 @@ pub fn plan(
     file: &str,
     rows: &[AcceptedRow],
 ) -> Result<Adoption, AdoptError> {
+    if loaded.snapshot.refreshed_at.is_none() {
+        return Err(PlanningError::NoSnapshot.into());
+    }
     let desired = cmat_engine::desired::desired_state(&loaded.rules, &loaded.lines);
     let refused = |errors| AdoptError::Refused { file: file.to_string(), errors };
     // Unknown ids and duplicates are refused before anything is read from Autotask.
