@@ -14,7 +14,7 @@ use rust_decimal::Decimal;
 
 use crate::desired::{DesiredContract, DesiredState};
 use crate::diff::{scaled, Change, Diff};
-use crate::rules::RuleOrigin;
+use crate::rules::{BillingKind, RuleOrigin};
 use crate::snapshot::{units_in_force, Contract, ContractServiceUnit, Snapshot};
 use crate::spreadsheet::spreadsheet_safe;
 use crate::write::{ContractEdits, Edit, NaturalKey, UdfEdit, Write};
@@ -98,6 +98,9 @@ pub struct SubscriptionProposal {
     pub organization_name: String,
     pub company_id: i64,
     pub billing_date: NaiveDate,
+    /// Azure consumption: billed by charges, which carry no product to match, so never
+    /// proposed (see [`no_candidate_note`]).
+    pub consumption: bool,
     /// Best first.
     pub candidates: Vec<Candidate>,
     pub verdict: Verdict,
@@ -228,6 +231,7 @@ pub fn propose(desired: &DesiredState, snapshot: &Snapshot, contract_type: i64) 
                 organization_name: desired.organization_name.clone(),
                 company_id: desired.company_id,
                 billing_date: desired.last_billing_date,
+                consumption: desired.kind == BillingKind::Consumption,
                 candidates: ranked(candidates),
                 verdict: Verdict::NoCandidate,
             }
@@ -447,7 +451,11 @@ fn no_candidate_note(proposal: &Proposal, subscription: &SubscriptionProposal) -
         .filter(|shared| shared.covers.contains(&subscription.subscription_id))
         .map(|shared| format!("#{}", shared.contract_id))
         .collect();
-    if shared.is_empty() {
+    if subscription.consumption {
+        // A hand-made contract bills Azure by charges cmat cannot tell from its own (a charge
+        // is found by contract, date and name): adopting one would charge the period twice.
+        "Azure consumption: cmat adopts licence contracts only; the next plan creates its contract, so end any contract that charges it by hand".to_string()
+    } else if shared.is_empty() {
         "no existing contract bills its products: the next plan creates its contract".to_string()
     } else {
         format!(
@@ -976,6 +984,17 @@ mod tests {
         assert_eq!(of(&proposal, "S1").verdict, Verdict::Ambiguous);
         assert_eq!(of(&proposal, "S2").verdict, Verdict::Ambiguous);
         assert!(proposal.shared.is_empty(), "one subscription's products explain it");
+    }
+
+    #[test]
+    fn an_azure_subscription_is_never_proposed_and_its_row_says_why() {
+        let lines = [line("2026-11-01", "Org", "Azure Plan", "AZ", "DZH318Z0BQ4L", "1.5", "100")];
+        let desired = desired_state(&default_rules(), &lines);
+        let snapshot = tenant(&[(1, COMPANY, "Azure for Org", "2026-12-31", &[("A", 1)])]);
+        let proposal = propose(&desired, &snapshot, RECURRING);
+        let azure = of(&proposal, "AZ");
+        assert!(azure.consumption && azure.candidates.is_empty());
+        assert!(to_csv(&proposal).contains(",no_candidate,AZ,Org,100,,,,,,,,,,,\"Azure consumption: cmat adopts licence contracts only;"));
     }
 
     fn row(line: u64, kind: &str, subscription: &str, contract: &str) -> AcceptedRow {
