@@ -1,11 +1,14 @@
 //! The CSV reader: the export as Cloudmore writes it (UTF-8, a BOM accepted, `,`-separated,
 //! `.` decimals) and as Excel re-saves it in a European locale (`;`-separated with decimal
-//! commas, often Windows-1252). The dialect is decided once, from the start of the file:
+//! commas, often Windows-1252). The separator is decided from the header; the encoding from
+//! the file's own bytes, as they stream past ([`Evidence`]):
 //!
-//! - encoding: UTF-16 is refused; a UTF-8 BOM, or a start that is valid UTF-8, means UTF-8;
-//!   anything else is read as Windows-1252 (Excel's "CSV" on Western-European Windows; every
-//!   byte is a character, so it cannot fail). A UTF-8 file with a bad byte later on still has
-//!   that row reported.
+//! - encoding: UTF-16 is refused; a UTF-8 BOM means UTF-8. Otherwise the file is undecided while
+//!   its rows are ASCII (the same in both encodings). The first row that is not decides: valid
+//!   UTF-8 multi-byte characters make it UTF-8, a byte that is not UTF-8 makes it Windows-1252
+//!   (Excel's "CSV" on Western-European Windows). From then on, a row of the other encoding is
+//!   an error naming it (a row pasted from another file): mixed encodings are refused, never
+//!   decoded into mojibake, and it does not matter how far into the file the first accent is.
 //! - separator: the header split by `,`, by `;` and by tab; the one naming more of the report's
 //!   columns wins; a tie is refused ([`ImportError::Dialect`]), as is a tab-separated file.
 //! - decimals: `,`-separated ⇒ `.`; `;`-separated ⇒ `,` (SPEC.md: "`;` separator ⇒ decimal
@@ -24,8 +27,62 @@ use cmat_engine::billing::BillLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
+    /// Every byte so far is ASCII.
+    Undecided,
     Utf8,
     Windows1252,
+}
+
+/// The file's encoding as its rows have shown it so far, and the row that showed it.
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    encoding: Encoding,
+    /// The first row with a non-ASCII byte (0 for a BOM).
+    row: u64,
+}
+
+impl Evidence {
+    /// Updates the evidence with one record's bytes: `Err` (a bad row's reason) when the record
+    /// contradicts the encoding the file has shown.
+    fn observe(&mut self, bytes: &[u8], row: u64) -> Result<(), String> {
+        match self.encoding {
+            Encoding::Undecided | Encoding::Utf8 => match std::str::from_utf8(bytes) {
+                Ok(_) => {
+                    if self.encoding == Encoding::Undecided && !bytes.is_ascii() {
+                        *self = Evidence { encoding: Encoding::Utf8, row };
+                    }
+                    Ok(())
+                }
+                Err(err) => {
+                    let before = &bytes[..err.valid_up_to()];
+                    if self.encoding == Encoding::Undecided && before.is_ascii() {
+                        *self = Evidence { encoding: Encoding::Windows1252, row };
+                        return Ok(());
+                    }
+                    let byte = bytes.get(err.valid_up_to()).copied().unwrap_or(0);
+                    let since = if self.encoding == Encoding::Utf8 { self.row } else { row };
+                    Err(format!(
+                        "byte 0x{byte:02X} is not UTF-8, but the file is UTF-8 ({}): mixed encodings, \
+                         e.g. a row pasted from a Windows-1252 file; save the file again as \"CSV UTF-8\"",
+                        if since == 0 || since == row {
+                            "it has UTF-8 characters".to_string()
+                        } else {
+                            format!("row {since} has UTF-8 characters")
+                        }
+                    ))
+                }
+            },
+            // A row whose every non-ASCII byte forms a UTF-8 character is not Windows-1252 text.
+            Encoding::Windows1252 if !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok() => {
+                Err(format!(
+                    "the row is UTF-8, but the file is Windows-1252 (row {} is): mixed encodings; \
+                     save the file again as \"CSV UTF-8\"",
+                    self.row
+                ))
+            }
+            Encoding::Windows1252 => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +104,7 @@ pub(super) fn import(
         return Err(ImportError::Utf16 { file: file() });
     }
     let dialect = sniff(start, display_name)?;
+    let mut evidence = Evidence { encoding: dialect.encoding, row: 0 };
     let mut records = Records::new(input, dialect.separator);
     let read_error = |row: u64| {
         move |source: std::io::Error| ImportError::Read { file: file(), row, source: source.into() }
@@ -56,9 +114,12 @@ pub(super) fn import(
         _ => return Err(ImportError::Empty { file: file() }),
     };
     let header_row = header.row;
+    if evidence.observe(header.bytes(), header_row).is_err() {
+        return Err(ImportError::HeaderNotUtf8 { file: file(), row: header_row });
+    }
     let mut names = Vec::with_capacity(header.len());
     for field in header.iter() {
-        match decode(field, dialect.encoding) {
+        match decode(field, evidence.encoding) {
             Ok(name) => names.push(name.into_owned()),
             Err(_) => {
                 return Err(ImportError::HeaderNotUtf8 { file: file(), row: header_row });
@@ -98,7 +159,7 @@ pub(super) fn import(
             let parsed = parse_rows(
                 &mut records,
                 &layout,
-                dialect,
+                evidence,
                 header_row,
                 display_name,
                 &mut batch,
@@ -163,7 +224,7 @@ enum Parsed {
 fn parse_rows<R: Read>(
     records: &mut Records<R>,
     layout: &Layout,
-    dialect: Dialect,
+    mut evidence: Evidence,
     header_row: u64,
     display_name: &str,
     batch: &mut Batch,
@@ -196,12 +257,19 @@ fn parse_rows<R: Read>(
             batch.rows.push(Parsed::Bad { row, reason });
             continue;
         }
-        // A UTF-8 record is checked once, whole, and its cells are lent as they are; a record
-        // that is not valid UTF-8 is decoded cell by cell (the columns read only), so that the
-        // cell at fault is named.
-        let text = match dialect.encoding {
-            Encoding::Utf8 => record.utf8(),
-            Encoding::Windows1252 => None,
+        // An ASCII record once the file is decided needs no more evidence.
+        let decided = evidence.encoding != Encoding::Undecided && record.bytes().is_ascii();
+        if !decided {
+            if let Err(reason) = evidence.observe(record.bytes(), row) {
+                batch.rows.push(Parsed::Bad { row, reason });
+                continue;
+            }
+        }
+        // A UTF-8 (or ASCII) record is checked once, whole, and its cells are lent as they
+        // are; a Windows-1252 record is decoded cell by cell (the columns read only).
+        let text = match evidence.encoding {
+            Encoding::Windows1252 if !decided => None,
+            _ => record.utf8(),
         };
         let parsed = match text {
             Some(text) => layout.parse_into(
@@ -216,7 +284,7 @@ fn parse_rows<R: Read>(
                 let cells: Vec<Cell<'_>> = (0..record.len())
                     .map(|index| match record.get(index) {
                         Some(field) if reads.get(index) == Some(&true) => {
-                            match decode(field, dialect.encoding) {
+                            match decode(field, evidence.encoding) {
                                 Ok(text) => Cell::Text(text),
                                 Err(reason) => Cell::Bad(reason),
                             }
@@ -244,26 +312,23 @@ fn parse_rows<R: Read>(
 
 fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {
     match encoding {
-        Encoding::Utf8 => std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|err| {
-            format!("is not valid UTF-8 (byte {} of the cell)", err.valid_up_to() + 1)
-        }),
+        Encoding::Undecided | Encoding::Utf8 => {
+            std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|err| {
+                format!("is not valid UTF-8 (byte {} of the cell)", err.valid_up_to() + 1)
+            })
+        }
         Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0),
     }
 }
 
-/// The dialect, from the first buffer of the file (which holds the header).
+/// The separator, from the first buffer of the file (which holds the header); the encoding
+/// only when a BOM says it (otherwise the rows decide it, [`Evidence`]).
 fn sniff(start: &[u8], file: &str) -> Result<Dialect, ImportError> {
     let (bom, body) = match start.strip_prefix(b"\xef\xbb\xbf") {
         Some(rest) => (true, rest),
         None => (false, start),
     };
-    let encoding = match std::str::from_utf8(body) {
-        Ok(_) => Encoding::Utf8,
-        // Cut inside a character at the end of the buffer: still UTF-8.
-        Err(err) if err.error_len().is_none() => Encoding::Utf8,
-        Err(_) if bom => Encoding::Utf8,
-        Err(_) => Encoding::Windows1252,
-    };
+    let encoding = if bom { Encoding::Utf8 } else { Encoding::Undecided };
     let header = first_line(body);
     let score = |separator: u8| {
         let names: Vec<String> = split_outside_quotes(header, separator)
@@ -330,17 +395,11 @@ mod tests {
     fn dialects() {
         let header = "Billing Date,Service Name,Organization Name,Product Name,Quantity";
         let d = sniff(header.as_bytes(), "f").unwrap();
-        assert_eq!((d.separator, d.encoding), (b',', Encoding::Utf8));
+        assert_eq!((d.separator, d.encoding), (b',', Encoding::Undecided));
         let d = sniff(header.replace(',', ";").as_bytes(), "f").unwrap();
         assert_eq!(d.separator, b';');
-        let mut latin = header.replace(',', ";").into_bytes();
-        latin.extend_from_slice(b"\n2026-10-01;S;M\xfcller GmbH;P;1\n");
-        assert_eq!(sniff(&latin, "f").unwrap().encoding, Encoding::Windows1252);
-        // A UTF-8 character cut at the end of the buffer is still UTF-8.
-        assert_eq!(
-            sniff("Billing Date,Müller".as_bytes()[..20].as_ref(), "f").unwrap().encoding,
-            Encoding::Utf8
-        );
+        let bom = [b"\xef\xbb\xbf".as_slice(), header.as_bytes()].concat();
+        assert_eq!(sniff(&bom, "f").unwrap().encoding, Encoding::Utf8);
         let tie = "Billing Date;Service Name,Organization Name;Product Name,Quantity";
         assert!(matches!(sniff(tie.as_bytes(), "f"), Err(ImportError::Dialect { .. })));
         let tabs = header.replace(',', "\t");
