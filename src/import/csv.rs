@@ -75,7 +75,7 @@ impl Evidence {
             // A row whose every non-ASCII byte forms a UTF-8 character is not Windows-1252 text.
             Encoding::Windows1252 if !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok() => {
                 Err(format!(
-                    "the row is UTF-8, but the file is Windows-1252 (row {} is): mixed encodings; \
+                    "the row is UTF-8, but the file is Windows-1252 (as row {} shows): mixed encodings; \
                      save the file again as \"CSV UTF-8\"",
                     self.row
                 ))
