@@ -135,7 +135,8 @@ pub(super) fn field_decimal(line: &RawLine, name: &str) -> Result<Decimal, Strin
         }
         return parse_exact_decimal(name, text);
     }
-    Err(format!("field \"{name}\" is {}, expected a number or a decimal string", first_chars(text)))
+    let shown: String = text.chars().take(20).collect();
+    Err(format!("field \"{name}\" is {shown}, expected a number or a decimal string"))
 }
 
 /// The one mapping from a report line to cmat's billing line (the company link is set by the
@@ -177,11 +178,6 @@ pub fn bill_line(line: &RawLine, source: LineSource) -> Result<BillLine, String>
         organization_currency_code: optional("organizationCurrencyCode")?,
         organization_groups: optional("organizationGroups")?,
     })
-}
-
-fn first_chars(text: &str) -> String {
-    let cut: String = text.chars().take(20).collect();
-    format!("{cut:?}")
 }
 
 /// The report's lines as bill lines, each with the index of its organization in `organizations`

@@ -339,7 +339,7 @@ fn an_unknown_shape_names_the_field_and_the_request() {
     let mut store = Store::open(&dir.path().join("state.db"), Access::Write).unwrap();
     let err = pull(&fake, &mut store).unwrap_err().to_string();
     assert!(
-        err.contains("field \"quantity\" is \"true\", expected a number or a decimal string"),
+        err.contains("field \"quantity\" is true, expected a number or a decimal string"),
         "{err}"
     );
     assert!(err.contains("MonthlyBillingPerOrganizationAsync/t-1"), "{err}");
