@@ -19,7 +19,7 @@
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 
-use super::records::Records;
+use super::records::{Record, Records, TextRecord};
 use super::row::{known_columns, normalize, Cell, DecimalSeparator, HeaderError, Layout};
 use super::{ImportError, ImportOptions, Sink};
 use crate::store::{encode_line, ImportSummary, Store};
@@ -114,18 +114,8 @@ pub(super) fn import(
         _ => return Err(ImportError::Empty { file: file() }),
     };
     let header_row = header.row;
-    if evidence.observe(header.bytes(), header_row).is_err() {
-        return Err(ImportError::HeaderNotUtf8 { file: file(), row: header_row });
-    }
-    let mut names = Vec::with_capacity(header.len());
-    for field in header.iter() {
-        match decode(field, evidence.encoding) {
-            Ok(name) => names.push(name.into_owned()),
-            Err(_) => {
-                return Err(ImportError::HeaderNotUtf8 { file: file(), row: header_row });
-            }
-        }
-    }
+    let names = header_names(&header, &mut evidence)
+        .ok_or_else(|| ImportError::HeaderNotUtf8 { file: file(), row: header_row })?;
     let decimals = match dialect.separator {
         b';' => DecimalSeparator::Comma,
         _ => DecimalSeparator::Point,
@@ -257,19 +247,12 @@ fn parse_rows<R: Read>(
             batch.rows.push(Parsed::Bad { row, reason });
             continue;
         }
-        // An ASCII record once the file is decided needs no more evidence.
-        let decided = evidence.encoding != Encoding::Undecided && record.bytes().is_ascii();
-        if !decided {
-            if let Err(reason) = evidence.observe(record.bytes(), row) {
+        let text = match record_text(&record, &mut evidence) {
+            Ok(text) => text,
+            Err(reason) => {
                 batch.rows.push(Parsed::Bad { row, reason });
                 continue;
             }
-        }
-        // A UTF-8 (or ASCII) record is checked once, whole, and its cells are lent as they
-        // are; a Windows-1252 record is decoded cell by cell (the columns read only).
-        let text = match evidence.encoding {
-            Encoding::Windows1252 if !decided => None,
-            _ => record.utf8(),
         };
         let parsed = match text {
             Some(text) => layout.parse_into(
@@ -307,6 +290,44 @@ fn parse_rows<R: Read>(
             }
             Err(reason) => batch.rows.push(Parsed::Bad { row, reason }),
         }
+    }
+}
+
+/// The header's names, its bytes the first evidence of the encoding; `None` when they are not
+/// UTF-8 though the file says it is (a BOM).
+fn header_names(header: &Record<'_>, evidence: &mut Evidence) -> Option<Vec<String>> {
+    evidence.observe(header.bytes(), header.row).ok()?;
+    header.iter().map(|field| decode(field, evidence.encoding).ok().map(Cow::into_owned)).collect()
+}
+
+/// The record as text when it is UTF-8 (or ASCII), `None` when its cells are to be decoded as
+/// Windows-1252; the evidence updated on the way, checked no more than the old single-encoding
+/// reader checked it (one UTF-8 validation a record, plus an ASCII scan while undecided).
+fn record_text<'a>(
+    record: &Record<'a>,
+    evidence: &mut Evidence,
+) -> Result<Option<TextRecord<'a>>, String> {
+    let row = record.row;
+    match evidence.encoding {
+        Encoding::Utf8 => match record.utf8() {
+            Some(text) => Ok(Some(text)),
+            // Valid whole but cut inside a character by a cell boundary: decoded cell by cell.
+            None => evidence.observe(record.bytes(), row).map(|()| None),
+        },
+        Encoding::Undecided => match record.utf8() {
+            Some(text) => {
+                if !record.bytes().is_ascii() {
+                    *evidence = Evidence { encoding: Encoding::Utf8, row };
+                }
+                Ok(Some(text))
+            }
+            None => {
+                evidence.observe(record.bytes(), row)?;
+                Ok((evidence.encoding != Encoding::Windows1252).then(|| record.utf8()).flatten())
+            }
+        },
+        Encoding::Windows1252 if record.bytes().is_ascii() => Ok(record.utf8()),
+        Encoding::Windows1252 => evidence.observe(record.bytes(), row).map(|()| None),
     }
 }
 
@@ -407,5 +428,48 @@ mod tests {
         // "a,b" quoted inside a ';' header does not count as ',' columns.
         let quoted = "\"Note, extra\";Billing Date;Service Name";
         assert_eq!(sniff(quoted.as_bytes(), "f").unwrap().separator, b';');
+    }
+
+    proptest::proptest! {
+        /// Wherever the first accent falls, a UTF-8 file reads as UTF-8 and its Windows-1252
+        /// twin as Windows-1252, every row accepted; a row of the other encoding after the first
+        /// accent is refused, and it is the one named.
+        #[test]
+        fn the_encoding_is_the_files_own_wherever_its_first_accent_falls(
+            rows in 2usize..40,
+            first in 0usize..40,
+            other in 0usize..40,
+        ) {
+            let first = first % rows;
+            let other = first + 1 + other % (rows - first).max(1);
+            let text = |index: usize, accent: bool| {
+                format!("2026-11-01,{},{}\n", index, if accent { "Société" } else { "Societe" })
+            };
+            let utf8: Vec<Vec<u8>> = (0..rows).map(|i| text(i, i >= first).into_bytes()).collect();
+            let windows: Vec<Vec<u8>> = (0..rows)
+                .map(|i| encoding_rs::WINDOWS_1252.encode(&text(i, i >= first)).0.into_owned())
+                .collect();
+            for (rows_bytes, expected) in [(&utf8, Encoding::Utf8), (&windows, Encoding::Windows1252)] {
+                let mut evidence = Evidence { encoding: Encoding::Undecided, row: 0 };
+                for (index, bytes) in rows_bytes.iter().enumerate() {
+                    proptest::prop_assert!(evidence.observe(bytes, index as u64 + 1).is_ok());
+                }
+                proptest::prop_assert_eq!(evidence.encoding, expected);
+                proptest::prop_assert_eq!(evidence.row, first as u64 + 1);
+            }
+            // A row of the other encoding pasted in after the first accent.
+            for (rows_bytes, pasted) in [(&utf8, &windows), (&windows, &utf8)] {
+                let mut evidence = Evidence { encoding: Encoding::Undecided, row: 0 };
+                let mut refused = Vec::new();
+                for index in 0..rows {
+                    let bytes = if index == other { &pasted[index] } else { &rows_bytes[index] };
+                    if evidence.observe(bytes, index as u64 + 1).is_err() {
+                        refused.push(index);
+                    }
+                }
+                let expected: Vec<usize> = if other < rows { vec![other] } else { vec![] };
+                proptest::prop_assert_eq!(refused, expected);
+            }
+        }
     }
 }

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{json, Value};
 
+use crate::seed::CloudmoreSeed;
 use crate::server::{parse_form, Incoming, Shared};
 
 #[derive(Debug, Default)]
@@ -286,38 +287,7 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
 
     if let ["connect", "token"] = segments.as_slice() {
         *route = format!("{method} cloudmore/connect/token");
-        if method != "POST" {
-            return (405, json!({"error": "method_not_allowed"}));
-        }
-        let expected = format!(
-            "Basic {}",
-            base64(format!("ro.customer.client:{}", cm.client_secret).as_bytes())
-        );
-        if rq.header("Authorization").map(str::trim) != Some(expected.as_str()) {
-            return (400, json!({"error": "invalid_client"}));
-        }
-        let form = parse_form(rq.body.as_deref().unwrap_or(""));
-        let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
-        if field("grant_type") != "password" {
-            return (400, json!({"error": "unsupported_grant_type"}));
-        }
-        if !field("scope").split(' ').any(|s| s == "api") {
-            return (400, json!({"error": "invalid_scope"}));
-        }
-        if field("username") != cm.username || field("password") != cm.password {
-            return (
-                400,
-                json!({"error": "invalid_grant", "error_description": "invalid_username_or_password"}),
-            );
-        }
-        let mut c = shared.control();
-        c.cloudmore.next += 1;
-        let token = format!("sim-access-token-{}", c.cloudmore.next);
-        c.cloudmore.tokens.insert(token.clone());
-        return (
-            200,
-            json!({"access_token": token, "expires_in": 86400, "token_type": "Bearer", "scope": "api"}),
-        );
+        return token(shared, cm, rq);
     }
 
     #[cfg(feature = "faults")]
@@ -378,68 +348,8 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
                         None => (404, json!({"message": format!("Organization {id} not found")})),
                     }
                 }
-                ("POST", ["billing", "reports", name]) if report(name) => {
-                    let body: Value = serde_json::from_str(rq.body.as_deref().unwrap_or(""))
-                        .unwrap_or(Value::Null);
-                    let date = |key: &str| {
-                        body.get(key)
-                            .and_then(Value::as_str)
-                            .and_then(|t| t.get(..10))
-                            .filter(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok())
-                            .map(str::to_string)
-                    };
-                    let (Some(start), Some(end)) = (date("startDate"), date("endDate")) else {
-                        return (
-                            400,
-                            json!({"message": "startDate and endDate (YYYY-MM-DD) are required"}),
-                        );
-                    };
-                    let mut c = shared.control();
-                    c.cloudmore.next += 1;
-                    let id = format!("task-{}", c.cloudmore.next);
-                    let behaviour = c.cloudmore.behaviour.clone();
-                    if behaviour.revoke {
-                        c.cloudmore.tokens.clear();
-                    }
-                    let task = Task { id: id.clone(), start, end, polls: 0, behaviour };
-                    c.cloudmore.tasks.insert(id.clone(), task);
-                    // The id in the body (the simulator's answers carry no headers).
-                    (202, json!({"taskId": id}))
-                }
-                ("GET", ["billing", "reports", name, id]) if report(name) => {
-                    let mut c = shared.control();
-                    let Some(task) = c.cloudmore.tasks.get_mut(*id) else {
-                        return (404, json!({"message": "Task not found"}));
-                    };
-                    task.polls += 1;
-                    if let Some(status) = task.behaviour.error {
-                        return (status, json!({"message": "An error has occurred."}));
-                    }
-                    if task.polls <= task.behaviour.polls {
-                        let word = task.behaviour.pending.clone();
-                        return (202, json!({"taskId": id, "status": word}));
-                    }
-                    if task.behaviour.fail {
-                        return (
-                            200,
-                            json!({"taskId": id, "status": "Failed",
-                                   "message": "The report could not be generated"}),
-                        );
-                    }
-                    let task = task.clone();
-                    drop(c);
-                    let lines: Vec<Object> = cm
-                        .billing_lines
-                        .iter()
-                        .filter(|l| {
-                            let date = text_of(l.get("billingDate"));
-                            let date = date.get(..10).unwrap_or("");
-                            date >= task.start.as_str() && date <= task.end.as_str()
-                        })
-                        .filter_map(|l| l.as_object().cloned())
-                        .collect();
-                    (200, report_answer(lines, &task))
-                }
+                ("POST", ["billing", "reports", name]) if report(name) => start_task(shared, rq),
+                ("GET", ["billing", "reports", name, id]) if report(name) => poll(shared, cm, id),
                 _ => (404, json!({"message": "Not found"})),
             }
         }
@@ -448,6 +358,102 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
             (404, json!({"message": "Not found"}))
         }
     }
+}
+
+/// `POST /connect/token`: the password grant for `ro.customer.client`.
+fn token(shared: &Shared, cm: &CloudmoreSeed, rq: &Incoming) -> (u16, Value) {
+    if rq.method != "POST" {
+        return (405, json!({"error": "method_not_allowed"}));
+    }
+    let expected =
+        format!("Basic {}", base64(format!("ro.customer.client:{}", cm.client_secret).as_bytes()));
+    if rq.header("Authorization").map(str::trim) != Some(expected.as_str()) {
+        return (400, json!({"error": "invalid_client"}));
+    }
+    let form = parse_form(rq.body.as_deref().unwrap_or(""));
+    let field = |k: &str| form.get(k).map(String::as_str).unwrap_or("");
+    if field("grant_type") != "password" {
+        return (400, json!({"error": "unsupported_grant_type"}));
+    }
+    if !field("scope").split(' ').any(|s| s == "api") {
+        return (400, json!({"error": "invalid_scope"}));
+    }
+    if field("username") != cm.username || field("password") != cm.password {
+        return (
+            400,
+            json!({"error": "invalid_grant", "error_description": "invalid_username_or_password"}),
+        );
+    }
+    let mut c = shared.control();
+    c.cloudmore.next += 1;
+    let token = format!("sim-access-token-{}", c.cloudmore.next);
+    c.cloudmore.tokens.insert(token.clone());
+    (
+        200,
+        json!({"access_token": token, "expires_in": 86400, "token_type": "Bearer", "scope": "api"}),
+    )
+}
+
+/// `POST …/MonthlyBillingPerOrganizationAsync` with `{startDate, endDate}`: a task, 202.
+fn start_task(shared: &Shared, rq: &Incoming) -> (u16, Value) {
+    let body: Value = serde_json::from_str(rq.body.as_deref().unwrap_or("")).unwrap_or(Value::Null);
+    let date = |key: &str| {
+        body.get(key)
+            .and_then(Value::as_str)
+            .and_then(|t| t.get(..10))
+            .filter(|t| chrono::NaiveDate::parse_from_str(t, "%Y-%m-%d").is_ok())
+            .map(str::to_string)
+    };
+    let (Some(start), Some(end)) = (date("startDate"), date("endDate")) else {
+        return (400, json!({"message": "startDate and endDate (YYYY-MM-DD) are required"}));
+    };
+    let mut c = shared.control();
+    c.cloudmore.next += 1;
+    let id = format!("task-{}", c.cloudmore.next);
+    let behaviour = c.cloudmore.behaviour.clone();
+    if behaviour.revoke {
+        c.cloudmore.tokens.clear();
+    }
+    let task = Task { id: id.clone(), start, end, polls: 0, behaviour };
+    c.cloudmore.tasks.insert(id.clone(), task);
+    // The id in the body (the simulator's answers carry no headers).
+    (202, json!({"taskId": id}))
+}
+
+/// `GET …/MonthlyBillingPerOrganizationAsync/{taskId}`: the task's state, then its report.
+fn poll(shared: &Shared, cm: &CloudmoreSeed, id: &str) -> (u16, Value) {
+    let mut c = shared.control();
+    let Some(task) = c.cloudmore.tasks.get_mut(id) else {
+        return (404, json!({"message": "Task not found"}));
+    };
+    task.polls += 1;
+    if let Some(status) = task.behaviour.error {
+        return (status, json!({"message": "An error has occurred."}));
+    }
+    if task.polls <= task.behaviour.polls {
+        let word = task.behaviour.pending.clone();
+        return (202, json!({"taskId": id, "status": word}));
+    }
+    if task.behaviour.fail {
+        return (
+            200,
+            json!({"taskId": id, "status": "Failed",
+                   "message": "The report could not be generated"}),
+        );
+    }
+    let task = task.clone();
+    drop(c);
+    let lines: Vec<Object> = cm
+        .billing_lines
+        .iter()
+        .filter(|l| {
+            let date = text_of(l.get("billingDate"));
+            let date = date.get(..10).unwrap_or("");
+            date >= task.start.as_str() && date <= task.end.as_str()
+        })
+        .filter_map(|l| l.as_object().cloned())
+        .collect();
+    (200, report_answer(lines, &task))
 }
 
 #[cfg(test)]
