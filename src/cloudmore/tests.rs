@@ -518,3 +518,47 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn report_wait_seconds_bounds_the_wait_and_defaults_to_900() {
+    let config = |wait| CloudmoreConfig {
+        base_url: Some("https://api.cloudmore.com".into()),
+        reseller_id: Some("r1".into()),
+        report_wait_seconds: wait,
+    };
+    let credentials = || CloudmoreCredentials {
+        username: "u".into(),
+        password: Secret::new("p".into()),
+        client_secret: Secret::new("s".into()),
+    };
+    let timeout = |wait| {
+        CloudmoreClient::new(&config(wait), credentials(), ClientOptions::default())
+            .unwrap()
+            .options
+            .task_timeout
+    };
+    assert_eq!(timeout(None), Duration::from_secs(900));
+    assert_eq!(timeout(Some(30)), Duration::from_secs(30));
+    let parsed = crate::workspace::Config::parse(
+        std::path::Path::new("cmat.toml"),
+        "[cloudmore]\nreport_wait_seconds = 120\n",
+    )
+    .unwrap();
+    assert_eq!(parsed.cloudmore.report_wait_seconds, Some(120));
+}
+
+/// The kept answer never holds a secret, should Cloudmore ever echo one, and is never half a
+/// file.
+#[test]
+fn the_kept_answer_is_scrubbed_of_secrets() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cloudmore").join("2026-11-01..2026-11-30.json");
+    keep_answer(
+        &path,
+        r#"{"echo":"pa55word","token":"tok-1","n":1}"#,
+        &["pa55word".into(), "tok-1".into()],
+    )
+    .unwrap();
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"echo":"***","token":"***","n":1}"#);
+    assert!(!path.with_extension("json.partial").exists());
+}
