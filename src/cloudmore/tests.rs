@@ -23,6 +23,8 @@ struct Seen {
     token_bodies: Vec<String>,
     polls: HashMap<String, u32>,
     report_bodies: Vec<String>,
+    /// Each request's `Accept` and `Content-Type` headers.
+    headers: Vec<(String, String)>,
 }
 
 struct FakeCloudmore {
@@ -84,9 +86,19 @@ fn start(behaviour: Behaviour) -> FakeCloudmore {
                 .find(|h| h.field.equiv("Authorization"))
                 .map(|h| h.value.to_string())
                 .unwrap_or_default();
+            let header = |name: &'static str| {
+                request
+                    .headers()
+                    .iter()
+                    .find(|h| h.field.equiv(name))
+                    .map(|h| h.value.to_string())
+                    .unwrap_or_default()
+            };
+            let (accept, content_type) = (header("Accept"), header("Content-Type"));
             let mut body = String::new();
             let _ = request.as_reader().read_to_string(&mut body);
             let mut seen = state.lock().unwrap();
+            seen.headers.push((accept, content_type));
             seen.requests.push(format!("{method} {url}"));
             let bearer_ok = authorization == "Bearer tok-1";
             let report = "/api/resellers/r1/billing/reports/MonthlyBillingPerOrganizationAsync";
@@ -255,6 +267,14 @@ fn one_reseller_report_polled_until_ready_through_the_import_path() {
         "grant_type=password&username=api%40reseller.example&password=pa55word&scope=api"
     );
     assert_eq!(seen.report_bodies[0], r#"{"startDate":"2026-11-01","endDate":"2026-11-30"}"#);
+    // JSON asked for everywhere; the report request's body declared as JSON, the token's as a form.
+    assert!(
+        seen.headers.iter().all(|(accept, _)| accept == "application/json"),
+        "{:?}",
+        seen.headers
+    );
+    assert_eq!(seen.headers[0].1, "application/x-www-form-urlencoded");
+    assert_eq!(seen.headers[1].1, "application/json");
     let first_pull: Vec<&str> = seen.requests.iter().take(7).map(String::as_str).collect();
     assert_eq!(
         first_pull,
