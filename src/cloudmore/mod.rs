@@ -138,7 +138,8 @@ impl CloudmoreClient {
     }
 }
 
-/// Writes Cloudmore's finished answer to `path` (through a temporary file: never half a file),
+/// Writes Cloudmore's finished answer to `path` (through a temporary file: never half a file;
+/// readable by its owner only),
 /// with any secret the client holds replaced, should Cloudmore ever echo one.
 fn keep_answer(path: &Path, answer: &str, secrets: &[String]) -> Result<(), CloudmoreError> {
     let failed =
@@ -147,11 +148,23 @@ fn keep_answer(path: &Path, answer: &str, secrets: &[String]) -> Result<(), Clou
     for secret in secrets {
         text = text.replace(secret.as_str(), "***");
     }
+    // Bills are private like the state database: the folder 0700, the file 0600.
+    let mut folder = std::fs::DirBuilder::new();
+    let mut file = std::fs::OpenOptions::new();
+    file.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+        folder.mode(0o700);
+        file.mode(0o600);
+    }
     if let Some(parent) = path.parent() {
-        std::fs::create_dir_all(parent).map_err(failed)?;
+        folder.recursive(true).create(parent).map_err(failed)?;
     }
     let temporary = path.with_extension("json.partial");
-    std::fs::write(&temporary, text.as_bytes()).map_err(failed)?;
+    let mut writer = file.open(&temporary).map_err(failed)?;
+    std::io::Write::write_all(&mut writer, text.as_bytes()).map_err(failed)?;
+    drop(writer);
     std::fs::rename(&temporary, path).map_err(failed)
 }
 

@@ -581,4 +581,10 @@ fn the_kept_answer_is_scrubbed_of_secrets() {
     .unwrap();
     assert_eq!(std::fs::read_to_string(&path).unwrap(), r#"{"echo":"***","token":"***","n":1}"#);
     assert!(!path.with_extension("json.partial").exists());
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+    }
 }
