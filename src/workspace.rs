@@ -98,6 +98,9 @@ pub struct AutotaskConfig {
 pub struct CloudmoreConfig {
     pub base_url: Option<String>,
     pub reseller_id: Option<String>,
+    /// The longest wait for Cloudmore's report task, in seconds (default 900): a task that has
+    /// not finished by then is an error, not a pull that hangs a scheduled job.
+    pub report_wait_seconds: Option<u64>,
 }
 
 impl Config {

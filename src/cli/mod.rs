@@ -141,7 +141,8 @@ pub struct PullArgs {
 pub enum PullSource {
     /// Refresh the Autotask snapshot (companies, contracts, services, units, charges, billing codes)
     Autotask,
-    /// Load the billing reports from the Cloudmore API
+    /// Load the billing reports from the Cloudmore API (the reseller's asynchronous report,
+    /// waited for up to [cloudmore] report_wait_seconds; the answer kept in .cmat/cloudmore/)
     Cloudmore,
 }
 
