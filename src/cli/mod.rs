@@ -10,6 +10,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use crate::workspace::Workspace;
 
 mod apply;
+mod approve;
 mod audit;
 mod check;
 mod demo;
@@ -100,8 +101,10 @@ pub enum Command {
     Apply(apply::ApplyArgs),
     /// The daily job: pull, plan, and apply when a new bill has arrived or the rules changed
     Sync(sync::SyncArgs),
-    /// Export the audit trail as CSV
+    /// Export the audit trail as CSV, or check its hash chain (--verify)
     Audit(audit::AuditArgs),
+    /// Record a person's approval in a saved plan (name, time, the plan's digest)
+    Approve(approve::ApproveArgs),
     /// The billing review of a period: exceptions first, margins, changes, Azure trends, and
     /// the bills' totals beside what Autotask holds (HTML page, CSV or JSON)
     Report(report::ReportArgs),
@@ -180,6 +183,7 @@ pub fn main() -> ExitCode {
         Command::Apply(args) => apply::run(&context, args),
         Command::Sync(args) => sync::run(&context, args),
         Command::Audit(args) => audit::run(&context, args),
+        Command::Approve(args) => approve::run(&context, args),
         Command::Report(args) => report::run(&context, args),
         Command::Doctor => doctor::run(&context),
         Command::Explain(args) => explain::run(&context, args),
