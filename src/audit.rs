@@ -288,7 +288,11 @@ mod tests {
     }
 
     fn any_row() -> impl Strategy<Value = AuditRow> {
-        ("[a-zA-Z=+@, \"\n'-]{0,12}", "[a-zA-Z=+@, \"\n'-]{0,12}", proptest::option::of(any::<i64>()))
+        (
+            "[a-zA-Z=+@, \"\n'-]{0,12}",
+            "[a-zA-Z=+@, \"\n'-]{0,12}",
+            proptest::option::of(any::<i64>()),
+        )
             .prop_map(|(field, message, id)| AuditRow { autotask_id: id, ..row(&field, &message) })
     }
 
@@ -318,7 +322,7 @@ mod tests {
                 _ => copy.swap(at, at + 1),
             }
             let verdict = verify_csv(csv_of(&copy).as_bytes()).expect("header");
-            let broken = verdict.err().expect("tampering found");
+            let broken = verdict.expect_err("tampering found");
             // The row found is the tampered one, or the one after a removed row; a copy may
             // begin mid-trail, so rows swapped at its start are found at its second row. Its
             // line is where that record starts (a cell may hold line breaks).

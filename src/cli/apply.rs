@@ -86,11 +86,7 @@ pub fn execute(
     auto_approve: bool,
 ) -> Result<Applied, CommandError> {
     let config = context.workspace.config()?;
-    let approval = workflow::check_approval(&config.apply, saved.as_ref())?;
-    if let Some(SavedPlan { approval: ApprovalStatus::Void(reason), path, .. }) = &saved {
-        eprintln!("warning: {}: the plan's approval is void: {reason}", path.display());
-    }
-    let author = saved.as_ref().and_then(|saved| saved.plan.created_by.clone());
+    let approval = approval_of(&config, saved.as_ref())?;
     let settle_seconds = config.autotask.settle_seconds.unwrap_or(15);
     workflow::settle_earlier_writes(store, settle_seconds, &mut say)?;
     let connection =
@@ -119,10 +115,7 @@ pub fn execute(
 
     let started = Instant::now();
     let run_id = workflow::new_run_id();
-    if let Some(approval) = &approval {
-        store.append_audit(&[approval_row(&run_id, approval, author)])?;
-        println!("Approved by {} at {} (plan {}).", approval.by, approval.at.to_rfc3339(), approval.digest);
-    }
+    record_approval(store, &run_id, approval)?;
     let requests_before = client.requests_sent();
     let progress = context.stdout_is_terminal.then(|| {
         let bar = indicatif::ProgressBar::new(plan.changes.len() as u64);
@@ -189,6 +182,33 @@ pub fn execute(
         message.push_str("\nhint: run `cmat apply` again: cmat re-reads Autotask first, so nothing is written twice");
     }
     Err(message.into())
+}
+
+/// The approval (and the plan's author) a saved plan carries, refused under `[apply]`'s
+/// rules when missing or void; a void one is otherwise only a warning.
+fn approval_of(
+    config: &crate::workspace::Config,
+    saved: Option<&SavedPlan>,
+) -> Result<Option<(Approval, Option<String>)>, CommandError> {
+    let approval = workflow::check_approval(&config.apply, saved)?;
+    if let Some(SavedPlan { approval: ApprovalStatus::Void(reason), path, .. }) = saved {
+        eprintln!("warning: {}: the plan's approval is void: {reason}", path.display());
+    }
+    let author = saved.and_then(|saved| saved.plan.created_by.clone());
+    Ok(approval.map(|approval| (approval, author)))
+}
+
+/// Puts who approved the plan into the run's audit trail, and says so.
+fn record_approval(
+    store: &mut Store,
+    run_id: &str,
+    approval: Option<(Approval, Option<String>)>,
+) -> Result<(), CommandError> {
+    if let Some((approval, author)) = approval {
+        store.append_audit(&[approval_row(run_id, &approval, author)])?;
+        println!("Approved by {} (plan {}).", approval.by, approval.digest);
+    }
+    Ok(())
 }
 
 /// The audit row saying who approved what a run writes: `approve` of the `Plan` whose digest

@@ -32,8 +32,8 @@ mod synced;
 mod wal_flush;
 
 pub use bills::{BillInfo, OrganizationInfo};
-pub use line_blocks::StoredLine;
 pub use journal::ChainVerdict;
+pub use line_blocks::StoredLine;
 pub use lock::LockHolder;
 pub use review::{BillRevision, History, ReviewLine};
 pub use snapshot::SnapshotCounts;

@@ -813,7 +813,10 @@ fn a_removed_audit_row_is_named() {
     // The first row, and the last one (the recorded end no longer matches).
     for (sql, expected) in [
         ("DELETE FROM audit WHERE id = 1", "audit row(s) 1 to 1 were removed"),
-        ("DELETE FROM audit WHERE id = 5", "the trail ends at audit row 4 but its recorded end is audit row 5"),
+        (
+            "DELETE FROM audit WHERE id = 5",
+            "the trail ends at audit row 4 but its recorded end is audit row 5",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let store = chained_store(&dir);
@@ -834,10 +837,7 @@ fn swapped_audit_rows_are_named() {
          UPDATE audit SET id = 4 WHERE id = -2;",
     );
     let broken = store.verify_audit_chain().unwrap().broken.expect("broken");
-    assert!(
-        matches!(broken, ChainBreak::Unlinked { place: RowPlace::Row(2), .. }),
-        "{broken}"
-    );
+    assert!(matches!(broken, ChainBreak::Unlinked { place: RowPlace::Row(2), .. }), "{broken}");
 }
 
 #[test]

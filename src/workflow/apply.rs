@@ -54,7 +54,9 @@ pub fn check_approval(
     let path = saved.path.display().to_string();
     match (&saved.approval, config.require_approval) {
         (ApprovalStatus::Approved(approval), _) => {
-            if config.require_distinct_approver && same_person(saved.plan.created_by.as_deref(), &approval.by) {
+            if config.require_distinct_approver
+                && same_person(saved.plan.created_by.as_deref(), &approval.by)
+            {
                 return Err(ApprovalError::SameAsAuthor { path, name: approval.by.clone() });
             }
             Ok(Some(approval.clone()))
