@@ -44,26 +44,32 @@ pub const CHAIN_COLUMNS: [&str; 2] = ["prev_digest", "digest"];
 /// A row's 13 cells as the CSV carries them (formula-escaped): what the chain hashes.
 pub fn cells(row: &AuditRow) -> [String; 13] {
     [
-        row.run_id.clone(),
+        safe(&row.run_id),
         row.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-        row.action.clone(),
-        row.entity.clone(),
-        row.autotask_id.map(|id| id.to_string()).unwrap_or_default(),
-        row.key.clone(),
-        row.field.clone(),
-        row.old_value.clone().unwrap_or_default(),
-        row.new_value.clone().unwrap_or_default(),
-        row.rule.clone(),
+        safe(&row.action),
+        safe(&row.entity),
+        row.autotask_id.map(|id| safe(&id.to_string())).unwrap_or_default(),
+        safe(&row.key),
+        safe(&row.field),
+        row.old_value.as_deref().map(safe).unwrap_or_default(),
+        row.new_value.as_deref().map(safe).unwrap_or_default(),
+        safe(&row.rule),
         outcome_name(row.outcome).to_string(),
         row.http_status.map(|status| status.to_string()).unwrap_or_default(),
-        row.message.clone(),
+        safe(&row.message),
     ]
-    .map(|cell| spreadsheet_safe(&cell))
+}
+
+/// `spreadsheet_safe` of one cell (a timestamp, an outcome word or a status code never
+/// needs it).
+fn safe(cell: &str) -> String {
+    spreadsheet_safe(cell)
 }
 
 /// The digest of a row whose cells are `cells`, following the row whose digest is `prev`.
 /// Every part is length-prefixed, so no two different rows hash the same bytes.
 pub fn link_digest<S: AsRef<str>>(prev: &str, cells: &[S]) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256::new();
     for part in std::iter::once(prev).chain(cells.iter().map(AsRef::as_ref)) {
         hasher.update((part.len() as u64).to_le_bytes());
@@ -72,8 +78,8 @@ pub fn link_digest<S: AsRef<str>>(prev: &str, cells: &[S]) -> String {
     let mut out = String::with_capacity(71);
     out.push_str("sha256:");
     for byte in hasher.finalize() {
-        use std::fmt::Write as _;
-        let _ = write!(out, "{byte:02x}");
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
     }
     out
 }
