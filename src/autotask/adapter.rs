@@ -63,7 +63,7 @@ impl std::error::Error for WriteFailure {
 
 /// The writes apply needs; the Autotask client implements it (and tests fake it).
 pub trait AutotaskWriter: Sync {
-    /// `POST path` → the new record's id (Autotask may answer `{"itemId": null}`).
+    /// `POST path` → the new record's id (an answer without one is an unknown outcome).
     fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure>;
     /// `PATCH path` with `id` in the body (the collection URL, never `/{id}`).
     fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure>;
@@ -219,8 +219,8 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
             if let Some(edit) = unit_cost {
                 put("unitCost", api_number(edit.new)?);
             }
+            // Only `id` and what changes: the contract is in the path (live child PATCHes).
             put("id", json!(id));
-            put("contractID", json!(contract));
             format!("Contracts/{contract}/Charges")
         }
     };
@@ -251,7 +251,7 @@ pub fn write_failure(err: AutotaskError) -> WriteFailure {
         AutotaskError::OutcomeUnknown { .. } => {
             WriteFailure::OutcomeUnknown { message, cause: Some(Arc::new(err)) }
         }
-        AutotaskError::HourlyBudget { .. } => {
+        AutotaskError::HourlyBudget { .. } | AutotaskError::HourlyLockout { .. } => {
             WriteFailure::Budget { message, cause: Some(Arc::new(err)) }
         }
         other => WriteFailure::Rejected {

@@ -252,6 +252,7 @@ fn live_threshold_seed(records: BTreeMap<String, Vec<Value>>, release_ms: u64) -
         throttling: Throttling {
             slot_release_delay: Duration::from_millis(release_ms),
             refusal_status: 500,
+            ..Throttling::default()
         },
         ..Seed::default()
     }

@@ -161,6 +161,9 @@ pub enum WarningCode {
     ChargeGroupingChanged,
     /// A product a `skip` rule leaves out that Autotask still bills.
     SkippedButBilled,
+    /// Autotask sent a record of the contract with a field cmat needs null: nothing is
+    /// written for the contract until it is complete.
+    IncompleteRecord,
 }
 
 impl WarningCode {
@@ -191,6 +194,7 @@ impl WarningCode {
             WarningCode::DecreaseDeferred => "decrease_deferred",
             WarningCode::ChargeGroupingChanged => "charge_grouping_changed",
             WarningCode::SkippedButBilled => "skipped_but_billed",
+            WarningCode::IncompleteRecord => "incomplete_record",
         }
     }
 }

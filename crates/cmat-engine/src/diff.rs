@@ -146,6 +146,21 @@ impl<'a> SnapshotIndex<'a> {
 
 pub use crate::snapshot::units_in_force;
 
+/// The first incomplete record (a charge without a price, a unit period without its contract
+/// service) of the contract carrying `subscription`: what Autotask holds for it is not fully
+/// known, so a write could duplicate or over-adjust.
+fn incomplete_record_of<'a>(
+    snapshot: &'a Snapshot,
+    index: &SnapshotIndex<'_>,
+    subscription: &str,
+) -> Option<&'a crate::snapshot::IncompleteRecord> {
+    if snapshot.incomplete.is_empty() {
+        return None;
+    }
+    let contract_id = index.contracts_by_subscription.get(subscription)?.id;
+    snapshot.incomplete.values().find(|record| record.contract_id == Some(contract_id))
+}
+
 /// Where a bill's unit change goes, and the units in force there before it. Autotask keeps one
 /// adjustment per contract service and day, and an adjustment starts a unit period whose count
 /// differs from the day before. A restated bill (the same Billing Date, a new count) must go to
@@ -223,6 +238,21 @@ pub fn diff(
                     rules.settings.subscription_udf.value
                 ),
                 format!("Contracts/{}", ids.join(",")),
+            ));
+            continue;
+        }
+        if let Some(record) = incomplete_record_of(snapshot, index, &contract.subscription_id) {
+            out.warnings.push(Warning::new(
+                WarningCode::IncompleteRecord,
+                format!(
+                    "Autotask sent {} {} of contract {} with `{}` null; nothing is written for subscription {} until the record is complete (see `cmat doctor`)",
+                    record.entity,
+                    record.id,
+                    record.contract_id.unwrap_or_default(),
+                    record.field,
+                    contract.subscription_id
+                ),
+                record.key(),
             ));
             continue;
         }
@@ -686,7 +716,7 @@ impl Unknowns {
             warnings.push(Warning::new(
                 WarningCode::ForeignCurrency,
                 format!(
-                    "{} contract service(s) bill in the customer's currency (multi-currency is on); Autotask returns their adjusted price only in the tenant's currency, so their prices are not compared; bills are never converted",
+                    "{} contract service(s) bill in the customer's currency (multi-currency is on) and their adjusted price could not be turned from the tenant's currency into the customer's (the catalogue price is 0 in one of them), so their prices are not compared; bills are never converted",
                     self.foreign_currency.len()
                 ),
                 format!("ContractServices/{first}"),

@@ -124,6 +124,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         picklists: &'a crate::snapshot::Picklists,
         currencies: &'a BTreeMap<i64, crate::snapshot::Currency>,
         refreshed_at: Option<DateTime<Utc>>,
+        incomplete: &'a BTreeMap<String, crate::snapshot::IncompleteRecord>,
     }
     // Every field named: one added to `Snapshot` does not compile here until the digest
     // takes it.
@@ -138,6 +139,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         picklists,
         currencies,
         refreshed_at: _,
+        incomplete,
     } = snapshot;
     let records = Records {
         companies,
@@ -150,6 +152,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         picklists,
         currencies,
         refreshed_at: None,
+        incomplete,
     };
     // `Sha256` is an `io::Write` that hashes what is written. Plain records into a hash: no
     // I/O that could fail, integer keys serde_json writes as strings.

@@ -57,6 +57,10 @@ pub struct Seed {
     pub hide_costs: bool,
     /// How the thread threshold behaves (seed key `throttling`).
     pub throttling: Throttling,
+    /// `"tenantUtcOffsetMinutes": 600`: the tenant's time zone. A date-time filter value sent
+    /// without a zone is read in it (how a live tenant reads one is not documented; values
+    /// with `Z` are UTC whatever this says).
+    pub tenant_utc_offset_minutes: i32,
 }
 
 /// The thread threshold as live tenants show it (API-NOTES, "Shapes seen on live tenants"):
@@ -66,13 +70,31 @@ pub struct Seed {
 pub struct Throttling {
     /// A request's slot stays taken this long after its answer; zero frees it at once.
     pub slot_release_delay: std::time::Duration,
-    /// The HTTP status of a thread-threshold refusal (its body always says "thread threshold").
+    /// The HTTP status of a thread-threshold refusal.
     pub refusal_status: u16,
+    /// What a thread-threshold refusal's body says (`refusalBody`: `errors`, `code`, `text`).
+    pub refusal_body: RefusalBody,
+}
+
+/// The body of a thread-threshold refusal, in the shapes live tenants send (API-NOTES).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefusalBody {
+    /// `{"errors":["API thread threshold of 3 threads has been exceeded"]}`.
+    #[default]
+    Errors,
+    /// Only Autotask's code: `{"errors":[{"code":"Itgenatr005","message":null}]}`.
+    CodeOnly,
+    /// The text as a plain-text body, not JSON.
+    PlainText,
 }
 
 impl Default for Throttling {
     fn default() -> Self {
-        Throttling { slot_release_delay: std::time::Duration::ZERO, refusal_status: 429 }
+        Throttling {
+            slot_release_delay: std::time::Duration::ZERO,
+            refusal_status: 429,
+            refusal_body: RefusalBody::Errors,
+        }
     }
 }
 
@@ -101,6 +123,7 @@ impl Default for Seed {
             cloudmore: None,
             hide_costs: false,
             throttling: Throttling::default(),
+            tenant_utc_offset_minutes: 0,
         }
     }
 }
@@ -241,6 +264,28 @@ impl Seed {
                         )
                     })?;
             }
+            if let Some(body) = get(throttling, "refusalBody") {
+                seed.throttling.refusal_body = match body.as_str() {
+                    Some("errors") => RefusalBody::Errors,
+                    Some("code") => RefusalBody::CodeOnly,
+                    Some("text") => RefusalBody::PlainText,
+                    _ => {
+                        return Err(SimError::Seed(
+                            "throttling.refusalBody must be \"errors\", \"code\" or \"text\""
+                                .into(),
+                        ))
+                    }
+                };
+            }
+        }
+        if let Some(offset) = get(object, "tenantUtcOffsetMinutes") {
+            seed.tenant_utc_offset_minutes = offset
+                .as_i64()
+                .filter(|m| m.abs() <= 14 * 60)
+                .and_then(|m| i32::try_from(m).ok())
+                .ok_or_else(|| {
+                    SimError::Seed("tenantUtcOffsetMinutes must be minutes within ±14 h".into())
+                })?;
         }
         if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
             seed.zone_name = zone.to_string();
@@ -284,13 +329,21 @@ mod tests {
                 .expect("a seed");
         assert_eq!(
             seed.throttling,
-            Throttling { slot_release_delay: Duration::from_millis(30), refusal_status: 500 }
+            Throttling {
+                slot_release_delay: Duration::from_millis(30),
+                refusal_status: 500,
+                refusal_body: crate::seed::RefusalBody::Errors,
+            }
         );
+        let seed = Seed::from_json(r#"{"throttling": {"refusalBody": "code"}}"#).expect("a seed");
+        assert_eq!(seed.throttling.refusal_body, crate::seed::RefusalBody::CodeOnly);
         for bad in [
             r#"{"throttling": 3}"#,
             r#"{"throttling": {"slotReleaseDelayMs": -1}}"#,
             r#"{"throttling": {"refusalStatus": 200}}"#,
             r#"{"throttling": {"refusalStatus": 70000}}"#,
+            r#"{"throttling": {"refusalBody": "xml"}}"#,
+            r#"{"tenantUtcOffsetMinutes": 100000}"#,
         ] {
             assert!(Seed::from_json(bad).is_err(), "{bad}");
         }

@@ -253,12 +253,42 @@ impl State {
             "ContractServiceAdjustments" => {
                 self.adjustments.iter().map(|a| Value::Object(a.fields.clone())).collect()
             }
+            "ContractServices" => {
+                let rows: Vec<(i64, Value)> = self
+                    .records
+                    .get("ContractServices")
+                    .map(|m| {
+                        m.values()
+                            .map(|r| {
+                                let contract = r.fields.get("contractID").and_then(Value::as_i64);
+                                (contract.unwrap_or(0), Self::record_json(def, r, self.hide_costs))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rows.into_iter()
+                    .map(|(contract, row)| in_currencies(row, self.exchange_rate(contract)))
+                    .collect()
+            }
             name => self
                 .records
                 .get(name)
                 .map(|m| m.values().map(|r| Self::record_json(def, r, self.hide_costs)).collect())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The exchange rate of the currency a contract's company bills in (multi-currency): the
+    /// tenant's internal amount is the customer's amount times it; 1 without the module.
+    fn exchange_rate(&self, contract_id: i64) -> Decimal {
+        let company = self.field_i64("Contracts", contract_id, "companyID");
+        let currency = company.and_then(|c| self.field_i64("Companies", c, "currencyID"));
+        currency
+            .and_then(|id| self.records.get("Currencies")?.get(&id))
+            .filter(|c| c.fields.get("isInternalCurrency").and_then(Value::as_bool) != Some(true))
+            .and_then(|c| c.fields.get("exchangeRate").and_then(decimal_of))
+            .filter(|rate| *rate > Decimal::ZERO)
+            .unwrap_or(Decimal::ONE)
     }
 
     pub fn get(&mut self, entity: &str, id: i64) -> Option<Value> {
@@ -630,8 +660,9 @@ impl State {
     ) -> Result<Value, ApiError> {
         let def = self.def_owned(entity)?;
         if def.name == "ContractServiceAdjustments" {
-            self.create_adjustment(parent, body)?;
-            return Ok(json!({"itemId": null}));
+            // Live tenants answer an adjustment with its id, like any create (API-NOTES).
+            let id = self.create_adjustment(parent, body)?;
+            return Ok(json!({"itemId": id}));
         }
         if !def.can_create {
             return Err(ApiError::new(405, format!("{} cannot be created.", def.name)));
@@ -797,7 +828,7 @@ impl State {
         Ok(json!({"itemId": id}))
     }
 
-    fn create_adjustment(&mut self, parent: Option<i64>, body: &Value) -> Result<(), ApiError> {
+    fn create_adjustment(&mut self, parent: Option<i64>, body: &Value) -> Result<i64, ApiError> {
         let def = self.def_owned("ContractServiceAdjustments")?;
         let input = self.parse_input(&def, body)?;
         let get = |k: &str| input.fields.get(k).filter(|v| !v.is_null());
@@ -831,8 +862,11 @@ impl State {
         let start = contract.fields.get("startDate").and_then(date_of);
         let end = contract.fields.get("endDate").and_then(date_of);
         if start.is_some_and(|s| date < s) || end.is_some_and(|e| date > e) {
+            // The live wording (API-NOTES).
             return Err(e500(format!(
-                "effectiveDate {date} must lie within the contract's start and end dates."
+                "effectiveDate must be between the start date and end date of the Contract ({date} is outside {} to {}).",
+                start.map(|d| d.to_string()).unwrap_or_default(),
+                end.map(|d| d.to_string()).unwrap_or_default()
             )));
         }
         let price = get("adjustedUnitPrice").and_then(decimal_of);
@@ -955,7 +989,7 @@ impl State {
             unit_change,
             fields,
         });
-        Ok(())
+        Ok(id)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1045,7 +1079,13 @@ impl State {
                         id
                     }
                 };
+                // The stored adjusted price is in the customer's currency (what was written).
                 let price = f.get("internalCurrencyAdjustedPrice").cloned().unwrap_or(Value::Null);
+                let rate = self.exchange_rate(contract_id);
+                let internal_price = match decimal_of(&price) {
+                    Some(p) if rate != Decimal::ONE => decimal_json((p * rate).round_dp(4)),
+                    _ => price.clone(),
+                };
                 rows.push(json!({
                     "id": id,
                     "approveAndPostDate": null,
@@ -1053,7 +1093,7 @@ impl State {
                     "contractServiceID": cs_id,
                     "cost": if self.hide_costs { Value::Null } else { f.get("unitCost").cloned().unwrap_or(Value::Null) },
                     "endDate": format_date(period_end),
-                    "internalCurrencyPrice": price.clone(),
+                    "internalCurrencyPrice": internal_price,
                     "organizationalLevelAssociationID": null,
                     "price": price,
                     "serviceID": f.get("serviceID").cloned().unwrap_or(Value::Null),
@@ -1077,4 +1117,23 @@ fn same_value(kind: Kind, old: &Value, new: &Value) -> bool {
         },
         _ => old == new,
     }
+}
+
+/// A contract service as a multi-currency tenant returns it (API-NOTES, "Permissions and
+/// currencies"): prices in the customer's currency, `internalCurrency*` in the tenant's. The
+/// stored record holds the Service's catalogue price (the tenant's currency) as `unitPrice` and
+/// the adjusted price as written (the customer's currency).
+fn in_currencies(mut row: Value, rate: Decimal) -> Value {
+    if rate == Decimal::ONE {
+        return row;
+    }
+    let dec = |row: &Value, k: &str| row.get(k).and_then(decimal_of);
+    if let Some(catalogue) = dec(&row, "unitPrice") {
+        row["internalCurrencyUnitPrice"] = decimal_json(catalogue.round_dp(4));
+        row["unitPrice"] = decimal_json((catalogue / rate).round_dp(4));
+    }
+    if let Some(adjusted) = dec(&row, "internalCurrencyAdjustedPrice") {
+        row["internalCurrencyAdjustedPrice"] = decimal_json((adjusted * rate).round_dp(4));
+    }
+    row
 }
