@@ -126,6 +126,46 @@ pub fn api_number(amount: Decimal) -> Result<Value, String> {
         .map_err(|_| format!("{amount} cannot be sent as a JSON number"))
 }
 
+/// The fields [`request`] sends when it creates a record of each entity (besides those the
+/// rules set only when they name a value: a contract's category and line of business), for
+/// `cmat doctor` to compare with what the tenant requires. A test holds it to [`request`].
+pub const SENT_ON_CREATE: [(&str, &[&str]); 4] = [
+    (
+        "Contracts",
+        &[
+            "companyID",
+            "contractName",
+            "contractType",
+            "status",
+            "contractPeriodType",
+            "startDate",
+            "endDate",
+            "serviceLevelAgreementID",
+            "timeReportingRequiresStartAndStopTimes",
+        ],
+    ),
+    ("Services", &["name", "sku", "billingCodeID", "periodType", "unitPrice", "unitCost", "isActive"]),
+    (
+        "ContractCharges",
+        &[
+            "name",
+            "description",
+            "datePurchased",
+            "chargeType",
+            "unitQuantity",
+            "unitPrice",
+            "unitCost",
+            "billingCodeID",
+            "isBillableToCompany",
+            "contractID",
+        ],
+    ),
+    (
+        "ContractServiceAdjustments",
+        &["serviceID", "effectiveDate", "unitChange", "adjustedUnitPrice", "adjustedUnitCost", "contractID"],
+    ),
+];
+
 /// The request for a write whose every record is known by its Autotask id.
 pub fn request(write: &Write<i64>) -> Result<Request, String> {
     let mut body = Map::new();

@@ -49,10 +49,16 @@ pub enum Fault {
     Latency { ms: u64 },
     /// Counts `count` more requests against the current hour, as other integrations would.
     UseThreshold { count: u64 },
-    /// The tenant goes over its hourly threshold for `seconds` (other integrations' burst that
-    /// `ThresholdInformation` has not shown yet): every API request but the threshold read is
-    /// refused as a lockout, with `Retry-After` when `retry_after` is true.
-    HourlyLockout { seconds: u64, retry_after: bool },
+    /// After `after` more API requests, the tenant goes over its hourly threshold for
+    /// `seconds` (other integrations' burst that `ThresholdInformation` has not shown yet):
+    /// every API request but the threshold read is refused as a lockout, with `Retry-After`
+    /// when `retry_after` is true.
+    HourlyLockout {
+        seconds: u64,
+        retry_after: bool,
+        #[serde(default)]
+        after: u64,
+    },
     /// Removes pending faults and injected latency.
     Clear,
 }
@@ -67,8 +73,17 @@ pub(crate) struct Faults {
     burst_refusals: u32,
     /// Added to every API request.
     pub latency: Duration,
-    /// An injected lockout: until when, and whether it says so in `Retry-After`.
-    lockout: Option<(Instant, bool)>,
+    /// An injected lockout: requests still admitted before it, its length, whether it says
+    /// so in `Retry-After`, and once begun, until when.
+    lockout: Option<Lockout>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lockout {
+    admitted_before: u64,
+    length: Duration,
+    retry_after: bool,
+    until: Option<Instant>,
 }
 
 impl Faults {
@@ -86,13 +101,20 @@ impl Faults {
         None
     }
 
-    /// `Some(Retry-After)` while an injected lockout lasts.
+    /// `Some(Retry-After)` while an injected lockout lasts (counting this request toward its
+    /// start).
     pub fn lockout(&mut self, now: Instant) -> Option<Option<u64>> {
-        let (until, says) = self.lockout?;
+        let lockout = self.lockout.as_mut()?;
+        if lockout.admitted_before > 0 {
+            lockout.admitted_before -= 1;
+            return None;
+        }
+        let until = *lockout.until.get_or_insert(now + lockout.length);
         if now >= until {
             self.lockout = None;
             return None;
         }
+        let says = lockout.retry_after;
         Some(says.then(|| until.duration_since(now).as_secs().max(1)))
     }
 
@@ -115,8 +137,13 @@ impl Control {
             Fault::ThreadThresholdBurst { count } => f.burst_refusals += count,
             Fault::Latency { ms } => f.latency = Duration::from_millis(ms),
             Fault::UseThreshold { count } => self.use_hour(Instant::now(), count),
-            Fault::HourlyLockout { seconds, retry_after } => {
-                f.lockout = Some((Instant::now() + Duration::from_secs(seconds), retry_after));
+            Fault::HourlyLockout { seconds, retry_after, after } => {
+                f.lockout = Some(Lockout {
+                    admitted_before: after,
+                    length: Duration::from_secs(seconds),
+                    retry_after,
+                    until: None,
+                });
             }
             Fault::Clear => self.faults = Faults::default(),
         }
