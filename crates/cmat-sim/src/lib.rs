@@ -196,6 +196,13 @@ impl SimHandle {
         self.shared.state().set_billed(charge_id)
     }
 
+    /// Makes a nullable field of a record null, as a live tenant may hold it (Datto's metadata
+    /// marks `ContractCharges.unitPrice` and the like nullable). False if there is no such
+    /// record, or the field is unknown or required.
+    pub fn blank_field(&self, entity: &str, id: i64, field: &str) -> bool {
+        self.shared.state().blank_field(entity, id, field)
+    }
+
     /// Back to the seed: records, log, counters and faults.
     pub fn reset(&self) {
         self.shared.reset();

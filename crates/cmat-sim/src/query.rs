@@ -170,7 +170,9 @@ impl Parser<'_> {
                     if let Some(utc) =
                         value.as_str().and_then(|t| zoneless_to_utc(t, self.tenant_offset_minutes))
                     {
-                        return coerce(field, &Value::String(utc)).map_err(e500);
+                        // A date field holds midnight: compared with the instant, not its day.
+                        let instant = FieldDef { kind: Kind::DateTime, ..field.clone() };
+                        return coerce(&instant, &Value::String(utc)).map_err(e500);
                     }
                 }
                 coerce(field, value).map_err(e500)

@@ -10,7 +10,10 @@ use crate::SimError;
 
 /// The entities a seed may hold records for (ContractServiceUnits are derived, never seeded).
 /// In dependency order: a record may refer only to records of entities before it.
-pub const SEEDABLE: [&str; 8] = [
+pub const SEEDABLE: [&str; 11] = [
+    "Resources",
+    "OrganizationalLevelAssociations",
+    "OrganizationalResources",
     "Currencies",
     "Companies",
     "BillingCodes",
@@ -61,6 +64,11 @@ pub struct Seed {
     /// without a zone is read in it (how a live tenant reads one is not documented; values
     /// with `Z` are UTC whatever this says).
     pub tenant_utc_offset_minutes: i32,
+    /// `"requiredFields": {"Contracts": ["organizationalLevelAssociationID"]}`: fields this
+    /// tenant requires beyond Datto's defaults (`isRequired` in the metadata, enforced).
+    pub required_fields: BTreeMap<String, Vec<String>>,
+    /// `"requiredContractUdfs": ["Customer Ref"]`: Contracts UDFs this tenant requires.
+    pub required_contract_udfs: Vec<String>,
 }
 
 /// The thread threshold as live tenants show it (API-NOTES, "Shapes seen on live tenants"):
@@ -124,6 +132,8 @@ impl Default for Seed {
             hide_costs: false,
             throttling: Throttling::default(),
             tenant_utc_offset_minutes: 0,
+            required_fields: BTreeMap::new(),
+            required_contract_udfs: Vec::new(),
         }
     }
 }
@@ -286,6 +296,21 @@ impl Seed {
                 .ok_or_else(|| {
                     SimError::Seed("tenantUtcOffsetMinutes must be minutes within ±14 h".into())
                 })?;
+        }
+        if let Some(required) = get(object, "requiredFields") {
+            let bad = || SimError::Seed("requiredFields maps entities to lists of field names".into());
+            for (entity, fields) in required.as_object().ok_or_else(bad)? {
+                let names = (fields.as_array().ok_or_else(bad)?.iter())
+                    .map(|f| f.as_str().map(str::to_string).ok_or_else(bad))
+                    .collect::<Result<Vec<_>, _>>()?;
+                seed.required_fields.insert(entity.clone(), names);
+            }
+        }
+        if let Some(udfs) = get(object, "requiredContractUdfs") {
+            let bad = || SimError::Seed("requiredContractUdfs must be a list of UDF names".into());
+            seed.required_contract_udfs = (udfs.as_array().ok_or_else(bad)?.iter())
+                .map(|u| u.as_str().map(str::to_string).ok_or_else(bad))
+                .collect::<Result<_, _>>()?;
         }
         if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
             seed.zone_name = zone.to_string();

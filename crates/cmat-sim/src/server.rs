@@ -672,9 +672,10 @@ pub(crate) fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcom
                             .contract_udfs
                             .iter()
                             .map(|name| {
+                                let required = state.required_udfs.iter().any(|r| r.eq_ignore_ascii_case(name));
                                 json!({
                                     "name": name, "label": name, "dataType": "string", "length": 100,
-                                    "isRequired": false, "isReadOnly": false, "isQueryable": true,
+                                    "isRequired": required, "isReadOnly": false, "isQueryable": true,
                                     "isReference": false, "referenceEntityType": "", "isPickList": false,
                                     "picklistValues": null, "isActive": true,
                                 })

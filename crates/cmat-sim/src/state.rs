@@ -50,6 +50,10 @@ pub struct State {
     /// The API user may not see costs: every cost reads as null and cost writes are ignored
     /// (API-NOTES, "Permissions and currencies").
     hide_costs: bool,
+    /// Contracts UDFs the tenant requires.
+    pub required_udfs: Vec<String>,
+    /// The API user's name: its Resources record's lines of business restrict what it reads.
+    api_user: String,
 }
 
 /// The fields an API user without cost permission reads as null and cannot write.
@@ -80,7 +84,21 @@ struct Input {
 
 impl State {
     pub fn new(seed: &Seed) -> Result<State, ApiError> {
-        let defs = entities(&seed.slas);
+        let mut defs = entities(&seed.slas);
+        for (entity, fields) in &seed.required_fields {
+            let def = defs
+                .iter_mut()
+                .find(|d| d.name.eq_ignore_ascii_case(entity))
+                .ok_or_else(|| e500(format!("requiredFields: no entity {entity}")))?;
+            for name in fields {
+                let field = def
+                    .fields
+                    .iter_mut()
+                    .find(|f| f.name.eq_ignore_ascii_case(name))
+                    .ok_or_else(|| e500(format!("requiredFields: {entity} has no field {name}")))?;
+                field.required = true;
+            }
+        }
         let mut state = State {
             defs,
             contract_udfs: seed.contract_udfs.clone(),
@@ -92,6 +110,8 @@ impl State {
             last_stamp: NaiveDateTime::MIN,
             rows_cache: BTreeMap::new(),
             hide_costs: seed.hide_costs,
+            required_udfs: seed.required_contract_udfs.clone(),
+            api_user: seed.credentials.username.clone(),
         };
         let names: Vec<&'static str> = state.defs.iter().map(|d| d.name).collect();
         for name in &names {
@@ -253,6 +273,27 @@ impl State {
             "ContractServiceAdjustments" => {
                 self.adjustments.iter().map(|a| Value::Object(a.fields.clone())).collect()
             }
+            "Contracts" => {
+                let visible = self.api_user_lines();
+                self.records
+                    .get("Contracts")
+                    .map(|m| {
+                        m.values()
+                            .filter(|r| {
+                                let line = r
+                                    .fields
+                                    .get("organizationalLevelAssociationID")
+                                    .and_then(Value::as_i64);
+                                match (&visible, line) {
+                                    (Some(lines), Some(line)) => lines.contains(&line),
+                                    _ => true,
+                                }
+                            })
+                            .map(|r| Self::record_json(def, r, self.hide_costs))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
             "ContractServices" => {
                 let rows: Vec<(i64, Value)> = self
                     .records
@@ -278,6 +319,24 @@ impl State {
         }
     }
 
+    /// The lines of business the API user is restricted to (its OrganizationalResources), when
+    /// its Resources record has any: it reads only their contracts (API-NOTES, "Permissions
+    /// and currencies"). None: it sees every contract.
+    fn api_user_lines(&self) -> Option<Vec<i64>> {
+        let resource = self.records.get("Resources")?.values().find(|r| {
+            r.fields
+                .get("userName")
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.eq_ignore_ascii_case(&self.api_user))
+        })?;
+        let id = resource.fields.get("id").and_then(Value::as_i64)?;
+        let lines: Vec<i64> = (self.records.get("OrganizationalResources")?.values())
+            .filter(|r| r.fields.get("resourceID").and_then(Value::as_i64) == Some(id))
+            .filter_map(|r| r.fields.get("organizationalLevelAssociationID").and_then(Value::as_i64))
+            .collect();
+        (!lines.is_empty()).then_some(lines)
+    }
+
     /// The exchange rate of the currency a contract's company bills in (multi-currency): the
     /// tenant's internal amount is the customer's amount times it; 1 without the module.
     fn exchange_rate(&self, contract_id: i64) -> Decimal {
@@ -301,6 +360,25 @@ impl State {
 
     fn exists(&self, entity: &str, id: i64) -> bool {
         self.records.get(entity).is_some_and(|m| m.contains_key(&id))
+    }
+
+    /// Sets a nullable field of a record to null (see `SimHandle::blank_field`).
+    pub fn blank_field(&mut self, entity: &str, id: i64, field: &str) -> bool {
+        let Some(def) = self.def(entity).cloned() else {
+            return false;
+        };
+        let Some(field) = def.field(field).filter(|f| !f.required) else {
+            return false;
+        };
+        let now = self.stamp();
+        let Some(record) = self.records.get_mut(def.name).and_then(|m| m.get_mut(&id)) else {
+            return false;
+        };
+        record.fields.insert(field.name.into(), Value::Null);
+        if def.field("lastModifiedDateTime").is_some() {
+            record.fields.insert("lastModifiedDateTime".into(), Value::String(format_timestamp(now)));
+        }
+        true
     }
 
     /// Marks a charge billed, as invoicing would. False if there is no such charge.
@@ -487,6 +565,17 @@ impl State {
     /// Field-level checks of a whole record: required, lengths, picklists, references.
     fn validate(&self, def: &EntityDef, record: &Record) -> Result<(), ApiError> {
         let mut errors = Vec::new();
+        if def.has_udfs {
+            for name in &self.required_udfs {
+                let given = record
+                    .udfs
+                    .iter()
+                    .any(|(n, v)| n.eq_ignore_ascii_case(name) && v.as_deref().is_some_and(|v| !v.trim().is_empty()));
+                if !given {
+                    errors.push(format!("User-defined field '{name}' is required."));
+                }
+            }
+        }
         for field in &def.fields {
             let value = record.fields.get(field.name).unwrap_or(&Value::Null);
             if field.required
