@@ -190,6 +190,9 @@ pub struct AutotaskClient {
     sent: AtomicU64,
     budget: Mutex<Option<BudgetState>>,
     writes: Mutex<WriteTimes>,
+    /// The hourly lockout Autotask answered, once it has: every later request fails at once
+    /// with it instead of being sent (a locked-out tenant is not worth hammering).
+    locked_out: Mutex<Option<AutotaskError>>,
 }
 
 /// How long this client's writes were in flight, for [`AutotaskClient::writes_in_flight`].
@@ -263,6 +266,7 @@ impl AutotaskClient {
             sent: AtomicU64::new(0),
             writes: Mutex::new(WriteTimes::default()),
             budget: Mutex::new(None),
+            locked_out: Mutex::new(None),
         };
         let zone = match &config.base_url {
             Some(base) => Zone { base_url: with_slash(base), discovered: false },
@@ -559,6 +563,9 @@ impl AutotaskClient {
                 Target::Absolute(url) => url.to_string(),
             };
             let endpoint = endpoint_of(&url);
+            if let Some(err) = self.still_locked_out(request) {
+                return Err(err);
+            }
             self.before_request(&endpoint)?;
             let (started, outcome) = {
                 let _permit = self.limiter.acquire(&endpoint, self.options.max_in_flight);
@@ -636,7 +643,7 @@ impl AutotaskClient {
                     match refusal(status, &text) {
                         Some(Refusal::HourlyLockout) => {
                             log(Some(status), None);
-                            return Err(lockout(request, status, retry_after));
+                            return Err(self.locked_out(lockout(request, status, retry_after)));
                         }
                         Some(Refusal::ThreadThreshold) => {
                             // Autotask did not execute it: any request may go again, creates
@@ -649,7 +656,8 @@ impl AutotaskClient {
                                 if retry_after.is_some_and(|r| r > self.options.retry_budget) {
                                     // Asked to wait longer than a request's whole budget: the
                                     // tenant is locked out, not busy.
-                                    return Err(lockout(request, status, retry_after));
+                                    let err = lockout(request, status, retry_after);
+                                    return Err(self.locked_out(err));
                                 }
                                 return Err(AutotaskError::ThreadThreshold {
                                     request: request.to_string(),
@@ -750,6 +758,39 @@ impl AutotaskClient {
         } else {
             self.redact(&format!("{what}: {detail}"))
         }
+    }
+
+    /// Remembers a lockout; returns it.
+    fn locked_out(&self, err: AutotaskError) -> AutotaskError {
+        if let AutotaskError::HourlyLockout { request, status, retry_after, resume_at } = &err {
+            *lock(&self.locked_out) = Some(AutotaskError::HourlyLockout {
+                request: request.clone(),
+                status: *status,
+                retry_after: *retry_after,
+                resume_at: *resume_at,
+            });
+        }
+        err
+    }
+
+    /// The lockout met earlier, for `request`, while it lasts (for the rest of the run when
+    /// Autotask did not say how long).
+    fn still_locked_out(&self, request: &str) -> Option<AutotaskError> {
+        let mut locked = lock(&self.locked_out);
+        let AutotaskError::HourlyLockout { status, retry_after, resume_at, .. } = locked.as_ref()?
+        else {
+            return None;
+        };
+        if resume_at.is_some_and(|at| chrono::Utc::now() >= at) {
+            *locked = None;
+            return None;
+        }
+        Some(AutotaskError::HourlyLockout {
+            request: request.to_string(),
+            status: *status,
+            retry_after: *retry_after,
+            resume_at: *resume_at,
+        })
     }
 
     /// The wait before resending a request refused `refusals` times before for the thread
