@@ -203,6 +203,9 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
             if let Some(category) = contract.category {
                 put("contractCategory", json!(category));
             }
+            if let Some(line) = contract.line_of_business {
+                put("organizationalLevelAssociationID", json!(line));
+            }
             put(
                 "userDefinedFields",
                 json!([{ "name": contract.subscription_udf, "value": contract.subscription }]),

@@ -507,6 +507,11 @@ fn sent_on_create(rules: &RuleSet, entity: &str) -> Vec<&'static str> {
     if entity == "Contracts" && rules.contract.category.is_some() {
         sent.push("contractCategory");
     }
+    // A line of business by `for` rules alone leaves other contracts without one: only the
+    // contract block's default counts as always sent.
+    if entity == "Contracts" && rules.contract.line_of_business.is_some() {
+        sent.push("organizationalLevelAssociationID");
+    }
     sent
 }
 

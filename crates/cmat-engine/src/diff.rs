@@ -398,6 +398,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             service_level_agreement_id: contract.service_level_agreement.value,
             time_reporting_requires_start_and_stop_times: 0,
             category: contract.category.as_ref().map(|category| category.value),
+            line_of_business: contract.line_of_business.as_ref().map(|line| line.value),
             subscription_udf: settings.subscription_udf.value.clone(),
             subscription: contract.subscription_id.clone(),
         });

@@ -678,6 +678,9 @@ impl PlanChange {
                 if let Some(category) = contract.category {
                     put("contractCategory", Value::from(category));
                 }
+                if let Some(line) = contract.line_of_business {
+                    put("organizationalLevelAssociationID", Value::from(line));
+                }
                 put(
                     "userDefinedFields",
                     serde_json::json!([{
@@ -858,6 +861,8 @@ impl PlanChange {
                     time_reporting_requires_start_and_stop_times: fields
                         .int("timeReportingRequiresStartAndStopTimes")?,
                     category: fields.optional(Fields::int, "contractCategory")?,
+                    line_of_business: fields
+                        .optional(Fields::int, "organizationalLevelAssociationID")?,
                     subscription_udf,
                     subscription,
                 })
@@ -1271,6 +1276,7 @@ mod tests {
                     words(),
                     any::<i64>(),
                     any::<i64>(),
+                    proptest::option::of(any::<i64>()),
                     proptest::option::of(any::<i64>())
                 ),
                 (
@@ -1285,7 +1291,7 @@ mod tests {
             )
                 .prop_map(
                     |(
-                        (company_id, name, contract_type, status, period_type),
+                        (company_id, name, contract_type, status, period_type, line_of_business),
                         (start_date, end_date, sla, time, category, udf, subscription),
                     )| {
                         (
@@ -1301,6 +1307,7 @@ mod tests {
                                 service_level_agreement_id: sla,
                                 time_reporting_requires_start_and_stop_times: time,
                                 category,
+                                line_of_business,
                                 subscription_udf: udf,
                                 subscription,
                             }),
