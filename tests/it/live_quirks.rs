@@ -389,3 +389,27 @@ fn a_required_line_of_business_is_set_by_the_rules_per_scope() {
     }
     assert_converged(&sw, "lines of business by rule");
 }
+
+/// Item 1: the service billing code comes without its name: the pull goes on, nothing that
+/// uses it is written (no Service, no licence on one), the Azure charges, on their own code,
+/// still are; `doctor` lists it.
+#[test]
+fn an_incomplete_billing_code_holds_only_the_writes_that_use_it() {
+    let mut seed = Seed::bundled();
+    for code in seed.records.get_mut("BillingCodes").expect("codes") {
+        if code["id"] == json!(29682801) {
+            code["name"] = Value::Null;
+        }
+    }
+    let sw = SimWorkspace::start_seeded(seed, SimOptions::default());
+    sw.import(OCTOBER);
+    let pull = sw.pull();
+    assert!(pull.stderr.contains("BillingCodes 29682801 with `name` null"), "{}", pull.stderr);
+    let run = sw.apply();
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(sw.sim.records("Services").is_empty(), "no Service on the incomplete code");
+    assert!(sw.sim.records("ContractServices").is_empty(), "nothing planned on such a Service");
+    assert!(!sw.sim.records("ContractCharges").is_empty(), "the charges use another code");
+    let doctor = sw.cmat(&["doctor"]);
+    assert!(doctor.stdout.contains("BillingCodes 29682801 (`name` null)"), "{}", doctor.stdout);
+}

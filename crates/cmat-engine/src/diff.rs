@@ -310,6 +310,7 @@ pub fn diff(
     }
     warn_skipped_but_billed(&context, desired, &mut out);
     unknowns.warn(&mut out.warnings);
+    hold_incomplete_billing_codes(snapshot, &mut out);
     // By the key's text, as plans have always been ordered.
     out.changes.sort_by_cached_key(|change| {
         (change.write.entity().phase(), change.key.to_string(), change.write.action())
@@ -317,6 +318,51 @@ pub fn diff(
     out.warnings.sort();
     out.warnings.dedup();
     out
+}
+
+/// A billing code Autotask sent without its name or use type is not known to be the right
+/// kind: no Service or charge is created with it, nor anything planned on such a Service.
+fn hold_incomplete_billing_codes(snapshot: &Snapshot, out: &mut Diff) {
+    let incomplete = |id: i64| snapshot.incomplete.contains_key(&format!("BillingCodes/{id}"));
+    let code_of = |write: &Write<NaturalKey>| match write {
+        Write::CreateService(service) => Some(service.billing_code_id),
+        Write::CreateCharge { charge, .. } => Some(charge.billing_code_id),
+        _ => None,
+    };
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    let mut codes = BTreeSet::new();
+    loop {
+        let before = held.len();
+        for change in &out.changes {
+            let mut refs = Vec::new();
+            let _ = change.write.map_refs(|key| {
+                refs.push(key.to_string());
+                Ok::<_, ()>(())
+            });
+            let code = code_of(&change.write).filter(|id| incomplete(*id));
+            if code.is_some() || refs.iter().any(|key| held.contains(key)) {
+                codes.extend(code);
+                held.insert(change.key.to_string());
+            }
+        }
+        if held.len() == before {
+            break;
+        }
+    }
+    if held.is_empty() {
+        return;
+    }
+    out.changes.retain(|change| !held.contains(&change.key.to_string()));
+    for id in codes {
+        out.warnings.push(Warning::new(
+            WarningCode::IncompleteRecord,
+            format!(
+                "Autotask sent billing code {id} without its name or use type; nothing that uses it is written ({} change(s) held) until it is complete (see `cmat doctor`)",
+                held.len()
+            ),
+            format!("BillingCodes/{id}"),
+        ));
+    }
 }
 
 /// A product a `skip` rule now leaves out may still be billed by a contract service cmat made
