@@ -766,7 +766,14 @@ mod tests {
                 .expect("a JSON object")
                 .keys()
                 .map(String::as_str)
-                .filter(|k| !matches!(*k, "userDefinedFields" | "contractCategory" | "organizationalLevelAssociationID"))
+                .filter(|k| {
+                    !matches!(
+                        *k,
+                        "userDefinedFields"
+                            | "contractCategory"
+                            | "organizationalLevelAssociationID"
+                    )
+                })
                 .collect();
             let listed: BTreeSet<&str> = listed.iter().copied().collect();
             // A charge's cost goes only when known.
@@ -779,6 +786,24 @@ mod tests {
             seen.insert(entity);
         }
         assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    /// A child PATCH carries only `id` and what changes (live integrations do): the contract
+    /// is in the path, never in the body.
+    #[test]
+    fn a_charge_update_sends_only_its_id_and_the_changed_fields() {
+        let write: Write<i64> = Write::UpdateCharge {
+            id: 77,
+            contract: cmat_engine::write::Id::Existing(4410),
+            unit_price: Some(cmat_engine::write::Edit {
+                old: Some("10".parse().expect("decimal")),
+                new: "12.5".parse().expect("decimal"),
+            }),
+            unit_cost: None,
+        };
+        let request = adapter::request(&write).expect("request");
+        assert_eq!(request.path, "Contracts/4410/Charges");
+        assert_eq!(request.body, json!({"id": 77, "unitPrice": 12.5}));
     }
 
     /// A contract's writes wait for that contract's earlier writes only: the Azure contract's

@@ -144,7 +144,10 @@ pub const SENT_ON_CREATE: [(&str, &[&str]); 4] = [
             "timeReportingRequiresStartAndStopTimes",
         ],
     ),
-    ("Services", &["name", "sku", "billingCodeID", "periodType", "unitPrice", "unitCost", "isActive"]),
+    (
+        "Services",
+        &["name", "sku", "billingCodeID", "periodType", "unitPrice", "unitCost", "isActive"],
+    ),
     (
         "ContractCharges",
         &[
@@ -162,7 +165,14 @@ pub const SENT_ON_CREATE: [(&str, &[&str]); 4] = [
     ),
     (
         "ContractServiceAdjustments",
-        &["serviceID", "effectiveDate", "unitChange", "adjustedUnitPrice", "adjustedUnitCost", "contractID"],
+        &[
+            "serviceID",
+            "effectiveDate",
+            "unitChange",
+            "adjustedUnitPrice",
+            "adjustedUnitCost",
+            "contractID",
+        ],
     ),
 ];
 

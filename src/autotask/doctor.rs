@@ -10,15 +10,15 @@ use std::ops::ControlFlow;
 
 use serde_json::Value;
 
+use super::adapter::SENT_ON_CREATE;
 use super::client::{AutotaskClient, AutotaskError, Threshold};
 use super::discover::{discover_ids_for, Discovery};
-use super::adapter::SENT_ON_CREATE;
 use super::pull::{read_picklists, PullError, ENTITIES};
 use super::query::{Condition, Filter};
 use super::records::NULLABLE_NEEDED;
-use cmat_engine::snapshot::IncompleteRecord;
 use cmat_engine::picklists::{check_chosen_ids, resolve_values};
 use cmat_engine::rules::RuleSet;
+use cmat_engine::snapshot::IncompleteRecord;
 use cmat_engine::snapshot::Picklists;
 
 /// One line of the report.
@@ -422,7 +422,10 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
 fn incomplete_check(records: &[IncompleteRecord]) -> Check {
     let name = "incomplete records";
     if records.is_empty() {
-        return Check::ok(name, "no record with a null price, contract service or billing code name or use type");
+        return Check::ok(
+            name,
+            "no record with a null price, contract service or billing code name or use type",
+        );
     }
     let shown: Vec<String> = records
         .iter()
@@ -662,7 +665,12 @@ mod tests {
             render(&checks)
         );
         let text = render(&checks);
-        assert!(text.contains("`organizationalLevelAssociationID`, user-defined field \"Customer Ref\""), "{text}");
+        assert!(
+            text.contains(
+                "`organizationalLevelAssociationID`, user-defined field \"Customer Ref\""
+            ),
+            "{text}"
+        );
         assert!(text.contains("line_of_business"), "{text}");
         assert!(text.contains("ContractCharges 77 (`unitPrice` null, contract 4410)"), "{text}");
         facts.lines_of_business = Some(LinesOfBusiness { tenant: 3, api_user: Some(3) });

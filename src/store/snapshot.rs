@@ -92,7 +92,8 @@ impl Store {
         snapshot: &Snapshot,
         marks: Option<&PullMarks>,
     ) -> Result<(), StoreError> {
-        let incomplete = serde_json::to_string(&snapshot.incomplete).unwrap_or_else(|_| "{}".into());
+        let incomplete =
+            serde_json::to_string(&snapshot.incomplete).unwrap_or_else(|_| "{}".into());
         let marks = match marks.map(serde_json::to_string).transpose() {
             Ok(marks) => marks,
             Err(err) => {

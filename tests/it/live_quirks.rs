@@ -20,7 +20,11 @@ const CONTOSO_M365: &str = "4b76e46b-4ad0-4914-b5f6-bd4924bafd8e";
 /// `plan --detailed-exitcode` exits 0: nothing left to write.
 fn assert_converged(sw: &SimWorkspace, scenario: &str) {
     let plan = sw.plan_detailed();
-    assert_eq!(plan.status, 0, "{scenario}: the plan still has changes:\n{}\n{}", plan.stdout, plan.stderr);
+    assert_eq!(
+        plan.status, 0,
+        "{scenario}: the plan still has changes:\n{}\n{}",
+        plan.stdout, plan.stderr
+    );
 }
 
 /// October applied onto the seed's tenant, undisturbed: the state every disturbed run must
@@ -66,8 +70,12 @@ fn an_incomplete_charge_never_stops_a_pull_and_holds_only_its_contract() {
     );
     sw.import(NOVEMBER);
     let plan = sw.cmat(&["plan"]);
-    assert!(plan.stdout.contains("incomplete_record") || plan.stderr.contains("incomplete_record"),
-        "the plan says why the contract is held:\n{}\n{}", plan.stdout, plan.stderr);
+    assert!(
+        plan.stdout.contains("incomplete_record") || plan.stderr.contains("incomplete_record"),
+        "the plan says why the contract is held:\n{}\n{}",
+        plan.stdout,
+        plan.stderr
+    );
     let logged = sw.sim.request_log().len();
     let run = sw.apply();
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
@@ -79,7 +87,9 @@ fn an_incomplete_charge_never_stops_a_pull_and_holds_only_its_contract() {
     );
     let doctor = sw.cmat(&["doctor"]);
     assert!(
-        doctor.stdout.contains(&format!("ContractCharges {id} (`unitPrice` null, contract {contract})")),
+        doctor
+            .stdout
+            .contains(&format!("ContractCharges {id} (`unitPrice` null, contract {contract})")),
         "{}",
         doctor.stdout
     );
@@ -196,7 +206,10 @@ fn a_burst_of_five_refusals_on_a_write_ends_with_the_apply_succeeding_on_its_own
         let before = sw.sim.counters();
         // A refused write's retry is the next write the simulator counts: five in a row.
         for k in 0..5 {
-            sw.sim.inject(Fault::FailWrite { nth: nth as u32 + k, mode: WriteFailure::ThreadThreshold });
+            sw.sim.inject(Fault::FailWrite {
+                nth: nth as u32 + k,
+                mode: WriteFailure::ThreadThreshold,
+            });
         }
         let run = sw.apply();
         assert_eq!(run.status, 0, "{scenario}:\n{}\n{}", run.stdout, run.stderr);
@@ -263,7 +276,10 @@ fn a_multi_currency_tenant_has_its_prices_compared_and_written_in_the_customers_
     let run = sw.apply();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert!(
-        sw.sim.records("ContractServices").iter().any(|cs| cs["internalCurrencyAdjustedPrice"] == json!(844)),
+        sw.sim
+            .records("ContractServices")
+            .iter()
+            .any(|cs| cs["internalCurrencyAdjustedPrice"] == json!(844)),
         "21.10 EUR written, 844 USD held internally"
     );
     assert_converged(&sw, "multi-currency November");
@@ -275,14 +291,21 @@ fn a_multi_currency_tenant_has_its_prices_compared_and_written_in_the_customers_
 #[test]
 fn doctor_names_required_fields_cmat_does_not_send_and_a_restricted_api_user() {
     let mut seed = Seed::bundled();
-    seed.required_fields.insert("Contracts".into(), vec!["organizationalLevelAssociationID".into()]);
+    seed.required_fields
+        .insert("Contracts".into(), vec!["organizationalLevelAssociationID".into()]);
     seed.required_contract_udfs = vec!["Customer Ref".into()];
     seed.contract_udfs.push("Customer Ref".into());
     let username = seed.credentials.username.clone();
     let records = BTreeMap::from([
-        ("OrganizationalLevelAssociations", vec![json!({"id": 1, "isActive": true}), json!({"id": 2, "isActive": true})]),
+        (
+            "OrganizationalLevelAssociations",
+            vec![json!({"id": 1, "isActive": true}), json!({"id": 2, "isActive": true})],
+        ),
         ("Resources", vec![json!({"id": 30, "userName": username, "isActive": true})]),
-        ("OrganizationalResources", vec![json!({"id": 1, "resourceID": 30, "organizationalLevelAssociationID": 1})]),
+        (
+            "OrganizationalResources",
+            vec![json!({"id": 1, "resourceID": 30, "organizationalLevelAssociationID": 1})],
+        ),
     ]);
     for (entity, list) in records {
         seed.records.insert(entity.to_string(), list);
@@ -293,7 +316,10 @@ fn doctor_names_required_fields_cmat_does_not_send_and_a_restricted_api_user() {
     assert_eq!(doctor.status, 1, "problems found:\n{}", doctor.stdout);
     let text = &doctor.stdout;
     assert!(text.contains("required fields on Contracts"), "{text}");
-    assert!(text.contains("`organizationalLevelAssociationID`, user-defined field \"Customer Ref\""), "{text}");
+    assert!(
+        text.contains("`organizationalLevelAssociationID`, user-defined field \"Customer Ref\""),
+        "{text}"
+    );
     assert!(text.contains("line_of_business"), "{text}");
     assert!(text.contains("associated with 1 of the tenant's 2 lines of business"), "{text}");
     assert!(text.contains("ok       required fields on Services"), "{text}");
@@ -307,11 +333,13 @@ fn an_adjustment_is_never_dated_before_its_contracts_start() {
     let mut seed = Seed::bundled();
     seed.records.insert(
         "Contracts".into(),
-        vec![json!({"id": 29684001, "companyID": 29683501, "contractName": "Microsoft 365 - Contoso",
+        vec![
+            json!({"id": 29684001, "companyID": 29683501, "contractName": "Microsoft 365 - Contoso",
             "contractType": 7, "status": 1, "contractPeriodType": 2,
             "startDate": "2026-10-15", "endDate": "2027-10-14", "serviceLevelAgreementID": 1,
             "timeReportingRequiresStartAndStopTimes": 0,
-            "userDefinedFields": [{"name": "Subscription ID", "value": CONTOSO_M365}]})],
+            "userDefinedFields": [{"name": "Subscription ID", "value": CONTOSO_M365}]}),
+        ],
     );
     let sw = SimWorkspace::start_seeded(seed, SimOptions::default());
     sw.import(OCTOBER);
@@ -341,7 +369,11 @@ fn a_create_answered_without_its_id_is_unknown_and_resolved_by_re_reading() {
     sw.sim.inject(Fault::FailWrite { nth: 8, mode: WriteFailure::CommitNullItemId });
     let run = sw.apply();
     assert_eq!(run.status, 1, "{}\n{}", run.stdout, run.stderr);
-    assert!(run.stderr.contains("null `itemId`") && run.stderr.contains("outcome unknown"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("null `itemId`") && run.stderr.contains("outcome unknown"),
+        "{}",
+        run.stderr
+    );
     let rerun = sw.apply();
     assert_eq!(rerun.status, 0, "{}\n{}", rerun.stdout, rerun.stderr);
     let state = sw.state();
@@ -356,13 +388,18 @@ fn a_create_answered_without_its_id_is_unknown_and_resolved_by_re_reading() {
 #[test]
 fn a_required_line_of_business_is_set_by_the_rules_per_scope() {
     let mut seed = Seed::bundled();
-    seed.required_fields.insert("Contracts".into(), vec!["organizationalLevelAssociationID".into()]);
+    seed.required_fields
+        .insert("Contracts".into(), vec!["organizationalLevelAssociationID".into()]);
     let sw = SimWorkspace::start_seeded(seed, SimOptions::default());
     sw.import(OCTOBER);
     sw.pull();
     let refused = sw.apply();
     assert_eq!(refused.status, 1, "Autotask refuses contracts without one:\n{}", refused.stderr);
-    assert!(refused.stderr.contains("organizationalLevelAssociationID is required"), "{}", refused.stderr);
+    assert!(
+        refused.stderr.contains("organizationalLevelAssociationID is required"),
+        "{}",
+        refused.stderr
+    );
 
     let rules = sw.ws.read("mappings/microsoft.cmat").replacen(
         "    period = monthly",

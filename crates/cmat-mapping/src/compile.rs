@@ -46,8 +46,16 @@ const SETTINGS_KEYS: &[&str] = &[
     "contract_status",
     "timezone",
 ];
-const CONTRACT_KEYS: &[&str] =
-    &["licence_name", "consumption_name", "start", "term_months", "renewal", "category", "period", "line_of_business"];
+const CONTRACT_KEYS: &[&str] = &[
+    "licence_name",
+    "consumption_name",
+    "start",
+    "term_months",
+    "renewal",
+    "category",
+    "period",
+    "line_of_business",
+];
 const PRODUCT_KEYS: &[&str] = &["match"];
 const CREATE_KEYS: &[&str] = &["name", "period", "per_term"];
 const PRICES_KEYS: &[&str] =

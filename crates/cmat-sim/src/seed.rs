@@ -154,6 +154,38 @@ fn text(
     }
 }
 
+/// The seed keys of a live tenant's shape: its time zone, the fields and UDFs it requires.
+fn read_tenant_shape(
+    object: &serde_json::Map<String, Value>,
+    seed: &mut Seed,
+) -> Result<(), SimError> {
+    if let Some(offset) = get(object, "tenantUtcOffsetMinutes") {
+        seed.tenant_utc_offset_minutes = offset
+            .as_i64()
+            .filter(|m| m.abs() <= 14 * 60)
+            .and_then(|m| i32::try_from(m).ok())
+            .ok_or_else(|| {
+                SimError::Seed("tenantUtcOffsetMinutes must be minutes within ±14 h".into())
+            })?;
+    }
+    if let Some(required) = get(object, "requiredFields") {
+        let bad = || SimError::Seed("requiredFields maps entities to lists of field names".into());
+        for (entity, fields) in required.as_object().ok_or_else(bad)? {
+            let names = (fields.as_array().ok_or_else(bad)?.iter())
+                .map(|f| f.as_str().map(str::to_string).ok_or_else(bad))
+                .collect::<Result<Vec<_>, _>>()?;
+            seed.required_fields.insert(entity.clone(), names);
+        }
+    }
+    if let Some(udfs) = get(object, "requiredContractUdfs") {
+        let bad = || SimError::Seed("requiredContractUdfs must be a list of UDF names".into());
+        seed.required_contract_udfs = (udfs.as_array().ok_or_else(bad)?.iter())
+            .map(|u| u.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
+}
+
 impl Seed {
     /// The bundled demo tenant (`fixtures/autotask-seed.json`).
     pub fn bundled() -> Seed {
@@ -288,30 +320,7 @@ impl Seed {
                 };
             }
         }
-        if let Some(offset) = get(object, "tenantUtcOffsetMinutes") {
-            seed.tenant_utc_offset_minutes = offset
-                .as_i64()
-                .filter(|m| m.abs() <= 14 * 60)
-                .and_then(|m| i32::try_from(m).ok())
-                .ok_or_else(|| {
-                    SimError::Seed("tenantUtcOffsetMinutes must be minutes within ±14 h".into())
-                })?;
-        }
-        if let Some(required) = get(object, "requiredFields") {
-            let bad = || SimError::Seed("requiredFields maps entities to lists of field names".into());
-            for (entity, fields) in required.as_object().ok_or_else(bad)? {
-                let names = (fields.as_array().ok_or_else(bad)?.iter())
-                    .map(|f| f.as_str().map(str::to_string).ok_or_else(bad))
-                    .collect::<Result<Vec<_>, _>>()?;
-                seed.required_fields.insert(entity.clone(), names);
-            }
-        }
-        if let Some(udfs) = get(object, "requiredContractUdfs") {
-            let bad = || SimError::Seed("requiredContractUdfs must be a list of UDF names".into());
-            seed.required_contract_udfs = (udfs.as_array().ok_or_else(bad)?.iter())
-                .map(|u| u.as_str().map(str::to_string).ok_or_else(bad))
-                .collect::<Result<_, _>>()?;
-        }
+        read_tenant_shape(object, &mut seed)?;
         if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
             seed.zone_name = zone.to_string();
         }

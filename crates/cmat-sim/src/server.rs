@@ -9,9 +9,9 @@ use serde_json::{json, Value};
 
 use crate::cloudmore::CloudmoreState;
 use crate::query::{self, PageFrom, Query};
+use crate::seed::RefusalBody;
 use crate::state::State;
 use crate::transport::{RawRequest, Reply};
-use crate::seed::RefusalBody;
 use crate::{lock, ApiError, Counters, LoggedRequest, Seed, SimError, SimHandle, SimOptions};
 
 /// Autotask's error code for a thread-threshold refusal (seen live).
@@ -149,7 +149,12 @@ pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<Sim
 pub(crate) enum Outcome {
     Json(u16, Value),
     /// A body that may not be JSON (a plain-text refusal), with `Retry-After` when given.
-    Raw { status: u16, text: String, content_type: &'static str, retry_after: Option<u64> },
+    Raw {
+        status: u16,
+        text: String,
+        content_type: &'static str,
+        retry_after: Option<u64>,
+    },
     /// Break the connection without an HTTP response.
     #[cfg(feature = "faults")]
     Drop,
@@ -351,7 +356,8 @@ impl Drop for Slot {
 }
 
 fn is_thread_threshold_refusal(outcome: &Outcome) -> bool {
-    let says = |text: &str| text.contains("thread threshold") || text.contains(THREAD_THRESHOLD_CODE);
+    let says =
+        |text: &str| text.contains("thread threshold") || text.contains(THREAD_THRESHOLD_CODE);
     match outcome {
         Outcome::Json(status, body) if *status >= 400 => says(&body.to_string()),
         Outcome::Raw { status, text, .. } if *status >= 400 => says(text),

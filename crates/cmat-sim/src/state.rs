@@ -91,11 +91,10 @@ impl State {
                 .find(|d| d.name.eq_ignore_ascii_case(entity))
                 .ok_or_else(|| e500(format!("requiredFields: no entity {entity}")))?;
             for name in fields {
-                let field = def
-                    .fields
-                    .iter_mut()
-                    .find(|f| f.name.eq_ignore_ascii_case(name))
-                    .ok_or_else(|| e500(format!("requiredFields: {entity} has no field {name}")))?;
+                let field =
+                    def.fields.iter_mut().find(|f| f.name.eq_ignore_ascii_case(name)).ok_or_else(
+                        || e500(format!("requiredFields: {entity} has no field {name}")),
+                    )?;
                 field.required = true;
             }
         }
@@ -332,7 +331,9 @@ impl State {
         let id = resource.fields.get("id").and_then(Value::as_i64)?;
         let lines: Vec<i64> = (self.records.get("OrganizationalResources")?.values())
             .filter(|r| r.fields.get("resourceID").and_then(Value::as_i64) == Some(id))
-            .filter_map(|r| r.fields.get("organizationalLevelAssociationID").and_then(Value::as_i64))
+            .filter_map(|r| {
+                r.fields.get("organizationalLevelAssociationID").and_then(Value::as_i64)
+            })
             .collect();
         (!lines.is_empty()).then_some(lines)
     }
@@ -376,7 +377,9 @@ impl State {
         };
         record.fields.insert(field.name.into(), Value::Null);
         if def.field("lastModifiedDateTime").is_some() {
-            record.fields.insert("lastModifiedDateTime".into(), Value::String(format_timestamp(now)));
+            record
+                .fields
+                .insert("lastModifiedDateTime".into(), Value::String(format_timestamp(now)));
         }
         true
     }
@@ -567,10 +570,10 @@ impl State {
         let mut errors = Vec::new();
         if def.has_udfs {
             for name in &self.required_udfs {
-                let given = record
-                    .udfs
-                    .iter()
-                    .any(|(n, v)| n.eq_ignore_ascii_case(name) && v.as_deref().is_some_and(|v| !v.trim().is_empty()));
+                let given = record.udfs.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case(name)
+                        && v.as_deref().is_some_and(|v| !v.trim().is_empty())
+                });
                 if !given {
                     errors.push(format!("User-defined field '{name}' is required."));
                 }

@@ -38,7 +38,12 @@ pub struct RawRequest {
 pub enum Reply {
     Json(u16, String),
     /// Any body with its content type, and a `Retry-After` (seconds) when given.
-    Raw { status: u16, text: String, content_type: &'static str, retry_after: Option<u64> },
+    Raw {
+        status: u16,
+        text: String,
+        content_type: &'static str,
+        retry_after: Option<u64>,
+    },
     /// Close the connection without sending anything.
     #[cfg(feature = "faults")]
     Drop,
@@ -193,7 +198,9 @@ async fn respond(
             let mut response = json_response(status, text);
             response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
             if let Some(seconds) = retry_after {
-                response.headers_mut().insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
+                response
+                    .headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
             }
             Ok(response)
         }

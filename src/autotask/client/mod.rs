@@ -553,8 +553,7 @@ impl AutotaskClient {
         safety: Safety,
     ) -> Result<Value, AutotaskError> {
         let mut attempt: u32 = 0;
-        let mut threshold_refusals: u32 = 0;
-        let mut threshold_waited = Duration::ZERO;
+        let mut retries = ThresholdRetries::default();
         loop {
             attempt += 1;
             let base = self.base_url();
@@ -640,40 +639,22 @@ impl AutotaskClient {
                 }
                 Outcome::Answer { status, body, retry_after } => {
                     let text = self.redact(&String::from_utf8_lossy(&body));
-                    match refusal(status, &text) {
-                        Some(Refusal::HourlyLockout) => {
-                            log(Some(status), None);
-                            return Err(self.locked_out(lockout(request, status, retry_after)));
-                        }
-                        Some(Refusal::ThreadThreshold) => {
-                            // Autotask did not execute it: any request may go again, creates
-                            // too, within the time budget (API-NOTES).
-                            self.limiter.refused(started);
-                            let wait = self.threshold_wait(threshold_refusals, retry_after);
-                            threshold_refusals += 1;
-                            if wait > self.options.retry_budget.saturating_sub(threshold_waited) {
-                                log(Some(status), None);
-                                if retry_after.is_some_and(|r| r > self.options.retry_budget) {
-                                    // Asked to wait longer than a request's whole budget: the
-                                    // tenant is locked out, not busy.
-                                    let err = lockout(request, status, retry_after);
-                                    return Err(self.locked_out(err));
-                                }
-                                return Err(AutotaskError::ThreadThreshold {
-                                    request: request.to_string(),
-                                    status: status.as_u16(),
-                                    attempts: threshold_refusals,
-                                    waited: threshold_waited,
-                                });
+                    if let Some(kind) = refusal(status, &text) {
+                        let refused = Refused { kind, request, status, retry_after, started };
+                        match self.after_refusal(refused, &mut retries) {
+                            Ok(wait) => {
+                                log(Some(status), Some("thread threshold"));
+                                self.options.clock.sleep(wait);
+                                retries.waited += wait;
+                                // Bounded by time, not counted against the attempts.
+                                attempt = attempt.saturating_sub(1);
+                                continue;
                             }
-                            log(Some(status), Some("thread threshold"));
-                            self.options.clock.sleep(wait);
-                            threshold_waited += wait;
-                            // Refusals are bounded by time, not counted against the attempts.
-                            attempt = attempt.saturating_sub(1);
-                            continue;
+                            Err(err) => {
+                                log(Some(status), None);
+                                return Err(err);
+                            }
                         }
-                        None => {}
                     }
                     if status == StatusCode::UNAUTHORIZED && matches!(target, Target::Path(_)) {
                         log(Some(status), None);
@@ -760,6 +741,37 @@ impl AutotaskClient {
         }
     }
 
+    /// What to do after a refusal (`refusal` said it is one): the wait before sending the
+    /// request again (a thread-threshold refusal within the time budget), or the error to
+    /// stop with (a lockout, or the budget spent).
+    fn after_refusal(
+        &self,
+        refused: Refused<'_>,
+        retries: &mut ThresholdRetries,
+    ) -> Result<Duration, AutotaskError> {
+        let Refused { kind, request, status, retry_after, started } = refused;
+        if kind == Refusal::HourlyLockout {
+            return Err(self.locked_out(lockout(request, status, retry_after)));
+        }
+        // Autotask did not execute it: any request may go again, creates too (API-NOTES).
+        self.limiter.refused(started);
+        let wait = self.threshold_wait(retries.refusals, retry_after);
+        retries.refusals += 1;
+        if wait <= self.options.retry_budget.saturating_sub(retries.waited) {
+            return Ok(wait);
+        }
+        if retry_after.is_some_and(|r| r > self.options.retry_budget) {
+            // Asked to wait longer than a request's whole budget: locked out, not busy.
+            return Err(self.locked_out(lockout(request, status, retry_after)));
+        }
+        Err(AutotaskError::ThreadThreshold {
+            request: request.to_string(),
+            status: status.as_u16(),
+            attempts: retries.refusals,
+            waited: retries.waited,
+        })
+    }
+
     /// Remembers a lockout; returns it.
     fn locked_out(&self, err: AutotaskError) -> AutotaskError {
         if let AutotaskError::HourlyLockout { request, status, retry_after, resume_at } = &err {
@@ -777,7 +789,8 @@ impl AutotaskClient {
     /// Autotask did not say how long).
     fn still_locked_out(&self, request: &str) -> Option<AutotaskError> {
         let mut locked = lock(&self.locked_out);
-        let AutotaskError::HourlyLockout { status, retry_after, resume_at, .. } = locked.as_ref()?
+        let AutotaskError::HourlyLockout { status, retry_after, resume_at, .. } =
+            locked.as_ref()?
         else {
             return None;
         };
@@ -814,6 +827,23 @@ impl AutotaskClient {
         let wait = (half + jitter).max(retry_after.unwrap_or_default());
         self.options.clock.sleep(wait.min(self.options.backoff_max.max(self.options.backoff_base)));
     }
+}
+
+/// A refused answer, for [`AutotaskClient::after_refusal`].
+struct Refused<'a> {
+    kind: Refusal,
+    request: &'a str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    /// When the refused request was sent (the pacing widens for refusals of recent ones).
+    started: Instant,
+}
+
+/// One request's thread-threshold refusals so far, and the time waited over them.
+#[derive(Default)]
+struct ThresholdRetries {
+    refusals: u32,
+    waited: Duration,
 }
 
 /// The error of an hourly lockout: not retried, and saying when to run again.

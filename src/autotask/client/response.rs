@@ -206,12 +206,24 @@ mod tests {
     #[test]
     fn refusals_are_told_apart_by_code_text_and_status() {
         let cases = [
-            (500, r#"{"errors":["API thread threshold of 3 threads has been exceeded"]}"#, Some(Refusal::ThreadThreshold)),
+            (
+                500,
+                r#"{"errors":["API thread threshold of 3 threads has been exceeded"]}"#,
+                Some(Refusal::ThreadThreshold),
+            ),
             (500, r#"{"errors":[{"code":"Itgenatr005"}]}"#, Some(Refusal::ThreadThreshold)),
             (503, r#"{"errorCode":"ITGENATR005"}"#, Some(Refusal::ThreadThreshold)),
-            (500, "API thread threshold of 3 threads has been exceeded", Some(Refusal::ThreadThreshold)),
+            (
+                500,
+                "API thread threshold of 3 threads has been exceeded",
+                Some(Refusal::ThreadThreshold),
+            ),
             (429, "", Some(Refusal::ThreadThreshold)),
-            (429, r#"{"errors":["The request threshold of 10000 requests per 60 minutes has been exceeded; try again later."]}"#, Some(Refusal::HourlyLockout)),
+            (
+                429,
+                r#"{"errors":["The request threshold of 10000 requests per 60 minutes has been exceeded; try again later."]}"#,
+                Some(Refusal::HourlyLockout),
+            ),
             (503, "Hourly request threshold exceeded", Some(Refusal::HourlyLockout)),
             (500, r#"{"errors":["contractName is required."]}"#, None),
             (200, "thread threshold", None),
