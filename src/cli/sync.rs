@@ -74,7 +74,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let (rules, sources) = session::load_rules(context)?;
     let inputs_digest = store.inputs_digest()?;
     let mappings_digest = cmat_engine::plan::mappings_digest(&sources);
-    let subscription_udf = rules.settings.subscription_udf.value.clone();
+    let reading = super::pull_autotask::Reading::of(&rules);
     if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
         && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
         && store.journal_unresolved()?.is_empty()
@@ -110,7 +110,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         context,
         &mut store,
         &client,
-        &subscription_udf,
+        &reading,
         args.full_pull,
         focus,
     )?;

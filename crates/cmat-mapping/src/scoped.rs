@@ -38,6 +38,10 @@ pub const SCOPED_KEYS: &[&str] = &[
     "minimum_units",
     "consumption_split",
     "decrease",
+    "term_months",
+    "charge_name",
+    "removed_product",
+    "billed_charge_mismatch",
 ];
 
 impl<'a> Compiler<'a> {
@@ -189,6 +193,14 @@ impl<'a> Compiler<'a> {
                 }
                 "consumption_split" => set.consumption_split = self.split_setting(file, setting),
                 "decrease" => set.decrease = self.decrease_setting(file, setting),
+                "term_months" => set.term_months = self.term_months_setting(file, setting),
+                "charge_name" => set.charge_name = self.template_setting(file, setting, false),
+                "removed_product" => {
+                    set.removed_product = self.removed_product_setting(file, setting)
+                }
+                "billed_charge_mismatch" => {
+                    set.billed_charge_mismatch = self.billed_charge_mismatch_setting(file, setting)
+                }
                 _ => {}
             }
             valid &= self.diagnostics.len() == before;
