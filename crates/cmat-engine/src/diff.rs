@@ -794,9 +794,18 @@ fn diff_contract_service(
                 })
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            (effective, current_units) = adjustment_day(periods, takes_effect, target.end);
-            unit_change = service.units - current_units;
-            deferred_to = Some(takes_effect);
+            let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
+            if service.units == units_then {
+                // Already written there by an earlier run: a price change, if any, is dated
+                // on the Billing Date, never on a day ahead where nothing else changes (such an
+                // adjustment changes neither units nor price: no later read can tell the day
+                // is taken).
+                unit_change = 0;
+            } else {
+                (effective, current_units) = (later, units_then);
+                unit_change = service.units - current_units;
+                deferred_to = Some(takes_effect);
+            }
         }
     }
     if unit_change != 0
