@@ -181,6 +181,17 @@ fn a_term_end_decrease_waits_for_the_term_of_a_contract_that_began_before_cmat()
 
     // The renewal's bill: the contract runs another year and the seats drop on its first day.
     import(&sw, "bill-2026-11-01.csv", &[line("2026-11-01")]);
+    sw.pull();
+    let plan = plan_json(&sw);
+    let decrease = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .find(|c| c["entity"] == "ContractServiceAdjustments")
+        .cloned()
+        .expect("the decrease");
+    assert_eq!(decrease["fields"]["effectiveDate"], "2026-11-01", "{decrease:#}");
+    assert_eq!(decrease["rule"], "mappings/nce.cmat:2", "the decrease rule is cited: {decrease:#}");
     apply_and_converge(&sw, "the renewal");
     assert_eq!(
         adjustments_of(&sw, "SUB-ADOPTED"),

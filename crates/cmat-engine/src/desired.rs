@@ -584,6 +584,7 @@ fn billed_units(count: i64, resolved: &Resolved<'_>) -> (i64, Option<RuleOrigin>
 
 /// A price under its floor is a warning, or a refusal to apply, by the rule's policy.
 fn check_margin(
+    rules: &RuleSet,
     resolved: &Resolved<'_>,
     what: String,
     price: Decimal,
@@ -599,12 +600,17 @@ fn check_margin(
             "apply refuses this plan until the rule or the price changes",
         ),
     };
+    // The policy's own line, or that none sets it (the `prices` block's line is no policy's).
+    let policy = if resolved.margin_policy.origin == rules.prices.margin_policy.origin
+        && !rules.prices.margin_policy_written
+    {
+        "margin_policy warn by default: no rule sets it".to_string()
+    } else {
+        format!("margin_policy at {}", resolved.margin_policy.origin)
+    };
     warnings.push(Warning::new(
         code,
-        format!(
-            "{what}: {shortfall}; {outcome} (margin_policy at {})",
-            resolved.margin_policy.origin
-        ),
+        format!("{what}: {shortfall}; {outcome} ({policy})"),
         source.to_string(),
     ));
 }
@@ -672,6 +678,7 @@ fn desired_services(
         let service = desired_service(rules, resolved, &key, first, units, effective_date, true);
         if units > 0 {
             check_margin(
+                rules,
                 resolved,
                 format!("subscription {subscription_id}, product {key}"),
                 service.unit_price,
@@ -879,6 +886,7 @@ fn desired_charges(
                 None => format!("subscription {subscription_id}, {date} consumption"),
             };
             check_margin(
+                rules,
                 resolved,
                 what,
                 charge.unit_price,

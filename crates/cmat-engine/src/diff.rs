@@ -806,6 +806,9 @@ fn diff_contract_service(
                 unit_change = service.units - current_units;
                 deferred_to = Some(takes_effect);
             }
+        } else {
+            // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
+            deferred_to = Some(takes_effect);
         }
     }
     if unit_change != 0

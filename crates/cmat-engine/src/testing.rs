@@ -360,6 +360,7 @@ pub fn default_rules() -> RuleSet {
             rounding: ruled(Rounding::HalfUp),
             margin_floor: None,
             margin_policy: ruled(MarginPolicy::Warn),
+            margin_policy_written: false,
         },
         consumption: ConsumptionRule {
             charge_name: template("Azure consumption {period}"),

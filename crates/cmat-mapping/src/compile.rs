@@ -957,6 +957,7 @@ impl<'a> Compiler<'a> {
             rounding: rounding?,
             margin_floor,
             margin_policy: margin_policy?,
+            margin_policy_written: settings.contains_key("margin_policy"),
         })
     }
 
