@@ -183,6 +183,7 @@ pub struct Totals {
 pub struct Exception {
     /// `unlinked_organization`, `unmapped_service`, `manual_line_not_billed`, `under_cost`,
     /// `subscription_stopped_appearing`, `autotask_differs`, `failed_write`, `unknown_write`,
+    /// `not_converged` (the last sync's own re-plan was not empty),
     /// `charge_corrected`, `bill_restated`, or a plan warning's code (`drift`,
     /// `duplicate_contracts`, …).
     pub kind: String,
@@ -261,7 +262,7 @@ pub struct PeriodTotal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteProblem {
     pub run_id: String,
-    /// `failed_write` or `unknown_write`.
+    /// `failed_write`, `unknown_write` or `not_converged`.
     pub kind: &'static str,
     pub action: String,
     pub entity: String,
@@ -1061,7 +1062,7 @@ fn quoted(items: &[&str]) -> String {
 
 fn kind_rank(kind: &str) -> u8 {
     match kind {
-        "failed_write" | "unknown_write" => 0,
+        "failed_write" | "unknown_write" | "not_converged" => 0,
         "unlinked_organization" | "unmapped_service" | "manual_line_not_billed" => 1,
         "autotask_differs" => 2,
         "under_cost" => 3,
