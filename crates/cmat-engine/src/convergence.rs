@@ -157,6 +157,10 @@ fn rules_of(book: &Book) -> RuleSet {
         rules.policies.removed_product = Ruled { value: RemovedProduct::Report, origin: origin(4) };
     }
     for (index, (scope, setting)) in book.scoped.iter().enumerate() {
+        // `cmat check` refuses a contract's term set by a product's scope.
+        if matches!((scope, setting), (Scope::Item(_), Setting::TermMonths(_))) {
+            continue;
+        }
         let at = origin(10 + index as u32);
         fn ruled<T>(value: T, at: &RuleOrigin) -> Option<Ruled<T>> {
             Some(Ruled { value, origin: at.clone() })

@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use cmat_engine::rules::scoped::Dimension;
 use cmat_engine::rules::{ScopeTerm, ScopedRule, ScopedSettings, Specificity};
 
 use super::ast::{Block, Statement};
@@ -97,6 +98,26 @@ impl<'a> Compiler<'a> {
         for (file, block) in blocks {
             let (settings, _) = self.read_block(file, block, SCOPED_KEYS, |_| false);
             let Some(rule) = self.scoped_rule(file, block) else { continue };
+            // A contract's term is its subscription's: a product's scope cannot set it (the
+            // contract would take whichever product its current bill lists first).
+            if let (Some(_), Some(setting)) = (&rule.set.term_months, settings.get("term_months")) {
+                if let Some(term) = rule.scope.iter().find(|term| {
+                    matches!(
+                        term.dimension(),
+                        Dimension::Product | Dimension::ProductName | Dimension::MeterCategory
+                    )
+                }) {
+                    self.report(
+                        file,
+                        setting.key.span,
+                        ErrorKind::ContractWideSetting {
+                            setting: "term_months",
+                            dimension: term.dimension().describe(),
+                        },
+                    );
+                    continue;
+                }
+            }
             if let (Some(service), Some(setting)) = (&rule.set.service, settings.get("service")) {
                 let location = file.location(setting.key.span);
                 for (other, first) in &by_service {
