@@ -182,6 +182,9 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
             if let Some(edit) = &edits.category {
                 put("contractCategory", json!(edit.new));
             }
+            if let Some(udf) = &edits.subscription {
+                put("userDefinedFields", json!([{ "name": udf.name, "value": udf.edit.new }]));
+            }
             put("id", json!(id));
             "Contracts".to_string()
         }

@@ -33,6 +33,10 @@ pub struct DemoArgs {
     /// Where to create the demo workspace (default: a new folder under the system's temp dir)
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Onboard a tenant that already bills from contracts made by hand: `cmat adopt`, its
+    /// review, `adopt --apply`, then the first plan (fixtures/adopt/)
+    #[arg(long)]
+    pub adopt: bool,
 }
 
 /// init → import → pull → plan → apply, three bills in a row, against an in-process cmat-sim.
@@ -46,6 +50,9 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
             root.display()
         )
         .into());
+    }
+    if args.adopt {
+        return super::demo_adopt::run(context, &root);
     }
     let simulator = Simulator::start("127.0.0.1:0", Seed::bundled(), SimOptions::default())?;
     println!(
@@ -112,7 +119,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         return Err("the demo did not converge: the last plan still has changes".into());
     }
 
-    let rows = store.audit_rows(&AuditFilter::default())?;
+    let rows = store.audit_chain(&AuditFilter::default())?;
     let audit_path = root.join("audit.csv");
     let mut bytes = Vec::new();
     crate::audit::write_csv(&rows, &mut bytes)?;

@@ -186,7 +186,8 @@ fn earlier_periods(
     Ok(Earlier { current, previous, history })
 }
 
-/// The writes of the period's runs that failed, were skipped or have an unknown outcome. The
+/// The writes of the period's runs that failed, were skipped or have an unknown outcome, and the
+/// contracts they adopted (`cmat adopt --apply`). The
 /// period's runs are those from the first import of its bills to the first import of a later
 /// period's bills; unresolved writes are always shown (they are today's business).
 fn period_writes(
@@ -206,7 +207,43 @@ fn period_writes(
             if row.at < from || until.is_some_and(|until| row.at >= until) {
                 continue;
             }
+            if row.action == "approve" {
+                // Who approved the run's plan (four-eyes, issue 29): a note, not a problem.
+                problems.push(WriteProblem {
+                    run_id: row.run_id,
+                    kind: "approval",
+                    action: row.action,
+                    entity: row.entity,
+                    key: row.key,
+                    message: format!(
+                        "approved by {} ({}; plan made by {})",
+                        row.new_value.unwrap_or_default(),
+                        row.message,
+                        row.old_value.as_deref().unwrap_or("an unnamed author")
+                    ),
+                });
+                continue;
+            }
             if row.outcome == AuditOutcome::Applied {
+                // A contract made by hand that `cmat adopt --apply` linked: cmat bills through it
+                // from now on, so its units and prices change this period.
+                if row.action == "update"
+                    && row.entity == "Contracts"
+                    && row.field == "userDefinedFields"
+                {
+                    problems.push(WriteProblem {
+                        kind: "adopted_contract",
+                        message: format!(
+                            "contract #{} adopted: it now carries the subscription, accepted in {}; cmat keeps its units and prices from now on",
+                            row.autotask_id.unwrap_or_default(),
+                            row.rule
+                        ),
+                        run_id: row.run_id,
+                        action: row.action,
+                        entity: row.entity,
+                        key: row.key,
+                    });
+                }
                 continue;
             }
             if !seen.insert((

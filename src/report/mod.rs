@@ -183,7 +183,7 @@ pub struct Totals {
 pub struct Exception {
     /// `unlinked_organization`, `unmapped_service`, `manual_line_not_billed`, `under_cost`,
     /// `subscription_stopped_appearing`, `autotask_differs`, `failed_write`, `unknown_write`,
-    /// `not_converged` (the last sync's own re-plan was not empty),
+    /// `adopted_contract`, `not_converged` (the last sync's own re-plan was not empty),
     /// `charge_corrected`, `bill_restated`, or a plan warning's code (`drift`,
     /// `duplicate_contracts`, …).
     pub kind: String,
@@ -258,11 +258,13 @@ pub struct PeriodTotal {
     pub figures: Figures,
 }
 
-/// A write of the period's runs that failed, was skipped, or whose outcome is unknown.
+/// A write of the period's runs that failed, was skipped, or whose outcome is unknown; or a
+/// contract one adopted.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteProblem {
     pub run_id: String,
-    /// `failed_write`, `unknown_write` or `not_converged`.
+    /// `failed_write`, `unknown_write`, `adopted_contract` or `not_converged`; `approval` for
+    /// the approval of a run's plan, which the review shows as a note.
     pub kind: &'static str,
     pub action: String,
     pub entity: String,
@@ -957,6 +959,13 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
     }
 
     for write in input.writes {
+        if write.kind == "approval" {
+            notes.push(format!(
+                "run {}: its plan {} was {}",
+                write.run_id, write.key, write.message
+            ));
+            continue;
+        }
         exceptions.push(Exception {
             kind: write.kind.into(),
             organization: String::new(),

@@ -10,6 +10,7 @@ use cmat_engine::plan::{Plan, PlanInputs};
 use cmat_engine::rules::RuleSet;
 use cmat_engine::snapshot::Snapshot;
 
+pub mod adopt;
 pub mod apply;
 
 /// Everything a plan is computed from, loaded once.

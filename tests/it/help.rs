@@ -32,8 +32,11 @@ fn every_subcommand_help() {
         &["apply"],
         &["sync"],
         &["audit"],
+        &["approve"],
+        &["completions"],
         &["report"],
         &["demo"],
+        &["adopt"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");

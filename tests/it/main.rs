@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod adopt;
 mod apply_cli;
 mod apply_faults;
 mod autotask_client;
@@ -27,5 +28,6 @@ mod report;
 mod security;
 mod sim_api;
 mod sync_cli;
+mod trust_cli;
 mod verbose;
 mod workspace_lock;

@@ -117,6 +117,7 @@ fn secrets_reach_no_output_file_or_database() {
         &["plan"],
         &["plan", "--format", "json", "--out", "plan.json"],
         &["plan", "--format", "csv"],
+        &["adopt", "--out", "adopt.csv"],
         &["apply", "plan.json", "--auto-approve"],
         &["status"],
         &["audit", "--out", "audit.csv"],

@@ -5,6 +5,7 @@
 //! No network, no database, no clock: this crate does not depend on anything that could, so
 //! the same inputs give the same plan, and every stage is tested without a server.
 
+pub mod adopt;
 pub mod billing;
 pub mod desired;
 pub mod diff;

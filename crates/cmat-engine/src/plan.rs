@@ -16,7 +16,7 @@ use crate::diff::{Change, Diff};
 use crate::snapshot::Snapshot;
 use crate::write::{
     Action, Adjustment, ContractEdits, Edit, Entity, Id, NaturalKey, NewCharge, NewContract,
-    NewService, Ref, Write,
+    NewService, Ref, UdfEdit, Write,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -91,6 +91,44 @@ pub struct Plan {
     pub summary: Summary,
     pub changes: Vec<PlanChange>,
     pub warnings: Vec<PlanWarning>,
+    /// Who made the plan, when known (`CMAT_USER`): what `require_distinct_approver` compares
+    /// an approver with. Optional in the JSON, so older plans still read.
+    pub created_by: Option<String>,
+    /// A person's approval (`cmat approve`), bound to [`Plan::digest`].
+    pub approval: Option<Approval>,
+}
+
+/// Who approved a saved plan, when, and the digest of the plan they saw. `seal` binds the
+/// three, so a changed name or time voids the approval as a changed plan does. It is a
+/// checksum, not a signature: someone able to edit the file can recompute it; the audit trail
+/// (chained) records the approver and the digest of what was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub digest: String,
+    pub seal: String,
+}
+
+impl Approval {
+    fn new(by: &str, at: DateTime<Utc>, digest: String) -> Approval {
+        let seal = Approval::seal_of(by, &at, &digest);
+        Approval { by: by.to_string(), at, digest, seal }
+    }
+
+    fn seal_of(by: &str, at: &DateTime<Utc>, digest: &str) -> String {
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        sha256_hex(format!("{}\n{by}\n{}\n{at}\n{digest}", by.len(), at.len()).as_bytes())
+    }
+}
+
+/// Whether a saved plan file carries an approval that still holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalStatus {
+    Unapproved,
+    Approved(Approval),
+    /// Approved once, but the file changed since: the reason says how.
+    Void(String),
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -224,7 +262,53 @@ impl Plan {
             summary,
             changes,
             warnings: diff.warnings.iter().map(plan_warning).collect(),
+            created_by: None,
+            approval: None,
         }
+    }
+
+    /// The plan's own digest: SHA-256 of its JSON without the approval, the bytes
+    /// `cmat plan --out` writes. An approval records it; any change to the plan changes it.
+    pub fn digest(&self) -> String {
+        let mut raw = self.to_raw();
+        raw.approval = None;
+        let mut text = serde_json::to_string_pretty(&raw).unwrap_or_default();
+        text.push('\n');
+        sha256_hex(text.as_bytes())
+    }
+
+    /// Records `by`'s approval at `at`, bound to the plan as it is now.
+    pub fn approve(&mut self, by: &str, at: DateTime<Utc>) {
+        self.approval = Some(Approval::new(by, at, self.digest()));
+    }
+
+    /// Whether the approval in a plan read from `text` still holds: the digest must be the
+    /// plan's, and the file must be byte for byte what `approve` wrote (an edit that leaves the
+    /// parsed plan equal, such as spacing, still voids it: one changed byte is a changed plan).
+    pub fn approval_status(&self, text: &str) -> ApprovalStatus {
+        let Some(approval) = &self.approval else {
+            return ApprovalStatus::Unapproved;
+        };
+        if approval.digest != self.digest() {
+            return ApprovalStatus::Void(format!(
+                "the plan's digest is {}, not the approved {}: the plan changed after it was approved",
+                self.digest(),
+                approval.digest
+            ));
+        }
+        if approval.seal != Approval::seal_of(&approval.by, &approval.at, &approval.digest) {
+            return ApprovalStatus::Void(
+                "the approval's seal does not match its name, time and digest: it was edited"
+                    .to_string(),
+            );
+        }
+        if self.to_json() != text {
+            return ApprovalStatus::Void(
+                "the file is not byte for byte the approved plan: it was edited after approval"
+                    .to_string(),
+            );
+        }
+        ApprovalStatus::Approved(approval.clone())
     }
 
     pub fn has_changes(&self) -> bool {
@@ -246,6 +330,8 @@ impl Plan {
             summary: self.summary.clone(),
             changes: self.changes.iter().map(PlanChange::to_raw).collect(),
             warnings: self.warnings.clone(),
+            created_by: self.created_by.clone(),
+            approval: self.approval.clone(),
         }
     }
 
@@ -302,6 +388,8 @@ impl Plan {
             summary: raw.summary,
             changes,
             warnings: raw.warnings,
+            created_by: raw.created_by,
+            approval: raw.approval,
         })
     }
 
@@ -588,6 +676,10 @@ struct RawPlan {
     summary: Summary,
     changes: Vec<RawChange>,
     warnings: Vec<PlanWarning>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approval: Option<Approval>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -696,6 +788,12 @@ impl PlanChange {
                 if let Some(edit) = &edits.category {
                     put("contractCategory", Value::from(edit.new));
                 }
+                if let Some(udf) = &edits.subscription {
+                    put(
+                        "userDefinedFields",
+                        serde_json::json!([{ "name": udf.name, "value": udf.edit.new }]),
+                    );
+                }
             }
             Write::AdjustContractService(adjustment) => {
                 put("serviceID", record(&adjustment.service));
@@ -751,6 +849,12 @@ impl PlanChange {
                 }
                 if let Some(edit) = &edits.category {
                     old("contractCategory", edit.old.map(Value::from));
+                }
+                if let Some(udf) = &edits.subscription {
+                    old(
+                        "userDefinedFields",
+                        Some(serde_json::json!([{ "name": udf.name, "value": udf.edit.old }])),
+                    );
                 }
             }
             Write::AdjustContractService(adjustment) => {
@@ -871,6 +975,7 @@ impl PlanChange {
                 let end = edit("endDate")?;
                 let sla = edit("serviceLevelAgreementID")?;
                 let category = edit("contractCategory")?;
+                let subscription = edit("userDefinedFields")?.map(udf_edit).transpose()?;
                 let edits = ContractEdits {
                     name: name
                         .map(|(old, new)| edit_of(old, new, "contractName", as_text))
@@ -884,6 +989,7 @@ impl PlanChange {
                     category: category
                         .map(|(old, new)| edit_of(old, new, "contractCategory", as_int))
                         .transpose()?,
+                    subscription,
                 };
                 if edits == ContractEdits::default() {
                     return Err("an update of Contracts changes no field cmat writes".into());
@@ -1015,6 +1121,33 @@ fn edit_of<T>(
     };
     let new = read(&new).map_err(|message| format!("fields.{name}: {message}"))?;
     Ok(Edit { old, new })
+}
+
+/// A UDF update: `[{"name": UDF, "value": …}]` in `fields` and in `before` (whose value may be
+/// null), for the same UDF.
+fn udf_edit((old, new): (Value, Value)) -> Result<UdfEdit, String> {
+    fn one(value: &Value) -> Result<(String, Option<String>), String> {
+        let shape = || "not [{\"name\": …, \"value\": …}]".to_string();
+        let udf = match value.as_array().map(Vec::as_slice) {
+            Some([Value::Object(udf)]) if udf.len() == 2 => udf,
+            _ => return Err(shape()),
+        };
+        let name = udf.get("name").and_then(Value::as_str).ok_or_else(shape)?;
+        match udf.get("value") {
+            Some(Value::Null) => Ok((name.to_string(), None)),
+            Some(Value::String(value)) => Ok((name.to_string(), Some(value.clone()))),
+            _ => Err(shape()),
+        }
+    }
+    let (old_name, old) =
+        one(&old).map_err(|message| format!("before.userDefinedFields: {message}"))?;
+    let (name, new) =
+        one(&new).map_err(|message| format!("fields.userDefinedFields: {message}"))?;
+    let new = new.ok_or_else(|| "fields.userDefinedFields: the new value is null".to_string())?;
+    if old_name != name {
+        return Err(format!("before.userDefinedFields names {old_name:?}, fields {name:?}"));
+    }
+    Ok(UdfEdit { name, edit: Edit { old, new } })
 }
 
 fn as_int(value: &Value) -> Result<i64, String> {
@@ -1304,12 +1437,21 @@ mod tests {
                         )
                     }
                 ),
-            (existing.clone(), words(), edit(words), edit(day), edit(any::<i64>), edit(any::<i64>))
-                .prop_filter("changes a field", |(_, _, a, b, c, d)| a.is_some()
+            (
+                existing.clone(),
+                words(),
+                edit(words),
+                edit(day),
+                edit(any::<i64>),
+                edit(any::<i64>),
+                edit(words)
+            )
+                .prop_filter("changes a field", |(_, _, a, b, c, d, e)| a.is_some()
                     || b.is_some()
                     || c.is_some()
-                    || d.is_some())
-                .prop_map(|(id, subscription, name, end_date, sla, category)| {
+                    || d.is_some()
+                    || e.is_some())
+                .prop_map(|(id, subscription, name, end_date, sla, category, udf)| {
                     (
                         NaturalKey::Subscription(subscription),
                         Write::UpdateContract {
@@ -1319,10 +1461,13 @@ mod tests {
                                 end_date,
                                 service_level_agreement_id: sla,
                                 category,
+                                subscription: udf
+                                    .map(|edit| UdfEdit { name: "Subscription ID".into(), edit }),
                             },
                         },
                     )
-                }),
+                })
+                .boxed(),
             (
                 pick(contracts.clone()),
                 existing.clone(),
@@ -1479,7 +1624,41 @@ mod tests {
             summary: Summary::default(),
             changes,
             warnings: Vec::new(),
+            created_by: None,
+            approval: None,
         })
+    }
+
+    proptest! {
+        /// An approved plan holds its approval as saved; changing any one byte of the file
+        /// leaves it unreadable, unapproved or void, never approved.
+        #[test]
+        fn one_changed_byte_voids_an_approval(
+            plan in typed_plan(),
+            author in proptest::option::of("[a-z]{1,8}"),
+            position in any::<proptest::sample::Index>(),
+            replacement in any::<u8>(),
+        ) {
+            let mut plan = plan;
+            plan.created_by = author;
+            plan.approve("Bo Approver", DateTime::UNIX_EPOCH);
+            let json = plan.to_json();
+            let read = Plan::from_json("plan.json", &json)
+                .map_err(|error| TestCaseError::fail(format!("{error}\n{json}")))?;
+            prop_assert_eq!(read.approval_status(&json), ApprovalStatus::Approved(
+                plan.approval.clone().expect("approved")));
+            let mut bytes = json.clone().into_bytes();
+            let at = position.index(bytes.len());
+            prop_assume!(bytes[at] != replacement);
+            bytes[at] = replacement;
+            let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+            if let Ok(changed) = Plan::from_json("plan.json", &text) {
+                prop_assert!(
+                    !matches!(changed.approval_status(&text), ApprovalStatus::Approved(_)),
+                    "still approved after byte {} became {:?}", at, replacement as char
+                );
+            }
+        }
     }
 
     proptest! {

@@ -98,6 +98,9 @@ pub fn play_checked(plan: &Plan, snapshot: &mut Snapshot) -> Vec<String> {
                     if let Some(category) = edits.category {
                         contract.contract_category = Some(category.new);
                     }
+                    if let Some(udf) = edits.subscription {
+                        contract.subscription_id = Some(udf.edit.new);
+                    }
                 }
             }
             Write::CreateService(new) => {

@@ -258,6 +258,16 @@ pub struct ContractEdits {
     pub end_date: Option<Edit<NaiveDate>>,
     pub service_level_agreement_id: Option<Edit<i64>>,
     pub category: Option<Edit<i64>>,
+    /// The "Subscription ID" set on a contract cmat did not create: only `cmat adopt --apply`
+    /// plans it, for a link a person accepted.
+    pub subscription: Option<UdfEdit>,
+}
+
+/// A user-defined field an update sets, by name (Autotask sends UDFs as `{name, value}`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UdfEdit {
+    pub name: String,
+    pub edit: Edit<String>,
 }
 
 /// Units, price and cost of one contract service from a date: Autotask's

@@ -1,0 +1,109 @@
+//! `cmat demo --adopt`: onboarding an MSP that already bills from contracts made by hand
+//! (`fixtures/adopt/`): import, pull, `cmat adopt`, a person's acceptance, `adopt --apply`,
+//! then the first plan, which adjusts the adopted contracts and creates only what is missing.
+
+use std::path::Path;
+
+use super::session;
+use super::{CommandResult, Context, Exit};
+use crate::store::Access;
+use crate::workspace::Workspace;
+use cmat_sim::{Seed, SimOptions, Simulator};
+
+const SEED: &str = include_str!("../../fixtures/adopt/autotask-seed.json");
+const BILL: &str = include_str!("../../fixtures/adopt/bill-2026-11-01.csv");
+
+pub fn run(context: &Context, root: &Path) -> CommandResult {
+    let simulator = Simulator::start("127.0.0.1:0", Seed::from_json(SEED)?, SimOptions::default())?;
+    println!("cmat demo --adopt: a tenant that already bills 12 subscriptions from contracts made by hand.\n");
+    println!("simulator  cmat-sim on {} (fixtures/adopt/autotask-seed.json)", simulator.base_url());
+    std::fs::create_dir_all(root.join(crate::workspace::MAPPINGS_DIR))?;
+    std::fs::write(
+        root.join(crate::workspace::CONFIG_FILE),
+        format!("# cmat demo workspace\n[autotask]\nbase_url = \"{}\"\n", simulator.base_url()),
+    )?;
+    std::fs::write(
+        root.join(crate::workspace::MAPPINGS_DIR).join("microsoft.cmat"),
+        cmat_mapping::default_rules(29682801, 29682802, 1),
+    )?;
+    std::fs::write(root.join(".gitignore"), ".cmat/\n")?;
+    println!("workspace  {}", root.display());
+    let demo = Context {
+        workspace: Workspace::new(root.to_path_buf()),
+        stdout_is_terminal: context.stdout_is_terminal,
+        stdin_is_terminal: false,
+    };
+    let credentials = simulator.credentials();
+    let client = session::connect_autotask_with(
+        &demo,
+        crate::workspace::AutotaskCredentials {
+            username: credentials.username.clone(),
+            secret: crate::workspace::Secret::new(credentials.secret.clone()),
+            integration_code: crate::workspace::Secret::new(credentials.integration_code.clone()),
+        },
+    )?;
+    let mut store = session::open_store(&demo, Access::Write)?;
+    let (rules, _) = session::load_rules(&demo)?;
+    let reading = super::pull_autotask::Reading::of(&rules);
+
+    let bill = root.join("bill-2026-11-01.csv");
+    std::fs::write(&bill, BILL)?;
+    println!("\n$ cmat import bill-2026-11-01.csv");
+    let summary = crate::import::import_file(&mut store, &bill, "bill-2026-11-01.csv")?;
+    print!("{}", super::import::render_summary("bill-2026-11-01.csv", &summary));
+    println!("\n$ cmat pull autotask");
+    super::pull_autotask::pull_into(&demo, &mut store, &client, &reading, false, None)?;
+
+    println!("\n━━ 1. cmat proposes, with its evidence ━━\n\n$ cmat adopt");
+    let mut loaded = session::load(&demo, &store)?;
+    let proposal = crate::workflow::adopt::propose(&loaded)?;
+    let file = root.join("adopt.csv");
+    let text = cmat_engine::adopt::to_csv(&proposal);
+    print!("{}", super::adopt::summary(&proposal, &file));
+
+    println!(
+        "\n━━ 2. A person reviews adopt.csv and accepts each subscription's first candidate ━━"
+    );
+    std::fs::write(&file, first_candidates_accepted(&text)?)?;
+    println!("\n$ cmat adopt --apply adopt.csv --auto-approve");
+    let rows = crate::workflow::adopt::read_file(&file)?;
+    // Named as a person would type it, so the audit trail's rule reads `adopt.csv:7`.
+    let name = Path::new("adopt.csv");
+    super::adopt::apply_rows(&demo, &mut store, &mut loaded, &client, name, &rows, true)?;
+
+    println!("\n━━ 3. The normal flow takes over ━━\n\n$ cmat apply --auto-approve");
+    let mut loaded = session::load(&demo, &store)?;
+    super::apply::execute(&demo, &mut store, &mut loaded, &client, None, None, true)?;
+    let loaded = session::load(&demo, &store)?;
+    let plan = loaded.plan()?;
+    println!("\n$ cmat plan\n{}", plan.to_text(&loaded.company_names(), demo.stdout_is_terminal));
+    if plan.has_changes() {
+        return Err("the demo did not converge: the last plan still has changes".into());
+    }
+    println!("Look around: cmat -w {} audit; the proposal is {}", root.display(), file.display());
+    Ok(Exit::Success)
+}
+
+/// The proposal with `yes` in the accept column of each subscription's first candidate row.
+fn first_candidates_accepted(text: &str) -> Result<String, csv::Error> {
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut lines = std::collections::BTreeSet::new();
+    for record in reader.records() {
+        let record = record?;
+        if record.get(1) == Some("candidate")
+            && seen.insert(record.get(2).unwrap_or_default().to_string())
+        {
+            lines.insert(record.position().map(|p| p.line()).unwrap_or(0));
+        }
+    }
+    let mut out = String::new();
+    for (index, line) in text.lines().enumerate() {
+        if lines.contains(&(index as u64 + 1)) {
+            out.push_str("yes");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    Ok(out)
+}
