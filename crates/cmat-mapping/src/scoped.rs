@@ -391,6 +391,42 @@ mod tests {
         .expect("one price");
     }
 
+    /// A margin warning cites the policy's own line, or says no rule sets it: never the
+    /// `prices` block's line as if a policy were written there.
+    #[test]
+    fn a_margin_warning_cites_a_real_policy_line_or_none() {
+        let warning = |extra: &str| {
+            let rules = check(extra).expect("checks");
+            let line = cmat_engine::billing::BillLine {
+                billing_date: "2026-10-01".parse().expect("date"),
+                service_name: "Microsoft NCE".into(),
+                organization_name: "Contoso".into(),
+                item_code: "A".into(),
+                subscription_id: "S1".into(),
+                quantity: 1.into(),
+                unit_cost_price: 10.into(),
+                unit_sales_price: 10.into(),
+                autotask_company_id: Some(1),
+                ..Default::default()
+            };
+            let desired = cmat_engine::desired::desired_state(&rules, &[line]);
+            desired.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>().join("\n")
+        };
+        let by_default = warning("for item_code \"A\" {\n    margin_floor = 20%\n}\n");
+        assert!(
+            by_default.contains("margin_policy warn by default: no rule sets it"),
+            "{by_default}"
+        );
+        let written = warning(
+            "for item_code \"A\" {\n    margin_floor = 20%\n    margin_policy = refuse\n}\n",
+        );
+        let floor_rule = crate::default_rules(29682801, 29682802, 1).lines().count() + 4;
+        assert!(
+            written.contains(&format!("margin_policy at mappings/m.cmat:{floor_rule}")),
+            "{written}"
+        );
+    }
+
     #[test]
     fn misuse_is_located() {
         let errors =
