@@ -857,12 +857,13 @@ fn diff_contract_service(
         }
     }
     let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
+    // The unit periods Autotask holds for this contract service (none for a new one).
+    let periods = on_contract
+        .and_then(|(contract_id, service_id, _)| index.units.get(&(contract_id, service_id)))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let (effective, current_units) = match on_contract {
-        Some((contract_id, service_id, _)) => {
-            let periods =
-                index.units.get(&(contract_id, service_id)).map(Vec::as_slice).unwrap_or(&[]);
-            adjustment_day(periods, billing_date, target.end)
-        }
+        Some(_) => adjustment_day(periods, billing_date, target.end),
         None => (billing_date, 0),
     };
     let label = match target.existing_id {
@@ -893,12 +894,6 @@ fn diff_contract_service(
             unit_change = 0;
         } else if takes_effect > effective {
             // A change already dated there (an earlier run's) counts from that day.
-            let periods = on_contract
-                .and_then(|(contract_id, service_id, _)| {
-                    index.units.get(&(contract_id, service_id))
-                })
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
             let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
             if service.units == units_then {
                 // Already written there by an earlier run: a price change, if any, is dated
@@ -917,10 +912,6 @@ fn diff_contract_service(
         }
     }
     if unit_change < 0 {
-        let periods = on_contract
-            .and_then(|(contract_id, service_id, _)| index.units.get(&(contract_id, service_id)))
-            .map(Vec::as_slice)
-            .unwrap_or(&[]);
         unit_change =
             floored_by_later_periods(contract, service, periods, effective, unit_change, out);
     }
@@ -947,9 +938,7 @@ fn diff_contract_service(
     }
     let mut repriced = Vec::new();
     let mut price_moves = false;
-    if let (Some((contract_id, service_id, contract_service)), true) =
-        (on_contract, service.on_current_bill)
-    {
+    if let (Some((_, _, contract_service)), true) = (on_contract, service.on_current_bill) {
         let held_price = if contract_service.foreign_currency {
             unknowns.foreign_currency.insert(contract_service.id);
             None
@@ -968,7 +957,6 @@ fn diff_contract_service(
         // periods already hold the bill's price on the adjustment's day, a price-only
         // adjustment there would change nothing a read can see, and a later write on that day
         // would be refused as a duplicate: it is not planned.
-        let periods = index.units.get(&(contract_id, service_id)).map(Vec::as_slice).unwrap_or(&[]);
         let held_on_the_day = unit_change == 0
             && !contract_service.foreign_currency
             && price_carried(periods, effective) == Some(wanted_price);
