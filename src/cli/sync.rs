@@ -7,7 +7,8 @@ use super::apply::{execute, Applied};
 use super::{session, CommandResult, Context};
 use crate::autotask::pull::Focus;
 use crate::store::meta_keys::{
-    LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST, LAST_SYNC_REQUESTS,
+    LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST, LAST_SYNC_NOT_CONVERGED,
+    LAST_SYNC_REQUESTS,
 };
 use crate::store::Access;
 
@@ -74,7 +75,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let (rules, sources) = session::load_rules(context)?;
     let inputs_digest = store.inputs_digest()?;
     let mappings_digest = cmat_engine::plan::mappings_digest(&sources);
-    let subscription_udf = rules.settings.subscription_udf.value.clone();
+    let reading = super::pull_autotask::Reading::of(&rules);
     if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
         && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
         && store.journal_unresolved()?.is_empty()
@@ -110,7 +111,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         context,
         &mut store,
         &client,
-        &subscription_udf,
+        &reading,
         args.full_pull,
         focus,
     )?;
@@ -131,6 +132,20 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         Some(&pulled.children_read),
         args.auto_approve,
     )?;
+    let unsettled = match applied {
+        Applied::Written => not_converged(&loaded)?,
+        Applied::NothingToDo => Vec::new(),
+    };
+    for change in &unsettled {
+        eprintln!(
+            "warning: not_converged: {} {} {} is still planned after this sync wrote it: {} (rule at {}); the next sync would send it again, so look at it before then (`cmat plan`, `cmat explain`)",
+            change.action, change.entity, change.key, change.reason, change.rule
+        );
+    }
+    store.set_meta(
+        LAST_SYNC_NOT_CONVERGED,
+        &serde_json::to_string(&unsettled).unwrap_or_else(|_| "[]".into()),
+    )?;
     store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
     store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
     store.replace_synced_subscriptions(&subscriptions)?;
@@ -143,4 +158,24 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         Applied::NothingToDo => Exit::Success,
         Applied::Written => Exit::Changes,
     })
+}
+
+/// The plan again, from the snapshot apply re-read after writing: after a clean apply it is
+/// empty unless a write did not settle what it was meant to (the engine's model of Autotask
+/// and Autotask disagree). Said, never silently written again every day.
+fn not_converged(
+    loaded: &crate::workflow::Loaded,
+) -> Result<Vec<crate::store::NotConverged>, super::CommandError> {
+    let plan = loaded.plan()?;
+    Ok(plan
+        .changes
+        .iter()
+        .map(|change| crate::store::NotConverged {
+            action: change.action().as_str().to_string(),
+            entity: change.entity().as_str().to_string(),
+            key: change.key.to_string(),
+            reason: change.reason.clone(),
+            rule: change.rule.to_string(),
+        })
+        .collect())
 }

@@ -183,7 +183,7 @@ pub struct Totals {
 pub struct Exception {
     /// `unlinked_organization`, `unmapped_service`, `manual_line_not_billed`, `under_cost`,
     /// `subscription_stopped_appearing`, `autotask_differs`, `failed_write`, `unknown_write`,
-    /// `adopted_contract`,
+    /// `adopted_contract`, `not_converged` (the last sync's own re-plan was not empty),
     /// `charge_corrected`, `bill_restated`, or a plan warning's code (`drift`,
     /// `duplicate_contracts`, …).
     pub kind: String,
@@ -263,7 +263,7 @@ pub struct PeriodTotal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteProblem {
     pub run_id: String,
-    /// `failed_write`, `unknown_write` or `adopted_contract`.
+    /// `failed_write`, `unknown_write`, `adopted_contract` or `not_converged`.
     pub kind: &'static str,
     pub action: String,
     pub entity: String,
@@ -1063,7 +1063,7 @@ fn quoted(items: &[&str]) -> String {
 
 fn kind_rank(kind: &str) -> u8 {
     match kind {
-        "failed_write" | "unknown_write" => 0,
+        "failed_write" | "unknown_write" | "not_converged" => 0,
         "unlinked_organization" | "unmapped_service" | "manual_line_not_billed" => 1,
         "autotask_differs" => 2,
         "under_cost" => 3,

@@ -11,6 +11,7 @@ mod autotask_client;
 mod autotask_pull_cli;
 mod bad_input;
 mod cloudmore_pull;
+mod converge_cli;
 mod doctor_cli;
 mod fidelity_cli;
 mod focused_pull;

@@ -156,9 +156,18 @@ pub fn adjustment_day(
     billing_date: NaiveDate,
     contract_end: NaiveDate,
 ) -> (NaiveDate, i64) {
+    // A period starting on a day is an adjustment there when its units differ from the day
+    // before's, or its price does (a price-only adjustment takes the day as well: Autotask
+    // refuses a second one). A monthly period boundary changes neither.
     let taken = |day: NaiveDate| {
-        let before = day.pred_opt().map(|previous| units_in_force(periods, previous)).unwrap_or(0);
-        periods.iter().any(|unit| unit.start_date == day && unit.units != before)
+        let previous = day.pred_opt();
+        let before = previous.map(|previous| units_in_force(periods, previous)).unwrap_or(0);
+        let price_before = previous.and_then(|previous| price_in_force(periods, previous));
+        periods.iter().any(|unit| {
+            unit.start_date == day
+                && (unit.units != before
+                    || matches!((unit.price, price_before), (Some(a), Some(b)) if a != b))
+        })
     };
     let mut day = billing_date;
     while taken(day) {
@@ -170,6 +179,18 @@ pub fn adjustment_day(
     }
     let settled = if day > billing_date { day.pred_opt().unwrap_or(day) } else { day };
     (day, units_in_force(periods, settled))
+}
+
+/// The price of the unit period in force on a date, where Autotask gives one.
+fn price_in_force(
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    date: NaiveDate,
+) -> Option<Decimal> {
+    periods
+        .iter()
+        .rev()
+        .find(|unit| unit.start_date <= date && date <= unit.end_date)
+        .and_then(|unit| unit.price)
 }
 
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
@@ -410,7 +431,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     {
         let renewed = covering_end_date(
             existing.start_date,
-            rules.contract.term_months.value,
+            contract.term_months.value,
             contract.last_billing_date,
         );
         wanted.push((
@@ -749,8 +770,7 @@ fn diff_contract_service(
     let mut current_units = current_units;
     let mut deferred_to = None;
     if unit_change < 0 && service.decrease.value != DecreaseTiming::BillingDate {
-        let takes_effect =
-            decrease_date(contract, service, billing_date, rules.contract.term_months.value);
+        let takes_effect = decrease_date(contract, service, billing_date, target.start);
         if takes_effect > target.end {
             out.warnings.push(Warning::new(
                 WarningCode::DecreaseDeferred,
@@ -774,14 +794,26 @@ fn diff_contract_service(
                 })
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            (effective, current_units) = adjustment_day(periods, takes_effect, target.end);
-            unit_change = service.units - current_units;
+            let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
+            if service.units == units_then {
+                // Already written there by an earlier run: a price change, if any, is dated
+                // on the Billing Date, never on a day ahead where nothing else changes (such an
+                // adjustment changes neither units nor price: no later read can tell the day
+                // is taken).
+                unit_change = 0;
+            } else {
+                (effective, current_units) = (later, units_then);
+                unit_change = service.units - current_units;
+                deferred_to = Some(takes_effect);
+            }
+        } else {
+            // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
             deferred_to = Some(takes_effect);
         }
     }
     if unit_change != 0
         && !service.on_current_bill
-        && rules.policies.removed_product.value == RemovedProduct::Report
+        && service.removed_product.value == RemovedProduct::Report
     {
         out.warnings.push(Warning::new(
             WarningCode::Drift,
@@ -906,7 +938,7 @@ fn diff_contract_service(
     } else if service.on_current_bill {
         contract.origin.clone()
     } else {
-        rules.policies.removed_product.origin.clone()
+        service.removed_product.origin.clone()
     };
     out.changes.push(Change {
         key,
@@ -927,31 +959,35 @@ fn diff_contract_service(
 }
 
 /// When a lower licence count on the bill of `billing_date` takes effect under its rule.
+/// Terms count from `term_start`: the contract's start date in Autotask when it exists (an
+/// adopted contract, a customer onboarded mid-term), else the start cmat creates it with, so
+/// the date never depends on how much history was imported.
 fn decrease_date(
     contract: &DesiredContract,
     service: &DesiredContractService,
     billing_date: NaiveDate,
-    term_months: u32,
+    term_start: NaiveDate,
 ) -> NaiveDate {
+    let term_months = contract.term_months.value;
     let after_months = |months: u32| {
         billing_date.checked_add_months(chrono::Months::new(months)).unwrap_or(NaiveDate::MAX)
     };
     match service.decrease.value {
         DecreaseTiming::BillingDate => billing_date,
         DecreaseTiming::NextPeriod => after_months(period_months(&service.payment_frequency)),
-        // Terms run from the contract's start (its first Billing Date), as Cloudmore's bills
-        // do not carry the term's own dates. A bill in the first period of a term is the
-        // renewal's bill: the decrease takes effect on it; any later bill waits for the next
-        // term's first day.
+        // Terms run from the contract's start, as Cloudmore's bills do not carry the term's
+        // own dates. A bill in the first month of a term is the renewal's bill (Cloudmore
+        // bills monthly, whatever the Payment Frequency): the decrease takes effect on it; any
+        // later bill waits for the next term's first day. An Annual line's first period is
+        // the whole term, so it cannot be the measure: its seats would drop mid-term.
         DecreaseTiming::TermEnd => {
-            let end = covering_end_date(contract.start_date, term_months, billing_date);
+            let end = covering_end_date(term_start, term_months, billing_date);
             let next_term = end.succ_opt().unwrap_or(end);
             let this_term = next_term
                 .checked_sub_months(chrono::Months::new(term_months.max(1)))
-                .unwrap_or(contract.start_date);
-            let renewal_period_ends = this_term
-                .checked_add_months(chrono::Months::new(period_months(&service.payment_frequency)))
-                .unwrap_or(NaiveDate::MAX);
+                .unwrap_or(term_start);
+            let renewal_period_ends =
+                this_term.checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX);
             if billing_date < renewal_period_ends {
                 billing_date
             } else {
@@ -1003,7 +1039,7 @@ fn diff_charge(
     };
     // A charge priced by a `for` rule names it; otherwise the consumption block does.
     let charge_rule = if charge.price_rule == rules.prices.unit_price.origin {
-        &rules.consumption.charge_name.origin
+        &charge.name_rule
     } else {
         &charge.price_rule
     };
@@ -1185,7 +1221,7 @@ fn diff_charge(
         amount(billed_price, scale),
         amount(charge.unit_price, scale)
     );
-    if rules.policies.billed_charge_mismatch.value == BilledChargeMismatch::Report {
+    if charge.billed_charge_mismatch.value == BilledChargeMismatch::Report {
         out.warnings.push(Warning::new(
             WarningCode::BilledChargeMismatch,
             format!("{message}; left as it is (policy billed_charge_mismatch = report)"),
@@ -1211,7 +1247,7 @@ fn diff_charge(
             contract: target.parent.clone(),
             charge: new_charge(&correction_name, price_gap, cost_gap),
         },
-        rule: rules.policies.billed_charge_mismatch.origin.clone(),
+        rule: charge.billed_charge_mismatch.origin.clone(),
         reason: format!("{message}: correcting charge of {}", amount(price_gap, scale)),
         company_id: contract.company_id,
         contract_label: label,

@@ -311,6 +311,27 @@ fn winners(
         ("minimum_units", resolved.minimum_units.map(|r| &r.origin)),
     ];
     out.extend(optional.into_iter().filter_map(|(name, origin)| Some((name, origin?.clone()))));
+    // Settings a `for` rule may override: named only when one does.
+    let overridden: [(&'static str, &RuleOrigin, &RuleOrigin); 4] = [
+        ("term_months", &resolved.term_months.origin, &rules.contract.term_months.origin),
+        ("charge_name", &resolved.charge_name.origin, &rules.consumption.charge_name.origin),
+        (
+            "removed_product",
+            &resolved.removed_product.origin,
+            &rules.policies.removed_product.origin,
+        ),
+        (
+            "billed_charge_mismatch",
+            &resolved.billed_charge_mismatch.origin,
+            &rules.policies.billed_charge_mismatch.origin,
+        ),
+    ];
+    out.extend(
+        overridden
+            .into_iter()
+            .filter(|(_, origin, default)| origin != default)
+            .map(|(name, origin, _)| (name, origin.clone())),
+    );
     if resolved.company.is_none() {
         if let Some(rule) = rules.companies.explicit.get(&line.organization_name) {
             out.push(("company", rule.origin.clone()));
@@ -357,6 +378,18 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
         ConsumptionSplit::MeterCategory => "meter_category".into(),
     });
     push(&mut out, "decrease", &set.decrease, |timing| decrease_word(*timing).into());
+    push(&mut out, "term_months", &set.term_months, ToString::to_string);
+    if let Some(template) = &set.charge_name {
+        out.push(("charge_name", template_text(template), &template.origin));
+    }
+    push(&mut out, "removed_product", &set.removed_product, |policy| match policy {
+        crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
+        crate::rules::RemovedProduct::Report => "report".into(),
+    });
+    push(&mut out, "billed_charge_mismatch", &set.billed_charge_mismatch, |policy| match policy {
+        crate::rules::BilledChargeMismatch::Correct => "correct".into(),
+        crate::rules::BilledChargeMismatch::Report => "report".into(),
+    });
     out
 }
 
@@ -389,6 +422,15 @@ fn default_value(rules: &RuleSet, setting: &str) -> String {
             .map(|r| r.value.to_string())
             .unwrap_or_default(),
         "company" => "explicit link".into(),
+        "term_months" => rules.contract.term_months.value.to_string(),
+        "charge_name" => template_text(&rules.consumption.charge_name),
+        "removed_product" => match rules.policies.removed_product.value {
+            crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
+            crate::rules::RemovedProduct::Report => "report".into(),
+        },
+        "billed_charge_mismatch" => {
+            format!("{:?}", rules.policies.billed_charge_mismatch.value).to_lowercase()
+        }
         _ => String::new(),
     }
 }

@@ -38,6 +38,10 @@ pub const SCOPED_KEYS: &[&str] = &[
     "minimum_units",
     "consumption_split",
     "decrease",
+    "term_months",
+    "charge_name",
+    "removed_product",
+    "billed_charge_mismatch",
 ];
 
 impl<'a> Compiler<'a> {
@@ -101,7 +105,10 @@ impl<'a> Compiler<'a> {
                 valid = false;
                 continue;
             };
-            if let Some(first) = dimensions.get(&term.dimension()) {
+            // An organization has several groups (`;`-separated): a scope may name several,
+            // all of which the organization must be in. Any other dimension has one value.
+            let several_allowed = matches!(term, ScopeTerm::OrganizationGroup(_));
+            if let Some(first) = dimensions.get(&term.dimension()).filter(|_| !several_allowed) {
                 let first = first.clone();
                 self.report(
                     file,
@@ -189,6 +196,14 @@ impl<'a> Compiler<'a> {
                 }
                 "consumption_split" => set.consumption_split = self.split_setting(file, setting),
                 "decrease" => set.decrease = self.decrease_setting(file, setting),
+                "term_months" => set.term_months = self.term_months_setting(file, setting),
+                "charge_name" => set.charge_name = self.template_setting(file, setting, false),
+                "removed_product" => {
+                    set.removed_product = self.removed_product_setting(file, setting)
+                }
+                "billed_charge_mismatch" => {
+                    set.billed_charge_mismatch = self.billed_charge_mismatch_setting(file, setting)
+                }
                 _ => {}
             }
             valid &= self.diagnostics.len() == before;
@@ -228,6 +243,53 @@ mod tests {
             Some("0.08".into())
         );
         assert!(rule.origin.line > 1);
+    }
+
+    #[test]
+    fn several_organization_groups_make_one_scope_all_of_them_required() {
+        let rules =
+            check("for organization_group \"A\", organization_group \"B\" {\n    skip = true\n}\n")
+                .expect("several groups in one scope");
+        let rule = &rules.scoped[0];
+        assert_eq!(rule.scope.len(), 2);
+        let facts = |groups: &'static str| cmat_engine::rules::LineFacts {
+            service: "",
+            organization: "",
+            customer_number: "",
+            organization_groups: groups,
+            item_code: "",
+            product_id: "",
+            product_name: "",
+            meter_category: "",
+            subscription: "",
+            term: "",
+            currency: "",
+        };
+        assert!(rule.matches(&facts("A; B")));
+        assert!(rule.matches(&facts("B;Managed;A")));
+        assert!(!rule.matches(&facts("A")));
+    }
+
+    #[test]
+    fn term_months_and_policies_are_settable_per_scope() {
+        let rules = check(
+            "for term \"Annual\" {\n    term_months = 36\n    removed_product = report\n    billed_charge_mismatch = report\n    charge_name = \"Azure {period} (annual)\"\n}\n",
+        )
+        .expect("checks");
+        let set = &rules.scoped[0].set;
+        assert_eq!(set.term_months.as_ref().map(|t| t.value), Some(36));
+        assert_eq!(
+            set.removed_product.as_ref().map(|r| r.value),
+            Some(cmat_engine::rules::RemovedProduct::Report)
+        );
+        assert_eq!(
+            set.billed_charge_mismatch.as_ref().map(|r| r.value),
+            Some(cmat_engine::rules::BilledChargeMismatch::Report)
+        );
+        assert!(set.charge_name.is_some());
+        let errors =
+            check("for term \"Annual\" {\n    term_months = 0\n}\n").expect_err("0 months");
+        assert!(errors.contains("term_months"), "{errors}");
     }
 
     #[test]

@@ -275,6 +275,9 @@ pub struct PriceRule {
     pub margin_floor: Option<Ruled<Decimal>>,
     /// What a price under the floor does: a warning (the default) or a refused plan.
     pub margin_policy: Ruled<MarginPolicy>,
+    /// Whether a `margin_policy` line sets it; else it is `warn` by default, and its origin is
+    /// the `prices` block's line, which a message must not cite as the policy's.
+    pub margin_policy_written: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
