@@ -413,3 +413,49 @@ fn a_decrease_from_the_next_period_and_zero_lines_left_out_converge_in_autotask(
     let state = sw.state();
     assert!(!state.services.contains_key("TRIAL-COPILOT"));
 }
+
+/// Issue 27's price forms through the binary: an uplift on the list price rounded up to .99,
+/// a markup per seat rounded to whole units and capped, a customer's cap, a floor in money
+/// per seat, and a distributor's rebate written to Autotask as the cost.
+#[test]
+fn an_msp_prices_with_uplifts_price_points_caps_and_a_rebated_cost() {
+    let sw = with_price_book("price-forms-msp");
+    apply_month(&sw, OCTOBER);
+    let price_and_cost = |subscription: &str, sku: &str| {
+        let service = contract_service(&sw, subscription, sku);
+        (decimal(&service.adjusted_price), decimal(&service.unit_cost))
+    };
+    // 20.60 + 5 % = 21.63 → 21.99; cost 18.54 less 3 %.
+    assert_eq!(
+        price_and_cost(CONTOSO_PREMIUM, "CFQ7TTC0LCHC"),
+        (decimal("21.99"), decimal("17.9838"))
+    );
+    // 3.60 + 1.50 = 5.10 → 6 → capped at 5.50; the NCE rebate still applies to the cost.
+    assert_eq!(
+        price_and_cost(CONTOSO_EXCHANGE, "CFQ7TTC0LH16"),
+        (decimal("5.50"), decimal("3.492"))
+    );
+    // Fabrikam's cap on Business Standard; its E3 only follows the NCE rule.
+    assert_eq!(price_and_cost(FABRIKAM_STANDARD, "CFQ7TTC0LDPB").0, decimal("12.50"));
+    assert_eq!(price_and_cost(FABRIKAM_E3, "CFQ7TTC0LFLX").0, decimal("37.99"));
+    // Teams Essentials: 3.78 + 5 % → 3.99, under 1.00 above its rebated cost 3.298.
+    let floors = warnings_with(&plan_json(&sw), "below_margin_floor");
+    assert_eq!(floors.len(), 1, "{floors:?}");
+    assert!(
+        floors[0].contains("price 3.99 for cost 3.298 is a margin of 17.34%, under the floor of 1 per unit (mappings/price-forms-msp.cmat:11)"),
+        "{floors:?}"
+    );
+    apply_month(&sw, NOVEMBER);
+    assert_eq!(contract_service(&sw, NORTHWIND_DEFENDER, "CFQ7TTC0LCHH").adjusted_price, "3.99");
+    // explain names each form and the rule behind it.
+    let explain = sw.ok(&["explain", CONTOSO_EXCHANGE]).stdout;
+    for expected in [
+        "unit_price = cost + 1.5  used",
+        "price_point = whole  used",
+        "max_price = 5.5  used",
+        "unit_cost = cost - 3%  used",
+        "price_point = 0.99  overridden by mappings/price-forms-msp.cmat:17",
+    ] {
+        assert!(explain.contains(expected), "{expected}:\n{explain}");
+    }
+}

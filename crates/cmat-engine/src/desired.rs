@@ -92,6 +92,9 @@ pub struct DesiredContractService {
     pub scale: u32,
     /// The rule the price comes from.
     pub price_rule: RuleOrigin,
+    /// A dated rule (`from`, `until`) that shapes the price or cost, as the plan names it:
+    /// `mappings/p.cmat:12 (from 2026-12-01)`.
+    pub dated_price_rule: Option<String>,
     /// When a lower count takes effect, and by which rule.
     pub decrease: Ruled<DecreaseTiming>,
     /// What a product that left the bill does to its units, and by which rule.
@@ -794,7 +797,7 @@ fn desired_service(
         product_name: line.product_name.clone(),
         units,
         unit_price: resolved.unit_price(line.unit_sales_price, line.unit_cost_price),
-        unit_cost: resolved.round(line.unit_cost_price),
+        unit_cost: resolved.round(resolved.unit_cost(line.unit_cost_price, Decimal::ONE)),
         effective_date,
         on_current_bill,
         payment_frequency: line.payment_frequency.clone(),
@@ -806,9 +809,33 @@ fn desired_service(
         per_term: key != base_key,
         scale: resolved.scale.value,
         price_rule: resolved.unit_price.origin.clone(),
+        dated_price_rule: dated_price_rule(resolved),
         decrease: resolved.decrease.clone(),
         removed_product: resolved.removed_product.clone(),
     }
+}
+
+/// The dated rule behind a line's price, cost, price point or cap, if one is: the plan names
+/// it, since the same book priced the line differently before its date.
+fn dated_price_rule(resolved: &Resolved<'_>) -> Option<String> {
+    let origins = [
+        Some(&resolved.unit_price.origin),
+        Some(&resolved.unit_cost.origin),
+        resolved.price_point.map(|rule| &rule.origin),
+        resolved.max_price.map(|rule| &rule.origin),
+    ];
+    resolved.matched.iter().find_map(|rule| {
+        let dates = rule.dates_label()?;
+        let set = &rule.set;
+        let sets = [
+            set.unit_price.as_ref().map(|r| &r.origin),
+            set.unit_cost.as_ref().map(|r| &r.origin),
+            set.price_point.as_ref().map(|r| &r.origin),
+            set.max_price.as_ref().map(|r| &r.origin),
+        ];
+        let wins = sets.iter().zip(&origins).any(|(set, won)| set.is_some() && set == won);
+        wins.then(|| format!("{} ({dates})", rule.origin))
+    })
 }
 
 /// One charge per Billing Date (and meter category, when a rule splits them): the sum of the
@@ -848,7 +875,12 @@ fn desired_charges(
                     )
                 })
                 .sum();
-            let cost: Decimal = lines.iter().map(|(line, _)| line.total_cost).sum();
+            let cost: Decimal = lines
+                .iter()
+                .map(|(line, index)| {
+                    resolutions.get(*index).unit_cost(line.total_cost, line.quantity)
+                })
+                .sum();
             let period_name = resolved.charge_name.render(|field| match field {
                 TemplateField::MeterCategory => None,
                 field => template_value(field, first, date),
@@ -869,7 +901,7 @@ fn desired_charges(
                 date,
                 name: render(resolved.charge_name),
                 correction_name: render(&rules.consumption.correction_name),
-                unit_price: resolved.round(sales),
+                unit_price: resolved.finish_price(sales),
                 unit_cost: resolved.round(cost),
                 line_count: lines.len(),
                 source: first.source.clone(),

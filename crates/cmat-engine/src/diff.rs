@@ -923,6 +923,9 @@ fn diff_contract_service(
             reasons.push(format!("Payment Frequency {term}"));
         }
     }
+    if let Some(dated) = service.dated_price_rule.as_ref().filter(|_| !repriced.is_empty()) {
+        repriced.push(format!("priced by the dated rule at {dated}"));
+    }
     reasons.extend(repriced);
     // The rule behind the change: the price's when only the price moves; for units, the
     // timing, included/minimum or `for` price rule that shaped them, else the service rule.
@@ -2066,5 +2069,56 @@ pub(crate) mod tests {
                 prop_assert_eq!(skus.len(), snapshot.services.len(), "one Service per sku");
             }
         }
+    }
+
+    /// The price forms of a real price book (an uplift on the list price, a markup per unit, a
+    /// price point, a cap, an absolute floor) and a distributor's rebate on the cost: the
+    /// desired prices and costs are the book's, and a plan of them converges.
+    #[test]
+    fn price_forms_and_a_cost_rebate_price_the_lines_and_converge() {
+        use crate::rules::{CostSource, MarginFloor, PricePoint, PriceSource, ScopeTerm};
+        let mut rules = default_rules();
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::SalesPlusUplift(d("0.05")), &origin)),
+                price_point: Some(ruled_at(PricePoint::Ending(d("0.99")), &origin)),
+                ..Default::default()
+            }
+        }));
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("B".into())], 5, |origin| {
+            crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::CostPlusAmount(d("1.50")), &origin)),
+                price_point: Some(ruled_at(PricePoint::Whole, &origin)),
+                max_price: Some(ruled_at(d("7.00"), &origin)),
+                margin_floor: Some(ruled_at(MarginFloor::Amount(d("2.00")), &origin)),
+                ..Default::default()
+            }
+        }));
+        rules.scoped.push(scoped(vec![ScopeTerm::Service("Microsoft CSP".into())], 10, |origin| {
+            crate::rules::ScopedSettings {
+                unit_cost: Some(ruled_at(CostSource::CostPercent(d("-0.03")), &origin)),
+                ..Default::default()
+            }
+        }));
+        let desired = desired_state(&rules, &october());
+        let services = &desired.contracts["S1"].services;
+        // A: 5 + 5 % = 5.25, up to 5.99; cost 4 less 3 %.
+        assert_eq!((services["A"].unit_price, services["A"].unit_cost), (d("5.99"), d("3.88")));
+        // B: cost 5.60 + 1.50 = 7.10, up to 8, capped at 7; cost 5.60 less 3 %.
+        assert_eq!((services["B"].unit_price, services["B"].unit_cost), (d("7.00"), d("5.432")));
+        // The floor sees the rebated cost: 7.00 < 5.432 + 2.00.
+        let floors: Vec<&str> = desired
+            .warnings
+            .iter()
+            .filter(|w| w.code == crate::desired::WarningCode::BelowMarginFloor)
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(floors.len(), 1, "{floors:?}");
+        assert!(floors[0].contains("under the floor of 2 per unit (mappings/prices.cmat:5)"));
+        // Azure is out of every rule's scope: its charge is the defaults'.
+        assert_eq!(desired.contracts["AZ"].charges.values().next().map(|c| c.unit_cost), Some(d("16.6000")));
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
     }
 }

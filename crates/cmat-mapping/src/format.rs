@@ -186,6 +186,10 @@ fn value_code(value: &Value) -> String {
         Value::CostPlus { markup, percent_sign: false } => format!("cost + {markup}"),
         Value::SalesLess { discount, percent_sign: true } => format!("sales_price - {discount}%"),
         Value::SalesLess { discount, percent_sign: false } => format!("sales_price - {discount}"),
+        Value::CostLess { rebate, percent_sign: true } => format!("cost - {rebate}%"),
+        Value::CostLess { rebate, percent_sign: false } => format!("cost - {rebate}"),
+        Value::SalesPlus { uplift, percent_sign: true } => format!("sales_price + {uplift}%"),
+        Value::SalesPlus { uplift, percent_sign: false } => format!("sales_price + {uplift}"),
         Value::Percent(number) => format!("{number}%"),
     }
 }

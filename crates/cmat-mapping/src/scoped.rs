@@ -17,12 +17,15 @@ use cmat_engine::rules::{ScopeTerm, ScopedRule, ScopedSettings, Specificity};
 
 use super::ast::{Block, Statement};
 use super::compile::{Compiler, ParsedFile};
-use super::diagnostic::{ErrorKind, Location};
+use super::diagnostic::{Diagnostic, ErrorKind, Location};
 
 /// What a `for` rule may set.
 pub const SCOPED_KEYS: &[&str] = &[
     "company",
     "unit_price",
+    "unit_cost",
+    "price_point",
+    "max_price",
     "scale",
     "rounding",
     "margin_floor",
@@ -42,6 +45,7 @@ pub const SCOPED_KEYS: &[&str] = &[
     "charge_name",
     "removed_product",
     "billed_charge_mismatch",
+    "priority",
 ];
 
 impl<'a> Compiler<'a> {
@@ -94,6 +98,13 @@ impl<'a> Compiler<'a> {
                 valid = false;
                 continue;
             }
+            let dated = matches!(item.keyword.node.as_str(), "from" | "until");
+            if dated && item.value.node.trim().parse::<chrono::NaiveDate>().is_err() {
+                let (keyword, found) = (item.keyword.node.clone(), item.value.node.clone());
+                self.report(file, item.value.span, ErrorKind::InvalidDate { keyword, found });
+                valid = false;
+                continue;
+            }
             let Some(term) =
                 ScopeTerm::from_keyword(&item.keyword.node, item.value.node.trim().to_string())
             else {
@@ -134,6 +145,8 @@ impl<'a> Compiler<'a> {
             self.scope_terms.push((term.clone(), location));
             scope.push(term);
         }
+        self.dates_never_meet(file, block, &scope);
+        let priority = self.priority(file, block);
         let set = self.scoped_settings(file, block)?;
         if set == ScopedSettings::default() {
             if block.statements.is_empty() {
@@ -141,12 +154,51 @@ impl<'a> Compiler<'a> {
             }
             return None;
         }
+        let priority = priority?;
         valid.then(|| ScopedRule {
-            specificity: Specificity::of(&scope),
+            specificity: Specificity::of(&scope).with_priority(priority),
             scope,
             set,
             origin: file.origin(block.name.span),
         })
+    }
+
+    /// A warning for a rule whose `from` is after its `until`: it checks, and never applies.
+    fn dates_never_meet(&mut self, file: &ParsedFile, block: &Block, scope: &[ScopeTerm]) {
+        let date = |wanted: fn(&ScopeTerm) -> Option<chrono::NaiveDate>| {
+            scope.iter().find_map(wanted)
+        };
+        let from = date(|term| match term {
+            ScopeTerm::From(date) => Some(*date),
+            _ => None,
+        });
+        let until = date(|term| match term {
+            ScopeTerm::Until(date) => Some(*date),
+            _ => None,
+        });
+        if let (Some(from), Some(until)) = (from, until) {
+            if from > until {
+                let kind =
+                    ErrorKind::DatesNeverApply { from: from.to_string(), until: until.to_string() };
+                let location = file.location(block.name.span);
+                self.warnings.push(Diagnostic::warning_at(kind, location));
+            }
+        }
+    }
+
+    /// `priority = N` (0–1000): decides between matching rules only when their scopes are
+    /// equally specific; 0 when the rule has none. `None` when it is invalid (reported).
+    fn priority(&mut self, file: &ParsedFile, block: &Block) -> Option<i32> {
+        let setting = block.statements.iter().find_map(|statement| match statement {
+            Statement::Setting(setting) if setting.key.node == "priority" => Some(setting),
+            _ => None,
+        });
+        match setting {
+            Some(setting) => {
+                self.whole_number(file, setting, 0, 1000).map(|n| n.value as i32)
+            }
+            None => Some(0),
+        }
     }
 
     fn scoped_settings(
@@ -164,6 +216,9 @@ impl<'a> Compiler<'a> {
             match setting.key.node.as_str() {
                 "company" => set.company = self.id_setting(file, setting),
                 "unit_price" => set.unit_price = self.price_source(file, setting),
+                "unit_cost" => set.unit_cost = self.cost_source(file, setting),
+                "price_point" => set.price_point = self.price_point_setting(file, setting),
+                "max_price" => set.max_price = self.max_price_setting(file, setting),
                 "scale" => set.scale = self.whole_number(file, setting, 0, 28),
                 "rounding" => {
                     set.rounding = self.choice_setting(
@@ -177,7 +232,7 @@ impl<'a> Compiler<'a> {
                         ],
                     )
                 }
-                "margin_floor" => set.margin_floor = self.percent_setting(file, setting),
+                "margin_floor" => set.margin_floor = self.margin_floor_setting(file, setting),
                 "margin_policy" => set.margin_policy = self.margin_policy_setting(file, setting),
                 "contract_name" => set.contract_name = self.template_setting(file, setting, false),
                 "contract_category" => set.contract_category = self.id_setting(file, setting),
@@ -239,8 +294,8 @@ mod tests {
             Some(cmat_engine::rules::PriceSource::SalesLessDiscount("0.1".parse().expect("0.1")))
         );
         assert_eq!(
-            rule.set.margin_floor.as_ref().map(|floor| floor.value.to_string()),
-            Some("0.08".into())
+            rule.set.margin_floor.as_ref().map(|floor| floor.value),
+            Some(cmat_engine::rules::MarginFloor::Percent("0.08".parse().expect("0.08")))
         );
         assert!(rule.origin.line > 1);
     }
@@ -264,6 +319,7 @@ mod tests {
             subscription: "",
             term: "",
             currency: "",
+            billing_date: chrono::NaiveDate::MIN,
         };
         assert!(rule.matches(&facts("A; B")));
         assert!(rule.matches(&facts("B;Managed;A")));
@@ -315,14 +371,14 @@ mod tests {
         .expect_err("ambiguous");
         assert!(errors.contains("`unit_price` is set twice for the same scope"), "{errors}");
         let errors =
-            check("for item_code \"A\" {\n    margin_floor = 10\n}\n").expect_err("not a percent");
+            check("for item_code \"A\" {\n    margin_floor = \"10\"\n}\n").expect_err("a string");
         assert!(
-            errors.contains("`margin_floor` expects a percentage (`10%`), found a number"),
+            errors.contains("`margin_floor` expects a percentage (`10%`) or an amount per unit (`1.00`), found a string"),
             "{errors}"
         );
         let errors = check("for item_code \"A\" {\n    unit_price = sales_price - 10\n}\n")
             .expect_err("discount");
-        assert!(errors.contains("the discount `10` is not a percent"), "{errors}");
+        assert!(errors.contains("the discount or uplift `10` is not a percent"), "{errors}");
         let errors = check("for item_code \"A\" {\n    decrease = later\n}\n").expect_err("timing");
         assert!(errors.contains("`later` is not a valid value for `decrease`"), "{errors}");
         let errors =

@@ -271,8 +271,12 @@ pub struct PriceRule {
     /// Decimal places kept (Autotask stores 4).
     pub scale: Ruled<u32>,
     pub rounding: Ruled<Rounding>,
-    /// The lowest margin a price may have, as a fraction of the price (0.10 = 10 %).
-    pub margin_floor: Option<Ruled<Decimal>>,
+    /// The lowest margin a price may have: a fraction of the price, or an amount per unit.
+    pub margin_floor: Option<Ruled<MarginFloor>>,
+    /// Prices rounded up to end in .99, .95 or a whole unit, when a line says so.
+    pub price_point: Option<Ruled<PricePoint>>,
+    /// The highest unit price, whatever the formula gives.
+    pub max_price: Option<Ruled<Decimal>>,
     /// What a price under the floor does: a warning (the default) or a refused plan.
     pub margin_policy: Ruled<MarginPolicy>,
     /// Whether a `margin_policy` line sets it; else it is `warn` by default, and its origin is
@@ -290,11 +294,60 @@ pub enum PriceSource {
     SalesLessDiscount(Decimal),
     /// A fixed unit price, whatever the bill says.
     Fixed(Decimal),
+    /// Cloudmore's sales price times (1 + uplift): a list price uplift (`sales_price + 5%`).
+    SalesPlusUplift(Decimal),
+    /// Cloudmore's cost plus an amount per unit (`cost + 1.50`).
+    CostPlusAmount(Decimal),
 }
 
+/// The cost cmat writes to Autotask and measures margins against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CostSource {
+    /// Cloudmore's Unit Cost Price (or Σ Total Cost for consumption).
     CostPrice,
+    /// The cost times (1 + fraction): `cost - 3%` is a distributor's rebate (−0.03).
+    CostPercent(Decimal),
+    /// The cost plus an amount per unit (negative for a rebate per seat).
+    CostAmount(Decimal),
+}
+
+impl CostSource {
+    /// The cost of `quantity` units whose cost (per unit, or the line's total) is given.
+    pub fn apply(self, cost: Decimal, quantity: Decimal) -> Decimal {
+        match self {
+            CostSource::CostPrice => cost,
+            CostSource::CostPercent(fraction) => cost * (Decimal::ONE + fraction),
+            CostSource::CostAmount(amount) => (cost + amount * quantity).max(Decimal::ZERO),
+        }
+    }
+}
+
+/// The lowest margin a price may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarginFloor {
+    /// A fraction of the price (0.10 = 10 %).
+    Percent(Decimal),
+    /// An amount per unit above cost (`margin_floor = 1.00`).
+    Amount(Decimal),
+}
+
+/// What a price is rounded up to (`price_point = 0.99`, `price_point = whole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PricePoint {
+    /// The smallest price at or above the computed one whose fraction is this (0.99, 0.95).
+    Ending(Decimal),
+    /// The next whole unit (at or above).
+    Whole,
+}
+
+impl PricePoint {
+    /// `price` rounded up to the point; a price already on it is kept.
+    pub fn round_up(self, price: Decimal) -> Decimal {
+        match self {
+            PricePoint::Whole => price.ceil(),
+            PricePoint::Ending(ending) => (price - ending).ceil() + ending,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -136,6 +136,11 @@ impl<'r> Resolutions<'r> {
                 key_of(&mut key, field);
             }
         }
+        // Dated rules: the Billing Date is part of the context (a bill has one).
+        if self.uses(Dimension::From) || self.uses(Dimension::Until) {
+            use std::fmt::Write as _;
+            let _ = write!(key, "{}", facts.billing_date);
+        }
         if !self.by_context.contains_key(key.as_str()) {
             let bits = self.half(&facts, false);
             self.by_context.insert(key.clone(), bits);

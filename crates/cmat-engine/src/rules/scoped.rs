@@ -11,16 +11,22 @@
 //! plan reports the ones only data reveals (an organization matched by both its name and its
 //! customer number) and leaves the lines out rather than choose.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::{PriceSource, RuleOrigin, RuleSet, Ruled, Template};
+use super::{CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template};
 use crate::billing::BillLine;
 
 /// What a scope term looks at, in ascending order of precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dimension {
+    /// `from "2026-12-01"`: bills dated on or after.
+    From,
+    /// `until "2026-12-31"`: bills dated on or before.
+    Until,
     Currency,
     Term,
     Service,
@@ -36,6 +42,8 @@ impl Dimension {
     /// How the dimension is named in a message ("the organization").
     pub fn describe(self) -> &'static str {
         match self {
+            Dimension::From => "the first Billing Date (`from`)",
+            Dimension::Until => "the last Billing Date (`until`)",
             Dimension::Currency => "the currency",
             Dimension::Term => "the term (Payment Frequency)",
             Dimension::Service => "the service",
@@ -68,11 +76,15 @@ pub enum ScopeTerm {
     Term(String),
     /// Currency Code; case is ignored.
     Currency(String),
+    /// In force for bills dated on or after this day.
+    From(NaiveDate),
+    /// In force for bills dated on or before this day.
+    Until(NaiveDate),
 }
 
 impl ScopeTerm {
     /// The keywords of the language, with the term each builds.
-    pub const KEYWORDS: [&'static str; 11] = [
+    pub const KEYWORDS: [&'static str; 13] = [
         "service",
         "organization",
         "customer_number",
@@ -84,6 +96,8 @@ impl ScopeTerm {
         "subscription",
         "term",
         "currency",
+        "from",
+        "until",
     ];
 
     pub fn from_keyword(keyword: &str, value: String) -> Option<ScopeTerm> {
@@ -99,6 +113,8 @@ impl ScopeTerm {
             "subscription" => ScopeTerm::Subscription(value),
             "term" => ScopeTerm::Term(value),
             "currency" => ScopeTerm::Currency(value),
+            "from" => ScopeTerm::From(value.parse().ok()?),
+            "until" => ScopeTerm::Until(value.parse().ok()?),
             _ => return None,
         })
     }
@@ -116,11 +132,13 @@ impl ScopeTerm {
             ScopeTerm::Subscription(_) => "subscription",
             ScopeTerm::Term(_) => "term",
             ScopeTerm::Currency(_) => "currency",
+            ScopeTerm::From(_) => "from",
+            ScopeTerm::Until(_) => "until",
         }
     }
 
-    pub fn value(&self) -> &str {
-        match self {
+    pub fn value(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
             ScopeTerm::Service(value)
             | ScopeTerm::Organization(value)
             | ScopeTerm::CustomerNumber(value)
@@ -132,7 +150,8 @@ impl ScopeTerm {
             | ScopeTerm::Subscription(value)
             | ScopeTerm::Term(value)
             | ScopeTerm::Currency(value) => value,
-        }
+            ScopeTerm::From(date) | ScopeTerm::Until(date) => return Cow::Owned(date.to_string()),
+        })
     }
 
     /// The value as matching compares it: case is ignored for product patterns, meter
@@ -158,6 +177,8 @@ impl ScopeTerm {
             ScopeTerm::Subscription(_) => Dimension::Subscription,
             ScopeTerm::Term(_) => Dimension::Term,
             ScopeTerm::Currency(_) => Dimension::Currency,
+            ScopeTerm::From(_) => Dimension::From,
+            ScopeTerm::Until(_) => Dimension::Until,
         }
     }
 
@@ -176,6 +197,8 @@ impl ScopeTerm {
             ScopeTerm::Subscription(value) => line.subscription == value,
             ScopeTerm::Term(value) => line.term.trim().eq_ignore_ascii_case(value),
             ScopeTerm::Currency(value) => line.currency.trim().eq_ignore_ascii_case(value),
+            ScopeTerm::From(date) => line.billing_date >= *date,
+            ScopeTerm::Until(date) => line.billing_date <= *date,
         }
     }
 }
@@ -241,6 +264,8 @@ pub struct LineFacts<'a> {
     pub subscription: &'a str,
     pub term: &'a str,
     pub currency: &'a str,
+    /// The bill's Billing Date, for rules in force from or until a date.
+    pub billing_date: NaiveDate,
 }
 
 impl<'a> LineFacts<'a> {
@@ -257,18 +282,39 @@ impl<'a> LineFacts<'a> {
             subscription: &line.subscription_id,
             term: &line.payment_frequency,
             currency: &line.currency_code,
+            billing_date: line.billing_date,
         }
     }
 }
 
 /// How much more precise one scope is than another: one bit per dimension it names, the most
-/// precise dimension highest, so that comparing the numbers compares the scopes.
+/// precise dimension highest, so that comparing the numbers compares the scopes. Between equal
+/// scopes, a rule's `priority` decides, then the later `from` date (a price change written
+/// ahead takes over from the one before without an `until` on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Specificity(pub u16);
+pub struct Specificity {
+    pub bits: u16,
+    /// `priority = N`: 0 unless a rule says.
+    pub priority: i32,
+    /// The rule's `from` date, if any.
+    pub from: Option<NaiveDate>,
+}
 
 impl Specificity {
     pub fn of(terms: &[ScopeTerm]) -> Self {
-        Specificity(terms.iter().fold(0, |bits, term| bits | 1 << term.dimension() as u16))
+        Specificity {
+            bits: terms.iter().fold(0, |bits, term| bits | 1 << term.dimension() as u16),
+            priority: 0,
+            from: terms.iter().find_map(|term| match term {
+                ScopeTerm::From(date) => Some(*date),
+                _ => None,
+            }),
+        }
+    }
+
+    /// The same scope under `priority = N`.
+    pub fn with_priority(self, priority: i32) -> Self {
+        Specificity { priority, ..self }
     }
 }
 
@@ -317,10 +363,16 @@ pub struct ScopedSettings {
     /// The Autotask company of the lines (an explicit link).
     pub company: Option<Ruled<i64>>,
     pub unit_price: Option<Ruled<PriceSource>>,
+    /// The MSP's own cost (a distributor rebate): margins and the cost written follow it.
+    pub unit_cost: Option<Ruled<CostSource>>,
+    /// Prices rounded up to a price point (.99, .95, whole units).
+    pub price_point: Option<Ruled<PricePoint>>,
+    /// The highest unit price.
+    pub max_price: Option<Ruled<Decimal>>,
     pub scale: Option<Ruled<u32>>,
     pub rounding: Option<Ruled<super::Rounding>>,
-    /// The lowest margin, as a fraction of the price (0.10 = 10 %).
-    pub margin_floor: Option<Ruled<Decimal>>,
+    /// The lowest margin: a fraction of the price, or an amount per unit.
+    pub margin_floor: Option<Ruled<MarginFloor>>,
     pub margin_policy: Option<Ruled<MarginPolicy>>,
     pub contract_name: Option<Template>,
     pub contract_category: Option<Ruled<i64>>,
@@ -348,6 +400,7 @@ pub struct ScopedSettings {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScopedRule {
     pub scope: Vec<ScopeTerm>,
+    /// The scope's, and the rule's `priority`.
     pub specificity: Specificity,
     pub set: ScopedSettings,
     pub origin: RuleOrigin,
@@ -356,6 +409,20 @@ pub struct ScopedRule {
 impl ScopedRule {
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         self.scope.iter().all(|term| term.matches(line))
+    }
+
+    /// `from 2026-12-01 until 2026-12-31`, when the rule is dated: how a plan names it.
+    pub fn dates_label(&self) -> Option<String> {
+        let dates: Vec<String> = self
+            .scope
+            .iter()
+            .filter_map(|term| match term {
+                ScopeTerm::From(date) => Some(format!("from {date}")),
+                ScopeTerm::Until(date) => Some(format!("until {date}")),
+                _ => None,
+            })
+            .collect();
+        (!dates.is_empty()).then(|| dates.join(" "))
     }
 
     /// `for organization "Contoso Ltd", item_code "CFQ7…"`, as written.
@@ -382,9 +449,12 @@ pub struct Resolved<'r> {
     /// An explicit company; `None` leaves it to the top-level link or the column.
     pub company: Option<&'r Ruled<i64>>,
     pub unit_price: &'r Ruled<PriceSource>,
+    pub unit_cost: &'r Ruled<CostSource>,
+    pub price_point: Option<&'r Ruled<PricePoint>>,
+    pub max_price: Option<&'r Ruled<Decimal>>,
     pub scale: &'r Ruled<u32>,
     pub rounding: &'r Ruled<super::Rounding>,
-    pub margin_floor: Option<&'r Ruled<Decimal>>,
+    pub margin_floor: Option<&'r Ruled<MarginFloor>>,
     pub margin_policy: &'r Ruled<MarginPolicy>,
     /// A contract name for the lines' kind; `None` takes the `contract` block's.
     pub contract_name: Option<&'r Template>,
@@ -409,9 +479,29 @@ impl Resolved<'_> {
         amount.round_dp_with_strategy(self.scale.value, self.rounding.value.strategy())
     }
 
-    /// The unit price from a line's unit sales price and unit cost, rounded.
+    /// The unit price from a line's unit sales price and unit cost: the formula, rounded up
+    /// to the price point, capped at `max_price`, rounded to the scale.
     pub fn unit_price(&self, sales: Decimal, cost: Decimal) -> Decimal {
-        self.round(self.unit_price.value.apply(sales, cost, Decimal::ONE))
+        self.finish_price(self.unit_price.value.apply(sales, cost, Decimal::ONE))
+    }
+
+    /// A price the formula gave, rounded up to the price point, then capped (the cap is a
+    /// promise to the customer: it wins over the point), then rounded to the scale.
+    pub fn finish_price(&self, price: Decimal) -> Decimal {
+        let pointed = match self.price_point {
+            Some(point) => point.value.round_up(price),
+            None => price,
+        };
+        let capped = match self.max_price {
+            Some(cap) => pointed.min(cap.value),
+            None => pointed,
+        };
+        self.round(capped)
+    }
+
+    /// The MSP's cost of a line's unit (or, for consumption, total with quantity 1), rounded.
+    pub fn unit_cost(&self, cost: Decimal, quantity: Decimal) -> Decimal {
+        self.unit_cost.value.apply(cost, quantity)
     }
 
     /// Whether the line is not billed at all, and by which rule.
@@ -430,7 +520,12 @@ impl Resolved<'_> {
         if cost <= Decimal::ZERO {
             return None;
         }
-        let lowest = cost / (Decimal::ONE - floor.value.min(Decimal::new(9999, 4)));
+        let lowest = match floor.value {
+            MarginFloor::Percent(fraction) => {
+                cost / (Decimal::ONE - fraction.min(Decimal::new(9999, 4)))
+            }
+            MarginFloor::Amount(amount) => cost + amount,
+        };
         if price >= lowest {
             return None;
         }
@@ -439,11 +534,16 @@ impl Resolved<'_> {
         } else {
             format!("a margin of {}%", ((price - cost) / price * Decimal::ONE_HUNDRED).round_dp(2))
         };
+        let floor_text = match floor.value {
+            MarginFloor::Percent(fraction) => {
+                format!("{}%", (fraction * Decimal::ONE_HUNDRED).normalize())
+            }
+            MarginFloor::Amount(amount) => format!("{} per unit", amount.normalize()),
+        };
         Some(format!(
-            "price {} for cost {} is {margin}, under the floor of {}% ({})",
+            "price {} for cost {} is {margin}, under the floor of {floor_text} ({})",
             price.normalize(),
             cost.normalize(),
-            (floor.value * Decimal::ONE_HUNDRED).normalize(),
             floor.origin
         ))
     }
@@ -458,6 +558,8 @@ impl PriceSource {
             PriceSource::CostPlusMarkup(markup) => cost * (Decimal::ONE + markup),
             PriceSource::SalesLessDiscount(discount) => sales * (Decimal::ONE - discount),
             PriceSource::Fixed(price) => price * quantity,
+            PriceSource::SalesPlusUplift(uplift) => sales * (Decimal::ONE + uplift),
+            PriceSource::CostPlusAmount(amount) => cost + amount * quantity,
         }
     }
 }
@@ -563,6 +665,12 @@ impl RuleSet {
             company: ruled(m, "company", |s| s.company.as_ref())?,
             unit_price: ruled(m, "unit_price", |s| s.unit_price.as_ref())?
                 .unwrap_or(&prices.unit_price),
+            unit_cost: ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?
+                .unwrap_or(&prices.unit_cost),
+            price_point: ruled(m, "price_point", |s| s.price_point.as_ref())?
+                .or(prices.price_point.as_ref()),
+            max_price: ruled(m, "max_price", |s| s.max_price.as_ref())?
+                .or(prices.max_price.as_ref()),
             scale: ruled(m, "scale", |s| s.scale.as_ref())?.unwrap_or(&prices.scale),
             rounding: ruled(m, "rounding", |s| s.rounding.as_ref())?.unwrap_or(&prices.rounding),
             margin_floor: ruled(m, "margin_floor", |s| s.margin_floor.as_ref())?
