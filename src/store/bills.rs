@@ -153,6 +153,7 @@ impl Store {
                     seen = seen
                         || term.matches(&LineFacts {
                             service: line.service_name,
+                            broker: line.broker_name,
                             organization: &bill.organization_name,
                             customer_number: line.customer_number,
                             organization_groups: line.organization_groups,

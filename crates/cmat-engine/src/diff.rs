@@ -2121,4 +2121,64 @@ pub(crate) mod tests {
         let mut snapshot = company_snapshot();
         converge(&rules, &october(), &mut snapshot);
     }
+
+    /// A price change written ahead (`from`) takes over on the bills dated from then, and the
+    /// plan names the dated rule; `priority` settles two groups' rules the data makes meet; a
+    /// broker's rebate is the cost written. Each month converges.
+    #[test]
+    fn dated_rules_priorities_and_brokers_price_each_bill_and_converge() {
+        use crate::rules::{CostSource, PriceSource, ScopeTerm};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        let price = |value: &'static str| {
+            move |origin: RuleOrigin| crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::Fixed(value.parse().expect("p")), &origin)),
+                ..Default::default()
+            }
+        };
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, price("6")));
+        let dated = vec![
+            ScopeTerm::ItemCode("A".into()),
+            ScopeTerm::From("2026-11-01".parse().expect("date")),
+        ];
+        rules.scoped.push(scoped(dated, 5, price("7")));
+        rules.scoped.push(scoped(vec![ScopeTerm::OrganizationGroup("G1".into())], 10, price("8")));
+        let mut preferred =
+            scoped(vec![ScopeTerm::OrganizationGroup("G2".into())], 15, price("9"));
+        preferred.specificity = preferred.specificity.with_priority(1);
+        rules.scoped.push(preferred);
+        rules.scoped.push(scoped(vec![ScopeTerm::Broker("Broker".into())], 20, |origin| {
+            crate::rules::ScopedSettings {
+                unit_cost: Some(ruled_at(CostSource::CostPercent(d("-0.1")), &origin)),
+                ..Default::default()
+            }
+        }));
+        let month = |date: &str| {
+            let mut b = line(date, "Contoso", "Microsoft CSP", "S1", "B", "3", "7");
+            b.organization_groups = "G1; G2".into();
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", "10", "5"), b]
+        };
+        let mut snapshot = company_snapshot();
+        converge(&rules, &month("2026-10-01"), &mut snapshot);
+        let october = &desired_state(&rules, &month("2026-10-01")).contracts["S1"].services;
+        assert_eq!(october["A"].unit_price, d("6"));
+        // B: the group with priority 1 wins the tie; the broker's 10 % off the cost 5.60.
+        assert_eq!((october["B"].unit_price, october["B"].unit_cost), (d("9"), d("5.04")));
+        let mut bills = month("2026-10-01");
+        bills.extend(month("2026-11-01"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let reasons: Vec<String> = november
+            .changes
+            .iter()
+            .filter(|change| change.key.to_string().ends_with("item:A"))
+            .map(|change| change.reason.clone())
+            .collect();
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].contains("unit price 6.0000 → 7.0000")
+                && reasons[0]
+                    .contains("priced by the dated rule at mappings/prices.cmat:5 (from 2026-11-01)"),
+            "{reasons:?}"
+        );
+    }
 }

@@ -141,7 +141,10 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
         .iter()
         .map(|(position, rule)| MatchedRule {
             rule: rule.origin.to_string(),
-            scope: rule.scope_label(),
+            scope: match rule.specificity.priority {
+                0 => rule.scope_label(),
+                priority => format!("{} (priority {priority})", rule.scope_label()),
+            },
             lines: matched_lines.get(position).copied().unwrap_or(0),
             settings: scoped_settings(&rule.set)
                 .into_iter()

@@ -93,6 +93,8 @@ pub struct Block {
 pub struct ScopeItem {
     pub keyword: Spanned<String>,
     pub value: Spanned<String>,
+    /// `customer_number "A", "B"`: the values after the first; the term holds for any.
+    pub more: Vec<Spanned<String>>,
     pub span: Span,
 }
 

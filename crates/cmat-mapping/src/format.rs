@@ -72,7 +72,13 @@ impl Printer<'_> {
             let terms: Vec<String> = block
                 .scope
                 .iter()
-                .map(|term| format!("{} {}", term.keyword.node, quote(&term.value.node)))
+                .map(|term| {
+                    let values: Vec<String> = std::iter::once(&term.value)
+                        .chain(&term.more)
+                        .map(|value| quote(&value.node))
+                        .collect();
+                    format!("{} {}", term.keyword.node, values.join(", "))
+                })
                 .collect();
             format!("{} {} {{", block.name.node, terms.join(", "))
         };

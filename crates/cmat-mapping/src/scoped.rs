@@ -48,6 +48,23 @@ pub const SCOPED_KEYS: &[&str] = &[
     "priority",
 ];
 
+/// Every scope that picks one value of each term: `customer_number "A", "B", term "Annual"`
+/// is `customer_number "A", term "Annual"` and `customer_number "B", term "Annual"`.
+fn combinations(choices: &[Vec<ScopeTerm>]) -> Vec<Vec<ScopeTerm>> {
+    choices.iter().fold(vec![Vec::new()], |scopes, terms| {
+        scopes
+            .iter()
+            .flat_map(|scope| {
+                terms.iter().map(move |term| {
+                    let mut scope = scope.clone();
+                    scope.push(term.clone());
+                    scope
+                })
+            })
+            .collect()
+    })
+}
+
 impl<'a> Compiler<'a> {
     /// Compiles every `for` rule collected from the files, in file order.
     pub(crate) fn scoped_rules(&mut self) -> Vec<ScopedRule> {
@@ -58,109 +75,126 @@ impl<'a> Compiler<'a> {
             BTreeMap::new();
         for (file, block) in blocks {
             let (settings, _) = self.read_block(file, block, SCOPED_KEYS, |_| false);
-            let Some(rule) = self.scoped_rule(file, block) else { continue };
-            let mut comparable: Vec<(String, String)> = rule
-                .scope
-                .iter()
-                .map(|term| (term.keyword().to_string(), term.comparable_value()))
-                .collect();
-            comparable.sort();
-            let earlier = seen.entry(comparable).or_default();
-            for (key, setting) in &settings {
-                let location = file.location(setting.key.span);
-                match earlier.get(key) {
-                    Some(first) => self.report(
-                        file,
-                        setting.key.span,
-                        ErrorKind::AmbiguousRules {
-                            setting: key.to_string(),
-                            detail: "two rules with one scope are equally specific",
-                            first: first.clone(),
-                        },
-                    ),
-                    None => {
-                        earlier.insert(key, location);
+            // A rule naming several values of one term is one rule per value: report a
+            // setting it repeats once, however many of its copies meet an earlier rule.
+            let mut reported = std::collections::BTreeSet::new();
+            for rule in self.scoped_rule(file, block) {
+                let mut comparable: Vec<(String, String)> = rule
+                    .scope
+                    .iter()
+                    .map(|term| (term.keyword().to_string(), term.comparable_value()))
+                    .collect();
+                comparable.sort();
+                let earlier = seen.entry(comparable).or_default();
+                for (key, setting) in &settings {
+                    let location = file.location(setting.key.span);
+                    match earlier.get(key) {
+                        Some(first) if reported.insert(*key) => self.report(
+                            file,
+                            setting.key.span,
+                            ErrorKind::AmbiguousRules {
+                                setting: key.to_string(),
+                                detail: "two rules with one scope are equally specific",
+                                first: first.clone(),
+                            },
+                        ),
+                        Some(_) => {}
+                        None => {
+                            earlier.insert(key, location);
+                        }
                     }
                 }
+                rules.push(rule);
             }
-            rules.push(rule);
         }
         rules
     }
 
-    fn scoped_rule(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ScopedRule> {
-        let mut scope = Vec::new();
+    /// One scope term's value checked: not empty, a date for `from`/`until`, a known keyword,
+    /// a service with a `service` rule. `None` once reported.
+    fn scope_value(
+        &mut self,
+        file: &'a ParsedFile,
+        keyword: &crate::ast::Spanned<String>,
+        value: &crate::ast::Spanned<String>,
+    ) -> Option<ScopeTerm> {
+        if !self.non_empty(file, &value.node, value.span, "a scope's value") {
+            return None;
+        }
+        let dated = matches!(keyword.node.as_str(), "from" | "until");
+        if dated && value.node.trim().parse::<chrono::NaiveDate>().is_err() {
+            let (keyword, found) = (keyword.node.clone(), value.node.clone());
+            self.report(file, value.span, ErrorKind::InvalidDate { keyword, found });
+            return None;
+        }
+        let Some(term) = ScopeTerm::from_keyword(&keyword.node, value.node.trim().to_string())
+        else {
+            self.report(file, keyword.span, ErrorKind::UnknownScope { found: keyword.node.clone() });
+            return None;
+        };
+        if let ScopeTerm::Service(name) = &term {
+            if !self.services.contains_key(name) {
+                let known = self.services.keys().cloned().collect();
+                let kind = ErrorKind::UnknownService { name: name.clone(), valid: known };
+                self.report(file, value.span, kind);
+                return None;
+            }
+        }
+        Some(term)
+    }
+
+    /// The rule of a `for` block: one per combination of the values its terms list (none when
+    /// it has errors, reported).
+    fn scoped_rule(&mut self, file: &'a ParsedFile, block: &'a Block) -> Vec<ScopedRule> {
+        let mut choices: Vec<Vec<ScopeTerm>> = Vec::new();
         let mut dimensions: BTreeMap<_, Location> = BTreeMap::new();
         let mut valid = true;
         for item in &block.scope {
             let location = file.location(item.span);
-            if !self.non_empty(file, &item.value.node, item.value.span, "a scope's value") {
-                valid = false;
-                continue;
-            }
-            let dated = matches!(item.keyword.node.as_str(), "from" | "until");
-            if dated && item.value.node.trim().parse::<chrono::NaiveDate>().is_err() {
-                let (keyword, found) = (item.keyword.node.clone(), item.value.node.clone());
-                self.report(file, item.value.span, ErrorKind::InvalidDate { keyword, found });
-                valid = false;
-                continue;
-            }
-            let Some(term) =
-                ScopeTerm::from_keyword(&item.keyword.node, item.value.node.trim().to_string())
-            else {
-                self.report(
-                    file,
-                    item.keyword.span,
-                    ErrorKind::UnknownScope { found: item.keyword.node.clone() },
-                );
+            let terms: Vec<Option<ScopeTerm>> = std::iter::once(&item.value)
+                .chain(&item.more)
+                .map(|value| self.scope_value(file, &item.keyword, value))
+                .collect();
+            let Some(terms) = terms.into_iter().collect::<Option<Vec<ScopeTerm>>>() else {
                 valid = false;
                 continue;
             };
+            let dimension = terms[0].dimension();
             // An organization has several groups (`;`-separated): a scope may name several,
             // all of which the organization must be in. Any other dimension has one value.
-            let several_allowed = matches!(term, ScopeTerm::OrganizationGroup(_));
-            if let Some(first) = dimensions.get(&term.dimension()).filter(|_| !several_allowed) {
+            let several_allowed = matches!(terms[0], ScopeTerm::OrganizationGroup(_));
+            if let Some(first) = dimensions.get(&dimension).filter(|_| !several_allowed) {
                 let first = first.clone();
-                self.report(
-                    file,
-                    item.span,
-                    ErrorKind::RepeatedDimension { dimension: term.dimension().describe(), first },
-                );
+                let kind = ErrorKind::RepeatedDimension { dimension: dimension.describe(), first };
+                self.report(file, item.span, kind);
                 valid = false;
                 continue;
             }
-            if let ScopeTerm::Service(name) = &term {
-                if !self.services.contains_key(name) {
-                    let known = self.services.keys().cloned().collect();
-                    self.report(
-                        file,
-                        item.value.span,
-                        ErrorKind::UnknownService { name: name.clone(), valid: known },
-                    );
-                    valid = false;
-                    continue;
-                }
-            }
-            dimensions.insert(term.dimension(), location.clone());
-            self.scope_terms.push((term.clone(), location));
-            scope.push(term);
+            dimensions.insert(dimension, location.clone());
+            self.scope_terms.extend(terms.iter().map(|term| (term.clone(), location.clone())));
+            choices.push(terms);
         }
-        self.dates_never_meet(file, block, &scope);
+        let first_scope: Vec<ScopeTerm> = choices.iter().map(|terms| terms[0].clone()).collect();
+        self.dates_never_meet(file, block, &first_scope);
         let priority = self.priority(file, block);
-        let set = self.scoped_settings(file, block)?;
+        let Some(set) = self.scoped_settings(file, block) else { return Vec::new() };
         if set == ScopedSettings::default() {
             if block.statements.is_empty() {
                 self.report(file, block.name.span, ErrorKind::EmptyScopedRule);
             }
-            return None;
+            return Vec::new();
         }
-        let priority = priority?;
-        valid.then(|| ScopedRule {
-            specificity: Specificity::of(&scope).with_priority(priority),
-            scope,
-            set,
-            origin: file.origin(block.name.span),
-        })
+        let (Some(priority), true) = (priority, valid) else { return Vec::new() };
+        let origin = file.origin(block.name.span);
+        combinations(&choices)
+            .into_iter()
+            .map(|scope| ScopedRule {
+                specificity: Specificity::of(&scope).with_priority(priority),
+                scope,
+                set: set.clone(),
+                origin: origin.clone(),
+            })
+            .collect()
     }
 
     /// A warning for a rule whose `from` is after its `until`: it checks, and never applies.
@@ -309,6 +343,7 @@ mod tests {
         assert_eq!(rule.scope.len(), 2);
         let facts = |groups: &'static str| cmat_engine::rules::LineFacts {
             service: "",
+            broker: "",
             organization: "",
             customer_number: "",
             organization_groups: groups,
@@ -346,6 +381,48 @@ mod tests {
         let errors =
             check("for term \"Annual\" {\n    term_months = 0\n}\n").expect_err("0 months");
         assert!(errors.contains("term_months"), "{errors}");
+    }
+
+    #[test]
+    fn dates_priorities_brokers_and_value_lists_compile() {
+        let text = "for customer_number \"A\", \"B\", broker \"Ingram\", from \"2026-12-01\" {\n    unit_cost = cost - 3%\n    priority = 5\n}\n";
+        let checked = compile_sources(&[(
+            "mappings/m.cmat".to_string(),
+            format!("{}\n{text}", crate::default_rules(29682801, 29682802, 1)),
+        )])
+        .expect("checks");
+        let rules = &checked.rules.scoped;
+        assert_eq!(rules.len(), 2, "one rule per customer number");
+        assert_eq!(
+            rules[1].scope_label(),
+            "for customer_number \"B\", broker \"Ingram\", from \"2026-12-01\""
+        );
+        assert_eq!(rules[0].specificity.priority, 5);
+        assert_eq!(rules[0].specificity.from, "2026-12-01".parse().ok());
+        assert_eq!(rules[0].dates_label().as_deref(), Some("from 2026-12-01"));
+        assert!(checked.warnings.is_empty());
+        // Dates that never meet check, with a warning on the rule.
+        let never = compile_sources(&[(
+            "mappings/m.cmat".to_string(),
+            format!(
+                "{}\nfor from \"2027-01-01\", until \"2026-12-31\" {{\n    skip = true\n}}\n",
+                crate::default_rules(29682801, 29682802, 1)
+            ),
+        )])
+        .expect("a warning, not an error");
+        assert_eq!(never.warnings.len(), 1);
+        assert!(never.warnings[0].to_string().contains("never applies"), "{}", never.warnings[0]);
+        let errors = check("for from \"2026-13-01\" {\n    skip = true\n}\n").expect_err("date");
+        assert!(
+            errors.contains("`from` expects a date written `YYYY-MM-DD`, found \"2026-13-01\""),
+            "{errors}"
+        );
+        let errors =
+            check("for customer_number \"A\", \"A\" {\n    skip = true\n}\n").expect_err("twice");
+        assert!(errors.contains("`skip` is set twice for the same scope"), "{errors}");
+        let errors = check("for item_code \"A\" {\n    skip = true\n    priority = -1\n}\n")
+            .expect_err("priority");
+        assert!(errors.contains("`priority` must be a whole number from 0 to 1000"), "{errors}");
     }
 
     #[test]

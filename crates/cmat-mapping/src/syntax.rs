@@ -134,7 +134,11 @@ impl Builder {
                             let mut parts = children(child);
                             let keyword = parts.next().map(spanned_name)?;
                             let value = parts.next().map(|part| self.text(part))?;
-                            scope.push(ScopeItem { keyword, value, span: term_span });
+                            let more = parts
+                                .filter(|part| part.as_rule() != Rule::comma)
+                                .map(|part| self.text(part))
+                                .collect();
+                            scope.push(ScopeItem { keyword, value, more, span: term_span });
                         }
                         Rule::open_brace => open_brace = span_of(&child),
                         Rule::close_brace => close_brace = span_of(&child),

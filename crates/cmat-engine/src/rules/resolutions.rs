@@ -125,6 +125,7 @@ impl<'r> Resolutions<'r> {
         key.clear();
         for (dimension, field) in [
             (Dimension::Service, facts.service),
+            (Dimension::Broker, facts.broker),
             (Dimension::Organization, facts.organization),
             (Dimension::Organization, facts.customer_number),
             (Dimension::OrganizationGroup, facts.organization_groups),

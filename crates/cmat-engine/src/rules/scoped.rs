@@ -29,6 +29,7 @@ pub enum Dimension {
     Until,
     Currency,
     Term,
+    Broker,
     Service,
     MeterCategory,
     ProductName,
@@ -46,6 +47,7 @@ impl Dimension {
             Dimension::Until => "the last Billing Date (`until`)",
             Dimension::Currency => "the currency",
             Dimension::Term => "the term (Payment Frequency)",
+            Dimension::Broker => "the broker (distributor)",
             Dimension::Service => "the service",
             Dimension::MeterCategory => "the meter category",
             Dimension::ProductName => "the product name",
@@ -61,6 +63,8 @@ impl Dimension {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ScopeTerm {
     Service(String),
+    /// Broker Name: the distributor the line was bought through.
+    Broker(String),
     Organization(String),
     CustomerNumber(String),
     /// One of the organization's groups (the export lists them separated by `;`).
@@ -84,8 +88,9 @@ pub enum ScopeTerm {
 
 impl ScopeTerm {
     /// The keywords of the language, with the term each builds.
-    pub const KEYWORDS: [&'static str; 13] = [
+    pub const KEYWORDS: [&'static str; 14] = [
         "service",
+        "broker",
         "organization",
         "customer_number",
         "organization_group",
@@ -103,6 +108,7 @@ impl ScopeTerm {
     pub fn from_keyword(keyword: &str, value: String) -> Option<ScopeTerm> {
         Some(match keyword {
             "service" => ScopeTerm::Service(value),
+            "broker" => ScopeTerm::Broker(value),
             "organization" => ScopeTerm::Organization(value),
             "customer_number" => ScopeTerm::CustomerNumber(value),
             "organization_group" => ScopeTerm::OrganizationGroup(value),
@@ -122,6 +128,7 @@ impl ScopeTerm {
     pub fn keyword(&self) -> &'static str {
         match self {
             ScopeTerm::Service(_) => "service",
+            ScopeTerm::Broker(_) => "broker",
             ScopeTerm::Organization(_) => "organization",
             ScopeTerm::CustomerNumber(_) => "customer_number",
             ScopeTerm::OrganizationGroup(_) => "organization_group",
@@ -140,6 +147,7 @@ impl ScopeTerm {
     pub fn value(&self) -> Cow<'_, str> {
         Cow::Borrowed(match self {
             ScopeTerm::Service(value)
+            | ScopeTerm::Broker(value)
             | ScopeTerm::Organization(value)
             | ScopeTerm::CustomerNumber(value)
             | ScopeTerm::OrganizationGroup(value)
@@ -169,6 +177,7 @@ impl ScopeTerm {
     pub fn dimension(&self) -> Dimension {
         match self {
             ScopeTerm::Service(_) => Dimension::Service,
+            ScopeTerm::Broker(_) => Dimension::Broker,
             ScopeTerm::Organization(_) | ScopeTerm::CustomerNumber(_) => Dimension::Organization,
             ScopeTerm::OrganizationGroup(_) => Dimension::OrganizationGroup,
             ScopeTerm::ItemCode(_) | ScopeTerm::ProductId(_) => Dimension::Product,
@@ -185,6 +194,7 @@ impl ScopeTerm {
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         match self {
             ScopeTerm::Service(value) => line.service == value,
+            ScopeTerm::Broker(value) => line.broker.trim() == value,
             ScopeTerm::Organization(value) => line.organization == value,
             ScopeTerm::CustomerNumber(value) => line.customer_number.trim() == value,
             ScopeTerm::OrganizationGroup(value) => {
@@ -254,6 +264,7 @@ pub fn meter_category(product_name: &str) -> &str {
 #[derive(Debug, Clone, Copy)]
 pub struct LineFacts<'a> {
     pub service: &'a str,
+    pub broker: &'a str,
     pub organization: &'a str,
     pub customer_number: &'a str,
     pub organization_groups: &'a str,
@@ -272,6 +283,7 @@ impl<'a> LineFacts<'a> {
     pub fn of(line: &'a BillLine) -> Self {
         LineFacts {
             service: &line.service_name,
+            broker: &line.broker_name,
             organization: &line.organization_name,
             customer_number: &line.customer_number,
             organization_groups: &line.organization_groups,
