@@ -459,3 +459,60 @@ fn an_msp_prices_with_uplifts_price_points_caps_and_a_rebated_cost() {
         assert!(explain.contains(expected), "{expected}:\n{explain}");
     }
 }
+
+/// Issue 27's dated rules, brokers, value lists and priorities through the binary: October's
+/// bill is priced by the rules in force then, November's by the change written ahead (the plan
+/// names the dated rule), the broker's rebate is the cost written, and a customer in two
+/// groups gets the floor of the one with the priority.
+#[test]
+fn an_msp_announces_a_price_change_ahead_and_it_applies_from_its_date() {
+    let sw = with_price_book("dated-msp");
+    apply_month(&sw, OCTOBER);
+    let price_and_cost = |subscription: &str, sku: &str| {
+        let service = contract_service(&sw, subscription, sku);
+        (decimal(&service.adjusted_price), decimal(&service.unit_cost))
+    };
+    // October: cost 18.54 + 12 % = 20.76; the Microsoft broker's 3 % off the cost (17.9838,
+    // kept to the rule's 2 decimals).
+    assert_eq!(
+        price_and_cost(CONTOSO_PREMIUM, "CFQ7TTC0LCHC"),
+        (decimal("20.76"), decimal("17.98"))
+    );
+    assert_eq!(price_and_cost(CONTOSO_EXCHANGE, "CFQ7TTC0LH16").0, decimal("3.50"));
+    // Fabrikam and Northwind, one rule: 12.30 − 3 % and 5.60 − 3 %.
+    assert_eq!(price_and_cost(FABRIKAM_STANDARD, "CFQ7TTC0LDPB").0, decimal("11.93"));
+    assert_eq!(price_and_cost("222e61de", "CFQ7TTC0LH18").0, decimal("5.43"));
+
+    sw.import(NOVEMBER);
+    sw.pull();
+    let plan = plan_json(&sw);
+    let premium: Vec<String> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|change| change["key"].as_str().unwrap_or_default().contains(CONTOSO_PREMIUM))
+        .map(|change| change["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        premium.iter().any(|reason| reason.contains("unit price 20.76 → 21.32")
+            && reason.contains("priced by the dated rule at mappings/dated-msp.cmat:12 (from 2026-11-01)")),
+        "{premium:?}"
+    );
+    apply_month(&sw, NOVEMBER);
+    assert_eq!(price_and_cost(CONTOSO_PREMIUM, "CFQ7TTC0LCHC").0, decimal("21.32"));
+    // The launch price ended with October: Cloudmore's 4.20.
+    assert_eq!(price_and_cost(CONTOSO_EXCHANGE, "CFQ7TTC0LH16").0, decimal("4.20"));
+    // Fabrikam is in both groups: the Azure group's rule has the priority.
+    let explain = sw.ok(&["explain", FABRIKAM_STANDARD]).stdout;
+    assert!(
+        explain.contains("for organization_group \"Azure\" (priority 1)")
+            && explain.contains("margin_floor = 2%  used")
+            && explain.contains("margin_floor = 5%  overridden by mappings/dated-msp.cmat:38"),
+        "{explain}"
+    );
+    let dated = sw.ok(&["explain", CONTOSO_PREMIUM]).stdout;
+    assert!(
+        dated.contains("for product \"Microsoft 365 Business*\", from \"2026-11-01\""),
+        "{dated}"
+    );
+}

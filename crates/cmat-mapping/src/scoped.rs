@@ -122,7 +122,9 @@ impl<'a> Compiler<'a> {
             return None;
         }
         let dated = matches!(keyword.node.as_str(), "from" | "until");
-        if dated && value.node.trim().parse::<chrono::NaiveDate>().is_err() {
+        // `YYYY-MM-DD` exactly: chrono alone also reads `2026-12-1`.
+        let date = value.node.trim();
+        if dated && (date.len() != 10 || date.parse::<chrono::NaiveDate>().is_err()) {
             let (keyword, found) = (keyword.node.clone(), value.node.clone());
             self.report(file, value.span, ErrorKind::InvalidDate { keyword, found });
             return None;
