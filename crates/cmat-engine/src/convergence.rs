@@ -51,6 +51,14 @@ enum Setting {
     Skip,
     RemovedReport,
     Markup,
+    /// Issue 27's price forms: an uplift rounded up to .99 and capped, a markup per unit
+    /// rounded to whole units, a rebate on the cost with a floor in money.
+    UpliftPointCap,
+    AmountWhole,
+    RebateFloor,
+    /// A markup in force from the bill this many months after the first (a price change
+    /// written ahead), with a priority.
+    DatedMarkup(u32),
 }
 
 #[derive(Debug, Clone)]
@@ -106,6 +114,10 @@ fn book() -> impl Strategy<Value = Book> {
         Just(Setting::Skip),
         Just(Setting::RemovedReport),
         Just(Setting::Markup),
+        Just(Setting::UpliftPointCap),
+        Just(Setting::AmountWhole),
+        Just(Setting::RebateFloor),
+        (1u32..20).prop_map(Setting::DatedMarkup),
     ];
     (
         timing(),
@@ -180,10 +192,31 @@ fn rules_of(book: &Book) -> RuleSet {
             Setting::Markup => {
                 set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(15, 2)), &at)
             }
+            Setting::UpliftPointCap => {
+                set.unit_price = ruled(PriceSource::SalesPlusUplift(Decimal::new(5, 2)), &at);
+                set.price_point = ruled(PricePoint::Ending(Decimal::new(99, 2)), &at);
+                set.max_price = ruled(Decimal::new(1050, 2), &at);
+            }
+            Setting::AmountWhole => {
+                set.unit_price = ruled(PriceSource::CostPlusAmount(Decimal::new(150, 2)), &at);
+                set.price_point = ruled(PricePoint::Whole, &at);
+            }
+            Setting::RebateFloor => {
+                set.unit_cost = ruled(CostSource::CostPercent(Decimal::new(-3, 2)), &at);
+                set.margin_floor = ruled(MarginFloor::Amount(Decimal::ONE), &at);
+            }
+            Setting::DatedMarkup(_) => {
+                set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(20, 2)), &at)
+            }
         }
-        let scope = vec![term];
+        let mut scope = vec![term];
+        let mut priority = 0;
+        if let Setting::DatedMarkup(months) = setting {
+            scope.push(ScopeTerm::From(first_bill() + Months::new(*months)));
+            priority = 1;
+        }
         rules.scoped.push(ScopedRule {
-            specificity: Specificity::of(&scope),
+            specificity: Specificity::of(&scope).with_priority(priority),
             scope,
             set,
             origin: at,
