@@ -15,6 +15,8 @@ use crate::store::Access;
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 nothing to do, 2 changes were written (or, with --dry-run, would be), 1 error.\n\n\
+After writing, sync plans again from what it re-read: a change still planned is a `not_converged` warning\n\
+naming it (`cmat report` lists it), and the next sync plans it again even without a new bill.\n\n\
 Run it daily from cron:\n  15 6 * * *  . /etc/cmat/acme.env && cmat -w /srv/acme sync --auto-approve >> /var/log/cmat-acme.log 2>&1\n\
 or from a systemd timer (OnCalendar=*-*-* 06:15:00) whose service runs `cmat -w /srv/acme sync --auto-approve`\n\
 with the CMAT_* variables in an EnvironmentFile readable only by its user."
@@ -79,6 +81,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
         && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
         && store.journal_unresolved()?.is_empty()
+        && settled(&store)?
     {
         let when = store.get_meta(LAST_SYNC_AT)?.unwrap_or_else(|| "an earlier run".into());
         println!(
@@ -178,4 +181,14 @@ fn not_converged(
             rule: change.rule.to_string(),
         })
         .collect())
+}
+
+/// Whether the last sync's own re-plan was empty: a change it left (a renewal written before
+/// the units it made readable) is planned again by the next sync, bills or not.
+fn settled(store: &crate::store::Store) -> Result<bool, super::CommandError> {
+    let left: Vec<crate::store::NotConverged> = store
+        .get_meta(LAST_SYNC_NOT_CONVERGED)?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    Ok(left.is_empty())
 }

@@ -358,18 +358,19 @@ fn lapsed_contract_seed() -> Seed {
     seed
 }
 
-/// `sync` re-plans what it wrote; a change still planned is a warning naming it, and the review
-/// lists it among the exceptions (never silently written again every day). The case is a known
-/// limit (see README): a renewal of a contract that lapsed before the bills' window.
+/// `sync` re-plans what it wrote; a change still planned is a warning naming it, the review
+/// lists it among the exceptions, and the next sync plans it again even without a new bill
+/// (never silently left, never the same write sent blind). The case: a contract that lapsed
+/// before the bills' window is renewed first (its units cannot be read before), then adjusted.
 #[test]
-fn sync_says_when_its_own_writes_did_not_settle_and_report_lists_it() {
+fn sync_says_when_its_own_writes_did_not_settle_and_the_next_sync_finishes() {
     let sw = SimWorkspace::start_seeded(lapsed_contract_seed(), SimOptions::default());
     let line: Row<'static> = (
         "2026-10-01",
         "SUB-LAPSED",
         "Microsoft 365 Business Premium",
         "CFQ7TTC0LCHC",
-        5,
+        7,
         "18.54",
         "20.60",
         "Monthly",
@@ -382,7 +383,9 @@ fn sync_says_when_its_own_writes_did_not_settle_and_report_lists_it() {
         "{}",
         run.stderr
     );
-    assert!(run.stderr.contains("licence count 10 → 5"), "the change is named: {}", run.stderr);
+    assert!(run.stderr.contains("licence count 5 → 7"), "the change is named: {}", run.stderr);
+    // The seats the lapsed contract carries on were never doubled by a blind write.
+    assert_eq!(adjustments_of(&sw, "SUB-LAPSED"), vec![("2024-01-01".to_string(), 5)]);
     let review = sw.ok(&["report", "--format", "json"]);
     let review: Value = serde_json::from_str(&review.stdout).expect("review JSON");
     let kinds: Vec<&str> = review["exceptions"]
@@ -392,4 +395,16 @@ fn sync_says_when_its_own_writes_did_not_settle_and_report_lists_it() {
         .filter_map(|e| e["kind"].as_str())
         .collect();
     assert!(kinds.contains(&"not_converged"), "{kinds:?}");
+
+    // No new bill, but the last sync did not settle: this one finishes, then all is quiet.
+    let run = sw.cmat(&["sync", "--auto-approve"]);
+    assert_eq!(run.status, 2, "written:\n{}\n{}", run.stdout, run.stderr);
+    assert!(!run.stderr.contains("not_converged"), "{}", run.stderr);
+    assert_eq!(
+        adjustments_of(&sw, "SUB-LAPSED"),
+        vec![("2024-01-01".to_string(), 5), ("2026-10-01".to_string(), 2)]
+    );
+    let run = sw.cmat(&["sync", "--auto-approve"]);
+    assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
 }

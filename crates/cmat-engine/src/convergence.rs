@@ -246,8 +246,10 @@ fn tenant(subscriptions: &[Subscription]) -> Snapshot {
     for (index, subscription) in subscriptions.iter().enumerate() {
         let Some(existing) = &subscription.existing else { continue };
         // Running when the first bill arrives. A contract that lapsed before it is not drawn:
-        // its last unit period ends before the units window, so the engine cannot see the
-        // units a renewal carries on (found by this test; see the issue 23 report).
+        // its last unit period ends before the units window, so its units cannot be read
+        // until it is renewed; the engine renews it first and adjusts on the next run, the one
+        // case a run leaves a change (found by this test; `sync` says so and finishes it on
+        // the next run: tests/it/converge_cli.rs).
         let start = first_bill()
             .checked_sub_months(Months::new(existing.start_months_before % existing.term_months))
             .unwrap_or_default();

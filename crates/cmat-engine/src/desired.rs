@@ -352,13 +352,66 @@ fn latest_bill_dates(lines: &[BillLine]) -> BTreeMap<&str, NaiveDate> {
 /// A company rule (scoped, then top-level) wins over the organization's AutotaskCompanyID
 /// column.
 pub fn company_of(rules: &RuleSet, line: &BillLine, resolved: &Resolved<'_>) -> Option<i64> {
+    company_for(rules, &line.organization_name, line.autotask_company_id, resolved)
+}
+
+/// [`company_of`] from a line's parts (views that hold stored lines, not [`BillLine`]s).
+pub fn company_for(
+    rules: &RuleSet,
+    organization_name: &str,
+    autotask_company_id: Option<i64>,
+    resolved: &Resolved<'_>,
+) -> Option<i64> {
     if let Some(rule) = resolved.company {
         return Some(rule.value);
     }
-    if let Some(explicit) = rules.companies.explicit.get(&line.organization_name) {
+    if let Some(explicit) = rules.companies.explicit.get(organization_name) {
         return Some(explicit.value);
     }
-    rules.companies.column.as_ref().and(line.autotask_company_id)
+    rules.companies.column.as_ref().and(autotask_company_id)
+}
+
+/// Where one bill line goes, as [`desired_state`] routes it: the same lookups for views that
+/// read lines one at a time (the billing review), so the page and the plan never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineRoute {
+    /// No Subscription ID: a manual billing line.
+    Manual,
+    /// Its Service Name has no `service` rule.
+    Unmapped,
+    /// Two equally specific rules set one thing differently for it: left out.
+    Ambiguous,
+    /// A `skip` or `skip_zero_amount` rule leaves it out.
+    Skipped,
+    /// No company: no rule and no AutotaskCompanyID.
+    Unlinked,
+    /// Billed, to this company.
+    Billed { kind: BillingKind, company_id: i64 },
+}
+
+/// The route of one line ([`LineRoute`]); `zero_amount` is Total Sales and Total Cost both 0.
+pub fn route_of(
+    rules: &RuleSet,
+    facts: &crate::rules::LineFacts<'_>,
+    autotask_company_id: Option<i64>,
+    zero_amount: bool,
+) -> LineRoute {
+    if facts.subscription.is_empty() {
+        return LineRoute::Manual;
+    }
+    let Some(kind) = rules.services.get(facts.service).map(|rule| rule.value) else {
+        return LineRoute::Unmapped;
+    };
+    let Ok(resolved) = rules.resolve(facts) else {
+        return LineRoute::Ambiguous;
+    };
+    if resolved.skip_rule(zero_amount).is_some() {
+        return LineRoute::Skipped;
+    }
+    match company_for(rules, facts.organization, autotask_company_id, &resolved) {
+        Some(company_id) => LineRoute::Billed { kind, company_id },
+        None => LineRoute::Unlinked,
+    }
 }
 
 /// "-12.50 EUR" (per currency, when the lines have several).

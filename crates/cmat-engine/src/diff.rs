@@ -751,6 +751,23 @@ fn diff_contract_service(
             .map(|contract_service| (contract_id, *service_id, *contract_service)),
         _ => None,
     };
+    if let Some((contract_id, service_id, contract_service)) = on_contract {
+        if !index.units.contains_key(&(contract_id, service_id)) {
+            // Autotask keeps unit periods to the contract's end: none read means it ended
+            // before the units window, and its units are unknown here (a renewal carries them
+            // on). A count written blind could double them: the renewal goes first, and the
+            // next run, reading the renewed periods, adjusts.
+            out.warnings.push(Warning::new(
+                WarningCode::ContractEndsBeforeBill,
+                format!(
+                    "contract service {} (product {}) of contract #{contract_id}: no unit period read (the contract ended before the bills' dates), so its units are unknown; not adjusted until a run reads them",
+                    contract_service.id, service.product_key
+                ),
+                service.source.to_string(),
+            ));
+            return;
+        }
+    }
     let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
     let (effective, current_units) = match on_contract {
         Some((contract_id, service_id, _)) => {

@@ -65,6 +65,56 @@ fn combinations(choices: &[Vec<ScopeTerm>]) -> Vec<Vec<ScopeTerm>> {
     })
 }
 
+/// Scope keywords a subscription has one value of: two rules naming one of them with
+/// different values never cover products of one subscription.
+const ONE_PER_SUBSCRIPTION: [&str; 7] =
+    ["subscription", "organization", "customer_number", "currency", "term", "service", "broker"];
+
+/// The setting two rules putting products on Service `service` set differently, when their
+/// products can share a subscription (known from the rules alone: both set it, to different
+/// values).
+fn shared_service_conflict(
+    first: &ScopedRule,
+    second: &ScopedRule,
+    service: i64,
+) -> Option<&'static str> {
+    if first.set.service.as_ref().map(|s| s.value) != Some(service) {
+        return None;
+    }
+    let exclusive = first.scope.iter().any(|a| {
+        ONE_PER_SUBSCRIPTION.contains(&a.keyword())
+            && second
+                .scope
+                .iter()
+                .any(|b| a.keyword() == b.keyword() && a.comparable_value() != b.comparable_value())
+    });
+    if exclusive {
+        return None;
+    }
+    fn differ<T: PartialEq>(a: Option<T>, b: Option<T>) -> bool {
+        matches!((a, b), (Some(a), Some(b)) if a != b)
+    }
+    let (a, b) = (&first.set, &second.set);
+    if differ(a.unit_price.as_ref().map(|r| r.value), b.unit_price.as_ref().map(|r| r.value)) {
+        Some("unit_price")
+    } else if differ(a.unit_cost.as_ref().map(|r| r.value), b.unit_cost.as_ref().map(|r| r.value))
+    {
+        Some("unit_cost")
+    } else if differ(
+        a.price_point.as_ref().map(|r| r.value),
+        b.price_point.as_ref().map(|r| r.value),
+    ) {
+        Some("price_point")
+    } else if differ(a.max_price.as_ref().map(|r| r.value), b.max_price.as_ref().map(|r| r.value))
+    {
+        Some("max_price")
+    } else if differ(a.decrease.as_ref().map(|r| r.value), b.decrease.as_ref().map(|r| r.value)) {
+        Some("decrease")
+    } else {
+        None
+    }
+}
+
 impl<'a> Compiler<'a> {
     /// Compiles every `for` rule collected from the files, in file order.
     pub(crate) fn scoped_rules(&mut self) -> Vec<ScopedRule> {
@@ -73,12 +123,18 @@ impl<'a> Compiler<'a> {
         // Scope (as compared) → the settings rules with it set, and where.
         let mut seen: BTreeMap<Vec<(String, String)>, BTreeMap<&'a str, Location>> =
             BTreeMap::new();
+        // Rules naming a Service, with where: two that can put products of one subscription on
+        // one Service must agree on what one contract service holds.
+        let mut by_service: Vec<(ScopedRule, Location)> = Vec::new();
         for (file, block) in blocks {
             let (settings, _) = self.read_block(file, block, SCOPED_KEYS, |_| false);
             // A rule naming several values of one term is one rule per value: report a
             // setting it repeats once, however many of its copies meet an earlier rule.
             let mut reported = std::collections::BTreeSet::new();
+            let mut reported_service = std::collections::BTreeSet::new();
             for rule in self.scoped_rule(file, block) {
+                let conflicts = &mut reported_service;
+                self.shared_service(file, &settings, &rule, &mut by_service, conflicts);
                 let mut comparable: Vec<(String, String)> = rule
                     .scope
                     .iter()
@@ -108,6 +164,36 @@ impl<'a> Compiler<'a> {
             }
         }
         rules
+    }
+
+    /// Two rules that can put products of one subscription on one Service must agree on what
+    /// its one contract service holds: refused at the later rule's `service` line (once for a
+    /// rule's several copies).
+    fn shared_service(
+        &mut self,
+        file: &'a ParsedFile,
+        settings: &BTreeMap<&'a str, &'a crate::ast::Setting>,
+        rule: &ScopedRule,
+        by_service: &mut Vec<(ScopedRule, Location)>,
+        reported: &mut std::collections::BTreeSet<&'static str>,
+    ) {
+        let (Some(service), Some(setting)) = (&rule.set.service, settings.get("service")) else {
+            return;
+        };
+        let location = file.location(setting.key.span);
+        for (other, first) in by_service.iter() {
+            if let Some(conflict) = shared_service_conflict(other, rule, service.value) {
+                if reported.insert(conflict) {
+                    let kind = ErrorKind::SharedServiceConflict {
+                        service: service.value,
+                        setting: conflict,
+                        first: first.clone(),
+                    };
+                    self.report(file, setting.key.span, kind);
+                }
+            }
+        }
+        by_service.push((rule.clone(), location));
     }
 
     /// One scope term's value checked: not empty, a date for `from`/`until`, a known keyword,
@@ -425,6 +511,25 @@ mod tests {
         let errors = check("for item_code \"A\" {\n    skip = true\n    priority = -1\n}\n")
             .expect_err("priority");
         assert!(errors.contains("`priority` must be a whole number from 0 to 1000"), "{errors}");
+    }
+
+    #[test]
+    fn products_on_one_service_at_prices_the_rules_set_apart_are_refused_where_written() {
+        let errors = check(
+            "for item_code \"A\" {\n    service = 5\n    unit_price = 10\n}\nfor item_code \"B\" {\n    service = 5\n    unit_price = 12\n}\n",
+        )
+        .expect_err("one Service, two prices");
+        assert!(errors.contains("put on Service 5 can share a subscription"), "{errors}");
+        assert!(errors.contains("unit_price"), "{errors}");
+        // Rules for two organizations never meet in one subscription; one price is fine.
+        check(
+            "for organization \"X\", item_code \"A\" {\n    service = 5\n    unit_price = 10\n}\nfor organization \"Y\", item_code \"B\" {\n    service = 5\n    unit_price = 12\n}\n",
+        )
+        .expect("apart");
+        check(
+            "for item_code \"A\" {\n    service = 5\n    unit_price = 10\n}\nfor item_code \"B\" {\n    service = 5\n    unit_price = 10\n}\n",
+        )
+        .expect("one price");
     }
 
     #[test]

@@ -518,12 +518,15 @@ impl Resolved<'_> {
 
     /// Whether the line is not billed at all, and by which rule.
     pub fn skipped_by(&self, line: &BillLine) -> Option<&RuleOrigin> {
+        self.skip_rule(line.total_sales.is_zero() && line.total_cost.is_zero())
+    }
+
+    /// [`Resolved::skipped_by`] for a line whose totals are both zero, or not.
+    pub fn skip_rule(&self, zero_amount: bool) -> Option<&RuleOrigin> {
         if let Some(skip) = self.skip.filter(|skip| skip.value) {
             return Some(&skip.origin);
         }
-        self.skip_zero_amount
-            .filter(|skip| skip.value && line.total_sales.is_zero() && line.total_cost.is_zero())
-            .map(|skip| &skip.origin)
+        self.skip_zero_amount.filter(|skip| skip.value && zero_amount).map(|skip| &skip.origin)
     }
 
     /// A price under cost plus the margin floor, as a message; `None` when it is above.
