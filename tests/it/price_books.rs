@@ -435,9 +435,9 @@ fn an_msp_prices_with_uplifts_price_points_caps_and_a_rebated_cost() {
         price_and_cost(CONTOSO_EXCHANGE, "CFQ7TTC0LH16"),
         (decimal("5.50"), decimal("3.492"))
     );
-    // Fabrikam's cap on Business Standard; its E3 only follows the NCE rule.
+    // Fabrikam's cap on Business Standard; its 12 E3 seats in the 10-49 band (36.00), to .99.
     assert_eq!(price_and_cost(FABRIKAM_STANDARD, "CFQ7TTC0LDPB").0, decimal("12.50"));
-    assert_eq!(price_and_cost(FABRIKAM_E3, "CFQ7TTC0LFLX").0, decimal("37.99"));
+    assert_eq!(price_and_cost(FABRIKAM_E3, "CFQ7TTC0LFLX").0, decimal("36.99"));
     // Teams Essentials: 3.78 + 5 % → 3.99, under 1.00 above its rebated cost 3.298.
     let floors = warnings_with(&plan_json(&sw), "below_margin_floor");
     assert_eq!(floors.len(), 1, "{floors:?}");
@@ -447,6 +447,12 @@ fn an_msp_prices_with_uplifts_price_points_caps_and_a_rebated_cost() {
     );
     apply_month(&sw, NOVEMBER);
     assert_eq!(contract_service(&sw, NORTHWIND_DEFENDER, "CFQ7TTC0LCHH").adjusted_price, "3.99");
+    let tiers = sw.ok(&["explain", FABRIKAM_E3]).stdout;
+    assert!(
+        tiers.contains("tiers = 1-9: sales_price + 5%, 10-49: sales_price, 50+: sales_price - 5% (volume)  used")
+            && tiers.contains("unit_price = sales_price + 5%  overridden by mappings/price-forms-msp.cmat:28"),
+        "{tiers}"
+    );
     // explain names each form and the rule behind it.
     let explain = sw.ok(&["explain", CONTOSO_EXCHANGE]).stdout;
     for expected in [

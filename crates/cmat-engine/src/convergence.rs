@@ -59,6 +59,8 @@ enum Setting {
     /// A markup in force from the bill this many months after the first (a price change
     /// written ahead), with a priority.
     DatedMarkup(u32),
+    /// Seat-count tiers (1-2, 3+), volume or graduated: the price moves with the count.
+    Tiers(bool),
 }
 
 #[derive(Debug, Clone)]
@@ -118,6 +120,7 @@ fn book() -> impl Strategy<Value = Book> {
         Just(Setting::AmountWhole),
         Just(Setting::RebateFloor),
         (1u32..20).prop_map(Setting::DatedMarkup),
+        any::<bool>().prop_map(Setting::Tiers),
     ];
     (
         timing(),
@@ -204,6 +207,13 @@ fn rules_of(book: &Book) -> RuleSet {
             Setting::RebateFloor => {
                 set.unit_cost = ruled(CostSource::CostPercent(Decimal::new(-3, 2)), &at);
                 set.margin_floor = ruled(MarginFloor::Amount(Decimal::ONE), &at);
+            }
+            Setting::Tiers(graduated) => {
+                let bands = vec![
+                    (1, PriceSource::SalesPrice),
+                    (3, PriceSource::SalesLessDiscount(Decimal::new(10, 2))),
+                ];
+                set.tiers = ruled(Tiers { bands, graduated: *graduated }, &at);
             }
             Setting::DatedMarkup(_) => {
                 set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(20, 2)), &at)

@@ -849,7 +849,11 @@ fn desired_service(
         product_key: key.to_string(),
         product_name: line.product_name.clone(),
         units,
-        unit_price: resolved.unit_price(line.unit_sales_price, line.unit_cost_price),
+        unit_price: resolved.unit_price(
+            line.unit_sales_price,
+            line.unit_cost_price,
+            line.quantity.round().to_i64().unwrap_or(0),
+        ),
         unit_cost: resolved.round(resolved.unit_cost(line.unit_cost_price, Decimal::ONE)),
         effective_date,
         on_current_bill,
@@ -861,7 +865,7 @@ fn desired_service(
         service_rule: named_service.map(|rule| rule.origin.clone()),
         per_term: key != base_key,
         scale: resolved.scale.value,
-        price_rule: resolved.unit_price.origin.clone(),
+        price_rule: resolved.price_origin().clone(),
         dated_price_rule: dated_price_rule(resolved),
         decrease: resolved.decrease.clone(),
         removed_product: resolved.removed_product.clone(),
@@ -876,6 +880,7 @@ fn dated_price_rule(resolved: &Resolved<'_>) -> Option<String> {
         Some(&resolved.unit_cost.origin),
         resolved.price_point.map(|rule| &rule.origin),
         resolved.max_price.map(|rule| &rule.origin),
+        resolved.tiers.map(|rule| &rule.origin),
     ];
     resolved.matched.iter().find_map(|rule| {
         let dates = rule.dates_label()?;
@@ -885,6 +890,7 @@ fn dated_price_rule(resolved: &Resolved<'_>) -> Option<String> {
             set.unit_cost.as_ref().map(|r| &r.origin),
             set.price_point.as_ref().map(|r| &r.origin),
             set.max_price.as_ref().map(|r| &r.origin),
+            set.tiers.as_ref().map(|r| &r.origin),
         ];
         let wins = sets.iter().zip(&origins).any(|(set, won)| set.is_some() && set == won);
         wins.then(|| format!("{} ({dates})", rule.origin))

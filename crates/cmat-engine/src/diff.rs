@@ -2198,4 +2198,38 @@ pub(crate) mod tests {
             "{reasons:?}"
         );
     }
+
+    /// Seat-count tiers: a count crossing a band moves the price with the units, in one
+    /// adjustment on the bill's date, and each month converges.
+    #[test]
+    fn a_count_crossing_a_tier_moves_the_price_and_converges() {
+        use crate::rules::{PriceSource, ScopeTerm, Tiers};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                tiers: Some(ruled_at(
+                    Tiers {
+                        bands: vec![(1, PriceSource::Fixed(d("6"))), (10, PriceSource::Fixed(d("5")))],
+                        graduated: false,
+                    },
+                    &origin,
+                )),
+                ..Default::default()
+            }
+        }));
+        let bill = |date: &str, count: &str| vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")];
+        let mut snapshot = company_snapshot();
+        converge(&rules, &bill("2026-10-01", "10"), &mut snapshot);
+        let october = desired_state(&rules, &bill("2026-10-01", "10"));
+        assert_eq!(october.contracts["S1"].services["A"].unit_price, d("5"));
+        let mut bills = bill("2026-10-01", "10");
+        bills.extend(bill("2026-11-01", "8"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let reasons: Vec<&str> = november.changes.iter().map(|c| c.reason.as_str()).collect();
+        assert!(
+            reasons.iter().any(|r| r.contains("licence count 10 → 8") && r.contains("unit price 5.0000 → 6.0000")),
+            "{reasons:?}"
+        );
+    }
 }

@@ -301,6 +301,11 @@ fn winners(
         ("consumption_split", resolved.consumption_split.origin.clone()),
         ("decrease", resolved.decrease.origin.clone()),
     ];
+    // Tiers are a form of the price: a rule's tiers and its `unit_price` compete as one.
+    if resolved.matched.iter().any(|rule| rule.set.tiers.is_some()) {
+        out[0].1 = resolved.price_origin().clone();
+        out.push(("tiers", resolved.price_origin().clone()));
+    }
     let optional: [(&'static str, Option<&RuleOrigin>); 12] = [
         ("company", resolved.company.map(|r| &r.origin)),
         ("margin_floor", resolved.margin_floor.map(|r| &r.origin)),
@@ -361,6 +366,7 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
     let mut out = Vec::new();
     push(&mut out, "company", &set.company, ToString::to_string);
     push(&mut out, "unit_price", &set.unit_price, |price| price_word(*price));
+    push(&mut out, "tiers", &set.tiers, |tiers| tiers.bands_label(price_word));
     push(&mut out, "unit_cost", &set.unit_cost, |cost| cost_word(*cost));
     push(&mut out, "price_point", &set.price_point, |point| point_word(*point));
     push(&mut out, "max_price", &set.max_price, |cap| cap.normalize().to_string());

@@ -123,6 +123,10 @@ pub enum ErrorKind {
     InvalidDate { keyword: String, found: String },
     #[error("this rule is in force from {from} until {until}: no Billing Date is both, so it never applies")]
     DatesNeverApply { from: String, until: String },
+    #[error("seat-count tiers: {detail}")]
+    TierBands { detail: String },
+    #[error("a rule states `unit_price` and tiers: keep one (the tiers are its price)")]
+    TiersAndPrice,
     #[error("unknown scope `{found}`")]
     UnknownScope { found: String },
     #[error(

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use cmat_engine::rules::{ScopeTerm, ScopedRule, ScopedSettings, Specificity};
+use cmat_engine::rules::{Ruled, ScopeTerm, ScopedRule, ScopedSettings, Specificity, Tiers};
 
 use super::ast::{Block, Statement};
 use super::compile::{Compiler, ParsedFile};
@@ -46,7 +46,24 @@ pub const SCOPED_KEYS: &[&str] = &[
     "removed_product",
     "billed_charge_mismatch",
     "priority",
+    "tiers",
 ];
+
+/// `tier "10-49" = 21.00` inside a `for` rule.
+fn is_tier(statement: &Statement) -> bool {
+    matches!(statement, Statement::KeyedRule(rule) if rule.keyword.node == "tier")
+}
+
+/// `"10-49"` → (10, Some(49)); `"50+"` → (50, None).
+fn band_of(text: &str) -> Option<(u32, Option<u32>)> {
+    let text = text.trim();
+    if let Some(first) = text.strip_suffix('+') {
+        return Some((first.trim().parse().ok()?, None));
+    }
+    let (first, last) = text.split_once('-')?;
+    let (first, last) = (first.trim().parse().ok()?, last.trim().parse().ok()?);
+    (first <= last).then_some((first, Some(last)))
+}
 
 /// Every scope that picks one value of each term: `customer_number "A", "B", term "Annual"`
 /// is `customer_number "A", term "Annual"` and `customer_number "B", term "Annual"`.
@@ -127,7 +144,7 @@ impl<'a> Compiler<'a> {
         // one Service must agree on what one contract service holds.
         let mut by_service: Vec<(ScopedRule, Location)> = Vec::new();
         for (file, block) in blocks {
-            let (settings, _) = self.read_block(file, block, SCOPED_KEYS, |_| false);
+            let (settings, _) = self.read_block(file, block, SCOPED_KEYS, is_tier);
             // A rule naming several values of one term is one rule per value: report a
             // setting it repeats once, however many of its copies meet an earlier rule.
             let mut reported = std::collections::BTreeSet::new();
@@ -194,6 +211,72 @@ impl<'a> Compiler<'a> {
             }
         }
         by_service.push((rule.clone(), location));
+    }
+
+    /// A rule's seat-count tiers: its `tier "BAND" = PRICE` lines (bands from 1, one after
+    /// the other, the last open: `"50+"`) and `tiers = volume | graduated`. `Some(None)` when
+    /// it states none; `None` when they are wrong (reported).
+    fn tiers(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<Option<Ruled<Tiers>>> {
+        let lines: Vec<&crate::ast::KeyedRule> = block
+            .statements
+            .iter()
+            .filter_map(|statement| match statement {
+                Statement::KeyedRule(rule) if rule.keyword.node == "tier" => Some(rule),
+                _ => None,
+            })
+            .collect();
+        let mode = block.statements.iter().find_map(|statement| match statement {
+            Statement::Setting(setting) if setting.key.node == "tiers" => Some(setting),
+            _ => None,
+        });
+        let graduated = match mode {
+            Some(setting) => {
+                let choices = [("volume", false), ("graduated", true)];
+                self.choice_setting(file, setting, &choices)?.value
+            }
+            None => false,
+        };
+        let Some(first_line) = lines.first() else {
+            if let Some(setting) = mode {
+                self.report(file, setting.key.span, ErrorKind::TierBands { detail: "`tiers` needs `tier \"1-9\" = PRICE` lines".into() });
+                return None;
+            }
+            return Some(None);
+        };
+        let mut bands = Vec::new();
+        let mut expected = Some(1);
+        for line in &lines {
+            let band = band_of(&line.key.node);
+            let detail = match (band, expected) {
+                (None, _) => Some(format!("`{}` is not a band: write `\"1-9\"` or, last, `\"50+\"`", line.key.node)),
+                (_, None) => Some("the open band (`\"N+\"`) must be the last".to_string()),
+                (Some((first, _)), Some(wanted)) if first != wanted => Some(format!(
+                    "this band starts at {first}, the bands before end at {}: bands start at 1 and follow each other",
+                    wanted - 1
+                )),
+                _ => None,
+            };
+            if let Some(detail) = detail {
+                self.report(file, line.key.span, ErrorKind::TierBands { detail });
+                return None;
+            }
+            let Some((first, last)) = band else { return None };
+            let setting = crate::ast::Setting {
+                key: line.keyword.clone(),
+                value: line.value.clone(),
+                span: line.span,
+            };
+            bands.push((first, self.price_source(file, &setting)?.value));
+            expected = last.map(|last| last + 1);
+        }
+        if expected.is_some() {
+            let detail = "the last band must be open (`\"50+\"`), or counts above it have no price".to_string();
+            let span = lines.last().map(|line| line.key.span).unwrap_or(first_line.key.span);
+            self.report(file, span, ErrorKind::TierBands { detail });
+            return None;
+        }
+        let origin = file.origin(first_line.span);
+        Some(Some(Ruled { value: Tiers { bands, graduated }, origin }))
     }
 
     /// One scope term's value checked: not empty, a date for `from`/`until`, a known keyword,
@@ -265,7 +348,14 @@ impl<'a> Compiler<'a> {
         let first_scope: Vec<ScopeTerm> = choices.iter().map(|terms| terms[0].clone()).collect();
         self.dates_never_meet(file, block, &first_scope);
         let priority = self.priority(file, block);
-        let Some(set) = self.scoped_settings(file, block) else { return Vec::new() };
+        let tiers = self.tiers(file, block);
+        let Some(mut set) = self.scoped_settings(file, block) else { return Vec::new() };
+        let Some(tiers) = tiers else { return Vec::new() };
+        if tiers.is_some() && set.unit_price.is_some() {
+            self.report(file, block.name.span, ErrorKind::TiersAndPrice);
+            return Vec::new();
+        }
+        set.tiers = tiers;
         if set == ScopedSettings::default() {
             if block.statements.is_empty() {
                 self.report(file, block.name.span, ErrorKind::EmptyScopedRule);

@@ -300,6 +300,56 @@ pub enum PriceSource {
     CostPlusAmount(Decimal),
 }
 
+/// Seat-count tiers (`tier "1-9" = 22.00`, `tier "10-49" = 21.00`, `tier "50+" = …`): a price
+/// per band of a licence product's count on the bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tiers {
+    /// Each band's first count (the first is 1; the last band is open) and its price, in order.
+    pub bands: Vec<(u32, PriceSource)>,
+    /// `tiers = graduated`: each band's units at its own price (the unit price is their
+    /// average); otherwise the whole count takes the price of the band it falls in.
+    pub graduated: bool,
+}
+
+impl Tiers {
+    /// The unit price for `count` licences whose unit sales price and cost are given, before
+    /// the price point, cap and rounding.
+    pub fn apply(&self, sales: Decimal, cost: Decimal, count: i64) -> Decimal {
+        let band_price = |source: &PriceSource| source.apply(sales, cost, Decimal::ONE);
+        let in_band = |count: i64| {
+            self.bands.iter().rev().find(|(first, _)| i64::from(*first) <= count).or(self.bands.first())
+        };
+        if !self.graduated || count <= 1 {
+            return in_band(count).map(|(_, source)| band_price(source)).unwrap_or(sales);
+        }
+        let mut total = Decimal::ZERO;
+        for (index, (first, source)) in self.bands.iter().enumerate() {
+            let next = self.bands.get(index + 1).map(|(next, _)| i64::from(*next));
+            let units = next.unwrap_or(i64::MAX).min(count + 1) - i64::from(*first);
+            if units <= 0 {
+                break;
+            }
+            total += band_price(source) * Decimal::from(units);
+        }
+        total / Decimal::from(count)
+    }
+
+    /// `1-9: 22, 10-49: 21, 50+: cost + 8%`, for messages and `cmat explain`.
+    pub fn bands_label(&self, word: impl Fn(PriceSource) -> String) -> String {
+        let bands: Vec<String> = self
+            .bands
+            .iter()
+            .enumerate()
+            .map(|(index, (first, source))| match self.bands.get(index + 1) {
+                Some((next, _)) => format!("{first}-{}: {}", next - 1, word(*source)),
+                None => format!("{first}+: {}", word(*source)),
+            })
+            .collect();
+        let kind = if self.graduated { "graduated" } else { "volume" };
+        format!("{} ({kind})", bands.join(", "))
+    }
+}
+
 /// The cost cmat writes to Autotask and measures margins against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CostSource {
@@ -429,4 +479,51 @@ pub enum BilledChargeMismatch {
     Correct,
     /// Report only.
     Report,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiers(graduated: bool) -> Tiers {
+        let fixed = |price: i64| PriceSource::Fixed(Decimal::from(price));
+        Tiers { bands: vec![(1, fixed(22)), (10, fixed(21)), (50, fixed(19))], graduated }
+    }
+
+    #[test]
+    fn the_whole_count_takes_its_bands_price_or_each_band_its_own() {
+        let (sales, cost) = (Decimal::ONE, Decimal::ONE);
+        assert_eq!(tiers(false).apply(sales, cost, 9), Decimal::from(22));
+        assert_eq!(tiers(false).apply(sales, cost, 10), Decimal::from(21));
+        assert_eq!(tiers(false).apply(sales, cost, 75), Decimal::from(19));
+        assert_eq!(tiers(false).apply(sales, cost, 0), Decimal::from(22));
+        // 9 at 22, 16 at 21: 534 / 25.
+        assert_eq!(tiers(true).apply(sales, cost, 25), Decimal::new(2136, 2));
+    }
+
+    proptest::proptest! {
+        /// Graduated: the count's total is the sum of each band's units at its price, so the
+        /// unit price lies between the band prices and equals the first band's inside it.
+        #[test]
+        fn a_graduated_price_is_the_bands_total_over_the_count(count in 1i64..200) {
+            let price = tiers(true).apply(Decimal::ONE, Decimal::ONE, count);
+            let total = price * Decimal::from(count);
+            let expected: i64 = (1..=count).map(|unit| match unit {
+                1..=9 => 22,
+                10..=49 => 21,
+                _ => 19,
+            }).sum();
+            proptest::prop_assert_eq!(total.round_dp(10), Decimal::from(expected));
+            proptest::prop_assert!(price <= Decimal::from(22) && price >= Decimal::from(19));
+        }
+
+        #[test]
+        fn a_price_point_rounds_up_to_the_nearest_ending(cents in 0i64..100_000, ending in 0i64..100) {
+            let price = Decimal::new(cents, 2);
+            let ending = Decimal::new(ending, 2);
+            let pointed = PricePoint::Ending(ending).round_up(price);
+            proptest::prop_assert!(pointed >= price && pointed - price < Decimal::ONE);
+            proptest::prop_assert_eq!(pointed - pointed.trunc(), ending);
+        }
+    }
 }

@@ -17,7 +17,9 @@ use std::fmt;
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::{CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template};
+use super::{
+    CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template, Tiers,
+};
 use crate::billing::BillLine;
 
 /// What a scope term looks at, in ascending order of precedence.
@@ -375,6 +377,8 @@ pub struct ScopedSettings {
     /// The Autotask company of the lines (an explicit link).
     pub company: Option<Ruled<i64>>,
     pub unit_price: Option<Ruled<PriceSource>>,
+    /// A price per band of the licence count; a form of `unit_price` (a rule sets one of them).
+    pub tiers: Option<Ruled<Tiers>>,
     /// The MSP's own cost (a distributor rebate): margins and the cost written follow it.
     pub unit_cost: Option<Ruled<CostSource>>,
     /// Prices rounded up to a price point (.99, .95, whole units).
@@ -461,6 +465,8 @@ pub struct Resolved<'r> {
     /// An explicit company; `None` leaves it to the top-level link or the column.
     pub company: Option<&'r Ruled<i64>>,
     pub unit_price: &'r Ruled<PriceSource>,
+    /// Seat-count tiers, when the most specific rule pricing the line states them.
+    pub tiers: Option<&'r Ruled<Tiers>>,
     pub unit_cost: &'r Ruled<CostSource>,
     pub price_point: Option<&'r Ruled<PricePoint>>,
     pub max_price: Option<&'r Ruled<Decimal>>,
@@ -493,8 +499,17 @@ impl Resolved<'_> {
 
     /// The unit price from a line's unit sales price and unit cost: the formula, rounded up
     /// to the price point, capped at `max_price`, rounded to the scale.
-    pub fn unit_price(&self, sales: Decimal, cost: Decimal) -> Decimal {
-        self.finish_price(self.unit_price.value.apply(sales, cost, Decimal::ONE))
+    pub fn unit_price(&self, sales: Decimal, cost: Decimal, count: i64) -> Decimal {
+        let price = match self.tiers {
+            Some(tiers) => tiers.value.apply(sales, cost, count),
+            None => self.unit_price.value.apply(sales, cost, Decimal::ONE),
+        };
+        self.finish_price(price)
+    }
+
+    /// The rule a licence product's price comes from: its tiers', else its `unit_price`'s.
+    pub fn price_origin(&self) -> &RuleOrigin {
+        self.tiers.map(|tiers| &tiers.origin).unwrap_or(&self.unit_price.origin)
     }
 
     /// A price the formula gave, rounded up to the price point, then capped (the cap is a
@@ -680,6 +695,13 @@ impl RuleSet {
             company: ruled(m, "company", |s| s.company.as_ref())?,
             unit_price: ruled(m, "unit_price", |s| s.unit_price.as_ref())?
                 .unwrap_or(&prices.unit_price),
+            tiers: {
+                // Tiers are a form of the price: they hold when the most specific rule that
+                // prices the line states them.
+                let tiers = ruled(m, "tiers", |s| s.tiers.as_ref())?;
+                let first = m.iter().find(|r| r.set.unit_price.is_some() || r.set.tiers.is_some());
+                tiers.filter(|_| first.is_some_and(|rule| rule.set.tiers.is_some()))
+            },
             unit_cost: ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?
                 .unwrap_or(&prices.unit_cost),
             price_point: ruled(m, "price_point", |s| s.price_point.as_ref())?
