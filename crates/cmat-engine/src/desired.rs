@@ -731,7 +731,13 @@ fn desired_services(
             ));
         }
         let (units, units_rule) = billed_units(count, resolved);
-        let service = desired_service(rules, resolved, &key, first, units, effective_date, true);
+        let mut service =
+            desired_service(rules, resolved, &key, first, units, effective_date, true);
+        if resolved.tiers.is_some() {
+            // The band is the product's whole count on the bill, over all its lines.
+            service.unit_price =
+                resolved.unit_price(first.unit_sales_price, first.unit_cost_price, count);
+        }
         if units > 0 {
             check_margin(
                 rules,
@@ -743,8 +749,11 @@ fn desired_services(
                 warnings,
             );
         }
-        services
-            .insert(key, DesiredContractService { licence_count: count, units_rule, ..service });
+        let service = DesiredContractService { licence_count: count, units_rule, ..service };
+        if let Some((add_on_key, add_on)) = add_on_service(resolved, &service) {
+            services.insert(add_on_key, add_on);
+        }
+        services.insert(key, service);
     }
     // Products billed earlier but absent from the current bill go to 0 units.
     let mut earlier: Vec<ResolvedLine> =
@@ -759,6 +768,9 @@ fn desired_services(
             continue;
         }
         let service = desired_service(rules, resolved, &key, line, 0, effective_date, false);
+        if let Some((add_on_key, add_on)) = add_on_service(resolved, &service) {
+            services.entry(add_on_key).or_insert(add_on);
+        }
         services.insert(key, service);
     }
     merge_shared_services(subscription_id, services, warnings)
@@ -870,6 +882,30 @@ fn desired_service(
         decrease: resolved.decrease.clone(),
         removed_product: resolved.removed_product.clone(),
     }
+}
+
+/// A product's per-seat add-on: the rule's Service on the same contract, with the product's
+/// units (and so its included and minimum seats) and decrease timing, at the rule's own price
+/// and cost. Keyed `PRODUCT+SERVICE_ID`: its own line in the plan and the review.
+fn add_on_service(
+    resolved: &Resolved<'_>,
+    product: &DesiredContractService,
+) -> Option<(String, DesiredContractService)> {
+    let rule = resolved.add_on?;
+    let key = format!("{}+{}", product.product_key, rule.value.service);
+    let service = DesiredContractService {
+        product_key: key.clone(),
+        product_name: format!("{} add-on (Service {})", product.product_name, rule.value.service),
+        unit_price: resolved.round(rule.value.price),
+        unit_cost: resolved.round(rule.value.cost),
+        service_id: Some(rule.value.service),
+        service_rule: Some(rule.origin.clone()),
+        per_term: false,
+        price_rule: rule.origin.clone(),
+        dated_price_rule: None,
+        ..product.clone()
+    };
+    Some((key, service))
 }
 
 /// The dated rule behind a line's price, cost, price point or cap, if one is: the plan names

@@ -2232,4 +2232,61 @@ pub(crate) mod tests {
             "{reasons:?}"
         );
     }
+
+    /// A per-seat add-on: a second Service on the product's contract at its own price and
+    /// cost, whose units follow the licence count with the product's decrease timing; it is
+    /// its own change in the plan, and each month converges.
+    #[test]
+    fn a_per_seat_add_on_follows_the_licence_count_and_converges() {
+        use crate::rules::{AddOn, DecreaseTiming, ScopeTerm};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                add_on: Some(ruled_at(
+                    AddOn { service: 7010, price: d("2.50"), cost: d("0.50") },
+                    &origin,
+                )),
+                decrease: Some(ruled_at(DecreaseTiming::NextPeriod, &origin)),
+                ..Default::default()
+            }
+        }));
+        let mut snapshot = company_snapshot();
+        snapshot.services.insert(
+            7010,
+            crate::snapshot::Service {
+                id: 7010,
+                name: "Managed support per seat".into(),
+                sku: None,
+                billing_code_id: 29682801,
+                period_type: 2,
+                unit_price: d("3"),
+                unit_cost: None,
+                is_active: true,
+            },
+        );
+        let bill = |date: &str, count: &str| {
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")]
+        };
+        let october = converge(&rules, &bill("2026-10-01", "10"), &mut snapshot);
+        let add_on: Vec<&crate::plan::PlanChange> =
+            october.changes.iter().filter(|c| c.key.to_string().ends_with("A+7010")).collect();
+        assert_eq!(add_on.len(), 1, "{:?}", summary(&october));
+        assert!(add_on[0].reason.contains("10 units"), "{}", add_on[0].reason);
+        let desired = desired_state(&rules, &bill("2026-10-01", "10"));
+        let service = &desired.contracts["S1"].services["A+7010"];
+        assert_eq!(
+            (service.units, service.unit_price, service.unit_cost, service.service_id),
+            (10, d("2.50"), d("0.50"), Some(7010))
+        );
+        // Down to 8 seats: the product and its add-on both wait for the next period.
+        let mut bills = bill("2026-10-01", "10");
+        bills.extend(bill("2026-11-15", "8"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let dated: Vec<(NaiveDate, i64)> =
+            adjustments(&november).into_iter().map(|(_, date, change)| (date, change)).collect();
+        assert_eq!(dated.len(), 2, "{dated:?}");
+        assert_eq!(dated[0], dated[1], "the add-on moves with its product");
+        assert!(dated[0].0 > "2026-11-15".parse::<NaiveDate>().expect("date") && dated[0].1 == -2);
+    }
 }

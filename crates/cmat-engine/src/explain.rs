@@ -306,8 +306,9 @@ fn winners(
         out[0].1 = resolved.price_origin().clone();
         out.push(("tiers", resolved.price_origin().clone()));
     }
-    let optional: [(&'static str, Option<&RuleOrigin>); 12] = [
+    let optional: [(&'static str, Option<&RuleOrigin>); 13] = [
         ("company", resolved.company.map(|r| &r.origin)),
+        ("add_on_service", resolved.add_on.map(|r| &r.origin)),
         ("margin_floor", resolved.margin_floor.map(|r| &r.origin)),
         ("price_point", resolved.price_point.map(|r| &r.origin)),
         ("max_price", resolved.max_price.map(|r| &r.origin)),
@@ -368,6 +369,14 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
     push(&mut out, "unit_price", &set.unit_price, |price| price_word(*price));
     push(&mut out, "tiers", &set.tiers, |tiers| tiers.bands_label(price_word));
     push(&mut out, "unit_cost", &set.unit_cost, |cost| cost_word(*cost));
+    push(&mut out, "add_on_service", &set.add_on, |add_on| {
+        format!(
+            "{} at {} a seat (cost {})",
+            add_on.service,
+            add_on.price.normalize(),
+            add_on.cost.normalize()
+        )
+    });
     push(&mut out, "price_point", &set.price_point, |point| point_word(*point));
     push(&mut out, "max_price", &set.max_price, |cap| cap.normalize().to_string());
     push(&mut out, "scale", &set.scale, ToString::to_string);

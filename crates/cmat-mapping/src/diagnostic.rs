@@ -123,6 +123,8 @@ pub enum ErrorKind {
     InvalidDate { keyword: String, found: String },
     #[error("this rule is in force from {from} until {until}: no Billing Date is both, so it never applies")]
     DatesNeverApply { from: String, until: String },
+    #[error("a per-seat add-on needs `{missing}` as well")]
+    AddOnIncomplete { missing: &'static str },
     #[error("seat-count tiers: {detail}")]
     TierBands { detail: String },
     #[error("a rule states `unit_price` and tiers: keep one (the tiers are its price)")]

@@ -13,7 +13,7 @@
 
 use std::collections::BTreeMap;
 
-use cmat_engine::rules::{Ruled, ScopeTerm, ScopedRule, ScopedSettings, Specificity, Tiers};
+use cmat_engine::rules::{AddOn, Ruled, ScopeTerm, ScopedRule, ScopedSettings, Specificity, Tiers};
 
 use super::ast::{Block, Statement};
 use super::compile::{Compiler, ParsedFile};
@@ -47,6 +47,9 @@ pub const SCOPED_KEYS: &[&str] = &[
     "billed_charge_mismatch",
     "priority",
     "tiers",
+    "add_on_service",
+    "add_on_price",
+    "add_on_cost",
 ];
 
 /// `tier "10-49" = 21.00` inside a `for` rule.
@@ -279,6 +282,39 @@ impl<'a> Compiler<'a> {
         Some(Some(Ruled { value: Tiers { bands, graduated }, origin }))
     }
 
+    /// A per-seat add-on: `add_on_service = ID` and `add_on_price = PRICE` together, and
+    /// optionally `add_on_cost = COST` (0). `Some(None)` when the rule states none; `None` when
+    /// it is wrong (reported).
+    fn add_on(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<Option<Ruled<AddOn>>> {
+        let setting = |name: &str| {
+            block.statements.iter().find_map(|statement| match statement {
+                Statement::Setting(setting) if setting.key.node == name => Some(setting),
+                _ => None,
+            })
+        };
+        let (service, price, cost) =
+            (setting("add_on_service"), setting("add_on_price"), setting("add_on_cost"));
+        let Some(service) = service else {
+            if let Some(other) = price.or(cost) {
+                self.report(file, other.key.span, ErrorKind::AddOnIncomplete { missing: "add_on_service" });
+                return None;
+            }
+            return Some(None);
+        };
+        let Some(price) = price else {
+            self.report(file, service.key.span, ErrorKind::AddOnIncomplete { missing: "add_on_price" });
+            return None;
+        };
+        let id = self.id_setting(file, service);
+        let price = self.max_price_setting(file, price);
+        let cost = match cost {
+            Some(cost) => Some(self.max_price_setting(file, cost)?.value),
+            None => Some(rust_decimal::Decimal::ZERO),
+        };
+        let value = AddOn { service: id?.value, price: price?.value, cost: cost? };
+        Some(Some(Ruled { value, origin: file.origin(service.span) }))
+    }
+
     /// One scope term's value checked: not empty, a date for `from`/`until`, a known keyword,
     /// a service with a `service` rule. `None` once reported.
     fn scope_value(
@@ -349,6 +385,7 @@ impl<'a> Compiler<'a> {
         self.dates_never_meet(file, block, &first_scope);
         let priority = self.priority(file, block);
         let tiers = self.tiers(file, block);
+        let add_on = self.add_on(file, block);
         let Some(mut set) = self.scoped_settings(file, block) else { return Vec::new() };
         let Some(tiers) = tiers else { return Vec::new() };
         if tiers.is_some() && set.unit_price.is_some() {
@@ -356,6 +393,8 @@ impl<'a> Compiler<'a> {
             return Vec::new();
         }
         set.tiers = tiers;
+        let Some(add_on) = add_on else { return Vec::new() };
+        set.add_on = add_on;
         if set == ScopedSettings::default() {
             if block.statements.is_empty() {
                 self.report(file, block.name.span, ErrorKind::EmptyScopedRule);

@@ -350,6 +350,16 @@ impl Tiers {
     }
 }
 
+/// A per-seat add-on (`add_on_service = 7010`, `add_on_price = 5.00`, `add_on_cost = 1.20`):
+/// a second Autotask Service on the product's contract, its units following the licence count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddOn {
+    /// The Autotask Service id (an existing Service: cmat never creates one for an add-on).
+    pub service: i64,
+    pub price: Decimal,
+    pub cost: Decimal,
+}
+
 /// The cost cmat writes to Autotask and measures margins against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CostSource {

@@ -18,7 +18,7 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::{
-    CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template, Tiers,
+    AddOn, CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template, Tiers,
 };
 use crate::billing::BillLine;
 
@@ -379,6 +379,8 @@ pub struct ScopedSettings {
     pub unit_price: Option<Ruled<PriceSource>>,
     /// A price per band of the licence count; a form of `unit_price` (a rule sets one of them).
     pub tiers: Option<Ruled<Tiers>>,
+    /// A second Service per seat on the same contract (support sold with each licence).
+    pub add_on: Option<Ruled<AddOn>>,
     /// The MSP's own cost (a distributor rebate): margins and the cost written follow it.
     pub unit_cost: Option<Ruled<CostSource>>,
     /// Prices rounded up to a price point (.99, .95, whole units).
@@ -467,6 +469,7 @@ pub struct Resolved<'r> {
     pub unit_price: &'r Ruled<PriceSource>,
     /// Seat-count tiers, when the most specific rule pricing the line states them.
     pub tiers: Option<&'r Ruled<Tiers>>,
+    pub add_on: Option<&'r Ruled<AddOn>>,
     pub unit_cost: &'r Ruled<CostSource>,
     pub price_point: Option<&'r Ruled<PricePoint>>,
     pub max_price: Option<&'r Ruled<Decimal>>,
@@ -702,6 +705,7 @@ impl RuleSet {
                 let first = m.iter().find(|r| r.set.unit_price.is_some() || r.set.tiers.is_some());
                 tiers.filter(|_| first.is_some_and(|rule| rule.set.tiers.is_some()))
             },
+            add_on: ruled(m, "add_on_service", |s| s.add_on.as_ref())?,
             unit_cost: ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?
                 .unwrap_or(&prices.unit_cost),
             price_point: ruled(m, "price_point", |s| s.price_point.as_ref())?
