@@ -522,3 +522,53 @@ fn an_msp_announces_a_price_change_ahead_and_it_applies_from_its_date() {
         "{dated}"
     );
 }
+
+/// Issue 27's per-seat add-on through the binary: the support Service rides on the Premium
+/// contract with its own price and cost, its units follow the licence count month after
+/// month, the plan shows it as its own line, and explain names the rule.
+#[test]
+fn a_per_seat_support_service_follows_the_licence_count() {
+    let mut seed = cmat_sim::Seed::bundled();
+    seed.records.insert(
+        "Services".into(),
+        vec![serde_json::json!({"id": 7010, "name": "Managed support per seat", "sku": "SUPPORT-SEAT",
+                    "billingCodeID": 29682801, "periodType": 2, "unitPrice": 15.0, "unitCost": 4.0,
+                    "isActive": true})],
+    );
+    let sw = SimWorkspace::start_seeded(seed, cmat_sim::SimOptions::default());
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/examples/add-on-msp.cmat");
+    sw.ws.write("mappings/add-on-msp.cmat", &std::fs::read_to_string(path).expect("the example"));
+    sw.ok(&["check"]);
+    sw.import(OCTOBER);
+    sw.pull();
+    let plan = sw.ok(&["plan"]).stdout;
+    assert!(plan.contains("item:CFQ7TTC0LCHC+7010"), "its own line:\n{plan}");
+    apply_month(&sw, OCTOBER);
+    let support = contract_service(&sw, CONTOSO_PREMIUM, "SUPPORT-SEAT");
+    assert_eq!(
+        (decimal(&support.adjusted_price), decimal(&support.unit_cost), support.units.values().last()),
+        (decimal("12"), decimal("4"), Some(&25))
+    );
+    apply_month(&sw, NOVEMBER);
+    let premium = contract_service(&sw, CONTOSO_PREMIUM, "CFQ7TTC0LCHC");
+    let support = contract_service(&sw, CONTOSO_PREMIUM, "SUPPORT-SEAT");
+    assert_eq!(premium.units.values().last(), Some(&28));
+    assert_eq!(support.units, premium.units, "seat for seat");
+    let explain = sw.ok(&["explain", CONTOSO_PREMIUM]).stdout;
+    assert!(
+        explain.contains("add_on_service = 7010 at 12 a seat (cost 4)  used"),
+        "{explain}"
+    );
+    sw.ok(&["report", "--format", "json", "--out", "review.json"]);
+    let review: Value = serde_json::from_str(&sw.ws.read("review.json")).expect("review JSON");
+    // The billing review compares Autotask with the bill's sales, as for any price rule: the
+    // difference on Premium is the support billed with it, 28 seats at 12.00.
+    let differs: Vec<&Value> = review["exceptions"]
+        .as_array()
+        .expect("exceptions")
+        .iter()
+        .filter(|e| e["kind"] == "autotask_differs" && e["subscription"] == CONTOSO_PREMIUM)
+        .collect();
+    assert_eq!(differs.len(), 1, "{:#}", review["exceptions"]);
+    assert_eq!(decimal(differs[0]["amount"].as_str().unwrap_or_default()), decimal("336"));
+}

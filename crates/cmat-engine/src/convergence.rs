@@ -31,6 +31,8 @@ const SUBSCRIPTIONS: [&str; 3] = ["S0", "S1", "S2"];
 /// A Service a `service = …` rule may put several products on.
 const SHARED_SERVICE: i64 = 900;
 const COMPANY: i64 = 100;
+/// The Service a per-seat add-on rule bills (support with each licence).
+const ADD_ON_SERVICE: i64 = 901;
 
 /// What one `for` rule of a generated price book looks at.
 #[derive(Debug, Clone)]
@@ -61,6 +63,8 @@ enum Setting {
     DatedMarkup(u32),
     /// Seat-count tiers (1-2, 3+), volume or graduated: the price moves with the count.
     Tiers(bool),
+    /// A per-seat add-on on its own Service: its units follow the product's.
+    AddOn,
 }
 
 #[derive(Debug, Clone)]
@@ -121,6 +125,7 @@ fn book() -> impl Strategy<Value = Book> {
         Just(Setting::RebateFloor),
         (1u32..20).prop_map(Setting::DatedMarkup),
         any::<bool>().prop_map(Setting::Tiers),
+        Just(Setting::AddOn),
     ];
     (
         timing(),
@@ -208,6 +213,10 @@ fn rules_of(book: &Book) -> RuleSet {
                 set.unit_cost = ruled(CostSource::CostPercent(Decimal::new(-3, 2)), &at);
                 set.margin_floor = ruled(MarginFloor::Amount(Decimal::ONE), &at);
             }
+            Setting::AddOn => {
+                let add_on = AddOn { service: ADD_ON_SERVICE, price: Decimal::TWO, cost: Decimal::ONE };
+                set.add_on = ruled(add_on, &at);
+            }
             Setting::Tiers(graduated) => {
                 let bands = vec![
                     (1, PriceSource::SalesPrice),
@@ -253,6 +262,7 @@ fn tenant(subscriptions: &[Subscription]) -> Snapshot {
         Company { id: COMPANY, company_name: "Contoso".into(), is_active: true, currency_id: None },
     );
     snapshot.services.insert(SHARED_SERVICE, service(SHARED_SERVICE, "SHARED"));
+    snapshot.services.insert(ADD_ON_SERVICE, service(ADD_ON_SERVICE, "SUPPORT"));
     for (index, subscription) in subscriptions.iter().enumerate() {
         let Some(existing) = &subscription.existing else { continue };
         // Running when the first bill arrives. A contract that lapsed before it is not drawn:
