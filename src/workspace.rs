@@ -66,6 +66,20 @@ pub struct Config {
     pub cloudmore: CloudmoreConfig,
     #[serde(default)]
     pub sync: SyncConfig,
+    #[serde(default)]
+    pub apply: ApplyConfig,
+}
+
+/// `[apply]`: the four-eyes rule (issue 29).
+#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyConfig {
+    /// `apply` and `sync` write only a saved plan a person approved (`cmat approve`).
+    #[serde(default)]
+    pub require_approval: bool,
+    /// The approver must not be the plan's author (`CMAT_USER` when it was made).
+    #[serde(default)]
+    pub require_distinct_approver: bool,
 }
 
 /// `[sync]`: how the daily job behaves.
@@ -98,6 +112,9 @@ pub struct AutotaskConfig {
 pub struct CloudmoreConfig {
     pub base_url: Option<String>,
     pub reseller_id: Option<String>,
+    /// The longest wait for Cloudmore's report task, in seconds (default 900): a task that has
+    /// not finished by then is an error, not a pull that hangs a scheduled job.
+    pub report_wait_seconds: Option<u64>,
 }
 
 impl Config {

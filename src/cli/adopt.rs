@@ -150,7 +150,23 @@ pub fn apply_rows(
         println!("Nothing to write: every accepted row is linked already.");
         return Ok(());
     }
-    let saved = SavedPlan { plan: adoption.plan, path: file.to_path_buf() };
+    if context.workspace.config()?.apply.require_approval {
+        // Four eyes: the accepted links are a plan like any other, saved for a second person.
+        let mut plan = adoption.plan;
+        plan.created_by = super::approve::author();
+        let path = super::sync::save_for_approval(context, "adopt", &plan)?;
+        println!(
+            "[apply] require_approval = true: nothing was written. The links are saved as a plan in {path}.\n\
+             Have it approved, then apply it:\n  cmat approve {path} --by NAME\n  cmat apply {path}",
+            path = path.display()
+        );
+        return Ok(());
+    }
+    let saved = SavedPlan {
+        plan: adoption.plan,
+        path: file.to_path_buf(),
+        approval: cmat_engine::plan::ApprovalStatus::Unapproved,
+    };
     apply_cli::execute(context, store, loaded, client, Some(saved), None, auto_approve)?;
     Ok(())
 }

@@ -12,14 +12,17 @@ use super::{CommandError, CommandResult, Context, Exit};
 use crate::apply::ApplyOptions;
 use crate::autotask::pull::ChildrenRead;
 use crate::autotask::{ApplyConnection, AutotaskClient};
-use crate::store::{Access, Store};
+use crate::store::{Access, AuditOutcome, AuditRow, Store};
 use crate::workflow::apply::{self as workflow, Note, SavedPlan};
+use cmat_engine::plan::{Approval, ApprovalStatus};
 
 #[derive(Debug, Args)]
 #[command(
     after_help = "Before writing, cmat re-reads from Autotask (in pages) the records the plan touches. \
 A saved plan is refused as stale, with nothing written, when those records, the imported bills or the \
 mapping rules changed since it was made; without a plan file cmat plans again from what Autotask holds.\n\n\
+With `[apply] require_approval = true` in cmat.toml only a saved plan approved with `cmat approve` is written \
+(and with `require_distinct_approver = true`, by someone other than its author); the approver goes into the audit trail.\n\n\
 Every write is journaled before it is sent and audited after (`cmat audit`). A write whose outcome is \
 unknown (timeout, dropped connection) is never sent again blindly: rerun `cmat apply` and cmat finds it \
 by its natural key first.\n\nExit codes: 0 success (or nothing to do), 1 error or a change that did not complete."
@@ -36,6 +39,8 @@ pub struct ApplyArgs {
 pub fn run(context: &Context, args: ApplyArgs) -> CommandResult {
     // A malformed plan file is reported before anything else is opened or contacted.
     let saved = args.plan_file.as_deref().map(workflow::read_plan).transpose()?;
+    // Under `[apply] require_approval`, an unapproved plan is refused before anything else.
+    workflow::check_approval(&context.workspace.config()?.apply, saved.as_ref())?;
     let mut store = session::open_store(context, Access::Write)?;
     let mut loaded = session::load(context, &store)?;
     let client = session::connect_autotask(context)?;
@@ -80,7 +85,9 @@ pub fn execute(
     pulled: Option<&ChildrenRead>,
     auto_approve: bool,
 ) -> Result<Applied, CommandError> {
-    let settle_seconds = context.workspace.config()?.autotask.settle_seconds.unwrap_or(15);
+    let config = context.workspace.config()?;
+    let approval = approval_of(&config, saved.as_ref())?;
+    let settle_seconds = config.autotask.settle_seconds.unwrap_or(15);
     workflow::settle_earlier_writes(store, settle_seconds, &mut say)?;
     let connection =
         ApplyConnection::new(client, loaded.rules.settings.subscription_udf.value.clone());
@@ -108,6 +115,7 @@ pub fn execute(
 
     let started = Instant::now();
     let run_id = workflow::new_run_id();
+    record_approval(store, &run_id, approval)?;
     let requests_before = client.requests_sent();
     let progress = context.stdout_is_terminal.then(|| {
         let bar = indicatif::ProgressBar::new(plan.changes.len() as u64);
@@ -174,6 +182,56 @@ pub fn execute(
         message.push_str("\nhint: run `cmat apply` again: cmat re-reads Autotask first, so nothing is written twice");
     }
     Err(message.into())
+}
+
+/// The approval (and the plan's author) a saved plan carries, refused under `[apply]`'s
+/// rules when missing or void; a void one is otherwise only a warning.
+fn approval_of(
+    config: &crate::workspace::Config,
+    saved: Option<&SavedPlan>,
+) -> Result<Option<(Approval, Option<String>)>, CommandError> {
+    let approval = workflow::check_approval(&config.apply, saved)?;
+    if let Some(SavedPlan { approval: ApprovalStatus::Void(reason), path, .. }) = saved {
+        eprintln!("warning: {}: the plan's approval is void: {reason}", path.display());
+    }
+    let author = saved.and_then(|saved| saved.plan.created_by.clone());
+    Ok(approval.map(|approval| (approval, author)))
+}
+
+/// Puts who approved the plan into the run's audit trail, and says so.
+fn record_approval(
+    store: &mut Store,
+    run_id: &str,
+    approval: Option<(Approval, Option<String>)>,
+) -> Result<(), CommandError> {
+    if let Some((approval, author)) = approval {
+        store.append_audit(&[approval_row(run_id, &approval, author)])?;
+        println!("Approved by {} (plan {}).", approval.by, approval.digest);
+    }
+    Ok(())
+}
+
+/// The audit row saying who approved what a run writes: `approve` of the `Plan` whose digest
+/// is the key, the author as the old value and the approver as the new one.
+fn approval_row(run_id: &str, approval: &Approval, author: Option<String>) -> AuditRow {
+    AuditRow {
+        run_id: run_id.to_string(),
+        at: chrono::Utc::now(),
+        action: "approve".into(),
+        entity: "Plan".into(),
+        autotask_id: None,
+        key: approval.digest.clone(),
+        field: "approved_by".into(),
+        old_value: author,
+        new_value: Some(approval.by.clone()),
+        rule: String::new(),
+        outcome: AuditOutcome::Applied,
+        http_status: None,
+        message: format!(
+            "approved at {}",
+            approval.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    }
 }
 
 /// Says up front when the plan needs more requests than cmat may use this hour: it will stop

@@ -119,7 +119,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         return Err("the demo did not converge: the last plan still has changes".into());
     }
 
-    let rows = store.audit_rows(&AuditFilter::default())?;
+    let rows = store.audit_chain(&AuditFilter::default())?;
     let audit_path = root.join("audit.csv");
     let mut bytes = Vec::new();
     crate::audit::write_csv(&rows, &mut bytes)?;

@@ -2,13 +2,15 @@
 
 use super::Exit;
 
+use super::monitor::OutputFormat;
 use super::{session, CommandResult, Context};
 use crate::autotask::doctor::{evaluate, gather, render, Check, LastSync, Outcome};
 use crate::store::meta_keys::LAST_SYNC_REQUESTS;
 use crate::store::{Access, Store};
 use crate::workspace::AutotaskCredentials;
 
-pub fn run(context: &Context) -> CommandResult {
+pub fn run(context: &Context, format: OutputFormat) -> CommandResult {
+    let report = |checks: &[Check]| report(checks, format);
     let (rules, _) = session::load_rules(context)?;
     let credentials = match AutotaskCredentials::from_env() {
         Ok(credentials) => credentials,
@@ -36,8 +38,11 @@ fn connection_problem(message: String) -> Check {
     }
 }
 
-fn report(checks: &[Check]) -> Exit {
-    print!("{}", render(checks));
+fn report(checks: &[Check], format: OutputFormat) -> Exit {
+    match format {
+        OutputFormat::Text => print!("{}", render(checks)),
+        OutputFormat::Json => print!("{}", super::monitor::doctor_json(checks)),
+    }
     if checks.iter().any(Check::is_problem) {
         Exit::Problem
     } else {

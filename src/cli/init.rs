@@ -55,6 +55,8 @@ const CONFIG_TEMPLATE: &str = r#"# cmat workspace settings. No secrets here: cre
 # The Cloudmore API and your reseller account.
 # base_url = "https://api.cloudmore.com/"
 # reseller_id = "00000000-0000-0000-0000-000000000000"
+# The longest wait for Cloudmore's billing report task, in seconds.
+# report_wait_seconds = 900
 "#;
 
 const GITIGNORE: &str = ".cmat/\n";

@@ -11,8 +11,10 @@ use crate::workspace::Workspace;
 
 mod adopt;
 mod apply;
+mod approve;
 mod audit;
 mod check;
+mod completions;
 mod demo;
 mod demo_adopt;
 mod doctor;
@@ -20,6 +22,7 @@ mod explain;
 mod fmt;
 mod import;
 mod init;
+mod monitor;
 mod plan;
 mod pull_autotask;
 mod pull_cloudmore;
@@ -53,10 +56,14 @@ impl From<Exit> for ExitCode {
     }
 }
 
+/// `cmat --version`: the package version and the commit it was built from (`build.rs`).
+pub const VERSION: &str =
+    concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("CMAT_GIT_COMMIT"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cmat",
-    version,
+    version = VERSION,
     about = "Reconciles Cloudmore billing into Datto Autotask PSA",
     long_about = "Reconciles Cloudmore billing into Datto Autotask PSA: one Recurring Service contract per \
 subscription, contract services whose units follow the licence counts, one consolidated charge per \
@@ -95,15 +102,17 @@ pub enum Command {
     /// Refresh data from Autotask or Cloudmore
     Pull(PullArgs),
     /// Show what is loaded in the state database
-    Status,
+    Status(FormatArgs),
     /// Show what apply would write, and why (a dry run)
     Plan(plan::PlanArgs),
     /// Write a plan's changes to Autotask
     Apply(apply::ApplyArgs),
     /// The daily job: pull, plan, and apply when a new bill has arrived or the rules changed
     Sync(sync::SyncArgs),
-    /// Export the audit trail as CSV
+    /// Export the audit trail as CSV, or check its hash chain (--verify)
     Audit(audit::AuditArgs),
+    /// Record a person's approval in a saved plan (name, time, the plan's digest)
+    Approve(approve::ApproveArgs),
     /// The billing review of a period: exceptions first, margins, changes, Azure trends, and
     /// the bills' totals beside what Autotask holds (HTML page, CSV or JSON)
     Report(report::ReportArgs),
@@ -112,7 +121,7 @@ pub enum Command {
     #[command(
         after_help = "Sends only reads. Exit codes: 0 cmat can run against this tenant, 1 a problem was found (each listed with how to fix it)."
     )]
-    Doctor,
+    Doctor(FormatArgs),
     /// Which rules matched a subscription's bill lines, in order, and what each produced
     Explain(explain::ExplainArgs),
     /// Run the whole flow on bundled fixtures against a local Autotask simulator
@@ -120,6 +129,16 @@ pub enum Command {
     /// Propose links from subscriptions to the existing contracts that already bill them (a CSV
     /// to review), or write the accepted ones with --apply
     Adopt(adopt::AdoptArgs),
+    /// Print shell completions (bash, zsh, fish, powershell) to standard output
+    Completions(completions::CompletionsArgs),
+}
+
+/// `--format text|json` of `status` and `doctor`.
+#[derive(Debug, Args)]
+pub struct FormatArgs {
+    /// Text for people, or one JSON object for monitoring
+    #[arg(long, value_enum, default_value_t = monitor::OutputFormat::Text)]
+    pub format: monitor::OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -141,7 +160,8 @@ pub struct PullArgs {
 pub enum PullSource {
     /// Refresh the Autotask snapshot (companies, contracts, services, units, charges, billing codes)
     Autotask,
-    /// Load the billing reports from the Cloudmore API
+    /// Load the billing reports from the Cloudmore API (the reseller's asynchronous report,
+    /// waited for up to [cloudmore] report_wait_seconds; the answer kept in .cmat/cloudmore/)
     Cloudmore,
 }
 
@@ -180,16 +200,18 @@ pub fn main() -> ExitCode {
             Err("`--full` applies to `pull autotask`; `pull cloudmore` always reads whole reports"
                 .into())
         }
-        Command::Status => status::run(&context),
+        Command::Status(args) => status::run(&context, args.format),
         Command::Plan(args) => plan::run(&context, args),
         Command::Apply(args) => apply::run(&context, args),
         Command::Sync(args) => sync::run(&context, args),
         Command::Audit(args) => audit::run(&context, args),
+        Command::Approve(args) => approve::run(&context, args),
         Command::Report(args) => report::run(&context, args),
-        Command::Doctor => doctor::run(&context),
+        Command::Doctor(args) => doctor::run(&context, args.format),
         Command::Explain(args) => explain::run(&context, args),
         Command::Demo(args) => demo::run(&context, args),
         Command::Adopt(args) => adopt::run(&context, args),
+        Command::Completions(args) => completions::run(args),
     };
     match result {
         Ok(exit) => exit.into(),

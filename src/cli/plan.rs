@@ -33,7 +33,8 @@ pub enum PlanFormat {
 pub fn run(context: &Context, args: PlanArgs) -> CommandResult {
     let store = session::open_store(context, Access::Read)?;
     let loaded = session::load(context, &store)?;
-    let plan = loaded.plan()?;
+    let mut plan = loaded.plan()?;
+    plan.created_by = super::approve::author();
     if let Some(path) = &args.out {
         write_atomically(path, plan.to_json().as_bytes())?;
     }

@@ -65,7 +65,7 @@ pub fn pull_into(
 }
 
 fn pull_into_since(
-    _context: &Context,
+    context: &Context,
     store: &mut Store,
     config: &Config,
     since: Option<NaiveDate>,
@@ -76,7 +76,9 @@ fn pull_into_since(
         CloudmoreClient::new(&config.cloudmore, credentials, ClientOptions::default())?;
     let source_name =
         format!("cloudmore {}..{}", period.start.format("%Y-%m"), period.end.format("%Y-%m"));
-    let outcome = client.pull_into(store, period, &source_name)?;
+    // Cloudmore's answer as it came, for a bug report when cmat cannot read it.
+    let keep = context.workspace.state_dir().join("cloudmore").join(format!("{period}.json"));
+    let outcome = client.pull_into(store, period, &source_name, Some(&keep))?;
     for warning in &outcome.warnings {
         eprintln!("warning: {warning}");
     }

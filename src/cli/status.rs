@@ -2,11 +2,20 @@ use super::Exit;
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
+use super::monitor::OutputFormat;
 use super::{CommandResult, Context};
 use crate::store::{meta_keys, Access, BillInfo, Store};
 
-pub fn run(context: &Context) -> CommandResult {
+pub fn run(context: &Context, format: OutputFormat) -> CommandResult {
     let path = context.workspace.state_db();
+    if format == OutputFormat::Json {
+        if !path.exists() {
+            print!("{}", super::monitor::status_json_empty());
+        } else {
+            print!("{}", super::monitor::status_json(&Store::open(&path, Access::Read)?)?);
+        }
+        return Ok(Exit::Success);
+    }
     if !path.exists() {
         println!(
             "Nothing loaded yet ({} does not exist): run `cmat import FILE.csv` or `cmat pull`.",

@@ -125,16 +125,33 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
         return Ok(super::plan::exit_code(&plan, true));
     }
-    // What the pull has just read is not read again before writing (`workflow::apply::prepare`).
-    let applied = execute(
-        context,
-        &mut store,
-        &mut loaded,
-        &client,
-        None,
-        Some(&pulled.children_read),
-        args.auto_approve,
-    )?;
+    let applied = if config.apply.require_approval {
+        // Four eyes: a plan with changes is saved for approval, and nothing is written.
+        let mut plan = loaded.plan()?;
+        println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
+        if plan.has_changes() {
+            plan.created_by = super::approve::author();
+            let path = save_for_approval(context, "sync", &plan)?;
+            println!(
+                "[apply] require_approval = true: nothing was written. The plan is saved in {path}.\n\
+                 Have it approved, then apply it:\n  cmat approve {path} --by NAME\n  cmat apply {path}",
+                path = path.display()
+            );
+            return Ok(Exit::Changes);
+        }
+        Applied::NothingToDo
+    } else {
+        // What the pull has just read is not read again before writing (`workflow::apply::prepare`).
+        execute(
+            context,
+            &mut store,
+            &mut loaded,
+            &client,
+            None,
+            Some(&pulled.children_read),
+            args.auto_approve,
+        )?
+    };
     let unsettled = match applied {
         Applied::Written => not_converged(&loaded)?,
         Applied::NothingToDo => Vec::new(),
@@ -191,4 +208,18 @@ fn settled(store: &crate::store::Store) -> Result<bool, super::CommandError> {
         .and_then(|json| serde_json::from_str(&json).ok())
         .unwrap_or_default();
     Ok(left.is_empty())
+}
+
+/// Saves a plan for approval as `.cmat/plans/<command>-<UTC time>.json` (sync, adopt --apply).
+pub(super) fn save_for_approval(
+    context: &Context,
+    command: &str,
+    plan: &cmat_engine::plan::Plan,
+) -> Result<PathBuf, super::CommandError> {
+    let folder = context.workspace.state_dir().join("plans");
+    std::fs::create_dir_all(&folder)
+        .map_err(|err| format!("{}: cannot create: {err}", folder.display()))?;
+    let path = folder.join(format!("{command}-{}.json", plan.created_at.format("%Y%m%dT%H%M%SZ")));
+    super::plan::write_atomically(&path, plan.to_json().as_bytes())?;
+    Ok(path)
 }

@@ -1,11 +1,14 @@
 //! The CSV reader: the export as Cloudmore writes it (UTF-8, a BOM accepted, `,`-separated,
 //! `.` decimals) and as Excel re-saves it in a European locale (`;`-separated with decimal
-//! commas, often Windows-1252). The dialect is decided once, from the start of the file:
+//! commas, often Windows-1252). The separator is decided from the header; the encoding from
+//! the file's own bytes, as they stream past ([`Evidence`]):
 //!
-//! - encoding: UTF-16 is refused; a UTF-8 BOM, or a start that is valid UTF-8, means UTF-8;
-//!   anything else is read as Windows-1252 (Excel's "CSV" on Western-European Windows; every
-//!   byte is a character, so it cannot fail). A UTF-8 file with a bad byte later on still has
-//!   that row reported.
+//! - encoding: UTF-16 is refused; a UTF-8 BOM means UTF-8. Otherwise the file is undecided while
+//!   its rows are ASCII (the same in both encodings). The first row that is not decides: valid
+//!   UTF-8 multi-byte characters make it UTF-8, a byte that is not UTF-8 makes it Windows-1252
+//!   (Excel's "CSV" on Western-European Windows). From then on, a row of the other encoding is
+//!   an error naming it (a row pasted from another file): mixed encodings are refused, never
+//!   decoded into mojibake, and it does not matter how far into the file the first accent is.
 //! - separator: the header split by `,`, by `;` and by tab; the one naming more of the report's
 //!   columns wins; a tie is refused ([`ImportError::Dialect`]), as is a tab-separated file.
 //! - decimals: `,`-separated ⇒ `.`; `;`-separated ⇒ `,` (SPEC.md: "`;` separator ⇒ decimal
@@ -16,7 +19,7 @@
 use std::borrow::Cow;
 use std::io::{BufRead, BufReader, Read};
 
-use super::records::Records;
+use super::records::{Record, Records, TextRecord};
 use super::row::{known_columns, normalize, Cell, DecimalSeparator, HeaderError, Layout};
 use super::{ImportError, ImportOptions, Sink};
 use crate::store::{encode_line, ImportSummary, Store};
@@ -24,8 +27,62 @@ use cmat_engine::billing::BillLine;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Encoding {
+    /// Every byte so far is ASCII.
+    Undecided,
     Utf8,
     Windows1252,
+}
+
+/// The file's encoding as its rows have shown it so far, and the row that showed it.
+#[derive(Debug, Clone, Copy)]
+struct Evidence {
+    encoding: Encoding,
+    /// The first row with a non-ASCII byte (0 for a BOM).
+    row: u64,
+}
+
+impl Evidence {
+    /// Updates the evidence with one record's bytes: `Err` (a bad row's reason) when the record
+    /// contradicts the encoding the file has shown.
+    fn observe(&mut self, bytes: &[u8], row: u64) -> Result<(), String> {
+        match self.encoding {
+            Encoding::Undecided | Encoding::Utf8 => match std::str::from_utf8(bytes) {
+                Ok(_) => {
+                    if self.encoding == Encoding::Undecided && !bytes.is_ascii() {
+                        *self = Evidence { encoding: Encoding::Utf8, row };
+                    }
+                    Ok(())
+                }
+                Err(err) => {
+                    let before = &bytes[..err.valid_up_to()];
+                    if self.encoding == Encoding::Undecided && before.is_ascii() {
+                        *self = Evidence { encoding: Encoding::Windows1252, row };
+                        return Ok(());
+                    }
+                    let byte = bytes.get(err.valid_up_to()).copied().unwrap_or(0);
+                    let since = if self.encoding == Encoding::Utf8 { self.row } else { row };
+                    Err(format!(
+                        "byte 0x{byte:02X} is not UTF-8, but the file is UTF-8 ({}): mixed encodings, \
+                         e.g. a row pasted from a Windows-1252 file; save the file again as \"CSV UTF-8\"",
+                        if since == 0 || since == row {
+                            "it has UTF-8 characters".to_string()
+                        } else {
+                            format!("row {since} has UTF-8 characters")
+                        }
+                    ))
+                }
+            },
+            // A row whose every non-ASCII byte forms a UTF-8 character is not Windows-1252 text.
+            Encoding::Windows1252 if !bytes.is_ascii() && std::str::from_utf8(bytes).is_ok() => {
+                Err(format!(
+                    "the row is UTF-8, but the file is Windows-1252 (as row {} shows): mixed encodings; \
+                     save the file again as \"CSV UTF-8\"",
+                    self.row
+                ))
+            }
+            Encoding::Windows1252 => Ok(()),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -47,6 +104,7 @@ pub(super) fn import(
         return Err(ImportError::Utf16 { file: file() });
     }
     let dialect = sniff(start, display_name)?;
+    let mut evidence = Evidence { encoding: dialect.encoding, row: 0 };
     let mut records = Records::new(input, dialect.separator);
     let read_error = |row: u64| {
         move |source: std::io::Error| ImportError::Read { file: file(), row, source: source.into() }
@@ -56,15 +114,8 @@ pub(super) fn import(
         _ => return Err(ImportError::Empty { file: file() }),
     };
     let header_row = header.row;
-    let mut names = Vec::with_capacity(header.len());
-    for field in header.iter() {
-        match decode(field, dialect.encoding) {
-            Ok(name) => names.push(name.into_owned()),
-            Err(_) => {
-                return Err(ImportError::HeaderNotUtf8 { file: file(), row: header_row });
-            }
-        }
-    }
+    let names = header_names(&header, &mut evidence)
+        .ok_or_else(|| ImportError::HeaderNotUtf8 { file: file(), row: header_row })?;
     let decimals = match dialect.separator {
         b';' => DecimalSeparator::Comma,
         _ => DecimalSeparator::Point,
@@ -98,7 +149,7 @@ pub(super) fn import(
             let parsed = parse_rows(
                 &mut records,
                 &layout,
-                dialect,
+                evidence,
                 header_row,
                 display_name,
                 &mut batch,
@@ -163,7 +214,7 @@ enum Parsed {
 fn parse_rows<R: Read>(
     records: &mut Records<R>,
     layout: &Layout,
-    dialect: Dialect,
+    mut evidence: Evidence,
     header_row: u64,
     display_name: &str,
     batch: &mut Batch,
@@ -196,12 +247,12 @@ fn parse_rows<R: Read>(
             batch.rows.push(Parsed::Bad { row, reason });
             continue;
         }
-        // A UTF-8 record is checked once, whole, and its cells are lent as they are; a record
-        // that is not valid UTF-8 is decoded cell by cell (the columns read only), so that the
-        // cell at fault is named.
-        let text = match dialect.encoding {
-            Encoding::Utf8 => record.utf8(),
-            Encoding::Windows1252 => None,
+        let text = match record_text(&record, &mut evidence) {
+            Ok(text) => text,
+            Err(reason) => {
+                batch.rows.push(Parsed::Bad { row, reason });
+                continue;
+            }
         };
         let parsed = match text {
             Some(text) => layout.parse_into(
@@ -216,7 +267,7 @@ fn parse_rows<R: Read>(
                 let cells: Vec<Cell<'_>> = (0..record.len())
                     .map(|index| match record.get(index) {
                         Some(field) if reads.get(index) == Some(&true) => {
-                            match decode(field, dialect.encoding) {
+                            match decode(field, evidence.encoding) {
                                 Ok(text) => Cell::Text(text),
                                 Err(reason) => Cell::Bad(reason),
                             }
@@ -242,28 +293,63 @@ fn parse_rows<R: Read>(
     }
 }
 
+/// The header's names, its bytes the first evidence of the encoding; `None` when they are not
+/// UTF-8 though the file says it is (a BOM).
+fn header_names(header: &Record<'_>, evidence: &mut Evidence) -> Option<Vec<String>> {
+    evidence.observe(header.bytes(), header.row).ok()?;
+    header.iter().map(|field| decode(field, evidence.encoding).ok().map(Cow::into_owned)).collect()
+}
+
+/// The record as text when it is UTF-8 (or ASCII), `None` when its cells are to be decoded as
+/// Windows-1252; the evidence updated on the way, checked no more than the old single-encoding
+/// reader checked it (one UTF-8 validation a record, plus an ASCII scan while undecided).
+fn record_text<'a>(
+    record: &Record<'a>,
+    evidence: &mut Evidence,
+) -> Result<Option<TextRecord<'a>>, String> {
+    let row = record.row;
+    match evidence.encoding {
+        Encoding::Utf8 => match record.utf8() {
+            Some(text) => Ok(Some(text)),
+            // Valid whole but cut inside a character by a cell boundary: decoded cell by cell.
+            None => evidence.observe(record.bytes(), row).map(|()| None),
+        },
+        Encoding::Undecided => match record.utf8() {
+            Some(text) => {
+                if !record.bytes().is_ascii() {
+                    *evidence = Evidence { encoding: Encoding::Utf8, row };
+                }
+                Ok(Some(text))
+            }
+            None => {
+                evidence.observe(record.bytes(), row)?;
+                Ok((evidence.encoding != Encoding::Windows1252).then(|| record.utf8()).flatten())
+            }
+        },
+        Encoding::Windows1252 if record.bytes().is_ascii() => Ok(record.utf8()),
+        Encoding::Windows1252 => evidence.observe(record.bytes(), row).map(|()| None),
+    }
+}
+
 fn decode(bytes: &[u8], encoding: Encoding) -> Result<Cow<'_, str>, String> {
     match encoding {
-        Encoding::Utf8 => std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|err| {
-            format!("is not valid UTF-8 (byte {} of the cell)", err.valid_up_to() + 1)
-        }),
+        Encoding::Undecided | Encoding::Utf8 => {
+            std::str::from_utf8(bytes).map(Cow::Borrowed).map_err(|err| {
+                format!("is not valid UTF-8 (byte {} of the cell)", err.valid_up_to() + 1)
+            })
+        }
         Encoding::Windows1252 => Ok(encoding_rs::WINDOWS_1252.decode_without_bom_handling(bytes).0),
     }
 }
 
-/// The dialect, from the first buffer of the file (which holds the header).
+/// The separator, from the first buffer of the file (which holds the header); the encoding
+/// only when a BOM says it (otherwise the rows decide it, [`Evidence`]).
 fn sniff(start: &[u8], file: &str) -> Result<Dialect, ImportError> {
     let (bom, body) = match start.strip_prefix(b"\xef\xbb\xbf") {
         Some(rest) => (true, rest),
         None => (false, start),
     };
-    let encoding = match std::str::from_utf8(body) {
-        Ok(_) => Encoding::Utf8,
-        // Cut inside a character at the end of the buffer: still UTF-8.
-        Err(err) if err.error_len().is_none() => Encoding::Utf8,
-        Err(_) if bom => Encoding::Utf8,
-        Err(_) => Encoding::Windows1252,
-    };
+    let encoding = if bom { Encoding::Utf8 } else { Encoding::Undecided };
     let header = first_line(body);
     let score = |separator: u8| {
         let names: Vec<String> = split_outside_quotes(header, separator)
@@ -330,17 +416,11 @@ mod tests {
     fn dialects() {
         let header = "Billing Date,Service Name,Organization Name,Product Name,Quantity";
         let d = sniff(header.as_bytes(), "f").unwrap();
-        assert_eq!((d.separator, d.encoding), (b',', Encoding::Utf8));
+        assert_eq!((d.separator, d.encoding), (b',', Encoding::Undecided));
         let d = sniff(header.replace(',', ";").as_bytes(), "f").unwrap();
         assert_eq!(d.separator, b';');
-        let mut latin = header.replace(',', ";").into_bytes();
-        latin.extend_from_slice(b"\n2026-10-01;S;M\xfcller GmbH;P;1\n");
-        assert_eq!(sniff(&latin, "f").unwrap().encoding, Encoding::Windows1252);
-        // A UTF-8 character cut at the end of the buffer is still UTF-8.
-        assert_eq!(
-            sniff("Billing Date,Müller".as_bytes()[..20].as_ref(), "f").unwrap().encoding,
-            Encoding::Utf8
-        );
+        let bom = [b"\xef\xbb\xbf".as_slice(), header.as_bytes()].concat();
+        assert_eq!(sniff(&bom, "f").unwrap().encoding, Encoding::Utf8);
         let tie = "Billing Date;Service Name,Organization Name;Product Name,Quantity";
         assert!(matches!(sniff(tie.as_bytes(), "f"), Err(ImportError::Dialect { .. })));
         let tabs = header.replace(',', "\t");
@@ -348,5 +428,48 @@ mod tests {
         // "a,b" quoted inside a ';' header does not count as ',' columns.
         let quoted = "\"Note, extra\";Billing Date;Service Name";
         assert_eq!(sniff(quoted.as_bytes(), "f").unwrap().separator, b';');
+    }
+
+    proptest::proptest! {
+        /// Wherever the first accent falls, a UTF-8 file reads as UTF-8 and its Windows-1252
+        /// twin as Windows-1252, every row accepted; a row of the other encoding after the first
+        /// accent is refused, and it is the one named.
+        #[test]
+        fn the_encoding_is_the_files_own_wherever_its_first_accent_falls(
+            rows in 2usize..40,
+            first in 0usize..40,
+            other in 0usize..40,
+        ) {
+            let first = first % rows;
+            let other = first + 1 + other % (rows - first).max(1);
+            let text = |index: usize, accent: bool| {
+                format!("2026-11-01,{},{}\n", index, if accent { "Société" } else { "Societe" })
+            };
+            let utf8: Vec<Vec<u8>> = (0..rows).map(|i| text(i, i >= first).into_bytes()).collect();
+            let windows: Vec<Vec<u8>> = (0..rows)
+                .map(|i| encoding_rs::WINDOWS_1252.encode(&text(i, i >= first)).0.into_owned())
+                .collect();
+            for (rows_bytes, expected) in [(&utf8, Encoding::Utf8), (&windows, Encoding::Windows1252)] {
+                let mut evidence = Evidence { encoding: Encoding::Undecided, row: 0 };
+                for (index, bytes) in rows_bytes.iter().enumerate() {
+                    proptest::prop_assert!(evidence.observe(bytes, index as u64 + 1).is_ok());
+                }
+                proptest::prop_assert_eq!(evidence.encoding, expected);
+                proptest::prop_assert_eq!(evidence.row, first as u64 + 1);
+            }
+            // A row of the other encoding pasted in after the first accent.
+            for (rows_bytes, pasted) in [(&utf8, &windows), (&windows, &utf8)] {
+                let mut evidence = Evidence { encoding: Encoding::Undecided, row: 0 };
+                let mut refused = Vec::new();
+                for index in 0..rows {
+                    let bytes = if index == other { &pasted[index] } else { &rows_bytes[index] };
+                    if evidence.observe(bytes, index as u64 + 1).is_err() {
+                        refused.push(index);
+                    }
+                }
+                let expected: Vec<usize> = if other < rows { vec![other] } else { vec![] };
+                proptest::prop_assert_eq!(refused, expected);
+            }
+        }
     }
 }

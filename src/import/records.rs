@@ -220,6 +220,12 @@ impl<'a> Record<'a> {
         (0..self.len()).filter_map(|index| self.get(index))
     }
 
+    /// The record's bytes (its cells back to back when it was unquoted): the evidence of the
+    /// file's encoding.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
     /// The record as text, when it is valid UTF-8 whole and cell by cell.
     pub fn utf8(&self) -> Option<TextRecord<'a>> {
         let text = std::str::from_utf8(self.bytes).ok()?;

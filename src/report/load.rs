@@ -207,6 +207,23 @@ fn period_writes(
             if row.at < from || until.is_some_and(|until| row.at >= until) {
                 continue;
             }
+            if row.action == "approve" {
+                // Who approved the run's plan (four-eyes, issue 29): a note, not a problem.
+                problems.push(WriteProblem {
+                    run_id: row.run_id,
+                    kind: "approval",
+                    action: row.action,
+                    entity: row.entity,
+                    key: row.key,
+                    message: format!(
+                        "approved by {} ({}; plan made by {})",
+                        row.new_value.unwrap_or_default(),
+                        row.message,
+                        row.old_value.as_deref().unwrap_or("an unnamed author")
+                    ),
+                });
+                continue;
+            }
             if row.outcome == AuditOutcome::Applied {
                 // A contract made by hand that `cmat adopt --apply` linked: cmat bills through it
                 // from now on, so its units and prices change this period.

@@ -263,7 +263,8 @@ pub struct PeriodTotal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteProblem {
     pub run_id: String,
-    /// `failed_write`, `unknown_write`, `adopted_contract` or `not_converged`.
+    /// `failed_write`, `unknown_write`, `adopted_contract` or `not_converged`; `approval` for
+    /// the approval of a run's plan, which the review shows as a note.
     pub kind: &'static str,
     pub action: String,
     pub entity: String,
@@ -960,6 +961,13 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
     }
 
     for write in input.writes {
+        if write.kind == "approval" {
+            notes.push(format!(
+                "run {}: its plan {} was {}",
+                write.run_id, write.key, write.message
+            ));
+            continue;
+        }
         exceptions.push(Exception {
             kind: write.kind.into(),
             organization: String::new(),

@@ -32,6 +32,7 @@ mod synced;
 mod wal_flush;
 
 pub use bills::{BillInfo, OrganizationInfo};
+pub use journal::ChainVerdict;
 pub use line_blocks::StoredLine;
 pub use lock::LockHolder;
 pub use review::{BillRevision, History, ReviewLine};
@@ -52,6 +53,9 @@ pub mod meta_keys {
     pub const LAST_SYNC_INPUTS_DIGEST: &str = "last_sync.inputs_digest";
     /// The mappings digest the last successful `sync` applied.
     pub const LAST_SYNC_MAPPINGS_DIGEST: &str = "last_sync.mappings_digest";
+    /// The audit trail's last row, "ID DIGEST", written with each append: a trail whose last
+    /// rows were deleted no longer ends there.
+    pub const AUDIT_CHAIN_HEAD: &str = "audit.chain_head";
     /// What the last sync's re-plan still held after writing (JSON list of
     /// `NotConverged`): `report` lists it among the exceptions.
     pub const LAST_SYNC_NOT_CONVERGED: &str = "last_sync.not_converged";
@@ -91,6 +95,10 @@ const MIGRATIONS: &[Migration] = &[
     Migration {
         sql: include_str!("migrations/0010_bill_line_blocks.sql"),
         then: Some(line_blocks::move_lines_into_blocks),
+    },
+    Migration {
+        sql: include_str!("migrations/0011_audit_chain.sql"),
+        then: Some(journal::chain_existing_audit_rows),
     },
 ];
 
@@ -223,6 +231,16 @@ pub struct AuditRow {
     pub outcome: AuditOutcome,
     pub http_status: Option<u16>,
     pub message: String,
+}
+
+/// An audit row with its place in the hash chain (`audit.rs`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChainedAuditRow {
+    pub id: i64,
+    pub row: AuditRow,
+    /// The digest of the row before; empty for the workspace's first row.
+    pub prev_digest: String,
+    pub digest: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

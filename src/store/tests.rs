@@ -4,6 +4,7 @@ use chrono::{NaiveDate, TimeZone, Utc};
 use rust_decimal::Decimal;
 
 use super::*;
+use crate::audit::{ChainBreak, RowPlace};
 use cmat_engine::billing::{BillLine, LineSource};
 use cmat_engine::snapshot::{
     BillingCode, ChangeMark, Company, Contract, ContractCharge, ContractService,
@@ -749,4 +750,119 @@ fn content_hashes_are_stable() {
     let hashes: Vec<String> =
         store.bills().expect("bills").into_iter().map(|bill| bill.content_sha256).collect();
     assert_eq!(hashes, ["sha256:10c63f76f56db20c2541fdcb094ca6dd923355cd7e4dbe0815a2417b145a1f97"]);
+}
+
+/// Five rows over two appends: the second append chains on from the first.
+fn chained_store(dir: &tempfile::TempDir) -> Store {
+    let mut store = open(dir);
+    let at = Utc.with_ymd_and_hms(2026, 11, 1, 6, 0, 0).unwrap();
+    let fields = ["units", "unitPrice", "unitCost", "contractName", "endDate"];
+    let rows: Vec<AuditRow> = fields.iter().map(|field| audit("r1", at, field)).collect();
+    store.append_audit(&rows[..2]).unwrap();
+    store.append_audit(&rows[2..]).unwrap();
+    store
+}
+
+/// The trail as the tests tamper with it: with the triggers out of the way, as someone with
+/// the database file and a SQLite shell would.
+fn tamper(store: &Store, sql: &str) {
+    store
+        .conn
+        .execute_batch(&format!(
+            "DROP TRIGGER audit_no_update; DROP TRIGGER audit_no_delete; {sql}"
+        ))
+        .unwrap();
+}
+
+#[test]
+fn an_untouched_audit_trail_verifies_and_its_rows_link_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = chained_store(&dir);
+    let chain = store.audit_chain(&AuditFilter::default()).unwrap();
+    assert_eq!(chain[0].prev_digest, "");
+    for pair in chain.windows(2) {
+        assert_eq!(pair[1].prev_digest, pair[0].digest);
+    }
+    let verdict = store.verify_audit_chain().unwrap();
+    assert_eq!(verdict.broken, None);
+    assert_eq!(verdict.rows, 5);
+    assert_eq!(verdict.head.as_deref(), Some(chain[4].digest.as_str()));
+}
+
+#[test]
+fn an_edited_audit_row_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = chained_store(&dir);
+    tamper(&store, "UPDATE audit SET new_value = '99' WHERE id = 3");
+    let broken = store.verify_audit_chain().unwrap().broken.expect("broken");
+    assert!(matches!(broken, ChainBreak::Changed { place: RowPlace::Row(3), .. }), "{broken}");
+    assert!(broken.to_string().starts_with("audit row 3 (run r1, ContractServices"), "{broken}");
+}
+
+#[test]
+fn a_removed_audit_row_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = chained_store(&dir);
+    tamper(&store, "DELETE FROM audit WHERE id = 2");
+    let broken = store.verify_audit_chain().unwrap().broken.expect("broken");
+    assert_eq!(
+        broken.to_string(),
+        "audit row(s) 2 to 2 were removed: the trail goes from row 1 to row 3 \
+         (run r1, ContractServices subscription:6f1c/item:A unitCost)"
+    );
+    // The first row, and the last one (the recorded end no longer matches).
+    for (sql, expected) in [
+        ("DELETE FROM audit WHERE id = 1", "audit row(s) 1 to 1 were removed"),
+        (
+            "DELETE FROM audit WHERE id = 5",
+            "the trail ends at audit row 4 but its recorded end is audit row 5",
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let store = chained_store(&dir);
+        tamper(&store, sql);
+        let broken = store.verify_audit_chain().unwrap().broken.expect("broken");
+        assert!(broken.to_string().starts_with(expected), "{sql}: {broken}");
+    }
+}
+
+#[test]
+fn swapped_audit_rows_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = chained_store(&dir);
+    // Rows 2 and 4 change places, digests and all.
+    tamper(
+        &store,
+        "UPDATE audit SET id = -2 WHERE id = 2; UPDATE audit SET id = 2 WHERE id = 4;
+         UPDATE audit SET id = 4 WHERE id = -2;",
+    );
+    let broken = store.verify_audit_chain().unwrap().broken.expect("broken");
+    assert!(matches!(broken, ChainBreak::Unlinked { place: RowPlace::Row(2), .. }), "{broken}");
+}
+
+#[test]
+fn migration_0011_chains_the_rows_an_older_cmat_wrote() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("state.db");
+    let old = open_at_version(&path, MIGRATIONS.len() - 1);
+    for (id, field) in [(1, "units"), (2, "unitPrice"), (3, "=1+1")] {
+        old.conn
+            .execute(
+                "INSERT INTO audit (id, run_id, at, action, entity, autotask_id, key, field,
+                                    old_value, new_value, rule, outcome, http_status, message)
+                 VALUES (?1, 'r0', '2026-10-01T06:00:00.5Z', 'adjust', 'ContractServiceAdjustments',
+                         NULL, 'subscription:S/item:A', ?2, NULL, '3', 'm.cmat:1', 'applied', 200, '')",
+                rusqlite::params![id, field],
+            )
+            .unwrap();
+    }
+    drop(old);
+    let mut store = Store::open(&path, Access::Write).unwrap();
+    let verdict = store.verify_audit_chain().unwrap();
+    assert_eq!((verdict.rows, verdict.broken), (3, None));
+    // New rows chain on; the trail is append-only again.
+    store.append_audit(&[audit("r1", Utc::now(), "units")]).unwrap();
+    assert_eq!(store.verify_audit_chain().unwrap().rows, 4);
+    let err = store.conn.execute("UPDATE audit SET message = 'x'", []).unwrap_err();
+    assert!(err.to_string().contains("append-only"), "{err}");
 }

@@ -12,7 +12,8 @@ use crate::autotask::adapter::{AutotaskReader, WriteFailure};
 use crate::autotask::pull::ChildrenRead;
 use crate::autotask::{ApplyConnection, PullError};
 use crate::store::{JournalOutcome, Store, StoreError};
-use cmat_engine::plan::{Plan, PlanError};
+use crate::workspace::ApplyConfig;
+use cmat_engine::plan::{Approval, ApprovalStatus, Plan, PlanError};
 use cmat_engine::scope::Scope;
 use cmat_engine::snapshot::Snapshot;
 use cmat_engine::write::{Action, Entity, NaturalKey, Write};
@@ -23,6 +24,54 @@ use super::{Loaded, PlanningError};
 pub struct SavedPlan {
     pub plan: Plan,
     pub path: PathBuf,
+    /// Whether the file's approval holds, judged from its exact bytes when read.
+    pub approval: ApprovalStatus,
+}
+
+/// Why a plan may not be written under `[apply] require_approval` (issue 29); nothing was.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    #[error("[apply] require_approval = true: only a saved plan a person approved is written; nothing was written\nhint: cmat plan --out plan.json, then cmat approve plan.json --by NAME (someone else), then cmat apply plan.json")]
+    NoPlanFile,
+    #[error("{path}: the plan is not approved and [apply] require_approval = true; nothing was written\nhint: cmat approve {path} --by NAME, then cmat apply {path}")]
+    Unapproved { path: String },
+    #[error("{path}: the plan's approval is void: {reason}; nothing was written\nhint: review the plan again and approve it anew: cmat approve {path} --by NAME")]
+    Void { path: String, reason: String },
+    #[error("{path}: approved by {name}, who also made the plan, and [apply] require_distinct_approver = true; nothing was written")]
+    SameAsAuthor { path: String, name: String },
+}
+
+/// The approval a saved plan must carry under `[apply]`'s rules, or why it cannot be written.
+/// Without `require_approval` a valid approval is still returned (for the audit trail), and
+/// a void one is only worth a warning, which the caller gives.
+pub fn check_approval(
+    config: &ApplyConfig,
+    saved: Option<&SavedPlan>,
+) -> Result<Option<Approval>, ApprovalError> {
+    let Some(saved) = saved else {
+        return if config.require_approval { Err(ApprovalError::NoPlanFile) } else { Ok(None) };
+    };
+    let path = saved.path.display().to_string();
+    match (&saved.approval, config.require_approval) {
+        (ApprovalStatus::Approved(approval), _) => {
+            if config.require_distinct_approver
+                && same_person(saved.plan.created_by.as_deref(), &approval.by)
+            {
+                return Err(ApprovalError::SameAsAuthor { path, name: approval.by.clone() });
+            }
+            Ok(Some(approval.clone()))
+        }
+        (ApprovalStatus::Unapproved, true) => Err(ApprovalError::Unapproved { path }),
+        (ApprovalStatus::Void(reason), true) => {
+            Err(ApprovalError::Void { path, reason: reason.clone() })
+        }
+        (_, false) => Ok(None),
+    }
+}
+
+/// Names compared as people write them: case and surrounding spaces aside.
+pub fn same_person(author: Option<&str>, approver: &str) -> bool {
+    author.is_some_and(|author| author.trim().to_lowercase() == approver.trim().to_lowercase())
 }
 
 /// What the workflow tells the person running it, as it goes.
@@ -47,6 +96,8 @@ pub enum WorkflowError {
     #[error(transparent)]
     Plan(#[from] PlanError),
     #[error(transparent)]
+    Approval(#[from] ApprovalError),
+    #[error(transparent)]
     Planning(#[from] PlanningError),
     #[error(transparent)]
     Apply(#[from] ApplyError),
@@ -66,7 +117,9 @@ pub fn read_plan(path: &Path) -> Result<SavedPlan, WorkflowError> {
     let name = path.display().to_string();
     let text = std::fs::read_to_string(path)
         .map_err(|source| WorkflowError::ReadPlan { path: name.clone(), source })?;
-    Ok(SavedPlan { plan: Plan::from_json(&name, &text)?, path: path.to_path_buf() })
+    let plan = Plan::from_json(&name, &text)?;
+    let approval = plan.approval_status(&text);
+    Ok(SavedPlan { plan, path: path.to_path_buf(), approval })
 }
 
 /// Waits until writes a run that died left without any outcome had time to land: Autotask goes
@@ -111,7 +164,7 @@ pub fn prepare(
     note: &mut dyn FnMut(Note),
 ) -> Result<Plan, WorkflowError> {
     let plan = match saved {
-        Some(SavedPlan { mut plan, path }) => {
+        Some(SavedPlan { mut plan, path, .. }) => {
             let path = path.display().to_string();
             plan.restore_grouping(&loaded.snapshot);
             // Digests only: no need to plan again to know whether the inputs moved.

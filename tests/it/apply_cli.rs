@@ -228,7 +228,7 @@ fn the_text_plan_of_the_october_onboarding() {
     insta::assert_snapshot!("october_plan_text", run.stdout);
 }
 
-const AUDIT_COLUMNS: &str = "run_id,at,action,entity,autotask_id,key,field,old_value,new_value,rule,outcome,http_status,message";
+const AUDIT_COLUMNS: &str = "run_id,at,action,entity,autotask_id,key,field,old_value,new_value,rule,outcome,http_status,message,prev_digest,digest";
 
 #[test]
 fn the_audit_trail_has_one_row_per_field_written() {

@@ -32,6 +32,8 @@ fn every_subcommand_help() {
         &["apply"],
         &["sync"],
         &["audit"],
+        &["approve"],
+        &["completions"],
         &["report"],
         &["demo"],
         &["adopt"],

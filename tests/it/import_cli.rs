@@ -587,3 +587,88 @@ fn sync_warns_about_a_bill_before_the_nce_data_landed() {
     assert_eq!(tenant.sim.request_log().len(), requests, "Autotask was not contacted");
     assert_eq!(tenant.writes(), 0);
 }
+
+/// The November bill with `rows` of padding (copies of its first line under other
+/// subscriptions) before an organization whose name has accents: its bytes, in UTF-8.
+fn bill_with_late_accents(padding: usize) -> (Vec<String>, Vec<Vec<String>>) {
+    let (header, rows) = records("bill-2026-11-01.csv");
+    let subscription = header.iter().position(|h| h == "Subscription ID").unwrap();
+    let organization = header.iter().position(|h| h == "Organization Name").unwrap();
+    let number = header.iter().position(|h| h == "Customer Number").unwrap();
+    let mut out = Vec::new();
+    for index in 0..padding {
+        let mut row = rows[0].clone();
+        row[subscription] = format!("00000000-0000-4000-8000-{index:012}");
+        out.push(row);
+    }
+    let mut accented = rows[1].clone();
+    accented[organization] = "Société Générale Müller".into();
+    accented[number] = "CM-999".into();
+    out.push(accented);
+    out.extend(rows[2..].iter().cloned());
+    (header, out)
+}
+
+#[test]
+fn a_windows_1252_csv_whose_first_accent_is_past_300_kb_imports_as_its_utf8_twin() {
+    let (header, rows) = bill_with_late_accents(1000);
+    let utf8 = write_csv(&header, &rows, b',');
+    let accent = utf8.windows(2).position(|w| w == "é".as_bytes()).unwrap();
+    assert!(accent > 300 * 1024, "the first accent is past the first read buffer: {accent}");
+    let (windows_1252, _, lossy) =
+        encoding_rs::WINDOWS_1252.encode(std::str::from_utf8(&utf8).unwrap());
+    assert!(!lossy && std::str::from_utf8(&windows_1252).is_err());
+
+    let a = TestWorkspace::new();
+    std::fs::write(a.path().join("bill.csv"), &utf8).unwrap();
+    let b = TestWorkspace::new();
+    std::fs::write(b.path().join("bill.csv"), &windows_1252).unwrap();
+    for ws in [&a, &b] {
+        let run = ws.cmat(&["import", "bill.csv"]);
+        assert_eq!(run.status, 0, "{}", transcript(&run));
+    }
+    assert_eq!(contents(&a), contents(&b));
+    let store = Store::open(&b.path().join(".cmat/state.db"), Access::Read).unwrap();
+    let names: Vec<String> =
+        store.bills().unwrap().into_iter().map(|b| b.key.organization_name).collect();
+    assert!(names.iter().any(|name| name == "Société Générale Müller"), "{names:?}");
+}
+
+#[test]
+fn a_utf8_csv_with_a_windows_1252_row_is_refused_naming_the_row_and_stores_nothing() {
+    let (header, rows) = bill_with_late_accents(3);
+    let mut bytes = write_csv(&header, &rows, b',');
+    // Row 9 (the header is row 1) pasted from a Windows-1252 file: "Zürich" as 1252 bytes.
+    let mut lines: Vec<Vec<u8>> = bytes.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    let name = lines[8].iter().position(|b| *b == b',').unwrap();
+    lines[8].splice(name..name, b" Z\xfcrich".iter().copied());
+    bytes = lines.join(&b'\n');
+    let ws = TestWorkspace::new();
+    std::fs::write(ws.path().join("mixed.csv"), &bytes).unwrap();
+    let run = ws.cmat(&["import", "mixed.csv"]);
+    insta::assert_snapshot!(transcript(&run), @r#"
+    status: 1
+    --- stdout
+    --- stderr
+    error: mixed.csv: 1 malformed row, nothing imported
+    mixed.csv:9: byte 0xFC is not UTF-8, but the file is UTF-8 (row 5 has UTF-8 characters): mixed encodings, e.g. a row pasted from a Windows-1252 file; save the file again as "CSV UTF-8"
+    "#);
+    assert!(!ws.path().join(".cmat/state.db").exists() || contents(&ws).1 == 0);
+
+    // The other way round: a Windows-1252 file with a row in UTF-8.
+    let utf8 = write_csv(&header, &rows, b',');
+    let (windows_1252, _, _) =
+        encoding_rs::WINDOWS_1252.encode(std::str::from_utf8(&utf8).unwrap());
+    let mut lines: Vec<Vec<u8>> = windows_1252.split(|b| *b == b'\n').map(<[u8]>::to_vec).collect();
+    lines[8].splice(name..name, " Zürich".bytes());
+    std::fs::write(ws.path().join("mixed-1252.csv"), lines.join(&b'\n')).unwrap();
+    let run = ws.cmat(&["import", "mixed-1252.csv"]);
+    insta::assert_snapshot!(transcript(&run), @r#"
+    status: 1
+    --- stdout
+    --- stderr
+    error: mixed-1252.csv: 1 malformed row, nothing imported
+    mixed-1252.csv:9: the row is UTF-8, but the file is Windows-1252 (as row 5 shows): mixed encodings; save the file again as "CSV UTF-8"
+    "#);
+    assert!(!ws.path().join(".cmat/state.db").exists() || contents(&ws).1 == 0);
+}

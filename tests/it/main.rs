@@ -28,5 +28,6 @@ mod report;
 mod security;
 mod sim_api;
 mod sync_cli;
+mod trust_cli;
 mod verbose;
 mod workspace_lock;

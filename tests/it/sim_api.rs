@@ -1087,15 +1087,28 @@ fn cloudmore_token_organizations_and_billing_report() {
     let poll = || {
         api.client.get(format!("{report}/{task}")).header("Authorization", &bearer).send().unwrap()
     };
-    assert_eq!(poll().status().as_u16(), 202, "running at the first poll");
+    let running = poll();
+    assert_eq!(running.status().as_u16(), 202, "running at the first poll");
+    assert_eq!(running.json::<Value>().unwrap()["status"], "Processing", "Cloudmore's word");
     let done = poll();
     assert_eq!(done.status().as_u16(), 200);
-    let lines: Value = done.json().unwrap();
-    let lines = lines.as_array().unwrap();
-    assert_eq!(lines.len(), 5, "every organization's November lines, in one report");
-    // Amounts as a .NET API sends decimals: JSON numbers.
-    assert!(lines.iter().all(|l| l["quantity"].is_number()), "{lines:?}");
-    assert!(lines.iter().all(|l| l["billingDate"] == "2026-11-01"));
+    let text = done.text().unwrap();
+    let answer: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(answer["status"], "Successful");
+    // Nested as the General Billing Report: organizations → services → items → products.
+    let organizations = answer["result"]["organizations"].as_array().unwrap();
+    let products: Vec<&Value> = organizations
+        .iter()
+        .flat_map(|o| o["services"].as_array().unwrap())
+        .flat_map(|s| s["items"].as_array().unwrap())
+        .flat_map(|i| i["products"].as_array().unwrap())
+        .collect();
+    assert_eq!(products.len(), 5, "every organization's November lines, in one report");
+    assert!(organizations.iter().all(|o| o["organizationName"].is_string()));
+    // Amounts as a .NET API sends decimals: JSON numbers, with their scale.
+    assert!(products.iter().all(|p| p["quantity"].is_number()), "{products:?}");
+    assert!(text.contains("\"unitCostPrice\":18.7000"), "{text}");
+    assert!(products.iter().all(|p| p["billingDate"] == "2026-11-01"));
 }
 
 fn cmat_sim_base64(text: &str) -> String {

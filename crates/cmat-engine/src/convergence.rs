@@ -7,11 +7,16 @@
 //! on a Billing Date are the bill's when the rules date the change there.
 //!
 //! CI runs 48 cases from a fixed seed; `PROPTEST_CASES=2000 cargo test -p cmat-engine
-//! convergence` runs 2000 from a random one. Known limit, found by it (rare, about one case
-//! in several hundred): an adjustment that ends up changing neither units nor price (a
-//! decrease dated ahead, then an earlier-dated one to the same count) cannot be seen in the
-//! unit periods, so a later write on its day is refused as a duplicate; see the issue 23
-//! report.
+//! convergence` runs 2000 from a random one. Two known limits it finds, rarely (one case in
+//! a few thousand; add the seed line to `proptest-regressions/convergence.txt` to replay):
+//! - an adjustment that ends up changing neither units nor price (a decrease dated ahead,
+//!   then an earlier-dated one to the same count) cannot be seen in the unit periods, so a
+//!   later write on its day is refused as a duplicate
+//!   (`cc 1cfa3b13d7e90f195e7d82ec80f9edeedca0a2133f8cb89fc0e6e762dabd3106`);
+//! - a restatement that takes a subscription's every line off a month makes an older bill
+//!   its current one again, whose deferred decrease is then measured against adjustments
+//!   dated after it, and can go below zero
+//!   (`cc 02ea485a87f1c475f53f1e0da62f9bd244e56e061dda58a2472411f32a1748b3`).
 
 use std::collections::BTreeSet;
 
@@ -177,6 +182,10 @@ fn rules_of(book: &Book) -> RuleSet {
         rules.policies.removed_product = Ruled { value: RemovedProduct::Report, origin: origin(4) };
     }
     for (index, (scope, setting)) in book.scoped.iter().enumerate() {
+        // `cmat check` refuses a contract's term set by a product's scope.
+        if matches!((scope, setting), (Scope::Item(_), Setting::TermMonths(_))) {
+            continue;
+        }
         let at = origin(10 + index as u32);
         fn ruled<T>(value: T, at: &RuleOrigin) -> Option<Ruled<T>> {
             Some(Ruled { value, origin: at.clone() })

@@ -91,6 +91,44 @@ pub struct Plan {
     pub summary: Summary,
     pub changes: Vec<PlanChange>,
     pub warnings: Vec<PlanWarning>,
+    /// Who made the plan, when known (`CMAT_USER`): what `require_distinct_approver` compares
+    /// an approver with. Optional in the JSON, so older plans still read.
+    pub created_by: Option<String>,
+    /// A person's approval (`cmat approve`), bound to [`Plan::digest`].
+    pub approval: Option<Approval>,
+}
+
+/// Who approved a saved plan, when, and the digest of the plan they saw. `seal` binds the
+/// three, so a changed name or time voids the approval as a changed plan does. It is a
+/// checksum, not a signature: someone able to edit the file can recompute it; the audit trail
+/// (chained) records the approver and the digest of what was written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    pub by: String,
+    pub at: DateTime<Utc>,
+    pub digest: String,
+    pub seal: String,
+}
+
+impl Approval {
+    fn new(by: &str, at: DateTime<Utc>, digest: String) -> Approval {
+        let seal = Approval::seal_of(by, &at, &digest);
+        Approval { by: by.to_string(), at, digest, seal }
+    }
+
+    fn seal_of(by: &str, at: &DateTime<Utc>, digest: &str) -> String {
+        let at = at.to_rfc3339_opts(chrono::SecondsFormat::AutoSi, true);
+        sha256_hex(format!("{}\n{by}\n{}\n{at}\n{digest}", by.len(), at.len()).as_bytes())
+    }
+}
+
+/// Whether a saved plan file carries an approval that still holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApprovalStatus {
+    Unapproved,
+    Approved(Approval),
+    /// Approved once, but the file changed since: the reason says how.
+    Void(String),
 }
 
 pub fn sha256_hex(bytes: &[u8]) -> String {
@@ -224,7 +262,53 @@ impl Plan {
             summary,
             changes,
             warnings: diff.warnings.iter().map(plan_warning).collect(),
+            created_by: None,
+            approval: None,
         }
+    }
+
+    /// The plan's own digest: SHA-256 of its JSON without the approval, the bytes
+    /// `cmat plan --out` writes. An approval records it; any change to the plan changes it.
+    pub fn digest(&self) -> String {
+        let mut raw = self.to_raw();
+        raw.approval = None;
+        let mut text = serde_json::to_string_pretty(&raw).unwrap_or_default();
+        text.push('\n');
+        sha256_hex(text.as_bytes())
+    }
+
+    /// Records `by`'s approval at `at`, bound to the plan as it is now.
+    pub fn approve(&mut self, by: &str, at: DateTime<Utc>) {
+        self.approval = Some(Approval::new(by, at, self.digest()));
+    }
+
+    /// Whether the approval in a plan read from `text` still holds: the digest must be the
+    /// plan's, and the file must be byte for byte what `approve` wrote (an edit that leaves the
+    /// parsed plan equal, such as spacing, still voids it: one changed byte is a changed plan).
+    pub fn approval_status(&self, text: &str) -> ApprovalStatus {
+        let Some(approval) = &self.approval else {
+            return ApprovalStatus::Unapproved;
+        };
+        if approval.digest != self.digest() {
+            return ApprovalStatus::Void(format!(
+                "the plan's digest is {}, not the approved {}: the plan changed after it was approved",
+                self.digest(),
+                approval.digest
+            ));
+        }
+        if approval.seal != Approval::seal_of(&approval.by, &approval.at, &approval.digest) {
+            return ApprovalStatus::Void(
+                "the approval's seal does not match its name, time and digest: it was edited"
+                    .to_string(),
+            );
+        }
+        if self.to_json() != text {
+            return ApprovalStatus::Void(
+                "the file is not byte for byte the approved plan: it was edited after approval"
+                    .to_string(),
+            );
+        }
+        ApprovalStatus::Approved(approval.clone())
     }
 
     pub fn has_changes(&self) -> bool {
@@ -246,6 +330,8 @@ impl Plan {
             summary: self.summary.clone(),
             changes: self.changes.iter().map(PlanChange::to_raw).collect(),
             warnings: self.warnings.clone(),
+            created_by: self.created_by.clone(),
+            approval: self.approval.clone(),
         }
     }
 
@@ -302,6 +388,8 @@ impl Plan {
             summary: raw.summary,
             changes,
             warnings: raw.warnings,
+            created_by: raw.created_by,
+            approval: raw.approval,
         })
     }
 
@@ -588,6 +676,10 @@ struct RawPlan {
     summary: Summary,
     changes: Vec<RawChange>,
     warnings: Vec<PlanWarning>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    created_by: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    approval: Option<Approval>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -1532,7 +1624,41 @@ mod tests {
             summary: Summary::default(),
             changes,
             warnings: Vec::new(),
+            created_by: None,
+            approval: None,
         })
+    }
+
+    proptest! {
+        /// An approved plan holds its approval as saved; changing any one byte of the file
+        /// leaves it unreadable, unapproved or void, never approved.
+        #[test]
+        fn one_changed_byte_voids_an_approval(
+            plan in typed_plan(),
+            author in proptest::option::of("[a-z]{1,8}"),
+            position in any::<proptest::sample::Index>(),
+            replacement in any::<u8>(),
+        ) {
+            let mut plan = plan;
+            plan.created_by = author;
+            plan.approve("Bo Approver", DateTime::UNIX_EPOCH);
+            let json = plan.to_json();
+            let read = Plan::from_json("plan.json", &json)
+                .map_err(|error| TestCaseError::fail(format!("{error}\n{json}")))?;
+            prop_assert_eq!(read.approval_status(&json), ApprovalStatus::Approved(
+                plan.approval.clone().expect("approved")));
+            let mut bytes = json.clone().into_bytes();
+            let at = position.index(bytes.len());
+            prop_assume!(bytes[at] != replacement);
+            bytes[at] = replacement;
+            let Ok(text) = String::from_utf8(bytes) else { return Ok(()) };
+            if let Ok(changed) = Plan::from_json("plan.json", &text) {
+                prop_assert!(
+                    !matches!(changed.approval_status(&text), ApprovalStatus::Approved(_)),
+                    "still approved after byte {} became {:?}", at, replacement as char
+                );
+            }
+        }
     }
 
     proptest! {

@@ -145,6 +145,8 @@ pub enum ErrorKind {
     AmbiguousRules { setting: String, detail: &'static str, first: Location },
     #[error("products these rules put on Service {service} can share a subscription, but the rules set their {setting} differently: one contract service cannot hold both")]
     SharedServiceConflict { service: i64, setting: &'static str, first: Location },
+    #[error("`{setting}` is the contract's (one per subscription): a scope naming {dimension} cannot set it")]
+    ContractWideSetting { setting: &'static str, dimension: &'static str },
     #[error("timezone `{found}` is not supported: only \"UTC\" is")]
     UnsupportedTimezone { found: String },
     #[error("{what} must not be empty")]
@@ -222,6 +224,10 @@ impl ErrorKind {
             ),
             ErrorKind::AmbiguousRules { .. } => Some(
                 "keep one of the two, or make one scope more specific".to_string(),
+            ),
+            ErrorKind::ContractWideSetting { .. } => Some(
+                "scope it by subscription, organization, organization group, term, service or currency"
+                    .to_string(),
             ),
             ErrorKind::SharedServiceConflict { .. } => Some(
                 "give each its own Service, or the same price and decrease timing".to_string(),

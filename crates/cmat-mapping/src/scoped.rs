@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 
+use cmat_engine::rules::scoped::Dimension;
 use cmat_engine::rules::{AddOn, Ruled, ScopeTerm, ScopedRule, ScopedSettings, Specificity, Tiers};
 
 use super::ast::{Block, Statement};
@@ -153,6 +154,9 @@ impl<'a> Compiler<'a> {
             let mut reported = std::collections::BTreeSet::new();
             let mut reported_service = std::collections::BTreeSet::new();
             for rule in self.scoped_rule(file, block) {
+                if self.contract_wide_term(file, &settings, &rule, &mut reported) {
+                    continue;
+                }
                 let conflicts = &mut reported_service;
                 self.shared_service(file, &settings, &rule, &mut by_service, conflicts);
                 let mut comparable: Vec<(String, String)> = rule
@@ -184,6 +188,37 @@ impl<'a> Compiler<'a> {
             }
         }
         rules
+    }
+
+    /// A contract's term is its subscription's: a product's scope cannot set it (the contract
+    /// would take whichever product its current bill lists first). Reported once per rule;
+    /// true when the rule is refused.
+    fn contract_wide_term(
+        &mut self,
+        file: &'a ParsedFile,
+        settings: &BTreeMap<&'a str, &'a crate::ast::Setting>,
+        rule: &ScopedRule,
+        reported: &mut std::collections::BTreeSet<&'a str>,
+    ) -> bool {
+        let (Some(_), Some(setting)) = (&rule.set.term_months, settings.get("term_months")) else {
+            return false;
+        };
+        let Some(term) = rule.scope.iter().find(|term| {
+            matches!(
+                term.dimension(),
+                Dimension::Product | Dimension::ProductName | Dimension::MeterCategory
+            )
+        }) else {
+            return false;
+        };
+        if reported.insert("term_months (contract-wide)") {
+            let kind = ErrorKind::ContractWideSetting {
+                setting: "term_months",
+                dimension: term.dimension().describe(),
+            };
+            self.report(file, setting.key.span, kind);
+        }
+        true
     }
 
     /// Two rules that can put products of one subscription on one Service must agree on what
@@ -659,6 +694,42 @@ mod tests {
             "for item_code \"A\" {\n    service = 5\n    unit_price = 10\n}\nfor item_code \"B\" {\n    service = 5\n    unit_price = 10\n}\n",
         )
         .expect("one price");
+    }
+
+    /// A margin warning cites the policy's own line, or says no rule sets it: never the
+    /// `prices` block's line as if a policy were written there.
+    #[test]
+    fn a_margin_warning_cites_a_real_policy_line_or_none() {
+        let warning = |extra: &str| {
+            let rules = check(extra).expect("checks");
+            let line = cmat_engine::billing::BillLine {
+                billing_date: "2026-10-01".parse().expect("date"),
+                service_name: "Microsoft NCE".into(),
+                organization_name: "Contoso".into(),
+                item_code: "A".into(),
+                subscription_id: "S1".into(),
+                quantity: 1.into(),
+                unit_cost_price: 10.into(),
+                unit_sales_price: 10.into(),
+                autotask_company_id: Some(1),
+                ..Default::default()
+            };
+            let desired = cmat_engine::desired::desired_state(&rules, &[line]);
+            desired.warnings.iter().map(|w| w.message.clone()).collect::<Vec<_>>().join("\n")
+        };
+        let by_default = warning("for item_code \"A\" {\n    margin_floor = 20%\n}\n");
+        assert!(
+            by_default.contains("margin_policy warn by default: no rule sets it"),
+            "{by_default}"
+        );
+        let written = warning(
+            "for item_code \"A\" {\n    margin_floor = 20%\n    margin_policy = refuse\n}\n",
+        );
+        let floor_rule = crate::default_rules(29682801, 29682802, 1).lines().count() + 4;
+        assert!(
+            written.contains(&format!("margin_policy at mappings/m.cmat:{floor_rule}")),
+            "{written}"
+        );
     }
 
     #[test]

@@ -36,7 +36,8 @@ pub struct CloudmoreSeed {
     pub reseller_id: String,
     /// As Cloudmore returns them: `{"id","name","customerNumber","customProperties":[…]}`.
     pub organizations: Vec<Value>,
-    /// Cloudmore billing lines; decimals as strings.
+    /// Cloudmore billing lines, flat (the export's columns in camelCase, decimals as strings):
+    /// the report task nests them into Cloudmore's documented shape (`cloudmore.rs`).
     pub billing_lines: Vec<Value>,
 }
 

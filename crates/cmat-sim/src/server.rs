@@ -121,6 +121,8 @@ pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<Sim
 /// What to send back.
 pub(crate) enum Outcome {
     Json(u16, Value),
+    /// A JSON body already serialized (Cloudmore's decimals written as their exact text).
+    Text(u16, String),
     /// Break the connection without an HTTP response.
     #[cfg(feature = "faults")]
     Drop,
@@ -219,7 +221,7 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
     let is_sim = path.starts_with("/_sim/") || path == "/_sim";
     let outcome = dispatch(shared, &incoming, &mut route).await;
     let status = match &outcome {
-        Outcome::Json(status, _) => *status,
+        Outcome::Json(status, _) | Outcome::Text(status, _) => *status,
         #[cfg(feature = "faults")]
         Outcome::Drop => 0,
     };
@@ -244,6 +246,7 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
         Outcome::Json(status, body) => {
             Reply::Json(status, serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
         }
+        Outcome::Text(status, body) => Reply::Json(status, body),
         // No response at all: the connection is shut, the client sees a transport error.
         #[cfg(feature = "faults")]
         Outcome::Drop => Reply::Drop,
@@ -258,7 +261,7 @@ async fn dispatch(shared: &Arc<Shared>, rq: &Incoming, route: &mut String) -> Ou
     }
     if lower.starts_with("/cloudmore/") {
         let (status, body) = blocking(|| crate::cloudmore::handle(shared, rq, route));
-        return Outcome::Json(status, body);
+        return Outcome::Text(status, crate::cloudmore::serialize(&body));
     }
     let Some(rest) =
         lower.strip_prefix("/atservicesrest/v1.0/").map(|_| &path["/atservicesrest/v1.0/".len()..])
