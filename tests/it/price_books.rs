@@ -501,7 +501,9 @@ fn an_msp_announces_a_price_change_ahead_and_it_applies_from_its_date() {
         .collect();
     assert!(
         premium.iter().any(|reason| reason.contains("unit price 20.76 → 21.32")
-            && reason.contains("priced by the dated rule at mappings/dated-msp.cmat:12 (from 2026-11-01)")),
+            && reason.contains(
+                "priced by the dated rule at mappings/dated-msp.cmat:12 (from 2026-11-01)"
+            )),
         "{premium:?}"
     );
     apply_month(&sw, NOVEMBER);
@@ -536,7 +538,8 @@ fn a_per_seat_support_service_follows_the_licence_count() {
                     "isActive": true})],
     );
     let sw = SimWorkspace::start_seeded(seed, cmat_sim::SimOptions::default());
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/examples/add-on-msp.cmat");
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/examples/add-on-msp.cmat");
     sw.ws.write("mappings/add-on-msp.cmat", &std::fs::read_to_string(path).expect("the example"));
     sw.ok(&["check"]);
     sw.import(OCTOBER);
@@ -546,7 +549,11 @@ fn a_per_seat_support_service_follows_the_licence_count() {
     apply_month(&sw, OCTOBER);
     let support = contract_service(&sw, CONTOSO_PREMIUM, "SUPPORT-SEAT");
     assert_eq!(
-        (decimal(&support.adjusted_price), decimal(&support.unit_cost), support.units.values().last()),
+        (
+            decimal(&support.adjusted_price),
+            decimal(&support.unit_cost),
+            support.units.values().last()
+        ),
         (decimal("12"), decimal("4"), Some(&25))
     );
     apply_month(&sw, NOVEMBER);
@@ -555,10 +562,7 @@ fn a_per_seat_support_service_follows_the_licence_count() {
     assert_eq!(premium.units.values().last(), Some(&28));
     assert_eq!(support.units, premium.units, "seat for seat");
     let explain = sw.ok(&["explain", CONTOSO_PREMIUM]).stdout;
-    assert!(
-        explain.contains("add_on_service = 7010 at 12 a seat (cost 4)  used"),
-        "{explain}"
-    );
+    assert!(explain.contains("add_on_service = 7010 at 12 a seat (cost 4)  used"), "{explain}");
     sw.ok(&["report", "--format", "json", "--out", "review.json"]);
     let review: Value = serde_json::from_str(&sw.ws.read("review.json")).expect("review JSON");
     // The billing review compares Autotask with the bill's sales, as for any price rule: the

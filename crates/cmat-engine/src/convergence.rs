@@ -223,7 +223,8 @@ fn rules_of(book: &Book) -> RuleSet {
                 set.margin_floor = ruled(MarginFloor::Amount(Decimal::ONE), &at);
             }
             Setting::AddOn => {
-                let add_on = AddOn { service: ADD_ON_SERVICE, price: Decimal::TWO, cost: Decimal::ONE };
+                let add_on =
+                    AddOn { service: ADD_ON_SERVICE, price: Decimal::TWO, cost: Decimal::ONE };
                 set.add_on = ruled(add_on, &at);
             }
             Setting::Tiers(graduated) => {

@@ -671,6 +671,45 @@ fn check_margin(
     ));
 }
 
+/// A product's licence count on its current bill: its lines' quantities netted; `None`, with a
+/// warning, when that is not a whole number of licences or is negative.
+fn licence_count(
+    subscription_id: &str,
+    key: &str,
+    bill_lines: &[&BillLine],
+    warnings: &mut Vec<Warning>,
+) -> Option<i64> {
+    let first = bill_lines.first()?;
+    let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
+    if quantity.fract() != Decimal::ZERO {
+        warnings.push(Warning::new(
+            WarningCode::FractionalLicenceQuantity,
+            format!(
+                "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
+                all_sources(bill_lines),
+                amounts_label(bill_lines)
+            ),
+            first.source.to_string(),
+        ));
+        return None;
+    }
+    match quantity.to_i64() {
+        Some(units) if units >= 0 => Some(units),
+        _ => {
+            warnings.push(Warning::new(
+                WarningCode::NegativeLicenceQuantity,
+                format!(
+                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
+                    all_sources(bill_lines),
+                    amounts_label(bill_lines)
+                ),
+                first.source.to_string(),
+            ));
+            None
+        }
+    }
+}
+
 fn desired_services(
     resolutions: &Resolutions<'_>,
     subscription_id: &str,
@@ -692,33 +731,8 @@ fn desired_services(
         let (first, index) = product_lines[0];
         let resolved = resolutions.get(index);
         let bill_lines: Vec<&BillLine> = product_lines.iter().map(|(line, _)| *line).collect();
-        let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
-        if quantity.fract() != Decimal::ZERO {
-            warnings.push(Warning::new(
-                WarningCode::FractionalLicenceQuantity,
-                format!(
-                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
-                    all_sources(&bill_lines),
-                    amounts_label(&bill_lines)
-                ),
-                first.source.to_string(),
-            ));
+        let Some(count) = licence_count(subscription_id, &key, &bill_lines, warnings) else {
             continue;
-        }
-        let count = match quantity.to_i64() {
-            Some(units) if units >= 0 => units,
-            _ => {
-                warnings.push(Warning::new(
-                    WarningCode::NegativeLicenceQuantity,
-                    format!(
-                        "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
-                        all_sources(&bill_lines),
-                        amounts_label(&bill_lines)
-                    ),
-                    first.source.to_string(),
-                ));
-                continue;
-            }
         };
         if bill_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
             warnings.push(Warning::new(

@@ -2134,7 +2134,10 @@ pub(crate) mod tests {
         assert_eq!(floors.len(), 1, "{floors:?}");
         assert!(floors[0].contains("under the floor of 2 per unit (mappings/prices.cmat:5)"));
         // Azure is out of every rule's scope: its charge is the defaults'.
-        assert_eq!(desired.contracts["AZ"].charges.values().next().map(|c| c.unit_cost), Some(d("16.6000")));
+        assert_eq!(
+            desired.contracts["AZ"].charges.values().next().map(|c| c.unit_cost),
+            Some(d("16.6000"))
+        );
         let mut snapshot = company_snapshot();
         converge(&rules, &october(), &mut snapshot);
     }
@@ -2160,8 +2163,7 @@ pub(crate) mod tests {
         ];
         rules.scoped.push(scoped(dated, 5, price("7")));
         rules.scoped.push(scoped(vec![ScopeTerm::OrganizationGroup("G1".into())], 10, price("8")));
-        let mut preferred =
-            scoped(vec![ScopeTerm::OrganizationGroup("G2".into())], 15, price("9"));
+        let mut preferred = scoped(vec![ScopeTerm::OrganizationGroup("G2".into())], 15, price("9"));
         preferred.specificity = preferred.specificity.with_priority(1);
         rules.scoped.push(preferred);
         rules.scoped.push(scoped(vec![ScopeTerm::Broker("Broker".into())], 20, |origin| {
@@ -2193,8 +2195,9 @@ pub(crate) mod tests {
         assert_eq!(reasons.len(), 1, "{reasons:?}");
         assert!(
             reasons[0].contains("unit price 6.0000 → 7.0000")
-                && reasons[0]
-                    .contains("priced by the dated rule at mappings/prices.cmat:5 (from 2026-11-01)"),
+                && reasons[0].contains(
+                    "priced by the dated rule at mappings/prices.cmat:5 (from 2026-11-01)"
+                ),
             "{reasons:?}"
         );
     }
@@ -2210,7 +2213,10 @@ pub(crate) mod tests {
             crate::rules::ScopedSettings {
                 tiers: Some(ruled_at(
                     Tiers {
-                        bands: vec![(1, PriceSource::Fixed(d("6"))), (10, PriceSource::Fixed(d("5")))],
+                        bands: vec![
+                            (1, PriceSource::Fixed(d("6"))),
+                            (10, PriceSource::Fixed(d("5"))),
+                        ],
                         graduated: false,
                     },
                     &origin,
@@ -2218,7 +2224,9 @@ pub(crate) mod tests {
                 ..Default::default()
             }
         }));
-        let bill = |date: &str, count: &str| vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")];
+        let bill = |date: &str, count: &str| {
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")]
+        };
         let mut snapshot = company_snapshot();
         converge(&rules, &bill("2026-10-01", "10"), &mut snapshot);
         let october = desired_state(&rules, &bill("2026-10-01", "10"));
@@ -2228,7 +2236,10 @@ pub(crate) mod tests {
         let november = converge(&rules, &bills, &mut snapshot);
         let reasons: Vec<&str> = november.changes.iter().map(|c| c.reason.as_str()).collect();
         assert!(
-            reasons.iter().any(|r| r.contains("licence count 10 → 8") && r.contains("unit price 5.0000 → 6.0000")),
+            reasons
+                .iter()
+                .any(|r| r.contains("licence count 10 → 8")
+                    && r.contains("unit price 5.0000 → 6.0000")),
             "{reasons:?}"
         );
     }

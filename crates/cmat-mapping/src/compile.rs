@@ -9,10 +9,10 @@ use super::ast::{Block, File, KeyedRule, Setting, Span, Statement, Value};
 use super::diagnostic::{Diagnostic, ErrorKind, Location};
 use cmat_engine::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
-    ConsumptionSplit, ContractRule, ContractStart, CostSource, DecreaseTiming, HandEdit, MarginFloor, PricePoint,
-    MarginPolicy, PeriodType, PicklistChoice, Policies, PriceRule, PriceSource, ProductKey,
-    ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet, Ruled, ScopeTerm,
-    ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
+    ConsumptionSplit, ContractRule, ContractStart, CostSource, DecreaseTiming, HandEdit,
+    MarginFloor, MarginPolicy, PeriodType, PicklistChoice, Policies, PricePoint, PriceRule,
+    PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet,
+    Ruled, ScopeTerm, ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
 };
 
 /// One mapping file, read and parsed.
@@ -50,17 +50,16 @@ const CONTRACT_KEYS: &[&str] =
     &["licence_name", "consumption_name", "start", "term_months", "renewal", "category", "period"];
 const PRODUCT_KEYS: &[&str] = &["match"];
 const CREATE_KEYS: &[&str] = &["name", "period", "per_term"];
-const PRICES_KEYS: &[&str] =
-    &[
-        "unit_price",
-        "unit_cost",
-        "scale",
-        "rounding",
-        "margin_floor",
-        "margin_policy",
-        "price_point",
-        "max_price",
-    ];
+const PRICES_KEYS: &[&str] = &[
+    "unit_price",
+    "unit_cost",
+    "scale",
+    "rounding",
+    "margin_floor",
+    "margin_policy",
+    "price_point",
+    "max_price",
+];
 const CONSUMPTION_KEYS: &[&str] = &["charge_name", "correction_name", "charge_type", "split"];
 const POLICY_KEYS: &[&str] = &[
     "removed_product",
@@ -1013,7 +1012,8 @@ impl<'a> Compiler<'a> {
                 self.report(file, span, ErrorKind::DiscountNotPercent { found });
                 None
             }
-            Value::SalesLess { discount: fraction, .. } | Value::SalesPlus { uplift: fraction, .. }
+            Value::SalesLess { discount: fraction, .. }
+            | Value::SalesPlus { uplift: fraction, .. }
                 if fraction.is_sign_negative() || *fraction > Decimal::ONE_HUNDRED =>
             {
                 self.report(file, span, out_of_range(fraction));
@@ -1136,7 +1136,11 @@ impl<'a> Compiler<'a> {
                 PricePoint::Ending(*ending)
             }
             Value::Number(ending) => {
-                self.report(file, span, ErrorKind::PricePointOutOfRange { found: ending.to_string() });
+                self.report(
+                    file,
+                    span,
+                    ErrorKind::PricePointOutOfRange { found: ending.to_string() },
+                );
                 return None;
             }
             other => {

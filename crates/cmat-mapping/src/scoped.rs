@@ -118,16 +118,14 @@ fn shared_service_conflict(
     let (a, b) = (&first.set, &second.set);
     if differ(a.unit_price.as_ref().map(|r| r.value), b.unit_price.as_ref().map(|r| r.value)) {
         Some("unit_price")
-    } else if differ(a.unit_cost.as_ref().map(|r| r.value), b.unit_cost.as_ref().map(|r| r.value))
-    {
+    } else if differ(a.unit_cost.as_ref().map(|r| r.value), b.unit_cost.as_ref().map(|r| r.value)) {
         Some("unit_cost")
     } else if differ(
         a.price_point.as_ref().map(|r| r.value),
         b.price_point.as_ref().map(|r| r.value),
     ) {
         Some("price_point")
-    } else if differ(a.max_price.as_ref().map(|r| r.value), b.max_price.as_ref().map(|r| r.value))
-    {
+    } else if differ(a.max_price.as_ref().map(|r| r.value), b.max_price.as_ref().map(|r| r.value)) {
         Some("max_price")
     } else if differ(a.decrease.as_ref().map(|r| r.value), b.decrease.as_ref().map(|r| r.value)) {
         Some("decrease")
@@ -276,7 +274,13 @@ impl<'a> Compiler<'a> {
         };
         let Some(first_line) = lines.first() else {
             if let Some(setting) = mode {
-                self.report(file, setting.key.span, ErrorKind::TierBands { detail: "`tiers` needs `tier \"1-9\" = PRICE` lines".into() });
+                self.report(
+                    file,
+                    setting.key.span,
+                    ErrorKind::TierBands {
+                        detail: "`tiers` needs `tier \"1-9\" = PRICE` lines".into(),
+                    },
+                );
                 return None;
             }
             return Some(None);
@@ -298,7 +302,7 @@ impl<'a> Compiler<'a> {
                 self.report(file, line.key.span, ErrorKind::TierBands { detail });
                 return None;
             }
-            let Some((first, last)) = band else { return None };
+            let (first, last) = band?;
             let setting = crate::ast::Setting {
                 key: line.keyword.clone(),
                 value: line.value.clone(),
@@ -308,7 +312,8 @@ impl<'a> Compiler<'a> {
             expected = last.map(|last| last + 1);
         }
         if expected.is_some() {
-            let detail = "the last band must be open (`\"50+\"`), or counts above it have no price".to_string();
+            let detail = "the last band must be open (`\"50+\"`), or counts above it have no price"
+                .to_string();
             let span = lines.last().map(|line| line.key.span).unwrap_or(first_line.key.span);
             self.report(file, span, ErrorKind::TierBands { detail });
             return None;
@@ -331,13 +336,21 @@ impl<'a> Compiler<'a> {
             (setting("add_on_service"), setting("add_on_price"), setting("add_on_cost"));
         let Some(service) = service else {
             if let Some(other) = price.or(cost) {
-                self.report(file, other.key.span, ErrorKind::AddOnIncomplete { missing: "add_on_service" });
+                self.report(
+                    file,
+                    other.key.span,
+                    ErrorKind::AddOnIncomplete { missing: "add_on_service" },
+                );
                 return None;
             }
             return Some(None);
         };
         let Some(price) = price else {
-            self.report(file, service.key.span, ErrorKind::AddOnIncomplete { missing: "add_on_price" });
+            self.report(
+                file,
+                service.key.span,
+                ErrorKind::AddOnIncomplete { missing: "add_on_price" },
+            );
             return None;
         };
         let id = self.id_setting(file, service);
@@ -371,7 +384,11 @@ impl<'a> Compiler<'a> {
         }
         let Some(term) = ScopeTerm::from_keyword(&keyword.node, value.node.trim().to_string())
         else {
-            self.report(file, keyword.span, ErrorKind::UnknownScope { found: keyword.node.clone() });
+            self.report(
+                file,
+                keyword.span,
+                ErrorKind::UnknownScope { found: keyword.node.clone() },
+            );
             return None;
         };
         if let ScopeTerm::Service(name) = &term {
@@ -451,9 +468,8 @@ impl<'a> Compiler<'a> {
 
     /// A warning for a rule whose `from` is after its `until`: it checks, and never applies.
     fn dates_never_meet(&mut self, file: &ParsedFile, block: &Block, scope: &[ScopeTerm]) {
-        let date = |wanted: fn(&ScopeTerm) -> Option<chrono::NaiveDate>| {
-            scope.iter().find_map(wanted)
-        };
+        let date =
+            |wanted: fn(&ScopeTerm) -> Option<chrono::NaiveDate>| scope.iter().find_map(wanted);
         let from = date(|term| match term {
             ScopeTerm::From(date) => Some(*date),
             _ => None,
@@ -480,9 +496,7 @@ impl<'a> Compiler<'a> {
             _ => None,
         });
         match setting {
-            Some(setting) => {
-                self.whole_number(file, setting, 0, 1000).map(|n| n.value as i32)
-            }
+            Some(setting) => self.whole_number(file, setting, 0, 1000).map(|n| n.value as i32),
             None => Some(0),
         }
     }

@@ -317,7 +317,11 @@ impl Tiers {
     pub fn apply(&self, sales: Decimal, cost: Decimal, count: i64) -> Decimal {
         let band_price = |source: &PriceSource| source.apply(sales, cost, Decimal::ONE);
         let in_band = |count: i64| {
-            self.bands.iter().rev().find(|(first, _)| i64::from(*first) <= count).or(self.bands.first())
+            self.bands
+                .iter()
+                .rev()
+                .find(|(first, _)| i64::from(*first) <= count)
+                .or(self.bands.first())
         };
         if !self.graduated || count <= 1 {
             return in_band(count).map(|(_, source)| band_price(source)).unwrap_or(sales);

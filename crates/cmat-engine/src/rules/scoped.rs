@@ -18,7 +18,8 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
 use super::{
-    AddOn, CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template, Tiers,
+    AddOn, CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template,
+    Tiers,
 };
 use crate::billing::BillLine;
 
@@ -597,6 +598,51 @@ impl PriceSource {
     }
 }
 
+/// The value of the most specific matching rule that sets one thing; two equally specific
+/// ones that differ are an [`Ambiguity`].
+fn pick<'r, T: PartialEq + 'r>(
+    matched: &[&'r ScopedRule],
+    setting: &'static str,
+    get: impl Fn(&'r ScopedSettings) -> Option<&'r T>,
+    same: impl Fn(&T, &T) -> bool,
+    origin: impl Fn(&T) -> &RuleOrigin,
+) -> Result<Option<&'r T>, Ambiguity> {
+    let mut found: Option<(&'r T, Specificity)> = None;
+    for rule in matched {
+        let Some(value) = get(&rule.set) else { continue };
+        match found {
+            None => found = Some((value, rule.specificity)),
+            Some((first, specificity)) if specificity == rule.specificity => {
+                if !same(first, value) {
+                    return Err(Ambiguity {
+                        setting,
+                        first: origin(first).clone(),
+                        second: origin(value).clone(),
+                    });
+                }
+            }
+            Some(_) => break,
+        }
+    }
+    Ok(found.map(|(value, _)| value))
+}
+/// Tiers are a form of the price: they hold when the most specific rule that prices the line
+/// (by `unit_price` or tiers) states them.
+fn tiers_in_force<'r>(matched: &[&'r ScopedRule]) -> Result<Option<&'r Ruled<Tiers>>, Ambiguity> {
+    let tiers = ruled(matched, "tiers", |s| s.tiers.as_ref())?;
+    let first = matched.iter().find(|r| r.set.unit_price.is_some() || r.set.tiers.is_some());
+    Ok(tiers.filter(|_| first.is_some_and(|rule| rule.set.tiers.is_some())))
+}
+
+/// [`pick`] for a [`Ruled`] setting.
+fn ruled<'r, T: PartialEq + 'r>(
+    matched: &[&'r ScopedRule],
+    setting: &'static str,
+    get: impl Fn(&'r ScopedSettings) -> Option<&'r Ruled<T>>,
+) -> Result<Option<&'r Ruled<T>>, Ambiguity> {
+    pick(matched, setting, get, |a, b| a.value == b.value, |r| &r.origin)
+}
+
 impl RuleSet {
     /// How many months after a Billing Date cmat may date a write under these rules: 0 when
     /// every decrease is dated on its Billing Date; else the longest billing period a
@@ -659,52 +705,13 @@ impl RuleSet {
         &'r self,
         matched: Vec<&'r ScopedRule>,
     ) -> Result<Resolved<'r>, Ambiguity> {
-        fn pick<'r, T: PartialEq + 'r>(
-            matched: &[&'r ScopedRule],
-            setting: &'static str,
-            get: impl Fn(&'r ScopedSettings) -> Option<&'r T>,
-            same: impl Fn(&T, &T) -> bool,
-            origin: impl Fn(&T) -> &RuleOrigin,
-        ) -> Result<Option<&'r T>, Ambiguity> {
-            let mut found: Option<(&'r T, Specificity)> = None;
-            for rule in matched {
-                let Some(value) = get(&rule.set) else { continue };
-                match found {
-                    None => found = Some((value, rule.specificity)),
-                    Some((first, specificity)) if specificity == rule.specificity => {
-                        if !same(first, value) {
-                            return Err(Ambiguity {
-                                setting,
-                                first: origin(first).clone(),
-                                second: origin(value).clone(),
-                            });
-                        }
-                    }
-                    Some(_) => break,
-                }
-            }
-            Ok(found.map(|(value, _)| value))
-        }
-        fn ruled<'r, T: PartialEq + 'r>(
-            matched: &[&'r ScopedRule],
-            setting: &'static str,
-            get: impl Fn(&'r ScopedSettings) -> Option<&'r Ruled<T>>,
-        ) -> Result<Option<&'r Ruled<T>>, Ambiguity> {
-            pick(matched, setting, get, |a, b| a.value == b.value, |r| &r.origin)
-        }
         let m = &matched;
         let prices = &self.prices;
         Ok(Resolved {
             company: ruled(m, "company", |s| s.company.as_ref())?,
             unit_price: ruled(m, "unit_price", |s| s.unit_price.as_ref())?
                 .unwrap_or(&prices.unit_price),
-            tiers: {
-                // Tiers are a form of the price: they hold when the most specific rule that
-                // prices the line states them.
-                let tiers = ruled(m, "tiers", |s| s.tiers.as_ref())?;
-                let first = m.iter().find(|r| r.set.unit_price.is_some() || r.set.tiers.is_some());
-                tiers.filter(|_| first.is_some_and(|rule| rule.set.tiers.is_some()))
-            },
+            tiers: tiers_in_force(m)?,
             add_on: ruled(m, "add_on_service", |s| s.add_on.as_ref())?,
             unit_cost: ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?
                 .unwrap_or(&prices.unit_cost),
