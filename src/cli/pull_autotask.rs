@@ -99,6 +99,15 @@ pub fn pull_into(
     }
     let report = result?;
     print!("{}", summary(&report, client));
+    for record in &report.incomplete {
+        eprintln!(
+            "warning: Autotask sent {} {} with `{}` null; it is kept out of the snapshot and nothing that depends on it is written{} (`cmat doctor` lists such records)",
+            record.entity,
+            record.id,
+            record.field,
+            record.contract_id.map(|id| format!(" (contract {id} is left as it is)")).unwrap_or_default()
+        );
+    }
     Ok(report)
 }
 

@@ -45,6 +45,8 @@ pub mod meta_keys {
     /// Where the last pull left each entity (JSON `PullMarks`); written by
     /// `replace_pulled_snapshot` with the snapshot it describes.
     pub const PULL_MARKS: &str = "snapshot.pull_marks";
+    /// The records the last pull kept out as incomplete (JSON, `Entity/id` → record).
+    pub const SNAPSHOT_INCOMPLETE: &str = "snapshot.incomplete";
     /// When the last successful `sync` ended (RFC 3339 UTC); `status` shows it.
     pub const LAST_SYNC_AT: &str = "last_sync.at";
     /// Requests the last sync sent to Autotask (`cmat doctor` shows it beside the budget).

@@ -19,6 +19,7 @@ mod fuzz_props;
 mod help;
 mod import_cli;
 mod init;
+mod live_quirks;
 mod mapping_cli;
 mod mapping_diagnostics;
 mod mapping_properties;

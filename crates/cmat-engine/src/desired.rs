@@ -56,6 +56,8 @@ pub struct DesiredContract {
     pub origin: RuleOrigin,
     /// Contracts.contractCategory, when a rule sets one.
     pub category: Option<Ruled<i64>>,
+    /// Contracts.organizationalLevelAssociationID of a new contract, when a rule sets one.
+    pub line_of_business: Option<Ruled<i64>>,
     /// Contracts.serviceLevelAgreementID.
     pub service_level_agreement: Ruled<i64>,
     /// The rule a new contract is named after in the plan: a `for` rule that set its company
@@ -174,6 +176,9 @@ pub enum WarningCode {
     ChargeGroupingChanged,
     /// A product a `skip` rule leaves out that Autotask still bills.
     SkippedButBilled,
+    /// Autotask sent a record of the contract with a field cmat needs null: nothing is
+    /// written for the contract until it is complete.
+    IncompleteRecord,
 }
 
 impl WarningCode {
@@ -204,6 +209,7 @@ impl WarningCode {
             WarningCode::DecreaseDeferred => "decrease_deferred",
             WarningCode::ChargeGroupingChanged => "charge_grouping_changed",
             WarningCode::SkippedButBilled => "skipped_but_billed",
+            WarningCode::IncompleteRecord => "incomplete_record",
         }
     }
 }
@@ -545,6 +551,7 @@ fn desired_contract(
         source: first.source.clone(),
         origin: service_rule.origin.clone(),
         category: resolved.contract_category.cloned(),
+        line_of_business: resolved.line_of_business.cloned(),
         service_level_agreement: resolved.service_level_agreement.clone(),
         placement_rule: [
             resolved.company.map(|rule| &rule.origin),

@@ -146,6 +146,21 @@ impl<'a> SnapshotIndex<'a> {
 
 pub use crate::snapshot::units_in_force;
 
+/// The first incomplete record (a charge without a price, a unit period without its contract
+/// service) of the contract carrying `subscription`: what Autotask holds for it is not fully
+/// known, so a write could duplicate or over-adjust.
+fn incomplete_record_of<'a>(
+    snapshot: &'a Snapshot,
+    index: &SnapshotIndex<'_>,
+    subscription: &str,
+) -> Option<&'a crate::snapshot::IncompleteRecord> {
+    if snapshot.incomplete.is_empty() {
+        return None;
+    }
+    let contract_id = index.contracts_by_subscription.get(subscription)?.id;
+    snapshot.incomplete.values().find(|record| record.contract_id == Some(contract_id))
+}
+
 /// Where a bill's unit change goes, and the units in force there before it. Autotask keeps one
 /// adjustment per contract service and day, and an adjustment starts a unit period whose count
 /// differs from the day before. A restated bill (the same Billing Date, a new count) must go to
@@ -247,6 +262,21 @@ pub fn diff(
             ));
             continue;
         }
+        if let Some(record) = incomplete_record_of(snapshot, index, &contract.subscription_id) {
+            out.warnings.push(Warning::new(
+                WarningCode::IncompleteRecord,
+                format!(
+                    "Autotask sent {} {} of contract {} with `{}` null; nothing is written for subscription {} until the record is complete (see `cmat doctor`)",
+                    record.entity,
+                    record.id,
+                    record.contract_id.unwrap_or_default(),
+                    record.field,
+                    contract.subscription_id
+                ),
+                record.key(),
+            ));
+            continue;
+        }
         if !snapshot.companies.is_empty() && !snapshot.companies.contains_key(&contract.company_id)
         {
             out.warnings.push(Warning::new(
@@ -301,6 +331,7 @@ pub fn diff(
     }
     warn_skipped_but_billed(&context, desired, &mut out);
     unknowns.warn(&mut out.warnings);
+    hold_incomplete_billing_codes(snapshot, &mut out);
     // By the key's text, as plans have always been ordered.
     out.changes.sort_by_cached_key(|change| {
         (change.write.entity().phase(), change.key.to_string(), change.write.action())
@@ -308,6 +339,51 @@ pub fn diff(
     out.warnings.sort();
     out.warnings.dedup();
     out
+}
+
+/// A billing code Autotask sent without its name or use type is not known to be the right
+/// kind: no Service or charge is created with it, nor anything planned on such a Service.
+fn hold_incomplete_billing_codes(snapshot: &Snapshot, out: &mut Diff) {
+    let incomplete = |id: i64| snapshot.incomplete.contains_key(&format!("BillingCodes/{id}"));
+    let code_of = |write: &Write<NaturalKey>| match write {
+        Write::CreateService(service) => Some(service.billing_code_id),
+        Write::CreateCharge { charge, .. } => Some(charge.billing_code_id),
+        _ => None,
+    };
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    let mut codes = BTreeSet::new();
+    loop {
+        let before = held.len();
+        for change in &out.changes {
+            let mut refs = Vec::new();
+            let _ = change.write.map_refs(|key| {
+                refs.push(key.to_string());
+                Ok::<_, ()>(())
+            });
+            let code = code_of(&change.write).filter(|id| incomplete(*id));
+            if code.is_some() || refs.iter().any(|key| held.contains(key)) {
+                codes.extend(code);
+                held.insert(change.key.to_string());
+            }
+        }
+        if held.len() == before {
+            break;
+        }
+    }
+    if held.is_empty() {
+        return;
+    }
+    out.changes.retain(|change| !held.contains(&change.key.to_string()));
+    for id in codes {
+        out.warnings.push(Warning::new(
+            WarningCode::IncompleteRecord,
+            format!(
+                "Autotask sent billing code {id} without its name or use type; nothing that uses it is written ({} change(s) held) until it is complete (see `cmat doctor`)",
+                held.len()
+            ),
+            format!("BillingCodes/{id}"),
+        ));
+    }
 }
 
 /// A product a `skip` rule now leaves out may still be billed by a contract service cmat made
@@ -389,6 +465,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             service_level_agreement_id: contract.service_level_agreement.value,
             time_reporting_requires_start_and_stop_times: 0,
             category: contract.category.as_ref().map(|category| category.value),
+            line_of_business: contract.line_of_business.as_ref().map(|line| line.value),
             subscription_udf: settings.subscription_udf.value.clone(),
             subscription: contract.subscription_id.clone(),
         });
@@ -707,7 +784,7 @@ impl Unknowns {
             warnings.push(Warning::new(
                 WarningCode::ForeignCurrency,
                 format!(
-                    "{} contract service(s) bill in the customer's currency (multi-currency is on); Autotask returns their adjusted price only in the tenant's currency, so their prices are not compared; bills are never converted",
+                    "{} contract service(s) bill in the customer's currency (multi-currency is on) and their adjusted price could not be turned from the tenant's currency into the customer's (the catalogue price is 0 in one of them), so their prices are not compared; bills are never converted",
                     self.foreign_currency.len()
                 ),
                 format!("ContractServices/{first}"),

@@ -306,7 +306,7 @@ fn winners(
         out[0].1 = resolved.price_origin().clone();
         out.push(("tiers", resolved.price_origin().clone()));
     }
-    let optional: [(&'static str, Option<&RuleOrigin>); 13] = [
+    let optional: [(&'static str, Option<&RuleOrigin>); 14] = [
         ("company", resolved.company.map(|r| &r.origin)),
         ("add_on_service", resolved.add_on.map(|r| &r.origin)),
         ("margin_floor", resolved.margin_floor.map(|r| &r.origin)),
@@ -314,6 +314,7 @@ fn winners(
         ("max_price", resolved.max_price.map(|r| &r.origin)),
         ("contract_name", resolved.contract_name.map(|t| &t.origin)),
         ("contract_category", resolved.contract_category.map(|r| &r.origin)),
+        ("line_of_business", resolved.line_of_business.map(|r| &r.origin)),
         ("service", resolved.service.map(|r| &r.origin)),
         ("service_per_term", resolved.service_per_term.map(|r| &r.origin)),
         ("skip", resolved.skip.map(|r| &r.origin)),
@@ -390,6 +391,7 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
         out.push(("contract_name", template_text(template), &template.origin));
     }
     push(&mut out, "contract_category", &set.contract_category, ToString::to_string);
+    push(&mut out, "line_of_business", &set.line_of_business, ToString::to_string);
     push(&mut out, "service_level_agreement", &set.service_level_agreement, ToString::to_string);
     push(&mut out, "service", &set.service, ToString::to_string);
     push(&mut out, "service_per_term", &set.service_per_term, ToString::to_string);
@@ -441,6 +443,9 @@ fn default_value(rules: &RuleSet, setting: &str) -> String {
         "contract_category" => {
             rules.contract.category.as_ref().map(|c| c.value.to_string()).unwrap_or_default()
         }
+        "line_of_business" => (rules.contract.line_of_business.as_ref())
+            .map(|c| c.value.to_string())
+            .unwrap_or_default(),
         "consumption_split" => match rules.consumption.split.value {
             ConsumptionSplit::Subscription => "subscription".into(),
             ConsumptionSplit::MeterCategory => "meter_category".into(),

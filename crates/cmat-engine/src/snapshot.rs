@@ -23,6 +23,31 @@ pub struct Snapshot {
     pub currencies: BTreeMap<i64, Currency>,
     /// When the snapshot was last read from Autotask; None if never.
     pub refreshed_at: Option<DateTime<Utc>>,
+    /// Records Autotask sent with a nullable field null that cmat needs (a charge's
+    /// unitPrice, a unit period's contractServiceID, a billing code's name or use type), by
+    /// `Entity/id`. Kept out of the tables above; the diff writes nothing that depends on them.
+    pub incomplete: BTreeMap<String, IncompleteRecord>,
+}
+
+/// A record kept out of the snapshot because a field cmat needs was null (Datto's metadata
+/// marks it nullable, and live tenants do send it so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncompleteRecord {
+    /// `ContractCharges`, `ContractServiceUnits`, `BillingCodes`.
+    pub entity: String,
+    pub id: i64,
+    /// The field that was null.
+    pub field: String,
+    /// The contract it belongs to, when it says (charges and unit periods): nothing is
+    /// written for that contract while the record is incomplete.
+    pub contract_id: Option<i64>,
+}
+
+impl IncompleteRecord {
+    /// `ContractCharges/77`: the key in [`Snapshot::incomplete`].
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.entity, self.id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,8 +107,9 @@ pub struct ContractService {
     pub adjusted_price: Option<Decimal>,
     /// None when the API user may not see costs: unknown, never taken as 0.
     pub unit_cost: Option<Decimal>,
-    /// The contract bills in the customer's currency, not the tenant's (multi-currency on):
-    /// the adjusted price read is in the tenant's currency and cannot be compared with a bill.
+    /// The contract bills in the customer's currency (multi-currency on) and the adjusted price
+    /// could not be turned into it (no catalogue ratio): it cannot be compared with a bill.
+    /// A convertible price is converted on reading and this stays false.
     pub foreign_currency: bool,
     pub invoice_description: Option<String>,
 }

@@ -344,6 +344,7 @@ pub fn default_rules() -> RuleSet {
             term_months: ruled(12),
             renewal: ruled(Renewal::Extend),
             category: None,
+            line_of_business: None,
             period: ruled(PeriodType::Monthly),
         },
         products: ProductRule {

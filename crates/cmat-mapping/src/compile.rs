@@ -46,8 +46,16 @@ const SETTINGS_KEYS: &[&str] = &[
     "contract_status",
     "timezone",
 ];
-const CONTRACT_KEYS: &[&str] =
-    &["licence_name", "consumption_name", "start", "term_months", "renewal", "category", "period"];
+const CONTRACT_KEYS: &[&str] = &[
+    "licence_name",
+    "consumption_name",
+    "start",
+    "term_months",
+    "renewal",
+    "category",
+    "period",
+    "line_of_business",
+];
 const PRODUCT_KEYS: &[&str] = &["match"];
 const CREATE_KEYS: &[&str] = &["name", "period", "per_term"];
 const PRICES_KEYS: &[&str] = &[
@@ -805,6 +813,10 @@ impl<'a> Compiler<'a> {
             Some(setting) => Some(self.id_setting(file, setting)?),
             None => None,
         };
+        let line_of_business = match settings.get("line_of_business") {
+            Some(setting) => Some(self.id_setting(file, setting)?),
+            None => None,
+        };
         let period = match settings.get("period") {
             Some(setting) => self.period_setting(file, setting),
             None => {
@@ -820,6 +832,7 @@ impl<'a> Compiler<'a> {
             term_months: term_months?,
             renewal: renewal?,
             category,
+            line_of_business,
             period: period?,
         })
     }

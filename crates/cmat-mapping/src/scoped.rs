@@ -33,6 +33,7 @@ pub const SCOPED_KEYS: &[&str] = &[
     "margin_policy",
     "contract_name",
     "contract_category",
+    "line_of_business",
     "service_level_agreement",
     "service",
     "service_per_term",
@@ -536,6 +537,7 @@ impl<'a> Compiler<'a> {
                 "margin_policy" => set.margin_policy = self.margin_policy_setting(file, setting),
                 "contract_name" => set.contract_name = self.template_setting(file, setting, false),
                 "contract_category" => set.contract_category = self.id_setting(file, setting),
+                "line_of_business" => set.line_of_business = self.id_setting(file, setting),
                 "service_level_agreement" => {
                     set.service_level_agreement = self.id_setting(file, setting)
                 }

@@ -177,6 +177,9 @@ pub struct ContractRule {
     pub renewal: Ruled<Renewal>,
     /// Contracts.contractCategory picklist value, if any.
     pub category: Option<Ruled<i64>>,
+    /// Contracts.organizationalLevelAssociationID (the line of business) of new contracts,
+    /// for a tenant that requires one; None sends none.
+    pub line_of_business: Option<Ruled<i64>>,
     /// Contracts.contractPeriodType of new contracts: the billing period of their services,
     /// which Autotask does not let change later. Monthly unless a rule says otherwise.
     pub period: Ruled<PeriodType>,

@@ -395,6 +395,8 @@ pub struct ScopedSettings {
     pub margin_policy: Option<Ruled<MarginPolicy>>,
     pub contract_name: Option<Template>,
     pub contract_category: Option<Ruled<i64>>,
+    /// The line of business (organizationalLevelAssociationID) of new contracts.
+    pub line_of_business: Option<Ruled<i64>>,
     pub service_level_agreement: Option<Ruled<i64>>,
     /// The Autotask Service the products go on.
     pub service: Option<Ruled<i64>>,
@@ -481,6 +483,7 @@ pub struct Resolved<'r> {
     /// A contract name for the lines' kind; `None` takes the `contract` block's.
     pub contract_name: Option<&'r Template>,
     pub contract_category: Option<&'r Ruled<i64>>,
+    pub line_of_business: Option<&'r Ruled<i64>>,
     pub service_level_agreement: &'r Ruled<i64>,
     pub service: Option<&'r Ruled<i64>>,
     pub service_per_term: Option<&'r Ruled<bool>>,
@@ -734,6 +737,8 @@ impl RuleSet {
             )?,
             contract_category: ruled(m, "contract_category", |s| s.contract_category.as_ref())?
                 .or(self.contract.category.as_ref()),
+            line_of_business: ruled(m, "line_of_business", |s| s.line_of_business.as_ref())?
+                .or(self.contract.line_of_business.as_ref()),
             service_level_agreement: ruled(m, "service_level_agreement", |s| {
                 s.service_level_agreement.as_ref()
             })?
