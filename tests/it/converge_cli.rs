@@ -2,6 +2,9 @@
 //! year ahead is read back (the next plan is empty, apply sends nothing), a `term_end` decrease
 //! on a contract that began before cmat waits for that contract's term, and two products on one
 //! named Service are one contract service (summed when they agree, left out when they do not).
+//! Then what the convergence property test found beyond them: a restatement emptying a month
+//! never takes a later-dated unit period below zero, and a restated price after a price-only
+//! adjustment goes to a free day.
 
 use cmat_sim::{Seed, SimOptions};
 use serde_json::{json, Value};
@@ -407,4 +410,77 @@ fn sync_says_when_its_own_writes_did_not_settle_and_the_next_sync_finishes() {
     let run = sw.cmat(&["sync", "--auto-approve"]);
     assert_eq!(run.status, 0, "{}\n{}", run.stdout, run.stderr);
     assert!(run.stdout.contains("nothing to do"), "{}", run.stdout);
+}
+
+/// A restatement that takes a subscription's every line off a month makes an older bill its
+/// current one again: its deferred decrease, dated before the decrease a later bill wrote, may
+/// not take that later unit period below zero (Autotask refuses it, and every apply after would
+/// fail on it). The convergence test's seed `02ea485a…`, through the binary.
+#[test]
+fn a_restatement_emptying_a_month_never_takes_a_later_unit_period_below_zero() {
+    let sw = SimWorkspace::start();
+    sw.ws.write(
+        "mappings/monthly.cmat",
+        "for term \"Monthly\" {\n    decrease = next_period\n    term_months = 2\n}\n",
+    );
+    sw.ok(&["check"]);
+    let premium = |date: &'static str, quantity: i64| -> Row<'static> {
+        (
+            date,
+            "SUB-M",
+            "Microsoft 365 Business Premium",
+            "CFQ7TTC0LCHC",
+            quantity,
+            "18.54",
+            "20.60",
+            "Monthly",
+        )
+    };
+    let e3 = |date: &'static str, subscription: &'static str| -> Row<'static> {
+        (date, subscription, "Microsoft 365 E3", "CFQ7TTC0LFLX", 1, "30.00", "33.00", "Monthly")
+    };
+    import(&sw, "bill-2026-10-01.csv", &[premium("2026-10-01", 3), e3("2026-10-01", "SUB-M")]);
+    apply_and_converge(&sw, "October");
+    // Business Premium leaves the bill: its decrease falls after the contract's end.
+    import(&sw, "bill-2026-11-01.csv", &[e3("2026-11-01", "SUB-M")]);
+    apply_and_converge(&sw, "November");
+    // Renewed; 3 → 1 from the next period.
+    import(&sw, "bill-2026-12-01.csv", &[premium("2026-12-01", 1), e3("2026-12-01", "SUB-M")]);
+    apply_and_converge(&sw, "December");
+    let premium_adjustments = |sw: &SimWorkspace| {
+        sw.state().contract_services[&("SUB-M".to_string(), "CFQ7TTC0LCHC".to_string())]
+            .adjustments
+            .clone()
+    };
+    assert_eq!(premium_adjustments(&sw), vec![("2026-10-01".into(), 3), ("2027-01-01".into(), -2)]);
+    // December restated: SUB-M is not on it at all, so November's bill is its current one again.
+    import(&sw, "bill-2026-12-01.csv", &[e3("2026-12-01", "SUB-OTHER")]);
+    apply_and_converge(&sw, "December restated");
+    // As low as the later period allows (it holds 1): 2 in December, none from January.
+    assert_eq!(
+        premium_adjustments(&sw),
+        vec![("2026-10-01".into(), 3), ("2026-12-01".into(), -1), ("2027-01-01".into(), -2)]
+    );
+    let run = sw.plan_detailed();
+    let said = format!("{}{}", run.stdout, run.stderr);
+    assert!(said.contains("would take a later-dated unit period below zero"), "{said}");
+}
+
+/// A price-only adjustment, then its bill restated at another price: the second price goes to a
+/// day no adjustment has taken (Autotask keeps one per contract service and day).
+#[test]
+fn a_restated_price_after_a_price_only_adjustment_is_never_refused_as_a_duplicate() {
+    let sw = SimWorkspace::start();
+    let line = |date: &'static str, price: &'static str| -> Row<'static> {
+        (date, "SUB-P", "Microsoft 365 E3", "CFQ7TTC0LFLX", 5, "30.00", price, "Monthly")
+    };
+    import(&sw, "bill-2026-10-01.csv", &[line("2026-10-01", "33.00")]);
+    apply_and_converge(&sw, "October");
+    import(&sw, "bill-2026-11-01.csv", &[line("2026-11-01", "35.00")]);
+    apply_and_converge(&sw, "November");
+    import(&sw, "bill-2026-11-01.csv", &[line("2026-11-01", "36.00")]);
+    apply_and_converge(&sw, "November restated");
+    let state = sw.state();
+    let view = &state.contract_services[&("SUB-P".to_string(), "CFQ7TTC0LFLX".to_string())];
+    assert_eq!(view.adjusted_price, "36", "{view:?}");
 }

@@ -6,16 +6,16 @@
 //! of [`UnitsWindow::around`], as `pull autotask` reads them) is empty, and the units in force
 //! on a Billing Date are the bill's when the rules date the change there.
 //!
-//! CI runs 48 cases from a fixed seed; `PROPTEST_CASES=2000 cargo test -p cmat-engine
-//! convergence` runs 2000 from a random one. Two known limits it finds, rarely (one case in
-//! a few thousand; add the seed line to `proptest-regressions/convergence.txt` to replay):
-//! - an adjustment that ends up changing neither units nor price (a decrease dated ahead,
-//!   then an earlier-dated one to the same count) cannot be seen in the unit periods, so a
-//!   later write on its day is refused as a duplicate
+//! CI runs 48 cases from a fixed seed; `PROPTEST_CASES=3000 cargo test --release -p
+//! cmat-engine --lib convergence` runs 3000 from a random one (about 1.5 minutes). Cases it
+//! found are kept in `proptest-regressions/convergence.txt` and replayed first, among them:
+//! - a price-only adjustment on a day whose unit period already held the bill's price (the
+//!   contract service's price was a write dated ahead's) changed nothing a read could see, so a
+//!   later write on its day was refused as a duplicate: such an adjustment is not planned
 //!   (`cc 1cfa3b13d7e90f195e7d82ec80f9edeedca0a2133f8cb89fc0e6e762dabd3106`);
-//! - a restatement that takes a subscription's every line off a month makes an older bill
-//!   its current one again, whose deferred decrease is then measured against adjustments
-//!   dated after it, and can go below zero
+//! - a restatement that took a subscription's every line off a month made an older bill its
+//!   current one again, whose deferred decrease, dated before a later bill's decrease, took that
+//!   later period below zero: a decrease goes no lower than the periods from its day on allow
 //!   (`cc 02ea485a87f1c475f53f1e0da62f9bd244e56e061dda58a2472411f32a1748b3`).
 
 use std::collections::BTreeSet;

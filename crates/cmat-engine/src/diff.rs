@@ -208,6 +208,17 @@ fn price_in_force(
         .and_then(|unit| unit.price)
 }
 
+/// The price of the unit period in force on a date, or of the last one before it (a contract
+/// renewed in the same plan has no period there yet: the renewal carries the last one on).
+fn price_carried(
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    date: NaiveDate,
+) -> Option<Decimal> {
+    price_in_force(periods, date).or_else(|| {
+        periods.iter().rev().find(|unit| unit.start_date <= date).and_then(|unit| unit.price)
+    })
+}
+
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
 struct ContractTarget {
     parent: Id<NaturalKey>,
@@ -846,12 +857,13 @@ fn diff_contract_service(
         }
     }
     let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
+    // The unit periods Autotask holds for this contract service (none for a new one).
+    let periods = on_contract
+        .and_then(|(contract_id, service_id, _)| index.units.get(&(contract_id, service_id)))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
     let (effective, current_units) = match on_contract {
-        Some((contract_id, service_id, _)) => {
-            let periods =
-                index.units.get(&(contract_id, service_id)).map(Vec::as_slice).unwrap_or(&[]);
-            adjustment_day(periods, billing_date, target.end)
-        }
+        Some(_) => adjustment_day(periods, billing_date, target.end),
         None => (billing_date, 0),
     };
     let label = match target.existing_id {
@@ -882,12 +894,6 @@ fn diff_contract_service(
             unit_change = 0;
         } else if takes_effect > effective {
             // A change already dated there (an earlier run's) counts from that day.
-            let periods = on_contract
-                .and_then(|(contract_id, service_id, _)| {
-                    index.units.get(&(contract_id, service_id))
-                })
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
             let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
             if service.units == units_then {
                 // Already written there by an earlier run: a price change, if any, is dated
@@ -904,6 +910,10 @@ fn diff_contract_service(
             // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
             deferred_to = Some(takes_effect);
         }
+    }
+    if unit_change < 0 {
+        unit_change =
+            floored_by_later_periods(contract, service, periods, effective, unit_change, out);
     }
     if unit_change != 0
         && !service.on_current_bill
@@ -942,7 +952,16 @@ fn diff_contract_service(
             unknowns.records.insert(format!("ContractServices/{}", contract_service.id));
         }
         let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
+        // The contract service's price is the latest write's, which a write dated ahead (a
+        // deferred decrease carrying its bill's price) makes another day's. Where the unit
+        // periods already hold the bill's price on the adjustment's day, a price-only
+        // adjustment there would change nothing a read can see, and a later write on that day
+        // would be refused as a duplicate: it is not planned.
+        let held_on_the_day = unit_change == 0
+            && !contract_service.foreign_currency
+            && price_carried(periods, effective) == Some(wanted_price);
         match held_price {
+            Some(held) if held != wanted_price && held_on_the_day => {}
             Some(held) if held != wanted_price && overwrite => {
                 price_moves = true;
                 repriced.push(format!(
@@ -1053,6 +1072,40 @@ fn diff_contract_service(
         company_id: contract.company_id,
         contract_label: label,
     });
+}
+
+/// A decrease no lower than the unit periods from `effective` on allow. Adjustments are
+/// relative: one dated before a later-dated one (an earlier run's deferred decrease, which a
+/// restatement taking a month's lines away has made moot) lowers that one's period as well, and
+/// Autotask refuses units below zero on any day. The count goes as low as the fewest units held
+/// from that day on, and the rest is said; the later period's own day brings it to the bill.
+fn floored_by_later_periods(
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    effective: NaiveDate,
+    unit_change: i64,
+    out: &mut Diff,
+) -> i64 {
+    let Some(fewest) =
+        periods.iter().filter(|unit| unit.end_date >= effective).map(|u| u.units).min()
+    else {
+        return unit_change;
+    };
+    if unit_change >= -fewest {
+        return unit_change;
+    }
+    out.warnings.push(Warning::new(
+        WarningCode::Drift,
+        format!(
+            "subscription {}, product {}: a decrease of {} on {effective} would take a later-dated unit period below zero (Autotask holds {fewest} units there, written for a bill since restated); lowered by {fewest} only",
+            contract.subscription_id,
+            service.product_key,
+            -unit_change,
+        ),
+        service.source.to_string(),
+    ));
+    -fewest
 }
 
 /// When a lower licence count on the bill of `billing_date` takes effect under its rule.
