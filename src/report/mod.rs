@@ -342,6 +342,7 @@ fn facts<'a>(line: &ReviewLine<'a>) -> cmat_engine::rules::LineFacts<'a> {
     let stored = &line.stored;
     cmat_engine::rules::LineFacts {
         service: stored.service_name,
+        broker: stored.broker_name,
         organization: line.organization_name,
         customer_number: stored.customer_number,
         organization_groups: stored.organization_groups,
@@ -352,6 +353,7 @@ fn facts<'a>(line: &ReviewLine<'a>) -> cmat_engine::rules::LineFacts<'a> {
         subscription: stored.subscription_id,
         term: stored.payment_frequency,
         currency: stored.currency_code,
+        billing_date: line.billing_date,
     }
 }
 

@@ -36,6 +36,8 @@ const SUBSCRIPTIONS: [&str; 3] = ["S0", "S1", "S2"];
 /// A Service a `service = …` rule may put several products on.
 const SHARED_SERVICE: i64 = 900;
 const COMPANY: i64 = 100;
+/// The Service a per-seat add-on rule bills (support with each licence).
+const ADD_ON_SERVICE: i64 = 901;
 
 /// What one `for` rule of a generated price book looks at.
 #[derive(Debug, Clone)]
@@ -56,6 +58,18 @@ enum Setting {
     Skip,
     RemovedReport,
     Markup,
+    /// Issue 27's price forms: an uplift rounded up to .99 and capped, a markup per unit
+    /// rounded to whole units, a rebate on the cost with a floor in money.
+    UpliftPointCap,
+    AmountWhole,
+    RebateFloor,
+    /// A markup in force from the bill this many months after the first (a price change
+    /// written ahead), with a priority.
+    DatedMarkup(u32),
+    /// Seat-count tiers (1-2, 3+), volume or graduated: the price moves with the count.
+    Tiers(bool),
+    /// A per-seat add-on on its own Service: its units follow the product's.
+    AddOn,
 }
 
 #[derive(Debug, Clone)]
@@ -111,6 +125,12 @@ fn book() -> impl Strategy<Value = Book> {
         Just(Setting::Skip),
         Just(Setting::RemovedReport),
         Just(Setting::Markup),
+        Just(Setting::UpliftPointCap),
+        Just(Setting::AmountWhole),
+        Just(Setting::RebateFloor),
+        (1u32..20).prop_map(Setting::DatedMarkup),
+        any::<bool>().prop_map(Setting::Tiers),
+        Just(Setting::AddOn),
     ];
     (
         timing(),
@@ -189,10 +209,43 @@ fn rules_of(book: &Book) -> RuleSet {
             Setting::Markup => {
                 set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(15, 2)), &at)
             }
+            Setting::UpliftPointCap => {
+                set.unit_price = ruled(PriceSource::SalesPlusUplift(Decimal::new(5, 2)), &at);
+                set.price_point = ruled(PricePoint::Ending(Decimal::new(99, 2)), &at);
+                set.max_price = ruled(Decimal::new(1050, 2), &at);
+            }
+            Setting::AmountWhole => {
+                set.unit_price = ruled(PriceSource::CostPlusAmount(Decimal::new(150, 2)), &at);
+                set.price_point = ruled(PricePoint::Whole, &at);
+            }
+            Setting::RebateFloor => {
+                set.unit_cost = ruled(CostSource::CostPercent(Decimal::new(-3, 2)), &at);
+                set.margin_floor = ruled(MarginFloor::Amount(Decimal::ONE), &at);
+            }
+            Setting::AddOn => {
+                let add_on =
+                    AddOn { service: ADD_ON_SERVICE, price: Decimal::TWO, cost: Decimal::ONE };
+                set.add_on = ruled(add_on, &at);
+            }
+            Setting::Tiers(graduated) => {
+                let bands = vec![
+                    (1, PriceSource::SalesPrice),
+                    (3, PriceSource::SalesLessDiscount(Decimal::new(10, 2))),
+                ];
+                set.tiers = ruled(Tiers { bands, graduated: *graduated }, &at);
+            }
+            Setting::DatedMarkup(_) => {
+                set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(20, 2)), &at)
+            }
         }
-        let scope = vec![term];
+        let mut scope = vec![term];
+        let mut priority = 0;
+        if let Setting::DatedMarkup(months) = setting {
+            scope.push(ScopeTerm::From(first_bill() + Months::new(*months)));
+            priority = 1;
+        }
         rules.scoped.push(ScopedRule {
-            specificity: Specificity::of(&scope),
+            specificity: Specificity::of(&scope).with_priority(priority),
             scope,
             set,
             origin: at,
@@ -219,6 +272,7 @@ fn tenant(subscriptions: &[Subscription]) -> Snapshot {
         Company { id: COMPANY, company_name: "Contoso".into(), is_active: true, currency_id: None },
     );
     snapshot.services.insert(SHARED_SERVICE, service(SHARED_SERVICE, "SHARED"));
+    snapshot.services.insert(ADD_ON_SERVICE, service(ADD_ON_SERVICE, "SUPPORT"));
     for (index, subscription) in subscriptions.iter().enumerate() {
         let Some(existing) = &subscription.existing else { continue };
         // Running when the first bill arrives. A contract that lapsed before it is not drawn:

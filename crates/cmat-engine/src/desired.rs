@@ -94,6 +94,9 @@ pub struct DesiredContractService {
     pub scale: u32,
     /// The rule the price comes from.
     pub price_rule: RuleOrigin,
+    /// A dated rule (`from`, `until`) that shapes the price or cost, as the plan names it:
+    /// `mappings/p.cmat:12 (from 2026-12-01)`.
+    pub dated_price_rule: Option<String>,
     /// When a lower count takes effect, and by which rule.
     pub decrease: Ruled<DecreaseTiming>,
     /// What a product that left the bill does to its units, and by which rule.
@@ -675,6 +678,45 @@ fn check_margin(
     ));
 }
 
+/// A product's licence count on its current bill: its lines' quantities netted; `None`, with a
+/// warning, when that is not a whole number of licences or is negative.
+fn licence_count(
+    subscription_id: &str,
+    key: &str,
+    bill_lines: &[&BillLine],
+    warnings: &mut Vec<Warning>,
+) -> Option<i64> {
+    let first = bill_lines.first()?;
+    let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
+    if quantity.fract() != Decimal::ZERO {
+        warnings.push(Warning::new(
+            WarningCode::FractionalLicenceQuantity,
+            format!(
+                "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
+                all_sources(bill_lines),
+                amounts_label(bill_lines)
+            ),
+            first.source.to_string(),
+        ));
+        return None;
+    }
+    match quantity.to_i64() {
+        Some(units) if units >= 0 => Some(units),
+        _ => {
+            warnings.push(Warning::new(
+                WarningCode::NegativeLicenceQuantity,
+                format!(
+                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
+                    all_sources(bill_lines),
+                    amounts_label(bill_lines)
+                ),
+                first.source.to_string(),
+            ));
+            None
+        }
+    }
+}
+
 fn desired_services(
     resolutions: &Resolutions<'_>,
     subscription_id: &str,
@@ -696,33 +738,8 @@ fn desired_services(
         let (first, index) = product_lines[0];
         let resolved = resolutions.get(index);
         let bill_lines: Vec<&BillLine> = product_lines.iter().map(|(line, _)| *line).collect();
-        let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
-        if quantity.fract() != Decimal::ZERO {
-            warnings.push(Warning::new(
-                WarningCode::FractionalLicenceQuantity,
-                format!(
-                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
-                    all_sources(&bill_lines),
-                    amounts_label(&bill_lines)
-                ),
-                first.source.to_string(),
-            ));
+        let Some(count) = licence_count(subscription_id, &key, &bill_lines, warnings) else {
             continue;
-        }
-        let count = match quantity.to_i64() {
-            Some(units) if units >= 0 => units,
-            _ => {
-                warnings.push(Warning::new(
-                    WarningCode::NegativeLicenceQuantity,
-                    format!(
-                        "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
-                        all_sources(&bill_lines),
-                        amounts_label(&bill_lines)
-                    ),
-                    first.source.to_string(),
-                ));
-                continue;
-            }
         };
         if bill_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
             warnings.push(Warning::new(
@@ -735,7 +752,13 @@ fn desired_services(
             ));
         }
         let (units, units_rule) = billed_units(count, resolved);
-        let service = desired_service(rules, resolved, &key, first, units, effective_date, true);
+        let mut service =
+            desired_service(rules, resolved, &key, first, units, effective_date, true);
+        if resolved.tiers.is_some() {
+            // The band is the product's whole count on the bill, over all its lines.
+            service.unit_price =
+                resolved.unit_price(first.unit_sales_price, first.unit_cost_price, count);
+        }
         if units > 0 {
             check_margin(
                 rules,
@@ -747,8 +770,11 @@ fn desired_services(
                 warnings,
             );
         }
-        services
-            .insert(key, DesiredContractService { licence_count: count, units_rule, ..service });
+        let service = DesiredContractService { licence_count: count, units_rule, ..service };
+        if let Some((add_on_key, add_on)) = add_on_service(resolved, &service) {
+            services.insert(add_on_key, add_on);
+        }
+        services.insert(key, service);
     }
     // Products billed earlier but absent from the current bill go to 0 units.
     let mut earlier: Vec<ResolvedLine> =
@@ -763,6 +789,9 @@ fn desired_services(
             continue;
         }
         let service = desired_service(rules, resolved, &key, line, 0, effective_date, false);
+        if let Some((add_on_key, add_on)) = add_on_service(resolved, &service) {
+            services.entry(add_on_key).or_insert(add_on);
+        }
         services.insert(key, service);
     }
     merge_shared_services(subscription_id, services, warnings)
@@ -853,8 +882,12 @@ fn desired_service(
         product_key: key.to_string(),
         product_name: line.product_name.clone(),
         units,
-        unit_price: resolved.unit_price(line.unit_sales_price, line.unit_cost_price),
-        unit_cost: resolved.round(line.unit_cost_price),
+        unit_price: resolved.unit_price(
+            line.unit_sales_price,
+            line.unit_cost_price,
+            line.quantity.round().to_i64().unwrap_or(0),
+        ),
+        unit_cost: resolved.round(resolved.unit_cost(line.unit_cost_price, Decimal::ONE)),
         effective_date,
         on_current_bill,
         payment_frequency: line.payment_frequency.clone(),
@@ -865,10 +898,60 @@ fn desired_service(
         service_rule: named_service.map(|rule| rule.origin.clone()),
         per_term: key != base_key,
         scale: resolved.scale.value,
-        price_rule: resolved.unit_price.origin.clone(),
+        price_rule: resolved.price_origin().clone(),
+        dated_price_rule: dated_price_rule(resolved),
         decrease: resolved.decrease.clone(),
         removed_product: resolved.removed_product.clone(),
     }
+}
+
+/// A product's per-seat add-on: the rule's Service on the same contract, with the product's
+/// units (and so its included and minimum seats) and decrease timing, at the rule's own price
+/// and cost. Keyed `PRODUCT+SERVICE_ID`: its own line in the plan and the review.
+fn add_on_service(
+    resolved: &Resolved<'_>,
+    product: &DesiredContractService,
+) -> Option<(String, DesiredContractService)> {
+    let rule = resolved.add_on?;
+    let key = format!("{}+{}", product.product_key, rule.value.service);
+    let service = DesiredContractService {
+        product_key: key.clone(),
+        product_name: format!("{} add-on (Service {})", product.product_name, rule.value.service),
+        unit_price: resolved.round(rule.value.price),
+        unit_cost: resolved.round(rule.value.cost),
+        service_id: Some(rule.value.service),
+        service_rule: Some(rule.origin.clone()),
+        per_term: false,
+        price_rule: rule.origin.clone(),
+        dated_price_rule: None,
+        ..product.clone()
+    };
+    Some((key, service))
+}
+
+/// The dated rule behind a line's price, cost, price point or cap, if one is: the plan names
+/// it, since the same book priced the line differently before its date.
+fn dated_price_rule(resolved: &Resolved<'_>) -> Option<String> {
+    let origins = [
+        Some(&resolved.unit_price.origin),
+        Some(&resolved.unit_cost.origin),
+        resolved.price_point.map(|rule| &rule.origin),
+        resolved.max_price.map(|rule| &rule.origin),
+        resolved.tiers.map(|rule| &rule.origin),
+    ];
+    resolved.matched.iter().find_map(|rule| {
+        let dates = rule.dates_label()?;
+        let set = &rule.set;
+        let sets = [
+            set.unit_price.as_ref().map(|r| &r.origin),
+            set.unit_cost.as_ref().map(|r| &r.origin),
+            set.price_point.as_ref().map(|r| &r.origin),
+            set.max_price.as_ref().map(|r| &r.origin),
+            set.tiers.as_ref().map(|r| &r.origin),
+        ];
+        let wins = sets.iter().zip(&origins).any(|(set, won)| set.is_some() && set == won);
+        wins.then(|| format!("{} ({dates})", rule.origin))
+    })
 }
 
 /// One charge per Billing Date (and meter category, when a rule splits them): the sum of the
@@ -908,7 +991,12 @@ fn desired_charges(
                     )
                 })
                 .sum();
-            let cost: Decimal = lines.iter().map(|(line, _)| line.total_cost).sum();
+            let cost: Decimal = lines
+                .iter()
+                .map(|(line, index)| {
+                    resolutions.get(*index).unit_cost(line.total_cost, line.quantity)
+                })
+                .sum();
             let period_name = resolved.charge_name.render(|field| match field {
                 TemplateField::MeterCategory => None,
                 field => template_value(field, first, date),
@@ -929,7 +1017,7 @@ fn desired_charges(
                 date,
                 name: render(resolved.charge_name),
                 correction_name: render(&rules.consumption.correction_name),
-                unit_price: resolved.round(sales),
+                unit_price: resolved.finish_price(sales),
                 unit_cost: resolved.round(cost),
                 line_count: lines.len(),
                 source: first.source.clone(),

@@ -1036,6 +1036,9 @@ fn diff_contract_service(
             reasons.push(format!("Payment Frequency {term}"));
         }
     }
+    if let Some(dated) = service.dated_price_rule.as_ref().filter(|_| !repriced.is_empty()) {
+        repriced.push(format!("priced by the dated rule at {dated}"));
+    }
     reasons.extend(repriced);
     // The rule behind the change: the price's when only the price moves; for units, the
     // timing, included/minimum or `for` price rule that shaped them, else the service rule.
@@ -2213,5 +2216,218 @@ pub(crate) mod tests {
                 prop_assert_eq!(skus.len(), snapshot.services.len(), "one Service per sku");
             }
         }
+    }
+
+    /// The price forms of a real price book (an uplift on the list price, a markup per unit, a
+    /// price point, a cap, an absolute floor) and a distributor's rebate on the cost: the
+    /// desired prices and costs are the book's, and a plan of them converges.
+    #[test]
+    fn price_forms_and_a_cost_rebate_price_the_lines_and_converge() {
+        use crate::rules::{CostSource, MarginFloor, PricePoint, PriceSource, ScopeTerm};
+        let mut rules = default_rules();
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::SalesPlusUplift(d("0.05")), &origin)),
+                price_point: Some(ruled_at(PricePoint::Ending(d("0.99")), &origin)),
+                ..Default::default()
+            }
+        }));
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("B".into())], 5, |origin| {
+            crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::CostPlusAmount(d("1.50")), &origin)),
+                price_point: Some(ruled_at(PricePoint::Whole, &origin)),
+                max_price: Some(ruled_at(d("7.00"), &origin)),
+                margin_floor: Some(ruled_at(MarginFloor::Amount(d("2.00")), &origin)),
+                ..Default::default()
+            }
+        }));
+        rules.scoped.push(scoped(vec![ScopeTerm::Service("Microsoft CSP".into())], 10, |origin| {
+            crate::rules::ScopedSettings {
+                unit_cost: Some(ruled_at(CostSource::CostPercent(d("-0.03")), &origin)),
+                ..Default::default()
+            }
+        }));
+        let desired = desired_state(&rules, &october());
+        let services = &desired.contracts["S1"].services;
+        // A: 5 + 5 % = 5.25, up to 5.99; cost 4 less 3 %.
+        assert_eq!((services["A"].unit_price, services["A"].unit_cost), (d("5.99"), d("3.88")));
+        // B: cost 5.60 + 1.50 = 7.10, up to 8, capped at 7; cost 5.60 less 3 %.
+        assert_eq!((services["B"].unit_price, services["B"].unit_cost), (d("7.00"), d("5.432")));
+        // The floor sees the rebated cost: 7.00 < 5.432 + 2.00.
+        let floors: Vec<&str> = desired
+            .warnings
+            .iter()
+            .filter(|w| w.code == crate::desired::WarningCode::BelowMarginFloor)
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(floors.len(), 1, "{floors:?}");
+        assert!(floors[0].contains("under the floor of 2 per unit (mappings/prices.cmat:5)"));
+        // Azure is out of every rule's scope: its charge is the defaults'.
+        assert_eq!(
+            desired.contracts["AZ"].charges.values().next().map(|c| c.unit_cost),
+            Some(d("16.6000"))
+        );
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+    }
+
+    /// A price change written ahead (`from`) takes over on the bills dated from then, and the
+    /// plan names the dated rule; `priority` settles two groups' rules the data makes meet; a
+    /// broker's rebate is the cost written. Each month converges.
+    #[test]
+    fn dated_rules_priorities_and_brokers_price_each_bill_and_converge() {
+        use crate::rules::{CostSource, PriceSource, ScopeTerm};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        let price = |value: &'static str| {
+            move |origin: RuleOrigin| crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::Fixed(value.parse().expect("p")), &origin)),
+                ..Default::default()
+            }
+        };
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, price("6")));
+        let dated = vec![
+            ScopeTerm::ItemCode("A".into()),
+            ScopeTerm::From("2026-11-01".parse().expect("date")),
+        ];
+        rules.scoped.push(scoped(dated, 5, price("7")));
+        rules.scoped.push(scoped(vec![ScopeTerm::OrganizationGroup("G1".into())], 10, price("8")));
+        let mut preferred = scoped(vec![ScopeTerm::OrganizationGroup("G2".into())], 15, price("9"));
+        preferred.specificity = preferred.specificity.with_priority(1);
+        rules.scoped.push(preferred);
+        rules.scoped.push(scoped(vec![ScopeTerm::Broker("Broker".into())], 20, |origin| {
+            crate::rules::ScopedSettings {
+                unit_cost: Some(ruled_at(CostSource::CostPercent(d("-0.1")), &origin)),
+                ..Default::default()
+            }
+        }));
+        let month = |date: &str| {
+            let mut b = line(date, "Contoso", "Microsoft CSP", "S1", "B", "3", "7");
+            b.organization_groups = "G1; G2".into();
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", "10", "5"), b]
+        };
+        let mut snapshot = company_snapshot();
+        converge(&rules, &month("2026-10-01"), &mut snapshot);
+        let october = &desired_state(&rules, &month("2026-10-01")).contracts["S1"].services;
+        assert_eq!(october["A"].unit_price, d("6"));
+        // B: the group with priority 1 wins the tie; the broker's 10 % off the cost 5.60.
+        assert_eq!((october["B"].unit_price, october["B"].unit_cost), (d("9"), d("5.04")));
+        let mut bills = month("2026-10-01");
+        bills.extend(month("2026-11-01"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let reasons: Vec<String> = november
+            .changes
+            .iter()
+            .filter(|change| change.key.to_string().ends_with("item:A"))
+            .map(|change| change.reason.clone())
+            .collect();
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].contains("unit price 6.0000 → 7.0000")
+                && reasons[0].contains(
+                    "priced by the dated rule at mappings/prices.cmat:5 (from 2026-11-01)"
+                ),
+            "{reasons:?}"
+        );
+    }
+
+    /// Seat-count tiers: a count crossing a band moves the price with the units, in one
+    /// adjustment on the bill's date, and each month converges.
+    #[test]
+    fn a_count_crossing_a_tier_moves_the_price_and_converges() {
+        use crate::rules::{PriceSource, ScopeTerm, Tiers};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                tiers: Some(ruled_at(
+                    Tiers {
+                        bands: vec![
+                            (1, PriceSource::Fixed(d("6"))),
+                            (10, PriceSource::Fixed(d("5"))),
+                        ],
+                        graduated: false,
+                    },
+                    &origin,
+                )),
+                ..Default::default()
+            }
+        }));
+        let bill = |date: &str, count: &str| {
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")]
+        };
+        let mut snapshot = company_snapshot();
+        converge(&rules, &bill("2026-10-01", "10"), &mut snapshot);
+        let october = desired_state(&rules, &bill("2026-10-01", "10"));
+        assert_eq!(october.contracts["S1"].services["A"].unit_price, d("5"));
+        let mut bills = bill("2026-10-01", "10");
+        bills.extend(bill("2026-11-01", "8"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let reasons: Vec<&str> = november.changes.iter().map(|c| c.reason.as_str()).collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("licence count 10 → 8")
+                    && r.contains("unit price 5.0000 → 6.0000")),
+            "{reasons:?}"
+        );
+    }
+
+    /// A per-seat add-on: a second Service on the product's contract at its own price and
+    /// cost, whose units follow the licence count with the product's decrease timing; it is
+    /// its own change in the plan, and each month converges.
+    #[test]
+    fn a_per_seat_add_on_follows_the_licence_count_and_converges() {
+        use crate::rules::{AddOn, DecreaseTiming, ScopeTerm};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                add_on: Some(ruled_at(
+                    AddOn { service: 7010, price: d("2.50"), cost: d("0.50") },
+                    &origin,
+                )),
+                decrease: Some(ruled_at(DecreaseTiming::NextPeriod, &origin)),
+                ..Default::default()
+            }
+        }));
+        let mut snapshot = company_snapshot();
+        snapshot.services.insert(
+            7010,
+            crate::snapshot::Service {
+                id: 7010,
+                name: "Managed support per seat".into(),
+                sku: None,
+                billing_code_id: 29682801,
+                period_type: 2,
+                unit_price: d("3"),
+                unit_cost: None,
+                is_active: true,
+            },
+        );
+        let bill = |date: &str, count: &str| {
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")]
+        };
+        let october = converge(&rules, &bill("2026-10-01", "10"), &mut snapshot);
+        let add_on: Vec<&crate::plan::PlanChange> =
+            october.changes.iter().filter(|c| c.key.to_string().ends_with("A+7010")).collect();
+        assert_eq!(add_on.len(), 1, "{:?}", summary(&october));
+        assert!(add_on[0].reason.contains("10 units"), "{}", add_on[0].reason);
+        let desired = desired_state(&rules, &bill("2026-10-01", "10"));
+        let service = &desired.contracts["S1"].services["A+7010"];
+        assert_eq!(
+            (service.units, service.unit_price, service.unit_cost, service.service_id),
+            (10, d("2.50"), d("0.50"), Some(7010))
+        );
+        // Down to 8 seats: the product and its add-on both wait for the next period.
+        let mut bills = bill("2026-10-01", "10");
+        bills.extend(bill("2026-11-15", "8"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let dated: Vec<(NaiveDate, i64)> =
+            adjustments(&november).into_iter().map(|(_, date, change)| (date, change)).collect();
+        assert_eq!(dated.len(), 2, "{dated:?}");
+        assert_eq!(dated[0], dated[1], "the add-on moves with its product");
+        assert!(dated[0].0 > "2026-11-15".parse::<NaiveDate>().expect("date") && dated[0].1 == -2);
     }
 }

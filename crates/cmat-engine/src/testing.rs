@@ -363,6 +363,8 @@ pub fn default_rules() -> RuleSet {
             scale: ruled(4),
             rounding: ruled(Rounding::HalfUp),
             margin_floor: None,
+            price_point: None,
+            max_price: None,
             margin_policy: ruled(MarginPolicy::Warn),
             margin_policy_written: false,
         },

@@ -107,16 +107,28 @@ pub enum ErrorKind {
     NotPositiveId { setting: String, found: String },
     #[error("`{setting}` must be a whole number from {min} to {max}, found `{found}`")]
     OutOfRange { setting: String, min: u32, max: u32, found: String },
-    #[error("the markup `{found}` is not a percent")]
-    MarkupNotPercent { found: String },
+    #[error("a price point is the cents a price ends in, under 1 (`.99`), found `{found}`")]
+    PricePointOutOfRange { found: String },
     #[error("the markup `{found}%` is negative")]
     NegativeMarkup { found: String },
-    #[error("the discount `{found}` is not a percent")]
+    #[error("the discount or uplift `{found}` is not a percent")]
     DiscountNotPercent { found: String },
     #[error("`{setting}` must be a percentage from 0% to 100%, found `{found}`")]
     PercentOutOfRange { setting: String, found: String },
     #[error("a fixed price must not be negative, found `{found}`")]
     NegativePrice { found: String },
+    #[error("`{setting}` must not be negative, found `{found}`")]
+    NegativeAmount { setting: String, found: String },
+    #[error("`{keyword}` expects a date written `YYYY-MM-DD`, found \"{found}\"")]
+    InvalidDate { keyword: String, found: String },
+    #[error("this rule is in force from {from} until {until}: no Billing Date is both, so it never applies")]
+    DatesNeverApply { from: String, until: String },
+    #[error("a per-seat add-on needs `{missing}` as well")]
+    AddOnIncomplete { missing: &'static str },
+    #[error("seat-count tiers: {detail}")]
+    TierBands { detail: String },
+    #[error("a rule states `unit_price` and tiers: keep one (the tiers are its price)")]
+    TiersAndPrice,
     #[error("unknown scope `{found}`")]
     UnknownScope { found: String },
     #[error(
@@ -190,11 +202,11 @@ impl ErrorKind {
                 ..
             } => Some("names such as `half_up` are written without quotes".to_string()),
             ErrorKind::UnknownValue { valid, .. } => Some(format!("valid values: {}", valid.join(", "))),
-            ErrorKind::MarkupNotPercent { found } => {
-                Some(format!("write the markup as a percent: `cost + {found}%`"))
+            ErrorKind::PricePointOutOfRange { .. } => {
+                Some("write `.99`, `.95`, or `whole` for whole units".to_string())
             }
             ErrorKind::DiscountNotPercent { found } => {
-                Some(format!("write the discount as a percent: `sales_price - {found}%`"))
+                Some(format!("write it as a percent: `sales_price - {found}%` or `sales_price + {found}%`"))
             }
             ErrorKind::UnknownScope { .. } => Some(format!(
                 "a scope is one or more of: {}, each followed by a quoted value",
