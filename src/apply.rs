@@ -615,20 +615,19 @@ fn audit_rows(
         Outcome::Failed(failure) => (AuditOutcome::Failed, change.id(), None, failure.to_string()),
         Outcome::Skipped(reason) => (AuditOutcome::Skipped, change.id(), None, reason.clone()),
     };
-    let before = change.before();
     change
-        .fields()
-        .iter()
-        .map(|(field, value)| AuditRow {
+        .field_rows()
+        .into_iter()
+        .map(|(field, old, new)| AuditRow {
             run_id: run_id.to_string(),
             at,
             action: change.action().as_str().to_string(),
             entity: change.entity().as_str().to_string(),
             autotask_id,
             key: change.key.to_string(),
-            field: field.clone(),
-            old_value: before.as_ref().and_then(|before| before.get(field)).map(plain),
-            new_value: Some(plain(value)),
+            old_value: old.as_ref().map(plain),
+            new_value: new.as_ref().map(plain),
+            field,
             rule: change.rule.clone(),
             outcome: result,
             http_status: status,

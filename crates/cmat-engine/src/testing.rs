@@ -210,6 +210,12 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                     }
                 }
             }
+            Write::DeleteCharge { id, .. } => {
+                // Autotask deletes only an unbilled charge.
+                if snapshot.charges.get(&id).is_some_and(|charge| !charge.is_billed) {
+                    snapshot.charges.remove(&id);
+                }
+            }
         }
     }
 }
