@@ -547,3 +547,276 @@ fn new_charge(charge: &ContractCharge) -> Option<NewCharge> {
         is_billable_to_company: true,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{Contract, ContractService, ContractServiceUnit};
+    use crate::testing::play;
+    use proptest::prelude::*;
+
+    fn day(text: &str) -> NaiveDate {
+        text.parse().expect("date")
+    }
+
+    fn digests() -> Digests {
+        Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() }
+    }
+
+    /// Contract 10 (October 2026 to September 2027) billing service 7: `units` at `price`.
+    fn tenant(units: i64, price: Decimal) -> Snapshot {
+        let mut snapshot = Snapshot::default();
+        snapshot.contracts.insert(
+            10,
+            Contract {
+                id: 10,
+                company_id: 1,
+                contract_name: "Microsoft 365".into(),
+                contract_type: 7,
+                status: 1,
+                start_date: day("2026-10-01"),
+                end_date: day("2027-09-30"),
+                service_level_agreement_id: None,
+                contract_category: None,
+                subscription_id: Some("S".into()),
+            },
+        );
+        snapshot.contract_services.insert(
+            20,
+            ContractService {
+                id: 20,
+                contract_id: 10,
+                service_id: 7,
+                adjusted_price: Some(price),
+                unit_cost: Some(Decimal::ONE),
+                foreign_currency: false,
+                invoice_description: None,
+            },
+        );
+        snapshot.contract_service_units.insert(
+            30,
+            ContractServiceUnit {
+                id: 30,
+                contract_id: 10,
+                contract_service_id: 20,
+                service_id: 7,
+                start_date: day("2026-10-01"),
+                end_date: day("2027-09-30"),
+                units,
+                price: None,
+                cost: None,
+            },
+        );
+        snapshot
+    }
+
+    fn key() -> NaturalKey {
+        NaturalKey::Product { subscription: "S".into(), item: "A".into() }
+    }
+
+    /// An adjustment of run `run_id`, played against `snapshot` as Autotask takes it.
+    fn adjust(
+        snapshot: &mut Snapshot,
+        run_id: &str,
+        date: NaiveDate,
+        change: i64,
+        price: Decimal,
+    ) -> RunWrite {
+        let held = snapshot.contract_services[&20].adjusted_price;
+        let adjustment = Adjustment {
+            contract: Id::Existing(10),
+            service: Id::Existing(7),
+            effective_date: date,
+            unit_change: change,
+            units_before: 0,
+            adjusted_unit_price: price,
+            adjusted_unit_cost: Decimal::ONE,
+            price_before: held,
+            cost_before: Some(Decimal::ONE),
+        };
+        let change = Change {
+            key: key(),
+            write: Write::AdjustContractService(adjustment),
+            rule: RuleOrigin { file: "m.cmat".into(), line: 1 },
+            reason: String::new(),
+            company_id: 1,
+            contract_label: String::new(),
+        };
+        let plan = Plan::new(
+            Diff { changes: vec![change], ..Diff::default() },
+            digests(),
+            DateTime::UNIX_EPOCH,
+        );
+        play(&plan, snapshot);
+        RunWrite {
+            run_id: run_id.into(),
+            reverting: None,
+            key: key(),
+            written: Written::Adjusted {
+                contract: 10,
+                service: 7,
+                effective_date: date,
+                unit_change: change_of(&plan),
+                adjusted_unit_price: price,
+                adjusted_unit_cost: Decimal::ONE,
+                price_before: held,
+                cost_before: Some(Decimal::ONE),
+            },
+        }
+    }
+
+    fn change_of(plan: &Plan) -> i64 {
+        match &plan.changes[0].write {
+            Write::AdjustContractService(adjustment) => adjustment.unit_change,
+            _ => 0,
+        }
+    }
+
+    /// The revert plan's writes, as the journal keeps them once applied.
+    fn journaled(plan: &Plan, run_id: &str, reverting: &str) -> Vec<RunWrite> {
+        plan.changes
+            .iter()
+            .filter_map(|change| match &change.write {
+                Write::AdjustContractService(a) => Some(RunWrite {
+                    run_id: run_id.into(),
+                    reverting: Some(reverting.into()),
+                    key: change.key.clone(),
+                    written: Written::Adjusted {
+                        contract: 10,
+                        service: 7,
+                        effective_date: a.effective_date,
+                        unit_change: a.unit_change,
+                        adjusted_unit_price: a.adjusted_unit_price,
+                        adjusted_unit_cost: a.adjusted_unit_cost,
+                        price_before: a.price_before,
+                        cost_before: a.cost_before,
+                    },
+                }),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn units_on(snapshot: &Snapshot, date: NaiveDate) -> i64 {
+        let mut periods: Vec<_> = snapshot.contract_service_units.values().collect();
+        periods.sort_by_key(|u| u.start_date);
+        units_in_force(&periods, date)
+    }
+
+    proptest! {
+        /// Whatever a run did to a service's units and price (on whichever day, even one an
+        /// earlier run had taken), its revert played as Autotask would leaves, from the
+        /// revert's date on, the units and price of before the run; and planning the revert
+        /// again then finds nothing to do.
+        #[test]
+        fn a_played_revert_restores_units_and_price_and_converges(
+            units in 0i64..40,
+            change in -40i64..40,
+            offset in 0u64..60,
+            earlier in proptest::bool::ANY,
+            cents in (1i64..10_000, 1i64..10_000),
+        ) {
+            let (before_price, run_price) = (Decimal::new(cents.0, 2), Decimal::new(cents.1, 2));
+            let change = change.max(-units);
+            let date = day("2026-10-02") + chrono::Days::new(offset);
+            let mut snapshot = tenant(units, before_price);
+            let mut writes = Vec::new();
+            if earlier {
+                // A day another run took already: the run's change goes there too.
+                writes.push(adjust(&mut snapshot, "r0", date, 0, before_price));
+            }
+            writes.push(adjust(&mut snapshot, "r1", date, change, run_price));
+            let plan = revert_plan("r1", &writes, &snapshot, digests(), DateTime::UNIX_EPOCH).expect("plan");
+            play(&plan, &mut snapshot);
+            let reverted_from = plan.changes.iter().filter_map(|c| match &c.write {
+                Write::AdjustContractService(a) => Some(a.effective_date),
+                _ => None,
+            }).max();
+            if let Some(from) = reverted_from {
+                prop_assert!(from > date, "the run's own day is taken");
+                for days in 0..40 {
+                    prop_assert_eq!(units_on(&snapshot, from + chrono::Days::new(days)), units);
+                }
+            } else {
+                prop_assert!(change == 0 && run_price == before_price, "nothing to revert only when the run changed nothing");
+            }
+            prop_assert_eq!(snapshot.contract_services[&20].adjusted_price, Some(before_price));
+            writes.extend(journaled(&plan, "r2", "r1"));
+            let again = revert_plan("r1", &writes, &snapshot, digests(), DateTime::UNIX_EPOCH).expect("plan");
+            prop_assert!(again.changes.is_empty(), "{:?}", again.changes);
+            prop_assert!(again.warnings.is_empty(), "{:?}", again.warnings);
+        }
+    }
+
+    #[test]
+    fn a_record_a_later_run_changed_is_refused_naming_that_run() {
+        let mut snapshot = tenant(10, Decimal::TEN);
+        let first = adjust(&mut snapshot, "r1", day("2026-11-01"), 2, Decimal::TEN);
+        let later = adjust(&mut snapshot, "r2", day("2026-12-01"), 3, Decimal::TEN);
+        let plan = revert_plan("r1", &[first, later], &snapshot, digests(), DateTime::UNIX_EPOCH)
+            .expect("plan");
+        assert!(plan.changes.is_empty());
+        assert_eq!(plan.warnings.len(), 1);
+        assert_eq!(plan.warnings[0].code, REFUSED);
+        assert!(plan.warnings[0].message.contains("run r2"), "{}", plan.warnings[0].message);
+        assert_eq!(plan.warnings[0].source, key().to_string());
+    }
+
+    #[test]
+    fn an_unknown_run_is_an_error() {
+        let snapshot = tenant(1, Decimal::ONE);
+        assert_eq!(
+            revert_plan("nope", &[], &snapshot, digests(), DateTime::UNIX_EPOCH).err(),
+            Some(RevertError::NothingWritten("nope".into()))
+        );
+    }
+
+    #[test]
+    fn an_unbilled_charge_is_deleted_and_a_billed_one_offset() {
+        let mut snapshot = tenant(1, Decimal::ONE);
+        for (id, billed) in [(40, false), (41, true)] {
+            snapshot.charges.insert(
+                id,
+                ContractCharge {
+                    id,
+                    contract_id: 10,
+                    name: format!("Azure consumption {id}"),
+                    description: None,
+                    date_purchased: day("2026-11-01"),
+                    charge_type: 1,
+                    unit_quantity: Decimal::ONE,
+                    unit_price: Decimal::new(12345, 2),
+                    unit_cost: None,
+                    billing_code_id: Some(5),
+                    is_billed: billed,
+                },
+            );
+        }
+        let charge = |id: i64| RunWrite {
+            run_id: "r1".into(),
+            reverting: None,
+            key: NaturalKey::Charge {
+                subscription: "S".into(),
+                date: day("2026-11-01"),
+                group: Some(id.to_string()),
+                correction: None,
+            },
+            written: Written::ChargeCreated { contract: 10, id },
+        };
+        let writes = [charge(40), charge(41)];
+        let plan =
+            revert_plan("r1", &writes, &snapshot, digests(), DateTime::UNIX_EPOCH).expect("plan");
+        let writes_of: Vec<&Write<crate::write::Ref>> =
+            plan.changes.iter().map(|change| &change.write).collect();
+        assert_eq!(writes_of.len(), 2, "{writes_of:?}");
+        assert!(writes_of.iter().any(|write| matches!(write, Write::DeleteCharge { id: 40, .. })));
+        assert!(writes_of.iter().any(|write| matches!(write, Write::CreateCharge { charge, .. }
+            if charge.unit_quantity == -Decimal::ONE
+                && charge.name == "Azure consumption 41 reversal")));
+        play(&plan, &mut snapshot);
+        assert!(!snapshot.charges.contains_key(&40));
+        let again =
+            revert_plan("r1", &writes, &snapshot, digests(), DateTime::UNIX_EPOCH).expect("plan");
+        assert!(again.changes.is_empty(), "the offset is there, the unbilled charge gone");
+    }
+}
