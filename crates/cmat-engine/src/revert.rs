@@ -133,19 +133,7 @@ pub fn revert_plan(
         .position(|write| write.run_id == run_id)
         .ok_or_else(|| RevertError::NothingWritten(run_id.to_string()))?;
     let ours: Vec<&RunWrite> = writes.iter().filter(|write| write.run_id == run_id).collect();
-    // Later runs' writes, except those of a revert of this very run (re-planning a revert
-    // that was applied must find nothing to do, not refuse).
-    let mut later: BTreeMap<Record, String> = BTreeMap::new();
-    let mut later_under: BTreeMap<i64, String> = BTreeMap::new();
-    for write in &writes[first..] {
-        if write.run_id == run_id || write.reverting.as_deref() == Some(run_id) {
-            continue;
-        }
-        later.entry(write.written.record()).or_insert_with(|| write.run_id.clone());
-        if let Some(contract) = write.written.contract() {
-            later_under.entry(contract).or_insert_with(|| write.run_id.clone());
-        }
-    }
+    let (later, later_under) = later_runs(run_id, &writes[first..]);
     let mut revert = Reverting { run_id, snapshot, changes: Vec::new(), notes: Vec::new() };
     let created: BTreeSet<i64> = ours
         .iter()
@@ -199,6 +187,27 @@ pub fn revert_plan(
     plan.summary.warnings = revert.notes.len() as u64;
     plan.warnings = revert.notes;
     Ok(plan)
+}
+
+/// The first later run to write to each record, and under each contract; a revert of this
+/// very run does not count (re-planning a revert that was applied must find nothing to do,
+/// not refuse).
+fn later_runs(
+    run_id: &str,
+    writes: &[RunWrite],
+) -> (BTreeMap<Record, String>, BTreeMap<i64, String>) {
+    let mut later: BTreeMap<Record, String> = BTreeMap::new();
+    let mut later_under: BTreeMap<i64, String> = BTreeMap::new();
+    for write in writes {
+        if write.run_id == run_id || write.reverting.as_deref() == Some(run_id) {
+            continue;
+        }
+        later.entry(write.written.record()).or_insert_with(|| write.run_id.clone());
+        if let Some(contract) = write.written.contract() {
+            later_under.entry(contract).or_insert_with(|| write.run_id.clone());
+        }
+    }
+    (later, later_under)
 }
 
 /// The revert being built: its changes and what it says it cannot do.
@@ -316,14 +325,7 @@ impl Reverting<'_> {
         let wanted_price = price_before.or(held_price).unwrap_or(adjusted_unit_price);
         let wanted_cost =
             cost_before.or(held.and_then(|cs| cs.unit_cost)).unwrap_or(adjusted_unit_cost);
-        let mut day = since;
-        loop {
-            day = adjustment_day(&periods, day, contract.end_date).0;
-            match day.succ_opt() {
-                Some(next) if taken.contains(&day) && day < contract.end_date => day = next,
-                _ => break,
-            }
-        }
+        let day = free_day(&periods, since, contract.end_date, taken);
         let units = day.pred_opt().map(|last| units_in_force(&periods, last)).unwrap_or(0);
         if units == wanted_units && held_price == Some(wanted_price) {
             return;
@@ -530,6 +532,24 @@ impl Reverting<'_> {
             Write::UpdateContract { id, edits: back_edits },
             "the contract's fields as before the run".into(),
         );
+    }
+}
+
+/// The first day from `since` that no adjustment has taken: none whose units show in the
+/// periods, and none journaled (a price-only adjustment leaves no trace in the units).
+fn free_day(
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    since: NaiveDate,
+    end: NaiveDate,
+    taken: &BTreeSet<NaiveDate>,
+) -> NaiveDate {
+    let mut day = since;
+    loop {
+        day = adjustment_day(periods, day, end).0;
+        match day.succ_opt() {
+            Some(next) if taken.contains(&day) && day < end => day = next,
+            _ => return day,
+        }
     }
 }
 
