@@ -159,3 +159,48 @@ fn a_revert_is_itself_reverted() {
     let charges = |state: &AutotaskState| state.charges.keys().cloned().collect::<Vec<_>>();
     assert_eq!(charges(&after), charges(&after_november), "the deleted charges are back");
 }
+
+#[test]
+fn a_billed_charge_is_offset_and_an_unknown_run_is_refused() {
+    let (sw, _october, november, _before) = two_months();
+    let charge = sw
+        .sim
+        .records("ContractCharges")
+        .into_iter()
+        .find(|charge| charge["datePurchased"].as_str().is_some_and(|d| d.starts_with("2026-11")))
+        .expect("November charged Azure");
+    let id = charge["id"].as_i64().expect("id");
+    assert!(sw.sim.set_billed(id), "the simulator invoices the charge");
+    sw.pull();
+    let plan = revert_json(&sw, &november, "revert.json");
+    let deletes = changes(&plan).iter().filter(|change| change["action"] == "delete");
+    assert!(deletes.clone().all(|change| change["id"] != id), "a billed charge is never deleted");
+    let offset = changes(&plan)
+        .iter()
+        .find(|change| change["action"] == "create" && change["entity"] == "ContractCharges")
+        .expect("an offsetting charge");
+    let name = format!("{} reversal", charge["name"].as_str().unwrap_or_default());
+    assert_eq!(offset["fields"]["name"], name.as_str());
+    apply(&sw, &["apply", "revert.json", "--auto-approve"]);
+    let state = sw.state();
+    let billed = state.charges.iter().find(|(key, view)| key.2 != name && view.is_billed);
+    let reversal = state.charges.iter().find(|(key, _)| key.2 == name);
+    let (Some((_, billed)), Some((_, reversal))) = (billed, reversal) else {
+        panic!("the billed charge and its reversal: {:#?}", state.charges)
+    };
+    let total = |view: &crate::harness::ChargeView| {
+        view.unit_quantity.parse::<rust_decimal::Decimal>().expect("quantity")
+            * view.unit_price.parse::<rust_decimal::Decimal>().expect("price")
+    };
+    assert_eq!(total(billed) + total(reversal), rust_decimal::Decimal::ZERO, "they cancel out");
+    let again = sw.cmat(&["revert", &november, "--detailed-exitcode"]);
+    assert_eq!(again.status, 0, "a re-plan is empty:\n{}", again.stdout);
+
+    let unknown = sw.cmat(&["revert", "20990101T000000Z-1-1"]);
+    assert_eq!(unknown.status, 1);
+    assert!(
+        unknown.stderr.contains("run 20990101T000000Z-1-1 wrote nothing"),
+        "{}",
+        unknown.stderr
+    );
+}
