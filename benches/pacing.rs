@@ -77,6 +77,7 @@ fn run(
         throttling: Throttling {
             slot_release_delay: Duration::from_millis(server_ms),
             refusal_status: 500,
+            ..Throttling::default()
         },
         ..Seed::default()
     };

@@ -739,6 +739,72 @@ mod tests {
         assert!(Plan::from_json("plan.json", &json).is_err());
     }
 
+    /// `cmat doctor` compares the tenant's required fields with `SENT_ON_CREATE`: it must be
+    /// what a create really sends (the subscription UDF and the settings the rules name
+    /// only when they do aside).
+    #[test]
+    fn creates_send_the_fields_doctor_checks_against_the_tenants_required_ones() {
+        let plan = onboarding_plan();
+        let ids: BTreeMap<String, i64> =
+            plan.changes.iter().map(|c| (c.reference.clone(), 1)).collect();
+        let mut seen = BTreeSet::new();
+        for change in &plan.changes {
+            if !matches!(change.action(), Action::Create | Action::Adjust) {
+                continue;
+            }
+            let write = resolve(change, &ids).expect("resolved");
+            let request = adapter::request(&write).expect("request");
+            let entity = change.entity().as_str();
+            let (_, listed) = adapter::SENT_ON_CREATE
+                .iter()
+                .find(|(name, _)| *name == entity)
+                .unwrap_or_else(|| panic!("{entity} is not in SENT_ON_CREATE"));
+            let sent: BTreeSet<&str> = request
+                .body
+                .as_object()
+                .expect("a JSON object")
+                .keys()
+                .map(String::as_str)
+                .filter(|k| {
+                    !matches!(
+                        *k,
+                        "userDefinedFields"
+                            | "contractCategory"
+                            | "organizationalLevelAssociationID"
+                    )
+                })
+                .collect();
+            let listed: BTreeSet<&str> = listed.iter().copied().collect();
+            // A charge's cost goes only when known.
+            let optional = ["unitCost"];
+            assert!(sent.is_subset(&listed), "{entity}: {sent:?} vs {listed:?}");
+            assert!(
+                listed.difference(&sent).all(|k| optional.contains(k)),
+                "{entity}: {sent:?} vs {listed:?}"
+            );
+            seen.insert(entity);
+        }
+        assert_eq!(seen.len(), 4, "{seen:?}");
+    }
+
+    /// A child PATCH carries only `id` and what changes (live integrations do): the contract
+    /// is in the path, never in the body.
+    #[test]
+    fn a_charge_update_sends_only_its_id_and_the_changed_fields() {
+        let write: Write<i64> = Write::UpdateCharge {
+            id: 77,
+            contract: cmat_engine::write::Id::Existing(4410),
+            unit_price: Some(cmat_engine::write::Edit {
+                old: Some("10".parse().expect("decimal")),
+                new: "12.5".parse().expect("decimal"),
+            }),
+            unit_cost: None,
+        };
+        let request = adapter::request(&write).expect("request");
+        assert_eq!(request.path, "Contracts/4410/Charges");
+        assert_eq!(request.body, json!({"id": 77, "unitPrice": 12.5}));
+    }
+
     /// A contract's writes wait for that contract's earlier writes only: the Azure contract's
     /// charge goes as soon as the Azure contract is written, whatever the licence contract's
     /// writes are doing.

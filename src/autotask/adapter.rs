@@ -63,7 +63,7 @@ impl std::error::Error for WriteFailure {
 
 /// The writes apply needs; the Autotask client implements it (and tests fake it).
 pub trait AutotaskWriter: Sync {
-    /// `POST path` → the new record's id (Autotask may answer `{"itemId": null}`).
+    /// `POST path` → the new record's id (an answer without one is an unknown outcome).
     fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, WriteFailure>;
     /// `PATCH path` with `id` in the body (the collection URL, never `/{id}`).
     fn update(&self, path: &str, body: &Value) -> Result<(), WriteFailure>;
@@ -126,6 +126,56 @@ pub fn api_number(amount: Decimal) -> Result<Value, String> {
         .map_err(|_| format!("{amount} cannot be sent as a JSON number"))
 }
 
+/// The fields [`request`] sends when it creates a record of each entity (besides those the
+/// rules set only when they name a value: a contract's category and line of business), for
+/// `cmat doctor` to compare with what the tenant requires. A test holds it to [`request`].
+pub const SENT_ON_CREATE: [(&str, &[&str]); 4] = [
+    (
+        "Contracts",
+        &[
+            "companyID",
+            "contractName",
+            "contractType",
+            "status",
+            "contractPeriodType",
+            "startDate",
+            "endDate",
+            "serviceLevelAgreementID",
+            "timeReportingRequiresStartAndStopTimes",
+        ],
+    ),
+    (
+        "Services",
+        &["name", "sku", "billingCodeID", "periodType", "unitPrice", "unitCost", "isActive"],
+    ),
+    (
+        "ContractCharges",
+        &[
+            "name",
+            "description",
+            "datePurchased",
+            "chargeType",
+            "unitQuantity",
+            "unitPrice",
+            "unitCost",
+            "billingCodeID",
+            "isBillableToCompany",
+            "contractID",
+        ],
+    ),
+    (
+        "ContractServiceAdjustments",
+        &[
+            "serviceID",
+            "effectiveDate",
+            "unitChange",
+            "adjustedUnitPrice",
+            "adjustedUnitCost",
+            "contractID",
+        ],
+    ),
+];
+
 /// The request for a write whose every record is known by its Autotask id.
 pub fn request(write: &Write<i64>) -> Result<Request, String> {
     let mut body = Map::new();
@@ -162,6 +212,9 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
             );
             if let Some(category) = contract.category {
                 put("contractCategory", json!(category));
+            }
+            if let Some(line) = contract.line_of_business {
+                put("organizationalLevelAssociationID", json!(line));
             }
             put(
                 "userDefinedFields",
@@ -222,8 +275,8 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
             if let Some(edit) = unit_cost {
                 put("unitCost", api_number(edit.new)?);
             }
+            // Only `id` and what changes: the contract is in the path (live child PATCHes).
             put("id", json!(id));
-            put("contractID", json!(contract));
             format!("Contracts/{contract}/Charges")
         }
         // API-NOTES: `DELETE Contracts/{contractId}/Charges/{id}`. Nothing is sent in a body;
@@ -261,7 +314,7 @@ pub fn write_failure(err: AutotaskError) -> WriteFailure {
         AutotaskError::OutcomeUnknown { .. } => {
             WriteFailure::OutcomeUnknown { message, cause: Some(Arc::new(err)) }
         }
-        AutotaskError::HourlyBudget { .. } => {
+        AutotaskError::HourlyBudget { .. } | AutotaskError::HourlyLockout { .. } => {
             WriteFailure::Budget { message, cause: Some(Arc::new(err)) }
         }
         other => WriteFailure::Rejected {

@@ -10,12 +10,15 @@ use std::ops::ControlFlow;
 
 use serde_json::Value;
 
+use super::adapter::SENT_ON_CREATE;
 use super::client::{AutotaskClient, AutotaskError, Threshold};
 use super::discover::{discover_ids_for, Discovery};
 use super::pull::{read_picklists, PullError, ENTITIES};
 use super::query::{Condition, Filter};
+use super::records::NULLABLE_NEEDED;
 use cmat_engine::picklists::{check_chosen_ids, resolve_values};
 use cmat_engine::rules::RuleSet;
+use cmat_engine::snapshot::IncompleteRecord;
 use cmat_engine::snapshot::Picklists;
 
 /// One line of the report.
@@ -84,6 +87,28 @@ pub struct Facts {
     /// Services whose cost was read: how many, and how many showed one.
     pub services_sampled: usize,
     pub services_with_cost: usize,
+    /// Records with a nullable field cmat needs null, found by `notExist` queries.
+    pub incomplete: Vec<IncompleteRecord>,
+    /// What the tenant requires on the entities cmat creates (None: the metadata was refused).
+    pub required: Vec<Required>,
+    /// The tenant's lines of business and the API user's, when Autotask tells them.
+    pub lines_of_business: Option<LinesOfBusiness>,
+}
+
+/// The fields (`isRequired`, writable) and UDFs the tenant requires on one entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Required {
+    pub entity: &'static str,
+    pub fields: Vec<String>,
+    pub udfs: Vec<String>,
+}
+
+/// Lines of business (organizational level associations): how many the tenant has, and how
+/// many of them the API user is associated with (None when its resource was not found).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinesOfBusiness {
+    pub tenant: u64,
+    pub api_user: Option<u64>,
 }
 
 /// Asks Autotask everything doctor needs; only reads. An error here means Autotask could not
@@ -133,6 +158,16 @@ pub fn gather(
     })?;
     let services_with_cost =
         services.iter().filter(|s| field_of(s, "unitCost").is_some_and(|c| !c.is_null())).count();
+    let incomplete = incomplete_records(client)?;
+    let mut required = Vec::new();
+    for (entity, _) in SENT_ON_CREATE {
+        let fields = client.get_fields(entity)?;
+        let udfs = if entity == "Contracts" { client.get_udfs(entity)? } else { Vec::new() };
+        let names = |list: Vec<super::FieldInfo>| -> Vec<String> {
+            list.into_iter().filter(|f| f.is_required && !f.is_read_only).map(|f| f.name).collect()
+        };
+        required.push(Required { entity, fields: names(fields), udfs: names(udfs) });
+    }
     Ok(Facts {
         base_url: client.base_url(),
         username: username.to_string(),
@@ -143,7 +178,51 @@ pub fn gather(
         queryable,
         services_sampled: services.len(),
         services_with_cost,
+        incomplete,
+        required,
+        lines_of_business: lines_of_business(client, username),
     })
+}
+
+/// The records a pull would keep out: each nullable field cmat needs, queried `notExist`.
+fn incomplete_records(client: &AutotaskClient) -> Result<Vec<IncompleteRecord>, PullError> {
+    let mut found = Vec::new();
+    for (entity, field) in NULLABLE_NEEDED {
+        let filter = Filter::new(Condition::not_exist(field)).map_err(|source| {
+            AutotaskError::Filter { request: format!("POST {entity}/query"), source }
+        })?;
+        for record in client.query(entity, &filter)? {
+            let Some(id) = field_of(&record, "id").and_then(Value::as_i64) else { continue };
+            let contract_id = field_of(&record, "contractID").and_then(Value::as_i64);
+            found.push(IncompleteRecord {
+                entity: entity.to_string(),
+                id,
+                field: field.to_string(),
+                contract_id,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// How many lines of business the tenant has and how many the API user belongs to; None
+/// when the tenant has none or Autotask does not answer (an older API, no permission).
+fn lines_of_business(client: &AutotaskClient, username: &str) -> Option<LinesOfBusiness> {
+    let tenant = client.query_count("OrganizationalLevelAssociations", &Filter::all()).ok()?;
+    if tenant == 0 {
+        return None;
+    }
+    let by_name = Filter::new(Condition::eq("userName", username)).ok()?;
+    let resource = client
+        .query("Resources", &by_name)
+        .ok()?
+        .first()
+        .and_then(|r| field_of(r, "id").and_then(Value::as_i64));
+    let api_user = resource.and_then(|id| {
+        let filter = Filter::new(Condition::eq("resourceID", id)).ok()?;
+        client.query_count("OrganizationalResources", &filter).ok()
+    });
+    Some(LinesOfBusiness { tenant, api_user })
 }
 
 fn field_of<'a>(record: &'a Value, name: &str) -> Option<&'a Value> {
@@ -329,7 +408,114 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
             ),
         });
     }
+    checks.push(incomplete_check(&facts.incomplete));
+    for required in &facts.required {
+        checks.push(required_check(rules, required));
+    }
+    if let Some(check) = lines_of_business_check(facts.lines_of_business) {
+        checks.push(check);
+    }
     checks
+}
+
+/// Incomplete records are a note: cmat runs, and writes nothing for their contracts.
+fn incomplete_check(records: &[IncompleteRecord]) -> Check {
+    let name = "incomplete records";
+    if records.is_empty() {
+        return Check::ok(
+            name,
+            "no record with a null price, contract service or billing code name or use type",
+        );
+    }
+    let shown: Vec<String> = records
+        .iter()
+        .take(20)
+        .map(|r| {
+            let contract = r.contract_id.map(|c| format!(", contract {c}")).unwrap_or_default();
+            format!("{} {} (`{}` null{contract})", r.entity, r.id, r.field)
+        })
+        .collect();
+    let more = records.len().saturating_sub(shown.len());
+    Check::note(
+        name,
+        format!(
+            "{} record(s) with a field cmat needs null, kept out of every pull; nothing is written for their contracts until they are completed in Autotask: {}{}",
+            records.len(),
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ),
+    )
+}
+
+/// The required fields and UDFs of an entity cmat creates, against what it sends.
+fn required_check(rules: &RuleSet, required: &Required) -> Check {
+    let name = format!("required fields on {}", required.entity);
+    let sent = sent_on_create(rules, required.entity);
+    let mut gaps: Vec<String> = (required.fields.iter())
+        .filter(|field| !sent.iter().any(|s| s.eq_ignore_ascii_case(field)))
+        .map(|field| format!("`{field}`"))
+        .collect();
+    let udf = rules.settings.subscription_udf.value.trim();
+    gaps.extend(
+        (required.udfs.iter())
+            .filter(|name| !name.trim().eq_ignore_ascii_case(udf))
+            .map(|name| format!("user-defined field \"{name}\"")),
+    );
+    if gaps.is_empty() {
+        return Check::ok(name, "cmat sends every field the tenant requires");
+    }
+    let lob = gaps.iter().any(|g| g.eq_ignore_ascii_case("`organizationalLevelAssociationID`"));
+    Check::problem(
+        name,
+        format!(
+            "the tenant requires {} on new {}, which cmat does not send: Autotask would refuse every one cmat creates",
+            gaps.join(", "),
+            required.entity
+        ),
+        if lob {
+            "set the line of business by a rule (`line_of_business = <organizationalLevelAssociationID>` in the contract block or a `for` rule), and make the other fields optional in Autotask (Admin > Features & Settings > field settings)".to_string()
+        } else {
+            "make them optional in Autotask (Admin > Features & Settings, the entity's field and user-defined field settings): cmat has no value to send for them".to_string()
+        },
+    )
+}
+
+/// A restricted API user sees only its lines of business' contracts: the others look absent,
+/// and cmat would plan a duplicate of each.
+fn lines_of_business_check(lines: Option<LinesOfBusiness>) -> Option<Check> {
+    let lines = lines?;
+    let name = "lines of business";
+    Some(match lines.api_user {
+        Some(n) if n > 0 && n < lines.tenant => Check::problem(
+            name,
+            format!(
+                "the API user is associated with {n} of the tenant's {} lines of business: if its security level restricts it to them, contracts of the others look absent to cmat, which would plan duplicates of them",
+                lines.tenant
+            ),
+            "associate the API user with every line of business (Admin > Resources > the API user > Lines of Business), or give its security level access to all of them",
+        ),
+        Some(_) => Check::ok(name, format!("the tenant has {} lines of business; the API user is not restricted to some of them", lines.tenant)),
+        None => Check::note(name, format!("the tenant has {} lines of business; the API user's could not be read: make sure it sees every one, or contracts outside them look absent and cmat would plan duplicates", lines.tenant)),
+    })
+}
+
+/// The fields cmat sends when it creates a record of `entity`, with those the rules set only
+/// when they name a value.
+fn sent_on_create(rules: &RuleSet, entity: &str) -> Vec<&'static str> {
+    let mut sent: Vec<&'static str> = SENT_ON_CREATE
+        .iter()
+        .find(|(name, _)| *name == entity)
+        .map(|(_, fields)| fields.to_vec())
+        .unwrap_or_default();
+    if entity == "Contracts" && rules.contract.category.is_some() {
+        sent.push("contractCategory");
+    }
+    // A line of business by `for` rules alone leaves other contracts without one: only the
+    // contract block's default counts as always sent.
+    if entity == "Contracts" && rules.contract.line_of_business.is_some() {
+        sent.push("organizationalLevelAssociationID");
+    }
+    sent
 }
 
 /// The report as a person reads it: one line per check, a fix under each problem.
@@ -404,6 +590,13 @@ mod tests {
             queryable: vec![("Contracts", Ok(3)), ("Services", Ok(2))],
             services_sampled: 2,
             services_with_cost: 2,
+            incomplete: Vec::new(),
+            required: vec![Required {
+                entity: "Contracts",
+                fields: vec!["companyID".into(), "contractName".into(), "startDate".into()],
+                udfs: vec!["Subscription ID".into()],
+            }],
+            lines_of_business: None,
         }
     }
 
@@ -449,6 +642,40 @@ mod tests {
             .iter()
             .filter(|c| c.is_problem())
             .all(|c| matches!(&c.outcome, Outcome::Problem { fix, .. } if !fix.is_empty())));
+    }
+
+    #[test]
+    fn required_fields_cmat_does_not_send_and_a_restricted_user_are_problems() {
+        let rules = default_rules();
+        let mut facts = good_facts(&rules);
+        facts.required[0].fields.push("organizationalLevelAssociationID".into());
+        facts.required[0].udfs.push("Customer Ref".into());
+        facts.lines_of_business = Some(LinesOfBusiness { tenant: 3, api_user: Some(1) });
+        facts.incomplete.push(IncompleteRecord {
+            entity: "ContractCharges".into(),
+            id: 77,
+            field: "unitPrice".into(),
+            contract_id: Some(4410),
+        });
+        let checks = evaluate(&rules, &facts, None);
+        assert_eq!(
+            problems(&checks),
+            vec!["required fields on Contracts", "lines of business"],
+            "{}",
+            render(&checks)
+        );
+        let text = render(&checks);
+        assert!(
+            text.contains(
+                "`organizationalLevelAssociationID`, user-defined field \"Customer Ref\""
+            ),
+            "{text}"
+        );
+        assert!(text.contains("line_of_business"), "{text}");
+        assert!(text.contains("ContractCharges 77 (`unitPrice` null, contract 4410)"), "{text}");
+        facts.lines_of_business = Some(LinesOfBusiness { tenant: 3, api_user: Some(3) });
+        let checks = evaluate(&rules, &facts, None);
+        assert_eq!(problems(&checks), vec!["required fields on Contracts"]);
     }
 
     #[test]

@@ -20,9 +20,21 @@ pub enum AutotaskError {
     /// Autotask answered and refused; `kind` says what it refused, as far as its text tells.
     #[error("{request}: Autotask answered HTTP {status}: {}", .messages.join("; "))]
     Api { request: String, status: u16, kind: Rejection, messages: Vec<String> },
-    /// Refused for the thread threshold on every attempt (never processed).
-    #[error("{request}: Autotask's thread threshold was still exceeded (HTTP {status}) after {attempts} attempts")]
-    ThreadThreshold { request: String, status: u16, attempts: u32 },
+    /// Refused for the thread threshold on every attempt within the retry budget (never
+    /// processed).
+    #[error("{request}: Autotask's thread threshold was still exceeded (HTTP {status}) after {attempts} attempts over {}s of waiting; the request was not processed", .waited.as_secs())]
+    ThreadThreshold { request: String, status: u16, attempts: u32, waited: std::time::Duration },
+    /// The tenant is over its hourly request threshold: Autotask refuses every request, from
+    /// every integration, until the rolling hour frees some. Not retried: cmat stops here.
+    #[error("{request}: Autotask refuses every request because the tenant's hourly request threshold is used up (by every integration on it, not only cmat); this request was not processed and cmat stopped. {}", lockout_advice(*.retry_after, *.resume_at))]
+    HourlyLockout {
+        request: String,
+        status: u16,
+        /// Autotask's `Retry-After`, when it sent one.
+        retry_after: Option<std::time::Duration>,
+        /// When to run again: now plus `retry_after`.
+        resume_at: Option<chrono::DateTime<chrono::Utc>>,
+    },
     #[error("{request}: {message}")]
     Transport { request: String, message: String },
     /// A write was sent and no clear answer came back: it may or may not have happened. Never
@@ -46,6 +58,7 @@ impl AutotaskError {
             AutotaskError::Unauthorized { .. } => Some(401),
             AutotaskError::Api { status, .. } => Some(*status),
             AutotaskError::ThreadThreshold { status, .. } => Some(*status),
+            AutotaskError::HourlyLockout { status, .. } => Some(*status),
             _ => None,
         }
     }
@@ -55,6 +68,7 @@ impl AutotaskError {
         match self {
             AutotaskError::Api { kind, .. } => Some(*kind),
             AutotaskError::ThreadThreshold { .. } => Some(Rejection::ThreadThreshold),
+            AutotaskError::HourlyLockout { .. } => Some(Rejection::HourlyLockout),
             _ => None,
         }
     }
@@ -80,6 +94,16 @@ pub enum Rejection {
     BilledCharge,
     /// "String value exceeds maximum length".
     StringTooLong,
+    /// The tenant's hourly request threshold is used up: every request is refused for a while.
+    HourlyLockout,
+    /// A reference to a record Autotask does not have ("… does not reference an existing
+    /// entity").
+    UnknownReference,
+    /// "… does not exist or is invalid" (a record or value Autotask does not know).
+    NotFoundOrInvalid,
+    /// A date outside the contract's ("effectiveDate must be between the start date and end
+    /// date of the Contract").
+    OutsideContractDates,
     /// Any other refusal (required field, unknown reference, not found, …).
     Other,
 }
@@ -100,8 +124,18 @@ impl Rejection {
     fn of_message(message: &str) -> Rejection {
         let text = message.to_ascii_lowercase();
         let has = |fragment: &str| text.contains(fragment);
-        if has("thread threshold") {
+        if has("thread threshold") || has(THREAD_THRESHOLD_CODE) {
             Rejection::ThreadThreshold
+        } else if is_lockout_text(&text) {
+            Rejection::HourlyLockout
+        } else if has("does not reference an existing entity")
+            || (has("reference value on field") && has("does not exist"))
+        {
+            Rejection::UnknownReference
+        } else if has("does not exist or is invalid") {
+            Rejection::NotFoundOrInvalid
+        } else if has("must be between the start date and end date") {
+            Rejection::OutsideContractDates
         } else if has("duplicate")
             && (has("contract_service_period") || has("adjustment") || has("same day"))
         {
@@ -122,6 +156,38 @@ impl Rejection {
         } else {
             Rejection::Other
         }
+    }
+}
+
+/// Autotask's error code for a thread-threshold refusal, the one seen live (lower case: it is
+/// matched in lowered text).
+pub const THREAD_THRESHOLD_CODE: &str = "itgenatr005";
+
+/// Whether a refusal's (lowered) text speaks of the hourly request threshold rather than the
+/// thread threshold: "The request threshold of 10000 requests per 60 minutes has been
+/// exceeded", "hourly threshold", "request limit … hour".
+pub fn is_lockout_text(lowered: &str) -> bool {
+    let has = |fragment: &str| lowered.contains(fragment);
+    !has("thread threshold")
+        && !has(THREAD_THRESHOLD_CODE)
+        && (has("request threshold")
+            || has("hourly threshold")
+            || has("hourly request")
+            || (has("threshold") && (has("per 60 minutes") || has("per hour"))))
+}
+
+/// When to run again after a lockout, as far as Autotask said.
+fn lockout_advice(
+    retry_after: Option<std::time::Duration>,
+    resume_at: Option<chrono::DateTime<chrono::Utc>>,
+) -> String {
+    match (retry_after, resume_at) {
+        (Some(wait), Some(at)) => format!(
+            "Autotask asks to wait {} minute(s): run again after {} UTC",
+            wait.as_secs().div_ceil(60),
+            at.format("%Y-%m-%d %H:%M")
+        ),
+        _ => "Autotask did not say for how long: the threshold counts a rolling hour, so run again within the hour (`cmat doctor` shows the hour's usage)".to_string(),
     }
 }
 
@@ -146,6 +212,20 @@ mod tests {
             (
                 "String value exceeds maximum length: contractName holds at most 100 characters.",
                 Rejection::StringTooLong,
+            ),
+            ("Itgenatr005", Rejection::ThreadThreshold),
+            (
+                "The request threshold of 10000 requests per 60 minutes has been exceeded; try again later.",
+                Rejection::HourlyLockout,
+            ),
+            (
+                "Value 77 of field serviceID does not reference an existing entity.",
+                Rejection::UnknownReference,
+            ),
+            ("The contract 99 does not exist or is invalid.", Rejection::NotFoundOrInvalid),
+            (
+                "effectiveDate must be between the start date and end date of the Contract",
+                Rejection::OutsideContractDates,
             ),
             ("contractName is required.", Rejection::Other),
             ("Simulated failure: the write was not committed.", Rejection::Other),

@@ -232,6 +232,8 @@ pub struct PullReport {
     pub elapsed: Duration,
     /// Whose contract services and unit periods this pull read from Autotask.
     pub children_read: ChildrenRead,
+    /// Records kept out because a field cmat needs was null (the snapshot's `incomplete`).
+    pub incomplete: Vec<cmat_engine::snapshot::IncompleteRecord>,
 }
 
 /// Whose contract services and unit periods a pull read from Autotask. Every other entity it
@@ -338,6 +340,7 @@ pub fn pull_snapshot(
         requests: client.requests_sent().saturating_sub(requests_before),
         elapsed: started.elapsed(),
         children_read,
+        incomplete: snapshot.incomplete.values().cloned().collect(),
     };
     Ok(Pulled { snapshot, marks, report })
 }
@@ -573,6 +576,7 @@ impl Reading<'_> {
         let mut records = table_of(stored, entity);
         records.contract_services.retain(|_, r| !contracts.contains(&r.contract_id));
         records.contract_service_units.retain(|_, r| !contracts.contains(&r.contract_id));
+        records.incomplete.retain(|_, r| r.contract_id.is_none_or(|id| !contracts.contains(&id)));
         let filters = chunked_in(
             Some(filter),
             "contractID",
@@ -814,6 +818,11 @@ fn table_of(snapshot: &Snapshot, entity: &str) -> Snapshot {
         "BillingCodes" => part.billing_codes = snapshot.billing_codes.clone(),
         _ => {}
     }
+    let prefix = format!("{entity}/");
+    part.incomplete = (snapshot.incomplete.iter())
+        .filter(|(key, _)| key.starts_with(&prefix))
+        .map(|(key, record)| (key.clone(), record.clone()))
+        .collect();
     part
 }
 
@@ -826,9 +835,12 @@ pub(crate) fn absorb(snapshot: &mut Snapshot, part: Snapshot) {
     snapshot.contract_service_units.extend(part.contract_service_units);
     snapshot.charges.extend(part.charges);
     snapshot.billing_codes.extend(part.billing_codes);
+    snapshot.incomplete.extend(part.incomplete);
 }
 
-/// Converts `values` of `entity` (one of [`ENTITIES`]) and adds them to `snapshot` by id.
+/// Converts `values` of `entity` (one of [`ENTITIES`]) and adds them to `snapshot` by id. A
+/// record with a nullable field cmat needs null is kept out, in `snapshot.incomplete` (with a
+/// warning naming it); any other record that does not fit is an error.
 pub fn add_records(
     snapshot: &mut Snapshot,
     entity: &str,
@@ -836,6 +848,47 @@ pub fn add_records(
     subscription_udf: &str,
 ) -> Result<(), RecordError> {
     for value in values {
+        match add_record(snapshot, entity, value, subscription_udf) {
+            Ok(Some(id)) => {
+                snapshot.incomplete.remove(&format!("{entity}/{id}"));
+            }
+            Ok(None) => {}
+            Err(err) => {
+                let Some(record) = records::incomplete(&err, value) else {
+                    return Err(err);
+                };
+                remove_record(snapshot, entity, record.id);
+                snapshot.incomplete.insert(record.key(), record);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn remove_record(snapshot: &mut Snapshot, entity: &str, id: i64) {
+    match entity {
+        "ContractCharges" => {
+            snapshot.charges.remove(&id);
+        }
+        "ContractServiceUnits" => {
+            snapshot.contract_service_units.remove(&id);
+        }
+        "BillingCodes" => {
+            snapshot.billing_codes.remove(&id);
+        }
+        _ => {}
+    }
+}
+
+/// Converts one record into `snapshot`: its id, None for the entities whose records are never
+/// incomplete.
+fn add_record(
+    snapshot: &mut Snapshot,
+    entity: &str,
+    value: &Value,
+    subscription_udf: &str,
+) -> Result<Option<i64>, RecordError> {
+    {
         match entity {
             "Companies" => {
                 let r = records::company(value)?;
@@ -855,15 +908,21 @@ pub fn add_records(
             }
             "ContractServiceUnits" => {
                 let r = records::contract_service_unit(value)?;
-                snapshot.contract_service_units.insert(r.id, r);
+                let id = r.id;
+                snapshot.contract_service_units.insert(id, r);
+                return Ok(Some(id));
             }
             "ContractCharges" => {
                 let r = records::contract_charge(value)?;
-                snapshot.charges.insert(r.id, r);
+                let id = r.id;
+                snapshot.charges.insert(id, r);
+                return Ok(Some(id));
             }
             "BillingCodes" => {
                 let r = records::billing_code(value)?;
-                snapshot.billing_codes.insert(r.id, r);
+                let id = r.id;
+                snapshot.billing_codes.insert(id, r);
+                return Ok(Some(id));
             }
             other => {
                 return Err(RecordError {
@@ -875,7 +934,7 @@ pub fn add_records(
             }
         }
     }
-    Ok(())
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -83,7 +83,10 @@ impl GroupOp {
     }
 }
 
-/// A value compared against; dates go as `YYYY-MM-DDT00:00:00` (no zone: never shifted).
+/// A value compared against; dates go as `YYYY-MM-DDT00:00:00Z`: midnight UTC, said so
+/// explicitly, as live clients send it. How Autotask reads a zone-less value is not documented;
+/// read in the tenant's time it would move the window's edges by hours and miss the unit period
+/// that starts on a Billing Date.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum FilterValue {
     Int(i64),
@@ -101,7 +104,7 @@ impl FilterValue {
             FilterValue::Bool(b) => json!(b),
             // Autotask compares numbers given as text; a float would lose digits.
             FilterValue::Decimal(d) => json!(d.to_string()),
-            FilterValue::Date(d) => json!(format!("{}T00:00:00", d.format("%Y-%m-%d"))),
+            FilterValue::Date(d) => json!(format!("{}T00:00:00Z", d.format("%Y-%m-%d"))),
         }
     }
 }
@@ -465,7 +468,7 @@ mod tests {
                 "filter": [
                     {"op":"eq","field":"contractType","value":7},
                     {"op":"or","items":[
-                        {"op":"gte","field":"endDate","value":"2026-11-01T00:00:00"},
+                        {"op":"gte","field":"endDate","value":"2026-11-01T00:00:00Z"},
                         {"op":"notExist","field":"endDate"}
                     ]},
                     {"op":"eq","field":"Subscription ID","value":"6f1c","udf":true}

@@ -11,7 +11,7 @@ use serde_json::{Map, Value};
 
 use cmat_engine::snapshot::{
     BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Currency,
-    Service,
+    IncompleteRecord, Service,
 };
 
 /// A record Autotask sent that does not fit: names the entity, the record id and the field.
@@ -277,6 +277,33 @@ pub fn timestamp_to_api(at: DateTime<Utc>) -> String {
     at.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
 }
 
+/// Fields Datto's metadata (generated from a live tenant) marks nullable that cmat needs: a
+/// record with one of them null is kept out of the snapshot, never fails a pull.
+pub const NULLABLE_NEEDED: [(&str, &str); 4] = [
+    ("ContractCharges", "unitPrice"),
+    ("ContractServiceUnits", "contractServiceID"),
+    ("BillingCodes", "name"),
+    ("BillingCodes", "useType"),
+];
+
+/// The incomplete record behind `err`, when it is one of [`NULLABLE_NEEDED`] null (or absent)
+/// on a record that has an id; anything else stays an error.
+pub fn incomplete(err: &RecordError, value: &Value) -> Option<IncompleteRecord> {
+    let nullable = NULLABLE_NEEDED
+        .iter()
+        .any(|(entity, field)| *entity == err.entity && field.eq_ignore_ascii_case(&err.field));
+    if !nullable || !(err.message == "is null" || err.message == "missing") {
+        return None;
+    }
+    let record = Record::new(&err.entity, value).ok()?;
+    Some(IncompleteRecord {
+        entity: err.entity.clone(),
+        id: record.int("id").ok()?,
+        field: err.field.clone(),
+        contract_id: record.opt_int("contractID").ok().flatten(),
+    })
+}
+
 pub fn company(value: &Value) -> Result<Company, RecordError> {
     let r = Record::new("Companies", value)?;
     Ok(Company {
@@ -329,20 +356,20 @@ pub fn service(value: &Value) -> Result<Service, RecordError> {
 
 /// The contract's price is the adjusted price: queries return it as
 /// `internalCurrencyAdjustedPrice` (`adjustedPrice` is read too, should an API version send
-/// it). `unitPrice` is the Service's catalogue price; it only tells, against
-/// `internalCurrencyUnitPrice`, whether the contract bills in another currency than the
-/// tenant's (multi-currency on), when the adjusted price read is not in the bill's currency.
+/// it), in the tenant's internal currency. `unitPrice` is the Service's catalogue price in the
+/// customer's currency and `internalCurrencyUnitPrice` the same in the tenant's: where they
+/// differ (multi-currency on), their ratio turns the internal adjusted price into the
+/// customer's currency, the one the bill and an adjustment's `adjustedUnitPrice` are in, as a
+/// live sync did (API-NOTES). Only when the ratio cannot be known (a zero catalogue price in
+/// one currency) is the price marked `foreign_currency`, not compared.
 pub fn contract_service(value: &Value) -> Result<ContractService, RecordError> {
     let r = Record::new("ContractServices", value)?;
-    let adjusted_price = match r.opt_decimal("internalCurrencyAdjustedPrice")? {
-        Some(price) => Some(price),
-        None => r.opt_decimal("adjustedPrice")?,
-    };
-    let foreign_currency =
-        match (r.opt_decimal("unitPrice")?, r.opt_decimal("internalCurrencyUnitPrice")?) {
-            (Some(customer), Some(internal)) => customer != internal,
-            _ => false,
-        };
+    let (adjusted_price, foreign_currency) = customer_price(
+        r.opt_decimal("adjustedPrice")?,
+        r.opt_decimal("internalCurrencyAdjustedPrice")?,
+        r.opt_decimal("unitPrice")?,
+        r.opt_decimal("internalCurrencyUnitPrice")?,
+    );
     Ok(ContractService {
         id: r.int("id")?,
         contract_id: r.int("contractID")?,
@@ -352,6 +379,29 @@ pub fn contract_service(value: &Value) -> Result<ContractService, RecordError> {
         foreign_currency,
         invoice_description: r.opt_text("invoiceDescription")?,
     })
+}
+
+/// The adjusted price in the customer's currency (4 places, as Autotask stores amounts), and
+/// whether it could not be told. `adjustedPrice`, when sent, is already the customer's.
+fn customer_price(
+    adjusted: Option<Decimal>,
+    internal_adjusted: Option<Decimal>,
+    customer_unit: Option<Decimal>,
+    internal_unit: Option<Decimal>,
+) -> (Option<Decimal>, bool) {
+    if adjusted.is_some() {
+        return (adjusted, false);
+    }
+    match (internal_adjusted, customer_unit, internal_unit) {
+        (Some(price), Some(customer), Some(internal)) if customer != internal => {
+            if customer.is_zero() || internal.is_zero() {
+                return (internal_adjusted, true);
+            }
+            let converted = (price * customer / internal).round_dp(4);
+            (Some(converted.normalize()), false)
+        }
+        _ => (internal_adjusted, false),
+    }
 }
 
 pub fn contract_service_unit(value: &Value) -> Result<ContractServiceUnit, RecordError> {
@@ -556,7 +606,7 @@ mod tests {
         assert_eq!(plain.unit_cost, Some(d("18.54")));
         assert!(!plain.foreign_currency);
         let foreign = contract_service(&records[1]).unwrap();
-        assert!(foreign.foreign_currency, "unitPrice in the customer's currency differs");
+        assert!(!foreign.foreign_currency, "a multi-currency price is converted, not unknown");
         let hidden = contract_service(&records[2]).unwrap();
         assert_eq!(hidden.unit_cost, None, "a hidden cost stays unknown");
     }
@@ -571,6 +621,52 @@ mod tests {
         let companies: Vec<Company> =
             live("companies").iter().map(|c| company(c).unwrap()).collect();
         assert_eq!(companies[0].id, 0, "the tenant's own company reads like any other");
+    }
+
+    #[test]
+    fn multi_currency_prices_read_in_the_customers_currency() {
+        // The live sync's record (API-NOTES): internal figures 40 times the customer's.
+        let live = json!({"id": 1, "contractID": 2, "serviceID": 3, "unitPrice": 34.55,
+            "internalCurrencyUnitPrice": 1382, "internalCurrencyAdjustedPrice": 1382});
+        let service = contract_service(&live).unwrap();
+        assert_eq!((service.adjusted_price, service.foreign_currency), (Some(d("34.55")), false));
+        // A contract price away from the catalogue's.
+        let repriced = json!({"id": 1, "contractID": 2, "serviceID": 3, "unitPrice": 10,
+            "internalCurrencyUnitPrice": 11, "internalCurrencyAdjustedPrice": 13.5802});
+        assert_eq!(contract_service(&repriced).unwrap().adjusted_price, Some(d("12.3456")));
+        // One currency: the internal price is the price.
+        let plain = json!({"id": 1, "contractID": 2, "serviceID": 3, "unitPrice": 22,
+            "internalCurrencyUnitPrice": 22, "internalCurrencyAdjustedPrice": 20.6});
+        assert_eq!(contract_service(&plain).unwrap().adjusted_price, Some(d("20.6")));
+        // No ratio to convert by: unknown, never compared.
+        let free = json!({"id": 1, "contractID": 2, "serviceID": 3, "unitPrice": 0,
+            "internalCurrencyUnitPrice": 5, "internalCurrencyAdjustedPrice": 40});
+        assert!(contract_service(&free).unwrap().foreign_currency);
+    }
+
+    #[test]
+    fn nullable_fields_make_a_record_incomplete_not_an_error() {
+        let charge = json!({"id": 77, "contractID": 4410, "name": "Azure", "datePurchased": "2026-11-01",
+            "chargeType": 1, "unitQuantity": 1, "unitPrice": null});
+        let err = contract_charge(&charge).unwrap_err();
+        let record = incomplete(&err, &charge).expect("incomplete");
+        assert_eq!(
+            (record.key(), record.field.as_str(), record.contract_id),
+            ("ContractCharges/77".to_string(), "unitPrice", Some(4410))
+        );
+        let unit = json!({"id": 9, "contractID": 1, "contractServiceID": null, "serviceID": 3,
+            "startDate": "2026-11-01", "endDate": "2026-11-30", "units": 1});
+        let err = contract_service_unit(&unit).unwrap_err();
+        assert_eq!(incomplete(&err, &unit).map(|r| r.contract_id), Some(Some(1)));
+        let code = json!({"id": 5, "name": "Recurring", "useType": null});
+        let err = billing_code(&code).unwrap_err();
+        assert_eq!(incomplete(&err, &code).map(|r| r.contract_id), Some(None));
+        // A field that is not nullable, or a value of the wrong kind, stays an error.
+        let wrong = json!({"id": 5, "name": "Recurring", "useType": "five"});
+        assert_eq!(incomplete(&billing_code(&wrong).unwrap_err(), &wrong), None);
+        let unit_less = json!({"id": 9, "contractID": 1, "contractServiceID": 2, "serviceID": 3,
+            "startDate": "2026-11-01", "endDate": "2026-11-30", "units": null});
+        assert_eq!(incomplete(&contract_service_unit(&unit_less).unwrap_err(), &unit_less), None);
     }
 
     #[test]

@@ -91,7 +91,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
     )?;
     let mut store = session::open_store(&demo, Access::Write)?;
     let (rules, _) = session::load_rules(&demo)?;
-    let udf = rules.settings.subscription_udf.value.clone();
+    let reading = super::pull_autotask::Reading::of(&rules);
 
     for (step, (name, contents, story)) in BILLS.iter().enumerate() {
         println!("\n━━ {}. {story} ━━", step + 1);
@@ -105,7 +105,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         let summary = crate::import::import_file(&mut store, &path, name)?;
         print!("{}", super::import::render_summary(name, &summary));
         println!("\n$ cmat pull autotask");
-        super::pull_autotask::pull_into(&demo, &mut store, &client, &udf, false, None)?;
+        super::pull_autotask::pull_into(&demo, &mut store, &client, &reading, false, None)?;
         println!("\n$ cmat apply --auto-approve");
         let mut loaded = session::load(&demo, &store)?;
         execute(&demo, &mut store, &mut loaded, &client, None, None, true)?;

@@ -118,7 +118,8 @@ pub enum Command {
     /// the bills' totals beside what Autotask holds (HTML page, CSV or JSON)
     Report(report::ReportArgs),
     /// Check the Autotask tenant before the first apply (read-only): credentials, the
-    /// "Subscription ID" field, billing codes, SLA, picklist values, cost visibility, budget
+    /// "Subscription ID" field, billing codes, SLA, picklist values, cost visibility, budget,
+    /// incomplete records, required fields and UDFs, lines of business
     #[command(
         after_help = "Sends only reads. Exit codes: 0 cmat can run against this tenant, 1 a problem was found (each listed with how to fix it)."
     )]

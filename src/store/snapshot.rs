@@ -3,14 +3,16 @@
 
 use rusqlite::{params, Connection, Transaction};
 
-use super::meta_keys::{PULL_MARKS, SNAPSHOT_REFRESHED_AT};
+use super::meta_keys::{PULL_MARKS, SNAPSHOT_INCOMPLETE, SNAPSHOT_REFRESHED_AT};
 use super::sql::{
     date, get_date, get_decimal, get_opt_decimal, opt_decimal, parse_timestamp, timestamp,
 };
 use super::{Store, StoreError};
+use std::collections::BTreeMap;
+
 use cmat_engine::snapshot::{
     BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Currency,
-    PicklistEntry, Picklists, PullMarks, Service, Snapshot,
+    IncompleteRecord, PicklistEntry, Picklists, PullMarks, Service, Snapshot,
 };
 
 /// How many records of each kind the snapshot holds, for `status`.
@@ -43,6 +45,7 @@ impl Store {
         let refreshed_at = self.refreshed_at()?;
         let mut snapshot = load(&self.conn).map_err(|e| self.wrap(e))?;
         snapshot.refreshed_at = refreshed_at;
+        snapshot.incomplete = self.incomplete()?;
         Ok(snapshot)
     }
 
@@ -71,11 +74,26 @@ impl Store {
             .unwrap_or_default())
     }
 
+    /// The records the last pull kept out as incomplete (JSON in `meta`, beside the snapshot:
+    /// a handful at most, so no table of their own).
+    fn incomplete(&self) -> Result<BTreeMap<String, IncompleteRecord>, StoreError> {
+        match self.get_meta(SNAPSHOT_INCOMPLETE)? {
+            None => Ok(BTreeMap::new()),
+            Some(text) => serde_json::from_str(&text).map_err(|err| StoreError::Unreadable {
+                path: self.path.display().to_string(),
+                what: format!("meta {SNAPSHOT_INCOMPLETE}"),
+                source: Box::new(err),
+            }),
+        }
+    }
+
     fn replace(
         &mut self,
         snapshot: &Snapshot,
         marks: Option<&PullMarks>,
     ) -> Result<(), StoreError> {
+        let incomplete =
+            serde_json::to_string(&snapshot.incomplete).unwrap_or_else(|_| "{}".into());
         let marks = match marks.map(serde_json::to_string).transpose() {
             Ok(marks) => marks,
             Err(err) => {
@@ -99,6 +117,7 @@ impl Store {
                 tx.execute(&format!("DELETE FROM {table}"), [])?;
             }
             upsert(&tx, snapshot)?;
+            set_incomplete(&tx, &incomplete)?;
             match &snapshot.refreshed_at {
                 Some(at) => tx.execute(
                     "INSERT INTO meta (key, value) VALUES (?1, ?2)
@@ -113,10 +132,23 @@ impl Store {
     }
 
     /// Inserts or replaces each record present in `records` (by id); `refreshed_at` untouched.
+    /// A record read complete is no longer incomplete; `records.incomplete` are added.
     pub fn merge_snapshot(&mut self, records: &Snapshot) -> Result<(), StoreError> {
+        let mut incomplete = self.incomplete()?;
+        let read = |entity: &str, id: &i64| format!("{entity}/{id}");
+        let complete: Vec<String> = (records.charges.keys().map(|id| read("ContractCharges", id)))
+            .chain(records.contract_service_units.keys().map(|id| read("ContractServiceUnits", id)))
+            .chain(records.billing_codes.keys().map(|id| read("BillingCodes", id)))
+            .collect();
+        for key in complete {
+            incomplete.remove(&key);
+        }
+        incomplete.extend(records.incomplete.iter().map(|(k, r)| (k.clone(), r.clone())));
+        let incomplete = serde_json::to_string(&incomplete).unwrap_or_else(|_| "{}".into());
         let result = (|| -> rusqlite::Result<()> {
             let tx = self.conn.transaction()?;
             upsert(&tx, records)?;
+            set_incomplete(&tx, &incomplete)?;
             tx.commit()
         })();
         result.map_err(|e| self.wrap(e))
@@ -171,6 +203,14 @@ impl Store {
             }),
         }
     }
+}
+
+fn set_incomplete(tx: &Transaction<'_>, json: &str) -> rusqlite::Result<usize> {
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        params![SNAPSHOT_INCOMPLETE, json],
+    )
 }
 
 fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {

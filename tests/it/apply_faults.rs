@@ -194,6 +194,8 @@ fn fault_scenario(bill: Bill, nth: u32, mode: WriteFailure, baseline: &Baseline)
         WriteFailure::TooMany429 | WriteFailure::ThreadThreshold => 0,
         // A refused or unanswered write is reported, and the run fails.
         WriteFailure::Error500 | WriteFailure::CommitThenDrop => 1,
+        // A create answered without its id landed but is not confirmed: unknown, the run fails.
+        WriteFailure::CommitNullItemId => 1,
     };
     assert_eq!(
         first.status, expected,
@@ -203,7 +205,7 @@ fn fault_scenario(bill: Bill, nth: u32, mode: WriteFailure, baseline: &Baseline)
     if mode == WriteFailure::TooMany429 {
         assert_eq!(sw.sim.counters().throttled, 1, "{scenario}: the injected 429 was sent");
     }
-    if mode == WriteFailure::CommitThenDrop {
+    if matches!(mode, WriteFailure::CommitThenDrop | WriteFailure::CommitNullItemId) {
         assert!(
             first.stderr.contains("outcome unknown"),
             "{scenario}: the dropped write is reported as of unknown outcome:\n{}",
@@ -371,6 +373,7 @@ fn a_burst_of_thread_threshold_refusals_of_both_kinds_ends_with_every_write_done
         throttling: Throttling {
             slot_release_delay: Duration::from_millis(20),
             refusal_status: 500,
+            ..Throttling::default()
         },
         ..Seed::bundled()
     };

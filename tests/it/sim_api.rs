@@ -675,7 +675,8 @@ fn adjustments_change_units_and_derive_periods() {
     // First one creates the contract service.
     let (status, body) =
         adjust(json!({"serviceID": service, "effectiveDate": "2026-11-01", "unitChange": 15}));
-    assert_eq!((status, body), (200, json!({"itemId": null})));
+    assert_eq!(status, 200);
+    assert!(body["itemId"].as_i64().is_some(), "an adjustment is answered with its id: {body}");
     let cs = api.sim.records("ContractServices");
     assert_eq!(cs.len(), 1);
     let cs_id = cs[0]["id"].as_i64().unwrap();

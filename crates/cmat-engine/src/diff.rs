@@ -146,6 +146,21 @@ impl<'a> SnapshotIndex<'a> {
 
 pub use crate::snapshot::units_in_force;
 
+/// The first incomplete record (a charge without a price, a unit period without its contract
+/// service) of the contract carrying `subscription`: what Autotask holds for it is not fully
+/// known, so a write could duplicate or over-adjust.
+fn incomplete_record_of<'a>(
+    snapshot: &'a Snapshot,
+    index: &SnapshotIndex<'_>,
+    subscription: &str,
+) -> Option<&'a crate::snapshot::IncompleteRecord> {
+    if snapshot.incomplete.is_empty() {
+        return None;
+    }
+    let contract_id = index.contracts_by_subscription.get(subscription)?.id;
+    snapshot.incomplete.values().find(|record| record.contract_id == Some(contract_id))
+}
+
 /// Where a bill's unit change goes, and the units in force there before it. Autotask keeps one
 /// adjustment per contract service and day, and an adjustment starts a unit period whose count
 /// differs from the day before. A restated bill (the same Billing Date, a new count) must go to
@@ -156,9 +171,18 @@ pub fn adjustment_day(
     billing_date: NaiveDate,
     contract_end: NaiveDate,
 ) -> (NaiveDate, i64) {
+    // A period starting on a day is an adjustment there when its units differ from the day
+    // before's, or its price does (a price-only adjustment takes the day as well: Autotask
+    // refuses a second one). A monthly period boundary changes neither.
     let taken = |day: NaiveDate| {
-        let before = day.pred_opt().map(|previous| units_in_force(periods, previous)).unwrap_or(0);
-        periods.iter().any(|unit| unit.start_date == day && unit.units != before)
+        let previous = day.pred_opt();
+        let before = previous.map(|previous| units_in_force(periods, previous)).unwrap_or(0);
+        let price_before = previous.and_then(|previous| price_in_force(periods, previous));
+        periods.iter().any(|unit| {
+            unit.start_date == day
+                && (unit.units != before
+                    || matches!((unit.price, price_before), (Some(a), Some(b)) if a != b))
+        })
     };
     let mut day = billing_date;
     while taken(day) {
@@ -170,6 +194,18 @@ pub fn adjustment_day(
     }
     let settled = if day > billing_date { day.pred_opt().unwrap_or(day) } else { day };
     (day, units_in_force(periods, settled))
+}
+
+/// The price of the unit period in force on a date, where Autotask gives one.
+fn price_in_force(
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    date: NaiveDate,
+) -> Option<Decimal> {
+    periods
+        .iter()
+        .rev()
+        .find(|unit| unit.start_date <= date && date <= unit.end_date)
+        .and_then(|unit| unit.price)
 }
 
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
@@ -223,6 +259,21 @@ pub fn diff(
                     rules.settings.subscription_udf.value
                 ),
                 format!("Contracts/{}", ids.join(",")),
+            ));
+            continue;
+        }
+        if let Some(record) = incomplete_record_of(snapshot, index, &contract.subscription_id) {
+            out.warnings.push(Warning::new(
+                WarningCode::IncompleteRecord,
+                format!(
+                    "Autotask sent {} {} of contract {} with `{}` null; nothing is written for subscription {} until the record is complete (see `cmat doctor`)",
+                    record.entity,
+                    record.id,
+                    record.contract_id.unwrap_or_default(),
+                    record.field,
+                    contract.subscription_id
+                ),
+                record.key(),
             ));
             continue;
         }
@@ -280,6 +331,7 @@ pub fn diff(
     }
     warn_skipped_but_billed(&context, desired, &mut out);
     unknowns.warn(&mut out.warnings);
+    hold_incomplete_billing_codes(snapshot, &mut out);
     // By the key's text, as plans have always been ordered.
     out.changes.sort_by_cached_key(|change| {
         (change.write.entity().phase(), change.key.to_string(), change.write.action())
@@ -287,6 +339,51 @@ pub fn diff(
     out.warnings.sort();
     out.warnings.dedup();
     out
+}
+
+/// A billing code Autotask sent without its name or use type is not known to be the right
+/// kind: no Service or charge is created with it, nor anything planned on such a Service.
+fn hold_incomplete_billing_codes(snapshot: &Snapshot, out: &mut Diff) {
+    let incomplete = |id: i64| snapshot.incomplete.contains_key(&format!("BillingCodes/{id}"));
+    let code_of = |write: &Write<NaturalKey>| match write {
+        Write::CreateService(service) => Some(service.billing_code_id),
+        Write::CreateCharge { charge, .. } => Some(charge.billing_code_id),
+        _ => None,
+    };
+    let mut held: BTreeSet<String> = BTreeSet::new();
+    let mut codes = BTreeSet::new();
+    loop {
+        let before = held.len();
+        for change in &out.changes {
+            let mut refs = Vec::new();
+            let _ = change.write.map_refs(|key| {
+                refs.push(key.to_string());
+                Ok::<_, ()>(())
+            });
+            let code = code_of(&change.write).filter(|id| incomplete(*id));
+            if code.is_some() || refs.iter().any(|key| held.contains(key)) {
+                codes.extend(code);
+                held.insert(change.key.to_string());
+            }
+        }
+        if held.len() == before {
+            break;
+        }
+    }
+    if held.is_empty() {
+        return;
+    }
+    out.changes.retain(|change| !held.contains(&change.key.to_string()));
+    for id in codes {
+        out.warnings.push(Warning::new(
+            WarningCode::IncompleteRecord,
+            format!(
+                "Autotask sent billing code {id} without its name or use type; nothing that uses it is written ({} change(s) held) until it is complete (see `cmat doctor`)",
+                held.len()
+            ),
+            format!("BillingCodes/{id}"),
+        ));
+    }
 }
 
 /// A product a `skip` rule now leaves out may still be billed by a contract service cmat made
@@ -368,6 +465,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             service_level_agreement_id: contract.service_level_agreement.value,
             time_reporting_requires_start_and_stop_times: 0,
             category: contract.category.as_ref().map(|category| category.value),
+            line_of_business: contract.line_of_business.as_ref().map(|line| line.value),
             subscription_udf: settings.subscription_udf.value.clone(),
             subscription: contract.subscription_id.clone(),
         });
@@ -410,7 +508,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     {
         let renewed = covering_end_date(
             existing.start_date,
-            rules.contract.term_months.value,
+            contract.term_months.value,
             contract.last_billing_date,
         );
         wanted.push((
@@ -686,7 +784,7 @@ impl Unknowns {
             warnings.push(Warning::new(
                 WarningCode::ForeignCurrency,
                 format!(
-                    "{} contract service(s) bill in the customer's currency (multi-currency is on); Autotask returns their adjusted price only in the tenant's currency, so their prices are not compared; bills are never converted",
+                    "{} contract service(s) bill in the customer's currency (multi-currency is on) and their adjusted price could not be turned from the tenant's currency into the customer's (the catalogue price is 0 in one of them), so their prices are not compared; bills are never converted",
                     self.foreign_currency.len()
                 ),
                 format!("ContractServices/{first}"),
@@ -730,6 +828,23 @@ fn diff_contract_service(
             .map(|contract_service| (contract_id, *service_id, *contract_service)),
         _ => None,
     };
+    if let Some((contract_id, service_id, contract_service)) = on_contract {
+        if !index.units.contains_key(&(contract_id, service_id)) {
+            // Autotask keeps unit periods to the contract's end: none read means it ended
+            // before the units window, and its units are unknown here (a renewal carries them
+            // on). A count written blind could double them: the renewal goes first, and the
+            // next run, reading the renewed periods, adjusts.
+            out.warnings.push(Warning::new(
+                WarningCode::ContractEndsBeforeBill,
+                format!(
+                    "contract service {} (product {}) of contract #{contract_id}: no unit period read (the contract ended before the bills' dates), so its units are unknown; not adjusted until a run reads them",
+                    contract_service.id, service.product_key
+                ),
+                service.source.to_string(),
+            ));
+            return;
+        }
+    }
     let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
     let (effective, current_units) = match on_contract {
         Some((contract_id, service_id, _)) => {
@@ -749,8 +864,7 @@ fn diff_contract_service(
     let mut current_units = current_units;
     let mut deferred_to = None;
     if unit_change < 0 && service.decrease.value != DecreaseTiming::BillingDate {
-        let takes_effect =
-            decrease_date(contract, service, billing_date, rules.contract.term_months.value);
+        let takes_effect = decrease_date(contract, service, billing_date, target.start);
         if takes_effect > target.end {
             out.warnings.push(Warning::new(
                 WarningCode::DecreaseDeferred,
@@ -774,14 +888,26 @@ fn diff_contract_service(
                 })
                 .map(Vec::as_slice)
                 .unwrap_or(&[]);
-            (effective, current_units) = adjustment_day(periods, takes_effect, target.end);
-            unit_change = service.units - current_units;
+            let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
+            if service.units == units_then {
+                // Already written there by an earlier run: a price change, if any, is dated
+                // on the Billing Date, never on a day ahead where nothing else changes (such an
+                // adjustment changes neither units nor price: no later read can tell the day
+                // is taken).
+                unit_change = 0;
+            } else {
+                (effective, current_units) = (later, units_then);
+                unit_change = service.units - current_units;
+                deferred_to = Some(takes_effect);
+            }
+        } else {
+            // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
             deferred_to = Some(takes_effect);
         }
     }
     if unit_change != 0
         && !service.on_current_bill
-        && rules.policies.removed_product.value == RemovedProduct::Report
+        && service.removed_product.value == RemovedProduct::Report
     {
         out.warnings.push(Warning::new(
             WarningCode::Drift,
@@ -906,7 +1032,7 @@ fn diff_contract_service(
     } else if service.on_current_bill {
         contract.origin.clone()
     } else {
-        rules.policies.removed_product.origin.clone()
+        service.removed_product.origin.clone()
     };
     out.changes.push(Change {
         key,
@@ -930,31 +1056,35 @@ fn diff_contract_service(
 }
 
 /// When a lower licence count on the bill of `billing_date` takes effect under its rule.
+/// Terms count from `term_start`: the contract's start date in Autotask when it exists (an
+/// adopted contract, a customer onboarded mid-term), else the start cmat creates it with, so
+/// the date never depends on how much history was imported.
 fn decrease_date(
     contract: &DesiredContract,
     service: &DesiredContractService,
     billing_date: NaiveDate,
-    term_months: u32,
+    term_start: NaiveDate,
 ) -> NaiveDate {
+    let term_months = contract.term_months.value;
     let after_months = |months: u32| {
         billing_date.checked_add_months(chrono::Months::new(months)).unwrap_or(NaiveDate::MAX)
     };
     match service.decrease.value {
         DecreaseTiming::BillingDate => billing_date,
         DecreaseTiming::NextPeriod => after_months(period_months(&service.payment_frequency)),
-        // Terms run from the contract's start (its first Billing Date), as Cloudmore's bills
-        // do not carry the term's own dates. A bill in the first period of a term is the
-        // renewal's bill: the decrease takes effect on it; any later bill waits for the next
-        // term's first day.
+        // Terms run from the contract's start, as Cloudmore's bills do not carry the term's
+        // own dates. A bill in the first month of a term is the renewal's bill (Cloudmore
+        // bills monthly, whatever the Payment Frequency): the decrease takes effect on it; any
+        // later bill waits for the next term's first day. An Annual line's first period is
+        // the whole term, so it cannot be the measure: its seats would drop mid-term.
         DecreaseTiming::TermEnd => {
-            let end = covering_end_date(contract.start_date, term_months, billing_date);
+            let end = covering_end_date(term_start, term_months, billing_date);
             let next_term = end.succ_opt().unwrap_or(end);
             let this_term = next_term
                 .checked_sub_months(chrono::Months::new(term_months.max(1)))
-                .unwrap_or(contract.start_date);
-            let renewal_period_ends = this_term
-                .checked_add_months(chrono::Months::new(period_months(&service.payment_frequency)))
-                .unwrap_or(NaiveDate::MAX);
+                .unwrap_or(term_start);
+            let renewal_period_ends =
+                this_term.checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX);
             if billing_date < renewal_period_ends {
                 billing_date
             } else {
@@ -1006,7 +1136,7 @@ fn diff_charge(
     };
     // A charge priced by a `for` rule names it; otherwise the consumption block does.
     let charge_rule = if charge.price_rule == rules.prices.unit_price.origin {
-        &rules.consumption.charge_name.origin
+        &charge.name_rule
     } else {
         &charge.price_rule
     };
@@ -1188,7 +1318,7 @@ fn diff_charge(
         amount(billed_price, scale),
         amount(charge.unit_price, scale)
     );
-    if rules.policies.billed_charge_mismatch.value == BilledChargeMismatch::Report {
+    if charge.billed_charge_mismatch.value == BilledChargeMismatch::Report {
         out.warnings.push(Warning::new(
             WarningCode::BilledChargeMismatch,
             format!("{message}; left as it is (policy billed_charge_mismatch = report)"),
@@ -1214,7 +1344,7 @@ fn diff_charge(
             contract: target.parent.clone(),
             charge: new_charge(&correction_name, price_gap, cost_gap),
         },
-        rule: rules.policies.billed_charge_mismatch.origin.clone(),
+        rule: charge.billed_charge_mismatch.origin.clone(),
         reason: format!("{message}: correcting charge of {}", amount(price_gap, scale)),
         company_id: contract.company_id,
         contract_label: label,

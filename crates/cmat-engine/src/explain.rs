@@ -298,11 +298,12 @@ fn winners(
         ("consumption_split", resolved.consumption_split.origin.clone()),
         ("decrease", resolved.decrease.origin.clone()),
     ];
-    let optional: [(&'static str, Option<&RuleOrigin>); 10] = [
+    let optional: [(&'static str, Option<&RuleOrigin>); 11] = [
         ("company", resolved.company.map(|r| &r.origin)),
         ("margin_floor", resolved.margin_floor.map(|r| &r.origin)),
         ("contract_name", resolved.contract_name.map(|t| &t.origin)),
         ("contract_category", resolved.contract_category.map(|r| &r.origin)),
+        ("line_of_business", resolved.line_of_business.map(|r| &r.origin)),
         ("service", resolved.service.map(|r| &r.origin)),
         ("service_per_term", resolved.service_per_term.map(|r| &r.origin)),
         ("skip", resolved.skip.map(|r| &r.origin)),
@@ -311,6 +312,27 @@ fn winners(
         ("minimum_units", resolved.minimum_units.map(|r| &r.origin)),
     ];
     out.extend(optional.into_iter().filter_map(|(name, origin)| Some((name, origin?.clone()))));
+    // Settings a `for` rule may override: named only when one does.
+    let overridden: [(&'static str, &RuleOrigin, &RuleOrigin); 4] = [
+        ("term_months", &resolved.term_months.origin, &rules.contract.term_months.origin),
+        ("charge_name", &resolved.charge_name.origin, &rules.consumption.charge_name.origin),
+        (
+            "removed_product",
+            &resolved.removed_product.origin,
+            &rules.policies.removed_product.origin,
+        ),
+        (
+            "billed_charge_mismatch",
+            &resolved.billed_charge_mismatch.origin,
+            &rules.policies.billed_charge_mismatch.origin,
+        ),
+    ];
+    out.extend(
+        overridden
+            .into_iter()
+            .filter(|(_, origin, default)| origin != default)
+            .map(|(name, origin, _)| (name, origin.clone())),
+    );
     if resolved.company.is_none() {
         if let Some(rule) = rules.companies.explicit.get(&line.organization_name) {
             out.push(("company", rule.origin.clone()));
@@ -345,6 +367,7 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
         out.push(("contract_name", template_text(template), &template.origin));
     }
     push(&mut out, "contract_category", &set.contract_category, ToString::to_string);
+    push(&mut out, "line_of_business", &set.line_of_business, ToString::to_string);
     push(&mut out, "service_level_agreement", &set.service_level_agreement, ToString::to_string);
     push(&mut out, "service", &set.service, ToString::to_string);
     push(&mut out, "service_per_term", &set.service_per_term, ToString::to_string);
@@ -357,6 +380,18 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
         ConsumptionSplit::MeterCategory => "meter_category".into(),
     });
     push(&mut out, "decrease", &set.decrease, |timing| decrease_word(*timing).into());
+    push(&mut out, "term_months", &set.term_months, ToString::to_string);
+    if let Some(template) = &set.charge_name {
+        out.push(("charge_name", template_text(template), &template.origin));
+    }
+    push(&mut out, "removed_product", &set.removed_product, |policy| match policy {
+        crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
+        crate::rules::RemovedProduct::Report => "report".into(),
+    });
+    push(&mut out, "billed_charge_mismatch", &set.billed_charge_mismatch, |policy| match policy {
+        crate::rules::BilledChargeMismatch::Correct => "correct".into(),
+        crate::rules::BilledChargeMismatch::Report => "report".into(),
+    });
     out
 }
 
@@ -374,6 +409,9 @@ fn default_value(rules: &RuleSet, setting: &str) -> String {
         "contract_category" => {
             rules.contract.category.as_ref().map(|c| c.value.to_string()).unwrap_or_default()
         }
+        "line_of_business" => (rules.contract.line_of_business.as_ref())
+            .map(|c| c.value.to_string())
+            .unwrap_or_default(),
         "consumption_split" => match rules.consumption.split.value {
             ConsumptionSplit::Subscription => "subscription".into(),
             ConsumptionSplit::MeterCategory => "meter_category".into(),
@@ -389,6 +427,15 @@ fn default_value(rules: &RuleSet, setting: &str) -> String {
             .map(|r| r.value.to_string())
             .unwrap_or_default(),
         "company" => "explicit link".into(),
+        "term_months" => rules.contract.term_months.value.to_string(),
+        "charge_name" => template_text(&rules.consumption.charge_name),
+        "removed_product" => match rules.policies.removed_product.value {
+            crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
+            crate::rules::RemovedProduct::Report => "report".into(),
+        },
+        "billed_charge_mismatch" => {
+            format!("{:?}", rules.policies.billed_charge_mismatch.value).to_lowercase()
+        }
         _ => String::new(),
     }
 }

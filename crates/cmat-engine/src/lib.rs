@@ -21,3 +21,6 @@ pub mod write;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+#[cfg(test)]
+mod convergence;

@@ -162,6 +162,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         picklists: &'a crate::snapshot::Picklists,
         currencies: &'a BTreeMap<i64, crate::snapshot::Currency>,
         refreshed_at: Option<DateTime<Utc>>,
+        incomplete: &'a BTreeMap<String, crate::snapshot::IncompleteRecord>,
     }
     // Every field named: one added to `Snapshot` does not compile here until the digest
     // takes it.
@@ -176,6 +177,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         picklists,
         currencies,
         refreshed_at: _,
+        incomplete,
     } = snapshot;
     let records = Records {
         companies,
@@ -188,6 +190,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         picklists,
         currencies,
         refreshed_at: None,
+        incomplete,
     };
     // `Sha256` is an `io::Write` that hashes what is written. Plain records into a hash: no
     // I/O that could fail, integer keys serde_json writes as strings.
@@ -819,6 +822,9 @@ impl PlanChange {
                 if let Some(category) = contract.category {
                     put("contractCategory", Value::from(category));
                 }
+                if let Some(line) = contract.line_of_business {
+                    put("organizationalLevelAssociationID", Value::from(line));
+                }
                 put(
                     "userDefinedFields",
                     serde_json::json!([{
@@ -1008,6 +1014,8 @@ impl PlanChange {
                     time_reporting_requires_start_and_stop_times: fields
                         .int("timeReportingRequiresStartAndStopTimes")?,
                     category: fields.optional(Fields::int, "contractCategory")?,
+                    line_of_business: fields
+                        .optional(Fields::int, "organizationalLevelAssociationID")?,
                     subscription_udf,
                     subscription,
                 })
@@ -1452,6 +1460,7 @@ mod tests {
                     words(),
                     any::<i64>(),
                     any::<i64>(),
+                    proptest::option::of(any::<i64>()),
                     proptest::option::of(any::<i64>())
                 ),
                 (
@@ -1466,7 +1475,7 @@ mod tests {
             )
                 .prop_map(
                     |(
-                        (company_id, name, contract_type, status, period_type),
+                        (company_id, name, contract_type, status, period_type, line_of_business),
                         (start_date, end_date, sla, time, category, udf, subscription),
                     )| {
                         (
@@ -1482,6 +1491,7 @@ mod tests {
                                 service_level_agreement_id: sla,
                                 time_reporting_requires_start_and_stop_times: time,
                                 category,
+                                line_of_business,
                                 subscription_udf: udf,
                                 subscription,
                             }),

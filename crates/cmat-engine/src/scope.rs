@@ -90,6 +90,12 @@ impl Scope {
             picklists: Default::default(),
             currencies: BTreeMap::new(),
             refreshed_at: None,
+            incomplete: snapshot
+                .incomplete
+                .iter()
+                .filter(|(_, r)| r.contract_id.is_some_and(|id| under(&id)))
+                .map(|(key, r)| (key.clone(), r.clone()))
+                .collect(),
             contracts,
         }
     }

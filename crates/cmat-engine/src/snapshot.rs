@@ -23,6 +23,31 @@ pub struct Snapshot {
     pub currencies: BTreeMap<i64, Currency>,
     /// When the snapshot was last read from Autotask; None if never.
     pub refreshed_at: Option<DateTime<Utc>>,
+    /// Records Autotask sent with a nullable field null that cmat needs (a charge's
+    /// unitPrice, a unit period's contractServiceID, a billing code's name or use type), by
+    /// `Entity/id`. Kept out of the tables above; the diff writes nothing that depends on them.
+    pub incomplete: BTreeMap<String, IncompleteRecord>,
+}
+
+/// A record kept out of the snapshot because a field cmat needs was null (Datto's metadata
+/// marks it nullable, and live tenants do send it so).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IncompleteRecord {
+    /// `ContractCharges`, `ContractServiceUnits`, `BillingCodes`.
+    pub entity: String,
+    pub id: i64,
+    /// The field that was null.
+    pub field: String,
+    /// The contract it belongs to, when it says (charges and unit periods): nothing is
+    /// written for that contract while the record is incomplete.
+    pub contract_id: Option<i64>,
+}
+
+impl IncompleteRecord {
+    /// `ContractCharges/77`: the key in [`Snapshot::incomplete`].
+    pub fn key(&self) -> String {
+        format!("{}/{}", self.entity, self.id)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -82,8 +107,9 @@ pub struct ContractService {
     pub adjusted_price: Option<Decimal>,
     /// None when the API user may not see costs: unknown, never taken as 0.
     pub unit_cost: Option<Decimal>,
-    /// The contract bills in the customer's currency, not the tenant's (multi-currency on):
-    /// the adjusted price read is in the tenant's currency and cannot be compared with a bill.
+    /// The contract bills in the customer's currency (multi-currency on) and the adjusted price
+    /// could not be turned into it (no catalogue ratio): it cannot be compared with a bill.
+    /// A convertible price is converted on reading and this stays false.
     pub foreign_currency: bool,
     pub invoice_description: Option<String>,
 }
@@ -104,10 +130,13 @@ pub struct ContractServiceUnit {
 }
 
 /// The dates whose unit periods a pull reads: the periods overlapping `from..=to`. The engine
-/// reads units only on a current bill's Billing Date (`diff::SnapshotIndex::units_on`), so
-/// the window spans the current bills' Billing Dates with a month's margin on each side
-/// ([`UnitsWindow::around`]); a 12-month contract has 12 periods per service, of which this
-/// keeps one or two.
+/// reads units on a current bill's Billing Date (`diff::SnapshotIndex::units_on`) and, for a
+/// decrease the rules defer (`next_period`, `term_end`), on the day it takes effect, up to
+/// `reach` months later; every date cmat writes must be read back, or the next plan proposes
+/// the same write again (Autotask refuses it as a duplicate). So the window spans the current
+/// bills' Billing Dates with a month's margin on each side, and the rules' reach after the
+/// latest ([`UnitsWindow::around`]); a 12-month contract has 12 periods per service, of which
+/// this keeps one or two when every decrease is dated on its Billing Date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnitsWindow {
     pub from: NaiveDate,
@@ -115,16 +144,21 @@ pub struct UnitsWindow {
 }
 
 impl UnitsWindow {
-    /// From a month before the earliest Billing Date to a month after the latest; None
-    /// without any bill (then every period is read).
-    pub fn around(billing_dates: impl IntoIterator<Item = NaiveDate>) -> Option<UnitsWindow> {
+    /// From a month before the earliest Billing Date to a month plus `reach_months` after the
+    /// latest ([`crate::rules::RuleSet::units_reach_months`]); None without any bill (then
+    /// every period is read).
+    pub fn around(
+        billing_dates: impl IntoIterator<Item = NaiveDate>,
+        reach_months: u32,
+    ) -> Option<UnitsWindow> {
         let mut dates = billing_dates.into_iter();
         let first = dates.next()?;
         let (earliest, latest) = dates.fold((first, first), |(lo, hi), d| (lo.min(d), hi.max(d)));
         let month = chrono::Months::new(1);
+        let ahead = chrono::Months::new(reach_months.saturating_add(1));
         Some(UnitsWindow {
             from: earliest.checked_sub_months(month).unwrap_or(earliest),
-            to: latest.checked_add_months(month).unwrap_or(latest),
+            to: latest.checked_add_months(ahead).unwrap_or(NaiveDate::MAX),
         })
     }
 

@@ -246,6 +246,8 @@ pub struct NewContract {
     pub service_level_agreement_id: i64,
     pub time_reporting_requires_start_and_stop_times: i64,
     pub category: Option<i64>,
+    /// organizationalLevelAssociationID: the line of business, when the rules set one.
+    pub line_of_business: Option<i64>,
     /// The UDF carrying the subscription id (its natural key), by name.
     pub subscription_udf: String,
     pub subscription: String,

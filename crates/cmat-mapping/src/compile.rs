@@ -46,8 +46,16 @@ const SETTINGS_KEYS: &[&str] = &[
     "contract_status",
     "timezone",
 ];
-const CONTRACT_KEYS: &[&str] =
-    &["licence_name", "consumption_name", "start", "term_months", "renewal", "category", "period"];
+const CONTRACT_KEYS: &[&str] = &[
+    "licence_name",
+    "consumption_name",
+    "start",
+    "term_months",
+    "renewal",
+    "category",
+    "period",
+    "line_of_business",
+];
 const PRODUCT_KEYS: &[&str] = &["match"];
 const CREATE_KEYS: &[&str] = &["name", "period", "per_term"];
 const PRICES_KEYS: &[&str] =
@@ -781,7 +789,7 @@ impl<'a> Compiler<'a> {
         });
         let term_months = self
             .required(file, block, &settings, "term_months")
-            .and_then(|setting| self.whole_number(file, setting, 1, 1200));
+            .and_then(|setting| self.term_months_setting(file, setting));
         let renewal = self.required(file, block, &settings, "renewal").and_then(|setting| {
             self.choice_setting(
                 file,
@@ -790,6 +798,10 @@ impl<'a> Compiler<'a> {
             )
         });
         let category = match settings.get("category") {
+            Some(setting) => Some(self.id_setting(file, setting)?),
+            None => None,
+        };
+        let line_of_business = match settings.get("line_of_business") {
             Some(setting) => Some(self.id_setting(file, setting)?),
             None => None,
         };
@@ -808,6 +820,7 @@ impl<'a> Compiler<'a> {
             term_months: term_months?,
             renewal: renewal?,
             category,
+            line_of_business,
             period: period?,
         })
     }
@@ -957,6 +970,7 @@ impl<'a> Compiler<'a> {
             rounding: rounding?,
             margin_floor,
             margin_policy: margin_policy?,
+            margin_policy_written: settings.contains_key("margin_policy"),
         })
     }
 
@@ -1106,6 +1120,41 @@ impl<'a> Compiler<'a> {
         )
     }
 
+    /// `term_months`: whole months, 1 to 1200 (also in a `for` rule).
+    pub(crate) fn term_months_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<u32>> {
+        self.whole_number(file, setting, 1, 1200)
+    }
+
+    /// `removed_product` (also in a `for` rule).
+    pub(crate) fn removed_product_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<RemovedProduct>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[("zero_units", RemovedProduct::ZeroUnits), ("report", RemovedProduct::Report)],
+        )
+    }
+
+    /// `billed_charge_mismatch` (also in a `for` rule).
+    pub(crate) fn billed_charge_mismatch_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<BilledChargeMismatch>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[("correct", BilledChargeMismatch::Correct), ("report", BilledChargeMismatch::Report)],
+        )
+    }
+
     pub(crate) fn decrease_setting(
         &mut self,
         file: &ParsedFile,
@@ -1150,17 +1199,9 @@ impl<'a> Compiler<'a> {
 
     fn policy(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<Policies> {
         let (settings, _) = self.read_block(file, block, POLICY_KEYS, |_| false);
-        let removed_product =
-            self.required(file, block, &settings, "removed_product").and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("zero_units", RemovedProduct::ZeroUnits),
-                        ("report", RemovedProduct::Report),
-                    ],
-                )
-            });
+        let removed_product = self
+            .required(file, block, &settings, "removed_product")
+            .and_then(|setting| self.removed_product_setting(file, setting));
         let cancelled_subscription =
             self.required(file, block, &settings, "cancelled_subscription").and_then(|setting| {
                 self.choice_setting(
@@ -1179,17 +1220,9 @@ impl<'a> Compiler<'a> {
                 &[("overwrite", HandEdit::Overwrite), ("report", HandEdit::Report)],
             )
         });
-        let billed_charge_mismatch =
-            self.required(file, block, &settings, "billed_charge_mismatch").and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("correct", BilledChargeMismatch::Correct),
-                        ("report", BilledChargeMismatch::Report),
-                    ],
-                )
-            });
+        let billed_charge_mismatch = self
+            .required(file, block, &settings, "billed_charge_mismatch")
+            .and_then(|setting| self.billed_charge_mismatch_setting(file, setting));
         let decrease = match settings.get("decrease") {
             Some(setting) => self.decrease_setting(file, setting),
             None => Some(Ruled {

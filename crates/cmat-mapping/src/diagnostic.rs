@@ -131,6 +131,10 @@ pub enum ErrorKind {
     UnseenScope { term: String },
     #[error("`{setting}` is set twice for the same scope: {detail}")]
     AmbiguousRules { setting: String, detail: &'static str, first: Location },
+    #[error("products these rules put on Service {service} can share a subscription, but the rules set their {setting} differently: one contract service cannot hold both")]
+    SharedServiceConflict { service: i64, setting: &'static str, first: Location },
+    #[error("`{setting}` is the contract's (one per subscription): a scope naming {dimension} cannot set it")]
+    ContractWideSetting { setting: &'static str, dimension: &'static str },
     #[error("timezone `{found}` is not supported: only \"UTC\" is")]
     UnsupportedTimezone { found: String },
     #[error("{what} must not be empty")]
@@ -209,6 +213,13 @@ impl ErrorKind {
             ErrorKind::AmbiguousRules { .. } => Some(
                 "keep one of the two, or make one scope more specific".to_string(),
             ),
+            ErrorKind::ContractWideSetting { .. } => Some(
+                "scope it by subscription, organization, organization group, term, service or currency"
+                    .to_string(),
+            ),
+            ErrorKind::SharedServiceConflict { .. } => Some(
+                "give each its own Service, or the same price and decrease timing".to_string(),
+            ),
             ErrorKind::UnsupportedTimezone { .. } => Some(
                 "bill dates are calendar dates and are never shifted; write `timezone = \"UTC\"`"
                     .to_string(),
@@ -232,6 +243,9 @@ impl ErrorKind {
             }
             ErrorKind::AmbiguousRules { first, .. } => {
                 Some(format!("also set at {}", first.position()))
+            }
+            ErrorKind::SharedServiceConflict { first, .. } => {
+                Some(format!("the other rule's service is at {}", first.position()))
             }
             _ => None,
         }

@@ -1,4 +1,4 @@
-//! Fault injection (cargo feature `faults`, on by default; off in what cmat ships): failed
+//! Fault injection (cargo feature `faults`, off by default; tests and benchmarks turn it on): failed
 //! writes, bursts of 429s and thread-threshold refusals, extra latency, an hour used up by
 //! other integrations. In Rust with [`SimHandle::inject`](crate::SimHandle::inject), over HTTP
 //! with `POST /_sim/faults`.
@@ -24,12 +24,15 @@ pub enum WriteFailure {
     /// Refused for the thread threshold with the seed's refusal status (429, or 500 as live
     /// tenants may send it); nothing is written.
     ThreadThreshold,
+    /// The write is committed and answered 200 `{"itemId": null}`: done, but not confirmed.
+    CommitNullItemId,
 }
 
 /// A fault to inject, in Rust or as JSON on `POST /_sim/faults`
 /// (`{"kind":"fail_write","nth":2,"mode":"commit_then_drop"}`, `{"kind":"burst429","count":3}`,
 /// `{"kind":"thread_threshold_burst","count":3}`,
-/// `{"kind":"latency","ms":200}`, `{"kind":"use_threshold","count":9990}`, `{"kind":"clear"}`).
+/// `{"kind":"latency","ms":200}`, `{"kind":"use_threshold","count":9990}`,
+/// `{"kind":"hourly_lockout","seconds":600,"retry_after":true}`, `{"kind":"clear"}`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum Fault {
@@ -46,6 +49,16 @@ pub enum Fault {
     Latency { ms: u64 },
     /// Counts `count` more requests against the current hour, as other integrations would.
     UseThreshold { count: u64 },
+    /// After `after` more API requests, the tenant goes over its hourly threshold for
+    /// `seconds` (other integrations' burst that `ThresholdInformation` has not shown yet):
+    /// every API request but the threshold read is refused as a lockout, with `Retry-After`
+    /// when `retry_after` is true.
+    HourlyLockout {
+        seconds: u64,
+        retry_after: bool,
+        #[serde(default)]
+        after: u64,
+    },
     /// Removes pending faults and injected latency.
     Clear,
 }
@@ -60,6 +73,17 @@ pub(crate) struct Faults {
     burst_refusals: u32,
     /// Added to every API request.
     pub latency: Duration,
+    /// An injected lockout: requests still admitted before it, its length, whether it says
+    /// so in `Retry-After`, and once begun, until when.
+    lockout: Option<Lockout>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lockout {
+    admitted_before: u64,
+    length: Duration,
+    retry_after: bool,
+    until: Option<Instant>,
 }
 
 impl Faults {
@@ -75,6 +99,23 @@ impl Faults {
             return Some(refusal_status);
         }
         None
+    }
+
+    /// `Some(Retry-After)` while an injected lockout lasts (counting this request toward its
+    /// start).
+    pub fn lockout(&mut self, now: Instant) -> Option<Option<u64>> {
+        let lockout = self.lockout.as_mut()?;
+        if lockout.admitted_before > 0 {
+            lockout.admitted_before -= 1;
+            return None;
+        }
+        let until = *lockout.until.get_or_insert(now + lockout.length);
+        if now >= until {
+            self.lockout = None;
+            return None;
+        }
+        let says = lockout.retry_after;
+        Some(says.then(|| until.duration_since(now).as_secs().max(1)))
     }
 
     /// The failure injected for write number `write` (counted in `Counters::writes`).
@@ -96,6 +137,14 @@ impl Control {
             Fault::ThreadThresholdBurst { count } => f.burst_refusals += count,
             Fault::Latency { ms } => f.latency = Duration::from_millis(ms),
             Fault::UseThreshold { count } => self.use_hour(Instant::now(), count),
+            Fault::HourlyLockout { seconds, retry_after, after } => {
+                f.lockout = Some(Lockout {
+                    admitted_before: after,
+                    length: Duration::from_secs(seconds),
+                    retry_after,
+                    until: None,
+                });
+            }
             Fault::Clear => self.faults = Faults::default(),
         }
     }
@@ -120,6 +169,13 @@ pub(crate) fn fail_write(
         WriteFailure::ThreadThreshold => {
             shared.thread_threshold_refusal(shared.seed.throttling.refusal_status)
         }
+        WriteFailure::CommitNullItemId => match execute(shared, rq, target) {
+            Outcome::Json(200, _) => {
+                shared.control().counters.writes_committed += 1;
+                Outcome::Json(200, json!({"itemId": null}))
+            }
+            other => other,
+        },
         WriteFailure::CommitThenDrop => {
             if let Outcome::Json(200, _) = execute(shared, rq, target) {
                 shared.control().counters.writes_committed += 1;

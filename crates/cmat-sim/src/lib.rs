@@ -9,8 +9,8 @@
 //!
 //! The server is hyper on a tokio runtime of its own (its own threads), so blocking callers
 //! work unchanged. Fault injection ([`Fault`], [`WriteFailure`], [`SimHandle::inject`],
-//! `POST /_sim/faults`) is the cargo feature `faults`, on by default; cmat builds the
-//! simulator for `cmat demo` without it.
+//! `POST /_sim/faults`) is the cargo feature `faults`, off by default (so no build of what
+//! ships can unify it in); the test kit and cmat's dev-dependencies turn it on.
 //!
 //! Every rule of `API-NOTES.md` holds here: authentication headers, zone lookup, the hourly
 //! threshold, 3 concurrent requests per integration code and endpoint, query filters and paging,
@@ -37,7 +37,7 @@ mod transport;
 
 #[cfg(feature = "faults")]
 pub use faults::{Fault, WriteFailure};
-pub use seed::{CloudmoreSeed, Credentials, Seed, Throttling};
+pub use seed::{CloudmoreSeed, Credentials, RefusalBody, Seed, Throttling};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SimError {
@@ -194,6 +194,13 @@ impl SimHandle {
     /// Marks a charge billed, as invoicing would. False if there is no such charge.
     pub fn set_billed(&self, charge_id: i64) -> bool {
         self.shared.state().set_billed(charge_id)
+    }
+
+    /// Makes a nullable field of a record null, as a live tenant may hold it (Datto's metadata
+    /// marks `ContractCharges.unitPrice` and the like nullable). False if there is no such
+    /// record, or the field is unknown or required.
+    pub fn blank_field(&self, entity: &str, id: i64, field: &str) -> bool {
+        self.shared.state().blank_field(entity, id, field)
     }
 
     /// Back to the seed: records, log, counters and faults.

@@ -86,6 +86,23 @@ struct Parser<'a> {
     def: &'a EntityDef,
     udfs: &'a [String],
     udf_filters: usize,
+    /// The tenant's offset from UTC, in minutes: a date-time filter value without a zone is
+    /// read in the tenant's time (the seed's `tenantUtcOffsetMinutes`; 0 reads it as UTC).
+    tenant_offset_minutes: i32,
+}
+
+/// A filter value on a date field without a zone, read in the tenant's time: the UTC instant
+/// it names. A value with `Z` or an offset, or a bare date, is left as it is.
+fn zoneless_to_utc(text: &str, offset_minutes: i32) -> Option<String> {
+    let text = text.trim();
+    let time = text.get(10..)?;
+    let zoned = time.ends_with('Z') || time.contains('+') || time.get(1..)?.contains('-');
+    if offset_minutes == 0 || !time.starts_with('T') || zoned {
+        return None;
+    }
+    let local = parse_datetime(text)?;
+    let utc = local - chrono::Duration::minutes(i64::from(offset_minutes));
+    Some(format!("{}Z", utc.format("%Y-%m-%dT%H:%M:%S")))
 }
 
 impl Parser<'_> {
@@ -149,6 +166,15 @@ impl Parser<'_> {
             }
             Target::Field(name, _) => {
                 let field: &FieldDef = self.def.field(name).expect("known field");
+                if matches!(field.kind, Kind::Date | Kind::DateTime) {
+                    if let Some(utc) =
+                        value.as_str().and_then(|t| zoneless_to_utc(t, self.tenant_offset_minutes))
+                    {
+                        // A date field holds midnight: compared with the instant, not its day.
+                        let instant = FieldDef { kind: Kind::DateTime, ..field.clone() };
+                        return coerce(&instant, &Value::String(utc)).map_err(e500);
+                    }
+                }
                 coerce(field, value).map_err(e500)
             }
         }
@@ -168,13 +194,24 @@ fn or_conditions(node: &Node, inside_or: bool) -> usize {
 
 impl Query {
     pub fn parse(def: &EntityDef, udfs: &[String], body: &Value) -> Result<Query, ApiError> {
+        Query::parse_in(def, udfs, body, 0)
+    }
+
+    /// Like [`Query::parse`] on a tenant `tenant_offset_minutes` from UTC: zone-less date-time
+    /// values are read in the tenant's time.
+    pub fn parse_in(
+        def: &EntityDef,
+        udfs: &[String],
+        body: &Value,
+        tenant_offset_minutes: i32,
+    ) -> Result<Query, ApiError> {
         let empty = Map::new();
         let object = match body {
             Value::Object(o) => o,
             Value::Null => &empty,
             _ => return Err(e500("The query body must be a JSON object.")),
         };
-        let mut parser = Parser { def, udfs, udf_filters: 0 };
+        let mut parser = Parser { def, udfs, udf_filters: 0, tenant_offset_minutes };
         let filter = match get(object, "filter") {
             None | Some(Value::Null) => Node::And(Vec::new()),
             Some(Value::Array(items)) => {

@@ -473,6 +473,56 @@ pub fn entities(slas: &[PickValue]) -> Vec<EntityDef> {
                 d("unitQuantity").req(),
             ],
         },
+        // Lines of business (organizational levels), and the resources (users) they hold: an
+        // API user restricted to some reads only their contracts.
+        EntityDef {
+            name: "OrganizationalLevelAssociations",
+            child_of_contract: None,
+            can_create: false,
+            can_update: false,
+            can_delete: false,
+            can_query: true,
+            child_writes_only: false,
+            has_udfs: false,
+            fields: vec![
+                l("id").ro(),
+                b("isActive").ro(),
+                i("organizationalLevel1ID").ro(),
+                i("organizationalLevel2ID").ro(),
+            ],
+        },
+        EntityDef {
+            name: "OrganizationalResources",
+            child_of_contract: None,
+            can_create: false,
+            can_update: false,
+            can_delete: false,
+            can_query: true,
+            child_writes_only: false,
+            has_udfs: false,
+            fields: vec![
+                l("id").ro(),
+                i("organizationalLevelAssociationID").ro(),
+                i("resourceID").ro(),
+            ],
+        },
+        EntityDef {
+            name: "Resources",
+            child_of_contract: None,
+            can_create: false,
+            can_update: false,
+            can_delete: false,
+            can_query: true,
+            child_writes_only: false,
+            has_udfs: false,
+            fields: vec![
+                l("id").ro(),
+                s("firstName", 50).ro(),
+                b("isActive").ro(),
+                s("lastName", 50).ro(),
+                s("userName", 50).ro(),
+            ],
+        },
         // The multi-currency module's currencies: a company bills in its currencyID.
         EntityDef {
             name: "Currencies",

@@ -10,7 +10,10 @@ use crate::SimError;
 
 /// The entities a seed may hold records for (ContractServiceUnits are derived, never seeded).
 /// In dependency order: a record may refer only to records of entities before it.
-pub const SEEDABLE: [&str; 8] = [
+pub const SEEDABLE: [&str; 11] = [
+    "Resources",
+    "OrganizationalLevelAssociations",
+    "OrganizationalResources",
     "Currencies",
     "Companies",
     "BillingCodes",
@@ -58,6 +61,15 @@ pub struct Seed {
     pub hide_costs: bool,
     /// How the thread threshold behaves (seed key `throttling`).
     pub throttling: Throttling,
+    /// `"tenantUtcOffsetMinutes": 600`: the tenant's time zone. A date-time filter value sent
+    /// without a zone is read in it (how a live tenant reads one is not documented; values
+    /// with `Z` are UTC whatever this says).
+    pub tenant_utc_offset_minutes: i32,
+    /// `"requiredFields": {"Contracts": ["organizationalLevelAssociationID"]}`: fields this
+    /// tenant requires beyond Datto's defaults (`isRequired` in the metadata, enforced).
+    pub required_fields: BTreeMap<String, Vec<String>>,
+    /// `"requiredContractUdfs": ["Customer Ref"]`: Contracts UDFs this tenant requires.
+    pub required_contract_udfs: Vec<String>,
 }
 
 /// The thread threshold as live tenants show it (API-NOTES, "Shapes seen on live tenants"):
@@ -67,13 +79,31 @@ pub struct Seed {
 pub struct Throttling {
     /// A request's slot stays taken this long after its answer; zero frees it at once.
     pub slot_release_delay: std::time::Duration,
-    /// The HTTP status of a thread-threshold refusal (its body always says "thread threshold").
+    /// The HTTP status of a thread-threshold refusal.
     pub refusal_status: u16,
+    /// What a thread-threshold refusal's body says (`refusalBody`: `errors`, `code`, `text`).
+    pub refusal_body: RefusalBody,
+}
+
+/// The body of a thread-threshold refusal, in the shapes live tenants send (API-NOTES).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefusalBody {
+    /// `{"errors":["API thread threshold of 3 threads has been exceeded"]}`.
+    #[default]
+    Errors,
+    /// Only Autotask's code: `{"errors":[{"code":"Itgenatr005","message":null}]}`.
+    CodeOnly,
+    /// The text as a plain-text body, not JSON.
+    PlainText,
 }
 
 impl Default for Throttling {
     fn default() -> Self {
-        Throttling { slot_release_delay: std::time::Duration::ZERO, refusal_status: 429 }
+        Throttling {
+            slot_release_delay: std::time::Duration::ZERO,
+            refusal_status: 429,
+            refusal_body: RefusalBody::Errors,
+        }
     }
 }
 
@@ -102,6 +132,9 @@ impl Default for Seed {
             cloudmore: None,
             hide_costs: false,
             throttling: Throttling::default(),
+            tenant_utc_offset_minutes: 0,
+            required_fields: BTreeMap::new(),
+            required_contract_udfs: Vec::new(),
         }
     }
 }
@@ -120,6 +153,38 @@ fn text(
         Some(Value::Number(n)) => Ok(n.to_string()),
         _ => Err(SimError::Seed(format!("{what}: \"{key}\" is missing or not a string"))),
     }
+}
+
+/// The seed keys of a live tenant's shape: its time zone, the fields and UDFs it requires.
+fn read_tenant_shape(
+    object: &serde_json::Map<String, Value>,
+    seed: &mut Seed,
+) -> Result<(), SimError> {
+    if let Some(offset) = get(object, "tenantUtcOffsetMinutes") {
+        seed.tenant_utc_offset_minutes = offset
+            .as_i64()
+            .filter(|m| m.abs() <= 14 * 60)
+            .and_then(|m| i32::try_from(m).ok())
+            .ok_or_else(|| {
+                SimError::Seed("tenantUtcOffsetMinutes must be minutes within ±14 h".into())
+            })?;
+    }
+    if let Some(required) = get(object, "requiredFields") {
+        let bad = || SimError::Seed("requiredFields maps entities to lists of field names".into());
+        for (entity, fields) in required.as_object().ok_or_else(bad)? {
+            let names = (fields.as_array().ok_or_else(bad)?.iter())
+                .map(|f| f.as_str().map(str::to_string).ok_or_else(bad))
+                .collect::<Result<Vec<_>, _>>()?;
+            seed.required_fields.insert(entity.clone(), names);
+        }
+    }
+    if let Some(udfs) = get(object, "requiredContractUdfs") {
+        let bad = || SimError::Seed("requiredContractUdfs must be a list of UDF names".into());
+        seed.required_contract_udfs = (udfs.as_array().ok_or_else(bad)?.iter())
+            .map(|u| u.as_str().map(str::to_string).ok_or_else(bad))
+            .collect::<Result<_, _>>()?;
+    }
+    Ok(())
 }
 
 impl Seed {
@@ -242,7 +307,21 @@ impl Seed {
                         )
                     })?;
             }
+            if let Some(body) = get(throttling, "refusalBody") {
+                seed.throttling.refusal_body = match body.as_str() {
+                    Some("errors") => RefusalBody::Errors,
+                    Some("code") => RefusalBody::CodeOnly,
+                    Some("text") => RefusalBody::PlainText,
+                    _ => {
+                        return Err(SimError::Seed(
+                            "throttling.refusalBody must be \"errors\", \"code\" or \"text\""
+                                .into(),
+                        ))
+                    }
+                };
+            }
         }
+        read_tenant_shape(object, &mut seed)?;
         if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
             seed.zone_name = zone.to_string();
         }
@@ -285,13 +364,21 @@ mod tests {
                 .expect("a seed");
         assert_eq!(
             seed.throttling,
-            Throttling { slot_release_delay: Duration::from_millis(30), refusal_status: 500 }
+            Throttling {
+                slot_release_delay: Duration::from_millis(30),
+                refusal_status: 500,
+                refusal_body: crate::seed::RefusalBody::Errors,
+            }
         );
+        let seed = Seed::from_json(r#"{"throttling": {"refusalBody": "code"}}"#).expect("a seed");
+        assert_eq!(seed.throttling.refusal_body, crate::seed::RefusalBody::CodeOnly);
         for bad in [
             r#"{"throttling": 3}"#,
             r#"{"throttling": {"slotReleaseDelayMs": -1}}"#,
             r#"{"throttling": {"refusalStatus": 200}}"#,
             r#"{"throttling": {"refusalStatus": 70000}}"#,
+            r#"{"throttling": {"refusalBody": "xml"}}"#,
+            r#"{"tenantUtcOffsetMinutes": 100000}"#,
         ] {
             assert!(Seed::from_json(bad).is_err(), "{bad}");
         }

@@ -9,9 +9,13 @@ use serde_json::{json, Value};
 
 use crate::cloudmore::CloudmoreState;
 use crate::query::{self, PageFrom, Query};
+use crate::seed::RefusalBody;
 use crate::state::State;
 use crate::transport::{RawRequest, Reply};
 use crate::{lock, ApiError, Counters, LoggedRequest, Seed, SimError, SimHandle, SimOptions};
+
+/// Autotask's error code for a thread-threshold refusal (seen live).
+pub(crate) const THREAD_THRESHOLD_CODE: &str = "Itgenatr005";
 
 /// The hourly request threshold's rolling window (`requestThresholdTimeframe`, in minutes).
 const TIMEFRAME_MINUTES: u64 = 60;
@@ -75,10 +79,33 @@ impl Shared {
         lock(&self.control)
     }
 
-    /// A refusal for the thread threshold, with `status` (the seed's `refusalStatus`, or 429).
+    /// A refusal for the thread threshold, with `status` (the seed's `refusalStatus`, or 429)
+    /// and the seed's body shape (`refusalBody`: the text, only Autotask's code, or plain text).
     pub(crate) fn thread_threshold_refusal(&self, status: u16) -> Outcome {
         let max = self.options.max_concurrent_per_endpoint;
-        err(status, format!("API thread threshold of {max} threads has been exceeded"))
+        let text = format!("API thread threshold of {max} threads has been exceeded");
+        match self.seed.throttling.refusal_body {
+            RefusalBody::Errors => err(status, text),
+            RefusalBody::CodeOnly => Outcome::Json(
+                status,
+                json!({"errors": [{"code": THREAD_THRESHOLD_CODE, "message": null}]}),
+            ),
+            RefusalBody::PlainText => {
+                Outcome::Raw { status, text, content_type: "text/plain", retry_after: None }
+            }
+        }
+    }
+
+    /// The tenant's hourly threshold is used up: every request is refused with `Retry-After`.
+    pub(crate) fn lockout_refusal(&self, retry_after: Option<u64>) -> Outcome {
+        let threshold = self.seed.external_request_threshold;
+        let body = json!({"errors": [format!("The request threshold of {threshold} requests per {TIMEFRAME_MINUTES} minutes has been exceeded; try again later.")]});
+        Outcome::Raw {
+            status: 429,
+            text: body.to_string(),
+            content_type: "application/json; charset=utf-8",
+            retry_after,
+        }
     }
 
     pub fn reset(&self) {
@@ -123,6 +150,13 @@ pub(crate) enum Outcome {
     Json(u16, Value),
     /// A JSON body already serialized (Cloudmore's decimals written as their exact text).
     Text(u16, String),
+    /// A body that may not be JSON (a plain-text refusal), with `Retry-After` when given.
+    Raw {
+        status: u16,
+        text: String,
+        content_type: &'static str,
+        retry_after: Option<u64>,
+    },
     /// Break the connection without an HTTP response.
     #[cfg(feature = "faults")]
     Drop,
@@ -221,7 +255,7 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
     let is_sim = path.starts_with("/_sim/") || path == "/_sim";
     let outcome = dispatch(shared, &incoming, &mut route).await;
     let status = match &outcome {
-        Outcome::Json(status, _) | Outcome::Text(status, _) => *status,
+        Outcome::Json(status, _) | Outcome::Text(status, _) | Outcome::Raw { status, .. } => *status,
         #[cfg(feature = "faults")]
         Outcome::Drop => 0,
     };
@@ -247,6 +281,9 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
             Reply::Json(status, serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
         }
         Outcome::Text(status, body) => Reply::Json(status, body),
+        Outcome::Raw { status, text, content_type, retry_after } => {
+            Reply::Raw { status, text, content_type, retry_after }
+        }
         // No response at all: the connection is shut, the client sees a transport error.
         #[cfg(feature = "faults")]
         Outcome::Drop => Reply::Drop,
@@ -322,12 +359,11 @@ impl Drop for Slot {
 }
 
 fn is_thread_threshold_refusal(outcome: &Outcome) -> bool {
+    let says =
+        |text: &str| text.contains("thread threshold") || text.contains(THREAD_THRESHOLD_CODE);
     match outcome {
-        Outcome::Json(status, body) if *status >= 400 => {
-            body.get("errors").and_then(Value::as_array).is_some_and(|errors| {
-                errors.iter().any(|e| e.as_str().is_some_and(|t| t.contains("thread threshold")))
-            })
-        }
+        Outcome::Json(status, body) if *status >= 400 => says(&body.to_string()),
+        Outcome::Raw { status, text, .. } if *status >= 400 => says(text),
         _ => false,
     }
 }
@@ -558,10 +594,13 @@ fn admit(
     let mut c = shared.control();
     let now = Instant::now();
     if c.hour_count(now) as u64 >= threshold {
-        return Err(err(
-            429,
-            format!("The request threshold of {threshold} requests per {TIMEFRAME_MINUTES} minutes has been exceeded; try again later."),
-        ));
+        // Until the oldest request of the hour leaves the window.
+        let frees = c.hour.front().map(|first| HOUR.saturating_sub(now.duration_since(*first)));
+        return Err(shared.lockout_refusal(frees.map(|wait| wait.as_secs().max(1))));
+    }
+    #[cfg(feature = "faults")]
+    if let Some(retry_after) = c.faults.lockout(now) {
+        return Err(shared.lockout_refusal(retry_after));
     }
     c.use_hour(now, 1);
     #[cfg(feature = "faults")]
@@ -642,9 +681,10 @@ pub(crate) fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcom
                             .contract_udfs
                             .iter()
                             .map(|name| {
+                                let required = state.required_udfs.iter().any(|r| r.eq_ignore_ascii_case(name));
                                 json!({
                                     "name": name, "label": name, "dataType": "string", "length": 100,
-                                    "isRequired": false, "isReadOnly": false, "isQueryable": true,
+                                    "isRequired": required, "isReadOnly": false, "isQueryable": true,
                                     "isReference": false, "referenceEntityType": "", "isPickList": false,
                                     "picklistValues": null, "isActive": true,
                                 })
@@ -676,7 +716,8 @@ pub(crate) fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcom
                 _ => return err(405, "Method not allowed."),
             };
             let udfs = if def.has_udfs { state.contract_udfs.clone() } else { Vec::new() };
-            body.and_then(|body| Query::parse(&def, &udfs, &body)).and_then(|q| {
+            let offset = shared.seed.tenant_utc_offset_minutes;
+            body.and_then(|body| Query::parse_in(&def, &udfs, &body, offset)).and_then(|q| {
                 let rows = state.rows_shared(def.name);
                 let rows = &rows[..];
                 if *count {

@@ -50,6 +50,10 @@ pub struct State {
     /// The API user may not see costs: every cost reads as null and cost writes are ignored
     /// (API-NOTES, "Permissions and currencies").
     hide_costs: bool,
+    /// Contracts UDFs the tenant requires.
+    pub required_udfs: Vec<String>,
+    /// The API user's name: its Resources record's lines of business restrict what it reads.
+    api_user: String,
 }
 
 /// The fields an API user without cost permission reads as null and cannot write.
@@ -80,7 +84,20 @@ struct Input {
 
 impl State {
     pub fn new(seed: &Seed) -> Result<State, ApiError> {
-        let defs = entities(&seed.slas);
+        let mut defs = entities(&seed.slas);
+        for (entity, fields) in &seed.required_fields {
+            let def = defs
+                .iter_mut()
+                .find(|d| d.name.eq_ignore_ascii_case(entity))
+                .ok_or_else(|| e500(format!("requiredFields: no entity {entity}")))?;
+            for name in fields {
+                let field =
+                    def.fields.iter_mut().find(|f| f.name.eq_ignore_ascii_case(name)).ok_or_else(
+                        || e500(format!("requiredFields: {entity} has no field {name}")),
+                    )?;
+                field.required = true;
+            }
+        }
         let mut state = State {
             defs,
             contract_udfs: seed.contract_udfs.clone(),
@@ -92,6 +109,8 @@ impl State {
             last_stamp: NaiveDateTime::MIN,
             rows_cache: BTreeMap::new(),
             hide_costs: seed.hide_costs,
+            required_udfs: seed.required_contract_udfs.clone(),
+            api_user: seed.credentials.username.clone(),
         };
         let names: Vec<&'static str> = state.defs.iter().map(|d| d.name).collect();
         for name in &names {
@@ -253,12 +272,83 @@ impl State {
             "ContractServiceAdjustments" => {
                 self.adjustments.iter().map(|a| Value::Object(a.fields.clone())).collect()
             }
+            "Contracts" => {
+                let visible = self.api_user_lines();
+                self.records
+                    .get("Contracts")
+                    .map(|m| {
+                        m.values()
+                            .filter(|r| {
+                                let line = r
+                                    .fields
+                                    .get("organizationalLevelAssociationID")
+                                    .and_then(Value::as_i64);
+                                match (&visible, line) {
+                                    (Some(lines), Some(line)) => lines.contains(&line),
+                                    _ => true,
+                                }
+                            })
+                            .map(|r| Self::record_json(def, r, self.hide_costs))
+                            .collect()
+                    })
+                    .unwrap_or_default()
+            }
+            "ContractServices" => {
+                let rows: Vec<(i64, Value)> = self
+                    .records
+                    .get("ContractServices")
+                    .map(|m| {
+                        m.values()
+                            .map(|r| {
+                                let contract = r.fields.get("contractID").and_then(Value::as_i64);
+                                (contract.unwrap_or(0), Self::record_json(def, r, self.hide_costs))
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                rows.into_iter()
+                    .map(|(contract, row)| in_currencies(row, self.exchange_rate(contract)))
+                    .collect()
+            }
             name => self
                 .records
                 .get(name)
                 .map(|m| m.values().map(|r| Self::record_json(def, r, self.hide_costs)).collect())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The lines of business the API user is restricted to (its OrganizationalResources), when
+    /// its Resources record has any: it reads only their contracts (API-NOTES, "Permissions
+    /// and currencies"). None: it sees every contract.
+    fn api_user_lines(&self) -> Option<Vec<i64>> {
+        let resource = self.records.get("Resources")?.values().find(|r| {
+            r.fields
+                .get("userName")
+                .and_then(Value::as_str)
+                .is_some_and(|name| name.eq_ignore_ascii_case(&self.api_user))
+        })?;
+        let id = resource.fields.get("id").and_then(Value::as_i64)?;
+        let lines: Vec<i64> = (self.records.get("OrganizationalResources")?.values())
+            .filter(|r| r.fields.get("resourceID").and_then(Value::as_i64) == Some(id))
+            .filter_map(|r| {
+                r.fields.get("organizationalLevelAssociationID").and_then(Value::as_i64)
+            })
+            .collect();
+        (!lines.is_empty()).then_some(lines)
+    }
+
+    /// The exchange rate of the currency a contract's company bills in (multi-currency): the
+    /// tenant's internal amount is the customer's amount times it; 1 without the module.
+    fn exchange_rate(&self, contract_id: i64) -> Decimal {
+        let company = self.field_i64("Contracts", contract_id, "companyID");
+        let currency = company.and_then(|c| self.field_i64("Companies", c, "currencyID"));
+        currency
+            .and_then(|id| self.records.get("Currencies")?.get(&id))
+            .filter(|c| c.fields.get("isInternalCurrency").and_then(Value::as_bool) != Some(true))
+            .and_then(|c| c.fields.get("exchangeRate").and_then(decimal_of))
+            .filter(|rate| *rate > Decimal::ZERO)
+            .unwrap_or(Decimal::ONE)
     }
 
     pub fn get(&mut self, entity: &str, id: i64) -> Option<Value> {
@@ -271,6 +361,27 @@ impl State {
 
     fn exists(&self, entity: &str, id: i64) -> bool {
         self.records.get(entity).is_some_and(|m| m.contains_key(&id))
+    }
+
+    /// Sets a nullable field of a record to null (see `SimHandle::blank_field`).
+    pub fn blank_field(&mut self, entity: &str, id: i64, field: &str) -> bool {
+        let Some(def) = self.def(entity).cloned() else {
+            return false;
+        };
+        let Some(field) = def.field(field).filter(|f| !f.required) else {
+            return false;
+        };
+        let now = self.stamp();
+        let Some(record) = self.records.get_mut(def.name).and_then(|m| m.get_mut(&id)) else {
+            return false;
+        };
+        record.fields.insert(field.name.into(), Value::Null);
+        if def.field("lastModifiedDateTime").is_some() {
+            record
+                .fields
+                .insert("lastModifiedDateTime".into(), Value::String(format_timestamp(now)));
+        }
+        true
     }
 
     /// Marks a charge billed, as invoicing would. False if there is no such charge.
@@ -457,6 +568,17 @@ impl State {
     /// Field-level checks of a whole record: required, lengths, picklists, references.
     fn validate(&self, def: &EntityDef, record: &Record) -> Result<(), ApiError> {
         let mut errors = Vec::new();
+        if def.has_udfs {
+            for name in &self.required_udfs {
+                let given = record.udfs.iter().any(|(n, v)| {
+                    n.eq_ignore_ascii_case(name)
+                        && v.as_deref().is_some_and(|v| !v.trim().is_empty())
+                });
+                if !given {
+                    errors.push(format!("User-defined field '{name}' is required."));
+                }
+            }
+        }
         for field in &def.fields {
             let value = record.fields.get(field.name).unwrap_or(&Value::Null);
             if field.required
@@ -630,8 +752,9 @@ impl State {
     ) -> Result<Value, ApiError> {
         let def = self.def_owned(entity)?;
         if def.name == "ContractServiceAdjustments" {
-            self.create_adjustment(parent, body)?;
-            return Ok(json!({"itemId": null}));
+            // Live tenants answer an adjustment with its id, like any create (API-NOTES).
+            let id = self.create_adjustment(parent, body)?;
+            return Ok(json!({"itemId": id}));
         }
         if !def.can_create {
             return Err(ApiError::new(405, format!("{} cannot be created.", def.name)));
@@ -797,7 +920,7 @@ impl State {
         Ok(json!({"itemId": id}))
     }
 
-    fn create_adjustment(&mut self, parent: Option<i64>, body: &Value) -> Result<(), ApiError> {
+    fn create_adjustment(&mut self, parent: Option<i64>, body: &Value) -> Result<i64, ApiError> {
         let def = self.def_owned("ContractServiceAdjustments")?;
         let input = self.parse_input(&def, body)?;
         let get = |k: &str| input.fields.get(k).filter(|v| !v.is_null());
@@ -831,8 +954,11 @@ impl State {
         let start = contract.fields.get("startDate").and_then(date_of);
         let end = contract.fields.get("endDate").and_then(date_of);
         if start.is_some_and(|s| date < s) || end.is_some_and(|e| date > e) {
+            // The live wording (API-NOTES).
             return Err(e500(format!(
-                "effectiveDate {date} must lie within the contract's start and end dates."
+                "effectiveDate must be between the start date and end date of the Contract ({date} is outside {} to {}).",
+                start.map(|d| d.to_string()).unwrap_or_default(),
+                end.map(|d| d.to_string()).unwrap_or_default()
             )));
         }
         let price = get("adjustedUnitPrice").and_then(decimal_of);
@@ -955,7 +1081,7 @@ impl State {
             unit_change,
             fields,
         });
-        Ok(())
+        Ok(id)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1045,7 +1171,13 @@ impl State {
                         id
                     }
                 };
+                // The stored adjusted price is in the customer's currency (what was written).
                 let price = f.get("internalCurrencyAdjustedPrice").cloned().unwrap_or(Value::Null);
+                let rate = self.exchange_rate(contract_id);
+                let internal_price = match decimal_of(&price) {
+                    Some(p) if rate != Decimal::ONE => decimal_json((p * rate).round_dp(4)),
+                    _ => price.clone(),
+                };
                 rows.push(json!({
                     "id": id,
                     "approveAndPostDate": null,
@@ -1053,7 +1185,7 @@ impl State {
                     "contractServiceID": cs_id,
                     "cost": if self.hide_costs { Value::Null } else { f.get("unitCost").cloned().unwrap_or(Value::Null) },
                     "endDate": format_date(period_end),
-                    "internalCurrencyPrice": price.clone(),
+                    "internalCurrencyPrice": internal_price,
                     "organizationalLevelAssociationID": null,
                     "price": price,
                     "serviceID": f.get("serviceID").cloned().unwrap_or(Value::Null),
@@ -1077,4 +1209,23 @@ fn same_value(kind: Kind, old: &Value, new: &Value) -> bool {
         },
         _ => old == new,
     }
+}
+
+/// A contract service as a multi-currency tenant returns it (API-NOTES, "Permissions and
+/// currencies"): prices in the customer's currency, `internalCurrency*` in the tenant's. The
+/// stored record holds the Service's catalogue price (the tenant's currency) as `unitPrice` and
+/// the adjusted price as written (the customer's currency).
+fn in_currencies(mut row: Value, rate: Decimal) -> Value {
+    if rate == Decimal::ONE {
+        return row;
+    }
+    let dec = |row: &Value, k: &str| row.get(k).and_then(decimal_of);
+    if let Some(catalogue) = dec(&row, "unitPrice") {
+        row["internalCurrencyUnitPrice"] = decimal_json(catalogue.round_dp(4));
+        row["unitPrice"] = decimal_json((catalogue / rate).round_dp(4));
+    }
+    if let Some(adjusted) = dec(&row, "internalCurrencyAdjustedPrice") {
+        row["internalCurrencyAdjustedPrice"] = decimal_json((adjusted * rate).round_dp(4));
+    }
+    row
 }

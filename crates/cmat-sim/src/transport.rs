@@ -37,6 +37,13 @@ pub struct RawRequest {
 /// What the application answers.
 pub enum Reply {
     Json(u16, String),
+    /// Any body with its content type, and a `Retry-After` (seconds) when given.
+    Raw {
+        status: u16,
+        text: String,
+        content_type: &'static str,
+        retry_after: Option<u64>,
+    },
     /// Close the connection without sending anything.
     #[cfg(feature = "faults")]
     Drop,
@@ -187,6 +194,16 @@ async fn respond(
     };
     match app(request).await {
         Reply::Json(status, text) => Ok(json_response(status, text)),
+        Reply::Raw { status, text, content_type, retry_after } => {
+            let mut response = json_response(status, text);
+            response.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+            if let Some(seconds) = retry_after {
+                response
+                    .headers_mut()
+                    .insert(hyper::header::RETRY_AFTER, HeaderValue::from(seconds));
+            }
+            Ok(response)
+        }
         #[cfg(feature = "faults")]
         Reply::Drop => Err(Dropped),
     }

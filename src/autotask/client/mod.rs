@@ -31,7 +31,7 @@ pub use super::error::AutotaskError;
 use super::pacing::Limiter;
 use crate::json_kind::kind;
 use budget::BudgetState;
-use response::{excerpt, interpret, is_thread_threshold, read_response, Outcome};
+use response::{excerpt, interpret, read_response, refusal, Outcome, Refusal};
 use zone::{with_slash, Zone};
 
 mod budget;
@@ -71,8 +71,17 @@ pub struct ClientOptions {
     pub slot_release_delay: Duration,
     /// The longest the delay grows to, widened by thread-threshold refusals.
     pub slot_release_delay_max: Duration,
-    /// Attempts for a request that is safe to repeat (the first one included).
+    /// Attempts for a request that is safe to repeat (the first one included), after a
+    /// connection failure or a gateway error. Thread-threshold refusals do not count: they are
+    /// bounded by [`retry_budget`](Self::retry_budget).
     pub max_attempts: u32,
+    /// How long one request may wait in all, over its thread-threshold refusals, before cmat
+    /// gives up on it (a refused request was not processed, so it is always safe to resend).
+    pub retry_budget: Duration,
+    /// The first wait after a thread-threshold refusal; each further one twice as long (with
+    /// jitter), at most `threshold_backoff_max`.
+    pub threshold_backoff_base: Duration,
+    pub threshold_backoff_max: Duration,
     /// First retry waits about this long; each further one twice as long, with jitter.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
@@ -97,6 +106,9 @@ impl Default for ClientOptions {
             slot_release_delay: Duration::from_millis(DEFAULT_SLOT_RELEASE_MS),
             slot_release_delay_max: Duration::from_millis(DEFAULT_SLOT_RELEASE_MAX_MS),
             max_attempts: 6,
+            retry_budget: Duration::from_secs(120),
+            threshold_backoff_base: Duration::from_millis(100),
+            threshold_backoff_max: Duration::from_secs(10),
             backoff_base: Duration::from_millis(1000),
             backoff_max: Duration::from_secs(30),
             max_hourly_share: None,
@@ -178,6 +190,9 @@ pub struct AutotaskClient {
     sent: AtomicU64,
     budget: Mutex<Option<BudgetState>>,
     writes: Mutex<WriteTimes>,
+    /// The hourly lockout Autotask answered, once it has: every later request fails at once
+    /// with it instead of being sent (a locked-out tenant is not worth hammering).
+    locked_out: Mutex<Option<AutotaskError>>,
 }
 
 /// How long this client's writes were in flight, for [`AutotaskClient::writes_in_flight`].
@@ -251,6 +266,7 @@ impl AutotaskClient {
             sent: AtomicU64::new(0),
             writes: Mutex::new(WriteTimes::default()),
             budget: Mutex::new(None),
+            locked_out: Mutex::new(None),
         };
         let zone = match &config.base_url {
             Some(base) => Zone { base_url: with_slash(base), discovered: false },
@@ -469,13 +485,18 @@ impl AutotaskClient {
 
     // ----- writing -----
 
-    /// `POST {path}` (`Contracts`, `Contracts/4410/ServiceAdjustments`): the new record's id,
-    /// None when Autotask answers `{"itemId": null}` (adjustments may).
+    /// `POST {path}` (`Contracts`, `Contracts/4410/ServiceAdjustments`): the new record's id.
+    /// An answer without one (`{"itemId": null}`, or none at all) is an unknown outcome, never
+    /// "done": live integrations count a create as written only when `itemId` is present, so
+    /// cmat re-reads before deciding (API-NOTES).
     pub fn create(&self, path: &str, body: &Value) -> Result<Option<i64>, AutotaskError> {
         let path = entity_path(path)?;
         let answer = self.send(Method::POST, Target::Path(path), Some(body), Safety::Write)?;
         match answer.get("itemId") {
-            Some(Value::Null) => Ok(None),
+            Some(Value::Null) => Err(AutotaskError::OutcomeUnknown {
+                request: format!("POST {path}"),
+                reason: "Autotask answered 200 with a null `itemId`".into(),
+            }),
             Some(Value::Number(n)) if n.as_i64().is_some() => Ok(n.as_i64()),
             Some(other) => Err(AutotaskError::OutcomeUnknown {
                 request: format!("POST {path}"),
@@ -532,6 +553,7 @@ impl AutotaskClient {
         safety: Safety,
     ) -> Result<Value, AutotaskError> {
         let mut attempt: u32 = 0;
+        let mut retries = ThresholdRetries::default();
         loop {
             attempt += 1;
             let base = self.base_url();
@@ -540,6 +562,9 @@ impl AutotaskClient {
                 Target::Absolute(url) => url.to_string(),
             };
             let endpoint = endpoint_of(&url);
+            if let Some(err) = self.still_locked_out(request) {
+                return Err(err);
+            }
             self.before_request(&endpoint)?;
             let (started, outcome) = {
                 let _permit = self.limiter.acquire(&endpoint, self.options.max_in_flight);
@@ -614,29 +639,22 @@ impl AutotaskClient {
                 }
                 Outcome::Answer { status, body, retry_after } => {
                     let text = self.redact(&String::from_utf8_lossy(&body));
-                    if status == StatusCode::TOO_MANY_REQUESTS || is_thread_threshold(status, &text)
-                    {
-                        // Autotask did not execute it: any request may go again, creates too.
-                        // A live tenant may say so with a 500 carrying the text (API-NOTES).
-                        let reason = if text.to_ascii_lowercase().contains("thread threshold") {
-                            "thread threshold"
-                        } else {
-                            "HTTP 429"
-                        };
-                        if reason == "thread threshold" {
-                            self.limiter.refused(started);
+                    if let Some(kind) = refusal(status, &text) {
+                        let refused = Refused { kind, request, status, retry_after, started };
+                        match self.after_refusal(refused, &mut retries) {
+                            Ok(wait) => {
+                                log(Some(status), Some("thread threshold"));
+                                self.options.clock.sleep(wait);
+                                retries.waited += wait;
+                                // Bounded by time, not counted against the attempts.
+                                attempt = attempt.saturating_sub(1);
+                                continue;
+                            }
+                            Err(err) => {
+                                log(Some(status), None);
+                                return Err(err);
+                            }
                         }
-                        if retries_left {
-                            log(Some(status), Some(reason));
-                            self.backoff(attempt, retry_after);
-                            continue;
-                        }
-                        log(Some(status), None);
-                        return Err(AutotaskError::ThreadThreshold {
-                            request: request.to_string(),
-                            status: status.as_u16(),
-                            attempts: attempt,
-                        });
                     }
                     if status == StatusCode::UNAUTHORIZED && matches!(target, Target::Path(_)) {
                         log(Some(status), None);
@@ -723,6 +741,82 @@ impl AutotaskClient {
         }
     }
 
+    /// What to do after a refusal (`refusal` said it is one): the wait before sending the
+    /// request again (a thread-threshold refusal within the time budget), or the error to
+    /// stop with (a lockout, or the budget spent).
+    fn after_refusal(
+        &self,
+        refused: Refused<'_>,
+        retries: &mut ThresholdRetries,
+    ) -> Result<Duration, AutotaskError> {
+        let Refused { kind, request, status, retry_after, started } = refused;
+        if kind == Refusal::HourlyLockout {
+            return Err(self.locked_out(lockout(request, status, retry_after)));
+        }
+        // Autotask did not execute it: any request may go again, creates too (API-NOTES).
+        self.limiter.refused(started);
+        let wait = self.threshold_wait(retries.refusals, retry_after);
+        retries.refusals += 1;
+        if wait <= self.options.retry_budget.saturating_sub(retries.waited) {
+            return Ok(wait);
+        }
+        if retry_after.is_some_and(|r| r > self.options.retry_budget) {
+            // Asked to wait longer than a request's whole budget: locked out, not busy.
+            return Err(self.locked_out(lockout(request, status, retry_after)));
+        }
+        Err(AutotaskError::ThreadThreshold {
+            request: request.to_string(),
+            status: status.as_u16(),
+            attempts: retries.refusals,
+            waited: retries.waited,
+        })
+    }
+
+    /// Remembers a lockout; returns it.
+    fn locked_out(&self, err: AutotaskError) -> AutotaskError {
+        if let AutotaskError::HourlyLockout { request, status, retry_after, resume_at } = &err {
+            *lock(&self.locked_out) = Some(AutotaskError::HourlyLockout {
+                request: request.clone(),
+                status: *status,
+                retry_after: *retry_after,
+                resume_at: *resume_at,
+            });
+        }
+        err
+    }
+
+    /// The lockout met earlier, for `request`, while it lasts (for the rest of the run when
+    /// Autotask did not say how long).
+    fn still_locked_out(&self, request: &str) -> Option<AutotaskError> {
+        let mut locked = lock(&self.locked_out);
+        let AutotaskError::HourlyLockout { status, retry_after, resume_at, .. } =
+            locked.as_ref()?
+        else {
+            return None;
+        };
+        if resume_at.is_some_and(|at| chrono::Utc::now() >= at) {
+            *locked = None;
+            return None;
+        }
+        Some(AutotaskError::HourlyLockout {
+            request: request.to_string(),
+            status: *status,
+            retry_after: *retry_after,
+            resume_at: *resume_at,
+        })
+    }
+
+    /// The wait before resending a request refused `refusals` times before for the thread
+    /// threshold: short (a slot frees within milliseconds), doubling with jitter, at least
+    /// Autotask's `Retry-After`.
+    fn threshold_wait(&self, refusals: u32, retry_after: Option<Duration>) -> Duration {
+        let base = self.options.threshold_backoff_base;
+        let exp = base.saturating_mul(1u32 << refusals.min(16));
+        let capped = exp.min(self.options.threshold_backoff_max.max(base));
+        let half = capped / 2;
+        (half + half * random_per_mille() / 1000).max(retry_after.unwrap_or_default())
+    }
+
     fn backoff(&self, attempt: u32, retry_after: Option<Duration>) {
         let exp =
             self.options.backoff_base.saturating_mul(1u32 << (attempt.saturating_sub(1)).min(16));
@@ -732,6 +826,36 @@ impl AutotaskClient {
         let jitter = half * random_per_mille() / 1000;
         let wait = (half + jitter).max(retry_after.unwrap_or_default());
         self.options.clock.sleep(wait.min(self.options.backoff_max.max(self.options.backoff_base)));
+    }
+}
+
+/// A refused answer, for [`AutotaskClient::after_refusal`].
+struct Refused<'a> {
+    kind: Refusal,
+    request: &'a str,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+    /// When the refused request was sent (the pacing widens for refusals of recent ones).
+    started: Instant,
+}
+
+/// One request's thread-threshold refusals so far, and the time waited over them.
+#[derive(Default)]
+struct ThresholdRetries {
+    refusals: u32,
+    waited: Duration,
+}
+
+/// The error of an hourly lockout: not retried, and saying when to run again.
+fn lockout(request: &str, status: StatusCode, retry_after: Option<Duration>) -> AutotaskError {
+    let resume_at = retry_after
+        .and_then(|wait| chrono::Duration::from_std(wait).ok())
+        .map(|wait| chrono::Utc::now() + wait);
+    AutotaskError::HourlyLockout {
+        request: request.to_string(),
+        status: status.as_u16(),
+        retry_after,
+        resume_at,
     }
 }
 

@@ -8,7 +8,7 @@ use reqwest::blocking::Response;
 use reqwest::StatusCode;
 use serde_json::Value;
 
-use super::super::error::{AutotaskError, Rejection};
+use super::super::error::{is_lockout_text, AutotaskError, Rejection, THREAD_THRESHOLD_CODE};
 use super::MAX_BODY;
 
 pub(super) enum Outcome {
@@ -36,8 +36,7 @@ pub(super) fn read_response(response: Response) -> Outcome {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(Duration::from_secs);
+        .and_then(retry_after);
     let mut body = Vec::new();
     match response.take(MAX_BODY as u64).read_to_end(&mut body) {
         Ok(_) => Outcome::Answer { status, body, retry_after },
@@ -102,16 +101,44 @@ pub(super) fn interpret(
     })
 }
 
-/// A refusal for the thread threshold that is not a 429: any failure status whose `errors`
-/// name the thread threshold (live tenants send it as a 500, too).
-pub(super) fn is_thread_threshold(status: StatusCode, text: &str) -> bool {
-    if status.is_success() || !text.to_ascii_lowercase().contains("thread threshold") {
-        return false;
+/// A refusal that says nothing was processed, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refusal {
+    /// Too many requests in flight on the endpoint: wait a little and send it again.
+    ThreadThreshold,
+    /// The tenant's hourly threshold is used up: every request is refused for a while.
+    HourlyLockout,
+}
+
+/// Tells a thread-threshold refusal from an hourly lockout, on any failure status: the text
+/// "thread threshold" or Autotask's code `Itgenatr005` anywhere in the body (JSON `errors`, a
+/// code field, or a plain-text body: live tenants send all three), the hourly threshold's
+/// wording, or else a bare 429, which Autotask documents for the thread threshold.
+pub(super) fn refusal(status: StatusCode, text: &str) -> Option<Refusal> {
+    if status.is_success() {
+        return None;
     }
-    match serde_json::from_str::<Value>(text) {
-        Ok(value) => Rejection::classify(&error_messages(&value)) == Rejection::ThreadThreshold,
-        Err(_) => false,
+    let lowered = text.to_ascii_lowercase();
+    if lowered.contains("thread threshold") || lowered.contains(THREAD_THRESHOLD_CODE) {
+        Some(Refusal::ThreadThreshold)
+    } else if is_lockout_text(&lowered) {
+        Some(Refusal::HourlyLockout)
+    } else if status == StatusCode::TOO_MANY_REQUESTS {
+        Some(Refusal::ThreadThreshold)
+    } else {
+        None
     }
+}
+
+/// `Retry-After` as seconds or as an HTTP date.
+pub(super) fn retry_after(value: &str) -> Option<Duration> {
+    let value = value.trim();
+    if let Ok(seconds) = value.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let at = chrono::DateTime::parse_from_rfc2822(value).ok()?;
+    let wait = at.with_timezone(&chrono::Utc) - chrono::Utc::now();
+    Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
 /// Autotask's `errors` (strings, or objects with a `message`), plus a lone `message`.
@@ -175,6 +202,40 @@ pub(super) fn excerpt(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refusals_are_told_apart_by_code_text_and_status() {
+        let cases = [
+            (
+                500,
+                r#"{"errors":["API thread threshold of 3 threads has been exceeded"]}"#,
+                Some(Refusal::ThreadThreshold),
+            ),
+            (500, r#"{"errors":[{"code":"Itgenatr005"}]}"#, Some(Refusal::ThreadThreshold)),
+            (503, r#"{"errorCode":"ITGENATR005"}"#, Some(Refusal::ThreadThreshold)),
+            (
+                500,
+                "API thread threshold of 3 threads has been exceeded",
+                Some(Refusal::ThreadThreshold),
+            ),
+            (429, "", Some(Refusal::ThreadThreshold)),
+            (
+                429,
+                r#"{"errors":["The request threshold of 10000 requests per 60 minutes has been exceeded; try again later."]}"#,
+                Some(Refusal::HourlyLockout),
+            ),
+            (503, "Hourly request threshold exceeded", Some(Refusal::HourlyLockout)),
+            (500, r#"{"errors":["contractName is required."]}"#, None),
+            (200, "thread threshold", None),
+        ];
+        for (status, text, expected) in cases {
+            let status = StatusCode::from_u16(status).unwrap();
+            assert_eq!(refusal(status, text), expected, "{status} {text}");
+        }
+        assert_eq!(retry_after(" 120 "), Some(Duration::from_secs(120)));
+        assert_eq!(retry_after("Thu, 01 Jan 1970 00:00:00 GMT"), Some(Duration::ZERO));
+        assert_eq!(retry_after("soon"), None);
+    }
 
     #[test]
     fn status_mapping_quotes_autotask_and_names_the_request() {

@@ -177,6 +177,9 @@ pub struct ContractRule {
     pub renewal: Ruled<Renewal>,
     /// Contracts.contractCategory picklist value, if any.
     pub category: Option<Ruled<i64>>,
+    /// Contracts.organizationalLevelAssociationID (the line of business) of new contracts,
+    /// for a tenant that requires one; None sends none.
+    pub line_of_business: Option<Ruled<i64>>,
     /// Contracts.contractPeriodType of new contracts: the billing period of their services,
     /// which Autotask does not let change later. Monthly unless a rule says otherwise.
     pub period: Ruled<PeriodType>,
@@ -275,6 +278,9 @@ pub struct PriceRule {
     pub margin_floor: Option<Ruled<Decimal>>,
     /// What a price under the floor does: a warning (the default) or a refused plan.
     pub margin_policy: Ruled<MarginPolicy>,
+    /// Whether a `margin_policy` line sets it; else it is `warn` by default, and its origin is
+    /// the `prices` block's line, which a message must not cite as the policy's.
+    pub margin_policy_written: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

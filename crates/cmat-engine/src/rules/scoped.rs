@@ -324,6 +324,8 @@ pub struct ScopedSettings {
     pub margin_policy: Option<Ruled<MarginPolicy>>,
     pub contract_name: Option<Template>,
     pub contract_category: Option<Ruled<i64>>,
+    /// The line of business (organizationalLevelAssociationID) of new contracts.
+    pub line_of_business: Option<Ruled<i64>>,
     pub service_level_agreement: Option<Ruled<i64>>,
     /// The Autotask Service the products go on.
     pub service: Option<Ruled<i64>>,
@@ -337,6 +339,11 @@ pub struct ScopedSettings {
     pub minimum_units: Option<Ruled<u32>>,
     pub consumption_split: Option<Ruled<ConsumptionSplit>>,
     pub decrease: Option<Ruled<DecreaseTiming>>,
+    /// The months of one commitment term (1-year and 3-year NCE terms side by side).
+    pub term_months: Option<Ruled<u32>>,
+    pub charge_name: Option<Template>,
+    pub removed_product: Option<Ruled<super::RemovedProduct>>,
+    pub billed_charge_mismatch: Option<Ruled<super::BilledChargeMismatch>>,
 }
 
 /// One `for … { … }` rule.
@@ -384,6 +391,7 @@ pub struct Resolved<'r> {
     /// A contract name for the lines' kind; `None` takes the `contract` block's.
     pub contract_name: Option<&'r Template>,
     pub contract_category: Option<&'r Ruled<i64>>,
+    pub line_of_business: Option<&'r Ruled<i64>>,
     pub service_level_agreement: &'r Ruled<i64>,
     pub service: Option<&'r Ruled<i64>>,
     pub service_per_term: Option<&'r Ruled<bool>>,
@@ -393,6 +401,10 @@ pub struct Resolved<'r> {
     pub minimum_units: Option<&'r Ruled<u32>>,
     pub consumption_split: &'r Ruled<ConsumptionSplit>,
     pub decrease: &'r Ruled<DecreaseTiming>,
+    pub term_months: &'r Ruled<u32>,
+    pub charge_name: &'r Template,
+    pub removed_product: &'r Ruled<super::RemovedProduct>,
+    pub billed_charge_mismatch: &'r Ruled<super::BilledChargeMismatch>,
 }
 
 impl Resolved<'_> {
@@ -407,12 +419,15 @@ impl Resolved<'_> {
 
     /// Whether the line is not billed at all, and by which rule.
     pub fn skipped_by(&self, line: &BillLine) -> Option<&RuleOrigin> {
+        self.skip_rule(line.total_sales.is_zero() && line.total_cost.is_zero())
+    }
+
+    /// [`Resolved::skipped_by`] for a line whose totals are both zero, or not.
+    pub fn skip_rule(&self, zero_amount: bool) -> Option<&RuleOrigin> {
         if let Some(skip) = self.skip.filter(|skip| skip.value) {
             return Some(&skip.origin);
         }
-        self.skip_zero_amount
-            .filter(|skip| skip.value && line.total_sales.is_zero() && line.total_cost.is_zero())
-            .map(|skip| &skip.origin)
+        self.skip_zero_amount.filter(|skip| skip.value && zero_amount).map(|skip| &skip.origin)
     }
 
     /// A price under cost plus the margin floor, as a message; `None` when it is above.
@@ -454,6 +469,31 @@ impl PriceSource {
 }
 
 impl RuleSet {
+    /// How many months after a Billing Date cmat may date a write under these rules: 0 when
+    /// every decrease is dated on its Billing Date; else the longest billing period a
+    /// `next_period` decrease waits for (36 months, triennial) or the longest term a
+    /// `term_end` one waits for, whichever is longer. The units window reaches that far
+    /// ([`crate::snapshot::UnitsWindow::around`]) so that what was written is read back.
+    pub fn units_reach_months(&self) -> u32 {
+        let deferred = std::iter::once(self.policies.decrease.value)
+            .chain(
+                self.scoped.iter().filter_map(|rule| rule.set.decrease.as_ref().map(|d| d.value)),
+            )
+            .any(|timing| timing != DecreaseTiming::BillingDate);
+        if !deferred {
+            return 0;
+        }
+        let longest_term = std::iter::once(self.contract.term_months.value)
+            .chain(
+                self.scoped
+                    .iter()
+                    .filter_map(|rule| rule.set.term_months.as_ref().map(|t| t.value)),
+            )
+            .max()
+            .unwrap_or(12);
+        longest_term.max(36)
+    }
+
     /// The Autotask company a `for` rule links an organization to, for views that know the
     /// organization but not a whole line (the billing review): the most specific rule that sets
     /// a company and whose organization terms match; its other terms are taken to hold.
@@ -544,6 +584,8 @@ impl RuleSet {
             )?,
             contract_category: ruled(m, "contract_category", |s| s.contract_category.as_ref())?
                 .or(self.contract.category.as_ref()),
+            line_of_business: ruled(m, "line_of_business", |s| s.line_of_business.as_ref())?
+                .or(self.contract.line_of_business.as_ref()),
             service_level_agreement: ruled(m, "service_level_agreement", |s| {
                 s.service_level_agreement.as_ref()
             })?
@@ -560,6 +602,22 @@ impl RuleSet {
                 .unwrap_or(&self.consumption.split),
             decrease: ruled(m, "decrease", |s| s.decrease.as_ref())?
                 .unwrap_or(&self.policies.decrease),
+            term_months: ruled(m, "term_months", |s| s.term_months.as_ref())?
+                .unwrap_or(&self.contract.term_months),
+            charge_name: pick(
+                m,
+                "charge_name",
+                |s| s.charge_name.as_ref(),
+                |a, b| a.parts == b.parts,
+                |t| &t.origin,
+            )?
+            .unwrap_or(&self.consumption.charge_name),
+            removed_product: ruled(m, "removed_product", |s| s.removed_product.as_ref())?
+                .unwrap_or(&self.policies.removed_product),
+            billed_charge_mismatch: ruled(m, "billed_charge_mismatch", |s| {
+                s.billed_charge_mismatch.as_ref()
+            })?
+            .unwrap_or(&self.policies.billed_charge_mismatch),
             matched,
         })
     }
