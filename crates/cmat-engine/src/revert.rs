@@ -572,7 +572,7 @@ fn new_charge(charge: &ContractCharge) -> Option<NewCharge> {
 mod tests {
     use super::*;
     use crate::snapshot::{Contract, ContractService, ContractServiceUnit};
-    use crate::testing::play;
+    use crate::testing::{play, play_checked};
     use proptest::prelude::*;
 
     fn day(text: &str) -> NaiveDate {
@@ -667,7 +667,8 @@ mod tests {
             digests(),
             DateTime::UNIX_EPOCH,
         );
-        play(&plan, snapshot);
+        let refused = play_checked(&plan, snapshot);
+        assert!(refused.is_empty(), "{refused:?}");
         RunWrite {
             run_id: run_id.into(),
             reverting: None,
@@ -742,12 +743,15 @@ mod tests {
             let mut snapshot = tenant(units, before_price);
             let mut writes = Vec::new();
             if earlier {
-                // A day another run took already: the run's change goes there too.
-                writes.push(adjust(&mut snapshot, "r0", date, 0, before_price));
+                // The day after, taken by an earlier run's adjustment that changed nothing
+                // (no trace in the periods, only in the journal): the revert must skip it.
+                let next = date.succ_opt().expect("a day");
+                writes.push(adjust(&mut snapshot, "r0", next, 0, before_price));
             }
             writes.push(adjust(&mut snapshot, "r1", date, change, run_price));
             let plan = revert_plan("r1", &writes, &snapshot, digests(), DateTime::UNIX_EPOCH).expect("plan");
-            play(&plan, &mut snapshot);
+            let refused = play_checked(&plan, &mut snapshot);
+            prop_assert!(refused.is_empty(), "Autotask would refuse: {:?}", refused);
             let reverted_from = plan.changes.iter().filter_map(|c| match &c.write {
                 Write::AdjustContractService(a) => Some(a.effective_date),
                 _ => None,

@@ -255,7 +255,9 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
     let is_sim = path.starts_with("/_sim/") || path == "/_sim";
     let outcome = dispatch(shared, &incoming, &mut route).await;
     let status = match &outcome {
-        Outcome::Json(status, _) | Outcome::Text(status, _) | Outcome::Raw { status, .. } => *status,
+        Outcome::Json(status, _) | Outcome::Text(status, _) | Outcome::Raw { status, .. } => {
+            *status
+        }
         #[cfg(feature = "faults")]
         Outcome::Drop => 0,
     };
