@@ -49,7 +49,7 @@ pub fn run(context: &Context, args: RevertArgs) -> CommandResult {
     if loaded.snapshot.refreshed_at.is_none() {
         return Err("no Autotask snapshot yet: run `cmat pull autotask` first (a revert is planned against what Autotask holds)".into());
     }
-    let writes = run_writes(&store)?;
+    let writes = run_writes(&store, &loaded.snapshot)?;
     let mut plan = cmat_engine::revert::revert_plan(
         &args.run_id,
         &writes,

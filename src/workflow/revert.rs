@@ -10,6 +10,7 @@ use serde_json::Value;
 
 use crate::store::{AuditFilter, Store, StoreError};
 use cmat_engine::revert::{RunWrite, Written};
+use cmat_engine::snapshot::Snapshot;
 use cmat_engine::write::{Action, ContractEdits, Edit, Entity, NaturalKey, NewCharge};
 
 /// A journaled write cmat cannot read back (a hand-edited database, a newer cmat's write).
@@ -41,7 +42,7 @@ fn trail(store: &Store) -> Result<Trail, StoreError> {
 }
 
 /// Every write Autotask took, oldest first, as the engine's revert reads them.
-pub fn run_writes(store: &Store) -> Result<Vec<RunWrite>, ReadBackError> {
+pub fn run_writes(store: &Store, snapshot: &Snapshot) -> Result<Vec<RunWrite>, ReadBackError> {
     let trail = trail(store)?;
     let mut writes = Vec::new();
     for (intent, autotask_id) in store.journal_done()? {
@@ -67,8 +68,8 @@ pub fn run_writes(store: &Store) -> Result<Vec<RunWrite>, ReadBackError> {
                 .filter(|text| text.as_str() != "(none)")
                 .cloned()
         };
-        let written = written(&intent.action, &intent.entity, &body, autotask_id, &old)
-            .map_err(unreadable)?;
+        let kind = (intent.action.as_str(), intent.entity.as_str());
+        let written = written(kind, &body, autotask_id, &old, snapshot).map_err(unreadable)?;
         writes.push(RunWrite {
             reverting: trail.reverting.get(&intent.run_id).cloned(),
             run_id: intent.run_id.clone(),
@@ -81,11 +82,11 @@ pub fn run_writes(store: &Store) -> Result<Vec<RunWrite>, ReadBackError> {
 
 /// One journaled write: its request body, the id Autotask answered, and the fields' old values.
 fn written(
-    action: &str,
-    entity: &str,
+    (action, entity): (&str, &str),
     body: &Value,
     autotask_id: Option<i64>,
     old: &dyn Fn(&str) -> Option<String>,
+    snapshot: &Snapshot,
 ) -> Result<Written, String> {
     let action = Action::from_name(action).ok_or_else(|| format!("unknown action {action}"))?;
     let entity = Entity::from_name(entity).ok_or_else(|| format!("unknown entity {entity}"))?;
@@ -115,9 +116,17 @@ fn written(
                     }
                 }
             };
+            // The body carries only `id` and what changed; the charge's contract is in the
+            // snapshot (a charge gone since is noted as such by the engine, by its id).
+            let charge = id()?;
+            let contract = field
+                .int("contractID")
+                .ok()
+                .or_else(|| snapshot.charges.get(&charge).map(|c| c.contract_id))
+                .unwrap_or_default();
             Written::ChargeUpdated {
-                contract: field.int("contractID")?,
-                id: id()?,
+                contract,
+                id: charge,
                 unit_price: edit("unitPrice")?,
                 unit_cost: edit("unitCost")?,
             }

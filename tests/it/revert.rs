@@ -204,3 +204,26 @@ fn a_billed_charge_is_offset_and_an_unknown_run_is_refused() {
         unknown.stderr
     );
 }
+
+#[test]
+fn a_restatement_is_reverted_to_the_month_it_restated() {
+    let (sw, _october, _november, _before) = two_months();
+    let november = sw.state();
+    sw.import("bill-2026-11-01-restated.csv");
+    let restated = apply(&sw, &["apply", "--auto-approve"]);
+    let plan = revert_json(&sw, &restated, "revert.json");
+    assert!(
+        changes(&plan)
+            .iter()
+            .any(|change| change["action"] == "update" && change["entity"] == "ContractCharges"),
+        "the restatement repriced an unbilled charge:\n{plan:#}"
+    );
+    apply(&sw, &["apply", "revert.json", "--auto-approve"]);
+    let after = sw.state();
+    assert_eq!(after.charges, november.charges, "the charges are November's again");
+    if changes(&plan).iter().any(|change| change["action"] == "adjust") {
+        assert_back(&november, &after, &latest_adjustment(&plan));
+    }
+    let again = sw.cmat(&["revert", &restated, "--detailed-exitcode"]);
+    assert_eq!(again.status, 0, "a re-plan is empty:\n{}", again.stdout);
+}
