@@ -179,11 +179,12 @@ fn contract_edits(
             new: field.int("contractCategory")?,
         });
     }
-    if present("userDefinedFields") {
-        // Only adopt sets it; a revert leaves it and says so.
+    if let Some(udf) = body.get("userDefinedFields").and_then(|udfs| udfs.get(0)) {
+        // Only adopt sets it (the "Subscription ID"); the revert leaves it and says so.
+        let text = |name: &str| udf.get(name).and_then(Value::as_str).unwrap_or_default();
         edits.subscription = Some(cmat_engine::write::UdfEdit {
-            name: String::new(),
-            edit: Edit { old: None, new: String::new() },
+            name: text("name").to_string(),
+            edit: Edit { old: None, new: text("value").to_string() },
         });
     }
     Ok(edits)
