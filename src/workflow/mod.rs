@@ -12,6 +12,7 @@ use cmat_engine::snapshot::Snapshot;
 
 pub mod adopt;
 pub mod apply;
+pub mod revert;
 
 /// Everything a plan is computed from, loaded once.
 pub struct Loaded {

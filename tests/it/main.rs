@@ -26,6 +26,7 @@ mod mapping_properties;
 mod price_books;
 mod pull_changes_cli;
 mod report;
+mod revert;
 mod security;
 mod sim_api;
 mod sync_cli;

@@ -1066,6 +1066,9 @@ fn diff_contract_service(
             units_before: current_units,
             adjusted_unit_price: scaled(price, scale),
             adjusted_unit_cost: scaled(cost, scale),
+            price_before: on_contract
+                .and_then(|(_, _, held)| held.adjusted_price.filter(|_| !held.foreign_currency)),
+            cost_before: on_contract.and_then(|(_, _, held)| held.unit_cost),
         }),
         rule,
         reason: reasons.join("; "),

@@ -12,6 +12,7 @@ pub mod diff;
 pub mod explain;
 pub mod picklists;
 pub mod plan;
+pub mod revert;
 pub mod rules;
 pub mod scope;
 pub mod snapshot;

@@ -233,6 +233,12 @@ pub fn play_checked(plan: &Plan, snapshot: &mut Snapshot) -> Vec<String> {
                     }
                 }
             }
+            Write::DeleteCharge { id, .. } => {
+                // Autotask deletes only an unbilled charge.
+                if snapshot.charges.get(&id).is_some_and(|charge| !charge.is_billed) {
+                    snapshot.charges.remove(&id);
+                }
+            }
         }
     }
     refused
