@@ -804,6 +804,29 @@ impl Unknowns {
     }
 }
 
+/// What one contract service's unit count does on this run, and why (as data).
+struct UnitDecision {
+    /// The adjustment's date.
+    effective: NaiveDate,
+    /// The units Autotask holds on that date.
+    current_units: i64,
+    unit_change: i64,
+    /// The day a deferred decrease takes effect, when the decrease rule moved it.
+    deferred_to: Option<NaiveDate>,
+}
+
+/// What one contract service's price and cost do on this run.
+struct PriceDecision {
+    price: Decimal,
+    cost: Decimal,
+    /// "unit price a → b" and the like, for the change's reason.
+    repriced: Vec<String>,
+    price_moves: bool,
+}
+
+/// The contract service a desired service sits on in the snapshot: (contract, service, record).
+type OnContract<'a> = Option<(i64, i64, &'a crate::snapshot::ContractService)>;
+
 fn diff_contract_service(
     context: &Context,
     contract: &DesiredContract,
@@ -813,12 +836,7 @@ fn diff_contract_service(
     unknowns: &mut Unknowns,
     out: &mut Diff,
 ) {
-    let (rules, index) = (context.rules, &context.index);
-    let scale = service.scale;
-    let key = NaturalKey::Product {
-        subscription: contract.subscription_id.clone(),
-        item: service.product_key.clone(),
-    };
+    let index = &context.index;
     // Nothing to remove from a contract or a service that does not exist yet.
     let existing_service_id = service
         .service_id
@@ -832,7 +850,7 @@ fn diff_contract_service(
     else {
         return;
     };
-    let on_contract = match (target.existing_id, &service_ref) {
+    let on_contract: OnContract = match (target.existing_id, &service_ref) {
         (Some(contract_id), Id::Existing(service_id)) => index
             .contract_services
             .get(&(contract_id, *service_id))
@@ -845,54 +863,84 @@ fn diff_contract_service(
             // before the units window, and its units are unknown here (a renewal carries them
             // on). A count written blind could double them: the renewal goes first, and the
             // next run, reading the renewed periods, adjusts.
-            out.warnings.push(Warning::new(
-                WarningCode::ContractEndsBeforeBill,
-                format!(
-                    "contract service {} (product {}) of contract #{contract_id}: no unit period read (the contract ended before the bills' dates), so its units are unknown; not adjusted until a run reads them",
-                    contract_service.id, service.product_key
-                ),
-                service.source.to_string(),
-            ));
+            out.warnings.push(units_unknown(contract_id, contract_service.id, service));
             return;
         }
     }
-    let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
     // The unit periods Autotask holds for this contract service (none for a new one).
     let periods = on_contract
         .and_then(|(contract_id, service_id, _)| index.units.get(&(contract_id, service_id)))
         .map(Vec::as_slice)
         .unwrap_or(&[]);
-    let (effective, current_units) = match on_contract {
-        Some(_) => adjustment_day(periods, billing_date, target.end),
-        None => (billing_date, 0),
-    };
+    let units = unit_decision(contract, service, target, on_contract.is_some(), periods, out);
+    let prices = price_decision(context, service, on_contract, periods, &units, unknowns, out);
+    if units.unit_change == 0 && !prices.price_moves {
+        if on_contract.is_some() {
+            out.unchanged += 1;
+        }
+        return;
+    }
     let label = match target.existing_id {
         Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
         None => contract_label(contract),
     };
-    let (wanted_price, wanted_cost) = (service.unit_price, service.unit_cost);
-    let mut unit_change = service.units - current_units;
-    let mut effective = effective;
-    let mut current_units = current_units;
-    let mut deferred_to = None;
-    if unit_change < 0 && service.decrease.value != DecreaseTiming::BillingDate {
+    let new_product = on_contract.is_none();
+    let reason = service_reasons(service, &units, new_product, prices.repriced).join("; ");
+    let rule = service_rule(context.rules, contract, service, &units, new_product);
+    // One adjustment per contract service and bill carries units, price and cost together,
+    // dated on the Billing Date: invoiced periods keep their price, and cmat never sends two
+    // adjustments for one day (Autotask refuses the second). See ARCHITECTURE.md, "Prices".
+    out.changes.push(Change {
+        key: NaturalKey::Product {
+            subscription: contract.subscription_id.clone(),
+            item: service.product_key.clone(),
+        },
+        write: Write::AdjustContractService(Adjustment {
+            contract: target.parent.clone(),
+            service: service_ref,
+            effective_date: units.effective,
+            unit_change: units.unit_change,
+            units_before: units.current_units,
+            adjusted_unit_price: scaled(prices.price, service.scale),
+            adjusted_unit_cost: scaled(prices.cost, service.scale),
+            price_before: on_contract
+                .and_then(|(_, _, held)| held.adjusted_price.filter(|_| !held.foreign_currency)),
+            cost_before: on_contract.and_then(|(_, _, held)| held.unit_cost),
+        }),
+        rule,
+        reason,
+        company_id: contract.company_id,
+        contract_label: label,
+    });
+}
+
+/// The unit change of one contract service: the bill's count against the periods Autotask
+/// holds, moved by the decrease rule, floored by later periods, held by `removed_product`.
+fn unit_decision(
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    target: &ContractTarget,
+    on_contract: bool,
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    out: &mut Diff,
+) -> UnitDecision {
+    let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
+    let (effective, current_units) = match on_contract {
+        true => adjustment_day(periods, billing_date, target.end),
+        false => (billing_date, 0),
+    };
+    let mut units = UnitDecision {
+        effective,
+        current_units,
+        unit_change: service.units - current_units,
+        deferred_to: None,
+    };
+    if units.unit_change < 0 && service.decrease.value != DecreaseTiming::BillingDate {
         let takes_effect = decrease_date(contract, service, billing_date, target.start);
         if takes_effect > target.end {
-            out.warnings.push(Warning::new(
-                WarningCode::DecreaseDeferred,
-                format!(
-                    "subscription {}, product {}: licence count {current_units} → {} takes effect {takes_effect} ({}, rule at {}), after the contract's end {}; it is written with the first bill from that date",
-                    contract.subscription_id,
-                    service.product_key,
-                    service.units,
-                    service.decrease.value.describe(),
-                    service.decrease.origin,
-                    target.end
-                ),
-                service.source.to_string(),
-            ));
-            unit_change = 0;
-        } else if takes_effect > effective {
+            out.warnings.push(decrease_deferred(contract, service, &units, takes_effect, target));
+            units.unit_change = 0;
+        } else if takes_effect > units.effective {
             // A change already dated there (an earlier run's) counts from that day.
             let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
             if service.units == units_then {
@@ -900,116 +948,132 @@ fn diff_contract_service(
                 // on the Billing Date, never on a day ahead where nothing else changes (such an
                 // adjustment changes neither units nor price: no later read can tell the day
                 // is taken).
-                unit_change = 0;
+                units.unit_change = 0;
             } else {
-                (effective, current_units) = (later, units_then);
-                unit_change = service.units - current_units;
-                deferred_to = Some(takes_effect);
+                (units.effective, units.current_units) = (later, units_then);
+                units.unit_change = service.units - units.current_units;
+                units.deferred_to = Some(takes_effect);
             }
         } else {
             // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
-            deferred_to = Some(takes_effect);
+            units.deferred_to = Some(takes_effect);
         }
     }
-    if unit_change < 0 {
-        unit_change =
-            floored_by_later_periods(contract, service, periods, effective, unit_change, out);
+    if units.unit_change < 0 {
+        units.unit_change = floored_by_later_periods(
+            contract,
+            service,
+            periods,
+            units.effective,
+            units.unit_change,
+            out,
+        );
     }
-    if unit_change != 0
+    if units.unit_change != 0
         && !service.on_current_bill
         && service.removed_product.value == RemovedProduct::Report
     {
-        out.warnings.push(Warning::new(
-            WarningCode::Drift,
-            format!(
-                "product {} is no longer on subscription {}'s bill but still has {current_units} units; left as it is (policy removed_product = report)",
-                service.product_key, contract.subscription_id
-            ),
-            service.source.to_string(),
-        ));
-        unit_change = 0;
+        out.warnings.push(removed_product_kept(contract, service, units.current_units));
+        units.unit_change = 0;
     }
-    // The contract's price and cost as Autotask holds them; None where it cannot be known.
-    let (mut price, mut cost) = (wanted_price, wanted_cost);
-    if let (Some((_, _, held)), false) = (on_contract, service.on_current_bill) {
+    units
+}
+
+/// The price and cost one contract service's adjustment carries, by `hand_edit`; records
+/// what cannot be known (foreign currency, no price or cost read) in `unknowns`.
+fn price_decision(
+    context: &Context,
+    service: &DesiredContractService,
+    on_contract: OnContract,
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    units: &UnitDecision,
+    unknowns: &mut Unknowns,
+    out: &mut Diff,
+) -> PriceDecision {
+    let (wanted_price, wanted_cost) = (service.unit_price, service.unit_cost);
+    let mut decision = PriceDecision {
+        price: wanted_price,
+        cost: wanted_cost,
+        repriced: Vec::new(),
+        price_moves: false,
+    };
+    let Some((_, _, contract_service)) = on_contract else {
+        return decision;
+    };
+    if !service.on_current_bill {
         // A product leaving the bill keeps the price and cost Autotask holds.
-        price = held.adjusted_price.filter(|_| !held.foreign_currency).unwrap_or(price);
-        cost = held.unit_cost.unwrap_or(cost);
+        let held = contract_service;
+        decision.price =
+            held.adjusted_price.filter(|_| !held.foreign_currency).unwrap_or(wanted_price);
+        decision.cost = held.unit_cost.unwrap_or(wanted_cost);
+        return decision;
     }
-    let mut repriced = Vec::new();
-    let mut price_moves = false;
-    if let (Some((_, _, contract_service)), true) = (on_contract, service.on_current_bill) {
-        let held_price = if contract_service.foreign_currency {
-            unknowns.foreign_currency.insert(contract_service.id);
-            None
-        } else {
-            if contract_service.adjusted_price.is_none() {
-                unknowns.prices.insert(contract_service.id);
-            }
-            contract_service.adjusted_price
-        };
-        if contract_service.unit_cost.is_none() {
-            unknowns.records.insert(format!("ContractServices/{}", contract_service.id));
+    let held_price = if contract_service.foreign_currency {
+        unknowns.foreign_currency.insert(contract_service.id);
+        None
+    } else {
+        if contract_service.adjusted_price.is_none() {
+            unknowns.prices.insert(contract_service.id);
         }
-        let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
-        // The contract service's price is the latest write's, which a write dated ahead (a
-        // deferred decrease carrying its bill's price) makes another day's. Where the unit
-        // periods already hold the bill's price on the adjustment's day, a price-only
-        // adjustment there would change nothing a read can see, and a later write on that day
-        // would be refused as a duplicate: it is not planned.
-        let held_on_the_day = unit_change == 0
-            && !contract_service.foreign_currency
-            && price_carried(periods, effective) == Some(wanted_price);
-        match held_price {
-            Some(held) if held != wanted_price && held_on_the_day => {}
-            Some(held) if held != wanted_price && overwrite => {
-                price_moves = true;
-                repriced.push(format!(
-                    "unit price {} → {}",
-                    amount(held, scale),
-                    amount(wanted_price, scale)
-                ));
-            }
-            Some(held) if held != wanted_price => {
-                out.warnings.push(Warning::new(
-                    WarningCode::Drift,
-                    format!(
-                        "contract service {} has unit price {} in Autotask, the bill says {}; left as it is (policy hand_edit = report)",
-                        contract_service.id, amount(held, scale), amount(wanted_price, scale)
-                    ),
-                    service.source.to_string(),
-                ));
-                price = held;
-            }
-            _ => {}
-        }
-        // The cost rides with a price or unit change, never alone: Autotask documents no
-        // field that reads back a contract service's adjusted cost (`unitCost` may stay the
-        // Service's), so a cost-only write could repeat on every run without converging.
-        match contract_service.unit_cost {
-            Some(held) if held != wanted_cost && overwrite => repriced.push(format!(
-                "unit cost {} → {}",
+        contract_service.adjusted_price
+    };
+    if contract_service.unit_cost.is_none() {
+        unknowns.records.insert(format!("ContractServices/{}", contract_service.id));
+    }
+    let overwrite = context.rules.policies.hand_edit.value == HandEdit::Overwrite;
+    let scale = service.scale;
+    // The contract service's price is the latest write's, which a write dated ahead (a
+    // deferred decrease carrying its bill's price) makes another day's. Where the unit
+    // periods already hold the bill's price on the adjustment's day, a price-only
+    // adjustment there would change nothing a read can see, and a later write on that day
+    // would be refused as a duplicate: it is not planned.
+    let held_on_the_day = units.unit_change == 0
+        && !contract_service.foreign_currency
+        && price_carried(periods, units.effective) == Some(wanted_price);
+    match held_price {
+        Some(held) if held != wanted_price && held_on_the_day => {}
+        Some(held) if held != wanted_price && overwrite => {
+            decision.price_moves = true;
+            decision.repriced.push(format!(
+                "unit price {} → {}",
                 amount(held, scale),
-                amount(wanted_cost, scale)
-            )),
-            Some(held) if held != wanted_cost => cost = held,
-            _ => {}
+                amount(wanted_price, scale)
+            ));
         }
-    }
-    if unit_change == 0 && !price_moves {
-        if on_contract.is_some() {
-            out.unchanged += 1;
+        Some(held) if held != wanted_price => {
+            out.warnings.push(price_hand_edited(contract_service.id, service, held));
+            decision.price = held;
         }
-        return;
+        _ => {}
     }
-    // One adjustment per contract service and bill carries units, price and cost together,
-    // dated on the Billing Date: invoiced periods keep their price, and cmat never sends two
-    // adjustments for one day (Autotask refuses the second). See ARCHITECTURE.md, "Prices".
+    // The cost rides with a price or unit change, never alone: Autotask documents no
+    // field that reads back a contract service's adjusted cost (`unitCost` may stay the
+    // Service's), so a cost-only write could repeat on every run without converging.
+    match contract_service.unit_cost {
+        Some(held) if held != wanted_cost && overwrite => decision.repriced.push(format!(
+            "unit cost {} → {}",
+            amount(held, scale),
+            amount(wanted_cost, scale)
+        )),
+        Some(held) if held != wanted_cost => decision.cost = held,
+        _ => {}
+    }
+    decision
+}
+
+/// The reasons a contract service's adjustment gives, units first, then price and cost.
+fn service_reasons(
+    service: &DesiredContractService,
+    units: &UnitDecision,
+    new_product: bool,
+    mut repriced: Vec<String>,
+) -> Vec<String> {
     let mut reasons = Vec::new();
-    if unit_change != 0 {
+    if units.unit_change != 0 {
+        let current_units = units.current_units;
         reasons.push(if !service.on_current_bill {
             format!("product removed from the {} bill: {current_units} → 0", service.effective_date)
-        } else if on_contract.is_none() {
+        } else if new_product {
             format!(
                 "new product {} ({}): {} units",
                 service.product_key, service.product_name, service.units
@@ -1023,7 +1087,7 @@ fn diff_contract_service(
                 service.licence_count
             ));
         }
-        if let Some(date) = deferred_to {
+        if let Some(date) = units.deferred_to {
             reasons.push(format!(
                 "the decrease takes effect {date}, {} (rule at {})",
                 service.decrease.value.describe(),
@@ -1040,41 +1104,106 @@ fn diff_contract_service(
         repriced.push(format!("priced by the dated rule at {dated}"));
     }
     reasons.extend(repriced);
-    // The rule behind the change: the price's when only the price moves; for units, the
-    // timing, included/minimum or `for` price rule that shaped them, else the service rule.
+    reasons
+}
+
+/// The rule behind a contract service's change: the price's when only the price moves; for
+/// units, the timing, included/minimum or `for` price rule that shaped them, else the
+/// service rule.
+fn service_rule(
+    rules: &RuleSet,
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    units: &UnitDecision,
+    new_product: bool,
+) -> RuleOrigin {
     let scoped_price = service.price_rule != rules.prices.unit_price.origin;
-    let rule = if unit_change == 0 {
+    if units.unit_change == 0 {
         service.price_rule.clone()
-    } else if deferred_to.is_some() {
+    } else if units.deferred_to.is_some() {
         service.decrease.origin.clone()
     } else if let Some(units_rule) = &service.units_rule {
         units_rule.clone()
-    } else if on_contract.is_none() && scoped_price {
+    } else if new_product && scoped_price {
         service.price_rule.clone()
     } else if service.on_current_bill {
         contract.origin.clone()
     } else {
         service.removed_product.origin.clone()
-    };
-    out.changes.push(Change {
-        key,
-        write: Write::AdjustContractService(Adjustment {
-            contract: target.parent.clone(),
-            service: service_ref,
-            effective_date: effective,
-            unit_change,
-            units_before: current_units,
-            adjusted_unit_price: scaled(price, scale),
-            adjusted_unit_cost: scaled(cost, scale),
-            price_before: on_contract
-                .and_then(|(_, _, held)| held.adjusted_price.filter(|_| !held.foreign_currency)),
-            cost_before: on_contract.and_then(|(_, _, held)| held.unit_cost),
-        }),
-        rule,
-        reason: reasons.join("; "),
-        company_id: contract.company_id,
-        contract_label: label,
-    });
+    }
+}
+
+/// No unit period read for a contract service: its units are unknown on this run.
+fn units_unknown(
+    contract_id: i64,
+    contract_service_id: i64,
+    service: &DesiredContractService,
+) -> Warning {
+    Warning::new(
+        WarningCode::ContractEndsBeforeBill,
+        format!(
+            "contract service {contract_service_id} (product {}) of contract #{contract_id}: no unit period read (the contract ended before the bills' dates), so its units are unknown; not adjusted until a run reads them",
+            service.product_key
+        ),
+        service.source.to_string(),
+    )
+}
+
+/// A decrease whose day falls after the contract's end.
+fn decrease_deferred(
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    units: &UnitDecision,
+    takes_effect: NaiveDate,
+    target: &ContractTarget,
+) -> Warning {
+    Warning::new(
+        WarningCode::DecreaseDeferred,
+        format!(
+            "subscription {}, product {}: licence count {} → {} takes effect {takes_effect} ({}, rule at {}), after the contract's end {}; it is written with the first bill from that date",
+            contract.subscription_id,
+            service.product_key,
+            units.current_units,
+            service.units,
+            service.decrease.value.describe(),
+            service.decrease.origin,
+            target.end
+        ),
+        service.source.to_string(),
+    )
+}
+
+/// A product off the bill whose units stay (`removed_product = report`).
+fn removed_product_kept(
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    current_units: i64,
+) -> Warning {
+    Warning::new(
+        WarningCode::Drift,
+        format!(
+            "product {} is no longer on subscription {}'s bill but still has {current_units} units; left as it is (policy removed_product = report)",
+            service.product_key, contract.subscription_id
+        ),
+        service.source.to_string(),
+    )
+}
+
+/// A contract service's price edited by hand in Autotask, kept (`hand_edit = report`).
+fn price_hand_edited(
+    contract_service_id: i64,
+    service: &DesiredContractService,
+    held: Decimal,
+) -> Warning {
+    Warning::new(
+        WarningCode::Drift,
+        format!(
+            "contract service {contract_service_id} has unit price {} in Autotask, the bill says {}; left as it is (policy hand_edit = report)",
+            amount(held, service.scale),
+            amount(service.unit_price, service.scale)
+        ),
+        service.source.to_string(),
+    )
 }
 
 /// A decrease no lower than the unit periods from `effective` on allow. Adjustments are
