@@ -243,80 +243,16 @@ pub fn diff(
 ) -> Diff {
     let mut out = Diff { warnings: desired.warnings.clone(), ..Diff::default() };
     let context = Context { rules, values, index: SnapshotIndex::new(snapshot) };
-    let index = &context.index;
     let mut planned_services: BTreeSet<String> = BTreeSet::new();
     let mut unknowns = Unknowns::default();
 
     for contract in desired.contracts.values() {
-        if contract.company_id == 0 {
-            out.warnings.push(Warning::new(
-                WarningCode::OwnCompany,
-                format!(
-                    "organization \"{}\" links to Autotask company 0, the tenant's own company; subscription {} left out (check AutotaskCompanyID)",
-                    contract.organization_name, contract.subscription_id
-                ),
-                contract.source.to_string(),
-            ));
+        if let Some(warning) = held_back(&context, snapshot, contract) {
+            out.warnings.push(warning);
             continue;
         }
-        if let Some(ids) = index.duplicated_subscriptions.get(contract.subscription_id.as_str()) {
-            let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-            out.warnings.push(Warning::new(
-                WarningCode::DuplicateContracts,
-                format!(
-                    "contracts {} all carry subscription {}; nothing is written for it until one contract is left (remove the others' \"{}\" in Autotask)",
-                    ids.join(", "),
-                    contract.subscription_id,
-                    rules.settings.subscription_udf.value
-                ),
-                format!("Contracts/{}", ids.join(",")),
-            ));
-            continue;
-        }
-        if let Some(record) = incomplete_record_of(snapshot, index, &contract.subscription_id) {
-            out.warnings.push(Warning::new(
-                WarningCode::IncompleteRecord,
-                format!(
-                    "Autotask sent {} {} of contract {} with `{}` null; nothing is written for subscription {} until the record is complete (see `cmat doctor`)",
-                    record.entity,
-                    record.id,
-                    record.contract_id.unwrap_or_default(),
-                    record.field,
-                    contract.subscription_id
-                ),
-                record.key(),
-            ));
-            continue;
-        }
-        if !snapshot.companies.is_empty() && !snapshot.companies.contains_key(&contract.company_id)
-        {
-            out.warnings.push(Warning::new(
-                WarningCode::UnknownCompany,
-                format!(
-                    "organization \"{}\" links to Autotask company {}, which the snapshot does not have; subscription {} left out (check AutotaskCompanyID, or run `cmat pull autotask`)",
-                    contract.organization_name, contract.company_id, contract.subscription_id
-                ),
-                contract.source.to_string(),
-            ));
-            continue;
-        }
-        if let Some(currency) = snapshot
-            .companies
-            .get(&contract.company_id)
-            .and_then(|company| company.currency_id)
-            .and_then(|id| snapshot.currencies.get(&id))
-            .filter(|currency| {
-                !currency.name.trim().eq_ignore_ascii_case(contract.currency_code.trim())
-            })
-        {
-            out.warnings.push(Warning::new(
-                WarningCode::CurrencyMismatch,
-                format!(
-                    "subscription {} of \"{}\" is billed in {} but Autotask company {} bills in {}; amounts are sent as they are, never converted",
-                    contract.subscription_id, contract.organization_name, contract.currency_code, contract.company_id, currency.name
-                ),
-                contract.source.to_string(),
-            ));
+        if let Some(warning) = currency_mismatch(snapshot, contract) {
+            out.warnings.push(warning);
         }
         let target = diff_contract(&context, contract, &mut out);
         match contract.kind {
@@ -350,6 +286,84 @@ pub fn diff(
     out.warnings.sort();
     out.warnings.dedup();
     out
+}
+
+/// Why nothing is written for a contract on this run (company 0, duplicated subscription,
+/// incomplete record, unknown company), as its warning; None when it goes ahead.
+fn held_back(
+    context: &Context,
+    snapshot: &Snapshot,
+    contract: &DesiredContract,
+) -> Option<Warning> {
+    let index = &context.index;
+    if contract.company_id == 0 {
+        return Some(Warning::new(
+            WarningCode::OwnCompany,
+            format!(
+                "organization \"{}\" links to Autotask company 0, the tenant's own company; subscription {} left out (check AutotaskCompanyID)",
+                contract.organization_name, contract.subscription_id
+            ),
+            contract.source.to_string(),
+        ));
+    }
+    if let Some(ids) = index.duplicated_subscriptions.get(contract.subscription_id.as_str()) {
+        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
+        return Some(Warning::new(
+            WarningCode::DuplicateContracts,
+            format!(
+                "contracts {} all carry subscription {}; nothing is written for it until one contract is left (remove the others' \"{}\" in Autotask)",
+                ids.join(", "),
+                contract.subscription_id,
+                context.rules.settings.subscription_udf.value
+            ),
+            format!("Contracts/{}", ids.join(",")),
+        ));
+    }
+    if let Some(record) = incomplete_record_of(snapshot, index, &contract.subscription_id) {
+        return Some(Warning::new(
+            WarningCode::IncompleteRecord,
+            format!(
+                "Autotask sent {} {} of contract {} with `{}` null; nothing is written for subscription {} until the record is complete (see `cmat doctor`)",
+                record.entity,
+                record.id,
+                record.contract_id.unwrap_or_default(),
+                record.field,
+                contract.subscription_id
+            ),
+            record.key(),
+        ));
+    }
+    if !snapshot.companies.is_empty() && !snapshot.companies.contains_key(&contract.company_id) {
+        return Some(Warning::new(
+            WarningCode::UnknownCompany,
+            format!(
+                "organization \"{}\" links to Autotask company {}, which the snapshot does not have; subscription {} left out (check AutotaskCompanyID, or run `cmat pull autotask`)",
+                contract.organization_name, contract.company_id, contract.subscription_id
+            ),
+            contract.source.to_string(),
+        ));
+    }
+    None
+}
+
+/// A subscription billed in another currency than its Autotask company's (said, not blocking).
+fn currency_mismatch(snapshot: &Snapshot, contract: &DesiredContract) -> Option<Warning> {
+    let currency = snapshot
+        .companies
+        .get(&contract.company_id)
+        .and_then(|company| company.currency_id)
+        .and_then(|id| snapshot.currencies.get(&id))
+        .filter(|currency| {
+            !currency.name.trim().eq_ignore_ascii_case(contract.currency_code.trim())
+        })?;
+    Some(Warning::new(
+        WarningCode::CurrencyMismatch,
+        format!(
+            "subscription {} of \"{}\" is billed in {} but Autotask company {} bills in {}; amounts are sent as they are, never converted",
+            contract.subscription_id, contract.organization_name, contract.currency_code, contract.company_id, currency.name
+        ),
+        contract.source.to_string(),
+    ))
 }
 
 /// A billing code Autotask sent without its name or use type is not known to be the right
@@ -436,9 +450,40 @@ fn contract_label(contract: &DesiredContract) -> String {
 
 fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) -> ContractTarget {
     let (rules, index) = (context.rules, &context.index);
-    let key = NaturalKey::Subscription(contract.subscription_id.clone());
-    let settings = &rules.settings;
     let name = truncate(&contract.name, CONTRACT_NAME_MAX);
+    contract_notices(rules, contract, &name, out);
+    let Some(existing) = index.contracts_by_subscription.get(contract.subscription_id.as_str())
+    else {
+        return create_contract(context, contract, name, out);
+    };
+    if existing.company_id != contract.company_id {
+        out.warnings.push(Warning::new(
+            WarningCode::CompanyMismatch,
+            format!(
+                "contract {} for subscription {} belongs to company {}, but the bill links \"{}\" to company {}; Autotask does not allow moving a contract, so it is used as it is",
+                existing.id, contract.subscription_id, existing.company_id, contract.organization_name, contract.company_id
+            ),
+            contract.source.to_string(),
+        ));
+    }
+
+    let (mut wanted, end) = wanted_end_dates(rules, contract, existing, out);
+    wanted.extend(wanted_owned_fields(contract, existing, name));
+    edit_contract(rules, contract, existing, wanted, out);
+    ContractTarget {
+        parent: Id::Existing(existing.id),
+        existing_id: Some(existing.id),
+        start: existing.start_date,
+        end,
+    }
+}
+
+/// One wanted edit of an existing contract: (field, old and new as the plan shows them, the
+/// edit, its rule, written whatever the policy).
+type WantedEdit = (&'static str, String, String, ContractEdit, RuleOrigin, bool);
+
+/// What a contract's name and appearance on the bill say before any write is decided.
+fn contract_notices(rules: &RuleSet, contract: &DesiredContract, name: &str, out: &mut Diff) {
     if name != contract.name {
         out.warnings.push(Warning::new(
             WarningCode::Drift,
@@ -462,58 +507,61 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             contract.source.to_string(),
         ));
     }
+}
 
-    let Some(existing) = index.contracts_by_subscription.get(contract.subscription_id.as_str())
-    else {
-        let write = Write::CreateContract(NewContract {
-            company_id: contract.company_id,
-            name,
-            contract_type: context.values.contract_type,
-            status: context.values.contract_status,
-            period_type: context.values.contract_period_type,
-            start_date: contract.start_date,
-            end_date: contract.end_date,
-            service_level_agreement_id: contract.service_level_agreement.value,
-            time_reporting_requires_start_and_stop_times: 0,
-            category: contract.category.as_ref().map(|category| category.value),
-            line_of_business: contract.line_of_business.as_ref().map(|line| line.value),
-            subscription_udf: settings.subscription_udf.value.clone(),
-            subscription: contract.subscription_id.clone(),
-        });
-        out.changes.push(Change {
-            key: key.clone(),
-            write,
-            rule: contract.placement_rule.clone(),
-            reason: format!(
-                "new subscription {} ({})",
-                contract.subscription_id, contract.service_name
-            ),
-            company_id: contract.company_id,
-            contract_label: contract_label(contract),
-        });
-        return ContractTarget {
-            parent: Id::Planned(key),
-            existing_id: None,
-            start: contract.start_date,
-            end: contract.end_date,
-        };
+/// A contract the snapshot does not have: created, and the target its services hang on.
+fn create_contract(
+    context: &Context,
+    contract: &DesiredContract,
+    name: String,
+    out: &mut Diff,
+) -> ContractTarget {
+    let key = NaturalKey::Subscription(contract.subscription_id.clone());
+    let settings = &context.rules.settings;
+    let write = Write::CreateContract(NewContract {
+        company_id: contract.company_id,
+        name,
+        contract_type: context.values.contract_type,
+        status: context.values.contract_status,
+        period_type: context.values.contract_period_type,
+        start_date: contract.start_date,
+        end_date: contract.end_date,
+        service_level_agreement_id: contract.service_level_agreement.value,
+        time_reporting_requires_start_and_stop_times: 0,
+        category: contract.category.as_ref().map(|category| category.value),
+        line_of_business: contract.line_of_business.as_ref().map(|line| line.value),
+        subscription_udf: settings.subscription_udf.value.clone(),
+        subscription: contract.subscription_id.clone(),
+    });
+    out.changes.push(Change {
+        key: key.clone(),
+        write,
+        rule: contract.placement_rule.clone(),
+        reason: format!(
+            "new subscription {} ({})",
+            contract.subscription_id, contract.service_name
+        ),
+        company_id: contract.company_id,
+        contract_label: contract_label(contract),
+    });
+    return ContractTarget {
+        parent: Id::Planned(key),
+        existing_id: None,
+        start: contract.start_date,
+        end: contract.end_date,
     };
+}
 
-    if existing.company_id != contract.company_id {
-        out.warnings.push(Warning::new(
-            WarningCode::CompanyMismatch,
-            format!(
-                "contract {} for subscription {} belongs to company {}, but the bill links \"{}\" to company {}; Autotask does not allow moving a contract, so it is used as it is",
-                existing.id, contract.subscription_id, existing.company_id, contract.organization_name, contract.company_id
-            ),
-            contract.source.to_string(),
-        ));
-    }
-
+/// The end-date edits a renewal or a cancelled subscription wants, and the contract's end
+/// after them.
+fn wanted_end_dates(
+    rules: &RuleSet,
+    contract: &DesiredContract,
+    existing: &Contract,
+    out: &mut Diff,
+) -> (Vec<WantedEdit>, NaiveDate) {
     let mut end = existing.end_date;
-    // (field, old and new as the plan shows them, the edit, its rule, written whatever the policy)
-    let mut wanted: Vec<(&str, String, String, ContractEdit, RuleOrigin, bool)> = Vec::new();
-    let json = |value: serde_json::Value| value.to_string();
+    let mut wanted: Vec<WantedEdit> = Vec::new();
     if rules.contract.renewal.value == Renewal::Extend
         && contract.last_billing_date > existing.end_date
     {
@@ -558,6 +606,17 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
         ));
         end = contract.last_billing_date;
     }
+    (wanted, end)
+}
+
+/// The fields cmat owns whose Autotask value differs from the rules'.
+fn wanted_owned_fields(
+    contract: &DesiredContract,
+    existing: &Contract,
+    name: String,
+) -> Vec<WantedEdit> {
+    let mut wanted: Vec<WantedEdit> = Vec::new();
+    let json = |value: serde_json::Value| value.to_string();
     // Fields cmat owns; a hand edit is overwritten or reported per the policy.
     if existing.contract_name != name {
         wanted.push((
@@ -598,6 +657,17 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
             ));
         }
     }
+    wanted
+}
+
+/// The wanted edits as one contract update (or drift warnings, by `hand_edit`).
+fn edit_contract(
+    rules: &RuleSet,
+    contract: &DesiredContract,
+    existing: &Contract,
+    wanted: Vec<WantedEdit>,
+    out: &mut Diff,
+) {
     let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
     let mut edits = ContractEdits::default();
     let mut rule = None;
@@ -645,12 +715,6 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
                 contract.name, contract.subscription_id, existing.id
             ),
         });
-    }
-    ContractTarget {
-        parent: Id::Existing(existing.id),
-        existing_id: Some(existing.id),
-        start: existing.start_date,
-        end,
     }
 }
 
