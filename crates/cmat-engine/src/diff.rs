@@ -1367,6 +1367,81 @@ fn charge_total(charge: &ContractCharge) -> (Decimal, Option<Decimal>) {
     )
 }
 
+/// One desired charge being diffed, with what its writes share.
+struct ChargeDiff<'c, 'a> {
+    context: &'c Context<'a>,
+    contract: &'c DesiredContract,
+    charge: &'c DesiredCharge,
+    target: &'c ContractTarget,
+    /// The charge's name, shortened to Autotask's length.
+    name: String,
+    /// The prefix of its correcting charges' names.
+    correction_base: String,
+    /// A charge priced by a `for` rule names it; otherwise the consumption block does.
+    rule: RuleOrigin,
+    label: String,
+}
+
+impl ChargeDiff<'_, '_> {
+    /// The period's charge key, a correction's when `correction` is given.
+    fn key(&self, correction: Option<String>) -> NaturalKey {
+        NaturalKey::Charge {
+            subscription: self.contract.subscription_id.clone(),
+            date: self.charge.date,
+            group: self.charge.group.clone(),
+            correction,
+        }
+    }
+
+    /// A charge of this period to create, under `name`.
+    fn new_charge(&self, name: &str, price: Decimal, cost: Option<Decimal>) -> NewCharge {
+        let (contract, charge, scale) = (self.contract, self.charge, self.charge.scale);
+        NewCharge {
+            name: name.to_string(),
+            description: format!(
+                "{} {} consumption, {} line(s), subscription {}",
+                contract.service_name, charge.date, charge.line_count, contract.subscription_id
+            ),
+            date_purchased: charge.date,
+            charge_type: self.context.values.charge_type,
+            unit_quantity: scaled(Decimal::ONE, scale),
+            unit_price: scaled(price, scale),
+            unit_cost: cost.map(|cost| scaled(cost, scale)),
+            billing_code_id: self.context.rules.settings.product_billing_code.value,
+            is_billable_to_company: true,
+        }
+    }
+
+    /// A change of this charge's contract.
+    fn change(
+        &self,
+        key: NaturalKey,
+        write: Write<NaturalKey>,
+        rule: RuleOrigin,
+        reason: String,
+    ) -> Change {
+        Change {
+            key,
+            write,
+            rule,
+            reason,
+            company_id: self.contract.company_id,
+            contract_label: self.label.clone(),
+        }
+    }
+
+    /// The contract's existing charges of this period.
+    fn existing(&self) -> impl Iterator<Item = &ContractCharge> + '_ {
+        self.target
+            .existing_id
+            .and_then(|id| self.context.index.charges_by_contract.get(&id))
+            .into_iter()
+            .flatten()
+            .copied()
+            .filter(|existing| existing.date_purchased == self.charge.date)
+    }
+}
+
 fn diff_charge(
     context: &Context,
     contract: &DesiredContract,
@@ -1375,127 +1450,34 @@ fn diff_charge(
     unknowns: &mut Unknowns,
     out: &mut Diff,
 ) {
-    let (rules, index) = (context.rules, &context.index);
-    let scale = charge.scale;
-    let key = NaturalKey::Charge {
-        subscription: contract.subscription_id.clone(),
-        date: charge.date,
-        group: charge.group.clone(),
-        correction: None,
-    };
-    // A charge priced by a `for` rule names it; otherwise the consumption block does.
-    let charge_rule = if charge.price_rule == rules.prices.unit_price.origin {
-        &charge.name_rule
+    let rules = context.rules;
+    let rule = if charge.price_rule == rules.prices.unit_price.origin {
+        charge.name_rule.clone()
     } else {
-        &charge.price_rule
+        charge.price_rule.clone()
     };
-    let name = truncate(&charge.name, CHARGE_NAME_MAX);
-    let correction_base = truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4));
-    let ours: Vec<&ContractCharge> = target
-        .existing_id
-        .and_then(|id| index.charges_by_contract.get(&id))
-        .map(|charges| {
-            charges
-                .iter()
-                .copied()
-                .filter(|existing| {
-                    existing.date_purchased == charge.date
-                        && (existing.name == name || existing.name.starts_with(&correction_base))
-                })
-                .collect()
-        })
-        .unwrap_or_default();
     let label = match target.existing_id {
         Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
         None => contract_label(contract),
     };
-    let new_charge = |name: &str, price: Decimal, cost: Option<Decimal>| NewCharge {
-        name: name.to_string(),
-        description: format!(
-            "{} {} consumption, {} line(s), subscription {}",
-            contract.service_name, charge.date, charge.line_count, contract.subscription_id
-        ),
-        date_purchased: charge.date,
-        charge_type: context.values.charge_type,
-        unit_quantity: scaled(Decimal::ONE, scale),
-        unit_price: scaled(price, scale),
-        unit_cost: cost.map(|cost| scaled(cost, scale)),
-        billing_code_id: rules.settings.product_billing_code.value,
-        is_billable_to_company: true,
+    let cx = ChargeDiff {
+        context,
+        contract,
+        charge,
+        target,
+        name: truncate(&charge.name, CHARGE_NAME_MAX),
+        correction_base: truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4)),
+        rule,
+        label,
     };
+    let ours: Vec<&ContractCharge> = cx
+        .existing()
+        .filter(|existing| {
+            existing.name == cx.name || existing.name.starts_with(&cx.correction_base)
+        })
+        .collect();
     if ours.is_empty() {
-        // Charges of the period made under another grouping (one per subscription, or one per
-        // meter category) already bill it: a new charge would bill the period twice.
-        let claimed = |existing: &ContractCharge| {
-            contract.charges.values().any(|sibling| {
-                sibling.date == charge.date
-                    && (existing.name == truncate(&sibling.name, CHARGE_NAME_MAX)
-                        || existing.name.starts_with(&truncate(
-                            &sibling.correction_name,
-                            CHARGE_NAME_MAX.saturating_sub(4),
-                        )))
-            })
-        };
-        let other_grouping: Vec<&ContractCharge> = target
-            .existing_id
-            .and_then(|id| index.charges_by_contract.get(&id))
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|existing| {
-                existing.date_purchased == charge.date
-                    && existing.name.starts_with(&charge.period_name)
-                    && !claimed(existing)
-            })
-            .collect();
-        if !other_grouping.is_empty() {
-            // Said once per period (by its first charge), and only while the period's charges
-            // and the bill disagree: a period billed in full under the old grouping is done.
-            let siblings: Vec<&DesiredCharge> =
-                contract.charges.values().filter(|sibling| sibling.date == charge.date).collect();
-            let wanted: Decimal = siblings.iter().map(|sibling| sibling.unit_price).sum();
-            let billed: Decimal =
-                other_grouping.iter().map(|existing| charge_total(existing).0).sum();
-            let first_of_period = siblings.first().is_some_and(|first| first.group == charge.group);
-            if billed != wanted && first_of_period {
-                let names: Vec<String> = other_grouping
-                    .iter()
-                    .map(|existing| format!("\"{}\" (#{})", existing.name, existing.id))
-                    .collect();
-                out.warnings.push(Warning::new(
-                    WarningCode::ChargeGroupingChanged,
-                    format!(
-                        "subscription {}: the period {} is charged {} as {}, under another grouping of its consumption, and the bill now says {}; no charge is added or corrected, so the period is not billed twice (correct it in Autotask by hand)",
-                        contract.subscription_id,
-                        charge.date,
-                        amount(billed, scale),
-                        names.join(", "),
-                        amount(wanted, scale)
-                    ),
-                    charge.source.to_string(),
-                ));
-            } else if billed == wanted {
-                out.unchanged += 1;
-            }
-            return;
-        }
-        out.changes.push(Change {
-            key,
-            write: Write::CreateCharge {
-                contract: target.parent.clone(),
-                charge: new_charge(&name, charge.unit_price, Some(charge.unit_cost)),
-            },
-            rule: charge_rule.clone(),
-            reason: format!(
-                "{} consumption for {}: {} line(s), total {}",
-                contract.service_name,
-                charge.date,
-                charge.line_count,
-                amount(charge.unit_price, scale)
-            ),
-            company_id: contract.company_id,
-            contract_label: label,
-        });
+        charge_new_period(&cx, out);
         return;
     }
     let mut billed_price = Decimal::ZERO;
@@ -1517,53 +1499,140 @@ fn diff_charge(
     }
     // The newest unbilled charge of the period absorbs the difference; billed ones are final.
     if let Some(open) = ours.iter().filter(|existing| !existing.is_billed).max_by_key(|c| c.id) {
-        let quantity = if open.unit_quantity.is_zero() { Decimal::ONE } else { open.unit_quantity };
-        let (open_price, open_cost) = charge_total(open);
-        let new_price = charge.round((open_price + price_gap) / quantity);
-        let mut unit_price = None;
-        let mut unit_cost = None;
-        if new_price != open.unit_price {
-            unit_price = Some(Edit {
-                old: Some(scaled(open.unit_price, scale)),
-                new: scaled(new_price, scale),
-            });
-        }
-        if let (Some(open_cost), Some(cost_gap), Some(held)) = (open_cost, cost_gap, open.unit_cost)
-        {
-            let new_cost = charge.round((open_cost + cost_gap) / quantity);
-            if new_cost != held {
-                unit_cost =
-                    Some(Edit { old: Some(scaled(held, scale)), new: scaled(new_cost, scale) });
-            }
-        }
-        if unit_price.is_none() && unit_cost.is_none() {
-            out.unchanged += 1;
-            return;
-        }
-        out.changes.push(Change {
-            key,
-            write: Write::UpdateCharge {
-                id: open.id,
-                contract: target.parent.clone(),
-                unit_price,
-                unit_cost,
-            },
-            rule: charge_rule.clone(),
-            reason: format!(
-                "bill of {} restated: total {} → {}",
-                charge.date,
-                amount(billed_price, scale),
-                amount(charge.unit_price, scale)
-            ),
-            company_id: contract.company_id,
-            contract_label: label,
-        });
+        update_open_charge(&cx, open, billed_price, price_gap, cost_gap, out);
+    } else {
+        correct_billed_charges(&cx, &ours, billed_price, price_gap, cost_gap, out);
+    }
+}
+
+/// A period without a charge of its own: created, unless charges under another grouping of
+/// its consumption already bill it.
+fn charge_new_period(cx: &ChargeDiff, out: &mut Diff) {
+    let (contract, charge) = (cx.contract, cx.charge);
+    // Charges of the period made under another grouping (one per subscription, or one per
+    // meter category) already bill it: a new charge would bill the period twice.
+    let claimed = |existing: &ContractCharge| {
+        contract.charges.values().any(|sibling| {
+            sibling.date == charge.date
+                && (existing.name == truncate(&sibling.name, CHARGE_NAME_MAX)
+                    || existing.name.starts_with(&truncate(
+                        &sibling.correction_name,
+                        CHARGE_NAME_MAX.saturating_sub(4),
+                    )))
+        })
+    };
+    let other_grouping: Vec<&ContractCharge> = cx
+        .existing()
+        .filter(|existing| existing.name.starts_with(&charge.period_name) && !claimed(existing))
+        .collect();
+    if !other_grouping.is_empty() {
+        regrouped_period(cx, &other_grouping, out);
         return;
     }
+    let reason = format!(
+        "{} consumption for {}: {} line(s), total {}",
+        contract.service_name,
+        charge.date,
+        charge.line_count,
+        amount(charge.unit_price, charge.scale)
+    );
+    let write = Write::CreateCharge {
+        contract: cx.target.parent.clone(),
+        charge: cx.new_charge(&cx.name, charge.unit_price, Some(charge.unit_cost)),
+    };
+    out.changes.push(cx.change(cx.key(None), write, cx.rule.clone(), reason));
+}
+
+/// A period charged under another grouping: said once per period (by its first charge), and
+/// only while the period's charges and the bill disagree; a period billed in full is done.
+fn regrouped_period(cx: &ChargeDiff, other_grouping: &[&ContractCharge], out: &mut Diff) {
+    let (contract, charge, scale) = (cx.contract, cx.charge, cx.charge.scale);
+    let siblings: Vec<&DesiredCharge> =
+        contract.charges.values().filter(|sibling| sibling.date == charge.date).collect();
+    let wanted: Decimal = siblings.iter().map(|sibling| sibling.unit_price).sum();
+    let billed: Decimal = other_grouping.iter().map(|existing| charge_total(existing).0).sum();
+    let first_of_period = siblings.first().is_some_and(|first| first.group == charge.group);
+    if billed != wanted && first_of_period {
+        let names: Vec<String> = other_grouping
+            .iter()
+            .map(|existing| format!("\"{}\" (#{})", existing.name, existing.id))
+            .collect();
+        out.warnings.push(Warning::new(
+            WarningCode::ChargeGroupingChanged,
+            format!(
+                "subscription {}: the period {} is charged {} as {}, under another grouping of its consumption, and the bill now says {}; no charge is added or corrected, so the period is not billed twice (correct it in Autotask by hand)",
+                contract.subscription_id,
+                charge.date,
+                amount(billed, scale),
+                names.join(", "),
+                amount(wanted, scale)
+            ),
+            charge.source.to_string(),
+        ));
+    } else if billed == wanted {
+        out.unchanged += 1;
+    }
+}
+
+/// A restated period whose newest charge is not billed yet: that charge takes the difference.
+fn update_open_charge(
+    cx: &ChargeDiff,
+    open: &ContractCharge,
+    billed_price: Decimal,
+    price_gap: Decimal,
+    cost_gap: Option<Decimal>,
+    out: &mut Diff,
+) {
+    let (charge, scale) = (cx.charge, cx.charge.scale);
+    let quantity = if open.unit_quantity.is_zero() { Decimal::ONE } else { open.unit_quantity };
+    let (open_price, open_cost) = charge_total(open);
+    let new_price = charge.round((open_price + price_gap) / quantity);
+    let mut unit_price = None;
+    let mut unit_cost = None;
+    if new_price != open.unit_price {
+        unit_price =
+            Some(Edit { old: Some(scaled(open.unit_price, scale)), new: scaled(new_price, scale) });
+    }
+    if let (Some(open_cost), Some(cost_gap), Some(held)) = (open_cost, cost_gap, open.unit_cost) {
+        let new_cost = charge.round((open_cost + cost_gap) / quantity);
+        if new_cost != held {
+            unit_cost = Some(Edit { old: Some(scaled(held, scale)), new: scaled(new_cost, scale) });
+        }
+    }
+    if unit_price.is_none() && unit_cost.is_none() {
+        out.unchanged += 1;
+        return;
+    }
+    let write = Write::UpdateCharge {
+        id: open.id,
+        contract: cx.target.parent.clone(),
+        unit_price,
+        unit_cost,
+    };
+    let reason = format!(
+        "bill of {} restated: total {} → {}",
+        charge.date,
+        amount(billed_price, scale),
+        amount(charge.unit_price, scale)
+    );
+    out.changes.push(cx.change(cx.key(None), write, cx.rule.clone(), reason));
+}
+
+/// A restated period whose charges are all billed: a correcting charge, or a warning, by
+/// `billed_charge_mismatch`.
+fn correct_billed_charges(
+    cx: &ChargeDiff,
+    ours: &[&ContractCharge],
+    billed_price: Decimal,
+    price_gap: Decimal,
+    cost_gap: Option<Decimal>,
+    out: &mut Diff,
+) {
+    let (charge, scale) = (cx.charge, cx.charge.scale);
     let message = format!(
         "the billed charge(s) of {} for subscription {} total {} but the bill now says {}",
         charge.date,
-        contract.subscription_id,
+        cx.contract.subscription_id,
         amount(billed_price, scale),
         amount(charge.unit_price, scale)
     );
@@ -1576,28 +1645,19 @@ fn diff_charge(
         return;
     }
     // A new correction needs a name no charge of the period has yet: it is its natural key.
+    let base = &cx.correction_base;
     let taken: BTreeSet<&str> = ours.iter().map(|existing| existing.name.as_str()).collect();
     let correction_name = (1..)
-        .map(|n| if n == 1 { correction_base.clone() } else { format!("{correction_base} {n}") })
+        .map(|n| if n == 1 { base.clone() } else { format!("{base} {n}") })
         .find(|candidate| !taken.contains(candidate.as_str()))
-        .unwrap_or_else(|| correction_base.clone());
-    let key = NaturalKey::Charge {
-        subscription: contract.subscription_id.clone(),
-        date: charge.date,
-        group: charge.group.clone(),
-        correction: Some(correction_name.clone()),
+        .unwrap_or_else(|| base.clone());
+    let write = Write::CreateCharge {
+        contract: cx.target.parent.clone(),
+        charge: cx.new_charge(&correction_name, price_gap, cost_gap),
     };
-    out.changes.push(Change {
-        key,
-        write: Write::CreateCharge {
-            contract: target.parent.clone(),
-            charge: new_charge(&correction_name, price_gap, cost_gap),
-        },
-        rule: charge.billed_charge_mismatch.origin.clone(),
-        reason: format!("{message}: correcting charge of {}", amount(price_gap, scale)),
-        company_id: contract.company_id,
-        contract_label: label,
-    });
+    let reason = format!("{message}: correcting charge of {}", amount(price_gap, scale));
+    let rule = charge.billed_charge_mismatch.origin.clone();
+    out.changes.push(cx.change(cx.key(Some(correction_name)), write, rule, reason));
 }
 
 #[cfg(test)]
