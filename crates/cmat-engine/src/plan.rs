@@ -957,13 +957,6 @@ impl PlanChange {
         let key: NaturalKey = raw.key.parse()?;
         let entity = Entity::from_name(&raw.entity)
             .ok_or_else(|| format!("unknown entity {}", raw.entity))?;
-        let planned = |reference: &str| {
-            if created.contains(reference) {
-                Ok(Ref(reference.to_string()))
-            } else {
-                Err(format!("{reference} is not created earlier in the plan"))
-            }
-        };
         let parent = match &raw.parent {
             None => None,
             Some(PlanParent::Existing { entity, id }) if entity == "Contracts" => {
@@ -972,150 +965,14 @@ impl PlanChange {
             Some(PlanParent::Existing { entity, .. }) => {
                 return Err(format!("parent entity {entity} is not Contracts"))
             }
-            Some(PlanParent::Planned { reference }) => Some(Id::Planned(planned(reference)?)),
+            Some(PlanParent::Planned { reference }) => {
+                Some(Id::Planned(planned(created, reference)?))
+            }
         };
         let mut fields = Fields::new("fields", &raw.fields);
         let empty = Map::new();
         let mut before = Fields::new("before", raw.before.as_ref().unwrap_or(&empty));
-        let no_parent = |parent: Option<Id<Ref>>| match parent {
-            None => Ok(()),
-            Some(_) => Err(format!("{} {} has no parent", raw.action.as_str(), raw.entity)),
-        };
-        let needs_parent = |parent: Option<Id<Ref>>| {
-            parent.ok_or_else(|| {
-                format!("{} {} needs a parent contract", raw.action.as_str(), raw.entity)
-            })
-        };
-        let write = match (raw.action, entity) {
-            (Action::Create, Entity::Services) => {
-                no_parent(parent)?;
-                Write::CreateService(NewService {
-                    name: fields.text("name")?,
-                    sku: fields.text("sku")?,
-                    billing_code_id: fields.int("billingCodeID")?,
-                    period_type: fields.optional(Fields::int, "periodType")?,
-                    unit_price: fields.decimal("unitPrice")?,
-                    unit_cost: fields.decimal("unitCost")?,
-                    is_active: fields.boolean("isActive")?,
-                })
-            }
-            (Action::Create, Entity::Contracts) => {
-                no_parent(parent)?;
-                let (subscription_udf, subscription) = fields.udf("userDefinedFields")?;
-                Write::CreateContract(NewContract {
-                    company_id: fields.int("companyID")?,
-                    name: fields.text("contractName")?,
-                    contract_type: fields.int("contractType")?,
-                    status: fields.int("status")?,
-                    period_type: fields.optional(Fields::int, "contractPeriodType")?,
-                    start_date: fields.date("startDate")?,
-                    end_date: fields.date("endDate")?,
-                    service_level_agreement_id: fields.int("serviceLevelAgreementID")?,
-                    time_reporting_requires_start_and_stop_times: fields
-                        .int("timeReportingRequiresStartAndStopTimes")?,
-                    category: fields.optional(Fields::int, "contractCategory")?,
-                    line_of_business: fields
-                        .optional(Fields::int, "organizationalLevelAssociationID")?,
-                    subscription_udf,
-                    subscription,
-                })
-            }
-            (Action::Update, Entity::Contracts) => {
-                no_parent(parent)?;
-                let mut edit = |name: &str| -> Result<Option<(Value, Value)>, String> {
-                    match fields.take(name) {
-                        None => Ok(None),
-                        Some(new) => Ok(Some((before.required(name)?, new))),
-                    }
-                };
-                let name = edit("contractName")?;
-                let end = edit("endDate")?;
-                let sla = edit("serviceLevelAgreementID")?;
-                let category = edit("contractCategory")?;
-                let subscription = edit("userDefinedFields")?.map(udf_edit).transpose()?;
-                let edits = ContractEdits {
-                    name: name
-                        .map(|(old, new)| edit_of(old, new, "contractName", as_text))
-                        .transpose()?,
-                    end_date: end
-                        .map(|(old, new)| edit_of(old, new, "endDate", as_date))
-                        .transpose()?,
-                    service_level_agreement_id: sla
-                        .map(|(old, new)| edit_of(old, new, "serviceLevelAgreementID", as_int))
-                        .transpose()?,
-                    category: category
-                        .map(|(old, new)| edit_of(old, new, "contractCategory", as_int))
-                        .transpose()?,
-                    subscription,
-                };
-                if edits == ContractEdits::default() {
-                    return Err("an update of Contracts changes no field cmat writes".into());
-                }
-                Write::UpdateContract { id: raw.id.unwrap_or_default(), edits }
-            }
-            (Action::Adjust, Entity::ContractServiceAdjustments) => {
-                let service = match fields.take("serviceID") {
-                    Some(Value::Object(map)) if map.len() == 1 => match map.get("ref") {
-                        Some(Value::String(reference)) => Id::Planned(
-                            planned(reference)
-                                .map_err(|message| format!("fields.serviceID: {message}"))?,
-                        ),
-                        _ => return Err("fields.serviceID: not an id or {\"ref\"}".into()),
-                    },
-                    Some(value) => {
-                        Id::Existing(as_int(&value).map_err(|m| format!("fields.serviceID: {m}"))?)
-                    }
-                    None => return Err("fields.serviceID is missing".into()),
-                };
-                let units_before = before.text("units")?;
-                Write::AdjustContractService(Adjustment {
-                    contract: needs_parent(parent)?,
-                    service,
-                    effective_date: fields.date("effectiveDate")?,
-                    unit_change: fields.int("unitChange")?,
-                    units_before: units_before
-                        .parse()
-                        .map_err(|_| format!("before.units: {units_before:?} is not a count"))?,
-                    adjusted_unit_price: fields.decimal("adjustedUnitPrice")?,
-                    adjusted_unit_cost: fields.decimal("adjustedUnitCost")?,
-                    price_before: before.optional(Fields::decimal, "adjustedUnitPrice")?,
-                    cost_before: before.optional(Fields::decimal, "adjustedUnitCost")?,
-                })
-            }
-            (Action::Create, Entity::ContractCharges) => Write::CreateCharge {
-                contract: needs_parent(parent)?,
-                charge: charge_of(&mut fields)?,
-            },
-            (Action::Delete, Entity::ContractCharges) => Write::DeleteCharge {
-                id: raw.id.ok_or("a delete of ContractCharges needs the charge's id")?,
-                contract: needs_parent(parent)?,
-                charge: charge_of(&mut before)?,
-            },
-            (Action::Update, Entity::ContractCharges) => {
-                let mut edit = |name: &str| -> Result<Option<Edit<rust_decimal::Decimal>>, String> {
-                    match fields.take(name) {
-                        None => Ok(None),
-                        Some(new) => {
-                            edit_of(before.required(name)?, new, name, as_decimal).map(Some)
-                        }
-                    }
-                };
-                let unit_price = edit("unitPrice")?;
-                let unit_cost = edit("unitCost")?;
-                if unit_price.is_none() && unit_cost.is_none() {
-                    return Err("an update of ContractCharges changes no field cmat writes".into());
-                }
-                Write::UpdateCharge {
-                    id: raw.id.unwrap_or_default(),
-                    contract: needs_parent(parent)?,
-                    unit_price,
-                    unit_cost,
-                }
-            }
-            (action, entity) => {
-                return Err(format!("cmat plans no {} of {}", action.as_str(), entity.as_str()))
-            }
-        };
+        let write = write_of(raw, entity, parent, &mut fields, &mut before, created)?;
         fields.finish()?;
         before.finish()?;
         if raw.before.is_some()
@@ -1140,6 +997,197 @@ impl PlanChange {
             contract_label: String::new(),
         })
     }
+}
+
+/// A planned record's ref, which must be created earlier in the plan.
+fn planned(created: &BTreeSet<String>, reference: &str) -> Result<Ref, String> {
+    if created.contains(reference) {
+        Ok(Ref(reference.to_string()))
+    } else {
+        Err(format!("{reference} is not created earlier in the plan"))
+    }
+}
+
+/// The write a saved change's action, entity, parent, fields and before describe.
+fn write_of(
+    raw: &RawChange,
+    entity: Entity,
+    parent: Option<Id<Ref>>,
+    fields: &mut Fields<'_>,
+    before: &mut Fields<'_>,
+    created: &BTreeSet<String>,
+) -> Result<Write<Ref>, String> {
+    let no_parent = |parent: Option<Id<Ref>>| match parent {
+        None => Ok(()),
+        Some(_) => Err(format!("{} {} has no parent", raw.action.as_str(), raw.entity)),
+    };
+    let needs_parent = |parent: Option<Id<Ref>>| {
+        parent.ok_or_else(|| {
+            format!("{} {} needs a parent contract", raw.action.as_str(), raw.entity)
+        })
+    };
+    Ok(match (raw.action, entity) {
+        (Action::Create, Entity::Services) => {
+            no_parent(parent)?;
+            Write::CreateService(service_of(fields)?)
+        }
+        (Action::Create, Entity::Contracts) => {
+            no_parent(parent)?;
+            Write::CreateContract(contract_of(fields)?)
+        }
+        (Action::Update, Entity::Contracts) => {
+            no_parent(parent)?;
+            let edits = contract_edits_of(fields, before)?;
+            Write::UpdateContract { id: raw.id.unwrap_or_default(), edits }
+        }
+        (Action::Adjust, Entity::ContractServiceAdjustments) => {
+            // The parent is checked after the service, as the fields are read in order.
+            let contract = needs_parent(parent);
+            Write::AdjustContractService(adjustment_of(contract, fields, before, created)?)
+        }
+        (Action::Create, Entity::ContractCharges) => {
+            Write::CreateCharge { contract: needs_parent(parent)?, charge: charge_of(fields)? }
+        }
+        (Action::Delete, Entity::ContractCharges) => Write::DeleteCharge {
+            id: raw.id.ok_or("a delete of ContractCharges needs the charge's id")?,
+            contract: needs_parent(parent)?,
+            charge: charge_of(before)?,
+        },
+        (Action::Update, Entity::ContractCharges) => {
+            let (unit_price, unit_cost) = charge_edits_of(fields, before)?;
+            Write::UpdateCharge {
+                id: raw.id.unwrap_or_default(),
+                contract: needs_parent(parent)?,
+                unit_price,
+                unit_cost,
+            }
+        }
+        (action, entity) => {
+            return Err(format!("cmat plans no {} of {}", action.as_str(), entity.as_str()))
+        }
+    })
+}
+
+/// A saved Service create.
+fn service_of(fields: &mut Fields<'_>) -> Result<NewService, String> {
+    Ok(NewService {
+        name: fields.text("name")?,
+        sku: fields.text("sku")?,
+        billing_code_id: fields.int("billingCodeID")?,
+        period_type: fields.optional(Fields::int, "periodType")?,
+        unit_price: fields.decimal("unitPrice")?,
+        unit_cost: fields.decimal("unitCost")?,
+        is_active: fields.boolean("isActive")?,
+    })
+}
+
+/// A saved Contract create.
+fn contract_of(fields: &mut Fields<'_>) -> Result<NewContract, String> {
+    let (subscription_udf, subscription) = fields.udf("userDefinedFields")?;
+    Ok(NewContract {
+        company_id: fields.int("companyID")?,
+        name: fields.text("contractName")?,
+        contract_type: fields.int("contractType")?,
+        status: fields.int("status")?,
+        period_type: fields.optional(Fields::int, "contractPeriodType")?,
+        start_date: fields.date("startDate")?,
+        end_date: fields.date("endDate")?,
+        service_level_agreement_id: fields.int("serviceLevelAgreementID")?,
+        time_reporting_requires_start_and_stop_times: fields
+            .int("timeReportingRequiresStartAndStopTimes")?,
+        category: fields.optional(Fields::int, "contractCategory")?,
+        line_of_business: fields.optional(Fields::int, "organizationalLevelAssociationID")?,
+        subscription_udf,
+        subscription,
+    })
+}
+
+/// A saved Contract update: each field written with what it held before.
+fn contract_edits_of(
+    fields: &mut Fields<'_>,
+    before: &mut Fields<'_>,
+) -> Result<ContractEdits, String> {
+    let mut edit = |name: &str| -> Result<Option<(Value, Value)>, String> {
+        match fields.take(name) {
+            None => Ok(None),
+            Some(new) => Ok(Some((before.required(name)?, new))),
+        }
+    };
+    let name = edit("contractName")?;
+    let end = edit("endDate")?;
+    let sla = edit("serviceLevelAgreementID")?;
+    let category = edit("contractCategory")?;
+    let subscription = edit("userDefinedFields")?.map(udf_edit).transpose()?;
+    let edits = ContractEdits {
+        name: name.map(|(old, new)| edit_of(old, new, "contractName", as_text)).transpose()?,
+        end_date: end.map(|(old, new)| edit_of(old, new, "endDate", as_date)).transpose()?,
+        service_level_agreement_id: sla
+            .map(|(old, new)| edit_of(old, new, "serviceLevelAgreementID", as_int))
+            .transpose()?,
+        category: category
+            .map(|(old, new)| edit_of(old, new, "contractCategory", as_int))
+            .transpose()?,
+        subscription,
+    };
+    if edits == ContractEdits::default() {
+        return Err("an update of Contracts changes no field cmat writes".into());
+    }
+    Ok(edits)
+}
+
+/// A saved contract service adjustment; its Service is an id or a `{"ref"}` created earlier.
+fn adjustment_of(
+    contract: Result<Id<Ref>, String>,
+    fields: &mut Fields<'_>,
+    before: &mut Fields<'_>,
+    created: &BTreeSet<String>,
+) -> Result<Adjustment<Ref>, String> {
+    let service = match fields.take("serviceID") {
+        Some(Value::Object(map)) if map.len() == 1 => match map.get("ref") {
+            Some(Value::String(reference)) => Id::Planned(
+                planned(created, reference)
+                    .map_err(|message| format!("fields.serviceID: {message}"))?,
+            ),
+            _ => return Err("fields.serviceID: not an id or {\"ref\"}".into()),
+        },
+        Some(value) => Id::Existing(as_int(&value).map_err(|m| format!("fields.serviceID: {m}"))?),
+        None => return Err("fields.serviceID is missing".into()),
+    };
+    let units_before = before.text("units")?;
+    Ok(Adjustment {
+        contract: contract?,
+        service,
+        effective_date: fields.date("effectiveDate")?,
+        unit_change: fields.int("unitChange")?,
+        units_before: units_before
+            .parse()
+            .map_err(|_| format!("before.units: {units_before:?} is not a count"))?,
+        adjusted_unit_price: fields.decimal("adjustedUnitPrice")?,
+        adjusted_unit_cost: fields.decimal("adjustedUnitCost")?,
+        price_before: before.optional(Fields::decimal, "adjustedUnitPrice")?,
+        cost_before: before.optional(Fields::decimal, "adjustedUnitCost")?,
+    })
+}
+
+/// A saved charge update's price and cost edits; at least one.
+type ChargeEdits = (Option<Edit<rust_decimal::Decimal>>, Option<Edit<rust_decimal::Decimal>>);
+
+fn charge_edits_of(
+    fields: &mut Fields<'_>,
+    before: &mut Fields<'_>,
+) -> Result<ChargeEdits, String> {
+    let mut edit = |name: &str| -> Result<Option<Edit<rust_decimal::Decimal>>, String> {
+        match fields.take(name) {
+            None => Ok(None),
+            Some(new) => edit_of(before.required(name)?, new, name, as_decimal).map(Some),
+        }
+    };
+    let unit_price = edit("unitPrice")?;
+    let unit_cost = edit("unitCost")?;
+    if unit_price.is_none() && unit_cost.is_none() {
+        return Err("an update of ContractCharges changes no field cmat writes".into());
+    }
+    Ok((unit_price, unit_cost))
 }
 
 /// The key must be the kind of record the write makes, and agree with what it writes.
