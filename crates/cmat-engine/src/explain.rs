@@ -10,7 +10,7 @@ use rust_decimal::Decimal;
 use serde::Serialize;
 
 use crate::billing::BillLine;
-use crate::desired::{desired_state, Resolutions, Warning};
+use crate::desired::{desired_state, DesiredContract, Resolutions, Warning};
 use crate::rules::{
     ConsumptionSplit, DecreaseTiming, MarginPolicy, PriceSource, Resolved, RuleOrigin, RuleSet,
     Ruled, ScopedRule, ScopedSettings,
@@ -105,10 +105,42 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
         lines.iter().filter(|line| line.subscription_id == subscription).cloned().collect();
     let first = own.first()?;
     let mut resolutions = Resolutions::new(rules);
-    let mut used: BTreeMap<&'static str, BTreeSet<RuleOrigin>> = BTreeMap::new();
+    let (used, matched_lines) = rule_uses(rules, &own, &mut resolutions);
+    let matched_rules = matched_rules(rules, &used, &matched_lines);
+    let defaults = defaults(rules, &used);
+    // What the rules produce for these lines: the same evaluation a plan makes.
+    let state = desired_state(rules, &own);
+    let warnings = state.warnings.iter().map(explained).collect();
+    let contract = state.contracts.get(subscription);
+    let produced = produced(rules, &mut resolutions, &own, first, contract);
+    let billing_dates: BTreeSet<String> =
+        own.iter().map(|line| line.billing_date.to_string()).collect();
+    Some(Explanation {
+        subscription: subscription.to_string(),
+        organization: first.organization_name.clone(),
+        service: first.service_name.clone(),
+        lines: own.len(),
+        billing_dates: billing_dates.into_iter().collect(),
+        rules: matched_rules,
+        defaults,
+        produced,
+        warnings,
+    })
+}
+
+/// The rules that won each setting on some line, by setting.
+type Used = BTreeMap<&'static str, BTreeSet<RuleOrigin>>;
+
+/// Which rule won each setting on the lines, and how many lines each scoped rule (by its
+/// position) matched.
+fn rule_uses(
+    rules: &RuleSet,
+    own: &[BillLine],
+    resolutions: &mut Resolutions,
+) -> (Used, BTreeMap<usize, usize>) {
+    let mut used = Used::new();
     let mut matched_lines: BTreeMap<usize, usize> = BTreeMap::new();
-    let mut warnings = Vec::new();
-    for line in &own {
+    for line in own {
         let Ok(index) = resolutions.of(line) else { continue };
         let resolved = resolutions.get(index);
         for rule in &resolved.matched {
@@ -121,6 +153,15 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
             used.entry(setting).or_default().insert(origin);
         }
     }
+    (used, matched_lines)
+}
+
+/// The scoped rules that matched, most specific first, with what became of each setting.
+fn matched_rules(
+    rules: &RuleSet,
+    used: &Used,
+    matched_lines: &BTreeMap<usize, usize>,
+) -> Vec<MatchedRule> {
     let outcome = |setting: &'static str, origin: &RuleOrigin| -> String {
         let winners = used.get(setting);
         if winners.is_some_and(|winners| winners.contains(origin)) {
@@ -137,7 +178,7 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
     matched.sort_by(|(a_position, a), (b_position, b)| {
         b.specificity.cmp(&a.specificity).then(a_position.cmp(b_position))
     });
-    let matched_rules = matched
+    matched
         .iter()
         .map(|(position, rule)| MatchedRule {
             rule: rule.origin.to_string(),
@@ -156,14 +197,17 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
                 })
                 .collect(),
         })
-        .collect();
+        .collect()
+}
+
+/// The defaults (no scoped rule) that won a setting on some line.
+fn defaults(rules: &RuleSet, used: &Used) -> Vec<SettingUse> {
     let scoped_origins: BTreeSet<RuleOrigin> = rules
         .scoped
         .iter()
         .flat_map(|rule| scoped_settings(&rule.set).into_iter().map(|(_, _, o)| o.clone()))
         .collect();
-    let defaults = used
-        .iter()
+    used.iter()
         .flat_map(|(setting, origins)| {
             origins
                 .iter()
@@ -176,14 +220,17 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
             rule: origin.to_string(),
             outcome: "used".to_string(),
         })
-        .collect();
+        .collect()
+}
 
-    // What the rules produce for these lines: the same evaluation a plan makes.
-    let state = desired_state(rules, &own);
-    for warning in &state.warnings {
-        warnings.push(explained(warning));
-    }
-    let contract = state.contracts.get(subscription);
+/// What the rules produce for the subscription: company, contract, services, charges.
+fn produced(
+    rules: &RuleSet,
+    resolutions: &mut Resolutions,
+    own: &[BillLine],
+    first: &BillLine,
+    contract: Option<&DesiredContract>,
+) -> Produced {
     let company = contract.map(|contract| {
         let rule = resolutions
             .of(first)
@@ -196,57 +243,14 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
             .unwrap_or_default();
         Produce { value: contract.company_id.to_string(), rule }
     });
-    let produced = Produced {
+    Produced {
         company,
         contract: contract.map(|contract| Produce {
             value: format!("\"{}\" ({:?})", contract.name, contract.kind),
             rule: contract.origin.to_string(),
         }),
-        services: contract
-            .map(|contract| {
-                contract
-                    .services
-                    .values()
-                    .map(|service| ProducedService {
-                        product: service.product_key.clone(),
-                        name: service.product_name.clone(),
-                        licence_count: service.licence_count,
-                        units: service.units,
-                        units_rule: service.units_rule.as_ref().map(ToString::to_string),
-                        unit_price: amount(service.unit_price, service.scale),
-                        unit_cost: amount(service.unit_cost, service.scale),
-                        price_rule: service.price_rule.to_string(),
-                        autotask_service: match service.service_id {
-                            Some(id) => format!("Service {id} (named by a rule)"),
-                            None => format!("found by sku {}, or created", service.product_key),
-                        },
-                        decrease: format!(
-                            "{} ({})",
-                            decrease_word(service.decrease.value),
-                            service.decrease.origin
-                        ),
-                        on_current_bill: service.on_current_bill,
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
-        charges: contract
-            .map(|contract| {
-                contract
-                    .charges
-                    .values()
-                    .map(|charge| ProducedCharge {
-                        date: charge.date.to_string(),
-                        group: charge.group.clone(),
-                        name: charge.name.clone(),
-                        unit_price: amount(charge.unit_price, charge.scale),
-                        unit_cost: amount(charge.unit_cost, charge.scale),
-                        lines: charge.line_count,
-                        price_rule: charge.price_rule.to_string(),
-                    })
-                    .collect()
-            })
-            .unwrap_or_default(),
+        services: contract.map(produced_services).unwrap_or_default(),
+        charges: contract.map(produced_charges).unwrap_or_default(),
         skipped_lines: own
             .iter()
             .filter(|line| {
@@ -256,20 +260,52 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
                     .is_some_and(|index| resolutions.get(index).skipped_by(line).is_some())
             })
             .count(),
-    };
-    let billing_dates: BTreeSet<String> =
-        own.iter().map(|line| line.billing_date.to_string()).collect();
-    Some(Explanation {
-        subscription: subscription.to_string(),
-        organization: first.organization_name.clone(),
-        service: first.service_name.clone(),
-        lines: own.len(),
-        billing_dates: billing_dates.into_iter().collect(),
-        rules: matched_rules,
-        defaults,
-        produced,
-        warnings,
-    })
+    }
+}
+
+/// A licence contract's services as explained.
+fn produced_services(contract: &DesiredContract) -> Vec<ProducedService> {
+    contract
+        .services
+        .values()
+        .map(|service| ProducedService {
+            product: service.product_key.clone(),
+            name: service.product_name.clone(),
+            licence_count: service.licence_count,
+            units: service.units,
+            units_rule: service.units_rule.as_ref().map(ToString::to_string),
+            unit_price: amount(service.unit_price, service.scale),
+            unit_cost: amount(service.unit_cost, service.scale),
+            price_rule: service.price_rule.to_string(),
+            autotask_service: match service.service_id {
+                Some(id) => format!("Service {id} (named by a rule)"),
+                None => format!("found by sku {}, or created", service.product_key),
+            },
+            decrease: format!(
+                "{} ({})",
+                decrease_word(service.decrease.value),
+                service.decrease.origin
+            ),
+            on_current_bill: service.on_current_bill,
+        })
+        .collect()
+}
+
+/// A consumption contract's charges as explained.
+fn produced_charges(contract: &DesiredContract) -> Vec<ProducedCharge> {
+    contract
+        .charges
+        .values()
+        .map(|charge| ProducedCharge {
+            date: charge.date.to_string(),
+            group: charge.group.clone(),
+            name: charge.name.clone(),
+            unit_price: amount(charge.unit_price, charge.scale),
+            unit_cost: amount(charge.unit_cost, charge.scale),
+            lines: charge.line_count,
+            price_rule: charge.price_rule.to_string(),
+        })
+        .collect()
 }
 
 fn explained(warning: &Warning) -> ExplainedWarning {
