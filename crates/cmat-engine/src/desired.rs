@@ -225,33 +225,61 @@ type ResolvedLine<'a> = (&'a BillLine, usize);
 
 /// Evaluates the rules over every current bill line.
 pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
-    let mut warnings = Vec::new();
     let latest_bill_of_organization = latest_bill_dates(lines);
     let mut resolutions = Resolutions::new(rules);
+    let mut sorted = sort_lines(rules, lines, &mut resolutions);
+    let mut warnings = left_out(&mut sorted);
+    let mut contracts = BTreeMap::new();
+    for (subscription_id, lines) in sorted.by_subscription {
+        if let Some(contract) = desired_contract(
+            &resolutions,
+            subscription_id,
+            &lines,
+            &latest_bill_of_organization,
+            &mut warnings,
+        ) {
+            contracts.insert(subscription_id.to_string(), contract);
+        }
+    }
+    warnings.sort();
+    DesiredState { contracts, warnings, skipped: sorted.skipped_products }
+}
 
-    // Group lines: unmapped services and unlinked organizations are reported once each.
-    let mut unmapped: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
-    let mut unlinked: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
-    let mut by_subscription: BTreeMap<&str, Vec<ResolvedLine>> = BTreeMap::new();
-    let mut manual: BTreeMap<&str, Vec<&BillLine>> = BTreeMap::new();
-    let mut skipped: BTreeMap<(&str, RuleOrigin), Vec<&BillLine>> = BTreeMap::new();
-    let mut skipped_products: BTreeMap<(String, String), RuleOrigin> = BTreeMap::new();
-    let mut ambiguous: BTreeMap<&str, (Ambiguity, Vec<&BillLine>)> = BTreeMap::new();
+/// The bill's lines by what becomes of them: billed by subscription, or left out and why.
+/// Unmapped services and unlinked organizations are reported once each.
+#[derive(Default)]
+struct SortedLines<'a> {
+    unmapped: BTreeMap<&'a str, Vec<&'a BillLine>>,
+    unlinked: BTreeMap<&'a str, Vec<&'a BillLine>>,
+    by_subscription: BTreeMap<&'a str, Vec<ResolvedLine<'a>>>,
+    manual: BTreeMap<&'a str, Vec<&'a BillLine>>,
+    skipped: BTreeMap<(&'a str, RuleOrigin), Vec<&'a BillLine>>,
+    skipped_products: BTreeMap<(String, String), RuleOrigin>,
+    ambiguous: BTreeMap<&'a str, (Ambiguity, Vec<&'a BillLine>)>,
+}
+
+fn sort_lines<'a>(
+    rules: &RuleSet,
+    lines: &'a [BillLine],
+    resolutions: &mut Resolutions,
+) -> SortedLines<'a> {
+    let mut sorted = SortedLines::default();
     for line in lines {
         if line.subscription_id.is_empty() {
             // A manual billing line (a discount or fee attached to a service): no contract to
             // put it on, and no rule routes one yet. Shown with its amount, never dropped quietly.
-            manual.entry(&line.organization_name).or_default().push(line);
+            sorted.manual.entry(&line.organization_name).or_default().push(line);
             continue;
         }
         if !rules.services.contains_key(&line.service_name) {
-            unmapped.entry(&line.service_name).or_default().push(line);
+            sorted.unmapped.entry(&line.service_name).or_default().push(line);
             continue;
         }
         let index = match resolutions.of(line) {
             Ok(index) => index,
             Err(ambiguity) => {
-                ambiguous
+                sorted
+                    .ambiguous
                     .entry(&line.subscription_id)
                     .or_insert_with(|| (ambiguity, Vec::new()))
                     .1
@@ -261,17 +289,24 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
         };
         let resolved = resolutions.get(index);
         if let Some(rule) = resolved.skipped_by(line) {
-            skipped_products
+            sorted
+                .skipped_products
                 .entry((line.subscription_id.clone(), product_key(rules, line, resolved)))
                 .or_insert_with(|| rule.clone());
-            skipped.entry((&line.organization_name, rule.clone())).or_default().push(line);
+            sorted.skipped.entry((&line.organization_name, rule.clone())).or_default().push(line);
         } else if company_of(rules, line, resolved).is_none() {
-            unlinked.entry(&line.organization_name).or_default().push(line);
+            sorted.unlinked.entry(&line.organization_name).or_default().push(line);
         } else {
-            by_subscription.entry(&line.subscription_id).or_default().push((line, index));
+            sorted.by_subscription.entry(&line.subscription_id).or_default().push((line, index));
         }
     }
-    for (service, lines) in unmapped {
+    sorted
+}
+
+/// The warnings for the lines left out (taken from `sorted`, which keeps what is billed).
+fn left_out(sorted: &mut SortedLines) -> Vec<Warning> {
+    let mut warnings = Vec::new();
+    for (service, lines) in std::mem::take(&mut sorted.unmapped) {
         warnings.push(Warning::new(
             WarningCode::UnmappedService,
             format!(
@@ -281,7 +316,7 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             sources_label(&lines),
         ));
     }
-    for (organization, lines) in unlinked {
+    for (organization, lines) in std::mem::take(&mut sorted.unlinked) {
         warnings.push(Warning::new(
             WarningCode::UnlinkedOrganization,
             format!(
@@ -291,7 +326,7 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             sources_label(&lines),
         ));
     }
-    for ((organization, rule), lines) in skipped {
+    for ((organization, rule), lines) in std::mem::take(&mut sorted.skipped) {
         warnings.push(Warning::new(
             WarningCode::SkippedByRule,
             format!(
@@ -302,7 +337,7 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             sources_label(&lines),
         ));
     }
-    for (subscription, (ambiguity, lines)) in ambiguous {
+    for (subscription, (ambiguity, lines)) in std::mem::take(&mut sorted.ambiguous) {
         warnings.push(Warning::new(
             WarningCode::AmbiguousRules,
             format!(
@@ -315,7 +350,13 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             sources_label(&lines),
         ));
     }
+    warnings.extend(manual_lines_not_billed(std::mem::take(&mut sorted.manual)));
+    warnings
+}
 
+/// Manual billing lines (no Subscription ID), said once per organization with their amount.
+fn manual_lines_not_billed(manual: BTreeMap<&str, Vec<&BillLine>>) -> Vec<Warning> {
+    let mut warnings = Vec::new();
     for (organization, lines) in manual {
         let products: BTreeSet<&str> = lines.iter().map(|l| l.product_name.as_str()).collect();
         warnings.push(Warning::new(
@@ -329,21 +370,7 @@ pub fn desired_state(rules: &RuleSet, lines: &[BillLine]) -> DesiredState {
             sources_label(&lines),
         ));
     }
-
-    let mut contracts = BTreeMap::new();
-    for (subscription_id, lines) in by_subscription {
-        if let Some(contract) = desired_contract(
-            &resolutions,
-            subscription_id,
-            &lines,
-            &latest_bill_of_organization,
-            &mut warnings,
-        ) {
-            contracts.insert(subscription_id.to_string(), contract);
-        }
-    }
-    warnings.sort();
-    DesiredState { contracts, warnings, skipped: skipped_products }
+    warnings
 }
 
 fn latest_bill_dates(lines: &[BillLine]) -> BTreeMap<&str, NaiveDate> {
