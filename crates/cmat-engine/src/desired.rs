@@ -484,60 +484,12 @@ fn desired_contract(
     let company_id = company(&lines[0])?;
 
     // One subscription, one company, one kind: anything else is ambiguous, so it is left out.
-    if let Some(other) = lines.iter().find(|line| company(line) != Some(company_id)) {
-        warnings.push(Warning::new(
-            WarningCode::ConflictingLines,
-            format!(
-                "subscription {subscription_id} is billed to two Autotask companies ({company_id} at {}, {:?} at {}); left out",
-                first.source,
-                company(other),
-                other.0.source
-            ),
-            other.0.source.to_string(),
-        ));
+    if let Some(warning) = conflicting_lines(resolutions, subscription_id, lines, company_id, kind)
+    {
+        warnings.push(warning);
         return None;
     }
-    if let Some((other, _)) = lines.iter().find(|(line, _)| {
-        rules.services.get(&line.service_name).map(|rule| rule.value) != Some(kind)
-    }) {
-        warnings.push(Warning::new(
-            WarningCode::ConflictingLines,
-            format!(
-                "subscription {subscription_id} mixes licence and consumption services (\"{}\" and \"{}\"); left out",
-                first.service_name, other.service_name
-            ),
-            other.source.to_string(),
-        ));
-        return None;
-    }
-    let currencies: BTreeSet<&str> =
-        lines.iter().map(|(line, _)| line.currency_code.as_str()).collect();
-    if currencies.len() > 1 {
-        warnings.push(Warning::new(
-            WarningCode::CurrencyMismatch,
-            format!(
-                "subscription {subscription_id} is billed in several currencies ({}); amounts are taken as they are",
-                currencies.into_iter().collect::<Vec<_>>().join(", ")
-            ),
-            first.source.to_string(),
-        ));
-    }
-    // The organization is invoiced in its own currency (the export's "Organization Currency
-    // Code"): a line in another one is shown, never converted.
-    if let Some((line, _)) = lines.iter().find(|(line, _)| {
-        !line.organization_currency_code.is_empty()
-            && !line.organization_currency_code.eq_ignore_ascii_case(&line.currency_code)
-    }) {
-        warnings.push(Warning::new(
-            WarningCode::CurrencyMismatch,
-            format!(
-                "subscription {subscription_id} is billed in {} but organization \"{}\" is invoiced in {}; amounts are taken as they are, never converted",
-                line.currency_code, line.organization_name, line.organization_currency_code
-            ),
-            line.source.to_string(),
-        ));
-    }
-
+    currency_warnings(subscription_id, lines, warnings);
     let first_billing_date = lines.iter().map(|(line, _)| line.billing_date).min()?;
     let last_billing_date = lines.iter().map(|(line, _)| line.billing_date).max()?;
     let current: Vec<ResolvedLine> =
@@ -600,6 +552,76 @@ fn desired_contract(
         }
     }
     Some(contract)
+}
+
+/// Lines of one subscription billed to two companies, or mixing licence and consumption.
+fn conflicting_lines(
+    resolutions: &Resolutions<'_>,
+    subscription_id: &str,
+    lines: &[ResolvedLine],
+    company_id: i64,
+    kind: BillingKind,
+) -> Option<Warning> {
+    let rules = resolutions.rules();
+    let (first, _) = lines[0];
+    let company = |(line, index): &ResolvedLine| company_of(rules, line, resolutions.get(*index));
+    if let Some(other) = lines.iter().find(|line| company(line) != Some(company_id)) {
+        return Some(Warning::new(
+            WarningCode::ConflictingLines,
+            format!(
+                "subscription {subscription_id} is billed to two Autotask companies ({company_id} at {}, {:?} at {}); left out",
+                first.source,
+                company(other),
+                other.0.source
+            ),
+            other.0.source.to_string(),
+        ));
+    }
+    if let Some((other, _)) = lines.iter().find(|(line, _)| {
+        rules.services.get(&line.service_name).map(|rule| rule.value) != Some(kind)
+    }) {
+        return Some(Warning::new(
+            WarningCode::ConflictingLines,
+            format!(
+                "subscription {subscription_id} mixes licence and consumption services (\"{}\" and \"{}\"); left out",
+                first.service_name, other.service_name
+            ),
+            other.source.to_string(),
+        ));
+    }
+    None
+}
+
+/// A subscription billed in several currencies, or in another than its organization's.
+fn currency_warnings(subscription_id: &str, lines: &[ResolvedLine], warnings: &mut Vec<Warning>) {
+    let (first, _) = lines[0];
+    let currencies: BTreeSet<&str> =
+        lines.iter().map(|(line, _)| line.currency_code.as_str()).collect();
+    if currencies.len() > 1 {
+        warnings.push(Warning::new(
+            WarningCode::CurrencyMismatch,
+            format!(
+                "subscription {subscription_id} is billed in several currencies ({}); amounts are taken as they are",
+                currencies.into_iter().collect::<Vec<_>>().join(", ")
+            ),
+            first.source.to_string(),
+        ));
+    }
+    // The organization is invoiced in its own currency (the export's "Organization Currency
+    // Code"): a line in another one is shown, never converted.
+    if let Some((line, _)) = lines.iter().find(|(line, _)| {
+        !line.organization_currency_code.is_empty()
+            && !line.organization_currency_code.eq_ignore_ascii_case(&line.currency_code)
+    }) {
+        warnings.push(Warning::new(
+            WarningCode::CurrencyMismatch,
+            format!(
+                "subscription {subscription_id} is billed in {} but organization \"{}\" is invoiced in {}; amounts are taken as they are, never converted",
+                line.currency_code, line.organization_name, line.organization_currency_code
+            ),
+            line.source.to_string(),
+        ));
+    }
 }
 
 /// The end of the first whole term (counted from `start`) that ends after `covered`.
