@@ -544,12 +544,12 @@ fn create_contract(
         company_id: contract.company_id,
         contract_label: contract_label(contract),
     });
-    return ContractTarget {
+    ContractTarget {
         parent: Id::Planned(key),
         existing_id: None,
         start: contract.start_date,
         end: contract.end_date,
-    };
+    }
 }
 
 /// The end-date edits a renewal or a cancelled subscription wants, and the contract's end
