@@ -14,6 +14,7 @@ use super::client::AutotaskClient;
 use super::error::{AutotaskError, Rejection};
 use super::pull::{absorb, add_records, DEFAULT_SUBSCRIPTION_UDF};
 use super::query::{chunked_in, Condition, Filter, FilterValue};
+use cmat_engine::plan::FieldValue;
 use cmat_engine::scope::Scope;
 use cmat_engine::snapshot::{units_in_force, Snapshot};
 use cmat_engine::write::{Action, Write};
@@ -184,15 +185,9 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
     };
     let path = match write {
         Write::CreateService(service) => {
-            put("name", json!(service.name));
-            put("sku", json!(service.sku));
-            put("billingCodeID", json!(service.billing_code_id));
-            if let Some(period) = service.period_type {
-                put("periodType", json!(period));
+            for (name, value) in service.field_values() {
+                put(name, api_value(value)?);
             }
-            put("unitPrice", api_number(service.unit_price)?);
-            put("unitCost", api_number(service.unit_cost)?);
-            put("isActive", json!(service.is_active));
             "Services".to_string()
         }
         Write::CreateContract(contract) => {
@@ -293,6 +288,16 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
         Action::Delete => Method::Delete,
     };
     Ok(Request { method, path, body: Value::Object(body) })
+}
+
+/// A written field's value as Autotask takes it: decimals as JSON numbers.
+fn api_value(value: FieldValue) -> Result<Value, String> {
+    Ok(match value {
+        FieldValue::Text(text) => Value::String(text),
+        FieldValue::Int(number) => Value::from(number),
+        FieldValue::Decimal(number) => api_number(number)?,
+        FieldValue::Bool(flag) => Value::Bool(flag),
+    })
 }
 
 /// Apply's view of Autotask: the client plus the name of the subscription UDF.

@@ -699,6 +699,102 @@ struct RawChange {
     reason: String,
 }
 
+/// One value of a field cmat writes, before it is spelled for the saved plan (decimals as
+/// strings) or for Autotask (decimals as numbers).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FieldValue {
+    Text(String),
+    Int(i64),
+    Decimal(rust_decimal::Decimal),
+    Bool(bool),
+}
+
+impl FieldValue {
+    /// As the saved plan (and the audit trail) spell it.
+    pub fn to_plan(&self) -> Value {
+        match self {
+            FieldValue::Text(value) => text(value.as_str()),
+            FieldValue::Int(value) => Value::from(*value),
+            FieldValue::Decimal(value) => decimal(*value),
+            FieldValue::Bool(value) => Value::Bool(*value),
+        }
+    }
+}
+
+/// A Rust field's value as a written field; None leaves the field out.
+trait ToField {
+    fn to_field(&self) -> Option<FieldValue>;
+}
+
+impl ToField for String {
+    fn to_field(&self) -> Option<FieldValue> {
+        Some(FieldValue::Text(self.clone()))
+    }
+}
+
+impl ToField for i64 {
+    fn to_field(&self) -> Option<FieldValue> {
+        Some(FieldValue::Int(*self))
+    }
+}
+
+impl ToField for Option<i64> {
+    fn to_field(&self) -> Option<FieldValue> {
+        self.map(FieldValue::Int)
+    }
+}
+
+impl ToField for rust_decimal::Decimal {
+    fn to_field(&self) -> Option<FieldValue> {
+        Some(FieldValue::Decimal(*self))
+    }
+}
+
+impl ToField for bool {
+    fn to_field(&self) -> Option<FieldValue> {
+        Some(FieldValue::Bool(*self))
+    }
+}
+
+/// A written entity's Autotask fields, stated once: each Rust field, how a saved plan reads
+/// it back, and its Autotask name. The plan's `fields`, the Autotask request (the adapter's
+/// `request`) and the read-back (`from_raw`) all go through it, so a new field is one line.
+macro_rules! field_map {
+    ($entity:ident { $($field:ident: $read:ident $name:literal),* $(,)? }) => {
+        impl $entity {
+            /// Autotask's name and value of each field written, in order; an absent optional
+            /// field is left out.
+            pub fn field_values(&self) -> Vec<(&'static str, FieldValue)> {
+                [$(($name, ToField::to_field(&self.$field))),*]
+                    .into_iter()
+                    .filter_map(|(name, value)| value.map(|value| (name, value)))
+                    .collect()
+            }
+
+            /// The entity as a saved plan's fields spell it.
+            fn read_fields(fields: &mut Fields<'_>) -> Result<Self, String> {
+                Ok($entity { $($field: field_map!(@read fields, $read, $name),)* })
+            }
+        }
+    };
+    (@read $fields:ident, optional_int, $name:literal) => {
+        $fields.optional(Fields::int, $name)?
+    };
+    (@read $fields:ident, $read:ident, $name:literal) => {
+        $fields.$read($name)?
+    };
+}
+
+field_map!(NewService {
+    name: text "name",
+    sku: text "sku",
+    billing_code_id: int "billingCodeID",
+    period_type: optional_int "periodType",
+    unit_price: decimal "unitPrice",
+    unit_cost: decimal "unitCost",
+    is_active: boolean "isActive",
+});
+
 fn text(value: impl Into<String>) -> Value {
     Value::String(value.into())
 }
@@ -794,15 +890,9 @@ impl PlanChange {
         };
         match &self.write {
             Write::CreateService(service) => {
-                put("name", text(&service.name));
-                put("sku", text(&service.sku));
-                put("billingCodeID", Value::from(service.billing_code_id));
-                if let Some(period) = service.period_type {
-                    put("periodType", Value::from(period));
+                for (name, value) in service.field_values() {
+                    put(name, value.to_plan());
                 }
-                put("unitPrice", decimal(service.unit_price));
-                put("unitCost", decimal(service.unit_cost));
-                put("isActive", Value::Bool(service.is_active));
             }
             Write::CreateContract(contract) => {
                 put("companyID", Value::from(contract.company_id));
@@ -1029,7 +1119,7 @@ fn write_of(
     Ok(match (raw.action, entity) {
         (Action::Create, Entity::Services) => {
             no_parent(parent)?;
-            Write::CreateService(service_of(fields)?)
+            Write::CreateService(NewService::read_fields(fields)?)
         }
         (Action::Create, Entity::Contracts) => {
             no_parent(parent)?;
@@ -1065,19 +1155,6 @@ fn write_of(
         (action, entity) => {
             return Err(format!("cmat plans no {} of {}", action.as_str(), entity.as_str()))
         }
-    })
-}
-
-/// A saved Service create.
-fn service_of(fields: &mut Fields<'_>) -> Result<NewService, String> {
-    Ok(NewService {
-        name: fields.text("name")?,
-        sku: fields.text("sku")?,
-        billing_code_id: fields.int("billingCodeID")?,
-        period_type: fields.optional(Fields::int, "periodType")?,
-        unit_price: fields.decimal("unitPrice")?,
-        unit_cost: fields.decimal("unitCost")?,
-        is_active: fields.boolean("isActive")?,
     })
 }
 
