@@ -248,17 +248,9 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
         }
         Write::CreateCharge { contract, charge } => {
             let contract = contract.id();
-            put("name", json!(charge.name));
-            put("description", json!(charge.description));
-            put("datePurchased", json!(charge.date_purchased.to_string()));
-            put("chargeType", json!(charge.charge_type));
-            put("unitQuantity", api_number(charge.unit_quantity)?);
-            put("unitPrice", api_number(charge.unit_price)?);
-            if let Some(cost) = charge.unit_cost {
-                put("unitCost", api_number(cost)?);
+            for (name, value) in charge.field_values() {
+                put(name, api_value(value)?);
             }
-            put("billingCodeID", json!(charge.billing_code_id));
-            put("isBillableToCompany", json!(charge.is_billable_to_company));
             put("contractID", json!(contract));
             format!("Contracts/{contract}/Charges")
         }
@@ -297,6 +289,7 @@ fn api_value(value: FieldValue) -> Result<Value, String> {
         FieldValue::Int(number) => Value::from(number),
         FieldValue::Decimal(number) => api_number(number)?,
         FieldValue::Bool(flag) => Value::Bool(flag),
+        FieldValue::Date(date) => Value::String(date.to_string()),
     })
 }
 

@@ -707,6 +707,7 @@ pub enum FieldValue {
     Int(i64),
     Decimal(rust_decimal::Decimal),
     Bool(bool),
+    Date(chrono::NaiveDate),
 }
 
 impl FieldValue {
@@ -717,6 +718,7 @@ impl FieldValue {
             FieldValue::Int(value) => Value::from(*value),
             FieldValue::Decimal(value) => decimal(*value),
             FieldValue::Bool(value) => Value::Bool(*value),
+            FieldValue::Date(value) => date(*value),
         }
     }
 }
@@ -750,6 +752,18 @@ impl ToField for rust_decimal::Decimal {
     }
 }
 
+impl ToField for Option<rust_decimal::Decimal> {
+    fn to_field(&self) -> Option<FieldValue> {
+        self.map(FieldValue::Decimal)
+    }
+}
+
+impl ToField for chrono::NaiveDate {
+    fn to_field(&self) -> Option<FieldValue> {
+        Some(FieldValue::Date(*self))
+    }
+}
+
 impl ToField for bool {
     fn to_field(&self) -> Option<FieldValue> {
         Some(FieldValue::Bool(*self))
@@ -780,6 +794,9 @@ macro_rules! field_map {
     (@read $fields:ident, optional_int, $name:literal) => {
         $fields.optional(Fields::int, $name)?
     };
+    (@read $fields:ident, optional_decimal, $name:literal) => {
+        $fields.optional(Fields::decimal, $name)?
+    };
     (@read $fields:ident, $read:ident, $name:literal) => {
         $fields.$read($name)?
     };
@@ -793,6 +810,18 @@ field_map!(NewService {
     unit_price: decimal "unitPrice",
     unit_cost: decimal "unitCost",
     is_active: boolean "isActive",
+});
+
+field_map!(NewCharge {
+    name: text "name",
+    description: text "description",
+    date_purchased: date "datePurchased",
+    charge_type: int "chargeType",
+    unit_quantity: decimal "unitQuantity",
+    unit_price: decimal "unitPrice",
+    unit_cost: optional_decimal "unitCost",
+    billing_code_id: int "billingCodeID",
+    is_billable_to_company: boolean "isBillableToCompany",
 });
 
 fn text(value: impl Into<String>) -> Value {
@@ -817,37 +846,13 @@ fn record(id: &Id<Ref>) -> Value {
 
 /// A charge's fields as the plan names them: what a create writes, what a delete removes.
 fn charge_fields(charge: &NewCharge) -> Map<String, Value> {
-    let mut fields = Map::new();
-    let mut put = |name: &str, value: Value| {
-        fields.insert(name.to_string(), value);
-    };
-    put("name", text(&charge.name));
-    put("description", text(&charge.description));
-    put("datePurchased", date(charge.date_purchased));
-    put("chargeType", Value::from(charge.charge_type));
-    put("unitQuantity", decimal(charge.unit_quantity));
-    put("unitPrice", decimal(charge.unit_price));
-    if let Some(cost) = charge.unit_cost {
-        put("unitCost", decimal(cost));
-    }
-    put("billingCodeID", Value::from(charge.billing_code_id));
-    put("isBillableToCompany", Value::Bool(charge.is_billable_to_company));
-    fields
+    let values = charge.field_values().into_iter();
+    values.map(|(name, value)| (name.to_string(), value.to_plan())).collect()
 }
 
 /// A charge read back from a `fields` or `before` map.
 fn charge_of(fields: &mut Fields<'_>) -> Result<NewCharge, String> {
-    Ok(NewCharge {
-        name: fields.text("name")?,
-        description: fields.text("description")?,
-        date_purchased: fields.date("datePurchased")?,
-        charge_type: fields.int("chargeType")?,
-        unit_quantity: fields.decimal("unitQuantity")?,
-        unit_price: fields.decimal("unitPrice")?,
-        unit_cost: fields.optional(Fields::decimal, "unitCost")?,
-        billing_code_id: fields.int("billingCodeID")?,
-        is_billable_to_company: fields.boolean("isBillableToCompany")?,
-    })
+    NewCharge::read_fields(fields)
 }
 
 impl PlanChange {
