@@ -1032,8 +1032,12 @@ mod tests {
 
     #[test]
     fn jitter_is_a_fraction() {
-        for _ in 0..100 {
-            assert!(random_per_mille() < 1000);
-        }
+        let draws: Vec<u32> = (0..200).map(|_| random_per_mille()).collect();
+        assert!(draws.iter().all(|&draw| draw < 1000), "{draws:?}");
+        // A constant (or a clock read too coarse to differ) would give a handful of values;
+        // 200 uniform draws out of 1000 give about 180 distinct ones.
+        let distinct: std::collections::BTreeSet<u32> = draws.iter().copied().collect();
+        assert!(distinct.len() > 100, "only {} distinct values in 200 draws", distinct.len());
+        assert!(draws.iter().any(|&draw| draw < 500) && draws.iter().any(|&draw| draw >= 500));
     }
 }
