@@ -18,7 +18,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -30,6 +30,7 @@ use serde_json::Value;
 pub use super::error::AutotaskError;
 use super::pacing::Limiter;
 use crate::json_kind::kind;
+use crate::locks::{self, lock};
 use budget::BudgetState;
 use response::{excerpt, interpret, read_response, refusal, Outcome, Refusal};
 use zone::{with_slash, Zone};
@@ -173,10 +174,6 @@ enum Target<'a> {
     Absolute(&'a str),
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 pub struct AutotaskClient {
     http: Client,
     credentials: AutotaskCredentials,
@@ -280,7 +277,7 @@ impl AutotaskClient {
 
     /// The tenant base in use, like `https://webservices5.autotask.net/atservicesrest/`.
     pub fn base_url(&self) -> String {
-        self.zone.read().unwrap_or_else(|poisoned| poisoned.into_inner()).base_url.clone()
+        locks::read(&self.zone).base_url.clone()
     }
 
     /// HTTP requests sent so far (zone lookups and threshold reads included, retries too).
@@ -302,7 +299,7 @@ impl AutotaskClient {
     /// and how many were in flight on average over it (close to 3 when apply keeps Autotask's
     /// three slots busy). None before any write.
     pub fn writes_in_flight(&self) -> Option<WritesInFlight> {
-        let times = *self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let times = *lock(&self.writes);
         let window = times.last_answered?.checked_duration_since(times.first_sent?)?;
         let average = times.held.as_secs_f64() / window.as_secs_f64().max(f64::MIN_POSITIVE);
         Some(WritesInFlight { window, average })
@@ -585,7 +582,7 @@ impl AutotaskClient {
                 };
                 if safety == Safety::Write {
                     let answered = Instant::now();
-                    let mut times = self.writes.lock().unwrap_or_else(|p| p.into_inner());
+                    let mut times = lock(&self.writes);
                     times.first_sent = Some(times.first_sent.map_or(started, |t| t.min(started)));
                     times.last_answered = Some(answered);
                     times.held += answered - started;
