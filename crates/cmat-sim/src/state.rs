@@ -635,100 +635,115 @@ impl State {
         record: &Record,
         existing: Option<&Record>,
     ) -> Result<(), ApiError> {
-        let f = &record.fields;
-        let int = |k: &str| f.get(k).and_then(Value::as_i64);
         match def.name {
-            "Contracts" => {
-                if let (Some(start), Some(end)) =
-                    (f.get("startDate").and_then(date_of), f.get("endDate").and_then(date_of))
-                {
-                    if end < start {
-                        return Err(e500(
-                            "The contract's endDate must not be before its startDate.",
-                        ));
-                    }
-                }
-                if let Some(existing) = existing {
-                    // Units exist from the adjustments' dates: keep them inside the contract.
-                    let id = int("id").unwrap_or(0);
-                    let start = f.get("startDate").and_then(date_of);
-                    let end = f.get("endDate").and_then(date_of);
-                    let _ = existing;
-                    for a in self
-                        .adjustments
-                        .iter()
-                        .filter(|a| a.fields.get("contractID").and_then(Value::as_i64) == Some(id))
-                    {
-                        if start.is_some_and(|s| a.date < s) || end.is_some_and(|e| a.date > e) {
-                            return Err(e500(format!(
-                                "The contract has a service adjustment effective {}, outside the new dates.",
-                                a.date
-                            )));
-                        }
-                    }
-                }
+            "Contracts" => self.contract_rules(record, existing),
+            "Services" => self.service_rules(record),
+            "ContractServices" => self.contract_service_rules(record, existing),
+            "ContractCharges" => self.charge_rules(record, existing),
+            _ => Ok(()),
+        }
+    }
+
+    /// A contract ends on or after its start, and an update keeps its service adjustments
+    /// (units exist from their dates) inside the new dates.
+    fn contract_rules(&self, record: &Record, existing: Option<&Record>) -> Result<(), ApiError> {
+        let f = &record.fields;
+        let start = f.get("startDate").and_then(date_of);
+        let end = f.get("endDate").and_then(date_of);
+        if let (Some(start), Some(end)) = (start, end) {
+            if end < start {
+                return Err(e500("The contract's endDate must not be before its startDate."));
             }
-            "Services" => {
-                let code = int("billingCodeID").unwrap_or(0);
-                let use_type = self.field_i64("BillingCodes", code, "useType");
-                let active = self
-                    .records
-                    .get("BillingCodes")
-                    .and_then(|m| m.get(&code))
-                    .and_then(|r| r.fields.get("isActive"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if use_type != Some(USE_TYPE_RECURRING_CONTRACT_SERVICE) || !active {
-                    return Err(e500(format!(
-                        "billingCodeID {code} must be an active billing code of use type Recurring Contract Service."
-                    )));
-                }
+        }
+        if existing.is_none() {
+            return Ok(());
+        }
+        let id = f.get("id").and_then(Value::as_i64).unwrap_or(0);
+        for a in self
+            .adjustments
+            .iter()
+            .filter(|a| a.fields.get("contractID").and_then(Value::as_i64) == Some(id))
+        {
+            if start.is_some_and(|s| a.date < s) || end.is_some_and(|e| a.date > e) {
+                return Err(e500(format!(
+                    "The contract has a service adjustment effective {}, outside the new dates.",
+                    a.date
+                )));
             }
-            "ContractServices" => {
-                let contract = int("contractID").unwrap_or(0);
-                if self.field_i64("Contracts", contract, "contractType")
-                    != Some(CONTRACT_TYPE_RECURRING_SERVICE)
-                {
-                    return Err(e500(format!(
-                        "Contract {contract} is not a Recurring Service contract; services can only be added to those."
-                    )));
-                }
-                if existing.is_none() {
-                    let service = int("serviceID").unwrap_or(0);
-                    if self.contract_service_of(contract, service).is_some() {
-                        return Err(e500(format!(
-                            "Service {service} is already on contract {contract}."
-                        )));
-                    }
-                }
-            }
-            "ContractCharges" => {
-                if let Some(existing) = existing {
-                    if existing.fields.get("isBilled").and_then(Value::as_bool) == Some(true) {
-                        return Err(e500("A billed charge cannot be changed."));
-                    }
-                }
-                match (int("billingCodeID"), int("productID")) {
-                    (None, None) => return Err(e500("billingCodeID or productID is required.")),
-                    (Some(code), _) => {
-                        let rec = self.records.get("BillingCodes").and_then(|m| m.get(&code));
-                        let ok = rec.is_some_and(|r| {
-                            r.fields.get("useType").and_then(Value::as_i64)
-                                == Some(USE_TYPE_MATERIAL_COST_CODE)
-                                && r.fields.get("isActive").and_then(Value::as_bool) == Some(true)
-                        });
-                        if !ok {
-                            return Err(e500(format!(
-                                "billingCodeID {code} must be an active billing code of use type Material Cost Code."
-                            )));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
         }
         Ok(())
+    }
+
+    /// A Service bills to an active Recurring Contract Service code.
+    fn service_rules(&self, record: &Record) -> Result<(), ApiError> {
+        let code = record.fields.get("billingCodeID").and_then(Value::as_i64).unwrap_or(0);
+        let use_type = self.field_i64("BillingCodes", code, "useType");
+        let active = self
+            .records
+            .get("BillingCodes")
+            .and_then(|m| m.get(&code))
+            .and_then(|r| r.fields.get("isActive"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if use_type != Some(USE_TYPE_RECURRING_CONTRACT_SERVICE) || !active {
+            return Err(e500(format!(
+                "billingCodeID {code} must be an active billing code of use type Recurring Contract Service."
+            )));
+        }
+        Ok(())
+    }
+
+    /// A contract service sits on a Recurring Service contract, once per service.
+    fn contract_service_rules(
+        &self,
+        record: &Record,
+        existing: Option<&Record>,
+    ) -> Result<(), ApiError> {
+        let int = |k: &str| record.fields.get(k).and_then(Value::as_i64);
+        let contract = int("contractID").unwrap_or(0);
+        if self.field_i64("Contracts", contract, "contractType")
+            != Some(CONTRACT_TYPE_RECURRING_SERVICE)
+        {
+            return Err(e500(format!(
+                "Contract {contract} is not a Recurring Service contract; services can only be added to those."
+            )));
+        }
+        if existing.is_none() {
+            let service = int("serviceID").unwrap_or(0);
+            if self.contract_service_of(contract, service).is_some() {
+                return Err(e500(format!("Service {service} is already on contract {contract}.")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A billed charge never changes; a charge names a product or an active Material Cost
+    /// Code.
+    fn charge_rules(&self, record: &Record, existing: Option<&Record>) -> Result<(), ApiError> {
+        if existing.is_some_and(|e| e.fields.get("isBilled").and_then(Value::as_bool) == Some(true))
+        {
+            return Err(e500("A billed charge cannot be changed."));
+        }
+        let int = |k: &str| record.fields.get(k).and_then(Value::as_i64);
+        match (int("billingCodeID"), int("productID")) {
+            (None, None) => Err(e500("billingCodeID or productID is required.")),
+            (Some(code), _) => {
+                let rec = self.records.get("BillingCodes").and_then(|m| m.get(&code));
+                let ok = rec.is_some_and(|r| {
+                    r.fields.get("useType").and_then(Value::as_i64)
+                        == Some(USE_TYPE_MATERIAL_COST_CODE)
+                        && r.fields.get("isActive").and_then(Value::as_bool) == Some(true)
+                });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(e500(format!(
+                        "billingCodeID {code} must be an active billing code of use type Material Cost Code."
+                    )))
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn contract_service_of(&self, contract: i64, service: i64) -> Option<i64> {
