@@ -405,22 +405,25 @@ fn write_currency(statement: &mut Statement<'_>, c: &Currency) -> rusqlite::Resu
 
 /// The stored snapshot, each table read by its row function; none is left out.
 fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
-    let mut snapshot = Snapshot::default();
-    snapshot.companies = load_table(conn, COMPANIES_LOAD, company_row, |record| record.id)?;
-    snapshot.contracts = load_table(conn, CONTRACTS_LOAD, contract_row, |record| record.id)?;
-    snapshot.services = load_table(conn, SERVICES_LOAD, service_row, |record| record.id)?;
-    snapshot.contract_services =
-        load_table(conn, CONTRACT_SERVICES_LOAD, contract_service_row, |record| record.id)?;
-    snapshot.contract_service_units =
-        load_table(conn, CONTRACT_SERVICE_UNITS_LOAD, contract_service_unit_row, |record| {
-            record.id
-        })?;
-    snapshot.charges = load_table(conn, CHARGES_LOAD, contract_charge_row, |record| record.id)?;
-    snapshot.billing_codes =
-        load_table(conn, BILLING_CODES_LOAD, billing_code_row, |record| record.id)?;
-    snapshot.picklists = load_picklists(conn)?;
-    snapshot.currencies = load_table(conn, CURRENCIES_LOAD, currency_row, |record| record.id)?;
-    Ok(snapshot)
+    Ok(Snapshot {
+        companies: load_table(conn, COMPANIES_LOAD, company_row, |r| r.id)?,
+        contracts: load_table(conn, CONTRACTS_LOAD, contract_row, |r| r.id)?,
+        services: load_table(conn, SERVICES_LOAD, service_row, |r| r.id)?,
+        contract_services: load_table(conn, CONTRACT_SERVICES_LOAD, contract_service_row, |r| {
+            r.id
+        })?,
+        contract_service_units: load_table(
+            conn,
+            CONTRACT_SERVICE_UNITS_LOAD,
+            contract_service_unit_row,
+            |r| r.id,
+        )?,
+        charges: load_table(conn, CHARGES_LOAD, contract_charge_row, |r| r.id)?,
+        billing_codes: load_table(conn, BILLING_CODES_LOAD, billing_code_row, |r| r.id)?,
+        picklists: load_picklists(conn)?,
+        currencies: load_table(conn, CURRENCIES_LOAD, currency_row, |r| r.id)?,
+        ..Snapshot::default()
+    })
 }
 
 /// The rows of one table by id.

@@ -189,6 +189,8 @@ fn read_tenant_shape(
 
 impl Seed {
     /// The bundled demo tenant (`fixtures/autotask-seed.json`).
+    // A constant compiled in, not user input: `the_bundled_seed_reads` checks it.
+    #[allow(clippy::expect_used)]
     pub fn bundled() -> Seed {
         Seed::from_json(BUNDLED_SEED).expect("the bundled seed is valid")
     }
@@ -383,6 +385,13 @@ mod tests {
     use std::time::Duration;
 
     use crate::{Seed, Throttling};
+
+    #[test]
+    fn the_bundled_seed_reads() {
+        let seed = Seed::from_json(super::BUNDLED_SEED).expect("the bundled seed");
+        assert!(!seed.records.get("Companies").is_none_or(Vec::is_empty));
+        assert_eq!(Seed::bundled().credentials.username, seed.credentials.username);
+    }
 
     #[test]
     fn throttling_reads_the_live_shapes_and_refuses_bad_values() {

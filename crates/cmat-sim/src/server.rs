@@ -418,7 +418,7 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         [_, "entityinformation", rest @ ..] if info_kind(rest).is_some() => {
             let e = entity(segments[0])?;
             let route = format!("{e}/{}", segments[1..].join("/"));
-            (Target::Info(e, info_kind(rest).expect("checked")), route)
+            (Target::Info(e, info_kind(rest).ok_or_else(|| err(404, "No such route."))?), route)
         }
         [_, "query"] => {
             let e = entity(segments[0])?;
@@ -446,7 +446,7 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         ["contracts", p, child, rest @ ..]
             if id(p).is_some() && child_entity(state, child).is_some() =>
         {
-            let e = child_entity(state, child).expect("checked");
+            let e = child_entity(state, child).ok_or_else(|| err(404, "No such route."))?;
             let parent = id(p);
             let child_name = state.def(&e).and_then(|d| d.child_of_contract).unwrap_or("");
             match rest {
@@ -455,13 +455,20 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
                     format!("Contracts/{{id}}/{child_name}"),
                 ),
                 [i] if id(i).is_some() => (
-                    Target::Item { entity: e, parent, id: id(i).expect("checked") },
+                    Target::Item {
+                        entity: e,
+                        parent,
+                        id: id(i).ok_or_else(|| err(404, "No such route."))?,
+                    },
                     format!("Contracts/{{id}}/{child_name}/{{id}}"),
                 ),
                 ["entityinformation", more @ ..] if info_kind(more).is_some() => {
                     let route =
                         format!("Contracts/{{id}}/{child_name}/{}", segments[3..].join("/"));
-                    (Target::Info(e, info_kind(more).expect("checked")), route)
+                    (
+                        Target::Info(e, info_kind(more).ok_or_else(|| err(404, "No such route."))?),
+                        route,
+                    )
                 }
                 _ => return Err(err(404, "No such route.")),
             }
@@ -469,7 +476,11 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         [_, i] if id(i).is_some() => {
             let e = entity(segments[0])?;
             (
-                Target::Item { entity: e.clone(), parent: None, id: id(i).expect("checked") },
+                Target::Item {
+                    entity: e.clone(),
+                    parent: None,
+                    id: id(i).ok_or_else(|| err(404, "No such route."))?,
+                },
                 format!("{e}/{{id}}"),
             )
         }

@@ -778,7 +778,9 @@ impl State {
         self.ignore_hidden_costs(&mut input);
         let mut errors = Vec::new();
         for (name, value) in &input.fields {
-            let field = def.field(name).expect("parsed field");
+            let field = def
+                .field(name)
+                .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
             if field.read_only && !value.is_null() {
                 errors.push(format!("{} is read-only.", field.name));
             }
@@ -869,7 +871,9 @@ impl State {
         }
         let mut errors = Vec::new();
         for (name, value) in &input.fields {
-            let field = def.field(name).expect("parsed field");
+            let field = def
+                .field(name)
+                .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
             let old = existing.fields.get(*name).unwrap_or(&Value::Null);
             // Children written through their contract take only what may change: a read-only
             // field is refused even with its current value (ContractServices, LIVE).
@@ -883,7 +887,9 @@ impl State {
         }
         let mut record = existing.clone();
         for (name, value) in &input.fields {
-            let field = def.field(name).expect("parsed field");
+            let field = def
+                .field(name)
+                .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
             if !field.read_only && !field.create_only {
                 record.fields.insert(name.to_string(), value.clone());
             }
