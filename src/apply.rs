@@ -615,20 +615,19 @@ fn audit_rows(
         Outcome::Failed(failure) => (AuditOutcome::Failed, change.id(), None, failure.to_string()),
         Outcome::Skipped(reason) => (AuditOutcome::Skipped, change.id(), None, reason.clone()),
     };
-    let before = change.before();
     change
-        .fields()
-        .iter()
-        .map(|(field, value)| AuditRow {
+        .field_rows()
+        .into_iter()
+        .map(|(field, old, new)| AuditRow {
             run_id: run_id.to_string(),
             at,
             action: change.action().as_str().to_string(),
             entity: change.entity().as_str().to_string(),
             autotask_id,
             key: change.key.to_string(),
-            field: field.clone(),
-            old_value: before.as_ref().and_then(|before| before.get(field)).map(plain),
-            new_value: Some(plain(value)),
+            old_value: old.as_ref().map(plain),
+            new_value: new.as_ref().map(plain),
+            field,
             rule: change.rule.clone(),
             outcome: result,
             http_status: status,
@@ -880,6 +879,62 @@ mod tests {
         let fields: usize = plan.changes.iter().map(|c| c.fields().len()).sum();
         assert_eq!(audit.len(), fields, "one audit row per field written");
         assert!(store.journal_unresolved().expect("journal").is_empty());
+    }
+
+    /// `cmat revert`'s delete: `DELETE Contracts/{contract}/Charges/{id}`, journaled with the
+    /// ids, audited one row per field of the charge removed (old value, no new one).
+    #[test]
+    fn a_charge_delete_goes_by_path_and_audits_what_was_removed() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut store = Store::open(&dir.path().join("state.db"), Access::Write).expect("store");
+        let date = chrono::NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+        let charge = cmat_engine::write::NewCharge {
+            name: "Azure consumption 2026-11".into(),
+            description: String::new(),
+            date_purchased: date,
+            charge_type: 1,
+            unit_quantity: "1".parse().expect("decimal"),
+            unit_price: "12.5".parse().expect("decimal"),
+            unit_cost: None,
+            billing_code_id: 9,
+            is_billable_to_company: true,
+        };
+        let change = cmat_engine::diff::Change {
+            key: cmat_engine::write::NaturalKey::Charge {
+                subscription: "AZ".into(),
+                date,
+                group: None,
+                correction: None,
+            },
+            write: Write::DeleteCharge {
+                id: 77,
+                contract: cmat_engine::write::Id::Existing(4410),
+                charge,
+            },
+            rule: cmat_engine::rules::RuleOrigin { file: "revert:r1".into(), line: 0 },
+            reason: "revert".into(),
+            company_id: 1,
+            contract_label: String::new(),
+        };
+        let diff = cmat_engine::diff::Diff { changes: vec![change], ..Default::default() };
+        let digests =
+            Digests { snapshot: String::new(), inputs: String::new(), mappings: String::new() };
+        let plan = Plan::new(diff, digests, DateTime::UNIX_EPOCH);
+        let fake = FakeAutotask::new(None);
+        let report = apply_plan(&plan, &fake, &mut store, &options()).expect("apply");
+        assert!(report.is_clean(), "{report:?}");
+        let sent = fake.sent.lock().expect("lock").clone();
+        assert_eq!(sent, vec![("Contracts/4410/Charges/77".to_string(), Value::Null)]);
+        let audit = store.audit_rows(&AuditFilter::default()).expect("audit");
+        assert_eq!(audit.len(), 8, "one row per field of the charge: {audit:#?}");
+        assert!(audit.iter().all(|row| row.action == "delete" && row.new_value.is_none()));
+        assert!(audit.iter().all(|row| row.autotask_id == Some(77)));
+        let price = audit.iter().find(|row| row.field == "unitPrice").expect("unitPrice");
+        assert_eq!(price.old_value.as_deref(), Some("12.5"));
+        let done = store.journal_done().expect("journal");
+        assert_eq!(done.len(), 1);
+        let body: Value = serde_json::from_str(&done[0].0.request_body).expect("json");
+        assert_eq!(body, json!({"id": 77, "contractID": 4410}));
     }
 
     #[test]

@@ -281,6 +281,13 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
             put("id", json!(id));
             format!("Contracts/{contract}/Charges")
         }
+        // API-NOTES: `DELETE Contracts/{contractId}/Charges/{id}`. Nothing is sent in a body;
+        // the ids are kept in it for the journal, which `cmat revert` reads.
+        Write::DeleteCharge { id, contract, .. } => {
+            put("id", json!(id));
+            put("contractID", json!(contract.id()));
+            format!("Contracts/{}/Charges/{id}", contract.id())
+        }
     };
     let method = match write.action() {
         Action::Create | Action::Adjust => Method::Create,

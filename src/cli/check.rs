@@ -24,7 +24,8 @@ pub fn run(context: &Context) -> CommandResult {
                 );
                 return Ok(Exit::Problem);
             }
-            let warnings = unseen_scopes(context, &checked.scope_terms)?;
+            let mut warnings = checked.warnings.clone();
+            warnings.extend(unseen_scopes(context, &checked.scope_terms)?);
             for warning in &warnings {
                 eprint!("{warning}");
             }

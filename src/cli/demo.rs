@@ -115,7 +115,7 @@ fn sync_the_bills(
         },
     )?;
     let (rules, _) = session::load_rules(demo)?;
-    let udf = rules.settings.subscription_udf.value.clone();
+    let reading = super::pull_autotask::Reading::of(&rules);
     for (step, (name, contents, story)) in BILLS.iter().enumerate() {
         println!("\n━━ {}. {story} ━━", step + 1);
         if step == 2 {
@@ -128,7 +128,7 @@ fn sync_the_bills(
         let summary = crate::import::import_file(store, &path, name)?;
         print!("{}", super::import::render_summary(name, &summary));
         println!("\n$ cmat pull autotask");
-        super::pull_autotask::pull_into(demo, store, &client, &udf, false, None)?;
+        super::pull_autotask::pull_into(demo, store, &client, &reading, false, None)?;
         println!("\n$ cmat apply --auto-approve");
         let mut loaded = session::load(demo, store)?;
         execute(demo, store, &mut loaded, &client, None, None, true)?;

@@ -44,7 +44,7 @@ pub fn run(context: &Context, root: &Path) -> CommandResult {
     )?;
     let mut store = session::open_store(&demo, Access::Write)?;
     let (rules, _) = session::load_rules(&demo)?;
-    let udf = rules.settings.subscription_udf.value.clone();
+    let reading = super::pull_autotask::Reading::of(&rules);
 
     let bill = root.join("bill-2026-11-01.csv");
     std::fs::write(&bill, BILL)?;
@@ -52,7 +52,7 @@ pub fn run(context: &Context, root: &Path) -> CommandResult {
     let summary = crate::import::import_file(&mut store, &bill, "bill-2026-11-01.csv")?;
     print!("{}", super::import::render_summary("bill-2026-11-01.csv", &summary));
     println!("\n$ cmat pull autotask");
-    super::pull_autotask::pull_into(&demo, &mut store, &client, &udf, false, None)?;
+    super::pull_autotask::pull_into(&demo, &mut store, &client, &reading, false, None)?;
 
     println!("\n━━ 1. cmat proposes, with its evidence ━━\n\n$ cmat adopt");
     let mut loaded = session::load(&demo, &store)?;

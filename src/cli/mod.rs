@@ -27,6 +27,7 @@ mod plan;
 mod pull_autotask;
 mod pull_cloudmore;
 mod report;
+mod revert;
 mod session;
 mod status;
 mod sync;
@@ -132,6 +133,9 @@ pub enum Command {
     Adopt(adopt::AdoptArgs),
     /// Print shell completions (bash, zsh, fish, powershell) to standard output
     Completions(completions::CompletionsArgs),
+    /// A plan that undoes what one apply run wrote, as far as Autotask allows (apply it with
+    /// `cmat apply FILE`)
+    Revert(revert::RevertArgs),
 }
 
 /// `--format text|json` of `status` and `doctor`.
@@ -213,6 +217,7 @@ pub fn main() -> ExitCode {
         Command::Demo(args) => demo::run(&context, args),
         Command::Adopt(args) => adopt::run(&context, args),
         Command::Completions(args) => completions::run(args),
+        Command::Revert(args) => revert::run(&context, args),
     };
     match result {
         Ok(exit) => exit.into(),

@@ -16,15 +16,35 @@ pub fn run(context: &Context, full: bool) -> CommandResult {
     // Take the workspace lock before spending any request.
     let mut store = Store::open(&context.workspace.state_db(), Access::Write)?;
     let client = super::session::connect_autotask(context)?;
-    let subscription_udf = match cmat_mapping::load_rules(&context.workspace.root) {
-        Ok(rules) => rules.settings.subscription_udf.value,
-        // Pulling needs no rules; without valid ones the default rules' UDF name is used.
-        Err(_) => DEFAULT_SUBSCRIPTION_UDF.to_string(),
+    let reading = match cmat_mapping::load_rules(&context.workspace.root) {
+        Ok(rules) => Reading::of(&rules),
+        // Pulling needs no rules; without valid ones the default rules' UDF name is used, and
+        // every unit period from the bills on is read (no reach is known).
+        Err(_) => {
+            Reading { subscription_udf: DEFAULT_SUBSCRIPTION_UDF.to_string(), reach_months: None }
+        }
     };
     // A plain pull reads contract services and unit periods in full (only `sync` knows which
     // subscriptions changed since it last applied them).
-    pull_into(context, &mut store, &client, &subscription_udf, full, None)?;
+    pull_into(context, &mut store, &client, &reading, full, None)?;
     Ok(Exit::Success)
+}
+
+/// What the rules decide about a pull: the UDF contracts are found by, and how far after the
+/// bills' dates their writes reach ([`cmat_engine::rules::RuleSet::units_reach_months`]; None
+/// reads every later unit period).
+pub struct Reading {
+    pub subscription_udf: String,
+    pub reach_months: Option<u32>,
+}
+
+impl Reading {
+    pub fn of(rules: &cmat_engine::rules::RuleSet) -> Reading {
+        Reading {
+            subscription_udf: rules.settings.subscription_udf.value.clone(),
+            reach_months: Some(rules.units_reach_months()),
+        }
+    }
 }
 
 /// Refreshes the snapshot (by changes since the last pull unless `full`; contract services and
@@ -34,15 +54,18 @@ pub fn pull_into(
     context: &Context,
     store: &mut Store,
     client: &AutotaskClient,
-    subscription_udf: &str,
+    reading: &Reading,
     full: bool,
     focus: Option<Focus>,
 ) -> Result<PullReport, CommandError> {
-    // Only the unit periods around the current bills' Billing Dates (the ones the engine reads).
+    // Only the unit periods around the current bills' Billing Dates and as far after them as
+    // the rules date a write (the ones the engine reads).
     let billing_dates = store.bills()?.into_iter().map(|b| b.key.billing_date);
+    // Unknown: the longest term the language accepts (`term_months` up to 1200).
+    let reach = reading.reach_months.unwrap_or(1200);
     let options = PullOptions {
-        subscription_udf: subscription_udf.to_string(),
-        units_window: cmat_engine::snapshot::UnitsWindow::around(billing_dates),
+        subscription_udf: reading.subscription_udf.clone(),
+        units_window: cmat_engine::snapshot::UnitsWindow::around(billing_dates, reach),
         full,
         focus,
         ..PullOptions::default()

@@ -7,13 +7,16 @@ use super::apply::{execute, Applied};
 use super::{session, CommandResult, Context};
 use crate::autotask::pull::Focus;
 use crate::store::meta_keys::{
-    LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST, LAST_SYNC_REQUESTS,
+    LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST, LAST_SYNC_NOT_CONVERGED,
+    LAST_SYNC_REQUESTS,
 };
 use crate::store::Access;
 
 #[derive(Debug, Args)]
 #[command(
     after_help = "Exit codes: 0 nothing to do, 2 changes were written (or, with --dry-run, would be), 1 error.\n\n\
+After writing, sync plans again from what it re-read: a change still planned is a `not_converged` warning\n\
+naming it (`cmat report` lists it), and the next sync plans it again even without a new bill.\n\n\
 Run it daily from cron:\n  15 6 * * *  . /etc/cmat/acme.env && cmat -w /srv/acme sync --auto-approve >> /var/log/cmat-acme.log 2>&1\n\
 or from a systemd timer (OnCalendar=*-*-* 06:15:00) whose service runs `cmat -w /srv/acme sync --auto-approve`\n\
 with the CMAT_* variables in an EnvironmentFile readable only by its user."
@@ -59,6 +62,8 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     outcome
 }
 
+// TODO(arch): split after converge
+#[allow(clippy::too_many_lines)]
 fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
     let options = super::import::options(context);
@@ -74,10 +79,11 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let (rules, sources) = session::load_rules(context)?;
     let inputs_digest = store.inputs_digest()?;
     let mappings_digest = cmat_engine::plan::mappings_digest(&sources);
-    let subscription_udf = rules.settings.subscription_udf.value.clone();
+    let reading = super::pull_autotask::Reading::of(&rules);
     if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
         && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
         && store.journal_unresolved()?.is_empty()
+        && settled(&store)?
     {
         let when = store.get_meta(LAST_SYNC_AT)?.unwrap_or_else(|| "an earlier run".into());
         println!(
@@ -110,7 +116,7 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         context,
         &mut store,
         &client,
-        &subscription_udf,
+        &reading,
         args.full_pull,
         focus,
     )?;
@@ -148,6 +154,20 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
             args.auto_approve,
         )?
     };
+    let unsettled = match applied {
+        Applied::Written => not_converged(&loaded)?,
+        Applied::NothingToDo => Vec::new(),
+    };
+    for change in &unsettled {
+        eprintln!(
+            "warning: not_converged: {} {} {} is still planned after this sync wrote it: {} (rule at {}); the next sync would send it again, so look at it before then (`cmat plan`, `cmat explain`)",
+            change.action, change.entity, change.key, change.reason, change.rule
+        );
+    }
+    store.set_meta(
+        LAST_SYNC_NOT_CONVERGED,
+        &serde_json::to_string(&unsettled).unwrap_or_else(|_| "[]".into()),
+    )?;
     store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
     store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
     store.replace_synced_subscriptions(&subscriptions)?;
@@ -160,6 +180,36 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         Applied::NothingToDo => Exit::Success,
         Applied::Written => Exit::Changes,
     })
+}
+
+/// The plan again, from the snapshot apply re-read after writing: after a clean apply it is
+/// empty unless a write did not settle what it was meant to (the engine's model of Autotask
+/// and Autotask disagree). Said, never silently written again every day.
+fn not_converged(
+    loaded: &crate::workflow::Loaded,
+) -> Result<Vec<crate::store::NotConverged>, super::CommandError> {
+    let plan = loaded.plan()?;
+    Ok(plan
+        .changes
+        .iter()
+        .map(|change| crate::store::NotConverged {
+            action: change.action().as_str().to_string(),
+            entity: change.entity().as_str().to_string(),
+            key: change.key.to_string(),
+            reason: change.reason.clone(),
+            rule: change.rule.to_string(),
+        })
+        .collect())
+}
+
+/// Whether the last sync's own re-plan was empty: a change it left (a renewal written before
+/// the units it made readable) is planned again by the next sync, bills or not.
+fn settled(store: &crate::store::Store) -> Result<bool, super::CommandError> {
+    let left: Vec<crate::store::NotConverged> = store
+        .get_meta(LAST_SYNC_NOT_CONVERGED)?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    Ok(left.is_empty())
 }
 
 /// Saves a plan for approval as `.cmat/plans/<command>-<UTC time>.json` (sync, adopt --apply).

@@ -190,6 +190,8 @@ fn earlier_periods(
 /// contracts they adopted (`cmat adopt --apply`). The
 /// period's runs are those from the first import of its bills to the first import of a later
 /// period's bills; unresolved writes are always shown (they are today's business).
+// TODO(arch): split after converge
+#[allow(clippy::too_many_lines)]
 fn period_writes(
     store: &Store,
     bills: &[crate::store::BillRevision],
@@ -280,6 +282,25 @@ fn period_writes(
             entity: entry.intent.entity,
             key: entry.intent.key,
             message: format!("{message}; the next apply looks it up by its natural key first"),
+        });
+    }
+    // What the last sync's own re-plan still held after writing (`cli::sync`).
+    let unsettled: Vec<crate::store::NotConverged> = store
+        .get_meta(crate::store::meta_keys::LAST_SYNC_NOT_CONVERGED)?
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default();
+    let at = store.get_meta(crate::store::meta_keys::LAST_SYNC_AT)?.unwrap_or_default();
+    for change in unsettled {
+        problems.push(WriteProblem {
+            run_id: format!("the last sync ({at})"),
+            kind: "not_converged",
+            action: change.action,
+            entity: change.entity,
+            key: change.key,
+            message: format!(
+                "still planned after the sync wrote it: {} (rule at {}); the next sync would send it again",
+                change.reason, change.rule
+            ),
         });
     }
     Ok(problems)

@@ -183,7 +183,7 @@ pub struct Totals {
 pub struct Exception {
     /// `unlinked_organization`, `unmapped_service`, `manual_line_not_billed`, `under_cost`,
     /// `subscription_stopped_appearing`, `autotask_differs`, `failed_write`, `unknown_write`,
-    /// `adopted_contract`,
+    /// `adopted_contract`, `not_converged` (the last sync's own re-plan was not empty),
     /// `charge_corrected`, `bill_restated`, or a plan warning's code (`drift`,
     /// `duplicate_contracts`, …).
     pub kind: String,
@@ -263,8 +263,8 @@ pub struct PeriodTotal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteProblem {
     pub run_id: String,
-    /// `failed_write`, `unknown_write` or `adopted_contract`; `approval` for the approval of a
-    /// run's plan, which the review shows as a note.
+    /// `failed_write`, `unknown_write`, `adopted_contract` or `not_converged`; `approval` for
+    /// the approval of a run's plan, which the review shows as a note.
     pub kind: &'static str,
     pub action: String,
     pub entity: String,
@@ -326,9 +326,10 @@ enum Route {
     Manual,
 }
 
-/// The line's Autotask company as the rules link it: a `for` rule, an explicit link, then the
-/// AutotaskCompanyID column (as `desired` does).
-fn company_of(rules: &RuleSet, line: &ReviewLine<'_>) -> Option<i64> {
+/// The line's Autotask company where the engine cannot resolve the line's rules (two equally
+/// specific rules disagree) or a rule skips it: the organization's `for` company rule, an
+/// explicit link, then the AutotaskCompanyID column.
+fn organization_company(rules: &RuleSet, line: &ReviewLine<'_>) -> Option<i64> {
     rules
         .company_rule_for(line.organization_name, line.stored.customer_number)
         .or_else(|| rules.companies.explicit.get(line.organization_name))
@@ -336,19 +337,55 @@ fn company_of(rules: &RuleSet, line: &ReviewLine<'_>) -> Option<i64> {
         .or(line.stored.autotask_company_id.filter(|_| rules.companies.column.is_some()))
 }
 
+/// The line's facts as the engine's scopes read them.
+fn facts<'a>(line: &ReviewLine<'a>) -> cmat_engine::rules::LineFacts<'a> {
+    let stored = &line.stored;
+    cmat_engine::rules::LineFacts {
+        service: stored.service_name,
+        broker: stored.broker_name,
+        organization: line.organization_name,
+        customer_number: stored.customer_number,
+        organization_groups: stored.organization_groups,
+        item_code: stored.item_code,
+        product_id: stored.product_id,
+        product_name: stored.product_name,
+        meter_category: cmat_engine::rules::scoped::meter_category(stored.product_name),
+        subscription: stored.subscription_id,
+        term: stored.payment_frequency,
+        currency: stored.currency_code,
+        billing_date: line.billing_date,
+    }
+}
+
 impl Route {
-    fn of(rules: &RuleSet, line: &ReviewLine<'_>) -> Route {
-        if line.stored.subscription_id.is_empty() {
-            return Route::Manual;
-        }
-        let Some(service) = rules.services.get(line.stored.service_name) else {
-            return Route::Unmapped;
+    /// The engine's route of the line ([`cmat_engine::desired::route_of`]) and its company.
+    /// Lines a rule skips or whose rules are ambiguous are shown under their service's kind
+    /// (the plan's warnings say why they are left out).
+    fn of(rules: &RuleSet, line: &ReviewLine<'_>) -> (Route, Option<i64>) {
+        use cmat_engine::desired::LineRoute;
+        let zero = line.stored.total_sales.is_zero() && line.stored.total_cost.is_zero();
+        let kind = |kind| match kind {
+            BillingKind::Licence => Route::Licence,
+            BillingKind::Consumption => Route::Consumption,
         };
-        let linked = company_of(rules, line).is_some();
-        match (linked, service.value) {
-            (false, _) => Route::Unlinked,
-            (true, BillingKind::Licence) => Route::Licence,
-            (true, BillingKind::Consumption) => Route::Consumption,
+        match cmat_engine::desired::route_of(
+            rules,
+            &facts(line),
+            line.stored.autotask_company_id,
+            zero,
+        ) {
+            LineRoute::Manual => (Route::Manual, organization_company(rules, line)),
+            LineRoute::Unmapped => (Route::Unmapped, organization_company(rules, line)),
+            LineRoute::Unlinked => (Route::Unlinked, None),
+            LineRoute::Billed { kind: billed, company_id } => (kind(billed), Some(company_id)),
+            LineRoute::Skipped | LineRoute::Ambiguous => {
+                let company = organization_company(rules, line);
+                let service = rules.services.get(line.stored.service_name).map(|rule| rule.value);
+                match (company, service) {
+                    (Some(_), Some(billed)) => (kind(billed), company),
+                    _ => (Route::Unlinked, company),
+                }
+            }
         }
     }
 
@@ -556,7 +593,7 @@ impl PeriodSums {
         if !self.currencies.contains(line.stored.currency_code) {
             self.currencies.insert(line.stored.currency_code.to_owned());
         }
-        let route = Route::of(rules, line);
+        let (route, company_id) = Route::of(rules, line);
         // As `cmat_engine::billing::organization_key`, written into a reused buffer.
         self.key.clear();
         let number = line.stored.customer_number.trim();
@@ -570,7 +607,7 @@ impl PeriodSums {
         let Some(organization) = self.organizations.entry(&self.key, || OrganizationSum {
             name: line.organization_name.to_owned(),
             customer_number: line.stored.customer_number.to_owned(),
-            company_id: company_of(rules, line),
+            company_id,
             sales: Decimal::ZERO,
             cost: Decimal::ZERO,
             subscriptions: Keyed::default(),
@@ -1073,7 +1110,7 @@ fn quoted(items: &[&str]) -> String {
 
 fn kind_rank(kind: &str) -> u8 {
     match kind {
-        "failed_write" | "unknown_write" => 0,
+        "failed_write" | "unknown_write" | "not_converged" => 0,
         "unlinked_organization" | "unmapped_service" | "manual_line_not_billed" => 1,
         "autotask_differs" => 2,
         "under_cost" => 3,
@@ -1179,6 +1216,10 @@ impl<'a> AutotaskIndex<'a> {
         for unit in snapshot.contract_service_units.values() {
             units.entry(unit.contract_service_id).or_default().push(unit);
         }
+        // In start order, as the engine's `units_in_force` reads them.
+        for periods in units.values_mut() {
+            periods.sort_by_key(|unit| (unit.start_date, unit.id));
+        }
         let mut charges: HashMap<i64, Vec<_>> = HashMap::new();
         for charge in snapshot.charges.values() {
             if period.contains(charge.date_purchased) {
@@ -1197,14 +1238,12 @@ impl<'a> AutotaskIndex<'a> {
         let mut contract_services = Some(Decimal::ZERO);
         if bill.route == Route::Licence {
             for id in self.contract_services.get(&contract).into_iter().flatten() {
-                let units = self
-                    .units
-                    .get(id)
-                    .into_iter()
-                    .flatten()
-                    .find(|u| u.start_date <= bill.billing_date && bill.billing_date <= u.end_date)
-                    .map(|u| u.units)
-                    .unwrap_or(0);
+                // The engine's own lookup: the page and the plan read units alike (a renewed
+                // contract's last period runs on).
+                let units = cmat_engine::snapshot::units_in_force(
+                    self.units.get(id).map(Vec::as_slice).unwrap_or(&[]),
+                    bill.billing_date,
+                );
                 if units == 0 {
                     continue;
                 }
@@ -1293,6 +1332,47 @@ mod tests {
         );
         for bad in ["2026-13", "2026-1", "26-11", "2026/11", "", "2026-00"] {
             assert_eq!(Period::parse(bad), None, "{bad}");
+        }
+    }
+
+    /// The review routes a line as the plan does: a company rule scoped to one product of an
+    /// organization does not take the organization's other products with it.
+    #[test]
+    fn a_line_goes_to_the_company_the_plan_puts_it_under() {
+        let text = format!(
+            "{}\nfor organization \"Contoso Ltd\", product \"Microsoft 365 E5\" {{\n    company = 777\n}}\n",
+            cmat_mapping::default_rules(29682801, 29682802, 1)
+        );
+        let rules = cmat_mapping::compile_sources(&[("mappings/m.cmat".to_string(), text)])
+            .expect("rules")
+            .rules;
+        let bill_line = |product: &str| cmat_engine::billing::BillLine {
+            billing_date: "2026-10-01".parse().expect("date"),
+            service_name: "Microsoft NCE".into(),
+            organization_name: "Contoso Ltd".into(),
+            product_name: product.into(),
+            item_code: product.into(),
+            subscription_id: "S1".into(),
+            total_sales: Decimal::ONE,
+            autotask_company_id: Some(29683501),
+            ..Default::default()
+        };
+        for (product, company) in [("Microsoft 365 E5", 777), ("Exchange Online", 29683501)] {
+            let line = bill_line(product);
+            let review_line = ReviewLine {
+                organization_name: &line.organization_name,
+                billing_date: line.billing_date,
+                file: "bill.csv",
+                stored: crate::store::StoredLine::of(&line),
+            };
+            assert_eq!(
+                Route::of(&rules, &review_line),
+                (Route::Licence, Some(company)),
+                "{product}"
+            );
+            let desired = cmat_engine::desired::desired_state(&rules, std::slice::from_ref(&line));
+            let planned: Vec<i64> = desired.contracts.values().map(|c| c.company_id).collect();
+            assert_eq!(planned, vec![company], "{product}");
         }
     }
 

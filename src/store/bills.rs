@@ -138,7 +138,10 @@ impl Store {
     pub fn scope_seen(&self, term: &cmat_engine::rules::ScopeTerm) -> Result<bool, StoreError> {
         use cmat_engine::rules::scoped::meter_category;
         use cmat_engine::rules::{LineFacts, ScopeTerm};
-        if matches!(term, ScopeTerm::Term(_) | ScopeTerm::Currency(_)) {
+        if matches!(
+            term,
+            ScopeTerm::Term(_) | ScopeTerm::Currency(_) | ScopeTerm::From(_) | ScopeTerm::Until(_)
+        ) {
             return Ok(true);
         }
         let seen = || -> rusqlite::Result<bool> {
@@ -150,6 +153,7 @@ impl Store {
                     seen = seen
                         || term.matches(&LineFacts {
                             service: line.service_name,
+                            broker: line.broker_name,
                             organization: &bill.organization_name,
                             customer_number: line.customer_number,
                             organization_groups: line.organization_groups,
@@ -160,6 +164,7 @@ impl Store {
                             subscription: line.subscription_id,
                             term: line.payment_frequency,
                             currency: line.currency_code,
+                            billing_date: bill.billing_date,
                         });
                 })?;
                 if seen {

@@ -144,6 +144,32 @@ impl Store {
         read().map_err(|e| self.wrap(e))
     }
 
+    /// Every write Autotask took (state done), in the order they were journaled, with the id
+    /// it answered: what `cmat revert` undoes.
+    pub fn journal_done(&self) -> Result<Vec<(JournalIntent, Option<i64>)>, StoreError> {
+        let read = || -> rusqlite::Result<Vec<(JournalIntent, Option<i64>)>> {
+            let mut statement = self.conn.prepare(
+                "SELECT run_id, change_ref, action, entity, key, request_body, autotask_id
+                 FROM journal WHERE state = 'done' ORDER BY id",
+            )?;
+            let rows = statement.query_map([], |row| {
+                Ok((
+                    JournalIntent {
+                        run_id: row.get(0)?,
+                        change_ref: row.get(1)?,
+                        action: row.get(2)?,
+                        entity: row.get(3)?,
+                        key: row.get(4)?,
+                        request_body: row.get(5)?,
+                    },
+                    row.get(6)?,
+                ))
+            })?;
+            rows.collect()
+        };
+        read().map_err(|e| self.wrap(e))
+    }
+
     /// Appends rows to the audit trail, all or none, each chained to the row before.
     pub fn append_audit(&mut self, rows: &[AuditRow]) -> Result<(), StoreError> {
         let result = (|| -> rusqlite::Result<()> {

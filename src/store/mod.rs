@@ -58,6 +58,20 @@ pub mod meta_keys {
     /// The audit trail's last row, "ID DIGEST", written with each append: a trail whose last
     /// rows were deleted no longer ends there.
     pub const AUDIT_CHAIN_HEAD: &str = "audit.chain_head";
+    /// What the last sync's re-plan still held after writing (JSON list of
+    /// `NotConverged`): `report` lists it among the exceptions.
+    pub const LAST_SYNC_NOT_CONVERGED: &str = "last_sync.not_converged";
+}
+
+/// A change a sync wrote (or meant to) and that its own re-plan still holds: writing it again
+/// would not settle it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct NotConverged {
+    pub action: String,
+    pub entity: String,
+    pub key: String,
+    pub reason: String,
+    pub rule: String,
 }
 
 /// One step of the schema: its SQL, then, where SQL cannot say it, a step in Rust.

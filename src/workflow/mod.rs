@@ -12,6 +12,7 @@ use cmat_engine::snapshot::Snapshot;
 
 pub mod adopt;
 pub mod apply;
+pub mod revert;
 
 /// Everything a plan is computed from, loaded once.
 pub struct Loaded {
@@ -71,7 +72,10 @@ impl Loaded {
 
     /// The unit periods a pull reads for these bills (see [`cmat_engine::snapshot::UnitsWindow`]).
     pub fn units_window(&self) -> Option<cmat_engine::snapshot::UnitsWindow> {
-        cmat_engine::snapshot::UnitsWindow::around(self.lines.iter().map(|l| l.billing_date))
+        cmat_engine::snapshot::UnitsWindow::around(
+            self.lines.iter().map(|l| l.billing_date),
+            self.rules.units_reach_months(),
+        )
     }
 
     pub fn company_names(&self) -> std::collections::BTreeMap<i64, String> {

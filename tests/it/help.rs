@@ -37,6 +37,7 @@ fn every_subcommand_help() {
         &["report"],
         &["demo"],
         &["adopt"],
+        &["revert"],
     ] {
         let mut args = command.to_vec();
         args.push("--help");

@@ -413,3 +413,166 @@ fn a_decrease_from_the_next_period_and_zero_lines_left_out_converge_in_autotask(
     let state = sw.state();
     assert!(!state.services.contains_key("TRIAL-COPILOT"));
 }
+
+/// Issue 27's price forms through the binary: an uplift on the list price rounded up to .99,
+/// a markup per seat rounded to whole units and capped, a customer's cap, a floor in money
+/// per seat, and a distributor's rebate written to Autotask as the cost.
+#[test]
+fn an_msp_prices_with_uplifts_price_points_caps_and_a_rebated_cost() {
+    let sw = with_price_book("price-forms-msp");
+    apply_month(&sw, OCTOBER);
+    let price_and_cost = |subscription: &str, sku: &str| {
+        let service = contract_service(&sw, subscription, sku);
+        (decimal(&service.adjusted_price), decimal(&service.unit_cost))
+    };
+    // 20.60 + 5 % = 21.63 → 21.99; cost 18.54 less 3 %.
+    assert_eq!(
+        price_and_cost(CONTOSO_PREMIUM, "CFQ7TTC0LCHC"),
+        (decimal("21.99"), decimal("17.9838"))
+    );
+    // 3.60 + 1.50 = 5.10 → 6 → capped at 5.50; the NCE rebate still applies to the cost.
+    assert_eq!(
+        price_and_cost(CONTOSO_EXCHANGE, "CFQ7TTC0LH16"),
+        (decimal("5.50"), decimal("3.492"))
+    );
+    // Fabrikam's cap on Business Standard; its 12 E3 seats in the 10-49 band (36.00), to .99.
+    assert_eq!(price_and_cost(FABRIKAM_STANDARD, "CFQ7TTC0LDPB").0, decimal("12.50"));
+    assert_eq!(price_and_cost(FABRIKAM_E3, "CFQ7TTC0LFLX").0, decimal("36.99"));
+    // Teams Essentials: 3.78 + 5 % → 3.99, under 1.00 above its rebated cost 3.298.
+    let floors = warnings_with(&plan_json(&sw), "below_margin_floor");
+    assert_eq!(floors.len(), 1, "{floors:?}");
+    assert!(
+        floors[0].contains("price 3.99 for cost 3.298 is a margin of 17.34%, under the floor of 1 per unit (mappings/price-forms-msp.cmat:11)"),
+        "{floors:?}"
+    );
+    apply_month(&sw, NOVEMBER);
+    assert_eq!(contract_service(&sw, NORTHWIND_DEFENDER, "CFQ7TTC0LCHH").adjusted_price, "3.99");
+    let tiers = sw.ok(&["explain", FABRIKAM_E3]).stdout;
+    assert!(
+        tiers.contains("tiers = 1-9: sales_price + 5%, 10-49: sales_price, 50+: sales_price - 5% (volume)  used")
+            && tiers.contains("unit_price = sales_price + 5%  overridden by mappings/price-forms-msp.cmat:28"),
+        "{tiers}"
+    );
+    // explain names each form and the rule behind it.
+    let explain = sw.ok(&["explain", CONTOSO_EXCHANGE]).stdout;
+    for expected in [
+        "unit_price = cost + 1.5  used",
+        "price_point = whole  used",
+        "max_price = 5.5  used",
+        "unit_cost = cost - 3%  used",
+        "price_point = 0.99  overridden by mappings/price-forms-msp.cmat:17",
+    ] {
+        assert!(explain.contains(expected), "{expected}:\n{explain}");
+    }
+}
+
+/// Issue 27's dated rules, brokers, value lists and priorities through the binary: October's
+/// bill is priced by the rules in force then, November's by the change written ahead (the plan
+/// names the dated rule), the broker's rebate is the cost written, and a customer in two
+/// groups gets the floor of the one with the priority.
+#[test]
+fn an_msp_announces_a_price_change_ahead_and_it_applies_from_its_date() {
+    let sw = with_price_book("dated-msp");
+    apply_month(&sw, OCTOBER);
+    let price_and_cost = |subscription: &str, sku: &str| {
+        let service = contract_service(&sw, subscription, sku);
+        (decimal(&service.adjusted_price), decimal(&service.unit_cost))
+    };
+    // October: cost 18.54 + 12 % = 20.76; the Microsoft broker's 3 % off the cost (17.9838,
+    // kept to the rule's 2 decimals).
+    assert_eq!(
+        price_and_cost(CONTOSO_PREMIUM, "CFQ7TTC0LCHC"),
+        (decimal("20.76"), decimal("17.98"))
+    );
+    assert_eq!(price_and_cost(CONTOSO_EXCHANGE, "CFQ7TTC0LH16").0, decimal("3.50"));
+    // Fabrikam and Northwind, one rule: 12.30 − 3 % and 5.60 − 3 %.
+    assert_eq!(price_and_cost(FABRIKAM_STANDARD, "CFQ7TTC0LDPB").0, decimal("11.93"));
+    assert_eq!(price_and_cost("222e61de", "CFQ7TTC0LH18").0, decimal("5.43"));
+
+    sw.import(NOVEMBER);
+    sw.pull();
+    let plan = plan_json(&sw);
+    let premium: Vec<String> = plan["changes"]
+        .as_array()
+        .expect("changes")
+        .iter()
+        .filter(|change| change["key"].as_str().unwrap_or_default().contains(CONTOSO_PREMIUM))
+        .map(|change| change["reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert!(
+        premium.iter().any(|reason| reason.contains("unit price 20.76 → 21.32")
+            && reason.contains(
+                "priced by the dated rule at mappings/dated-msp.cmat:12 (from 2026-11-01)"
+            )),
+        "{premium:?}"
+    );
+    apply_month(&sw, NOVEMBER);
+    assert_eq!(price_and_cost(CONTOSO_PREMIUM, "CFQ7TTC0LCHC").0, decimal("21.32"));
+    // The launch price ended with October: Cloudmore's 4.20.
+    assert_eq!(price_and_cost(CONTOSO_EXCHANGE, "CFQ7TTC0LH16").0, decimal("4.20"));
+    // Fabrikam is in both groups: the Azure group's rule has the priority.
+    let explain = sw.ok(&["explain", FABRIKAM_STANDARD]).stdout;
+    assert!(
+        explain.contains("for organization_group \"Azure\" (priority 1)")
+            && explain.contains("margin_floor = 2%  used")
+            && explain.contains("margin_floor = 5%  overridden by mappings/dated-msp.cmat:38"),
+        "{explain}"
+    );
+    let dated = sw.ok(&["explain", CONTOSO_PREMIUM]).stdout;
+    assert!(
+        dated.contains("for product \"Microsoft 365 Business*\", from \"2026-11-01\""),
+        "{dated}"
+    );
+}
+
+/// Issue 27's per-seat add-on through the binary: the support Service rides on the Premium
+/// contract with its own price and cost, its units follow the licence count month after
+/// month, the plan shows it as its own line, and explain names the rule.
+#[test]
+fn a_per_seat_support_service_follows_the_licence_count() {
+    let mut seed = cmat_sim::Seed::bundled();
+    seed.records.insert(
+        "Services".into(),
+        vec![serde_json::json!({"id": 7010, "name": "Managed support per seat", "sku": "SUPPORT-SEAT",
+                    "billingCodeID": 29682801, "periodType": 2, "unitPrice": 15.0, "unitCost": 4.0,
+                    "isActive": true})],
+    );
+    let sw = SimWorkspace::start_seeded(seed, cmat_sim::SimOptions::default());
+    let path =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mappings/examples/add-on-msp.cmat");
+    sw.ws.write("mappings/add-on-msp.cmat", &std::fs::read_to_string(path).expect("the example"));
+    sw.ok(&["check"]);
+    sw.import(OCTOBER);
+    sw.pull();
+    let plan = sw.ok(&["plan"]).stdout;
+    assert!(plan.contains("item:CFQ7TTC0LCHC+7010"), "its own line:\n{plan}");
+    apply_month(&sw, OCTOBER);
+    let support = contract_service(&sw, CONTOSO_PREMIUM, "SUPPORT-SEAT");
+    assert_eq!(
+        (
+            decimal(&support.adjusted_price),
+            decimal(&support.unit_cost),
+            support.units.values().last()
+        ),
+        (decimal("12"), decimal("4"), Some(&25))
+    );
+    apply_month(&sw, NOVEMBER);
+    let premium = contract_service(&sw, CONTOSO_PREMIUM, "CFQ7TTC0LCHC");
+    let support = contract_service(&sw, CONTOSO_PREMIUM, "SUPPORT-SEAT");
+    assert_eq!(premium.units.values().last(), Some(&28));
+    assert_eq!(support.units, premium.units, "seat for seat");
+    let explain = sw.ok(&["explain", CONTOSO_PREMIUM]).stdout;
+    assert!(explain.contains("add_on_service = 7010 at 12 a seat (cost 4)  used"), "{explain}");
+    sw.ok(&["report", "--format", "json", "--out", "review.json"]);
+    let review: Value = serde_json::from_str(&sw.ws.read("review.json")).expect("review JSON");
+    // The billing review compares Autotask with the bill's sales, as for any price rule: the
+    // difference on Premium is the support billed with it, 28 seats at 12.00.
+    let differs: Vec<&Value> = review["exceptions"]
+        .as_array()
+        .expect("exceptions")
+        .iter()
+        .filter(|e| e["kind"] == "autotask_differs" && e["subscription"] == CONTOSO_PREMIUM)
+        .collect();
+    assert_eq!(differs.len(), 1, "{:#}", review["exceptions"]);
+    assert_eq!(decimal(differs[0]["amount"].as_str().unwrap_or_default()), decimal("336"));
+}

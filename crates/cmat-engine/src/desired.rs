@@ -43,6 +43,8 @@ pub struct DesiredContract {
     pub start_date: NaiveDate,
     /// endDate for a new contract: start plus whole terms, covering the current bill.
     pub end_date: NaiveDate,
+    /// The months of one commitment term (a `for` rule's, else the `contract` block's).
+    pub term_months: Ruled<u32>,
     /// Licence products by product key (Item Code or Product ID), including those that
     /// left the current bill (units 0).
     pub services: BTreeMap<String, DesiredContractService>,
@@ -84,14 +86,21 @@ pub struct DesiredContractService {
     pub units_rule: Option<RuleOrigin>,
     /// The Autotask Service a rule names for the product; `None`: found by sku or created.
     pub service_id: Option<i64>,
+    /// The rule that names `service_id`.
+    pub service_rule: Option<RuleOrigin>,
     /// A Service created for this product is named for its term as well.
     pub per_term: bool,
     /// Decimal places of the price and cost.
     pub scale: u32,
     /// The rule the price comes from.
     pub price_rule: RuleOrigin,
+    /// A dated rule (`from`, `until`) that shapes the price or cost, as the plan names it:
+    /// `mappings/p.cmat:12 (from 2026-12-01)`.
+    pub dated_price_rule: Option<String>,
     /// When a lower count takes effect, and by which rule.
     pub decrease: Ruled<DecreaseTiming>,
+    /// What a product that left the bill does to its units, and by which rule.
+    pub removed_product: Ruled<crate::rules::RemovedProduct>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -112,6 +121,10 @@ pub struct DesiredCharge {
     pub rounding: Rounding,
     /// The rule the price comes from.
     pub price_rule: RuleOrigin,
+    /// The rule the charge is named by.
+    pub name_rule: RuleOrigin,
+    /// What a billed charge the bill no longer agrees with becomes, and by which rule.
+    pub billed_charge_mismatch: Ruled<crate::rules::BilledChargeMismatch>,
 }
 
 impl DesiredCharge {
@@ -345,13 +358,66 @@ fn latest_bill_dates(lines: &[BillLine]) -> BTreeMap<&str, NaiveDate> {
 /// A company rule (scoped, then top-level) wins over the organization's AutotaskCompanyID
 /// column.
 pub fn company_of(rules: &RuleSet, line: &BillLine, resolved: &Resolved<'_>) -> Option<i64> {
+    company_for(rules, &line.organization_name, line.autotask_company_id, resolved)
+}
+
+/// [`company_of`] from a line's parts (views that hold stored lines, not [`BillLine`]s).
+pub fn company_for(
+    rules: &RuleSet,
+    organization_name: &str,
+    autotask_company_id: Option<i64>,
+    resolved: &Resolved<'_>,
+) -> Option<i64> {
     if let Some(rule) = resolved.company {
         return Some(rule.value);
     }
-    if let Some(explicit) = rules.companies.explicit.get(&line.organization_name) {
+    if let Some(explicit) = rules.companies.explicit.get(organization_name) {
         return Some(explicit.value);
     }
-    rules.companies.column.as_ref().and(line.autotask_company_id)
+    rules.companies.column.as_ref().and(autotask_company_id)
+}
+
+/// Where one bill line goes, as [`desired_state`] routes it: the same lookups for views that
+/// read lines one at a time (the billing review), so the page and the plan never disagree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LineRoute {
+    /// No Subscription ID: a manual billing line.
+    Manual,
+    /// Its Service Name has no `service` rule.
+    Unmapped,
+    /// Two equally specific rules set one thing differently for it: left out.
+    Ambiguous,
+    /// A `skip` or `skip_zero_amount` rule leaves it out.
+    Skipped,
+    /// No company: no rule and no AutotaskCompanyID.
+    Unlinked,
+    /// Billed, to this company.
+    Billed { kind: BillingKind, company_id: i64 },
+}
+
+/// The route of one line ([`LineRoute`]); `zero_amount` is Total Sales and Total Cost both 0.
+pub fn route_of(
+    rules: &RuleSet,
+    facts: &crate::rules::LineFacts<'_>,
+    autotask_company_id: Option<i64>,
+    zero_amount: bool,
+) -> LineRoute {
+    if facts.subscription.is_empty() {
+        return LineRoute::Manual;
+    }
+    let Some(kind) = rules.services.get(facts.service).map(|rule| rule.value) else {
+        return LineRoute::Unmapped;
+    };
+    let Ok(resolved) = rules.resolve(facts) else {
+        return LineRoute::Ambiguous;
+    };
+    if resolved.skip_rule(zero_amount).is_some() {
+        return LineRoute::Skipped;
+    }
+    match company_for(rules, facts.organization, autotask_company_id, &resolved) {
+        Some(company_id) => LineRoute::Billed { kind, company_id },
+        None => LineRoute::Unlinked,
+    }
 }
 
 /// "-12.50 EUR" (per currency, when the lines have several).
@@ -458,8 +524,8 @@ fn desired_contract(
             first_billing_date.with_day(1).unwrap_or(first_billing_date)
         }
     };
-    let end_date =
-        covering_end_date(start_date, rules.contract.term_months.value, last_billing_date);
+    let term_months = resolved.term_months.clone();
+    let end_date = covering_end_date(start_date, term_months.value, last_billing_date);
 
     let name_template = resolved.contract_name.or_else(|| rules.contract.name.get(&kind))?;
     let name = name_template.render(|field| template_value(field, latest_line, last_billing_date));
@@ -476,6 +542,7 @@ fn desired_contract(
         last_billing_date,
         start_date,
         end_date,
+        term_months,
         services: BTreeMap::new(),
         charges: BTreeMap::new(),
         stopped_appearing: latest_bill_of_organization
@@ -580,6 +647,7 @@ fn billed_units(count: i64, resolved: &Resolved<'_>) -> (i64, Option<RuleOrigin>
 
 /// A price under its floor is a warning, or a refusal to apply, by the rule's policy.
 fn check_margin(
+    rules: &RuleSet,
     resolved: &Resolved<'_>,
     what: String,
     price: Decimal,
@@ -595,14 +663,58 @@ fn check_margin(
             "apply refuses this plan until the rule or the price changes",
         ),
     };
+    // The policy's own line, or that none sets it (the `prices` block's line is no policy's).
+    let policy = if resolved.margin_policy.origin == rules.prices.margin_policy.origin
+        && !rules.prices.margin_policy_written
+    {
+        "margin_policy warn by default: no rule sets it".to_string()
+    } else {
+        format!("margin_policy at {}", resolved.margin_policy.origin)
+    };
     warnings.push(Warning::new(
         code,
-        format!(
-            "{what}: {shortfall}; {outcome} (margin_policy at {})",
-            resolved.margin_policy.origin
-        ),
+        format!("{what}: {shortfall}; {outcome} ({policy})"),
         source.to_string(),
     ));
+}
+
+/// A product's licence count on its current bill: its lines' quantities netted; `None`, with a
+/// warning, when that is not a whole number of licences or is negative.
+fn licence_count(
+    subscription_id: &str,
+    key: &str,
+    bill_lines: &[&BillLine],
+    warnings: &mut Vec<Warning>,
+) -> Option<i64> {
+    let first = bill_lines.first()?;
+    let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
+    if quantity.fract() != Decimal::ZERO {
+        warnings.push(Warning::new(
+            WarningCode::FractionalLicenceQuantity,
+            format!(
+                "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
+                all_sources(bill_lines),
+                amounts_label(bill_lines)
+            ),
+            first.source.to_string(),
+        ));
+        return None;
+    }
+    match quantity.to_i64() {
+        Some(units) if units >= 0 => Some(units),
+        _ => {
+            warnings.push(Warning::new(
+                WarningCode::NegativeLicenceQuantity,
+                format!(
+                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
+                    all_sources(bill_lines),
+                    amounts_label(bill_lines)
+                ),
+                first.source.to_string(),
+            ));
+            None
+        }
+    }
 }
 
 fn desired_services(
@@ -626,33 +738,8 @@ fn desired_services(
         let (first, index) = product_lines[0];
         let resolved = resolutions.get(index);
         let bill_lines: Vec<&BillLine> = product_lines.iter().map(|(line, _)| *line).collect();
-        let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
-        if quantity.fract() != Decimal::ZERO {
-            warnings.push(Warning::new(
-                WarningCode::FractionalLicenceQuantity,
-                format!(
-                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
-                    all_sources(&bill_lines),
-                    amounts_label(&bill_lines)
-                ),
-                first.source.to_string(),
-            ));
+        let Some(count) = licence_count(subscription_id, &key, &bill_lines, warnings) else {
             continue;
-        }
-        let count = match quantity.to_i64() {
-            Some(units) if units >= 0 => units,
-            _ => {
-                warnings.push(Warning::new(
-                    WarningCode::NegativeLicenceQuantity,
-                    format!(
-                        "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
-                        all_sources(&bill_lines),
-                        amounts_label(&bill_lines)
-                    ),
-                    first.source.to_string(),
-                ));
-                continue;
-            }
         };
         if bill_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
             warnings.push(Warning::new(
@@ -665,9 +752,16 @@ fn desired_services(
             ));
         }
         let (units, units_rule) = billed_units(count, resolved);
-        let service = desired_service(rules, resolved, &key, first, units, effective_date, true);
+        let mut service =
+            desired_service(rules, resolved, &key, first, units, effective_date, true);
+        if resolved.tiers.is_some() {
+            // The band is the product's whole count on the bill, over all its lines.
+            service.unit_price =
+                resolved.unit_price(first.unit_sales_price, first.unit_cost_price, count);
+        }
         if units > 0 {
             check_margin(
+                rules,
                 resolved,
                 format!("subscription {subscription_id}, product {key}"),
                 service.unit_price,
@@ -676,8 +770,11 @@ fn desired_services(
                 warnings,
             );
         }
-        services
-            .insert(key, DesiredContractService { licence_count: count, units_rule, ..service });
+        let service = DesiredContractService { licence_count: count, units_rule, ..service };
+        if let Some((add_on_key, add_on)) = add_on_service(resolved, &service) {
+            services.insert(add_on_key, add_on);
+        }
+        services.insert(key, service);
     }
     // Products billed earlier but absent from the current bill go to 0 units.
     let mut earlier: Vec<ResolvedLine> =
@@ -692,9 +789,82 @@ fn desired_services(
             continue;
         }
         let service = desired_service(rules, resolved, &key, line, 0, effective_date, false);
+        if let Some((add_on_key, add_on)) = add_on_service(resolved, &service) {
+            services.entry(add_on_key).or_insert(add_on);
+        }
         services.insert(key, service);
     }
-    services
+    merge_shared_services(subscription_id, services, warnings)
+}
+
+/// Products a rule puts on one Autotask Service are one contract service in the contract
+/// (Autotask keeps one per contract and Service, and one adjustment per day): their units
+/// are summed when they agree on price, cost and decrease timing. When they do not, no
+/// single count is right: all of them are left out with a warning naming the products and
+/// the rule, rather than two adjustments that flip the service between them every run.
+fn merge_shared_services(
+    subscription_id: &str,
+    services: BTreeMap<String, DesiredContractService>,
+    warnings: &mut Vec<Warning>,
+) -> BTreeMap<String, DesiredContractService> {
+    let mut by_service: BTreeMap<i64, Vec<DesiredContractService>> = BTreeMap::new();
+    let mut merged = BTreeMap::new();
+    for (key, service) in services {
+        match service.service_id {
+            Some(id) => by_service.entry(id).or_default().push(service),
+            None => {
+                merged.insert(key, service);
+            }
+        }
+    }
+    for (service_id, mut group) in by_service {
+        let first = group.remove(0);
+        if group.is_empty() {
+            merged.insert(first.product_key.clone(), first);
+            continue;
+        }
+        // A product that left the bill has no price of its own: it agrees with any.
+        let priced: Vec<&DesiredContractService> =
+            std::iter::once(&first).chain(&group).filter(|s| s.on_current_bill).collect();
+        let disagree = priced.windows(2).any(|pair| {
+            pair[0].unit_price != pair[1].unit_price
+                || pair[0].unit_cost != pair[1].unit_cost
+                || pair[0].decrease.value != pair[1].decrease.value
+        });
+        let products: Vec<String> = std::iter::once(&first)
+            .chain(&group)
+            .map(|s| format!("{} ({})", s.product_key, s.product_name))
+            .collect();
+        let rule = first.service_rule.as_ref().map(ToString::to_string).unwrap_or_default();
+        if disagree {
+            warnings.push(Warning::new(
+                WarningCode::ConflictingLines,
+                format!(
+                    "subscription {subscription_id}: products {} go to Service {service_id} (rule at {rule}) but differ in price, cost or decrease timing; one contract service cannot hold both, left out until the rule gives each its own Service",
+                    products.join(" and ")
+                ),
+                first.source.to_string(),
+            ));
+            continue;
+        }
+        let names: Vec<String> =
+            std::iter::once(&first).chain(&group).map(|s| s.product_name.clone()).collect();
+        let mut sum = first;
+        for other in group {
+            sum.units += other.units;
+            sum.licence_count += other.licence_count;
+            if other.on_current_bill && !sum.on_current_bill {
+                sum.unit_price = other.unit_price;
+                sum.unit_cost = other.unit_cost;
+                sum.on_current_bill = true;
+                sum.payment_frequency = other.payment_frequency;
+            }
+            sum.units_rule = sum.units_rule.or(other.units_rule);
+        }
+        sum.product_name = names.join(" + ");
+        merged.insert(sum.product_key.clone(), sum);
+    }
+    merged
 }
 
 fn desired_service(
@@ -707,27 +877,81 @@ fn desired_service(
     on_current_bill: bool,
 ) -> DesiredContractService {
     let base_key = base_product_key(rules, line);
+    let named_service = resolved.service.or_else(|| rules.products.explicit.get(base_key));
     DesiredContractService {
         product_key: key.to_string(),
         product_name: line.product_name.clone(),
         units,
-        unit_price: resolved.unit_price(line.unit_sales_price, line.unit_cost_price),
-        unit_cost: resolved.round(line.unit_cost_price),
+        unit_price: resolved.unit_price(
+            line.unit_sales_price,
+            line.unit_cost_price,
+            line.quantity.round().to_i64().unwrap_or(0),
+        ),
+        unit_cost: resolved.round(resolved.unit_cost(line.unit_cost_price, Decimal::ONE)),
         effective_date,
         on_current_bill,
         payment_frequency: line.payment_frequency.clone(),
         source: line.source.clone(),
         licence_count: units,
         units_rule: None,
-        service_id: resolved
-            .service
-            .or_else(|| rules.products.explicit.get(base_key))
-            .map(|rule| rule.value),
+        service_id: named_service.map(|rule| rule.value),
+        service_rule: named_service.map(|rule| rule.origin.clone()),
         per_term: key != base_key,
         scale: resolved.scale.value,
-        price_rule: resolved.unit_price.origin.clone(),
+        price_rule: resolved.price_origin().clone(),
+        dated_price_rule: dated_price_rule(resolved),
         decrease: resolved.decrease.clone(),
+        removed_product: resolved.removed_product.clone(),
     }
+}
+
+/// A product's per-seat add-on: the rule's Service on the same contract, with the product's
+/// units (and so its included and minimum seats) and decrease timing, at the rule's own price
+/// and cost. Keyed `PRODUCT+SERVICE_ID`: its own line in the plan and the review.
+fn add_on_service(
+    resolved: &Resolved<'_>,
+    product: &DesiredContractService,
+) -> Option<(String, DesiredContractService)> {
+    let rule = resolved.add_on?;
+    let key = format!("{}+{}", product.product_key, rule.value.service);
+    let service = DesiredContractService {
+        product_key: key.clone(),
+        product_name: format!("{} add-on (Service {})", product.product_name, rule.value.service),
+        unit_price: resolved.round(rule.value.price),
+        unit_cost: resolved.round(rule.value.cost),
+        service_id: Some(rule.value.service),
+        service_rule: Some(rule.origin.clone()),
+        per_term: false,
+        price_rule: rule.origin.clone(),
+        dated_price_rule: None,
+        ..product.clone()
+    };
+    Some((key, service))
+}
+
+/// The dated rule behind a line's price, cost, price point or cap, if one is: the plan names
+/// it, since the same book priced the line differently before its date.
+fn dated_price_rule(resolved: &Resolved<'_>) -> Option<String> {
+    let origins = [
+        Some(&resolved.unit_price.origin),
+        Some(&resolved.unit_cost.origin),
+        resolved.price_point.map(|rule| &rule.origin),
+        resolved.max_price.map(|rule| &rule.origin),
+        resolved.tiers.map(|rule| &rule.origin),
+    ];
+    resolved.matched.iter().find_map(|rule| {
+        let dates = rule.dates_label()?;
+        let set = &rule.set;
+        let sets = [
+            set.unit_price.as_ref().map(|r| &r.origin),
+            set.unit_cost.as_ref().map(|r| &r.origin),
+            set.price_point.as_ref().map(|r| &r.origin),
+            set.max_price.as_ref().map(|r| &r.origin),
+            set.tiers.as_ref().map(|r| &r.origin),
+        ];
+        let wins = sets.iter().zip(&origins).any(|(set, won)| set.is_some() && set == won);
+        wins.then(|| format!("{} ({dates})", rule.origin))
+    })
 }
 
 /// One charge per Billing Date (and meter category, when a rule splits them): the sum of the
@@ -767,8 +991,13 @@ fn desired_charges(
                     )
                 })
                 .sum();
-            let cost: Decimal = lines.iter().map(|(line, _)| line.total_cost).sum();
-            let period_name = rules.consumption.charge_name.render(|field| match field {
+            let cost: Decimal = lines
+                .iter()
+                .map(|(line, index)| {
+                    resolutions.get(*index).unit_cost(line.total_cost, line.quantity)
+                })
+                .sum();
+            let period_name = resolved.charge_name.render(|field| match field {
                 TemplateField::MeterCategory => None,
                 field => template_value(field, first, date),
             });
@@ -786,9 +1015,9 @@ fn desired_charges(
             };
             let charge = DesiredCharge {
                 date,
-                name: render(&rules.consumption.charge_name),
+                name: render(resolved.charge_name),
                 correction_name: render(&rules.consumption.correction_name),
-                unit_price: resolved.round(sales),
+                unit_price: resolved.finish_price(sales),
                 unit_cost: resolved.round(cost),
                 line_count: lines.len(),
                 source: first.source.clone(),
@@ -797,12 +1026,15 @@ fn desired_charges(
                 scale: resolved.scale.value,
                 rounding: resolved.rounding.value,
                 price_rule: resolved.unit_price.origin.clone(),
+                name_rule: resolved.charge_name.origin.clone(),
+                billed_charge_mismatch: resolved.billed_charge_mismatch.clone(),
             };
             let what = match &group {
                 Some(category) => format!("subscription {subscription_id}, {date} {category}"),
                 None => format!("subscription {subscription_id}, {date} consumption"),
             };
             check_margin(
+                rules,
                 resolved,
                 what,
                 charge.unit_price,

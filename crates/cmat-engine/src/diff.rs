@@ -171,9 +171,18 @@ pub fn adjustment_day(
     billing_date: NaiveDate,
     contract_end: NaiveDate,
 ) -> (NaiveDate, i64) {
+    // A period starting on a day is an adjustment there when its units differ from the day
+    // before's, or its price does (a price-only adjustment takes the day as well: Autotask
+    // refuses a second one). A monthly period boundary changes neither.
     let taken = |day: NaiveDate| {
-        let before = day.pred_opt().map(|previous| units_in_force(periods, previous)).unwrap_or(0);
-        periods.iter().any(|unit| unit.start_date == day && unit.units != before)
+        let previous = day.pred_opt();
+        let before = previous.map(|previous| units_in_force(periods, previous)).unwrap_or(0);
+        let price_before = previous.and_then(|previous| price_in_force(periods, previous));
+        periods.iter().any(|unit| {
+            unit.start_date == day
+                && (unit.units != before
+                    || matches!((unit.price, price_before), (Some(a), Some(b)) if a != b))
+        })
     };
     let mut day = billing_date;
     while taken(day) {
@@ -185,6 +194,29 @@ pub fn adjustment_day(
     }
     let settled = if day > billing_date { day.pred_opt().unwrap_or(day) } else { day };
     (day, units_in_force(periods, settled))
+}
+
+/// The price of the unit period in force on a date, where Autotask gives one.
+fn price_in_force(
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    date: NaiveDate,
+) -> Option<Decimal> {
+    periods
+        .iter()
+        .rev()
+        .find(|unit| unit.start_date <= date && date <= unit.end_date)
+        .and_then(|unit| unit.price)
+}
+
+/// The price of the unit period in force on a date, or of the last one before it (a contract
+/// renewed in the same plan has no period there yet: the renewal carries the last one on).
+fn price_carried(
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    date: NaiveDate,
+) -> Option<Decimal> {
+    price_in_force(periods, date).or_else(|| {
+        periods.iter().rev().find(|unit| unit.start_date <= date).and_then(|unit| unit.price)
+    })
 }
 
 /// Where a contract's services and charges hang, and the dates adjustments must stay within.
@@ -487,7 +519,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     {
         let renewed = covering_end_date(
             existing.start_date,
-            rules.contract.term_months.value,
+            contract.term_months.value,
             contract.last_billing_date,
         );
         wanted.push((
@@ -807,13 +839,31 @@ fn diff_contract_service(
             .map(|contract_service| (contract_id, *service_id, *contract_service)),
         _ => None,
     };
-    let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
-    let (effective, current_units) = match on_contract {
-        Some((contract_id, service_id, _)) => {
-            let periods =
-                index.units.get(&(contract_id, service_id)).map(Vec::as_slice).unwrap_or(&[]);
-            adjustment_day(periods, billing_date, target.end)
+    if let Some((contract_id, service_id, contract_service)) = on_contract {
+        if !index.units.contains_key(&(contract_id, service_id)) {
+            // Autotask keeps unit periods to the contract's end: none read means it ended
+            // before the units window, and its units are unknown here (a renewal carries them
+            // on). A count written blind could double them: the renewal goes first, and the
+            // next run, reading the renewed periods, adjusts.
+            out.warnings.push(Warning::new(
+                WarningCode::ContractEndsBeforeBill,
+                format!(
+                    "contract service {} (product {}) of contract #{contract_id}: no unit period read (the contract ended before the bills' dates), so its units are unknown; not adjusted until a run reads them",
+                    contract_service.id, service.product_key
+                ),
+                service.source.to_string(),
+            ));
+            return;
         }
+    }
+    let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
+    // The unit periods Autotask holds for this contract service (none for a new one).
+    let periods = on_contract
+        .and_then(|(contract_id, service_id, _)| index.units.get(&(contract_id, service_id)))
+        .map(Vec::as_slice)
+        .unwrap_or(&[]);
+    let (effective, current_units) = match on_contract {
+        Some(_) => adjustment_day(periods, billing_date, target.end),
         None => (billing_date, 0),
     };
     let label = match target.existing_id {
@@ -826,8 +876,7 @@ fn diff_contract_service(
     let mut current_units = current_units;
     let mut deferred_to = None;
     if unit_change < 0 && service.decrease.value != DecreaseTiming::BillingDate {
-        let takes_effect =
-            decrease_date(contract, service, billing_date, rules.contract.term_months.value);
+        let takes_effect = decrease_date(contract, service, billing_date, target.start);
         if takes_effect > target.end {
             out.warnings.push(Warning::new(
                 WarningCode::DecreaseDeferred,
@@ -845,20 +894,30 @@ fn diff_contract_service(
             unit_change = 0;
         } else if takes_effect > effective {
             // A change already dated there (an earlier run's) counts from that day.
-            let periods = on_contract
-                .and_then(|(contract_id, service_id, _)| {
-                    index.units.get(&(contract_id, service_id))
-                })
-                .map(Vec::as_slice)
-                .unwrap_or(&[]);
-            (effective, current_units) = adjustment_day(periods, takes_effect, target.end);
-            unit_change = service.units - current_units;
+            let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
+            if service.units == units_then {
+                // Already written there by an earlier run: a price change, if any, is dated
+                // on the Billing Date, never on a day ahead where nothing else changes (such an
+                // adjustment changes neither units nor price: no later read can tell the day
+                // is taken).
+                unit_change = 0;
+            } else {
+                (effective, current_units) = (later, units_then);
+                unit_change = service.units - current_units;
+                deferred_to = Some(takes_effect);
+            }
+        } else {
+            // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
             deferred_to = Some(takes_effect);
         }
     }
+    if unit_change < 0 {
+        unit_change =
+            floored_by_later_periods(contract, service, periods, effective, unit_change, out);
+    }
     if unit_change != 0
         && !service.on_current_bill
-        && rules.policies.removed_product.value == RemovedProduct::Report
+        && service.removed_product.value == RemovedProduct::Report
     {
         out.warnings.push(Warning::new(
             WarningCode::Drift,
@@ -893,7 +952,16 @@ fn diff_contract_service(
             unknowns.records.insert(format!("ContractServices/{}", contract_service.id));
         }
         let overwrite = rules.policies.hand_edit.value == HandEdit::Overwrite;
+        // The contract service's price is the latest write's, which a write dated ahead (a
+        // deferred decrease carrying its bill's price) makes another day's. Where the unit
+        // periods already hold the bill's price on the adjustment's day, a price-only
+        // adjustment there would change nothing a read can see, and a later write on that day
+        // would be refused as a duplicate: it is not planned.
+        let held_on_the_day = unit_change == 0
+            && !contract_service.foreign_currency
+            && price_carried(periods, effective) == Some(wanted_price);
         match held_price {
+            Some(held) if held != wanted_price && held_on_the_day => {}
             Some(held) if held != wanted_price && overwrite => {
                 price_moves = true;
                 repriced.push(format!(
@@ -968,6 +1036,9 @@ fn diff_contract_service(
             reasons.push(format!("Payment Frequency {term}"));
         }
     }
+    if let Some(dated) = service.dated_price_rule.as_ref().filter(|_| !repriced.is_empty()) {
+        repriced.push(format!("priced by the dated rule at {dated}"));
+    }
     reasons.extend(repriced);
     // The rule behind the change: the price's when only the price moves; for units, the
     // timing, included/minimum or `for` price rule that shaped them, else the service rule.
@@ -983,7 +1054,7 @@ fn diff_contract_service(
     } else if service.on_current_bill {
         contract.origin.clone()
     } else {
-        rules.policies.removed_product.origin.clone()
+        service.removed_product.origin.clone()
     };
     out.changes.push(Change {
         key,
@@ -995,6 +1066,9 @@ fn diff_contract_service(
             units_before: current_units,
             adjusted_unit_price: scaled(price, scale),
             adjusted_unit_cost: scaled(cost, scale),
+            price_before: on_contract
+                .and_then(|(_, _, held)| held.adjusted_price.filter(|_| !held.foreign_currency)),
+            cost_before: on_contract.and_then(|(_, _, held)| held.unit_cost),
         }),
         rule,
         reason: reasons.join("; "),
@@ -1003,32 +1077,70 @@ fn diff_contract_service(
     });
 }
 
+/// A decrease no lower than the unit periods from `effective` on allow. Adjustments are
+/// relative: one dated before a later-dated one (an earlier run's deferred decrease, which a
+/// restatement taking a month's lines away has made moot) lowers that one's period as well, and
+/// Autotask refuses units below zero on any day. The count goes as low as the fewest units held
+/// from that day on, and the rest is said; the later period's own day brings it to the bill.
+fn floored_by_later_periods(
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    periods: &[&crate::snapshot::ContractServiceUnit],
+    effective: NaiveDate,
+    unit_change: i64,
+    out: &mut Diff,
+) -> i64 {
+    let Some(fewest) =
+        periods.iter().filter(|unit| unit.end_date >= effective).map(|u| u.units).min()
+    else {
+        return unit_change;
+    };
+    if unit_change >= -fewest {
+        return unit_change;
+    }
+    out.warnings.push(Warning::new(
+        WarningCode::Drift,
+        format!(
+            "subscription {}, product {}: a decrease of {} on {effective} would take a later-dated unit period below zero (Autotask holds {fewest} units there, written for a bill since restated); lowered by {fewest} only",
+            contract.subscription_id,
+            service.product_key,
+            -unit_change,
+        ),
+        service.source.to_string(),
+    ));
+    -fewest
+}
+
 /// When a lower licence count on the bill of `billing_date` takes effect under its rule.
+/// Terms count from `term_start`: the contract's start date in Autotask when it exists (an
+/// adopted contract, a customer onboarded mid-term), else the start cmat creates it with, so
+/// the date never depends on how much history was imported.
 fn decrease_date(
     contract: &DesiredContract,
     service: &DesiredContractService,
     billing_date: NaiveDate,
-    term_months: u32,
+    term_start: NaiveDate,
 ) -> NaiveDate {
+    let term_months = contract.term_months.value;
     let after_months = |months: u32| {
         billing_date.checked_add_months(chrono::Months::new(months)).unwrap_or(NaiveDate::MAX)
     };
     match service.decrease.value {
         DecreaseTiming::BillingDate => billing_date,
         DecreaseTiming::NextPeriod => after_months(period_months(&service.payment_frequency)),
-        // Terms run from the contract's start (its first Billing Date), as Cloudmore's bills
-        // do not carry the term's own dates. A bill in the first period of a term is the
-        // renewal's bill: the decrease takes effect on it; any later bill waits for the next
-        // term's first day.
+        // Terms run from the contract's start, as Cloudmore's bills do not carry the term's
+        // own dates. A bill in the first month of a term is the renewal's bill (Cloudmore
+        // bills monthly, whatever the Payment Frequency): the decrease takes effect on it; any
+        // later bill waits for the next term's first day. An Annual line's first period is
+        // the whole term, so it cannot be the measure: its seats would drop mid-term.
         DecreaseTiming::TermEnd => {
-            let end = covering_end_date(contract.start_date, term_months, billing_date);
+            let end = covering_end_date(term_start, term_months, billing_date);
             let next_term = end.succ_opt().unwrap_or(end);
             let this_term = next_term
                 .checked_sub_months(chrono::Months::new(term_months.max(1)))
-                .unwrap_or(contract.start_date);
-            let renewal_period_ends = this_term
-                .checked_add_months(chrono::Months::new(period_months(&service.payment_frequency)))
-                .unwrap_or(NaiveDate::MAX);
+                .unwrap_or(term_start);
+            let renewal_period_ends =
+                this_term.checked_add_months(chrono::Months::new(1)).unwrap_or(NaiveDate::MAX);
             if billing_date < renewal_period_ends {
                 billing_date
             } else {
@@ -1080,7 +1192,7 @@ fn diff_charge(
     };
     // A charge priced by a `for` rule names it; otherwise the consumption block does.
     let charge_rule = if charge.price_rule == rules.prices.unit_price.origin {
-        &rules.consumption.charge_name.origin
+        &charge.name_rule
     } else {
         &charge.price_rule
     };
@@ -1262,7 +1374,7 @@ fn diff_charge(
         amount(billed_price, scale),
         amount(charge.unit_price, scale)
     );
-    if rules.policies.billed_charge_mismatch.value == BilledChargeMismatch::Report {
+    if charge.billed_charge_mismatch.value == BilledChargeMismatch::Report {
         out.warnings.push(Warning::new(
             WarningCode::BilledChargeMismatch,
             format!("{message}; left as it is (policy billed_charge_mismatch = report)"),
@@ -1288,7 +1400,7 @@ fn diff_charge(
             contract: target.parent.clone(),
             charge: new_charge(&correction_name, price_gap, cost_gap),
         },
-        rule: rules.policies.billed_charge_mismatch.origin.clone(),
+        rule: charge.billed_charge_mismatch.origin.clone(),
         reason: format!("{message}: correcting charge of {}", amount(price_gap, scale)),
         company_id: contract.company_id,
         contract_label: label,
@@ -2107,5 +2219,218 @@ pub(crate) mod tests {
                 prop_assert_eq!(skus.len(), snapshot.services.len(), "one Service per sku");
             }
         }
+    }
+
+    /// The price forms of a real price book (an uplift on the list price, a markup per unit, a
+    /// price point, a cap, an absolute floor) and a distributor's rebate on the cost: the
+    /// desired prices and costs are the book's, and a plan of them converges.
+    #[test]
+    fn price_forms_and_a_cost_rebate_price_the_lines_and_converge() {
+        use crate::rules::{CostSource, MarginFloor, PricePoint, PriceSource, ScopeTerm};
+        let mut rules = default_rules();
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::SalesPlusUplift(d("0.05")), &origin)),
+                price_point: Some(ruled_at(PricePoint::Ending(d("0.99")), &origin)),
+                ..Default::default()
+            }
+        }));
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("B".into())], 5, |origin| {
+            crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::CostPlusAmount(d("1.50")), &origin)),
+                price_point: Some(ruled_at(PricePoint::Whole, &origin)),
+                max_price: Some(ruled_at(d("7.00"), &origin)),
+                margin_floor: Some(ruled_at(MarginFloor::Amount(d("2.00")), &origin)),
+                ..Default::default()
+            }
+        }));
+        rules.scoped.push(scoped(vec![ScopeTerm::Service("Microsoft CSP".into())], 10, |origin| {
+            crate::rules::ScopedSettings {
+                unit_cost: Some(ruled_at(CostSource::CostPercent(d("-0.03")), &origin)),
+                ..Default::default()
+            }
+        }));
+        let desired = desired_state(&rules, &october());
+        let services = &desired.contracts["S1"].services;
+        // A: 5 + 5 % = 5.25, up to 5.99; cost 4 less 3 %.
+        assert_eq!((services["A"].unit_price, services["A"].unit_cost), (d("5.99"), d("3.88")));
+        // B: cost 5.60 + 1.50 = 7.10, up to 8, capped at 7; cost 5.60 less 3 %.
+        assert_eq!((services["B"].unit_price, services["B"].unit_cost), (d("7.00"), d("5.432")));
+        // The floor sees the rebated cost: 7.00 < 5.432 + 2.00.
+        let floors: Vec<&str> = desired
+            .warnings
+            .iter()
+            .filter(|w| w.code == crate::desired::WarningCode::BelowMarginFloor)
+            .map(|w| w.message.as_str())
+            .collect();
+        assert_eq!(floors.len(), 1, "{floors:?}");
+        assert!(floors[0].contains("under the floor of 2 per unit (mappings/prices.cmat:5)"));
+        // Azure is out of every rule's scope: its charge is the defaults'.
+        assert_eq!(
+            desired.contracts["AZ"].charges.values().next().map(|c| c.unit_cost),
+            Some(d("16.6000"))
+        );
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+    }
+
+    /// A price change written ahead (`from`) takes over on the bills dated from then, and the
+    /// plan names the dated rule; `priority` settles two groups' rules the data makes meet; a
+    /// broker's rebate is the cost written. Each month converges.
+    #[test]
+    fn dated_rules_priorities_and_brokers_price_each_bill_and_converge() {
+        use crate::rules::{CostSource, PriceSource, ScopeTerm};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        let price = |value: &'static str| {
+            move |origin: RuleOrigin| crate::rules::ScopedSettings {
+                unit_price: Some(ruled_at(PriceSource::Fixed(value.parse().expect("p")), &origin)),
+                ..Default::default()
+            }
+        };
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, price("6")));
+        let dated = vec![
+            ScopeTerm::ItemCode("A".into()),
+            ScopeTerm::From("2026-11-01".parse().expect("date")),
+        ];
+        rules.scoped.push(scoped(dated, 5, price("7")));
+        rules.scoped.push(scoped(vec![ScopeTerm::OrganizationGroup("G1".into())], 10, price("8")));
+        let mut preferred = scoped(vec![ScopeTerm::OrganizationGroup("G2".into())], 15, price("9"));
+        preferred.specificity = preferred.specificity.with_priority(1);
+        rules.scoped.push(preferred);
+        rules.scoped.push(scoped(vec![ScopeTerm::Broker("Broker".into())], 20, |origin| {
+            crate::rules::ScopedSettings {
+                unit_cost: Some(ruled_at(CostSource::CostPercent(d("-0.1")), &origin)),
+                ..Default::default()
+            }
+        }));
+        let month = |date: &str| {
+            let mut b = line(date, "Contoso", "Microsoft CSP", "S1", "B", "3", "7");
+            b.organization_groups = "G1; G2".into();
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", "10", "5"), b]
+        };
+        let mut snapshot = company_snapshot();
+        converge(&rules, &month("2026-10-01"), &mut snapshot);
+        let october = &desired_state(&rules, &month("2026-10-01")).contracts["S1"].services;
+        assert_eq!(october["A"].unit_price, d("6"));
+        // B: the group with priority 1 wins the tie; the broker's 10 % off the cost 5.60.
+        assert_eq!((october["B"].unit_price, october["B"].unit_cost), (d("9"), d("5.04")));
+        let mut bills = month("2026-10-01");
+        bills.extend(month("2026-11-01"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let reasons: Vec<String> = november
+            .changes
+            .iter()
+            .filter(|change| change.key.to_string().ends_with("item:A"))
+            .map(|change| change.reason.clone())
+            .collect();
+        assert_eq!(reasons.len(), 1, "{reasons:?}");
+        assert!(
+            reasons[0].contains("unit price 6.0000 → 7.0000")
+                && reasons[0].contains(
+                    "priced by the dated rule at mappings/prices.cmat:5 (from 2026-11-01)"
+                ),
+            "{reasons:?}"
+        );
+    }
+
+    /// Seat-count tiers: a count crossing a band moves the price with the units, in one
+    /// adjustment on the bill's date, and each month converges.
+    #[test]
+    fn a_count_crossing_a_tier_moves_the_price_and_converges() {
+        use crate::rules::{PriceSource, ScopeTerm, Tiers};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                tiers: Some(ruled_at(
+                    Tiers {
+                        bands: vec![
+                            (1, PriceSource::Fixed(d("6"))),
+                            (10, PriceSource::Fixed(d("5"))),
+                        ],
+                        graduated: false,
+                    },
+                    &origin,
+                )),
+                ..Default::default()
+            }
+        }));
+        let bill = |date: &str, count: &str| {
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")]
+        };
+        let mut snapshot = company_snapshot();
+        converge(&rules, &bill("2026-10-01", "10"), &mut snapshot);
+        let october = desired_state(&rules, &bill("2026-10-01", "10"));
+        assert_eq!(october.contracts["S1"].services["A"].unit_price, d("5"));
+        let mut bills = bill("2026-10-01", "10");
+        bills.extend(bill("2026-11-01", "8"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let reasons: Vec<&str> = november.changes.iter().map(|c| c.reason.as_str()).collect();
+        assert!(
+            reasons
+                .iter()
+                .any(|r| r.contains("licence count 10 → 8")
+                    && r.contains("unit price 5.0000 → 6.0000")),
+            "{reasons:?}"
+        );
+    }
+
+    /// A per-seat add-on: a second Service on the product's contract at its own price and
+    /// cost, whose units follow the licence count with the product's decrease timing; it is
+    /// its own change in the plan, and each month converges.
+    #[test]
+    fn a_per_seat_add_on_follows_the_licence_count_and_converges() {
+        use crate::rules::{AddOn, DecreaseTiming, ScopeTerm};
+        let d = |text: &str| text.parse::<Decimal>().expect("decimal");
+        let mut rules = default_rules();
+        rules.scoped.push(scoped(vec![ScopeTerm::ItemCode("A".into())], 1, |origin| {
+            crate::rules::ScopedSettings {
+                add_on: Some(ruled_at(
+                    AddOn { service: 7010, price: d("2.50"), cost: d("0.50") },
+                    &origin,
+                )),
+                decrease: Some(ruled_at(DecreaseTiming::NextPeriod, &origin)),
+                ..Default::default()
+            }
+        }));
+        let mut snapshot = company_snapshot();
+        snapshot.services.insert(
+            7010,
+            crate::snapshot::Service {
+                id: 7010,
+                name: "Managed support per seat".into(),
+                sku: None,
+                billing_code_id: 29682801,
+                period_type: 2,
+                unit_price: d("3"),
+                unit_cost: None,
+                is_active: true,
+            },
+        );
+        let bill = |date: &str, count: &str| {
+            vec![line(date, "Contoso", "Microsoft CSP", "S1", "A", count, "5")]
+        };
+        let october = converge(&rules, &bill("2026-10-01", "10"), &mut snapshot);
+        let add_on: Vec<&crate::plan::PlanChange> =
+            october.changes.iter().filter(|c| c.key.to_string().ends_with("A+7010")).collect();
+        assert_eq!(add_on.len(), 1, "{:?}", summary(&october));
+        assert!(add_on[0].reason.contains("10 units"), "{}", add_on[0].reason);
+        let desired = desired_state(&rules, &bill("2026-10-01", "10"));
+        let service = &desired.contracts["S1"].services["A+7010"];
+        assert_eq!(
+            (service.units, service.unit_price, service.unit_cost, service.service_id),
+            (10, d("2.50"), d("0.50"), Some(7010))
+        );
+        // Down to 8 seats: the product and its add-on both wait for the next period.
+        let mut bills = bill("2026-10-01", "10");
+        bills.extend(bill("2026-11-15", "8"));
+        let november = converge(&rules, &bills, &mut snapshot);
+        let dated: Vec<(NaiveDate, i64)> =
+            adjustments(&november).into_iter().map(|(_, date, change)| (date, change)).collect();
+        assert_eq!(dated.len(), 2, "{dated:?}");
+        assert_eq!(dated[0], dated[1], "the add-on moves with its product");
+        assert!(dated[0].0 > "2026-11-15".parse::<NaiveDate>().expect("date") && dated[0].1 == -2);
     }
 }

@@ -141,7 +141,10 @@ pub fn explain(rules: &RuleSet, lines: &[BillLine], subscription: &str) -> Optio
         .iter()
         .map(|(position, rule)| MatchedRule {
             rule: rule.origin.to_string(),
-            scope: rule.scope_label(),
+            scope: match rule.specificity.priority {
+                0 => rule.scope_label(),
+                priority => format!("{} (priority {priority})", rule.scope_label()),
+            },
             lines: matched_lines.get(position).copied().unwrap_or(0),
             settings: scoped_settings(&rule.set)
                 .into_iter()
@@ -298,9 +301,17 @@ fn winners(
         ("consumption_split", resolved.consumption_split.origin.clone()),
         ("decrease", resolved.decrease.origin.clone()),
     ];
-    let optional: [(&'static str, Option<&RuleOrigin>); 11] = [
+    // Tiers are a form of the price: a rule's tiers and its `unit_price` compete as one.
+    if resolved.matched.iter().any(|rule| rule.set.tiers.is_some()) {
+        out[0].1 = resolved.price_origin().clone();
+        out.push(("tiers", resolved.price_origin().clone()));
+    }
+    let optional: [(&'static str, Option<&RuleOrigin>); 14] = [
         ("company", resolved.company.map(|r| &r.origin)),
+        ("add_on_service", resolved.add_on.map(|r| &r.origin)),
         ("margin_floor", resolved.margin_floor.map(|r| &r.origin)),
+        ("price_point", resolved.price_point.map(|r| &r.origin)),
+        ("max_price", resolved.max_price.map(|r| &r.origin)),
         ("contract_name", resolved.contract_name.map(|t| &t.origin)),
         ("contract_category", resolved.contract_category.map(|r| &r.origin)),
         ("line_of_business", resolved.line_of_business.map(|r| &r.origin)),
@@ -312,6 +323,28 @@ fn winners(
         ("minimum_units", resolved.minimum_units.map(|r| &r.origin)),
     ];
     out.extend(optional.into_iter().filter_map(|(name, origin)| Some((name, origin?.clone()))));
+    // Settings a `for` rule may override: named only when one does.
+    let overridden: [(&'static str, &RuleOrigin, &RuleOrigin); 5] = [
+        ("unit_cost", &resolved.unit_cost.origin, &rules.prices.unit_cost.origin),
+        ("term_months", &resolved.term_months.origin, &rules.contract.term_months.origin),
+        ("charge_name", &resolved.charge_name.origin, &rules.consumption.charge_name.origin),
+        (
+            "removed_product",
+            &resolved.removed_product.origin,
+            &rules.policies.removed_product.origin,
+        ),
+        (
+            "billed_charge_mismatch",
+            &resolved.billed_charge_mismatch.origin,
+            &rules.policies.billed_charge_mismatch.origin,
+        ),
+    ];
+    out.extend(
+        overridden
+            .into_iter()
+            .filter(|(_, origin, default)| origin != default)
+            .map(|(name, origin, _)| (name, origin.clone())),
+    );
     if resolved.company.is_none() {
         if let Some(rule) = rules.companies.explicit.get(&line.organization_name) {
             out.push(("company", rule.origin.clone()));
@@ -335,9 +368,21 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
     let mut out = Vec::new();
     push(&mut out, "company", &set.company, ToString::to_string);
     push(&mut out, "unit_price", &set.unit_price, |price| price_word(*price));
+    push(&mut out, "tiers", &set.tiers, |tiers| tiers.bands_label(price_word));
+    push(&mut out, "unit_cost", &set.unit_cost, |cost| cost_word(*cost));
+    push(&mut out, "add_on_service", &set.add_on, |add_on| {
+        format!(
+            "{} at {} a seat (cost {})",
+            add_on.service,
+            add_on.price.normalize(),
+            add_on.cost.normalize()
+        )
+    });
+    push(&mut out, "price_point", &set.price_point, |point| point_word(*point));
+    push(&mut out, "max_price", &set.max_price, |cap| cap.normalize().to_string());
     push(&mut out, "scale", &set.scale, ToString::to_string);
     push(&mut out, "rounding", &set.rounding, |rounding| rounding_word(*rounding).into());
-    push(&mut out, "margin_floor", &set.margin_floor, |floor| percent(*floor));
+    push(&mut out, "margin_floor", &set.margin_floor, |floor| floor_word(*floor));
     push(&mut out, "margin_policy", &set.margin_policy, |policy| match policy {
         MarginPolicy::Warn => "warn".into(),
         MarginPolicy::Refuse => "refuse".into(),
@@ -359,6 +404,18 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
         ConsumptionSplit::MeterCategory => "meter_category".into(),
     });
     push(&mut out, "decrease", &set.decrease, |timing| decrease_word(*timing).into());
+    push(&mut out, "term_months", &set.term_months, ToString::to_string);
+    if let Some(template) = &set.charge_name {
+        out.push(("charge_name", template_text(template), &template.origin));
+    }
+    push(&mut out, "removed_product", &set.removed_product, |policy| match policy {
+        crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
+        crate::rules::RemovedProduct::Report => "report".into(),
+    });
+    push(&mut out, "billed_charge_mismatch", &set.billed_charge_mismatch, |policy| match policy {
+        crate::rules::BilledChargeMismatch::Correct => "correct".into(),
+        crate::rules::BilledChargeMismatch::Report => "report".into(),
+    });
     out
 }
 
@@ -366,10 +423,20 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
 fn default_value(rules: &RuleSet, setting: &str) -> String {
     match setting {
         "unit_price" => price_word(rules.prices.unit_price.value),
+        "unit_cost" => cost_word(rules.prices.unit_cost.value),
+        "price_point" => {
+            rules.prices.price_point.as_ref().map(|p| point_word(p.value)).unwrap_or_default()
+        }
+        "max_price" => rules
+            .prices
+            .max_price
+            .as_ref()
+            .map(|cap| cap.value.normalize().to_string())
+            .unwrap_or_default(),
         "scale" => rules.prices.scale.value.to_string(),
         "rounding" => rounding_word(rules.prices.rounding.value).into(),
         "margin_floor" => {
-            rules.prices.margin_floor.as_ref().map(|f| percent(f.value)).unwrap_or_default()
+            rules.prices.margin_floor.as_ref().map(|f| floor_word(f.value)).unwrap_or_default()
         }
         "margin_policy" => format!("{:?}", rules.prices.margin_policy.value).to_lowercase(),
         "service_level_agreement" => rules.settings.service_level_agreement.value.to_string(),
@@ -394,6 +461,15 @@ fn default_value(rules: &RuleSet, setting: &str) -> String {
             .map(|r| r.value.to_string())
             .unwrap_or_default(),
         "company" => "explicit link".into(),
+        "term_months" => rules.contract.term_months.value.to_string(),
+        "charge_name" => template_text(&rules.consumption.charge_name),
+        "removed_product" => match rules.policies.removed_product.value {
+            crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
+            crate::rules::RemovedProduct::Report => "report".into(),
+        },
+        "billed_charge_mismatch" => {
+            format!("{:?}", rules.policies.billed_charge_mismatch.value).to_lowercase()
+        }
         _ => String::new(),
     }
 }
@@ -422,6 +498,38 @@ fn price_word(price: PriceSource) -> String {
         PriceSource::CostPlusMarkup(markup) => format!("cost + {}", percent(markup)),
         PriceSource::SalesLessDiscount(discount) => format!("sales_price - {}", percent(discount)),
         PriceSource::Fixed(price) => price.normalize().to_string(),
+        PriceSource::SalesPlusUplift(uplift) => format!("sales_price + {}", percent(uplift)),
+        PriceSource::CostPlusAmount(amount) => format!("cost + {}", amount.normalize()),
+    }
+}
+
+fn cost_word(cost: crate::rules::CostSource) -> String {
+    use crate::rules::CostSource;
+    let signed = |value: Decimal, text: String| {
+        if value.is_sign_negative() {
+            format!("cost - {}", text.trim_start_matches('-'))
+        } else {
+            format!("cost + {text}")
+        }
+    };
+    match cost {
+        CostSource::CostPrice => "cost_price".into(),
+        CostSource::CostPercent(fraction) => signed(fraction, percent(fraction)),
+        CostSource::CostAmount(amount) => signed(amount, amount.normalize().to_string()),
+    }
+}
+
+fn floor_word(floor: crate::rules::MarginFloor) -> String {
+    match floor {
+        crate::rules::MarginFloor::Percent(fraction) => percent(fraction),
+        crate::rules::MarginFloor::Amount(amount) => format!("{} per unit", amount.normalize()),
+    }
+}
+
+fn point_word(point: crate::rules::PricePoint) -> String {
+    match point {
+        crate::rules::PricePoint::Ending(ending) => ending.normalize().to_string(),
+        crate::rules::PricePoint::Whole => "whole".into(),
     }
 }
 

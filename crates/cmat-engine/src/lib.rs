@@ -12,6 +12,7 @@ pub mod diff;
 pub mod explain;
 pub mod picklists;
 pub mod plan;
+pub mod revert;
 pub mod rules;
 pub mod scope;
 pub mod snapshot;
@@ -20,3 +21,6 @@ pub mod write;
 
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+
+#[cfg(test)]
+mod convergence;

@@ -448,14 +448,10 @@ impl Plan {
             "reason",
         ]);
         for change in &self.changes {
-            let before = change.before();
             let key = change.key.to_string();
-            for (field, value) in &change.fields() {
-                let old = before
-                    .as_ref()
-                    .and_then(|before| before.get(field))
-                    .map(plain)
-                    .unwrap_or_default();
+            for (field, old, new) in &change.field_rows() {
+                let old = old.as_ref().map(plain).unwrap_or_default();
+                let new = new.as_ref().map(plain).unwrap_or_default();
                 let _ = writer.write_record([
                     change.reference.as_str(),
                     change.action().as_str(),
@@ -464,7 +460,7 @@ impl Plan {
                     key.as_str(),
                     field.as_str(),
                     &crate::spreadsheet::spreadsheet_safe(&old),
-                    &crate::spreadsheet::spreadsheet_safe(&plain(value)),
+                    &crate::spreadsheet::spreadsheet_safe(&new),
                     change.rule.as_str(),
                     &crate::spreadsheet::spreadsheet_safe(&change.reason),
                 ]);
@@ -595,15 +591,18 @@ fn write_change(out: &mut String, change: &PlanChange, paint: &dyn Fn(&str, &str
         change.reason,
         change.rule
     );
-    let before = change.before();
-    for (field, value) in &change.fields() {
-        match before.as_ref().and_then(|before| before.get(field)) {
-            Some(old) if change.action() == Action::Update => {
-                let _ = writeln!(out, "        {field}: {} → {}", plain(old), plain(value));
+    for (field, old, new) in &change.field_rows() {
+        match (old, new) {
+            (Some(old), Some(new)) if change.action() == Action::Update => {
+                let _ = writeln!(out, "        {field}: {} → {}", plain(old), plain(new));
             }
-            _ => {
-                let _ = writeln!(out, "        {field} = {}", plain(value));
+            (_, Some(new)) => {
+                let _ = writeln!(out, "        {field} = {}", plain(new));
             }
+            (Some(old), None) => {
+                let _ = writeln!(out, "        {field} was {}", plain(old));
+            }
+            (None, None) => {}
         }
     }
 }
@@ -720,7 +719,60 @@ fn record(id: &Id<Ref>) -> Value {
     }
 }
 
+/// A charge's fields as the plan names them: what a create writes, what a delete removes.
+fn charge_fields(charge: &NewCharge) -> Map<String, Value> {
+    let mut fields = Map::new();
+    let mut put = |name: &str, value: Value| {
+        fields.insert(name.to_string(), value);
+    };
+    put("name", text(&charge.name));
+    put("description", text(&charge.description));
+    put("datePurchased", date(charge.date_purchased));
+    put("chargeType", Value::from(charge.charge_type));
+    put("unitQuantity", decimal(charge.unit_quantity));
+    put("unitPrice", decimal(charge.unit_price));
+    if let Some(cost) = charge.unit_cost {
+        put("unitCost", decimal(cost));
+    }
+    put("billingCodeID", Value::from(charge.billing_code_id));
+    put("isBillableToCompany", Value::Bool(charge.is_billable_to_company));
+    fields
+}
+
+/// A charge read back from a `fields` or `before` map.
+fn charge_of(fields: &mut Fields<'_>) -> Result<NewCharge, String> {
+    Ok(NewCharge {
+        name: fields.text("name")?,
+        description: fields.text("description")?,
+        date_purchased: fields.date("datePurchased")?,
+        charge_type: fields.int("chargeType")?,
+        unit_quantity: fields.decimal("unitQuantity")?,
+        unit_price: fields.decimal("unitPrice")?,
+        unit_cost: fields.optional(Fields::decimal, "unitCost")?,
+        billing_code_id: fields.int("billingCodeID")?,
+        is_billable_to_company: fields.boolean("isBillableToCompany")?,
+    })
+}
+
 impl PlanChange {
+    /// Each field with what Autotask held and what the change writes: a delete's fields are
+    /// its `before`, written as nothing. The CSV, the text plan and the audit trail use it.
+    pub fn field_rows(&self) -> Vec<(String, Option<Value>, Option<Value>)> {
+        let before = self.before();
+        let old = |field: &str| before.as_ref().and_then(|before| before.get(field)).cloned();
+        if self.action() == Action::Delete {
+            return before
+                .iter()
+                .flatten()
+                .map(|(field, value)| (field.clone(), Some(value.clone()), None))
+                .collect();
+        }
+        self.fields()
+            .into_iter()
+            .map(|(field, value)| (field.clone(), old(&field), Some(value)))
+            .collect()
+    }
+
     pub fn action(&self) -> Action {
         self.write.action()
     }
@@ -808,19 +860,7 @@ impl PlanChange {
                 put("adjustedUnitPrice", decimal(adjustment.adjusted_unit_price));
                 put("adjustedUnitCost", decimal(adjustment.adjusted_unit_cost));
             }
-            Write::CreateCharge { charge, .. } => {
-                put("name", text(&charge.name));
-                put("description", text(&charge.description));
-                put("datePurchased", date(charge.date_purchased));
-                put("chargeType", Value::from(charge.charge_type));
-                put("unitQuantity", decimal(charge.unit_quantity));
-                put("unitPrice", decimal(charge.unit_price));
-                if let Some(cost) = charge.unit_cost {
-                    put("unitCost", decimal(cost));
-                }
-                put("billingCodeID", Value::from(charge.billing_code_id));
-                put("isBillableToCompany", Value::Bool(charge.is_billable_to_company));
-            }
+            Write::CreateCharge { charge, .. } => fields.extend(charge_fields(charge)),
             Write::UpdateCharge { unit_price, unit_cost, .. } => {
                 if let Some(edit) = unit_price {
                     put("unitPrice", decimal(edit.new));
@@ -829,6 +869,8 @@ impl PlanChange {
                     put("unitCost", decimal(edit.new));
                 }
             }
+            // A delete writes no field; what went is its `before`.
+            Write::DeleteCharge { .. } => {}
         }
         fields
     }
@@ -865,7 +907,14 @@ impl PlanChange {
             }
             Write::AdjustContractService(adjustment) => {
                 old("units", Some(text(adjustment.units_before.to_string())));
+                if let Some(price) = adjustment.price_before {
+                    old("adjustedUnitPrice", Some(decimal(price)));
+                }
+                if let Some(cost) = adjustment.cost_before {
+                    old("adjustedUnitCost", Some(decimal(cost)));
+                }
             }
+            Write::DeleteCharge { charge, .. } => return Some(charge_fields(charge)),
             Write::UpdateCharge { unit_price, unit_cost, .. } => {
                 if let Some(edit) = unit_price {
                     old("unitPrice", edit.old.map(decimal));
@@ -1029,21 +1078,18 @@ impl PlanChange {
                         .map_err(|_| format!("before.units: {units_before:?} is not a count"))?,
                     adjusted_unit_price: fields.decimal("adjustedUnitPrice")?,
                     adjusted_unit_cost: fields.decimal("adjustedUnitCost")?,
+                    price_before: before.optional(Fields::decimal, "adjustedUnitPrice")?,
+                    cost_before: before.optional(Fields::decimal, "adjustedUnitCost")?,
                 })
             }
             (Action::Create, Entity::ContractCharges) => Write::CreateCharge {
                 contract: needs_parent(parent)?,
-                charge: NewCharge {
-                    name: fields.text("name")?,
-                    description: fields.text("description")?,
-                    date_purchased: fields.date("datePurchased")?,
-                    charge_type: fields.int("chargeType")?,
-                    unit_quantity: fields.decimal("unitQuantity")?,
-                    unit_price: fields.decimal("unitPrice")?,
-                    unit_cost: fields.optional(Fields::decimal, "unitCost")?,
-                    billing_code_id: fields.int("billingCodeID")?,
-                    is_billable_to_company: fields.boolean("isBillableToCompany")?,
-                },
+                charge: charge_of(&mut fields)?,
+            },
+            (Action::Delete, Entity::ContractCharges) => Write::DeleteCharge {
+                id: raw.id.ok_or("a delete of ContractCharges needs the charge's id")?,
+                contract: needs_parent(parent)?,
+                charge: charge_of(&mut before)?,
             },
             (Action::Update, Entity::ContractCharges) => {
                 let mut edit = |name: &str| -> Result<Option<Edit<rust_decimal::Decimal>>, String> {
@@ -1072,9 +1118,11 @@ impl PlanChange {
         };
         fields.finish()?;
         before.finish()?;
-        if raw.before.is_some() != matches!(raw.action, Action::Update | Action::Adjust) {
+        if raw.before.is_some()
+            != matches!(raw.action, Action::Update | Action::Adjust | Action::Delete)
+        {
             return Err(format!(
-                "before is only for updates and adjustments, not {}",
+                "before is only for updates, adjustments and deletes, not {}",
                 raw.action.as_str()
             ));
         }
@@ -1103,7 +1151,10 @@ fn check_key(key: &NaturalKey, write: &Write<Ref>) -> Result<(), String> {
         }
         (NaturalKey::Subscription(_), Write::UpdateContract { .. }) => true,
         (NaturalKey::Product { .. }, Write::AdjustContractService(_)) => true,
-        (NaturalKey::Charge { date, correction, .. }, Write::CreateCharge { charge, .. }) => {
+        (
+            NaturalKey::Charge { date, correction, .. },
+            Write::CreateCharge { charge, .. } | Write::DeleteCharge { charge, .. },
+        ) => {
             *date == charge.date_purchased
                 && correction.as_ref().is_none_or(|name| *name == charge.name)
         }
@@ -1483,7 +1534,17 @@ mod tests {
                 existing.clone(),
                 pick(services),
                 existing.clone(),
-                (words(), words(), day(), any::<i64>(), any::<i64>(), amount(), amount())
+                (
+                    words(),
+                    words(),
+                    day(),
+                    any::<i64>(),
+                    any::<i64>(),
+                    amount(),
+                    amount(),
+                    proptest::option::of(amount()),
+                    proptest::option::of(amount())
+                )
             )
                 .prop_map(
                     |(
@@ -1499,6 +1560,8 @@ mod tests {
                             units_before,
                             price,
                             cost,
+                            price_before,
+                            cost_before,
                         ),
                     )| {
                         (
@@ -1511,6 +1574,8 @@ mod tests {
                                 units_before,
                                 adjusted_unit_price: price,
                                 adjusted_unit_cost: cost,
+                                price_before,
+                                cost_before,
                             }),
                         )
                     }
@@ -1519,7 +1584,7 @@ mod tests {
                 pick(contracts),
                 existing.clone(),
                 words(),
-                any::<bool>(),
+                (any::<bool>(), proptest::option::of(any::<i64>())),
                 (
                     words(),
                     words(),
@@ -1537,7 +1602,7 @@ mod tests {
                         contract,
                         contract_id,
                         subscription,
-                        correction,
+                        (correction, deleted),
                         (
                             name,
                             description,
@@ -1557,9 +1622,9 @@ mod tests {
                                 group: None,
                                 correction: correction.then(|| name.clone()),
                             },
-                            Write::CreateCharge {
-                                contract: id_of(contract, contract_id),
-                                charge: NewCharge {
+                            {
+                                let contract = id_of(contract, contract_id);
+                                let charge = NewCharge {
                                     name,
                                     description,
                                     date_purchased,
@@ -1569,7 +1634,12 @@ mod tests {
                                     unit_cost,
                                     billing_code_id,
                                     is_billable_to_company: billable,
-                                },
+                                };
+                                // An existing charge deleted (`cmat revert`), or one created.
+                                match deleted {
+                                    Some(id) => Write::DeleteCharge { id, contract, charge },
+                                    None => Write::CreateCharge { contract, charge },
+                                }
                             },
                         )
                     }

@@ -130,10 +130,13 @@ pub struct ContractServiceUnit {
 }
 
 /// The dates whose unit periods a pull reads: the periods overlapping `from..=to`. The engine
-/// reads units only on a current bill's Billing Date (`diff::SnapshotIndex::units_on`), so
-/// the window spans the current bills' Billing Dates with a month's margin on each side
-/// ([`UnitsWindow::around`]); a 12-month contract has 12 periods per service, of which this
-/// keeps one or two.
+/// reads units on a current bill's Billing Date (`diff::SnapshotIndex::units_on`) and, for a
+/// decrease the rules defer (`next_period`, `term_end`), on the day it takes effect, up to
+/// `reach` months later; every date cmat writes must be read back, or the next plan proposes
+/// the same write again (Autotask refuses it as a duplicate). So the window spans the current
+/// bills' Billing Dates with a month's margin on each side, and the rules' reach after the
+/// latest ([`UnitsWindow::around`]); a 12-month contract has 12 periods per service, of which
+/// this keeps one or two when every decrease is dated on its Billing Date.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct UnitsWindow {
     pub from: NaiveDate,
@@ -141,16 +144,21 @@ pub struct UnitsWindow {
 }
 
 impl UnitsWindow {
-    /// From a month before the earliest Billing Date to a month after the latest; None
-    /// without any bill (then every period is read).
-    pub fn around(billing_dates: impl IntoIterator<Item = NaiveDate>) -> Option<UnitsWindow> {
+    /// From a month before the earliest Billing Date to a month plus `reach_months` after the
+    /// latest ([`crate::rules::RuleSet::units_reach_months`]); None without any bill (then
+    /// every period is read).
+    pub fn around(
+        billing_dates: impl IntoIterator<Item = NaiveDate>,
+        reach_months: u32,
+    ) -> Option<UnitsWindow> {
         let mut dates = billing_dates.into_iter();
         let first = dates.next()?;
         let (earliest, latest) = dates.fold((first, first), |(lo, hi), d| (lo.min(d), hi.max(d)));
         let month = chrono::Months::new(1);
+        let ahead = chrono::Months::new(reach_months.saturating_add(1));
         Some(UnitsWindow {
             from: earliest.checked_sub_months(month).unwrap_or(earliest),
-            to: latest.checked_add_months(month).unwrap_or(latest),
+            to: latest.checked_add_months(ahead).unwrap_or(NaiveDate::MAX),
         })
     }
 

@@ -23,8 +23,21 @@ pub fn reference_picklists() -> Picklists {
 }
 
 /// Plays a plan against a snapshot as Autotask would: new ids, an adjustment splits the unit
-/// periods at its date and creates the contract service when needed.
+/// periods at its date and creates the contract service when needed; a period's price is the
+/// one the latest adjustment up to its start set (assumed of Autotask's per-period `price`,
+/// to check on a real tenant; the simulator shows the current price on every period). What Autotask refuses
+/// is left out, as there ([`play_checked`] says what).
 pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
+    play_checked(plan, snapshot);
+}
+
+/// [`play`], returning what Autotask would refuse, one message per write: a second adjustment
+/// of one contract service on one day ("duplicate key row in contract_service_period"), an
+/// adjustment dated outside its contract's start and end dates, one taking the units below
+/// zero. In this model every unit period starts with an adjustment, so a period starting on a
+/// day is an adjustment on that day.
+pub fn play_checked(plan: &Plan, snapshot: &mut Snapshot) -> Vec<String> {
+    let mut refused = Vec::new();
     let mut ids: BTreeMap<String, i64> = BTreeMap::new();
     let mut next_id = [
         snapshot.contracts.keys().last(),
@@ -110,9 +123,25 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
             Write::AdjustContractService(adjustment) => {
                 let (contract_id, service_id) = (adjustment.contract.id(), adjustment.service.id());
                 let effective = adjustment.effective_date;
-                let change_units = adjustment.unit_change;
-                let contract_end =
-                    snapshot.contracts.get(&contract_id).map(|c| c.end_date).unwrap_or(effective);
+                let (contract_start, contract_end) = snapshot
+                    .contracts
+                    .get(&contract_id)
+                    .map(|c| (c.start_date, c.end_date))
+                    .unwrap_or((effective, effective));
+                if effective < contract_start || effective > contract_end {
+                    refused.push(format!(
+                        "{}: effectiveDate {effective} must lie within the contract's start and end dates ({contract_start}..{contract_end})",
+                        change.reference
+                    ));
+                    continue;
+                }
+                let steps = match adjusted_steps(snapshot, contract_id, service_id, &adjustment) {
+                    Ok(steps) => steps,
+                    Err(refusal) => {
+                        refused.push(format!("{}: {refusal}", change.reference));
+                        continue;
+                    }
+                };
                 let existing = snapshot
                     .contract_services
                     .values()
@@ -142,29 +171,23 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                     service.adjusted_price = Some(adjustment.adjusted_unit_price);
                     service.unit_cost = Some(adjustment.adjusted_unit_cost);
                 }
-                // Units in force before the adjustment; a renewed contract's last period runs on.
-                let before = snapshot
+                // The periods again, from the steps: each runs to the next one's start, the
+                // last to the contract's end (a renewed contract's last period runs on).
+                let old: BTreeMap<chrono::NaiveDate, i64> = snapshot
                     .contract_service_units
                     .values()
                     .filter(|u| u.contract_id == contract_id && u.service_id == service_id)
-                    .filter(|u| u.start_date < effective)
-                    .max_by_key(|u| u.start_date)
-                    .map(|u| u.units)
-                    .unwrap_or(0);
-                let mut covered = false;
-                for unit in snapshot.contract_service_units.values_mut() {
-                    if unit.contract_id != contract_id || unit.service_id != service_id {
-                        continue;
-                    }
-                    if unit.start_date < effective && unit.end_date >= effective {
-                        unit.end_date = effective.pred_opt().unwrap_or(effective);
-                    } else if unit.start_date >= effective {
-                        unit.units += change_units;
-                        covered |= unit.start_date == effective;
-                    }
-                }
-                if !covered {
-                    let id = new_id();
+                    .map(|u| (u.start_date, u.id))
+                    .collect();
+                snapshot
+                    .contract_service_units
+                    .retain(|_, u| u.contract_id != contract_id || u.service_id != service_id);
+                for (index, (start, units, price)) in steps.iter().enumerate() {
+                    let end = match steps.get(index + 1) {
+                        Some((next, _, _)) => next.pred_opt().unwrap_or(*next),
+                        None => contract_end.max(*start),
+                    };
+                    let id = old.get(start).copied().unwrap_or_else(&mut new_id);
                     snapshot.contract_service_units.insert(
                         id,
                         ContractServiceUnit {
@@ -172,10 +195,10 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                             contract_id,
                             contract_service_id,
                             service_id,
-                            start_date: effective,
-                            end_date: contract_end,
-                            units: before + change_units,
-                            price: None,
+                            start_date: *start,
+                            end_date: end,
+                            units: *units,
+                            price: *price,
                             cost: None,
                         },
                     );
@@ -210,8 +233,61 @@ pub fn play(plan: &Plan, snapshot: &mut Snapshot) {
                     }
                 }
             }
+            Write::DeleteCharge { id, .. } => {
+                // Autotask deletes only an unbilled charge.
+                if snapshot.charges.get(&id).is_some_and(|charge| !charge.is_billed) {
+                    snapshot.charges.remove(&id);
+                }
+            }
         }
     }
+    refused
+}
+
+/// A contract service's unit periods as steps (start, units, price) with an adjustment added,
+/// as Autotask keeps them: the units on a date are the sum of the adjustments up to it; a
+/// period's price is the one the latest adjustment up to its start set. Refused as Autotask
+/// would: a second adjustment on one day, or units below zero from some day on.
+fn adjusted_steps(
+    snapshot: &Snapshot,
+    contract_id: i64,
+    service_id: i64,
+    adjustment: &crate::write::Adjustment<i64>,
+) -> Result<Vec<(chrono::NaiveDate, i64, Option<Decimal>)>, String> {
+    let effective = adjustment.effective_date;
+    let mut periods: Vec<&ContractServiceUnit> = snapshot
+        .contract_service_units
+        .values()
+        .filter(|u| u.contract_id == contract_id && u.service_id == service_id)
+        .collect();
+    periods.sort_by_key(|u| (u.start_date, u.id));
+    if periods.iter().any(|u| u.start_date == effective) {
+        return Err(format!(
+            "duplicate key row in contract_service_period for service {service_id} of contract {contract_id} on {effective}"
+        ));
+    }
+    // Adjustments as (date, change, price) from the periods, then the new one among them.
+    let mut changes: Vec<(chrono::NaiveDate, i64, Option<Decimal>)> = Vec::new();
+    let mut previous = 0;
+    for unit in &periods {
+        changes.push((unit.start_date, unit.units - previous, unit.price));
+        previous = unit.units;
+    }
+    changes.push((effective, adjustment.unit_change, Some(adjustment.adjusted_unit_price)));
+    changes.sort_by_key(|(date, _, _)| *date);
+    let mut steps = Vec::new();
+    let (mut units, mut price) = (0, None);
+    for (date, change, step_price) in changes {
+        units += change;
+        if units < 0 {
+            return Err(format!(
+                "the adjustment on {effective} would take the units below 0 on {date}"
+            ));
+        }
+        price = step_price.or(price);
+        steps.push((date, units, price));
+    }
+    Ok(steps)
 }
 
 fn ruled<T>(value: T) -> Ruled<T> {
@@ -293,7 +369,10 @@ pub fn default_rules() -> RuleSet {
             scale: ruled(4),
             rounding: ruled(Rounding::HalfUp),
             margin_floor: None,
+            price_point: None,
+            max_price: None,
             margin_policy: ruled(MarginPolicy::Warn),
+            margin_policy_written: false,
         },
         consumption: ConsumptionRule {
             charge_name: template("Azure consumption {period}"),

@@ -284,6 +284,11 @@ pub struct Adjustment<P> {
     pub units_before: i64,
     pub adjusted_unit_price: Decimal,
     pub adjusted_unit_cost: Decimal,
+    /// The contract's adjusted price and cost before this adjustment, where Autotask showed
+    /// them: kept in the plan's `before` and so in the audit trail, because Autotask keeps one
+    /// price per contract service and `cmat revert` has nowhere else to read the old one.
+    pub price_before: Option<Decimal>,
+    pub cost_before: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -320,6 +325,14 @@ pub enum Write<P> {
         unit_price: Option<Edit<Decimal>>,
         unit_cost: Option<Edit<Decimal>>,
     },
+    /// An unbilled charge removed (`cmat revert` of the run that created it). The charge as
+    /// Autotask held it rides along: the plan and the audit trail show what went, and a revert
+    /// of the revert can create it again.
+    DeleteCharge {
+        id: i64,
+        contract: Id<P>,
+        charge: NewCharge,
+    },
 }
 
 impl<P> Write<P> {
@@ -330,6 +343,7 @@ impl<P> Write<P> {
             }
             Write::UpdateContract { .. } | Write::UpdateCharge { .. } => Action::Update,
             Write::AdjustContractService(_) => Action::Adjust,
+            Write::DeleteCharge { .. } => Action::Delete,
         }
     }
 
@@ -338,14 +352,18 @@ impl<P> Write<P> {
             Write::CreateService(_) => Entity::Services,
             Write::CreateContract(_) | Write::UpdateContract { .. } => Entity::Contracts,
             Write::AdjustContractService(_) => Entity::ContractServiceAdjustments,
-            Write::CreateCharge { .. } | Write::UpdateCharge { .. } => Entity::ContractCharges,
+            Write::CreateCharge { .. }
+            | Write::UpdateCharge { .. }
+            | Write::DeleteCharge { .. } => Entity::ContractCharges,
         }
     }
 
     /// The existing record an update changes.
     pub fn id(&self) -> Option<i64> {
         match self {
-            Write::UpdateContract { id, .. } | Write::UpdateCharge { id, .. } => Some(*id),
+            Write::UpdateContract { id, .. }
+            | Write::UpdateCharge { id, .. }
+            | Write::DeleteCharge { id, .. } => Some(*id),
             _ => None,
         }
     }
@@ -354,9 +372,9 @@ impl<P> Write<P> {
     pub fn parent(&self) -> Option<&Id<P>> {
         match self {
             Write::AdjustContractService(adjustment) => Some(&adjustment.contract),
-            Write::CreateCharge { contract, .. } | Write::UpdateCharge { contract, .. } => {
-                Some(contract)
-            }
+            Write::CreateCharge { contract, .. }
+            | Write::UpdateCharge { contract, .. }
+            | Write::DeleteCharge { contract, .. } => Some(contract),
             _ => None,
         }
     }
@@ -377,6 +395,8 @@ impl<P> Write<P> {
                 units_before: a.units_before,
                 adjusted_unit_price: a.adjusted_unit_price,
                 adjusted_unit_cost: a.adjusted_unit_cost,
+                price_before: a.price_before,
+                cost_before: a.cost_before,
             }),
             Write::CreateCharge { contract, charge } => {
                 Write::CreateCharge { contract: contract.map(&mut f)?, charge: charge.clone() }
@@ -386,6 +406,11 @@ impl<P> Write<P> {
                 contract: contract.map(&mut f)?,
                 unit_price: unit_price.clone(),
                 unit_cost: unit_cost.clone(),
+            },
+            Write::DeleteCharge { id, contract, charge } => Write::DeleteCharge {
+                id: *id,
+                contract: contract.map(&mut f)?,
+                charge: charge.clone(),
             },
         })
     }

@@ -93,6 +93,8 @@ pub struct Block {
 pub struct ScopeItem {
     pub keyword: Spanned<String>,
     pub value: Spanned<String>,
+    /// `customer_number "A", "B"`: the values after the first; the term holds for any.
+    pub more: Vec<Spanned<String>>,
     pub span: Span,
 }
 
@@ -111,10 +113,14 @@ pub enum Value {
     Number(Decimal),
     /// A bare word such as `licence` or `half_up`.
     Name(String),
-    /// `cost + 15%`; `percent_sign` is false for `cost + 15` (which the checker refuses).
+    /// `cost + 15%`; `percent_sign` is false for `cost + 1.50` (an amount per unit).
     CostPlus { markup: Decimal, percent_sign: bool },
     /// `sales_price - 10%`; `percent_sign` as for [`Value::CostPlus`].
     SalesLess { discount: Decimal, percent_sign: bool },
+    /// `cost - 3%` (a rebate, for `unit_cost`), `cost - 0.50`.
+    CostLess { rebate: Decimal, percent_sign: bool },
+    /// `sales_price + 5%`: an uplift on the list price.
+    SalesPlus { uplift: Decimal, percent_sign: bool },
     /// `10%`, as written (10, not 0.10).
     Percent(Decimal),
 }
@@ -129,6 +135,8 @@ impl Value {
             Value::Name(_) => "a name",
             Value::CostPlus { .. } => "a markup (`cost + …`)",
             Value::SalesLess { .. } => "a discount (`sales_price - …`)",
+            Value::CostLess { .. } => "a rebate (`cost - …`)",
+            Value::SalesPlus { .. } => "an uplift (`sales_price + …`)",
             Value::Percent(_) => "a percentage",
         }
     }

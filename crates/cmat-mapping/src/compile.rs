@@ -10,9 +10,9 @@ use super::diagnostic::{Diagnostic, ErrorKind, Location};
 use cmat_engine::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
     ConsumptionSplit, ContractRule, ContractStart, CostSource, DecreaseTiming, HandEdit,
-    MarginPolicy, PeriodType, PicklistChoice, Policies, PriceRule, PriceSource, ProductKey,
-    ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet, Ruled, ScopeTerm,
-    ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
+    MarginFloor, MarginPolicy, PeriodType, PicklistChoice, Policies, PricePoint, PriceRule,
+    PriceSource, ProductKey, ProductRule, RemovedProduct, Renewal, Rounding, RuleOrigin, RuleSet,
+    Ruled, ScopeTerm, ServiceCreateRule, Settings, Template, TemplateField, TemplatePart,
 };
 
 /// One mapping file, read and parsed.
@@ -58,8 +58,16 @@ const CONTRACT_KEYS: &[&str] = &[
 ];
 const PRODUCT_KEYS: &[&str] = &["match"];
 const CREATE_KEYS: &[&str] = &["name", "period", "per_term"];
-const PRICES_KEYS: &[&str] =
-    &["unit_price", "unit_cost", "scale", "rounding", "margin_floor", "margin_policy"];
+const PRICES_KEYS: &[&str] = &[
+    "unit_price",
+    "unit_cost",
+    "scale",
+    "rounding",
+    "margin_floor",
+    "margin_policy",
+    "price_point",
+    "max_price",
+];
 const CONSUMPTION_KEYS: &[&str] = &["charge_name", "correction_name", "charge_type", "split"];
 const POLICY_KEYS: &[&str] = &[
     "removed_product",
@@ -83,7 +91,7 @@ pub fn compile(files: &[ParsedFile], partial: bool) -> Result<Compiled, Vec<Diag
     let rules = compiler.finish(files, partial);
     match rules {
         Some(rules) if compiler.diagnostics.is_empty() && !partial => {
-            Ok(Compiled { rules, scope_terms: compiler.scope_terms })
+            Ok(Compiled { rules, scope_terms: compiler.scope_terms, warnings: compiler.warnings })
         }
         _ => Err(compiler.diagnostics),
     }
@@ -94,6 +102,8 @@ pub fn compile(files: &[ParsedFile], partial: bool) -> Result<Compiled, Vec<Diag
 pub struct Compiled {
     pub rules: RuleSet,
     pub scope_terms: Vec<(ScopeTerm, Location)>,
+    /// What the files say that checks but is likely a mistake (a rule whose dates never meet).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// How many rules (settings, service and company rules) the files hold: for `cmat check`.
@@ -119,6 +129,8 @@ type SettingsByKey<'a> = BTreeMap<&'a str, &'a Setting>;
 #[derive(Default)]
 pub(crate) struct Compiler<'a> {
     pub(crate) diagnostics: Vec<Diagnostic>,
+    /// Warnings: they do not fail `cmat check`.
+    pub(crate) warnings: Vec<Diagnostic>,
     /// `for` rules, compiled once the services are known.
     pub(crate) scoped_blocks: Vec<(&'a ParsedFile, &'a Block)>,
     pub(crate) scope_terms: Vec<(ScopeTerm, Location)>,
@@ -789,7 +801,7 @@ impl<'a> Compiler<'a> {
         });
         let term_months = self
             .required(file, block, &settings, "term_months")
-            .and_then(|setting| self.whole_number(file, setting, 1, 1200));
+            .and_then(|setting| self.term_months_setting(file, setting));
         let renewal = self.required(file, block, &settings, "renewal").and_then(|setting| {
             self.choice_setting(
                 file,
@@ -936,9 +948,9 @@ impl<'a> Compiler<'a> {
         let unit_price = self
             .required(file, block, &settings, "unit_price")
             .and_then(|setting| self.price_source(file, setting));
-        let unit_cost = self.required(file, block, &settings, "unit_cost").and_then(|setting| {
-            self.choice_setting(file, setting, &[("cost_price", CostSource::CostPrice)])
-        });
+        let unit_cost = self
+            .required(file, block, &settings, "unit_cost")
+            .and_then(|setting| self.cost_source(file, setting));
         // rust_decimal keeps at most 28 decimal places.
         let scale = self
             .required(file, block, &settings, "scale")
@@ -956,7 +968,15 @@ impl<'a> Compiler<'a> {
             )
         });
         let margin_floor = match settings.get("margin_floor") {
-            Some(setting) => Some(self.percent_setting(file, setting)?),
+            Some(setting) => Some(self.margin_floor_setting(file, setting)?),
+            None => None,
+        };
+        let price_point = match settings.get("price_point") {
+            Some(setting) => Some(self.price_point_setting(file, setting)?),
+            None => None,
+        };
+        let max_price = match settings.get("max_price") {
+            Some(setting) => Some(self.max_price_setting(file, setting)?),
             None => None,
         };
         let margin_policy = match settings.get("margin_policy") {
@@ -969,52 +989,54 @@ impl<'a> Compiler<'a> {
             scale: scale?,
             rounding: rounding?,
             margin_floor,
+            price_point,
+            max_price,
             margin_policy: margin_policy?,
+            margin_policy_written: settings.contains_key("margin_policy"),
         })
     }
 
-    /// `sales_price` or `cost + 15%` (kept as the fraction 0.15).
+    /// `sales_price`, `cost + 15%` (kept as the fraction 0.15), `cost + 1.50` (an amount per
+    /// unit), `sales_price - 10%`, `sales_price + 5%` or a fixed price.
     pub(crate) fn price_source(
         &mut self,
         file: &ParsedFile,
         setting: &Setting,
     ) -> Option<Ruled<PriceSource>> {
         let span = setting.value.span;
+        let out_of_range = |found: &Decimal| ErrorKind::PercentOutOfRange {
+            setting: setting.key.node.clone(),
+            found: found.to_string(),
+        };
         let value = match &setting.value.node {
-            Value::CostPlus { markup, percent_sign: false } => {
-                self.report(file, span, ErrorKind::MarkupNotPercent { found: markup.to_string() });
-                None
-            }
-            Value::SalesLess { discount, percent_sign: false } => {
-                self.report(
-                    file,
-                    span,
-                    ErrorKind::DiscountNotPercent { found: discount.to_string() },
-                );
-                None
-            }
             Value::CostPlus { markup, .. } if markup.is_sign_negative() && !markup.is_zero() => {
                 self.report(file, span, ErrorKind::NegativeMarkup { found: markup.to_string() });
                 None
             }
-            Value::CostPlus { markup, .. } => {
+            Value::CostPlus { markup, percent_sign: true } => {
                 Some(PriceSource::CostPlusMarkup(*markup / Decimal::ONE_HUNDRED))
             }
-            Value::SalesLess { discount, .. }
-                if discount.is_sign_negative() || *discount > Decimal::ONE_HUNDRED =>
+            Value::CostPlus { markup, percent_sign: false } => {
+                Some(PriceSource::CostPlusAmount(*markup))
+            }
+            Value::SalesLess { discount, percent_sign: false }
+            | Value::SalesPlus { uplift: discount, percent_sign: false } => {
+                let found = discount.to_string();
+                self.report(file, span, ErrorKind::DiscountNotPercent { found });
+                None
+            }
+            Value::SalesLess { discount: fraction, .. }
+            | Value::SalesPlus { uplift: fraction, .. }
+                if fraction.is_sign_negative() || *fraction > Decimal::ONE_HUNDRED =>
             {
-                self.report(
-                    file,
-                    span,
-                    ErrorKind::PercentOutOfRange {
-                        setting: setting.key.node.clone(),
-                        found: discount.to_string(),
-                    },
-                );
+                self.report(file, span, out_of_range(fraction));
                 None
             }
             Value::SalesLess { discount, .. } => {
                 Some(PriceSource::SalesLessDiscount(*discount / Decimal::ONE_HUNDRED))
+            }
+            Value::SalesPlus { uplift, .. } => {
+                Some(PriceSource::SalesPlusUplift(*uplift / Decimal::ONE_HUNDRED))
             }
             Value::Number(price) if price.is_sign_negative() => {
                 self.report(file, span, ErrorKind::NegativePrice { found: price.to_string() });
@@ -1023,27 +1045,23 @@ impl<'a> Compiler<'a> {
             Value::Number(price) => Some(PriceSource::Fixed(*price)),
             Value::Name(name) if name == "sales_price" => Some(PriceSource::SalesPrice),
             Value::Name(name) => {
-                self.report(
-                    file,
-                    span,
-                    ErrorKind::UnknownValue {
-                        setting: setting.key.node.clone(),
-                        found: name.clone(),
-                        valid: vec![
-                            "sales_price",
-                            "cost + PERCENT%",
-                            "sales_price - PERCENT%",
-                            "PRICE",
-                        ],
-                    },
-                );
+                let (setting, found) = (setting.key.node.clone(), name.clone());
+                let valid = vec![
+                    "sales_price",
+                    "cost + PERCENT%",
+                    "cost + AMOUNT",
+                    "sales_price - PERCENT%",
+                    "sales_price + PERCENT%",
+                    "PRICE",
+                ];
+                self.report(file, span, ErrorKind::UnknownValue { setting, found, valid });
                 None
             }
             other => {
                 self.type_mismatch(
                     file,
                     &setting.key.node,
-                    "`sales_price`, `cost + PERCENT%`, `sales_price - PERCENT%` or a fixed price",
+                    "`sales_price`, `cost + PERCENT%`, `cost + AMOUNT`, `sales_price - PERCENT%`, `sales_price + PERCENT%` or a fixed price",
                     other,
                     span,
                 );
@@ -1051,6 +1069,121 @@ impl<'a> Compiler<'a> {
             }
         };
         Some(Ruled { value: value?, origin: file.origin(setting.span) })
+    }
+
+    /// `unit_cost`: `cost_price` (the bill's), or the MSP's own cost: `cost - 3%` (a rebate),
+    /// `cost + 2%`, `cost - 0.50` per unit.
+    pub(crate) fn cost_source(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<CostSource>> {
+        let span = setting.value.span;
+        let (sign, number, percent_sign) = match &setting.value.node {
+            Value::Name(name) if name == "cost_price" || name == "cost" => {
+                let origin = file.origin(setting.span);
+                return Some(Ruled { value: CostSource::CostPrice, origin });
+            }
+            Value::CostPlus { markup, percent_sign } => (Decimal::ONE, *markup, *percent_sign),
+            Value::CostLess { rebate, percent_sign } => (-Decimal::ONE, *rebate, *percent_sign),
+            other => {
+                self.type_mismatch(
+                    file,
+                    &setting.key.node,
+                    "`cost_price`, `cost - PERCENT%`, `cost + PERCENT%` or `cost - AMOUNT`",
+                    other,
+                    span,
+                );
+                return None;
+            }
+        };
+        if number.is_sign_negative() || (percent_sign && number > Decimal::ONE_HUNDRED) {
+            let found = format!("{number}{}", if percent_sign { "%" } else { "" });
+            let setting = setting.key.node.clone();
+            self.report(file, span, ErrorKind::PercentOutOfRange { setting, found });
+            return None;
+        }
+        let value = if percent_sign {
+            CostSource::CostPercent(sign * number / Decimal::ONE_HUNDRED)
+        } else {
+            CostSource::CostAmount(sign * number)
+        };
+        Some(Ruled { value, origin: file.origin(setting.span) })
+    }
+
+    /// `margin_floor = 10%` (of the price) or `margin_floor = 1.00` (an amount per unit).
+    pub(crate) fn margin_floor_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<MarginFloor>> {
+        let span = setting.value.span;
+        if let Value::Number(amount) = &setting.value.node {
+            if amount.is_sign_negative() {
+                let (setting, found) = (setting.key.node.clone(), amount.to_string());
+                self.report(file, span, ErrorKind::NegativeAmount { setting, found });
+                return None;
+            }
+            let origin = file.origin(setting.span);
+            return Some(Ruled { value: MarginFloor::Amount(*amount), origin });
+        }
+        if !matches!(setting.value.node, Value::Percent(_)) {
+            let expected = "a percentage (`10%`) or an amount per unit (`1.00`)";
+            self.type_mismatch(file, &setting.key.node, expected, &setting.value.node, span);
+            return None;
+        }
+        self.percent_setting(file, setting)
+            .map(|floor| Ruled { value: MarginFloor::Percent(floor.value), origin: floor.origin })
+    }
+
+    /// `price_point = .99` (or `0.95`: a fraction under 1) or `price_point = whole`.
+    pub(crate) fn price_point_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<PricePoint>> {
+        let span = setting.value.span;
+        let value = match &setting.value.node {
+            Value::Name(name) if name == "whole" => PricePoint::Whole,
+            Value::Number(ending) if !ending.is_sign_negative() && *ending < Decimal::ONE => {
+                PricePoint::Ending(*ending)
+            }
+            Value::Number(ending) => {
+                self.report(
+                    file,
+                    span,
+                    ErrorKind::PricePointOutOfRange { found: ending.to_string() },
+                );
+                return None;
+            }
+            other => {
+                let expected = "`whole` or the cents a price ends in (`.99`)";
+                self.type_mismatch(file, &setting.key.node, expected, other, span);
+                return None;
+            }
+        };
+        Some(Ruled { value, origin: file.origin(setting.span) })
+    }
+
+    /// `max_price = 25.00`: a price, not negative.
+    pub(crate) fn max_price_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<Decimal>> {
+        let span = setting.value.span;
+        match &setting.value.node {
+            Value::Number(cap) if cap.is_sign_negative() => {
+                let (setting, found) = (setting.key.node.clone(), cap.to_string());
+                self.report(file, span, ErrorKind::NegativeAmount { setting, found });
+                None
+            }
+            Value::Number(cap) => Some(Ruled { value: *cap, origin: file.origin(setting.span) }),
+            other => {
+                self.type_mismatch(file, &setting.key.node, "a price (`25.00`)", other, span);
+                None
+            }
+        }
     }
 
     /// `10%`, kept as a fraction (0.10); from 0 to 100.
@@ -1119,6 +1252,41 @@ impl<'a> Compiler<'a> {
         )
     }
 
+    /// `term_months`: whole months, 1 to 1200 (also in a `for` rule).
+    pub(crate) fn term_months_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<u32>> {
+        self.whole_number(file, setting, 1, 1200)
+    }
+
+    /// `removed_product` (also in a `for` rule).
+    pub(crate) fn removed_product_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<RemovedProduct>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[("zero_units", RemovedProduct::ZeroUnits), ("report", RemovedProduct::Report)],
+        )
+    }
+
+    /// `billed_charge_mismatch` (also in a `for` rule).
+    pub(crate) fn billed_charge_mismatch_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<BilledChargeMismatch>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[("correct", BilledChargeMismatch::Correct), ("report", BilledChargeMismatch::Report)],
+        )
+    }
+
     pub(crate) fn decrease_setting(
         &mut self,
         file: &ParsedFile,
@@ -1163,17 +1331,9 @@ impl<'a> Compiler<'a> {
 
     fn policy(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<Policies> {
         let (settings, _) = self.read_block(file, block, POLICY_KEYS, |_| false);
-        let removed_product =
-            self.required(file, block, &settings, "removed_product").and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("zero_units", RemovedProduct::ZeroUnits),
-                        ("report", RemovedProduct::Report),
-                    ],
-                )
-            });
+        let removed_product = self
+            .required(file, block, &settings, "removed_product")
+            .and_then(|setting| self.removed_product_setting(file, setting));
         let cancelled_subscription =
             self.required(file, block, &settings, "cancelled_subscription").and_then(|setting| {
                 self.choice_setting(
@@ -1192,17 +1352,9 @@ impl<'a> Compiler<'a> {
                 &[("overwrite", HandEdit::Overwrite), ("report", HandEdit::Report)],
             )
         });
-        let billed_charge_mismatch =
-            self.required(file, block, &settings, "billed_charge_mismatch").and_then(|setting| {
-                self.choice_setting(
-                    file,
-                    setting,
-                    &[
-                        ("correct", BilledChargeMismatch::Correct),
-                        ("report", BilledChargeMismatch::Report),
-                    ],
-                )
-            });
+        let billed_charge_mismatch = self
+            .required(file, block, &settings, "billed_charge_mismatch")
+            .and_then(|setting| self.billed_charge_mismatch_setting(file, setting));
         let decrease = match settings.get("decrease") {
             Some(setting) => self.decrease_setting(file, setting),
             None => Some(Ruled {

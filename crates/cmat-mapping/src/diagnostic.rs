@@ -107,16 +107,28 @@ pub enum ErrorKind {
     NotPositiveId { setting: String, found: String },
     #[error("`{setting}` must be a whole number from {min} to {max}, found `{found}`")]
     OutOfRange { setting: String, min: u32, max: u32, found: String },
-    #[error("the markup `{found}` is not a percent")]
-    MarkupNotPercent { found: String },
+    #[error("a price point is the cents a price ends in, under 1 (`.99`), found `{found}`")]
+    PricePointOutOfRange { found: String },
     #[error("the markup `{found}%` is negative")]
     NegativeMarkup { found: String },
-    #[error("the discount `{found}` is not a percent")]
+    #[error("the discount or uplift `{found}` is not a percent")]
     DiscountNotPercent { found: String },
     #[error("`{setting}` must be a percentage from 0% to 100%, found `{found}`")]
     PercentOutOfRange { setting: String, found: String },
     #[error("a fixed price must not be negative, found `{found}`")]
     NegativePrice { found: String },
+    #[error("`{setting}` must not be negative, found `{found}`")]
+    NegativeAmount { setting: String, found: String },
+    #[error("`{keyword}` expects a date written `YYYY-MM-DD`, found \"{found}\"")]
+    InvalidDate { keyword: String, found: String },
+    #[error("this rule is in force from {from} until {until}: no Billing Date is both, so it never applies")]
+    DatesNeverApply { from: String, until: String },
+    #[error("a per-seat add-on needs `{missing}` as well")]
+    AddOnIncomplete { missing: &'static str },
+    #[error("seat-count tiers: {detail}")]
+    TierBands { detail: String },
+    #[error("a rule states `unit_price` and tiers: keep one (the tiers are its price)")]
+    TiersAndPrice,
     #[error("unknown scope `{found}`")]
     UnknownScope { found: String },
     #[error(
@@ -131,6 +143,10 @@ pub enum ErrorKind {
     UnseenScope { term: String },
     #[error("`{setting}` is set twice for the same scope: {detail}")]
     AmbiguousRules { setting: String, detail: &'static str, first: Location },
+    #[error("products these rules put on Service {service} can share a subscription, but the rules set their {setting} differently: one contract service cannot hold both")]
+    SharedServiceConflict { service: i64, setting: &'static str, first: Location },
+    #[error("`{setting}` is the contract's (one per subscription): a scope naming {dimension} cannot set it")]
+    ContractWideSetting { setting: &'static str, dimension: &'static str },
     #[error("timezone `{found}` is not supported: only \"UTC\" is")]
     UnsupportedTimezone { found: String },
     #[error("{what} must not be empty")]
@@ -186,11 +202,11 @@ impl ErrorKind {
                 ..
             } => Some("names such as `half_up` are written without quotes".to_string()),
             ErrorKind::UnknownValue { valid, .. } => Some(format!("valid values: {}", valid.join(", "))),
-            ErrorKind::MarkupNotPercent { found } => {
-                Some(format!("write the markup as a percent: `cost + {found}%`"))
+            ErrorKind::PricePointOutOfRange { .. } => {
+                Some("write `.99`, `.95`, or `whole` for whole units".to_string())
             }
             ErrorKind::DiscountNotPercent { found } => {
-                Some(format!("write the discount as a percent: `sales_price - {found}%`"))
+                Some(format!("write it as a percent: `sales_price - {found}%` or `sales_price + {found}%`"))
             }
             ErrorKind::UnknownScope { .. } => Some(format!(
                 "a scope is one or more of: {}, each followed by a quoted value",
@@ -208,6 +224,13 @@ impl ErrorKind {
             ),
             ErrorKind::AmbiguousRules { .. } => Some(
                 "keep one of the two, or make one scope more specific".to_string(),
+            ),
+            ErrorKind::ContractWideSetting { .. } => Some(
+                "scope it by subscription, organization, organization group, term, service or currency"
+                    .to_string(),
+            ),
+            ErrorKind::SharedServiceConflict { .. } => Some(
+                "give each its own Service, or the same price and decrease timing".to_string(),
             ),
             ErrorKind::UnsupportedTimezone { .. } => Some(
                 "bill dates are calendar dates and are never shifted; write `timezone = \"UTC\"`"
@@ -232,6 +255,9 @@ impl ErrorKind {
             }
             ErrorKind::AmbiguousRules { first, .. } => {
                 Some(format!("also set at {}", first.position()))
+            }
+            ErrorKind::SharedServiceConflict { first, .. } => {
+                Some(format!("the other rule's service is at {}", first.position()))
             }
             _ => None,
         }

@@ -72,7 +72,13 @@ impl Printer<'_> {
             let terms: Vec<String> = block
                 .scope
                 .iter()
-                .map(|term| format!("{} {}", term.keyword.node, quote(&term.value.node)))
+                .map(|term| {
+                    let values: Vec<String> = std::iter::once(&term.value)
+                        .chain(&term.more)
+                        .map(|value| quote(&value.node))
+                        .collect();
+                    format!("{} {}", term.keyword.node, values.join(", "))
+                })
                 .collect();
             format!("{} {} {{", block.name.node, terms.join(", "))
         };
@@ -186,6 +192,10 @@ fn value_code(value: &Value) -> String {
         Value::CostPlus { markup, percent_sign: false } => format!("cost + {markup}"),
         Value::SalesLess { discount, percent_sign: true } => format!("sales_price - {discount}%"),
         Value::SalesLess { discount, percent_sign: false } => format!("sales_price - {discount}"),
+        Value::CostLess { rebate, percent_sign: true } => format!("cost - {rebate}%"),
+        Value::CostLess { rebate, percent_sign: false } => format!("cost - {rebate}"),
+        Value::SalesPlus { uplift, percent_sign: true } => format!("sales_price + {uplift}%"),
+        Value::SalesPlus { uplift, percent_sign: false } => format!("sales_price + {uplift}"),
         Value::Percent(number) => format!("{number}%"),
     }
 }

@@ -32,6 +32,8 @@ pub struct CheckedRules {
     pub rule_count: usize,
     /// Every scope term of the `for` rules, and where it was written.
     pub scope_terms: Vec<(cmat_engine::rules::ScopeTerm, Location)>,
+    /// Likely mistakes that still check (a rule whose `from` is after its `until`).
+    pub warnings: Vec<Diagnostic>,
 }
 
 /// Reads, checks and compiles `mappings/*.cmat` of a workspace into one rule set.
@@ -147,6 +149,7 @@ pub fn compile_sources(sources: &[(String, String)]) -> Result<CheckedRules, Dia
             files: sources.len(),
             rule_count: compile::count_rules(&parsed),
             scope_terms: compiled.scope_terms,
+            warnings: compiled.warnings,
         }),
         Ok(_) => Err(Diagnostics::new(diagnostics)),
         Err(errors) => {

@@ -134,7 +134,11 @@ impl Builder {
                             let mut parts = children(child);
                             let keyword = parts.next().map(spanned_name)?;
                             let value = parts.next().map(|part| self.text(part))?;
-                            scope.push(ScopeItem { keyword, value, span: term_span });
+                            let more = parts
+                                .filter(|part| part.as_rule() != Rule::comma)
+                                .map(|part| self.text(part))
+                                .collect();
+                            scope.push(ScopeItem { keyword, value, more, span: term_span });
                         }
                         Rule::open_brace => open_brace = span_of(&child),
                         Rule::close_brace => close_brace = span_of(&child),
@@ -159,29 +163,23 @@ impl Builder {
         let node = match pair.as_rule() {
             Rule::string | Rule::unterminated_string => Value::Text(self.text(pair).node),
             Rule::number => Value::Number(self.number(&pair)),
-            Rule::markup => {
-                let mut markup = Decimal::ZERO;
-                let mut percent_sign = false;
+            Rule::markup | Rule::discount => {
+                let on_cost = pair.as_rule() == Rule::markup;
+                let (mut number, mut percent_sign, mut minus) = (Decimal::ZERO, false, false);
                 for child in children(pair) {
                     match child.as_rule() {
-                        Rule::number => markup = self.number(&child),
+                        Rule::number => number = self.number(&child),
                         Rule::percent => percent_sign = true,
+                        Rule::minus => minus = true,
                         _ => {}
                     }
                 }
-                Value::CostPlus { markup, percent_sign }
-            }
-            Rule::discount => {
-                let mut discount = Decimal::ZERO;
-                let mut percent_sign = false;
-                for child in children(pair) {
-                    match child.as_rule() {
-                        Rule::number => discount = self.number(&child),
-                        Rule::percent => percent_sign = true,
-                        _ => {}
-                    }
+                match (on_cost, minus) {
+                    (true, false) => Value::CostPlus { markup: number, percent_sign },
+                    (true, true) => Value::CostLess { rebate: number, percent_sign },
+                    (false, true) => Value::SalesLess { discount: number, percent_sign },
+                    (false, false) => Value::SalesPlus { uplift: number, percent_sign },
                 }
-                Value::SalesLess { discount, percent_sign }
             }
             Rule::percentage => {
                 let number = children(pair)
@@ -196,7 +194,14 @@ impl Builder {
     }
 
     fn number(&mut self, pair: &Pair<'_, Rule>) -> Decimal {
-        Decimal::from_str(pair.as_str()).unwrap_or_else(|_| {
+        // `.99` (a price point) reads as `0.99`.
+        let text = pair.as_str();
+        let text = match text.strip_prefix('-').unwrap_or(text).strip_prefix('.') {
+            Some(fraction) if text.starts_with('-') => format!("-0.{fraction}"),
+            Some(fraction) => format!("0.{fraction}"),
+            None => text.to_string(),
+        };
+        Decimal::from_str(&text).unwrap_or_else(|_| {
             self.error(ErrorKind::NumberTooLarge(pair.as_str().to_string()), span_of(pair));
             Decimal::ZERO
         })

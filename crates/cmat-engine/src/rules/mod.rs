@@ -274,10 +274,17 @@ pub struct PriceRule {
     /// Decimal places kept (Autotask stores 4).
     pub scale: Ruled<u32>,
     pub rounding: Ruled<Rounding>,
-    /// The lowest margin a price may have, as a fraction of the price (0.10 = 10 %).
-    pub margin_floor: Option<Ruled<Decimal>>,
+    /// The lowest margin a price may have: a fraction of the price, or an amount per unit.
+    pub margin_floor: Option<Ruled<MarginFloor>>,
+    /// Prices rounded up to end in .99, .95 or a whole unit, when a line says so.
+    pub price_point: Option<Ruled<PricePoint>>,
+    /// The highest unit price, whatever the formula gives.
+    pub max_price: Option<Ruled<Decimal>>,
     /// What a price under the floor does: a warning (the default) or a refused plan.
     pub margin_policy: Ruled<MarginPolicy>,
+    /// Whether a `margin_policy` line sets it; else it is `warn` by default, and its origin is
+    /// the `prices` block's line, which a message must not cite as the policy's.
+    pub margin_policy_written: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -290,11 +297,124 @@ pub enum PriceSource {
     SalesLessDiscount(Decimal),
     /// A fixed unit price, whatever the bill says.
     Fixed(Decimal),
+    /// Cloudmore's sales price times (1 + uplift): a list price uplift (`sales_price + 5%`).
+    SalesPlusUplift(Decimal),
+    /// Cloudmore's cost plus an amount per unit (`cost + 1.50`).
+    CostPlusAmount(Decimal),
 }
 
+/// Seat-count tiers (`tier "1-9" = 22.00`, `tier "10-49" = 21.00`, `tier "50+" = …`): a price
+/// per band of a licence product's count on the bill.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tiers {
+    /// Each band's first count (the first is 1; the last band is open) and its price, in order.
+    pub bands: Vec<(u32, PriceSource)>,
+    /// `tiers = graduated`: each band's units at its own price (the unit price is their
+    /// average); otherwise the whole count takes the price of the band it falls in.
+    pub graduated: bool,
+}
+
+impl Tiers {
+    /// The unit price for `count` licences whose unit sales price and cost are given, before
+    /// the price point, cap and rounding.
+    pub fn apply(&self, sales: Decimal, cost: Decimal, count: i64) -> Decimal {
+        let band_price = |source: &PriceSource| source.apply(sales, cost, Decimal::ONE);
+        let in_band = |count: i64| {
+            self.bands
+                .iter()
+                .rev()
+                .find(|(first, _)| i64::from(*first) <= count)
+                .or(self.bands.first())
+        };
+        if !self.graduated || count <= 1 {
+            return in_band(count).map(|(_, source)| band_price(source)).unwrap_or(sales);
+        }
+        let mut total = Decimal::ZERO;
+        for (index, (first, source)) in self.bands.iter().enumerate() {
+            let next = self.bands.get(index + 1).map(|(next, _)| i64::from(*next));
+            let units = next.unwrap_or(i64::MAX).min(count + 1) - i64::from(*first);
+            if units <= 0 {
+                break;
+            }
+            total += band_price(source) * Decimal::from(units);
+        }
+        total / Decimal::from(count)
+    }
+
+    /// `1-9: 22, 10-49: 21, 50+: cost + 8%`, for messages and `cmat explain`.
+    pub fn bands_label(&self, word: impl Fn(PriceSource) -> String) -> String {
+        let bands: Vec<String> = self
+            .bands
+            .iter()
+            .enumerate()
+            .map(|(index, (first, source))| match self.bands.get(index + 1) {
+                Some((next, _)) => format!("{first}-{}: {}", next - 1, word(*source)),
+                None => format!("{first}+: {}", word(*source)),
+            })
+            .collect();
+        let kind = if self.graduated { "graduated" } else { "volume" };
+        format!("{} ({kind})", bands.join(", "))
+    }
+}
+
+/// A per-seat add-on (`add_on_service = 7010`, `add_on_price = 5.00`, `add_on_cost = 1.20`):
+/// a second Autotask Service on the product's contract, its units following the licence count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AddOn {
+    /// The Autotask Service id (an existing Service: cmat never creates one for an add-on).
+    pub service: i64,
+    pub price: Decimal,
+    pub cost: Decimal,
+}
+
+/// The cost cmat writes to Autotask and measures margins against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CostSource {
+    /// Cloudmore's Unit Cost Price (or Σ Total Cost for consumption).
     CostPrice,
+    /// The cost times (1 + fraction): `cost - 3%` is a distributor's rebate (−0.03).
+    CostPercent(Decimal),
+    /// The cost plus an amount per unit (negative for a rebate per seat).
+    CostAmount(Decimal),
+}
+
+impl CostSource {
+    /// The cost of `quantity` units whose cost (per unit, or the line's total) is given.
+    pub fn apply(self, cost: Decimal, quantity: Decimal) -> Decimal {
+        match self {
+            CostSource::CostPrice => cost,
+            CostSource::CostPercent(fraction) => cost * (Decimal::ONE + fraction),
+            CostSource::CostAmount(amount) => (cost + amount * quantity).max(Decimal::ZERO),
+        }
+    }
+}
+
+/// The lowest margin a price may have.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MarginFloor {
+    /// A fraction of the price (0.10 = 10 %).
+    Percent(Decimal),
+    /// An amount per unit above cost (`margin_floor = 1.00`).
+    Amount(Decimal),
+}
+
+/// What a price is rounded up to (`price_point = 0.99`, `price_point = whole`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PricePoint {
+    /// The smallest price at or above the computed one whose fraction is this (0.99, 0.95).
+    Ending(Decimal),
+    /// The next whole unit (at or above).
+    Whole,
+}
+
+impl PricePoint {
+    /// `price` rounded up to the point; a price already on it is kept.
+    pub fn round_up(self, price: Decimal) -> Decimal {
+        match self {
+            PricePoint::Whole => price.ceil(),
+            PricePoint::Ending(ending) => (price - ending).ceil() + ending,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,4 +496,51 @@ pub enum BilledChargeMismatch {
     Correct,
     /// Report only.
     Report,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tiers(graduated: bool) -> Tiers {
+        let fixed = |price: i64| PriceSource::Fixed(Decimal::from(price));
+        Tiers { bands: vec![(1, fixed(22)), (10, fixed(21)), (50, fixed(19))], graduated }
+    }
+
+    #[test]
+    fn the_whole_count_takes_its_bands_price_or_each_band_its_own() {
+        let (sales, cost) = (Decimal::ONE, Decimal::ONE);
+        assert_eq!(tiers(false).apply(sales, cost, 9), Decimal::from(22));
+        assert_eq!(tiers(false).apply(sales, cost, 10), Decimal::from(21));
+        assert_eq!(tiers(false).apply(sales, cost, 75), Decimal::from(19));
+        assert_eq!(tiers(false).apply(sales, cost, 0), Decimal::from(22));
+        // 9 at 22, 16 at 21: 534 / 25.
+        assert_eq!(tiers(true).apply(sales, cost, 25), Decimal::new(2136, 2));
+    }
+
+    proptest::proptest! {
+        /// Graduated: the count's total is the sum of each band's units at its price, so the
+        /// unit price lies between the band prices and equals the first band's inside it.
+        #[test]
+        fn a_graduated_price_is_the_bands_total_over_the_count(count in 1i64..200) {
+            let price = tiers(true).apply(Decimal::ONE, Decimal::ONE, count);
+            let total = price * Decimal::from(count);
+            let expected: i64 = (1..=count).map(|unit| match unit {
+                1..=9 => 22,
+                10..=49 => 21,
+                _ => 19,
+            }).sum();
+            proptest::prop_assert_eq!(total.round_dp(10), Decimal::from(expected));
+            proptest::prop_assert!(price <= Decimal::from(22) && price >= Decimal::from(19));
+        }
+
+        #[test]
+        fn a_price_point_rounds_up_to_the_nearest_ending(cents in 0i64..100_000, ending in 0i64..100) {
+            let price = Decimal::new(cents, 2);
+            let ending = Decimal::new(ending, 2);
+            let pointed = PricePoint::Ending(ending).round_up(price);
+            proptest::prop_assert!(pointed >= price && pointed - price < Decimal::ONE);
+            proptest::prop_assert_eq!(pointed - pointed.trunc(), ending);
+        }
+    }
 }

@@ -125,6 +125,7 @@ impl<'r> Resolutions<'r> {
         key.clear();
         for (dimension, field) in [
             (Dimension::Service, facts.service),
+            (Dimension::Broker, facts.broker),
             (Dimension::Organization, facts.organization),
             (Dimension::Organization, facts.customer_number),
             (Dimension::OrganizationGroup, facts.organization_groups),
@@ -135,6 +136,11 @@ impl<'r> Resolutions<'r> {
             if self.uses(dimension) {
                 key_of(&mut key, field);
             }
+        }
+        // Dated rules: the Billing Date is part of the context (a bill has one).
+        if self.uses(Dimension::From) || self.uses(Dimension::Until) {
+            use std::fmt::Write as _;
+            let _ = write!(key, "{}", facts.billing_date);
         }
         if !self.by_context.contains_key(key.as_str()) {
             let bits = self.half(&facts, false);

@@ -11,18 +11,28 @@
 //! plan reports the ones only data reveals (an organization matched by both its name and its
 //! customer number) and leaves the lines out rather than choose.
 
+use std::borrow::Cow;
 use std::fmt;
 
+use chrono::NaiveDate;
 use rust_decimal::Decimal;
 
-use super::{PriceSource, RuleOrigin, RuleSet, Ruled, Template};
+use super::{
+    AddOn, CostSource, MarginFloor, PricePoint, PriceSource, RuleOrigin, RuleSet, Ruled, Template,
+    Tiers,
+};
 use crate::billing::BillLine;
 
 /// What a scope term looks at, in ascending order of precedence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Dimension {
+    /// `from "2026-12-01"`: bills dated on or after.
+    From,
+    /// `until "2026-12-31"`: bills dated on or before.
+    Until,
     Currency,
     Term,
+    Broker,
     Service,
     MeterCategory,
     ProductName,
@@ -36,8 +46,11 @@ impl Dimension {
     /// How the dimension is named in a message ("the organization").
     pub fn describe(self) -> &'static str {
         match self {
+            Dimension::From => "the first Billing Date (`from`)",
+            Dimension::Until => "the last Billing Date (`until`)",
             Dimension::Currency => "the currency",
             Dimension::Term => "the term (Payment Frequency)",
+            Dimension::Broker => "the broker (distributor)",
             Dimension::Service => "the service",
             Dimension::MeterCategory => "the meter category",
             Dimension::ProductName => "the product name",
@@ -53,6 +66,8 @@ impl Dimension {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ScopeTerm {
     Service(String),
+    /// Broker Name: the distributor the line was bought through.
+    Broker(String),
     Organization(String),
     CustomerNumber(String),
     /// One of the organization's groups (the export lists them separated by `;`).
@@ -68,12 +83,17 @@ pub enum ScopeTerm {
     Term(String),
     /// Currency Code; case is ignored.
     Currency(String),
+    /// In force for bills dated on or after this day.
+    From(NaiveDate),
+    /// In force for bills dated on or before this day.
+    Until(NaiveDate),
 }
 
 impl ScopeTerm {
     /// The keywords of the language, with the term each builds.
-    pub const KEYWORDS: [&'static str; 11] = [
+    pub const KEYWORDS: [&'static str; 14] = [
         "service",
+        "broker",
         "organization",
         "customer_number",
         "organization_group",
@@ -84,11 +104,14 @@ impl ScopeTerm {
         "subscription",
         "term",
         "currency",
+        "from",
+        "until",
     ];
 
     pub fn from_keyword(keyword: &str, value: String) -> Option<ScopeTerm> {
         Some(match keyword {
             "service" => ScopeTerm::Service(value),
+            "broker" => ScopeTerm::Broker(value),
             "organization" => ScopeTerm::Organization(value),
             "customer_number" => ScopeTerm::CustomerNumber(value),
             "organization_group" => ScopeTerm::OrganizationGroup(value),
@@ -99,6 +122,8 @@ impl ScopeTerm {
             "subscription" => ScopeTerm::Subscription(value),
             "term" => ScopeTerm::Term(value),
             "currency" => ScopeTerm::Currency(value),
+            "from" => ScopeTerm::From(value.parse().ok()?),
+            "until" => ScopeTerm::Until(value.parse().ok()?),
             _ => return None,
         })
     }
@@ -106,6 +131,7 @@ impl ScopeTerm {
     pub fn keyword(&self) -> &'static str {
         match self {
             ScopeTerm::Service(_) => "service",
+            ScopeTerm::Broker(_) => "broker",
             ScopeTerm::Organization(_) => "organization",
             ScopeTerm::CustomerNumber(_) => "customer_number",
             ScopeTerm::OrganizationGroup(_) => "organization_group",
@@ -116,12 +142,15 @@ impl ScopeTerm {
             ScopeTerm::Subscription(_) => "subscription",
             ScopeTerm::Term(_) => "term",
             ScopeTerm::Currency(_) => "currency",
+            ScopeTerm::From(_) => "from",
+            ScopeTerm::Until(_) => "until",
         }
     }
 
-    pub fn value(&self) -> &str {
-        match self {
+    pub fn value(&self) -> Cow<'_, str> {
+        Cow::Borrowed(match self {
             ScopeTerm::Service(value)
+            | ScopeTerm::Broker(value)
             | ScopeTerm::Organization(value)
             | ScopeTerm::CustomerNumber(value)
             | ScopeTerm::OrganizationGroup(value)
@@ -132,7 +161,8 @@ impl ScopeTerm {
             | ScopeTerm::Subscription(value)
             | ScopeTerm::Term(value)
             | ScopeTerm::Currency(value) => value,
-        }
+            ScopeTerm::From(date) | ScopeTerm::Until(date) => return Cow::Owned(date.to_string()),
+        })
     }
 
     /// The value as matching compares it: case is ignored for product patterns, meter
@@ -150,6 +180,7 @@ impl ScopeTerm {
     pub fn dimension(&self) -> Dimension {
         match self {
             ScopeTerm::Service(_) => Dimension::Service,
+            ScopeTerm::Broker(_) => Dimension::Broker,
             ScopeTerm::Organization(_) | ScopeTerm::CustomerNumber(_) => Dimension::Organization,
             ScopeTerm::OrganizationGroup(_) => Dimension::OrganizationGroup,
             ScopeTerm::ItemCode(_) | ScopeTerm::ProductId(_) => Dimension::Product,
@@ -158,12 +189,15 @@ impl ScopeTerm {
             ScopeTerm::Subscription(_) => Dimension::Subscription,
             ScopeTerm::Term(_) => Dimension::Term,
             ScopeTerm::Currency(_) => Dimension::Currency,
+            ScopeTerm::From(_) => Dimension::From,
+            ScopeTerm::Until(_) => Dimension::Until,
         }
     }
 
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         match self {
             ScopeTerm::Service(value) => line.service == value,
+            ScopeTerm::Broker(value) => line.broker.trim() == value,
             ScopeTerm::Organization(value) => line.organization == value,
             ScopeTerm::CustomerNumber(value) => line.customer_number.trim() == value,
             ScopeTerm::OrganizationGroup(value) => {
@@ -176,6 +210,8 @@ impl ScopeTerm {
             ScopeTerm::Subscription(value) => line.subscription == value,
             ScopeTerm::Term(value) => line.term.trim().eq_ignore_ascii_case(value),
             ScopeTerm::Currency(value) => line.currency.trim().eq_ignore_ascii_case(value),
+            ScopeTerm::From(date) => line.billing_date >= *date,
+            ScopeTerm::Until(date) => line.billing_date <= *date,
         }
     }
 }
@@ -231,6 +267,7 @@ pub fn meter_category(product_name: &str) -> &str {
 #[derive(Debug, Clone, Copy)]
 pub struct LineFacts<'a> {
     pub service: &'a str,
+    pub broker: &'a str,
     pub organization: &'a str,
     pub customer_number: &'a str,
     pub organization_groups: &'a str,
@@ -241,12 +278,15 @@ pub struct LineFacts<'a> {
     pub subscription: &'a str,
     pub term: &'a str,
     pub currency: &'a str,
+    /// The bill's Billing Date, for rules in force from or until a date.
+    pub billing_date: NaiveDate,
 }
 
 impl<'a> LineFacts<'a> {
     pub fn of(line: &'a BillLine) -> Self {
         LineFacts {
             service: &line.service_name,
+            broker: &line.broker_name,
             organization: &line.organization_name,
             customer_number: &line.customer_number,
             organization_groups: &line.organization_groups,
@@ -257,18 +297,39 @@ impl<'a> LineFacts<'a> {
             subscription: &line.subscription_id,
             term: &line.payment_frequency,
             currency: &line.currency_code,
+            billing_date: line.billing_date,
         }
     }
 }
 
 /// How much more precise one scope is than another: one bit per dimension it names, the most
-/// precise dimension highest, so that comparing the numbers compares the scopes.
+/// precise dimension highest, so that comparing the numbers compares the scopes. Between equal
+/// scopes, a rule's `priority` decides, then the later `from` date (a price change written
+/// ahead takes over from the one before without an `until` on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
-pub struct Specificity(pub u16);
+pub struct Specificity {
+    pub bits: u16,
+    /// `priority = N`: 0 unless a rule says.
+    pub priority: i32,
+    /// The rule's `from` date, if any.
+    pub from: Option<NaiveDate>,
+}
 
 impl Specificity {
     pub fn of(terms: &[ScopeTerm]) -> Self {
-        Specificity(terms.iter().fold(0, |bits, term| bits | 1 << term.dimension() as u16))
+        Specificity {
+            bits: terms.iter().fold(0, |bits, term| bits | 1 << term.dimension() as u16),
+            priority: 0,
+            from: terms.iter().find_map(|term| match term {
+                ScopeTerm::From(date) => Some(*date),
+                _ => None,
+            }),
+        }
+    }
+
+    /// The same scope under `priority = N`.
+    pub fn with_priority(self, priority: i32) -> Self {
+        Specificity { priority, ..self }
     }
 }
 
@@ -317,10 +378,20 @@ pub struct ScopedSettings {
     /// The Autotask company of the lines (an explicit link).
     pub company: Option<Ruled<i64>>,
     pub unit_price: Option<Ruled<PriceSource>>,
+    /// A price per band of the licence count; a form of `unit_price` (a rule sets one of them).
+    pub tiers: Option<Ruled<Tiers>>,
+    /// A second Service per seat on the same contract (support sold with each licence).
+    pub add_on: Option<Ruled<AddOn>>,
+    /// The MSP's own cost (a distributor rebate): margins and the cost written follow it.
+    pub unit_cost: Option<Ruled<CostSource>>,
+    /// Prices rounded up to a price point (.99, .95, whole units).
+    pub price_point: Option<Ruled<PricePoint>>,
+    /// The highest unit price.
+    pub max_price: Option<Ruled<Decimal>>,
     pub scale: Option<Ruled<u32>>,
     pub rounding: Option<Ruled<super::Rounding>>,
-    /// The lowest margin, as a fraction of the price (0.10 = 10 %).
-    pub margin_floor: Option<Ruled<Decimal>>,
+    /// The lowest margin: a fraction of the price, or an amount per unit.
+    pub margin_floor: Option<Ruled<MarginFloor>>,
     pub margin_policy: Option<Ruled<MarginPolicy>>,
     pub contract_name: Option<Template>,
     pub contract_category: Option<Ruled<i64>>,
@@ -339,12 +410,18 @@ pub struct ScopedSettings {
     pub minimum_units: Option<Ruled<u32>>,
     pub consumption_split: Option<Ruled<ConsumptionSplit>>,
     pub decrease: Option<Ruled<DecreaseTiming>>,
+    /// The months of one commitment term (1-year and 3-year NCE terms side by side).
+    pub term_months: Option<Ruled<u32>>,
+    pub charge_name: Option<Template>,
+    pub removed_product: Option<Ruled<super::RemovedProduct>>,
+    pub billed_charge_mismatch: Option<Ruled<super::BilledChargeMismatch>>,
 }
 
 /// One `for … { … }` rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScopedRule {
     pub scope: Vec<ScopeTerm>,
+    /// The scope's, and the rule's `priority`.
     pub specificity: Specificity,
     pub set: ScopedSettings,
     pub origin: RuleOrigin,
@@ -353,6 +430,20 @@ pub struct ScopedRule {
 impl ScopedRule {
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         self.scope.iter().all(|term| term.matches(line))
+    }
+
+    /// `from 2026-12-01 until 2026-12-31`, when the rule is dated: how a plan names it.
+    pub fn dates_label(&self) -> Option<String> {
+        let dates: Vec<String> = self
+            .scope
+            .iter()
+            .filter_map(|term| match term {
+                ScopeTerm::From(date) => Some(format!("from {date}")),
+                ScopeTerm::Until(date) => Some(format!("until {date}")),
+                _ => None,
+            })
+            .collect();
+        (!dates.is_empty()).then(|| dates.join(" "))
     }
 
     /// `for organization "Contoso Ltd", item_code "CFQ7…"`, as written.
@@ -379,9 +470,15 @@ pub struct Resolved<'r> {
     /// An explicit company; `None` leaves it to the top-level link or the column.
     pub company: Option<&'r Ruled<i64>>,
     pub unit_price: &'r Ruled<PriceSource>,
+    /// Seat-count tiers, when the most specific rule pricing the line states them.
+    pub tiers: Option<&'r Ruled<Tiers>>,
+    pub add_on: Option<&'r Ruled<AddOn>>,
+    pub unit_cost: &'r Ruled<CostSource>,
+    pub price_point: Option<&'r Ruled<PricePoint>>,
+    pub max_price: Option<&'r Ruled<Decimal>>,
     pub scale: &'r Ruled<u32>,
     pub rounding: &'r Ruled<super::Rounding>,
-    pub margin_floor: Option<&'r Ruled<Decimal>>,
+    pub margin_floor: Option<&'r Ruled<MarginFloor>>,
     pub margin_policy: &'r Ruled<MarginPolicy>,
     /// A contract name for the lines' kind; `None` takes the `contract` block's.
     pub contract_name: Option<&'r Template>,
@@ -396,6 +493,10 @@ pub struct Resolved<'r> {
     pub minimum_units: Option<&'r Ruled<u32>>,
     pub consumption_split: &'r Ruled<ConsumptionSplit>,
     pub decrease: &'r Ruled<DecreaseTiming>,
+    pub term_months: &'r Ruled<u32>,
+    pub charge_name: &'r Template,
+    pub removed_product: &'r Ruled<super::RemovedProduct>,
+    pub billed_charge_mismatch: &'r Ruled<super::BilledChargeMismatch>,
 }
 
 impl Resolved<'_> {
@@ -403,19 +504,51 @@ impl Resolved<'_> {
         amount.round_dp_with_strategy(self.scale.value, self.rounding.value.strategy())
     }
 
-    /// The unit price from a line's unit sales price and unit cost, rounded.
-    pub fn unit_price(&self, sales: Decimal, cost: Decimal) -> Decimal {
-        self.round(self.unit_price.value.apply(sales, cost, Decimal::ONE))
+    /// The unit price from a line's unit sales price and unit cost: the formula, rounded up
+    /// to the price point, capped at `max_price`, rounded to the scale.
+    pub fn unit_price(&self, sales: Decimal, cost: Decimal, count: i64) -> Decimal {
+        let price = match self.tiers {
+            Some(tiers) => tiers.value.apply(sales, cost, count),
+            None => self.unit_price.value.apply(sales, cost, Decimal::ONE),
+        };
+        self.finish_price(price)
+    }
+
+    /// The rule a licence product's price comes from: its tiers', else its `unit_price`'s.
+    pub fn price_origin(&self) -> &RuleOrigin {
+        self.tiers.map(|tiers| &tiers.origin).unwrap_or(&self.unit_price.origin)
+    }
+
+    /// A price the formula gave, rounded up to the price point, then capped (the cap is a
+    /// promise to the customer: it wins over the point), then rounded to the scale.
+    pub fn finish_price(&self, price: Decimal) -> Decimal {
+        let pointed = match self.price_point {
+            Some(point) => point.value.round_up(price),
+            None => price,
+        };
+        let capped = match self.max_price {
+            Some(cap) => pointed.min(cap.value),
+            None => pointed,
+        };
+        self.round(capped)
+    }
+
+    /// The MSP's cost of a line's unit (or, for consumption, total with quantity 1), rounded.
+    pub fn unit_cost(&self, cost: Decimal, quantity: Decimal) -> Decimal {
+        self.unit_cost.value.apply(cost, quantity)
     }
 
     /// Whether the line is not billed at all, and by which rule.
     pub fn skipped_by(&self, line: &BillLine) -> Option<&RuleOrigin> {
+        self.skip_rule(line.total_sales.is_zero() && line.total_cost.is_zero())
+    }
+
+    /// [`Resolved::skipped_by`] for a line whose totals are both zero, or not.
+    pub fn skip_rule(&self, zero_amount: bool) -> Option<&RuleOrigin> {
         if let Some(skip) = self.skip.filter(|skip| skip.value) {
             return Some(&skip.origin);
         }
-        self.skip_zero_amount
-            .filter(|skip| skip.value && line.total_sales.is_zero() && line.total_cost.is_zero())
-            .map(|skip| &skip.origin)
+        self.skip_zero_amount.filter(|skip| skip.value && zero_amount).map(|skip| &skip.origin)
     }
 
     /// A price under cost plus the margin floor, as a message; `None` when it is above.
@@ -424,7 +557,12 @@ impl Resolved<'_> {
         if cost <= Decimal::ZERO {
             return None;
         }
-        let lowest = cost / (Decimal::ONE - floor.value.min(Decimal::new(9999, 4)));
+        let lowest = match floor.value {
+            MarginFloor::Percent(fraction) => {
+                cost / (Decimal::ONE - fraction.min(Decimal::new(9999, 4)))
+            }
+            MarginFloor::Amount(amount) => cost + amount,
+        };
         if price >= lowest {
             return None;
         }
@@ -433,11 +571,16 @@ impl Resolved<'_> {
         } else {
             format!("a margin of {}%", ((price - cost) / price * Decimal::ONE_HUNDRED).round_dp(2))
         };
+        let floor_text = match floor.value {
+            MarginFloor::Percent(fraction) => {
+                format!("{}%", (fraction * Decimal::ONE_HUNDRED).normalize())
+            }
+            MarginFloor::Amount(amount) => format!("{} per unit", amount.normalize()),
+        };
         Some(format!(
-            "price {} for cost {} is {margin}, under the floor of {}% ({})",
+            "price {} for cost {} is {margin}, under the floor of {floor_text} ({})",
             price.normalize(),
             cost.normalize(),
-            (floor.value * Decimal::ONE_HUNDRED).normalize(),
             floor.origin
         ))
     }
@@ -452,11 +595,83 @@ impl PriceSource {
             PriceSource::CostPlusMarkup(markup) => cost * (Decimal::ONE + markup),
             PriceSource::SalesLessDiscount(discount) => sales * (Decimal::ONE - discount),
             PriceSource::Fixed(price) => price * quantity,
+            PriceSource::SalesPlusUplift(uplift) => sales * (Decimal::ONE + uplift),
+            PriceSource::CostPlusAmount(amount) => cost + amount * quantity,
         }
     }
 }
 
+/// The value of the most specific matching rule that sets one thing; two equally specific
+/// ones that differ are an [`Ambiguity`].
+fn pick<'r, T: PartialEq + 'r>(
+    matched: &[&'r ScopedRule],
+    setting: &'static str,
+    get: impl Fn(&'r ScopedSettings) -> Option<&'r T>,
+    same: impl Fn(&T, &T) -> bool,
+    origin: impl Fn(&T) -> &RuleOrigin,
+) -> Result<Option<&'r T>, Ambiguity> {
+    let mut found: Option<(&'r T, Specificity)> = None;
+    for rule in matched {
+        let Some(value) = get(&rule.set) else { continue };
+        match found {
+            None => found = Some((value, rule.specificity)),
+            Some((first, specificity)) if specificity == rule.specificity => {
+                if !same(first, value) {
+                    return Err(Ambiguity {
+                        setting,
+                        first: origin(first).clone(),
+                        second: origin(value).clone(),
+                    });
+                }
+            }
+            Some(_) => break,
+        }
+    }
+    Ok(found.map(|(value, _)| value))
+}
+/// Tiers are a form of the price: they hold when the most specific rule that prices the line
+/// (by `unit_price` or tiers) states them.
+fn tiers_in_force<'r>(matched: &[&'r ScopedRule]) -> Result<Option<&'r Ruled<Tiers>>, Ambiguity> {
+    let tiers = ruled(matched, "tiers", |s| s.tiers.as_ref())?;
+    let first = matched.iter().find(|r| r.set.unit_price.is_some() || r.set.tiers.is_some());
+    Ok(tiers.filter(|_| first.is_some_and(|rule| rule.set.tiers.is_some())))
+}
+
+/// [`pick`] for a [`Ruled`] setting.
+fn ruled<'r, T: PartialEq + 'r>(
+    matched: &[&'r ScopedRule],
+    setting: &'static str,
+    get: impl Fn(&'r ScopedSettings) -> Option<&'r Ruled<T>>,
+) -> Result<Option<&'r Ruled<T>>, Ambiguity> {
+    pick(matched, setting, get, |a, b| a.value == b.value, |r| &r.origin)
+}
+
 impl RuleSet {
+    /// How many months after a Billing Date cmat may date a write under these rules: 0 when
+    /// every decrease is dated on its Billing Date; else the longest billing period a
+    /// `next_period` decrease waits for (36 months, triennial) or the longest term a
+    /// `term_end` one waits for, whichever is longer. The units window reaches that far
+    /// ([`crate::snapshot::UnitsWindow::around`]) so that what was written is read back.
+    pub fn units_reach_months(&self) -> u32 {
+        let deferred = std::iter::once(self.policies.decrease.value)
+            .chain(
+                self.scoped.iter().filter_map(|rule| rule.set.decrease.as_ref().map(|d| d.value)),
+            )
+            .any(|timing| timing != DecreaseTiming::BillingDate);
+        if !deferred {
+            return 0;
+        }
+        let longest_term = std::iter::once(self.contract.term_months.value)
+            .chain(
+                self.scoped
+                    .iter()
+                    .filter_map(|rule| rule.set.term_months.as_ref().map(|t| t.value)),
+            )
+            .max()
+            .unwrap_or(12);
+        longest_term.max(36)
+    }
+
     /// The Autotask company a `for` rule links an organization to, for views that know the
     /// organization but not a whole line (the billing review): the most specific rule that sets
     /// a company and whose organization terms match; its other terms are taken to hold.
@@ -493,45 +708,20 @@ impl RuleSet {
         &'r self,
         matched: Vec<&'r ScopedRule>,
     ) -> Result<Resolved<'r>, Ambiguity> {
-        fn pick<'r, T: PartialEq + 'r>(
-            matched: &[&'r ScopedRule],
-            setting: &'static str,
-            get: impl Fn(&'r ScopedSettings) -> Option<&'r T>,
-            same: impl Fn(&T, &T) -> bool,
-            origin: impl Fn(&T) -> &RuleOrigin,
-        ) -> Result<Option<&'r T>, Ambiguity> {
-            let mut found: Option<(&'r T, Specificity)> = None;
-            for rule in matched {
-                let Some(value) = get(&rule.set) else { continue };
-                match found {
-                    None => found = Some((value, rule.specificity)),
-                    Some((first, specificity)) if specificity == rule.specificity => {
-                        if !same(first, value) {
-                            return Err(Ambiguity {
-                                setting,
-                                first: origin(first).clone(),
-                                second: origin(value).clone(),
-                            });
-                        }
-                    }
-                    Some(_) => break,
-                }
-            }
-            Ok(found.map(|(value, _)| value))
-        }
-        fn ruled<'r, T: PartialEq + 'r>(
-            matched: &[&'r ScopedRule],
-            setting: &'static str,
-            get: impl Fn(&'r ScopedSettings) -> Option<&'r Ruled<T>>,
-        ) -> Result<Option<&'r Ruled<T>>, Ambiguity> {
-            pick(matched, setting, get, |a, b| a.value == b.value, |r| &r.origin)
-        }
         let m = &matched;
         let prices = &self.prices;
         Ok(Resolved {
             company: ruled(m, "company", |s| s.company.as_ref())?,
             unit_price: ruled(m, "unit_price", |s| s.unit_price.as_ref())?
                 .unwrap_or(&prices.unit_price),
+            tiers: tiers_in_force(m)?,
+            add_on: ruled(m, "add_on_service", |s| s.add_on.as_ref())?,
+            unit_cost: ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?
+                .unwrap_or(&prices.unit_cost),
+            price_point: ruled(m, "price_point", |s| s.price_point.as_ref())?
+                .or(prices.price_point.as_ref()),
+            max_price: ruled(m, "max_price", |s| s.max_price.as_ref())?
+                .or(prices.max_price.as_ref()),
             scale: ruled(m, "scale", |s| s.scale.as_ref())?.unwrap_or(&prices.scale),
             rounding: ruled(m, "rounding", |s| s.rounding.as_ref())?.unwrap_or(&prices.rounding),
             margin_floor: ruled(m, "margin_floor", |s| s.margin_floor.as_ref())?
@@ -565,6 +755,22 @@ impl RuleSet {
                 .unwrap_or(&self.consumption.split),
             decrease: ruled(m, "decrease", |s| s.decrease.as_ref())?
                 .unwrap_or(&self.policies.decrease),
+            term_months: ruled(m, "term_months", |s| s.term_months.as_ref())?
+                .unwrap_or(&self.contract.term_months),
+            charge_name: pick(
+                m,
+                "charge_name",
+                |s| s.charge_name.as_ref(),
+                |a, b| a.parts == b.parts,
+                |t| &t.origin,
+            )?
+            .unwrap_or(&self.consumption.charge_name),
+            removed_product: ruled(m, "removed_product", |s| s.removed_product.as_ref())?
+                .unwrap_or(&self.policies.removed_product),
+            billed_charge_mismatch: ruled(m, "billed_charge_mismatch", |s| {
+                s.billed_charge_mismatch.as_ref()
+            })?
+            .unwrap_or(&self.policies.billed_charge_mismatch),
             matched,
         })
     }
