@@ -125,6 +125,39 @@ pub fn gather(
         None => client.threshold()?,
     };
     let picklists = read_picklists(client)?;
+    let billing_codes = billing_code_facts(client, rules)?;
+    let queryable = ENTITIES
+        .into_iter()
+        .map(|entity| {
+            (entity, client.query_count(entity, &Filter::all()).map_err(|err| err.to_string()))
+        })
+        .collect();
+    let services = first_services_page(client)?;
+    let services_with_cost =
+        services.iter().filter(|s| field_of(s, "unitCost").is_some_and(|c| !c.is_null())).count();
+    let incomplete = incomplete_records(client)?;
+    let required = required_fields(client)?;
+    Ok(Facts {
+        base_url: client.base_url(),
+        username: username.to_string(),
+        threshold,
+        discovery,
+        billing_codes,
+        picklists,
+        queryable,
+        services_sampled: services.len(),
+        services_with_cost,
+        incomplete,
+        required,
+        lines_of_business: lines_of_business(client, username),
+    })
+}
+
+/// The two billing codes the rules name, as Autotask holds them (absent ones are missing).
+fn billing_code_facts(
+    client: &AutotaskClient,
+    rules: &RuleSet,
+) -> Result<BTreeMap<i64, BillingCodeFacts>, PullError> {
     let wanted =
         vec![rules.settings.service_billing_code.value, rules.settings.product_billing_code.value];
     let filter = Filter::new(Condition::is_in("id", wanted)).map_err(|source| {
@@ -145,20 +178,21 @@ pub fn gather(
             },
         );
     }
-    let mut queryable = Vec::new();
-    for entity in ENTITIES {
-        let answer = client.query_count(entity, &Filter::all()).map_err(|err| err.to_string());
-        queryable.push((entity, answer));
-    }
-    // Costs: the first page of Services tells whether this API user reads any cost at all.
+    Ok(billing_codes)
+}
+
+/// Costs: the first page of Services tells whether this API user reads any cost at all.
+fn first_services_page(client: &AutotaskClient) -> Result<Vec<Value>, PullError> {
     let mut services = Vec::new();
     client.query_each_page("Services", &Filter::all(), &mut |page| {
         services = page;
         ControlFlow::Break(())
     })?;
-    let services_with_cost =
-        services.iter().filter(|s| field_of(s, "unitCost").is_some_and(|c| !c.is_null())).count();
-    let incomplete = incomplete_records(client)?;
+    Ok(services)
+}
+
+/// The fields (and Contracts UDFs) the tenant requires on each entity cmat creates.
+fn required_fields(client: &AutotaskClient) -> Result<Vec<Required>, PullError> {
     let mut required = Vec::new();
     for (entity, _) in SENT_ON_CREATE {
         let fields = client.get_fields(entity)?;
@@ -168,20 +202,7 @@ pub fn gather(
         };
         required.push(Required { entity, fields: names(fields), udfs: names(udfs) });
     }
-    Ok(Facts {
-        base_url: client.base_url(),
-        username: username.to_string(),
-        threshold,
-        discovery,
-        billing_codes,
-        picklists,
-        queryable,
-        services_sampled: services.len(),
-        services_with_cost,
-        incomplete,
-        required,
-        lines_of_business: lines_of_business(client, username),
-    })
+    Ok(required)
 }
 
 /// The records a pull would keep out: each nullable field cmat needs, queried `notExist`.
