@@ -366,27 +366,7 @@ impl AutotaskClient {
             };
             let bad =
                 |message: String| AutotaskError::BadResponse { request: name.clone(), message };
-            let items = match answer.get_mut("items").map(Value::take) {
-                Some(Value::Array(items)) => items,
-                Some(other) => {
-                    return Err(bad(format!("`items` should be a list, found {}", kind(&other))))
-                }
-                None => return Err(bad("no `items` in the answer".into())),
-            };
-            if let Some(item) = items.iter().find(|item| !item.is_object()) {
-                return Err(bad(format!("`items` should hold records, found {}", kind(item))));
-            }
-            let next_url = match answer.get("pageDetails").and_then(|d| d.get("nextPageUrl")) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(url)) if url.is_empty() => None,
-                Some(Value::String(url)) => Some(url.clone()),
-                Some(other) => {
-                    return Err(bad(format!(
-                        "`pageDetails.nextPageUrl` should be text, found {}",
-                        kind(other)
-                    )))
-                }
-            };
+            let (items, next_url) = page_of(&mut answer).map_err(&bad)?;
             if on_page(items).is_break() {
                 return Ok(());
             }
@@ -834,6 +814,28 @@ struct Refused<'a> {
 struct ThresholdRetries {
     refusals: u32,
     waited: Duration,
+}
+
+/// One page of a query's answer: its records and the next page's URL, or what is wrong with
+/// it.
+fn page_of(answer: &mut Value) -> Result<(Vec<Value>, Option<String>), String> {
+    let items = match answer.get_mut("items").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("`items` should be a list, found {}", kind(&other))),
+        None => return Err("no `items` in the answer".into()),
+    };
+    if let Some(item) = items.iter().find(|item| !item.is_object()) {
+        return Err(format!("`items` should hold records, found {}", kind(item)));
+    }
+    let next_url = match answer.get("pageDetails").and_then(|d| d.get("nextPageUrl")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) if url.is_empty() => None,
+        Some(Value::String(url)) => Some(url.clone()),
+        Some(other) => {
+            return Err(format!("`pageDetails.nextPageUrl` should be text, found {}", kind(other)))
+        }
+    };
+    Ok((items, next_url))
 }
 
 /// One request as it was sent, for deciding what its outcome means.
