@@ -776,18 +776,7 @@ impl State {
         }
         let mut input = self.parse_input(&def, body)?;
         self.ignore_hidden_costs(&mut input);
-        let mut errors = Vec::new();
-        for (name, value) in &input.fields {
-            let field = def
-                .field(name)
-                .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
-            if field.read_only && !value.is_null() {
-                errors.push(format!("{} is read-only.", field.name));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ApiError { status: 500, errors });
-        }
+        refuse_read_only(&def, &input)?;
         let mut record = Record { fields: Map::new(), udfs: BTreeMap::new() };
         for field in &def.fields {
             record.fields.insert(field.name.to_string(), Value::Null);
@@ -817,16 +806,7 @@ impl State {
             self.apply_udfs(&mut record, udfs)?;
         }
         if def.name == "ContractServices" {
-            // The catalogue price is the Service's; the cost defaults to the Service's.
-            let service = record.fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
-            if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
-                let catalogue = s.fields.get("unitPrice").cloned().unwrap_or(Value::Null);
-                record.fields.insert("unitPrice".into(), catalogue);
-                if record.fields.get("unitCost").is_none_or(Value::is_null) {
-                    let cost = s.fields.get("unitCost").cloned().unwrap_or(Value::Null);
-                    record.fields.insert("unitCost".into(), cost);
-                }
-            }
+            self.price_from_service(&mut record);
         }
         let now = self.stamp();
         self.apply_defaults(&def, &mut record, now);
@@ -838,6 +818,20 @@ impl State {
         self.compute(&def, &mut record, now, true);
         self.records.entry(def.name).or_default().insert(id, record);
         Ok(json!({"itemId": id}))
+    }
+
+    /// A new contract service: the catalogue price is the Service's; the cost defaults to the
+    /// Service's.
+    fn price_from_service(&self, record: &mut Record) {
+        let service = record.fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
+            let catalogue = s.fields.get("unitPrice").cloned().unwrap_or(Value::Null);
+            record.fields.insert("unitPrice".into(), catalogue);
+            if record.fields.get("unitCost").is_none_or(Value::is_null) {
+                let cost = s.fields.get("unitCost").cloned().unwrap_or(Value::Null);
+                record.fields.insert("unitCost".into(), cost);
+            }
+        }
     }
 
     /// `PATCH`/`PUT` on the collection (or child collection) with `id` in the body.
@@ -1292,6 +1286,24 @@ fn period_end(bounds: &[NaiveDate], i: usize, end: NaiveDate) -> NaiveDate {
             month_end.min(end)
         }
         (None, None) => end,
+    }
+}
+
+/// A create refuses every read-only field sent with a value, all named at once.
+fn refuse_read_only(def: &EntityDef, input: &Input) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (name, value) in &input.fields {
+        let field = def
+            .field(name)
+            .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
+        if field.read_only && !value.is_null() {
+            errors.push(format!("{} is read-only.", field.name));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError { status: 500, errors })
     }
 }
 
