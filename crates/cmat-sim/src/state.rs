@@ -863,39 +863,8 @@ impl State {
                 )));
             }
         }
-        let mut errors = Vec::new();
-        for (name, value) in &input.fields {
-            let field = def
-                .field(name)
-                .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
-            let old = existing.fields.get(*name).unwrap_or(&Value::Null);
-            // Children written through their contract take only what may change: a read-only
-            // field is refused even with its current value (ContractServices, LIVE).
-            let unchanged = same_value(field.kind, old, value) && !def.child_writes_only;
-            if (field.read_only || field.create_only) && !value.is_null() && !unchanged {
-                errors.push(format!("{} is read-only.", field.name));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ApiError { status: 500, errors });
-        }
-        let mut record = existing.clone();
-        for (name, value) in &input.fields {
-            let field = def
-                .field(name)
-                .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
-            if !field.read_only && !field.create_only {
-                record.fields.insert(name.to_string(), value.clone());
-            }
-        }
-        if put {
-            for field in &def.fields {
-                if !field.read_only && !field.create_only && !input.fields.contains_key(field.name)
-                {
-                    record.fields.insert(field.name.to_string(), Value::Null);
-                }
-            }
-        }
+        refuse_unchangeable(&def, &input, &existing)?;
+        let mut record = updated(&def, &input, &existing, put)?;
         if let Some(udfs) = input.udfs {
             if !def.has_udfs && !udfs.is_empty() {
                 return Err(e500(format!("{} has no user-defined fields.", def.name)));
@@ -1305,6 +1274,55 @@ fn refuse_read_only(def: &EntityDef, input: &Input) -> Result<(), ApiError> {
     } else {
         Err(ApiError { status: 500, errors })
     }
+}
+
+/// An update refuses read-only and create-only fields sent with a new value, all named at
+/// once. Children written through their contract take only what may change: a read-only
+/// field is refused even with its current value (ContractServices, LIVE).
+fn refuse_unchangeable(def: &EntityDef, input: &Input, existing: &Record) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (name, value) in &input.fields {
+        let field = def
+            .field(name)
+            .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
+        let old = existing.fields.get(*name).unwrap_or(&Value::Null);
+        let unchanged = same_value(field.kind, old, value) && !def.child_writes_only;
+        if (field.read_only || field.create_only) && !value.is_null() && !unchanged {
+            errors.push(format!("{} is read-only.", field.name));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError { status: 500, errors })
+    }
+}
+
+/// The record an update leaves: the writable fields sent replace the stored ones (a PUT
+/// empties the writable fields it leaves out).
+fn updated(
+    def: &EntityDef,
+    input: &Input,
+    existing: &Record,
+    put: bool,
+) -> Result<Record, ApiError> {
+    let mut record = existing.clone();
+    for (name, value) in &input.fields {
+        let field = def
+            .field(name)
+            .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
+        if !field.read_only && !field.create_only {
+            record.fields.insert(name.to_string(), value.clone());
+        }
+    }
+    if put {
+        for field in &def.fields {
+            if !field.read_only && !field.create_only && !input.fields.contains_key(field.name) {
+                record.fields.insert(field.name.to_string(), Value::Null);
+            }
+        }
+    }
+    Ok(record)
 }
 
 /// Whether an input value equals the stored one (so clients may send records back unchanged).
