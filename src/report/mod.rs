@@ -681,6 +681,8 @@ const OWN_CODES: [&str; 4] = [
 /// Plan warnings that are noise on a review (said once in the notes instead).
 const NOTE_CODES: [&str; 2] = ["costs_not_visible", "foreign_currency"];
 
+// TODO(arch): split after converge
+#[allow(clippy::too_many_lines)]
 pub fn build(input: &ReviewInput<'_>) -> Review {
     let autotask = AutotaskIndex::new(input.snapshot, input.period);
     let has_previous = input.previous.is_some();
