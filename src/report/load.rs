@@ -51,7 +51,7 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
         tick("previous period and history read");
         (now, earlier)
     });
-    let ThisPeriod { snapshot, desired_warnings: desired, plan_warnings } = now?;
+    let ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended } = now?;
     let Earlier { current, previous: previous_sums, history } = earlier?;
     let restated: Vec<_> = bills
         .iter()
@@ -71,6 +71,7 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
         desired_warnings: &desired,
         plan_warnings: plan_notes,
         history: &history,
+        intended: &intended,
         restated: &restated,
         writes: &writes,
     });
@@ -94,6 +95,8 @@ struct ThisPeriod {
     desired_warnings: Vec<PlanNote>,
     /// None when not computed, with why.
     plan_warnings: Result<Vec<PlanNote>, String>,
+    /// Per subscription, what the desired state puts in Autotask for the period.
+    intended: std::collections::BTreeMap<String, rust_decimal::Decimal>,
 }
 
 /// The desired state's and the plan's warnings over the period's lines: the engine takes whole
@@ -114,6 +117,7 @@ fn this_period(
     // lines are let go before the snapshot is loaded: the two are the largest things held.
     let desired_state = cmat_engine::desired::desired_state(rules, &lines);
     tick("desired state computed");
+    let intended = super::intended_amounts(&desired_state, period);
     drop(lines);
     tick("lines released");
     let snapshot = store.load_snapshot()?;
@@ -144,7 +148,7 @@ fn this_period(
         }
     };
     tick("plan's warnings computed");
-    Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings })
+    Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended })
 }
 
 /// The period and the one before summed (from lines borrowed from the store: neither is held

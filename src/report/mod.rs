@@ -176,6 +176,11 @@ pub struct Totals {
     pub autotask_total: Option<Decimal>,
     /// `autotask_total − to_autotask`: 0 when Autotask holds exactly the bills.
     pub difference: Option<Decimal>,
+    /// The part of `difference` the price book makes on purpose (markups, uplifts, tiers,
+    /// add-ons): Σ what the rules put in Autotask − the bill, over the subscriptions billed.
+    pub price_book_difference: Decimal,
+    /// `difference − price_book_difference`: what the rules do not explain (0 after an apply).
+    pub unexplained_difference: Option<Decimal>,
 }
 
 /// Something to look at before invoicing, most costly first within its kind.
@@ -222,10 +227,17 @@ pub struct SubscriptionReview {
     pub change: Change,
     /// What Autotask holds for it in the period; None when unknown or not applicable.
     pub autotask_revenue: Option<Decimal>,
-    /// `matches`, `differs`, `missing` (no contract), `duplicate`, `unknown` (a hidden price),
-    /// or `` when the subscription does not reach Autotask.
+    /// `matches` (what the rules put there), `differs`, `missing` (no contract), `duplicate`,
+    /// `unknown` (a hidden price), or `` when the subscription does not reach Autotask.
     pub autotask_status: &'static str,
     pub products: Vec<ProductReview>,
+    /// What the engine's desired state puts in Autotask for it in the period (units × the price
+    /// book's price, charges at the rules' price); None when it does not reach Autotask.
+    pub intended_revenue: Option<Decimal>,
+    /// `intended_revenue − revenue`: the price book's own difference (expected).
+    pub price_book_difference: Option<Decimal>,
+    /// `autotask_revenue − intended_revenue`: what the rules do not explain.
+    pub unexplained_difference: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -666,8 +678,39 @@ pub struct ReviewInput<'a> {
     /// The plan's warnings (drift, duplicate contracts…); None when not computed, with why.
     pub plan_warnings: Result<&'a [PlanNote], String>,
     pub history: &'a HistoryInput,
+    /// Per subscription, what the engine's desired state puts in Autotask for the period
+    /// ([`intended_amounts`]): what Autotask is compared with.
+    pub intended: &'a BTreeMap<String, Decimal>,
     pub restated: &'a [crate::store::BillRevision],
     pub writes: &'a [WriteProblem],
+}
+
+/// Per subscription, what the engine's desired state puts in Autotask for `period`: Σ units ×
+/// the price book's price over its contract services, and its charges dated in the period at
+/// the rules' price (one unit each, rounded as the plan writes them). The plan compares
+/// Autotask with the same desired state, so the review and the plan agree on what differs.
+pub fn intended_amounts(
+    desired: &cmat_engine::desired::DesiredState,
+    period: Period,
+) -> BTreeMap<String, Decimal> {
+    desired
+        .contracts
+        .iter()
+        .map(|(id, contract)| {
+            let services: Decimal = contract
+                .services
+                .values()
+                .map(|service| Decimal::from(service.units) * service.unit_price)
+                .sum();
+            let charges: Decimal = contract
+                .charges
+                .values()
+                .filter(|charge| period.contains(charge.date))
+                .map(|charge| charge.round(charge.unit_price))
+                .sum();
+            (id.clone(), services + charges)
+        })
+        .collect()
 }
 
 /// Warning codes the review shows from its own figures (with amounts) rather than the plan's.
@@ -688,8 +731,7 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
     let mut exceptions = Vec::new();
     let mut notes = Vec::new();
     let mut left_out = Decimal::ZERO;
-    let mut contract_services_total = Some(Decimal::ZERO);
-    let mut charges_total = Decimal::ZERO;
+    let mut held = HeldTotals::default();
 
     // Per organization → subscription → product, the current period's rows first, then what
     // the previous period had and this one lacks (removed).
@@ -715,63 +757,13 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
             let earlier = before.and_then(|o| o.subscriptions.get(id));
             let Some(sum) = current.or(earlier) else { continue };
             let products = product_rows(current, earlier, has_previous);
-            let (autotask_revenue, autotask_status) = match current {
+            let compared = match current {
                 Some(current) if current.route.reaches_autotask() => {
-                    let held = autotask.held(id, current);
-                    match held {
-                        Held::Amount { contract_services, charges } => {
-                            match contract_services {
-                                Some(value) => {
-                                    if let Some(total) = contract_services_total.as_mut() {
-                                        *total += value;
-                                    }
-                                }
-                                None => contract_services_total = None,
-                            }
-                            charges_total += charges;
-                            let amount = contract_services.map(|value| value + charges);
-                            let status = match amount {
-                                Some(amount) if amount == current.sales => "matches",
-                                Some(amount) => {
-                                    exceptions.push(Exception {
-                                        kind: "autotask_differs".into(),
-                                        organization: any.name.clone(),
-                                        subscription: id.clone(),
-                                        message: format!(
-                                            "Autotask holds {} for {} in {}, the bill says {}",
-                                            amount.normalize(),
-                                            label(id, &current.name),
-                                            input.period,
-                                            current.sales.normalize()
-                                        ),
-                                        amount: Some(amount - current.sales),
-                                        source: current.first_source.clone(),
-                                    });
-                                    "differs"
-                                }
-                                None => "unknown",
-                            };
-                            (amount, status)
-                        }
-                        Held::Missing => {
-                            exceptions.push(Exception {
-                                kind: "autotask_differs".into(),
-                                organization: any.name.clone(),
-                                subscription: id.clone(),
-                                message: format!(
-                                    "no Autotask contract carries subscription {id} yet: {} is not invoiced (run `cmat apply`)",
-                                    current.sales.normalize()
-                                ),
-                                amount: Some(-current.sales),
-                                source: current.first_source.clone(),
-                            });
-                            (Some(Decimal::ZERO), "missing")
-                        }
-                        Held::Duplicate => (None, "duplicate"),
-                    }
+                    compare(input, &autotask, &any.name, id, current, &mut held)
                 }
-                _ => (None, ""),
+                _ => Compared::default(),
             };
+            exceptions.extend(compared.exception);
             if let Some(current) = current {
                 if !current.route.reaches_autotask() {
                     left_out += current.sales;
@@ -833,9 +825,12 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
                 figures: current.map(|s| Figures::new(s.sales, s.cost)).unwrap_or_default(),
                 previous_revenue: revenue_before,
                 change: Change::between(revenue_before, revenue_now, has_previous),
-                autotask_revenue,
-                autotask_status,
+                autotask_revenue: compared.revenue,
+                autotask_status: compared.status,
                 products,
+                intended_revenue: compared.intended,
+                price_book_difference: compared.intended.zip(revenue_now).map(|(i, r)| i - r),
+                unexplained_difference: compared.revenue.zip(compared.intended).map(|(a, i)| a - i),
             });
         }
         // Largest first: the admin reads down from what matters most.
@@ -1017,6 +1012,11 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
         input.current.organizations.values().map(|o| o.cost).sum(),
     );
     let to_autotask = bills.revenue - left_out;
+    let HeldTotals {
+        contract_services: contract_services_total,
+        charges: charges_total,
+        price_book,
+    } = held;
     let autotask_total = contract_services_total.map(|value| value + charges_total);
     if contract_services_total.is_none() {
         notes.push("Autotask's price of some contract services is unknown (a contract billed in another currency, or none sent): the Autotask total cannot be computed".into());
@@ -1030,6 +1030,8 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
         autotask_charges: charges_total,
         autotask_total,
         difference: autotask_total.map(|total| total - to_autotask),
+        price_book_difference: price_book,
+        unexplained_difference: autotask_total.map(|total| total - to_autotask - price_book),
     };
 
     let history = input
@@ -1091,6 +1093,144 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
         azure,
         history,
         notes,
+    }
+}
+
+/// What Autotask holds over the period's billed subscriptions, summed as they are compared.
+#[derive(Debug, Clone, Copy)]
+struct HeldTotals {
+    /// None once one contract service's price is unknown.
+    contract_services: Option<Decimal>,
+    charges: Decimal,
+    /// Σ what the rules put in Autotask − the bill.
+    price_book: Decimal,
+}
+
+impl Default for HeldTotals {
+    fn default() -> Self {
+        HeldTotals {
+            contract_services: Some(Decimal::ZERO),
+            charges: Decimal::ZERO,
+            price_book: Decimal::ZERO,
+        }
+    }
+}
+
+/// One billed subscription: what Autotask holds, against what the rules put there.
+#[derive(Debug, Default)]
+struct Compared {
+    revenue: Option<Decimal>,
+    status: &'static str,
+    intended: Option<Decimal>,
+    exception: Option<Exception>,
+}
+
+/// Compares what Autotask holds for a subscription with what the engine's desired state puts
+/// there (the plan's comparison), not with the bill: a price book's markup or add-on is no
+/// exception; a difference the rules do not explain, or no contract at all, is.
+fn compare(
+    input: &ReviewInput<'_>,
+    autotask: &AutotaskIndex<'_>,
+    organization: &str,
+    id: &str,
+    current: &SubscriptionSum,
+    totals: &mut HeldTotals,
+) -> Compared {
+    let intended = input.intended.get(id).copied();
+    if let Some(intended) = intended {
+        totals.price_book += intended - current.sales;
+    }
+    // Without a desired contract (a rule skips it, its rules are ambiguous) the bill is all
+    // there is to compare with; the plan's warnings say why.
+    let expected = intended.unwrap_or(current.sales);
+    match autotask.held(id, current) {
+        Held::Amount { contract_services, charges } => {
+            totals.contract_services =
+                totals.contract_services.zip(contract_services).map(|(total, v)| total + v);
+            totals.charges += charges;
+            let amount = contract_services.map(|value| value + charges);
+            let (status, exception) = match amount {
+                Some(amount) if amount == expected => ("matches", None),
+                Some(amount) => (
+                    "differs",
+                    Some(Exception::autotask_differs(
+                        input,
+                        organization,
+                        id,
+                        current,
+                        amount,
+                        intended,
+                    )),
+                ),
+                None => ("unknown", None),
+            };
+            Compared { revenue: amount, status, intended, exception }
+        }
+        Held::Missing => Compared {
+            revenue: Some(Decimal::ZERO),
+            status: "missing",
+            intended,
+            exception: Some(Exception::no_contract(organization, id, current, expected)),
+        },
+        Held::Duplicate => {
+            Compared { revenue: None, status: "duplicate", intended, exception: None }
+        }
+    }
+}
+
+impl Exception {
+    /// Autotask holds for a subscription what neither the rules nor the bill explain.
+    fn autotask_differs(
+        input: &ReviewInput<'_>,
+        organization: &str,
+        id: &str,
+        current: &SubscriptionSum,
+        held: Decimal,
+        intended: Option<Decimal>,
+    ) -> Exception {
+        let rules = match intended {
+            Some(intended) if intended != current.sales => {
+                format!(
+                    "the rules put {} there, the bill says {}",
+                    intended.normalize(),
+                    current.sales.normalize()
+                )
+            }
+            _ => format!("the bill says {}", current.sales.normalize()),
+        };
+        Exception {
+            kind: "autotask_differs".into(),
+            organization: organization.to_owned(),
+            subscription: id.to_owned(),
+            message: format!(
+                "Autotask holds {} for {} in {}, {rules}",
+                held.normalize(),
+                label(id, &current.name),
+                input.period,
+            ),
+            amount: Some(held - intended.unwrap_or(current.sales)),
+            source: current.first_source.clone(),
+        }
+    }
+
+    /// No contract carries a billed subscription: what the rules put there is not invoiced.
+    fn no_contract(
+        organization: &str,
+        id: &str,
+        current: &SubscriptionSum,
+        expected: Decimal,
+    ) -> Exception {
+        Exception {
+            kind: "autotask_differs".into(),
+            organization: organization.to_owned(),
+            subscription: id.to_owned(),
+            message: format!(
+                "no Autotask contract carries subscription {id} yet: {} is not invoiced (run `cmat apply`)",
+                expected.normalize()
+            ),
+            amount: Some(-expected),
+            source: current.first_source.clone(),
+        }
     }
 }
 
