@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{build, HistoryInput, Period, PeriodSums, PlanNote, Review, ReviewInput, WriteProblem};
+use super::{
+    build, HistoryInput, Period, PeriodSums, PlanNote, Review, ReviewInput, WriteKind, WriteProblem,
+};
 use std::path::Path;
 
 use crate::store::{Access, AuditFilter, AuditOutcome, JournalOutcome, Store, StoreError};
@@ -123,7 +125,7 @@ fn this_period(
     let snapshot = store.load_snapshot()?;
     tick("snapshot loaded");
     let note = |w: &cmat_engine::desired::Warning| PlanNote {
-        code: w.code.as_str().into(),
+        code: w.code,
         message: w.message.clone(),
         source: w.source.clone(),
     };
@@ -215,7 +217,7 @@ fn period_writes(
                 // Who approved the run's plan (four-eyes, issue 29): a note, not a problem.
                 problems.push(WriteProblem {
                     run_id: row.run_id,
-                    kind: "approval",
+                    kind: WriteKind::Approval,
                     action: row.action,
                     entity: row.entity,
                     key: row.key,
@@ -236,7 +238,7 @@ fn period_writes(
                     && row.field == "userDefinedFields"
                 {
                     problems.push(WriteProblem {
-                        kind: "adopted_contract",
+                        kind: WriteKind::Adopted,
                         message: format!(
                             "contract #{} adopted: it now carries the subscription, accepted in {}; cmat keeps its units and prices from now on",
                             row.autotask_id.unwrap_or_default(),
@@ -260,7 +262,7 @@ fn period_writes(
             }
             problems.push(WriteProblem {
                 run_id: row.run_id,
-                kind: "failed_write",
+                kind: WriteKind::Failed,
                 action: row.action,
                 entity: row.entity,
                 key: row.key,
@@ -279,7 +281,7 @@ fn period_writes(
         };
         problems.push(WriteProblem {
             run_id: entry.intent.run_id,
-            kind: "unknown_write",
+            kind: WriteKind::Unknown,
             action: entry.intent.action,
             entity: entry.intent.entity,
             key: entry.intent.key,
@@ -295,7 +297,7 @@ fn period_writes(
     for change in unsettled {
         problems.push(WriteProblem {
             run_id: format!("the last sync ({at})"),
-            kind: "not_converged",
+            kind: WriteKind::NotConverged,
             action: change.action,
             entity: change.entity,
             key: change.key,
