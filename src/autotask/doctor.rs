@@ -12,12 +12,12 @@ use serde_json::Value;
 
 use super::adapter::SENT_ON_CREATE;
 use super::client::{AutotaskClient, AutotaskError, Threshold};
-use super::discover::{discover_ids_for, Discovery};
+use super::discover::{discover_ids_for, BillingCodeChoice, Discovery};
 use super::pull::{read_picklists, PullError, ENTITIES};
 use super::query::{Condition, Filter};
 use super::records::NULLABLE_NEEDED;
 use cmat_engine::picklists::{check_chosen_ids, resolve_values};
-use cmat_engine::rules::RuleSet;
+use cmat_engine::rules::{RuleSet, Ruled};
 use cmat_engine::snapshot::IncompleteRecord;
 use cmat_engine::snapshot::Picklists;
 
@@ -125,6 +125,39 @@ pub fn gather(
         None => client.threshold()?,
     };
     let picklists = read_picklists(client)?;
+    let billing_codes = billing_code_facts(client, rules)?;
+    let queryable = ENTITIES
+        .into_iter()
+        .map(|entity| {
+            (entity, client.query_count(entity, &Filter::all()).map_err(|err| err.to_string()))
+        })
+        .collect();
+    let services = first_services_page(client)?;
+    let services_with_cost =
+        services.iter().filter(|s| field_of(s, "unitCost").is_some_and(|c| !c.is_null())).count();
+    let incomplete = incomplete_records(client)?;
+    let required = required_fields(client)?;
+    Ok(Facts {
+        base_url: client.base_url(),
+        username: username.to_string(),
+        threshold,
+        discovery,
+        billing_codes,
+        picklists,
+        queryable,
+        services_sampled: services.len(),
+        services_with_cost,
+        incomplete,
+        required,
+        lines_of_business: lines_of_business(client, username),
+    })
+}
+
+/// The two billing codes the rules name, as Autotask holds them (absent ones are missing).
+fn billing_code_facts(
+    client: &AutotaskClient,
+    rules: &RuleSet,
+) -> Result<BTreeMap<i64, BillingCodeFacts>, PullError> {
     let wanted =
         vec![rules.settings.service_billing_code.value, rules.settings.product_billing_code.value];
     let filter = Filter::new(Condition::is_in("id", wanted)).map_err(|source| {
@@ -145,20 +178,21 @@ pub fn gather(
             },
         );
     }
-    let mut queryable = Vec::new();
-    for entity in ENTITIES {
-        let answer = client.query_count(entity, &Filter::all()).map_err(|err| err.to_string());
-        queryable.push((entity, answer));
-    }
-    // Costs: the first page of Services tells whether this API user reads any cost at all.
+    Ok(billing_codes)
+}
+
+/// Costs: the first page of Services tells whether this API user reads any cost at all.
+fn first_services_page(client: &AutotaskClient) -> Result<Vec<Value>, PullError> {
     let mut services = Vec::new();
     client.query_each_page("Services", &Filter::all(), &mut |page| {
         services = page;
         ControlFlow::Break(())
     })?;
-    let services_with_cost =
-        services.iter().filter(|s| field_of(s, "unitCost").is_some_and(|c| !c.is_null())).count();
-    let incomplete = incomplete_records(client)?;
+    Ok(services)
+}
+
+/// The fields (and Contracts UDFs) the tenant requires on each entity cmat creates.
+fn required_fields(client: &AutotaskClient) -> Result<Vec<Required>, PullError> {
     let mut required = Vec::new();
     for (entity, _) in SENT_ON_CREATE {
         let fields = client.get_fields(entity)?;
@@ -168,20 +202,7 @@ pub fn gather(
         };
         required.push(Required { entity, fields: names(fields), udfs: names(udfs) });
     }
-    Ok(Facts {
-        base_url: client.base_url(),
-        username: username.to_string(),
-        threshold,
-        discovery,
-        billing_codes,
-        picklists,
-        queryable,
-        services_sampled: services.len(),
-        services_with_cost,
-        incomplete,
-        required,
-        lines_of_business: lines_of_business(client, username),
-    })
+    Ok(required)
 }
 
 /// The records a pull would keep out: each nullable field cmat needs, queried `notExist`.
@@ -243,9 +264,29 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
             format!("{} answers for {}", facts.base_url, facts.username),
         ),
         Check::ok("API version", "REST v1.0 answers (ThresholdInformation)"),
+        subscription_udf_check(rules, facts),
     ];
+    checks.extend(billing_code_checks(rules, facts));
+    checks.push(sla_check(rules, facts));
+    checks.extend(chosen_ids_check(rules, facts));
+    checks.push(picklist_values_check(rules, facts));
+    checks.push(cost_visibility_check(facts));
+    checks.push(budget_check(&facts.threshold, last_sync));
+    checks.extend(facts.queryable.iter().map(|(entity, answer)| read_check(entity, answer)));
+    checks.push(incomplete_check(&facts.incomplete));
+    for required in &facts.required {
+        checks.push(required_check(rules, required));
+    }
+    if let Some(check) = lines_of_business_check(facts.lines_of_business) {
+        checks.push(check);
+    }
+    checks
+}
+
+/// The Contracts UDF that finds cmat's contracts again.
+fn subscription_udf_check(rules: &RuleSet, facts: &Facts) -> Check {
     let udf = &rules.settings.subscription_udf.value;
-    checks.push(if facts.discovery.has_subscription_udf {
+    if facts.discovery.has_subscription_udf {
         Check::ok(format!("Contracts field \"{udf}\""), "present")
     } else {
         Check::problem(
@@ -253,61 +294,83 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
             format!("Contracts have no user-defined field \"{udf}\": cmat could not find its contracts again and would create duplicates"),
             format!("in Autotask, Admin > Features & Settings > Contracts > Contract User-Defined Fields, add a text field named \"{udf}\" (or set `subscription_udf` in the rules to the field you use)"),
         )
-    });
-    let use_type_label = |use_type: Option<i64>| {
-        let labels = facts.picklists.get("BillingCodes", "useType").unwrap_or(&[]);
-        match use_type {
-            Some(value) => labels
-                .iter()
-                .find(|entry| entry.value == value)
-                .map(|entry| format!("\"{}\"", entry.label))
-                .unwrap_or_else(|| format!("use type {value}")),
-            None => "no use type".into(),
-        }
-    };
-    for (setting, rule, wanted_type, wanted_label, listed) in [
-        (
-            "service_billing_code",
-            &rules.settings.service_billing_code,
-            facts.discovery.recurring_use_type,
-            "Recurring Contract Service",
-            &facts.discovery.service_billing_codes,
-        ),
-        (
-            "product_billing_code",
-            &rules.settings.product_billing_code,
-            facts.discovery.material_use_type,
-            "Material Cost Code",
-            &facts.discovery.product_billing_codes,
-        ),
-    ] {
-        let name = format!("billing code {} ({setting})", rule.value);
-        let candidates = if listed.is_empty() {
-            format!("the tenant has no active {wanted_label} code: create one in Admin > Features & Settings > Finance, Accounting & Invoicing > Billing Codes")
-        } else {
-            let shown: Vec<String> =
-                listed.iter().map(|c| format!("{} {}", c.id, c.name)).collect();
-            format!("set `{setting}` at {} to one of: {}", rule.origin, shown.join(", "))
-        };
-        checks.push(match facts.billing_codes.get(&rule.value) {
-            None => Check::problem(name, "no such billing code in Autotask", candidates),
-            Some(code) if !code.is_active => Check::problem(
-                name,
-                format!("\"{}\" is inactive: Autotask refuses it on new records", code.name),
-                format!("activate it in Autotask, or {candidates}"),
-            ),
-            Some(code) if wanted_type.is_some() && code.use_type != wanted_type => Check::problem(
-                name,
-                format!(
-                    "\"{}\" is a {} code, not {wanted_label}",
-                    code.name,
-                    use_type_label(code.use_type)
-                ),
-                candidates,
-            ),
-            Some(code) => Check::ok(name, format!("\"{}\", active, {wanted_label}", code.name)),
-        });
     }
+}
+
+/// One billing code setting of the rules, and what the tenant offers in its place.
+struct CodeSetting<'a> {
+    setting: &'static str,
+    rule: &'a Ruled<i64>,
+    wanted_type: Option<i64>,
+    wanted_label: &'static str,
+    listed: &'a [BillingCodeChoice],
+}
+
+/// The service and product billing codes: each exists, is active and has the use type wanted.
+fn billing_code_checks(rules: &RuleSet, facts: &Facts) -> Vec<Check> {
+    let settings = [
+        CodeSetting {
+            setting: "service_billing_code",
+            rule: &rules.settings.service_billing_code,
+            wanted_type: facts.discovery.recurring_use_type,
+            wanted_label: "Recurring Contract Service",
+            listed: &facts.discovery.service_billing_codes,
+        },
+        CodeSetting {
+            setting: "product_billing_code",
+            rule: &rules.settings.product_billing_code,
+            wanted_type: facts.discovery.material_use_type,
+            wanted_label: "Material Cost Code",
+            listed: &facts.discovery.product_billing_codes,
+        },
+    ];
+    settings.iter().map(|code| billing_code_check(facts, code)).collect()
+}
+
+fn billing_code_check(facts: &Facts, wanted: &CodeSetting<'_>) -> Check {
+    let CodeSetting { setting, rule, wanted_type, wanted_label, listed } = wanted;
+    let name = format!("billing code {} ({setting})", rule.value);
+    let candidates = if listed.is_empty() {
+        format!("the tenant has no active {wanted_label} code: create one in Admin > Features & Settings > Finance, Accounting & Invoicing > Billing Codes")
+    } else {
+        let shown: Vec<String> = listed.iter().map(|c| format!("{} {}", c.id, c.name)).collect();
+        format!("set `{setting}` at {} to one of: {}", rule.origin, shown.join(", "))
+    };
+    match facts.billing_codes.get(&rule.value) {
+        None => Check::problem(name, "no such billing code in Autotask", candidates),
+        Some(code) if !code.is_active => Check::problem(
+            name,
+            format!("\"{}\" is inactive: Autotask refuses it on new records", code.name),
+            format!("activate it in Autotask, or {candidates}"),
+        ),
+        Some(code) if wanted_type.is_some() && code.use_type != *wanted_type => Check::problem(
+            name,
+            format!(
+                "\"{}\" is a {} code, not {wanted_label}",
+                code.name,
+                use_type_label(facts, code.use_type)
+            ),
+            candidates,
+        ),
+        Some(code) => Check::ok(name, format!("\"{}\", active, {wanted_label}", code.name)),
+    }
+}
+
+/// A billing code use type by its tenant label.
+fn use_type_label(facts: &Facts, use_type: Option<i64>) -> String {
+    let labels = facts.picklists.get("BillingCodes", "useType").unwrap_or(&[]);
+    match use_type {
+        Some(value) => labels
+            .iter()
+            .find(|entry| entry.value == value)
+            .map(|entry| format!("\"{}\"", entry.label))
+            .unwrap_or_else(|| format!("use type {value}")),
+        None => "no use type".into(),
+    }
+}
+
+/// The contracts' service level agreement: in the tenant's list and active.
+fn sla_check(rules: &RuleSet, facts: &Facts) -> Check {
     let sla = &rules.settings.service_level_agreement;
     let sla_entries = facts.picklists.get("Contracts", "serviceLevelAgreementID").unwrap_or(&[]);
     let active_slas: Vec<String> =
@@ -322,7 +385,7 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
         }
     );
     let sla_name = format!("service level agreement {}", sla.value);
-    checks.push(match sla_entries.iter().find(|entry| entry.value == sla.value) {
+    match sla_entries.iter().find(|entry| entry.value == sla.value) {
         None => Check::problem(
             sla_name,
             "not in the tenant's Contracts.serviceLevelAgreementID list",
@@ -332,26 +395,33 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
             Check::problem(sla_name, format!("\"{}\" is inactive", entry.label), sla_fix)
         }
         Some(entry) => Check::ok(sla_name, format!("\"{}\", active", entry.label)),
-    });
-    // Categories and SLAs set by `for` rules (or the contract block's category).
+    }
+}
+
+/// Categories and SLAs set by `for` rules (or the contract block's category), when any is.
+fn chosen_ids_check(rules: &RuleSet, facts: &Facts) -> Option<Check> {
     let names_more_ids = rules.contract.category.is_some()
         || rules.scoped.iter().any(|rule| {
             rule.set.service_level_agreement.is_some() || rule.set.contract_category.is_some()
         });
-    if names_more_ids {
-        let name = "contract categories and SLAs of the rules";
-        checks.push(match check_chosen_ids(rules, &facts.picklists) {
-            Ok(()) => Check::ok(name, "each in the tenant's list, active"),
-            Err(errors) => {
-                let message: Vec<String> =
-                    errors.iter().map(|e| format!("{}: {}", e.origin, e.message)).collect();
-                let fix: Vec<String> = errors.iter().map(|e| e.hint.clone()).collect();
-                Check::problem(name, message.join("; "), fix.join("; "))
-            }
-        });
+    if !names_more_ids {
+        return None;
     }
-    // The SLA has its own line above.
-    checks.push(match resolve_values(rules, &facts.picklists) {
+    let name = "contract categories and SLAs of the rules";
+    Some(match check_chosen_ids(rules, &facts.picklists) {
+        Ok(()) => Check::ok(name, "each in the tenant's list, active"),
+        Err(errors) => {
+            let message: Vec<String> =
+                errors.iter().map(|e| format!("{}: {}", e.origin, e.message)).collect();
+            let fix: Vec<String> = errors.iter().map(|e| e.hint.clone()).collect();
+            Check::problem(name, message.join("; "), fix.join("; "))
+        }
+    })
+}
+
+/// The picklist values cmat writes (the SLA has its own line).
+fn picklist_values_check(rules: &RuleSet, facts: &Facts) -> Check {
+    match resolve_values(rules, &facts.picklists) {
         Ok(values) => Check::ok(
             "picklist values",
             format!(
@@ -368,9 +438,13 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
             let fix: Vec<String> = errors.iter().map(|e| e.hint.clone()).collect();
             Check::problem("picklist values", message.join("; "), fix.join("; "))
         }
-    });
+    }
+}
+
+/// Whether the API user reads costs (a note either way: cmat runs without).
+fn cost_visibility_check(facts: &Facts) -> Check {
     let codes_show_cost = facts.billing_codes.values().any(|code| code.unit_cost_visible);
-    checks.push(if codes_show_cost || facts.services_with_cost > 0 {
+    if codes_show_cost || facts.services_with_cost > 0 {
         Check::ok("cost visibility", "the API user reads costs")
     } else if facts.services_sampled == 0 && facts.billing_codes.is_empty() {
         Check::note("cost visibility", "no record to tell from yet")
@@ -379,8 +453,11 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
             "cost visibility",
             "the API user reads no cost: cmat keeps prices in step but never compares or writes a cost alone (give its security level permission to see costs to have them kept too)",
         )
-    });
-    let threshold = &facts.threshold;
+    }
+}
+
+/// The hour's request budget: a problem past half of it.
+fn budget_check(threshold: &Threshold, last_sync: Option<LastSync>) -> Check {
     let used = format!(
         "{} of {} requests used in the current {}-minute window{}",
         threshold.used,
@@ -388,7 +465,7 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
         threshold.timeframe_minutes,
         last_sync.map_or(String::new(), |sync| format!("; the last sync sent {}", sync.requests))
     );
-    checks.push(if threshold.limit > 0 && threshold.used * 2 >= threshold.limit {
+    if threshold.limit > 0 && threshold.used * 2 >= threshold.limit {
         Check::problem(
             "hourly request budget",
             format!("{used}: past half of it, cmat waits for the hour to roll"),
@@ -396,26 +473,20 @@ pub fn evaluate(rules: &RuleSet, facts: &Facts, last_sync: Option<LastSync>) -> 
         )
     } else {
         Check::ok("hourly request budget", used)
-    });
-    for (entity, answer) in &facts.queryable {
-        let name = format!("read {entity}");
-        checks.push(match answer {
-            Ok(count) => Check::ok(name, format!("{count} record(s)")),
-            Err(err) => Check::problem(
-                name,
-                err.clone(),
-                "give the API user's security level read access to it (Admin > Resources > Security Levels)",
-            ),
-        });
     }
-    checks.push(incomplete_check(&facts.incomplete));
-    for required in &facts.required {
-        checks.push(required_check(rules, required));
+}
+
+/// One entity the API user must be able to read.
+fn read_check(entity: &str, answer: &Result<u64, String>) -> Check {
+    let name = format!("read {entity}");
+    match answer {
+        Ok(count) => Check::ok(name, format!("{count} record(s)")),
+        Err(err) => Check::problem(
+            name,
+            err.clone(),
+            "give the API user's security level read access to it (Admin > Resources > Security Levels)",
+        ),
     }
-    if let Some(check) = lines_of_business_check(facts.lines_of_business) {
-        checks.push(check);
-    }
-    checks
 }
 
 /// Incomplete records are a note: cmat runs, and writes nothing for their contracts.

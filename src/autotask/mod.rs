@@ -4,6 +4,7 @@
 pub mod client;
 pub mod error;
 mod pacing;
+mod parallel;
 pub mod query;
 pub mod records;
 

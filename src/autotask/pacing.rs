@@ -20,8 +20,10 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
+
+use crate::locks::{self, lock};
 
 /// The smallest widening of the delay after a refusal.
 pub const MIN_STEP: Duration = Duration::from_millis(10);
@@ -111,12 +113,9 @@ impl Limiter {
             map = match slots.releasing.iter().min().copied() {
                 Some(frees_at) => {
                     let wait = frees_at.saturating_duration_since(now);
-                    self.released
-                        .wait_timeout(map, wait)
-                        .map(|(guard, _)| guard)
-                        .unwrap_or_else(|poisoned| poisoned.into_inner().0)
+                    locks::wait_timeout(&self.released, map, wait)
                 }
-                None => self.released.wait(map).unwrap_or_else(|poisoned| poisoned.into_inner()),
+                None => locks::wait(&self.released, map),
             };
         }
     }
@@ -140,10 +139,6 @@ impl Drop for Permit<'_> {
         drop(map);
         self.limiter.released.notify_all();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 #[cfg(test)]

@@ -35,14 +35,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 use serde_json::{Map, Value};
 
 use super::client::{AutotaskClient, AutotaskError};
+use super::parallel;
 use super::query::{chunked_in, Condition, Filter, FilterValue, Item, MAX_PAGE};
 use super::records::{self, timestamp_from_text, timestamp_to_api, RecordError};
 use crate::store::{Store, StoreError};
@@ -461,41 +460,14 @@ impl Reading<'_> {
     /// Reads the entities at `indices` of [`ENTITIES`], by at most
     /// [`PullOptions::workers`] threads; the first failure in entity order (stable across runs).
     fn parts(&self, indices: &[usize]) -> Result<BTreeMap<usize, EntityPart>, PullError> {
-        let next = AtomicUsize::new(0);
-        let failed = AtomicBool::new(false);
-        let results: Mutex<BTreeMap<usize, Result<EntityPart, PullError>>> =
-            Mutex::new(BTreeMap::new());
-        let workers = self.options.workers.clamp(1, indices.len().max(1));
-        std::thread::scope(|scope| {
-            for _ in 0..workers {
-                scope.spawn(|| loop {
-                    if failed.load(Ordering::SeqCst) {
-                        return;
-                    }
-                    let Some(index) = indices.get(next.fetch_add(1, Ordering::SeqCst)).copied()
-                    else {
-                        return;
-                    };
-                    let Some(entity) = ENTITIES.get(index).copied() else {
-                        return;
-                    };
-                    let result = self.entity(entity);
-                    if result.is_err() {
-                        failed.store(true, Ordering::SeqCst);
-                    }
-                    results
-                        .lock()
-                        .unwrap_or_else(|poisoned| poisoned.into_inner())
-                        .insert(index, result);
-                });
-            }
-        });
-        let results = results.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let mut parts = BTreeMap::new();
-        for (index, result) in results {
-            parts.insert(index, result?);
-        }
-        Ok(parts)
+        let entities: Vec<(usize, _)> = indices
+            .iter()
+            .filter_map(|&index| ENTITIES.get(index).map(|&entity| (index, entity)))
+            .collect();
+        let parts = parallel::run_in_order(&entities, self.options.workers, |&(_, entity)| {
+            self.entity(entity)
+        })?;
+        Ok(entities.iter().map(|&(index, _)| index).zip(parts).collect())
     }
 
     fn entity(&self, entity: &'static str) -> Result<EntityPart, PullError> {

@@ -97,19 +97,7 @@ pub fn execute(
     if !plan.has_changes() {
         return Ok(Applied::NothingToDo);
     }
-    let refusals = plan.margin_refusals();
-    if !refusals.is_empty() {
-        let lines: Vec<String> = refusals
-            .iter()
-            .map(|warning| format!("{}: {}", warning.source, warning.message))
-            .collect();
-        return Err(format!(
-            "refusing to apply: {} price(s) under a margin floor whose policy is `refuse`; nothing was written:\n  {}\nhint: change the price rule or the floor (`cmat explain SUBSCRIPTION_ID` shows which rules set them), then plan again",
-            refusals.len(),
-            lines.join("\n  ")
-        )
-        .into());
-    }
+    refuse_under_margin_floors(&plan)?;
     warn_if_over_budget(client, plan.changes.len());
     confirm(context, auto_approve, plan.changes.len())?;
 
@@ -117,14 +105,7 @@ pub fn execute(
     let run_id = workflow::new_run_id();
     record_approval(store, &run_id, approval)?;
     let requests_before = client.requests_sent();
-    let progress = context.stdout_is_terminal.then(|| {
-        let bar = indicatif::ProgressBar::new(plan.changes.len() as u64);
-        bar.set_style(
-            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes, {eta} left")
-                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-        );
-        bar
-    });
+    let progress = progress_bar(context, plan.changes.len());
     let progress_for_writes = progress.clone();
     let options = ApplyOptions {
         concurrency: 3,
@@ -144,6 +125,50 @@ pub fn execute(
         bar.finish_and_clear();
     }
 
+    print_summary(&run_id, &report, started, client, requests_before);
+    if report.is_clean() {
+        return Ok(Applied::Written);
+    }
+    Err(incomplete_run(&report, plan.changes.len()).into())
+}
+
+/// `[margins] policy = refuse`: prices under a floor stop the apply before anything is written.
+fn refuse_under_margin_floors(plan: &cmat_engine::plan::Plan) -> Result<(), CommandError> {
+    let refusals = plan.margin_refusals();
+    if refusals.is_empty() {
+        return Ok(());
+    }
+    let lines: Vec<String> =
+        refusals.iter().map(|warning| format!("{}: {}", warning.source, warning.message)).collect();
+    Err(format!(
+        "refusing to apply: {} price(s) under a margin floor whose policy is `refuse`; nothing was written:\n  {}\nhint: change the price rule or the floor (`cmat explain SUBSCRIPTION_ID` shows which rules set them), then plan again",
+        refusals.len(),
+        lines.join("\n  ")
+    )
+    .into())
+}
+
+/// A progress bar of the writes, on a terminal only.
+fn progress_bar(context: &Context, writes: usize) -> Option<indicatif::ProgressBar> {
+    context.stdout_is_terminal.then(|| {
+        let bar = indicatif::ProgressBar::new(writes as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template("{bar:40} {pos}/{len} writes, {eta} left")
+                .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar
+    })
+}
+
+/// The run's one-line account: writes by outcome, time, writes in flight, requests and the
+/// hour's budget, then where its audit trail is.
+fn print_summary(
+    run_id: &str,
+    report: &crate::apply::ApplyReport,
+    started: Instant,
+    client: &AutotaskClient,
+    requests_before: u64,
+) {
     println!(
         "\nApply {}: {} written, {} failed, {} skipped, {} with unknown outcome, in {:.1} s{}; {} Autotask request(s){}.",
         run_id,
@@ -167,13 +192,14 @@ pub fn execute(
             .unwrap_or_default()
     );
     println!("Audit trail: cmat audit --run {run_id}");
-    if report.is_clean() {
-        return Ok(Applied::Written);
-    }
+}
+
+/// What did not complete, and how to finish it.
+fn incomplete_run(report: &crate::apply::ApplyReport, changes: usize) -> String {
     let mut message = format!(
         "{} of {} change(s) did not complete:\n  {}",
         report.failed + report.skipped + report.unknown,
-        plan.changes.len(),
+        changes,
         report.failures.join("\n  ")
     );
     if report.budget_exhausted {
@@ -181,7 +207,7 @@ pub fn execute(
     } else {
         message.push_str("\nhint: run `cmat apply` again: cmat re-reads Autotask first, so nothing is written twice");
     }
-    Err(message.into())
+    message
 }
 
 /// The approval (and the plan's author) a saved plan carries, refused under `[apply]`'s

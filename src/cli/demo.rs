@@ -1,11 +1,11 @@
 use super::Exit;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use clap::Args;
 
 use super::apply::execute;
-use super::{session, CommandResult, Context};
-use crate::store::{Access, AuditFilter};
+use super::{session, CommandError, CommandResult, Context};
+use crate::store::{Access, AuditFilter, Store};
 use crate::workspace::Workspace;
 use cmat_sim::{Seed, SimOptions, Simulator};
 
@@ -59,11 +59,33 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         "cmat demo: the whole flow on bundled fixtures, against a local Autotask simulator.\n"
     );
     println!("simulator  cmat-sim on {}", simulator.base_url());
+    write_workspace(&root, &simulator.base_url())?;
+    let demo = Context {
+        workspace: Workspace::new(root.clone()),
+        stdout_is_terminal: context.stdout_is_terminal,
+        stdin_is_terminal: false,
+    };
+    let mut store = session::open_store(&demo, Access::Write)?;
+    sync_the_bills(&demo, &simulator, &mut store)?;
+    plan_nothing_left(&demo, &store)?;
+    let audit_rows = write_audit(&root, &store)?;
+    let counters = simulator.counters();
+    println!(
+        "\nDone. The simulator answered {} request(s); {audit_rows} audit row(s) are in {}",
+        counters.total,
+        root.join("audit.csv").display()
+    );
+    write_review(&demo, &store, &root)?;
+    println!("Look around: cmat -w {} status", root.display());
+    Ok(Exit::Success)
+}
 
+/// `cmat init` by hand: cmat.toml pointing at the simulator and the default rules.
+fn write_workspace(root: &Path, base_url: &str) -> Result<(), CommandError> {
     std::fs::create_dir_all(root.join(crate::workspace::MAPPINGS_DIR))?;
     std::fs::write(
         root.join(crate::workspace::CONFIG_FILE),
-        format!("# cmat demo workspace\n[autotask]\nbase_url = \"{}\"\n", simulator.base_url()),
+        format!("# cmat demo workspace\n[autotask]\nbase_url = \"{base_url}\"\n"),
     )?;
     std::fs::write(
         root.join(crate::workspace::MAPPINGS_DIR).join("microsoft.cmat"),
@@ -74,64 +96,70 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         "workspace  {} (cmat.toml, mappings/microsoft.cmat: the default rules)",
         root.display()
     );
+    Ok(())
+}
 
-    let demo = Context {
-        workspace: Workspace::new(root.clone()),
-        stdout_is_terminal: context.stdout_is_terminal,
-        stdin_is_terminal: false,
-    };
+/// The three bills in turn: import, pull, apply (the third after an invoice run).
+fn sync_the_bills(
+    demo: &Context,
+    simulator: &cmat_sim::SimHandle,
+    store: &mut Store,
+) -> Result<(), CommandError> {
     let credentials = simulator.credentials();
     let client = session::connect_autotask_with(
-        &demo,
+        demo,
         crate::workspace::AutotaskCredentials {
             username: credentials.username.clone(),
             secret: crate::workspace::Secret::new(credentials.secret.clone()),
             integration_code: crate::workspace::Secret::new(credentials.integration_code.clone()),
         },
     )?;
-    let mut store = session::open_store(&demo, Access::Write)?;
-    let (rules, _) = session::load_rules(&demo)?;
+    let (rules, _) = session::load_rules(demo)?;
     let reading = super::pull_autotask::Reading::of(&rules);
-
     for (step, (name, contents, story)) in BILLS.iter().enumerate() {
         println!("\n━━ {}. {story} ━━", step + 1);
         if step == 2 {
-            let billed = bill_every_charge(&simulator);
+            let billed = bill_every_charge(simulator);
             println!("(the simulator marks {billed} charge(s) as invoiced, as an Autotask invoice run would)");
         }
-        let path = root.join(name);
+        let path = demo.workspace.root.join(name);
         std::fs::write(&path, contents)?;
         println!("\n$ cmat import {name}");
-        let summary = crate::import::import_file(&mut store, &path, name)?;
+        let summary = crate::import::import_file(store, &path, name)?;
         print!("{}", super::import::render_summary(name, &summary));
         println!("\n$ cmat pull autotask");
-        super::pull_autotask::pull_into(&demo, &mut store, &client, &reading, false, None)?;
+        super::pull_autotask::pull_into(demo, store, &client, &reading, false, None)?;
         println!("\n$ cmat apply --auto-approve");
-        let mut loaded = session::load(&demo, &store)?;
-        execute(&demo, &mut store, &mut loaded, &client, None, None, true)?;
+        let mut loaded = session::load(demo, store)?;
+        execute(demo, store, &mut loaded, &client, None, None, true)?;
     }
+    Ok(())
+}
 
+/// Run it again: the plan must be empty, or the demo failed.
+fn plan_nothing_left(demo: &Context, store: &Store) -> Result<(), CommandError> {
     println!("\n━━ 4. Run it again: nothing left to do ━━\n\n$ cmat plan");
-    let loaded = session::load(&demo, &store)?;
+    let loaded = session::load(demo, store)?;
     let plan = loaded.plan()?;
     println!("{}", plan.to_text(&loaded.company_names(), demo.stdout_is_terminal));
     if plan.has_changes() {
         return Err("the demo did not converge: the last plan still has changes".into());
     }
+    Ok(())
+}
 
+/// The audit trail as `audit.csv`; its number of rows.
+fn write_audit(root: &Path, store: &Store) -> Result<usize, CommandError> {
     let rows = store.audit_chain(&AuditFilter::default())?;
-    let audit_path = root.join("audit.csv");
     let mut bytes = Vec::new();
     crate::audit::write_csv(&rows, &mut bytes)?;
-    std::fs::write(&audit_path, bytes)?;
-    let counters = simulator.counters();
-    println!(
-        "\nDone. The simulator answered {} request(s); {} audit row(s) are in {}",
-        counters.total,
-        rows.len(),
-        audit_path.display()
-    );
-    let review = super::report::review(&demo, &store, None)?;
+    std::fs::write(root.join("audit.csv"), bytes)?;
+    Ok(rows.len())
+}
+
+/// The billing review as `review.html`.
+fn write_review(demo: &Context, store: &Store, root: &Path) -> Result<(), CommandError> {
+    let review = super::report::review(demo, store, None)?;
     let review_path = root.join("review.html");
     let page = crate::report::render(
         &review,
@@ -145,8 +173,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
         review.exceptions.len(),
         review_path.display()
     );
-    println!("Look around: cmat -w {} status", root.display());
-    Ok(Exit::Success)
+    Ok(())
 }
 
 /// What an invoice run does to charges: they become billed, and can no longer change.

@@ -9,6 +9,13 @@ use cmat_engine::plan::Plan;
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
+    #[command(flatten)]
+    pub output: PlanOutput,
+}
+
+/// How a plan is saved and shown: `plan` and `revert` take the same options.
+#[derive(Debug, Args)]
+pub struct PlanOutput {
     /// Also save the plan as JSON, for `cmat apply FILE`
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
@@ -35,14 +42,28 @@ pub fn run(context: &Context, args: PlanArgs) -> CommandResult {
     let loaded = session::load(context, &store)?;
     let mut plan = loaded.plan()?;
     plan.created_by = super::approve::author();
-    if let Some(path) = &args.out {
-        write_atomically(path, plan.to_json().as_bytes())?;
-    }
-    print!("{}", render(&plan, args.format, &loaded.company_names(), context.stdout_is_terminal));
+    let exit = args.output.save_and_show(context, &plan, &loaded.company_names())?;
     if loaded.snapshot.refreshed_at.is_none() {
         eprintln!("note: the Autotask snapshot is empty: run `cmat pull autotask` so the plan sees what exists");
     }
-    Ok(exit_code(&plan, args.detailed_exitcode))
+    Ok(exit)
+}
+
+impl PlanOutput {
+    /// Saves the plan when `--out` asks (never half-written), prints it in the chosen format,
+    /// and gives the exit code `--detailed-exitcode` asks for.
+    pub fn save_and_show(
+        &self,
+        context: &Context,
+        plan: &Plan,
+        company_names: &std::collections::BTreeMap<i64, String>,
+    ) -> Result<Exit, super::CommandError> {
+        if let Some(path) = &self.out {
+            write_atomically(path, plan.to_json().as_bytes())?;
+        }
+        print!("{}", render(plan, self.format, company_names, context.stdout_is_terminal));
+        Ok(exit_code(plan, self.detailed_exitcode))
+    }
 }
 
 pub fn render(

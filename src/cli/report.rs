@@ -11,6 +11,7 @@ use clap::{Args, ValueEnum};
 use super::{session, CommandError, CommandResult, Context, Exit};
 use crate::report::{render, render_to, Format, Period, Review};
 use crate::store::{Access, AuditFilter, AuditOutcome, Store};
+use crate::webhook::{post, redact_url};
 
 #[derive(Debug, Args)]
 #[command(
@@ -296,35 +297,4 @@ fn strip_links(text: &str) -> String {
         .map(|word| if word.contains("://") { "[link removed]" } else { word })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// The URL without its path and query (where webhook secrets live), for messages.
-fn redact_url(url: &str) -> String {
-    match reqwest::Url::parse(url) {
-        Ok(parsed) => format!("{}://{}/…", parsed.scheme(), parsed.host_str().unwrap_or("?")),
-        Err(_) => "(not a URL)".into(),
-    }
-}
-
-/// POSTs `{"text": …}`, the shape Slack and Teams incoming webhooks both accept.
-fn post(url: &str, text: &str) -> Result<(), String> {
-    let client = reqwest::blocking::Client::builder()
-        .timeout(std::time::Duration::from_secs(10))
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|err| format!("HTTP client: {err}"))?;
-    let body = serde_json::json!({ "text": text });
-    // The URL carries the webhook's secret token: errors are shown without it.
-    let response = client
-        .post(url)
-        .json(&body)
-        .send()
-        .map_err(|err| format!("{}: {}", redact_url(url), err.without_url()))?;
-    if response.status().is_success() {
-        Ok(())
-    } else {
-        Err(format!("{} answered HTTP {}", redact_url(url), response.status().as_u16()))
-    }
 }

@@ -1,11 +1,8 @@
 //! `cmat revert RUN_ID`: the plan that undoes what one apply run wrote (issue 29), shown or
 //! saved like any plan; `cmat apply FILE` writes it.
 
-use std::path::PathBuf;
-
 use clap::Args;
 
-use super::plan::{exit_code, render, write_atomically, PlanFormat};
 use super::{session, CommandResult, Context};
 use crate::store::Access;
 use crate::workflow::revert::run_writes;
@@ -32,15 +29,8 @@ pub struct RevertArgs {
     /// The run to undo, as `cmat audit` lists it (the run_id column)
     #[arg(value_name = "RUN_ID")]
     pub run_id: String,
-    /// Also save the plan as JSON, for `cmat apply FILE`
-    #[arg(long, value_name = "FILE")]
-    pub out: Option<PathBuf>,
-    /// How to show the plan on standard output
-    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
-    pub format: PlanFormat,
-    /// Exit 0 when there is nothing to change, 2 when there is, 1 on error
-    #[arg(long)]
-    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub output: super::plan::PlanOutput,
 }
 
 pub fn run(context: &Context, args: RevertArgs) -> CommandResult {
@@ -58,9 +48,5 @@ pub fn run(context: &Context, args: RevertArgs) -> CommandResult {
         chrono::Utc::now(),
     )?;
     plan.created_by = super::approve::author();
-    if let Some(path) = &args.out {
-        write_atomically(path, plan.to_json().as_bytes())?;
-    }
-    print!("{}", render(&plan, args.format, &loaded.company_names(), context.stdout_is_terminal));
-    Ok(exit_code(&plan, args.detailed_exitcode))
+    args.output.save_and_show(context, &plan, &loaded.company_names())
 }

@@ -62,27 +62,18 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
     outcome
 }
 
+/// The daily job's steps: new bills in, nothing to do when nothing changed, Autotask read,
+/// the plan written (or saved for approval), its own convergence checked, the run recorded.
 fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
-    let options = super::import::options(context);
-    for file in &args.imports {
-        let name = file.display().to_string();
-        let summary = crate::import::import_file_with(&mut store, file, &name, &options)?;
-        print!("{}", super::import::render_summary(&file.display().to_string(), &summary));
-    }
     let config = context.workspace.config()?;
-    if args.imports.is_empty() && config.cloudmore.base_url.is_some() {
-        super::pull_cloudmore::pull_into(context, &mut store, &config)?;
-    }
+    bring_in_bills(context, args, &mut store, &config)?;
     let (rules, sources) = session::load_rules(context)?;
-    let inputs_digest = store.inputs_digest()?;
-    let mappings_digest = cmat_engine::plan::mappings_digest(&sources);
-    let reading = super::pull_autotask::Reading::of(&rules);
-    if store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(inputs_digest.as_str())
-        && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(mappings_digest.as_str())
-        && store.journal_unresolved()?.is_empty()
-        && settled(&store)?
-    {
+    let digests = SyncDigests {
+        inputs: store.inputs_digest()?,
+        mappings: cmat_engine::plan::mappings_digest(&sources),
+    };
+    if nothing_new(&store, &digests)? {
         let when = store.get_meta(LAST_SYNC_AT)?.unwrap_or_else(|| "an earlier run".into());
         println!(
             "No new or restated bill since the last sync ({when}) and no change to the rules; \
@@ -90,26 +81,12 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         );
         return Ok(Exit::Success);
     }
-
-    // A bill pulled before Microsoft's NCE data landed is half a month: said before Autotask
-    // is contacted, and with `[sync] wait_for_nce_data` nothing is written until it is whole.
-    let lines = store.bill_lines()?;
-    let incomplete = cmat_engine::billing::nce_readiness(&lines);
-    // What changed per subscription since the last successful sync: the only contracts whose
-    // contract services and unit periods the pull reads (`autotask::pull::Focus`).
-    let subscriptions = crate::store::subscription_digests(&lines);
-    drop(lines);
-    for warning in &incomplete {
-        eprintln!("warning: {warning}");
-    }
-    if !incomplete.is_empty() && config.sync.wait_for_nce_data {
-        println!(
-            "Waiting for Cloudmore's NCE data ([sync] wait_for_nce_data = true): nothing was sent to Autotask; the next sync tries again."
-        );
+    let Some(subscriptions) = bills_ready(&store, &config)? else {
         return Ok(Exit::Success);
-    }
+    };
+    let reading = super::pull_autotask::Reading::of(&rules);
     let client = session::connect_autotask(context)?;
-    let focus = Focus::since_last_sync(&store, &mappings_digest, &subscriptions)?;
+    let focus = Focus::since_last_sync(&store, &digests.mappings, &subscriptions)?;
     let pulled = super::pull_autotask::pull_into(
         context,
         &mut store,
@@ -126,20 +103,10 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         return Ok(super::plan::exit_code(&plan, true));
     }
     let applied = if config.apply.require_approval {
-        // Four eyes: a plan with changes is saved for approval, and nothing is written.
-        let mut plan = loaded.plan()?;
-        println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
-        if plan.has_changes() {
-            plan.created_by = super::approve::author();
-            let path = save_for_approval(context, "sync", &plan)?;
-            println!(
-                "[apply] require_approval = true: nothing was written. The plan is saved in {path}.\n\
-                 Have it approved, then apply it:\n  cmat approve {path} --by NAME\n  cmat apply {path}",
-                path = path.display()
-            );
-            return Ok(Exit::Changes);
+        match save_plan_for_approval(context, &loaded)? {
+            Some(exit) => return Ok(exit),
+            None => Applied::NothingToDo,
         }
-        Applied::NothingToDo
     } else {
         // What the pull has just read is not read again before writing (`workflow::apply::prepare`).
         execute(
@@ -156,7 +123,105 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         Applied::Written => not_converged(&loaded)?,
         Applied::NothingToDo => Vec::new(),
     };
-    for change in &unsettled {
+    record_run(&mut store, &digests, &subscriptions, &unsettled, client.requests_sent())?;
+    Ok(match applied {
+        Applied::NothingToDo => Exit::Success,
+        Applied::Written => Exit::Changes,
+    })
+}
+
+/// The digests of what a sync applies: the bills and the rules.
+struct SyncDigests {
+    inputs: String,
+    mappings: String,
+}
+
+/// `--import` files, else the Cloudmore pull when the workspace is connected to Cloudmore.
+fn bring_in_bills(
+    context: &Context,
+    args: &SyncArgs,
+    store: &mut crate::store::Store,
+    config: &crate::workspace::Config,
+) -> Result<(), super::CommandError> {
+    let options = super::import::options(context);
+    for file in &args.imports {
+        let name = file.display().to_string();
+        let summary = crate::import::import_file_with(store, file, &name, &options)?;
+        print!("{}", super::import::render_summary(&name, &summary));
+    }
+    if args.imports.is_empty() && config.cloudmore.base_url.is_some() {
+        super::pull_cloudmore::pull_into(context, store, config)?;
+    }
+    Ok(())
+}
+
+/// The same bills and rules as the last sync, nothing of unknown outcome, and the last sync
+/// settled: Autotask need not be contacted.
+fn nothing_new(
+    store: &crate::store::Store,
+    digests: &SyncDigests,
+) -> Result<bool, super::CommandError> {
+    Ok(store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(digests.inputs.as_str())
+        && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(digests.mappings.as_str())
+        && store.journal_unresolved()?.is_empty()
+        && settled(store)?)
+}
+
+/// A bill pulled before Microsoft's NCE data landed is half a month: said before Autotask is
+/// contacted, and with `[sync] wait_for_nce_data` nothing is written until it is whole
+/// (`None`). Otherwise what changed per subscription since the last successful sync: the only
+/// contracts whose contract services and unit periods the pull reads (`autotask::pull::Focus`).
+fn bills_ready(
+    store: &crate::store::Store,
+    config: &crate::workspace::Config,
+) -> Result<Option<std::collections::BTreeMap<String, String>>, super::CommandError> {
+    let lines = store.bill_lines()?;
+    let incomplete = cmat_engine::billing::nce_readiness(&lines);
+    let subscriptions = crate::store::subscription_digests(&lines);
+    drop(lines);
+    for warning in &incomplete {
+        eprintln!("warning: {warning}");
+    }
+    if !incomplete.is_empty() && config.sync.wait_for_nce_data {
+        println!(
+            "Waiting for Cloudmore's NCE data ([sync] wait_for_nce_data = true): nothing was sent to Autotask; the next sync tries again."
+        );
+        return Ok(None);
+    }
+    Ok(Some(subscriptions))
+}
+
+/// Four eyes: a plan with changes is saved for approval and nothing is written (the exit
+/// code to end with); an empty plan goes on as a run that wrote nothing (`None`).
+fn save_plan_for_approval(
+    context: &Context,
+    loaded: &crate::workflow::Loaded,
+) -> Result<Option<Exit>, super::CommandError> {
+    let mut plan = loaded.plan()?;
+    println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
+    if !plan.has_changes() {
+        return Ok(None);
+    }
+    plan.created_by = super::approve::author();
+    let path = save_for_approval(context, "sync", &plan)?;
+    println!(
+        "[apply] require_approval = true: nothing was written. The plan is saved in {path}.\n\
+         Have it approved, then apply it:\n  cmat approve {path} --by NAME\n  cmat apply {path}",
+        path = path.display()
+    );
+    Ok(Some(Exit::Changes))
+}
+
+/// Says what did not settle, and records the run: what it applied (bills, rules, the
+/// subscriptions' digests), what did not converge, its requests and time.
+fn record_run(
+    store: &mut crate::store::Store,
+    digests: &SyncDigests,
+    subscriptions: &std::collections::BTreeMap<String, String>,
+    unsettled: &[crate::store::NotConverged],
+    requests_sent: u64,
+) -> Result<(), super::CommandError> {
+    for change in unsettled {
         eprintln!(
             "warning: not_converged: {} {} {} is still planned after this sync wrote it: {} (rule at {}); the next sync would send it again, so look at it before then (`cmat plan`, `cmat explain`)",
             change.action, change.entity, change.key, change.reason, change.rule
@@ -164,20 +229,17 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     }
     store.set_meta(
         LAST_SYNC_NOT_CONVERGED,
-        &serde_json::to_string(&unsettled).unwrap_or_else(|_| "[]".into()),
+        &serde_json::to_string(unsettled).unwrap_or_else(|_| "[]".into()),
     )?;
-    store.set_meta(LAST_SYNC_INPUTS_DIGEST, &inputs_digest)?;
-    store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &mappings_digest)?;
-    store.replace_synced_subscriptions(&subscriptions)?;
-    store.set_meta(LAST_SYNC_REQUESTS, &client.requests_sent().to_string())?;
+    store.set_meta(LAST_SYNC_INPUTS_DIGEST, &digests.inputs)?;
+    store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &digests.mappings)?;
+    store.replace_synced_subscriptions(subscriptions)?;
+    store.set_meta(LAST_SYNC_REQUESTS, &requests_sent.to_string())?;
     store.set_meta(
         LAST_SYNC_AT,
         &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     )?;
-    Ok(match applied {
-        Applied::NothingToDo => Exit::Success,
-        Applied::Written => Exit::Changes,
-    })
+    Ok(())
 }
 
 /// The plan again, from the snapshot apply re-read after writing: after a clean apply it is

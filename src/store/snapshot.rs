@@ -1,7 +1,7 @@
 //! The Autotask snapshot: load, replace (one transaction, with the pull's marks), merge
 //! (upsert by id), remove charges.
 
-use rusqlite::{params, Connection, Transaction};
+use rusqlite::{params, Connection, Row, Statement, Transaction};
 
 use super::meta_keys::{PULL_MARKS, SNAPSHOT_INCOMPLETE, SNAPSHOT_REFRESHED_AT};
 use super::sql::{
@@ -213,116 +213,27 @@ fn set_incomplete(tx: &Transaction<'_>, json: &str) -> rusqlite::Result<usize> {
     )
 }
 
+/// Writes every record of the snapshot over the stored one with its id (the picklists by
+/// entity, field and position), each table by its write function.
 fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
-    let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO companies (id, company_name, is_active, currency_id)
-         VALUES (?1, ?2, ?3, ?4)",
+    write_table(tx, COMPANIES_UPSERT, s.companies.values(), write_company)?;
+    write_table(tx, CONTRACTS_UPSERT, s.contracts.values(), write_contract)?;
+    write_table(tx, SERVICES_UPSERT, s.services.values(), write_service)?;
+    write_table(
+        tx,
+        CONTRACT_SERVICES_UPSERT,
+        s.contract_services.values(),
+        write_contract_service,
     )?;
-    for c in s.companies.values() {
-        statement.execute(params![c.id, c.company_name, c.is_active, c.currency_id])?;
-    }
-    let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO contracts (id, company_id, contract_name, contract_type, status,
-             start_date, end_date, service_level_agreement_id, contract_category, subscription_id)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+    write_table(
+        tx,
+        CONTRACT_SERVICE_UNITS_UPSERT,
+        s.contract_service_units.values(),
+        write_contract_service_unit,
     )?;
-    for c in s.contracts.values() {
-        statement.execute(params![
-            c.id,
-            c.company_id,
-            c.contract_name,
-            c.contract_type,
-            c.status,
-            date(&c.start_date),
-            date(&c.end_date),
-            c.service_level_agreement_id,
-            c.contract_category,
-            c.subscription_id,
-        ])?;
-    }
-    let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO services (id, name, sku, billing_code_id, period_type, unit_price,
-             unit_cost, is_active)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-    )?;
-    for v in s.services.values() {
-        statement.execute(params![
-            v.id,
-            v.name,
-            v.sku,
-            v.billing_code_id,
-            v.period_type,
-            v.unit_price.to_string(),
-            opt_decimal(&v.unit_cost),
-            v.is_active,
-        ])?;
-    }
-    let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO contract_services (id, contract_id, service_id, adjusted_price,
-             unit_cost, foreign_currency, invoice_description)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )?;
-    for v in s.contract_services.values() {
-        statement.execute(params![
-            v.id,
-            v.contract_id,
-            v.service_id,
-            opt_decimal(&v.adjusted_price),
-            opt_decimal(&v.unit_cost),
-            v.foreign_currency,
-            v.invoice_description,
-        ])?;
-    }
-    let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO contract_service_units (id, contract_id, contract_service_id,
-             service_id, start_date, end_date, units, price, cost)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-    )?;
-    for u in s.contract_service_units.values() {
-        statement.execute(params![
-            u.id,
-            u.contract_id,
-            u.contract_service_id,
-            u.service_id,
-            date(&u.start_date),
-            date(&u.end_date),
-            u.units,
-            opt_decimal(&u.price),
-            opt_decimal(&u.cost),
-        ])?;
-    }
-    let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO charges (id, contract_id, name, description, date_purchased,
-             charge_type, unit_quantity, unit_price, unit_cost, billing_code_id, is_billed)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-    )?;
-    for c in s.charges.values() {
-        statement.execute(params![
-            c.id,
-            c.contract_id,
-            c.name,
-            c.description,
-            date(&c.date_purchased),
-            c.charge_type,
-            c.unit_quantity.to_string(),
-            c.unit_price.to_string(),
-            opt_decimal(&c.unit_cost),
-            c.billing_code_id,
-            c.is_billed,
-        ])?;
-    }
-    let mut statement = tx.prepare(
-        "INSERT OR REPLACE INTO billing_codes (id, name, use_type, is_active)
-         VALUES (?1, ?2, ?3, ?4)",
-    )?;
-    for b in s.billing_codes.values() {
-        statement.execute(params![b.id, b.name, b.use_type, b.is_active])?;
-    }
-    let mut statement = tx
-        .prepare("INSERT OR REPLACE INTO currencies (id, name, is_internal) VALUES (?1, ?2, ?3)")?;
-    for c in s.currencies.values() {
-        statement.execute(params![c.id, c.name, c.is_internal])?;
-    }
+    write_table(tx, CHARGES_UPSERT, s.charges.values(), write_contract_charge)?;
+    write_table(tx, BILLING_CODES_UPSERT, s.billing_codes.values(), write_billing_code)?;
+    write_table(tx, CURRENCIES_UPSERT, s.currencies.values(), write_currency)?;
     let mut statement = tx.prepare(
         "INSERT OR REPLACE INTO picklists (entity, field, value, label, is_active, position)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
@@ -343,147 +254,319 @@ fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
     Ok(())
 }
 
+/// Writes `records` with one prepared statement.
+fn write_table<'a, T: 'a>(
+    tx: &Transaction<'_>,
+    sql: &str,
+    records: impl IntoIterator<Item = &'a T>,
+    write: fn(&mut Statement<'_>, &T) -> rusqlite::Result<usize>,
+) -> rusqlite::Result<()> {
+    let mut statement = tx.prepare(sql)?;
+    for record in records {
+        write(&mut statement, record)?;
+    }
+    Ok(())
+}
+
+const COMPANIES_UPSERT: &str =
+    "INSERT OR REPLACE INTO companies (id, company_name, is_active, currency_id)
+         VALUES (?1, ?2, ?3, ?4)";
+
+/// One `Company` as its row of `companies`.
+fn write_company(statement: &mut Statement<'_>, c: &Company) -> rusqlite::Result<usize> {
+    statement.execute(params![c.id, c.company_name, c.is_active, c.currency_id])
+}
+
+const CONTRACTS_UPSERT: &str =
+    "INSERT OR REPLACE INTO contracts (id, company_id, contract_name, contract_type, status,
+             start_date, end_date, service_level_agreement_id, contract_category, subscription_id)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+
+/// One `Contract` as its row of `contracts`.
+fn write_contract(statement: &mut Statement<'_>, c: &Contract) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        c.id,
+        c.company_id,
+        c.contract_name,
+        c.contract_type,
+        c.status,
+        date(&c.start_date),
+        date(&c.end_date),
+        c.service_level_agreement_id,
+        c.contract_category,
+        c.subscription_id,
+    ])
+}
+
+const SERVICES_UPSERT: &str =
+    "INSERT OR REPLACE INTO services (id, name, sku, billing_code_id, period_type, unit_price,
+             unit_cost, is_active)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)";
+
+/// One `Service` as its row of `services`.
+fn write_service(statement: &mut Statement<'_>, v: &Service) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        v.id,
+        v.name,
+        v.sku,
+        v.billing_code_id,
+        v.period_type,
+        v.unit_price.to_string(),
+        opt_decimal(&v.unit_cost),
+        v.is_active,
+    ])
+}
+
+const CONTRACT_SERVICES_UPSERT: &str =
+    "INSERT OR REPLACE INTO contract_services (id, contract_id, service_id, adjusted_price,
+             unit_cost, foreign_currency, invoice_description)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+
+/// One `ContractService` as its row of `contract_services`.
+fn write_contract_service(
+    statement: &mut Statement<'_>,
+    v: &ContractService,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        v.id,
+        v.contract_id,
+        v.service_id,
+        opt_decimal(&v.adjusted_price),
+        opt_decimal(&v.unit_cost),
+        v.foreign_currency,
+        v.invoice_description,
+    ])
+}
+
+const CONTRACT_SERVICE_UNITS_UPSERT: &str =
+    "INSERT OR REPLACE INTO contract_service_units (id, contract_id, contract_service_id,
+             service_id, start_date, end_date, units, price, cost)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)";
+
+/// One `ContractServiceUnit` as its row of `contract_service_units`.
+fn write_contract_service_unit(
+    statement: &mut Statement<'_>,
+    u: &ContractServiceUnit,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        u.id,
+        u.contract_id,
+        u.contract_service_id,
+        u.service_id,
+        date(&u.start_date),
+        date(&u.end_date),
+        u.units,
+        opt_decimal(&u.price),
+        opt_decimal(&u.cost),
+    ])
+}
+
+const CHARGES_UPSERT: &str =
+    "INSERT OR REPLACE INTO charges (id, contract_id, name, description, date_purchased,
+             charge_type, unit_quantity, unit_price, unit_cost, billing_code_id, is_billed)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
+
+/// One `ContractCharge` as its row of `charges`.
+fn write_contract_charge(
+    statement: &mut Statement<'_>,
+    c: &ContractCharge,
+) -> rusqlite::Result<usize> {
+    statement.execute(params![
+        c.id,
+        c.contract_id,
+        c.name,
+        c.description,
+        date(&c.date_purchased),
+        c.charge_type,
+        c.unit_quantity.to_string(),
+        c.unit_price.to_string(),
+        opt_decimal(&c.unit_cost),
+        c.billing_code_id,
+        c.is_billed,
+    ])
+}
+
+const BILLING_CODES_UPSERT: &str =
+    "INSERT OR REPLACE INTO billing_codes (id, name, use_type, is_active)
+         VALUES (?1, ?2, ?3, ?4)";
+
+/// One `BillingCode` as its row of `billing_codes`.
+fn write_billing_code(statement: &mut Statement<'_>, b: &BillingCode) -> rusqlite::Result<usize> {
+    statement.execute(params![b.id, b.name, b.use_type, b.is_active])
+}
+
+const CURRENCIES_UPSERT: &str =
+    "INSERT OR REPLACE INTO currencies (id, name, is_internal) VALUES (?1, ?2, ?3)";
+
+/// One `Currency` as its row of `currencies`.
+fn write_currency(statement: &mut Statement<'_>, c: &Currency) -> rusqlite::Result<usize> {
+    statement.execute(params![c.id, c.name, c.is_internal])
+}
+
+/// The stored snapshot, each table read by its row function; none is left out.
 fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
-    let mut snapshot = Snapshot::default();
-    let mut statement =
-        conn.prepare("SELECT id, company_name, is_active, currency_id FROM companies ORDER BY id")?;
-    for company in statement.query_map([], |r| {
-        Ok(Company {
-            id: r.get(0)?,
-            company_name: r.get(1)?,
-            is_active: r.get(2)?,
-            currency_id: r.get(3)?,
-        })
-    })? {
-        let company = company?;
-        snapshot.companies.insert(company.id, company);
+    Ok(Snapshot {
+        companies: load_table(conn, COMPANIES_LOAD, company_row, |r| r.id)?,
+        contracts: load_table(conn, CONTRACTS_LOAD, contract_row, |r| r.id)?,
+        services: load_table(conn, SERVICES_LOAD, service_row, |r| r.id)?,
+        contract_services: load_table(conn, CONTRACT_SERVICES_LOAD, contract_service_row, |r| {
+            r.id
+        })?,
+        contract_service_units: load_table(
+            conn,
+            CONTRACT_SERVICE_UNITS_LOAD,
+            contract_service_unit_row,
+            |r| r.id,
+        )?,
+        charges: load_table(conn, CHARGES_LOAD, contract_charge_row, |r| r.id)?,
+        billing_codes: load_table(conn, BILLING_CODES_LOAD, billing_code_row, |r| r.id)?,
+        picklists: load_picklists(conn)?,
+        currencies: load_table(conn, CURRENCIES_LOAD, currency_row, |r| r.id)?,
+        ..Snapshot::default()
+    })
+}
+
+/// The rows of one table by id.
+fn load_table<T>(
+    conn: &Connection,
+    sql: &str,
+    row: fn(&Row<'_>) -> rusqlite::Result<T>,
+    id: fn(&T) -> i64,
+) -> rusqlite::Result<BTreeMap<i64, T>> {
+    let mut statement = conn.prepare(sql)?;
+    let mut records = BTreeMap::new();
+    for record in statement.query_map([], row)? {
+        let record = record?;
+        records.insert(id(&record), record);
     }
-    let mut statement = conn.prepare(
-        "SELECT id, company_id, contract_name, contract_type, status, start_date, end_date,
+    Ok(records)
+}
+
+const COMPANIES_LOAD: &str =
+    "SELECT id, company_name, is_active, currency_id FROM companies ORDER BY id";
+
+/// A `Company` from its row of the query in `load`.
+fn company_row(r: &Row<'_>) -> rusqlite::Result<Company> {
+    Ok(Company {
+        id: r.get(0)?,
+        company_name: r.get(1)?,
+        is_active: r.get(2)?,
+        currency_id: r.get(3)?,
+    })
+}
+
+const CONTRACTS_LOAD: &str =
+    "SELECT id, company_id, contract_name, contract_type, status, start_date, end_date,
                 service_level_agreement_id, contract_category, subscription_id
-         FROM contracts ORDER BY id",
-    )?;
-    for contract in statement.query_map([], |r| {
-        Ok(Contract {
-            id: r.get(0)?,
-            company_id: r.get(1)?,
-            contract_name: r.get(2)?,
-            contract_type: r.get(3)?,
-            status: r.get(4)?,
-            start_date: get_date(r, 5)?,
-            end_date: get_date(r, 6)?,
-            service_level_agreement_id: r.get(7)?,
-            contract_category: r.get(8)?,
-            subscription_id: r.get(9)?,
-        })
-    })? {
-        let contract = contract?;
-        snapshot.contracts.insert(contract.id, contract);
-    }
-    let mut statement = conn.prepare(
-        "SELECT id, name, sku, billing_code_id, period_type, unit_price, unit_cost, is_active
-         FROM services ORDER BY id",
-    )?;
-    for service in statement.query_map([], |r| {
-        Ok(Service {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            sku: r.get(2)?,
-            billing_code_id: r.get(3)?,
-            period_type: r.get(4)?,
-            unit_price: get_decimal(r, 5)?,
-            unit_cost: get_opt_decimal(r, 6)?,
-            is_active: r.get(7)?,
-        })
-    })? {
-        let service = service?;
-        snapshot.services.insert(service.id, service);
-    }
-    let mut statement = conn.prepare(
-        "SELECT id, contract_id, service_id, adjusted_price, unit_cost, foreign_currency,
+         FROM contracts ORDER BY id";
+
+/// A `Contract` from its row of the query in `load`.
+fn contract_row(r: &Row<'_>) -> rusqlite::Result<Contract> {
+    Ok(Contract {
+        id: r.get(0)?,
+        company_id: r.get(1)?,
+        contract_name: r.get(2)?,
+        contract_type: r.get(3)?,
+        status: r.get(4)?,
+        start_date: get_date(r, 5)?,
+        end_date: get_date(r, 6)?,
+        service_level_agreement_id: r.get(7)?,
+        contract_category: r.get(8)?,
+        subscription_id: r.get(9)?,
+    })
+}
+
+const SERVICES_LOAD: &str =
+    "SELECT id, name, sku, billing_code_id, period_type, unit_price, unit_cost, is_active
+         FROM services ORDER BY id";
+
+/// A `Service` from its row of the query in `load`.
+fn service_row(r: &Row<'_>) -> rusqlite::Result<Service> {
+    Ok(Service {
+        id: r.get(0)?,
+        name: r.get(1)?,
+        sku: r.get(2)?,
+        billing_code_id: r.get(3)?,
+        period_type: r.get(4)?,
+        unit_price: get_decimal(r, 5)?,
+        unit_cost: get_opt_decimal(r, 6)?,
+        is_active: r.get(7)?,
+    })
+}
+
+const CONTRACT_SERVICES_LOAD: &str =
+    "SELECT id, contract_id, service_id, adjusted_price, unit_cost, foreign_currency,
                 invoice_description
-         FROM contract_services ORDER BY id",
-    )?;
-    for record in statement.query_map([], |r| {
-        Ok(ContractService {
-            id: r.get(0)?,
-            contract_id: r.get(1)?,
-            service_id: r.get(2)?,
-            adjusted_price: get_opt_decimal(r, 3)?,
-            unit_cost: get_opt_decimal(r, 4)?,
-            foreign_currency: r.get(5)?,
-            invoice_description: r.get(6)?,
-        })
-    })? {
-        let record = record?;
-        snapshot.contract_services.insert(record.id, record);
-    }
-    let mut statement = conn.prepare(
-        "SELECT id, contract_id, contract_service_id, service_id, start_date, end_date, units,
+         FROM contract_services ORDER BY id";
+
+/// A `ContractService` from its row of the query in `load`.
+fn contract_service_row(r: &Row<'_>) -> rusqlite::Result<ContractService> {
+    Ok(ContractService {
+        id: r.get(0)?,
+        contract_id: r.get(1)?,
+        service_id: r.get(2)?,
+        adjusted_price: get_opt_decimal(r, 3)?,
+        unit_cost: get_opt_decimal(r, 4)?,
+        foreign_currency: r.get(5)?,
+        invoice_description: r.get(6)?,
+    })
+}
+
+const CONTRACT_SERVICE_UNITS_LOAD: &str =
+    "SELECT id, contract_id, contract_service_id, service_id, start_date, end_date, units,
                 price, cost
-         FROM contract_service_units ORDER BY id",
-    )?;
-    for record in statement.query_map([], |r| {
-        Ok(ContractServiceUnit {
-            id: r.get(0)?,
-            contract_id: r.get(1)?,
-            contract_service_id: r.get(2)?,
-            service_id: r.get(3)?,
-            start_date: get_date(r, 4)?,
-            end_date: get_date(r, 5)?,
-            units: r.get(6)?,
-            price: get_opt_decimal(r, 7)?,
-            cost: get_opt_decimal(r, 8)?,
-        })
-    })? {
-        let record = record?;
-        snapshot.contract_service_units.insert(record.id, record);
-    }
-    let mut statement = conn.prepare(
-        "SELECT id, contract_id, name, description, date_purchased, charge_type, unit_quantity,
+         FROM contract_service_units ORDER BY id";
+
+/// A `ContractServiceUnit` from its row of the query in `load`.
+fn contract_service_unit_row(r: &Row<'_>) -> rusqlite::Result<ContractServiceUnit> {
+    Ok(ContractServiceUnit {
+        id: r.get(0)?,
+        contract_id: r.get(1)?,
+        contract_service_id: r.get(2)?,
+        service_id: r.get(3)?,
+        start_date: get_date(r, 4)?,
+        end_date: get_date(r, 5)?,
+        units: r.get(6)?,
+        price: get_opt_decimal(r, 7)?,
+        cost: get_opt_decimal(r, 8)?,
+    })
+}
+
+const CHARGES_LOAD: &str =
+    "SELECT id, contract_id, name, description, date_purchased, charge_type, unit_quantity,
                 unit_price, unit_cost, billing_code_id, is_billed
-         FROM charges ORDER BY id",
-    )?;
-    for record in statement.query_map([], |r| {
-        Ok(ContractCharge {
-            id: r.get(0)?,
-            contract_id: r.get(1)?,
-            name: r.get(2)?,
-            description: r.get(3)?,
-            date_purchased: get_date(r, 4)?,
-            charge_type: r.get(5)?,
-            unit_quantity: get_decimal(r, 6)?,
-            unit_price: get_decimal(r, 7)?,
-            unit_cost: get_opt_decimal(r, 8)?,
-            billing_code_id: r.get(9)?,
-            is_billed: r.get(10)?,
-        })
-    })? {
-        let record = record?;
-        snapshot.charges.insert(record.id, record);
-    }
-    let mut statement =
-        conn.prepare("SELECT id, name, use_type, is_active FROM billing_codes ORDER BY id")?;
-    for record in statement.query_map([], |r| {
-        Ok(BillingCode {
-            id: r.get(0)?,
-            name: r.get(1)?,
-            use_type: r.get(2)?,
-            is_active: r.get(3)?,
-        })
-    })? {
-        let record = record?;
-        snapshot.billing_codes.insert(record.id, record);
-    }
-    snapshot.picklists = load_picklists(conn)?;
-    let mut statement = conn.prepare("SELECT id, name, is_internal FROM currencies ORDER BY id")?;
-    for currency in statement.query_map([], |r| {
-        Ok(Currency { id: r.get(0)?, name: r.get(1)?, is_internal: r.get(2)? })
-    })? {
-        let currency = currency?;
-        snapshot.currencies.insert(currency.id, currency);
-    }
-    Ok(snapshot)
+         FROM charges ORDER BY id";
+
+/// A `ContractCharge` from its row of the query in `load`.
+fn contract_charge_row(r: &Row<'_>) -> rusqlite::Result<ContractCharge> {
+    Ok(ContractCharge {
+        id: r.get(0)?,
+        contract_id: r.get(1)?,
+        name: r.get(2)?,
+        description: r.get(3)?,
+        date_purchased: get_date(r, 4)?,
+        charge_type: r.get(5)?,
+        unit_quantity: get_decimal(r, 6)?,
+        unit_price: get_decimal(r, 7)?,
+        unit_cost: get_opt_decimal(r, 8)?,
+        billing_code_id: r.get(9)?,
+        is_billed: r.get(10)?,
+    })
+}
+
+const BILLING_CODES_LOAD: &str =
+    "SELECT id, name, use_type, is_active FROM billing_codes ORDER BY id";
+
+/// A `BillingCode` from its row of the query in `load`.
+fn billing_code_row(r: &Row<'_>) -> rusqlite::Result<BillingCode> {
+    Ok(BillingCode { id: r.get(0)?, name: r.get(1)?, use_type: r.get(2)?, is_active: r.get(3)? })
+}
+
+const CURRENCIES_LOAD: &str = "SELECT id, name, is_internal FROM currencies ORDER BY id";
+
+/// A `Currency` from its row of the query in `load`.
+fn currency_row(r: &Row<'_>) -> rusqlite::Result<Currency> {
+    Ok(Currency { id: r.get(0)?, name: r.get(1)?, is_internal: r.get(2)? })
 }
 
 fn load_picklists(conn: &Connection) -> rusqlite::Result<Picklists> {

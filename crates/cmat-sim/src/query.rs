@@ -165,7 +165,9 @@ impl Parser<'_> {
                 Ok(if value.is_null() { Value::Null } else { Value::String(value_text(value)) })
             }
             Target::Field(name, _) => {
-                let field: &FieldDef = self.def.field(name).expect("known field");
+                let field: &FieldDef = self.def.field(name).ok_or_else(|| {
+                    ApiError::new(500, format!("{name} is not a field of {}.", self.def.name))
+                })?;
                 if matches!(field.kind, Kind::Date | Kind::DateTime) {
                     if let Some(utc) =
                         value.as_str().and_then(|t| zoneless_to_utc(t, self.tenant_offset_minutes))

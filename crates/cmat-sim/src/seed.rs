@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::schema::PickValue;
 use crate::SimError;
@@ -189,6 +189,8 @@ fn read_tenant_shape(
 
 impl Seed {
     /// The bundled demo tenant (`fixtures/autotask-seed.json`).
+    // A constant compiled in, not user input: `the_bundled_seed_reads` checks it.
+    #[allow(clippy::expect_used)]
     pub fn bundled() -> Seed {
         Seed::from_json(BUNDLED_SEED).expect("the bundled seed is valid")
     }
@@ -210,143 +212,172 @@ impl Seed {
             .as_object()
             .ok_or_else(|| SimError::Seed("the seed must be a JSON object".into()))?;
         let mut seed = Seed::default();
-        if let Some(creds) = get(object, "credentials") {
-            let creds = creds
-                .as_object()
-                .ok_or_else(|| SimError::Seed("credentials must be an object".into()))?;
-            seed.credentials = Credentials {
-                username: text(creds, "username", "credentials")?,
-                secret: text(creds, "secret", "credentials")?,
-                integration_code: text(creds, "integrationCode", "credentials")?,
-            };
-        }
-        for entity in SEEDABLE {
-            if let Some(list) = get(object, entity) {
-                let list = list
-                    .as_array()
-                    .ok_or_else(|| SimError::Seed(format!("{entity} must be an array")))?;
-                seed.records.insert(entity.to_string(), list.clone());
-            }
-        }
-        if get(object, "ContractServiceUnits").is_some() {
-            return Err(SimError::Seed(
-                "ContractServiceUnits are derived from ContractServiceAdjustments; seed those"
-                    .into(),
-            ));
-        }
-        if let Some(udfs) = get(object, "contractUserDefinedFields") {
-            let udfs = udfs.as_array().ok_or_else(|| {
-                SimError::Seed("contractUserDefinedFields must be an array".into())
-            })?;
-            seed.contract_udfs = udfs
-                .iter()
-                .map(|u| match u {
-                    Value::String(s) => Ok(s.clone()),
-                    Value::Object(o) => text(o, "name", "contractUserDefinedFields"),
-                    _ => Err(SimError::Seed("contractUserDefinedFields: names are strings".into())),
-                })
-                .collect::<Result<_, _>>()?;
-            if seed.contract_udfs.len() > 50 {
-                return Err(SimError::Seed("Contracts hold at most 50 user-defined fields".into()));
-            }
-        }
-        if let Some(threshold) = get(object, "threshold") {
-            let n = threshold
-                .as_object()
-                .and_then(|t| get(t, "externalRequestThreshold"))
-                .and_then(Value::as_u64)
-                .ok_or_else(|| {
-                    SimError::Seed("threshold.externalRequestThreshold must be a number".into())
-                })?;
-            seed.external_request_threshold = n;
-        }
-        if let Some(slas) = get(object, "serviceLevelAgreements") {
-            let slas = slas
-                .as_array()
-                .ok_or_else(|| SimError::Seed("serviceLevelAgreements must be an array".into()))?;
-            seed.slas = slas
-                .iter()
-                .map(|s| {
-                    let o = s
-                        .as_object()
-                        .ok_or_else(|| SimError::Seed("serviceLevelAgreements: objects".into()))?;
-                    Ok(PickValue {
-                        value: text(o, "value", "serviceLevelAgreements")?,
-                        label: text(o, "label", "serviceLevelAgreements")?,
-                        is_active: get(o, "isActive").and_then(Value::as_bool).unwrap_or(true),
-                        is_default: get(o, "isDefaultValue")
-                            .and_then(Value::as_bool)
-                            .unwrap_or(false),
-                    })
-                })
-                .collect::<Result<_, SimError>>()?;
-        }
-        if let Some(hide) = get(object, "hideCosts") {
-            seed.hide_costs = hide
-                .as_bool()
-                .ok_or_else(|| SimError::Seed("hideCosts must be true or false".into()))?;
-        }
-        if let Some(throttling) = get(object, "throttling") {
-            let throttling = throttling
-                .as_object()
-                .ok_or_else(|| SimError::Seed("throttling must be an object".into()))?;
-            if let Some(ms) = get(throttling, "slotReleaseDelayMs") {
-                let ms = ms.as_u64().ok_or_else(|| {
-                    SimError::Seed("throttling.slotReleaseDelayMs must be a whole number".into())
-                })?;
-                seed.throttling.slot_release_delay = std::time::Duration::from_millis(ms);
-            }
-            if let Some(status) = get(throttling, "refusalStatus") {
-                seed.throttling.refusal_status = status
-                    .as_u64()
-                    .and_then(|s| u16::try_from(s).ok())
-                    .filter(|s| (400..600).contains(s))
-                    .ok_or_else(|| {
-                        SimError::Seed(
-                            "throttling.refusalStatus must be an HTTP error status".into(),
-                        )
-                    })?;
-            }
-            if let Some(body) = get(throttling, "refusalBody") {
-                seed.throttling.refusal_body = match body.as_str() {
-                    Some("errors") => RefusalBody::Errors,
-                    Some("code") => RefusalBody::CodeOnly,
-                    Some("text") => RefusalBody::PlainText,
-                    _ => {
-                        return Err(SimError::Seed(
-                            "throttling.refusalBody must be \"errors\", \"code\" or \"text\""
-                                .into(),
-                        ))
-                    }
-                };
-            }
-        }
+        read_credentials(object, &mut seed)?;
+        read_records(object, &mut seed)?;
+        read_udfs(object, &mut seed)?;
+        read_threshold_and_slas(object, &mut seed)?;
+        read_throttling(object, &mut seed)?;
         read_tenant_shape(object, &mut seed)?;
         if let Some(zone) = get(object, "zoneName").and_then(Value::as_str) {
             seed.zone_name = zone.to_string();
         }
-        if let Some(cm) = get(object, "cloudmore") {
-            let cm = cm
-                .as_object()
-                .ok_or_else(|| SimError::Seed("cloudmore must be an object".into()))?;
-            let list = |key: &str| -> Result<Vec<Value>, SimError> {
-                match get(cm, key) {
-                    None => Ok(Vec::new()),
-                    Some(Value::Array(items)) => Ok(items.clone()),
-                    Some(_) => Err(SimError::Seed(format!("cloudmore.{key} must be an array"))),
-                }
-            };
-            seed.cloudmore = Some(CloudmoreSeed {
-                client_secret: text(cm, "clientSecret", "cloudmore")?,
-                username: text(cm, "username", "cloudmore")?,
-                password: text(cm, "password", "cloudmore")?,
-                reseller_id: text(cm, "resellerId", "cloudmore")?,
-                organizations: list("organizations")?,
-                billing_lines: list("billingLines")?,
-            });
-        }
+        read_cloudmore(object, &mut seed)?;
         Ok(seed)
     }
+}
+
+/// Credentials: username, secret and integration code.
+fn read_credentials(object: &Map<String, Value>, seed: &mut Seed) -> Result<(), SimError> {
+    if let Some(creds) = get(object, "credentials") {
+        let creds = creds
+            .as_object()
+            .ok_or_else(|| SimError::Seed("credentials must be an object".into()))?;
+        seed.credentials = Credentials {
+            username: text(creds, "username", "credentials")?,
+            secret: text(creds, "secret", "credentials")?,
+            integration_code: text(creds, "integrationCode", "credentials")?,
+        };
+    }
+    Ok(())
+}
+
+/// The seedable entities' records (unit periods are derived, never seeded).
+fn read_records(object: &Map<String, Value>, seed: &mut Seed) -> Result<(), SimError> {
+    for entity in SEEDABLE {
+        if let Some(list) = get(object, entity) {
+            let list = list
+                .as_array()
+                .ok_or_else(|| SimError::Seed(format!("{entity} must be an array")))?;
+            seed.records.insert(entity.to_string(), list.clone());
+        }
+    }
+    if get(object, "ContractServiceUnits").is_some() {
+        return Err(SimError::Seed(
+            "ContractServiceUnits are derived from ContractServiceAdjustments; seed those".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// The Contracts UDFs by name (at most 50, as Autotask allows).
+fn read_udfs(object: &Map<String, Value>, seed: &mut Seed) -> Result<(), SimError> {
+    if let Some(udfs) = get(object, "contractUserDefinedFields") {
+        let udfs = udfs
+            .as_array()
+            .ok_or_else(|| SimError::Seed("contractUserDefinedFields must be an array".into()))?;
+        seed.contract_udfs = udfs
+            .iter()
+            .map(|u| match u {
+                Value::String(s) => Ok(s.clone()),
+                Value::Object(o) => text(o, "name", "contractUserDefinedFields"),
+                _ => Err(SimError::Seed("contractUserDefinedFields: names are strings".into())),
+            })
+            .collect::<Result<_, _>>()?;
+        if seed.contract_udfs.len() > 50 {
+            return Err(SimError::Seed("Contracts hold at most 50 user-defined fields".into()));
+        }
+    }
+    Ok(())
+}
+
+/// The hourly request threshold, the SLA picklist and whether costs are hidden.
+fn read_threshold_and_slas(object: &Map<String, Value>, seed: &mut Seed) -> Result<(), SimError> {
+    if let Some(threshold) = get(object, "threshold") {
+        let n = threshold
+            .as_object()
+            .and_then(|t| get(t, "externalRequestThreshold"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| {
+                SimError::Seed("threshold.externalRequestThreshold must be a number".into())
+            })?;
+        seed.external_request_threshold = n;
+    }
+    if let Some(slas) = get(object, "serviceLevelAgreements") {
+        let slas = slas
+            .as_array()
+            .ok_or_else(|| SimError::Seed("serviceLevelAgreements must be an array".into()))?;
+        seed.slas = slas
+            .iter()
+            .map(|s| {
+                let o = s
+                    .as_object()
+                    .ok_or_else(|| SimError::Seed("serviceLevelAgreements: objects".into()))?;
+                Ok(PickValue {
+                    value: text(o, "value", "serviceLevelAgreements")?,
+                    label: text(o, "label", "serviceLevelAgreements")?,
+                    is_active: get(o, "isActive").and_then(Value::as_bool).unwrap_or(true),
+                    is_default: get(o, "isDefaultValue").and_then(Value::as_bool).unwrap_or(false),
+                })
+            })
+            .collect::<Result<_, SimError>>()?;
+    }
+    if let Some(hide) = get(object, "hideCosts") {
+        seed.hide_costs = hide
+            .as_bool()
+            .ok_or_else(|| SimError::Seed("hideCosts must be true or false".into()))?;
+    }
+    Ok(())
+}
+
+/// How the thread threshold refuses: slot release delay, status and body.
+fn read_throttling(object: &Map<String, Value>, seed: &mut Seed) -> Result<(), SimError> {
+    if let Some(throttling) = get(object, "throttling") {
+        let throttling = throttling
+            .as_object()
+            .ok_or_else(|| SimError::Seed("throttling must be an object".into()))?;
+        if let Some(ms) = get(throttling, "slotReleaseDelayMs") {
+            let ms = ms.as_u64().ok_or_else(|| {
+                SimError::Seed("throttling.slotReleaseDelayMs must be a whole number".into())
+            })?;
+            seed.throttling.slot_release_delay = std::time::Duration::from_millis(ms);
+        }
+        if let Some(status) = get(throttling, "refusalStatus") {
+            seed.throttling.refusal_status = status
+                .as_u64()
+                .and_then(|s| u16::try_from(s).ok())
+                .filter(|s| (400..600).contains(s))
+                .ok_or_else(|| {
+                    SimError::Seed("throttling.refusalStatus must be an HTTP error status".into())
+                })?;
+        }
+        if let Some(body) = get(throttling, "refusalBody") {
+            seed.throttling.refusal_body = match body.as_str() {
+                Some("errors") => RefusalBody::Errors,
+                Some("code") => RefusalBody::CodeOnly,
+                Some("text") => RefusalBody::PlainText,
+                _ => {
+                    return Err(SimError::Seed(
+                        "throttling.refusalBody must be \"errors\", \"code\" or \"text\"".into(),
+                    ))
+                }
+            };
+        }
+    }
+    Ok(())
+}
+
+/// The Cloudmore tenant: credentials, organizations and billing lines.
+fn read_cloudmore(object: &Map<String, Value>, seed: &mut Seed) -> Result<(), SimError> {
+    if let Some(cm) = get(object, "cloudmore") {
+        let cm =
+            cm.as_object().ok_or_else(|| SimError::Seed("cloudmore must be an object".into()))?;
+        let list = |key: &str| -> Result<Vec<Value>, SimError> {
+            match get(cm, key) {
+                None => Ok(Vec::new()),
+                Some(Value::Array(items)) => Ok(items.clone()),
+                Some(_) => Err(SimError::Seed(format!("cloudmore.{key} must be an array"))),
+            }
+        };
+        seed.cloudmore = Some(CloudmoreSeed {
+            client_secret: text(cm, "clientSecret", "cloudmore")?,
+            username: text(cm, "username", "cloudmore")?,
+            password: text(cm, "password", "cloudmore")?,
+            reseller_id: text(cm, "resellerId", "cloudmore")?,
+            organizations: list("organizations")?,
+            billing_lines: list("billingLines")?,
+        });
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -354,6 +385,13 @@ mod tests {
     use std::time::Duration;
 
     use crate::{Seed, Throttling};
+
+    #[test]
+    fn the_bundled_seed_reads() {
+        let seed = Seed::from_json(super::BUNDLED_SEED).expect("the bundled seed");
+        assert!(!seed.records.get("Companies").is_none_or(Vec::is_empty));
+        assert_eq!(Seed::bundled().credentials.username, seed.credentials.username);
+    }
 
     #[test]
     fn throttling_reads_the_live_shapes_and_refuses_bad_values() {

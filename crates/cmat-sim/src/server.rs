@@ -9,6 +9,7 @@ use serde_json::{json, Value};
 
 use crate::cloudmore::CloudmoreState;
 use crate::query::{self, PageFrom, Query};
+use crate::schema::EntityDef;
 use crate::seed::RefusalBody;
 use crate::state::State;
 use crate::transport::{RawRequest, Reply};
@@ -417,7 +418,7 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         [_, "entityinformation", rest @ ..] if info_kind(rest).is_some() => {
             let e = entity(segments[0])?;
             let route = format!("{e}/{}", segments[1..].join("/"));
-            (Target::Info(e, info_kind(rest).expect("checked")), route)
+            (Target::Info(e, info_kind(rest).ok_or_else(|| err(404, "No such route."))?), route)
         }
         [_, "query"] => {
             let e = entity(segments[0])?;
@@ -445,7 +446,7 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         ["contracts", p, child, rest @ ..]
             if id(p).is_some() && child_entity(state, child).is_some() =>
         {
-            let e = child_entity(state, child).expect("checked");
+            let e = child_entity(state, child).ok_or_else(|| err(404, "No such route."))?;
             let parent = id(p);
             let child_name = state.def(&e).and_then(|d| d.child_of_contract).unwrap_or("");
             match rest {
@@ -454,13 +455,20 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
                     format!("Contracts/{{id}}/{child_name}"),
                 ),
                 [i] if id(i).is_some() => (
-                    Target::Item { entity: e, parent, id: id(i).expect("checked") },
+                    Target::Item {
+                        entity: e,
+                        parent,
+                        id: id(i).ok_or_else(|| err(404, "No such route."))?,
+                    },
                     format!("Contracts/{{id}}/{child_name}/{{id}}"),
                 ),
                 ["entityinformation", more @ ..] if info_kind(more).is_some() => {
                     let route =
                         format!("Contracts/{{id}}/{child_name}/{}", segments[3..].join("/"));
-                    (Target::Info(e, info_kind(more).expect("checked")), route)
+                    (
+                        Target::Info(e, info_kind(more).ok_or_else(|| err(404, "No such route."))?),
+                        route,
+                    )
                 }
                 _ => return Err(err(404, "No such route.")),
             }
@@ -468,7 +476,11 @@ fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Ou
         [_, i] if id(i).is_some() => {
             let e = entity(segments[0])?;
             (
-                Target::Item { entity: e.clone(), parent: None, id: id(i).expect("checked") },
+                Target::Item {
+                    entity: e.clone(),
+                    parent: None,
+                    id: id(i).ok_or_else(|| err(404, "No such route."))?,
+                },
                 format!("{e}/{{id}}"),
             )
         }
@@ -537,35 +549,51 @@ fn admit(
     *route = format!("{} {route_name}", rq.method);
     let endpoint = endpoint_of(&target);
     *shared.control().counters.by_endpoint.entry(endpoint.clone()).or_default() += 1;
-
     if let Target::Zone = target {
-        if rq.method != "GET" {
-            return Err(err(405, "Method not allowed."));
-        }
-        let user = rq
-            .query
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("user"))
-            .map(|(_, v)| v.as_str())
-            .unwrap_or("");
-        if !user.eq_ignore_ascii_case(&shared.seed.credentials.username) {
-            return Err(err(
-                500,
-                format!("Zone information could not be determined for user {user}."),
-            ));
-        }
-        return Err(Outcome::Json(
-            200,
-            json!({
-                "zoneName": shared.seed.zone_name,
-                "url": shared.base_url,
-                "webUrl": format!("{}/Autotask/", shared.root_url),
-                "ci": 0,
-            }),
-        ));
+        return Err(zone_answer(shared, rq));
     }
+    let code = authenticate(shared, rq)?;
+    if let Target::Threshold = target {
+        return Err(threshold_answer(shared, rq));
+    }
+    let write = is_write(&rq.method, &target);
+    take_slot(shared, code, endpoint, write).map(|taken| Admitted {
+        target,
+        write,
+        _slot: Slot { shared: shared.clone(), key: taken.key },
+        latency: taken.latency,
+        #[cfg(feature = "faults")]
+        failure: taken.failure,
+    })
+}
 
-    // Authentication.
+/// `GET zoneInformation?user=`: the zone of the seed's API user (no authentication).
+fn zone_answer(shared: &Shared, rq: &Incoming) -> Outcome {
+    if rq.method != "GET" {
+        return err(405, "Method not allowed.");
+    }
+    let user = rq
+        .query
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("user"))
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("");
+    if !user.eq_ignore_ascii_case(&shared.seed.credentials.username) {
+        return err(500, format!("Zone information could not be determined for user {user}."));
+    }
+    Outcome::Json(
+        200,
+        json!({
+            "zoneName": shared.seed.zone_name,
+            "url": shared.base_url,
+            "webUrl": format!("{}/Autotask/", shared.root_url),
+            "ci": 0,
+        }),
+    )
+}
+
+/// The three headers against the seed's credentials; the integration code keys the limits.
+fn authenticate<'a>(shared: &Shared, rq: &'a Incoming) -> Result<&'a str, Outcome> {
     let creds = &shared.seed.credentials;
     let code = rq.header("ApiIntegrationCode").unwrap_or("");
     if code != creds.integration_code
@@ -574,25 +602,37 @@ fn admit(
     {
         return Err(err(401, "Unauthorized: the ApiIntegrationCode, UserName and Secret headers do not match an API user."));
     }
+    Ok(code)
+}
 
-    let threshold = shared.seed.external_request_threshold;
-    if let Target::Threshold = target {
-        if rq.method != "GET" {
-            return Err(err(405, "Method not allowed."));
-        }
-        let count = shared.control().hour_count(Instant::now());
-        return Err(Outcome::Json(
-            200,
-            json!({
-                "externalRequestThreshold": threshold,
-                "requestThresholdTimeframe": TIMEFRAME_MINUTES,
-                "currentTimeframeRequestCount": count,
-            }),
-        ));
+/// `GET ThresholdInformation`: the hour's budget and use (not limited itself).
+fn threshold_answer(shared: &Shared, rq: &Incoming) -> Outcome {
+    if rq.method != "GET" {
+        return err(405, "Method not allowed.");
     }
+    let count = shared.control().hour_count(Instant::now());
+    Outcome::Json(
+        200,
+        json!({
+            "externalRequestThreshold": shared.seed.external_request_threshold,
+            "requestThresholdTimeframe": TIMEFRAME_MINUTES,
+            "currentTimeframeRequestCount": count,
+        }),
+    )
+}
 
-    // The limits (and faults), under the control lock.
-    let write = is_write(&rq.method, &target);
+/// What taking a slot gave a request: the slot's key and, with faults, what to inject.
+struct Taken {
+    key: (String, String),
+    latency: Duration,
+    #[cfg(feature = "faults")]
+    failure: Option<crate::faults::WriteFailure>,
+}
+
+/// The limits (and faults), under the control lock: the hourly threshold, then the
+/// endpoint's requests in flight (slots still releasing count).
+fn take_slot(shared: &Shared, code: &str, endpoint: String, write: bool) -> Result<Taken, Outcome> {
+    let threshold = shared.seed.external_request_threshold;
     let mut c = shared.control();
     let now = Instant::now();
     if c.hour_count(now) as u64 >= threshold {
@@ -639,10 +679,8 @@ fn admit(
     let latency = shared.options.latency + c.faults.latency;
     #[cfg(not(feature = "faults"))]
     let latency = shared.options.latency;
-    Ok(Admitted {
-        target,
-        write,
-        _slot: Slot { shared: shared.clone(), key },
+    Ok(Taken {
+        key,
         latency,
         #[cfg(feature = "faults")]
         failure,
@@ -662,147 +700,190 @@ fn complete(shared: &Shared, rq: &Incoming, admitted: Admitted) -> Outcome {
     outcome
 }
 
+/// Runs an admitted request against the state: one function per kind of URL.
 pub(crate) fn execute(shared: &Shared, rq: &Incoming, target: &Target) -> Outcome {
     let method = rq.method.as_str();
     let mut state = shared.state();
-    let result: Result<Value, ApiError> = match target {
-        Target::Threshold | Target::Zone => Err(ApiError::new(404, "unreachable")),
-        Target::Info(entity, kind) => {
-            if method != "GET" {
-                return err(405, "Method not allowed.");
-            }
-            let def = state.def(entity).expect("known entity");
-            Ok(match kind {
-                InfoKind::Entity => def.info_json(),
-                InfoKind::Fields => {
-                    json!({"fields": def.fields.iter().map(|f| f.to_json()).collect::<Vec<_>>()})
-                }
-                InfoKind::Udfs => {
-                    let udfs: Vec<Value> = if def.has_udfs {
-                        state
-                            .contract_udfs
-                            .iter()
-                            .map(|name| {
-                                let required = state.required_udfs.iter().any(|r| r.eq_ignore_ascii_case(name));
-                                json!({
-                                    "name": name, "label": name, "dataType": "string", "length": 100,
-                                    "isRequired": required, "isReadOnly": false, "isQueryable": true,
-                                    "isReference": false, "referenceEntityType": "", "isPickList": false,
-                                    "picklistValues": null, "isActive": true,
-                                })
-                            })
-                            .collect()
-                    } else {
-                        Vec::new()
-                    };
-                    json!({"fields": udfs})
-                }
-            })
-        }
+    match target {
+        Target::Threshold | Target::Zone => errors(ApiError::new(404, "unreachable")),
+        Target::Info(entity, kind) => info(&state, method, entity, *kind),
         Target::Query { entity, count, page } => {
-            let def = state.def(entity).expect("known entity").clone();
-            if !def.can_query {
-                return err(405, format!("{} cannot be queried.", def.name));
-            }
-            let body = match method {
-                "POST" => rq.json(),
-                "GET" if page.is_some() => return err(
-                    405,
-                    "The next and previous page URLs are followed with POST and the query body.",
-                ),
-                "GET" => match rq.query.iter().find(|(k, _)| k.eq_ignore_ascii_case("search")) {
-                    Some((_, search)) => serde_json::from_str(search)
-                        .map_err(|e| ApiError::new(500, format!("search is not valid JSON: {e}"))),
-                    None => Ok(Value::Null),
-                },
-                _ => return err(405, "Method not allowed."),
-            };
-            let udfs = if def.has_udfs { state.contract_udfs.clone() } else { Vec::new() };
-            let offset = shared.seed.tenant_utc_offset_minutes;
-            body.and_then(|body| Query::parse_in(&def, &udfs, &body, offset)).and_then(|q| {
-                let rows = state.rows_shared(def.name);
-                let rows = &rows[..];
-                if *count {
-                    return Ok(query::count(&q, rows));
-                }
-                let paging = rq
-                    .query
-                    .iter()
-                    .find(|(k, _)| k.eq_ignore_ascii_case("paging"))
-                    .and_then(|(_, v)| v.parse::<i64>().ok());
-                let from = match (page, paging) {
-                    (None, _) => PageFrom::Start,
-                    (Some("next"), Some(id)) => PageFrom::After(id),
-                    (Some(_), Some(id)) => PageFrom::Before(id),
-                    (Some(_), None) => {
-                        return Err(ApiError::new(
-                            500,
-                            "The paging parameter is missing or invalid.",
-                        ))
-                    }
-                };
-                let base = shared.base_url.clone();
-                let name = def.name;
-                let url = move |kind: &str, id: i64| {
-                    format!("{base}v1.0/{name}/query/{kind}?paging={id}")
-                };
-                query::run(&q, rows, from, &url)
-            })
+            query_answer(shared, rq, &mut state, entity, *count, *page)
         }
-        Target::Item { entity, parent, id } => match method {
-            "GET" => {
-                let def = state.def(entity).expect("known entity").clone();
-                if !def.can_query {
-                    return err(405, format!("{} cannot be read.", def.name));
-                }
-                match state.get(entity, *id) {
-                    Some(item)
-                        if parent.is_none()
-                            || item.get("contractID").and_then(Value::as_i64) == *parent =>
-                    {
-                        Ok(json!({"item": item}))
-                    }
-                    _ => Err(ApiError::new(404, format!("{entity} with id {id} was not found."))),
-                }
-            }
-            "DELETE" if parent.is_some() => state.delete(entity, *parent, *id),
-            _ => Err(ApiError::new(
-                405,
-                "Method not allowed: updates go to the collection URL with id in the body.",
-            )),
-        },
-        Target::Collection { entity, parent } => {
-            let def = state.def(entity).expect("known entity").clone();
-            let writes_here = parent.is_some() || !def.child_writes_only;
-            match method {
-                "GET" if parent.is_some() && def.can_query => {
-                    let items: Vec<Value> = state
-                        .rows(entity)
-                        .into_iter()
-                        .filter(|r| r.get("contractID").and_then(Value::as_i64) == *parent)
-                        .take(query::PAGE_MAX)
-                        .collect();
-                    Ok(
-                        json!({"items": items, "pageDetails": {"count": items.len(), "requestCount": query::PAGE_MAX, "prevPageUrl": null, "nextPageUrl": null}}),
-                    )
-                }
-                "POST" if writes_here && def.can_create => {
-                    rq.json().and_then(|b| state.create(entity, *parent, &b))
-                }
-                "PATCH" | "PUT" if writes_here && def.can_update => {
-                    rq.json().and_then(|b| state.update(entity, *parent, &b, method == "PUT"))
-                }
-                _ => Err(ApiError::new(
-                    405,
-                    format!("{method} is not allowed on this {} URL.", def.name),
-                )),
-            }
-        }
-    };
+        Target::Item { entity, parent, id } => item(&mut state, method, entity, *parent, *id),
+        Target::Collection { entity, parent } => collection(&mut state, rq, entity, *parent),
+    }
+}
+
+/// An API answer as sent: 200 with its body, or the error's status and message.
+fn respond(result: Result<Value, ApiError>) -> Outcome {
     match result {
         Ok(body) => Outcome::Json(200, body),
         Err(e) => errors(e),
     }
+}
+
+/// The entity's definition; parse_target only admits known entities.
+fn known<'a>(state: &'a State, entity: &str) -> Result<&'a EntityDef, Outcome> {
+    state.def(entity).ok_or_else(|| errors(ApiError::new(404, format!("Unknown entity {entity}"))))
+}
+
+/// `GET {entity}/entityInformation[/fields|/userDefinedFields]`.
+fn info(state: &State, method: &str, entity: &str, kind: InfoKind) -> Outcome {
+    if method != "GET" {
+        return err(405, "Method not allowed.");
+    }
+    let def = match known(state, entity) {
+        Ok(def) => def,
+        Err(outcome) => return outcome,
+    };
+    let body = match kind {
+        InfoKind::Entity => def.info_json(),
+        InfoKind::Fields => {
+            json!({"fields": def.fields.iter().map(|f| f.to_json()).collect::<Vec<_>>()})
+        }
+        InfoKind::Udfs if def.has_udfs => json!({"fields": udf_infos(state)}),
+        InfoKind::Udfs => json!({"fields": []}),
+    };
+    Outcome::Json(200, body)
+}
+
+/// The Contracts UDFs' field information (text fields, some required).
+fn udf_infos(state: &State) -> Vec<Value> {
+    state
+        .contract_udfs
+        .iter()
+        .map(|name| {
+            let required = state.required_udfs.iter().any(|r| r.eq_ignore_ascii_case(name));
+            json!({
+                "name": name, "label": name, "dataType": "string", "length": 100,
+                "isRequired": required, "isReadOnly": false, "isQueryable": true,
+                "isReference": false, "referenceEntityType": "", "isPickList": false,
+                "picklistValues": null, "isActive": true,
+            })
+        })
+        .collect()
+}
+
+/// `{entity}/query[/count|/next|/prev]`: POST with the query body, or GET with `search=`.
+fn query_answer(
+    shared: &Shared,
+    rq: &Incoming,
+    state: &mut State,
+    entity: &str,
+    count: bool,
+    page: Option<&'static str>,
+) -> Outcome {
+    let def = match known(state, entity) {
+        Ok(def) => def.clone(),
+        Err(outcome) => return outcome,
+    };
+    if !def.can_query {
+        return err(405, format!("{} cannot be queried.", def.name));
+    }
+    let body = match rq.method.as_str() {
+        "POST" => rq.json(),
+        "GET" if page.is_some() => {
+            return err(
+                405,
+                "The next and previous page URLs are followed with POST and the query body.",
+            )
+        }
+        "GET" => match rq.query.iter().find(|(k, _)| k.eq_ignore_ascii_case("search")) {
+            Some((_, search)) => serde_json::from_str(search)
+                .map_err(|e| ApiError::new(500, format!("search is not valid JSON: {e}"))),
+            None => Ok(Value::Null),
+        },
+        _ => return err(405, "Method not allowed."),
+    };
+    let udfs = if def.has_udfs { state.contract_udfs.clone() } else { Vec::new() };
+    let offset = shared.seed.tenant_utc_offset_minutes;
+    respond(body.and_then(|body| Query::parse_in(&def, &udfs, &body, offset)).and_then(|q| {
+        let rows = state.rows_shared(def.name);
+        if count {
+            return Ok(query::count(&q, &rows[..]));
+        }
+        let from = page_from(rq, page)?;
+        let base = shared.base_url.clone();
+        let name = def.name;
+        let url = move |kind: &str, id: i64| format!("{base}v1.0/{name}/query/{kind}?paging={id}");
+        query::run(&q, &rows[..], from, &url)
+    }))
+}
+
+/// Where a page starts: the first, or after/before the `paging` id of a next/prev URL.
+fn page_from(rq: &Incoming, page: Option<&str>) -> Result<PageFrom, ApiError> {
+    let paging = rq
+        .query
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("paging"))
+        .and_then(|(_, v)| v.parse::<i64>().ok());
+    match (page, paging) {
+        (None, _) => Ok(PageFrom::Start),
+        (Some("next"), Some(id)) => Ok(PageFrom::After(id)),
+        (Some(_), Some(id)) => Ok(PageFrom::Before(id)),
+        (Some(_), None) => Err(ApiError::new(500, "The paging parameter is missing or invalid.")),
+    }
+}
+
+/// `GET {entity}/{id}` (or a contract's child by id), `DELETE` a contract's child.
+fn item(state: &mut State, method: &str, entity: &str, parent: Option<i64>, id: i64) -> Outcome {
+    respond(match method {
+        "GET" => {
+            match known(state, entity) {
+                Ok(def) if !def.can_query => {
+                    return err(405, format!("{} cannot be read.", def.name))
+                }
+                Ok(_) => {}
+                Err(outcome) => return outcome,
+            }
+            match state.get(entity, id) {
+                Some(item)
+                    if parent.is_none()
+                        || item.get("contractID").and_then(Value::as_i64) == parent =>
+                {
+                    Ok(json!({"item": item}))
+                }
+                _ => Err(ApiError::new(404, format!("{entity} with id {id} was not found."))),
+            }
+        }
+        "DELETE" if parent.is_some() => state.delete(entity, parent, id),
+        _ => Err(ApiError::new(
+            405,
+            "Method not allowed: updates go to the collection URL with id in the body.",
+        )),
+    })
+}
+
+/// `{entity}` or `Contracts/{id}/{child}`: create (POST), update (PATCH, PUT), a contract's
+/// children (GET).
+fn collection(state: &mut State, rq: &Incoming, entity: &str, parent: Option<i64>) -> Outcome {
+    let method = rq.method.as_str();
+    let def = match known(state, entity) {
+        Ok(def) => def.clone(),
+        Err(outcome) => return outcome,
+    };
+    let writes_here = parent.is_some() || !def.child_writes_only;
+    respond(match method {
+        "GET" if parent.is_some() && def.can_query => {
+            let items: Vec<Value> = state
+                .rows(entity)
+                .into_iter()
+                .filter(|r| r.get("contractID").and_then(Value::as_i64) == parent)
+                .take(query::PAGE_MAX)
+                .collect();
+            Ok(
+                json!({"items": items, "pageDetails": {"count": items.len(), "requestCount": query::PAGE_MAX, "prevPageUrl": null, "nextPageUrl": null}}),
+            )
+        }
+        "POST" if writes_here && def.can_create => {
+            rq.json().and_then(|b| state.create(entity, parent, &b))
+        }
+        "PATCH" | "PUT" if writes_here && def.can_update => {
+            rq.json().and_then(|b| state.update(entity, parent, &b, method == "PUT"))
+        }
+        _ => Err(ApiError::new(405, format!("{method} is not allowed on this {} URL.", def.name))),
+    })
 }
 
 /// Every (method, path) the simulator serves for Autotask, in v1.json's spelling

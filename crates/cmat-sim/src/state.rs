@@ -635,100 +635,115 @@ impl State {
         record: &Record,
         existing: Option<&Record>,
     ) -> Result<(), ApiError> {
-        let f = &record.fields;
-        let int = |k: &str| f.get(k).and_then(Value::as_i64);
         match def.name {
-            "Contracts" => {
-                if let (Some(start), Some(end)) =
-                    (f.get("startDate").and_then(date_of), f.get("endDate").and_then(date_of))
-                {
-                    if end < start {
-                        return Err(e500(
-                            "The contract's endDate must not be before its startDate.",
-                        ));
-                    }
-                }
-                if let Some(existing) = existing {
-                    // Units exist from the adjustments' dates: keep them inside the contract.
-                    let id = int("id").unwrap_or(0);
-                    let start = f.get("startDate").and_then(date_of);
-                    let end = f.get("endDate").and_then(date_of);
-                    let _ = existing;
-                    for a in self
-                        .adjustments
-                        .iter()
-                        .filter(|a| a.fields.get("contractID").and_then(Value::as_i64) == Some(id))
-                    {
-                        if start.is_some_and(|s| a.date < s) || end.is_some_and(|e| a.date > e) {
-                            return Err(e500(format!(
-                                "The contract has a service adjustment effective {}, outside the new dates.",
-                                a.date
-                            )));
-                        }
-                    }
-                }
+            "Contracts" => self.contract_rules(record, existing),
+            "Services" => self.service_rules(record),
+            "ContractServices" => self.contract_service_rules(record, existing),
+            "ContractCharges" => self.charge_rules(record, existing),
+            _ => Ok(()),
+        }
+    }
+
+    /// A contract ends on or after its start, and an update keeps its service adjustments
+    /// (units exist from their dates) inside the new dates.
+    fn contract_rules(&self, record: &Record, existing: Option<&Record>) -> Result<(), ApiError> {
+        let f = &record.fields;
+        let start = f.get("startDate").and_then(date_of);
+        let end = f.get("endDate").and_then(date_of);
+        if let (Some(start), Some(end)) = (start, end) {
+            if end < start {
+                return Err(e500("The contract's endDate must not be before its startDate."));
             }
-            "Services" => {
-                let code = int("billingCodeID").unwrap_or(0);
-                let use_type = self.field_i64("BillingCodes", code, "useType");
-                let active = self
-                    .records
-                    .get("BillingCodes")
-                    .and_then(|m| m.get(&code))
-                    .and_then(|r| r.fields.get("isActive"))
-                    .and_then(Value::as_bool)
-                    .unwrap_or(false);
-                if use_type != Some(USE_TYPE_RECURRING_CONTRACT_SERVICE) || !active {
-                    return Err(e500(format!(
-                        "billingCodeID {code} must be an active billing code of use type Recurring Contract Service."
-                    )));
-                }
+        }
+        if existing.is_none() {
+            return Ok(());
+        }
+        let id = f.get("id").and_then(Value::as_i64).unwrap_or(0);
+        for a in self
+            .adjustments
+            .iter()
+            .filter(|a| a.fields.get("contractID").and_then(Value::as_i64) == Some(id))
+        {
+            if start.is_some_and(|s| a.date < s) || end.is_some_and(|e| a.date > e) {
+                return Err(e500(format!(
+                    "The contract has a service adjustment effective {}, outside the new dates.",
+                    a.date
+                )));
             }
-            "ContractServices" => {
-                let contract = int("contractID").unwrap_or(0);
-                if self.field_i64("Contracts", contract, "contractType")
-                    != Some(CONTRACT_TYPE_RECURRING_SERVICE)
-                {
-                    return Err(e500(format!(
-                        "Contract {contract} is not a Recurring Service contract; services can only be added to those."
-                    )));
-                }
-                if existing.is_none() {
-                    let service = int("serviceID").unwrap_or(0);
-                    if self.contract_service_of(contract, service).is_some() {
-                        return Err(e500(format!(
-                            "Service {service} is already on contract {contract}."
-                        )));
-                    }
-                }
-            }
-            "ContractCharges" => {
-                if let Some(existing) = existing {
-                    if existing.fields.get("isBilled").and_then(Value::as_bool) == Some(true) {
-                        return Err(e500("A billed charge cannot be changed."));
-                    }
-                }
-                match (int("billingCodeID"), int("productID")) {
-                    (None, None) => return Err(e500("billingCodeID or productID is required.")),
-                    (Some(code), _) => {
-                        let rec = self.records.get("BillingCodes").and_then(|m| m.get(&code));
-                        let ok = rec.is_some_and(|r| {
-                            r.fields.get("useType").and_then(Value::as_i64)
-                                == Some(USE_TYPE_MATERIAL_COST_CODE)
-                                && r.fields.get("isActive").and_then(Value::as_bool) == Some(true)
-                        });
-                        if !ok {
-                            return Err(e500(format!(
-                                "billingCodeID {code} must be an active billing code of use type Material Cost Code."
-                            )));
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            _ => {}
         }
         Ok(())
+    }
+
+    /// A Service bills to an active Recurring Contract Service code.
+    fn service_rules(&self, record: &Record) -> Result<(), ApiError> {
+        let code = record.fields.get("billingCodeID").and_then(Value::as_i64).unwrap_or(0);
+        let use_type = self.field_i64("BillingCodes", code, "useType");
+        let active = self
+            .records
+            .get("BillingCodes")
+            .and_then(|m| m.get(&code))
+            .and_then(|r| r.fields.get("isActive"))
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        if use_type != Some(USE_TYPE_RECURRING_CONTRACT_SERVICE) || !active {
+            return Err(e500(format!(
+                "billingCodeID {code} must be an active billing code of use type Recurring Contract Service."
+            )));
+        }
+        Ok(())
+    }
+
+    /// A contract service sits on a Recurring Service contract, once per service.
+    fn contract_service_rules(
+        &self,
+        record: &Record,
+        existing: Option<&Record>,
+    ) -> Result<(), ApiError> {
+        let int = |k: &str| record.fields.get(k).and_then(Value::as_i64);
+        let contract = int("contractID").unwrap_or(0);
+        if self.field_i64("Contracts", contract, "contractType")
+            != Some(CONTRACT_TYPE_RECURRING_SERVICE)
+        {
+            return Err(e500(format!(
+                "Contract {contract} is not a Recurring Service contract; services can only be added to those."
+            )));
+        }
+        if existing.is_none() {
+            let service = int("serviceID").unwrap_or(0);
+            if self.contract_service_of(contract, service).is_some() {
+                return Err(e500(format!("Service {service} is already on contract {contract}.")));
+            }
+        }
+        Ok(())
+    }
+
+    /// A billed charge never changes; a charge names a product or an active Material Cost
+    /// Code.
+    fn charge_rules(&self, record: &Record, existing: Option<&Record>) -> Result<(), ApiError> {
+        if existing.is_some_and(|e| e.fields.get("isBilled").and_then(Value::as_bool) == Some(true))
+        {
+            return Err(e500("A billed charge cannot be changed."));
+        }
+        let int = |k: &str| record.fields.get(k).and_then(Value::as_i64);
+        match (int("billingCodeID"), int("productID")) {
+            (None, None) => Err(e500("billingCodeID or productID is required.")),
+            (Some(code), _) => {
+                let rec = self.records.get("BillingCodes").and_then(|m| m.get(&code));
+                let ok = rec.is_some_and(|r| {
+                    r.fields.get("useType").and_then(Value::as_i64)
+                        == Some(USE_TYPE_MATERIAL_COST_CODE)
+                        && r.fields.get("isActive").and_then(Value::as_bool) == Some(true)
+                });
+                if ok {
+                    Ok(())
+                } else {
+                    Err(e500(format!(
+                        "billingCodeID {code} must be an active billing code of use type Material Cost Code."
+                    )))
+                }
+            }
+            _ => Ok(()),
+        }
     }
 
     fn contract_service_of(&self, contract: i64, service: i64) -> Option<i64> {
@@ -761,16 +776,7 @@ impl State {
         }
         let mut input = self.parse_input(&def, body)?;
         self.ignore_hidden_costs(&mut input);
-        let mut errors = Vec::new();
-        for (name, value) in &input.fields {
-            let field = def.field(name).expect("parsed field");
-            if field.read_only && !value.is_null() {
-                errors.push(format!("{} is read-only.", field.name));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ApiError { status: 500, errors });
-        }
+        refuse_read_only(&def, &input)?;
         let mut record = Record { fields: Map::new(), udfs: BTreeMap::new() };
         for field in &def.fields {
             record.fields.insert(field.name.to_string(), Value::Null);
@@ -800,16 +806,7 @@ impl State {
             self.apply_udfs(&mut record, udfs)?;
         }
         if def.name == "ContractServices" {
-            // The catalogue price is the Service's; the cost defaults to the Service's.
-            let service = record.fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
-            if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
-                let catalogue = s.fields.get("unitPrice").cloned().unwrap_or(Value::Null);
-                record.fields.insert("unitPrice".into(), catalogue);
-                if record.fields.get("unitCost").is_none_or(Value::is_null) {
-                    let cost = s.fields.get("unitCost").cloned().unwrap_or(Value::Null);
-                    record.fields.insert("unitCost".into(), cost);
-                }
-            }
+            self.price_from_service(&mut record);
         }
         let now = self.stamp();
         self.apply_defaults(&def, &mut record, now);
@@ -821,6 +818,20 @@ impl State {
         self.compute(&def, &mut record, now, true);
         self.records.entry(def.name).or_default().insert(id, record);
         Ok(json!({"itemId": id}))
+    }
+
+    /// A new contract service: the catalogue price is the Service's; the cost defaults to the
+    /// Service's.
+    fn price_from_service(&self, record: &mut Record) {
+        let service = record.fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
+        if let Some(s) = self.records.get("Services").and_then(|m| m.get(&service)) {
+            let catalogue = s.fields.get("unitPrice").cloned().unwrap_or(Value::Null);
+            record.fields.insert("unitPrice".into(), catalogue);
+            if record.fields.get("unitCost").is_none_or(Value::is_null) {
+                let cost = s.fields.get("unitCost").cloned().unwrap_or(Value::Null);
+                record.fields.insert("unitCost".into(), cost);
+            }
+        }
     }
 
     /// `PATCH`/`PUT` on the collection (or child collection) with `id` in the body.
@@ -852,35 +863,8 @@ impl State {
                 )));
             }
         }
-        let mut errors = Vec::new();
-        for (name, value) in &input.fields {
-            let field = def.field(name).expect("parsed field");
-            let old = existing.fields.get(*name).unwrap_or(&Value::Null);
-            // Children written through their contract take only what may change: a read-only
-            // field is refused even with its current value (ContractServices, LIVE).
-            let unchanged = same_value(field.kind, old, value) && !def.child_writes_only;
-            if (field.read_only || field.create_only) && !value.is_null() && !unchanged {
-                errors.push(format!("{} is read-only.", field.name));
-            }
-        }
-        if !errors.is_empty() {
-            return Err(ApiError { status: 500, errors });
-        }
-        let mut record = existing.clone();
-        for (name, value) in &input.fields {
-            let field = def.field(name).expect("parsed field");
-            if !field.read_only && !field.create_only {
-                record.fields.insert(name.to_string(), value.clone());
-            }
-        }
-        if put {
-            for field in &def.fields {
-                if !field.read_only && !field.create_only && !input.fields.contains_key(field.name)
-                {
-                    record.fields.insert(field.name.to_string(), Value::Null);
-                }
-            }
-        }
+        refuse_unchangeable(&def, &input, &existing)?;
+        let mut record = updated(&def, &input, &existing, put)?;
         if let Some(udfs) = input.udfs {
             if !def.has_udfs && !udfs.is_empty() {
                 return Err(e500(format!("{} has no user-defined fields.", def.name)));
@@ -920,11 +904,69 @@ impl State {
         Ok(json!({"itemId": id}))
     }
 
+    /// `POST ContractServiceAdjustments`: checked as Autotask checks it (the contract, the
+    /// date within it, the contract service, no duplicate date, units never below 0), then the
+    /// contract service created or repriced and the adjustment recorded.
     fn create_adjustment(&mut self, parent: Option<i64>, body: &Value) -> Result<i64, ApiError> {
         let def = self.def_owned("ContractServiceAdjustments")?;
         let input = self.parse_input(&def, body)?;
         let get = |k: &str| input.fields.get(k).filter(|v| !v.is_null());
-        let contract_id = match (parent, get("contractID").and_then(Value::as_i64)) {
+        let contract_id = self.adjustment_contract(parent, get("contractID"))?;
+        let date = get("effectiveDate")
+            .and_then(date_of)
+            .ok_or_else(|| e500("effectiveDate is required."))?;
+        let unit_change = get("unitChange")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| e500("unitChange is required."))?;
+        self.check_within_contract(contract_id, date)?;
+        let price = get("adjustedUnitPrice").and_then(decimal_of);
+        // A user who may not see costs has its cost writes ignored.
+        let cost = get("adjustedUnitCost").and_then(decimal_of).filter(|_| !self.hide_costs);
+        let (cs_id, service_id) = self.adjustment_target(
+            contract_id,
+            get("contractServiceID").and_then(Value::as_i64),
+            get("serviceID").and_then(Value::as_i64),
+        )?;
+        self.check_adjustment_fits(cs_id, date, unit_change)?;
+        // Commit.
+        let _ = self.stamp();
+        let cs = match cs_id {
+            Some(cs) => cs,
+            None => self.create_adjusted_service(contract_id, service_id, price, cost)?,
+        };
+        self.reprice_contract_service(cs, price, cost);
+        let id = self.next_id.get("ContractServiceAdjustments").copied().unwrap_or(1);
+        self.next_id.insert("ContractServiceAdjustments", id + 1);
+        let mut fields = Map::new();
+        for field in &def.fields {
+            fields.insert(
+                field.name.to_string(),
+                input.fields.get(field.name).cloned().unwrap_or(Value::Null),
+            );
+        }
+        fields.insert("id".into(), Value::from(id));
+        fields.insert("contractID".into(), Value::from(contract_id));
+        fields.insert("contractServiceID".into(), Value::from(cs));
+        fields.insert("serviceID".into(), Value::from(service_id));
+        fields.insert("effectiveDate".into(), Value::String(format_date(date)));
+        self.adjustments.push(Adjustment {
+            id,
+            contract_service_id: cs,
+            date,
+            unit_change,
+            fields,
+        });
+        Ok(id)
+    }
+
+    /// The adjustment's contract (the parent's, or the body's `contractID`): it exists and is a
+    /// Recurring Service contract.
+    fn adjustment_contract(
+        &self,
+        parent: Option<i64>,
+        given: Option<&Value>,
+    ) -> Result<i64, ApiError> {
+        let contract_id = match (parent, given.and_then(Value::as_i64)) {
             (Some(p), Some(c)) if p != c => {
                 return Err(e500(format!("contractID {c} does not match the parent contract {p}.")))
             }
@@ -936,8 +978,7 @@ impl State {
             .records
             .get("Contracts")
             .and_then(|m| m.get(&contract_id))
-            .ok_or_else(|| e500(format!("Reference value on field contractID of type Contracts does not exist: {contract_id}.")))?
-            .clone();
+            .ok_or_else(|| e500(format!("Reference value on field contractID of type Contracts does not exist: {contract_id}.")))?;
         if contract.fields.get("contractType").and_then(Value::as_i64)
             != Some(CONTRACT_TYPE_RECURRING_SERVICE)
         {
@@ -945,14 +986,14 @@ impl State {
                 "Contract {contract_id} is not a Recurring Service contract."
             )));
         }
-        let date = get("effectiveDate")
-            .and_then(date_of)
-            .ok_or_else(|| e500("effectiveDate is required."))?;
-        let unit_change = get("unitChange")
-            .and_then(Value::as_i64)
-            .ok_or_else(|| e500("unitChange is required."))?;
-        let start = contract.fields.get("startDate").and_then(date_of);
-        let end = contract.fields.get("endDate").and_then(date_of);
+        Ok(contract_id)
+    }
+
+    /// The effective date lies within the contract's start and end dates.
+    fn check_within_contract(&self, contract_id: i64, date: NaiveDate) -> Result<(), ApiError> {
+        let contract = self.records.get("Contracts").and_then(|m| m.get(&contract_id));
+        let field = |name: &str| contract.and_then(|c| c.fields.get(name)).and_then(date_of);
+        let (start, end) = (field("startDate"), field("endDate"));
         if start.is_some_and(|s| date < s) || end.is_some_and(|e| date > e) {
             // The live wording (API-NOTES).
             return Err(e500(format!(
@@ -961,14 +1002,18 @@ impl State {
                 end.map(|d| d.to_string()).unwrap_or_default()
             )));
         }
-        let price = get("adjustedUnitPrice").and_then(decimal_of);
-        // A user who may not see costs has its cost writes ignored.
-        let cost = get("adjustedUnitCost").and_then(decimal_of).filter(|_| !self.hide_costs);
-        // Which contract service: by contractServiceID, else by serviceID (created if missing).
-        let (cs_id, service_id) = match (
-            get("contractServiceID").and_then(Value::as_i64),
-            get("serviceID").and_then(Value::as_i64),
-        ) {
+        Ok(())
+    }
+
+    /// Which contract service: by contractServiceID (on this contract, for the service if
+    /// given), else by serviceID (None: created on commit). With the service's id.
+    fn adjustment_target(
+        &self,
+        contract_id: i64,
+        contract_service: Option<i64>,
+        service: Option<i64>,
+    ) -> Result<(Option<i64>, i64), ApiError> {
+        match (contract_service, service) {
             (Some(cs), service) => {
                 let rec = self
                     .records
@@ -987,34 +1032,36 @@ impl State {
                         service.unwrap_or(0)
                     )));
                 }
-                (Some(cs), sid)
+                Ok((Some(cs), sid))
             }
             (None, Some(service)) => {
                 if !self.exists("Services", service) {
                     return Err(e500(format!("Reference value on field serviceID of type Services does not exist: {service}.")));
                 }
-                (self.contract_service_of(contract_id, service), service)
+                Ok((self.contract_service_of(contract_id, service), service))
             }
-            (None, None) => return Err(e500("serviceID or contractServiceID is required.")),
-        };
-        if let Some(cs) = cs_id {
-            if self.adjustments.iter().any(|a| a.contract_service_id == cs && a.date == date) {
-                return Err(e500(format!(
-                    "Cannot insert duplicate key row in object 'dbo.contract_service_period' for contract service {cs} on {date}."
-                )));
-            }
+            (None, None) => Err(e500("serviceID or contractServiceID is required.")),
         }
-        // Units may never go below 0 from the effective date on.
-        let existing: Vec<(NaiveDate, i64)> = cs_id
-            .map(|cs| {
-                self.adjustments
-                    .iter()
-                    .filter(|a| a.contract_service_id == cs)
-                    .map(|a| (a.date, a.unit_change))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut all = existing.clone();
+    }
+
+    /// No second adjustment on one date, and units never below 0 from the effective date on
+    /// (a contract service still to create has no adjustment yet).
+    fn check_adjustment_fits(
+        &self,
+        cs_id: Option<i64>,
+        date: NaiveDate,
+        unit_change: i64,
+    ) -> Result<(), ApiError> {
+        let on_service = |a: &&Adjustment| Some(a.contract_service_id) == cs_id;
+        if let Some(cs) =
+            cs_id.filter(|_| self.adjustments.iter().filter(on_service).any(|a| a.date == date))
+        {
+            return Err(e500(format!(
+                "Cannot insert duplicate key row in object 'dbo.contract_service_period' for contract service {cs} on {date}."
+            )));
+        }
+        let mut all: Vec<(NaiveDate, i64)> =
+            self.adjustments.iter().filter(on_service).map(|a| (a.date, a.unit_change)).collect();
         all.push((date, unit_change));
         all.sort();
         let mut running = 0i64;
@@ -1024,64 +1071,44 @@ impl State {
                 return Err(e500("The adjustment would take the service's units below 0."));
             }
         }
-        // Commit.
-        let now = self.stamp();
-        let cs = match cs_id {
-            Some(cs) => cs,
-            None => {
-                let service =
-                    self.records.get("Services").and_then(|m| m.get(&service_id)).cloned();
-                let mut body = json!({"contractID": contract_id, "serviceID": service_id});
-                let pick = |given: Option<Decimal>, field: &str| {
-                    given
-                        .map(decimal_json)
-                        .or_else(|| service.as_ref().and_then(|s| s.fields.get(field).cloned()))
-                };
-                body["adjustedPrice"] = pick(price, "unitPrice").unwrap_or(Value::Null);
-                body["unitCost"] = pick(cost, "unitCost").unwrap_or(Value::Null);
-                let created = self.create("ContractServices", Some(contract_id), &body)?;
-                created["itemId"].as_i64().unwrap_or(0)
-            }
+        Ok(())
+    }
+
+    /// The contract service an adjustment by serviceID creates, priced as given or as the
+    /// Service's catalogue.
+    fn create_adjusted_service(
+        &mut self,
+        contract_id: i64,
+        service_id: i64,
+        price: Option<Decimal>,
+        cost: Option<Decimal>,
+    ) -> Result<i64, ApiError> {
+        let service = self.records.get("Services").and_then(|m| m.get(&service_id)).cloned();
+        let mut body = json!({"contractID": contract_id, "serviceID": service_id});
+        let pick = |given: Option<Decimal>, field: &str| {
+            given
+                .map(decimal_json)
+                .or_else(|| service.as_ref().and_then(|s| s.fields.get(field).cloned()))
         };
-        if price.is_some() || cost.is_some() {
-            if let Some(rec) = self.records.get_mut("ContractServices").and_then(|m| m.get_mut(&cs))
-            {
-                // The adjusted price is the contract's; the catalogue price stays the Service's.
-                if let Some(p) = price {
-                    rec.fields.insert("adjustedPrice".into(), decimal_json(p.round_dp(4)));
-                    rec.fields.insert(
-                        "internalCurrencyAdjustedPrice".into(),
-                        decimal_json(p.round_dp(4)),
-                    );
-                }
-                if let Some(c) = cost {
-                    rec.fields.insert("unitCost".into(), decimal_json(c.round_dp(4)));
-                }
-            }
+        body["adjustedPrice"] = pick(price, "unitPrice").unwrap_or(Value::Null);
+        body["unitCost"] = pick(cost, "unitCost").unwrap_or(Value::Null);
+        let created = self.create("ContractServices", Some(contract_id), &body)?;
+        Ok(created["itemId"].as_i64().unwrap_or(0))
+    }
+
+    /// The adjusted price is the contract's; the catalogue price stays the Service's.
+    fn reprice_contract_service(&mut self, cs: i64, price: Option<Decimal>, cost: Option<Decimal>) {
+        let Some(rec) = self.records.get_mut("ContractServices").and_then(|m| m.get_mut(&cs))
+        else {
+            return;
+        };
+        if let Some(p) = price {
+            rec.fields.insert("adjustedPrice".into(), decimal_json(p.round_dp(4)));
+            rec.fields.insert("internalCurrencyAdjustedPrice".into(), decimal_json(p.round_dp(4)));
         }
-        let id = self.next_id.get("ContractServiceAdjustments").copied().unwrap_or(1);
-        self.next_id.insert("ContractServiceAdjustments", id + 1);
-        let mut fields = Map::new();
-        for field in &def.fields {
-            fields.insert(
-                field.name.to_string(),
-                input.fields.get(field.name).cloned().unwrap_or(Value::Null),
-            );
+        if let Some(c) = cost {
+            rec.fields.insert("unitCost".into(), decimal_json(c.round_dp(4)));
         }
-        fields.insert("id".into(), Value::from(id));
-        fields.insert("contractID".into(), Value::from(contract_id));
-        fields.insert("contractServiceID".into(), Value::from(cs));
-        fields.insert("serviceID".into(), Value::from(service_id));
-        fields.insert("effectiveDate".into(), Value::String(format_date(date)));
-        let _ = now;
-        self.adjustments.push(Adjustment {
-            id,
-            contract_service_id: cs,
-            date,
-            unit_change,
-            fields,
-        });
-        Ok(id)
     }
 
     // -----------------------------------------------------------------------------------------
@@ -1105,99 +1132,197 @@ impl State {
             .map(|m| m.values().cloned().collect())
             .unwrap_or_default();
         for cs in services {
-            let f = &cs.fields;
-            let Some(cs_id) = f.get("id").and_then(Value::as_i64) else {
-                continue;
-            };
-            let contract_id = f.get("contractID").and_then(Value::as_i64).unwrap_or(0);
-            let Some(contract) = self.records.get("Contracts").and_then(|m| m.get(&contract_id))
-            else {
-                continue;
-            };
-            let (Some(start), Some(end)) = (
-                contract.fields.get("startDate").and_then(date_of),
-                contract.fields.get("endDate").and_then(date_of),
-            ) else {
+            let Some(cs_id) = cs.fields.get("id").and_then(Value::as_i64) else {
                 continue;
             };
             let mut adjustments = by_service.remove(&cs_id).unwrap_or_default();
             adjustments.sort();
-            // Period boundaries: month starts from the contract start, plus adjustment dates.
-            let mut bounds = Vec::new();
-            for k in 0..MAX_PERIODS {
-                match start.checked_add_months(Months::new(k)) {
-                    Some(d) if d <= end => bounds.push(d),
-                    _ => break,
-                }
-            }
-            for (date, _, _) in &adjustments {
-                if *date >= start && *date <= end {
-                    bounds.push(*date);
-                }
-            }
-            bounds.sort();
-            bounds.dedup();
-            let vendor = {
-                let service = f.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
-                self.records
-                    .get("Services")
-                    .and_then(|m| m.get(&service))
-                    .and_then(|s| s.fields.get("vendorCompanyID").cloned())
-                    .unwrap_or(Value::Null)
-            };
-            for (i, period_start) in bounds.iter().enumerate() {
-                let period_end = match bounds.get(i + 1) {
-                    Some(next) => next.pred_opt().unwrap_or(*next),
-                    None => {
-                        let month_end = period_start
-                            .checked_add_months(Months::new(1))
-                            .and_then(|d| d.pred_opt())
-                            .unwrap_or(end);
-                        month_end.min(end)
-                    }
-                };
-                let units: i64 = adjustments
-                    .iter()
-                    .filter(|(d, _, _)| d <= period_start)
-                    .map(|(_, c, _)| c)
-                    .sum();
-                let key = (cs_id, *period_start);
-                let id = match self.unit_ids.get(&key) {
-                    Some(id) => *id,
-                    None => {
-                        let id = self.next_unit_id;
-                        self.next_unit_id += 1;
-                        self.unit_ids.insert(key, id);
-                        id
-                    }
-                };
-                // The stored adjusted price is in the customer's currency (what was written).
-                let price = f.get("internalCurrencyAdjustedPrice").cloned().unwrap_or(Value::Null);
-                let rate = self.exchange_rate(contract_id);
-                let internal_price = match decimal_of(&price) {
-                    Some(p) if rate != Decimal::ONE => decimal_json((p * rate).round_dp(4)),
-                    _ => price.clone(),
-                };
-                rows.push(json!({
-                    "id": id,
-                    "approveAndPostDate": null,
-                    "contractID": contract_id,
-                    "contractServiceID": cs_id,
-                    "cost": if self.hide_costs { Value::Null } else { f.get("unitCost").cloned().unwrap_or(Value::Null) },
-                    "endDate": format_date(period_end),
-                    "internalCurrencyPrice": internal_price,
-                    "organizationalLevelAssociationID": null,
-                    "price": price,
-                    "serviceID": f.get("serviceID").cloned().unwrap_or(Value::Null),
-                    "startDate": format_date(*period_start),
-                    "units": units,
-                    "vendorCompanyID": vendor.clone(),
-                }));
-            }
+            rows.extend(self.service_unit_rows(cs_id, &cs, &adjustments));
         }
         rows.sort_by_key(|r| r.get("id").and_then(Value::as_i64).unwrap_or(0));
         rows
     }
+
+    /// One contract service's unit periods: the months of its contract, split at each
+    /// adjustment, with the units in force (none when the contract or its dates are missing).
+    fn service_unit_rows(
+        &mut self,
+        cs_id: i64,
+        cs: &Record,
+        adjustments: &[(NaiveDate, i64, i64)],
+    ) -> Vec<Value> {
+        let f = &cs.fields;
+        let contract_id = f.get("contractID").and_then(Value::as_i64).unwrap_or(0);
+        let Some(contract) = self.records.get("Contracts").and_then(|m| m.get(&contract_id)) else {
+            return Vec::new();
+        };
+        let (Some(start), Some(end)) = (
+            contract.fields.get("startDate").and_then(date_of),
+            contract.fields.get("endDate").and_then(date_of),
+        ) else {
+            return Vec::new();
+        };
+        let bounds = period_bounds(start, end, adjustments);
+        let vendor = {
+            let service = f.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
+            self.records
+                .get("Services")
+                .and_then(|m| m.get(&service))
+                .and_then(|s| s.fields.get("vendorCompanyID").cloned())
+                .unwrap_or(Value::Null)
+        };
+        // The stored adjusted price is in the customer's currency (what was written).
+        let price = f.get("internalCurrencyAdjustedPrice").cloned().unwrap_or(Value::Null);
+        let rate = self.exchange_rate(contract_id);
+        let internal_price = match decimal_of(&price) {
+            Some(p) if rate != Decimal::ONE => decimal_json((p * rate).round_dp(4)),
+            _ => price.clone(),
+        };
+        let cost = if self.hide_costs {
+            Value::Null
+        } else {
+            f.get("unitCost").cloned().unwrap_or(Value::Null)
+        };
+        let mut rows = Vec::new();
+        for (i, period_start) in bounds.iter().enumerate() {
+            let units: i64 =
+                adjustments.iter().filter(|(d, _, _)| d <= period_start).map(|(_, c, _)| c).sum();
+            rows.push(json!({
+                "id": self.unit_id(cs_id, *period_start),
+                "approveAndPostDate": null,
+                "contractID": contract_id,
+                "contractServiceID": cs_id,
+                "cost": cost.clone(),
+                "endDate": format_date(period_end(&bounds, i, end)),
+                "internalCurrencyPrice": internal_price.clone(),
+                "organizationalLevelAssociationID": null,
+                "price": price.clone(),
+                "serviceID": f.get("serviceID").cloned().unwrap_or(Value::Null),
+                "startDate": format_date(*period_start),
+                "units": units,
+                "vendorCompanyID": vendor.clone(),
+            }));
+        }
+        rows
+    }
+
+    /// A unit period's id, the same for the same contract service and start on every read.
+    fn unit_id(&mut self, cs_id: i64, period_start: NaiveDate) -> i64 {
+        let key = (cs_id, period_start);
+        if let Some(id) = self.unit_ids.get(&key) {
+            return *id;
+        }
+        let id = self.next_unit_id;
+        self.next_unit_id += 1;
+        self.unit_ids.insert(key, id);
+        id
+    }
+}
+
+/// Period boundaries: month starts from the contract start, plus adjustment dates within it.
+fn period_bounds(
+    start: NaiveDate,
+    end: NaiveDate,
+    adjustments: &[(NaiveDate, i64, i64)],
+) -> Vec<NaiveDate> {
+    let mut bounds = Vec::new();
+    for k in 0..MAX_PERIODS {
+        match start.checked_add_months(Months::new(k)) {
+            Some(d) if d <= end => bounds.push(d),
+            _ => break,
+        }
+    }
+    for (date, _, _) in adjustments {
+        if *date >= start && *date <= end {
+            bounds.push(*date);
+        }
+    }
+    bounds.sort();
+    bounds.dedup();
+    bounds
+}
+
+/// The last day of period `i`: the day before the next boundary, else its month's end
+/// within the contract.
+fn period_end(bounds: &[NaiveDate], i: usize, end: NaiveDate) -> NaiveDate {
+    match (bounds.get(i + 1), bounds.get(i)) {
+        (Some(next), _) => next.pred_opt().unwrap_or(*next),
+        (None, Some(period_start)) => {
+            let month_end = period_start
+                .checked_add_months(Months::new(1))
+                .and_then(|d| d.pred_opt())
+                .unwrap_or(end);
+            month_end.min(end)
+        }
+        (None, None) => end,
+    }
+}
+
+/// A create refuses every read-only field sent with a value, all named at once.
+fn refuse_read_only(def: &EntityDef, input: &Input) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (name, value) in &input.fields {
+        let field = def
+            .field(name)
+            .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
+        if field.read_only && !value.is_null() {
+            errors.push(format!("{} is read-only.", field.name));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError { status: 500, errors })
+    }
+}
+
+/// An update refuses read-only and create-only fields sent with a new value, all named at
+/// once. Children written through their contract take only what may change: a read-only
+/// field is refused even with its current value (ContractServices, LIVE).
+fn refuse_unchangeable(def: &EntityDef, input: &Input, existing: &Record) -> Result<(), ApiError> {
+    let mut errors = Vec::new();
+    for (name, value) in &input.fields {
+        let field = def
+            .field(name)
+            .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
+        let old = existing.fields.get(*name).unwrap_or(&Value::Null);
+        let unchanged = same_value(field.kind, old, value) && !def.child_writes_only;
+        if (field.read_only || field.create_only) && !value.is_null() && !unchanged {
+            errors.push(format!("{} is read-only.", field.name));
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError { status: 500, errors })
+    }
+}
+
+/// The record an update leaves: the writable fields sent replace the stored ones (a PUT
+/// empties the writable fields it leaves out).
+fn updated(
+    def: &EntityDef,
+    input: &Input,
+    existing: &Record,
+    put: bool,
+) -> Result<Record, ApiError> {
+    let mut record = existing.clone();
+    for (name, value) in &input.fields {
+        let field = def
+            .field(name)
+            .ok_or_else(|| e500(format!("{name} is not a field of {}.", def.name)))?;
+        if !field.read_only && !field.create_only {
+            record.fields.insert(name.to_string(), value.clone());
+        }
+    }
+    if put {
+        for field in &def.fields {
+            if !field.read_only && !field.create_only && !input.fields.contains_key(field.name) {
+                record.fields.insert(field.name.to_string(), Value::Null);
+            }
+        }
+    }
+    Ok(record)
 }
 
 /// Whether an input value equals the stored one (so clients may send records back unchanged).

@@ -7,7 +7,8 @@ use rust_decimal::prelude::ToPrimitive;
 use rust_decimal::Decimal;
 use serde_json::Value;
 
-use super::{lock, AutotaskClient, AutotaskError, Safety, Target, Threshold};
+use super::{AutotaskClient, AutotaskError, Safety, Target, Threshold};
+use crate::locks::lock;
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct BudgetState {

@@ -32,14 +32,12 @@ impl RecordingClock {
 
     /// The waits asked for so far, in order.
     pub fn waits(&self) -> Vec<Duration> {
-        self.waits.lock().map(|waits| waits.clone()).unwrap_or_default()
+        crate::locks::lock(&self.waits).clone()
     }
 }
 
 impl Clock for RecordingClock {
     fn sleep(&self, wait: Duration) {
-        if let Ok(mut waits) = self.waits.lock() {
-            waits.push(wait);
-        }
+        crate::locks::lock(&self.waits).push(wait);
     }
 }

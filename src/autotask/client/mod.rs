@@ -18,7 +18,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use reqwest::blocking::Client;
@@ -30,6 +30,7 @@ use serde_json::Value;
 pub use super::error::AutotaskError;
 use super::pacing::Limiter;
 use crate::json_kind::kind;
+use crate::locks::{self, lock};
 use budget::BudgetState;
 use response::{excerpt, interpret, read_response, refusal, Outcome, Refusal};
 use zone::{with_slash, Zone};
@@ -173,10 +174,6 @@ enum Target<'a> {
     Absolute(&'a str),
 }
 
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
 pub struct AutotaskClient {
     http: Client,
     credentials: AutotaskCredentials,
@@ -280,7 +277,7 @@ impl AutotaskClient {
 
     /// The tenant base in use, like `https://webservices5.autotask.net/atservicesrest/`.
     pub fn base_url(&self) -> String {
-        self.zone.read().unwrap_or_else(|poisoned| poisoned.into_inner()).base_url.clone()
+        locks::read(&self.zone).base_url.clone()
     }
 
     /// HTTP requests sent so far (zone lookups and threshold reads included, retries too).
@@ -302,7 +299,7 @@ impl AutotaskClient {
     /// and how many were in flight on average over it (close to 3 when apply keeps Autotask's
     /// three slots busy). None before any write.
     pub fn writes_in_flight(&self) -> Option<WritesInFlight> {
-        let times = *self.writes.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let times = *lock(&self.writes);
         let window = times.last_answered?.checked_duration_since(times.first_sent?)?;
         let average = times.held.as_secs_f64() / window.as_secs_f64().max(f64::MIN_POSITIVE);
         Some(WritesInFlight { window, average })
@@ -369,27 +366,7 @@ impl AutotaskClient {
             };
             let bad =
                 |message: String| AutotaskError::BadResponse { request: name.clone(), message };
-            let items = match answer.get_mut("items").map(Value::take) {
-                Some(Value::Array(items)) => items,
-                Some(other) => {
-                    return Err(bad(format!("`items` should be a list, found {}", kind(&other))))
-                }
-                None => return Err(bad("no `items` in the answer".into())),
-            };
-            if let Some(item) = items.iter().find(|item| !item.is_object()) {
-                return Err(bad(format!("`items` should hold records, found {}", kind(item))));
-            }
-            let next_url = match answer.get("pageDetails").and_then(|d| d.get("nextPageUrl")) {
-                None | Some(Value::Null) => None,
-                Some(Value::String(url)) if url.is_empty() => None,
-                Some(Value::String(url)) => Some(url.clone()),
-                Some(other) => {
-                    return Err(bad(format!(
-                        "`pageDetails.nextPageUrl` should be text, found {}",
-                        kind(other)
-                    )))
-                }
-            };
+            let (items, next_url) = page_of(&mut answer).map_err(&bad)?;
             if on_page(items).is_break() {
                 return Ok(());
             }
@@ -544,6 +521,8 @@ impl AutotaskClient {
         self.send_named(&name, method, target, body, safety)
     }
 
+    /// Sends until an answer decides: the retries (connection failures, cut-off answers,
+    /// gateways, thread-threshold refusals, a moved zone) are chosen by [`Self::decide`].
     fn send_named(
         &self,
         request: &str,
@@ -552,10 +531,10 @@ impl AutotaskClient {
         body: Option<&Value>,
         safety: Safety,
     ) -> Result<Value, AutotaskError> {
-        let mut attempt: u32 = 0;
+        let mut number: u32 = 0;
         let mut retries = ThresholdRetries::default();
         loop {
-            attempt += 1;
+            number += 1;
             let base = self.base_url();
             let url = match &target {
                 Target::Path(path) => format!("{base}{API_VERSION}/{path}"),
@@ -566,144 +545,135 @@ impl AutotaskClient {
                 return Err(err);
             }
             self.before_request(&endpoint)?;
-            let (started, outcome) = {
-                let _permit = self.limiter.acquire(&endpoint, self.options.max_in_flight);
-                let started = Instant::now();
-                self.sent.fetch_add(1, Ordering::SeqCst);
-                let mut builder =
-                    self.http.request(method.clone(), &url).headers(self.headers.clone());
-                if let Some(body) = body {
-                    builder = builder.body(body.to_string());
-                }
-                tracing::debug!(target: logging::HTTP_TARGET, request, attempt, "sending");
-                let outcome = match builder.send() {
-                    Ok(response) => read_response(response),
-                    Err(err) => Outcome::NotSent {
-                        connect: err.is_connect(),
-                        message: self.describe_transport(&err),
-                    },
-                };
-                if safety == Safety::Write {
-                    let answered = Instant::now();
-                    let mut times = self.writes.lock().unwrap_or_else(|p| p.into_inner());
-                    times.first_sent = Some(times.first_sent.map_or(started, |t| t.min(started)));
-                    times.last_answered = Some(answered);
-                    times.held += answered - started;
-                }
-                (started, outcome)
+            let (started, outcome) =
+                self.send_once(request, number, &method, &url, &endpoint, body, safety);
+            let attempt = Attempt {
+                request,
+                method: &method,
+                url: &url,
+                relative: matches!(target, Target::Path(_)),
+                safety,
+                started,
+                elapsed: started.elapsed(),
+                number,
+                retries_left: number < self.options.max_attempts,
             };
-            let retries_left = attempt < self.options.max_attempts;
-            // One `-v` line per attempt, with the reason when it goes again.
-            let elapsed = started.elapsed();
-            let log = |status: Option<StatusCode>, retry: Option<&str>| {
-                logging::request(method.as_str(), &url, status.map(|s| s.as_u16()), elapsed, retry)
-            };
-            match outcome {
-                Outcome::NotSent { connect, message } => {
-                    // A connection never made carried nothing; any other failure may have.
-                    if safety == Safety::Repeatable || connect {
-                        if retries_left {
-                            log(None, Some("connection failed"));
-                            self.backoff(attempt, None);
-                            continue;
-                        }
-                        log(None, None);
-                        return Err(AutotaskError::Transport {
-                            request: request.to_string(),
-                            message: format!("{message} (after {attempt} attempts)"),
-                        });
-                    }
-                    log(None, None);
-                    return Err(AutotaskError::OutcomeUnknown {
-                        request: request.to_string(),
-                        reason: message,
-                    });
+            match self.decide(&attempt, outcome, &mut retries)? {
+                Step::Done(value) => return Ok(value),
+                Step::Backoff(retry_after) => self.backoff(number, retry_after),
+                Step::Wait(wait) => {
+                    self.options.clock.sleep(wait);
+                    retries.waited += wait;
+                    // Bounded by time, not counted against the attempts.
+                    number = number.saturating_sub(1);
                 }
-                Outcome::BodyLost { status, message } => {
-                    if safety == Safety::Repeatable && retries_left {
-                        log(Some(status), Some("answer cut off"));
-                        self.backoff(attempt, None);
-                        continue;
-                    }
-                    log(Some(status), None);
-                    if safety == Safety::Write && status.is_success() {
-                        return Err(AutotaskError::OutcomeUnknown {
-                            request: request.to_string(),
-                            reason: format!("the answer was cut off: {message}"),
-                        });
-                    }
-                    return Err(AutotaskError::Transport {
-                        request: request.to_string(),
-                        message: format!("HTTP {}, then {message}", status.as_u16()),
-                    });
-                }
-                Outcome::Answer { status, body, retry_after } => {
-                    let text = self.redact(&String::from_utf8_lossy(&body));
-                    if let Some(kind) = refusal(status, &text) {
-                        let refused = Refused { kind, request, status, retry_after, started };
-                        match self.after_refusal(refused, &mut retries) {
-                            Ok(wait) => {
-                                log(Some(status), Some("thread threshold"));
-                                self.options.clock.sleep(wait);
-                                retries.waited += wait;
-                                // Bounded by time, not counted against the attempts.
-                                attempt = attempt.saturating_sub(1);
-                                continue;
-                            }
-                            Err(err) => {
-                                log(Some(status), None);
-                                return Err(err);
-                            }
-                        }
-                    }
-                    if status == StatusCode::UNAUTHORIZED && matches!(target, Target::Path(_)) {
-                        log(Some(status), None);
-                        if self.try_rediscover()? {
-                            // Not executed either; the tenant moved zone: once more on the new
-                            // base.
-                            attempt = attempt.saturating_sub(1);
-                            continue;
-                        }
-                    }
-                    if matches!(
-                        status,
-                        StatusCode::BAD_GATEWAY
-                            | StatusCode::SERVICE_UNAVAILABLE
-                            | StatusCode::GATEWAY_TIMEOUT
-                    ) {
-                        if safety == Safety::Repeatable {
-                            if retries_left {
-                                log(Some(status), Some("gateway"));
-                                self.backoff(attempt, retry_after);
-                                continue;
-                            }
-                        } else {
-                            log(Some(status), None);
-                            return Err(AutotaskError::OutcomeUnknown {
-                                request: request.to_string(),
-                                reason: format!(
-                                    "HTTP {} from a gateway before Autotask answered",
-                                    status.as_u16()
-                                ),
-                            });
-                        }
-                    }
-                    if status != StatusCode::UNAUTHORIZED || !matches!(target, Target::Path(_)) {
-                        log(Some(status), None);
-                    }
-                    return match interpret(request, status, &text) {
-                        Err(AutotaskError::BadResponse { request, message })
-                            if safety == Safety::Write && status.is_success() =>
-                        {
-                            Err(AutotaskError::OutcomeUnknown {
-                                request,
-                                reason: format!("Autotask answered 200 but {message}"),
-                            })
-                        }
-                        other => other,
-                    };
-                }
+                Step::Again => number = number.saturating_sub(1),
             }
+        }
+    }
+
+    /// One HTTP exchange within the endpoint's in-flight limit; a write's time is counted.
+    #[allow(clippy::too_many_arguments)]
+    fn send_once(
+        &self,
+        request: &str,
+        attempt: u32,
+        method: &Method,
+        url: &str,
+        endpoint: &str,
+        body: Option<&Value>,
+        safety: Safety,
+    ) -> (Instant, Outcome) {
+        let _permit = self.limiter.acquire(endpoint, self.options.max_in_flight);
+        let started = Instant::now();
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        let mut builder = self.http.request(method.clone(), url).headers(self.headers.clone());
+        if let Some(body) = body {
+            builder = builder.body(body.to_string());
+        }
+        tracing::debug!(target: logging::HTTP_TARGET, request, attempt, "sending");
+        let outcome = match builder.send() {
+            Ok(response) => read_response(response),
+            Err(err) => Outcome::NotSent {
+                connect: err.is_connect(),
+                message: self.describe_transport(&err),
+            },
+        };
+        if safety == Safety::Write {
+            let answered = Instant::now();
+            let mut times = lock(&self.writes);
+            times.first_sent = Some(times.first_sent.map_or(started, |t| t.min(started)));
+            times.last_answered = Some(answered);
+            times.held += answered - started;
+        }
+        (started, outcome)
+    }
+
+    /// What one attempt's outcome means: the result, or how to go again.
+    fn decide(
+        &self,
+        attempt: &Attempt<'_>,
+        outcome: Outcome,
+        retries: &mut ThresholdRetries,
+    ) -> Result<Step, AutotaskError> {
+        match outcome {
+            Outcome::NotSent { connect, message } => not_sent(attempt, connect, message),
+            Outcome::BodyLost { status, message } => body_lost(attempt, status, message),
+            Outcome::Answer { status, body, retry_after } => {
+                let text = self.redact(&String::from_utf8_lossy(&body));
+                self.answered(attempt, status, &text, retry_after, retries)
+            }
+        }
+    }
+
+    /// An HTTP answer: a refusal to wait out, a 401 to rediscover the zone for, a gateway to
+    /// retry (reads) or call unknown (writes), else Autotask's answer read.
+    fn answered(
+        &self,
+        attempt: &Attempt<'_>,
+        status: StatusCode,
+        text: &str,
+        retry_after: Option<Duration>,
+        retries: &mut ThresholdRetries,
+    ) -> Result<Step, AutotaskError> {
+        if let Some(kind) = refusal(status, text) {
+            let started = attempt.started;
+            let refused = Refused { kind, request: attempt.request, status, retry_after, started };
+            return match self.after_refusal(refused, retries) {
+                Ok(wait) => {
+                    attempt.log(Some(status), Some("thread threshold"));
+                    Ok(Step::Wait(wait))
+                }
+                Err(err) => {
+                    attempt.log(Some(status), None);
+                    Err(err)
+                }
+            };
+        }
+        let unauthorized = status == StatusCode::UNAUTHORIZED && attempt.relative;
+        if unauthorized {
+            attempt.log(Some(status), None);
+            if self.try_rediscover()? {
+                // Not executed either; the tenant moved zone: once more on the new base.
+                return Ok(Step::Again);
+            }
+        }
+        if let Some(step) = gateway(attempt, status, retry_after)? {
+            return Ok(step);
+        }
+        if !unauthorized {
+            attempt.log(Some(status), None);
+        }
+        match interpret(attempt.request, status, text) {
+            Err(AutotaskError::BadResponse { request, message })
+                if attempt.safety == Safety::Write && status.is_success() =>
+            {
+                Err(AutotaskError::OutcomeUnknown {
+                    request,
+                    reason: format!("Autotask answered 200 but {message}"),
+                })
+            }
+            other => other.map(Step::Done),
         }
     }
 
@@ -844,6 +814,130 @@ struct Refused<'a> {
 struct ThresholdRetries {
     refusals: u32,
     waited: Duration,
+}
+
+/// One page of a query's answer: its records and the next page's URL, or what is wrong with
+/// it.
+fn page_of(answer: &mut Value) -> Result<(Vec<Value>, Option<String>), String> {
+    let items = match answer.get_mut("items").map(Value::take) {
+        Some(Value::Array(items)) => items,
+        Some(other) => return Err(format!("`items` should be a list, found {}", kind(&other))),
+        None => return Err("no `items` in the answer".into()),
+    };
+    if let Some(item) = items.iter().find(|item| !item.is_object()) {
+        return Err(format!("`items` should hold records, found {}", kind(item)));
+    }
+    let next_url = match answer.get("pageDetails").and_then(|d| d.get("nextPageUrl")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(url)) if url.is_empty() => None,
+        Some(Value::String(url)) => Some(url.clone()),
+        Some(other) => {
+            return Err(format!("`pageDetails.nextPageUrl` should be text, found {}", kind(other)))
+        }
+    };
+    Ok((items, next_url))
+}
+
+/// One request as it was sent, for deciding what its outcome means.
+struct Attempt<'a> {
+    request: &'a str,
+    method: &'a Method,
+    url: &'a str,
+    /// A path below the base URL (a 401 may mean the zone moved), not a `nextPageUrl`.
+    relative: bool,
+    safety: Safety,
+    started: Instant,
+    elapsed: Duration,
+    number: u32,
+    retries_left: bool,
+}
+
+impl Attempt<'_> {
+    /// One `-v` line per attempt, with the reason when it goes again.
+    fn log(&self, status: Option<StatusCode>, retry: Option<&str>) {
+        let status = status.map(|s| s.as_u16());
+        logging::request(self.method.as_str(), self.url, status, self.elapsed, retry);
+    }
+}
+
+/// What an attempt decided, when it is not a failure.
+enum Step {
+    Done(Value),
+    /// Again after the back-off, counted as an attempt (at least `Retry-After` when given).
+    Backoff(Option<Duration>),
+    /// Again after this wait, not counted: a thread-threshold refusal, bounded by time.
+    Wait(Duration),
+    /// Again at once, not counted: the zone moved.
+    Again,
+}
+
+/// No answer: a connection never made carried nothing (retried); any other failure may have
+/// (retried for reads only, a write's outcome is unknown).
+fn not_sent(attempt: &Attempt<'_>, connect: bool, message: String) -> Result<Step, AutotaskError> {
+    if attempt.safety == Safety::Repeatable || connect {
+        if attempt.retries_left {
+            attempt.log(None, Some("connection failed"));
+            return Ok(Step::Backoff(None));
+        }
+        attempt.log(None, None);
+        return Err(AutotaskError::Transport {
+            request: attempt.request.to_string(),
+            message: format!("{message} (after {} attempts)", attempt.number),
+        });
+    }
+    attempt.log(None, None);
+    Err(AutotaskError::OutcomeUnknown { request: attempt.request.to_string(), reason: message })
+}
+
+/// A status without its body: a read goes again; a successful write's outcome is unknown.
+fn body_lost(
+    attempt: &Attempt<'_>,
+    status: StatusCode,
+    message: String,
+) -> Result<Step, AutotaskError> {
+    if attempt.safety == Safety::Repeatable && attempt.retries_left {
+        attempt.log(Some(status), Some("answer cut off"));
+        return Ok(Step::Backoff(None));
+    }
+    attempt.log(Some(status), None);
+    if attempt.safety == Safety::Write && status.is_success() {
+        return Err(AutotaskError::OutcomeUnknown {
+            request: attempt.request.to_string(),
+            reason: format!("the answer was cut off: {message}"),
+        });
+    }
+    Err(AutotaskError::Transport {
+        request: attempt.request.to_string(),
+        message: format!("HTTP {}, then {message}", status.as_u16()),
+    })
+}
+
+/// A gateway's 502/503/504 came before Autotask answered: a read goes again while attempts
+/// are left (then the answer is read as any other), a write's outcome is unknown.
+fn gateway(
+    attempt: &Attempt<'_>,
+    status: StatusCode,
+    retry_after: Option<Duration>,
+) -> Result<Option<Step>, AutotaskError> {
+    let is_gateway = matches!(
+        status,
+        StatusCode::BAD_GATEWAY | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT
+    );
+    if !is_gateway {
+        return Ok(None);
+    }
+    if attempt.safety != Safety::Repeatable {
+        attempt.log(Some(status), None);
+        return Err(AutotaskError::OutcomeUnknown {
+            request: attempt.request.to_string(),
+            reason: format!("HTTP {} from a gateway before Autotask answered", status.as_u16()),
+        });
+    }
+    if attempt.retries_left {
+        attempt.log(Some(status), Some("gateway"));
+        return Ok(Some(Step::Backoff(retry_after)));
+    }
+    Ok(None)
 }
 
 /// The error of an hourly lockout: not retried, and saying when to run again.
@@ -1032,8 +1126,12 @@ mod tests {
 
     #[test]
     fn jitter_is_a_fraction() {
-        for _ in 0..100 {
-            assert!(random_per_mille() < 1000);
-        }
+        let draws: Vec<u32> = (0..200).map(|_| random_per_mille()).collect();
+        assert!(draws.iter().all(|&draw| draw < 1000), "{draws:?}");
+        // A constant (or a clock read too coarse to differ) would give a handful of values;
+        // 200 uniform draws out of 1000 give about 180 distinct ones.
+        let distinct: std::collections::BTreeSet<u32> = draws.iter().copied().collect();
+        assert!(distinct.len() > 100, "only {} distinct values in 200 draws", distinct.len());
+        assert!(draws.iter().any(|&draw| draw < 500) && draws.iter().any(|&draw| draw >= 500));
     }
 }

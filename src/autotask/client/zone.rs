@@ -8,7 +8,8 @@ use reqwest::StatusCode;
 use serde_json::Value;
 
 use super::response::{interpret, read_response, Outcome};
-use super::{lock, AutotaskClient, AutotaskError, API_VERSION};
+use super::{AutotaskClient, AutotaskError, API_VERSION};
+use crate::locks::{self, lock};
 use crate::logging;
 use crate::workspace::check_url;
 
@@ -23,7 +24,7 @@ impl AutotaskClient {
     /// On a 401: looks the zone up again, once per client, if the zone was discovered.
     /// True when the base URL changed (so the request may go again).
     pub(super) fn try_rediscover(&self) -> Result<bool, AutotaskError> {
-        if !self.zone.read().unwrap_or_else(|poisoned| poisoned.into_inner()).discovered {
+        if !locks::read(&self.zone).discovered {
             return Ok(false);
         }
         let mut done = lock(&self.rediscovered);
@@ -32,7 +33,7 @@ impl AutotaskClient {
         }
         *done = true;
         let base = self.lookup_zone()?;
-        let mut zone = self.zone.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut zone = locks::write(&self.zone);
         if zone.base_url == base {
             return Ok(false);
         }
