@@ -53,7 +53,7 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
         tick("previous period and history read");
         (now, earlier)
     });
-    let ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended } = now?;
+    let ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended, planned } = now?;
     let Earlier { current, previous: previous_sums, history } = earlier?;
     let restated: Vec<_> = bills
         .iter()
@@ -74,6 +74,7 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
         plan_warnings: plan_notes,
         history: &history,
         intended: &intended,
+        planned: planned.as_ref(),
         restated: &restated,
         writes: &writes,
     });
@@ -99,6 +100,8 @@ struct ThisPeriod {
     plan_warnings: Result<Vec<PlanNote>, String>,
     /// Per subscription, what the desired state puts in Autotask for the period.
     intended: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+    /// The subscriptions the plan would change; None when the plan is not computed.
+    planned: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The desired state's and the plan's warnings over the period's lines: the engine takes whole
@@ -130,6 +133,10 @@ fn this_period(
         source: w.source.clone(),
     };
     let desired: Vec<PlanNote> = desired_state.warnings.iter().map(note).collect();
+    // The subscriptions the plan would change: where Autotask differs from what the rules put
+    // there on the Billing Date and the plan changes nothing, the rules schedule the difference
+    // (a decrease deferred to the next period or the term's end).
+    let mut planned = None;
     let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
         Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
     } else if period != latest_period {
@@ -138,11 +145,16 @@ fn this_period(
         ))
     } else {
         match cmat_engine::picklists::resolve(rules, &snapshot.picklists) {
-            Ok(values) => Ok(cmat_engine::diff::diff(rules, &values, &desired_state, &snapshot)
-                .warnings
-                .iter()
-                .map(note)
-                .collect()),
+            Ok(values) => {
+                let diff = cmat_engine::diff::diff(rules, &values, &desired_state, &snapshot);
+                planned = Some(
+                    diff.changes
+                        .iter()
+                        .filter_map(|change| change.key.subscription().map(str::to_owned))
+                        .collect(),
+                );
+                Ok(diff.warnings.iter().map(note).collect())
+            }
             Err(errors) => Err(format!(
                 "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
                 errors.len()
@@ -150,7 +162,7 @@ fn this_period(
         }
     };
     tick("plan's warnings computed");
-    Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended })
+    Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended, planned })
 }
 
 /// The period and the one before summed (from lines borrowed from the store: neither is held

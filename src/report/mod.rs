@@ -228,7 +228,8 @@ pub struct SubscriptionReview {
     pub change: Change,
     /// What Autotask holds for it in the period; None when unknown or not applicable.
     pub autotask_revenue: Option<Decimal>,
-    /// `matches` (what the rules put there), `differs`, `missing` (no contract), `duplicate`,
+    /// `matches` (what the rules put there), `scheduled` (the rules' timing: a deferred
+    /// decrease; the plan changes nothing), `differs`, `missing` (no contract), `duplicate`,
     /// `unknown` (a hidden price), or `` when the subscription does not reach Autotask.
     pub autotask_status: &'static str,
     pub products: Vec<ProductReview>,
@@ -755,6 +756,8 @@ pub struct ReviewInput<'a> {
     /// Per subscription, what the engine's desired state puts in Autotask for the period
     /// ([`intended_amounts`]): what Autotask is compared with.
     pub intended: &'a BTreeMap<String, Decimal>,
+    /// The subscriptions the plan would change (the latest period's review only).
+    pub planned: Option<&'a BTreeSet<String>>,
     pub restated: &'a [crate::store::BillRevision],
     pub writes: &'a [WriteProblem],
 }
@@ -1208,8 +1211,16 @@ fn compare(
                 totals.contract_services.zip(contract_services).map(|(total, v)| total + v);
             totals.charges += charges;
             let amount = contract_services.map(|value| value + charges);
+            let scheduled = intended.is_some() && scheduled(input, id, amount, expected);
+            let intended = if scheduled { amount.or(intended) } else { intended };
+            if scheduled {
+                if let Some(held) = amount {
+                    totals.price_book += held - expected;
+                }
+            }
             let (status, exception) = match amount {
                 Some(amount) if amount == expected => ("matches", None),
+                Some(_) if scheduled => ("scheduled", None),
                 Some(amount) => (
                     "differs",
                     Some(Exception::autotask_differs(
@@ -1235,6 +1246,13 @@ fn compare(
             Compared { revenue: None, status: "duplicate", intended, exception: None }
         }
     }
+}
+
+/// Autotask differs from what the rules put there on the Billing Date and the plan changes
+/// nothing for it: the rules schedule what Autotask holds (a decrease deferred to the next
+/// period or the term's end), so that is what they put there for the period.
+fn scheduled(input: &ReviewInput<'_>, id: &str, held: Option<Decimal>, expected: Decimal) -> bool {
+    held.is_some_and(|held| held != expected) && input.planned.is_some_and(|p| !p.contains(id))
 }
 
 impl Exception {

@@ -227,6 +227,12 @@ fn a_large_msp_splits_azure_by_meter_category_and_defers_nce_decreases_to_the_te
         .filter(|exception| exception["kind"] == "unlinked_organization")
         .collect();
     assert!(unlinked.is_empty(), "{unlinked:?}");
+    // The NCE decrease the rules defer is no exception: the plan changes nothing there.
+    let differs = autotask_differs(&review);
+    assert!(differs.is_empty(), "{differs:#?}");
+    let standard = review_subscription(&review, FABRIKAM_STANDARD);
+    assert_eq!(standard["autotask_status"], "scheduled", "{standard:#}");
+    assert_eq!(amount(&standard["unexplained_difference"]), Decimal::ZERO);
 
     // Azure: one charge per meter category, each with its markup, rounded to cents.
     assert_eq!(azure_charges(&sw, "2026-11-01"), expected_azure(NOVEMBER));
@@ -407,6 +413,9 @@ fn a_decrease_from_the_next_period_and_zero_lines_left_out_converge_in_autotask(
     let run = sw.apply();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(sw.plan_detailed().status, 0, "converged");
+    let review = review_json(&sw);
+    let differs = autotask_differs(&review);
+    assert!(differs.is_empty(), "a decrease from the next period is no exception: {differs:#?}");
     // 6 licences through November, 4 from December; the trial is nowhere in Autotask.
     let e1 = contract_service(&sw, "935a07f5", "CSP-O365-E1");
     assert!(e1.adjustments.contains(&("2026-12-01".to_string(), -2)), "{:?}", e1.adjustments);
