@@ -45,7 +45,9 @@ fn main() {
     }
 }
 
-/// Rules that match the generated tenant's names, so that the price book does real work.
+/// Rules that match the generated tenant's names, so that the price book does real work: the
+/// issue-27 forms among them (tiers, a dated uplift with a price point, cap, rebate and floor,
+/// a per-seat add-on, a priority), so the bench prices them too.
 const GENERATED_TENANT_RULES: &str = r#"
 for product "Product SKU00*" {
     unit_price = cost + 14%
@@ -64,6 +66,27 @@ for service "Azure Plan", meter_category "METER001" {
 }
 for service "Microsoft NCE" {
     decrease = next_period
+}
+for product "Product SKU02*" {
+    tier "1-9" = sales_price + 5%
+    tier "10-49" = sales_price
+    tier "50+" = sales_price - 5%
+}
+for product "Product SKU03*", from "2026-01-01" {
+    unit_price = sales_price + 5%
+    price_point = 0.99
+    max_price = 90.00
+    unit_cost = cost - 3%
+    margin_floor = 1.00
+}
+for product "Product SKU04*" {
+    add_on_service = 7010
+    add_on_price = 12.00
+    add_on_cost = 4.00
+}
+for organization_group "Group A" {
+    unit_price = cost + 1.50
+    priority = 2
 }
 "#;
 

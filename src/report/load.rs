@@ -3,7 +3,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{build, HistoryInput, Period, PeriodSums, PlanNote, Review, ReviewInput, WriteProblem};
+use super::{
+    build, HistoryInput, Period, PeriodSums, PlanNote, Review, ReviewInput, WriteKind, WriteProblem,
+};
 use std::path::Path;
 
 use crate::store::{Access, AuditFilter, AuditOutcome, JournalOutcome, Store, StoreError};
@@ -51,7 +53,7 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
         tick("previous period and history read");
         (now, earlier)
     });
-    let ThisPeriod { snapshot, desired_warnings: desired, plan_warnings } = now?;
+    let ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended, planned } = now?;
     let Earlier { current, previous: previous_sums, history } = earlier?;
     let restated: Vec<_> = bills
         .iter()
@@ -71,6 +73,8 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
         desired_warnings: &desired,
         plan_warnings: plan_notes,
         history: &history,
+        intended: &intended,
+        planned: planned.as_ref(),
         restated: &restated,
         writes: &writes,
     });
@@ -94,6 +98,10 @@ struct ThisPeriod {
     desired_warnings: Vec<PlanNote>,
     /// None when not computed, with why.
     plan_warnings: Result<Vec<PlanNote>, String>,
+    /// Per subscription, what the desired state puts in Autotask for the period.
+    intended: std::collections::BTreeMap<String, rust_decimal::Decimal>,
+    /// The subscriptions the plan would change; None when the plan is not computed.
+    planned: Option<std::collections::BTreeSet<String>>,
 }
 
 /// The desired state's and the plan's warnings over the period's lines: the engine takes whole
@@ -114,16 +122,21 @@ fn this_period(
     // lines are let go before the snapshot is loaded: the two are the largest things held.
     let desired_state = cmat_engine::desired::desired_state(rules, &lines);
     tick("desired state computed");
+    let intended = super::intended_amounts(&desired_state, period);
     drop(lines);
     tick("lines released");
     let snapshot = store.load_snapshot()?;
     tick("snapshot loaded");
     let note = |w: &cmat_engine::desired::Warning| PlanNote {
-        code: w.code.as_str().into(),
+        code: w.code,
         message: w.message.clone(),
         source: w.source.clone(),
     };
     let desired: Vec<PlanNote> = desired_state.warnings.iter().map(note).collect();
+    // The subscriptions the plan would change: where Autotask differs from what the rules put
+    // there on the Billing Date and the plan changes nothing, the rules schedule the difference
+    // (a decrease deferred to the next period or the term's end).
+    let mut planned = None;
     let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
         Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
     } else if period != latest_period {
@@ -132,11 +145,16 @@ fn this_period(
         ))
     } else {
         match cmat_engine::picklists::resolve(rules, &snapshot.picklists) {
-            Ok(values) => Ok(cmat_engine::diff::diff(rules, &values, &desired_state, &snapshot)
-                .warnings
-                .iter()
-                .map(note)
-                .collect()),
+            Ok(values) => {
+                let diff = cmat_engine::diff::diff(rules, &values, &desired_state, &snapshot);
+                planned = Some(
+                    diff.changes
+                        .iter()
+                        .filter_map(|change| change.key.subscription().map(str::to_owned))
+                        .collect(),
+                );
+                Ok(diff.warnings.iter().map(note).collect())
+            }
             Err(errors) => Err(format!(
                 "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
                 errors.len()
@@ -144,7 +162,7 @@ fn this_period(
         }
     };
     tick("plan's warnings computed");
-    Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings })
+    Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended, planned })
 }
 
 /// The period and the one before summed (from lines borrowed from the store: neither is held
@@ -213,7 +231,7 @@ fn period_writes(
                 // Who approved the run's plan (four-eyes, issue 29): a note, not a problem.
                 problems.push(WriteProblem {
                     run_id: row.run_id,
-                    kind: "approval",
+                    kind: WriteKind::Approval,
                     action: row.action,
                     entity: row.entity,
                     key: row.key,
@@ -234,7 +252,7 @@ fn period_writes(
                     && row.field == "userDefinedFields"
                 {
                     problems.push(WriteProblem {
-                        kind: "adopted_contract",
+                        kind: WriteKind::Adopted,
                         message: format!(
                             "contract #{} adopted: it now carries the subscription, accepted in {}; cmat keeps its units and prices from now on",
                             row.autotask_id.unwrap_or_default(),
@@ -258,7 +276,7 @@ fn period_writes(
             }
             problems.push(WriteProblem {
                 run_id: row.run_id,
-                kind: "failed_write",
+                kind: WriteKind::Failed,
                 action: row.action,
                 entity: row.entity,
                 key: row.key,
@@ -277,7 +295,7 @@ fn period_writes(
         };
         problems.push(WriteProblem {
             run_id: entry.intent.run_id,
-            kind: "unknown_write",
+            kind: WriteKind::Unknown,
             action: entry.intent.action,
             entity: entry.intent.entity,
             key: entry.intent.key,
@@ -293,7 +311,7 @@ fn period_writes(
     for change in unsettled {
         problems.push(WriteProblem {
             run_id: format!("the last sync ({at})"),
-            kind: "not_converged",
+            kind: WriteKind::NotConverged,
             action: change.action,
             entity: change.entity,
             key: change.key,

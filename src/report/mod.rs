@@ -15,6 +15,7 @@ use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
 use crate::store::ReviewLine;
+use cmat_engine::desired::WarningCode;
 use cmat_engine::rules::{BillingKind, RuleSet};
 use cmat_engine::snapshot::Snapshot;
 
@@ -176,6 +177,11 @@ pub struct Totals {
     pub autotask_total: Option<Decimal>,
     /// `autotask_total − to_autotask`: 0 when Autotask holds exactly the bills.
     pub difference: Option<Decimal>,
+    /// The part of `difference` the price book makes on purpose (markups, uplifts, tiers,
+    /// add-ons): Σ what the rules put in Autotask − the bill, over the subscriptions billed.
+    pub price_book_difference: Decimal,
+    /// `difference − price_book_difference`: what the rules do not explain (0 after an apply).
+    pub unexplained_difference: Option<Decimal>,
 }
 
 /// Something to look at before invoicing, most costly first within its kind.
@@ -186,7 +192,7 @@ pub struct Exception {
     /// `adopted_contract`, `not_converged` (the last sync's own re-plan was not empty),
     /// `charge_corrected`, `bill_restated`, or a plan warning's code (`drift`,
     /// `duplicate_contracts`, …).
-    pub kind: String,
+    pub kind: ExceptionKind,
     pub organization: String,
     pub subscription: String,
     pub message: String,
@@ -222,10 +228,18 @@ pub struct SubscriptionReview {
     pub change: Change,
     /// What Autotask holds for it in the period; None when unknown or not applicable.
     pub autotask_revenue: Option<Decimal>,
-    /// `matches`, `differs`, `missing` (no contract), `duplicate`, `unknown` (a hidden price),
-    /// or `` when the subscription does not reach Autotask.
+    /// `matches` (what the rules put there), `scheduled` (the rules' timing: a deferred
+    /// decrease; the plan changes nothing), `differs`, `missing` (no contract), `duplicate`,
+    /// `unknown` (a hidden price), or `` when the subscription does not reach Autotask.
     pub autotask_status: &'static str,
     pub products: Vec<ProductReview>,
+    /// What the engine's desired state puts in Autotask for it in the period (units × the price
+    /// book's price, charges at the rules' price); None when it does not reach Autotask.
+    pub intended_revenue: Option<Decimal>,
+    /// `intended_revenue − revenue`: the price book's own difference (expected).
+    pub price_book_difference: Option<Decimal>,
+    /// `autotask_revenue − intended_revenue`: what the rules do not explain.
+    pub unexplained_difference: Option<Decimal>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -263,19 +277,92 @@ pub struct PeriodTotal {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WriteProblem {
     pub run_id: String,
-    /// `failed_write`, `unknown_write`, `adopted_contract` or `not_converged`; `approval` for
-    /// the approval of a run's plan, which the review shows as a note.
-    pub kind: &'static str,
+    /// What happened to the write (an approval of a run's plan is shown as a note).
+    pub kind: WriteKind,
     pub action: String,
     pub entity: String,
     pub key: String,
     pub message: String,
 }
 
+/// What a [`WriteProblem`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteKind {
+    /// A write that failed or was skipped (`failed_write`).
+    Failed,
+    /// A write whose outcome is unknown (`unknown_write`).
+    Unknown,
+    /// A contract `cmat adopt --apply` linked (`adopted_contract`).
+    Adopted,
+    /// The last sync's own re-plan was not empty (`not_converged`).
+    NotConverged,
+    /// The approval of a run's plan: a note, not an exception.
+    Approval,
+}
+
+/// An exception's kind, typed; written as its code (`autotask_differs`, a warning's code…).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExceptionKind {
+    /// One of the engine's warnings, as the desired state or the plan raised it, or as the
+    /// review computes it with amounts (unlinked organization, unmapped service…).
+    Warning(WarningCode),
+    UnderCost,
+    AutotaskDiffers,
+    FailedWrite,
+    UnknownWrite,
+    AdoptedContract,
+    NotConverged,
+    ChargeCorrected,
+    BillRestated,
+}
+
+impl ExceptionKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExceptionKind::Warning(code) => code.as_str(),
+            ExceptionKind::UnderCost => "under_cost",
+            ExceptionKind::AutotaskDiffers => "autotask_differs",
+            ExceptionKind::FailedWrite => "failed_write",
+            ExceptionKind::UnknownWrite => "unknown_write",
+            ExceptionKind::AdoptedContract => "adopted_contract",
+            ExceptionKind::NotConverged => "not_converged",
+            ExceptionKind::ChargeCorrected => "charge_corrected",
+            ExceptionKind::BillRestated => "bill_restated",
+        }
+    }
+
+    /// The order the review lists kinds in: what needs acting on first.
+    fn rank(self) -> u8 {
+        use WarningCode as W;
+        match self {
+            ExceptionKind::FailedWrite
+            | ExceptionKind::UnknownWrite
+            | ExceptionKind::NotConverged => 0,
+            ExceptionKind::Warning(
+                W::UnlinkedOrganization | W::UnmappedService | W::ManualLineNotBilled,
+            ) => 1,
+            ExceptionKind::AutotaskDiffers => 2,
+            ExceptionKind::UnderCost => 3,
+            ExceptionKind::Warning(W::DuplicateContracts | W::Drift) => 4,
+            ExceptionKind::Warning(W::SubscriptionStoppedAppearing) => 5,
+            ExceptionKind::ChargeCorrected
+            | ExceptionKind::BillRestated
+            | ExceptionKind::Warning(W::BilledChargeMismatch) => 6,
+            _ => 7,
+        }
+    }
+}
+
+impl Serialize for ExceptionKind {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
 /// A plan warning, as the review needs it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlanNote {
-    pub code: String,
+    pub code: WarningCode,
     pub message: String,
     pub source: String,
 }
@@ -666,345 +753,317 @@ pub struct ReviewInput<'a> {
     /// The plan's warnings (drift, duplicate contracts…); None when not computed, with why.
     pub plan_warnings: Result<&'a [PlanNote], String>,
     pub history: &'a HistoryInput,
+    /// Per subscription, what the engine's desired state puts in Autotask for the period
+    /// ([`intended_amounts`]): what Autotask is compared with.
+    pub intended: &'a BTreeMap<String, Decimal>,
+    /// The subscriptions the plan would change (the latest period's review only).
+    pub planned: Option<&'a BTreeSet<String>>,
     pub restated: &'a [crate::store::BillRevision],
     pub writes: &'a [WriteProblem],
 }
 
+/// Per subscription, what the engine's desired state puts in Autotask for `period`: Σ units ×
+/// the price book's price over its contract services, and its charges dated in the period at
+/// the rules' price (one unit each, rounded as the plan writes them). The plan compares
+/// Autotask with the same desired state, so the review and the plan agree on what differs.
+pub fn intended_amounts(
+    desired: &cmat_engine::desired::DesiredState,
+    period: Period,
+) -> BTreeMap<String, Decimal> {
+    desired
+        .contracts
+        .iter()
+        .map(|(id, contract)| {
+            let services: Decimal = contract
+                .services
+                .values()
+                .map(|service| Decimal::from(service.units) * service.unit_price)
+                .sum();
+            let charges: Decimal = contract
+                .charges
+                .values()
+                .filter(|charge| period.contains(charge.date))
+                .map(|charge| charge.round(charge.unit_price))
+                .sum();
+            (id.clone(), services + charges)
+        })
+        .collect()
+}
+
 /// Warning codes the review shows from its own figures (with amounts) rather than the plan's.
-const OWN_CODES: [&str; 4] = [
-    "unlinked_organization",
-    "unmapped_service",
-    "manual_line_not_billed",
-    "subscription_stopped_appearing",
+const OWN_CODES: [WarningCode; 4] = [
+    WarningCode::UnlinkedOrganization,
+    WarningCode::UnmappedService,
+    WarningCode::ManualLineNotBilled,
+    WarningCode::SubscriptionStoppedAppearing,
 ];
 
 /// Plan warnings that are noise on a review (said once in the notes instead).
-const NOTE_CODES: [&str; 2] = ["costs_not_visible", "foreign_currency"];
+const NOTE_CODES: [WarningCode; 2] = [WarningCode::CostsNotVisible, WarningCode::ForeignCurrency];
 
-// TODO(arch): split after converge
-#[allow(clippy::too_many_lines)]
+/// The review of a period: computed from what [`load`] read (pure), rendered by [`render`].
 pub fn build(input: &ReviewInput<'_>) -> Review {
     let autotask = AutotaskIndex::new(input.snapshot, input.period);
-    let has_previous = input.previous.is_some();
-    let previous = input.previous.map(|(_, sums)| sums);
-    let mut exceptions = Vec::new();
-    let mut notes = Vec::new();
-    let mut left_out = Decimal::ZERO;
-    let mut contract_services_total = Some(Decimal::ZERO);
-    let mut charges_total = Decimal::ZERO;
+    let mut found = Found::default();
+    let companies = company_reviews(input, &autotask, &mut found);
+    left_out_exceptions(input, &mut found.exceptions);
+    warning_exceptions(input, &mut found);
+    // Left out because refused: their sales are not in Autotask either.
+    found.left_out += refused_sales(input);
+    write_exceptions(input, &mut found);
+    found.exceptions.extend(input.restated.iter().map(Exception::bill_restated));
+    found.exceptions.extend(autotask.corrections(input));
+    sort_exceptions(&mut found.exceptions);
+    let totals = totals(input, &mut found);
+    let previous_period = input.previous.map(|(period, _)| period);
+    Review {
+        period: input.period,
+        previous_period,
+        billing_dates: input.current.billing_dates.iter().copied().collect(),
+        currencies: input.current.currencies.iter().cloned().collect(),
+        totals,
+        exceptions: found.exceptions,
+        companies,
+        azure: azure_trends(input),
+        history: history(input),
+        notes: found.notes,
+    }
+}
 
-    // Per organization → subscription → product, the current period's rows first, then what
-    // the previous period had and this one lacks (removed).
+/// What the compute steps gather on the way: exceptions, notes, and the running totals.
+#[derive(Default)]
+struct Found {
+    exceptions: Vec<Exception>,
+    notes: Vec<String>,
+    /// Sales no rule takes to Autotask.
+    left_out: Decimal,
+    held: HeldTotals,
+}
+
+/// Per organization → subscription → product, the current period's rows first, then what
+/// the previous period had and this one lacks (removed); largest first.
+fn company_reviews(
+    input: &ReviewInput<'_>,
+    autotask: &AutotaskIndex<'_>,
+    found: &mut Found,
+) -> Vec<CompanyReview> {
+    let previous = input.previous.map(|(_, sums)| sums);
     let mut keys: BTreeSet<&String> = input.current.organizations.keys().collect();
     if let Some(previous) = previous {
         keys.extend(previous.organizations.keys());
     }
-    let mut companies = Vec::new();
-    for key in keys {
-        let now = input.current.organizations.get(key);
-        let before = previous.and_then(|p| p.organizations.get(key));
-        let Some(any) = now.or(before) else { continue };
-        let mut subscriptions = Vec::new();
-        let mut ids: BTreeSet<&String> = BTreeSet::new();
-        if let Some(now) = now {
-            ids.extend(now.subscriptions.keys());
-        }
-        if let Some(before) = before {
-            ids.extend(before.subscriptions.keys());
-        }
-        for id in ids {
-            let current = now.and_then(|o| o.subscriptions.get(id));
-            let earlier = before.and_then(|o| o.subscriptions.get(id));
-            let Some(sum) = current.or(earlier) else { continue };
-            let products = product_rows(current, earlier, has_previous);
-            let (autotask_revenue, autotask_status) = match current {
-                Some(current) if current.route.reaches_autotask() => {
-                    let held = autotask.held(id, current);
-                    match held {
-                        Held::Amount { contract_services, charges } => {
-                            match contract_services {
-                                Some(value) => {
-                                    if let Some(total) = contract_services_total.as_mut() {
-                                        *total += value;
-                                    }
-                                }
-                                None => contract_services_total = None,
-                            }
-                            charges_total += charges;
-                            let amount = contract_services.map(|value| value + charges);
-                            let status = match amount {
-                                Some(amount) if amount == current.sales => "matches",
-                                Some(amount) => {
-                                    exceptions.push(Exception {
-                                        kind: "autotask_differs".into(),
-                                        organization: any.name.clone(),
-                                        subscription: id.clone(),
-                                        message: format!(
-                                            "Autotask holds {} for {} in {}, the bill says {}",
-                                            amount.normalize(),
-                                            label(id, &current.name),
-                                            input.period,
-                                            current.sales.normalize()
-                                        ),
-                                        amount: Some(amount - current.sales),
-                                        source: current.first_source.clone(),
-                                    });
-                                    "differs"
-                                }
-                                None => "unknown",
-                            };
-                            (amount, status)
-                        }
-                        Held::Missing => {
-                            exceptions.push(Exception {
-                                kind: "autotask_differs".into(),
-                                organization: any.name.clone(),
-                                subscription: id.clone(),
-                                message: format!(
-                                    "no Autotask contract carries subscription {id} yet: {} is not invoiced (run `cmat apply`)",
-                                    current.sales.normalize()
-                                ),
-                                amount: Some(-current.sales),
-                                source: current.first_source.clone(),
-                            });
-                            (Some(Decimal::ZERO), "missing")
-                        }
-                        Held::Duplicate => (None, "duplicate"),
-                    }
-                }
-                _ => (None, ""),
-            };
-            if let Some(current) = current {
-                if !current.route.reaches_autotask() {
-                    left_out += current.sales;
-                }
-                for ((item, name), product) in current.products.iter() {
-                    if product.sales < product.cost || !product.under_cost.is_empty() {
-                        exceptions.push(Exception {
-                            kind: "under_cost".into(),
-                            organization: any.name.clone(),
-                            subscription: id.clone(),
-                            message: format!(
-                                "{name} ({item}) is sold under its cost: revenue {}, cost {} (lines {})",
-                                product.sales.normalize(),
-                                product.cost.normalize(),
-                                if product.under_cost.is_empty() {
-                                    current.first_source.clone()
-                                } else {
-                                    product.under_cost.join(", ")
-                                }
-                            ),
-                            amount: Some((product.sales - product.cost).min(Decimal::ZERO)),
-                            source: product
-                                .under_cost
-                                .first()
-                                .cloned()
-                                .unwrap_or_else(|| current.first_source.clone()),
-                        });
-                    }
-                }
-            } else if let Some(earlier) = earlier.filter(|e| e.route.reaches_autotask()) {
-                let organization_billed = now.is_some();
-                exceptions.push(Exception {
-                    kind: "subscription_stopped_appearing".into(),
-                    organization: any.name.clone(),
-                    subscription: id.clone(),
-                    message: format!(
-                        "{} was billed {} on {} but is not on {}; its Autotask contract is left as it is",
-                        label(id, &earlier.name),
-                        earlier.sales.normalize(),
-                        earlier.billing_date,
-                        if organization_billed {
-                            format!("the organization's {} bill", input.period)
-                        } else {
-                            format!("any {} bill (the organization has none)", input.period)
-                        }
-                    ),
-                    amount: Some(earlier.sales),
-                    source: earlier.first_source.clone(),
-                });
-            }
-            let revenue_now = current.map(|s| s.sales);
-            let revenue_before = earlier.map(|s| s.sales);
-            subscriptions.push(SubscriptionReview {
-                subscription_id: id.clone(),
-                subscription_name: sum.name.clone(),
-                service: sum.service.clone(),
-                billing: sum.route.as_str(),
-                billing_date: current.map(|s| s.billing_date),
-                figures: current.map(|s| Figures::new(s.sales, s.cost)).unwrap_or_default(),
-                previous_revenue: revenue_before,
-                change: Change::between(revenue_before, revenue_now, has_previous),
-                autotask_revenue,
-                autotask_status,
-                products,
-            });
-        }
-        // Largest first: the admin reads down from what matters most.
-        subscriptions.sort_by(|a, b| {
-            b.figures
-                .revenue
-                .cmp(&a.figures.revenue)
-                .then_with(|| a.subscription_id.cmp(&b.subscription_id))
-        });
-        let company_id = now.and_then(|o| o.company_id).or(before.and_then(|o| o.company_id));
-        companies.push(CompanyReview {
-            organization: any.name.clone(),
-            customer_number: any.customer_number.clone(),
-            autotask_company_id: company_id,
-            autotask_company: company_id
-                .and_then(|id| input.snapshot.companies.get(&id))
-                .map(|c| c.company_name.clone()),
-            figures: now.map(|o| Figures::new(o.sales, o.cost)).unwrap_or_default(),
-            previous_revenue: before.map(|o| o.sales),
-            change: Change::between(before.map(|o| o.sales), now.map(|o| o.sales), has_previous),
-            subscriptions,
-        });
-    }
+    let mut companies: Vec<CompanyReview> = keys
+        .into_iter()
+        .filter_map(|key| {
+            let now = input.current.organizations.get(key);
+            let before = previous.and_then(|p| p.organizations.get(key));
+            company_review(input, autotask, now, before, found)
+        })
+        .collect();
     companies.sort_by(|a, b| {
         b.figures.revenue.cmp(&a.figures.revenue).then_with(|| a.organization.cmp(&b.organization))
     });
+    companies
+}
 
-    // Money left out of Autotask, one exception per organization and reason.
-    for organization in input.current.organizations.values() {
-        let mut by_route: BTreeMap<&'static str, (Decimal, usize, BTreeSet<&str>, &str)> =
-            BTreeMap::new();
-        for sub in organization.subscriptions.values() {
-            let kind = match sub.route {
-                Route::Unmapped => "unmapped_service",
-                Route::Unlinked => "unlinked_organization",
-                Route::Manual => "manual_line_not_billed",
-                _ => continue,
-            };
-            let entry = by_route.entry(kind).or_insert((
-                Decimal::ZERO,
-                0,
-                BTreeSet::new(),
-                sub.first_source.as_str(),
-            ));
-            entry.0 += sub.sales;
-            entry.1 += sub.products.len();
-            entry.2.insert(sub.service.as_str());
-        }
-        for (kind, (amount, products, services, source)) in by_route {
-            let services: Vec<&str> = services.into_iter().collect();
-            let message = match kind {
-                "unmapped_service" => format!(
-                    "service {} is billed by no rule: {} product(s) left out of Autotask (add `service \"…\" = licence` or `= consumption` to the mappings)",
-                    quoted(&services),
-                    products
-                ),
-                "unlinked_organization" => format!(
-                    "organization \"{}\" has no AutotaskCompanyID and no company rule: {} product(s) of {} left out of Autotask (set the custom property in Cloudmore or add a `company` rule)",
-                    organization.name,
-                    products,
-                    quoted(&services)
-                ),
-                _ => format!(
-                    "{products} manual billing line(s) without a Subscription ID are not billed: no rule routes them"
-                ),
-            };
-            exceptions.push(Exception {
-                kind: kind.into(),
-                organization: organization.name.clone(),
-                subscription: String::new(),
-                message,
-                amount: Some(amount),
-                source: source.to_string(),
-            });
-        }
-    }
+/// One organization's row and its subscriptions' (None when it has neither period).
+fn company_review(
+    input: &ReviewInput<'_>,
+    autotask: &AutotaskIndex<'_>,
+    now: Option<&OrganizationSum>,
+    before: Option<&OrganizationSum>,
+    found: &mut Found,
+) -> Option<CompanyReview> {
+    let any = now.or(before)?;
+    let has_previous = input.previous.is_some();
+    let mut ids: BTreeSet<&String> = BTreeSet::new();
+    ids.extend(now.into_iter().flat_map(|o| o.subscriptions.keys()));
+    ids.extend(before.into_iter().flat_map(|o| o.subscriptions.keys()));
+    let mut subscriptions: Vec<SubscriptionReview> = ids
+        .into_iter()
+        .filter_map(|id| {
+            let current = now.and_then(|o| o.subscriptions.get(id));
+            let earlier = before.and_then(|o| o.subscriptions.get(id));
+            let organization_billed = now.is_some();
+            let pair = Pair { id, current, earlier, organization: &any.name, organization_billed };
+            subscription_review(input, autotask, &pair, found)
+        })
+        .collect();
+    // Largest first: the admin reads down from what matters most.
+    subscriptions.sort_by(|a, b| {
+        b.figures
+            .revenue
+            .cmp(&a.figures.revenue)
+            .then_with(|| a.subscription_id.cmp(&b.subscription_id))
+    });
+    let company_id = now.and_then(|o| o.company_id).or(before.and_then(|o| o.company_id));
+    Some(CompanyReview {
+        organization: any.name.clone(),
+        customer_number: any.customer_number.clone(),
+        autotask_company_id: company_id,
+        autotask_company: company_id
+            .and_then(|id| input.snapshot.companies.get(&id))
+            .map(|c| c.company_name.clone()),
+        figures: now.map(|o| Figures::new(o.sales, o.cost)).unwrap_or_default(),
+        previous_revenue: before.map(|o| o.sales),
+        change: Change::between(before.map(|o| o.sales), now.map(|o| o.sales), has_previous),
+        subscriptions,
+    })
+}
 
-    // The desired state's refusals (a licence count that is fractional or negative…).
-    for warning in input.desired_warnings {
-        if OWN_CODES.contains(&warning.code.as_str()) {
-            continue;
-        }
-        exceptions.push(Exception {
-            kind: warning.code.clone(),
-            organization: String::new(),
-            subscription: String::new(),
-            message: warning.message.clone(),
-            amount: None,
-            source: warning.source.clone(),
-        });
-    }
-    // Left out because refused: their sales are not in Autotask either.
-    left_out += refused_sales(input);
+/// A subscription in this period and the one before.
+struct Pair<'a> {
+    id: &'a str,
+    current: Option<&'a SubscriptionSum>,
+    earlier: Option<&'a SubscriptionSum>,
+    organization: &'a str,
+    /// The organization has a bill in this period.
+    organization_billed: bool,
+}
 
-    match &input.plan_warnings {
-        Ok(warnings) => {
-            let desired: BTreeSet<(&str, &str)> = input
-                .desired_warnings
-                .iter()
-                .map(|w| (w.code.as_str(), w.message.as_str()))
-                .collect();
-            for warning in warnings.iter() {
-                if OWN_CODES.contains(&warning.code.as_str())
-                    || desired.contains(&(warning.code.as_str(), warning.message.as_str()))
-                {
-                    continue;
-                }
-                if NOTE_CODES.contains(&warning.code.as_str()) {
-                    notes.push(warning.message.clone());
-                    continue;
-                }
-                exceptions.push(Exception {
-                    kind: warning.code.clone(),
-                    organization: String::new(),
-                    subscription: String::new(),
-                    message: warning.message.clone(),
-                    amount: None,
-                    source: warning.source.clone(),
-                });
+/// One subscription's row, with its exceptions (Autotask differs, under cost, stopped).
+fn subscription_review(
+    input: &ReviewInput<'_>,
+    autotask: &AutotaskIndex<'_>,
+    pair: &Pair<'_>,
+    found: &mut Found,
+) -> Option<SubscriptionReview> {
+    let (id, current, earlier) = (pair.id, pair.current, pair.earlier);
+    let sum = current.or(earlier)?;
+    let has_previous = input.previous.is_some();
+    let compared = match current {
+        Some(current) if current.route.reaches_autotask() => {
+            compare(input, autotask, pair.organization, id, current, &mut found.held)
+        }
+        _ => Compared::default(),
+    };
+    found.exceptions.extend(compared.exception.clone());
+    if let Some(current) = current {
+        if !current.route.reaches_autotask() {
+            found.left_out += current.sales;
+        }
+        for ((item, name), product) in current.products.iter() {
+            if product.sales < product.cost || !product.under_cost.is_empty() {
+                let at = (pair.organization, id, current);
+                found.exceptions.push(Exception::under_cost(at, item, name, product));
             }
         }
-        Err(why) => notes.push(why.clone()),
+    } else if let Some(earlier) = earlier.filter(|e| e.route.reaches_autotask()) {
+        found.exceptions.push(Exception::stopped_appearing(input, pair, earlier));
     }
+    let revenue_now = current.map(|s| s.sales);
+    let revenue_before = earlier.map(|s| s.sales);
+    Some(SubscriptionReview {
+        subscription_id: id.to_owned(),
+        subscription_name: sum.name.clone(),
+        service: sum.service.clone(),
+        billing: sum.route.as_str(),
+        billing_date: current.map(|s| s.billing_date),
+        figures: current.map(|s| Figures::new(s.sales, s.cost)).unwrap_or_default(),
+        previous_revenue: revenue_before,
+        change: Change::between(revenue_before, revenue_now, has_previous),
+        autotask_revenue: compared.revenue,
+        autotask_status: compared.status,
+        products: product_rows(current, earlier, has_previous),
+        intended_revenue: compared.intended,
+        price_book_difference: compared.intended.zip(revenue_now).map(|(i, r)| i - r),
+        unexplained_difference: compared.revenue.zip(compared.intended).map(|(a, i)| a - i),
+    })
+}
 
-    for write in input.writes {
-        if write.kind == "approval" {
-            notes.push(format!(
-                "run {}: its plan {} was {}",
-                write.run_id, write.key, write.message
-            ));
+/// Money left out of Autotask, one exception per organization and reason.
+fn left_out_exceptions(input: &ReviewInput<'_>, exceptions: &mut Vec<Exception>) {
+    for organization in input.current.organizations.values() {
+        let mut by_route: BTreeMap<WarningCode, LeftOut<'_>> = BTreeMap::new();
+        for sub in organization.subscriptions.values() {
+            let code = match sub.route {
+                Route::Unmapped => WarningCode::UnmappedService,
+                Route::Unlinked => WarningCode::UnlinkedOrganization,
+                Route::Manual => WarningCode::ManualLineNotBilled,
+                _ => continue,
+            };
+            let entry = by_route.entry(code).or_insert_with(|| LeftOut {
+                amount: Decimal::ZERO,
+                products: 0,
+                services: BTreeSet::new(),
+                source: sub.first_source.as_str(),
+            });
+            entry.amount += sub.sales;
+            entry.products += sub.products.len();
+            entry.services.insert(sub.service.as_str());
+        }
+        for (code, left) in by_route {
+            exceptions.push(Exception::left_out(code, &organization.name, &left));
+        }
+    }
+}
+
+/// An organization's sales one reason keeps out of Autotask.
+struct LeftOut<'a> {
+    amount: Decimal,
+    products: usize,
+    services: BTreeSet<&'a str>,
+    source: &'a str,
+}
+
+/// The desired state's refusals (a licence count that is fractional or negative…) and the
+/// plan's warnings (drift, duplicate contracts…), each once; noise goes to the notes.
+fn warning_exceptions(input: &ReviewInput<'_>, found: &mut Found) {
+    for warning in input.desired_warnings {
+        if !OWN_CODES.contains(&warning.code) {
+            found.exceptions.push(Exception::warning(warning));
+        }
+    }
+    let warnings = match &input.plan_warnings {
+        Ok(warnings) => warnings,
+        Err(why) => {
+            found.notes.push(why.clone());
+            return;
+        }
+    };
+    let desired: BTreeSet<(WarningCode, &str)> =
+        input.desired_warnings.iter().map(|w| (w.code, w.message.as_str())).collect();
+    for warning in warnings.iter() {
+        if OWN_CODES.contains(&warning.code)
+            || desired.contains(&(warning.code, warning.message.as_str()))
+        {
             continue;
         }
-        exceptions.push(Exception {
-            kind: write.kind.into(),
-            organization: String::new(),
-            subscription: String::new(),
-            message: format!(
-                "{} {} ({}) in run {}: {}",
-                write.action, write.entity, write.key, write.run_id, write.message
-            ),
-            amount: None,
-            source: format!("cmat audit --run {}", write.run_id),
-        });
+        if NOTE_CODES.contains(&warning.code) {
+            found.notes.push(warning.message.clone());
+            continue;
+        }
+        found.exceptions.push(Exception::warning(warning));
     }
-    for bill in input.restated {
-        exceptions.push(Exception {
-            kind: "bill_restated".into(),
-            organization: bill.organization_name.clone(),
-            subscription: String::new(),
-            message: format!(
-                "the {} bill of \"{}\" was restated by Cloudmore (revision {}, imported {} from {})",
-                bill.billing_date,
-                bill.organization_name,
-                bill.revision,
-                bill.imported_at.format("%Y-%m-%d %H:%M UTC"),
-                bill.source_file
-            ),
-            amount: None,
-            source: bill.source_file.clone(),
-        });
-    }
-    exceptions.extend(autotask.corrections(input));
+}
 
-    // Most important kinds first, then the largest amounts.
+/// The period's writes that failed or are unknown, adoptions, non-convergence; approvals are
+/// notes.
+fn write_exceptions(input: &ReviewInput<'_>, found: &mut Found) {
+    for write in input.writes {
+        let kind = match write.kind {
+            WriteKind::Approval => {
+                found.notes.push(format!(
+                    "run {}: its plan {} was {}",
+                    write.run_id, write.key, write.message
+                ));
+                continue;
+            }
+            WriteKind::Failed => ExceptionKind::FailedWrite,
+            WriteKind::Unknown => ExceptionKind::UnknownWrite,
+            WriteKind::Adopted => ExceptionKind::AdoptedContract,
+            WriteKind::NotConverged => ExceptionKind::NotConverged,
+        };
+        found.exceptions.push(Exception::write(kind, write));
+    }
+}
+
+/// Most important kinds first, then the largest amounts.
+fn sort_exceptions(exceptions: &mut [Exception]) {
     exceptions.sort_by(|a, b| {
-        kind_rank(&a.kind)
-            .cmp(&kind_rank(&b.kind))
+        a.kind
+            .rank()
+            .cmp(&b.kind.rank())
             .then_with(|| {
                 let size = |e: &Exception| e.amount.map(|a| a.abs()).unwrap_or_default();
                 size(b).cmp(&size(a))
@@ -1013,28 +1072,38 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
             .then_with(|| a.subscription.cmp(&b.subscription))
             .then_with(|| a.message.cmp(&b.message))
     });
+}
 
+/// The bills' totals beside what Autotask holds (a note when a price is unknown).
+fn totals(input: &ReviewInput<'_>, found: &mut Found) -> Totals {
     let bills = Figures::new(
         input.current.organizations.values().map(|o| o.sales).sum(),
         input.current.organizations.values().map(|o| o.cost).sum(),
     );
+    let left_out = found.left_out;
     let to_autotask = bills.revenue - left_out;
-    let autotask_total = contract_services_total.map(|value| value + charges_total);
-    if contract_services_total.is_none() {
-        notes.push("Autotask's price of some contract services is unknown (a contract billed in another currency, or none sent): the Autotask total cannot be computed".into());
+    let HeldTotals { contract_services, charges, price_book } = found.held;
+    let autotask_total = contract_services.map(|value| value + charges);
+    if contract_services.is_none() {
+        found.notes.push("Autotask's price of some contract services is unknown (a contract billed in another currency, or none sent): the Autotask total cannot be computed".into());
     }
-    let totals = Totals {
+    Totals {
         bills,
         lines: input.current.lines,
         left_out,
         to_autotask,
-        autotask_contract_services: contract_services_total,
-        autotask_charges: charges_total,
+        autotask_contract_services: contract_services,
+        autotask_charges: charges,
         autotask_total,
         difference: autotask_total.map(|total| total - to_autotask),
-    };
+        price_book_difference: price_book,
+        unexplained_difference: autotask_total.map(|total| total - to_autotask - price_book),
+    }
+}
 
-    let history = input
+/// Every imported period's totals.
+fn history(input: &ReviewInput<'_>) -> Vec<PeriodTotal> {
+    input
         .history
         .by_period
         .iter()
@@ -1042,8 +1111,13 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
             period: *period,
             figures: Figures::new(*sales, *cost),
         })
-        .collect();
+        .collect()
+}
+
+/// Azure consumption per subscription billed in this period or the one before, largest first.
+fn azure_trends(input: &ReviewInput<'_>) -> Vec<AzureTrend> {
     let previous_period = input.previous.map(|(period, _)| period);
+    let has_previous = input.previous.is_some();
     let mut azure: Vec<AzureTrend> = input
         .history
         .consumption
@@ -1081,18 +1155,289 @@ pub fn build(input: &ReviewInput<'_>) -> Review {
         };
         latest(b).cmp(&latest(a)).then_with(|| a.subscription_id.cmp(&b.subscription_id))
     });
+    azure
+}
 
-    Review {
-        period: input.period,
-        previous_period,
-        billing_dates: input.current.billing_dates.iter().copied().collect(),
-        currencies: input.current.currencies.iter().cloned().collect(),
-        totals,
-        exceptions,
-        companies,
-        azure,
-        history,
-        notes,
+/// What Autotask holds over the period's billed subscriptions, summed as they are compared.
+#[derive(Debug, Clone, Copy)]
+struct HeldTotals {
+    /// None once one contract service's price is unknown.
+    contract_services: Option<Decimal>,
+    charges: Decimal,
+    /// Σ what the rules put in Autotask − the bill.
+    price_book: Decimal,
+}
+
+impl Default for HeldTotals {
+    fn default() -> Self {
+        HeldTotals {
+            contract_services: Some(Decimal::ZERO),
+            charges: Decimal::ZERO,
+            price_book: Decimal::ZERO,
+        }
+    }
+}
+
+/// One billed subscription: what Autotask holds, against what the rules put there.
+#[derive(Debug, Default)]
+struct Compared {
+    revenue: Option<Decimal>,
+    status: &'static str,
+    intended: Option<Decimal>,
+    exception: Option<Exception>,
+}
+
+/// Compares what Autotask holds for a subscription with what the engine's desired state puts
+/// there (the plan's comparison), not with the bill: a price book's markup or add-on is no
+/// exception; a difference the rules do not explain, or no contract at all, is.
+fn compare(
+    input: &ReviewInput<'_>,
+    autotask: &AutotaskIndex<'_>,
+    organization: &str,
+    id: &str,
+    current: &SubscriptionSum,
+    totals: &mut HeldTotals,
+) -> Compared {
+    let intended = input.intended.get(id).copied();
+    if let Some(intended) = intended {
+        totals.price_book += intended - current.sales;
+    }
+    // Without a desired contract (a rule skips it, its rules are ambiguous) the bill is all
+    // there is to compare with; the plan's warnings say why.
+    let expected = intended.unwrap_or(current.sales);
+    match autotask.held(id, current) {
+        Held::Amount { contract_services, charges } => {
+            totals.contract_services =
+                totals.contract_services.zip(contract_services).map(|(total, v)| total + v);
+            totals.charges += charges;
+            let amount = contract_services.map(|value| value + charges);
+            let scheduled = intended.is_some() && scheduled(input, id, amount, expected);
+            let intended = if scheduled { amount.or(intended) } else { intended };
+            if scheduled {
+                if let Some(held) = amount {
+                    totals.price_book += held - expected;
+                }
+            }
+            let (status, exception) = match amount {
+                Some(amount) if amount == expected => ("matches", None),
+                Some(_) if scheduled => ("scheduled", None),
+                Some(amount) => (
+                    "differs",
+                    Some(Exception::autotask_differs(
+                        input,
+                        organization,
+                        id,
+                        current,
+                        amount,
+                        intended,
+                    )),
+                ),
+                None => ("unknown", None),
+            };
+            Compared { revenue: amount, status, intended, exception }
+        }
+        Held::Missing => Compared {
+            revenue: Some(Decimal::ZERO),
+            status: "missing",
+            intended,
+            exception: Some(Exception::no_contract(organization, id, current, expected)),
+        },
+        Held::Duplicate => {
+            Compared { revenue: None, status: "duplicate", intended, exception: None }
+        }
+    }
+}
+
+/// Autotask differs from what the rules put there on the Billing Date and the plan changes
+/// nothing for it: the rules schedule what Autotask holds (a decrease deferred to the next
+/// period or the term's end), so that is what they put there for the period.
+fn scheduled(input: &ReviewInput<'_>, id: &str, held: Option<Decimal>, expected: Decimal) -> bool {
+    held.is_some_and(|held| held != expected) && input.planned.is_some_and(|p| !p.contains(id))
+}
+
+impl Exception {
+    /// Autotask holds for a subscription what neither the rules nor the bill explain.
+    fn autotask_differs(
+        input: &ReviewInput<'_>,
+        organization: &str,
+        id: &str,
+        current: &SubscriptionSum,
+        held: Decimal,
+        intended: Option<Decimal>,
+    ) -> Exception {
+        let rules = match intended {
+            Some(intended) if intended != current.sales => {
+                format!(
+                    "the rules put {} there, the bill says {}",
+                    intended.normalize(),
+                    current.sales.normalize()
+                )
+            }
+            _ => format!("the bill says {}", current.sales.normalize()),
+        };
+        Exception {
+            kind: ExceptionKind::AutotaskDiffers,
+            organization: organization.to_owned(),
+            subscription: id.to_owned(),
+            message: format!(
+                "Autotask holds {} for {} in {}, {rules}",
+                held.normalize(),
+                label(id, &current.name),
+                input.period,
+            ),
+            amount: Some(held - intended.unwrap_or(current.sales)),
+            source: current.first_source.clone(),
+        }
+    }
+
+    /// A product sold under its cost (`at`: organization, subscription, its sums).
+    fn under_cost(
+        at: (&str, &str, &SubscriptionSum),
+        item: &str,
+        name: &str,
+        product: &ProductSum,
+    ) -> Exception {
+        let (organization, id, current) = at;
+        let lines = if product.under_cost.is_empty() {
+            current.first_source.clone()
+        } else {
+            product.under_cost.join(", ")
+        };
+        Exception {
+            kind: ExceptionKind::UnderCost,
+            organization: organization.to_owned(),
+            subscription: id.to_owned(),
+            message: format!(
+                "{name} ({item}) is sold under its cost: revenue {}, cost {} (lines {lines})",
+                product.sales.normalize(),
+                product.cost.normalize(),
+            ),
+            amount: Some((product.sales - product.cost).min(Decimal::ZERO)),
+            source: product
+                .under_cost
+                .first()
+                .cloned()
+                .unwrap_or_else(|| current.first_source.clone()),
+        }
+    }
+
+    /// A subscription billed in the previous period and not in this one.
+    fn stopped_appearing(
+        input: &ReviewInput<'_>,
+        pair: &Pair<'_>,
+        earlier: &SubscriptionSum,
+    ) -> Exception {
+        let bill = if pair.organization_billed {
+            format!("the organization's {} bill", input.period)
+        } else {
+            format!("any {} bill (the organization has none)", input.period)
+        };
+        Exception {
+            kind: ExceptionKind::Warning(WarningCode::SubscriptionStoppedAppearing),
+            organization: pair.organization.to_owned(),
+            subscription: pair.id.to_owned(),
+            message: format!(
+                "{} was billed {} on {} but is not on {bill}; its Autotask contract is left as it is",
+                label(pair.id, &earlier.name),
+                earlier.sales.normalize(),
+                earlier.billing_date,
+            ),
+            amount: Some(earlier.sales),
+            source: earlier.first_source.clone(),
+        }
+    }
+
+    /// An organization's sales left out of Autotask for one reason (`code`).
+    fn left_out(code: WarningCode, organization: &str, left: &LeftOut<'_>) -> Exception {
+        let services: Vec<&str> = left.services.iter().copied().collect();
+        let products = left.products;
+        let message = match code {
+            WarningCode::UnmappedService => format!(
+                "service {} is billed by no rule: {products} product(s) left out of Autotask (add `service \"…\" = licence` or `= consumption` to the mappings)",
+                quoted(&services),
+            ),
+            WarningCode::UnlinkedOrganization => format!(
+                "organization \"{organization}\" has no AutotaskCompanyID and no company rule: {products} product(s) of {} left out of Autotask (set the custom property in Cloudmore or add a `company` rule)",
+                quoted(&services)
+            ),
+            _ => format!(
+                "{products} manual billing line(s) without a Subscription ID are not billed: no rule routes them"
+            ),
+        };
+        Exception {
+            kind: ExceptionKind::Warning(code),
+            organization: organization.to_owned(),
+            subscription: String::new(),
+            message,
+            amount: Some(left.amount),
+            source: left.source.to_string(),
+        }
+    }
+
+    /// A warning of the desired state or the plan, as it said it.
+    fn warning(warning: &PlanNote) -> Exception {
+        Exception {
+            kind: ExceptionKind::Warning(warning.code),
+            organization: String::new(),
+            subscription: String::new(),
+            message: warning.message.clone(),
+            amount: None,
+            source: warning.source.clone(),
+        }
+    }
+
+    /// A write of the period's runs to look at (failed, unknown, an adoption…).
+    fn write(kind: ExceptionKind, write: &WriteProblem) -> Exception {
+        Exception {
+            kind,
+            organization: String::new(),
+            subscription: String::new(),
+            message: format!(
+                "{} {} ({}) in run {}: {}",
+                write.action, write.entity, write.key, write.run_id, write.message
+            ),
+            amount: None,
+            source: format!("cmat audit --run {}", write.run_id),
+        }
+    }
+
+    /// A bill Cloudmore restated (a later export of the same Billing Date).
+    fn bill_restated(bill: &crate::store::BillRevision) -> Exception {
+        Exception {
+            kind: ExceptionKind::BillRestated,
+            organization: bill.organization_name.clone(),
+            subscription: String::new(),
+            message: format!(
+                "the {} bill of \"{}\" was restated by Cloudmore (revision {}, imported {} from {})",
+                bill.billing_date,
+                bill.organization_name,
+                bill.revision,
+                bill.imported_at.format("%Y-%m-%d %H:%M UTC"),
+                bill.source_file
+            ),
+            amount: None,
+            source: bill.source_file.clone(),
+        }
+    }
+
+    /// No contract carries a billed subscription: what the rules put there is not invoiced.
+    fn no_contract(
+        organization: &str,
+        id: &str,
+        current: &SubscriptionSum,
+        expected: Decimal,
+    ) -> Exception {
+        Exception {
+            kind: ExceptionKind::AutotaskDiffers,
+            organization: organization.to_owned(),
+            subscription: id.to_owned(),
+            message: format!(
+                "no Autotask contract carries subscription {id} yet: {} is not invoiced (run `cmat apply`)",
+                expected.normalize()
+            ),
+            amount: Some(-expected),
+            source: current.first_source.clone(),
+        }
     }
 }
 
@@ -1106,19 +1451,6 @@ fn label(id: &str, name: &str) -> String {
 
 fn quoted(items: &[&str]) -> String {
     items.iter().map(|s| format!("\"{s}\"")).collect::<Vec<_>>().join(", ")
-}
-
-fn kind_rank(kind: &str) -> u8 {
-    match kind {
-        "failed_write" | "unknown_write" | "not_converged" => 0,
-        "unlinked_organization" | "unmapped_service" | "manual_line_not_billed" => 1,
-        "autotask_differs" => 2,
-        "under_cost" => 3,
-        "duplicate_contracts" | "drift" => 4,
-        "subscription_stopped_appearing" => 5,
-        "charge_corrected" | "bill_restated" | "billed_charge_mismatch" => 6,
-        _ => 7,
-    }
 }
 
 /// Sales of licence products the desired state refuses (fractional or negative counts).
@@ -1300,7 +1632,7 @@ impl<'a> AutotaskIndex<'a> {
                 let corrections: Decimal =
                     sorted[1..].iter().map(|c| c.unit_quantity * c.unit_price).sum();
                 found.push(Exception {
-                    kind: "charge_corrected".into(),
+                    kind: ExceptionKind::ChargeCorrected,
                     organization: organization.name.clone(),
                     subscription: id.clone(),
                     message: format!(

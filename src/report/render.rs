@@ -81,7 +81,7 @@ fn json_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderEr
     Ok(writer.flush()?)
 }
 
-const CSV_HEADER: [&str; 24] = [
+const CSV_HEADER: [&str; 27] = [
     "period",
     "level",
     "organization",
@@ -106,6 +106,9 @@ const CSV_HEADER: [&str; 24] = [
     "autotask_revenue",
     "autotask_status",
     "billing_date",
+    "intended_revenue",
+    "price_book_difference",
+    "unexplained_difference",
 ];
 
 /// One row per company, subscription and product (`level`), then one `total` row. Amounts
@@ -140,7 +143,7 @@ fn csv_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderErr
         out.empty(1)?;
         out.amount(company.previous_revenue)?;
         out.text(company.change.as_str())?;
-        out.empty(3)?;
+        out.empty(6)?;
         out.end()?;
         for sub in &company.subscriptions {
             let subscription_id = spreadsheet_safe(&sub.subscription_id);
@@ -163,6 +166,9 @@ fn csv_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderErr
             out.amount(sub.autotask_revenue)?;
             out.text(sub.autotask_status)?;
             out.text(&billing_date)?;
+            out.amount(sub.intended_revenue)?;
+            out.amount(sub.price_book_difference)?;
+            out.amount(sub.unexplained_difference)?;
             out.end()?;
             for product in &sub.products {
                 subscription_cells(&mut out, "product")?;
@@ -177,6 +183,7 @@ fn csv_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderErr
                 out.text(product.change.as_str())?;
                 out.empty(2)?;
                 out.text(&billing_date)?;
+                out.empty(3)?;
                 out.end()?;
             }
         }
@@ -194,6 +201,9 @@ fn csv_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderErr
         None => "unknown",
     })?;
     out.empty(1)?;
+    out.amount(Some(totals.to_autotask + totals.price_book_difference))?;
+    out.amount(Some(totals.price_book_difference))?;
+    out.amount(totals.unexplained_difference)?;
     out.end()?;
     Ok(out.writer.flush()?)
 }
@@ -488,6 +498,8 @@ struct PageSubscription<'a> {
     change: Change,
     autotask_revenue: Option<Decimal>,
     autotask_status: &'a str,
+    price_book_difference: Option<Decimal>,
+    unexplained_difference: Option<Decimal>,
     products: &'a [ProductReview],
     product_count: usize,
 }
@@ -547,6 +559,8 @@ impl<'a> PageSubscription<'a> {
             change: sub.change,
             autotask_revenue: sub.autotask_revenue,
             autotask_status: sub.autotask_status,
+            price_book_difference: sub.price_book_difference,
+            unexplained_difference: sub.unexplained_difference,
             products: sub.products.get(..shown).unwrap_or(&sub.products),
             product_count: sub.products.len(),
         }

@@ -227,6 +227,12 @@ fn a_large_msp_splits_azure_by_meter_category_and_defers_nce_decreases_to_the_te
         .filter(|exception| exception["kind"] == "unlinked_organization")
         .collect();
     assert!(unlinked.is_empty(), "{unlinked:?}");
+    // The NCE decrease the rules defer is no exception: the plan changes nothing there.
+    let differs = autotask_differs(&review);
+    assert!(differs.is_empty(), "{differs:#?}");
+    let standard = review_subscription(&review, FABRIKAM_STANDARD);
+    assert_eq!(standard["autotask_status"], "scheduled", "{standard:#}");
+    assert_eq!(amount(&standard["unexplained_difference"]), Decimal::ZERO);
 
     // Azure: one charge per meter category, each with its markup, rounded to cents.
     assert_eq!(azure_charges(&sw, "2026-11-01"), expected_azure(NOVEMBER));
@@ -407,6 +413,9 @@ fn a_decrease_from_the_next_period_and_zero_lines_left_out_converge_in_autotask(
     let run = sw.apply();
     assert_eq!(run.status, 0, "{}", run.stderr);
     assert_eq!(sw.plan_detailed().status, 0, "converged");
+    let review = review_json(&sw);
+    let differs = autotask_differs(&review);
+    assert!(differs.is_empty(), "a decrease from the next period is no exception: {differs:#?}");
     // 6 licences through November, 4 from December; the trial is nowhere in Autotask.
     let e1 = contract_service(&sw, "935a07f5", "CSP-O365-E1");
     assert!(e1.adjustments.contains(&("2026-12-01".to_string(), -2)), "{:?}", e1.adjustments);
@@ -565,14 +574,105 @@ fn a_per_seat_support_service_follows_the_licence_count() {
     assert!(explain.contains("add_on_service = 7010 at 12 a seat (cost 4)  used"), "{explain}");
     sw.ok(&["report", "--format", "json", "--out", "review.json"]);
     let review: Value = serde_json::from_str(&sw.ws.read("review.json")).expect("review JSON");
-    // The billing review compares Autotask with the bill's sales, as for any price rule: the
-    // difference on Premium is the support billed with it, 28 seats at 12.00.
-    let differs: Vec<&Value> = review["exceptions"]
+    // The billing review compares Autotask with what the rules put there, as the plan does:
+    // the support billed with Premium, 28 seats at 12.00, is the price book's difference (the
+    // add-on's revenue), not an exception.
+    let differs = autotask_differs(&review);
+    assert!(differs.is_empty(), "{differs:#?}");
+    let premium = review_subscription(&review, CONTOSO_PREMIUM);
+    assert_eq!(premium["autotask_status"], "matches", "{premium:#}");
+    assert_eq!(amount(&premium["price_book_difference"]), decimal("336"));
+    assert_eq!(amount(&premium["unexplained_difference"]), Decimal::ZERO);
+    assert_eq!(
+        amount(&premium["intended_revenue"]),
+        amount(&premium["figures"]["revenue"]) + decimal("336")
+    );
+}
+
+/// The review's `autotask_differs` exceptions.
+fn autotask_differs(review: &Value) -> Vec<Value> {
+    review["exceptions"]
         .as_array()
         .expect("exceptions")
         .iter()
-        .filter(|e| e["kind"] == "autotask_differs" && e["subscription"] == CONTOSO_PREMIUM)
-        .collect();
-    assert_eq!(differs.len(), 1, "{:#}", review["exceptions"]);
-    assert_eq!(decimal(differs[0]["amount"].as_str().unwrap_or_default()), decimal("336"));
+        .filter(|e| e["kind"] == "autotask_differs")
+        .cloned()
+        .collect()
+}
+
+/// A subscription's row of the review.
+fn review_subscription<'a>(review: &'a Value, id: &str) -> &'a Value {
+    review["companies"]
+        .as_array()
+        .expect("companies")
+        .iter()
+        .flat_map(|c| c["subscriptions"].as_array().expect("subscriptions"))
+        .find(|s| s["subscription_id"] == id)
+        .unwrap_or_else(|| panic!("no subscription {id} in the review"))
+}
+
+/// A JSON amount (a decimal string).
+fn amount(value: &Value) -> Decimal {
+    decimal(value.as_str().unwrap_or_else(|| panic!("an amount: {value}")))
+}
+
+fn review_json(sw: &SimWorkspace) -> Value {
+    sw.ok(&["report", "--format", "json", "--out", "review.json"]);
+    serde_json::from_str(&sw.ws.read("review.json")).expect("review JSON")
+}
+
+#[test]
+fn a_marked_up_book_is_no_exception_on_the_review_but_a_hand_edit_is() {
+    let sw = with_price_book("small-msp");
+    apply_month(&sw, OCTOBER);
+    apply_month(&sw, NOVEMBER);
+    let review = review_json(&sw);
+    let differs = autotask_differs(&review);
+    assert!(differs.is_empty(), "the plan is empty, so is the review: {differs:#?}");
+    // The markup is the price book's difference, and the totals say so.
+    let totals = &review["totals"];
+    assert!(amount(&totals["price_book_difference"]) > Decimal::ZERO, "{totals:#}");
+    assert_eq!(amount(&totals["unexplained_difference"]), Decimal::ZERO, "{totals:#}");
+    assert_eq!(
+        amount(&totals["difference"]),
+        amount(&totals["price_book_difference"]),
+        "{totals:#}"
+    );
+
+    // Someone edits Premium's price in Autotask: 25.00 instead of the book's 21.321.
+    let contract = sw
+        .sim
+        .records("Contracts")
+        .into_iter()
+        .find(|c| c.to_string().contains(CONTOSO_PREMIUM))
+        .expect("Premium's contract");
+    let contract_id = contract["id"].as_i64().expect("id");
+    let service = sw
+        .sim
+        .records("ContractServices")
+        .into_iter()
+        .find(|cs| cs["contractID"].as_i64() == Some(contract_id))
+        .expect("Premium's contract service");
+    let credentials = sw.sim.credentials();
+    let response = reqwest::blocking::Client::new()
+        .patch(format!("{}v1.0/Contracts/{contract_id}/Services", sw.sim.base_url()))
+        .header("ApiIntegrationCode", credentials.integration_code)
+        .header("UserName", credentials.username)
+        .header("Secret", credentials.secret)
+        .header("Content-Type", "application/json")
+        .body(serde_json::json!({"id": service["id"], "adjustedPrice": "25.00"}).to_string())
+        .send()
+        .expect("the hand edit is sent");
+    assert!(response.status().is_success(), "{:?}", response.text());
+    sw.pull();
+    let review = review_json(&sw);
+    let differs = autotask_differs(&review);
+    assert_eq!(differs.len(), 1, "{differs:#?}");
+    assert_eq!(differs[0]["subscription"], CONTOSO_PREMIUM);
+    // 28 seats × (25.00 − 21.321): what the rules do not explain, not the markup.
+    assert_eq!(amount(&differs[0]["amount"]), decimal("28") * (decimal("25") - decimal("21.321")));
+    let premium = review_subscription(&review, CONTOSO_PREMIUM);
+    assert_eq!(premium["autotask_status"], "differs");
+    assert_eq!(amount(&premium["unexplained_difference"]), amount(&differs[0]["amount"]));
+    assert_eq!(amount(&review["totals"]["unexplained_difference"]), amount(&differs[0]["amount"]));
 }
