@@ -178,8 +178,6 @@ pub const SENT_ON_CREATE: [(&str, &[&str]); 4] = [
 ];
 
 /// The request for a write whose every record is known by its Autotask id.
-// TODO(arch): split after revert
-#[allow(clippy::too_many_lines)]
 pub fn request(write: &Write<i64>) -> Result<Request, String> {
     let mut body = Map::new();
     let mut put = |name: &str, value: Value| {
@@ -193,48 +191,11 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
             "Services".to_string()
         }
         Write::CreateContract(contract) => {
-            put("companyID", json!(contract.company_id));
-            put("contractName", json!(contract.name));
-            put("contractType", json!(contract.contract_type));
-            put("status", json!(contract.status));
-            if let Some(period) = contract.period_type {
-                put("contractPeriodType", json!(period));
-            }
-            put("startDate", json!(contract.start_date.to_string()));
-            put("endDate", json!(contract.end_date.to_string()));
-            put("serviceLevelAgreementID", json!(contract.service_level_agreement_id));
-            put(
-                "timeReportingRequiresStartAndStopTimes",
-                json!(contract.time_reporting_requires_start_and_stop_times),
-            );
-            if let Some(category) = contract.category {
-                put("contractCategory", json!(category));
-            }
-            if let Some(line) = contract.line_of_business {
-                put("organizationalLevelAssociationID", json!(line));
-            }
-            put(
-                "userDefinedFields",
-                json!([{ "name": contract.subscription_udf, "value": contract.subscription }]),
-            );
+            contract_body(contract, &mut put);
             "Contracts".to_string()
         }
         Write::UpdateContract { id, edits } => {
-            if let Some(edit) = &edits.name {
-                put("contractName", json!(edit.new));
-            }
-            if let Some(edit) = &edits.end_date {
-                put("endDate", json!(edit.new.to_string()));
-            }
-            if let Some(edit) = &edits.service_level_agreement_id {
-                put("serviceLevelAgreementID", json!(edit.new));
-            }
-            if let Some(edit) = &edits.category {
-                put("contractCategory", json!(edit.new));
-            }
-            if let Some(udf) = &edits.subscription {
-                put("userDefinedFields", json!([{ "name": udf.name, "value": udf.edit.new }]));
-            }
+            contract_edits_body(edits, &mut put);
             put("id", json!(id));
             "Contracts".to_string()
         }
@@ -282,6 +243,56 @@ pub fn request(write: &Write<i64>) -> Result<Request, String> {
         Action::Delete => Method::Delete,
     };
     Ok(Request { method, path, body: Value::Object(body) })
+}
+
+/// A new contract's fields (the "Subscription ID" as Autotask's `{name, value}` UDF).
+fn contract_body(contract: &cmat_engine::write::NewContract, put: &mut impl FnMut(&str, Value)) {
+    put("companyID", json!(contract.company_id));
+    put("contractName", json!(contract.name));
+    put("contractType", json!(contract.contract_type));
+    put("status", json!(contract.status));
+    if let Some(period) = contract.period_type {
+        put("contractPeriodType", json!(period));
+    }
+    put("startDate", json!(contract.start_date.to_string()));
+    put("endDate", json!(contract.end_date.to_string()));
+    put("serviceLevelAgreementID", json!(contract.service_level_agreement_id));
+    put(
+        "timeReportingRequiresStartAndStopTimes",
+        json!(contract.time_reporting_requires_start_and_stop_times),
+    );
+    if let Some(category) = contract.category {
+        put("contractCategory", json!(category));
+    }
+    if let Some(line) = contract.line_of_business {
+        put("organizationalLevelAssociationID", json!(line));
+    }
+    put(
+        "userDefinedFields",
+        json!([{ "name": contract.subscription_udf, "value": contract.subscription }]),
+    );
+}
+
+/// A contract update's changed fields only (PATCH changes only what is sent).
+fn contract_edits_body(
+    edits: &cmat_engine::write::ContractEdits,
+    put: &mut impl FnMut(&str, Value),
+) {
+    if let Some(edit) = &edits.name {
+        put("contractName", json!(edit.new));
+    }
+    if let Some(edit) = &edits.end_date {
+        put("endDate", json!(edit.new.to_string()));
+    }
+    if let Some(edit) = &edits.service_level_agreement_id {
+        put("serviceLevelAgreementID", json!(edit.new));
+    }
+    if let Some(edit) = &edits.category {
+        put("contractCategory", json!(edit.new));
+    }
+    if let Some(udf) = &edits.subscription {
+        put("userDefinedFields", json!([{ "name": udf.name, "value": udf.edit.new }]));
+    }
 }
 
 /// A written field's value as Autotask takes it: decimals as JSON numbers.

@@ -205,12 +205,23 @@ fn earlier_periods(
 }
 
 /// The writes of the period's runs that failed, were skipped or have an unknown outcome, and the
-/// contracts they adopted (`cmat adopt --apply`). The
-/// period's runs are those from the first import of its bills to the first import of a later
-/// period's bills; unresolved writes are always shown (they are today's business).
-// TODO(arch): split after converge
-#[allow(clippy::too_many_lines)]
+/// contracts they adopted (`cmat adopt --apply`). The period's runs are those from the first
+/// import of its bills to the first import of a later period's bills; unresolved writes are
+/// always shown (they are today's business), and so is what the last sync left unsettled.
 fn period_writes(
+    store: &Store,
+    bills: &[crate::store::BillRevision],
+    period: Period,
+) -> Result<Vec<WriteProblem>, StoreError> {
+    let mut problems = period_audit_problems(store, bills, period)?;
+    problems.extend(unresolved_writes(store)?);
+    problems.extend(unsettled_changes(store)?);
+    Ok(problems)
+}
+
+/// The period's audit rows worth a line in the review: approvals, adopted contracts, and each
+/// write that failed or was skipped (once per run, action, entity and key).
+fn period_audit_problems(
     store: &Store,
     bills: &[crate::store::BillRevision],
     period: Period,
@@ -219,97 +230,114 @@ fn period_writes(
         bills.iter().filter(|b| period.contains(b.billing_date)).map(|b| b.imported_at).min();
     let until: Option<DateTime<Utc>> =
         bills.iter().filter(|b| Period::of(b.billing_date) > period).map(|b| b.imported_at).min();
+    let Some(from) = from else { return Ok(Vec::new()) };
     let mut problems = Vec::new();
     let mut seen = std::collections::BTreeSet::new();
-    if let Some(from) = from {
-        let filter = AuditFilter { run_id: None, since: Some(from.date_naive()) };
-        for row in store.audit_rows(&filter)? {
-            if row.at < from || until.is_some_and(|until| row.at >= until) {
-                continue;
-            }
-            if row.action == "approve" {
-                // Who approved the run's plan (four-eyes, issue 29): a note, not a problem.
-                problems.push(WriteProblem {
-                    run_id: row.run_id,
-                    kind: WriteKind::Approval,
-                    action: row.action,
-                    entity: row.entity,
-                    key: row.key,
-                    message: format!(
-                        "approved by {} ({}; plan made by {})",
-                        row.new_value.unwrap_or_default(),
-                        row.message,
-                        row.old_value.as_deref().unwrap_or("an unnamed author")
-                    ),
-                });
-                continue;
-            }
-            if row.outcome == AuditOutcome::Applied {
-                // A contract made by hand that `cmat adopt --apply` linked: cmat bills through it
-                // from now on, so its units and prices change this period.
-                if row.action == "update"
-                    && row.entity == "Contracts"
-                    && row.field == "userDefinedFields"
-                {
-                    problems.push(WriteProblem {
-                        kind: WriteKind::Adopted,
-                        message: format!(
-                            "contract #{} adopted: it now carries the subscription, accepted in {}; cmat keeps its units and prices from now on",
-                            row.autotask_id.unwrap_or_default(),
-                            row.rule
-                        ),
-                        run_id: row.run_id,
-                        action: row.action,
-                        entity: row.entity,
-                        key: row.key,
-                    });
-                }
-                continue;
-            }
-            if !seen.insert((
-                row.run_id.clone(),
-                row.action.clone(),
-                row.entity.clone(),
-                row.key.clone(),
-            )) {
-                continue;
-            }
-            problems.push(WriteProblem {
-                run_id: row.run_id,
-                kind: WriteKind::Failed,
-                action: row.action,
-                entity: row.entity,
-                key: row.key,
-                message: if row.outcome == AuditOutcome::Skipped {
-                    format!("skipped: {}", row.message)
-                } else {
-                    row.message
-                },
-            });
+    let filter = AuditFilter { run_id: None, since: Some(from.date_naive()) };
+    for row in store.audit_rows(&filter)? {
+        if row.at < from || until.is_some_and(|until| row.at >= until) {
+            continue;
+        }
+        if row.action == "approve" {
+            problems.push(approval_note(row));
+        } else if row.outcome == AuditOutcome::Applied {
+            problems.extend(adopted_contract(row));
+        } else if seen.insert((
+            row.run_id.clone(),
+            row.action.clone(),
+            row.entity.clone(),
+            row.key.clone(),
+        )) {
+            problems.push(failed_write(row));
         }
     }
-    for entry in store.journal_unresolved()? {
-        let message = match entry.outcome {
-            JournalOutcome::Unknown { message } => format!("outcome unknown: {message}"),
-            _ => "sent, outcome not recorded (the run stopped)".into(),
-        };
-        problems.push(WriteProblem {
-            run_id: entry.intent.run_id,
-            kind: WriteKind::Unknown,
-            action: entry.intent.action,
-            entity: entry.intent.entity,
-            key: entry.intent.key,
-            message: format!("{message}; the next apply looks it up by its natural key first"),
-        });
+    Ok(problems)
+}
+
+/// Who approved the run's plan (four-eyes, issue 29): a note, not a problem.
+fn approval_note(row: crate::store::AuditRow) -> WriteProblem {
+    WriteProblem {
+        run_id: row.run_id,
+        kind: WriteKind::Approval,
+        action: row.action,
+        entity: row.entity,
+        key: row.key,
+        message: format!(
+            "approved by {} ({}; plan made by {})",
+            row.new_value.unwrap_or_default(),
+            row.message,
+            row.old_value.as_deref().unwrap_or("an unnamed author")
+        ),
     }
-    // What the last sync's own re-plan still held after writing (`cli::sync`).
+}
+
+/// A contract made by hand that `cmat adopt --apply` linked: cmat bills through it from now
+/// on, so its units and prices change this period. Other applied writes are no problem.
+fn adopted_contract(row: crate::store::AuditRow) -> Option<WriteProblem> {
+    let adopted =
+        row.action == "update" && row.entity == "Contracts" && row.field == "userDefinedFields";
+    adopted.then(|| WriteProblem {
+        kind: WriteKind::Adopted,
+        message: format!(
+            "contract #{} adopted: it now carries the subscription, accepted in {}; cmat keeps its units and prices from now on",
+            row.autotask_id.unwrap_or_default(),
+            row.rule
+        ),
+        run_id: row.run_id,
+        action: row.action,
+        entity: row.entity,
+        key: row.key,
+    })
+}
+
+/// A write that failed or was skipped.
+fn failed_write(row: crate::store::AuditRow) -> WriteProblem {
+    WriteProblem {
+        run_id: row.run_id,
+        kind: WriteKind::Failed,
+        action: row.action,
+        entity: row.entity,
+        key: row.key,
+        message: if row.outcome == AuditOutcome::Skipped {
+            format!("skipped: {}", row.message)
+        } else {
+            row.message
+        },
+    }
+}
+
+/// Writes sent without a recorded outcome: the next apply looks each up first.
+fn unresolved_writes(store: &Store) -> Result<Vec<WriteProblem>, StoreError> {
+    Ok(store
+        .journal_unresolved()?
+        .into_iter()
+        .map(|entry| {
+            let message = match entry.outcome {
+                JournalOutcome::Unknown { message } => format!("outcome unknown: {message}"),
+                _ => "sent, outcome not recorded (the run stopped)".into(),
+            };
+            WriteProblem {
+                run_id: entry.intent.run_id,
+                kind: WriteKind::Unknown,
+                action: entry.intent.action,
+                entity: entry.intent.entity,
+                key: entry.intent.key,
+                message: format!("{message}; the next apply looks it up by its natural key first"),
+            }
+        })
+        .collect())
+}
+
+/// What the last sync's own re-plan still held after writing (`cli::sync`).
+fn unsettled_changes(store: &Store) -> Result<Vec<WriteProblem>, StoreError> {
     let unsettled: Vec<crate::store::NotConverged> = store
         .get_meta(crate::store::meta_keys::LAST_SYNC_NOT_CONVERGED)?
         .and_then(|json| serde_json::from_str(&json).ok())
         .unwrap_or_default();
     let at = store.get_meta(crate::store::meta_keys::LAST_SYNC_AT)?.unwrap_or_default();
-    for change in unsettled {
-        problems.push(WriteProblem {
+    Ok(unsettled
+        .into_iter()
+        .map(|change| WriteProblem {
             run_id: format!("the last sync ({at})"),
             kind: WriteKind::NotConverged,
             action: change.action,
@@ -319,7 +347,6 @@ fn period_writes(
                 "still planned after the sync wrote it: {} (rule at {}); the next sync would send it again",
                 change.reason, change.rule
             ),
-        });
-    }
-    Ok(problems)
+        })
+        .collect())
 }
