@@ -81,7 +81,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
 }
 
 /// `cmat init` by hand: cmat.toml pointing at the simulator and the default rules.
-fn write_workspace(root: &Path, base_url: &str) -> Result<(), CommandError> {
+pub(super) fn write_workspace(root: &Path, base_url: &str) -> Result<(), CommandError> {
     std::fs::create_dir_all(root.join(crate::workspace::MAPPINGS_DIR))?;
     std::fs::write(
         root.join(crate::workspace::CONFIG_FILE),

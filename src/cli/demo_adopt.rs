@@ -17,17 +17,7 @@ pub fn run(context: &Context, root: &Path) -> CommandResult {
     let simulator = Simulator::start("127.0.0.1:0", Seed::from_json(SEED)?, SimOptions::default())?;
     println!("cmat demo --adopt: a tenant that already bills 12 subscriptions from contracts made by hand.\n");
     println!("simulator  cmat-sim on {} (fixtures/adopt/autotask-seed.json)", simulator.base_url());
-    std::fs::create_dir_all(root.join(crate::workspace::MAPPINGS_DIR))?;
-    std::fs::write(
-        root.join(crate::workspace::CONFIG_FILE),
-        format!("# cmat demo workspace\n[autotask]\nbase_url = \"{}\"\n", simulator.base_url()),
-    )?;
-    std::fs::write(
-        root.join(crate::workspace::MAPPINGS_DIR).join("microsoft.cmat"),
-        cmat_mapping::default_rules(29682801, 29682802, 1),
-    )?;
-    std::fs::write(root.join(".gitignore"), ".cmat/\n")?;
-    println!("workspace  {}", root.display());
+    super::demo::write_workspace(root, &simulator.base_url())?;
     let demo = Context {
         workspace: Workspace::new(root.to_path_buf()),
         stdout_is_terminal: context.stdout_is_terminal,

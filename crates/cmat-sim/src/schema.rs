@@ -201,6 +201,23 @@ pub struct EntityDef {
 }
 
 impl EntityDef {
+    /// An entity the API only reads (no create, update or delete; no UDFs; not a child).
+    fn query_only(name: &'static str, fields: Vec<FieldDef>) -> EntityDef {
+        EntityDef {
+            name,
+            child_of_contract: None,
+            can_create: false,
+            can_update: false,
+            can_delete: false,
+            can_query: true,
+            child_writes_only: false,
+            has_udfs: false,
+            fields,
+        }
+    }
+}
+
+impl EntityDef {
     pub fn field(&self, name: &str) -> Option<&FieldDef> {
         self.fields.iter().find(|f| f.name.eq_ignore_ascii_case(name))
     }
@@ -526,76 +543,44 @@ fn contract_charges() -> EntityDef {
 /// Lines of business (organizational levels), and the resources (users) they hold: an
 /// API user restricted to some reads only their contracts.
 fn organizational_level_associations() -> EntityDef {
-    EntityDef {
-        name: "OrganizationalLevelAssociations",
-        child_of_contract: None,
-        can_create: false,
-        can_update: false,
-        can_delete: false,
-        can_query: true,
-        child_writes_only: false,
-        has_udfs: false,
-        fields: vec![
+    EntityDef::query_only(
+        "OrganizationalLevelAssociations",
+        vec![
             l("id").ro(),
             b("isActive").ro(),
             i("organizationalLevel1ID").ro(),
             i("organizationalLevel2ID").ro(),
         ],
-    }
+    )
 }
 
 /// The `OrganizationalResources` entity.
 fn organizational_resources() -> EntityDef {
-    EntityDef {
-        name: "OrganizationalResources",
-        child_of_contract: None,
-        can_create: false,
-        can_update: false,
-        can_delete: false,
-        can_query: true,
-        child_writes_only: false,
-        has_udfs: false,
-        fields: vec![
-            l("id").ro(),
-            i("organizationalLevelAssociationID").ro(),
-            i("resourceID").ro(),
-        ],
-    }
+    EntityDef::query_only(
+        "OrganizationalResources",
+        vec![l("id").ro(), i("organizationalLevelAssociationID").ro(), i("resourceID").ro()],
+    )
 }
 
 /// The `Resources` entity.
 fn resources() -> EntityDef {
-    EntityDef {
-        name: "Resources",
-        child_of_contract: None,
-        can_create: false,
-        can_update: false,
-        can_delete: false,
-        can_query: true,
-        child_writes_only: false,
-        has_udfs: false,
-        fields: vec![
+    EntityDef::query_only(
+        "Resources",
+        vec![
             l("id").ro(),
             s("firstName", 50).ro(),
             b("isActive").ro(),
             s("lastName", 50).ro(),
             s("userName", 50).ro(),
         ],
-    }
+    )
 }
 
 /// The multi-currency module's currencies: a company bills in its currencyID.
 fn currencies() -> EntityDef {
-    EntityDef {
-        name: "Currencies",
-        child_of_contract: None,
-        can_create: false,
-        can_update: false,
-        can_delete: false,
-        can_query: true,
-        child_writes_only: false,
-        has_udfs: false,
-        fields: vec![
+    EntityDef::query_only(
+        "Currencies",
+        vec![
             l("id").ro(),
             s("description", 100).ro(),
             s("displaySymbol", 10).ro(),
@@ -604,21 +589,14 @@ fn currencies() -> EntityDef {
             b("isInternalCurrency").ro(),
             s("name", 3).ro(),
         ],
-    }
+    )
 }
 
 /// The `BillingCodes` entity.
 fn billing_codes() -> EntityDef {
-    EntityDef {
-        name: "BillingCodes",
-        child_of_contract: None,
-        can_create: false,
-        can_update: false,
-        can_delete: false,
-        can_query: true,
-        child_writes_only: false,
-        has_udfs: false,
-        fields: vec![
+    EntityDef::query_only(
+        "BillingCodes",
+        vec![
             l("id").ro(),
             i("afterHoursWorkType").ro(),
             i("billingCodeType").ro().pick(&[(0, "System"), (1, "Non-System")]),
@@ -642,7 +620,7 @@ fn billing_codes() -> EntityDef {
                 (6, "Milestone Code"),
             ]),
         ],
-    }
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
