@@ -14,7 +14,7 @@ use crate::store::Access;
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Exit codes: 0 nothing to do, 2 changes were written (or, with --dry-run, would be), 1 error.\n\n\
+    after_help = "Exit codes: 0 nothing to do, 2 changes were written (or, with --dry-run, would be; or, under [apply] require_approval, were saved for approval), 1 error.\n\n\
 After writing, sync plans again from what it re-read: a change still planned is a `not_converged` warning\n\
 naming it (`cmat report` lists it), and the next sync plans it again even without a new bill.\n\n\
 Run it daily from cron:\n  15 6 * * *  . /etc/cmat/acme.env && cmat -w /srv/acme sync --auto-approve >> /var/log/cmat-acme.log 2>&1\n\
