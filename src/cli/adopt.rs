@@ -152,14 +152,7 @@ pub fn apply_rows(
     }
     if context.workspace.config()?.apply.require_approval {
         // Four eyes: the accepted links are a plan like any other, saved for a second person.
-        let mut plan = adoption.plan;
-        plan.created_by = super::approve::author();
-        let path = super::sync::save_for_approval(context, "adopt", &plan)?;
-        println!(
-            "[apply] require_approval = true: nothing was written. The links are saved as a plan in {path}.\n\
-             Have it approved, then apply it:\n  cmat approve {path} --by NAME\n  cmat apply {path}",
-            path = path.display()
-        );
+        super::approve::save_for_approval(context, "adopt", adoption.plan)?;
         return Ok(());
     }
     let saved = SavedPlan {

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::Args;
 
-use super::{CommandResult, Context, Exit};
+use super::{CommandError, CommandResult, Context, Exit};
 use crate::workflow::apply::{read_plan, same_person};
 use cmat_engine::plan::ApprovalStatus;
 
@@ -68,4 +68,26 @@ pub fn run(context: &Context, args: ApproveArgs) -> CommandResult {
 /// depend on the login that made it unless asked).
 pub fn author() -> Option<String> {
     std::env::var("CMAT_USER").ok().map(|name| name.trim().to_string()).filter(|n| !n.is_empty())
+}
+
+/// Four eyes under `[apply] require_approval`: a plan a command would have written (`sync`,
+/// `adopt --apply`) is saved as `.cmat/plans/<command>-<UTC time>.json` with its author, and
+/// the person is told how to have it approved and apply it. Nothing is written to Autotask.
+pub fn save_for_approval(
+    context: &Context,
+    command: &str,
+    mut plan: cmat_engine::plan::Plan,
+) -> Result<(), CommandError> {
+    plan.created_by = author();
+    let folder = context.workspace.state_dir().join("plans");
+    std::fs::create_dir_all(&folder)
+        .map_err(|err| format!("{}: cannot create: {err}", folder.display()))?;
+    let path = folder.join(format!("{command}-{}.json", plan.created_at.format("%Y%m%dT%H%M%SZ")));
+    super::plan::write_atomically(&path, plan.to_json().as_bytes())?;
+    println!(
+        "[apply] require_approval = true: nothing was written. The plan is saved in {path}.\n\
+         Have it approved, then apply it:\n  cmat approve {path} --by NAME\n  cmat apply {path}",
+        path = path.display()
+    );
+    Ok(())
 }

@@ -197,18 +197,12 @@ fn save_plan_for_approval(
     context: &Context,
     loaded: &crate::workflow::Loaded,
 ) -> Result<Option<Exit>, super::CommandError> {
-    let mut plan = loaded.plan()?;
+    let plan = loaded.plan()?;
     println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
     if !plan.has_changes() {
         return Ok(None);
     }
-    plan.created_by = super::approve::author();
-    let path = save_for_approval(context, "sync", &plan)?;
-    println!(
-        "[apply] require_approval = true: nothing was written. The plan is saved in {path}.\n\
-         Have it approved, then apply it:\n  cmat approve {path} --by NAME\n  cmat apply {path}",
-        path = path.display()
-    );
+    super::approve::save_for_approval(context, "sync", plan)?;
     Ok(Some(Exit::Changes))
 }
 
@@ -270,18 +264,4 @@ fn settled(store: &crate::store::Store) -> Result<bool, super::CommandError> {
         .and_then(|json| serde_json::from_str(&json).ok())
         .unwrap_or_default();
     Ok(left.is_empty())
-}
-
-/// Saves a plan for approval as `.cmat/plans/<command>-<UTC time>.json` (sync, adopt --apply).
-pub(super) fn save_for_approval(
-    context: &Context,
-    command: &str,
-    plan: &cmat_engine::plan::Plan,
-) -> Result<PathBuf, super::CommandError> {
-    let folder = context.workspace.state_dir().join("plans");
-    std::fs::create_dir_all(&folder)
-        .map_err(|err| format!("{}: cannot create: {err}", folder.display()))?;
-    let path = folder.join(format!("{command}-{}.json", plan.created_at.format("%Y%m%dT%H%M%SZ")));
-    super::plan::write_atomically(&path, plan.to_json().as_bytes())?;
-    Ok(path)
 }

@@ -149,9 +149,8 @@ pub(super) fn start(listen: &str, seed: Seed, options: SimOptions) -> Result<Sim
 /// What to send back.
 pub(crate) enum Outcome {
     Json(u16, Value),
-    /// A JSON body already serialized (Cloudmore's decimals written as their exact text).
-    Text(u16, String),
-    /// A body that may not be JSON (a plain-text refusal), with `Retry-After` when given.
+    /// A body already serialized (Cloudmore's decimals written as their exact JSON text, a
+    /// plain-text refusal), with its content type and `Retry-After` when given.
     Raw {
         status: u16,
         text: String,
@@ -256,9 +255,7 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
     let is_sim = path.starts_with("/_sim/") || path == "/_sim";
     let outcome = dispatch(shared, &incoming, &mut route).await;
     let status = match &outcome {
-        Outcome::Json(status, _) | Outcome::Text(status, _) | Outcome::Raw { status, .. } => {
-            *status
-        }
+        Outcome::Json(status, _) | Outcome::Raw { status, .. } => *status,
         #[cfg(feature = "faults")]
         Outcome::Drop => 0,
     };
@@ -283,7 +280,6 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
         Outcome::Json(status, body) => {
             Reply::Json(status, serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
         }
-        Outcome::Text(status, body) => Reply::Json(status, body),
         Outcome::Raw { status, text, content_type, retry_after } => {
             Reply::Raw { status, text, content_type, retry_after }
         }
@@ -301,7 +297,12 @@ async fn dispatch(shared: &Arc<Shared>, rq: &Incoming, route: &mut String) -> Ou
     }
     if lower.starts_with("/cloudmore/") {
         let (status, body) = blocking(|| crate::cloudmore::handle(shared, rq, route));
-        return Outcome::Text(status, crate::cloudmore::serialize(&body));
+        return Outcome::Raw {
+            status,
+            text: crate::cloudmore::serialize(&body),
+            content_type: "application/json",
+            retry_after: None,
+        };
     }
     let Some(rest) =
         lower.strip_prefix("/atservicesrest/v1.0/").map(|_| &path["/atservicesrest/v1.0/".len()..])
