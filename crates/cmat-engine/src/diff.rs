@@ -9,18 +9,24 @@ use rust_decimal::Decimal;
 
 use crate::desired::{
     covering_end_date, DesiredCharge, DesiredContract, DesiredContractService, DesiredState,
-    Warning, WarningCode,
+    Warning,
 };
 use crate::picklists::TenantValues;
 use crate::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, DecreaseTiming, HandEdit,
     RemovedProduct, Renewal, RuleOrigin, RuleSet, TemplateField,
 };
-use crate::snapshot::{Contract, ContractCharge, Snapshot};
+use crate::snapshot::{Contract, ContractCharge, ContractService, ContractServiceUnit, Snapshot};
 
-/// Autotask's maximum lengths for the text fields cmat writes (entityInformation/fields).
+mod wording;
+use wording::contract_label;
+
+// Autotask's maximum lengths for the text fields cmat writes (entityInformation/fields).
+/// Contracts.contractName's length: a longer name is shortened, with a warning.
 pub const CONTRACT_NAME_MAX: usize = 100;
+/// Services.name's length: a created Service's name is shortened to it.
 pub const SERVICE_NAME_MAX: usize = 150;
+/// ContractCharges.name's length: charge and correction names are shortened to it.
 pub const CHARGE_NAME_MAX: usize = 100;
 
 pub use crate::write::{Action, Entity};
@@ -32,19 +38,28 @@ use crate::write::{
 /// records are named by their natural key until the plan numbers them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Change {
+    /// The record's natural key: what the plan names it by and orders it by.
     pub key: NaturalKey,
+    /// The write itself, parents named by natural key.
     pub write: Write<NaturalKey>,
+    /// The mapping rule behind the write, so a person can find why it is planned.
     pub rule: RuleOrigin,
+    /// Why, in words, for the text plan and explain.
     pub reason: String,
     /// For grouping in the text plan: the Autotask company and the contract's label.
     pub company_id: i64,
     pub contract_label: String,
 }
 
+/// The diff's outcome: the writes to make, how many records already agree, and what a
+/// person must hear about (the desired state's warnings included).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Diff {
+    /// The writes, in the order the plan lists them (phase, key, action).
     pub changes: Vec<Change>,
+    /// Records compared and found in step: the plan's "unchanged" count.
     pub unchanged: u64,
+    /// Sorted and without duplicates.
     pub warnings: Vec<Warning>,
 }
 
@@ -71,53 +86,15 @@ struct SnapshotIndex<'a> {
     /// Subscriptions more than one contract carries, with their contract ids.
     duplicated_subscriptions: BTreeMap<&'a str, Vec<i64>>,
     services_by_sku: BTreeMap<String, i64>,
-    contract_services: BTreeMap<(i64, i64), &'a crate::snapshot::ContractService>,
-    units: BTreeMap<(i64, i64), Vec<&'a crate::snapshot::ContractServiceUnit>>,
+    contract_services: BTreeMap<(i64, i64), &'a ContractService>,
+    units: BTreeMap<(i64, i64), Vec<&'a ContractServiceUnit>>,
     charges_by_contract: BTreeMap<i64, Vec<&'a ContractCharge>>,
 }
 
 impl<'a> SnapshotIndex<'a> {
     fn new(snapshot: &'a Snapshot) -> Self {
-        let mut by_subscription: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
-        for contract in snapshot.contracts.values() {
-            if let Some(subscription) =
-                contract.subscription_id.as_deref().filter(|s| !s.is_empty())
-            {
-                by_subscription.entry(subscription).or_default().push(contract);
-            }
-        }
-        // Two contracts for one subscription were left by another integration or by hand:
-        // picking one could bill twice, creating a third would make it worse. Nothing is
-        // written for the subscription until a person removes the extra contract.
-        let mut contracts_by_subscription = BTreeMap::new();
-        let mut duplicated_subscriptions = BTreeMap::new();
-        for (subscription, contracts) in by_subscription {
-            match contracts.as_slice() {
-                [only] => {
-                    contracts_by_subscription.insert(subscription, *only);
-                }
-                _ => {
-                    duplicated_subscriptions
-                        .insert(subscription, contracts.iter().map(|c| c.id).collect::<Vec<_>>());
-                }
-            }
-        }
-        let mut services_by_sku: BTreeMap<String, (bool, i64)> = BTreeMap::new();
-        for service in snapshot.services.values() {
-            let Some(sku) = service.sku.as_deref().filter(|s| !s.is_empty()) else {
-                continue;
-            };
-            let candidate = (service.is_active, service.id);
-            services_by_sku
-                .entry(sku.to_string())
-                .and_modify(|best| {
-                    // Prefer an active service, then the oldest.
-                    if (candidate.0 && !best.0) || (candidate.0 == best.0 && candidate.1 < best.1) {
-                        *best = candidate;
-                    }
-                })
-                .or_insert(candidate);
-        }
+        let (contracts_by_subscription, duplicated_subscriptions) =
+            contracts_by_subscription(snapshot);
         let mut contract_services = BTreeMap::new();
         for service in snapshot.contract_services.values() {
             contract_services.entry((service.contract_id, service.service_id)).or_insert(service);
@@ -136,12 +113,61 @@ impl<'a> SnapshotIndex<'a> {
         SnapshotIndex {
             contracts_by_subscription,
             duplicated_subscriptions,
-            services_by_sku: services_by_sku.into_iter().map(|(sku, (_, id))| (sku, id)).collect(),
+            services_by_sku: services_by_sku(snapshot),
             contract_services,
             units,
             charges_by_contract,
         }
     }
+}
+
+/// Contracts by their subscription, and the subscriptions more than one contract carries.
+/// Two contracts for one subscription were left by another integration or by hand: picking
+/// one could bill twice, creating a third would make it worse. Nothing is written for the
+/// subscription until a person removes the extra contract.
+fn contracts_by_subscription(
+    snapshot: &Snapshot,
+) -> (BTreeMap<&str, &Contract>, BTreeMap<&str, Vec<i64>>) {
+    let mut by_subscription: BTreeMap<&str, Vec<&Contract>> = BTreeMap::new();
+    for contract in snapshot.contracts.values() {
+        if let Some(subscription) = contract.subscription_id.as_deref().filter(|s| !s.is_empty()) {
+            by_subscription.entry(subscription).or_default().push(contract);
+        }
+    }
+    let mut contracts_by_subscription = BTreeMap::new();
+    let mut duplicated_subscriptions = BTreeMap::new();
+    for (subscription, contracts) in by_subscription {
+        match contracts.as_slice() {
+            [only] => {
+                contracts_by_subscription.insert(subscription, *only);
+            }
+            _ => {
+                duplicated_subscriptions
+                    .insert(subscription, contracts.iter().map(|c| c.id).collect::<Vec<_>>());
+            }
+        }
+    }
+    (contracts_by_subscription, duplicated_subscriptions)
+}
+
+/// The Service of each sku: an active one first, then the oldest.
+fn services_by_sku(snapshot: &Snapshot) -> BTreeMap<String, i64> {
+    let mut services_by_sku: BTreeMap<String, (bool, i64)> = BTreeMap::new();
+    for service in snapshot.services.values() {
+        let Some(sku) = service.sku.as_deref().filter(|s| !s.is_empty()) else {
+            continue;
+        };
+        let candidate = (service.is_active, service.id);
+        services_by_sku
+            .entry(sku.to_string())
+            .and_modify(|best| {
+                if (candidate.0 && !best.0) || (candidate.0 == best.0 && candidate.1 < best.1) {
+                    *best = candidate;
+                }
+            })
+            .or_insert(candidate);
+    }
+    services_by_sku.into_iter().map(|(sku, (_, id))| (sku, id)).collect()
 }
 
 pub use crate::snapshot::units_in_force;
@@ -167,7 +193,7 @@ fn incomplete_record_of<'a>(
 /// the first day from the Billing Date that no adjustment has taken yet, and compare with the
 /// count the last of those adjustments left.
 pub fn adjustment_day(
-    periods: &[&crate::snapshot::ContractServiceUnit],
+    periods: &[&ContractServiceUnit],
     billing_date: NaiveDate,
     contract_end: NaiveDate,
 ) -> (NaiveDate, i64) {
@@ -197,10 +223,7 @@ pub fn adjustment_day(
 }
 
 /// The price of the unit period in force on a date, where Autotask gives one.
-fn price_in_force(
-    periods: &[&crate::snapshot::ContractServiceUnit],
-    date: NaiveDate,
-) -> Option<Decimal> {
+fn price_in_force(periods: &[&ContractServiceUnit], date: NaiveDate) -> Option<Decimal> {
     periods
         .iter()
         .rev()
@@ -210,10 +233,7 @@ fn price_in_force(
 
 /// The price of the unit period in force on a date, or of the last one before it (a contract
 /// renewed in the same plan has no period there yet: the renewal carries the last one on).
-fn price_carried(
-    periods: &[&crate::snapshot::ContractServiceUnit],
-    date: NaiveDate,
-) -> Option<Decimal> {
+fn price_carried(periods: &[&ContractServiceUnit], date: NaiveDate) -> Option<Decimal> {
     price_in_force(periods, date).or_else(|| {
         periods.iter().rev().find(|unit| unit.start_date <= date).and_then(|unit| unit.price)
     })
@@ -235,6 +255,8 @@ struct Context<'a> {
     index: SnapshotIndex<'a>,
 }
 
+/// The changes that bring Autotask (`snapshot`) to the desired state under the rules, with
+/// the warnings of everything not written. Pure: same inputs, same diff, same order.
 pub fn diff(
     rules: &RuleSet,
     values: &TenantValues,
@@ -245,28 +267,18 @@ pub fn diff(
     let context = Context { rules, values, index: SnapshotIndex::new(snapshot) };
     let mut planned_services: BTreeSet<String> = BTreeSet::new();
     let mut unknowns = Unknowns::default();
-
     for contract in desired.contracts.values() {
         if let Some(warning) = held_back(&context, snapshot, contract) {
             out.warnings.push(warning);
             continue;
         }
-        if let Some(warning) = currency_mismatch(snapshot, contract) {
-            out.warnings.push(warning);
-        }
+        out.warnings.extend(currency_mismatch(snapshot, contract));
         let target = diff_contract(&context, contract, &mut out);
         match contract.kind {
             BillingKind::Licence => {
                 for service in contract.services.values() {
-                    diff_contract_service(
-                        &context,
-                        contract,
-                        service,
-                        &target,
-                        &mut planned_services,
-                        &mut unknowns,
-                        &mut out,
-                    );
+                    let sx = ServiceDiff { context: &context, contract, service, target: &target };
+                    diff_contract_service(&sx, &mut planned_services, &mut unknowns, &mut out);
                 }
             }
             BillingKind::Consumption => {
@@ -297,51 +309,17 @@ fn held_back(
 ) -> Option<Warning> {
     let index = &context.index;
     if contract.company_id == 0 {
-        return Some(Warning::new(
-            WarningCode::OwnCompany,
-            format!(
-                "organization \"{}\" links to Autotask company 0, the tenant's own company; subscription {} left out (check AutotaskCompanyID)",
-                contract.organization_name, contract.subscription_id
-            ),
-            contract.source.to_string(),
-        ));
+        return Some(Warning::own_company(contract));
     }
     if let Some(ids) = index.duplicated_subscriptions.get(contract.subscription_id.as_str()) {
-        let ids: Vec<String> = ids.iter().map(ToString::to_string).collect();
-        return Some(Warning::new(
-            WarningCode::DuplicateContracts,
-            format!(
-                "contracts {} all carry subscription {}; nothing is written for it until one contract is left (remove the others' \"{}\" in Autotask)",
-                ids.join(", "),
-                contract.subscription_id,
-                context.rules.settings.subscription_udf.value
-            ),
-            format!("Contracts/{}", ids.join(",")),
-        ));
+        let udf = &context.rules.settings.subscription_udf.value;
+        return Some(Warning::duplicate_contracts(contract, ids, udf));
     }
     if let Some(record) = incomplete_record_of(snapshot, index, &contract.subscription_id) {
-        return Some(Warning::new(
-            WarningCode::IncompleteRecord,
-            format!(
-                "Autotask sent {} {} of contract {} with `{}` null; nothing is written for subscription {} until the record is complete (see `cmat doctor`)",
-                record.entity,
-                record.id,
-                record.contract_id.unwrap_or_default(),
-                record.field,
-                contract.subscription_id
-            ),
-            record.key(),
-        ));
+        return Some(Warning::incomplete_record(record, contract));
     }
     if !snapshot.companies.is_empty() && !snapshot.companies.contains_key(&contract.company_id) {
-        return Some(Warning::new(
-            WarningCode::UnknownCompany,
-            format!(
-                "organization \"{}\" links to Autotask company {}, which the snapshot does not have; subscription {} left out (check AutotaskCompanyID, or run `cmat pull autotask`)",
-                contract.organization_name, contract.company_id, contract.subscription_id
-            ),
-            contract.source.to_string(),
-        ));
+        return Some(Warning::unknown_company(contract));
     }
     None
 }
@@ -356,14 +334,7 @@ fn currency_mismatch(snapshot: &Snapshot, contract: &DesiredContract) -> Option<
         .filter(|currency| {
             !currency.name.trim().eq_ignore_ascii_case(contract.currency_code.trim())
         })?;
-    Some(Warning::new(
-        WarningCode::CurrencyMismatch,
-        format!(
-            "subscription {} of \"{}\" is billed in {} but Autotask company {} bills in {}; amounts are sent as they are, never converted",
-            contract.subscription_id, contract.organization_name, contract.currency_code, contract.company_id, currency.name
-        ),
-        contract.source.to_string(),
-    ))
+    Some(Warning::company_currency_mismatch(contract, &currency.name))
 }
 
 /// A billing code Autotask sent without its name or use type is not known to be the right
@@ -400,14 +371,7 @@ fn hold_incomplete_billing_codes(snapshot: &Snapshot, out: &mut Diff) {
     }
     out.changes.retain(|change| !held.contains(&change.key.to_string()));
     for id in codes {
-        out.warnings.push(Warning::new(
-            WarningCode::IncompleteRecord,
-            format!(
-                "Autotask sent billing code {id} without its name or use type; nothing that uses it is written ({} change(s) held) until it is complete (see `cmat doctor`)",
-                held.len()
-            ),
-            format!("BillingCodes/{id}"),
-        ));
+        out.warnings.push(Warning::incomplete_billing_code(id, held.len()));
     }
 }
 
@@ -433,21 +397,18 @@ fn warn_skipped_but_billed(context: &Context<'_>, desired: &DesiredState, out: &
         if still_wanted || units == 0 {
             continue;
         }
-        out.warnings.push(Warning::new(
-            WarningCode::SkippedButBilled,
-            format!(
-                "product {product} of subscription {subscription} is skipped by the rule at {rule}, but contract #{} still bills {units} unit(s) of it; left as it is (set its units to 0 in Autotask, or remove the skip)",
-                contract.id
-            ),
-            format!("Contracts/{}", contract.id),
+        out.warnings.push(Warning::skipped_but_billed(
+            subscription,
+            product,
+            rule,
+            contract.id,
+            units,
         ));
     }
 }
 
-fn contract_label(contract: &DesiredContract) -> String {
-    format!("{} [{}]", contract.name, contract.subscription_id)
-}
-
+/// An existing contract's fields brought to the rules, or a new contract: where its services
+/// and charges hang.
 fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) -> ContractTarget {
     let (rules, index) = (context.rules, &context.index);
     let name = truncate(&contract.name, CONTRACT_NAME_MAX);
@@ -457,14 +418,7 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
         return create_contract(context, contract, name, out);
     };
     if existing.company_id != contract.company_id {
-        out.warnings.push(Warning::new(
-            WarningCode::CompanyMismatch,
-            format!(
-                "contract {} for subscription {} belongs to company {}, but the bill links \"{}\" to company {}; Autotask does not allow moving a contract, so it is used as it is",
-                existing.id, contract.subscription_id, existing.company_id, contract.organization_name, contract.company_id
-            ),
-            contract.source.to_string(),
-        ));
+        out.warnings.push(Warning::company_mismatch(existing, contract));
     }
 
     let (mut wanted, end) = wanted_end_dates(rules, contract, existing, out);
@@ -485,27 +439,11 @@ type WantedEdit = (&'static str, String, String, ContractEdit, RuleOrigin, bool)
 /// What a contract's name and appearance on the bill say before any write is decided.
 fn contract_notices(rules: &RuleSet, contract: &DesiredContract, name: &str, out: &mut Diff) {
     if name != contract.name {
-        out.warnings.push(Warning::new(
-            WarningCode::Drift,
-            format!("contract name \"{}\" is longer than Autotask's {CONTRACT_NAME_MAX} characters; shortened", contract.name),
-            contract.source.to_string(),
-        ));
+        out.warnings.push(Warning::contract_name_shortened(contract));
     }
     if contract.stopped_appearing {
-        out.warnings.push(Warning::new(
-            WarningCode::SubscriptionStoppedAppearing,
-            format!(
-                "subscription {} of \"{}\" is not on the organization's latest bill (last billed {}); its contract is {}",
-                contract.subscription_id,
-                contract.organization_name,
-                contract.last_billing_date,
-                match rules.policies.cancelled_subscription.value {
-                    CancelledSubscription::Report => "left as it is",
-                    CancelledSubscription::EndContract => "ended on its last Billing Date",
-                }
-            ),
-            contract.source.to_string(),
-        ));
+        let policy = rules.policies.cancelled_subscription.value;
+        out.warnings.push(Warning::stopped_appearing(contract, policy));
     }
 }
 
@@ -537,12 +475,9 @@ fn create_contract(
         key: key.clone(),
         write,
         rule: contract.placement_rule.clone(),
-        reason: format!(
-            "new subscription {} ({})",
-            contract.subscription_id, contract.service_name
-        ),
+        reason: wording::new_subscription(contract),
         company_id: contract.company_id,
-        contract_label: contract_label(contract),
+        contract_label: contract_label(contract, None),
     });
     ContractTarget {
         parent: Id::Planned(key),
@@ -562,51 +497,40 @@ fn wanted_end_dates(
 ) -> (Vec<WantedEdit>, NaiveDate) {
     let mut end = existing.end_date;
     let mut wanted: Vec<WantedEdit> = Vec::new();
-    if rules.contract.renewal.value == Renewal::Extend
-        && contract.last_billing_date > existing.end_date
-    {
-        let renewed = covering_end_date(
-            existing.start_date,
-            contract.term_months.value,
-            contract.last_billing_date,
-        );
-        wanted.push((
-            "endDate",
-            existing.end_date.to_string(),
-            renewed.to_string(),
-            ContractEdit::EndDate(Edit { old: Some(existing.end_date), new: renewed }),
-            rules.contract.renewal.origin.clone(),
-            true,
-        ));
-        end = renewed;
-    } else if contract.last_billing_date > existing.end_date {
-        out.warnings.push(Warning::new(
-            WarningCode::ContractEndsBeforeBill,
-            format!(
-                "contract {} ends {} but subscription {} was billed {}; unit changes are dated on the contract's last day",
-                existing.id, existing.end_date, contract.subscription_id, contract.last_billing_date
-            ),
-            contract.source.to_string(),
-        ));
+    if contract.last_billing_date > existing.end_date {
+        if rules.contract.renewal.value == Renewal::Extend {
+            let renewed = covering_end_date(
+                existing.start_date,
+                contract.term_months.value,
+                contract.last_billing_date,
+            );
+            wanted.push(end_date_edit(existing, renewed, &rules.contract.renewal.origin));
+            end = renewed;
+        } else {
+            out.warnings.push(Warning::contract_ends_before_bill(existing, contract));
+        }
     }
+    let cancelled = &rules.policies.cancelled_subscription;
     if contract.stopped_appearing
-        && rules.policies.cancelled_subscription.value == CancelledSubscription::EndContract
+        && cancelled.value == CancelledSubscription::EndContract
         && existing.end_date > contract.last_billing_date
     {
-        wanted.push((
-            "endDate",
-            existing.end_date.to_string(),
-            contract.last_billing_date.to_string(),
-            ContractEdit::EndDate(Edit {
-                old: Some(existing.end_date),
-                new: contract.last_billing_date,
-            }),
-            rules.policies.cancelled_subscription.origin.clone(),
-            true,
-        ));
+        wanted.push(end_date_edit(existing, contract.last_billing_date, &cancelled.origin));
         end = contract.last_billing_date;
     }
     (wanted, end)
+}
+
+/// Moving an existing contract's end date to `new`: written whatever `hand_edit` says.
+fn end_date_edit(existing: &Contract, new: NaiveDate, origin: &RuleOrigin) -> WantedEdit {
+    (
+        "endDate",
+        existing.end_date.to_string(),
+        new.to_string(),
+        ContractEdit::EndDate(Edit { old: Some(existing.end_date), new }),
+        origin.clone(),
+        true,
+    )
 }
 
 /// The fields cmat owns whose Autotask value differs from the rules'.
@@ -674,48 +598,31 @@ fn edit_contract(
     let mut reasons = Vec::new();
     for (field, old, new, edit, origin, always) in wanted {
         if !always && !overwrite {
-            out.warnings.push(Warning::new(
-                WarningCode::Drift,
-                format!("contract {} {field} is {old} in Autotask, the rules say {new}; left as it is (policy hand_edit = report)", existing.id),
-                format!("Contracts/{}", existing.id),
-            ));
+            out.warnings.push(Warning::contract_hand_edited(existing.id, field, &old, &new));
             continue;
         }
         reasons.push(match &edit {
-            ContractEdit::EndDate(Edit { old: Some(old), new }) if new < old => {
-                "subscription stopped appearing: contract ended".to_string()
+            ContractEdit::EndDate(Edit { old: Some(old), new }) => {
+                wording::end_date_moved(contract, new < old)
             }
-            ContractEdit::EndDate(_) => format!(
-                "bill of {} falls after the contract's end: renewed",
-                contract.last_billing_date
-            ),
-            _ => format!("{field} edited in Autotask"),
+            ContractEdit::EndDate(_) => wording::end_date_moved(contract, false),
+            _ => wording::field_edited(field),
         });
         rule.get_or_insert(origin);
-        match edit {
-            ContractEdit::EndDate(edit) => edits.end_date = Some(edit),
-            ContractEdit::Name(edit) => edits.name = Some(edit),
-            ContractEdit::ServiceLevelAgreement(edit) => {
-                edits.service_level_agreement_id = Some(edit)
-            }
-            ContractEdit::Category(edit) => edits.category = Some(edit),
-        }
+        edit.set_on(&mut edits);
     }
     if edits == ContractEdits::default() {
         out.unchanged += 1;
-    } else {
-        out.changes.push(Change {
-            key: NaturalKey::Subscription(contract.subscription_id.clone()),
-            write: Write::UpdateContract { id: existing.id, edits },
-            rule: rule.unwrap_or_else(|| contract.origin.clone()),
-            reason: reasons.join("; "),
-            company_id: contract.company_id,
-            contract_label: format!(
-                "{} [{}] #{}",
-                contract.name, contract.subscription_id, existing.id
-            ),
-        });
+        return;
     }
+    out.changes.push(Change {
+        key: NaturalKey::Subscription(contract.subscription_id.clone()),
+        write: Write::UpdateContract { id: existing.id, edits },
+        rule: rule.unwrap_or_else(|| contract.origin.clone()),
+        reason: reasons.join("; "),
+        company_id: contract.company_id,
+        contract_label: contract_label(contract, Some(existing.id)),
+    });
 }
 
 /// One field of an existing contract the rules want changed.
@@ -724,6 +631,20 @@ enum ContractEdit {
     Name(Edit<String>),
     ServiceLevelAgreement(Edit<i64>),
     Category(Edit<i64>),
+}
+
+impl ContractEdit {
+    /// Puts the edit in its field of the contract's update.
+    fn set_on(self, edits: &mut ContractEdits) {
+        match self {
+            ContractEdit::EndDate(edit) => edits.end_date = Some(edit),
+            ContractEdit::Name(edit) => edits.name = Some(edit),
+            ContractEdit::ServiceLevelAgreement(edit) => {
+                edits.service_level_agreement_id = Some(edit)
+            }
+            ContractEdit::Category(edit) => edits.category = Some(edit),
+        }
+    }
 }
 
 /// The Service a contract already bills a product on under the other sku spelling, with or
@@ -755,68 +676,71 @@ fn held_on_another_term(
 /// The Autotask Service behind a product: explicit rule, then the one the contract already
 /// bills it on, then sku, then one planned create.
 fn resolve_service(
-    context: &Context,
-    contract: &DesiredContract,
-    service: &DesiredContractService,
-    existing_contract: Option<i64>,
+    sx: &ServiceDiff,
     planned_services: &mut BTreeSet<String>,
     out: &mut Diff,
 ) -> Option<Id<NaturalKey>> {
-    let (rules, index) = (context.rules, &context.index);
-    if let Some(explicit) = service.service_id {
-        return Some(Id::Existing(explicit));
-    }
-    if let Some(id) = held_on_another_term(index, existing_contract, service) {
+    let (service, index) = (sx.service, &sx.context.index);
+    if let Some(id) = existing_service(index, sx.target.existing_id, service) {
         return Some(Id::Existing(id));
     }
-    if let Some(id) = index.services_by_sku.get(&service.product_key) {
-        return Some(Id::Existing(*id));
-    }
-    let key = NaturalKey::Service { sku: service.product_key.clone() };
-    let Some(create) = &rules.products.create else {
-        out.warnings.push(Warning::new(
-            WarningCode::ServiceNotFound,
-            format!(
-                "no Autotask Service has sku {} and the rules do not create one; product \"{}\" of subscription {} left out",
-                service.product_key, service.product_name, contract.subscription_id
-            ),
-            service.source.to_string(),
-        ));
+    let Some(create) = &sx.context.rules.products.create else {
+        out.warnings.push(Warning::service_not_found(sx.contract, service));
         return None;
     };
+    let key = NaturalKey::Service { sku: service.product_key.clone() };
     if planned_services.insert(service.product_key.clone()) {
-        let term = service.payment_frequency.trim();
-        let mut name = create.name.render(|field| match field {
-            TemplateField::Product => Some(service.product_name.clone()),
-            TemplateField::ItemCode | TemplateField::ProductId => Some(service.product_key.clone()),
-            TemplateField::Organization => Some(contract.organization_name.clone()),
-            TemplateField::Service => Some(contract.service_name.clone()),
-            TemplateField::Term => Some(term.to_string()),
-            _ => None,
-        });
-        // Two Services of one product must not look alike in Autotask's lists.
-        if service.per_term && !create.name.uses(TemplateField::Term) {
-            name = format!("{name} ({term})");
-        }
-        let scale = service.scale;
         out.changes.push(Change {
             key: key.clone(),
-            write: Write::CreateService(NewService {
-                name: truncate(&name, SERVICE_NAME_MAX),
-                sku: service.product_key.clone(),
-                billing_code_id: rules.settings.service_billing_code.value,
-                period_type: context.values.service_period_type,
-                unit_price: scaled(service.unit_price, scale),
-                unit_cost: scaled(service.unit_cost, scale),
-                is_active: true,
-            }),
+            write: Write::CreateService(new_service(sx, create)),
             rule: create.origin.clone(),
-            reason: format!("no Autotask Service has sku {}", service.product_key),
+            reason: wording::no_service_with_sku(&service.product_key),
             company_id: 0,
             contract_label: String::new(),
         });
     }
     Some(Id::Planned(key))
+}
+
+/// The existing Service behind a product: the rule's, the one the contract already bills it
+/// on under another term, or the one with its sku.
+fn existing_service(
+    index: &SnapshotIndex<'_>,
+    contract_id: Option<i64>,
+    service: &DesiredContractService,
+) -> Option<i64> {
+    service
+        .service_id
+        .or_else(|| held_on_another_term(index, contract_id, service))
+        .or_else(|| index.services_by_sku.get(&service.product_key).copied())
+}
+
+/// The Service the rules' `create` makes for a product no Service has the sku of.
+fn new_service(sx: &ServiceDiff, create: &crate::rules::ServiceCreateRule) -> NewService {
+    let (contract, service) = (sx.contract, sx.service);
+    let term = service.payment_frequency.trim();
+    let mut name = create.name.render(|field| match field {
+        TemplateField::Product => Some(service.product_name.clone()),
+        TemplateField::ItemCode | TemplateField::ProductId => Some(service.product_key.clone()),
+        TemplateField::Organization => Some(contract.organization_name.clone()),
+        TemplateField::Service => Some(contract.service_name.clone()),
+        TemplateField::Term => Some(term.to_string()),
+        _ => None,
+    });
+    // Two Services of one product must not look alike in Autotask's lists.
+    if service.per_term && !create.name.uses(TemplateField::Term) {
+        name = format!("{name} ({term})");
+    }
+    let scale = service.scale;
+    NewService {
+        name: truncate(&name, SERVICE_NAME_MAX),
+        sku: service.product_key.clone(),
+        billing_code_id: sx.context.rules.settings.service_billing_code.value,
+        period_type: sx.context.values.service_period_type,
+        unit_price: scaled(service.unit_price, scale),
+        unit_cost: scaled(service.unit_cost, scale),
+        is_active: true,
+    }
 }
 
 /// What Autotask did not show, said once per plan. An API user without permission to see
@@ -836,36 +760,23 @@ struct Unknowns {
 impl Unknowns {
     fn warn(self, warnings: &mut Vec<Warning>) {
         if let Some(first) = self.records.first() {
-            warnings.push(Warning::new(
-                WarningCode::CostsNotVisible,
-                format!(
-                    "Autotask shows no cost on {} record(s) cmat compares (the API user may lack permission to see costs): costs are not compared, and no change is planned for a cost alone (grant the API user's security level access to costs to have them kept in step)",
-                    self.records.len()
-                ),
-                first.clone(),
-            ));
+            warnings.push(Warning::costs_not_visible(self.records.len(), first));
         }
         if let Some(first) = self.prices.first() {
-            warnings.push(Warning::new(
-                WarningCode::Drift,
-                format!(
-                    "Autotask returned no adjusted price (internalCurrencyAdjustedPrice) for {} contract service(s); their prices are not compared until a pull reads one",
-                    self.prices.len()
-                ),
-                format!("ContractServices/{first}"),
-            ));
+            warnings.push(Warning::no_adjusted_price(self.prices.len(), *first));
         }
         if let Some(first) = self.foreign_currency.first() {
-            warnings.push(Warning::new(
-                WarningCode::ForeignCurrency,
-                format!(
-                    "{} contract service(s) bill in the customer's currency (multi-currency is on) and their adjusted price could not be turned from the tenant's currency into the customer's (the catalogue price is 0 in one of them), so their prices are not compared; bills are never converted",
-                    self.foreign_currency.len()
-                ),
-                format!("ContractServices/{first}"),
-            ));
+            warnings.push(Warning::foreign_currency(self.foreign_currency.len(), *first));
         }
     }
+}
+
+/// One desired contract service being diffed, with what its decisions read.
+struct ServiceDiff<'c, 'a> {
+    context: &'c Context<'a>,
+    contract: &'c DesiredContract,
+    service: &'c DesiredContractService,
+    target: &'c ContractTarget,
 }
 
 /// What one contract service's unit count does on this run, and why (as data).
@@ -889,105 +800,119 @@ struct PriceDecision {
 }
 
 /// The contract service a desired service sits on in the snapshot: (contract, service, record).
-type OnContract<'a> = Option<(i64, i64, &'a crate::snapshot::ContractService)>;
+type OnContract<'a> = Option<(i64, i64, &'a ContractService)>;
 
+/// A desired contract service against Autotask's: one adjustment carrying units, price and
+/// cost when any of them moves, else counted unchanged.
 fn diff_contract_service(
-    context: &Context,
-    contract: &DesiredContract,
-    service: &DesiredContractService,
-    target: &ContractTarget,
+    sx: &ServiceDiff,
     planned_services: &mut BTreeSet<String>,
     unknowns: &mut Unknowns,
     out: &mut Diff,
 ) {
-    let index = &context.index;
+    let (service, target, index) = (sx.service, sx.target, &sx.context.index);
     // Nothing to remove from a contract or a service that does not exist yet.
-    let existing_service_id = service
-        .service_id
-        .or_else(|| held_on_another_term(index, target.existing_id, service))
-        .or_else(|| index.services_by_sku.get(&service.product_key).copied());
-    if service.units == 0 && (target.existing_id.is_none() || existing_service_id.is_none()) {
+    if service.units == 0
+        && (target.existing_id.is_none()
+            || existing_service(index, target.existing_id, service).is_none())
+    {
         return;
     }
-    let Some(service_ref) =
-        resolve_service(context, contract, service, target.existing_id, planned_services, out)
-    else {
+    let Some(service_ref) = resolve_service(sx, planned_services, out) else {
         return;
     };
-    let on_contract: OnContract = match (target.existing_id, &service_ref) {
-        (Some(contract_id), Id::Existing(service_id)) => index
-            .contract_services
-            .get(&(contract_id, *service_id))
-            .map(|contract_service| (contract_id, *service_id, *contract_service)),
-        _ => None,
-    };
-    if let Some((contract_id, service_id, contract_service)) = on_contract {
-        if !index.units.contains_key(&(contract_id, service_id)) {
-            // Autotask keeps unit periods to the contract's end: none read means it ended
-            // before the units window, and its units are unknown here (a renewal carries them
-            // on). A count written blind could double them: the renewal goes first, and the
-            // next run, reading the renewed periods, adjusts.
-            out.warnings.push(units_unknown(contract_id, contract_service.id, service));
-            return;
-        }
-    }
+    let on_contract = contract_service_on(index, target.existing_id, &service_ref);
     // The unit periods Autotask holds for this contract service (none for a new one).
-    let periods = on_contract
-        .and_then(|(contract_id, service_id, _)| index.units.get(&(contract_id, service_id)))
-        .map(Vec::as_slice)
-        .unwrap_or(&[]);
-    let units = unit_decision(contract, service, target, on_contract.is_some(), periods, out);
-    let prices = price_decision(context, service, on_contract, periods, &units, unknowns, out);
+    let periods = match on_contract {
+        None => &[][..],
+        Some((contract_id, service_id, held)) => {
+            match index.units.get(&(contract_id, service_id)) {
+                Some(periods) => periods.as_slice(),
+                None => {
+                    // Autotask keeps unit periods to the contract's end: none read means it ended
+                    // before the units window, and its units are unknown here (a renewal carries
+                    // them on). A count written blind could double them: the renewal goes first,
+                    // and the next run, reading the renewed periods, adjusts.
+                    out.warnings.push(Warning::units_unknown(contract_id, held.id, service));
+                    return;
+                }
+            }
+        }
+    };
+    let units = unit_decision(sx, on_contract.is_some(), periods, out);
+    let prices = price_decision(sx, on_contract, periods, &units, unknowns, out);
     if units.unit_change == 0 && !prices.price_moves {
         if on_contract.is_some() {
             out.unchanged += 1;
         }
         return;
     }
-    let label = match target.existing_id {
-        Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
-        None => contract_label(contract),
-    };
+    out.changes.push(adjustment(sx, service_ref, on_contract, &units, prices));
+}
+
+/// The contract service an existing contract already has for an existing Service.
+fn contract_service_on<'a>(
+    index: &SnapshotIndex<'a>,
+    contract_id: Option<i64>,
+    service_ref: &Id<NaturalKey>,
+) -> OnContract<'a> {
+    match (contract_id, service_ref) {
+        (Some(contract_id), Id::Existing(service_id)) => index
+            .contract_services
+            .get(&(contract_id, *service_id))
+            .map(|contract_service| (contract_id, *service_id, *contract_service)),
+        _ => None,
+    }
+}
+
+/// The change the decisions make: one adjustment per contract service and bill carries units,
+/// price and cost together, dated on the Billing Date: invoiced periods keep their price, and
+/// cmat never sends two adjustments for one day (Autotask refuses the second). See
+/// ARCHITECTURE.md, "Prices".
+fn adjustment(
+    sx: &ServiceDiff,
+    service_ref: Id<NaturalKey>,
+    on_contract: OnContract,
+    units: &UnitDecision,
+    prices: PriceDecision,
+) -> Change {
+    let (contract, service) = (sx.contract, sx.service);
     let new_product = on_contract.is_none();
-    let reason = service_reasons(service, &units, new_product, prices.repriced).join("; ");
-    let rule = service_rule(context.rules, contract, service, &units, new_product);
-    // One adjustment per contract service and bill carries units, price and cost together,
-    // dated on the Billing Date: invoiced periods keep their price, and cmat never sends two
-    // adjustments for one day (Autotask refuses the second). See ARCHITECTURE.md, "Prices".
-    out.changes.push(Change {
+    let held = on_contract.map(|(_, _, held)| held);
+    let reason = service_reasons(service, units, new_product, prices.repriced).join("; ");
+    Change {
         key: NaturalKey::Product {
             subscription: contract.subscription_id.clone(),
             item: service.product_key.clone(),
         },
         write: Write::AdjustContractService(Adjustment {
-            contract: target.parent.clone(),
+            contract: sx.target.parent.clone(),
             service: service_ref,
             effective_date: units.effective,
             unit_change: units.unit_change,
             units_before: units.current_units,
             adjusted_unit_price: scaled(prices.price, service.scale),
             adjusted_unit_cost: scaled(prices.cost, service.scale),
-            price_before: on_contract
-                .and_then(|(_, _, held)| held.adjusted_price.filter(|_| !held.foreign_currency)),
-            cost_before: on_contract.and_then(|(_, _, held)| held.unit_cost),
+            price_before: held
+                .and_then(|held| held.adjusted_price.filter(|_| !held.foreign_currency)),
+            cost_before: held.and_then(|held| held.unit_cost),
         }),
-        rule,
+        rule: service_rule(sx.context.rules, contract, service, units, new_product),
         reason,
         company_id: contract.company_id,
-        contract_label: label,
-    });
+        contract_label: contract_label(contract, sx.target.existing_id),
+    }
 }
 
 /// The unit change of one contract service: the bill's count against the periods Autotask
 /// holds, moved by the decrease rule, floored by later periods, held by `removed_product`.
 fn unit_decision(
-    contract: &DesiredContract,
-    service: &DesiredContractService,
-    target: &ContractTarget,
+    sx: &ServiceDiff,
     on_contract: bool,
-    periods: &[&crate::snapshot::ContractServiceUnit],
+    periods: &[&ContractServiceUnit],
     out: &mut Diff,
 ) -> UnitDecision {
+    let (contract, service, target) = (sx.contract, sx.service, sx.target);
     let billing_date = service.effective_date.clamp(target.start, target.end.max(target.start));
     let (effective, current_units) = match on_contract {
         true => adjustment_day(periods, billing_date, target.end),
@@ -1000,28 +925,7 @@ fn unit_decision(
         deferred_to: None,
     };
     if units.unit_change < 0 && service.decrease.value != DecreaseTiming::BillingDate {
-        let takes_effect = decrease_date(contract, service, billing_date, target.start);
-        if takes_effect > target.end {
-            out.warnings.push(decrease_deferred(contract, service, &units, takes_effect, target));
-            units.unit_change = 0;
-        } else if takes_effect > units.effective {
-            // A change already dated there (an earlier run's) counts from that day.
-            let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
-            if service.units == units_then {
-                // Already written there by an earlier run: a price change, if any, is dated
-                // on the Billing Date, never on a day ahead where nothing else changes (such an
-                // adjustment changes neither units nor price: no later read can tell the day
-                // is taken).
-                units.unit_change = 0;
-            } else {
-                (units.effective, units.current_units) = (later, units_then);
-                units.unit_change = service.units - units.current_units;
-                units.deferred_to = Some(takes_effect);
-            }
-        } else {
-            // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
-            units.deferred_to = Some(takes_effect);
-        }
+        time_decrease(sx, periods, billing_date, &mut units, out);
     }
     if units.unit_change < 0 {
         units.unit_change = floored_by_later_periods(
@@ -1037,92 +941,152 @@ fn unit_decision(
         && !service.on_current_bill
         && service.removed_product.value == RemovedProduct::Report
     {
-        out.warnings.push(removed_product_kept(contract, service, units.current_units));
+        out.warnings.push(Warning::removed_product_kept(contract, service, units.current_units));
         units.unit_change = 0;
     }
     units
 }
 
+/// A decrease moved by its rule (`decrease`): after the contract's end it waits for a later
+/// bill, ahead of the Billing Date it is dated on the day it takes effect.
+fn time_decrease(
+    sx: &ServiceDiff,
+    periods: &[&ContractServiceUnit],
+    billing_date: NaiveDate,
+    units: &mut UnitDecision,
+    out: &mut Diff,
+) {
+    let (contract, service, target) = (sx.contract, sx.service, sx.target);
+    let takes_effect = decrease_date(contract, service, billing_date, target.start);
+    if takes_effect > target.end {
+        out.warnings.push(Warning::decrease_deferred(
+            contract,
+            service,
+            units,
+            takes_effect,
+            target,
+        ));
+        units.unit_change = 0;
+    } else if takes_effect > units.effective {
+        // A change already dated there (an earlier run's) counts from that day.
+        let (later, units_then) = adjustment_day(periods, takes_effect, target.end);
+        if service.units == units_then {
+            // Already written there by an earlier run: a price change, if any, is dated
+            // on the Billing Date, never on a day ahead where nothing else changes (such an
+            // adjustment changes neither units nor price: no later read can tell the day
+            // is taken).
+            units.unit_change = 0;
+        } else {
+            (units.effective, units.current_units) = (later, units_then);
+            units.unit_change = service.units - units.current_units;
+            units.deferred_to = Some(takes_effect);
+        }
+    } else {
+        // On its Billing Date by the rule (a term's first bill): the rule is still the cause.
+        units.deferred_to = Some(takes_effect);
+    }
+}
+
 /// The price and cost one contract service's adjustment carries, by `hand_edit`; records
 /// what cannot be known (foreign currency, no price or cost read) in `unknowns`.
 fn price_decision(
-    context: &Context,
-    service: &DesiredContractService,
+    sx: &ServiceDiff,
     on_contract: OnContract,
-    periods: &[&crate::snapshot::ContractServiceUnit],
+    periods: &[&ContractServiceUnit],
     units: &UnitDecision,
     unknowns: &mut Unknowns,
     out: &mut Diff,
 ) -> PriceDecision {
-    let (wanted_price, wanted_cost) = (service.unit_price, service.unit_cost);
+    let service = sx.service;
     let mut decision = PriceDecision {
-        price: wanted_price,
-        cost: wanted_cost,
+        price: service.unit_price,
+        cost: service.unit_cost,
         repriced: Vec::new(),
         price_moves: false,
     };
-    let Some((_, _, contract_service)) = on_contract else {
+    let Some((_, _, held)) = on_contract else {
         return decision;
     };
     if !service.on_current_bill {
         // A product leaving the bill keeps the price and cost Autotask holds.
-        let held = contract_service;
         decision.price =
-            held.adjusted_price.filter(|_| !held.foreign_currency).unwrap_or(wanted_price);
-        decision.cost = held.unit_cost.unwrap_or(wanted_cost);
+            held.adjusted_price.filter(|_| !held.foreign_currency).unwrap_or(service.unit_price);
+        decision.cost = held.unit_cost.unwrap_or(service.unit_cost);
         return decision;
     }
-    let held_price = if contract_service.foreign_currency {
-        unknowns.foreign_currency.insert(contract_service.id);
-        None
-    } else {
-        if contract_service.adjusted_price.is_none() {
-            unknowns.prices.insert(contract_service.id);
-        }
-        contract_service.adjusted_price
-    };
-    if contract_service.unit_cost.is_none() {
-        unknowns.records.insert(format!("ContractServices/{}", contract_service.id));
+    let held_price = comparable_price(held, unknowns);
+    if held.unit_cost.is_none() {
+        unknowns.records.insert(format!("ContractServices/{}", held.id));
     }
-    let overwrite = context.rules.policies.hand_edit.value == HandEdit::Overwrite;
-    let scale = service.scale;
+    let overwrite = sx.context.rules.policies.hand_edit.value == HandEdit::Overwrite;
     // The contract service's price is the latest write's, which a write dated ahead (a
     // deferred decrease carrying its bill's price) makes another day's. Where the unit
     // periods already hold the bill's price on the adjustment's day, a price-only
     // adjustment there would change nothing a read can see, and a later write on that day
     // would be refused as a duplicate: it is not planned.
     let held_on_the_day = units.unit_change == 0
-        && !contract_service.foreign_currency
-        && price_carried(periods, units.effective) == Some(wanted_price);
+        && !held.foreign_currency
+        && price_carried(periods, units.effective) == Some(service.unit_price);
     match held_price {
-        Some(held) if held != wanted_price && held_on_the_day => {}
-        Some(held) if held != wanted_price && overwrite => {
-            decision.price_moves = true;
-            decision.repriced.push(format!(
-                "unit price {} → {}",
-                amount(held, scale),
-                amount(wanted_price, scale)
-            ));
-        }
-        Some(held) if held != wanted_price => {
-            out.warnings.push(price_hand_edited(contract_service.id, service, held));
-            decision.price = held;
+        Some(held_price) if held_price != service.unit_price && !held_on_the_day => {
+            decision.set_price(service, held.id, held_price, overwrite, out)
         }
         _ => {}
     }
-    // The cost rides with a price or unit change, never alone: Autotask documents no
-    // field that reads back a contract service's adjusted cost (`unitCost` may stay the
-    // Service's), so a cost-only write could repeat on every run without converging.
-    match contract_service.unit_cost {
-        Some(held) if held != wanted_cost && overwrite => decision.repriced.push(format!(
-            "unit cost {} → {}",
-            amount(held, scale),
-            amount(wanted_cost, scale)
-        )),
-        Some(held) if held != wanted_cost => decision.cost = held,
-        _ => {}
-    }
+    decision.set_cost(service, held.unit_cost, overwrite);
     decision
+}
+
+/// The price Autotask holds for a contract service, where it can be compared with the bill's;
+/// what cannot is recorded in `unknowns`.
+fn comparable_price(held: &ContractService, unknowns: &mut Unknowns) -> Option<Decimal> {
+    if held.foreign_currency {
+        unknowns.foreign_currency.insert(held.id);
+        return None;
+    }
+    if held.adjusted_price.is_none() {
+        unknowns.prices.insert(held.id);
+    }
+    held.adjusted_price
+}
+
+impl PriceDecision {
+    /// A held price other than the bill's: moved, or kept with a warning, by `hand_edit`.
+    fn set_price(
+        &mut self,
+        service: &DesiredContractService,
+        contract_service_id: i64,
+        held: Decimal,
+        overwrite: bool,
+        out: &mut Diff,
+    ) {
+        if overwrite {
+            self.price_moves = true;
+            let repriced = wording::repriced("unit price", held, service.unit_price, service.scale);
+            self.repriced.push(repriced);
+        } else {
+            out.warnings.push(Warning::price_hand_edited(contract_service_id, service, held));
+            self.price = held;
+        }
+    }
+
+    /// The cost rides with a price or unit change, never alone: Autotask documents no field
+    /// that reads back a contract service's adjusted cost (`unitCost` may stay the Service's),
+    /// so a cost-only write could repeat on every run without converging.
+    fn set_cost(
+        &mut self,
+        service: &DesiredContractService,
+        held: Option<Decimal>,
+        overwrite: bool,
+    ) {
+        match held {
+            Some(held) if held != service.unit_cost && overwrite => self
+                .repriced
+                .push(wording::repriced("unit cost", held, service.unit_cost, service.scale)),
+            Some(held) if held != service.unit_cost => self.cost = held,
+            _ => {}
+        }
+    }
 }
 
 /// The reasons a contract service's adjustment gives, units first, then price and cost.
@@ -1134,38 +1098,10 @@ fn service_reasons(
 ) -> Vec<String> {
     let mut reasons = Vec::new();
     if units.unit_change != 0 {
-        let current_units = units.current_units;
-        reasons.push(if !service.on_current_bill {
-            format!("product removed from the {} bill: {current_units} → 0", service.effective_date)
-        } else if new_product {
-            format!(
-                "new product {} ({}): {} units",
-                service.product_key, service.product_name, service.units
-            )
-        } else {
-            format!("licence count {current_units} → {}", service.units)
-        });
-        if let Some(rule) = &service.units_rule {
-            reasons.push(format!(
-                "{} on the bill, units by the rule at {rule}",
-                service.licence_count
-            ));
-        }
-        if let Some(date) = units.deferred_to {
-            reasons.push(format!(
-                "the decrease takes effect {date}, {} (rule at {})",
-                service.decrease.value.describe(),
-                service.decrease.origin
-            ));
-        }
-        // The term matters when licences change outside a monthly commitment (NCE annual).
-        let term = service.payment_frequency.trim();
-        if !term.is_empty() && !term.eq_ignore_ascii_case("monthly") {
-            reasons.push(format!("Payment Frequency {term}"));
-        }
+        reasons = wording::unit_reasons(service, units, new_product);
     }
     if let Some(dated) = service.dated_price_rule.as_ref().filter(|_| !repriced.is_empty()) {
-        repriced.push(format!("priced by the dated rule at {dated}"));
+        repriced.push(wording::priced_by_dated_rule(dated));
     }
     reasons.extend(repriced);
     reasons
@@ -1197,79 +1133,6 @@ fn service_rule(
     }
 }
 
-/// No unit period read for a contract service: its units are unknown on this run.
-fn units_unknown(
-    contract_id: i64,
-    contract_service_id: i64,
-    service: &DesiredContractService,
-) -> Warning {
-    Warning::new(
-        WarningCode::ContractEndsBeforeBill,
-        format!(
-            "contract service {contract_service_id} (product {}) of contract #{contract_id}: no unit period read (the contract ended before the bills' dates), so its units are unknown; not adjusted until a run reads them",
-            service.product_key
-        ),
-        service.source.to_string(),
-    )
-}
-
-/// A decrease whose day falls after the contract's end.
-fn decrease_deferred(
-    contract: &DesiredContract,
-    service: &DesiredContractService,
-    units: &UnitDecision,
-    takes_effect: NaiveDate,
-    target: &ContractTarget,
-) -> Warning {
-    Warning::new(
-        WarningCode::DecreaseDeferred,
-        format!(
-            "subscription {}, product {}: licence count {} → {} takes effect {takes_effect} ({}, rule at {}), after the contract's end {}; it is written with the first bill from that date",
-            contract.subscription_id,
-            service.product_key,
-            units.current_units,
-            service.units,
-            service.decrease.value.describe(),
-            service.decrease.origin,
-            target.end
-        ),
-        service.source.to_string(),
-    )
-}
-
-/// A product off the bill whose units stay (`removed_product = report`).
-fn removed_product_kept(
-    contract: &DesiredContract,
-    service: &DesiredContractService,
-    current_units: i64,
-) -> Warning {
-    Warning::new(
-        WarningCode::Drift,
-        format!(
-            "product {} is no longer on subscription {}'s bill but still has {current_units} units; left as it is (policy removed_product = report)",
-            service.product_key, contract.subscription_id
-        ),
-        service.source.to_string(),
-    )
-}
-
-/// A contract service's price edited by hand in Autotask, kept (`hand_edit = report`).
-fn price_hand_edited(
-    contract_service_id: i64,
-    service: &DesiredContractService,
-    held: Decimal,
-) -> Warning {
-    Warning::new(
-        WarningCode::Drift,
-        format!(
-            "contract service {contract_service_id} has unit price {} in Autotask, the bill says {}; left as it is (policy hand_edit = report)",
-            amount(held, service.scale),
-            amount(service.unit_price, service.scale)
-        ),
-        service.source.to_string(),
-    )
-}
-
 /// A decrease no lower than the unit periods from `effective` on allow. Adjustments are
 /// relative: one dated before a later-dated one (an earlier run's deferred decrease, which a
 /// restatement taking a month's lines away has made moot) lowers that one's period as well, and
@@ -1278,7 +1141,7 @@ fn price_hand_edited(
 fn floored_by_later_periods(
     contract: &DesiredContract,
     service: &DesiredContractService,
-    periods: &[&crate::snapshot::ContractServiceUnit],
+    periods: &[&ContractServiceUnit],
     effective: NaiveDate,
     unit_change: i64,
     out: &mut Diff,
@@ -1291,15 +1154,12 @@ fn floored_by_later_periods(
     if unit_change >= -fewest {
         return unit_change;
     }
-    out.warnings.push(Warning::new(
-        WarningCode::Drift,
-        format!(
-            "subscription {}, product {}: a decrease of {} on {effective} would take a later-dated unit period below zero (Autotask holds {fewest} units there, written for a bill since restated); lowered by {fewest} only",
-            contract.subscription_id,
-            service.product_key,
-            -unit_change,
-        ),
-        service.source.to_string(),
+    out.warnings.push(Warning::decrease_floored(
+        contract,
+        service,
+        effective,
+        -unit_change,
+        fewest,
     ));
     -fewest
 }
@@ -1382,7 +1242,30 @@ struct ChargeDiff<'c, 'a> {
     label: String,
 }
 
-impl ChargeDiff<'_, '_> {
+impl<'c, 'a> ChargeDiff<'c, 'a> {
+    fn new(
+        context: &'c Context<'a>,
+        contract: &'c DesiredContract,
+        charge: &'c DesiredCharge,
+        target: &'c ContractTarget,
+    ) -> Self {
+        let rule = if charge.price_rule == context.rules.prices.unit_price.origin {
+            charge.name_rule.clone()
+        } else {
+            charge.price_rule.clone()
+        };
+        ChargeDiff {
+            context,
+            contract,
+            charge,
+            target,
+            name: truncate(&charge.name, CHARGE_NAME_MAX),
+            correction_base: truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4)),
+            rule,
+            label: contract_label(contract, target.existing_id),
+        }
+    }
+
     /// The period's charge key, a correction's when `correction` is given.
     fn key(&self, correction: Option<String>) -> NaturalKey {
         NaturalKey::Charge {
@@ -1398,10 +1281,7 @@ impl ChargeDiff<'_, '_> {
         let (contract, charge, scale) = (self.contract, self.charge, self.charge.scale);
         NewCharge {
             name: name.to_string(),
-            description: format!(
-                "{} {} consumption, {} line(s), subscription {}",
-                contract.service_name, charge.date, charge.line_count, contract.subscription_id
-            ),
+            description: wording::charge_description(contract, charge),
             date_purchased: charge.date,
             charge_type: self.context.values.charge_type,
             unit_quantity: scaled(Decimal::ONE, scale),
@@ -1450,26 +1330,7 @@ fn diff_charge(
     unknowns: &mut Unknowns,
     out: &mut Diff,
 ) {
-    let rules = context.rules;
-    let rule = if charge.price_rule == rules.prices.unit_price.origin {
-        charge.name_rule.clone()
-    } else {
-        charge.price_rule.clone()
-    };
-    let label = match target.existing_id {
-        Some(id) => format!("{} [{}] #{id}", contract.name, contract.subscription_id),
-        None => contract_label(contract),
-    };
-    let cx = ChargeDiff {
-        context,
-        contract,
-        charge,
-        target,
-        name: truncate(&charge.name, CHARGE_NAME_MAX),
-        correction_base: truncate(&charge.correction_name, CHARGE_NAME_MAX.saturating_sub(4)),
-        rule,
-        label,
-    };
+    let cx = ChargeDiff::new(context, contract, charge, target);
     let ours: Vec<&ContractCharge> = cx
         .existing()
         .filter(|existing| {
@@ -1480,17 +1341,7 @@ fn diff_charge(
         charge_new_period(&cx, out);
         return;
     }
-    let mut billed_price = Decimal::ZERO;
-    // None as soon as one charge's cost is hidden: then no cost is compared for the period.
-    let mut billed_cost = Some(Decimal::ZERO);
-    for existing in &ours {
-        let (price, cost) = charge_total(existing);
-        billed_price += price;
-        billed_cost = billed_cost.zip(cost).map(|(sum, cost)| sum + cost);
-        if cost.is_none() {
-            unknowns.records.insert(format!("ContractCharges/{}", existing.id));
-        }
-    }
+    let (billed_price, billed_cost) = billed_totals(&ours, unknowns);
     let price_gap = charge.unit_price - billed_price;
     let cost_gap = billed_cost.map(|billed| charge.unit_cost - billed);
     if price_gap.is_zero() && cost_gap.is_none_or(|gap| gap.is_zero()) {
@@ -1503,6 +1354,22 @@ fn diff_charge(
     } else {
         correct_billed_charges(&cx, &ours, billed_price, price_gap, cost_gap, out);
     }
+}
+
+/// What a period's charges bill in all: the price, and the cost unless one charge's cost is
+/// hidden (then no cost is compared for the period, and the charge is noted in `unknowns`).
+fn billed_totals(ours: &[&ContractCharge], unknowns: &mut Unknowns) -> (Decimal, Option<Decimal>) {
+    let mut billed_price = Decimal::ZERO;
+    let mut billed_cost = Some(Decimal::ZERO);
+    for existing in ours {
+        let (price, cost) = charge_total(existing);
+        billed_price += price;
+        billed_cost = billed_cost.zip(cost).map(|(sum, cost)| sum + cost);
+        if cost.is_none() {
+            unknowns.records.insert(format!("ContractCharges/{}", existing.id));
+        }
+    }
+    (billed_price, billed_cost)
 }
 
 /// A period without a charge of its own: created, unless charges under another grouping of
@@ -1529,13 +1396,7 @@ fn charge_new_period(cx: &ChargeDiff, out: &mut Diff) {
         regrouped_period(cx, &other_grouping, out);
         return;
     }
-    let reason = format!(
-        "{} consumption for {}: {} line(s), total {}",
-        contract.service_name,
-        charge.date,
-        charge.line_count,
-        amount(charge.unit_price, charge.scale)
-    );
+    let reason = wording::new_period(contract, charge);
     let write = Write::CreateCharge {
         contract: cx.target.parent.clone(),
         charge: cx.new_charge(&cx.name, charge.unit_price, Some(charge.unit_cost)),
@@ -1546,28 +1407,19 @@ fn charge_new_period(cx: &ChargeDiff, out: &mut Diff) {
 /// A period charged under another grouping: said once per period (by its first charge), and
 /// only while the period's charges and the bill disagree; a period billed in full is done.
 fn regrouped_period(cx: &ChargeDiff, other_grouping: &[&ContractCharge], out: &mut Diff) {
-    let (contract, charge, scale) = (cx.contract, cx.charge, cx.charge.scale);
+    let (contract, charge) = (cx.contract, cx.charge);
     let siblings: Vec<&DesiredCharge> =
         contract.charges.values().filter(|sibling| sibling.date == charge.date).collect();
     let wanted: Decimal = siblings.iter().map(|sibling| sibling.unit_price).sum();
     let billed: Decimal = other_grouping.iter().map(|existing| charge_total(existing).0).sum();
     let first_of_period = siblings.first().is_some_and(|first| first.group == charge.group);
     if billed != wanted && first_of_period {
-        let names: Vec<String> = other_grouping
-            .iter()
-            .map(|existing| format!("\"{}\" (#{})", existing.name, existing.id))
-            .collect();
-        out.warnings.push(Warning::new(
-            WarningCode::ChargeGroupingChanged,
-            format!(
-                "subscription {}: the period {} is charged {} as {}, under another grouping of its consumption, and the bill now says {}; no charge is added or corrected, so the period is not billed twice (correct it in Autotask by hand)",
-                contract.subscription_id,
-                charge.date,
-                amount(billed, scale),
-                names.join(", "),
-                amount(wanted, scale)
-            ),
-            charge.source.to_string(),
+        out.warnings.push(Warning::charge_grouping_changed(
+            contract,
+            charge,
+            other_grouping,
+            billed,
+            wanted,
         ));
     } else if billed == wanted {
         out.unchanged += 1;
@@ -1609,12 +1461,7 @@ fn update_open_charge(
         unit_price,
         unit_cost,
     };
-    let reason = format!(
-        "bill of {} restated: total {} → {}",
-        charge.date,
-        amount(billed_price, scale),
-        amount(charge.unit_price, scale)
-    );
+    let reason = wording::restated(charge, billed_price);
     out.changes.push(cx.change(cx.key(None), write, cx.rule.clone(), reason));
 }
 
@@ -1628,34 +1475,24 @@ fn correct_billed_charges(
     cost_gap: Option<Decimal>,
     out: &mut Diff,
 ) {
-    let (charge, scale) = (cx.charge, cx.charge.scale);
-    let message = format!(
-        "the billed charge(s) of {} for subscription {} total {} but the bill now says {}",
-        charge.date,
-        cx.contract.subscription_id,
-        amount(billed_price, scale),
-        amount(charge.unit_price, scale)
-    );
+    let charge = cx.charge;
+    let mismatch = wording::billed_mismatch(cx.contract, charge, billed_price);
     if charge.billed_charge_mismatch.value == BilledChargeMismatch::Report {
-        out.warnings.push(Warning::new(
-            WarningCode::BilledChargeMismatch,
-            format!("{message}; left as it is (policy billed_charge_mismatch = report)"),
-            charge.source.to_string(),
-        ));
+        out.warnings.push(Warning::billed_charge_mismatch(charge, &mismatch));
         return;
     }
     // A new correction needs a name no charge of the period has yet: it is its natural key.
     let base = &cx.correction_base;
     let taken: BTreeSet<&str> = ours.iter().map(|existing| existing.name.as_str()).collect();
     let correction_name = (1..)
-        .map(|n| if n == 1 { base.clone() } else { format!("{base} {n}") })
+        .map(|n| wording::correction_name(base, n))
         .find(|candidate| !taken.contains(candidate.as_str()))
         .unwrap_or_else(|| base.clone());
     let write = Write::CreateCharge {
         contract: cx.target.parent.clone(),
         charge: cx.new_charge(&correction_name, price_gap, cost_gap),
     };
-    let reason = format!("{message}: correcting charge of {}", amount(price_gap, scale));
+    let reason = wording::correcting_charge(&mismatch, price_gap, charge.scale);
     let rule = charge.billed_charge_mismatch.origin.clone();
     out.changes.push(cx.change(cx.key(Some(correction_name)), write, rule, reason));
 }
