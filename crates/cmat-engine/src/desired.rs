@@ -215,8 +215,44 @@ impl WarningCode {
 }
 
 impl Warning {
+    /// A warning of `code`; `source` names where to look (`bill.csv:12`, `Contracts/7`).
     pub fn new(code: WarningCode, message: impl Into<String>, source: impl Into<String>) -> Self {
         Warning { code, message: message.into(), source: source.into() }
+    }
+
+    /// A product's lines on one bill at different unit prices: the first line's is used.
+    fn different_unit_prices(subscription_id: &str, key: &str, first: &BillLine) -> Warning {
+        Warning::new(
+            WarningCode::ConflictingLines,
+            format!(
+                "subscription {subscription_id}, product {key}: lines on the {} bill have different unit prices; the first one ({}) is used",
+                first.billing_date, first.unit_sales_price
+            ),
+            first.source.to_string(),
+        )
+    }
+
+    /// Products a rule puts on one Service that differ in price, cost or decrease timing.
+    fn shared_service_differs(
+        subscription_id: &str,
+        service_id: i64,
+        group: &[DesiredContractService],
+    ) -> Warning {
+        let products: Vec<String> =
+            group.iter().map(|s| format!("{} ({})", s.product_key, s.product_name)).collect();
+        let first = group.first();
+        let rule = first
+            .and_then(|s| s.service_rule.as_ref())
+            .map(ToString::to_string)
+            .unwrap_or_default();
+        Warning::new(
+            WarningCode::ConflictingLines,
+            format!(
+                "subscription {subscription_id}: products {} go to Service {service_id} (rule at {rule}) but differ in price, cost or decrease timing; one contract service cannot hold both, left out until the rule gives each its own Service",
+                products.join(" and ")
+            ),
+            first.map(|s| s.source.to_string()).unwrap_or_default(),
+        )
     }
 }
 
@@ -469,6 +505,8 @@ fn sources_label(lines: &[&BillLine]) -> String {
     }
 }
 
+/// The contract a subscription's lines ask for, with its licence services or consumption
+/// charges; None (said in `warnings` where it is the lines' doing) when it is left out.
 fn desired_contract(
     resolutions: &Resolutions<'_>,
     subscription_id: &str,
@@ -476,74 +514,26 @@ fn desired_contract(
     latest_bill_of_organization: &BTreeMap<&str, NaiveDate>,
     warnings: &mut Vec<Warning>,
 ) -> Option<DesiredContract> {
-    let rules = resolutions.rules();
-    let (first, _) = lines[0];
-    let service_rule = rules.services.get(&first.service_name)?;
-    let kind = service_rule.value;
-    let company = |(line, index): &ResolvedLine| company_of(rules, line, resolutions.get(*index));
-    let company_id = company(&lines[0])?;
-
-    // One subscription, one company, one kind: anything else is ambiguous, so it is left out.
-    if let Some(warning) = conflicting_lines(resolutions, subscription_id, lines, company_id, kind)
-    {
-        warnings.push(warning);
-        return None;
-    }
-    currency_warnings(subscription_id, lines, warnings);
-    let first_billing_date = lines.iter().map(|(line, _)| line.billing_date).min()?;
-    let last_billing_date = lines.iter().map(|(line, _)| line.billing_date).max()?;
-    let current: Vec<ResolvedLine> =
-        lines.iter().copied().filter(|(line, _)| line.billing_date == last_billing_date).collect();
-    let (latest_line, latest_index) = current[0];
-    // Contract-wide settings come from the first line of the current bill.
-    let resolved = resolutions.get(latest_index);
-    let start_date = match rules.contract.start.value {
-        ContractStart::FirstBillingDate => first_billing_date,
-        ContractStart::FirstBillingMonth => {
-            first_billing_date.with_day(1).unwrap_or(first_billing_date)
+    let (service_rule, company_id) = match route_subscription(resolutions, subscription_id, lines) {
+        Ok(route) => route,
+        Err(warning) => {
+            warnings.extend(warning);
+            return None;
         }
     };
-    let term_months = resolved.term_months.clone();
-    let end_date = covering_end_date(start_date, term_months.value, last_billing_date);
-
-    let name_template = resolved.contract_name.or_else(|| rules.contract.name.get(&kind))?;
-    let name = name_template.render(|field| template_value(field, latest_line, last_billing_date));
-
-    let mut contract = DesiredContract {
-        subscription_id: subscription_id.to_string(),
-        kind,
-        company_id,
-        organization_name: latest_line.organization_name.clone(),
-        service_name: latest_line.service_name.clone(),
-        currency_code: latest_line.currency_code.clone(),
-        name,
-        first_billing_date,
-        last_billing_date,
-        start_date,
-        end_date,
-        term_months,
-        services: BTreeMap::new(),
-        charges: BTreeMap::new(),
-        stopped_appearing: latest_bill_of_organization
-            .get(latest_line.organization_name.as_str())
-            .is_some_and(|latest| *latest > last_billing_date),
-        source: first.source.clone(),
-        origin: service_rule.origin.clone(),
-        category: resolved.contract_category.cloned(),
-        line_of_business: resolved.line_of_business.cloned(),
-        service_level_agreement: resolved.service_level_agreement.clone(),
-        placement_rule: [
-            resolved.company.map(|rule| &rule.origin),
-            resolved.contract_name.map(|template| &template.origin),
-        ]
-        .into_iter()
-        .flatten()
-        .next()
-        .cloned()
-        .unwrap_or_else(|| service_rule.origin.clone()),
-    };
-    match kind {
+    currency_warnings(subscription_id, lines, warnings);
+    let mut contract = contract_fields(resolutions, subscription_id, lines, service_rule)?;
+    contract.company_id = company_id;
+    contract.stopped_appearing = latest_bill_of_organization
+        .get(contract.organization_name.as_str())
+        .is_some_and(|latest| *latest > contract.last_billing_date);
+    match contract.kind {
         BillingKind::Licence => {
+            let current: Vec<ResolvedLine> = lines
+                .iter()
+                .copied()
+                .filter(|(line, _)| line.billing_date == contract.last_billing_date)
+                .collect();
             contract.services =
                 desired_services(resolutions, subscription_id, lines, &current, warnings)
         }
@@ -552,6 +542,91 @@ fn desired_contract(
         }
     }
     Some(contract)
+}
+
+/// The `service` rule and company a subscription's lines go to: one subscription, one company,
+/// one kind. Anything else is ambiguous and left out, with its warning (none when the lines
+/// have no rule or no company at all: [`sort_lines`] has said so).
+fn route_subscription<'r>(
+    resolutions: &Resolutions<'r>,
+    subscription_id: &str,
+    lines: &[ResolvedLine],
+) -> Result<(&'r Ruled<BillingKind>, i64), Option<Warning>> {
+    let rules = resolutions.rules();
+    let (first, first_index) = lines[0];
+    let service_rule = rules.services.get(&first.service_name).ok_or(None)?;
+    let company_id = company_of(rules, first, resolutions.get(first_index)).ok_or(None)?;
+    match conflicting_lines(resolutions, subscription_id, lines, company_id, service_rule.value) {
+        Some(warning) => Err(Some(warning)),
+        None => Ok((service_rule, company_id)),
+    }
+}
+
+/// A contract's own fields, from the first line of its current bill (contract-wide settings
+/// come from there) and the dates of all its bills; company and appearance are the caller's.
+fn contract_fields(
+    resolutions: &Resolutions<'_>,
+    subscription_id: &str,
+    lines: &[ResolvedLine],
+    service_rule: &Ruled<BillingKind>,
+) -> Option<DesiredContract> {
+    let rules = resolutions.rules();
+    let kind = service_rule.value;
+    let first_billing_date = lines.iter().map(|(line, _)| line.billing_date).min()?;
+    let last_billing_date = lines.iter().map(|(line, _)| line.billing_date).max()?;
+    let (latest_line, latest_index) =
+        lines.iter().copied().find(|(line, _)| line.billing_date == last_billing_date)?;
+    let resolved = resolutions.get(latest_index);
+    let start_date = contract_start(rules, first_billing_date);
+    let term_months = resolved.term_months.clone();
+    let name_template = resolved.contract_name.or_else(|| rules.contract.name.get(&kind))?;
+    Some(DesiredContract {
+        subscription_id: subscription_id.to_string(),
+        kind,
+        company_id: 0,
+        organization_name: latest_line.organization_name.clone(),
+        service_name: latest_line.service_name.clone(),
+        currency_code: latest_line.currency_code.clone(),
+        name: name_template.render(|field| template_value(field, latest_line, last_billing_date)),
+        first_billing_date,
+        last_billing_date,
+        start_date,
+        end_date: covering_end_date(start_date, term_months.value, last_billing_date),
+        term_months,
+        services: BTreeMap::new(),
+        charges: BTreeMap::new(),
+        stopped_appearing: false,
+        source: lines[0].0.source.clone(),
+        origin: service_rule.origin.clone(),
+        category: resolved.contract_category.cloned(),
+        line_of_business: resolved.line_of_business.cloned(),
+        service_level_agreement: resolved.service_level_agreement.clone(),
+        placement_rule: placement_rule(resolved, &service_rule.origin),
+    })
+}
+
+/// A new contract's start: the first Billing Date, or the first of its month, by the rules.
+fn contract_start(rules: &RuleSet, first_billing_date: NaiveDate) -> NaiveDate {
+    match rules.contract.start.value {
+        ContractStart::FirstBillingDate => first_billing_date,
+        ContractStart::FirstBillingMonth => {
+            first_billing_date.with_day(1).unwrap_or(first_billing_date)
+        }
+    }
+}
+
+/// The rule a new contract is named after: a `for` rule that set its company or name, else
+/// the `service` rule.
+fn placement_rule(resolved: &Resolved<'_>, service_rule: &RuleOrigin) -> RuleOrigin {
+    [
+        resolved.company.map(|rule| &rule.origin),
+        resolved.contract_name.map(|template| &template.origin),
+    ]
+    .into_iter()
+    .flatten()
+    .next()
+    .cloned()
+    .unwrap_or_else(|| service_rule.clone())
 }
 
 /// Lines of one subscription billed to two companies, or mixing licence and consumption.
@@ -766,6 +841,8 @@ fn licence_count(
     }
 }
 
+/// A licence subscription's contract services: the current bill's products, each with its
+/// add-on, then the products earlier bills had at 0 units; merged where they share a Service.
 fn desired_services(
     resolutions: &Resolutions<'_>,
     subscription_id: &str,
@@ -774,7 +851,6 @@ fn desired_services(
     warnings: &mut Vec<Warning>,
 ) -> BTreeMap<String, DesiredContractService> {
     let rules = resolutions.rules();
-    let effective_date = current[0].0.billing_date;
     let mut by_product: BTreeMap<String, Vec<ResolvedLine>> = BTreeMap::new();
     for &(line, index) in current {
         by_product
@@ -784,48 +860,68 @@ fn desired_services(
     }
     let mut services = BTreeMap::new();
     for (key, product_lines) in by_product {
-        let (first, index) = product_lines[0];
-        let resolved = resolutions.get(index);
-        let bill_lines: Vec<&BillLine> = product_lines.iter().map(|(line, _)| *line).collect();
-        let Some(count) = licence_count(subscription_id, &key, &bill_lines, warnings) else {
+        let resolved = resolutions.get(product_lines[0].1);
+        let Some(service) =
+            current_service(rules, resolved, subscription_id, &key, &product_lines, warnings)
+        else {
             continue;
         };
-        if bill_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
-            warnings.push(Warning::new(
-                WarningCode::ConflictingLines,
-                format!(
-                    "subscription {subscription_id}, product {key}: lines on the {effective_date} bill have different unit prices; the first one ({}) is used",
-                    first.unit_sales_price
-                ),
-                first.source.to_string(),
-            ));
-        }
-        let (units, units_rule) = billed_units(count, resolved);
-        let mut service =
-            desired_service(rules, resolved, &key, first, units, effective_date, true);
-        if resolved.tiers.is_some() {
-            // The band is the product's whole count on the bill, over all its lines.
-            service.unit_price =
-                resolved.unit_price(first.unit_sales_price, first.unit_cost_price, count);
-        }
-        if units > 0 {
-            check_margin(
-                rules,
-                resolved,
-                format!("subscription {subscription_id}, product {key}"),
-                service.unit_price,
-                service.unit_cost,
-                &first.source,
-                warnings,
-            );
-        }
-        let service = DesiredContractService { licence_count: count, units_rule, ..service };
         if let Some((add_on_key, add_on)) = add_on_service(resolved, &service) {
             services.insert(add_on_key, add_on);
         }
         services.insert(key, service);
     }
-    // Products billed earlier but absent from the current bill go to 0 units.
+    add_earlier_products(resolutions, lines, current[0].0.billing_date, &mut services);
+    merge_shared_services(subscription_id, services, warnings)
+}
+
+/// One product of the current bill: its lines' licence count, the units billed for it, its
+/// price (by the whole count when tiered) checked against its margin floor.
+fn current_service(
+    rules: &RuleSet,
+    resolved: &Resolved<'_>,
+    subscription_id: &str,
+    key: &str,
+    product_lines: &[ResolvedLine],
+    warnings: &mut Vec<Warning>,
+) -> Option<DesiredContractService> {
+    let (first, _) = product_lines[0];
+    let effective_date = first.billing_date;
+    let bill_lines: Vec<&BillLine> = product_lines.iter().map(|(line, _)| *line).collect();
+    let count = licence_count(subscription_id, key, &bill_lines, warnings)?;
+    if bill_lines.iter().any(|line| line.unit_sales_price != first.unit_sales_price) {
+        warnings.push(Warning::different_unit_prices(subscription_id, key, first));
+    }
+    let (units, units_rule) = billed_units(count, resolved);
+    let mut service = desired_service(rules, resolved, key, first, units, effective_date, true);
+    if resolved.tiers.is_some() {
+        // The band is the product's whole count on the bill, over all its lines.
+        service.unit_price =
+            resolved.unit_price(first.unit_sales_price, first.unit_cost_price, count);
+    }
+    if units > 0 {
+        check_margin(
+            rules,
+            resolved,
+            format!("subscription {subscription_id}, product {key}"),
+            service.unit_price,
+            service.unit_cost,
+            &first.source,
+            warnings,
+        );
+    }
+    Some(DesiredContractService { licence_count: count, units_rule, ..service })
+}
+
+/// Products billed earlier but absent from the current bill (of `effective_date`) go to 0
+/// units, the latest line of each giving its price.
+fn add_earlier_products(
+    resolutions: &Resolutions<'_>,
+    lines: &[ResolvedLine],
+    effective_date: NaiveDate,
+    services: &mut BTreeMap<String, DesiredContractService>,
+) {
+    let rules = resolutions.rules();
     let mut earlier: Vec<ResolvedLine> =
         lines.iter().copied().filter(|(line, _)| line.billing_date < effective_date).collect();
     earlier.sort_by(|(a, _), (b, _)| {
@@ -843,7 +939,6 @@ fn desired_services(
         }
         services.insert(key, service);
     }
-    merge_shared_services(subscription_id, services, warnings)
 }
 
 /// Products a rule puts on one Autotask Service are one contract service in the contract
@@ -866,54 +961,49 @@ fn merge_shared_services(
             }
         }
     }
-    for (service_id, mut group) in by_service {
-        let first = group.remove(0);
-        if group.is_empty() {
-            merged.insert(first.product_key.clone(), first);
-            continue;
+    for (service_id, group) in by_service {
+        if let Some(sum) = merge_group(subscription_id, service_id, group, warnings) {
+            merged.insert(sum.product_key.clone(), sum);
         }
-        // A product that left the bill has no price of its own: it agrees with any.
-        let priced: Vec<&DesiredContractService> =
-            std::iter::once(&first).chain(&group).filter(|s| s.on_current_bill).collect();
-        let disagree = priced.windows(2).any(|pair| {
-            pair[0].unit_price != pair[1].unit_price
-                || pair[0].unit_cost != pair[1].unit_cost
-                || pair[0].decrease.value != pair[1].decrease.value
-        });
-        let products: Vec<String> = std::iter::once(&first)
-            .chain(&group)
-            .map(|s| format!("{} ({})", s.product_key, s.product_name))
-            .collect();
-        let rule = first.service_rule.as_ref().map(ToString::to_string).unwrap_or_default();
-        if disagree {
-            warnings.push(Warning::new(
-                WarningCode::ConflictingLines,
-                format!(
-                    "subscription {subscription_id}: products {} go to Service {service_id} (rule at {rule}) but differ in price, cost or decrease timing; one contract service cannot hold both, left out until the rule gives each its own Service",
-                    products.join(" and ")
-                ),
-                first.source.to_string(),
-            ));
-            continue;
-        }
-        let names: Vec<String> =
-            std::iter::once(&first).chain(&group).map(|s| s.product_name.clone()).collect();
-        let mut sum = first;
-        for other in group {
-            sum.units += other.units;
-            sum.licence_count += other.licence_count;
-            if other.on_current_bill && !sum.on_current_bill {
-                sum.unit_price = other.unit_price;
-                sum.unit_cost = other.unit_cost;
-                sum.on_current_bill = true;
-                sum.payment_frequency = other.payment_frequency;
-            }
-            sum.units_rule = sum.units_rule.or(other.units_rule);
-        }
-        sum.product_name = names.join(" + ");
-        merged.insert(sum.product_key.clone(), sum);
     }
     merged
+}
+
+/// The products on one Service as one contract service, under the first one's key; None,
+/// with a warning, when those on the bill differ in price, cost or decrease timing.
+fn merge_group(
+    subscription_id: &str,
+    service_id: i64,
+    group: Vec<DesiredContractService>,
+    warnings: &mut Vec<Warning>,
+) -> Option<DesiredContractService> {
+    // A product that left the bill has no price of its own: it agrees with any.
+    let priced: Vec<&DesiredContractService> = group.iter().filter(|s| s.on_current_bill).collect();
+    let disagree = priced.windows(2).any(|pair| {
+        pair[0].unit_price != pair[1].unit_price
+            || pair[0].unit_cost != pair[1].unit_cost
+            || pair[0].decrease.value != pair[1].decrease.value
+    });
+    if disagree {
+        warnings.push(Warning::shared_service_differs(subscription_id, service_id, &group));
+        return None;
+    }
+    let names: Vec<String> = group.iter().map(|s| s.product_name.clone()).collect();
+    let mut group = group.into_iter();
+    let mut sum = group.next()?;
+    for other in group {
+        sum.units += other.units;
+        sum.licence_count += other.licence_count;
+        if other.on_current_bill && !sum.on_current_bill {
+            sum.unit_price = other.unit_price;
+            sum.unit_cost = other.unit_cost;
+            sum.on_current_bill = true;
+            sum.payment_frequency = other.payment_frequency;
+        }
+        sum.units_rule = sum.units_rule.or(other.units_rule);
+    }
+    sum.product_name = names.join(" + ");
+    Some(sum)
 }
 
 fn desired_service(
@@ -1012,7 +1102,28 @@ fn desired_charges(
     warnings: &mut Vec<Warning>,
 ) -> BTreeMap<(NaiveDate, Option<String>), DesiredCharge> {
     let rules = resolutions.rules();
-    // The split is the subscription's: from its current bill's first line.
+    charge_groups(resolutions, lines)
+        .into_iter()
+        .map(|((date, group), lines)| {
+            let charge = desired_charge(resolutions, date, group.clone(), &lines);
+            let what = match &group {
+                Some(category) => format!("subscription {subscription_id}, {date} {category}"),
+                None => format!("subscription {subscription_id}, {date} consumption"),
+            };
+            let resolved = resolutions.get(lines[0].1);
+            let (price, cost) = (charge.unit_price, charge.unit_cost);
+            check_margin(rules, resolved, what, price, cost, &charge.source, warnings);
+            ((date, group), charge)
+        })
+        .collect()
+}
+
+/// A subscription's lines by Billing Date, and by meter category when the subscription's
+/// split (from its current bill's first line) says so.
+fn charge_groups<'a>(
+    resolutions: &Resolutions<'_>,
+    lines: &[ResolvedLine<'a>],
+) -> BTreeMap<(NaiveDate, Option<String>), Vec<ResolvedLine<'a>>> {
     let latest = lines.iter().max_by_key(|(line, _)| line.billing_date).map(|(_, index)| *index);
     let split = latest
         .map(|index| resolutions.get(index).consumption_split.value)
@@ -1026,74 +1137,69 @@ fn desired_charges(
         by_group.entry((line.billing_date, group)).or_default().push((line, index));
     }
     by_group
-        .into_iter()
-        .map(|((date, group), lines)| {
-            let (first, first_index) = lines[0];
-            let resolved = resolutions.get(first_index);
-            let sales: Decimal = lines
-                .iter()
-                .map(|(line, index)| {
-                    resolutions.get(*index).unit_price.value.apply(
-                        line.total_sales,
-                        line.total_cost,
-                        line.quantity,
-                    )
-                })
-                .sum();
-            let cost: Decimal = lines
-                .iter()
-                .map(|(line, index)| {
-                    resolutions.get(*index).unit_cost(line.total_cost, line.quantity)
-                })
-                .sum();
-            let period_name = resolved.charge_name.render(|field| match field {
-                TemplateField::MeterCategory => None,
-                field => template_value(field, first, date),
-            });
-            let render = |template: &crate::rules::Template| {
-                let name = template.render(|field| match field {
-                    TemplateField::MeterCategory => group.clone(),
-                    field => template_value(field, first, date),
-                });
-                match &group {
-                    Some(category) if !template.uses(TemplateField::MeterCategory) => {
-                        format!("{name} ({category})")
-                    }
-                    _ => name,
-                }
-            };
-            let charge = DesiredCharge {
-                date,
-                name: render(resolved.charge_name),
-                correction_name: render(&rules.consumption.correction_name),
-                unit_price: resolved.finish_price(sales),
-                unit_cost: resolved.round(cost),
-                line_count: lines.len(),
-                source: first.source.clone(),
-                group: group.clone(),
-                period_name,
-                scale: resolved.scale.value,
-                rounding: resolved.rounding.value,
-                price_rule: resolved.unit_price.origin.clone(),
-                name_rule: resolved.charge_name.origin.clone(),
-                billed_charge_mismatch: resolved.billed_charge_mismatch.clone(),
-            };
-            let what = match &group {
-                Some(category) => format!("subscription {subscription_id}, {date} {category}"),
-                None => format!("subscription {subscription_id}, {date} consumption"),
-            };
-            check_margin(
-                rules,
-                resolved,
-                what,
-                charge.unit_price,
-                charge.unit_cost,
-                &first.source,
-                warnings,
-            );
-            ((date, group), charge)
+}
+
+/// The charge of one period (and meter category): each line priced under its own rule, the
+/// charge-wide settings from its first line's.
+fn desired_charge(
+    resolutions: &Resolutions<'_>,
+    date: NaiveDate,
+    group: Option<String>,
+    lines: &[ResolvedLine],
+) -> DesiredCharge {
+    let (first, first_index) = lines[0];
+    let resolved = resolutions.get(first_index);
+    let sales: Decimal = lines
+        .iter()
+        .map(|(line, index)| {
+            let price = &resolutions.get(*index).unit_price.value;
+            price.apply(line.total_sales, line.total_cost, line.quantity)
         })
-        .collect()
+        .sum();
+    let cost: Decimal = lines
+        .iter()
+        .map(|(line, index)| resolutions.get(*index).unit_cost(line.total_cost, line.quantity))
+        .sum();
+    let correction_template = &resolutions.rules().consumption.correction_name;
+    DesiredCharge {
+        date,
+        name: charge_name(resolved.charge_name, first, date, &group),
+        correction_name: charge_name(correction_template, first, date, &group),
+        unit_price: resolved.finish_price(sales),
+        unit_cost: resolved.round(cost),
+        line_count: lines.len(),
+        source: first.source.clone(),
+        period_name: resolved.charge_name.render(|field| match field {
+            TemplateField::MeterCategory => None,
+            field => template_value(field, first, date),
+        }),
+        group,
+        scale: resolved.scale.value,
+        rounding: resolved.rounding.value,
+        price_rule: resolved.unit_price.origin.clone(),
+        name_rule: resolved.charge_name.origin.clone(),
+        billed_charge_mismatch: resolved.billed_charge_mismatch.clone(),
+    }
+}
+
+/// A charge's name by its template; a meter category the template does not use is added in
+/// brackets, so the period's charges never share a name.
+fn charge_name(
+    template: &crate::rules::Template,
+    line: &BillLine,
+    date: NaiveDate,
+    group: &Option<String>,
+) -> String {
+    let name = template.render(|field| match field {
+        TemplateField::MeterCategory => group.clone(),
+        field => template_value(field, line, date),
+    });
+    match group {
+        Some(category) if !template.uses(TemplateField::MeterCategory) => {
+            format!("{name} ({category})")
+        }
+        _ => name,
+    }
 }
 
 #[cfg(test)]
