@@ -13,33 +13,47 @@ use crate::billing::{BillLine, LineSource};
 pub use crate::rules::resolutions::Resolutions;
 use crate::rules::scoped::{meter_category, Ambiguity};
 use crate::rules::{
-    BillingKind, ConsumptionSplit, ContractStart, DecreaseTiming, MarginPolicy, Resolved, Rounding,
-    RuleOrigin, RuleSet, Ruled, TemplateField,
+    BillingKind, ConsumptionSplit, ContractStart, DecreaseTiming, Resolved, Rounding, RuleOrigin,
+    RuleSet, Ruled, TemplateField,
 };
+
+mod wording;
 
 /// Everything the bills ask for, keyed by subscription id.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct DesiredState {
+    /// One contract per billed subscription: what the diff compares with Autotask's.
     pub contracts: BTreeMap<String, DesiredContract>,
+    /// Lines left out and why, sorted: the diff passes them on to the plan.
     pub warnings: Vec<Warning>,
     /// Products a `skip` rule leaves out, by subscription and product key, with the rule: the
     /// diff says when Autotask still bills them.
     pub skipped: BTreeMap<(String, String), RuleOrigin>,
 }
 
+/// The contract one subscription's bills ask for: its fields, and its licence services or
+/// consumption charges.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredContract {
+    /// Cloudmore's Subscription ID: the contract's natural key (the subscription UDF).
     pub subscription_id: String,
+    /// Licence (contract services) or consumption (charges), by the `service` rule.
     pub kind: BillingKind,
+    /// The Autotask company billed: a company rule's, else AutotaskCompanyID.
     pub company_id: i64,
+    /// For messages and name templates: the current bill's Organization Name.
     pub organization_name: String,
+    /// The current bill's Service Name, for reasons and charge descriptions.
     pub service_name: String,
     /// The current bill's Currency Code (`EUR`).
     pub currency_code: String,
+    /// The contract's name by its template (shortened to Autotask's length by the diff).
     pub name: String,
+    /// The earliest bill imported: where a new contract's start counts from.
     pub first_billing_date: NaiveDate,
     /// The subscription's current bill.
     pub last_billing_date: NaiveDate,
+    /// startDate for a new contract, by `contract.start`.
     pub start_date: NaiveDate,
     /// endDate for a new contract: start plus whole terms, covering the current bill.
     pub end_date: NaiveDate,
@@ -52,7 +66,9 @@ pub struct DesiredContract {
     pub charges: BTreeMap<(NaiveDate, Option<String>), DesiredCharge>,
     /// The subscription is absent from its organization's latest bill.
     pub stopped_appearing: bool,
+    /// The first line's place, for warnings about the contract.
     pub source: LineSource,
+    /// The `service` rule that bills the subscription: the rule of contract edits.
     pub origin: RuleOrigin,
     /// Contracts.contractCategory, when a rule sets one.
     pub category: Option<Ruled<i64>>,
@@ -65,12 +81,19 @@ pub struct DesiredContract {
     pub placement_rule: RuleOrigin,
 }
 
+/// What one licence product should be on its contract: units, price and cost in force from
+/// the current bill, and the rules that decided them (for the plan's reasons).
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredContractService {
+    /// Item Code or Product ID (with its term when Services are per term): the Service's sku.
     pub product_key: String,
+    /// For reasons and a created Service's name.
     pub product_name: String,
+    /// The units to bill: the count after included and minimum quantities.
     pub units: i64,
+    /// The price per unit the rules give, at the rules' scale.
     pub unit_price: Decimal,
+    /// The cost per unit the rules give, at the rules' scale.
     pub unit_cost: Decimal,
     /// Billing Date of the bill the units come from (the subscription's current bill).
     pub effective_date: NaiveDate,
@@ -79,6 +102,7 @@ pub struct DesiredContractService {
     /// The bill's Payment Frequency (`Monthly`, `Annual`…), empty when the export has none:
     /// a decrease on an annual term is worth a second look, so the plan says it.
     pub payment_frequency: String,
+    /// The product's first line, for warnings about it.
     pub source: LineSource,
     /// The licence count on the bill, before included and minimum quantities.
     pub licence_count: i64,
@@ -103,21 +127,32 @@ pub struct DesiredContractService {
     pub removed_product: Ruled<crate::rules::RemovedProduct>,
 }
 
+/// One consumption charge a period's lines ask for: the natural key is contract, date and
+/// name, so names are decided here and never change for a period.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredCharge {
+    /// The Billing Date: the charge's datePurchased.
     pub date: NaiveDate,
+    /// The charge's name by the `consumption` template.
     pub name: String,
+    /// The stem of a correcting charge's name, for a restated period already billed.
     pub correction_name: String,
+    /// The period's total price (the charge is one unit of it).
     pub unit_price: Decimal,
+    /// The period's total cost.
     pub unit_cost: Decimal,
+    /// How many bill lines the charge sums, for its description.
     pub line_count: usize,
+    /// The period's first line, for warnings about it.
     pub source: LineSource,
     /// The meter category when charges are split by it; `None` for one charge per period.
     pub group: Option<String>,
     /// The period's charge name without a meter category: the stem every grouping's charge
     /// names of this period start with.
     pub period_name: String,
+    /// Decimal places of the price and cost.
     pub scale: u32,
+    /// How a corrected unit price is rounded to `scale`.
     pub rounding: Rounding,
     /// The rule the price comes from.
     pub price_rule: RuleOrigin,
@@ -128,6 +163,7 @@ pub struct DesiredCharge {
 }
 
 impl DesiredCharge {
+    /// An amount at the charge's scale, rounded by its rule (a restated charge's new price).
     pub fn round(&self, amount: Decimal) -> Decimal {
         amount.round_dp_with_strategy(self.scale, self.rounding.strategy())
     }
@@ -136,29 +172,50 @@ impl DesiredCharge {
 /// Something a user must see and can act on. Never a silent drop.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Warning {
+    /// What kind of problem: the plan and the report group and count by it.
     pub code: WarningCode,
+    /// What happened and what to do, in words.
     pub message: String,
+    /// Where to look: a bill line (`bill.csv:12`) or an Autotask record (`Contracts/7`).
     pub source: String,
 }
 
+/// The kinds of [`Warning`]: stable names in the plan's JSON ([`WarningCode::as_str`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum WarningCode {
+    /// An organization without a company: its lines are left out.
     UnlinkedOrganization,
+    /// A Service Name no `service` rule bills: its lines are left out.
     UnmappedService,
+    /// A subscription absent from its organization's latest bill.
     SubscriptionStoppedAppearing,
+    /// Lines of one subscription that cannot be one contract (companies, kinds, prices).
     ConflictingLines,
+    /// A licence count that is not a whole number: the product is left out.
     FractionalLicenceQuantity,
+    /// A negative (or too large) licence count: the product is left out.
     NegativeLicenceQuantity,
+    /// Amounts in another currency than the organization's or company's: never converted.
     CurrencyMismatch,
+    /// A company the snapshot does not have: the subscription is left out.
     UnknownCompany,
+    /// Several contracts carry one subscription: nothing is written for it.
     DuplicateContracts,
+    /// The contract belongs to another company than the bill's: used as it is.
     CompanyMismatch,
+    /// Autotask shows no costs to the API user: costs are not compared.
     CostsNotVisible,
+    /// Prices in the customer's currency that cannot be compared.
     ForeignCurrency,
+    /// A subscription linked to company 0, the tenant's own: left out.
     OwnCompany,
+    /// Autotask differs from the rules in a way cmat leaves as it is, or had to adapt to.
     Drift,
+    /// A billed charge the bill no longer agrees with, by policy reported.
     BilledChargeMismatch,
+    /// No Service has the product's sku and none is created: the product is left out.
     ServiceNotFound,
+    /// A bill after the contract's end, or units unknown because the contract ended.
     ContractEndsBeforeBill,
     /// A manual billing line (no Subscription ID) that no rule routes.
     ManualLineNotBilled,
@@ -182,6 +239,7 @@ pub enum WarningCode {
 }
 
 impl WarningCode {
+    /// The code as plans, explain and the report spell it (`unmapped_service`).
     pub fn as_str(self) -> &'static str {
         match self {
             WarningCode::UnlinkedOrganization => "unlinked_organization",
@@ -218,41 +276,6 @@ impl Warning {
     /// A warning of `code`; `source` names where to look (`bill.csv:12`, `Contracts/7`).
     pub fn new(code: WarningCode, message: impl Into<String>, source: impl Into<String>) -> Self {
         Warning { code, message: message.into(), source: source.into() }
-    }
-
-    /// A product's lines on one bill at different unit prices: the first line's is used.
-    fn different_unit_prices(subscription_id: &str, key: &str, first: &BillLine) -> Warning {
-        Warning::new(
-            WarningCode::ConflictingLines,
-            format!(
-                "subscription {subscription_id}, product {key}: lines on the {} bill have different unit prices; the first one ({}) is used",
-                first.billing_date, first.unit_sales_price
-            ),
-            first.source.to_string(),
-        )
-    }
-
-    /// Products a rule puts on one Service that differ in price, cost or decrease timing.
-    fn shared_service_differs(
-        subscription_id: &str,
-        service_id: i64,
-        group: &[DesiredContractService],
-    ) -> Warning {
-        let products: Vec<String> =
-            group.iter().map(|s| format!("{} ({})", s.product_key, s.product_name)).collect();
-        let first = group.first();
-        let rule = first
-            .and_then(|s| s.service_rule.as_ref())
-            .map(ToString::to_string)
-            .unwrap_or_default();
-        Warning::new(
-            WarningCode::ConflictingLines,
-            format!(
-                "subscription {subscription_id}: products {} go to Service {service_id} (rule at {rule}) but differ in price, cost or decrease timing; one contract service cannot hold both, left out until the rule gives each its own Service",
-                products.join(" and ")
-            ),
-            first.map(|s| s.source.to_string()).unwrap_or_default(),
-        )
     }
 }
 
@@ -343,68 +366,20 @@ fn sort_lines<'a>(
 fn left_out(sorted: &mut SortedLines) -> Vec<Warning> {
     let mut warnings = Vec::new();
     for (service, lines) in std::mem::take(&mut sorted.unmapped) {
-        warnings.push(Warning::new(
-            WarningCode::UnmappedService,
-            format!(
-                "service \"{service}\" is not billed by any rule: {} line(s) left out (add `service \"{service}\" = licence` or `= consumption` to the mappings)",
-                lines.len()
-            ),
-            sources_label(&lines),
-        ));
+        warnings.push(Warning::unmapped_service(service, &lines));
     }
     for (organization, lines) in std::mem::take(&mut sorted.unlinked) {
-        warnings.push(Warning::new(
-            WarningCode::UnlinkedOrganization,
-            format!(
-                "organization \"{organization}\" has no AutotaskCompanyID and no company rule: {} line(s) left out (set the custom property in Cloudmore or add `company \"{organization}\" = ID`)",
-                lines.len()
-            ),
-            sources_label(&lines),
-        ));
+        warnings.push(Warning::unlinked_organization(organization, &lines));
     }
     for ((organization, rule), lines) in std::mem::take(&mut sorted.skipped) {
-        warnings.push(Warning::new(
-            WarningCode::SkippedByRule,
-            format!(
-                "organization \"{organization}\": {} line(s) not billed, skipped by the rule at {rule} ({} in total sales)",
-                lines.len(),
-                amounts_label(&lines)
-            ),
-            sources_label(&lines),
-        ));
+        warnings.push(Warning::skipped_by_rule(organization, &rule, &lines));
     }
     for (subscription, (ambiguity, lines)) in std::mem::take(&mut sorted.ambiguous) {
-        warnings.push(Warning::new(
-            WarningCode::AmbiguousRules,
-            format!(
-                "subscription {subscription}: the rules at {} and {} are equally specific and set `{}` differently for these lines; {} line(s) left out (make one rule more specific)",
-                ambiguity.first,
-                ambiguity.second,
-                ambiguity.setting,
-                lines.len()
-            ),
-            sources_label(&lines),
-        ));
+        warnings.push(Warning::ambiguous_rules(subscription, &ambiguity, &lines));
     }
-    warnings.extend(manual_lines_not_billed(std::mem::take(&mut sorted.manual)));
-    warnings
-}
-
-/// Manual billing lines (no Subscription ID), said once per organization with their amount.
-fn manual_lines_not_billed(manual: BTreeMap<&str, Vec<&BillLine>>) -> Vec<Warning> {
-    let mut warnings = Vec::new();
-    for (organization, lines) in manual {
-        let products: BTreeSet<&str> = lines.iter().map(|l| l.product_name.as_str()).collect();
-        warnings.push(Warning::new(
-            WarningCode::ManualLineNotBilled,
-            format!(
-                "organization \"{organization}\": {} manual billing line(s) without a Subscription ID ({}), {} in total sales, not billed: no rule routes them",
-                lines.len(),
-                products.into_iter().collect::<Vec<_>>().join(", "),
-                amounts_label(&lines)
-            ),
-            sources_label(&lines),
-        ));
+    for (organization, lines) in std::mem::take(&mut sorted.manual) {
+        // Manual billing lines (no Subscription ID), said once per organization.
+        warnings.push(Warning::manual_lines_not_billed(organization, &lines));
     }
     warnings
 }
@@ -455,7 +430,12 @@ pub enum LineRoute {
     /// No company: no rule and no AutotaskCompanyID.
     Unlinked,
     /// Billed, to this company.
-    Billed { kind: BillingKind, company_id: i64 },
+    Billed {
+        /// Licence or consumption, by the `service` rule.
+        kind: BillingKind,
+        /// The company billed.
+        company_id: i64,
+    },
 }
 
 /// The route of one line ([`LineRoute`]); `zero_amount` is Total Sales and Total Cost both 0.
@@ -480,28 +460,6 @@ pub fn route_of(
     match company_for(rules, facts.organization, autotask_company_id, &resolved) {
         Some(company_id) => LineRoute::Billed { kind, company_id },
         None => LineRoute::Unlinked,
-    }
-}
-
-/// "-12.50 EUR" (per currency, when the lines have several).
-fn amounts_label(lines: &[&BillLine]) -> String {
-    let mut totals: BTreeMap<&str, Decimal> = BTreeMap::new();
-    for line in lines {
-        *totals.entry(&line.currency_code).or_default() += line.total_sales;
-    }
-    totals.iter().map(|(c, t)| format!("{t} {c}")).collect::<Vec<_>>().join(" + ")
-}
-
-/// Every line's place, for a warning that must name them all (a handful at most).
-fn all_sources(lines: &[&BillLine]) -> String {
-    lines.iter().map(|l| l.source.to_string()).collect::<Vec<_>>().join(", ")
-}
-
-fn sources_label(lines: &[&BillLine]) -> String {
-    match lines {
-        [] => String::new(),
-        [only] => only.source.to_string(),
-        [first, rest @ ..] => format!("{} (+{} more)", first.source, rest.len()),
     }
 }
 
@@ -641,30 +599,19 @@ fn conflicting_lines(
     let (first, _) = lines[0];
     let company = |(line, index): &ResolvedLine| company_of(rules, line, resolutions.get(*index));
     if let Some(other) = lines.iter().find(|line| company(line) != Some(company_id)) {
-        return Some(Warning::new(
-            WarningCode::ConflictingLines,
-            format!(
-                "subscription {subscription_id} is billed to two Autotask companies ({company_id} at {}, {:?} at {}); left out",
-                first.source,
-                company(other),
-                other.0.source
-            ),
-            other.0.source.to_string(),
+        let other_company = company(other);
+        return Some(Warning::billed_to_two_companies(
+            subscription_id,
+            company_id,
+            first,
+            other_company,
+            other.0,
         ));
     }
-    if let Some((other, _)) = lines.iter().find(|(line, _)| {
+    let (other, _) = lines.iter().find(|(line, _)| {
         rules.services.get(&line.service_name).map(|rule| rule.value) != Some(kind)
-    }) {
-        return Some(Warning::new(
-            WarningCode::ConflictingLines,
-            format!(
-                "subscription {subscription_id} mixes licence and consumption services (\"{}\" and \"{}\"); left out",
-                first.service_name, other.service_name
-            ),
-            other.source.to_string(),
-        ));
-    }
-    None
+    })?;
+    Some(Warning::mixed_kinds(subscription_id, first, other))
 }
 
 /// A subscription billed in several currencies, or in another than its organization's.
@@ -673,14 +620,7 @@ fn currency_warnings(subscription_id: &str, lines: &[ResolvedLine], warnings: &m
     let currencies: BTreeSet<&str> =
         lines.iter().map(|(line, _)| line.currency_code.as_str()).collect();
     if currencies.len() > 1 {
-        warnings.push(Warning::new(
-            WarningCode::CurrencyMismatch,
-            format!(
-                "subscription {subscription_id} is billed in several currencies ({}); amounts are taken as they are",
-                currencies.into_iter().collect::<Vec<_>>().join(", ")
-            ),
-            first.source.to_string(),
-        ));
+        warnings.push(Warning::several_currencies(subscription_id, currencies, first));
     }
     // The organization is invoiced in its own currency (the export's "Organization Currency
     // Code"): a line in another one is shown, never converted.
@@ -688,14 +628,7 @@ fn currency_warnings(subscription_id: &str, lines: &[ResolvedLine], warnings: &m
         !line.organization_currency_code.is_empty()
             && !line.organization_currency_code.eq_ignore_ascii_case(&line.currency_code)
     }) {
-        warnings.push(Warning::new(
-            WarningCode::CurrencyMismatch,
-            format!(
-                "subscription {subscription_id} is billed in {} but organization \"{}\" is invoiced in {}; amounts are taken as they are, never converted",
-                line.currency_code, line.organization_name, line.organization_currency_code
-            ),
-            line.source.to_string(),
-        ));
+        warnings.push(Warning::organization_currency_mismatch(subscription_id, line));
     }
 }
 
@@ -715,6 +648,8 @@ pub fn covering_end_date(start: NaiveDate, term_months: u32, covered: NaiveDate)
     }
 }
 
+/// A name template's field, read from a bill line (dates from `billing_date`): what every
+/// contract, charge and Service name is made of.
 pub fn template_value(
     field: TemplateField,
     line: &BillLine,
@@ -780,26 +715,13 @@ fn check_margin(
     warnings: &mut Vec<Warning>,
 ) {
     let Some(shortfall) = resolved.margin_shortfall(price, cost) else { return };
-    let (code, outcome) = match resolved.margin_policy.value {
-        MarginPolicy::Warn => (WarningCode::BelowMarginFloor, "billed as it is"),
-        MarginPolicy::Refuse => (
-            WarningCode::MarginFloorRefused,
-            "apply refuses this plan until the rule or the price changes",
-        ),
-    };
+    let policy = &resolved.margin_policy;
     // The policy's own line, or that none sets it (the `prices` block's line is no policy's).
-    let policy = if resolved.margin_policy.origin == rules.prices.margin_policy.origin
-        && !rules.prices.margin_policy_written
-    {
-        "margin_policy warn by default: no rule sets it".to_string()
-    } else {
-        format!("margin_policy at {}", resolved.margin_policy.origin)
-    };
-    warnings.push(Warning::new(
-        code,
-        format!("{what}: {shortfall}; {outcome} ({policy})"),
-        source.to_string(),
-    ));
+    let by_default =
+        policy.origin == rules.prices.margin_policy.origin && !rules.prices.margin_policy_written;
+    let rule = Some(&policy.origin).filter(|_| !by_default);
+    let source = source.to_string();
+    warnings.push(Warning::margin_floor(policy.value, rule, &what, &shortfall, source));
 }
 
 /// A product's licence count on its current bill: its lines' quantities netted; `None`, with a
@@ -810,32 +732,21 @@ fn licence_count(
     bill_lines: &[&BillLine],
     warnings: &mut Vec<Warning>,
 ) -> Option<i64> {
-    let first = bill_lines.first()?;
+    if bill_lines.is_empty() {
+        return None;
+    }
     let quantity: Decimal = bill_lines.iter().map(|line| line.quantity).sum();
     if quantity.fract() != Decimal::ZERO {
-        warnings.push(Warning::new(
-            WarningCode::FractionalLicenceQuantity,
-            format!(
-                "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, not a whole number; left out ({} in total sales)",
-                all_sources(bill_lines),
-                amounts_label(bill_lines)
-            ),
-            first.source.to_string(),
-        ));
+        let warning = Warning::fractional_licence_count(subscription_id, key, bill_lines, quantity);
+        warnings.push(warning);
         return None;
     }
     match quantity.to_i64() {
         Some(units) if units >= 0 => Some(units),
         _ => {
-            warnings.push(Warning::new(
-                WarningCode::NegativeLicenceQuantity,
-                format!(
-                    "subscription {subscription_id}, product {key}: the lines {} net to a licence count of {quantity}, negative or too large; left out ({} in total sales)",
-                    all_sources(bill_lines),
-                    amounts_label(bill_lines)
-                ),
-                first.source.to_string(),
-            ));
+            let warning =
+                Warning::negative_licence_count(subscription_id, key, bill_lines, quantity);
+            warnings.push(warning);
             None
         }
     }
@@ -903,7 +814,7 @@ fn current_service(
         check_margin(
             rules,
             resolved,
-            format!("subscription {subscription_id}, product {key}"),
+            wording::product_subject(subscription_id, key),
             service.unit_price,
             service.unit_cost,
             &first.source,
@@ -1106,10 +1017,7 @@ fn desired_charges(
         .into_iter()
         .map(|((date, group), lines)| {
             let charge = desired_charge(resolutions, date, group.clone(), &lines);
-            let what = match &group {
-                Some(category) => format!("subscription {subscription_id}, {date} {category}"),
-                None => format!("subscription {subscription_id}, {date} consumption"),
-            };
+            let what = wording::charge_subject(subscription_id, date, group.as_deref());
             let resolved = resolutions.get(lines[0].1);
             let (price, cost) = (charge.unit_price, charge.unit_cost);
             check_margin(rules, resolved, what, price, cost, &charge.source, warnings);

@@ -48,6 +48,7 @@ pub struct Change {
     pub reason: String,
     /// For grouping in the text plan: the Autotask company and the contract's label.
     pub company_id: i64,
+    /// The contract's name, subscription and id (when it exists) in the text plan.
     pub contract_label: String,
 }
 
