@@ -433,9 +433,13 @@ fn diff_contract(context: &Context, contract: &DesiredContract, out: &mut Diff) 
     }
 }
 
-/// One wanted edit of an existing contract: (field, old and new as the plan shows them, the
-/// edit, its rule, written whatever the policy).
-type WantedEdit = (&'static str, String, String, ContractEdit, RuleOrigin, bool);
+/// One edit of an existing contract the rules want, with its rule.
+struct WantedEdit {
+    edit: ContractEdit,
+    rule: RuleOrigin,
+    /// Written whatever `hand_edit` says (a renewal, a cancellation): not a hand edit undone.
+    always: bool,
+}
 
 /// What a contract's name and appearance on the bill say before any write is decided.
 fn contract_notices(rules: &RuleSet, contract: &DesiredContract, name: &str, out: &mut Diff) {
@@ -524,63 +528,32 @@ fn wanted_end_dates(
 
 /// Moving an existing contract's end date to `new`: written whatever `hand_edit` says.
 fn end_date_edit(existing: &Contract, new: NaiveDate, origin: &RuleOrigin) -> WantedEdit {
-    (
-        "endDate",
-        existing.end_date.to_string(),
-        new.to_string(),
-        ContractEdit::EndDate(Edit { old: Some(existing.end_date), new }),
-        origin.clone(),
-        true,
-    )
+    let edit = ContractEdit::EndDate(Edit { old: Some(existing.end_date), new });
+    WantedEdit { edit, rule: origin.clone(), always: true }
 }
 
-/// The fields cmat owns whose Autotask value differs from the rules'.
+/// The fields cmat owns whose Autotask value differs from the rules': a hand edit is
+/// overwritten or reported, by `hand_edit`.
 fn wanted_owned_fields(
     contract: &DesiredContract,
     existing: &Contract,
     name: String,
 ) -> Vec<WantedEdit> {
-    let mut wanted: Vec<WantedEdit> = Vec::new();
-    let json = |value: serde_json::Value| value.to_string();
-    // Fields cmat owns; a hand edit is overwritten or reported per the policy.
+    let owned = |edit, rule: &RuleOrigin| WantedEdit { edit, rule: rule.clone(), always: false };
+    let mut wanted = Vec::new();
     if existing.contract_name != name {
-        wanted.push((
-            "contractName",
-            json(serde_json::json!(existing.contract_name)),
-            json(serde_json::json!(name)),
-            ContractEdit::Name(Edit { old: Some(existing.contract_name.clone()), new: name }),
-            contract.origin.clone(),
-            false,
-        ));
+        let edit = Edit { old: Some(existing.contract_name.clone()), new: name };
+        wanted.push(owned(ContractEdit::Name(edit), &contract.origin));
     }
     let sla = &contract.service_level_agreement;
     if existing.service_level_agreement_id != Some(sla.value) {
-        wanted.push((
-            "serviceLevelAgreementID",
-            json(serde_json::json!(existing.service_level_agreement_id)),
-            sla.value.to_string(),
-            ContractEdit::ServiceLevelAgreement(Edit {
-                old: existing.service_level_agreement_id,
-                new: sla.value,
-            }),
-            sla.origin.clone(),
-            false,
-        ));
+        let edit = Edit { old: existing.service_level_agreement_id, new: sla.value };
+        wanted.push(owned(ContractEdit::ServiceLevelAgreement(edit), &sla.origin));
     }
-    if let Some(category) = &contract.category {
-        if existing.contract_category != Some(category.value) {
-            wanted.push((
-                "contractCategory",
-                json(serde_json::json!(existing.contract_category)),
-                category.value.to_string(),
-                ContractEdit::Category(Edit {
-                    old: existing.contract_category,
-                    new: category.value,
-                }),
-                category.origin.clone(),
-                false,
-            ));
-        }
+    let category = contract.category.as_ref();
+    if let Some(category) = category.filter(|c| existing.contract_category != Some(c.value)) {
+        let edit = Edit { old: existing.contract_category, new: category.value };
+        wanted.push(owned(ContractEdit::Category(edit), &category.origin));
     }
     wanted
 }
@@ -597,8 +570,10 @@ fn edit_contract(
     let mut edits = ContractEdits::default();
     let mut rule = None;
     let mut reasons = Vec::new();
-    for (field, old, new, edit, origin, always) in wanted {
+    for WantedEdit { edit, rule: origin, always } in wanted {
+        let field = edit.field();
         if !always && !overwrite {
+            let (old, new) = edit.shown();
             out.warnings.push(Warning::contract_hand_edited(existing.id, field, &old, &new));
             continue;
         }
@@ -635,6 +610,33 @@ enum ContractEdit {
 }
 
 impl ContractEdit {
+    /// The Autotask field the edit writes.
+    fn field(&self) -> &'static str {
+        match self {
+            ContractEdit::EndDate(_) => "endDate",
+            ContractEdit::Name(_) => "contractName",
+            ContractEdit::ServiceLevelAgreement(_) => "serviceLevelAgreementID",
+            ContractEdit::Category(_) => "contractCategory",
+        }
+    }
+
+    /// The old and new values as a drift warning shows them: Autotask's as JSON (`null` when
+    /// it has none), the rules' as they are.
+    fn shown(&self) -> (String, String) {
+        let json = |value: serde_json::Value| value.to_string();
+        match self {
+            ContractEdit::EndDate(edit) => {
+                (edit.old.map(|old| old.to_string()).unwrap_or_default(), edit.new.to_string())
+            }
+            ContractEdit::Name(edit) => {
+                (json(serde_json::json!(edit.old)), json(serde_json::json!(edit.new)))
+            }
+            ContractEdit::ServiceLevelAgreement(edit) | ContractEdit::Category(edit) => {
+                (json(serde_json::json!(edit.old)), edit.new.to_string())
+            }
+        }
+    }
+
     /// Puts the edit in its field of the contract's update.
     fn set_on(self, edits: &mut ContractEdits) {
         match self {
@@ -1862,6 +1864,34 @@ pub(crate) mod tests {
         assert!(report.changes.is_empty(), "{:#?}", report.changes);
         let codes: Vec<_> = report.warnings.iter().map(|w| w.code.as_str()).collect();
         assert_eq!(codes, vec!["drift", "drift", "billed_charge_mismatch"]);
+    }
+
+    #[test]
+    fn reported_hand_edits_show_autotask_s_value_as_json_and_the_rules_value() {
+        let mut rules = default_rules();
+        rules.policies.hand_edit.value = HandEdit::Report;
+        let mut snapshot = company_snapshot();
+        converge(&rules, &october(), &mut snapshot);
+        let contract = snapshot
+            .contracts
+            .values_mut()
+            .find(|c| c.subscription_id.as_deref() == Some("S1"))
+            .expect("S1");
+        contract.contract_name = "Renamed by hand".into();
+        let sla = contract.service_level_agreement_id.expect("cmat sets the SLA");
+        contract.service_level_agreement_id = None;
+        let id = contract.id;
+        let report = plan(&rules, &october(), &snapshot);
+        assert!(report.changes.is_empty(), "{:#?}", report.changes);
+        let messages: Vec<&str> = report.warnings.iter().map(|w| w.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            vec![
+                format!("contract {id} contractName is \"Renamed by hand\" in Autotask, the rules say \"Microsoft 365 - Contoso\"; left as it is (policy hand_edit = report)"),
+                format!("contract {id} serviceLevelAgreementID is null in Autotask, the rules say {sla}; left as it is (policy hand_edit = report)"),
+            ]
+        );
+        assert!(report.warnings.iter().all(|w| w.source == format!("Contracts/{id}")));
     }
 
     #[test]
