@@ -825,21 +825,11 @@ fn diff_contract_service(
         return;
     };
     let on_contract = contract_service_on(index, target.existing_id, &service_ref);
-    // The unit periods Autotask holds for this contract service (none for a new one).
-    let periods = match on_contract {
-        None => &[][..],
-        Some((contract_id, service_id, held)) => {
-            match index.units.get(&(contract_id, service_id)) {
-                Some(periods) => periods.as_slice(),
-                None => {
-                    // Autotask keeps unit periods to the contract's end: none read means it ended
-                    // before the units window, and its units are unknown here (a renewal carries
-                    // them on). A count written blind could double them: the renewal goes first,
-                    // and the next run, reading the renewed periods, adjusts.
-                    out.warnings.push(Warning::units_unknown(contract_id, held.id, service));
-                    return;
-                }
-            }
+    let periods = match unit_periods(index, on_contract, service) {
+        Ok(periods) => periods,
+        Err(warning) => {
+            out.warnings.push(warning);
+            return;
         }
     };
     let units = unit_decision(sx, on_contract.is_some(), periods, out);
@@ -865,6 +855,24 @@ fn contract_service_on<'a>(
             .get(&(contract_id, *service_id))
             .map(|contract_service| (contract_id, *service_id, *contract_service)),
         _ => None,
+    }
+}
+
+/// The unit periods Autotask holds for a contract service (none for a new one). Autotask
+/// keeps them to the contract's end: none read means it ended before the units window, and
+/// its units are unknown here (a renewal carries them on). A count written blind could double
+/// them: the renewal goes first, and the next run, reading the renewed periods, adjusts.
+fn unit_periods<'i, 'a>(
+    index: &'i SnapshotIndex<'a>,
+    on_contract: OnContract,
+    service: &DesiredContractService,
+) -> Result<&'i [&'a ContractServiceUnit], Warning> {
+    let Some((contract_id, service_id, held)) = on_contract else {
+        return Ok(&[]);
+    };
+    match index.units.get(&(contract_id, service_id)) {
+        Some(periods) => Ok(periods.as_slice()),
+        None => Err(Warning::units_unknown(contract_id, held.id, service)),
     }
 }
 
@@ -1001,12 +1009,7 @@ fn price_decision(
     out: &mut Diff,
 ) -> PriceDecision {
     let service = sx.service;
-    let mut decision = PriceDecision {
-        price: service.unit_price,
-        cost: service.unit_cost,
-        repriced: Vec::new(),
-        price_moves: false,
-    };
+    let mut decision = PriceDecision::wanted(service);
     let Some((_, _, held)) = on_contract else {
         return decision;
     };
@@ -1054,6 +1057,16 @@ fn comparable_price(held: &ContractService, unknowns: &mut Unknowns) -> Option<D
 }
 
 impl PriceDecision {
+    /// The bill's price and cost, nothing repriced yet.
+    fn wanted(service: &DesiredContractService) -> Self {
+        PriceDecision {
+            price: service.unit_price,
+            cost: service.unit_cost,
+            repriced: Vec::new(),
+            price_moves: false,
+        }
+    }
+
     /// A held price other than the bill's: moved, or kept with a warning, by `hand_edit`.
     fn set_price(
         &mut self,
