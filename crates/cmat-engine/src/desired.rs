@@ -317,6 +317,7 @@ struct SortedLines<'a> {
     ambiguous: BTreeMap<&'a str, (Ambiguity, Vec<&'a BillLine>)>,
 }
 
+/// Every line to its place in [`SortedLines`]; a billed line with the index of its resolution.
 fn sort_lines<'a>(
     rules: &RuleSet,
     lines: &'a [BillLine],
@@ -384,6 +385,7 @@ fn left_out(sorted: &mut SortedLines) -> Vec<Warning> {
     warnings
 }
 
+/// Each organization's latest Billing Date: a subscription absent from it stopped appearing.
 fn latest_bill_dates(lines: &[BillLine]) -> BTreeMap<&str, NaiveDate> {
     let mut latest: BTreeMap<&str, NaiveDate> = BTreeMap::new();
     for line in lines {
@@ -917,6 +919,8 @@ fn merge_group(
     Some(sum)
 }
 
+/// A product's contract service from one of its lines, before its count is known: price and
+/// cost by its rules, the Service a rule names, and the rules the plan will cite.
 fn desired_service(
     rules: &RuleSet,
     resolved: &Resolved<'_>,

@@ -77,6 +77,7 @@ pub fn amount(value: Decimal, scale: u32) -> String {
     scaled(value, scale).to_string()
 }
 
+/// The first `max` characters of `text`, cut on a character boundary, never inside one.
 fn truncate(text: &str, max: usize) -> String {
     text.chars().take(max).collect()
 }
@@ -1338,6 +1339,8 @@ impl<'c, 'a> ChargeDiff<'c, 'a> {
     }
 }
 
+/// A period's desired charge against the contract's charges of that day (its own name or its
+/// corrections'): created, left alone, its open charge updated, or its billed ones corrected.
 fn diff_charge(
     context: &Context,
     contract: &DesiredContract,
