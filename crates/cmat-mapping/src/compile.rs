@@ -1022,7 +1022,7 @@ impl<'a> Compiler<'a> {
         })
     }
 
-    fn rounding_setting(
+    pub(crate) fn rounding_setting(
         &mut self,
         file: &ParsedFile,
         setting: &Setting,

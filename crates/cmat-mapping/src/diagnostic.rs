@@ -162,10 +162,18 @@ pub enum ErrorKind {
 impl ErrorKind {
     /// The `= hint:` line, when a fix can be suggested.
     pub fn hint(&self) -> Option<String> {
+        self.syntax_hint()
+            .or_else(|| self.placement_hint())
+            .or_else(|| self.value_hint())
+            .or_else(|| self.scope_hint())
+    }
+
+    /// Hints for a file that cannot be read or a token written wrong.
+    fn syntax_hint(&self) -> Option<String> {
         match self {
-            ErrorKind::NoMappingFiles => Some(
-                "run `cmat init DIR` to create a workspace with the default rules".to_string(),
-            ),
+            ErrorKind::NoMappingFiles => {
+                Some("run `cmat init DIR` to create a workspace with the default rules".to_string())
+            }
             ErrorKind::InvalidUtf8 => Some("save the file as UTF-8".to_string()),
             ErrorKind::UnterminatedString => {
                 Some("add a `\"` before the end of the line".to_string())
@@ -173,6 +181,24 @@ impl ErrorKind {
             ErrorKind::UnknownEscape(_) => {
                 Some("a string may only contain the escapes `\\\"` and `\\\\`".to_string())
             }
+            ErrorKind::UnknownTemplateField { .. } => Some(format!(
+                "valid fields: {}",
+                cmat_engine::rules::TemplateField::ALL
+                    .iter()
+                    .map(|(_, name)| format!("{{{name}}}"))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+            ErrorKind::UnclosedTemplateField | ErrorKind::LoneClosingBrace => {
+                Some("write `{{` or `}}` for a literal brace".to_string())
+            }
+            _ => None,
+        }
+    }
+
+    /// Hints for a statement in the wrong place or missing: what belongs there.
+    fn placement_hint(&self) -> Option<String> {
+        match self {
             ErrorKind::UnknownBlock { valid: [], .. } => None,
             ErrorKind::UnknownBlock { valid, .. } => {
                 Some(format!("valid blocks here: {}", valid.join(", ")))
@@ -185,29 +211,40 @@ impl ErrorKind {
                 "`{key}` goes in one of the blocks: settings, contract, product, prices, consumption, policy"
             )),
             ErrorKind::UnknownRule { valid, .. } => Some(valid.to_string()),
-            ErrorKind::UnknownTemplateField { .. } => Some(format!(
-                "valid fields: {}",
-                cmat_engine::rules::TemplateField::ALL
-                    .iter()
-                    .map(|(_, name)| format!("{{{name}}}"))
-                    .collect::<Vec<_>>()
-                    .join(", ")
+            ErrorKind::MissingSetting { key, .. } => Some(format!("add `{key} = …` to this block")),
+            ErrorKind::MissingBlock { block } => Some(format!(
+                "add a `{block} {{ … }}` block; `cmat init` writes the default rules"
             )),
-            ErrorKind::UnclosedTemplateField | ErrorKind::LoneClosingBrace => {
-                Some("write `{{` or `}}` for a literal brace".to_string())
+            _ => None,
+        }
+    }
+
+    /// Hints for a setting's value: how it is written.
+    fn value_hint(&self) -> Option<String> {
+        match self {
+            ErrorKind::TypeMismatch { expected: "a name", found: "a string", .. } => {
+                Some("names such as `half_up` are written without quotes".to_string())
             }
-            ErrorKind::TypeMismatch {
-                expected: "a name",
-                found: "a string",
-                ..
-            } => Some("names such as `half_up` are written without quotes".to_string()),
-            ErrorKind::UnknownValue { valid, .. } => Some(format!("valid values: {}", valid.join(", "))),
+            ErrorKind::UnknownValue { valid, .. } => {
+                Some(format!("valid values: {}", valid.join(", ")))
+            }
             ErrorKind::PricePointOutOfRange { .. } => {
                 Some("write `.99`, `.95`, or `whole` for whole units".to_string())
             }
-            ErrorKind::DiscountNotPercent { found } => {
-                Some(format!("write it as a percent: `sales_price - {found}%` or `sales_price + {found}%`"))
-            }
+            ErrorKind::DiscountNotPercent { found } => Some(format!(
+                "write it as a percent: `sales_price - {found}%` or `sales_price + {found}%`"
+            )),
+            ErrorKind::UnsupportedTimezone { .. } => Some(
+                "bill dates are calendar dates and are never shifted; write `timezone = \"UTC\"`"
+                    .to_string(),
+            ),
+            _ => None,
+        }
+    }
+
+    /// Hints for `for` rules: their scopes, and rules that collide.
+    fn scope_hint(&self) -> Option<String> {
+        match self {
             ErrorKind::UnknownScope { .. } => Some(format!(
                 "a scope is one or more of: {}, each followed by a quoted value",
                 cmat_engine::rules::ScopeTerm::KEYWORDS.join(", ")
@@ -232,14 +269,6 @@ impl ErrorKind {
             ErrorKind::SharedServiceConflict { .. } => Some(
                 "give each its own Service, or the same price and decrease timing".to_string(),
             ),
-            ErrorKind::UnsupportedTimezone { .. } => Some(
-                "bill dates are calendar dates and are never shifted; write `timezone = \"UTC\"`"
-                    .to_string(),
-            ),
-            ErrorKind::MissingSetting { key, .. } => Some(format!("add `{key} = …` to this block")),
-            ErrorKind::MissingBlock { block } => Some(format!(
-                "add a `{block} {{ … }}` block; `cmat init` writes the default rules"
-            )),
             _ => None,
         }
     }
