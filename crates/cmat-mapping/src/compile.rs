@@ -20,7 +20,9 @@ use cmat_engine::rules::{
 pub struct ParsedFile {
     /// Relative to the workspace, forward slashes: `mappings/microsoft.cmat`.
     pub name: String,
+    /// The file's text: diagnostics quote its lines.
     pub text: String,
+    /// Its syntax tree.
     pub ast: File,
 }
 
@@ -100,7 +102,9 @@ pub fn compile(files: &[ParsedFile], partial: bool) -> Result<Compiled, Vec<Diag
 /// A checked rule set, with where each scope term was written (for `cmat check`'s warnings
 /// about scopes no imported bill has).
 pub struct Compiled {
+    /// The rules the engine runs on.
     pub rules: RuleSet,
+    /// Every scope term with where it was written.
     pub scope_terms: Vec<(ScopeTerm, Location)>,
     /// What the files say that checks but is likely a mistake (a rule whose dates never meet).
     pub warnings: Vec<Diagnostic>,

@@ -7,6 +7,9 @@
 // No shipped function over 100 lines (clippy.toml), so each one reads on a screen; test
 // code is left out, as fn_lengths.py leaves it out.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
+// Every public item says what it is for: the crate is read by the CLI's and the engine's
+// authors, who should not have to open the checker to know what a field means.
+#![deny(missing_docs)]
 
 pub mod ast;
 pub mod compile;
@@ -30,7 +33,9 @@ pub const MAPPINGS_DIR: &str = "mappings";
 /// What `cmat check` reports on success.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedRules {
+    /// The rules the engine runs on.
     pub rules: RuleSet,
+    /// How many `.cmat` files were read.
     pub files: usize,
     /// Settings, service, company and product rules written in the files.
     pub rule_count: usize,

@@ -15,14 +15,21 @@ use super::ast::{
 };
 use super::diagnostic::ErrorKind;
 
-#[derive(pest_derive::Parser)]
-#[grammar = "../../../grammar/cmat.pest"]
-struct CmatParser;
+/// pest's generated parser and `Rule` enum, kept private to this module: nothing outside the
+/// syntax layer sees a pest type or a rule name.
+mod grammar {
+    #[derive(pest_derive::Parser)]
+    #[grammar = "../../../grammar/cmat.pest"]
+    pub(super) struct CmatParser;
+}
+use grammar::{CmatParser, Rule};
 
 /// A mistake found while reading the text, before its file and line are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
+    /// What is wrong.
     pub kind: ErrorKind,
+    /// Where in the text, resolved to a line once the file is known.
     pub span: Span,
 }
 
