@@ -363,6 +363,7 @@ impl<'a> Compiler<'a> {
     /// Reports a statement `block_name` cannot hold, with what it may hold instead.
     fn misplaced(&mut self, file: &ParsedFile, block_name: &str, statement: &Statement) {
         match statement {
+            // A block holds settings: `block_setting` checks them.
             Statement::Setting(_) => {}
             Statement::Block(nested)
                 if TOP_BLOCKS.contains(&nested.name.node.as_str()) || !nested.scope.is_empty() =>
@@ -857,6 +858,7 @@ impl<'a> Compiler<'a> {
         }
     }
 
+    /// `start`: a contract starts on its first billing date, or on the first of that month.
     fn contract_start_setting(
         &mut self,
         file: &ParsedFile,
@@ -1026,6 +1028,7 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// `rounding`: how a computed price is rounded to `scale`; shared with `for` rules.
     pub(crate) fn rounding_setting(
         &mut self,
         file: &ParsedFile,

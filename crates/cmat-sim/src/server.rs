@@ -433,6 +433,7 @@ fn info_kind(rest: &[&str]) -> Option<InfoKind> {
     }
 }
 
+/// A path segment that is a record id.
 fn id_of(segment: &str) -> Option<i64> {
     segment.parse::<i64>().ok()
 }
