@@ -80,6 +80,16 @@ const POLICY_KEYS: &[&str] = &[
     "skip_zero_amount",
 ];
 
+/// The forms a `unit_price` takes, for the hint after an unknown one.
+const PRICE_FORMS: [&str; 6] = [
+    "sales_price",
+    "cost + PERCENT%",
+    "cost + AMOUNT",
+    "sales_price - PERCENT%",
+    "sales_price + PERCENT%",
+    "PRICE",
+];
+
 const TOP_LEVEL_RULES: &str = "rules at the top level: `service \"SERVICE NAME\" = licence`, `company \"ORGANIZATION\" = ID`, `company column \"COLUMN\"`";
 
 /// Compiles all files together (sorted by name by the caller). `partial` says that some
@@ -1072,14 +1082,7 @@ impl<'a> Compiler<'a> {
             Value::Name(name) if name == "sales_price" => Some(PriceSource::SalesPrice),
             Value::Name(name) => {
                 let (setting, found) = (setting.key.node.clone(), name.clone());
-                let valid = vec![
-                    "sales_price",
-                    "cost + PERCENT%",
-                    "cost + AMOUNT",
-                    "sales_price - PERCENT%",
-                    "sales_price + PERCENT%",
-                    "PRICE",
-                ];
+                let valid = PRICE_FORMS.to_vec();
                 self.report(file, span, ErrorKind::UnknownValue { setting, found, valid });
                 None
             }

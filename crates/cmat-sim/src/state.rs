@@ -1181,11 +1181,8 @@ impl State {
         let bounds = period_bounds(start, end, adjustments);
         let vendor = self.vendor_of(f);
         let (price, internal_price) = self.unit_prices(f, contract_id);
-        let cost = if self.hide_costs {
-            Value::Null
-        } else {
-            f.get("unitCost").cloned().unwrap_or(Value::Null)
-        };
+        // A user who may not see costs reads them as null.
+        let cost = f.get("unitCost").filter(|_| !self.hide_costs).cloned().unwrap_or(Value::Null);
         let mut rows = Vec::new();
         for (i, period_start) in bounds.iter().enumerate() {
             let units: i64 =
