@@ -7,11 +7,14 @@ use rust_decimal::Decimal;
 /// A byte range in one file's text.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Span {
+    /// The first byte.
     pub start: usize,
+    /// One past the last byte.
     pub end: usize,
 }
 
 impl Span {
+    /// The bytes `start..end`.
     pub fn new(start: usize, end: usize) -> Self {
         Span { start, end }
     }
@@ -20,7 +23,9 @@ impl Span {
 /// A node and where it was written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Spanned<T> {
+    /// What was written.
     pub node: T,
+    /// Where, for diagnostics and rule origins.
     pub span: Span,
 }
 
@@ -28,17 +33,22 @@ pub struct Spanned<T> {
 /// puts them back by position).
 #[derive(Debug, Clone, PartialEq)]
 pub struct File {
+    /// The top-level statements, in source order.
     pub statements: Vec<Statement>,
+    /// Every comment of the file, in source order, kept for the formatter.
     pub comments: Vec<Comment>,
 }
 
 /// `# text`, without the line break.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Comment {
+    /// The comment with its `#`, trailing blanks removed.
     pub text: String,
+    /// Where it was, so the formatter puts it back beside the same statement.
     pub span: Span,
 }
 
+/// One of the five shapes a statement takes; the checker decides which belongs where.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Statement {
     /// `company column "AutotaskCompanyID"`
@@ -52,6 +62,7 @@ pub enum Statement {
 }
 
 impl Statement {
+    /// The whole statement's bytes, whatever its shape: what a "misplaced" error points at.
     pub fn span(&self) -> Span {
         match self {
             Statement::CompanyColumn(statement) => statement.span,
@@ -62,49 +73,71 @@ impl Statement {
     }
 }
 
+/// `company column "AutotaskCompanyID"`: the bill column that holds the Autotask company id.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompanyColumn {
+    /// The column's name, quoted in the file.
     pub column: Spanned<String>,
+    /// The whole statement.
     pub span: Span,
 }
 
+/// `keyword "key" = value`: a rule about one named thing (a service, an organization, a
+/// product).
 #[derive(Debug, Clone, PartialEq)]
 pub struct KeyedRule {
+    /// `service`, `company`, `tier`: what kind of rule.
     pub keyword: Spanned<String>,
+    /// The quoted name it is about.
     pub key: Spanned<String>,
+    /// What it says of that name.
     pub value: Spanned<Value>,
+    /// The whole rule.
     pub span: Span,
 }
 
+/// `name { … }` or `for scope { … }`: a group of statements.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Block {
     /// The block's name; `for` for a scoped rule.
     pub name: Spanned<String>,
     /// A scoped rule's terms (`organization "Contoso Ltd"`); empty for other blocks.
     pub scope: Vec<ScopeItem>,
+    /// What the block holds, in source order.
     pub statements: Vec<Statement>,
+    /// The `{`, for the formatter and for errors about an empty block.
     pub open_brace: Span,
+    /// The `}`, for the formatter.
     pub close_brace: Span,
+    /// The whole block, braces included.
     pub span: Span,
 }
 
 /// `organization "Contoso Ltd"` in `for organization "Contoso Ltd" { … }`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScopeItem {
+    /// What the term looks at: `organization`, `product`, `from`.
     pub keyword: Spanned<String>,
+    /// The (first) value the line must have.
     pub value: Spanned<String>,
     /// `customer_number "A", "B"`: the values after the first; the term holds for any.
     pub more: Vec<Spanned<String>>,
+    /// The whole term.
     pub span: Span,
 }
 
+/// `key = value` inside a block.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Setting {
+    /// The setting's name.
     pub key: Spanned<String>,
+    /// Its value.
     pub value: Spanned<Value>,
+    /// The whole line.
     pub span: Span,
 }
 
+/// A value as written, before the checker gives it a meaning for its setting.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// A quoted string, escapes resolved.
@@ -114,13 +147,33 @@ pub enum Value {
     /// A bare word such as `licence` or `half_up`.
     Name(String),
     /// `cost + 15%`; `percent_sign` is false for `cost + 1.50` (an amount per unit).
-    CostPlus { markup: Decimal, percent_sign: bool },
+    CostPlus {
+        /// The number after `+`.
+        markup: Decimal,
+        /// Written with `%`.
+        percent_sign: bool,
+    },
     /// `sales_price - 10%`; `percent_sign` as for [`Value::CostPlus`].
-    SalesLess { discount: Decimal, percent_sign: bool },
+    SalesLess {
+        /// The number after `-`.
+        discount: Decimal,
+        /// Written with `%`.
+        percent_sign: bool,
+    },
     /// `cost - 3%` (a rebate, for `unit_cost`), `cost - 0.50`.
-    CostLess { rebate: Decimal, percent_sign: bool },
+    CostLess {
+        /// The number after `-`.
+        rebate: Decimal,
+        /// Written with `%`.
+        percent_sign: bool,
+    },
     /// `sales_price + 5%`: an uplift on the list price.
-    SalesPlus { uplift: Decimal, percent_sign: bool },
+    SalesPlus {
+        /// The number after `+`.
+        uplift: Decimal,
+        /// Written with `%`.
+        percent_sign: bool,
+    },
     /// `10%`, as written (10, not 0.10).
     Percent(Decimal),
 }

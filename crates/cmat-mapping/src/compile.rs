@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use rust_decimal::Decimal;
 
-use super::ast::{Block, File, KeyedRule, Setting, Span, Statement, Value};
+use super::ast::{Block, CompanyColumn, File, KeyedRule, Setting, Span, Statement, Value};
 use super::diagnostic::{Diagnostic, ErrorKind, Location};
 use cmat_engine::rules::{
     BilledChargeMismatch, BillingKind, CancelledSubscription, CompanyLinks, ConsumptionRule,
@@ -20,7 +20,9 @@ use cmat_engine::rules::{
 pub struct ParsedFile {
     /// Relative to the workspace, forward slashes: `mappings/microsoft.cmat`.
     pub name: String,
+    /// The file's text: diagnostics quote its lines.
     pub text: String,
+    /// Its syntax tree.
     pub ast: File,
 }
 
@@ -78,6 +80,16 @@ const POLICY_KEYS: &[&str] = &[
     "skip_zero_amount",
 ];
 
+/// The forms a `unit_price` takes, for the hint after an unknown one.
+const PRICE_FORMS: [&str; 6] = [
+    "sales_price",
+    "cost + PERCENT%",
+    "cost + AMOUNT",
+    "sales_price - PERCENT%",
+    "sales_price + PERCENT%",
+    "PRICE",
+];
+
 const TOP_LEVEL_RULES: &str = "rules at the top level: `service \"SERVICE NAME\" = licence`, `company \"ORGANIZATION\" = ID`, `company column \"COLUMN\"`";
 
 /// Compiles all files together (sorted by name by the caller). `partial` says that some
@@ -100,7 +112,9 @@ pub fn compile(files: &[ParsedFile], partial: bool) -> Result<Compiled, Vec<Diag
 /// A checked rule set, with where each scope term was written (for `cmat check`'s warnings
 /// about scopes no imported bill has).
 pub struct Compiled {
+    /// The rules the engine runs on.
     pub rules: RuleSet,
+    /// Every scope term with where it was written.
     pub scope_terms: Vec<(ScopeTerm, Location)>,
     /// What the files say that checks but is likely a mistake (a rule whose dates never meet).
     pub warnings: Vec<Diagnostic>,
@@ -153,128 +167,74 @@ impl<'a> Compiler<'a> {
                     setting.key.span,
                     ErrorKind::SettingOutsideBlock { key: setting.key.node.clone() },
                 ),
-                Statement::CompanyColumn(link) => {
-                    let location = file.location(link.span);
-                    if let Some((_, first)) = &self.company_column {
-                        let first = first.clone();
-                        self.report(
-                            file,
-                            link.span,
-                            ErrorKind::Duplicate {
-                                what: "`company column` rule".to_string(),
-                                first,
-                            },
-                        );
-                    } else if link.column.node != cmat_engine::billing::AUTOTASK_COMPANY_COLUMN {
-                        // The billing report carries the link in one custom-property column;
-                        // a rule naming another would silently link nothing.
-                        self.report(
-                            file,
-                            link.column.span,
-                            ErrorKind::UnknownValue {
-                                setting: "company column".to_string(),
-                                found: link.column.node.clone(),
-                                valid: vec![cmat_engine::billing::AUTOTASK_COMPANY_COLUMN],
-                            },
-                        );
-                    } else if self.non_empty(
-                        file,
-                        &link.column.node,
-                        link.column.span,
-                        "the column name",
-                    ) {
-                        self.company_column = Some((
-                            Ruled {
-                                value: link.column.node.clone(),
-                                origin: file.origin(link.span),
-                            },
-                            location,
-                        ));
-                    }
-                }
+                Statement::CompanyColumn(link) => self.company_column_rule(file, link),
                 Statement::KeyedRule(rule) => self.top_level_rule(file, rule),
                 Statement::Block(block) if !block.scope.is_empty() => {
                     self.scoped_blocks.push((file, block));
                 }
-                Statement::Block(block) => {
-                    match TOP_BLOCKS.iter().find(|name| **name == block.name.node) {
-                        Some(name) => {
-                            if let Some((first_file, first_block)) = self.blocks.get(name) {
-                                let first = first_file.location(first_block.name.span);
-                                self.report(
-                                    file,
-                                    block.name.span,
-                                    ErrorKind::Duplicate { what: format!("`{name}` block"), first },
-                                );
-                            } else {
-                                self.blocks.insert(name, (file, block));
-                            }
-                        }
-                        None => self.report(
-                            file,
-                            block.name.span,
-                            ErrorKind::UnknownBlock {
-                                name: block.name.node.clone(),
-                                valid: TOP_BLOCKS,
-                            },
-                        ),
-                    }
+                Statement::Block(block) => self.top_block(file, block),
+            }
+        }
+    }
+
+    /// `company column "…"`: once, and only naming the column the billing report has.
+    fn company_column_rule(&mut self, file: &ParsedFile, link: &CompanyColumn) {
+        let location = file.location(link.span);
+        if let Some((_, first)) = &self.company_column {
+            let first = first.clone();
+            self.report(
+                file,
+                link.span,
+                ErrorKind::Duplicate { what: "`company column` rule".to_string(), first },
+            );
+        } else if link.column.node != cmat_engine::billing::AUTOTASK_COMPANY_COLUMN {
+            // The billing report carries the link in one custom-property column;
+            // a rule naming another would silently link nothing.
+            self.report(
+                file,
+                link.column.span,
+                ErrorKind::UnknownValue {
+                    setting: "company column".to_string(),
+                    found: link.column.node.clone(),
+                    valid: vec![cmat_engine::billing::AUTOTASK_COMPANY_COLUMN],
+                },
+            );
+        } else if self.non_empty(file, &link.column.node, link.column.span, "the column name") {
+            self.company_column = Some((
+                Ruled { value: link.column.node.clone(), origin: file.origin(link.span) },
+                location,
+            ));
+        }
+    }
+
+    /// A top-level block: kept for [`Compiler::finish`] if its name is known and not taken.
+    fn top_block(&mut self, file: &'a ParsedFile, block: &'a Block) {
+        match TOP_BLOCKS.iter().find(|name| **name == block.name.node) {
+            Some(name) => {
+                if let Some((first_file, first_block)) = self.blocks.get(name) {
+                    let first = first_file.location(first_block.name.span);
+                    self.report(
+                        file,
+                        block.name.span,
+                        ErrorKind::Duplicate { what: format!("`{name}` block"), first },
+                    );
+                } else {
+                    self.blocks.insert(name, (file, block));
                 }
             }
+            None => self.report(
+                file,
+                block.name.span,
+                ErrorKind::UnknownBlock { name: block.name.node.clone(), valid: TOP_BLOCKS },
+            ),
         }
     }
 
     /// `service "…" = kind` and `company "…" = id`.
     fn top_level_rule(&mut self, file: &ParsedFile, rule: &KeyedRule) {
-        let origin = file.origin(rule.span);
-        let location = file.location(rule.span);
         match rule.keyword.node.as_str() {
-            "service" => {
-                if !self.non_empty(file, &rule.key.node, rule.key.span, "the service name") {
-                    return;
-                }
-                let kind = self.choice(
-                    file,
-                    "service kind",
-                    &rule.value.node,
-                    rule.value.span,
-                    &[("licence", BillingKind::Licence), ("consumption", BillingKind::Consumption)],
-                );
-                if let Some((_, first)) = self.services.get(&rule.key.node) {
-                    let first = first.clone();
-                    self.report(
-                        file,
-                        rule.span,
-                        ErrorKind::Duplicate {
-                            what: format!("rule for service \"{}\"", rule.key.node),
-                            first,
-                        },
-                    );
-                } else if let Some(value) = kind {
-                    self.services
-                        .insert(rule.key.node.clone(), (Ruled { value, origin }, location));
-                }
-            }
-            "company" => {
-                if !self.non_empty(file, &rule.key.node, rule.key.span, "the organization name") {
-                    return;
-                }
-                let id = self.positive_id(file, "company", &rule.value.node, rule.value.span);
-                if let Some((_, first)) = self.companies.get(&rule.key.node) {
-                    let first = first.clone();
-                    self.report(
-                        file,
-                        rule.span,
-                        ErrorKind::Duplicate {
-                            what: format!("company link for organization \"{}\"", rule.key.node),
-                            first,
-                        },
-                    );
-                } else if let Some(value) = id {
-                    self.companies
-                        .insert(rule.key.node.clone(), (Ruled { value, origin }, location));
-                }
-            }
+            "service" => self.service_rule(file, rule),
+            "company" => self.company_rule(file, rule),
             other => self.report(
                 file,
                 rule.keyword.span,
@@ -284,6 +244,56 @@ impl<'a> Compiler<'a> {
                     valid: TOP_LEVEL_RULES,
                 },
             ),
+        }
+    }
+
+    /// `service "…" = licence`: how one Cloudmore service is billed; once per service.
+    fn service_rule(&mut self, file: &ParsedFile, rule: &KeyedRule) {
+        if !self.non_empty(file, &rule.key.node, rule.key.span, "the service name") {
+            return;
+        }
+        let kind = self.choice(
+            file,
+            "service kind",
+            &rule.value.node,
+            rule.value.span,
+            &[("licence", BillingKind::Licence), ("consumption", BillingKind::Consumption)],
+        );
+        if let Some((_, first)) = self.services.get(&rule.key.node) {
+            let first = first.clone();
+            self.report(
+                file,
+                rule.span,
+                ErrorKind::Duplicate {
+                    what: format!("rule for service \"{}\"", rule.key.node),
+                    first,
+                },
+            );
+        } else if let Some(value) = kind {
+            let ruled = Ruled { value, origin: file.origin(rule.span) };
+            self.services.insert(rule.key.node.clone(), (ruled, file.location(rule.span)));
+        }
+    }
+
+    /// `company "…" = id`: the Autotask company of one organization; once per organization.
+    fn company_rule(&mut self, file: &ParsedFile, rule: &KeyedRule) {
+        if !self.non_empty(file, &rule.key.node, rule.key.span, "the organization name") {
+            return;
+        }
+        let id = self.positive_id(file, "company", &rule.value.node, rule.value.span);
+        if let Some((_, first)) = self.companies.get(&rule.key.node) {
+            let first = first.clone();
+            self.report(
+                file,
+                rule.span,
+                ErrorKind::Duplicate {
+                    what: format!("company link for organization \"{}\"", rule.key.node),
+                    first,
+                },
+            );
+        } else if let Some(value) = id {
+            let ruled = Ruled { value, origin: file.origin(rule.span) };
+            self.companies.insert(rule.key.node.clone(), (ruled, file.location(rule.span)));
         }
     }
 
@@ -320,71 +330,88 @@ impl<'a> Compiler<'a> {
             }
             match statement {
                 Statement::Setting(setting) => {
-                    let key = setting.key.node.as_str();
-                    if !valid.contains(&key) {
-                        self.report(
-                            file,
-                            setting.key.span,
-                            ErrorKind::UnknownSetting {
-                                block: block_name.to_string(),
-                                key: key.to_string(),
-                                valid,
-                            },
-                        );
-                    } else if let Some(first) = settings.get(key) {
-                        let first = file.location(first.key.span);
-                        self.report(
-                            file,
-                            setting.key.span,
-                            ErrorKind::Duplicate {
-                                what: format!("setting `{key}` in `{block_name}`"),
-                                first,
-                            },
-                        );
-                    } else {
-                        settings.insert(key, setting);
-                    }
+                    self.block_setting(file, block_name, valid, setting, &mut settings);
                 }
-                Statement::Block(nested)
-                    if TOP_BLOCKS.contains(&nested.name.node.as_str())
-                        || !nested.scope.is_empty() =>
-                {
-                    self.report(
-                        file,
-                        nested.name.span,
-                        ErrorKind::NestedBlock {
-                            name: nested.name.node.clone(),
-                            parent: block_name.to_string(),
-                        },
-                    )
-                }
-                Statement::Block(nested) => self.report(
-                    file,
-                    nested.name.span,
-                    ErrorKind::UnknownBlock {
-                        name: nested.name.node.clone(),
-                        valid: if block_name == "product" { &["create"] } else { &[] },
-                    },
-                ),
-                Statement::KeyedRule(rule) => self.report(
-                    file,
-                    rule.keyword.span,
-                    ErrorKind::UnknownRule {
-                        keyword: rule.keyword.node.clone(),
-                        place: format!("inside `{block_name}`"),
-                        valid: if block_name == "product" {
-                            "inside `product`: `service \"ITEM CODE\" = SERVICE ID`"
-                        } else {
-                            TOP_LEVEL_RULES
-                        },
-                    },
-                ),
-                Statement::CompanyColumn(link) => {
-                    self.report(file, link.span, ErrorKind::MisplacedCompanyColumn)
-                }
+                other => self.misplaced(file, block_name, other),
             }
         }
         (settings, accepted)
+    }
+
+    /// Keeps one setting of a block, or reports it as unknown there or given twice.
+    fn block_setting(
+        &mut self,
+        file: &ParsedFile,
+        block_name: &str,
+        valid: &'static [&'static str],
+        setting: &'a Setting,
+        settings: &mut SettingsByKey<'a>,
+    ) {
+        let key = setting.key.node.as_str();
+        if !valid.contains(&key) {
+            self.report(
+                file,
+                setting.key.span,
+                ErrorKind::UnknownSetting {
+                    block: block_name.to_string(),
+                    key: key.to_string(),
+                    valid,
+                },
+            );
+        } else if let Some(first) = settings.get(key) {
+            let first = file.location(first.key.span);
+            self.report(
+                file,
+                setting.key.span,
+                ErrorKind::Duplicate { what: format!("setting `{key}` in `{block_name}`"), first },
+            );
+        } else {
+            settings.insert(key, setting);
+        }
+    }
+
+    /// Reports a statement `block_name` cannot hold, with what it may hold instead.
+    fn misplaced(&mut self, file: &ParsedFile, block_name: &str, statement: &Statement) {
+        match statement {
+            // A block holds settings: `block_setting` checks them.
+            Statement::Setting(_) => {}
+            Statement::Block(nested)
+                if TOP_BLOCKS.contains(&nested.name.node.as_str()) || !nested.scope.is_empty() =>
+            {
+                self.report(
+                    file,
+                    nested.name.span,
+                    ErrorKind::NestedBlock {
+                        name: nested.name.node.clone(),
+                        parent: block_name.to_string(),
+                    },
+                )
+            }
+            Statement::Block(nested) => self.report(
+                file,
+                nested.name.span,
+                ErrorKind::UnknownBlock {
+                    name: nested.name.node.clone(),
+                    valid: if block_name == "product" { &["create"] } else { &[] },
+                },
+            ),
+            Statement::KeyedRule(rule) => self.report(
+                file,
+                rule.keyword.span,
+                ErrorKind::UnknownRule {
+                    keyword: rule.keyword.node.clone(),
+                    place: format!("inside `{block_name}`"),
+                    valid: if block_name == "product" {
+                        "inside `product`: `service \"ITEM CODE\" = SERVICE ID`"
+                    } else {
+                        TOP_LEVEL_RULES
+                    },
+                },
+            ),
+            Statement::CompanyColumn(link) => {
+                self.report(file, link.span, ErrorKind::MisplacedCompanyColumn)
+            }
+        }
     }
 
     /// The setting `key`, or a "missing setting" error at the block's name.
@@ -642,49 +669,51 @@ impl<'a> Compiler<'a> {
         };
         match parse_template(&text.value) {
             Ok(parts) => {
-                let mut valid = true;
-                for (part, start, end) in &parts {
-                    if let TemplatePiece::Field(name) = part {
-                        let span = source_span(*start, *end);
-                        match TemplateField::from_name(name) {
-                            None => {
-                                valid = false;
-                                self.report(
-                                    file,
-                                    span,
-                                    ErrorKind::UnknownTemplateField { field: name.clone() },
-                                );
-                            }
-                            Some(TemplateField::CorrectedDate) if !corrected_date_allowed => {
-                                valid = false;
-                                self.report(
-                                    file,
-                                    span,
-                                    ErrorKind::TemplateFieldNotHere { field: name.clone() },
-                                );
-                            }
-                            Some(_) => {}
-                        }
-                    }
-                }
-                valid.then(|| Template {
-                    parts: parts
-                        .into_iter()
-                        .map(|(part, _, _)| match part {
-                            TemplatePiece::Text(text) => TemplatePart::Text(text),
-                            TemplatePiece::Field(name) => TemplateField::from_name(&name)
-                                .map(TemplatePart::Field)
-                                .unwrap_or(TemplatePart::Text(name)),
-                        })
-                        .collect(),
-                    origin: text.origin,
-                })
+                let valid =
+                    self.template_fields_known(file, &parts, source_span, corrected_date_allowed);
+                valid.then(|| Template { parts: template_parts(parts), origin: text.origin })
             }
             Err((kind, start, end)) => {
                 self.report(file, source_span(start, end), kind);
                 None
             }
         }
+    }
+
+    /// Reports every `{field}` of a template that does not exist, or (`{corrected_date}`)
+    /// that does not belong in this setting; true when there was none.
+    fn template_fields_known(
+        &mut self,
+        file: &ParsedFile,
+        parts: &[(TemplatePiece, usize, usize)],
+        source_span: impl Fn(usize, usize) -> Span,
+        corrected_date_allowed: bool,
+    ) -> bool {
+        let mut valid = true;
+        for (part, start, end) in parts {
+            let TemplatePiece::Field(name) = part else { continue };
+            let span = source_span(*start, *end);
+            match TemplateField::from_name(name) {
+                None => {
+                    valid = false;
+                    self.report(
+                        file,
+                        span,
+                        ErrorKind::UnknownTemplateField { field: name.clone() },
+                    );
+                }
+                Some(TemplateField::CorrectedDate) if !corrected_date_allowed => {
+                    valid = false;
+                    self.report(
+                        file,
+                        span,
+                        ErrorKind::TemplateFieldNotHere { field: name.clone() },
+                    );
+                }
+                Some(_) => {}
+            }
+        }
+        valid
     }
 
     /// Compiles the collected blocks; `None` when anything is missing or wrong.
@@ -789,16 +818,9 @@ impl<'a> Compiler<'a> {
         let consumption_name = self
             .required(file, block, &settings, "consumption_name")
             .and_then(|setting| self.template_setting(file, setting, false));
-        let start = self.required(file, block, &settings, "start").and_then(|setting| {
-            self.choice_setting(
-                file,
-                setting,
-                &[
-                    ("first_billing_date", ContractStart::FirstBillingDate),
-                    ("first_billing_month", ContractStart::FirstBillingMonth),
-                ],
-            )
-        });
+        let start = self
+            .required(file, block, &settings, "start")
+            .and_then(|setting| self.contract_start_setting(file, setting));
         let term_months = self
             .required(file, block, &settings, "term_months")
             .and_then(|setting| self.term_months_setting(file, setting));
@@ -809,14 +831,9 @@ impl<'a> Compiler<'a> {
                 &[("extend", Renewal::Extend), ("keep", Renewal::Keep)],
             )
         });
-        let category = match settings.get("category") {
-            Some(setting) => Some(self.id_setting(file, setting)?),
-            None => None,
-        };
-        let line_of_business = match settings.get("line_of_business") {
-            Some(setting) => Some(self.id_setting(file, setting)?),
-            None => None,
-        };
+        let category = self.optional(&settings, "category", |c, s| c.id_setting(file, s))?;
+        let line_of_business =
+            self.optional(&settings, "line_of_business", |c, s| c.id_setting(file, s))?;
         let period = match settings.get("period") {
             Some(setting) => self.period_setting(file, setting),
             None => {
@@ -837,6 +854,36 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// A setting a block may leave out: `Some(None)` when it is absent, `None` when it is
+    /// written wrong (the error is reported and the block is given up).
+    fn optional<T>(
+        &mut self,
+        settings: &SettingsByKey<'a>,
+        key: &str,
+        read: impl FnOnce(&mut Self, &'a Setting) -> Option<T>,
+    ) -> Option<Option<T>> {
+        match settings.get(key) {
+            Some(setting) => read(self, setting).map(Some),
+            None => Some(None),
+        }
+    }
+
+    /// `start`: a contract starts on its first billing date, or on the first of that month.
+    fn contract_start_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<ContractStart>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[
+                ("first_billing_date", ContractStart::FirstBillingDate),
+                ("first_billing_month", ContractStart::FirstBillingMonth),
+            ],
+        )
+    }
+
     fn product(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ProductRule> {
         let (settings, others) =
             self.read_block(file, block, PRODUCT_KEYS, |statement| match statement {
@@ -851,56 +898,13 @@ impl<'a> Compiler<'a> {
                 &[("item_code", ProductKey::ItemCode), ("product_id", ProductKey::ProductId)],
             )
         });
-        let mut explicit: BTreeMap<String, (Ruled<i64>, Location)> = BTreeMap::new();
-        let mut create: Option<(Option<CreateBlock>, Location)> = None;
+        let mut explicit = BTreeMap::new();
+        let mut create = None;
         let mut valid = true;
         for statement in others {
             match statement {
-                Statement::KeyedRule(rule) => {
-                    if !self.non_empty(file, &rule.key.node, rule.key.span, "the product key") {
-                        valid = false;
-                        continue;
-                    }
-                    let id = self.positive_id(file, "service", &rule.value.node, rule.value.span);
-                    if let Some((_, first)) = explicit.get(&rule.key.node) {
-                        let first = first.clone();
-                        self.report(
-                            file,
-                            rule.span,
-                            ErrorKind::Duplicate {
-                                what: format!("service link for product \"{}\"", rule.key.node),
-                                first,
-                            },
-                        );
-                        valid = false;
-                    } else if let Some(value) = id {
-                        let origin = file.origin(rule.span);
-                        explicit.insert(
-                            rule.key.node.clone(),
-                            (Ruled { value, origin }, file.location(rule.span)),
-                        );
-                    } else {
-                        valid = false;
-                    }
-                }
-                Statement::Block(nested) => {
-                    if let Some((_, first)) = &create {
-                        let first = first.clone();
-                        self.report(
-                            file,
-                            nested.name.span,
-                            ErrorKind::Duplicate {
-                                what: "`create` block in `product`".to_string(),
-                                first,
-                            },
-                        );
-                        valid = false;
-                    } else {
-                        let rule = self.create(file, nested);
-                        valid &= rule.is_some();
-                        create = Some((rule, file.location(nested.name.span)));
-                    }
-                }
+                Statement::KeyedRule(rule) => valid &= self.product_link(file, rule, &mut explicit),
+                Statement::Block(nested) => valid &= self.create_once(file, nested, &mut create),
                 _ => {}
             }
         }
@@ -920,13 +924,66 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// `service "ITEM CODE" = ID` inside `product`: one product's Service, once per product;
+    /// false when the rule is wrong.
+    fn product_link(
+        &mut self,
+        file: &ParsedFile,
+        rule: &KeyedRule,
+        explicit: &mut BTreeMap<String, (Ruled<i64>, Location)>,
+    ) -> bool {
+        if !self.non_empty(file, &rule.key.node, rule.key.span, "the product key") {
+            return false;
+        }
+        let id = self.positive_id(file, "service", &rule.value.node, rule.value.span);
+        if let Some((_, first)) = explicit.get(&rule.key.node) {
+            let first = first.clone();
+            self.report(
+                file,
+                rule.span,
+                ErrorKind::Duplicate {
+                    what: format!("service link for product \"{}\"", rule.key.node),
+                    first,
+                },
+            );
+            false
+        } else if let Some(value) = id {
+            let origin = file.origin(rule.span);
+            explicit
+                .insert(rule.key.node.clone(), (Ruled { value, origin }, file.location(rule.span)));
+            true
+        } else {
+            false
+        }
+    }
+
+    /// The one `create` block of `product`, compiled into `create`; false when it is wrong or
+    /// a second one.
+    fn create_once(
+        &mut self,
+        file: &'a ParsedFile,
+        nested: &'a Block,
+        create: &mut Option<(Option<CreateBlock>, Location)>,
+    ) -> bool {
+        if let Some((_, first)) = create {
+            let first = first.clone();
+            self.report(
+                file,
+                nested.name.span,
+                ErrorKind::Duplicate { what: "`create` block in `product`".to_string(), first },
+            );
+            return false;
+        }
+        let rule = self.create(file, nested);
+        let valid = rule.is_some();
+        *create = Some((rule, file.location(nested.name.span)));
+        valid
+    }
+
     /// The `create` block, and its `per_term` setting.
     fn create(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<CreateBlock> {
         let (settings, _) = self.read_block(file, block, CREATE_KEYS, |_| false);
-        let per_term = match settings.get("per_term") {
-            Some(setting) => Some(self.bool_setting(file, setting)?),
-            None => None,
-        };
+        let per_term = self.optional(&settings, "per_term", |c, s| c.bool_setting(file, s))?;
         let name = self
             .required(file, block, &settings, "name")
             .and_then(|setting| self.template_setting(file, setting, false));
@@ -955,30 +1012,15 @@ impl<'a> Compiler<'a> {
         let scale = self
             .required(file, block, &settings, "scale")
             .and_then(|setting| self.whole_number(file, setting, 0, 28));
-        let rounding = self.required(file, block, &settings, "rounding").and_then(|setting| {
-            self.choice_setting(
-                file,
-                setting,
-                &[
-                    ("half_up", Rounding::HalfUp),
-                    ("half_even", Rounding::HalfEven),
-                    ("down", Rounding::Down),
-                    ("up", Rounding::Up),
-                ],
-            )
-        });
-        let margin_floor = match settings.get("margin_floor") {
-            Some(setting) => Some(self.margin_floor_setting(file, setting)?),
-            None => None,
-        };
-        let price_point = match settings.get("price_point") {
-            Some(setting) => Some(self.price_point_setting(file, setting)?),
-            None => None,
-        };
-        let max_price = match settings.get("max_price") {
-            Some(setting) => Some(self.max_price_setting(file, setting)?),
-            None => None,
-        };
+        let rounding = self
+            .required(file, block, &settings, "rounding")
+            .and_then(|setting| self.rounding_setting(file, setting));
+        let margin_floor =
+            self.optional(&settings, "margin_floor", |c, s| c.margin_floor_setting(file, s))?;
+        let price_point =
+            self.optional(&settings, "price_point", |c, s| c.price_point_setting(file, s))?;
+        let max_price =
+            self.optional(&settings, "max_price", |c, s| c.max_price_setting(file, s))?;
         let margin_policy = match settings.get("margin_policy") {
             Some(setting) => self.margin_policy_setting(file, setting),
             None => Some(Ruled { value: MarginPolicy::Warn, origin: file.origin(block.name.span) }),
@@ -996,6 +1038,24 @@ impl<'a> Compiler<'a> {
         })
     }
 
+    /// `rounding`: how a computed price is rounded to `scale`; shared with `for` rules.
+    pub(crate) fn rounding_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+    ) -> Option<Ruled<Rounding>> {
+        self.choice_setting(
+            file,
+            setting,
+            &[
+                ("half_up", Rounding::HalfUp),
+                ("half_even", Rounding::HalfEven),
+                ("down", Rounding::Down),
+                ("up", Rounding::Up),
+            ],
+        )
+    }
+
     /// `sales_price`, `cost + 15%` (kept as the fraction 0.15), `cost + 1.50` (an amount per
     /// unit), `sales_price - 10%`, `sales_price + 5%` or a fixed price.
     pub(crate) fn price_source(
@@ -1004,40 +1064,16 @@ impl<'a> Compiler<'a> {
         setting: &Setting,
     ) -> Option<Ruled<PriceSource>> {
         let span = setting.value.span;
-        let out_of_range = |found: &Decimal| ErrorKind::PercentOutOfRange {
-            setting: setting.key.node.clone(),
-            found: found.to_string(),
-        };
         let value = match &setting.value.node {
-            Value::CostPlus { markup, .. } if markup.is_sign_negative() && !markup.is_zero() => {
-                self.report(file, span, ErrorKind::NegativeMarkup { found: markup.to_string() });
-                None
+            Value::CostPlus { markup, percent_sign } => {
+                self.cost_plus_price(file, span, *markup, *percent_sign)
             }
-            Value::CostPlus { markup, percent_sign: true } => {
-                Some(PriceSource::CostPlusMarkup(*markup / Decimal::ONE_HUNDRED))
-            }
-            Value::CostPlus { markup, percent_sign: false } => {
-                Some(PriceSource::CostPlusAmount(*markup))
-            }
-            Value::SalesLess { discount, percent_sign: false }
-            | Value::SalesPlus { uplift: discount, percent_sign: false } => {
-                let found = discount.to_string();
-                self.report(file, span, ErrorKind::DiscountNotPercent { found });
-                None
-            }
-            Value::SalesLess { discount: fraction, .. }
-            | Value::SalesPlus { uplift: fraction, .. }
-                if fraction.is_sign_negative() || *fraction > Decimal::ONE_HUNDRED =>
-            {
-                self.report(file, span, out_of_range(fraction));
-                None
-            }
-            Value::SalesLess { discount, .. } => {
-                Some(PriceSource::SalesLessDiscount(*discount / Decimal::ONE_HUNDRED))
-            }
-            Value::SalesPlus { uplift, .. } => {
-                Some(PriceSource::SalesPlusUplift(*uplift / Decimal::ONE_HUNDRED))
-            }
+            Value::SalesLess { discount, percent_sign } => self
+                .percent_of_sales(file, setting, *discount, *percent_sign)
+                .map(PriceSource::SalesLessDiscount),
+            Value::SalesPlus { uplift, percent_sign } => self
+                .percent_of_sales(file, setting, *uplift, *percent_sign)
+                .map(PriceSource::SalesPlusUplift),
             Value::Number(price) if price.is_sign_negative() => {
                 self.report(file, span, ErrorKind::NegativePrice { found: price.to_string() });
                 None
@@ -1046,14 +1082,7 @@ impl<'a> Compiler<'a> {
             Value::Name(name) if name == "sales_price" => Some(PriceSource::SalesPrice),
             Value::Name(name) => {
                 let (setting, found) = (setting.key.node.clone(), name.clone());
-                let valid = vec![
-                    "sales_price",
-                    "cost + PERCENT%",
-                    "cost + AMOUNT",
-                    "sales_price - PERCENT%",
-                    "sales_price + PERCENT%",
-                    "PRICE",
-                ];
+                let valid = PRICE_FORMS.to_vec();
                 self.report(file, span, ErrorKind::UnknownValue { setting, found, valid });
                 None
             }
@@ -1069,6 +1098,47 @@ impl<'a> Compiler<'a> {
             }
         };
         Some(Ruled { value: value?, origin: file.origin(setting.span) })
+    }
+
+    /// `cost + 15%` (kept as the fraction 0.15) or `cost + 1.50` per unit; never a loss.
+    fn cost_plus_price(
+        &mut self,
+        file: &ParsedFile,
+        span: Span,
+        markup: Decimal,
+        percent_sign: bool,
+    ) -> Option<PriceSource> {
+        if markup.is_sign_negative() && !markup.is_zero() {
+            self.report(file, span, ErrorKind::NegativeMarkup { found: markup.to_string() });
+            None
+        } else if percent_sign {
+            Some(PriceSource::CostPlusMarkup(markup / Decimal::ONE_HUNDRED))
+        } else {
+            Some(PriceSource::CostPlusAmount(markup))
+        }
+    }
+
+    /// The percentage of `sales_price - 10%` or `sales_price + 5%`, as a fraction: a
+    /// percentage between 0 and 100, never an amount.
+    fn percent_of_sales(
+        &mut self,
+        file: &ParsedFile,
+        setting: &Setting,
+        percent: Decimal,
+        percent_sign: bool,
+    ) -> Option<Decimal> {
+        let span = setting.value.span;
+        if !percent_sign {
+            self.report(file, span, ErrorKind::DiscountNotPercent { found: percent.to_string() });
+            None
+        } else if percent.is_sign_negative() || percent > Decimal::ONE_HUNDRED {
+            let found = percent.to_string();
+            let setting = setting.key.node.clone();
+            self.report(file, span, ErrorKind::PercentOutOfRange { setting, found });
+            None
+        } else {
+            Some(percent / Decimal::ONE_HUNDRED)
+        }
     }
 
     /// `unit_cost`: `cost_price` (the bill's), or the MSP's own cost: `cost - 3%` (a rebate),
@@ -1388,6 +1458,19 @@ enum TemplatePiece {
 type LocatedPiece = (TemplatePiece, usize, usize);
 /// A template mistake with its byte range in the unescaped text.
 type LocatedTemplateError = (ErrorKind, usize, usize);
+
+/// The checked pieces of a template as the engine's parts (every field name is known).
+fn template_parts(parts: Vec<(TemplatePiece, usize, usize)>) -> Vec<TemplatePart> {
+    parts
+        .into_iter()
+        .map(|(part, _, _)| match part {
+            TemplatePiece::Text(text) => TemplatePart::Text(text),
+            TemplatePiece::Field(name) => TemplateField::from_name(&name)
+                .map(TemplatePart::Field)
+                .unwrap_or(TemplatePart::Text(name)),
+        })
+        .collect()
+}
 
 /// Splits `"Azure {period} {{literal}}"` into text and `{field}` pieces, each with its byte
 /// range in the (unescaped) text; `{{` and `}}` are literal braces.

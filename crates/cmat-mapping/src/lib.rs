@@ -7,6 +7,9 @@
 // No shipped function over 100 lines (clippy.toml), so each one reads on a screen; test
 // code is left out, as fn_lengths.py leaves it out.
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
+// Every public item says what it is for: the crate is read by the CLI's and the engine's
+// authors, who should not have to open the checker to know what a field means.
+#![deny(missing_docs)]
 
 pub mod ast;
 pub mod compile;
@@ -30,7 +33,9 @@ pub const MAPPINGS_DIR: &str = "mappings";
 /// What `cmat check` reports on success.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckedRules {
+    /// The rules the engine runs on.
     pub rules: RuleSet,
+    /// How many `.cmat` files were read.
     pub files: usize,
     /// Settings, service, company and product rules written in the files.
     pub rule_count: usize,
@@ -55,8 +60,34 @@ pub fn check_workspace(workspace_root: &Path) -> Result<CheckedRules, Diagnostic
 /// Several files form one rule set; the engine hashes these for the plan's mappings digest.
 pub fn mapping_sources(workspace_root: &Path) -> Result<Vec<(String, String)>, Diagnostics> {
     let folder = workspace_root.join(MAPPINGS_DIR);
+    let (file_names, mut diagnostics) = mapping_file_names(&folder)?;
+    let mut sources = Vec::new();
+    for file_name in file_names {
+        let name = format!("{MAPPINGS_DIR}/{file_name}");
+        match std::fs::read(folder.join(&file_name)) {
+            Ok(bytes) => match decode_source(&name, bytes) {
+                Ok(text) => sources.push((name, text)),
+                Err(errors) => diagnostics.extend(errors),
+            },
+            Err(error) => diagnostics.push(Diagnostic::in_file(
+                ErrorKind::Unreadable { reason: error.to_string() },
+                &name,
+            )),
+        }
+    }
+    if diagnostics.is_empty() {
+        Ok(sources)
+    } else {
+        Err(Diagnostics::new(diagnostics))
+    }
+}
+
+/// The names of the `.cmat` files in `mappings/`, sorted, and the entries that could not be
+/// read (or "no mapping files" when there is none). A folder that cannot be listed at all is
+/// the error.
+fn mapping_file_names(folder: &Path) -> Result<(Vec<String>, Vec<Diagnostic>), Diagnostics> {
     let folder_name = format!("{MAPPINGS_DIR}/");
-    let entries = match std::fs::read_dir(&folder) {
+    let entries = match std::fs::read_dir(folder) {
         Ok(entries) => entries,
         Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
             return Err(Diagnostics::single(Diagnostic::in_file(
@@ -93,25 +124,7 @@ pub fn mapping_sources(workspace_root: &Path) -> Result<Vec<(String, String)>, D
     if file_names.is_empty() && diagnostics.is_empty() {
         diagnostics.push(Diagnostic::in_file(ErrorKind::NoMappingFiles, &folder_name));
     }
-    let mut sources = Vec::new();
-    for file_name in file_names {
-        let name = format!("{MAPPINGS_DIR}/{file_name}");
-        match std::fs::read(folder.join(&file_name)) {
-            Ok(bytes) => match decode_source(&name, bytes) {
-                Ok(text) => sources.push((name, text)),
-                Err(errors) => diagnostics.extend(errors),
-            },
-            Err(error) => diagnostics.push(Diagnostic::in_file(
-                ErrorKind::Unreadable { reason: error.to_string() },
-                &name,
-            )),
-        }
-    }
-    if diagnostics.is_empty() {
-        Ok(sources)
-    } else {
-        Err(Diagnostics::new(diagnostics))
-    }
+    Ok((file_names, diagnostics))
 }
 
 /// A mapping file's bytes as text; invalid UTF-8 is an error at the first bad byte.

@@ -87,6 +87,35 @@ fn combinations(choices: &[Vec<ScopeTerm>]) -> Vec<Vec<ScopeTerm>> {
     })
 }
 
+/// A rule's scope as compared between rules: its terms' keywords and values, in order.
+fn comparable_scope(rule: &ScopedRule) -> Vec<(String, String)> {
+    let mut comparable: Vec<(String, String)> = rule
+        .scope
+        .iter()
+        .map(|term| (term.keyword().to_string(), term.comparable_value()))
+        .collect();
+    comparable.sort();
+    comparable
+}
+
+/// What is wrong with a tier line's band, given where the bands before it ended (`expected`
+/// is the first count not yet priced; `None` after an open band).
+fn band_mistake(
+    key: &str,
+    band: Option<(u32, Option<u32>)>,
+    expected: Option<u32>,
+) -> Option<String> {
+    match (band, expected) {
+        (None, _) => Some(format!("`{key}` is not a band: write `\"1-9\"` or, last, `\"50+\"`")),
+        (_, None) => Some("the open band (`\"N+\"`) must be the last".to_string()),
+        (Some((first, _)), Some(wanted)) if first != wanted => Some(format!(
+            "this band starts at {first}, the bands before end at {}: bands start at 1 and follow each other",
+            wanted - 1
+        )),
+        _ => None,
+    }
+}
+
 /// Scope keywords a subscription has one value of: two rules naming one of them with
 /// different values never cover products of one subscription.
 const ONE_PER_SUBSCRIPTION: [&str; 7] =
@@ -158,35 +187,41 @@ impl<'a> Compiler<'a> {
                 }
                 let conflicts = &mut reported_service;
                 self.shared_service(file, &settings, &rule, &mut by_service, conflicts);
-                let mut comparable: Vec<(String, String)> = rule
-                    .scope
-                    .iter()
-                    .map(|term| (term.keyword().to_string(), term.comparable_value()))
-                    .collect();
-                comparable.sort();
-                let earlier = seen.entry(comparable).or_default();
-                for (key, setting) in &settings {
-                    let location = file.location(setting.key.span);
-                    match earlier.get(key) {
-                        Some(first) if reported.insert(*key) => self.report(
-                            file,
-                            setting.key.span,
-                            ErrorKind::AmbiguousRules {
-                                setting: key.to_string(),
-                                detail: "two rules with one scope are equally specific",
-                                first: first.clone(),
-                            },
-                        ),
-                        Some(_) => {}
-                        None => {
-                            earlier.insert(key, location);
-                        }
-                    }
-                }
+                let earlier = seen.entry(comparable_scope(&rule)).or_default();
+                self.same_scope_settings(file, &settings, earlier, &mut reported);
                 rules.push(rule);
             }
         }
         rules
+    }
+
+    /// Refuses a setting an earlier rule with the same scope already sets (neither is more
+    /// specific, so neither could win); records the settings seen first.
+    fn same_scope_settings(
+        &mut self,
+        file: &'a ParsedFile,
+        settings: &BTreeMap<&'a str, &'a crate::ast::Setting>,
+        earlier: &mut BTreeMap<&'a str, Location>,
+        reported: &mut std::collections::BTreeSet<&'a str>,
+    ) {
+        for (key, setting) in settings {
+            let location = file.location(setting.key.span);
+            match earlier.get(key) {
+                Some(first) if reported.insert(*key) => self.report(
+                    file,
+                    setting.key.span,
+                    ErrorKind::AmbiguousRules {
+                        setting: key.to_string(),
+                        detail: "two rules with one scope are equally specific",
+                        first: first.clone(),
+                    },
+                ),
+                Some(_) => {}
+                None => {
+                    earlier.insert(key, location);
+                }
+            }
+        }
     }
 
     /// A contract's term is its subscription's: a product's scope cannot set it (the contract
@@ -286,20 +321,23 @@ impl<'a> Compiler<'a> {
             }
             return Some(None);
         };
+        let bands = self.tier_bands(file, &lines)?;
+        let origin = file.origin(first_line.span);
+        Some(Some(Ruled { value: Tiers { bands, graduated }, origin }))
+    }
+
+    /// The bands of a rule's `tier` lines (at least one) with their prices: from 1, each after
+    /// the one before, the last open. `None` at the first mistake (reported).
+    fn tier_bands(
+        &mut self,
+        file: &'a ParsedFile,
+        lines: &[&crate::ast::KeyedRule],
+    ) -> Option<Vec<(u32, cmat_engine::rules::PriceSource)>> {
         let mut bands = Vec::new();
         let mut expected = Some(1);
-        for line in &lines {
+        for line in lines {
             let band = band_of(&line.key.node);
-            let detail = match (band, expected) {
-                (None, _) => Some(format!("`{}` is not a band: write `\"1-9\"` or, last, `\"50+\"`", line.key.node)),
-                (_, None) => Some("the open band (`\"N+\"`) must be the last".to_string()),
-                (Some((first, _)), Some(wanted)) if first != wanted => Some(format!(
-                    "this band starts at {first}, the bands before end at {}: bands start at 1 and follow each other",
-                    wanted - 1
-                )),
-                _ => None,
-            };
-            if let Some(detail) = detail {
+            if let Some(detail) = band_mistake(&line.key.node, band, expected) {
                 self.report(file, line.key.span, ErrorKind::TierBands { detail });
                 return None;
             }
@@ -315,12 +353,11 @@ impl<'a> Compiler<'a> {
         if expected.is_some() {
             let detail = "the last band must be open (`\"50+\"`), or counts above it have no price"
                 .to_string();
-            let span = lines.last().map(|line| line.key.span).unwrap_or(first_line.key.span);
+            let span = lines.last().map(|line| line.key.span).unwrap_or_default();
             self.report(file, span, ErrorKind::TierBands { detail });
             return None;
         }
-        let origin = file.origin(first_line.span);
-        Some(Some(Ruled { value: Tiers { bands, graduated }, origin }))
+        Some(bands)
     }
 
     /// A per-seat add-on: `add_on_service = ID` and `add_on_price = PRICE` together, and
@@ -406,6 +443,31 @@ impl<'a> Compiler<'a> {
     /// The rule of a `for` block: one per combination of the values its terms list (none when
     /// it has errors, reported).
     fn scoped_rule(&mut self, file: &'a ParsedFile, block: &'a Block) -> Vec<ScopedRule> {
+        let (choices, valid) = self.scope_choices(file, block);
+        let first_scope: Vec<ScopeTerm> = choices.iter().map(|terms| terms[0].clone()).collect();
+        self.dates_never_meet(file, block, &first_scope);
+        let priority = self.priority(file, block);
+        let Some(set) = self.rule_settings(file, block) else { return Vec::new() };
+        let (Some(priority), true) = (priority, valid) else { return Vec::new() };
+        let origin = file.origin(block.name.span);
+        combinations(&choices)
+            .into_iter()
+            .map(|scope| ScopedRule {
+                specificity: Specificity::of(&scope).with_priority(priority),
+                scope,
+                set: set.clone(),
+                origin: origin.clone(),
+            })
+            .collect()
+    }
+
+    /// The values each scope term of a `for` block lists (checked, and recorded for `cmat
+    /// check`'s warnings), and false when any term was wrong (reported).
+    fn scope_choices(
+        &mut self,
+        file: &'a ParsedFile,
+        block: &'a Block,
+    ) -> (Vec<Vec<ScopeTerm>>, bool) {
         let mut choices: Vec<Vec<ScopeTerm>> = Vec::new();
         let mut dimensions: BTreeMap<_, Location> = BTreeMap::new();
         let mut valid = true;
@@ -434,37 +496,29 @@ impl<'a> Compiler<'a> {
             self.scope_terms.extend(terms.iter().map(|term| (term.clone(), location.clone())));
             choices.push(terms);
         }
-        let first_scope: Vec<ScopeTerm> = choices.iter().map(|terms| terms[0].clone()).collect();
-        self.dates_never_meet(file, block, &first_scope);
-        let priority = self.priority(file, block);
+        (choices, valid)
+    }
+
+    /// What a `for` block sets, its tiers and add-on included; `None` when it is wrong or sets
+    /// nothing (reported, but for a rule whose only mistakes were reported already).
+    fn rule_settings(&mut self, file: &'a ParsedFile, block: &'a Block) -> Option<ScopedSettings> {
         let tiers = self.tiers(file, block);
         let add_on = self.add_on(file, block);
-        let Some(mut set) = self.scoped_settings(file, block) else { return Vec::new() };
-        let Some(tiers) = tiers else { return Vec::new() };
+        let mut set = self.scoped_settings(file, block)?;
+        let tiers = tiers?;
         if tiers.is_some() && set.unit_price.is_some() {
             self.report(file, block.name.span, ErrorKind::TiersAndPrice);
-            return Vec::new();
+            return None;
         }
         set.tiers = tiers;
-        let Some(add_on) = add_on else { return Vec::new() };
-        set.add_on = add_on;
+        set.add_on = add_on?;
         if set == ScopedSettings::default() {
             if block.statements.is_empty() {
                 self.report(file, block.name.span, ErrorKind::EmptyScopedRule);
             }
-            return Vec::new();
+            return None;
         }
-        let (Some(priority), true) = (priority, valid) else { return Vec::new() };
-        let origin = file.origin(block.name.span);
-        combinations(&choices)
-            .into_iter()
-            .map(|scope| ScopedRule {
-                specificity: Specificity::of(&scope).with_priority(priority),
-                scope,
-                set: set.clone(),
-                origin: origin.clone(),
-            })
-            .collect()
+        Some(set)
     }
 
     /// A warning for a rule whose `from` is after its `until`: it checks, and never applies.
@@ -514,58 +568,82 @@ impl<'a> Compiler<'a> {
         for statement in &block.statements {
             let Statement::Setting(setting) = statement else { continue };
             let before = self.diagnostics.len();
-            match setting.key.node.as_str() {
-                "company" => set.company = self.id_setting(file, setting),
-                "unit_price" => set.unit_price = self.price_source(file, setting),
-                "unit_cost" => set.unit_cost = self.cost_source(file, setting),
-                "price_point" => set.price_point = self.price_point_setting(file, setting),
-                "max_price" => set.max_price = self.max_price_setting(file, setting),
-                "scale" => set.scale = self.whole_number(file, setting, 0, 28),
-                "rounding" => {
-                    set.rounding = self.choice_setting(
-                        file,
-                        setting,
-                        &[
-                            ("half_up", cmat_engine::rules::Rounding::HalfUp),
-                            ("half_even", cmat_engine::rules::Rounding::HalfEven),
-                            ("down", cmat_engine::rules::Rounding::Down),
-                            ("up", cmat_engine::rules::Rounding::Up),
-                        ],
-                    )
-                }
-                "margin_floor" => set.margin_floor = self.margin_floor_setting(file, setting),
-                "margin_policy" => set.margin_policy = self.margin_policy_setting(file, setting),
-                "contract_name" => set.contract_name = self.template_setting(file, setting, false),
-                "contract_category" => set.contract_category = self.id_setting(file, setting),
-                "line_of_business" => set.line_of_business = self.id_setting(file, setting),
-                "service_level_agreement" => {
-                    set.service_level_agreement = self.id_setting(file, setting)
-                }
-                "service" => set.service = self.id_setting(file, setting),
-                "service_per_term" => set.service_per_term = self.bool_setting(file, setting),
-                "skip" => set.skip = self.bool_setting(file, setting),
-                "skip_zero_amount" => set.skip_zero_amount = self.bool_setting(file, setting),
-                "included_units" => {
-                    set.included_units = self.whole_number(file, setting, 0, 1_000_000)
-                }
-                "minimum_units" => {
-                    set.minimum_units = self.whole_number(file, setting, 0, 1_000_000)
-                }
-                "consumption_split" => set.consumption_split = self.split_setting(file, setting),
-                "decrease" => set.decrease = self.decrease_setting(file, setting),
-                "term_months" => set.term_months = self.term_months_setting(file, setting),
-                "charge_name" => set.charge_name = self.template_setting(file, setting, false),
-                "removed_product" => {
-                    set.removed_product = self.removed_product_setting(file, setting)
-                }
-                "billed_charge_mismatch" => {
-                    set.billed_charge_mismatch = self.billed_charge_mismatch_setting(file, setting)
-                }
-                _ => {}
+            if !self.scoped_price_setting(file, setting, &mut set)
+                && !self.scoped_placement_setting(file, setting, &mut set)
+            {
+                self.scoped_charge_setting(file, setting, &mut set);
             }
             valid &= self.diagnostics.len() == before;
         }
         valid.then_some(set)
+    }
+
+    /// A `for` rule's price and cost settings; false when `setting` is none of them.
+    fn scoped_price_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &crate::ast::Setting,
+        set: &mut ScopedSettings,
+    ) -> bool {
+        match setting.key.node.as_str() {
+            "unit_price" => set.unit_price = self.price_source(file, setting),
+            "unit_cost" => set.unit_cost = self.cost_source(file, setting),
+            "price_point" => set.price_point = self.price_point_setting(file, setting),
+            "max_price" => set.max_price = self.max_price_setting(file, setting),
+            "scale" => set.scale = self.whole_number(file, setting, 0, 28),
+            "rounding" => set.rounding = self.rounding_setting(file, setting),
+            "margin_floor" => set.margin_floor = self.margin_floor_setting(file, setting),
+            "margin_policy" => set.margin_policy = self.margin_policy_setting(file, setting),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A `for` rule's settings of where its lines go (company, contract, Service); false when
+    /// `setting` is none of them.
+    fn scoped_placement_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &crate::ast::Setting,
+        set: &mut ScopedSettings,
+    ) -> bool {
+        match setting.key.node.as_str() {
+            "company" => set.company = self.id_setting(file, setting),
+            "contract_name" => set.contract_name = self.template_setting(file, setting, false),
+            "contract_category" => set.contract_category = self.id_setting(file, setting),
+            "line_of_business" => set.line_of_business = self.id_setting(file, setting),
+            "service_level_agreement" => {
+                set.service_level_agreement = self.id_setting(file, setting)
+            }
+            "service" => set.service = self.id_setting(file, setting),
+            "service_per_term" => set.service_per_term = self.bool_setting(file, setting),
+            "term_months" => set.term_months = self.term_months_setting(file, setting),
+            _ => return false,
+        }
+        true
+    }
+
+    /// A `for` rule's settings of what its lines bill and how changes are treated.
+    fn scoped_charge_setting(
+        &mut self,
+        file: &ParsedFile,
+        setting: &crate::ast::Setting,
+        set: &mut ScopedSettings,
+    ) {
+        match setting.key.node.as_str() {
+            "skip" => set.skip = self.bool_setting(file, setting),
+            "skip_zero_amount" => set.skip_zero_amount = self.bool_setting(file, setting),
+            "included_units" => set.included_units = self.whole_number(file, setting, 0, 1_000_000),
+            "minimum_units" => set.minimum_units = self.whole_number(file, setting, 0, 1_000_000),
+            "consumption_split" => set.consumption_split = self.split_setting(file, setting),
+            "decrease" => set.decrease = self.decrease_setting(file, setting),
+            "charge_name" => set.charge_name = self.template_setting(file, setting, false),
+            "removed_product" => set.removed_product = self.removed_product_setting(file, setting),
+            "billed_charge_mismatch" => {
+                set.billed_charge_mismatch = self.billed_charge_mismatch_setting(file, setting)
+            }
+            _ => {}
+        }
     }
 }
 

@@ -15,14 +15,21 @@ use super::ast::{
 };
 use super::diagnostic::ErrorKind;
 
-#[derive(pest_derive::Parser)]
-#[grammar = "../../../grammar/cmat.pest"]
-struct CmatParser;
+/// pest's generated parser and `Rule` enum, kept private to this module: nothing outside the
+/// syntax layer sees a pest type or a rule name.
+mod grammar {
+    #[derive(pest_derive::Parser)]
+    #[grammar = "../../../grammar/cmat.pest"]
+    pub(super) struct CmatParser;
+}
+use grammar::{CmatParser, Rule};
 
 /// A mistake found while reading the text, before its file and line are known.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SyntaxError {
+    /// What is wrong.
     pub kind: ErrorKind,
+    /// Where in the text, resolved to a line once the file is known.
     pub span: Span,
 }
 
@@ -76,86 +83,76 @@ impl Builder {
     fn statement(&mut self, pair: Pair<'_, Rule>) -> Option<Statement> {
         let span = span_of(&pair);
         match pair.as_rule() {
-            Rule::company_column => {
-                let column = children(pair)
-                    .find(|child| {
-                        matches!(child.as_rule(), Rule::string | Rule::unterminated_string)
-                    })
-                    .map(|child| self.text(child))?;
-                Some(Statement::CompanyColumn(CompanyColumn { column, span }))
-            }
-            Rule::keyed_rule => {
-                let mut parts = children(pair).filter(|child| child.as_rule() != Rule::equals);
-                let keyword = parts.next().map(spanned_name)?;
-                let key = parts.next().map(|child| self.text(child))?;
-                let value = parts.next().map(|child| self.value(child))?;
-                Some(Statement::KeyedRule(KeyedRule { keyword, key, value, span }))
-            }
-            Rule::setting => {
-                let mut parts = children(pair).filter(|child| child.as_rule() != Rule::equals);
-                let key = parts.next().map(spanned_name)?;
-                let value = parts.next().map(|child| self.value(child))?;
-                Some(Statement::Setting(Setting { key, value, span }))
-            }
-            Rule::block => {
-                let mut name = None;
-                let mut open_brace = span;
-                let mut close_brace = span;
-                let mut statements = Vec::new();
-                for child in children(pair) {
-                    match child.as_rule() {
-                        Rule::name => name = Some(spanned_name(child)),
-                        Rule::open_brace => open_brace = span_of(&child),
-                        Rule::close_brace => close_brace = span_of(&child),
-                        _ => statements.extend(self.statement(child)),
-                    }
-                }
-                Some(Statement::Block(Block {
-                    name: name?,
-                    scope: Vec::new(),
-                    statements,
-                    open_brace,
-                    close_brace,
-                    span,
-                }))
-            }
-            Rule::scoped_rule => {
-                let mut name = None;
-                let mut scope = Vec::new();
-                let mut open_brace = span;
-                let mut close_brace = span;
-                let mut statements = Vec::new();
-                for child in children(pair) {
-                    match child.as_rule() {
-                        Rule::kw_for => name = Some(spanned_name(child)),
-                        Rule::comma => {}
-                        Rule::scope_term => {
-                            let term_span = span_of(&child);
-                            let mut parts = children(child);
-                            let keyword = parts.next().map(spanned_name)?;
-                            let value = parts.next().map(|part| self.text(part))?;
-                            let more = parts
-                                .filter(|part| part.as_rule() != Rule::comma)
-                                .map(|part| self.text(part))
-                                .collect();
-                            scope.push(ScopeItem { keyword, value, more, span: term_span });
-                        }
-                        Rule::open_brace => open_brace = span_of(&child),
-                        Rule::close_brace => close_brace = span_of(&child),
-                        _ => statements.extend(self.statement(child)),
-                    }
-                }
-                Some(Statement::Block(Block {
-                    name: name?,
-                    scope,
-                    statements,
-                    open_brace,
-                    close_brace,
-                    span,
-                }))
-            }
+            Rule::company_column => self.company_column(pair, span),
+            Rule::keyed_rule => self.keyed_rule(pair, span),
+            Rule::setting => self.setting(pair, span),
+            Rule::block | Rule::scoped_rule => self.block(pair, span),
             _ => None,
         }
+    }
+
+    fn company_column(&mut self, pair: Pair<'_, Rule>, span: Span) -> Option<Statement> {
+        let column = children(pair)
+            .find(|child| matches!(child.as_rule(), Rule::string | Rule::unterminated_string))
+            .map(|child| self.text(child))?;
+        Some(Statement::CompanyColumn(CompanyColumn { column, span }))
+    }
+
+    fn keyed_rule(&mut self, pair: Pair<'_, Rule>, span: Span) -> Option<Statement> {
+        let mut parts = children(pair).filter(|child| child.as_rule() != Rule::equals);
+        let keyword = parts.next().map(spanned_name)?;
+        let key = parts.next().map(|child| self.text(child))?;
+        let value = parts.next().map(|child| self.value(child))?;
+        Some(Statement::KeyedRule(KeyedRule { keyword, key, value, span }))
+    }
+
+    fn setting(&mut self, pair: Pair<'_, Rule>, span: Span) -> Option<Statement> {
+        let mut parts = children(pair).filter(|child| child.as_rule() != Rule::equals);
+        let key = parts.next().map(spanned_name)?;
+        let value = parts.next().map(|child| self.value(child))?;
+        Some(Statement::Setting(Setting { key, value, span }))
+    }
+
+    /// A named block (`contract { … }`) or a scoped rule (`for organization "X" { … }`): both
+    /// become a [`Block`], the plain one with an empty scope. Their children are statements,
+    /// never a bare name or scope term, so one loop reads both shapes.
+    fn block(&mut self, pair: Pair<'_, Rule>, span: Span) -> Option<Statement> {
+        let mut name = None;
+        let mut scope = Vec::new();
+        let mut open_brace = span;
+        let mut close_brace = span;
+        let mut statements = Vec::new();
+        for child in children(pair) {
+            match child.as_rule() {
+                Rule::name | Rule::kw_for => name = Some(spanned_name(child)),
+                Rule::comma => {}
+                Rule::scope_term => scope.push(self.scope_item(child)?),
+                Rule::open_brace => open_brace = span_of(&child),
+                Rule::close_brace => close_brace = span_of(&child),
+                _ => statements.extend(self.statement(child)),
+            }
+        }
+        Some(Statement::Block(Block {
+            name: name?,
+            scope,
+            statements,
+            open_brace,
+            close_brace,
+            span,
+        }))
+    }
+
+    /// One term of a scope: `organization "Contoso Ltd"`, or any of several names.
+    fn scope_item(&mut self, term: Pair<'_, Rule>) -> Option<ScopeItem> {
+        let span = span_of(&term);
+        let mut parts = children(term);
+        let keyword = parts.next().map(spanned_name)?;
+        let value = parts.next().map(|part| self.text(part))?;
+        let more = parts
+            .filter(|part| part.as_rule() != Rule::comma)
+            .map(|part| self.text(part))
+            .collect();
+        Some(ScopeItem { keyword, value, more, span })
     }
 
     fn value(&mut self, pair: Pair<'_, Rule>) -> Spanned<Value> {

@@ -293,71 +293,94 @@ pub(super) fn handle(shared: &Shared, rq: &Incoming, route: &mut String) -> (u16
     #[cfg(feature = "faults")]
     if let ["_sim", "report"] = segments.as_slice() {
         *route = format!("{method} cloudmore/_sim/report");
-        let body: Value =
-            serde_json::from_str(rq.body.as_deref().unwrap_or("")).unwrap_or(Value::Null);
-        let mut c = shared.control();
-        c.cloudmore.behaviour = TaskBehaviour::from_json(&body);
-        return (200, json!({"ok": true}));
+        return set_behaviour(shared, rq);
     }
 
-    let authorised = rq
-        .header("Authorization")
-        .and_then(|h| h.trim().strip_prefix("Bearer "))
-        .is_some_and(|t| shared.control().cloudmore.tokens.contains(t.trim()));
     match segments.as_slice() {
-        ["api", "resellers", r, rest @ ..] => {
-            let pattern: Vec<&str> =
-                rest.iter().enumerate().map(|(i, s)| if i % 2 == 1 { "{id}" } else { s }).collect();
-            *route = match rest {
-                ["billing", "reports", name, task @ ..] => format!(
-                    "{method} cloudmore/api/resellers/{{id}}/billing/reports/{name}{}",
-                    if task.is_empty() { "" } else { "/{taskId}" }
-                ),
-                _ => format!("{method} cloudmore/api/resellers/{{id}}/{}", pattern.join("/")),
-            };
-            if !authorised {
-                return (401, json!({"message": "Unauthorized"}));
-            }
-            if !r.eq_ignore_ascii_case(&cm.reseller_id) {
-                return (404, json!({"message": format!("Reseller {r} not found")}));
-            }
-            let report = |s: &str| s.eq_ignore_ascii_case("MonthlyBillingPerOrganizationAsync");
-            match (method, rest) {
-                // The list, as Cloudmore's: without custom properties (they are in the detail).
-                ("GET", ["organizations"]) => {
-                    let list = cm
-                        .organizations
-                        .iter()
-                        .map(|o| {
-                            let mut o = o.clone();
-                            if let Some(object) = o.as_object_mut() {
-                                object.remove("customProperties");
-                            }
-                            o
-                        })
-                        .collect();
-                    (200, Value::Array(list))
-                }
-                ("GET", ["organizations", id]) => {
-                    match cm
-                        .organizations
-                        .iter()
-                        .find(|o| text_of(o.get("id")).eq_ignore_ascii_case(id))
-                    {
-                        Some(o) => (200, o.clone()),
-                        None => (404, json!({"message": format!("Organization {id} not found")})),
-                    }
-                }
-                ("POST", ["billing", "reports", name]) if report(name) => start_task(shared, rq),
-                ("GET", ["billing", "reports", name, id]) if report(name) => poll(shared, cm, id),
-                _ => (404, json!({"message": "Not found"})),
-            }
+        ["api", "resellers", reseller, rest @ ..] => {
+            *route = reseller_route(method, rest);
+            reseller_api(shared, cm, rq, reseller, rest)
         }
         _ => {
             *route = format!("{method} cloudmore/?");
             (404, json!({"message": "Not found"}))
         }
     }
+}
+
+/// `POST /cloudmore/_sim/report`: how the next report tasks behave.
+#[cfg(feature = "faults")]
+fn set_behaviour(shared: &Shared, rq: &Incoming) -> (u16, Value) {
+    let body: Value = serde_json::from_str(rq.body.as_deref().unwrap_or("")).unwrap_or(Value::Null);
+    let mut c = shared.control();
+    c.cloudmore.behaviour = TaskBehaviour::from_json(&body);
+    (200, json!({"ok": true}))
+}
+
+/// The route a reseller request is counted under: ids as `{id}`, a report's task as
+/// `{taskId}`.
+fn reseller_route(method: &str, rest: &[&str]) -> String {
+    match rest {
+        ["billing", "reports", name, task @ ..] => format!(
+            "{method} cloudmore/api/resellers/{{id}}/billing/reports/{name}{}",
+            if task.is_empty() { "" } else { "/{taskId}" }
+        ),
+        _ => {
+            let pattern: Vec<&str> =
+                rest.iter().enumerate().map(|(i, s)| if i % 2 == 1 { "{id}" } else { s }).collect();
+            format!("{method} cloudmore/api/resellers/{{id}}/{}", pattern.join("/"))
+        }
+    }
+}
+
+/// `…/api/resellers/{id}/…`: a bearer token and the seed's reseller first, then the
+/// organizations and the billing report task.
+fn reseller_api(
+    shared: &Shared,
+    cm: &CloudmoreSeed,
+    rq: &Incoming,
+    reseller: &str,
+    rest: &[&str],
+) -> (u16, Value) {
+    let authorised = rq
+        .header("Authorization")
+        .and_then(|h| h.trim().strip_prefix("Bearer "))
+        .is_some_and(|t| shared.control().cloudmore.tokens.contains(t.trim()));
+    if !authorised {
+        return (401, json!({"message": "Unauthorized"}));
+    }
+    if !reseller.eq_ignore_ascii_case(&cm.reseller_id) {
+        return (404, json!({"message": format!("Reseller {reseller} not found")}));
+    }
+    let report = |s: &str| s.eq_ignore_ascii_case("MonthlyBillingPerOrganizationAsync");
+    match (rq.method.as_str(), rest) {
+        ("GET", ["organizations"]) => (200, organization_list(cm)),
+        ("GET", ["organizations", id]) => {
+            match cm.organizations.iter().find(|o| text_of(o.get("id")).eq_ignore_ascii_case(id)) {
+                Some(o) => (200, o.clone()),
+                None => (404, json!({"message": format!("Organization {id} not found")})),
+            }
+        }
+        ("POST", ["billing", "reports", name]) if report(name) => start_task(shared, rq),
+        ("GET", ["billing", "reports", name, id]) if report(name) => poll(shared, cm, id),
+        _ => (404, json!({"message": "Not found"})),
+    }
+}
+
+/// The list, as Cloudmore's: without custom properties (they are in the detail).
+fn organization_list(cm: &CloudmoreSeed) -> Value {
+    let list = cm
+        .organizations
+        .iter()
+        .map(|o| {
+            let mut o = o.clone();
+            if let Some(object) = o.as_object_mut() {
+                object.remove("customProperties");
+            }
+            o
+        })
+        .collect();
+    Value::Array(list)
 }
 
 /// `POST /connect/token`: the password grant for `ro.customer.client`.

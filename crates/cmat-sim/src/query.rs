@@ -123,25 +123,7 @@ impl Parser<'_> {
             .and_then(Value::as_str)
             .ok_or_else(|| e500("A filter item needs a field."))?;
         let is_udf = get(object, "udf").and_then(Value::as_bool).unwrap_or(false);
-        let target = if is_udf {
-            let name =
-                self.udfs.iter().find(|n| n.eq_ignore_ascii_case(field_name)).ok_or_else(|| {
-                    e500(format!(
-                        "Unable to find {field_name} in the {} entity's user-defined fields.",
-                        self.def.name
-                    ))
-                })?;
-            self.udf_filters += 1;
-            if self.udf_filters > 1 {
-                return Err(e500("Only one user-defined field may be used in a query filter."));
-            }
-            Target::Udf(name.clone())
-        } else {
-            let field = self.def.field(field_name).ok_or_else(|| {
-                e500(format!("Unable to find {field_name} in the {} entity.", self.def.name))
-            })?;
-            Target::Field(field.name, field.kind)
-        };
+        let target = self.target(field_name, is_udf)?;
         let Some(op) = Op::parse(op_text) else {
             return Ok(Node::All);
         };
@@ -157,6 +139,29 @@ impl Parser<'_> {
             _ => vec![self.value(&target, &raw)?],
         };
         Ok(Node::Cond { op, target, values })
+    }
+
+    /// What a filter item compares: a field of the entity, or one of its UDFs (at most one
+    /// UDF per query, as Autotask allows).
+    fn target(&mut self, field_name: &str, is_udf: bool) -> Result<Target, ApiError> {
+        if !is_udf {
+            let field = self.def.field(field_name).ok_or_else(|| {
+                e500(format!("Unable to find {field_name} in the {} entity.", self.def.name))
+            })?;
+            return Ok(Target::Field(field.name, field.kind));
+        }
+        let name =
+            self.udfs.iter().find(|n| n.eq_ignore_ascii_case(field_name)).ok_or_else(|| {
+                e500(format!(
+                    "Unable to find {field_name} in the {} entity's user-defined fields.",
+                    self.def.name
+                ))
+            })?;
+        self.udf_filters += 1;
+        if self.udf_filters > 1 {
+            return Err(e500("Only one user-defined field may be used in a query filter."));
+        }
+        Ok(Target::Udf(name.clone()))
     }
 
     fn value(&self, target: &Target, value: &Value) -> Result<Value, ApiError> {
@@ -180,6 +185,44 @@ impl Parser<'_> {
                 coerce(field, value).map_err(e500)
             }
         }
+    }
+}
+
+/// `maxRecords`: 1 to a page's maximum, the maximum when absent.
+fn max_records(object: &Map<String, Value>) -> Result<usize, ApiError> {
+    match get(object, "maxRecords") {
+        None | Some(Value::Null) => Ok(PAGE_MAX),
+        Some(v) => match v.as_i64() {
+            Some(n) if (1..=PAGE_MAX as i64).contains(&n) => Ok(n as usize),
+            _ => Err(e500(format!("maxRecords must be between 1 and {PAGE_MAX}."))),
+        },
+    }
+}
+
+/// `includeFields`: the fields each row keeps, spelt as the schema spells them (`None`: all).
+fn include_fields(
+    def: &EntityDef,
+    object: &Map<String, Value>,
+) -> Result<Option<Vec<String>>, ApiError> {
+    match get(object, "includeFields") {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Array(names)) if names.is_empty() => Ok(None),
+        Some(Value::Array(names)) => {
+            let mut out = Vec::new();
+            for name in names {
+                let name = name.as_str().ok_or_else(|| e500("includeFields holds field names."))?;
+                if name.eq_ignore_ascii_case("userDefinedFields") {
+                    out.push("userDefinedFields".to_string());
+                    continue;
+                }
+                let field = def.field(name).ok_or_else(|| {
+                    e500(format!("Unable to find {name} in the {} entity.", def.name))
+                })?;
+                out.push(field.name.to_string());
+            }
+            Ok(Some(out))
+        }
+        Some(_) => Err(e500("includeFields must be an array.")),
     }
 }
 
@@ -226,34 +269,8 @@ impl Query {
                 "A query may hold at most {MAX_OR_CONDITIONS} OR conditions."
             )));
         }
-        let max_records = match get(object, "maxRecords") {
-            None | Some(Value::Null) => PAGE_MAX,
-            Some(v) => match v.as_i64() {
-                Some(n) if (1..=PAGE_MAX as i64).contains(&n) => n as usize,
-                _ => return Err(e500(format!("maxRecords must be between 1 and {PAGE_MAX}."))),
-            },
-        };
-        let include_fields = match get(object, "includeFields") {
-            None | Some(Value::Null) => None,
-            Some(Value::Array(names)) if names.is_empty() => None,
-            Some(Value::Array(names)) => {
-                let mut out = Vec::new();
-                for name in names {
-                    let name =
-                        name.as_str().ok_or_else(|| e500("includeFields holds field names."))?;
-                    if name.eq_ignore_ascii_case("userDefinedFields") {
-                        out.push("userDefinedFields".to_string());
-                        continue;
-                    }
-                    let field = def.field(name).ok_or_else(|| {
-                        e500(format!("Unable to find {name} in the {} entity.", def.name))
-                    })?;
-                    out.push(field.name.to_string());
-                }
-                Some(out)
-            }
-            Some(_) => return Err(e500("includeFields must be an array.")),
-        };
+        let max_records = max_records(object)?;
+        let include_fields = include_fields(def, object)?;
         Ok(Query { filter, max_records, include_fields })
     }
 

@@ -259,6 +259,14 @@ const CONTRACT_TYPE: &[(i64, &str)] = &[
     (8, "Per Ticket"),
 ];
 
+/// Contracts' `billingPreference` picklist.
+const BILLING_PREFERENCE: &[(i64, &str)] =
+    &[(1, "Manual"), (2, "Immediate"), (3, "Timesheet Approval")];
+
+/// Contracts' `contractCategory` picklist (the tenant's categories).
+const CONTRACT_CATEGORY: &[(i64, &str)] =
+    &[(1, "Standard"), (2, "Managed Services"), (3, "Cloud Services")];
+
 /// The period picklists: the numbers live tenants show (API-NOTES, Picklists), not 1-4 as the
 /// labels suggest.
 const PERIOD: &[(i64, &str)] =
@@ -330,21 +338,13 @@ fn contracts(slas: &[PickValue]) -> EntityDef {
         has_udfs: true,
         fields: vec![
             l("id").ro(),
-            i("billingPreference").pick(&[
-                (1, "Manual"),
-                (2, "Immediate"),
-                (3, "Timesheet Approval"),
-            ]),
+            i("billingPreference").pick(BILLING_PREFERENCE),
             i("billToCompanyContactID"),
             i("billToCompanyID").refs("Companies"),
             i("companyID").req().create_only().refs("Companies"),
             i("contactID"),
             s("contactName", 250).ro(),
-            i("contractCategory").pick(&[
-                (1, "Standard"),
-                (2, "Managed Services"),
-                (3, "Cloud Services"),
-            ]),
+            i("contractCategory").pick(CONTRACT_CATEGORY),
             i("contractExclusionSetID"),
             s("contractName", 100).req(),
             s("contractNumber", 50),

@@ -254,28 +254,46 @@ async fn handle(shared: &Arc<Shared>, request: RawRequest) -> Reply {
     let mut route = format!("{method} {path}");
     let is_sim = path.starts_with("/_sim/") || path == "/_sim";
     let outcome = dispatch(shared, &incoming, &mut route).await;
-    let status = match &outcome {
-        Outcome::Json(status, _) | Outcome::Raw { status, .. } => *status,
-        #[cfg(feature = "faults")]
-        Outcome::Drop => 0,
-    };
     if !is_sim {
-        let mut c = shared.control();
-        c.counters.total += 1;
-        *c.counters.by_method.entry(method.clone()).or_default() += 1;
-        *c.counters.by_route.entry(route.clone()).or_default() += 1;
-        if status == 429 || is_thread_threshold_refusal(&outcome) {
-            c.counters.throttled += 1;
-        }
-        c.log.push(LoggedRequest {
+        let status = status_of(&outcome);
+        let throttled = status == 429 || is_thread_threshold_refusal(&outcome);
+        let logged = LoggedRequest {
             method,
             path: url.clone(),
             status,
             body_len,
             at: chrono::Utc::now(),
             route,
-        });
+        };
+        count_and_log(shared, logged, throttled);
     }
+    reply_of(outcome)
+}
+
+/// The HTTP status an outcome answers with (0 for a dropped connection).
+fn status_of(outcome: &Outcome) -> u16 {
+    match outcome {
+        Outcome::Json(status, _) | Outcome::Raw { status, .. } => *status,
+        #[cfg(feature = "faults")]
+        Outcome::Drop => 0,
+    }
+}
+
+/// Counts an API request (by method, route, and whether it was throttled) and logs it, for
+/// `/_sim/counters` and `/_sim/log`.
+fn count_and_log(shared: &Shared, logged: LoggedRequest, throttled: bool) {
+    let mut c = shared.control();
+    c.counters.total += 1;
+    *c.counters.by_method.entry(logged.method.clone()).or_default() += 1;
+    *c.counters.by_route.entry(logged.route.clone()).or_default() += 1;
+    if throttled {
+        c.counters.throttled += 1;
+    }
+    c.log.push(logged);
+}
+
+/// What the transport sends for an outcome.
+fn reply_of(outcome: Outcome) -> Reply {
     match outcome {
         Outcome::Json(status, body) => {
             Reply::Json(status, serde_json::to_string(&body).unwrap_or_else(|_| "{}".into()))
@@ -397,95 +415,109 @@ fn child_entity(state: &State, segment: &str) -> Option<String> {
         .map(|d| d.name.to_string())
 }
 
-fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Outcome> {
-    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
-    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
-    let entity = |name: &str| {
-        state
-            .def(name)
-            .map(|d| d.name.to_string())
-            .ok_or_else(|| err(404, format!("The entity '{name}' does not exist.")))
-    };
-    let info_kind = |rest: &[&str]| match rest {
+/// The entity an URL names, spelt as the schema spells it; 404 for an unknown one.
+fn entity_named(state: &State, name: &str) -> Result<String, Outcome> {
+    state
+        .def(name)
+        .map(|d| d.name.to_string())
+        .ok_or_else(|| err(404, format!("The entity '{name}' does not exist.")))
+}
+
+/// Which `entityInformation` route the segments after it name (lower-cased).
+fn info_kind(rest: &[&str]) -> Option<InfoKind> {
+    match rest {
         [] => Some(InfoKind::Entity),
         ["fields"] => Some(InfoKind::Fields),
         ["userdefinedfields"] => Some(InfoKind::Udfs),
         _ => None,
-    };
-    let id = |s: &str| s.parse::<i64>().ok();
+    }
+}
+
+/// A path segment that is a record id.
+fn id_of(segment: &str) -> Option<i64> {
+    segment.parse::<i64>().ok()
+}
+
+/// The target of an API path (its segments after `/atservicesrest/v1.0/`), with the route it
+/// is counted under (ids replaced by `{id}`). Segments match without regard to case.
+fn parse_target(state: &State, segments: &[&str]) -> Result<(Target, String), Outcome> {
+    let lower: Vec<String> = segments.iter().map(|s| s.to_ascii_lowercase()).collect();
+    let l: Vec<&str> = lower.iter().map(String::as_str).collect();
     Ok(match l.as_slice() {
         ["thresholdinformation"] => (Target::Threshold, "ThresholdInformation".into()),
         ["zoneinformation"] => (Target::Zone, "zoneInformation".into()),
         [_, "entityinformation", rest @ ..] if info_kind(rest).is_some() => {
-            let e = entity(segments[0])?;
+            let e = entity_named(state, segments[0])?;
             let route = format!("{e}/{}", segments[1..].join("/"));
             (Target::Info(e, info_kind(rest).ok_or_else(|| err(404, "No such route."))?), route)
         }
-        [_, "query"] => {
-            let e = entity(segments[0])?;
-            (Target::Query { entity: e.clone(), count: false, page: None }, format!("{e}/query"))
-        }
-        [_, "query", "count"] => {
-            let e = entity(segments[0])?;
-            (
-                Target::Query { entity: e.clone(), count: true, page: None },
-                format!("{e}/query/count"),
-            )
-        }
-        [_, "query", "next"] | [_, "query", "prev"] => {
-            let e = entity(segments[0])?;
-            let page = if l[2] == "next" { "next" } else { "prev" };
-            (
-                Target::Query { entity: e.clone(), count: false, page: Some(page) },
-                format!("{e}/query/{page}"),
-            )
+        [_, "query"] => query_target(state, segments[0], None)?,
+        [_, "query", mode @ ("count" | "next" | "prev")] => {
+            query_target(state, segments[0], Some(mode))?
         }
         [_] => {
-            let e = entity(segments[0])?;
+            let e = entity_named(state, segments[0])?;
             (Target::Collection { entity: e.clone(), parent: None }, e)
         }
         ["contracts", p, child, rest @ ..]
-            if id(p).is_some() && child_entity(state, child).is_some() =>
+            if id_of(p).is_some() && child_entity(state, child).is_some() =>
         {
-            let e = child_entity(state, child).ok_or_else(|| err(404, "No such route."))?;
-            let parent = id(p);
-            let child_name = state.def(&e).and_then(|d| d.child_of_contract).unwrap_or("");
-            match rest {
-                [] => (
-                    Target::Collection { entity: e, parent },
-                    format!("Contracts/{{id}}/{child_name}"),
-                ),
-                [i] if id(i).is_some() => (
-                    Target::Item {
-                        entity: e,
-                        parent,
-                        id: id(i).ok_or_else(|| err(404, "No such route."))?,
-                    },
-                    format!("Contracts/{{id}}/{child_name}/{{id}}"),
-                ),
-                ["entityinformation", more @ ..] if info_kind(more).is_some() => {
-                    let route =
-                        format!("Contracts/{{id}}/{child_name}/{}", segments[3..].join("/"));
-                    (
-                        Target::Info(e, info_kind(more).ok_or_else(|| err(404, "No such route."))?),
-                        route,
-                    )
-                }
-                _ => return Err(err(404, "No such route.")),
-            }
+            contract_child_target(state, segments, id_of(p), child, rest)?
         }
-        [_, i] if id(i).is_some() => {
-            let e = entity(segments[0])?;
-            (
-                Target::Item {
-                    entity: e.clone(),
-                    parent: None,
-                    id: id(i).ok_or_else(|| err(404, "No such route."))?,
-                },
-                format!("{e}/{{id}}"),
-            )
+        [_, i] if id_of(i).is_some() => {
+            let e = entity_named(state, segments[0])?;
+            let id = id_of(i).ok_or_else(|| err(404, "No such route."))?;
+            (Target::Item { entity: e.clone(), parent: None, id }, format!("{e}/{{id}}"))
         }
         _ => return Err(err(404, format!("No such route: {}", segments.join("/")))),
+    })
+}
+
+/// `Entity/query`, `…/query/count`, `…/query/next` and `…/query/prev`.
+fn query_target(
+    state: &State,
+    entity: &str,
+    mode: Option<&str>,
+) -> Result<(Target, String), Outcome> {
+    let e = entity_named(state, entity)?;
+    let (count, page) = match mode {
+        None => (false, None),
+        Some("count") => (true, None),
+        Some("next") => (false, Some("next")),
+        Some(_) => (false, Some("prev")),
+    };
+    let route = match mode {
+        None => format!("{e}/query"),
+        Some(mode) => format!("{e}/query/{mode}"),
+    };
+    Ok((Target::Query { entity: e, count, page }, route))
+}
+
+/// `Contracts/{id}/Child`, `…/Child/{id}` and `…/Child/entityInformation…`: the entities
+/// Autotask serves under their contract.
+fn contract_child_target(
+    state: &State,
+    segments: &[&str],
+    parent: Option<i64>,
+    child: &str,
+    rest: &[&str],
+) -> Result<(Target, String), Outcome> {
+    let e = child_entity(state, child).ok_or_else(|| err(404, "No such route."))?;
+    let child_name = state.def(&e).and_then(|d| d.child_of_contract).unwrap_or("");
+    Ok(match rest {
+        [] => (Target::Collection { entity: e, parent }, format!("Contracts/{{id}}/{child_name}")),
+        [i] if id_of(i).is_some() => {
+            let id = id_of(i).ok_or_else(|| err(404, "No such route."))?;
+            (
+                Target::Item { entity: e, parent, id },
+                format!("Contracts/{{id}}/{child_name}/{{id}}"),
+            )
+        }
+        ["entityinformation", more @ ..] if info_kind(more).is_some() => {
+            let route = format!("Contracts/{{id}}/{child_name}/{}", segments[3..].join("/"));
+            (Target::Info(e, info_kind(more).ok_or_else(|| err(404, "No such route."))?), route)
+        }
+        _ => return Err(err(404, "No such route.")),
     })
 }
 
@@ -633,39 +665,11 @@ struct Taken {
 /// The limits (and faults), under the control lock: the hourly threshold, then the
 /// endpoint's requests in flight (slots still releasing count).
 fn take_slot(shared: &Shared, code: &str, endpoint: String, write: bool) -> Result<Taken, Outcome> {
-    let threshold = shared.seed.external_request_threshold;
     let mut c = shared.control();
     let now = Instant::now();
-    if c.hour_count(now) as u64 >= threshold {
-        // Until the oldest request of the hour leaves the window.
-        let frees = c.hour.front().map(|first| HOUR.saturating_sub(now.duration_since(*first)));
-        return Err(shared.lockout_refusal(frees.map(|wait| wait.as_secs().max(1))));
-    }
-    #[cfg(feature = "faults")]
-    if let Some(retry_after) = c.faults.lockout(now) {
-        return Err(shared.lockout_refusal(retry_after));
-    }
-    c.use_hour(now, 1);
-    #[cfg(feature = "faults")]
-    if let Some(status) = c.faults.burst_refusal(shared.seed.throttling.refusal_status) {
-        return Err(shared.thread_threshold_refusal(status));
-    }
+    count_in_hour(shared, &mut c, now)?;
     let key = (code.to_string(), endpoint.clone());
-    let releasing = match c.releasing.get_mut(&key) {
-        Some(pending) => {
-            pending.retain(|frees_at| *frees_at > now);
-            pending.len()
-        }
-        None => 0,
-    };
-    let n = c.in_flight.entry(key.clone()).or_default();
-    if *n + releasing >= shared.options.max_concurrent_per_endpoint {
-        return Err(shared.thread_threshold_refusal(shared.seed.throttling.refusal_status));
-    }
-    *n += 1;
-    let now_in_flight = *n;
-    let peak = c.counters.peak_in_flight.entry(endpoint).or_default();
-    *peak = (*peak).max(now_in_flight);
+    occupy_endpoint(shared, &mut c, &key, endpoint, now)?;
     if write {
         c.counters.writes += 1;
     }
@@ -686,6 +690,55 @@ fn take_slot(shared: &Shared, code: &str, endpoint: String, write: bool) -> Resu
         #[cfg(feature = "faults")]
         failure,
     })
+}
+
+/// The hourly threshold: refused (with when the hour frees a request) once it is used up or
+/// a fault locks the integration out, else counted in the hour; then, with faults, a burst's
+/// refusal.
+fn count_in_hour(shared: &Shared, c: &mut Control, now: Instant) -> Result<(), Outcome> {
+    let threshold = shared.seed.external_request_threshold;
+    if c.hour_count(now) as u64 >= threshold {
+        // Until the oldest request of the hour leaves the window.
+        let frees = c.hour.front().map(|first| HOUR.saturating_sub(now.duration_since(*first)));
+        return Err(shared.lockout_refusal(frees.map(|wait| wait.as_secs().max(1))));
+    }
+    #[cfg(feature = "faults")]
+    if let Some(retry_after) = c.faults.lockout(now) {
+        return Err(shared.lockout_refusal(retry_after));
+    }
+    c.use_hour(now, 1);
+    #[cfg(feature = "faults")]
+    if let Some(status) = c.faults.burst_refusal(shared.seed.throttling.refusal_status) {
+        return Err(shared.thread_threshold_refusal(status));
+    }
+    Ok(())
+}
+
+/// The endpoint's thread threshold: its requests in flight and slots still releasing (those
+/// whose release time has passed are forgotten); refused when full, else one more in flight.
+fn occupy_endpoint(
+    shared: &Shared,
+    c: &mut Control,
+    key: &(String, String),
+    endpoint: String,
+    now: Instant,
+) -> Result<(), Outcome> {
+    let releasing = match c.releasing.get_mut(key) {
+        Some(pending) => {
+            pending.retain(|frees_at| *frees_at > now);
+            pending.len()
+        }
+        None => 0,
+    };
+    let n = c.in_flight.entry(key.clone()).or_default();
+    if *n + releasing >= shared.options.max_concurrent_per_endpoint {
+        return Err(shared.thread_threshold_refusal(shared.seed.throttling.refusal_status));
+    }
+    *n += 1;
+    let now_in_flight = *n;
+    let peak = c.counters.peak_in_flight.entry(endpoint).or_default();
+    *peak = (*peak).max(now_in_flight);
+    Ok(())
 }
 
 /// Runs an admitted request; its slot frees when this returns, just before the answer is sent.

@@ -9,7 +9,7 @@ use serde_json::{json, Map, Value};
 
 use crate::schema::{
     coerce, date_of, decimal_json, decimal_of, entities, format_date, format_timestamp, int_of,
-    EntityDef, Kind, CHARGE_STATUS_POSTED, CONTRACT_TYPE_RECURRING_SERVICE,
+    EntityDef, FieldDef, Kind, CHARGE_STATUS_POSTED, CONTRACT_TYPE_RECURRING_SERVICE,
     USE_TYPE_MATERIAL_COST_CODE, USE_TYPE_RECURRING_CONTRACT_SERVICE,
 };
 use crate::seed::Seed;
@@ -76,6 +76,19 @@ fn first_ids(entity: &str) -> i64 {
 }
 
 /// What a write body said, fields by canonical name.
+/// A `ContractServiceAdjustments` create that passed Autotask's checks: what committing it
+/// needs.
+struct CheckedAdjustment {
+    contract_id: i64,
+    date: NaiveDate,
+    unit_change: i64,
+    price: Option<Decimal>,
+    cost: Option<Decimal>,
+    /// The contract service it adjusts; `None`: one is created for `service_id`.
+    contract_service: Option<i64>,
+    service_id: i64,
+}
+
 struct Input {
     id: Option<i64>,
     fields: BTreeMap<&'static str, Value>,
@@ -182,17 +195,8 @@ impl State {
         }
         let input = self.parse_input(&def, raw)?;
         let id = input.id.ok_or_else(|| e500("seeded records need an id"))?;
-        let mut record = Record { fields: Map::new(), udfs: BTreeMap::new() };
-        for field in &def.fields {
-            record.fields.insert(field.name.to_string(), Value::Null);
-        }
-        for (name, value) in input.fields {
-            record.fields.insert(name.to_string(), value);
-        }
+        let mut record = self.new_record(&def, input.fields);
         record.fields.insert("id".into(), Value::from(id));
-        for name in self.udf_names(&def).to_vec() {
-            record.udfs.insert(name, None);
-        }
         if let Some(udfs) = input.udfs {
             self.apply_udfs(&mut record, udfs)?;
         }
@@ -202,23 +206,28 @@ impl State {
             return Err(e500(format!("duplicate id {id}")));
         }
         // A seed exported from a tenant keeps its stamps (the pull's change reads rely on them).
-        let stamps: Vec<(String, Value)> = [
-            "lastModifiedDateTime",
-            "lastModifiedDate",
-            "lastTrackedModifiedDateTime",
-            "statusLastModifiedDate",
-        ]
-        .iter()
-        .filter_map(|k| {
-            record.fields.get(*k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone()))
-        })
-        .collect();
+        let stamps = seeded_stamps(&record);
         self.compute(&def, &mut record, now, true);
         record.fields.extend(stamps);
         let next = self.next_id.get(def.name).copied().unwrap_or(1);
         self.next_id.insert(def.name, next.max(id + 1));
         self.records.entry(def.name).or_default().insert(id, record);
         Ok(())
+    }
+
+    /// A record of `def` with every field null but the ones given, and its UDFs unset.
+    fn new_record(&self, def: &EntityDef, fields: BTreeMap<&'static str, Value>) -> Record {
+        let mut record = Record { fields: Map::new(), udfs: BTreeMap::new() };
+        for field in &def.fields {
+            record.fields.insert(field.name.to_string(), Value::Null);
+        }
+        for (name, value) in fields {
+            record.fields.insert(name.to_string(), value);
+        }
+        for name in self.udf_names(def).to_vec() {
+            record.udfs.insert(name, None);
+        }
+        record
     }
 
     // -----------------------------------------------------------------------------------------
@@ -272,50 +281,56 @@ impl State {
             "ContractServiceAdjustments" => {
                 self.adjustments.iter().map(|a| Value::Object(a.fields.clone())).collect()
             }
-            "Contracts" => {
-                let visible = self.api_user_lines();
-                self.records
-                    .get("Contracts")
-                    .map(|m| {
-                        m.values()
-                            .filter(|r| {
-                                let line = r
-                                    .fields
-                                    .get("organizationalLevelAssociationID")
-                                    .and_then(Value::as_i64);
-                                match (&visible, line) {
-                                    (Some(lines), Some(line)) => lines.contains(&line),
-                                    _ => true,
-                                }
-                            })
-                            .map(|r| Self::record_json(def, r, self.hide_costs))
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            }
-            "ContractServices" => {
-                let rows: Vec<(i64, Value)> = self
-                    .records
-                    .get("ContractServices")
-                    .map(|m| {
-                        m.values()
-                            .map(|r| {
-                                let contract = r.fields.get("contractID").and_then(Value::as_i64);
-                                (contract.unwrap_or(0), Self::record_json(def, r, self.hide_costs))
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                rows.into_iter()
-                    .map(|(contract, row)| in_currencies(row, self.exchange_rate(contract)))
-                    .collect()
-            }
+            "Contracts" => self.contract_rows(def),
+            "ContractServices" => self.contract_service_rows(def),
             name => self
                 .records
                 .get(name)
                 .map(|m| m.values().map(|r| Self::record_json(def, r, self.hide_costs)).collect())
                 .unwrap_or_default(),
         }
+    }
+
+    /// The contracts the API user may read: those of its lines of business, when it has any.
+    fn contract_rows(&self, def: &EntityDef) -> Vec<Value> {
+        let visible = self.api_user_lines();
+        self.records
+            .get("Contracts")
+            .map(|m| {
+                m.values()
+                    .filter(|r| {
+                        let line = r
+                            .fields
+                            .get("organizationalLevelAssociationID")
+                            .and_then(Value::as_i64);
+                        match (&visible, line) {
+                            (Some(lines), Some(line)) => lines.contains(&line),
+                            _ => true,
+                        }
+                    })
+                    .map(|r| Self::record_json(def, r, self.hide_costs))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Contract services, their internal-currency prices at their contract's exchange rate.
+    fn contract_service_rows(&self, def: &EntityDef) -> Vec<Value> {
+        let rows: Vec<(i64, Value)> = self
+            .records
+            .get("ContractServices")
+            .map(|m| {
+                m.values()
+                    .map(|r| {
+                        let contract = r.fields.get("contractID").and_then(Value::as_i64);
+                        (contract.unwrap_or(0), Self::record_json(def, r, self.hide_costs))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        rows.into_iter()
+            .map(|(contract, row)| in_currencies(row, self.exchange_rate(contract)))
+            .collect()
     }
 
     /// The lines of business the API user is restricted to (its OrganizationalResources), when
@@ -425,30 +440,9 @@ impl State {
         let mut errors = Vec::new();
         for (key, value) in object {
             if key.eq_ignore_ascii_case("userDefinedFields") {
-                if value.is_null() {
-                    continue;
+                if let Some(udfs) = parse_udfs(value, &mut errors) {
+                    input.udfs = Some(udfs);
                 }
-                let Some(items) = value.as_array() else {
-                    errors.push("userDefinedFields must be an array of {name, value}.".to_string());
-                    continue;
-                };
-                let mut udfs = Vec::new();
-                for item in items {
-                    let name = item.get("name").and_then(Value::as_str);
-                    let value = match item.get("value") {
-                        None | Some(Value::Null) => Ok(None),
-                        Some(Value::String(s)) => Ok(Some(s.clone())),
-                        Some(Value::Number(n)) => Ok(Some(n.to_string())),
-                        Some(Value::Bool(b)) => Ok(Some(b.to_string())),
-                        Some(_) => Err(()),
-                    };
-                    match (name, value) {
-                        (Some(name), Ok(value)) => udfs.push((name.to_string(), value)),
-                        _ => errors
-                            .push("userDefinedFields must be an array of {name, value}.".into()),
-                    }
-                }
-                input.udfs = Some(udfs);
                 continue;
             }
             let Some(field) = def.field(key) else {
@@ -567,18 +561,7 @@ impl State {
 
     /// Field-level checks of a whole record: required, lengths, picklists, references.
     fn validate(&self, def: &EntityDef, record: &Record) -> Result<(), ApiError> {
-        let mut errors = Vec::new();
-        if def.has_udfs {
-            for name in &self.required_udfs {
-                let given = record.udfs.iter().any(|(n, v)| {
-                    n.eq_ignore_ascii_case(name)
-                        && v.as_deref().is_some_and(|v| !v.trim().is_empty())
-                });
-                if !given {
-                    errors.push(format!("User-defined field '{name}' is required."));
-                }
-            }
-        }
+        let mut errors = if def.has_udfs { self.missing_udfs(record) } else { Vec::new() };
         for field in &def.fields {
             let value = record.fields.get(field.name).unwrap_or(&Value::Null);
             if field.required
@@ -590,41 +573,61 @@ impl State {
             if value.is_null() {
                 continue;
             }
-            if let (Some(max), Some(text)) = (field.length, value.as_str()) {
-                if field.kind == Kind::Str && text.chars().count() > max {
-                    errors.push(format!(
-                        "String value exceeds maximum length: {} holds at most {max} characters.",
-                        field.name
-                    ));
-                }
-            }
-            if let Some(list) = &field.picklist {
-                if !field.read_only {
-                    let text = crate::schema::value_text(value);
-                    if !list.iter().any(|p| p.value == text && p.is_active) {
-                        errors.push(format!(
-                            "Value {text} is not a valid value for picklist {}.",
-                            field.name
-                        ));
-                    }
-                }
-            }
-            if let (Some(target), Some(id)) = (field.reference, value.as_i64()) {
-                if self.records.contains_key(target)
-                    && target != "ContractServiceUnits"
-                    && !self.exists(target, id)
-                {
-                    errors.push(format!(
-                        "Reference value on field {} of type {target} does not exist: {id}.",
-                        field.name
-                    ));
-                }
-            }
+            self.check_value(field, value, &mut errors);
         }
         if errors.is_empty() {
             Ok(())
         } else {
             Err(ApiError { status: 500, errors })
+        }
+    }
+
+    /// The tenant's required UDFs the record leaves blank, as Autotask words them.
+    fn missing_udfs(&self, record: &Record) -> Vec<String> {
+        let mut errors = Vec::new();
+        for name in &self.required_udfs {
+            let given = record.udfs.iter().any(|(n, v)| {
+                n.eq_ignore_ascii_case(name) && v.as_deref().is_some_and(|v| !v.trim().is_empty())
+            });
+            if !given {
+                errors.push(format!("User-defined field '{name}' is required."));
+            }
+        }
+        errors
+    }
+
+    /// A field's value checked against its length, its picklist's active values and the
+    /// record it refers to.
+    fn check_value(&self, field: &FieldDef, value: &Value, errors: &mut Vec<String>) {
+        if let (Some(max), Some(text)) = (field.length, value.as_str()) {
+            if field.kind == Kind::Str && text.chars().count() > max {
+                errors.push(format!(
+                    "String value exceeds maximum length: {} holds at most {max} characters.",
+                    field.name
+                ));
+            }
+        }
+        if let Some(list) = &field.picklist {
+            if !field.read_only {
+                let text = crate::schema::value_text(value);
+                if !list.iter().any(|p| p.value == text && p.is_active) {
+                    errors.push(format!(
+                        "Value {text} is not a valid value for picklist {}.",
+                        field.name
+                    ));
+                }
+            }
+        }
+        if let (Some(target), Some(id)) = (field.reference, value.as_i64()) {
+            if self.records.contains_key(target)
+                && target != "ContractServiceUnits"
+                && !self.exists(target, id)
+            {
+                errors.push(format!(
+                    "Reference value on field {} of type {target} does not exist: {id}.",
+                    field.name
+                ));
+            }
         }
     }
 
@@ -777,33 +780,12 @@ impl State {
         let mut input = self.parse_input(&def, body)?;
         self.ignore_hidden_costs(&mut input);
         refuse_read_only(&def, &input)?;
-        let mut record = Record { fields: Map::new(), udfs: BTreeMap::new() };
-        for field in &def.fields {
-            record.fields.insert(field.name.to_string(), Value::Null);
-        }
-        for (name, value) in input.fields {
-            record.fields.insert(name.to_string(), value);
-        }
+        let mut record = self.new_record(&def, input.fields);
         if let Some(parent) = parent {
-            match record.fields.get("contractID").and_then(Value::as_i64) {
-                Some(c) if c != parent => {
-                    return Err(e500(format!(
-                        "contractID {c} does not match the parent contract {parent}."
-                    )))
-                }
-                _ => {
-                    record.fields.insert("contractID".into(), Value::from(parent));
-                }
-            }
-        }
-        for name in self.udf_names(&def).to_vec() {
-            record.udfs.insert(name, None);
+            under_parent(&mut record, parent)?;
         }
         if let Some(udfs) = input.udfs {
-            if !def.has_udfs && !udfs.is_empty() {
-                return Err(e500(format!("{} has no user-defined fields.", def.name)));
-            }
-            self.apply_udfs(&mut record, udfs)?;
+            self.written_udfs(&def, &mut record, udfs)?;
         }
         if def.name == "ContractServices" {
             self.price_from_service(&mut record);
@@ -818,6 +800,19 @@ impl State {
         self.compute(&def, &mut record, now, true);
         self.records.entry(def.name).or_default().insert(id, record);
         Ok(json!({"itemId": id}))
+    }
+
+    /// The UDFs a create or an update writes: refused on an entity that has none.
+    fn written_udfs(
+        &self,
+        def: &EntityDef,
+        record: &mut Record,
+        udfs: Vec<(String, Option<String>)>,
+    ) -> Result<(), ApiError> {
+        if !def.has_udfs && !udfs.is_empty() {
+            return Err(e500(format!("{} has no user-defined fields.", def.name)));
+        }
+        self.apply_udfs(record, udfs)
     }
 
     /// A new contract service: the catalogue price is the Service's; the cost defaults to the
@@ -866,10 +861,7 @@ impl State {
         refuse_unchangeable(&def, &input, &existing)?;
         let mut record = updated(&def, &input, &existing, put)?;
         if let Some(udfs) = input.udfs {
-            if !def.has_udfs && !udfs.is_empty() {
-                return Err(e500(format!("{} has no user-defined fields.", def.name)));
-            }
-            self.apply_udfs(&mut record, udfs)?;
+            self.written_udfs(&def, &mut record, udfs)?;
         }
         self.rules(&def, &record, Some(&existing))?;
         self.validate(&def, &record)?;
@@ -910,6 +902,50 @@ impl State {
     fn create_adjustment(&mut self, parent: Option<i64>, body: &Value) -> Result<i64, ApiError> {
         let def = self.def_owned("ContractServiceAdjustments")?;
         let input = self.parse_input(&def, body)?;
+        let checked = self.check_adjustment(parent, &input)?;
+        // Commit.
+        let _ = self.stamp();
+        let cs = match checked.contract_service {
+            Some(cs) => cs,
+            None => self.create_adjusted_service(
+                checked.contract_id,
+                checked.service_id,
+                checked.price,
+                checked.cost,
+            )?,
+        };
+        self.reprice_contract_service(cs, checked.price, checked.cost);
+        let id = self.next_id.get("ContractServiceAdjustments").copied().unwrap_or(1);
+        self.next_id.insert("ContractServiceAdjustments", id + 1);
+        let mut fields = Map::new();
+        for field in &def.fields {
+            fields.insert(
+                field.name.to_string(),
+                input.fields.get(field.name).cloned().unwrap_or(Value::Null),
+            );
+        }
+        fields.insert("id".into(), Value::from(id));
+        fields.insert("contractID".into(), Value::from(checked.contract_id));
+        fields.insert("contractServiceID".into(), Value::from(cs));
+        fields.insert("serviceID".into(), Value::from(checked.service_id));
+        fields.insert("effectiveDate".into(), Value::String(format_date(checked.date)));
+        let (date, unit_change) = (checked.date, checked.unit_change);
+        self.adjustments.push(Adjustment {
+            id,
+            contract_service_id: cs,
+            date,
+            unit_change,
+            fields,
+        });
+        Ok(id)
+    }
+
+    /// An adjustment's body checked, in Autotask's order, before anything is written.
+    fn check_adjustment(
+        &self,
+        parent: Option<i64>,
+        input: &Input,
+    ) -> Result<CheckedAdjustment, ApiError> {
         let get = |k: &str| input.fields.get(k).filter(|v| !v.is_null());
         let contract_id = self.adjustment_contract(parent, get("contractID"))?;
         let date = get("effectiveDate")
@@ -922,41 +958,21 @@ impl State {
         let price = get("adjustedUnitPrice").and_then(decimal_of);
         // A user who may not see costs has its cost writes ignored.
         let cost = get("adjustedUnitCost").and_then(decimal_of).filter(|_| !self.hide_costs);
-        let (cs_id, service_id) = self.adjustment_target(
+        let (contract_service, service_id) = self.adjustment_target(
             contract_id,
             get("contractServiceID").and_then(Value::as_i64),
             get("serviceID").and_then(Value::as_i64),
         )?;
-        self.check_adjustment_fits(cs_id, date, unit_change)?;
-        // Commit.
-        let _ = self.stamp();
-        let cs = match cs_id {
-            Some(cs) => cs,
-            None => self.create_adjusted_service(contract_id, service_id, price, cost)?,
-        };
-        self.reprice_contract_service(cs, price, cost);
-        let id = self.next_id.get("ContractServiceAdjustments").copied().unwrap_or(1);
-        self.next_id.insert("ContractServiceAdjustments", id + 1);
-        let mut fields = Map::new();
-        for field in &def.fields {
-            fields.insert(
-                field.name.to_string(),
-                input.fields.get(field.name).cloned().unwrap_or(Value::Null),
-            );
-        }
-        fields.insert("id".into(), Value::from(id));
-        fields.insert("contractID".into(), Value::from(contract_id));
-        fields.insert("contractServiceID".into(), Value::from(cs));
-        fields.insert("serviceID".into(), Value::from(service_id));
-        fields.insert("effectiveDate".into(), Value::String(format_date(date)));
-        self.adjustments.push(Adjustment {
-            id,
-            contract_service_id: cs,
+        self.check_adjustment_fits(contract_service, date, unit_change)?;
+        Ok(CheckedAdjustment {
+            contract_id,
             date,
             unit_change,
-            fields,
-        });
-        Ok(id)
+            price,
+            cost,
+            contract_service,
+            service_id,
+        })
     }
 
     /// The adjustment's contract (the parent's, or the body's `contractID`): it exists and is a
@@ -1163,26 +1179,10 @@ impl State {
             return Vec::new();
         };
         let bounds = period_bounds(start, end, adjustments);
-        let vendor = {
-            let service = f.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
-            self.records
-                .get("Services")
-                .and_then(|m| m.get(&service))
-                .and_then(|s| s.fields.get("vendorCompanyID").cloned())
-                .unwrap_or(Value::Null)
-        };
-        // The stored adjusted price is in the customer's currency (what was written).
-        let price = f.get("internalCurrencyAdjustedPrice").cloned().unwrap_or(Value::Null);
-        let rate = self.exchange_rate(contract_id);
-        let internal_price = match decimal_of(&price) {
-            Some(p) if rate != Decimal::ONE => decimal_json((p * rate).round_dp(4)),
-            _ => price.clone(),
-        };
-        let cost = if self.hide_costs {
-            Value::Null
-        } else {
-            f.get("unitCost").cloned().unwrap_or(Value::Null)
-        };
+        let vendor = self.vendor_of(f);
+        let (price, internal_price) = self.unit_prices(f, contract_id);
+        // A user who may not see costs reads them as null.
+        let cost = f.get("unitCost").filter(|_| !self.hide_costs).cloned().unwrap_or(Value::Null);
         let mut rows = Vec::new();
         for (i, period_start) in bounds.iter().enumerate() {
             let units: i64 =
@@ -1204,6 +1204,29 @@ impl State {
             }));
         }
         rows
+    }
+
+    /// The vendor company of a contract service's Service (null when it has none).
+    fn vendor_of(&self, fields: &Map<String, Value>) -> Value {
+        let service = fields.get("serviceID").and_then(Value::as_i64).unwrap_or(0);
+        self.records
+            .get("Services")
+            .and_then(|m| m.get(&service))
+            .and_then(|s| s.fields.get("vendorCompanyID").cloned())
+            .unwrap_or(Value::Null)
+    }
+
+    /// A contract service's unit price as written (the customer's currency) and in the
+    /// internal currency, at its contract's exchange rate.
+    fn unit_prices(&self, fields: &Map<String, Value>, contract_id: i64) -> (Value, Value) {
+        // The stored adjusted price is in the customer's currency (what was written).
+        let price = fields.get("internalCurrencyAdjustedPrice").cloned().unwrap_or(Value::Null);
+        let rate = self.exchange_rate(contract_id);
+        let internal_price = match decimal_of(&price) {
+            Some(p) if rate != Decimal::ONE => decimal_json((p * rate).round_dp(4)),
+            _ => price.clone(),
+        };
+        (price, internal_price)
     }
 
     /// A unit period's id, the same for the same contract service and start on every read.
@@ -1353,4 +1376,62 @@ fn in_currencies(mut row: Value, rate: Decimal) -> Value {
         row["internalCurrencyAdjustedPrice"] = decimal_json((adjusted * rate).round_dp(4));
     }
     row
+}
+
+/// The modification stamps a seeded record was given (a tenant's export keeps them).
+fn seeded_stamps(record: &Record) -> Vec<(String, Value)> {
+    [
+        "lastModifiedDateTime",
+        "lastModifiedDate",
+        "lastTrackedModifiedDateTime",
+        "statusLastModifiedDate",
+    ]
+    .iter()
+    .filter_map(|k| {
+        record.fields.get(*k).filter(|v| !v.is_null()).map(|v| (k.to_string(), v.clone()))
+    })
+    .collect()
+}
+
+/// A child record created under `Contracts/{parent}/…`: its `contractID` is the parent's, and
+/// a body naming another contract is refused.
+fn under_parent(record: &mut Record, parent: i64) -> Result<(), ApiError> {
+    match record.fields.get("contractID").and_then(Value::as_i64) {
+        Some(c) if c != parent => {
+            Err(e500(format!("contractID {c} does not match the parent contract {parent}.")))
+        }
+        _ => {
+            record.fields.insert("contractID".into(), Value::from(parent));
+            Ok(())
+        }
+    }
+}
+
+/// `userDefinedFields` of a body: `{name, value}` items, values as text. `None` when it is
+/// null or not a list (the latter an error); an item without a name or with an object or
+/// list value is an error.
+fn parse_udfs(value: &Value, errors: &mut Vec<String>) -> Option<Vec<(String, Option<String>)>> {
+    if value.is_null() {
+        return None;
+    }
+    let Some(items) = value.as_array() else {
+        errors.push("userDefinedFields must be an array of {name, value}.".to_string());
+        return None;
+    };
+    let mut udfs = Vec::new();
+    for item in items {
+        let name = item.get("name").and_then(Value::as_str);
+        let value = match item.get("value") {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s.clone())),
+            Some(Value::Number(n)) => Ok(Some(n.to_string())),
+            Some(Value::Bool(b)) => Ok(Some(b.to_string())),
+            Some(_) => Err(()),
+        };
+        match (name, value) {
+            (Some(name), Ok(value)) => udfs.push((name.to_string(), value)),
+            _ => errors.push("userDefinedFields must be an array of {name, value}.".into()),
+        }
+    }
+    Some(udfs)
 }
