@@ -19,83 +19,130 @@ use crate::rules::{
 /// Everything `explain` shows; serialized as its `--format json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
+    /// The Cloudmore subscription asked about.
     pub subscription: String,
+    /// Its organization, as the bill names it, so the reader knows whose lines these are.
     pub organization: String,
+    /// Its Cloudmore service (Microsoft CSP, …), which `for service` rules match.
     pub service: String,
+    /// How many imported bill lines carry the subscription.
     pub lines: usize,
+    /// The bills those lines are on, oldest first.
     pub billing_dates: Vec<String>,
     /// Scoped rules that matched at least one line, most specific first.
     pub rules: Vec<MatchedRule>,
     /// The defaults (unscoped blocks) that were used, where no scoped rule set the thing.
     pub defaults: Vec<SettingUse>,
+    /// What the rules turn the lines into, as a plan would.
     pub produced: Produced,
+    /// The warnings a plan would show for these lines.
     pub warnings: Vec<ExplainedWarning>,
 }
 
+/// A `for` rule that matched some of the lines, with the fate of each thing it sets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MatchedRule {
+    /// Where the rule is written (`FILE:LINE`), so the reader can go and change it.
     pub rule: String,
+    /// Its scope as written, with its priority when it has one.
     pub scope: String,
     /// How many of the subscription's lines it matched.
     pub lines: usize,
+    /// What it sets, in the language's words, and whether each setting was used.
     pub settings: Vec<SettingUse>,
 }
 
+/// One setting of a rule and whether it decided anything.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SettingUse {
+    /// The setting's name in the mapping language (`unit_price`, `decrease`, …).
     pub setting: &'static str,
+    /// Its value as the language writes it.
     pub value: String,
+    /// Where it is set (`FILE:LINE`).
     pub rule: String,
     /// `used`, or `overridden by FILE:LINE` when a more specific rule set it for every line.
     pub outcome: String,
 }
 
+/// What the rules produce for the subscription: the Autotask side of the explanation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Produced {
+    /// The Autotask company the lines go to; `None` when no contract came of them.
     pub company: Option<Produce>,
+    /// The contract the lines land in, with its kind.
     pub contract: Option<Produce>,
+    /// A licence contract's Services, one per product.
     pub services: Vec<ProducedService>,
+    /// A consumption contract's charges, one per date (and group).
     pub charges: Vec<ProducedCharge>,
+    /// Lines a `skip` rule left out, so they are not mistaken for lost ones.
     pub skipped_lines: usize,
 }
 
+/// A value the rules produced and the rule that produced it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Produce {
+    /// The value, as shown.
     pub value: String,
+    /// Where the deciding rule is written (`FILE:LINE`).
     pub rule: String,
 }
 
+/// A contract Service the rules produce for one product of the subscription.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProducedService {
+    /// The product's key (its sku), which finds the Autotask Service.
     pub product: String,
+    /// The product's name on the bill.
     pub name: String,
+    /// The licences on the bill, before included or minimum units.
     pub licence_count: i64,
+    /// The units the contract Service gets.
     pub units: i64,
+    /// The rule that made `units` differ from the licence count, if any.
     pub units_rule: Option<String>,
+    /// The unit price, at the rule's scale.
     pub unit_price: String,
+    /// The unit cost, at the rule's scale.
     pub unit_cost: String,
+    /// Where the deciding price rule is written.
     pub price_rule: String,
     /// "Service 812 (rule FILE:LINE)" or "by sku KEY".
     pub autotask_service: String,
+    /// When a decrease takes effect, with the rule that says so.
     pub decrease: String,
+    /// False for a product billed earlier but absent from the current bill.
     pub on_current_bill: bool,
 }
 
+/// A consumption charge the rules produce.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProducedCharge {
+    /// The charge's date in Autotask.
     pub date: String,
+    /// The meter category it sums, when charges are split by category.
     pub group: Option<String>,
+    /// The charge's name, from the `charge_name` template.
     pub name: String,
+    /// The price, at the rule's scale.
     pub unit_price: String,
+    /// The cost, at the rule's scale.
     pub unit_cost: String,
+    /// How many bill lines it sums.
     pub lines: usize,
+    /// Where the deciding price rule is written.
     pub price_rule: String,
 }
 
+/// A plan warning about the subscription's lines, as explain shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExplainedWarning {
+    /// The warning's code, the same as in the plan.
     pub code: &'static str,
+    /// What is wrong, for a person.
     pub message: String,
+    /// The line or rule it is about.
     pub source: String,
 }
 
@@ -308,6 +355,7 @@ fn produced_charges(contract: &DesiredContract) -> Vec<ProducedCharge> {
         .collect()
 }
 
+/// A plan warning in explain's words (the same code, message and source).
 fn explained(warning: &Warning) -> ExplainedWarning {
     ExplainedWarning {
         code: warning.code.as_str(),
@@ -316,6 +364,7 @@ fn explained(warning: &Warning) -> ExplainedWarning {
     }
 }
 
+/// An amount at the rule's scale, as the plan writes it (`9.0000`).
 fn amount(value: Decimal, scale: u32) -> String {
     let mut value = value;
     value.rescale(scale);
