@@ -22,49 +22,78 @@ use crate::write::{Adjustment, ContractEdits, Edit, Id, NaturalKey, NewCharge, W
 /// One write an apply run made and Autotask took, with ids resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunWrite {
+    /// The apply run that sent it, as `cmat audit` lists runs.
     pub run_id: String,
     /// The run this write's run reverted (its rule was `revert:RUN`), if it was a revert.
     pub reverting: Option<String>,
+    /// What the write was for (bill side), so the revert's changes carry the same key.
     pub key: NaturalKey,
+    /// What it did in Autotask.
     pub written: Written,
 }
 
 /// What a journaled write did, as far as a revert needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
+    /// A ContractServiceAdjustment: undone by a compensating one, never deleted.
     Adjusted {
+        /// The contract's Autotask id.
         contract: i64,
+        /// The Service's Autotask id.
         service: i64,
+        /// The day the adjustment took effect: Autotask allows one per service and day.
         effective_date: NaiveDate,
+        /// The units it added (negative: removed).
         unit_change: i64,
+        /// The price it set, the fallback when no earlier price is known.
         adjusted_unit_price: Decimal,
+        /// The cost it set, the fallback when no earlier cost is known.
         adjusted_unit_cost: Decimal,
         /// The contract's price and cost before it (the audit trail's old values).
         price_before: Option<Decimal>,
+        /// The cost before it, from the audit trail.
         cost_before: Option<Decimal>,
     },
+    /// A charge the run created: deleted while unbilled, else offset.
     ChargeCreated {
+        /// The contract it is on.
         contract: i64,
+        /// The charge's Autotask id.
         id: i64,
     },
+    /// A charge the run repriced: its old values back while unbilled.
     ChargeUpdated {
+        /// The contract it is on.
         contract: i64,
+        /// The charge's Autotask id.
         id: i64,
+        /// The price edit the run made, with the old price to go back to.
         unit_price: Option<Edit<Decimal>>,
+        /// The cost edit the run made, with the old cost to go back to.
         unit_cost: Option<Edit<Decimal>>,
     },
+    /// A charge the run deleted (a revert did): created again from what it was.
     ChargeDeleted {
+        /// The contract it was on.
         contract: i64,
+        /// The charge as it was, to create it again.
         charge: NewCharge,
     },
+    /// A contract the run created: ended, since Autotask deletes no contract.
     ContractCreated {
+        /// The contract's Autotask id.
         id: i64,
     },
+    /// A contract the run edited: its old values back.
     ContractUpdated {
+        /// The contract's Autotask id.
         id: i64,
+        /// The edits the run made, each with its old value.
         edits: ContractEdits,
     },
+    /// A Service the run created: left in the catalogue, and the plan says so.
     ServiceCreated {
+        /// The Service's Autotask id.
         id: i64,
     },
 }
@@ -110,14 +139,17 @@ impl Written {
     }
 }
 
+/// Why no revert plan could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevertError {
+    /// The run id names no run with writes: a typo, or a run that failed before writing.
     #[error("run {0} wrote nothing to Autotask (or is not a run of this workspace); nothing to revert\nhint: cmat audit lists the runs and what each wrote")]
     NothingWritten(String),
 }
 
-/// The codes of the notes a revert plan carries as warnings.
+/// The warning code of a write not reverted because a later run wrote to its record.
 pub const REFUSED: &str = "revert_refused";
+/// The warning code of what a revert leaves as it is (Autotask cannot undo it), and says so.
 pub const LEFT: &str = "revert_left";
 
 /// The plan undoing run `run_id`; `writes` are every run's, in the order they were sent.
