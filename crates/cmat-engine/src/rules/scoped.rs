@@ -646,6 +646,15 @@ fn ruled<'r, T: PartialEq + 'r>(
     pick(matched, setting, get, |a, b| a.value == b.value, |r| &r.origin)
 }
 
+/// [`pick`] for a name template: two templates agree when their parts do.
+fn template<'r>(
+    matched: &[&'r ScopedRule],
+    setting: &'static str,
+    get: impl Fn(&'r ScopedSettings) -> Option<&'r Template>,
+) -> Result<Option<&'r Template>, Ambiguity> {
+    pick(matched, setting, get, |a, b| a.parts == b.parts, |t| &t.origin)
+}
+
 impl RuleSet {
     /// How many months after a Billing Date cmat may date a write under these rules: 0 when
     /// every decrease is dated on its Billing Date; else the longest billing period a
@@ -703,76 +712,114 @@ impl RuleSet {
         self.resolve_matched(matched)
     }
 
-    /// [`RuleSet::resolve`] once the matching rules are known, most specific first.
+    /// [`RuleSet::resolve`] once the matching rules are known, most specific first: the
+    /// defaults, each overridden by the most specific matching rule that sets it.
     pub fn resolve_matched<'r>(
         &'r self,
         matched: Vec<&'r ScopedRule>,
     ) -> Result<Resolved<'r>, Ambiguity> {
-        let m = &matched;
+        let mut resolved = self.defaults();
+        // In this order, so that the first ambiguity told is the same whatever the caller.
+        resolved.override_prices(&matched)?;
+        resolved.override_contract(&matched)?;
+        resolved.override_lines(&matched)?;
+        resolved.matched = matched;
+        Ok(resolved)
+    }
+
+    /// What the unscoped blocks say: the resolution of a line no `for` rule matches.
+    fn defaults(&self) -> Resolved<'_> {
         let prices = &self.prices;
-        Ok(Resolved {
-            company: ruled(m, "company", |s| s.company.as_ref())?,
-            unit_price: ruled(m, "unit_price", |s| s.unit_price.as_ref())?
-                .unwrap_or(&prices.unit_price),
-            tiers: tiers_in_force(m)?,
-            add_on: ruled(m, "add_on_service", |s| s.add_on.as_ref())?,
-            unit_cost: ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?
-                .unwrap_or(&prices.unit_cost),
-            price_point: ruled(m, "price_point", |s| s.price_point.as_ref())?
-                .or(prices.price_point.as_ref()),
-            max_price: ruled(m, "max_price", |s| s.max_price.as_ref())?
-                .or(prices.max_price.as_ref()),
-            scale: ruled(m, "scale", |s| s.scale.as_ref())?.unwrap_or(&prices.scale),
-            rounding: ruled(m, "rounding", |s| s.rounding.as_ref())?.unwrap_or(&prices.rounding),
-            margin_floor: ruled(m, "margin_floor", |s| s.margin_floor.as_ref())?
-                .or(prices.margin_floor.as_ref()),
-            margin_policy: ruled(m, "margin_policy", |s| s.margin_policy.as_ref())?
-                .unwrap_or(&prices.margin_policy),
-            contract_name: pick(
-                m,
-                "contract_name",
-                |s| s.contract_name.as_ref(),
-                |a, b| a.parts == b.parts,
-                |t| &t.origin,
-            )?,
-            contract_category: ruled(m, "contract_category", |s| s.contract_category.as_ref())?
-                .or(self.contract.category.as_ref()),
-            line_of_business: ruled(m, "line_of_business", |s| s.line_of_business.as_ref())?
-                .or(self.contract.line_of_business.as_ref()),
-            service_level_agreement: ruled(m, "service_level_agreement", |s| {
-                s.service_level_agreement.as_ref()
-            })?
-            .unwrap_or(&self.settings.service_level_agreement),
-            service: ruled(m, "service", |s| s.service.as_ref())?,
-            service_per_term: ruled(m, "service_per_term", |s| s.service_per_term.as_ref())?
-                .or(self.products.per_term.as_ref()),
-            skip: ruled(m, "skip", |s| s.skip.as_ref())?,
-            skip_zero_amount: ruled(m, "skip_zero_amount", |s| s.skip_zero_amount.as_ref())?
-                .or(self.policies.skip_zero_amount.as_ref()),
-            included_units: ruled(m, "included_units", |s| s.included_units.as_ref())?,
-            minimum_units: ruled(m, "minimum_units", |s| s.minimum_units.as_ref())?,
-            consumption_split: ruled(m, "consumption_split", |s| s.consumption_split.as_ref())?
-                .unwrap_or(&self.consumption.split),
-            decrease: ruled(m, "decrease", |s| s.decrease.as_ref())?
-                .unwrap_or(&self.policies.decrease),
-            term_months: ruled(m, "term_months", |s| s.term_months.as_ref())?
-                .unwrap_or(&self.contract.term_months),
-            charge_name: pick(
-                m,
-                "charge_name",
-                |s| s.charge_name.as_ref(),
-                |a, b| a.parts == b.parts,
-                |t| &t.origin,
-            )?
-            .unwrap_or(&self.consumption.charge_name),
-            removed_product: ruled(m, "removed_product", |s| s.removed_product.as_ref())?
-                .unwrap_or(&self.policies.removed_product),
-            billed_charge_mismatch: ruled(m, "billed_charge_mismatch", |s| {
-                s.billed_charge_mismatch.as_ref()
-            })?
-            .unwrap_or(&self.policies.billed_charge_mismatch),
-            matched,
-        })
+        Resolved {
+            matched: Vec::new(),
+            company: None,
+            unit_price: &prices.unit_price,
+            tiers: None,
+            add_on: None,
+            unit_cost: &prices.unit_cost,
+            price_point: prices.price_point.as_ref(),
+            max_price: prices.max_price.as_ref(),
+            scale: &prices.scale,
+            rounding: &prices.rounding,
+            margin_floor: prices.margin_floor.as_ref(),
+            margin_policy: &prices.margin_policy,
+            contract_name: None,
+            contract_category: self.contract.category.as_ref(),
+            line_of_business: self.contract.line_of_business.as_ref(),
+            service_level_agreement: &self.settings.service_level_agreement,
+            service: None,
+            service_per_term: self.products.per_term.as_ref(),
+            skip: None,
+            skip_zero_amount: self.policies.skip_zero_amount.as_ref(),
+            included_units: None,
+            minimum_units: None,
+            consumption_split: &self.consumption.split,
+            decrease: &self.policies.decrease,
+            term_months: &self.contract.term_months,
+            charge_name: &self.consumption.charge_name,
+            removed_product: &self.policies.removed_product,
+            billed_charge_mismatch: &self.policies.billed_charge_mismatch,
+        }
+    }
+}
+
+impl<'r> Resolved<'r> {
+    /// The company and the pricing settings the matching rules set.
+    fn override_prices(&mut self, m: &[&'r ScopedRule]) -> Result<(), Ambiguity> {
+        self.company = ruled(m, "company", |s| s.company.as_ref())?;
+        self.unit_price =
+            ruled(m, "unit_price", |s| s.unit_price.as_ref())?.unwrap_or(self.unit_price);
+        self.tiers = tiers_in_force(m)?;
+        self.add_on = ruled(m, "add_on_service", |s| s.add_on.as_ref())?;
+        self.unit_cost = ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?.unwrap_or(self.unit_cost);
+        self.price_point =
+            ruled(m, "price_point", |s| s.price_point.as_ref())?.or(self.price_point);
+        self.max_price = ruled(m, "max_price", |s| s.max_price.as_ref())?.or(self.max_price);
+        self.scale = ruled(m, "scale", |s| s.scale.as_ref())?.unwrap_or(self.scale);
+        self.rounding = ruled(m, "rounding", |s| s.rounding.as_ref())?.unwrap_or(self.rounding);
+        self.margin_floor =
+            ruled(m, "margin_floor", |s| s.margin_floor.as_ref())?.or(self.margin_floor);
+        self.margin_policy =
+            ruled(m, "margin_policy", |s| s.margin_policy.as_ref())?.unwrap_or(self.margin_policy);
+        Ok(())
+    }
+
+    /// The settings of the contract and its Services the matching rules set.
+    fn override_contract(&mut self, m: &[&'r ScopedRule]) -> Result<(), Ambiguity> {
+        self.contract_name = template(m, "contract_name", |s| s.contract_name.as_ref())?;
+        self.contract_category = ruled(m, "contract_category", |s| s.contract_category.as_ref())?
+            .or(self.contract_category);
+        self.line_of_business = ruled(m, "line_of_business", |s| s.line_of_business.as_ref())?
+            .or(self.line_of_business);
+        self.service_level_agreement =
+            ruled(m, "service_level_agreement", |s| s.service_level_agreement.as_ref())?
+                .unwrap_or(self.service_level_agreement);
+        self.service = ruled(m, "service", |s| s.service.as_ref())?;
+        self.service_per_term = ruled(m, "service_per_term", |s| s.service_per_term.as_ref())?
+            .or(self.service_per_term);
+        Ok(())
+    }
+
+    /// The settings of how lines are counted, skipped, split and corrected the rules set.
+    fn override_lines(&mut self, m: &[&'r ScopedRule]) -> Result<(), Ambiguity> {
+        self.skip = ruled(m, "skip", |s| s.skip.as_ref())?;
+        self.skip_zero_amount = ruled(m, "skip_zero_amount", |s| s.skip_zero_amount.as_ref())?
+            .or(self.skip_zero_amount);
+        self.included_units = ruled(m, "included_units", |s| s.included_units.as_ref())?;
+        self.minimum_units = ruled(m, "minimum_units", |s| s.minimum_units.as_ref())?;
+        self.consumption_split = ruled(m, "consumption_split", |s| s.consumption_split.as_ref())?
+            .unwrap_or(self.consumption_split);
+        self.decrease = ruled(m, "decrease", |s| s.decrease.as_ref())?.unwrap_or(self.decrease);
+        self.term_months =
+            ruled(m, "term_months", |s| s.term_months.as_ref())?.unwrap_or(self.term_months);
+        self.charge_name =
+            template(m, "charge_name", |s| s.charge_name.as_ref())?.unwrap_or(self.charge_name);
+        self.removed_product = ruled(m, "removed_product", |s| s.removed_product.as_ref())?
+            .unwrap_or(self.removed_product);
+        self.billed_charge_mismatch =
+            ruled(m, "billed_charge_mismatch", |s| s.billed_charge_mismatch.as_ref())?
+                .unwrap_or(self.billed_charge_mismatch);
+        Ok(())
     }
 }
 
