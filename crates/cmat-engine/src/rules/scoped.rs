@@ -30,15 +30,25 @@ pub enum Dimension {
     From,
     /// `until "2026-12-31"`: bills dated on or before.
     Until,
+    /// `currency`: the line's Currency Code.
     Currency,
+    /// `term`: the Payment Frequency.
     Term,
+    /// `broker`: the distributor.
     Broker,
+    /// `service`: the Cloudmore service.
     Service,
+    /// `meter_category`: an Azure line's meter category.
     MeterCategory,
+    /// `product`: a Product Name pattern.
     ProductName,
+    /// `item_code` or `product_id`: one product exactly.
     Product,
+    /// `organization_group`: one of the organization's groups.
     OrganizationGroup,
+    /// `organization` or `customer_number`: one customer.
     Organization,
+    /// `subscription`: one subscription, the most precise of all.
     Subscription,
 }
 
@@ -65,19 +75,25 @@ impl Dimension {
 /// One condition of a scope: `organization "Contoso Ltd"`, `product "Microsoft 365 E*"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ScopeTerm {
+    /// Service Name (`Microsoft CSP`, `Azure Plan`).
     Service(String),
     /// Broker Name: the distributor the line was bought through.
     Broker(String),
+    /// Organization Name, exactly.
     Organization(String),
+    /// Customer Number: the organization by a key that survives a rename.
     CustomerNumber(String),
     /// One of the organization's groups (the export lists them separated by `;`).
     OrganizationGroup(String),
+    /// Item Code, exactly.
     ItemCode(String),
+    /// Product ID, exactly.
     ProductId(String),
     /// Product Name, with `*` matching any text; case is ignored.
     ProductName(String),
     /// An Azure line's meter category: its Product Name up to the first " - ".
     MeterCategory(String),
+    /// Subscription ID, exactly.
     Subscription(String),
     /// Payment Frequency (`Monthly`, `Annual`); case is ignored.
     Term(String),
@@ -108,6 +124,8 @@ impl ScopeTerm {
         "until",
     ];
 
+    /// The term a keyword builds with its value; `None` for an unknown keyword or a date
+    /// that does not parse, which the compiler reports.
     pub fn from_keyword(keyword: &str, value: String) -> Option<ScopeTerm> {
         Some(match keyword {
             "service" => ScopeTerm::Service(value),
@@ -128,6 +146,7 @@ impl ScopeTerm {
         })
     }
 
+    /// The keyword the term is written with, for labels and messages.
     pub fn keyword(&self) -> &'static str {
         match self {
             ScopeTerm::Service(_) => "service",
@@ -147,6 +166,7 @@ impl ScopeTerm {
         }
     }
 
+    /// The value as written (a date as ISO), for labels and messages.
     pub fn value(&self) -> Cow<'_, str> {
         Cow::Borrowed(match self {
             ScopeTerm::Service(value)
@@ -177,6 +197,7 @@ impl ScopeTerm {
         }
     }
 
+    /// What the term looks at, which decides how specific its rule is.
     pub fn dimension(&self) -> Dimension {
         match self {
             ScopeTerm::Service(_) => Dimension::Service,
@@ -194,6 +215,7 @@ impl ScopeTerm {
         }
     }
 
+    /// Whether the line meets the condition.
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         match self {
             ScopeTerm::Service(value) => line.service == value,
@@ -266,23 +288,36 @@ pub fn meter_category(product_name: &str) -> &str {
 /// The fields of a bill line a scope can look at.
 #[derive(Debug, Clone, Copy)]
 pub struct LineFacts<'a> {
+    /// Service Name.
     pub service: &'a str,
+    /// Broker Name.
     pub broker: &'a str,
+    /// Organization Name.
     pub organization: &'a str,
+    /// Customer Number.
     pub customer_number: &'a str,
+    /// Organization Groups, `;`-separated.
     pub organization_groups: &'a str,
+    /// Item Code.
     pub item_code: &'a str,
+    /// Product ID.
     pub product_id: &'a str,
+    /// Product Name.
     pub product_name: &'a str,
+    /// The meter category, computed once from the Product Name.
     pub meter_category: &'a str,
+    /// Subscription ID.
     pub subscription: &'a str,
+    /// Payment Frequency.
     pub term: &'a str,
+    /// Currency Code.
     pub currency: &'a str,
     /// The bill's Billing Date, for rules in force from or until a date.
     pub billing_date: NaiveDate,
 }
 
 impl<'a> LineFacts<'a> {
+    /// The facts of a bill line, borrowed: built for every line, so it copies nothing.
     pub fn of(line: &'a BillLine) -> Self {
         LineFacts {
             service: &line.service_name,
@@ -308,6 +343,7 @@ impl<'a> LineFacts<'a> {
 /// ahead takes over from the one before without an `until` on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Specificity {
+    /// One bit per [`Dimension`] the scope names, the most precise highest.
     pub bits: u16,
     /// `priority = N`: 0 unless a rule says.
     pub priority: i32,
@@ -316,6 +352,7 @@ pub struct Specificity {
 }
 
 impl Specificity {
+    /// The specificity of a scope, before any `priority`.
     pub fn of(terms: &[ScopeTerm]) -> Self {
         Specificity {
             bits: terms.iter().fold(0, |bits, term| bits | 1 << term.dimension() as u16),
@@ -345,6 +382,7 @@ pub enum DecreaseTiming {
 }
 
 impl DecreaseTiming {
+    /// When the decrease takes effect, in a plan's words.
     pub fn describe(self) -> &'static str {
         match self {
             DecreaseTiming::BillingDate => "on the Billing Date",
@@ -377,6 +415,7 @@ pub enum MarginPolicy {
 pub struct ScopedSettings {
     /// The Autotask company of the lines (an explicit link).
     pub company: Option<Ruled<i64>>,
+    /// `unit_price = …`: how the price is made from the bill.
     pub unit_price: Option<Ruled<PriceSource>>,
     /// A price per band of the licence count; a form of `unit_price` (a rule sets one of them).
     pub tiers: Option<Ruled<Tiers>>,
@@ -388,46 +427,63 @@ pub struct ScopedSettings {
     pub price_point: Option<Ruled<PricePoint>>,
     /// The highest unit price.
     pub max_price: Option<Ruled<Decimal>>,
+    /// Decimal places kept.
     pub scale: Option<Ruled<u32>>,
+    /// How prices are rounded to the scale.
     pub rounding: Option<Ruled<super::Rounding>>,
     /// The lowest margin: a fraction of the price, or an amount per unit.
     pub margin_floor: Option<Ruled<MarginFloor>>,
+    /// Whether a price under the floor warns or refuses the plan.
     pub margin_policy: Option<Ruled<MarginPolicy>>,
+    /// The name of the lines' contract.
     pub contract_name: Option<Template>,
+    /// The contractCategory picklist value of new contracts.
     pub contract_category: Option<Ruled<i64>>,
     /// The line of business (organizationalLevelAssociationID) of new contracts.
     pub line_of_business: Option<Ruled<i64>>,
+    /// The serviceLevelAgreementID of new contracts.
     pub service_level_agreement: Option<Ruled<i64>>,
     /// The Autotask Service the products go on.
     pub service: Option<Ruled<i64>>,
     /// One Autotask Service per product and term (annual and monthly apart).
     pub service_per_term: Option<Ruled<bool>>,
+    /// `skip = true`: the lines are not billed (and the plan says how many).
     pub skip: Option<Ruled<bool>>,
+    /// Lines whose Total Sales and Total Cost are both zero are not billed.
     pub skip_zero_amount: Option<Ruled<bool>>,
     /// The first N licences are free.
     pub included_units: Option<Ruled<u32>>,
     /// At least N licences are billed.
     pub minimum_units: Option<Ruled<u32>>,
+    /// One charge per subscription or per meter category.
     pub consumption_split: Option<Ruled<ConsumptionSplit>>,
+    /// When a lower licence count takes effect.
     pub decrease: Option<Ruled<DecreaseTiming>>,
     /// The months of one commitment term (1-year and 3-year NCE terms side by side).
     pub term_months: Option<Ruled<u32>>,
+    /// The name of the consumption charges.
     pub charge_name: Option<Template>,
+    /// What a product gone from the bill does.
     pub removed_product: Option<Ruled<super::RemovedProduct>>,
+    /// What a billed charge that differs from the bill does.
     pub billed_charge_mismatch: Option<Ruled<super::BilledChargeMismatch>>,
 }
 
 /// One `for … { … }` rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScopedRule {
+    /// The conditions a line must all meet.
     pub scope: Vec<ScopeTerm>,
     /// The scope's, and the rule's `priority`.
     pub specificity: Specificity,
+    /// What the rule sets for the lines it matches.
     pub set: ScopedSettings,
+    /// Where the `for` is written.
     pub origin: RuleOrigin,
 }
 
 impl ScopedRule {
+    /// Whether every term of the scope holds for the line.
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         self.scope.iter().all(|term| term.matches(line))
     }
@@ -456,8 +512,11 @@ impl ScopedRule {
 /// Two equally specific rules matching one line that set one thing differently.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ambiguity {
+    /// The setting they disagree on, as the language names it.
     pub setting: &'static str,
+    /// The first of the two rules, in file order.
     pub first: RuleOrigin,
+    /// The other.
     pub second: RuleOrigin,
 }
 
@@ -469,37 +528,62 @@ pub struct Resolved<'r> {
     pub matched: Vec<&'r ScopedRule>,
     /// An explicit company; `None` leaves it to the top-level link or the column.
     pub company: Option<&'r Ruled<i64>>,
+    /// The price formula in force (unless `tiers` price the line).
     pub unit_price: &'r Ruled<PriceSource>,
     /// Seat-count tiers, when the most specific rule pricing the line states them.
     pub tiers: Option<&'r Ruled<Tiers>>,
+    /// A per-seat add-on Service, if a rule sells one with the product.
     pub add_on: Option<&'r Ruled<AddOn>>,
+    /// The cost formula in force.
     pub unit_cost: &'r Ruled<CostSource>,
+    /// The price point prices are rounded up to, if any.
     pub price_point: Option<&'r Ruled<PricePoint>>,
+    /// The price cap, if any.
     pub max_price: Option<&'r Ruled<Decimal>>,
+    /// The decimal places kept.
     pub scale: &'r Ruled<u32>,
+    /// How amounts are rounded to the scale.
     pub rounding: &'r Ruled<super::Rounding>,
+    /// The margin floor prices are checked against, if any.
     pub margin_floor: Option<&'r Ruled<MarginFloor>>,
+    /// What a price under the floor does.
     pub margin_policy: &'r Ruled<MarginPolicy>,
     /// A contract name for the lines' kind; `None` takes the `contract` block's.
     pub contract_name: Option<&'r Template>,
+    /// The contractCategory of a new contract, if any.
     pub contract_category: Option<&'r Ruled<i64>>,
+    /// The line of business of a new contract, if any.
     pub line_of_business: Option<&'r Ruled<i64>>,
+    /// The SLA of a new contract.
     pub service_level_agreement: &'r Ruled<i64>,
+    /// The Autotask Service a rule names for the product; `None` finds it by sku.
     pub service: Option<&'r Ruled<i64>>,
+    /// Whether the product gets one Service per term.
     pub service_per_term: Option<&'r Ruled<bool>>,
+    /// A rule that leaves the line unbilled.
     pub skip: Option<&'r Ruled<bool>>,
+    /// Whether zero-amount lines are left unbilled.
     pub skip_zero_amount: Option<&'r Ruled<bool>>,
+    /// Free licences taken off the count.
     pub included_units: Option<&'r Ruled<u32>>,
+    /// The fewest licences billed.
     pub minimum_units: Option<&'r Ruled<u32>>,
+    /// How consumption lines are split into charges.
     pub consumption_split: &'r Ruled<ConsumptionSplit>,
+    /// When a lower licence count takes effect.
     pub decrease: &'r Ruled<DecreaseTiming>,
+    /// The months of a contract's term.
     pub term_months: &'r Ruled<u32>,
+    /// The name of the consumption charges.
     pub charge_name: &'r Template,
+    /// What a product gone from the bill does.
     pub removed_product: &'r Ruled<super::RemovedProduct>,
+    /// What a billed charge that differs from the bill does.
     pub billed_charge_mismatch: &'r Ruled<super::BilledChargeMismatch>,
 }
 
 impl Resolved<'_> {
+    /// `amount` at the scale and rounding in force.
     pub fn round(&self, amount: Decimal) -> Decimal {
         amount.round_dp_with_strategy(self.scale.value, self.rounding.value.strategy())
     }
