@@ -116,7 +116,7 @@ pub struct SubscriptionProposal {
     /// The Billing Date of its current bill, the day units are compared on.
     pub billing_date: NaiveDate,
     /// Azure consumption: billed by charges, which carry no product to match, so never
-    /// proposed (see [`no_candidate_note`]).
+    /// proposed (see `no_candidate_note`).
     pub consumption: bool,
     /// Best first.
     pub candidates: Vec<Candidate>,

@@ -7,9 +7,7 @@ use std::fmt;
 
 use rust_decimal::{Decimal, RoundingStrategy};
 
-/// The rules in force for each bill line, cached for large bills.
 pub mod resolutions;
-/// The `for …` rules: scopes, what they set, and how the most specific one wins.
 pub mod scoped;
 
 pub use scoped::{
