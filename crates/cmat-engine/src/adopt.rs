@@ -29,6 +29,7 @@ pub enum Confidence {
 }
 
 impl Confidence {
+    /// The word the adoption file writes in its `confidence` column.
     pub fn as_str(self) -> &'static str {
         match self {
             Confidence::Strong => "strong",
@@ -40,6 +41,7 @@ impl Confidence {
 /// One product of the subscription's current bill, as the candidate contract bills it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ProductEvidence {
+    /// The product's key (its Item Code), as the bill names it.
     pub product_key: String,
     /// The Service the product is billed on; None: no Service has its sku and no rule names one.
     pub service_id: Option<i64>,
@@ -47,20 +49,30 @@ pub struct ProductEvidence {
     pub on_contract: bool,
     /// Units in force on the bill's Billing Date in Autotask, and on the bill.
     pub units_autotask: i64,
+    /// The units the bill says.
     pub units_bill: i64,
     /// The contract's adjusted price (None: unknown), and the bill's price.
     pub price_autotask: Option<Decimal>,
+    /// The price the rules give the product on this bill.
     pub price_bill: Decimal,
+    /// The rules' scale, so the two prices are compared as Autotask stores them.
     pub scale: u32,
 }
 
+/// An existing contract that could be a subscription's, with the evidence a person needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Candidate {
+    /// The contract's Autotask id, the one an accepted row names.
     pub contract_id: i64,
+    /// Its name: shown to the person, never weighed.
     pub contract_name: String,
+    /// Its start, so a person sees which term it is.
     pub start_date: NaiveDate,
+    /// Its end.
     pub end_date: NaiveDate,
+    /// How well its contract services match the bill.
     pub confidence: Confidence,
+    /// Each product of the current bill as the contract bills it.
     pub products: Vec<ProductEvidence>,
 }
 
@@ -92,17 +104,23 @@ pub enum Verdict {
     NoCandidate,
 }
 
+/// What adopt proposes for one subscription on the bills.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscriptionProposal {
+    /// The Cloudmore subscription, the value the contract's UDF gets.
     pub subscription_id: String,
+    /// Its organization, as the bill names it.
     pub organization_name: String,
+    /// The Autotask company the rules link the organization to.
     pub company_id: i64,
+    /// The Billing Date of its current bill, the day units are compared on.
     pub billing_date: NaiveDate,
     /// Azure consumption: billed by charges, which carry no product to match, so never
-    /// proposed (see [`no_candidate_note`]).
+    /// proposed (see `no_candidate_note`).
     pub consumption: bool,
     /// Best first.
     pub candidates: Vec<Candidate>,
+    /// What the file says of the subscription as a whole.
     pub verdict: Verdict,
 }
 
@@ -110,20 +128,29 @@ pub struct SubscriptionProposal {
 /// customer): it cannot be one subscription's contract, so nothing is proposed for it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SharedContract {
+    /// The contract's Autotask id.
     pub contract_id: i64,
+    /// Its company.
     pub company_id: i64,
+    /// Its name, for the person reading the file.
     pub contract_name: String,
+    /// The organization of the subscriptions it covers.
     pub organization_name: String,
+    /// The subscriptions whose products it bills.
     pub covers: Vec<String>,
 }
 
+/// What `cmat adopt` proposes, written to the adoption file for a person to accept.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Proposal {
+    /// One entry per subscription on the bills.
     pub subscriptions: Vec<SubscriptionProposal>,
+    /// Contracts left alone because they bill several subscriptions.
     pub shared: Vec<SharedContract>,
 }
 
 impl Proposal {
+    /// How many subscriptions got a verdict, for the summary line.
     pub fn count(&self, verdict: Verdict) -> usize {
         self.subscriptions.iter().filter(|s| s.verdict == verdict).count()
     }
@@ -573,16 +600,22 @@ fn prices_cell(candidate: &Candidate) -> String {
 pub struct AcceptedRow {
     /// The line of the file the row starts on (the header is line 1).
     pub line: u64,
+    /// The row's kind: only a `candidate` row may be accepted.
     pub kind: String,
+    /// The subscription to link, as written in the file.
     pub subscription_id: String,
+    /// The contract to link it to, as written (checked to be a number later).
     pub contract_id: String,
 }
 
 /// Why the file, or one of its rows, is refused: `FILE:LINE: message`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RowError {
+    /// The adoption file, as the user named it.
     pub file: String,
+    /// The line of the row (1: the header).
     pub line: u64,
+    /// What is wrong with it, and what to do.
     pub message: String,
 }
 
@@ -654,10 +687,15 @@ pub fn read_accepted(file: &str, text: &str) -> Result<Vec<AcceptedRow>, Vec<Row
 /// An accepted link: the row that asked for it, and the contract's UDF before.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Link {
+    /// The file's line that asked for it, named as the change's rule in the audit trail.
     pub line: u64,
+    /// The subscription the contract's UDF gets.
     pub subscription_id: String,
+    /// The contract's Autotask id.
     pub contract_id: i64,
+    /// Its company, for the plan's grouping.
     pub company_id: i64,
+    /// Its name, for the plan's contract label.
     pub contract_name: String,
     /// The contract already carries this subscription: nothing to write (a second apply).
     pub already_linked: bool,
@@ -699,6 +737,8 @@ pub fn check_links(
     }
 }
 
+/// One accepted row checked: a candidate row, a subscription on the bills, a contract of its
+/// company that carries no other subscription; the message says what is wrong.
 fn check_row(
     row: &AcceptedRow,
     desired: &DesiredState,
@@ -728,6 +768,25 @@ fn check_row(
             subscription.company_id
         ));
     }
+    let already_linked = check_subscription_udf(row, contract, snapshot)?;
+    Ok(Link {
+        line: row.line,
+        subscription_id: row.subscription_id.clone(),
+        contract_id: contract.id,
+        company_id: contract.company_id,
+        contract_name: contract.contract_name.clone(),
+        already_linked,
+    })
+}
+
+/// Whether the contract already carries the row's subscription (nothing to write); an error
+/// when Autotask changed since the file was made: the contract carries another subscription,
+/// or another contract carries this one.
+fn check_subscription_udf(
+    row: &AcceptedRow,
+    contract: &Contract,
+    snapshot: &Snapshot,
+) -> Result<bool, String> {
     let held = contract.subscription_id.as_deref().map(str::trim).filter(|s| !s.is_empty());
     if let Some(held) = held.filter(|held| *held != row.subscription_id) {
         return Err(format!(
@@ -744,14 +803,7 @@ fn check_row(
             row.subscription_id, other.id
         ));
     }
-    Ok(Link {
-        line: row.line,
-        subscription_id: row.subscription_id.clone(),
-        contract_id: contract.id,
-        company_id: contract.company_id,
-        contract_name: contract.contract_name.clone(),
-        already_linked: held.is_some(),
-    })
+    Ok(held.is_some())
 }
 
 /// The links still to write as plan changes: the UDF set on each contract, the row that asked

@@ -8,6 +8,7 @@ use rust_decimal::Decimal;
 /// Where a line came from, for warnings and errors: "bill.csv:17" or "cloudmore:org/…".
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct LineSource {
+    /// The file imported (or `cloudmore:…` for the API), as the user named it.
     pub file: String,
     /// 1-based row in the file, counting the header as row 1.
     pub row: u64,
@@ -22,22 +23,39 @@ impl std::fmt::Display for LineSource {
 /// One row of the Cloudmore General Billing Report. Money and quantities are exact decimals.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BillLine {
+    /// Where the line came from, so every warning and error can point at it.
     pub source: LineSource,
+    /// "Billing Date": the bill's day, which dates unit changes and charges.
     pub billing_date: NaiveDate,
+    /// "Service Name" (Microsoft CSP, Azure Plan, …): decides licence or consumption billing.
     pub service_name: String,
+    /// "Broker Name": the distributor, which `for broker` rules match.
     pub broker_name: String,
+    /// "Organization Name": the customer, linked to an Autotask company by the rules.
     pub organization_name: String,
+    /// "Customer Number": a steadier key for the customer than its name.
     pub customer_number: String,
+    /// "Product Name": shown in plans, and the meter category of consumption lines.
     pub product_name: String,
+    /// "Item Code": the product's sku, which finds its Autotask Service.
     pub item_code: String,
+    /// "Quantity": licences (a licence product) or usage (consumption).
     pub quantity: Decimal,
+    /// "Unit Cost Price": what the reseller pays a unit.
     pub unit_cost_price: Decimal,
+    /// "Unit Sales Price": Cloudmore's sales price a unit, the base of most price rules.
     pub unit_sales_price: Decimal,
+    /// "Total Cost": the line's cost, summed into consumption charges.
     pub total_cost: Decimal,
+    /// "Total Sales": the line's sales amount, summed into consumption charges.
     pub total_sales: Decimal,
+    /// "Currency Code": the currency the line's amounts are in.
     pub currency_code: String,
+    /// "Product ID": Cloudmore's product id, which `for product_id` rules match.
     pub product_id: String,
+    /// "Subscription ID": the subscription the line bills, one Autotask contract each.
     pub subscription_id: String,
+    /// "Subscription Name": for name templates (`{subscription_name}`).
     pub subscription_name: String,
     /// The organization's "AutotaskCompanyID" custom property, when the export carries it.
     pub autotask_company_id: Option<i64>,
@@ -55,7 +73,9 @@ pub struct BillLine {
 /// key replaces it (a restatement).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BillKey {
+    /// The organization the bill is for, by name, as shown to people.
     pub organization_name: String,
+    /// The bill's Billing Date.
     pub billing_date: NaiveDate,
 }
 

@@ -25,7 +25,7 @@ use proptest::prelude::*;
 use rust_decimal::Decimal;
 
 use crate::billing::BillLine;
-use crate::desired::desired_state;
+use crate::desired::{desired_state, DesiredContract, DesiredContractService};
 use crate::plan::{Digests, Plan};
 use crate::rules::*;
 use crate::snapshot::*;
@@ -174,6 +174,7 @@ fn origin(line: u32) -> RuleOrigin {
     RuleOrigin { file: "mappings/book.cmat".into(), line }
 }
 
+/// The price book as the engine's rules: its defaults, then one scoped rule per drawn setting.
 fn rules_of(book: &Book) -> RuleSet {
     let mut rules = default_rules();
     rules.policies.decrease = Ruled { value: book.decrease, origin: origin(2) };
@@ -187,58 +188,8 @@ fn rules_of(book: &Book) -> RuleSet {
             continue;
         }
         let at = origin(10 + index as u32);
-        fn ruled<T>(value: T, at: &RuleOrigin) -> Option<Ruled<T>> {
-            Some(Ruled { value, origin: at.clone() })
-        }
-        let term = match scope {
-            Scope::Item(item) => ScopeTerm::ItemCode(ITEMS[*item].into()),
-            Scope::Term(annual) => {
-                ScopeTerm::Term(if *annual { "Annual" } else { "Monthly" }.into())
-            }
-            Scope::Subscription(index) => ScopeTerm::Subscription(SUBSCRIPTIONS[*index].into()),
-        };
-        let mut set = ScopedSettings::default();
-        match setting {
-            Setting::Decrease(timing) => set.decrease = ruled(*timing, &at),
-            Setting::TermMonths(months) => set.term_months = ruled(*months, &at),
-            Setting::SharedService => set.service = ruled(SHARED_SERVICE, &at),
-            Setting::Included(units) => set.included_units = ruled(*units, &at),
-            Setting::Minimum(units) => set.minimum_units = ruled(*units, &at),
-            Setting::Skip => set.skip = ruled(true, &at),
-            Setting::RemovedReport => set.removed_product = ruled(RemovedProduct::Report, &at),
-            Setting::Markup => {
-                set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(15, 2)), &at)
-            }
-            Setting::UpliftPointCap => {
-                set.unit_price = ruled(PriceSource::SalesPlusUplift(Decimal::new(5, 2)), &at);
-                set.price_point = ruled(PricePoint::Ending(Decimal::new(99, 2)), &at);
-                set.max_price = ruled(Decimal::new(1050, 2), &at);
-            }
-            Setting::AmountWhole => {
-                set.unit_price = ruled(PriceSource::CostPlusAmount(Decimal::new(150, 2)), &at);
-                set.price_point = ruled(PricePoint::Whole, &at);
-            }
-            Setting::RebateFloor => {
-                set.unit_cost = ruled(CostSource::CostPercent(Decimal::new(-3, 2)), &at);
-                set.margin_floor = ruled(MarginFloor::Amount(Decimal::ONE), &at);
-            }
-            Setting::AddOn => {
-                let add_on =
-                    AddOn { service: ADD_ON_SERVICE, price: Decimal::TWO, cost: Decimal::ONE };
-                set.add_on = ruled(add_on, &at);
-            }
-            Setting::Tiers(graduated) => {
-                let bands = vec![
-                    (1, PriceSource::SalesPrice),
-                    (3, PriceSource::SalesLessDiscount(Decimal::new(10, 2))),
-                ];
-                set.tiers = ruled(Tiers { bands, graduated: *graduated }, &at);
-            }
-            Setting::DatedMarkup(_) => {
-                set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(20, 2)), &at)
-            }
-        }
-        let mut scope = vec![term];
+        let set = settings_of(setting, &at);
+        let mut scope = vec![scope_term(scope)];
         let mut priority = 0;
         if let Setting::DatedMarkup(months) = setting {
             scope.push(ScopeTerm::From(first_bill() + Months::new(*months)));
@@ -252,6 +203,63 @@ fn rules_of(book: &Book) -> RuleSet {
         });
     }
     rules
+}
+
+/// The `for` term a drawn scope stands for.
+fn scope_term(scope: &Scope) -> ScopeTerm {
+    match scope {
+        Scope::Item(item) => ScopeTerm::ItemCode(ITEMS[*item].into()),
+        Scope::Term(annual) => ScopeTerm::Term(if *annual { "Annual" } else { "Monthly" }.into()),
+        Scope::Subscription(index) => ScopeTerm::Subscription(SUBSCRIPTIONS[*index].into()),
+    }
+}
+
+/// What a drawn setting sets, all at one rule's origin.
+fn settings_of(setting: &Setting, at: &RuleOrigin) -> ScopedSettings {
+    fn ruled<T>(value: T, at: &RuleOrigin) -> Option<Ruled<T>> {
+        Some(Ruled { value, origin: at.clone() })
+    }
+    let mut set = ScopedSettings::default();
+    match setting {
+        Setting::Decrease(timing) => set.decrease = ruled(*timing, at),
+        Setting::TermMonths(months) => set.term_months = ruled(*months, at),
+        Setting::SharedService => set.service = ruled(SHARED_SERVICE, at),
+        Setting::Included(units) => set.included_units = ruled(*units, at),
+        Setting::Minimum(units) => set.minimum_units = ruled(*units, at),
+        Setting::Skip => set.skip = ruled(true, at),
+        Setting::RemovedReport => set.removed_product = ruled(RemovedProduct::Report, at),
+        Setting::Markup => {
+            set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(15, 2)), at)
+        }
+        Setting::UpliftPointCap => {
+            set.unit_price = ruled(PriceSource::SalesPlusUplift(Decimal::new(5, 2)), at);
+            set.price_point = ruled(PricePoint::Ending(Decimal::new(99, 2)), at);
+            set.max_price = ruled(Decimal::new(1050, 2), at);
+        }
+        Setting::AmountWhole => {
+            set.unit_price = ruled(PriceSource::CostPlusAmount(Decimal::new(150, 2)), at);
+            set.price_point = ruled(PricePoint::Whole, at);
+        }
+        Setting::RebateFloor => {
+            set.unit_cost = ruled(CostSource::CostPercent(Decimal::new(-3, 2)), at);
+            set.margin_floor = ruled(MarginFloor::Amount(Decimal::ONE), at);
+        }
+        Setting::AddOn => {
+            let add_on = AddOn { service: ADD_ON_SERVICE, price: Decimal::TWO, cost: Decimal::ONE };
+            set.add_on = ruled(add_on, at);
+        }
+        Setting::Tiers(graduated) => {
+            let bands = vec![
+                (1, PriceSource::SalesPrice),
+                (3, PriceSource::SalesLessDiscount(Decimal::new(10, 2))),
+            ];
+            set.tiers = ruled(Tiers { bands, graduated: *graduated }, at);
+        }
+        Setting::DatedMarkup(_) => {
+            set.unit_price = ruled(PriceSource::CostPlusMarkup(Decimal::new(20, 2)), at)
+        }
+    }
+    set
 }
 
 fn first_bill() -> NaiveDate {
@@ -275,69 +283,77 @@ fn tenant(subscriptions: &[Subscription]) -> Snapshot {
     snapshot.services.insert(ADD_ON_SERVICE, service(ADD_ON_SERVICE, "SUPPORT"));
     for (index, subscription) in subscriptions.iter().enumerate() {
         let Some(existing) = &subscription.existing else { continue };
-        // Running when the first bill arrives. A contract that lapsed before it is not drawn:
-        // its last unit period ends before the units window, so its units cannot be read
-        // until it is renewed; the engine renews it first and adjusts on the next run, the one
-        // case a run leaves a change (found by this test; `sync` says so and finishes it on
-        // the next run: tests/it/converge_cli.rs).
-        let start = first_bill()
-            .checked_sub_months(Months::new(existing.start_months_before % existing.term_months))
-            .unwrap_or_default();
-        let end = start
-            .checked_add_months(Months::new(existing.term_months))
-            .and_then(|date| date.pred_opt())
-            .unwrap_or_default();
-        let contract_id = 500 + index as i64;
-        snapshot.contracts.insert(
-            contract_id,
-            Contract {
-                id: contract_id,
-                company_id: COMPANY,
-                contract_name: format!("Adopted {index}"),
-                contract_type: 7,
-                status: 1,
-                start_date: start,
-                end_date: end,
-                service_level_agreement_id: Some(1),
-                contract_category: None,
-                subscription_id: Some(SUBSCRIPTIONS[index].into()),
-            },
-        );
+        let contract = existing_contract(index, existing);
         for (item, units) in existing.units.iter().enumerate() {
             let Some(units) = units else { continue };
-            let service_id = 800 + item as i64;
-            snapshot.services.entry(service_id).or_insert_with(|| service(service_id, ITEMS[item]));
-            let contract_service_id = 10_000 + contract_id * 10 + item as i64;
-            let price: Decimal = price_of(item).parse().unwrap_or_default();
-            snapshot.contract_services.insert(
-                contract_service_id,
-                ContractService {
-                    id: contract_service_id,
-                    contract_id,
-                    service_id,
-                    adjusted_price: Some(price),
-                    unit_cost: Some(price * Decimal::new(8, 1)),
-                    foreign_currency: false,
-                    invoice_description: None,
-                },
-            );
-            snapshot.contract_service_units.insert(
-                contract_service_id,
-                ContractServiceUnit {
-                    id: contract_service_id,
-                    contract_id,
-                    contract_service_id,
-                    service_id,
-                    start_date: start,
-                    end_date: end,
-                    units: *units,
-                    price: Some(price),
-                    cost: None,
-                },
-            );
+            add_existing_service(&mut snapshot, &contract, item, *units);
         }
+        snapshot.contracts.insert(contract.id, contract);
     }
     snapshot
+}
+
+/// The contract a subscription had before cmat, running when the first bill arrives.
+fn existing_contract(index: usize, existing: &Existing) -> Contract {
+    // A contract that lapsed before the first bill is not drawn: its last unit period ends
+    // before the units window, so its units cannot be read until it is renewed; the engine
+    // renews it first and adjusts on the next run, the one case a run leaves a change (found
+    // by this test; `sync` says so and finishes it on the next run: tests/it/converge_cli.rs).
+    let start = first_bill()
+        .checked_sub_months(Months::new(existing.start_months_before % existing.term_months))
+        .unwrap_or_default();
+    let end = start
+        .checked_add_months(Months::new(existing.term_months))
+        .and_then(|date| date.pred_opt())
+        .unwrap_or_default();
+    let id = 500 + index as i64;
+    Contract {
+        id,
+        company_id: COMPANY,
+        contract_name: format!("Adopted {index}"),
+        contract_type: 7,
+        status: 1,
+        start_date: start,
+        end_date: end,
+        service_level_agreement_id: Some(1),
+        contract_category: None,
+        subscription_id: Some(SUBSCRIPTIONS[index].into()),
+    }
+}
+
+/// An item's contract service on an existing contract, with one unit period over its term.
+fn add_existing_service(snapshot: &mut Snapshot, contract: &Contract, item: usize, units: i64) {
+    let contract_id = contract.id;
+    let service_id = 800 + item as i64;
+    snapshot.services.entry(service_id).or_insert_with(|| service(service_id, ITEMS[item]));
+    let contract_service_id = 10_000 + contract_id * 10 + item as i64;
+    let price: Decimal = price_of(item).parse().unwrap_or_default();
+    snapshot.contract_services.insert(
+        contract_service_id,
+        ContractService {
+            id: contract_service_id,
+            contract_id,
+            service_id,
+            adjusted_price: Some(price),
+            unit_cost: Some(price * Decimal::new(8, 1)),
+            foreign_currency: false,
+            invoice_description: None,
+        },
+    );
+    snapshot.contract_service_units.insert(
+        contract_service_id,
+        ContractServiceUnit {
+            id: contract_service_id,
+            contract_id,
+            contract_service_id,
+            service_id,
+            start_date: contract.start_date,
+            end_date: contract.end_date,
+            units,
+            price: Some(price),
+            cost: None,
+        },
+    );
 }
 
 fn service(id: i64, sku: &str) -> Service {
@@ -466,57 +482,73 @@ fn units_as_ruled(
             if !service.on_current_bill || service.service_id.is_some() {
                 continue;
             }
-            let Some(service_id) = truth
-                .services
-                .values()
-                .find(|s| s.sku.as_deref() == Some(service.product_key.as_str()))
-                .map(|s| s.id)
-            else {
-                continue;
-            };
-            let mut periods: Vec<&ContractServiceUnit> = truth
-                .contract_service_units
-                .values()
-                .filter(|u| u.contract_id == held.id && u.service_id == service_id)
-                .collect();
-            periods.sort_by_key(|u| (u.start_date, u.id));
-            let day =
-                service.effective_date.clamp(held.start_date, held.end_date.max(held.start_date));
-            // A restated count goes to the next day no adjustment has taken (Autotask keeps
-            // one per day): the bill's count holds from the last of those days.
-            let mut settled = day;
-            while let Some(next) = settled.succ_opt().filter(|next| {
-                periods.iter().any(|u| u.start_date == *next) && *next <= held.end_date
-            }) {
-                settled = next;
-            }
-            let in_force = units_in_force(&periods, settled);
-            let what = format!("{} {} on {settled}", contract.subscription_id, service.product_key);
-            if day != service.effective_date {
-                continue;
-            }
-            if service.decrease.value == DecreaseTiming::BillingDate {
-                prop_assert_eq!(in_force, service.units, "{}", what);
-            } else {
-                // A decrease waits for its date: never fewer units than the bill's before it.
-                prop_assert!(
-                    in_force >= service.units,
-                    "{}: {} < {}",
-                    what,
-                    in_force,
-                    service.units
-                );
-            }
-            // Terms count from the contract's start in Autotask: no seat drops mid-term.
-            let before = day.pred_opt().map(|d| units_in_force(&periods, d)).unwrap_or(0);
-            if service.decrease.value == DecreaseTiming::TermEnd
-                && !in_a_terms_first_month(held.start_date, contract.term_months.value, day)
-            {
-                prop_assert!(in_force >= before, "{}: {} → {} mid-term", what, before, in_force);
-            }
+            service_as_ruled(contract, service, held, truth)?;
         }
     }
     Ok(())
+}
+
+/// One product's units on its Billing Date, against what its decrease timing allows.
+fn service_as_ruled(
+    contract: &DesiredContract,
+    service: &DesiredContractService,
+    held: &Contract,
+    truth: &Snapshot,
+) -> Result<(), TestCaseError> {
+    let Some(periods) = unit_periods(truth, held.id, &service.product_key) else {
+        return Ok(());
+    };
+    let day = service.effective_date.clamp(held.start_date, held.end_date.max(held.start_date));
+    let settled = settled_day(&periods, day, held.end_date);
+    let in_force = units_in_force(&periods, settled);
+    let what = format!("{} {} on {settled}", contract.subscription_id, service.product_key);
+    if day != service.effective_date {
+        return Ok(());
+    }
+    if service.decrease.value == DecreaseTiming::BillingDate {
+        prop_assert_eq!(in_force, service.units, "{}", what);
+    } else {
+        // A decrease waits for its date: never fewer units than the bill's before it.
+        prop_assert!(in_force >= service.units, "{}: {} < {}", what, in_force, service.units);
+    }
+    // Terms count from the contract's start in Autotask: no seat drops mid-term.
+    let before = day.pred_opt().map(|d| units_in_force(&periods, d)).unwrap_or(0);
+    if service.decrease.value == DecreaseTiming::TermEnd
+        && !in_a_terms_first_month(held.start_date, contract.term_months.value, day)
+    {
+        prop_assert!(in_force >= before, "{}: {} → {} mid-term", what, before, in_force);
+    }
+    Ok(())
+}
+
+/// A product's unit periods on a contract, oldest first; `None` when its Service is unknown.
+fn unit_periods<'a>(
+    truth: &'a Snapshot,
+    contract_id: i64,
+    product_key: &str,
+) -> Option<Vec<&'a ContractServiceUnit>> {
+    let service_id =
+        truth.services.values().find(|s| s.sku.as_deref() == Some(product_key)).map(|s| s.id)?;
+    let mut periods: Vec<&ContractServiceUnit> = truth
+        .contract_service_units
+        .values()
+        .filter(|u| u.contract_id == contract_id && u.service_id == service_id)
+        .collect();
+    periods.sort_by_key(|u| (u.start_date, u.id));
+    Some(periods)
+}
+
+/// A restated count goes to the next day no adjustment has taken (Autotask keeps one per
+/// day): the bill's count holds from the last of those days.
+fn settled_day(periods: &[&ContractServiceUnit], day: NaiveDate, end: NaiveDate) -> NaiveDate {
+    let mut settled = day;
+    while let Some(next) = settled
+        .succ_opt()
+        .filter(|next| periods.iter().any(|u| u.start_date == *next) && *next <= end)
+    {
+        settled = next;
+    }
+    settled
 }
 
 /// Whether `day` falls in the first month of a term counted from `start`.

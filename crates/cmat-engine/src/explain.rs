@@ -19,83 +19,130 @@ use crate::rules::{
 /// Everything `explain` shows; serialized as its `--format json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Explanation {
+    /// The Cloudmore subscription asked about.
     pub subscription: String,
+    /// Its organization, as the bill names it, so the reader knows whose lines these are.
     pub organization: String,
+    /// Its Cloudmore service (Microsoft CSP, …), which `for service` rules match.
     pub service: String,
+    /// How many imported bill lines carry the subscription.
     pub lines: usize,
+    /// The bills those lines are on, oldest first.
     pub billing_dates: Vec<String>,
     /// Scoped rules that matched at least one line, most specific first.
     pub rules: Vec<MatchedRule>,
     /// The defaults (unscoped blocks) that were used, where no scoped rule set the thing.
     pub defaults: Vec<SettingUse>,
+    /// What the rules turn the lines into, as a plan would.
     pub produced: Produced,
+    /// The warnings a plan would show for these lines.
     pub warnings: Vec<ExplainedWarning>,
 }
 
+/// A `for` rule that matched some of the lines, with the fate of each thing it sets.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MatchedRule {
+    /// Where the rule is written (`FILE:LINE`), so the reader can go and change it.
     pub rule: String,
+    /// Its scope as written, with its priority when it has one.
     pub scope: String,
     /// How many of the subscription's lines it matched.
     pub lines: usize,
+    /// What it sets, in the language's words, and whether each setting was used.
     pub settings: Vec<SettingUse>,
 }
 
+/// One setting of a rule and whether it decided anything.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct SettingUse {
+    /// The setting's name in the mapping language (`unit_price`, `decrease`, …).
     pub setting: &'static str,
+    /// Its value as the language writes it.
     pub value: String,
+    /// Where it is set (`FILE:LINE`).
     pub rule: String,
     /// `used`, or `overridden by FILE:LINE` when a more specific rule set it for every line.
     pub outcome: String,
 }
 
+/// What the rules produce for the subscription: the Autotask side of the explanation.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Produced {
+    /// The Autotask company the lines go to; `None` when no contract came of them.
     pub company: Option<Produce>,
+    /// The contract the lines land in, with its kind.
     pub contract: Option<Produce>,
+    /// A licence contract's Services, one per product.
     pub services: Vec<ProducedService>,
+    /// A consumption contract's charges, one per date (and group).
     pub charges: Vec<ProducedCharge>,
+    /// Lines a `skip` rule left out, so they are not mistaken for lost ones.
     pub skipped_lines: usize,
 }
 
+/// A value the rules produced and the rule that produced it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Produce {
+    /// The value, as shown.
     pub value: String,
+    /// Where the deciding rule is written (`FILE:LINE`).
     pub rule: String,
 }
 
+/// A contract Service the rules produce for one product of the subscription.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProducedService {
+    /// The product's key (its sku), which finds the Autotask Service.
     pub product: String,
+    /// The product's name on the bill.
     pub name: String,
+    /// The licences on the bill, before included or minimum units.
     pub licence_count: i64,
+    /// The units the contract Service gets.
     pub units: i64,
+    /// The rule that made `units` differ from the licence count, if any.
     pub units_rule: Option<String>,
+    /// The unit price, at the rule's scale.
     pub unit_price: String,
+    /// The unit cost, at the rule's scale.
     pub unit_cost: String,
+    /// Where the deciding price rule is written.
     pub price_rule: String,
     /// "Service 812 (rule FILE:LINE)" or "by sku KEY".
     pub autotask_service: String,
+    /// When a decrease takes effect, with the rule that says so.
     pub decrease: String,
+    /// False for a product billed earlier but absent from the current bill.
     pub on_current_bill: bool,
 }
 
+/// A consumption charge the rules produce.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ProducedCharge {
+    /// The charge's date in Autotask.
     pub date: String,
+    /// The meter category it sums, when charges are split by category.
     pub group: Option<String>,
+    /// The charge's name, from the `charge_name` template.
     pub name: String,
+    /// The price, at the rule's scale.
     pub unit_price: String,
+    /// The cost, at the rule's scale.
     pub unit_cost: String,
+    /// How many bill lines it sums.
     pub lines: usize,
+    /// Where the deciding price rule is written.
     pub price_rule: String,
 }
 
+/// A plan warning about the subscription's lines, as explain shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ExplainedWarning {
+    /// The warning's code, the same as in the plan.
     pub code: &'static str,
+    /// What is wrong, for a person.
     pub message: String,
+    /// The line or rule it is about.
     pub source: String,
 }
 
@@ -308,6 +355,7 @@ fn produced_charges(contract: &DesiredContract) -> Vec<ProducedCharge> {
         .collect()
 }
 
+/// A plan warning in explain's words (the same code, message and source).
 fn explained(warning: &Warning) -> ExplainedWarning {
     ExplainedWarning {
         code: warning.code.as_str(),
@@ -316,6 +364,7 @@ fn explained(warning: &Warning) -> ExplainedWarning {
     }
 }
 
+/// An amount at the rule's scale, as the plan writes it (`9.0000`).
 fn amount(value: Decimal, scale: u32) -> String {
     let mut value = value;
     value.rescale(scale);
@@ -328,6 +377,19 @@ fn winners(
     line: &BillLine,
     resolved: &Resolved<'_>,
 ) -> Vec<(&'static str, RuleOrigin)> {
+    let mut out = always_in_force(resolved);
+    out.extend(optional_winners(resolved));
+    out.extend(overriding_winners(rules, resolved));
+    if resolved.company.is_none() {
+        if let Some(rule) = rules.companies.explicit.get(&line.organization_name) {
+            out.push(("company", rule.origin.clone()));
+        }
+    }
+    out
+}
+
+/// The settings every line has (a default if no rule set them), with their winning rule.
+fn always_in_force(resolved: &Resolved<'_>) -> Vec<(&'static str, RuleOrigin)> {
     let mut out = vec![
         ("unit_price", resolved.unit_price.origin.clone()),
         ("scale", resolved.scale.origin.clone()),
@@ -342,6 +404,11 @@ fn winners(
         out[0].1 = resolved.price_origin().clone();
         out.push(("tiers", resolved.price_origin().clone()));
     }
+    out
+}
+
+/// The settings that have no default: named only when some rule set them.
+fn optional_winners(resolved: &Resolved<'_>) -> Vec<(&'static str, RuleOrigin)> {
     let optional: [(&'static str, Option<&RuleOrigin>); 14] = [
         ("company", resolved.company.map(|r| &r.origin)),
         ("add_on_service", resolved.add_on.map(|r| &r.origin)),
@@ -358,8 +425,11 @@ fn winners(
         ("included_units", resolved.included_units.map(|r| &r.origin)),
         ("minimum_units", resolved.minimum_units.map(|r| &r.origin)),
     ];
-    out.extend(optional.into_iter().filter_map(|(name, origin)| Some((name, origin?.clone()))));
-    // Settings a `for` rule may override: named only when one does.
+    optional.into_iter().filter_map(|(name, origin)| Some((name, origin?.clone()))).collect()
+}
+
+/// Settings a `for` rule may override: named only when one does, so a default stays quiet.
+fn overriding_winners(rules: &RuleSet, resolved: &Resolved<'_>) -> Vec<(&'static str, RuleOrigin)> {
     let overridden: [(&'static str, &RuleOrigin, &RuleOrigin); 5] = [
         ("unit_cost", &resolved.unit_cost.origin, &rules.prices.unit_cost.origin),
         ("term_months", &resolved.term_months.origin, &rules.contract.term_months.origin),
@@ -375,38 +445,44 @@ fn winners(
             &rules.policies.billed_charge_mismatch.origin,
         ),
     ];
-    out.extend(
-        overridden
-            .into_iter()
-            .filter(|(_, origin, default)| origin != default)
-            .map(|(name, origin, _)| (name, origin.clone())),
-    );
-    if resolved.company.is_none() {
-        if let Some(rule) = rules.companies.explicit.get(&line.organization_name) {
-            out.push(("company", rule.origin.clone()));
-        }
-    }
+    overridden
+        .into_iter()
+        .filter(|(_, origin, default)| origin != default)
+        .map(|(name, origin, _)| (name, origin.clone()))
+        .collect()
+}
+
+/// One setting a scoped rule sets: its name, its value as the language writes it, its rule.
+type SettingText<'a> = (&'static str, String, &'a RuleOrigin);
+
+/// What a scoped rule sets, as the language writes it, in the order the explanation lists it.
+fn scoped_settings(set: &ScopedSettings) -> Vec<SettingText<'_>> {
+    let mut out = Vec::new();
+    price_settings(set, &mut out);
+    contract_settings(set, &mut out);
+    line_settings(set, &mut out);
     out
 }
 
-/// What a scoped rule sets, as the language writes it.
-fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrigin)> {
-    fn push<'a, T>(
-        out: &mut Vec<(&'static str, String, &'a RuleOrigin)>,
-        name: &'static str,
-        rule: &'a Option<Ruled<T>>,
-        show: impl Fn(&T) -> String,
-    ) {
-        if let Some(rule) = rule {
-            out.push((name, show(&rule.value), &rule.origin));
-        }
+/// Adds a setting the rule sets; nothing when it leaves it alone.
+fn push_setting<'a, T>(
+    out: &mut Vec<SettingText<'a>>,
+    name: &'static str,
+    rule: &'a Option<Ruled<T>>,
+    show: impl Fn(&T) -> String,
+) {
+    if let Some(rule) = rule {
+        out.push((name, show(&rule.value), &rule.origin));
     }
-    let mut out = Vec::new();
-    push(&mut out, "company", &set.company, ToString::to_string);
-    push(&mut out, "unit_price", &set.unit_price, |price| price_word(*price));
-    push(&mut out, "tiers", &set.tiers, |tiers| tiers.bands_label(price_word));
-    push(&mut out, "unit_cost", &set.unit_cost, |cost| cost_word(*cost));
-    push(&mut out, "add_on_service", &set.add_on, |add_on| {
+}
+
+/// The company and the pricing settings (price, cost, add-on, rounding, margin).
+fn price_settings<'a>(set: &'a ScopedSettings, out: &mut Vec<SettingText<'a>>) {
+    push_setting(out, "company", &set.company, ToString::to_string);
+    push_setting(out, "unit_price", &set.unit_price, |price| price_word(*price));
+    push_setting(out, "tiers", &set.tiers, |tiers| tiers.bands_label(price_word));
+    push_setting(out, "unit_cost", &set.unit_cost, |cost| cost_word(*cost));
+    push_setting(out, "add_on_service", &set.add_on, |add_on| {
         format!(
             "{} at {} a seat (cost {})",
             add_on.service,
@@ -414,99 +490,128 @@ fn scoped_settings(set: &ScopedSettings) -> Vec<(&'static str, String, &RuleOrig
             add_on.cost.normalize()
         )
     });
-    push(&mut out, "price_point", &set.price_point, |point| point_word(*point));
-    push(&mut out, "max_price", &set.max_price, |cap| cap.normalize().to_string());
-    push(&mut out, "scale", &set.scale, ToString::to_string);
-    push(&mut out, "rounding", &set.rounding, |rounding| rounding_word(*rounding).into());
-    push(&mut out, "margin_floor", &set.margin_floor, |floor| floor_word(*floor));
-    push(&mut out, "margin_policy", &set.margin_policy, |policy| match policy {
-        MarginPolicy::Warn => "warn".into(),
-        MarginPolicy::Refuse => "refuse".into(),
-    });
+    push_setting(out, "price_point", &set.price_point, |point| point_word(*point));
+    push_setting(out, "max_price", &set.max_price, |cap| cap.normalize().to_string());
+    push_setting(out, "scale", &set.scale, ToString::to_string);
+    push_setting(out, "rounding", &set.rounding, |rounding| rounding_word(*rounding).into());
+    push_setting(out, "margin_floor", &set.margin_floor, |floor| floor_word(*floor));
+    push_setting(out, "margin_policy", &set.margin_policy, |policy| margin_word(*policy).into());
+}
+
+/// The settings that shape the contract and its Services.
+fn contract_settings<'a>(set: &'a ScopedSettings, out: &mut Vec<SettingText<'a>>) {
     if let Some(template) = &set.contract_name {
         out.push(("contract_name", template_text(template), &template.origin));
     }
-    push(&mut out, "contract_category", &set.contract_category, ToString::to_string);
-    push(&mut out, "line_of_business", &set.line_of_business, ToString::to_string);
-    push(&mut out, "service_level_agreement", &set.service_level_agreement, ToString::to_string);
-    push(&mut out, "service", &set.service, ToString::to_string);
-    push(&mut out, "service_per_term", &set.service_per_term, ToString::to_string);
-    push(&mut out, "skip", &set.skip, ToString::to_string);
-    push(&mut out, "skip_zero_amount", &set.skip_zero_amount, ToString::to_string);
-    push(&mut out, "included_units", &set.included_units, ToString::to_string);
-    push(&mut out, "minimum_units", &set.minimum_units, ToString::to_string);
-    push(&mut out, "consumption_split", &set.consumption_split, |split| match split {
-        ConsumptionSplit::Subscription => "subscription".into(),
-        ConsumptionSplit::MeterCategory => "meter_category".into(),
+    push_setting(out, "contract_category", &set.contract_category, ToString::to_string);
+    push_setting(out, "line_of_business", &set.line_of_business, ToString::to_string);
+    let agreement = &set.service_level_agreement;
+    push_setting(out, "service_level_agreement", agreement, ToString::to_string);
+    push_setting(out, "service", &set.service, ToString::to_string);
+    push_setting(out, "service_per_term", &set.service_per_term, ToString::to_string);
+}
+
+/// The settings that decide how lines are counted, skipped, split and corrected.
+fn line_settings<'a>(set: &'a ScopedSettings, out: &mut Vec<SettingText<'a>>) {
+    push_setting(out, "skip", &set.skip, ToString::to_string);
+    push_setting(out, "skip_zero_amount", &set.skip_zero_amount, ToString::to_string);
+    push_setting(out, "included_units", &set.included_units, ToString::to_string);
+    push_setting(out, "minimum_units", &set.minimum_units, ToString::to_string);
+    push_setting(out, "consumption_split", &set.consumption_split, |split| {
+        split_word(*split).into()
     });
-    push(&mut out, "decrease", &set.decrease, |timing| decrease_word(*timing).into());
-    push(&mut out, "term_months", &set.term_months, ToString::to_string);
+    push_setting(out, "decrease", &set.decrease, |timing| decrease_word(*timing).into());
+    push_setting(out, "term_months", &set.term_months, ToString::to_string);
     if let Some(template) = &set.charge_name {
         out.push(("charge_name", template_text(template), &template.origin));
     }
-    push(&mut out, "removed_product", &set.removed_product, |policy| match policy {
-        crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
-        crate::rules::RemovedProduct::Report => "report".into(),
-    });
-    push(&mut out, "billed_charge_mismatch", &set.billed_charge_mismatch, |policy| match policy {
-        crate::rules::BilledChargeMismatch::Correct => "correct".into(),
-        crate::rules::BilledChargeMismatch::Report => "report".into(),
-    });
-    out
+    push_setting(out, "removed_product", &set.removed_product, |p| removed_word(*p).into());
+    let mismatch = &set.billed_charge_mismatch;
+    push_setting(out, "billed_charge_mismatch", mismatch, |p| mismatch_word(*p).into());
 }
 
 /// A default's value, for the settings no scoped rule set.
 fn default_value(rules: &RuleSet, setting: &str) -> String {
-    match setting {
-        "unit_price" => price_word(rules.prices.unit_price.value),
-        "unit_cost" => cost_word(rules.prices.unit_cost.value),
+    default_price_value(rules, setting)
+        .or_else(|| default_other_value(rules, setting))
+        .unwrap_or_default()
+}
+
+/// The value of a pricing default (the `prices` block); `None` for other settings.
+fn default_price_value(rules: &RuleSet, setting: &str) -> Option<String> {
+    let prices = &rules.prices;
+    let value = match setting {
+        "unit_price" => price_word(prices.unit_price.value),
+        "unit_cost" => cost_word(prices.unit_cost.value),
         "price_point" => {
-            rules.prices.price_point.as_ref().map(|p| point_word(p.value)).unwrap_or_default()
+            prices.price_point.as_ref().map(|p| point_word(p.value)).unwrap_or_default()
         }
-        "max_price" => rules
-            .prices
-            .max_price
-            .as_ref()
+        "max_price" => (prices.max_price.as_ref())
             .map(|cap| cap.value.normalize().to_string())
             .unwrap_or_default(),
-        "scale" => rules.prices.scale.value.to_string(),
-        "rounding" => rounding_word(rules.prices.rounding.value).into(),
+        "scale" => prices.scale.value.to_string(),
+        "rounding" => rounding_word(prices.rounding.value).into(),
         "margin_floor" => {
-            rules.prices.margin_floor.as_ref().map(|f| floor_word(f.value)).unwrap_or_default()
+            prices.margin_floor.as_ref().map(|f| floor_word(f.value)).unwrap_or_default()
         }
-        "margin_policy" => format!("{:?}", rules.prices.margin_policy.value).to_lowercase(),
+        "margin_policy" => margin_word(prices.margin_policy.value).into(),
+        _ => return None,
+    };
+    Some(value)
+}
+
+/// The value of a contract, consumption, product or policy default; `None` for others.
+fn default_other_value(rules: &RuleSet, setting: &str) -> Option<String> {
+    let shown = |value: Option<String>| value.unwrap_or_default();
+    let value = match setting {
         "service_level_agreement" => rules.settings.service_level_agreement.value.to_string(),
-        "contract_category" => {
-            rules.contract.category.as_ref().map(|c| c.value.to_string()).unwrap_or_default()
+        "contract_category" => shown(rules.contract.category.as_ref().map(|c| c.value.to_string())),
+        "line_of_business" => {
+            shown(rules.contract.line_of_business.as_ref().map(|c| c.value.to_string()))
         }
-        "line_of_business" => (rules.contract.line_of_business.as_ref())
-            .map(|c| c.value.to_string())
-            .unwrap_or_default(),
-        "consumption_split" => match rules.consumption.split.value {
-            ConsumptionSplit::Subscription => "subscription".into(),
-            ConsumptionSplit::MeterCategory => "meter_category".into(),
-        },
+        "consumption_split" => split_word(rules.consumption.split.value).into(),
         "decrease" => decrease_word(rules.policies.decrease.value).into(),
-        "service_per_term" => {
-            rules.products.per_term.as_ref().map(|r| r.value.to_string()).unwrap_or_default()
+        "service_per_term" => shown(rules.products.per_term.as_ref().map(|r| r.value.to_string())),
+        "skip_zero_amount" => {
+            shown(rules.policies.skip_zero_amount.as_ref().map(|r| r.value.to_string()))
         }
-        "skip_zero_amount" => rules
-            .policies
-            .skip_zero_amount
-            .as_ref()
-            .map(|r| r.value.to_string())
-            .unwrap_or_default(),
         "company" => "explicit link".into(),
         "term_months" => rules.contract.term_months.value.to_string(),
         "charge_name" => template_text(&rules.consumption.charge_name),
-        "removed_product" => match rules.policies.removed_product.value {
-            crate::rules::RemovedProduct::ZeroUnits => "zero_units".into(),
-            crate::rules::RemovedProduct::Report => "report".into(),
-        },
+        "removed_product" => removed_word(rules.policies.removed_product.value).into(),
         "billed_charge_mismatch" => {
-            format!("{:?}", rules.policies.billed_charge_mismatch.value).to_lowercase()
+            mismatch_word(rules.policies.billed_charge_mismatch.value).into()
         }
-        _ => String::new(),
+        _ => return None,
+    };
+    Some(value)
+}
+
+fn margin_word(policy: MarginPolicy) -> &'static str {
+    match policy {
+        MarginPolicy::Warn => "warn",
+        MarginPolicy::Refuse => "refuse",
+    }
+}
+
+fn split_word(split: ConsumptionSplit) -> &'static str {
+    match split {
+        ConsumptionSplit::Subscription => "subscription",
+        ConsumptionSplit::MeterCategory => "meter_category",
+    }
+}
+
+fn removed_word(policy: crate::rules::RemovedProduct) -> &'static str {
+    match policy {
+        crate::rules::RemovedProduct::ZeroUnits => "zero_units",
+        crate::rules::RemovedProduct::Report => "report",
+    }
+}
+
+fn mismatch_word(policy: crate::rules::BilledChargeMismatch) -> &'static str {
+    match policy {
+        crate::rules::BilledChargeMismatch::Correct => "correct",
+        crate::rules::BilledChargeMismatch::Report => "report",
     }
 }
 
@@ -587,7 +692,8 @@ fn decrease_word(timing: DecreaseTiming) -> &'static str {
 }
 
 impl Explanation {
-    /// The text people read.
+    /// The text people read: the subscription, the rules that matched, the defaults used,
+    /// what they produce and the warnings, one section each.
     pub fn to_text(&self) -> String {
         let mut out = String::new();
         let _ = writeln!(
@@ -599,6 +705,14 @@ impl Explanation {
             self.lines,
             self.billing_dates.join(", ")
         );
+        self.write_rules(&mut out);
+        self.write_defaults(&mut out);
+        self.produced.write(&mut out);
+        self.write_warnings(&mut out);
+        out
+    }
+
+    fn write_rules(&self, out: &mut String) {
         let _ = writeln!(out, "\nRules that matched, most specific first:");
         if self.rules.is_empty() {
             let _ = writeln!(out, "  (no `for` rule: the defaults below decide everything)");
@@ -620,39 +734,40 @@ impl Explanation {
                 );
             }
         }
+    }
+
+    fn write_defaults(&self, out: &mut String) {
         let _ = writeln!(out, "\nDefaults used (unscoped blocks):");
         for setting in &self.defaults {
             let _ = writeln!(out, "  {} = {}  ({})", setting.setting, setting.value, setting.rule);
         }
+    }
+
+    fn write_warnings(&self, out: &mut String) {
+        if !self.warnings.is_empty() {
+            let _ = writeln!(out, "\nWarnings:");
+            for warning in &self.warnings {
+                let _ =
+                    writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
+            }
+        }
+    }
+}
+
+impl Produced {
+    /// The "What they produce" section of the text.
+    fn write(&self, out: &mut String) {
         let _ = writeln!(out, "\nWhat they produce:");
-        if let Some(company) = &self.produced.company {
+        if let Some(company) = &self.company {
             let _ = writeln!(out, "  company   {}  ({})", company.value, company.rule);
         }
-        if let Some(contract) = &self.produced.contract {
+        if let Some(contract) = &self.contract {
             let _ = writeln!(out, "  contract  {}  ({})", contract.value, contract.rule);
         }
-        for service in &self.produced.services {
-            let units = match &service.units_rule {
-                Some(rule) => format!(
-                    "{} unit(s) ({} on the bill, rule {rule})",
-                    service.units, service.licence_count
-                ),
-                None => format!("{} unit(s)", service.units),
-            };
-            let _ = writeln!(
-                out,
-                "  product   {} \"{}\": {units} × {} (cost {}), price rule {}; {}; decrease {}{}",
-                service.product,
-                service.name,
-                service.unit_price,
-                service.unit_cost,
-                service.price_rule,
-                service.autotask_service,
-                service.decrease,
-                if service.on_current_bill { "" } else { "; not on the current bill" }
-            );
+        for service in &self.services {
+            service.write(out);
         }
-        for charge in &self.produced.charges {
+        for charge in &self.charges {
             let _ = writeln!(
                 out,
                 "  charge    {} \"{}\": {} (cost {}), {} line(s), price rule {}",
@@ -664,20 +779,36 @@ impl Explanation {
                 charge.price_rule
             );
         }
-        if self.produced.skipped_lines > 0 {
-            let _ = writeln!(out, "  skipped   {} line(s) by rule", self.produced.skipped_lines);
+        if self.skipped_lines > 0 {
+            let _ = writeln!(out, "  skipped   {} line(s) by rule", self.skipped_lines);
         }
-        if self.produced.contract.is_none() && self.produced.skipped_lines == 0 {
+        if self.contract.is_none() && self.skipped_lines == 0 {
             let _ = writeln!(out, "  nothing: see the warnings");
         }
-        if !self.warnings.is_empty() {
-            let _ = writeln!(out, "\nWarnings:");
-            for warning in &self.warnings {
-                let _ =
-                    writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
+    }
+}
+
+impl ProducedService {
+    /// One `product` line of the text.
+    fn write(&self, out: &mut String) {
+        let units = match &self.units_rule {
+            Some(rule) => {
+                format!("{} unit(s) ({} on the bill, rule {rule})", self.units, self.licence_count)
             }
-        }
-        out
+            None => format!("{} unit(s)", self.units),
+        };
+        let _ = writeln!(
+            out,
+            "  product   {} \"{}\": {units} × {} (cost {}), price rule {}; {}; decrease {}{}",
+            self.product,
+            self.name,
+            self.unit_price,
+            self.unit_cost,
+            self.price_rule,
+            self.autotask_service,
+            self.decrease,
+            if self.on_current_bill { "" } else { "; not on the current bill" }
+        );
     }
 }
 

@@ -33,20 +33,26 @@ pub const PICKLIST_FIELDS: [(&str, &[&str]); 4] = [
 /// The numbers cmat sends, resolved against one tenant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TenantValues {
+    /// The tenant's number for the contract type the rules name.
     pub contract_type: i64,
+    /// The tenant's number for the status the rules give new contracts.
     pub contract_status: i64,
     /// None when the tenant's Contracts have no `contractPeriodType` field (then it is not sent).
     pub contract_period_type: Option<i64>,
     /// None when the rules create no Services.
     pub service_period_type: Option<i64>,
+    /// The tenant's number for the consumption charges' type.
     pub charge_type: i64,
 }
 
 /// A rule naming a picklist entry the tenant does not have (or has inactive).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct PicklistError {
+    /// The rule that names the entry, so the user knows which line to change.
     pub origin: RuleOrigin,
+    /// What the tenant lacks.
     pub message: String,
+    /// What to do: the tenant's active entries, or how to read them.
     pub hint: String,
 }
 
@@ -213,38 +219,20 @@ pub fn resolve_values(
     picklists: &Picklists,
 ) -> Result<TenantValues, Vec<PicklistError>> {
     let field = |entity, field| Field { entity, field, picklists };
-    let mut errors = Vec::new();
-    let mut take = |result: Result<i64, PicklistError>| match result {
-        Ok(value) => Some(value),
-        Err(err) => {
-            errors.push(err);
-            None
-        }
-    };
     let chosen =
         |target: Field<'_>, rule: &Ruled<PicklistChoice>| target.resolve(&rule.value, &rule.origin);
-    let period = |target: Field<'_>, rule: &Ruled<PeriodType>| {
-        target.resolve(&PicklistChoice::Label(rule.value.label().into()), &rule.origin)
-    };
+    let mut errors = Vec::new();
     let settings = &rules.settings;
-    let contract_type = take(chosen(field("Contracts", "contractType"), &settings.contract_type));
-    let contract_status = take(chosen(field("Contracts", "status"), &settings.contract_status));
-    let charge_type =
-        take(chosen(field("ContractCharges", "chargeType"), &rules.consumption.charge_type));
-    // Services are created only when a rule says so; without one there is no period to send.
-    let service_period_type = match &rules.products.create {
-        Some(create) => {
-            take(period(field("Services", "periodType"), &create.period_type)).map(Some)
-        }
-        None => Some(None),
-    };
-    // An Autotask without the field (older API versions) gets contracts without it.
-    let contract_period = field("Contracts", "contractPeriodType");
-    let contract_period_type = if contract_period.entries().is_none() && !picklists.is_empty() {
-        Some(None)
-    } else {
-        take(period(contract_period, &rules.contract.period)).map(Some)
-    };
+    let contract_type =
+        kept(&mut errors, chosen(field("Contracts", "contractType"), &settings.contract_type));
+    let contract_status =
+        kept(&mut errors, chosen(field("Contracts", "status"), &settings.contract_status));
+    let charge_type = kept(
+        &mut errors,
+        chosen(field("ContractCharges", "chargeType"), &rules.consumption.charge_type),
+    );
+    let service_period_type = kept(&mut errors, service_period_type(rules, picklists));
+    let contract_period_type = kept(&mut errors, contract_period_type(rules, picklists));
     match (contract_type, contract_status, contract_period_type, service_period_type, charge_type) {
         (
             Some(contract_type),
@@ -260,6 +248,52 @@ pub fn resolve_values(
             charge_type,
         }),
         _ => Err(errors),
+    }
+}
+
+/// The value of a result, its error kept with the others so that all are told at once.
+fn kept<T>(errors: &mut Vec<PicklistError>, result: Result<T, PicklistError>) -> Option<T> {
+    match result {
+        Ok(value) => Some(value),
+        Err(err) => {
+            errors.push(err);
+            None
+        }
+    }
+}
+
+/// The number of a period type's label in a field's picklist.
+fn period(target: Field<'_>, rule: &Ruled<PeriodType>) -> Result<i64, PicklistError> {
+    target.resolve(&PicklistChoice::Label(rule.value.label().into()), &rule.origin)
+}
+
+/// The period type of the Services cmat creates; none when no rule creates Services (then
+/// there is no period to send).
+fn service_period_type(
+    rules: &RuleSet,
+    picklists: &Picklists,
+) -> Result<Option<i64>, PicklistError> {
+    match &rules.products.create {
+        Some(create) => period(
+            Field { entity: "Services", field: "periodType", picklists },
+            &create.period_type,
+        )
+        .map(Some),
+        None => Ok(None),
+    }
+}
+
+/// The contracts' period type; none for an Autotask without the field (older API versions),
+/// which gets contracts without it.
+fn contract_period_type(
+    rules: &RuleSet,
+    picklists: &Picklists,
+) -> Result<Option<i64>, PicklistError> {
+    let target = Field { entity: "Contracts", field: "contractPeriodType", picklists };
+    if target.entries().is_none() && !picklists.is_empty() {
+        Ok(None)
+    } else {
+        period(target, &rules.contract.period).map(Some)
     }
 }
 

@@ -16,55 +16,84 @@ use rust_decimal::Decimal;
 use crate::diff::{adjustment_day, units_in_force, Change, Diff};
 use crate::plan::{Digests, Plan, PlanWarning};
 use crate::rules::RuleOrigin;
-use crate::snapshot::{ContractCharge, Snapshot};
+use crate::snapshot::{ContractCharge, ContractServiceUnit, Snapshot};
 use crate::write::{Adjustment, ContractEdits, Edit, Id, NaturalKey, NewCharge, Write};
 
 /// One write an apply run made and Autotask took, with ids resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunWrite {
+    /// The apply run that sent it, as `cmat audit` lists runs.
     pub run_id: String,
     /// The run this write's run reverted (its rule was `revert:RUN`), if it was a revert.
     pub reverting: Option<String>,
+    /// What the write was for (bill side), so the revert's changes carry the same key.
     pub key: NaturalKey,
+    /// What it did in Autotask.
     pub written: Written,
 }
 
 /// What a journaled write did, as far as a revert needs to know.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Written {
+    /// A ContractServiceAdjustment: undone by a compensating one, never deleted.
     Adjusted {
+        /// The contract's Autotask id.
         contract: i64,
+        /// The Service's Autotask id.
         service: i64,
+        /// The day the adjustment took effect: Autotask allows one per service and day.
         effective_date: NaiveDate,
+        /// The units it added (negative: removed).
         unit_change: i64,
+        /// The price it set, the fallback when no earlier price is known.
         adjusted_unit_price: Decimal,
+        /// The cost it set, the fallback when no earlier cost is known.
         adjusted_unit_cost: Decimal,
         /// The contract's price and cost before it (the audit trail's old values).
         price_before: Option<Decimal>,
+        /// The cost before it, from the audit trail.
         cost_before: Option<Decimal>,
     },
+    /// A charge the run created: deleted while unbilled, else offset.
     ChargeCreated {
+        /// The contract it is on.
         contract: i64,
+        /// The charge's Autotask id.
         id: i64,
     },
+    /// A charge the run repriced: its old values back while unbilled.
     ChargeUpdated {
+        /// The contract it is on.
         contract: i64,
+        /// The charge's Autotask id.
         id: i64,
+        /// The price edit the run made, with the old price to go back to.
         unit_price: Option<Edit<Decimal>>,
+        /// The cost edit the run made, with the old cost to go back to.
         unit_cost: Option<Edit<Decimal>>,
     },
+    /// A charge the run deleted (a revert did): created again from what it was.
     ChargeDeleted {
+        /// The contract it was on.
         contract: i64,
+        /// The charge as it was, to create it again.
         charge: NewCharge,
     },
+    /// A contract the run created: ended, since Autotask deletes no contract.
     ContractCreated {
+        /// The contract's Autotask id.
         id: i64,
     },
+    /// A contract the run edited: its old values back.
     ContractUpdated {
+        /// The contract's Autotask id.
         id: i64,
+        /// The edits the run made, each with its old value.
         edits: ContractEdits,
     },
+    /// A Service the run created: left in the catalogue, and the plan says so.
     ServiceCreated {
+        /// The Service's Autotask id.
         id: i64,
     },
 }
@@ -110,14 +139,17 @@ impl Written {
     }
 }
 
+/// Why no revert plan could be made.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RevertError {
+    /// The run id names no run with writes: a typo, or a run that failed before writing.
     #[error("run {0} wrote nothing to Autotask (or is not a run of this workspace); nothing to revert\nhint: cmat audit lists the runs and what each wrote")]
     NothingWritten(String),
 }
 
-/// The codes of the notes a revert plan carries as warnings.
+/// The warning code of a write not reverted because a later run wrote to its record.
 pub const REFUSED: &str = "revert_refused";
+/// The warning code of what a revert leaves as it is (Autotask cannot undo it), and says so.
 pub const LEFT: &str = "revert_left";
 
 /// The plan undoing run `run_id`; `writes` are every run's, in the order they were sent.
@@ -133,81 +165,108 @@ pub fn revert_plan(
         .position(|write| write.run_id == run_id)
         .ok_or_else(|| RevertError::NothingWritten(run_id.to_string()))?;
     let ours: Vec<&RunWrite> = writes.iter().filter(|write| write.run_id == run_id).collect();
-    let (later, later_under) = later_runs(run_id, &writes[first..]);
+    let later = later_runs(run_id, &writes[first..]);
     let mut revert = Reverting { run_id, snapshot, changes: Vec::new(), notes: Vec::new() };
-    let created: BTreeSet<i64> = ours
-        .iter()
+    revert.units(&ours, writes, &created_contracts(&ours), &later.records);
+    for write in &ours {
+        revert.undo(write, writes, &later);
+    }
+    Ok(revert.into_plan(digests, created_at))
+}
+
+/// The contracts the run created: their services are ended with them, not adjusted.
+fn created_contracts(ours: &[&RunWrite]) -> BTreeSet<i64> {
+    ours.iter()
         .filter_map(|write| match write.written {
             Written::ContractCreated { id } => Some(id),
             _ => None,
         })
-        .collect();
-    revert.units(&ours, writes, &created, &later);
-    for write in &ours {
-        let refused_by = match &write.written {
-            Written::ContractCreated { id } => later_under.get(id),
-            other => later.get(&other.record()),
+        .collect()
+}
+
+/// A contract service as the snapshot holds it.
+struct Held<'a> {
+    /// Its unit periods, oldest first.
+    periods: Vec<&'a ContractServiceUnit>,
+    price: Option<Decimal>,
+    cost: Option<Decimal>,
+}
+
+/// What a compensating adjustment goes back to.
+struct Goal {
+    units: i64,
+    price: Decimal,
+    cost: Decimal,
+}
+
+impl Goal {
+    /// The units in force the day before the run's first adjustment, and the price and cost
+    /// before the run (as the audit trail kept them, else as held now); `None` for a write
+    /// that adjusted nothing.
+    fn of(written: &Written, held: &Held<'_>, since: NaiveDate) -> Option<Goal> {
+        let Written::Adjusted {
+            adjusted_unit_price,
+            adjusted_unit_cost,
+            price_before,
+            cost_before,
+            ..
+        } = *written
+        else {
+            return None;
         };
-        if let Some(by) = refused_by {
-            if !matches!(write.written, Written::Adjusted { .. }) {
-                revert.refuse(&write.key, by);
-            }
-            continue;
-        }
-        match &write.written {
-            Written::Adjusted { .. } => {}
-            Written::ChargeCreated { contract, id } => revert.created_charge(write, *contract, *id),
-            Written::ChargeUpdated { id, unit_price, unit_cost, contract } => {
-                revert.updated_charge(&write.key, *contract, *id, unit_price, unit_cost)
-            }
-            Written::ChargeDeleted { contract, charge } => {
-                revert.deleted_charge(&write.key, *contract, charge)
-            }
-            Written::ContractCreated { id } => revert.created_contract(&write.key, *id, writes),
-            Written::ContractUpdated { id, edits } => {
-                revert.updated_contract(&write.key, *id, edits)
-            }
-            Written::ServiceCreated { .. } => revert.note(
-                &write.key,
-                "the Service the run created stays in the catalogue: Autotask deletes no Service, and one on no contract bills nothing".into(),
-            ),
-        }
+        Some(Goal {
+            units: since.pred_opt().map(|day| units_in_force(&held.periods, day)).unwrap_or(0),
+            price: price_before.or(held.price).unwrap_or(adjusted_unit_price),
+            cost: cost_before.or(held.cost).unwrap_or(adjusted_unit_cost),
+        })
     }
-    // Parents first, as the diff orders them; by key within, whatever ids Autotask gave.
-    revert
-        .changes
-        .sort_by_cached_key(|change| (change.write.entity().phase(), change.key.to_string()));
-    revert.notes.sort_by(|a, b| (&a.source, &a.message).cmp(&(&b.source, &b.message)));
-    let diff = Diff { changes: revert.changes, unchanged: 0, warnings: Vec::new() };
-    let mut plan = Plan::new(diff, digests, created_at);
-    for change in &mut plan.changes {
-        change.rule = format!("revert:{run_id}");
+}
+
+/// Why a compensating adjustment moves what it moves, and the days it cannot undo.
+fn compensation_reason(
+    (units, wanted_units): (i64, i64),
+    (held_price, wanted_price): (Option<Decimal>, Decimal),
+    since: NaiveDate,
+    day: NaiveDate,
+) -> String {
+    let mut moves = Vec::new();
+    if units != wanted_units {
+        moves.push(format!("units {units} → {wanted_units}"));
     }
-    plan.restore_grouping(snapshot);
-    plan.summary.warnings = revert.notes.len() as u64;
-    plan.warnings = revert.notes;
-    Ok(plan)
+    if held_price != Some(wanted_price) {
+        let held = held_price.map_or("(unknown)".to_string(), |p| p.to_string());
+        moves.push(format!("unit price {held} → {wanted_price}"));
+    }
+    let mut reason = format!("{} from {day}", moves.join(", "));
+    let last = day.pred_opt().unwrap_or(day);
+    reason.push_str(&format!(
+        "; the run's units and price stayed in force {since} to {last} ({} day(s)): an invoice covering those days bills them (Autotask deletes no adjustment)",
+        (last - since).num_days() + 1
+    ));
+    reason
+}
+
+/// The first later run to write to each record, and under each contract.
+struct LaterRuns {
+    records: BTreeMap<Record, String>,
+    under: BTreeMap<i64, String>,
 }
 
 /// The first later run to write to each record, and under each contract; a revert of this
 /// very run does not count (re-planning a revert that was applied must find nothing to do,
 /// not refuse).
-fn later_runs(
-    run_id: &str,
-    writes: &[RunWrite],
-) -> (BTreeMap<Record, String>, BTreeMap<i64, String>) {
-    let mut later: BTreeMap<Record, String> = BTreeMap::new();
-    let mut later_under: BTreeMap<i64, String> = BTreeMap::new();
+fn later_runs(run_id: &str, writes: &[RunWrite]) -> LaterRuns {
+    let mut later = LaterRuns { records: BTreeMap::new(), under: BTreeMap::new() };
     for write in writes {
         if write.run_id == run_id || write.reverting.as_deref() == Some(run_id) {
             continue;
         }
-        later.entry(write.written.record()).or_insert_with(|| write.run_id.clone());
+        later.records.entry(write.written.record()).or_insert_with(|| write.run_id.clone());
         if let Some(contract) = write.written.contract() {
-            later_under.entry(contract).or_insert_with(|| write.run_id.clone());
+            later.under.entry(contract).or_insert_with(|| write.run_id.clone());
         }
     }
-    (later, later_under)
+    later
 }
 
 /// The revert being built: its changes and what it says it cannot do.
@@ -219,6 +278,57 @@ struct Reverting<'a> {
 }
 
 impl Reverting<'_> {
+    /// Undoes one write of the run, or says why not (a later run wrote to its record).
+    /// Adjustments were compensated per contract service already (see `units`).
+    fn undo(&mut self, write: &RunWrite, writes: &[RunWrite], later: &LaterRuns) {
+        let refused_by = match &write.written {
+            Written::ContractCreated { id } => later.under.get(id),
+            other => later.records.get(&other.record()),
+        };
+        if let Some(by) = refused_by {
+            if !matches!(write.written, Written::Adjusted { .. }) {
+                self.refuse(&write.key, by);
+            }
+            return;
+        }
+        match &write.written {
+            Written::Adjusted { .. } => {}
+            Written::ChargeCreated { contract, id } => self.created_charge(write, *contract, *id),
+            Written::ChargeUpdated { id, unit_price, unit_cost, contract } => {
+                self.updated_charge(&write.key, *contract, *id, unit_price, unit_cost)
+            }
+            Written::ChargeDeleted { contract, charge } => {
+                self.deleted_charge(&write.key, *contract, charge)
+            }
+            Written::ContractCreated { id } => self.created_contract(&write.key, *id, writes),
+            Written::ContractUpdated { id, edits } => {
+                self.updated_contract(&write.key, *id, edits)
+            }
+            Written::ServiceCreated { .. } => self.note(
+                &write.key,
+                "the Service the run created stays in the catalogue: Autotask deletes no Service, and one on no contract bills nothing".into(),
+            ),
+        }
+    }
+
+    /// The revert as a plan: its changes parents first, its notes as warnings.
+    fn into_plan(self, digests: Digests, created_at: DateTime<Utc>) -> Plan {
+        let Reverting { run_id, snapshot, mut changes, mut notes } = self;
+        // Parents first, as the diff orders them; by key within, whatever ids Autotask gave.
+        changes
+            .sort_by_cached_key(|change| (change.write.entity().phase(), change.key.to_string()));
+        notes.sort_by(|a, b| (&a.source, &a.message).cmp(&(&b.source, &b.message)));
+        let diff = Diff { changes, unchanged: 0, warnings: Vec::new() };
+        let mut plan = Plan::new(diff, digests, created_at);
+        for change in &mut plan.changes {
+            change.rule = format!("revert:{run_id}");
+        }
+        plan.restore_grouping(snapshot);
+        plan.summary.warnings = notes.len() as u64;
+        plan.warnings = notes;
+        plan
+    }
+
     fn push(&mut self, key: &NaturalKey, write: Write<NaturalKey>, reason: String) {
         self.changes.push(Change {
             key: key.clone(),
@@ -288,6 +398,8 @@ impl Reverting<'_> {
         }
     }
 
+    /// The compensating adjustment for one contract service: back to the units the day
+    /// before `since` and to the price and cost before the run, on the first free day.
     fn compensate(
         &mut self,
         write: &RunWrite,
@@ -295,20 +407,42 @@ impl Reverting<'_> {
         since: NaiveDate,
         taken: &BTreeSet<NaiveDate>,
     ) {
-        let Written::Adjusted {
-            adjusted_unit_price,
-            adjusted_unit_cost,
-            price_before,
-            cost_before,
-            ..
-        } = write.written
-        else {
+        let held = self.held(contract_id, service_id);
+        let Some(goal) = Goal::of(&write.written, &held, since) else {
             return;
         };
         let Some(contract) = self.snapshot.contracts.get(&contract_id) else {
             return self.note(&write.key, format!("contract #{contract_id} is not in the snapshot (run `cmat pull autotask`): its units are left"));
         };
-        let held = self
+        let day = free_day(&held.periods, since, contract.end_date, taken);
+        let units = day.pred_opt().map(|last| units_in_force(&held.periods, last)).unwrap_or(0);
+        if units == goal.units && held.price == Some(goal.price) {
+            return;
+        }
+        if day > contract.end_date || day < contract.start_date || taken.contains(&day) {
+            return self.note(&write.key, format!(
+                "units left at {units}: no free day for an adjustment between {since} and the contract's end {}",
+                contract.end_date
+            ));
+        }
+        let reason = compensation_reason((units, goal.units), (held.price, goal.price), since, day);
+        let adjustment = Write::AdjustContractService(Adjustment {
+            contract: Id::Existing(contract_id),
+            service: Id::Existing(service_id),
+            effective_date: day,
+            unit_change: goal.units - units,
+            units_before: units,
+            adjusted_unit_price: goal.price,
+            adjusted_unit_cost: goal.cost,
+            price_before: held.price,
+            cost_before: held.cost,
+        });
+        self.push(&write.key, adjustment, reason);
+    }
+
+    /// What the snapshot holds for a contract service: its unit periods, price and cost.
+    fn held(&self, contract_id: i64, service_id: i64) -> Held<'_> {
+        let service = self
             .snapshot
             .contract_services
             .values()
@@ -320,48 +454,11 @@ impl Reverting<'_> {
             .filter(|u| u.contract_id == contract_id && u.service_id == service_id)
             .collect();
         periods.sort_by_key(|u| u.start_date);
-        let wanted_units = since.pred_opt().map(|day| units_in_force(&periods, day)).unwrap_or(0);
-        let held_price = held.and_then(|cs| cs.adjusted_price);
-        let wanted_price = price_before.or(held_price).unwrap_or(adjusted_unit_price);
-        let wanted_cost =
-            cost_before.or(held.and_then(|cs| cs.unit_cost)).unwrap_or(adjusted_unit_cost);
-        let day = free_day(&periods, since, contract.end_date, taken);
-        let units = day.pred_opt().map(|last| units_in_force(&periods, last)).unwrap_or(0);
-        if units == wanted_units && held_price == Some(wanted_price) {
-            return;
+        Held {
+            periods,
+            price: service.and_then(|cs| cs.adjusted_price),
+            cost: service.and_then(|cs| cs.unit_cost),
         }
-        if day > contract.end_date || day < contract.start_date || taken.contains(&day) {
-            return self.note(&write.key, format!(
-                "units left at {units}: no free day for an adjustment between {since} and the contract's end {}",
-                contract.end_date
-            ));
-        }
-        let mut moves = Vec::new();
-        if units != wanted_units {
-            moves.push(format!("units {units} → {wanted_units}"));
-        }
-        if held_price != Some(wanted_price) {
-            let held = held_price.map_or("(unknown)".to_string(), |p| p.to_string());
-            moves.push(format!("unit price {held} → {wanted_price}"));
-        }
-        let mut reason = format!("{} from {day}", moves.join(", "));
-        let last = day.pred_opt().unwrap_or(day);
-        reason.push_str(&format!(
-            "; the run's units and price stayed in force {since} to {last} ({} day(s)): an invoice covering those days bills them (Autotask deletes no adjustment)",
-            (last - since).num_days() + 1
-        ));
-        let adjustment = Write::AdjustContractService(Adjustment {
-            contract: Id::Existing(contract_id),
-            service: Id::Existing(service_id),
-            effective_date: day,
-            unit_change: wanted_units - units,
-            units_before: units,
-            adjusted_unit_price: wanted_price,
-            adjusted_unit_cost: wanted_cost,
-            price_before: held_price,
-            cost_before: held.and_then(|cs| cs.unit_cost),
-        });
-        self.push(&write.key, adjustment, reason);
     }
 
     /// A charge the run created: deleted while unbilled, else offset by a charge of the

@@ -9,16 +9,22 @@ use chrono::NaiveDate;
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
+/// What a write does to its record, as the plan's `action` spells it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Action {
+    /// A new record.
     Create,
+    /// Fields of an existing record changed.
     Update,
+    /// A ContractServiceAdjustment: units, price and cost of a contract service from a date.
     Adjust,
+    /// A record removed (only an unbilled charge, by `cmat revert`).
     Delete,
 }
 
 impl Action {
+    /// The plan's spelling (`create`, `update`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Action::Create => "create",
@@ -28,6 +34,7 @@ impl Action {
         }
     }
 
+    /// The action a saved plan names; `None` for a word cmat never writes.
     pub fn from_name(name: &str) -> Option<Action> {
         [Action::Create, Action::Update, Action::Adjust, Action::Delete]
             .into_iter()
@@ -38,14 +45,20 @@ impl Action {
 /// Entity names as in Autotask's API paths.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Entity {
+    /// The catalogue's Services (products), which contract services point at.
     Services,
+    /// Contracts, one per subscription.
     Contracts,
+    /// A Service on a contract (created by an adjustment, never written directly).
     ContractServices,
+    /// Dated changes of a contract service's units, price and cost.
     ContractServiceAdjustments,
+    /// Consumption charges on a contract.
     ContractCharges,
 }
 
 impl Entity {
+    /// The name in Autotask's API paths and in the plan's `entity`.
     pub fn as_str(self) -> &'static str {
         match self {
             Entity::Services => "Services",
@@ -56,6 +69,7 @@ impl Entity {
         }
     }
 
+    /// The entity a saved plan names; `None` for one cmat never writes.
     pub fn from_name(name: &str) -> Option<Entity> {
         [
             Entity::Services,
@@ -84,22 +98,35 @@ impl Entity {
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum NaturalKey {
     /// An Autotask Service, by its sku.
-    Service { sku: String },
+    Service {
+        /// The Service's sku (the product's key).
+        sku: String,
+    },
     /// A contract, by its "Subscription ID" UDF.
     Subscription(String),
     /// A product (Item Code) on a subscription's contract.
-    Product { subscription: String, item: String },
+    Product {
+        /// The subscription whose contract it is on.
+        subscription: String,
+        /// The product's key.
+        item: String,
+    },
     /// A consumption charge of a subscription for a Billing Date (and meter category, when a
     /// rule splits charges by it); a correction by its name.
     Charge {
+        /// The subscription whose contract holds the charge.
         subscription: String,
+        /// The Billing Date the charge bills.
         date: NaiveDate,
+        /// The meter category, when charges are split by it.
         group: Option<String>,
+        /// A correcting charge's name; `None` for the period's own charge.
         correction: Option<String>,
     },
 }
 
 impl NaturalKey {
+    /// The subscription the key belongs to; `None` for a Service, which is shared.
     pub fn subscription(&self) -> Option<&str> {
         match self {
             NaturalKey::Service { .. } => None,
@@ -193,11 +220,14 @@ pub struct Ref(pub String);
 /// written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Id<P> {
+    /// A record Autotask holds, by its id.
     Existing(i64),
+    /// A record an earlier change of the same plan creates.
     Planned(P),
 }
 
 impl<P> Id<P> {
+    /// The same id with a planned record named another way (keys → refs → ids).
     pub fn map<Q, E>(&self, f: &mut impl FnMut(&P) -> Result<Q, E>) -> Result<Id<Q>, E> {
         Ok(match self {
             Id::Existing(id) => Id::Existing(*id),
@@ -219,46 +249,72 @@ impl Id<i64> {
 /// value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Edit<T> {
+    /// What Autotask held: the plan shows it, and `cmat revert` puts it back.
     pub old: Option<T>,
+    /// What cmat writes.
     pub new: T,
 }
 
+/// A Service cmat creates for a product no Service has the sku of (when a rule allows).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewService {
+    /// The Service's name, from the rules' template.
     pub name: String,
+    /// The product's key, by which cmat finds the Service again.
     pub sku: String,
+    /// The BillingCodes id (use type "Recurring Contract Service") Autotask requires.
     pub billing_code_id: i64,
+    /// The tenant's number for the period type; `None` sends none.
     pub period_type: Option<i64>,
+    /// The catalogue price (contracts carry their own).
     pub unit_price: Decimal,
+    /// The catalogue cost.
     pub unit_cost: Decimal,
+    /// Whether the Service is active (new ones are).
     pub is_active: bool,
 }
 
+/// A contract cmat creates for a subscription that has none.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewContract {
+    /// The Autotask company the rules link the organization to.
     pub company_id: i64,
+    /// The contract's name, from the rules' template.
     pub name: String,
+    /// The tenant's number for the contract type (Recurring Service).
     pub contract_type: i64,
+    /// The tenant's number for the contract status.
     pub status: i64,
+    /// The tenant's number for the contract period type; `None` for a tenant without it.
     pub period_type: Option<i64>,
+    /// The contract's first day.
     pub start_date: NaiveDate,
+    /// Its last day: the start plus the term.
     pub end_date: NaiveDate,
+    /// The SLA the rules name.
     pub service_level_agreement_id: i64,
+    /// A field Autotask requires on a new contract (0: no).
     pub time_reporting_requires_start_and_stop_times: i64,
+    /// The contractCategory the rules name, if any.
     pub category: Option<i64>,
     /// organizationalLevelAssociationID: the line of business, when the rules set one.
     pub line_of_business: Option<i64>,
     /// The UDF carrying the subscription id (its natural key), by name.
     pub subscription_udf: String,
+    /// The subscription id the UDF gets.
     pub subscription: String,
 }
 
 /// The fields cmat owns on an existing contract; None where nothing changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ContractEdits {
+    /// A new name (the template or the bill changed).
     pub name: Option<Edit<String>>,
+    /// A new end: a renewal, or a cancelled subscription's contract ended.
     pub end_date: Option<Edit<NaiveDate>>,
+    /// A new SLA.
     pub service_level_agreement_id: Option<Edit<i64>>,
+    /// A new contractCategory.
     pub category: Option<Edit<i64>>,
     /// The "Subscription ID" set on a contract cmat did not create: only `cmat adopt --apply`
     /// plans it, for a link a person accepted.
@@ -268,7 +324,9 @@ pub struct ContractEdits {
 /// A user-defined field an update sets, by name (Autotask sends UDFs as `{name, value}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdfEdit {
+    /// The UDF's name in the tenant ("Subscription ID").
     pub name: String,
+    /// Its old and new value.
     pub edit: Edit<String>,
 }
 
@@ -276,66 +334,100 @@ pub struct UdfEdit {
 /// ContractServiceAdjustment (it adds the service to the contract when it is not there).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Adjustment<P> {
+    /// The contract the service is on.
     pub contract: Id<P>,
+    /// The Service (catalogue record) adjusted on it.
     pub service: Id<P>,
+    /// The day the units, price and cost take effect (one adjustment per service and day).
     pub effective_date: NaiveDate,
     /// Relative: the units in force from `effective_date` are `units_before + unit_change`.
     pub unit_change: i64,
+    /// The units in force before `effective_date`, as the snapshot read them.
     pub units_before: i64,
+    /// The contract service's price from `effective_date`.
     pub adjusted_unit_price: Decimal,
+    /// The contract service's cost from `effective_date`.
     pub adjusted_unit_cost: Decimal,
     /// The contract's adjusted price and cost before this adjustment, where Autotask showed
     /// them: kept in the plan's `before` and so in the audit trail, because Autotask keeps one
     /// price per contract service and `cmat revert` has nowhere else to read the old one.
     pub price_before: Option<Decimal>,
+    /// The cost before this adjustment, kept for the same reason.
     pub cost_before: Option<Decimal>,
 }
 
+/// A contract charge cmat creates: a consumption period, a correction, or a revert's offset.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewCharge {
+    /// The charge's name, by which cmat finds it again (with contract and date).
     pub name: String,
+    /// What the invoice shows under the name.
     pub description: String,
+    /// The day it bills (the Billing Date).
     pub date_purchased: NaiveDate,
+    /// The tenant's number for the charge type.
     pub charge_type: i64,
+    /// The quantity (1 for a consumption period; negative for an offset).
     pub unit_quantity: Decimal,
+    /// The price of one unit.
     pub unit_price: Decimal,
     /// None where the cost is unknown (hidden costs are never written as zero).
     pub unit_cost: Option<Decimal>,
+    /// The BillingCodes id (Material Cost Code) the charge is booked to.
     pub billing_code_id: i64,
+    /// Whether the customer is billed for it (cmat's charges are).
     pub is_billable_to_company: bool,
 }
 
 /// Every kind of write the diff plans. Action and entity follow from the variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Write<P> {
+    /// A Service for a product none has the sku of.
     CreateService(NewService),
+    /// A contract for a subscription.
     CreateContract(NewContract),
+    /// Fields cmat owns changed on an existing contract.
     UpdateContract {
+        /// The contract's Autotask id.
         id: i64,
+        /// The fields that change, each with its old value.
         edits: ContractEdits,
     },
+    /// Units, price and cost of a contract service from a date.
     AdjustContractService(Adjustment<P>),
+    /// A charge on a contract.
     CreateCharge {
+        /// The contract it goes on.
         contract: Id<P>,
+        /// The charge.
         charge: NewCharge,
     },
+    /// An unbilled charge repriced.
     UpdateCharge {
+        /// The charge's Autotask id.
         id: i64,
+        /// The contract it is on (the API path names it).
         contract: Id<P>,
+        /// A new price, with the old.
         unit_price: Option<Edit<Decimal>>,
+        /// A new cost, with the old.
         unit_cost: Option<Edit<Decimal>>,
     },
     /// An unbilled charge removed (`cmat revert` of the run that created it). The charge as
     /// Autotask held it rides along: the plan and the audit trail show what went, and a revert
     /// of the revert can create it again.
     DeleteCharge {
+        /// The charge's Autotask id.
         id: i64,
+        /// The contract it is on (the API path names it).
         contract: Id<P>,
+        /// The charge as it was.
         charge: NewCharge,
     },
 }
 
 impl<P> Write<P> {
+    /// What the write does, for the plan's `action`.
     pub fn action(&self) -> Action {
         match self {
             Write::CreateService(_) | Write::CreateContract(_) | Write::CreateCharge { .. } => {
@@ -347,6 +439,7 @@ impl<P> Write<P> {
         }
     }
 
+    /// The Autotask entity it writes, for the plan's `entity` and the request's path.
     pub fn entity(&self) -> Entity {
         match self {
             Write::CreateService(_) => Entity::Services,

@@ -18,7 +18,9 @@ pub use scoped::{
 /// Where a rule was written: the mapping file (relative to the workspace) and the 1-based line.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct RuleOrigin {
+    /// The mapping file, relative to the workspace (`mappings/prices.cmat`).
     pub file: String,
+    /// The 1-based line the rule starts on.
     pub line: u32,
 }
 
@@ -31,26 +33,36 @@ impl fmt::Display for RuleOrigin {
 /// A value together with the rule that set it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ruled<T> {
+    /// What the rule says.
     pub value: T,
+    /// Where it says it, so plans and errors can name the line.
     pub origin: RuleOrigin,
 }
 
 /// The whole, checked rule set of a workspace (all files of `mappings/` together).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RuleSet {
+    /// The tenant's ids and names cmat writes with (`settings` block).
     pub settings: Settings,
     /// Cloudmore "Service Name" → how it is billed. Services not listed are reported as unmapped.
     pub services: BTreeMap<String, Ruled<BillingKind>>,
+    /// How an organization finds its Autotask company (`companies` block).
     pub companies: CompanyLinks,
+    /// How contracts are named, dated and renewed (`contract` block).
     pub contract: ContractRule,
+    /// How a product finds, or creates, its Autotask Service (`products` block).
     pub products: ProductRule,
+    /// The default price, cost, rounding and margin (`prices` block).
     pub prices: PriceRule,
+    /// How consumption lines become charges (`consumption` block).
     pub consumption: ConsumptionRule,
+    /// What cmat does about removals, cancellations, hand edits and decreases (`policies`).
     pub policies: Policies,
     /// The `for …` rules, in file order: the price book over the defaults above.
     pub scoped: Vec<ScopedRule>,
 }
 
+/// The `settings` block: the tenant's ids and names every write needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Settings {
     /// Autotask BillingCodes id of use type "Recurring Contract Service"; used to create Services.
@@ -69,6 +81,7 @@ pub struct Settings {
     pub timezone: Ruled<String>,
 }
 
+/// How a Cloudmore service is billed in Autotask: it decides the contract's shape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BillingKind {
     /// A contract per subscription, a contract service per Item Code, units = licence count.
@@ -77,6 +90,7 @@ pub enum BillingKind {
     Consumption,
 }
 
+/// The `companies` block: how a bill's organization finds its Autotask company.
 #[derive(Debug, Clone, PartialEq)]
 pub struct CompanyLinks {
     /// Name of the bill column carrying the Autotask company id ("AutotaskCompanyID"), if used.
@@ -88,26 +102,39 @@ pub struct CompanyLinks {
 /// A text with `{field}` placeholders, checked against [`TemplateField`] at compile time.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Template {
+    /// The text and the placeholders, in order.
     pub parts: Vec<TemplatePart>,
+    /// Where the template is written.
     pub origin: RuleOrigin,
 }
 
+/// A piece of a [`Template`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum TemplatePart {
+    /// Text kept as written.
     Text(String),
+    /// A `{field}` placeholder, filled from the bill line.
     Field(TemplateField),
 }
 
 /// Bill fields a template may name. `{organization}` is Organization Name, and so on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum TemplateField {
+    /// `{organization}`: Organization Name.
     Organization,
+    /// `{customer_number}`: Customer Number.
     CustomerNumber,
+    /// `{service}`: Service Name.
     Service,
+    /// `{subscription}`: Subscription ID.
     Subscription,
+    /// `{subscription_name}`: Subscription Name.
     SubscriptionName,
+    /// `{product}`: Product Name.
     Product,
+    /// `{item_code}`: Item Code.
     ItemCode,
+    /// `{product_id}`: Product ID.
     ProductId,
     /// The bill's Billing Date, ISO `YYYY-MM-DD`.
     BillingDate,
@@ -122,6 +149,7 @@ pub enum TemplateField {
 }
 
 impl TemplateField {
+    /// Every field with the name templates write it by: the one list both ways look up.
     pub const ALL: [(TemplateField, &'static str); 13] = [
         (TemplateField::Organization, "organization"),
         (TemplateField::CustomerNumber, "customer_number"),
@@ -138,16 +166,20 @@ impl TemplateField {
         (TemplateField::MeterCategory, "meter_category"),
     ];
 
+    /// The name a template writes the field by, for messages and `cmat explain`.
     pub fn name(self) -> &'static str {
         Self::ALL.iter().find(|(f, _)| *f == self).map(|(_, n)| *n).unwrap_or("?")
     }
 
+    /// The field a template names; `None` for a name the compiler must refuse.
     pub fn from_name(name: &str) -> Option<Self> {
         Self::ALL.iter().find(|(_, n)| *n == name).map(|(f, _)| *f)
     }
 }
 
 impl Template {
+    /// Whether the template names `field`: Services per term must name `{term}` to tell
+    /// them apart, and a charge name with `{meter_category}` is not suffixed with it.
     pub fn uses(&self, field: TemplateField) -> bool {
         self.parts.contains(&TemplatePart::Field(field))
     }
@@ -165,6 +197,7 @@ impl Template {
     }
 }
 
+/// The `contract` block: how new contracts are named, dated, renewed and categorized.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ContractRule {
     /// Contract name per billing kind, e.g. "Microsoft 365 - {organization}".
@@ -185,6 +218,7 @@ pub struct ContractRule {
     pub period: Ruled<PeriodType>,
 }
 
+/// The day a new contract starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ContractStart {
     /// The first Billing Date of the subscription.
@@ -193,6 +227,7 @@ pub enum ContractStart {
     FirstBillingMonth,
 }
 
+/// What happens when a bill falls after a contract's end.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Renewal {
     /// Extend endDate by whole terms so that every bill falls inside the contract.
@@ -201,6 +236,7 @@ pub enum Renewal {
     Keep,
 }
 
+/// The `products` block: how a product finds, or creates, its Autotask Service.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ProductRule {
     /// Which bill column identifies the Autotask Service by its sku.
@@ -214,25 +250,36 @@ pub struct ProductRule {
     pub per_term: Option<Ruled<bool>>,
 }
 
+/// The bill column a product is known by, and its Autotask Service's sku matched against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProductKey {
+    /// "Item Code" (the default).
     ItemCode,
+    /// "Product ID", for a tenant whose skus are Cloudmore's product ids.
     ProductId,
 }
 
+/// `products { create { … } }`: cmat may create the Service a product lacks.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ServiceCreateRule {
+    /// The new Service's name.
     pub name: Template,
     /// Services.periodType picklist value (monthly in the defaults).
     pub period_type: Ruled<PeriodType>,
+    /// Where the `create` block is written.
     pub origin: RuleOrigin,
 }
 
+/// A billing period, as Autotask's period-type picklists name it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PeriodType {
+    /// Billed every month.
     Monthly,
+    /// Billed every three months.
     Quarterly,
+    /// Billed every six months.
     SemiAnnual,
+    /// Billed once a year.
     Yearly,
 }
 
@@ -254,7 +301,9 @@ impl PeriodType {
 /// resolved against the tenant's picklist, or by the number the user chose from it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PicklistChoice {
+    /// The entry's label, looked up in the tenant's picklist.
     Label(String),
+    /// The entry's number, as the user chose it.
     Value(i64),
 }
 
@@ -267,12 +316,16 @@ impl fmt::Display for PicklistChoice {
     }
 }
 
+/// The `prices` block: the defaults every line gets unless a `for` rule sets otherwise.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PriceRule {
+    /// How a unit price is made from the bill.
     pub unit_price: Ruled<PriceSource>,
+    /// How the cost cmat writes is made from the bill.
     pub unit_cost: Ruled<CostSource>,
     /// Decimal places kept (Autotask stores 4).
     pub scale: Ruled<u32>,
+    /// How prices are rounded to the scale.
     pub rounding: Ruled<Rounding>,
     /// The lowest margin a price may have: a fraction of the price, or an amount per unit.
     pub margin_floor: Option<Ruled<MarginFloor>>,
@@ -287,6 +340,7 @@ pub struct PriceRule {
     pub margin_policy_written: bool,
 }
 
+/// How a unit price is made from the bill line.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PriceSource {
     /// Cloudmore's Unit Sales Price (or Σ Total Sales for consumption).
@@ -363,7 +417,9 @@ impl Tiers {
 pub struct AddOn {
     /// The Autotask Service id (an existing Service: cmat never creates one for an add-on).
     pub service: i64,
+    /// The add-on's unit price.
     pub price: Decimal,
+    /// The add-on's unit cost.
     pub cost: Decimal,
 }
 
@@ -417,15 +473,21 @@ impl PricePoint {
     }
 }
 
+/// How prices are rounded to the scale (`rounding = half_up`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rounding {
+    /// Halves away from zero (the default).
     HalfUp,
+    /// Halves to the even digit (banker's rounding).
     HalfEven,
+    /// Toward zero.
     Down,
+    /// Away from zero.
     Up,
 }
 
 impl Rounding {
+    /// The rust_decimal strategy that rounds this way.
     pub fn strategy(self) -> RoundingStrategy {
         match self {
             Rounding::HalfUp => RoundingStrategy::MidpointAwayFromZero,
@@ -437,11 +499,13 @@ impl Rounding {
 }
 
 impl PriceRule {
+    /// `amount` at the default scale and rounding.
     pub fn round(&self, amount: Decimal) -> Decimal {
         amount.round_dp_with_strategy(self.scale.value, self.rounding.value.strategy())
     }
 }
 
+/// The `consumption` block: how consumption lines become contract charges.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ConsumptionRule {
     /// Name of the one charge per subscription and Billing Date.
@@ -454,11 +518,16 @@ pub struct ConsumptionRule {
     pub split: Ruled<ConsumptionSplit>,
 }
 
+/// The `policies` block: what cmat does when the bill and Autotask part ways.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policies {
+    /// A product gone from the bill.
     pub removed_product: Ruled<RemovedProduct>,
+    /// A subscription gone from the bills.
     pub cancelled_subscription: Ruled<CancelledSubscription>,
+    /// A field cmat owns that someone changed in Autotask.
     pub hand_edit: Ruled<HandEdit>,
+    /// A billed charge that differs from the bill.
     pub billed_charge_mismatch: Ruled<BilledChargeMismatch>,
     /// When a lower licence count takes effect (the Billing Date unless a rule says otherwise).
     pub decrease: Ruled<DecreaseTiming>,
@@ -466,6 +535,7 @@ pub struct Policies {
     pub skip_zero_amount: Option<Ruled<bool>>,
 }
 
+/// What a product gone from the bill does to its contract service.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RemovedProduct {
     /// Units go to 0, effective on the Billing Date of the bill that no longer has the product.
@@ -474,6 +544,7 @@ pub enum RemovedProduct {
     Report,
 }
 
+/// What a subscription gone from the bills does to its contract.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CancelledSubscription {
     /// Leave the contract as it is and report (the default).
@@ -482,6 +553,7 @@ pub enum CancelledSubscription {
     EndContract,
 }
 
+/// What cmat does about a field it owns that someone changed in Autotask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum HandEdit {
     /// Fields cmat owns are set back to what the bill says.
@@ -490,6 +562,8 @@ pub enum HandEdit {
     Report,
 }
 
+/// What cmat does about a billed charge that differs from the bill (Autotask changes no
+/// billed charge).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BilledChargeMismatch {
     /// Add a correcting charge for the difference, dated like the original.

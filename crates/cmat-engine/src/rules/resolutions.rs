@@ -14,6 +14,8 @@ use crate::billing::BillLine;
 /// A set of rules by index.
 type Bits = Vec<u64>;
 
+/// The rules in force for each bill line, cached by context and product so that resolving a
+/// large bill costs a few hash lookups a line; one per evaluation of the rules.
 pub struct Resolutions<'r> {
     rules: &'r RuleSet,
     resolved: Vec<Resolved<'r>>,
@@ -70,6 +72,7 @@ fn key_of(key: &mut String, field: &str) {
 }
 
 impl<'r> Resolutions<'r> {
+    /// Empty caches for `rules`, keyed only by the dimensions some rule looks at.
     pub fn new(rules: &'r RuleSet) -> Self {
         let mut used: Vec<Dimension> = rules
             .scoped
@@ -122,6 +125,30 @@ impl<'r> Resolutions<'r> {
         }
         let facts = LineFacts::of(line);
         let mut key = std::mem::take(&mut self.key);
+        self.context_key(&facts, &mut key);
+        if !self.by_context.contains_key(key.as_str()) {
+            let bits = self.half(&facts, false);
+            self.by_context.insert(key.clone(), bits);
+        }
+        let mut matched = std::mem::take(&mut self.matched);
+        matched.clear();
+        matched.extend_from_slice(&self.by_context[key.as_str()]);
+        self.product_key(&facts, &mut key);
+        if !self.by_product.contains_key(key.as_str()) {
+            let bits = self.half(&facts, true);
+            self.by_product.insert(key.clone(), bits);
+        }
+        for (word, product) in matched.iter_mut().zip(&self.by_product[key.as_str()]) {
+            *word &= product;
+        }
+        self.key = key;
+        let result = self.resolution_of(&matched);
+        self.matched = matched;
+        result
+    }
+
+    /// The line's context as a cache key: only the fields some rule looks at.
+    fn context_key(&self, facts: &LineFacts<'_>, key: &mut String) {
         key.clear();
         for (dimension, field) in [
             (Dimension::Service, facts.service),
@@ -134,7 +161,7 @@ impl<'r> Resolutions<'r> {
             (Dimension::Currency, facts.currency),
         ] {
             if self.uses(dimension) {
-                key_of(&mut key, field);
+                key_of(key, field);
             }
         }
         // Dated rules: the Billing Date is part of the context (a bill has one).
@@ -142,13 +169,10 @@ impl<'r> Resolutions<'r> {
             use std::fmt::Write as _;
             let _ = write!(key, "{}", facts.billing_date);
         }
-        if !self.by_context.contains_key(key.as_str()) {
-            let bits = self.half(&facts, false);
-            self.by_context.insert(key.clone(), bits);
-        }
-        let mut matched = std::mem::take(&mut self.matched);
-        matched.clear();
-        matched.extend_from_slice(&self.by_context[key.as_str()]);
+    }
+
+    /// The line's product as a cache key: only the fields some rule looks at.
+    fn product_key(&self, facts: &LineFacts<'_>, key: &mut String) {
         key.clear();
         for (dimensions, field) in [
             ([Dimension::Product, Dimension::Product], facts.item_code),
@@ -156,46 +180,41 @@ impl<'r> Resolutions<'r> {
             ([Dimension::ProductName, Dimension::MeterCategory], facts.product_name),
         ] {
             if dimensions.iter().any(|dimension| self.uses(*dimension)) {
-                key_of(&mut key, field);
+                key_of(key, field);
             }
         }
-        if !self.by_product.contains_key(key.as_str()) {
-            let bits = self.half(&facts, true);
-            self.by_product.insert(key.clone(), bits);
+    }
+
+    /// The resolution of a set of matching rules, resolved the first time the set is seen.
+    fn resolution_of(&mut self, matched: &Bits) -> Result<usize, Ambiguity> {
+        if let Some(known) = self.by_matched.get(matched.as_slice()) {
+            return known.clone();
         }
-        for (word, product) in matched.iter_mut().zip(&self.by_product[key.as_str()]) {
-            *word &= product;
-        }
-        self.key = key;
-        let result = match self.by_matched.get(matched.as_slice()) {
-            Some(known) => known.clone(),
-            None => {
-                let mut rules: Vec<&'r ScopedRule> = self
-                    .rules
-                    .scoped
-                    .iter()
-                    .enumerate()
-                    .filter(|(index, _)| matched[index / 64] & (1 << (index % 64)) != 0)
-                    .map(|(_, rule)| rule)
-                    .collect();
-                // Most specific first; in file order among equals.
-                rules.sort_by_key(|rule| std::cmp::Reverse(rule.specificity));
-                let result = self.rules.resolve_matched(rules).map(|resolved| {
-                    self.resolved.push(resolved);
-                    self.resolved.len() - 1
-                });
-                self.by_matched.insert(matched.clone(), result.clone());
-                result
-            }
-        };
-        self.matched = matched;
+        let mut rules: Vec<&'r ScopedRule> = self
+            .rules
+            .scoped
+            .iter()
+            .enumerate()
+            .filter(|(index, _)| matched[index / 64] & (1 << (index % 64)) != 0)
+            .map(|(_, rule)| rule)
+            .collect();
+        // Most specific first; in file order among equals.
+        rules.sort_by_key(|rule| std::cmp::Reverse(rule.specificity));
+        let result = self.rules.resolve_matched(rules).map(|resolved| {
+            self.resolved.push(resolved);
+            self.resolved.len() - 1
+        });
+        self.by_matched.insert(matched.clone(), result.clone());
         result
     }
 
+    /// The resolution [`Resolutions::of`] gave the index of, shared by every line with the
+    /// same matching rules.
     pub fn get(&self, index: usize) -> &Resolved<'r> {
         &self.resolved[index]
     }
 
+    /// The rules it resolves, for callers that hold only the resolutions.
     pub fn rules(&self) -> &'r RuleSet {
         self.rules
     }

@@ -30,15 +30,25 @@ pub enum Dimension {
     From,
     /// `until "2026-12-31"`: bills dated on or before.
     Until,
+    /// `currency`: the line's Currency Code.
     Currency,
+    /// `term`: the Payment Frequency.
     Term,
+    /// `broker`: the distributor.
     Broker,
+    /// `service`: the Cloudmore service.
     Service,
+    /// `meter_category`: an Azure line's meter category.
     MeterCategory,
+    /// `product`: a Product Name pattern.
     ProductName,
+    /// `item_code` or `product_id`: one product exactly.
     Product,
+    /// `organization_group`: one of the organization's groups.
     OrganizationGroup,
+    /// `organization` or `customer_number`: one customer.
     Organization,
+    /// `subscription`: one subscription, the most precise of all.
     Subscription,
 }
 
@@ -65,19 +75,25 @@ impl Dimension {
 /// One condition of a scope: `organization "Contoso Ltd"`, `product "Microsoft 365 E*"`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum ScopeTerm {
+    /// Service Name (`Microsoft CSP`, `Azure Plan`).
     Service(String),
     /// Broker Name: the distributor the line was bought through.
     Broker(String),
+    /// Organization Name, exactly.
     Organization(String),
+    /// Customer Number: the organization by a key that survives a rename.
     CustomerNumber(String),
     /// One of the organization's groups (the export lists them separated by `;`).
     OrganizationGroup(String),
+    /// Item Code, exactly.
     ItemCode(String),
+    /// Product ID, exactly.
     ProductId(String),
     /// Product Name, with `*` matching any text; case is ignored.
     ProductName(String),
     /// An Azure line's meter category: its Product Name up to the first " - ".
     MeterCategory(String),
+    /// Subscription ID, exactly.
     Subscription(String),
     /// Payment Frequency (`Monthly`, `Annual`); case is ignored.
     Term(String),
@@ -108,6 +124,8 @@ impl ScopeTerm {
         "until",
     ];
 
+    /// The term a keyword builds with its value; `None` for an unknown keyword or a date
+    /// that does not parse, which the compiler reports.
     pub fn from_keyword(keyword: &str, value: String) -> Option<ScopeTerm> {
         Some(match keyword {
             "service" => ScopeTerm::Service(value),
@@ -128,6 +146,7 @@ impl ScopeTerm {
         })
     }
 
+    /// The keyword the term is written with, for labels and messages.
     pub fn keyword(&self) -> &'static str {
         match self {
             ScopeTerm::Service(_) => "service",
@@ -147,6 +166,7 @@ impl ScopeTerm {
         }
     }
 
+    /// The value as written (a date as ISO), for labels and messages.
     pub fn value(&self) -> Cow<'_, str> {
         Cow::Borrowed(match self {
             ScopeTerm::Service(value)
@@ -177,6 +197,7 @@ impl ScopeTerm {
         }
     }
 
+    /// What the term looks at, which decides how specific its rule is.
     pub fn dimension(&self) -> Dimension {
         match self {
             ScopeTerm::Service(_) => Dimension::Service,
@@ -194,6 +215,7 @@ impl ScopeTerm {
         }
     }
 
+    /// Whether the line meets the condition.
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         match self {
             ScopeTerm::Service(value) => line.service == value,
@@ -266,23 +288,36 @@ pub fn meter_category(product_name: &str) -> &str {
 /// The fields of a bill line a scope can look at.
 #[derive(Debug, Clone, Copy)]
 pub struct LineFacts<'a> {
+    /// Service Name.
     pub service: &'a str,
+    /// Broker Name.
     pub broker: &'a str,
+    /// Organization Name.
     pub organization: &'a str,
+    /// Customer Number.
     pub customer_number: &'a str,
+    /// Organization Groups, `;`-separated.
     pub organization_groups: &'a str,
+    /// Item Code.
     pub item_code: &'a str,
+    /// Product ID.
     pub product_id: &'a str,
+    /// Product Name.
     pub product_name: &'a str,
+    /// The meter category, computed once from the Product Name.
     pub meter_category: &'a str,
+    /// Subscription ID.
     pub subscription: &'a str,
+    /// Payment Frequency.
     pub term: &'a str,
+    /// Currency Code.
     pub currency: &'a str,
     /// The bill's Billing Date, for rules in force from or until a date.
     pub billing_date: NaiveDate,
 }
 
 impl<'a> LineFacts<'a> {
+    /// The facts of a bill line, borrowed: built for every line, so it copies nothing.
     pub fn of(line: &'a BillLine) -> Self {
         LineFacts {
             service: &line.service_name,
@@ -308,6 +343,7 @@ impl<'a> LineFacts<'a> {
 /// ahead takes over from the one before without an `until` on it).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Specificity {
+    /// One bit per [`Dimension`] the scope names, the most precise highest.
     pub bits: u16,
     /// `priority = N`: 0 unless a rule says.
     pub priority: i32,
@@ -316,6 +352,7 @@ pub struct Specificity {
 }
 
 impl Specificity {
+    /// The specificity of a scope, before any `priority`.
     pub fn of(terms: &[ScopeTerm]) -> Self {
         Specificity {
             bits: terms.iter().fold(0, |bits, term| bits | 1 << term.dimension() as u16),
@@ -345,6 +382,7 @@ pub enum DecreaseTiming {
 }
 
 impl DecreaseTiming {
+    /// When the decrease takes effect, in a plan's words.
     pub fn describe(self) -> &'static str {
         match self {
             DecreaseTiming::BillingDate => "on the Billing Date",
@@ -377,6 +415,7 @@ pub enum MarginPolicy {
 pub struct ScopedSettings {
     /// The Autotask company of the lines (an explicit link).
     pub company: Option<Ruled<i64>>,
+    /// `unit_price = …`: how the price is made from the bill.
     pub unit_price: Option<Ruled<PriceSource>>,
     /// A price per band of the licence count; a form of `unit_price` (a rule sets one of them).
     pub tiers: Option<Ruled<Tiers>>,
@@ -388,46 +427,63 @@ pub struct ScopedSettings {
     pub price_point: Option<Ruled<PricePoint>>,
     /// The highest unit price.
     pub max_price: Option<Ruled<Decimal>>,
+    /// Decimal places kept.
     pub scale: Option<Ruled<u32>>,
+    /// How prices are rounded to the scale.
     pub rounding: Option<Ruled<super::Rounding>>,
     /// The lowest margin: a fraction of the price, or an amount per unit.
     pub margin_floor: Option<Ruled<MarginFloor>>,
+    /// Whether a price under the floor warns or refuses the plan.
     pub margin_policy: Option<Ruled<MarginPolicy>>,
+    /// The name of the lines' contract.
     pub contract_name: Option<Template>,
+    /// The contractCategory picklist value of new contracts.
     pub contract_category: Option<Ruled<i64>>,
     /// The line of business (organizationalLevelAssociationID) of new contracts.
     pub line_of_business: Option<Ruled<i64>>,
+    /// The serviceLevelAgreementID of new contracts.
     pub service_level_agreement: Option<Ruled<i64>>,
     /// The Autotask Service the products go on.
     pub service: Option<Ruled<i64>>,
     /// One Autotask Service per product and term (annual and monthly apart).
     pub service_per_term: Option<Ruled<bool>>,
+    /// `skip = true`: the lines are not billed (and the plan says how many).
     pub skip: Option<Ruled<bool>>,
+    /// Lines whose Total Sales and Total Cost are both zero are not billed.
     pub skip_zero_amount: Option<Ruled<bool>>,
     /// The first N licences are free.
     pub included_units: Option<Ruled<u32>>,
     /// At least N licences are billed.
     pub minimum_units: Option<Ruled<u32>>,
+    /// One charge per subscription or per meter category.
     pub consumption_split: Option<Ruled<ConsumptionSplit>>,
+    /// When a lower licence count takes effect.
     pub decrease: Option<Ruled<DecreaseTiming>>,
     /// The months of one commitment term (1-year and 3-year NCE terms side by side).
     pub term_months: Option<Ruled<u32>>,
+    /// The name of the consumption charges.
     pub charge_name: Option<Template>,
+    /// What a product gone from the bill does.
     pub removed_product: Option<Ruled<super::RemovedProduct>>,
+    /// What a billed charge that differs from the bill does.
     pub billed_charge_mismatch: Option<Ruled<super::BilledChargeMismatch>>,
 }
 
 /// One `for … { … }` rule.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ScopedRule {
+    /// The conditions a line must all meet.
     pub scope: Vec<ScopeTerm>,
     /// The scope's, and the rule's `priority`.
     pub specificity: Specificity,
+    /// What the rule sets for the lines it matches.
     pub set: ScopedSettings,
+    /// Where the `for` is written.
     pub origin: RuleOrigin,
 }
 
 impl ScopedRule {
+    /// Whether every term of the scope holds for the line.
     pub fn matches(&self, line: &LineFacts<'_>) -> bool {
         self.scope.iter().all(|term| term.matches(line))
     }
@@ -456,8 +512,11 @@ impl ScopedRule {
 /// Two equally specific rules matching one line that set one thing differently.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ambiguity {
+    /// The setting they disagree on, as the language names it.
     pub setting: &'static str,
+    /// The first of the two rules, in file order.
     pub first: RuleOrigin,
+    /// The other.
     pub second: RuleOrigin,
 }
 
@@ -469,37 +528,62 @@ pub struct Resolved<'r> {
     pub matched: Vec<&'r ScopedRule>,
     /// An explicit company; `None` leaves it to the top-level link or the column.
     pub company: Option<&'r Ruled<i64>>,
+    /// The price formula in force (unless `tiers` price the line).
     pub unit_price: &'r Ruled<PriceSource>,
     /// Seat-count tiers, when the most specific rule pricing the line states them.
     pub tiers: Option<&'r Ruled<Tiers>>,
+    /// A per-seat add-on Service, if a rule sells one with the product.
     pub add_on: Option<&'r Ruled<AddOn>>,
+    /// The cost formula in force.
     pub unit_cost: &'r Ruled<CostSource>,
+    /// The price point prices are rounded up to, if any.
     pub price_point: Option<&'r Ruled<PricePoint>>,
+    /// The price cap, if any.
     pub max_price: Option<&'r Ruled<Decimal>>,
+    /// The decimal places kept.
     pub scale: &'r Ruled<u32>,
+    /// How amounts are rounded to the scale.
     pub rounding: &'r Ruled<super::Rounding>,
+    /// The margin floor prices are checked against, if any.
     pub margin_floor: Option<&'r Ruled<MarginFloor>>,
+    /// What a price under the floor does.
     pub margin_policy: &'r Ruled<MarginPolicy>,
     /// A contract name for the lines' kind; `None` takes the `contract` block's.
     pub contract_name: Option<&'r Template>,
+    /// The contractCategory of a new contract, if any.
     pub contract_category: Option<&'r Ruled<i64>>,
+    /// The line of business of a new contract, if any.
     pub line_of_business: Option<&'r Ruled<i64>>,
+    /// The SLA of a new contract.
     pub service_level_agreement: &'r Ruled<i64>,
+    /// The Autotask Service a rule names for the product; `None` finds it by sku.
     pub service: Option<&'r Ruled<i64>>,
+    /// Whether the product gets one Service per term.
     pub service_per_term: Option<&'r Ruled<bool>>,
+    /// A rule that leaves the line unbilled.
     pub skip: Option<&'r Ruled<bool>>,
+    /// Whether zero-amount lines are left unbilled.
     pub skip_zero_amount: Option<&'r Ruled<bool>>,
+    /// Free licences taken off the count.
     pub included_units: Option<&'r Ruled<u32>>,
+    /// The fewest licences billed.
     pub minimum_units: Option<&'r Ruled<u32>>,
+    /// How consumption lines are split into charges.
     pub consumption_split: &'r Ruled<ConsumptionSplit>,
+    /// When a lower licence count takes effect.
     pub decrease: &'r Ruled<DecreaseTiming>,
+    /// The months of a contract's term.
     pub term_months: &'r Ruled<u32>,
+    /// The name of the consumption charges.
     pub charge_name: &'r Template,
+    /// What a product gone from the bill does.
     pub removed_product: &'r Ruled<super::RemovedProduct>,
+    /// What a billed charge that differs from the bill does.
     pub billed_charge_mismatch: &'r Ruled<super::BilledChargeMismatch>,
 }
 
 impl Resolved<'_> {
+    /// `amount` at the scale and rounding in force.
     pub fn round(&self, amount: Decimal) -> Decimal {
         amount.round_dp_with_strategy(self.scale.value, self.rounding.value.strategy())
     }
@@ -646,6 +730,15 @@ fn ruled<'r, T: PartialEq + 'r>(
     pick(matched, setting, get, |a, b| a.value == b.value, |r| &r.origin)
 }
 
+/// [`pick`] for a name template: two templates agree when their parts do.
+fn template<'r>(
+    matched: &[&'r ScopedRule],
+    setting: &'static str,
+    get: impl Fn(&'r ScopedSettings) -> Option<&'r Template>,
+) -> Result<Option<&'r Template>, Ambiguity> {
+    pick(matched, setting, get, |a, b| a.parts == b.parts, |t| &t.origin)
+}
+
 impl RuleSet {
     /// How many months after a Billing Date cmat may date a write under these rules: 0 when
     /// every decrease is dated on its Billing Date; else the longest billing period a
@@ -703,76 +796,114 @@ impl RuleSet {
         self.resolve_matched(matched)
     }
 
-    /// [`RuleSet::resolve`] once the matching rules are known, most specific first.
+    /// [`RuleSet::resolve`] once the matching rules are known, most specific first: the
+    /// defaults, each overridden by the most specific matching rule that sets it.
     pub fn resolve_matched<'r>(
         &'r self,
         matched: Vec<&'r ScopedRule>,
     ) -> Result<Resolved<'r>, Ambiguity> {
-        let m = &matched;
+        let mut resolved = self.defaults();
+        // In this order, so that the first ambiguity told is the same whatever the caller.
+        resolved.override_prices(&matched)?;
+        resolved.override_contract(&matched)?;
+        resolved.override_lines(&matched)?;
+        resolved.matched = matched;
+        Ok(resolved)
+    }
+
+    /// What the unscoped blocks say: the resolution of a line no `for` rule matches.
+    fn defaults(&self) -> Resolved<'_> {
         let prices = &self.prices;
-        Ok(Resolved {
-            company: ruled(m, "company", |s| s.company.as_ref())?,
-            unit_price: ruled(m, "unit_price", |s| s.unit_price.as_ref())?
-                .unwrap_or(&prices.unit_price),
-            tiers: tiers_in_force(m)?,
-            add_on: ruled(m, "add_on_service", |s| s.add_on.as_ref())?,
-            unit_cost: ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?
-                .unwrap_or(&prices.unit_cost),
-            price_point: ruled(m, "price_point", |s| s.price_point.as_ref())?
-                .or(prices.price_point.as_ref()),
-            max_price: ruled(m, "max_price", |s| s.max_price.as_ref())?
-                .or(prices.max_price.as_ref()),
-            scale: ruled(m, "scale", |s| s.scale.as_ref())?.unwrap_or(&prices.scale),
-            rounding: ruled(m, "rounding", |s| s.rounding.as_ref())?.unwrap_or(&prices.rounding),
-            margin_floor: ruled(m, "margin_floor", |s| s.margin_floor.as_ref())?
-                .or(prices.margin_floor.as_ref()),
-            margin_policy: ruled(m, "margin_policy", |s| s.margin_policy.as_ref())?
-                .unwrap_or(&prices.margin_policy),
-            contract_name: pick(
-                m,
-                "contract_name",
-                |s| s.contract_name.as_ref(),
-                |a, b| a.parts == b.parts,
-                |t| &t.origin,
-            )?,
-            contract_category: ruled(m, "contract_category", |s| s.contract_category.as_ref())?
-                .or(self.contract.category.as_ref()),
-            line_of_business: ruled(m, "line_of_business", |s| s.line_of_business.as_ref())?
-                .or(self.contract.line_of_business.as_ref()),
-            service_level_agreement: ruled(m, "service_level_agreement", |s| {
-                s.service_level_agreement.as_ref()
-            })?
-            .unwrap_or(&self.settings.service_level_agreement),
-            service: ruled(m, "service", |s| s.service.as_ref())?,
-            service_per_term: ruled(m, "service_per_term", |s| s.service_per_term.as_ref())?
-                .or(self.products.per_term.as_ref()),
-            skip: ruled(m, "skip", |s| s.skip.as_ref())?,
-            skip_zero_amount: ruled(m, "skip_zero_amount", |s| s.skip_zero_amount.as_ref())?
-                .or(self.policies.skip_zero_amount.as_ref()),
-            included_units: ruled(m, "included_units", |s| s.included_units.as_ref())?,
-            minimum_units: ruled(m, "minimum_units", |s| s.minimum_units.as_ref())?,
-            consumption_split: ruled(m, "consumption_split", |s| s.consumption_split.as_ref())?
-                .unwrap_or(&self.consumption.split),
-            decrease: ruled(m, "decrease", |s| s.decrease.as_ref())?
-                .unwrap_or(&self.policies.decrease),
-            term_months: ruled(m, "term_months", |s| s.term_months.as_ref())?
-                .unwrap_or(&self.contract.term_months),
-            charge_name: pick(
-                m,
-                "charge_name",
-                |s| s.charge_name.as_ref(),
-                |a, b| a.parts == b.parts,
-                |t| &t.origin,
-            )?
-            .unwrap_or(&self.consumption.charge_name),
-            removed_product: ruled(m, "removed_product", |s| s.removed_product.as_ref())?
-                .unwrap_or(&self.policies.removed_product),
-            billed_charge_mismatch: ruled(m, "billed_charge_mismatch", |s| {
-                s.billed_charge_mismatch.as_ref()
-            })?
-            .unwrap_or(&self.policies.billed_charge_mismatch),
-            matched,
-        })
+        Resolved {
+            matched: Vec::new(),
+            company: None,
+            unit_price: &prices.unit_price,
+            tiers: None,
+            add_on: None,
+            unit_cost: &prices.unit_cost,
+            price_point: prices.price_point.as_ref(),
+            max_price: prices.max_price.as_ref(),
+            scale: &prices.scale,
+            rounding: &prices.rounding,
+            margin_floor: prices.margin_floor.as_ref(),
+            margin_policy: &prices.margin_policy,
+            contract_name: None,
+            contract_category: self.contract.category.as_ref(),
+            line_of_business: self.contract.line_of_business.as_ref(),
+            service_level_agreement: &self.settings.service_level_agreement,
+            service: None,
+            service_per_term: self.products.per_term.as_ref(),
+            skip: None,
+            skip_zero_amount: self.policies.skip_zero_amount.as_ref(),
+            included_units: None,
+            minimum_units: None,
+            consumption_split: &self.consumption.split,
+            decrease: &self.policies.decrease,
+            term_months: &self.contract.term_months,
+            charge_name: &self.consumption.charge_name,
+            removed_product: &self.policies.removed_product,
+            billed_charge_mismatch: &self.policies.billed_charge_mismatch,
+        }
+    }
+}
+
+impl<'r> Resolved<'r> {
+    /// The company and the pricing settings the matching rules set.
+    fn override_prices(&mut self, m: &[&'r ScopedRule]) -> Result<(), Ambiguity> {
+        self.company = ruled(m, "company", |s| s.company.as_ref())?;
+        self.unit_price =
+            ruled(m, "unit_price", |s| s.unit_price.as_ref())?.unwrap_or(self.unit_price);
+        self.tiers = tiers_in_force(m)?;
+        self.add_on = ruled(m, "add_on_service", |s| s.add_on.as_ref())?;
+        self.unit_cost = ruled(m, "unit_cost", |s| s.unit_cost.as_ref())?.unwrap_or(self.unit_cost);
+        self.price_point =
+            ruled(m, "price_point", |s| s.price_point.as_ref())?.or(self.price_point);
+        self.max_price = ruled(m, "max_price", |s| s.max_price.as_ref())?.or(self.max_price);
+        self.scale = ruled(m, "scale", |s| s.scale.as_ref())?.unwrap_or(self.scale);
+        self.rounding = ruled(m, "rounding", |s| s.rounding.as_ref())?.unwrap_or(self.rounding);
+        self.margin_floor =
+            ruled(m, "margin_floor", |s| s.margin_floor.as_ref())?.or(self.margin_floor);
+        self.margin_policy =
+            ruled(m, "margin_policy", |s| s.margin_policy.as_ref())?.unwrap_or(self.margin_policy);
+        Ok(())
+    }
+
+    /// The settings of the contract and its Services the matching rules set.
+    fn override_contract(&mut self, m: &[&'r ScopedRule]) -> Result<(), Ambiguity> {
+        self.contract_name = template(m, "contract_name", |s| s.contract_name.as_ref())?;
+        self.contract_category = ruled(m, "contract_category", |s| s.contract_category.as_ref())?
+            .or(self.contract_category);
+        self.line_of_business = ruled(m, "line_of_business", |s| s.line_of_business.as_ref())?
+            .or(self.line_of_business);
+        self.service_level_agreement =
+            ruled(m, "service_level_agreement", |s| s.service_level_agreement.as_ref())?
+                .unwrap_or(self.service_level_agreement);
+        self.service = ruled(m, "service", |s| s.service.as_ref())?;
+        self.service_per_term = ruled(m, "service_per_term", |s| s.service_per_term.as_ref())?
+            .or(self.service_per_term);
+        Ok(())
+    }
+
+    /// The settings of how lines are counted, skipped, split and corrected the rules set.
+    fn override_lines(&mut self, m: &[&'r ScopedRule]) -> Result<(), Ambiguity> {
+        self.skip = ruled(m, "skip", |s| s.skip.as_ref())?;
+        self.skip_zero_amount = ruled(m, "skip_zero_amount", |s| s.skip_zero_amount.as_ref())?
+            .or(self.skip_zero_amount);
+        self.included_units = ruled(m, "included_units", |s| s.included_units.as_ref())?;
+        self.minimum_units = ruled(m, "minimum_units", |s| s.minimum_units.as_ref())?;
+        self.consumption_split = ruled(m, "consumption_split", |s| s.consumption_split.as_ref())?
+            .unwrap_or(self.consumption_split);
+        self.decrease = ruled(m, "decrease", |s| s.decrease.as_ref())?.unwrap_or(self.decrease);
+        self.term_months =
+            ruled(m, "term_months", |s| s.term_months.as_ref())?.unwrap_or(self.term_months);
+        self.charge_name =
+            template(m, "charge_name", |s| s.charge_name.as_ref())?.unwrap_or(self.charge_name);
+        self.removed_product = ruled(m, "removed_product", |s| s.removed_product.as_ref())?
+            .unwrap_or(self.removed_product);
+        self.billed_charge_mismatch =
+            ruled(m, "billed_charge_mismatch", |s| s.billed_charge_mismatch.as_ref())?
+                .unwrap_or(self.billed_charge_mismatch);
+        Ok(())
     }
 }
 
