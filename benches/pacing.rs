@@ -2,7 +2,7 @@
 //! a little after it answers (seed `throttling`), as live tenants do.
 //!
 //! ```text
-//! cargo bench --bench pacing [-- --latency-ms=20 --queries=40]
+//! cargo bench --bench pacing [-- --latency-ms=20 --queries=40 --server-ms=10,25,30 --pacing=10-250-3]
 //! ```
 //! Nine threads (as apply's scope re-read runs) query one endpoint; the client keeps 3 in
 //! flight. For each server release delay and client pacing (fixed, or starting low and widened
@@ -12,8 +12,8 @@
 use std::time::{Duration, Instant};
 
 use cmat::autotask::{
-    AutotaskClient, ClientOptions, Condition, Filter, DEFAULT_SLOT_RELEASE_MAX_MS,
-    DEFAULT_SLOT_RELEASE_MS,
+    AutotaskClient, ClientOptions, Condition, Filter, DEFAULT_SLOT_RELEASE_GROWTH,
+    DEFAULT_SLOT_RELEASE_MAX_MS, DEFAULT_SLOT_RELEASE_MS,
 };
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
 use cmat_sim::{Seed, SimOptions, Simulator, Throttling};
@@ -21,38 +21,63 @@ use serde_json::json;
 
 fn main() {
     let all: Vec<String> = std::env::args().skip(1).collect();
-    let value = |name: &str, default: u64| {
-        all.iter()
-            .find_map(|a| a.strip_prefix(&format!("--{name}=")).map(String::from))
-            .map(|v| v.parse().expect("a whole number"))
-            .unwrap_or(default)
+    let arg = |name: &str| {
+        all.iter().find_map(|a| a.strip_prefix(&format!("--{name}=")).map(String::from))
     };
-    let latency = Duration::from_millis(value("latency-ms", 20));
-    let queries = value("queries", 40) as usize;
+    let number = |text: &str| text.trim().parse::<u64>().expect("a whole number");
+    let latency = Duration::from_millis(arg("latency-ms").map_or(20, |v| number(&v)));
+    let queries = arg("queries").map_or(40, |v| number(&v)) as usize;
+    // `--server-ms=10,25,30`: how long after answering the simulator keeps each slot.
+    let servers: Vec<u64> =
+        arg("server-ms").map_or(vec![10, 25, 30], |v| v.split(',').map(number).collect());
+    // `--pacing=0-0,20-20,10-250-2`: the client's first and largest delay (equal: fixed), and
+    // how many times longer a refusal makes it (the default when left out).
+    let pacings: Vec<(u64, u64, u32)> = arg("pacing").map_or_else(
+        || {
+            vec![
+                (0, 0, DEFAULT_SLOT_RELEASE_GROWTH),
+                (20, 20, DEFAULT_SLOT_RELEASE_GROWTH),
+                (50, 50, DEFAULT_SLOT_RELEASE_GROWTH),
+                (DEFAULT_SLOT_RELEASE_MS, DEFAULT_SLOT_RELEASE_MAX_MS, 2),
+                (DEFAULT_SLOT_RELEASE_MS, DEFAULT_SLOT_RELEASE_MAX_MS, DEFAULT_SLOT_RELEASE_GROWTH),
+            ]
+        },
+        |v| {
+            v.split(',')
+                .map(|p| {
+                    let parts: Vec<u64> = p.split('-').map(number).collect();
+                    match parts[..] {
+                        [first, max] => (first, max, DEFAULT_SLOT_RELEASE_GROWTH),
+                        [first, max, growth] => (first, max, growth as u32),
+                        _ => panic!("--pacing: FIRST-MAX or FIRST-MAX-GROWTH, not {p}"),
+                    }
+                })
+                .collect()
+        },
+    );
     println!(
         "9 threads x {queries} queries on one endpoint, {} ms per request",
         latency.as_millis()
     );
-    println!("server frees slot after | client pacing: first -> last | refusals | requests | wall");
-    for server_ms in [10u64, 30] {
-        // The last two: the default before issue 15 (from 20 ms), and the default now.
-        for (client_ms, max_ms) in [
-            (0u64, 0u64),
-            (20, 20),
-            (50, 50),
-            (0, 250),
-            (20, 250),
-            (DEFAULT_SLOT_RELEASE_MS, DEFAULT_SLOT_RELEASE_MAX_MS),
-        ] {
+    println!(
+        "server frees slot after | client pacing: first -> last | refusals | requests | refused % | in flight | wall"
+    );
+    for &server_ms in &servers {
+        for &(client_ms, max_ms, growth) in &pacings {
             let (refused, requests, wall, last) =
-                run(server_ms, client_ms, max_ms, latency, queries);
+                run(server_ms, (client_ms, max_ms, growth), latency, queries);
             let pacing = if max_ms == client_ms {
                 format!("{client_ms} ms fixed")
             } else {
-                format!("{client_ms} -> {} ms", last.as_millis())
+                format!("{client_ms} -> {} ms (x{growth})", last.as_millis())
             };
+            // Answered requests times the simulator's latency over the wall time: a lower
+            // bound of the requests in flight on average (the simulator's own time adds to it).
+            let in_flight =
+                (requests - refused) as f64 * latency.as_secs_f64() / wall.as_secs_f64();
             println!(
-                "{server_ms:>20} ms | {pacing:>20} | {refused:>8} | {requests:>8} | {:.2} s",
+                "{server_ms:>20} ms | {pacing:>20} | {refused:>8} | {requests:>8} | {:>8.1} % | {in_flight:>9.2} | {:.2} s",
+                refused as f64 * 100.0 / requests as f64,
                 wall.as_secs_f64()
             );
         }
@@ -61,8 +86,7 @@ fn main() {
 
 fn run(
     server_ms: u64,
-    client_ms: u64,
-    max_ms: u64,
+    (client_ms, max_ms, growth): (u64, u64, u32),
     latency: Duration,
     queries: usize,
 ) -> (u64, u64, Duration, Duration) {
@@ -95,6 +119,7 @@ fn run(
         ClientOptions {
             slot_release_delay: Duration::from_millis(client_ms),
             slot_release_delay_max: Duration::from_millis(max_ms),
+            slot_release_growth: growth,
             ..ClientOptions::default()
         },
     )

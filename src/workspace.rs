@@ -45,6 +45,10 @@ impl Workspace {
     pub fn state_db(&self) -> PathBuf {
         self.state_dir().join(STATE_DB)
     }
+    /// The Autotask slot delay learned from refusals, kept for the next run (`pacing.rs`).
+    pub fn autotask_pacing(&self) -> PathBuf {
+        self.state_dir().join("autotask-pacing.json")
+    }
 
     /// Reads `cmat.toml`; a missing file is an empty configuration.
     pub fn config(&self) -> Result<Config, WorkspaceError> {

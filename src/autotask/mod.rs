@@ -9,8 +9,9 @@ pub mod query;
 pub mod records;
 
 pub use client::{
-    AutotaskClient, ClientOptions, Clock, FieldInfo, PicklistValue, RecordingClock, SystemClock,
-    Threshold, WritesInFlight, DEFAULT_SLOT_RELEASE_MAX_MS, DEFAULT_SLOT_RELEASE_MS,
+    AutotaskClient, ClientOptions, Clock, FieldInfo, PacingMemory, PicklistValue, RecordingClock,
+    SystemClock, Threshold, WritesInFlight, DEFAULT_SLOT_RELEASE_GROWTH,
+    DEFAULT_SLOT_RELEASE_MAX_MS, DEFAULT_SLOT_RELEASE_MS,
 };
 pub use error::{AutotaskError, Rejection};
 pub use query::{chunked_in, Condition, Filter, FilterError, FilterValue, GroupOp, Item, Op};

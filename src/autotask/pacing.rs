@@ -10,20 +10,35 @@
 //! refusal.
 //!
 //! How long Autotask keeps a slot is not published, so the delay adapts: it starts at
-//! [`ClientOptions::slot_release_delay`](super::ClientOptions::slot_release_delay) and doubles
+//! [`ClientOptions::slot_release_delay`](super::ClientOptions::slot_release_delay) and grows
+//! [`ClientOptions::slot_release_growth`](super::ClientOptions::slot_release_growth) times
 //! (by at least [`MIN_STEP`], up to
 //! [`ClientOptions::slot_release_delay_max`](super::ClientOptions::slot_release_delay_max))
 //! with each thread-threshold refusal of a request sent under the current delay; refusals of
 //! requests sent before the last widening do not count again, so a burst of them widens it
 //! once. A tenant that frees its slots late costs a few refusals per run, then none; one that
 //! frees them at once costs only the starting delay. It never narrows within a run.
+//!
+//! A tenant's lag does not change from one day to the next, so the delay a run learned is kept
+//! in the workspace ([`PacingMemory`], `.cmat/autotask-pacing.json`) and the next run starts
+//! there: the refusals that taught it are paid once, not every day. A memory older than
+//! [`MEMORY_DAYS`] is ignored (the tenant may have moved), and an unreadable one is only a
+//! warning: it is a hint, never a reason to stop.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex};
 use std::time::{Duration, Instant};
 
+use std::path::PathBuf;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
 use crate::locks::{self, lock};
+
+/// How long a learned delay is trusted: older than this, a run starts from the default again.
+pub const MEMORY_DAYS: i64 = 30;
 
 /// The smallest widening of the delay after a refusal.
 pub const MIN_STEP: Duration = Duration::from_millis(10);
@@ -43,6 +58,67 @@ struct Pacing {
     max: Duration,
     /// When the delay was last widened: refusals of requests sent before do not widen it again.
     widened_at: Option<Instant>,
+    /// How many times longer the delay gets with a refusal.
+    growth: u32,
+    memory: Option<PacingMemory>,
+}
+
+/// The file keeping the delay a tenant needed, between runs.
+#[derive(Debug, Clone)]
+pub struct PacingMemory {
+    pub path: PathBuf,
+}
+
+#[derive(Serialize, Deserialize)]
+struct Remembered {
+    slot_release_delay_ms: u64,
+    learned_at: DateTime<Utc>,
+}
+
+impl PacingMemory {
+    /// The delay remembered, if the file holds one learned less than [`MEMORY_DAYS`] ago.
+    fn recall(&self, now: DateTime<Utc>) -> Option<Duration> {
+        let text = match std::fs::read_to_string(&self.path) {
+            Ok(text) => text,
+            Err(err) if err.kind() == std::io::ErrorKind::NotFound => return None,
+            Err(err) => {
+                tracing::warn!(
+                    "{}: cannot read the learned pacing ({err}); ignored",
+                    self.path.display()
+                );
+                return None;
+            }
+        };
+        match serde_json::from_str::<Remembered>(&text) {
+            Ok(r) if now.signed_duration_since(r.learned_at).num_days() < MEMORY_DAYS => {
+                Some(Duration::from_millis(r.slot_release_delay_ms))
+            }
+            Ok(_) => None,
+            Err(err) => {
+                tracing::warn!("{}: not a learned pacing ({err}); ignored", self.path.display());
+                None
+            }
+        }
+    }
+
+    /// Keeps `delay` (written whole, then renamed: a crash leaves the old file or the new one).
+    fn remember(&self, delay: Duration, now: DateTime<Utc>) {
+        if self.path.parent().is_some_and(|dir| !dir.is_dir()) {
+            return; // No workspace state yet (`doctor` before the first pull): nothing to keep.
+        }
+        let remembered = Remembered {
+            slot_release_delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            learned_at: now,
+        };
+        let partial = self.path.with_extension("json.partial");
+        let written = serde_json::to_vec_pretty(&remembered)
+            .map_err(std::io::Error::other)
+            .and_then(|bytes| std::fs::write(&partial, bytes))
+            .and_then(|()| std::fs::rename(&partial, &self.path));
+        if let Err(err) = written {
+            tracing::warn!("{}: cannot keep the learned pacing ({err})", self.path.display());
+        }
+    }
 }
 
 #[derive(Default)]
@@ -66,8 +142,18 @@ pub(super) struct Permit<'a> {
 }
 
 impl Limiter {
-    pub(super) fn new(release_delay: Duration, max: Duration) -> Self {
-        let pacing = Pacing { delay: release_delay, max: max.max(release_delay), widened_at: None };
+    /// Starts at `release_delay`, or at the delay `memory` kept if it is longer (never past
+    /// `max`); each refusal makes it `growth` times longer.
+    pub(super) fn new(
+        release_delay: Duration,
+        max: Duration,
+        growth: u32,
+        memory: Option<PacingMemory>,
+    ) -> Self {
+        let max = max.max(release_delay);
+        let recalled = memory.as_ref().and_then(|m| m.recall(Utc::now()));
+        let delay = recalled.map_or(release_delay, |r| r.clamp(release_delay, max));
+        let pacing = Pacing { delay, max, widened_at: None, growth: growth.max(1), memory };
         Limiter { pacing: Mutex::new(pacing), ..Limiter::default() }
     }
 
@@ -84,8 +170,11 @@ impl Limiter {
             return;
         }
         let old = pacing.delay;
-        pacing.delay = old.saturating_mul(2).max(old + MIN_STEP).min(pacing.max);
+        pacing.delay = old.saturating_mul(pacing.growth).max(old + MIN_STEP).min(pacing.max);
         pacing.widened_at = Some(Instant::now());
+        if let Some(memory) = &pacing.memory {
+            memory.remember(pacing.delay, Utc::now());
+        }
         // Slots answered under the old delay take the new one too: every request sent from now
         // on meets only the new delay, so its refusal, if any, does say the delay is too short.
         let longer = pacing.delay.saturating_sub(old);
@@ -147,7 +236,7 @@ mod tests {
 
     #[test]
     fn an_answered_slot_stays_taken_for_the_delay() {
-        let limiter = Limiter::new(Duration::from_secs(3600), Duration::from_secs(3600));
+        let limiter = Limiter::new(Duration::from_secs(3600), Duration::from_secs(3600), 2, None);
         let mut slots = Slots::default();
         let now = Instant::now();
         assert_eq!(slots.taken(now), 0);
@@ -163,7 +252,7 @@ mod tests {
     #[test]
     fn a_refusal_widens_the_delay_once_per_burst_up_to_the_cap() {
         let ms = Duration::from_millis;
-        let limiter = Limiter::new(ms(20), ms(100));
+        let limiter = Limiter::new(ms(20), ms(100), 2, None);
         let before = Instant::now();
         limiter.refused(before);
         assert_eq!(limiter.release_delay(), ms(40));
@@ -174,14 +263,17 @@ mod tests {
         assert_eq!(limiter.release_delay(), ms(80));
         limiter.refused(Instant::now());
         assert_eq!(limiter.release_delay(), ms(100), "capped");
-        let from_zero = Limiter::new(Duration::ZERO, ms(100));
+        let tripling = Limiter::new(ms(10), ms(100), 3, None);
+        tripling.refused(Instant::now());
+        assert_eq!(tripling.release_delay(), ms(30));
+        let from_zero = Limiter::new(Duration::ZERO, ms(100), 2, None);
         from_zero.refused(Instant::now());
         assert_eq!(from_zero.release_delay(), MIN_STEP);
     }
 
     #[test]
     fn without_a_delay_a_slot_frees_with_its_answer() {
-        let limiter = Limiter::new(Duration::ZERO, Duration::ZERO);
+        let limiter = Limiter::new(Duration::ZERO, Duration::ZERO, 2, None);
         for _ in 0..10 {
             let _a = limiter.acquire("contracts", 3);
             let _b = limiter.acquire("contracts", 3);
@@ -192,5 +284,42 @@ mod tests {
             lock(&limiter.slots).get_mut("contracts").map(|s| s.taken(Instant::now())),
             Some(0)
         );
+    }
+
+    #[test]
+    fn a_learned_delay_is_the_next_runs_start_until_it_is_old() {
+        let ms = Duration::from_millis;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let memory = PacingMemory { path: dir.path().join("autotask-pacing.json") };
+        // Nothing kept yet: the configured start.
+        assert_eq!(Limiter::new(ms(10), ms(250), 2, Some(memory.clone())).release_delay(), ms(10));
+        let first = Limiter::new(ms(10), ms(250), 2, Some(memory.clone()));
+        first.refused(Instant::now());
+        assert_eq!(first.release_delay(), ms(20));
+        // The next run starts where this one ended, within its own bounds.
+        assert_eq!(Limiter::new(ms(10), ms(250), 2, Some(memory.clone())).release_delay(), ms(20));
+        assert_eq!(Limiter::new(ms(30), ms(250), 2, Some(memory.clone())).release_delay(), ms(30));
+        assert_eq!(Limiter::new(ms(5), ms(15), 2, Some(memory.clone())).release_delay(), ms(15));
+        // Learned too long ago: forgotten.
+        let now = Utc::now();
+        assert_eq!(memory.recall(now), Some(ms(20)));
+        assert_eq!(memory.recall(now + chrono::Duration::days(MEMORY_DAYS)), None);
+    }
+
+    #[test]
+    fn a_damaged_or_unwritable_memory_is_only_a_hint() {
+        let ms = Duration::from_millis;
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let path = dir.path().join("autotask-pacing.json");
+        std::fs::write(&path, "{ not json").expect("written");
+        let memory = PacingMemory { path: path.clone() };
+        assert_eq!(Limiter::new(ms(10), ms(250), 2, Some(memory)).release_delay(), ms(10));
+        // A workspace without its state folder yet: nothing written, no error.
+        let nowhere =
+            PacingMemory { path: dir.path().join("missing").join("autotask-pacing.json") };
+        let limiter = Limiter::new(ms(10), ms(250), 2, Some(nowhere.clone()));
+        limiter.refused(Instant::now());
+        assert_eq!(limiter.release_delay(), ms(20));
+        assert!(!nowhere.path.exists());
     }
 }

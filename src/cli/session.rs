@@ -2,7 +2,7 @@
 //! computing a plan from them.
 
 use super::{CommandError, Context};
-use crate::autotask::{AutotaskClient, ClientOptions};
+use crate::autotask::{AutotaskClient, ClientOptions, PacingMemory};
 use crate::store::{Access, Store};
 use crate::workspace::AutotaskCredentials;
 use cmat_engine::rules::RuleSet;
@@ -55,5 +55,7 @@ pub fn connect_autotask_with(
     credentials: AutotaskCredentials,
 ) -> Result<AutotaskClient, CommandError> {
     let config = context.workspace.config()?;
-    Ok(AutotaskClient::connect(&config.autotask, credentials, ClientOptions::default())?)
+    let memory = PacingMemory { path: context.workspace.autotask_pacing() };
+    let options = ClientOptions { pacing_memory: Some(memory), ..ClientOptions::default() };
+    Ok(AutotaskClient::connect(&config.autotask, credentials, options)?)
 }

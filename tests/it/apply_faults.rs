@@ -408,6 +408,13 @@ fn a_burst_of_thread_threshold_refusals_of_both_kinds_ends_with_every_write_done
     let state = sw.state();
     state.assert_no_duplicates("thread-threshold burst");
     assert_eq!(state, baseline.state, "the Autotask state of an undisturbed run");
+    // The refusals widened the slot delay, and the workspace keeps it for the next run.
+    let kept = std::fs::read_to_string(sw.ws.path().join(".cmat/autotask-pacing.json"))
+        .expect("the learned pacing is kept");
+    let kept: serde_json::Value = serde_json::from_str(&kept).expect("JSON");
+    let delay_ms = kept["slot_release_delay_ms"].as_u64().expect("a delay");
+    assert!(delay_ms > cmat::autotask::DEFAULT_SLOT_RELEASE_MS, "widened: {kept}");
+    assert!(kept["learned_at"].as_str().is_some_and(|at| at.ends_with('Z')), "{kept}");
     assert_converged(&sw, "thread-threshold burst");
 }
 

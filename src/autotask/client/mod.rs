@@ -29,6 +29,7 @@ use serde_json::Value;
 
 pub use super::error::AutotaskError;
 use super::pacing::Limiter;
+pub use super::pacing::PacingMemory;
 use crate::json_kind::kind;
 use crate::locks::{self, lock};
 use budget::BudgetState;
@@ -54,6 +55,11 @@ const API_VERSION: &str = "v1.0";
 pub const DEFAULT_SLOT_RELEASE_MS: u64 = 10;
 /// The default [`ClientOptions::slot_release_delay_max`], in milliseconds.
 pub const DEFAULT_SLOT_RELEASE_MAX_MS: u64 = 250;
+/// The default [`ClientOptions::slot_release_growth`]: 3, not 2, so that one refusal takes a
+/// 10 ms delay past a tenant freeing its slots up to 30 ms late (doubling needed two widenings,
+/// and each costs a burst of refusals: 6 of 187 requests at 25 ms late, against 3 of 184;
+/// BENCHMARKS.md, "Thread threshold").
+pub const DEFAULT_SLOT_RELEASE_GROWTH: u32 = 3;
 /// Pages one query may have before the client assumes the server is looping.
 const MAX_PAGES: usize = 100_000;
 /// Largest response body read (Autotask pages of 500 records stay far below).
@@ -72,6 +78,10 @@ pub struct ClientOptions {
     pub slot_release_delay: Duration,
     /// The longest the delay grows to, widened by thread-threshold refusals.
     pub slot_release_delay_max: Duration,
+    /// How many times longer the delay gets with each refusal it did not prevent.
+    pub slot_release_growth: u32,
+    /// Where the delay learned from refusals is kept for the next run (None: not kept).
+    pub pacing_memory: Option<PacingMemory>,
     /// Attempts for a request that is safe to repeat (the first one included), after a
     /// connection failure or a gateway error. Thread-threshold refusals do not count: they are
     /// bounded by [`retry_budget`](Self::retry_budget).
@@ -106,6 +116,8 @@ impl Default for ClientOptions {
             max_in_flight: 3,
             slot_release_delay: Duration::from_millis(DEFAULT_SLOT_RELEASE_MS),
             slot_release_delay_max: Duration::from_millis(DEFAULT_SLOT_RELEASE_MAX_MS),
+            slot_release_growth: DEFAULT_SLOT_RELEASE_GROWTH,
+            pacing_memory: None,
             max_attempts: 6,
             retry_budget: Duration::from_secs(120),
             threshold_backoff_base: Duration::from_millis(100),
@@ -249,7 +261,12 @@ impl AutotaskClient {
             .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))?;
-        let limiter = Limiter::new(options.slot_release_delay, options.slot_release_delay_max);
+        let limiter = Limiter::new(
+            options.slot_release_delay,
+            options.slot_release_delay_max,
+            options.slot_release_growth,
+            options.pacing_memory.clone(),
+        );
         let mut client = AutotaskClient {
             http,
             credentials,
