@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use super::client::{AutotaskClient, AutotaskError, FieldInfo, PicklistValue};
-use super::pull::DEFAULT_SUBSCRIPTION_UDF;
 use super::query::{Condition, Filter};
+use super::read::DEFAULT_SUBSCRIPTION_UDF;
 
 /// A billing code a user may pick.
 #[derive(Debug, Clone, PartialEq, Eq)]

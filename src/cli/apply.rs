@@ -9,11 +9,10 @@ use clap::Args;
 
 use super::session::{self, Loaded};
 use super::{CommandError, CommandResult, Context, Exit};
-use crate::apply::ApplyOptions;
-use crate::autotask::pull::ChildrenRead;
+use crate::autotask::read::ChildrenRead;
 use crate::autotask::{ApplyConnection, AutotaskClient};
 use crate::store::{Access, AuditOutcome, AuditRow, Store};
-use crate::workflow::apply::{self as workflow, Note, SavedPlan};
+use crate::workflow::apply::{self as workflow, ApplyOptions, ApplyReport, Note, SavedPlan};
 use cmat_engine::plan::{Approval, ApprovalStatus};
 
 #[derive(Debug, Args)]
@@ -97,7 +96,7 @@ pub fn execute(
     if !plan.has_changes() {
         return Ok(Applied::NothingToDo);
     }
-    refuse_under_margin_floors(&plan)?;
+    workflow::refuse_under_margin_floors(&plan)?;
     warn_if_over_budget(client, plan.changes.len());
     confirm(context, auto_approve, plan.changes.len())?;
 
@@ -132,22 +131,6 @@ pub fn execute(
     Err(incomplete_run(&report, plan.changes.len()).into())
 }
 
-/// `[margins] policy = refuse`: prices under a floor stop the apply before anything is written.
-fn refuse_under_margin_floors(plan: &cmat_engine::plan::Plan) -> Result<(), CommandError> {
-    let refusals = plan.margin_refusals();
-    if refusals.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> =
-        refusals.iter().map(|warning| format!("{}: {}", warning.source, warning.message)).collect();
-    Err(format!(
-        "refusing to apply: {} price(s) under a margin floor whose policy is `refuse`; nothing was written:\n  {}\nhint: change the price rule or the floor (`cmat explain SUBSCRIPTION_ID` shows which rules set them), then plan again",
-        refusals.len(),
-        lines.join("\n  ")
-    )
-    .into())
-}
-
 /// A progress bar of the writes, on a terminal only.
 fn progress_bar(context: &Context, writes: usize) -> Option<indicatif::ProgressBar> {
     context.stdout_is_terminal.then(|| {
@@ -164,7 +147,7 @@ fn progress_bar(context: &Context, writes: usize) -> Option<indicatif::ProgressB
 /// hour's budget, then where its audit trail is.
 fn print_summary(
     run_id: &str,
-    report: &crate::apply::ApplyReport,
+    report: &ApplyReport,
     started: Instant,
     client: &AutotaskClient,
     requests_before: u64,
@@ -195,7 +178,7 @@ fn print_summary(
 }
 
 /// What did not complete, and how to finish it.
-fn incomplete_run(report: &crate::apply::ApplyReport, changes: usize) -> String {
+fn incomplete_run(report: &ApplyReport, changes: usize) -> String {
     let mut message = format!(
         "{} of {} change(s) did not complete:\n  {}",
         report.failed + report.skipped + report.unknown,

@@ -7,10 +7,12 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CommandError, CommandResult, Context};
-use crate::autotask::pull::{Focus, PullReport, DEFAULT_SUBSCRIPTION_UDF, ENTITIES};
+use crate::autotask::pull::{Focus, PullReport};
+use crate::autotask::read::DEFAULT_SUBSCRIPTION_UDF;
 use crate::autotask::{pull_into_store, AutotaskClient, PullOptions, PullProgress};
 use crate::autotask::{EntityRead, FullReason};
 use crate::store::{Access, Store};
+use cmat_engine::table::Table;
 
 pub fn run(context: &Context, full: bool) -> CommandResult {
     // Take the workspace lock before spending any request.
@@ -71,7 +73,7 @@ pub fn pull_into(
         ..PullOptions::default()
     };
     let bar = context.stdout_is_terminal.then(|| {
-        let bar = ProgressBar::new(ENTITIES.len() as u64);
+        let bar = ProgressBar::new(Table::ALL.len() as u64);
         bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} reading Autotask [{bar:20}] {pos}/{len} entities, {msg}",
