@@ -13,7 +13,7 @@ use crate::autotask::read::ChildrenRead;
 use crate::autotask::{ApplyConnection, AutotaskClient};
 use crate::store::{Access, AuditOutcome, AuditRow, Store};
 use crate::workflow::apply::{self as workflow, ApplyOptions, ApplyReport, Note, SavedPlan};
-use cmat_engine::plan::{Approval, ApprovalStatus};
+use cmat_engine::plan::{Approval, ApprovalStatus, Plan};
 
 #[derive(Debug, Args)]
 #[command(
@@ -99,10 +99,27 @@ pub fn execute(
     workflow::refuse_under_margin_floors(&plan)?;
     warn_if_over_budget(client, plan.changes.len());
     confirm(context, auto_approve, plan.changes.len())?;
+    let report = write(context, store, loaded, &connection, &plan, approval)?;
+    if report.is_clean() {
+        return Ok(Applied::Written);
+    }
+    Err(incomplete_run(&report, plan.changes.len()).into())
+}
 
+/// Records who approved the plan, writes it with a progress bar on a terminal, and prints the
+/// run's summary.
+fn write(
+    context: &Context,
+    store: &mut Store,
+    loaded: &mut Loaded,
+    connection: &ApplyConnection<'_>,
+    plan: &Plan,
+    approval: Option<(Approval, Option<String>)>,
+) -> Result<ApplyReport, CommandError> {
     let started = Instant::now();
     let run_id = workflow::new_run_id();
     record_approval(store, &run_id, approval)?;
+    let client = connection.client;
     let requests_before = client.requests_sent();
     let progress = progress_bar(context, plan.changes.len());
     let progress_for_writes = progress.clone();
@@ -119,16 +136,12 @@ pub fn execute(
         }
         say(note)
     };
-    let report = workflow::write(store, loaded, &connection, &plan, &options, &mut finished)?;
+    let report = workflow::write(store, loaded, connection, plan, &options, &mut finished)?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-
     print_summary(&run_id, &report, started, client, requests_before);
-    if report.is_clean() {
-        return Ok(Applied::Written);
-    }
-    Err(incomplete_run(&report, plan.changes.len()).into())
+    Ok(report)
 }
 
 /// A progress bar of the writes, on a terminal only.

@@ -71,28 +71,17 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     bring_in_bills(context, args, &mut store, &config)?;
     let (rules, sources) = session::load_rules(context)?;
     let digests = SyncDigests::of(&store, &sources)?;
-    if workflow::nothing_new(&store, &digests)? {
-        let when = workflow::last_sync_at(&store)?.unwrap_or_else(|| "an earlier run".into());
-        println!(
-            "No new or restated bill since the last sync ({when}) and no change to the rules; \
-             nothing to do (Autotask was not contacted)."
-        );
+    if nothing_new(&store, &digests)? {
         return Ok(Exit::Success);
     }
     let Some(subscriptions) = bills_ready(&store, &config)? else {
         return Ok(Exit::Success);
     };
-    let reading = Reading::of(&rules);
     let client = session::connect_autotask(context)?;
     let focus = Focus::since_last_sync(&store, &digests.mappings, &subscriptions)?;
-    let pulled = super::pull_autotask::pull_into(
-        context,
-        &mut store,
-        &client,
-        &reading,
-        args.full_pull,
-        focus,
-    )?;
+    let reading = Reading::of(&rules);
+    let pull = super::pull_autotask::pull_into;
+    let pulled = pull(context, &mut store, &client, &reading, args.full_pull, focus)?;
     // The rules whose digest was compared above are the ones applied, and recorded below.
     let mut loaded = session::load_with(&store, (rules, sources))?;
     if args.dry_run {
@@ -114,6 +103,19 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         Applied::NothingToDo => Exit::Success,
         Applied::Written => Exit::Changes,
     })
+}
+
+/// Whether nothing is new since the last sync ([`workflow::nothing_new`]), said when so.
+fn nothing_new(store: &Store, digests: &SyncDigests) -> Result<bool, CommandError> {
+    if !workflow::nothing_new(store, digests)? {
+        return Ok(false);
+    }
+    let when = workflow::last_sync_at(store)?.unwrap_or_else(|| "an earlier run".into());
+    println!(
+        "No new or restated bill since the last sync ({when}) and no change to the rules; \
+         nothing to do (Autotask was not contacted)."
+    );
+    Ok(true)
 }
 
 /// Writes the plan, or under `[apply] require_approval` saves it for approval (`None`: saved,
