@@ -8,17 +8,22 @@ use crate::snapshot::{Snapshot, UnitsWindow};
 use crate::table::{kept, with_map, Table};
 use crate::write::{Id, Write};
 
+/// What apply reads of Autotask around a plan: the records it writes to, and where a create
+/// it may have left unanswered would be found.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Scope {
     /// Every contract of these companies is read (that is how a landed create is found).
     pub company_ids: BTreeSet<i64>,
+    /// Contracts read by id, with their contract services, unit periods and charges.
     pub contract_ids: BTreeSet<i64>,
+    /// Services read by sku (the ones a plan creates).
     pub skus: BTreeSet<String>,
     /// Unit periods outside this window are neither read nor compared (as in the pull).
     pub units_window: Option<UnitsWindow>,
 }
 
 impl Scope {
+    /// Nothing to read: apply sends no request for it.
     pub fn is_empty(&self) -> bool {
         self.company_ids.is_empty() && self.contract_ids.is_empty() && self.skus.is_empty()
     }

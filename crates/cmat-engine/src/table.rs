@@ -177,3 +177,132 @@ pub fn kept<T: Clone>(map: &BTreeMap<i64, T>, keep: impl Fn(&T) -> bool) -> BTre
         .map(|(id, record)| (*id, record.clone()))
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snapshot::{
+        BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit,
+        IncompleteRecord, Service,
+    };
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+
+    /// One record in each table, the table's position in [`Table::ALL`] + 1 as its id, the
+    /// records under a contract under contract 2; and one incomplete charge.
+    fn one_of_each() -> Snapshot {
+        let day = NaiveDate::from_ymd_opt(2026, 11, 1).expect("date");
+        let mut s = Snapshot::default();
+        let company =
+            Company { id: 1, company_name: "C".into(), is_active: true, currency_id: None };
+        s.companies.insert(1, company);
+        let contract = Contract {
+            id: 2,
+            company_id: 1,
+            contract_name: "K".into(),
+            contract_type: 7,
+            status: 1,
+            start_date: day,
+            end_date: day,
+            service_level_agreement_id: None,
+            contract_category: None,
+            subscription_id: Some("S".into()),
+        };
+        s.contracts.insert(2, contract);
+        let service = Service {
+            id: 3,
+            name: "V".into(),
+            sku: Some("A".into()),
+            billing_code_id: 7,
+            period_type: 1,
+            unit_price: Decimal::ONE,
+            unit_cost: None,
+            is_active: true,
+        };
+        s.services.insert(3, service);
+        let contract_service = ContractService {
+            id: 4,
+            contract_id: 2,
+            service_id: 3,
+            adjusted_price: None,
+            unit_cost: None,
+            foreign_currency: false,
+            invoice_description: None,
+        };
+        s.contract_services.insert(4, contract_service);
+        let units = ContractServiceUnit {
+            id: 5,
+            contract_id: 2,
+            contract_service_id: 4,
+            service_id: 3,
+            start_date: day,
+            end_date: day,
+            units: 1,
+            price: None,
+            cost: None,
+        };
+        s.contract_service_units.insert(5, units);
+        let charge = ContractCharge {
+            id: 6,
+            contract_id: 2,
+            name: "G".into(),
+            description: None,
+            date_purchased: day,
+            charge_type: 1,
+            unit_quantity: Decimal::ONE,
+            unit_price: Decimal::ONE,
+            unit_cost: None,
+            billing_code_id: Some(7),
+            is_billed: false,
+        };
+        s.charges.insert(6, charge);
+        let code = BillingCode { id: 7, name: "B".into(), use_type: 1, is_active: true };
+        s.billing_codes.insert(7, code);
+        let incomplete = IncompleteRecord {
+            entity: "ContractCharges".into(),
+            id: 60,
+            field: "unitPrice".into(),
+            contract_id: Some(2),
+        };
+        s.incomplete.insert("ContractCharges/60".into(), incomplete);
+        s
+    }
+
+    /// Each table is its own field of the snapshot (a mix-up in `with_map` shows here): a
+    /// copy holds that table alone, and absorbing every copy rebuilds the snapshot.
+    #[test]
+    fn each_table_is_its_own_field_and_the_copies_rebuild_the_snapshot() {
+        let whole = one_of_each();
+        let mut rebuilt = Snapshot::default();
+        for (position, table) in Table::ALL.into_iter().enumerate() {
+            assert_eq!(Table::from_name(table.name()), Some(table));
+            let part = table.copy(&whole);
+            let filled: Vec<Table> = Table::ALL.into_iter().filter(|t| t.len(&part) > 0).collect();
+            assert_eq!(filled, [table], "{table:?}");
+            assert_eq!(table.ids(&part), [position as i64 + 1], "{table:?}");
+            let incomplete = usize::from(table == Table::ContractCharges);
+            assert_eq!(part.incomplete.len(), incomplete, "{table:?}");
+            absorb(&mut rebuilt, part);
+        }
+        assert_eq!(rebuilt, whole);
+        for (position, table) in Table::ALL.into_iter().enumerate() {
+            table.remove(&mut rebuilt, position as i64 + 1);
+            assert_eq!(table.len(&rebuilt), 0, "{table:?}");
+        }
+        assert_eq!(Table::from_name("Tickets"), None);
+    }
+
+    #[test]
+    fn the_records_under_a_contract_name_it() {
+        let whole = one_of_each();
+        let under: Vec<Table> =
+            Table::ALL.into_iter().filter(|t| t.contract_ids(&whole) == [2]).collect();
+        assert_eq!(
+            under,
+            [Table::ContractServices, Table::ContractServiceUnits, Table::ContractCharges]
+        );
+        assert!(Table::ALL
+            .into_iter()
+            .all(|t| under.contains(&t) || t.contract_ids(&whole).is_empty()));
+    }
+}
