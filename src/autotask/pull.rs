@@ -30,8 +30,8 @@
 //! without a stored full read ([`PullMarks::full_reads`]), when that full read is
 //! [`FULL_READ_DAYS`] old (so a hand edit elsewhere is found within a week), when the units
 //! window moved, and when a full read costs no more requests. The caller decides when there
-//! is no focus at all (`workflow::sync` via `Focus::since_last_sync`: the rules changed, no digests stored yet, writes of
-//! unknown outcome).
+//! is no focus at all (`sync`, by [`Focus::since_last_sync`]: the rules changed, no digests
+//! stored yet, writes of unknown outcome).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;

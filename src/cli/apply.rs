@@ -11,7 +11,7 @@ use super::session::{self, Loaded};
 use super::{CommandError, CommandResult, Context, Exit};
 use crate::autotask::read::ChildrenRead;
 use crate::autotask::{ApplyConnection, AutotaskClient};
-use crate::store::{Access, AuditOutcome, AuditRow, Store};
+use crate::store::{Access, Store};
 use crate::workflow::apply::{self as workflow, ApplyOptions, ApplyReport, Note, SavedPlan};
 use cmat_engine::plan::{Approval, ApprovalStatus, Plan};
 
@@ -227,33 +227,10 @@ fn record_approval(
     approval: Option<(Approval, Option<String>)>,
 ) -> Result<(), CommandError> {
     if let Some((approval, author)) = approval {
-        store.append_audit(&[approval_row(run_id, &approval, author)])?;
+        workflow::record_approval(store, run_id, &approval, author)?;
         println!("Approved by {} (plan {}).", approval.by, approval.digest);
     }
     Ok(())
-}
-
-/// The audit row saying who approved what a run writes: `approve` of the `Plan` whose digest
-/// is the key, the author as the old value and the approver as the new one.
-fn approval_row(run_id: &str, approval: &Approval, author: Option<String>) -> AuditRow {
-    AuditRow {
-        run_id: run_id.to_string(),
-        at: chrono::Utc::now(),
-        action: "approve".into(),
-        entity: "Plan".into(),
-        autotask_id: None,
-        key: approval.digest.clone(),
-        field: "approved_by".into(),
-        old_value: author,
-        new_value: Some(approval.by.clone()),
-        rule: String::new(),
-        outcome: AuditOutcome::Applied,
-        http_status: None,
-        message: format!(
-            "approved at {}",
-            approval.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-    }
 }
 
 /// Says up front when the plan needs more requests than cmat may use this hour: it will stop

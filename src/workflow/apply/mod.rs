@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::autotask::adapter::{AutotaskReader, WriteFailure};
 use crate::autotask::read::ChildrenRead;
 use crate::autotask::{ApplyConnection, PullError};
-use crate::store::{JournalOutcome, Store, StoreError};
+use crate::store::{AuditOutcome, AuditRow, JournalOutcome, Store, StoreError};
 use crate::workspace::ApplyConfig;
 use cmat_engine::plan::{Approval, ApprovalStatus, Plan, PlanError};
 use cmat_engine::scope::Scope;
@@ -72,6 +72,35 @@ pub fn check_approval(
         }
         (_, false) => Ok(None),
     }
+}
+
+/// Puts who approved a run's plan into its audit trail: `approve` of the `Plan` whose digest
+/// is the key, the author as the old value and the approver as the new one.
+pub fn record_approval(
+    store: &mut Store,
+    run_id: &str,
+    approval: &Approval,
+    author: Option<String>,
+) -> Result<(), StoreError> {
+    let row = AuditRow {
+        run_id: run_id.to_string(),
+        at: chrono::Utc::now(),
+        action: "approve".into(),
+        entity: "Plan".into(),
+        autotask_id: None,
+        key: approval.digest.clone(),
+        field: "approved_by".into(),
+        old_value: author,
+        new_value: Some(approval.by.clone()),
+        rule: String::new(),
+        outcome: AuditOutcome::Applied,
+        http_status: None,
+        message: format!(
+            "approved at {}",
+            approval.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    };
+    store.append_audit(&[row])
 }
 
 /// Names compared as people write them: case and surrounding spaces aside.
