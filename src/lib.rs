@@ -8,7 +8,6 @@
 #![cfg_attr(not(test), deny(clippy::unwrap_used, clippy::expect_used))]
 #![cfg_attr(not(test), warn(clippy::too_many_lines))]
 
-pub mod apply;
 pub mod audit;
 pub mod autotask;
 pub mod cli;

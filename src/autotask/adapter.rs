@@ -4,7 +4,7 @@
 //! engine's writes and scope, never apply or the diff.
 
 use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 
 use chrono::NaiveDate;
 use rust_decimal::Decimal;
@@ -12,11 +12,13 @@ use serde_json::{json, Map, Value};
 
 use super::client::AutotaskClient;
 use super::error::{AutotaskError, Rejection};
-use super::pull::{absorb, add_records, DEFAULT_SUBSCRIPTION_UDF};
+use super::parallel;
 use super::query::{chunked_in, Condition, Filter, FilterValue};
+use super::read::{absorb, add_records, units_filter, DEFAULT_SUBSCRIPTION_UDF};
 use cmat_engine::plan::FieldValue;
 use cmat_engine::scope::Scope;
 use cmat_engine::snapshot::{units_in_force, Snapshot};
+use cmat_engine::table::Table;
 use cmat_engine::write::{Action, Write};
 
 /// Why a write failed, shared across apply's threads; its text is the failure's message.
@@ -393,7 +395,8 @@ fn units_on(
             })
         })?;
     let mut snapshot = Snapshot::default();
-    read_filtered(client, &mut snapshot, "ContractServiceUnits", filter, DEFAULT_SUBSCRIPTION_UDF)?;
+    let units = Table::ContractServiceUnits;
+    read_filtered(client, &mut snapshot, units, &filter, DEFAULT_SUBSCRIPTION_UDF)?;
     let mut periods: Vec<_> = snapshot.contract_service_units.values().collect();
     periods.sort_by_key(|unit| (unit.start_date, unit.id));
     Ok(units_in_force(&periods, date))
@@ -423,95 +426,72 @@ pub fn read_scope(
 ) -> Result<Snapshot, WriteFailure> {
     let ints = |ids: &BTreeSet<i64>| ids.iter().map(|id| FilterValue::Int(*id)).collect();
     let skus = scope.skus.iter().map(|s| FilterValue::Text(s.clone())).collect();
-    let mut parents = in_queries("Contracts", "companyID", ints(&scope.company_ids), None)?;
-    parents.extend(in_queries("Contracts", "id", ints(&scope.contract_ids), None)?);
-    parents.extend(in_queries("Services", "sku", skus, None)?);
+    let mut parents = in_queries(Table::Contracts, "companyID", ints(&scope.company_ids), None)?;
+    parents.extend(in_queries(Table::Contracts, "id", ints(&scope.contract_ids), None)?);
+    parents.extend(in_queries(Table::Services, "sku", skus, None)?);
     let mut snapshot = read_all(client, parents, subscription_udf)?;
 
     let contract_ids: BTreeSet<i64> = snapshot.contracts.keys().copied().collect();
-    let units = crate::autotask::pull::units_filter(scope.units_window);
+    let units = units_filter(scope.units_window);
     let mut children = Vec::new();
-    for (entity, base) in [
-        ("ContractServices", None),
-        ("ContractServiceUnits", scope.units_window.map(|_| &units)),
-        ("ContractCharges", None),
+    for (table, base) in [
+        (Table::ContractServices, None),
+        (Table::ContractServiceUnits, scope.units_window.map(|_| &units)),
+        (Table::ContractCharges, None),
     ] {
-        children.extend(in_queries(entity, "contractID", ints(&contract_ids), base)?);
+        children.extend(in_queries(table, "contractID", ints(&contract_ids), base)?);
     }
     absorb(&mut snapshot, read_all(client, children, subscription_udf)?);
     Ok(snapshot)
 }
 
-/// `entity` where `field in values`, as queries of at most 500 values each.
+/// `table` where `field in values`, as queries of at most 500 values each.
 fn in_queries(
-    entity: &'static str,
+    table: Table,
     field: &str,
     values: Vec<FilterValue>,
     base: Option<&Filter>,
-) -> Result<Vec<(&'static str, Filter)>, WriteFailure> {
+) -> Result<Vec<(Table, Filter)>, WriteFailure> {
     let filters = chunked_in(base, field, values).map_err(|source| {
-        write_failure(AutotaskError::Filter { request: format!("POST {entity}/query"), source })
+        let request = format!("POST {}/query", table.name());
+        write_failure(AutotaskError::Filter { request, source })
     })?;
-    Ok(filters.into_iter().map(|filter| (entity, filter)).collect())
+    Ok(filters.into_iter().map(|filter| (table, filter)).collect())
 }
 
 /// Threads reading queries side by side; the client still keeps each endpoint at 3 in flight.
 const READERS: usize = 9;
 
-/// Runs `queries` side by side into one snapshot; the first failure stops the rest.
+/// Runs `queries` side by side ([`parallel::run_in_order`]) into one snapshot; the first
+/// failure stops the rest.
 fn read_all(
     client: &AutotaskClient,
-    queries: Vec<(&'static str, Filter)>,
+    queries: Vec<(Table, Filter)>,
     subscription_udf: &str,
 ) -> Result<Snapshot, WriteFailure> {
-    let workers = queries.len().min(READERS);
-    let queue = Mutex::new(queries.into_iter());
-    let snapshot = Mutex::new(Snapshot::default());
-    let failure: Mutex<Option<WriteFailure>> = Mutex::new(None);
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                if locked(&failure).is_some() {
-                    return;
-                }
-                let Some((entity, filter)) = locked(&queue).next() else {
-                    return;
-                };
-                let mut part = Snapshot::default();
-                match read_filtered(client, &mut part, entity, filter, subscription_udf) {
-                    Ok(()) => absorb(&mut locked(&snapshot), part),
-                    Err(err) => {
-                        locked(&failure).get_or_insert(err);
-                    }
-                }
-            });
-        }
-    });
-    match failure.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner()) {
-        Some(err) => Err(err),
-        None => Ok(snapshot.into_inner().unwrap_or_else(|poisoned| poisoned.into_inner())),
+    let parts = parallel::run_in_order(&queries, READERS, |(table, filter)| {
+        let mut part = Snapshot::default();
+        read_filtered(client, &mut part, *table, filter, subscription_udf).map(|()| part)
+    })?;
+    let mut snapshot = Snapshot::default();
+    for part in parts {
+        absorb(&mut snapshot, part);
     }
-}
-
-/// A lock that survives a panicked holder (the data is records, never half-updated).
-fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    Ok(snapshot)
 }
 
 fn read_filtered(
     client: &AutotaskClient,
     snapshot: &mut Snapshot,
-    entity: &str,
-    filter: Filter,
+    table: Table,
+    filter: &Filter,
     subscription_udf: &str,
 ) -> Result<(), WriteFailure> {
-    let records = client.query(entity, &filter).map_err(write_failure)?;
-    add_records(snapshot, entity, &records, subscription_udf).map_err(|err| {
-        WriteFailure::Rejected {
-            status: None,
-            kind: Rejection::Other,
-            message: format!("Autotask sent a record cmat cannot read: {err}"),
-            cause: Some(Arc::new(err)),
-        }
+    let records = client.query(table.name(), filter).map_err(write_failure)?;
+    add_records(snapshot, table, &records, subscription_udf).map_err(|err| WriteFailure::Rejected {
+        status: None,
+        kind: Rejection::Other,
+        message: format!("Autotask sent a record cmat cannot read: {err}"),
+        cause: Some(Arc::new(err)),
     })
 }

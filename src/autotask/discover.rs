@@ -6,8 +6,8 @@
 use serde_json::Value;
 
 use super::client::{AutotaskClient, AutotaskError, FieldInfo, PicklistValue};
-use super::pull::DEFAULT_SUBSCRIPTION_UDF;
 use super::query::{Condition, Filter};
+use super::read::DEFAULT_SUBSCRIPTION_UDF;
 
 /// A billing code a user may pick.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,44 +51,8 @@ pub fn discover_ids_for(
         .unwrap_or_default();
     let recurring_use_type = use_type(&use_types, &["recurring contract service"]);
     let material_use_type = use_type(&use_types, &["material cost code", "material code"]);
-
-    let mut service_billing_codes = Vec::new();
-    let mut product_billing_codes = Vec::new();
-    let wanted: Vec<i64> = [recurring_use_type, material_use_type].into_iter().flatten().collect();
-    if !wanted.is_empty() {
-        let filter = Filter::new(Condition::eq("isActive", true))
-            .and_then(|f| f.and(Condition::is_in("useType", wanted)))
-            .map_err(|source| AutotaskError::Filter {
-                request: "POST BillingCodes/query".into(),
-                source,
-            })?;
-        for code in client.query("BillingCodes", &filter)? {
-            let field = |name: &str| {
-                code.as_object().and_then(|map| {
-                    map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
-                })
-            };
-            let (Some(id), Some(use_type)) =
-                (field("id").and_then(Value::as_i64), field("useType").and_then(Value::as_i64))
-            else {
-                continue;
-            };
-            if field("isActive").and_then(Value::as_bool) == Some(false) {
-                continue;
-            }
-            let choice = BillingCodeChoice {
-                id,
-                name: field("name").and_then(Value::as_str).unwrap_or_default().to_string(),
-            };
-            if Some(use_type) == recurring_use_type {
-                service_billing_codes.push(choice);
-            } else if Some(use_type) == material_use_type {
-                product_billing_codes.push(choice);
-            }
-        }
-    }
-    service_billing_codes.sort_by_key(|c| c.id);
-    product_billing_codes.sort_by_key(|c| c.id);
+    let (service_billing_codes, product_billing_codes) =
+        billing_codes(client, recurring_use_type, material_use_type)?;
 
     let contract_fields = client.get_fields("Contracts")?;
     let slas = find_field(&contract_fields, "serviceLevelAgreementID")
@@ -106,6 +70,55 @@ pub fn discover_ids_for(
         has_subscription_udf,
         subscription_udf: subscription_udf.to_string(),
     })
+}
+
+/// The active billing codes of the service (recurring) and product (material) use types, each
+/// list by id; none when neither use type is known.
+fn billing_codes(
+    client: &AutotaskClient,
+    recurring_use_type: Option<i64>,
+    material_use_type: Option<i64>,
+) -> Result<(Vec<BillingCodeChoice>, Vec<BillingCodeChoice>), AutotaskError> {
+    let mut service_billing_codes = Vec::new();
+    let mut product_billing_codes = Vec::new();
+    let wanted: Vec<i64> = [recurring_use_type, material_use_type].into_iter().flatten().collect();
+    if !wanted.is_empty() {
+        let filter = Filter::new(Condition::eq("isActive", true))
+            .and_then(|f| f.and(Condition::is_in("useType", wanted)))
+            .map_err(|source| AutotaskError::Filter {
+                request: "POST BillingCodes/query".into(),
+                source,
+            })?;
+        for code in client.query("BillingCodes", &filter)? {
+            let Some((use_type, choice)) = billing_code_choice(&code) else {
+                continue;
+            };
+            if Some(use_type) == recurring_use_type {
+                service_billing_codes.push(choice);
+            } else if Some(use_type) == material_use_type {
+                product_billing_codes.push(choice);
+            }
+        }
+    }
+    service_billing_codes.sort_by_key(|c| c.id);
+    product_billing_codes.sort_by_key(|c| c.id);
+    Ok((service_billing_codes, product_billing_codes))
+}
+
+/// A billing code record's use type and choice; none for one without id or use type, or
+/// inactive.
+fn billing_code_choice(code: &Value) -> Option<(i64, BillingCodeChoice)> {
+    let field = |name: &str| {
+        code.as_object()
+            .and_then(|map| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
+    };
+    let id = field("id").and_then(Value::as_i64)?;
+    let use_type = field("useType").and_then(Value::as_i64)?;
+    if field("isActive").and_then(Value::as_bool) == Some(false) {
+        return None;
+    }
+    let name = field("name").and_then(Value::as_str).unwrap_or_default().to_string();
+    Some((use_type, BillingCodeChoice { id, name }))
 }
 
 fn find_field<'a>(fields: &'a [FieldInfo], name: &str) -> Option<&'a FieldInfo> {

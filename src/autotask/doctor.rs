@@ -13,13 +13,14 @@ use serde_json::Value;
 use super::adapter::SENT_ON_CREATE;
 use super::client::{AutotaskClient, AutotaskError, Threshold};
 use super::discover::{discover_ids_for, BillingCodeChoice, Discovery};
-use super::pull::{read_picklists, PullError, ENTITIES};
 use super::query::{Condition, Filter};
+use super::read::{read_picklists, PullError};
 use super::records::NULLABLE_NEEDED;
 use cmat_engine::picklists::{check_chosen_ids, resolve_values};
 use cmat_engine::rules::{RuleSet, Ruled};
 use cmat_engine::snapshot::IncompleteRecord;
 use cmat_engine::snapshot::Picklists;
+use cmat_engine::table::Table;
 
 /// One line of the report.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -126,8 +127,9 @@ pub fn gather(
     };
     let picklists = read_picklists(client)?;
     let billing_codes = billing_code_facts(client, rules)?;
-    let queryable = ENTITIES
+    let queryable = Table::ALL
         .into_iter()
+        .map(Table::name)
         .map(|entity| {
             (entity, client.query_count(entity, &Filter::all()).map_err(|err| err.to_string()))
         })

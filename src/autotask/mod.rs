@@ -18,12 +18,14 @@ pub use query::{chunked_in, Condition, Filter, FilterError, FilterValue, GroupOp
 pub mod discover;
 pub mod doctor;
 pub mod pull;
+pub mod read;
 
 pub use discover::{discover_ids, discover_ids_for, BillingCodeChoice, Discovery};
 pub use pull::{
-    pull_into_store, pull_snapshot, EntityRead, FullReason, Previous, PullError, PullOptions,
-    PullProgress, PullReport, Pulled,
+    pull_into_store, pull_snapshot, EntityRead, FullReason, Previous, PullOptions, PullProgress,
+    PullReport, Pulled,
 };
+pub use read::PullError;
 pub mod adapter;
 
 pub use adapter::{

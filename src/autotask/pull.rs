@@ -30,8 +30,8 @@
 //! without a stored full read ([`PullMarks::full_reads`]), when that full read is
 //! [`FULL_READ_DAYS`] old (so a hand edit elsewhere is found within a week), when the units
 //! window moved, and when a full read costs no more requests. The caller decides when there
-//! is no focus at all (`cli::sync`: the rules changed, no digests stored yet, writes of
-//! unknown outcome).
+//! is no focus at all (`sync`, by [`Focus::since_last_sync`]: the rules changed, no digests
+//! stored yet, writes of unknown outcome).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::ops::ControlFlow;
@@ -43,27 +43,19 @@ use serde_json::{Map, Value};
 use super::client::{AutotaskClient, AutotaskError};
 use super::parallel;
 use super::query::{chunked_in, Condition, Filter, FilterValue, Item, MAX_PAGE};
-use super::records::{self, timestamp_from_text, timestamp_to_api, RecordError};
-use crate::store::{Store, StoreError};
-use cmat_engine::picklists::PICKLIST_FIELDS;
-use cmat_engine::snapshot::{
-    ChangeMark, FullRead, PicklistEntry, Picklists, PullMarks, Snapshot, UnitsWindow,
+use super::read::{
+    absorb, add_records, read_tenant_lists, refused, units_filter, ChildrenRead, PullError,
+    DEFAULT_SUBSCRIPTION_UDF,
 };
-
-/// The entities a pull reads, in the order the summary lists them.
-pub const ENTITIES: [&str; 7] = [
-    "Companies",
-    "Contracts",
-    "Services",
-    "ContractServices",
-    "ContractServiceUnits",
-    "ContractCharges",
-    "BillingCodes",
-];
+use super::records::{timestamp_from_text, timestamp_to_api};
+use crate::store::{Store, StoreError};
+use cmat_engine::snapshot::{ChangeMark, FullRead, PullMarks, Snapshot, UnitsWindow};
+use cmat_engine::table::Table;
 
 /// The entities without a change stamp, read for the contracts of a [`Focus`] only; they are
-/// read after the others, since the Contracts read name those contracts.
-pub const FOCUSED: [&str; 2] = ["ContractServices", "ContractServiceUnits"];
+/// read after the others, since the Contracts read name those contracts. A pull reads every
+/// [`Table`], in [`Table::ALL`]'s order.
+pub const FOCUSED: [Table; 2] = [Table::ContractServices, Table::ContractServiceUnits];
 
 /// The subscriptions whose contract services and unit periods a pull must read (`sync`: those
 /// whose bills changed since the last successful sync); the rest are trusted from the snapshot.
@@ -127,19 +119,6 @@ pub const OVERLAP_MINUTES: i64 = 15;
 /// An entity read by changes is read in full again after this many days.
 pub const FULL_READ_DAYS: i64 = 7;
 
-/// The default name of the Contracts UDF holding the subscription id.
-pub const DEFAULT_SUBSCRIPTION_UDF: &str = "Subscription ID";
-
-#[derive(Debug, thiserror::Error)]
-pub enum PullError {
-    #[error(transparent)]
-    Api(#[from] AutotaskError),
-    #[error("Autotask sent a record cmat cannot read: {0}")]
-    Record(#[from] RecordError),
-    #[error("the snapshot could not be stored (the previous one is kept): {0}")]
-    Store(#[from] StoreError),
-}
-
 #[derive(Debug, Clone)]
 pub struct PullOptions {
     /// The Contracts UDF holding the subscription id (the mapping settings' `subscription_udf`).
@@ -153,17 +132,6 @@ pub struct PullOptions {
     /// Read contract services and unit periods only for these subscriptions' contracts (when
     /// the stored full read allows); None reads them as a plain pull does.
     pub focus: Option<Focus>,
-}
-
-/// The ContractServiceUnits filter of a window: periods ending on or after `from` and
-/// starting on or before `to`.
-pub fn units_filter(window: Option<UnitsWindow>) -> Filter {
-    match window {
-        None => Filter::all(),
-        Some(window) => Filter::new(Condition::gte("endDate", window.from))
-            .and_then(|filter| filter.and(Condition::lte("startDate", window.to)))
-            .unwrap_or_else(|_| Filter::all()),
-    }
 }
 
 impl Default for PullOptions {
@@ -222,9 +190,9 @@ pub enum FullReason {
 /// What a pull did, for the summary.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PullReport {
-    /// Records held afterwards per entity, in [`ENTITIES`] order.
+    /// Records held afterwards per entity, in [`Table::ALL`] order.
     pub counts: Vec<(&'static str, usize)>,
-    /// How each entity was read, in [`ENTITIES`] order.
+    /// How each entity was read, in [`Table::ALL`] order.
     pub reads: Vec<(&'static str, EntityRead)>,
     /// HTTP requests this pull sent (the client's counter difference).
     pub requests: u64,
@@ -233,16 +201,6 @@ pub struct PullReport {
     pub children_read: ChildrenRead,
     /// Records kept out because a field cmat needs was null (the snapshot's `incomplete`).
     pub incomplete: Vec<cmat_engine::snapshot::IncompleteRecord>,
-}
-
-/// Whose contract services and unit periods a pull read from Autotask. Every other entity it
-/// reads whole (in full, or by changes checked against Autotask's count); these two only for
-/// a [`Focus`]'s contracts when it has one. Apply, right after a pull in the same run, need
-/// not read again what the pull has just read.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ChildrenRead {
-    All,
-    OfContracts(BTreeSet<i64>),
 }
 
 /// A pull's result: the new snapshot and the marks the next pull starts from.
@@ -270,63 +228,9 @@ pub fn pull_snapshot(
     let requests_before = client.requests_sent();
     let mut reading =
         Reading { client, options, previous, now: Utc::now(), progress, focus_contracts: None };
-    let (first, second): (Vec<usize>, Vec<usize>) = (0..ENTITIES.len())
-        .partition(|index| options.focus.is_none() || !FOCUSED.contains(&ENTITIES[*index]));
-    let mut results = reading.parts(&first)?;
-    if let Some(focus) = &options.focus {
-        // The contracts of the focused subscriptions, as the Contracts just read name them.
-        let contracts = ENTITIES.iter().position(|entity| *entity == "Contracts");
-        let ids = contracts
-            .and_then(|index| results.get(&index))
-            .map(|part| {
-                part.records
-                    .contracts
-                    .values()
-                    .filter(|c| {
-                        c.subscription_id.as_ref().is_some_and(|s| focus.subscriptions.contains(s))
-                    })
-                    .map(|c| c.id)
-                    .collect()
-            })
-            .unwrap_or_default();
-        reading.focus_contracts = Some(ids);
-        results.extend(reading.parts(&second)?);
-    }
-    let mut snapshot = Snapshot::default();
-    let mut marks = PullMarks::default();
-    let mut counts = Vec::with_capacity(ENTITIES.len());
-    let mut reads = Vec::with_capacity(ENTITIES.len());
-    for (index, entity) in ENTITIES.iter().enumerate() {
-        let Some(part) = results.remove(&index) else {
-            return Err(AutotaskError::Config(format!("{entity} was not read")).into());
-        };
-        counts.push((*entity, table_len(&part.records, entity)));
-        reads.push((*entity, part.read));
-        if let Some(mark) = part.mark {
-            marks.entities.insert(entity.to_string(), mark);
-        }
-        if let Some(full_read) = part.full_read {
-            marks.full_reads.insert(entity.to_string(), full_read);
-        }
-        // Moved, not copied: a large tenant's snapshot is hundreds of thousands of records.
-        absorb(&mut snapshot, part.records);
-    }
-    let previous_picklists = reading.previous.as_ref().and_then(|previous| {
-        let read_at = previous.marks.picklists_read_at?;
-        let fresh = reading.now - read_at < chrono::Duration::hours(PICKLIST_HOURS);
-        (fresh && !previous.snapshot.picklists.is_empty()).then_some((read_at, previous.snapshot))
-    });
-    match previous_picklists {
-        Some((read_at, previous)) => {
-            snapshot.picklists = previous.picklists.clone();
-            snapshot.currencies = previous.currencies.clone();
-            marks.picklists_read_at = Some(read_at);
-        }
-        None => {
-            read_tenant_lists(client, &mut snapshot)?;
-            marks.picklists_read_at = Some(reading.now);
-        }
-    }
+    let parts = reading.every_table()?;
+    let Assembled { mut snapshot, mut marks, counts, reads } = Assembled::of(parts)?;
+    reading.tenant_lists(&mut snapshot, &mut marks)?;
     snapshot.refreshed_at = Some(reading.now);
     let focused = reads.iter().any(|(_, read)| matches!(read, EntityRead::Focused { .. }));
     let children_read = match reading.focus_contracts {
@@ -344,72 +248,48 @@ pub fn pull_snapshot(
     Ok(Pulled { snapshot, marks, report })
 }
 
-/// The tenant's picklists and currencies into `snapshot`: what turns the rules' labels into
-/// numbers and tells each company's currency (read once a day by a pull, or by apply when no
-/// pull has read them yet).
-pub fn read_tenant_lists(
-    client: &AutotaskClient,
-    snapshot: &mut Snapshot,
-) -> Result<(), PullError> {
-    snapshot.picklists = read_picklists(client)?;
-    snapshot.currencies = read_currencies(client)?;
-    Ok(())
+/// The contracts of the focused subscriptions, as the Contracts just read name them.
+fn contracts_of(focus: &Focus, contracts: &Snapshot) -> BTreeSet<i64> {
+    (contracts.contracts.values())
+        .filter(|c| c.subscription_id.as_ref().is_some_and(|s| focus.subscriptions.contains(s)))
+        .map(|c| c.id)
+        .collect()
 }
 
-/// The tenant's picklists for [`PICKLIST_FIELDS`]. A value that is not a number is an error
-/// naming the field: cmat would have nothing to send for it.
-pub fn read_picklists(client: &AutotaskClient) -> Result<Picklists, PullError> {
-    let mut picklists = Picklists::default();
-    for (entity, wanted) in PICKLIST_FIELDS {
-        for field in client.get_fields(entity)? {
-            let Some(name) = wanted.iter().find(|name| name.eq_ignore_ascii_case(&field.name))
-            else {
-                continue;
+/// Every table's part of a pull put together, in [`Table::ALL`]'s order.
+struct Assembled {
+    snapshot: Snapshot,
+    marks: PullMarks,
+    counts: Vec<(&'static str, usize)>,
+    reads: Vec<(&'static str, EntityRead)>,
+}
+
+impl Assembled {
+    fn of(mut parts: BTreeMap<Table, EntityPart>) -> Result<Assembled, PullError> {
+        let mut all = Assembled {
+            snapshot: Snapshot::default(),
+            marks: PullMarks::default(),
+            counts: Vec::with_capacity(Table::ALL.len()),
+            reads: Vec::with_capacity(Table::ALL.len()),
+        };
+        for table in Table::ALL {
+            let entity = table.name();
+            let Some(part) = parts.remove(&table) else {
+                return Err(AutotaskError::Config(format!("{entity} was not read")).into());
             };
-            if !field.is_pick_list {
-                continue;
+            all.counts.push((entity, table.len(&part.records)));
+            all.reads.push((entity, part.read));
+            if let Some(mark) = part.mark {
+                all.marks.entities.insert(entity.to_string(), mark);
             }
-            let mut entries = Vec::with_capacity(field.picklist_values.len());
-            for value in &field.picklist_values {
-                let Some(number) = value.as_i64() else {
-                    return Err(PullError::Record(RecordError {
-                        entity: format!("{entity}/entityInformation/fields"),
-                        id: name.to_string(),
-                        field: "picklistValues".into(),
-                        message: format!(
-                            "value {:?} ({:?}) is not a number",
-                            value.value, value.label
-                        ),
-                    }));
-                };
-                entries.push(PicklistEntry {
-                    value: number,
-                    label: value.label.clone(),
-                    is_active: value.is_active,
-                });
+            if let Some(full_read) = part.full_read {
+                all.marks.full_reads.insert(entity.to_string(), full_read);
             }
-            picklists.fields.insert(Picklists::key(entity, name), entries);
+            // Moved, not copied: a large tenant's snapshot is hundreds of thousands of records.
+            absorb(&mut all.snapshot, part.records);
         }
+        Ok(all)
     }
-    Ok(picklists)
-}
-
-/// The tenant's currencies (one page; read with the picklists). An Autotask that does not
-/// offer the entity (no multi-currency module, an older API) has none to tell: empty.
-fn read_currencies(
-    client: &AutotaskClient,
-) -> Result<BTreeMap<i64, cmat_engine::snapshot::Currency>, PullError> {
-    let records = match client.query("Currencies", &Filter::all()) {
-        Ok(records) => records,
-        Err(err) if refused(&err) => return Ok(BTreeMap::new()),
-        Err(err) => return Err(err.into()),
-    };
-    let mut currencies = BTreeMap::new();
-    for record in &records {
-        let currency = records::currency(record)?;
-        currencies.insert(currency.id, currency);
-    }
-    Ok(currencies)
 }
 
 /// Reads the snapshot (by changes where the stored marks allow) and replaces the stored one
@@ -457,57 +337,95 @@ enum ChangesRead {
 }
 
 impl Reading<'_> {
-    /// Reads the entities at `indices` of [`ENTITIES`], by at most
-    /// [`PullOptions::workers`] threads; the first failure in entity order (stable across runs).
-    fn parts(&self, indices: &[usize]) -> Result<BTreeMap<usize, EntityPart>, PullError> {
-        let entities: Vec<(usize, _)> = indices
-            .iter()
-            .filter_map(|&index| ENTITIES.get(index).map(|&entity| (index, entity)))
-            .collect();
-        let parts = parallel::run_in_order(&entities, self.options.workers, |&(_, entity)| {
-            self.entity(entity)
-        })?;
-        Ok(entities.iter().map(|&(index, _)| index).zip(parts).collect())
+    /// Reads every table; with a focus, its tables after the others, for the contracts the
+    /// Contracts just read name.
+    fn every_table(&mut self) -> Result<BTreeMap<Table, EntityPart>, PullError> {
+        let focus = self.options.focus.as_ref();
+        let (first, second): (Vec<Table>, Vec<Table>) =
+            (Table::ALL.into_iter()).partition(|table| focus.is_none() || !FOCUSED.contains(table));
+        let mut parts = self.parts(&first)?;
+        if let Some(focus) = focus {
+            let contracts = parts.get(&Table::Contracts).map(|part| &part.records);
+            self.focus_contracts =
+                Some(contracts.map(|c| contracts_of(focus, c)).unwrap_or_default());
+            parts.extend(self.parts(&second)?);
+        }
+        Ok(parts)
     }
 
-    fn entity(&self, entity: &'static str) -> Result<EntityPart, PullError> {
-        let (filter, stampable) = match entity {
+    /// The tenant's picklists and currencies: the previous pull's while [`PICKLIST_HOURS`]
+    /// old at most, else read now.
+    fn tenant_lists(
+        &self,
+        snapshot: &mut Snapshot,
+        marks: &mut PullMarks,
+    ) -> Result<(), PullError> {
+        let previous = self.previous.as_ref().and_then(|previous| {
+            let read_at = previous.marks.picklists_read_at?;
+            let fresh = self.now - read_at < chrono::Duration::hours(PICKLIST_HOURS);
+            (fresh && !previous.snapshot.picklists.is_empty())
+                .then_some((read_at, previous.snapshot))
+        });
+        match previous {
+            Some((read_at, previous)) => {
+                snapshot.picklists = previous.picklists.clone();
+                snapshot.currencies = previous.currencies.clone();
+                marks.picklists_read_at = Some(read_at);
+            }
+            None => {
+                read_tenant_lists(self.client, snapshot)?;
+                marks.picklists_read_at = Some(self.now);
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads `tables`, by at most [`PullOptions::workers`] threads; the first failure in
+    /// table order (stable across runs).
+    fn parts(&self, tables: &[Table]) -> Result<BTreeMap<Table, EntityPart>, PullError> {
+        let parts =
+            parallel::run_in_order(tables, self.options.workers, |&table| self.entity(table))?;
+        Ok(tables.iter().copied().zip(parts).collect())
+    }
+
+    fn entity(&self, table: Table) -> Result<EntityPart, PullError> {
+        let (filter, stampable) = match table {
             // A window read cannot be continued by changes: the window moves with the bills.
-            "ContractServiceUnits" => {
+            Table::ContractServiceUnits => {
                 (units_filter(self.options.units_window), self.options.units_window.is_none())
             }
             _ => (Filter::all(), true),
         };
-        let focused = FOCUSED.contains(&entity);
+        let focused = FOCUSED.contains(&table);
         let reason = match (focused, &self.focus_contracts) {
-            (true, Some(contracts)) => match self.usable_full_read(entity, contracts) {
+            (true, Some(contracts)) => match self.usable_full_read(table, contracts) {
                 Ok((full_read, stored)) => {
-                    return self.focused(entity, &filter, contracts, full_read, stored)
+                    return self.focused(table, &filter, contracts, full_read, stored)
                 }
                 Err(reason) => reason,
             },
-            _ => match self.usable_mark(entity, stampable) {
+            _ => match self.usable_mark(table, stampable) {
                 Err(reason) => reason,
-                Ok((mark, stored)) => match self.changes(entity, &filter, mark, stored)? {
-                    ChangesRead::Merged(part) => return self.done(entity, *part),
+                Ok((mark, stored)) => match self.changes(table, &filter, mark, stored)? {
+                    ChangesRead::Merged(part) => return self.done(table, *part),
                     ChangesRead::ReadInFull(reason) => reason,
                 },
             },
         };
         let mut records = Snapshot::default();
         let mut stamps = Stamps::default();
-        self.read_pages(entity, &filter, &mut records, &mut stamps)?;
-        let mark = if stampable { stamps.mark(self.now, self.conversion(entity)) } else { None };
+        self.read_pages(table, &filter, &mut records, &mut stamps)?;
+        let mark = if stampable { stamps.mark(self.now, self.conversion(table)) } else { None };
         let full_read =
-            focused.then(|| FullRead { at: self.now, conversion: self.conversion(entity) });
-        self.done(entity, EntityPart { records, read: EntityRead::Full(reason), mark, full_read })
+            focused.then(|| FullRead { at: self.now, conversion: self.conversion(table) });
+        self.done(table, EntityPart { records, read: EntityRead::Full(reason), mark, full_read })
     }
 
     /// The stored full read and records of `entity` (one of [`FOCUSED`]) when reading only
     /// the `contracts`' records is allowed and cheaper than a full read.
     fn usable_full_read(
         &self,
-        entity: &str,
+        table: Table,
         contracts: &BTreeSet<i64>,
     ) -> Result<(&FullRead, &Snapshot), FullReason> {
         if self.options.full {
@@ -517,16 +435,19 @@ impl Reading<'_> {
         let full_read = previous
             .marks
             .full_reads
-            .get(entity)
-            .filter(|read| read.conversion == self.conversion(entity))
+            .get(table.name())
+            .filter(|read| read.conversion == self.conversion(table))
             .ok_or(FullReason::NoMark)?;
         if self.now - full_read.at >= chrono::Duration::days(FULL_READ_DAYS) {
             return Err(FullReason::Due);
         }
         // Each `in` query costs at least one page; a full read is trusted more at equal cost.
-        let stored = table_len(previous.snapshot, entity);
-        let of_focus =
-            contract_ids_of(previous.snapshot, entity).filter(|id| contracts.contains(id)).count();
+        let stored = table.len(previous.snapshot);
+        let of_focus = table
+            .contract_ids(previous.snapshot)
+            .iter()
+            .filter(|id| contracts.contains(id))
+            .count();
         let focused =
             contracts.len().div_ceil(super::query::MAX_IN_VALUES).max(of_focus.div_ceil(MAX_PAGE));
         if !contracts.is_empty() && focused >= stored.div_ceil(MAX_PAGE).max(1) {
@@ -539,13 +460,13 @@ impl Reading<'_> {
     /// place of those contracts' stored records; the other contracts' records are kept.
     fn focused(
         &self,
-        entity: &'static str,
+        table: Table,
         filter: &Filter,
         contracts: &BTreeSet<i64>,
         full_read: &FullRead,
         stored: &Snapshot,
     ) -> Result<EntityPart, PullError> {
-        let mut records = table_of(stored, entity);
+        let mut records = table.copy(stored);
         records.contract_services.retain(|_, r| !contracts.contains(&r.contract_id));
         records.contract_service_units.retain(|_, r| !contracts.contains(&r.contract_id));
         records.incomplete.retain(|_, r| r.contract_id.is_none_or(|id| !contracts.contains(&id)));
@@ -555,28 +476,31 @@ impl Reading<'_> {
             contracts.iter().map(|id| FilterValue::Int(*id)),
         )
         .map_err(|source| AutotaskError::Filter {
-            request: format!("POST {entity}/query"),
+            request: format!("POST {}/query", table.name()),
             source,
         })?;
         let mut read = 0;
         let mut stamps = Stamps::default();
         for filter in &filters {
-            read += self.read_pages(entity, filter, &mut records, &mut stamps)?;
+            read += self.read_pages(table, filter, &mut records, &mut stamps)?;
         }
         let read = EntityRead::Focused { contracts: contracts.len(), read };
         let full_read = Some(full_read.clone());
-        self.done(entity, EntityPart { records, read, mark: None, full_read })
+        self.done(table, EntityPart { records, read, mark: None, full_read })
     }
 
-    fn done(&self, entity: &'static str, part: EntityPart) -> Result<EntityPart, PullError> {
-        (self.progress)(PullProgress::Done { entity, records: table_len(&part.records, entity) });
+    fn done(&self, table: Table, part: EntityPart) -> Result<EntityPart, PullError> {
+        (self.progress)(PullProgress::Done {
+            entity: table.name(),
+            records: table.len(&part.records),
+        });
         Ok(part)
     }
 
     /// The stored mark and records of `entity` when reading changes is allowed and cheaper.
     fn usable_mark(
         &self,
-        entity: &str,
+        table: Table,
         stampable: bool,
     ) -> Result<(&ChangeMark, &Snapshot), FullReason> {
         if self.options.full {
@@ -586,14 +510,14 @@ impl Reading<'_> {
         let mark = previous
             .marks
             .entities
-            .get(entity)
-            .filter(|mark| stampable && mark.conversion == self.conversion(entity))
+            .get(table.name())
+            .filter(|mark| stampable && mark.conversion == self.conversion(table))
             .ok_or(FullReason::NoMark)?;
         if self.now - mark.full_read_at >= chrono::Duration::days(FULL_READ_DAYS) {
             return Err(FullReason::Due);
         }
         // Changes cost at least two requests (a page and the count).
-        if table_len(previous.snapshot, entity).div_ceil(MAX_PAGE) <= 2 {
+        if table.len(previous.snapshot).div_ceil(MAX_PAGE) <= 2 {
             return Err(FullReason::Small);
         }
         Ok((mark, previous.snapshot))
@@ -603,7 +527,7 @@ impl Reading<'_> {
     /// the total against Autotask's count.
     fn changes(
         &self,
-        entity: &'static str,
+        table: Table,
         filter: &Filter,
         mark: &ChangeMark,
         stored: &Snapshot,
@@ -620,9 +544,9 @@ impl Reading<'_> {
                     return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string())))
                 }
             };
-            let mut records = table_of(stored, entity);
+            let mut records = table.copy(stored);
             let mut stamps = Stamps::default();
-            match self.read_pages(entity, &changes, &mut records, &mut stamps) {
+            match self.read_pages(table, &changes, &mut records, &mut stamps) {
                 Ok(changed) => break (changed, records, stamps),
                 // A status stamp this Autotask cannot filter on: the change field alone.
                 Err(PullError::Api(err)) if refused(&err) && fields.len() > 1 => fields.truncate(1),
@@ -632,14 +556,14 @@ impl Reading<'_> {
                 Err(err) => return Err(err),
             }
         };
-        let autotask = match self.client.query_count(entity, filter) {
+        let autotask = match self.client.query_count(table.name(), filter) {
             Ok(count) => count,
             Err(err) if refused(&err) => {
                 return Ok(ChangesRead::ReadInFull(FullReason::Refused(err.to_string())))
             }
             Err(err) => return Err(err.into()),
         };
-        let snapshot = table_len(&records, entity);
+        let snapshot = table.len(&records);
         if autotask != snapshot as u64 {
             return Ok(ChangesRead::ReadInFull(FullReason::CountDiffers { autotask, snapshot }));
         }
@@ -653,7 +577,7 @@ impl Reading<'_> {
     /// Reads every page of `filter` into `records` (by id), noting stamps; the number read.
     fn read_pages(
         &self,
-        entity: &'static str,
+        table: Table,
         filter: &Filter,
         records: &mut Snapshot,
         stamps: &mut Stamps,
@@ -661,11 +585,11 @@ impl Reading<'_> {
         let udf = &self.options.subscription_udf;
         let mut read = 0;
         let mut failure = None;
-        self.client.query_each_page(entity, filter, &mut |page| {
+        self.client.query_each_page(table.name(), filter, &mut |page| {
             read += page.len();
-            (self.progress)(PullProgress::Page { entity, records: page.len() });
+            (self.progress)(PullProgress::Page { entity: table.name(), records: page.len() });
             stamps.observe(&page);
-            match add_records(records, entity, &page, udf) {
+            match add_records(records, table, &page, udf) {
                 Ok(()) => ControlFlow::Continue(()),
                 Err(err) => {
                     failure = Some(err);
@@ -680,22 +604,20 @@ impl Reading<'_> {
     }
 
     /// What else than the records decides how they convert.
-    fn conversion(&self, entity: &str) -> String {
-        match entity {
-            "Contracts" => format!("udf={}", self.options.subscription_udf),
-            "ContractServiceUnits" => match self.options.units_window {
+    fn conversion(&self, table: Table) -> String {
+        match table {
+            Table::Contracts => format!("udf={}", self.options.subscription_udf),
+            Table::ContractServiceUnits => match self.options.units_window {
                 Some(window) => format!("window={}..{}", window.from, window.to),
                 None => "window=all".to_string(),
             },
-            _ => String::new(),
+            Table::Companies
+            | Table::Services
+            | Table::ContractServices
+            | Table::ContractCharges
+            | Table::BillingCodes => String::new(),
         }
     }
-}
-
-/// An answer that says this Autotask cannot read by changes (an unknown field is a 500, a
-/// missing endpoint a 404), as opposed to one that would fail a full read as well.
-fn refused(err: &AutotaskError) -> bool {
-    matches!(err, AutotaskError::Api { .. } | AutotaskError::BadResponse { .. })
 }
 
 /// The newest value of each stamp field seen in a read.
@@ -749,164 +671,6 @@ impl Stamps {
 fn field_of<'a>(map: &'a Map<String, Value>, field: &str) -> Option<&'a Value> {
     map.get(field)
         .or_else(|| map.iter().find(|(key, _)| key.eq_ignore_ascii_case(field)).map(|(_, v)| v))
-}
-
-fn table_len(snapshot: &Snapshot, entity: &str) -> usize {
-    match entity {
-        "Companies" => snapshot.companies.len(),
-        "Contracts" => snapshot.contracts.len(),
-        "Services" => snapshot.services.len(),
-        "ContractServices" => snapshot.contract_services.len(),
-        "ContractServiceUnits" => snapshot.contract_service_units.len(),
-        "ContractCharges" => snapshot.charges.len(),
-        "BillingCodes" => snapshot.billing_codes.len(),
-        _ => 0,
-    }
-}
-
-/// The contract of each record of `entity` (contract services and unit periods; none else).
-fn contract_ids_of<'a>(snapshot: &'a Snapshot, entity: &str) -> Box<dyn Iterator<Item = i64> + 'a> {
-    match entity {
-        "ContractServices" => Box::new(snapshot.contract_services.values().map(|r| r.contract_id)),
-        "ContractServiceUnits" => {
-            Box::new(snapshot.contract_service_units.values().map(|r| r.contract_id))
-        }
-        _ => Box::new(std::iter::empty()),
-    }
-}
-
-/// A snapshot holding a copy of `entity`'s table of `snapshot` only.
-fn table_of(snapshot: &Snapshot, entity: &str) -> Snapshot {
-    let mut part = Snapshot::default();
-    match entity {
-        "Companies" => part.companies = snapshot.companies.clone(),
-        "Contracts" => part.contracts = snapshot.contracts.clone(),
-        "Services" => part.services = snapshot.services.clone(),
-        "ContractServices" => part.contract_services = snapshot.contract_services.clone(),
-        "ContractServiceUnits" => {
-            part.contract_service_units = snapshot.contract_service_units.clone()
-        }
-        "ContractCharges" => part.charges = snapshot.charges.clone(),
-        "BillingCodes" => part.billing_codes = snapshot.billing_codes.clone(),
-        _ => {}
-    }
-    let prefix = format!("{entity}/");
-    part.incomplete = (snapshot.incomplete.iter())
-        .filter(|(key, _)| key.starts_with(&prefix))
-        .map(|(key, record)| (key.clone(), record.clone()))
-        .collect();
-    part
-}
-
-/// Moves every record of `part` into `snapshot`.
-pub(crate) fn absorb(snapshot: &mut Snapshot, part: Snapshot) {
-    snapshot.companies.extend(part.companies);
-    snapshot.contracts.extend(part.contracts);
-    snapshot.services.extend(part.services);
-    snapshot.contract_services.extend(part.contract_services);
-    snapshot.contract_service_units.extend(part.contract_service_units);
-    snapshot.charges.extend(part.charges);
-    snapshot.billing_codes.extend(part.billing_codes);
-    snapshot.incomplete.extend(part.incomplete);
-}
-
-/// Converts `values` of `entity` (one of [`ENTITIES`]) and adds them to `snapshot` by id. A
-/// record with a nullable field cmat needs null is kept out, in `snapshot.incomplete` (with a
-/// warning naming it); any other record that does not fit is an error.
-pub fn add_records(
-    snapshot: &mut Snapshot,
-    entity: &str,
-    values: &[Value],
-    subscription_udf: &str,
-) -> Result<(), RecordError> {
-    for value in values {
-        match add_record(snapshot, entity, value, subscription_udf) {
-            Ok(Some(id)) => {
-                snapshot.incomplete.remove(&format!("{entity}/{id}"));
-            }
-            Ok(None) => {}
-            Err(err) => {
-                let Some(record) = records::incomplete(&err, value) else {
-                    return Err(err);
-                };
-                remove_record(snapshot, entity, record.id);
-                snapshot.incomplete.insert(record.key(), record);
-            }
-        }
-    }
-    Ok(())
-}
-
-fn remove_record(snapshot: &mut Snapshot, entity: &str, id: i64) {
-    match entity {
-        "ContractCharges" => {
-            snapshot.charges.remove(&id);
-        }
-        "ContractServiceUnits" => {
-            snapshot.contract_service_units.remove(&id);
-        }
-        "BillingCodes" => {
-            snapshot.billing_codes.remove(&id);
-        }
-        _ => {}
-    }
-}
-
-/// Converts one record into `snapshot`: its id, None for the entities whose records are never
-/// incomplete.
-fn add_record(
-    snapshot: &mut Snapshot,
-    entity: &str,
-    value: &Value,
-    subscription_udf: &str,
-) -> Result<Option<i64>, RecordError> {
-    {
-        match entity {
-            "Companies" => {
-                let r = records::company(value)?;
-                snapshot.companies.insert(r.id, r);
-            }
-            "Contracts" => {
-                let r = records::contract(value, subscription_udf)?;
-                snapshot.contracts.insert(r.id, r);
-            }
-            "Services" => {
-                let r = records::service(value)?;
-                snapshot.services.insert(r.id, r);
-            }
-            "ContractServices" => {
-                let r = records::contract_service(value)?;
-                snapshot.contract_services.insert(r.id, r);
-            }
-            "ContractServiceUnits" => {
-                let r = records::contract_service_unit(value)?;
-                let id = r.id;
-                snapshot.contract_service_units.insert(id, r);
-                return Ok(Some(id));
-            }
-            "ContractCharges" => {
-                let r = records::contract_charge(value)?;
-                let id = r.id;
-                snapshot.charges.insert(id, r);
-                return Ok(Some(id));
-            }
-            "BillingCodes" => {
-                let r = records::billing_code(value)?;
-                let id = r.id;
-                snapshot.billing_codes.insert(id, r);
-                return Ok(Some(id));
-            }
-            other => {
-                return Err(RecordError {
-                    entity: other.to_string(),
-                    id: "(any)".into(),
-                    field: "(entity)".into(),
-                    message: "not an entity cmat reads".into(),
-                })
-            }
-        }
-    }
-    Ok(None)
 }
 
 #[cfg(test)]

@@ -9,12 +9,11 @@ use clap::Args;
 
 use super::session::{self, Loaded};
 use super::{CommandError, CommandResult, Context, Exit};
-use crate::apply::ApplyOptions;
-use crate::autotask::pull::ChildrenRead;
+use crate::autotask::read::ChildrenRead;
 use crate::autotask::{ApplyConnection, AutotaskClient};
-use crate::store::{Access, AuditOutcome, AuditRow, Store};
-use crate::workflow::apply::{self as workflow, Note, SavedPlan};
-use cmat_engine::plan::{Approval, ApprovalStatus};
+use crate::store::{Access, Store};
+use crate::workflow::apply::{self as workflow, ApplyOptions, ApplyReport, Note, SavedPlan};
+use cmat_engine::plan::{Approval, ApprovalStatus, Plan};
 
 #[derive(Debug, Args)]
 #[command(
@@ -97,13 +96,30 @@ pub fn execute(
     if !plan.has_changes() {
         return Ok(Applied::NothingToDo);
     }
-    refuse_under_margin_floors(&plan)?;
+    workflow::refuse_under_margin_floors(&plan)?;
     warn_if_over_budget(client, plan.changes.len());
     confirm(context, auto_approve, plan.changes.len())?;
+    let report = write(context, store, loaded, &connection, &plan, approval)?;
+    if report.is_clean() {
+        return Ok(Applied::Written);
+    }
+    Err(incomplete_run(&report, plan.changes.len()).into())
+}
 
+/// Records who approved the plan, writes it with a progress bar on a terminal, and prints the
+/// run's summary.
+fn write(
+    context: &Context,
+    store: &mut Store,
+    loaded: &mut Loaded,
+    connection: &ApplyConnection<'_>,
+    plan: &Plan,
+    approval: Option<(Approval, Option<String>)>,
+) -> Result<ApplyReport, CommandError> {
     let started = Instant::now();
     let run_id = workflow::new_run_id();
     record_approval(store, &run_id, approval)?;
+    let client = connection.client;
     let requests_before = client.requests_sent();
     let progress = progress_bar(context, plan.changes.len());
     let progress_for_writes = progress.clone();
@@ -120,32 +136,12 @@ pub fn execute(
         }
         say(note)
     };
-    let report = workflow::write(store, loaded, &connection, &plan, &options, &mut finished)?;
+    let report = workflow::write(store, loaded, connection, plan, &options, &mut finished)?;
     if let Some(bar) = progress {
         bar.finish_and_clear();
     }
-
     print_summary(&run_id, &report, started, client, requests_before);
-    if report.is_clean() {
-        return Ok(Applied::Written);
-    }
-    Err(incomplete_run(&report, plan.changes.len()).into())
-}
-
-/// `[margins] policy = refuse`: prices under a floor stop the apply before anything is written.
-fn refuse_under_margin_floors(plan: &cmat_engine::plan::Plan) -> Result<(), CommandError> {
-    let refusals = plan.margin_refusals();
-    if refusals.is_empty() {
-        return Ok(());
-    }
-    let lines: Vec<String> =
-        refusals.iter().map(|warning| format!("{}: {}", warning.source, warning.message)).collect();
-    Err(format!(
-        "refusing to apply: {} price(s) under a margin floor whose policy is `refuse`; nothing was written:\n  {}\nhint: change the price rule or the floor (`cmat explain SUBSCRIPTION_ID` shows which rules set them), then plan again",
-        refusals.len(),
-        lines.join("\n  ")
-    )
-    .into())
+    Ok(report)
 }
 
 /// A progress bar of the writes, on a terminal only.
@@ -164,7 +160,7 @@ fn progress_bar(context: &Context, writes: usize) -> Option<indicatif::ProgressB
 /// hour's budget, then where its audit trail is.
 fn print_summary(
     run_id: &str,
-    report: &crate::apply::ApplyReport,
+    report: &ApplyReport,
     started: Instant,
     client: &AutotaskClient,
     requests_before: u64,
@@ -195,7 +191,7 @@ fn print_summary(
 }
 
 /// What did not complete, and how to finish it.
-fn incomplete_run(report: &crate::apply::ApplyReport, changes: usize) -> String {
+fn incomplete_run(report: &ApplyReport, changes: usize) -> String {
     let mut message = format!(
         "{} of {} change(s) did not complete:\n  {}",
         report.failed + report.skipped + report.unknown,
@@ -231,33 +227,10 @@ fn record_approval(
     approval: Option<(Approval, Option<String>)>,
 ) -> Result<(), CommandError> {
     if let Some((approval, author)) = approval {
-        store.append_audit(&[approval_row(run_id, &approval, author)])?;
+        workflow::record_approval(store, run_id, &approval, author)?;
         println!("Approved by {} (plan {}).", approval.by, approval.digest);
     }
     Ok(())
-}
-
-/// The audit row saying who approved what a run writes: `approve` of the `Plan` whose digest
-/// is the key, the author as the old value and the approver as the new one.
-fn approval_row(run_id: &str, approval: &Approval, author: Option<String>) -> AuditRow {
-    AuditRow {
-        run_id: run_id.to_string(),
-        at: chrono::Utc::now(),
-        action: "approve".into(),
-        entity: "Plan".into(),
-        autotask_id: None,
-        key: approval.digest.clone(),
-        field: "approved_by".into(),
-        old_value: author,
-        new_value: Some(approval.by.clone()),
-        rule: String::new(),
-        outcome: AuditOutcome::Applied,
-        http_status: None,
-        message: format!(
-            "approved at {}",
-            approval.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        ),
-    }
 }
 
 /// Says up front when the plan needs more requests than cmat may use this hour: it will stop

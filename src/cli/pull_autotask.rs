@@ -1,4 +1,5 @@
-//! `cmat pull autotask`: refreshes the Autotask snapshot in `.cmat/state.db`.
+//! `cmat pull autotask`: refreshes the Autotask snapshot in `.cmat/state.db`
+//! ([`crate::workflow::pull`]), with a progress bar and a summary.
 
 use super::Exit;
 use std::fmt::Write;
@@ -7,10 +8,14 @@ use std::time::Duration;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::{CommandError, CommandResult, Context};
-use crate::autotask::pull::{Focus, PullReport, DEFAULT_SUBSCRIPTION_UDF, ENTITIES};
-use crate::autotask::{pull_into_store, AutotaskClient, PullOptions, PullProgress};
-use crate::autotask::{EntityRead, FullReason};
+use crate::autotask::pull::{Focus, PullReport};
+use crate::autotask::{AutotaskClient, EntityRead, FullReason, PullProgress};
 use crate::store::{Access, Store};
+use crate::workflow::pull as workflow;
+use cmat_engine::table::Table;
+
+/// What the rules decide about a pull (`demo` and `sync` make one too).
+pub use crate::workflow::pull::Reading;
 
 pub fn run(context: &Context, full: bool) -> CommandResult {
     // Take the workspace lock before spending any request.
@@ -18,11 +23,7 @@ pub fn run(context: &Context, full: bool) -> CommandResult {
     let client = super::session::connect_autotask(context)?;
     let reading = match cmat_mapping::load_rules(&context.workspace.root) {
         Ok(rules) => Reading::of(&rules),
-        // Pulling needs no rules; without valid ones the default rules' UDF name is used, and
-        // every unit period from the bills on is read (no reach is known).
-        Err(_) => {
-            Reading { subscription_udf: DEFAULT_SUBSCRIPTION_UDF.to_string(), reach_months: None }
-        }
+        Err(_) => Reading::without_rules(),
     };
     // A plain pull reads contract services and unit periods in full (only `sync` knows which
     // subscriptions changed since it last applied them).
@@ -30,26 +31,9 @@ pub fn run(context: &Context, full: bool) -> CommandResult {
     Ok(Exit::Success)
 }
 
-/// What the rules decide about a pull: the UDF contracts are found by, and how far after the
-/// bills' dates their writes reach ([`cmat_engine::rules::RuleSet::units_reach_months`]; None
-/// reads every later unit period).
-pub struct Reading {
-    pub subscription_udf: String,
-    pub reach_months: Option<u32>,
-}
-
-impl Reading {
-    pub fn of(rules: &cmat_engine::rules::RuleSet) -> Reading {
-        Reading {
-            subscription_udf: rules.settings.subscription_udf.value.clone(),
-            reach_months: Some(rules.units_reach_months()),
-        }
-    }
-}
-
-/// Refreshes the snapshot (by changes since the last pull unless `full`; contract services and
-/// unit periods of the `focus`'s subscriptions only, when given) and prints the summary;
-/// shared by pull, sync and demo. The report says what was read (`sync` hands it to apply).
+/// Refreshes the snapshot ([`workflow::pull_autotask`]) with a progress bar, and prints the
+/// summary; shared by pull, sync and demo. The report says what was read (`sync` hands it to
+/// apply).
 pub fn pull_into(
     context: &Context,
     store: &mut Store,
@@ -58,30 +42,7 @@ pub fn pull_into(
     full: bool,
     focus: Option<Focus>,
 ) -> Result<PullReport, CommandError> {
-    // Only the unit periods around the current bills' Billing Dates and as far after them as
-    // the rules date a write (the ones the engine reads).
-    let billing_dates = store.bills()?.into_iter().map(|b| b.key.billing_date);
-    // Unknown: the longest term the language accepts (`term_months` up to 1200).
-    let reach = reading.reach_months.unwrap_or(1200);
-    let options = PullOptions {
-        subscription_udf: reading.subscription_udf.clone(),
-        units_window: cmat_engine::snapshot::UnitsWindow::around(billing_dates, reach),
-        full,
-        focus,
-        ..PullOptions::default()
-    };
-    let bar = context.stdout_is_terminal.then(|| {
-        let bar = ProgressBar::new(ENTITIES.len() as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} reading Autotask [{bar:20}] {pos}/{len} entities, {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
-        );
-        bar.enable_steady_tick(Duration::from_millis(120));
-        bar
-    });
+    let bar = context.stdout_is_terminal.then(progress_bar);
     let records = std::sync::atomic::AtomicUsize::new(0);
     let progress = |event: PullProgress| {
         let Some(bar) = &bar else { return };
@@ -93,12 +54,32 @@ pub fn pull_into(
             PullProgress::Done { .. } => bar.inc(1),
         }
     };
-    let result = pull_into_store(client, store, &options, &progress);
+    let result = workflow::pull_autotask(store, client, reading, full, focus, &progress);
     if let Some(bar) = &bar {
         bar.finish_and_clear();
     }
     let report = result?;
     print!("{}", summary(&report, client));
+    warn_incomplete(&report);
+    Ok(report)
+}
+
+/// A bar of the entities read, the records so far beside it.
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::new(Table::ALL.len() as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} reading Autotask [{bar:20}] {pos}/{len} entities, {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
+    );
+    bar.enable_steady_tick(Duration::from_millis(120));
+    bar
+}
+
+/// One warning per record kept out of the snapshot as incomplete.
+fn warn_incomplete(report: &PullReport) {
     for record in &report.incomplete {
         eprintln!(
             "warning: Autotask sent {} {} with `{}` null; it is kept out of the snapshot and nothing that depends on it is written{} (`cmat doctor` lists such records)",
@@ -108,7 +89,6 @@ pub fn pull_into(
             record.contract_id.map(|id| format!(" (contract {id} is left as it is)")).unwrap_or_default()
         );
     }
-    Ok(report)
 }
 
 fn summary(report: &PullReport, client: &AutotaskClient) -> String {

@@ -3,7 +3,7 @@ use super::Exit;
 use chrono::{Datelike, NaiveDate, Utc};
 
 use super::{CommandError, CommandResult, Context};
-use crate::cloudmore::{ClientOptions, CloudmoreClient, Period};
+use crate::cloudmore::Period;
 use crate::store::{Access, Store};
 use crate::workspace::{CloudmoreCredentials, Config};
 
@@ -72,13 +72,15 @@ fn pull_into_since(
 ) -> Result<(), CommandError> {
     let period = period(Utc::now().date_naive(), since)?;
     let credentials = CloudmoreCredentials::from_env()?;
-    let mut client =
-        CloudmoreClient::new(&config.cloudmore, credentials, ClientOptions::default())?;
-    let source_name =
-        format!("cloudmore {}..{}", period.start.format("%Y-%m"), period.end.format("%Y-%m"));
     // Cloudmore's answer as it came, for a bug report when cmat cannot read it.
     let keep = context.workspace.state_dir().join("cloudmore").join(format!("{period}.json"));
-    let outcome = client.pull_into(store, period, &source_name, Some(&keep))?;
+    let (source_name, outcome) = crate::workflow::pull::pull_cloudmore(
+        store,
+        &config.cloudmore,
+        credentials,
+        period,
+        &keep,
+    )?;
     for warning in &outcome.warnings {
         eprintln!("warning: {warning}");
     }

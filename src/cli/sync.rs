@@ -4,13 +4,13 @@ use std::path::PathBuf;
 use clap::Args;
 
 use super::apply::{execute, Applied};
-use super::{session, CommandResult, Context};
-use crate::autotask::pull::Focus;
-use crate::store::meta_keys::{
-    LAST_SYNC_AT, LAST_SYNC_INPUTS_DIGEST, LAST_SYNC_MAPPINGS_DIGEST, LAST_SYNC_NOT_CONVERGED,
-    LAST_SYNC_REQUESTS,
-};
-use crate::store::Access;
+use super::{session, CommandError, CommandResult, Context};
+use crate::autotask::pull::{Focus, PullReport};
+use crate::autotask::AutotaskClient;
+use crate::store::{Access, Store};
+use crate::workflow::pull::Reading;
+use crate::workflow::sync::{self as workflow, Bills, SyncDigests};
+use crate::workflow::Loaded;
 
 #[derive(Debug, Args)]
 #[command(
@@ -63,38 +63,25 @@ pub fn run(context: &Context, args: SyncArgs) -> CommandResult {
 }
 
 /// The daily job's steps: new bills in, nothing to do when nothing changed, Autotask read,
-/// the plan written (or saved for approval), its own convergence checked, the run recorded.
+/// the plan written (or saved for approval), its own convergence checked, the run recorded
+/// ([`crate::workflow::sync`]).
 fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
     let mut store = session::open_store(context, Access::Write)?;
     let config = context.workspace.config()?;
     bring_in_bills(context, args, &mut store, &config)?;
     let (rules, sources) = session::load_rules(context)?;
-    let digests = SyncDigests {
-        inputs: store.inputs_digest()?,
-        mappings: cmat_engine::plan::mappings_digest(&sources),
-    };
+    let digests = SyncDigests::of(&store, &sources)?;
     if nothing_new(&store, &digests)? {
-        let when = store.get_meta(LAST_SYNC_AT)?.unwrap_or_else(|| "an earlier run".into());
-        println!(
-            "No new or restated bill since the last sync ({when}) and no change to the rules; \
-             nothing to do (Autotask was not contacted)."
-        );
         return Ok(Exit::Success);
     }
     let Some(subscriptions) = bills_ready(&store, &config)? else {
         return Ok(Exit::Success);
     };
-    let reading = super::pull_autotask::Reading::of(&rules);
     let client = session::connect_autotask(context)?;
     let focus = Focus::since_last_sync(&store, &digests.mappings, &subscriptions)?;
-    let pulled = super::pull_autotask::pull_into(
-        context,
-        &mut store,
-        &client,
-        &reading,
-        args.full_pull,
-        focus,
-    )?;
+    let reading = Reading::of(&rules);
+    let pull = super::pull_autotask::pull_into;
+    let pulled = pull(context, &mut store, &client, &reading, args.full_pull, focus)?;
     // The rules whose digest was compared above are the ones applied, and recorded below.
     let mut loaded = session::load_with(&store, (rules, sources))?;
     if args.dry_run {
@@ -102,47 +89,64 @@ fn sync(context: &Context, args: &SyncArgs) -> CommandResult {
         println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
         return Ok(super::plan::exit_code(&plan, true));
     }
-    let applied = if config.apply.require_approval {
-        match save_plan_for_approval(context, &loaded)? {
-            Some(exit) => return Ok(exit),
-            None => Applied::NothingToDo,
-        }
-    } else {
-        // What the pull has just read is not read again before writing (`workflow::apply::prepare`).
-        execute(
-            context,
-            &mut store,
-            &mut loaded,
-            &client,
-            None,
-            Some(&pulled.children_read),
-            args.auto_approve,
-        )?
+    let Some(applied) = apply(context, &config, args, &mut store, &mut loaded, &client, &pulled)?
+    else {
+        return Ok(Exit::Changes);
     };
     let unsettled = match applied {
-        Applied::Written => not_converged(&loaded)?,
+        Applied::Written => workflow::not_converged(&loaded)?,
         Applied::NothingToDo => Vec::new(),
     };
-    record_run(&mut store, &digests, &subscriptions, &unsettled, client.requests_sent())?;
+    warn_not_converged(&unsettled);
+    workflow::record_run(&mut store, &digests, &subscriptions, &unsettled, client.requests_sent())?;
     Ok(match applied {
         Applied::NothingToDo => Exit::Success,
         Applied::Written => Exit::Changes,
     })
 }
 
-/// The digests of what a sync applies: the bills and the rules.
-struct SyncDigests {
-    inputs: String,
-    mappings: String,
+/// Whether nothing is new since the last sync ([`workflow::nothing_new`]), said when so.
+fn nothing_new(store: &Store, digests: &SyncDigests) -> Result<bool, CommandError> {
+    if !workflow::nothing_new(store, digests)? {
+        return Ok(false);
+    }
+    let when = workflow::last_sync_at(store)?.unwrap_or_else(|| "an earlier run".into());
+    println!(
+        "No new or restated bill since the last sync ({when}) and no change to the rules; \
+         nothing to do (Autotask was not contacted)."
+    );
+    Ok(true)
+}
+
+/// Writes the plan, or under `[apply] require_approval` saves it for approval (`None`: saved,
+/// nothing else to do this run). What the pull has just read is not read again before
+/// writing (`workflow::apply::prepare`).
+fn apply(
+    context: &Context,
+    config: &crate::workspace::Config,
+    args: &SyncArgs,
+    store: &mut Store,
+    loaded: &mut Loaded,
+    client: &AutotaskClient,
+    pulled: &PullReport,
+) -> Result<Option<Applied>, CommandError> {
+    if config.apply.require_approval {
+        return match save_plan_for_approval(context, loaded)? {
+            Some(_) => Ok(None),
+            None => Ok(Some(Applied::NothingToDo)),
+        };
+    }
+    let pulled = Some(&pulled.children_read);
+    execute(context, store, loaded, client, None, pulled, args.auto_approve).map(Some)
 }
 
 /// `--import` files, else the Cloudmore pull when the workspace is connected to Cloudmore.
 fn bring_in_bills(
     context: &Context,
     args: &SyncArgs,
-    store: &mut crate::store::Store,
+    store: &mut Store,
     config: &crate::workspace::Config,
-) -> Result<(), super::CommandError> {
+) -> Result<(), CommandError> {
     let options = super::import::options(context);
     for file in &args.imports {
         let name = file.display().to_string();
@@ -155,48 +159,32 @@ fn bring_in_bills(
     Ok(())
 }
 
-/// The same bills and rules as the last sync, nothing of unknown outcome, and the last sync
-/// settled: Autotask need not be contacted.
-fn nothing_new(
-    store: &crate::store::Store,
-    digests: &SyncDigests,
-) -> Result<bool, super::CommandError> {
-    Ok(store.get_meta(LAST_SYNC_INPUTS_DIGEST)?.as_deref() == Some(digests.inputs.as_str())
-        && store.get_meta(LAST_SYNC_MAPPINGS_DIGEST)?.as_deref() == Some(digests.mappings.as_str())
-        && store.journal_unresolved()?.is_empty()
-        && settled(store)?)
-}
-
 /// A bill pulled before Microsoft's NCE data landed is half a month: said before Autotask is
 /// contacted, and with `[sync] wait_for_nce_data` nothing is written until it is whole
-/// (`None`). Otherwise what changed per subscription since the last successful sync: the only
-/// contracts whose contract services and unit periods the pull reads (`autotask::pull::Focus`).
+/// (`None`). Otherwise the subscriptions' digests ([`Bills::subscriptions`]).
 fn bills_ready(
-    store: &crate::store::Store,
+    store: &Store,
     config: &crate::workspace::Config,
-) -> Result<Option<std::collections::BTreeMap<String, String>>, super::CommandError> {
-    let lines = store.bill_lines()?;
-    let incomplete = cmat_engine::billing::nce_readiness(&lines);
-    let subscriptions = crate::store::subscription_digests(&lines);
-    drop(lines);
-    for warning in &incomplete {
+) -> Result<Option<std::collections::BTreeMap<String, String>>, CommandError> {
+    let bills = Bills::of(store)?;
+    for warning in &bills.incomplete {
         eprintln!("warning: {warning}");
     }
-    if !incomplete.is_empty() && config.sync.wait_for_nce_data {
+    if bills.must_wait(&config.sync) {
         println!(
             "Waiting for Cloudmore's NCE data ([sync] wait_for_nce_data = true): nothing was sent to Autotask; the next sync tries again."
         );
         return Ok(None);
     }
-    Ok(Some(subscriptions))
+    Ok(Some(bills.subscriptions))
 }
 
 /// Four eyes: a plan with changes is saved for approval and nothing is written (the exit
 /// code to end with); an empty plan goes on as a run that wrote nothing (`None`).
 fn save_plan_for_approval(
     context: &Context,
-    loaded: &crate::workflow::Loaded,
-) -> Result<Option<Exit>, super::CommandError> {
+    loaded: &Loaded,
+) -> Result<Option<Exit>, CommandError> {
     let plan = loaded.plan()?;
     println!("{}", plan.to_text(&loaded.company_names(), context.stdout_is_terminal));
     if !plan.has_changes() {
@@ -206,62 +194,12 @@ fn save_plan_for_approval(
     Ok(Some(Exit::Changes))
 }
 
-/// Says what did not settle, and records the run: what it applied (bills, rules, the
-/// subscriptions' digests), what did not converge, its requests and time.
-fn record_run(
-    store: &mut crate::store::Store,
-    digests: &SyncDigests,
-    subscriptions: &std::collections::BTreeMap<String, String>,
-    unsettled: &[crate::store::NotConverged],
-    requests_sent: u64,
-) -> Result<(), super::CommandError> {
+/// Says what did not settle: the next sync would send it again.
+fn warn_not_converged(unsettled: &[crate::store::NotConverged]) {
     for change in unsettled {
         eprintln!(
             "warning: not_converged: {} {} {} is still planned after this sync wrote it: {} (rule at {}); the next sync would send it again, so look at it before then (`cmat plan`, `cmat explain`)",
             change.action, change.entity, change.key, change.reason, change.rule
         );
     }
-    store.set_meta(
-        LAST_SYNC_NOT_CONVERGED,
-        &serde_json::to_string(unsettled).unwrap_or_else(|_| "[]".into()),
-    )?;
-    store.set_meta(LAST_SYNC_INPUTS_DIGEST, &digests.inputs)?;
-    store.set_meta(LAST_SYNC_MAPPINGS_DIGEST, &digests.mappings)?;
-    store.replace_synced_subscriptions(subscriptions)?;
-    store.set_meta(LAST_SYNC_REQUESTS, &requests_sent.to_string())?;
-    store.set_meta(
-        LAST_SYNC_AT,
-        &chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-    )?;
-    Ok(())
-}
-
-/// The plan again, from the snapshot apply re-read after writing: after a clean apply it is
-/// empty unless a write did not settle what it was meant to (the engine's model of Autotask
-/// and Autotask disagree). Said, never silently written again every day.
-fn not_converged(
-    loaded: &crate::workflow::Loaded,
-) -> Result<Vec<crate::store::NotConverged>, super::CommandError> {
-    let plan = loaded.plan()?;
-    Ok(plan
-        .changes
-        .iter()
-        .map(|change| crate::store::NotConverged {
-            action: change.action().as_str().to_string(),
-            entity: change.entity().as_str().to_string(),
-            key: change.key.to_string(),
-            reason: change.reason.clone(),
-            rule: change.rule.to_string(),
-        })
-        .collect())
-}
-
-/// Whether the last sync's own re-plan was empty: a change it left (a renewal written before
-/// the units it made readable) is planned again by the next sync, bills or not.
-fn settled(store: &crate::store::Store) -> Result<bool, super::CommandError> {
-    let left: Vec<crate::store::NotConverged> = store
-        .get_meta(LAST_SYNC_NOT_CONVERGED)?
-        .and_then(|json| serde_json::from_str(&json).ok())
-        .unwrap_or_default();
-    Ok(left.is_empty())
 }

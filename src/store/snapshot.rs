@@ -10,6 +10,8 @@ use super::sql::{
 use super::{Store, StoreError};
 use std::collections::BTreeMap;
 
+use cmat_engine::table::Table;
+
 use cmat_engine::snapshot::{
     BillingCode, Company, Contract, ContractCharge, ContractService, ContractServiceUnit, Currency,
     IncompleteRecord, PicklistEntry, Picklists, PullMarks, Service, Snapshot,
@@ -28,17 +30,21 @@ pub struct SnapshotCounts {
     pub refreshed_at: Option<chrono::DateTime<chrono::Utc>>,
 }
 
-const TABLES: [&str; 9] = [
-    "companies",
-    "contracts",
-    "services",
-    "contract_services",
-    "contract_service_units",
-    "charges",
-    "billing_codes",
-    "picklists",
-    "currencies",
-];
+/// The SQL table holding a snapshot [`Table`]'s records.
+fn sql_table(table: Table) -> &'static str {
+    match table {
+        Table::Companies => "companies",
+        Table::Contracts => "contracts",
+        Table::Services => "services",
+        Table::ContractServices => "contract_services",
+        Table::ContractServiceUnits => "contract_service_units",
+        Table::ContractCharges => "charges",
+        Table::BillingCodes => "billing_codes",
+    }
+}
+
+/// The tenant's lists, stored beside the records and replaced with them.
+const LIST_TABLES: [&str; 2] = ["picklists", "currencies"];
 
 impl Store {
     pub fn load_snapshot(&self) -> Result<Snapshot, StoreError> {
@@ -113,7 +119,7 @@ impl Store {
                     params![PULL_MARKS, marks],
                 )?;
             }
-            for table in TABLES {
+            for table in Table::ALL.map(sql_table).into_iter().chain(LIST_TABLES) {
                 tx.execute(&format!("DELETE FROM {table}"), [])?;
             }
             upsert(&tx, snapshot)?;
@@ -135,13 +141,10 @@ impl Store {
     /// A record read complete is no longer incomplete; `records.incomplete` are added.
     pub fn merge_snapshot(&mut self, records: &Snapshot) -> Result<(), StoreError> {
         let mut incomplete = self.incomplete()?;
-        let read = |entity: &str, id: &i64| format!("{entity}/{id}");
-        let complete: Vec<String> = (records.charges.keys().map(|id| read("ContractCharges", id)))
-            .chain(records.contract_service_units.keys().map(|id| read("ContractServiceUnits", id)))
-            .chain(records.billing_codes.keys().map(|id| read("BillingCodes", id)))
-            .collect();
-        for key in complete {
-            incomplete.remove(&key);
+        for table in Table::ALL {
+            for id in table.ids(records) {
+                incomplete.remove(&format!("{}/{id}", table.name()));
+            }
         }
         incomplete.extend(records.incomplete.iter().map(|(k, r)| (k.clone(), r.clone())));
         let incomplete = serde_json::to_string(&incomplete).unwrap_or_else(|_| "{}".into());
@@ -175,20 +178,21 @@ impl Store {
     }
 
     pub fn snapshot_counts(&self) -> Result<SnapshotCounts, StoreError> {
-        let count = |table: &str| -> Result<u64, StoreError> {
+        let count = |table: Table| -> Result<u64, StoreError> {
+            let sql = format!("SELECT COUNT(*) FROM {}", sql_table(table));
             self.conn
-                .query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| row.get::<_, i64>(0))
+                .query_row(&sql, [], |row| row.get::<_, i64>(0))
                 .map(|n| n.max(0) as u64)
                 .map_err(|e| self.wrap(e))
         };
         Ok(SnapshotCounts {
-            companies: count("companies")?,
-            contracts: count("contracts")?,
-            services: count("services")?,
-            contract_services: count("contract_services")?,
-            contract_service_units: count("contract_service_units")?,
-            charges: count("charges")?,
-            billing_codes: count("billing_codes")?,
+            companies: count(Table::Companies)?,
+            contracts: count(Table::Contracts)?,
+            services: count(Table::Services)?,
+            contract_services: count(Table::ContractServices)?,
+            contract_service_units: count(Table::ContractServiceUnits)?,
+            charges: count(Table::ContractCharges)?,
+            billing_codes: count(Table::BillingCodes)?,
             refreshed_at: self.refreshed_at()?,
         })
     }
@@ -216,23 +220,9 @@ fn set_incomplete(tx: &Transaction<'_>, json: &str) -> rusqlite::Result<usize> {
 /// Writes every record of the snapshot over the stored one with its id (the picklists by
 /// entity, field and position), each table by its write function.
 fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
-    write_table(tx, COMPANIES_UPSERT, s.companies.values(), write_company)?;
-    write_table(tx, CONTRACTS_UPSERT, s.contracts.values(), write_contract)?;
-    write_table(tx, SERVICES_UPSERT, s.services.values(), write_service)?;
-    write_table(
-        tx,
-        CONTRACT_SERVICES_UPSERT,
-        s.contract_services.values(),
-        write_contract_service,
-    )?;
-    write_table(
-        tx,
-        CONTRACT_SERVICE_UNITS_UPSERT,
-        s.contract_service_units.values(),
-        write_contract_service_unit,
-    )?;
-    write_table(tx, CHARGES_UPSERT, s.charges.values(), write_contract_charge)?;
-    write_table(tx, BILLING_CODES_UPSERT, s.billing_codes.values(), write_billing_code)?;
+    for table in Table::ALL {
+        upsert_table(tx, table, s)?;
+    }
     write_table(tx, CURRENCIES_UPSERT, s.currencies.values(), write_currency)?;
     let mut statement = tx.prepare(
         "INSERT OR REPLACE INTO picklists (entity, field, value, label, is_active, position)
@@ -252,6 +242,33 @@ fn upsert(tx: &Transaction<'_>, s: &Snapshot) -> rusqlite::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Writes `table`'s records of the snapshot by its statement and row function.
+fn upsert_table(tx: &Transaction<'_>, table: Table, s: &Snapshot) -> rusqlite::Result<()> {
+    match table {
+        Table::Companies => write_table(tx, COMPANIES_UPSERT, s.companies.values(), write_company),
+        Table::Contracts => write_table(tx, CONTRACTS_UPSERT, s.contracts.values(), write_contract),
+        Table::Services => write_table(tx, SERVICES_UPSERT, s.services.values(), write_service),
+        Table::ContractServices => write_table(
+            tx,
+            CONTRACT_SERVICES_UPSERT,
+            s.contract_services.values(),
+            write_contract_service,
+        ),
+        Table::ContractServiceUnits => write_table(
+            tx,
+            CONTRACT_SERVICE_UNITS_UPSERT,
+            s.contract_service_units.values(),
+            write_contract_service_unit,
+        ),
+        Table::ContractCharges => {
+            write_table(tx, CHARGES_UPSERT, s.charges.values(), write_contract_charge)
+        }
+        Table::BillingCodes => {
+            write_table(tx, BILLING_CODES_UPSERT, s.billing_codes.values(), write_billing_code)
+        }
+    }
 }
 
 /// Writes `records` with one prepared statement.
@@ -405,25 +422,39 @@ fn write_currency(statement: &mut Statement<'_>, c: &Currency) -> rusqlite::Resu
 
 /// The stored snapshot, each table read by its row function; none is left out.
 fn load(conn: &Connection) -> rusqlite::Result<Snapshot> {
-    Ok(Snapshot {
-        companies: load_table(conn, COMPANIES_LOAD, company_row, |r| r.id)?,
-        contracts: load_table(conn, CONTRACTS_LOAD, contract_row, |r| r.id)?,
-        services: load_table(conn, SERVICES_LOAD, service_row, |r| r.id)?,
-        contract_services: load_table(conn, CONTRACT_SERVICES_LOAD, contract_service_row, |r| {
-            r.id
-        })?,
-        contract_service_units: load_table(
-            conn,
-            CONTRACT_SERVICE_UNITS_LOAD,
-            contract_service_unit_row,
-            |r| r.id,
-        )?,
-        charges: load_table(conn, CHARGES_LOAD, contract_charge_row, |r| r.id)?,
-        billing_codes: load_table(conn, BILLING_CODES_LOAD, billing_code_row, |r| r.id)?,
+    let mut snapshot = Snapshot {
         picklists: load_picklists(conn)?,
         currencies: load_table(conn, CURRENCIES_LOAD, currency_row, |r| r.id)?,
         ..Snapshot::default()
-    })
+    };
+    for table in Table::ALL {
+        load_into(conn, table, &mut snapshot)?;
+    }
+    Ok(snapshot)
+}
+
+/// Reads `table`'s rows into the snapshot by its query and row function.
+fn load_into(conn: &Connection, table: Table, s: &mut Snapshot) -> rusqlite::Result<()> {
+    match table {
+        Table::Companies => s.companies = load_table(conn, COMPANIES_LOAD, company_row, |r| r.id)?,
+        Table::Contracts => s.contracts = load_table(conn, CONTRACTS_LOAD, contract_row, |r| r.id)?,
+        Table::Services => s.services = load_table(conn, SERVICES_LOAD, service_row, |r| r.id)?,
+        Table::ContractServices => {
+            s.contract_services =
+                load_table(conn, CONTRACT_SERVICES_LOAD, contract_service_row, |r| r.id)?
+        }
+        Table::ContractServiceUnits => {
+            s.contract_service_units =
+                load_table(conn, CONTRACT_SERVICE_UNITS_LOAD, contract_service_unit_row, |r| r.id)?
+        }
+        Table::ContractCharges => {
+            s.charges = load_table(conn, CHARGES_LOAD, contract_charge_row, |r| r.id)?
+        }
+        Table::BillingCodes => {
+            s.billing_codes = load_table(conn, BILLING_CODES_LOAD, billing_code_row, |r| r.id)?
+        }
+    }
+    Ok(())
 }
 
 /// The rows of one table by id.

@@ -12,7 +12,9 @@ use cmat_engine::snapshot::Snapshot;
 
 pub mod adopt;
 pub mod apply;
+pub mod pull;
 pub mod revert;
+pub mod sync;
 
 /// Everything a plan is computed from, loaded once.
 pub struct Loaded {

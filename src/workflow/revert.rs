@@ -90,55 +90,22 @@ fn written(
 ) -> Result<Written, String> {
     let action = Action::from_name(action).ok_or_else(|| format!("unknown action {action}"))?;
     let entity = Entity::from_name(entity).ok_or_else(|| format!("unknown entity {entity}"))?;
+    let write = Journaled { body, autotask_id, old };
     let field = Body(body);
-    let id = || autotask_id.or(field.int("id").ok()).ok_or("no Autotask id was recorded");
-    let decimal_old = |name: &str| old(name).map(|text| decimal(&text, name)).transpose();
     Ok(match (action, entity) {
-        (Action::Adjust, Entity::ContractServiceAdjustments) => Written::Adjusted {
-            contract: field.int("contractID")?,
-            service: field.int("serviceID")?,
-            effective_date: field.date("effectiveDate")?,
-            unit_change: field.int("unitChange")?,
-            adjusted_unit_price: field.decimal("adjustedUnitPrice")?,
-            adjusted_unit_cost: field.decimal("adjustedUnitCost")?,
-            price_before: decimal_old("adjustedUnitPrice")?,
-            cost_before: decimal_old("adjustedUnitCost")?,
-        },
+        (Action::Adjust, Entity::ContractServiceAdjustments) => write.adjusted()?,
         (Action::Create, Entity::ContractCharges) => {
-            Written::ChargeCreated { contract: field.int("contractID")?, id: id()? }
+            Written::ChargeCreated { contract: field.int("contractID")?, id: write.id()? }
         }
-        (Action::Update, Entity::ContractCharges) => {
-            let edit = |name: &str| -> Result<Option<Edit<Decimal>>, String> {
-                match body.get(name) {
-                    None => Ok(None),
-                    Some(_) => {
-                        Ok(Some(Edit { old: decimal_old(name)?, new: field.decimal(name)? }))
-                    }
-                }
-            };
-            // The body carries only `id` and what changed; the charge's contract is in the
-            // snapshot (a charge gone since is noted as such by the engine, by its id).
-            let charge = id()?;
-            let contract = field
-                .int("contractID")
-                .ok()
-                .or_else(|| snapshot.charges.get(&charge).map(|c| c.contract_id))
-                .unwrap_or_default();
-            Written::ChargeUpdated {
-                contract,
-                id: charge,
-                unit_price: edit("unitPrice")?,
-                unit_cost: edit("unitCost")?,
-            }
-        }
+        (Action::Update, Entity::ContractCharges) => write.charge_updated(snapshot)?,
         (Action::Delete, Entity::ContractCharges) => {
             Written::ChargeDeleted { contract: field.int("contractID")?, charge: deleted(old)? }
         }
-        (Action::Create, Entity::Contracts) => Written::ContractCreated { id: id()? },
+        (Action::Create, Entity::Contracts) => Written::ContractCreated { id: write.id()? },
         (Action::Update, Entity::Contracts) => {
-            Written::ContractUpdated { id: id()?, edits: contract_edits(body, old)? }
+            Written::ContractUpdated { id: write.id()?, edits: contract_edits(body, old)? }
         }
-        (Action::Create, Entity::Services) => Written::ServiceCreated { id: id()? },
+        (Action::Create, Entity::Services) => Written::ServiceCreated { id: write.id()? },
         (action, entity) => {
             return Err(format!(
                 "{} {} is not a write cmat makes",
@@ -147,6 +114,67 @@ fn written(
             ))
         }
     })
+}
+
+/// A journaled write being read back: what [`written`]'s kinds of write are read from.
+struct Journaled<'a> {
+    body: &'a Value,
+    autotask_id: Option<i64>,
+    old: &'a dyn Fn(&str) -> Option<String>,
+}
+
+impl Journaled<'_> {
+    /// The id Autotask answered, else the one the body names.
+    fn id(&self) -> Result<i64, String> {
+        (self.autotask_id.or(Body(self.body).int("id").ok()))
+            .ok_or_else(|| "no Autotask id was recorded".to_string())
+    }
+
+    /// An amount's old value, as the audit trail kept it.
+    fn decimal_old(&self, name: &str) -> Result<Option<Decimal>, String> {
+        (self.old)(name).map(|text| decimal(&text, name)).transpose()
+    }
+
+    /// A units adjustment, with the prices it replaced.
+    fn adjusted(&self) -> Result<Written, String> {
+        let field = Body(self.body);
+        Ok(Written::Adjusted {
+            contract: field.int("contractID")?,
+            service: field.int("serviceID")?,
+            effective_date: field.date("effectiveDate")?,
+            unit_change: field.int("unitChange")?,
+            adjusted_unit_price: field.decimal("adjustedUnitPrice")?,
+            adjusted_unit_cost: field.decimal("adjustedUnitCost")?,
+            price_before: self.decimal_old("adjustedUnitPrice")?,
+            cost_before: self.decimal_old("adjustedUnitCost")?,
+        })
+    }
+
+    /// A charge update: the body carries only `id` and what changed; the charge's contract is
+    /// in the snapshot (a charge gone since is noted as such by the engine, by its id).
+    fn charge_updated(&self, snapshot: &Snapshot) -> Result<Written, String> {
+        let field = Body(self.body);
+        let edit = |name: &str| -> Result<Option<Edit<Decimal>>, String> {
+            match self.body.get(name) {
+                None => Ok(None),
+                Some(_) => {
+                    Ok(Some(Edit { old: self.decimal_old(name)?, new: field.decimal(name)? }))
+                }
+            }
+        };
+        let charge = self.id()?;
+        let contract = field
+            .int("contractID")
+            .ok()
+            .or_else(|| snapshot.charges.get(&charge).map(|c| c.contract_id))
+            .unwrap_or_default();
+        Ok(Written::ChargeUpdated {
+            contract,
+            id: charge,
+            unit_price: edit("unitPrice")?,
+            unit_cost: edit("unitCost")?,
+        })
+    }
 }
 
 /// The fields a contract update changed, each with what it held before (as the audit kept it).

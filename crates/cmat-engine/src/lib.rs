@@ -21,6 +21,7 @@ pub mod rules;
 pub mod scope;
 pub mod snapshot;
 pub mod spreadsheet;
+pub mod table;
 pub mod write;
 
 #[cfg(any(test, feature = "testing"))]

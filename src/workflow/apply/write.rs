@@ -6,19 +6,23 @@
 //! again blindly: the next run re-reads the records the plan touches and plans from what
 //! Autotask really holds, finding a landed create by its natural key.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Condvar, Mutex};
+use std::sync::{mpsc, Mutex};
 
 use chrono::{DateTime, Utc};
 
 use crate::autotask::adapter::{self, Request};
 use crate::autotask::Rejection;
+use crate::locks;
 use crate::store::{AuditOutcome, AuditRow, JournalIntent, JournalOutcome, Store, StoreError};
 use cmat_engine::plan::{plain, Plan, PlanChange};
-use cmat_engine::write::{Adjustment, Entity, NaturalKey, Ref, Write};
+use cmat_engine::write::{Adjustment, Ref, Write};
 
-pub use crate::autotask::adapter::{AutotaskReader, AutotaskWriter, WriteFailure};
+use super::journal::{keep_journal, FinishOnDrop, Journal, Record};
+use super::schedule::{Done, Schedule};
+
+pub use crate::autotask::adapter::{AutotaskWriter, WriteFailure};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApplyError {
@@ -29,6 +33,10 @@ pub enum ApplyError {
     Stale { path: String, reasons: Vec<String> },
     #[error("cannot re-read the plan's records")]
     Reread(#[source] WriteFailure),
+    /// `[margins] policy = refuse`: prices under a floor (each "source: message"); nothing is
+    /// written.
+    #[error("refusing to apply: {} price(s) under a margin floor whose policy is `refuse`; nothing was written:\n  {}\nhint: change the price rule or the floor (`cmat explain SUBSCRIPTION_ID` shows which rules set them), then plan again", .refusals.len(), .refusals.join("\n  "))]
+    UnderMarginFloors { refusals: Vec<String> },
 }
 
 /// The first ten reasons, and how many more.
@@ -116,7 +124,7 @@ pub fn apply_plan(
     let schedule = Schedule::of(&plan.changes);
     std::thread::scope(|scope| {
         let run = &run;
-        scope.spawn(move || keep_journal(store, &records, run));
+        scope.spawn(move || keep_journal(store, &records, &|err| run.fail_store(err)));
         // Dropped last, even when a writer thread panics: the journal thread commits what is
         // left and stops, so the scope can end.
         let _finish = FinishOnDrop(&run.journal);
@@ -133,226 +141,6 @@ pub fn apply_plan(
         });
     });
     run.report()
-}
-
-/// The order of a plan's writes: the Services first, all of them (a contract service of any
-/// contract may need one's id); then a write to a contract waits only for the writes of
-/// earlier phases to the same contract (its contract before its contract services, those
-/// before their adjustments, adjustments before the contract's charges), not for every write
-/// of the earlier phase to every contract, which let the writes in flight drain at each
-/// phase's end.
-struct Schedule {
-    state: Mutex<ScheduleState>,
-    /// Signalled when a write is done (its dependents may be ready).
-    changed: Condvar,
-}
-
-struct ScheduleState {
-    /// Writes whose earlier writes are all done, by phase then plan order.
-    ready: BTreeSet<(u8, usize)>,
-    /// How many earlier writes of its contract each write still waits for.
-    waiting_for: Vec<usize>,
-    /// The writes that wait for each one.
-    dependents: Vec<Vec<usize>>,
-    phases: Vec<u8>,
-    /// Services not yet done, and the contracts' first writes, held until they are.
-    services_left: usize,
-    after_services: Vec<usize>,
-    /// Writes not yet handed out.
-    left: usize,
-}
-
-impl Schedule {
-    fn of(changes: &[PlanChange]) -> Schedule {
-        let phases: Vec<u8> = changes.iter().map(|change| change.entity().phase()).collect();
-        let mut ready = BTreeSet::new();
-        let mut services_left = 0;
-        // Each contract's writes, by phase.
-        let mut by_contract: BTreeMap<&str, BTreeMap<u8, Vec<usize>>> = BTreeMap::new();
-        for (index, change) in changes.iter().enumerate() {
-            let service = phases[index] == Entity::Services.phase();
-            match contract_of(&change.key).filter(|_| !service) {
-                Some(contract) => by_contract
-                    .entry(contract)
-                    .or_default()
-                    .entry(phases[index])
-                    .or_default()
-                    .push(index),
-                None => {
-                    ready.insert((phases[index], index));
-                    services_left += usize::from(service);
-                }
-            }
-        }
-        let mut waiting_for = vec![0; changes.len()];
-        let mut dependents = vec![Vec::new(); changes.len()];
-        let mut after_services = Vec::new();
-        for phases_of_contract in by_contract.values() {
-            let mut earlier: Option<&Vec<usize>> = None;
-            for writes in phases_of_contract.values() {
-                for &index in writes {
-                    match earlier {
-                        Some(earlier) => {
-                            waiting_for[index] = earlier.len();
-                            for &before in earlier {
-                                dependents[before].push(index);
-                            }
-                        }
-                        None if services_left == 0 => {
-                            ready.insert((phases[index], index));
-                        }
-                        None => after_services.push(index),
-                    }
-                }
-                earlier = Some(writes);
-            }
-        }
-        let state = ScheduleState {
-            ready,
-            waiting_for,
-            dependents,
-            phases,
-            services_left,
-            after_services,
-            left: changes.len(),
-        };
-        Schedule { state: Mutex::new(state), changed: Condvar::new() }
-    }
-
-    /// The next write to send, waiting while those left wait for writes in flight; `None`
-    /// once every write has been handed out.
-    fn next(&self) -> Option<usize> {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        loop {
-            if let Some((_, index)) = state.ready.pop_first() {
-                state.left -= 1;
-                return Some(index);
-            }
-            if state.left == 0 {
-                return None;
-            }
-            state = self.changed.wait(state).unwrap_or_else(|poisoned| poisoned.into_inner());
-        }
-    }
-
-    /// `index` was sent (or skipped): the writes waiting for it may go.
-    fn done(&self, index: usize) {
-        let mut state = self.state.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let state = &mut *state;
-        if state.phases[index] == Entity::Services.phase() {
-            state.services_left -= 1;
-            if state.services_left == 0 {
-                for first in std::mem::take(&mut state.after_services) {
-                    state.ready.insert((state.phases[first], first));
-                }
-            }
-        }
-        for &dependent in &state.dependents[index] {
-            state.waiting_for[dependent] -= 1;
-            if state.waiting_for[dependent] == 0 {
-                state.ready.insert((state.phases[dependent], dependent));
-            }
-        }
-        self.changed.notify_all();
-    }
-}
-
-struct Done<'a>(&'a Schedule, usize);
-
-impl Drop for Done<'_> {
-    fn drop(&mut self) {
-        self.0.done(self.1);
-    }
-}
-
-/// The contract (by its subscription) a write belongs to; `None` for a Service.
-fn contract_of(key: &NaturalKey) -> Option<&str> {
-    match key {
-        NaturalKey::Service { .. } => None,
-        NaturalKey::Subscription(subscription)
-        | NaturalKey::Product { subscription, .. }
-        | NaturalKey::Charge { subscription, .. } => Some(subscription),
-    }
-}
-
-/// Tells the journal thread that every writer is done, when dropped.
-struct FinishOnDrop<'a>(&'a Journal);
-
-impl Drop for FinishOnDrop<'_> {
-    fn drop(&mut self) {
-        self.0.send(Record::Finish);
-    }
-}
-
-/// What a writer thread hands the journal thread.
-enum Record {
-    /// A write about to be sent; the entry's id goes back once committed (`None`: the state
-    /// database failed, and the write must not be sent).
-    Intent(JournalIntent, mpsc::SyncSender<Option<i64>>),
-    Outcome(i64, JournalOutcome),
-    Audit(Vec<AuditRow>),
-    /// Every writer is done: commit what is left and stop.
-    Finish,
-}
-
-/// The writer threads' way to the journal thread.
-struct Journal(mpsc::Sender<Record>);
-
-impl Journal {
-    /// Journals a write about to be sent and waits for the commit: the entry's id, or `None`
-    /// when the state database failed (nothing may be sent then).
-    fn intent(&self, intent: JournalIntent) -> Option<i64> {
-        let (reply, committed) = mpsc::sync_channel(1);
-        self.0.send(Record::Intent(intent, reply)).ok()?;
-        committed.recv().ok().flatten()
-    }
-
-    /// Queues a record that nothing waits for (an outcome, audit rows). Were the journal
-    /// thread gone, the store failed and the run reports that.
-    fn send(&self, record: Record) {
-        let _ = self.0.send(record);
-    }
-}
-
-/// The journal thread: commits each batch of records in one transaction, then tells the
-/// waiting writers their intents' ids. A store failure stops the run.
-fn keep_journal(store: &mut Store, records: &mpsc::Receiver<Record>, run: &Run<'_>) {
-    while let Ok(first) = records.recv() {
-        let mut batch = vec![first];
-        batch.extend(records.try_iter());
-        let committed = store.in_one_transaction(|store| {
-            let mut ids = Vec::new();
-            for record in &batch {
-                match record {
-                    Record::Intent(intent, _) => ids.push(store.journal_intent(intent)?),
-                    Record::Outcome(id, outcome) => store.journal_outcome(*id, outcome)?,
-                    Record::Audit(rows) => store.append_audit(rows)?,
-                    Record::Finish => {}
-                }
-            }
-            Ok(ids)
-        });
-        let mut ids = match committed {
-            Ok(ids) => ids.into_iter(),
-            Err(err) => {
-                run.fail_store(err);
-                Vec::new().into_iter()
-            }
-        };
-        let mut finished = false;
-        for record in batch {
-            match record {
-                Record::Intent(_, reply) => {
-                    let _ = reply.send(ids.next());
-                }
-                Record::Finish => finished = true,
-                _ => {}
-            }
-        }
-        if finished {
-            return;
-        }
-    }
 }
 
 /// The state one apply shares between its writer threads.
@@ -375,18 +163,14 @@ impl Run<'_> {
         let change = &self.plan.changes[index];
         let outcome = self.outcome_of(change);
         if let Outcome::Written { id: Some(id) } = &outcome {
-            if let Ok(mut ids) = self.ids.lock() {
-                ids.insert(change.reference.clone(), *id);
-            }
+            locks::lock(&self.ids).insert(change.reference.clone(), *id);
         }
         if let Outcome::Failed(WriteFailure::Budget { .. }) = &outcome {
             self.stop.store(true, Ordering::SeqCst);
         }
         let rows = audit_rows(change, &outcome, &self.options.run_id, (self.options.now)());
         self.journal.send(Record::Audit(rows));
-        if let Ok(mut outcomes) = self.outcomes.lock() {
-            outcomes.insert(index, outcome);
-        }
+        locks::lock(&self.outcomes).insert(index, outcome);
         let count = self.done.fetch_add(1, Ordering::SeqCst) + 1;
         if let Some(progress) = &self.options.on_progress {
             progress(count);
@@ -397,11 +181,7 @@ impl Run<'_> {
         if self.stop.load(Ordering::SeqCst) {
             return Outcome::Skipped("not sent: the run stopped early".into());
         }
-        let prepared = self
-            .ids
-            .lock()
-            .map_err(|_| "internal lock poisoned".to_string())
-            .and_then(|ids| resolve(change, &ids))
+        let prepared = resolve(change, &locks::lock(&self.ids))
             .and_then(|write| adapter::request(&write).map(|request| (write, request)));
         let (write, request) = match prepared {
             Ok(prepared) => prepared,
@@ -415,21 +195,19 @@ impl Run<'_> {
 
     fn fail_store(&self, err: StoreError) {
         self.stop.store(true, Ordering::SeqCst);
-        if let Ok(mut slot) = self.store_error.lock() {
-            slot.get_or_insert(err);
-        }
+        locks::lock(&self.store_error).get_or_insert(err);
     }
 
     fn report(self) -> Result<ApplyReport, ApplyError> {
-        if let Some(err) = self.store_error.into_inner().ok().flatten() {
+        if let Some(err) = locks::into_inner(self.store_error) {
             return Err(ApplyError::Store(err));
         }
         let mut report = ApplyReport {
             run_id: self.options.run_id.clone(),
-            ids: self.ids.into_inner().unwrap_or_default(),
+            ids: locks::into_inner(self.ids),
             ..ApplyReport::default()
         };
-        for (index, outcome) in self.outcomes.into_inner().unwrap_or_default() {
+        for (index, outcome) in locks::into_inner(self.outcomes) {
             let change = &self.plan.changes[index];
             let label = format!(
                 "{} {} {} ({})",
@@ -475,7 +253,6 @@ fn send(
     journal: &Journal,
     run_id: &str,
 ) -> Result<Outcome, NotJournaled> {
-    let path = request.path.as_str();
     let intent = JournalIntent {
         run_id: run_id.to_string(),
         change_ref: change.reference.clone(),
@@ -484,58 +261,110 @@ fn send(
         key: change.key.to_string(),
         request_body: request.body.to_string(),
     };
-    let mut journal_id = journal.intent(intent.clone()).ok_or(NotJournaled)?;
+    let journal_id = journal.intent(intent.clone()).ok_or(NotJournaled)?;
     tracing::debug!(
         target: crate::logging::APPLY_TARGET,
-        "{} {} {} ({}): sending to {path}",
+        "{} {} {} ({}): sending to {}",
         change.reference,
         intent.action,
         intent.entity,
-        change.key
+        change.key,
+        request.path
     );
-    let mut result = request.send(writer, change.id());
-    // Autotask keeps one adjustment per contract service and day ("duplicate …
-    // contract_service_period"), and nothing was written. The adjustment already there is
-    // either one Autotask held when the plan was made (a restated bill changing the same
-    // day's count again: the change goes, once, on the next day), or one that landed after
-    // the plan's re-read, like a killed run's write that Autotask finished late: sent again on
-    // the next day, it would count the units twice. The units in force now tell which.
-    if let (
-        Write::AdjustContractService(adjustment),
-        Err(WriteFailure::Rejected {
-            status, kind: Rejection::DuplicateAdjustment, message, ..
-        }),
-    ) = (write, &result)
-    {
-        match same_day(adjustment, writer) {
+    let sent = Sent { journal_id, result: request.send(writer, change.id()) };
+    let sent = match duplicate_adjustment(write, &sent.result) {
+        Some(refused) => match refused.retry(writer, journal, sent.journal_id, intent)? {
+            Retried::Sent(sent) => sent,
+            Retried::Landed(reason) => return Ok(Outcome::Skipped(reason)),
+        },
+        None => sent,
+    };
+    Ok(record_outcome(change, journal, sent))
+}
+
+/// A write sent, under its journal entry, and what Autotask answered.
+struct Sent {
+    journal_id: i64,
+    result: Result<Option<i64>, WriteFailure>,
+}
+
+/// An adjustment Autotask refused as a second one for its contract service and day.
+struct DuplicateAdjustment<'a> {
+    adjustment: &'a Adjustment<i64>,
+    status: Option<u16>,
+    message: String,
+}
+
+/// What became of a refused same-day adjustment.
+enum Retried {
+    /// Sent again on the next day, or given up as refused (under the journal entry given).
+    Sent(Sent),
+    /// Not sent again: an earlier write of it landed (the reason).
+    Landed(String),
+}
+
+/// The refusal of `write` as a second adjustment on its day, if that is what `result` is.
+fn duplicate_adjustment<'a>(
+    write: &'a Write<i64>,
+    result: &Result<Option<i64>, WriteFailure>,
+) -> Option<DuplicateAdjustment<'a>> {
+    match (write, result) {
+        (
+            Write::AdjustContractService(adjustment),
+            Err(WriteFailure::Rejected {
+                status,
+                kind: Rejection::DuplicateAdjustment,
+                message,
+                ..
+            }),
+        ) => Some(DuplicateAdjustment { adjustment, status: *status, message: message.clone() }),
+        _ => None,
+    }
+}
+
+impl DuplicateAdjustment<'_> {
+    /// Autotask keeps one adjustment per contract service and day ("duplicate …
+    /// contract_service_period"), and nothing was written. The adjustment already there is
+    /// either one Autotask held when the plan was made (a restated bill changing the same
+    /// day's count again: the change goes, once, on the next day), or one that landed after
+    /// the plan's re-read, like a killed run's write that Autotask finished late: sent again
+    /// on the next day, it would count the units twice. The units in force now tell which.
+    fn retry(
+        self,
+        writer: &dyn AutotaskWriter,
+        journal: &Journal,
+        journal_id: i64,
+        intent: JournalIntent,
+    ) -> Result<Retried, NotJournaled> {
+        let DuplicateAdjustment { adjustment, status, message } = self;
+        Ok(match same_day(adjustment, writer) {
             SameDay::NextDay(next_day) => {
-                journal.send(Record::Outcome(
-                    journal_id,
-                    JournalOutcome::Failed { message: message.clone() },
-                ));
-                journal_id = journal
-                    .intent(JournalIntent { request_body: next_day.body.to_string(), ..intent })
-                    .ok_or(NotJournaled)?;
-                result = next_day.send(writer, None);
+                journal.send(Record::Outcome(journal_id, JournalOutcome::Failed { message }));
+                let moved = JournalIntent { request_body: next_day.body.to_string(), ..intent };
+                let journal_id = journal.intent(moved).ok_or(NotJournaled)?;
+                Retried::Sent(Sent { journal_id, result: next_day.send(writer, None) })
             }
             SameDay::Landed(reason) => {
-                journal.send(Record::Outcome(
-                    journal_id,
-                    JournalOutcome::Failed { message: format!("{message} ({reason})") },
-                ));
-                return Ok(Outcome::Skipped(reason));
+                let message = format!("{message} ({reason})");
+                journal.send(Record::Outcome(journal_id, JournalOutcome::Failed { message }));
+                Retried::Landed(reason)
             }
-            SameDay::Stop(reason) => {
-                result = Err(WriteFailure::Rejected {
-                    status: *status,
+            SameDay::Stop(reason) => Retried::Sent(Sent {
+                journal_id,
+                result: Err(WriteFailure::Rejected {
+                    status,
                     kind: Rejection::DuplicateAdjustment,
                     message: format!("{message}; {reason}"),
                     cause: None,
-                });
-            }
-        }
+                }),
+            }),
+        })
     }
-    if let Err(failure) = &result {
+}
+
+/// Logs a failure, queues the journal's outcome, and gives the change's [`Outcome`].
+fn record_outcome(change: &PlanChange, journal: &Journal, sent: Sent) -> Outcome {
+    if let Err(failure) = &sent.result {
         // Beside the request lines of `-v`, which cannot know the change they carry.
         tracing::warn!(
             target: crate::logging::APPLY_TARGET,
@@ -546,7 +375,7 @@ fn send(
             change.key
         );
     }
-    let (outcome, journal_outcome) = match result {
+    let (outcome, journal_outcome) = match sent.result {
         Ok(id) => (Outcome::Written { id }, JournalOutcome::Done { autotask_id: id }),
         Err(WriteFailure::OutcomeUnknown { message, cause }) => (
             Outcome::Failed(WriteFailure::OutcomeUnknown { message: message.clone(), cause }),
@@ -557,8 +386,8 @@ fn send(
             (Outcome::Failed(failure), JournalOutcome::Failed { message })
         }
     };
-    journal.send(Record::Outcome(journal_id, journal_outcome));
-    Ok(outcome)
+    journal.send(Record::Outcome(sent.journal_id, journal_outcome));
+    outcome
 }
 
 /// What to do with an adjustment Autotask refused as a second one on the same day.
@@ -638,6 +467,7 @@ fn audit_rows(
 
 #[cfg(test)]
 mod tests {
+    use super::super::schedule::contract_of;
     use super::*;
     use crate::autotask::adapter::api_number;
     use crate::store::{Access, AuditFilter};
@@ -645,8 +475,9 @@ mod tests {
     use cmat_engine::snapshot::Company;
     use cmat_engine::snapshot::Snapshot;
     use cmat_engine::testing::{default_rules, line};
-    use cmat_engine::write::Action;
+    use cmat_engine::write::{Action, Entity};
     use serde_json::{json, Value};
+    use std::collections::BTreeSet;
 
     /// Records every request; fails the write whose 0-based position is `fail_at`.
     struct FakeAutotask {

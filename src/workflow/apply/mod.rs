@@ -3,22 +3,27 @@
 //! holds, settle the journal, write, and refresh the snapshot from what was written. No
 //! prompts and no printing: what a person should hear comes back as [`Note`]s.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::apply::{apply_plan, ApplyError, ApplyOptions, ApplyReport};
-use std::collections::BTreeSet;
-
 use crate::autotask::adapter::{AutotaskReader, WriteFailure};
-use crate::autotask::pull::ChildrenRead;
+use crate::autotask::read::ChildrenRead;
 use crate::autotask::{ApplyConnection, PullError};
-use crate::store::{JournalOutcome, Store, StoreError};
+use crate::store::{AuditOutcome, AuditRow, JournalOutcome, Store, StoreError};
 use crate::workspace::ApplyConfig;
 use cmat_engine::plan::{Approval, ApprovalStatus, Plan, PlanError};
 use cmat_engine::scope::Scope;
 use cmat_engine::snapshot::Snapshot;
+use cmat_engine::table::Table;
 use cmat_engine::write::{Action, Entity, NaturalKey, Write};
 
 use super::{Loaded, PlanningError};
+
+mod journal;
+mod schedule;
+mod write;
+
+pub use write::{apply_plan, ApplyError, ApplyOptions, ApplyReport};
 
 /// A plan read from a file, and where it came from (for messages).
 pub struct SavedPlan {
@@ -67,6 +72,35 @@ pub fn check_approval(
         }
         (_, false) => Ok(None),
     }
+}
+
+/// Puts who approved a run's plan into its audit trail: `approve` of the `Plan` whose digest
+/// is the key, the author as the old value and the approver as the new one.
+pub fn record_approval(
+    store: &mut Store,
+    run_id: &str,
+    approval: &Approval,
+    author: Option<String>,
+) -> Result<(), StoreError> {
+    let row = AuditRow {
+        run_id: run_id.to_string(),
+        at: chrono::Utc::now(),
+        action: "approve".into(),
+        entity: "Plan".into(),
+        autotask_id: None,
+        key: approval.digest.clone(),
+        field: "approved_by".into(),
+        old_value: author,
+        new_value: Some(approval.by.clone()),
+        rule: String::new(),
+        outcome: AuditOutcome::Applied,
+        http_status: None,
+        message: format!(
+            "approved at {}",
+            approval.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        ),
+    };
+    store.append_audit(&[row])
 }
 
 /// Names compared as people write them: case and surrounding spaces aside.
@@ -164,63 +198,97 @@ pub fn prepare(
     note: &mut dyn FnMut(Note),
 ) -> Result<Plan, WorkflowError> {
     let plan = match saved {
-        Some(SavedPlan { mut plan, path, .. }) => {
-            let path = path.display().to_string();
-            plan.restore_grouping(&loaded.snapshot);
-            // Digests only: no need to plan again to know whether the inputs moved.
-            let current = loaded.digests();
-            let mut stale = Vec::new();
-            for (what, saved, now) in [
-                ("the Autotask snapshot", &plan.digests.snapshot, &current.snapshot),
-                ("the imported bills", &plan.digests.inputs, &current.inputs),
-                ("the mapping rules", &plan.digests.mappings, &current.mappings),
-            ] {
-                if saved != now {
-                    stale.push(format!("{what} changed since the plan was made"));
-                }
-            }
-            if !stale.is_empty() {
-                return Err(ApplyError::Stale { path, reasons: stale }.into());
-            }
-            let scope = touched(loaded, &plan);
-            let differences = reread(store, loaded, connection, &scope)?;
-            if !differences.is_empty() {
-                return Err(ApplyError::Stale { path, reasons: differences }.into());
-            }
-            plan
-        }
-        None => {
-            if loaded.snapshot.picklists.is_empty() {
-                // Never pulled: the rules' labels need the tenant's picklists to become numbers.
-                crate::autotask::pull::read_tenant_lists(connection.client, &mut loaded.snapshot)?;
-                store.replace_snapshot(&loaded.snapshot)?;
-            }
-            let mut plan = loaded.plan()?;
-            let trusted = match pulled {
-                Some(read) if store.journal_unresolved()?.is_empty() => Some(read),
-                _ => None,
-            };
-            // Units change relatively: plan only from what Autotask holds right now.
-            for _ in 0..3 {
-                if !plan.has_changes() {
-                    break;
-                }
-                let mut scope = touched(loaded, &plan);
-                if let Some(read) = trusted {
-                    scope = not_read(scope, &loaded.snapshot, read);
-                }
-                let differences = reread(store, loaded, connection, &scope)?;
-                if differences.is_empty() {
-                    break;
-                }
-                note(Note::Replanning { differences });
-                plan = loaded.plan()?;
-            }
-            plan
-        }
+        Some(saved) => still_current(store, loaded, connection, saved)?,
+        None => plan_from_autotask(store, loaded, connection, pulled, note)?,
     };
     resolve_journal(store, &loaded.snapshot)?;
     Ok(plan)
+}
+
+/// A saved plan, when nothing it was computed from moved: its digests first (no need to plan
+/// again to know whether the inputs moved), then the records it touches, re-read.
+fn still_current(
+    store: &mut Store,
+    loaded: &mut Loaded,
+    connection: &ApplyConnection<'_>,
+    saved: SavedPlan,
+) -> Result<Plan, WorkflowError> {
+    let SavedPlan { mut plan, path, .. } = saved;
+    let path = path.display().to_string();
+    plan.restore_grouping(&loaded.snapshot);
+    let current = loaded.digests();
+    let mut stale = Vec::new();
+    for (what, saved, now) in [
+        ("the Autotask snapshot", &plan.digests.snapshot, &current.snapshot),
+        ("the imported bills", &plan.digests.inputs, &current.inputs),
+        ("the mapping rules", &plan.digests.mappings, &current.mappings),
+    ] {
+        if saved != now {
+            stale.push(format!("{what} changed since the plan was made"));
+        }
+    }
+    if !stale.is_empty() {
+        return Err(ApplyError::Stale { path, reasons: stale }.into());
+    }
+    let scope = touched(loaded, &plan);
+    let differences = reread(store, loaded, connection, &scope)?;
+    if !differences.is_empty() {
+        return Err(ApplyError::Stale { path, reasons: differences }.into());
+    }
+    Ok(plan)
+}
+
+/// A new plan from what Autotask holds right now: units change relatively, so the records it
+/// touches are re-read (but those `pulled` has just read) and it is planned again while they
+/// differ, three times at most.
+fn plan_from_autotask(
+    store: &mut Store,
+    loaded: &mut Loaded,
+    connection: &ApplyConnection<'_>,
+    pulled: Option<&ChildrenRead>,
+    note: &mut dyn FnMut(Note),
+) -> Result<Plan, WorkflowError> {
+    if loaded.snapshot.picklists.is_empty() {
+        // Never pulled: the rules' labels need the tenant's picklists to become numbers.
+        crate::autotask::read::read_tenant_lists(connection.client, &mut loaded.snapshot)?;
+        store.replace_snapshot(&loaded.snapshot)?;
+    }
+    let mut plan = loaded.plan()?;
+    let trusted = match pulled {
+        Some(read) if store.journal_unresolved()?.is_empty() => Some(read),
+        _ => None,
+    };
+    for _ in 0..3 {
+        if !plan.has_changes() {
+            break;
+        }
+        let mut scope = touched(loaded, &plan);
+        if let Some(read) = trusted {
+            scope = not_read(scope, &loaded.snapshot, read);
+        }
+        let differences = reread(store, loaded, connection, &scope)?;
+        if differences.is_empty() {
+            break;
+        }
+        note(Note::Replanning { differences });
+        plan = loaded.plan()?;
+    }
+    Ok(plan)
+}
+
+/// `[margins] policy = refuse`: a plan with prices under such a floor is not written. The CLI
+/// asks before showing the confirmation; [`write`] asks again, so no caller can skip it.
+pub fn refuse_under_margin_floors(plan: &Plan) -> Result<(), ApplyError> {
+    let refusals: Vec<String> = plan
+        .margin_refusals()
+        .iter()
+        .map(|warning| format!("{}: {}", warning.source, warning.message))
+        .collect();
+    if refusals.is_empty() {
+        Ok(())
+    } else {
+        Err(ApplyError::UnderMarginFloors { refusals })
+    }
 }
 
 /// Writes the plan, then refreshes the snapshot from Autotask so the next plan is empty
@@ -233,6 +301,7 @@ pub fn write(
     options: &ApplyOptions,
     note: &mut dyn FnMut(Note),
 ) -> Result<ApplyReport, WorkflowError> {
+    refuse_under_margin_floors(plan)?;
     let report = apply_plan(plan, connection, store, options)?;
     let scope = written(loaded, plan, &report);
     match connection.read_scope(&scope) {
@@ -322,27 +391,13 @@ fn reread(
 pub fn refresh_scope(store: &mut Store, scope: &Scope, fresh: &Snapshot) -> Result<(), StoreError> {
     let mut snapshot = store.load_snapshot()?;
     let known = scope.restrict(&snapshot);
-    for id in known.contracts.keys() {
-        snapshot.contracts.remove(id);
+    let mut fresh = scope.restrict(fresh);
+    for table in Table::ALL {
+        for id in table.ids(&known) {
+            table.remove(&mut snapshot, id);
+        }
+        table.move_into(&mut snapshot, &mut fresh);
     }
-    for id in known.services.keys() {
-        snapshot.services.remove(id);
-    }
-    for id in known.contract_services.keys() {
-        snapshot.contract_services.remove(id);
-    }
-    for id in known.contract_service_units.keys() {
-        snapshot.contract_service_units.remove(id);
-    }
-    for id in known.charges.keys() {
-        snapshot.charges.remove(id);
-    }
-    let fresh = scope.restrict(fresh);
-    snapshot.contracts.extend(fresh.contracts);
-    snapshot.services.extend(fresh.services);
-    snapshot.contract_services.extend(fresh.contract_services);
-    snapshot.contract_service_units.extend(fresh.contract_service_units);
-    snapshot.charges.extend(fresh.charges);
     store.replace_snapshot(&snapshot)
 }
 
