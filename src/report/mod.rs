@@ -1236,17 +1236,9 @@ fn compare(
                 totals.price_book += held - expected;
             }
             let status = held_status(amount, expected, scheduled);
-            let exception = match amount {
-                Some(amount) if status == "differs" => Some(Exception::autotask_differs(
-                    input,
-                    organization,
-                    id,
-                    current,
-                    amount,
-                    intended,
-                )),
-                _ => None,
-            };
+            let exception = amount.filter(|_| status == "differs").map(|amount| {
+                Exception::autotask_differs(input, organization, id, current, amount, intended)
+            });
             Compared { revenue: amount, status, intended, exception }
         }
         Held::Missing => Compared {
