@@ -220,22 +220,32 @@ fn subscription_rows(
     out.amount(sub.unexplained_difference)?;
     out.end()?;
     for product in &sub.products {
-        cells.write(out, "product")?;
-        out.text(&spreadsheet_safe(&product.item_code))?;
-        out.text(&spreadsheet_safe(&product.product_name))?;
-        out.amount(Some(product.units))?;
-        out.amount(product.unit_price)?;
-        out.amount(product.unit_cost)?;
-        out.figures(&product.figures)?;
-        out.amount(product.previous_units)?;
-        out.amount(product.previous_revenue)?;
-        out.text(product.change.as_str())?;
-        out.empty(2)?;
-        out.text(&billing_date)?;
-        out.empty(3)?;
-        out.end()?;
+        product_row(out, &cells, product, &billing_date)?;
     }
     Ok(())
+}
+
+/// A product's row: its units, prices and figures against the previous period's.
+fn product_row(
+    out: &mut Cells,
+    subscription: &SubscriptionCells<'_>,
+    product: &ProductReview,
+    billing_date: &str,
+) -> csv::Result<()> {
+    subscription.write(out, "product")?;
+    out.text(&spreadsheet_safe(&product.item_code))?;
+    out.text(&spreadsheet_safe(&product.product_name))?;
+    out.amount(Some(product.units))?;
+    out.amount(product.unit_price)?;
+    out.amount(product.unit_cost)?;
+    out.figures(&product.figures)?;
+    out.amount(product.previous_units)?;
+    out.amount(product.previous_revenue)?;
+    out.text(product.change.as_str())?;
+    out.empty(2)?;
+    out.text(billing_date)?;
+    out.empty(3)?;
+    out.end()
 }
 
 /// The last row: the bills' figures against Autotask's total.
