@@ -60,11 +60,7 @@ pub fn run(context: &Context, args: DemoArgs) -> CommandResult {
     );
     println!("simulator  cmat-sim on {}", simulator.base_url());
     write_workspace(&root, &simulator.base_url())?;
-    let demo = Context {
-        workspace: Workspace::new(root.clone()),
-        stdout_is_terminal: context.stdout_is_terminal,
-        stdin_is_terminal: false,
-    };
+    let demo = demo_context(context, &root);
     let mut store = session::open_store(&demo, Access::Write)?;
     sync_the_bills(&demo, &simulator, &mut store)?;
     plan_nothing_left(&demo, &store)?;
@@ -99,21 +95,59 @@ pub(super) fn write_workspace(root: &Path, base_url: &str) -> Result<(), Command
     Ok(())
 }
 
-/// The three bills in turn: import, pull, apply (the third after an invoice run).
-fn sync_the_bills(
+/// The demo workspace as its commands see it: nothing prompts (no one answers), output as the
+/// caller's terminal allows.
+pub(super) fn demo_context(context: &Context, root: &Path) -> Context {
+    Context {
+        workspace: Workspace::new(root.to_path_buf()),
+        stdout_is_terminal: context.stdout_is_terminal,
+        stdin_is_terminal: false,
+    }
+}
+
+/// A client of the simulator, with the credentials it accepts.
+pub(super) fn connect_simulator(
     demo: &Context,
     simulator: &cmat_sim::SimHandle,
-    store: &mut Store,
-) -> Result<(), CommandError> {
+) -> Result<crate::autotask::AutotaskClient, CommandError> {
     let credentials = simulator.credentials();
-    let client = session::connect_autotask_with(
+    session::connect_autotask_with(
         demo,
         crate::workspace::AutotaskCredentials {
             username: credentials.username.clone(),
             secret: crate::workspace::Secret::new(credentials.secret.clone()),
             integration_code: crate::workspace::Secret::new(credentials.integration_code.clone()),
         },
-    )?;
+    )
+}
+
+/// `cmat import NAME` (the bill written into the workspace first), then `cmat pull autotask`,
+/// printed as a user would see them.
+pub(super) fn import_and_pull(
+    demo: &Context,
+    store: &mut Store,
+    client: &crate::autotask::AutotaskClient,
+    reading: &super::pull_autotask::Reading,
+    name: &str,
+    contents: &str,
+) -> Result<(), CommandError> {
+    let path = demo.workspace.root.join(name);
+    std::fs::write(&path, contents)?;
+    println!("\n$ cmat import {name}");
+    let summary = crate::import::import_file(store, &path, name)?;
+    print!("{}", super::import::render_summary(name, &summary));
+    println!("\n$ cmat pull autotask");
+    super::pull_autotask::pull_into(demo, store, client, reading, false, None)?;
+    Ok(())
+}
+
+/// The three bills in turn: import, pull, apply (the third after an invoice run).
+fn sync_the_bills(
+    demo: &Context,
+    simulator: &cmat_sim::SimHandle,
+    store: &mut Store,
+) -> Result<(), CommandError> {
+    let client = connect_simulator(demo, simulator)?;
     let (rules, _) = session::load_rules(demo)?;
     let reading = super::pull_autotask::Reading::of(&rules);
     for (step, (name, contents, story)) in BILLS.iter().enumerate() {
@@ -122,13 +156,7 @@ fn sync_the_bills(
             let billed = bill_every_charge(simulator);
             println!("(the simulator marks {billed} charge(s) as invoiced, as an Autotask invoice run would)");
         }
-        let path = demo.workspace.root.join(name);
-        std::fs::write(&path, contents)?;
-        println!("\n$ cmat import {name}");
-        let summary = crate::import::import_file(store, &path, name)?;
-        print!("{}", super::import::render_summary(name, &summary));
-        println!("\n$ cmat pull autotask");
-        super::pull_autotask::pull_into(demo, store, &client, &reading, false, None)?;
+        import_and_pull(demo, store, &client, &reading, name, contents)?;
         println!("\n$ cmat apply --auto-approve");
         let mut loaded = session::load(demo, store)?;
         execute(demo, store, &mut loaded, &client, None, None, true)?;
@@ -138,7 +166,13 @@ fn sync_the_bills(
 
 /// Run it again: the plan must be empty, or the demo failed.
 fn plan_nothing_left(demo: &Context, store: &Store) -> Result<(), CommandError> {
-    println!("\n━━ 4. Run it again: nothing left to do ━━\n\n$ cmat plan");
+    println!("\n━━ 4. Run it again: nothing left to do ━━");
+    final_plan(demo, store)
+}
+
+/// `cmat plan` once the demo is done: it must be empty, or the demo failed.
+pub(super) fn final_plan(demo: &Context, store: &Store) -> Result<(), CommandError> {
+    println!("\n$ cmat plan");
     let loaded = session::load(demo, store)?;
     let plan = loaded.plan()?;
     println!("{}", plan.to_text(&loaded.company_names(), demo.stdout_is_terminal));

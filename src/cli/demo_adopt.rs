@@ -7,7 +7,6 @@ use std::path::Path;
 use super::session;
 use super::{CommandResult, Context, Exit};
 use crate::store::Access;
-use crate::workspace::Workspace;
 use cmat_sim::{Seed, SimOptions, Simulator};
 
 const SEED: &str = include_str!("../../fixtures/adopt/autotask-seed.json");
@@ -18,31 +17,13 @@ pub fn run(context: &Context, root: &Path) -> CommandResult {
     println!("cmat demo --adopt: a tenant that already bills 12 subscriptions from contracts made by hand.\n");
     println!("simulator  cmat-sim on {} (fixtures/adopt/autotask-seed.json)", simulator.base_url());
     super::demo::write_workspace(root, &simulator.base_url())?;
-    let demo = Context {
-        workspace: Workspace::new(root.to_path_buf()),
-        stdout_is_terminal: context.stdout_is_terminal,
-        stdin_is_terminal: false,
-    };
-    let credentials = simulator.credentials();
-    let client = session::connect_autotask_with(
-        &demo,
-        crate::workspace::AutotaskCredentials {
-            username: credentials.username.clone(),
-            secret: crate::workspace::Secret::new(credentials.secret.clone()),
-            integration_code: crate::workspace::Secret::new(credentials.integration_code.clone()),
-        },
-    )?;
+    let demo = super::demo::demo_context(context, root);
+    let client = super::demo::connect_simulator(&demo, &simulator)?;
     let mut store = session::open_store(&demo, Access::Write)?;
     let (rules, _) = session::load_rules(&demo)?;
     let reading = super::pull_autotask::Reading::of(&rules);
-
-    let bill = root.join("bill-2026-11-01.csv");
-    std::fs::write(&bill, BILL)?;
-    println!("\n$ cmat import bill-2026-11-01.csv");
-    let summary = crate::import::import_file(&mut store, &bill, "bill-2026-11-01.csv")?;
-    print!("{}", super::import::render_summary("bill-2026-11-01.csv", &summary));
-    println!("\n$ cmat pull autotask");
-    super::pull_autotask::pull_into(&demo, &mut store, &client, &reading, false, None)?;
+    let bill = "bill-2026-11-01.csv";
+    super::demo::import_and_pull(&demo, &mut store, &client, &reading, bill, BILL)?;
 
     println!("\n━━ 1. cmat proposes, with its evidence ━━\n\n$ cmat adopt");
     let mut loaded = session::load(&demo, &store)?;
@@ -64,12 +45,7 @@ pub fn run(context: &Context, root: &Path) -> CommandResult {
     println!("\n━━ 3. The normal flow takes over ━━\n\n$ cmat apply --auto-approve");
     let mut loaded = session::load(&demo, &store)?;
     super::apply::execute(&demo, &mut store, &mut loaded, &client, None, None, true)?;
-    let loaded = session::load(&demo, &store)?;
-    let plan = loaded.plan()?;
-    println!("\n$ cmat plan\n{}", plan.to_text(&loaded.company_names(), demo.stdout_is_terminal));
-    if plan.has_changes() {
-        return Err("the demo did not converge: the last plan still has changes".into());
-    }
+    super::demo::final_plan(&demo, &store)?;
     println!("Look around: cmat -w {} audit; the proposal is {}", root.display(), file.display());
     Ok(Exit::Success)
 }

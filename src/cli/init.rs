@@ -74,16 +74,9 @@ pub fn run(context: &Context, args: InitArgs) -> CommandResult {
         },
         args.autotask_url.as_deref(),
     )?;
-    let config = match &args.autotask_url {
-        Some(url) => CONFIG_TEMPLATE.replace(
-            "# base_url = \"https://webservices5.autotask.net/atservicesrest/\"",
-            &format!("base_url = {}", toml_string(url)),
-        ),
-        None => CONFIG_TEMPLATE.to_string(),
-    };
     let rules_file = format!("{MAPPINGS_DIR}/microsoft.cmat");
     let files: [(&str, String); 3] = [
-        (CONFIG_FILE, config),
+        (CONFIG_FILE, config_text(args.autotask_url.as_deref())),
         (
             rules_file.as_str(),
             default_rules(
@@ -94,9 +87,31 @@ pub fn run(context: &Context, args: InitArgs) -> CommandResult {
         ),
         (".gitignore", GITIGNORE.to_string()),
     ];
-    // Check all before writing any: a refused init leaves the folder as it was.
-    for (relative, _) in &files {
-        let path = args.dir.join(relative);
+    write_all_new(&args.dir, &files)?;
+    println!("created a cmat workspace in {}", args.dir.display());
+    println!("  {CONFIG_FILE}, {rules_file}, .gitignore");
+    println!(
+        "next: export the CMAT_AUTOTASK_* and CMAT_CLOUDMORE_* credentials, then run `cmat check`"
+    );
+    Ok(Exit::Success)
+}
+
+/// `cmat.toml`: the template, with the tenant's base URL when `--autotask-url` gave it.
+fn config_text(autotask_url: Option<&str>) -> String {
+    match autotask_url {
+        Some(url) => CONFIG_TEMPLATE.replace(
+            "# base_url = \"https://webservices5.autotask.net/atservicesrest/\"",
+            &format!("base_url = {}", toml_string(url)),
+        ),
+        None => CONFIG_TEMPLATE.to_string(),
+    }
+}
+
+/// Writes every file under `dir`, after checking that none exists: a refused init leaves the
+/// folder as it was.
+fn write_all_new(dir: &Path, files: &[(&str, String)]) -> Result<(), CommandError> {
+    for (relative, _) in files {
+        let path = dir.join(relative);
         if path.exists() {
             return Err(format!(
                 "{} already exists; cmat init never overwrites a file",
@@ -105,15 +120,10 @@ pub fn run(context: &Context, args: InitArgs) -> CommandResult {
             .into());
         }
     }
-    for (relative, contents) in &files {
-        write_new(&args.dir.join(relative), contents)?;
+    for (relative, contents) in files {
+        write_new(&dir.join(relative), contents)?;
     }
-    println!("created a cmat workspace in {}", args.dir.display());
-    println!("  {CONFIG_FILE}, {rules_file}, .gitignore");
-    println!(
-        "next: export the CMAT_AUTOTASK_* and CMAT_CLOUDMORE_* credentials, then run `cmat check`"
-    );
-    Ok(Exit::Success)
+    Ok(())
 }
 
 fn write_new(path: &Path, contents: &str) -> Result<(), CommandError> {
@@ -181,23 +191,9 @@ fn lookup_missing_ids(
     given: GivenIds,
     autotask_url: Option<&str>,
 ) -> Result<DefaultRuleIds, CommandError> {
-    let config = crate::workspace::AutotaskConfig {
-        base_url: autotask_url.map(str::to_string),
-        ..Default::default()
-    };
-    let client = crate::autotask::AutotaskClient::connect(
-        &config,
-        AutotaskCredentials::from_env()?,
-        crate::autotask::ClientOptions::default(),
-    )?;
-    let found = crate::autotask::discover_ids(&client)?;
+    let found = crate::autotask::discover_ids(&connect(autotask_url)?)?;
     if !found.has_subscription_udf {
-        eprintln!(
-            "warning: Autotask Contracts have no user-defined field \"{}\": cmat finds contracts by it.\n  \
-             = hint: add it in Autotask: Admin > Features & Settings > Application-wide (Shared) Features > \
-             User-Defined Fields > Contracts, Name \"{}\"",
-            found.subscription_udf, found.subscription_udf
-        );
+        warn_no_subscription_udf(&found.subscription_udf);
     }
     let codes = |choices: &[crate::autotask::BillingCodeChoice]| -> Vec<(i64, String)> {
         choices.iter().map(|choice| (choice.id, choice.name.clone())).collect()
@@ -230,6 +226,30 @@ fn lookup_missing_ids(
             &slas,
         )?,
     })
+}
+
+/// A client of the tenant from the environment's credentials, at `--autotask-url` when given
+/// (else its zone is looked up).
+fn connect(autotask_url: Option<&str>) -> Result<crate::autotask::AutotaskClient, CommandError> {
+    let config = crate::workspace::AutotaskConfig {
+        base_url: autotask_url.map(str::to_string),
+        ..Default::default()
+    };
+    Ok(crate::autotask::AutotaskClient::connect(
+        &config,
+        AutotaskCredentials::from_env()?,
+        crate::autotask::ClientOptions::default(),
+    )?)
+}
+
+/// Contracts lack the field cmat finds them by: init goes on (the rules are still written),
+/// saying where to add it.
+fn warn_no_subscription_udf(udf: &str) {
+    eprintln!(
+        "warning: Autotask Contracts have no user-defined field \"{udf}\": cmat finds contracts by it.\n  \
+         = hint: add it in Autotask: Admin > Features & Settings > Application-wide (Shared) Features > \
+         User-Defined Fields > Contracts, Name \"{udf}\""
+    );
 }
 
 /// The given id, or the only candidate, or the user's pick on a terminal.

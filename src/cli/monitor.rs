@@ -5,7 +5,7 @@ use clap::ValueEnum;
 use serde::Serialize;
 
 use crate::autotask::doctor::{Check, Outcome};
-use crate::store::{meta_keys, Store, StoreError};
+use crate::store::{meta_keys, BillInfo, OrganizationInfo, SnapshotCounts, Store, StoreError};
 
 /// How `status` and `doctor` print.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, ValueEnum)]
@@ -124,28 +124,8 @@ pub fn status_json_empty() -> String {
 
 /// `status --format json`: what the text form shows, and whether the audit trail is intact.
 pub fn status_json(store: &Store) -> Result<String, StoreError> {
-    let bills = store
-        .bills()?
-        .into_iter()
-        .map(|bill| BillView {
-            organization: bill.key.organization_name,
-            billing_date: bill.key.billing_date,
-            revision: bill.revision,
-            lines: bill.lines,
-            subscriptions: bill.subscriptions,
-            source_file: bill.source_file,
-            imported_at: bill.imported_at,
-        })
-        .collect();
-    let organizations = store
-        .organizations()?
-        .into_iter()
-        .map(|o| OrganizationView {
-            name: o.name,
-            autotask_company_ids: o.autotask_company_ids,
-            subscriptions: o.subscriptions,
-        })
-        .collect();
+    let bills = store.bills()?.into_iter().map(BillView::from).collect();
+    let organizations = store.organizations()?.into_iter().map(OrganizationView::from).collect();
     let counts = store.snapshot_counts()?;
     let verdict = store.verify_audit_chain()?;
     Ok(to_json(&StatusView {
@@ -153,16 +133,7 @@ pub fn status_json(store: &Store) -> Result<String, StoreError> {
         schema_version: Some(store.schema_version()?),
         bills,
         organizations,
-        snapshot: Some(SnapshotView {
-            refreshed_at: counts.refreshed_at,
-            companies: counts.companies,
-            contracts: counts.contracts,
-            services: counts.services,
-            contract_services: counts.contract_services,
-            contract_service_units: counts.contract_service_units,
-            charges: counts.charges,
-            billing_codes: counts.billing_codes,
-        }),
+        snapshot: Some(SnapshotView::from(counts)),
         last_sync_at: store.get_meta(meta_keys::LAST_SYNC_AT)?,
         last_sync_requests: store
             .get_meta(meta_keys::LAST_SYNC_REQUESTS)?
@@ -173,6 +144,45 @@ pub fn status_json(store: &Store) -> Result<String, StoreError> {
             last_digest: verdict.head,
         }),
     }))
+}
+
+impl From<BillInfo> for BillView {
+    fn from(bill: BillInfo) -> Self {
+        BillView {
+            organization: bill.key.organization_name,
+            billing_date: bill.key.billing_date,
+            revision: bill.revision,
+            lines: bill.lines,
+            subscriptions: bill.subscriptions,
+            source_file: bill.source_file,
+            imported_at: bill.imported_at,
+        }
+    }
+}
+
+impl From<OrganizationInfo> for OrganizationView {
+    fn from(o: OrganizationInfo) -> Self {
+        OrganizationView {
+            name: o.name,
+            autotask_company_ids: o.autotask_company_ids,
+            subscriptions: o.subscriptions,
+        }
+    }
+}
+
+impl From<SnapshotCounts> for SnapshotView {
+    fn from(counts: SnapshotCounts) -> Self {
+        SnapshotView {
+            refreshed_at: counts.refreshed_at,
+            companies: counts.companies,
+            contracts: counts.contracts,
+            services: counts.services,
+            contract_services: counts.contract_services,
+            contract_service_units: counts.contract_service_units,
+            charges: counts.charges,
+            billing_codes: counts.billing_codes,
+        }
+    }
 }
 
 fn to_json(view: &impl Serialize) -> String {

@@ -4,7 +4,7 @@ use std::fmt::Write;
 
 use super::monitor::OutputFormat;
 use super::{CommandResult, Context};
-use crate::store::{meta_keys, Access, BillInfo, Store};
+use crate::store::{meta_keys, Access, BillInfo, OrganizationInfo, SnapshotCounts, Store};
 
 pub fn run(context: &Context, format: OutputFormat) -> CommandResult {
     let path = context.workspace.state_db();
@@ -36,12 +36,23 @@ fn plural<'a>(n: u64, one: &'a str, many: &'a str) -> &'a str {
     }
 }
 
+/// `cmat status`: the bills, the organizations, the snapshot and the last sync, one section
+/// each.
 fn render(store: &Store) -> Result<String, crate::store::StoreError> {
     let mut out = String::new();
-    let bills = store.bills()?;
+    render_bills(&mut out, &store.bills()?);
+    render_organizations(&mut out, &store.organizations()?);
+    render_snapshot(&mut out, &store.snapshot_counts()?);
+    let last_sync = store.get_meta(meta_keys::LAST_SYNC_AT)?;
+    let _ = writeln!(out, "Last sync: {}", last_sync.as_deref().unwrap_or("never"));
+    Ok(out)
+}
+
+/// The bills by Billing Date, one line an organization's bill.
+fn render_bills(out: &mut String, bills: &[BillInfo]) {
     let total_lines: u64 = bills.iter().map(|b| b.lines).sum();
     let mut by_date: BTreeMap<_, Vec<&BillInfo>> = BTreeMap::new();
-    for bill in &bills {
+    for bill in bills {
         by_date.entry(bill.key.billing_date).or_default().push(bill);
     }
     let _ = writeln!(out, "Bills: {} ({} lines)", bills.len(), total_lines);
@@ -70,8 +81,10 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
             let _ = writeln!(out, "  from {}", bill.source_file);
         }
     }
+}
 
-    let organizations = store.organizations()?;
+/// The organizations and the Autotask companies their bills link them to.
+fn render_organizations(out: &mut String, organizations: &[OrganizationInfo]) {
     let subscriptions: u64 = organizations.iter().map(|o| o.subscriptions).sum();
     let unlinked = organizations.iter().filter(|o| o.autotask_company_ids.is_empty()).count();
     let _ = writeln!(
@@ -80,7 +93,7 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
         organizations.len()
     );
     let width = organizations.iter().map(|o| o.name.chars().count()).max().unwrap_or(0);
-    for organization in &organizations {
+    for organization in organizations {
         let link = match organization.autotask_company_ids.as_slice() {
             [] => "no AutotaskCompanyID".to_string(),
             ids => format!(
@@ -90,8 +103,10 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
         };
         let _ = writeln!(out, "  {:<width$}  {link}", organization.name);
     }
+}
 
-    let counts = store.snapshot_counts()?;
+/// When the Autotask snapshot was pulled, and what it holds.
+fn render_snapshot(out: &mut String, counts: &SnapshotCounts) {
     match counts.refreshed_at {
         None => {
             let _ = writeln!(out, "Autotask snapshot: never pulled (run `cmat pull autotask`)");
@@ -111,7 +126,4 @@ fn render(store: &Store) -> Result<String, crate::store::StoreError> {
             );
         }
     }
-    let last_sync = store.get_meta(meta_keys::LAST_SYNC_AT)?;
-    let _ = writeln!(out, "Last sync: {}", last_sync.as_deref().unwrap_or("never"));
-    Ok(out)
 }

@@ -28,6 +28,7 @@ pub mod report;
 use std::path::Path;
 
 use chrono::NaiveDate;
+use cmat_engine::billing::BillLine;
 use serde_json::Value;
 
 use crate::store::{ImportSummary, Store, StoreError};
@@ -101,25 +102,19 @@ impl CloudmoreClient {
         }
         let report_request =
             format!("GET {}", self.reseller_path(&format!("{}/{task}", client::REPORT_PATH)));
-        let unreadable = |message: String| CloudmoreError::BadLines {
-            source_name: source_name.to_string(),
-            message,
-        };
-        let lines = report::read_report(&answer).map_err(|err| {
-            unreadable(format!("{report_request}: cannot read the report {err}, nothing imported"))
-        })?;
-        let file = format!("cloudmore:{period}");
-        let parsed = lines::bill_lines(&lines, &organizations, &file).map_err(|mut problems| {
-            let count = problems.len();
-            problems.truncate(crate::import::MAX_LISTED_ROWS);
-            unreadable(format!(
-                "{count} malformed {} in {report_request}, nothing imported\n{}",
-                if count == 1 { "line" } else { "lines" },
-                problems.join("\n")
-            ))
-        })?;
-        // Custom properties from the detail, only for organizations on the report whose list
-        // entry lacks them: one request each, at most once.
+        let parsed = read_lines(&answer, &organizations, period, source_name, &report_request)?;
+        self.complete_custom_properties(&mut organizations, &parsed)?;
+        let (summary, warnings) = lines::store_lines(store, source_name, parsed, &organizations)?;
+        Ok(PullOutcome { summary, warnings, requests: self.requests })
+    }
+
+    /// Custom properties from the detail, only for organizations on the report whose list entry
+    /// lacks them: one request each, at most once.
+    fn complete_custom_properties(
+        &mut self,
+        organizations: &mut [Organization],
+        parsed: &[(BillLine, Option<usize>)],
+    ) -> Result<(), CloudmoreError> {
         let mut wanted: Vec<usize> = parsed.iter().filter_map(|(_, o)| *o).collect();
         wanted.sort_unstable();
         wanted.dedup();
@@ -133,9 +128,36 @@ impl CloudmoreClient {
                 }
             }
         }
-        let (summary, warnings) = lines::store_lines(store, source_name, parsed, &organizations)?;
-        Ok(PullOutcome { summary, warnings, requests: self.requests })
+        Ok(())
     }
+}
+
+/// The finished report's lines as bill lines, each with its organization's index: all of
+/// them, or every malformed one's reason (the first [`crate::import::MAX_LISTED_ROWS`]).
+fn read_lines(
+    answer: &str,
+    organizations: &[Organization],
+    period: Period,
+    source_name: &str,
+    report_request: &str,
+) -> Result<Vec<(BillLine, Option<usize>)>, CloudmoreError> {
+    let unreadable = |message: String| CloudmoreError::BadLines {
+        source_name: source_name.to_string(),
+        message,
+    };
+    let lines = report::read_report(answer).map_err(|err| {
+        unreadable(format!("{report_request}: cannot read the report {err}, nothing imported"))
+    })?;
+    let file = format!("cloudmore:{period}");
+    lines::bill_lines(&lines, organizations, &file).map_err(|mut problems| {
+        let count = problems.len();
+        problems.truncate(crate::import::MAX_LISTED_ROWS);
+        unreadable(format!(
+            "{count} malformed {} in {report_request}, nothing imported\n{}",
+            if count == 1 { "line" } else { "lines" },
+            problems.join("\n")
+        ))
+    })
 }
 
 /// Writes Cloudmore's finished answer to `path` (through a temporary file: never half a file;

@@ -106,79 +106,98 @@ pub(super) fn import(
     let dialect = sniff(start, display_name)?;
     let mut evidence = Evidence { encoding: dialect.encoding, row: 0 };
     let mut records = Records::new(input, dialect.separator);
-    let read_error = |row: u64| {
-        move |source: std::io::Error| ImportError::Read { file: file(), row, source: source.into() }
-    };
-    let header = match records.next_record().map_err(read_error(1))? {
-        Some(header) if !header.is_blank() => header,
-        _ => return Err(ImportError::Empty { file: file() }),
+    let header = match records.next_record() {
+        Ok(Some(header)) if !header.is_blank() => header,
+        Ok(_) => return Err(ImportError::Empty { file: file() }),
+        Err(source) => {
+            return Err(ImportError::Read { file: file(), row: 1, source: source.into() })
+        }
     };
     let header_row = header.row;
     let names = header_names(&header, &mut evidence)
         .ok_or_else(|| ImportError::HeaderNotUtf8 { file: file(), row: header_row })?;
-    let decimals = match dialect.separator {
+    let layout = layout_of(&names, dialect.separator, display_name, header_row)?;
+    super::check_link_column(&names, options, display_name)?;
+
+    let sink = Sink::begin(store, display_name, None)?;
+    let start = Start { layout, evidence, header_row };
+    import_rows(sink, records, start, display_name)
+}
+
+/// What the header decided: how to read the rows, and where they start.
+struct Start {
+    layout: Layout,
+    evidence: Evidence,
+    header_row: u64,
+}
+
+/// The header's layout; the decimal separator follows the field separator (SPEC.md: "`;`
+/// separator ⇒ decimal comma").
+fn layout_of(
+    names: &[String],
+    separator: u8,
+    display_name: &str,
+    header_row: u64,
+) -> Result<Layout, ImportError> {
+    let file = || display_name.to_string();
+    let decimals = match separator {
         b';' => DecimalSeparator::Comma,
         _ => DecimalSeparator::Point,
     };
-    let layout = Layout::from_names(&names, decimals).map_err(|err| match err {
+    Layout::from_names(names, decimals).map_err(|err| match err {
         HeaderError::Duplicate(column) => {
             ImportError::DuplicateColumn { file: file(), row: header_row, column }
         }
         HeaderError::Missing(columns) => {
-            let hint = (names.len() == 1)
-                .then(|| {
-                    ['\t', '|'].into_iter().find(|d| names[0].contains(*d)).map(|d| {
-                        format!(
-                            "; the header is a single column: is the file separated by {d:?} instead of commas?"
-                        )
-                    })
-                })
-                .flatten();
-            ImportError::MissingColumns { file: file(), columns, hint }
+            ImportError::MissingColumns { file: file(), columns, hint: single_column_hint(names) }
         }
-    })?;
-    super::check_link_column(&names, options, display_name)?;
+    })
+}
 
-    let mut sink = Sink::begin(store, display_name, None)?;
-    // Two stages on two threads: this one parses and hashes, the caller's stores (SQLite's
-    // connection stays on its thread). The channel is bounded, so memory stays flat.
+/// A hint for a header read as one column: the file is likely separated by something the
+/// sniffer does not accept (a tab, a pipe).
+fn single_column_hint(names: &[String]) -> Option<String> {
+    let [only] = names else { return None };
+    ['\t', '|'].into_iter().find(|d| only.contains(*d)).map(|d| {
+        format!(
+            "; the header is a single column: is the file separated by {d:?} instead of commas?"
+        )
+    })
+}
+
+/// Parses the rows and stores them: two stages on two threads, this one parsing and hashing,
+/// the caller's storing (SQLite's connection stays on its thread). The channel is bounded, so
+/// memory stays flat.
+fn import_rows<R: Read + Send>(
+    mut sink: Sink<'_>,
+    mut records: Records<R>,
+    start: Start,
+    display_name: &str,
+) -> Result<ImportSummary, ImportError> {
     let (batches, received) = std::sync::mpsc::sync_channel::<Batch>(PIPELINE_DEPTH);
     std::thread::scope(|scope| {
         let parser = scope.spawn(move || {
             let mut batch = Batch::default();
-            let parsed = parse_rows(
-                &mut records,
-                &layout,
-                evidence,
-                header_row,
-                display_name,
-                &mut batch,
-                |batch| {
-                    // The next batch's bytes in one allocation, about the size of this one's.
-                    let next = Batch {
-                        lines: Vec::with_capacity(batch.lines.len() + batch.lines.len() / 8),
-                        rows: Vec::with_capacity(BATCH_LINES),
-                    };
-                    // A closed channel: the store gave up; stop reading.
-                    batches.send(std::mem::replace(batch, next)).is_ok()
-                },
-            );
+            let parsed = parse_rows(&mut records, &start, display_name, &mut batch, |batch| {
+                // The next batch's bytes in one allocation, about the size of this one's.
+                let next = Batch {
+                    lines: Vec::with_capacity(batch.lines.len() + batch.lines.len() / 8),
+                    rows: Vec::with_capacity(BATCH_LINES),
+                };
+                // A closed channel: the store gave up; stop reading.
+                batches.send(std::mem::replace(batch, next)).is_ok()
+            });
             if !batch.rows.is_empty() {
                 let _ = batches.send(batch);
             }
-            parsed.map_err(|(row, source)| ImportError::Read { file: file(), row, source })
+            parsed.map_err(|(row, source)| ImportError::Read {
+                file: display_name.to_string(),
+                row,
+                source,
+            })
         });
         for batch in received {
-            let mut start = 0;
-            for row in batch.rows {
-                match row {
-                    Parsed::Line { end } => {
-                        sink.accept(&batch.lines[start..end])?;
-                        start = end;
-                    }
-                    Parsed::Bad { row, reason } => sink.reject(row, reason),
-                }
-            }
+            store_batch(&mut sink, batch)?;
         }
         match parser.join() {
             Ok(parsed) => parsed?,
@@ -186,6 +205,21 @@ pub(super) fn import(
         }
         sink.finish()
     })
+}
+
+/// Hands one batch's lines and refusals to the store, in the file's order.
+fn store_batch(sink: &mut Sink<'_>, batch: Batch) -> Result<(), ImportError> {
+    let mut start = 0;
+    for row in batch.rows {
+        match row {
+            Parsed::Line { end } => {
+                sink.accept(&batch.lines[start..end])?;
+                start = end;
+            }
+            Parsed::Bad { row, reason } => sink.reject(row, reason),
+        }
+    }
+    Ok(())
 }
 
 /// Lines handed from the parsing thread to the storing one at a time.
@@ -213,16 +247,16 @@ enum Parsed {
 /// [`BATCH_LINES`] rows, until `emit` returns false; an unreadable file is `(row, error)`.
 fn parse_rows<R: Read>(
     records: &mut Records<R>,
-    layout: &Layout,
-    mut evidence: Evidence,
-    header_row: u64,
+    start: &Start,
     display_name: &str,
     batch: &mut Batch,
     mut emit: impl FnMut(&mut Batch) -> bool,
 ) -> Result<(), (u64, csv::Error)> {
+    let layout = &start.layout;
+    let mut evidence = start.evidence;
     let mut line = BillLine::default();
     let reads: Vec<bool> = (0..layout.width).map(|index| layout.reads(index)).collect();
-    let mut last_row = header_row;
+    let mut last_row = start.header_row;
     loop {
         if batch.rows.len() >= BATCH_LINES && !emit(batch) {
             return Ok(());
@@ -237,59 +271,77 @@ fn parse_rows<R: Read>(
         if record.is_blank() {
             continue;
         }
-        if record.len() != layout.width {
-            let reason = format!(
-                "the row has {} {}, the header has {}",
-                record.len(),
-                super::plural(record.len(), "field", "fields"),
-                layout.width
-            );
-            batch.rows.push(Parsed::Bad { row, reason });
-            continue;
-        }
-        let text = match record_text(&record, &mut evidence) {
-            Ok(text) => text,
-            Err(reason) => {
-                batch.rows.push(Parsed::Bad { row, reason });
-                continue;
-            }
-        };
-        let parsed = match text {
-            Some(text) => layout.parse_into(
-                |index| {
-                    text.get(index).map_or(Cell::Empty, |field| Cell::Text(Cow::Borrowed(field)))
-                },
-                display_name,
-                row,
-                &mut line,
-            ),
-            None => {
-                let cells: Vec<Cell<'_>> = (0..record.len())
-                    .map(|index| match record.get(index) {
-                        Some(field) if reads.get(index) == Some(&true) => {
-                            match decode(field, evidence.encoding) {
-                                Ok(text) => Cell::Text(text),
-                                Err(reason) => Cell::Bad(reason),
-                            }
-                        }
-                        _ => Cell::Empty,
-                    })
-                    .collect();
-                layout.parse_into(
-                    |index| cells.get(index).map_or(Cell::Empty, Cell::view),
-                    display_name,
-                    row,
-                    &mut line,
-                )
-            }
-        };
-        match parsed {
+        let reader = RowReader { layout, reads: &reads, display_name };
+        match reader.parse(&record, &mut evidence, &mut line) {
             Ok(()) => {
                 encode_line(&line, &mut batch.lines);
                 batch.rows.push(Parsed::Line { end: batch.lines.len() });
             }
             Err(reason) => batch.rows.push(Parsed::Bad { row, reason }),
         }
+    }
+}
+
+/// What reading one data row needs from the header.
+struct RowReader<'a> {
+    layout: &'a Layout,
+    /// Per column, whether the layout reads it (only those are decoded).
+    reads: &'a [bool],
+    display_name: &'a str,
+}
+
+impl RowReader<'_> {
+    /// Parses one non-blank record into `line`; `Err` is the reason the row is refused.
+    fn parse(
+        &self,
+        record: &Record<'_>,
+        evidence: &mut Evidence,
+        line: &mut BillLine,
+    ) -> Result<(), String> {
+        let (layout, row) = (self.layout, record.row);
+        if record.len() != layout.width {
+            return Err(format!(
+                "the row has {} {}, the header has {}",
+                record.len(),
+                super::plural(record.len(), "field", "fields"),
+                layout.width
+            ));
+        }
+        match record_text(record, evidence)? {
+            Some(text) => layout.parse_into(
+                |index| {
+                    text.get(index).map_or(Cell::Empty, |field| Cell::Text(Cow::Borrowed(field)))
+                },
+                self.display_name,
+                row,
+                line,
+            ),
+            None => {
+                let cells = self.decoded_cells(record, evidence.encoding);
+                layout.parse_into(
+                    |index| cells.get(index).map_or(Cell::Empty, Cell::view),
+                    self.display_name,
+                    row,
+                    line,
+                )
+            }
+        }
+    }
+
+    /// The record's cells decoded one by one (a Windows-1252 row, or a UTF-8 one cut inside a
+    /// character), the columns the layout does not read left empty.
+    fn decoded_cells<'r>(&self, record: &Record<'r>, encoding: Encoding) -> Vec<Cell<'r>> {
+        (0..record.len())
+            .map(|index| match record.get(index) {
+                Some(field) if self.reads.get(index) == Some(&true) => {
+                    match decode(field, encoding) {
+                        Ok(text) => Cell::Text(text),
+                        Err(reason) => Cell::Bad(reason),
+                    }
+                }
+                _ => Cell::Empty,
+            })
+            .collect()
     }
 }
 

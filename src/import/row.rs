@@ -240,85 +240,48 @@ impl Layout {
                 None => Cell::Empty,
             }
         };
-        let mut text = |column: Column, target: &mut String| {
-            target.clear();
-            match text_into(column, &cell(column), target) {
-                Ok(()) if target.is_empty() && column.must_have_value() => {
-                    reasons.push(format!("{} is empty", column.name()));
+        read_texts(&cell, line, &mut reasons);
+        match self.read_values(&cell, &mut reasons) {
+            Some(values) if reasons.is_empty() => {
+                if line.source.file != file {
+                    line.source.file = file.to_string();
                 }
-                Ok(()) => {}
-                Err(reason) => reasons.push(reason),
+                line.source.row = row;
+                values.write_into(line);
+                Ok(())
             }
-        };
-        text(Column::ServiceName, &mut line.service_name);
-        text(Column::BrokerName, &mut line.broker_name);
-        text(Column::OrganizationName, &mut line.organization_name);
-        text(Column::CustomerNumber, &mut line.customer_number);
-        text(Column::ProductName, &mut line.product_name);
-        text(Column::ItemCode, &mut line.item_code);
-        text(Column::CurrencyCode, &mut line.currency_code);
-        text(Column::ProductId, &mut line.product_id);
-        text(Column::SubscriptionId, &mut line.subscription_id);
-        text(Column::SubscriptionName, &mut line.subscription_name);
-        text(Column::PaymentFrequency, &mut line.payment_frequency);
-        text(Column::OrganizationCurrencyCode, &mut line.organization_currency_code);
-        text(Column::OrganizationGroups, &mut line.organization_groups);
-
-        let empty = |column: Column, reasons: &mut Vec<String>| {
-            reasons.push(format!("{} is empty", column.name()));
-        };
-        let billing_date =
-            check(&mut reasons, date_of(Column::BillingDate, &cell(Column::BillingDate)));
-        if let Some(None) = billing_date {
-            empty(Column::BillingDate, &mut reasons);
+            _ => Err(reasons.join("; ")),
         }
+    }
+
+    /// The row's date, amounts and company id, each bad or empty one's reason added to
+    /// `reasons` (in the columns' order); `None` when any is missing.
+    fn read_values<'c>(
+        &self,
+        cell: &impl Fn(Column) -> Cell<'c>,
+        reasons: &mut Vec<String>,
+    ) -> Option<Values> {
+        let date = date_of(Column::BillingDate, &cell(Column::BillingDate));
+        let billing_date = required(reasons, Column::BillingDate, date);
         let mut amount = |column: Column| {
-            let value = check(&mut reasons, self.decimal_of(column, &cell(column)));
-            if let Some(None) = value {
-                empty(column, &mut reasons);
-            }
-            value
+            let value = self.decimal_of(column, &cell(column));
+            required(reasons, column, value)
         };
         let quantity = amount(Column::Quantity);
         let unit_cost_price = amount(Column::UnitCostPrice);
         let unit_sales_price = amount(Column::UnitSalesPrice);
         let total_cost = amount(Column::TotalCost);
         let total_sales = amount(Column::TotalSales);
-        let autotask_company_id =
-            check(&mut reasons, company_id_of(&cell(Column::AutotaskCompanyId)));
-        match (
-            billing_date,
-            quantity,
-            unit_cost_price,
-            unit_sales_price,
-            total_cost,
-            total_sales,
-            autotask_company_id,
-        ) {
-            (
-                Some(Some(billing_date)),
-                Some(Some(quantity)),
-                Some(Some(unit_cost_price)),
-                Some(Some(unit_sales_price)),
-                Some(Some(total_cost)),
-                Some(Some(total_sales)),
-                Some(autotask_company_id),
-            ) if reasons.is_empty() => {
-                if line.source.file != file {
-                    line.source.file = file.to_string();
-                }
-                line.source.row = row;
-                line.billing_date = billing_date;
-                line.quantity = quantity;
-                line.unit_cost_price = unit_cost_price;
-                line.unit_sales_price = unit_sales_price;
-                line.total_cost = total_cost;
-                line.total_sales = total_sales;
-                line.autotask_company_id = autotask_company_id;
-                Ok(())
-            }
-            _ => Err(reasons.join("; ")),
-        }
+        let autotask_company_id = check(reasons, company_id_of(&cell(Column::AutotaskCompanyId)));
+        Some(Values {
+            billing_date: billing_date?,
+            quantity: quantity?,
+            unit_cost_price: unit_cost_price?,
+            unit_sales_price: unit_sales_price?,
+            total_cost: total_cost?,
+            total_sales: total_sales?,
+            autotask_company_id: autotask_company_id?,
+        })
     }
 
     /// A decimal cell: a workbook number as it is, text by this file's decimal separator;
@@ -356,6 +319,77 @@ impl Layout {
             }
             Cell::Date(_) => Err(format!("{} is a date, expected a number", column.name())),
             Cell::Bad(reason) => Err(format!("{} {reason}", column.name())),
+        }
+    }
+}
+
+/// A row's cells that are not text, read and checked; copied into the line only when the whole
+/// row is good.
+struct Values {
+    billing_date: NaiveDate,
+    quantity: Decimal,
+    unit_cost_price: Decimal,
+    unit_sales_price: Decimal,
+    total_cost: Decimal,
+    total_sales: Decimal,
+    autotask_company_id: Option<i64>,
+}
+
+impl Values {
+    fn write_into(self, line: &mut BillLine) {
+        line.billing_date = self.billing_date;
+        line.quantity = self.quantity;
+        line.unit_cost_price = self.unit_cost_price;
+        line.unit_sales_price = self.unit_sales_price;
+        line.total_cost = self.total_cost;
+        line.total_sales = self.total_sales;
+        line.autotask_company_id = self.autotask_company_id;
+    }
+}
+
+/// The row's text columns, written into the line's reused buffers; an unreadable cell, or an
+/// empty one that must have a value, adds its reason.
+fn read_texts<'c>(
+    cell: &impl Fn(Column) -> Cell<'c>,
+    line: &mut BillLine,
+    reasons: &mut Vec<String>,
+) {
+    let mut text = |column: Column, target: &mut String| {
+        target.clear();
+        match text_into(column, &cell(column), target) {
+            Ok(()) if target.is_empty() && column.must_have_value() => {
+                reasons.push(format!("{} is empty", column.name()));
+            }
+            Ok(()) => {}
+            Err(reason) => reasons.push(reason),
+        }
+    };
+    text(Column::ServiceName, &mut line.service_name);
+    text(Column::BrokerName, &mut line.broker_name);
+    text(Column::OrganizationName, &mut line.organization_name);
+    text(Column::CustomerNumber, &mut line.customer_number);
+    text(Column::ProductName, &mut line.product_name);
+    text(Column::ItemCode, &mut line.item_code);
+    text(Column::CurrencyCode, &mut line.currency_code);
+    text(Column::ProductId, &mut line.product_id);
+    text(Column::SubscriptionId, &mut line.subscription_id);
+    text(Column::SubscriptionName, &mut line.subscription_name);
+    text(Column::PaymentFrequency, &mut line.payment_frequency);
+    text(Column::OrganizationCurrencyCode, &mut line.organization_currency_code);
+    text(Column::OrganizationGroups, &mut line.organization_groups);
+}
+
+/// A required cell's value: its reason kept when it is bad, "is empty" when it is empty.
+fn required<T>(
+    reasons: &mut Vec<String>,
+    column: Column,
+    result: Result<Option<T>, String>,
+) -> Option<T> {
+    match check(reasons, result)? {
+        Some(value) => Some(value),
+        None => {
+            reasons.push(format!("{} is empty", column.name()));
+            None
         }
     }
 }
@@ -453,23 +487,38 @@ pub(super) fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>
     if text.is_empty() {
         return Ok(None);
     }
-    let bytes = text.as_bytes();
+    let date = match iso_date(text.as_bytes()) {
+        Some(date) => date,
+        None => day_month_year(column, text)?,
+    };
+    date.map(Some).ok_or_else(|| format!("{} {} is not a valid date", column.name(), shown(text)))
+}
+
+/// Plain digit arithmetic on digits whose shape is checked: no format-string parsing per row.
+fn digits_value(part: &[u8]) -> u32 {
+    part.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'))
+}
+
+/// `YYYY-MM-DD`: `None` when the text has not that shape, `Some(None)` when it has but names
+/// no day of the calendar.
+fn iso_date(bytes: &[u8]) -> Option<Option<NaiveDate>> {
     let iso = bytes.len() == 10
         && bytes.iter().enumerate().all(|(i, b)| match i {
             4 | 7 => *b == b'-',
             _ => b.is_ascii_digit(),
         });
-    // The shape is checked: plain digit arithmetic, no format-string parsing per row.
-    let number = |part: &[u8]| part.iter().fold(0u32, |n, b| n * 10 + u32::from(b - b'0'));
-    if iso {
-        return NaiveDate::from_ymd_opt(
-            number(&bytes[0..4]) as i32,
-            number(&bytes[5..7]),
-            number(&bytes[8..10]),
+    iso.then(|| {
+        NaiveDate::from_ymd_opt(
+            digits_value(&bytes[0..4]) as i32,
+            digits_value(&bytes[5..7]),
+            digits_value(&bytes[8..10]),
         )
-        .map(Some)
-        .ok_or_else(|| format!("{} {} is not a valid date", column.name(), shown(text)));
-    }
+    })
+}
+
+/// Day, month and year separated by `/`, `.` or `-`, when which is the day cannot be
+/// mistaken; `Ok(None)` when they name no day of the calendar.
+fn day_month_year(column: Column, text: &str) -> Result<Option<NaiveDate>, String> {
     let not_a_date = || {
         format!(
             "{} {} is not a date (expected YYYY-MM-DD, or a day and month that cannot be mistaken, such as 25/01/2026)",
@@ -484,7 +533,8 @@ pub(super) fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>
     if !short(a) || !short(b) || year.len() != 4 || !year.bytes().all(|b| b.is_ascii_digit()) {
         return Err(not_a_date());
     }
-    let (a, b, year) = (number(a.as_bytes()), number(b.as_bytes()), number(year.as_bytes()) as i32);
+    let (a, b) = (digits_value(a.as_bytes()), digits_value(b.as_bytes()));
+    let year = digits_value(year.as_bytes()) as i32;
     let (day, month) = if a == b || (a > 12 && b <= 12) {
         (a, b)
     } else if b > 12 && a <= 12 {
@@ -496,9 +546,7 @@ pub(super) fn parse_date(column: Column, text: &str) -> Result<Option<NaiveDate>
             shown(text)
         ));
     };
-    NaiveDate::from_ymd_opt(year, month, day)
-        .map(Some)
-        .ok_or_else(|| format!("{} {} is not a valid date", column.name(), shown(text)))
+    Ok(NaiveDate::from_ymd_opt(year, month, day))
 }
 
 /// The most significant digits a `Decimal` holds exactly; more would be rounded silently.
@@ -519,14 +567,11 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
     let well_formed =
         whole.iter().all(u8::is_ascii_digit) && fraction.iter().all(u8::is_ascii_digit);
     if !well_formed || whole.is_empty() || point_without_digits {
-        let why = if text.contains(',') {
-            " (use \".\" as the decimal separator, without thousands separators)"
-        } else if text.contains(['e', 'E']) && text.bytes().any(|b| b.is_ascii_digit()) {
-            " (scientific notation is not accepted)"
-        } else {
-            ""
-        };
-        return Err(format!("{name} {} is not a decimal number{why}", shown(text)));
+        return Err(format!(
+            "{name} {} is not a decimal number{}",
+            shown(text),
+            why_malformed(text)
+        ));
     }
     let digits = whole.len() + fraction.len();
     if digits > MAX_DIGITS {
@@ -538,13 +583,33 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
             ));
         }
     }
-    // Checked above: at most 28 significant digits, so the mantissa fits 96 bits (10^28 <
-    // 2^96) and the scale is at most 28. Up to 19 digits always fit 64 bits, where a multiply
-    // is one instruction; longer ones are built in 128.
+    decimal_of_digits(whole, fraction, text.starts_with('-'))
+        .map_err(|err| format!("{name} {} is not a decimal number ({err})", shown(text)))
+}
+
+/// What a malformed number likely is, for its error: a decimal comma, scientific notation.
+fn why_malformed(text: &str) -> &'static str {
+    if text.contains(',') {
+        " (use \".\" as the decimal separator, without thousands separators)"
+    } else if text.contains(['e', 'E']) && text.bytes().any(|b| b.is_ascii_digit()) {
+        " (scientific notation is not accepted)"
+    } else {
+        ""
+    }
+}
+
+/// The decimal of checked digits: at most 28 significant ones, so the mantissa fits 96 bits
+/// (10^28 < 2^96) and the scale is at most 28. Up to 19 digits always fit 64 bits, where a
+/// multiply is one instruction; longer ones are built in 128.
+fn decimal_of_digits(
+    whole: &[u8],
+    fraction: &[u8],
+    minus: bool,
+) -> Result<Decimal, rust_decimal::Error> {
     let scale = fraction.len() as u32;
     // As `Decimal::from_str`: a zero is never negative.
-    let negative = |mantissa_is_zero: bool| text.starts_with('-') && !mantissa_is_zero;
-    if digits <= 19 {
+    let negative = |mantissa_is_zero: bool| minus && !mantissa_is_zero;
+    if whole.len() + fraction.len() <= 19 {
         let append = |value: u64, digits: &[u8]| {
             digits.iter().fold(value, |value, digit| value * 10 + u64::from(digit - b'0'))
         };
@@ -561,8 +626,7 @@ pub fn parse_exact_decimal(name: &str, text: &str) -> Result<Decimal, String> {
         .iter()
         .chain(fraction)
         .fold(0i128, |value, digit| value * 10 + i128::from(digit - b'0'));
-    let mut value = Decimal::try_from_i128_with_scale(mantissa, scale)
-        .map_err(|err| format!("{name} {} is not a decimal number ({err})", shown(text)))?;
+    let mut value = Decimal::try_from_i128_with_scale(mantissa, scale)?;
     value.set_sign_negative(negative(mantissa == 0));
     Ok(value)
 }

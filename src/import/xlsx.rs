@@ -16,7 +16,7 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::Path;
 
-use calamine::{DataRef, Reader, Xlsx};
+use calamine::{DataRef, Reader, Xlsx, XlsxCellReader};
 use chrono::{NaiveDate, Timelike};
 use rust_decimal::Decimal;
 
@@ -41,35 +41,55 @@ pub(super) fn import(
     for sheet in &sheets {
         let mut cells =
             workbook.worksheet_cells_reader(sheet).map_err(|err| bad(err.to_string()))?;
+        let place = Place { sheet, file: display_name, options };
+        match place.read(&mut cells, &mut *store)? {
+            State::Reading { sink, .. } => return sink.finish(),
+            // The sheet did not hold the report: the store was not taken.
+            State::Searching | State::NotThisSheet => continue,
+        }
+    }
+    Err(ImportError::NoReportSheet { file: file(), sheets })
+}
+
+/// The sheet being read, and what its rows' errors and lines name.
+struct Place<'a> {
+    sheet: &'a str,
+    file: &'a str,
+    options: &'a ImportOptions,
+}
+
+impl Place<'_> {
+    /// Streams the sheet's cells, row by row, through [`State::row`]: the header is looked
+    /// for in the first [`HEADER_SEARCH_ROWS`] rows, then the rows after it are stored.
+    fn read<'s, RS: std::io::Read + std::io::Seek>(
+        &self,
+        cells: &mut XlsxCellReader<'_, RS>,
+        store: &'s mut Store,
+    ) -> Result<State<'s>, ImportError> {
         let mut row_cells: Vec<Cell<'static>> = Vec::new();
         let mut current: Option<u32> = None;
         let mut state = State::Searching;
-        let mut store_slot = Some(&mut *store);
+        let mut store_slot = Some(store);
         loop {
-            let next = cells.next_cell().map_err(|err| bad(format!("sheet {sheet:?}: {err}")))?;
+            let next = cells.next_cell().map_err(|err| ImportError::Workbook {
+                file: self.file.to_string(),
+                message: format!("sheet {:?}: {err}", self.sheet),
+            })?;
             let position = next.as_ref().map(|c| c.get_position());
             // A row is complete when the next cell is on another row (or there is none).
             if current.is_some() && position.map(|p| p.0) != current {
                 let row = current.unwrap_or(0);
-                state = state.row(
-                    &mut store_slot,
-                    &row_cells,
-                    row + 1,
-                    sheet,
-                    display_name,
-                    options,
-                )?;
+                state = state.row(&mut store_slot, &row_cells, row + 1, self)?;
                 if let State::NotThisSheet = state {
-                    break;
+                    return Ok(state);
                 }
                 row_cells.clear();
             }
-            let Some(cell) = next else { break };
+            let Some(cell) = next else { return Ok(state) };
             let (row, column) = cell.get_position();
             if let State::Searching = state {
                 if row >= HEADER_SEARCH_ROWS {
-                    state = State::NotThisSheet;
-                    break;
+                    return Ok(State::NotThisSheet);
                 }
             }
             current = Some(row);
@@ -79,13 +99,7 @@ pub(super) fn import(
             }
             row_cells[column] = convert(cell.get_value());
         }
-        match state {
-            State::Reading { sink, .. } => return sink.finish(),
-            // The sheet did not hold the report: the store was not taken.
-            State::Searching | State::NotThisSheet => continue,
-        }
     }
-    Err(ImportError::NoReportSheet { file: file(), sheets })
 }
 
 // One value per sheet being read, moved from row to row: its size does not matter.
@@ -103,9 +117,7 @@ impl<'s> State<'s> {
         store: &mut Option<&'s mut Store>,
         cells: &[Cell<'static>],
         row: u32,
-        sheet: &str,
-        file: &str,
-        options: &ImportOptions,
+        place: &Place<'_>,
     ) -> Result<State<'s>, ImportError> {
         let blank = cells.iter().all(|c| match c {
             Cell::Empty => true,
@@ -114,49 +126,58 @@ impl<'s> State<'s> {
         });
         match self {
             State::Searching if blank => Ok(State::Searching),
-            State::Searching => {
-                let names: Vec<String> = cells
-                    .iter()
-                    .map(|c| match c {
-                        Cell::Text(t) => t.to_string(),
-                        _ => String::new(),
-                    })
-                    .collect();
-                if known_columns(&names) < 3 {
-                    return Ok(State::Searching);
-                }
-                let layout = Layout::from_names(&names, DecimalSeparator::Point).map_err(
-                    |err| match err {
-                        HeaderError::Duplicate(column) => ImportError::DuplicateColumn {
-                            file: format!("{file}:{sheet}"),
-                            row: u64::from(row),
-                            column,
-                        },
-                        HeaderError::Missing(columns) => ImportError::MissingColumns {
-                            file: format!("{file}:{sheet}"),
-                            columns,
-                            hint: None,
-                        },
-                    },
-                )?;
-                super::check_link_column(&names, options, file)?;
-                let store = store.take().ok_or_else(|| ImportError::Workbook {
-                    file: file.to_string(),
-                    message: "a second header row".into(),
-                })?;
-                let sink = Sink::begin(store, file, Some(sheet.to_string()))?;
-                Ok(State::Reading { layout, sink })
-            }
+            State::Searching => State::header(store, cells, row, place),
             State::NotThisSheet => Ok(State::NotThisSheet),
             State::Reading { layout, mut sink } => {
                 if !blank {
-                    let source = format!("{file}:{sheet}");
+                    let source = format!("{}:{}", place.file, place.sheet);
                     let line = layout.parse(cells, &source, u64::from(row));
                     sink.take(u64::from(row), line)?;
                 }
                 Ok(State::Reading { layout, sink })
             }
         }
+    }
+
+    /// A non-blank row while searching: the header when it names at least three of the
+    /// report's columns (then the store is taken and reading starts), otherwise a title row.
+    fn header(
+        store: &mut Option<&'s mut Store>,
+        cells: &[Cell<'static>],
+        row: u32,
+        place: &Place<'_>,
+    ) -> Result<State<'s>, ImportError> {
+        let (file, sheet) = (place.file, place.sheet);
+        let names: Vec<String> = cells
+            .iter()
+            .map(|c| match c {
+                Cell::Text(t) => t.to_string(),
+                _ => String::new(),
+            })
+            .collect();
+        if known_columns(&names) < 3 {
+            return Ok(State::Searching);
+        }
+        let layout =
+            Layout::from_names(&names, DecimalSeparator::Point).map_err(|err| match err {
+                HeaderError::Duplicate(column) => ImportError::DuplicateColumn {
+                    file: format!("{file}:{sheet}"),
+                    row: u64::from(row),
+                    column,
+                },
+                HeaderError::Missing(columns) => ImportError::MissingColumns {
+                    file: format!("{file}:{sheet}"),
+                    columns,
+                    hint: None,
+                },
+            })?;
+        super::check_link_column(&names, place.options, file)?;
+        let store = store.take().ok_or_else(|| ImportError::Workbook {
+            file: file.to_string(),
+            message: "a second header row".into(),
+        })?;
+        let sink = Sink::begin(store, file, Some(sheet.to_string()))?;
+        Ok(State::Reading { layout, sink })
     }
 }
 

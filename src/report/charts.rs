@@ -5,7 +5,7 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde::Serialize;
 
-use super::Review;
+use super::{AzureTrend, Period, PeriodTotal, Review};
 
 /// At most this many companies in the margin chart (the largest by revenue).
 const MARGIN_BARS: usize = 15;
@@ -202,12 +202,6 @@ fn azure(review: &Review) -> AzureChart {
         review.azure.iter().flat_map(|trend| trend.points.iter().map(|p| p.period)).collect();
     periods.sort();
     periods.dedup();
-    // Periods spread over x = 80..500.
-    let step = Decimal::from(420) / Decimal::from((periods.len().max(2) - 1) as u32);
-    let x_of = |period| {
-        let index = periods.iter().position(|p| *p == period).unwrap_or(0) as u32;
-        Decimal::from(80) + step * Decimal::from(index)
-    };
     let shown: Vec<_> = review.azure.iter().take(AZURE_LINES).collect();
     let max = shown
         .iter()
@@ -215,48 +209,66 @@ fn azure(review: &Review) -> AzureChart {
         .max()
         .unwrap_or_default()
         .max(Decimal::ZERO);
-    let y_of = |value: Decimal| Decimal::from(200) - scale(value.max(Decimal::ZERO), max, 180);
-    let lines = shown
-        .iter()
-        .enumerate()
-        .map(|(index, trend)| {
-            let label = format!("{} · {}", trend.organization, trend.subscription_name);
-            AzureLine {
-                colour: PALETTE[index % PALETTE.len()],
-                points: trend
-                    .points
-                    .iter()
-                    .map(|p| {
-                        format!(
-                            "{},{}",
-                            coordinate(x_of(p.period)),
-                            coordinate(y_of(p.figures.revenue))
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join(" "),
-                dots: trend
-                    .points
-                    .iter()
-                    .map(|p| Dot {
-                        x: coordinate(x_of(p.period)),
-                        y: coordinate(y_of(p.figures.revenue)),
-                        title: format!("{label}: {} {}", p.period, p.figures.revenue.round_dp(2)),
-                    })
-                    .collect(),
-                label,
-            }
-        })
-        .collect();
+    // Periods spread over x = 80..500.
+    let step = Decimal::from(420) / Decimal::from((periods.len().max(2) - 1) as u32);
+    let plot = AzurePlot { periods: &periods, step, max };
+    let lines = shown.iter().enumerate().map(|(index, trend)| plot.line(index, trend)).collect();
     AzureChart {
         width: 560,
         periods: periods
             .iter()
-            .map(|p| AxisLabel { x: coordinate(x_of(*p)), label: p.to_string() })
+            .map(|p| AxisLabel { x: coordinate(plot.x_of(*p)), label: p.to_string() })
             .collect(),
         lines,
         max,
         shown: shown.len(),
         total: review.azure.len(),
+    }
+}
+
+/// Where the Azure chart puts a period and an amount.
+struct AzurePlot<'a> {
+    /// Every period on the x axis, in order.
+    periods: &'a [Period],
+    /// The distance between two periods.
+    step: Decimal,
+    /// The largest revenue shown: the top of the y axis.
+    max: Decimal,
+}
+
+impl AzurePlot<'_> {
+    fn x_of(&self, period: Period) -> Decimal {
+        let index = self.periods.iter().position(|p| *p == period).unwrap_or(0) as u32;
+        Decimal::from(80) + self.step * Decimal::from(index)
+    }
+
+    fn y_of(&self, value: Decimal) -> Decimal {
+        Decimal::from(200) - scale(value.max(Decimal::ZERO), self.max, 180)
+    }
+
+    /// One subscription's line (the `index`th, for its colour), with a dot a period.
+    fn line(&self, index: usize, trend: &AzureTrend) -> AzureLine {
+        let label = format!("{} · {}", trend.organization, trend.subscription_name);
+        let point = |p: &PeriodTotal| {
+            format!(
+                "{},{}",
+                coordinate(self.x_of(p.period)),
+                coordinate(self.y_of(p.figures.revenue))
+            )
+        };
+        AzureLine {
+            colour: PALETTE[index % PALETTE.len()],
+            points: trend.points.iter().map(point).collect::<Vec<_>>().join(" "),
+            dots: trend
+                .points
+                .iter()
+                .map(|p| Dot {
+                    x: coordinate(self.x_of(p.period)),
+                    y: coordinate(self.y_of(p.figures.revenue)),
+                    title: format!("{label}: {} {}", p.period, p.figures.revenue.round_dp(2)),
+                })
+                .collect(),
+            label,
+        }
     }
 }

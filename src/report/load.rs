@@ -8,7 +8,9 @@ use super::{
 };
 use std::path::Path;
 
-use crate::store::{Access, AuditFilter, AuditOutcome, JournalOutcome, Store, StoreError};
+use crate::store::{
+    Access, AuditFilter, AuditOutcome, BillRevision, JournalOutcome, Store, StoreError,
+};
 use cmat_engine::rules::{BillingKind, RuleSet};
 use cmat_engine::snapshot::Snapshot;
 
@@ -28,18 +30,7 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
     // Where the time goes, at debug level (the large tenant's benchmark prints it).
     let tick = phases("");
     let bills = store.bill_revisions()?;
-    let Some(latest) = bills.iter().map(|b| b.billing_date).max() else {
-        return Err(LoadError::NoBills);
-    };
-    let mut periods: Vec<Period> = bills.iter().map(|b| Period::of(b.billing_date)).collect();
-    periods.dedup();
-    let latest_period = Period::of(latest);
-    let period = period.unwrap_or(latest_period);
-    if !periods.contains(&period) {
-        let known: Vec<String> = periods.iter().map(ToString::to_string).collect();
-        return Err(LoadError::NoSuchPeriod { period, known: known.join(", ") });
-    }
-    let previous = periods.iter().copied().filter(|p| *p < period).max();
+    let Periods { period, latest_period, previous } = choose_period(&bills, period)?;
 
     // The period's and the previous period's sums and every period's totals are read on a
     // second connection while this one reads the period and computes the plan's warnings:
@@ -80,6 +71,30 @@ pub fn review(store: &Store, rules: &RuleSet, period: Option<Period>) -> Result<
     });
     tick("review built");
     Ok(review)
+}
+
+/// The period a review shows, the latest one imported, and the one before it.
+struct Periods {
+    period: Period,
+    latest_period: Period,
+    previous: Option<Period>,
+}
+
+/// The period asked for (default: the latest Billing Date's month), which must have bills.
+fn choose_period(bills: &[BillRevision], asked: Option<Period>) -> Result<Periods, LoadError> {
+    let Some(latest) = bills.iter().map(|b| b.billing_date).max() else {
+        return Err(LoadError::NoBills);
+    };
+    let mut periods: Vec<Period> = bills.iter().map(|b| Period::of(b.billing_date)).collect();
+    periods.dedup();
+    let latest_period = Period::of(latest);
+    let period = asked.unwrap_or(latest_period);
+    if !periods.contains(&period) {
+        let known: Vec<String> = periods.iter().map(ToString::to_string).collect();
+        return Err(LoadError::NoSuchPeriod { period, known: known.join(", ") });
+    }
+    let previous = periods.iter().copied().filter(|p| *p < period).max();
+    Ok(Periods { period, latest_period, previous })
 }
 
 /// Says at debug level how long after its making each phase ended (the large tenant's
@@ -127,42 +142,56 @@ fn this_period(
     tick("lines released");
     let snapshot = store.load_snapshot()?;
     tick("snapshot loaded");
-    let note = |w: &cmat_engine::desired::Warning| PlanNote {
-        code: w.code,
-        message: w.message.clone(),
-        source: w.source.clone(),
-    };
-    let desired: Vec<PlanNote> = desired_state.warnings.iter().map(note).collect();
-    // The subscriptions the plan would change: where Autotask differs from what the rules put
-    // there on the Billing Date and the plan changes nothing, the rules schedule the difference
-    // (a decrease deferred to the next period or the term's end).
-    let mut planned = None;
-    let plan_warnings: Result<Vec<PlanNote>, String> = if snapshot.refreshed_at.is_none() {
-        Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into())
+    let desired: Vec<PlanNote> = desired_state.warnings.iter().map(note_of).collect();
+    let (plan_warnings, planned) = if snapshot.refreshed_at.is_none() {
+        (Err("No Autotask snapshot yet: what Autotask holds, drift and duplicate contracts are not checked (run `cmat pull autotask`).".into()), None)
     } else if period != latest_period {
-        Err(format!(
+        (Err(format!(
             "Drift and duplicate contracts are checked against today's Autotask on the review of the latest period ({latest_period}) only."
-        ))
+        )), None)
     } else {
-        match cmat_engine::picklists::resolve(rules, &snapshot.picklists) {
-            Ok(values) => {
-                let diff = cmat_engine::diff::diff(rules, &values, &desired_state, &snapshot);
-                planned = Some(
-                    diff.changes
-                        .iter()
-                        .filter_map(|change| change.key.subscription().map(str::to_owned))
-                        .collect(),
-                );
-                Ok(diff.warnings.iter().map(note).collect())
-            }
-            Err(errors) => Err(format!(
-                "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
-                errors.len()
-            )),
-        }
+        plan_warnings(rules, &desired_state, &snapshot)
     };
     tick("plan's warnings computed");
     Ok(ThisPeriod { snapshot, desired_warnings: desired, plan_warnings, intended, planned })
+}
+
+/// A warning as the review keeps it.
+fn note_of(warning: &cmat_engine::desired::Warning) -> PlanNote {
+    PlanNote {
+        code: warning.code,
+        message: warning.message.clone(),
+        source: warning.source.clone(),
+    }
+}
+
+/// The plan's warnings (`Err`: why they are not computed), and the subscriptions the plan would
+/// change: where Autotask differs from what the rules put there on the Billing Date and the
+/// plan changes nothing, the rules schedule the difference (a decrease deferred to the next
+/// period or the term's end).
+fn plan_warnings(
+    rules: &RuleSet,
+    desired_state: &cmat_engine::desired::DesiredState,
+    snapshot: &Snapshot,
+) -> (Result<Vec<PlanNote>, String>, Option<std::collections::BTreeSet<String>>) {
+    match cmat_engine::picklists::resolve(rules, &snapshot.picklists) {
+        Ok(values) => {
+            let diff = cmat_engine::diff::diff(rules, &values, desired_state, snapshot);
+            let planned = diff
+                .changes
+                .iter()
+                .filter_map(|change| change.key.subscription().map(str::to_owned))
+                .collect();
+            (Ok(diff.warnings.iter().map(note_of).collect()), Some(planned))
+        }
+        Err(errors) => (
+            Err(format!(
+                "The plan could not be computed ({} picklist label(s) the tenant lacks; see `cmat plan`): drift and duplicate contracts are not checked.",
+                errors.len()
+            )),
+            None,
+        ),
+    }
 }
 
 /// The period and the one before summed (from lines borrowed from the store: neither is held

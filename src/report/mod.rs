@@ -681,16 +681,7 @@ impl PeriodSums {
             self.currencies.insert(line.stored.currency_code.to_owned());
         }
         let (route, company_id) = Route::of(rules, line);
-        // As `cmat_engine::billing::organization_key`, written into a reused buffer.
-        self.key.clear();
-        let number = line.stored.customer_number.trim();
-        if number.is_empty() {
-            self.key.push_str("name:");
-            self.key.push_str(line.organization_name);
-        } else {
-            self.key.push_str("number:");
-            self.key.push_str(number);
-        }
+        write_organization_key(&mut self.key, line);
         let Some(organization) = self.organizations.entry(&self.key, || OrganizationSum {
             name: line.organization_name.to_owned(),
             customer_number: line.stored.customer_number.to_owned(),
@@ -717,11 +708,31 @@ impl PeriodSums {
         else {
             return;
         };
-        subscription.billing_date = subscription.billing_date.max(line.billing_date);
-        subscription.sales += line.stored.total_sales;
-        subscription.cost += line.stored.total_cost;
-        let Some(product) =
-            subscription.products.entry(line.stored.item_code, line.stored.product_name)
+        subscription.add(line);
+    }
+}
+
+/// The line's organization key, as `cmat_engine::billing::organization_key` makes it, written
+/// into a buffer reused from line to line.
+fn write_organization_key(key: &mut String, line: &ReviewLine<'_>) {
+    key.clear();
+    let number = line.stored.customer_number.trim();
+    if number.is_empty() {
+        key.push_str("name:");
+        key.push_str(line.organization_name);
+    } else {
+        key.push_str("number:");
+        key.push_str(number);
+    }
+}
+
+impl SubscriptionSum {
+    /// Adds a line of the subscription to it and to its product.
+    fn add(&mut self, line: &ReviewLine<'_>) {
+        self.billing_date = self.billing_date.max(line.billing_date);
+        self.sales += line.stored.total_sales;
+        self.cost += line.stored.total_cost;
+        let Some(product) = self.products.entry(line.stored.item_code, line.stored.product_name)
         else {
             return;
         };
@@ -1168,6 +1179,15 @@ struct HeldTotals {
     price_book: Decimal,
 }
 
+impl HeldTotals {
+    /// Adds what Autotask holds for one subscription.
+    fn hold(&mut self, contract_services: Option<Decimal>, charges: Decimal) {
+        self.contract_services =
+            self.contract_services.zip(contract_services).map(|(total, v)| total + v);
+        self.charges += charges;
+    }
+}
+
 impl Default for HeldTotals {
     fn default() -> Self {
         HeldTotals {
@@ -1207,33 +1227,18 @@ fn compare(
     let expected = intended.unwrap_or(current.sales);
     match autotask.held(id, current) {
         Held::Amount { contract_services, charges } => {
-            totals.contract_services =
-                totals.contract_services.zip(contract_services).map(|(total, v)| total + v);
-            totals.charges += charges;
+            totals.hold(contract_services, charges);
             let amount = contract_services.map(|value| value + charges);
             let scheduled = intended.is_some() && scheduled(input, id, amount, expected);
             let intended = if scheduled { amount.or(intended) } else { intended };
-            if scheduled {
-                if let Some(held) = amount {
-                    totals.price_book += held - expected;
-                }
+            if let (true, Some(held)) = (scheduled, amount) {
+                // What the rules put there for the period is what Autotask holds.
+                totals.price_book += held - expected;
             }
-            let (status, exception) = match amount {
-                Some(amount) if amount == expected => ("matches", None),
-                Some(_) if scheduled => ("scheduled", None),
-                Some(amount) => (
-                    "differs",
-                    Some(Exception::autotask_differs(
-                        input,
-                        organization,
-                        id,
-                        current,
-                        amount,
-                        intended,
-                    )),
-                ),
-                None => ("unknown", None),
-            };
+            let status = held_status(amount, expected, scheduled);
+            let exception = amount.filter(|_| status == "differs").map(|amount| {
+                Exception::autotask_differs(input, organization, id, current, amount, intended)
+            });
             Compared { revenue: amount, status, intended, exception }
         }
         Held::Missing => Compared {
@@ -1245,6 +1250,17 @@ fn compare(
         Held::Duplicate => {
             Compared { revenue: None, status: "duplicate", intended, exception: None }
         }
+    }
+}
+
+/// How what Autotask holds (`None`: a price cmat cannot see) stands against what the rules put
+/// there: `matches`, `scheduled` (the rules' own timing), `differs` or `unknown`.
+fn held_status(amount: Option<Decimal>, expected: Decimal, scheduled: bool) -> &'static str {
+    match amount {
+        Some(amount) if amount == expected => "matches",
+        Some(_) if scheduled => "scheduled",
+        Some(_) => "differs",
+        None => "unknown",
     }
 }
 

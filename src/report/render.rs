@@ -127,69 +127,130 @@ fn csv_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderErr
     out.writer.write_record(CSV_HEADER)?;
     let period = review.period.to_string();
     for company in &review.companies {
-        let organization = spreadsheet_safe(&company.organization);
-        let customer_number = spreadsheet_safe(&company.customer_number);
-        let company_id = company.autotask_company_id.map(|id| id.to_string()).unwrap_or_default();
-        let company_cells = |out: &mut Cells, level: &str| -> csv::Result<()> {
-            out.text(&period)?;
-            out.text(level)?;
-            out.text(&organization)?;
-            out.text(&customer_number)?;
-            out.text(&company_id)
-        };
-        company_cells(&mut out, "company")?;
-        out.empty(9)?;
-        out.figures(&company.figures)?;
-        out.empty(1)?;
-        out.amount(company.previous_revenue)?;
-        out.text(company.change.as_str())?;
-        out.empty(6)?;
-        out.end()?;
-        for sub in &company.subscriptions {
-            let subscription_id = spreadsheet_safe(&sub.subscription_id);
-            let subscription_name = spreadsheet_safe(&sub.subscription_name);
-            let service = spreadsheet_safe(&sub.service);
-            let billing_date = sub.billing_date.map(|d| d.to_string()).unwrap_or_default();
-            let subscription_cells = |out: &mut Cells, level: &str| -> csv::Result<()> {
-                company_cells(out, level)?;
-                out.text(&subscription_id)?;
-                out.text(&subscription_name)?;
-                out.text(&service)?;
-                out.text(sub.billing)
-            };
-            subscription_cells(&mut out, "subscription")?;
-            out.empty(5)?;
-            out.figures(&sub.figures)?;
-            out.empty(1)?;
-            out.amount(sub.previous_revenue)?;
-            out.text(sub.change.as_str())?;
-            out.amount(sub.autotask_revenue)?;
-            out.text(sub.autotask_status)?;
-            out.text(&billing_date)?;
-            out.amount(sub.intended_revenue)?;
-            out.amount(sub.price_book_difference)?;
-            out.amount(sub.unexplained_difference)?;
-            out.end()?;
-            for product in &sub.products {
-                subscription_cells(&mut out, "product")?;
-                out.text(&spreadsheet_safe(&product.item_code))?;
-                out.text(&spreadsheet_safe(&product.product_name))?;
-                out.amount(Some(product.units))?;
-                out.amount(product.unit_price)?;
-                out.amount(product.unit_cost)?;
-                out.figures(&product.figures)?;
-                out.amount(product.previous_units)?;
-                out.amount(product.previous_revenue)?;
-                out.text(product.change.as_str())?;
-                out.empty(2)?;
-                out.text(&billing_date)?;
-                out.empty(3)?;
-                out.end()?;
-            }
-        }
+        company_rows(&mut out, &period, company)?;
     }
-    let totals = &review.totals;
-    out.text(&period)?;
+    total_row(&mut out, &period, &review.totals)?;
+    Ok(out.writer.flush()?)
+}
+
+/// The cells every row of a company starts with, made safe once for all its rows.
+struct CompanyCells<'a> {
+    period: &'a str,
+    organization: String,
+    customer_number: String,
+    company_id: String,
+}
+
+impl CompanyCells<'_> {
+    fn write(&self, out: &mut Cells, level: &str) -> csv::Result<()> {
+        out.text(self.period)?;
+        out.text(level)?;
+        out.text(&self.organization)?;
+        out.text(&self.customer_number)?;
+        out.text(&self.company_id)
+    }
+}
+
+/// The cells every row of a subscription starts with (after its company's).
+struct SubscriptionCells<'a> {
+    company: &'a CompanyCells<'a>,
+    subscription_id: String,
+    subscription_name: String,
+    service: String,
+    billing: &'a str,
+}
+
+impl SubscriptionCells<'_> {
+    fn write(&self, out: &mut Cells, level: &str) -> csv::Result<()> {
+        self.company.write(out, level)?;
+        out.text(&self.subscription_id)?;
+        out.text(&self.subscription_name)?;
+        out.text(&self.service)?;
+        out.text(self.billing)
+    }
+}
+
+/// A company's row, then its subscriptions' and their products'.
+fn company_rows(out: &mut Cells, period: &str, company: &CompanyReview) -> csv::Result<()> {
+    let cells = CompanyCells {
+        period,
+        organization: spreadsheet_safe(&company.organization),
+        customer_number: spreadsheet_safe(&company.customer_number),
+        company_id: company.autotask_company_id.map(|id| id.to_string()).unwrap_or_default(),
+    };
+    cells.write(out, "company")?;
+    out.empty(9)?;
+    out.figures(&company.figures)?;
+    out.empty(1)?;
+    out.amount(company.previous_revenue)?;
+    out.text(company.change.as_str())?;
+    out.empty(6)?;
+    out.end()?;
+    for sub in &company.subscriptions {
+        subscription_rows(out, &cells, sub)?;
+    }
+    Ok(())
+}
+
+/// A subscription's row, with what Autotask holds and intends for it, then its products'.
+fn subscription_rows(
+    out: &mut Cells,
+    company: &CompanyCells<'_>,
+    sub: &SubscriptionReview,
+) -> csv::Result<()> {
+    let cells = SubscriptionCells {
+        company,
+        subscription_id: spreadsheet_safe(&sub.subscription_id),
+        subscription_name: spreadsheet_safe(&sub.subscription_name),
+        service: spreadsheet_safe(&sub.service),
+        billing: sub.billing,
+    };
+    let billing_date = sub.billing_date.map(|d| d.to_string()).unwrap_or_default();
+    cells.write(out, "subscription")?;
+    out.empty(5)?;
+    out.figures(&sub.figures)?;
+    out.empty(1)?;
+    out.amount(sub.previous_revenue)?;
+    out.text(sub.change.as_str())?;
+    out.amount(sub.autotask_revenue)?;
+    out.text(sub.autotask_status)?;
+    out.text(&billing_date)?;
+    out.amount(sub.intended_revenue)?;
+    out.amount(sub.price_book_difference)?;
+    out.amount(sub.unexplained_difference)?;
+    out.end()?;
+    for product in &sub.products {
+        product_row(out, &cells, product, &billing_date)?;
+    }
+    Ok(())
+}
+
+/// A product's row: its units, prices and figures against the previous period's.
+fn product_row(
+    out: &mut Cells,
+    subscription: &SubscriptionCells<'_>,
+    product: &ProductReview,
+    billing_date: &str,
+) -> csv::Result<()> {
+    subscription.write(out, "product")?;
+    out.text(&spreadsheet_safe(&product.item_code))?;
+    out.text(&spreadsheet_safe(&product.product_name))?;
+    out.amount(Some(product.units))?;
+    out.amount(product.unit_price)?;
+    out.amount(product.unit_cost)?;
+    out.figures(&product.figures)?;
+    out.amount(product.previous_units)?;
+    out.amount(product.previous_revenue)?;
+    out.text(product.change.as_str())?;
+    out.empty(2)?;
+    out.text(billing_date)?;
+    out.empty(3)?;
+    out.end()
+}
+
+/// The last row: the bills' figures against Autotask's total.
+fn total_row(out: &mut Cells, period: &str, totals: &Totals) -> csv::Result<()> {
+    out.text(period)?;
     out.text("total")?;
     out.empty(12)?;
     out.figures(&totals.bills)?;
@@ -204,8 +265,7 @@ fn csv_to(review: &Review, out: &mut dyn std::io::Write) -> Result<(), RenderErr
     out.amount(Some(totals.to_autotask + totals.price_book_difference))?;
     out.amount(Some(totals.price_book_difference))?;
     out.amount(totals.unexplained_difference)?;
-    out.end()?;
-    Ok(out.writer.flush()?)
+    out.end()
 }
 
 /// The CSV being written, a field at a time.
@@ -371,6 +431,28 @@ fn html_to(
     generated_at: &str,
     out: &mut dyn std::io::Write,
 ) -> Result<(), RenderError> {
+    let env = environment()?;
+    let company_details = company_details(&env, review)?;
+    let template = env.get_template("review.html")?;
+    let charts = charts::charts(review);
+    let company_details: Vec<Value> =
+        company_details.into_iter().map(Value::from_safe_string).collect();
+    template.render_captured_to(
+        minijinja::context! {
+            review => Value::from_serialize(Page::of(review)),
+            charts => Value::from_serialize(&charts),
+            company_details => company_details,
+            generated_at => generated_at,
+            left_out_exceptions => left_out_exceptions(review),
+            version => env!("CARGO_PKG_VERSION"),
+        },
+        out,
+    )?;
+    Ok(())
+}
+
+/// The page's templates with the filters and tests they use.
+fn environment() -> Result<Environment<'static>, RenderError> {
     let mut env = Environment::new();
     // The names end in .html: minijinja escapes every value for HTML unless marked safe, and
     // the templates mark nothing safe. The page takes the company details as HTML the details
@@ -392,10 +474,12 @@ fn html_to(
     env.add_test("negative", |value: Value| {
         !value.is_none() && decimal_of(&value).is_ok_and(|d| d.is_sign_negative() && !d.is_zero())
     });
-    let company_details = company_details(&env, review)?;
-    let template = env.get_template("review.html")?;
-    let charts = charts::charts(review);
-    let left_out_exceptions = review
+    Ok(env)
+}
+
+/// How many exceptions say a line was left out of Autotask (the page's count beside them).
+fn left_out_exceptions(review: &Review) -> usize {
+    review
         .exceptions
         .iter()
         .filter(|e| {
@@ -404,21 +488,7 @@ fn html_to(
                 "unlinked_organization" | "unmapped_service" | "manual_line_not_billed"
             )
         })
-        .count();
-    let company_details: Vec<Value> =
-        company_details.into_iter().map(Value::from_safe_string).collect();
-    template.render_captured_to(
-        minijinja::context! {
-            review => Value::from_serialize(Page::of(review)),
-            charts => Value::from_serialize(&charts),
-            company_details => company_details,
-            generated_at => generated_at,
-            left_out_exceptions => left_out_exceptions,
-            version => env!("CARGO_PKG_VERSION"),
-        },
-        out,
-    )?;
-    Ok(())
+        .count()
 }
 
 /// Every company's subscriptions and products, the bulk of a large tenant's page (250,000

@@ -479,37 +479,7 @@ impl Import<'_> {
             return Ok(slot);
         }
         let key = BillKey { organization_name: organization_name.to_string(), billing_date };
-        let conn = &self.store.conn;
-        let billing_date = date(&key.billing_date);
-        let existing: Option<(i64, String)> = conn
-            .query_row(
-                "SELECT id, content_sha256 FROM bills
-                 WHERE organization_key = ?1 AND billing_date = ?2",
-                params![index_key.0, billing_date],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()?;
-        let target = match existing {
-            Some((bill_id, content_sha256)) => {
-                Target::Known { bill_id, content_sha256, staging_index: self.bills.len() as i64 }
-            }
-            None => {
-                conn.execute(
-                    "INSERT INTO bills (organization_key, organization_name, billing_date,
-                                        content_sha256, revision, line_count, imported_at,
-                                        source_file)
-                     VALUES (?1, ?2, ?3, '', 1, 0, ?4, ?5)",
-                    params![
-                        index_key.0,
-                        key.organization_name,
-                        billing_date,
-                        self.imported_at,
-                        self.source_name
-                    ],
-                )?;
-                Target::New { bill_id: conn.last_insert_rowid() }
-            }
-        };
+        let target = self.target_of(&index_key.0, &key)?;
         let slot = self.bills.len();
         self.bills.push(PendingBill {
             key,
@@ -526,6 +496,42 @@ impl Import<'_> {
         Ok(slot)
     }
 
+    /// The stored bill a new bill key of this import replaces, or a new row for it (its content
+    /// hash written when the import completes).
+    fn target_of(&self, organization_key: &str, key: &BillKey) -> rusqlite::Result<Target> {
+        let conn = &self.store.conn;
+        let billing_date = date(&key.billing_date);
+        let existing: Option<(i64, String)> = conn
+            .query_row(
+                "SELECT id, content_sha256 FROM bills
+                 WHERE organization_key = ?1 AND billing_date = ?2",
+                params![organization_key, billing_date],
+                |row| Ok((row.get(0)?, row.get(1)?)),
+            )
+            .optional()?;
+        if let Some((bill_id, content_sha256)) = existing {
+            return Ok(Target::Known {
+                bill_id,
+                content_sha256,
+                staging_index: self.bills.len() as i64,
+            });
+        }
+        conn.execute(
+            "INSERT INTO bills (organization_key, organization_name, billing_date,
+                                content_sha256, revision, line_count, imported_at,
+                                source_file)
+             VALUES (?1, ?2, ?3, '', 1, 0, ?4, ?5)",
+            params![
+                organization_key,
+                key.organization_name,
+                billing_date,
+                self.imported_at,
+                self.source_name
+            ],
+        )?;
+        Ok(Target::New { bill_id: conn.last_insert_rowid() })
+    }
+
     pub fn finish(mut self) -> Result<ImportSummary, StoreError> {
         let summary = self.complete().map_err(|e| self.store.wrap(e))?;
         self.finished = true;
@@ -534,58 +540,16 @@ impl Import<'_> {
 
     fn complete(&mut self) -> rusqlite::Result<ImportSummary> {
         self.write_all_blocks()?;
-        let conn = &self.store.conn;
         let mut summary = ImportSummary { lines: self.lines, ..ImportSummary::default() };
         for bill in &self.bills {
-            let bill_id = bill.target.bill_id();
-            // Written again whatever the outcome below (the same totals for an unchanged bill).
-            bill.totals.replace(conn, bill_id)?;
-            let content = bill.hash.finish();
-            match &bill.target {
-                Target::New { bill_id } => {
-                    conn.execute(
-                        "UPDATE bills SET content_sha256 = ?1, line_count = ?2 WHERE id = ?3",
-                        params![content, bill.lines as i64, bill_id],
-                    )?;
-                    summary.new_bills.push(bill.key.clone());
-                }
-                Target::Known { bill_id, content_sha256, .. } if *content_sha256 == content => {
-                    // The same lines under a new organization name (a rename in Cloudmore):
-                    // the bill keeps its key and takes the name.
-                    conn.execute(
-                        "UPDATE bills SET organization_name = ?1
-                         WHERE id = ?2 AND organization_name != ?1",
-                        params![bill.key.organization_name, bill_id],
-                    )?;
-                    summary.unchanged_bills.push(bill.key.clone());
-                }
-                Target::Known { bill_id, staging_index, .. } => {
-                    conn.execute("DELETE FROM bill_line_blocks WHERE bill_id = ?1", [bill_id])?;
-                    conn.execute(
-                        "INSERT INTO bill_line_blocks (bill_id, line_count, lines)
-                         SELECT ?1, line_count, lines FROM temp.import_blocks
-                         WHERE staging_index = ?2 ORDER BY id",
-                        params![bill_id, staging_index],
-                    )?;
-                    conn.execute(
-                        "UPDATE bills SET content_sha256 = ?1, line_count = ?2,
-                                revision = revision + 1, imported_at = ?3, source_file = ?4,
-                                organization_name = ?5
-                         WHERE id = ?6",
-                        params![
-                            content,
-                            bill.lines as i64,
-                            self.imported_at,
-                            self.source_name,
-                            bill.key.organization_name,
-                            bill_id
-                        ],
-                    )?;
-                    summary.restated_bills.push(bill.key.clone());
-                }
-            }
+            let list = match self.settle(bill)? {
+                Settled::New => &mut summary.new_bills,
+                Settled::Unchanged => &mut summary.unchanged_bills,
+                Settled::Restated => &mut summary.restated_bills,
+            };
+            list.push(bill.key.clone());
         }
-        conn.execute_batch(&format!(
+        self.store.conn.execute_batch(&format!(
             "DELETE FROM temp.import_blocks; COMMIT; {CACHE_AFTER_IMPORT}"
         ))?;
         summary.new_bills.sort();
@@ -593,6 +557,79 @@ impl Import<'_> {
         summary.restated_bills.sort();
         Ok(summary)
     }
+
+    /// Writes one bill's outcome: its totals, and its hash and line count (a new bill), its
+    /// name (the same lines, renamed), or its staged blocks and a new revision (restated).
+    fn settle(&self, bill: &PendingBill) -> rusqlite::Result<Settled> {
+        let conn = &self.store.conn;
+        // Written again whatever the outcome below (the same totals for an unchanged bill).
+        bill.totals.replace(conn, bill.target.bill_id())?;
+        let content = bill.hash.finish();
+        match &bill.target {
+            Target::New { bill_id } => {
+                conn.execute(
+                    "UPDATE bills SET content_sha256 = ?1, line_count = ?2 WHERE id = ?3",
+                    params![content, bill.lines as i64, bill_id],
+                )?;
+                Ok(Settled::New)
+            }
+            Target::Known { bill_id, content_sha256, .. } if *content_sha256 == content => {
+                // The same lines under a new organization name (a rename in Cloudmore):
+                // the bill keeps its key and takes the name.
+                conn.execute(
+                    "UPDATE bills SET organization_name = ?1
+                     WHERE id = ?2 AND organization_name != ?1",
+                    params![bill.key.organization_name, bill_id],
+                )?;
+                Ok(Settled::Unchanged)
+            }
+            Target::Known { bill_id, staging_index, .. } => {
+                self.restate(bill, *bill_id, *staging_index, &content)?;
+                Ok(Settled::Restated)
+            }
+        }
+    }
+
+    /// A known bill whose lines changed: its blocks replaced by the staged ones, its row given
+    /// the new hash, count, name and source, one revision up.
+    fn restate(
+        &self,
+        bill: &PendingBill,
+        bill_id: i64,
+        staging_index: i64,
+        content: &str,
+    ) -> rusqlite::Result<()> {
+        let conn = &self.store.conn;
+        conn.execute("DELETE FROM bill_line_blocks WHERE bill_id = ?1", [bill_id])?;
+        conn.execute(
+            "INSERT INTO bill_line_blocks (bill_id, line_count, lines)
+             SELECT ?1, line_count, lines FROM temp.import_blocks
+             WHERE staging_index = ?2 ORDER BY id",
+            params![bill_id, staging_index],
+        )?;
+        conn.execute(
+            "UPDATE bills SET content_sha256 = ?1, line_count = ?2,
+                    revision = revision + 1, imported_at = ?3, source_file = ?4,
+                    organization_name = ?5
+             WHERE id = ?6",
+            params![
+                content,
+                bill.lines as i64,
+                self.imported_at,
+                self.source_name,
+                bill.key.organization_name,
+                bill_id
+            ],
+        )?;
+        Ok(())
+    }
+}
+
+/// What an import did to one of the bills it read.
+enum Settled {
+    New,
+    Unchanged,
+    Restated,
 }
 
 impl Drop for Import<'_> {

@@ -304,40 +304,44 @@ fn each_audit_row(
     )?;
     let mut rows = statement.query(params![filter.run_id, since])?;
     while let Some(row) = rows.next()? {
-        let outcome: String = row.get(10)?;
-        let outcome = AuditOutcome::parse(&outcome).ok_or_else(|| {
-            rusqlite::Error::FromSqlConversionFailure(
-                10,
-                rusqlite::types::Type::Text,
-                Box::new(UnexpectedValue(outcome.clone())),
-            )
-        })?;
-        let audit = AuditRow {
-            run_id: row.get(0)?,
-            at: get_timestamp(row, 1)?,
-            action: row.get(2)?,
-            entity: row.get(3)?,
-            autotask_id: row.get(4)?,
-            key: row.get(5)?,
-            field: row.get(6)?,
-            old_value: row.get(7)?,
-            new_value: row.get(8)?,
-            rule: row.get(9)?,
-            outcome,
-            http_status: row.get(11)?,
-            message: row.get(12)?,
-        };
-        let chained = ChainedAuditRow {
-            id: row.get(13)?,
-            row: audit,
-            prev_digest: row.get(14)?,
-            digest: row.get(15)?,
-        };
-        if !visit(chained) {
+        if !visit(chained_audit_row(row)?) {
             break;
         }
     }
     Ok(())
+}
+
+/// One row of [`each_audit_row`]'s query; an outcome this cmat does not know is an error.
+fn chained_audit_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChainedAuditRow> {
+    let outcome: String = row.get(10)?;
+    let outcome = AuditOutcome::parse(&outcome).ok_or_else(|| {
+        rusqlite::Error::FromSqlConversionFailure(
+            10,
+            rusqlite::types::Type::Text,
+            Box::new(UnexpectedValue(outcome.clone())),
+        )
+    })?;
+    let audit = AuditRow {
+        run_id: row.get(0)?,
+        at: get_timestamp(row, 1)?,
+        action: row.get(2)?,
+        entity: row.get(3)?,
+        autotask_id: row.get(4)?,
+        key: row.get(5)?,
+        field: row.get(6)?,
+        old_value: row.get(7)?,
+        new_value: row.get(8)?,
+        rule: row.get(9)?,
+        outcome,
+        http_status: row.get(11)?,
+        message: row.get(12)?,
+    };
+    Ok(ChainedAuditRow {
+        id: row.get(13)?,
+        row: audit,
+        prev_digest: row.get(14)?,
+        digest: row.get(15)?,
+    })
 }
 
 /// Migration 0011's step: chains the rows an older cmat wrote, from the first, in id order,

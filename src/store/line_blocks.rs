@@ -461,8 +461,6 @@ pub(super) fn visit_bill(
 /// 0001 to 0009) into its bill's blocks, in order; a bill imported before migration 0006 gets
 /// its `bill_totals` (the review then reads no line for the trends); the old table goes.
 pub(super) fn move_lines_into_blocks(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
-    use super::bills::BillTotals;
-    use super::sql::get_decimal;
     let mut read = conn.prepare(
         "SELECT bill_id, source_row, service_name, broker_name, customer_number, product_name,
                 item_code, quantity, unit_cost_price, unit_sales_price, total_cost, total_sales,
@@ -474,86 +472,113 @@ pub(super) fn move_lines_into_blocks(conn: &rusqlite::Connection) -> rusqlite::R
     )?;
     let mut insert = conn
         .prepare("INSERT INTO bill_line_blocks (bill_id, line_count, lines) VALUES (?1, ?2, ?3)")?;
-    /// The bill being moved: its open block, the lines in it, its totals when it has none.
-    struct Moving {
-        bill_id: i64,
-        block: Vec<u8>,
-        lines: i64,
-        totals: Option<BillTotals>,
-    }
-    impl Moving {
-        fn write_block(&mut self, insert: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
-            if self.lines > 0 {
-                let block = std::mem::take(&mut self.block);
-                insert.execute(rusqlite::params![self.bill_id, self.lines, block])?;
-                self.lines = 0;
-            }
-            Ok(())
-        }
-    }
-    let finish =
-        |moving: Option<Moving>, insert: &mut rusqlite::Statement<'_>| -> rusqlite::Result<()> {
-            if let Some(mut moving) = moving {
-                moving.write_block(insert)?;
-                if let Some(totals) = &moving.totals {
-                    totals.replace(conn, moving.bill_id)?;
-                }
-            }
-            Ok(())
-        };
     let mut rows = read.query([])?;
-    let mut moving: Option<Moving> = None;
+    let mut moving: Option<MovingBill> = None;
     let mut writer = BlockWriter::default();
     while let Some(row) = rows.next()? {
         let bill_id: i64 = row.get(0)?;
-        let text = |index: usize| -> rusqlite::Result<&str> {
-            row.get_ref(index)?.as_str().map_err(rusqlite::Error::from)
-        };
-        let line = StoredLine {
-            source_row: row.get::<_, i64>(1)?.max(0) as u64,
-            service_name: text(2)?,
-            broker_name: text(3)?,
-            customer_number: text(4)?,
-            product_name: text(5)?,
-            item_code: text(6)?,
-            quantity: get_decimal(row, 7)?,
-            unit_cost_price: get_decimal(row, 8)?,
-            unit_sales_price: get_decimal(row, 9)?,
-            total_cost: get_decimal(row, 10)?,
-            total_sales: get_decimal(row, 11)?,
-            currency_code: text(12)?,
-            product_id: text(13)?,
-            subscription_id: text(14)?,
-            subscription_name: text(15)?,
-            autotask_company_id: row.get(16)?,
-            payment_frequency: text(17)?,
-            organization_currency_code: text(18)?,
-            organization_groups: text(19)?,
-        };
+        let line = old_line(row)?;
         let needs_totals: bool = row.get(20)?;
         if moving.as_ref().map(|m| m.bill_id) != Some(bill_id) {
-            finish(moving.take(), &mut insert)?;
-            moving = Some(Moving {
-                bill_id,
-                block: Vec::new(),
-                lines: 0,
-                totals: needs_totals.then(BillTotals::default),
-            });
+            if let Some(done) = moving.take() {
+                done.finish(conn, &mut insert)?;
+            }
+            moving = Some(MovingBill::new(bill_id, needs_totals));
         }
         let Some(bill) = moving.as_mut() else { continue };
-        if let Some(totals) = &mut bill.totals {
-            totals.add(&line);
-        }
-        writer.push(&mut bill.block, &line);
-        bill.lines += 1;
-        if bill.block.len() >= BLOCK_BYTES {
-            bill.write_block(&mut insert)?;
-        }
+        bill.push(&mut writer, &line, &mut insert)?;
     }
-    finish(moving, &mut insert)?;
+    if let Some(done) = moving {
+        done.finish(conn, &mut insert)?;
+    }
     drop(rows);
     drop(read);
     conn.execute_batch("DROP TABLE bill_lines;")
+}
+
+/// One row of the old `bill_lines` table (columns 1 to 19 of the migration's query), borrowed.
+fn old_line<'r>(row: &'r rusqlite::Row<'_>) -> rusqlite::Result<StoredLine<'r>> {
+    use super::sql::get_decimal;
+    let text = |index: usize| -> rusqlite::Result<&str> {
+        row.get_ref(index)?.as_str().map_err(rusqlite::Error::from)
+    };
+    Ok(StoredLine {
+        source_row: row.get::<_, i64>(1)?.max(0) as u64,
+        service_name: text(2)?,
+        broker_name: text(3)?,
+        customer_number: text(4)?,
+        product_name: text(5)?,
+        item_code: text(6)?,
+        quantity: get_decimal(row, 7)?,
+        unit_cost_price: get_decimal(row, 8)?,
+        unit_sales_price: get_decimal(row, 9)?,
+        total_cost: get_decimal(row, 10)?,
+        total_sales: get_decimal(row, 11)?,
+        currency_code: text(12)?,
+        product_id: text(13)?,
+        subscription_id: text(14)?,
+        subscription_name: text(15)?,
+        autotask_company_id: row.get(16)?,
+        payment_frequency: text(17)?,
+        organization_currency_code: text(18)?,
+        organization_groups: text(19)?,
+    })
+}
+
+/// The bill being moved by [`move_lines_into_blocks`]: its open block, the lines in it, its
+/// totals when it has none stored.
+struct MovingBill {
+    bill_id: i64,
+    block: Vec<u8>,
+    lines: i64,
+    totals: Option<super::bills::BillTotals>,
+}
+
+impl MovingBill {
+    fn new(bill_id: i64, needs_totals: bool) -> MovingBill {
+        let totals = needs_totals.then(super::bills::BillTotals::default);
+        MovingBill { bill_id, block: Vec::new(), lines: 0, totals }
+    }
+
+    /// Adds a line to the open block, writing the block once it is full.
+    fn push(
+        &mut self,
+        writer: &mut BlockWriter,
+        line: &StoredLine<'_>,
+        insert: &mut rusqlite::Statement<'_>,
+    ) -> rusqlite::Result<()> {
+        if let Some(totals) = &mut self.totals {
+            totals.add(line);
+        }
+        writer.push(&mut self.block, line);
+        self.lines += 1;
+        if self.block.len() >= BLOCK_BYTES {
+            self.write_block(insert)?;
+        }
+        Ok(())
+    }
+
+    fn write_block(&mut self, insert: &mut rusqlite::Statement<'_>) -> rusqlite::Result<()> {
+        if self.lines > 0 {
+            let block = std::mem::take(&mut self.block);
+            insert.execute(rusqlite::params![self.bill_id, self.lines, block])?;
+            self.lines = 0;
+        }
+        Ok(())
+    }
+
+    /// The bill's last block, and its totals when it had none.
+    fn finish(
+        mut self,
+        conn: &rusqlite::Connection,
+        insert: &mut rusqlite::Statement<'_>,
+    ) -> rusqlite::Result<()> {
+        self.write_block(insert)?;
+        if let Some(totals) = &self.totals {
+            totals.replace(conn, self.bill_id)?;
+        }
+        Ok(())
+    }
 }
 
 #[inline]

@@ -124,32 +124,6 @@ impl Store {
     pub fn bill_history(&self, services: &[String]) -> Result<History, StoreError> {
         let read = || -> rusqlite::Result<History> {
             let mut history = History::default();
-            let mut add = |billing_date: NaiveDate,
-                           organization: &str,
-                           service: &str,
-                           subscription: &str,
-                           name: &str,
-                           sales: Decimal,
-                           cost: Decimal| {
-                let total = history.by_date.entry(billing_date).or_default();
-                total.0 += sales;
-                total.1 += cost;
-                if services.iter().any(|s| s == service) {
-                    let entry = history
-                        .subscriptions
-                        .entry((billing_date, subscription.to_string()))
-                        .or_insert_with(|| {
-                            (
-                                organization.to_string(),
-                                name.to_string(),
-                                Decimal::ZERO,
-                                Decimal::ZERO,
-                            )
-                        });
-                    entry.2 += sales;
-                    entry.3 += cost;
-                }
-            };
             let mut totals = self.conn.prepare(
                 "SELECT b.billing_date, b.organization_name, t.service_name, t.subscription_id,
                         t.subscription_name, t.total_sales, t.total_cost
@@ -157,18 +131,33 @@ impl Store {
             )?;
             let mut rows = totals.query([])?;
             while let Some(row) = rows.next()? {
-                add(
-                    get_date(row, 0)?,
-                    text(row, 1)?,
-                    text(row, 2)?,
-                    text(row, 3)?,
-                    text(row, 4)?,
-                    get_decimal(row, 5)?,
-                    get_decimal(row, 6)?,
-                );
+                history.add_totals(row, services)?;
             }
             Ok(history)
         };
         read().map_err(|e| self.wrap(e))
+    }
+}
+
+impl History {
+    /// One row of [`Store::bill_history`]'s query: into its Billing Date's totals, and into
+    /// its subscription's when its service is one of `services`.
+    fn add_totals(&mut self, row: &rusqlite::Row<'_>, services: &[String]) -> rusqlite::Result<()> {
+        let billing_date = get_date(row, 0)?;
+        let (organization, service) = (text(row, 1)?, text(row, 2)?);
+        let (subscription, name) = (text(row, 3)?, text(row, 4)?);
+        let (sales, cost) = (get_decimal(row, 5)?, get_decimal(row, 6)?);
+        let total = self.by_date.entry(billing_date).or_default();
+        total.0 += sales;
+        total.1 += cost;
+        if services.iter().any(|s| s == service) {
+            let entry =
+                self.subscriptions.entry((billing_date, subscription.to_string())).or_insert_with(
+                    || (organization.to_string(), name.to_string(), Decimal::ZERO, Decimal::ZERO),
+                );
+            entry.2 += sales;
+            entry.3 += cost;
+        }
+        Ok(())
     }
 }

@@ -239,13 +239,7 @@ impl AutotaskClient {
         credentials: AutotaskCredentials,
         options: ClientOptions,
     ) -> Result<Self, AutotaskError> {
-        let share =
-            options.max_hourly_share.or(config.max_hourly_share).unwrap_or(Decimal::new(5, 1));
-        if share <= Decimal::ZERO || share > Decimal::ONE {
-            return Err(AutotaskError::Config(format!(
-                "max_hourly_share must lie above 0 and at most 1, not {share}"
-            )));
-        }
+        let share = hourly_share(config, &options)?;
         let zone_lookup_url =
             config.zone_lookup_url.clone().unwrap_or_else(|| DEFAULT_ZONE_LOOKUP_URL.to_string());
         check_url(&zone_lookup_url).map_err(AutotaskError::Config)?;
@@ -253,14 +247,7 @@ impl AutotaskClient {
             check_url(base).map_err(AutotaskError::Config)?;
         }
         let headers = auth_headers(&credentials, options.impersonation_resource_id)?;
-        let http = Client::builder()
-            .connect_timeout(options.connect_timeout)
-            .timeout(options.request_timeout)
-            // A redirect would carry the credential headers to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))?;
+        let http = http_client(&options)?;
         let limiter = Limiter::new(
             options.slot_release_delay,
             options.slot_release_delay_max,
@@ -362,48 +349,53 @@ impl AutotaskClient {
         let mut seen_urls = HashSet::new();
         let mut next: Option<String> = None;
         for page in 1..=MAX_PAGES {
-            let (mut answer, name) = match &next {
-                None => (
-                    self.send(Method::POST, Target::Path(&path), Some(&body), Safety::Repeatable)?,
-                    request.clone(),
-                ),
-                Some(url) => {
-                    let name = format!("{request} (page {page})");
-                    (
-                        self.send_named(
-                            &name,
-                            Method::POST,
-                            Target::Absolute(url),
-                            Some(&body),
-                            Safety::Repeatable,
-                        )?,
-                        name,
-                    )
-                }
-            };
+            let (mut answer, name) =
+                self.query_page(&path, &request, &body, page, next.as_deref())?;
             let bad =
                 |message: String| AutotaskError::BadResponse { request: name.clone(), message };
             let (items, next_url) = page_of(&mut answer).map_err(&bad)?;
             if on_page(items).is_break() {
                 return Ok(());
             }
-            match next_url {
-                None => return Ok(()),
-                Some(url) => {
-                    self.check_page_url(&url).map_err(|m| bad(m.clone()))?;
-                    if !seen_urls.insert(url.clone()) {
-                        return Err(bad(format!(
-                            "`nextPageUrl` repeats an earlier page ({url}); stopping"
-                        )));
-                    }
-                    next = Some(url);
-                }
+            let Some(url) = next_url else { return Ok(()) };
+            self.check_page_url(&url).map_err(|m| bad(m.clone()))?;
+            if !seen_urls.insert(url.clone()) {
+                return Err(bad(format!(
+                    "`nextPageUrl` repeats an earlier page ({url}); stopping"
+                )));
             }
+            next = Some(url);
         }
         Err(AutotaskError::BadResponse {
             request,
             message: format!("more than {MAX_PAGES} pages; stopping"),
         })
+    }
+
+    /// One page of a query and the request's name in errors: the first page by its path, the
+    /// next ones by the `nextPageUrl` the one before gave (named with their number).
+    fn query_page(
+        &self,
+        path: &str,
+        request: &str,
+        body: &Value,
+        page: usize,
+        next: Option<&str>,
+    ) -> Result<(Value, String), AutotaskError> {
+        let Some(url) = next else {
+            let answer =
+                self.send(Method::POST, Target::Path(path), Some(body), Safety::Repeatable)?;
+            return Ok((answer, request.to_string()));
+        };
+        let name = format!("{request} (page {page})");
+        let answer = self.send_named(
+            &name,
+            Method::POST,
+            Target::Absolute(url),
+            Some(body),
+            Safety::Repeatable,
+        )?;
+        Ok((answer, name))
     }
 
     /// `POST {Entity}/query/count`.
@@ -970,12 +962,35 @@ fn lockout(request: &str, status: StatusCode, retry_after: Option<Duration>) -> 
     }
 }
 
+/// The share of the hourly threshold cmat may use: the option's, else the configuration's,
+/// else half; it must lie in (0, 1].
+fn hourly_share(
+    config: &AutotaskConfig,
+    options: &ClientOptions,
+) -> Result<Decimal, AutotaskError> {
+    let share = options.max_hourly_share.or(config.max_hourly_share).unwrap_or(Decimal::new(5, 1));
+    if share <= Decimal::ZERO || share > Decimal::ONE {
+        return Err(AutotaskError::Config(format!(
+            "max_hourly_share must lie above 0 and at most 1, not {share}"
+        )));
+    }
+    Ok(share)
+}
+
+/// The HTTP client of the Autotask API: the options' timeouts, and no redirects.
+fn http_client(options: &ClientOptions) -> Result<Client, AutotaskError> {
+    Client::builder()
+        .connect_timeout(options.connect_timeout)
+        .timeout(options.request_timeout)
+        // A redirect would carry the credential headers to wherever it points.
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("cmat/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|err| AutotaskError::Config(format!("cannot set up HTTP: {err}")))
+}
+
 fn field_info(value: &Value) -> Result<FieldInfo, String> {
-    let get = |name: &str| {
-        value
-            .as_object()
-            .and_then(|map| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-    };
+    let get = |name: &str| response::member(value, name);
     let flag = |name: &str| get(name).and_then(Value::as_bool).unwrap_or(false);
     let name = get("name")
         .and_then(Value::as_str)
@@ -983,28 +998,9 @@ fn field_info(value: &Value) -> Result<FieldInfo, String> {
         .to_string();
     let picklist_values = match get("picklistValues") {
         None | Some(Value::Null) => Vec::new(),
-        Some(Value::Array(values)) => values
-            .iter()
-            .map(|v| {
-                let text = |field: &str| -> Option<String> {
-                    let found = v.as_object().and_then(|map| {
-                        map.iter().find(|(k, _)| k.eq_ignore_ascii_case(field)).map(|(_, v)| v)
-                    })?;
-                    match found {
-                        Value::String(s) => Some(s.clone()),
-                        Value::Number(n) => Some(n.to_string()),
-                        _ => None,
-                    }
-                };
-                Ok(PicklistValue {
-                    value: text("value").ok_or_else(|| {
-                        format!("field `{name}`: a picklist value without `value`")
-                    })?,
-                    label: text("label").unwrap_or_default(),
-                    is_active: v.get("isActive").and_then(Value::as_bool).unwrap_or(true),
-                })
-            })
-            .collect::<Result<_, String>>()?,
+        Some(Value::Array(values)) => {
+            values.iter().map(|v| picklist_value(v, &name)).collect::<Result<_, String>>()?
+        }
         Some(other) => {
             return Err(format!(
                 "field `{name}`: `picklistValues` should be a list, found {}",
@@ -1021,6 +1017,23 @@ fn field_info(value: &Value) -> Result<FieldInfo, String> {
         is_pick_list: flag("isPickList") || !picklist_values.is_empty(),
         picklist_values,
         name,
+    })
+}
+
+/// One of field `field`'s picklist values; a number `value` or `label` is taken as its text.
+fn picklist_value(v: &Value, field: &str) -> Result<PicklistValue, String> {
+    let text = |name: &str| -> Option<String> {
+        match response::member(v, name)? {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    Ok(PicklistValue {
+        value: text("value")
+            .ok_or_else(|| format!("field `{field}`: a picklist value without `value`"))?,
+        label: text("label").unwrap_or_default(),
+        is_active: v.get("isActive").and_then(Value::as_bool).unwrap_or(true),
     })
 }
 

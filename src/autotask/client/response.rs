@@ -55,36 +55,48 @@ pub(super) fn interpret(
 ) -> Result<Value, AutotaskError> {
     let parsed: Result<Value, _> = serde_json::from_str(text);
     if status.is_success() {
-        let value = parsed.map_err(|err| AutotaskError::BadResponse {
-            request: request.to_string(),
-            message: not_json(text, &err),
-        })?;
-        if !value.is_object() {
-            return Err(AutotaskError::BadResponse {
-                request: request.to_string(),
-                message: format!("expected a JSON object, found {}", kind(&value)),
-            });
-        }
-        let messages = error_messages(&value);
-        if !messages.is_empty() {
-            return Err(AutotaskError::Api {
-                request: request.to_string(),
-                status: status.as_u16(),
-                kind: Rejection::classify(&messages),
-                messages,
-            });
-        }
-        return Ok(value);
+        return success(request, status, text, parsed);
     }
     if status == StatusCode::UNAUTHORIZED {
         return Err(AutotaskError::Unauthorized { request: request.to_string() });
     }
-    let mut messages = match &parsed {
+    Err(api_error(request, status, failure_messages(status, text, &parsed)))
+}
+
+/// A 2xx answer: a JSON object, unless it carries `errors` (Autotask answers some refusals
+/// with 200).
+fn success(
+    request: &str,
+    status: StatusCode,
+    text: &str,
+    parsed: serde_json::Result<Value>,
+) -> Result<Value, AutotaskError> {
+    let bad =
+        |message: String| AutotaskError::BadResponse { request: request.to_string(), message };
+    let value = parsed.map_err(|err| bad(not_json(text, &err)))?;
+    if !value.is_object() {
+        return Err(bad(format!("expected a JSON object, found {}", kind(&value))));
+    }
+    let messages = error_messages(&value);
+    if !messages.is_empty() {
+        return Err(api_error(request, status, messages));
+    }
+    Ok(value)
+}
+
+/// What a failed answer says: its `errors`, or what the body is when it has none; a redirect
+/// says it was not followed.
+fn failure_messages(
+    status: StatusCode,
+    text: &str,
+    parsed: &serde_json::Result<Value>,
+) -> Vec<String> {
+    let mut messages = match parsed {
         Ok(value) => error_messages(value),
         Err(_) => Vec::new(),
     };
     if messages.is_empty() {
-        messages.push(match &parsed {
+        messages.push(match parsed {
             Ok(_) if text.trim().is_empty() => "(no message)".to_string(),
             Ok(_) => format!("(no `errors` in the answer: {})", excerpt(text)),
             Err(err) => not_json(text, err),
@@ -93,12 +105,17 @@ pub(super) fn interpret(
     if status.is_redirection() {
         messages.push("Autotask redirected; redirects are not followed (check base_url)".into());
     }
-    Err(AutotaskError::Api {
+    messages
+}
+
+/// Autotask refused the request: its messages, and the kind of refusal they show.
+fn api_error(request: &str, status: StatusCode, messages: Vec<String>) -> AutotaskError {
+    AutotaskError::Api {
         request: request.to_string(),
         status: status.as_u16(),
         kind: Rejection::classify(&messages),
         messages,
-    })
+    }
 }
 
 /// A refusal that says nothing was processed, and why.
@@ -141,14 +158,15 @@ pub(super) fn retry_after(value: &str) -> Option<Duration> {
     Some(wait.to_std().unwrap_or(Duration::ZERO))
 }
 
+/// An object's member by name, whatever its case (Autotask's casing varies between answers).
+pub(super) fn member<'v>(value: &'v Value, name: &str) -> Option<&'v Value> {
+    value.as_object()?.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v)
+}
+
 /// Autotask's `errors` (strings, or objects with a `message`), plus a lone `message`.
 pub(super) fn error_messages(value: &Value) -> Vec<String> {
     let mut messages = Vec::new();
-    let field = |name: &str| {
-        value
-            .as_object()
-            .and_then(|map| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v))
-    };
+    let field = |name: &str| member(value, name);
     if let Some(Value::Array(errors)) = field("errors") {
         for error in errors {
             match error {

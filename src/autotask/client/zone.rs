@@ -50,51 +50,12 @@ impl AutotaskClient {
             format!("{}{API_VERSION}/zoneInformation", with_slash(lookup))
         };
         let request = format!("GET {url}");
-        let user = self.credentials.username.clone();
         let zone_error = |message: String| AutotaskError::Zone {
             request: request.clone(),
-            user: user.clone(),
+            user: self.credentials.username.clone(),
             message,
         };
-        let mut attempt = 0;
-        let (status, body) = loop {
-            attempt += 1;
-            self.sent.fetch_add(1, Ordering::SeqCst);
-            let started = Instant::now();
-            let result = self.http.get(&url).query(&[("user", &self.credentials.username)]).send();
-            let outcome = match result {
-                Ok(response) => read_response(response),
-                Err(err) => Outcome::NotSent {
-                    connect: err.is_connect(),
-                    message: self.describe_transport(&err),
-                },
-            };
-            let status = match &outcome {
-                Outcome::NotSent { .. } => None,
-                Outcome::BodyLost { status, .. } | Outcome::Answer { status, .. } => {
-                    Some(status.as_u16())
-                }
-            };
-            logging::request("GET", &url, status, started.elapsed(), None);
-            match outcome {
-                Outcome::Answer { status, body, .. }
-                    if !(status == StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error()
-                            && status != StatusCode::INTERNAL_SERVER_ERROR) =>
-                {
-                    break (status, body)
-                }
-                other if attempt >= self.options.max_attempts => {
-                    return Err(zone_error(match other {
-                        Outcome::NotSent { message, .. } | Outcome::BodyLost { message, .. } => {
-                            message
-                        }
-                        Outcome::Answer { status, .. } => format!("HTTP {}", status.as_u16()),
-                    }))
-                }
-                _ => self.backoff(attempt, None),
-            }
-        };
+        let (status, body) = self.ask_zone(&url).map_err(zone_error)?;
         let text = self.redact(&String::from_utf8_lossy(&body));
         if status == StatusCode::INTERNAL_SERVER_ERROR || status == StatusCode::NOT_FOUND {
             return Err(zone_error(format!(
@@ -111,6 +72,56 @@ impl AutotaskClient {
         check_url(&base)
             .map_err(|message| zone_error(format!("the zone URL is refused: {message}")))?;
         Ok(with_slash(&base))
+    }
+
+    /// The zone lookup's answer, asked again after a refusal (429) or a server error other
+    /// than 500 (Autotask's answer for an unknown user) up to the attempts allowed; `Err` is
+    /// the last failure.
+    fn ask_zone(&self, url: &str) -> Result<(StatusCode, Vec<u8>), String> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.send_zone_lookup(url) {
+                Outcome::Answer { status, body, .. }
+                    if !(status == StatusCode::TOO_MANY_REQUESTS
+                        || status.is_server_error()
+                            && status != StatusCode::INTERNAL_SERVER_ERROR) =>
+                {
+                    return Ok((status, body))
+                }
+                other if attempt >= self.options.max_attempts => {
+                    return Err(match other {
+                        Outcome::NotSent { message, .. } | Outcome::BodyLost { message, .. } => {
+                            message
+                        }
+                        Outcome::Answer { status, .. } => format!("HTTP {}", status.as_u16()),
+                    })
+                }
+                _ => self.backoff(attempt, None),
+            }
+        }
+    }
+
+    /// One zone lookup request, counted and logged.
+    fn send_zone_lookup(&self, url: &str) -> Outcome {
+        self.sent.fetch_add(1, Ordering::SeqCst);
+        let started = Instant::now();
+        let result = self.http.get(url).query(&[("user", &self.credentials.username)]).send();
+        let outcome = match result {
+            Ok(response) => read_response(response),
+            Err(err) => Outcome::NotSent {
+                connect: err.is_connect(),
+                message: self.describe_transport(&err),
+            },
+        };
+        let status = match &outcome {
+            Outcome::NotSent { .. } => None,
+            Outcome::BodyLost { status, .. } | Outcome::Answer { status, .. } => {
+                Some(status.as_u16())
+            }
+        };
+        logging::request("GET", url, status, started.elapsed(), None);
+        outcome
     }
 
     /// A `nextPageUrl` must point at the tenant we talk to: the credentials go with it.
