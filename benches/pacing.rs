@@ -12,7 +12,7 @@
 use std::time::{Duration, Instant};
 
 use cmat::autotask::{
-    AutotaskClient, ClientOptions, Condition, Filter, DEFAULT_SLOT_RELEASE_GROWTH,
+    AutotaskClient, ClientOptions, Condition, Filter, PacingMemory, DEFAULT_SLOT_RELEASE_GROWTH,
     DEFAULT_SLOT_RELEASE_MAX_MS, DEFAULT_SLOT_RELEASE_MS,
 };
 use cmat::workspace::{AutotaskConfig, AutotaskCredentials, Secret};
@@ -64,22 +64,30 @@ fn main() {
     );
     for &server_ms in &servers {
         for &(client_ms, max_ms, growth) in &pacings {
-            let (refused, requests, wall, last) =
-                run(server_ms, (client_ms, max_ms, growth), latency, queries);
-            let pacing = if max_ms == client_ms {
-                format!("{client_ms} ms fixed")
-            } else {
-                format!("{client_ms} -> {} ms (x{growth})", last.as_millis())
-            };
-            // Answered requests times the simulator's latency over the wall time: a lower
-            // bound of the requests in flight on average (the simulator's own time adds to it).
-            let in_flight =
-                (requests - refused) as f64 * latency.as_secs_f64() / wall.as_secs_f64();
-            println!(
-                "{server_ms:>20} ms | {pacing:>20} | {refused:>8} | {requests:>8} | {:>8.1} % | {in_flight:>9.2} | {:.2} s",
-                refused as f64 * 100.0 / requests as f64,
-                wall.as_secs_f64()
-            );
+            // An adaptive pacing runs twice with one workspace memory: the second run (a
+            // day's next sync) starts at the delay the first one learned.
+            let folder = tempfile::tempdir().expect("a temporary folder");
+            let memory = PacingMemory { path: folder.path().join("autotask-pacing.json") };
+            let runs = if max_ms == client_ms { 1 } else { 2 };
+            for day in 1..=runs {
+                let pacing = (client_ms, max_ms, growth);
+                let (refused, requests, wall, last) =
+                    run(server_ms, pacing, Some(memory.clone()), latency, queries);
+                let pacing = if max_ms == client_ms {
+                    format!("{client_ms} ms fixed")
+                } else {
+                    format!("{client_ms} -> {} ms (x{growth}) run {day}", last.as_millis())
+                };
+                // Answered requests times the simulator's latency over the wall time: a lower
+                // bound of the requests in flight on average (the simulator's own time adds).
+                let in_flight =
+                    (requests - refused) as f64 * latency.as_secs_f64() / wall.as_secs_f64();
+                println!(
+                    "{server_ms:>20} ms | {pacing:>28} | {refused:>8} | {requests:>8} | {:>8.1} % | {in_flight:>9.2} | {:.2} s",
+                    refused as f64 * 100.0 / requests as f64,
+                    wall.as_secs_f64()
+                );
+            }
         }
     }
 }
@@ -87,6 +95,7 @@ fn main() {
 fn run(
     server_ms: u64,
     (client_ms, max_ms, growth): (u64, u64, u32),
+    memory: Option<PacingMemory>,
     latency: Duration,
     queries: usize,
 ) -> (u64, u64, Duration, Duration) {
@@ -120,6 +129,7 @@ fn run(
             slot_release_delay: Duration::from_millis(client_ms),
             slot_release_delay_max: Duration::from_millis(max_ms),
             slot_release_growth: growth,
+            pacing_memory: memory,
             ..ClientOptions::default()
         },
     )
