@@ -1606,8 +1606,7 @@ fn update_open_charge(
     let write = Write::UpdateCharge {
         id: open.id,
         contract: cx.target.parent.clone(),
-        unit_price,
-        unit_cost,
+        edits: crate::write::ChargeEdits { unit_price, unit_cost },
     };
     let reason = format!(
         "bill of {} restated: total {} → {}",

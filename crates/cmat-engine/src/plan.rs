@@ -15,8 +15,8 @@ use crate::desired::Warning;
 use crate::diff::{Change, Diff};
 use crate::snapshot::Snapshot;
 use crate::write::{
-    Action, Adjustment, ContractEdits, Edit, Entity, Id, NaturalKey, NewCharge, NewContract,
-    NewService, Ref, UdfEdit, Write,
+    Action, Adjustment, ChargeEdits, ContractEdits, Edit, Entity, Id, NaturalKey, NewCharge,
+    NewContract, NewService, Ref, UdfEdit, Write,
 };
 
 pub const FORMAT_VERSION: u32 = 1;
@@ -703,11 +703,22 @@ struct RawChange {
 /// strings) or for Autotask (decimals as numbers).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue {
+    /// A string field.
     Text(String),
+    /// An integer: an id or a picklist value.
     Int(i64),
+    /// An amount, exact.
     Decimal(rust_decimal::Decimal),
+    /// A flag.
     Bool(bool),
+    /// A calendar date, spelled YYYY-MM-DD.
     Date(chrono::NaiveDate),
+    /// A user-defined field: Autotask takes UDFs as `[{"name": …, "value": …}]`; the value is
+    /// None in a `before` where the record held none.
+    Udf { name: String, value: Option<String> },
+    /// A record created earlier in the same plan, by its ref: only a saved plan has these (the
+    /// adapter's writes carry ids).
+    Planned(String),
 }
 
 impl FieldValue {
@@ -719,86 +730,203 @@ impl FieldValue {
             FieldValue::Decimal(value) => decimal(*value),
             FieldValue::Bool(value) => Value::Bool(*value),
             FieldValue::Date(value) => date(*value),
+            FieldValue::Udf { name, value } => {
+                serde_json::json!([{ "name": name, "value": value }])
+            }
+            FieldValue::Planned(reference) => serde_json::json!({ "ref": reference }),
         }
     }
 }
 
-/// A Rust field's value as a written field; None leaves the field out.
-trait ToField {
-    fn to_field(&self) -> Option<FieldValue>;
+/// How a write names a planned record in a field: a plan by its ref, the adapter (once it was
+/// created) by its id. Lets one field map serve `Write<Ref>` and `Write<i64>`.
+pub trait RecordField {
+    /// The field's value for the planned record.
+    fn field_value(&self) -> FieldValue;
 }
 
-impl ToField for String {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Text(self.clone()))
+impl RecordField for i64 {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Int(*self)
     }
 }
 
-impl ToField for i64 {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Int(*self))
+impl RecordField for Ref {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Planned(self.0.clone())
     }
 }
 
-impl ToField for Option<i64> {
-    fn to_field(&self) -> Option<FieldValue> {
-        self.map(FieldValue::Int)
+/// Each kind of written value as a [`FieldValue`], named as the [`Fields`] method that reads it
+/// back: a field map names the kind once and gets both. None leaves the field out.
+mod put {
+    use super::{FieldValue, RecordField};
+    use crate::write::{Edit, Id, UdfEdit};
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+
+    pub(super) fn text(value: &str) -> Option<FieldValue> {
+        Some(FieldValue::Text(value.to_string()))
+    }
+
+    pub(super) fn int(value: &i64) -> Option<FieldValue> {
+        Some(FieldValue::Int(*value))
+    }
+
+    pub(super) fn optional_int(value: &Option<i64>) -> Option<FieldValue> {
+        value.map(FieldValue::Int)
+    }
+
+    pub(super) fn decimal(value: &Decimal) -> Option<FieldValue> {
+        Some(FieldValue::Decimal(*value))
+    }
+
+    pub(super) fn optional_decimal(value: &Option<Decimal>) -> Option<FieldValue> {
+        value.map(FieldValue::Decimal)
+    }
+
+    pub(super) fn boolean(value: &bool) -> Option<FieldValue> {
+        Some(FieldValue::Bool(*value))
+    }
+
+    pub(super) fn date(value: &NaiveDate) -> Option<FieldValue> {
+        Some(FieldValue::Date(*value))
+    }
+
+    /// A count the saved plan spells as text (an adjustment's units before).
+    pub(super) fn count(value: &i64) -> Option<FieldValue> {
+        Some(FieldValue::Text(value.to_string()))
+    }
+
+    /// A record a write points at: an id, or a planned record as its [`RecordField`] says.
+    pub(super) fn record<P: RecordField>(id: &Id<P>) -> Option<FieldValue> {
+        Some(match id {
+            Id::Existing(id) => FieldValue::Int(*id),
+            Id::Planned(planned) => planned.field_value(),
+        })
+    }
+
+    /// A new contract's subscription UDF, from its name and value.
+    pub(super) fn udf((name, value): (&String, &String)) -> Option<FieldValue> {
+        Some(FieldValue::Udf { name: name.clone(), value: Some(value.clone()) })
+    }
+
+    /// An edit as (old, new); an old value of None is a field that held nothing.
+    pub(super) fn edit<T>(
+        edit: &Option<Edit<T>>,
+        put: impl Fn(&T) -> Option<FieldValue>,
+    ) -> Option<(Option<FieldValue>, FieldValue)> {
+        let edit = edit.as_ref()?;
+        Some((edit.old.as_ref().and_then(&put), put(&edit.new)?))
+    }
+
+    /// A UDF edit as (old, new): both name the UDF, the old value may be None.
+    pub(super) fn udf_edit(udf: &Option<UdfEdit>) -> Option<(Option<FieldValue>, FieldValue)> {
+        let udf = udf.as_ref()?;
+        let value = |value: Option<&String>| FieldValue::Udf {
+            name: udf.name.clone(),
+            value: value.cloned(),
+        };
+        Some((Some(value(udf.edit.old.as_ref())), value(Some(&udf.edit.new))))
     }
 }
 
-impl ToField for rust_decimal::Decimal {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Decimal(*self))
-    }
-}
-
-impl ToField for Option<rust_decimal::Decimal> {
-    fn to_field(&self) -> Option<FieldValue> {
-        self.map(FieldValue::Decimal)
-    }
-}
-
-impl ToField for chrono::NaiveDate {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Date(*self))
-    }
-}
-
-impl ToField for bool {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Bool(*self))
-    }
-}
-
-/// A written entity's Autotask fields, stated once: each Rust field, how a saved plan reads
-/// it back, and its Autotask name. The plan's `fields`, the Autotask request (the adapter's
-/// `request`) and the read-back (`from_raw`) all go through it, so a new field is one line.
+/// Each written entity's Autotask fields, stated once: the Rust field, its kind (a [`put`]
+/// function and a [`Fields`] method of that name) and its Autotask name. The plan's `fields`
+/// and `before`, the Autotask request (the adapter's `request`) and the read-back of a saved
+/// plan (`from_raw`) all go through these maps, so a new field is one line here.
+///
+/// Three shapes: a record written whole (`Entity { … }`; `a & b` joins two Rust fields into
+/// one Autotask field, the subscription UDF), a record under a parent the caller supplies with
+/// a `before` of its own (`Entity<P> given parent { … } before { … }`), and the edits of an
+/// update (`edits Entity { … }`, each Rust field an `Option<Edit<_>>`).
 macro_rules! field_map {
-    ($entity:ident { $($field:ident: $read:ident $name:literal),* $(,)? }) => {
+    ($entity:ident { $($($field:ident)&+: $kind:ident $name:literal),* $(,)? }) => {
         impl $entity {
-            /// Autotask's name and value of each field written, in order; an absent optional
-            /// field is left out.
+            /// Autotask's name and value of each field written; an absent optional field is
+            /// left out.
             pub fn field_values(&self) -> Vec<(&'static str, FieldValue)> {
-                [$(($name, ToField::to_field(&self.$field))),*]
+                field_map!(@values self, $($($field)&+: $kind $name),*)
+            }
+
+            /// The record as a saved plan's `fields` (or a delete's `before`) spell it.
+            fn read_fields(fields: &mut Fields<'_>) -> Result<Self, String> {
+                $(let field_map!(@pattern $($field)&+) = fields.$kind($name)?;)*
+                Ok($entity { $($($field,)+)* })
+            }
+        }
+    };
+    ($entity:ident<$planned:ident> given $given:ident {
+        $($field:ident: $kind:ident $name:literal),* $(,)?
+    } before {
+        $($old:ident: $old_kind:ident $old_name:literal),* $(,)?
+    }) => {
+        impl<$planned: RecordField> $entity<$planned> {
+            /// Autotask's name and value of each field written.
+            pub fn field_values(&self) -> Vec<(&'static str, FieldValue)> {
+                field_map!(@values self, $($field: $kind $name),*)
+            }
+
+            /// What Autotask held before, as the plan's `before` names it; an unknown value is
+            /// left out.
+            pub fn before_values(&self) -> Vec<(&'static str, FieldValue)> {
+                field_map!(@values self, $($old: $old_kind $old_name),*)
+            }
+        }
+
+        impl $entity<Ref> {
+            /// The record from a saved plan's `fields` and `before`; its parent is checked
+            /// after the fields, before `before`.
+            fn read_fields(
+                $given: Result<Id<Ref>, String>,
+                fields: &mut Fields<'_>,
+                before: &mut Fields<'_>,
+            ) -> Result<Self, String> {
+                $(let $field = fields.$kind($name)?;)*
+                let $given = $given?;
+                $(let $old = before.$old_kind($old_name)?;)*
+                Ok($entity { $given, $($field,)* $($old,)* })
+            }
+        }
+    };
+    (edits $entity:ident { $($field:ident: $kind:ident $name:literal),* $(,)? }) => {
+        impl $entity {
+            /// Each changed field: Autotask's name, what it held (None: nothing) and the new
+            /// value.
+            pub fn edit_values(&self) -> Vec<(&'static str, Option<FieldValue>, FieldValue)> {
+                [$(($name, field_map!(@edit $kind, &self.$field))),*]
                     .into_iter()
-                    .filter_map(|(name, value)| value.map(|value| (name, value)))
+                    .filter_map(|(name, edit)| edit.map(|(old, new)| (name, old, new)))
                     .collect()
             }
 
-            /// The entity as a saved plan's fields spell it.
-            fn read_fields(fields: &mut Fields<'_>) -> Result<Self, String> {
-                Ok($entity { $($field: field_map!(@read fields, $read, $name),)* })
+            /// The edits of a saved update: a field in `fields` is changed, and `before` must
+            /// say what it held.
+            fn read_edits<'a>(
+                fields: &mut Fields<'a>,
+                before: &mut Fields<'a>,
+            ) -> Result<Self, String> {
+                Ok($entity { $($field: field_map!(@read_edit fields, before, $kind, $name),)* })
             }
         }
     };
-    (@read $fields:ident, optional_int, $name:literal) => {
-        $fields.optional(Fields::int, $name)?
+    (@values $self:ident, $($($field:ident)&+: $kind:ident $name:literal),*) => {
+        [$(($name, put::$kind(field_map!(@get $self, $($field)&+)))),*]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| (name, value)))
+            .collect()
     };
-    (@read $fields:ident, optional_decimal, $name:literal) => {
-        $fields.optional(Fields::decimal, $name)?
+    (@get $self:ident, $field:ident) => { &$self.$field };
+    (@get $self:ident, $first:ident & $second:ident) => { (&$self.$first, &$self.$second) };
+    (@pattern $field:ident) => { $field };
+    (@pattern $first:ident & $second:ident) => { ($first, $second) };
+    (@edit udf, $value:expr) => { put::udf_edit($value) };
+    (@edit $kind:ident, $value:expr) => { put::edit($value, |value| put::$kind(value)) };
+    (@read_edit $fields:ident, $before:ident, udf, $name:literal) => {
+        read_udf_edit($fields, $before, $name)?
     };
-    (@read $fields:ident, $read:ident, $name:literal) => {
-        $fields.$read($name)?
+    (@read_edit $fields:ident, $before:ident, $kind:ident, $name:literal) => {
+        read_edit($fields, $before, $name, Fields::$kind)?
     };
 }
 
@@ -810,6 +938,42 @@ field_map!(NewService {
     unit_price: decimal "unitPrice",
     unit_cost: decimal "unitCost",
     is_active: boolean "isActive",
+});
+
+field_map!(NewContract {
+    // First: a saved plan's errors name the UDF before the other fields.
+    subscription_udf & subscription: udf "userDefinedFields",
+    company_id: int "companyID",
+    name: text "contractName",
+    contract_type: int "contractType",
+    status: int "status",
+    period_type: optional_int "contractPeriodType",
+    start_date: date "startDate",
+    end_date: date "endDate",
+    service_level_agreement_id: int "serviceLevelAgreementID",
+    time_reporting_requires_start_and_stop_times: int "timeReportingRequiresStartAndStopTimes",
+    category: optional_int "contractCategory",
+    line_of_business: optional_int "organizationalLevelAssociationID",
+});
+
+field_map!(edits ContractEdits {
+    name: text "contractName",
+    end_date: date "endDate",
+    service_level_agreement_id: int "serviceLevelAgreementID",
+    category: int "contractCategory",
+    subscription: udf "userDefinedFields",
+});
+
+field_map!(Adjustment<P> given contract {
+    service: record "serviceID",
+    effective_date: date "effectiveDate",
+    unit_change: int "unitChange",
+    adjusted_unit_price: decimal "adjustedUnitPrice",
+    adjusted_unit_cost: decimal "adjustedUnitCost",
+} before {
+    units_before: count "units",
+    price_before: optional_decimal "adjustedUnitPrice",
+    cost_before: optional_decimal "adjustedUnitCost",
 });
 
 field_map!(NewCharge {
@@ -824,6 +988,50 @@ field_map!(NewCharge {
     is_billable_to_company: boolean "isBillableToCompany",
 });
 
+field_map!(edits ChargeEdits {
+    unit_price: decimal "unitPrice",
+    unit_cost: decimal "unitCost",
+});
+
+impl<P: RecordField> Write<P> {
+    /// What the write sends, by Autotask name: a create's record, an update's new values, an
+    /// adjustment's; a delete sends no field.
+    pub fn field_values(&self) -> Vec<(&'static str, FieldValue)> {
+        let new = |edits: Vec<(&'static str, Option<FieldValue>, FieldValue)>| {
+            edits.into_iter().map(|(name, _, new)| (name, new)).collect()
+        };
+        match self {
+            Write::CreateService(service) => service.field_values(),
+            Write::CreateContract(contract) => contract.field_values(),
+            Write::UpdateContract { edits, .. } => new(edits.edit_values()),
+            Write::AdjustContractService(adjustment) => adjustment.field_values(),
+            Write::CreateCharge { charge, .. } => charge.field_values(),
+            Write::UpdateCharge { edits, .. } => new(edits.edit_values()),
+            Write::DeleteCharge { .. } => Vec::new(),
+        }
+    }
+
+    /// What Autotask held before the write (the plan's `before`): None for a create; a value
+    /// of None is a field that held nothing. A delete's is the record it removes.
+    pub fn before_values(&self) -> Option<Vec<(&'static str, Option<FieldValue>)>> {
+        let old = |edits: Vec<(&'static str, Option<FieldValue>, FieldValue)>| {
+            edits.into_iter().map(|(name, old, _)| (name, old)).collect()
+        };
+        let held = |values: Vec<(&'static str, FieldValue)>| {
+            values.into_iter().map(|(name, value)| (name, Some(value))).collect()
+        };
+        Some(match self {
+            Write::CreateService(_) | Write::CreateContract(_) | Write::CreateCharge { .. } => {
+                return None
+            }
+            Write::UpdateContract { edits, .. } => old(edits.edit_values()),
+            Write::AdjustContractService(adjustment) => held(adjustment.before_values()),
+            Write::UpdateCharge { edits, .. } => old(edits.edit_values()),
+            Write::DeleteCharge { charge, .. } => held(charge.field_values()),
+        })
+    }
+}
+
 fn text(value: impl Into<String>) -> Value {
     Value::String(value.into())
 }
@@ -835,24 +1043,6 @@ fn decimal(value: rust_decimal::Decimal) -> Value {
 
 fn date(value: chrono::NaiveDate) -> Value {
     Value::String(value.to_string())
-}
-
-fn record(id: &Id<Ref>) -> Value {
-    match id {
-        Id::Existing(id) => Value::from(*id),
-        Id::Planned(Ref(reference)) => serde_json::json!({ "ref": reference }),
-    }
-}
-
-/// A charge's fields as the plan names them: what a create writes, what a delete removes.
-fn charge_fields(charge: &NewCharge) -> Map<String, Value> {
-    let values = charge.field_values().into_iter();
-    values.map(|(name, value)| (name.to_string(), value.to_plan())).collect()
-}
-
-/// A charge read back from a `fields` or `before` map.
-fn charge_of(fields: &mut Fields<'_>) -> Result<NewCharge, String> {
-    NewCharge::read_fields(fields)
 }
 
 impl PlanChange {
@@ -874,14 +1064,17 @@ impl PlanChange {
             .collect()
     }
 
+    /// What the change does (create, update, adjust, delete).
     pub fn action(&self) -> Action {
         self.write.action()
     }
 
+    /// The Autotask entity the change writes.
     pub fn entity(&self) -> Entity {
         self.write.entity()
     }
 
+    /// The existing record the change updates or deletes.
     pub fn id(&self) -> Option<i64> {
         self.write.id()
     }
@@ -889,137 +1082,16 @@ impl PlanChange {
     /// The fields as the saved plan (and the audit trail) name them: Autotask's camelCase
     /// names, decimals as strings, a planned record as `{"ref": "cN"}`.
     pub fn fields(&self) -> Map<String, Value> {
-        let mut fields = Map::new();
-        let mut put = |name: &str, value: Value| {
-            fields.insert(name.to_string(), value);
-        };
-        match &self.write {
-            Write::CreateService(service) => {
-                for (name, value) in service.field_values() {
-                    put(name, value.to_plan());
-                }
-            }
-            Write::CreateContract(contract) => {
-                put("companyID", Value::from(contract.company_id));
-                put("contractName", text(&contract.name));
-                put("contractType", Value::from(contract.contract_type));
-                put("status", Value::from(contract.status));
-                if let Some(period) = contract.period_type {
-                    put("contractPeriodType", Value::from(period));
-                }
-                put("startDate", date(contract.start_date));
-                put("endDate", date(contract.end_date));
-                put("serviceLevelAgreementID", Value::from(contract.service_level_agreement_id));
-                put(
-                    "timeReportingRequiresStartAndStopTimes",
-                    Value::from(contract.time_reporting_requires_start_and_stop_times),
-                );
-                if let Some(category) = contract.category {
-                    put("contractCategory", Value::from(category));
-                }
-                if let Some(line) = contract.line_of_business {
-                    put("organizationalLevelAssociationID", Value::from(line));
-                }
-                put(
-                    "userDefinedFields",
-                    serde_json::json!([{
-                        "name": contract.subscription_udf,
-                        "value": contract.subscription,
-                    }]),
-                );
-            }
-            Write::UpdateContract { edits, .. } => {
-                if let Some(edit) = &edits.name {
-                    put("contractName", text(&edit.new));
-                }
-                if let Some(edit) = &edits.end_date {
-                    put("endDate", date(edit.new));
-                }
-                if let Some(edit) = &edits.service_level_agreement_id {
-                    put("serviceLevelAgreementID", Value::from(edit.new));
-                }
-                if let Some(edit) = &edits.category {
-                    put("contractCategory", Value::from(edit.new));
-                }
-                if let Some(udf) = &edits.subscription {
-                    put(
-                        "userDefinedFields",
-                        serde_json::json!([{ "name": udf.name, "value": udf.edit.new }]),
-                    );
-                }
-            }
-            Write::AdjustContractService(adjustment) => {
-                put("serviceID", record(&adjustment.service));
-                put("effectiveDate", date(adjustment.effective_date));
-                put("unitChange", Value::from(adjustment.unit_change));
-                put("adjustedUnitPrice", decimal(adjustment.adjusted_unit_price));
-                put("adjustedUnitCost", decimal(adjustment.adjusted_unit_cost));
-            }
-            Write::CreateCharge { charge, .. } => fields.extend(charge_fields(charge)),
-            Write::UpdateCharge { unit_price, unit_cost, .. } => {
-                if let Some(edit) = unit_price {
-                    put("unitPrice", decimal(edit.new));
-                }
-                if let Some(edit) = unit_cost {
-                    put("unitCost", decimal(edit.new));
-                }
-            }
-            // A delete writes no field; what went is its `before`.
-            Write::DeleteCharge { .. } => {}
-        }
-        fields
+        let values = self.write.field_values().into_iter();
+        values.map(|(name, value)| (name.to_string(), value.to_plan())).collect()
     }
 
-    /// What Autotask held before the change, for updates and adjustments.
+    /// What Autotask held before the change, for updates, adjustments and deletes.
     pub fn before(&self) -> Option<Map<String, Value>> {
-        let mut before = Map::new();
-        let mut old = |name: &str, value: Option<Value>| {
-            before.insert(name.to_string(), value.unwrap_or(Value::Null));
-        };
-        match &self.write {
-            Write::CreateService(_) | Write::CreateContract(_) | Write::CreateCharge { .. } => {
-                return None
-            }
-            Write::UpdateContract { edits, .. } => {
-                if let Some(edit) = &edits.name {
-                    old("contractName", edit.old.as_deref().map(text));
-                }
-                if let Some(edit) = &edits.end_date {
-                    old("endDate", edit.old.map(date));
-                }
-                if let Some(edit) = &edits.service_level_agreement_id {
-                    old("serviceLevelAgreementID", edit.old.map(Value::from));
-                }
-                if let Some(edit) = &edits.category {
-                    old("contractCategory", edit.old.map(Value::from));
-                }
-                if let Some(udf) = &edits.subscription {
-                    old(
-                        "userDefinedFields",
-                        Some(serde_json::json!([{ "name": udf.name, "value": udf.edit.old }])),
-                    );
-                }
-            }
-            Write::AdjustContractService(adjustment) => {
-                old("units", Some(text(adjustment.units_before.to_string())));
-                if let Some(price) = adjustment.price_before {
-                    old("adjustedUnitPrice", Some(decimal(price)));
-                }
-                if let Some(cost) = adjustment.cost_before {
-                    old("adjustedUnitCost", Some(decimal(cost)));
-                }
-            }
-            Write::DeleteCharge { charge, .. } => return Some(charge_fields(charge)),
-            Write::UpdateCharge { unit_price, unit_cost, .. } => {
-                if let Some(edit) = unit_price {
-                    old("unitPrice", edit.old.map(decimal));
-                }
-                if let Some(edit) = unit_cost {
-                    old("unitCost", edit.old.map(decimal));
-                }
-            }
-        }
-        Some(before)
+        let values = self.write.before_values()?.into_iter();
+        let plan =
+            |value: Option<FieldValue>| value.as_ref().map_or(Value::Null, FieldValue::to_plan);
+        Some(values.map(|(name, value)| (name.to_string(), plan(value))).collect())
     }
 
     /// The parent as the saved plan spells it.
@@ -1064,10 +1136,10 @@ impl PlanChange {
                 Some(Id::Planned(planned(created, reference)?))
             }
         };
-        let mut fields = Fields::new("fields", &raw.fields);
+        let mut fields = Fields::new("fields", &raw.fields, created);
         let empty = Map::new();
-        let mut before = Fields::new("before", raw.before.as_ref().unwrap_or(&empty));
-        let write = write_of(raw, entity, parent, &mut fields, &mut before, created)?;
+        let mut before = Fields::new("before", raw.before.as_ref().unwrap_or(&empty), created);
+        let write = write_of(raw, entity, parent, &mut fields, &mut before)?;
         fields.finish()?;
         before.finish()?;
         if raw.before.is_some()
@@ -1104,58 +1176,46 @@ fn planned(created: &BTreeSet<String>, reference: &str) -> Result<Ref, String> {
 }
 
 /// The write a saved change's action, entity, parent, fields and before describe.
-fn write_of(
+fn write_of<'a>(
     raw: &RawChange,
     entity: Entity,
     parent: Option<Id<Ref>>,
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-    created: &BTreeSet<String>,
+    fields: &mut Fields<'a>,
+    before: &mut Fields<'a>,
 ) -> Result<Write<Ref>, String> {
-    let no_parent = |parent: Option<Id<Ref>>| match parent {
-        None => Ok(()),
-        Some(_) => Err(format!("{} {} has no parent", raw.action.as_str(), raw.entity)),
-    };
-    let needs_parent = |parent: Option<Id<Ref>>| {
-        parent.ok_or_else(|| {
-            format!("{} {} needs a parent contract", raw.action.as_str(), raw.entity)
-        })
-    };
+    let id = raw.id.unwrap_or_default();
     Ok(match (raw.action, entity) {
         (Action::Create, Entity::Services) => {
-            no_parent(parent)?;
+            no_parent(raw, parent)?;
             Write::CreateService(NewService::read_fields(fields)?)
         }
         (Action::Create, Entity::Contracts) => {
-            no_parent(parent)?;
-            Write::CreateContract(contract_of(fields)?)
+            no_parent(raw, parent)?;
+            Write::CreateContract(NewContract::read_fields(fields)?)
         }
         (Action::Update, Entity::Contracts) => {
-            no_parent(parent)?;
-            let edits = contract_edits_of(fields, before)?;
-            Write::UpdateContract { id: raw.id.unwrap_or_default(), edits }
+            no_parent(raw, parent)?;
+            let edits = ContractEdits::read_edits(fields, before)?;
+            changes_a_field(entity, edits == ContractEdits::default())?;
+            Write::UpdateContract { id, edits }
         }
         (Action::Adjust, Entity::ContractServiceAdjustments) => {
-            // The parent is checked after the service, as the fields are read in order.
-            let contract = needs_parent(parent);
-            Write::AdjustContractService(adjustment_of(contract, fields, before, created)?)
+            let contract = needs_parent(raw, parent);
+            Write::AdjustContractService(Adjustment::read_fields(contract, fields, before)?)
         }
-        (Action::Create, Entity::ContractCharges) => {
-            Write::CreateCharge { contract: needs_parent(parent)?, charge: charge_of(fields)? }
-        }
+        (Action::Create, Entity::ContractCharges) => Write::CreateCharge {
+            contract: needs_parent(raw, parent)?,
+            charge: NewCharge::read_fields(fields)?,
+        },
         (Action::Delete, Entity::ContractCharges) => Write::DeleteCharge {
             id: raw.id.ok_or("a delete of ContractCharges needs the charge's id")?,
-            contract: needs_parent(parent)?,
-            charge: charge_of(before)?,
+            contract: needs_parent(raw, parent)?,
+            charge: NewCharge::read_fields(before)?,
         },
         (Action::Update, Entity::ContractCharges) => {
-            let (unit_price, unit_cost) = charge_edits_of(fields, before)?;
-            Write::UpdateCharge {
-                id: raw.id.unwrap_or_default(),
-                contract: needs_parent(parent)?,
-                unit_price,
-                unit_cost,
-            }
+            let edits = ChargeEdits::read_edits(fields, before)?;
+            changes_a_field(entity, edits == ChargeEdits::default())?;
+            Write::UpdateCharge { id, contract: needs_parent(raw, parent)?, edits }
         }
         (action, entity) => {
             return Err(format!("cmat plans no {} of {}", action.as_str(), entity.as_str()))
@@ -1163,113 +1223,54 @@ fn write_of(
     })
 }
 
-/// A saved Contract create.
-fn contract_of(fields: &mut Fields<'_>) -> Result<NewContract, String> {
-    let (subscription_udf, subscription) = fields.udf("userDefinedFields")?;
-    Ok(NewContract {
-        company_id: fields.int("companyID")?,
-        name: fields.text("contractName")?,
-        contract_type: fields.int("contractType")?,
-        status: fields.int("status")?,
-        period_type: fields.optional(Fields::int, "contractPeriodType")?,
-        start_date: fields.date("startDate")?,
-        end_date: fields.date("endDate")?,
-        service_level_agreement_id: fields.int("serviceLevelAgreementID")?,
-        time_reporting_requires_start_and_stop_times: fields
-            .int("timeReportingRequiresStartAndStopTimes")?,
-        category: fields.optional(Fields::int, "contractCategory")?,
-        line_of_business: fields.optional(Fields::int, "organizationalLevelAssociationID")?,
-        subscription_udf,
-        subscription,
-    })
-}
-
-/// A saved Contract update: each field written with what it held before.
-fn contract_edits_of(
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-) -> Result<ContractEdits, String> {
-    let mut edit = |name: &str| -> Result<Option<(Value, Value)>, String> {
-        match fields.take(name) {
-            None => Ok(None),
-            Some(new) => Ok(Some((before.required(name)?, new))),
-        }
-    };
-    let name = edit("contractName")?;
-    let end = edit("endDate")?;
-    let sla = edit("serviceLevelAgreementID")?;
-    let category = edit("contractCategory")?;
-    let subscription = edit("userDefinedFields")?.map(udf_edit).transpose()?;
-    let edits = ContractEdits {
-        name: name.map(|(old, new)| edit_of(old, new, "contractName", as_text)).transpose()?,
-        end_date: end.map(|(old, new)| edit_of(old, new, "endDate", as_date)).transpose()?,
-        service_level_agreement_id: sla
-            .map(|(old, new)| edit_of(old, new, "serviceLevelAgreementID", as_int))
-            .transpose()?,
-        category: category
-            .map(|(old, new)| edit_of(old, new, "contractCategory", as_int))
-            .transpose()?,
-        subscription,
-    };
-    if edits == ContractEdits::default() {
-        return Err("an update of Contracts changes no field cmat writes".into());
+/// A saved change of a record without a parent must name none.
+fn no_parent(raw: &RawChange, parent: Option<Id<Ref>>) -> Result<(), String> {
+    match parent {
+        None => Ok(()),
+        Some(_) => Err(format!("{} {} has no parent", raw.action.as_str(), raw.entity)),
     }
-    Ok(edits)
 }
 
-/// A saved contract service adjustment; its Service is an id or a `{"ref"}` created earlier.
-fn adjustment_of(
-    contract: Result<Id<Ref>, String>,
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-    created: &BTreeSet<String>,
-) -> Result<Adjustment<Ref>, String> {
-    let service = match fields.take("serviceID") {
-        Some(Value::Object(map)) if map.len() == 1 => match map.get("ref") {
-            Some(Value::String(reference)) => Id::Planned(
-                planned(created, reference)
-                    .map_err(|message| format!("fields.serviceID: {message}"))?,
-            ),
-            _ => return Err("fields.serviceID: not an id or {\"ref\"}".into()),
-        },
-        Some(value) => Id::Existing(as_int(&value).map_err(|m| format!("fields.serviceID: {m}"))?),
-        None => return Err("fields.serviceID is missing".into()),
-    };
-    let units_before = before.text("units")?;
-    Ok(Adjustment {
-        contract: contract?,
-        service,
-        effective_date: fields.date("effectiveDate")?,
-        unit_change: fields.int("unitChange")?,
-        units_before: units_before
-            .parse()
-            .map_err(|_| format!("before.units: {units_before:?} is not a count"))?,
-        adjusted_unit_price: fields.decimal("adjustedUnitPrice")?,
-        adjusted_unit_cost: fields.decimal("adjustedUnitCost")?,
-        price_before: before.optional(Fields::decimal, "adjustedUnitPrice")?,
-        cost_before: before.optional(Fields::decimal, "adjustedUnitCost")?,
-    })
+/// A saved change of a contract's child must name its contract.
+fn needs_parent(raw: &RawChange, parent: Option<Id<Ref>>) -> Result<Id<Ref>, String> {
+    parent.ok_or_else(|| format!("{} {} needs a parent contract", raw.action.as_str(), raw.entity))
 }
 
-/// A saved charge update's price and cost edits; at least one.
-type ChargeEdits = (Option<Edit<rust_decimal::Decimal>>, Option<Edit<rust_decimal::Decimal>>);
-
-fn charge_edits_of(
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-) -> Result<ChargeEdits, String> {
-    let mut edit = |name: &str| -> Result<Option<Edit<rust_decimal::Decimal>>, String> {
-        match fields.take(name) {
-            None => Ok(None),
-            Some(new) => edit_of(before.required(name)?, new, name, as_decimal).map(Some),
-        }
-    };
-    let unit_price = edit("unitPrice")?;
-    let unit_cost = edit("unitCost")?;
-    if unit_price.is_none() && unit_cost.is_none() {
-        return Err("an update of ContractCharges changes no field cmat writes".into());
+/// An update that changes nothing is not one cmat plans.
+fn changes_a_field(entity: Entity, unchanged: bool) -> Result<(), String> {
+    if unchanged {
+        Err(format!("an update of {} changes no field cmat writes", entity.as_str()))
+    } else {
+        Ok(())
     }
-    Ok((unit_price, unit_cost))
+}
+
+/// An edit read back: present in `fields`, the field changed, and `before` must say what it
+/// held (null: nothing); absent, it did not change.
+fn read_edit<'a, T>(
+    fields: &mut Fields<'a>,
+    before: &mut Fields<'a>,
+    name: &str,
+    read: fn(&mut Fields<'a>, &str) -> Result<T, String>,
+) -> Result<Option<Edit<T>>, String> {
+    if !fields.map.contains_key(name) {
+        return Ok(None);
+    }
+    let old = before.nullable(read, name)?;
+    let new = read(fields, name)?;
+    Ok(Some(Edit { old, new }))
+}
+
+/// A UDF edit read back, as [`read_edit`] reads other fields.
+fn read_udf_edit<'a>(
+    fields: &mut Fields<'a>,
+    before: &mut Fields<'a>,
+    name: &str,
+) -> Result<Option<UdfEdit>, String> {
+    match fields.take(name) {
+        None => Ok(None),
+        Some(new) => udf_edit((before.required(name)?, new)).map(Some),
+    }
 }
 
 /// The key must be the kind of record the write makes, and agree with what it writes.
@@ -1296,20 +1297,6 @@ fn check_key(key: &NaturalKey, write: &Write<Ref>) -> Result<(), String> {
     } else {
         Err(format!("key {key} does not match what the change writes"))
     }
-}
-
-fn edit_of<T>(
-    old: Value,
-    new: Value,
-    name: &str,
-    read: fn(&Value) -> Result<T, String>,
-) -> Result<Edit<T>, String> {
-    let old = match old {
-        Value::Null => None,
-        old => Some(read(&old).map_err(|message| format!("before.{name}: {message}"))?),
-    };
-    let new = read(&new).map_err(|message| format!("fields.{name}: {message}"))?;
-    Ok(Edit { old, new })
 }
 
 /// A UDF update: `[{"name": UDF, "value": …}]` in `fields` and in `before` (whose value may be
@@ -1362,16 +1349,20 @@ fn as_decimal(value: &Value) -> Result<rust_decimal::Decimal, String> {
         .ok_or_else(|| format!("{value} is not a decimal amount (a string such as \"20.6000\")"))
 }
 
-/// The fields of one saved change, read once each; what is left over is an error.
+/// The fields of one saved change, read once each; what is left over is an error. A field
+/// map's kinds are its methods (`text`, `int`, …), each named as the [`put`] function that
+/// writes that kind.
 struct Fields<'a> {
     what: &'static str,
     map: &'a Map<String, Value>,
     read: BTreeSet<&'a str>,
+    /// The refs of the records created earlier in the plan: what a `{"ref"}` may name.
+    created: &'a BTreeSet<String>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(what: &'static str, map: &'a Map<String, Value>) -> Self {
-        Fields { what, map, read: BTreeSet::new() }
+    fn new(what: &'static str, map: &'a Map<String, Value>, created: &'a BTreeSet<String>) -> Self {
+        Fields { what, map, read: BTreeSet::new(), created }
     }
 
     fn take(&mut self, name: &str) -> Option<Value> {
@@ -1384,7 +1375,11 @@ impl<'a> Fields<'a> {
         self.take(name).ok_or_else(|| format!("{}.{name} is missing", self.what))
     }
 
-    fn read<T>(&mut self, name: &str, read: fn(&Value) -> Result<T, String>) -> Result<T, String> {
+    fn read<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Result<T, String> {
         let value = self.required(name)?;
         read(&value).map_err(|message| format!("{}.{name}: {message}", self.what))
     }
@@ -1401,8 +1396,26 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A field that must be there, and may be null (a `before` where nothing was held).
+    fn nullable<T>(
+        &mut self,
+        read: fn(&mut Self, &str) -> Result<T, String>,
+        name: &str,
+    ) -> Result<Option<T>, String> {
+        if self.map.get(name) == Some(&Value::Null) {
+            self.take(name);
+            Ok(None)
+        } else {
+            read(self, name).map(Some)
+        }
+    }
+
     fn int(&mut self, name: &str) -> Result<i64, String> {
         self.read(name, as_int)
+    }
+
+    fn optional_int(&mut self, name: &str) -> Result<Option<i64>, String> {
+        self.optional(Fields::int, name)
     }
 
     fn text(&mut self, name: &str) -> Result<String, String> {
@@ -1417,9 +1430,33 @@ impl<'a> Fields<'a> {
         self.read(name, as_decimal)
     }
 
+    fn optional_decimal(&mut self, name: &str) -> Result<Option<rust_decimal::Decimal>, String> {
+        self.optional(Fields::decimal, name)
+    }
+
     fn boolean(&mut self, name: &str) -> Result<bool, String> {
         self.read(name, |value| {
             value.as_bool().ok_or_else(|| format!("{value} is not true or false"))
+        })
+    }
+
+    /// A count spelled as text ("3"), as a `before` holds an adjustment's units.
+    fn count(&mut self, name: &str) -> Result<i64, String> {
+        self.read(name, |value| {
+            let count = as_text(value)?;
+            count.parse().map_err(|_| format!("{count:?} is not a count"))
+        })
+    }
+
+    /// A record: an id, or `{"ref": …}` naming a record created earlier in the plan.
+    fn record(&mut self, name: &str) -> Result<Id<Ref>, String> {
+        let created = self.created;
+        self.read(name, |value| match value {
+            Value::Object(map) if map.len() == 1 => match map.get("ref") {
+                Some(Value::String(reference)) => planned(created, reference).map(Id::Planned),
+                _ => Err("not an id or {\"ref\"}".into()),
+            },
+            value => as_int(value).map(Id::Existing),
         })
     }
 
@@ -1783,8 +1820,7 @@ mod tests {
                         Write::UpdateCharge {
                             id,
                             contract: Id::Existing(contract_id),
-                            unit_price,
-                            unit_cost,
+                            edits: ChargeEdits { unit_price, unit_cost },
                         },
                     )
                 }),

@@ -265,6 +265,14 @@ pub struct ContractEdits {
     pub subscription: Option<UdfEdit>,
 }
 
+/// The fields cmat changes on an existing charge (a restated bill, or a revert); None where
+/// nothing changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChargeEdits {
+    pub unit_price: Option<Edit<Decimal>>,
+    pub unit_cost: Option<Edit<Decimal>>,
+}
+
 /// A user-defined field an update sets, by name (Autotask sends UDFs as `{name, value}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdfEdit {
@@ -322,8 +330,7 @@ pub enum Write<P> {
     UpdateCharge {
         id: i64,
         contract: Id<P>,
-        unit_price: Option<Edit<Decimal>>,
-        unit_cost: Option<Edit<Decimal>>,
+        edits: ChargeEdits,
     },
     /// An unbilled charge removed (`cmat revert` of the run that created it). The charge as
     /// Autotask held it rides along: the plan and the audit trail show what went, and a revert
@@ -401,11 +408,10 @@ impl<P> Write<P> {
             Write::CreateCharge { contract, charge } => {
                 Write::CreateCharge { contract: contract.map(&mut f)?, charge: charge.clone() }
             }
-            Write::UpdateCharge { id, contract, unit_price, unit_cost } => Write::UpdateCharge {
+            Write::UpdateCharge { id, contract, edits } => Write::UpdateCharge {
                 id: *id,
                 contract: contract.map(&mut f)?,
-                unit_price: unit_price.clone(),
-                unit_cost: unit_cost.clone(),
+                edits: edits.clone(),
             },
             Write::DeleteCharge { id, contract, charge } => Write::DeleteCharge {
                 id: *id,
