@@ -19,45 +19,94 @@ use crate::write::{
     NewContract, NewService, Ref, UdfEdit, Write,
 };
 
+/// The saved plan's format (SPEC): a plan of another version is refused, never guessed at.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Why a saved plan cannot be trusted: `apply` and `approve` refuse it and write nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The cause (serde's message, with line and column) is rendered as the error's cause.
     #[error("{path}: not a cmat plan")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        /// The plan file, as the user named it.
+        path: String,
+        /// Where and why the JSON did not read.
+        source: serde_json::Error,
+    },
+    /// A plan written by another cmat: its meaning may differ.
     #[error("{path}: plan format version {found} is not supported (this cmat reads version {FORMAT_VERSION})")]
-    Version { path: String, found: u32 },
+    Version {
+        /// The plan file.
+        path: String,
+        /// The `format_version` it declares (0 when it declares none).
+        found: u32,
+    },
+    /// A change that is not a write cmat makes, or does not agree with itself.
     #[error("{path}: change {reference}: {message}")]
-    Invalid { path: String, reference: String, message: String },
+    Invalid {
+        /// The plan file.
+        path: String,
+        /// The change's ref (`cN`), so the user finds it.
+        reference: String,
+        /// What is wrong, naming the field (`fields.unitPrice: …`).
+        message: String,
+    },
 }
 
+/// What a plan was computed from, so `apply` can tell a stale plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digests {
+    /// The Autotask snapshot ([`snapshot_digest`]).
     pub snapshot: String,
+    /// The bills in the store (changes when a bill is added or restated).
     pub inputs: String,
+    /// The mapping files ([`mappings_digest`]).
     pub mappings: String,
 }
 
+/// The plan's counts, for its last line and for scripts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Records to create.
     pub create: u64,
+    /// Records to update.
     pub update: u64,
+    /// Contract service adjustments.
     pub adjust: u64,
+    /// Records to delete.
     pub delete: u64,
+    /// Records that already match the bills.
     pub unchanged: u64,
+    /// Warnings the plan carries.
     pub warnings: u64,
+}
+
+impl Summary {
+    /// Counts one change under its action.
+    fn count(&mut self, action: Action) {
+        match action {
+            Action::Create => self.create += 1,
+            Action::Update => self.update += 1,
+            Action::Adjust => self.adjust += 1,
+            Action::Delete => self.delete += 1,
+        }
+    }
 }
 
 /// A change's parent as the saved plan spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PlanParent {
+    /// A record Autotask holds.
     Existing {
+        /// Its entity (always "Contracts" today).
         entity: String,
+        /// Its Autotask id.
         id: i64,
     },
+    /// A record an earlier change of the same plan creates.
     Planned {
+        /// That change's ref (`cN`).
         #[serde(rename = "ref")]
         reference: String,
     },
@@ -66,30 +115,48 @@ pub enum PlanParent {
 /// One change of a plan: a typed write, the natural key it is found by, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanChange {
+    /// `cN`: how later changes, the journal and the user name this change.
     pub reference: String,
+    /// How the record is found again without its id (after a crash, in a later plan).
     pub key: NaturalKey,
+    /// What is written.
     pub write: Write<Ref>,
+    /// The mapping rule that decided it.
     pub rule: String,
+    /// Why, in words a person checks against the bill.
     pub reason: String,
     /// Grouping for the text plan; not part of the JSON contract.
     pub company_id: i64,
+    /// The contract the text plan shows the change under; not part of the JSON contract.
     pub contract_label: String,
 }
 
+/// Something the plan could not decide or thinks a person should see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanWarning {
+    /// The stable code scripts and the report match on.
     pub code: String,
+    /// What is wrong, for a person.
     pub message: String,
+    /// Where it comes from (a bill line, a record).
     pub source: String,
 }
 
+/// The changes that bring Autotask in line with the bills, and what they were computed from;
+/// saved as SPEC's plan JSON and applied from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// [`FORMAT_VERSION`] for a plan made now; what a saved plan declared when read.
     pub format_version: u32,
+    /// When the plan was computed.
     pub created_at: DateTime<Utc>,
+    /// What it was computed from.
     pub digests: Digests,
+    /// Its counts.
     pub summary: Summary,
+    /// The writes, in the order apply makes them.
     pub changes: Vec<PlanChange>,
+    /// What a person should see before approving.
     pub warnings: Vec<PlanWarning>,
     /// Who made the plan, when known (`CMAT_USER`): what `require_distinct_approver` compares
     /// an approver with. Optional in the JSON, so older plans still read.
@@ -104,9 +171,13 @@ pub struct Plan {
 /// (chained) records the approver and the digest of what was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
+    /// Who approved.
     pub by: String,
+    /// When.
     pub at: DateTime<Utc>,
+    /// The [`Plan::digest`] of the plan they saw.
     pub digest: String,
+    /// The checksum of the three: an edited name or time voids the approval.
     pub seal: String,
 }
 
@@ -125,12 +196,15 @@ impl Approval {
 /// Whether a saved plan file carries an approval that still holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApprovalStatus {
+    /// No approval in the file.
     Unapproved,
+    /// An approval that holds for the plan as it is.
     Approved(Approval),
     /// Approved once, but the file changed since: the reason says how.
     Void(String),
 }
 
+/// The digest cmat records everywhere (plans, approvals, the audit trail): "sha256:" and hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     prefixed_hex(Sha256::digest(bytes))
 }
@@ -144,26 +218,27 @@ fn prefixed_hex(digest: impl AsRef<[u8]>) -> String {
     out
 }
 
+/// The snapshot as it serializes with `refreshed_at` left out (null), borrowed: the JSON goes
+/// straight into the hash, with no copy of the snapshot and no buffer (a large tenant's is tens
+/// of megabytes). Same fields in the same order as [`Snapshot`], so the digest is the one plans
+/// saved before this view recorded.
+#[derive(Serialize)]
+struct DigestedRecords<'a> {
+    companies: &'a BTreeMap<i64, crate::snapshot::Company>,
+    contracts: &'a BTreeMap<i64, crate::snapshot::Contract>,
+    services: &'a BTreeMap<i64, crate::snapshot::Service>,
+    contract_services: &'a BTreeMap<i64, crate::snapshot::ContractService>,
+    contract_service_units: &'a BTreeMap<i64, crate::snapshot::ContractServiceUnit>,
+    charges: &'a BTreeMap<i64, crate::snapshot::ContractCharge>,
+    billing_codes: &'a BTreeMap<i64, crate::snapshot::BillingCode>,
+    picklists: &'a crate::snapshot::Picklists,
+    currencies: &'a BTreeMap<i64, crate::snapshot::Currency>,
+    refreshed_at: Option<DateTime<Utc>>,
+    incomplete: &'a BTreeMap<String, crate::snapshot::IncompleteRecord>,
+}
+
 /// Digest of everything the plan read from Autotask (ordered maps: stable bytes).
 pub fn snapshot_digest(snapshot: &Snapshot) -> String {
-    /// The snapshot as it serializes with `refreshed_at` left out (null), borrowed: the JSON
-    /// goes straight into the hash, with no copy of the snapshot and no buffer (a large
-    /// tenant's is tens of megabytes). Same fields in the same order as [`Snapshot`], so the
-    /// digest is the one plans saved before this view recorded.
-    #[derive(Serialize)]
-    struct Records<'a> {
-        companies: &'a BTreeMap<i64, crate::snapshot::Company>,
-        contracts: &'a BTreeMap<i64, crate::snapshot::Contract>,
-        services: &'a BTreeMap<i64, crate::snapshot::Service>,
-        contract_services: &'a BTreeMap<i64, crate::snapshot::ContractService>,
-        contract_service_units: &'a BTreeMap<i64, crate::snapshot::ContractServiceUnit>,
-        charges: &'a BTreeMap<i64, crate::snapshot::ContractCharge>,
-        billing_codes: &'a BTreeMap<i64, crate::snapshot::BillingCode>,
-        picklists: &'a crate::snapshot::Picklists,
-        currencies: &'a BTreeMap<i64, crate::snapshot::Currency>,
-        refreshed_at: Option<DateTime<Utc>>,
-        incomplete: &'a BTreeMap<String, crate::snapshot::IncompleteRecord>,
-    }
     // Every field named: one added to `Snapshot` does not compile here until the digest
     // takes it.
     let Snapshot {
@@ -179,7 +254,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         refreshed_at: _,
         incomplete,
     } = snapshot;
-    let records = Records {
+    let records = DigestedRecords {
         companies,
         contracts,
         services,
@@ -200,6 +275,41 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
     prefixed_hex(hasher.finalize())
 }
 
+/// The ref (`cN`, numbered from 1 in the diff's order) of each record the diff creates, by
+/// its natural key: what later changes name it by.
+fn planned_refs(changes: &[Change]) -> BTreeMap<NaturalKey, String> {
+    changes
+        .iter()
+        .enumerate()
+        .filter(|(_, change)| change.write.action() == Action::Create)
+        .map(|(index, change)| (change.key.clone(), format!("c{}", index + 1)))
+        .collect()
+}
+
+impl PlanChange {
+    /// The diff's change as the plan's `number`th, its planned records named by their refs.
+    fn numbered(number: usize, change: Change, refs: &BTreeMap<NaturalKey, String>) -> PlanChange {
+        let Change { key, write, rule, reason, company_id, contract_label } = change;
+        let write = write
+            .map_refs(|planned| {
+                Ok::<_, std::convert::Infallible>(Ref(refs
+                    .get(planned)
+                    .cloned()
+                    .unwrap_or_else(|| planned.to_string())))
+            })
+            .unwrap_or_else(|never| match never {});
+        PlanChange {
+            reference: format!("c{number}"),
+            key,
+            write,
+            rule: rule.to_string(),
+            reason,
+            company_id,
+            contract_label,
+        }
+    }
+}
+
 /// Digest of the mapping files, by relative name and text.
 pub fn mappings_digest(sources: &[(String, String)]) -> String {
     let mut hasher = Sha256::new();
@@ -215,48 +325,20 @@ pub fn mappings_digest(sources: &[(String, String)]) -> String {
 impl Plan {
     /// Numbers the changes (c1, c2, …) in the diff's order and turns planned-record keys into refs.
     pub fn new(diff: Diff, digests: Digests, created_at: DateTime<Utc>) -> Plan {
-        let refs: BTreeMap<NaturalKey, String> = diff
-            .changes
-            .iter()
-            .enumerate()
-            .filter(|(_, change)| change.write.action() == Action::Create)
-            .map(|(index, change)| (change.key.clone(), format!("c{}", index + 1)))
-            .collect();
+        let refs = planned_refs(&diff.changes);
         let mut summary = Summary {
             unchanged: diff.unchanged,
             warnings: diff.warnings.len() as u64,
             ..Summary::default()
         };
+        for change in &diff.changes {
+            summary.count(change.write.action());
+        }
         let changes = diff
             .changes
             .into_iter()
             .enumerate()
-            .map(|(index, change)| {
-                match change.write.action() {
-                    Action::Create => summary.create += 1,
-                    Action::Update => summary.update += 1,
-                    Action::Adjust => summary.adjust += 1,
-                    Action::Delete => summary.delete += 1,
-                }
-                let Change { key, write, rule, reason, company_id, contract_label } = change;
-                let write = write
-                    .map_refs(|planned| {
-                        Ok::<_, std::convert::Infallible>(Ref(refs
-                            .get(planned)
-                            .cloned()
-                            .unwrap_or_else(|| planned.to_string())))
-                    })
-                    .unwrap_or_else(|never| match never {});
-                PlanChange {
-                    reference: format!("c{}", index + 1),
-                    key,
-                    write,
-                    rule: rule.to_string(),
-                    reason,
-                    company_id,
-                    contract_label,
-                }
-            })
+            .map(|(index, change)| PlanChange::numbered(index + 1, change, &refs))
             .collect();
         Plan {
             format_version: FORMAT_VERSION,
@@ -314,6 +396,7 @@ impl Plan {
         ApprovalStatus::Approved(approval.clone())
     }
 
+    /// Whether applying the plan would write anything.
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }
@@ -341,39 +424,14 @@ impl Plan {
     /// Reads a saved plan and checks that it is internally consistent before anyone trusts it:
     /// every change must be a write cmat makes, with typed values, each error naming its change.
     pub fn from_json(path: &str, text: &str) -> Result<Plan, PlanError> {
-        let version: Value = serde_json::from_str(text)
-            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
-        let found = version.get("format_version").and_then(Value::as_u64).unwrap_or(0) as u32;
-        if found != FORMAT_VERSION {
-            return Err(PlanError::Version { path: path.to_string(), found });
-        }
-        // Read again from the text, not the value: serde's errors then carry line and column.
-        let raw: RawPlan = serde_json::from_str(text)
-            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
+        let raw = RawPlan::parse(path, text)?;
         let invalid = |change: &RawChange, message: String| PlanError::Invalid {
             path: path.to_string(),
             reference: change.reference.clone(),
             message,
         };
         // The plan's shape first (entities, parents, ids), then each change's values.
-        let mut known_refs = BTreeSet::new();
-        for change in &raw.changes {
-            if Entity::from_name(&change.entity).is_none() {
-                return Err(invalid(change, format!("unknown entity {}", change.entity)));
-            }
-            if let Some(PlanParent::Planned { reference }) = &change.parent {
-                if !known_refs.contains(reference) {
-                    return Err(invalid(
-                        change,
-                        format!("parent {reference} is not created earlier in the plan"),
-                    ));
-                }
-            }
-            if matches!(change.action, Action::Update | Action::Delete) && change.id.is_none() {
-                return Err(invalid(change, "an update or delete needs an id".to_string()));
-            }
-            known_refs.insert(change.reference.clone());
-        }
+        raw.check_shape().map_err(|(change, message)| invalid(change, message))?;
         let mut created = BTreeSet::new();
         let mut changes = Vec::with_capacity(raw.changes.len());
         for change in &raw.changes {
@@ -479,72 +537,28 @@ impl Plan {
                 text.to_string()
             }
         };
+        let sections = TextSections::of(&self.changes, company_names);
         let mut out = String::new();
-        let destructive = |change: &PlanChange| {
-            change.action() == Action::Delete
-                || matches!(&change.write, Write::AdjustContractService(a) if a.unit_change < 0)
-        };
-        // A correcting charge restates a period already invoiced: a person should see it apart.
-        let restates_invoiced = |change: &PlanChange| {
-            matches!(&change.key, NaturalKey::Charge { correction: Some(_), .. })
-        };
-        let mut groups: BTreeMap<(String, String), Vec<&PlanChange>> = BTreeMap::new();
-        let mut removals = Vec::new();
-        let mut restatements = Vec::new();
-        for change in &self.changes {
-            if destructive(change) {
-                removals.push(change);
-                continue;
-            }
-            if restates_invoiced(change) {
-                restatements.push(change);
-                continue;
-            }
-            let company = if change.entity() == Entity::Services {
-                "Autotask Services (shared by all contracts)".to_string()
-            } else {
-                company_label(change.company_id, company_names)
-            };
-            groups.entry((company, change.contract_label.clone())).or_default().push(change);
+        sections.write_groups(&mut out, &paint);
+        sections.write_set_apart(&mut out, company_names, &paint);
+        self.write_warnings(&mut out, &paint);
+        self.write_totals(&mut out);
+        out.trim_start_matches('\n').to_string()
+    }
+
+    /// The text plan's warnings, one a line.
+    fn write_warnings(&self, out: &mut String, paint: &dyn Fn(&str, &str) -> String) {
+        if self.warnings.is_empty() {
+            return;
         }
-        let mut last_company = None;
-        for ((company, contract), changes) in &groups {
-            if last_company != Some(company) {
-                let _ = writeln!(out, "\n{}", paint("1", company));
-                last_company = Some(company);
-            }
-            if !contract.is_empty() {
-                let _ = writeln!(out, "  {contract}");
-            }
-            for change in changes {
-                write_change(&mut out, change, &paint);
-            }
+        let _ = writeln!(out, "\n{}", paint("1;33", "Warnings:"));
+        for warning in &self.warnings {
+            let _ = writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
         }
-        for (title, code, set) in [
-            ("Restatements of periods already invoiced:", "1;35", &restatements),
-            ("Changes that remove licences or records:", "1;31", &removals),
-        ] {
-            if set.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "\n{}", paint(code, title));
-            for change in set.iter() {
-                let _ = writeln!(
-                    out,
-                    "  {} / {}",
-                    company_label(change.company_id, company_names),
-                    change.contract_label
-                );
-                write_change(&mut out, change, &paint);
-            }
-        }
-        if !self.warnings.is_empty() {
-            let _ = writeln!(out, "\n{}", paint("1;33", "Warnings:"));
-            for warning in &self.warnings {
-                let _ =
-                    writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
-            }
-        }
+    }
+
+    /// The text plan's last line: the counts, or that nothing is to change.
+    fn write_totals(&self, out: &mut String) {
         let summary = &self.summary;
         if self.changes.is_empty() {
             let _ = writeln!(
@@ -559,7 +573,96 @@ impl Plan {
                 summary.create, summary.update, summary.adjust, summary.delete, summary.unchanged, summary.warnings
             );
         }
-        out.trim_start_matches('\n').to_string()
+    }
+}
+
+/// The text plan's sections: changes grouped by company and contract, and two kinds set apart
+/// for a person to see.
+struct TextSections<'a> {
+    groups: BTreeMap<(String, String), Vec<&'a PlanChange>>,
+    /// Correcting charges: they restate a period already invoiced.
+    restatements: Vec<&'a PlanChange>,
+    /// Deletes, and adjustments that take units away.
+    removals: Vec<&'a PlanChange>,
+}
+
+impl<'a> TextSections<'a> {
+    fn of(changes: &'a [PlanChange], company_names: &BTreeMap<i64, String>) -> Self {
+        let mut sections = TextSections {
+            groups: BTreeMap::new(),
+            restatements: Vec::new(),
+            removals: Vec::new(),
+        };
+        for change in changes {
+            if change.removes_records() {
+                sections.removals.push(change);
+            } else if change.restates_invoiced() {
+                sections.restatements.push(change);
+            } else {
+                let company = if change.entity() == Entity::Services {
+                    "Autotask Services (shared by all contracts)".to_string()
+                } else {
+                    company_label(change.company_id, company_names)
+                };
+                let group = (company, change.contract_label.clone());
+                sections.groups.entry(group).or_default().push(change);
+            }
+        }
+        sections
+    }
+
+    /// Each company's name once, then its contracts and their changes.
+    fn write_groups(&self, out: &mut String, paint: &dyn Fn(&str, &str) -> String) {
+        let mut last_company = None;
+        for ((company, contract), changes) in &self.groups {
+            if last_company != Some(company) {
+                let _ = writeln!(out, "\n{}", paint("1", company));
+                last_company = Some(company);
+            }
+            if !contract.is_empty() {
+                let _ = writeln!(out, "  {contract}");
+            }
+            for change in changes {
+                write_change(out, change, paint);
+            }
+        }
+    }
+
+    /// The restatements, then the removals, each under its title and each change with its
+    /// company and contract.
+    fn write_set_apart(
+        &self,
+        out: &mut String,
+        company_names: &BTreeMap<i64, String>,
+        paint: &dyn Fn(&str, &str) -> String,
+    ) {
+        for (title, code, set) in [
+            ("Restatements of periods already invoiced:", "1;35", &self.restatements),
+            ("Changes that remove licences or records:", "1;31", &self.removals),
+        ] {
+            if set.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{}", paint(code, title));
+            for change in set.iter() {
+                let company = company_label(change.company_id, company_names);
+                let _ = writeln!(out, "  {company} / {}", change.contract_label);
+                write_change(out, change, paint);
+            }
+        }
+    }
+}
+
+impl PlanChange {
+    /// A delete, or an adjustment that takes units away: the text plan sets these apart.
+    fn removes_records(&self) -> bool {
+        self.action() == Action::Delete
+            || matches!(&self.write, Write::AdjustContractService(a) if a.unit_change < 0)
+    }
+
+    /// A correcting charge restates a period already invoiced: a person should see it apart.
+    fn restates_invoiced(&self) -> bool {
+        matches!(&self.key, NaturalKey::Charge { correction: Some(_), .. })
     }
 }
 
@@ -607,6 +710,7 @@ fn write_change(out: &mut String, change: &PlanChange, paint: &dyn Fn(&str, &str
     }
 }
 
+/// An action's name as the plan and the audit trail spell it.
 pub fn action_name(action: Action) -> &'static str {
     action.as_str()
 }
@@ -642,10 +746,15 @@ fn plan_warning(warning: &Warning) -> PlanWarning {
 
 /// Everything a plan is computed from. Pure: no network, no clock (the caller passes the time).
 pub struct PlanInputs<'a> {
+    /// The compiled mapping rules.
     pub rules: &'a crate::rules::RuleSet,
+    /// The bill lines to reconcile.
     pub lines: &'a [crate::billing::BillLine],
+    /// What Autotask holds.
     pub snapshot: &'a Snapshot,
+    /// The mapping files by name and text, for their digest.
     pub mapping_sources: &'a [(String, String)],
+    /// The digest of the bills read, recorded in the plan.
     pub inputs_digest: String,
 }
 
@@ -684,6 +793,43 @@ struct RawPlan {
     approval: Option<Approval>,
 }
 
+impl RawPlan {
+    /// The saved plan's JSON, once its `format_version` is one this cmat reads.
+    fn parse(path: &str, text: &str) -> Result<RawPlan, PlanError> {
+        let version: Value = serde_json::from_str(text)
+            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
+        let found = version.get("format_version").and_then(Value::as_u64).unwrap_or(0) as u32;
+        if found != FORMAT_VERSION {
+            return Err(PlanError::Version { path: path.to_string(), found });
+        }
+        // Read again from the text, not the value: serde's errors then carry line and column.
+        serde_json::from_str(text)
+            .map_err(|source| PlanError::Parse { path: path.to_string(), source })
+    }
+
+    /// Every change names an entity cmat knows, a parent created earlier in the plan, and the
+    /// id an update or delete needs; the first that does not, and why.
+    fn check_shape(&self) -> Result<(), (&RawChange, String)> {
+        let mut known_refs = BTreeSet::new();
+        for change in &self.changes {
+            if Entity::from_name(&change.entity).is_none() {
+                return Err((change, format!("unknown entity {}", change.entity)));
+            }
+            if let Some(PlanParent::Planned { reference }) = &change.parent {
+                if !known_refs.contains(reference) {
+                    let message = format!("parent {reference} is not created earlier in the plan");
+                    return Err((change, message));
+                }
+            }
+            if matches!(change.action, Action::Update | Action::Delete) && change.id.is_none() {
+                return Err((change, "an update or delete needs an id".to_string()));
+            }
+            known_refs.insert(change.reference.clone());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct RawChange {
     #[serde(rename = "ref")]
@@ -715,7 +861,12 @@ pub enum FieldValue {
     Date(chrono::NaiveDate),
     /// A user-defined field: Autotask takes UDFs as `[{"name": …, "value": …}]`; the value is
     /// None in a `before` where the record held none.
-    Udf { name: String, value: Option<String> },
+    Udf {
+        /// The UDF's name ("Subscription ID" by default).
+        name: String,
+        /// Its value; None is JSON null.
+        value: Option<String>,
+    },
     /// A record created earlier in the same plan, by its ref: only a saved plan has these (the
     /// adapter's writes carry ids).
     Planned(String),
