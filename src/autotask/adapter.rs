@@ -456,3 +456,6 @@ fn read_filtered(
         }
     })
 }
+
+#[cfg(test)]
+mod tests;
