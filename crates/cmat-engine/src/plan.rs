@@ -1275,18 +1275,7 @@ impl PlanChange {
         let key: NaturalKey = raw.key.parse()?;
         let entity = Entity::from_name(&raw.entity)
             .ok_or_else(|| format!("unknown entity {}", raw.entity))?;
-        let parent = match &raw.parent {
-            None => None,
-            Some(PlanParent::Existing { entity, id }) if entity == "Contracts" => {
-                Some(Id::Existing(*id))
-            }
-            Some(PlanParent::Existing { entity, .. }) => {
-                return Err(format!("parent entity {entity} is not Contracts"))
-            }
-            Some(PlanParent::Planned { reference }) => {
-                Some(Id::Planned(planned(created, reference)?))
-            }
-        };
+        let parent = raw.parent.as_ref().map(|parent| parent.contract(created)).transpose()?;
         let mut fields = Fields::new("fields", &raw.fields, created);
         let empty = Map::new();
         let mut before = Fields::new("before", raw.before.as_ref().unwrap_or(&empty), created);
@@ -1314,6 +1303,19 @@ impl PlanChange {
             company_id: 0,
             contract_label: String::new(),
         })
+    }
+}
+
+impl PlanParent {
+    /// The contract a saved change hangs under: one Autotask holds, or one created earlier.
+    fn contract(&self, created: &BTreeSet<String>) -> Result<Id<Ref>, String> {
+        match self {
+            PlanParent::Existing { entity, id } if entity == "Contracts" => Ok(Id::Existing(*id)),
+            PlanParent::Existing { entity, .. } => {
+                Err(format!("parent entity {entity} is not Contracts"))
+            }
+            PlanParent::Planned { reference } => Ok(Id::Planned(planned(created, reference)?)),
+        }
     }
 }
 
