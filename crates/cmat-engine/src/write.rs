@@ -269,7 +269,9 @@ pub struct ContractEdits {
 /// nothing changes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ChargeEdits {
+    /// The charge's price per unit, restated.
     pub unit_price: Option<Edit<Decimal>>,
+    /// The charge's cost per unit, restated.
     pub unit_cost: Option<Edit<Decimal>>,
 }
 
