@@ -179,125 +179,62 @@ pub const SENT_ON_CREATE: [(&str, &[&str]); 4] = [
     ),
 ];
 
-/// The request for a write whose every record is known by its Autotask id.
+/// The request for a write whose every record is known by its Autotask id. Its fields come
+/// from the engine's field maps (`Write::field_values`), the same the saved plan shows.
 pub fn request(write: &Write<i64>) -> Result<Request, String> {
     let mut body = Map::new();
-    let mut put = |name: &str, value: Value| {
-        body.insert(name.to_string(), value);
-    };
-    let path = match write {
-        Write::CreateService(service) => {
-            for (name, value) in service.field_values() {
-                put(name, api_value(value)?);
-            }
-            "Services".to_string()
-        }
-        Write::CreateContract(contract) => {
-            contract_body(contract, &mut put);
-            "Contracts".to_string()
-        }
-        Write::UpdateContract { id, edits } => {
-            contract_edits_body(edits, &mut put);
-            put("id", json!(id));
-            "Contracts".to_string()
-        }
-        Write::AdjustContractService(adjustment) => {
-            let contract = adjustment.contract.id();
-            put("serviceID", json!(adjustment.service.id()));
-            put("effectiveDate", json!(adjustment.effective_date.to_string()));
-            put("unitChange", json!(adjustment.unit_change));
-            put("adjustedUnitPrice", api_number(adjustment.adjusted_unit_price)?);
-            put("adjustedUnitCost", api_number(adjustment.adjusted_unit_cost)?);
-            put("contractID", json!(contract));
-            format!("Contracts/{contract}/ServiceAdjustments")
-        }
-        Write::CreateCharge { contract, charge } => {
-            let contract = contract.id();
-            for (name, value) in charge.field_values() {
-                put(name, api_value(value)?);
-            }
-            put("contractID", json!(contract));
-            format!("Contracts/{contract}/Charges")
-        }
-        Write::UpdateCharge { id, contract, unit_price, unit_cost } => {
-            let contract = contract.id();
-            if let Some(edit) = unit_price {
-                put("unitPrice", api_number(edit.new)?);
-            }
-            if let Some(edit) = unit_cost {
-                put("unitCost", api_number(edit.new)?);
-            }
-            // Only `id` and what changes: the contract is in the path (live child PATCHes).
-            put("id", json!(id));
-            format!("Contracts/{contract}/Charges")
-        }
-        // API-NOTES: `DELETE Contracts/{contractId}/Charges/{id}`. Nothing is sent in a body;
-        // the ids are kept in it for the journal, which `cmat revert` reads.
-        Write::DeleteCharge { id, contract, .. } => {
-            put("id", json!(id));
-            put("contractID", json!(contract.id()));
-            format!("Contracts/{}/Charges/{id}", contract.id())
-        }
-    };
+    for (name, value) in write.field_values() {
+        body.insert(name.to_string(), api_value(value)?);
+    }
+    for (name, id) in ids_sent(write) {
+        body.insert(name.to_string(), json!(id));
+    }
     let method = match write.action() {
         Action::Create | Action::Adjust => Method::Create,
         Action::Update => Method::Update,
         Action::Delete => Method::Delete,
     };
-    Ok(Request { method, path, body: Value::Object(body) })
+    Ok(Request { method, path: path_of(write), body: Value::Object(body) })
 }
 
-/// A new contract's fields (the "Subscription ID" as Autotask's `{name, value}` UDF).
-fn contract_body(contract: &cmat_engine::write::NewContract, put: &mut impl FnMut(&str, Value)) {
-    put("companyID", json!(contract.company_id));
-    put("contractName", json!(contract.name));
-    put("contractType", json!(contract.contract_type));
-    put("status", json!(contract.status));
-    if let Some(period) = contract.period_type {
-        put("contractPeriodType", json!(period));
-    }
-    put("startDate", json!(contract.start_date.to_string()));
-    put("endDate", json!(contract.end_date.to_string()));
-    put("serviceLevelAgreementID", json!(contract.service_level_agreement_id));
-    put(
-        "timeReportingRequiresStartAndStopTimes",
-        json!(contract.time_reporting_requires_start_and_stop_times),
-    );
-    if let Some(category) = contract.category {
-        put("contractCategory", json!(category));
-    }
-    if let Some(line) = contract.line_of_business {
-        put("organizationalLevelAssociationID", json!(line));
-    }
-    put(
-        "userDefinedFields",
-        json!([{ "name": contract.subscription_udf, "value": contract.subscription }]),
-    );
-}
-
-/// A contract update's changed fields only (PATCH changes only what is sent).
-fn contract_edits_body(
-    edits: &cmat_engine::write::ContractEdits,
-    put: &mut impl FnMut(&str, Value),
-) {
-    if let Some(edit) = &edits.name {
-        put("contractName", json!(edit.new));
-    }
-    if let Some(edit) = &edits.end_date {
-        put("endDate", json!(edit.new.to_string()));
-    }
-    if let Some(edit) = &edits.service_level_agreement_id {
-        put("serviceLevelAgreementID", json!(edit.new));
-    }
-    if let Some(edit) = &edits.category {
-        put("contractCategory", json!(edit.new));
-    }
-    if let Some(udf) = &edits.subscription {
-        put("userDefinedFields", json!([{ "name": udf.name, "value": udf.edit.new }]));
+/// The ids a body carries besides the fields: the record an update or delete changes, a new
+/// child's contract. A charge update sends only `id` and what changes: the contract is in the
+/// path (live child PATCHes). A delete sends no body; its ids are kept for the journal, which
+/// `cmat revert` reads.
+fn ids_sent(write: &Write<i64>) -> Vec<(&'static str, i64)> {
+    match write {
+        Write::CreateService(_) | Write::CreateContract(_) => Vec::new(),
+        Write::UpdateContract { id, .. } | Write::UpdateCharge { id, .. } => vec![("id", *id)],
+        Write::AdjustContractService(adjustment) => {
+            vec![("contractID", adjustment.contract.id())]
+        }
+        Write::CreateCharge { contract, .. } => vec![("contractID", contract.id())],
+        Write::DeleteCharge { id, contract, .. } => {
+            vec![("id", *id), ("contractID", contract.id())]
+        }
     }
 }
 
-/// A written field's value as Autotask takes it: decimals as JSON numbers.
+/// Where each write goes: a contract's children under it; a delete by id (API-NOTES:
+/// `DELETE Contracts/{contractId}/Charges/{id}`).
+fn path_of(write: &Write<i64>) -> String {
+    match write {
+        Write::CreateService(_) => "Services".to_string(),
+        Write::CreateContract(_) | Write::UpdateContract { .. } => "Contracts".to_string(),
+        Write::AdjustContractService(adjustment) => {
+            format!("Contracts/{}/ServiceAdjustments", adjustment.contract.id())
+        }
+        Write::CreateCharge { contract, .. } | Write::UpdateCharge { contract, .. } => {
+            format!("Contracts/{}/Charges", contract.id())
+        }
+        Write::DeleteCharge { id, contract, .. } => {
+            format!("Contracts/{}/Charges/{id}", contract.id())
+        }
+    }
+}
+
+/// A written field's value as Autotask takes it: decimals as JSON numbers, a UDF as
+/// `[{"name": …, "value": …}]`.
 fn api_value(value: FieldValue) -> Result<Value, String> {
     Ok(match value {
         FieldValue::Text(text) => Value::String(text),
@@ -305,6 +242,10 @@ fn api_value(value: FieldValue) -> Result<Value, String> {
         FieldValue::Decimal(number) => api_number(number)?,
         FieldValue::Bool(flag) => Value::Bool(flag),
         FieldValue::Date(date) => Value::String(date.to_string()),
+        FieldValue::Udf { name, value } => json!([{ "name": name, "value": value }]),
+        FieldValue::Planned(reference) => {
+            return Err(format!("record {reference} has no Autotask id yet"))
+        }
     })
 }
 
@@ -495,3 +436,6 @@ fn read_filtered(
         cause: Some(Arc::new(err)),
     })
 }
+
+#[cfg(test)]
+mod tests;

@@ -1477,8 +1477,7 @@ fn update_open_charge(
     let write = Write::UpdateCharge {
         id: open.id,
         contract: cx.target.parent.clone(),
-        unit_price,
-        unit_cost,
+        edits: crate::write::ChargeEdits { unit_price, unit_cost },
     };
     let reason = wording::restated(charge, billed_price);
     out.changes.push(cx.change(cx.key(None), write, cx.rule.clone(), reason));

@@ -15,49 +15,98 @@ use crate::desired::Warning;
 use crate::diff::{Change, Diff};
 use crate::snapshot::Snapshot;
 use crate::write::{
-    Action, Adjustment, ContractEdits, Edit, Entity, Id, NaturalKey, NewCharge, NewContract,
-    NewService, Ref, UdfEdit, Write,
+    Action, Adjustment, ChargeEdits, ContractEdits, Edit, Entity, Id, NaturalKey, NewCharge,
+    NewContract, NewService, Ref, UdfEdit, Write,
 };
 
+/// The saved plan's format (SPEC): a plan of another version is refused, never guessed at.
 pub const FORMAT_VERSION: u32 = 1;
 
+/// Why a saved plan cannot be trusted: `apply` and `approve` refuse it and write nothing.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     /// The cause (serde's message, with line and column) is rendered as the error's cause.
     #[error("{path}: not a cmat plan")]
-    Parse { path: String, source: serde_json::Error },
+    Parse {
+        /// The plan file, as the user named it.
+        path: String,
+        /// Where and why the JSON did not read.
+        source: serde_json::Error,
+    },
+    /// A plan written by another cmat: its meaning may differ.
     #[error("{path}: plan format version {found} is not supported (this cmat reads version {FORMAT_VERSION})")]
-    Version { path: String, found: u32 },
+    Version {
+        /// The plan file.
+        path: String,
+        /// The `format_version` it declares (0 when it declares none).
+        found: u32,
+    },
+    /// A change that is not a write cmat makes, or does not agree with itself.
     #[error("{path}: change {reference}: {message}")]
-    Invalid { path: String, reference: String, message: String },
+    Invalid {
+        /// The plan file.
+        path: String,
+        /// The change's ref (`cN`), so the user finds it.
+        reference: String,
+        /// What is wrong, naming the field (`fields.unitPrice: …`).
+        message: String,
+    },
 }
 
+/// What a plan was computed from, so `apply` can tell a stale plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Digests {
+    /// The Autotask snapshot ([`snapshot_digest`]).
     pub snapshot: String,
+    /// The bills in the store (changes when a bill is added or restated).
     pub inputs: String,
+    /// The mapping files ([`mappings_digest`]).
     pub mappings: String,
 }
 
+/// The plan's counts, for its last line and for scripts.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
+    /// Records to create.
     pub create: u64,
+    /// Records to update.
     pub update: u64,
+    /// Contract service adjustments.
     pub adjust: u64,
+    /// Records to delete.
     pub delete: u64,
+    /// Records that already match the bills.
     pub unchanged: u64,
+    /// Warnings the plan carries.
     pub warnings: u64,
+}
+
+impl Summary {
+    /// Counts one change under its action.
+    fn count(&mut self, action: Action) {
+        match action {
+            Action::Create => self.create += 1,
+            Action::Update => self.update += 1,
+            Action::Adjust => self.adjust += 1,
+            Action::Delete => self.delete += 1,
+        }
+    }
 }
 
 /// A change's parent as the saved plan spells it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum PlanParent {
+    /// A record Autotask holds.
     Existing {
+        /// Its entity (always "Contracts" today).
         entity: String,
+        /// Its Autotask id.
         id: i64,
     },
+    /// A record an earlier change of the same plan creates.
     Planned {
+        /// That change's ref (`cN`).
         #[serde(rename = "ref")]
         reference: String,
     },
@@ -66,30 +115,48 @@ pub enum PlanParent {
 /// One change of a plan: a typed write, the natural key it is found by, and why.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PlanChange {
+    /// `cN`: how later changes, the journal and the user name this change.
     pub reference: String,
+    /// How the record is found again without its id (after a crash, in a later plan).
     pub key: NaturalKey,
+    /// What is written.
     pub write: Write<Ref>,
+    /// The mapping rule that decided it.
     pub rule: String,
+    /// Why, in words a person checks against the bill.
     pub reason: String,
     /// Grouping for the text plan; not part of the JSON contract.
     pub company_id: i64,
+    /// The contract the text plan shows the change under; not part of the JSON contract.
     pub contract_label: String,
 }
 
+/// Something the plan could not decide or thinks a person should see.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PlanWarning {
+    /// The stable code scripts and the report match on.
     pub code: String,
+    /// What is wrong, for a person.
     pub message: String,
+    /// Where it comes from (a bill line, a record).
     pub source: String,
 }
 
+/// The changes that bring Autotask in line with the bills, and what they were computed from;
+/// saved as SPEC's plan JSON and applied from it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Plan {
+    /// [`FORMAT_VERSION`] for a plan made now; what a saved plan declared when read.
     pub format_version: u32,
+    /// When the plan was computed.
     pub created_at: DateTime<Utc>,
+    /// What it was computed from.
     pub digests: Digests,
+    /// Its counts.
     pub summary: Summary,
+    /// The writes, in the order apply makes them.
     pub changes: Vec<PlanChange>,
+    /// What a person should see before approving.
     pub warnings: Vec<PlanWarning>,
     /// Who made the plan, when known (`CMAT_USER`): what `require_distinct_approver` compares
     /// an approver with. Optional in the JSON, so older plans still read.
@@ -104,9 +171,13 @@ pub struct Plan {
 /// (chained) records the approver and the digest of what was written.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Approval {
+    /// Who approved.
     pub by: String,
+    /// When.
     pub at: DateTime<Utc>,
+    /// The [`Plan::digest`] of the plan they saw.
     pub digest: String,
+    /// The checksum of the three: an edited name or time voids the approval.
     pub seal: String,
 }
 
@@ -125,12 +196,15 @@ impl Approval {
 /// Whether a saved plan file carries an approval that still holds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ApprovalStatus {
+    /// No approval in the file.
     Unapproved,
+    /// An approval that holds for the plan as it is.
     Approved(Approval),
     /// Approved once, but the file changed since: the reason says how.
     Void(String),
 }
 
+/// The digest cmat records everywhere (plans, approvals, the audit trail): "sha256:" and hex.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     prefixed_hex(Sha256::digest(bytes))
 }
@@ -144,26 +218,27 @@ fn prefixed_hex(digest: impl AsRef<[u8]>) -> String {
     out
 }
 
+/// The snapshot as it serializes with `refreshed_at` left out (null), borrowed: the JSON goes
+/// straight into the hash, with no copy of the snapshot and no buffer (a large tenant's is tens
+/// of megabytes). Same fields in the same order as [`Snapshot`], so the digest is the one plans
+/// saved before this view recorded.
+#[derive(Serialize)]
+struct DigestedRecords<'a> {
+    companies: &'a BTreeMap<i64, crate::snapshot::Company>,
+    contracts: &'a BTreeMap<i64, crate::snapshot::Contract>,
+    services: &'a BTreeMap<i64, crate::snapshot::Service>,
+    contract_services: &'a BTreeMap<i64, crate::snapshot::ContractService>,
+    contract_service_units: &'a BTreeMap<i64, crate::snapshot::ContractServiceUnit>,
+    charges: &'a BTreeMap<i64, crate::snapshot::ContractCharge>,
+    billing_codes: &'a BTreeMap<i64, crate::snapshot::BillingCode>,
+    picklists: &'a crate::snapshot::Picklists,
+    currencies: &'a BTreeMap<i64, crate::snapshot::Currency>,
+    refreshed_at: Option<DateTime<Utc>>,
+    incomplete: &'a BTreeMap<String, crate::snapshot::IncompleteRecord>,
+}
+
 /// Digest of everything the plan read from Autotask (ordered maps: stable bytes).
 pub fn snapshot_digest(snapshot: &Snapshot) -> String {
-    /// The snapshot as it serializes with `refreshed_at` left out (null), borrowed: the JSON
-    /// goes straight into the hash, with no copy of the snapshot and no buffer (a large
-    /// tenant's is tens of megabytes). Same fields in the same order as [`Snapshot`], so the
-    /// digest is the one plans saved before this view recorded.
-    #[derive(Serialize)]
-    struct Records<'a> {
-        companies: &'a BTreeMap<i64, crate::snapshot::Company>,
-        contracts: &'a BTreeMap<i64, crate::snapshot::Contract>,
-        services: &'a BTreeMap<i64, crate::snapshot::Service>,
-        contract_services: &'a BTreeMap<i64, crate::snapshot::ContractService>,
-        contract_service_units: &'a BTreeMap<i64, crate::snapshot::ContractServiceUnit>,
-        charges: &'a BTreeMap<i64, crate::snapshot::ContractCharge>,
-        billing_codes: &'a BTreeMap<i64, crate::snapshot::BillingCode>,
-        picklists: &'a crate::snapshot::Picklists,
-        currencies: &'a BTreeMap<i64, crate::snapshot::Currency>,
-        refreshed_at: Option<DateTime<Utc>>,
-        incomplete: &'a BTreeMap<String, crate::snapshot::IncompleteRecord>,
-    }
     // Every field named: one added to `Snapshot` does not compile here until the digest
     // takes it.
     let Snapshot {
@@ -179,7 +254,7 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
         refreshed_at: _,
         incomplete,
     } = snapshot;
-    let records = Records {
+    let records = DigestedRecords {
         companies,
         contracts,
         services,
@@ -200,6 +275,41 @@ pub fn snapshot_digest(snapshot: &Snapshot) -> String {
     prefixed_hex(hasher.finalize())
 }
 
+/// The ref (`cN`, numbered from 1 in the diff's order) of each record the diff creates, by
+/// its natural key: what later changes name it by.
+fn planned_refs(changes: &[Change]) -> BTreeMap<NaturalKey, String> {
+    changes
+        .iter()
+        .enumerate()
+        .filter(|(_, change)| change.write.action() == Action::Create)
+        .map(|(index, change)| (change.key.clone(), format!("c{}", index + 1)))
+        .collect()
+}
+
+impl PlanChange {
+    /// The diff's change as the plan's `number`th, its planned records named by their refs.
+    fn numbered(number: usize, change: Change, refs: &BTreeMap<NaturalKey, String>) -> PlanChange {
+        let Change { key, write, rule, reason, company_id, contract_label } = change;
+        let write = write
+            .map_refs(|planned| {
+                Ok::<_, std::convert::Infallible>(Ref(refs
+                    .get(planned)
+                    .cloned()
+                    .unwrap_or_else(|| planned.to_string())))
+            })
+            .unwrap_or_else(|never| match never {});
+        PlanChange {
+            reference: format!("c{number}"),
+            key,
+            write,
+            rule: rule.to_string(),
+            reason,
+            company_id,
+            contract_label,
+        }
+    }
+}
+
 /// Digest of the mapping files, by relative name and text.
 pub fn mappings_digest(sources: &[(String, String)]) -> String {
     let mut hasher = Sha256::new();
@@ -215,48 +325,20 @@ pub fn mappings_digest(sources: &[(String, String)]) -> String {
 impl Plan {
     /// Numbers the changes (c1, c2, …) in the diff's order and turns planned-record keys into refs.
     pub fn new(diff: Diff, digests: Digests, created_at: DateTime<Utc>) -> Plan {
-        let refs: BTreeMap<NaturalKey, String> = diff
-            .changes
-            .iter()
-            .enumerate()
-            .filter(|(_, change)| change.write.action() == Action::Create)
-            .map(|(index, change)| (change.key.clone(), format!("c{}", index + 1)))
-            .collect();
+        let refs = planned_refs(&diff.changes);
         let mut summary = Summary {
             unchanged: diff.unchanged,
             warnings: diff.warnings.len() as u64,
             ..Summary::default()
         };
+        for change in &diff.changes {
+            summary.count(change.write.action());
+        }
         let changes = diff
             .changes
             .into_iter()
             .enumerate()
-            .map(|(index, change)| {
-                match change.write.action() {
-                    Action::Create => summary.create += 1,
-                    Action::Update => summary.update += 1,
-                    Action::Adjust => summary.adjust += 1,
-                    Action::Delete => summary.delete += 1,
-                }
-                let Change { key, write, rule, reason, company_id, contract_label } = change;
-                let write = write
-                    .map_refs(|planned| {
-                        Ok::<_, std::convert::Infallible>(Ref(refs
-                            .get(planned)
-                            .cloned()
-                            .unwrap_or_else(|| planned.to_string())))
-                    })
-                    .unwrap_or_else(|never| match never {});
-                PlanChange {
-                    reference: format!("c{}", index + 1),
-                    key,
-                    write,
-                    rule: rule.to_string(),
-                    reason,
-                    company_id,
-                    contract_label,
-                }
-            })
+            .map(|(index, change)| PlanChange::numbered(index + 1, change, &refs))
             .collect();
         Plan {
             format_version: FORMAT_VERSION,
@@ -314,6 +396,7 @@ impl Plan {
         ApprovalStatus::Approved(approval.clone())
     }
 
+    /// Whether applying the plan would write anything.
     pub fn has_changes(&self) -> bool {
         !self.changes.is_empty()
     }
@@ -341,39 +424,14 @@ impl Plan {
     /// Reads a saved plan and checks that it is internally consistent before anyone trusts it:
     /// every change must be a write cmat makes, with typed values, each error naming its change.
     pub fn from_json(path: &str, text: &str) -> Result<Plan, PlanError> {
-        let version: Value = serde_json::from_str(text)
-            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
-        let found = version.get("format_version").and_then(Value::as_u64).unwrap_or(0) as u32;
-        if found != FORMAT_VERSION {
-            return Err(PlanError::Version { path: path.to_string(), found });
-        }
-        // Read again from the text, not the value: serde's errors then carry line and column.
-        let raw: RawPlan = serde_json::from_str(text)
-            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
+        let raw = RawPlan::parse(path, text)?;
         let invalid = |change: &RawChange, message: String| PlanError::Invalid {
             path: path.to_string(),
             reference: change.reference.clone(),
             message,
         };
         // The plan's shape first (entities, parents, ids), then each change's values.
-        let mut known_refs = BTreeSet::new();
-        for change in &raw.changes {
-            if Entity::from_name(&change.entity).is_none() {
-                return Err(invalid(change, format!("unknown entity {}", change.entity)));
-            }
-            if let Some(PlanParent::Planned { reference }) = &change.parent {
-                if !known_refs.contains(reference) {
-                    return Err(invalid(
-                        change,
-                        format!("parent {reference} is not created earlier in the plan"),
-                    ));
-                }
-            }
-            if matches!(change.action, Action::Update | Action::Delete) && change.id.is_none() {
-                return Err(invalid(change, "an update or delete needs an id".to_string()));
-            }
-            known_refs.insert(change.reference.clone());
-        }
+        raw.check_shape().map_err(|(change, message)| invalid(change, message))?;
         let mut created = BTreeSet::new();
         let mut changes = Vec::with_capacity(raw.changes.len());
         for change in &raw.changes {
@@ -479,72 +537,28 @@ impl Plan {
                 text.to_string()
             }
         };
+        let sections = TextSections::of(&self.changes, company_names);
         let mut out = String::new();
-        let destructive = |change: &PlanChange| {
-            change.action() == Action::Delete
-                || matches!(&change.write, Write::AdjustContractService(a) if a.unit_change < 0)
-        };
-        // A correcting charge restates a period already invoiced: a person should see it apart.
-        let restates_invoiced = |change: &PlanChange| {
-            matches!(&change.key, NaturalKey::Charge { correction: Some(_), .. })
-        };
-        let mut groups: BTreeMap<(String, String), Vec<&PlanChange>> = BTreeMap::new();
-        let mut removals = Vec::new();
-        let mut restatements = Vec::new();
-        for change in &self.changes {
-            if destructive(change) {
-                removals.push(change);
-                continue;
-            }
-            if restates_invoiced(change) {
-                restatements.push(change);
-                continue;
-            }
-            let company = if change.entity() == Entity::Services {
-                "Autotask Services (shared by all contracts)".to_string()
-            } else {
-                company_label(change.company_id, company_names)
-            };
-            groups.entry((company, change.contract_label.clone())).or_default().push(change);
+        sections.write_groups(&mut out, &paint);
+        sections.write_set_apart(&mut out, company_names, &paint);
+        self.write_warnings(&mut out, &paint);
+        self.write_totals(&mut out);
+        out.trim_start_matches('\n').to_string()
+    }
+
+    /// The text plan's warnings, one a line.
+    fn write_warnings(&self, out: &mut String, paint: &dyn Fn(&str, &str) -> String) {
+        if self.warnings.is_empty() {
+            return;
         }
-        let mut last_company = None;
-        for ((company, contract), changes) in &groups {
-            if last_company != Some(company) {
-                let _ = writeln!(out, "\n{}", paint("1", company));
-                last_company = Some(company);
-            }
-            if !contract.is_empty() {
-                let _ = writeln!(out, "  {contract}");
-            }
-            for change in changes {
-                write_change(&mut out, change, &paint);
-            }
+        let _ = writeln!(out, "\n{}", paint("1;33", "Warnings:"));
+        for warning in &self.warnings {
+            let _ = writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
         }
-        for (title, code, set) in [
-            ("Restatements of periods already invoiced:", "1;35", &restatements),
-            ("Changes that remove licences or records:", "1;31", &removals),
-        ] {
-            if set.is_empty() {
-                continue;
-            }
-            let _ = writeln!(out, "\n{}", paint(code, title));
-            for change in set.iter() {
-                let _ = writeln!(
-                    out,
-                    "  {} / {}",
-                    company_label(change.company_id, company_names),
-                    change.contract_label
-                );
-                write_change(&mut out, change, &paint);
-            }
-        }
-        if !self.warnings.is_empty() {
-            let _ = writeln!(out, "\n{}", paint("1;33", "Warnings:"));
-            for warning in &self.warnings {
-                let _ =
-                    writeln!(out, "  ! {}: {} ({})", warning.code, warning.message, warning.source);
-            }
-        }
+    }
+
+    /// The text plan's last line: the counts, or that nothing is to change.
+    fn write_totals(&self, out: &mut String) {
         let summary = &self.summary;
         if self.changes.is_empty() {
             let _ = writeln!(
@@ -559,7 +573,96 @@ impl Plan {
                 summary.create, summary.update, summary.adjust, summary.delete, summary.unchanged, summary.warnings
             );
         }
-        out.trim_start_matches('\n').to_string()
+    }
+}
+
+/// The text plan's sections: changes grouped by company and contract, and two kinds set apart
+/// for a person to see.
+struct TextSections<'a> {
+    groups: BTreeMap<(String, String), Vec<&'a PlanChange>>,
+    /// Correcting charges: they restate a period already invoiced.
+    restatements: Vec<&'a PlanChange>,
+    /// Deletes, and adjustments that take units away.
+    removals: Vec<&'a PlanChange>,
+}
+
+impl<'a> TextSections<'a> {
+    fn of(changes: &'a [PlanChange], company_names: &BTreeMap<i64, String>) -> Self {
+        let mut sections = TextSections {
+            groups: BTreeMap::new(),
+            restatements: Vec::new(),
+            removals: Vec::new(),
+        };
+        for change in changes {
+            if change.removes_records() {
+                sections.removals.push(change);
+            } else if change.restates_invoiced() {
+                sections.restatements.push(change);
+            } else {
+                let company = if change.entity() == Entity::Services {
+                    "Autotask Services (shared by all contracts)".to_string()
+                } else {
+                    company_label(change.company_id, company_names)
+                };
+                let group = (company, change.contract_label.clone());
+                sections.groups.entry(group).or_default().push(change);
+            }
+        }
+        sections
+    }
+
+    /// Each company's name once, then its contracts and their changes.
+    fn write_groups(&self, out: &mut String, paint: &dyn Fn(&str, &str) -> String) {
+        let mut last_company = None;
+        for ((company, contract), changes) in &self.groups {
+            if last_company != Some(company) {
+                let _ = writeln!(out, "\n{}", paint("1", company));
+                last_company = Some(company);
+            }
+            if !contract.is_empty() {
+                let _ = writeln!(out, "  {contract}");
+            }
+            for change in changes {
+                write_change(out, change, paint);
+            }
+        }
+    }
+
+    /// The restatements, then the removals, each under its title and each change with its
+    /// company and contract.
+    fn write_set_apart(
+        &self,
+        out: &mut String,
+        company_names: &BTreeMap<i64, String>,
+        paint: &dyn Fn(&str, &str) -> String,
+    ) {
+        for (title, code, set) in [
+            ("Restatements of periods already invoiced:", "1;35", &self.restatements),
+            ("Changes that remove licences or records:", "1;31", &self.removals),
+        ] {
+            if set.is_empty() {
+                continue;
+            }
+            let _ = writeln!(out, "\n{}", paint(code, title));
+            for change in set.iter() {
+                let company = company_label(change.company_id, company_names);
+                let _ = writeln!(out, "  {company} / {}", change.contract_label);
+                write_change(out, change, paint);
+            }
+        }
+    }
+}
+
+impl PlanChange {
+    /// A delete, or an adjustment that takes units away: the text plan sets these apart.
+    fn removes_records(&self) -> bool {
+        self.action() == Action::Delete
+            || matches!(&self.write, Write::AdjustContractService(a) if a.unit_change < 0)
+    }
+
+    /// A correcting charge restates a period already invoiced: a person should see it apart.
+    fn restates_invoiced(&self) -> bool {
+        matches!(&self.key, NaturalKey::Charge { correction: Some(_), .. })
     }
 }
 
@@ -607,6 +710,7 @@ fn write_change(out: &mut String, change: &PlanChange, paint: &dyn Fn(&str, &str
     }
 }
 
+/// An action's name as the plan and the audit trail spell it.
 pub fn action_name(action: Action) -> &'static str {
     action.as_str()
 }
@@ -642,10 +746,15 @@ fn plan_warning(warning: &Warning) -> PlanWarning {
 
 /// Everything a plan is computed from. Pure: no network, no clock (the caller passes the time).
 pub struct PlanInputs<'a> {
+    /// The compiled mapping rules.
     pub rules: &'a crate::rules::RuleSet,
+    /// The bill lines to reconcile.
     pub lines: &'a [crate::billing::BillLine],
+    /// What Autotask holds.
     pub snapshot: &'a Snapshot,
+    /// The mapping files by name and text, for their digest.
     pub mapping_sources: &'a [(String, String)],
+    /// The digest of the bills read, recorded in the plan.
     pub inputs_digest: String,
 }
 
@@ -684,6 +793,43 @@ struct RawPlan {
     approval: Option<Approval>,
 }
 
+impl RawPlan {
+    /// The saved plan's JSON, once its `format_version` is one this cmat reads.
+    fn parse(path: &str, text: &str) -> Result<RawPlan, PlanError> {
+        let version: Value = serde_json::from_str(text)
+            .map_err(|source| PlanError::Parse { path: path.to_string(), source })?;
+        let found = version.get("format_version").and_then(Value::as_u64).unwrap_or(0) as u32;
+        if found != FORMAT_VERSION {
+            return Err(PlanError::Version { path: path.to_string(), found });
+        }
+        // Read again from the text, not the value: serde's errors then carry line and column.
+        serde_json::from_str(text)
+            .map_err(|source| PlanError::Parse { path: path.to_string(), source })
+    }
+
+    /// Every change names an entity cmat knows, a parent created earlier in the plan, and the
+    /// id an update or delete needs; the first that does not, and why.
+    fn check_shape(&self) -> Result<(), (&RawChange, String)> {
+        let mut known_refs = BTreeSet::new();
+        for change in &self.changes {
+            if Entity::from_name(&change.entity).is_none() {
+                return Err((change, format!("unknown entity {}", change.entity)));
+            }
+            if let Some(PlanParent::Planned { reference }) = &change.parent {
+                if !known_refs.contains(reference) {
+                    let message = format!("parent {reference} is not created earlier in the plan");
+                    return Err((change, message));
+                }
+            }
+            if matches!(change.action, Action::Update | Action::Delete) && change.id.is_none() {
+                return Err((change, "an update or delete needs an id".to_string()));
+            }
+            known_refs.insert(change.reference.clone());
+        }
+        Ok(())
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 struct RawChange {
     #[serde(rename = "ref")]
@@ -703,11 +849,27 @@ struct RawChange {
 /// strings) or for Autotask (decimals as numbers).
 #[derive(Debug, Clone, PartialEq)]
 pub enum FieldValue {
+    /// A string field.
     Text(String),
+    /// An integer: an id or a picklist value.
     Int(i64),
+    /// An amount, exact.
     Decimal(rust_decimal::Decimal),
+    /// A flag.
     Bool(bool),
+    /// A calendar date, spelled YYYY-MM-DD.
     Date(chrono::NaiveDate),
+    /// A user-defined field: Autotask takes UDFs as `[{"name": …, "value": …}]`; the value is
+    /// None in a `before` where the record held none.
+    Udf {
+        /// The UDF's name ("Subscription ID" by default).
+        name: String,
+        /// Its value; None is JSON null.
+        value: Option<String>,
+    },
+    /// A record created earlier in the same plan, by its ref: only a saved plan has these (the
+    /// adapter's writes carry ids).
+    Planned(String),
 }
 
 impl FieldValue {
@@ -719,86 +881,203 @@ impl FieldValue {
             FieldValue::Decimal(value) => decimal(*value),
             FieldValue::Bool(value) => Value::Bool(*value),
             FieldValue::Date(value) => date(*value),
+            FieldValue::Udf { name, value } => {
+                serde_json::json!([{ "name": name, "value": value }])
+            }
+            FieldValue::Planned(reference) => serde_json::json!({ "ref": reference }),
         }
     }
 }
 
-/// A Rust field's value as a written field; None leaves the field out.
-trait ToField {
-    fn to_field(&self) -> Option<FieldValue>;
+/// How a write names a planned record in a field: a plan by its ref, the adapter (once it was
+/// created) by its id. Lets one field map serve `Write<Ref>` and `Write<i64>`.
+pub trait RecordField {
+    /// The field's value for the planned record.
+    fn field_value(&self) -> FieldValue;
 }
 
-impl ToField for String {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Text(self.clone()))
+impl RecordField for i64 {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Int(*self)
     }
 }
 
-impl ToField for i64 {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Int(*self))
+impl RecordField for Ref {
+    fn field_value(&self) -> FieldValue {
+        FieldValue::Planned(self.0.clone())
     }
 }
 
-impl ToField for Option<i64> {
-    fn to_field(&self) -> Option<FieldValue> {
-        self.map(FieldValue::Int)
+/// Each kind of written value as a [`FieldValue`], named as the [`Fields`] method that reads it
+/// back: a field map names the kind once and gets both. None leaves the field out.
+mod put {
+    use super::{FieldValue, RecordField};
+    use crate::write::{Edit, Id, UdfEdit};
+    use chrono::NaiveDate;
+    use rust_decimal::Decimal;
+
+    pub(super) fn text(value: &str) -> Option<FieldValue> {
+        Some(FieldValue::Text(value.to_string()))
+    }
+
+    pub(super) fn int(value: &i64) -> Option<FieldValue> {
+        Some(FieldValue::Int(*value))
+    }
+
+    pub(super) fn optional_int(value: &Option<i64>) -> Option<FieldValue> {
+        value.map(FieldValue::Int)
+    }
+
+    pub(super) fn decimal(value: &Decimal) -> Option<FieldValue> {
+        Some(FieldValue::Decimal(*value))
+    }
+
+    pub(super) fn optional_decimal(value: &Option<Decimal>) -> Option<FieldValue> {
+        value.map(FieldValue::Decimal)
+    }
+
+    pub(super) fn boolean(value: &bool) -> Option<FieldValue> {
+        Some(FieldValue::Bool(*value))
+    }
+
+    pub(super) fn date(value: &NaiveDate) -> Option<FieldValue> {
+        Some(FieldValue::Date(*value))
+    }
+
+    /// A count the saved plan spells as text (an adjustment's units before).
+    pub(super) fn count(value: &i64) -> Option<FieldValue> {
+        Some(FieldValue::Text(value.to_string()))
+    }
+
+    /// A record a write points at: an id, or a planned record as its [`RecordField`] says.
+    pub(super) fn record<P: RecordField>(id: &Id<P>) -> Option<FieldValue> {
+        Some(match id {
+            Id::Existing(id) => FieldValue::Int(*id),
+            Id::Planned(planned) => planned.field_value(),
+        })
+    }
+
+    /// A new contract's subscription UDF, from its name and value.
+    pub(super) fn udf((name, value): (&String, &String)) -> Option<FieldValue> {
+        Some(FieldValue::Udf { name: name.clone(), value: Some(value.clone()) })
+    }
+
+    /// An edit as (old, new); an old value of None is a field that held nothing.
+    pub(super) fn edit<T>(
+        edit: &Option<Edit<T>>,
+        put: impl Fn(&T) -> Option<FieldValue>,
+    ) -> Option<(Option<FieldValue>, FieldValue)> {
+        let edit = edit.as_ref()?;
+        Some((edit.old.as_ref().and_then(&put), put(&edit.new)?))
+    }
+
+    /// A UDF edit as (old, new): both name the UDF, the old value may be None.
+    pub(super) fn udf_edit(udf: &Option<UdfEdit>) -> Option<(Option<FieldValue>, FieldValue)> {
+        let udf = udf.as_ref()?;
+        let value = |value: Option<&String>| FieldValue::Udf {
+            name: udf.name.clone(),
+            value: value.cloned(),
+        };
+        Some((Some(value(udf.edit.old.as_ref())), value(Some(&udf.edit.new))))
     }
 }
 
-impl ToField for rust_decimal::Decimal {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Decimal(*self))
-    }
-}
-
-impl ToField for Option<rust_decimal::Decimal> {
-    fn to_field(&self) -> Option<FieldValue> {
-        self.map(FieldValue::Decimal)
-    }
-}
-
-impl ToField for chrono::NaiveDate {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Date(*self))
-    }
-}
-
-impl ToField for bool {
-    fn to_field(&self) -> Option<FieldValue> {
-        Some(FieldValue::Bool(*self))
-    }
-}
-
-/// A written entity's Autotask fields, stated once: each Rust field, how a saved plan reads
-/// it back, and its Autotask name. The plan's `fields`, the Autotask request (the adapter's
-/// `request`) and the read-back (`from_raw`) all go through it, so a new field is one line.
+/// Each written entity's Autotask fields, stated once: the Rust field, its kind (a [`put`]
+/// function and a [`Fields`] method of that name) and its Autotask name. The plan's `fields`
+/// and `before`, the Autotask request (the adapter's `request`) and the read-back of a saved
+/// plan (`from_raw`) all go through these maps, so a new field is one line here.
+///
+/// Three shapes: a record written whole (`Entity { … }`; `a & b` joins two Rust fields into
+/// one Autotask field, the subscription UDF), a record under a parent the caller supplies with
+/// a `before` of its own (`Entity<P> given parent { … } before { … }`), and the edits of an
+/// update (`edits Entity { … }`, each Rust field an `Option<Edit<_>>`).
 macro_rules! field_map {
-    ($entity:ident { $($field:ident: $read:ident $name:literal),* $(,)? }) => {
+    ($entity:ident { $($($field:ident)&+: $kind:ident $name:literal),* $(,)? }) => {
         impl $entity {
-            /// Autotask's name and value of each field written, in order; an absent optional
-            /// field is left out.
+            /// Autotask's name and value of each field written; an absent optional field is
+            /// left out.
             pub fn field_values(&self) -> Vec<(&'static str, FieldValue)> {
-                [$(($name, ToField::to_field(&self.$field))),*]
+                field_map!(@values self, $($($field)&+: $kind $name),*)
+            }
+
+            /// The record as a saved plan's `fields` (or a delete's `before`) spell it.
+            fn read_fields(fields: &mut Fields<'_>) -> Result<Self, String> {
+                $(let field_map!(@pattern $($field)&+) = fields.$kind($name)?;)*
+                Ok($entity { $($($field,)+)* })
+            }
+        }
+    };
+    ($entity:ident<$planned:ident> given $given:ident {
+        $($field:ident: $kind:ident $name:literal),* $(,)?
+    } before {
+        $($old:ident: $old_kind:ident $old_name:literal),* $(,)?
+    }) => {
+        impl<$planned: RecordField> $entity<$planned> {
+            /// Autotask's name and value of each field written.
+            pub fn field_values(&self) -> Vec<(&'static str, FieldValue)> {
+                field_map!(@values self, $($field: $kind $name),*)
+            }
+
+            /// What Autotask held before, as the plan's `before` names it; an unknown value is
+            /// left out.
+            pub fn before_values(&self) -> Vec<(&'static str, FieldValue)> {
+                field_map!(@values self, $($old: $old_kind $old_name),*)
+            }
+        }
+
+        impl $entity<Ref> {
+            /// The record from a saved plan's `fields` and `before`; its parent is checked
+            /// after the fields, before `before`.
+            fn read_fields(
+                $given: Result<Id<Ref>, String>,
+                fields: &mut Fields<'_>,
+                before: &mut Fields<'_>,
+            ) -> Result<Self, String> {
+                $(let $field = fields.$kind($name)?;)*
+                let $given = $given?;
+                $(let $old = before.$old_kind($old_name)?;)*
+                Ok($entity { $given, $($field,)* $($old,)* })
+            }
+        }
+    };
+    (edits $entity:ident { $($field:ident: $kind:ident $name:literal),* $(,)? }) => {
+        impl $entity {
+            /// Each changed field: Autotask's name, what it held (None: nothing) and the new
+            /// value.
+            pub fn edit_values(&self) -> Vec<(&'static str, Option<FieldValue>, FieldValue)> {
+                [$(($name, field_map!(@edit $kind, &self.$field))),*]
                     .into_iter()
-                    .filter_map(|(name, value)| value.map(|value| (name, value)))
+                    .filter_map(|(name, edit)| edit.map(|(old, new)| (name, old, new)))
                     .collect()
             }
 
-            /// The entity as a saved plan's fields spell it.
-            fn read_fields(fields: &mut Fields<'_>) -> Result<Self, String> {
-                Ok($entity { $($field: field_map!(@read fields, $read, $name),)* })
+            /// The edits of a saved update: a field in `fields` is changed, and `before` must
+            /// say what it held.
+            fn read_edits<'a>(
+                fields: &mut Fields<'a>,
+                before: &mut Fields<'a>,
+            ) -> Result<Self, String> {
+                Ok($entity { $($field: field_map!(@read_edit fields, before, $kind, $name),)* })
             }
         }
     };
-    (@read $fields:ident, optional_int, $name:literal) => {
-        $fields.optional(Fields::int, $name)?
+    (@values $self:ident, $($($field:ident)&+: $kind:ident $name:literal),*) => {
+        [$(($name, put::$kind(field_map!(@get $self, $($field)&+)))),*]
+            .into_iter()
+            .filter_map(|(name, value)| value.map(|value| (name, value)))
+            .collect()
     };
-    (@read $fields:ident, optional_decimal, $name:literal) => {
-        $fields.optional(Fields::decimal, $name)?
+    (@get $self:ident, $field:ident) => { &$self.$field };
+    (@get $self:ident, $first:ident & $second:ident) => { (&$self.$first, &$self.$second) };
+    (@pattern $field:ident) => { $field };
+    (@pattern $first:ident & $second:ident) => { ($first, $second) };
+    (@edit udf, $value:expr) => { put::udf_edit($value) };
+    (@edit $kind:ident, $value:expr) => { put::edit($value, |value| put::$kind(value)) };
+    (@read_edit $fields:ident, $before:ident, udf, $name:literal) => {
+        read_udf_edit($fields, $before, $name)?
     };
-    (@read $fields:ident, $read:ident, $name:literal) => {
-        $fields.$read($name)?
+    (@read_edit $fields:ident, $before:ident, $kind:ident, $name:literal) => {
+        read_edit($fields, $before, $name, Fields::$kind)?
     };
 }
 
@@ -810,6 +1089,42 @@ field_map!(NewService {
     unit_price: decimal "unitPrice",
     unit_cost: decimal "unitCost",
     is_active: boolean "isActive",
+});
+
+field_map!(NewContract {
+    // First: a saved plan's errors name the UDF before the other fields.
+    subscription_udf & subscription: udf "userDefinedFields",
+    company_id: int "companyID",
+    name: text "contractName",
+    contract_type: int "contractType",
+    status: int "status",
+    period_type: optional_int "contractPeriodType",
+    start_date: date "startDate",
+    end_date: date "endDate",
+    service_level_agreement_id: int "serviceLevelAgreementID",
+    time_reporting_requires_start_and_stop_times: int "timeReportingRequiresStartAndStopTimes",
+    category: optional_int "contractCategory",
+    line_of_business: optional_int "organizationalLevelAssociationID",
+});
+
+field_map!(edits ContractEdits {
+    name: text "contractName",
+    end_date: date "endDate",
+    service_level_agreement_id: int "serviceLevelAgreementID",
+    category: int "contractCategory",
+    subscription: udf "userDefinedFields",
+});
+
+field_map!(Adjustment<P> given contract {
+    service: record "serviceID",
+    effective_date: date "effectiveDate",
+    unit_change: int "unitChange",
+    adjusted_unit_price: decimal "adjustedUnitPrice",
+    adjusted_unit_cost: decimal "adjustedUnitCost",
+} before {
+    units_before: count "units",
+    price_before: optional_decimal "adjustedUnitPrice",
+    cost_before: optional_decimal "adjustedUnitCost",
 });
 
 field_map!(NewCharge {
@@ -824,6 +1139,50 @@ field_map!(NewCharge {
     is_billable_to_company: boolean "isBillableToCompany",
 });
 
+field_map!(edits ChargeEdits {
+    unit_price: decimal "unitPrice",
+    unit_cost: decimal "unitCost",
+});
+
+impl<P: RecordField> Write<P> {
+    /// What the write sends, by Autotask name: a create's record, an update's new values, an
+    /// adjustment's; a delete sends no field.
+    pub fn field_values(&self) -> Vec<(&'static str, FieldValue)> {
+        let new = |edits: Vec<(&'static str, Option<FieldValue>, FieldValue)>| {
+            edits.into_iter().map(|(name, _, new)| (name, new)).collect()
+        };
+        match self {
+            Write::CreateService(service) => service.field_values(),
+            Write::CreateContract(contract) => contract.field_values(),
+            Write::UpdateContract { edits, .. } => new(edits.edit_values()),
+            Write::AdjustContractService(adjustment) => adjustment.field_values(),
+            Write::CreateCharge { charge, .. } => charge.field_values(),
+            Write::UpdateCharge { edits, .. } => new(edits.edit_values()),
+            Write::DeleteCharge { .. } => Vec::new(),
+        }
+    }
+
+    /// What Autotask held before the write (the plan's `before`): None for a create; a value
+    /// of None is a field that held nothing. A delete's is the record it removes.
+    pub fn before_values(&self) -> Option<Vec<(&'static str, Option<FieldValue>)>> {
+        let old = |edits: Vec<(&'static str, Option<FieldValue>, FieldValue)>| {
+            edits.into_iter().map(|(name, old, _)| (name, old)).collect()
+        };
+        let held = |values: Vec<(&'static str, FieldValue)>| {
+            values.into_iter().map(|(name, value)| (name, Some(value))).collect()
+        };
+        Some(match self {
+            Write::CreateService(_) | Write::CreateContract(_) | Write::CreateCharge { .. } => {
+                return None
+            }
+            Write::UpdateContract { edits, .. } => old(edits.edit_values()),
+            Write::AdjustContractService(adjustment) => held(adjustment.before_values()),
+            Write::UpdateCharge { edits, .. } => old(edits.edit_values()),
+            Write::DeleteCharge { charge, .. } => held(charge.field_values()),
+        })
+    }
+}
+
 fn text(value: impl Into<String>) -> Value {
     Value::String(value.into())
 }
@@ -835,24 +1194,6 @@ fn decimal(value: rust_decimal::Decimal) -> Value {
 
 fn date(value: chrono::NaiveDate) -> Value {
     Value::String(value.to_string())
-}
-
-fn record(id: &Id<Ref>) -> Value {
-    match id {
-        Id::Existing(id) => Value::from(*id),
-        Id::Planned(Ref(reference)) => serde_json::json!({ "ref": reference }),
-    }
-}
-
-/// A charge's fields as the plan names them: what a create writes, what a delete removes.
-fn charge_fields(charge: &NewCharge) -> Map<String, Value> {
-    let values = charge.field_values().into_iter();
-    values.map(|(name, value)| (name.to_string(), value.to_plan())).collect()
-}
-
-/// A charge read back from a `fields` or `before` map.
-fn charge_of(fields: &mut Fields<'_>) -> Result<NewCharge, String> {
-    NewCharge::read_fields(fields)
 }
 
 impl PlanChange {
@@ -874,14 +1215,17 @@ impl PlanChange {
             .collect()
     }
 
+    /// What the change does (create, update, adjust, delete).
     pub fn action(&self) -> Action {
         self.write.action()
     }
 
+    /// The Autotask entity the change writes.
     pub fn entity(&self) -> Entity {
         self.write.entity()
     }
 
+    /// The existing record the change updates or deletes.
     pub fn id(&self) -> Option<i64> {
         self.write.id()
     }
@@ -889,137 +1233,16 @@ impl PlanChange {
     /// The fields as the saved plan (and the audit trail) name them: Autotask's camelCase
     /// names, decimals as strings, a planned record as `{"ref": "cN"}`.
     pub fn fields(&self) -> Map<String, Value> {
-        let mut fields = Map::new();
-        let mut put = |name: &str, value: Value| {
-            fields.insert(name.to_string(), value);
-        };
-        match &self.write {
-            Write::CreateService(service) => {
-                for (name, value) in service.field_values() {
-                    put(name, value.to_plan());
-                }
-            }
-            Write::CreateContract(contract) => {
-                put("companyID", Value::from(contract.company_id));
-                put("contractName", text(&contract.name));
-                put("contractType", Value::from(contract.contract_type));
-                put("status", Value::from(contract.status));
-                if let Some(period) = contract.period_type {
-                    put("contractPeriodType", Value::from(period));
-                }
-                put("startDate", date(contract.start_date));
-                put("endDate", date(contract.end_date));
-                put("serviceLevelAgreementID", Value::from(contract.service_level_agreement_id));
-                put(
-                    "timeReportingRequiresStartAndStopTimes",
-                    Value::from(contract.time_reporting_requires_start_and_stop_times),
-                );
-                if let Some(category) = contract.category {
-                    put("contractCategory", Value::from(category));
-                }
-                if let Some(line) = contract.line_of_business {
-                    put("organizationalLevelAssociationID", Value::from(line));
-                }
-                put(
-                    "userDefinedFields",
-                    serde_json::json!([{
-                        "name": contract.subscription_udf,
-                        "value": contract.subscription,
-                    }]),
-                );
-            }
-            Write::UpdateContract { edits, .. } => {
-                if let Some(edit) = &edits.name {
-                    put("contractName", text(&edit.new));
-                }
-                if let Some(edit) = &edits.end_date {
-                    put("endDate", date(edit.new));
-                }
-                if let Some(edit) = &edits.service_level_agreement_id {
-                    put("serviceLevelAgreementID", Value::from(edit.new));
-                }
-                if let Some(edit) = &edits.category {
-                    put("contractCategory", Value::from(edit.new));
-                }
-                if let Some(udf) = &edits.subscription {
-                    put(
-                        "userDefinedFields",
-                        serde_json::json!([{ "name": udf.name, "value": udf.edit.new }]),
-                    );
-                }
-            }
-            Write::AdjustContractService(adjustment) => {
-                put("serviceID", record(&adjustment.service));
-                put("effectiveDate", date(adjustment.effective_date));
-                put("unitChange", Value::from(adjustment.unit_change));
-                put("adjustedUnitPrice", decimal(adjustment.adjusted_unit_price));
-                put("adjustedUnitCost", decimal(adjustment.adjusted_unit_cost));
-            }
-            Write::CreateCharge { charge, .. } => fields.extend(charge_fields(charge)),
-            Write::UpdateCharge { unit_price, unit_cost, .. } => {
-                if let Some(edit) = unit_price {
-                    put("unitPrice", decimal(edit.new));
-                }
-                if let Some(edit) = unit_cost {
-                    put("unitCost", decimal(edit.new));
-                }
-            }
-            // A delete writes no field; what went is its `before`.
-            Write::DeleteCharge { .. } => {}
-        }
-        fields
+        let values = self.write.field_values().into_iter();
+        values.map(|(name, value)| (name.to_string(), value.to_plan())).collect()
     }
 
-    /// What Autotask held before the change, for updates and adjustments.
+    /// What Autotask held before the change, for updates, adjustments and deletes.
     pub fn before(&self) -> Option<Map<String, Value>> {
-        let mut before = Map::new();
-        let mut old = |name: &str, value: Option<Value>| {
-            before.insert(name.to_string(), value.unwrap_or(Value::Null));
-        };
-        match &self.write {
-            Write::CreateService(_) | Write::CreateContract(_) | Write::CreateCharge { .. } => {
-                return None
-            }
-            Write::UpdateContract { edits, .. } => {
-                if let Some(edit) = &edits.name {
-                    old("contractName", edit.old.as_deref().map(text));
-                }
-                if let Some(edit) = &edits.end_date {
-                    old("endDate", edit.old.map(date));
-                }
-                if let Some(edit) = &edits.service_level_agreement_id {
-                    old("serviceLevelAgreementID", edit.old.map(Value::from));
-                }
-                if let Some(edit) = &edits.category {
-                    old("contractCategory", edit.old.map(Value::from));
-                }
-                if let Some(udf) = &edits.subscription {
-                    old(
-                        "userDefinedFields",
-                        Some(serde_json::json!([{ "name": udf.name, "value": udf.edit.old }])),
-                    );
-                }
-            }
-            Write::AdjustContractService(adjustment) => {
-                old("units", Some(text(adjustment.units_before.to_string())));
-                if let Some(price) = adjustment.price_before {
-                    old("adjustedUnitPrice", Some(decimal(price)));
-                }
-                if let Some(cost) = adjustment.cost_before {
-                    old("adjustedUnitCost", Some(decimal(cost)));
-                }
-            }
-            Write::DeleteCharge { charge, .. } => return Some(charge_fields(charge)),
-            Write::UpdateCharge { unit_price, unit_cost, .. } => {
-                if let Some(edit) = unit_price {
-                    old("unitPrice", edit.old.map(decimal));
-                }
-                if let Some(edit) = unit_cost {
-                    old("unitCost", edit.old.map(decimal));
-                }
-            }
-        }
-        Some(before)
+        let values = self.write.before_values()?.into_iter();
+        let plan =
+            |value: Option<FieldValue>| value.as_ref().map_or(Value::Null, FieldValue::to_plan);
+        Some(values.map(|(name, value)| (name.to_string(), plan(value))).collect())
     }
 
     /// The parent as the saved plan spells it.
@@ -1052,22 +1275,11 @@ impl PlanChange {
         let key: NaturalKey = raw.key.parse()?;
         let entity = Entity::from_name(&raw.entity)
             .ok_or_else(|| format!("unknown entity {}", raw.entity))?;
-        let parent = match &raw.parent {
-            None => None,
-            Some(PlanParent::Existing { entity, id }) if entity == "Contracts" => {
-                Some(Id::Existing(*id))
-            }
-            Some(PlanParent::Existing { entity, .. }) => {
-                return Err(format!("parent entity {entity} is not Contracts"))
-            }
-            Some(PlanParent::Planned { reference }) => {
-                Some(Id::Planned(planned(created, reference)?))
-            }
-        };
-        let mut fields = Fields::new("fields", &raw.fields);
+        let parent = raw.parent.as_ref().map(|parent| parent.contract(created)).transpose()?;
+        let mut fields = Fields::new("fields", &raw.fields, created);
         let empty = Map::new();
-        let mut before = Fields::new("before", raw.before.as_ref().unwrap_or(&empty));
-        let write = write_of(raw, entity, parent, &mut fields, &mut before, created)?;
+        let mut before = Fields::new("before", raw.before.as_ref().unwrap_or(&empty), created);
+        let write = write_of(raw, entity, parent, &mut fields, &mut before)?;
         fields.finish()?;
         before.finish()?;
         if raw.before.is_some()
@@ -1094,6 +1306,19 @@ impl PlanChange {
     }
 }
 
+impl PlanParent {
+    /// The contract a saved change hangs under: one Autotask holds, or one created earlier.
+    fn contract(&self, created: &BTreeSet<String>) -> Result<Id<Ref>, String> {
+        match self {
+            PlanParent::Existing { entity, id } if entity == "Contracts" => Ok(Id::Existing(*id)),
+            PlanParent::Existing { entity, .. } => {
+                Err(format!("parent entity {entity} is not Contracts"))
+            }
+            PlanParent::Planned { reference } => Ok(Id::Planned(planned(created, reference)?)),
+        }
+    }
+}
+
 /// A planned record's ref, which must be created earlier in the plan.
 fn planned(created: &BTreeSet<String>, reference: &str) -> Result<Ref, String> {
     if created.contains(reference) {
@@ -1104,58 +1329,46 @@ fn planned(created: &BTreeSet<String>, reference: &str) -> Result<Ref, String> {
 }
 
 /// The write a saved change's action, entity, parent, fields and before describe.
-fn write_of(
+fn write_of<'a>(
     raw: &RawChange,
     entity: Entity,
     parent: Option<Id<Ref>>,
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-    created: &BTreeSet<String>,
+    fields: &mut Fields<'a>,
+    before: &mut Fields<'a>,
 ) -> Result<Write<Ref>, String> {
-    let no_parent = |parent: Option<Id<Ref>>| match parent {
-        None => Ok(()),
-        Some(_) => Err(format!("{} {} has no parent", raw.action.as_str(), raw.entity)),
-    };
-    let needs_parent = |parent: Option<Id<Ref>>| {
-        parent.ok_or_else(|| {
-            format!("{} {} needs a parent contract", raw.action.as_str(), raw.entity)
-        })
-    };
+    let id = raw.id.unwrap_or_default();
     Ok(match (raw.action, entity) {
         (Action::Create, Entity::Services) => {
-            no_parent(parent)?;
+            no_parent(raw, parent)?;
             Write::CreateService(NewService::read_fields(fields)?)
         }
         (Action::Create, Entity::Contracts) => {
-            no_parent(parent)?;
-            Write::CreateContract(contract_of(fields)?)
+            no_parent(raw, parent)?;
+            Write::CreateContract(NewContract::read_fields(fields)?)
         }
         (Action::Update, Entity::Contracts) => {
-            no_parent(parent)?;
-            let edits = contract_edits_of(fields, before)?;
-            Write::UpdateContract { id: raw.id.unwrap_or_default(), edits }
+            no_parent(raw, parent)?;
+            let edits = ContractEdits::read_edits(fields, before)?;
+            changes_a_field(entity, edits == ContractEdits::default())?;
+            Write::UpdateContract { id, edits }
         }
         (Action::Adjust, Entity::ContractServiceAdjustments) => {
-            // The parent is checked after the service, as the fields are read in order.
-            let contract = needs_parent(parent);
-            Write::AdjustContractService(adjustment_of(contract, fields, before, created)?)
+            let contract = needs_parent(raw, parent);
+            Write::AdjustContractService(Adjustment::read_fields(contract, fields, before)?)
         }
-        (Action::Create, Entity::ContractCharges) => {
-            Write::CreateCharge { contract: needs_parent(parent)?, charge: charge_of(fields)? }
-        }
+        (Action::Create, Entity::ContractCharges) => Write::CreateCharge {
+            contract: needs_parent(raw, parent)?,
+            charge: NewCharge::read_fields(fields)?,
+        },
         (Action::Delete, Entity::ContractCharges) => Write::DeleteCharge {
             id: raw.id.ok_or("a delete of ContractCharges needs the charge's id")?,
-            contract: needs_parent(parent)?,
-            charge: charge_of(before)?,
+            contract: needs_parent(raw, parent)?,
+            charge: NewCharge::read_fields(before)?,
         },
         (Action::Update, Entity::ContractCharges) => {
-            let (unit_price, unit_cost) = charge_edits_of(fields, before)?;
-            Write::UpdateCharge {
-                id: raw.id.unwrap_or_default(),
-                contract: needs_parent(parent)?,
-                unit_price,
-                unit_cost,
-            }
+            let edits = ChargeEdits::read_edits(fields, before)?;
+            changes_a_field(entity, edits == ChargeEdits::default())?;
+            Write::UpdateCharge { id, contract: needs_parent(raw, parent)?, edits }
         }
         (action, entity) => {
             return Err(format!("cmat plans no {} of {}", action.as_str(), entity.as_str()))
@@ -1163,113 +1376,54 @@ fn write_of(
     })
 }
 
-/// A saved Contract create.
-fn contract_of(fields: &mut Fields<'_>) -> Result<NewContract, String> {
-    let (subscription_udf, subscription) = fields.udf("userDefinedFields")?;
-    Ok(NewContract {
-        company_id: fields.int("companyID")?,
-        name: fields.text("contractName")?,
-        contract_type: fields.int("contractType")?,
-        status: fields.int("status")?,
-        period_type: fields.optional(Fields::int, "contractPeriodType")?,
-        start_date: fields.date("startDate")?,
-        end_date: fields.date("endDate")?,
-        service_level_agreement_id: fields.int("serviceLevelAgreementID")?,
-        time_reporting_requires_start_and_stop_times: fields
-            .int("timeReportingRequiresStartAndStopTimes")?,
-        category: fields.optional(Fields::int, "contractCategory")?,
-        line_of_business: fields.optional(Fields::int, "organizationalLevelAssociationID")?,
-        subscription_udf,
-        subscription,
-    })
-}
-
-/// A saved Contract update: each field written with what it held before.
-fn contract_edits_of(
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-) -> Result<ContractEdits, String> {
-    let mut edit = |name: &str| -> Result<Option<(Value, Value)>, String> {
-        match fields.take(name) {
-            None => Ok(None),
-            Some(new) => Ok(Some((before.required(name)?, new))),
-        }
-    };
-    let name = edit("contractName")?;
-    let end = edit("endDate")?;
-    let sla = edit("serviceLevelAgreementID")?;
-    let category = edit("contractCategory")?;
-    let subscription = edit("userDefinedFields")?.map(udf_edit).transpose()?;
-    let edits = ContractEdits {
-        name: name.map(|(old, new)| edit_of(old, new, "contractName", as_text)).transpose()?,
-        end_date: end.map(|(old, new)| edit_of(old, new, "endDate", as_date)).transpose()?,
-        service_level_agreement_id: sla
-            .map(|(old, new)| edit_of(old, new, "serviceLevelAgreementID", as_int))
-            .transpose()?,
-        category: category
-            .map(|(old, new)| edit_of(old, new, "contractCategory", as_int))
-            .transpose()?,
-        subscription,
-    };
-    if edits == ContractEdits::default() {
-        return Err("an update of Contracts changes no field cmat writes".into());
+/// A saved change of a record without a parent must name none.
+fn no_parent(raw: &RawChange, parent: Option<Id<Ref>>) -> Result<(), String> {
+    match parent {
+        None => Ok(()),
+        Some(_) => Err(format!("{} {} has no parent", raw.action.as_str(), raw.entity)),
     }
-    Ok(edits)
 }
 
-/// A saved contract service adjustment; its Service is an id or a `{"ref"}` created earlier.
-fn adjustment_of(
-    contract: Result<Id<Ref>, String>,
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-    created: &BTreeSet<String>,
-) -> Result<Adjustment<Ref>, String> {
-    let service = match fields.take("serviceID") {
-        Some(Value::Object(map)) if map.len() == 1 => match map.get("ref") {
-            Some(Value::String(reference)) => Id::Planned(
-                planned(created, reference)
-                    .map_err(|message| format!("fields.serviceID: {message}"))?,
-            ),
-            _ => return Err("fields.serviceID: not an id or {\"ref\"}".into()),
-        },
-        Some(value) => Id::Existing(as_int(&value).map_err(|m| format!("fields.serviceID: {m}"))?),
-        None => return Err("fields.serviceID is missing".into()),
-    };
-    let units_before = before.text("units")?;
-    Ok(Adjustment {
-        contract: contract?,
-        service,
-        effective_date: fields.date("effectiveDate")?,
-        unit_change: fields.int("unitChange")?,
-        units_before: units_before
-            .parse()
-            .map_err(|_| format!("before.units: {units_before:?} is not a count"))?,
-        adjusted_unit_price: fields.decimal("adjustedUnitPrice")?,
-        adjusted_unit_cost: fields.decimal("adjustedUnitCost")?,
-        price_before: before.optional(Fields::decimal, "adjustedUnitPrice")?,
-        cost_before: before.optional(Fields::decimal, "adjustedUnitCost")?,
-    })
+/// A saved change of a contract's child must name its contract.
+fn needs_parent(raw: &RawChange, parent: Option<Id<Ref>>) -> Result<Id<Ref>, String> {
+    parent.ok_or_else(|| format!("{} {} needs a parent contract", raw.action.as_str(), raw.entity))
 }
 
-/// A saved charge update's price and cost edits; at least one.
-type ChargeEdits = (Option<Edit<rust_decimal::Decimal>>, Option<Edit<rust_decimal::Decimal>>);
-
-fn charge_edits_of(
-    fields: &mut Fields<'_>,
-    before: &mut Fields<'_>,
-) -> Result<ChargeEdits, String> {
-    let mut edit = |name: &str| -> Result<Option<Edit<rust_decimal::Decimal>>, String> {
-        match fields.take(name) {
-            None => Ok(None),
-            Some(new) => edit_of(before.required(name)?, new, name, as_decimal).map(Some),
-        }
-    };
-    let unit_price = edit("unitPrice")?;
-    let unit_cost = edit("unitCost")?;
-    if unit_price.is_none() && unit_cost.is_none() {
-        return Err("an update of ContractCharges changes no field cmat writes".into());
+/// An update that changes nothing is not one cmat plans.
+fn changes_a_field(entity: Entity, unchanged: bool) -> Result<(), String> {
+    if unchanged {
+        Err(format!("an update of {} changes no field cmat writes", entity.as_str()))
+    } else {
+        Ok(())
     }
-    Ok((unit_price, unit_cost))
+}
+
+/// An edit read back: present in `fields`, the field changed, and `before` must say what it
+/// held (null: nothing); absent, it did not change.
+fn read_edit<'a, T>(
+    fields: &mut Fields<'a>,
+    before: &mut Fields<'a>,
+    name: &str,
+    read: fn(&mut Fields<'a>, &str) -> Result<T, String>,
+) -> Result<Option<Edit<T>>, String> {
+    if !fields.map.contains_key(name) {
+        return Ok(None);
+    }
+    let old = before.nullable(read, name)?;
+    let new = read(fields, name)?;
+    Ok(Some(Edit { old, new }))
+}
+
+/// A UDF edit read back, as [`read_edit`] reads other fields.
+fn read_udf_edit<'a>(
+    fields: &mut Fields<'a>,
+    before: &mut Fields<'a>,
+    name: &str,
+) -> Result<Option<UdfEdit>, String> {
+    match fields.take(name) {
+        None => Ok(None),
+        Some(new) => udf_edit((before.required(name)?, new)).map(Some),
+    }
 }
 
 /// The key must be the kind of record the write makes, and agree with what it writes.
@@ -1296,20 +1450,6 @@ fn check_key(key: &NaturalKey, write: &Write<Ref>) -> Result<(), String> {
     } else {
         Err(format!("key {key} does not match what the change writes"))
     }
-}
-
-fn edit_of<T>(
-    old: Value,
-    new: Value,
-    name: &str,
-    read: fn(&Value) -> Result<T, String>,
-) -> Result<Edit<T>, String> {
-    let old = match old {
-        Value::Null => None,
-        old => Some(read(&old).map_err(|message| format!("before.{name}: {message}"))?),
-    };
-    let new = read(&new).map_err(|message| format!("fields.{name}: {message}"))?;
-    Ok(Edit { old, new })
 }
 
 /// A UDF update: `[{"name": UDF, "value": …}]` in `fields` and in `before` (whose value may be
@@ -1362,16 +1502,20 @@ fn as_decimal(value: &Value) -> Result<rust_decimal::Decimal, String> {
         .ok_or_else(|| format!("{value} is not a decimal amount (a string such as \"20.6000\")"))
 }
 
-/// The fields of one saved change, read once each; what is left over is an error.
+/// The fields of one saved change, read once each; what is left over is an error. A field
+/// map's kinds are its methods (`text`, `int`, …), each named as the [`put`] function that
+/// writes that kind.
 struct Fields<'a> {
     what: &'static str,
     map: &'a Map<String, Value>,
     read: BTreeSet<&'a str>,
+    /// The refs of the records created earlier in the plan: what a `{"ref"}` may name.
+    created: &'a BTreeSet<String>,
 }
 
 impl<'a> Fields<'a> {
-    fn new(what: &'static str, map: &'a Map<String, Value>) -> Self {
-        Fields { what, map, read: BTreeSet::new() }
+    fn new(what: &'static str, map: &'a Map<String, Value>, created: &'a BTreeSet<String>) -> Self {
+        Fields { what, map, read: BTreeSet::new(), created }
     }
 
     fn take(&mut self, name: &str) -> Option<Value> {
@@ -1384,7 +1528,11 @@ impl<'a> Fields<'a> {
         self.take(name).ok_or_else(|| format!("{}.{name} is missing", self.what))
     }
 
-    fn read<T>(&mut self, name: &str, read: fn(&Value) -> Result<T, String>) -> Result<T, String> {
+    fn read<T>(
+        &mut self,
+        name: &str,
+        read: impl FnOnce(&Value) -> Result<T, String>,
+    ) -> Result<T, String> {
         let value = self.required(name)?;
         read(&value).map_err(|message| format!("{}.{name}: {message}", self.what))
     }
@@ -1401,8 +1549,26 @@ impl<'a> Fields<'a> {
         }
     }
 
+    /// A field that must be there, and may be null (a `before` where nothing was held).
+    fn nullable<T>(
+        &mut self,
+        read: fn(&mut Self, &str) -> Result<T, String>,
+        name: &str,
+    ) -> Result<Option<T>, String> {
+        if self.map.get(name) == Some(&Value::Null) {
+            self.take(name);
+            Ok(None)
+        } else {
+            read(self, name).map(Some)
+        }
+    }
+
     fn int(&mut self, name: &str) -> Result<i64, String> {
         self.read(name, as_int)
+    }
+
+    fn optional_int(&mut self, name: &str) -> Result<Option<i64>, String> {
+        self.optional(Fields::int, name)
     }
 
     fn text(&mut self, name: &str) -> Result<String, String> {
@@ -1417,9 +1583,33 @@ impl<'a> Fields<'a> {
         self.read(name, as_decimal)
     }
 
+    fn optional_decimal(&mut self, name: &str) -> Result<Option<rust_decimal::Decimal>, String> {
+        self.optional(Fields::decimal, name)
+    }
+
     fn boolean(&mut self, name: &str) -> Result<bool, String> {
         self.read(name, |value| {
             value.as_bool().ok_or_else(|| format!("{value} is not true or false"))
+        })
+    }
+
+    /// A count spelled as text ("3"), as a `before` holds an adjustment's units.
+    fn count(&mut self, name: &str) -> Result<i64, String> {
+        self.read(name, |value| {
+            let count = as_text(value)?;
+            count.parse().map_err(|_| format!("{count:?} is not a count"))
+        })
+    }
+
+    /// A record: an id, or `{"ref": …}` naming a record created earlier in the plan.
+    fn record(&mut self, name: &str) -> Result<Id<Ref>, String> {
+        let created = self.created;
+        self.read(name, |value| match value {
+            Value::Object(map) if map.len() == 1 => match map.get("ref") {
+                Some(Value::String(reference)) => planned(created, reference).map(Id::Planned),
+                _ => Err("not an id or {\"ref\"}".into()),
+            },
+            value => as_int(value).map(Id::Existing),
         })
     }
 
@@ -1783,8 +1973,7 @@ mod tests {
                         Write::UpdateCharge {
                             id,
                             contract: Id::Existing(contract_id),
-                            unit_price,
-                            unit_cost,
+                            edits: ChargeEdits { unit_price, unit_cost },
                         },
                     )
                 }),

@@ -542,8 +542,7 @@ impl Reverting<'_> {
         let write = Write::UpdateCharge {
             id,
             contract: Id::Existing(contract),
-            unit_price: price,
-            unit_cost: cost,
+            edits: crate::write::ChargeEdits { unit_price: price, unit_cost: cost },
         };
         self.push(key, write, "the charge's price and cost as before the run".into());
     }

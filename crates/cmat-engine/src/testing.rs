@@ -223,7 +223,8 @@ pub fn play_checked(plan: &Plan, snapshot: &mut Snapshot) -> Vec<String> {
                     },
                 );
             }
-            Write::UpdateCharge { id, unit_price, unit_cost, .. } => {
+            Write::UpdateCharge { id, edits, .. } => {
+                let crate::write::ChargeEdits { unit_price, unit_cost } = edits;
                 if let Some(charge) = snapshot.charges.get_mut(&id) {
                     if let Some(price) = unit_price {
                         charge.unit_price = price.new;

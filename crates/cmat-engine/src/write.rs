@@ -321,6 +321,16 @@ pub struct ContractEdits {
     pub subscription: Option<UdfEdit>,
 }
 
+/// The fields cmat changes on an existing charge (a restated bill, or a revert); None where
+/// nothing changes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ChargeEdits {
+    /// The charge's price per unit, restated.
+    pub unit_price: Option<Edit<Decimal>>,
+    /// The charge's cost per unit, restated.
+    pub unit_cost: Option<Edit<Decimal>>,
+}
+
 /// A user-defined field an update sets, by name (Autotask sends UDFs as `{name, value}`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UdfEdit {
@@ -408,10 +418,8 @@ pub enum Write<P> {
         id: i64,
         /// The contract it is on (the API path names it).
         contract: Id<P>,
-        /// A new price, with the old.
-        unit_price: Option<Edit<Decimal>>,
-        /// A new cost, with the old.
-        unit_cost: Option<Edit<Decimal>>,
+        /// The new price and cost, with the old.
+        edits: ChargeEdits,
     },
     /// An unbilled charge removed (`cmat revert` of the run that created it). The charge as
     /// Autotask held it rides along: the plan and the audit trail show what went, and a revert
@@ -494,11 +502,10 @@ impl<P> Write<P> {
             Write::CreateCharge { contract, charge } => {
                 Write::CreateCharge { contract: contract.map(&mut f)?, charge: charge.clone() }
             }
-            Write::UpdateCharge { id, contract, unit_price, unit_cost } => Write::UpdateCharge {
+            Write::UpdateCharge { id, contract, edits } => Write::UpdateCharge {
                 id: *id,
                 contract: contract.map(&mut f)?,
-                unit_price: unit_price.clone(),
-                unit_cost: unit_cost.clone(),
+                edits: edits.clone(),
             },
             Write::DeleteCharge { id, contract, charge } => Write::DeleteCharge {
                 id: *id,

@@ -625,11 +625,13 @@ mod tests {
         let write: Write<i64> = Write::UpdateCharge {
             id: 77,
             contract: cmat_engine::write::Id::Existing(4410),
-            unit_price: Some(cmat_engine::write::Edit {
-                old: Some("10".parse().expect("decimal")),
-                new: "12.5".parse().expect("decimal"),
-            }),
-            unit_cost: None,
+            edits: cmat_engine::write::ChargeEdits {
+                unit_price: Some(cmat_engine::write::Edit {
+                    old: Some("10".parse().expect("decimal")),
+                    new: "12.5".parse().expect("decimal"),
+                }),
+                unit_cost: None,
+            },
         };
         let request = adapter::request(&write).expect("request");
         assert_eq!(request.path, "Contracts/4410/Charges");
