@@ -29,7 +29,8 @@ pub mod table;
 pub mod write;
 
 #[cfg(any(test, feature = "testing"))]
-#[allow(clippy::too_many_lines, clippy::unwrap_used, clippy::expect_used)] // test support, never shipped
+// Test support, never shipped.
+#[allow(clippy::too_many_lines, clippy::unwrap_used, clippy::expect_used)]
 pub mod testing;
 
 #[cfg(test)]
