@@ -161,6 +161,18 @@ fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`: a crash
+/// leaves the old file or the new one, never half of one (saved plans, CSVs, kept state).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let temporary = path.with_extension("tmp-cmat");
+    let written =
+        std::fs::write(&temporary, bytes).and_then(|()| std::fs::rename(&temporary, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    written
+}
+
 /// Plain `http://` only to loopback: credentials must never cross a network in clear text.
 ///
 /// The URL is read by the same parser the HTTP client uses, so the host checked is the host

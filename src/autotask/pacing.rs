@@ -110,11 +110,9 @@ impl PacingMemory {
             slot_release_delay_ms: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
             learned_at: now,
         };
-        let partial = self.path.with_extension("json.partial");
         let written = serde_json::to_vec_pretty(&remembered)
             .map_err(std::io::Error::other)
-            .and_then(|bytes| std::fs::write(&partial, bytes))
-            .and_then(|()| std::fs::rename(&partial, &self.path));
+            .and_then(|bytes| crate::workspace::write_atomically(&self.path, &bytes));
         if let Err(err) = written {
             tracing::warn!("{}: cannot keep the learned pacing ({err})", self.path.display());
         }

@@ -87,11 +87,10 @@ pub fn exit_code(plan: &Plan, detailed: bool) -> Exit {
     }
 }
 
-/// Write to a temporary file beside the target, then rename: never a half-written plan.
+/// [`crate::workspace::write_atomically`], its failure worded for the user: never a
+/// half-written plan.
 pub fn write_atomically(path: &std::path::Path, bytes: &[u8]) -> Result<(), super::CommandError> {
-    let temporary = path.with_extension("tmp-cmat");
-    std::fs::write(&temporary, bytes)
-        .and_then(|()| std::fs::rename(&temporary, path))
+    crate::workspace::write_atomically(path, bytes)
         .map_err(|err| format!("{}: cannot write: {err}", path.display()))?;
     Ok(())
 }
